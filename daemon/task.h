@@ -1,0 +1,127 @@
+/*
+ * task.h -- the task ABI: how a piece of work is written once and run by
+ * every executor it declares.  Built-in tasks use exactly this header,
+ * as will plugins.
+ *
+ * A task is a resumable step function.  start() parses nothing (the
+ * daemon has already validated the arguments against the task's table)
+ * and sets up the per-job state; step() does a slice of work and says
+ * what comes next:
+ *
+ *	TASK_DONE	finished; the result (if any) was packed with
+ *			task_result()
+ *	TASK_FAILED	finished with an error set by task_fail()
+ *	TASK_YIELD	more to do: let other jobs run, then call step again
+ *	TASK_WAIT	wait (task_wait_ms or task_wait_fd said for what),
+ *			then call step again
+ *
+ * Executors differ only in how they wait: a thread sleeps or polls, the
+ * event loop arms a timer or an fd event.  stop() releases the per-job
+ * state, whatever happened.  A task is asked to stop early when
+ * task_cancelled() turns true; waits are interrupted at once.
+ */
+#ifndef CONCD_TASK_H
+#define CONCD_TASK_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+/* Bump when struct task or the functions below change incompatibly. */
+#define CONCD_TASK_ABI 1
+
+/* What the work is like: `auto` picks the executor from this. */
+enum task_trait {
+	TASK_NONBLOCKING = 1 << 0, /* waits without blocking: the loop */
+	TASK_BLOCKING = 1 << 1,	   /* calls blocking code: a thread */
+	TASK_CPU = 1 << 2,	   /* computes: a process */
+};
+
+/* Executors a task can run on. */
+enum task_executor {
+	TASK_ON_LOOP = 1 << 0,
+	TASK_ON_THREAD = 1 << 1,
+	TASK_ON_PROCESS = 1 << 2,
+	TASK_ON_ALL = TASK_ON_LOOP | TASK_ON_THREAD | TASK_ON_PROCESS,
+};
+
+enum task_step {
+	TASK_DONE,
+	TASK_FAILED,
+	TASK_YIELD,
+	TASK_WAIT,
+};
+
+enum task_arg_type {
+	TASK_ARG_INT,
+	TASK_ARG_BOOL,
+	TASK_ARG_STR,
+};
+
+#define TASK_MAX_ARGS 8
+
+/* One row per argument; the daemon validates requests against it. */
+struct task_arg {
+	const char *name;
+	enum task_arg_type type;
+	bool required;
+	int64_t min, max;  /* TASK_ARG_INT: range; TASK_ARG_STR: length */
+	int64_t def;	   /* default for an absent INT or BOOL */
+	const char *help;
+};
+
+union task_value {
+	int64_t i;
+	bool b;
+	struct {
+		const char *ptr; /* not NUL-terminated; lives as long as the job */
+		size_t len;
+	} s;
+};
+
+struct task_ctx;
+
+struct task {
+	int abi; /* CONCD_TASK_ABI */
+	const char *name;
+	const char *summary;
+	unsigned traits;    /* enum task_trait */
+	unsigned executors; /* enum task_executor */
+	size_t state_size;  /* bytes of zeroed per-job state */
+	const struct task_arg *args;
+	size_t nargs;
+	bool any_args; /* accept any map (noop); then argv is empty */
+
+	/* Optional per-worker state, made once per warm worker. */
+	int (*init)(void **worker_state, char *err, size_t errlen);
+	void (*fini)(void *worker_state);
+
+	/* argv[i] holds the value of args[i] (or its default). */
+	int (*start)(struct task_ctx *, const union task_value *argv);
+	enum task_step (*step)(struct task_ctx *);
+	void (*stop)(struct task_ctx *); /* optional */
+};
+
+/* ---- what a task may call ---- */
+
+void *task_state(struct task_ctx *);
+void *task_worker_state(struct task_ctx *);
+/* The job's raw msgpack arguments (a map), e.g. to echo them. */
+const char *task_args_raw(struct task_ctx *, size_t *len);
+
+/* Report progress; the daemon coalesces it for slow watchers. */
+void task_progress(struct task_ctx *, uint64_t done, uint64_t total,
+    const char *msg);
+/* Pack exactly one msgpack value as the job's result. */
+msgpack_packer *task_result(struct task_ctx *);
+/* Record an error; returns TASK_FAILED so `return task_fail(...)` reads. */
+enum task_step task_fail(struct task_ctx *, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+enum task_step task_wait_ms(struct task_ctx *, uint64_t ms);
+enum task_step task_wait_fd(struct task_ctx *, int fd, bool writable);
+bool task_cancelled(struct task_ctx *);
+
+#endif

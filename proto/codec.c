@@ -1,0 +1,400 @@
+/*
+ * codec.c -- encode frames into a pbuf and decode them against the field
+ * table.  Decoding validates everything the table says about a message
+ * before the daemon or the client looks at it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "proto.h"
+
+/* ---- encoding ---- */
+
+static void
+put_u16_at(struct pbuf *b, size_t at, uint32_t v)
+{
+	b->data[at] = (char)(v >> 8);
+	b->data[at + 1] = (char)v;
+}
+
+static void
+count_one(struct proto_enc *e)
+{
+	if (e->depth > 0)
+		e->level[e->depth - 1].count++;
+}
+
+static void
+open_level(struct proto_enc *e, bool map)
+{
+	static const char hdr[2][3] = {{(char)0xdc, 0, 0}, {(char)0xde, 0, 0}};
+
+	if (e->depth == PROTO_ENC_DEPTH) {
+		e->failed = true;
+		return;
+	}
+	e->level[e->depth].at = e->buf->len;
+	e->level[e->depth].count = 0;
+	e->level[e->depth].map = map;
+	e->depth++;
+	pbuf_append(e->buf, hdr[map], 3);
+}
+
+void
+proto_enc_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
+    uint64_t id)
+{
+	static const char zero[4];
+
+	e->buf = b;
+	e->start = b->len;
+	e->depth = 0;
+	e->failed = false;
+	msgpack_packer_init(&e->pk, b, pbuf_write_cb);
+	pbuf_append(b, zero, sizeof(zero));
+	open_level(e, true);
+	proto_enc_str(e, PF_T, proto_types[type].name,
+	    strlen(proto_types[type].name));
+	if (type != PROTO_PONG || id != 0)
+		proto_enc_u64(e, PF_ID, id);
+}
+
+void
+proto_enc_key(struct proto_enc *e, enum proto_field f)
+{
+	const char *name = proto_fields[f].name;
+
+	count_one(e);
+	msgpack_pack_str_with_body(&e->pk, name, strlen(name));
+}
+
+void
+proto_enc_u64(struct proto_enc *e, enum proto_field f, uint64_t v)
+{
+	proto_enc_key(e, f);
+	msgpack_pack_uint64(&e->pk, v);
+}
+
+void
+proto_enc_i64(struct proto_enc *e, enum proto_field f, int64_t v)
+{
+	proto_enc_key(e, f);
+	msgpack_pack_int64(&e->pk, v);
+}
+
+void
+proto_enc_bool(struct proto_enc *e, enum proto_field f, bool v)
+{
+	proto_enc_key(e, f);
+	if (v)
+		msgpack_pack_true(&e->pk);
+	else
+		msgpack_pack_false(&e->pk);
+}
+
+void
+proto_enc_str(struct proto_enc *e, enum proto_field f, const char *s,
+    size_t len)
+{
+	proto_enc_key(e, f);
+	msgpack_pack_str_with_body(&e->pk, s, len);
+}
+
+void
+proto_enc_cstr(struct proto_enc *e, enum proto_field f, const char *s)
+{
+	proto_enc_str(e, f, s, strlen(s));
+}
+
+void
+proto_enc_raw(struct proto_enc *e, enum proto_field f, const void *p,
+    size_t len)
+{
+	proto_enc_key(e, f);
+	pbuf_append(e->buf, p, len);
+}
+
+void
+proto_enc_map_open(struct proto_enc *e)
+{
+	if (e->depth > 0 && !e->level[e->depth - 1].map)
+		count_one(e);
+	open_level(e, true);
+}
+
+void
+proto_enc_array_open(struct proto_enc *e)
+{
+	if (e->depth > 0 && !e->level[e->depth - 1].map)
+		count_one(e);
+	open_level(e, false);
+}
+
+void
+proto_enc_elem(struct proto_enc *e)
+{
+	count_one(e);
+}
+
+void
+proto_enc_close(struct proto_enc *e)
+{
+	if (e->depth == 0) {
+		e->failed = true;
+		return;
+	}
+	e->depth--;
+	if (e->level[e->depth].count > 0xffff)
+		e->failed = true;
+	else
+		put_u16_at(e->buf, e->level[e->depth].at + 1,
+		    e->level[e->depth].count);
+}
+
+int
+proto_enc_end(struct proto_enc *e)
+{
+	size_t n;
+
+	while (e->depth > 0)
+		proto_enc_close(e);
+	n = e->buf->len - e->start - PROTO_HEADER_LEN;
+	if (e->failed || n > PROTO_MAX_FRAME) {
+		e->buf->len = e->start;
+		return -1;
+	}
+	e->buf->data[e->start] = (char)(n >> 24);
+	e->buf->data[e->start + 1] = (char)(n >> 16);
+	e->buf->data[e->start + 2] = (char)(n >> 8);
+	e->buf->data[e->start + 3] = (char)n;
+	return 0;
+}
+
+void
+proto_enc_error(struct pbuf *b, uint64_t id, enum proto_error code,
+    const char *message)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_ERROR, id);
+	proto_enc_cstr(&e, PF_ERROR, proto_errors[code].name);
+	proto_enc_cstr(&e, PF_MESSAGE,
+	    message != NULL ? message : proto_errors[code].text);
+	proto_enc_end(&e);
+}
+
+/* ---- decoding ---- */
+
+static int
+fault(struct proto_fault *f, enum proto_error code, const char *fmt,
+    const char *arg)
+{
+	f->code = code;
+	snprintf(f->message, sizeof(f->message), fmt, arg);
+	return -1;
+}
+
+static bool
+type_ok(const struct proto_field_info *fi, const msgpack_object *o)
+{
+	switch (fi->type) {
+	case PV_UINT:
+		return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+	case PV_INT:
+		return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+		    o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+	case PV_BOOL:
+		return o->type == MSGPACK_OBJECT_BOOLEAN;
+	case PV_STR:
+		return o->type == MSGPACK_OBJECT_STR &&
+		    (fi->max == 0 || o->via.str.size <= fi->max);
+	case PV_MAP:
+		return o->type == MSGPACK_OBJECT_MAP &&
+		    (fi->max == 0 || o->via.map.size <= fi->max);
+	case PV_ARRAY:
+		return o->type == MSGPACK_OBJECT_ARRAY &&
+		    (fi->max == 0 || o->via.array.size <= fi->max);
+	case PV_ANY:
+		return true;
+	}
+	return false;
+}
+
+static const char *const vtype_names[] = {
+	[PV_UINT] = "a non-negative integer",
+	[PV_INT] = "an integer",
+	[PV_BOOL] = "a boolean",
+	[PV_STR] = "a string",
+	[PV_MAP] = "a map",
+	[PV_ARRAY] = "an array",
+	[PV_ANY] = "a value",
+};
+
+int
+proto_decode_fields(const msgpack_object *map, struct proto_msg *m,
+    struct proto_fault *f)
+{
+	uint32_t i;
+
+	m->present = 0;
+	if (map->type != MSGPACK_OBJECT_MAP)
+		return fault(f, PE_BAD_FRAME, "%s", "message is not a map");
+	for (i = 0; i < map->via.map.size; i++) {
+		const msgpack_object_kv *kv = &map->via.map.ptr[i];
+		const struct proto_field_info *fi;
+		int k;
+
+		if (kv->key.type != MSGPACK_OBJECT_STR)
+			return fault(f, PE_BAD_FRAME, "%s",
+			    "map key is not a string");
+		k = proto_field_lookup(kv->key.via.str.ptr,
+		    kv->key.via.str.size);
+		if (k < 0)
+			continue; /* unknown keys are ignored */
+		fi = &proto_fields[k];
+		if (!type_ok(fi, &kv->val)) {
+			char what[96];
+
+			snprintf(what, sizeof(what), "field \"%s\" must be %s%s",
+			    fi->name, vtype_names[fi->type],
+			    fi->max ? " (within its size limit)" : "");
+			return fault(f, PE_BAD_FIELD, "%s", what);
+		}
+		m->f[k] = kv->val;
+		m->present |= PF_BIT(k);
+	}
+	return 0;
+}
+
+enum proto_decode_result
+proto_decode(const char *payload, size_t len, msgpack_zone *zone,
+    struct proto_msg *m, struct proto_fault *f)
+{
+	const char *cause;
+	ssize_t used;
+	size_t off = 0;
+	msgpack_object root;
+	const struct proto_type_info *ti;
+	uint64_t missing;
+	int t;
+
+	m->id = 0;
+	m->present = 0;
+	used = proto_scan(payload, len, &cause);
+	if (used < 0) {
+		fault(f, PE_BAD_FRAME, "malformed frame: %s", cause);
+		return PROTO_DECODE_BAD;
+	}
+	if ((size_t)used != len) {
+		fault(f, PE_BAD_FRAME, "%s", "trailing bytes after the message");
+		return PROTO_DECODE_BAD;
+	}
+	msgpack_zone_clear(zone);
+	if (msgpack_unpack(payload, len, &off, zone, &root) !=
+	    MSGPACK_UNPACK_SUCCESS) {
+		fault(f, PE_BAD_FRAME, "%s", "malformed frame: cannot unpack");
+		return PROTO_DECODE_BAD;
+	}
+	if (proto_decode_fields(&root, m, f) < 0) {
+		if (f->code == PE_BAD_FRAME)
+			return PROTO_DECODE_BAD;
+		/* keep the id for the error reply when it is sound */
+		return PROTO_DECODE_REJECT;
+	}
+	if (proto_has(m, PF_ID))
+		m->id = m->f[PF_ID].via.u64;
+	if (!proto_has(m, PF_T)) {
+		fault(f, PE_BAD_FIELD, "%s", "message has no type (\"t\")");
+		return PROTO_DECODE_REJECT;
+	}
+	t = proto_type_lookup(m->f[PF_T].via.str.ptr, m->f[PF_T].via.str.size);
+	if (t < 0) {
+		char name[40];
+
+		snprintf(name, sizeof(name), "%.*s",
+		    (int)m->f[PF_T].via.str.size, m->f[PF_T].via.str.ptr);
+		fault(f, PE_UNKNOWN_MESSAGE, "unknown message type \"%s\"",
+		    name);
+		return PROTO_DECODE_REJECT;
+	}
+	m->type = (enum proto_type)t;
+	ti = &proto_types[t];
+	missing = ti->required & ~m->present;
+	if (missing != 0) {
+		int k = __builtin_ctzll(missing);
+
+		fault(f, PE_BAD_FIELD, "missing field \"%s\"",
+		    proto_fields[k].name);
+		return PROTO_DECODE_REJECT;
+	}
+	return PROTO_DECODE_OK;
+}
+
+uint64_t
+proto_u64(const struct proto_msg *m, enum proto_field f, uint64_t def)
+{
+	if (!proto_has(m, f) ||
+	    m->f[f].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return def;
+	return m->f[f].via.u64;
+}
+
+int64_t
+proto_i64(const struct proto_msg *m, enum proto_field f, int64_t def)
+{
+	if (!proto_has(m, f))
+		return def;
+	if (m->f[f].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return m->f[f].via.u64 > INT64_MAX ? INT64_MAX
+						   : (int64_t)m->f[f].via.u64;
+	if (m->f[f].type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+		return m->f[f].via.i64;
+	return def;
+}
+
+bool
+proto_bool(const struct proto_msg *m, enum proto_field f, bool def)
+{
+	if (!proto_has(m, f) || m->f[f].type != MSGPACK_OBJECT_BOOLEAN)
+		return def;
+	return m->f[f].via.boolean;
+}
+
+const char *
+proto_str(const struct proto_msg *m, enum proto_field f, size_t *len)
+{
+	if (!proto_has(m, f) || m->f[f].type != MSGPACK_OBJECT_STR) {
+		*len = 0;
+		return NULL;
+	}
+	*len = m->f[f].via.str.size;
+	return m->f[f].via.str.ptr;
+}
+
+const char *
+proto_strcpy(const struct proto_msg *m, enum proto_field f, char *dst,
+    size_t size)
+{
+	size_t len;
+	const char *s = proto_str(m, f, &len);
+
+	if (size == 0)
+		return dst;
+	if (s == NULL)
+		len = 0;
+	if (len >= size)
+		len = size - 1;
+	if (len > 0)
+		memcpy(dst, s, len);
+	dst[len] = '\0';
+	return dst;
+}
+
+bool
+proto_obj_streq(const msgpack_object *o, const char *s)
+{
+	size_t n = strlen(s);
+
+	return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
+	    memcmp(o->via.str.ptr, s, n) == 0;
+}

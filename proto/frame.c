@@ -1,0 +1,197 @@
+/*
+ * frame.c -- frame boundaries, the allocation-free pre-scan that keeps
+ * hostile msgpack headers away from msgpack-c, and the byte buffer the
+ * encoder writes into.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+
+ssize_t
+proto_frame_next(const char *buf, size_t len, const char **payload,
+    size_t *plen)
+{
+	const unsigned char *p = (const unsigned char *)buf;
+	uint32_t n;
+
+	if (len < PROTO_HEADER_LEN)
+		return 0;
+	n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+	    p[3];
+	if (n > PROTO_MAX_FRAME)
+		return -1;
+	if (len - PROTO_HEADER_LEN < n)
+		return 0;
+	*payload = buf + PROTO_HEADER_LEN;
+	*plen = n;
+	return (ssize_t)(PROTO_HEADER_LEN + n);
+}
+
+static uint32_t
+be(const unsigned char *p, int n)
+{
+	uint32_t v = 0;
+
+	while (n-- > 0)
+		v = v << 8 | *p++;
+	return v;
+}
+
+/*
+ * An explicit stack of pending element counts replaces recursion, so a
+ * deep frame costs no C stack.
+ */
+ssize_t
+proto_scan(const char *buf, size_t len, const char **cause)
+{
+	const unsigned char *p = (const unsigned char *)buf;
+	size_t off = 0;
+	uint32_t pending[PROTO_MAX_DEPTH + 1];
+	int depth = 0;
+
+	pending[0] = 1;
+	while (depth >= 0) {
+		uint32_t body = 0, items = 0;
+		int hdr = 1;
+		unsigned char c;
+
+		if (pending[depth] == 0) {
+			depth--;
+			continue;
+		}
+		pending[depth]--;
+		if (off >= len) {
+			*cause = "truncated value";
+			return -1;
+		}
+		c = p[off];
+		if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 ||
+		    c == 0xc3) {
+			/* fixint, nil, bool */
+		} else if (c >= 0x80 && c <= 0x8f) {
+			items = 2u * (c & 0x0f);
+		} else if (c >= 0x90 && c <= 0x9f) {
+			items = c & 0x0f;
+		} else if (c >= 0xa0 && c <= 0xbf) {
+			body = c & 0x1f;
+		} else {
+			int w;
+
+			switch (c) {
+			case 0xc4: case 0xd9: w = 1; break; /* bin8, str8 */
+			case 0xc5: case 0xda: w = 2; break;
+			case 0xc6: case 0xdb: w = 4; break;
+			case 0xcc: case 0xd0: hdr = 2; w = 0; break;
+			case 0xcd: case 0xd1: hdr = 3; w = 0; break;
+			case 0xca: case 0xce: case 0xd2: hdr = 5; w = 0; break;
+			case 0xcb: case 0xcf: case 0xd3: hdr = 9; w = 0; break;
+			case 0xdc: case 0xde: w = -2; break; /* array16, map16 */
+			case 0xdd: case 0xdf: w = -4; break;
+			default:
+				*cause = "unsupported msgpack type (ext)";
+				return -1;
+			}
+			if (w != 0) {
+				int aw = w < 0 ? -w : w;
+
+				hdr = 1 + aw;
+				if (len - off < (size_t)hdr) {
+					*cause = "truncated header";
+					return -1;
+				}
+				if (w > 0) {
+					body = be(p + off + 1, aw);
+				} else {
+					items = be(p + off + 1, aw);
+					if (items > PROTO_MAX_ITEMS) {
+						*cause = "container too large";
+						return -1;
+					}
+					if (c == 0xde || c == 0xdf)
+						items *= 2;
+				}
+			}
+		}
+		if (len - off < (size_t)hdr) {
+			*cause = "truncated header";
+			return -1;
+		}
+		off += (size_t)hdr;
+		if (body > 0) {
+			if (body > PROTO_MAX_STR) {
+				*cause = "string too long";
+				return -1;
+			}
+			if (len - off < body) {
+				*cause = "string longer than frame";
+				return -1;
+			}
+			off += body;
+		}
+		if (items > 0) {
+			/* every element takes at least one byte */
+			if (items > 2u * PROTO_MAX_ITEMS || items > len - off) {
+				*cause = "container larger than frame";
+				return -1;
+			}
+			if (depth == PROTO_MAX_DEPTH) {
+				*cause = "nested too deeply";
+				return -1;
+			}
+			pending[++depth] = items;
+		}
+	}
+	return (ssize_t)off;
+}
+
+void
+pbuf_reserve(struct pbuf *b, size_t more)
+{
+	size_t cap;
+	char *p;
+
+	if (b->cap - b->len >= more)
+		return;
+	cap = b->cap ? b->cap : 4096;
+	while (cap - b->len < more)
+		cap *= 2;
+	if ((p = realloc(b->data, cap)) == NULL)
+		abort(); /* out of memory: nothing sensible is left to do */
+	b->data = p;
+	b->cap = cap;
+}
+
+void
+pbuf_append(struct pbuf *b, const void *p, size_t n)
+{
+	pbuf_reserve(b, n);
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
+
+void
+pbuf_consume(struct pbuf *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+}
+
+void
+pbuf_free(struct pbuf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+int
+pbuf_write_cb(void *data, const char *buf, size_t len)
+{
+	pbuf_append(data, buf, len);
+	return 0;
+}

@@ -1,0 +1,325 @@
+/*
+ * proto.h -- the concd wire protocol, defined once.
+ *
+ * A frame is a 4-byte big-endian payload length followed by one msgpack
+ * map with string keys.  Every map has "t" (the message type) and most
+ * have "id" (a client-chosen request id, echoed in every reply to that
+ * request).  Unknown keys are ignored.  Message types, field names,
+ * error codes, job states, executors and limits are rows in the tables
+ * of msg.c; the enums below index those tables.
+ *
+ * Bump PROTO_VERSION whenever a change here would confuse an older peer.
+ * No I/O happens in proto/.
+ */
+#ifndef PROTO_H
+#define PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <msgpack.h>
+
+#define PROTO_VERSION 1
+
+/* Limits: every input is bounded. */
+#define PROTO_HEADER_LEN 4
+#define PROTO_MAX_FRAME	 (1024 * 1024)	/* payload bytes */
+#define PROTO_MAX_DEPTH	 8		/* nesting of arrays and maps */
+#define PROTO_MAX_ITEMS	 65536		/* elements in one array or map */
+#define PROTO_MAX_STR	 (256 * 1024)	/* bytes in one string or bin */
+
+/* Message types.  Requests first, then replies and events. */
+enum proto_type {
+	/* requests: client -> daemon */
+	PROTO_HELLO,
+	PROTO_PING,
+	PROTO_SUBMIT,
+	PROTO_WATCH,
+	PROTO_STATUS,
+	PROTO_PS,
+	PROTO_CANCEL,
+	PROTO_RESULT,
+	PROTO_TASKS,
+	PROTO_SHUTDOWN,
+	/* replies and events: daemon -> client */
+	PROTO_WELCOME,
+	PROTO_PONG,
+	PROTO_ACCEPTED,
+	PROTO_PROGRESS,
+	PROTO_END,
+	PROTO_JOB,
+	PROTO_JOBS,
+	PROTO_TASKLIST,
+	PROTO_OK,
+	PROTO_ERROR,
+	PROTO_TYPE_COUNT
+};
+
+/* Top-level field names.  At most 64 (a presence bitmask). */
+enum proto_field {
+	PF_T,
+	PF_ID,
+	PF_VERSION,
+	PF_SERVER,
+	PF_PID,
+	PF_TASK,
+	PF_ARGS,
+	PF_EXEC,
+	PF_DAEMON,
+	PF_WATCH,
+	PF_FRESH,
+	PF_TIMEOUT,
+	PF_JOB,
+	PF_STATE,
+	PF_REQUESTED,
+	PF_UID,
+	PF_DONE,
+	PF_TOTAL,
+	PF_MSG,
+	PF_RESULT,
+	PF_ERROR,
+	PF_MESSAGE,
+	PF_WORKER,
+	PF_TID,
+	PF_SERVED,
+	PF_SUBMITTED,
+	PF_STARTED,
+	PF_FINISHED,
+	PF_ALL,
+	PF_LIMIT,
+	PF_JOBS,
+	PF_COUNTS,
+	PF_TASKS,
+	PF_NAME,
+	PF_SUMMARY,
+	PF_USAGE,
+	PF_TRAITS,
+	PF_EXECUTORS,
+	PF_DEFAULT,
+	PF_CANCEL_PENDING,
+	PF_FIELD_COUNT
+};
+
+enum proto_vtype {
+	PV_UINT,  /* non-negative integer */
+	PV_INT,	  /* any integer */
+	PV_BOOL,
+	PV_STR,
+	PV_MAP,
+	PV_ARRAY,
+	PV_ANY
+};
+
+/* Error codes carried in "error" fields, as strings on the wire. */
+enum proto_error {
+	PE_NONE,
+	PE_BAD_FRAME,
+	PE_FRAME_TOO_LARGE,
+	PE_VERSION,
+	PE_UNKNOWN_MESSAGE,
+	PE_BAD_FIELD,
+	PE_UNKNOWN_TASK,
+	PE_BAD_ARGS,
+	PE_BAD_EXECUTOR,
+	PE_NO_SUCH_JOB,
+	PE_PERMISSION,
+	PE_NOT_FINISHED,
+	PE_SHUTTING_DOWN,
+	PE_QUEUE_FULL,
+	PE_TASK_FAILED,
+	PE_CANCELLED,
+	PE_TIMED_OUT,
+	PE_WORKER_DIED,
+	PE_INTERNAL,
+	PE_COUNT
+};
+
+/* Job states.  Everything from SUCCEEDED on is final. */
+enum proto_state {
+	PS_QUEUED,
+	PS_RUNNING,
+	PS_SUCCEEDED,
+	PS_FAILED,
+	PS_CANCELLED,
+	PS_TIMED_OUT,
+	PS_COUNT
+};
+#define PROTO_STATE_FINAL(s) ((s) >= PS_SUCCEEDED)
+
+/* Executors a job may ask for. */
+enum proto_exec {
+	PX_AUTO,
+	PX_LOOP,
+	PX_THREAD,
+	PX_PROCESS,
+	PX_COUNT
+};
+
+struct proto_type_info {
+	const char *name;
+	bool request;	    /* sent by clients */
+	uint64_t required;  /* bitmask of fields that must be present */
+	const char *doc;
+};
+
+struct proto_field_info {
+	const char *name;
+	enum proto_vtype type;
+	uint32_t max; /* max string length or element count; 0: the limits */
+};
+
+struct proto_error_info {
+	const char *name;
+	const char *text;
+};
+
+extern const struct proto_type_info proto_types[PROTO_TYPE_COUNT];
+extern const struct proto_field_info proto_fields[PF_FIELD_COUNT];
+extern const struct proto_error_info proto_errors[PE_COUNT];
+extern const char *const proto_states[PS_COUNT];
+extern const char *const proto_execs[PX_COUNT];
+
+#define PF_BIT(f) (UINT64_C(1) << (f))
+
+/* Name lookups: return -1 when the name is unknown. */
+int proto_type_lookup(const char *name, size_t len);
+int proto_field_lookup(const char *name, size_t len);
+int proto_error_lookup(const char *name, size_t len);
+int proto_state_lookup(const char *name, size_t len);
+int proto_exec_lookup(const char *name, size_t len);
+
+/* ---- framing (frame.c) ---- */
+
+/*
+ * Look for one complete frame at the start of buf.  Returns the number
+ * of bytes the whole frame takes (> 0) and sets *payload and *plen; 0 when
+ * more bytes are needed; -1 when the header announces more than
+ * PROTO_MAX_FRAME.
+ */
+ssize_t proto_frame_next(const char *buf, size_t len, const char **payload,
+    size_t *plen);
+
+/*
+ * Walk one msgpack value without allocating: checks nesting depth,
+ * element counts and string lengths against the limits and against the
+ * bytes actually present, and rejects ext types.  Returns the number of
+ * bytes the value takes, or -1 with *cause set.
+ */
+ssize_t proto_scan(const char *buf, size_t len, const char **cause);
+
+/* ---- growable byte buffer ---- */
+
+struct pbuf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+
+void pbuf_reserve(struct pbuf *, size_t more);
+void pbuf_append(struct pbuf *, const void *, size_t);
+void pbuf_consume(struct pbuf *, size_t);
+void pbuf_free(struct pbuf *);
+int pbuf_write_cb(void *data, const char *buf, size_t len); /* for packers */
+
+/* ---- encoding (codec.c) ---- */
+
+#define PROTO_ENC_DEPTH 4
+
+/*
+ * Builds one frame at the end of a pbuf.  Maps and arrays are written
+ * with 16-bit counts that are filled in when they are closed, so callers
+ * need not count ahead.  Every function is safe to call after an error;
+ * proto_enc_end reports it and removes the partial frame.
+ */
+struct proto_enc {
+	struct pbuf *buf;
+	size_t start;
+	msgpack_packer pk;
+	int depth;
+	struct {
+		size_t at;
+		uint32_t count;
+		bool map;
+	} level[PROTO_ENC_DEPTH];
+	bool failed;
+};
+
+void proto_enc_begin(struct proto_enc *, struct pbuf *, enum proto_type,
+    uint64_t id);
+void proto_enc_key(struct proto_enc *, enum proto_field);
+void proto_enc_u64(struct proto_enc *, enum proto_field, uint64_t);
+void proto_enc_i64(struct proto_enc *, enum proto_field, int64_t);
+void proto_enc_bool(struct proto_enc *, enum proto_field, bool);
+void proto_enc_str(struct proto_enc *, enum proto_field, const char *,
+    size_t);
+void proto_enc_cstr(struct proto_enc *, enum proto_field, const char *);
+/* A value that is already msgpack (e.g. a job's stored result). */
+void proto_enc_raw(struct proto_enc *, enum proto_field, const void *,
+    size_t);
+/* Nested containers: after proto_enc_key, or as an array element. */
+void proto_enc_map_open(struct proto_enc *);
+void proto_enc_array_open(struct proto_enc *);
+void proto_enc_close(struct proto_enc *);
+/* Count one array element written directly with e->pk. */
+void proto_enc_elem(struct proto_enc *);
+/* Returns 0, or -1 if the frame exceeded PROTO_MAX_FRAME (then dropped). */
+int proto_enc_end(struct proto_enc *);
+
+/* Convenience: a complete error reply. */
+void proto_enc_error(struct pbuf *, uint64_t id, enum proto_error,
+    const char *message);
+
+/* ---- decoding (codec.c) ---- */
+
+struct proto_msg {
+	enum proto_type type;
+	uint64_t present; /* PF_BIT(field) for each field seen */
+	uint64_t id;
+	msgpack_object f[PF_FIELD_COUNT];
+};
+
+struct proto_fault {
+	enum proto_error code;
+	char message[192];
+};
+
+enum proto_decode_result {
+	PROTO_DECODE_OK = 0,
+	PROTO_DECODE_REJECT = -1, /* well-formed, but not acceptable: reply */
+	PROTO_DECODE_BAD = -2	  /* malformed: reply, then close */
+};
+
+/*
+ * Decode one frame payload.  Objects in msg point into payload and into
+ * zone; both must outlive msg.  The zone is cleared first, so one zone
+ * serves a whole connection.
+ */
+enum proto_decode_result proto_decode(const char *payload, size_t len,
+    msgpack_zone *zone, struct proto_msg *, struct proto_fault *);
+
+/* Decode the fields of a nested map (e.g. one row of "jobs"). */
+int proto_decode_fields(const msgpack_object *map, struct proto_msg *,
+    struct proto_fault *);
+
+static inline bool
+proto_has(const struct proto_msg *m, enum proto_field f)
+{
+	return (m->present & PF_BIT(f)) != 0;
+}
+
+uint64_t proto_u64(const struct proto_msg *, enum proto_field, uint64_t def);
+int64_t proto_i64(const struct proto_msg *, enum proto_field, int64_t def);
+bool proto_bool(const struct proto_msg *, enum proto_field, bool def);
+/* Returns the string (not NUL-terminated) and its length, or NULL. */
+const char *proto_str(const struct proto_msg *, enum proto_field,
+    size_t *len);
+/* Copies a string field into dst (NUL-terminated, truncated); "" if absent. */
+const char *proto_strcpy(const struct proto_msg *, enum proto_field,
+    char *dst, size_t size);
+
+/* Compare a msgpack string object with a C string. */
+bool proto_obj_streq(const msgpack_object *, const char *);
+
+#endif
