@@ -1,0 +1,259 @@
+/*
+ * concd.h -- the daemon's internal interfaces.
+ *
+ * One thread, the loop thread, owns every structure declared here.  Pool
+ * workers touch only a running job's task context (struct task_ctx) and
+ * the hand-off queues of their own pool.
+ */
+#ifndef CONCD_H
+#define CONCD_H
+
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "proto.h"
+#include "task.h"
+
+struct conn;
+struct job;
+
+/* ---- log.c ---- */
+
+void log_init(bool debug);
+void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void fatal(const char *, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+/* ---- notify.c: systemd, and nothing else, lives here ---- */
+
+int notify_listen_fds(int *fds, int max);
+void notify_ready(void);
+void notify_stopping(void);
+void notify_status(const char *);
+
+/* ---- task.c ---- */
+
+/*
+ * The task context: what a task sees.  While a job runs on a pool
+ * worker, only that worker touches it (cancel is atomic); the loop reads
+ * it again once the worker has handed the job back.
+ */
+struct exec_ops;
+
+struct task_ctx {
+	const struct task *task;
+	struct job *job;
+	const struct exec_ops *ops; /* the executor running it */
+	void *state;
+	void *worker_state;
+	struct pbuf result;
+	msgpack_packer pk;
+	char *error;
+	uint64_t wait_ms;
+	int wait_fd;
+	bool wait_write;
+	bool started;	    /* start() succeeded: stop() is owed */
+	atomic_bool cancel; /* set by the loop, read by the worker */
+};
+
+/* Hooks an executor gives the task functions. */
+struct exec_ops {
+	void (*progress)(struct task_ctx *, uint64_t done, uint64_t total,
+	    const char *msg);
+};
+
+extern const struct task *const task_builtin[];
+
+const struct task *task_find(const char *name, size_t len);
+size_t task_count(void);
+const struct task *task_at(size_t);
+int task_validate(const struct task *, const msgpack_object *args,
+    char *cause, size_t causelen);
+enum proto_exec task_default_exec(const struct task *);
+unsigned task_exec_bit(enum proto_exec);
+
+/* Set up the context and call start(); -1 with ctx->error set. */
+int task_ctx_start(struct task_ctx *, struct job *, const struct exec_ops *,
+    void *worker_state);
+enum task_step task_ctx_step(struct task_ctx *);
+/* stop() if owed; frees state; keeps result and error. */
+void task_ctx_stop(struct task_ctx *);
+void task_ctx_free(struct task_ctx *);
+
+/* Run step() to the end on the calling thread: for pool workers. */
+enum task_step task_run_blocking(struct task_ctx *,
+    bool (*wait)(struct task_ctx *, void *arg), void *arg);
+
+/* ---- job.c ---- */
+
+struct watch {
+	struct conn *conn;
+	struct job *job;
+	uint64_t req;
+	LIST_ENTRY(watch) by_job;
+	LIST_ENTRY(watch) by_conn;
+};
+LIST_HEAD(watch_list, watch);
+
+struct job {
+	uint64_t id;
+	const struct task *task;
+	struct job *hnext; /* id hash chain */
+	TAILQ_ENTRY(job) link; /* executor queue, then finished list */
+
+	uint8_t state;	   /* enum proto_state */
+	uint8_t requested; /* enum proto_exec */
+	uint8_t exec;	   /* enum proto_exec, as run */
+	bool daemon;
+	bool fresh;
+	uid_t uid;
+
+	uint64_t submitted, started, finished; /* µs since the epoch */
+	uint64_t timeout_ms;
+
+	uint64_t done, total;
+	char *msg;
+
+	char *args; /* raw msgpack map */
+	uint32_t args_len;
+
+	int32_t worker; /* index in its pool, -1: none */
+	pid_t tid;
+	uint32_t served;
+
+	enum proto_error err;
+
+	/*
+	 * What a pool worker hands back, under its pool's lock: the loop
+	 * copies it into the fields above when it takes the job's events.
+	 */
+	struct {
+		uint8_t post;	   /* POOL_POST_* bits not yet taken */
+		uint8_t state;	   /* final state, with POOL_POST_END */
+		int32_t worker;
+		pid_t tid;
+		uint32_t served;
+		uint64_t started;
+		uint64_t done, total;
+		char *msg;
+	} handoff;
+
+	struct watch_list watches;
+	struct task_ctx ctx;
+	void *xdata; /* the executor's own */
+};
+TAILQ_HEAD(job_queue, job);
+
+struct job_submit {
+	const struct task *task;
+	const char *args;
+	size_t args_len;
+	enum proto_exec requested;
+	enum proto_exec exec;
+	bool daemon;
+	bool fresh;
+	uid_t uid;
+	uint64_t timeout_ms;
+};
+
+void job_init(size_t max_finished);
+void job_shutdown(void);
+struct job *job_new(const struct job_submit *);
+struct job *job_find(uint64_t id);
+void job_start(struct job *);
+void job_progress(struct job *, uint64_t done, uint64_t total,
+    const char *msg);
+/* Final state from the job's context: result or error. */
+void job_finish(struct job *, enum proto_state);
+int job_cancel(struct job *);
+bool job_visible(const struct job *, uid_t);
+int job_watch(struct job *, struct conn *, uint64_t req);
+void job_unwatch_conn(struct conn *);
+void job_encode_end(struct pbuf *, const struct job *, uint64_t req);
+void job_encode_record(struct proto_enc *, const struct job *);
+void job_foreach(void (*)(struct job *, void *), void *);
+void job_counts(size_t counts[PS_COUNT]);
+
+/* ---- sched.c: executors behind one interface ---- */
+
+struct executor {
+	enum proto_exec kind;
+	const char *name;
+	/* Take a queued job: start it now or queue it. */
+	void (*submit)(struct job *);
+	/* Cancel a queued or running job; it finishes through job_finish. */
+	void (*cancel)(struct job *);
+	void (*shutdown)(void);
+	size_t (*running)(void);
+	size_t (*queued)(void);
+};
+
+extern const struct executor loop_executor;
+extern const struct executor thread_executor;
+
+const struct executor *sched_executor(enum proto_exec);
+/* Choose the executor for a request: -1 with a reason if impossible. */
+int sched_choose(const struct task *, enum proto_exec requested, bool fresh,
+    enum proto_exec *out, char *cause, size_t causelen);
+void sched_submit(struct job *);
+void sched_status_changed(void);
+void sched_shutdown(void);
+
+/* ---- loop_exec.c, pool_thread.c ---- */
+
+void loop_exec_init(struct event_base *);
+int pool_thread_init(struct event_base *, int nthreads);
+int pool_thread_size(void);
+
+/* ---- conn.c ---- */
+
+struct conn *conn_new(int fd);
+void conn_close(struct conn *);
+struct pbuf *conn_out(struct conn *);
+/* Called after output was queued: the flush runs once per loop pass. */
+void conn_dirty(struct conn *);
+/* True while the peer is slow: progress may be skipped. */
+bool conn_congested(const struct conn *);
+struct watch_list *conn_watches(struct conn *);
+uid_t conn_uid(const struct conn *);
+void conn_close_all(void);
+void conn_hangup(struct conn *);
+size_t conn_count(void);
+
+/* ---- request.c ---- */
+
+void request_dispatch(struct conn *, const struct proto_msg *);
+
+/* ---- server.c ---- */
+
+struct server_options {
+	const char *socket_path;
+	int threads;
+	size_t max_finished;
+	bool foreground;
+	bool debug;
+};
+
+extern struct event_base *server_base;
+
+int server_listen(const char *path, char *cause, size_t causelen);
+void server_start(void);
+void server_shutdown(const char *why);
+bool server_stopping(void);
+uid_t server_uid(void);
+uint64_t server_now_us(void);
+void server_state_changed(void);
+void server_free(void);
+
+#endif

@@ -1,0 +1,280 @@
+/*
+ * conn.c -- one client connection: its reads, its output buffer and its
+ * watches.  A read drains every complete frame in the buffer; replies
+ * pile up in one output buffer that is written once per loop pass (see
+ * conn_dirty), and write interest is armed only while output is left.
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "concd.h"
+
+#define CONN_READ_CHUNK	 (64 * 1024)
+#define CONN_CONGESTED	 (256 * 1024) /* output bytes: skip progress */
+#define CONN_OUT_LIMIT	 (64 * 1024 * 1024) /* a peer that never reads */
+
+struct conn {
+	int fd;
+	uid_t uid;
+	pid_t pid;
+	struct event *rev;
+	struct event *wev;
+	struct pbuf in;
+	struct pbuf out;
+	size_t out_off; /* bytes of out already written */
+	msgpack_zone zone;
+	struct watch_list watches;
+	bool dirty;
+	bool closing; /* flush what is queued, then close */
+	TAILQ_ENTRY(conn) link;
+	TAILQ_ENTRY(conn) dirty_link;
+};
+
+static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
+static TAILQ_HEAD(, conn) dirty = TAILQ_HEAD_INITIALIZER(dirty);
+static struct event *flush_ev;
+static size_t nconns;
+
+static void conn_read_cb(evutil_socket_t, short, void *);
+static void conn_write_cb(evutil_socket_t, short, void *);
+static void conn_flush_cb(evutil_socket_t, short, void *);
+
+struct conn *
+conn_new(int fd)
+{
+	struct conn *c;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("SO_PEERCRED");
+		return NULL;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->fd = fd;
+	c->uid = cred.uid;
+	c->pid = cred.pid;
+	LIST_INIT(&c->watches);
+	msgpack_zone_init(&c->zone, 4096);
+	c->rev = event_new(server_base, fd, EV_READ | EV_PERSIST, conn_read_cb,
+	    c);
+	c->wev = event_new(server_base, fd, EV_WRITE, conn_write_cb, c);
+	if (flush_ev == NULL)
+		flush_ev = event_new(server_base, -1, 0, conn_flush_cb, NULL);
+	if (c->rev == NULL || c->wev == NULL || flush_ev == NULL) {
+		if (c->rev != NULL)
+			event_free(c->rev);
+		if (c->wev != NULL)
+			event_free(c->wev);
+		msgpack_zone_destroy(&c->zone);
+		free(c);
+		return NULL;
+	}
+	event_add(c->rev, NULL);
+	TAILQ_INSERT_TAIL(&conns, c, link);
+	nconns++;
+	log_debug("connection from uid %u pid %d", (unsigned)c->uid,
+	    (int)c->pid);
+	return c;
+}
+
+void
+conn_close(struct conn *c)
+{
+	job_unwatch_conn(c);
+	if (c->dirty)
+		TAILQ_REMOVE(&dirty, c, dirty_link);
+	TAILQ_REMOVE(&conns, c, link);
+	nconns--;
+	event_free(c->rev);
+	event_free(c->wev);
+	close(c->fd);
+	pbuf_free(&c->in);
+	pbuf_free(&c->out);
+	msgpack_zone_destroy(&c->zone);
+	free(c);
+}
+
+void
+conn_close_all(void)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&conns)) != NULL)
+		conn_close(c);
+	if (flush_ev != NULL) {
+		event_free(flush_ev);
+		flush_ev = NULL;
+	}
+}
+
+size_t
+conn_count(void)
+{
+	return nconns;
+}
+
+struct pbuf *
+conn_out(struct conn *c)
+{
+	return &c->out;
+}
+
+uid_t
+conn_uid(const struct conn *c)
+{
+	return c->uid;
+}
+
+struct watch_list *
+conn_watches(struct conn *c)
+{
+	return &c->watches;
+}
+
+bool
+conn_congested(const struct conn *c)
+{
+	return c->out.len - c->out_off > CONN_CONGESTED;
+}
+
+void
+conn_dirty(struct conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	TAILQ_INSERT_TAIL(&dirty, c, dirty_link);
+	event_active(flush_ev, 0, 1);
+}
+
+/* Write what is queued; returns -1 when the connection is gone. */
+static int
+conn_flush(struct conn *c)
+{
+	ssize_t n;
+
+	while (c->out_off < c->out.len) {
+		n = write(c->fd, c->out.data + c->out_off,
+		    c->out.len - c->out_off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0)
+			return -1;
+		c->out_off += (size_t)n;
+	}
+	if (c->out_off == c->out.len) {
+		c->out.len = c->out_off = 0;
+		if (c->closing)
+			return -1;
+		return 0;
+	}
+	if (c->out.len - c->out_off > CONN_OUT_LIMIT) {
+		log_warnx("uid %u pid %d: not reading its replies, closing",
+		    (unsigned)c->uid, (int)c->pid);
+		return -1;
+	}
+	/* Compact once the written part dominates. */
+	if (c->out_off > c->out.len / 2) {
+		pbuf_consume(&c->out, c->out_off);
+		c->out_off = 0;
+	}
+	event_add(c->wev, NULL);
+	return 0;
+}
+
+static void
+conn_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&dirty)) != NULL) {
+		TAILQ_REMOVE(&dirty, c, dirty_link);
+		c->dirty = false;
+		if (event_pending(c->wev, EV_WRITE, NULL))
+			continue; /* the write event will do it */
+		if (conn_flush(c) < 0)
+			conn_close(c);
+	}
+}
+
+static void
+conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (conn_flush(c) < 0)
+		conn_close(c);
+}
+
+/* A fault in the framing itself: say why, then hang up. */
+static void
+conn_reject(struct conn *c, uint64_t id, enum proto_error code,
+    const char *why)
+{
+	log_debug("uid %u pid %d: %s", (unsigned)c->uid, (int)c->pid, why);
+	proto_enc_error(&c->out, id, code, why);
+	c->closing = true;
+	event_del(c->rev);
+	conn_dirty(c);
+}
+
+static void
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct proto_msg msg;
+	struct proto_fault f;
+	const char *payload;
+	size_t plen, off = 0;
+	ssize_t n, used;
+
+	pbuf_reserve(&c->in, CONN_READ_CHUNK);
+	n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_close(c);
+		return;
+	}
+	c->in.len += (size_t)n;
+	while (!c->closing &&
+	    (used = proto_frame_next(c->in.data + off, c->in.len - off,
+		 &payload, &plen)) != 0) {
+		if (used < 0) {
+			conn_reject(c, 0, PE_FRAME_TOO_LARGE,
+			    "frame larger than 1 MiB");
+			break;
+		}
+		off += (size_t)used;
+		switch (proto_decode(payload, plen, &c->zone, &msg, &f)) {
+		case PROTO_DECODE_OK:
+			request_dispatch(c, &msg);
+			break;
+		case PROTO_DECODE_REJECT:
+			proto_enc_error(&c->out, msg.id, f.code, f.message);
+			conn_dirty(c);
+			break;
+		case PROTO_DECODE_BAD:
+			conn_reject(c, 0, f.code, f.message);
+			break;
+		}
+	}
+	pbuf_consume(&c->in, off);
+}
+
+/* The request handlers use this to end a connection after a reply. */
+void
+conn_hangup(struct conn *c)
+{
+	c->closing = true;
+	event_del(c->rev);
+	conn_dirty(c);
+}

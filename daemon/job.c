@@ -1,0 +1,373 @@
+/*
+ * job.c -- the job table: ids, states, watchers and the events sent to
+ * them.  Lookups by id are O(1) through a hash table that doubles as it
+ * fills; finished jobs are kept, oldest first, up to a bound.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "concd.h"
+
+static struct {
+	struct job **bucket;
+	size_t nbucket; /* a power of two */
+	size_t count;
+	uint64_t next_id;
+	struct job_queue finished;
+	size_t nfinished;
+	size_t max_finished;
+	size_t states[PS_COUNT];
+} jobs;
+
+void
+job_init(size_t max_finished)
+{
+	jobs.nbucket = 1024;
+	jobs.bucket = calloc(jobs.nbucket, sizeof(*jobs.bucket));
+	if (jobs.bucket == NULL)
+		fatal("job_init");
+	jobs.next_id = 1;
+	jobs.max_finished = max_finished;
+	TAILQ_INIT(&jobs.finished);
+}
+
+static size_t
+job_slot(uint64_t id, size_t nbucket)
+{
+	return (size_t)(id * 0x9e3779b97f4a7c15ULL >> 20) & (nbucket - 1);
+}
+
+static void
+job_table_grow(void)
+{
+	size_t n = jobs.nbucket * 2, i;
+	struct job **b = calloc(n, sizeof(*b)), *j, *next;
+
+	if (b == NULL)
+		return; /* longer chains, still correct */
+	for (i = 0; i < jobs.nbucket; i++) {
+		for (j = jobs.bucket[i]; j != NULL; j = next) {
+			size_t s = job_slot(j->id, n);
+			next = j->hnext;
+			j->hnext = b[s];
+			b[s] = j;
+		}
+	}
+	free(jobs.bucket);
+	jobs.bucket = b;
+	jobs.nbucket = n;
+}
+
+struct job *
+job_find(uint64_t id)
+{
+	struct job *j;
+
+	for (j = jobs.bucket[job_slot(id, jobs.nbucket)]; j != NULL;
+	     j = j->hnext)
+		if (j->id == id)
+			return j;
+	return NULL;
+}
+
+static void
+job_set_state(struct job *j, enum proto_state s)
+{
+	jobs.states[j->state]--;
+	jobs.states[s]++;
+	j->state = (uint8_t)s;
+	sched_status_changed();
+}
+
+struct job *
+job_new(const struct job_submit *js)
+{
+	struct job *j;
+	size_t s;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return NULL;
+	if (js->args_len > 0) {
+		if ((j->args = malloc(js->args_len)) == NULL) {
+			free(j);
+			return NULL;
+		}
+		memcpy(j->args, js->args, js->args_len);
+		j->args_len = (uint32_t)js->args_len;
+	}
+	j->id = jobs.next_id++;
+	j->task = js->task;
+	j->requested = (uint8_t)js->requested;
+	j->exec = (uint8_t)js->exec;
+	j->daemon = js->daemon;
+	j->fresh = js->fresh;
+	j->uid = js->uid;
+	j->timeout_ms = js->timeout_ms;
+	j->submitted = server_now_us();
+	j->worker = -1;
+	j->state = PS_QUEUED;
+	LIST_INIT(&j->watches);
+	atomic_init(&j->ctx.cancel, false);
+	j->ctx.wait_fd = -1;
+	jobs.states[PS_QUEUED]++;
+
+	if (jobs.count >= jobs.nbucket)
+		job_table_grow();
+	s = job_slot(j->id, jobs.nbucket);
+	j->hnext = jobs.bucket[s];
+	jobs.bucket[s] = j;
+	jobs.count++;
+	sched_status_changed();
+	return j;
+}
+
+static void
+job_free(struct job *j)
+{
+	struct job **p;
+
+	for (p = &jobs.bucket[job_slot(j->id, jobs.nbucket)]; *p != j;
+	     p = &(*p)->hnext)
+		;
+	*p = j->hnext;
+	jobs.count--;
+	jobs.states[j->state]--;
+	task_ctx_free(&j->ctx);
+	free(j->args);
+	free(j->msg);
+	free(j);
+}
+
+void
+job_start(struct job *j)
+{
+	j->started = server_now_us();
+	job_set_state(j, PS_RUNNING);
+}
+
+static void
+job_encode_progress(struct pbuf *b, const struct job *j, uint64_t req)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_PROGRESS, req);
+	proto_enc_u64(&e, PF_JOB, j->id);
+	proto_enc_u64(&e, PF_DONE, j->done);
+	proto_enc_u64(&e, PF_TOTAL, j->total);
+	if (j->msg != NULL)
+		proto_enc_cstr(&e, PF_MSG, j->msg);
+	proto_enc_end(&e);
+}
+
+void
+job_progress(struct job *j, uint64_t done, uint64_t total, const char *msg)
+{
+	struct watch *w;
+
+	j->done = done;
+	j->total = total;
+	if (msg != NULL) {
+		free(j->msg);
+		j->msg = strndup(msg, 255);
+	}
+	/* A congested reader skips snapshots; the next one supersedes it. */
+	LIST_FOREACH(w, &j->watches, by_job) {
+		if (conn_congested(w->conn))
+			continue;
+		job_encode_progress(conn_out(w->conn), j, w->req);
+		conn_dirty(w->conn);
+	}
+}
+
+static void
+job_encode_outcome(struct proto_enc *e, const struct job *j)
+{
+	proto_enc_cstr(e, PF_STATE, proto_states[j->state]);
+	proto_enc_cstr(e, PF_EXEC, proto_execs[j->exec]);
+	if (j->worker >= 0) {
+		proto_enc_i64(e, PF_WORKER, j->worker);
+		proto_enc_u64(e, PF_TID, (uint64_t)j->tid);
+		proto_enc_u64(e, PF_SERVED, j->served);
+	}
+	proto_enc_u64(e, PF_SUBMITTED, j->submitted);
+	if (j->started)
+		proto_enc_u64(e, PF_STARTED, j->started);
+	if (j->finished)
+		proto_enc_u64(e, PF_FINISHED, j->finished);
+	if (j->state == PS_SUCCEEDED) {
+		if (j->ctx.result.len > 0)
+			proto_enc_raw(e, PF_RESULT, j->ctx.result.data,
+			    j->ctx.result.len);
+		else
+			proto_enc_raw(e, PF_RESULT, "\xc0", 1);
+	} else if (PROTO_STATE_FINAL(j->state)) {
+		proto_enc_cstr(e, PF_ERROR, proto_errors[j->err].name);
+		proto_enc_cstr(e, PF_MESSAGE,
+		    j->ctx.error != NULL ? j->ctx.error
+					 : proto_errors[j->err].text);
+	}
+}
+
+void
+job_encode_end(struct pbuf *b, const struct job *j, uint64_t req)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_END, req);
+	proto_enc_u64(&e, PF_JOB, j->id);
+	job_encode_outcome(&e, j);
+	if (proto_enc_end(&e) < 0) {
+		/* A result too large for a frame: the job still ends. */
+		proto_enc_begin(&e, b, PROTO_END, req);
+		proto_enc_u64(&e, PF_JOB, j->id);
+		proto_enc_cstr(&e, PF_STATE, proto_states[PS_FAILED]);
+		proto_enc_cstr(&e, PF_ERROR, proto_errors[PE_INTERNAL].name);
+		proto_enc_cstr(&e, PF_MESSAGE, "result too large to send");
+		proto_enc_end(&e);
+	}
+}
+
+void
+job_encode_record(struct proto_enc *e, const struct job *j)
+{
+	proto_enc_u64(e, PF_JOB, j->id);
+	proto_enc_cstr(e, PF_TASK, j->task->name);
+	proto_enc_cstr(e, PF_REQUESTED, proto_execs[j->requested]);
+	proto_enc_bool(e, PF_DAEMON, j->daemon);
+	proto_enc_u64(e, PF_UID, j->uid);
+	proto_enc_u64(e, PF_DONE, j->done);
+	proto_enc_u64(e, PF_TOTAL, j->total);
+	if (j->msg != NULL)
+		proto_enc_cstr(e, PF_MSG, j->msg);
+	job_encode_outcome(e, j);
+}
+
+static void
+job_retire(struct job *j)
+{
+	TAILQ_INSERT_TAIL(&jobs.finished, j, link);
+	jobs.nfinished++;
+	while (jobs.nfinished > jobs.max_finished) {
+		struct job *old = TAILQ_FIRST(&jobs.finished);
+
+		TAILQ_REMOVE(&jobs.finished, old, link);
+		jobs.nfinished--;
+		job_free(old);
+	}
+}
+
+void
+job_finish(struct job *j, enum proto_state s)
+{
+	struct watch *w;
+
+	j->finished = server_now_us();
+	if (j->started == 0)
+		j->started = j->finished;
+	switch (s) {
+	case PS_FAILED:
+		j->err = PE_TASK_FAILED;
+		break;
+	case PS_CANCELLED:
+		j->err = PE_CANCELLED;
+		break;
+	case PS_TIMED_OUT:
+		j->err = PE_TIMED_OUT;
+		break;
+	default:
+		j->err = PE_NONE;
+	}
+	task_ctx_stop(&j->ctx);
+	job_set_state(j, s);
+	while ((w = LIST_FIRST(&j->watches)) != NULL) {
+		job_encode_end(conn_out(w->conn), j, w->req);
+		conn_dirty(w->conn);
+		LIST_REMOVE(w, by_job);
+		LIST_REMOVE(w, by_conn);
+		free(w);
+	}
+	job_retire(j);
+}
+
+int
+job_cancel(struct job *j)
+{
+	if (PROTO_STATE_FINAL(j->state))
+		return -1;
+	sched_executor(j->exec)->cancel(j);
+	return 0;
+}
+
+bool
+job_visible(const struct job *j, uid_t uid)
+{
+	return uid == 0 || uid == j->uid;
+}
+
+int
+job_watch(struct job *j, struct conn *c, uint64_t req)
+{
+	struct watch *w;
+
+	if (PROTO_STATE_FINAL(j->state)) {
+		job_encode_end(conn_out(c), j, req);
+		conn_dirty(c);
+		return 0;
+	}
+	if ((w = malloc(sizeof(*w))) == NULL)
+		return -1;
+	w->conn = c;
+	w->job = j;
+	w->req = req;
+	LIST_INSERT_HEAD(&j->watches, w, by_job);
+	LIST_INSERT_HEAD(conn_watches(c), w, by_conn);
+	return 0;
+}
+
+void
+job_unwatch_conn(struct conn *c)
+{
+	struct watch_list *l = conn_watches(c);
+	struct watch *w;
+
+	while ((w = LIST_FIRST(l)) != NULL) {
+		LIST_REMOVE(w, by_job);
+		LIST_REMOVE(w, by_conn);
+		free(w);
+	}
+}
+
+void
+job_foreach(void (*fn)(struct job *, void *), void *arg)
+{
+	size_t i;
+	struct job *j, *next;
+
+	for (i = 0; i < jobs.nbucket; i++)
+		for (j = jobs.bucket[i]; j != NULL; j = next) {
+			next = j->hnext;
+			fn(j, arg);
+		}
+}
+
+void
+job_counts(size_t counts[PS_COUNT])
+{
+	memcpy(counts, jobs.states, sizeof(jobs.states));
+}
+
+void
+job_shutdown(void)
+{
+	struct job *j;
+	size_t i;
+
+	for (i = 0; i < jobs.nbucket; i++)
+		while ((j = jobs.bucket[i]) != NULL) {
+			if (PROTO_STATE_FINAL(j->state))
+				TAILQ_REMOVE(&jobs.finished, j, link);
+			job_free(j);
+		}
+	free(jobs.bucket);
+	jobs.bucket = NULL;
+}

@@ -1,0 +1,82 @@
+/*
+ * log.c -- messages to stderr.  Under systemd each line starts with a
+ * <N> syslog priority, which journald turns into the entry's priority;
+ * in a terminal the lines are plain.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "concd.h"
+
+static bool log_prefix;
+static bool log_debugging;
+
+void
+log_init(bool debug)
+{
+	log_debugging = debug;
+	log_prefix = getenv("INVOCATION_ID") != NULL ||
+	    getenv("JOURNAL_STREAM") != NULL;
+}
+
+static void
+log_vwrite(int pri, const char *fmt, va_list ap, const char *err)
+{
+	char line[1024];
+	int n = 0;
+
+	if (log_prefix)
+		n = snprintf(line, sizeof(line), "<%d>", pri);
+	else
+		n = snprintf(line, sizeof(line), "concd: ");
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	if (err != NULL)
+		fprintf(stderr, "%s: %s\n", line, err);
+	else
+		fprintf(stderr, "%s\n", line);
+}
+
+#define LOG_FN(fn, pri, with_errno)                                        \
+	void fn(const char *fmt, ...)                                      \
+	{                                                                  \
+		const char *err = with_errno ? strerror(errno) : NULL;     \
+		va_list ap;                                                \
+                                                                           \
+		if (pri == LOG_DEBUG && !log_debugging)                    \
+			return;                                            \
+		va_start(ap, fmt);                                         \
+		log_vwrite(pri, fmt, ap, err);                             \
+		va_end(ap);                                                \
+	}
+
+LOG_FN(log_warn, LOG_WARNING, true)
+LOG_FN(log_warnx, LOG_WARNING, false)
+LOG_FN(log_info, LOG_INFO, false)
+LOG_FN(log_debug, LOG_DEBUG, false)
+
+void
+fatal(const char *fmt, ...)
+{
+	const char *err = strerror(errno);
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_CRIT, fmt, ap, err);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_CRIT, fmt, ap, NULL);
+	va_end(ap);
+	exit(1);
+}

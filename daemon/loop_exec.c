@@ -1,0 +1,144 @@
+/*
+ * loop_exec.c -- the loop executor: jobs run as cooperative steps on the
+ * event loop itself.  Each job owns one event, reused for whatever it
+ * waits on next: a timer, an fd, or (to yield) being made active so it
+ * runs again after the events already pending.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "concd.h"
+
+static struct event_base *loop_base;
+static size_t loop_nrunning;
+static uint32_t loop_served;
+
+static void loop_step_cb(evutil_socket_t, short, void *);
+
+static void
+loop_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
+    const char *msg)
+{
+	job_progress(ctx->job, done, total, msg);
+}
+
+static const struct exec_ops loop_ops = {
+	.progress = loop_progress,
+};
+
+void
+loop_exec_init(struct event_base *base)
+{
+	loop_base = base;
+}
+
+static void
+loop_end(struct job *j, enum proto_state s)
+{
+	struct event *ev = j->xdata;
+
+	if (ev != NULL) {
+		event_free(ev);
+		j->xdata = NULL;
+	}
+	loop_nrunning--;
+	job_finish(j, s);
+}
+
+static void
+loop_run(struct job *j)
+{
+	struct task_ctx *ctx = &j->ctx;
+	struct event *ev = j->xdata;
+	struct timeval tv;
+
+	switch (task_ctx_step(ctx)) {
+	case TASK_DONE:
+		loop_end(j, PS_SUCCEEDED);
+		break;
+	case TASK_FAILED:
+		loop_end(j, task_cancelled(ctx) ? PS_CANCELLED : PS_FAILED);
+		break;
+	case TASK_YIELD:
+		event_active(ev, EV_TIMEOUT, 1);
+		break;
+	case TASK_WAIT:
+		if (ctx->wait_fd >= 0) {
+			event_assign(ev, loop_base, ctx->wait_fd,
+			    ctx->wait_write ? EV_WRITE : EV_READ, loop_step_cb,
+			    j);
+			event_add(ev, NULL);
+		} else {
+			evtimer_assign(ev, loop_base, loop_step_cb, j);
+			tv.tv_sec = (time_t)(ctx->wait_ms / 1000);
+			tv.tv_usec = (suseconds_t)(ctx->wait_ms % 1000) * 1000;
+			evtimer_add(ev, &tv);
+		}
+		break;
+	}
+}
+
+static void
+loop_step_cb(evutil_socket_t fd, short what, void *arg)
+{
+	loop_run(arg);
+}
+
+static void
+loop_submit(struct job *j)
+{
+	struct event *ev;
+
+	job_start(j);
+	j->worker = 0;
+	j->tid = getpid();
+	loop_nrunning++;
+	if ((ev = evtimer_new(loop_base, loop_step_cb, j)) == NULL) {
+		task_fail(&j->ctx, "out of memory");
+		loop_end(j, PS_FAILED);
+		return;
+	}
+	j->xdata = ev;
+	j->served = ++loop_served;
+	if (task_ctx_start(&j->ctx, j, &loop_ops, NULL) < 0) {
+		loop_end(j, PS_FAILED);
+		return;
+	}
+	loop_run(j);
+}
+
+static void
+loop_cancel(struct job *j)
+{
+	atomic_store(&j->ctx.cancel, true);
+	if (j->xdata != NULL)
+		event_del(j->xdata);
+	loop_end(j, PS_CANCELLED);
+}
+
+static size_t
+loop_running(void)
+{
+	return loop_nrunning;
+}
+
+static size_t
+loop_queued(void)
+{
+	return 0;
+}
+
+static void
+loop_shutdown(void)
+{
+}
+
+const struct executor loop_executor = {
+	.kind = PX_LOOP,
+	.name = "loop",
+	.submit = loop_submit,
+	.cancel = loop_cancel,
+	.shutdown = loop_shutdown,
+	.running = loop_running,
+	.queued = loop_queued,
+};

@@ -1,0 +1,98 @@
+/*
+ * sched.c -- executors behind one interface: choosing one for a job,
+ * handing jobs to it, and the STATUS= line that sums them up.
+ */
+#include <stdio.h>
+
+#include "concd.h"
+
+static const struct executor *const executors[PX_COUNT] = {
+	[PX_LOOP] = &loop_executor,
+	[PX_THREAD] = &thread_executor,
+};
+
+static struct event *status_ev;
+static bool status_pending;
+
+const struct executor *
+sched_executor(enum proto_exec x)
+{
+	return x < PX_COUNT ? executors[x] : NULL;
+}
+
+int
+sched_choose(const struct task *t, enum proto_exec requested, bool fresh,
+    enum proto_exec *out, char *cause, size_t causelen)
+{
+	enum proto_exec x = requested;
+
+	if (x == PX_AUTO)
+		x = task_default_exec(t);
+	if (executors[x] == NULL) {
+		snprintf(cause, causelen, "the %s executor is not available",
+		    proto_execs[x]);
+		return -1;
+	}
+	if ((t->executors & task_exec_bit(x)) == 0) {
+		snprintf(cause, causelen, "task %s cannot run on the %s executor",
+		    t->name, proto_execs[x]);
+		return -1;
+	}
+	if (fresh && x == PX_LOOP) {
+		snprintf(cause, causelen,
+		    "--fresh needs the thread or process executor");
+		return -1;
+	}
+	*out = x;
+	return 0;
+}
+
+void
+sched_submit(struct job *j)
+{
+	executors[j->exec]->submit(j);
+}
+
+static void
+sched_status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	size_t counts[PS_COUNT];
+	char line[128];
+
+	status_pending = false;
+	job_counts(counts);
+	snprintf(line, sizeof(line), "%zu running, %zu queued, %zu finished",
+	    counts[PS_RUNNING], counts[PS_QUEUED],
+	    counts[PS_SUCCEEDED] + counts[PS_FAILED] + counts[PS_CANCELLED] +
+		counts[PS_TIMED_OUT]);
+	notify_status(line);
+}
+
+/* STATUS= is sent at most five times a second, however busy. */
+void
+sched_status_changed(void)
+{
+	static const struct timeval delay = {0, 200000};
+
+	server_state_changed();
+	if (status_pending || server_base == NULL)
+		return;
+	if (status_ev == NULL)
+		status_ev = evtimer_new(server_base, sched_status_cb, NULL);
+	status_pending = true;
+	evtimer_add(status_ev, &delay);
+}
+
+void
+sched_shutdown(void)
+{
+	size_t i;
+
+	for (i = 0; i < PX_COUNT; i++)
+		if (executors[i] != NULL)
+			executors[i]->shutdown();
+	if (status_ev != NULL) {
+		event_free(status_ev);
+		status_ev = NULL;
+	}
+}

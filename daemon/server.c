@@ -1,0 +1,359 @@
+/*
+ * server.c -- the listening socket (bound here or handed over by
+ * systemd), accepting connections, signals, and the orderly stop.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "concd.h"
+
+#define SERVER_MAX_LISTEN  8
+#define SERVER_STOP_LIMIT  10 /* seconds to deliver final events */
+
+struct event_base *server_base;
+
+static struct {
+	int fds[SERVER_MAX_LISTEN];
+	struct event *ev[SERVER_MAX_LISTEN];
+	int nfds;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool bound; /* we made path, so we remove it */
+	struct event *backoff;
+	struct event *sig[3];
+	struct event *stop_ev;
+	struct event *stop_timer;
+	bool stopping;
+	uid_t uid;
+} srv;
+
+uint64_t
+server_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+uid_t
+server_uid(void)
+{
+	return srv.uid;
+}
+
+bool
+server_stopping(void)
+{
+	return srv.stopping;
+}
+
+static int
+mkdir_parent(const char *path, mode_t mode)
+{
+	char dir[PATH_MAX], *p;
+
+	if (strlen(path) >= sizeof(dir))
+		return -1;
+	strcpy(dir, path);
+	if ((p = strrchr(dir, '/')) == NULL || p == dir)
+		return 0;
+	*p = '\0';
+	for (p = dir + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(dir, mode) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Is a daemon already answering on path? */
+static bool
+socket_alive(const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool alive;
+
+	if (fd < 0)
+		return false;
+	alive = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+	close(fd);
+	return alive;
+}
+
+int
+server_listen(const char *path, char *cause, size_t causelen)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	mode_t mask;
+	int fd, n;
+
+	srv.uid = geteuid();
+	n = notify_listen_fds(srv.fds, SERVER_MAX_LISTEN);
+	if (n > 0) {
+		srv.nfds = n;
+		for (n = 0; n < srv.nfds; n++) {
+			int fl = fcntl(srv.fds[n], F_GETFL);
+			fcntl(srv.fds[n], F_SETFL, fl | O_NONBLOCK);
+			fcntl(srv.fds[n], F_SETFD, FD_CLOEXEC);
+		}
+		log_info("using %d socket(s) from systemd", srv.nfds);
+		return 0;
+	}
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(cause, causelen, "socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	if (mkdir_parent(path, srv.uid == 0 ? 0755 : 0700) < 0) {
+		snprintf(cause, causelen, "cannot create the directory of %s: %s",
+		    path, strerror(errno));
+		return -1;
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(cause, causelen, "%s exists and is not a socket",
+			    path);
+			return -1;
+		}
+		if (socket_alive(&sun)) {
+			snprintf(cause, causelen,
+			    "another concd is already listening on %s", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(cause, causelen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* 0660 for the system instance (group concd), 0600 for a user's. */
+	mask = umask(srv.uid == 0 ? 0117 : 0177);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		umask(mask);
+		snprintf(cause, causelen, "bind %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	umask(mask);
+	if (listen(fd, SOMAXCONN) < 0) {
+		snprintf(cause, causelen, "listen %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	strcpy(srv.path, path);
+	srv.bound = true;
+	srv.fds[0] = fd;
+	srv.nfds = 1;
+	return 0;
+}
+
+static void
+server_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int i;
+
+	for (i = 0; i < srv.nfds; i++)
+		event_add(srv.ev[i], NULL);
+}
+
+static void
+server_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	static const struct timeval pause = {1, 0};
+	int fd, i, n;
+
+	/* A batch per wake-up; the rest wait for the next pass. */
+	for (n = 0; n < 64; n++) {
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				log_warn("accept: backing off for a second");
+				for (i = 0; i < srv.nfds; i++)
+					event_del(srv.ev[i]);
+				evtimer_add(srv.backoff, &pause);
+			} else if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept");
+			return;
+		}
+		if (conn_new(fd) == NULL)
+			close(fd);
+	}
+}
+
+static void
+server_exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopexit(server_base, NULL);
+}
+
+/* Stop once nothing is queued or running and the replies are out. */
+static void
+server_stop_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	size_t counts[PS_COUNT];
+
+	job_counts(counts);
+	if (counts[PS_QUEUED] + counts[PS_RUNNING] > 0)
+		return;
+	/* one more pass lets the flush run first */
+	event_base_once(server_base, -1, EV_TIMEOUT, server_exit_cb, NULL,
+	    NULL);
+}
+
+struct id_list {
+	uint64_t *ids;
+	size_t n, cap;
+};
+
+static void
+server_collect_cb(struct job *j, void *arg)
+{
+	struct id_list *l = arg;
+
+	if (PROTO_STATE_FINAL(j->state))
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		uint64_t *p = realloc(l->ids, cap * sizeof(*p));
+		if (p == NULL)
+			return;
+		l->ids = p;
+		l->cap = cap;
+	}
+	l->ids[l->n++] = j->id;
+}
+
+/* Ids first: finishing a job may free others, so no walk while cancelling. */
+static void
+server_cancel_all(void)
+{
+	struct id_list l = {NULL, 0, 0};
+	struct job *j;
+	size_t i;
+
+	job_foreach(server_collect_cb, &l);
+	for (i = 0; i < l.n; i++)
+		if ((j = job_find(l.ids[i])) != NULL)
+			job_cancel(j);
+	free(l.ids);
+}
+
+void
+server_shutdown(const char *why)
+{
+	static const struct timeval limit = {SERVER_STOP_LIMIT, 0};
+	size_t counts[PS_COUNT];
+	int i;
+
+	if (srv.stopping)
+		return;
+	srv.stopping = true;
+	notify_stopping();
+	job_counts(counts);
+	log_info("%s: stopping; cancelling %zu running and %zu queued jobs",
+	    why, counts[PS_RUNNING], counts[PS_QUEUED]);
+	for (i = 0; i < srv.nfds; i++) {
+		event_del(srv.ev[i]);
+		close(srv.fds[i]);
+	}
+	srv.nfds = 0;
+	if (srv.bound)
+		unlink(srv.path);
+	server_cancel_all();
+	srv.stop_ev = event_new(server_base, -1, EV_PERSIST,
+	    server_stop_check_cb, NULL);
+	srv.stop_timer = evtimer_new(server_base, server_exit_cb, NULL);
+	evtimer_add(srv.stop_timer, &limit);
+	event_active(srv.stop_ev, 0, 1);
+}
+
+/* sched.c calls this on every state change. */
+void
+server_state_changed(void)
+{
+	if (srv.stopping && srv.stop_ev != NULL)
+		event_active(srv.stop_ev, 0, 1);
+}
+
+static void
+server_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	switch (sig) {
+	case SIGHUP:
+		log_info("SIGHUP: nothing to reload yet");
+		break;
+	default:
+		if (srv.stopping) {
+			log_warnx("%s again: exiting now", strsignal(sig));
+			event_base_loopexit(server_base, NULL);
+		} else
+			server_shutdown(strsignal(sig));
+	}
+}
+
+void
+server_start(void)
+{
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+	int i;
+
+	signal(SIGPIPE, SIG_IGN);
+	for (i = 0; i < 3; i++) {
+		srv.sig[i] = evsignal_new(server_base, sigs[i],
+		    server_signal_cb, NULL);
+		evsignal_add(srv.sig[i], NULL);
+	}
+	srv.backoff = evtimer_new(server_base, server_backoff_cb, NULL);
+	for (i = 0; i < srv.nfds; i++) {
+		srv.ev[i] = event_new(server_base, srv.fds[i],
+		    EV_READ | EV_PERSIST, server_accept_cb, NULL);
+		event_add(srv.ev[i], NULL);
+	}
+}
+
+void
+server_free(void)
+{
+	int i;
+
+	for (i = 0; i < 3; i++)
+		if (srv.sig[i] != NULL)
+			event_free(srv.sig[i]);
+	for (i = 0; i < SERVER_MAX_LISTEN; i++)
+		if (srv.ev[i] != NULL)
+			event_free(srv.ev[i]);
+	for (i = 0; i < srv.nfds; i++)
+		close(srv.fds[i]);
+	if (srv.backoff != NULL)
+		event_free(srv.backoff);
+	if (srv.stop_ev != NULL)
+		event_free(srv.stop_ev);
+	if (srv.stop_timer != NULL)
+		event_free(srv.stop_timer);
+	if (srv.bound && !srv.stopping)
+		unlink(srv.path);
+}

@@ -1,0 +1,370 @@
+/*
+ * task.c -- the task table, argument validation against each task's
+ * argument rows, and the functions a task calls on its context.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "concd.h"
+
+extern const struct task task_noop, task_sleep, task_primes;
+
+const struct task *const task_builtin[] = {
+	&task_noop,
+	&task_sleep,
+	&task_primes,
+};
+#define TASK_BUILTIN_COUNT (sizeof(task_builtin) / sizeof(task_builtin[0]))
+
+size_t
+task_count(void)
+{
+	return TASK_BUILTIN_COUNT;
+}
+
+const struct task *
+task_at(size_t i)
+{
+	return i < TASK_BUILTIN_COUNT ? task_builtin[i] : NULL;
+}
+
+const struct task *
+task_find(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < TASK_BUILTIN_COUNT; i++) {
+		const char *n = task_builtin[i]->name;
+		if (strncmp(n, name, len) == 0 && n[len] == '\0')
+			return task_builtin[i];
+	}
+	return NULL;
+}
+
+unsigned
+task_exec_bit(enum proto_exec x)
+{
+	switch (x) {
+	case PX_LOOP:
+		return TASK_ON_LOOP;
+	case PX_THREAD:
+		return TASK_ON_THREAD;
+	case PX_PROCESS:
+		return TASK_ON_PROCESS;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The rule of thumb: waits that need no thread go to the loop, blocking
+ * calls and computation to threads (C has no GIL: threads run CPU work in
+ * parallel).
+ */
+enum proto_exec
+task_default_exec(const struct task *t)
+{
+	if ((t->traits & TASK_NONBLOCKING) && (t->executors & TASK_ON_LOOP))
+		return PX_LOOP;
+	if (t->executors & TASK_ON_THREAD)
+		return PX_THREAD;
+	return PX_LOOP;
+}
+
+static const char *const arg_type_names[] = {
+	[TASK_ARG_INT] = "an integer",
+	[TASK_ARG_BOOL] = "true or false",
+	[TASK_ARG_STR] = "a string",
+};
+
+static int
+arg_find(const struct task *t, const msgpack_object *key)
+{
+	size_t i;
+
+	for (i = 0; i < t->nargs; i++)
+		if (proto_obj_streq(key, t->args[i].name))
+			return (int)i;
+	return -1;
+}
+
+static int
+arg_parse(const struct task *t, const msgpack_object *args,
+    union task_value *argv, char *cause, size_t causelen)
+{
+	bool seen[TASK_MAX_ARGS] = {false};
+	uint32_t i;
+	size_t k;
+
+	if (t->any_args)
+		return 0;
+	if (args != NULL && args->type != MSGPACK_OBJECT_MAP) {
+		snprintf(cause, causelen, "arguments must be a map");
+		return -1;
+	}
+	for (k = 0; k < t->nargs; k++) {
+		if (t->args[k].type == TASK_ARG_BOOL)
+			argv[k].b = t->args[k].def != 0;
+		else
+			argv[k].i = t->args[k].def;
+	}
+	for (i = 0; args != NULL && i < args->via.map.size; i++) {
+		const msgpack_object *key = &args->via.map.ptr[i].key;
+		const msgpack_object *val = &args->via.map.ptr[i].val;
+		const struct task_arg *a;
+		int n = arg_find(t, key);
+		bool ok;
+
+		if (n < 0) {
+			if (key->type == MSGPACK_OBJECT_STR)
+				snprintf(cause, causelen,
+				    "%s: unknown argument \"%.*s\"", t->name,
+				    (int)(key->via.str.size > 64
+					    ? 64 : key->via.str.size),
+				    key->via.str.ptr);
+			else
+				snprintf(cause, causelen,
+				    "%s: argument names must be strings",
+				    t->name);
+			return -1;
+		}
+		a = &t->args[n];
+		seen[n] = true;
+		switch (a->type) {
+		case TASK_ARG_INT:
+			ok = val->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+			    val->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+			if (ok && val->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+			    val->via.u64 > (uint64_t)a->max) {
+				snprintf(cause, causelen,
+				    "%s: %s must be at most %lld", t->name,
+				    a->name, (long long)a->max);
+				return -1;
+			}
+			if (ok) {
+				argv[n].i = val->via.i64;
+				if (argv[n].i < a->min || argv[n].i > a->max) {
+					snprintf(cause, causelen,
+					    "%s: %s must be between %lld and "
+					    "%lld",
+					    t->name, a->name,
+					    (long long)a->min,
+					    (long long)a->max);
+					return -1;
+				}
+			}
+			break;
+		case TASK_ARG_BOOL:
+			ok = val->type == MSGPACK_OBJECT_BOOLEAN;
+			if (ok)
+				argv[n].b = val->via.boolean;
+			break;
+		case TASK_ARG_STR:
+			ok = val->type == MSGPACK_OBJECT_STR;
+			if (ok && ((int64_t)val->via.str.size < a->min ||
+				      (int64_t)val->via.str.size > a->max)) {
+				snprintf(cause, causelen,
+				    "%s: %s must be %lld to %lld bytes long",
+				    t->name, a->name, (long long)a->min,
+				    (long long)a->max);
+				return -1;
+			}
+			if (ok) {
+				argv[n].s.ptr = val->via.str.ptr;
+				argv[n].s.len = val->via.str.size;
+			}
+			break;
+		default:
+			ok = false;
+		}
+		if (!ok) {
+			snprintf(cause, causelen, "%s: %s must be %s", t->name,
+			    a->name, arg_type_names[a->type]);
+			return -1;
+		}
+	}
+	for (k = 0; k < t->nargs; k++) {
+		if (t->args[k].required && !seen[k]) {
+			snprintf(cause, causelen, "%s: missing argument %s",
+			    t->name, t->args[k].name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+task_validate(const struct task *t, const msgpack_object *args, char *cause,
+    size_t causelen)
+{
+	union task_value argv[TASK_MAX_ARGS];
+
+	return arg_parse(t, args, argv, cause, causelen);
+}
+
+/* ---- the context ---- */
+
+int
+task_ctx_start(struct task_ctx *ctx, struct job *job,
+    const struct exec_ops *ops, void *worker_state)
+{
+	union task_value argv[TASK_MAX_ARGS];
+	msgpack_zone zone;
+	msgpack_object args;
+	size_t off = 0;
+	char cause[256];
+	int rc;
+
+	ctx->task = job->task;
+	ctx->job = job;
+	ctx->ops = ops;
+	ctx->worker_state = worker_state;
+	ctx->wait_fd = -1;
+	if (ctx->task->state_size > 0 &&
+	    (ctx->state = calloc(1, ctx->task->state_size)) == NULL) {
+		task_fail(ctx, "out of memory");
+		return -1;
+	}
+	if (!ctx->task->any_args) {
+		/* The arguments were validated at submission. */
+		msgpack_zone_init(&zone, 256);
+		if (job->args_len == 0 ||
+		    msgpack_unpack(job->args, job->args_len, &off, &zone,
+			&args) != MSGPACK_UNPACK_SUCCESS)
+			rc = arg_parse(ctx->task, NULL, argv, cause,
+			    sizeof(cause));
+		else
+			rc = arg_parse(ctx->task, &args, argv, cause,
+			    sizeof(cause));
+		msgpack_zone_destroy(&zone);
+		if (rc < 0) {
+			task_fail(ctx, "%s", cause);
+			return -1;
+		}
+	}
+	if (ctx->task->start(ctx, argv) < 0) {
+		if (ctx->error == NULL)
+			task_fail(ctx, "%s: could not start", ctx->task->name);
+		return -1;
+	}
+	ctx->started = true;
+	return 0;
+}
+
+enum task_step
+task_ctx_step(struct task_ctx *ctx)
+{
+	ctx->wait_ms = 0;
+	ctx->wait_fd = -1;
+	return ctx->task->step(ctx);
+}
+
+void
+task_ctx_stop(struct task_ctx *ctx)
+{
+	if (ctx->started && ctx->task->stop != NULL)
+		ctx->task->stop(ctx);
+	ctx->started = false;
+	free(ctx->state);
+	ctx->state = NULL;
+}
+
+void
+task_ctx_free(struct task_ctx *ctx)
+{
+	task_ctx_stop(ctx);
+	pbuf_free(&ctx->result);
+	free(ctx->error);
+	ctx->error = NULL;
+}
+
+enum task_step
+task_run_blocking(struct task_ctx *ctx,
+    bool (*wait)(struct task_ctx *, void *arg), void *arg)
+{
+	enum task_step st;
+
+	for (;;) {
+		if (task_cancelled(ctx))
+			return TASK_FAILED;
+		st = task_ctx_step(ctx);
+		if (st == TASK_DONE || st == TASK_FAILED)
+			return st;
+		if (st == TASK_WAIT && !wait(ctx, arg))
+			return TASK_FAILED; /* cancelled while waiting */
+	}
+}
+
+void *
+task_state(struct task_ctx *ctx)
+{
+	return ctx->state;
+}
+
+void *
+task_worker_state(struct task_ctx *ctx)
+{
+	return ctx->worker_state;
+}
+
+const char *
+task_args_raw(struct task_ctx *ctx, size_t *len)
+{
+	*len = ctx->job->args_len;
+	return ctx->job->args;
+}
+
+void
+task_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
+    const char *msg)
+{
+	ctx->ops->progress(ctx, done, total, msg);
+}
+
+msgpack_packer *
+task_result(struct task_ctx *ctx)
+{
+	ctx->result.len = 0;
+	msgpack_packer_init(&ctx->pk, &ctx->result, pbuf_write_cb);
+	return &ctx->pk;
+}
+
+enum task_step
+task_fail(struct task_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	free(ctx->error);
+	ctx->error = s != NULL ? s : strdup("task failed");
+	return TASK_FAILED;
+}
+
+enum task_step
+task_wait_ms(struct task_ctx *ctx, uint64_t ms)
+{
+	ctx->wait_ms = ms;
+	ctx->wait_fd = -1;
+	return TASK_WAIT;
+}
+
+enum task_step
+task_wait_fd(struct task_ctx *ctx, int fd, bool writable)
+{
+	ctx->wait_fd = fd;
+	ctx->wait_write = writable;
+	return TASK_WAIT;
+}
+
+bool
+task_cancelled(struct task_ctx *ctx)
+{
+	return atomic_load_explicit(&ctx->cancel, memory_order_relaxed);
+}

@@ -1,0 +1,128 @@
+/*
+ * primes -- count the primes <= n with a segmented sieve of Eratosthenes.
+ * Each step sieves one segment, so on the loop other jobs run between
+ * segments, and progress is the count of numbers sieved so far.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../task.h"
+
+#define PRIMES_SEGMENT (128 * 1024) /* odd numbers per segment */
+
+enum { PRIMES_N };
+
+static const struct task_arg primes_args[] = {
+	[PRIMES_N] = {"n", TASK_ARG_INT, true, 0, 4000000000LL, 0,
+	    "count the primes up to and including n"},
+};
+
+struct primes_state {
+	uint64_t n;
+	uint64_t lo;	  /* next odd number to sieve */
+	uint64_t count;
+	uint32_t *base;	  /* odd primes <= sqrt(n) */
+	size_t nbase;
+	uint64_t *next;	  /* next odd multiple of each base prime */
+	unsigned char *seg;
+};
+
+static int
+primes_start(struct task_ctx *ctx, const union task_value *argv)
+{
+	struct primes_state *s = task_state(ctx);
+	uint64_t root, i, j;
+	unsigned char *small;
+
+	s->n = (uint64_t)argv[PRIMES_N].i;
+	s->count = s->n >= 2 ? 1 : 0; /* 2 is the only even prime */
+	s->lo = 3;
+	root = (uint64_t)sqrt((double)s->n);
+	while (root * root > s->n)
+		root--;
+	while ((root + 1) * (root + 1) <= s->n)
+		root++;
+	/* simple sieve for the base primes */
+	if ((small = calloc(root + 1, 1)) == NULL)
+		goto nomem;
+	s->base = malloc(sizeof(*s->base) * (root / 2 + 1));
+	s->next = malloc(sizeof(*s->next) * (root / 2 + 1));
+	s->seg = malloc(PRIMES_SEGMENT);
+	if (s->base == NULL || s->next == NULL || s->seg == NULL) {
+		free(small);
+		goto nomem;
+	}
+	for (i = 3; i <= root; i += 2) {
+		if (small[i])
+			continue;
+		s->base[s->nbase] = (uint32_t)i;
+		s->next[s->nbase] = i * i;
+		s->nbase++;
+		for (j = i * i; j <= root; j += 2 * i)
+			small[j] = 1;
+	}
+	free(small);
+	return 0;
+nomem:
+	task_fail(ctx, "primes: out of memory");
+	return -1;
+}
+
+static enum task_step
+primes_step(struct task_ctx *ctx)
+{
+	struct primes_state *s = task_state(ctx);
+	uint64_t lo = s->lo, hi, k, m, span;
+	size_t i;
+
+	if (task_cancelled(ctx))
+		return TASK_FAILED;
+	if (lo > s->n) {
+		msgpack_pack_uint64(task_result(ctx), s->count);
+		return TASK_DONE;
+	}
+	/* odd numbers lo, lo+2, ... up to hi (inclusive) */
+	span = PRIMES_SEGMENT;
+	hi = lo + 2 * (span - 1);
+	if (hi > s->n)
+		hi = s->n % 2 ? s->n : s->n - 1;
+	span = (hi - lo) / 2 + 1;
+	memset(s->seg, 0, span);
+	for (i = 0; i < s->nbase; i++) {
+		uint64_t p2 = 2 * (uint64_t)s->base[i];
+
+		for (m = s->next[i]; m <= hi; m += p2)
+			s->seg[(m - lo) / 2] = 1;
+		s->next[i] = m;
+	}
+	for (k = 0; k < span; k++)
+		s->count += !s->seg[k];
+	s->lo = hi + 2;
+	task_progress(ctx, s->lo > s->n ? s->n : hi, s->n, NULL);
+	return TASK_YIELD;
+}
+
+static void
+primes_stop(struct task_ctx *ctx)
+{
+	struct primes_state *s = task_state(ctx);
+
+	free(s->base);
+	free(s->next);
+	free(s->seg);
+}
+
+const struct task task_primes = {
+	.abi = CONCD_TASK_ABI,
+	.name = "primes",
+	.summary = "count the primes up to n (CPU work)",
+	.traits = TASK_CPU,
+	.executors = TASK_ON_ALL,
+	.state_size = sizeof(struct primes_state),
+	.args = primes_args,
+	.nargs = sizeof(primes_args) / sizeof(primes_args[0]),
+	.start = primes_start,
+	.step = primes_step,
+	.stop = primes_stop,
+};
