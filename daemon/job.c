@@ -369,5 +369,5 @@ job_shutdown(void)
 			job_free(j);
 		}
 	free(jobs.bucket);
-	jobs.bucket = NULL;
+	memset(&jobs, 0, sizeof(jobs));
 }

@@ -319,7 +319,12 @@ thread_cancel(struct job *j)
 int
 pool_thread_init(struct event_base *base, int n)
 {
+	pthread_condattr_t attr;
 	int i;
+
+	/* timed waits measure against CLOCK_MONOTONIC */
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 
 	TAILQ_INIT(&pool.todo);
 	pool.wake_ev = event_new(base, -1, EV_READ, thread_wake_cb, NULL);
@@ -330,7 +335,7 @@ pool_thread_init(struct event_base *base, int n)
 		struct tworker *w = &pool.workers[i];
 
 		w->index = i;
-		pthread_cond_init(&w->cond, NULL);
+		pthread_cond_init(&w->cond, &attr);
 		w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (w->wakefd < 0 ||
 		    pthread_create(&w->thread, NULL, thread_main, w) != 0) {
@@ -339,6 +344,7 @@ pool_thread_init(struct event_base *base, int n)
 		}
 		pool.nworkers++;
 	}
+	pthread_condattr_destroy(&attr);
 	return 0;
 }
 

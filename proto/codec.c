@@ -296,9 +296,18 @@ proto_decode(const char *payload, size_t len, msgpack_zone *zone,
 		return PROTO_DECODE_BAD;
 	}
 	if (proto_decode_fields(&root, m, f) < 0) {
+		uint32_t i;
+
 		if (f->code == PE_BAD_FRAME)
 			return PROTO_DECODE_BAD;
 		/* keep the id for the error reply when it is sound */
+		for (i = 0; i < root.via.map.size; i++) {
+			const msgpack_object_kv *kv = &root.via.map.ptr[i];
+
+			if (proto_obj_streq(&kv->key, "id") &&
+			    kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+				m->id = kv->val.via.u64;
+		}
 		return PROTO_DECODE_REJECT;
 	}
 	if (proto_has(m, PF_ID))

@@ -1,0 +1,293 @@
+"""concd on the wire: requests, replies, events and hostile input, spoken
+with Python's msgpack rather than concd's own codec."""
+import os
+import signal
+import struct
+import sys
+import unittest
+
+import msgpack
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import BOUND, DaemonTest  # noqa: E402
+
+
+class Wire(DaemonTest):
+    def test_hello_is_welcomed_with_the_protocol_version(self):
+        c = self.d.client()
+        m = c.call("hello", version=1)
+        self.assertEqual(m["t"], "welcome")
+        self.assertEqual(m["version"], 1)
+        self.assertEqual(m["pid"], self.d.proc.pid)
+
+    def test_wrong_version_gets_an_error_and_the_connection_closes(self):
+        c = self.d.client()
+        m = c.call("hello", version=99)
+        self.assertEqual((m["t"], m["error"]), ("error", "version_mismatch"))
+        self.assertIsNone(c.recv())
+
+    def test_ping_pongs(self):
+        self.assertEqual(self.d.client().call("ping")["t"], "pong")
+
+    def test_tasks_lists_traits_executors_and_defaults(self):
+        m = self.d.client().call("tasks")
+        tasks = {t["name"]: t for t in m["tasks"]}
+        self.assertEqual(set(tasks), {"noop", "sleep", "primes"})
+        self.assertEqual(tasks["primes"]["traits"], ["cpu"])
+        self.assertEqual(tasks["primes"]["default"], "thread")
+        self.assertEqual(tasks["sleep"]["default"], "loop")
+        self.assertIn("loop", tasks["sleep"]["executors"])
+        self.assertEqual(tasks["primes"]["usage"], "primes n=N")
+
+    def run_job(self, c, **submit):
+        rid = c.request("submit", watch=True, **submit)
+        m = c.recv()
+        self.assertEqual(m["t"], "accepted", m)
+        return m["job"], c.until_end(rid)
+
+    def test_primes_gives_the_count_on_both_executors(self):
+        c = self.d.client()
+        for x in ("thread", "loop"):
+            job, ev = self.run_job(c, task="primes", args={"n": 5000000},
+                                   exec=x)
+            end = ev[-1]
+            self.assertEqual(end["t"], "end")
+            self.assertEqual(end["state"], "succeeded")
+            self.assertEqual(end["result"], 348513)
+            self.assertEqual(end["exec"], x)
+            self.assertEqual(end["job"], job)
+            progress = [e for e in ev if e["t"] == "progress"]
+            self.assertTrue(progress, "primes reports progress")
+            self.assertTrue(all(e["total"] == 5000000 for e in progress))
+
+    def test_sleep_streams_one_progress_event_per_step(self):
+        c = self.d.client()
+        _, ev = self.run_job(c, task="sleep", args={"ms": 200, "steps": 4},
+                             exec="loop")
+        done = [e["done"] for e in ev if e["t"] == "progress"]
+        self.assertEqual(done, [1, 2, 3, 4])
+        self.assertEqual(ev[-1]["result"], 200)
+        self.assertGreaterEqual(ev[-1]["finished"] - ev[-1]["started"],
+                                200000)
+
+    def test_noop_returns_its_arguments(self):
+        c = self.d.client()
+        args = {"a": 1, "b": "two", "c": True, "d": -5}
+        _, ev = self.run_job(c, task="noop", args=args)
+        self.assertEqual(ev[-1]["result"], args)
+
+    def test_thread_pool_workers_are_reused(self):
+        c = self.d.client()
+        served = {}
+        for _ in range(6):
+            _, ev = self.run_job(c, task="noop", exec="thread")
+            end = ev[-1]
+            served.setdefault(end["worker"], []).append(end["served"])
+        self.assertLessEqual(len(served), 2)  # a pool of two threads
+        self.assertEqual(sum(len(v) for v in served.values()), 6)
+        for counts in served.values():
+            self.assertEqual(counts, sorted(counts))
+        self.assertGreater(max(max(v) for v in served.values()), 1)
+
+    def test_many_jobs_in_flight_on_one_connection(self):
+        c = self.d.client()
+        ids = [c.request("submit", task="primes", args={"n": 1000 + i},
+                         exec="thread", watch=True) for i in range(200)]
+        ends = {}
+        while len(ends) < len(ids):
+            m = c.recv()
+            self.assertIsNotNone(m)
+            if m["t"] == "end":
+                ends[m["id"]] = m["result"]
+        self.assertEqual(set(ends), set(ids))
+        self.assertEqual(ends[ids[0]], 168)   # pi(1000)
+        self.assertEqual(ends[ids[-1]], 196)  # pi(1199)
+
+    def test_submit_without_watch_then_status_watch_and_result(self):
+        c = self.d.client()
+        job = c.call("submit", task="sleep", args={"ms": 300})["job"]
+        st = c.call("status", job=job)
+        self.assertEqual(st["t"], "job")
+        self.assertIn(st["state"], ("queued", "running"))
+        self.assertEqual(st["task"], "sleep")
+        self.assertEqual(st["uid"], os.getuid())
+        r = c.call("result", job=job)
+        self.assertEqual((r["t"], r["error"]), ("error", "not_finished"))
+        rid = c.request("watch", job=job)
+        self.assertEqual(c.until_end(rid)[-1]["result"], 300)
+        r = c.call("result", job=job)
+        self.assertEqual((r["t"], r["state"], r["result"]),
+                         ("end", "succeeded", 300))
+
+    def test_cancel_stops_a_running_job_on_each_executor(self):
+        c = self.d.client()
+        for x in ("loop", "thread"):
+            rid = c.request("submit", task="sleep", args={"ms": 600000},
+                            exec=x, watch=True)
+            job = c.recv()["job"]
+            cid = c.request("cancel", job=job)
+            replies = {}
+            while len(replies) < 2:
+                m = c.recv()
+                replies[m["id"]] = m
+            self.assertEqual(replies[cid]["t"], "ok")
+            end = replies[rid]
+            self.assertEqual(end["state"], "cancelled")
+            self.assertEqual(end["error"], "cancelled")
+
+    def test_cancel_of_a_queued_job_means_it_never_starts(self):
+        c = self.d.client()
+        busy = [c.call("submit", task="sleep", args={"ms": 600000},
+                       exec="thread")["job"] for _ in range(2)]
+        queued = c.call("submit", task="primes", args={"n": 10},
+                        exec="thread")["job"]
+        self.assertEqual(c.call("status", job=queued)["state"], "queued")
+        c.call("cancel", job=queued)
+        st = c.call("status", job=queued)
+        self.assertEqual(st["state"], "cancelled")
+        self.assertNotIn("worker", st)
+        for j in busy:
+            c.call("cancel", job=j)
+
+    def test_ps_lists_active_jobs_and_all_with_counts(self):
+        c = self.d.client()
+        done = c.call("submit", task="noop", watch=False)["job"]
+        rid = c.request("watch", job=done)
+        c.until_end(rid)
+        running = c.call("submit", task="sleep", args={"ms": 600000})["job"]
+        ps = c.call("ps")
+        self.assertEqual([j["job"] for j in ps["jobs"]], [running])
+        self.assertEqual(ps["counts"]["succeeded"], 1)
+        ps = c.call("ps", all=True)
+        self.assertEqual([j["job"] for j in ps["jobs"]], [done, running])
+        c.call("cancel", job=running)
+
+    def test_user_errors_get_clear_replies_and_the_connection_stays(self):
+        c = self.d.client()
+        cases = [
+            (dict(t="submit", task="nope"), "unknown_task", "nope"),
+            (dict(t="submit", task="primes"), "bad_args", "missing argument n"),
+            (dict(t="submit", task="primes", args={"n": "x"}), "bad_args",
+             "n must be an integer"),
+            (dict(t="submit", task="primes", args={"n": -1}), "bad_args",
+             "between"),
+            (dict(t="submit", task="primes", args={"n": 1, "q": 2}),
+             "bad_args", "unknown argument \"q\""),
+            (dict(t="submit", task="primes", args={"n": 1}, exec="gpu"),
+             "bad_executor", "gpu"),
+            (dict(t="submit", task="sleep", args={"ms": 1}, exec="loop",
+                  fresh=True), "bad_executor", "fresh"),
+            (dict(t="submit", task=5), "bad_field", "\"task\""),
+            (dict(t="status", job=424242), "no_such_job", "424242"),
+            (dict(t="cancel", job=424242), "no_such_job", "424242"),
+            (dict(t="status", job="x"), "bad_field", "\"job\""),
+            (dict(t="status"), "bad_field", "missing field \"job\""),
+            (dict(t="frobnicate"), "unknown_message", "frobnicate"),
+            (dict(t="end", job=1, state="x"), "unknown_message", "reply"),
+        ]
+        for i, (msg, code, text) in enumerate(cases, start=100):
+            msg["id"] = i
+            c.send(msg)
+            m = c.recv()
+            self.assertEqual((m["t"], m["id"], m["error"]),
+                             ("error", i, code), msg)
+            self.assertIn(text, m["message"], msg)
+        self.assertEqual(c.call("ping")["t"], "pong")
+
+    def test_unknown_keys_are_ignored(self):
+        c = self.d.client()
+        m = c.call("ping", future_field={"x": [1, 2]})
+        self.assertEqual(m["t"], "pong")
+
+    def assert_rejected_and_closed(self, raw, code):
+        c = self.d.client()
+        c.send_raw(raw)
+        m = c.recv()
+        self.assertEqual((m["t"], m["error"]), ("error", code), raw[:32])
+        self.assertIsNone(c.recv())
+        # everyone else is still served
+        self.assertEqual(self.d.client().call("ping")["t"], "pong")
+
+    def test_bad_frames_are_answered_then_the_connection_closed(self):
+        frame = lambda body: struct.pack(">I", len(body)) + body
+        self.assert_rejected_and_closed(struct.pack(">I", 2 << 20),
+                                        "frame_too_large")
+        # a map header claiming ~800 million entries in 12 bytes
+        self.assert_rejected_and_closed(
+            frame(b"\xdf\x30\x00\x00\x00" + b"\x00" * 7), "bad_frame")
+        self.assert_rejected_and_closed(
+            frame(b"\xdb\xff\xff\xff\xf0abc"), "bad_frame")
+        self.assert_rejected_and_closed(frame(b"\x91" * 40 + b"\x01"),
+                                        "bad_frame")
+        self.assert_rejected_and_closed(frame(b"\xc1garbage"), "bad_frame")
+        self.assert_rejected_and_closed(frame(b"\x93\x01\x02\x03"),
+                                        "bad_frame")
+        self.assert_rejected_and_closed(
+            frame(msgpack.packb({"t": "ping"}) + b"\x00"), "bad_frame")
+        self.assert_rejected_and_closed(frame(msgpack.packb({1: 2})),
+                                        "bad_frame")
+
+    def test_a_frame_split_across_writes_is_reassembled(self):
+        c = self.d.client()
+        body = msgpack.packb({"t": "ping", "id": 7})
+        data = struct.pack(">I", len(body)) + body
+        for b in data:
+            c.send_raw(bytes([b]))
+        self.assertEqual(c.recv(), {"t": "pong", "id": 7})
+
+    def test_a_client_that_vanishes_loses_nothing_for_the_others(self):
+        a, b = self.d.client(), self.d.client()
+        rid = a.request("submit", task="sleep", args={"ms": 300, "steps": 3},
+                        exec="thread", watch=True)
+        job = a.recv()["job"]
+        wid = b.request("watch", job=job)
+        a.close()
+        end = b.until_end(wid)[-1]
+        self.assertEqual((end["state"], end["result"]), ("succeeded", 300))
+
+    def test_jobs_of_a_vanished_client_keep_running(self):
+        a = self.d.client()
+        job = a.call("submit", task="sleep", args={"ms": 200},
+                     exec="loop")["job"]
+        a.close()
+        b = self.d.client()
+        self.assertEqual(b.until_end(b.request("watch", job=job))[-1]
+                         ["state"], "succeeded")
+
+    def test_a_slow_reader_gets_coalesced_progress_but_its_end(self):
+        c = self.d.client()
+        steps = 200000
+        rid = c.request("submit", task="sleep",
+                        args={"ms": 2000, "steps": steps}, exec="loop",
+                        watch=True)
+        # read nothing until the job is over: watch it from elsewhere
+        other = self.d.client()
+        self.assertEqual(other.recv() if False else None, None)
+        job = None
+        while job is None:
+            ps = other.call("ps")
+            job = ps["jobs"][0]["job"] if ps["jobs"] else None
+        other.until_end(other.request("watch", job=job))
+        ev = c.until_end(rid)
+        progress = [e for e in ev if e["t"] == "progress"]
+        self.assertEqual(ev[-1]["state"], "succeeded")
+        self.assertLess(len(progress), steps)
+        dones = [e["done"] for e in progress]
+        self.assertEqual(dones, sorted(dones))
+
+    def test_sigterm_cancels_jobs_delivers_end_events_and_exits_zero(self):
+        c = self.d.client()
+        rids = [c.request("submit", task="sleep", args={"ms": 600000},
+                          exec=x, watch=True) for x in ("loop", "thread")]
+        for _ in rids:
+            self.assertEqual(c.recv()["t"], "accepted")
+        self.d.proc.send_signal(signal.SIGTERM)
+        for rid in rids:
+            self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+        self.d.notify.wait_for("STOPPING=1")
+        self.assertFalse(os.path.exists(self.d.socket))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
