@@ -117,7 +117,9 @@ struct job {
 	uint8_t exec;	   /* enum proto_exec, as run */
 	bool daemon;
 	bool fresh;
+	bool timing_out; /* a cancel caused by the timeout */
 	uid_t uid;
+	struct event *timer; /* the timeout, once running */
 
 	uint64_t submitted, started, finished; /* µs since the epoch */
 	uint64_t timeout_ms;

@@ -138,11 +138,31 @@ job_free(struct job *j)
 	free(j);
 }
 
+static void
+job_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+
+	log_debug("job %llu: timed out after %llu ms",
+	    (unsigned long long)j->id, (unsigned long long)j->timeout_ms);
+	j->timing_out = true;
+	job_cancel(j);
+}
+
+/* The timeout counts from the start, not from submission. */
 void
 job_start(struct job *j)
 {
+	struct timeval tv;
+
 	j->started = server_now_us();
 	job_set_state(j, PS_RUNNING);
+	if (j->timeout_ms > 0 && server_base != NULL &&
+	    (j->timer = evtimer_new(server_base, job_timeout_cb, j)) != NULL) {
+		tv.tv_sec = (time_t)(j->timeout_ms / 1000);
+		tv.tv_usec = (suseconds_t)(j->timeout_ms % 1000) * 1000;
+		evtimer_add(j->timer, &tv);
+	}
 }
 
 static void
@@ -264,6 +284,12 @@ job_finish(struct job *j, enum proto_state s)
 	j->finished = server_now_us();
 	if (j->started == 0)
 		j->started = j->finished;
+	if (j->timer != NULL) {
+		event_free(j->timer);
+		j->timer = NULL;
+	}
+	if (s == PS_CANCELLED && j->timing_out)
+		s = PS_TIMED_OUT;
 	switch (s) {
 	case PS_FAILED:
 		j->err = PE_TASK_FAILED;

@@ -135,6 +135,20 @@ class Wire(DaemonTest):
             self.assertEqual(end["state"], "cancelled")
             self.assertEqual(end["error"], "cancelled")
 
+    def test_a_timeout_ends_the_job_as_timed_out_on_each_executor(self):
+        c = self.d.client()
+        for x in ("loop", "thread"):
+            _, ev = self.run_job(c, task="sleep", args={"ms": 600000},
+                                 exec=x, timeout=200)
+            end = ev[-1]
+            self.assertEqual((end["state"], end["error"]),
+                             ("timed_out", "timed_out"), end)
+            self.assertGreaterEqual(end["finished"] - end["started"], 200000)
+            self.assertLess(end["finished"] - end["started"], 20 * 10**6)
+        _, ev = self.run_job(c, task="sleep", args={"ms": 10},
+                             timeout=60000)
+        self.assertEqual(ev[-1]["state"], "succeeded")
+
     def test_cancel_of_a_queued_job_means_it_never_starts(self):
         c = self.d.client()
         busy = [c.call("submit", task="sleep", args={"ms": 600000},
