@@ -42,6 +42,13 @@ void notify_ready(void);
 void notify_stopping(void);
 void notify_status(const char *);
 
+/* ---- limits ---- */
+
+#define TASK_MAX_TASKS	   64	/* built-in and plugin tasks */
+#define POOL_MAX_THREADS   1024
+#define POOL_MAX_PROCESSES 256
+#define WORKER_FD	   3	/* a worker process's socketpair end */
+
 /* ---- task.c ---- */
 
 /*
@@ -78,6 +85,7 @@ extern const struct task *const task_builtin[];
 const struct task *task_find(const char *name, size_t len);
 size_t task_count(void);
 const struct task *task_at(size_t);
+int task_index(const struct task *);
 int task_validate(const struct task *, const msgpack_object *args,
     char *cause, size_t causelen);
 enum proto_exec task_default_exec(const struct task *);
@@ -203,6 +211,18 @@ struct executor {
 
 extern const struct executor loop_executor;
 extern const struct executor thread_executor;
+extern const struct executor process_executor;
+
+/* One row of `concctl pool`. */
+struct pool_worker_info {
+	enum proto_exec exec;
+	int index;	   /* -1: a fresh worker */
+	uint64_t id;	   /* thread id or process id */
+	uint32_t served;   /* jobs it has run */
+	uint64_t since;	   /* µs since the epoch */
+	const char *state; /* idle, busy, retiring, fresh */
+	uint64_t job;	   /* the job it runs, 0: none */
+};
 
 const struct executor *sched_executor(enum proto_exec);
 /* Choose the executor for a request: -1 with a reason if impossible. */
@@ -212,15 +232,33 @@ void sched_submit(struct job *);
 void sched_status_changed(void);
 void sched_shutdown(void);
 
-/* ---- loop_exec.c, pool_thread.c ---- */
+/* ---- loop_exec.c, pool_thread.c, pool_process.c, worker.c ---- */
 
 void loop_exec_init(struct event_base *);
+uint64_t loop_exec_served(void);
 int pool_thread_init(struct event_base *, int nthreads);
+int pool_thread_resize(int);
 int pool_thread_size(void);
+void pool_thread_foreach(void (*)(const struct pool_worker_info *, void *),
+    void *);
+int pool_process_init(int nprocesses);
+int pool_process_resize(int);
+int pool_process_size(void);
+void pool_process_foreach(void (*)(const struct pool_worker_info *, void *),
+    void *);
+int worker_main(int index, bool once);
 
 /* ---- conn.c ---- */
 
+/* What a connection does with its messages; clients get request.c's. */
+struct conn_handler {
+	void (*dispatch)(struct conn *, const struct proto_msg *);
+	void (*closed)(struct conn *, void *arg); /* optional */
+};
+
 struct conn *conn_new(int fd);
+struct conn *conn_new_with(int fd, const struct conn_handler *, void *arg);
+void *conn_arg(const struct conn *);
 void conn_close(struct conn *);
 struct pbuf *conn_out(struct conn *);
 /* Called after output was queued: the flush runs once per loop pass. */
@@ -242,6 +280,7 @@ void request_dispatch(struct conn *, const struct proto_msg *);
 struct server_options {
 	const char *socket_path;
 	int threads;
+	int processes;
 	size_t max_finished;
 	bool foreground;
 	bool debug;
@@ -255,6 +294,7 @@ void server_shutdown(const char *why);
 bool server_stopping(void);
 uid_t server_uid(void);
 uint64_t server_now_us(void);
+uint64_t server_started_us(void);
 void server_state_changed(void);
 void server_free(void);
 

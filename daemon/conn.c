@@ -19,6 +19,8 @@
 
 struct conn {
 	int fd;
+	const struct conn_handler *handler;
+	void *arg;
 	uid_t uid;
 	pid_t pid;
 	struct event *rev;
@@ -43,8 +45,18 @@ static void conn_read_cb(evutil_socket_t, short, void *);
 static void conn_write_cb(evutil_socket_t, short, void *);
 static void conn_flush_cb(evutil_socket_t, short, void *);
 
+static const struct conn_handler client_handler = {
+	.dispatch = request_dispatch,
+};
+
 struct conn *
 conn_new(int fd)
+{
+	return conn_new_with(fd, &client_handler, NULL);
+}
+
+struct conn *
+conn_new_with(int fd, const struct conn_handler *h, void *arg)
 {
 	struct conn *c;
 	struct ucred cred;
@@ -57,6 +69,8 @@ conn_new(int fd)
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
 	c->fd = fd;
+	c->handler = h;
+	c->arg = arg;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
 	LIST_INIT(&c->watches);
@@ -86,6 +100,8 @@ conn_new(int fd)
 void
 conn_close(struct conn *c)
 {
+	if (c->handler->closed != NULL)
+		c->handler->closed(c, c->arg);
 	job_unwatch_conn(c);
 	if (c->dirty)
 		TAILQ_REMOVE(&dirty, c, dirty_link);
@@ -123,6 +139,12 @@ struct pbuf *
 conn_out(struct conn *c)
 {
 	return &c->out;
+}
+
+void *
+conn_arg(const struct conn *c)
+{
+	return c->arg;
 }
 
 uid_t
@@ -256,7 +278,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		off += (size_t)used;
 		switch (proto_decode(payload, plen, &c->zone, &msg, &f)) {
 		case PROTO_DECODE_OK:
-			request_dispatch(c, &msg);
+			c->handler->dispatch(c, &msg);
 			break;
 		case PROTO_DECODE_REJECT:
 			proto_enc_error(&c->out, msg.id, f.code, f.message);

@@ -204,7 +204,7 @@ job_encode_outcome(struct proto_enc *e, const struct job *j)
 {
 	proto_enc_cstr(e, PF_STATE, proto_states[j->state]);
 	proto_enc_cstr(e, PF_EXEC, proto_execs[j->exec]);
-	if (j->worker >= 0) {
+	if (j->tid != 0) { /* it ran; worker -1 means a fresh one */
 		proto_enc_i64(e, PF_WORKER, j->worker);
 		proto_enc_u64(e, PF_TID, (uint64_t)j->tid);
 		proto_enc_u64(e, PF_SERVED, j->served);
@@ -290,7 +290,9 @@ job_finish(struct job *j, enum proto_state s)
 	}
 	if (s == PS_CANCELLED && j->timing_out)
 		s = PS_TIMED_OUT;
-	switch (s) {
+	switch (j->err != PE_NONE ? PS_COUNT : s) {
+	case PS_COUNT:
+		break; /* the executor said why already */
 	case PS_FAILED:
 		j->err = PE_TASK_FAILED;
 		break;

@@ -26,6 +26,12 @@ static const struct exec_ops loop_ops = {
 	.progress = loop_progress,
 };
 
+uint64_t
+loop_exec_served(void)
+{
+	return loop_served;
+}
+
 void
 loop_exec_init(struct event_base *base)
 {

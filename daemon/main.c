@@ -19,11 +19,12 @@
 
 #define DEFAULT_MAX_FINISHED 10000
 
-enum { OPT_MAX_FINISHED = 256 };
+enum { OPT_MAX_FINISHED = 256, OPT_WORKER };
 
 static const struct option longopts[] = {
 	{"debug", no_argument, NULL, 'd'},
 	{"foreground", no_argument, NULL, 'f'},
+	{"processes", required_argument, NULL, 'p'},
 	{"help", no_argument, NULL, 'h'},
 	{"socket", required_argument, NULL, 's'},
 	{"threads", required_argument, NULL, 't'},
@@ -41,6 +42,7 @@ usage(int status)
 	    "  -d, --debug           log debug messages\n"
 	    "  -s, --socket PATH     listen on PATH\n"
 	    "  -t, --threads N       warm worker threads (default: CPUs)\n"
+	    "  -p, --processes N     warm worker processes (default: CPUs)\n"
 	    "      --max-finished N  finished jobs kept for queries "
 	    "(default %d)\n"
 	    "  -h, --help            show this help\n"
@@ -112,12 +114,18 @@ main(int argc, char *argv[])
 	int ch, ready_fd = -1;
 	long n;
 
+	/* A worker process is concd re-executed in that role. */
+	if (argc >= 3 && strcmp(argv[1], "--worker") == 0)
+		return worker_main(atoi(argv[2]),
+		    argc >= 4 && strcmp(argv[3], "--once") == 0);
+
 	n = sysconf(_SC_NPROCESSORS_ONLN);
 	opt.threads = n > 0 ? (int)n : 1;
+	opt.processes = opt.threads;
 	opt.max_finished = DEFAULT_MAX_FINISHED;
 	default_socket(path, sizeof(path));
 	opt.socket_path = path;
-	while ((ch = getopt_long(argc, argv, "dfhs:t:V", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "dfhp:s:t:V", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
 			opt.debug = true;
@@ -131,7 +139,12 @@ main(int argc, char *argv[])
 			opt.socket_path = optarg;
 			break;
 		case 't':
-			opt.threads = (int)number(optarg, "threads", 1, 1024);
+			opt.threads = (int)number(optarg, "threads", 1,
+			    POOL_MAX_THREADS);
+			break;
+		case 'p':
+			opt.processes = (int)number(optarg, "processes", 0,
+			    POOL_MAX_PROCESSES);
 			break;
 		case 'V':
 			printf("concd %s (protocol %d)\n", CONCD_VERSION,
@@ -168,10 +181,12 @@ main(int argc, char *argv[])
 	loop_exec_init(server_base);
 	if (pool_thread_init(server_base, opt.threads) < 0)
 		fatalx("cannot start the thread pool");
+	if (pool_process_init(opt.processes) < 0)
+		fatalx("cannot start the process pool");
 	server_start();
 
-	log_info("ready: %d threads, listening on %s", opt.threads,
-	    opt.socket_path);
+	log_info("ready: %d threads, %d processes, listening on %s",
+	    opt.threads, opt.processes, opt.socket_path);
 	notify_ready();
 	if (ready_fd >= 0) {
 		(void)write(ready_fd, "r", 1);

@@ -8,6 +8,10 @@
  * Waits are interruptible: a timed wait sleeps on the worker's own
  * condition variable, an fd wait polls the fd and the worker's eventfd;
  * cancelling a job signals both.
+ *
+ * A shrinking pool lets its highest-numbered workers finish their job and
+ * leave; a --fresh job gets a thread made for it alone.  Threads that
+ * have left are joined by the loop.
  */
 #include <sys/eventfd.h>
 
@@ -27,11 +31,22 @@
 
 struct tworker {
 	pthread_t thread;
-	int index;
+	int index;	     /* -1: a fresh thread for one job */
 	pthread_cond_t cond; /* interruptible waits */
 	int wakefd;	     /* interrupts fd waits */
-	void *worker_state[1];
+	struct job *fresh_job;
+	bool exited;	     /* under the lock: ready to be joined */
+	void *wstate[TASK_MAX_TASKS]; /* per-task warm state */
+	bool inited[TASK_MAX_TASKS];
+
+	/* loop-owned copies, for `concctl pool` */
+	uint64_t job;
+	uint32_t served;
+	pid_t tid;
+	uint64_t since;
+	TAILQ_ENTRY(tworker) link;
 };
+TAILQ_HEAD(tworker_list, tworker);
 
 static struct {
 	pthread_mutex_t lock;
@@ -42,10 +57,12 @@ static struct {
 	struct job **posted; /* jobs with handoff.post set */
 	size_t nposted, capposted;
 	bool wake_pending;
+	int size;	     /* workers wanted: index >= size leaves */
+	int nexited;
 
 	/* loop-owned */
 	struct event *wake_ev;
-	struct tworker *workers;
+	struct tworker_list workers;
 	int nworkers;
 	size_t nqueued, nrunning;
 	struct taken {
@@ -57,7 +74,9 @@ static struct {
 } pool = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.work = PTHREAD_COND_INITIALIZER,
+	.workers = TAILQ_HEAD_INITIALIZER(pool.workers),
 };
+static pthread_condattr_t pool_condattr;
 
 static uint64_t
 pool_now_us(void)
@@ -153,6 +172,36 @@ thread_wait(struct task_ctx *ctx, void *arg)
 	return !task_cancelled(ctx);
 }
 
+/* Warm state: a task's init runs once per worker, on its first job. */
+static int
+thread_init_task(struct tworker *w, struct job *j)
+{
+	const struct task *t = j->task;
+	int ti = task_index(t);
+	char err[256] = "";
+
+	if (t->init == NULL || w->inited[ti])
+		return 0;
+	if (t->init(&w->wstate[ti], err, sizeof(err)) < 0) {
+		task_fail(&j->ctx, "%s: init failed: %s", t->name, err);
+		return -1;
+	}
+	w->inited[ti] = true;
+	return 0;
+}
+
+static void
+thread_fini_tasks(struct tworker *w)
+{
+	size_t i;
+
+	for (i = 0; i < TASK_MAX_TASKS; i++) {
+		const struct task *t = task_at(i);
+		if (w->inited[i] && t != NULL && t->fini != NULL)
+			t->fini(w->wstate[i]);
+	}
+}
+
 static void
 thread_run(struct tworker *w, struct job *j, uint32_t served)
 {
@@ -161,7 +210,6 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 	bool wake;
 
 	pthread_mutex_lock(&pool.lock);
-	j->handoff.worker = w->index;
 	j->handoff.tid = gettid();
 	j->handoff.served = served;
 	j->handoff.started = pool_now_us();
@@ -170,8 +218,8 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 	if (wake)
 		event_active(pool.wake_ev, EV_READ, 1);
 
-	if (!task_cancelled(ctx) &&
-	    task_ctx_start(ctx, j, &thread_ops, w->worker_state[0]) == 0)
+	if (!task_cancelled(ctx) && thread_init_task(w, j) == 0 &&
+	    task_ctx_start(ctx, j, &thread_ops, w->wstate[task_index(j->task)]) == 0)
 		st = task_run_blocking(ctx, thread_wait, w);
 	task_ctx_stop(ctx);
 
@@ -188,31 +236,123 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 		event_active(pool.wake_ev, EV_READ, 1);
 }
 
+/* With the lock held: tell the loop this thread can be joined. */
+static bool
+thread_leave_locked(struct tworker *w)
+{
+	bool wake = !pool.wake_pending;
+
+	w->exited = true;
+	pool.nexited++;
+	pool.wake_pending = true;
+	return wake;
+}
+
 static void *
 thread_main(void *arg)
 {
 	struct tworker *w = arg;
 	uint32_t served = 0;
 	struct job *j;
+	bool wake;
 
+	if (w->fresh_job != NULL) {
+		thread_run(w, w->fresh_job, 1);
+		thread_fini_tasks(w);
+		pthread_mutex_lock(&pool.lock);
+		wake = thread_leave_locked(w);
+		pthread_mutex_unlock(&pool.lock);
+		if (wake)
+			event_active(pool.wake_ev, EV_READ, 1);
+		return NULL;
+	}
 	pthread_mutex_lock(&pool.lock);
 	for (;;) {
-		while (TAILQ_EMPTY(&pool.todo) && !pool.stopping) {
+		while (TAILQ_EMPTY(&pool.todo) && !pool.stopping &&
+		    w->index < pool.size) {
 			pool.idle++;
 			pthread_cond_wait(&pool.work, &pool.lock);
 			pool.idle--;
 		}
-		if (pool.stopping)
+		if (pool.stopping || w->index >= pool.size)
 			break;
 		j = TAILQ_FIRST(&pool.todo);
 		TAILQ_REMOVE(&pool.todo, j, link);
-		j->handoff.worker = w->index; /* now running: see cancel */
+		j->xdata = w; /* now running: see thread_cancel */
 		pthread_mutex_unlock(&pool.lock);
 		thread_run(w, j, ++served);
 		pthread_mutex_lock(&pool.lock);
 	}
 	pthread_mutex_unlock(&pool.lock);
+	thread_fini_tasks(w);
+	pthread_mutex_lock(&pool.lock);
+	wake = thread_leave_locked(w);
+	pthread_mutex_unlock(&pool.lock);
+	if (wake)
+		event_active(pool.wake_ev, EV_READ, 1);
 	return NULL;
+}
+
+static void
+thread_free(struct tworker *w)
+{
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	close(w->wakefd);
+	free(w);
+}
+
+/* Join the threads that have left; the loop's side of a shrink. */
+static void
+thread_reap(void)
+{
+	struct tworker *w, *next;
+
+	for (w = TAILQ_FIRST(&pool.workers); w != NULL; w = next) {
+		bool gone;
+
+		next = TAILQ_NEXT(w, link);
+		pthread_mutex_lock(&pool.lock);
+		gone = w->exited;
+		if (gone)
+			pool.nexited--;
+		pthread_mutex_unlock(&pool.lock);
+		if (!gone)
+			continue;
+		TAILQ_REMOVE(&pool.workers, w, link);
+		if (w->index >= 0)
+			pool.nworkers--;
+		thread_free(w);
+	}
+}
+
+static struct tworker *
+thread_spawn(int index, struct job *fresh)
+{
+	struct tworker *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return NULL;
+	w->index = index;
+	w->fresh_job = fresh;
+	w->since = server_now_us();
+	pthread_cond_init(&w->cond, &pool_condattr);
+	w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fresh != NULL)
+		fresh->xdata = w;
+	if (w->wakefd < 0 ||
+	    pthread_create(&w->thread, NULL, thread_main, w) != 0) {
+		log_warn("thread pool: cannot start worker %d", index);
+		if (w->wakefd >= 0)
+			close(w->wakefd);
+		pthread_cond_destroy(&w->cond);
+		free(w);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&pool.workers, w, link);
+	if (index >= 0)
+		pool.nworkers++;
+	return w;
 }
 
 /*
@@ -238,7 +378,7 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 		uint8_t post = j->handoff.post;
 
 		if (post & POOL_POST_STARTED) {
-			j->worker = j->handoff.worker;
+			j->worker = ((struct tworker *)j->xdata)->index;
 			j->tid = j->handoff.tid;
 			j->served = j->handoff.served;
 		}
@@ -264,28 +404,45 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 	for (i = 0; i < n; i++) {
 		struct taken *t = &pool.taken[i];
 
+		struct tworker *w = t->job->xdata;
+
 		if (t->post & POOL_POST_STARTED) {
 			pool.nqueued--;
 			pool.nrunning++;
 			job_start(t->job);
 			t->job->started = t->started;
+			w->job = t->job->id;
+			w->served = t->job->served;
+			w->tid = t->job->tid;
 		}
 		if ((t->post & (POOL_POST_PROGRESS | POOL_POST_END)) ==
 		    POOL_POST_PROGRESS)
 			job_progress(t->job, t->job->done, t->job->total, NULL);
 		if (t->post & POOL_POST_END) {
 			pool.nrunning--;
+			w->job = 0;
+			t->job->xdata = NULL;
 			job_finish(t->job, t->state);
 		}
 	}
+	if (pool.nexited > 0)
+		thread_reap();
 }
 
 static void
 thread_submit(struct job *j)
 {
 	pool.nqueued++;
+	if (j->fresh) {
+		if (thread_spawn(-1, j) == NULL) {
+			pool.nqueued--;
+			task_fail(&j->ctx, "cannot start a fresh thread");
+			job_finish(j, PS_FAILED);
+		}
+		return;
+	}
 	pthread_mutex_lock(&pool.lock);
-	j->handoff.worker = -1; /* queued */
+	j->xdata = NULL; /* queued */
 	TAILQ_INSERT_TAIL(&pool.todo, j, link);
 	if (pool.idle > 0)
 		pthread_cond_signal(&pool.work);
@@ -295,22 +452,19 @@ thread_submit(struct job *j)
 static void
 thread_cancel(struct job *j)
 {
-	bool queued;
+	struct tworker *w;
+	uint64_t one = 1;
 
 	pthread_mutex_lock(&pool.lock);
 	atomic_store(&j->ctx.cancel, true);
-	queued = j->handoff.worker < 0;
-	if (queued) {
+	if ((w = j->xdata) == NULL) {
 		TAILQ_REMOVE(&pool.todo, j, link);
 	} else {
-		struct tworker *w = &pool.workers[j->handoff.worker];
-		uint64_t one = 1;
-
 		pthread_cond_signal(&w->cond);
 		(void)write(w->wakefd, &one, sizeof(one));
 	}
 	pthread_mutex_unlock(&pool.lock);
-	if (queued) {
+	if (w == NULL) {
 		pool.nqueued--;
 		job_finish(j, PS_CANCELLED);
 	}
@@ -319,39 +473,65 @@ thread_cancel(struct job *j)
 int
 pool_thread_init(struct event_base *base, int n)
 {
-	pthread_condattr_t attr;
-	int i;
-
 	/* timed waits measure against CLOCK_MONOTONIC */
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-
+	pthread_condattr_init(&pool_condattr);
+	pthread_condattr_setclock(&pool_condattr, CLOCK_MONOTONIC);
 	TAILQ_INIT(&pool.todo);
 	pool.wake_ev = event_new(base, -1, EV_READ, thread_wake_cb, NULL);
-	pool.workers = calloc((size_t)n, sizeof(*pool.workers));
-	if (pool.wake_ev == NULL || pool.workers == NULL)
+	if (pool.wake_ev == NULL)
 		return -1;
-	for (i = 0; i < n; i++) {
-		struct tworker *w = &pool.workers[i];
+	return pool_thread_resize(n);
+}
 
-		w->index = i;
-		pthread_cond_init(&w->cond, &attr);
-		w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (w->wakefd < 0 ||
-		    pthread_create(&w->thread, NULL, thread_main, w) != 0) {
-			log_warn("thread pool: worker %d", i);
+int
+pool_thread_resize(int n)
+{
+	struct tworker *w;
+	bool have[POOL_MAX_THREADS] = {false};
+	int i;
+
+	if (n < 1 || n > POOL_MAX_THREADS)
+		return -1;
+	pthread_mutex_lock(&pool.lock);
+	pool.size = n;
+	pthread_cond_broadcast(&pool.work); /* the extra ones leave */
+	pthread_mutex_unlock(&pool.lock);
+	TAILQ_FOREACH(w, &pool.workers, link)
+		if (w->index >= 0 && w->index < n)
+			have[w->index] = true;
+	for (i = 0; i < n; i++)
+		if (!have[i] && thread_spawn(i, NULL) == NULL)
 			return -1;
-		}
-		pool.nworkers++;
-	}
-	pthread_condattr_destroy(&attr);
 	return 0;
 }
 
 int
 pool_thread_size(void)
 {
-	return pool.nworkers;
+	return pool.size;
+}
+
+void
+pool_thread_foreach(void (*fn)(const struct pool_worker_info *, void *),
+    void *arg)
+{
+	struct pool_worker_info info;
+	struct tworker *w;
+
+	TAILQ_FOREACH(w, &pool.workers, link) {
+		memset(&info, 0, sizeof(info));
+		info.exec = PX_THREAD;
+		info.index = w->index;
+		info.id = (uint64_t)w->tid;
+		info.served = w->served;
+		info.since = w->since;
+		info.job = w->job;
+		info.state = w->index < 0 ? "fresh"
+		    : w->index >= pool.size ? "retiring"
+		    : w->job != 0	    ? "busy"
+					    : "idle";
+		fn(&info, arg);
+	}
 }
 
 static size_t
@@ -369,19 +549,16 @@ thread_queued(void)
 static void
 thread_shutdown(void)
 {
-	int i;
+	struct tworker *w;
 
 	pthread_mutex_lock(&pool.lock);
 	pool.stopping = true;
 	pthread_cond_broadcast(&pool.work);
 	pthread_mutex_unlock(&pool.lock);
-	for (i = 0; i < pool.nworkers; i++) {
-		pthread_join(pool.workers[i].thread, NULL);
-		pthread_cond_destroy(&pool.workers[i].cond);
-		close(pool.workers[i].wakefd);
+	while ((w = TAILQ_FIRST(&pool.workers)) != NULL) {
+		TAILQ_REMOVE(&pool.workers, w, link);
+		thread_free(w);
 	}
-	free(pool.workers);
-	pool.workers = NULL;
 	pool.nworkers = 0;
 	if (pool.wake_ev != NULL)
 		event_free(pool.wake_ev);
@@ -390,6 +567,7 @@ thread_shutdown(void)
 	free(pool.taken);
 	pool.posted = NULL;
 	pool.taken = NULL;
+	pthread_condattr_destroy(&pool_condattr);
 }
 
 const struct executor thread_executor = {

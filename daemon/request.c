@@ -368,6 +368,110 @@ request_shutdown(struct conn *c, const struct proto_msg *m)
 	server_shutdown("shutdown requested");
 }
 
+struct pool_walk {
+	struct proto_enc *e;
+	uint64_t now;
+};
+
+static void
+pool_row(const struct pool_worker_info *w, void *arg)
+{
+	struct pool_walk *pw = arg;
+	struct proto_enc *e = pw->e;
+
+	proto_enc_map_open(e);
+	proto_enc_cstr(e, PF_EXEC, proto_execs[w->exec]);
+	proto_enc_i64(e, PF_WORKER, w->index);
+	proto_enc_u64(e, w->exec == PX_PROCESS ? PF_PID : PF_TID, w->id);
+	proto_enc_cstr(e, PF_STATE, w->state);
+	proto_enc_u64(e, PF_SERVED, w->served);
+	proto_enc_u64(e, PF_UPTIME, pw->now > w->since ? pw->now - w->since : 0);
+	if (w->job != 0)
+		proto_enc_u64(e, PF_JOB, w->job);
+	proto_enc_close(e);
+}
+
+static void
+request_pool(struct conn *c, const struct proto_msg *m)
+{
+	struct proto_enc e;
+	struct pool_walk pw = {&e, server_now_us()};
+	struct pool_worker_info loop = {
+		.exec = PX_LOOP,
+		.index = 0,
+		.id = (uint64_t)getpid(),
+		.state = "loop",
+		.since = server_started_us(),
+	};
+	int x;
+
+	proto_enc_begin(&e, conn_out(c), PROTO_POOLINFO, m->id);
+	proto_enc_u64(&e, PF_THREADS, (uint64_t)pool_thread_size());
+	proto_enc_u64(&e, PF_PROCESSES, (uint64_t)pool_process_size());
+	proto_enc_key(&e, PF_WORKERS);
+	proto_enc_array_open(&e);
+	loop.served = (uint32_t)loop_exec_served();
+	pool_row(&loop, &pw);
+	pool_thread_foreach(pool_row, &pw);
+	pool_process_foreach(pool_row, &pw);
+	proto_enc_close(&e);
+	proto_enc_key(&e, PF_QUEUES);
+	proto_enc_map_open(&e);
+	for (x = PX_LOOP; x < PX_COUNT; x++) {
+		const struct executor *ex = sched_executor((enum proto_exec)x);
+
+		msgpack_pack_str_with_body(&e.pk, proto_execs[x],
+		    strlen(proto_execs[x]));
+		msgpack_pack_map(&e.pk, 2);
+		msgpack_pack_str_with_body(&e.pk, "queued", 6);
+		msgpack_pack_uint64(&e.pk, ex->queued());
+		msgpack_pack_str_with_body(&e.pk, "running", 7);
+		msgpack_pack_uint64(&e.pk, ex->running());
+		proto_enc_elem(&e);
+	}
+	proto_enc_close(&e);
+	proto_enc_end(&e);
+	conn_dirty(c);
+}
+
+static void
+request_resize(struct conn *c, const struct proto_msg *m)
+{
+	struct proto_enc e;
+	uint64_t t = proto_u64(m, PF_THREADS, 0);
+	uint64_t p = proto_u64(m, PF_PROCESSES, 0);
+
+	if (conn_uid(c) != 0 && conn_uid(c) != server_uid()) {
+		reply_error(c, m->id, PE_PERMISSION,
+		    "only root or the daemon's user may resize the pools");
+		return;
+	}
+	if (proto_has(m, PF_THREADS) && (t < 1 || t > POOL_MAX_THREADS)) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		    "threads must be from 1 to %d", POOL_MAX_THREADS);
+		return;
+	}
+	if (proto_has(m, PF_PROCESSES) && p > POOL_MAX_PROCESSES) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		    "processes must be from 0 to %d", POOL_MAX_PROCESSES);
+		return;
+	}
+	if ((proto_has(m, PF_THREADS) && pool_thread_resize((int)t) < 0) ||
+	    (proto_has(m, PF_PROCESSES) &&
+		pool_process_resize((int)p) < 0)) {
+		reply_error(c, m->id, PE_INTERNAL,
+		    "could not start every worker: see concd's log");
+		return;
+	}
+	log_info("pools resized by uid %u: %d threads, %d processes",
+	    (unsigned)conn_uid(c), pool_thread_size(), pool_process_size());
+	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
+	proto_enc_u64(&e, PF_THREADS, (uint64_t)pool_thread_size());
+	proto_enc_u64(&e, PF_PROCESSES, (uint64_t)pool_process_size());
+	proto_enc_end(&e);
+	conn_dirty(c);
+}
+
 static void
 request_not_a_request(struct conn *c, const struct proto_msg *m)
 {
@@ -387,6 +491,8 @@ static void (*const request_table[PROTO_TYPE_COUNT])(struct conn *,
 	[PROTO_RESULT] = request_result,
 	[PROTO_TASKS] = request_tasks,
 	[PROTO_SHUTDOWN] = request_shutdown,
+	[PROTO_POOL] = request_pool,
+	[PROTO_RESIZE] = request_resize,
 };
 
 void

@@ -9,6 +9,7 @@
 static const struct executor *const executors[PX_COUNT] = {
 	[PX_LOOP] = &loop_executor,
 	[PX_THREAD] = &thread_executor,
+	[PX_PROCESS] = &process_executor,
 };
 
 static struct event *status_ev;
@@ -26,8 +27,17 @@ sched_choose(const struct task *t, enum proto_exec requested, bool fresh,
 {
 	enum proto_exec x = requested;
 
-	if (x == PX_AUTO)
+	if (x == PX_AUTO) {
 		x = task_default_exec(t);
+		if (x == PX_PROCESS && pool_process_size() == 0 &&
+		    (t->executors & TASK_ON_THREAD))
+			x = PX_THREAD;
+	}
+	if (x == PX_PROCESS && pool_process_size() == 0 && !fresh) {
+		snprintf(cause, causelen,
+		    "there are no worker processes (concd -p 0)");
+		return -1;
+	}
 	if (executors[x] == NULL) {
 		snprintf(cause, causelen, "the %s executor is not available",
 		    proto_execs[x]);

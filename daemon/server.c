@@ -35,7 +35,14 @@ static struct {
 	struct event *stop_timer;
 	bool stopping;
 	uid_t uid;
+	uint64_t started;
 } srv;
+
+uint64_t
+server_started_us(void)
+{
+	return srv.started;
+}
 
 uint64_t
 server_now_us(void)
@@ -321,6 +328,7 @@ server_start(void)
 	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
 	int i;
 
+	srv.started = server_now_us();
 	signal(SIGPIPE, SIG_IGN);
 	for (i = 0; i < 3; i++) {
 		srv.sig[i] = evsignal_new(server_base, sigs[i],

@@ -31,6 +31,17 @@ task_at(size_t i)
 	return i < TASK_BUILTIN_COUNT ? task_builtin[i] : NULL;
 }
 
+int
+task_index(const struct task *t)
+{
+	size_t i;
+
+	for (i = 0; i < TASK_BUILTIN_COUNT; i++)
+		if (task_builtin[i] == t)
+			return (int)i;
+	return 0;
+}
+
 const struct task *
 task_find(const char *name, size_t len)
 {
@@ -61,16 +72,21 @@ task_exec_bit(enum proto_exec x)
 
 /*
  * The rule of thumb: waits that need no thread go to the loop, blocking
- * calls and computation to threads (C has no GIL: threads run CPU work in
- * parallel).
+ * calls to threads, computation to processes (isolation; C threads would
+ * run it in parallel too).  sched.c falls back to threads when there is
+ * no process pool.
  */
 enum proto_exec
 task_default_exec(const struct task *t)
 {
 	if ((t->traits & TASK_NONBLOCKING) && (t->executors & TASK_ON_LOOP))
 		return PX_LOOP;
+	if ((t->traits & TASK_CPU) && (t->executors & TASK_ON_PROCESS))
+		return PX_PROCESS;
 	if (t->executors & TASK_ON_THREAD)
 		return PX_THREAD;
+	if (t->executors & TASK_ON_PROCESS)
+		return PX_PROCESS;
 	return PX_LOOP;
 }
 

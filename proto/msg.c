@@ -23,6 +23,9 @@ const struct proto_type_info proto_types[PROTO_TYPE_COUNT] = {
 	    "the final event of a finished job"},
 	[PROTO_TASKS] = {"tasks", true, 0, "list the tasks"},
 	[PROTO_SHUTDOWN] = {"shutdown", true, 0, "stop the daemon (root)"},
+	[PROTO_POOL] = {"pool", true, 0, "list the workers and queues"},
+	[PROTO_RESIZE] = {"resize", true, 0,
+	    "change the pool sizes (root or the daemon's user)"},
 	[PROTO_WELCOME] = {"welcome", false, B(VERSION),
 	    "reply to hello"},
 	[PROTO_PONG] = {"pong", false, 0, "reply to ping"},
@@ -37,6 +40,11 @@ const struct proto_type_info proto_types[PROTO_TYPE_COUNT] = {
 	[PROTO_TASKLIST] = {"tasklist", false, B(TASKS), "reply to tasks"},
 	[PROTO_OK] = {"ok", false, 0, "a request succeeded"},
 	[PROTO_ERROR] = {"error", false, B(ERROR), "a request failed"},
+	[PROTO_POOLINFO] = {"poolinfo", false, B(WORKERS), "reply to pool"},
+	[PROTO_RUN] = {"run", false, B(JOB) | B(TASK),
+	    "daemon to worker process: run a job"},
+	[PROTO_STARTED] = {"started", false, B(JOB),
+	    "worker process to daemon: a job started"},
 };
 _Static_assert(sizeof(proto_types) / sizeof(proto_types[0]) ==
 	PROTO_TYPE_COUNT, "proto_types rows");
@@ -82,6 +90,11 @@ const struct proto_field_info proto_fields[PF_FIELD_COUNT] = {
 	[PF_EXECUTORS] = {"executors", PV_ARRAY, 8},
 	[PF_DEFAULT] = {"default", PV_STR, 16},
 	[PF_CANCEL_PENDING] = {"cancel_pending", PV_BOOL, 0},
+	[PF_WORKERS] = {"workers", PV_ARRAY, 0},
+	[PF_QUEUES] = {"queues", PV_MAP, 0},
+	[PF_THREADS] = {"threads", PV_UINT, 0},
+	[PF_PROCESSES] = {"processes", PV_UINT, 0},
+	[PF_UPTIME] = {"uptime", PV_UINT, 0},
 };
 _Static_assert(PF_FIELD_COUNT <= 64, "presence mask holds 64 fields");
 _Static_assert(PF_FIELD_COUNT < 128 && PROTO_TYPE_COUNT < 128,

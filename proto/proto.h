@@ -43,6 +43,8 @@ enum proto_type {
 	PROTO_RESULT,
 	PROTO_TASKS,
 	PROTO_SHUTDOWN,
+	PROTO_POOL,
+	PROTO_RESIZE,
 	/* replies and events: daemon -> client */
 	PROTO_WELCOME,
 	PROTO_PONG,
@@ -54,6 +56,10 @@ enum proto_type {
 	PROTO_TASKLIST,
 	PROTO_OK,
 	PROTO_ERROR,
+	PROTO_POOLINFO,
+	/* daemon <-> worker process (same framing) */
+	PROTO_RUN,
+	PROTO_STARTED,
 	PROTO_TYPE_COUNT
 };
 
@@ -99,6 +105,11 @@ enum proto_field {
 	PF_EXECUTORS,
 	PF_DEFAULT,
 	PF_CANCEL_PENDING,
+	PF_WORKERS,
+	PF_QUEUES,
+	PF_THREADS,
+	PF_PROCESSES,
+	PF_UPTIME,
 	PF_FIELD_COUNT
 };
 

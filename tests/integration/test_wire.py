@@ -34,7 +34,7 @@ class Wire(DaemonTest):
         tasks = {t["name"]: t for t in m["tasks"]}
         self.assertEqual(set(tasks), {"noop", "sleep", "primes"})
         self.assertEqual(tasks["primes"]["traits"], ["cpu"])
-        self.assertEqual(tasks["primes"]["default"], "thread")
+        self.assertEqual(tasks["primes"]["default"], "process")
         self.assertEqual(tasks["sleep"]["default"], "loop")
         self.assertIn("loop", tasks["sleep"]["executors"])
         self.assertEqual(tasks["primes"]["usage"], "primes n=N")

@@ -313,12 +313,12 @@ validation_explains_the_problem(void **state)
 }
 
 static void
-auto_picks_loop_for_waits_and_threads_for_cpu(void **state)
+auto_picks_loop_for_waits_and_processes_for_cpu(void **state)
 {
 	assert_int_equal(task_default_exec(task_find("sleep", 5)), PX_LOOP);
 	assert_int_equal(task_default_exec(task_find("noop", 4)), PX_LOOP);
 	assert_int_equal(task_default_exec(task_find("primes", 6)),
-	    PX_THREAD);
+	    PX_PROCESS);
 	assert_null(task_find("prime", 5));
 	assert_null(task_find("primesx", 7));
 }
@@ -337,7 +337,7 @@ main(void)
 		cmocka_unit_test(validation_accepts_good_arguments),
 		cmocka_unit_test(validation_rejects_wrong_types_ranges_and_names),
 		cmocka_unit_test(validation_explains_the_problem),
-		cmocka_unit_test(auto_picks_loop_for_waits_and_threads_for_cpu),
+		cmocka_unit_test(auto_picks_loop_for_waits_and_processes_for_cpu),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,362 @@
+/*
+ * worker.c -- a worker process of the process pool.  concd starts it as
+ * `concd --worker INDEX [--once]` with a socketpair on fd 3 that carries
+ * the same frames as a client connection: "run" and "cancel" come in,
+ * "started", "progress" and "end" go out.  The worker has no listening
+ * socket, no clients and no event loop: it runs one job at a time with
+ * blocking I/O, queues the runs that arrive meanwhile, and batches its
+ * replies, writing them when it has nothing left to run or must wait.
+ * It exits when the daemon goes away (EOF, or PR_SET_PDEATHSIG).
+ */
+#include <sys/prctl.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "concd.h"
+
+#define WORKER_FLUSH_AT (64 * 1024)
+
+static struct {
+	int fd;
+	int index;
+	bool once;
+	bool eof;
+	uint32_t served;
+	struct pbuf in, out;
+	msgpack_zone zone;
+	struct job_queue queue;
+	struct job *current;
+	void *wstate[TASK_MAX_TASKS];
+	bool inited[TASK_MAX_TASKS];
+} wk;
+
+static void
+worker_flush(void)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < wk.out.len) {
+		n = write(wk.fd, wk.out.data + off, wk.out.len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(0); /* the daemon is gone */
+		off += (size_t)n;
+	}
+	wk.out.len = 0;
+}
+
+static void
+worker_send_end(struct job *j, enum proto_state state)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, &wk.out, PROTO_END, 0);
+	proto_enc_u64(&e, PF_JOB, j->id);
+	proto_enc_cstr(&e, PF_STATE, proto_states[state]);
+	if (state == PS_SUCCEEDED) {
+		if (j->ctx.result.len > 0)
+			proto_enc_raw(&e, PF_RESULT, j->ctx.result.data,
+			    j->ctx.result.len);
+		else
+			proto_enc_raw(&e, PF_RESULT, "\xc0", 1);
+	} else if (j->ctx.error != NULL)
+		proto_enc_cstr(&e, PF_MESSAGE, j->ctx.error);
+	if (proto_enc_end(&e) < 0) {
+		proto_enc_begin(&e, &wk.out, PROTO_END, 0);
+		proto_enc_u64(&e, PF_JOB, j->id);
+		proto_enc_cstr(&e, PF_STATE, proto_states[PS_FAILED]);
+		proto_enc_cstr(&e, PF_MESSAGE, "result too large to send");
+		proto_enc_end(&e);
+	}
+	if (wk.out.len >= WORKER_FLUSH_AT)
+		worker_flush();
+}
+
+static void
+worker_free_job(struct job *j)
+{
+	task_ctx_free(&j->ctx);
+	free(j->args);
+	free(j);
+}
+
+static void
+worker_on_run(const struct proto_msg *m)
+{
+	struct job *j;
+	const char *name;
+	size_t len;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		_exit(1);
+	j->id = proto_u64(m, PF_JOB, 0);
+	name = proto_str(m, PF_TASK, &len);
+	j->task = task_find(name, len);
+	atomic_init(&j->ctx.cancel, false);
+	j->ctx.wait_fd = -1;
+	if (proto_has(m, PF_ARGS) && m->f[PF_ARGS].type == MSGPACK_OBJECT_MAP &&
+	    m->f[PF_ARGS].via.map.size > 0) {
+		struct pbuf b = {0};
+		msgpack_packer pk;
+
+		msgpack_packer_init(&pk, &b, pbuf_write_cb);
+		msgpack_pack_object(&pk, m->f[PF_ARGS]);
+		j->args = b.data;
+		j->args_len = (uint32_t)b.len;
+	}
+	if (j->task == NULL) {
+		task_fail(&j->ctx, "no task \"%.*s\" in this worker", (int)len,
+		    name);
+		worker_send_end(j, PS_FAILED);
+		worker_free_job(j);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&wk.queue, j, link);
+}
+
+static void
+worker_on_cancel(const struct proto_msg *m)
+{
+	uint64_t id = proto_u64(m, PF_JOB, 0);
+	struct job *j;
+
+	if (wk.current != NULL && wk.current->id == id) {
+		atomic_store(&wk.current->ctx.cancel, true);
+		return;
+	}
+	TAILQ_FOREACH(j, &wk.queue, link) {
+		if (j->id == id) {
+			TAILQ_REMOVE(&wk.queue, j, link);
+			worker_send_end(j, PS_CANCELLED);
+			worker_free_job(j);
+			return;
+		}
+	}
+}
+
+/* Read what is there (or wait for it when block); false on EOF. */
+static bool
+worker_read(int timeout_ms)
+{
+	struct pollfd pfd = {.fd = wk.fd, .events = POLLIN};
+	struct proto_msg m;
+	struct proto_fault f;
+	const char *payload;
+	size_t plen, off = 0;
+	ssize_t n, used;
+
+	if (wk.eof)
+		return false;
+	if (timeout_ms != 0) {
+		n = poll(&pfd, 1, timeout_ms);
+		if (n <= 0)
+			return true;
+	}
+	pbuf_reserve(&wk.in, 64 * 1024);
+	n = recv(wk.fd, wk.in.data + wk.in.len, wk.in.cap - wk.in.len,
+	    MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR;
+	if (n == 0) {
+		wk.eof = true;
+		return false;
+	}
+	wk.in.len += (size_t)n;
+	while ((used = proto_frame_next(wk.in.data + off, wk.in.len - off,
+		    &payload, &plen)) > 0) {
+		off += (size_t)used;
+		if (proto_decode(payload, plen, &wk.zone, &m, &f) !=
+		    PROTO_DECODE_OK) {
+			fprintf(stderr, "concd worker %d: bad message: %s\n",
+			    wk.index, f.message);
+			_exit(1);
+		}
+		if (m.type == PROTO_RUN)
+			worker_on_run(&m);
+		else if (m.type == PROTO_CANCEL)
+			worker_on_cancel(&m);
+	}
+	if (used < 0)
+		_exit(1);
+	pbuf_consume(&wk.in, off);
+	return true;
+}
+
+static void
+worker_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
+    const char *msg)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, &wk.out, PROTO_PROGRESS, 0);
+	proto_enc_u64(&e, PF_JOB, ctx->job->id);
+	proto_enc_u64(&e, PF_DONE, done);
+	proto_enc_u64(&e, PF_TOTAL, total);
+	if (msg != NULL)
+		proto_enc_str(&e, PF_MSG, msg, strnlen(msg, 255));
+	proto_enc_end(&e);
+}
+
+static const struct exec_ops worker_ops = {
+	.progress = worker_progress,
+};
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A wait that still hears "cancel" from the daemon. */
+static bool
+worker_wait(struct task_ctx *ctx, void *arg)
+{
+	int64_t deadline = now_ms() + (int64_t)ctx->wait_ms;
+	struct pollfd pfd[2];
+
+	worker_flush();
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		int n;
+
+		if (task_cancelled(ctx))
+			return false;
+		pfd[0].fd = wk.fd;
+		pfd[0].events = POLLIN;
+		pfd[0].revents = 0;
+		if (ctx->wait_fd >= 0) {
+			pfd[1].fd = ctx->wait_fd;
+			pfd[1].events = ctx->wait_write ? POLLOUT : POLLIN;
+			pfd[1].revents = 0;
+		} else if (left <= 0)
+			return true;
+		n = poll(pfd, ctx->wait_fd >= 0 ? 2 : 1,
+		    ctx->wait_fd >= 0 ? -1 : (int)left);
+		if (n < 0 && errno != EINTR)
+			return false;
+		if (n > 0 && pfd[0].revents && !worker_read(0))
+			return false; /* the daemon is gone: stop */
+		if (ctx->wait_fd >= 0 && pfd[1].revents)
+			return !task_cancelled(ctx);
+	}
+}
+
+static void
+worker_send_started(struct job *j)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, &wk.out, PROTO_STARTED, 0);
+	proto_enc_u64(&e, PF_JOB, j->id);
+	proto_enc_u64(&e, PF_PID, (uint64_t)getpid());
+	proto_enc_u64(&e, PF_SERVED, wk.served);
+	proto_enc_u64(&e, PF_STARTED, server_now_us());
+	proto_enc_end(&e);
+}
+
+static void
+worker_run(struct job *j)
+{
+	struct task_ctx *ctx = &j->ctx;
+	enum task_step st = TASK_FAILED;
+	int ti = task_index(j->task);
+	char err[256];
+
+	wk.current = j;
+	wk.served++;
+	worker_send_started(j);
+	if (j->task->init != NULL && !wk.inited[ti]) {
+		err[0] = '\0';
+		if (j->task->init(&wk.wstate[ti], err, sizeof(err)) < 0) {
+			task_fail(ctx, "%s: init failed: %s", j->task->name,
+			    err);
+			goto end;
+		}
+		wk.inited[ti] = true;
+	}
+	if (task_ctx_start(ctx, j, &worker_ops, wk.wstate[ti]) == 0) {
+		/* hear cancels between steps too */
+		while (!task_cancelled(ctx)) {
+			st = task_ctx_step(ctx);
+			if (wk.out.len > 0)
+				worker_flush();
+			if (st == TASK_DONE || st == TASK_FAILED)
+				break;
+			if (st == TASK_WAIT && !worker_wait(ctx, NULL)) {
+				st = TASK_FAILED;
+				break;
+			}
+			if (!worker_read(0))
+				break;
+		}
+	}
+	task_ctx_stop(ctx);
+end:
+	if (st == TASK_DONE)
+		worker_send_end(j, PS_SUCCEEDED);
+	else
+		worker_send_end(j, task_cancelled(ctx) ? PS_CANCELLED
+						       : PS_FAILED);
+	wk.current = NULL;
+	worker_free_job(j);
+}
+
+int
+worker_main(int index, bool once)
+{
+	struct job *j;
+	size_t i;
+
+	wk.fd = WORKER_FD;
+	wk.index = index;
+	wk.once = once;
+	TAILQ_INIT(&wk.queue);
+	msgpack_zone_init(&wk.zone, 4096);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+
+	for (;;) {
+		if (TAILQ_EMPTY(&wk.queue)) {
+			worker_flush();
+			if (wk.once && wk.served > 0)
+				break;
+			if (!worker_read(-1))
+				break;
+			continue;
+		}
+		j = TAILQ_FIRST(&wk.queue);
+		TAILQ_REMOVE(&wk.queue, j, link);
+		worker_run(j);
+		if (!worker_read(0) && TAILQ_EMPTY(&wk.queue))
+			break;
+	}
+	worker_flush();
+	while ((j = TAILQ_FIRST(&wk.queue)) != NULL) {
+		TAILQ_REMOVE(&wk.queue, j, link);
+		worker_free_job(j);
+	}
+	for (i = 0; i < TASK_MAX_TASKS; i++) {
+		const struct task *t = task_at(i);
+		if (wk.inited[i] && t != NULL && t->fini != NULL)
+			t->fini(wk.wstate[i]);
+	}
+	pbuf_free(&wk.in);
+	pbuf_free(&wk.out);
+	msgpack_zone_destroy(&wk.zone);
+	return 0;
+}
