@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <event2/event.h>
 
@@ -26,6 +27,7 @@ struct job;
 /* ---- log.c ---- */
 
 void log_init(bool debug);
+void log_silence(void);
 void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -86,6 +88,25 @@ const struct task *task_find(const char *name, size_t len);
 size_t task_count(void);
 const struct task *task_at(size_t);
 int task_index(const struct task *);
+const char *task_origin(size_t);
+int task_register(const struct task *, const char *origin, char *cause,
+    size_t causelen);
+
+/* ---- plugin.c ---- */
+
+int plugin_load_dir(const char *dir);
+void plugin_unload(void);
+
+/* ---- config.c ---- */
+
+struct server_options;
+int config_load(const char *path, bool required, struct server_options *,
+    uint32_t keep, char *cause, size_t causelen);
+int config_load_stream(FILE *, const char *name, struct server_options *,
+    uint32_t keep, char *cause, size_t causelen);
+uint32_t config_key_bit(const char *name);
+uint32_t config_fixed_mask(void);
+void config_free(struct server_options *);
 int task_validate(const struct task *, const msgpack_object *args,
     char *cause, size_t causelen);
 enum proto_exec task_default_exec(const struct task *);
@@ -241,7 +262,9 @@ int pool_thread_resize(int);
 int pool_thread_size(void);
 void pool_thread_foreach(void (*)(const struct pool_worker_info *, void *),
     void *);
-int pool_process_init(int nprocesses);
+int pool_process_init(int nprocesses, const char *plugin_dir,
+    int max_jobs_per_worker);
+void pool_process_set_max_jobs(int);
 int pool_process_resize(int);
 int pool_process_size(void);
 void pool_process_foreach(void (*)(const struct pool_worker_info *, void *),
@@ -278,18 +301,22 @@ void request_dispatch(struct conn *, const struct proto_msg *);
 /* ---- server.c ---- */
 
 struct server_options {
-	const char *socket_path;
+	char *config_path;
+	char *socket_path;
+	char *plugin_dir;
 	int threads;
 	int processes;
+	int max_jobs_per_worker; /* 0: no limit */
 	size_t max_finished;
 	bool foreground;
 	bool debug;
+	uint32_t cmdline; /* config keys set by flags */
 };
 
 extern struct event_base *server_base;
 
 int server_listen(const char *path, char *cause, size_t causelen);
-void server_start(void);
+void server_start(struct server_options *);
 void server_shutdown(const char *why);
 bool server_stopping(void);
 uid_t server_uid(void);

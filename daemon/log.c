@@ -14,6 +14,14 @@
 
 static bool log_prefix;
 static bool log_debugging;
+static bool log_silent;
+
+/* Worker processes leave the talking to the daemon. */
+void
+log_silence(void)
+{
+	log_silent = true;
+}
 
 void
 log_init(bool debug)
@@ -46,7 +54,7 @@ log_vwrite(int pri, const char *fmt, va_list ap, const char *err)
 		const char *err = with_errno ? strerror(errno) : NULL;     \
 		va_list ap;                                                \
                                                                            \
-		if (pri == LOG_DEBUG && !log_debugging)                    \
+		if ((pri == LOG_DEBUG && !log_debugging) || log_silent)    \
 			return;                                            \
 		va_start(ap, fmt);                                         \
 		log_vwrite(pri, fmt, ap, err);                             \

@@ -1,6 +1,6 @@
 /*
- * main.c -- concd's life: options, log, socket, pools, signals, loop,
- * shutdown.
+ * main.c -- concd's life: options, config, log, socket, plugins, pools,
+ * signals, loop, shutdown.
  */
 #include <sys/wait.h>
 
@@ -18,18 +18,31 @@
 #include "concd.h"
 
 #define DEFAULT_MAX_FINISHED 10000
+#ifndef CONCD_CONFIG_FILE
+#define CONCD_CONFIG_FILE "/etc/concd/concd.conf"
+#endif
+#ifndef CONCD_PLUGIN_DIR
+#define CONCD_PLUGIN_DIR "/usr/local/lib/concd/plugins"
+#endif
 
-enum { OPT_MAX_FINISHED = 256, OPT_WORKER };
+enum {
+	OPT_MAX_FINISHED = 256,
+	OPT_PLUGIN_DIR,
+	OPT_MAX_JOBS,
+};
 
 static const struct option longopts[] = {
+	{"config", required_argument, NULL, 'c'},
 	{"debug", no_argument, NULL, 'd'},
 	{"foreground", no_argument, NULL, 'f'},
-	{"processes", required_argument, NULL, 'p'},
 	{"help", no_argument, NULL, 'h'},
+	{"processes", required_argument, NULL, 'p'},
 	{"socket", required_argument, NULL, 's'},
 	{"threads", required_argument, NULL, 't'},
 	{"version", no_argument, NULL, 'V'},
 	{"max-finished", required_argument, NULL, OPT_MAX_FINISHED},
+	{"max-jobs-per-worker", required_argument, NULL, OPT_MAX_JOBS},
+	{"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
 	{NULL, 0, NULL, 0},
 };
 
@@ -37,45 +50,64 @@ static void __attribute__((noreturn))
 usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-	    "usage: concd [-dfhV] [-s path] [-t threads] [--max-finished n]\n"
-	    "  -f, --foreground      stay in the foreground\n"
-	    "  -d, --debug           log debug messages\n"
-	    "  -s, --socket PATH     listen on PATH\n"
-	    "  -t, --threads N       warm worker threads (default: CPUs)\n"
-	    "  -p, --processes N     warm worker processes (default: CPUs)\n"
-	    "      --max-finished N  finished jobs kept for queries "
+	    "usage: concd [-dfhV] [-c file] [-s path] [-t threads] "
+	    "[-p processes]\n"
+	    "             [--max-finished n] [--max-jobs-per-worker n] "
+	    "[--plugin-dir dir]\n"
+	    "  -f, --foreground             stay in the foreground\n"
+	    "  -d, --debug                  log debug messages\n"
+	    "  -c, --config FILE            read FILE (default %s)\n"
+	    "  -s, --socket PATH            listen on PATH\n"
+	    "  -t, --threads N              warm worker threads "
+	    "(default: CPUs)\n"
+	    "  -p, --processes N            warm worker processes "
+	    "(default: CPUs)\n"
+	    "      --max-finished N         finished jobs kept for queries "
 	    "(default %d)\n"
-	    "  -h, --help            show this help\n"
-	    "  -V, --version         show the version\n",
-	    DEFAULT_MAX_FINISHED);
+	    "      --max-jobs-per-worker N  replace a process worker after "
+	    "N jobs\n"
+	    "      --plugin-dir DIR         load task plugins from DIR\n"
+	    "                               (default %s)\n"
+	    "  -h, --help                   show this help\n"
+	    "  -V, --version                show the version\n",
+	    CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR);
 	exit(status);
 }
 
-static long
-number(const char *s, const char *what, long min, long max)
+/* A flag's value goes through the config table, so both check alike. */
+static void
+flag(struct server_options *o, const char *key, const char *value)
 {
-	char *end;
-	long v;
+	char line[PATH_MAX + 64], cause[512];
+	uint32_t bit = config_key_bit(key);
+	int rc;
+	FILE *f;
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || *s == '\0' || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "concd: %s must be a number from %ld to %ld\n",
-		    what, min, max);
+	/* one "key = value" line, parsed as the file would be */
+	snprintf(line, sizeof(line), "%s = %s\n", key, value);
+	if ((f = fmemopen(line, strlen(line), "r")) == NULL)
+		fatal("fmemopen");
+	rc = config_load_stream(f, "option", o, 0, cause, sizeof(cause));
+	fclose(f);
+	if (rc < 0) {
+		fprintf(stderr, "concd: --%s: %s\n", key,
+		    strchr(cause, ' ') ? strchr(cause, ' ') + 1 : cause);
 		exit(2);
 	}
-	return v;
+	o->cmdline |= bit;
 }
 
-static void
-default_socket(char *buf, size_t size)
+static char *
+default_socket(void)
 {
 	const char *rt = getenv("XDG_RUNTIME_DIR");
+	char buf[PATH_MAX];
 
 	if (geteuid() == 0 || rt == NULL || *rt == '\0')
-		snprintf(buf, size, "/run/concd/concd.sock");
+		snprintf(buf, sizeof(buf), "/run/concd/concd.sock");
 	else
-		snprintf(buf, size, "%s/concd/concd.sock", rt);
+		snprintf(buf, sizeof(buf), "%s/concd/concd.sock", rt);
+	return strdup(buf);
 }
 
 /*
@@ -105,28 +137,48 @@ background(void)
 	return p[1];
 }
 
+/* `concd --worker INDEX [--once] [--plugin-dir DIR]`: see worker.c. */
+static int
+worker_role(int argc, char *argv[])
+{
+	bool once = false;
+	int i;
+
+	log_silence();
+	for (i = 3; i < argc; i++) {
+		if (strcmp(argv[i], "--once") == 0)
+			once = true;
+		else if (strcmp(argv[i], "--plugin-dir") == 0 && i + 1 < argc)
+			plugin_load_dir(argv[++i]);
+	}
+	i = worker_main(atoi(argv[2]), once);
+	plugin_unload();
+	return i;
+}
+
 int
 main(int argc, char *argv[])
 {
 	struct server_options opt = {0};
 	struct event_config *cfg;
-	char path[PATH_MAX], cause[512];
+	char cause[512];
 	int ch, ready_fd = -1;
 	long n;
 
-	/* A worker process is concd re-executed in that role. */
 	if (argc >= 3 && strcmp(argv[1], "--worker") == 0)
-		return worker_main(atoi(argv[2]),
-		    argc >= 4 && strcmp(argv[3], "--once") == 0);
+		return worker_role(argc, argv);
 
 	n = sysconf(_SC_NPROCESSORS_ONLN);
 	opt.threads = n > 0 ? (int)n : 1;
 	opt.processes = opt.threads;
 	opt.max_finished = DEFAULT_MAX_FINISHED;
-	default_socket(path, sizeof(path));
-	opt.socket_path = path;
-	while ((ch = getopt_long(argc, argv, "dfhp:s:t:V", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:dfhp:s:t:V", longopts,
+		    NULL)) != -1) {
 		switch (ch) {
+		case 'c':
+			free(opt.config_path);
+			opt.config_path = strdup(optarg);
+			break;
 		case 'd':
 			opt.debug = true;
 			break;
@@ -135,24 +187,27 @@ main(int argc, char *argv[])
 			break;
 		case 'h':
 			usage(0);
+		case 'p':
+			flag(&opt, "processes", optarg);
+			break;
 		case 's':
-			opt.socket_path = optarg;
+			flag(&opt, "socket", optarg);
 			break;
 		case 't':
-			opt.threads = (int)number(optarg, "threads", 1,
-			    POOL_MAX_THREADS);
-			break;
-		case 'p':
-			opt.processes = (int)number(optarg, "processes", 0,
-			    POOL_MAX_PROCESSES);
+			flag(&opt, "threads", optarg);
 			break;
 		case 'V':
-			printf("concd %s (protocol %d)\n", CONCD_VERSION,
-			    PROTO_VERSION);
+			printf("concd %s (protocol %d, task ABI %d)\n",
+			    CONCD_VERSION, PROTO_VERSION, CONCD_TASK_ABI);
 			return 0;
 		case OPT_MAX_FINISHED:
-			opt.max_finished =
-			    (size_t)number(optarg, "max-finished", 0, 100000000);
+			flag(&opt, "max-finished", optarg);
+			break;
+		case OPT_MAX_JOBS:
+			flag(&opt, "max-jobs-per-worker", optarg);
+			break;
+		case OPT_PLUGIN_DIR:
+			flag(&opt, "plugin-dir", optarg);
 			break;
 		default:
 			usage(2);
@@ -162,8 +217,19 @@ main(int argc, char *argv[])
 		usage(2);
 
 	log_init(opt.debug);
+	if (config_load(opt.config_path ? opt.config_path : CONCD_CONFIG_FILE,
+		opt.config_path != NULL, &opt, opt.cmdline, cause,
+		sizeof(cause)) < 0)
+		fatalx("%s", cause);
+	if (opt.config_path == NULL)
+		opt.config_path = strdup(CONCD_CONFIG_FILE);
+	if (opt.socket_path == NULL)
+		opt.socket_path = default_socket();
+	if (opt.plugin_dir == NULL)
+		opt.plugin_dir = strdup(CONCD_PLUGIN_DIR);
 	if (server_listen(opt.socket_path, cause, sizeof(cause)) < 0)
 		fatalx("%s", cause);
+	plugin_load_dir(opt.plugin_dir);
 	if (!opt.foreground)
 		ready_fd = background();
 
@@ -181,9 +247,10 @@ main(int argc, char *argv[])
 	loop_exec_init(server_base);
 	if (pool_thread_init(server_base, opt.threads) < 0)
 		fatalx("cannot start the thread pool");
-	if (pool_process_init(opt.processes) < 0)
+	if (pool_process_init(opt.processes, opt.plugin_dir,
+		opt.max_jobs_per_worker) < 0)
 		fatalx("cannot start the process pool");
-	server_start();
+	server_start(&opt);
 
 	log_info("ready: %d threads, %d processes, listening on %s",
 	    opt.threads, opt.processes, opt.socket_path);
@@ -203,6 +270,8 @@ main(int argc, char *argv[])
 	server_free();
 	event_base_free(server_base);
 	libevent_global_shutdown();
+	plugin_unload();
+	config_free(&opt);
 	log_info("stopped");
 	return 0;
 }

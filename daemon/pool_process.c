@@ -36,6 +36,7 @@ struct pworker {
 	struct job_queue jobs; /* given to it, in order */
 	size_t njobs;
 	uint32_t served;
+	uint32_t given; /* jobs handed to it, for max-jobs-per-worker */
 	uint64_t spawned;
 	bool retiring;
 	TAILQ_ENTRY(pworker) link;
@@ -45,10 +46,11 @@ TAILQ_HEAD(pworker_list, pworker);
 static struct {
 	struct pworker_list workers; /* the pool and fresh ones */
 	int size;		     /* workers wanted in the pool */
+	int max_jobs;		     /* a worker is replaced after these */
+	char *plugin_dir;
 	struct job_queue queue;
 	size_t nqueued, nrunning;
 	bool stopping;
-	char **extra_argv; /* passed on to workers (plugin directory) */
 } pp = {
 	.workers = TAILQ_HEAD_INITIALIZER(pp.workers),
 	.queue = TAILQ_HEAD_INITIALIZER(pp.queue),
@@ -84,6 +86,10 @@ proc_spawn(int index)
 	argv[n++] = idx;
 	if (index < 0)
 		argv[n++] = (char *)"--once";
+	if (pp.plugin_dir != NULL) {
+		argv[n++] = (char *)"--plugin-dir";
+		argv[n++] = pp.plugin_dir;
+	}
 	argv[n] = NULL;
 
 	posix_spawn_file_actions_init(&fa);
@@ -132,6 +138,7 @@ proc_give(struct pworker *w, struct job *j)
 
 	TAILQ_INSERT_TAIL(&w->jobs, j, link);
 	w->njobs++;
+	w->given++;
 	j->xdata = w;
 	proto_enc_begin(&e, conn_out(w->conn), PROTO_RUN, 0);
 	proto_enc_u64(&e, PF_JOB, j->id);
@@ -140,6 +147,21 @@ proc_give(struct pworker *w, struct job *j)
 		proto_enc_raw(&e, PF_ARGS, j->args, j->args_len);
 	proto_enc_end(&e);
 	conn_dirty(w->conn);
+}
+
+/*
+ * A worker that has been given max-jobs-per-worker jobs takes no more:
+ * it leaves after its last one, and a new worker takes its index now.
+ */
+static void
+proc_recycle(struct pworker *w)
+{
+	w->retiring = true;
+	log_debug("process worker %d (pid %d): recycled after %u jobs",
+	    w->index, (int)w->pid, w->given);
+	if (w->njobs == 0)
+		conn_hangup(w->conn);
+	proc_spawn(w->index);
 }
 
 /* Hand queued jobs to pool workers. */
@@ -168,6 +190,8 @@ proc_dispatch(void)
 			return;
 		TAILQ_REMOVE(&pp.queue, j, link);
 		proc_give(best, j);
+		if (pp.max_jobs > 0 && best->given >= (uint32_t)pp.max_jobs)
+			proc_recycle(best);
 	}
 }
 
@@ -352,10 +376,19 @@ proc_cancel(struct job *j)
 }
 
 int
-pool_process_init(int n)
+pool_process_init(int n, const char *plugin_dir, int max_jobs)
 {
 	pp.size = n;
+	pp.max_jobs = max_jobs;
+	if (plugin_dir != NULL)
+		pp.plugin_dir = strdup(plugin_dir);
 	return pool_process_resize(n);
+}
+
+void
+pool_process_set_max_jobs(int n)
+{
+	pp.max_jobs = n;
 }
 
 int
@@ -441,6 +474,8 @@ proc_shutdown(void)
 	pp.stopping = true;
 	while ((w = TAILQ_FIRST(&pp.workers)) != NULL)
 		conn_close(w->conn); /* proc_closed reaps and frees it */
+	free(pp.plugin_dir);
+	pp.plugin_dir = NULL;
 }
 
 const struct executor process_executor = {

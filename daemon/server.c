@@ -36,6 +36,7 @@ static struct {
 	bool stopping;
 	uid_t uid;
 	uint64_t started;
+	struct server_options *opt;
 } srv;
 
 uint64_t
@@ -306,12 +307,45 @@ server_state_changed(void)
 		event_active(srv.stop_ev, 0, 1);
 }
 
+/*
+ * SIGHUP: read the config file again and apply what can change while
+ * running (pool sizes, max-jobs-per-worker); jobs carry on.  Keys given
+ * on the command line keep their values.
+ */
+static void
+server_reload(void)
+{
+	struct server_options o = *srv.opt;
+	uint32_t fixed = config_fixed_mask();
+	char cause[512];
+
+	o.socket_path = o.plugin_dir = o.config_path = NULL;
+	if (config_load(srv.opt->config_path, false, &o,
+		srv.opt->cmdline | fixed, cause, sizeof(cause)) < 0) {
+		log_warnx("reload: %s; keeping the running configuration",
+		    cause);
+		config_free(&o);
+		return;
+	}
+	config_free(&o);
+	if (o.threads != srv.opt->threads &&
+	    pool_thread_resize(o.threads) == 0)
+		srv.opt->threads = o.threads;
+	if (o.processes != srv.opt->processes &&
+	    pool_process_resize(o.processes) == 0)
+		srv.opt->processes = o.processes;
+	srv.opt->max_jobs_per_worker = o.max_jobs_per_worker;
+	pool_process_set_max_jobs(o.max_jobs_per_worker);
+	log_info("reloaded %s: %d threads, %d processes",
+	    srv.opt->config_path, pool_thread_size(), pool_process_size());
+}
+
 static void
 server_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	switch (sig) {
 	case SIGHUP:
-		log_info("SIGHUP: nothing to reload yet");
+		server_reload();
 		break;
 	default:
 		if (srv.stopping) {
@@ -323,11 +357,12 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 void
-server_start(void)
+server_start(struct server_options *opt)
 {
 	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
 	int i;
 
+	srv.opt = opt;
 	srv.started = server_now_us();
 	signal(SIGPIPE, SIG_IGN);
 	for (i = 0; i < 3; i++) {

@@ -3,6 +3,7 @@
  * argument rows, and the functions a task calls on its context.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,16 +20,47 @@ const struct task *const task_builtin[] = {
 };
 #define TASK_BUILTIN_COUNT (sizeof(task_builtin) / sizeof(task_builtin[0]))
 
+/*
+ * The registry: the built-in tasks, then those plugins add at start-up
+ * (before any worker exists, so lookups need no lock).
+ */
+static struct {
+	pthread_once_t once;
+	const struct task *task[TASK_MAX_TASKS];
+	const char *origin[TASK_MAX_TASKS];
+	size_t n;
+} reg = {.once = PTHREAD_ONCE_INIT};
+
+static void
+task_registry_init(void)
+{
+	size_t i;
+
+	for (i = 0; i < TASK_BUILTIN_COUNT && i < TASK_MAX_TASKS; i++) {
+		reg.task[reg.n] = task_builtin[i];
+		reg.origin[reg.n++] = "built-in";
+	}
+}
+
 size_t
 task_count(void)
 {
-	return TASK_BUILTIN_COUNT;
+	pthread_once(&reg.once, task_registry_init);
+	return reg.n;
 }
 
 const struct task *
 task_at(size_t i)
 {
-	return i < TASK_BUILTIN_COUNT ? task_builtin[i] : NULL;
+	pthread_once(&reg.once, task_registry_init);
+	return i < reg.n ? reg.task[i] : NULL;
+}
+
+const char *
+task_origin(size_t i)
+{
+	pthread_once(&reg.once, task_registry_init);
+	return i < reg.n ? reg.origin[i] : NULL;
 }
 
 int
@@ -36,8 +68,9 @@ task_index(const struct task *t)
 {
 	size_t i;
 
-	for (i = 0; i < TASK_BUILTIN_COUNT; i++)
-		if (task_builtin[i] == t)
+	pthread_once(&reg.once, task_registry_init);
+	for (i = 0; i < reg.n; i++)
+		if (reg.task[i] == t)
 			return (int)i;
 	return 0;
 }
@@ -47,12 +80,55 @@ task_find(const char *name, size_t len)
 {
 	size_t i;
 
-	for (i = 0; i < TASK_BUILTIN_COUNT; i++) {
-		const char *n = task_builtin[i]->name;
+	pthread_once(&reg.once, task_registry_init);
+	for (i = 0; i < reg.n; i++) {
+		const char *n = reg.task[i]->name;
 		if (strncmp(n, name, len) == 0 && n[len] == '\0')
-			return task_builtin[i];
+			return reg.task[i];
 	}
 	return NULL;
+}
+
+/* Check a task from a plugin and add it; -1 with the reason. */
+int
+task_register(const struct task *t, const char *origin, char *cause,
+    size_t causelen)
+{
+	size_t i;
+
+	pthread_once(&reg.once, task_registry_init);
+	if (t->abi != CONCD_TASK_ABI) {
+		snprintf(cause, causelen, "task ABI %d, concd needs %d", t->abi,
+		    CONCD_TASK_ABI);
+		return -1;
+	}
+	if (t->name == NULL || *t->name == '\0' || strlen(t->name) > 64 ||
+	    t->start == NULL || t->step == NULL || t->executors == 0 ||
+	    (t->executors & ~(unsigned)TASK_ON_ALL) != 0 ||
+	    t->nargs > TASK_MAX_ARGS || (t->nargs > 0 && t->args == NULL)) {
+		snprintf(cause, causelen, "task %s is malformed",
+		    t->name != NULL ? t->name : "(unnamed)");
+		return -1;
+	}
+	for (i = 0; i < t->nargs; i++) {
+		if (t->args[i].name == NULL || t->args[i].type > TASK_ARG_STR) {
+			snprintf(cause, causelen,
+			    "task %s: argument %zu is malformed", t->name, i);
+			return -1;
+		}
+	}
+	if (task_find(t->name, strlen(t->name)) != NULL) {
+		snprintf(cause, causelen, "a task named %s exists already",
+		    t->name);
+		return -1;
+	}
+	if (reg.n == TASK_MAX_TASKS) {
+		snprintf(cause, causelen, "more than %d tasks", TASK_MAX_TASKS);
+		return -1;
+	}
+	reg.task[reg.n] = t;
+	reg.origin[reg.n++] = origin;
+	return 0;
 }
 
 unsigned

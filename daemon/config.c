@@ -1,0 +1,187 @@
+/*
+ * config.c -- concd.conf: `key = value` lines, `#` comments.  One row per
+ * key in the table below; concd.conf(5) documents the same rows.  Flags
+ * on the command line win over the file.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "concd.h"
+
+enum config_type { CONFIG_INT, CONFIG_PATH };
+
+struct config_key {
+	const char *name;
+	enum config_type type;
+	long min, max;
+	size_t offset; /* into struct server_options */
+	bool reloadable;
+};
+
+#define OPT(f) offsetof(struct server_options, f)
+
+static const struct config_key config_keys[] = {
+	{"socket", CONFIG_PATH, 1, PATH_MAX - 1, OPT(socket_path), false},
+	{"threads", CONFIG_INT, 1, POOL_MAX_THREADS, OPT(threads), true},
+	{"processes", CONFIG_INT, 0, POOL_MAX_PROCESSES, OPT(processes), true},
+	{"max-finished", CONFIG_INT, 0, 100000000, OPT(max_finished), false},
+	{"max-jobs-per-worker", CONFIG_INT, 0, 1000000000,
+	    OPT(max_jobs_per_worker), true},
+	{"plugin-dir", CONFIG_PATH, 1, PATH_MAX - 1, OPT(plugin_dir), false},
+};
+#define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+_Static_assert(CONFIG_NKEYS <= 32, "config_set_mask holds 32 keys");
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int
+config_set(struct server_options *o, const struct config_key *k,
+    const char *value, char *cause, size_t causelen)
+{
+	char *end;
+	long v;
+
+	if (k->type == CONFIG_PATH) {
+		char **dst = (char **)((char *)o + k->offset);
+
+		if (strlen(value) > (size_t)k->max || *value == '\0') {
+			snprintf(cause, causelen, "%s: bad path", k->name);
+			return -1;
+		}
+		free(*dst);
+		*dst = strdup(value);
+		return 0;
+	}
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno != 0 || *value == '\0' || *end != '\0' || v < k->min ||
+	    v > k->max) {
+		snprintf(cause, causelen, "%s must be a number from %ld to %ld",
+		    k->name, k->min, k->max);
+		return -1;
+	}
+	if (k->offset == OPT(max_finished))
+		o->max_finished = (size_t)v;
+	else
+		*(int *)((char *)o + k->offset) = (int)v;
+	return 0;
+}
+
+/*
+ * Read path into o, except for keys in keep (set on the command line).
+ * Returns -1 with cause; a missing file is an error only if required.
+ */
+int
+config_load(const char *path, bool required, struct server_options *o,
+    uint32_t keep, char *cause, size_t causelen)
+{
+	FILE *f;
+	int rc;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		if (!required && errno == ENOENT)
+			return 0;
+		snprintf(cause, causelen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	rc = config_load_stream(f, path, o, keep, cause, causelen);
+	fclose(f);
+	return rc;
+}
+
+int
+config_load_stream(FILE *f, const char *path, struct server_options *o,
+    uint32_t keep, char *cause, size_t causelen)
+{
+	char line[PATH_MAX + 64], why[256];
+	int lineno = 0, rc = 0;
+
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *s, *eq, *key, *value;
+		size_t i;
+
+		lineno++;
+		if ((s = strchr(line, '#')) != NULL)
+			*s = '\0';
+		s = trim(line);
+		if (*s == '\0')
+			continue;
+		if ((eq = strchr(s, '=')) == NULL) {
+			snprintf(cause, causelen, "%s:%d: expected key = value",
+			    path, lineno);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		key = trim(s);
+		value = trim(eq + 1);
+		for (i = 0; i < CONFIG_NKEYS; i++)
+			if (strcmp(key, config_keys[i].name) == 0)
+				break;
+		if (i == CONFIG_NKEYS) {
+			snprintf(cause, causelen, "%s:%d: unknown key \"%s\"",
+			    path, lineno, key);
+			rc = -1;
+			break;
+		}
+		if (keep & (1u << i))
+			continue;
+		if (config_set(o, &config_keys[i], value, why, sizeof(why)) <
+		    0) {
+			snprintf(cause, causelen, "%s:%d: %s", path, lineno,
+			    why);
+			rc = -1;
+			break;
+		}
+	}
+	return rc;
+}
+
+/* The bit of a key, for config_load's keep mask. */
+uint32_t
+config_key_bit(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < CONFIG_NKEYS; i++)
+		if (strcmp(name, config_keys[i].name) == 0)
+			return 1u << i;
+	return 0;
+}
+
+/* Keys whose new values a reload cannot apply. */
+uint32_t
+config_fixed_mask(void)
+{
+	uint32_t m = 0;
+	size_t i;
+
+	for (i = 0; i < CONFIG_NKEYS; i++)
+		if (!config_keys[i].reloadable)
+			m |= 1u << i;
+	return m;
+}
+
+void
+config_free(struct server_options *o)
+{
+	free(o->socket_path);
+	free(o->plugin_dir);
+	free(o->config_path);
+	o->socket_path = o->plugin_dir = o->config_path = NULL;
+}
