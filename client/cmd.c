@@ -1,0 +1,779 @@
+/*
+ * cmd.c -- the command table and the grammar every command shares.
+ *
+ * A command is one row: its name, an optional alias, its usage, how many
+ * positional words it takes, which options it accepts and the function
+ * that carries it out.  Unique prefixes of names are accepted.  Options
+ * are rows too; they may appear anywhere among a command's words, and
+ * "--" ends them.
+ */
+#include <err.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "concctl.h"
+
+static const struct cmd_entry cmd_table[] = {
+    {
+        .name = "cancel",
+        .alias = "kill",
+        .usage = "ID ...",
+        .summary = "Cancel jobs.",
+        .minargs = 1,
+        .maxargs = -1,
+        .words = CMD_WORDS_JOBS,
+        .exec = cmd_job_cancel,
+    },
+    {
+        .name = "help",
+        .usage = "[COMMAND]",
+        .summary = "Show the usage of every command, or of one.",
+        .minargs = 0,
+        .maxargs = 1,
+        .offline = true,
+        .exec = cmd_help,
+    },
+    {
+        .name = "ping",
+        .usage = "",
+        .summary = "Check that the daemon answers and time the answer.",
+        .minargs = 0,
+        .maxargs = 0,
+        .exec = cmd_info_ping,
+    },
+    {
+        .name = "ps",
+        .alias = "ls",
+        .usage = "[-a] [-n COUNT]",
+        .summary = "List your unfinished jobs, or with -a all jobs.",
+        .minargs = 0,
+        .maxargs = 0,
+        .options = CMD_OPT_ALL | CMD_OPT_LIMIT,
+        .exec = cmd_info_ps,
+    },
+    {
+        .name = "result",
+        .usage = "ID",
+        .summary = "Print the result of a finished job.",
+        .minargs = 1,
+        .maxargs = 1,
+        .words = CMD_WORDS_JOBS,
+        .exec = cmd_job_result,
+    },
+    {
+        .name = "run",
+        .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
+                 "[--fresh] [--timeout SECONDS]",
+        .summary = "Submit a job, show its progress and print its "
+                   "result.",
+        .minargs = 1,
+        .maxargs = -1,
+        .options =
+            CMD_OPT_EXEC | CMD_OPT_DAEMON | CMD_OPT_FRESH | CMD_OPT_TIMEOUT,
+        .words = CMD_WORDS_TASK,
+        .exec = cmd_job_run,
+    },
+    {
+        .name = "shutdown",
+        .usage = "[--cancel-pending]",
+        .summary = "Stop the daemon (root or the daemon's user).",
+        .minargs = 0,
+        .maxargs = 0,
+        .options = CMD_OPT_CANCEL_PENDING,
+        .exec = cmd_info_shutdown,
+    },
+    {
+        .name = "status",
+        .usage = "ID",
+        .summary = "Show one job's record.",
+        .minargs = 1,
+        .maxargs = 1,
+        .words = CMD_WORDS_JOBS,
+        .exec = cmd_info_status,
+    },
+    {
+        .name = "submit",
+        .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
+                 "[--fresh] [--timeout SECONDS]",
+        .summary = "Submit a job and print its id.",
+        .minargs = 1,
+        .maxargs = -1,
+        .options =
+            CMD_OPT_EXEC | CMD_OPT_DAEMON | CMD_OPT_FRESH | CMD_OPT_TIMEOUT,
+        .words = CMD_WORDS_TASK,
+        .exec = cmd_job_submit,
+    },
+    {
+        .name = "tasks",
+        .usage = "",
+        .summary = "List the tasks the daemon can run.",
+        .minargs = 0,
+        .maxargs = 0,
+        .exec = cmd_info_tasks,
+    },
+    {
+        .name = "wait",
+        .usage = "ID ... [--timeout SECONDS]",
+        .summary = "Wait until jobs finish; exit with the worst "
+                   "outcome.",
+        .minargs = 1,
+        .maxargs = -1,
+        .options = CMD_OPT_TIMEOUT,
+        .words = CMD_WORDS_JOBS,
+        .exec = cmd_job_wait,
+    },
+    {
+        .name = "watch",
+        .usage = "ID",
+        .summary = "Follow a job's progress and print its result.",
+        .minargs = 1,
+        .maxargs = 1,
+        .words = CMD_WORDS_JOBS,
+        .exec = cmd_job_watch,
+    },
+};
+#define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
+_Static_assert(CMD_COUNT == 12, "cmd_table rows");
+
+/* Every command takes these as well. */
+#define CMD_OPT_COMMON (CMD_OPT_HELP | CMD_OPT_JSON | CMD_OPT_QUIET)
+
+static const struct cmd_option_entry {
+	unsigned flag;
+	char short_name; /* 0: long only */
+	const char *long_name;
+	const char *arg; /* NULL: a flag */
+	const char *help;
+} cmd_options[] = {
+    {
+        .flag = CMD_OPT_HELP,
+        .short_name = 'h',
+        .long_name = "help",
+        .help = "show this usage",
+    },
+    {
+        .flag = CMD_OPT_JSON,
+        .long_name = "json",
+        .help = "print every reply as a JSON line",
+    },
+    {
+        .flag = CMD_OPT_QUIET,
+        .short_name = 'q',
+        .long_name = "quiet",
+        .help = "no progress or informational lines",
+    },
+    {
+        .flag = CMD_OPT_ALL,
+        .short_name = 'a',
+        .long_name = "all",
+        .help = "every job the daemon remembers",
+    },
+    {
+        .flag = CMD_OPT_EXEC,
+        .short_name = 'x',
+        .long_name = "exec",
+        .arg = "EXECUTOR",
+        .help = "auto, loop, thread or process",
+    },
+    {
+        .flag = CMD_OPT_DAEMON,
+        .long_name = "daemon",
+        .help = "kill the job at shutdown instead of draining it",
+    },
+    {
+        .flag = CMD_OPT_FRESH,
+        .long_name = "fresh",
+        .help = "run on a worker made for this job alone",
+    },
+    {
+        .flag = CMD_OPT_TIMEOUT,
+        .long_name = "timeout",
+        .arg = "SECONDS",
+        .help = "time limit in seconds (fractions allowed)",
+    },
+    {
+        .flag = CMD_OPT_LIMIT,
+        .short_name = 'n',
+        .long_name = "limit",
+        .arg = "COUNT",
+        .help = "at most COUNT jobs, the newest",
+    },
+    {
+        .flag = CMD_OPT_CANCEL_PENDING,
+        .long_name = "cancel-pending",
+        .help = "cancel queued jobs instead of running them",
+    },
+};
+#define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
+_Static_assert(CMD_OPTION_COUNT == 10, "cmd_options rows");
+
+/* Longest --timeout accepted: a year. */
+#define CMD_MAX_TIMEOUT (365.0 * 24 * 3600)
+
+static void
+cmd_list_names(FILE *f)
+{
+	size_t i;
+
+	for (i = 0; i < CMD_COUNT; i++)
+		fprintf(f, "%s%s", i == 0 ? "" : ", ", cmd_table[i].name);
+}
+
+const struct cmd_entry *
+cmd_find(const char *name)
+{
+	const struct cmd_entry *found = NULL;
+	size_t i, len = strlen(name), matches = 0;
+
+	for (i = 0; i < CMD_COUNT; i++) {
+		if (strcmp(cmd_table[i].name, name) == 0 ||
+		    (cmd_table[i].alias != NULL &&
+		     strcmp(cmd_table[i].alias, name) == 0))
+			return &cmd_table[i];
+	}
+	for (i = 0; len > 0 && i < CMD_COUNT; i++) {
+		if (strncmp(cmd_table[i].name, name, len) == 0) {
+			found = &cmd_table[i];
+			matches++;
+		}
+	}
+	if (matches == 1)
+		return found;
+	if (matches == 0) {
+		fprintf(stderr, "%s: unknown command: %s, valid commands: ",
+		        program_invocation_short_name, name);
+		cmd_list_names(stderr);
+		fputc('\n', stderr);
+		return NULL;
+	}
+	fprintf(stderr, "%s: ambiguous command: %s, could be: ",
+	        program_invocation_short_name, name);
+	for (i = 0, matches = 0; i < CMD_COUNT; i++) {
+		if (strncmp(cmd_table[i].name, name, len) == 0)
+			fprintf(stderr, "%s%s", matches++ == 0 ? "" : ", ",
+			        cmd_table[i].name);
+	}
+	fputc('\n', stderr);
+	return NULL;
+}
+
+/* The end of the group of words at w: a word, or a whole "[...]". */
+static const char *
+cmd_wrap_group(const char *w)
+{
+	const char *end = w + strcspn(w, " ");
+
+	if (*w == '[') {
+		while (end[-1] != ']' && *end == ' ')
+			end += 1 + strcspn(end + 1, " ");
+	}
+	return end;
+}
+
+/* Print head then words, wrapped before 80 columns, indented by indent. */
+static void
+cmd_wrap(FILE *f, const char *head, const char *words, int indent)
+{
+	const char *w = words, *end;
+	int col;
+
+	col = fprintf(f, "%s", head);
+	while (*w != '\0') {
+		end = cmd_wrap_group(w);
+		if (col + 1 + (end - w) > 79 && col > indent)
+			col = fprintf(f, "\n%*s", indent - 1, "") - 1;
+		col += fprintf(f, " %.*s", (int)(end - w), w);
+		w = *end == ' ' ? end + 1 : end;
+	}
+	fputc('\n', f);
+}
+
+/* The usage line of one command; in full, with its options. */
+void
+cmd_usage(FILE *f, const struct cmd_entry *ce, bool full)
+{
+	unsigned options = ce->options | CMD_OPT_HELP;
+	char head[64];
+	size_t i;
+
+	snprintf(head, sizeof(head), "usage: %s %s",
+	         program_invocation_short_name, ce->name);
+	cmd_wrap(f, head, ce->usage, (int)strlen(head) + 1);
+	if (!full)
+		return;
+	fprintf(f, "%s\n", ce->summary);
+	if (ce->alias != NULL)
+		fprintf(f, "Alias: %s.\n", ce->alias);
+	fprintf(f, "Options:\n");
+	for (i = 0; i < CMD_OPTION_COUNT; i++) {
+		const struct cmd_option_entry *o = &cmd_options[i];
+		char left[64];
+
+		if ((options & o->flag) == 0)
+			continue;
+		snprintf(left, sizeof(left), "%c%c%s--%s%s%s",
+		         o->short_name ? '-' : ' ',
+		         o->short_name ? o->short_name : ' ',
+		         o->short_name ? ", " : "  ", o->long_name,
+		         o->arg != NULL ? " " : "",
+		         o->arg != NULL ? o->arg : "");
+		fprintf(f, "  %-22s %s\n", left, o->help);
+	}
+	fprintf(f, "  %-22s %s\n", "    --json, -q",
+	        "as before the command (see concctl -h)");
+}
+
+/* The global usage; in full, with every command. */
+void
+cmd_usage_all(FILE *f, bool full)
+{
+	char head[64];
+	size_t i;
+
+	fprintf(f, "usage: %s [-hqV] [--json] [-s PATH] COMMAND [ARGS]\n",
+	        program_invocation_short_name);
+	if (!full) {
+		fprintf(f, "Run \"%s help\" for the commands.\n",
+		        program_invocation_short_name);
+		return;
+	}
+	fprintf(f,
+	        "Options:\n"
+	        "  -s, --socket PATH      the daemon's socket\n"
+	        "      --json             print every reply as a JSON line\n"
+	        "  -q, --quiet            no progress or informational lines\n"
+	        "  -h, --help             show this usage\n"
+	        "  -V, --version          show the version\n"
+	        "Commands (unique prefixes are accepted):\n");
+	for (i = 0; i < CMD_COUNT; i++) {
+		snprintf(head, sizeof(head), "  %s", cmd_table[i].name);
+		cmd_wrap(f, head, cmd_table[i].usage, (int)strlen(head) + 1);
+	}
+	fprintf(f, "Run \"%s help COMMAND\" for one command's options.\n",
+	        program_invocation_short_name);
+}
+
+static const struct cmd_option_entry *
+cmd_option_find(char short_name, const char *long_name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < CMD_OPTION_COUNT; i++) {
+		const struct cmd_option_entry *o = &cmd_options[i];
+
+		if (long_name == NULL && o->short_name != 0 &&
+		    o->short_name == short_name)
+			return o;
+		if (long_name != NULL && strlen(o->long_name) == len &&
+		    strncmp(o->long_name, long_name, len) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+static int
+cmd_parse_timeout(const char *cmd, const char *word, uint64_t *ms)
+{
+	char *end;
+	double s;
+
+	errno = 0;
+	s = strtod(word, &end);
+	if (*word == '\0' || *end != '\0' || errno != 0 || !isfinite(s) ||
+	    s <= 0 || s > CMD_MAX_TIMEOUT) {
+		warnx("%s: invalid timeout: %s (seconds, more than 0)", cmd,
+		      word);
+		return -1;
+	}
+	*ms = (uint64_t)ceil(s * 1000);
+	return 0;
+}
+
+static int
+cmd_parse_count(const char *cmd, const char *word, uint64_t *n)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	if (*word < '1' || *word > '9' ||
+	    ((v = strtoull(word, &end, 10)), errno != 0) || *end != '\0') {
+		warnx("%s: invalid count: %s", cmd, word);
+		return -1;
+	}
+	*n = v;
+	return 0;
+}
+
+/* Apply one option with its argument (NULL for flags). */
+static int
+cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
+          const char *value, struct cmd_args *a, struct ctl *ctl)
+{
+	int x;
+
+	a->seen |= o->flag;
+	switch (o->flag) {
+	case CMD_OPT_JSON:
+		ctl->json = true;
+		break;
+	case CMD_OPT_QUIET:
+		ctl->quiet = true;
+		break;
+	case CMD_OPT_EXEC:
+		x = proto_exec_lookup(value, strlen(value));
+		if (x < 0) {
+			warnx("%s: unknown executor: %s, valid: auto, loop, "
+			      "thread, process",
+			      ce->name, value);
+			return -1;
+		}
+		a->exec = (enum proto_exec)x;
+		break;
+	case CMD_OPT_TIMEOUT:
+		return cmd_parse_timeout(ce->name, value, &a->timeout_ms);
+	case CMD_OPT_LIMIT:
+		return cmd_parse_count(ce->name, value, &a->limit);
+	}
+	return 0;
+}
+
+static const struct cmd_option_entry *
+cmd_option_check(const struct cmd_entry *ce, const struct cmd_option_entry *o,
+                 const char *word)
+{
+	if (o == NULL || ((ce->options | CMD_OPT_COMMON) & o->flag) == 0) {
+		warnx("%s: unknown option: %s", ce->name, word);
+		return NULL;
+	}
+	return o;
+}
+
+/* A job id is a decimal number, nothing else. */
+static int
+cmd_job_id(const char *cmd, const char *word, uint64_t *job)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	if (*word < '0' || *word > '9' ||
+	    ((v = strtoull(word, &end, 10)), errno != 0) || *end != '\0') {
+		warnx("%s: invalid job id: %s", cmd, word);
+		return -1;
+	}
+	*job = v;
+	return 0;
+}
+
+/*
+ * key=value: an integer (decimal, optional sign), true or false, or else
+ * a string.
+ */
+static int
+cmd_kv(const char *cmd, const char *word, struct cmd_kv *kv)
+{
+	const char *eq = strchr(word, '='), *v, *digits;
+	long long n;
+	char *end;
+
+	if (eq == NULL || eq == word) {
+		warnx("%s: expected key=value: %s", cmd, word);
+		return -1;
+	}
+	kv->key = word;
+	kv->keylen = (size_t)(eq - word);
+	v = eq + 1;
+	kv->s = v;
+	kv->type = CMD_VALUE_STR;
+	if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0) {
+		kv->type = CMD_VALUE_BOOL;
+		kv->i = *v == 't';
+		return 0;
+	}
+	digits = v + (*v == '-' || *v == '+');
+	if (*digits == '\0' || digits[strspn(digits, "0123456789")] != '\0')
+		return 0;
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno != 0 || *end != '\0') {
+		warnx("%s: integer out of range: %s", cmd, word);
+		return -1;
+	}
+	kv->type = CMD_VALUE_INT;
+	kv->i = n;
+	return 0;
+}
+
+/* Check and convert the positional words as the command's row says. */
+static int
+cmd_words(const struct cmd_entry *ce, struct cmd_args *a)
+{
+	int i, j;
+
+	switch (ce->words) {
+	case CMD_WORDS_ANY:
+		break;
+	case CMD_WORDS_JOBS:
+		for (i = 0; i < a->argc; i++) {
+			if (cmd_job_id(ce->name, a->argv[i], &a->jobs[i]) < 0)
+				return -1;
+		}
+		break;
+	case CMD_WORDS_TASK:
+		if (strchr(a->argv[0], '=') != NULL) {
+			warnx("%s: missing task name before %s", ce->name,
+			      a->argv[0]);
+			return -1;
+		}
+		for (i = 1; i < a->argc; i++) {
+			struct cmd_kv *kv = &a->kv[a->nkv];
+
+			if (cmd_kv(ce->name, a->argv[i], kv) < 0)
+				return -1;
+			for (j = 0; j < a->nkv; j++) {
+				if (a->kv[j].keylen == kv->keylen &&
+				    memcmp(a->kv[j].key, kv->key, kv->keylen) ==
+				        0) {
+					warnx("%s: argument given twice: %.*s",
+					      ce->name, (int)kv->keylen,
+					      kv->key);
+					return -1;
+				}
+			}
+			a->nkv++;
+		}
+		break;
+	}
+	return 0;
+}
+
+/*
+ * Split argv (the words after the command name) into options and
+ * positional words.  Returns 0, or -1 after a message.
+ */
+int
+cmd_parse(const struct cmd_entry *ce, int argc, char **argv, struct cmd_args *a,
+          struct ctl *ctl)
+{
+	const struct cmd_option_entry *o;
+	bool ended = false;
+	int i;
+
+	memset(a, 0, sizeof(*a));
+	a->exec = PX_AUTO;
+	for (i = 0; i < argc; i++) {
+		char *w = argv[i];
+
+		if (!ended && strcmp(w, "--") == 0) {
+			ended = true;
+			continue;
+		}
+		if (ended || w[0] != '-' || w[1] == '\0') {
+			if (a->argc == CMD_MAX_ARGS) {
+				warnx("%s: too many arguments", ce->name);
+				return -1;
+			}
+			a->argv[a->argc++] = w;
+			continue;
+		}
+		if (w[1] == '-') {
+			const char *name = w + 2, *eq = strchr(name, '=');
+			size_t len =
+			    eq != NULL ? (size_t)(eq - name) : strlen(name);
+
+			o = cmd_option_check(ce, cmd_option_find(0, name, len),
+			                     w);
+			if (o == NULL)
+				return -1;
+			if (o->arg == NULL && eq != NULL) {
+				warnx("%s: option --%s takes no value",
+				      ce->name, o->long_name);
+				return -1;
+			}
+			if (o->arg != NULL && eq == NULL) {
+				if (i + 1 == argc) {
+					warnx("%s: option --%s needs %s",
+					      ce->name, o->long_name, o->arg);
+					return -1;
+				}
+				eq = argv[++i];
+			} else if (eq != NULL)
+				eq++;
+			if (cmd_apply(ce, o, eq, a, ctl) < 0)
+				return -1;
+			if (o->flag == CMD_OPT_HELP)
+				return 0;
+			continue;
+		}
+		/* one or more short options: -qa, -x thread, -xthread */
+		for (w++; *w != '\0'; w++) {
+			char name[3] = {'-', *w, '\0'};
+			const char *value = NULL;
+
+			o = cmd_option_check(ce, cmd_option_find(*w, NULL, 0),
+			                     name);
+			if (o == NULL)
+				return -1;
+			if (o->arg != NULL) {
+				if (w[1] != '\0')
+					value = w + 1;
+				else if (i + 1 < argc)
+					value = argv[++i];
+				else {
+					warnx("%s: option -%c needs %s",
+					      ce->name, *w, o->arg);
+					return -1;
+				}
+			}
+			if (cmd_apply(ce, o, value, a, ctl) < 0)
+				return -1;
+			if (o->flag == CMD_OPT_HELP)
+				return 0;
+			if (value != NULL)
+				break;
+		}
+	}
+	if (a->argc < ce->minargs) {
+		warnx("%s: missing argument", ce->name);
+		return -1;
+	}
+	if (ce->maxargs >= 0 && a->argc > ce->maxargs) {
+		warnx("%s: too many arguments", ce->name);
+		return -1;
+	}
+	return cmd_words(ce, a);
+}
+
+/* Run the command named by argv[0]; returns the exit status. */
+int
+cmd_run(struct ctl *ctl, int argc, char **argv)
+{
+	const struct cmd_entry *ce;
+	struct cmd_args *a;
+	enum conn_status st;
+	int ret;
+
+	if ((ce = cmd_find(argv[0])) == NULL)
+		return CTL_USAGE;
+	if ((a = malloc(sizeof(*a))) == NULL)
+		err(CTL_CONNECT, "malloc");
+	if (cmd_parse(ce, argc - 1, argv + 1, a, ctl) < 0) {
+		cmd_usage(stderr, ce, false);
+		free(a);
+		return CTL_USAGE;
+	}
+	if (a->seen & CMD_OPT_HELP) {
+		cmd_usage(stdout, ce, true);
+		free(a);
+		return CTL_OK;
+	}
+	ctl->bar = ctl->bar && !ctl->json && !ctl->quiet;
+	if (ce->offline) {
+		ret = ce->exec(ctl, a);
+		free(a);
+		return ret;
+	}
+	st = conn_open(&ctl->conn, ctl->socket);
+	if (st == CONN_OK) {
+		ctl->conn.json = ctl->json;
+		ret = ce->exec(ctl, a);
+	} else
+		ret = cmd_conn_exit(ctl, st);
+	conn_close(&ctl->conn);
+	free(a);
+	return ret;
+}
+
+int
+cmd_help(struct ctl *ctl, struct cmd_args *a)
+{
+	const struct cmd_entry *ce;
+
+	if (a->argc == 0) {
+		cmd_usage_all(stdout, true);
+		return CTL_OK;
+	}
+	if ((ce = cmd_find(a->argv[0])) == NULL)
+		return CTL_USAGE;
+	cmd_usage(stdout, ce, true);
+	return CTL_OK;
+}
+
+/* Report a connection problem; returns the exit status it means. */
+int
+cmd_conn_exit(struct ctl *ctl, enum conn_status st)
+{
+	switch (st) {
+	case CONN_OK:
+		return CTL_OK;
+	case CONN_TIMEOUT:
+		return CTL_TIMEOUT;
+	case CONN_INTR:
+		return CTL_INTERRUPTED;
+	case CONN_CLOSED:
+		warnx("daemon closed the connection");
+		return CTL_CONNECT;
+	case CONN_TOOBIG:
+		warnx("%s", ctl->conn.cause);
+		return CTL_USAGE;
+	case CONN_ERROR:
+		break;
+	}
+	warnx("%s", ctl->conn.cause);
+	return CTL_CONNECT;
+}
+
+/* Report an error reply; returns CTL_REFUSED. */
+int
+cmd_refused(const struct proto_msg *m)
+{
+	char code[33], message[1025];
+	size_t len;
+	const char *s;
+	int e;
+
+	s = proto_str(m, PF_ERROR, &len);
+	render_safe(code, sizeof(code), s, len);
+	if ((s = proto_str(m, PF_MESSAGE, &len)) != NULL)
+		render_safe(message, sizeof(message), s, len);
+	else if ((e = proto_error_lookup(code, strlen(code))) >= 0)
+		snprintf(message, sizeof(message), "%s", proto_errors[e].text);
+	else
+		snprintf(message, sizeof(message), "request refused");
+	warnx("%s: %s", code, message);
+	return CTL_REFUSED;
+}
+
+/*
+ * Send one request and wait for its reply, which must be of type want.
+ * Returns 0 with the reply in m, or an exit status after a message.
+ */
+int
+cmd_call(struct ctl *ctl, struct proto_enc *e, uint64_t id,
+         enum proto_type want, struct proto_msg *m)
+{
+	enum conn_status st;
+
+	if ((st = conn_send(&ctl->conn, e)) != CONN_OK)
+		return cmd_conn_exit(ctl, st);
+	for (;;) {
+		if ((st = conn_recv(&ctl->conn, m, -1)) != CONN_OK)
+			return cmd_conn_exit(ctl, st);
+		if (m->id != id)
+			continue;
+		if (m->type == PROTO_ERROR)
+			return cmd_refused(m);
+		if (m->type == want)
+			return CTL_OK;
+		if (m->type != PROTO_PROGRESS) {
+			warnx("protocol error: %s instead of %s",
+			      proto_types[m->type].name,
+			      proto_types[want].name);
+			return CTL_CONNECT;
+		}
+	}
+}

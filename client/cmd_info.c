@@ -1,0 +1,469 @@
+/*
+ * cmd_info.c -- the commands that ask about jobs and the daemon: status,
+ * ps, tasks, ping and shutdown.
+ *
+ * With --json the reply has already been printed by conn.c, so each
+ * command only checks it and returns.
+ */
+#include <err.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "concctl.h"
+
+/* A table of strings, columns padded to their widest cell. */
+struct info_table {
+	size_t cols;
+	size_t rows;
+	const char *const *titles;
+	const bool *right; /* right-aligned columns */
+	char **cell;       /* rows * cols */
+	char **below;      /* a line under each row (or NULL entries) */
+};
+
+static void
+info_table_init(struct info_table *t, size_t cols, size_t rows,
+                const char *const *titles, const bool *right)
+{
+	t->cols = cols;
+	t->rows = rows;
+	t->titles = titles;
+	t->right = right;
+	t->cell = calloc(rows * cols + 1, sizeof(*t->cell));
+	t->below = calloc(rows + 1, sizeof(*t->below));
+	if (t->cell == NULL || t->below == NULL)
+		err(CTL_CONNECT, "calloc");
+}
+
+static void
+info_table_set(struct info_table *t, size_t row, size_t col, const char *s)
+{
+	if ((t->cell[row * t->cols + col] = strdup(s)) == NULL)
+		err(CTL_CONNECT, "strdup");
+}
+
+static void
+info_table_row(const struct info_table *t, const char *const *cells,
+               const size_t *width)
+{
+	size_t c;
+
+	for (c = 0; c < t->cols; c++) {
+		const char *s = cells[c] != NULL ? cells[c] : "";
+		bool last = c + 1 == t->cols;
+
+		if (t->right[c])
+			printf("%*s", (int)width[c], s);
+		else if (last)
+			printf("%s", s);
+		else
+			printf("%-*s", (int)width[c], s);
+		printf("%s", last ? "\n" : "  ");
+	}
+}
+
+static void
+info_table_print(struct info_table *t)
+{
+	size_t width[16] = {0}, r, c, len;
+
+	for (c = 0; c < t->cols; c++)
+		width[c] = strlen(t->titles[c]);
+	for (r = 0; r < t->rows; r++) {
+		for (c = 0; c < t->cols; c++) {
+			const char *s = t->cell[r * t->cols + c];
+
+			if (s != NULL && (len = strlen(s)) > width[c])
+				width[c] = len;
+		}
+	}
+	info_table_row(t, t->titles, width);
+	for (r = 0; r < t->rows; r++) {
+		info_table_row(t, (const char *const *)&t->cell[r * t->cols],
+		               width);
+		if (t->below[r] != NULL)
+			printf("%*s%s\n", (int)width[0] + 2, "", t->below[r]);
+	}
+}
+
+static void
+info_table_free(struct info_table *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->rows * t->cols; i++)
+		free(t->cell[i]);
+	for (i = 0; i < t->rows; i++)
+		free(t->below[i]);
+	free(t->cell);
+	free(t->below);
+}
+
+/* A string field made printable, "-" when absent. */
+static const char *
+info_str(const struct proto_msg *m, enum proto_field f, char *buf, size_t size)
+{
+	const char *s;
+	size_t len;
+
+	if ((s = proto_str(m, f, &len)) == NULL || len == 0)
+		return "-";
+	return render_safe(buf, size, s, len);
+}
+
+static uint64_t
+info_realtime(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void
+info_worker(const struct proto_msg *m, char *buf, size_t size)
+{
+	int64_t w = proto_i64(m, PF_WORKER, -1);
+
+	if (w < 0)
+		snprintf(buf, size, "-");
+	else
+		snprintf(buf, size, "%" PRId64, w);
+}
+
+static void
+info_progress(const struct proto_msg *m, char *buf, size_t size)
+{
+	uint64_t done = proto_u64(m, PF_DONE, 0), total;
+
+	total = proto_u64(m, PF_TOTAL, 0);
+	if (done == 0 && total == 0)
+		snprintf(buf, size, "-");
+	else
+		render_progress_text(buf, size, done, total);
+}
+
+static int
+info_protocol_error(const struct proto_fault *f, const char *what)
+{
+	warnx("protocol error in %s: %s", what, f->message);
+	return CTL_CONNECT;
+}
+
+/* ---- status ---- */
+
+#define INFO_LABEL "%-10s "
+
+static void
+info_time_line(const char *label, uint64_t t, uint64_t since, const char *verb)
+{
+	char when[64], span[32];
+
+	render_time(when, sizeof(when), t);
+	if (t != 0 && since != 0 && t >= since) {
+		render_duration(span, sizeof(span), t - since);
+		printf(INFO_LABEL "%s (%s %s)\n", label, when, verb, span);
+	} else
+		printf(INFO_LABEL "%s\n", label, when);
+}
+
+static void
+info_print_job(const struct proto_msg *m)
+{
+	char a[1025], b[64];
+	uint64_t submitted = proto_u64(m, PF_SUBMITTED, 0);
+	uint64_t started = proto_u64(m, PF_STARTED, 0);
+	const char *s;
+	size_t len;
+
+	printf(INFO_LABEL "%" PRIu64 "\n", "job", proto_u64(m, PF_JOB, 0));
+	printf(INFO_LABEL "%s\n", "task", info_str(m, PF_TASK, a, sizeof(a)));
+	printf(INFO_LABEL "%s\n", "state", info_str(m, PF_STATE, a, sizeof(a)));
+	printf(INFO_LABEL "%s", "executor", info_str(m, PF_EXEC, a, sizeof(a)));
+	if (proto_has(m, PF_REQUESTED))
+		printf(" (requested %s)",
+		       info_str(m, PF_REQUESTED, a, sizeof(a)));
+	printf("\n");
+	printf(INFO_LABEL "%s\n", "daemon",
+	       proto_bool(m, PF_DAEMON, false) ? "yes" : "no");
+	if (proto_has(m, PF_UID))
+		printf(INFO_LABEL "%" PRIu64 "\n", "uid",
+		       proto_u64(m, PF_UID, 0));
+	info_progress(m, b, sizeof(b));
+	printf(INFO_LABEL "%s", "progress", b);
+	if ((s = proto_str(m, PF_MSG, &len)) != NULL && len > 0)
+		printf(" %s", render_safe(a, sizeof(a), s, len));
+	printf("\n");
+	info_worker(m, b, sizeof(b));
+	printf(INFO_LABEL "%s", "worker", b);
+	if (proto_has(m, PF_TID))
+		printf(" (tid %" PRIu64 ", served %" PRIu64 ")",
+		       proto_u64(m, PF_TID, 0), proto_u64(m, PF_SERVED, 0));
+	printf("\n");
+	info_time_line("submitted", submitted, 0, "");
+	info_time_line("started", started, submitted, "queued");
+	info_time_line("finished", proto_u64(m, PF_FINISHED, 0), started,
+	               "ran");
+	if (proto_has(m, PF_RESULT)) {
+		printf(INFO_LABEL, "result");
+		render_value(stdout, &m->f[PF_RESULT]);
+	}
+	if (proto_has(m, PF_ERROR)) {
+		printf(INFO_LABEL "%s", "error",
+		       info_str(m, PF_ERROR, b, sizeof(b)));
+		if (proto_has(m, PF_MESSAGE))
+			printf(": %s", info_str(m, PF_MESSAGE, a, sizeof(a)));
+		printf("\n");
+	}
+}
+
+int
+cmd_info_status(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	uint64_t id;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_STATUS);
+	proto_enc_u64(&e, PF_JOB, a->jobs[0]);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_JOB, &m)) != CTL_OK)
+		return ret;
+	if (!ctl->json)
+		info_print_job(&m);
+	return CTL_OK;
+}
+
+/* ---- ps ---- */
+
+static const char *const info_ps_titles[] = {
+    "ID", "TASK", "STATE", "EXEC", "WORKER", "PROGRESS", "AGE",
+};
+static const bool info_ps_right[] = {
+    true, false, false, false, true, false, true,
+};
+#define INFO_PS_COLS (sizeof(info_ps_titles) / sizeof(info_ps_titles[0]))
+_Static_assert(INFO_PS_COLS == sizeof(info_ps_right) / sizeof(info_ps_right[0]),
+               "ps columns");
+
+static void
+info_ps_row(struct info_table *t, size_t r, const struct proto_msg *row,
+            uint64_t now)
+{
+	char buf[128];
+	uint64_t submitted = proto_u64(row, PF_SUBMITTED, 0);
+	enum proto_field exec =
+	    proto_has(row, PF_EXEC) ? PF_EXEC : PF_REQUESTED;
+
+	snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(row, PF_JOB, 0));
+	info_table_set(t, r, 0, buf);
+	info_table_set(t, r, 1, info_str(row, PF_TASK, buf, sizeof(buf)));
+	info_table_set(t, r, 2, info_str(row, PF_STATE, buf, sizeof(buf)));
+	info_table_set(t, r, 3, info_str(row, exec, buf, sizeof(buf)));
+	info_worker(row, buf, sizeof(buf));
+	info_table_set(t, r, 4, buf);
+	info_progress(row, buf, sizeof(buf));
+	info_table_set(t, r, 5, buf);
+	if (submitted == 0)
+		snprintf(buf, sizeof(buf), "-");
+	else
+		render_age(buf, sizeof(buf),
+		           now > submitted ? now - submitted : 0);
+	info_table_set(t, r, 6, buf);
+}
+
+/* "2 running, 1 queued" from the counts map, in the order of states. */
+static void
+info_ps_counts(const struct proto_msg *m)
+{
+	const msgpack_object_map *counts;
+	uint32_t i;
+	int s, n = 0;
+
+	if (!proto_has(m, PF_COUNTS))
+		return;
+	counts = &m->f[PF_COUNTS].via.map;
+	for (s = 0; s < PS_COUNT; s++) {
+		for (i = 0; i < counts->size; i++) {
+			const msgpack_object_kv *kv = &counts->ptr[i];
+
+			if (!proto_obj_streq(&kv->key, proto_states[s]) ||
+			    kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+			    kv->val.via.u64 == 0)
+				continue;
+			printf("%s%" PRIu64 " %s", n++ == 0 ? "" : ", ",
+			       kv->val.via.u64, proto_states[s]);
+		}
+	}
+	printf("%s\n", n == 0 ? "no jobs" : "");
+}
+
+int
+cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m, row;
+	struct proto_fault f;
+	struct info_table t;
+	const msgpack_object_array *jobs;
+	uint64_t id, now = info_realtime();
+	uint32_t i;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_PS);
+	proto_enc_bool(&e, PF_ALL, (a->seen & CMD_OPT_ALL) != 0);
+	if (a->limit != 0)
+		proto_enc_u64(&e, PF_LIMIT, a->limit);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_JOBS, &m)) != CTL_OK)
+		return ret;
+	if (ctl->json)
+		return CTL_OK;
+	jobs = &m.f[PF_JOBS].via.array;
+	info_table_init(&t, INFO_PS_COLS, jobs->size, info_ps_titles,
+	                info_ps_right);
+	for (i = 0; i < jobs->size; i++) {
+		if (proto_decode_fields(&jobs->ptr[i], &row, &f) < 0) {
+			info_table_free(&t);
+			return info_protocol_error(&f, "a ps row");
+		}
+		info_ps_row(&t, i, &row, now);
+	}
+	info_table_print(&t);
+	info_table_free(&t);
+	if (!ctl->quiet && isatty(STDOUT_FILENO))
+		info_ps_counts(&m);
+	return CTL_OK;
+}
+
+/* ---- tasks ---- */
+
+static const char *const info_tasks_titles[] = {
+    "NAME",
+    "EXECUTORS",
+    "DEFAULT",
+    "SUMMARY",
+};
+static const bool info_tasks_right[] = {false, false, false, false};
+#define INFO_TASKS_COLS                                                        \
+	(sizeof(info_tasks_titles) / sizeof(info_tasks_titles[0]))
+
+/* The strings of an array field joined by commas. */
+static void
+info_join(const struct proto_msg *m, enum proto_field f, char *buf, size_t size)
+{
+	const msgpack_object_array *arr;
+	char item[32];
+	size_t off = 0;
+	uint32_t i;
+
+	buf[0] = '\0';
+	if (!proto_has(m, f)) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	arr = &m->f[f].via.array;
+	for (i = 0; i < arr->size && off < size; i++) {
+		if (arr->ptr[i].type != MSGPACK_OBJECT_STR)
+			continue;
+		render_safe(item, sizeof(item), arr->ptr[i].via.str.ptr,
+		            arr->ptr[i].via.str.size);
+		off += (size_t)snprintf(buf + off, size - off, "%s%s",
+		                        off == 0 ? "" : ",", item);
+	}
+}
+
+int
+cmd_info_tasks(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m, row;
+	struct proto_fault f;
+	struct info_table t;
+	const msgpack_object_array *tasks;
+	char buf[300], usage[300];
+	const char *s;
+	size_t len;
+	uint64_t id;
+	uint32_t i;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_TASKS);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_TASKLIST, &m)) != CTL_OK)
+		return ret;
+	if (ctl->json)
+		return CTL_OK;
+	tasks = &m.f[PF_TASKS].via.array;
+	info_table_init(&t, INFO_TASKS_COLS, tasks->size, info_tasks_titles,
+	                info_tasks_right);
+	for (i = 0; i < tasks->size; i++) {
+		if (proto_decode_fields(&tasks->ptr[i], &row, &f) < 0) {
+			info_table_free(&t);
+			return info_protocol_error(&f, "a task");
+		}
+		info_table_set(&t, i, 0,
+		               info_str(&row, PF_NAME, buf, sizeof(buf)));
+		info_join(&row, PF_EXECUTORS, buf, sizeof(buf));
+		info_table_set(&t, i, 1, buf);
+		info_table_set(&t, i, 2,
+		               info_str(&row, PF_DEFAULT, buf, sizeof(buf)));
+		info_table_set(&t, i, 3,
+		               info_str(&row, PF_SUMMARY, buf, sizeof(buf)));
+		if ((s = proto_str(&row, PF_USAGE, &len)) != NULL && len > 0) {
+			snprintf(usage, sizeof(usage), "usage: %s",
+			         render_safe(buf, sizeof(buf), s, len));
+			if ((t.below[i] = strdup(usage)) == NULL)
+				err(CTL_CONNECT, "strdup");
+		}
+	}
+	info_table_print(&t);
+	info_table_free(&t);
+	return CTL_OK;
+}
+
+/* ---- ping, shutdown ---- */
+
+int
+cmd_info_ping(struct ctl *ctl, struct cmd_args *a)
+{
+	struct conn *c = &ctl->conn;
+	struct proto_enc e;
+	struct proto_msg m;
+	char server[sizeof(c->server)], name[sizeof(c->server) + 8];
+	int64_t start;
+	uint64_t id;
+	int ret;
+
+	start = conn_now();
+	id = conn_begin(c, &e, PROTO_PING);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_PONG, &m)) != CTL_OK)
+		return ret;
+	if (ctl->json)
+		return CTL_OK;
+	/* the welcome's server is "concd 0.1.0" or just a version */
+	render_safe(server, sizeof(server), c->server, strlen(c->server));
+	if (strncmp(server, "concd", 5) == 0)
+		snprintf(name, sizeof(name), "%s", server);
+	else
+		snprintf(name, sizeof(name), "concd%s%s",
+		         *server != '\0' ? " " : "", server);
+	printf("pong from %s pid %" PRIu64 " in %.2f ms\n", name, c->pid,
+	       (double)(conn_now() - start) / 1000);
+	return CTL_OK;
+}
+
+int
+cmd_info_shutdown(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	uint64_t id;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_SHUTDOWN);
+	if (a->seen & CMD_OPT_CANCEL_PENDING)
+		proto_enc_bool(&e, PF_CANCEL_PENDING, true);
+	return cmd_call(ctl, &e, id, PROTO_OK, &m);
+}

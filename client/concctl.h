@@ -1,0 +1,199 @@
+/*
+ * concctl.h -- the command-line client of concd.
+ *
+ * main.c parses the global options and runs one command; cmd.c holds the
+ * command table and the shared argument grammar; cmd_job.c and cmd_info.c
+ * carry out the commands; conn.c talks to the daemon; render.c turns
+ * replies into text, JSON and progress bars.
+ */
+#ifndef CONCCTL_H
+#define CONCCTL_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <msgpack.h>
+
+#include "proto.h"
+
+/* Exit statuses, documented in concctl(1) EXIT STATUS. */
+enum ctl_exit {
+	CTL_OK = 0,            /* success */
+	CTL_FAILED = 1,        /* the job failed */
+	CTL_USAGE = 2,         /* bad command line */
+	CTL_CONNECT = 3,       /* cannot connect, connection lost, bad peer */
+	CTL_REFUSED = 4,       /* the daemon answered with an error */
+	CTL_CANCELLED = 5,     /* the job was cancelled */
+	CTL_TIMEOUT = 6,       /* the job timed out, or so did the wait */
+	CTL_INTERRUPTED = 130, /* SIGINT or SIGTERM */
+};
+
+/* Counts SIGINT and SIGTERM; main.c installs the handler. */
+extern volatile sig_atomic_t ctl_interrupted;
+
+/* ---- conn.c: one connection to the daemon ---- */
+
+enum conn_status {
+	CONN_OK,
+	CONN_TIMEOUT, /* the deadline passed */
+	CONN_INTR,    /* a signal arrived */
+	CONN_CLOSED,  /* the daemon closed the connection */
+	CONN_ERROR,   /* I/O or protocol error; see cause */
+	CONN_TOOBIG,  /* a request did not fit in a frame */
+};
+
+struct conn {
+	int fd;
+	const char *path;
+	struct pbuf rbuf;
+	struct pbuf wbuf;
+	size_t consumed; /* the frame last returned, dropped on the next read */
+	msgpack_zone zone;
+	uint64_t next_id;
+	sig_atomic_t intr_seen; /* ctl_interrupted when last looked at */
+	bool json;              /* print every reply as a JSON line on stdout */
+	char server[129];
+	uint64_t pid;
+	char cause[1100];
+};
+
+enum conn_status conn_open(struct conn *, const char *path);
+void conn_close(struct conn *);
+uint64_t conn_begin(struct conn *, struct proto_enc *, enum proto_type);
+enum conn_status conn_send(struct conn *, struct proto_enc *);
+enum conn_status conn_recv(struct conn *, struct proto_msg *, int64_t deadline);
+int64_t conn_now(void);
+
+/* ---- cmd.c: the command table and argument grammar ---- */
+
+#define CMD_MAX_ARGS 256
+
+/* Options a command accepts besides its positional words. */
+enum cmd_option {
+	CMD_OPT_HELP = 1 << 0,
+	CMD_OPT_JSON = 1 << 1,
+	CMD_OPT_QUIET = 1 << 2,
+	CMD_OPT_ALL = 1 << 3,
+	CMD_OPT_EXEC = 1 << 4,
+	CMD_OPT_DAEMON = 1 << 5,
+	CMD_OPT_FRESH = 1 << 6,
+	CMD_OPT_TIMEOUT = 1 << 7,
+	CMD_OPT_LIMIT = 1 << 8,
+	CMD_OPT_CANCEL_PENDING = 1 << 9,
+};
+
+/* What every command gets: the global settings and the connection. */
+struct ctl {
+	const char *socket;
+	bool json;
+	bool quiet;
+	bool bar; /* draw a live progress bar on stderr */
+	struct conn conn;
+};
+
+/* What a command's positional words are, checked before connecting. */
+enum cmd_words {
+	CMD_WORDS_ANY,  /* free words */
+	CMD_WORDS_JOBS, /* job ids */
+	CMD_WORDS_TASK, /* a task name, then key=value arguments */
+};
+
+enum cmd_value {
+	CMD_VALUE_INT,
+	CMD_VALUE_BOOL,
+	CMD_VALUE_STR,
+};
+
+/* One task argument: key=value. */
+struct cmd_kv {
+	const char *key;
+	size_t keylen;
+	enum cmd_value type;
+	int64_t i;     /* CMD_VALUE_INT; CMD_VALUE_BOOL: 0 or 1 */
+	const char *s; /* CMD_VALUE_STR */
+};
+
+struct cmd_args {
+	int argc; /* positional words */
+	char *argv[CMD_MAX_ARGS];
+	uint64_t jobs[CMD_MAX_ARGS];    /* CMD_WORDS_JOBS: argv as ids */
+	struct cmd_kv kv[CMD_MAX_ARGS]; /* CMD_WORDS_TASK: argv[1...] */
+	int nkv;
+	unsigned seen; /* enum cmd_option */
+	enum proto_exec exec;
+	uint64_t timeout_ms; /* 0: none */
+	uint64_t limit;
+};
+
+struct cmd_entry {
+	const char *name;
+	const char *alias;
+	const char *usage;
+	const char *summary;
+	int minargs;
+	int maxargs; /* -1: no limit */
+	enum cmd_words words;
+	unsigned options; /* enum cmd_option */
+	bool offline;     /* needs no connection */
+	int (*exec)(struct ctl *, struct cmd_args *);
+};
+
+const struct cmd_entry *cmd_find(const char *name);
+int cmd_parse(const struct cmd_entry *, int argc, char **argv,
+              struct cmd_args *, struct ctl *);
+int cmd_run(struct ctl *, int argc, char **argv);
+void cmd_usage(FILE *, const struct cmd_entry *, bool full);
+void cmd_usage_all(FILE *, bool full);
+int cmd_conn_exit(struct ctl *, enum conn_status);
+int cmd_refused(const struct proto_msg *);
+int cmd_call(struct ctl *, struct proto_enc *, uint64_t id, enum proto_type,
+             struct proto_msg *);
+int cmd_help(struct ctl *, struct cmd_args *);
+
+/* ---- cmd_job.c: run, submit, watch, wait, result, cancel ---- */
+
+int cmd_job_run(struct ctl *, struct cmd_args *);
+int cmd_job_submit(struct ctl *, struct cmd_args *);
+int cmd_job_watch(struct ctl *, struct cmd_args *);
+int cmd_job_wait(struct ctl *, struct cmd_args *);
+int cmd_job_result(struct ctl *, struct cmd_args *);
+int cmd_job_cancel(struct ctl *, struct cmd_args *);
+
+/* ---- cmd_info.c: status, ps, tasks, ping, shutdown ---- */
+
+int cmd_info_status(struct ctl *, struct cmd_args *);
+int cmd_info_ps(struct ctl *, struct cmd_args *);
+int cmd_info_tasks(struct ctl *, struct cmd_args *);
+int cmd_info_ping(struct ctl *, struct cmd_args *);
+int cmd_info_shutdown(struct ctl *, struct cmd_args *);
+
+/* ---- render.c: text, JSON and progress ---- */
+
+struct render_progress {
+	uint64_t job;
+	uint64_t done;
+	uint64_t total;
+	char msg[257];
+	int64_t start; /* conn_now() when following began */
+	int64_t drawn; /* when the bar was last drawn */
+	bool seen;     /* a progress event arrived */
+	bool dirty;    /* news not drawn yet */
+	bool visible;  /* a bar is on the screen */
+};
+
+const char *render_safe(char *, size_t, const char *, size_t);
+void render_json_line(const msgpack_object *);
+void render_value(FILE *, const msgpack_object *);
+void render_progress_text(char *, size_t, uint64_t done, uint64_t total);
+void render_progress_update(struct render_progress *, const struct proto_msg *);
+void render_progress_line(const struct render_progress *);
+int64_t render_progress_due(const struct render_progress *);
+void render_progress_draw(struct render_progress *);
+void render_progress_clear(struct render_progress *);
+void render_time(char *, size_t, uint64_t usec);
+void render_duration(char *, size_t, uint64_t usec);
+void render_age(char *, size_t, uint64_t usec);
+
+#endif

@@ -1,0 +1,300 @@
+/*
+ * conn.c -- one blocking connection to concd: connect and shake hands,
+ * send whole frames, and hand back decoded replies one at a time.
+ *
+ * Replies point into the read buffer and the zone, so a reply stays
+ * valid until the next conn_recv.  Signals are blocked outside ppoll(),
+ * so an interrupt is noticed exactly there and never lost.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "concctl.h"
+
+#define CONN_READ_SIZE 65536
+
+/* Microseconds on the monotonic clock. */
+int64_t
+conn_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+conn_fault(struct conn *c, const struct proto_msg *m)
+{
+	char code[33], message[1025];
+	size_t len;
+	const char *s;
+
+	s = proto_str(m, PF_ERROR, &len);
+	render_safe(code, sizeof(code), s, len);
+	s = proto_str(m, PF_MESSAGE, &len);
+	render_safe(message, sizeof(message), s, len);
+	snprintf(c->cause, sizeof(c->cause), "%s: %s", code, message);
+}
+
+static enum conn_status
+conn_handshake(struct conn *c)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	enum conn_status st;
+	uint64_t id;
+
+	id = conn_begin(c, &e, PROTO_HELLO);
+	proto_enc_u64(&e, PF_VERSION, PROTO_VERSION);
+	if ((st = conn_send(c, &e)) != CONN_OK)
+		return st;
+	for (;;) {
+		if ((st = conn_recv(c, &m, -1)) != CONN_OK)
+			break;
+		if (m.type == PROTO_ERROR) {
+			conn_fault(c, &m);
+			st = CONN_ERROR;
+			break;
+		}
+		if (m.id != id)
+			continue;
+		if (m.type != PROTO_WELCOME) {
+			snprintf(c->cause, sizeof(c->cause),
+			         "protocol error: %s instead of welcome",
+			         proto_types[m.type].name);
+			st = CONN_ERROR;
+			break;
+		}
+		if (proto_u64(&m, PF_VERSION, 0) != PROTO_VERSION) {
+			snprintf(
+			    c->cause, sizeof(c->cause),
+			    "protocol version mismatch: concd speaks %" PRIu64
+			    ", concctl %d",
+			    proto_u64(&m, PF_VERSION, 0), PROTO_VERSION);
+			st = CONN_ERROR;
+			break;
+		}
+		proto_strcpy(&m, PF_SERVER, c->server, sizeof(c->server));
+		c->pid = proto_u64(&m, PF_PID, 0);
+		break;
+	}
+	return st;
+}
+
+enum conn_status
+conn_open(struct conn *c, const char *path)
+{
+	struct sockaddr_un sun;
+	const char *hint;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	c->path = path;
+	c->next_id = 1;
+	c->intr_seen = ctl_interrupted;
+	if (!msgpack_zone_init(&c->zone, 4096)) {
+		snprintf(c->cause, sizeof(c->cause), "out of memory");
+		return CONN_ERROR;
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(c->cause, sizeof(c->cause),
+		         "cannot connect to %s: socket path too long", path);
+		return CONN_ERROR;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd == -1) {
+		snprintf(c->cause, sizeof(c->cause), "socket: %s",
+		         strerror(errno));
+		return CONN_ERROR;
+	}
+	if (connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		hint = errno == ENOENT || errno == ECONNREFUSED
+		           ? " (is concd running?)"
+		           : "";
+		snprintf(c->cause, sizeof(c->cause),
+		         "cannot connect to %s: %s%s", path, strerror(errno),
+		         hint);
+		return CONN_ERROR;
+	}
+	return conn_handshake(c);
+}
+
+void
+conn_close(struct conn *c)
+{
+	if (c->fd != -1)
+		close(c->fd);
+	c->fd = -1;
+	pbuf_free(&c->rbuf);
+	pbuf_free(&c->wbuf);
+	msgpack_zone_destroy(&c->zone);
+}
+
+/* Start a request; returns the id its replies will carry. */
+uint64_t
+conn_begin(struct conn *c, struct proto_enc *e, enum proto_type type)
+{
+	uint64_t id = c->next_id++;
+
+	proto_enc_begin(e, &c->wbuf, type, id);
+	return id;
+}
+
+/* Finish the request e and write it whole. */
+enum conn_status
+conn_send(struct conn *c, struct proto_enc *e)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	if (proto_enc_end(e) < 0) {
+		snprintf(c->cause, sizeof(c->cause),
+		         "request too large (more than %d bytes)",
+		         PROTO_MAX_FRAME);
+		return CONN_TOOBIG;
+	}
+	while (off < c->wbuf.len) {
+		n = send(c->fd, c->wbuf.data + off, c->wbuf.len - off,
+		         MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			c->wbuf.len = 0;
+			if (errno == EPIPE || errno == ECONNRESET)
+				return CONN_CLOSED;
+			snprintf(c->cause, sizeof(c->cause), "write to %s: %s",
+			         c->path, strerror(errno));
+			return CONN_ERROR;
+		}
+		off += (size_t)n;
+	}
+	c->wbuf.len = 0;
+	return CONN_OK;
+}
+
+/*
+ * Decode one frame into m.  Returns 1, 0 to skip the frame (a message
+ * type this client does not know), or -1 with the cause set.
+ */
+static int
+conn_decode(struct conn *c, const char *payload, size_t len,
+            struct proto_msg *m)
+{
+	struct proto_fault f;
+	enum proto_decode_result r;
+	msgpack_object root;
+	size_t off = 0;
+
+	r = proto_decode(payload, len, &c->zone, m, &f);
+	if (r == PROTO_DECODE_REJECT && f.code == PE_UNKNOWN_MESSAGE)
+		return 0;
+	if (r != PROTO_DECODE_OK) {
+		snprintf(c->cause, sizeof(c->cause), "protocol error: %s",
+		         f.message);
+		return -1;
+	}
+	if (proto_types[m->type].request) {
+		snprintf(c->cause, sizeof(c->cause),
+		         "protocol error: daemon sent a %s request",
+		         proto_types[m->type].name);
+		return -1;
+	}
+	if (c->json && msgpack_unpack(payload, len, &off, &c->zone, &root) ==
+	                   MSGPACK_UNPACK_SUCCESS)
+		render_json_line(&root);
+	if (m->type == PROTO_ERROR && m->id == 0) {
+		/* not about any request: the daemon is giving up on us */
+		conn_fault(c, m);
+		return -1;
+	}
+	return 1;
+}
+
+/*
+ * Wait for the next reply until deadline (conn_now() time, -1: none).
+ * Returns CONN_OK with the reply in m, or why there is none.
+ */
+enum conn_status
+conn_recv(struct conn *c, struct proto_msg *m, int64_t deadline)
+{
+	struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+	struct timespec ts;
+	const char *payload;
+	sigset_t mask;
+	size_t plen;
+	ssize_t n;
+	int64_t left;
+
+	pbuf_consume(&c->rbuf, c->consumed);
+	c->consumed = 0;
+	sigprocmask(SIG_SETMASK, NULL, &mask);
+	sigdelset(&mask, SIGINT);
+	sigdelset(&mask, SIGTERM);
+	sigdelset(&mask, SIGHUP);
+	for (;;) {
+		if (c->intr_seen != ctl_interrupted) {
+			c->intr_seen = ctl_interrupted;
+			return CONN_INTR;
+		}
+		n = proto_frame_next(c->rbuf.data, c->rbuf.len, &payload,
+		                     &plen);
+		if (n < 0) {
+			snprintf(c->cause, sizeof(c->cause),
+			         "protocol error: frame too large");
+			return CONN_ERROR;
+		}
+		if (n > 0) {
+			switch (conn_decode(c, payload, plen, m)) {
+			case 1:
+				c->consumed = (size_t)n;
+				return CONN_OK;
+			case 0:
+				pbuf_consume(&c->rbuf, (size_t)n);
+				continue;
+			default:
+				return CONN_ERROR;
+			}
+		}
+		if (deadline >= 0) {
+			if ((left = deadline - conn_now()) <= 0)
+				return CONN_TIMEOUT;
+			ts.tv_sec = left / 1000000;
+			ts.tv_nsec = (left % 1000000) * 1000;
+		}
+		if (ppoll(&pfd, 1, deadline >= 0 ? &ts : NULL, &mask) == -1) {
+			if (errno == EINTR)
+				continue;
+			snprintf(c->cause, sizeof(c->cause), "poll: %s",
+			         strerror(errno));
+			return CONN_ERROR;
+		}
+		if (pfd.revents == 0)
+			continue;
+		pbuf_reserve(&c->rbuf, CONN_READ_SIZE);
+		n = read(c->fd, c->rbuf.data + c->rbuf.len,
+		         c->rbuf.cap - c->rbuf.len);
+		if (n == -1 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n == 0 || (n == -1 && errno == ECONNRESET))
+			return CONN_CLOSED;
+		if (n == -1) {
+			snprintf(c->cause, sizeof(c->cause), "read from %s: %s",
+			         c->path, strerror(errno));
+			return CONN_ERROR;
+		}
+		c->rbuf.len += (size_t)n;
+	}
+}

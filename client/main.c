@@ -1,0 +1,128 @@
+/*
+ * main.c -- concctl's life: global options, the socket to use, signals,
+ * then one command from the table in cmd.c.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "concctl.h"
+
+#ifndef CONCD_VERSION
+#define CONCD_VERSION "unknown"
+#endif
+
+#define MAIN_SYSTEM_SOCKET "/run/concd/concd.sock"
+
+volatile sig_atomic_t ctl_interrupted;
+
+static void
+main_signal_cb(int sig)
+{
+	ctl_interrupted++;
+}
+
+/*
+ * $CONCD_SOCKET; else the user daemon's socket if there is one; else the
+ * system daemon's.
+ */
+static const char *
+main_socket(void)
+{
+	static char path[PATH_MAX];
+	const char *s;
+	struct stat sb;
+
+	if ((s = getenv("CONCD_SOCKET")) != NULL && *s != '\0')
+		return s;
+	if ((s = getenv("XDG_RUNTIME_DIR")) != NULL && *s != '\0' &&
+	    (size_t)snprintf(path, sizeof(path), "%s/concd/concd.sock", s) <
+	        sizeof(path) &&
+	    stat(path, &sb) == 0)
+		return path;
+	return MAIN_SYSTEM_SOCKET;
+}
+
+/*
+ * Interrupts are blocked except while conn_recv waits in ppoll(), and
+ * the handler only counts them, so no system call is restarted behind
+ * our back and none is lost.
+ */
+static void
+main_signals(void)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	struct sigaction sa;
+	sigset_t block;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = main_signal_cb;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART */
+	sigemptyset(&block);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sigaction(sigs[i], &sa, NULL);
+		sigaddset(&block, sigs[i]);
+	}
+	sigprocmask(SIG_BLOCK, &block, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"socket", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct ctl ctl;
+	int ch;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.conn.fd = -1;
+	while ((ch = getopt_long(argc, argv, "+hqs:V", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			ctl.socket = optarg;
+			break;
+		case 'j':
+			ctl.json = true;
+			break;
+		case 'q':
+			ctl.quiet = true;
+			break;
+		case 'h':
+			cmd_usage_all(stdout, true);
+			return CTL_OK;
+		case 'V':
+			printf("concctl %s (protocol %d)\n", CONCD_VERSION,
+			       PROTO_VERSION);
+			return CTL_OK;
+		default:
+			cmd_usage_all(stderr, false);
+			return CTL_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		cmd_usage_all(stderr, false);
+		return CTL_USAGE;
+	}
+	if (ctl.socket == NULL)
+		ctl.socket = main_socket();
+	ctl.bar = isatty(STDERR_FILENO);
+	main_signals();
+	return cmd_run(&ctl, argc, argv);
+}

@@ -1,0 +1,449 @@
+/*
+ * render.c -- what the user sees: msgpack values as JSON or plain text,
+ * times and durations, and the progress of a job as a live bar on a
+ * terminal or as one plain line per event.
+ *
+ * Text that comes from the daemon (messages, task names) is shown with
+ * control characters replaced, so a job cannot drive the terminal;
+ * results go to stdout as they are.
+ */
+#include <sys/ioctl.h>
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "concctl.h"
+
+#define RENDER_BAR_WIDTH 20
+#define RENDER_REDRAW_US 50000  /* at most 20 redraws a second */
+#define RENDER_FIRST_US  200000 /* no bar for jobs quicker than this */
+
+/* Copy a daemon string into dst, NUL-terminated, without controls. */
+const char *
+render_safe(char *dst, size_t size, const char *s, size_t len)
+{
+	size_t i;
+
+	if (size == 0)
+		return dst;
+	if (s == NULL)
+		len = 0;
+	if (len >= size)
+		len = size - 1;
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		dst[i] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+	}
+	dst[len] = '\0';
+	return dst;
+}
+
+/* Length of the valid UTF-8 sequence at p, or 0 when there is none. */
+static size_t
+render_utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t need, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		need = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		need = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		need = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < need || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < need; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	}
+	return need;
+}
+
+/* A JSON string; bytes that are not UTF-8 become U+FFFD. */
+static json_t *
+render_json_str(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	json_t *j;
+	char *fixed;
+	size_t i = 0, out = 0, n;
+
+	if ((j = json_stringn(s, len)) != NULL)
+		return j;
+	if ((fixed = malloc(len * 3 + 1)) == NULL)
+		return json_null();
+	while (i < len) {
+		if ((n = render_utf8_seq(p + i, len - i)) == 0) {
+			memcpy(fixed + out, "\xef\xbf\xbd", 3);
+			out += 3;
+			i++;
+			continue;
+		}
+		memcpy(fixed + out, s + i, n);
+		out += n;
+		i += n;
+	}
+	j = json_stringn(fixed, out);
+	free(fixed);
+	return j != NULL ? j : json_null();
+}
+
+static json_t *
+render_json_base64(const char *s, size_t len)
+{
+	static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                             "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = (const unsigned char *)s;
+	char *out;
+	size_t i, o = 0;
+	json_t *j;
+
+	if ((out = malloc((len + 2) / 3 * 4 + 1)) == NULL)
+		return json_null();
+	for (i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < len)
+			v |= p[i + 2];
+		out[o++] = digits[v >> 18 & 63];
+		out[o++] = digits[v >> 12 & 63];
+		out[o++] = i + 1 < len ? digits[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < len ? digits[v & 63] : '=';
+	}
+	j = json_stringn(out, o);
+	free(out);
+	return j;
+}
+
+static json_t *render_json(const msgpack_object *);
+
+static json_t *
+render_json_map(const msgpack_object_map *map)
+{
+	json_t *obj = json_object(), *key, *val;
+	uint32_t i;
+	char *text;
+
+	for (i = 0; i < map->size; i++) {
+		const msgpack_object *k = &map->ptr[i].key;
+
+		val = render_json(&map->ptr[i].val);
+		key = k->type == MSGPACK_OBJECT_STR
+		          ? render_json_str(k->via.str.ptr, k->via.str.size)
+		          : render_json(k);
+		if (json_is_string(key))
+			json_object_setn_new(obj, json_string_value(key),
+			                     json_string_length(key), val);
+		else if ((text = json_dumps(key, JSON_ENCODE_ANY |
+		                                     JSON_COMPACT)) != NULL) {
+			json_object_set_new(obj, text, val);
+			free(text);
+		} else
+			json_decref(val);
+		json_decref(key);
+	}
+	return obj;
+}
+
+/* A msgpack value as JSON; maps with keys that are not strings get
+ * their keys written as JSON text. */
+static json_t *
+render_json(const msgpack_object *o)
+{
+	json_t *j;
+	uint32_t i;
+
+	switch (o->type) {
+	case MSGPACK_OBJECT_BOOLEAN:
+		return json_boolean(o->via.boolean);
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		if (o->via.u64 > INT64_MAX)
+			return json_real((double)o->via.u64);
+		return json_integer((json_int_t)o->via.u64);
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		return json_integer((json_int_t)o->via.i64);
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		if (!isfinite(o->via.f64))
+			return json_null();
+		return json_real(o->via.f64);
+	case MSGPACK_OBJECT_STR:
+		return render_json_str(o->via.str.ptr, o->via.str.size);
+	case MSGPACK_OBJECT_BIN:
+		return render_json_base64(o->via.bin.ptr, o->via.bin.size);
+	case MSGPACK_OBJECT_ARRAY:
+		j = json_array();
+		for (i = 0; i < o->via.array.size; i++)
+			json_array_append_new(
+			    j, render_json(&o->via.array.ptr[i]));
+		return j;
+	case MSGPACK_OBJECT_MAP:
+		return render_json_map(&o->via.map);
+	default:
+		return json_null();
+	}
+}
+
+/* One message as one compact JSON object on a line of stdout. */
+void
+render_json_line(const msgpack_object *o)
+{
+	json_t *j = render_json(o);
+
+	json_dumpf(j, stdout, JSON_ENCODE_ANY | JSON_COMPACT);
+	json_decref(j);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/*
+ * A result on f: integers and strings plainly, anything else as compact
+ * JSON, always ending with a newline.
+ */
+void
+render_value(FILE *f, const msgpack_object *o)
+{
+	json_t *j;
+
+	switch (o->type) {
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		fprintf(f, "%" PRIu64 "\n", o->via.u64);
+		return;
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		fprintf(f, "%" PRId64 "\n", o->via.i64);
+		return;
+	case MSGPACK_OBJECT_STR:
+		fwrite(o->via.str.ptr, 1, o->via.str.size, f);
+		if (o->via.str.size == 0 ||
+		    o->via.str.ptr[o->via.str.size - 1] != '\n')
+			fputc('\n', f);
+		return;
+	default:
+		j = render_json(o);
+		json_dumpf(j, f, JSON_ENCODE_ANY | JSON_COMPACT);
+		json_decref(j);
+		fputc('\n', f);
+	}
+}
+
+/* "10/30 33%", or "10" when the total is not known. */
+void
+render_progress_text(char *buf, size_t size, uint64_t done, uint64_t total)
+{
+	int pct;
+
+	if (total == 0) {
+		snprintf(buf, size, "%" PRIu64, done);
+		return;
+	}
+	pct = done >= total ? 100 : (int)((double)done * 100 / (double)total);
+	snprintf(buf, size, "%" PRIu64 "/%" PRIu64 " %d%%", done, total, pct);
+}
+
+/* Take in a progress event. */
+void
+render_progress_update(struct render_progress *p, const struct proto_msg *m)
+{
+	size_t len;
+	const char *s;
+
+	p->done = proto_u64(m, PF_DONE, p->done);
+	p->total = proto_u64(m, PF_TOTAL, p->total);
+	s = proto_str(m, PF_MSG, &len);
+	render_safe(p->msg, sizeof(p->msg), s, len);
+	p->seen = true;
+	p->dirty = true;
+}
+
+/* The plain form: "job 7: 10/30 33% step 10". */
+void
+render_progress_line(const struct render_progress *p)
+{
+	char text[64];
+
+	render_progress_text(text, sizeof(text), p->done, p->total);
+	fprintf(stderr, "job %" PRIu64 ": %s%s%s\n", p->job, text,
+	        *p->msg != '\0' ? " " : "", p->msg);
+}
+
+static void
+render_rate(char *buf, size_t size, double r)
+{
+	static const char units[] = " kMGTP";
+	int u = 0;
+
+	while (r >= 1000 && units[u + 1] != '\0') {
+		r /= 1000;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, size, "%.1f/s", r);
+	else
+		snprintf(buf, size, "%.1f%c/s", r, units[u]);
+}
+
+static void
+render_clock(char *buf, size_t size, int64_t usec)
+{
+	int64_t s = usec / 1000000;
+
+	if (s >= 3600)
+		snprintf(buf, size, "%" PRId64 ":%02d:%02d", s / 3600,
+		         (int)(s / 60 % 60), (int)(s % 60));
+	else
+		snprintf(buf, size, "%d:%02d", (int)(s / 60), (int)(s % 60));
+}
+
+/*
+ * When the bar should next be drawn: soon after news, else once a second
+ * for the clock; the first time only if the job takes a while.
+ */
+int64_t
+render_progress_due(const struct render_progress *p)
+{
+	if (p->dirty)
+		return p->drawn + RENDER_REDRAW_US;
+	if (p->drawn == 0)
+		return p->start + RENDER_FIRST_US;
+	return p->drawn + 1000000;
+}
+
+/* Draw the bar on stderr if it is due: "job 7 [###...]  33%  ...". */
+void
+render_progress_draw(struct render_progress *p)
+{
+	char line[512], bar[RENDER_BAR_WIDTH + 1], rate[32], clock[32];
+	struct winsize ws;
+	int64_t now = conn_now(), elapsed = now - p->start;
+	double secs = (double)elapsed / 1e6;
+	size_t cols = 80, len;
+	int fill, pct;
+
+	if (now < render_progress_due(p))
+		return;
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		cols = ws.ws_col;
+	if (cols > sizeof(line))
+		cols = sizeof(line);
+	render_clock(clock, sizeof(clock), elapsed);
+	if (secs >= 0.1)
+		render_rate(rate, sizeof(rate), (double)p->done / secs);
+	else
+		snprintf(rate, sizeof(rate), "-/s");
+	if (!p->seen)
+		snprintf(line, sizeof(line), "job %" PRIu64 "  %s", p->job,
+		         clock);
+	else if (p->total == 0)
+		snprintf(line, sizeof(line),
+		         "job %" PRIu64 "  %" PRIu64 " done  %s  %s  %s",
+		         p->job, p->done, rate, clock, p->msg);
+	else {
+		pct = p->done >= p->total
+		          ? 100
+		          : (int)((double)p->done * 100 / (double)p->total);
+		fill = pct * RENDER_BAR_WIDTH / 100;
+		memset(bar, '#', (size_t)fill);
+		memset(bar + fill, '.', (size_t)(RENDER_BAR_WIDTH - fill));
+		bar[RENDER_BAR_WIDTH] = '\0';
+		snprintf(line, sizeof(line),
+		         "job %" PRIu64 " [%s] %3d%%  %s  %s  %s", p->job, bar,
+		         pct, rate, clock, p->msg);
+	}
+	/* stay off the last column so the terminal never wraps */
+	len = strlen(line);
+	if (len > cols - 1) {
+		len = cols - 1;
+		while (len > 0 && ((unsigned char)line[len] & 0xc0) == 0x80)
+			len--;
+		line[len] = '\0';
+	}
+	fprintf(stderr, "\r%s\033[K", line);
+	fflush(stderr);
+	p->visible = true;
+	p->drawn = now;
+	p->dirty = false;
+}
+
+/* Remove the bar so that other output starts on a clean line. */
+void
+render_progress_clear(struct render_progress *p)
+{
+	if (!p->visible)
+		return;
+	fputs("\r\033[K", stderr);
+	fflush(stderr);
+	p->visible = false;
+}
+
+/* Local time with milliseconds, or "-" for 0. */
+void
+render_time(char *buf, size_t size, uint64_t usec)
+{
+	time_t t = (time_t)(usec / 1000000);
+	struct tm tm;
+	char s[32];
+
+	if (usec == 0 || localtime_r(&t, &tm) == NULL) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	strftime(s, sizeof(s), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(buf, size, "%s.%03d", s, (int)(usec / 1000 % 1000));
+}
+
+/* A precise span: "850us", "12.3ms", "4.56s", "3m07s", "2h05m". */
+void
+render_duration(char *buf, size_t size, uint64_t usec)
+{
+	uint64_t s = usec / 1000000;
+
+	if (usec < 1000)
+		snprintf(buf, size, "%" PRIu64 "us", usec);
+	else if (usec < 1000000)
+		snprintf(buf, size, "%.1fms", (double)usec / 1e3);
+	else if (s < 60)
+		snprintf(buf, size, "%.2fs", (double)usec / 1e6);
+	else
+		render_age(buf, size, usec);
+}
+
+/* A coarse span for tables: "5s", "3m07s", "2h05m", "4d03h". */
+void
+render_age(char *buf, size_t size, uint64_t usec)
+{
+	uint64_t s = usec / 1000000;
+
+	if (s < 60)
+		snprintf(buf, size, "%" PRIu64 "s", s);
+	else if (s < 3600)
+		snprintf(buf, size, "%" PRIu64 "m%02" PRIu64 "s", s / 60,
+		         s % 60);
+	else if (s < 86400)
+		snprintf(buf, size, "%" PRIu64 "h%02" PRIu64 "m", s / 3600,
+		         s / 60 % 60);
+	else
+		snprintf(buf, size, "%" PRIu64 "d%02" PRIu64 "h", s / 86400,
+		         s / 3600 % 24);
+}

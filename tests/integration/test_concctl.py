@@ -1,0 +1,180 @@
+"""concctl against a real concd: output, exit codes and errors as a user
+sees them."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import BOUND, CONCTL, DaemonTest  # noqa: E402
+
+NOBODY = 65534
+
+
+class Concctl(DaemonTest):
+    args = ("-p", "2")
+
+    def ctl(self, *args, **kw):
+        return self.d.concctl(*args, **kw)
+
+    def test_run_prints_the_result_and_exits_zero(self):
+        r = self.ctl("run", "primes", "n=5000000", "-x", "thread")
+        self.assertEqual((r.returncode, r.stdout), (0, "348513\n"))
+
+    def test_run_on_each_executor_gives_the_same_answer(self):
+        for x in ("loop", "thread", "process", "auto"):
+            r = self.ctl("run", "primes", "n=100000", "-x", x)
+            self.assertEqual((r.returncode, r.stdout), (0, "9592\n"), x)
+
+    def test_piped_progress_is_plain_lines_on_stderr(self):
+        r = self.ctl("run", "sleep", "ms=300", "steps=3", "-x", "loop")
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(r.stdout, "300\n")
+        lines = [l for l in r.stderr.splitlines() if l.startswith("job ")]
+        self.assertEqual(len(lines), 3, r.stderr)
+        self.assertTrue(lines[-1].endswith("3/3 100%"), lines)
+
+    def test_submit_returns_an_id_at_once_then_status_ps_wait(self):
+        r = self.ctl("submit", "sleep", "ms=400")
+        self.assertEqual(r.returncode, 0)
+        job = r.stdout.strip()
+        self.assertTrue(job.isdigit(), r.stdout)
+        st = self.ctl("status", job)
+        self.assertEqual(st.returncode, 0)
+        self.assertRegex(st.stdout, r"state\s+(queued|running)")
+        ps = self.ctl("ps")
+        self.assertIn("sleep", ps.stdout)
+        self.assertRegex(ps.stdout, r"(?m)^\s*%s\s+sleep" % job)
+        w = self.ctl("wait", job)
+        self.assertEqual(w.returncode, 0)
+        self.assertRegex(self.ctl("status", job).stdout, r"state\s+succeeded")
+        self.assertEqual(self.ctl("result", job).stdout, "400\n")
+
+    def test_cancel_makes_wait_exit_with_the_cancelled_code(self):
+        job = self.ctl("submit", "sleep", "ms=600000", "-x",
+                       "thread").stdout.strip()
+        self.assertEqual(self.ctl("cancel", job).returncode, 0)
+        self.assertEqual(self.ctl("wait", job).returncode, 5)
+        self.assertRegex(self.ctl("status", job).stdout, r"state\s+cancelled")
+
+    def test_wait_with_a_timeout_exits_6_and_leaves_the_job(self):
+        job = self.ctl("submit", "sleep", "ms=600000").stdout.strip()
+        r = self.ctl("wait", job, "--timeout", "0.2")
+        self.assertEqual(r.returncode, 6)
+        self.assertRegex(self.ctl("status", job).stdout, r"state\s+running")
+        self.ctl("cancel", job)
+
+    def test_run_with_a_timeout_ends_timed_out(self):
+        r = self.ctl("run", "sleep", "ms=600000", "--timeout", "0.2",
+                     "-x", "process")
+        self.assertEqual(r.returncode, 6)
+        self.assertIn("timed out", r.stderr)
+
+    def test_json_prints_one_object_per_line(self):
+        r = self.ctl("--json", "run", "primes", "n=100000")
+        self.assertEqual(r.returncode, 0)
+        msgs = [json.loads(l) for l in r.stdout.splitlines()]
+        self.assertEqual(msgs[0]["t"], "accepted")
+        self.assertEqual(msgs[-1]["t"], "end")
+        self.assertEqual(msgs[-1]["result"], 9592)
+        self.assertEqual(msgs[-1]["state"], "succeeded")
+
+    def test_arguments_are_typed(self):
+        r = self.ctl("--json", "run", "noop", "a=12", "b=true", "c=x y",
+                     "d=-3", "e=1.5")
+        end = json.loads(r.stdout.splitlines()[-1])
+        self.assertEqual(end["result"],
+                         {"a": 12, "b": True, "c": "x y", "d": -3, "e": "1.5"})
+
+    def test_refusals_exit_4_with_the_daemons_reason(self):
+        cases = [
+            (("run", "nope"), "unknown_task"),
+            (("run", "primes", "n=x"), "n must be an integer"),
+            (("run", "primes"), "missing argument n"),
+            (("run", "primes", "n=5", "-x", "loop", "--fresh"), "fresh"),
+            (("status", "999999"), "no such job"),
+            (("cancel", "999999"), "no such job"),
+            (("result", "999999"), "no such job"),
+        ]
+        for args, text in cases:
+            r = self.ctl(*args)
+            self.assertEqual(r.returncode, 4, args)
+            self.assertIn(text, r.stderr, args)
+
+    def test_usage_errors_exit_2(self):
+        for args in (("frobnicate",), ("run",), ("status",),
+                     ("run", "primes", "n"), ("run", "primes", "-x", "gpu"),
+                     ("wait", "abc")):
+            r = self.ctl(*args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertTrue(r.stderr.strip(), args)
+
+    def test_unique_prefixes_and_ambiguity(self):
+        self.assertEqual(self.ctl("pi").stdout.split()[0], "pong")
+        r = self.ctl("s", "1")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("ambiguous command: s, could be:", r.stderr)
+        self.assertIn("status", r.stderr)
+        self.assertIn("submit", r.stderr)
+
+    def test_help_on_every_command(self):
+        for cmd in ("run", "submit", "wait", "status", "ps", "cancel",
+                    "result", "ping", "tasks", "shutdown", "pool"):
+            r = self.ctl(cmd, "--help")
+            self.assertEqual(r.returncode, 0, cmd)
+            self.assertIn(cmd, r.stdout)
+
+    def test_cannot_connect_exits_3(self):
+        r = subprocess.run([CONCTL, "--socket", "/nonexistent/concd.sock",
+                            "ping"], capture_output=True, text=True,
+                           timeout=BOUND)
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("cannot connect to /nonexistent/concd.sock", r.stderr)
+
+    def test_tasks_lists_every_task_with_its_default(self):
+        r = self.ctl("tasks")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"(?m)^primes\s+\S+\s+process")
+        self.assertRegex(r.stdout, r"(?m)^sleep\s+\S+\s+loop")
+
+    def test_interrupting_run_cancels_its_job(self):
+        p = subprocess.Popen([CONCTL, "--socket", self.d.socket, "run",
+                              "sleep", "ms=600000", "steps=600"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        c = self.d.client()
+        job = None
+        while job is None:  # the job exists once ps shows it
+            jobs = c.call("ps")["jobs"]
+            job = jobs[0]["job"] if jobs else None
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=BOUND)
+        self.assertEqual(p.returncode, 130)
+        self.assertEqual(c.call("status", job=job)["state"], "cancelled")
+
+    def test_other_users_cannot_see_or_touch_my_jobs(self):
+        os.chmod(self.d.socket, 0o666)
+        mine = self.ctl("submit", "sleep", "ms=600000").stdout.strip()
+        theirs = self.ctl("submit", "sleep", "ms=600000",
+                          user=NOBODY).stdout.strip()
+        self.assertTrue(theirs.isdigit())
+        ps = self.ctl("ps", user=NOBODY).stdout
+        self.assertNotRegex(ps, r"(?m)^\s*%s\s" % mine)
+        self.assertRegex(ps, r"(?m)^\s*%s\s" % theirs)
+        r = self.ctl("cancel", mine, user=NOBODY)
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("no such job", r.stderr)
+        self.assertEqual(self.ctl("status", mine, user=NOBODY).returncode, 4)
+        r = self.ctl("shutdown", user=NOBODY)
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("permission", r.stderr)
+        # root sees and controls everyone's
+        self.assertRegex(self.ctl("ps").stdout, r"(?m)^\s*%s\s" % theirs)
+        self.assertEqual(self.ctl("cancel", theirs).returncode, 0)
+        self.assertEqual(self.ctl("cancel", mine).returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
