@@ -3,6 +3,7 @@
  * table.  Decoding validates everything the table says about a message
  * before the daemon or the client looks at it.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +47,7 @@ proto_enc_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
 {
 	static const char zero[4];
 
+	pbuf_reserve(b, 256); /* most frames fit: one check, not many */
 	e->buf = b;
 	e->start = b->len;
 	e->depth = 0;
@@ -59,13 +61,33 @@ proto_enc_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
 		proto_enc_u64(e, PF_ID, id);
 }
 
+/* Field names packed once: a key is then one append. */
+static struct {
+	pthread_once_t once;
+	char bytes[PF_FIELD_COUNT][40];
+	uint8_t len[PF_FIELD_COUNT];
+} packed_keys = {.once = PTHREAD_ONCE_INIT};
+
+static void
+pack_keys(void)
+{
+	size_t f, n;
+
+	for (f = 0; f < PF_FIELD_COUNT; f++) {
+		n = strlen(proto_fields[f].name);
+		/* every name is a fixstr: under 32 bytes */
+		packed_keys.bytes[f][0] = (char)(0xa0 | n);
+		memcpy(packed_keys.bytes[f] + 1, proto_fields[f].name, n);
+		packed_keys.len[f] = (uint8_t)(n + 1);
+	}
+}
+
 void
 proto_enc_key(struct proto_enc *e, enum proto_field f)
 {
-	const char *name = proto_fields[f].name;
-
+	pthread_once(&packed_keys.once, pack_keys);
 	count_one(e);
-	msgpack_pack_str_with_body(&e->pk, name, strlen(name));
+	pbuf_append(e->buf, packed_keys.bytes[f], packed_keys.len[f]);
 }
 
 void
@@ -92,10 +114,18 @@ proto_enc_bool(struct proto_enc *e, enum proto_field f, bool v)
 		msgpack_pack_false(&e->pk);
 }
 
+/* Strings longer than the field allows are cut, at a UTF-8 boundary. */
 void
 proto_enc_str(struct proto_enc *e, enum proto_field f, const char *s,
     size_t len)
 {
+	uint32_t max = proto_fields[f].max;
+
+	if (max > 0 && len > max) {
+		len = max;
+		while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
+			len--;
+	}
 	proto_enc_key(e, f);
 	msgpack_pack_str_with_body(&e->pk, s, len);
 }

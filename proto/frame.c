@@ -53,6 +53,7 @@ proto_scan(const char *buf, size_t len, const char **cause)
 	pending[0] = 1;
 	while (depth >= 0) {
 		uint32_t body = 0, items = 0;
+		bool container = false;
 		int hdr = 1;
 		unsigned char c;
 
@@ -71,8 +72,10 @@ proto_scan(const char *buf, size_t len, const char **cause)
 			/* fixint, nil, bool */
 		} else if (c >= 0x80 && c <= 0x8f) {
 			items = 2u * (c & 0x0f);
+			container = true;
 		} else if (c >= 0x90 && c <= 0x9f) {
 			items = c & 0x0f;
+			container = true;
 		} else if (c >= 0xa0 && c <= 0xbf) {
 			body = c & 0x1f;
 		} else {
@@ -103,6 +106,7 @@ proto_scan(const char *buf, size_t len, const char **cause)
 				if (w > 0) {
 					body = be(p + off + 1, aw);
 				} else {
+					container = true;
 					items = be(p + off + 1, aw);
 					if (items > PROTO_MAX_ITEMS) {
 						*cause = "container too large";
@@ -129,17 +133,19 @@ proto_scan(const char *buf, size_t len, const char **cause)
 			}
 			off += body;
 		}
-		if (items > 0) {
+		if (container) {
 			/* every element takes at least one byte */
 			if (items > 2u * PROTO_MAX_ITEMS || items > len - off) {
 				*cause = "container larger than frame";
 				return -1;
 			}
+			/* empty containers count too: the limit is a limit */
 			if (depth == PROTO_MAX_DEPTH) {
 				*cause = "nested too deeply";
 				return -1;
 			}
-			pending[++depth] = items;
+			if (items > 0)
+				pending[++depth] = items;
 		}
 	}
 	return (ssize_t)off;
@@ -153,7 +159,7 @@ pbuf_reserve(struct pbuf *b, size_t more)
 
 	if (b->cap - b->len >= more)
 		return;
-	cap = b->cap ? b->cap : 4096;
+	cap = b->cap ? b->cap : 64;
 	while (cap - b->len < more)
 		cap *= 2;
 	if ((p = realloc(b->data, cap)) == NULL)

@@ -147,8 +147,8 @@ lookup(const char *name, size_t len, const void *table, size_t rowsize,
 	for (i = 0; i < rows; i++) {
 		const char *row =
 		    *(const char *const *)((const char *)table + i * rowsize);
-		if (row != NULL && strncmp(row, name, len) == 0 &&
-		    row[len] == '\0')
+		if (row != NULL && strlen(row) == len &&
+		    memcmp(row, name, len) == 0)
 			return (int)i;
 	}
 	return -1;
@@ -223,7 +223,7 @@ index_find(const struct name_index *ix, const void *table, size_t rowsize,
 	while ((i = ix->slot[h]) != -1) {
 		const char *row =
 		    *(const char *const *)((const char *)table + i * rowsize);
-		if (strncmp(row, name, len) == 0 && row[len] == '\0')
+		if (strlen(row) == len && memcmp(row, name, len) == 0)
 			return i;
 		h = (h + 1) % NAME_SLOTS;
 	}

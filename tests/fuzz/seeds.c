@@ -1,0 +1,326 @@
+/*
+ * seeds.c -- write fuzz_proto's seed corpus with the encoder: one file per
+ * message type plus a few streams and refusals, each checked to decode
+ * the way it should before it is written.
+ *   fuzz_proto_seeds DIR
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "proto.h"
+
+struct seed {
+	const char *name;
+	enum proto_decode_result want; /* of every frame in the file */
+	void (*build)(struct pbuf *);
+};
+
+static void
+seed_begin_end(struct pbuf *b, enum proto_type t, uint64_t id)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, t, id);
+	proto_enc_end(&e);
+}
+
+static void
+seed_hello(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_HELLO, 1);
+	proto_enc_u64(&e, PF_VERSION, PROTO_VERSION);
+	proto_enc_end(&e);
+}
+
+static void
+seed_welcome(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_WELCOME, 1);
+	proto_enc_u64(&e, PF_VERSION, PROTO_VERSION);
+	proto_enc_cstr(&e, PF_SERVER, "concd 0.1.0");
+	proto_enc_u64(&e, PF_PID, 4242);
+	proto_enc_end(&e);
+}
+
+static void
+seed_ping(struct pbuf *b)
+{
+	seed_begin_end(b, PROTO_PING, 2);
+}
+
+static void
+seed_submit(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_SUBMIT, 3);
+	proto_enc_cstr(&e, PF_TASK, "primes");
+	proto_enc_key(&e, PF_ARGS);
+	proto_enc_map_open(&e);
+	proto_enc_u64(&e, PF_LIMIT, 2000000);
+	proto_enc_cstr(&e, PF_NAME, "x");
+	proto_enc_close(&e);
+	proto_enc_cstr(&e, PF_EXEC, "thread");
+	proto_enc_bool(&e, PF_WATCH, true);
+	proto_enc_u64(&e, PF_TIMEOUT, 30000);
+	proto_enc_end(&e);
+}
+
+static void
+seed_job_requests(struct pbuf *b)
+{
+	static const enum proto_type t[] = {PROTO_WATCH, PROTO_STATUS,
+	                                    PROTO_CANCEL, PROTO_RESULT};
+	struct proto_enc e;
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		proto_enc_begin(&e, b, t[i], 10 + i);
+		proto_enc_u64(&e, PF_JOB, 7);
+		if (t[i] == PROTO_WATCH)
+			proto_enc_bool(&e, PF_FRESH, true);
+		proto_enc_end(&e);
+	}
+}
+
+static void
+seed_lists(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_PS, 20);
+	proto_enc_bool(&e, PF_ALL, true);
+	proto_enc_u64(&e, PF_LIMIT, 50);
+	proto_enc_end(&e);
+	seed_begin_end(b, PROTO_TASKS, 21);
+	seed_begin_end(b, PROTO_SHUTDOWN, 22);
+}
+
+static void
+seed_events(struct pbuf *b)
+{
+	struct proto_enc e;
+	/* {"primes": 148933, "first": [2, -3, 1.5, nil]} */
+	static const char result[] = "\x82\xa6primes\xce\x00\x02\x45\xc5"
+	                             "\xa5"
+	                             "first\x94\x02\xfd\xcb\x3f\xf8"
+	                             "\x00\x00\x00\x00\x00\x00\xc0";
+
+	proto_enc_begin(&e, b, PROTO_ACCEPTED, 3);
+	proto_enc_u64(&e, PF_JOB, 7);
+	proto_enc_cstr(&e, PF_STATE, "queued");
+	proto_enc_cstr(&e, PF_EXEC, "thread");
+	proto_enc_cstr(&e, PF_REQUESTED, "auto");
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_PROGRESS, 3);
+	proto_enc_u64(&e, PF_JOB, 7);
+	proto_enc_u64(&e, PF_DONE, 3);
+	proto_enc_u64(&e, PF_TOTAL, 8);
+	proto_enc_cstr(&e, PF_MSG, "sieving");
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_END, 3);
+	proto_enc_u64(&e, PF_JOB, 7);
+	proto_enc_cstr(&e, PF_STATE, "succeeded");
+	proto_enc_raw(&e, PF_RESULT, result, sizeof(result) - 1);
+	proto_enc_i64(&e, PF_WORKER, -1);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_END, 4);
+	proto_enc_u64(&e, PF_JOB, 8);
+	proto_enc_cstr(&e, PF_STATE, "failed");
+	proto_enc_cstr(&e, PF_ERROR, "task_failed");
+	proto_enc_cstr(&e, PF_MESSAGE, "no such file");
+	proto_enc_end(&e);
+}
+
+static void
+seed_job(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_JOB, 12);
+	proto_enc_u64(&e, PF_JOB, 5);
+	proto_enc_cstr(&e, PF_TASK, "sleep");
+	proto_enc_cstr(&e, PF_STATE, "running");
+	proto_enc_cstr(&e, PF_EXEC, "process");
+	proto_enc_u64(&e, PF_UID, 1000);
+	proto_enc_i64(&e, PF_WORKER, 3);
+	proto_enc_u64(&e, PF_TID, 9876);
+	proto_enc_u64(&e, PF_SUBMITTED, 1700000000000);
+	proto_enc_u64(&e, PF_STARTED, 1700000000100);
+	proto_enc_bool(&e, PF_CANCEL_PENDING, true);
+	proto_enc_end(&e);
+}
+
+static void
+seed_jobs(struct pbuf *b)
+{
+	struct proto_enc e;
+	int i;
+
+	proto_enc_begin(&e, b, PROTO_JOBS, 13);
+	proto_enc_key(&e, PF_JOBS);
+	proto_enc_array_open(&e);
+	for (i = 0; i < 2; i++) {
+		proto_enc_map_open(&e);
+		proto_enc_u64(&e, PF_JOB, 100 + (uint64_t)i);
+		proto_enc_cstr(&e, PF_TASK, "noop");
+		proto_enc_cstr(&e, PF_STATE, proto_states[i]);
+		proto_enc_close(&e);
+	}
+	proto_enc_close(&e);
+	proto_enc_key(&e, PF_COUNTS);
+	proto_enc_map_open(&e);
+	for (i = 0; i < PS_COUNT; i++) {
+		msgpack_pack_str_with_body(&e.pk, proto_states[i],
+		                           strlen(proto_states[i]));
+		msgpack_pack_uint32(&e.pk, (uint32_t)i);
+		proto_enc_elem(&e);
+	}
+	proto_enc_close(&e);
+	proto_enc_end(&e);
+}
+
+static void
+seed_tasklist(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_TASKLIST, 14);
+	proto_enc_key(&e, PF_TASKS);
+	proto_enc_array_open(&e);
+	proto_enc_map_open(&e);
+	proto_enc_cstr(&e, PF_NAME, "primes");
+	proto_enc_cstr(&e, PF_SUMMARY, "count primes");
+	proto_enc_cstr(&e, PF_USAGE, "n=<limit>");
+	proto_enc_key(&e, PF_TRAITS);
+	proto_enc_array_open(&e);
+	msgpack_pack_str_with_body(&e.pk, "cpu", 3);
+	proto_enc_elem(&e);
+	proto_enc_close(&e);
+	proto_enc_key(&e, PF_EXECUTORS);
+	proto_enc_array_open(&e);
+	msgpack_pack_str_with_body(&e.pk, "thread", 6);
+	proto_enc_elem(&e);
+	msgpack_pack_str_with_body(&e.pk, "process", 7);
+	proto_enc_elem(&e);
+	proto_enc_close(&e);
+	proto_enc_cstr(&e, PF_DEFAULT, "thread");
+	proto_enc_close(&e);
+	proto_enc_close(&e);
+	proto_enc_end(&e);
+}
+
+static void
+seed_replies(struct pbuf *b)
+{
+	seed_begin_end(b, PROTO_PONG, 2);
+	seed_begin_end(b, PROTO_OK, 15);
+	proto_enc_error(b, 16, PE_NO_SUCH_JOB, NULL);
+}
+
+static void
+seed_unknown_type(struct pbuf *b)
+{
+	static const char frame[] = "\x00\x00\x00\x12\x82\xa1t\xaa"
+	                            "frobnicate\xa2id\x09";
+
+	pbuf_append(b, frame, sizeof(frame) - 1);
+}
+
+static void
+seed_missing_task(struct pbuf *b)
+{
+	seed_begin_end(b, PROTO_SUBMIT, 17);
+}
+
+static const struct seed seeds[] = {
+    {"hello", PROTO_DECODE_OK, seed_hello},
+    {"welcome", PROTO_DECODE_OK, seed_welcome},
+    {"ping", PROTO_DECODE_OK, seed_ping},
+    {"submit", PROTO_DECODE_OK, seed_submit},
+    {"job-requests", PROTO_DECODE_OK, seed_job_requests},
+    {"lists", PROTO_DECODE_OK, seed_lists},
+    {"events", PROTO_DECODE_OK, seed_events},
+    {"job", PROTO_DECODE_OK, seed_job},
+    {"jobs", PROTO_DECODE_OK, seed_jobs},
+    {"tasklist", PROTO_DECODE_OK, seed_tasklist},
+    {"replies", PROTO_DECODE_OK, seed_replies},
+    {"reject-unknown-type", PROTO_DECODE_REJECT, seed_unknown_type},
+    {"reject-missing-task", PROTO_DECODE_REJECT, seed_missing_task},
+};
+
+/* Every frame in b decodes to want, and nothing is left over. */
+static int
+seed_check(const struct seed *s, const struct pbuf *b)
+{
+	struct proto_msg m;
+	struct proto_fault f;
+	msgpack_zone zone;
+	const char *payload;
+	size_t off = 0, plen;
+	ssize_t n;
+	int frames = 0, rc = 0;
+
+	msgpack_zone_init(&zone, 4096);
+	while ((n = proto_frame_next(b->data + off, b->len - off, &payload,
+	                             &plen)) > 0) {
+		if (proto_decode(payload, plen, &zone, &m, &f) != s->want) {
+			fprintf(stderr, "fuzz_proto_seeds: %s: frame %d: %s\n",
+			        s->name, frames, f.message);
+			rc = -1;
+		}
+		off += (size_t)n;
+		frames++;
+	}
+	msgpack_zone_destroy(&zone);
+	if (off != b->len || frames == 0) {
+		fprintf(stderr, "fuzz_proto_seeds: %s: not whole frames\n",
+		        s->name);
+		rc = -1;
+	}
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct pbuf b = {0};
+	char path[4096];
+	size_t i;
+	FILE *f;
+	int rc = 0;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: fuzz_proto_seeds dir\n");
+		return 2;
+	}
+	if (mkdir(argv[1], 0755) == -1 && errno != EEXIST) {
+		fprintf(stderr, "fuzz_proto_seeds: %s: %s\n", argv[1],
+		        strerror(errno));
+		return 1;
+	}
+	for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		b.len = 0;
+		seeds[i].build(&b);
+		if (seed_check(&seeds[i], &b) == -1) {
+			rc = 1;
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/seed-%s", argv[1],
+		         seeds[i].name);
+		if ((f = fopen(path, "wb")) == NULL ||
+		    fwrite(b.data, 1, b.len, f) != b.len || fclose(f) != 0) {
+			fprintf(stderr, "fuzz_proto_seeds: %s: %s\n", path,
+			        strerror(errno));
+			rc = 1;
+		}
+	}
+	pbuf_free(&b);
+	return rc;
+}
