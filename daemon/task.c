@@ -11,12 +11,16 @@
 
 #include "concd.h"
 
-extern const struct task task_noop, task_sleep, task_primes;
+extern const struct task task_noop, task_sleep, task_primes, task_counter,
+    task_checksum, task_table;
 
 const struct task *const task_builtin[] = {
 	&task_noop,
 	&task_sleep,
 	&task_primes,
+	&task_counter,
+	&task_checksum,
+	&task_table,
 };
 #define TASK_BUILTIN_COUNT (sizeof(task_builtin) / sizeof(task_builtin[0]))
 

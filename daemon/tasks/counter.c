@@ -30,13 +30,12 @@
 enum { COUNTER_THREADS, COUNTER_ITERS, COUNTER_LOCK };
 
 static const struct task_arg counter_args[] = {
-    [COUNTER_THREADS] = {"threads", TASK_ARG_INT, false, 1,
-			 COUNTER_MAX_THREADS, 4,
-			 "threads incrementing the shared counter"},
+    [COUNTER_THREADS] = {"threads", TASK_ARG_INT, false, 1, COUNTER_MAX_THREADS,
+                         4, "threads incrementing the shared counter"},
     [COUNTER_ITERS] = {"iters", TASK_ARG_INT, false, 1, 100000000, 1000000,
-		       "increments per thread"},
+                       "increments per thread"},
     [COUNTER_LOCK] = {"lock", TASK_ARG_BOOL, false, 0, 1, 0,
-		      "take a mutex around each increment"},
+                      "take a mutex around each increment"},
 };
 
 struct counter_state;
@@ -60,7 +59,7 @@ struct counter_state {
 	atomic_bool quit; /* stop early */
 
 	pthread_mutex_t mutex;
-	uint64_t locked_count;	    /* lock=true: under mutex */
+	uint64_t locked_count;       /* lock=true: under mutex */
 	_Atomic uint64_t racy_count; /* lock=false: relaxed load + store */
 
 	struct counter_thread th[COUNTER_MAX_THREADS];
@@ -79,9 +78,11 @@ counter_thread_main(void *arg)
 	struct counter_thread *t = arg;
 	struct counter_state *s = t->s;
 	uint64_t one = 1, i, v;
+	ssize_t n;
 
 	for (i = 0; i < s->iters; i++) {
-		if (i % COUNTER_CHECK_EVERY == 0 && i > 0 && counter_stopping(s))
+		if (i % COUNTER_CHECK_EVERY == 0 && i > 0 &&
+		    counter_stopping(s))
 			break;
 		if (s->lock) {
 			pthread_mutex_lock(&s->mutex);
@@ -89,14 +90,15 @@ counter_thread_main(void *arg)
 			pthread_mutex_unlock(&s->mutex);
 		} else {
 			v = atomic_load_explicit(&s->racy_count,
-						 memory_order_relaxed);
+			                         memory_order_relaxed);
 			atomic_store_explicit(&s->racy_count, v + 1,
-					      memory_order_relaxed);
+			                      memory_order_relaxed);
 		}
 	}
 	atomic_store_explicit(&t->done, true, memory_order_release);
-	/* The eventfd counter cannot overflow with 64 writes of 1. */
-	(void)write(s->efd, &one, sizeof(one));
+	/* Cannot fail: 64 writes of 1 do not fill an eventfd. */
+	n = write(s->efd, &one, sizeof(one));
+	(void)n;
 	return NULL;
 }
 
@@ -109,8 +111,10 @@ counter_join(struct counter_state *s, bool all)
 	for (i = 0; i < s->nstarted; i++) {
 		struct counter_thread *t = &s->th[i];
 
-		if (t->joined || (!all && !atomic_load_explicit(
-						 &t->done, memory_order_acquire)))
+		if (t->joined)
+			continue;
+		if (!all &&
+		    !atomic_load_explicit(&t->done, memory_order_acquire))
 			continue;
 		pthread_join(t->tid, NULL);
 		t->joined = true;
@@ -154,27 +158,27 @@ counter_start(struct task_ctx *ctx, const union task_value *argv)
 	return 0;
 }
 
-static enum task_step
+/* The first step: start the threads; -1 (all joined again) on failure. */
+static int
 counter_spawn(struct task_ctx *ctx, struct counter_state *s)
 {
+	struct counter_thread *t;
 	int rc;
 
 	for (s->nstarted = 0; s->nstarted < s->nthreads; s->nstarted++) {
-		struct counter_thread *t = &s->th[s->nstarted];
-
+		t = &s->th[s->nstarted];
 		t->s = s;
 		rc = pthread_create(&t->tid, NULL, counter_thread_main, t);
 		if (rc != 0) {
 			atomic_store(&s->quit, true);
 			counter_join(s, true);
-			return task_fail(ctx,
-					 "counter: cannot start thread %u of "
-					 "%u: %s",
-					 s->nstarted + 1, s->nthreads,
-					 strerror(rc));
+			task_fail(ctx,
+			          "counter: cannot start thread %u of %u: %s",
+			          s->nstarted + 1, s->nthreads, strerror(rc));
+			return -1;
 		}
 	}
-	return TASK_YIELD;
+	return 0;
 }
 
 static enum task_step
@@ -184,19 +188,21 @@ counter_step(struct task_ctx *ctx)
 	msgpack_packer *pk;
 	uint64_t expected, actual, drain;
 	uint32_t before;
+	ssize_t n;
 
-	if (s->nstarted == 0 && counter_spawn(ctx, s) == TASK_FAILED)
+	if (s->nstarted == 0 && counter_spawn(ctx, s) < 0)
 		return TASK_FAILED;
 	if (task_cancelled(ctx)) {
 		atomic_store(&s->quit, true);
 		counter_join(s, true);
 		return task_fail(ctx,
-				 "counter: cancelled after %llu of %llu "
-				 "increments",
-				 (unsigned long long)counter_value(s),
-				 (unsigned long long)s->nthreads * s->iters);
+		                 "counter: cancelled after %llu of %llu "
+		                 "increments",
+		                 (unsigned long long)counter_value(s),
+		                 (unsigned long long)s->nthreads * s->iters);
 	}
-	(void)read(s->efd, &drain, sizeof(drain)); /* before looking */
+	n = read(s->efd, &drain, sizeof(drain)); /* reset, then look */
+	(void)n;
 	before = s->njoined;
 	counter_join(s, false);
 	if (s->njoined != before)
