@@ -3,9 +3,11 @@
  *
  * A command is one row: its name, an optional alias, its usage, how many
  * positional words it takes, which options it accepts and the function
- * that carries it out.  Unique prefixes of names are accepted.  Options
- * are rows too; they may appear anywhere among a command's words, and
- * "--" ends them.
+ * that carries it out.  A command may have a table of subcommands, rows
+ * of the same kind: the word right after its name picks one ("pool
+ * resize"), and without such a word the command itself runs.  Unique
+ * prefixes of names are accepted.  Options are rows too; they may appear
+ * anywhere among a command's words, and "--" ends them.
  */
 #include <err.h>
 #include <errno.h>
@@ -15,6 +17,22 @@
 #include <string.h>
 
 #include "concctl.h"
+
+static const struct cmd_entry cmd_pool_table[] = {
+    {
+        .name = "pool resize",
+        .usage = "[--threads N] [--processes M]",
+        .summary = "Change the number of warm threads and processes "
+                   "(root or the daemon's user).",
+        .minargs = 0,
+        .maxargs = 0,
+        .options = CMD_OPT_THREADS | CMD_OPT_PROCESSES,
+        .one_of = CMD_OPT_THREADS | CMD_OPT_PROCESSES,
+        .exec = cmd_pool_resize,
+    },
+};
+#define CMD_POOL_COUNT (sizeof(cmd_pool_table) / sizeof(cmd_pool_table[0]))
+_Static_assert(CMD_POOL_COUNT == 1, "cmd_pool_table rows");
 
 static const struct cmd_entry cmd_table[] = {
     {
@@ -29,10 +47,10 @@ static const struct cmd_entry cmd_table[] = {
     },
     {
         .name = "help",
-        .usage = "[COMMAND]",
+        .usage = "[COMMAND [SUBCOMMAND]]",
         .summary = "Show the usage of every command, or of one.",
         .minargs = 0,
-        .maxargs = 1,
+        .maxargs = 2,
         .offline = true,
         .exec = cmd_help,
     },
@@ -43,6 +61,17 @@ static const struct cmd_entry cmd_table[] = {
         .minargs = 0,
         .maxargs = 0,
         .exec = cmd_info_ping,
+    },
+    {
+        .name = "pool",
+        .usage = "",
+        .summary = "List the workers of each executor, their jobs and the "
+                   "queues.",
+        .minargs = 0,
+        .maxargs = 0,
+        .exec = cmd_pool_show,
+        .subs = cmd_pool_table,
+        .nsubs = CMD_POOL_COUNT,
     },
     {
         .name = "ps",
@@ -136,7 +165,7 @@ static const struct cmd_entry cmd_table[] = {
     },
 };
 #define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
-_Static_assert(CMD_COUNT == 12, "cmd_table rows");
+_Static_assert(CMD_COUNT == 13, "cmd_table rows");
 
 /* Every command takes these as well. */
 #define CMD_OPT_COMMON (CMD_OPT_HELP | CMD_OPT_JSON | CMD_OPT_QUIET)
@@ -206,58 +235,97 @@ static const struct cmd_option_entry {
         .long_name = "cancel-pending",
         .help = "cancel queued jobs instead of running them",
     },
+    {
+        .flag = CMD_OPT_THREADS,
+        .long_name = "threads",
+        .arg = "N",
+        .help = "warm worker threads, at least 1",
+    },
+    {
+        .flag = CMD_OPT_PROCESSES,
+        .long_name = "processes",
+        .arg = "M",
+        .help = "warm worker processes, 0 for none",
+    },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 10, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 12, "cmd_options rows");
 
 /* Longest --timeout accepted: a year. */
 #define CMD_MAX_TIMEOUT (365.0 * 24 * 3600)
 
-static void
-cmd_list_names(FILE *f)
+/* The word a row is matched by: the last of its name. */
+static const char *
+cmd_word(const struct cmd_entry *ce)
 {
-	size_t i;
+	const char *sp = strrchr(ce->name, ' ');
 
-	for (i = 0; i < CMD_COUNT; i++)
-		fprintf(f, "%s%s", i == 0 ? "" : ", ", cmd_table[i].name);
+	return sp != NULL ? sp + 1 : ce->name;
 }
 
-const struct cmd_entry *
-cmd_find(const char *name)
+/*
+ * The row of table (the commands, or the subcommands of parent) named
+ * word, an alias or a unique prefix; else NULL after a message.
+ */
+static const struct cmd_entry *
+cmd_lookup(const struct cmd_entry *table, size_t n,
+           const struct cmd_entry *parent, const char *word)
 {
 	const struct cmd_entry *found = NULL;
-	size_t i, len = strlen(name), matches = 0;
+	const char *what = parent != NULL ? "subcommand" : "command";
+	char head[64] = "";
+	size_t i, len = strlen(word), matches = 0;
 
-	for (i = 0; i < CMD_COUNT; i++) {
-		if (strcmp(cmd_table[i].name, name) == 0 ||
-		    (cmd_table[i].alias != NULL &&
-		     strcmp(cmd_table[i].alias, name) == 0))
-			return &cmd_table[i];
+	for (i = 0; i < n; i++) {
+		if (strcmp(cmd_word(&table[i]), word) == 0 ||
+		    (table[i].alias != NULL &&
+		     strcmp(table[i].alias, word) == 0))
+			return &table[i];
 	}
-	for (i = 0; len > 0 && i < CMD_COUNT; i++) {
-		if (strncmp(cmd_table[i].name, name, len) == 0) {
-			found = &cmd_table[i];
+	for (i = 0; len > 0 && i < n; i++) {
+		if (strncmp(cmd_word(&table[i]), word, len) == 0) {
+			found = &table[i];
 			matches++;
 		}
 	}
 	if (matches == 1)
 		return found;
-	if (matches == 0) {
-		fprintf(stderr, "%s: unknown command: %s, valid commands: ",
-		        program_invocation_short_name, name);
-		cmd_list_names(stderr);
-		fputc('\n', stderr);
-		return NULL;
-	}
-	fprintf(stderr, "%s: ambiguous command: %s, could be: ",
-	        program_invocation_short_name, name);
-	for (i = 0, matches = 0; i < CMD_COUNT; i++) {
-		if (strncmp(cmd_table[i].name, name, len) == 0)
+	if (parent != NULL)
+		snprintf(head, sizeof(head), "%s: ", parent->name);
+	if (matches == 0)
+		fprintf(stderr, "%s: %sunknown %s: %s, valid %ss: ",
+		        program_invocation_short_name, head, what, word, what);
+	else
+		fprintf(stderr, "%s: %sambiguous %s: %s, could be: ",
+		        program_invocation_short_name, head, what, word);
+	/* every name when none matched, else the candidates */
+	for (i = 0, matches = 0; i < n; i++) {
+		if (found == NULL ||
+		    strncmp(cmd_word(&table[i]), word, len) == 0)
 			fprintf(stderr, "%s%s", matches++ == 0 ? "" : ", ",
-			        cmd_table[i].name);
+			        cmd_word(&table[i]));
 	}
 	fputc('\n', stderr);
 	return NULL;
+}
+
+/*
+ * The command named by argv[0] and, where it has subcommands, argv[1];
+ * *used is how many words named it.  NULL after a message.
+ */
+const struct cmd_entry *
+cmd_find(int argc, char **argv, int *used)
+{
+	const struct cmd_entry *ce;
+
+	ce = cmd_lookup(cmd_table, CMD_COUNT, NULL, argv[0]);
+	*used = 1;
+	while (ce != NULL && ce->nsubs > 0 && *used < argc &&
+	       argv[*used][0] != '-') {
+		ce = cmd_lookup(ce->subs, ce->nsubs, ce, argv[*used]);
+		(*used)++;
+	}
+	return ce;
 }
 
 /* The end of the group of words at w: a word, or a whole "[...]". */
@@ -291,23 +359,24 @@ cmd_wrap(FILE *f, const char *head, const char *words, int indent)
 	fputc('\n', f);
 }
 
-/* The usage line of one command; in full, with its options. */
-void
-cmd_usage(FILE *f, const struct cmd_entry *ce, bool full)
+/* One usage line: lead ("usage:" or blanks), the name, then the words. */
+static void
+cmd_usage_line(FILE *f, const char *lead, const struct cmd_entry *ce)
 {
-	unsigned options = ce->options | CMD_OPT_HELP;
 	char head[64];
+
+	snprintf(head, sizeof(head), "%s%s%s %s", lead,
+	         *lead != '\0' ? " " : "", program_invocation_short_name,
+	         ce->name);
+	cmd_wrap(f, head, ce->usage, (int)strlen(head) + 1);
+}
+
+/* The options in the mask, one line each. */
+static void
+cmd_usage_options(FILE *f, unsigned options)
+{
 	size_t i;
 
-	snprintf(head, sizeof(head), "usage: %s %s",
-	         program_invocation_short_name, ce->name);
-	cmd_wrap(f, head, ce->usage, (int)strlen(head) + 1);
-	if (!full)
-		return;
-	fprintf(f, "%s\n", ce->summary);
-	if (ce->alias != NULL)
-		fprintf(f, "Alias: %s.\n", ce->alias);
-	fprintf(f, "Options:\n");
 	for (i = 0; i < CMD_OPTION_COUNT; i++) {
 		const struct cmd_option_entry *o = &cmd_options[i];
 		char left[64];
@@ -322,8 +391,40 @@ cmd_usage(FILE *f, const struct cmd_entry *ce, bool full)
 		         o->arg != NULL ? o->arg : "");
 		fprintf(f, "  %-22s %s\n", left, o->help);
 	}
+}
+
+/*
+ * The usage lines of one command and of its subcommands; in full, with
+ * the summaries and options of each.
+ */
+void
+cmd_usage(FILE *f, const struct cmd_entry *ce, bool full)
+{
+	char head[64];
+	size_t i;
+
+	cmd_usage_line(f, "usage:", ce);
+	for (i = 0; i < ce->nsubs; i++)
+		cmd_usage_line(f, "      ", &ce->subs[i]);
+	if (!full)
+		return;
+	fprintf(f, "%s\n", ce->summary);
+	if (ce->alias != NULL)
+		fprintf(f, "Alias: %s.\n", ce->alias);
+	fprintf(f, "Options:\n");
+	cmd_usage_options(f, ce->options | CMD_OPT_HELP);
 	fprintf(f, "  %-22s %s\n", "    --json, -q",
 	        "as before the command (see concctl -h)");
+	for (i = 0; i < ce->nsubs; i++) {
+		const struct cmd_entry *sub = &ce->subs[i];
+
+		snprintf(head, sizeof(head), "%s:", sub->name);
+		cmd_wrap(f, head, sub->summary, 2);
+		if (sub->options != 0) {
+			fprintf(f, "Options of %s:\n", sub->name);
+			cmd_usage_options(f, sub->options);
+		}
+	}
 }
 
 /* The global usage; in full, with every command. */
@@ -331,7 +432,7 @@ void
 cmd_usage_all(FILE *f, bool full)
 {
 	char head[64];
-	size_t i;
+	size_t i, j;
 
 	fprintf(f, "usage: %s [-hqV] [--json] [-s PATH] COMMAND [ARGS]\n",
 	        program_invocation_short_name);
@@ -349,8 +450,15 @@ cmd_usage_all(FILE *f, bool full)
 	        "  -V, --version          show the version\n"
 	        "Commands (unique prefixes are accepted):\n");
 	for (i = 0; i < CMD_COUNT; i++) {
-		snprintf(head, sizeof(head), "  %s", cmd_table[i].name);
-		cmd_wrap(f, head, cmd_table[i].usage, (int)strlen(head) + 1);
+		const struct cmd_entry *ce = &cmd_table[i];
+
+		for (j = 0; j <= ce->nsubs; j++) {
+			const struct cmd_entry *row =
+			    j == 0 ? ce : &ce->subs[j - 1];
+
+			snprintf(head, sizeof(head), "  %s", row->name);
+			cmd_wrap(f, head, row->usage, (int)strlen(head) + 1);
+		}
 	}
 	fprintf(f, "Run \"%s help COMMAND\" for one command's options.\n",
 	        program_invocation_short_name);
@@ -392,15 +500,17 @@ cmd_parse_timeout(const char *cmd, const char *word, uint64_t *ms)
 	return 0;
 }
 
+/* A decimal count, min or more. */
 static int
-cmd_parse_count(const char *cmd, const char *word, uint64_t *n)
+cmd_parse_count(const char *cmd, const char *word, uint64_t min, uint64_t *n)
 {
 	unsigned long long v;
 	char *end;
 
 	errno = 0;
-	if (*word < '1' || *word > '9' ||
-	    ((v = strtoull(word, &end, 10)), errno != 0) || *end != '\0') {
+	if (*word < '0' || *word > '9' ||
+	    ((v = strtoull(word, &end, 10)), errno != 0) || *end != '\0' ||
+	    v < min) {
 		warnx("%s: invalid count: %s", cmd, word);
 		return -1;
 	}
@@ -436,7 +546,12 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 	case CMD_OPT_TIMEOUT:
 		return cmd_parse_timeout(ce->name, value, &a->timeout_ms);
 	case CMD_OPT_LIMIT:
-		return cmd_parse_count(ce->name, value, &a->limit);
+		return cmd_parse_count(ce->name, value, 1, &a->limit);
+	case CMD_OPT_THREADS:
+		/* the daemon knows its limits and says them */
+		return cmd_parse_count(ce->name, value, 0, &a->threads);
+	case CMD_OPT_PROCESSES:
+		return cmd_parse_count(ce->name, value, 0, &a->processes);
 	}
 	return 0;
 }
@@ -551,6 +666,30 @@ cmd_words(const struct cmd_entry *ce, struct cmd_args *a)
 	return 0;
 }
 
+/* "pool resize: missing option: --threads or --processes" */
+static void
+cmd_missing_option(const struct cmd_entry *ce)
+{
+	char list[256];
+	size_t i, off = 0, n = 0, total = 0;
+
+	for (i = 0; i < CMD_OPTION_COUNT; i++)
+		total += (ce->one_of & cmd_options[i].flag) != 0;
+	list[0] = '\0';
+	for (i = 0; i < CMD_OPTION_COUNT && off < sizeof(list); i++) {
+		if ((ce->one_of & cmd_options[i].flag) == 0)
+			continue;
+		n++;
+		off +=
+		    (size_t)snprintf(list + off, sizeof(list) - off, "%s--%s",
+		                     n == 1       ? ""
+		                     : n == total ? " or "
+		                                  : ", ",
+		                     cmd_options[i].long_name);
+	}
+	warnx("%s: missing option: %s", ce->name, list);
+}
+
 /*
  * Split argv (the words after the command name) into options and
  * positional words.  Returns 0, or -1 after a message.
@@ -645,6 +784,10 @@ cmd_parse(const struct cmd_entry *ce, int argc, char **argv, struct cmd_args *a,
 		warnx("%s: too many arguments", ce->name);
 		return -1;
 	}
+	if (ce->one_of != 0 && (a->seen & ce->one_of) == 0) {
+		cmd_missing_option(ce);
+		return -1;
+	}
 	return cmd_words(ce, a);
 }
 
@@ -655,13 +798,13 @@ cmd_run(struct ctl *ctl, int argc, char **argv)
 	const struct cmd_entry *ce;
 	struct cmd_args *a;
 	enum conn_status st;
-	int ret;
+	int ret, used;
 
-	if ((ce = cmd_find(argv[0])) == NULL)
+	if ((ce = cmd_find(argc, argv, &used)) == NULL)
 		return CTL_USAGE;
 	if ((a = malloc(sizeof(*a))) == NULL)
 		err(CTL_CONNECT, "malloc");
-	if (cmd_parse(ce, argc - 1, argv + 1, a, ctl) < 0) {
+	if (cmd_parse(ce, argc - used, argv + used, a, ctl) < 0) {
 		cmd_usage(stderr, ce, false);
 		free(a);
 		return CTL_USAGE;
@@ -692,13 +835,18 @@ int
 cmd_help(struct ctl *ctl, struct cmd_args *a)
 {
 	const struct cmd_entry *ce;
+	int used;
 
 	if (a->argc == 0) {
 		cmd_usage_all(stdout, true);
 		return CTL_OK;
 	}
-	if ((ce = cmd_find(a->argv[0])) == NULL)
+	if ((ce = cmd_find(a->argc, a->argv, &used)) == NULL)
 		return CTL_USAGE;
+	if (used < a->argc) {
+		warnx("help: %s has no subcommand %s", ce->name, a->argv[used]);
+		return CTL_USAGE;
+	}
 	cmd_usage(stdout, ce, true);
 	return CTL_OK;
 }

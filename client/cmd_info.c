@@ -8,112 +8,11 @@
 #include <err.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "concctl.h"
-
-/* A table of strings, columns padded to their widest cell. */
-struct info_table {
-	size_t cols;
-	size_t rows;
-	const char *const *titles;
-	const bool *right; /* right-aligned columns */
-	char **cell;       /* rows * cols */
-	char **below;      /* a line under each row (or NULL entries) */
-};
-
-static void
-info_table_init(struct info_table *t, size_t cols, size_t rows,
-                const char *const *titles, const bool *right)
-{
-	t->cols = cols;
-	t->rows = rows;
-	t->titles = titles;
-	t->right = right;
-	t->cell = calloc(rows * cols + 1, sizeof(*t->cell));
-	t->below = calloc(rows + 1, sizeof(*t->below));
-	if (t->cell == NULL || t->below == NULL)
-		err(CTL_CONNECT, "calloc");
-}
-
-static void
-info_table_set(struct info_table *t, size_t row, size_t col, const char *s)
-{
-	if ((t->cell[row * t->cols + col] = strdup(s)) == NULL)
-		err(CTL_CONNECT, "strdup");
-}
-
-static void
-info_table_row(const struct info_table *t, const char *const *cells,
-               const size_t *width)
-{
-	size_t c;
-
-	for (c = 0; c < t->cols; c++) {
-		const char *s = cells[c] != NULL ? cells[c] : "";
-		bool last = c + 1 == t->cols;
-
-		if (t->right[c])
-			printf("%*s", (int)width[c], s);
-		else if (last)
-			printf("%s", s);
-		else
-			printf("%-*s", (int)width[c], s);
-		printf("%s", last ? "\n" : "  ");
-	}
-}
-
-static void
-info_table_print(struct info_table *t)
-{
-	size_t width[16] = {0}, r, c, len;
-
-	for (c = 0; c < t->cols; c++)
-		width[c] = strlen(t->titles[c]);
-	for (r = 0; r < t->rows; r++) {
-		for (c = 0; c < t->cols; c++) {
-			const char *s = t->cell[r * t->cols + c];
-
-			if (s != NULL && (len = strlen(s)) > width[c])
-				width[c] = len;
-		}
-	}
-	info_table_row(t, t->titles, width);
-	for (r = 0; r < t->rows; r++) {
-		info_table_row(t, (const char *const *)&t->cell[r * t->cols],
-		               width);
-		if (t->below[r] != NULL)
-			printf("%*s%s\n", (int)width[0] + 2, "", t->below[r]);
-	}
-}
-
-static void
-info_table_free(struct info_table *t)
-{
-	size_t i;
-
-	for (i = 0; i < t->rows * t->cols; i++)
-		free(t->cell[i]);
-	for (i = 0; i < t->rows; i++)
-		free(t->below[i]);
-	free(t->cell);
-	free(t->below);
-}
-
-/* A string field made printable, "-" when absent. */
-static const char *
-info_str(const struct proto_msg *m, enum proto_field f, char *buf, size_t size)
-{
-	const char *s;
-	size_t len;
-
-	if ((s = proto_str(m, f, &len)) == NULL || len == 0)
-		return "-";
-	return render_safe(buf, size, s, len);
-}
 
 static uint64_t
 info_realtime(void)
@@ -122,17 +21,6 @@ info_realtime(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static void
-info_worker(const struct proto_msg *m, char *buf, size_t size)
-{
-	int64_t w = proto_i64(m, PF_WORKER, -1);
-
-	if (w < 0)
-		snprintf(buf, size, "-");
-	else
-		snprintf(buf, size, "%" PRId64, w);
 }
 
 static void
@@ -171,6 +59,35 @@ info_time_line(const char *label, uint64_t t, uint64_t since, const char *verb)
 		printf(INFO_LABEL "%s\n", label, when);
 }
 
+/*
+ * "worker 0 thread (tid 812, served 12)", "worker fresh process (pid 813)":
+ * a process's pid comes in the tid field; a fresh worker served one job.
+ */
+static void
+info_print_worker(const struct proto_msg *m)
+{
+	char w[32], buf[17];
+	const char *x;
+
+	render_worker(m, w, sizeof(w));
+	printf(INFO_LABEL "%s", "worker", w);
+	if (!proto_has(m, PF_WORKER)) {
+		printf("\n");
+		return;
+	}
+	x = render_str(m, PF_EXEC, buf, sizeof(buf));
+	printf(" %s", x);
+	if (proto_has(m, PF_TID)) {
+		printf(" (%s %" PRIu64,
+		       strcmp(x, proto_execs[PX_PROCESS]) == 0 ? "pid" : "tid",
+		       proto_u64(m, PF_TID, 0));
+		if (proto_i64(m, PF_WORKER, -1) >= 0)
+			printf(", served %" PRIu64, proto_u64(m, PF_SERVED, 0));
+		printf(")");
+	}
+	printf("\n");
+}
+
 static void
 info_print_job(const struct proto_msg *m)
 {
@@ -181,12 +98,14 @@ info_print_job(const struct proto_msg *m)
 	size_t len;
 
 	printf(INFO_LABEL "%" PRIu64 "\n", "job", proto_u64(m, PF_JOB, 0));
-	printf(INFO_LABEL "%s\n", "task", info_str(m, PF_TASK, a, sizeof(a)));
-	printf(INFO_LABEL "%s\n", "state", info_str(m, PF_STATE, a, sizeof(a)));
-	printf(INFO_LABEL "%s", "executor", info_str(m, PF_EXEC, a, sizeof(a)));
+	printf(INFO_LABEL "%s\n", "task", render_str(m, PF_TASK, a, sizeof(a)));
+	printf(INFO_LABEL "%s\n", "state",
+	       render_str(m, PF_STATE, a, sizeof(a)));
+	printf(INFO_LABEL "%s", "executor",
+	       render_str(m, PF_EXEC, a, sizeof(a)));
 	if (proto_has(m, PF_REQUESTED))
 		printf(" (requested %s)",
-		       info_str(m, PF_REQUESTED, a, sizeof(a)));
+		       render_str(m, PF_REQUESTED, a, sizeof(a)));
 	printf("\n");
 	printf(INFO_LABEL "%s\n", "daemon",
 	       proto_bool(m, PF_DAEMON, false) ? "yes" : "no");
@@ -198,12 +117,7 @@ info_print_job(const struct proto_msg *m)
 	if ((s = proto_str(m, PF_MSG, &len)) != NULL && len > 0)
 		printf(" %s", render_safe(a, sizeof(a), s, len));
 	printf("\n");
-	info_worker(m, b, sizeof(b));
-	printf(INFO_LABEL "%s", "worker", b);
-	if (proto_has(m, PF_TID))
-		printf(" (tid %" PRIu64 ", served %" PRIu64 ")",
-		       proto_u64(m, PF_TID, 0), proto_u64(m, PF_SERVED, 0));
-	printf("\n");
+	info_print_worker(m);
 	info_time_line("submitted", submitted, 0, "");
 	info_time_line("started", started, submitted, "queued");
 	info_time_line("finished", proto_u64(m, PF_FINISHED, 0), started,
@@ -214,9 +128,9 @@ info_print_job(const struct proto_msg *m)
 	}
 	if (proto_has(m, PF_ERROR)) {
 		printf(INFO_LABEL "%s", "error",
-		       info_str(m, PF_ERROR, b, sizeof(b)));
+		       render_str(m, PF_ERROR, b, sizeof(b)));
 		if (proto_has(m, PF_MESSAGE))
-			printf(": %s", info_str(m, PF_MESSAGE, a, sizeof(a)));
+			printf(": %s", render_str(m, PF_MESSAGE, a, sizeof(a)));
 		printf("\n");
 	}
 }
@@ -251,7 +165,7 @@ _Static_assert(INFO_PS_COLS == sizeof(info_ps_right) / sizeof(info_ps_right[0]),
                "ps columns");
 
 static void
-info_ps_row(struct info_table *t, size_t r, const struct proto_msg *row,
+info_ps_row(struct render_table *t, size_t r, const struct proto_msg *row,
             uint64_t now)
 {
 	char buf[128];
@@ -260,20 +174,20 @@ info_ps_row(struct info_table *t, size_t r, const struct proto_msg *row,
 	    proto_has(row, PF_EXEC) ? PF_EXEC : PF_REQUESTED;
 
 	snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(row, PF_JOB, 0));
-	info_table_set(t, r, 0, buf);
-	info_table_set(t, r, 1, info_str(row, PF_TASK, buf, sizeof(buf)));
-	info_table_set(t, r, 2, info_str(row, PF_STATE, buf, sizeof(buf)));
-	info_table_set(t, r, 3, info_str(row, exec, buf, sizeof(buf)));
-	info_worker(row, buf, sizeof(buf));
-	info_table_set(t, r, 4, buf);
+	render_table_set(t, r, 0, buf);
+	render_table_set(t, r, 1, render_str(row, PF_TASK, buf, sizeof(buf)));
+	render_table_set(t, r, 2, render_str(row, PF_STATE, buf, sizeof(buf)));
+	render_table_set(t, r, 3, render_str(row, exec, buf, sizeof(buf)));
+	render_worker(row, buf, sizeof(buf));
+	render_table_set(t, r, 4, buf);
 	info_progress(row, buf, sizeof(buf));
-	info_table_set(t, r, 5, buf);
+	render_table_set(t, r, 5, buf);
 	if (submitted == 0)
 		snprintf(buf, sizeof(buf), "-");
 	else
 		render_age(buf, sizeof(buf),
 		           now > submitted ? now - submitted : 0);
-	info_table_set(t, r, 6, buf);
+	render_table_set(t, r, 6, buf);
 }
 
 /* "2 running, 1 queued" from the counts map, in the order of states. */
@@ -308,7 +222,7 @@ cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 	struct proto_enc e;
 	struct proto_msg m, row;
 	struct proto_fault f;
-	struct info_table t;
+	struct render_table t;
 	const msgpack_object_array *jobs;
 	uint64_t id, now = info_realtime();
 	uint32_t i;
@@ -323,17 +237,17 @@ cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 	if (ctl->json)
 		return CTL_OK;
 	jobs = &m.f[PF_JOBS].via.array;
-	info_table_init(&t, INFO_PS_COLS, jobs->size, info_ps_titles,
-	                info_ps_right);
+	render_table_init(&t, INFO_PS_COLS, jobs->size, info_ps_titles,
+	                  info_ps_right);
 	for (i = 0; i < jobs->size; i++) {
 		if (proto_decode_fields(&jobs->ptr[i], &row, &f) < 0) {
-			info_table_free(&t);
+			render_table_free(&t);
 			return info_protocol_error(&f, "a ps row");
 		}
 		info_ps_row(&t, i, &row, now);
 	}
-	info_table_print(&t);
-	info_table_free(&t);
+	render_table_print(&t);
+	render_table_free(&t);
 	if (!ctl->quiet && isatty(STDOUT_FILENO))
 		info_ps_counts(&m);
 	return CTL_OK;
@@ -342,16 +256,21 @@ cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 /* ---- tasks ---- */
 
 static const char *const info_tasks_titles[] = {
-    "NAME",
-    "EXECUTORS",
-    "DEFAULT",
-    "SUMMARY",
+    "NAME", "EXECUTORS", "DEFAULT", "TRAITS", "SUMMARY",
 };
-static const bool info_tasks_right[] = {false, false, false, false};
+static const bool info_tasks_right[] = {false, false, false, false, false};
 #define INFO_TASKS_COLS                                                        \
 	(sizeof(info_tasks_titles) / sizeof(info_tasks_titles[0]))
+_Static_assert(INFO_TASKS_COLS ==
+                   sizeof(info_tasks_right) / sizeof(info_tasks_right[0]),
+               "tasks columns");
 
-/* The strings of an array field joined by commas. */
+/* How concd's auto executor follows from a task's traits. */
+#define INFO_AUTO_RULE                                                         \
+	"auto picks: non-blocking -> loop, blocking -> thread, cpu -> "        \
+	"process (thread when concd runs without processes)"
+
+/* The strings of an array field joined by commas; "-" for none. */
 static void
 info_join(const struct proto_msg *m, enum proto_field f, char *buf, size_t size)
 {
@@ -374,6 +293,8 @@ info_join(const struct proto_msg *m, enum proto_field f, char *buf, size_t size)
 		off += (size_t)snprintf(buf + off, size - off, "%s%s",
 		                        off == 0 ? "" : ",", item);
 	}
+	if (off == 0)
+		snprintf(buf, size, "-");
 }
 
 int
@@ -382,7 +303,7 @@ cmd_info_tasks(struct ctl *ctl, struct cmd_args *a)
 	struct proto_enc e;
 	struct proto_msg m, row;
 	struct proto_fault f;
-	struct info_table t;
+	struct render_table t;
 	const msgpack_object_array *tasks;
 	char buf[300], usage[300];
 	const char *s;
@@ -397,30 +318,33 @@ cmd_info_tasks(struct ctl *ctl, struct cmd_args *a)
 	if (ctl->json)
 		return CTL_OK;
 	tasks = &m.f[PF_TASKS].via.array;
-	info_table_init(&t, INFO_TASKS_COLS, tasks->size, info_tasks_titles,
-	                info_tasks_right);
+	render_table_init(&t, INFO_TASKS_COLS, tasks->size, info_tasks_titles,
+	                  info_tasks_right);
 	for (i = 0; i < tasks->size; i++) {
 		if (proto_decode_fields(&tasks->ptr[i], &row, &f) < 0) {
-			info_table_free(&t);
+			render_table_free(&t);
 			return info_protocol_error(&f, "a task");
 		}
-		info_table_set(&t, i, 0,
-		               info_str(&row, PF_NAME, buf, sizeof(buf)));
+		render_table_set(&t, i, 0,
+		                 render_str(&row, PF_NAME, buf, sizeof(buf)));
 		info_join(&row, PF_EXECUTORS, buf, sizeof(buf));
-		info_table_set(&t, i, 1, buf);
-		info_table_set(&t, i, 2,
-		               info_str(&row, PF_DEFAULT, buf, sizeof(buf)));
-		info_table_set(&t, i, 3,
-		               info_str(&row, PF_SUMMARY, buf, sizeof(buf)));
+		render_table_set(&t, i, 1, buf);
+		render_table_set(
+		    &t, i, 2, render_str(&row, PF_DEFAULT, buf, sizeof(buf)));
+		info_join(&row, PF_TRAITS, buf, sizeof(buf));
+		render_table_set(&t, i, 3, buf);
+		render_table_set(
+		    &t, i, 4, render_str(&row, PF_SUMMARY, buf, sizeof(buf)));
 		if ((s = proto_str(&row, PF_USAGE, &len)) != NULL && len > 0) {
 			snprintf(usage, sizeof(usage), "usage: %s",
 			         render_safe(buf, sizeof(buf), s, len));
-			if ((t.below[i] = strdup(usage)) == NULL)
-				err(CTL_CONNECT, "strdup");
+			render_table_below(&t, i, usage);
 		}
 	}
-	info_table_print(&t);
-	info_table_free(&t);
+	render_table_print(&t);
+	render_table_free(&t);
+	if (!ctl->quiet)
+		printf("%s\n", INFO_AUTO_RULE);
 	return CTL_OK;
 }
 

@@ -2,9 +2,9 @@
  * concctl.h -- the command-line client of concd.
  *
  * main.c parses the global options and runs one command; cmd.c holds the
- * command table and the shared argument grammar; cmd_job.c and cmd_info.c
- * carry out the commands; conn.c talks to the daemon; render.c turns
- * replies into text, JSON and progress bars.
+ * command table and the shared argument grammar; cmd_job.c, cmd_info.c
+ * and cmd_pool.c carry out the commands; conn.c talks to the daemon;
+ * render.c turns replies into text, tables, JSON and progress bars.
  */
 #ifndef CONCCTL_H
 #define CONCCTL_H
@@ -82,6 +82,8 @@ enum cmd_option {
 	CMD_OPT_TIMEOUT = 1 << 7,
 	CMD_OPT_LIMIT = 1 << 8,
 	CMD_OPT_CANCEL_PENDING = 1 << 9,
+	CMD_OPT_THREADS = 1 << 10,
+	CMD_OPT_PROCESSES = 1 << 11,
 };
 
 /* What every command gets: the global settings and the connection. */
@@ -125,8 +127,14 @@ struct cmd_args {
 	enum proto_exec exec;
 	uint64_t timeout_ms; /* 0: none */
 	uint64_t limit;
+	uint64_t threads;   /* CMD_OPT_THREADS */
+	uint64_t processes; /* CMD_OPT_PROCESSES */
 };
 
+/*
+ * One command.  A subcommand is a row in its parent's subs table, named
+ * by its whole path ("pool resize") and matched by the last word.
+ */
 struct cmd_entry {
 	const char *name;
 	const char *alias;
@@ -136,11 +144,14 @@ struct cmd_entry {
 	int maxargs; /* -1: no limit */
 	enum cmd_words words;
 	unsigned options; /* enum cmd_option */
+	unsigned one_of;  /* options of which at least one must be given */
 	bool offline;     /* needs no connection */
 	int (*exec)(struct ctl *, struct cmd_args *);
+	const struct cmd_entry *subs; /* the word after the name picks one */
+	size_t nsubs;
 };
 
-const struct cmd_entry *cmd_find(const char *name);
+const struct cmd_entry *cmd_find(int argc, char **argv, int *used);
 int cmd_parse(const struct cmd_entry *, int argc, char **argv,
               struct cmd_args *, struct ctl *);
 int cmd_run(struct ctl *, int argc, char **argv);
@@ -169,7 +180,24 @@ int cmd_info_tasks(struct ctl *, struct cmd_args *);
 int cmd_info_ping(struct ctl *, struct cmd_args *);
 int cmd_info_shutdown(struct ctl *, struct cmd_args *);
 
-/* ---- render.c: text, JSON and progress ---- */
+/* ---- cmd_pool.c: pool, pool resize ---- */
+
+int cmd_pool_show(struct ctl *, struct cmd_args *);
+int cmd_pool_resize(struct ctl *, struct cmd_args *);
+
+/* ---- render.c: text, tables, JSON and progress ---- */
+
+/* A table of strings, columns padded to their widest cell. */
+struct render_table {
+	size_t cols;
+	size_t rows;
+	const char *const *titles;
+	const bool *right; /* right-aligned columns */
+	char **cell;       /* rows * cols */
+	char **below;      /* a line under each row (or NULL entries) */
+};
+
+#define RENDER_TABLE_MAX_COLS 16
 
 struct render_progress {
 	uint64_t job;
@@ -184,6 +212,16 @@ struct render_progress {
 };
 
 const char *render_safe(char *, size_t, const char *, size_t);
+const char *render_str(const struct proto_msg *, enum proto_field, char *,
+                       size_t);
+void render_worker(const struct proto_msg *, char *, size_t);
+void render_table_init(struct render_table *, size_t cols, size_t rows,
+                       const char *const *titles, const bool *right);
+void render_table_set(struct render_table *, size_t row, size_t col,
+                      const char *);
+void render_table_below(struct render_table *, size_t row, const char *);
+void render_table_print(const struct render_table *);
+void render_table_free(struct render_table *);
 void render_json_line(const msgpack_object *);
 void render_value(FILE *, const msgpack_object *);
 void render_progress_text(char *, size_t, uint64_t done, uint64_t total);

@@ -1,7 +1,7 @@
 /*
  * render.c -- what the user sees: msgpack values as JSON or plain text,
- * times and durations, and the progress of a job as a live bar on a
- * terminal or as one plain line per event.
+ * tables, times and durations, and the progress of a job as a live bar
+ * on a terminal or as one plain line per event.
  *
  * Text that comes from the daemon (messages, task names) is shown with
  * control characters replaced, so a job cannot drive the terminal;
@@ -9,6 +9,7 @@
  */
 #include <sys/ioctl.h>
 
+#include <err.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -43,6 +44,123 @@ render_safe(char *dst, size_t size, const char *s, size_t len)
 	}
 	dst[len] = '\0';
 	return dst;
+}
+
+/* A string field made printable, "-" when absent or empty. */
+const char *
+render_str(const struct proto_msg *m, enum proto_field f, char *buf,
+           size_t size)
+{
+	const char *s;
+	size_t len;
+
+	if ((s = proto_str(m, f, &len)) == NULL || len == 0)
+		return "-";
+	return render_safe(buf, size, s, len);
+}
+
+/* A worker's index, "fresh" for one made for a single job, "-" for none. */
+void
+render_worker(const struct proto_msg *m, char *buf, size_t size)
+{
+	int64_t w = proto_i64(m, PF_WORKER, -1);
+
+	if (!proto_has(m, PF_WORKER))
+		snprintf(buf, size, "-");
+	else if (w < 0)
+		snprintf(buf, size, "fresh");
+	else
+		snprintf(buf, size, "%" PRId64, w);
+}
+
+void
+render_table_init(struct render_table *t, size_t cols, size_t rows,
+                  const char *const *titles, const bool *right)
+{
+	if (cols > RENDER_TABLE_MAX_COLS)
+		errx(CTL_CONNECT, "render_table_init: %zu columns", cols);
+	t->cols = cols;
+	t->rows = rows;
+	t->titles = titles;
+	t->right = right;
+	t->cell = calloc(rows * cols + 1, sizeof(*t->cell));
+	t->below = calloc(rows + 1, sizeof(*t->below));
+	if (t->cell == NULL || t->below == NULL)
+		err(CTL_CONNECT, "calloc");
+}
+
+void
+render_table_set(struct render_table *t, size_t row, size_t col, const char *s)
+{
+	free(t->cell[row * t->cols + col]);
+	if ((t->cell[row * t->cols + col] = strdup(s)) == NULL)
+		err(CTL_CONNECT, "strdup");
+}
+
+/* A line of its own under a row, indented to the second column. */
+void
+render_table_below(struct render_table *t, size_t row, const char *s)
+{
+	free(t->below[row]);
+	if ((t->below[row] = strdup(s)) == NULL)
+		err(CTL_CONNECT, "strdup");
+}
+
+static void
+render_table_row(const struct render_table *t, const char *const *cells,
+                 const size_t *width)
+{
+	size_t c;
+
+	for (c = 0; c < t->cols; c++) {
+		const char *s = cells[c] != NULL ? cells[c] : "";
+		bool last = c + 1 == t->cols;
+
+		if (t->right[c])
+			printf("%*s", (int)width[c], s);
+		else if (last)
+			printf("%s", s);
+		else
+			printf("%-*s", (int)width[c], s);
+		printf("%s", last ? "\n" : "  ");
+	}
+}
+
+void
+render_table_print(const struct render_table *t)
+{
+	size_t width[RENDER_TABLE_MAX_COLS] = {0}, r, c, len;
+
+	for (c = 0; c < t->cols; c++)
+		width[c] = strlen(t->titles[c]);
+	for (r = 0; r < t->rows; r++) {
+		for (c = 0; c < t->cols; c++) {
+			const char *s = t->cell[r * t->cols + c];
+
+			if (s != NULL && (len = strlen(s)) > width[c])
+				width[c] = len;
+		}
+	}
+	render_table_row(t, t->titles, width);
+	for (r = 0; r < t->rows; r++) {
+		render_table_row(t, (const char *const *)&t->cell[r * t->cols],
+		                 width);
+		if (t->below[r] != NULL)
+			printf("%*s%s\n", (int)width[0] + 2, "", t->below[r]);
+	}
+}
+
+void
+render_table_free(struct render_table *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->rows * t->cols; i++)
+		free(t->cell[i]);
+	for (i = 0; i < t->rows; i++)
+		free(t->below[i]);
+	free(t->cell);
+	free(t->below);
 }
 
 /* Length of the valid UTF-8 sequence at p, or 0 when there is none. */

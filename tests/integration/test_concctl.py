@@ -5,12 +5,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import BOUND, CONCTL, DaemonTest  # noqa: E402
 
 NOBODY = 65534
+POOL_TITLES = ["EXEC", "WORKER", "PID/TID", "STATE", "SERVED", "UPTIME",
+               "JOB"]
 
 
 class Concctl(DaemonTest):
@@ -145,10 +148,7 @@ class Concctl(DaemonTest):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
         c = self.d.client()
-        job = None
-        while job is None:  # the job exists once ps shows it
-            jobs = c.call("ps")["jobs"]
-            job = jobs[0]["job"] if jobs else None
+        job = c.first_job()
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=BOUND)
         self.assertEqual(p.returncode, 130)
@@ -174,6 +174,133 @@ class Concctl(DaemonTest):
         self.assertRegex(self.ctl("ps").stdout, r"(?m)^\s*%s\s" % theirs)
         self.assertEqual(self.ctl("cancel", theirs).returncode, 0)
         self.assertEqual(self.ctl("cancel", mine).returncode, 0)
+
+    def pool(self):
+        """concctl pool as rows of words, and its whole output."""
+        r = self.ctl("pool")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0].split(), POOL_TITLES)
+        rows = [l.split() for l in lines[1:]
+                if not l.startswith(("queue:", "size:"))]
+        return rows, r.stdout
+
+    def pool_until(self, ok):
+        """Read the pool until ok(rows) holds; bounded, never a delay."""
+        deadline = time.monotonic() + BOUND
+        while True:
+            rows, out = self.pool()
+            if ok(rows) or time.monotonic() > deadline:
+                return rows, out
+
+    @staticmethod
+    def count(rows, exec_):
+        return len([r for r in rows if r[0] == exec_])
+
+    def test_pool_lists_the_loop_and_every_idle_worker(self):
+        rows, out = self.pool()
+        self.assertEqual([r[0] for r in rows],
+                         ["loop"] + ["thread"] * 2 + ["process"] * 2, out)
+        self.assertEqual([r[3] for r in rows],
+                         ["loop", "idle", "idle", "idle", "idle"], out)
+        self.assertEqual([r[1] for r in rows], ["0", "0", "1", "0", "1"])
+        self.assertEqual([r[6] for r in rows], ["-"] * 5)
+        self.assertIn("queue: loop 0 running; thread 0 running, 0 queued; "
+                      "process 0 running, 0 queued\n", out)
+        self.assertIn("size: threads 2, processes 2\n", out)
+
+    def test_pool_shows_the_busy_process_worker_and_its_job(self):
+        job = self.ctl("submit", "sleep", "ms=600000", "-x",
+                       "process").stdout.strip()
+        self.assertTrue(job.isdigit(), job)
+
+        def busy(rows):
+            return [r for r in rows if r[0] == "process" and r[3] == "busy"]
+        rows, out = self.pool_until(busy)
+        self.assertEqual(len(busy(rows)), 1, out)
+        self.assertEqual(busy(rows)[0][6], job, out)
+        self.assertIn("process 1 running, 0 queued", out)
+        self.assertEqual(self.ctl("cancel", job).returncode, 0)
+
+    def test_pool_resize_changes_the_number_of_workers(self):
+        r = self.ctl("pool", "resize", "--processes", "3", "--threads", "1")
+        self.assertEqual((r.returncode, r.stdout),
+                         (0, "threads 1, processes 3\n"), r.stderr)
+        rows, out = self.pool_until(
+            lambda rows: (self.count(rows, "thread"),
+                          self.count(rows, "process")) == (1, 3))
+        self.assertEqual(self.count(rows, "thread"), 1, out)
+        self.assertEqual(self.count(rows, "process"), 3, out)
+        self.assertEqual(self.count(rows, "loop"), 1, out)
+        self.assertIn("size: threads 1, processes 3\n", out)
+
+    def test_pool_resize_needs_an_option_a_valid_size_and_permission(self):
+        r = self.ctl("pool", "resize")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("missing option: --threads or --processes", r.stderr)
+        r = self.ctl("pool", "resize", "--threads", "many")
+        self.assertEqual(r.returncode, 2)
+        r = self.ctl("pool", "frobnicate")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown subcommand: frobnicate", r.stderr)
+        r = self.ctl("pool", "resize", "--threads", "0")
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("bad_field: threads must be from 1", r.stderr)
+        os.chmod(self.d.socket, 0o666)
+        r = self.ctl("pool", "resize", "--processes", "1", user=NOBODY)
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("permission_denied", r.stderr)
+        self.assertEqual(self.count(self.pool()[0], "process"), 2)
+
+    def test_pool_help_documents_resize(self):
+        r = self.ctl("pool", "--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("pool resize [--threads N] [--processes M]", r.stdout)
+        self.assertIn("--processes M", r.stdout)
+        r = self.ctl("help", "pool", "resize")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("root or the daemon's user", r.stdout)
+
+    def test_fresh_process_runs_the_job_outside_the_pool(self):
+        r = self.ctl("run", "primes", "n=1000", "-x", "process", "--fresh")
+        self.assertEqual((r.returncode, r.stdout), (0, "168\n"), r.stderr)
+        r = self.ctl("--json", "run", "primes", "n=1000", "-x", "process",
+                     "--fresh")
+        end = json.loads(r.stdout.splitlines()[-1])
+        self.assertEqual((end["t"], end["exec"], end["worker"]),
+                         ("end", "process", -1))
+        job = end["job"]
+        self.assertRegex(self.ctl("status", job).stdout,
+                         r"(?m)^worker\s+fresh process \(pid %d\)$"
+                         % end["tid"])
+        self.assertRegex(self.ctl("ps", "-a").stdout,
+                         r"(?m)^\s*%d\s+primes\s+succeeded\s+process\s+"
+                         r"fresh\s" % job)
+        # the warm processes served nothing
+        rows, out = self.pool()
+        self.assertEqual([r[4] for r in rows if r[0] == "process"],
+                         ["0", "0"], out)
+
+    def test_status_names_the_warm_worker_and_its_executor(self):
+        for x, idname in (("thread", "tid"), ("process", "pid")):
+            r = self.ctl("--json", "run", "primes", "n=1000", "-x", x)
+            end = json.loads(r.stdout.splitlines()[-1])
+            st = self.ctl("status", end["job"]).stdout
+            self.assertRegex(st, r"(?m)^worker\s+%d %s \(%s %d, served 1\)$"
+                             % (end["worker"], x, idname, end["tid"]))
+
+    def test_tasks_shows_traits_and_the_auto_rule(self):
+        r = self.ctl("tasks")
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(r.stdout.splitlines()[0].split(),
+                         ["NAME", "EXECUTORS", "DEFAULT", "TRAITS",
+                          "SUMMARY"])
+        self.assertRegex(r.stdout, r"(?m)^primes\s+\S+\s+process\s+cpu\s")
+        self.assertRegex(r.stdout,
+                         r"(?m)^sleep\s+\S+\s+loop\s+non-blocking\s")
+        self.assertIn("auto picks: non-blocking -> loop, blocking -> thread, "
+                      "cpu -> process (thread when concd runs without "
+                      "processes)\n", r.stdout)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,178 @@
+/*
+ * cmd_pool.c -- the commands about the daemon's workers: pool lists every
+ * worker with its job and each executor's queue; pool resize changes how
+ * many warm threads and processes the daemon keeps.
+ *
+ * With --json the reply has already been printed by conn.c, so each
+ * command only checks it and returns.
+ */
+#include <err.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "concctl.h"
+
+static const char *const pool_titles[] = {
+    "EXEC", "WORKER", "PID/TID", "STATE", "SERVED", "UPTIME", "JOB",
+};
+static const bool pool_right[] = {
+    false, true, true, false, true, true, true,
+};
+#define POOL_COLS (sizeof(pool_titles) / sizeof(pool_titles[0]))
+_Static_assert(POOL_COLS == sizeof(pool_right) / sizeof(pool_right[0]),
+               "pool columns");
+
+/* The executors of the queue line, in order. */
+static const struct pool_queue {
+	enum proto_exec exec;
+	bool queues; /* has a queue: show its length even when empty */
+} pool_queues[] = {
+    {.exec = PX_LOOP, .queues = false},
+    {.exec = PX_THREAD, .queues = true},
+    {.exec = PX_PROCESS, .queues = true},
+};
+
+/* The value under key in a msgpack map, or NULL. */
+static const msgpack_object *
+pool_map_get(const msgpack_object *map, const char *key)
+{
+	uint32_t i;
+
+	if (map->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (i = 0; i < map->via.map.size; i++) {
+		if (proto_obj_streq(&map->via.map.ptr[i].key, key))
+			return &map->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
+/* A count under key in a msgpack map; 0 when absent or not a count. */
+static uint64_t
+pool_map_count(const msgpack_object *map, const char *key)
+{
+	const msgpack_object *v = pool_map_get(map, key);
+
+	if (v == NULL || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return 0;
+	return v->via.u64;
+}
+
+static void
+pool_row(struct render_table *t, size_t r, const struct proto_msg *w)
+{
+	char buf[64];
+	enum proto_field id = proto_has(w, PF_PID) ? PF_PID : PF_TID;
+
+	render_table_set(t, r, 0, render_str(w, PF_EXEC, buf, sizeof(buf)));
+	render_worker(w, buf, sizeof(buf));
+	render_table_set(t, r, 1, buf);
+	if (proto_u64(w, id, 0) != 0) /* 0: a thread not known yet */
+		snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, id, 0));
+	else
+		snprintf(buf, sizeof(buf), "-");
+	render_table_set(t, r, 2, buf);
+	render_table_set(t, r, 3, render_str(w, PF_STATE, buf, sizeof(buf)));
+	snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_SERVED, 0));
+	render_table_set(t, r, 4, buf);
+	render_age(buf, sizeof(buf), proto_u64(w, PF_UPTIME, 0));
+	render_table_set(t, r, 5, buf);
+	if (proto_has(w, PF_JOB))
+		snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_JOB, 0));
+	else
+		snprintf(buf, sizeof(buf), "-");
+	render_table_set(t, r, 6, buf);
+}
+
+/* "queue: loop 0 running; thread 2 running, 5 queued; ..." */
+static void
+pool_print_queues(const struct proto_msg *m)
+{
+	const msgpack_object *q;
+	size_t i;
+	int n = 0;
+
+	if (!proto_has(m, PF_QUEUES))
+		return;
+	for (i = 0; i < sizeof(pool_queues) / sizeof(pool_queues[0]); i++) {
+		const struct pool_queue *pq = &pool_queues[i];
+		const char *name = proto_execs[pq->exec];
+		uint64_t queued;
+
+		if ((q = pool_map_get(&m->f[PF_QUEUES], name)) == NULL)
+			continue;
+		queued = pool_map_count(q, "queued");
+		printf("%s%s %" PRIu64 " running", n++ == 0 ? "queue: " : "; ",
+		       name, pool_map_count(q, "running"));
+		if (pq->queues || queued > 0)
+			printf(", %" PRIu64 " queued", queued);
+	}
+	if (n > 0)
+		printf("\n");
+}
+
+/* "threads 8, processes 4": the configured sizes. */
+static void
+pool_print_sizes(const char *lead, const struct proto_msg *m)
+{
+	printf("%sthreads %" PRIu64 ", processes %" PRIu64 "\n", lead,
+	       proto_u64(m, PF_THREADS, 0), proto_u64(m, PF_PROCESSES, 0));
+}
+
+int
+cmd_pool_show(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m, row;
+	struct proto_fault f;
+	struct render_table t;
+	const msgpack_object_array *workers;
+	uint64_t id;
+	uint32_t i;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_POOL);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_POOLINFO, &m)) != CTL_OK)
+		return ret;
+	if (ctl->json)
+		return CTL_OK;
+	workers = &m.f[PF_WORKERS].via.array;
+	render_table_init(&t, POOL_COLS, workers->size, pool_titles,
+	                  pool_right);
+	for (i = 0; i < workers->size; i++) {
+		if (proto_decode_fields(&workers->ptr[i], &row, &f) < 0) {
+			render_table_free(&t);
+			warnx("protocol error in a worker: %s", f.message);
+			return CTL_CONNECT;
+		}
+		pool_row(&t, i, &row);
+	}
+	render_table_print(&t);
+	render_table_free(&t);
+	if (!ctl->quiet) {
+		pool_print_queues(&m);
+		pool_print_sizes("size: ", &m);
+	}
+	return CTL_OK;
+}
+
+int
+cmd_pool_resize(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	uint64_t id;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_RESIZE);
+	if (a->seen & CMD_OPT_THREADS)
+		proto_enc_u64(&e, PF_THREADS, a->threads);
+	if (a->seen & CMD_OPT_PROCESSES)
+		proto_enc_u64(&e, PF_PROCESSES, a->processes);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_OK, &m)) != CTL_OK)
+		return ret;
+	if (!ctl->json)
+		pool_print_sizes("", &m);
+	return CTL_OK;
+}
