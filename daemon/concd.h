@@ -171,6 +171,7 @@ struct job {
 	 */
 	struct {
 		uint8_t post;	   /* POOL_POST_* bits not yet taken */
+		bool pending;	   /* loop-owned: not yet handed over */
 		uint8_t state;	   /* final state, with POOL_POST_END */
 		int32_t worker;
 		pid_t tid;
@@ -288,6 +289,7 @@ struct pbuf *conn_out(struct conn *);
 void conn_dirty(struct conn *);
 /* True while the peer is slow: progress may be skipped. */
 bool conn_congested(const struct conn *);
+void conn_flush_final(int ms);
 struct watch_list *conn_watches(struct conn *);
 uid_t conn_uid(const struct conn *);
 void conn_close_all(void);
@@ -307,6 +309,7 @@ struct server_options {
 	int threads;
 	int processes;
 	int max_jobs_per_worker; /* 0: no limit */
+	int stop_timeout;	 /* seconds to drain on stop */
 	size_t max_finished;
 	bool foreground;
 	bool debug;
@@ -317,7 +320,7 @@ extern struct event_base *server_base;
 
 int server_listen(const char *path, char *cause, size_t causelen);
 void server_start(struct server_options *);
-void server_shutdown(const char *why);
+void server_shutdown(const char *why, bool cancel_pending);
 bool server_stopping(void);
 uid_t server_uid(void);
 uint64_t server_now_us(void);

@@ -32,6 +32,7 @@ static const struct config_key config_keys[] = {
 	{"max-jobs-per-worker", CONFIG_INT, 0, 1000000000,
 	    OPT(max_jobs_per_worker), true},
 	{"plugin-dir", CONFIG_PATH, 1, PATH_MAX - 1, OPT(plugin_dir), false},
+	{"stop-timeout", CONFIG_INT, 0, 3600, OPT(stop_timeout), true},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(CONFIG_NKEYS <= 32, "config_set_mask holds 32 keys");

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <poll.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -224,6 +226,35 @@ conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 			continue; /* the write event will do it */
 		if (conn_flush(c) < 0)
 			conn_close(c);
+	}
+}
+
+/*
+ * Before exiting: give every connection's queued output up to ms in all
+ * to drain, so final events reach clients that are still reading.
+ */
+void
+conn_flush_final(int ms)
+{
+	struct conn *c, *next;
+	struct timespec t0, t;
+	long left;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (c = TAILQ_FIRST(&conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		while (c->out_off < c->out.len) {
+			struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			left = ms - ((t.tv_sec - t0.tv_sec) * 1000 +
+			    (t.tv_nsec - t0.tv_nsec) / 1000000);
+			if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+				return;
+			c->closing = false;
+			if (conn_flush(c) < 0)
+				break;
+		}
 	}
 }
 

@@ -11,6 +11,7 @@
 
 static struct event_base *loop_base;
 static size_t loop_nrunning;
+static pid_t loop_pid;
 static uint32_t loop_served;
 
 static void loop_step_cb(evutil_socket_t, short, void *);
@@ -36,6 +37,7 @@ void
 loop_exec_init(struct event_base *base)
 {
 	loop_base = base;
+	loop_pid = getpid();
 }
 
 static void
@@ -57,30 +59,34 @@ loop_run(struct job *j)
 	struct task_ctx *ctx = &j->ctx;
 	struct event *ev = j->xdata;
 	struct timeval tv;
+	enum task_step st = task_ctx_step(ctx);
 
-	switch (task_ctx_step(ctx)) {
-	case TASK_DONE:
+	if (st == TASK_DONE) {
 		loop_end(j, PS_SUCCEEDED);
-		break;
-	case TASK_FAILED:
+		return;
+	}
+	if (st == TASK_FAILED) {
 		loop_end(j, task_cancelled(ctx) ? PS_CANCELLED : PS_FAILED);
-		break;
-	case TASK_YIELD:
+		return;
+	}
+	/* the job's one event, made when it first has to wait */
+	if (ev == NULL &&
+	    (ev = j->xdata = evtimer_new(loop_base, loop_step_cb, j)) == NULL) {
+		task_fail(ctx, "out of memory");
+		loop_end(j, PS_FAILED);
+		return;
+	}
+	if (st == TASK_YIELD) {
 		event_active(ev, EV_TIMEOUT, 1);
-		break;
-	case TASK_WAIT:
-		if (ctx->wait_fd >= 0) {
-			event_assign(ev, loop_base, ctx->wait_fd,
-			    ctx->wait_write ? EV_WRITE : EV_READ, loop_step_cb,
-			    j);
-			event_add(ev, NULL);
-		} else {
-			evtimer_assign(ev, loop_base, loop_step_cb, j);
-			tv.tv_sec = (time_t)(ctx->wait_ms / 1000);
-			tv.tv_usec = (suseconds_t)(ctx->wait_ms % 1000) * 1000;
-			evtimer_add(ev, &tv);
-		}
-		break;
+	} else if (ctx->wait_fd >= 0) {
+		event_assign(ev, loop_base, ctx->wait_fd,
+		    ctx->wait_write ? EV_WRITE : EV_READ, loop_step_cb, j);
+		event_add(ev, NULL);
+	} else {
+		evtimer_assign(ev, loop_base, loop_step_cb, j);
+		tv.tv_sec = (time_t)(ctx->wait_ms / 1000);
+		tv.tv_usec = (suseconds_t)(ctx->wait_ms % 1000) * 1000;
+		evtimer_add(ev, &tv);
 	}
 }
 
@@ -93,19 +99,11 @@ loop_step_cb(evutil_socket_t fd, short what, void *arg)
 static void
 loop_submit(struct job *j)
 {
-	struct event *ev;
-
 	job_start(j);
 	j->worker = 0;
-	j->tid = getpid();
-	loop_nrunning++;
-	if ((ev = evtimer_new(loop_base, loop_step_cb, j)) == NULL) {
-		task_fail(&j->ctx, "out of memory");
-		loop_end(j, PS_FAILED);
-		return;
-	}
-	j->xdata = ev;
+	j->tid = loop_pid;
 	j->served = ++loop_served;
+	loop_nrunning++;
 	if (task_ctx_start(&j->ctx, j, &loop_ops, NULL) < 0) {
 		loop_end(j, PS_FAILED);
 		return;

@@ -18,6 +18,7 @@
 #include "concd.h"
 
 #define DEFAULT_MAX_FINISHED 10000
+#define DEFAULT_STOP_TIMEOUT 60 /* below systemd's TimeoutStopSec=90 */
 #ifndef CONCD_CONFIG_FILE
 #define CONCD_CONFIG_FILE "/etc/concd/concd.conf"
 #endif
@@ -29,6 +30,7 @@ enum {
 	OPT_MAX_FINISHED = 256,
 	OPT_PLUGIN_DIR,
 	OPT_MAX_JOBS,
+	OPT_STOP_TIMEOUT,
 };
 
 static const struct option longopts[] = {
@@ -43,6 +45,7 @@ static const struct option longopts[] = {
 	{"max-finished", required_argument, NULL, OPT_MAX_FINISHED},
 	{"max-jobs-per-worker", required_argument, NULL, OPT_MAX_JOBS},
 	{"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
+	{"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
 	{NULL, 0, NULL, 0},
 };
 
@@ -54,6 +57,7 @@ usage(int status)
 	    "[-p processes]\n"
 	    "             [--max-finished n] [--max-jobs-per-worker n] "
 	    "[--plugin-dir dir]\n"
+	    "             [--stop-timeout seconds]\n"
 	    "  -f, --foreground             stay in the foreground\n"
 	    "  -d, --debug                  log debug messages\n"
 	    "  -c, --config FILE            read FILE (default %s)\n"
@@ -68,9 +72,12 @@ usage(int status)
 	    "N jobs\n"
 	    "      --plugin-dir DIR         load task plugins from DIR\n"
 	    "                               (default %s)\n"
+	    "      --stop-timeout SECONDS   drain jobs this long on stop "
+	    "(default %d)\n"
 	    "  -h, --help                   show this help\n"
 	    "  -V, --version                show the version\n",
-	    CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR);
+	    CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
+	    DEFAULT_STOP_TIMEOUT);
 	exit(status);
 }
 
@@ -172,6 +179,7 @@ main(int argc, char *argv[])
 	opt.threads = n > 0 ? (int)n : 1;
 	opt.processes = opt.threads;
 	opt.max_finished = DEFAULT_MAX_FINISHED;
+	opt.stop_timeout = DEFAULT_STOP_TIMEOUT;
 	while ((ch = getopt_long(argc, argv, "c:dfhp:s:t:V", longopts,
 		    NULL)) != -1) {
 		switch (ch) {
@@ -208,6 +216,9 @@ main(int argc, char *argv[])
 			break;
 		case OPT_PLUGIN_DIR:
 			flag(&opt, "plugin-dir", optarg);
+			break;
+		case OPT_STOP_TIMEOUT:
+			flag(&opt, "stop-timeout", optarg);
 			break;
 		default:
 			usage(2);

@@ -39,10 +39,12 @@ struct tworker {
 	void *wstate[TASK_MAX_TASKS]; /* per-task warm state */
 	bool inited[TASK_MAX_TASKS];
 
+	pid_t tid; /* set by the thread itself before it takes a job */
+
 	/* loop-owned copies, for `concctl pool` */
 	uint64_t job;
 	uint32_t served;
-	pid_t tid;
+	pid_t shown_tid;
 	uint64_t since;
 	TAILQ_ENTRY(tworker) link;
 };
@@ -62,6 +64,8 @@ static struct {
 
 	/* loop-owned */
 	struct event *wake_ev;
+	struct event *submit_ev;
+	struct job_queue pending; /* submitted during this loop pass */
 	struct tworker_list workers;
 	int nworkers;
 	size_t nqueued, nrunning;
@@ -87,12 +91,10 @@ pool_now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* Called with the lock held. */
-static bool
-pool_post_locked(struct job *j, uint8_t bits)
+/* Called with the lock held: list j for the loop, without waking it. */
+static void
+pool_list_locked(struct job *j, uint8_t bits)
 {
-	bool wake;
-
 	if (j->handoff.post == 0) {
 		if (pool.nposted == pool.capposted) {
 			size_t n = pool.capposted ? pool.capposted * 2 : 256;
@@ -105,9 +107,23 @@ pool_post_locked(struct job *j, uint8_t bits)
 		pool.posted[pool.nposted++] = j;
 	}
 	j->handoff.post |= bits;
-	wake = !pool.wake_pending;
+}
+
+/* With the lock held: does the caller have to wake the loop? */
+static bool
+pool_wake_locked(void)
+{
+	bool wake = !pool.wake_pending;
+
 	pool.wake_pending = true;
 	return wake;
+}
+
+static bool
+pool_post_locked(struct job *j, uint8_t bits)
+{
+	pool_list_locked(j, bits);
+	return pool_wake_locked();
 }
 
 static void
@@ -202,25 +218,47 @@ thread_fini_tasks(struct tworker *w)
 	}
 }
 
+/*
+ * Run one job.  "Started" rides along with the job's next report rather
+ * than waking the loop on its own: a short job costs the loop one wake-up
+ * in all; a longer one wakes it after its first step.
+ */
 static void
 thread_run(struct tworker *w, struct job *j, uint32_t served)
 {
 	struct task_ctx *ctx = &j->ctx;
 	enum task_step st = TASK_FAILED;
-	bool wake;
+	bool wake, first = true;
 
 	pthread_mutex_lock(&pool.lock);
-	j->handoff.tid = gettid();
+	j->handoff.tid = w->tid;
 	j->handoff.served = served;
 	j->handoff.started = pool_now_us();
-	wake = pool_post_locked(j, POOL_POST_STARTED);
+	pool_list_locked(j, POOL_POST_STARTED);
 	pthread_mutex_unlock(&pool.lock);
-	if (wake)
-		event_active(pool.wake_ev, EV_READ, 1);
 
 	if (!task_cancelled(ctx) && thread_init_task(w, j) == 0 &&
-	    task_ctx_start(ctx, j, &thread_ops, w->wstate[task_index(j->task)]) == 0)
-		st = task_run_blocking(ctx, thread_wait, w);
+	    task_ctx_start(ctx, j, &thread_ops,
+		w->wstate[task_index(j->task)]) == 0) {
+		for (;;) {
+			st = task_ctx_step(ctx);
+			if (st == TASK_DONE || st == TASK_FAILED)
+				break;
+			if (first) {
+				first = false;
+				pthread_mutex_lock(&pool.lock);
+				wake = pool_wake_locked();
+				pthread_mutex_unlock(&pool.lock);
+				if (wake)
+					event_active(pool.wake_ev, EV_READ, 1);
+			}
+			if ((st == TASK_WAIT && !thread_wait(ctx, w)) ||
+			    task_cancelled(ctx)) {
+				st = TASK_FAILED;
+				break;
+			}
+		}
+	}
 	task_ctx_stop(ctx);
 
 	pthread_mutex_lock(&pool.lock);
@@ -256,6 +294,7 @@ thread_main(void *arg)
 	struct job *j;
 	bool wake;
 
+	w->tid = gettid();
 	if (w->fresh_job != NULL) {
 		thread_run(w, w->fresh_job, 1);
 		thread_fini_tasks(w);
@@ -413,7 +452,7 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 			t->job->started = t->started;
 			w->job = t->job->id;
 			w->served = t->job->served;
-			w->tid = t->job->tid;
+			w->shown_tid = t->job->tid;
 		}
 		if ((t->post & (POOL_POST_PROGRESS | POOL_POST_END)) ==
 		    POOL_POST_PROGRESS)
@@ -429,6 +468,33 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 		thread_reap();
 }
 
+/*
+ * Jobs submitted during one loop pass go to the workers together: one
+ * lock, and a signal per job only while workers are idle.
+ */
+static void
+thread_submit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j;
+	int n = 0;
+
+	if (TAILQ_EMPTY(&pool.pending))
+		return;
+	pthread_mutex_lock(&pool.lock);
+	while ((j = TAILQ_FIRST(&pool.pending)) != NULL) {
+		TAILQ_REMOVE(&pool.pending, j, link);
+		j->handoff.pending = false;
+		TAILQ_INSERT_TAIL(&pool.todo, j, link);
+		n++;
+	}
+	if (n >= pool.idle)
+		pthread_cond_broadcast(&pool.work);
+	else
+		while (n-- > 0)
+			pthread_cond_signal(&pool.work);
+	pthread_mutex_unlock(&pool.lock);
+}
+
 static void
 thread_submit(struct job *j)
 {
@@ -441,12 +507,11 @@ thread_submit(struct job *j)
 		}
 		return;
 	}
-	pthread_mutex_lock(&pool.lock);
 	j->xdata = NULL; /* queued */
-	TAILQ_INSERT_TAIL(&pool.todo, j, link);
-	if (pool.idle > 0)
-		pthread_cond_signal(&pool.work);
-	pthread_mutex_unlock(&pool.lock);
+	j->handoff.pending = true;
+	if (TAILQ_EMPTY(&pool.pending))
+		event_active(pool.submit_ev, 0, 1);
+	TAILQ_INSERT_TAIL(&pool.pending, j, link);
 }
 
 static void
@@ -455,8 +520,15 @@ thread_cancel(struct job *j)
 	struct tworker *w;
 	uint64_t one = 1;
 
-	pthread_mutex_lock(&pool.lock);
 	atomic_store(&j->ctx.cancel, true);
+	if (j->handoff.pending) {
+		TAILQ_REMOVE(&pool.pending, j, link);
+		j->handoff.pending = false;
+		pool.nqueued--;
+		job_finish(j, PS_CANCELLED);
+		return;
+	}
+	pthread_mutex_lock(&pool.lock);
 	if ((w = j->xdata) == NULL) {
 		TAILQ_REMOVE(&pool.todo, j, link);
 	} else {
@@ -477,8 +549,10 @@ pool_thread_init(struct event_base *base, int n)
 	pthread_condattr_init(&pool_condattr);
 	pthread_condattr_setclock(&pool_condattr, CLOCK_MONOTONIC);
 	TAILQ_INIT(&pool.todo);
+	TAILQ_INIT(&pool.pending);
 	pool.wake_ev = event_new(base, -1, EV_READ, thread_wake_cb, NULL);
-	if (pool.wake_ev == NULL)
+	pool.submit_ev = event_new(base, -1, 0, thread_submit_cb, NULL);
+	if (pool.wake_ev == NULL || pool.submit_ev == NULL)
 		return -1;
 	return pool_thread_resize(n);
 }
@@ -522,7 +596,7 @@ pool_thread_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		memset(&info, 0, sizeof(info));
 		info.exec = PX_THREAD;
 		info.index = w->index;
-		info.id = (uint64_t)w->tid;
+		info.id = (uint64_t)w->shown_tid;
 		info.served = w->served;
 		info.since = w->since;
 		info.job = w->job;
@@ -562,7 +636,9 @@ thread_shutdown(void)
 	pool.nworkers = 0;
 	if (pool.wake_ev != NULL)
 		event_free(pool.wake_ev);
-	pool.wake_ev = NULL;
+	if (pool.submit_ev != NULL)
+		event_free(pool.submit_ev);
+	pool.wake_ev = pool.submit_ev = NULL;
 	free(pool.posted);
 	free(pool.taken);
 	pool.posted = NULL;

@@ -365,7 +365,8 @@ request_shutdown(struct conn *c, const struct proto_msg *m)
 	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
 	proto_enc_end(&e);
 	conn_dirty(c);
-	server_shutdown("shutdown requested");
+	server_shutdown("shutdown requested",
+	    proto_bool(m, PF_CANCEL_PENDING, false));
 }
 
 struct pool_walk {

@@ -19,7 +19,6 @@
 #include "concd.h"
 
 #define SERVER_MAX_LISTEN  8
-#define SERVER_STOP_LIMIT  10 /* seconds to deliver final events */
 
 struct event_base *server_base;
 
@@ -31,8 +30,6 @@ static struct {
 	bool bound; /* we made path, so we remove it */
 	struct event *backoff;
 	struct event *sig[3];
-	struct event *stop_ev;
-	struct event *stop_timer;
 	bool stopping;
 	uid_t uid;
 	uint64_t started;
@@ -212,22 +209,61 @@ server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
+/*
+ * Stopping: no new connections or jobs; --daemon jobs are killed at once;
+ * the others are drained (queued ones too, unless cancel_pending) within
+ * the stop timeout; then whatever is left is cut off.  Final events
+ * reach the clients still connected before concd exits.
+ */
+static struct {
+	struct event *check;  /* runs on every state change */
+	struct event *timer;  /* the stop timeout, then the hard limit */
+	size_t killed;	      /* daemon jobs */
+	size_t dropped;	      /* queued jobs cancelled by cancel_pending */
+	size_t draining;      /* non-daemon jobs waited for */
+	size_t cut;	      /* of those, cut off by timeout or signal */
+	bool cutting;
+} stop;
+
+#define STOP_HARD_LIMIT 10 /* seconds for cancelled jobs to end */
+
 static void
 server_exit_cb(evutil_socket_t fd, short what, void *arg)
 {
+	log_info("stopped: %zu jobs drained, %zu daemon jobs killed, "
+		 "%zu queued jobs cancelled, %zu cut off",
+	    stop.draining - stop.cut, stop.killed, stop.dropped, stop.cut);
+	conn_flush_final(2000);
 	event_base_loopexit(server_base, NULL);
 }
 
-/* Stop once nothing is queued or running and the replies are out. */
-static void
-server_stop_check_cb(evutil_socket_t fd, short what, void *arg)
+static size_t
+server_active(void)
 {
 	size_t counts[PS_COUNT];
 
 	job_counts(counts);
-	if (counts[PS_QUEUED] + counts[PS_RUNNING] > 0)
+	return counts[PS_QUEUED] + counts[PS_RUNNING];
+}
+
+/* Stop once nothing is queued or running. */
+static void
+server_stop_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	size_t counts[PS_COUNT];
+	char status[128];
+
+	job_counts(counts);
+	if (counts[PS_QUEUED] + counts[PS_RUNNING] > 0) {
+		snprintf(status, sizeof(status),
+		    "stopping: draining %zu running, %zu queued",
+		    counts[PS_RUNNING], counts[PS_QUEUED]);
+		notify_status(status);
 		return;
-	/* one more pass lets the flush run first */
+	}
+	event_del(stop.check);
+	evtimer_del(stop.timer);
+	/* one more pass lets the final events go out first */
 	event_base_once(server_base, -1, EV_TIMEOUT, server_exit_cb, NULL,
 	    NULL);
 }
@@ -255,35 +291,86 @@ server_collect_cb(struct job *j, void *arg)
 	l->ids[l->n++] = j->id;
 }
 
-/* Ids first: finishing a job may free others, so no walk while cancelling. */
+/*
+ * Ids first: finishing a job may free others, so no walk while
+ * cancelling.  which: 0 all active jobs, 1 the daemon ones and (with
+ * queued) the queued ones.
+ */
 static void
-server_cancel_all(void)
+server_cancel(bool all, bool queued)
 {
 	struct id_list l = {NULL, 0, 0};
 	struct job *j;
 	size_t i;
 
 	job_foreach(server_collect_cb, &l);
-	for (i = 0; i < l.n; i++)
-		if ((j = job_find(l.ids[i])) != NULL)
-			job_cancel(j);
+	for (i = 0; i < l.n; i++) {
+		if ((j = job_find(l.ids[i])) == NULL ||
+		    PROTO_STATE_FINAL(j->state))
+			continue;
+		if (all) {
+			if (!j->daemon)
+				stop.cut++;
+			else
+				stop.killed++;
+			log_warnx("job %llu (%s) cut off while %s",
+			    (unsigned long long)j->id, j->task->name,
+			    proto_states[j->state]);
+		} else if (j->daemon) {
+			stop.killed++;
+		} else if (queued && j->state == PS_QUEUED) {
+			stop.dropped++;
+		} else {
+			stop.draining++;
+			continue;
+		}
+		job_cancel(j);
+	}
 	free(l.ids);
 }
 
-void
-server_shutdown(const char *why)
+static void
+server_hard_limit_cb(evutil_socket_t fd, short what, void *arg)
 {
-	static const struct timeval limit = {SERVER_STOP_LIMIT, 0};
-	size_t counts[PS_COUNT];
+	log_warnx("%zu jobs did not end after being cancelled; exiting",
+	    server_active());
+	server_exit_cb(-1, 0, NULL);
+}
+
+/* The stop timeout, or a second signal: cancel what is left. */
+static void
+server_cut(const char *why)
+{
+	static const struct timeval hard = {STOP_HARD_LIMIT, 0};
+
+	if (stop.cutting)
+		return;
+	stop.cutting = true;
+	log_warnx("%s: cancelling the %zu jobs still active", why,
+	    server_active());
+	server_cancel(true, true);
+	evtimer_del(stop.timer);
+	evtimer_assign(stop.timer, server_base, server_hard_limit_cb, NULL);
+	evtimer_add(stop.timer, &hard);
+	event_active(stop.check, 0, 1);
+}
+
+static void
+server_stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	server_cut("stop timeout");
+}
+
+void
+server_shutdown(const char *why, bool cancel_pending)
+{
+	struct timeval limit = {srv.opt != NULL ? srv.opt->stop_timeout : 0, 0};
 	int i;
 
 	if (srv.stopping)
 		return;
 	srv.stopping = true;
 	notify_stopping();
-	job_counts(counts);
-	log_info("%s: stopping; cancelling %zu running and %zu queued jobs",
-	    why, counts[PS_RUNNING], counts[PS_QUEUED]);
 	for (i = 0; i < srv.nfds; i++) {
 		event_del(srv.ev[i]);
 		close(srv.fds[i]);
@@ -291,20 +378,24 @@ server_shutdown(const char *why)
 	srv.nfds = 0;
 	if (srv.bound)
 		unlink(srv.path);
-	server_cancel_all();
-	srv.stop_ev = event_new(server_base, -1, EV_PERSIST,
+	server_cancel(false, cancel_pending);
+	log_info("%s: stopping; draining %zu jobs (for at most %ld s), "
+		 "killed %zu daemon jobs, cancelled %zu queued",
+	    why, stop.draining, (long)limit.tv_sec, stop.killed,
+	    stop.dropped);
+	stop.check = event_new(server_base, -1, EV_PERSIST,
 	    server_stop_check_cb, NULL);
-	srv.stop_timer = evtimer_new(server_base, server_exit_cb, NULL);
-	evtimer_add(srv.stop_timer, &limit);
-	event_active(srv.stop_ev, 0, 1);
+	stop.timer = evtimer_new(server_base, server_stop_timeout_cb, NULL);
+	evtimer_add(stop.timer, &limit);
+	event_active(stop.check, 0, 1);
 }
 
 /* sched.c calls this on every state change. */
 void
 server_state_changed(void)
 {
-	if (srv.stopping && srv.stop_ev != NULL)
-		event_active(srv.stop_ev, 0, 1);
+	if (srv.stopping && stop.check != NULL)
+		event_active(stop.check, 0, 1);
 }
 
 /*
@@ -335,6 +426,7 @@ server_reload(void)
 	    pool_process_resize(o.processes) == 0)
 		srv.opt->processes = o.processes;
 	srv.opt->max_jobs_per_worker = o.max_jobs_per_worker;
+	srv.opt->stop_timeout = o.stop_timeout;
 	pool_process_set_max_jobs(o.max_jobs_per_worker);
 	log_info("reloaded %s: %d threads, %d processes",
 	    srv.opt->config_path, pool_thread_size(), pool_process_size());
@@ -348,11 +440,13 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 		server_reload();
 		break;
 	default:
-		if (srv.stopping) {
-			log_warnx("%s again: exiting now", strsignal(sig));
+		if (stop.cutting) {
+			log_warnx("%s a third time: exiting now", strsignal(sig));
 			event_base_loopexit(server_base, NULL);
-		} else
-			server_shutdown(strsignal(sig));
+		} else if (srv.stopping)
+			server_cut(strsignal(sig));
+		else
+			server_shutdown(strsignal(sig), false);
 	}
 }
 
@@ -393,10 +487,10 @@ server_free(void)
 		close(srv.fds[i]);
 	if (srv.backoff != NULL)
 		event_free(srv.backoff);
-	if (srv.stop_ev != NULL)
-		event_free(srv.stop_ev);
-	if (srv.stop_timer != NULL)
-		event_free(srv.stop_timer);
+	if (stop.check != NULL)
+		event_free(stop.check);
+	if (stop.timer != NULL)
+		event_free(stop.timer);
 	if (srv.bound && !srv.stopping)
 		unlink(srv.path);
 }

@@ -111,6 +111,7 @@ class Client:
         self.sock.connect(path)
         self.buf = b""
         self.next_id = 1
+        self.pending = []  # messages read while looking for another id
 
     def send_raw(self, data):
         self.sock.sendall(data)
@@ -127,6 +128,22 @@ class Client:
 
     def recv(self):
         """The next message, or None when the daemon closed."""
+        if self.pending:
+            return self.pending.pop(0)
+        return self._read()
+
+    def recv_for(self, rid):
+        """The next message for request rid; others wait their turn."""
+        for i, m in enumerate(self.pending):
+            if m.get("id") == rid:
+                return self.pending.pop(i)
+        while True:
+            m = self._read()
+            if m is None or m.get("id") == rid:
+                return m
+            self.pending.append(m)
+
+    def _read(self):
         while True:
             if len(self.buf) >= 4:
                 n = struct.unpack(">I", self.buf[:4])[0]
@@ -141,20 +158,38 @@ class Client:
 
     def call(self, t, **fields):
         rid = self.request(t, **fields)
-        m = self.recv()
-        assert m is not None and m.get("id") == rid, m
+        m = self.recv_for(rid)
+        assert m is not None, "connection closed before the reply"
         return m
 
     def until_end(self, rid):
         events = []
         while True:
-            m = self.recv()
+            m = self.recv_for(rid)
             assert m is not None, "connection closed before the end event"
-            if m.get("id") != rid:
-                continue
             events.append(m)
             if m["t"] in ("end", "error"):
                 return events
+
+    def wait_state(self, job, *states, bound=BOUND):
+        """Ask for the job's status until it is in one of states: each
+        answer is an event, and the asking is bounded."""
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            st = self.call("status", job=job)
+            if st.get("state") in states:
+                return st
+        raise AssertionError("job %d never reached %r: %r"
+                             % (job, states, st))
+
+    def first_job(self, bound=BOUND):
+        """The id of the first job ps shows, asking until there is one."""
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            jobs = self.call("ps")["jobs"]
+            if jobs:
+                return jobs[0]["job"]
+        raise AssertionError("no job appeared within %ss" % bound)
 
     def close(self):
         self.sock.close()

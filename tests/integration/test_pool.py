@@ -77,9 +77,7 @@ class ProcessPool(DaemonTest):
         job = c.recv()["job"]
         other = c.call("submit", task="sleep", args={"ms": 300},
                        exec="process")["job"]
-        st = c.call("status", job=job)
-        while st["state"] != "running":
-            st = c.call("status", job=job)
+        st = c.wait_state(job, "running")
         os.kill(st["tid"], signal.SIGKILL)
         end = c.until_end(rid)[-1]
         self.assertEqual((end["state"], end["error"]),
@@ -100,9 +98,7 @@ class ProcessPool(DaemonTest):
         rid = c.request("submit", task="sleep", args={"ms": 600000},
                         exec="process", watch=True)
         job = c.recv()["job"]
-        st = c.call("status", job=job)
-        while st["state"] != "running":
-            st = c.call("status", job=job)
+        st = c.wait_state(job, "running")
         c.request("cancel", job=job)
         self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
         # the same worker serves on

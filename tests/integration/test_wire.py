@@ -32,7 +32,8 @@ class Wire(DaemonTest):
     def test_tasks_lists_traits_executors_and_defaults(self):
         m = self.d.client().call("tasks")
         tasks = {t["name"]: t for t in m["tasks"]}
-        self.assertEqual(set(tasks), {"noop", "sleep", "primes"})
+        self.assertEqual(set(tasks), {"noop", "sleep", "primes", "counter",
+                                      "checksum", "table"})
         self.assertEqual(tasks["primes"]["traits"], ["cpu"])
         self.assertEqual(tasks["primes"]["default"], "process")
         self.assertEqual(tasks["sleep"]["default"], "loop")
@@ -276,11 +277,7 @@ class Wire(DaemonTest):
                         watch=True)
         # read nothing until the job is over: watch it from elsewhere
         other = self.d.client()
-        self.assertEqual(other.recv() if False else None, None)
-        job = None
-        while job is None:
-            ps = other.call("ps")
-            job = ps["jobs"][0]["job"] if ps["jobs"] else None
+        job = other.first_job()
         other.until_end(other.request("watch", job=job))
         ev = c.until_end(rid)
         progress = [e for e in ev if e["t"] == "progress"]
@@ -289,10 +286,11 @@ class Wire(DaemonTest):
         dones = [e["done"] for e in progress]
         self.assertEqual(dones, sorted(dones))
 
-    def test_sigterm_cancels_jobs_delivers_end_events_and_exits_zero(self):
+    def test_sigterm_kills_daemon_jobs_delivers_end_events_exits_zero(self):
         c = self.d.client()
         rids = [c.request("submit", task="sleep", args={"ms": 600000},
-                          exec=x, watch=True) for x in ("loop", "thread")]
+                          exec=x, daemon=True, watch=True)
+                for x in ("loop", "thread")]
         for _ in rids:
             self.assertEqual(c.recv()["t"], "accepted")
         self.d.proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,122 @@
+"""Job lifetimes on stop: --daemon jobs are killed at once, the others are
+drained within the stop timeout, and clients get every final event."""
+import os
+import signal
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import BOUND, Daemon  # noqa: E402
+
+
+def submit(c, daemon=False, ms=300, exec_="loop", watch=True):
+    rid = c.request("submit", task="sleep", args={"ms": ms}, exec=exec_,
+                    daemon=daemon, watch=watch)
+    m = c.recv_for(rid)
+    assert m["t"] == "accepted", m
+    return rid, m["job"]
+
+
+class Stop(unittest.TestCase):
+    def setUp(self):
+        self.d = Daemon("-p", "2", "--stop-timeout", "30")
+
+    def tearDown(self):
+        self.d.close()
+
+    def wait_running(self, c, job):
+        c.wait_state(job, "running")
+
+    def test_sigterm_kills_daemon_jobs_and_drains_the_others(self):
+        c = self.d.client()
+        jobs = {}
+        for x in ("loop", "thread", "process"):
+            jobs["daemon-" + x] = submit(c, True, 600000, x)
+            jobs["normal-" + x] = submit(c, False, 400, x)
+        for _, job in jobs.values():
+            self.wait_running(c, job)
+        self.d.proc.send_signal(signal.SIGTERM)
+        for name, (rid, _) in jobs.items():
+            end = c.until_end(rid)[-1]
+            want = "cancelled" if name.startswith("daemon") else "succeeded"
+            self.assertEqual(end["state"], want, name)
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+        log = self.d.log()
+        self.assertIn("draining 3 jobs", log)
+        self.assertIn("killed 3 daemon jobs", log)
+        self.assertIn("stopped: 3 jobs drained, 3 daemon jobs killed, "
+                      "0 queued jobs cancelled, 0 cut off", log)
+        self.d.notify.wait_for("STOPPING=1")
+
+    def test_queued_jobs_are_drained_too_unless_cancel_pending(self):
+        c = self.d.client()
+        running = [submit(c, False, 300, "process") for _ in range(2)]
+        queued = submit(c, False, 100, "process")
+        for r in running:
+            self.wait_running(c, r[1])
+        self.assertEqual(c.call("status", job=queued[1])["state"], "queued")
+        self.assertEqual(c.call("shutdown")["t"], "ok")
+        running = running[0]
+        self.assertEqual(c.until_end(running[0])[-1]["state"], "succeeded")
+        self.assertEqual(c.until_end(queued[0])[-1]["state"], "succeeded")
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+
+    def test_cancel_pending_cancels_the_queue_and_drains_the_running(self):
+        c = self.d.client()
+        running = [submit(c, False, 300, "process") for _ in range(2)]
+        queued = submit(c, False, 100, "process")
+        for r in running:
+            self.wait_running(c, r[1])
+        c.call("shutdown", cancel_pending=True)
+        running = running[0]
+        self.assertEqual(c.until_end(queued[0])[-1]["state"], "cancelled")
+        self.assertEqual(c.until_end(running[0])[-1]["state"], "succeeded")
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+        self.assertIn("1 queued jobs cancelled", self.d.log())
+
+    def test_new_jobs_are_refused_while_draining(self):
+        c = self.d.client()
+        rid, job = submit(c, False, 500, "loop")
+        self.d.proc.send_signal(signal.SIGTERM)
+        self.d.notify.wait_for("STOPPING=1")
+        m = c.call("submit", task="noop")
+        self.assertEqual((m["t"], m["error"]), ("error", "shutting_down"))
+        self.assertEqual(c.until_end(rid)[-1]["state"], "succeeded")
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+
+    def test_a_second_sigterm_cuts_the_drain_short(self):
+        c = self.d.client()
+        rids = [submit(c, False, 600000, x) for x in
+                ("loop", "thread", "process")]
+        for _, job in rids:
+            self.wait_running(c, job)
+        self.d.proc.send_signal(signal.SIGTERM)
+        self.d.notify.wait_for("STATUS=stopping: draining 3 running")
+        self.d.proc.send_signal(signal.SIGTERM)
+        for rid, _ in rids:
+            self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+        log = self.d.log()
+        self.assertIn("cut off while running", log)
+        self.assertIn("3 cut off", log)
+
+
+class StopTimeout(unittest.TestCase):
+    def test_the_stop_timeout_cuts_off_what_is_left(self):
+        d = Daemon("-p", "1", "--stop-timeout", "1")
+        try:
+            c = d.client()
+            rid, job = submit(c, False, 600000, "thread")
+            c.wait_state(job, "running")
+            d.proc.send_signal(signal.SIGTERM)
+            end = c.until_end(rid)[-1]
+            self.assertEqual(end["state"], "cancelled")
+            self.assertGreaterEqual(end["finished"] - end["started"], 900000)
+            self.assertEqual(d.proc.wait(BOUND), 0)
+            self.assertIn("stop timeout", d.log())
+        finally:
+            d.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
