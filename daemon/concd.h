@@ -80,7 +80,19 @@ struct task_ctx {
 struct exec_ops {
 	void (*progress)(struct task_ctx *, uint64_t done, uint64_t total,
 	    const char *msg);
+	void (*output)(struct task_ctx *, int stream, const void *, size_t);
+	void (*release)(pid_t, int pidfd, unsigned grace_ms); /* or reap_now */
 };
+
+/* ---- reap.c: children that tasks hand over ---- */
+
+void reap_init(struct event_base *);
+/* On the loop: SIGKILL after grace_ms, reap when the pidfd says so. */
+void reap_later(pid_t pid, int pidfd, unsigned grace_ms);
+/* On a worker: wait for it here, SIGKILL after grace_ms. */
+void reap_now(pid_t pid, int pidfd, unsigned grace_ms);
+size_t reap_pending(void);
+void reap_shutdown(void);
 
 extern const struct task *const task_builtin[];
 
@@ -130,6 +142,7 @@ struct watch {
 	struct conn *conn;
 	struct job *job;
 	uint64_t req;
+	int32_t index; /* position in a gather request, -1: none */
 	LIST_ENTRY(watch) by_job;
 	LIST_ENTRY(watch) by_conn;
 };
@@ -164,6 +177,7 @@ struct job {
 	uint32_t served;
 
 	enum proto_error err;
+	uint64_t dropped; /* output bytes a slow watcher did not get */
 
 	/*
 	 * What a pool worker hands back, under its pool's lock: the loop
@@ -179,6 +193,8 @@ struct job {
 		uint64_t started;
 		uint64_t done, total;
 		char *msg;
+		struct pbuf out; /* [stream][u32 length][bytes]... */
+		uint64_t dropped;
 	} handoff;
 
 	struct watch_list watches;
@@ -206,13 +222,15 @@ struct job *job_find(uint64_t id);
 void job_start(struct job *);
 void job_progress(struct job *, uint64_t done, uint64_t total,
     const char *msg);
+void job_output(struct job *, int stream, const void *, size_t);
 /* Final state from the job's context: result or error. */
 void job_finish(struct job *, enum proto_state);
 int job_cancel(struct job *);
 bool job_visible(const struct job *, uid_t);
-int job_watch(struct job *, struct conn *, uint64_t req);
+int job_watch(struct job *, struct conn *, uint64_t req, int32_t index);
 void job_unwatch_conn(struct conn *);
-void job_encode_end(struct pbuf *, const struct job *, uint64_t req);
+void job_encode_end(struct pbuf *, const struct job *, uint64_t req,
+    int32_t index);
 void job_encode_record(struct proto_enc *, const struct job *);
 void job_foreach(void (*)(struct job *, void *), void *);
 void job_counts(size_t counts[PS_COUNT]);

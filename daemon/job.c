@@ -134,6 +134,8 @@ job_free(struct job *j)
 	jobs.count--;
 	jobs.states[j->state]--;
 	task_ctx_free(&j->ctx);
+	pbuf_free(&j->handoff.out);
+	free(j->handoff.msg);
 	free(j->args);
 	free(j->msg);
 	free(j);
@@ -167,12 +169,15 @@ job_start(struct job *j)
 }
 
 static void
-job_encode_progress(struct pbuf *b, const struct job *j, uint64_t req)
+job_encode_progress(struct pbuf *b, const struct job *j, uint64_t req,
+    int32_t index)
 {
 	struct proto_enc e;
 
 	proto_enc_begin(&e, b, PROTO_PROGRESS, req);
 	proto_enc_u64(&e, PF_JOB, j->id);
+	if (index >= 0)
+		proto_enc_u64(&e, PF_INDEX, (uint64_t)index);
 	proto_enc_u64(&e, PF_DONE, j->done);
 	proto_enc_u64(&e, PF_TOTAL, j->total);
 	if (j->msg != NULL)
@@ -195,7 +200,36 @@ job_progress(struct job *j, uint64_t done, uint64_t total, const char *msg)
 	LIST_FOREACH(w, &j->watches, by_job) {
 		if (conn_congested(w->conn))
 			continue;
-		job_encode_progress(conn_out(w->conn), j, w->req);
+		job_encode_progress(conn_out(w->conn), j, w->req, w->index);
+		conn_dirty(w->conn);
+	}
+}
+
+/*
+ * Output goes to every watcher that keeps up.  A congested one misses
+ * it (counted in the end event as dropped): output is never queued
+ * without bound.
+ */
+void
+job_output(struct job *j, int stream, const void *data, size_t len)
+{
+	static const char *const names[] = {"stdout", "stderr"};
+	struct proto_enc e;
+	struct watch *w;
+
+	LIST_FOREACH(w, &j->watches, by_job) {
+		if (conn_congested(w->conn)) {
+			j->dropped += len;
+			continue;
+		}
+		proto_enc_begin(&e, conn_out(w->conn), PROTO_OUTPUT, w->req);
+		proto_enc_u64(&e, PF_JOB, j->id);
+		if (w->index >= 0)
+			proto_enc_u64(&e, PF_INDEX, (uint64_t)w->index);
+		proto_enc_cstr(&e, PF_STREAM, names[stream == 2]);
+		proto_enc_key(&e, PF_DATA);
+		msgpack_pack_bin_with_body(&e.pk, data, len);
+		proto_enc_end(&e);
 		conn_dirty(w->conn);
 	}
 }
@@ -215,6 +249,8 @@ job_encode_outcome(struct proto_enc *e, const struct job *j)
 		proto_enc_u64(e, PF_STARTED, j->started);
 	if (j->finished)
 		proto_enc_u64(e, PF_FINISHED, j->finished);
+	if (j->dropped > 0)
+		proto_enc_u64(e, PF_DROPPED, j->dropped);
 	if (j->state == PS_SUCCEEDED) {
 		if (j->ctx.result.len > 0)
 			proto_enc_raw(e, PF_RESULT, j->ctx.result.data,
@@ -230,17 +266,22 @@ job_encode_outcome(struct proto_enc *e, const struct job *j)
 }
 
 void
-job_encode_end(struct pbuf *b, const struct job *j, uint64_t req)
+job_encode_end(struct pbuf *b, const struct job *j, uint64_t req,
+    int32_t index)
 {
 	struct proto_enc e;
 
 	proto_enc_begin(&e, b, PROTO_END, req);
 	proto_enc_u64(&e, PF_JOB, j->id);
+	if (index >= 0)
+		proto_enc_u64(&e, PF_INDEX, (uint64_t)index);
 	job_encode_outcome(&e, j);
 	if (proto_enc_end(&e) < 0) {
 		/* A result too large for a frame: the job still ends. */
 		proto_enc_begin(&e, b, PROTO_END, req);
 		proto_enc_u64(&e, PF_JOB, j->id);
+		if (index >= 0)
+			proto_enc_u64(&e, PF_INDEX, (uint64_t)index);
 		proto_enc_cstr(&e, PF_STATE, proto_states[PS_FAILED]);
 		proto_enc_cstr(&e, PF_ERROR, proto_errors[PE_INTERNAL].name);
 		proto_enc_cstr(&e, PF_MESSAGE, "result too large to send");
@@ -309,7 +350,7 @@ job_finish(struct job *j, enum proto_state s)
 	task_ctx_stop(&j->ctx);
 	job_set_state(j, s);
 	while ((w = LIST_FIRST(&j->watches)) != NULL) {
-		job_encode_end(conn_out(w->conn), j, w->req);
+		job_encode_end(conn_out(w->conn), j, w->req, w->index);
 		conn_dirty(w->conn);
 		LIST_REMOVE(w, by_job);
 		LIST_REMOVE(w, by_conn);
@@ -334,12 +375,12 @@ job_visible(const struct job *j, uid_t uid)
 }
 
 int
-job_watch(struct job *j, struct conn *c, uint64_t req)
+job_watch(struct job *j, struct conn *c, uint64_t req, int32_t index)
 {
 	struct watch *w;
 
 	if (PROTO_STATE_FINAL(j->state)) {
-		job_encode_end(conn_out(c), j, req);
+		job_encode_end(conn_out(c), j, req, index);
 		conn_dirty(c);
 		return 0;
 	}
@@ -348,6 +389,7 @@ job_watch(struct job *j, struct conn *c, uint64_t req)
 	w->conn = c;
 	w->job = j;
 	w->req = req;
+	w->index = index;
 	LIST_INSERT_HEAD(&j->watches, w, by_job);
 	LIST_INSERT_HEAD(conn_watches(c), w, by_conn);
 	return 0;

@@ -23,8 +23,16 @@ loop_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 	job_progress(ctx->job, done, total, msg);
 }
 
+static void
+loop_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
+{
+	job_output(ctx->job, stream, data, len);
+}
+
 static const struct exec_ops loop_ops = {
 	.progress = loop_progress,
+	.output = loop_output,
+	.release = reap_later, /* the loop must not wait */
 };
 
 uint64_t

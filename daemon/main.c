@@ -256,6 +256,7 @@ main(int argc, char *argv[])
 
 	job_init(opt.max_finished);
 	loop_exec_init(server_base);
+	reap_init(server_base);
 	if (pool_thread_init(server_base, opt.threads) < 0)
 		fatalx("cannot start the thread pool");
 	if (pool_process_init(opt.processes, opt.plugin_dir,
@@ -276,6 +277,7 @@ main(int argc, char *argv[])
 	event_base_loop(server_base, EVLOOP_NO_EXIT_ON_EMPTY);
 
 	sched_shutdown();
+	reap_shutdown();
 	job_shutdown();
 	conn_close_all();
 	server_free();

@@ -266,6 +266,20 @@ proc_dispatch_msg(struct conn *c, const struct proto_msg *m)
 			: NULL);
 		break;
 	}
+	case PROTO_OUTPUT: {
+		size_t len;
+		const char *stream = proto_str(m, PF_STREAM, &len);
+		const msgpack_object *d = &m->f[PF_DATA];
+
+		if (d->type == MSGPACK_OBJECT_BIN)
+			job_output(j,
+			    stream != NULL && len == 6 &&
+				    memcmp(stream, "stderr", 6) == 0
+				? 2
+				: 1,
+			    d->via.bin.ptr, d->via.bin.size);
+		break;
+	}
 	case PROTO_END:
 		proc_on_end(w, j, m);
 		if (w->retiring && w->njobs == 0)

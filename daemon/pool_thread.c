@@ -28,6 +28,8 @@
 #define POOL_POST_STARTED  0x01
 #define POOL_POST_PROGRESS 0x02
 #define POOL_POST_END	   0x04
+#define POOL_POST_OUTPUT   0x08
+#define POOL_OUTPUT_LIMIT  (256 * 1024) /* per job, awaiting the loop */
 
 struct tworker {
 	pthread_t thread;
@@ -73,6 +75,7 @@ static struct {
 		struct job *job;
 		uint8_t post, state;
 		uint64_t started;
+		struct pbuf out;
 	} *taken;
 	size_t captaken;
 } pool = {
@@ -148,8 +151,33 @@ thread_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 		event_active(pool.wake_ev, EV_READ, 1);
 }
 
+/* Output waits for the loop in a bounded buffer: [stream][len][bytes]. */
+static void
+thread_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
+{
+	struct job *j = ctx->job;
+	uint32_t n = (uint32_t)len;
+	char s = (char)stream;
+	bool wake;
+
+	pthread_mutex_lock(&pool.lock);
+	if (j->handoff.out.len + len + 5 > POOL_OUTPUT_LIMIT) {
+		j->handoff.dropped += len;
+		pthread_mutex_unlock(&pool.lock);
+		return;
+	}
+	pbuf_append(&j->handoff.out, &s, 1);
+	pbuf_append(&j->handoff.out, &n, 4);
+	pbuf_append(&j->handoff.out, data, len);
+	wake = pool_post_locked(j, POOL_POST_OUTPUT);
+	pthread_mutex_unlock(&pool.lock);
+	if (wake)
+		event_active(pool.wake_ev, EV_READ, 1);
+}
+
 static const struct exec_ops thread_ops = {
 	.progress = thread_progress,
+	.output = thread_output,
 };
 
 static bool
@@ -430,6 +458,10 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 				j->handoff.msg = NULL;
 			}
 		}
+		pool.taken[i].out = j->handoff.out;
+		memset(&j->handoff.out, 0, sizeof(j->handoff.out));
+		j->dropped += j->handoff.dropped;
+		j->handoff.dropped = 0;
 		pool.taken[i].job = j;
 		pool.taken[i].post = post;
 		pool.taken[i].state = j->handoff.state;
@@ -454,6 +486,18 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 			w->served = t->job->served;
 			w->shown_tid = t->job->tid;
 		}
+		if (t->out.len > 0) {
+			size_t off = 0;
+			uint32_t len;
+
+			while (off + 5 <= t->out.len) {
+				memcpy(&len, t->out.data + off + 1, 4);
+				job_output(t->job, t->out.data[off],
+				    t->out.data + off + 5, len);
+				off += 5 + len;
+			}
+		}
+		pbuf_free(&t->out);
 		if ((t->post & (POOL_POST_PROGRESS | POOL_POST_END)) ==
 		    POOL_POST_PROGRESS)
 			job_progress(t->job, t->job->done, t->job->total, NULL);

@@ -149,7 +149,7 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	proto_enc_end(&e);
 	conn_dirty(c);
 	if (proto_bool(m, PF_WATCH, false))
-		job_watch(j, c, m->id);
+		job_watch(j, c, m->id, -1);
 	sched_submit(j);
 }
 
@@ -158,7 +158,7 @@ request_watch(struct conn *c, const struct proto_msg *m)
 {
 	struct job *j = request_job(c, m);
 
-	if (j != NULL && job_watch(j, c, m->id) < 0)
+	if (j != NULL && job_watch(j, c, m->id, -1) < 0)
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 }
 
@@ -280,7 +280,7 @@ request_result(struct conn *c, const struct proto_msg *m)
 		    (unsigned long long)j->id, proto_states[j->state]);
 		return;
 	}
-	job_encode_end(conn_out(c), j, m->id);
+	job_encode_end(conn_out(c), j, m->id, -1);
 	conn_dirty(c);
 }
 

@@ -254,7 +254,7 @@ server_stop_check_cb(evutil_socket_t fd, short what, void *arg)
 	char status[128];
 
 	job_counts(counts);
-	if (counts[PS_QUEUED] + counts[PS_RUNNING] > 0) {
+	if (counts[PS_QUEUED] + counts[PS_RUNNING] + reap_pending() > 0) {
 		snprintf(status, sizeof(status),
 		    "stopping: draining %zu running, %zu queued",
 		    counts[PS_RUNNING], counts[PS_QUEUED]);

@@ -115,7 +115,7 @@ task_register(const struct task *t, const char *origin, char *cause,
 		return -1;
 	}
 	for (i = 0; i < t->nargs; i++) {
-		if (t->args[i].name == NULL || t->args[i].type > TASK_ARG_STR) {
+		if (t->args[i].name == NULL || t->args[i].type > TASK_ARG_MAP) {
 			snprintf(cause, causelen,
 			    "task %s: argument %zu is malformed", t->name, i);
 			return -1;
@@ -174,7 +174,28 @@ static const char *const arg_type_names[] = {
 	[TASK_ARG_INT] = "an integer",
 	[TASK_ARG_BOOL] = "true or false",
 	[TASK_ARG_STR] = "a string",
+	[TASK_ARG_LIST] = "a list of strings",
+	[TASK_ARG_MAP] = "a map of strings to strings",
 };
+
+/* An array (or map) whose elements (keys and values) are all strings. */
+static bool
+all_strings(const msgpack_object *o)
+{
+	uint32_t i;
+
+	if (o->type == MSGPACK_OBJECT_ARRAY) {
+		for (i = 0; i < o->via.array.size; i++)
+			if (o->via.array.ptr[i].type != MSGPACK_OBJECT_STR)
+				return false;
+		return true;
+	}
+	for (i = 0; i < o->via.map.size; i++)
+		if (o->via.map.ptr[i].key.type != MSGPACK_OBJECT_STR ||
+		    o->via.map.ptr[i].val.type != MSGPACK_OBJECT_STR)
+			return false;
+	return true;
+}
 
 static int
 arg_find(const struct task *t, const msgpack_object *key)
@@ -204,7 +225,13 @@ arg_parse(const struct task *t, const msgpack_object *args,
 	for (k = 0; k < t->nargs; k++) {
 		if (t->args[k].type == TASK_ARG_BOOL)
 			argv[k].b = t->args[k].def != 0;
-		else
+		else if (t->args[k].type == TASK_ARG_LIST ||
+		    t->args[k].type == TASK_ARG_MAP)
+			argv[k].o = NULL;
+		else if (t->args[k].type == TASK_ARG_STR) {
+			argv[k].s.ptr = NULL;
+			argv[k].s.len = 0;
+		} else
 			argv[k].i = t->args[k].def;
 	}
 	for (i = 0; args != NULL && i < args->via.map.size; i++) {
@@ -273,6 +300,28 @@ arg_parse(const struct task *t, const msgpack_object *args,
 				argv[n].s.len = val->via.str.size;
 			}
 			break;
+		case TASK_ARG_LIST:
+		case TASK_ARG_MAP: {
+			uint32_t count;
+
+			ok = val->type == (a->type == TASK_ARG_LIST
+					       ? MSGPACK_OBJECT_ARRAY
+					       : MSGPACK_OBJECT_MAP) &&
+			    all_strings(val);
+			if (!ok)
+				break;
+			count = a->type == TASK_ARG_LIST ? val->via.array.size
+							 : val->via.map.size;
+			if ((int64_t)count < a->min || (int64_t)count > a->max) {
+				snprintf(cause, causelen,
+				    "%s: %s must have %lld to %lld entries",
+				    t->name, a->name, (long long)a->min,
+				    (long long)a->max);
+				return -1;
+			}
+			argv[n].o = val;
+			break;
+		}
 		default:
 			ok = false;
 		}
@@ -411,6 +460,23 @@ task_args_raw(struct task_ctx *ctx, size_t *len)
 {
 	*len = ctx->job->args_len;
 	return ctx->job->args;
+}
+
+void
+task_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
+{
+	if (len > 0 && ctx->ops->output != NULL)
+		ctx->ops->output(ctx, stream, data, len);
+}
+
+void
+task_release_child(struct task_ctx *ctx, pid_t pid, int pidfd,
+    unsigned grace_ms)
+{
+	if (ctx->ops != NULL && ctx->ops->release != NULL)
+		ctx->ops->release(pid, pidfd, grace_ms);
+	else
+		reap_now(pid, pidfd, grace_ms);
 }
 
 void

@@ -59,6 +59,8 @@ enum task_arg_type {
 	TASK_ARG_INT,
 	TASK_ARG_BOOL,
 	TASK_ARG_STR,
+	TASK_ARG_LIST, /* array of strings; min/max bound the count */
+	TASK_ARG_MAP,  /* map of string to string; min/max bound the count */
 };
 
 #define TASK_MAX_ARGS 8
@@ -80,6 +82,12 @@ union task_value {
 		const char *ptr; /* not NUL-terminated; lives as long as the job */
 		size_t len;
 	} s;
+	/*
+	 * TASK_ARG_LIST and TASK_ARG_MAP: the msgpack array or map, NULL when
+	 * absent.  Valid only during start(): copy what is needed.  Every
+	 * element (or key and value) is a MSGPACK_OBJECT_STR.
+	 */
+	const msgpack_object *o;
 };
 
 struct task_ctx;
@@ -112,6 +120,20 @@ void *task_worker_state(struct task_ctx *);
 /* The job's raw msgpack arguments (a map), e.g. to echo them. */
 const char *task_args_raw(struct task_ctx *, size_t *len);
 
+/*
+ * Stream output (e.g. a command's stdout or stderr) to the job's
+ * watchers: stream 1 is stdout, 2 stderr.  Bounded: output a slow
+ * watcher cannot take is dropped and counted, never buffered without end.
+ */
+void task_output(struct task_ctx *, int stream, const void *data, size_t len);
+/*
+ * Hand a child process over to the daemon, from stop(): the task has
+ * sent its process group SIGTERM; the daemon sends SIGKILL to the group
+ * if it has not exited after grace_ms, and reaps it either way, so no
+ * zombie is left.  Takes ownership of pidfd (from pidfd_open).
+ */
+void task_release_child(struct task_ctx *, pid_t pid, int pidfd,
+    unsigned grace_ms);
 /* Report progress; the daemon coalesces it for slow watchers. */
 void task_progress(struct task_ctx *, uint64_t done, uint64_t total,
     const char *msg);

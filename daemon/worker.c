@@ -207,8 +207,26 @@ worker_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 	proto_enc_end(&e);
 }
 
+static void
+worker_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
+{
+	static const char *const names[] = {"stdout", "stderr"};
+	struct proto_enc e;
+
+	proto_enc_begin(&e, &wk.out, PROTO_OUTPUT, 0);
+	proto_enc_u64(&e, PF_JOB, ctx->job->id);
+	proto_enc_cstr(&e, PF_STREAM, names[stream == 2]);
+	proto_enc_key(&e, PF_DATA);
+	msgpack_pack_bin_with_body(&e.pk, data, len);
+	proto_enc_end(&e);
+	/* a blocking write here holds the command back: backpressure */
+	if (wk.out.len >= WORKER_FLUSH_AT)
+		worker_flush();
+}
+
 static const struct exec_ops worker_ops = {
 	.progress = worker_progress,
+	.output = worker_output,
 };
 
 static int64_t

@@ -45,6 +45,7 @@ enum proto_type {
 	PROTO_SHUTDOWN,
 	PROTO_POOL,
 	PROTO_RESIZE,
+	PROTO_GATHER,
 	/* replies and events: daemon -> client */
 	PROTO_WELCOME,
 	PROTO_PONG,
@@ -57,6 +58,8 @@ enum proto_type {
 	PROTO_OK,
 	PROTO_ERROR,
 	PROTO_POOLINFO,
+	PROTO_OUTPUT,
+	PROTO_RETRY,
 	/* daemon <-> worker process (same framing) */
 	PROTO_RUN,
 	PROTO_STARTED,
@@ -110,6 +113,14 @@ enum proto_field {
 	PF_THREADS,
 	PF_PROCESSES,
 	PF_UPTIME,
+	PF_STREAM,
+	PF_DATA,
+	PF_INDEX,
+	PF_ATTEMPT,
+	PF_RETRIES,
+	PF_RETRY_DELAY,
+	PF_FAIL_FAST,
+	PF_DROPPED,
 	PF_FIELD_COUNT
 };
 
