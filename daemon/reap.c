@@ -49,6 +49,7 @@ reap_free(struct reap *r)
 	event_free(r->grace);
 	close(r->pidfd);
 	free(r);
+	server_state_changed(); /* a stop may be waiting for this */
 }
 
 static void
