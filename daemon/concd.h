@@ -160,8 +160,14 @@ struct job {
 	bool daemon;
 	bool fresh;
 	bool timing_out; /* a cancel caused by the timeout */
+	bool retry_wait; /* between attempts, on the timer */
+	bool held;	 /* made, not yet given to an executor (gather) */
+	uint8_t attempt; /* 1, then 2... with retries */
+	uint8_t retries; /* attempts after the first, at most */
+	uint32_t retry_delay_ms;
 	uid_t uid;
-	struct event *timer; /* the timeout, once running */
+	struct event *timer; /* the timeout while running; the retry delay */
+	struct gather *group; /* the gather request it came in, or NULL */
 
 	uint64_t submitted, started, finished; /* µs since the epoch */
 	uint64_t timeout_ms;
@@ -205,6 +211,8 @@ TAILQ_HEAD(job_queue, job);
 
 struct job_submit {
 	const struct task *task;
+	uint8_t retries;
+	uint32_t retry_delay_ms;
 	const char *args;
 	size_t args_len;
 	enum proto_exec requested;
@@ -215,7 +223,14 @@ struct job_submit {
 	uint64_t timeout_ms;
 };
 
-void job_init(size_t max_finished);
+void job_init(size_t max_finished, uint64_t finished_ttl_s);
+void job_set_retention(size_t max_finished, uint64_t finished_ttl_s);
+uint64_t job_last_id(void);
+size_t job_total(void);
+/* Tie jobs together (gather): with fail_fast, one failure cancels all. */
+struct gather *job_group_new(size_t n, bool fail_fast);
+void job_group_add(struct gather *, struct job *);
+void job_group_submit(struct gather *);
 void job_shutdown(void);
 struct job *job_new(const struct job_submit *);
 struct job *job_find(uint64_t id);
@@ -269,6 +284,9 @@ const struct executor *sched_executor(enum proto_exec);
 int sched_choose(const struct task *, enum proto_exec requested, bool fresh,
     enum proto_exec *out, char *cause, size_t causelen);
 void sched_submit(struct job *);
+void sched_set_queue_limit(size_t);
+/* Room for n more jobs on executor x? */
+bool sched_has_room(enum proto_exec x, size_t n);
 void sched_status_changed(void);
 void sched_shutdown(void);
 
@@ -328,6 +346,8 @@ struct server_options {
 	int processes;
 	int max_jobs_per_worker; /* 0: no limit */
 	int stop_timeout;	 /* seconds to drain on stop */
+	int queue_limit;	 /* queued jobs per executor */
+	int finished_ttl;	 /* seconds finished jobs are kept, 0: ever */
 	size_t max_finished;
 	bool foreground;
 	bool debug;

@@ -33,6 +33,8 @@ static const struct config_key config_keys[] = {
 	    OPT(max_jobs_per_worker), true},
 	{"plugin-dir", CONFIG_PATH, 1, PATH_MAX - 1, OPT(plugin_dir), false},
 	{"stop-timeout", CONFIG_INT, 0, 3600, OPT(stop_timeout), true},
+	{"queue-limit", CONFIG_INT, 1, 100000000, OPT(queue_limit), true},
+	{"finished-ttl", CONFIG_INT, 0, 100000000, OPT(finished_ttl), true},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(CONFIG_NKEYS <= 32, "config_set_mask holds 32 keys");

@@ -13,22 +13,71 @@ static struct {
 	size_t nbucket; /* a power of two */
 	size_t count;
 	uint64_t next_id;
-	struct job_queue finished;
+	struct job_queue finished; /* oldest first */
 	size_t nfinished;
 	size_t max_finished;
+	uint64_t ttl_us; /* 0: no age limit */
+	struct event *sweep;
 	size_t states[PS_COUNT];
 } jobs;
 
+/*
+ * A gather request's jobs: with fail_fast, the first to fail cancels
+ * the rest.  Freed when the last one ends.
+ */
+struct gather {
+	bool fail_fast;
+	bool tripped;
+	size_t n, left;
+	uint64_t ids[];
+};
+
+static void job_trim(void);
+
 void
-job_init(size_t max_finished)
+job_init(size_t max_finished, uint64_t finished_ttl_s)
 {
 	jobs.nbucket = 1024;
 	jobs.bucket = calloc(jobs.nbucket, sizeof(*jobs.bucket));
 	if (jobs.bucket == NULL)
 		fatal("job_init");
 	jobs.next_id = 1;
-	jobs.max_finished = max_finished;
 	TAILQ_INIT(&jobs.finished);
+	job_set_retention(max_finished, finished_ttl_s);
+}
+
+static void
+job_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	job_trim();
+}
+
+/* Finished jobs are kept up to a count and an age; a sweep ages them. */
+void
+job_set_retention(size_t max_finished, uint64_t finished_ttl_s)
+{
+	static const struct timeval every = {10, 0};
+
+	jobs.max_finished = max_finished;
+	jobs.ttl_us = finished_ttl_s * 1000000;
+	if (jobs.sweep == NULL && server_base != NULL && jobs.ttl_us > 0) {
+		jobs.sweep = event_new(server_base, -1, EV_PERSIST,
+		    job_sweep_cb, NULL);
+		event_add(jobs.sweep, &every);
+	}
+	job_trim();
+}
+
+size_t
+job_total(void)
+{
+	return jobs.count;
+}
+
+uint64_t
+job_last_id(void)
+{
+	return jobs.next_id - 1;
 }
 
 /* Ids are handed out in order, so their low bits spread evenly. */
@@ -98,6 +147,9 @@ job_new(const struct job_submit *js)
 	}
 	j->id = jobs.next_id++;
 	j->task = js->task;
+	j->attempt = 1;
+	j->retries = js->retries;
+	j->retry_delay_ms = js->retry_delay_ms;
 	j->requested = (uint8_t)js->requested;
 	j->exec = (uint8_t)js->exec;
 	j->daemon = js->daemon;
@@ -133,6 +185,10 @@ job_free(struct job *j)
 	*p = j->hnext;
 	jobs.count--;
 	jobs.states[j->state]--;
+	if (j->timer != NULL)
+		event_free(j->timer);
+	if (j->group != NULL && --j->group->left == 0)
+		free(j->group);
 	task_ctx_free(&j->ctx);
 	pbuf_free(&j->handoff.out);
 	free(j->handoff.msg);
@@ -297,6 +353,10 @@ job_encode_record(struct proto_enc *e, const struct job *j)
 	proto_enc_cstr(e, PF_REQUESTED, proto_execs[j->requested]);
 	proto_enc_bool(e, PF_DAEMON, j->daemon);
 	proto_enc_u64(e, PF_UID, j->uid);
+	if (j->retries > 0) {
+		proto_enc_u64(e, PF_ATTEMPT, j->attempt);
+		proto_enc_u64(e, PF_RETRIES, j->retries);
+	}
 	proto_enc_u64(e, PF_DONE, j->done);
 	proto_enc_u64(e, PF_TOTAL, j->total);
 	if (j->msg != NULL)
@@ -305,17 +365,162 @@ job_encode_record(struct proto_enc *e, const struct job *j)
 }
 
 static void
-job_retire(struct job *j)
+job_trim(void)
 {
-	TAILQ_INSERT_TAIL(&jobs.finished, j, link);
-	jobs.nfinished++;
-	while (jobs.nfinished > jobs.max_finished) {
-		struct job *old = TAILQ_FIRST(&jobs.finished);
+	uint64_t now = server_now_us();
+	struct job *old;
 
+	while ((old = TAILQ_FIRST(&jobs.finished)) != NULL &&
+	    (jobs.nfinished > jobs.max_finished ||
+		(jobs.ttl_us > 0 && now - old->finished > jobs.ttl_us))) {
 		TAILQ_REMOVE(&jobs.finished, old, link);
 		jobs.nfinished--;
 		job_free(old);
 	}
+}
+
+static void
+job_retire(struct job *j)
+{
+	TAILQ_INSERT_TAIL(&jobs.finished, j, link);
+	jobs.nfinished++;
+	job_trim();
+}
+
+struct gather *
+job_group_new(size_t n, bool fail_fast)
+{
+	struct gather *g = calloc(1, sizeof(*g) + n * sizeof(g->ids[0]));
+
+	if (g != NULL)
+		g->fail_fast = fail_fast;
+	return g;
+}
+
+void
+job_group_add(struct gather *g, struct job *j)
+{
+	g->ids[g->n++] = j->id;
+	g->left++;
+	j->group = g;
+	j->held = true;
+}
+
+/*
+ * Hand the jobs to their executors.  A job may end at once (on the loop)
+ * and, with fail_fast, cancel the others: those still held end here.
+ */
+void
+job_group_submit(struct gather *g)
+{
+	size_t i;
+
+	g->left++; /* hold the group while walking it */
+	for (i = 0; i < g->n; i++) {
+		struct job *j = job_find(g->ids[i]);
+
+		if (j != NULL && j->held) {
+			j->held = false;
+			sched_submit(j);
+		}
+	}
+	if (--g->left == 0)
+		free(g);
+}
+
+/* A member ended: maybe cancel the others; free the group after the last. */
+static void
+job_group_end(struct job *j)
+{
+	struct gather *g = j->group;
+	size_t i;
+
+	j->group = NULL;
+	if (g->fail_fast && !g->tripped &&
+	    (j->state == PS_FAILED || j->state == PS_TIMED_OUT)) {
+		g->tripped = true;
+		g->left++; /* hold it while cancelling the others */
+		for (i = 0; i < g->n; i++) {
+			struct job *o = job_find(g->ids[i]);
+
+			if (o != NULL && o != j && o->group == g &&
+			    !PROTO_STATE_FINAL(o->state))
+				job_cancel(o);
+		}
+		g->left--;
+	}
+	if (--g->left == 0)
+		free(g);
+}
+
+static void
+job_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+
+	event_free(j->timer);
+	j->timer = NULL;
+	j->retry_wait = false;
+	sched_submit(j);
+}
+
+/*
+ * A failed or timed-out job with retries left runs again after its
+ * delay, on a fresh worker where the executor has them.  Watchers see a
+ * retry event; the end they get is the last attempt's.
+ */
+static bool
+job_retry(struct job *j, enum proto_state s)
+{
+	struct timeval tv = {j->retry_delay_ms / 1000,
+	    (j->retry_delay_ms % 1000) * 1000};
+	struct proto_enc e;
+	struct watch *w;
+
+	if ((s != PS_FAILED && s != PS_TIMED_OUT) || j->attempt > j->retries ||
+	    server_stopping() ||
+	    (atomic_load(&j->ctx.cancel) && !j->timing_out))
+		return false;
+	LIST_FOREACH(w, &j->watches, by_job) {
+		proto_enc_begin(&e, conn_out(w->conn), PROTO_RETRY, w->req);
+		proto_enc_u64(&e, PF_JOB, j->id);
+		if (w->index >= 0)
+			proto_enc_u64(&e, PF_INDEX, (uint64_t)w->index);
+		proto_enc_u64(&e, PF_ATTEMPT, (uint64_t)j->attempt + 1);
+		proto_enc_cstr(&e, PF_ERROR,
+		    proto_errors[s == PS_TIMED_OUT ? PE_TIMED_OUT
+						   : PE_TASK_FAILED].name);
+		proto_enc_cstr(&e, PF_MESSAGE,
+		    j->ctx.error != NULL ? j->ctx.error : proto_states[s]);
+		proto_enc_u64(&e, PF_RETRY_DELAY, j->retry_delay_ms);
+		proto_enc_end(&e);
+		conn_dirty(w->conn);
+	}
+	log_debug("job %llu: attempt %u %s; retrying",
+	    (unsigned long long)j->id, j->attempt, proto_states[s]);
+	/* back to a queued job, with a clean context */
+	task_ctx_free(&j->ctx);
+	memset(&j->ctx, 0, sizeof(j->ctx));
+	atomic_init(&j->ctx.cancel, false);
+	j->ctx.wait_fd = -1;
+	j->attempt++;
+	j->err = PE_NONE;
+	j->timing_out = false;
+	j->started = j->finished = 0;
+	j->worker = -1;
+	j->tid = 0;
+	j->done = j->total = 0;
+	if (j->exec != PX_LOOP)
+		j->fresh = true;
+	job_set_state(j, PS_QUEUED);
+	j->retry_wait = true;
+	j->timer = evtimer_new(server_base, job_retry_cb, j);
+	if (j->timer == NULL) {
+		j->retry_wait = false;
+		sched_submit(j);
+	} else
+		evtimer_add(j->timer, &tv);
+	return true;
 }
 
 void
@@ -348,6 +553,8 @@ job_finish(struct job *j, enum proto_state s)
 		j->err = PE_NONE;
 	}
 	task_ctx_stop(&j->ctx);
+	if (job_retry(j, s))
+		return;
 	job_set_state(j, s);
 	while ((w = LIST_FIRST(&j->watches)) != NULL) {
 		job_encode_end(conn_out(w->conn), j, w->req, w->index);
@@ -356,6 +563,8 @@ job_finish(struct job *j, enum proto_state s)
 		LIST_REMOVE(w, by_conn);
 		free(w);
 	}
+	if (j->group != NULL)
+		job_group_end(j);
 	job_retire(j);
 }
 
@@ -364,6 +573,16 @@ job_cancel(struct job *j)
 {
 	if (PROTO_STATE_FINAL(j->state))
 		return -1;
+	if (j->retry_wait || j->held) {
+		/* between attempts, or not submitted yet: no executor has it */
+		if (j->timer != NULL)
+			event_free(j->timer);
+		j->timer = NULL;
+		j->retry_wait = j->held = false;
+		atomic_store(&j->ctx.cancel, true);
+		job_finish(j, PS_CANCELLED);
+		return 0;
+	}
 	sched_executor(j->exec)->cancel(j);
 	return 0;
 }
@@ -440,5 +659,7 @@ job_shutdown(void)
 			job_free(j);
 		}
 	free(jobs.bucket);
+	if (jobs.sweep != NULL)
+		event_free(jobs.sweep);
 	memset(&jobs, 0, sizeof(jobs));
 }

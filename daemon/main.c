@@ -19,6 +19,8 @@
 
 #define DEFAULT_MAX_FINISHED 10000
 #define DEFAULT_STOP_TIMEOUT 60 /* below systemd's TimeoutStopSec=90 */
+#define DEFAULT_QUEUE_LIMIT  1000000
+#define DEFAULT_FINISHED_TTL 86400
 #ifndef CONCD_CONFIG_FILE
 #define CONCD_CONFIG_FILE "/etc/concd/concd.conf"
 #endif
@@ -31,6 +33,8 @@ enum {
 	OPT_PLUGIN_DIR,
 	OPT_MAX_JOBS,
 	OPT_STOP_TIMEOUT,
+	OPT_QUEUE_LIMIT,
+	OPT_FINISHED_TTL,
 };
 
 static const struct option longopts[] = {
@@ -46,6 +50,8 @@ static const struct option longopts[] = {
 	{"max-jobs-per-worker", required_argument, NULL, OPT_MAX_JOBS},
 	{"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
 	{"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
+	{"queue-limit", required_argument, NULL, OPT_QUEUE_LIMIT},
+	{"finished-ttl", required_argument, NULL, OPT_FINISHED_TTL},
 	{NULL, 0, NULL, 0},
 };
 
@@ -57,7 +63,8 @@ usage(int status)
 	    "[-p processes]\n"
 	    "             [--max-finished n] [--max-jobs-per-worker n] "
 	    "[--plugin-dir dir]\n"
-	    "             [--stop-timeout seconds]\n"
+	    "             [--stop-timeout seconds] [--queue-limit n] "
+	    "[--finished-ttl seconds]\n"
 	    "  -f, --foreground             stay in the foreground\n"
 	    "  -d, --debug                  log debug messages\n"
 	    "  -c, --config FILE            read FILE (default %s)\n"
@@ -74,10 +81,14 @@ usage(int status)
 	    "                               (default %s)\n"
 	    "      --stop-timeout SECONDS   drain jobs this long on stop "
 	    "(default %d)\n"
+	    "      --queue-limit N          queued jobs per executor "
+	    "(default %d)\n"
+	    "      --finished-ttl SECONDS   forget finished jobs this old "
+	    "(default %d, 0: never)\n"
 	    "  -h, --help                   show this help\n"
 	    "  -V, --version                show the version\n",
 	    CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
-	    DEFAULT_STOP_TIMEOUT);
+	    DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT, DEFAULT_FINISHED_TTL);
 	exit(status);
 }
 
@@ -180,6 +191,8 @@ main(int argc, char *argv[])
 	opt.processes = opt.threads;
 	opt.max_finished = DEFAULT_MAX_FINISHED;
 	opt.stop_timeout = DEFAULT_STOP_TIMEOUT;
+	opt.queue_limit = DEFAULT_QUEUE_LIMIT;
+	opt.finished_ttl = DEFAULT_FINISHED_TTL;
 	while ((ch = getopt_long(argc, argv, "c:dfhp:s:t:V", longopts,
 		    NULL)) != -1) {
 		switch (ch) {
@@ -220,6 +233,12 @@ main(int argc, char *argv[])
 		case OPT_STOP_TIMEOUT:
 			flag(&opt, "stop-timeout", optarg);
 			break;
+		case OPT_QUEUE_LIMIT:
+			flag(&opt, "queue-limit", optarg);
+			break;
+		case OPT_FINISHED_TTL:
+			flag(&opt, "finished-ttl", optarg);
+			break;
 		default:
 			usage(2);
 		}
@@ -254,7 +273,8 @@ main(int argc, char *argv[])
 	if (server_base == NULL)
 		fatalx("event_base_new");
 
-	job_init(opt.max_finished);
+	job_init(opt.max_finished, (uint64_t)opt.finished_ttl);
+	sched_set_queue_limit((size_t)opt.queue_limit);
 	loop_exec_init(server_base);
 	reap_init(server_base);
 	if (pool_thread_init(server_base, opt.threads) < 0)

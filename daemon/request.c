@@ -79,6 +79,89 @@ request_ping(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
+#define MAX_RETRIES	   100
+#define MAX_RETRY_DELAY	   3600000 /* ms */
+#define MAX_GATHER	   10000
+
+/*
+ * Check one job request (a submit, or one entry of a gather) and fill
+ * js; its packed arguments are appended to args (js->args is set by the
+ * caller once args stops moving).  -1 with code and cause.
+ */
+static int
+parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
+    struct pbuf *args, enum proto_error *code, char *cause, size_t len)
+{
+	const char *name, *xname;
+	size_t nlen, xlen;
+	int x = PX_AUTO;
+
+	memset(js, 0, sizeof(*js));
+	name = proto_str(m, PF_TASK, &nlen);
+	if (name == NULL) {
+		*code = PE_BAD_FIELD;
+		snprintf(cause, len, "missing field \"task\"");
+		return -1;
+	}
+	if ((js->task = task_find(name, nlen)) == NULL) {
+		*code = PE_UNKNOWN_TASK;
+		snprintf(cause, len, "no such task \"%.*s\" (see concctl tasks)",
+		    (int)(nlen > 64 ? 64 : nlen), name);
+		return -1;
+	}
+	if ((xname = proto_str(m, PF_EXEC, &xlen)) != NULL &&
+	    (x = proto_exec_lookup(xname, xlen)) < 0) {
+		*code = PE_BAD_EXECUTOR;
+		snprintf(cause, len,
+		    "unknown executor \"%.*s\" (auto, loop, thread, process)",
+		    (int)xlen, xname);
+		return -1;
+	}
+	js->requested = (enum proto_exec)x;
+	js->fresh = proto_bool(m, PF_FRESH, false);
+	*code = PE_BAD_EXECUTOR;
+	if (sched_choose(js->task, js->requested, js->fresh, &js->exec, cause,
+		len) < 0)
+		return -1;
+	*code = PE_BAD_ARGS;
+	if (task_validate(js->task,
+		proto_has(m, PF_ARGS) ? &m->f[PF_ARGS] : NULL, cause,
+		len) < 0)
+		return -1;
+	if (proto_has(m, PF_ARGS) && m->f[PF_ARGS].via.map.size > 0) {
+		msgpack_packer pk;
+		size_t before = args->len;
+
+		msgpack_packer_init(&pk, args, pbuf_write_cb);
+		msgpack_pack_object(&pk, m->f[PF_ARGS]);
+		js->args_len = args->len - before;
+	}
+	*code = PE_BAD_FIELD;
+	if (proto_u64(m, PF_RETRIES, 0) > MAX_RETRIES) {
+		snprintf(cause, len, "retries must be at most %d", MAX_RETRIES);
+		return -1;
+	}
+	if (proto_u64(m, PF_RETRY_DELAY, 0) > MAX_RETRY_DELAY) {
+		snprintf(cause, len, "retry_delay must be at most %d ms",
+		    MAX_RETRY_DELAY);
+		return -1;
+	}
+	js->retries = (uint8_t)proto_u64(m, PF_RETRIES, 0);
+	js->retry_delay_ms = (uint32_t)proto_u64(m, PF_RETRY_DELAY, 0);
+	js->daemon = proto_bool(m, PF_DAEMON, false);
+	js->uid = uid;
+	js->timeout_ms = proto_u64(m, PF_TIMEOUT, 0);
+	return 0;
+}
+
+static void
+queue_full(struct conn *c, uint64_t id, enum proto_exec x)
+{
+	reply_error(c, id, PE_QUEUE_FULL,
+	    "the %s executor's queue is full (queue-limit); try again later",
+	    proto_execs[x]);
+}
+
 static void
 request_submit(struct conn *c, const struct proto_msg *m)
 {
@@ -86,60 +169,25 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	struct job_submit js;
 	struct proto_enc e;
 	struct job *j;
-	const char *name, *xname;
-	size_t len, xlen;
+	enum proto_error code;
 	char cause[256];
-	int x = PX_AUTO;
 
 	if (server_stopping()) {
 		reply_error(c, m->id, PE_SHUTTING_DOWN,
 		    "concd is shutting down");
 		return;
 	}
-	memset(&js, 0, sizeof(js));
-	name = proto_str(m, PF_TASK, &len);
-	if ((js.task = task_find(name, len)) == NULL) {
-		reply_error(c, m->id, PE_UNKNOWN_TASK,
-		    "no such task \"%.*s\" (see concctl tasks)",
-		    (int)(len > 64 ? 64 : len), name);
-		return;
-	}
-	if ((xname = proto_str(m, PF_EXEC, &xlen)) != NULL &&
-	    (x = proto_exec_lookup(xname, xlen)) < 0) {
-		reply_error(c, m->id, PE_BAD_EXECUTOR,
-		    "unknown executor \"%.*s\" (auto, loop, thread, process)",
-		    (int)xlen, xname);
-		return;
-	}
-	js.requested = (enum proto_exec)x;
-	js.fresh = proto_bool(m, PF_FRESH, false);
-	if (sched_choose(js.task, js.requested, js.fresh, &js.exec, cause,
+	args.len = 0;
+	if (parse_job(m, conn_uid(c), &js, &args, &code, cause,
 		sizeof(cause)) < 0) {
-		reply_error(c, m->id, PE_BAD_EXECUTOR, "%s", cause);
+		reply_error(c, m->id, code, "%s", cause);
 		return;
 	}
-	if (proto_has(m, PF_ARGS)) {
-		if (task_validate(js.task, &m->f[PF_ARGS], cause,
-			sizeof(cause)) < 0) {
-			reply_error(c, m->id, PE_BAD_ARGS, "%s", cause);
-			return;
-		}
-		if (m->f[PF_ARGS].via.map.size > 0) {
-			msgpack_packer pk;
-
-			args.len = 0;
-			msgpack_packer_init(&pk, &args, pbuf_write_cb);
-			msgpack_pack_object(&pk, m->f[PF_ARGS]);
-			js.args = args.data;
-			js.args_len = args.len;
-		}
-	} else if (task_validate(js.task, NULL, cause, sizeof(cause)) < 0) {
-		reply_error(c, m->id, PE_BAD_ARGS, "%s", cause);
+	if (!sched_has_room(js.exec, 1)) {
+		queue_full(c, m->id, js.exec);
 		return;
 	}
-	js.daemon = proto_bool(m, PF_DAEMON, false);
-	js.uid = conn_uid(c);
-	js.timeout_ms = proto_u64(m, PF_TIMEOUT, 0);
+	js.args = args.data;
 	if ((j = job_new(&js)) == NULL) {
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		return;
@@ -151,6 +199,97 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	if (proto_bool(m, PF_WATCH, false))
 		job_watch(j, c, m->id, -1);
 	sched_submit(j);
+}
+
+/*
+ * Many jobs in one request: all are checked before any is submitted;
+ * their events come back under the gather's id, tagged with their index.
+ */
+static void
+request_gather(struct conn *c, const struct proto_msg *m)
+{
+	const msgpack_object *list = &m->f[PF_JOBS];
+	struct proto_msg *em = NULL;
+	struct job_submit *js = NULL;
+	size_t *off = NULL, per_exec[PX_COUNT] = {0};
+	struct pbuf args = {0};
+	struct proto_enc e;
+	struct proto_fault f;
+	struct gather *g = NULL;
+	enum proto_error code;
+	char cause[256];
+	uint32_t n = list->via.array.size, i;
+	int x;
+
+	if (server_stopping()) {
+		reply_error(c, m->id, PE_SHUTTING_DOWN,
+		    "concd is shutting down");
+		return;
+	}
+	if (n == 0 || n > MAX_GATHER) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		    "a gather holds 1 to %d jobs", MAX_GATHER);
+		return;
+	}
+	em = malloc(sizeof(*em));
+	js = calloc(n, sizeof(*js));
+	off = calloc(n, sizeof(*off));
+	g = job_group_new(n, proto_bool(m, PF_FAIL_FAST, false));
+	if (em == NULL || js == NULL || off == NULL || g == NULL) {
+		reply_error(c, m->id, PE_INTERNAL, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		off[i] = args.len;
+		if (proto_decode_fields(&list->via.array.ptr[i], em, &f) < 0) {
+			code = f.code == PE_BAD_FRAME ? PE_BAD_FIELD : f.code;
+			snprintf(cause, sizeof(cause), "%s", f.message);
+		} else if (parse_job(em, conn_uid(c), &js[i], &args, &code,
+			       cause, sizeof(cause)) == 0) {
+			per_exec[js[i].exec]++;
+			continue;
+		}
+		/* the whole gather is refused, saying which entry */
+		proto_enc_begin(&e, conn_out(c), PROTO_ERROR, m->id);
+		proto_enc_cstr(&e, PF_ERROR, proto_errors[code].name);
+		proto_enc_cstr(&e, PF_MESSAGE, cause);
+		proto_enc_u64(&e, PF_INDEX, i);
+		proto_enc_end(&e);
+		conn_dirty(c);
+		goto out;
+	}
+	for (x = 0; x < PX_COUNT; x++) {
+		if (per_exec[x] > 0 && !sched_has_room(x, per_exec[x])) {
+			queue_full(c, m->id, x);
+			goto out;
+		}
+	}
+	proto_enc_begin(&e, conn_out(c), PROTO_ACCEPTED, m->id);
+	proto_enc_key(&e, PF_JOBS);
+	proto_enc_array_open(&e);
+	for (i = 0; i < n; i++) {
+		struct job *j;
+
+		js[i].args = args.data + off[i];
+		if ((j = job_new(&js[i])) == NULL)
+			break; /* out of memory: the ones made still run */
+		job_group_add(g, j); /* held until job_group_submit */
+		job_watch(j, c, m->id, (int32_t)i);
+		msgpack_pack_uint64(&e.pk, j->id);
+		proto_enc_elem(&e);
+	}
+	proto_enc_close(&e);
+	proto_enc_end(&e);
+	conn_dirty(c);
+	/* submit after the reply is queued: ends may follow at once */
+	job_group_submit(g);
+	g = NULL;
+out:
+	free(g);
+	free(em);
+	free(js);
+	free(off);
+	pbuf_free(&args);
 }
 
 static void
@@ -178,64 +317,88 @@ request_status(struct conn *c, const struct proto_msg *m)
 
 struct ps_walk {
 	uid_t uid;
-	bool all;
-	struct job **rows;
-	size_t n, cap;
 	size_t counts[PS_COUNT];
 };
 
 static void
-ps_collect(struct job *j, void *arg)
+ps_count(struct job *j, void *arg)
 {
 	struct ps_walk *w = arg;
 
-	if (!job_visible(j, w->uid))
-		return;
-	w->counts[j->state]++;
-	if (!w->all && PROTO_STATE_FINAL(j->state))
-		return;
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? w->cap * 2 : 64;
-		struct job **r = realloc(w->rows, cap * sizeof(*r));
-		if (r == NULL)
-			return;
-		w->rows = r;
-		w->cap = cap;
-	}
-	w->rows[w->n++] = j;
+	if (job_visible(j, w->uid))
+		w->counts[j->state]++;
 }
 
-static int
-ps_cmp(const void *a, const void *b)
-{
-	const struct job *x = *(struct job *const *)a;
-	const struct job *y = *(struct job *const *)b;
-
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
+/*
+ * The newest rows that match, found by walking ids down from the last
+ * one (ids are dense, lookups O(1)), so a short listing stays cheap with
+ * a million jobs.  Counts per state come with it: kept by the job table
+ * for root, counted for other users.
+ */
 static void
 request_ps(struct conn *c, const struct proto_msg *m)
 {
 	struct ps_walk w = {.uid = conn_uid(c)};
-	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), i, first;
+	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), i, n = 0;
+	size_t total = 0;
+	bool all = proto_bool(m, PF_ALL, false);
+	struct job **rows = NULL;
 	struct proto_enc e;
+	const char *sname;
+	size_t slen;
+	int state = -1;
+	uint64_t id;
+	size_t seen;
 
-	w.all = proto_bool(m, PF_ALL, false);
-	job_foreach(ps_collect, &w);
-	if (w.n > 0)
-		qsort(w.rows, w.n, sizeof(*w.rows), ps_cmp);
-	/* the newest rows, when there are more than the limit */
-	first = w.n > limit ? w.n - limit : 0;
+	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
+	    (state = proto_state_lookup(sname, slen)) < 0) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		    "unknown state \"%.*s\" (queued, running, succeeded, "
+		    "failed, cancelled, timed_out)",
+		    (int)slen, sname);
+		return;
+	}
+	if (limit > 0 && (rows = calloc(limit, sizeof(*rows))) == NULL) {
+		reply_error(c, m->id, PE_INTERNAL, "out of memory");
+		return;
+	}
+	if (w.uid == 0)
+		job_counts(w.counts);
+	else
+		job_foreach(ps_count, &w);
+	/* every job in the table is seen once we have met job_total() */
+	for (id = job_last_id(), seen = 0; id > 0 && seen < job_total();
+	     id--) {
+		struct job *j = job_find(id);
+
+		if (j == NULL)
+			continue;
+		seen++;
+		if (!job_visible(j, w.uid))
+			continue;
+		if (state >= 0 ? j->state != state
+			       : !all && PROTO_STATE_FINAL(j->state))
+			continue;
+		if (n < limit)
+			rows[n++] = j;
+		total++;
+		/* past the limit only the total is wanted: count, not walk */
+		if (n == limit && state < 0 && all)
+			break;
+	}
+	if (n == limit && state < 0 && all)
+		for (total = 0, i = 0; i < PS_COUNT; i++)
+			total += w.counts[i];
 	proto_enc_begin(&e, conn_out(c), PROTO_JOBS, m->id);
 	proto_enc_key(&e, PF_JOBS);
 	proto_enc_array_open(&e);
-	for (i = first; i < w.n; i++) {
+	for (i = n; i-- > 0;) { /* oldest first */
 		proto_enc_map_open(&e);
-		job_encode_record(&e, w.rows[i]);
+		job_encode_record(&e, rows[i]);
 		proto_enc_close(&e);
 	}
 	proto_enc_close(&e);
+	proto_enc_u64(&e, PF_TOTAL, total);
 	proto_enc_key(&e, PF_COUNTS);
 	proto_enc_map_open(&e);
 	for (i = 0; i < PS_COUNT; i++) {
@@ -249,7 +412,7 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		reply_error(c, m->id, PE_INTERNAL,
 		    "too many jobs for one reply: use a smaller limit");
 	conn_dirty(c);
-	free(w.rows);
+	free(rows);
 }
 
 static void
@@ -494,6 +657,7 @@ static void (*const request_table[PROTO_TYPE_COUNT])(struct conn *,
 	[PROTO_SHUTDOWN] = request_shutdown,
 	[PROTO_POOL] = request_pool,
 	[PROTO_RESIZE] = request_resize,
+	[PROTO_GATHER] = request_gather,
 };
 
 void

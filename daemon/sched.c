@@ -13,6 +13,7 @@ static const struct executor *const executors[PX_COUNT] = {
 };
 
 static struct event *status_ev;
+static size_t queue_limit = 1000000;
 static bool status_pending;
 
 const struct executor *
@@ -55,6 +56,20 @@ sched_choose(const struct task *t, enum proto_exec requested, bool fresh,
 	}
 	*out = x;
 	return 0;
+}
+
+void
+sched_set_queue_limit(size_t n)
+{
+	queue_limit = n;
+}
+
+bool
+sched_has_room(enum proto_exec x, size_t n)
+{
+	const struct executor *ex = executors[x];
+
+	return ex != NULL && ex->queued() + n <= queue_limit;
 }
 
 void

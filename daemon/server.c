@@ -427,6 +427,10 @@ server_reload(void)
 		srv.opt->processes = o.processes;
 	srv.opt->max_jobs_per_worker = o.max_jobs_per_worker;
 	srv.opt->stop_timeout = o.stop_timeout;
+	srv.opt->queue_limit = o.queue_limit;
+	srv.opt->finished_ttl = o.finished_ttl;
+	sched_set_queue_limit((size_t)o.queue_limit);
+	job_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	pool_process_set_max_jobs(o.max_jobs_per_worker);
 	log_info("reloaded %s: %d threads, %d processes",
 	    srv.opt->config_path, pool_thread_size(), pool_process_size());

@@ -16,7 +16,7 @@ static struct job_submit js;
 static int
 setup(void **state)
 {
-	job_init(3);
+	job_init(3, 0);
 	memset(&js, 0, sizeof(js));
 	js.task = task_find("noop", 4);
 	js.exec = PX_LOOP;

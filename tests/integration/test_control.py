@@ -1,0 +1,194 @@
+"""Job control on the wire: gather, retries, queue limits, ps paging and
+retention of finished jobs."""
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Daemon, DaemonTest  # noqa: E402
+
+
+def gather(c, jobs, **kw):
+    rid = c.request("gather", jobs=jobs, **kw)
+    acc = c.recv_for(rid)
+    return rid, acc
+
+
+def gather_ends(c, rid, n):
+    ends = {}
+    order = []
+    while len(ends) < n:
+        m = c.recv_for(rid)
+        assert m is not None
+        if m["t"] == "end":
+            ends[m["index"]] = m
+            order.append(m["index"])
+    return ends, order
+
+
+class Gather(DaemonTest):
+    args = ("-p", "2")
+
+    def test_results_come_tagged_with_their_index(self):
+        c = self.d.client()
+        jobs = [{"task": "primes", "args": {"n": 100 * (i + 1)}}
+                for i in range(20)]
+        rid, acc = gather(c, jobs)
+        self.assertEqual(acc["t"], "accepted")
+        self.assertEqual(len(acc["jobs"]), 20)
+        ends, _ = gather_ends(c, rid, 20)
+        self.assertEqual(ends[0]["result"], 25)     # pi(100)
+        self.assertEqual(ends[9]["result"], 168)    # pi(1000)
+        self.assertEqual([ends[i]["job"] for i in range(20)], acc["jobs"])
+
+    def test_one_bad_entry_refuses_the_whole_gather(self):
+        c = self.d.client()
+        before = c.call("ps", all=True)["total"]
+        m = c.call("gather", jobs=[{"task": "noop"}, {"task": "nope"},
+                                   {"task": "noop"}])
+        self.assertEqual((m["t"], m["error"], m["index"]),
+                         ("error", "unknown_task", 1))
+        m = c.call("gather", jobs=[{"task": "primes", "args": {"n": "x"}}])
+        self.assertEqual((m["error"], m["index"]), ("bad_args", 0))
+        m = c.call("gather", jobs=[{"task": 3}])
+        self.assertEqual((m["error"], m["index"]), ("bad_field", 0))
+        m = c.call("gather", jobs=[])
+        self.assertEqual(m["error"], "bad_field")
+        self.assertEqual(c.call("ps", all=True)["total"], before)
+
+    def test_failures_are_gathered_without_stopping_the_others(self):
+        c = self.d.client()
+        jobs = [{"task": "sleep", "args": {"ms": 100}, "exec": "thread"},
+                {"task": "sleep", "args": {"ms": 600000}, "timeout": 50},
+                {"task": "primes", "args": {"n": 10}}]
+        rid, acc = gather(c, jobs)
+        ends, order = gather_ends(c, rid, 3)
+        self.assertEqual([ends[i]["state"] for i in range(3)],
+                         ["succeeded", "timed_out", "succeeded"])
+        self.assertEqual(order[0], 2)  # primes ends before the sleep
+
+    def test_fail_fast_cancels_the_rest(self):
+        c = self.d.client()
+        jobs = [{"task": "sleep", "args": {"ms": 600000}, "exec": x}
+                for x in ("loop", "thread", "process")]
+        jobs.append({"task": "sleep", "args": {"ms": 600000},
+                     "timeout": 100})
+        rid, acc = gather(c, jobs, fail_fast=True)
+        ends, _ = gather_ends(c, rid, 4)
+        self.assertEqual(ends[3]["state"], "timed_out")
+        for i in range(3):
+            self.assertEqual(ends[i]["state"], "cancelled", i)
+
+
+class Retries(DaemonTest):
+    args = ("-p", "2")
+
+    def test_a_failing_job_is_run_again_up_to_its_retries(self):
+        c = self.d.client()
+        # a sleep that always times out stands in for a flaky job
+        rid = c.request("submit", task="sleep", args={"ms": 600000},
+                        timeout=50, retries=2, retry_delay=10,
+                        exec="thread", watch=True)
+        ev = c.until_end(rid)
+        retries = [e for e in ev if e["t"] == "retry"]
+        self.assertEqual([r["attempt"] for r in retries], [2, 3])
+        self.assertTrue(all(r["error"] == "timed_out" for r in retries))
+        self.assertEqual(ev[-1]["state"], "timed_out")
+        st = c.call("status", job=ev[-1]["job"])
+        self.assertEqual((st["attempt"], st["retries"]), (3, 2))
+        # retried attempts run on fresh workers
+        self.assertEqual(ev[-1]["worker"], -1)
+
+    def test_a_cancelled_job_is_never_retried(self):
+        c = self.d.client()
+        rid = c.request("submit", task="sleep", args={"ms": 600000},
+                        retries=3, exec="loop", watch=True)
+        job = c.recv_for(rid)["job"]
+        c.call("cancel", job=job)
+        ev = c.until_end(rid)
+        self.assertEqual([e["t"] for e in ev], ["end"])
+        self.assertEqual(ev[-1]["state"], "cancelled")
+
+    def test_cancel_between_attempts_ends_the_job(self):
+        c = self.d.client()
+        rid = c.request("submit", task="sleep", args={"ms": 600000},
+                        timeout=20, retries=5, retry_delay=600000,
+                        exec="loop", watch=True)
+        job = c.recv_for(rid)["job"]
+        m = c.recv_for(rid)
+        self.assertEqual((m["t"], m["attempt"]), ("retry", 2))
+        self.assertEqual(c.call("status", job=job)["state"], "queued")
+        c.call("cancel", job=job)
+        self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
+
+    def test_retries_are_bounded(self):
+        m = self.d.client().call("submit", task="noop", retries=1000)
+        self.assertEqual((m["t"], m["error"]), ("error", "bad_field"))
+
+
+class QueueLimit(unittest.TestCase):
+    def test_submissions_beyond_the_queue_limit_are_refused(self):
+        d = Daemon("-p", "1", "--queue-limit", "3")
+        try:
+            c = d.client()
+            busy = c.call("submit", task="sleep", args={"ms": 600000},
+                          exec="thread")["job"]
+            busy2 = c.call("submit", task="sleep", args={"ms": 600000},
+                           exec="thread")["job"]
+            c.wait_state(busy, "running")
+            c.wait_state(busy2, "running")
+            for _ in range(3):
+                self.assertEqual(c.call("submit", task="noop",
+                                        exec="thread")["t"], "accepted")
+            m = c.call("submit", task="noop", exec="thread")
+            self.assertEqual((m["t"], m["error"]), ("error", "queue_full"))
+            self.assertIn("thread", m["message"])
+            # other executors have their own queues
+            self.assertEqual(c.call("submit", task="noop",
+                                    exec="loop")["t"], "accepted")
+            m = c.call("gather", jobs=[{"task": "noop", "exec": "thread"}])
+            self.assertEqual(m["error"], "queue_full")
+        finally:
+            d.close()
+
+
+class Paging(DaemonTest):
+    def test_ps_filters_by_state_pages_and_counts(self):
+        c = self.d.client()
+        rid, acc = gather(c, [{"task": "noop"} for _ in range(30)])
+        gather_ends(c, rid, 30)
+        running = c.call("submit", task="sleep", args={"ms": 600000})["job"]
+        ps = c.call("ps", all=True, limit=5)
+        self.assertEqual([j["job"] for j in ps["jobs"]],
+                         list(range(running - 4, running + 1)))
+        self.assertEqual(ps["total"], 31)
+        self.assertEqual((ps["counts"]["succeeded"], ps["counts"]["running"]),
+                         (30, 1))
+        ps = c.call("ps", state="running")
+        self.assertEqual(([j["job"] for j in ps["jobs"]], ps["total"]),
+                         ([running], 1))
+        ps = c.call("ps", state="succeeded", limit=3)
+        self.assertEqual((len(ps["jobs"]), ps["total"]), (3, 30))
+        m = c.call("ps", state="sleepy")
+        self.assertEqual(m["error"], "bad_field")
+
+
+class Retention(unittest.TestCase):
+    def test_only_the_newest_finished_jobs_are_kept(self):
+        d = Daemon("--max-finished", "5")
+        try:
+            c = d.client()
+            rid, acc = gather(c, [{"task": "noop"} for _ in range(8)])
+            gather_ends(c, rid, 8)
+            ids = acc["jobs"]
+            self.assertEqual(c.call("status", job=ids[0])["error"],
+                             "no_such_job")
+            self.assertEqual(c.call("result", job=ids[-1])["state"],
+                             "succeeded")
+            self.assertEqual(c.call("ps", all=True)["total"], 5)
+        finally:
+            d.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
