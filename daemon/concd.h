@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "proto.h"
 #include "task.h"
@@ -61,15 +62,13 @@ void notify_status(const char *);
 struct exec_ops;
 
 struct task_ctx {
-	const struct task *task;
 	struct job *job;
 	const struct exec_ops *ops; /* the executor running it */
 	void *state;
 	void *worker_state;
 	struct pbuf result;
-	msgpack_packer pk;
 	char *error;
-	uint64_t wait_ms;
+	uint32_t wait_ms;
 	int wait_fd;
 	bool wait_write;
 	bool started;	    /* start() succeeded: stop() is owed */
@@ -185,6 +184,7 @@ struct job {
 	enum proto_error err;
 	uint64_t dropped; /* output bytes a slow watcher did not get */
 
+	union {
 	/*
 	 * What a pool worker hands back, under its pool's lock: the loop
 	 * copies it into the fields above when it takes the job's events.
@@ -202,6 +202,10 @@ struct job {
 		struct pbuf out; /* [stream][u32 length][bytes]... */
 		uint64_t dropped;
 	} handoff;
+	/* a loop job's one event: its timer, its fd wait or its yield */
+	struct event loop_ev;
+	};
+	bool has_ev;
 
 	struct watch_list watches;
 	struct task_ctx ctx;

@@ -190,8 +190,10 @@ job_free(struct job *j)
 	if (j->group != NULL && --j->group->left == 0)
 		free(j->group);
 	task_ctx_free(&j->ctx);
-	pbuf_free(&j->handoff.out);
-	free(j->handoff.msg);
+	if (j->exec == PX_THREAD) {
+		pbuf_free(&j->handoff.out);
+		free(j->handoff.msg);
+	}
 	free(j->args);
 	free(j->msg);
 	free(j);

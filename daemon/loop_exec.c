@@ -51,11 +51,9 @@ loop_exec_init(struct event_base *base)
 static void
 loop_end(struct job *j, enum proto_state s)
 {
-	struct event *ev = j->xdata;
-
-	if (ev != NULL) {
-		event_free(ev);
-		j->xdata = NULL;
+	if (j->has_ev) {
+		event_del(&j->loop_ev);
+		j->has_ev = false;
 	}
 	loop_nrunning--;
 	job_finish(j, s);
@@ -65,7 +63,7 @@ static void
 loop_run(struct job *j)
 {
 	struct task_ctx *ctx = &j->ctx;
-	struct event *ev = j->xdata;
+	struct event *ev = &j->loop_ev;
 	struct timeval tv;
 	enum task_step st = task_ctx_step(ctx);
 
@@ -77,14 +75,10 @@ loop_run(struct job *j)
 		loop_end(j, task_cancelled(ctx) ? PS_CANCELLED : PS_FAILED);
 		return;
 	}
-	/* the job's one event, made when it first has to wait */
-	if (ev == NULL &&
-	    (ev = j->xdata = evtimer_new(loop_base, loop_step_cb, j)) == NULL) {
-		task_fail(ctx, "out of memory");
-		loop_end(j, PS_FAILED);
-		return;
-	}
+	/* the job's one event, lives in the job itself */
+	j->has_ev = true;
 	if (st == TASK_YIELD) {
+		evtimer_assign(ev, loop_base, loop_step_cb, j);
 		event_active(ev, EV_TIMEOUT, 1);
 	} else if (ctx->wait_fd >= 0) {
 		event_assign(ev, loop_base, ctx->wait_fd,
@@ -123,8 +117,6 @@ static void
 loop_cancel(struct job *j)
 {
 	atomic_store(&j->ctx.cancel, true);
-	if (j->xdata != NULL)
-		event_del(j->xdata);
 	loop_end(j, PS_CANCELLED);
 }
 

@@ -12,7 +12,7 @@
 #include "concd.h"
 
 extern const struct task task_noop, task_sleep, task_primes, task_counter,
-    task_checksum, task_table;
+    task_checksum, task_table, task_exec;
 
 const struct task *const task_builtin[] = {
 	&task_noop,
@@ -21,6 +21,7 @@ const struct task *const task_builtin[] = {
 	&task_counter,
 	&task_checksum,
 	&task_table,
+	&task_exec,
 };
 #define TASK_BUILTIN_COUNT (sizeof(task_builtin) / sizeof(task_builtin[0]))
 
@@ -363,26 +364,25 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	char cause[256];
 	int rc;
 
-	ctx->task = job->task;
 	ctx->job = job;
 	ctx->ops = ops;
 	ctx->worker_state = worker_state;
 	ctx->wait_fd = -1;
-	if (ctx->task->state_size > 0 &&
-	    (ctx->state = calloc(1, ctx->task->state_size)) == NULL) {
+	if (ctx->job->task->state_size > 0 &&
+	    (ctx->state = calloc(1, ctx->job->task->state_size)) == NULL) {
 		task_fail(ctx, "out of memory");
 		return -1;
 	}
-	if (!ctx->task->any_args) {
+	if (!ctx->job->task->any_args) {
 		/* The arguments were validated at submission. */
 		msgpack_zone_init(&zone, 256);
 		if (job->args_len == 0 ||
 		    msgpack_unpack(job->args, job->args_len, &off, &zone,
 			&args) != MSGPACK_UNPACK_SUCCESS)
-			rc = arg_parse(ctx->task, NULL, argv, cause,
+			rc = arg_parse(ctx->job->task, NULL, argv, cause,
 			    sizeof(cause));
 		else
-			rc = arg_parse(ctx->task, &args, argv, cause,
+			rc = arg_parse(ctx->job->task, &args, argv, cause,
 			    sizeof(cause));
 		msgpack_zone_destroy(&zone);
 		if (rc < 0) {
@@ -390,9 +390,9 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 			return -1;
 		}
 	}
-	if (ctx->task->start(ctx, argv) < 0) {
+	if (ctx->job->task->start(ctx, argv) < 0) {
 		if (ctx->error == NULL)
-			task_fail(ctx, "%s: could not start", ctx->task->name);
+			task_fail(ctx, "%s: could not start", ctx->job->task->name);
 		return -1;
 	}
 	ctx->started = true;
@@ -404,14 +404,14 @@ task_ctx_step(struct task_ctx *ctx)
 {
 	ctx->wait_ms = 0;
 	ctx->wait_fd = -1;
-	return ctx->task->step(ctx);
+	return ctx->job->task->step(ctx);
 }
 
 void
 task_ctx_stop(struct task_ctx *ctx)
 {
-	if (ctx->started && ctx->task->stop != NULL)
-		ctx->task->stop(ctx);
+	if (ctx->started && ctx->job->task->stop != NULL)
+		ctx->job->task->stop(ctx);
 	ctx->started = false;
 	free(ctx->state);
 	ctx->state = NULL;
@@ -490,8 +490,11 @@ msgpack_packer *
 task_result(struct task_ctx *ctx)
 {
 	ctx->result.len = 0;
-	msgpack_packer_init(&ctx->pk, &ctx->result, pbuf_write_cb);
-	return &ctx->pk;
+	/* one packer per thread: a task packs its result within a step */
+	static _Thread_local msgpack_packer pk;
+
+	msgpack_packer_init(&pk, &ctx->result, pbuf_write_cb);
+	return &pk;
 }
 
 enum task_step
@@ -512,7 +515,7 @@ task_fail(struct task_ctx *ctx, const char *fmt, ...)
 enum task_step
 task_wait_ms(struct task_ctx *ctx, uint64_t ms)
 {
-	ctx->wait_ms = ms;
+	ctx->wait_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
 	ctx->wait_fd = -1;
 	return TASK_WAIT;
 }

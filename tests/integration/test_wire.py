@@ -33,7 +33,7 @@ class Wire(DaemonTest):
         m = self.d.client().call("tasks")
         tasks = {t["name"]: t for t in m["tasks"]}
         self.assertEqual(set(tasks), {"noop", "sleep", "primes", "counter",
-                                      "checksum", "table"})
+                                      "checksum", "table", "exec"})
         self.assertEqual(tasks["primes"]["traits"], ["cpu"])
         self.assertEqual(tasks["primes"]["default"], "process")
         self.assertEqual(tasks["sleep"]["default"], "loop")
