@@ -226,16 +226,24 @@ job_start(struct job *j)
 	}
 }
 
+/* Every event about a job starts alike: its type, request, job, index. */
+static void
+job_event_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
+    const struct job *j, uint64_t req, int32_t index)
+{
+	proto_enc_begin(e, b, type, req);
+	proto_enc_u64(e, PF_JOB, j->id);
+	if (index >= 0)
+		proto_enc_u64(e, PF_INDEX, (uint64_t)index);
+}
+
 static void
 job_encode_progress(struct pbuf *b, const struct job *j, uint64_t req,
     int32_t index)
 {
 	struct proto_enc e;
 
-	proto_enc_begin(&e, b, PROTO_PROGRESS, req);
-	proto_enc_u64(&e, PF_JOB, j->id);
-	if (index >= 0)
-		proto_enc_u64(&e, PF_INDEX, (uint64_t)index);
+	job_event_begin(&e, b, PROTO_PROGRESS, j, req, index);
 	proto_enc_u64(&e, PF_DONE, j->done);
 	proto_enc_u64(&e, PF_TOTAL, j->total);
 	if (j->msg != NULL)
@@ -280,10 +288,8 @@ job_output(struct job *j, int stream, const void *data, size_t len)
 			j->dropped += len;
 			continue;
 		}
-		proto_enc_begin(&e, conn_out(w->conn), PROTO_OUTPUT, w->req);
-		proto_enc_u64(&e, PF_JOB, j->id);
-		if (w->index >= 0)
-			proto_enc_u64(&e, PF_INDEX, (uint64_t)w->index);
+		job_event_begin(&e, conn_out(w->conn), PROTO_OUTPUT, j, w->req,
+		    w->index);
 		proto_enc_cstr(&e, PF_STREAM, names[stream == 2]);
 		proto_enc_key(&e, PF_DATA);
 		msgpack_pack_bin_with_body(&e.pk, data, len);
@@ -329,17 +335,11 @@ job_encode_end(struct pbuf *b, const struct job *j, uint64_t req,
 {
 	struct proto_enc e;
 
-	proto_enc_begin(&e, b, PROTO_END, req);
-	proto_enc_u64(&e, PF_JOB, j->id);
-	if (index >= 0)
-		proto_enc_u64(&e, PF_INDEX, (uint64_t)index);
+	job_event_begin(&e, b, PROTO_END, j, req, index);
 	job_encode_outcome(&e, j);
 	if (proto_enc_end(&e) < 0) {
 		/* A result too large for a frame: the job still ends. */
-		proto_enc_begin(&e, b, PROTO_END, req);
-		proto_enc_u64(&e, PF_JOB, j->id);
-		if (index >= 0)
-			proto_enc_u64(&e, PF_INDEX, (uint64_t)index);
+		job_event_begin(&e, b, PROTO_END, j, req, index);
 		proto_enc_cstr(&e, PF_STATE, proto_states[PS_FAILED]);
 		proto_enc_cstr(&e, PF_ERROR, proto_errors[PE_INTERNAL].name);
 		proto_enc_cstr(&e, PF_MESSAGE, "result too large to send");
@@ -484,10 +484,8 @@ job_retry(struct job *j, enum proto_state s)
 	    (atomic_load(&j->ctx.cancel) && !j->timing_out))
 		return false;
 	LIST_FOREACH(w, &j->watches, by_job) {
-		proto_enc_begin(&e, conn_out(w->conn), PROTO_RETRY, w->req);
-		proto_enc_u64(&e, PF_JOB, j->id);
-		if (w->index >= 0)
-			proto_enc_u64(&e, PF_INDEX, (uint64_t)w->index);
+		job_event_begin(&e, conn_out(w->conn), PROTO_RETRY, j, w->req,
+		    w->index);
 		proto_enc_u64(&e, PF_ATTEMPT, (uint64_t)j->attempt + 1);
 		proto_enc_cstr(&e, PF_ERROR,
 		    proto_errors[s == PS_TIMED_OUT ? PE_TIMED_OUT

@@ -325,32 +325,26 @@ thread_main(void *arg)
 	w->tid = gettid();
 	if (w->fresh_job != NULL) {
 		thread_run(w, w->fresh_job, 1);
-		thread_fini_tasks(w);
+	} else {
 		pthread_mutex_lock(&pool.lock);
-		wake = thread_leave_locked(w);
-		pthread_mutex_unlock(&pool.lock);
-		if (wake)
-			event_active(pool.wake_ev, EV_READ, 1);
-		return NULL;
-	}
-	pthread_mutex_lock(&pool.lock);
-	for (;;) {
-		while (TAILQ_EMPTY(&pool.todo) && !pool.stopping &&
-		    w->index < pool.size) {
-			pool.idle++;
-			pthread_cond_wait(&pool.work, &pool.lock);
-			pool.idle--;
+		for (;;) {
+			while (TAILQ_EMPTY(&pool.todo) && !pool.stopping &&
+			    w->index < pool.size) {
+				pool.idle++;
+				pthread_cond_wait(&pool.work, &pool.lock);
+				pool.idle--;
+			}
+			if (pool.stopping || w->index >= pool.size)
+				break;
+			j = TAILQ_FIRST(&pool.todo);
+			TAILQ_REMOVE(&pool.todo, j, link);
+			j->xdata = w; /* now running: see thread_cancel */
+			pthread_mutex_unlock(&pool.lock);
+			thread_run(w, j, ++served);
+			pthread_mutex_lock(&pool.lock);
 		}
-		if (pool.stopping || w->index >= pool.size)
-			break;
-		j = TAILQ_FIRST(&pool.todo);
-		TAILQ_REMOVE(&pool.todo, j, link);
-		j->xdata = w; /* now running: see thread_cancel */
 		pthread_mutex_unlock(&pool.lock);
-		thread_run(w, j, ++served);
-		pthread_mutex_lock(&pool.lock);
 	}
-	pthread_mutex_unlock(&pool.lock);
 	thread_fini_tasks(w);
 	pthread_mutex_lock(&pool.lock);
 	wake = thread_leave_locked(w);
