@@ -475,9 +475,14 @@ task_usage(const struct task *t, char *buf, size_t size)
 		n += (size_t)snprintf(buf + n, size - n, " [key=value ...]");
 	for (i = 0; i < t->nargs && n < size; i++) {
 		const struct task_arg *a = &t->args[i];
-		const char *v = a->type == TASK_ARG_INT    ? "N"
-		    : a->type == TASK_ARG_BOOL ? "true|false"
-					       : "STR";
+		static const char *const shapes[] = {
+			[TASK_ARG_INT] = "N",
+			[TASK_ARG_BOOL] = "true|false",
+			[TASK_ARG_STR] = "STR",
+			[TASK_ARG_LIST] = "[STR...]",
+			[TASK_ARG_MAP] = "{NAME:VALUE}",
+		};
+		const char *v = shapes[a->type];
 		n += (size_t)snprintf(buf + n, size - n,
 		    a->required ? " %s=%s" : " [%s=%s]", a->name, v);
 	}

@@ -373,9 +373,9 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 		task_fail(ctx, "out of memory");
 		return -1;
 	}
+	/* The arguments were validated at submission. */
+	msgpack_zone_init(&zone, 256);
 	if (!ctx->job->task->any_args) {
-		/* The arguments were validated at submission. */
-		msgpack_zone_init(&zone, 256);
 		if (job->args_len == 0 ||
 		    msgpack_unpack(job->args, job->args_len, &off, &zone,
 			&args) != MSGPACK_UNPACK_SUCCESS)
@@ -384,13 +384,16 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 		else
 			rc = arg_parse(ctx->job->task, &args, argv, cause,
 			    sizeof(cause));
-		msgpack_zone_destroy(&zone);
 		if (rc < 0) {
+			msgpack_zone_destroy(&zone);
 			task_fail(ctx, "%s", cause);
 			return -1;
 		}
 	}
-	if (ctx->job->task->start(ctx, argv) < 0) {
+	/* list and map values point into the zone: it outlives start() */
+	rc = ctx->job->task->start(ctx, argv);
+	msgpack_zone_destroy(&zone);
+	if (rc < 0) {
 		if (ctx->error == NULL)
 			task_fail(ctx, "%s: could not start", ctx->job->task->name);
 		return -1;

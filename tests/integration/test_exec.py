@@ -1,0 +1,285 @@
+"""The exec task on the wire: a real command's output streamed line by
+line, its exit status or signal as the outcome, and cancel, timeout and
+shutdown leaving no process behind, on every executor."""
+import os
+import signal
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import BOUND, DaemonTest  # noqa: E402
+
+EXECUTORS = ("loop", "thread", "process")
+
+
+def proc_state(pid):
+    """The one-letter state of pid, or None when /proc has no such pid."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat[stat.rindex(")") + 2]
+
+
+def wait_reaped(pid, bound=BOUND):
+    """Wait until pid has gone from /proc: dead and reaped."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if proc_state(pid) is None:
+            return time.monotonic()
+        time.sleep(0.01)  # polling /proc, bounded by the deadline
+    raise AssertionError("pid %d still there (state %s) after %ss"
+                         % (pid, proc_state(pid), bound))
+
+
+def wait_dead(pid, bound=BOUND):
+    """Wait until pid is not running any more.  A grandchild of concd is
+    reparented, and who reaps it is not concd's business: a zombie counts
+    as dead."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if proc_state(pid) in (None, "Z", "X"):
+            return
+        time.sleep(0.01)
+    raise AssertionError("pid %d still running after %ss" % (pid, bound))
+
+
+def vm_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for pid %d" % (field, pid))
+
+
+def output(events, stream="stdout"):
+    return b"".join(e["data"] for e in events
+                    if e["t"] == "output" and e["stream"] == stream)
+
+
+class Exec(DaemonTest):
+    args = ("-p", "2")
+
+    def client(self):
+        c = self.d.client()
+        self.addCleanup(c.close)
+        return c
+
+    def submit(self, c, argv, x, **more):
+        args = dict(argv=argv)
+        for k in ("cwd", "env", "stdin", "grace"):
+            if k in more:
+                args[k] = more.pop(k)
+        rid = c.request("submit", task="exec", args=args, exec=x,
+                        watch=True, **more)
+        m = c.recv_for(rid)
+        self.assertEqual(m["t"], "accepted", m)
+        return rid, m["job"]
+
+    def run_job(self, c, argv, x, **more):
+        rid, _ = self.submit(c, argv, x, **more)
+        return c.until_end(rid)
+
+    def first_output(self, c, rid):
+        """The first output event of request rid."""
+        while True:
+            m = c.recv_for(rid)
+            self.assertIsNotNone(m)
+            self.assertNotEqual(m["t"], "end", m)
+            if m["t"] == "output":
+                return m
+
+    def test_output_lines_stream_in_order_and_the_end_succeeds(self):
+        c = self.client()
+        script = "for i in $(seq 1 200); do echo line $i; done; echo e >&2"
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                ev = self.run_job(c, ["sh", "-c", script], x)
+                out = [e for e in ev if e["t"] == "output"]
+                self.assertEqual([e["data"] for e in out
+                                  if e["stream"] == "stdout"],
+                                 [b"line %d\n" % i for i in range(1, 201)])
+                self.assertEqual(output(ev, "stderr"), b"e\n")
+                self.assertTrue(all(isinstance(e["data"], bytes)
+                                    for e in out))
+                end = ev[-1]
+                self.assertEqual((end["t"], end["state"], end["exec"]),
+                                 ("end", "succeeded", x), end)
+                self.assertEqual(end["result"], {"status": 0})
+                self.assertNotIn("dropped", end)
+
+    def test_a_nonzero_exit_fails_with_the_status(self):
+        c = self.client()
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                ev = self.run_job(c, ["sh", "-c", "echo oops >&2; exit 3"],
+                                  x)
+                end = ev[-1]
+                self.assertEqual((end["state"], end["error"], end["message"]),
+                                 ("failed", "task_failed",
+                                  "exited with status 3"))
+                self.assertNotIn("result", end)
+                self.assertEqual(output(ev, "stderr"), b"oops\n")
+
+    def test_a_command_killed_by_a_signal_says_which(self):
+        c = self.client()
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                end = self.run_job(c, ["sh", "-c", "kill -9 $$"], x)[-1]
+                self.assertEqual((end["state"], end["message"]),
+                                 ("failed", "killed by signal 9 (SIGKILL)"))
+
+    def test_a_missing_command_fails_with_a_clear_message(self):
+        c = self.client()
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                end = self.run_job(c, ["nosuch-concd-command"], x)[-1]
+                self.assertEqual(
+                    (end["state"], end["message"]),
+                    ("failed", "exec: cannot run \"nosuch-concd-command\": "
+                               "No such file or directory"))
+
+    def test_stdin_env_and_cwd_reach_the_command_and_bytes_pass_through(self):
+        c = self.client()
+        d = tempfile.mkdtemp(prefix="concd-exec-")
+        try:
+            for x in EXECUTORS:
+                with self.subTest(executor=x):
+                    ev = self.run_job(
+                        c, ["sh", "-c", "cat; echo \"$FOO\"; pwd"], x,
+                        stdin="caf\u00e9\n", env={"FOO": "a b"}, cwd=d)
+                    self.assertEqual(ev[-1]["state"], "succeeded", ev[-1])
+                    self.assertEqual(output(ev), "caf\u00e9\na b\n%s\n"
+                                     .encode() % d.encode())
+                    # invalid UTF-8 comes back byte for byte, as bin
+                    ev = self.run_job(c, ["printf", "\\377\\000x\\n"], x)
+                    self.assertEqual(output(ev), b"\xff\x00x\n")
+        finally:
+            os.rmdir(d)
+
+    def test_only_the_standard_fds_reach_the_command(self):
+        c = self.client()
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                ev = self.run_job(c, ["sh", "-c", "ls /proc/$$/fd"], x)
+                self.assertEqual(output(ev), b"0\n1\n2\n")
+
+    def test_cancel_ends_the_job_and_the_process_group_is_gone(self):
+        c = self.client()
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                rid, job = self.submit(
+                    c, ["sh", "-c", "sleep 600 & echo $$ $!; wait"], x)
+                sh, sleep = map(int, self.first_output(c, rid)["data"]
+                                .split())
+                self.assertIn(proc_state(sh), ("S", "R"))
+                t0 = time.monotonic()
+                self.assertEqual(c.call("cancel", job=job)["t"], "ok")
+                end = c.until_end(rid)[-1]
+                self.assertEqual((end["state"], end["error"]),
+                                 ("cancelled", "cancelled"))
+                wait_reaped(sh)
+                wait_dead(sleep)
+                # SIGTERM did it: no wait for the 2 s grace period
+                self.assertLess(time.monotonic() - t0, 1.5)
+
+    def test_a_command_ignoring_sigterm_is_killed_after_the_grace(self):
+        c = self.client()
+        script = "trap '' TERM; echo $$; sleep 600"
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                rid, job = self.submit(c, ["sh", "-c", script], x,
+                                       grace=200)
+                pid = int(self.first_output(c, rid)["data"])
+                t0 = time.monotonic()
+                c.call("cancel", job=job)
+                self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
+                gone = wait_reaped(pid)
+                self.assertGreaterEqual(gone - t0, 0.2)
+                self.assertLess(gone - t0, 10)
+
+    def test_a_timeout_ends_timed_out_and_kills_the_command(self):
+        c = self.client()
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                rid, _ = self.submit(c, ["sh", "-c", "echo $$; exec sleep 600"],
+                                     x, timeout=300)
+                pid = int(self.first_output(c, rid)["data"])
+                end = c.until_end(rid)[-1]
+                self.assertEqual((end["state"], end["error"]),
+                                 ("timed_out", "timed_out"), end)
+                # libevent counts timers from the loop's cached time,
+                # which may be a little older than "started"
+                self.assertGreaterEqual(end["finished"] - end["started"],
+                                        250000)
+                wait_reaped(pid)
+
+    def test_a_slow_reader_leaves_the_daemon_bounded_and_gets_its_end(self):
+        lines = 3000000
+        total = sum(len(b"%d\n" % i) for i in range(1, lines + 1))
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                c = self.client()
+                rid, job = self.submit(c, ["seq", "1", str(lines)], x)
+                # read nothing on c until the job is over
+                other = self.client()
+                other.wait_state(job, "succeeded", "failed", bound=120)
+                ev = c.until_end(rid)
+                end = ev[-1]
+                self.assertEqual(end["state"], "succeeded", end)
+                self.assertGreater(end.get("dropped", 0), 0)
+                got = output(ev)
+                self.assertEqual(len(got) + end["dropped"], total)
+                self.assertTrue(got.startswith(b"1\n2\n3\n"))
+        # the peak over all three: a bounded buffer per connection and job
+        self.assertLess(vm_kib(self.d.proc.pid, "VmHWM"), 200 * 1024)
+
+    def test_stopping_concd_kills_daemon_exec_jobs_and_exits_zero(self):
+        c = self.client()
+        pids = {}
+        for x in EXECUTORS:
+            rid, _ = self.submit(c, ["sh", "-c", "echo $$; exec sleep 600"],
+                                 x, daemon=True)
+            pids[rid] = int(self.first_output(c, rid)["data"])
+        self.d.proc.send_signal(signal.SIGTERM)
+        for rid in pids:
+            self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+        for pid in pids.values():
+            wait_dead(pid)
+
+    def test_exec_is_listed_and_runs_on_the_loop_by_default(self):
+        c = self.client()
+        tasks = {t["name"]: t for t in c.call("tasks")["tasks"]}
+        self.assertEqual(tasks["exec"]["default"], "loop")
+        self.assertEqual(sorted(tasks["exec"]["executors"]),
+                         sorted(EXECUTORS))
+        ev = c.until_end(c.request("submit", task="exec",
+                                   args={"argv": ["true"]}, watch=True))
+        self.assertEqual((ev[-1]["state"], ev[-1]["exec"]),
+                         ("succeeded", "loop"))
+
+    def test_bad_arguments_are_refused_at_submission(self):
+        c = self.client()
+        cases = [
+            ({}, "missing argument argv"),
+            ({"argv": []}, "argv must have 1 to 256 entries"),
+            ({"argv": ["x"] * 257}, "argv must have 1 to 256 entries"),
+            ({"argv": ["echo", 1]}, "argv must be a list of strings"),
+            ({"argv": "echo hi"}, "argv must be a list of strings"),
+            ({"argv": ["true"], "env": {"A": 1}},
+             "env must be a map of strings to strings"),
+            ({"argv": ["true"], "grace": 60001}, "grace must be at most"),
+            ({"argv": ["true"], "cwd": ""}, "cwd must be 1 to 4096 bytes"),
+        ]
+        for args, text in cases:
+            m = c.call("submit", task="exec", args=args)
+            self.assertEqual((m["t"], m["error"]), ("error", "bad_args"), args)
+            self.assertIn(text, m["message"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

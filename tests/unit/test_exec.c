@@ -1,0 +1,849 @@
+/*
+ * test_exec.c -- the exec task driven through the task ABI by a fake
+ * executor that records output and really waits for the task's fd, as a
+ * pool worker does.  It has no release hook, so a stopped command is
+ * reaped on the spot (reap_now), which the tests can check.
+ */
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "concd.h"
+
+#define BOUND_MS 30000 /* an upper bound for any wait, never a delay */
+
+/* ---- the fake executor ---- */
+
+struct piece {
+	int stream;
+	size_t len;
+	char *data;
+};
+
+static struct {
+	struct piece piece[1024];
+	size_t npieces;
+	struct pbuf all[3]; /* [1] stdout, [2] stderr: everything, in order */
+	size_t waits;
+} rec;
+
+static void
+rec_reset(void)
+{
+	size_t i;
+
+	for (i = 0; i < rec.npieces; i++)
+		free(rec.piece[i].data);
+	pbuf_free(&rec.all[1]);
+	pbuf_free(&rec.all[2]);
+	memset(&rec, 0, sizeof(rec));
+}
+
+static void
+rec_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
+             const char *msg)
+{
+}
+
+static void
+rec_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
+{
+	struct piece *p;
+
+	assert_true(stream == 1 || stream == 2);
+	assert_true(len > 0);
+	pbuf_append(&rec.all[stream], data, len);
+	if (rec.npieces == sizeof(rec.piece) / sizeof(rec.piece[0]))
+		return; /* the bytes are in rec.all */
+	p = &rec.piece[rec.npieces++];
+	p->stream = stream;
+	p->len = len;
+	assert_non_null(p->data = malloc(len));
+	memcpy(p->data, data, len);
+}
+
+static const struct exec_ops rec_ops = {
+    .progress = rec_progress,
+    .output = rec_output,
+};
+
+/* A wait for the task's fd, bounded; exec never waits for time. */
+static bool
+fd_wait(struct task_ctx *ctx, void *arg)
+{
+	struct pollfd pfd = {.fd = ctx->wait_fd};
+
+	assert_true(ctx->wait_fd >= 0);
+	assert_false(ctx->wait_write);
+	pfd.events = POLLIN;
+	assert_int_equal(poll(&pfd, 1, BOUND_MS), 1);
+	rec.waits++;
+	return true;
+}
+
+/* ---- jobs ---- */
+
+struct spec {
+	const char *const *argv; /* NULL-terminated */
+	const char *cwd;
+	const char *const *env; /* name, value, ..., NULL */
+	const char *in;         /* stdin= when non-NULL */
+	size_t inlen;           /* 0: strlen(in) */
+	long long grace;        /* -1: absent */
+};
+
+static struct job *
+job_for(const struct spec *sp)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	struct pbuf b = {0};
+	msgpack_packer pk;
+	size_t n = 1, i;
+
+	assert_non_null(j);
+	j->task = task_find("exec", 4);
+	assert_non_null(j->task);
+	n += sp->cwd != NULL;
+	n += sp->env != NULL;
+	n += sp->in != NULL;
+	n += sp->grace >= 0;
+	msgpack_packer_init(&pk, &b, pbuf_write_cb);
+	msgpack_pack_map(&pk, n);
+	msgpack_pack_str_with_body(&pk, "argv", 4);
+	for (n = 0; sp->argv[n] != NULL; n++)
+		;
+	msgpack_pack_array(&pk, n);
+	for (i = 0; i < n; i++)
+		msgpack_pack_str_with_body(&pk, sp->argv[i],
+		                           strlen(sp->argv[i]));
+	if (sp->cwd != NULL) {
+		msgpack_pack_str_with_body(&pk, "cwd", 3);
+		msgpack_pack_str_with_body(&pk, sp->cwd, strlen(sp->cwd));
+	}
+	if (sp->env != NULL) {
+		for (n = 0; sp->env[n] != NULL; n += 2)
+			;
+		msgpack_pack_str_with_body(&pk, "env", 3);
+		msgpack_pack_map(&pk, n / 2);
+		for (i = 0; i < n; i++)
+			msgpack_pack_str_with_body(&pk, sp->env[i],
+			                           strlen(sp->env[i]));
+	}
+	if (sp->in != NULL) {
+		size_t len = sp->inlen > 0 ? sp->inlen : strlen(sp->in);
+
+		msgpack_pack_str_with_body(&pk, "stdin", 5);
+		msgpack_pack_str_with_body(&pk, sp->in, len);
+	}
+	if (sp->grace >= 0) {
+		msgpack_pack_str_with_body(&pk, "grace", 5);
+		msgpack_pack_int64(&pk, sp->grace);
+	}
+	j->args = b.data;
+	j->args_len = (uint32_t)b.len;
+	atomic_init(&j->ctx.cancel, false);
+	rec_reset();
+	return j;
+}
+
+static void
+free_job(struct job *j)
+{
+	task_ctx_free(&j->ctx);
+	free(j->args);
+	free(j);
+}
+
+/* Start a command and run it to the end; the final step. */
+static enum task_step
+run(struct job *j)
+{
+	assert_int_equal(task_ctx_start(&j->ctx, j, &rec_ops, NULL), 0);
+	return task_run_blocking(&j->ctx, fd_wait, NULL);
+}
+
+#define ARGV(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* The result must be exactly {status: 0}. */
+static void
+assert_status_0(struct job *j)
+{
+	msgpack_zone z;
+	msgpack_object o;
+	size_t off = 0;
+
+	msgpack_zone_init(&z, 256);
+	assert_int_equal(
+	    msgpack_unpack(j->ctx.result.data, j->ctx.result.len, &off, &z, &o),
+	    MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(o.type, MSGPACK_OBJECT_MAP);
+	assert_int_equal(o.via.map.size, 1);
+	assert_true(proto_obj_streq(&o.via.map.ptr[0].key, "status"));
+	assert_int_equal(o.via.map.ptr[0].val.type,
+	                 MSGPACK_OBJECT_POSITIVE_INTEGER);
+	assert_int_equal(o.via.map.ptr[0].val.via.u64, 0);
+	msgpack_zone_destroy(&z);
+}
+
+static void
+assert_stream(int stream, const char *want)
+{
+	assert_int_equal(rec.all[stream].len, strlen(want));
+	assert_memory_equal(rec.all[stream].data, want, strlen(want));
+}
+
+/* ---- behaviour ---- */
+
+static void
+echo_streams_its_line_and_succeeds_with_status_0(void **state)
+{
+	struct job *j =
+	    job_for(&(struct spec){ARGV("echo", "hello"), .grace = -1});
+
+	assert_int_equal(run(j), TASK_DONE);
+	assert_int_equal(rec.npieces, 1);
+	assert_int_equal(rec.piece[0].stream, 1);
+	assert_int_equal(rec.piece[0].len, 6);
+	assert_memory_equal(rec.piece[0].data, "hello\n", 6);
+	assert_null(j->ctx.error);
+	assert_status_0(j);
+	free_job(j);
+}
+
+static void
+nonzero_exit_fails_with_its_status_after_both_streams(void **state)
+{
+	struct job *j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "echo out; echo err >&2; echo more; exit 3"),
+	    .grace = -1});
+
+	assert_int_equal(run(j), TASK_FAILED);
+	assert_string_equal(j->ctx.error, "exited with status 3");
+	assert_int_equal(j->ctx.result.len, 0);
+	assert_stream(1, "out\nmore\n");
+	assert_stream(2, "err\n");
+	assert_int_equal(rec.npieces, 3);
+	free_job(j);
+}
+
+static void
+a_signal_death_is_named(void **state)
+{
+	struct job *j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "echo bye; kill -9 $$"), .grace = -1});
+
+	assert_int_equal(run(j), TASK_FAILED);
+	assert_string_equal(j->ctx.error, "killed by signal 9 (SIGKILL)");
+	assert_stream(1, "bye\n");
+	free_job(j);
+}
+
+static void
+stdin_data_is_piped_through_then_closed(void **state)
+{
+	struct job *j = job_for(&(struct spec){
+	    ARGV("cat"), .in = "one\ntwo\nno newline", .grace = -1});
+
+	assert_int_equal(run(j), TASK_DONE);
+	assert_int_equal(rec.npieces, 3);
+	assert_memory_equal(rec.piece[0].data, "one\n", 4);
+	assert_memory_equal(rec.piece[1].data, "two\n", 4);
+	assert_int_equal(rec.piece[2].len, 10);
+	assert_memory_equal(rec.piece[2].data, "no newline", 10);
+	free_job(j);
+
+	/* stdin="" is an empty pipe, closed at once */
+	j = job_for(
+	    &(struct spec){ARGV("sh", "-c", "test -p /dev/stdin && wc -c"),
+	                   .in = "", .grace = -1});
+	assert_int_equal(run(j), TASK_DONE);
+	assert_stream(1, "0\n");
+	free_job(j);
+
+	/* no stdin=: /dev/null */
+	j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "test -c /dev/stdin && readlink /proc/$$/fd/0"),
+	    .grace = -1});
+	assert_int_equal(run(j), TASK_DONE);
+	assert_stream(1, "/dev/null\n");
+	free_job(j);
+}
+
+static void
+stdin_larger_than_a_pipe_flows_while_output_is_read(void **state)
+{
+	const size_t len = 200 * 1024; /* > the 64 KiB pipe buffer */
+	char *in = malloc(len);
+	struct job *j;
+	size_t i;
+
+	assert_non_null(in);
+	for (i = 0; i < len; i++)
+		in[i] = (i % 64 == 63) ? '\n' : (char)('a' + i % 26);
+	j = job_for(
+	    &(struct spec){ARGV("cat"), .in = in, .inlen = len, .grace = -1});
+	assert_int_equal(run(j), TASK_DONE);
+	assert_int_equal(rec.all[1].len, len);
+	assert_memory_equal(rec.all[1].data, in, len);
+	assert_int_equal(rec.npieces, 1024); /* the record holds 1024 */
+	assert_int_equal(rec.piece[0].len, 64);
+	free_job(j);
+	free(in);
+}
+
+static void
+bytes_pass_through_unchanged(void **state)
+{
+	static const char in[] = "a\0b\377\r\n\001tail";
+	struct job *j = job_for(&(struct spec){
+	    ARGV("cat"), .in = in, .inlen = sizeof(in) - 1, .grace = -1});
+
+	assert_int_equal(run(j), TASK_DONE);
+	assert_int_equal(rec.npieces, 2);
+	assert_int_equal(rec.piece[0].len, 6);
+	assert_memory_equal(rec.piece[0].data, "a\0b\377\r\n", 6);
+	assert_int_equal(rec.piece[1].len, 5);
+	assert_memory_equal(rec.piece[1].data, "\001tail", 5);
+	free_job(j);
+}
+
+static void
+long_lines_come_in_4096_byte_pieces(void **state)
+{
+	struct job *j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "head -c 10000 /dev/zero | tr '\\0' x"),
+	    .grace = -1});
+	size_t i;
+
+	assert_int_equal(run(j), TASK_DONE);
+	assert_int_equal(rec.npieces, 3);
+	assert_int_equal(rec.piece[0].len, 4096);
+	assert_int_equal(rec.piece[1].len, 4096);
+	assert_int_equal(rec.piece[2].len, 1808);
+	for (i = 0; i < rec.all[1].len; i++)
+		assert_int_equal(rec.all[1].data[i], 'x');
+	free_job(j);
+
+	/* with its newline, the last piece keeps it */
+	j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "head -c 8192 /dev/zero | tr '\\0' y; echo"),
+	    .grace = -1});
+	assert_int_equal(run(j), TASK_DONE);
+	assert_int_equal(rec.npieces, 3);
+	assert_int_equal(rec.piece[0].len, 4096);
+	assert_int_equal(rec.piece[1].len, 4096);
+	assert_int_equal(rec.piece[2].len, 1);
+	assert_memory_equal(rec.piece[2].data, "\n", 1);
+	free_job(j);
+}
+
+static void
+much_output_arrives_whole_and_in_order(void **state)
+{
+	struct job *j =
+	    job_for(&(struct spec){ARGV("seq", "1", "300000"), .grace = -1});
+	struct pbuf want = {0};
+	char line[16];
+	int i, n;
+
+	for (i = 1; i <= 300000; i++) {
+		n = snprintf(line, sizeof(line), "%d\n", i);
+		pbuf_append(&want, line, (size_t)n);
+	}
+	assert_int_equal(run(j), TASK_DONE);
+	assert_int_equal(rec.all[1].len, want.len);
+	assert_memory_equal(rec.all[1].data, want.data, want.len);
+	assert_int_equal(rec.piece[0].len, 2);
+	assert_memory_equal(rec.piece[0].data, "1\n", 2);
+	pbuf_free(&want);
+	free_job(j);
+}
+
+static void
+env_and_cwd_are_honoured(void **state)
+{
+	char dir[] = "/tmp/concd-exec-XXXXXX", want[128];
+	struct job *j;
+
+	assert_non_null(mkdtemp(dir));
+	j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "echo $FOO; echo $HOME; pwd; echo ${PATH:+path}"),
+	    .cwd = dir, .env = ARGV("FOO", "bar baz", "HOME", "/nowhere"),
+	    .grace = -1});
+	assert_int_equal(run(j), TASK_DONE);
+	snprintf(want, sizeof(want), "bar baz\n/nowhere\n%s\npath\n", dir);
+	assert_stream(1, want);
+	free_job(j);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static void
+only_the_three_standard_fds_reach_the_command(void **state)
+{
+	struct job *j = job_for(
+	    &(struct spec){ARGV("sh", "-c", "ls /proc/$$/fd"), .grace = -1});
+
+	assert_int_equal(run(j), TASK_DONE);
+	assert_stream(1, "0\n1\n2\n");
+	free_job(j);
+}
+
+/* A hex mask from a /proc/PID/status line such as "SigIgn:\t...". */
+static unsigned long long
+status_mask(const struct pbuf *b, const char *name)
+{
+	const char *p = memmem(b->data, b->len, name, strlen(name));
+
+	assert_non_null(p);
+	return strtoull(p + strlen(name) + 1, NULL, 16);
+}
+
+static void
+signals_start_at_their_defaults_in_a_group_of_its_own(void **state)
+{
+	/* the test ignores SIGPIPE and SIGHUP; the command must not */
+	void (*pipe_was)(int) = signal(SIGPIPE, SIG_IGN);
+	void (*hup_was)(int) = signal(SIGHUP, SIG_IGN);
+	unsigned long long reset = 1ULL << (SIGPIPE - 1) |
+	                           1ULL << (SIGHUP - 1) | 1ULL << (SIGINT - 1) |
+	                           1ULL << (SIGTERM - 1) |
+	                           1ULL << (SIGCHLD - 1);
+	struct job *j = job_for(&(struct spec){
+	    ARGV("sh", "-c",
+	         /* builtins only: the shell blocks signals while it forks */
+	         "while read -r k v; do case $k in Sig[BI]*) echo \"$k\t$v\";;"
+	         " esac; done </proc/$$/status;"
+	         " test $(cut -d' ' -f5 /proc/$$/stat) = $$ && echo own group"),
+	    .grace = -1});
+
+	assert_int_equal(run(j), TASK_DONE);
+	pbuf_append(&rec.all[1], "", 1);
+	assert_int_equal(status_mask(&rec.all[1], "SigBlk:"), 0);
+	/* glibc's posix_spawn leaves its own signals 32 and 33 ignored */
+	assert_int_equal(status_mask(&rec.all[1], "SigIgn:") & reset, 0);
+	assert_non_null(strstr(rec.all[1].data, "\nown group\n"));
+	free_job(j);
+	signal(SIGPIPE, pipe_was);
+	signal(SIGHUP, hup_was);
+}
+
+/* The error start() gave, or "" when it started. */
+static int
+start_error(const struct spec *sp, char *err, size_t errlen)
+{
+	struct job *j = job_for(sp);
+	int rc = task_ctx_start(&j->ctx, j, &rec_ops, NULL);
+
+	snprintf(err, errlen, "%s", j->ctx.error != NULL ? j->ctx.error : "");
+	free_job(j);
+	return rc;
+}
+
+static void
+start_fails_clearly_for_missing_commands_and_bad_cwd(void **state)
+{
+	char err[512];
+
+	assert_int_equal(
+	    start_error(&(struct spec){ARGV("nosuch"), .grace = -1}, err,
+	                sizeof(err)),
+	    -1);
+	assert_string_equal(
+	    err, "exec: cannot run \"nosuch\": No such file or directory");
+	assert_int_equal(
+	    start_error(&(struct spec){ARGV("/etc/passwd"), .grace = -1}, err,
+	                sizeof(err)),
+	    -1);
+	assert_string_equal(
+	    err, "exec: cannot run \"/etc/passwd\": Permission denied");
+	assert_int_equal(
+	    start_error(&(struct spec){ARGV("true"), .cwd = "/nonexistent",
+	                               .grace = -1},
+	                err, sizeof(err)),
+	    -1);
+	assert_string_equal(err, "exec: cannot use cwd \"/nonexistent\": No "
+	                         "such file or directory");
+	assert_int_equal(
+	    start_error(
+	        &(struct spec){ARGV("true"), .cwd = "/etc/passwd", .grace = -1},
+	        err, sizeof(err)),
+	    -1);
+	assert_string_equal(
+	    err, "exec: cannot use cwd \"/etc/passwd\": Not a directory");
+	assert_int_equal(
+	    start_error(&(struct spec){ARGV("true"), .env = ARGV("A=B", "c"),
+	                               .grace = -1},
+	                err, sizeof(err)),
+	    -1);
+	assert_string_equal(
+	    err, "exec: \"A=B\" is not a valid environment variable name");
+	assert_int_equal(
+	    start_error(&(struct spec){ARGV("echo", ""), .grace = -1}, err,
+	                sizeof(err)),
+	    -1);
+	assert_string_equal(err, "exec: argv[1] must be 1 to 4096 bytes long");
+}
+
+/* task_validate's cause for args packed by pack, "" if accepted. */
+static const char *
+why(char *cause, void (*pack)(msgpack_packer *))
+{
+	const struct task *t = task_find("exec", 4);
+	struct pbuf b = {0};
+	msgpack_packer pk;
+	msgpack_zone z;
+	msgpack_object o;
+	size_t off = 0;
+
+	msgpack_packer_init(&pk, &b, pbuf_write_cb);
+	pack(&pk);
+	msgpack_zone_init(&z, 4096);
+	assert_int_equal(msgpack_unpack(b.data, b.len, &off, &z, &o),
+	                 MSGPACK_UNPACK_SUCCESS);
+	cause[0] = '\0';
+	(void)task_validate(t, &o, cause, 256);
+	msgpack_zone_destroy(&z);
+	pbuf_free(&b);
+	return cause;
+}
+
+static void
+key(msgpack_packer *pk, const char *k)
+{
+	msgpack_pack_str_with_body(pk, k, strlen(k));
+}
+
+static void
+pack_good(msgpack_packer *pk)
+{
+	msgpack_pack_map(pk, 5);
+	key(pk, "argv");
+	msgpack_pack_array(pk, 2);
+	key(pk, "echo");
+	key(pk, "hi");
+	key(pk, "cwd");
+	key(pk, "/");
+	key(pk, "env");
+	msgpack_pack_map(pk, 1);
+	key(pk, "A");
+	key(pk, "b");
+	key(pk, "stdin");
+	key(pk, "");
+	key(pk, "grace");
+	msgpack_pack_int(pk, 0);
+}
+
+static void
+pack_none(msgpack_packer *pk)
+{
+	msgpack_pack_map(pk, 0);
+}
+
+static void
+pack_empty_argv(msgpack_packer *pk)
+{
+	msgpack_pack_map(pk, 1);
+	key(pk, "argv");
+	msgpack_pack_array(pk, 0);
+}
+
+static void
+pack_int_in_argv(msgpack_packer *pk)
+{
+	msgpack_pack_map(pk, 1);
+	key(pk, "argv");
+	msgpack_pack_array(pk, 2);
+	key(pk, "echo");
+	msgpack_pack_int(pk, 5);
+}
+
+static void
+pack_string_argv(msgpack_packer *pk)
+{
+	msgpack_pack_map(pk, 1);
+	key(pk, "argv");
+	key(pk, "echo hi");
+}
+
+static void
+pack_257_args(msgpack_packer *pk)
+{
+	int i;
+
+	msgpack_pack_map(pk, 1);
+	key(pk, "argv");
+	msgpack_pack_array(pk, 257);
+	for (i = 0; i < 257; i++)
+		key(pk, "x");
+}
+
+static void
+pack_257_env(msgpack_packer *pk)
+{
+	char name[16];
+	int i;
+
+	msgpack_pack_map(pk, 2);
+	key(pk, "argv");
+	msgpack_pack_array(pk, 1);
+	key(pk, "true");
+	key(pk, "env");
+	msgpack_pack_map(pk, 257);
+	for (i = 0; i < 257; i++) {
+		snprintf(name, sizeof(name), "V%d", i);
+		key(pk, name);
+		key(pk, "x");
+	}
+}
+
+static void
+pack_int_env(msgpack_packer *pk)
+{
+	msgpack_pack_map(pk, 2);
+	key(pk, "argv");
+	msgpack_pack_array(pk, 1);
+	key(pk, "true");
+	key(pk, "env");
+	msgpack_pack_map(pk, 1);
+	key(pk, "N");
+	msgpack_pack_int(pk, 1);
+}
+
+static void
+pack_big_grace(msgpack_packer *pk)
+{
+	msgpack_pack_map(pk, 2);
+	key(pk, "argv");
+	msgpack_pack_array(pk, 1);
+	key(pk, "true");
+	key(pk, "grace");
+	msgpack_pack_int(pk, 60001);
+}
+
+static void
+validation_refuses_bad_argv_env_and_grace(void **state)
+{
+	char c[256];
+
+	assert_string_equal(why(c, pack_good), "");
+	assert_string_equal(why(c, pack_none), "exec: missing argument argv");
+	assert_string_equal(why(c, pack_empty_argv),
+	                    "exec: argv must have 1 to 256 entries");
+	assert_string_equal(why(c, pack_int_in_argv),
+	                    "exec: argv must be a list of strings");
+	assert_string_equal(why(c, pack_string_argv),
+	                    "exec: argv must be a list of strings");
+	assert_string_equal(why(c, pack_257_args),
+	                    "exec: argv must have 1 to 256 entries");
+	assert_string_equal(why(c, pack_257_env),
+	                    "exec: env must have 0 to 256 entries");
+	assert_string_equal(why(c, pack_int_env),
+	                    "exec: env must be a map of strings to strings");
+	assert_string_equal(why(c, pack_big_grace),
+	                    "exec: grace must be at most 60000");
+}
+
+/* Step until the command has said its pid (its first line). */
+static pid_t
+started_pid(struct job *j)
+{
+	enum task_step st;
+	long pid;
+
+	assert_int_equal(task_ctx_start(&j->ctx, j, &rec_ops, NULL), 0);
+	for (;;) {
+		st = task_ctx_step(&j->ctx);
+		assert_true(st == TASK_WAIT || st == TASK_YIELD);
+		if (rec.all[1].len > 0 &&
+		    memchr(rec.all[1].data, '\n', rec.all[1].len) != NULL)
+			break;
+		if (st == TASK_WAIT)
+			fd_wait(&j->ctx, NULL);
+	}
+	assert_int_equal(sscanf(rec.all[1].data, "%ld", &pid), 1);
+	assert_true(pid > 1);
+	return (pid_t)pid;
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The command is gone: reaped (not ours any more) and not running. */
+static void
+assert_gone(pid_t pid)
+{
+	errno = 0;
+	assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+}
+
+static void
+a_cancelled_command_is_terminated_and_reaped(void **state)
+{
+	struct job *j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "echo $$; exec sleep 60"), .grace = -1});
+	pid_t pid = started_pid(j);
+	uint64_t t0;
+
+	atomic_store(&j->ctx.cancel, true);
+	assert_int_equal(task_ctx_step(&j->ctx), TASK_FAILED);
+	t0 = now_ms();
+	task_ctx_stop(&j->ctx);
+	assert_true(now_ms() - t0 < 1500); /* SIGTERM did it, not the grace */
+	assert_gone(pid);
+	free_job(j);
+}
+
+static void
+a_command_ignoring_sigterm_is_killed_after_its_grace(void **state)
+{
+	struct job *j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "trap '' TERM; echo $$; exec sleep 60"),
+	    .grace = 100});
+	pid_t pid = started_pid(j);
+	uint64_t t0;
+
+	atomic_store(&j->ctx.cancel, true);
+	t0 = now_ms();
+	task_ctx_stop(&j->ctx);
+	assert_true(now_ms() - t0 >= 100);
+	assert_true(now_ms() - t0 < BOUND_MS);
+	assert_gone(pid);
+	free_job(j);
+}
+
+static void
+a_command_that_closes_its_output_is_still_waited_for(void **state)
+{
+	struct job *j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "exec >&- 2>&-; sleep 0.2; exit 4"), .grace = -1});
+	uint64_t t0 = now_ms();
+
+	assert_int_equal(run(j), TASK_FAILED);
+	assert_string_equal(j->ctx.error, "exited with status 4");
+	assert_true(now_ms() - t0 >= 200);
+	free_job(j);
+}
+
+static void
+output_held_open_by_a_background_process_is_read_to_the_end(void **state)
+{
+	struct job *j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "(sleep 0.2; echo late) & echo early"),
+	    .grace = -1});
+
+	assert_int_equal(run(j), TASK_DONE);
+	assert_stream(1, "early\nlate\n");
+	assert_status_0(j);
+	free_job(j);
+}
+
+static void
+leftovers_of_an_exited_command_are_killed_at_once_on_cancel(void **state)
+{
+	/* the shell exits, its background sleep keeps stdout open */
+	struct job *j = job_for(
+	    &(struct spec){ARGV("sh", "-c", "trap '' TERM; sleep 60 & echo $!"),
+	                   .grace = 10000});
+	pid_t sleeper;
+	struct pollfd pfd = {.events = POLLIN};
+	siginfo_t si;
+	uint64_t t0;
+
+	/* orphans come to us, so that the test can reap the sleep */
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	sleeper = started_pid(j);
+	pfd.fd = (int)syscall(SYS_pidfd_open, sleeper, 0);
+	assert_true(pfd.fd >= 0);
+	/* wait for the shell's exit without reaping it */
+	assert_int_equal(waitid(P_ALL, 0, &si, WEXITED | WNOWAIT), 0);
+	assert_int_not_equal(si.si_pid, sleeper);
+
+	atomic_store(&j->ctx.cancel, true);
+	t0 = now_ms();
+	task_ctx_stop(&j->ctx);
+	assert_int_equal(poll(&pfd, 1, BOUND_MS), 1); /* SIGKILL, no grace */
+	assert_true(now_ms() - t0 < 5000);
+	assert_int_equal(waitpid(sleeper, NULL, 0), sleeper);
+	assert_gone(si.si_pid);
+	close(pfd.fd);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+	free_job(j);
+}
+
+static void
+exec_may_run_on_every_executor_and_auto_picks_the_loop(void **state)
+{
+	const struct task *t = task_find("exec", 4);
+
+	assert_non_null(t);
+	assert_int_equal(t->executors, TASK_ON_ALL);
+	assert_int_equal(task_default_exec(t), PX_LOOP);
+}
+
+static int
+teardown(void **state)
+{
+	rec_reset();
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(echo_streams_its_line_and_succeeds_with_status_0),
+	    cmocka_unit_test(
+	        nonzero_exit_fails_with_its_status_after_both_streams),
+	    cmocka_unit_test(a_signal_death_is_named),
+	    cmocka_unit_test(stdin_data_is_piped_through_then_closed),
+	    cmocka_unit_test(
+	        stdin_larger_than_a_pipe_flows_while_output_is_read),
+	    cmocka_unit_test(bytes_pass_through_unchanged),
+	    cmocka_unit_test(long_lines_come_in_4096_byte_pieces),
+	    cmocka_unit_test(much_output_arrives_whole_and_in_order),
+	    cmocka_unit_test(env_and_cwd_are_honoured),
+	    cmocka_unit_test(only_the_three_standard_fds_reach_the_command),
+	    cmocka_unit_test(
+	        signals_start_at_their_defaults_in_a_group_of_its_own),
+	    cmocka_unit_test(
+	        start_fails_clearly_for_missing_commands_and_bad_cwd),
+	    cmocka_unit_test(validation_refuses_bad_argv_env_and_grace),
+	    cmocka_unit_test(a_cancelled_command_is_terminated_and_reaped),
+	    cmocka_unit_test(
+	        a_command_ignoring_sigterm_is_killed_after_its_grace),
+	    cmocka_unit_test(
+	        a_command_that_closes_its_output_is_still_waited_for),
+	    cmocka_unit_test(
+	        output_held_open_by_a_background_process_is_read_to_the_end),
+	    cmocka_unit_test(
+	        leftovers_of_an_exited_command_are_killed_at_once_on_cancel),
+	    cmocka_unit_test(
+	        exec_may_run_on_every_executor_and_auto_picks_the_loop),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, teardown);
+}
