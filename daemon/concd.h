@@ -44,6 +44,9 @@ int notify_listen_fds(int *fds, int max);
 void notify_ready(void);
 void notify_stopping(void);
 void notify_status(const char *);
+void notify_watchdog(void);
+uint64_t notify_watchdog_interval(void);
+void notify_close(void);
 
 /* ---- limits ---- */
 

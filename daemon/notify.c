@@ -1,12 +1,30 @@
 /*
- * notify.c -- the daemon's only contact with libsystemd: socket
- * activation and sd_notify.  Both do nothing outside systemd.
+ * notify.c -- the daemon's contact with its service manager: socket
+ * activation (libsystemd's sd_listen_fds) and the notify protocol.
+ * Notifications are datagrams sent without blocking: a manager that does
+ * not read its socket costs a STATUS= line, never a stalled loop.  Both
+ * do nothing outside systemd.
  */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
 #include "concd.h"
+
+static struct {
+	int fd;
+	struct sockaddr_un addr;
+	socklen_t len;
+	bool tried;
+} nt = {.fd = -1};
 
 int
 notify_listen_fds(int *fds, int max)
@@ -23,20 +41,79 @@ notify_listen_fds(int *fds, int max)
 	return n < max ? n : max;
 }
 
+/* $NOTIFY_SOCKET: a path, or '@' for the abstract namespace. */
+static void
+notify_open(void)
+{
+	const char *p = getenv("NOTIFY_SOCKET");
+	size_t n;
+
+	nt.tried = true;
+	if (p == NULL || (p[0] != '/' && p[0] != '@') ||
+	    (n = strlen(p)) >= sizeof(nt.addr.sun_path))
+		return;
+	nt.addr.sun_family = AF_UNIX;
+	memcpy(nt.addr.sun_path, p, n);
+	if (p[0] == '@')
+		nt.addr.sun_path[0] = '\0';
+	nt.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+	nt.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+}
+
+static void
+notify_send(const char *msg)
+{
+	if (!nt.tried)
+		notify_open();
+	if (nt.fd < 0)
+		return;
+	if (sendto(nt.fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL,
+		(struct sockaddr *)&nt.addr, nt.len) < 0)
+		log_debug("notify: %s: %s", msg, strerror(errno));
+}
+
 void
 notify_ready(void)
 {
-	sd_notify(0, "READY=1");
+	notify_send("READY=1");
 }
 
 void
 notify_stopping(void)
 {
-	sd_notify(0, "STOPPING=1");
+	notify_send("STOPPING=1");
 }
 
 void
 notify_status(const char *status)
 {
-	sd_notifyf(0, "STATUS=%s", status);
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "STATUS=%s", status);
+	notify_send(msg);
+}
+
+void
+notify_watchdog(void)
+{
+	notify_send("WATCHDOG=1");
+}
+
+/* Half of WatchdogSec, in µs, or 0 when no watchdog is asked for. */
+uint64_t
+notify_watchdog_interval(void)
+{
+	uint64_t usec = 0;
+
+	if (sd_watchdog_enabled(0, &usec) <= 0)
+		return 0;
+	return usec / 2;
+}
+
+void
+notify_close(void)
+{
+	if (nt.fd >= 0)
+		close(nt.fd);
+	nt.fd = -1;
 }

@@ -29,6 +29,7 @@ static struct {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	bool bound; /* we made path, so we remove it */
 	struct event *backoff;
+	struct event *watchdog;
 	struct event *sig[3];
 	bool stopping;
 	uid_t uid;
@@ -454,9 +455,16 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+static void
+server_watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	notify_watchdog();
+}
+
 void
 server_start(struct server_options *opt)
 {
+	uint64_t wd = notify_watchdog_interval();
 	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
 	int i;
 
@@ -469,6 +477,15 @@ server_start(struct server_options *opt)
 		evsignal_add(srv.sig[i], NULL);
 	}
 	srv.backoff = evtimer_new(server_base, server_backoff_cb, NULL);
+	if (wd > 0) {
+		/* the loop answers WatchdogSec= as long as it turns */
+		struct timeval tv = {(time_t)(wd / 1000000),
+		    (suseconds_t)(wd % 1000000)};
+
+		srv.watchdog = event_new(server_base, -1, EV_PERSIST,
+		    server_watchdog_cb, NULL);
+		event_add(srv.watchdog, &tv);
+	}
 	for (i = 0; i < srv.nfds; i++) {
 		srv.ev[i] = event_new(server_base, srv.fds[i],
 		    EV_READ | EV_PERSIST, server_accept_cb, NULL);
@@ -491,6 +508,9 @@ server_free(void)
 		close(srv.fds[i]);
 	if (srv.backoff != NULL)
 		event_free(srv.backoff);
+	if (srv.watchdog != NULL)
+		event_free(srv.watchdog);
+	notify_close();
 	if (stop.check != NULL)
 		event_free(stop.check);
 	if (stop.timer != NULL)

@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -22,33 +23,49 @@ BOUND = 30.0  # seconds: an upper bound, never a delay
 
 
 class Notify:
-    """A datagram socket standing in for systemd's notify socket."""
+    """A datagram socket standing in for systemd's notify socket.  A thread
+    reads it all the time, as systemd does."""
 
     def __init__(self, path):
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
         self.messages = []
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while True:
+            try:
+                data = self.sock.recv(4096).decode()
+            except OSError:
+                return
+            if not data:
+                return
+            with self.cond:
+                self.messages.extend(data.split("\n"))
+                self.cond.notify_all()
 
     def wait_for(self, prefix, bound=BOUND):
         deadline = time.monotonic() + bound
-        for m in self.messages:
-            if m.startswith(prefix):
-                return m
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(4096).decode()
-            except socket.timeout:
-                break
-            for line in data.split("\n"):
-                self.messages.append(line)
-                if line.startswith(prefix):
-                    return line
-        raise AssertionError("no %r from concd within %ss (got %r)"
-                             % (prefix, bound, self.messages))
+        with self.cond:
+            while True:
+                for m in self.messages:
+                    if m.startswith(prefix):
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no %r from concd within %ss "
+                                         "(got %r)"
+                                         % (prefix, bound, self.messages))
+                self.cond.wait(left)
 
     def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 
