@@ -25,7 +25,8 @@
 
 #include "concd.h"
 
-#define PROC_DEPTH 64 /* jobs given to one worker ahead of time */
+#define PROC_DEPTH    64   /* jobs given to one worker ahead of time */
+#define PROC_SHORT_US 2000 /* jobs shorter than this are batched */
 
 extern char **environ;
 
@@ -46,6 +47,7 @@ TAILQ_HEAD(pworker_list, pworker);
 static struct {
 	struct pworker_list workers; /* the pool and fresh ones */
 	int size;		     /* workers wanted in the pool */
+	uint64_t run_us[TASK_MAX_TASKS]; /* a task's recent job length */
 	int max_jobs;		     /* a worker is replaced after these */
 	char *plugin_dir;
 	struct job_queue queue;
@@ -177,8 +179,15 @@ proc_dispatch(void)
 		if (w->index >= 0 && !w->retiring)
 			nworkers++;
 	while ((j = TAILQ_FIRST(&pp.queue)) != NULL) {
-		/* deep queue: batch; shallow: only idle workers */
-		depth = pp.nqueued > (size_t)nworkers ? PROC_DEPTH : 1;
+		/*
+		 * A deep queue of short jobs goes out in batches (a write per
+		 * batch); long jobs go one at a time to idle workers, so none
+		 * waits behind another while a worker is free.
+		 */
+		depth = pp.nqueued > (size_t)nworkers &&
+			pp.run_us[task_index(j->task)] < PROC_SHORT_US
+		    ? PROC_DEPTH
+		    : 1;
 		best = NULL;
 		TAILQ_FOREACH(w, &pp.workers, link) {
 			if (w->index < 0 || w->retiring || w->njobs >= depth)
@@ -235,6 +244,12 @@ proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 	}
 	if (s < PS_SUCCEEDED)
 		s = PS_FAILED;
+	if (j->started > 0) {
+		uint64_t *avg = &pp.run_us[task_index(j->task)];
+		uint64_t took = server_now_us() - j->started;
+
+		*avg = (*avg * 7 + took) / 8;
+	}
 	job_finish(j, (enum proto_state)s);
 }
 

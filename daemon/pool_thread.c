@@ -129,13 +129,21 @@ pool_post_locked(struct job *j, uint8_t bits)
 	return pool_wake_locked();
 }
 
+/* As in worker.c: a progress snapshot every 20 ms (and the last) is plenty. */
 static void
 thread_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
     const char *msg)
 {
+	static _Thread_local uint64_t last;
 	struct job *j = ctx->job;
-	char *copy = msg != NULL ? strndup(msg, 255) : NULL, *old = NULL;
+	uint64_t now = pool_now_us();
+	char *copy, *old = NULL;
 	bool wake;
+
+	if (done < total && now - last < 20000)
+		return;
+	last = now;
+	copy = msg != NULL ? strndup(msg, 255) : NULL;
 
 	pthread_mutex_lock(&pool.lock);
 	j->handoff.done = done;

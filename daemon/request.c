@@ -329,6 +329,21 @@ ps_count(struct job *j, void *arg)
 		w->counts[j->state]++;
 }
 
+/* Rows that match a ps request, from the per-state counts. */
+static size_t
+ps_total(const size_t counts[PS_COUNT], int state, bool all)
+{
+	size_t total = 0;
+	int i;
+
+	if (state >= 0)
+		return counts[state];
+	for (i = 0; i < PS_COUNT; i++)
+		if (all || !PROTO_STATE_FINAL(i))
+			total += counts[i];
+	return total;
+}
+
 /*
  * The newest rows that match, found by walking ids down from the last
  * one (ids are dense, lookups O(1)), so a short listing stays cheap with
@@ -349,6 +364,7 @@ request_ps(struct conn *c, const struct proto_msg *m)
 	int state = -1;
 	uint64_t id;
 	size_t seen;
+	bool counted;
 
 	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
 	    (state = proto_state_lookup(sname, slen)) < 0) {
@@ -366,6 +382,7 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		job_counts(w.counts);
 	else
 		job_foreach(ps_count, &w);
+	counted = true; /* w.counts covers exactly the visible jobs */
 	/* every job in the table is seen once we have met job_total() */
 	for (id = job_last_id(), seen = 0; id > 0 && seen < job_total();
 	     id--) {
@@ -382,13 +399,12 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		if (n < limit)
 			rows[n++] = j;
 		total++;
-		/* past the limit only the total is wanted: count, not walk */
-		if (n == limit && state < 0 && all)
+		/* the counts give the total: stop at the limit */
+		if (n == limit && counted)
 			break;
 	}
-	if (n == limit && state < 0 && all)
-		for (total = 0, i = 0; i < PS_COUNT; i++)
-			total += w.counts[i];
+	if (n == limit && counted)
+		total = ps_total(w.counts, state, all);
 	proto_enc_begin(&e, conn_out(c), PROTO_JOBS, m->id);
 	proto_enc_key(&e, PF_JOBS);
 	proto_enc_array_open(&e);

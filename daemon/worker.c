@@ -22,12 +22,15 @@
 
 #include "concd.h"
 
-#define WORKER_FLUSH_AT (64 * 1024)
+#define WORKER_FLUSH_AT	   (64 * 1024)
+#define WORKER_PROGRESS_MS 20
 
 static struct {
 	int fd;
 	int index;
+	pid_t pid;
 	bool once;
+	int64_t progress_at; /* ms: progress goes out at most every 20 ms */
 	bool eof;
 	uint32_t served;
 	struct pbuf in, out;
@@ -192,11 +195,22 @@ worker_read(int timeout_ms)
 	return true;
 }
 
+static int64_t now_ms(void);
+
+/*
+ * Progress is a snapshot: sending one per step of a fast CPU task would
+ * cost the daemon a frame each; every 50 ms (and the last one) is plenty.
+ */
 static void
 worker_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
     const char *msg)
 {
 	struct proto_enc e;
+	int64_t now = now_ms();
+
+	if (done < total && now - wk.progress_at < WORKER_PROGRESS_MS)
+		return;
+	wk.progress_at = now;
 
 	proto_enc_begin(&e, &wk.out, PROTO_PROGRESS, 0);
 	proto_enc_u64(&e, PF_JOB, ctx->job->id);
@@ -279,7 +293,7 @@ worker_send_started(struct job *j)
 
 	proto_enc_begin(&e, &wk.out, PROTO_STARTED, 0);
 	proto_enc_u64(&e, PF_JOB, j->id);
-	proto_enc_u64(&e, PF_PID, (uint64_t)getpid());
+	proto_enc_u64(&e, PF_PID, (uint64_t)wk.pid);
 	proto_enc_u64(&e, PF_SERVED, wk.served);
 	proto_enc_u64(&e, PF_STARTED, server_now_us());
 	proto_enc_end(&e);
@@ -339,6 +353,7 @@ worker_main(int index, bool once)
 	size_t i;
 
 	wk.fd = WORKER_FD;
+	wk.pid = getpid();
 	wk.index = index;
 	wk.once = once;
 	TAILQ_INIT(&wk.queue);
