@@ -7,7 +7,8 @@
  * of the same kind: the word right after its name picks one ("pool
  * resize"), and without such a word the command itself runs.  Unique
  * prefixes of names are accepted.  Options are rows too; they may appear
- * anywhere among a command's words, and "--" ends them.
+ * anywhere among a command's words, and "--" ends them; after a task's
+ * arguments, the words after "--" are the command an exec job runs.
  */
 #include <err.h>
 #include <errno.h>
@@ -46,6 +47,21 @@ static const struct cmd_entry cmd_table[] = {
         .exec = cmd_job_cancel,
     },
     {
+        .name = "gather",
+        .usage = "[--as-completed] [--fail-fast] [--wait-for-slot] [FILE]",
+        .summary = "Submit the jobs listed in FILE (or the standard input) "
+                   "in one request, one per line as TASK [key=value ...] "
+                   "[-x EXECUTOR] [--daemon] [--fresh] [--timeout SECONDS] "
+                   "[--retries N] [--retry-delay SECONDS] [-- COMMAND "
+                   "[ARG ...]], and print each one's outcome as INDEX JOB "
+                   "STATE RESULT-or-ERROR, in input order.",
+        .minargs = 0,
+        .maxargs = 1,
+        .options = CMD_OPT_AS_COMPLETED | CMD_OPT_FAIL_FAST | CMD_OPT_WAIT_SLOT,
+        .prepare = cmd_gather_prepare,
+        .exec = cmd_gather,
+    },
+    {
         .name = "help",
         .usage = "[COMMAND [SUBCOMMAND]]",
         .summary = "Show the usage of every command, or of one.",
@@ -76,11 +92,12 @@ static const struct cmd_entry cmd_table[] = {
     {
         .name = "ps",
         .alias = "ls",
-        .usage = "[-a] [-n COUNT]",
-        .summary = "List your unfinished jobs, or with -a all jobs.",
+        .usage = "[-a] [--state STATE] [-n COUNT]",
+        .summary = "List your unfinished jobs, or with -a all jobs, or "
+                   "those in one state.",
         .minargs = 0,
         .maxargs = 0,
-        .options = CMD_OPT_ALL | CMD_OPT_LIMIT,
+        .options = CMD_OPT_ALL | CMD_OPT_LIMIT | CMD_OPT_STATE,
         .exec = cmd_info_ps,
     },
     {
@@ -95,13 +112,15 @@ static const struct cmd_entry cmd_table[] = {
     {
         .name = "run",
         .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
-                 "[--fresh] [--timeout SECONDS]",
-        .summary = "Submit a job, show its progress and print its "
-                   "result.",
+                 "[--fresh] [--timeout SECONDS] [--retries N] "
+                 "[--retry-delay SECONDS] [--wait-for-slot] "
+                 "[-- COMMAND [ARG ...]]",
+        .summary = "Submit a job, show its progress or output and print "
+                   "its result.  The words after -- are the command of an "
+                   "exec job.",
         .minargs = 1,
         .maxargs = -1,
-        .options =
-            CMD_OPT_EXEC | CMD_OPT_DAEMON | CMD_OPT_FRESH | CMD_OPT_TIMEOUT,
+        .options = CMD_OPT_JOB | CMD_OPT_WAIT_SLOT,
         .words = CMD_WORDS_TASK,
         .exec = cmd_job_run,
     },
@@ -126,12 +145,13 @@ static const struct cmd_entry cmd_table[] = {
     {
         .name = "submit",
         .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
-                 "[--fresh] [--timeout SECONDS]",
+                 "[--fresh] [--timeout SECONDS] [--retries N] "
+                 "[--retry-delay SECONDS] [--wait-for-slot] "
+                 "[-- COMMAND [ARG ...]]",
         .summary = "Submit a job and print its id.",
         .minargs = 1,
         .maxargs = -1,
-        .options =
-            CMD_OPT_EXEC | CMD_OPT_DAEMON | CMD_OPT_FRESH | CMD_OPT_TIMEOUT,
+        .options = CMD_OPT_JOB | CMD_OPT_WAIT_SLOT,
         .words = CMD_WORDS_TASK,
         .exec = cmd_job_submit,
     },
@@ -145,12 +165,12 @@ static const struct cmd_entry cmd_table[] = {
     },
     {
         .name = "wait",
-        .usage = "ID ... [--timeout SECONDS]",
+        .usage = "ID ... [--any] [--timeout SECONDS]",
         .summary = "Wait until jobs finish; exit with the worst "
-                   "outcome.",
+                   "outcome, or with --any with the first job's.",
         .minargs = 1,
         .maxargs = -1,
-        .options = CMD_OPT_TIMEOUT,
+        .options = CMD_OPT_TIMEOUT | CMD_OPT_ANY,
         .words = CMD_WORDS_JOBS,
         .exec = cmd_job_wait,
     },
@@ -165,7 +185,7 @@ static const struct cmd_entry cmd_table[] = {
     },
 };
 #define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
-_Static_assert(CMD_COUNT == 13, "cmd_table rows");
+_Static_assert(CMD_COUNT == 14, "cmd_table rows");
 
 /* Every command takes these as well. */
 #define CMD_OPT_COMMON (CMD_OPT_HELP | CMD_OPT_JSON | CMD_OPT_QUIET)
@@ -247,12 +267,66 @@ static const struct cmd_option_entry {
         .arg = "M",
         .help = "warm worker processes, 0 for none",
     },
+    {
+        .flag = CMD_OPT_RETRIES,
+        .long_name = "retries",
+        .arg = "N",
+        .help = "run a failed or timed-out job again, up to N times",
+    },
+    {
+        .flag = CMD_OPT_RETRY_DELAY,
+        .long_name = "retry-delay",
+        .arg = "SECONDS",
+        .help = "pause between attempts (fractions allowed)",
+    },
+    {
+        .flag = CMD_OPT_WAIT_SLOT,
+        .long_name = "wait-for-slot",
+        .help = "when the queue is full, retry until there is room",
+    },
+    {
+        .flag = CMD_OPT_AS_COMPLETED,
+        .long_name = "as-completed",
+        .help = "print outcomes as their jobs end, not in input order",
+    },
+    {
+        .flag = CMD_OPT_FAIL_FAST,
+        .long_name = "fail-fast",
+        .help = "cancel the other jobs when one fails or times out",
+    },
+    {
+        .flag = CMD_OPT_ANY,
+        .long_name = "any",
+        .help = "return as soon as the first of the jobs ends",
+    },
+    {
+        .flag = CMD_OPT_STATE,
+        .long_name = "state",
+        .arg = "STATE",
+        .help = "only jobs in STATE (queued, running, succeeded, ...)",
+    },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 12, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 19, "cmd_options rows");
 
-/* Longest --timeout accepted: a year. */
+/* Longest --timeout or --retry-delay accepted: a year. */
 #define CMD_MAX_TIMEOUT (365.0 * 24 * 3600)
+
+/* The first --wait-for-slot backoff and the longest, in microseconds. */
+#define CMD_SLOT_FIRST 10000
+#define CMD_SLOT_MAX   1000000
+
+/*
+ * Arguments that are always strings, even when they look like numbers;
+ * of those with file set, a value @FILE stands for the file's contents.
+ */
+static const struct cmd_string_key {
+	const char *key;
+	bool file;
+} cmd_string_keys[] = {
+    {"cwd", false},
+    {"stdin", true},
+};
 
 /* The word a row is matched by: the last of its name. */
 static const char *
@@ -359,6 +433,30 @@ cmd_wrap(FILE *f, const char *head, const char *words, int indent)
 	fputc('\n', f);
 }
 
+/* Text on lines of fewer than 80 columns. */
+static void
+cmd_wrap_text(FILE *f, const char *text)
+{
+	const char *w = text, *end;
+	int col = 0;
+
+	while (*w != '\0') {
+		end = w + strcspn(w, " ");
+		if (col > 0 && col + 1 + (end - w) > 79) {
+			fputc('\n', f);
+			col = 0;
+			if (end == w) { /* the second space after a sentence */
+				w++;
+				continue;
+			}
+		}
+		col +=
+		    fprintf(f, "%s%.*s", col > 0 ? " " : "", (int)(end - w), w);
+		w = *end == ' ' ? end + 1 : end;
+	}
+	fputc('\n', f);
+}
+
 /* One usage line: lead ("usage:" or blanks), the name, then the words. */
 static void
 cmd_usage_line(FILE *f, const char *lead, const struct cmd_entry *ce)
@@ -389,7 +487,7 @@ cmd_usage_options(FILE *f, unsigned options)
 		         o->short_name ? ", " : "  ", o->long_name,
 		         o->arg != NULL ? " " : "",
 		         o->arg != NULL ? o->arg : "");
-		fprintf(f, "  %-22s %s\n", left, o->help);
+		fprintf(f, "  %-24s %s\n", left, o->help);
 	}
 }
 
@@ -408,12 +506,12 @@ cmd_usage(FILE *f, const struct cmd_entry *ce, bool full)
 		cmd_usage_line(f, "      ", &ce->subs[i]);
 	if (!full)
 		return;
-	fprintf(f, "%s\n", ce->summary);
+	cmd_wrap_text(f, ce->summary);
 	if (ce->alias != NULL)
 		fprintf(f, "Alias: %s.\n", ce->alias);
 	fprintf(f, "Options:\n");
 	cmd_usage_options(f, ce->options | CMD_OPT_HELP);
-	fprintf(f, "  %-22s %s\n", "    --json, -q",
+	fprintf(f, "  %-24s %s\n", "    --json, -q",
 	        "as before the command (see concctl -h)");
 	for (i = 0; i < ce->nsubs; i++) {
 		const struct cmd_entry *sub = &ce->subs[i];
@@ -482,8 +580,10 @@ cmd_option_find(char short_name, const char *long_name, size_t len)
 	return NULL;
 }
 
+/* Seconds, fractions allowed, into milliseconds; zero only if allowed. */
 static int
-cmd_parse_timeout(const char *cmd, const char *word, uint64_t *ms)
+cmd_parse_seconds(const char *cmd, const char *what, const char *word,
+                  bool zero, uint64_t *ms)
 {
 	char *end;
 	double s;
@@ -491,9 +591,9 @@ cmd_parse_timeout(const char *cmd, const char *word, uint64_t *ms)
 	errno = 0;
 	s = strtod(word, &end);
 	if (*word == '\0' || *end != '\0' || errno != 0 || !isfinite(s) ||
-	    s <= 0 || s > CMD_MAX_TIMEOUT) {
-		warnx("%s: invalid timeout: %s (seconds, more than 0)", cmd,
-		      word);
+	    s < 0 || (s == 0 && !zero) || s > CMD_MAX_TIMEOUT) {
+		warnx("%s: invalid %s: %s (seconds, %s)", cmd, what, word,
+		      zero ? "0 or more" : "more than 0");
 		return -1;
 	}
 	*ms = (uint64_t)ceil(s * 1000);
@@ -544,7 +644,22 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 		a->exec = (enum proto_exec)x;
 		break;
 	case CMD_OPT_TIMEOUT:
-		return cmd_parse_timeout(ce->name, value, &a->timeout_ms);
+		return cmd_parse_seconds(ce->name, "timeout", value, false,
+		                         &a->timeout_ms);
+	case CMD_OPT_RETRY_DELAY:
+		return cmd_parse_seconds(ce->name, "retry delay", value, true,
+		                         &a->retry_delay_ms);
+	case CMD_OPT_RETRIES:
+		/* the daemon knows its limit and says it */
+		return cmd_parse_count(ce->name, value, 0, &a->retries);
+	case CMD_OPT_STATE:
+		if ((a->state = proto_state_lookup(value, strlen(value))) < 0) {
+			warnx("%s: unknown state: %s, valid: queued, running, "
+			      "succeeded, failed, cancelled, timed_out",
+			      ce->name, value);
+			return -1;
+		}
+		break;
 	case CMD_OPT_LIMIT:
 		return cmd_parse_count(ce->name, value, 1, &a->limit);
 	case CMD_OPT_THREADS:
@@ -560,7 +675,8 @@ static const struct cmd_option_entry *
 cmd_option_check(const struct cmd_entry *ce, const struct cmd_option_entry *o,
                  const char *word)
 {
-	if (o == NULL || ((ce->options | CMD_OPT_COMMON) & o->flag) == 0) {
+	if (o == NULL ||
+	    ((ce->options | (ce->bare ? 0 : CMD_OPT_COMMON)) & o->flag) == 0) {
 		warnx("%s: unknown option: %s", ce->name, word);
 		return NULL;
 	}
@@ -584,17 +700,58 @@ cmd_job_id(const char *cmd, const char *word, uint64_t *job)
 	return 0;
 }
 
+/* Read a whole file, at most a string's worth, for stdin=@FILE. */
+static int
+cmd_read_file(const char *cmd, const char *path, struct cmd_kv *kv)
+{
+	struct pbuf b = {0};
+	FILE *f;
+	size_t n;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		warnx("%s: %.*s: %s: %s", cmd, (int)kv->keylen, kv->key, path,
+		      strerror(errno));
+		return -1;
+	}
+	do {
+		pbuf_reserve(&b, 65536);
+		n = fread(b.data + b.len, 1, b.cap - b.len, f);
+		b.len += n;
+	} while (n > 0 && b.len <= PROTO_MAX_STR);
+	if (ferror(f) || b.len > PROTO_MAX_STR) {
+		if (ferror(f))
+			warnx("%s: %.*s: %s: %s", cmd, (int)kv->keylen, kv->key,
+			      path, strerror(errno));
+		else
+			warnx("%s: %.*s: %s: larger than %d bytes", cmd,
+			      (int)kv->keylen, kv->key, path, PROTO_MAX_STR);
+		fclose(f);
+		pbuf_free(&b);
+		return -1;
+	}
+	fclose(f);
+	pbuf_reserve(&b, 1);
+	kv->owned = b.data;
+	kv->s = b.data;
+	kv->slen = b.len;
+	return 0;
+}
+
 /*
  * key=value: an integer (decimal, optional sign), true or false, or else
- * a string.
+ * a string.  map.key=value is one entry of a map of strings; cwd and
+ * stdin are always strings, and stdin=@FILE is the contents of FILE
+ * (stdin=@@... the text "@..." itself).
  */
 static int
 cmd_kv(const char *cmd, const char *word, struct cmd_kv *kv)
 {
-	const char *eq = strchr(word, '='), *v, *digits;
+	const char *eq = strchr(word, '='), *v, *digits, *dot;
 	long long n;
 	char *end;
+	size_t i;
 
+	memset(kv, 0, sizeof(*kv));
 	if (eq == NULL || eq == word) {
 		warnx("%s: expected key=value: %s", cmd, word);
 		return -1;
@@ -603,7 +760,30 @@ cmd_kv(const char *cmd, const char *word, struct cmd_kv *kv)
 	kv->keylen = (size_t)(eq - word);
 	v = eq + 1;
 	kv->s = v;
+	kv->slen = strlen(v);
 	kv->type = CMD_VALUE_STR;
+	if ((dot = memchr(word, '.', kv->keylen)) != NULL) {
+		if (dot == word || dot + 1 == eq) {
+			warnx("%s: expected map.key=value: %s", cmd, word);
+			return -1;
+		}
+		kv->maplen = (size_t)(dot - word);
+		return 0;
+	}
+	for (i = 0; i < sizeof(cmd_string_keys) / sizeof(cmd_string_keys[0]);
+	     i++) {
+		const struct cmd_string_key *sk = &cmd_string_keys[i];
+
+		if (strlen(sk->key) != kv->keylen ||
+		    memcmp(sk->key, word, kv->keylen) != 0)
+			continue;
+		if (sk->file && v[0] == '@' && v[1] == '@') {
+			kv->s++;
+			kv->slen--;
+		} else if (sk->file && v[0] == '@')
+			return cmd_read_file(cmd, v + 1, kv);
+		return 0;
+	}
 	if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0) {
 		kv->type = CMD_VALUE_BOOL;
 		kv->i = *v == 't';
@@ -623,11 +803,73 @@ cmd_kv(const char *cmd, const char *word, struct cmd_kv *kv)
 	return 0;
 }
 
+/*
+ * Whether two arguments name the same thing: the same key, or a map and
+ * a plain argument of the map's name.  The clash is put in *what.
+ */
+static bool
+cmd_kv_clash(const struct cmd_kv *a, const struct cmd_kv *b, const char **what,
+             int *len)
+{
+	size_t alen = a->maplen > 0 ? a->maplen : a->keylen;
+	size_t blen = b->maplen > 0 ? b->maplen : b->keylen;
+
+	if ((a->maplen > 0) == (b->maplen > 0)) {
+		*what = a->key;
+		*len = (int)a->keylen;
+		return a->keylen == b->keylen &&
+		       memcmp(a->key, b->key, a->keylen) == 0;
+	}
+	*what = a->key;
+	*len = (int)alen;
+	return alen == blen && memcmp(a->key, b->key, alen) == 0;
+}
+
+/* The task's key=value words, then the command after "--". */
+static int
+cmd_task_words(const struct cmd_entry *ce, struct cmd_args *a)
+{
+	static const struct cmd_kv argv_kv = {.key = "argv", .keylen = 4};
+	int i, j, nkv = a->cmdstart >= 0 ? a->cmdstart : a->argc, len;
+	const char *what;
+
+	if (strchr(a->argv[0], '=') != NULL) {
+		warnx("%s: missing task name before %s", ce->name, a->argv[0]);
+		return -1;
+	}
+	if (a->cmdstart >= 0 && a->cmdstart == a->argc) {
+		warnx("%s: missing command after --", ce->name);
+		return -1;
+	}
+	for (i = 1; i < nkv; i++) {
+		struct cmd_kv *kv = &a->kv[a->nkv];
+
+		if (cmd_kv(ce->name, a->argv[i], kv) < 0)
+			return -1;
+		for (j = 0; j <= a->nkv; j++) {
+			const struct cmd_kv *old =
+			    j < a->nkv ? &a->kv[j] : &argv_kv;
+
+			if (j == a->nkv && a->cmdstart < 0)
+				break;
+			if (cmd_kv_clash(kv, old, &what, &len)) {
+				warnx("%s: argument given twice: %.*s",
+				      ce->name, len, what);
+				free(kv->owned);
+				kv->owned = NULL;
+				return -1;
+			}
+		}
+		a->nkv++;
+	}
+	return 0;
+}
+
 /* Check and convert the positional words as the command's row says. */
 static int
 cmd_words(const struct cmd_entry *ce, struct cmd_args *a)
 {
-	int i, j;
+	int i;
 
 	switch (ce->words) {
 	case CMD_WORDS_ANY:
@@ -639,29 +881,7 @@ cmd_words(const struct cmd_entry *ce, struct cmd_args *a)
 		}
 		break;
 	case CMD_WORDS_TASK:
-		if (strchr(a->argv[0], '=') != NULL) {
-			warnx("%s: missing task name before %s", ce->name,
-			      a->argv[0]);
-			return -1;
-		}
-		for (i = 1; i < a->argc; i++) {
-			struct cmd_kv *kv = &a->kv[a->nkv];
-
-			if (cmd_kv(ce->name, a->argv[i], kv) < 0)
-				return -1;
-			for (j = 0; j < a->nkv; j++) {
-				if (a->kv[j].keylen == kv->keylen &&
-				    memcmp(a->kv[j].key, kv->key, kv->keylen) ==
-				        0) {
-					warnx("%s: argument given twice: %.*s",
-					      ce->name, (int)kv->keylen,
-					      kv->key);
-					return -1;
-				}
-			}
-			a->nkv++;
-		}
-		break;
+		return cmd_task_words(ce, a);
 	}
 	return 0;
 }
@@ -704,11 +924,21 @@ cmd_parse(const struct cmd_entry *ce, int argc, char **argv, struct cmd_args *a,
 
 	memset(a, 0, sizeof(*a));
 	a->exec = PX_AUTO;
+	a->cmdstart = -1;
+	a->state = -1;
 	for (i = 0; i < argc; i++) {
 		char *w = argv[i];
 
 		if (!ended && strcmp(w, "--") == 0) {
 			ended = true;
+			if (ce->words != CMD_WORDS_TASK)
+				continue;
+			if (a->argc == 0) {
+				warnx("%s: missing task name before --",
+				      ce->name);
+				return -1;
+			}
+			a->cmdstart = a->argc;
 			continue;
 		}
 		if (ended || w[0] != '-' || w[1] == '\0') {
@@ -791,6 +1021,82 @@ cmd_parse(const struct cmd_entry *ce, int argc, char **argv, struct cmd_args *a,
 	return cmd_words(ce, a);
 }
 
+/* Free what parsing and preparing a command allocated. */
+void
+cmd_args_clear(struct cmd_args *a)
+{
+	int i;
+
+	for (i = 0; i < a->nkv; i++) {
+		free(a->kv[i].owned);
+		a->kv[i].owned = NULL;
+	}
+	pbuf_free(&a->batch.jobs);
+	free(a->batch.lines);
+	a->batch.lines = NULL;
+	a->batch.n = 0;
+}
+
+static bool
+cmd_blank(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' ||
+	       ch == '\v' || ch == '\f';
+}
+
+/*
+ * Split a line into at most max words, in place, the way a shell would
+ * without expanding anything: blanks separate words; '...' keeps
+ * everything inside; "..." too, except that \\, \", \$ and \` stand for
+ * the second character; outside quotes a backslash keeps the character
+ * after it; an unquoted # where a word would start begins a comment.
+ * Returns the number of words, or -1 with *cause set.
+ */
+int
+cmd_split(char *line, char **words, int max, const char **cause)
+{
+	char *r = line, *w = line, quote;
+	int n = 0;
+
+	for (;;) {
+		while (cmd_blank(*r))
+			r++;
+		if (*r == '\0' || *r == '#')
+			return n;
+		if (n == max) {
+			*cause = "too many words";
+			return -1;
+		}
+		words[n++] = w;
+		while (*r != '\0' && !cmd_blank(*r)) {
+			if (*r == '\'' || *r == '"') {
+				quote = *r++;
+				while (*r != quote) {
+					if (*r == '\0') {
+						*cause = quote == '"'
+						             ? "unterminated \""
+						             : "unterminated '";
+						return -1;
+					}
+					if (quote == '"' && *r == '\\' &&
+					    r[1] != '\0' &&
+					    strchr("\\\"$`", r[1]) != NULL)
+						r++;
+					*w++ = *r++;
+				}
+				r++;
+			} else if (*r == '\\' && r[1] != '\0') {
+				r++;
+				*w++ = *r++;
+			} else
+				*w++ = *r++;
+		}
+		if (*r != '\0')
+			r++;
+		*w++ = '\0';
+	}
+}
+
 /* Run the command named by argv[0]; returns the exit status. */
 int
 cmd_run(struct ctl *ctl, int argc, char **argv)
@@ -806,17 +1112,25 @@ cmd_run(struct ctl *ctl, int argc, char **argv)
 		err(CTL_CONNECT, "malloc");
 	if (cmd_parse(ce, argc - used, argv + used, a, ctl) < 0) {
 		cmd_usage(stderr, ce, false);
+		cmd_args_clear(a);
 		free(a);
 		return CTL_USAGE;
 	}
 	if (a->seen & CMD_OPT_HELP) {
 		cmd_usage(stdout, ce, true);
+		cmd_args_clear(a);
 		free(a);
 		return CTL_OK;
 	}
 	ctl->bar = ctl->bar && !ctl->json && !ctl->quiet;
+	if (ce->prepare != NULL && (ret = ce->prepare(ctl, a)) != CTL_OK) {
+		cmd_args_clear(a);
+		free(a);
+		return ret;
+	}
 	if (ce->offline) {
 		ret = ce->exec(ctl, a);
+		cmd_args_clear(a);
 		free(a);
 		return ret;
 	}
@@ -827,6 +1141,7 @@ cmd_run(struct ctl *ctl, int argc, char **argv)
 	} else
 		ret = cmd_conn_exit(ctl, st);
 	conn_close(&ctl->conn);
+	cmd_args_clear(a);
 	free(a);
 	return ret;
 }
@@ -924,4 +1239,63 @@ cmd_call(struct ctl *ctl, struct proto_enc *e, uint64_t id,
 			return CTL_CONNECT;
 		}
 	}
+}
+
+/* Send the request e and keep a copy, in case the queue is full. */
+enum conn_status
+cmd_slot_send(struct ctl *ctl, struct cmd_slot *slot, struct proto_enc *e)
+{
+	struct conn *c = &ctl->conn;
+
+	if (proto_enc_end(e) < 0) {
+		c->wbuf.len = 0;
+		snprintf(c->cause, sizeof(c->cause),
+		         "request too large (more than %d bytes)",
+		         PROTO_MAX_FRAME);
+		return CONN_TOOBIG;
+	}
+	slot->frame.len = 0;
+	pbuf_append(&slot->frame, c->wbuf.data, c->wbuf.len);
+	slot->backoff = CMD_SLOT_FIRST;
+	return conn_flush(c);
+}
+
+/*
+ * An error reply to a request sent with cmd_slot_send.  When it is
+ * queue_full and the command may wait for a slot, wait a while (10 ms,
+ * doubling up to a second) and send the request again: returns -1, and
+ * the caller reads on.  Otherwise report it: returns the exit status.
+ */
+int
+cmd_slot_refused(struct ctl *ctl, struct cmd_slot *slot,
+                 const struct proto_msg *m)
+{
+	struct conn *c = &ctl->conn;
+	enum conn_status st;
+	size_t len;
+	const char *code = proto_str(m, PF_ERROR, &len);
+	const char *full = proto_errors[PE_QUEUE_FULL].name;
+
+	if (!slot->wait || code == NULL || len != strlen(full) ||
+	    memcmp(code, full, len) != 0)
+		return cmd_refused(m);
+	if (!slot->told && !ctl->quiet) {
+		warnx("queue full, waiting for a slot");
+		slot->told = true;
+	}
+	if ((st = conn_pause(c, slot->backoff)) != CONN_OK)
+		return cmd_conn_exit(ctl, st);
+	slot->backoff *= 2;
+	if (slot->backoff > CMD_SLOT_MAX)
+		slot->backoff = CMD_SLOT_MAX;
+	pbuf_append(&c->wbuf, slot->frame.data, slot->frame.len);
+	if ((st = conn_flush(c)) != CONN_OK)
+		return cmd_conn_exit(ctl, st);
+	return -1;
+}
+
+void
+cmd_slot_free(struct cmd_slot *slot)
+{
+	pbuf_free(&slot->frame);
 }

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "concctl.h"
 
@@ -101,6 +100,10 @@ info_print_job(const struct proto_msg *m)
 	printf(INFO_LABEL "%s\n", "task", render_str(m, PF_TASK, a, sizeof(a)));
 	printf(INFO_LABEL "%s\n", "state",
 	       render_str(m, PF_STATE, a, sizeof(a)));
+	if (proto_has(m, PF_RETRIES))
+		printf(INFO_LABEL "%" PRIu64 " of %" PRIu64 "\n", "attempt",
+		       proto_u64(m, PF_ATTEMPT, 1),
+		       proto_u64(m, PF_RETRIES, 0) + 1);
 	printf(INFO_LABEL "%s", "executor",
 	       render_str(m, PF_EXEC, a, sizeof(a)));
 	if (proto_has(m, PF_REQUESTED))
@@ -118,6 +121,9 @@ info_print_job(const struct proto_msg *m)
 		printf(" %s", render_safe(a, sizeof(a), s, len));
 	printf("\n");
 	info_print_worker(m);
+	if (proto_u64(m, PF_DROPPED, 0) > 0)
+		printf(INFO_LABEL "%" PRIu64 " bytes of output\n", "dropped",
+		       proto_u64(m, PF_DROPPED, 0));
 	info_time_line("submitted", submitted, 0, "");
 	info_time_line("started", started, submitted, "queued");
 	info_time_line("finished", proto_u64(m, PF_FINISHED, 0), started,
@@ -190,30 +196,43 @@ info_ps_row(struct render_table *t, size_t r, const struct proto_msg *row,
 	render_table_set(t, r, 6, buf);
 }
 
-/* "2 running, 1 queued" from the counts map, in the order of states. */
+/*
+ * Below the table, on stderr: "counts: 2 running, 1 queued" from the
+ * counts map, in the order of states, and "showing 5 of 31" when the
+ * limit cut rows off.
+ */
 static void
-info_ps_counts(const struct proto_msg *m)
+info_ps_footer(const struct proto_msg *m, uint32_t rows)
 {
 	const msgpack_object_map *counts;
+	uint64_t total = proto_u64(m, PF_TOTAL, rows);
 	uint32_t i;
 	int s, n = 0;
 
-	if (!proto_has(m, PF_COUNTS))
-		return;
-	counts = &m->f[PF_COUNTS].via.map;
-	for (s = 0; s < PS_COUNT; s++) {
-		for (i = 0; i < counts->size; i++) {
-			const msgpack_object_kv *kv = &counts->ptr[i];
+	fflush(stdout);
+	if (proto_has(m, PF_COUNTS)) {
+		counts = &m->f[PF_COUNTS].via.map;
+		fprintf(stderr, "counts: ");
+		for (s = 0; s < PS_COUNT; s++) {
+			for (i = 0; i < counts->size; i++) {
+				const msgpack_object_kv *kv = &counts->ptr[i];
 
-			if (!proto_obj_streq(&kv->key, proto_states[s]) ||
-			    kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-			    kv->val.via.u64 == 0)
-				continue;
-			printf("%s%" PRIu64 " %s", n++ == 0 ? "" : ", ",
-			       kv->val.via.u64, proto_states[s]);
+				if (!proto_obj_streq(&kv->key,
+				                     proto_states[s]) ||
+				    kv->val.type !=
+				        MSGPACK_OBJECT_POSITIVE_INTEGER ||
+				    kv->val.via.u64 == 0)
+					continue;
+				fprintf(stderr, "%s%" PRIu64 " %s",
+				        n++ == 0 ? "" : ", ", kv->val.via.u64,
+				        proto_states[s]);
+			}
 		}
+		fprintf(stderr, "%s\n", n == 0 ? "no jobs" : "");
 	}
-	printf("%s\n", n == 0 ? "no jobs" : "");
+	if (total > rows)
+		fprintf(stderr, "showing %" PRIu32 " of %" PRIu64 "\n", rows,
+		        total);
 }
 
 int
@@ -232,6 +251,8 @@ cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 	proto_enc_bool(&e, PF_ALL, (a->seen & CMD_OPT_ALL) != 0);
 	if (a->limit != 0)
 		proto_enc_u64(&e, PF_LIMIT, a->limit);
+	if (a->state >= 0)
+		proto_enc_cstr(&e, PF_STATE, proto_states[a->state]);
 	if ((ret = cmd_call(ctl, &e, id, PROTO_JOBS, &m)) != CTL_OK)
 		return ret;
 	if (ctl->json)
@@ -248,8 +269,8 @@ cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 	}
 	render_table_print(&t);
 	render_table_free(&t);
-	if (!ctl->quiet && isatty(STDOUT_FILENO))
-		info_ps_counts(&m);
+	if (!ctl->quiet)
+		info_ps_footer(&m, jobs->size);
 	return CTL_OK;
 }
 

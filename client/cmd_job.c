@@ -3,8 +3,9 @@
  * submit, watch, wait, result and cancel.
  *
  * A job's final event decides the exit status through job_outcomes;
- * run and watch follow a job through job_follow, which draws progress
- * and, for run, cancels the job on an interrupt.
+ * run and watch follow a job through job_follow, which draws progress,
+ * passes the job's output on and, for run, cancels the job on an
+ * interrupt.
  */
 #include <err.h>
 #include <inttypes.h>
@@ -15,6 +16,9 @@
 
 /* How long run waits for a cancelled job to end after an interrupt. */
 #define JOB_CANCEL_WAIT 5
+
+/* The task whose output is the point: no bar, no result printed. */
+#define JOB_EXEC_TASK "exec"
 
 /* What each final state means for the exit status and the user. */
 static const struct job_outcome {
@@ -32,13 +36,13 @@ static const struct job_outcome {
                       .usual = "timed_out"},
 };
 
-/* From least to most severe, for wait and cancel with several jobs. */
+/* From least to most severe, for wait, cancel and gather. */
 static const int job_severity[] = {
     CTL_OK, CTL_CANCELLED, CTL_TIMEOUT, CTL_FAILED, CTL_REFUSED, CTL_CONNECT,
 };
 
-static int
-job_worse(int a, int b)
+int
+cmd_job_worse(int a, int b)
 {
 	size_t i;
 
@@ -51,25 +55,44 @@ job_worse(int a, int b)
 	return a;
 }
 
-/* An end event: print the result or what went wrong; the exit status. */
-static int
-job_end(struct ctl *ctl, const struct proto_msg *m, bool print)
+/* The exit status a final state means. */
+int
+cmd_job_exit(int state)
 {
-	const struct job_outcome *o;
-	char state[17], code[33], message[1025];
-	uint64_t job = proto_u64(m, PF_JOB, 0);
-	const char *s;
-	size_t len;
+	return job_outcomes[state].exit;
+}
+
+/* The final state of an end event, or -1 after a message. */
+int
+cmd_job_state(const struct proto_msg *m)
+{
+	char state[17], shown[17];
 	int st;
 
 	proto_strcpy(m, PF_STATE, state, sizeof(state));
 	st = proto_state_lookup(state, strlen(state));
 	if (st < 0 || !PROTO_STATE_FINAL(st)) {
-		render_safe(code, sizeof(code), state, strlen(state));
-		warnx("protocol error: job %" PRIu64 " ended as \"%s\"", job,
-		      code);
-		return CTL_CONNECT;
+		render_safe(shown, sizeof(shown), state, strlen(state));
+		warnx("protocol error: job %" PRIu64 " ended as \"%s\"",
+		      proto_u64(m, PF_JOB, 0), shown);
+		return -1;
 	}
+	return st;
+}
+
+/* An end event: print the result or what went wrong; the exit status. */
+static int
+job_end(struct ctl *ctl, const struct proto_msg *m, bool print)
+{
+	const struct job_outcome *o;
+	char code[33], message[1025];
+	uint64_t job = proto_u64(m, PF_JOB, 0);
+	const char *s;
+	size_t len;
+	int st;
+
+	if ((st = cmd_job_state(m)) < 0)
+		return CTL_CONNECT;
 	o = &job_outcomes[st];
 	if (o->what == NULL) {
 		if (print && !ctl->json && proto_has(m, PF_RESULT)) {
@@ -93,48 +116,160 @@ job_end(struct ctl *ctl, const struct proto_msg *m, bool print)
 	return o->exit;
 }
 
+/* Whether two arguments are entries of the same map. */
+static bool
+job_same_map(const struct cmd_kv *a, const struct cmd_kv *b)
+{
+	return a->maplen > 0 && a->maplen == b->maplen &&
+	       memcmp(a->key, b->key, a->maplen) == 0;
+}
+
+/* Whether a->kv[i] is the first entry of its map (or no map entry). */
+static bool
+job_first_of_map(const struct cmd_args *a, int i)
+{
+	int j;
+
+	for (j = 0; j < i; j++) {
+		if (job_same_map(&a->kv[j], &a->kv[i]))
+			return false;
+	}
+	return true;
+}
+
+static void
+job_pack_value(msgpack_packer *pk, const struct cmd_kv *kv)
+{
+	switch (kv->type) {
+	case CMD_VALUE_INT:
+		msgpack_pack_int64(pk, kv->i);
+		break;
+	case CMD_VALUE_BOOL:
+		if (kv->i)
+			msgpack_pack_true(pk);
+		else
+			msgpack_pack_false(pk);
+		break;
+	case CMD_VALUE_STR:
+		msgpack_pack_str_with_body(pk, kv->s, kv->slen);
+		break;
+	}
+}
+
+/*
+ * The task's arguments as one msgpack map: key=value, a map for the
+ * map.key=value entries of each map, and argv for the words after "--".
+ */
+static void
+job_pack_args(msgpack_packer *pk, const struct cmd_args *a)
+{
+	uint32_t n = 0, entries;
+	int i, j;
+
+	for (i = 0; i < a->nkv; i++)
+		n += job_first_of_map(a, i);
+	msgpack_pack_map(pk, n + (a->cmdstart >= 0));
+	for (i = 0; i < a->nkv; i++) {
+		const struct cmd_kv *kv = &a->kv[i];
+
+		if (kv->maplen == 0) {
+			msgpack_pack_str_with_body(pk, kv->key, kv->keylen);
+			job_pack_value(pk, kv);
+			continue;
+		}
+		if (!job_first_of_map(a, i))
+			continue; /* packed with the first entry */
+		for (entries = 0, j = i; j < a->nkv; j++)
+			entries += job_same_map(&a->kv[j], kv);
+		msgpack_pack_str_with_body(pk, kv->key, kv->maplen);
+		msgpack_pack_map(pk, entries);
+		for (j = i; j < a->nkv; j++) {
+			const struct cmd_kv *e = &a->kv[j];
+
+			if (!job_same_map(e, kv))
+				continue;
+			msgpack_pack_str_with_body(pk, e->key + e->maplen + 1,
+			                           e->keylen - e->maplen - 1);
+			msgpack_pack_str_with_body(pk, e->s, e->slen);
+		}
+	}
+	if (a->cmdstart >= 0) {
+		msgpack_pack_str_with_body(pk, "argv", 4);
+		msgpack_pack_array(pk, (size_t)(a->argc - a->cmdstart));
+		for (i = a->cmdstart; i < a->argc; i++)
+			msgpack_pack_str_with_body(pk, a->argv[i],
+			                           strlen(a->argv[i]));
+	}
+}
+
+static void
+job_pack_key(msgpack_packer *pk, enum proto_field f)
+{
+	const char *name = proto_fields[f].name;
+
+	msgpack_pack_str_with_body(pk, name, strlen(name));
+}
+
+/*
+ * The fields of a job request (task, args, executor, flags, timeout,
+ * retries) as key-value pairs, without a map header: a submit has them
+ * at its top level, a gather entry in a map of its own.  Returns how
+ * many pairs were packed.
+ */
+size_t
+cmd_job_pack(msgpack_packer *pk, const struct cmd_args *a)
+{
+	size_t n = 2;
+
+	job_pack_key(pk, PF_TASK);
+	msgpack_pack_str_with_body(pk, a->argv[0], strlen(a->argv[0]));
+	job_pack_key(pk, PF_ARGS);
+	job_pack_args(pk, a);
+	if (a->seen & CMD_OPT_EXEC) {
+		job_pack_key(pk, PF_EXEC);
+		msgpack_pack_str_with_body(pk, proto_execs[a->exec],
+		                           strlen(proto_execs[a->exec]));
+		n++;
+	}
+	if (a->seen & CMD_OPT_DAEMON) {
+		job_pack_key(pk, PF_DAEMON);
+		msgpack_pack_true(pk);
+		n++;
+	}
+	if (a->seen & CMD_OPT_FRESH) {
+		job_pack_key(pk, PF_FRESH);
+		msgpack_pack_true(pk);
+		n++;
+	}
+	if (a->timeout_ms != 0) {
+		job_pack_key(pk, PF_TIMEOUT);
+		msgpack_pack_uint64(pk, a->timeout_ms);
+		n++;
+	}
+	if (a->seen & CMD_OPT_RETRIES) {
+		job_pack_key(pk, PF_RETRIES);
+		msgpack_pack_uint64(pk, a->retries);
+		n++;
+	}
+	if (a->seen & CMD_OPT_RETRY_DELAY) {
+		job_pack_key(pk, PF_RETRY_DELAY);
+		msgpack_pack_uint64(pk, a->retry_delay_ms);
+		n++;
+	}
+	return n;
+}
+
 static uint64_t
 job_encode_submit(struct conn *c, struct proto_enc *e, const struct cmd_args *a,
                   bool watch)
 {
 	uint64_t id;
-	int i;
+	size_t n;
 
 	id = conn_begin(c, e, PROTO_SUBMIT);
-	proto_enc_cstr(e, PF_TASK, a->argv[0]);
-	proto_enc_key(e, PF_ARGS);
-	proto_enc_map_open(e);
-	for (i = 0; i < a->nkv; i++) {
-		const struct cmd_kv *kv = &a->kv[i];
-
+	for (n = cmd_job_pack(&e->pk, a); n > 0; n--)
 		proto_enc_elem(e);
-		msgpack_pack_str_with_body(&e->pk, kv->key, kv->keylen);
-		switch (kv->type) {
-		case CMD_VALUE_INT:
-			msgpack_pack_int64(&e->pk, kv->i);
-			break;
-		case CMD_VALUE_BOOL:
-			if (kv->i)
-				msgpack_pack_true(&e->pk);
-			else
-				msgpack_pack_false(&e->pk);
-			break;
-		case CMD_VALUE_STR:
-			msgpack_pack_str_with_body(&e->pk, kv->s,
-			                           strlen(kv->s));
-			break;
-		}
-	}
-	proto_enc_close(e);
-	if (a->seen & CMD_OPT_EXEC)
-		proto_enc_cstr(e, PF_EXEC, proto_execs[a->exec]);
-	if (a->seen & CMD_OPT_DAEMON)
-		proto_enc_bool(e, PF_DAEMON, true);
-	if (a->seen & CMD_OPT_FRESH)
-		proto_enc_bool(e, PF_FRESH, true);
 	proto_enc_bool(e, PF_WATCH, watch);
-	if (a->timeout_ms != 0)
-		proto_enc_u64(e, PF_TIMEOUT, a->timeout_ms);
 	return id;
 }
 
@@ -152,20 +287,50 @@ job_request(struct conn *c, enum proto_type type, uint64_t job, uint64_t *id)
 	return conn_send(c, &e);
 }
 
+/* A retry event: "job 7: attempt 2 after: exited with status 1". */
+void
+cmd_job_retry_line(struct ctl *ctl, const struct proto_msg *m,
+                   const char *prefix)
+{
+	char message[1025];
+	const char *s;
+	size_t len;
+
+	if (ctl->quiet || ctl->json)
+		return;
+	if ((s = proto_str(m, PF_MESSAGE, &len)) == NULL)
+		s = proto_str(m, PF_ERROR, &len);
+	render_safe(message, sizeof(message), s, len);
+	fprintf(stderr, "%sjob %" PRIu64 ": attempt %" PRIu64 " after: %s\n",
+	        prefix, proto_u64(m, PF_JOB, 0), proto_u64(m, PF_ATTEMPT, 0),
+	        *message != '\0' ? message : "failure");
+}
+
+/* How run and watch follow a job. */
+struct job_follow {
+	uint64_t req;
+	uint64_t job;
+	bool own;              /* run: the job is ours to cancel */
+	bool bar;              /* a live bar; not for a job that is output */
+	bool result;           /* print the result */
+	struct cmd_slot *slot; /* run: the submit, to send again */
+};
+
 /*
- * Follow the events of request req until the job's end.  For run (own),
- * the first interrupt cancels the job and waits a while for its end;
- * otherwise an interrupt leaves at once.
+ * Follow the events of request f->req until the job's end.  For run
+ * (own), the first interrupt cancels the job and waits a while for its
+ * end; otherwise an interrupt leaves at once.
  */
 static int
-job_follow(struct ctl *ctl, uint64_t req, uint64_t job, bool own)
+job_follow(struct ctl *ctl, const struct job_follow *f)
 {
 	struct conn *c = &ctl->conn;
 	struct render_progress p;
 	struct proto_msg m;
 	enum conn_status st;
-	bool have_job = !own, cancelling = false;
+	bool have_job = !f->own, cancelling = false, bol[2] = {true, true};
 	int64_t deadline = -1, wake, due;
+	uint64_t job = f->job;
 	int ret;
 
 	memset(&p, 0, sizeof(p));
@@ -173,7 +338,7 @@ job_follow(struct ctl *ctl, uint64_t req, uint64_t job, bool own)
 	p.start = conn_now();
 	for (;;) {
 		wake = deadline;
-		if (ctl->bar && have_job) {
+		if (f->bar && have_job) {
 			due = render_progress_due(&p);
 			if (wake < 0 || due < wake)
 				wake = due;
@@ -191,7 +356,7 @@ job_follow(struct ctl *ctl, uint64_t req, uint64_t job, bool own)
 			continue;
 		}
 		if (st == CONN_INTR) {
-			if (!own || cancelling) {
+			if (!f->own || cancelling) {
 				render_progress_clear(&p);
 				return CTL_INTERRUPTED;
 			}
@@ -207,7 +372,7 @@ job_follow(struct ctl *ctl, uint64_t req, uint64_t job, bool own)
 			ret = cmd_conn_exit(ctl, st);
 			return cancelling ? CTL_INTERRUPTED : ret;
 		}
-		if (m.id != req)
+		if (m.id != f->req)
 			continue; /* e.g. the reply to our cancel */
 		switch (m.type) {
 		case PROTO_ACCEPTED:
@@ -220,18 +385,42 @@ job_follow(struct ctl *ctl, uint64_t req, uint64_t job, bool own)
 			break;
 		case PROTO_PROGRESS:
 			render_progress_update(&p, &m);
-			if (ctl->bar)
+			if (f->bar)
 				render_progress_draw(&p);
 			else if (!ctl->quiet && !ctl->json)
 				render_progress_line(&p);
 			break;
+		case PROTO_OUTPUT:
+			if (ctl->json)
+				break;
+			render_progress_clear(&p);
+			if (render_output(&m, NULL, bol) < 0) {
+				warnx("protocol error: output without data");
+				return CTL_CONNECT;
+			}
+			break;
+		case PROTO_RETRY:
+			render_progress_clear(&p);
+			render_progress_reset(&p);
+			cmd_job_retry_line(ctl, &m, "");
+			break;
 		case PROTO_END:
 			render_progress_clear(&p);
-			ret = job_end(ctl, &m, true);
+			if (proto_u64(&m, PF_DROPPED, 0) > 0 && !ctl->json)
+				warnx("%" PRIu64
+				      " bytes of output were dropped "
+				      "(reader too slow)",
+				      proto_u64(&m, PF_DROPPED, 0));
+			ret = job_end(ctl, &m, f->result);
 			return cancelling ? CTL_INTERRUPTED : ret;
 		case PROTO_ERROR:
 			render_progress_clear(&p);
-			ret = cmd_refused(&m);
+			if (!have_job && !cancelling && f->slot != NULL)
+				ret = cmd_slot_refused(ctl, f->slot, &m);
+			else
+				ret = cmd_refused(&m);
+			if (ret < 0)
+				break; /* sent again: read on */
 			return cancelling ? CTL_INTERRUPTED : ret;
 		default:
 			break;
@@ -247,42 +436,72 @@ lost:
 int
 cmd_job_run(struct ctl *ctl, struct cmd_args *a)
 {
+	struct cmd_slot slot = {.wait = (a->seen & CMD_OPT_WAIT_SLOT) != 0};
+	struct job_follow f = {.own = true, .slot = &slot};
+	bool exec = strcmp(a->argv[0], JOB_EXEC_TASK) == 0;
 	struct proto_enc e;
 	enum conn_status st;
-	uint64_t id;
+	int ret;
 
-	id = job_encode_submit(&ctl->conn, &e, a, true);
-	if ((st = conn_send(&ctl->conn, &e)) != CONN_OK)
-		return cmd_conn_exit(ctl, st);
-	return job_follow(ctl, id, 0, true);
+	f.req = job_encode_submit(&ctl->conn, &e, a, true);
+	f.bar = ctl->bar && !exec;
+	f.result = !exec;
+	if ((st = cmd_slot_send(ctl, &slot, &e)) != CONN_OK)
+		ret = cmd_conn_exit(ctl, st);
+	else
+		ret = job_follow(ctl, &f);
+	cmd_slot_free(&slot);
+	return ret;
 }
 
 int
 cmd_job_submit(struct ctl *ctl, struct cmd_args *a)
 {
+	struct cmd_slot slot = {.wait = (a->seen & CMD_OPT_WAIT_SLOT) != 0};
 	struct proto_enc e;
 	struct proto_msg m;
+	enum conn_status st;
 	uint64_t id;
-	int ret;
+	int ret = -1;
 
 	id = job_encode_submit(&ctl->conn, &e, a, false);
-	if ((ret = cmd_call(ctl, &e, id, PROTO_ACCEPTED, &m)) != CTL_OK)
-		return ret;
-	if (!ctl->json)
-		printf("%" PRIu64 "\n", proto_u64(&m, PF_JOB, 0));
-	return CTL_OK;
+	if ((st = cmd_slot_send(ctl, &slot, &e)) != CONN_OK)
+		ret = cmd_conn_exit(ctl, st);
+	while (ret < 0) {
+		if ((st = conn_recv(&ctl->conn, &m, -1)) != CONN_OK) {
+			ret = cmd_conn_exit(ctl, st);
+			break;
+		}
+		if (m.id != id)
+			continue;
+		if (m.type == PROTO_ERROR)
+			ret = cmd_slot_refused(ctl, &slot, &m);
+		else if (m.type == PROTO_ACCEPTED) {
+			if (!ctl->json)
+				printf("%" PRIu64 "\n",
+				       proto_u64(&m, PF_JOB, 0));
+			ret = CTL_OK;
+		} else {
+			warnx("protocol error: %s instead of accepted",
+			      proto_types[m.type].name);
+			ret = CTL_CONNECT;
+		}
+	}
+	cmd_slot_free(&slot);
+	return ret;
 }
 
 int
 cmd_job_watch(struct ctl *ctl, struct cmd_args *a)
 {
+	struct job_follow f = {
+	    .job = a->jobs[0], .bar = ctl->bar, .result = true};
 	enum conn_status st;
-	uint64_t id;
 
-	st = job_request(&ctl->conn, PROTO_WATCH, a->jobs[0], &id);
+	st = job_request(&ctl->conn, PROTO_WATCH, a->jobs[0], &f.req);
 	if (st != CONN_OK)
 		return cmd_conn_exit(ctl, st);
-	return job_follow(ctl, id, a->jobs[0], false);
+	return job_follow(ctl, &f);
 }
 
 int
@@ -374,9 +593,18 @@ cmd_job_wait(struct ctl *ctl, struct cmd_args *a)
 			ret = cmd_refused(&m);
 		else
 			continue;
+		if ((a->seen & CMD_OPT_ANY) && m.type == PROTO_END) {
+			/* the first to end decides */
+			if (ret != CTL_CONNECT && !ctl->json)
+				printf("%" PRIu64 " %s\n", a->jobs[i],
+				       proto_states[cmd_job_state(&m)]);
+			return ret;
+		}
+		if (a->seen & CMD_OPT_ANY)
+			return ret;
 		done[i] = true;
 		pending--;
-		worst = job_worse(worst, ret);
+		worst = cmd_job_worse(worst, ret);
 	}
 	return worst;
 }
@@ -400,7 +628,7 @@ cmd_job_cancel(struct ctl *ctl, struct cmd_args *a)
 		if (m.id < first || i >= (uint64_t)a->argc || done[i])
 			continue;
 		if (m.type == PROTO_ERROR)
-			worst = job_worse(worst, cmd_refused(&m));
+			worst = cmd_job_worse(worst, cmd_refused(&m));
 		else if (m.type != PROTO_OK)
 			continue;
 		else if (!ctl->quiet && !ctl->json) {

@@ -2,9 +2,10 @@
  * concctl.h -- the command-line client of concd.
  *
  * main.c parses the global options and runs one command; cmd.c holds the
- * command table and the shared argument grammar; cmd_job.c, cmd_info.c
- * and cmd_pool.c carry out the commands; conn.c talks to the daemon;
- * render.c turns replies into text, tables, JSON and progress bars.
+ * command table and the shared argument grammar; cmd_job.c, cmd_gather.c,
+ * cmd_info.c and cmd_pool.c carry out the commands; conn.c talks to the
+ * daemon; render.c turns replies into text, tables, JSON, job output and
+ * progress bars.
  */
 #ifndef CONCCTL_H
 #define CONCCTL_H
@@ -63,6 +64,8 @@ enum conn_status conn_open(struct conn *, const char *path);
 void conn_close(struct conn *);
 uint64_t conn_begin(struct conn *, struct proto_enc *, enum proto_type);
 enum conn_status conn_send(struct conn *, struct proto_enc *);
+enum conn_status conn_flush(struct conn *);
+enum conn_status conn_pause(struct conn *, int64_t usec);
 enum conn_status conn_recv(struct conn *, struct proto_msg *, int64_t deadline);
 int64_t conn_now(void);
 
@@ -84,7 +87,19 @@ enum cmd_option {
 	CMD_OPT_CANCEL_PENDING = 1 << 9,
 	CMD_OPT_THREADS = 1 << 10,
 	CMD_OPT_PROCESSES = 1 << 11,
+	CMD_OPT_RETRIES = 1 << 12,
+	CMD_OPT_RETRY_DELAY = 1 << 13,
+	CMD_OPT_WAIT_SLOT = 1 << 14,
+	CMD_OPT_AS_COMPLETED = 1 << 15,
+	CMD_OPT_FAIL_FAST = 1 << 16,
+	CMD_OPT_ANY = 1 << 17,
+	CMD_OPT_STATE = 1 << 18,
 };
+
+/* The options of a job: run, submit and a line of gather. */
+#define CMD_OPT_JOB                                                            \
+	(CMD_OPT_EXEC | CMD_OPT_DAEMON | CMD_OPT_FRESH | CMD_OPT_TIMEOUT |     \
+	 CMD_OPT_RETRIES | CMD_OPT_RETRY_DELAY)
 
 /* What every command gets: the global settings and the connection. */
 struct ctl {
@@ -108,18 +123,33 @@ enum cmd_value {
 	CMD_VALUE_STR,
 };
 
-/* One task argument: key=value. */
+/*
+ * One task argument: key=value, or map.key=value for one entry of a map
+ * argument (maplen > 0: the map's name is the first maplen bytes of key).
+ */
 struct cmd_kv {
 	const char *key;
 	size_t keylen;
+	size_t maplen;
 	enum cmd_value type;
 	int64_t i;     /* CMD_VALUE_INT; CMD_VALUE_BOOL: 0 or 1 */
 	const char *s; /* CMD_VALUE_STR */
+	size_t slen;
+	char *owned; /* s when read from a file (stdin=@FILE) */
+};
+
+/* What a command read before connecting: gather's jobs, packed. */
+struct cmd_batch {
+	struct pbuf jobs; /* one msgpack array of job maps */
+	uint32_t n;
+	unsigned *lines;  /* the input line of each job */
+	const char *from; /* the input's name */
 };
 
 struct cmd_args {
 	int argc; /* positional words */
 	char *argv[CMD_MAX_ARGS];
+	int cmdstart; /* CMD_WORDS_TASK: argv[cmdstart...] came after "--" */
 	uint64_t jobs[CMD_MAX_ARGS];    /* CMD_WORDS_JOBS: argv as ids */
 	struct cmd_kv kv[CMD_MAX_ARGS]; /* CMD_WORDS_TASK: argv[1...] */
 	int nkv;
@@ -129,6 +159,10 @@ struct cmd_args {
 	uint64_t limit;
 	uint64_t threads;   /* CMD_OPT_THREADS */
 	uint64_t processes; /* CMD_OPT_PROCESSES */
+	uint64_t retries;
+	uint64_t retry_delay_ms;
+	int state; /* CMD_OPT_STATE: enum proto_state */
+	struct cmd_batch batch;
 };
 
 /*
@@ -146,6 +180,9 @@ struct cmd_entry {
 	unsigned options; /* enum cmd_option */
 	unsigned one_of;  /* options of which at least one must be given */
 	bool offline;     /* needs no connection */
+	bool bare;        /* not even the common options: a gather line */
+	/* run before connecting, e.g. to read input; returns an exit status */
+	int (*prepare)(struct ctl *, struct cmd_args *);
 	int (*exec)(struct ctl *, struct cmd_args *);
 	const struct cmd_entry *subs; /* the word after the name picks one */
 	size_t nsubs;
@@ -154,6 +191,8 @@ struct cmd_entry {
 const struct cmd_entry *cmd_find(int argc, char **argv, int *used);
 int cmd_parse(const struct cmd_entry *, int argc, char **argv,
               struct cmd_args *, struct ctl *);
+void cmd_args_clear(struct cmd_args *);
+int cmd_split(char *line, char **words, int max, const char **cause);
 int cmd_run(struct ctl *, int argc, char **argv);
 void cmd_usage(FILE *, const struct cmd_entry *, bool full);
 void cmd_usage_all(FILE *, bool full);
@@ -163,7 +202,30 @@ int cmd_call(struct ctl *, struct proto_enc *, uint64_t id, enum proto_type,
              struct proto_msg *);
 int cmd_help(struct ctl *, struct cmd_args *);
 
+/*
+ * A request that may meet a full queue: it is kept, so that with
+ * --wait-for-slot it can be sent again after a backoff.
+ */
+struct cmd_slot {
+	struct pbuf frame; /* the request as sent */
+	int64_t backoff;   /* microseconds before the next try */
+	bool wait;         /* --wait-for-slot */
+	bool told;         /* "waiting for a slot" was said */
+};
+
+enum conn_status cmd_slot_send(struct ctl *, struct cmd_slot *,
+                               struct proto_enc *);
+int cmd_slot_refused(struct ctl *, struct cmd_slot *, const struct proto_msg *);
+void cmd_slot_free(struct cmd_slot *);
+
 /* ---- cmd_job.c: run, submit, watch, wait, result, cancel ---- */
+
+size_t cmd_job_pack(msgpack_packer *, const struct cmd_args *);
+int cmd_job_state(const struct proto_msg *);
+int cmd_job_exit(int state);
+int cmd_job_worse(int, int);
+void cmd_job_retry_line(struct ctl *, const struct proto_msg *,
+                        const char *prefix);
 
 int cmd_job_run(struct ctl *, struct cmd_args *);
 int cmd_job_submit(struct ctl *, struct cmd_args *);
@@ -171,6 +233,11 @@ int cmd_job_watch(struct ctl *, struct cmd_args *);
 int cmd_job_wait(struct ctl *, struct cmd_args *);
 int cmd_job_result(struct ctl *, struct cmd_args *);
 int cmd_job_cancel(struct ctl *, struct cmd_args *);
+
+/* ---- cmd_gather.c: gather ---- */
+
+int cmd_gather_prepare(struct ctl *, struct cmd_args *);
+int cmd_gather(struct ctl *, struct cmd_args *);
 
 /* ---- cmd_info.c: status, ps, tasks, ping, shutdown ---- */
 
@@ -200,6 +267,7 @@ struct render_table {
 #define RENDER_TABLE_MAX_COLS 16
 
 struct render_progress {
+	const char *label; /* instead of "job N" */
 	uint64_t job;
 	uint64_t done;
 	uint64_t total;
@@ -230,6 +298,9 @@ void render_progress_line(const struct render_progress *);
 int64_t render_progress_due(const struct render_progress *);
 void render_progress_draw(struct render_progress *);
 void render_progress_clear(struct render_progress *);
+void render_progress_reset(struct render_progress *);
+int render_output(const struct proto_msg *, const char *prefix, bool bol[2]);
+void render_line_value(char *, size_t, const msgpack_object *);
 void render_time(char *, size_t, uint64_t usec);
 void render_duration(char *, size_t, uint64_t usec);
 void render_age(char *, size_t, uint64_t usec);

@@ -153,19 +153,27 @@ conn_begin(struct conn *c, struct proto_enc *e, enum proto_type type)
 	return id;
 }
 
-/* Finish the request e and write it whole. */
+/* Finish the request e and write it, with any finished before it. */
 enum conn_status
 conn_send(struct conn *c, struct proto_enc *e)
 {
-	size_t off = 0;
-	ssize_t n;
-
 	if (proto_enc_end(e) < 0) {
+		c->wbuf.len = 0;
 		snprintf(c->cause, sizeof(c->cause),
 		         "request too large (more than %d bytes)",
 		         PROTO_MAX_FRAME);
 		return CONN_TOOBIG;
 	}
+	return conn_flush(c);
+}
+
+/* Write every finished request in the write buffer. */
+enum conn_status
+conn_flush(struct conn *c)
+{
+	size_t off = 0;
+	ssize_t n;
+
 	while (off < c->wbuf.len) {
 		n = send(c->fd, c->wbuf.data + off, c->wbuf.len - off,
 		         MSG_NOSIGNAL);
@@ -185,6 +193,38 @@ conn_send(struct conn *c, struct proto_enc *e)
 	return CONN_OK;
 }
 
+/* The signal mask ppoll() waits with: interrupts let through. */
+static void
+conn_waitmask(sigset_t *mask)
+{
+	sigprocmask(SIG_SETMASK, NULL, mask);
+	sigdelset(mask, SIGINT);
+	sigdelset(mask, SIGTERM);
+	sigdelset(mask, SIGHUP);
+}
+
+/* Sleep for usec microseconds: CONN_OK, or CONN_INTR at an interrupt. */
+enum conn_status
+conn_pause(struct conn *c, int64_t usec)
+{
+	int64_t deadline = conn_now() + usec, left;
+	struct timespec ts;
+	sigset_t mask;
+
+	conn_waitmask(&mask);
+	for (;;) {
+		if (c->intr_seen != ctl_interrupted) {
+			c->intr_seen = ctl_interrupted;
+			return CONN_INTR;
+		}
+		if ((left = deadline - conn_now()) <= 0)
+			return CONN_OK;
+		ts.tv_sec = left / 1000000;
+		ts.tv_nsec = (left % 1000000) * 1000;
+		ppoll(NULL, 0, &ts, &mask);
+	}
+}
+
 /*
  * Decode one frame into m.  Returns 1, 0 to skip the frame (a message
  * type this client does not know), or -1 with the cause set.
@@ -201,6 +241,14 @@ conn_decode(struct conn *c, const char *payload, size_t len,
 	r = proto_decode(payload, len, &c->zone, m, &f);
 	if (r == PROTO_DECODE_REJECT && f.code == PE_UNKNOWN_MESSAGE)
 		return 0;
+	/*
+	 * A gather's accepted names its jobs, not one job, though the table
+	 * in proto/msg.c still requires "job" of every accepted.
+	 */
+	if (r == PROTO_DECODE_REJECT && f.code == PE_BAD_FIELD &&
+	    strcmp(f.message, "missing field \"job\"") == 0 &&
+	    m->type == PROTO_ACCEPTED && proto_has(m, PF_JOBS))
+		r = PROTO_DECODE_OK;
 	if (r != PROTO_DECODE_OK) {
 		snprintf(c->cause, sizeof(c->cause), "protocol error: %s",
 		         f.message);
@@ -240,10 +288,7 @@ conn_recv(struct conn *c, struct proto_msg *m, int64_t deadline)
 
 	pbuf_consume(&c->rbuf, c->consumed);
 	c->consumed = 0;
-	sigprocmask(SIG_SETMASK, NULL, &mask);
-	sigdelset(&mask, SIGINT);
-	sigdelset(&mask, SIGTERM);
-	sigdelset(&mask, SIGHUP);
+	conn_waitmask(&mask);
 	for (;;) {
 		if (c->intr_seen != ctl_interrupted) {
 			c->intr_seen = ctl_interrupted;

@@ -5,7 +5,7 @@
  *
  * Text that comes from the daemon (messages, task names) is shown with
  * control characters replaced, so a job cannot drive the terminal;
- * results go to stdout as they are.
+ * results and a job's own output go to stdout (and stderr) as they are.
  */
 #include <sys/ioctl.h>
 
@@ -453,6 +453,7 @@ void
 render_progress_draw(struct render_progress *p)
 {
 	char line[512], bar[RENDER_BAR_WIDTH + 1], rate[32], clock[32];
+	char label[64];
 	struct winsize ws;
 	int64_t now = conn_now(), elapsed = now - p->start;
 	double secs = (double)elapsed / 1e6;
@@ -470,13 +471,15 @@ render_progress_draw(struct render_progress *p)
 		render_rate(rate, sizeof(rate), (double)p->done / secs);
 	else
 		snprintf(rate, sizeof(rate), "-/s");
+	if (p->label != NULL)
+		snprintf(label, sizeof(label), "%s", p->label);
+	else
+		snprintf(label, sizeof(label), "job %" PRIu64, p->job);
 	if (!p->seen)
-		snprintf(line, sizeof(line), "job %" PRIu64 "  %s", p->job,
-		         clock);
+		snprintf(line, sizeof(line), "%s  %s", label, clock);
 	else if (p->total == 0)
-		snprintf(line, sizeof(line),
-		         "job %" PRIu64 "  %" PRIu64 " done  %s  %s  %s",
-		         p->job, p->done, rate, clock, p->msg);
+		snprintf(line, sizeof(line), "%s  %" PRIu64 " done  %s  %s  %s",
+		         label, p->done, rate, clock, p->msg);
 	else {
 		pct = p->done >= p->total
 		          ? 100
@@ -485,9 +488,8 @@ render_progress_draw(struct render_progress *p)
 		memset(bar, '#', (size_t)fill);
 		memset(bar + fill, '.', (size_t)(RENDER_BAR_WIDTH - fill));
 		bar[RENDER_BAR_WIDTH] = '\0';
-		snprintf(line, sizeof(line),
-		         "job %" PRIu64 " [%s] %3d%%  %s  %s  %s", p->job, bar,
-		         pct, rate, clock, p->msg);
+		snprintf(line, sizeof(line), "%s [%s] %3d%%  %s  %s  %s", label,
+		         bar, pct, rate, clock, p->msg);
 	}
 	/* stay off the last column so the terminal never wraps */
 	len = strlen(line);
@@ -513,6 +515,88 @@ render_progress_clear(struct render_progress *p)
 	fputs("\r\033[K", stderr);
 	fflush(stderr);
 	p->visible = false;
+}
+
+/* Forget a job's progress: it starts again (a retry). */
+void
+render_progress_reset(struct render_progress *p)
+{
+	p->done = p->total = 0;
+	p->msg[0] = '\0';
+	p->seen = false;
+	p->dirty = true;
+}
+
+static int
+render_write(FILE *f, const char *s, size_t len)
+{
+	if (len > 0 && fwrite(s, 1, len, f) != len)
+		return -1;
+	return 0;
+}
+
+/*
+ * A job's output event: its bytes, as they are, on our stdout or stderr,
+ * whichever the job wrote to.  With a prefix, each line starts with it;
+ * bol[stream] says whether the stream is at the start of a line.
+ * Returns -1 if the event has no data.
+ */
+int
+render_output(const struct proto_msg *m, const char *prefix, bool bol[2])
+{
+	const msgpack_object *d = &m->f[PF_DATA];
+	const char *s, *nl;
+	size_t len, n;
+	bool err = proto_obj_streq(&m->f[PF_STREAM], "stderr");
+	FILE *f = err ? stderr : stdout;
+
+	if (!proto_has(m, PF_DATA))
+		return -1;
+	if (d->type == MSGPACK_OBJECT_BIN) {
+		s = d->via.bin.ptr;
+		len = d->via.bin.size;
+	} else if (d->type == MSGPACK_OBJECT_STR) {
+		s = d->via.str.ptr;
+		len = d->via.str.size;
+	} else
+		return -1;
+	if (err)
+		fflush(stdout); /* what came first shows first */
+	while (len > 0) {
+		if (prefix != NULL && bol[err])
+			render_write(f, prefix, strlen(prefix));
+		nl = prefix != NULL ? memchr(s, '\n', len) : NULL;
+		n = nl != NULL ? (size_t)(nl - s) + 1 : len;
+		render_write(f, s, n);
+		bol[err] = s[n - 1] == '\n';
+		s += n;
+		len -= n;
+	}
+	fflush(f);
+	return 0;
+}
+
+/*
+ * A result on one line of text: as render_value prints it, without its
+ * final newline and with control characters (inner newlines) replaced.
+ */
+void
+render_line_value(char *buf, size_t size, const msgpack_object *o)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if ((f = open_memstream(&text, &len)) == NULL) {
+		snprintf(buf, size, "?");
+		return;
+	}
+	render_value(f, o);
+	fclose(f);
+	if (len > 0 && text[len - 1] == '\n')
+		len--;
+	render_safe(buf, size, text, len);
+	free(text);
 }
 
 /* Local time with milliseconds, or "-" for 0. */
