@@ -1,0 +1,1007 @@
+/*
+ * suite.c -- the suites of concd-bench beyond noop (bench.c):
+ *
+ *   fresh  warm workers against --fresh ones, one job at a time;
+ *   cpu    primes on 1 and 2 workers of each pool, a concd for each;
+ *   sleep  many sleeps on the loop: wall time and daemon memory per job;
+ *   exec   many `exec true` on the loop against xargs -P2;
+ *   deep   a million jobs queued on one thread: submit rate, lookups,
+ *          ps and the drain.
+ *
+ * Each run of a suite measures its baseline too (the warm worker, one
+ * worker, one sleep, xargs, a ping), and a ratio printed is the median
+ * of the runs' ratios, so that a run compares only with itself.  Every
+ * reply goes through bench.c's batches and single requests, which check
+ * it; the figures here are only timed.
+ */
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+extern char **environ;
+
+/* A value per run, for bench_stats. */
+static double *
+suite_values(size_t runs)
+{
+	double *v = calloc(runs, sizeof(*v));
+
+	if (v == NULL)
+		bench_die(2, "out of memory");
+	return v;
+}
+
+static struct bench_row
+suite_row(const double *v, size_t n, double scale)
+{
+	struct bench_row row = bench_stats(v, n);
+
+	row.med *= scale;
+	row.lo *= scale;
+	row.hi *= scale;
+	return row;
+}
+
+static void
+suite_conn(struct bench_conn *c, const char *path,
+    const struct bench_opts *o)
+{
+	bench_conn_open(c, path, o);
+	c->suite = true;
+}
+
+/* ---- fresh: warm workers against a worker made for the job ---- */
+
+#define FRESH_TABLE_N  1000000
+#define FRESH_TABLE_PI 78498 /* pi(1,000,000) */
+#define FRESH_WARM_UP  16    /* jobs at once: every worker builds its table */
+
+/* Each fresh row follows the warm row it is compared with. */
+static const struct fresh_kind {
+	const char *name;
+	const char *task;
+	enum proto_exec exec;
+	bool fresh;
+	double target; /* fresh/warm at least; 0: no target */
+} fresh_kinds[] = {
+	{"table thread warm", "table", PX_THREAD, false, 0},
+	{"table thread fresh", "table", PX_THREAD, true, 50},
+	{"table process warm", "table", PX_PROCESS, false, 0},
+	{"table process fresh", "table", PX_PROCESS, true, 50},
+	{"noop thread warm", "noop", PX_THREAD, false, 0},
+	{"noop thread fresh", "noop", PX_THREAD, true, 0},
+	{"noop process warm", "noop", PX_PROCESS, false, 0},
+	{"noop process fresh", "noop", PX_PROCESS, true, 2},
+};
+#define FRESH_KINDS (sizeof(fresh_kinds) / sizeof(fresh_kinds[0]))
+
+static void
+fresh_batch(struct bench_batch *b, const struct fresh_kind *k, size_t n)
+{
+	bench_batch_init(b, n, 1);
+	b->exec = k->exec;
+	b->fresh = k->fresh;
+	if (strcmp(k->task, "table") == 0) {
+		b->check = CHECK_KEY;
+		b->key = "primes";
+		b->want = FRESH_TABLE_PI;
+		b->info_key = "init_ms";
+	} else
+		b->check = CHECK_EMPTY;
+}
+
+/*
+ * Warm the kind up: FRESH_WARM_UP jobs at once (one if fresh).  NULL, or
+ * why concd refused them (e.g. no worker processes).
+ */
+static const char *
+fresh_warm_up(struct bench_conn *c, const struct fresh_kind *k,
+    const struct bench_tmpl *t, char *why, size_t len)
+{
+	struct bench_batch b;
+	size_t n = k->fresh ? 1 : FRESH_WARM_UP;
+
+	fresh_batch(&b, k, n);
+	b.refusal_ok = true;
+	bench_batch_attach(c, &b);
+	bench_batch_submits(c, &b, t, n);
+	bench_send(c);
+	while (bench_batch_settled(&b) < n)
+		bench_read_replies(c);
+	snprintf(why, len, "%s", b.refusal);
+	bench_batch_detach(c, &b);
+	bench_fence(c);
+	return why[0] != '\0' ? why : NULL;
+}
+
+/* Median microseconds from submit to end, n jobs one at a time. */
+static double
+fresh_sample(struct bench_conn *c, const struct fresh_kind *k,
+    const struct bench_tmpl *t, size_t n, double *us, double *init_ms)
+{
+	struct bench_batch b;
+	double t0, lo, hi;
+	size_t i;
+
+	fresh_batch(&b, k, n);
+	bench_batch_attach(c, &b);
+	for (i = 0; i < n; i++) {
+		t0 = bench_now();
+		bench_batch_submits(c, &b, t, 1);
+		bench_send(c);
+		while (b.ended < i + 1)
+			bench_read_replies(c);
+		us[i] = (b.t_last_end - t0) * 1e6;
+	}
+	*init_ms = b.info_n > 0 ? b.info_sum / (double)b.info_n : -1;
+	bench_batch_detach(c, &b);
+	bench_fence(c);
+	return bench_median(us, n, &lo, &hi);
+}
+
+void
+suite_fresh(const struct bench_opts *o, const char *path)
+{
+	struct bench_tmpl t[FRESH_KINDS];
+	struct pbuf args = {0};
+	struct bench_conn c;
+	struct bench_row row;
+	double *v[FRESH_KINDS], *ratio[FRESH_KINDS], *init[FRESH_KINDS];
+	double *us;
+	char why[FRESH_KINDS][320], what[96], target[32];
+	const char *skip[FRESH_KINDS] = {0};
+	size_t k, r, n;
+
+	memset(t, 0, sizeof(t));
+	suite_conn(&c, path, o);
+	bench_args_uint(&args, "n", FRESH_TABLE_N);
+	n = o->warm_jobs > o->fresh_jobs ? o->warm_jobs : o->fresh_jobs;
+	if ((us = calloc(n, sizeof(*us))) == NULL)
+		bench_die(2, "out of memory");
+	printf("\nfresh: concd pid %d; one job at a time, submit to end: %zu "
+	    "warm and %zu fresh\njobs per kind and run; table n=%d has a "
+	    "costly per-worker init\n",
+	    (int)c.daemon, o->warm_jobs, o->fresh_jobs, FRESH_TABLE_N);
+	for (k = 0; k < FRESH_KINDS; k++) {
+		const struct fresh_kind *fk = &fresh_kinds[k];
+		const struct bench_spec s = {
+			.task = fk->task,
+			.args = strcmp(fk->task, "table") == 0 ? &args : NULL,
+			.exec = fk->exec,
+			.fresh = fk->fresh,
+			.watch = true,
+		};
+
+		bench_tmpl_make(&t[k], &s);
+		v[k] = suite_values(o->runs);
+		ratio[k] = suite_values(o->runs);
+		init[k] = suite_values(o->runs);
+		skip[k] = fresh_warm_up(&c, fk, &t[k], why[k], sizeof(why[k]));
+	}
+	for (r = 0; r < o->runs; r++) {
+		for (k = 0; k < FRESH_KINDS; k++) {
+			const struct fresh_kind *fk = &fresh_kinds[k];
+
+			if (skip[k] != NULL || (fk->fresh && skip[k - 1]))
+				continue;
+			v[k][r] = fresh_sample(&c, fk, &t[k],
+			    fk->fresh ? o->fresh_jobs : o->warm_jobs, us,
+			    &init[k][r]);
+			if (fk->fresh)
+				ratio[k][r] = v[k][r] / v[k - 1][r];
+		}
+		if (!o->verbose)
+			continue;
+		printf("run %zu:", r + 1);
+		for (k = 0; k < FRESH_KINDS; k++)
+			if (skip[k] == NULL)
+				printf(" %s %.1f us;", fresh_kinds[k].name,
+				    v[k][r]);
+		printf("\n");
+	}
+
+	bench_head("");
+	for (k = 0; k < FRESH_KINDS; k++) {
+		const struct fresh_kind *fk = &fresh_kinds[k];
+
+		if (skip[k] != NULL || (fk->fresh && skip[k - 1])) {
+			printf("%-20s skipped: %s\n", fk->name,
+			    skip[k] != NULL ? skip[k] : skip[k - 1]);
+			continue;
+		}
+		row = bench_stats(v[k], o->runs);
+		if (!fk->fresh) {
+			bench_line(fk->name, row, 1, "us (the baseline)", NULL,
+			    -1);
+			continue;
+		}
+		{
+			struct bench_row q = bench_stats(ratio[k], o->runs);
+			struct bench_row in = bench_stats(init[k], o->runs);
+
+			if (in.med >= 0)
+				snprintf(what, sizeof(what),
+				    "us (%.1fx warm; init %.0f ms)", q.med,
+				    in.med);
+			else
+				snprintf(what, sizeof(what), "us (%.2fx warm)",
+				    q.med);
+			if (fk->target > 0)
+				snprintf(target, sizeof(target),
+				    ">= %gx warm", fk->target);
+			bench_line(fk->name, row, 1, what,
+			    fk->target > 0 ? target : "(no target)",
+			    fk->target > 0 ? q.med >= fk->target : -1);
+		}
+	}
+	for (k = 0; k < FRESH_KINDS; k++) {
+		bench_tmpl_free(&t[k]);
+		free(v[k]);
+		free(ratio[k]);
+		free(init[k]);
+	}
+	free(us);
+	pbuf_free(&args);
+	bench_conn_close(&c);
+}
+
+/* ---- cpu: primes with 1 and 2 workers ---- */
+
+#define CPU_JOBS 8
+
+static const struct cpu_config {
+	const char *name;
+	const char *threads, *processes;
+	enum proto_exec exec;
+	int workers;
+} cpu_configs[] = {
+	{"process, 1 worker", "1", "1", PX_PROCESS, 1},
+	{"process, 2 workers", "1", "2", PX_PROCESS, 2},
+	{"thread, 1 worker", "1", "0", PX_THREAD, 1},
+	{"thread, 2 workers", "2", "0", PX_THREAD, 2},
+};
+#define CPU_CONFIGS (sizeof(cpu_configs) / sizeof(cpu_configs[0]))
+
+/* pi(n) for the n one is likely to pick */
+static const struct {
+	uint64_t n, pi;
+} cpu_known[] = {
+	{100000, 9592},
+	{200000, 17984},
+	{1000000, 78498},
+	{2000000, 148933},
+	{10000000, 664579},
+	{100000000, 5761455},
+	{200000000, 11078937},
+	{500000000, 26355867},
+	{1000000000, 50847534},
+};
+
+/*
+ * The control: the primes task's sieve (odd numbers, segments of 128 KiB)
+ * in plain processes, to tell concd's scaling from the machine's.
+ */
+static uint64_t
+cpu_sieve(uint64_t n)
+{
+	const uint64_t seglen = 128 * 1024;
+	uint64_t root = 1, count = n >= 2, lo, hi, span, m, k, i, nbase = 0;
+	unsigned char *small, *seg;
+	uint64_t *base, *next;
+
+	while ((root + 1) * (root + 1) <= n)
+		root++;
+	small = calloc(root + 1, 1);
+	base = malloc(sizeof(*base) * (root / 2 + 1));
+	next = malloc(sizeof(*next) * (root / 2 + 1));
+	seg = malloc(seglen);
+	if (small == NULL || base == NULL || next == NULL || seg == NULL)
+		_exit(2);
+	for (i = 3; i <= root; i += 2) {
+		if (small[i])
+			continue;
+		base[nbase] = i;
+		next[nbase++] = i * i;
+		for (k = i * i; k <= root; k += 2 * i)
+			small[k] = 1;
+	}
+	for (lo = 3; lo <= n; lo = hi + 2) {
+		hi = lo + 2 * (seglen - 1);
+		if (hi > n)
+			hi = n % 2 ? n : n - 1;
+		span = (hi - lo) / 2 + 1;
+		memset(seg, 0, span);
+		for (i = 0; i < nbase; i++) {
+			for (m = next[i]; m <= hi; m += 2 * base[i])
+				seg[(m - lo) / 2] = 1;
+			next[i] = m;
+		}
+		for (k = 0; k < span; k++)
+			count += !seg[k];
+	}
+	free(small);
+	free(base);
+	free(next);
+	free(seg);
+	return count;
+}
+
+/* Seconds for jobs sieves of n shared by procs plain processes. */
+static double
+cpu_control(uint64_t n, size_t jobs, size_t procs, uint64_t pi)
+{
+	double t0 = bench_now();
+	pid_t pid[2];
+	size_t p, k;
+	int status, bad = 0;
+
+	fflush(stdout);
+	for (p = 0; p < procs; p++) {
+		if ((pid[p] = fork()) < 0)
+			bench_die(2, "fork: %s", strerror(errno));
+		if (pid[p] == 0) {
+			for (k = p; k < jobs; k += procs)
+				if (cpu_sieve(n) != pi)
+					_exit(1);
+			_exit(0);
+		}
+	}
+	for (p = 0; p < procs; p++)
+		if (waitpid(pid[p], &status, 0) != pid[p] ||
+		    !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			bad = 1;
+	if (bad)
+		bench_die(2, "the control sieve did not count pi(%" PRIu64
+		    ") = %" PRIu64, n, pi);
+	return bench_now() - t0;
+}
+
+/*
+ * Seconds from the gather to its last end; *cores: concd's cpu / wall,
+ * *client: the benchmark's.
+ */
+static double
+cpu_gather(struct bench_conn *c, const struct bench_spec *s, uint64_t n,
+    size_t jobs, uint64_t *pi, bool *have_pi, double *cores, double *client)
+{
+	struct bench_batch b;
+	double t0, cpu0, cpu1, wall, self0;
+	size_t i;
+
+	bench_batch_init(&b, jobs, jobs);
+	b.exec = s->exec;
+	b.check = *have_pi ? CHECK_UINT : CHECK_SAME;
+	b.want = *pi;
+	for (i = 0; i < sizeof(cpu_known) / sizeof(cpu_known[0]); i++)
+		if (cpu_known[i].n == n) {
+			b.check = CHECK_UINT;
+			b.want = cpu_known[i].pi;
+		}
+	bench_batch_attach(c, &b);
+	bench_batch_gathers(c, &b, s);
+	cpu0 = bench_proc_cpu(c->daemon);
+	self0 = bench_self_cpu();
+	t0 = bench_now();
+	bench_send(c);
+	while (b.ended < jobs)
+		bench_read_replies(c);
+	wall = b.t_last_end - t0;
+	*client = (bench_self_cpu() - self0) / wall;
+	cpu1 = bench_proc_cpu(c->daemon);
+	*cores = cpu0 >= 0 && cpu1 >= 0 && wall >= 0.2 ? (cpu1 - cpu0) / wall
+						       : -1;
+	*pi = b.want;
+	*have_pi = true;
+	bench_batch_detach(c, &b);
+	bench_fence(c);
+	return wall;
+}
+
+void
+suite_cpu(const struct bench_opts *o, const char *unused)
+{
+	struct bench_daemon *d[CPU_CONFIGS];
+	struct bench_conn c[CPU_CONFIGS];
+	struct pbuf args = {0}, small = {0};
+	struct bench_spec s[CPU_CONFIGS];
+	double *wall[CPU_CONFIGS], *cores[CPU_CONFIGS], *speedup[CPU_CONFIGS];
+	double *plain[2], *plain_up, *rel[CPU_CONFIGS], *cl[CPU_CONFIGS];
+	struct bench_row clr;
+	struct bench_row row, q, cpu;
+	char what[96], busy[32], b[32];
+	uint64_t pi = 0, spi = 0;
+	bool have_pi = false, have_spi = false;
+	size_t k, r;
+
+	bench_args_uint(&args, "n", o->primes);
+	bench_args_uint(&small, "n", o->primes < 1000000 ? o->primes : 1000000);
+	printf("\ncpu: %d x primes n=%s in one gather, first submit to last "
+	    "end; a concd\nper configuration, -t T -p P\n",
+	    CPU_JOBS, bench_thousands((double)o->primes, b, sizeof(b)));
+	for (k = 0; k < CPU_CONFIGS; k++) {
+		const char *flags[] = {"-t", cpu_configs[k].threads, "-p",
+		    cpu_configs[k].processes, NULL};
+		double x;
+
+		d[k] = bench_daemon_start(o->spawn, flags);
+		suite_conn(&c[k], d[k]->sock, o);
+		s[k] = (struct bench_spec){.task = "primes", .args = &small,
+		    .exec = cpu_configs[k].exec};
+		/* warm up: the workers page in, the loop is set */
+		cpu_gather(&c[k], &s[k], o->primes < 1000000 ? o->primes
+							     : 1000000,
+		    (size_t)cpu_configs[k].workers, &spi, &have_spi, &x, &x);
+		s[k].args = &args;
+		wall[k] = suite_values(o->runs);
+		cores[k] = suite_values(o->runs);
+		speedup[k] = suite_values(o->runs);
+		rel[k] = suite_values(o->runs);
+		cl[k] = suite_values(o->runs);
+	}
+	plain[0] = suite_values(o->runs);
+	plain[1] = suite_values(o->runs);
+	plain_up = suite_values(o->runs);
+	for (r = 0; r < o->runs; r++) {
+		for (k = 0; k < CPU_CONFIGS; k++)
+			wall[k][r] = cpu_gather(&c[k], &s[k], o->primes,
+			    CPU_JOBS, &pi, &have_pi, &cores[k][r], &cl[k][r]);
+		plain[0][r] = cpu_control(o->primes, CPU_JOBS, 1, pi);
+		plain[1][r] = cpu_control(o->primes, CPU_JOBS, 2, pi);
+		plain_up[r] = plain[0][r] / plain[1][r];
+		for (k = 0; k < CPU_CONFIGS; k++) {
+			if (cpu_configs[k].workers != 2)
+				continue;
+			speedup[k][r] = wall[k - 1][r] / wall[k][r];
+			rel[k][r] = speedup[k][r] / plain_up[r];
+		}
+		if (!o->verbose)
+			continue;
+		printf("run %zu:", r + 1);
+		for (k = 0; k < CPU_CONFIGS; k++)
+			printf(" %s %.3f s;", cpu_configs[k].name, wall[k][r]);
+		printf(" plain %.3f and %.3f s\n", plain[0][r], plain[1][r]);
+	}
+
+	bench_head("");
+	for (k = 0; k < CPU_CONFIGS; k++) {
+		row = bench_stats(wall[k], o->runs);
+		cpu = bench_stats(cores[k], o->runs);
+		clr = bench_stats(cl[k], o->runs);
+		if (cpu.med >= 0)
+			snprintf(busy, sizeof(busy), "cores %.2f + %.2f",
+			    cpu.med, clr.med);
+		else
+			snprintf(busy, sizeof(busy), "too short for cpu");
+		if (cpu_configs[k].workers == 1) {
+			snprintf(what, sizeof(what), "s (the baseline; %s)",
+			    busy);
+			bench_line(cpu_configs[k].name, row, 3, what, NULL,
+			    -1);
+			continue;
+		}
+		q = bench_stats(speedup[k], o->runs);
+		snprintf(what, sizeof(what), "s (%.2fx 1 worker; %s)", q.med,
+		    busy);
+		bench_line(cpu_configs[k].name, row, 3, what, ">= 1.9x",
+		    q.med >= 1.9);
+	}
+	bench_line("plain, 1 process", bench_stats(plain[0], o->runs), 3,
+	    "s (control: the sieve, no concd)", NULL, -1);
+	snprintf(what, sizeof(what), "s (%.2fx: the machine's own)",
+	    bench_stats(plain_up, o->runs).med);
+	bench_line("plain, 2 processes", bench_stats(plain[1], o->runs), 3,
+	    what, NULL, -1);
+	printf("cores: concd's (loop, workers) + the benchmark's, busy over "
+	    "the run\nspeed-up against the machine's: process %.2f, thread "
+	    "%.2f; pi(%" PRIu64 ") = %" PRIu64 "\nin every end%s\n",
+	    bench_stats(rel[1], o->runs).med, bench_stats(rel[3], o->runs).med,
+	    o->primes, pi, bench_stats(wall[0], o->runs).med >= 1.0 ? "" :
+	    "; a run takes < 1 s with one worker: use a larger --primes");
+	for (k = 0; k < CPU_CONFIGS; k++) {
+		bench_conn_close(&c[k]);
+		bench_daemon_stop(d[k]);
+		free(wall[k]);
+		free(cores[k]);
+		free(speedup[k]);
+		free(rel[k]);
+		free(cl[k]);
+	}
+	free(plain[0]);
+	free(plain[1]);
+	free(plain_up);
+	pbuf_free(&args);
+	pbuf_free(&small);
+}
+
+/* ---- sleep: many sleeps on the loop ---- */
+
+struct sleep_run {
+	double base, wall;	 /* s: one sleep, all of them */
+	double rss0, peak, hwm;	 /* kB */
+	double per_job, per_hwm; /* bytes */
+};
+
+/* One run, on a concd of its own: its memory starts from nothing. */
+static void
+sleep_run(const struct bench_opts *o, struct sleep_run *u)
+{
+	static const char *const flags[] = {"-t", "1", "-p", "0",
+	    "--max-finished", "0", NULL};
+	struct bench_daemon *d = bench_daemon_start(o->spawn, flags);
+	struct bench_conn c;
+	struct bench_batch one, all;
+	struct bench_tmpl t = {.id_at = 0};
+	struct pbuf args = {0};
+	struct bench_spec s = {.task = "sleep", .args = &args,
+	    .exec = PX_LOOP, .watch = true};
+	double t0, kb;
+	long v;
+
+	suite_conn(&c, d->sock, o);
+	bench_args_uint(&args, "ms", o->sleep_ms);
+	bench_tmpl_make(&t, &s);
+
+	/* the baseline: one sleep */
+	bench_batch_init(&one, 1, 1);
+	one.exec = PX_LOOP;
+	one.check = CHECK_UINT;
+	one.want = o->sleep_ms;
+	bench_batch_attach(&c, &one);
+	bench_batch_submits(&c, &one, &t, 1);
+	t0 = bench_now();
+	bench_send(&c);
+	while (one.ended < 1)
+		bench_read_replies(&c);
+	u->base = one.t_last_end - t0;
+	bench_batch_detach(&c, &one);
+	bench_fence(&c);
+
+	/* all of them, in gathers of 10,000 */
+	u->rss0 = (double)bench_vm_kb(d->pid, "VmRSS:");
+	bench_batch_init(&all, o->sleepers, BENCH_GATHER_MAX);
+	all.exec = PX_LOOP;
+	all.check = CHECK_UINT;
+	all.want = o->sleep_ms;
+	bench_batch_attach(&c, &all);
+	bench_batch_gathers(&c, &all, &s);
+	u->peak = -1;
+	t0 = bench_now();
+	bench_send(&c);
+	while (all.ended < o->sleepers) {
+		/* the peak: sampled until the first job ends */
+		if (all.ended == 0 &&
+		    (kb = (double)bench_vm_kb(d->pid, "VmRSS:")) > u->peak)
+			u->peak = kb;
+		bench_poll_read(&c, 10);
+	}
+	u->wall = all.t_last_end - t0;
+	u->hwm = (v = bench_vm_kb(d->pid, "VmHWM:")) >= 0 ? (double)v : -1;
+	u->per_job = (u->peak - u->rss0) * 1024 / (double)o->sleepers;
+	u->per_hwm = (u->hwm - u->rss0) * 1024 / (double)o->sleepers;
+	bench_batch_detach(&c, &all);
+	bench_fence(&c);
+	bench_conn_close(&c);
+	bench_tmpl_free(&t);
+	pbuf_free(&args);
+	bench_daemon_stop(d);
+}
+
+#define SLEEP_FIELD(f) offsetof(struct sleep_run, f)
+
+static struct bench_row
+sleep_row(const struct sleep_run *u, size_t n, size_t off, double scale)
+{
+	double v[n];
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		v[i] = *(const double *)((const char *)&u[i] + off);
+	return suite_row(v, n, scale);
+}
+
+void
+suite_sleep(const struct bench_opts *o, const char *unused)
+{
+	struct sleep_run *u = calloc(o->runs, sizeof(*u));
+	struct bench_row base, wall, per, hwm, rss0, peak;
+	double ratio[o->runs], target;
+	char what[96], tgt[32], name[64], b[32];
+	size_t r;
+
+	if (u == NULL)
+		bench_die(2, "out of memory");
+	bench_thousands((double)o->sleepers, b, sizeof(b));
+	printf("\nsleep: %s x sleep ms=%" PRIu64 " on the loop in gathers of "
+	    "10,000, first submit to\nlast end; concd -t 1 -p 0 "
+	    "--max-finished 0, a new one per run\n", b, o->sleep_ms);
+	for (r = 0; r < o->runs; r++) {
+		sleep_run(o, &u[r]);
+		ratio[r] = u[r].wall / u[r].base;
+		if (o->verbose)
+			printf("run %zu: one %.3f s, all %.3f s; VmRSS %.0f -> "
+			    "%.0f kB, VmHWM %.0f kB: %.0f bytes/job\n", r + 1,
+			    u[r].base, u[r].wall, u[r].rss0, u[r].peak,
+			    u[r].hwm, u[r].per_job);
+	}
+	/* 1.3 s for 100,000 x 1 s: the sleep and 0.3 s per 100,000 */
+	target = (double)o->sleep_ms / 1000 +
+	    0.3 * (double)o->sleepers / 100000;
+	base = sleep_row(u, o->runs, SLEEP_FIELD(base), 1);
+	wall = sleep_row(u, o->runs, SLEEP_FIELD(wall), 1);
+	per = sleep_row(u, o->runs, SLEEP_FIELD(per_job), 1);
+	hwm = sleep_row(u, o->runs, SLEEP_FIELD(per_hwm), 1);
+	rss0 = sleep_row(u, o->runs, SLEEP_FIELD(rss0), 1.0 / 1024);
+	peak = sleep_row(u, o->runs, SLEEP_FIELD(peak), 1.0 / 1024);
+
+	bench_head("");
+	bench_line("one sleep", base, 3, "s (the baseline)", NULL, -1);
+	snprintf(name, sizeof(name), "%s sleeps", b);
+	snprintf(what, sizeof(what), "s (%.2fx one sleep)",
+	    bench_stats(ratio, o->runs).med);
+	snprintf(tgt, sizeof(tgt), "<= %.3g s", target);
+	bench_line(name, wall, 3, what, tgt, wall.med <= target);
+	snprintf(what, sizeof(what), "bytes (VmRSS %.1f -> %.1f MiB)",
+	    rss0.med, peak.med);
+	bench_line("memory per job", per, 0, what, "<= 512 bytes",
+	    per.med <= 512);
+	bench_line("by VmHWM", hwm, 0, "bytes per job", NULL, -1);
+	free(u);
+}
+
+/* ---- exec: `true` many times on the loop, against xargs ---- */
+
+/* Seconds of `seq n | xargs -P2 -n1 true`; -1 if it failed. */
+static double
+exec_xargs(size_t n)
+{
+	char cmd[128];
+	char *argv[] = {"sh", "-c", cmd, NULL};
+	double t0 = bench_now();
+	pid_t pid;
+	int status;
+
+	snprintf(cmd, sizeof(cmd), "seq %zu | xargs -P2 -n1 true", n);
+	if (posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) != 0)
+		return -1;
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		return -1;
+	return bench_now() - t0;
+}
+
+void
+suite_exec(const struct bench_opts *o, const char *path)
+{
+	static const char *const argv[] = {"true"};
+	struct bench_conn c;
+	struct bench_batch b;
+	struct pbuf args = {0};
+	struct bench_spec s = {.task = "exec", .args = &args,
+	    .exec = PX_LOOP};
+	double *wall = suite_values(o->runs), *base = suite_values(o->runs);
+	double *ratio = suite_values(o->runs), t0, target;
+	struct bench_row row;
+	char what[96], tgt[32], name[64], n[32];
+	size_t r;
+
+	suite_conn(&c, path, o);
+	bench_args_list(&args, "argv", argv, 1);
+	bench_thousands((double)o->execs, n, sizeof(n));
+	printf("\nexec: concd pid %d; %s x exec argv=[\"true\"] in one "
+	    "gather on the loop, first\nsubmit to last end, against seq "
+	    "%zu | xargs -P2 -n1 true\n", (int)c.daemon, n, o->execs);
+	for (r = 0; r < o->runs; r++) {
+		if ((base[r] = exec_xargs(o->execs)) < 0)
+			bench_die(2, "seq | xargs -P2 -n1 true failed");
+		bench_batch_init(&b, o->execs, BENCH_GATHER_MAX);
+		b.exec = PX_LOOP;
+		b.refusal_ok = true;
+		bench_batch_attach(&c, &b);
+		bench_batch_gathers(&c, &b, &s);
+		t0 = bench_now();
+		bench_send(&c);
+		while (bench_batch_settled(&b) < o->execs)
+			bench_read_replies(&c);
+		if (b.refused > 0) {
+			printf("exec: skipped: concd refused the gather: %s\n",
+			    b.refusal);
+			bench_batch_detach(&c, &b);
+			goto out;
+		}
+		wall[r] = b.t_last_end - t0;
+		ratio[r] = wall[r] / base[r];
+		bench_batch_detach(&c, &b);
+		bench_fence(&c);
+		if (o->verbose)
+			printf("run %zu: xargs %.3f s, concd %.3f s\n", r + 1,
+			    base[r], wall[r]);
+	}
+	target = 0.35 * (double)o->execs / 1000;
+	bench_head("");
+	bench_line("xargs -P2", bench_stats(base, o->runs), 3,
+	    "s (the baseline)", NULL, -1);
+	row = bench_stats(wall, o->runs);
+	snprintf(name, sizeof(name), "%s execs", n);
+	snprintf(what, sizeof(what), "s (%.2fx xargs; %.0f us per job)",
+	    bench_stats(ratio, o->runs).med, row.med * 1e6 / (double)o->execs);
+	snprintf(tgt, sizeof(tgt), "<= %.3g s", target);
+	bench_line(name, row, 3, what, tgt, row.med <= target);
+out:
+	free(wall);
+	free(base);
+	free(ratio);
+	pbuf_free(&args);
+	bench_conn_close(&c);
+}
+
+/* ---- deep: a million jobs queued behind one sleep ---- */
+
+#define DEEP_SLEEP_MS 3600000
+#define DEEP_LOOKUPS  50 /* status round trips per job and run */
+#define DEEP_PS	      5	 /* ps round trips per run */
+#define DEEP_PS_LIMIT 20
+
+struct deep_run {
+	double ping, first, last;    /* s: median round trips */
+	double rate_first, rate_last; /* jobs/s */
+	double ps;		      /* s: median */
+	double drain;		      /* s */
+	double per_job;		      /* bytes of VmRSS per queued job */
+};
+
+static double
+deep_status(struct bench_conn *c, uint64_t job, char *state, size_t len)
+{
+	struct bench_rq q;
+	struct proto_enc e;
+	double t;
+
+	bench_rq_begin(c, &q, PROTO_JOB);
+	proto_enc_begin(&e, &c->wbuf, PROTO_STATUS, q.id);
+	proto_enc_u64(&e, PF_JOB, job);
+	proto_enc_end(&e);
+	t = bench_rq_wait(c, &q);
+	if (q.job != job)
+		bench_wrong(NULL, "status of job %" PRIu64 " answered for %"
+		    PRIu64, job, q.job);
+	snprintf(state, len, "%s", q.state);
+	return t;
+}
+
+/* ps as concctl ps -n limit sends it; the reply stays in q. */
+static double
+deep_ps(struct bench_conn *c, struct bench_rq *q, size_t limit)
+{
+	struct proto_enc e;
+
+	bench_rq_begin(c, q, PROTO_JOBS);
+	proto_enc_begin(&e, &c->wbuf, PROTO_PS, q->id);
+	proto_enc_bool(&e, PF_ALL, false);
+	proto_enc_u64(&e, PF_LIMIT, limit);
+	proto_enc_end(&e);
+	return bench_rq_wait(c, q);
+}
+
+static void
+deep_run(const struct bench_opts *o, struct deep_run *u)
+{
+	char limit[32], state[16];
+	const char *flags[] = {"-t", "1", "-p", "0", "--queue-limit", limit,
+	    "--max-finished", "0", NULL};
+	const size_t n = o->deep;
+	const size_t k = n / 10 < 100000 ? (n / 10 > 0 ? n / 10 : 1) : 100000;
+	struct bench_daemon *d;
+	struct bench_conn c;
+	struct bench_batch sleeper, jobs;
+	struct bench_tmpl ts = {.id_at = 0}, tn = {.id_at = 0};
+	struct pbuf args = {0};
+	struct bench_spec ss = {.task = "sleep", .args = &args,
+	    .exec = PX_THREAD, .watch = true};
+	struct bench_spec sn = {.task = "noop", .exec = PX_THREAD};
+	struct bench_rq watch, cancel, ps;
+	struct proto_enc e;
+	double t0, v[DEEP_LOOKUPS], w[DEEP_LOOKUPS], x[DEEP_LOOKUPS];
+	double lo, hi;
+	long rss0, rss1;
+	size_t i, room, m;
+
+	snprintf(limit, sizeof(limit), "%zu", n * 2 > 2000000 ? n * 2
+							       : 2000000);
+	d = bench_daemon_start(o->spawn, flags);
+	suite_conn(&c, d->sock, o);
+	bench_args_uint(&args, "ms", DEEP_SLEEP_MS);
+	bench_tmpl_make(&ts, &ss);
+	bench_tmpl_make(&tn, &sn);
+
+	/* the single thread sleeps */
+	bench_batch_init(&sleeper, 1, 1);
+	sleeper.exec = PX_THREAD;
+	sleeper.state = "cancelled";
+	bench_batch_attach(&c, &sleeper);
+	bench_batch_submits(&c, &sleeper, &ts, 1);
+	bench_send(&c);
+	while (sleeper.accepted < 1)
+		bench_read_replies(&c);
+	for (i = 0;; i++) {
+		deep_status(&c, sleeper.job[0], state, sizeof(state));
+		if (strcmp(state, "running") == 0)
+			break;
+		if (i == 5000)
+			bench_die(1, "the sleep job is %s after 5 s", state);
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	}
+
+	/* n jobs behind it, pipelined, not watched */
+	rss0 = bench_vm_kb(d->pid, "VmRSS:");
+	bench_batch_init(&jobs, n, 1);
+	jobs.exec = PX_THREAD;
+	jobs.watched = false;
+	jobs.marks[0] = k;
+	jobs.marks[1] = n - k;
+	jobs.marks[2] = n;
+	bench_batch_attach(&c, &jobs);
+	t0 = bench_now();
+	while (jobs.accepted < n) {
+		room = o->window - (jobs.sent - jobs.accepted);
+		m = n - jobs.sent < room ? n - jobs.sent : room;
+		if (m > 0 && (m >= o->batch || jobs.sent + m == n)) {
+			bench_batch_submits(&c, &jobs, &tn, m);
+			bench_send(&c);
+		}
+		if (jobs.accepted < n)
+			bench_read_replies(&c);
+	}
+	u->rate_first = (double)k / (jobs.mark_t[0] - t0);
+	u->rate_last = (double)k / (jobs.mark_t[2] - jobs.mark_t[1]);
+	rss1 = bench_vm_kb(d->pid, "VmRSS:");
+	u->per_job = rss0 >= 0 && rss1 >= 0 ? (double)(rss1 - rss0) * 1024 /
+		(double)n : -1;
+	bench_fence(&c);
+
+	/* lookups of the first and the last, against a ping */
+	for (i = 0; i < DEEP_LOOKUPS; i++) {
+		x[i] = bench_ping(&c);
+		v[i] = deep_status(&c, jobs.job[0], state, sizeof(state));
+		if (strcmp(state, "queued") != 0)
+			bench_wrong(NULL, "the first job is %s", state);
+		w[i] = deep_status(&c, jobs.job[n - 1], state, sizeof(state));
+		if (strcmp(state, "queued") != 0)
+			bench_wrong(NULL, "the last job is %s", state);
+	}
+	u->ping = bench_median(x, DEEP_LOOKUPS, &lo, &hi);
+	u->first = bench_median(v, DEEP_LOOKUPS, &lo, &hi);
+	u->last = bench_median(w, DEEP_LOOKUPS, &lo, &hi);
+	for (i = 0; i < DEEP_PS; i++) {
+		v[i] = deep_ps(&c, &ps, DEEP_PS_LIMIT);
+		if (ps.rows != (n + 1 < DEEP_PS_LIMIT ? n + 1 : DEEP_PS_LIMIT) ||
+		    ps.total != n + 1 || ps.queued != n || ps.running != 1)
+			bench_wrong(NULL, "ps: %zu rows of %" PRIu64 ", %" PRIu64
+			    " queued and %" PRIu64 " running, expected %zu "
+			    "queued and 1 running", ps.rows, ps.total,
+			    ps.queued, ps.running, n);
+	}
+	u->ps = bench_median(v, DEEP_PS, &lo, &hi);
+
+	/* the drain: watch the last, cancel the sleep */
+	bench_rq_begin(&c, &watch, PROTO_END);
+	proto_enc_begin(&e, &c.wbuf, PROTO_WATCH, watch.id);
+	proto_enc_u64(&e, PF_JOB, jobs.job[n - 1]);
+	proto_enc_end(&e);
+	bench_rq_begin(&c, &cancel, PROTO_OK);
+	proto_enc_begin(&e, &c.wbuf, PROTO_CANCEL, cancel.id);
+	proto_enc_u64(&e, PF_JOB, sleeper.job[0]);
+	proto_enc_end(&e);
+	t0 = bench_now();
+	bench_rq_wait(&c, &watch);
+	u->drain = watch.t_done - t0;
+	while (!cancel.done || sleeper.ended < 1)
+		bench_read_replies(&c);
+	if (strcmp(watch.state, "succeeded") != 0)
+		bench_wrong(NULL, "the last job ended %s", watch.state);
+	bench_rq_end(&c, &cancel);
+	deep_ps(&c, &ps, 1);
+	if (ps.queued != 0 || ps.running != 0)
+		bench_wrong(NULL, "ps: %" PRIu64 " queued and %" PRIu64
+		    " running after the drain", ps.queued, ps.running);
+	bench_fence(&c);
+
+	bench_batch_detach(&c, &sleeper);
+	bench_batch_detach(&c, &jobs);
+	bench_tmpl_free(&ts);
+	bench_tmpl_free(&tn);
+	pbuf_free(&args);
+	bench_conn_close(&c);
+	bench_daemon_stop(d);
+}
+
+#define DEEP_FIELD(f) offsetof(struct deep_run, f)
+
+static struct bench_row
+deep_row(const struct deep_run *u, size_t n, size_t off, double scale)
+{
+	double v[n];
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		v[i] = *(const double *)((const char *)&u[i] + off);
+	return suite_row(v, n, scale);
+}
+
+void
+suite_deep(const struct bench_opts *o, const char *unused)
+{
+	struct deep_run *u = calloc(o->runs, sizeof(*u));
+	const size_t n = o->deep;
+	const size_t k = n / 10 < 100000 ? (n / 10 > 0 ? n / 10 : 1) : 100000;
+	double q_rate[o->runs], q_first[o->runs], q_last[o->runs];
+	double q_ps[o->runs], rate[o->runs];
+	struct bench_row ping, row, q;
+	char what[96], name[64], b[32], kb[32];
+	size_t r;
+
+	if (u == NULL)
+		bench_die(2, "out of memory");
+	bench_thousands((double)n, b, sizeof(b));
+	bench_thousands((double)k, kb, sizeof(kb));
+	printf("\ndeep: concd -t 1 -p 0 --max-finished 0, a new one per run; "
+	    "a sleep holds the\nthread while %s noop -x thread jobs are "
+	    "submitted pipelined, unwatched\n", b);
+	for (r = 0; r < o->runs; r++) {
+		deep_run(o, &u[r]);
+		q_rate[r] = u[r].rate_last / u[r].rate_first;
+		q_first[r] = u[r].first / u[r].ping;
+		q_last[r] = u[r].last / u[r].ping;
+		q_ps[r] = u[r].ps / u[r].ping;
+		rate[r] = (double)n / u[r].drain;
+		if (o->verbose)
+			printf("run %zu: submit %.0f then %.0f jobs/s; ping "
+			    "%.1f us, status %.1f and %.1f us, ps %.3f ms; "
+			    "drain %.3f s; %.0f bytes per queued job\n", r + 1,
+			    u[r].rate_first, u[r].rate_last, u[r].ping * 1e6,
+			    u[r].first * 1e6, u[r].last * 1e6, u[r].ps * 1e3,
+			    u[r].drain, u[r].per_job);
+	}
+	bench_head("");
+	ping = deep_row(u, o->runs, DEEP_FIELD(ping), 1e6);
+	bench_line("ping", ping, 1, "us (the baseline)", NULL, -1);
+
+	snprintf(name, sizeof(name), "submit, first %s", kb);
+	bench_line(name, deep_row(u, o->runs, DEEP_FIELD(rate_first), 1), -1,
+	    "jobs/s (the baseline)", NULL, -1);
+	q = bench_stats(q_rate, o->runs);
+	snprintf(name, sizeof(name), "submit, last %s", kb);
+	snprintf(what, sizeof(what), "jobs/s (%.2fx the first)", q.med);
+	bench_line(name, deep_row(u, o->runs, DEEP_FIELD(rate_last), 1), -1,
+	    what, ">= 0.8x first", q.med >= 0.8);
+
+	q = bench_stats(q_first, o->runs);
+	snprintf(what, sizeof(what), "us (%.2fx ping)", q.med);
+	bench_line("status, first job", deep_row(u, o->runs,
+	    DEEP_FIELD(first), 1e6), 1, what, "<= 2x ping", q.med <= 2);
+	q = bench_stats(q_last, o->runs);
+	snprintf(what, sizeof(what), "us (%.2fx ping)", q.med);
+	bench_line("status, last job", deep_row(u, o->runs,
+	    DEEP_FIELD(last), 1e6), 1, what, "<= 2x ping", q.med <= 2);
+
+	row = deep_row(u, o->runs, DEEP_FIELD(ps), 1e3);
+	q = bench_stats(q_ps, o->runs);
+	snprintf(what, sizeof(what), "ms (%.0fx ping)", q.med);
+	bench_line("ps --limit 20", row, 3, what, "<= 1 ms", row.med <= 1);
+
+	row = bench_stats(rate, o->runs);
+	snprintf(what, sizeof(what), "jobs/s (%.3f s)",
+	    deep_row(u, o->runs, DEEP_FIELD(drain), 1).med);
+	bench_line("drain", row, -1, what, ">= 250,000", row.med >= 250000);
+	bench_line("memory per queued", deep_row(u, o->runs,
+	    DEEP_FIELD(per_job), 1), 0, "bytes of VmRSS per job", NULL, -1);
+	free(u);
+}
