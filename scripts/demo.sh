@@ -45,7 +45,7 @@ step() {
 
 echo "==> a throwaway concd on $CONCD_SOCKET (concctl finds it through"
 echo "    \$CONCD_SOCKET); without -f it returns once it is listening"
-step concd -s "$CONCD_SOCKET" --threads 4 2>"$tmp/concd.log"
+step concd -s "$CONCD_SOCKET" --threads 4 --processes 2 2>"$tmp/concd.log"
 
 out=$(concctl ping)
 echo
@@ -99,6 +99,46 @@ echo "    served all the thread jobs, each several times (pool reuse)"
 step concctl ps --all
 
 echo
+echo "==> CPU work in a pre-forked worker process, progress streamed back"
+step concctl run primes n=20000000 -x process
+
+echo
+echo "==> warm workers vs a fresh one: table builds a lookup table once per"
+echo "    worker; a --fresh job pays for it every time (see init_ms)"
+step concctl run table n=1000000 -x process
+step concctl run table n=1000000 -x process --fresh
+
+echo
+echo "==> the pools: every worker, its pid or tid, the jobs it has served"
+step concctl pool
+
+echo
+echo "==> a race: 8 threads bump one counter without a lock (updates are"
+echo "    lost), then with one (exact)"
+step concctl run counter threads=8 iters=1000000 lock=false
+step concctl run counter threads=8 iters=1000000 lock=true
+
+echo
+echo "==> a real command, its output streamed as it runs"
+step concctl run exec -- sh -c 'for i in 1 2 3; do echo "line $i"; done'
+
+echo
+echo "==> many jobs in one request, results in input order"
+printf 'primes n=100\nprimes n=1000 -x thread\nsleep ms=200\n' >"$tmp/jobs"
+echo "+ concctl gather < jobs  # $(tr '\n' ';' <"$tmp/jobs")"
+concctl gather <"$tmp/jobs"
+
+echo
+echo "==> a --daemon job is killed when concd stops; a plain one is drained"
+echo
+echo "+ concctl submit --daemon sleep ms=60000"
+daemon_id=$(concctl submit --daemon sleep ms=60000)
+echo "$daemon_id"
+echo "+ concctl submit sleep ms=1500"
+plain_id=$(concctl submit sleep ms=1500)
+echo "$plain_id"
+
+echo
 echo "==> stopping the daemon"
 if ! step concctl shutdown; then
 	echo "concctl shutdown failed; sending SIGTERM to $pid"
@@ -118,5 +158,5 @@ if [ -n "$pid" ]; then
 fi
 
 echo
-echo "==> the daemon's log"
+echo "==> the daemon's log: what it drained and what it killed"
 cat "$tmp/concd.log"
