@@ -33,10 +33,8 @@ void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
-void fatal(const char *, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
-void fatalx(const char *, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
+void fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* ---- notify.c: systemd, and nothing else, lives here ---- */
 
@@ -50,10 +48,10 @@ void notify_close(void);
 
 /* ---- limits ---- */
 
-#define TASK_MAX_TASKS	   64	/* built-in and plugin tasks */
+#define TASK_MAX_TASKS     64 /* built-in and plugin tasks */
 #define POOL_MAX_THREADS   1024
 #define POOL_MAX_PROCESSES 256
-#define WORKER_FD	   3	/* a worker process's socketpair end */
+#define WORKER_FD          3 /* a worker process's socketpair end */
 
 /* ---- task.c ---- */
 
@@ -74,14 +72,14 @@ struct task_ctx {
 	uint32_t wait_ms;
 	int wait_fd;
 	bool wait_write;
-	bool started;	    /* start() succeeded: stop() is owed */
+	bool started;       /* start() succeeded: stop() is owed */
 	atomic_bool cancel; /* set by the loop, read by the worker */
 };
 
 /* Hooks an executor gives the task functions. */
 struct exec_ops {
 	void (*progress)(struct task_ctx *, uint64_t done, uint64_t total,
-	    const char *msg);
+	                 const char *msg);
 	void (*output)(struct task_ctx *, int stream, const void *, size_t);
 	void (*release)(pid_t, int pidfd, unsigned grace_ms); /* or reap_now */
 };
@@ -104,7 +102,7 @@ const struct task *task_at(size_t);
 int task_index(const struct task *);
 const char *task_origin(size_t);
 int task_register(const struct task *, const char *origin, char *cause,
-    size_t causelen);
+                  size_t causelen);
 
 /* ---- plugin.c ---- */
 
@@ -115,20 +113,20 @@ void plugin_unload(void);
 
 struct server_options;
 int config_load(const char *path, bool required, struct server_options *,
-    uint32_t keep, char *cause, size_t causelen);
+                uint32_t keep, char *cause, size_t causelen);
 int config_load_stream(FILE *, const char *name, struct server_options *,
-    uint32_t keep, char *cause, size_t causelen);
+                       uint32_t keep, char *cause, size_t causelen);
 uint32_t config_key_bit(const char *name);
 uint32_t config_fixed_mask(void);
 void config_free(struct server_options *);
-int task_validate(const struct task *, const msgpack_object *args,
-    char *cause, size_t causelen);
+int task_validate(const struct task *, const msgpack_object *args, char *cause,
+                  size_t causelen);
 enum proto_exec task_default_exec(const struct task *);
 unsigned task_exec_bit(enum proto_exec);
 
 /* Set up the context and call start(); -1 with ctx->error set. */
 int task_ctx_start(struct task_ctx *, struct job *, const struct exec_ops *,
-    void *worker_state);
+                   void *worker_state);
 enum task_step task_ctx_step(struct task_ctx *);
 /* stop() if owed; frees state; keeps result and error. */
 void task_ctx_stop(struct task_ctx *);
@@ -136,7 +134,8 @@ void task_ctx_free(struct task_ctx *);
 
 /* Run step() to the end on the calling thread: for pool workers. */
 enum task_step task_run_blocking(struct task_ctx *,
-    bool (*wait)(struct task_ctx *, void *arg), void *arg);
+                                 bool (*wait)(struct task_ctx *, void *arg),
+                                 void *arg);
 
 /* ---- job.c ---- */
 
@@ -153,22 +152,22 @@ LIST_HEAD(watch_list, watch);
 struct job {
 	uint64_t id;
 	const struct task *task;
-	struct job *hnext; /* id hash chain */
+	struct job *hnext;     /* id hash chain */
 	TAILQ_ENTRY(job) link; /* executor queue, then finished list */
 
-	uint8_t state;	   /* enum proto_state */
+	uint8_t state;     /* enum proto_state */
 	uint8_t requested; /* enum proto_exec */
-	uint8_t exec;	   /* enum proto_exec, as run */
+	uint8_t exec;      /* enum proto_exec, as run */
 	bool daemon;
 	bool fresh;
 	bool timing_out; /* a cancel caused by the timeout */
 	bool retry_wait; /* between attempts, on the timer */
-	bool held;	 /* made, not yet given to an executor (gather) */
+	bool held;       /* made, not yet given to an executor (gather) */
 	uint8_t attempt; /* 1, then 2... with retries */
 	uint8_t retries; /* attempts after the first, at most */
 	uint32_t retry_delay_ms;
 	uid_t uid;
-	struct event *timer; /* the timeout while running; the retry delay */
+	struct event *timer;  /* the timeout while running; the retry delay */
 	struct gather *group; /* the gather request it came in, or NULL */
 
 	uint64_t submitted, started, finished; /* µs since the epoch */
@@ -188,25 +187,27 @@ struct job {
 	uint64_t dropped; /* output bytes a slow watcher did not get */
 
 	union {
-	/*
-	 * What a pool worker hands back, under its pool's lock: the loop
-	 * copies it into the fields above when it takes the job's events.
-	 */
-	struct {
-		uint8_t post;	   /* POOL_POST_* bits not yet taken */
-		bool pending;	   /* loop-owned: not yet handed over */
-		uint8_t state;	   /* final state, with POOL_POST_END */
-		int32_t worker;
-		pid_t tid;
-		uint32_t served;
-		uint64_t started;
-		uint64_t done, total;
-		char *msg;
-		struct pbuf out; /* [stream][u32 length][bytes]... */
-		uint64_t dropped;
-	} handoff;
-	/* a loop job's one event: its timer, its fd wait or its yield */
-	struct event loop_ev;
+		/*
+		 * What a pool worker hands back, under its pool's lock: the
+		 * loop copies it into the fields above when it takes the job's
+		 * events.
+		 */
+		struct {
+			uint8_t post;  /* POOL_POST_* bits not yet taken */
+			bool pending;  /* loop-owned: not yet handed over */
+			uint8_t state; /* final state, with POOL_POST_END */
+			int32_t worker;
+			pid_t tid;
+			uint32_t served;
+			uint64_t started;
+			uint64_t done, total;
+			char *msg;
+			struct pbuf out; /* [stream][u32 length][bytes]... */
+			uint64_t dropped;
+		} handoff;
+		/* a loop job's one event: its timer, its fd wait or its yield
+		 */
+		struct event loop_ev;
 	};
 	bool has_ev;
 
@@ -242,8 +243,7 @@ void job_shutdown(void);
 struct job *job_new(const struct job_submit *);
 struct job *job_find(uint64_t id);
 void job_start(struct job *);
-void job_progress(struct job *, uint64_t done, uint64_t total,
-    const char *msg);
+void job_progress(struct job *, uint64_t done, uint64_t total, const char *msg);
 void job_output(struct job *, int stream, const void *, size_t);
 /* Final state from the job's context: result or error. */
 void job_finish(struct job *, enum proto_state);
@@ -252,7 +252,7 @@ bool job_visible(const struct job *, uid_t);
 int job_watch(struct job *, struct conn *, uint64_t req, int32_t index);
 void job_unwatch_conn(struct conn *);
 void job_encode_end(struct pbuf *, const struct job *, uint64_t req,
-    int32_t index);
+                    int32_t index);
 void job_encode_record(struct proto_enc *, const struct job *);
 void job_foreach(void (*)(struct job *, void *), void *);
 void job_counts(size_t counts[PS_COUNT]);
@@ -278,18 +278,18 @@ extern const struct executor process_executor;
 /* One row of `concctl pool`. */
 struct pool_worker_info {
 	enum proto_exec exec;
-	int index;	   /* -1: a fresh worker */
-	uint64_t id;	   /* thread id or process id */
+	int index;         /* -1: a fresh worker */
+	uint64_t id;       /* thread id or process id */
 	uint32_t served;   /* jobs it has run */
-	uint64_t since;	   /* µs since the epoch */
+	uint64_t since;    /* µs since the epoch */
 	const char *state; /* idle, busy, retiring, fresh */
-	uint64_t job;	   /* the job it runs, 0: none */
+	uint64_t job;      /* the job it runs, 0: none */
 };
 
 const struct executor *sched_executor(enum proto_exec);
 /* Choose the executor for a request: -1 with a reason if impossible. */
 int sched_choose(const struct task *, enum proto_exec requested, bool fresh,
-    enum proto_exec *out, char *cause, size_t causelen);
+                 enum proto_exec *out, char *cause, size_t causelen);
 void sched_submit(struct job *);
 void sched_set_queue_limit(size_t);
 /* Room for n more jobs on executor x? */
@@ -305,14 +305,14 @@ int pool_thread_init(struct event_base *, int nthreads);
 int pool_thread_resize(int);
 int pool_thread_size(void);
 void pool_thread_foreach(void (*)(const struct pool_worker_info *, void *),
-    void *);
+                         void *);
 int pool_process_init(int nprocesses, const char *plugin_dir,
-    int max_jobs_per_worker);
+                      int max_jobs_per_worker);
 void pool_process_set_max_jobs(int);
 int pool_process_resize(int);
 int pool_process_size(void);
 void pool_process_foreach(void (*)(const struct pool_worker_info *, void *),
-    void *);
+                          void *);
 int worker_main(int index, bool once);
 
 /* ---- conn.c ---- */
@@ -352,9 +352,9 @@ struct server_options {
 	int threads;
 	int processes;
 	int max_jobs_per_worker; /* 0: no limit */
-	int stop_timeout;	 /* seconds to drain on stop */
-	int queue_limit;	 /* queued jobs per executor */
-	int finished_ttl;	 /* seconds finished jobs are kept, 0: ever */
+	int stop_timeout;        /* seconds to drain on stop */
+	int queue_limit;         /* queued jobs per executor */
+	int finished_ttl;        /* seconds finished jobs are kept, 0: ever */
 	size_t max_finished;
 	bool foreground;
 	bool debug;

@@ -25,16 +25,16 @@ struct config_key {
 #define OPT(f) offsetof(struct server_options, f)
 
 static const struct config_key config_keys[] = {
-	{"socket", CONFIG_PATH, 1, PATH_MAX - 1, OPT(socket_path), false},
-	{"threads", CONFIG_INT, 1, POOL_MAX_THREADS, OPT(threads), true},
-	{"processes", CONFIG_INT, 0, POOL_MAX_PROCESSES, OPT(processes), true},
-	{"max-finished", CONFIG_INT, 0, 100000000, OPT(max_finished), false},
-	{"max-jobs-per-worker", CONFIG_INT, 0, 1000000000,
-	    OPT(max_jobs_per_worker), true},
-	{"plugin-dir", CONFIG_PATH, 1, PATH_MAX - 1, OPT(plugin_dir), false},
-	{"stop-timeout", CONFIG_INT, 0, 3600, OPT(stop_timeout), true},
-	{"queue-limit", CONFIG_INT, 1, 100000000, OPT(queue_limit), true},
-	{"finished-ttl", CONFIG_INT, 0, 100000000, OPT(finished_ttl), true},
+    {"socket", CONFIG_PATH, 1, PATH_MAX - 1, OPT(socket_path), false},
+    {"threads", CONFIG_INT, 1, POOL_MAX_THREADS, OPT(threads), true},
+    {"processes", CONFIG_INT, 0, POOL_MAX_PROCESSES, OPT(processes), true},
+    {"max-finished", CONFIG_INT, 0, 100000000, OPT(max_finished), false},
+    {"max-jobs-per-worker", CONFIG_INT, 0, 1000000000, OPT(max_jobs_per_worker),
+     true},
+    {"plugin-dir", CONFIG_PATH, 1, PATH_MAX - 1, OPT(plugin_dir), false},
+    {"stop-timeout", CONFIG_INT, 0, 3600, OPT(stop_timeout), true},
+    {"queue-limit", CONFIG_INT, 1, 100000000, OPT(queue_limit), true},
+    {"finished-ttl", CONFIG_INT, 0, 100000000, OPT(finished_ttl), true},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(CONFIG_NKEYS <= 32, "config_set_mask holds 32 keys");
@@ -54,7 +54,7 @@ trim(char *s)
 
 static int
 config_set(struct server_options *o, const struct config_key *k,
-    const char *value, char *cause, size_t causelen)
+           const char *value, char *cause, size_t causelen)
 {
 	char *end;
 	long v;
@@ -75,7 +75,7 @@ config_set(struct server_options *o, const struct config_key *k,
 	if (errno != 0 || *value == '\0' || *end != '\0' || v < k->min ||
 	    v > k->max) {
 		snprintf(cause, causelen, "%s must be a number from %ld to %ld",
-		    k->name, k->min, k->max);
+		         k->name, k->min, k->max);
 		return -1;
 	}
 	if (k->offset == OPT(max_finished))
@@ -91,7 +91,7 @@ config_set(struct server_options *o, const struct config_key *k,
  */
 int
 config_load(const char *path, bool required, struct server_options *o,
-    uint32_t keep, char *cause, size_t causelen)
+            uint32_t keep, char *cause, size_t causelen)
 {
 	FILE *f;
 	int rc;
@@ -109,7 +109,7 @@ config_load(const char *path, bool required, struct server_options *o,
 
 int
 config_load_stream(FILE *f, const char *path, struct server_options *o,
-    uint32_t keep, char *cause, size_t causelen)
+                   uint32_t keep, char *cause, size_t causelen)
 {
 	char line[PATH_MAX + 64], why[256];
 	int lineno = 0, rc = 0;
@@ -126,7 +126,7 @@ config_load_stream(FILE *f, const char *path, struct server_options *o,
 			continue;
 		if ((eq = strchr(s, '=')) == NULL) {
 			snprintf(cause, causelen, "%s:%d: expected key = value",
-			    path, lineno);
+			         path, lineno);
 			rc = -1;
 			break;
 		}
@@ -138,7 +138,7 @@ config_load_stream(FILE *f, const char *path, struct server_options *o,
 				break;
 		if (i == CONFIG_NKEYS) {
 			snprintf(cause, causelen, "%s:%d: unknown key \"%s\"",
-			    path, lineno, key);
+			         path, lineno, key);
 			rc = -1;
 			break;
 		}
@@ -147,7 +147,7 @@ config_load_stream(FILE *f, const char *path, struct server_options *o,
 		if (config_set(o, &config_keys[i], value, why, sizeof(why)) <
 		    0) {
 			snprintf(cause, causelen, "%s:%d: %s", path, lineno,
-			    why);
+			         why);
 			rc = -1;
 			break;
 		}

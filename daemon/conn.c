@@ -15,9 +15,9 @@
 
 #include "concd.h"
 
-#define CONN_READ_CHUNK	 (64 * 1024)
-#define CONN_CONGESTED	 (256 * 1024) /* output bytes: skip progress */
-#define CONN_OUT_LIMIT	 (64 * 1024 * 1024) /* a peer that never reads */
+#define CONN_READ_CHUNK (64 * 1024)
+#define CONN_CONGESTED  (256 * 1024)       /* output bytes: skip progress */
+#define CONN_OUT_LIMIT  (64 * 1024 * 1024) /* a peer that never reads */
 
 struct conn {
 	int fd;
@@ -48,7 +48,7 @@ static void conn_write_cb(evutil_socket_t, short, void *);
 static void conn_flush_cb(evutil_socket_t, short, void *);
 
 static const struct conn_handler client_handler = {
-	.dispatch = request_dispatch,
+    .dispatch = request_dispatch,
 };
 
 struct conn *
@@ -77,8 +77,8 @@ conn_new_with(int fd, const struct conn_handler *h, void *arg)
 	c->pid = cred.pid;
 	LIST_INIT(&c->watches);
 	msgpack_zone_init(&c->zone, 4096);
-	c->rev = event_new(server_base, fd, EV_READ | EV_PERSIST, conn_read_cb,
-	    c);
+	c->rev =
+	    event_new(server_base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
 	c->wev = event_new(server_base, fd, EV_WRITE, conn_write_cb, c);
 	if (flush_ev == NULL)
 		flush_ev = event_new(server_base, -1, 0, conn_flush_cb, NULL);
@@ -95,7 +95,7 @@ conn_new_with(int fd, const struct conn_handler *h, void *arg)
 	TAILQ_INSERT_TAIL(&conns, c, link);
 	nconns++;
 	log_debug("connection from uid %u pid %d", (unsigned)c->uid,
-	    (int)c->pid);
+	          (int)c->pid);
 	return c;
 }
 
@@ -185,7 +185,7 @@ conn_flush(struct conn *c)
 
 	while (c->out_off < c->out.len) {
 		n = write(c->fd, c->out.data + c->out_off,
-		    c->out.len - c->out_off);
+		          c->out.len - c->out_off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -202,7 +202,7 @@ conn_flush(struct conn *c)
 	}
 	if (c->out.len - c->out_off > CONN_OUT_LIMIT) {
 		log_warnx("uid %u pid %d: not reading its replies, closing",
-		    (unsigned)c->uid, (int)c->pid);
+		          (unsigned)c->uid, (int)c->pid);
 		return -1;
 	}
 	/* Compact once the written part dominates. */
@@ -248,7 +248,7 @@ conn_flush_final(int ms)
 
 			clock_gettime(CLOCK_MONOTONIC, &t);
 			left = ms - ((t.tv_sec - t0.tv_sec) * 1000 +
-			    (t.tv_nsec - t0.tv_nsec) / 1000000);
+			             (t.tv_nsec - t0.tv_nsec) / 1000000);
 			if (left <= 0 || poll(&p, 1, (int)left) <= 0)
 				return;
 			c->closing = false;
@@ -269,8 +269,7 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 
 /* A fault in the framing itself: say why, then hang up. */
 static void
-conn_reject(struct conn *c, uint64_t id, enum proto_error code,
-    const char *why)
+conn_reject(struct conn *c, uint64_t id, enum proto_error code, const char *why)
 {
 	log_debug("uid %u pid %d: %s", (unsigned)c->uid, (int)c->pid, why);
 	proto_enc_error(&c->out, id, code, why);
@@ -299,11 +298,11 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	c->in.len += (size_t)n;
 	while (!c->closing &&
-	    (used = proto_frame_next(c->in.data + off, c->in.len - off,
-		 &payload, &plen)) != 0) {
+	       (used = proto_frame_next(c->in.data + off, c->in.len - off,
+	                                &payload, &plen)) != 0) {
 		if (used < 0) {
 			conn_reject(c, 0, PE_FRAME_TOO_LARGE,
-			    "frame larger than 1 MiB");
+			            "frame larger than 1 MiB");
 			break;
 		}
 		off += (size_t)used;

@@ -61,8 +61,8 @@ job_set_retention(size_t max_finished, uint64_t finished_ttl_s)
 	jobs.max_finished = max_finished;
 	jobs.ttl_us = finished_ttl_s * 1000000;
 	if (jobs.sweep == NULL && server_base != NULL && jobs.ttl_us > 0) {
-		jobs.sweep = event_new(server_base, -1, EV_PERSIST,
-		    job_sweep_cb, NULL);
+		jobs.sweep =
+		    event_new(server_base, -1, EV_PERSIST, job_sweep_cb, NULL);
 		event_add(jobs.sweep, &every);
 	}
 	job_trim();
@@ -205,7 +205,7 @@ job_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	struct job *j = arg;
 
 	log_debug("job %llu: timed out after %llu ms",
-	    (unsigned long long)j->id, (unsigned long long)j->timeout_ms);
+	          (unsigned long long)j->id, (unsigned long long)j->timeout_ms);
 	j->timing_out = true;
 	job_cancel(j);
 }
@@ -229,7 +229,7 @@ job_start(struct job *j)
 /* Every event about a job starts alike: its type, request, job, index. */
 static void
 job_event_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
-    const struct job *j, uint64_t req, int32_t index)
+                const struct job *j, uint64_t req, int32_t index)
 {
 	proto_enc_begin(e, b, type, req);
 	proto_enc_u64(e, PF_JOB, j->id);
@@ -239,7 +239,7 @@ job_event_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
 
 static void
 job_encode_progress(struct pbuf *b, const struct job *j, uint64_t req,
-    int32_t index)
+                    int32_t index)
 {
 	struct proto_enc e;
 
@@ -263,7 +263,8 @@ job_progress(struct job *j, uint64_t done, uint64_t total, const char *msg)
 		j->msg = strndup(msg, 255);
 	}
 	/* A congested reader skips snapshots; the next one supersedes it. */
-	LIST_FOREACH(w, &j->watches, by_job) {
+	LIST_FOREACH(w, &j->watches, by_job)
+	{
 		if (conn_congested(w->conn))
 			continue;
 		job_encode_progress(conn_out(w->conn), j, w->req, w->index);
@@ -283,13 +284,14 @@ job_output(struct job *j, int stream, const void *data, size_t len)
 	struct proto_enc e;
 	struct watch *w;
 
-	LIST_FOREACH(w, &j->watches, by_job) {
+	LIST_FOREACH(w, &j->watches, by_job)
+	{
 		if (conn_congested(w->conn)) {
 			j->dropped += len;
 			continue;
 		}
 		job_event_begin(&e, conn_out(w->conn), PROTO_OUTPUT, j, w->req,
-		    w->index);
+		                w->index);
 		proto_enc_cstr(&e, PF_STREAM, names[stream == 2]);
 		proto_enc_key(&e, PF_DATA);
 		msgpack_pack_bin_with_body(&e.pk, data, len);
@@ -318,20 +320,20 @@ job_encode_outcome(struct proto_enc *e, const struct job *j)
 	if (j->state == PS_SUCCEEDED) {
 		if (j->ctx.result.len > 0)
 			proto_enc_raw(e, PF_RESULT, j->ctx.result.data,
-			    j->ctx.result.len);
+			              j->ctx.result.len);
 		else
 			proto_enc_raw(e, PF_RESULT, "\xc0", 1);
 	} else if (PROTO_STATE_FINAL(j->state)) {
 		proto_enc_cstr(e, PF_ERROR, proto_errors[j->err].name);
 		proto_enc_cstr(e, PF_MESSAGE,
-		    j->ctx.error != NULL ? j->ctx.error
-					 : proto_errors[j->err].text);
+		               j->ctx.error != NULL
+		                   ? j->ctx.error
+		                   : proto_errors[j->err].text);
 	}
 }
 
 void
-job_encode_end(struct pbuf *b, const struct job *j, uint64_t req,
-    int32_t index)
+job_encode_end(struct pbuf *b, const struct job *j, uint64_t req, int32_t index)
 {
 	struct proto_enc e;
 
@@ -373,8 +375,8 @@ job_trim(void)
 	struct job *old;
 
 	while ((old = TAILQ_FIRST(&jobs.finished)) != NULL &&
-	    (jobs.nfinished > jobs.max_finished ||
-		(jobs.ttl_us > 0 && now - old->finished > jobs.ttl_us))) {
+	       (jobs.nfinished > jobs.max_finished ||
+	        (jobs.ttl_us > 0 && now - old->finished > jobs.ttl_us))) {
 		TAILQ_REMOVE(&jobs.finished, old, link);
 		jobs.nfinished--;
 		job_free(old);
@@ -475,7 +477,7 @@ static bool
 job_retry(struct job *j, enum proto_state s)
 {
 	struct timeval tv = {j->retry_delay_ms / 1000,
-	    (j->retry_delay_ms % 1000) * 1000};
+	                     (j->retry_delay_ms % 1000) * 1000};
 	struct proto_enc e;
 	struct watch *w;
 
@@ -483,21 +485,24 @@ job_retry(struct job *j, enum proto_state s)
 	    server_stopping() ||
 	    (atomic_load(&j->ctx.cancel) && !j->timing_out))
 		return false;
-	LIST_FOREACH(w, &j->watches, by_job) {
+	LIST_FOREACH(w, &j->watches, by_job)
+	{
 		job_event_begin(&e, conn_out(w->conn), PROTO_RETRY, j, w->req,
-		    w->index);
+		                w->index);
 		proto_enc_u64(&e, PF_ATTEMPT, (uint64_t)j->attempt + 1);
 		proto_enc_cstr(&e, PF_ERROR,
-		    proto_errors[s == PS_TIMED_OUT ? PE_TIMED_OUT
-						   : PE_TASK_FAILED].name);
+		               proto_errors[s == PS_TIMED_OUT ? PE_TIMED_OUT
+		                                              : PE_TASK_FAILED]
+		                   .name);
 		proto_enc_cstr(&e, PF_MESSAGE,
-		    j->ctx.error != NULL ? j->ctx.error : proto_states[s]);
+		               j->ctx.error != NULL ? j->ctx.error
+		                                    : proto_states[s]);
 		proto_enc_u64(&e, PF_RETRY_DELAY, j->retry_delay_ms);
 		proto_enc_end(&e);
 		conn_dirty(w->conn);
 	}
 	log_debug("job %llu: attempt %u %s; retrying",
-	    (unsigned long long)j->id, j->attempt, proto_states[s]);
+	          (unsigned long long)j->id, j->attempt, proto_states[s]);
 	/* back to a queued job, with a clean context */
 	task_ctx_free(&j->ctx);
 	memset(&j->ctx, 0, sizeof(j->ctx));

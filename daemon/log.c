@@ -27,8 +27,8 @@ void
 log_init(bool debug)
 {
 	log_debugging = debug;
-	log_prefix = getenv("INVOCATION_ID") != NULL ||
-	    getenv("JOURNAL_STREAM") != NULL;
+	log_prefix =
+	    getenv("INVOCATION_ID") != NULL || getenv("JOURNAL_STREAM") != NULL;
 }
 
 static void
@@ -48,17 +48,17 @@ log_vwrite(int pri, const char *fmt, va_list ap, const char *err)
 		fprintf(stderr, "%s\n", line);
 }
 
-#define LOG_FN(fn, pri, with_errno)                                        \
-	void fn(const char *fmt, ...)                                      \
-	{                                                                  \
-		const char *err = with_errno ? strerror(errno) : NULL;     \
-		va_list ap;                                                \
-                                                                           \
-		if ((pri == LOG_DEBUG && !log_debugging) || log_silent)    \
-			return;                                            \
-		va_start(ap, fmt);                                         \
-		log_vwrite(pri, fmt, ap, err);                             \
-		va_end(ap);                                                \
+#define LOG_FN(fn, pri, with_errno)                                            \
+	void fn(const char *fmt, ...)                                          \
+	{                                                                      \
+		const char *err = with_errno ? strerror(errno) : NULL;         \
+		va_list ap;                                                    \
+                                                                               \
+		if ((pri == LOG_DEBUG && !log_debugging) || log_silent)        \
+			return;                                                \
+		va_start(ap, fmt);                                             \
+		log_vwrite(pri, fmt, ap, err);                                 \
+		va_end(ap);                                                    \
 	}
 
 LOG_FN(log_warn, LOG_WARNING, true)

@@ -18,7 +18,7 @@ static void loop_step_cb(evutil_socket_t, short, void *);
 
 static void
 loop_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
-    const char *msg)
+              const char *msg)
 {
 	job_progress(ctx->job, done, total, msg);
 }
@@ -30,9 +30,9 @@ loop_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 }
 
 static const struct exec_ops loop_ops = {
-	.progress = loop_progress,
-	.output = loop_output,
-	.release = reap_later, /* the loop must not wait */
+    .progress = loop_progress,
+    .output = loop_output,
+    .release = reap_later, /* the loop must not wait */
 };
 
 uint64_t
@@ -82,7 +82,8 @@ loop_run(struct job *j)
 		event_active(ev, EV_TIMEOUT, 1);
 	} else if (ctx->wait_fd >= 0) {
 		event_assign(ev, loop_base, ctx->wait_fd,
-		    ctx->wait_write ? EV_WRITE : EV_READ, loop_step_cb, j);
+		             ctx->wait_write ? EV_WRITE : EV_READ, loop_step_cb,
+		             j);
 		event_add(ev, NULL);
 	} else {
 		evtimer_assign(ev, loop_base, loop_step_cb, j);
@@ -138,11 +139,11 @@ loop_shutdown(void)
 }
 
 const struct executor loop_executor = {
-	.kind = PX_LOOP,
-	.name = "loop",
-	.submit = loop_submit,
-	.cancel = loop_cancel,
-	.shutdown = loop_shutdown,
-	.running = loop_running,
-	.queued = loop_queued,
+    .kind = PX_LOOP,
+    .name = "loop",
+    .submit = loop_submit,
+    .cancel = loop_cancel,
+    .shutdown = loop_shutdown,
+    .running = loop_running,
+    .queued = loop_queued,
 };

@@ -38,57 +38,57 @@ enum {
 };
 
 static const struct option longopts[] = {
-	{"config", required_argument, NULL, 'c'},
-	{"debug", no_argument, NULL, 'd'},
-	{"foreground", no_argument, NULL, 'f'},
-	{"help", no_argument, NULL, 'h'},
-	{"processes", required_argument, NULL, 'p'},
-	{"socket", required_argument, NULL, 's'},
-	{"threads", required_argument, NULL, 't'},
-	{"version", no_argument, NULL, 'V'},
-	{"max-finished", required_argument, NULL, OPT_MAX_FINISHED},
-	{"max-jobs-per-worker", required_argument, NULL, OPT_MAX_JOBS},
-	{"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
-	{"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
-	{"queue-limit", required_argument, NULL, OPT_QUEUE_LIMIT},
-	{"finished-ttl", required_argument, NULL, OPT_FINISHED_TTL},
-	{NULL, 0, NULL, 0},
+    {"config", required_argument, NULL, 'c'},
+    {"debug", no_argument, NULL, 'd'},
+    {"foreground", no_argument, NULL, 'f'},
+    {"help", no_argument, NULL, 'h'},
+    {"processes", required_argument, NULL, 'p'},
+    {"socket", required_argument, NULL, 's'},
+    {"threads", required_argument, NULL, 't'},
+    {"version", no_argument, NULL, 'V'},
+    {"max-finished", required_argument, NULL, OPT_MAX_FINISHED},
+    {"max-jobs-per-worker", required_argument, NULL, OPT_MAX_JOBS},
+    {"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
+    {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
+    {"queue-limit", required_argument, NULL, OPT_QUEUE_LIMIT},
+    {"finished-ttl", required_argument, NULL, OPT_FINISHED_TTL},
+    {NULL, 0, NULL, 0},
 };
 
-static void __attribute__((noreturn))
-usage(int status)
+static void __attribute__((noreturn)) usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-	    "usage: concd [-dfhV] [-c file] [-s path] [-t threads] "
-	    "[-p processes]\n"
-	    "             [--max-finished n] [--max-jobs-per-worker n] "
-	    "[--plugin-dir dir]\n"
-	    "             [--stop-timeout seconds] [--queue-limit n] "
-	    "[--finished-ttl seconds]\n"
-	    "  -f, --foreground             stay in the foreground\n"
-	    "  -d, --debug                  log debug messages\n"
-	    "  -c, --config FILE            read FILE (default %s)\n"
-	    "  -s, --socket PATH            listen on PATH\n"
-	    "  -t, --threads N              warm worker threads "
-	    "(default: CPUs)\n"
-	    "  -p, --processes N            warm worker processes "
-	    "(default: CPUs)\n"
-	    "      --max-finished N         finished jobs kept for queries "
-	    "(default %d)\n"
-	    "      --max-jobs-per-worker N  replace a process worker after "
-	    "N jobs\n"
-	    "      --plugin-dir DIR         load task plugins from DIR\n"
-	    "                               (default %s)\n"
-	    "      --stop-timeout SECONDS   drain jobs this long on stop "
-	    "(default %d)\n"
-	    "      --queue-limit N          queued jobs per executor "
-	    "(default %d)\n"
-	    "      --finished-ttl SECONDS   forget finished jobs this old "
-	    "(default %d, 0: never)\n"
-	    "  -h, --help                   show this help\n"
-	    "  -V, --version                show the version\n",
-	    CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
-	    DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT, DEFAULT_FINISHED_TTL);
+	        "usage: concd [-dfhV] [-c file] [-s path] [-t threads] "
+	        "[-p processes]\n"
+	        "             [--max-finished n] [--max-jobs-per-worker n] "
+	        "[--plugin-dir dir]\n"
+	        "             [--stop-timeout seconds] [--queue-limit n] "
+	        "[--finished-ttl seconds]\n"
+	        "  -f, --foreground             stay in the foreground\n"
+	        "  -d, --debug                  log debug messages\n"
+	        "  -c, --config FILE            read FILE (default %s)\n"
+	        "  -s, --socket PATH            listen on PATH\n"
+	        "  -t, --threads N              warm worker threads "
+	        "(default: CPUs)\n"
+	        "  -p, --processes N            warm worker processes "
+	        "(default: CPUs)\n"
+	        "      --max-finished N         finished jobs kept for queries "
+	        "(default %d)\n"
+	        "      --max-jobs-per-worker N  replace a process worker after "
+	        "N jobs\n"
+	        "      --plugin-dir DIR         load task plugins from DIR\n"
+	        "                               (default %s)\n"
+	        "      --stop-timeout SECONDS   drain jobs this long on stop "
+	        "(default %d)\n"
+	        "      --queue-limit N          queued jobs per executor "
+	        "(default %d)\n"
+	        "      --finished-ttl SECONDS   forget finished jobs this old "
+	        "(default %d, 0: never)\n"
+	        "  -h, --help                   show this help\n"
+	        "  -V, --version                show the version\n",
+	        CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
+	        DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT,
+	        DEFAULT_FINISHED_TTL);
 	exit(status);
 }
 
@@ -109,7 +109,7 @@ flag(struct server_options *o, const char *key, const char *value)
 	fclose(f);
 	if (rc < 0) {
 		fprintf(stderr, "concd: --%s: %s\n", key,
-		    strchr(cause, ' ') ? strchr(cause, ' ') + 1 : cause);
+		        strchr(cause, ' ') ? strchr(cause, ' ') + 1 : cause);
 		exit(2);
 	}
 	o->cmdline |= bit;
@@ -193,8 +193,8 @@ main(int argc, char *argv[])
 	opt.stop_timeout = DEFAULT_STOP_TIMEOUT;
 	opt.queue_limit = DEFAULT_QUEUE_LIMIT;
 	opt.finished_ttl = DEFAULT_FINISHED_TTL;
-	while ((ch = getopt_long(argc, argv, "c:dfhp:s:t:V", longopts,
-		    NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:dfhp:s:t:V", longopts, NULL)) !=
+	       -1) {
 		switch (ch) {
 		case 'c':
 			free(opt.config_path);
@@ -219,7 +219,7 @@ main(int argc, char *argv[])
 			break;
 		case 'V':
 			printf("concd %s (protocol %d, task ABI %d)\n",
-			    CONCD_VERSION, PROTO_VERSION, CONCD_TASK_ABI);
+			       CONCD_VERSION, PROTO_VERSION, CONCD_TASK_ABI);
 			return 0;
 		case OPT_MAX_FINISHED:
 			flag(&opt, "max-finished", optarg);
@@ -248,8 +248,8 @@ main(int argc, char *argv[])
 
 	log_init(opt.debug);
 	if (config_load(opt.config_path ? opt.config_path : CONCD_CONFIG_FILE,
-		opt.config_path != NULL, &opt, opt.cmdline, cause,
-		sizeof(cause)) < 0)
+	                opt.config_path != NULL, &opt, opt.cmdline, cause,
+	                sizeof(cause)) < 0)
 		fatalx("%s", cause);
 	if (opt.config_path == NULL)
 		opt.config_path = strdup(CONCD_CONFIG_FILE);
@@ -280,12 +280,12 @@ main(int argc, char *argv[])
 	if (pool_thread_init(server_base, opt.threads) < 0)
 		fatalx("cannot start the thread pool");
 	if (pool_process_init(opt.processes, opt.plugin_dir,
-		opt.max_jobs_per_worker) < 0)
+	                      opt.max_jobs_per_worker) < 0)
 		fatalx("cannot start the process pool");
 	server_start(&opt);
 
 	log_info("ready: %d threads, %d processes, listening on %s",
-	    opt.threads, opt.processes, opt.socket_path);
+	         opt.threads, opt.processes, opt.socket_path);
 	notify_ready();
 	if (ready_fd >= 0) {
 		(void)write(ready_fd, "r", 1);

@@ -68,7 +68,7 @@ notify_send(const char *msg)
 	if (nt.fd < 0)
 		return;
 	if (sendto(nt.fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL,
-		(struct sockaddr *)&nt.addr, nt.len) < 0)
+	           (struct sockaddr *)&nt.addr, nt.len) < 0)
 		log_debug("notify: %s: %s", msg, strerror(errno));
 }
 

@@ -32,7 +32,7 @@ plugin_filter(const struct dirent *d)
 	size_t n = strlen(d->d_name);
 
 	return d->d_name[0] != '.' && n > 3 &&
-	    strcmp(d->d_name + n - 3, ".so") == 0;
+	       strcmp(d->d_name + n - 3, ".so") == 0;
 }
 
 static int
@@ -56,22 +56,22 @@ plugin_load(const char *path)
 	tasks = dlsym(h, "concd_plugin_tasks");
 	if (abi == NULL || tasks == NULL) {
 		log_warnx("plugin %s: not a concd plugin (no concd_plugin_abi "
-			  "or concd_plugin_tasks)",
-		    path);
+		          "or concd_plugin_tasks)",
+		          path);
 		dlclose(h);
 		return -1;
 	}
 	if (*abi != CONCD_TASK_ABI) {
 		log_warnx("plugin %s: refused: built for task ABI %d, concd "
-			  "needs %d",
-		    path, *abi, CONCD_TASK_ABI);
+		          "needs %d",
+		          path, *abi, CONCD_TASK_ABI);
 		dlclose(h);
 		return -1;
 	}
 	plugins.path[plugins.n] = strdup(path);
 	for (i = 0; tasks[i] != NULL && i < TASK_MAX_TASKS; i++) {
 		if (task_register(tasks[i], plugins.path[plugins.n], cause,
-			sizeof(cause)) < 0)
+		                  sizeof(cause)) < 0)
 			log_warnx("plugin %s: task refused: %s", path, cause);
 		else {
 			log_info("plugin %s: task %s", path, tasks[i]->name);
@@ -101,7 +101,7 @@ plugin_load_dir(const char *dir)
 	}
 	for (i = 0; i < n; i++) {
 		if (snprintf(path, sizeof(path), "%s/%s", dir,
-			names[i]->d_name) < (int)sizeof(path) &&
+		             names[i]->d_name) < (int)sizeof(path) &&
 		    plugin_load(path) == 0)
 			loaded++;
 		free(names[i]);

@@ -45,17 +45,17 @@ struct pworker {
 TAILQ_HEAD(pworker_list, pworker);
 
 static struct {
-	struct pworker_list workers; /* the pool and fresh ones */
-	int size;		     /* workers wanted in the pool */
+	struct pworker_list workers;     /* the pool and fresh ones */
+	int size;                        /* workers wanted in the pool */
 	uint64_t run_us[TASK_MAX_TASKS]; /* a task's recent job length */
-	int max_jobs;		     /* a worker is replaced after these */
+	int max_jobs;                    /* a worker is replaced after these */
 	char *plugin_dir;
 	struct job_queue queue;
 	size_t nqueued, nrunning;
 	bool stopping;
 } pp = {
-	.workers = TAILQ_HEAD_INITIALIZER(pp.workers),
-	.queue = TAILQ_HEAD_INITIALIZER(pp.queue),
+    .workers = TAILQ_HEAD_INITIALIZER(pp.workers),
+    .queue = TAILQ_HEAD_INITIALIZER(pp.queue),
 };
 
 static void proc_dispatch_msg(struct conn *, const struct proto_msg *);
@@ -63,8 +63,8 @@ static void proc_closed(struct conn *, void *);
 static void proc_dispatch(void);
 
 static const struct conn_handler proc_handler = {
-	.dispatch = proc_dispatch_msg,
-	.closed = proc_closed,
+    .dispatch = proc_dispatch_msg,
+    .closed = proc_closed,
 };
 
 static struct pworker *
@@ -100,12 +100,12 @@ proc_spawn(int index)
 	sigemptyset(&none);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setflags(&attr,
-	    POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+	                         POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		rc = ENOMEM;
 	} else {
 		rc = posix_spawn(&w->pid, "/proc/self/exe", &fa, &attr, argv,
-		    environ);
+		                 environ);
 	}
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
@@ -160,7 +160,7 @@ proc_recycle(struct pworker *w)
 {
 	w->retiring = true;
 	log_debug("process worker %d (pid %d): recycled after %u jobs",
-	    w->index, (int)w->pid, w->given);
+	          w->index, (int)w->pid, w->given);
 	if (w->njobs == 0)
 		conn_hangup(w->conn);
 	proc_spawn(w->index);
@@ -176,8 +176,8 @@ proc_dispatch(void)
 	int nworkers = 0;
 
 	TAILQ_FOREACH(w, &pp.workers, link)
-		if (w->index >= 0 && !w->retiring)
-			nworkers++;
+	if (w->index >= 0 && !w->retiring)
+		nworkers++;
 	while ((j = TAILQ_FIRST(&pp.queue)) != NULL) {
 		/*
 		 * A deep queue of short jobs goes out in batches (a write per
@@ -185,11 +185,12 @@ proc_dispatch(void)
 		 * waits behind another while a worker is free.
 		 */
 		depth = pp.nqueued > (size_t)nworkers &&
-			pp.run_us[task_index(j->task)] < PROC_SHORT_US
-		    ? PROC_DEPTH
-		    : 1;
+		                pp.run_us[task_index(j->task)] < PROC_SHORT_US
+		            ? PROC_DEPTH
+		            : 1;
 		best = NULL;
-		TAILQ_FOREACH(w, &pp.workers, link) {
+		TAILQ_FOREACH(w, &pp.workers, link)
+		{
 			if (w->index < 0 || w->retiring || w->njobs >= depth)
 				continue;
 			if (best == NULL || w->njobs < best->njobs)
@@ -210,8 +211,8 @@ proc_job(struct pworker *w, uint64_t id)
 	struct job *j;
 
 	TAILQ_FOREACH(j, &w->jobs, link)
-		if (j->id == id)
-			return j;
+	if (j->id == id)
+		return j;
 	return NULL;
 }
 
@@ -239,8 +240,8 @@ proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 		char msg[1024];
 
 		free(j->ctx.error);
-		j->ctx.error = strdup(proto_strcpy(m, PF_MESSAGE, msg,
-		    sizeof(msg)));
+		j->ctx.error =
+		    strdup(proto_strcpy(m, PF_MESSAGE, msg, sizeof(msg)));
 	}
 	if (s < PS_SUCCEEDED)
 		s = PS_FAILED;
@@ -275,10 +276,10 @@ proc_dispatch_msg(struct conn *c, const struct proto_msg *m)
 		char msg[256];
 
 		job_progress(j, proto_u64(m, PF_DONE, 0),
-		    proto_u64(m, PF_TOTAL, 0),
-		    proto_has(m, PF_MSG)
-			? proto_strcpy(m, PF_MSG, msg, sizeof(msg))
-			: NULL);
+		             proto_u64(m, PF_TOTAL, 0),
+		             proto_has(m, PF_MSG)
+		                 ? proto_strcpy(m, PF_MSG, msg, sizeof(msg))
+		                 : NULL);
 		break;
 	}
 	case PROTO_OUTPUT: {
@@ -288,11 +289,11 @@ proc_dispatch_msg(struct conn *c, const struct proto_msg *m)
 
 		if (d->type == MSGPACK_OBJECT_BIN)
 			job_output(j,
-			    stream != NULL && len == 6 &&
-				    memcmp(stream, "stderr", 6) == 0
-				? 2
-				: 1,
-			    d->via.bin.ptr, d->via.bin.size);
+			           stream != NULL && len == 6 &&
+			                   memcmp(stream, "stderr", 6) == 0
+			               ? 2
+			               : 1,
+			           d->via.bin.ptr, d->via.bin.size);
 		break;
 	}
 	case PROTO_END:
@@ -311,10 +312,10 @@ describe_status(int status, char *buf, size_t size)
 {
 	if (WIFSIGNALED(status))
 		snprintf(buf, size, "was killed by signal %d (%s)",
-		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+		         WTERMSIG(status), strsignal(WTERMSIG(status)));
 	else if (WIFEXITED(status))
 		snprintf(buf, size, "exited with status %d",
-		    WEXITSTATUS(status));
+		         WEXITSTATUS(status));
 	else
 		snprintf(buf, size, "stopped");
 	return buf;
@@ -341,11 +342,10 @@ proc_closed(struct conn *c, void *arg)
 		if (j->state == PS_RUNNING) {
 			pp.nrunning--;
 			task_fail(&j->ctx, "process worker %d (pid %d) %s",
-			    w->index, (int)w->pid, how);
+			          w->index, (int)w->pid, how);
 			j->err = PE_WORKER_DIED;
-			job_finish(j, atomic_load(&j->ctx.cancel)
-				? PS_CANCELLED
-				: PS_FAILED);
+			job_finish(j, atomic_load(&j->ctx.cancel) ? PS_CANCELLED
+			                                          : PS_FAILED);
 		} else if (atomic_load(&j->ctx.cancel)) {
 			pp.nqueued--;
 			job_finish(j, PS_CANCELLED);
@@ -355,9 +355,8 @@ proc_closed(struct conn *c, void *arg)
 	}
 	if (w->index >= 0 && !w->retiring && !pp.stopping)
 		log_warnx("process worker %d (pid %d) %s; starting another",
-		    w->index, (int)w->pid, how);
-	if (w->index >= 0 && !w->retiring && !pp.stopping &&
-	    w->index < pp.size)
+		          w->index, (int)w->pid, how);
+	if (w->index >= 0 && !w->retiring && !pp.stopping && w->index < pp.size)
 		proc_spawn(w->index);
 	free(w);
 	if (!pp.stopping)
@@ -373,7 +372,8 @@ proc_submit(struct job *j)
 	if (j->fresh) {
 		if ((w = proc_spawn(-1)) == NULL) {
 			pp.nqueued--;
-			task_fail(&j->ctx, "cannot start a fresh worker process");
+			task_fail(&j->ctx,
+			          "cannot start a fresh worker process");
 			job_finish(j, PS_FAILED);
 			return;
 		}
@@ -430,7 +430,8 @@ pool_process_resize(int n)
 	if (n < 0 || n > POOL_MAX_PROCESSES)
 		return -1;
 	pp.size = n;
-	TAILQ_FOREACH(w, &pp.workers, link) {
+	TAILQ_FOREACH(w, &pp.workers, link)
+	{
 		if (w->index < 0 || w->retiring)
 			continue;
 		if (w->index >= n) {
@@ -456,12 +457,13 @@ pool_process_size(void)
 
 void
 pool_process_foreach(void (*fn)(const struct pool_worker_info *, void *),
-    void *arg)
+                     void *arg)
 {
 	struct pworker *w;
 	struct pool_worker_info info;
 
-	TAILQ_FOREACH(w, &pp.workers, link) {
+	TAILQ_FOREACH(w, &pp.workers, link)
+	{
 		struct job *j;
 
 		memset(&info, 0, sizeof(info));
@@ -471,7 +473,8 @@ pool_process_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		info.served = w->served;
 		info.since = w->spawned;
 		info.state = w->retiring ? "retiring" : "idle";
-		TAILQ_FOREACH(j, &w->jobs, link) {
+		TAILQ_FOREACH(j, &w->jobs, link)
+		{
 			if (j->state == PS_RUNNING) {
 				info.job = j->id;
 				info.state = w->retiring ? "retiring" : "busy";
@@ -508,11 +511,11 @@ proc_shutdown(void)
 }
 
 const struct executor process_executor = {
-	.kind = PX_PROCESS,
-	.name = "process",
-	.submit = proc_submit,
-	.cancel = proc_cancel,
-	.shutdown = proc_shutdown,
-	.running = proc_running,
-	.queued = proc_queued,
+    .kind = PX_PROCESS,
+    .name = "process",
+    .submit = proc_submit,
+    .cancel = proc_cancel,
+    .shutdown = proc_shutdown,
+    .running = proc_running,
+    .queued = proc_queued,
 };

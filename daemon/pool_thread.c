@@ -27,17 +27,17 @@
 
 #define POOL_POST_STARTED  0x01
 #define POOL_POST_PROGRESS 0x02
-#define POOL_POST_END	   0x04
+#define POOL_POST_END      0x04
 #define POOL_POST_OUTPUT   0x08
 #define POOL_OUTPUT_LIMIT  (256 * 1024) /* per job, awaiting the loop */
 
 struct tworker {
 	pthread_t thread;
-	int index;	     /* -1: a fresh thread for one job */
+	int index;           /* -1: a fresh thread for one job */
 	pthread_cond_t cond; /* interruptible waits */
-	int wakefd;	     /* interrupts fd waits */
+	int wakefd;          /* interrupts fd waits */
 	struct job *fresh_job;
-	bool exited;	     /* under the lock: ready to be joined */
+	bool exited;                  /* under the lock: ready to be joined */
 	void *wstate[TASK_MAX_TASKS]; /* per-task warm state */
 	bool inited[TASK_MAX_TASKS];
 
@@ -61,7 +61,7 @@ static struct {
 	struct job **posted; /* jobs with handoff.post set */
 	size_t nposted, capposted;
 	bool wake_pending;
-	int size;	     /* workers wanted: index >= size leaves */
+	int size; /* workers wanted: index >= size leaves */
 	int nexited;
 
 	/* loop-owned */
@@ -76,12 +76,12 @@ static struct {
 		uint8_t post, state;
 		uint64_t started;
 		struct pbuf out;
-	} *taken;
+	} * taken;
 	size_t captaken;
 } pool = {
-	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.work = PTHREAD_COND_INITIALIZER,
-	.workers = TAILQ_HEAD_INITIALIZER(pool.workers),
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .work = PTHREAD_COND_INITIALIZER,
+    .workers = TAILQ_HEAD_INITIALIZER(pool.workers),
 };
 static pthread_condattr_t pool_condattr;
 
@@ -132,7 +132,7 @@ pool_post_locked(struct job *j, uint8_t bits)
 /* As in worker.c: a progress snapshot every 20 ms (and the last) is plenty. */
 static void
 thread_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
-    const char *msg)
+                const char *msg)
 {
 	static _Thread_local uint64_t last;
 	struct job *j = ctx->job;
@@ -184,8 +184,8 @@ thread_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 }
 
 static const struct exec_ops thread_ops = {
-	.progress = thread_progress,
-	.output = thread_output,
+    .progress = thread_progress,
+    .output = thread_output,
 };
 
 static bool
@@ -202,7 +202,7 @@ thread_wait(struct task_ctx *ctx, void *arg)
 		pfd[1].fd = w->wakefd;
 		pfd[1].events = POLLIN;
 		while (!task_cancelled(ctx) && poll(pfd, 2, -1) < 0 &&
-		    errno == EINTR)
+		       errno == EINTR)
 			;
 		if (pfd[1].revents & POLLIN)
 			(void)read(w->wakefd, &v, sizeof(v));
@@ -217,8 +217,8 @@ thread_wait(struct task_ctx *ctx, void *arg)
 	}
 	pthread_mutex_lock(&pool.lock);
 	while (!task_cancelled(ctx) &&
-	    pthread_cond_timedwait(&w->cond, &pool.lock, &deadline) !=
-		ETIMEDOUT)
+	       pthread_cond_timedwait(&w->cond, &pool.lock, &deadline) !=
+	           ETIMEDOUT)
 		;
 	pthread_mutex_unlock(&pool.lock);
 	return !task_cancelled(ctx);
@@ -275,7 +275,7 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 
 	if (!task_cancelled(ctx) && thread_init_task(w, j) == 0 &&
 	    task_ctx_start(ctx, j, &thread_ops,
-		w->wstate[task_index(j->task)]) == 0) {
+	                   w->wstate[task_index(j->task)]) == 0) {
 		for (;;) {
 			st = task_ctx_step(ctx);
 			if (st == TASK_DONE || st == TASK_FAILED)
@@ -337,7 +337,7 @@ thread_main(void *arg)
 		pthread_mutex_lock(&pool.lock);
 		for (;;) {
 			while (TAILQ_EMPTY(&pool.todo) && !pool.stopping &&
-			    w->index < pool.size) {
+			       w->index < pool.size) {
 				pool.idle++;
 				pthread_cond_wait(&pool.work, &pool.lock);
 				pool.idle--;
@@ -495,7 +495,7 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 			while (off + 5 <= t->out.len) {
 				memcpy(&len, t->out.data + off + 1, 4);
 				job_output(t->job, t->out.data[off],
-				    t->out.data + off + 5, len);
+				           t->out.data + off + 5, len);
 				off += 5 + len;
 			}
 		}
@@ -617,8 +617,8 @@ pool_thread_resize(int n)
 	pthread_cond_broadcast(&pool.work); /* the extra ones leave */
 	pthread_mutex_unlock(&pool.lock);
 	TAILQ_FOREACH(w, &pool.workers, link)
-		if (w->index >= 0 && w->index < n)
-			have[w->index] = true;
+	if (w->index >= 0 && w->index < n)
+		have[w->index] = true;
 	for (i = 0; i < n; i++)
 		if (!have[i] && thread_spawn(i, NULL) == NULL)
 			return -1;
@@ -633,12 +633,13 @@ pool_thread_size(void)
 
 void
 pool_thread_foreach(void (*fn)(const struct pool_worker_info *, void *),
-    void *arg)
+                    void *arg)
 {
 	struct pool_worker_info info;
 	struct tworker *w;
 
-	TAILQ_FOREACH(w, &pool.workers, link) {
+	TAILQ_FOREACH(w, &pool.workers, link)
+	{
 		memset(&info, 0, sizeof(info));
 		info.exec = PX_THREAD;
 		info.index = w->index;
@@ -646,10 +647,10 @@ pool_thread_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		info.served = w->served;
 		info.since = w->since;
 		info.job = w->job;
-		info.state = w->index < 0 ? "fresh"
-		    : w->index >= pool.size ? "retiring"
-		    : w->job != 0	    ? "busy"
-					    : "idle";
+		info.state = w->index < 0            ? "fresh"
+		             : w->index >= pool.size ? "retiring"
+		             : w->job != 0           ? "busy"
+		                                     : "idle";
 		fn(&info, arg);
 	}
 }
@@ -693,11 +694,11 @@ thread_shutdown(void)
 }
 
 const struct executor thread_executor = {
-	.kind = PX_THREAD,
-	.name = "thread",
-	.submit = thread_submit,
-	.cancel = thread_cancel,
-	.shutdown = thread_shutdown,
-	.running = thread_running,
-	.queued = thread_queued,
+    .kind = PX_THREAD,
+    .name = "thread",
+    .submit = thread_submit,
+    .cancel = thread_cancel,
+    .shutdown = thread_shutdown,
+    .running = thread_running,
+    .queued = thread_queued,
 };

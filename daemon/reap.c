@@ -67,7 +67,7 @@ reap_grace_cb(evutil_socket_t fd, short what, void *arg)
 	struct reap *r = arg;
 
 	log_debug("pid %d still there after its grace period: SIGKILL",
-	    (int)r->pid);
+	          (int)r->pid);
 	kill(-r->pid, SIGKILL);
 	kill(r->pid, SIGKILL);
 }

@@ -14,13 +14,13 @@
 
 #define PS_DEFAULT_LIMIT 1000
 
-static void
-reply_error(struct conn *c, uint64_t id, enum proto_error code,
-    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void reply_error(struct conn *c, uint64_t id, enum proto_error code,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
-reply_error(struct conn *c, uint64_t id, enum proto_error code,
-    const char *fmt, ...)
+reply_error(struct conn *c, uint64_t id, enum proto_error code, const char *fmt,
+            ...)
 {
 	char message[512];
 	va_list ap;
@@ -42,7 +42,7 @@ request_job(struct conn *c, const struct proto_msg *m)
 	if (j == NULL || !job_visible(j, conn_uid(c))) {
 		/* Another user's job is as good as absent. */
 		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
-		    (unsigned long long)id);
+		            (unsigned long long)id);
 		return NULL;
 	}
 	return j;
@@ -55,7 +55,8 @@ request_hello(struct conn *c, const struct proto_msg *m)
 	uint64_t v = proto_u64(m, PF_VERSION, 0);
 
 	if (v != PROTO_VERSION) {
-		reply_error(c, m->id, PE_VERSION,
+		reply_error(
+		    c, m->id, PE_VERSION,
 		    "protocol version %llu is not supported (concd speaks %d)",
 		    (unsigned long long)v, PROTO_VERSION);
 		conn_hangup(c);
@@ -79,9 +80,9 @@ request_ping(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
-#define MAX_RETRIES	   100
-#define MAX_RETRY_DELAY	   3600000 /* ms */
-#define MAX_GATHER	   10000
+#define MAX_RETRIES     100
+#define MAX_RETRY_DELAY 3600000 /* ms */
+#define MAX_GATHER      10000
 
 /*
  * Check one job request (a submit, or one entry of a gather) and fill
@@ -90,7 +91,7 @@ request_ping(struct conn *c, const struct proto_msg *m)
  */
 static int
 parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
-    struct pbuf *args, enum proto_error *code, char *cause, size_t len)
+          struct pbuf *args, enum proto_error *code, char *cause, size_t len)
 {
 	const char *name, *xname;
 	size_t nlen, xlen;
@@ -105,14 +106,16 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 	}
 	if ((js->task = task_find(name, nlen)) == NULL) {
 		*code = PE_UNKNOWN_TASK;
-		snprintf(cause, len, "no such task \"%.*s\" (see concctl tasks)",
-		    (int)(nlen > 64 ? 64 : nlen), name);
+		snprintf(cause, len,
+		         "no such task \"%.*s\" (see concctl tasks)",
+		         (int)(nlen > 64 ? 64 : nlen), name);
 		return -1;
 	}
 	if ((xname = proto_str(m, PF_EXEC, &xlen)) != NULL &&
 	    (x = proto_exec_lookup(xname, xlen)) < 0) {
 		*code = PE_BAD_EXECUTOR;
-		snprintf(cause, len,
+		snprintf(
+		    cause, len,
 		    "unknown executor \"%.*s\" (auto, loop, thread, process)",
 		    (int)xlen, xname);
 		return -1;
@@ -121,12 +124,12 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 	js->fresh = proto_bool(m, PF_FRESH, false);
 	*code = PE_BAD_EXECUTOR;
 	if (sched_choose(js->task, js->requested, js->fresh, &js->exec, cause,
-		len) < 0)
+	                 len) < 0)
 		return -1;
 	*code = PE_BAD_ARGS;
 	if (task_validate(js->task,
-		proto_has(m, PF_ARGS) ? &m->f[PF_ARGS] : NULL, cause,
-		len) < 0)
+	                  proto_has(m, PF_ARGS) ? &m->f[PF_ARGS] : NULL, cause,
+	                  len) < 0)
 		return -1;
 	if (proto_has(m, PF_ARGS) && m->f[PF_ARGS].via.map.size > 0) {
 		msgpack_packer pk;
@@ -143,7 +146,7 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 	}
 	if (proto_u64(m, PF_RETRY_DELAY, 0) > MAX_RETRY_DELAY) {
 		snprintf(cause, len, "retry_delay must be at most %d ms",
-		    MAX_RETRY_DELAY);
+		         MAX_RETRY_DELAY);
 		return -1;
 	}
 	js->retries = (uint8_t)proto_u64(m, PF_RETRIES, 0);
@@ -157,7 +160,8 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 static void
 queue_full(struct conn *c, uint64_t id, enum proto_exec x)
 {
-	reply_error(c, id, PE_QUEUE_FULL,
+	reply_error(
+	    c, id, PE_QUEUE_FULL,
 	    "the %s executor's queue is full (queue-limit); try again later",
 	    proto_execs[x]);
 }
@@ -174,12 +178,12 @@ request_submit(struct conn *c, const struct proto_msg *m)
 
 	if (server_stopping()) {
 		reply_error(c, m->id, PE_SHUTTING_DOWN,
-		    "concd is shutting down");
+		            "concd is shutting down");
 		return;
 	}
 	args.len = 0;
-	if (parse_job(m, conn_uid(c), &js, &args, &code, cause,
-		sizeof(cause)) < 0) {
+	if (parse_job(m, conn_uid(c), &js, &args, &code, cause, sizeof(cause)) <
+	    0) {
 		reply_error(c, m->id, code, "%s", cause);
 		return;
 	}
@@ -223,12 +227,12 @@ request_gather(struct conn *c, const struct proto_msg *m)
 
 	if (server_stopping()) {
 		reply_error(c, m->id, PE_SHUTTING_DOWN,
-		    "concd is shutting down");
+		            "concd is shutting down");
 		return;
 	}
 	if (n == 0 || n > MAX_GATHER) {
 		reply_error(c, m->id, PE_BAD_FIELD,
-		    "a gather holds 1 to %d jobs", MAX_GATHER);
+		            "a gather holds 1 to %d jobs", MAX_GATHER);
 		return;
 	}
 	em = malloc(sizeof(*em));
@@ -245,7 +249,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 			code = f.code == PE_BAD_FRAME ? PE_BAD_FIELD : f.code;
 			snprintf(cause, sizeof(cause), "%s", f.message);
 		} else if (parse_job(em, conn_uid(c), &js[i], &args, &code,
-			       cause, sizeof(cause)) == 0) {
+		                     cause, sizeof(cause)) == 0) {
 			per_exec[js[i].exec]++;
 			continue;
 		}
@@ -368,7 +372,8 @@ request_ps(struct conn *c, const struct proto_msg *m)
 
 	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
 	    (state = proto_state_lookup(sname, slen)) < 0) {
-		reply_error(c, m->id, PE_BAD_FIELD,
+		reply_error(
+		    c, m->id, PE_BAD_FIELD,
 		    "unknown state \"%.*s\" (queued, running, succeeded, "
 		    "failed, cancelled, timed_out)",
 		    (int)slen, sname);
@@ -384,8 +389,7 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		job_foreach(ps_count, &w);
 	counted = true; /* w.counts covers exactly the visible jobs */
 	/* every job in the table is seen once we have met job_total() */
-	for (id = job_last_id(), seen = 0; id > 0 && seen < job_total();
-	     id--) {
+	for (id = job_last_id(), seen = 0; id > 0 && seen < job_total(); id--) {
 		struct job *j = job_find(id);
 
 		if (j == NULL)
@@ -394,7 +398,7 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		if (!job_visible(j, w.uid))
 			continue;
 		if (state >= 0 ? j->state != state
-			       : !all && PROTO_STATE_FINAL(j->state))
+		               : !all && PROTO_STATE_FINAL(j->state))
 			continue;
 		if (n < limit)
 			rows[n++] = j;
@@ -419,14 +423,14 @@ request_ps(struct conn *c, const struct proto_msg *m)
 	proto_enc_map_open(&e);
 	for (i = 0; i < PS_COUNT; i++) {
 		msgpack_pack_str_with_body(&e.pk, proto_states[i],
-		    strlen(proto_states[i]));
+		                           strlen(proto_states[i]));
 		msgpack_pack_uint64(&e.pk, w.counts[i]);
 		proto_enc_elem(&e);
 	}
 	proto_enc_close(&e);
 	if (proto_enc_end(&e) < 0)
 		reply_error(c, m->id, PE_INTERNAL,
-		    "too many jobs for one reply: use a smaller limit");
+		            "too many jobs for one reply: use a smaller limit");
 	conn_dirty(c);
 	free(rows);
 }
@@ -456,7 +460,7 @@ request_result(struct conn *c, const struct proto_msg *m)
 		return;
 	if (!PROTO_STATE_FINAL(j->state)) {
 		reply_error(c, m->id, PE_NOT_FINISHED, "job %llu is %s",
-		    (unsigned long long)j->id, proto_states[j->state]);
+		            (unsigned long long)j->id, proto_states[j->state]);
 		return;
 	}
 	job_encode_end(conn_out(c), j, m->id, -1);
@@ -465,7 +469,7 @@ request_result(struct conn *c, const struct proto_msg *m)
 
 static void
 enc_names(struct proto_enc *e, enum proto_field f, unsigned bits,
-    const char *const *names, size_t n)
+          const char *const *names, size_t n)
 {
 	size_t i;
 
@@ -474,7 +478,7 @@ enc_names(struct proto_enc *e, enum proto_field f, unsigned bits,
 	for (i = 0; i < n; i++) {
 		if (bits & (1u << i)) {
 			msgpack_pack_str_with_body(&e->pk, names[i],
-			    strlen(names[i]));
+			                           strlen(names[i]));
 			proto_enc_elem(e);
 		}
 	}
@@ -492,23 +496,23 @@ task_usage(const struct task *t, char *buf, size_t size)
 	for (i = 0; i < t->nargs && n < size; i++) {
 		const struct task_arg *a = &t->args[i];
 		static const char *const shapes[] = {
-			[TASK_ARG_INT] = "N",
-			[TASK_ARG_BOOL] = "true|false",
-			[TASK_ARG_STR] = "STR",
-			[TASK_ARG_LIST] = "[STR...]",
-			[TASK_ARG_MAP] = "{NAME:VALUE}",
+		    [TASK_ARG_INT] = "N",
+		    [TASK_ARG_BOOL] = "true|false",
+		    [TASK_ARG_STR] = "STR",
+		    [TASK_ARG_LIST] = "[STR...]",
+		    [TASK_ARG_MAP] = "{NAME:VALUE}",
 		};
 		const char *v = shapes[a->type];
 		n += (size_t)snprintf(buf + n, size - n,
-		    a->required ? " %s=%s" : " [%s=%s]", a->name, v);
+		                      a->required ? " %s=%s" : " [%s=%s]",
+		                      a->name, v);
 	}
 }
 
 static void
 request_tasks(struct conn *c, const struct proto_msg *m)
 {
-	static const char *const traits[] = {"non-blocking", "blocking",
-	    "cpu"};
+	static const char *const traits[] = {"non-blocking", "blocking", "cpu"};
 	static const char *const execs[] = {"loop", "thread", "process"};
 	struct proto_enc e;
 	char usage[256];
@@ -528,7 +532,7 @@ request_tasks(struct conn *c, const struct proto_msg *m)
 		enc_names(&e, PF_TRAITS, t->traits, traits, 3);
 		enc_names(&e, PF_EXECUTORS, t->executors, execs, 3);
 		proto_enc_cstr(&e, PF_DEFAULT,
-		    proto_execs[task_default_exec(t)]);
+		               proto_execs[task_default_exec(t)]);
 		proto_enc_close(&e);
 	}
 	proto_enc_close(&e);
@@ -543,14 +547,14 @@ request_shutdown(struct conn *c, const struct proto_msg *m)
 
 	if (conn_uid(c) != 0 && conn_uid(c) != server_uid()) {
 		reply_error(c, m->id, PE_PERMISSION,
-		    "only root or the daemon's user may shut it down");
+		            "only root or the daemon's user may shut it down");
 		return;
 	}
 	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
 	proto_enc_end(&e);
 	conn_dirty(c);
 	server_shutdown("shutdown requested",
-	    proto_bool(m, PF_CANCEL_PENDING, false));
+	                proto_bool(m, PF_CANCEL_PENDING, false));
 }
 
 struct pool_walk {
@@ -570,7 +574,8 @@ pool_row(const struct pool_worker_info *w, void *arg)
 	proto_enc_u64(e, w->exec == PX_PROCESS ? PF_PID : PF_TID, w->id);
 	proto_enc_cstr(e, PF_STATE, w->state);
 	proto_enc_u64(e, PF_SERVED, w->served);
-	proto_enc_u64(e, PF_UPTIME, pw->now > w->since ? pw->now - w->since : 0);
+	proto_enc_u64(e, PF_UPTIME,
+	              pw->now > w->since ? pw->now - w->since : 0);
 	if (w->job != 0)
 		proto_enc_u64(e, PF_JOB, w->job);
 	proto_enc_close(e);
@@ -582,11 +587,11 @@ request_pool(struct conn *c, const struct proto_msg *m)
 	struct proto_enc e;
 	struct pool_walk pw = {&e, server_now_us()};
 	struct pool_worker_info loop = {
-		.exec = PX_LOOP,
-		.index = 0,
-		.id = (uint64_t)getpid(),
-		.state = "loop",
-		.since = server_started_us(),
+	    .exec = PX_LOOP,
+	    .index = 0,
+	    .id = (uint64_t)getpid(),
+	    .state = "loop",
+	    .since = server_started_us(),
 	};
 	int x;
 
@@ -606,7 +611,7 @@ request_pool(struct conn *c, const struct proto_msg *m)
 		const struct executor *ex = sched_executor((enum proto_exec)x);
 
 		msgpack_pack_str_with_body(&e.pk, proto_execs[x],
-		    strlen(proto_execs[x]));
+		                           strlen(proto_execs[x]));
 		msgpack_pack_map(&e.pk, 2);
 		msgpack_pack_str_with_body(&e.pk, "queued", 6);
 		msgpack_pack_uint64(&e.pk, ex->queued());
@@ -627,29 +632,31 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	uint64_t p = proto_u64(m, PF_PROCESSES, 0);
 
 	if (conn_uid(c) != 0 && conn_uid(c) != server_uid()) {
-		reply_error(c, m->id, PE_PERMISSION,
+		reply_error(
+		    c, m->id, PE_PERMISSION,
 		    "only root or the daemon's user may resize the pools");
 		return;
 	}
 	if (proto_has(m, PF_THREADS) && (t < 1 || t > POOL_MAX_THREADS)) {
 		reply_error(c, m->id, PE_BAD_FIELD,
-		    "threads must be from 1 to %d", POOL_MAX_THREADS);
+		            "threads must be from 1 to %d", POOL_MAX_THREADS);
 		return;
 	}
 	if (proto_has(m, PF_PROCESSES) && p > POOL_MAX_PROCESSES) {
 		reply_error(c, m->id, PE_BAD_FIELD,
-		    "processes must be from 0 to %d", POOL_MAX_PROCESSES);
+		            "processes must be from 0 to %d",
+		            POOL_MAX_PROCESSES);
 		return;
 	}
 	if ((proto_has(m, PF_THREADS) && pool_thread_resize((int)t) < 0) ||
-	    (proto_has(m, PF_PROCESSES) &&
-		pool_process_resize((int)p) < 0)) {
+	    (proto_has(m, PF_PROCESSES) && pool_process_resize((int)p) < 0)) {
 		reply_error(c, m->id, PE_INTERNAL,
-		    "could not start every worker: see concd's log");
+		            "could not start every worker: see concd's log");
 		return;
 	}
 	log_info("pools resized by uid %u: %d threads, %d processes",
-	    (unsigned)conn_uid(c), pool_thread_size(), pool_process_size());
+	         (unsigned)conn_uid(c), pool_thread_size(),
+	         pool_process_size());
 	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
 	proto_enc_u64(&e, PF_THREADS, (uint64_t)pool_thread_size());
 	proto_enc_u64(&e, PF_PROCESSES, (uint64_t)pool_process_size());
@@ -661,24 +668,19 @@ static void
 request_not_a_request(struct conn *c, const struct proto_msg *m)
 {
 	reply_error(c, m->id, PE_UNKNOWN_MESSAGE,
-	    "\"%s\" is a reply, not a request", proto_types[m->type].name);
+	            "\"%s\" is a reply, not a request",
+	            proto_types[m->type].name);
 }
 
-static void (*const request_table[PROTO_TYPE_COUNT])(struct conn *,
-    const struct proto_msg *) = {
-	[PROTO_HELLO] = request_hello,
-	[PROTO_PING] = request_ping,
-	[PROTO_SUBMIT] = request_submit,
-	[PROTO_WATCH] = request_watch,
-	[PROTO_STATUS] = request_status,
-	[PROTO_PS] = request_ps,
-	[PROTO_CANCEL] = request_cancel,
-	[PROTO_RESULT] = request_result,
-	[PROTO_TASKS] = request_tasks,
-	[PROTO_SHUTDOWN] = request_shutdown,
-	[PROTO_POOL] = request_pool,
-	[PROTO_RESIZE] = request_resize,
-	[PROTO_GATHER] = request_gather,
+static void (*const request_table[PROTO_TYPE_COUNT])(
+    struct conn *, const struct proto_msg *) = {
+    [PROTO_HELLO] = request_hello,   [PROTO_PING] = request_ping,
+    [PROTO_SUBMIT] = request_submit, [PROTO_WATCH] = request_watch,
+    [PROTO_STATUS] = request_status, [PROTO_PS] = request_ps,
+    [PROTO_CANCEL] = request_cancel, [PROTO_RESULT] = request_result,
+    [PROTO_TASKS] = request_tasks,   [PROTO_SHUTDOWN] = request_shutdown,
+    [PROTO_POOL] = request_pool,     [PROTO_RESIZE] = request_resize,
+    [PROTO_GATHER] = request_gather,
 };
 
 void

@@ -7,9 +7,9 @@
 #include "concd.h"
 
 static const struct executor *const executors[PX_COUNT] = {
-	[PX_LOOP] = &loop_executor,
-	[PX_THREAD] = &thread_executor,
-	[PX_PROCESS] = &process_executor,
+    [PX_LOOP] = &loop_executor,
+    [PX_THREAD] = &thread_executor,
+    [PX_PROCESS] = &process_executor,
 };
 
 static struct event *status_ev;
@@ -24,7 +24,7 @@ sched_executor(enum proto_exec x)
 
 int
 sched_choose(const struct task *t, enum proto_exec requested, bool fresh,
-    enum proto_exec *out, char *cause, size_t causelen)
+             enum proto_exec *out, char *cause, size_t causelen)
 {
 	enum proto_exec x = requested;
 
@@ -36,22 +36,23 @@ sched_choose(const struct task *t, enum proto_exec requested, bool fresh,
 	}
 	if (x == PX_PROCESS && pool_process_size() == 0 && !fresh) {
 		snprintf(cause, causelen,
-		    "there are no worker processes (concd -p 0)");
+		         "there are no worker processes (concd -p 0)");
 		return -1;
 	}
 	if (executors[x] == NULL) {
 		snprintf(cause, causelen, "the %s executor is not available",
-		    proto_execs[x]);
+		         proto_execs[x]);
 		return -1;
 	}
 	if ((t->executors & task_exec_bit(x)) == 0) {
-		snprintf(cause, causelen, "task %s cannot run on the %s executor",
-		    t->name, proto_execs[x]);
+		snprintf(cause, causelen,
+		         "task %s cannot run on the %s executor", t->name,
+		         proto_execs[x]);
 		return -1;
 	}
 	if (fresh && x == PX_LOOP) {
 		snprintf(cause, causelen,
-		    "--fresh needs the thread or process executor");
+		         "--fresh needs the thread or process executor");
 		return -1;
 	}
 	*out = x;
@@ -87,9 +88,9 @@ sched_status_cb(evutil_socket_t fd, short what, void *arg)
 	status_pending = false;
 	job_counts(counts);
 	snprintf(line, sizeof(line), "%zu running, %zu queued, %zu finished",
-	    counts[PS_RUNNING], counts[PS_QUEUED],
-	    counts[PS_SUCCEEDED] + counts[PS_FAILED] + counts[PS_CANCELLED] +
-		counts[PS_TIMED_OUT]);
+	         counts[PS_RUNNING], counts[PS_QUEUED],
+	         counts[PS_SUCCEEDED] + counts[PS_FAILED] +
+	             counts[PS_CANCELLED] + counts[PS_TIMED_OUT]);
 	notify_status(line);
 }
 

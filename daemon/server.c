@@ -18,7 +18,7 @@
 
 #include "concd.h"
 
-#define SERVER_MAX_LISTEN  8
+#define SERVER_MAX_LISTEN 8
 
 struct event_base *server_base;
 
@@ -131,19 +131,21 @@ server_listen(const char *path, char *cause, size_t causelen)
 	}
 	strcpy(sun.sun_path, path);
 	if (mkdir_parent(path, srv.uid == 0 ? 0755 : 0700) < 0) {
-		snprintf(cause, causelen, "cannot create the directory of %s: %s",
-		    path, strerror(errno));
+		snprintf(cause, causelen,
+		         "cannot create the directory of %s: %s", path,
+		         strerror(errno));
 		return -1;
 	}
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(cause, causelen, "%s exists and is not a socket",
-			    path);
+			snprintf(cause, causelen,
+			         "%s exists and is not a socket", path);
 			return -1;
 		}
 		if (socket_alive(&sun)) {
 			snprintf(cause, causelen,
-			    "another concd is already listening on %s", path);
+			         "another concd is already listening on %s",
+			         path);
 			return -1;
 		}
 		unlink(path);
@@ -164,7 +166,7 @@ server_listen(const char *path, char *cause, size_t causelen)
 	umask(mask);
 	if (listen(fd, SOMAXCONN) < 0) {
 		snprintf(cause, causelen, "listen %s: %s", path,
-		    strerror(errno));
+		         strerror(errno));
 		close(fd);
 		unlink(path);
 		return -1;
@@ -201,7 +203,7 @@ server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 					event_del(srv.ev[i]);
 				evtimer_add(srv.backoff, &pause);
 			} else if (errno != EAGAIN && errno != EINTR &&
-			    errno != ECONNABORTED)
+			           errno != ECONNABORTED)
 				log_warn("accept");
 			return;
 		}
@@ -217,12 +219,12 @@ server_accept_cb(evutil_socket_t lfd, short what, void *arg)
  * reach the clients still connected before concd exits.
  */
 static struct {
-	struct event *check;  /* runs on every state change */
-	struct event *timer;  /* the stop timeout, then the hard limit */
-	size_t killed;	      /* daemon jobs */
-	size_t dropped;	      /* queued jobs cancelled by cancel_pending */
-	size_t draining;      /* non-daemon jobs waited for */
-	size_t cut;	      /* of those, cut off by timeout or signal */
+	struct event *check; /* runs on every state change */
+	struct event *timer; /* the stop timeout, then the hard limit */
+	size_t killed;       /* daemon jobs */
+	size_t dropped;      /* queued jobs cancelled by cancel_pending */
+	size_t draining;     /* non-daemon jobs waited for */
+	size_t cut;          /* of those, cut off by timeout or signal */
 	bool cutting;
 } stop;
 
@@ -232,8 +234,8 @@ static void
 server_exit_cb(evutil_socket_t fd, short what, void *arg)
 {
 	log_info("stopped: %zu jobs drained, %zu daemon jobs killed, "
-		 "%zu queued jobs cancelled, %zu cut off",
-	    stop.draining - stop.cut, stop.killed, stop.dropped, stop.cut);
+	         "%zu queued jobs cancelled, %zu cut off",
+	         stop.draining - stop.cut, stop.killed, stop.dropped, stop.cut);
 	conn_flush_final(2000);
 	event_base_loopexit(server_base, NULL);
 }
@@ -257,8 +259,8 @@ server_stop_check_cb(evutil_socket_t fd, short what, void *arg)
 	job_counts(counts);
 	if (counts[PS_QUEUED] + counts[PS_RUNNING] + reap_pending() > 0) {
 		snprintf(status, sizeof(status),
-		    "stopping: draining %zu running, %zu queued",
-		    counts[PS_RUNNING], counts[PS_QUEUED]);
+		         "stopping: draining %zu running, %zu queued",
+		         counts[PS_RUNNING], counts[PS_QUEUED]);
 		notify_status(status);
 		return;
 	}
@@ -266,7 +268,7 @@ server_stop_check_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_del(stop.timer);
 	/* one more pass lets the final events go out first */
 	event_base_once(server_base, -1, EV_TIMEOUT, server_exit_cb, NULL,
-	    NULL);
+	                NULL);
 }
 
 struct id_list {
@@ -315,8 +317,8 @@ server_cancel(bool all, bool queued)
 			else
 				stop.killed++;
 			log_warnx("job %llu (%s) cut off while %s",
-			    (unsigned long long)j->id, j->task->name,
-			    proto_states[j->state]);
+			          (unsigned long long)j->id, j->task->name,
+			          proto_states[j->state]);
 		} else if (j->daemon) {
 			stop.killed++;
 		} else if (queued && j->state == PS_QUEUED) {
@@ -334,7 +336,7 @@ static void
 server_hard_limit_cb(evutil_socket_t fd, short what, void *arg)
 {
 	log_warnx("%zu jobs did not end after being cancelled; exiting",
-	    server_active());
+	          server_active());
 	server_exit_cb(-1, 0, NULL);
 }
 
@@ -348,7 +350,7 @@ server_cut(const char *why)
 		return;
 	stop.cutting = true;
 	log_warnx("%s: cancelling the %zu jobs still active", why,
-	    server_active());
+	          server_active());
 	server_cancel(true, true);
 	evtimer_del(stop.timer);
 	evtimer_assign(stop.timer, server_base, server_hard_limit_cb, NULL);
@@ -381,11 +383,11 @@ server_shutdown(const char *why, bool cancel_pending)
 		unlink(srv.path);
 	server_cancel(false, cancel_pending);
 	log_info("%s: stopping; draining %zu jobs (for at most %ld s), "
-		 "killed %zu daemon jobs, cancelled %zu queued",
-	    why, stop.draining, (long)limit.tv_sec, stop.killed,
-	    stop.dropped);
-	stop.check = event_new(server_base, -1, EV_PERSIST,
-	    server_stop_check_cb, NULL);
+	         "killed %zu daemon jobs, cancelled %zu queued",
+	         why, stop.draining, (long)limit.tv_sec, stop.killed,
+	         stop.dropped);
+	stop.check =
+	    event_new(server_base, -1, EV_PERSIST, server_stop_check_cb, NULL);
 	stop.timer = evtimer_new(server_base, server_stop_timeout_cb, NULL);
 	evtimer_add(stop.timer, &limit);
 	event_active(stop.check, 0, 1);
@@ -413,15 +415,14 @@ server_reload(void)
 
 	o.socket_path = o.plugin_dir = o.config_path = NULL;
 	if (config_load(srv.opt->config_path, false, &o,
-		srv.opt->cmdline | fixed, cause, sizeof(cause)) < 0) {
+	                srv.opt->cmdline | fixed, cause, sizeof(cause)) < 0) {
 		log_warnx("reload: %s; keeping the running configuration",
-		    cause);
+		          cause);
 		config_free(&o);
 		return;
 	}
 	config_free(&o);
-	if (o.threads != srv.opt->threads &&
-	    pool_thread_resize(o.threads) == 0)
+	if (o.threads != srv.opt->threads && pool_thread_resize(o.threads) == 0)
 		srv.opt->threads = o.threads;
 	if (o.processes != srv.opt->processes &&
 	    pool_process_resize(o.processes) == 0)
@@ -433,8 +434,8 @@ server_reload(void)
 	sched_set_queue_limit((size_t)o.queue_limit);
 	job_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	pool_process_set_max_jobs(o.max_jobs_per_worker);
-	log_info("reloaded %s: %d threads, %d processes",
-	    srv.opt->config_path, pool_thread_size(), pool_process_size());
+	log_info("reloaded %s: %d threads, %d processes", srv.opt->config_path,
+	         pool_thread_size(), pool_process_size());
 }
 
 static void
@@ -446,7 +447,8 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 		break;
 	default:
 		if (stop.cutting) {
-			log_warnx("%s a third time: exiting now", strsignal(sig));
+			log_warnx("%s a third time: exiting now",
+			          strsignal(sig));
 			event_base_loopexit(server_base, NULL);
 		} else if (srv.stopping)
 			server_cut(strsignal(sig));
@@ -472,23 +474,24 @@ server_start(struct server_options *opt)
 	srv.started = server_now_us();
 	signal(SIGPIPE, SIG_IGN);
 	for (i = 0; i < 3; i++) {
-		srv.sig[i] = evsignal_new(server_base, sigs[i],
-		    server_signal_cb, NULL);
+		srv.sig[i] =
+		    evsignal_new(server_base, sigs[i], server_signal_cb, NULL);
 		evsignal_add(srv.sig[i], NULL);
 	}
 	srv.backoff = evtimer_new(server_base, server_backoff_cb, NULL);
 	if (wd > 0) {
 		/* the loop answers WatchdogSec= as long as it turns */
 		struct timeval tv = {(time_t)(wd / 1000000),
-		    (suseconds_t)(wd % 1000000)};
+		                     (suseconds_t)(wd % 1000000)};
 
 		srv.watchdog = event_new(server_base, -1, EV_PERSIST,
-		    server_watchdog_cb, NULL);
+		                         server_watchdog_cb, NULL);
 		event_add(srv.watchdog, &tv);
 	}
 	for (i = 0; i < srv.nfds; i++) {
-		srv.ev[i] = event_new(server_base, srv.fds[i],
-		    EV_READ | EV_PERSIST, server_accept_cb, NULL);
+		srv.ev[i] =
+		    event_new(server_base, srv.fds[i], EV_READ | EV_PERSIST,
+		              server_accept_cb, NULL);
 		event_add(srv.ev[i], NULL);
 	}
 }

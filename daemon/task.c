@@ -15,13 +15,8 @@ extern const struct task task_noop, task_sleep, task_primes, task_counter,
     task_checksum, task_table, task_exec;
 
 const struct task *const task_builtin[] = {
-	&task_noop,
-	&task_sleep,
-	&task_primes,
-	&task_counter,
-	&task_checksum,
-	&task_table,
-	&task_exec,
+    &task_noop,     &task_sleep, &task_primes, &task_counter,
+    &task_checksum, &task_table, &task_exec,
 };
 #define TASK_BUILTIN_COUNT (sizeof(task_builtin) / sizeof(task_builtin[0]))
 
@@ -97,14 +92,14 @@ task_find(const char *name, size_t len)
 /* Check a task from a plugin and add it; -1 with the reason. */
 int
 task_register(const struct task *t, const char *origin, char *cause,
-    size_t causelen)
+              size_t causelen)
 {
 	size_t i;
 
 	pthread_once(&reg.once, task_registry_init);
 	if (t->abi != CONCD_TASK_ABI) {
 		snprintf(cause, causelen, "task ABI %d, concd needs %d", t->abi,
-		    CONCD_TASK_ABI);
+		         CONCD_TASK_ABI);
 		return -1;
 	}
 	if (t->name == NULL || *t->name == '\0' || strlen(t->name) > 64 ||
@@ -112,19 +107,20 @@ task_register(const struct task *t, const char *origin, char *cause,
 	    (t->executors & ~(unsigned)TASK_ON_ALL) != 0 ||
 	    t->nargs > TASK_MAX_ARGS || (t->nargs > 0 && t->args == NULL)) {
 		snprintf(cause, causelen, "task %s is malformed",
-		    t->name != NULL ? t->name : "(unnamed)");
+		         t->name != NULL ? t->name : "(unnamed)");
 		return -1;
 	}
 	for (i = 0; i < t->nargs; i++) {
 		if (t->args[i].name == NULL || t->args[i].type > TASK_ARG_MAP) {
 			snprintf(cause, causelen,
-			    "task %s: argument %zu is malformed", t->name, i);
+			         "task %s: argument %zu is malformed", t->name,
+			         i);
 			return -1;
 		}
 	}
 	if (task_find(t->name, strlen(t->name)) != NULL) {
 		snprintf(cause, causelen, "a task named %s exists already",
-		    t->name);
+		         t->name);
 		return -1;
 	}
 	if (reg.n == TASK_MAX_TASKS) {
@@ -172,11 +168,11 @@ task_default_exec(const struct task *t)
 }
 
 static const char *const arg_type_names[] = {
-	[TASK_ARG_INT] = "an integer",
-	[TASK_ARG_BOOL] = "true or false",
-	[TASK_ARG_STR] = "a string",
-	[TASK_ARG_LIST] = "a list of strings",
-	[TASK_ARG_MAP] = "a map of strings to strings",
+    [TASK_ARG_INT] = "an integer",
+    [TASK_ARG_BOOL] = "true or false",
+    [TASK_ARG_STR] = "a string",
+    [TASK_ARG_LIST] = "a list of strings",
+    [TASK_ARG_MAP] = "a map of strings to strings",
 };
 
 /* An array (or map) whose elements (keys and values) are all strings. */
@@ -211,7 +207,7 @@ arg_find(const struct task *t, const msgpack_object *key)
 
 static int
 arg_parse(const struct task *t, const msgpack_object *args,
-    union task_value *argv, char *cause, size_t causelen)
+          union task_value *argv, char *cause, size_t causelen)
 {
 	bool seen[TASK_MAX_ARGS] = {false};
 	uint32_t i;
@@ -227,7 +223,7 @@ arg_parse(const struct task *t, const msgpack_object *args,
 		if (t->args[k].type == TASK_ARG_BOOL)
 			argv[k].b = t->args[k].def != 0;
 		else if (t->args[k].type == TASK_ARG_LIST ||
-		    t->args[k].type == TASK_ARG_MAP)
+		         t->args[k].type == TASK_ARG_MAP)
 			argv[k].o = NULL;
 		else if (t->args[k].type == TASK_ARG_STR) {
 			argv[k].s.ptr = NULL;
@@ -245,14 +241,16 @@ arg_parse(const struct task *t, const msgpack_object *args,
 		if (n < 0) {
 			if (key->type == MSGPACK_OBJECT_STR)
 				snprintf(cause, causelen,
-				    "%s: unknown argument \"%.*s\"", t->name,
-				    (int)(key->via.str.size > 64
-					    ? 64 : key->via.str.size),
-				    key->via.str.ptr);
+				         "%s: unknown argument \"%.*s\"",
+				         t->name,
+				         (int)(key->via.str.size > 64
+				                   ? 64
+				                   : key->via.str.size),
+				         key->via.str.ptr);
 			else
 				snprintf(cause, causelen,
-				    "%s: argument names must be strings",
-				    t->name);
+				         "%s: argument names must be strings",
+				         t->name);
 			return -1;
 		}
 		a = &t->args[n];
@@ -260,22 +258,23 @@ arg_parse(const struct task *t, const msgpack_object *args,
 		switch (a->type) {
 		case TASK_ARG_INT:
 			ok = val->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
-			    val->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
-			if (ok && val->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+			     val->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+			if (ok &&
+			    val->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
 			    val->via.u64 > (uint64_t)a->max) {
 				snprintf(cause, causelen,
-				    "%s: %s must be at most %lld", t->name,
-				    a->name, (long long)a->max);
+				         "%s: %s must be at most %lld", t->name,
+				         a->name, (long long)a->max);
 				return -1;
 			}
 			if (ok) {
 				argv[n].i = val->via.i64;
 				if (argv[n].i < a->min || argv[n].i > a->max) {
-					snprintf(cause, causelen,
+					snprintf(
+					    cause, causelen,
 					    "%s: %s must be between %lld and "
 					    "%lld",
-					    t->name, a->name,
-					    (long long)a->min,
+					    t->name, a->name, (long long)a->min,
 					    (long long)a->max);
 					return -1;
 				}
@@ -289,8 +288,9 @@ arg_parse(const struct task *t, const msgpack_object *args,
 		case TASK_ARG_STR:
 			ok = val->type == MSGPACK_OBJECT_STR;
 			if (ok && ((int64_t)val->via.str.size < a->min ||
-				      (int64_t)val->via.str.size > a->max)) {
-				snprintf(cause, causelen,
+			           (int64_t)val->via.str.size > a->max)) {
+				snprintf(
+				    cause, causelen,
 				    "%s: %s must be %lld to %lld bytes long",
 				    t->name, a->name, (long long)a->min,
 				    (long long)a->max);
@@ -306,15 +306,17 @@ arg_parse(const struct task *t, const msgpack_object *args,
 			uint32_t count;
 
 			ok = val->type == (a->type == TASK_ARG_LIST
-					       ? MSGPACK_OBJECT_ARRAY
-					       : MSGPACK_OBJECT_MAP) &&
-			    all_strings(val);
+			                       ? MSGPACK_OBJECT_ARRAY
+			                       : MSGPACK_OBJECT_MAP) &&
+			     all_strings(val);
 			if (!ok)
 				break;
 			count = a->type == TASK_ARG_LIST ? val->via.array.size
-							 : val->via.map.size;
-			if ((int64_t)count < a->min || (int64_t)count > a->max) {
-				snprintf(cause, causelen,
+			                                 : val->via.map.size;
+			if ((int64_t)count < a->min ||
+			    (int64_t)count > a->max) {
+				snprintf(
+				    cause, causelen,
 				    "%s: %s must have %lld to %lld entries",
 				    t->name, a->name, (long long)a->min,
 				    (long long)a->max);
@@ -328,14 +330,14 @@ arg_parse(const struct task *t, const msgpack_object *args,
 		}
 		if (!ok) {
 			snprintf(cause, causelen, "%s: %s must be %s", t->name,
-			    a->name, arg_type_names[a->type]);
+			         a->name, arg_type_names[a->type]);
 			return -1;
 		}
 	}
 	for (k = 0; k < t->nargs; k++) {
 		if (t->args[k].required && !seen[k]) {
 			snprintf(cause, causelen, "%s: missing argument %s",
-			    t->name, t->args[k].name);
+			         t->name, t->args[k].name);
 			return -1;
 		}
 	}
@@ -344,7 +346,7 @@ arg_parse(const struct task *t, const msgpack_object *args,
 
 int
 task_validate(const struct task *t, const msgpack_object *args, char *cause,
-    size_t causelen)
+              size_t causelen)
 {
 	union task_value argv[TASK_MAX_ARGS];
 
@@ -355,7 +357,7 @@ task_validate(const struct task *t, const msgpack_object *args, char *cause,
 
 int
 task_ctx_start(struct task_ctx *ctx, struct job *job,
-    const struct exec_ops *ops, void *worker_state)
+               const struct exec_ops *ops, void *worker_state)
 {
 	union task_value argv[TASK_MAX_ARGS];
 	msgpack_zone zone;
@@ -378,12 +380,12 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	if (!ctx->job->task->any_args) {
 		if (job->args_len == 0 ||
 		    msgpack_unpack(job->args, job->args_len, &off, &zone,
-			&args) != MSGPACK_UNPACK_SUCCESS)
+		                   &args) != MSGPACK_UNPACK_SUCCESS)
 			rc = arg_parse(ctx->job->task, NULL, argv, cause,
-			    sizeof(cause));
+			               sizeof(cause));
 		else
 			rc = arg_parse(ctx->job->task, &args, argv, cause,
-			    sizeof(cause));
+			               sizeof(cause));
 		if (rc < 0) {
 			msgpack_zone_destroy(&zone);
 			task_fail(ctx, "%s", cause);
@@ -395,7 +397,8 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	msgpack_zone_destroy(&zone);
 	if (rc < 0) {
 		if (ctx->error == NULL)
-			task_fail(ctx, "%s: could not start", ctx->job->task->name);
+			task_fail(ctx, "%s: could not start",
+			          ctx->job->task->name);
 		return -1;
 	}
 	ctx->started = true;
@@ -431,7 +434,7 @@ task_ctx_free(struct task_ctx *ctx)
 
 enum task_step
 task_run_blocking(struct task_ctx *ctx,
-    bool (*wait)(struct task_ctx *, void *arg), void *arg)
+                  bool (*wait)(struct task_ctx *, void *arg), void *arg)
 {
 	enum task_step st;
 
@@ -474,7 +477,7 @@ task_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 
 void
 task_release_child(struct task_ctx *ctx, pid_t pid, int pidfd,
-    unsigned grace_ms)
+                   unsigned grace_ms)
 {
 	if (ctx->ops != NULL && ctx->ops->release != NULL)
 		ctx->ops->release(pid, pidfd, grace_ms);
@@ -484,7 +487,7 @@ task_release_child(struct task_ctx *ctx, pid_t pid, int pidfd,
 
 void
 task_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
-    const char *msg)
+              const char *msg)
 {
 	ctx->ops->progress(ctx, done, total, msg);
 }

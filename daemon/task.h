@@ -36,8 +36,8 @@
 /* What the work is like: `auto` picks the executor from this. */
 enum task_trait {
 	TASK_NONBLOCKING = 1 << 0, /* waits without blocking: the loop */
-	TASK_BLOCKING = 1 << 1,	   /* calls blocking code: a thread */
-	TASK_CPU = 1 << 2,	   /* computes: a process */
+	TASK_BLOCKING = 1 << 1,    /* calls blocking code: a thread */
+	TASK_CPU = 1 << 2,         /* computes: a process */
 };
 
 /* Executors a task can run on. */
@@ -70,8 +70,8 @@ struct task_arg {
 	const char *name;
 	enum task_arg_type type;
 	bool required;
-	int64_t min, max;  /* TASK_ARG_INT: range; TASK_ARG_STR: length */
-	int64_t def;	   /* default for an absent INT or BOOL */
+	int64_t min, max; /* TASK_ARG_INT: range; TASK_ARG_STR: length */
+	int64_t def;      /* default for an absent INT or BOOL */
 	const char *help;
 };
 
@@ -79,7 +79,8 @@ union task_value {
 	int64_t i;
 	bool b;
 	struct {
-		const char *ptr; /* not NUL-terminated; lives as long as the job */
+		const char
+		    *ptr; /* not NUL-terminated; lives as long as the job */
 		size_t len;
 	} s;
 	/*
@@ -133,10 +134,10 @@ void task_output(struct task_ctx *, int stream, const void *data, size_t len);
  * zombie is left.  Takes ownership of pidfd (from pidfd_open).
  */
 void task_release_child(struct task_ctx *, pid_t pid, int pidfd,
-    unsigned grace_ms);
+                        unsigned grace_ms);
 /* Report progress; the daemon coalesces it for slow watchers. */
 void task_progress(struct task_ctx *, uint64_t done, uint64_t total,
-    const char *msg);
+                   const char *msg);
 /* Pack exactly one msgpack value as the job's result. */
 msgpack_packer *task_result(struct task_ctx *);
 /* Record an error; returns TASK_FAILED so `return task_fail(...)` reads. */

@@ -22,7 +22,7 @@
 
 #include "concd.h"
 
-#define WORKER_FLUSH_AT	   (64 * 1024)
+#define WORKER_FLUSH_AT    (64 * 1024)
 #define WORKER_PROGRESS_MS 20
 
 static struct {
@@ -69,7 +69,7 @@ worker_send_end(struct job *j, enum proto_state state)
 	if (state == PS_SUCCEEDED) {
 		if (j->ctx.result.len > 0)
 			proto_enc_raw(&e, PF_RESULT, j->ctx.result.data,
-			    j->ctx.result.len);
+			              j->ctx.result.len);
 		else
 			proto_enc_raw(&e, PF_RESULT, "\xc0", 1);
 	} else if (j->ctx.error != NULL)
@@ -119,7 +119,7 @@ worker_on_run(const struct proto_msg *m)
 	}
 	if (j->task == NULL) {
 		task_fail(&j->ctx, "no task \"%.*s\" in this worker", (int)len,
-		    name);
+		          name);
 		worker_send_end(j, PS_FAILED);
 		worker_free_job(j);
 		return;
@@ -137,7 +137,8 @@ worker_on_cancel(const struct proto_msg *m)
 		atomic_store(&wk.current->ctx.cancel, true);
 		return;
 	}
-	TAILQ_FOREACH(j, &wk.queue, link) {
+	TAILQ_FOREACH(j, &wk.queue, link)
+	{
 		if (j->id == id) {
 			TAILQ_REMOVE(&wk.queue, j, link);
 			worker_send_end(j, PS_CANCELLED);
@@ -167,7 +168,7 @@ worker_read(int timeout_ms)
 	}
 	pbuf_reserve(&wk.in, 64 * 1024);
 	n = recv(wk.fd, wk.in.data + wk.in.len, wk.in.cap - wk.in.len,
-	    MSG_DONTWAIT);
+	         MSG_DONTWAIT);
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR;
 	if (n == 0) {
@@ -176,12 +177,12 @@ worker_read(int timeout_ms)
 	}
 	wk.in.len += (size_t)n;
 	while ((used = proto_frame_next(wk.in.data + off, wk.in.len - off,
-		    &payload, &plen)) > 0) {
+	                                &payload, &plen)) > 0) {
 		off += (size_t)used;
 		if (proto_decode(payload, plen, &wk.zone, &m, &f) !=
 		    PROTO_DECODE_OK) {
 			fprintf(stderr, "concd worker %d: bad message: %s\n",
-			    wk.index, f.message);
+			        wk.index, f.message);
 			_exit(1);
 		}
 		if (m.type == PROTO_RUN)
@@ -203,7 +204,7 @@ static int64_t now_ms(void);
  */
 static void
 worker_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
-    const char *msg)
+                const char *msg)
 {
 	struct proto_enc e;
 	int64_t now = now_ms();
@@ -239,8 +240,8 @@ worker_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 }
 
 static const struct exec_ops worker_ops = {
-	.progress = worker_progress,
-	.output = worker_output,
+    .progress = worker_progress,
+    .output = worker_output,
 };
 
 static int64_t
@@ -276,7 +277,7 @@ worker_wait(struct task_ctx *ctx, void *arg)
 		} else if (left <= 0)
 			return true;
 		n = poll(pfd, ctx->wait_fd >= 0 ? 2 : 1,
-		    ctx->wait_fd >= 0 ? -1 : (int)left);
+		         ctx->wait_fd >= 0 ? -1 : (int)left);
 		if (n < 0 && errno != EINTR)
 			return false;
 		if (n > 0 && pfd[0].revents && !worker_read(0))
@@ -314,7 +315,7 @@ worker_run(struct job *j)
 		err[0] = '\0';
 		if (j->task->init(&wk.wstate[ti], err, sizeof(err)) < 0) {
 			task_fail(ctx, "%s: init failed: %s", j->task->name,
-			    err);
+			          err);
 			goto end;
 		}
 		wk.inited[ti] = true;
@@ -340,8 +341,8 @@ end:
 	if (st == TASK_DONE)
 		worker_send_end(j, PS_SUCCEEDED);
 	else
-		worker_send_end(j, task_cancelled(ctx) ? PS_CANCELLED
-						       : PS_FAILED);
+		worker_send_end(j,
+		                task_cancelled(ctx) ? PS_CANCELLED : PS_FAILED);
 	wk.current = NULL;
 	worker_free_job(j);
 }

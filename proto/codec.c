@@ -43,7 +43,7 @@ open_level(struct proto_enc *e, bool map)
 
 void
 proto_enc_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
-    uint64_t id)
+                uint64_t id)
 {
 	static const char zero[4];
 
@@ -56,7 +56,7 @@ proto_enc_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
 	pbuf_append(b, zero, sizeof(zero));
 	open_level(e, true);
 	proto_enc_str(e, PF_T, proto_types[type].name,
-	    strlen(proto_types[type].name));
+	              strlen(proto_types[type].name));
 	if (type != PROTO_PONG || id != 0)
 		proto_enc_u64(e, PF_ID, id);
 }
@@ -117,7 +117,7 @@ proto_enc_bool(struct proto_enc *e, enum proto_field f, bool v)
 /* Strings longer than the field allows are cut, at a UTF-8 boundary. */
 void
 proto_enc_str(struct proto_enc *e, enum proto_field f, const char *s,
-    size_t len)
+              size_t len)
 {
 	uint32_t max = proto_fields[f].max;
 
@@ -138,7 +138,7 @@ proto_enc_cstr(struct proto_enc *e, enum proto_field f, const char *s)
 
 void
 proto_enc_raw(struct proto_enc *e, enum proto_field f, const void *p,
-    size_t len)
+              size_t len)
 {
 	proto_enc_key(e, f);
 	pbuf_append(e->buf, p, len);
@@ -178,7 +178,7 @@ proto_enc_close(struct proto_enc *e)
 		e->failed = true;
 	else
 		put_u16_at(e->buf, e->level[e->depth].at + 1,
-		    e->level[e->depth].count);
+		           e->level[e->depth].count);
 }
 
 int
@@ -202,14 +202,14 @@ proto_enc_end(struct proto_enc *e)
 
 void
 proto_enc_error(struct pbuf *b, uint64_t id, enum proto_error code,
-    const char *message)
+                const char *message)
 {
 	struct proto_enc e;
 
 	proto_enc_begin(&e, b, PROTO_ERROR, id);
 	proto_enc_cstr(&e, PF_ERROR, proto_errors[code].name);
 	proto_enc_cstr(&e, PF_MESSAGE,
-	    message != NULL ? message : proto_errors[code].text);
+	               message != NULL ? message : proto_errors[code].text);
 	proto_enc_end(&e);
 }
 
@@ -217,7 +217,7 @@ proto_enc_error(struct pbuf *b, uint64_t id, enum proto_error code,
 
 static int
 fault(struct proto_fault *f, enum proto_error code, const char *fmt,
-    const char *arg)
+      const char *arg)
 {
 	f->code = code;
 	snprintf(f->message, sizeof(f->message), fmt, arg);
@@ -232,18 +232,18 @@ type_ok(const struct proto_field_info *fi, const msgpack_object *o)
 		return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
 	case PV_INT:
 		return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
-		    o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+		       o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
 	case PV_BOOL:
 		return o->type == MSGPACK_OBJECT_BOOLEAN;
 	case PV_STR:
 		return o->type == MSGPACK_OBJECT_STR &&
-		    (fi->max == 0 || o->via.str.size <= fi->max);
+		       (fi->max == 0 || o->via.str.size <= fi->max);
 	case PV_MAP:
 		return o->type == MSGPACK_OBJECT_MAP &&
-		    (fi->max == 0 || o->via.map.size <= fi->max);
+		       (fi->max == 0 || o->via.map.size <= fi->max);
 	case PV_ARRAY:
 		return o->type == MSGPACK_OBJECT_ARRAY &&
-		    (fi->max == 0 || o->via.array.size <= fi->max);
+		       (fi->max == 0 || o->via.array.size <= fi->max);
 	case PV_ANY:
 		return true;
 	}
@@ -251,18 +251,18 @@ type_ok(const struct proto_field_info *fi, const msgpack_object *o)
 }
 
 static const char *const vtype_names[] = {
-	[PV_UINT] = "a non-negative integer",
-	[PV_INT] = "an integer",
-	[PV_BOOL] = "a boolean",
-	[PV_STR] = "a string",
-	[PV_MAP] = "a map",
-	[PV_ARRAY] = "an array",
-	[PV_ANY] = "a value",
+    [PV_UINT] = "a non-negative integer",
+    [PV_INT] = "an integer",
+    [PV_BOOL] = "a boolean",
+    [PV_STR] = "a string",
+    [PV_MAP] = "a map",
+    [PV_ARRAY] = "an array",
+    [PV_ANY] = "a value",
 };
 
 int
 proto_decode_fields(const msgpack_object *map, struct proto_msg *m,
-    struct proto_fault *f)
+                    struct proto_fault *f)
 {
 	uint32_t i;
 
@@ -276,18 +276,19 @@ proto_decode_fields(const msgpack_object *map, struct proto_msg *m,
 
 		if (kv->key.type != MSGPACK_OBJECT_STR)
 			return fault(f, PE_BAD_FRAME, "%s",
-			    "map key is not a string");
+			             "map key is not a string");
 		k = proto_field_lookup(kv->key.via.str.ptr,
-		    kv->key.via.str.size);
+		                       kv->key.via.str.size);
 		if (k < 0)
 			continue; /* unknown keys are ignored */
 		fi = &proto_fields[k];
 		if (!type_ok(fi, &kv->val)) {
 			char what[96];
 
-			snprintf(what, sizeof(what), "field \"%s\" must be %s%s",
-			    fi->name, vtype_names[fi->type],
-			    fi->max ? " (within its size limit)" : "");
+			snprintf(what, sizeof(what),
+			         "field \"%s\" must be %s%s", fi->name,
+			         vtype_names[fi->type],
+			         fi->max ? " (within its size limit)" : "");
 			return fault(f, PE_BAD_FIELD, "%s", what);
 		}
 		m->f[k] = kv->val;
@@ -298,7 +299,7 @@ proto_decode_fields(const msgpack_object *map, struct proto_msg *m,
 
 enum proto_decode_result
 proto_decode(const char *payload, size_t len, msgpack_zone *zone,
-    struct proto_msg *m, struct proto_fault *f)
+             struct proto_msg *m, struct proto_fault *f)
 {
 	const char *cause;
 	ssize_t used;
@@ -316,7 +317,8 @@ proto_decode(const char *payload, size_t len, msgpack_zone *zone,
 		return PROTO_DECODE_BAD;
 	}
 	if ((size_t)used != len) {
-		fault(f, PE_BAD_FRAME, "%s", "trailing bytes after the message");
+		fault(f, PE_BAD_FRAME, "%s",
+		      "trailing bytes after the message");
 		return PROTO_DECODE_BAD;
 	}
 	msgpack_zone_clear(zone);
@@ -351,9 +353,9 @@ proto_decode(const char *payload, size_t len, msgpack_zone *zone,
 		char name[40];
 
 		snprintf(name, sizeof(name), "%.*s",
-		    (int)m->f[PF_T].via.str.size, m->f[PF_T].via.str.ptr);
+		         (int)m->f[PF_T].via.str.size, m->f[PF_T].via.str.ptr);
 		fault(f, PE_UNKNOWN_MESSAGE, "unknown message type \"%s\"",
-		    name);
+		      name);
 		return PROTO_DECODE_REJECT;
 	}
 	m->type = (enum proto_type)t;
@@ -363,7 +365,7 @@ proto_decode(const char *payload, size_t len, msgpack_zone *zone,
 		int k = __builtin_ctzll(missing);
 
 		fault(f, PE_BAD_FIELD, "missing field \"%s\"",
-		    proto_fields[k].name);
+		      proto_fields[k].name);
 		return PROTO_DECODE_REJECT;
 	}
 	return PROTO_DECODE_OK;
@@ -372,8 +374,7 @@ proto_decode(const char *payload, size_t len, msgpack_zone *zone,
 uint64_t
 proto_u64(const struct proto_msg *m, enum proto_field f, uint64_t def)
 {
-	if (!proto_has(m, f) ||
-	    m->f[f].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+	if (!proto_has(m, f) || m->f[f].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
 		return def;
 	return m->f[f].via.u64;
 }
@@ -385,7 +386,7 @@ proto_i64(const struct proto_msg *m, enum proto_field f, int64_t def)
 		return def;
 	if (m->f[f].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
 		return m->f[f].via.u64 > INT64_MAX ? INT64_MAX
-						   : (int64_t)m->f[f].via.u64;
+		                                   : (int64_t)m->f[f].via.u64;
 	if (m->f[f].type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
 		return m->f[f].via.i64;
 	return def;
@@ -412,7 +413,7 @@ proto_str(const struct proto_msg *m, enum proto_field f, size_t *len)
 
 const char *
 proto_strcpy(const struct proto_msg *m, enum proto_field f, char *dst,
-    size_t size)
+             size_t size)
 {
 	size_t len;
 	const char *s = proto_str(m, f, &len);
@@ -435,5 +436,5 @@ proto_obj_streq(const msgpack_object *o, const char *s)
 	size_t n = strlen(s);
 
 	return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
-	    memcmp(o->via.str.ptr, s, n) == 0;
+	       memcmp(o->via.str.ptr, s, n) == 0;
 }

@@ -10,7 +10,7 @@
 
 ssize_t
 proto_frame_next(const char *buf, size_t len, const char **payload,
-    size_t *plen)
+                 size_t *plen)
 {
 	const unsigned char *p = (const unsigned char *)buf;
 	uint32_t n;
@@ -82,15 +82,48 @@ proto_scan(const char *buf, size_t len, const char **cause)
 			int w;
 
 			switch (c) {
-			case 0xc4: case 0xd9: w = 1; break; /* bin8, str8 */
-			case 0xc5: case 0xda: w = 2; break;
-			case 0xc6: case 0xdb: w = 4; break;
-			case 0xcc: case 0xd0: hdr = 2; w = 0; break;
-			case 0xcd: case 0xd1: hdr = 3; w = 0; break;
-			case 0xca: case 0xce: case 0xd2: hdr = 5; w = 0; break;
-			case 0xcb: case 0xcf: case 0xd3: hdr = 9; w = 0; break;
-			case 0xdc: case 0xde: w = -2; break; /* array16, map16 */
-			case 0xdd: case 0xdf: w = -4; break;
+			case 0xc4:
+			case 0xd9:
+				w = 1;
+				break; /* bin8, str8 */
+			case 0xc5:
+			case 0xda:
+				w = 2;
+				break;
+			case 0xc6:
+			case 0xdb:
+				w = 4;
+				break;
+			case 0xcc:
+			case 0xd0:
+				hdr = 2;
+				w = 0;
+				break;
+			case 0xcd:
+			case 0xd1:
+				hdr = 3;
+				w = 0;
+				break;
+			case 0xca:
+			case 0xce:
+			case 0xd2:
+				hdr = 5;
+				w = 0;
+				break;
+			case 0xcb:
+			case 0xcf:
+			case 0xd3:
+				hdr = 9;
+				w = 0;
+				break;
+			case 0xdc:
+			case 0xde:
+				w = -2;
+				break; /* array16, map16 */
+			case 0xdd:
+			case 0xdf:
+				w = -4;
+				break;
 			default:
 				*cause = "unsupported msgpack type (ext)";
 				return -1;

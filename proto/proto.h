@@ -25,10 +25,10 @@
 
 /* Limits: every input is bounded. */
 #define PROTO_HEADER_LEN 4
-#define PROTO_MAX_FRAME	 (1024 * 1024)	/* payload bytes */
-#define PROTO_MAX_DEPTH	 8		/* nesting of arrays and maps */
-#define PROTO_MAX_ITEMS	 65536		/* elements in one array or map */
-#define PROTO_MAX_STR	 (256 * 1024)	/* bytes in one string or bin */
+#define PROTO_MAX_FRAME  (1024 * 1024) /* payload bytes */
+#define PROTO_MAX_DEPTH  8             /* nesting of arrays and maps */
+#define PROTO_MAX_ITEMS  65536         /* elements in one array or map */
+#define PROTO_MAX_STR    (256 * 1024)  /* bytes in one string or bin */
 
 /* Message types.  Requests first, then replies and events. */
 enum proto_type {
@@ -125,8 +125,8 @@ enum proto_field {
 };
 
 enum proto_vtype {
-	PV_UINT,  /* non-negative integer */
-	PV_INT,	  /* any integer */
+	PV_UINT, /* non-negative integer */
+	PV_INT,  /* any integer */
 	PV_BOOL,
 	PV_STR,
 	PV_MAP,
@@ -171,18 +171,12 @@ enum proto_state {
 #define PROTO_STATE_FINAL(s) ((s) >= PS_SUCCEEDED)
 
 /* Executors a job may ask for. */
-enum proto_exec {
-	PX_AUTO,
-	PX_LOOP,
-	PX_THREAD,
-	PX_PROCESS,
-	PX_COUNT
-};
+enum proto_exec { PX_AUTO, PX_LOOP, PX_THREAD, PX_PROCESS, PX_COUNT };
 
 struct proto_type_info {
 	const char *name;
-	bool request;	    /* sent by clients */
-	uint64_t required;  /* bitmask of fields that must be present */
+	bool request;      /* sent by clients */
+	uint64_t required; /* bitmask of fields that must be present */
 	const char *doc;
 };
 
@@ -221,7 +215,7 @@ int proto_exec_lookup(const char *name, size_t len);
  * PROTO_MAX_FRAME.
  */
 ssize_t proto_frame_next(const char *buf, size_t len, const char **payload,
-    size_t *plen);
+                         size_t *plen);
 
 /*
  * Walk one msgpack value without allocating: checks nesting depth,
@@ -269,17 +263,15 @@ struct proto_enc {
 };
 
 void proto_enc_begin(struct proto_enc *, struct pbuf *, enum proto_type,
-    uint64_t id);
+                     uint64_t id);
 void proto_enc_key(struct proto_enc *, enum proto_field);
 void proto_enc_u64(struct proto_enc *, enum proto_field, uint64_t);
 void proto_enc_i64(struct proto_enc *, enum proto_field, int64_t);
 void proto_enc_bool(struct proto_enc *, enum proto_field, bool);
-void proto_enc_str(struct proto_enc *, enum proto_field, const char *,
-    size_t);
+void proto_enc_str(struct proto_enc *, enum proto_field, const char *, size_t);
 void proto_enc_cstr(struct proto_enc *, enum proto_field, const char *);
 /* A value that is already msgpack (e.g. a job's stored result). */
-void proto_enc_raw(struct proto_enc *, enum proto_field, const void *,
-    size_t);
+void proto_enc_raw(struct proto_enc *, enum proto_field, const void *, size_t);
 /* Nested containers: after proto_enc_key, or as an array element. */
 void proto_enc_map_open(struct proto_enc *);
 void proto_enc_array_open(struct proto_enc *);
@@ -291,7 +283,7 @@ int proto_enc_end(struct proto_enc *);
 
 /* Convenience: a complete error reply. */
 void proto_enc_error(struct pbuf *, uint64_t id, enum proto_error,
-    const char *message);
+                     const char *message);
 
 /* ---- decoding (codec.c) ---- */
 
@@ -310,7 +302,7 @@ struct proto_fault {
 enum proto_decode_result {
 	PROTO_DECODE_OK = 0,
 	PROTO_DECODE_REJECT = -1, /* well-formed, but not acceptable: reply */
-	PROTO_DECODE_BAD = -2	  /* malformed: reply, then close */
+	PROTO_DECODE_BAD = -2     /* malformed: reply, then close */
 };
 
 /*
@@ -319,11 +311,12 @@ enum proto_decode_result {
  * serves a whole connection.
  */
 enum proto_decode_result proto_decode(const char *payload, size_t len,
-    msgpack_zone *zone, struct proto_msg *, struct proto_fault *);
+                                      msgpack_zone *zone, struct proto_msg *,
+                                      struct proto_fault *);
 
 /* Decode the fields of a nested map (e.g. one row of "jobs"). */
 int proto_decode_fields(const msgpack_object *map, struct proto_msg *,
-    struct proto_fault *);
+                        struct proto_fault *);
 
 static inline bool
 proto_has(const struct proto_msg *m, enum proto_field f)
@@ -335,11 +328,10 @@ uint64_t proto_u64(const struct proto_msg *, enum proto_field, uint64_t def);
 int64_t proto_i64(const struct proto_msg *, enum proto_field, int64_t def);
 bool proto_bool(const struct proto_msg *, enum proto_field, bool def);
 /* Returns the string (not NUL-terminated) and its length, or NULL. */
-const char *proto_str(const struct proto_msg *, enum proto_field,
-    size_t *len);
+const char *proto_str(const struct proto_msg *, enum proto_field, size_t *len);
 /* Copies a string field into dst (NUL-terminated, truncated); "" if absent. */
-const char *proto_strcpy(const struct proto_msg *, enum proto_field,
-    char *dst, size_t size);
+const char *proto_strcpy(const struct proto_msg *, enum proto_field, char *dst,
+                         size_t size);
 
 /* Compare a msgpack string object with a C string. */
 bool proto_obj_streq(const msgpack_object *, const char *);

@@ -146,9 +146,11 @@ exec_copy_argv(struct task_ctx *ctx, const msgpack_object *list, char ***out)
 			task_fail(ctx, "exec: argv must be a list of strings");
 			return -1;
 		}
-		if (o->via.str.size > EXEC_ARG_MAX || (i == 0 && o->via.str.size == 0)) {
+		if (o->via.str.size > EXEC_ARG_MAX ||
+		    (i == 0 && o->via.str.size == 0)) {
 			task_fail(ctx,
-			          "exec: argv[%u] must be at most %d bytes long (argv[0] not empty)",
+			          "exec: argv[%u] must be at most %d bytes "
+			          "long (argv[0] not empty)",
 			          i, EXEC_ARG_MAX);
 			return -1;
 		}

@@ -22,12 +22,12 @@ noop_step(struct task_ctx *ctx)
 }
 
 const struct task task_noop = {
-	.abi = CONCD_TASK_ABI,
-	.name = "noop",
-	.summary = "return the arguments at once",
-	.traits = TASK_NONBLOCKING,
-	.executors = TASK_ON_ALL,
-	.any_args = true,
-	.start = noop_start,
-	.step = noop_step,
+    .abi = CONCD_TASK_ABI,
+    .name = "noop",
+    .summary = "return the arguments at once",
+    .traits = TASK_NONBLOCKING,
+    .executors = TASK_ON_ALL,
+    .any_args = true,
+    .start = noop_start,
+    .step = noop_step,
 };

@@ -14,17 +14,17 @@
 enum { PRIMES_N };
 
 static const struct task_arg primes_args[] = {
-	[PRIMES_N] = {"n", TASK_ARG_INT, true, 0, 4000000000LL, 0,
-	    "count the primes up to and including n"},
+    [PRIMES_N] = {"n", TASK_ARG_INT, true, 0, 4000000000LL, 0,
+                  "count the primes up to and including n"},
 };
 
 struct primes_state {
 	uint64_t n;
-	uint64_t lo;	  /* next odd number to sieve */
+	uint64_t lo; /* next odd number to sieve */
 	uint64_t count;
-	uint32_t *base;	  /* odd primes <= sqrt(n) */
+	uint32_t *base; /* odd primes <= sqrt(n) */
 	size_t nbase;
-	uint64_t *next;	  /* next odd multiple of each base prime */
+	uint64_t *next; /* next odd multiple of each base prime */
 	unsigned char *seg;
 };
 
@@ -114,15 +114,15 @@ primes_stop(struct task_ctx *ctx)
 }
 
 const struct task task_primes = {
-	.abi = CONCD_TASK_ABI,
-	.name = "primes",
-	.summary = "count the primes up to n (CPU work)",
-	.traits = TASK_CPU,
-	.executors = TASK_ON_ALL,
-	.state_size = sizeof(struct primes_state),
-	.args = primes_args,
-	.nargs = sizeof(primes_args) / sizeof(primes_args[0]),
-	.start = primes_start,
-	.step = primes_step,
-	.stop = primes_stop,
+    .abi = CONCD_TASK_ABI,
+    .name = "primes",
+    .summary = "count the primes up to n (CPU work)",
+    .traits = TASK_CPU,
+    .executors = TASK_ON_ALL,
+    .state_size = sizeof(struct primes_state),
+    .args = primes_args,
+    .nargs = sizeof(primes_args) / sizeof(primes_args[0]),
+    .start = primes_start,
+    .step = primes_step,
+    .stop = primes_stop,
 };

@@ -4,10 +4,10 @@
 enum { SLEEP_MS, SLEEP_STEPS };
 
 static const struct task_arg sleep_args[] = {
-	[SLEEP_MS] = {"ms", TASK_ARG_INT, true, 0, 86400000, 0,
-	    "milliseconds to wait"},
-	[SLEEP_STEPS] = {"steps", TASK_ARG_INT, false, 1, 1000000, 1,
-	    "steps to divide the wait into, with progress after each"},
+    [SLEEP_MS] = {"ms", TASK_ARG_INT, true, 0, 86400000, 0,
+                  "milliseconds to wait"},
+    [SLEEP_STEPS] = {"steps", TASK_ARG_INT, false, 1, 1000000, 1,
+                     "steps to divide the wait into, with progress after each"},
 };
 
 struct sleep_state {
@@ -46,14 +46,14 @@ sleep_step(struct task_ctx *ctx)
 }
 
 const struct task task_sleep = {
-	.abi = CONCD_TASK_ABI,
-	.name = "sleep",
-	.summary = "wait ms milliseconds in steps, with progress",
-	.traits = TASK_NONBLOCKING,
-	.executors = TASK_ON_ALL,
-	.state_size = sizeof(struct sleep_state),
-	.args = sleep_args,
-	.nargs = sizeof(sleep_args) / sizeof(sleep_args[0]),
-	.start = sleep_start,
-	.step = sleep_step,
+    .abi = CONCD_TASK_ABI,
+    .name = "sleep",
+    .summary = "wait ms milliseconds in steps, with progress",
+    .traits = TASK_NONBLOCKING,
+    .executors = TASK_ON_ALL,
+    .state_size = sizeof(struct sleep_state),
+    .args = sleep_args,
+    .nargs = sizeof(sleep_args) / sizeof(sleep_args[0]),
+    .start = sleep_start,
+    .step = sleep_step,
 };

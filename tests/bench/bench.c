@@ -60,7 +60,7 @@
 #include "bench.h"
 
 #define BENCH_SPAWN_WAIT  5000 /* ms for a spawned concd to listen */
-#define BENCH_STOP_WAIT	  5000 /* ms for it to exit on SIGTERM */
+#define BENCH_STOP_WAIT   5000 /* ms for it to exit on SIGTERM */
 #define BENCH_MAX_DAEMONS 8
 
 enum {
@@ -77,27 +77,27 @@ enum {
 };
 
 static const struct option bench_longopts[] = {
-	{"socket", required_argument, NULL, 's'},
-	{"spawn", required_argument, NULL, 'S'},
-	{"suite", required_argument, NULL, OPT_SUITE},
-	{"runs", required_argument, NULL, 'r'},
-	{"rt", required_argument, NULL, 'n'},
-	{"pipelined", required_argument, NULL, 'p'},
-	{"window", required_argument, NULL, 'w'},
-	{"batch", required_argument, NULL, OPT_BATCH},
-	{"exec", required_argument, NULL, 'x'},
-	{"warm-jobs", required_argument, NULL, OPT_WARM_JOBS},
-	{"fresh-jobs", required_argument, NULL, OPT_FRESH_JOBS},
-	{"primes", required_argument, NULL, OPT_PRIMES},
-	{"sleepers", required_argument, NULL, OPT_SLEEPERS},
-	{"sleep-ms", required_argument, NULL, OPT_SLEEP_MS},
-	{"execs", required_argument, NULL, OPT_EXECS},
-	{"deep", required_argument, NULL, OPT_DEEP},
-	{"check", no_argument, NULL, 'c'},
-	{"full-decode", no_argument, NULL, OPT_FULL_DECODE},
-	{"verbose", no_argument, NULL, 'v'},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"socket", required_argument, NULL, 's'},
+    {"spawn", required_argument, NULL, 'S'},
+    {"suite", required_argument, NULL, OPT_SUITE},
+    {"runs", required_argument, NULL, 'r'},
+    {"rt", required_argument, NULL, 'n'},
+    {"pipelined", required_argument, NULL, 'p'},
+    {"window", required_argument, NULL, 'w'},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"exec", required_argument, NULL, 'x'},
+    {"warm-jobs", required_argument, NULL, OPT_WARM_JOBS},
+    {"fresh-jobs", required_argument, NULL, OPT_FRESH_JOBS},
+    {"primes", required_argument, NULL, OPT_PRIMES},
+    {"sleepers", required_argument, NULL, OPT_SLEEPERS},
+    {"sleep-ms", required_argument, NULL, OPT_SLEEP_MS},
+    {"execs", required_argument, NULL, OPT_EXECS},
+    {"deep", required_argument, NULL, OPT_DEEP},
+    {"check", no_argument, NULL, 'c'},
+    {"full-decode", no_argument, NULL, OPT_FULL_DECODE},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static void bench_noop(const struct bench_opts *, const char *path);
@@ -112,15 +112,15 @@ static const struct bench_suite_row {
 	void (*run)(const struct bench_opts *, const char *path);
 	bool spawns;
 } bench_suites[SUITE_COUNT] = {
-	[SUITE_NOOP] = {"noop", bench_noop, false},
-	[SUITE_FRESH] = {"fresh", suite_fresh, false},
-	[SUITE_CPU] = {"cpu", suite_cpu, true},
-	[SUITE_SLEEP] = {"sleep", suite_sleep, true},
-	[SUITE_EXEC] = {"exec", suite_exec, false},
-	[SUITE_DEEP] = {"deep", suite_deep, true},
+    [SUITE_NOOP] = {"noop", bench_noop, false},
+    [SUITE_FRESH] = {"fresh", suite_fresh, false},
+    [SUITE_CPU] = {"cpu", suite_cpu, true},
+    [SUITE_SLEEP] = {"sleep", suite_sleep, true},
+    [SUITE_EXEC] = {"exec", suite_exec, false},
+    [SUITE_DEEP] = {"deep", suite_deep, true},
 };
 _Static_assert(sizeof(bench_suites) / sizeof(bench_suites[0]) == SUITE_COUNT,
-    "bench_suites rows");
+               "bench_suites rows");
 
 /* Figures of one run of the noop suite. */
 struct bench_run {
@@ -134,7 +134,7 @@ struct bench_run {
 static pid_t bench_echo = -1;
 static struct bench_daemon bench_daemons[BENCH_MAX_DAEMONS];
 static bool bench_quiet_daemons = true; /* their stderr to a log file */
-static uint64_t bench_replies;		 /* checked, all connections */
+static uint64_t bench_replies;          /* checked, all connections */
 
 static void bench_cleanup(void);
 static void bench_daemon_log(const struct bench_daemon *);
@@ -157,10 +157,10 @@ bench_die(int status, const char *fmt, ...)
 	exit(status);
 }
 
-static void __attribute__((noreturn))
-bench_usage(int status)
+static void __attribute__((noreturn)) bench_usage(int status)
 {
-	fprintf(status ? stderr : stdout,
+	fprintf(
+	    status ? stderr : stdout,
 	    "concd-bench: the figures of DESIGN.md section 9, each against a "
 	    "baseline\n"
 	    "measured in the same run.  A suite prints the median, min and max "
@@ -275,7 +275,7 @@ bench_number(const char *s, const char *what, size_t min, size_t max)
 	if (errno != 0 || *s == '\0' || *s == '-' || *end != '\0' || v < min ||
 	    v > max)
 		bench_die(2, "%s must be a number from %zu to %zu", what, min,
-		    max);
+		          max);
 	return (size_t)v;
 }
 
@@ -319,9 +319,9 @@ bench_stat_cpu(pid_t pid, pid_t *ppid)
 	/* after "pid (comm)": state, ppid, ... utime is field 14 */
 	if ((p = strrchr(buf, ')')) == NULL ||
 	    sscanf(p + 1,
-		" %*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu "
-		"%llu",
-		&parent, &ut, &st, &cut, &cst) != 5)
+	           " %*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu "
+	           "%llu",
+	           &parent, &ut, &st, &cut, &cst) != 5)
 		return -1;
 	*ppid = parent;
 	return (double)(ut + st + cut + cst) / (double)sysconf(_SC_CLK_TCK);
@@ -429,8 +429,8 @@ bench_thousands(double v, char *buf, size_t size)
 void
 bench_head(const char *title)
 {
-	printf("%s\n%-20s %10s %10s %10s   %-38s %-13s\n", title, "",
-	    "median", "min", "max", "", "target");
+	printf("%s\n%-20s %10s %10s %10s   %-38s %-13s\n", title, "", "median",
+	       "min", "max", "", "target");
 }
 
 /*
@@ -438,8 +438,8 @@ bench_head(const char *title)
  * when prec < 0; verdict 1 PASS, 0 MISS, -1 none.
  */
 void
-bench_line(const char *name, struct bench_row row, int prec,
-    const char *what, const char *target, int verdict)
+bench_line(const char *name, struct bench_row row, int prec, const char *what,
+           const char *target, int verdict)
 {
 	char b[3][32];
 	const double v[3] = {row.med, row.lo, row.hi};
@@ -451,8 +451,10 @@ bench_line(const char *name, struct bench_row row, int prec,
 		else
 			snprintf(b[i], sizeof(b[i]), "%.*f", prec, v[i]);
 	printf("%-20s %10s %10s %10s   %-38s %-13s %s\n", name, b[0], b[1],
-	    b[2], what, target != NULL ? target : "",
-	    verdict < 0 ? "" : verdict ? "PASS" : "MISS");
+	       b[2], what, target != NULL ? target : "",
+	       verdict < 0 ? ""
+	       : verdict   ? "PASS"
+	                   : "MISS");
 	fflush(stdout);
 }
 
@@ -469,7 +471,7 @@ bench_write_all(int fd, const char *p, size_t len, const char *what)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				bench_die(1, "%s: no progress for %d s", what,
-				    BENCH_IO_TIMEOUT);
+				          BENCH_IO_TIMEOUT);
 			bench_die(1, "%s: write: %s", what, strerror(errno));
 		}
 		p += n;
@@ -492,7 +494,7 @@ bench_read_some(int fd, char *buf, size_t room, const char *what)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
 			bench_die(1, "%s: no reply for %d s", what,
-			    BENCH_IO_TIMEOUT);
+			          BENCH_IO_TIMEOUT);
 		bench_die(1, "%s: read: %s", what, strerror(errno));
 	}
 }
@@ -543,12 +545,12 @@ bench_daemon_log(const struct bench_daemon *d)
 	if (d->log[0] == '\0' || (fd = open(d->log, O_RDONLY)) < 0)
 		return;
 	if ((size = lseek(fd, 0, SEEK_END)) > 0) {
-		lseek(fd, size > (off_t)sizeof(buf) ? size - (off_t)sizeof(buf)
-						    : 0,
-		    SEEK_SET);
+		lseek(fd,
+		      size > (off_t)sizeof(buf) ? size - (off_t)sizeof(buf) : 0,
+		      SEEK_SET);
 		if ((n = read(fd, buf, sizeof(buf))) > 0) {
 			fprintf(stderr, "concd-bench: the log of concd %d:\n",
-			    (int)d->pid);
+			        (int)d->pid);
 			fwrite(buf, 1, (size_t)n, stderr);
 		}
 	}
@@ -597,13 +599,13 @@ bench_daemon_start(const char *concd, const char *const *flags)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (d->log[0] != '\0' &&
 		    (fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >=
-			0) {
+		        0) {
 			dup2(fd, STDERR_FILENO);
 			close(fd);
 		}
 		execv(concd, (char *const *)argv);
 		fprintf(stderr, "concd-bench: %s: %s\n", concd,
-		    strerror(errno));
+		        strerror(errno));
 		_exit(127);
 	}
 	for (waited = 0; waited < BENCH_SPAWN_WAIT; waited += 5) {
@@ -619,7 +621,7 @@ bench_daemon_start(const char *concd, const char *const *flags)
 		nanosleep(&tick, NULL);
 	}
 	bench_die(2, "%s did not listen on %s within %d ms", concd, d->sock,
-	    BENCH_SPAWN_WAIT);
+	          BENCH_SPAWN_WAIT);
 }
 
 static void
@@ -635,7 +637,7 @@ bench_reap(pid_t pid, const char *what)
 		nanosleep(&tick, NULL);
 	}
 	fprintf(stderr, "concd-bench: %s did not stop on SIGTERM: killed\n",
-	    what);
+	        what);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 }
@@ -670,8 +672,7 @@ bench_cleanup(void)
 
 /* ---- (a) the baseline: an echo process over a socketpair ---- */
 
-static void __attribute__((noreturn))
-bench_echo_main(int fd)
+static void __attribute__((noreturn)) bench_echo_main(int fd)
 {
 	char *buf = malloc(BENCH_RBUF);
 	const char *payload;
@@ -689,7 +690,7 @@ bench_echo_main(int fd)
 		len += (size_t)n;
 		off = 0;
 		while ((used = proto_frame_next(buf + off, len - off, &payload,
-			    &plen)) > 0)
+		                                &plen)) > 0)
 			off += (size_t)used;
 		if (used < 0)
 			_exit(1);
@@ -725,7 +726,7 @@ bench_echo_start(void)
 /* Median microseconds per round trip of one submit-sized frame. */
 static double
 bench_pingpong(int fd, const struct pbuf *frame, size_t n, char *rbuf,
-    double *us)
+               double *us)
 {
 	const char *payload;
 	size_t i, have, plen;
@@ -737,10 +738,11 @@ bench_pingpong(int fd, const struct pbuf *frame, size_t n, char *rbuf,
 		bench_write_all(fd, frame->data, frame->len, "echo");
 		have = 0;
 		while ((used = proto_frame_next(rbuf, have, &payload, &plen)) ==
-		    0)
+		       0)
 			have += bench_read_some(fd, rbuf + have,
-			    BENCH_RBUF - have, "echo");
-		if (used < 0 || (size_t)used != frame->len || have != frame->len)
+			                        BENCH_RBUF - have, "echo");
+		if (used < 0 || (size_t)used != frame->len ||
+		    have != frame->len)
 			bench_die(1, "echo: a frame came back changed");
 		us[i] = (bench_now() - t0) * 1e6;
 	}
@@ -750,8 +752,7 @@ bench_pingpong(int fd, const struct pbuf *frame, size_t n, char *rbuf,
 /* ---- replies ---- */
 
 static int
-bench_mp_uint(const unsigned char **pp, const unsigned char *end,
-    uint64_t *v)
+bench_mp_uint(const unsigned char **pp, const unsigned char *end, uint64_t *v)
 {
 	const unsigned char *p = *pp;
 	int w, i;
@@ -764,11 +765,20 @@ bench_mp_uint(const unsigned char **pp, const unsigned char *end,
 		return 0;
 	}
 	switch (*p) {
-	case 0xcc: w = 1; break;
-	case 0xcd: w = 2; break;
-	case 0xce: w = 4; break;
-	case 0xcf: w = 8; break;
-	default: return -1;
+	case 0xcc:
+		w = 1;
+		break;
+	case 0xcd:
+		w = 2;
+		break;
+	case 0xce:
+		w = 4;
+		break;
+	case 0xcf:
+		w = 8;
+		break;
+	default:
+		return -1;
 	}
 	if (end - p < 1 + w)
 		return -1;
@@ -780,8 +790,7 @@ bench_mp_uint(const unsigned char **pp, const unsigned char *end,
 
 /* Any integer that fits an int64_t. */
 static int
-bench_mp_int(const unsigned char **pp, const unsigned char *end,
-    int64_t *v)
+bench_mp_int(const unsigned char **pp, const unsigned char *end, int64_t *v)
 {
 	const unsigned char *p = *pp;
 	uint64_t u, sign;
@@ -795,10 +804,18 @@ bench_mp_int(const unsigned char **pp, const unsigned char *end,
 		return 0;
 	}
 	switch (*p) {
-	case 0xd0: w = 1; break;
-	case 0xd1: w = 2; break;
-	case 0xd2: w = 4; break;
-	case 0xd3: w = 8; break;
+	case 0xd0:
+		w = 1;
+		break;
+	case 0xd1:
+		w = 2;
+		break;
+	case 0xd2:
+		w = 4;
+		break;
+	case 0xd3:
+		w = 8;
+		break;
 	default:
 		if (bench_mp_uint(pp, end, &u) < 0 || u > INT64_MAX)
 			return -1;
@@ -816,8 +833,8 @@ bench_mp_int(const unsigned char **pp, const unsigned char *end,
 }
 
 static int
-bench_mp_str(const unsigned char **pp, const unsigned char *end,
-    const char **s, size_t *len)
+bench_mp_str(const unsigned char **pp, const unsigned char *end, const char **s,
+             size_t *len)
 {
 	const unsigned char *p = *pp;
 	size_t hdr;
@@ -845,7 +862,7 @@ bench_mp_str(const unsigned char **pp, const unsigned char *end,
 /* The header of an array (map: pairs), any width. */
 static int
 bench_mp_count(const unsigned char **pp, const unsigned char *end, bool map,
-    uint32_t *n)
+               uint32_t *n)
 {
 	const unsigned char *p = *pp;
 	unsigned char fix = map ? 0x80 : 0x90;
@@ -861,7 +878,7 @@ bench_mp_count(const unsigned char **pp, const unsigned char *end, bool map,
 		*pp = p + 3;
 	} else if (*p == w16 + 1 && end - p >= 5) {
 		*n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 |
-		    (uint32_t)p[3] << 8 | p[4];
+		     (uint32_t)p[3] << 8 | p[4];
 		*pp = p + 5;
 	} else
 		return -1;
@@ -892,7 +909,7 @@ bench_map_uint(const char *map, size_t len, const char *key, uint64_t *v)
 		if (bench_key(k, klen, key))
 			return bench_mp_uint(&p, end, v) == 0;
 		if ((used = proto_scan((const char *)p, (size_t)(end - p),
-			 &cause)) < 0)
+		                       &cause)) < 0)
 			return false;
 		p += used;
 	}
@@ -965,11 +982,11 @@ bench_walk(const char *payload, size_t len, struct bench_reply *r)
 				return -1;
 		} else if (bench_key(k, klen, "message")) {
 			if (bench_mp_str(&p, end, &r->message,
-				&r->message_len) < 0)
+			                 &r->message_len) < 0)
 				return -1;
 		} else {
 			if ((used = proto_scan((const char *)p,
-				 (size_t)(end - p), &cause)) < 0)
+			                       (size_t)(end - p), &cause)) < 0)
 				return -1;
 			if (bench_key(k, klen, "result")) {
 				r->result = (const char *)p;
@@ -995,7 +1012,7 @@ bench_walk(const char *payload, size_t len, struct bench_reply *r)
 /* The same fields through the wire library's decoder. */
 static int
 bench_decode(struct bench_conn *c, const char *payload, size_t len,
-    struct bench_reply *r, char *why, size_t whylen)
+             struct bench_reply *r, char *why, size_t whylen)
 {
 	static struct msgpack_sbuffer sb, sbc, sbj;
 	struct proto_msg m;
@@ -1075,8 +1092,8 @@ bench_wrong(const struct bench_reply *r, const char *fmt, ...)
 	va_end(ap);
 	if (r != NULL && r->error != NULL)
 		bench_die(1, "wrong reply: %s (error %.*s: %.*s)", what,
-		    (int)r->error_len, r->error, (int)r->message_len,
-		    r->message != NULL ? r->message : "");
+		          (int)r->error_len, r->error, (int)r->message_len,
+		          r->message != NULL ? r->message : "");
 	bench_die(1, "wrong reply: %s", what);
 }
 
@@ -1094,22 +1111,23 @@ bench_on_reply(struct bench_conn *c, const struct bench_reply *r)
 
 	if (r->type != PROTO_ACCEPTED && r->type != PROTO_END)
 		bench_wrong(r, "type %s, expected accepted or end",
-		    bench_type_name(r));
+		            bench_type_name(r));
 	if (!r->has_id || r->id < c->base || r->id - c->base >= c->sent)
 		bench_wrong(r, "%s for id %" PRIu64 ", never sent",
-		    proto_types[r->type].name, r->id);
+		            proto_types[r->type].name, r->id);
 	i = (size_t)(r->id - c->base);
 	if (!r->has_job || r->job == 0)
 		bench_wrong(r, "%s for id %" PRIu64 " without a job id",
-		    proto_types[r->type].name, r->id);
+		            proto_types[r->type].name, r->id);
 	if (r->type == PROTO_ACCEPTED) {
 		if (c->slot[i] != SLOT_SENT)
 			bench_wrong(r, "a second accepted for id %" PRIu64,
-			    r->id);
+			            r->id);
 		/* concd numbers jobs in the order it reads the submits */
 		if (c->opts->check && r->job <= c->last_job)
-			bench_wrong(r, "job %" PRIu64 " accepted after %"
-			    PRIu64, r->job, c->last_job);
+			bench_wrong(r,
+			            "job %" PRIu64 " accepted after %" PRIu64,
+			            r->job, c->last_job);
 		c->last_job = r->job;
 		c->job[i] = r->job;
 		c->slot[i] = SLOT_ACCEPTED;
@@ -1118,20 +1136,25 @@ bench_on_reply(struct bench_conn *c, const struct bench_reply *r)
 	}
 	if (c->slot[i] != SLOT_ACCEPTED)
 		bench_wrong(r, "end for id %" PRIu64 " %s", r->id,
-		    c->slot[i] == SLOT_ENDED ? "twice" : "before accepted");
+		            c->slot[i] == SLOT_ENDED ? "twice"
+		                                     : "before accepted");
 	if (r->job != c->job[i])
-		bench_wrong(r, "end of job %" PRIu64 " for id %" PRIu64
-		    ", accepted as job %" PRIu64, r->job, r->id, c->job[i]);
+		bench_wrong(r,
+		            "end of job %" PRIu64 " for id %" PRIu64
+		            ", accepted as job %" PRIu64,
+		            r->job, r->id, c->job[i]);
 	if (!bench_str_eq(r->state, r->state_len, "succeeded"))
 		bench_wrong(r, "job %" PRIu64 " ended %.*s", r->job,
-		    (int)r->state_len, r->state != NULL ? r->state : "");
+		            (int)r->state_len,
+		            r->state != NULL ? r->state : "");
 	if (r->result_len != 1 || r->result[0] != '\x80')
 		bench_wrong(r, "job %" PRIu64 " did not return {}", r->job);
 	if ((r->exec != NULL || c->opts->check) &&
 	    !bench_str_eq(r->exec, r->exec_len, proto_execs[c->exec]))
 		bench_wrong(r, "job %" PRIu64 " ran on %.*s, not %s", r->job,
-		    (int)r->exec_len, r->exec != NULL ? r->exec : "nothing",
-		    proto_execs[c->exec]);
+		            (int)r->exec_len,
+		            r->exec != NULL ? r->exec : "nothing",
+		            proto_execs[c->exec]);
 	c->slot[i] = SLOT_ENDED;
 	c->ended++;
 }
@@ -1156,27 +1179,31 @@ bench_batch_result(struct bench_batch *b, const struct bench_reply *r)
 	case CHECK_EMPTY:
 		if (r->result_len != 1 || r->result[0] != '\x80')
 			bench_wrong(r, "job %" PRIu64 " did not return {}",
-			    r->job);
+			            r->job);
 		return;
 	case CHECK_KEY:
 		if (!bench_map_uint(r->result, r->result_len, b->key, &v) ||
 		    v != b->want)
-			bench_wrong(r, "job %" PRIu64 " did not return {%s: %"
-			    PRIu64 "}", r->job, b->key, b->want);
+			bench_wrong(r,
+			            "job %" PRIu64
+			            " did not return {%s: %" PRIu64 "}",
+			            r->job, b->key, b->want);
 		return;
 	case CHECK_UINT:
 	case CHECK_SAME:
 		if (r->result == NULL || bench_mp_uint(&p, end, &v) < 0 ||
 		    p != end)
 			bench_wrong(r, "job %" PRIu64 " returned no number",
-			    r->job);
+			            r->job);
 		if (b->check == CHECK_SAME && !b->have_want) {
 			b->want = v;
 			b->have_want = true;
 		}
 		if (v != b->want)
-			bench_wrong(r, "job %" PRIu64 " returned %" PRIu64
-			    ", not %" PRIu64, r->job, v, b->want);
+			bench_wrong(r,
+			            "job %" PRIu64 " returned %" PRIu64
+			            ", not %" PRIu64,
+			            r->job, v, b->want);
 		return;
 	}
 }
@@ -1195,7 +1222,7 @@ bench_batch_mark(struct bench_batch *b)
 /* Request q of b accepted: one job, or a gather's list of them. */
 static void
 bench_batch_accepted(struct bench_conn *c, struct bench_batch *b, size_t q,
-    const struct bench_reply *r)
+                     const struct bench_reply *r)
 {
 	const unsigned char *p, *end;
 	size_t first = q * b->per, size, k;
@@ -1208,7 +1235,7 @@ bench_batch_accepted(struct bench_conn *c, struct bench_batch *b, size_t q,
 			bench_wrong(r, "accepted without a job id");
 		if (b->slot[first] != SLOT_SENT)
 			bench_wrong(r, "a second accepted for id %" PRIu64,
-			    r->id);
+			            r->id);
 		b->job[first] = r->job;
 		b->slot[first] = SLOT_ACCEPTED;
 		b->accepted++;
@@ -1217,7 +1244,7 @@ bench_batch_accepted(struct bench_conn *c, struct bench_batch *b, size_t q,
 	}
 	if (!r->has_jobs || r->njobs != size)
 		bench_wrong(r, "a gather of %zu accepted with %zu jobs", size,
-		    r->njobs);
+		            r->njobs);
 	p = (const unsigned char *)r->jobs;
 	end = p + r->jobs_len;
 	if (bench_mp_count(&p, end, false, &n) < 0)
@@ -1227,7 +1254,7 @@ bench_batch_accepted(struct bench_conn *c, struct bench_batch *b, size_t q,
 			bench_wrong(r, "job %zu of a gather without an id", k);
 		if (b->slot[first + k] != SLOT_SENT)
 			bench_wrong(r, "a second accepted for gather %" PRIu64,
-			    r->id);
+			            r->id);
 		if (c->opts->check && job <= prev)
 			bench_wrong(r, "gather job ids not ascending");
 		prev = job;
@@ -1240,7 +1267,7 @@ bench_batch_accepted(struct bench_conn *c, struct bench_batch *b, size_t q,
 
 static void
 bench_batch_reply(struct bench_conn *c, struct bench_batch *b, size_t q,
-    const struct bench_reply *r)
+                  const struct bench_reply *r)
 {
 	size_t first = q * b->per, size, i;
 
@@ -1259,50 +1286,54 @@ bench_batch_reply(struct bench_conn *c, struct bench_batch *b, size_t q,
 		}
 		if (b->refused == 0)
 			snprintf(b->refusal, sizeof(b->refusal), "%.*s: %.*s",
-			    (int)r->error_len, r->error != NULL ? r->error : "",
-			    (int)r->message_len,
-			    r->message != NULL ? r->message : "");
+			         (int)r->error_len,
+			         r->error != NULL ? r->error : "",
+			         (int)r->message_len,
+			         r->message != NULL ? r->message : "");
 		b->refused += size;
 		return;
 	}
 	if (r->type != PROTO_END && r->type != PROTO_PROGRESS &&
 	    r->type != PROTO_OUTPUT)
 		bench_wrong(r, "a %s for request %" PRIu64, bench_type_name(r),
-		    r->id);
+		            r->id);
 	if (b->gather && (!r->has_index || r->index >= size))
 		bench_wrong(r, "a %s of a gather without a good index",
-		    bench_type_name(r));
+		            bench_type_name(r));
 	if (!b->gather && r->has_index)
 		bench_wrong(r, "a %s of a submit with an index",
-		    bench_type_name(r));
+		            bench_type_name(r));
 	i = first + (b->gather ? (size_t)r->index : 0);
 	if (b->slot[i] != SLOT_ACCEPTED)
 		bench_wrong(r, "a %s of job %zu %s", bench_type_name(r), i,
-		    b->slot[i] == SLOT_ENDED ? "after its end"
-					     : "before accepted");
+		            b->slot[i] == SLOT_ENDED ? "after its end"
+		                                     : "before accepted");
 	if (!r->has_job || r->job != b->job[i])
-		bench_wrong(r, "a %s of job %" PRIu64 ", accepted as job %"
-		    PRIu64, bench_type_name(r), r->job, b->job[i]);
+		bench_wrong(r,
+		            "a %s of job %" PRIu64 ", accepted as job %" PRIu64,
+		            bench_type_name(r), r->job, b->job[i]);
 	if (r->type != PROTO_END) {
 		b->events++;
 		return;
 	}
 	if (!b->watched)
 		bench_wrong(r, "an end of job %" PRIu64 ", never watched",
-		    r->job);
+		            r->job);
 	if (!bench_str_eq(r->state, r->state_len, b->state))
 		bench_wrong(r, "job %" PRIu64 " ended %.*s, not %s", r->job,
-		    (int)r->state_len, r->state != NULL ? r->state : "",
-		    b->state);
+		            (int)r->state_len, r->state != NULL ? r->state : "",
+		            b->state);
 	if (!bench_str_eq(r->exec, r->exec_len, proto_execs[b->exec]))
 		bench_wrong(r, "job %" PRIu64 " ran on %.*s, not %s", r->job,
-		    (int)r->exec_len, r->exec != NULL ? r->exec : "nothing",
-		    proto_execs[b->exec]);
-	if (b->fresh >= 0 && (!r->has_worker ||
-				 (b->fresh ? r->worker != -1 : r->worker < 0)))
-		bench_wrong(r, "job %" PRIu64 " ran on worker %" PRId64
-		    ", not on a %s one", r->job, r->worker,
-		    b->fresh ? "fresh" : "warm");
+		            (int)r->exec_len,
+		            r->exec != NULL ? r->exec : "nothing",
+		            proto_execs[b->exec]);
+	if (b->fresh >= 0 &&
+	    (!r->has_worker || (b->fresh ? r->worker != -1 : r->worker < 0)))
+		bench_wrong(r,
+		            "job %" PRIu64 " ran on worker %" PRId64
+		            ", not on a %s one",
+		            r->job, r->worker, b->fresh ? "fresh" : "warm");
 	if (bench_str_eq(r->state, r->state_len, "succeeded"))
 		bench_batch_result(b, r);
 	b->slot[i] = SLOT_ENDED;
@@ -1317,18 +1348,18 @@ bench_rq_reply(struct bench_rq *q, const struct bench_reply *r)
 		bench_wrong(r, "a second reply to request %" PRIu64, q->id);
 	if (r->type != q->type)
 		bench_wrong(r, "a %s for request %" PRIu64 ", expected %s",
-		    bench_type_name(r), q->id, proto_types[q->type].name);
+		            bench_type_name(r), q->id,
+		            proto_types[q->type].name);
 	q->done = true;
 	q->t_done = bench_now();
 	q->job = r->job;
 	q->total = r->total;
 	q->rows = r->njobs;
 	snprintf(q->state, sizeof(q->state), "%.*s", (int)r->state_len,
-	    r->state != NULL ? r->state : "");
+	         r->state != NULL ? r->state : "");
 	if (r->counts != NULL &&
 	    (!bench_map_uint(r->counts, r->counts_len, "queued", &q->queued) ||
-		!bench_map_uint(r->counts, r->counts_len, "running",
-		    &q->running)))
+	     !bench_map_uint(r->counts, r->counts_len, "running", &q->running)))
 		bench_wrong(r, "counts without queued and running");
 }
 
@@ -1347,13 +1378,14 @@ bench_suite_reply(struct bench_conn *c, const struct bench_reply *r)
 		}
 	for (i = 0; i < BENCH_MAX_BATCHES; i++) {
 		b = c->batch[i];
-		if (b != NULL && r->id >= b->base && r->id - b->base < b->nreq) {
+		if (b != NULL && r->id >= b->base &&
+		    r->id - b->base < b->nreq) {
 			bench_batch_reply(c, b, (size_t)(r->id - b->base), r);
 			return;
 		}
 	}
 	bench_wrong(r, "a %s for id %" PRIu64 ", never sent",
-	    bench_type_name(r), r->id);
+	            bench_type_name(r), r->id);
 }
 
 /*
@@ -1389,7 +1421,7 @@ bench_frame(struct bench_conn *c, const char *payload, size_t plen)
 		if (bench_decode(c, payload, plen, &d, why, sizeof(why)) < 0)
 			bench_wrong(NULL, "%s", why);
 		bench_wrong(&d, "a %s the walker cannot read",
-		    bench_type_name(&d));
+		            bench_type_name(&d));
 	}
 	if (c->opts->check && !c->opts->full_decode) {
 		if (bench_decode(c, payload, plen, &d, why, sizeof(why)) < 0) {
@@ -1397,19 +1429,22 @@ bench_frame(struct bench_conn *c, const char *payload, size_t plen)
 				bench_wrong(NULL, "%s", why);
 			bench_undecodable++;
 		} else if (d.type != r.type || d.has_id != r.has_id ||
-		    d.id != r.id || d.has_job != r.has_job ||
-		    d.job != r.job || d.has_index != r.has_index ||
-		    d.index != r.index || d.has_total != r.has_total ||
-		    d.total != r.total || d.has_worker != r.has_worker ||
-		    d.worker != r.worker || d.has_jobs != r.has_jobs ||
-		    d.njobs != r.njobs ||
-		    !bench_same_str(d.state, d.state_len, r.state,
-			r.state_len) ||
-		    !bench_same_str(d.exec, d.exec_len, r.exec, r.exec_len) ||
-		    !bench_same_str(d.result, d.result_len, r.result,
-			r.result_len))
-			bench_wrong(&d, "proto_decode and the walker "
-			    "disagree on a %s", bench_type_name(&d));
+		           d.id != r.id || d.has_job != r.has_job ||
+		           d.job != r.job || d.has_index != r.has_index ||
+		           d.index != r.index || d.has_total != r.has_total ||
+		           d.total != r.total || d.has_worker != r.has_worker ||
+		           d.worker != r.worker || d.has_jobs != r.has_jobs ||
+		           d.njobs != r.njobs ||
+		           !bench_same_str(d.state, d.state_len, r.state,
+		                           r.state_len) ||
+		           !bench_same_str(d.exec, d.exec_len, r.exec,
+		                           r.exec_len) ||
+		           !bench_same_str(d.result, d.result_len, r.result,
+		                           r.result_len))
+			bench_wrong(&d,
+			            "proto_decode and the walker "
+			            "disagree on a %s",
+			            bench_type_name(&d));
 	}
 	/* --check: the fence's pong must come after everything else */
 	if (c->fence != 0) {
@@ -1418,7 +1453,7 @@ bench_frame(struct bench_conn *c, const char *payload, size_t plen)
 			return;
 		}
 		bench_wrong(&r, "a %s after the fence ping",
-		    bench_type_name(&r));
+		            bench_type_name(&r));
 	}
 	if (c->suite)
 		bench_suite_reply(c, &r);
@@ -1435,16 +1470,16 @@ bench_read_replies(struct bench_conn *c)
 	ssize_t used;
 
 	c->rlen += bench_read_some(c->fd, c->rbuf + c->rlen,
-	    BENCH_RBUF - c->rlen, "concd");
+	                           BENCH_RBUF - c->rlen, "concd");
 	c->reads++;
-	while ((used = proto_frame_next(c->rbuf + off, c->rlen - off,
-		    &payload, &plen)) > 0) {
+	while ((used = proto_frame_next(c->rbuf + off, c->rlen - off, &payload,
+	                                &plen)) > 0) {
 		off += (size_t)used;
 		bench_frame(c, payload, plen);
 	}
 	if (used < 0)
 		bench_wrong(NULL, "a frame larger than %d bytes",
-		    PROTO_MAX_FRAME);
+		            PROTO_MAX_FRAME);
 	if (off > 0) {
 		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 		c->rlen -= off;
@@ -1488,8 +1523,7 @@ bench_args_uint(struct pbuf *b, const char *key, uint64_t v)
 
 /* {key: [s...]}, packed. */
 void
-bench_args_list(struct pbuf *b, const char *key, const char *const *s,
-    size_t n)
+bench_args_list(struct pbuf *b, const char *key, const char *const *s, size_t n)
 {
 	msgpack_packer pk;
 	size_t i;
@@ -1549,7 +1583,7 @@ bench_template(struct bench_conn *c, enum proto_exec x)
 /* k frames of t, ids from id on, at the end of b. */
 static void
 bench_tmpl_put(struct pbuf *b, const struct bench_tmpl *t, uint64_t id,
-    size_t k)
+               size_t k)
 {
 	size_t i, len = t->frame.len;
 	char *p;
@@ -1624,13 +1658,13 @@ bench_send(struct bench_conn *c)
 		}
 		if (rc == 0)
 			bench_die(1, "concd: no progress for %d s",
-			    BENCH_IO_TIMEOUT);
+			          BENCH_IO_TIMEOUT);
 		if (p.revents & POLLIN) {
 			bench_read_replies(c);
 			continue;
 		}
 		n = send(c->fd, c->wbuf.data + off, c->wbuf.len - off,
-		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		         MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (n < 0)
@@ -1689,8 +1723,7 @@ bench_batch_attach(struct bench_conn *c, struct bench_batch *b)
 	for (i = 0; i < BENCH_MAX_BATCHES && c->batch[i] != NULL; i++)
 		;
 	if (i == BENCH_MAX_BATCHES)
-		bench_die(2, "more than %d batches at once",
-		    BENCH_MAX_BATCHES);
+		bench_die(2, "more than %d batches at once", BENCH_MAX_BATCHES);
 	c->batch[i] = b;
 	b->base = c->next_id;
 	c->next_id += b->nreq;
@@ -1713,7 +1746,7 @@ bench_batch_detach(struct bench_conn *c, struct bench_batch *b)
 /* The next k submits of b (per 1), from template t, into c->wbuf. */
 void
 bench_batch_submits(struct bench_conn *c, struct bench_batch *b,
-    const struct bench_tmpl *t, size_t k)
+                    const struct bench_tmpl *t, size_t k)
 {
 	size_t i;
 
@@ -1728,7 +1761,7 @@ bench_batch_submits(struct bench_conn *c, struct bench_batch *b,
 /* All of b's gathers, each job as s says, into c->wbuf. */
 void
 bench_batch_gathers(struct bench_conn *c, struct bench_batch *b,
-    const struct bench_spec *s)
+                    const struct bench_spec *s)
 {
 	struct proto_enc e;
 	size_t q, k, size;
@@ -1744,7 +1777,7 @@ bench_batch_gathers(struct bench_conn *c, struct bench_batch *b,
 			proto_enc_cstr(&e, PF_TASK, s->task);
 			if (s->args != NULL && s->args->len > 0)
 				proto_enc_raw(&e, PF_ARGS, s->args->data,
-				    s->args->len);
+				              s->args->len);
 			proto_enc_cstr(&e, PF_EXEC, proto_execs[s->exec]);
 			if (s->fresh)
 				proto_enc_bool(&e, PF_FRESH, true);
@@ -1824,8 +1857,7 @@ bench_ping(struct bench_conn *c)
  * job at a time.
  */
 static double
-bench_round_trips(struct bench_conn *c, enum proto_exec x, size_t n,
-    double *us)
+bench_round_trips(struct bench_conn *c, enum proto_exec x, size_t n, double *us)
 {
 	size_t i;
 	double t0, lo, hi;
@@ -1846,7 +1878,7 @@ bench_round_trips(struct bench_conn *c, enum proto_exec x, size_t n,
 /* (c): jobs per second with up to w submits in flight. */
 static double
 bench_pipelined(struct bench_conn *c, enum proto_exec x, size_t n,
-    double *cpu_daemon, double *cpu_client)
+                double *cpu_daemon, double *cpu_client)
 {
 	const struct bench_opts *o = c->opts;
 	size_t room, k;
@@ -1888,12 +1920,12 @@ bench_hello(struct bench_conn *c)
 	proto_enc_u64(&e, PF_VERSION, PROTO_VERSION);
 	proto_enc_end(&e);
 	bench_flush(c);
-	while ((used = proto_frame_next(c->rbuf, c->rlen, &payload,
-		    &plen)) == 0)
+	while ((used = proto_frame_next(c->rbuf, c->rlen, &payload, &plen)) ==
+	       0)
 		c->rlen += bench_read_some(c->fd, c->rbuf + c->rlen,
-		    BENCH_RBUF - c->rlen, "hello");
-	if (used < 0 || bench_decode(c, payload, plen, &r, why,
-			    sizeof(why)) < 0)
+		                           BENCH_RBUF - c->rlen, "hello");
+	if (used < 0 ||
+	    bench_decode(c, payload, plen, &r, why, sizeof(why)) < 0)
 		bench_wrong(NULL, "hello: %s", used < 0 ? "huge frame" : why);
 	if (r.type != PROTO_WELCOME || r.id != 1)
 		bench_wrong(&r, "hello answered by %s", bench_type_name(&r));
@@ -1903,7 +1935,7 @@ bench_hello(struct bench_conn *c)
 
 void
 bench_conn_open(struct bench_conn *c, const char *path,
-    const struct bench_opts *o)
+                const struct bench_opts *o)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -1954,38 +1986,37 @@ bench_row(const struct bench_run *runs, size_t n, size_t off)
 }
 
 static void
-bench_report(const struct bench_opts *o, const struct bench_run *runs,
-    size_t n)
+bench_report(const struct bench_opts *o, const struct bench_run *runs, size_t n)
 {
 	/* DESIGN.md section 9 */
 	static const double rt_target[PX_COUNT] = {
-		[PX_LOOP] = 1.2,
-		[PX_THREAD] = 2.0,
-		[PX_PROCESS] = 2.0,
+	    [PX_LOOP] = 1.2,
+	    [PX_THREAD] = 2.0,
+	    [PX_PROCESS] = 2.0,
 	};
 	static const double pl_target[PX_COUNT] = {
-		[PX_LOOP] = 500000,
-		[PX_THREAD] = 250000,
-		[PX_PROCESS] = 150000,
+	    [PX_LOOP] = 500000,
+	    [PX_THREAD] = 250000,
+	    [PX_PROCESS] = 150000,
 	};
 	static const enum proto_exec xs[] = {PX_LOOP, PX_THREAD, PX_PROCESS};
 	struct bench_row base, row, cd, cc, cpu;
 	char name[32], b[4][32], what[64];
 	size_t k;
 
-	printf("\n%-18s %10s %10s %10s   %-38s %-13s\n", "", "median",
-	    "min", "max", "", "target");
+	printf("\n%-18s %10s %10s %10s   %-38s %-13s\n", "", "median", "min",
+	       "max", "", "target");
 	base = bench_row(runs, n, offsetof(struct bench_run, ping_us));
 	if (o->rt > 0) {
-		cpu = bench_row(runs, n,
-		    offsetof(struct bench_run, ping_cpu_us));
+		cpu =
+		    bench_row(runs, n, offsetof(struct bench_run, ping_cpu_us));
 		if (cpu.med >= 0)
 			snprintf(what, sizeof(what), "us (echo cpu %.1f us)",
-			    cpu.med);
+			         cpu.med);
 		else
 			snprintf(what, sizeof(what), "us");
 		printf("%-18s %10.2f %10.2f %10.2f   %s\n", "ping-pong",
-		    base.med, base.lo, base.hi, what);
+		       base.med, base.lo, base.hi, what);
 	}
 	for (k = 0; k < 3 && o->rt > 0; k++) {
 		enum proto_exec x = xs[k];
@@ -1993,21 +2024,22 @@ bench_report(const struct bench_opts *o, const struct bench_run *runs,
 		if (!o->exec[x])
 			continue;
 		row = bench_row(runs, n,
-		    offsetof(struct bench_run, rt_us) + x * sizeof(double));
+		                offsetof(struct bench_run, rt_us) +
+		                    x * sizeof(double));
 		snprintf(name, sizeof(name), "%s round trip", proto_execs[x]);
 		cpu = bench_row(runs, n,
-		    offsetof(struct bench_run, rt_cpu_us) +
-			x * sizeof(double));
+		                offsetof(struct bench_run, rt_cpu_us) +
+		                    x * sizeof(double));
 		if (cpu.med >= 0)
 			snprintf(what, sizeof(what),
-			    "us (%.2fx ping-pong, cpu %.1f us)",
-			    row.med / base.med, cpu.med);
+			         "us (%.2fx ping-pong, cpu %.1f us)",
+			         row.med / base.med, cpu.med);
 		else
 			snprintf(what, sizeof(what), "us (%.2fx ping-pong)",
-			    row.med / base.med);
+			         row.med / base.med);
 		printf("%-18s %10.2f %10.2f %10.2f   %-38s <= %.1fx%6s %s\n",
-		    name, row.med, row.lo, row.hi, what, rt_target[x], "",
-		    row.med / base.med <= rt_target[x] ? "PASS" : "MISS");
+		       name, row.med, row.lo, row.hi, what, rt_target[x], "",
+		       row.med / base.med <= rt_target[x] ? "PASS" : "MISS");
 	}
 	for (k = 0; k < 3 && o->pipelined > 0; k++) {
 		enum proto_exec x = xs[k];
@@ -2015,40 +2047,41 @@ bench_report(const struct bench_opts *o, const struct bench_run *runs,
 		if (!o->exec[x])
 			continue;
 		row = bench_row(runs, n,
-		    offsetof(struct bench_run, jobs_s) + x * sizeof(double));
+		                offsetof(struct bench_run, jobs_s) +
+		                    x * sizeof(double));
 		cd = bench_row(runs, n,
-		    offsetof(struct bench_run, cpu_daemon) +
-			x * sizeof(double));
+		               offsetof(struct bench_run, cpu_daemon) +
+		                   x * sizeof(double));
 		cc = bench_row(runs, n,
-		    offsetof(struct bench_run, cpu_client) +
-			x * sizeof(double));
+		               offsetof(struct bench_run, cpu_client) +
+		                   x * sizeof(double));
 		snprintf(name, sizeof(name), "%s pipelined", proto_execs[x]);
 		if (cd.med >= 0)
 			snprintf(what, sizeof(what),
-			    "jobs/s (cpu %3.0f%% + %3.0f%%, %.2f us/job)",
-			    cd.med * 100, cc.med * 100,
-			    cd.med * 1e6 / row.med);
+			         "jobs/s (cpu %3.0f%% + %3.0f%%, %.2f us/job)",
+			         cd.med * 100, cc.med * 100,
+			         cd.med * 1e6 / row.med);
 		else
 			snprintf(what, sizeof(what), "jobs/s (client %.0f%%)",
-			    cc.med * 100);
+			         cc.med * 100);
 		printf("%-18s %10s %10s %10s   %-38s >= %-10s %s\n", name,
-		    bench_thousands(row.med, b[0], sizeof(b[0])),
-		    bench_thousands(row.lo, b[1], sizeof(b[1])),
-		    bench_thousands(row.hi, b[2], sizeof(b[2])), what,
-		    bench_thousands(pl_target[x], b[3], sizeof(b[3])),
-		    row.med >= pl_target[x] ? "PASS" : "MISS");
+		       bench_thousands(row.med, b[0], sizeof(b[0])),
+		       bench_thousands(row.lo, b[1], sizeof(b[1])),
+		       bench_thousands(row.hi, b[2], sizeof(b[2])), what,
+		       bench_thousands(pl_target[x], b[3], sizeof(b[3])),
+		       row.med >= pl_target[x] ? "PASS" : "MISS");
 	}
 	if (o->pipelined > 0)
 		printf("cpu: per round trip, of the echo process or concd; "
-		    "pipelined, concd + client\nin %% of one core (the "
-		    "machine has %ld), and concd's per job\n",
-		    sysconf(_SC_NPROCESSORS_ONLN));
+		       "pipelined, concd + client\nin %% of one core (the "
+		       "machine has %ld), and concd's per job\n",
+		       sysconf(_SC_NPROCESSORS_ONLN));
 	fflush(stdout);
 }
 
 static void
 bench_warm_up(struct bench_conn *c, const struct bench_opts *o, int echo_fd,
-    const struct pbuf *frame, char *echo_buf, double *us)
+              const struct pbuf *frame, char *echo_buf, double *us)
 {
 	size_t rt = o->rt < 1000 ? o->rt : 1000;
 	size_t pl = o->pipelined < 4 * o->window ? o->pipelined : 4 * o->window;
@@ -2079,8 +2112,8 @@ bench_cpu_per(double cpu0, double cpu1, double wall, size_t n)
 /* Run r: every measurement once, the baseline first. */
 static void
 bench_one_run(struct bench_conn *c, const struct bench_opts *o, int echo_fd,
-    const struct pbuf *frame, char *echo_buf, double *us,
-    struct bench_run *u, size_t r)
+              const struct pbuf *frame, char *echo_buf, double *us,
+              struct bench_run *u, size_t r)
 {
 	double cpu, t0;
 	int x;
@@ -2088,26 +2121,28 @@ bench_one_run(struct bench_conn *c, const struct bench_opts *o, int echo_fd,
 	if (o->rt > 0) {
 		cpu = bench_proc_cpu(bench_echo);
 		t0 = bench_now();
-		u->ping_us = bench_pingpong(echo_fd, frame, o->rt, echo_buf,
-		    us);
+		u->ping_us =
+		    bench_pingpong(echo_fd, frame, o->rt, echo_buf, us);
 		u->ping_cpu_us = bench_cpu_per(cpu, bench_proc_cpu(bench_echo),
-		    bench_now() - t0, o->rt);
+		                               bench_now() - t0, o->rt);
 	}
 	for (x = 0; x < PX_COUNT && o->rt > 0; x++) {
 		if (o->exec[x]) {
 			cpu = bench_proc_cpu(c->daemon);
 			t0 = bench_now();
 			u->rt_us[x] = bench_round_trips(c, x, o->rt, us);
-			u->rt_cpu_us[x] = bench_cpu_per(cpu,
-			    bench_proc_cpu(c->daemon), bench_now() - t0, o->rt);
+			u->rt_cpu_us[x] =
+			    bench_cpu_per(cpu, bench_proc_cpu(c->daemon),
+			                  bench_now() - t0, o->rt);
 		}
 	}
 	for (x = 0; x < PX_COUNT && o->pipelined > 0; x++) {
 		if (o->exec[x]) {
 			u->jobs_s[x] = bench_pipelined(c, x, o->pipelined,
-			    &u->cpu_daemon[x], &u->cpu_client[x]);
-			u->per_read[x] = 2.0 * (double)o->pipelined /
-			    (double)c->reads;
+			                               &u->cpu_daemon[x],
+			                               &u->cpu_client[x]);
+			u->per_read[x] =
+			    2.0 * (double)o->pipelined / (double)c->reads;
 		}
 	}
 	if (!o->verbose)
@@ -2119,11 +2154,10 @@ bench_one_run(struct bench_conn *c, const struct bench_opts *o, int echo_fd,
 		if (!o->exec[x])
 			continue;
 		if (o->rt > 0)
-			printf(" %s rt %.2f us;", proto_execs[x],
-			    u->rt_us[x]);
+			printf(" %s rt %.2f us;", proto_execs[x], u->rt_us[x]);
 		if (o->pipelined > 0)
 			printf(" %s %.0f jobs/s, %.0f replies per read;",
-			    proto_execs[x], u->jobs_s[x], u->per_read[x]);
+			       proto_execs[x], u->jobs_s[x], u->per_read[x]);
 	}
 	printf("\n");
 	fflush(stdout);
@@ -2149,18 +2183,18 @@ bench_noop(const struct bench_opts *o, const char *path)
 		bench_die(2, "out of memory");
 	/* the baseline's frame has the size of a submit */
 	pbuf_append(&frame, c.tmpl[PX_LOOP].frame.data,
-	    c.tmpl[PX_LOOP].frame.len);
+	            c.tmpl[PX_LOOP].frame.len);
 
 	printf("\nnoop: concd pid %d on %s; %zu runs of %zu round trips"
-	    " and %zu pipelined jobs (window %zu, %zu per write)%s\n",
-	    (int)c.daemon, path, o->runs, o->rt, o->pipelined, o->window,
-	    o->batch, o->check ? "; checking" : "");
+	       " and %zu pipelined jobs (window %zu, %zu per write)%s\n",
+	       (int)c.daemon, path, o->runs, o->rt, o->pipelined, o->window,
+	       o->batch, o->check ? "; checking" : "");
 	fflush(stdout);
 
 	bench_warm_up(&c, o, echo_fd, &frame, echo_buf, us);
 	for (r = 0; r < o->runs; r++)
 		bench_one_run(&c, o, echo_fd, &frame, echo_buf, us, &runs[r],
-		    r);
+		              r);
 	bench_report(o, runs, o->runs);
 
 	close(echo_fd);
@@ -2188,24 +2222,24 @@ bench_suite_option(struct bench_opts *o, const char *name)
 			return;
 		}
 	bench_die(2, "--suite must be noop, fresh, cpu, sleep, exec, deep or "
-	    "all");
+	             "all");
 }
 
 int
 main(int argc, char *argv[])
 {
 	struct bench_opts o = {
-		.runs = 5,
-		.rt = 10000,
-		.pipelined = 1000000,
-		.window = 4096,
-		.warm_jobs = 300,
-		.fresh_jobs = 30,
-		.primes = 200000000,
-		.sleepers = 100000,
-		.sleep_ms = 1000,
-		.execs = 1000,
-		.deep = 1000000,
+	    .runs = 5,
+	    .rt = 10000,
+	    .pipelined = 1000000,
+	    .window = 4096,
+	    .warm_jobs = 300,
+	    .fresh_jobs = 30,
+	    .primes = 200000000,
+	    .sleepers = 100000,
+	    .sleep_ms = 1000,
+	    .execs = 1000,
+	    .deep = 1000000,
 	};
 	const struct bench_suite_row *s;
 	struct bench_daemon *main_daemon = NULL;
@@ -2215,7 +2249,7 @@ main(int argc, char *argv[])
 	int ch, i;
 
 	while ((ch = getopt_long(argc, argv, "hv", bench_longopts, NULL)) !=
-	    -1) {
+	       -1) {
 		switch (ch) {
 		case 's':
 			o.socket = optarg;
@@ -2244,9 +2278,10 @@ main(int argc, char *argv[])
 			break;
 		case 'x':
 			if ((ch = proto_exec_lookup(optarg, strlen(optarg))) <
-				0 ||
+			        0 ||
 			    ch == PX_AUTO)
-				bench_die(2,
+				bench_die(
+				    2,
 				    "--exec must be loop, thread or process");
 			o.exec[ch] = true;
 			break;
@@ -2259,8 +2294,8 @@ main(int argc, char *argv[])
 			    bench_number(optarg, "--fresh-jobs", 1, 100000);
 			break;
 		case OPT_PRIMES:
-			o.primes = bench_number(optarg, "--primes", 2,
-			    4000000000ULL);
+			o.primes =
+			    bench_number(optarg, "--primes", 2, 4000000000ULL);
 			break;
 		case OPT_SLEEPERS:
 			o.sleepers =
@@ -2296,8 +2331,7 @@ main(int argc, char *argv[])
 	if (o.suites == 0)
 		o.suites = 1u << SUITE_NOOP;
 	if (!o.exec[PX_LOOP] && !o.exec[PX_THREAD] && !o.exec[PX_PROCESS])
-		o.exec[PX_LOOP] = o.exec[PX_THREAD] = o.exec[PX_PROCESS] =
-		    true;
+		o.exec[PX_LOOP] = o.exec[PX_THREAD] = o.exec[PX_PROCESS] = true;
 	if (o.batch == 0)
 		o.batch = o.window / 4 > 1024 ? 1024 : o.window / 4;
 	if (o.batch == 0)
@@ -2309,7 +2343,7 @@ main(int argc, char *argv[])
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	printf("concd-bench: %ld cpus%s\n", sysconf(_SC_NPROCESSORS_ONLN),
-	    o.check ? "; checking every reply" : "");
+	       o.check ? "; checking every reply" : "");
 	for (i = 0; i < SUITE_COUNT; i++) {
 		s = &bench_suites[i];
 		if (!(o.suites & (1u << i)))
@@ -2317,8 +2351,8 @@ main(int argc, char *argv[])
 		if (s->spawns) {
 			if (o.spawn == NULL) {
 				printf("\n%s: skipped: it needs --spawn (it "
-				    "starts a concd per configuration)\n",
-				    s->name);
+				       "starts a concd per configuration)\n",
+				       s->name);
 				continue;
 			}
 			s->run(&o, NULL);
@@ -2332,14 +2366,13 @@ main(int argc, char *argv[])
 			path = o.socket;
 		s->run(&o, path);
 	}
-	printf("\n%" PRIu64 " replies checked%s: all correct\n",
-	    bench_replies,
-	    o.check ? " by the walker and by proto_decode" : "");
+	printf("\n%" PRIu64 " replies checked%s: all correct\n", bench_replies,
+	       o.check ? " by the walker and by proto_decode" : "");
 	if (bench_undecodable > 0)
 		printf("note: proto_decode refused %" PRIu64 " gather accepted "
-		    "replies: proto/msg.c requires\n\"job\" in accepted, "
-		    "concd-protocol(7) and concd send \"jobs\" instead\n",
-		    bench_undecodable);
+		       "replies: proto/msg.c requires\n\"job\" in accepted, "
+		       "concd-protocol(7) and concd send \"jobs\" instead\n",
+		       bench_undecodable);
 	if (own)
 		bench_daemon_stop(main_daemon);
 	bench_cleanup();

@@ -15,11 +15,11 @@
 
 #include "proto.h"
 
-#define BENCH_ID_BASE	  (UINT64_C(1) << 32) /* ids encode as 0xcf + 8 */
-#define BENCH_RBUF	  (2 * 1024 * 1024)
-#define BENCH_IO_TIMEOUT  30 /* seconds without a reply: give up */
-#define BENCH_MAX_RQ	  4  /* single requests awaited at once */
-#define BENCH_MAX_BATCHES 4  /* batches of jobs awaited at once */
+#define BENCH_ID_BASE     (UINT64_C(1) << 32) /* ids encode as 0xcf + 8 */
+#define BENCH_RBUF        (2 * 1024 * 1024)
+#define BENCH_IO_TIMEOUT  30    /* seconds without a reply: give up */
+#define BENCH_MAX_RQ      4     /* single requests awaited at once */
+#define BENCH_MAX_BATCHES 4     /* batches of jobs awaited at once */
 #define BENCH_GATHER_MAX  10000 /* jobs in one gather (concd's limit) */
 
 enum bench_suite {
@@ -66,7 +66,7 @@ struct bench_reply {
 	uint64_t id, job, index, total;
 	int64_t worker;
 	bool has_id, has_job, has_index, has_total, has_worker, has_jobs;
-	size_t njobs; /* elements of "jobs" */
+	size_t njobs;     /* elements of "jobs" */
 	const char *jobs; /* its bytes (from proto_decode: packed again) */
 	const char *state, *exec, *result, *error, *message, *counts;
 	size_t state_len, exec_len, result_len, error_len, message_len;
@@ -109,8 +109,8 @@ struct bench_batch {
 	size_t n;      /* jobs */
 	size_t per;    /* jobs per request */
 	size_t nreq;
-	bool gather;	 /* gathers of per jobs, not submits (per 1) */
-	bool watched;	 /* ends are expected */
+	bool gather;     /* gathers of per jobs, not submits (per 1) */
+	bool watched;    /* ends are expected */
 	bool refusal_ok; /* an error reply is noted, not wrong */
 	enum proto_exec exec;
 	int fresh; /* ends name worker -1 (1), a pool's worker (0), any (-1) */
@@ -203,14 +203,14 @@ struct bench_row bench_stats(const double *v, size_t n);
 const char *bench_thousands(double v, char *buf, size_t size);
 void bench_head(const char *title);
 void bench_line(const char *name, struct bench_row row, int prec,
-    const char *what, const char *target, int verdict);
+                const char *what, const char *target, int verdict);
 
 struct bench_daemon *bench_daemon_start(const char *concd,
-    const char *const *flags);
+                                        const char *const *flags);
 void bench_daemon_stop(struct bench_daemon *);
 
 void bench_conn_open(struct bench_conn *, const char *path,
-    const struct bench_opts *);
+                     const struct bench_opts *);
 void bench_conn_close(struct bench_conn *);
 void bench_read_replies(struct bench_conn *);
 bool bench_poll_read(struct bench_conn *, int ms);
@@ -219,7 +219,7 @@ void bench_fence(struct bench_conn *);
 
 void bench_args_uint(struct pbuf *, const char *key, uint64_t);
 void bench_args_list(struct pbuf *, const char *key, const char *const *,
-    size_t);
+                     size_t);
 void bench_tmpl_make(struct bench_tmpl *, const struct bench_spec *);
 void bench_tmpl_free(struct bench_tmpl *);
 
@@ -227,17 +227,16 @@ void bench_batch_init(struct bench_batch *, size_t n, size_t per);
 void bench_batch_attach(struct bench_conn *, struct bench_batch *);
 void bench_batch_detach(struct bench_conn *, struct bench_batch *);
 void bench_batch_submits(struct bench_conn *, struct bench_batch *,
-    const struct bench_tmpl *, size_t k);
+                         const struct bench_tmpl *, size_t k);
 void bench_batch_gathers(struct bench_conn *, struct bench_batch *,
-    const struct bench_spec *);
+                         const struct bench_spec *);
 size_t bench_batch_settled(const struct bench_batch *);
 
 void bench_rq_begin(struct bench_conn *, struct bench_rq *, enum proto_type);
 double bench_rq_wait(struct bench_conn *, struct bench_rq *);
 void bench_rq_end(struct bench_conn *, struct bench_rq *);
 double bench_ping(struct bench_conn *);
-bool bench_map_uint(const char *map, size_t len, const char *key,
-    uint64_t *);
+bool bench_map_uint(const char *map, size_t len, const char *key, uint64_t *);
 
 /* suite.c */
 void suite_fresh(const struct bench_opts *, const char *path);

@@ -52,8 +52,7 @@ suite_row(const double *v, size_t n, double scale)
 }
 
 static void
-suite_conn(struct bench_conn *c, const char *path,
-    const struct bench_opts *o)
+suite_conn(struct bench_conn *c, const char *path, const struct bench_opts *o)
 {
 	bench_conn_open(c, path, o);
 	c->suite = true;
@@ -73,14 +72,14 @@ static const struct fresh_kind {
 	bool fresh;
 	double target; /* fresh/warm at least; 0: no target */
 } fresh_kinds[] = {
-	{"table thread warm", "table", PX_THREAD, false, 0},
-	{"table thread fresh", "table", PX_THREAD, true, 50},
-	{"table process warm", "table", PX_PROCESS, false, 0},
-	{"table process fresh", "table", PX_PROCESS, true, 50},
-	{"noop thread warm", "noop", PX_THREAD, false, 0},
-	{"noop thread fresh", "noop", PX_THREAD, true, 0},
-	{"noop process warm", "noop", PX_PROCESS, false, 0},
-	{"noop process fresh", "noop", PX_PROCESS, true, 2},
+    {"table thread warm", "table", PX_THREAD, false, 0},
+    {"table thread fresh", "table", PX_THREAD, true, 50},
+    {"table process warm", "table", PX_PROCESS, false, 0},
+    {"table process fresh", "table", PX_PROCESS, true, 50},
+    {"noop thread warm", "noop", PX_THREAD, false, 0},
+    {"noop thread fresh", "noop", PX_THREAD, true, 0},
+    {"noop process warm", "noop", PX_PROCESS, false, 0},
+    {"noop process fresh", "noop", PX_PROCESS, true, 2},
 };
 #define FRESH_KINDS (sizeof(fresh_kinds) / sizeof(fresh_kinds[0]))
 
@@ -105,7 +104,7 @@ fresh_batch(struct bench_batch *b, const struct fresh_kind *k, size_t n)
  */
 static const char *
 fresh_warm_up(struct bench_conn *c, const struct fresh_kind *k,
-    const struct bench_tmpl *t, char *why, size_t len)
+              const struct bench_tmpl *t, char *why, size_t len)
 {
 	struct bench_batch b;
 	size_t n = k->fresh ? 1 : FRESH_WARM_UP;
@@ -126,7 +125,7 @@ fresh_warm_up(struct bench_conn *c, const struct fresh_kind *k,
 /* Median microseconds from submit to end, n jobs one at a time. */
 static double
 fresh_sample(struct bench_conn *c, const struct fresh_kind *k,
-    const struct bench_tmpl *t, size_t n, double *us, double *init_ms)
+             const struct bench_tmpl *t, size_t n, double *us, double *init_ms)
 {
 	struct bench_batch b;
 	double t0, lo, hi;
@@ -168,17 +167,17 @@ suite_fresh(const struct bench_opts *o, const char *path)
 	if ((us = calloc(n, sizeof(*us))) == NULL)
 		bench_die(2, "out of memory");
 	printf("\nfresh: concd pid %d; one job at a time, submit to end: %zu "
-	    "warm and %zu fresh\njobs per kind and run; table n=%d has a "
-	    "costly per-worker init\n",
-	    (int)c.daemon, o->warm_jobs, o->fresh_jobs, FRESH_TABLE_N);
+	       "warm and %zu fresh\njobs per kind and run; table n=%d has a "
+	       "costly per-worker init\n",
+	       (int)c.daemon, o->warm_jobs, o->fresh_jobs, FRESH_TABLE_N);
 	for (k = 0; k < FRESH_KINDS; k++) {
 		const struct fresh_kind *fk = &fresh_kinds[k];
 		const struct bench_spec s = {
-			.task = fk->task,
-			.args = strcmp(fk->task, "table") == 0 ? &args : NULL,
-			.exec = fk->exec,
-			.fresh = fk->fresh,
-			.watch = true,
+		    .task = fk->task,
+		    .args = strcmp(fk->task, "table") == 0 ? &args : NULL,
+		    .exec = fk->exec,
+		    .fresh = fk->fresh,
+		    .watch = true,
 		};
 
 		bench_tmpl_make(&t[k], &s);
@@ -194,8 +193,9 @@ suite_fresh(const struct bench_opts *o, const char *path)
 			if (skip[k] != NULL || (fk->fresh && skip[k - 1]))
 				continue;
 			v[k][r] = fresh_sample(&c, fk, &t[k],
-			    fk->fresh ? o->fresh_jobs : o->warm_jobs, us,
-			    &init[k][r]);
+			                       fk->fresh ? o->fresh_jobs
+			                                 : o->warm_jobs,
+			                       us, &init[k][r]);
 			if (fk->fresh)
 				ratio[k][r] = v[k][r] / v[k - 1][r];
 		}
@@ -205,7 +205,7 @@ suite_fresh(const struct bench_opts *o, const char *path)
 		for (k = 0; k < FRESH_KINDS; k++)
 			if (skip[k] == NULL)
 				printf(" %s %.1f us;", fresh_kinds[k].name,
-				    v[k][r]);
+				       v[k][r]);
 		printf("\n");
 	}
 
@@ -215,13 +215,13 @@ suite_fresh(const struct bench_opts *o, const char *path)
 
 		if (skip[k] != NULL || (fk->fresh && skip[k - 1])) {
 			printf("%-20s skipped: %s\n", fk->name,
-			    skip[k] != NULL ? skip[k] : skip[k - 1]);
+			       skip[k] != NULL ? skip[k] : skip[k - 1]);
 			continue;
 		}
 		row = bench_stats(v[k], o->runs);
 		if (!fk->fresh) {
 			bench_line(fk->name, row, 1, "us (the baseline)", NULL,
-			    -1);
+			           -1);
 			continue;
 		}
 		{
@@ -230,17 +230,17 @@ suite_fresh(const struct bench_opts *o, const char *path)
 
 			if (in.med >= 0)
 				snprintf(what, sizeof(what),
-				    "us (%.1fx warm; init %.0f ms)", q.med,
-				    in.med);
+				         "us (%.1fx warm; init %.0f ms)", q.med,
+				         in.med);
 			else
 				snprintf(what, sizeof(what), "us (%.2fx warm)",
-				    q.med);
+				         q.med);
 			if (fk->target > 0)
-				snprintf(target, sizeof(target),
-				    ">= %gx warm", fk->target);
+				snprintf(target, sizeof(target), ">= %gx warm",
+				         fk->target);
 			bench_line(fk->name, row, 1, what,
-			    fk->target > 0 ? target : "(no target)",
-			    fk->target > 0 ? q.med >= fk->target : -1);
+			           fk->target > 0 ? target : "(no target)",
+			           fk->target > 0 ? q.med >= fk->target : -1);
 		}
 	}
 	for (k = 0; k < FRESH_KINDS; k++) {
@@ -264,10 +264,10 @@ static const struct cpu_config {
 	enum proto_exec exec;
 	int workers;
 } cpu_configs[] = {
-	{"process, 1 worker", "1", "1", PX_PROCESS, 1},
-	{"process, 2 workers", "1", "2", PX_PROCESS, 2},
-	{"thread, 1 worker", "1", "0", PX_THREAD, 1},
-	{"thread, 2 workers", "2", "0", PX_THREAD, 2},
+    {"process, 1 worker", "1", "1", PX_PROCESS, 1},
+    {"process, 2 workers", "1", "2", PX_PROCESS, 2},
+    {"thread, 1 worker", "1", "0", PX_THREAD, 1},
+    {"thread, 2 workers", "2", "0", PX_THREAD, 2},
 };
 #define CPU_CONFIGS (sizeof(cpu_configs) / sizeof(cpu_configs[0]))
 
@@ -275,15 +275,9 @@ static const struct cpu_config {
 static const struct {
 	uint64_t n, pi;
 } cpu_known[] = {
-	{100000, 9592},
-	{200000, 17984},
-	{1000000, 78498},
-	{2000000, 148933},
-	{10000000, 664579},
-	{100000000, 5761455},
-	{200000000, 11078937},
-	{500000000, 26355867},
-	{1000000000, 50847534},
+    {100000, 9592},        {200000, 17984},       {1000000, 78498},
+    {2000000, 148933},     {10000000, 664579},    {100000000, 5761455},
+    {200000000, 11078937}, {500000000, 26355867}, {1000000000, 50847534},
 };
 
 /*
@@ -360,8 +354,10 @@ cpu_control(uint64_t n, size_t jobs, size_t procs, uint64_t pi)
 		    !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			bad = 1;
 	if (bad)
-		bench_die(2, "the control sieve did not count pi(%" PRIu64
-		    ") = %" PRIu64, n, pi);
+		bench_die(2,
+		          "the control sieve did not count pi(%" PRIu64
+		          ") = %" PRIu64,
+		          n, pi);
 	return bench_now() - t0;
 }
 
@@ -371,7 +367,8 @@ cpu_control(uint64_t n, size_t jobs, size_t procs, uint64_t pi)
  */
 static double
 cpu_gather(struct bench_conn *c, const struct bench_spec *s, uint64_t n,
-    size_t jobs, uint64_t *pi, bool *have_pi, double *cores, double *client)
+           size_t jobs, uint64_t *pi, bool *have_pi, double *cores,
+           double *client)
 {
 	struct bench_batch b;
 	double t0, cpu0, cpu1, wall, self0;
@@ -397,8 +394,8 @@ cpu_gather(struct bench_conn *c, const struct bench_spec *s, uint64_t n,
 	wall = b.t_last_end - t0;
 	*client = (bench_self_cpu() - self0) / wall;
 	cpu1 = bench_proc_cpu(c->daemon);
-	*cores = cpu0 >= 0 && cpu1 >= 0 && wall >= 0.2 ? (cpu1 - cpu0) / wall
-						       : -1;
+	*cores =
+	    cpu0 >= 0 && cpu1 >= 0 && wall >= 0.2 ? (cpu1 - cpu0) / wall : -1;
 	*pi = b.want;
 	*have_pi = true;
 	bench_batch_detach(c, &b);
@@ -425,20 +422,21 @@ suite_cpu(const struct bench_opts *o, const char *unused)
 	bench_args_uint(&args, "n", o->primes);
 	bench_args_uint(&small, "n", o->primes < 1000000 ? o->primes : 1000000);
 	printf("\ncpu: %d x primes n=%s in one gather, first submit to last "
-	    "end; a concd\nper configuration, -t T -p P\n",
-	    CPU_JOBS, bench_thousands((double)o->primes, b, sizeof(b)));
+	       "end; a concd\nper configuration, -t T -p P\n",
+	       CPU_JOBS, bench_thousands((double)o->primes, b, sizeof(b)));
 	for (k = 0; k < CPU_CONFIGS; k++) {
 		const char *flags[] = {"-t", cpu_configs[k].threads, "-p",
-		    cpu_configs[k].processes, NULL};
+		                       cpu_configs[k].processes, NULL};
 		double x;
 
 		d[k] = bench_daemon_start(o->spawn, flags);
 		suite_conn(&c[k], d[k]->sock, o);
-		s[k] = (struct bench_spec){.task = "primes", .args = &small,
-		    .exec = cpu_configs[k].exec};
+		s[k] = (struct bench_spec){.task = "primes",
+		                           .args = &small,
+		                           .exec = cpu_configs[k].exec};
 		/* warm up: the workers page in, the loop is set */
-		cpu_gather(&c[k], &s[k], o->primes < 1000000 ? o->primes
-							     : 1000000,
+		cpu_gather(
+		    &c[k], &s[k], o->primes < 1000000 ? o->primes : 1000000,
 		    (size_t)cpu_configs[k].workers, &spi, &have_spi, &x, &x);
 		s[k].args = &args;
 		wall[k] = suite_values(o->runs);
@@ -452,8 +450,9 @@ suite_cpu(const struct bench_opts *o, const char *unused)
 	plain_up = suite_values(o->runs);
 	for (r = 0; r < o->runs; r++) {
 		for (k = 0; k < CPU_CONFIGS; k++)
-			wall[k][r] = cpu_gather(&c[k], &s[k], o->primes,
-			    CPU_JOBS, &pi, &have_pi, &cores[k][r], &cl[k][r]);
+			wall[k][r] =
+			    cpu_gather(&c[k], &s[k], o->primes, CPU_JOBS, &pi,
+			               &have_pi, &cores[k][r], &cl[k][r]);
 		plain[0][r] = cpu_control(o->primes, CPU_JOBS, 1, pi);
 		plain[1][r] = cpu_control(o->primes, CPU_JOBS, 2, pi);
 		plain_up[r] = plain[0][r] / plain[1][r];
@@ -478,34 +477,36 @@ suite_cpu(const struct bench_opts *o, const char *unused)
 		clr = bench_stats(cl[k], o->runs);
 		if (cpu.med >= 0)
 			snprintf(busy, sizeof(busy), "cores %.2f + %.2f",
-			    cpu.med, clr.med);
+			         cpu.med, clr.med);
 		else
 			snprintf(busy, sizeof(busy), "too short for cpu");
 		if (cpu_configs[k].workers == 1) {
 			snprintf(what, sizeof(what), "s (the baseline; %s)",
-			    busy);
-			bench_line(cpu_configs[k].name, row, 3, what, NULL,
-			    -1);
+			         busy);
+			bench_line(cpu_configs[k].name, row, 3, what, NULL, -1);
 			continue;
 		}
 		q = bench_stats(speedup[k], o->runs);
 		snprintf(what, sizeof(what), "s (%.2fx 1 worker; %s)", q.med,
-		    busy);
+		         busy);
 		bench_line(cpu_configs[k].name, row, 3, what, ">= 1.9x",
-		    q.med >= 1.9);
+		           q.med >= 1.9);
 	}
 	bench_line("plain, 1 process", bench_stats(plain[0], o->runs), 3,
-	    "s (control: the sieve, no concd)", NULL, -1);
+	           "s (control: the sieve, no concd)", NULL, -1);
 	snprintf(what, sizeof(what), "s (%.2fx: the machine's own)",
-	    bench_stats(plain_up, o->runs).med);
+	         bench_stats(plain_up, o->runs).med);
 	bench_line("plain, 2 processes", bench_stats(plain[1], o->runs), 3,
-	    what, NULL, -1);
-	printf("cores: concd's (loop, workers) + the benchmark's, busy over "
+	           what, NULL, -1);
+	printf(
+	    "cores: concd's (loop, workers) + the benchmark's, busy over "
 	    "the run\nspeed-up against the machine's: process %.2f, thread "
 	    "%.2f; pi(%" PRIu64 ") = %" PRIu64 "\nin every end%s\n",
 	    bench_stats(rel[1], o->runs).med, bench_stats(rel[3], o->runs).med,
-	    o->primes, pi, bench_stats(wall[0], o->runs).med >= 1.0 ? "" :
-	    "; a run takes < 1 s with one worker: use a larger --primes");
+	    o->primes, pi,
+	    bench_stats(wall[0], o->runs).med >= 1.0
+	        ? ""
+	        : "; a run takes < 1 s with one worker: use a larger --primes");
 	for (k = 0; k < CPU_CONFIGS; k++) {
 		bench_conn_close(&c[k]);
 		bench_daemon_stop(d[k]);
@@ -525,8 +526,8 @@ suite_cpu(const struct bench_opts *o, const char *unused)
 /* ---- sleep: many sleeps on the loop ---- */
 
 struct sleep_run {
-	double base, wall;	 /* s: one sleep, all of them */
-	double rss0, peak, hwm;	 /* kB */
+	double base, wall;       /* s: one sleep, all of them */
+	double rss0, peak, hwm;  /* kB */
 	double per_job, per_hwm; /* bytes */
 };
 
@@ -534,15 +535,15 @@ struct sleep_run {
 static void
 sleep_run(const struct bench_opts *o, struct sleep_run *u)
 {
-	static const char *const flags[] = {"-t", "1", "-p", "0",
-	    "--max-finished", "0", NULL};
+	static const char *const flags[] = {
+	    "-t", "1", "-p", "0", "--max-finished", "0", NULL};
 	struct bench_daemon *d = bench_daemon_start(o->spawn, flags);
 	struct bench_conn c;
 	struct bench_batch one, all;
 	struct bench_tmpl t = {.id_at = 0};
 	struct pbuf args = {0};
-	struct bench_spec s = {.task = "sleep", .args = &args,
-	    .exec = PX_LOOP, .watch = true};
+	struct bench_spec s = {
+	    .task = "sleep", .args = &args, .exec = PX_LOOP, .watch = true};
 	double t0, kb;
 	long v;
 
@@ -621,20 +622,21 @@ suite_sleep(const struct bench_opts *o, const char *unused)
 		bench_die(2, "out of memory");
 	bench_thousands((double)o->sleepers, b, sizeof(b));
 	printf("\nsleep: %s x sleep ms=%" PRIu64 " on the loop in gathers of "
-	    "10,000, first submit to\nlast end; concd -t 1 -p 0 "
-	    "--max-finished 0, a new one per run\n", b, o->sleep_ms);
+	       "10,000, first submit to\nlast end; concd -t 1 -p 0 "
+	       "--max-finished 0, a new one per run\n",
+	       b, o->sleep_ms);
 	for (r = 0; r < o->runs; r++) {
 		sleep_run(o, &u[r]);
 		ratio[r] = u[r].wall / u[r].base;
 		if (o->verbose)
 			printf("run %zu: one %.3f s, all %.3f s; VmRSS %.0f -> "
-			    "%.0f kB, VmHWM %.0f kB: %.0f bytes/job\n", r + 1,
-			    u[r].base, u[r].wall, u[r].rss0, u[r].peak,
-			    u[r].hwm, u[r].per_job);
+			       "%.0f kB, VmHWM %.0f kB: %.0f bytes/job\n",
+			       r + 1, u[r].base, u[r].wall, u[r].rss0,
+			       u[r].peak, u[r].hwm, u[r].per_job);
 	}
 	/* 1.3 s for 100,000 x 1 s: the sleep and 0.3 s per 100,000 */
-	target = (double)o->sleep_ms / 1000 +
-	    0.3 * (double)o->sleepers / 100000;
+	target =
+	    (double)o->sleep_ms / 1000 + 0.3 * (double)o->sleepers / 100000;
 	base = sleep_row(u, o->runs, SLEEP_FIELD(base), 1);
 	wall = sleep_row(u, o->runs, SLEEP_FIELD(wall), 1);
 	per = sleep_row(u, o->runs, SLEEP_FIELD(per_job), 1);
@@ -646,13 +648,13 @@ suite_sleep(const struct bench_opts *o, const char *unused)
 	bench_line("one sleep", base, 3, "s (the baseline)", NULL, -1);
 	snprintf(name, sizeof(name), "%s sleeps", b);
 	snprintf(what, sizeof(what), "s (%.2fx one sleep)",
-	    bench_stats(ratio, o->runs).med);
+	         bench_stats(ratio, o->runs).med);
 	snprintf(tgt, sizeof(tgt), "<= %.3g s", target);
 	bench_line(name, wall, 3, what, tgt, wall.med <= target);
-	snprintf(what, sizeof(what), "bytes (VmRSS %.1f -> %.1f MiB)",
-	    rss0.med, peak.med);
+	snprintf(what, sizeof(what), "bytes (VmRSS %.1f -> %.1f MiB)", rss0.med,
+	         peak.med);
 	bench_line("memory per job", per, 0, what, "<= 512 bytes",
-	    per.med <= 512);
+	           per.med <= 512);
 	bench_line("by VmHWM", hwm, 0, "bytes per job", NULL, -1);
 	free(u);
 }
@@ -685,8 +687,7 @@ suite_exec(const struct bench_opts *o, const char *path)
 	struct bench_conn c;
 	struct bench_batch b;
 	struct pbuf args = {0};
-	struct bench_spec s = {.task = "exec", .args = &args,
-	    .exec = PX_LOOP};
+	struct bench_spec s = {.task = "exec", .args = &args, .exec = PX_LOOP};
 	double *wall = suite_values(o->runs), *base = suite_values(o->runs);
 	double *ratio = suite_values(o->runs), t0, target;
 	struct bench_row row;
@@ -697,8 +698,9 @@ suite_exec(const struct bench_opts *o, const char *path)
 	bench_args_list(&args, "argv", argv, 1);
 	bench_thousands((double)o->execs, n, sizeof(n));
 	printf("\nexec: concd pid %d; %s x exec argv=[\"true\"] in one "
-	    "gather on the loop, first\nsubmit to last end, against seq "
-	    "%zu | xargs -P2 -n1 true\n", (int)c.daemon, n, o->execs);
+	       "gather on the loop, first\nsubmit to last end, against seq "
+	       "%zu | xargs -P2 -n1 true\n",
+	       (int)c.daemon, n, o->execs);
 	for (r = 0; r < o->runs; r++) {
 		if ((base[r] = exec_xargs(o->execs)) < 0)
 			bench_die(2, "seq | xargs -P2 -n1 true failed");
@@ -713,7 +715,7 @@ suite_exec(const struct bench_opts *o, const char *path)
 			bench_read_replies(&c);
 		if (b.refused > 0) {
 			printf("exec: skipped: concd refused the gather: %s\n",
-			    b.refusal);
+			       b.refusal);
 			bench_batch_detach(&c, &b);
 			goto out;
 		}
@@ -723,16 +725,17 @@ suite_exec(const struct bench_opts *o, const char *path)
 		bench_fence(&c);
 		if (o->verbose)
 			printf("run %zu: xargs %.3f s, concd %.3f s\n", r + 1,
-			    base[r], wall[r]);
+			       base[r], wall[r]);
 	}
 	target = 0.35 * (double)o->execs / 1000;
 	bench_head("");
 	bench_line("xargs -P2", bench_stats(base, o->runs), 3,
-	    "s (the baseline)", NULL, -1);
+	           "s (the baseline)", NULL, -1);
 	row = bench_stats(wall, o->runs);
 	snprintf(name, sizeof(name), "%s execs", n);
 	snprintf(what, sizeof(what), "s (%.2fx xargs; %.0f us per job)",
-	    bench_stats(ratio, o->runs).med, row.med * 1e6 / (double)o->execs);
+	         bench_stats(ratio, o->runs).med,
+	         row.med * 1e6 / (double)o->execs);
 	snprintf(tgt, sizeof(tgt), "<= %.3g s", target);
 	bench_line(name, row, 3, what, tgt, row.med <= target);
 out:
@@ -747,15 +750,15 @@ out:
 
 #define DEEP_SLEEP_MS 3600000
 #define DEEP_LOOKUPS  50 /* status round trips per job and run */
-#define DEEP_PS	      5	 /* ps round trips per run */
+#define DEEP_PS       5  /* ps round trips per run */
 #define DEEP_PS_LIMIT 20
 
 struct deep_run {
-	double ping, first, last;    /* s: median round trips */
+	double ping, first, last;     /* s: median round trips */
 	double rate_first, rate_last; /* jobs/s */
-	double ps;		      /* s: median */
-	double drain;		      /* s */
-	double per_job;		      /* bytes of VmRSS per queued job */
+	double ps;                    /* s: median */
+	double drain;                 /* s */
+	double per_job;               /* bytes of VmRSS per queued job */
 };
 
 static double
@@ -771,8 +774,9 @@ deep_status(struct bench_conn *c, uint64_t job, char *state, size_t len)
 	proto_enc_end(&e);
 	t = bench_rq_wait(c, &q);
 	if (q.job != job)
-		bench_wrong(NULL, "status of job %" PRIu64 " answered for %"
-		    PRIu64, job, q.job);
+		bench_wrong(NULL,
+		            "status of job %" PRIu64 " answered for %" PRIu64,
+		            job, q.job);
 	snprintf(state, len, "%s", q.state);
 	return t;
 }
@@ -795,8 +799,9 @@ static void
 deep_run(const struct bench_opts *o, struct deep_run *u)
 {
 	char limit[32], state[16];
-	const char *flags[] = {"-t", "1", "-p", "0", "--queue-limit", limit,
-	    "--max-finished", "0", NULL};
+	const char *flags[] = {
+	    "-t", "1", "-p", "0", "--queue-limit", limit, "--max-finished",
+	    "0",  NULL};
 	const size_t n = o->deep;
 	const size_t k = n / 10 < 100000 ? (n / 10 > 0 ? n / 10 : 1) : 100000;
 	struct bench_daemon *d;
@@ -804,8 +809,8 @@ deep_run(const struct bench_opts *o, struct deep_run *u)
 	struct bench_batch sleeper, jobs;
 	struct bench_tmpl ts = {.id_at = 0}, tn = {.id_at = 0};
 	struct pbuf args = {0};
-	struct bench_spec ss = {.task = "sleep", .args = &args,
-	    .exec = PX_THREAD, .watch = true};
+	struct bench_spec ss = {
+	    .task = "sleep", .args = &args, .exec = PX_THREAD, .watch = true};
 	struct bench_spec sn = {.task = "noop", .exec = PX_THREAD};
 	struct bench_rq watch, cancel, ps;
 	struct proto_enc e;
@@ -814,8 +819,8 @@ deep_run(const struct bench_opts *o, struct deep_run *u)
 	long rss0, rss1;
 	size_t i, room, m;
 
-	snprintf(limit, sizeof(limit), "%zu", n * 2 > 2000000 ? n * 2
-							       : 2000000);
+	snprintf(limit, sizeof(limit), "%zu",
+	         n * 2 > 2000000 ? n * 2 : 2000000);
 	d = bench_daemon_start(o->spawn, flags);
 	suite_conn(&c, d->sock, o);
 	bench_args_uint(&args, "ms", DEEP_SLEEP_MS);
@@ -863,8 +868,9 @@ deep_run(const struct bench_opts *o, struct deep_run *u)
 	u->rate_first = (double)k / (jobs.mark_t[0] - t0);
 	u->rate_last = (double)k / (jobs.mark_t[2] - jobs.mark_t[1]);
 	rss1 = bench_vm_kb(d->pid, "VmRSS:");
-	u->per_job = rss0 >= 0 && rss1 >= 0 ? (double)(rss1 - rss0) * 1024 /
-		(double)n : -1;
+	u->per_job = rss0 >= 0 && rss1 >= 0
+	                 ? (double)(rss1 - rss0) * 1024 / (double)n
+	                 : -1;
 	bench_fence(&c);
 
 	/* lookups of the first and the last, against a ping */
@@ -882,12 +888,15 @@ deep_run(const struct bench_opts *o, struct deep_run *u)
 	u->last = bench_median(w, DEEP_LOOKUPS, &lo, &hi);
 	for (i = 0; i < DEEP_PS; i++) {
 		v[i] = deep_ps(&c, &ps, DEEP_PS_LIMIT);
-		if (ps.rows != (n + 1 < DEEP_PS_LIMIT ? n + 1 : DEEP_PS_LIMIT) ||
+		if (ps.rows !=
+		        (n + 1 < DEEP_PS_LIMIT ? n + 1 : DEEP_PS_LIMIT) ||
 		    ps.total != n + 1 || ps.queued != n || ps.running != 1)
-			bench_wrong(NULL, "ps: %zu rows of %" PRIu64 ", %" PRIu64
+			bench_wrong(
+			    NULL,
+			    "ps: %zu rows of %" PRIu64 ", %" PRIu64
 			    " queued and %" PRIu64 " running, expected %zu "
-			    "queued and 1 running", ps.rows, ps.total,
-			    ps.queued, ps.running, n);
+			    "queued and 1 running",
+			    ps.rows, ps.total, ps.queued, ps.running, n);
 	}
 	u->ps = bench_median(v, DEEP_PS, &lo, &hi);
 
@@ -910,8 +919,10 @@ deep_run(const struct bench_opts *o, struct deep_run *u)
 	bench_rq_end(&c, &cancel);
 	deep_ps(&c, &ps, 1);
 	if (ps.queued != 0 || ps.running != 0)
-		bench_wrong(NULL, "ps: %" PRIu64 " queued and %" PRIu64
-		    " running after the drain", ps.queued, ps.running);
+		bench_wrong(NULL,
+		            "ps: %" PRIu64 " queued and %" PRIu64
+		            " running after the drain",
+		            ps.queued, ps.running);
 	bench_fence(&c);
 
 	bench_batch_detach(&c, &sleeper);
@@ -953,8 +964,9 @@ suite_deep(const struct bench_opts *o, const char *unused)
 	bench_thousands((double)n, b, sizeof(b));
 	bench_thousands((double)k, kb, sizeof(kb));
 	printf("\ndeep: concd -t 1 -p 0 --max-finished 0, a new one per run; "
-	    "a sleep holds the\nthread while %s noop -x thread jobs are "
-	    "submitted pipelined, unwatched\n", b);
+	       "a sleep holds the\nthread while %s noop -x thread jobs are "
+	       "submitted pipelined, unwatched\n",
+	       b);
 	for (r = 0; r < o->runs; r++) {
 		deep_run(o, &u[r]);
 		q_rate[r] = u[r].rate_last / u[r].rate_first;
@@ -964,11 +976,12 @@ suite_deep(const struct bench_opts *o, const char *unused)
 		rate[r] = (double)n / u[r].drain;
 		if (o->verbose)
 			printf("run %zu: submit %.0f then %.0f jobs/s; ping "
-			    "%.1f us, status %.1f and %.1f us, ps %.3f ms; "
-			    "drain %.3f s; %.0f bytes per queued job\n", r + 1,
-			    u[r].rate_first, u[r].rate_last, u[r].ping * 1e6,
-			    u[r].first * 1e6, u[r].last * 1e6, u[r].ps * 1e3,
-			    u[r].drain, u[r].per_job);
+			       "%.1f us, status %.1f and %.1f us, ps %.3f ms; "
+			       "drain %.3f s; %.0f bytes per queued job\n",
+			       r + 1, u[r].rate_first, u[r].rate_last,
+			       u[r].ping * 1e6, u[r].first * 1e6,
+			       u[r].last * 1e6, u[r].ps * 1e3, u[r].drain,
+			       u[r].per_job);
 	}
 	bench_head("");
 	ping = deep_row(u, o->runs, DEEP_FIELD(ping), 1e6);
@@ -976,21 +989,23 @@ suite_deep(const struct bench_opts *o, const char *unused)
 
 	snprintf(name, sizeof(name), "submit, first %s", kb);
 	bench_line(name, deep_row(u, o->runs, DEEP_FIELD(rate_first), 1), -1,
-	    "jobs/s (the baseline)", NULL, -1);
+	           "jobs/s (the baseline)", NULL, -1);
 	q = bench_stats(q_rate, o->runs);
 	snprintf(name, sizeof(name), "submit, last %s", kb);
 	snprintf(what, sizeof(what), "jobs/s (%.2fx the first)", q.med);
 	bench_line(name, deep_row(u, o->runs, DEEP_FIELD(rate_last), 1), -1,
-	    what, ">= 0.8x first", q.med >= 0.8);
+	           what, ">= 0.8x first", q.med >= 0.8);
 
 	q = bench_stats(q_first, o->runs);
 	snprintf(what, sizeof(what), "us (%.2fx ping)", q.med);
-	bench_line("status, first job", deep_row(u, o->runs,
-	    DEEP_FIELD(first), 1e6), 1, what, "<= 2x ping", q.med <= 2);
+	bench_line("status, first job",
+	           deep_row(u, o->runs, DEEP_FIELD(first), 1e6), 1, what,
+	           "<= 2x ping", q.med <= 2);
 	q = bench_stats(q_last, o->runs);
 	snprintf(what, sizeof(what), "us (%.2fx ping)", q.med);
-	bench_line("status, last job", deep_row(u, o->runs,
-	    DEEP_FIELD(last), 1e6), 1, what, "<= 2x ping", q.med <= 2);
+	bench_line("status, last job",
+	           deep_row(u, o->runs, DEEP_FIELD(last), 1e6), 1, what,
+	           "<= 2x ping", q.med <= 2);
 
 	row = deep_row(u, o->runs, DEEP_FIELD(ps), 1e3);
 	q = bench_stats(q_ps, o->runs);
@@ -999,9 +1014,10 @@ suite_deep(const struct bench_opts *o, const char *unused)
 
 	row = bench_stats(rate, o->runs);
 	snprintf(what, sizeof(what), "jobs/s (%.3f s)",
-	    deep_row(u, o->runs, DEEP_FIELD(drain), 1).med);
+	         deep_row(u, o->runs, DEEP_FIELD(drain), 1).med);
 	bench_line("drain", row, -1, what, ">= 250,000", row.med >= 250000);
-	bench_line("memory per queued", deep_row(u, o->runs,
-	    DEEP_FIELD(per_job), 1), 0, "bytes of VmRSS per job", NULL, -1);
+	bench_line("memory per queued",
+	           deep_row(u, o->runs, DEEP_FIELD(per_job), 1), 0,
+	           "bytes of VmRSS per job", NULL, -1);
 	free(u);
 }

@@ -14,13 +14,13 @@ dup_step(struct task_ctx *ctx)
 }
 
 static const struct task dup = {
-	.abi = CONCD_TASK_ABI,
-	.name = "sleep",
-	.summary = "a second task called sleep",
-	.traits = TASK_NONBLOCKING,
-	.executors = TASK_ON_LOOP,
-	.start = dup_start,
-	.step = dup_step,
+    .abi = CONCD_TASK_ABI,
+    .name = "sleep",
+    .summary = "a second task called sleep",
+    .traits = TASK_NONBLOCKING,
+    .executors = TASK_ON_LOOP,
+    .start = dup_start,
+    .step = dup_step,
 };
 
 const int concd_plugin_abi = CONCD_TASK_ABI;

@@ -12,9 +12,9 @@
 enum { GREET_NAME, GREET_MS };
 
 static const struct task_arg greet_args[] = {
-	[GREET_NAME] = {"name", TASK_ARG_STR, true, 1, 64, 0, "who to greet"},
-	[GREET_MS] = {"ms", TASK_ARG_INT, false, 0, 60000, 10,
-	    "milliseconds to think first"},
+    [GREET_NAME] = {"name", TASK_ARG_STR, true, 1, 64, 0, "who to greet"},
+    [GREET_MS] = {"ms", TASK_ARG_INT, false, 0, 60000, 10,
+                  "milliseconds to think first"},
 };
 
 struct greet {
@@ -28,8 +28,8 @@ greet_start(struct task_ctx *ctx, const union task_value *argv)
 {
 	struct greet *g = task_state(ctx);
 
-	snprintf(g->name, sizeof(g->name), "%.*s",
-	    (int)argv[GREET_NAME].s.len, argv[GREET_NAME].s.ptr);
+	snprintf(g->name, sizeof(g->name), "%.*s", (int)argv[GREET_NAME].s.len,
+	         argv[GREET_NAME].s.ptr);
 	g->ms = argv[GREET_MS].i;
 	return 0;
 }
@@ -51,16 +51,16 @@ greet_step(struct task_ctx *ctx)
 }
 
 static const struct task greet = {
-	.abi = CONCD_TASK_ABI,
-	.name = "greet",
-	.summary = "say hello after a short wait (example plugin)",
-	.traits = TASK_NONBLOCKING,
-	.executors = TASK_ON_ALL,
-	.state_size = sizeof(struct greet),
-	.args = greet_args,
-	.nargs = sizeof(greet_args) / sizeof(greet_args[0]),
-	.start = greet_start,
-	.step = greet_step,
+    .abi = CONCD_TASK_ABI,
+    .name = "greet",
+    .summary = "say hello after a short wait (example plugin)",
+    .traits = TASK_NONBLOCKING,
+    .executors = TASK_ON_ALL,
+    .state_size = sizeof(struct greet),
+    .args = greet_args,
+    .nargs = sizeof(greet_args) / sizeof(greet_args[0]),
+    .start = greet_start,
+    .step = greet_step,
 };
 
 const int concd_plugin_abi = CONCD_TASK_ABI;

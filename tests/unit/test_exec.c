@@ -492,10 +492,9 @@ start_fails_clearly_for_missing_commands_and_bad_cwd(void **state)
 	    -1);
 	assert_string_equal(
 	    err, "exec: \"A=B\" is not a valid environment variable name");
-	assert_int_equal(
-	    start_error(&(struct spec){ARGV("", "x"), .grace = -1}, err,
-	                sizeof(err)),
-	    -1);
+	assert_int_equal(start_error(&(struct spec){ARGV("", "x"), .grace = -1},
+	                             err, sizeof(err)),
+	                 -1);
 	assert_string_equal(err, "exec: argv[0] must be at most 4096 bytes "
 	                         "long (argv[0] not empty)");
 }

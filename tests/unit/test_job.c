@@ -164,24 +164,22 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(
-		    new_jobs_are_queued_with_increasing_ids, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-		    start_and_finish_move_the_state_and_counts, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(
-		    final_states_carry_their_error_codes, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-		    only_the_newest_finished_jobs_are_kept, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-		    cancelling_a_finished_job_is_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-		    lookups_survive_table_growth, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-		    users_see_their_own_jobs_and_root_sees_all, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(
-		    arguments_are_copied_into_the_job, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        new_jobs_are_queued_with_increasing_ids, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        start_and_finish_move_the_state_and_counts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        final_states_carry_their_error_codes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        only_the_newest_finished_jobs_are_kept, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        cancelling_a_finished_job_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(lookups_survive_table_growth, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(
+	        users_see_their_own_jobs_and_root_sees_all, setup, teardown),
+	    cmocka_unit_test_setup_teardown(arguments_are_copied_into_the_job,
+	                                    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,7 +31,7 @@ static struct rec rec;
 
 static void
 rec_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
-    const char *msg)
+             const char *msg)
 {
 	if (rec.nprogress < 64)
 		rec.progress[rec.nprogress++] = done;
@@ -96,11 +96,10 @@ run_u64(struct job *j)
 	uint64_t v;
 
 	assert_int_equal(task_ctx_start(&j->ctx, j, &rec_ops, NULL), 0);
-	assert_int_equal(task_run_blocking(&j->ctx, rec_wait, NULL),
-	    TASK_DONE);
+	assert_int_equal(task_run_blocking(&j->ctx, rec_wait, NULL), TASK_DONE);
 	msgpack_zone_init(&z, 256);
-	assert_int_equal(msgpack_unpack(j->ctx.result.data, j->ctx.result.len,
-			     &off, &z, &o),
+	assert_int_equal(
+	    msgpack_unpack(j->ctx.result.data, j->ctx.result.len, &off, &z, &o),
 	    MSGPACK_UNPACK_SUCCESS);
 	assert_int_equal(o.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
 	v = o.via.u64;
@@ -153,12 +152,13 @@ primes_matches_naive_sieve_around_segment_edges(void **state)
 {
 	/* a segment holds 128 Ki odd numbers starting at 3 */
 	static const uint64_t edges[] = {262143, 262144, 262145, 262146,
-	    262147, 524289, 524290, 524291, 786433, 99991, 99989};
+	                                 262147, 524289, 524290, 524291,
+	                                 786433, 99991,  99989};
 	size_t i;
 
 	for (i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
 		assert_int_equal(primes_of((long long)edges[i]),
-		    naive_primes(edges[i]));
+		                 naive_primes(edges[i]));
 }
 
 static void
@@ -182,7 +182,7 @@ primes_stops_when_cancelled(void **state)
 	assert_int_equal(task_ctx_step(&j->ctx), TASK_YIELD);
 	atomic_store(&j->ctx.cancel, true);
 	assert_int_equal(task_run_blocking(&j->ctx, rec_wait, NULL),
-	    TASK_FAILED);
+	                 TASK_FAILED);
 	free_job(j);
 }
 
@@ -222,8 +222,7 @@ noop_returns_its_arguments(void **state)
 	struct job *j = make_job("noop", 2, "a", 1LL, "b", -2LL);
 
 	assert_int_equal(task_ctx_start(&j->ctx, j, &rec_ops, NULL), 0);
-	assert_int_equal(task_run_blocking(&j->ctx, rec_wait, NULL),
-	    TASK_DONE);
+	assert_int_equal(task_run_blocking(&j->ctx, rec_wait, NULL), TASK_DONE);
 	assert_int_equal(j->ctx.result.len, j->args_len);
 	assert_memory_equal(j->ctx.result.data, j->args, j->args_len);
 	free_job(j);
@@ -278,7 +277,7 @@ validatev(char *cause, size_t causelen, const char *task,
 	pack_pairs(&b, json_like_pairs, ap);
 	msgpack_zone_init(&z, 256);
 	assert_int_equal(msgpack_unpack(b.data, b.len, &off, &z, &o),
-	    MSGPACK_UNPACK_SUCCESS);
+	                 MSGPACK_UNPACK_SUCCESS);
 	cause[0] = '\0';
 	rc = task_validate(t, &o, cause, causelen);
 	msgpack_zone_destroy(&z);
@@ -305,7 +304,7 @@ validation_accepts_good_arguments(void **state)
 	assert_int_equal(validate("primes", "i", "n", 100LL), 0);
 	assert_int_equal(validate("sleep", "ii", "ms", 5LL, "steps", 5LL), 0);
 	assert_int_equal(validate("noop", "isb", "x", 1LL, "y", "z", "w", 1),
-	    0);
+	                 0);
 }
 
 static void
@@ -347,8 +346,7 @@ auto_picks_loop_for_waits_and_processes_for_cpu(void **state)
 {
 	assert_int_equal(task_default_exec(task_find("sleep", 5)), PX_LOOP);
 	assert_int_equal(task_default_exec(task_find("noop", 4)), PX_LOOP);
-	assert_int_equal(task_default_exec(task_find("primes", 6)),
-	    PX_PROCESS);
+	assert_int_equal(task_default_exec(task_find("primes", 6)), PX_PROCESS);
 	assert_null(task_find("prime", 5));
 	assert_null(task_find("primesx", 7));
 }
