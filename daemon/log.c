@@ -48,23 +48,60 @@ log_vwrite(int pri, const char *fmt, va_list ap, const char *err)
 		fprintf(stderr, "%s\n", line);
 }
 
-#define LOG_FN(fn, pri, with_errno)                                            \
-	void fn(const char *fmt, ...)                                          \
-	{                                                                      \
-		const char *err = with_errno ? strerror(errno) : NULL;         \
-		va_list ap;                                                    \
-                                                                               \
-		if ((pri == LOG_DEBUG && !log_debugging) || log_silent)        \
-			return;                                                \
-		va_start(ap, fmt);                                             \
-		log_vwrite(pri, fmt, ap, err);                                 \
-		va_end(ap);                                                    \
-	}
+static bool
+log_wanted(int pri)
+{
+	return !log_silent && (pri != LOG_DEBUG || log_debugging);
+}
 
-LOG_FN(log_warn, LOG_WARNING, true)
-LOG_FN(log_warnx, LOG_WARNING, false)
-LOG_FN(log_info, LOG_INFO, false)
-LOG_FN(log_debug, LOG_DEBUG, false)
+void
+log_warn(const char *fmt, ...)
+{
+	const char *err = strerror(errno);
+	va_list ap;
+
+	if (!log_wanted(LOG_WARNING))
+		return;
+	va_start(ap, fmt);
+	log_vwrite(LOG_WARNING, fmt, ap, err);
+	va_end(ap);
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_wanted(LOG_WARNING))
+		return;
+	va_start(ap, fmt);
+	log_vwrite(LOG_WARNING, fmt, ap, NULL);
+	va_end(ap);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_wanted(LOG_INFO))
+		return;
+	va_start(ap, fmt);
+	log_vwrite(LOG_INFO, fmt, ap, NULL);
+	va_end(ap);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_wanted(LOG_DEBUG))
+		return;
+	va_start(ap, fmt);
+	log_vwrite(LOG_DEBUG, fmt, ap, NULL);
+	va_end(ap);
+}
 
 void
 fatal(const char *fmt, ...)
