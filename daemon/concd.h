@@ -176,8 +176,9 @@ struct job {
 	uint64_t done, total;
 	char *msg;
 
-	char *args; /* raw msgpack map */
+	char *args; /* raw msgpack map, after the record (job_new) */
 	uint32_t args_len;
+	void *state_buf; /* the task's state, after the arguments, or NULL */
 
 	int32_t worker; /* index in its pool, -1: none */
 	pid_t tid;

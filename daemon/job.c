@@ -133,18 +133,18 @@ struct job *
 job_new(const struct job_submit *js)
 {
 	struct job *j;
-	size_t s;
+	size_t s, alen = (js->args_len + 15) & ~(size_t)15;
 
-	if ((j = calloc(1, sizeof(*j))) == NULL)
+	/* one allocation: the record, then its arguments and task state */
+	if ((j = calloc(1, sizeof(*j) + alen + js->task->state_size)) == NULL)
 		return NULL;
 	if (js->args_len > 0) {
-		if ((j->args = malloc(js->args_len)) == NULL) {
-			free(j);
-			return NULL;
-		}
+		j->args = (char *)(j + 1);
 		memcpy(j->args, js->args, js->args_len);
 		j->args_len = (uint32_t)js->args_len;
 	}
+	if (js->task->state_size > 0)
+		j->state_buf = (char *)(j + 1) + alen;
 	j->id = jobs.next_id++;
 	j->task = js->task;
 	j->attempt = 1;
@@ -194,7 +194,6 @@ job_free(struct job *j)
 		pbuf_free(&j->handoff.out);
 		free(j->handoff.msg);
 	}
-	free(j->args);
 	free(j->msg);
 	free(j);
 }

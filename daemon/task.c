@@ -370,8 +370,11 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	ctx->ops = ops;
 	ctx->worker_state = worker_state;
 	ctx->wait_fd = -1;
-	if (ctx->job->task->state_size > 0 &&
-	    (ctx->state = calloc(1, ctx->job->task->state_size)) == NULL) {
+	/* the state lives in the job's own allocation when it has room */
+	if (job->state_buf != NULL)
+		ctx->state = memset(job->state_buf, 0, job->task->state_size);
+	else if (job->task->state_size > 0 &&
+	         (ctx->state = calloc(1, job->task->state_size)) == NULL) {
 		task_fail(ctx, "out of memory");
 		return -1;
 	}
@@ -419,7 +422,8 @@ task_ctx_stop(struct task_ctx *ctx)
 	if (ctx->started && ctx->job->task->stop != NULL)
 		ctx->job->task->stop(ctx);
 	ctx->started = false;
-	free(ctx->state);
+	if (ctx->state != NULL && ctx->state != ctx->job->state_buf)
+		free(ctx->state);
 	ctx->state = NULL;
 }
 

@@ -10,6 +10,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -97,9 +98,14 @@ class Daemon:
         return self.proc.wait(BOUND)
 
     def close(self):
-        if self.proc.poll() is None:
+        rc = self.proc.poll()
+        if rc is None:
             self.proc.kill()
             self.proc.wait(BOUND)
+        elif rc != 0:
+            # it died on its own: its log says why
+            sys.stderr.write("concd exited with %d; its log:\n%s\n"
+                             % (rc, self.log()))
         self.stderr.close()
         self.notify.close()
         shutil.rmtree(self.dir, ignore_errors=True)
