@@ -27,6 +27,7 @@
 
 #define PROC_DEPTH    64   /* jobs given to one worker ahead of time */
 #define PROC_SHORT_US 2000 /* jobs shorter than this are batched */
+#define PROC_GRACE_S  5    /* a cancelled job's time to stop */
 
 extern char **environ;
 
@@ -40,6 +41,7 @@ struct pworker {
 	uint32_t given; /* jobs handed to it, for max-jobs-per-worker */
 	uint64_t spawned;
 	bool retiring;
+	struct event *grace; /* a cancelled job that must end by then */
 	TAILQ_ENTRY(pworker) link;
 };
 TAILQ_HEAD(pworker_list, pworker);
@@ -61,6 +63,7 @@ static struct {
 static void proc_dispatch_msg(struct conn *, const struct proto_msg *);
 static void proc_closed(struct conn *, void *);
 static void proc_dispatch(void);
+static void proc_grace_cb(evutil_socket_t, short, void *);
 
 static const struct conn_handler proc_handler = {
     .dispatch = proc_dispatch_msg,
@@ -120,17 +123,40 @@ proc_spawn(int index)
 	evutil_make_socket_nonblocking(sv[0]);
 	w->index = index;
 	w->spawned = server_now_us();
+	w->grace = evtimer_new(server_base, proc_grace_cb, w);
 	TAILQ_INIT(&w->jobs);
 	if ((w->conn = conn_new_with(sv[0], &proc_handler, w)) == NULL) {
 		close(sv[0]);
 		kill(w->pid, SIGKILL);
 		waitpid(w->pid, NULL, 0);
+		if (w->grace != NULL)
+			event_free(w->grace);
 		free(w);
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&pp.workers, w, link);
 	log_debug("process worker %d: pid %d", index, (int)w->pid);
 	return w;
+}
+
+static void
+proc_grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pworker *w = arg;
+	struct job *j;
+
+	TAILQ_FOREACH(j, &w->jobs, link)
+	{
+		if (j->state == PS_RUNNING && atomic_load(&j->ctx.cancel)) {
+			log_warnx(
+			    "process worker %d (pid %d): job %llu did not "
+			    "stop within %d s of its cancel; killing it",
+			    w->index, (int)w->pid, (unsigned long long)j->id,
+			    PROC_GRACE_S);
+			kill(w->pid, SIGKILL); /* proc_closed does the rest */
+			return;
+		}
+	}
 }
 
 static void
@@ -387,6 +413,7 @@ proc_submit(struct job *j)
 static void
 proc_cancel(struct job *j)
 {
+	static const struct timeval grace = {PROC_GRACE_S, 0};
 	struct pworker *w = j->xdata;
 	struct proto_enc e;
 
@@ -402,6 +429,9 @@ proc_cancel(struct job *j)
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_end(&e);
 	conn_dirty(w->conn);
+	/* a job stuck in a step never hears it: its worker is replaced */
+	if (j->state == PS_RUNNING && w->grace != NULL)
+		evtimer_add(w->grace, &grace);
 }
 
 int

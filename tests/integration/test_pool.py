@@ -105,6 +105,21 @@ class ProcessPool(DaemonTest):
         end = run(c, task="noop", exec="process")[-1]
         self.assertEqual(end["state"], "succeeded")
 
+    def test_a_worker_that_ignores_a_cancel_is_killed_and_replaced(self):
+        c = self.d.client()
+        rid = c.request("submit", task="sleep", args={"ms": 600000},
+                        exec="process", watch=True)
+        job = c.recv_for(rid)["job"]
+        st = c.wait_state(job, "running")
+        os.kill(st["tid"], signal.SIGSTOP)  # it cannot hear the cancel
+        c.call("cancel", job=job)
+        end = c.until_end(rid)[-1]
+        self.assertEqual(end["state"], "cancelled")
+        self.assertIn("did not stop within", self.d.log())
+        p = wait_until(c, lambda p: len([w for w in p["workers"]
+                                         if w["exec"] == "process"]) == 2)
+        self.assertNotIn(st["tid"], [w.get("pid") for w in p["workers"]])
+
     def test_fresh_jobs_get_a_worker_of_their_own(self):
         c = self.d.client()
         pool_pids = {w["pid"] for w in pool_rows(c, "process")}
