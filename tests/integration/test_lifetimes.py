@@ -35,6 +35,8 @@ class Stop(unittest.TestCase):
             jobs["normal-" + x] = submit(c, False, 400, x)
         for _, job in jobs.values():
             self.wait_running(c, job)
+        workers = [w["pid"] for w in c.call("pool")["workers"]
+                   if w["exec"] == "process"]
         self.d.proc.send_signal(signal.SIGTERM)
         for name, (rid, _) in jobs.items():
             end = c.until_end(rid)[-1]
@@ -47,6 +49,9 @@ class Stop(unittest.TestCase):
         self.assertIn("stopped: 3 jobs drained, 3 daemon jobs killed, "
                       "0 queued jobs cancelled, 0 cut off", log)
         self.d.notify.wait_for("STOPPING=1")
+        # nothing left behind: the worker processes were reaped with it
+        for pid in workers:
+            self.assertFalse(os.path.exists("/proc/%d" % pid), pid)
 
     def test_queued_jobs_are_drained_too_unless_cancel_pending(self):
         c = self.d.client()
