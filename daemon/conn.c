@@ -320,6 +320,13 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	pbuf_consume(&c->in, off);
+	/* this batch's replies go out now: a round trip saves a pass */
+	if (c->dirty && !event_pending(c->wev, EV_WRITE, NULL)) {
+		TAILQ_REMOVE(&dirty, c, dirty_link);
+		c->dirty = false;
+		if (conn_flush(c) < 0)
+			conn_close(c);
+	}
 }
 
 /* The request handlers use this to end a connection after a reply. */
