@@ -123,14 +123,14 @@ proc_spawn(int index)
 	evutil_make_socket_nonblocking(sv[0]);
 	w->index = index;
 	w->spawned = server_now_us();
-	w->grace = evtimer_new(server_base, proc_grace_cb, w);
+	if ((w->grace = evtimer_new(server_base, proc_grace_cb, w)) == NULL)
+		abort(); /* out of memory */
 	TAILQ_INIT(&w->jobs);
 	if ((w->conn = conn_new_with(sv[0], &proc_handler, w)) == NULL) {
 		close(sv[0]);
 		kill(w->pid, SIGKILL);
 		waitpid(w->pid, NULL, 0);
-		if (w->grace != NULL)
-			event_free(w->grace);
+		event_free(w->grace);
 		free(w);
 		return NULL;
 	}
@@ -384,6 +384,7 @@ proc_closed(struct conn *c, void *arg)
 		          w->index, (int)w->pid, how);
 	if (w->index >= 0 && !w->retiring && !pp.stopping && w->index < pp.size)
 		proc_spawn(w->index);
+	event_free(w->grace);
 	free(w);
 	if (!pp.stopping)
 		proc_dispatch();
@@ -430,7 +431,7 @@ proc_cancel(struct job *j)
 	proto_enc_end(&e);
 	conn_dirty(w->conn);
 	/* a job stuck in a step never hears it: its worker is replaced */
-	if (j->state == PS_RUNNING && w->grace != NULL)
+	if (j->state == PS_RUNNING)
 		evtimer_add(w->grace, &grace);
 }
 
