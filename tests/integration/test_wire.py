@@ -58,7 +58,10 @@ class Wire(DaemonTest):
             self.assertEqual(end["exec"], x)
             self.assertEqual(end["job"], job)
             progress = [e for e in ev if e["t"] == "progress"]
-            self.assertTrue(progress, "primes reports progress")
+            # on the loop every slice reports; a pool worker's snapshots
+            # may all be overtaken by the end (they are coalesced)
+            if x == "loop":
+                self.assertTrue(progress, "primes reports progress")
             self.assertTrue(all(e["total"] == 5000000 for e in progress))
 
     def test_sleep_streams_one_progress_event_per_step(self):
