@@ -196,6 +196,7 @@ struct job {
 		struct {
 			uint8_t post;  /* POOL_POST_* bits not yet taken */
 			bool pending;  /* loop-owned: not yet handed over */
+			bool ended;    /* end posted: its worker may be gone */
 			uint8_t state; /* final state, with POOL_POST_END */
 			int32_t worker;
 			pid_t tid;

@@ -43,7 +43,11 @@ struct tworker {
 
 	pid_t tid; /* set by the thread itself before it takes a job */
 
-	/* loop-owned copies, for `concctl pool` */
+	/*
+	 * Under the lock, for `concctl pool`: the worker keeps them, the loop
+	 * only reads them.  The loop never follows a job back to its worker
+	 * once the worker has posted the job's end: the worker may be gone.
+	 */
 	uint64_t job;
 	uint32_t served;
 	pid_t shown_tid;
@@ -267,8 +271,12 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 	bool wake, first = true;
 
 	pthread_mutex_lock(&pool.lock);
+	j->handoff.worker = w->index;
 	j->handoff.tid = w->tid;
 	j->handoff.served = served;
+	w->job = j->id;
+	w->served = served;
+	w->shown_tid = w->tid;
 	j->handoff.started = pool_now_us();
 	pool_list_locked(j, POOL_POST_STARTED);
 	pthread_mutex_unlock(&pool.lock);
@@ -304,6 +312,8 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 		j->handoff.state = PS_CANCELLED;
 	else
 		j->handoff.state = PS_FAILED;
+	w->job = 0;
+	j->handoff.ended = true; /* see thread_cancel */
 	wake = pool_post_locked(j, POOL_POST_END);
 	pthread_mutex_unlock(&pool.lock);
 	if (wake)
@@ -447,7 +457,7 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 		uint8_t post = j->handoff.post;
 
 		if (post & POOL_POST_STARTED) {
-			j->worker = ((struct tworker *)j->xdata)->index;
+			j->worker = j->handoff.worker;
 			j->tid = j->handoff.tid;
 			j->served = j->handoff.served;
 		}
@@ -477,16 +487,11 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 	for (i = 0; i < n; i++) {
 		struct taken *t = &pool.taken[i];
 
-		struct tworker *w = t->job->xdata;
-
 		if (t->post & POOL_POST_STARTED) {
 			pool.nqueued--;
 			pool.nrunning++;
 			job_start(t->job);
 			t->job->started = t->started;
-			w->job = t->job->id;
-			w->served = t->job->served;
-			w->shown_tid = t->job->tid;
 		}
 		if (t->out.len > 0) {
 			size_t off = 0;
@@ -505,7 +510,6 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 			job_progress(t->job, t->job->done, t->job->total, NULL);
 		if (t->post & POOL_POST_END) {
 			pool.nrunning--;
-			w->job = 0;
 			t->job->xdata = NULL;
 			job_finish(t->job, t->state);
 		}
@@ -545,6 +549,7 @@ static void
 thread_submit(struct job *j)
 {
 	pool.nqueued++;
+	j->handoff.ended = false; /* a retry reuses the job */
 	if (j->fresh) {
 		if (thread_spawn(-1, j) == NULL) {
 			pool.nqueued--;
@@ -553,7 +558,8 @@ thread_submit(struct job *j)
 		}
 		return;
 	}
-	j->xdata = NULL; /* queued */
+	j->xdata = NULL;          /* queued */
+	j->handoff.ended = false; /* a retry reuses the job */
 	j->handoff.pending = true;
 	if (TAILQ_EMPTY(&pool.pending))
 		event_active(pool.submit_ev, 0, 1);
@@ -575,6 +581,11 @@ thread_cancel(struct job *j)
 		return;
 	}
 	pthread_mutex_lock(&pool.lock);
+	if (j->handoff.ended) {
+		/* its end is on the way; its worker may be gone */
+		pthread_mutex_unlock(&pool.lock);
+		return;
+	}
 	if ((w = j->xdata) == NULL) {
 		TAILQ_REMOVE(&pool.todo, j, link);
 	} else {
@@ -638,6 +649,7 @@ pool_thread_foreach(void (*fn)(const struct pool_worker_info *, void *),
 	struct pool_worker_info info;
 	struct tworker *w;
 
+	pthread_mutex_lock(&pool.lock);
 	TAILQ_FOREACH(w, &pool.workers, link)
 	{
 		memset(&info, 0, sizeof(info));
@@ -651,8 +663,11 @@ pool_thread_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		             : w->index >= pool.size ? "retiring"
 		             : w->job != 0           ? "busy"
 		                                     : "idle";
-		fn(&info, arg);
+		pthread_mutex_unlock(&pool.lock);
+		fn(&info, arg); /* encodes a row: not under the lock */
+		pthread_mutex_lock(&pool.lock);
 	}
+	pthread_mutex_unlock(&pool.lock);
 }
 
 static size_t
