@@ -440,55 +440,25 @@ close:
 	return -1;
 }
 
-/* The value of argument name in the map args, or NULL. */
-static const msgpack_object *
-exec_raw_arg(const msgpack_object *args, const char *name)
-{
-	size_t len = strlen(name);
-	uint32_t i;
-
-	for (i = 0; i < args->via.map.size; i++) {
-		const msgpack_object *k = &args->via.map.ptr[i].key;
-
-		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len &&
-		    memcmp(k->via.str.ptr, name, len) == 0)
-			return &args->via.map.ptr[i].val;
-	}
-	return NULL;
-}
-
 /*
- * Copy what the command needs and start it.  The argv list and the env
- * map are decoded again from the job's raw arguments into a zone of our
- * own, so that nothing here depends on how long the daemon keeps its
- * decoded copy; strings point into the raw arguments, which live as
- * long as the job.
+ * Copy what the command needs and start it.  The argv list and env map
+ * are valid only during start (task.h): everything is copied here.
  */
 static int
 exec_start(struct task_ctx *ctx, const union task_value *argv)
 {
 	struct exec_state *s = task_state(ctx);
 	char **cargv = NULL, **envp = NULL, **own = NULL, *cwd = NULL;
-	const msgpack_object *list, *env;
-	msgpack_object args;
-	msgpack_zone zone;
-	const char *raw;
-	size_t rawlen, off = 0;
+	const msgpack_object *list = argv[EXEC_ARGV].o;
+	const msgpack_object *env = argv[EXEC_ENV].o;
 	int rc = -1;
 
 	s->pidfd = s->epfd = s->infd = s->out[0].fd = s->out[1].fd = -1;
 	s->grace = (unsigned)argv[EXEC_GRACE].i;
-	raw = task_args_raw(ctx, &rawlen);
-	msgpack_zone_init(&zone, 1024);
-	if (raw == NULL ||
-	    msgpack_unpack(raw, rawlen, &off, &zone, &args) !=
-	        MSGPACK_UNPACK_SUCCESS ||
-	    args.type != MSGPACK_OBJECT_MAP ||
-	    (list = exec_raw_arg(&args, "argv")) == NULL) {
+	if (list == NULL) {
 		task_fail(ctx, "exec: missing argument argv");
 		goto out;
 	}
-	env = exec_raw_arg(&args, "env");
 	if (exec_copy_argv(ctx, list, &cargv) < 0)
 		goto out;
 	if (argv[EXEC_CWD].s.ptr != NULL &&
@@ -507,7 +477,6 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 	rc = exec_spawn(ctx, s, cargv, envp != NULL ? envp : environ, cwd,
 	                argv[EXEC_STDIN].s.ptr != NULL);
 out:
-	msgpack_zone_destroy(&zone);
 	exec_free_strv(cargv);
 	exec_free_strv(own);
 	free(envp);
