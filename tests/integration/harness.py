@@ -21,6 +21,10 @@ import msgpack
 CONCD = os.environ.get("CONCD", "build/daemon/concd")
 CONCTL = os.environ.get("CONCTL", "build/client/concctl")
 BOUND = 30.0  # seconds: an upper bound, never a delay
+# concd's timers run on libevent's coarse monotonic clock, so a timer
+# may fire up to one clock tick (4 ms at 250 Hz) before the same span
+# measured on a fine clock has passed: lower bounds allow this much
+CLOCK_SLACK = 0.010  # seconds
 
 
 class Notify:
