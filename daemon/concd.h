@@ -63,7 +63,6 @@ void notify_close(void);
 struct exec_ops;
 
 struct task_ctx {
-	struct job *job;
 	const struct exec_ops *ops; /* the executor running it */
 	void *state;
 	void *worker_state;
@@ -141,51 +140,57 @@ enum task_step task_run_blocking(struct task_ctx *,
 
 struct watch {
 	struct conn *conn;
-	struct job *job;
 	uint64_t req;
-	int32_t index; /* position in a gather request, -1: none */
+	int32_t index; /* -1: none; WATCH_GATHER: each job's own index */
 	LIST_ENTRY(watch) by_job;
 	LIST_ENTRY(watch) by_conn;
 };
 LIST_HEAD(watch_list, watch);
+/* A gather request's one watch on all of its jobs. */
+#define WATCH_GATHER (-2)
 
+/*
+ * A job record.  Fields are ordered by size so that the record has no
+ * holes: a sleeping loop job costs little more than this (DESIGN.md §9).
+ */
 struct job {
 	uint64_t id;
 	const struct task *task;
 	struct job *hnext;     /* id hash chain */
 	TAILQ_ENTRY(job) link; /* executor queue, then finished list */
+	struct event *timer;   /* the timeout while running; the retry delay */
+	struct gather *group;  /* the gather request it came in, or NULL */
+	char *msg;
+	char *args; /* raw msgpack map, after the record (job_new) */
+	struct watch_list watches;
+	void *xdata; /* the executor's own */
+
+	uint64_t submitted, started, finished; /* µs since the epoch */
+	uint64_t timeout_ms;
+	uint64_t done, total;
+	uint64_t dropped; /* output bytes a slow watcher did not get */
+
+	uint32_t retry_delay_ms;
+	uid_t uid;
+	uint32_t args_len;
+	uint32_t gindex; /* its index in its gather request */
+	int32_t worker;  /* index in its pool, -1: none */
+	pid_t tid;
+	uint32_t served;
 
 	uint8_t state;     /* enum proto_state */
 	uint8_t requested; /* enum proto_exec */
 	uint8_t exec;      /* enum proto_exec, as run */
+	uint8_t err;       /* enum proto_error */
+	uint8_t attempt;   /* 1, then 2... with retries */
+	uint8_t retries;   /* attempts after the first, at most */
 	bool daemon;
 	bool fresh;
-	bool timing_out; /* a cancel caused by the timeout */
-	bool retry_wait; /* between attempts, on the timer */
-	bool held;       /* made, not yet given to an executor (gather) */
-	uint8_t attempt; /* 1, then 2... with retries */
-	uint8_t retries; /* attempts after the first, at most */
-	uint32_t retry_delay_ms;
-	uid_t uid;
-	struct event *timer;  /* the timeout while running; the retry delay */
-	struct gather *group; /* the gather request it came in, or NULL */
-
-	uint64_t submitted, started, finished; /* µs since the epoch */
-	uint64_t timeout_ms;
-
-	uint64_t done, total;
-	char *msg;
-
-	char *args; /* raw msgpack map, after the record (job_new) */
-	uint32_t args_len;
-	void *state_buf; /* the task's state, after the arguments, or NULL */
-
-	int32_t worker; /* index in its pool, -1: none */
-	pid_t tid;
-	uint32_t served;
-
-	enum proto_error err;
-	uint64_t dropped; /* output bytes a slow watcher did not get */
+	bool timing_out;   /* a cancel caused by the timeout */
+	bool retry_wait;   /* between attempts, on the timer */
+	bool held;         /* made, not yet given to an executor (gather) */
+	bool has_ev;       /* loop_ev is set up */
+	bool inline_state; /* the task's state follows the arguments */
 
 	union {
 		/*
@@ -211,12 +216,19 @@ struct job {
 		 */
 		struct event loop_ev;
 	};
-	bool has_ev;
-
-	struct watch_list watches;
 	struct task_ctx ctx;
-	void *xdata; /* the executor's own */
 };
+/* The job a task context belongs to: every context lives in its job. */
+#define CTX_JOB(c) ((struct job *)(void *)((char *)(c)-offsetof(struct job, ctx)))
+/* job_new's one allocation: the record, its arguments, its task's state */
+#define JOB_ARGS_ROOM(len) (((size_t)(len) + 15) & ~(size_t)15)
+
+static inline void *
+job_state_buf(struct job *j)
+{
+	return j->inline_state ? (char *)(j + 1) + JOB_ARGS_ROOM(j->args_len)
+	                       : NULL;
+}
 TAILQ_HEAD(job_queue, job);
 
 struct job_submit {
@@ -240,6 +252,8 @@ size_t job_total(void);
 /* Tie jobs together (gather): with fail_fast, one failure cancels all. */
 struct gather *job_group_new(size_t n, bool fail_fast);
 void job_group_add(struct gather *, struct job *);
+/* Watch every job of the group, each event with its job's index. */
+int job_group_watch(struct gather *, struct conn *, uint64_t req);
 void job_group_submit(struct gather *);
 void job_shutdown(void);
 struct job *job_new(const struct job_submit *);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <time.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #define CONN_READ_CHUNK (64 * 1024)
 #define CONN_CONGESTED  (256 * 1024)       /* output bytes: skip progress */
 #define CONN_OUT_LIMIT  (64 * 1024 * 1024) /* a peer that never reads */
+#define CONN_TRIM_AT    (128 * 1024)       /* a frame this large: trim */
 
 struct conn {
 	int fd;
@@ -287,6 +289,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	const char *payload;
 	size_t plen, off = 0;
 	ssize_t n, used;
+	bool large = false;
 
 	pbuf_reserve(&c->in, CONN_READ_CHUNK);
 	n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
@@ -306,6 +309,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		off += (size_t)used;
+		large |= plen >= CONN_TRIM_AT;
 		switch (proto_decode(payload, plen, &c->zone, &msg, &f)) {
 		case PROTO_DECODE_OK:
 			c->handler->dispatch(c, &msg);
@@ -320,6 +324,17 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	pbuf_consume(&c->in, off);
+	if (large && !c->closing) {
+		/*
+		 * A large frame (a gather) leaves megabytes of decoded objects
+		 * and parsed jobs freed among the job records: hand those
+		 * pages back, or a daemon full of sleeping jobs keeps them.
+		 */
+		msgpack_zone_clear(&c->zone);
+		if (c->in.len == 0)
+			pbuf_free(&c->in);
+		malloc_trim(0);
+	}
 	/* this batch's replies go out now: a round trip saves a pass */
 	if (c->dirty && !event_pending(c->wev, EV_WRITE, NULL)) {
 		TAILQ_REMOVE(&dirty, c, dirty_link);

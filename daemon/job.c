@@ -25,14 +25,54 @@ static struct {
  * A gather request's jobs: with fail_fast, the first to fail cancels
  * the rest.  Freed when the last one ends.
  */
+/*
+ * A gather request's jobs.  The request watches them all through one
+ * watch here, not one per job: a gather of 10,000 sleeps stays small.
+ * left counts the members not yet ended, plus holds while walking.
+ */
 struct gather {
 	bool fail_fast;
 	bool tripped;
 	size_t n, left;
+	struct watch_list watches;
 	uint64_t ids[];
 };
 
 static void job_trim(void);
+static void job_group_put(struct gather *);
+
+/*
+ * A job's watchers: its own, then those of its gather request.  The
+ * loop body may not remove the watch it is on.
+ */
+static struct watch *
+watch_first(struct job *j)
+{
+	struct watch *w = LIST_FIRST(&j->watches);
+
+	return w != NULL || j->group == NULL ? w
+	                                     : LIST_FIRST(&j->group->watches);
+}
+
+static struct watch *
+watch_next(struct job *j, struct watch *w)
+{
+	struct watch *n = LIST_NEXT(w, by_job);
+
+	if (n == NULL && w->index != WATCH_GATHER && j->group != NULL)
+		n = LIST_FIRST(&j->group->watches);
+	return n;
+}
+
+#define JOB_FOREACH_WATCH(w, j)                                               \
+	for ((w) = watch_first(j); (w) != NULL; (w) = watch_next((j), (w)))
+
+/* The index a watcher sees the job at: its place in the gather, if any. */
+static int32_t
+watch_index(const struct job *j, const struct watch *w)
+{
+	return w->index == WATCH_GATHER ? (int32_t)j->gindex : w->index;
+}
 
 void
 job_init(size_t max_finished, uint64_t finished_ttl_s)
@@ -133,7 +173,7 @@ struct job *
 job_new(const struct job_submit *js)
 {
 	struct job *j;
-	size_t s, alen = (js->args_len + 15) & ~(size_t)15;
+	size_t s, alen = JOB_ARGS_ROOM(js->args_len);
 
 	/* one allocation: the record, then its arguments and task state */
 	if ((j = calloc(1, sizeof(*j) + alen + js->task->state_size)) == NULL)
@@ -144,7 +184,7 @@ job_new(const struct job_submit *js)
 		j->args_len = (uint32_t)js->args_len;
 	}
 	if (js->task->state_size > 0)
-		j->state_buf = (char *)(j + 1) + alen;
+		j->inline_state = true;
 	j->id = jobs.next_id++;
 	j->task = js->task;
 	j->attempt = 1;
@@ -164,7 +204,8 @@ job_new(const struct job_submit *js)
 	j->ctx.wait_fd = -1;
 	jobs.states[PS_QUEUED]++;
 
-	if (jobs.count >= jobs.nbucket)
+	/* ids are dense, so two per bucket means chains of two */
+	if (jobs.count >= 2 * jobs.nbucket)
 		job_table_grow();
 	s = job_slot(j->id, jobs.nbucket);
 	j->hnext = jobs.bucket[s];
@@ -187,8 +228,8 @@ job_free(struct job *j)
 	jobs.states[j->state]--;
 	if (j->timer != NULL)
 		event_free(j->timer);
-	if (j->group != NULL && --j->group->left == 0)
-		free(j->group);
+	if (j->group != NULL)
+		job_group_put(j->group);
 	task_ctx_free(&j->ctx);
 	if (j->exec == PX_THREAD) {
 		pbuf_free(&j->handoff.out);
@@ -262,11 +303,12 @@ job_progress(struct job *j, uint64_t done, uint64_t total, const char *msg)
 		j->msg = strndup(msg, 255);
 	}
 	/* A congested reader skips snapshots; the next one supersedes it. */
-	LIST_FOREACH(w, &j->watches, by_job)
+	JOB_FOREACH_WATCH(w, j)
 	{
 		if (conn_congested(w->conn))
 			continue;
-		job_encode_progress(conn_out(w->conn), j, w->req, w->index);
+		job_encode_progress(conn_out(w->conn), j, w->req,
+		                    watch_index(j, w));
 		conn_dirty(w->conn);
 	}
 }
@@ -283,14 +325,14 @@ job_output(struct job *j, int stream, const void *data, size_t len)
 	struct proto_enc e;
 	struct watch *w;
 
-	LIST_FOREACH(w, &j->watches, by_job)
+	JOB_FOREACH_WATCH(w, j)
 	{
 		if (conn_congested(w->conn)) {
 			j->dropped += len;
 			continue;
 		}
 		job_event_begin(&e, conn_out(w->conn), PROTO_OUTPUT, j, w->req,
-		                w->index);
+		                watch_index(j, w));
 		proto_enc_cstr(&e, PF_STREAM, names[stream == 2]);
 		proto_enc_key(&e, PF_DATA);
 		msgpack_pack_bin_with_body(&e.pk, data, len);
@@ -395,14 +437,48 @@ job_group_new(size_t n, bool fail_fast)
 {
 	struct gather *g = calloc(1, sizeof(*g) + n * sizeof(g->ids[0]));
 
-	if (g != NULL)
+	if (g != NULL) {
 		g->fail_fast = fail_fast;
+		LIST_INIT(&g->watches);
+	}
 	return g;
+}
+
+/* Drop a hold on the group; the last one frees it and its watches. */
+static void
+job_group_put(struct gather *g)
+{
+	struct watch *w;
+
+	if (--g->left > 0)
+		return;
+	while ((w = LIST_FIRST(&g->watches)) != NULL) {
+		LIST_REMOVE(w, by_job);
+		LIST_REMOVE(w, by_conn);
+		free(w);
+	}
+	free(g);
+}
+
+int
+job_group_watch(struct gather *g, struct conn *c, uint64_t req)
+{
+	struct watch *w;
+
+	if ((w = malloc(sizeof(*w))) == NULL)
+		return -1;
+	w->conn = c;
+	w->req = req;
+	w->index = WATCH_GATHER;
+	LIST_INSERT_HEAD(&g->watches, w, by_job);
+	LIST_INSERT_HEAD(conn_watches(c), w, by_conn);
+	return 0;
 }
 
 void
 job_group_add(struct gather *g, struct job *j)
 {
+	j->gindex = (uint32_t)g->n;
 	g->ids[g->n++] = j->id;
 	g->left++;
 	j->group = g;
@@ -427,8 +503,7 @@ job_group_submit(struct gather *g)
 			sched_submit(j);
 		}
 	}
-	if (--g->left == 0)
-		free(g);
+	job_group_put(g);
 }
 
 /* A member ended: maybe cancel the others; free the group after the last. */
@@ -452,8 +527,7 @@ job_group_end(struct job *j)
 		}
 		g->left--;
 	}
-	if (--g->left == 0)
-		free(g);
+	job_group_put(g);
 }
 
 static void
@@ -484,10 +558,10 @@ job_retry(struct job *j, enum proto_state s)
 	    server_stopping() ||
 	    (atomic_load(&j->ctx.cancel) && !j->timing_out))
 		return false;
-	LIST_FOREACH(w, &j->watches, by_job)
+	JOB_FOREACH_WATCH(w, j)
 	{
 		job_event_begin(&e, conn_out(w->conn), PROTO_RETRY, j, w->req,
-		                w->index);
+		                watch_index(j, w));
 		proto_enc_u64(&e, PF_ATTEMPT, (uint64_t)j->attempt + 1);
 		proto_enc_cstr(&e, PF_ERROR,
 		               proto_errors[s == PS_TIMED_OUT ? PE_TIMED_OUT
@@ -567,8 +641,16 @@ job_finish(struct job *j, enum proto_state s)
 		LIST_REMOVE(w, by_conn);
 		free(w);
 	}
-	if (j->group != NULL)
+	if (j->group != NULL) {
+		/* the group's watches stay until its last job has ended */
+		LIST_FOREACH(w, &j->group->watches, by_job)
+		{
+			job_encode_end(conn_out(w->conn), j, w->req,
+			               (int32_t)j->gindex);
+			conn_dirty(w->conn);
+		}
 		job_group_end(j);
+	}
 	job_retire(j);
 }
 
@@ -610,7 +692,6 @@ job_watch(struct job *j, struct conn *c, uint64_t req, int32_t index)
 	if ((w = malloc(sizeof(*w))) == NULL)
 		return -1;
 	w->conn = c;
-	w->job = j;
 	w->req = req;
 	w->index = index;
 	LIST_INSERT_HEAD(&j->watches, w, by_job);

@@ -20,13 +20,13 @@ static void
 loop_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
               const char *msg)
 {
-	job_progress(ctx->job, done, total, msg);
+	job_progress(CTX_JOB(ctx), done, total, msg);
 }
 
 static void
 loop_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 {
-	job_output(ctx->job, stream, data, len);
+	job_output(CTX_JOB(ctx), stream, data, len);
 }
 
 static const struct exec_ops loop_ops = {

@@ -139,7 +139,7 @@ thread_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
                 const char *msg)
 {
 	static _Thread_local uint64_t last;
-	struct job *j = ctx->job;
+	struct job *j = CTX_JOB(ctx);
 	uint64_t now = pool_now_us();
 	char *copy, *old = NULL;
 	bool wake;
@@ -167,7 +167,7 @@ thread_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 static void
 thread_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 {
-	struct job *j = ctx->job;
+	struct job *j = CTX_JOB(ctx);
 	uint32_t n = (uint32_t)len;
 	char s = (char)stream;
 	bool wake;

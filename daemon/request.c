@@ -268,6 +268,10 @@ request_gather(struct conn *c, const struct proto_msg *m)
 			goto out;
 		}
 	}
+	if (job_group_watch(g, c, m->id) < 0) {
+		reply_error(c, m->id, PE_INTERNAL, "out of memory");
+		goto out;
+	}
 	proto_enc_begin(&e, conn_out(c), PROTO_ACCEPTED, m->id);
 	proto_enc_key(&e, PF_JOBS);
 	proto_enc_array_open(&e);
@@ -278,7 +282,6 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		if ((j = job_new(&js[i])) == NULL)
 			break; /* out of memory: the ones made still run */
 		job_group_add(g, j); /* held until job_group_submit */
-		job_watch(j, c, m->id, (int32_t)i);
 		msgpack_pack_uint64(&e.pk, j->id);
 		proto_enc_elem(&e);
 	}

@@ -366,13 +366,12 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	char cause[256];
 	int rc;
 
-	ctx->job = job;
 	ctx->ops = ops;
 	ctx->worker_state = worker_state;
 	ctx->wait_fd = -1;
 	/* the state lives in the job's own allocation when it has room */
-	if (job->state_buf != NULL)
-		ctx->state = memset(job->state_buf, 0, job->task->state_size);
+	if (job->inline_state)
+		ctx->state = memset(job_state_buf(job), 0, job->task->state_size);
 	else if (job->task->state_size > 0 &&
 	         (ctx->state = calloc(1, job->task->state_size)) == NULL) {
 		task_fail(ctx, "out of memory");
@@ -380,14 +379,14 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	}
 	/* The arguments were validated at submission. */
 	msgpack_zone_init(&zone, 256);
-	if (!ctx->job->task->any_args) {
+	if (!CTX_JOB(ctx)->task->any_args) {
 		if (job->args_len == 0 ||
 		    msgpack_unpack(job->args, job->args_len, &off, &zone,
 		                   &args) != MSGPACK_UNPACK_SUCCESS)
-			rc = arg_parse(ctx->job->task, NULL, argv, cause,
+			rc = arg_parse(CTX_JOB(ctx)->task, NULL, argv, cause,
 			               sizeof(cause));
 		else
-			rc = arg_parse(ctx->job->task, &args, argv, cause,
+			rc = arg_parse(CTX_JOB(ctx)->task, &args, argv, cause,
 			               sizeof(cause));
 		if (rc < 0) {
 			msgpack_zone_destroy(&zone);
@@ -396,12 +395,12 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 		}
 	}
 	/* list and map values point into the zone: it outlives start() */
-	rc = ctx->job->task->start(ctx, argv);
+	rc = CTX_JOB(ctx)->task->start(ctx, argv);
 	msgpack_zone_destroy(&zone);
 	if (rc < 0) {
 		if (ctx->error == NULL)
 			task_fail(ctx, "%s: could not start",
-			          ctx->job->task->name);
+			          CTX_JOB(ctx)->task->name);
 		return -1;
 	}
 	ctx->started = true;
@@ -413,16 +412,16 @@ task_ctx_step(struct task_ctx *ctx)
 {
 	ctx->wait_ms = 0;
 	ctx->wait_fd = -1;
-	return ctx->job->task->step(ctx);
+	return CTX_JOB(ctx)->task->step(ctx);
 }
 
 void
 task_ctx_stop(struct task_ctx *ctx)
 {
-	if (ctx->started && ctx->job->task->stop != NULL)
-		ctx->job->task->stop(ctx);
+	if (ctx->started && CTX_JOB(ctx)->task->stop != NULL)
+		CTX_JOB(ctx)->task->stop(ctx);
 	ctx->started = false;
-	if (ctx->state != NULL && ctx->state != ctx->job->state_buf)
+	if (ctx->state != NULL && ctx->state != job_state_buf(CTX_JOB(ctx)))
 		free(ctx->state);
 	ctx->state = NULL;
 }
@@ -468,8 +467,8 @@ task_worker_state(struct task_ctx *ctx)
 const char *
 task_args_raw(struct task_ctx *ctx, size_t *len)
 {
-	*len = ctx->job->args_len;
-	return ctx->job->args;
+	*len = CTX_JOB(ctx)->args_len;
+	return CTX_JOB(ctx)->args;
 }
 
 void

@@ -214,7 +214,7 @@ worker_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 	wk.progress_at = now;
 
 	proto_enc_begin(&e, &wk.out, PROTO_PROGRESS, 0);
-	proto_enc_u64(&e, PF_JOB, ctx->job->id);
+	proto_enc_u64(&e, PF_JOB, CTX_JOB(ctx)->id);
 	proto_enc_u64(&e, PF_DONE, done);
 	proto_enc_u64(&e, PF_TOTAL, total);
 	if (msg != NULL)
@@ -229,7 +229,7 @@ worker_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 	struct proto_enc e;
 
 	proto_enc_begin(&e, &wk.out, PROTO_OUTPUT, 0);
-	proto_enc_u64(&e, PF_JOB, ctx->job->id);
+	proto_enc_u64(&e, PF_JOB, CTX_JOB(ctx)->id);
 	proto_enc_cstr(&e, PF_STREAM, names[stream == 2]);
 	proto_enc_key(&e, PF_DATA);
 	msgpack_pack_bin_with_body(&e.pk, data, len);

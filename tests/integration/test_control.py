@@ -79,6 +79,49 @@ class Gather(DaemonTest):
         for i in range(3):
             self.assertEqual(ends[i]["state"], "cancelled", i)
 
+    def test_every_event_of_a_member_reaches_the_gather_with_its_index(self):
+        c = self.d.client()
+        jobs = [{"task": "noop"},
+                {"task": "sleep", "args": {"ms": 600000}, "timeout": 20,
+                 "retries": 1, "exec": "loop"},
+                {"task": "sleep", "args": {"ms": 600000}, "exec": "loop"}]
+        rid, acc = gather(c, jobs)
+        # a second client watches one member on its own request
+        other = self.d.client()
+        wid = other.request("watch", job=acc["jobs"][2])
+        other.wait_state(acc["jobs"][2], "running")
+        seen = []
+        while len([m for m in seen if m["t"] == "end"]) < 2:
+            seen.append(c.recv_for(rid))
+        self.assertEqual([(m["t"], m["index"]) for m in seen],
+                         [("end", 0), ("retry", 1), ("end", 1)])
+        self.assertEqual([m["job"] for m in seen],
+                         [acc["jobs"][0], acc["jobs"][1], acc["jobs"][1]])
+        self.assertEqual(c.call("cancel", job=acc["jobs"][2])["t"], "ok")
+        end = c.recv_for(rid)
+        self.assertEqual((end["t"], end["index"], end["state"]),
+                         ("end", 2, "cancelled"))
+        # the other watcher gets the same end, without an index
+        theirs = other.until_end(wid)[-1]
+        self.assertEqual(theirs["state"], "cancelled")
+        self.assertNotIn("index", theirs)
+
+    def test_a_gathering_client_that_vanishes_leaves_its_jobs_running(self):
+        c = self.d.client()
+        jobs = [{"task": "sleep", "args": {"ms": 600000}, "exec": "loop"}
+                for _ in range(3)]
+        _, acc = gather(c, jobs)
+        c.close()
+        other = self.d.client()
+        for job in acc["jobs"]:
+            other.wait_state(job, "running")
+        # cancelling them sends ends to nobody and loses nothing
+        for job in acc["jobs"]:
+            self.assertEqual(other.call("cancel", job=job)["t"], "ok")
+        for job in acc["jobs"]:
+            other.wait_state(job, "cancelled")
+        self.assertEqual(other.call("ping")["t"], "pong")
+
 
 class Retries(DaemonTest):
     args = ("-p", "2")
