@@ -81,6 +81,7 @@ struct exec_ops {
 	                 const char *msg);
 	void (*output)(struct task_ctx *, int stream, const void *, size_t);
 	void (*release)(pid_t, int pidfd, unsigned grace_ms); /* or reap_now */
+	bool on_loop; /* task_on_loop() */
 };
 
 /* ---- reap.c: children that tasks hand over ---- */
@@ -219,7 +220,8 @@ struct job {
 	struct task_ctx ctx;
 };
 /* The job a task context belongs to: every context lives in its job. */
-#define CTX_JOB(c) ((struct job *)(void *)((char *)(c)-offsetof(struct job, ctx)))
+#define CTX_JOB(c)                                                             \
+	((struct job *)(void *)((char *)(c)-offsetof(struct job, ctx)))
 /* job_new's one allocation: the record, its arguments, its task's state */
 #define JOB_ARGS_ROOM(len) (((size_t)(len) + 15) & ~(size_t)15)
 

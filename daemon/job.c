@@ -64,7 +64,7 @@ watch_next(struct job *j, struct watch *w)
 	return n;
 }
 
-#define JOB_FOREACH_WATCH(w, j)                                               \
+#define JOB_FOREACH_WATCH(w, j)                                                \
 	for ((w) = watch_first(j); (w) != NULL; (w) = watch_next((j), (w)))
 
 /* The index a watcher sees the job at: its place in the gather, if any. */

@@ -33,6 +33,7 @@ static const struct exec_ops loop_ops = {
     .progress = loop_progress,
     .output = loop_output,
     .release = reap_later, /* the loop must not wait */
+    .on_loop = true,
 };
 
 uint64_t

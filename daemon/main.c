@@ -2,6 +2,7 @@
  * main.c -- concd's life: options, config, log, socket, plugins, pools,
  * signals, loop, shutdown.
  */
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -54,6 +55,23 @@ static const struct option longopts[] = {
     {"finished-ttl", required_argument, NULL, OPT_FINISHED_TTL},
     {NULL, 0, NULL, 0},
 };
+
+/*
+ * A running exec job holds three descriptors, so a gather of 1,000
+ * commands needs more than the soft limit systemd gives (1024).  The hard
+ * limit is the administrator's word; the soft one is ours to raise.
+ */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("setrlimit RLIMIT_NOFILE");
+	}
+}
 
 static void __attribute__((noreturn)) usage(int status)
 {
@@ -257,6 +275,7 @@ main(int argc, char *argv[])
 		opt.socket_path = default_socket();
 	if (opt.plugin_dir == NULL)
 		opt.plugin_dir = strdup(CONCD_PLUGIN_DIR);
+	raise_nofile();
 	if (server_listen(opt.socket_path, cause, sizeof(cause)) < 0)
 		fatalx("%s", cause);
 	plugin_load_dir(opt.plugin_dir);

@@ -371,7 +371,8 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	ctx->wait_fd = -1;
 	/* the state lives in the job's own allocation when it has room */
 	if (job->inline_state)
-		ctx->state = memset(job_state_buf(job), 0, job->task->state_size);
+		ctx->state =
+		    memset(job_state_buf(job), 0, job->task->state_size);
 	else if (job->task->state_size > 0 &&
 	         (ctx->state = calloc(1, job->task->state_size)) == NULL) {
 		task_fail(ctx, "out of memory");
@@ -541,4 +542,10 @@ bool
 task_cancelled(struct task_ctx *ctx)
 {
 	return atomic_load_explicit(&ctx->cancel, memory_order_relaxed);
+}
+
+bool
+task_on_loop(struct task_ctx *ctx)
+{
+	return ctx->ops != NULL && ctx->ops->on_loop;
 }

@@ -146,5 +146,11 @@ enum task_step task_fail(struct task_ctx *, const char *fmt, ...)
 enum task_step task_wait_ms(struct task_ctx *, uint64_t ms);
 enum task_step task_wait_fd(struct task_ctx *, int fd, bool writable);
 bool task_cancelled(struct task_ctx *);
+/*
+ * Whether the job runs on the event loop, which every client shares:
+ * there, start() and step() must not block even briefly (exec hands
+ * its posix_spawn to a thread of its own).
+ */
+bool task_on_loop(struct task_ctx *);
 
 #endif

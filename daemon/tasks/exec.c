@@ -11,21 +11,38 @@
  * ends when both pipes are at EOF and the command has exited: waiting for
  * both keeps the tail of the output.  Most commands have exited by the
  * time their pipes are at EOF; only one that is still running then gets
- * a pidfd in the epoll set to wait for its exit.  (Every spawn copies
- * and closes the daemon's whole descriptor table, so each descriptor a
- * running job holds makes every other job's spawn slower: a job usually
- * holds three.)  A cancelled command gets SIGTERM, then SIGKILL grace ms later,
- * and the daemon reaps it: no zombies.
+ * a pidfd in the epoll set to wait for its exit.  A cancelled command
+ * gets SIGTERM, then SIGKILL grace ms later, and the daemon reaps it: no
+ * zombies.
+ *
+ * On the loop the spawn itself is handed to spawner threads.  posix_spawn
+ * holds its caller until the child has exec'd, and the kernel copies and
+ * then closes the caller's whole descriptor table for every child: on the
+ * loop thread, a gather of 1,000 commands would stall every client while
+ * they start one by one, each slower than the last as the running ones
+ * hold more descriptors.  A spawner thread has a descriptor table of its
+ * own (unshare(CLONE_FILES)), nearly empty, and gets the child's pipe
+ * ends through SCM_RIGHTS from a feeder thread, which takes requests from
+ * a queue in memory (the loop only appends) and may block on a full
+ * socket.  The job's pipes are in its epoll set from the start, and when
+ * the spawn fails the closing of the write ends wakes the job.  A job
+ * ending before its spawn was taken up leaves the request behind, to be
+ * dropped unstarted.
  */
 #include <sys/epoll.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +58,17 @@ extern char **environ;
 #define EXEC_ARG_MAX   4096         /* bytes in one argv string */
 #define EXEC_STDIN_MAX (256 * 1024) /* the wire's longest string */
 #define EXEC_SHOW      200          /* bytes of a name quoted in errors */
+#define EXEC_SPAWNERS  4            /* spawner threads, at most */
+
+/*
+ * ThreadSanitizer tracks descriptors by number, process-wide, and knows
+ * nothing of a thread's own table: there, spawners share the daemon's.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define EXEC_OWN_TABLE 0
+#else
+#define EXEC_OWN_TABLE 1
+#endif
 
 enum { EXEC_ARGV, EXEC_CWD, EXEC_ENV, EXEC_STDIN, EXEC_GRACE };
 
@@ -71,9 +99,44 @@ struct exec_stream {
 	char line[EXEC_LINE];
 };
 
+/* A spawn handed to the spawner threads: they own everything here. */
+struct exec_req {
+	TAILQ_ENTRY(exec_req) link; /* in spawner.queue */
+	int fds[3]; /* the child's ends, in the daemon's table */
+	char **argv, **envp, **own, *cwd;
+	int phase;     /* SPAWN_*, under spawner.mu */
+	bool orphaned; /* its job ended first: the spawner frees it */
+	bool with_stdin;
+	pid_t pid;
+	int rc; /* posix_spawn's errno; 0: pid runs */
+};
+
+enum { SPAWN_QUEUED, SPAWN_RUNNING, SPAWN_DONE };
+
+static struct {
+	pthread_once_t once;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;   /* a spawn is done; a spawner is set up */
+	pthread_cond_t more; /* the queue has a request for the feeder */
+	TAILQ_HEAD(, exec_req) queue;
+	int sock; /* the feeder's end; -1: spawn on the caller */
+	int threads, ready, shared; /* shared: spawners in the daemon's table */
+	bool on;                    /* requests are taken */
+	bool stopping;              /* the process exits: the threads end */
+	int sv1;                    /* the spawners' end, if shared */
+	pthread_t tid[EXEC_SPAWNERS + 1]; /* the spawners, then the feeder */
+} spawner = {.once = PTHREAD_ONCE_INIT,
+             .mu = PTHREAD_MUTEX_INITIALIZER,
+             .cv = PTHREAD_COND_INITIALIZER,
+             .more = PTHREAD_COND_INITIALIZER,
+             .queue = TAILQ_HEAD_INITIALIZER(spawner.queue),
+             .sock = -1,
+             .sv1 = -1};
+
 struct exec_state {
-	pid_t pid; /* also its process group; 0 once reaped */
-	int pidfd; /* opened when needed, see exec_step */
+	struct exec_req *req; /* a spawn not yet known to be done */
+	pid_t pid;            /* also its process group; 0 once reaped */
+	int pidfd;            /* opened when needed, see exec_step */
 	int epfd;
 	int infd; /* stdin pipe's write end while input remains */
 	unsigned grace;
@@ -328,45 +391,31 @@ exec_unwatch(struct exec_state *s, int *fd)
 }
 
 /*
- * Start the command.  Our pipe ends are close-on-exec (another thread
- * may be spawning too) and non-blocking; the child gets only 0, 1, 2.
+ * posix_spawnp with the command's standard descriptors: in (-1:
+ * /dev/null), out and err.  Returns 0 or an errno.
  */
 static int
-exec_spawn(struct task_ctx *ctx, struct exec_state *s, char **argv, char **envp,
-           const char *cwd, bool with_stdin)
+exec_posix_spawn(pid_t *pid, char **argv, char **envp, const char *cwd, int in,
+                 int out, int err)
 {
-	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, inp[2] = {-1, -1};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t mask, def;
-	const char *what;
-	pid_t pid;
 	int rc;
 
-	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
-	    (with_stdin && pipe2(inp, O_CLOEXEC) < 0)) {
-		what = "pipe";
-		rc = errno;
-		goto fail;
-	}
-	if ((rc = posix_spawn_file_actions_init(&fa)) != 0) {
-		what = "posix_spawn";
-		goto fail;
-	}
-	if ((with_stdin ? posix_spawn_file_actions_adddup2(&fa, inp[0], 0)
-	                : posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
-	                                                   O_RDONLY, 0)) != 0 ||
-	    posix_spawn_file_actions_adddup2(&fa, outp[1], 1) != 0 ||
-	    posix_spawn_file_actions_adddup2(&fa, errp[1], 2) != 0 ||
+	if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
+		return rc;
+	if ((in >= 0 ? posix_spawn_file_actions_adddup2(&fa, in, 0)
+	             : posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
+	                                                O_RDONLY, 0)) != 0 ||
+	    posix_spawn_file_actions_adddup2(&fa, out, 1) != 0 ||
+	    posix_spawn_file_actions_adddup2(&fa, err, 2) != 0 ||
 	    posix_spawn_file_actions_addclosefrom_np(&fa, 3) != 0 ||
 	    (cwd != NULL &&
 	     posix_spawn_file_actions_addchdir_np(&fa, cwd) != 0)) {
 		posix_spawn_file_actions_destroy(&fa);
-		what = "posix_spawn";
-		rc = ENOMEM; /* the only way these fail with valid fds */
-		goto fail;
+		return ENOMEM; /* the only way these fail with valid fds */
 	}
-
 	posix_spawnattr_init(&at);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
 	                                  POSIX_SPAWN_SETSIGMASK |
@@ -381,63 +430,395 @@ exec_spawn(struct task_ctx *ctx, struct exec_state *s, char **argv, char **envp,
 	sigaddset(&def, SIGHUP);
 	sigaddset(&def, SIGCHLD);
 	posix_spawnattr_setsigdefault(&at, &def);
-
-	rc = posix_spawnp(&pid, argv[0], &fa, &at, argv, envp);
+	rc = posix_spawnp(pid, argv[0], &fa, &at, argv, envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
-	exec_close(&outp[1]);
-	exec_close(&errp[1]);
-	exec_close(&inp[0]);
-	if (rc != 0) {
-		size_t len = strlen(argv[0]);
+	return rc;
+}
 
-		task_fail(ctx, "exec: cannot run \"%.*s%s\": %s",
-		          exec_shown(len), argv[0], exec_ellipsis(len),
-		          strerror(rc));
-		goto close;
-	}
+static void
+exec_cannot_run(struct task_ctx *ctx, const char *name, int rc)
+{
+	size_t len = strlen(name);
 
-	s->pid = pid;
+	task_fail(ctx, "exec: cannot run \"%.*s%s\": %s", exec_shown(len), name,
+	          exec_ellipsis(len), strerror(rc));
+}
+
+/*
+ * The job's side of the pipes, in its epoll set, before the command
+ * exists: our ends are close-on-exec (another thread may be spawning
+ * too) and non-blocking.  The child's ends are left in outp[1], errp[1]
+ * and inp[0] (-1: /dev/null).
+ */
+static int
+exec_pipes(struct task_ctx *ctx, struct exec_state *s, int outp[2], int errp[2],
+           int inp[2], bool with_stdin)
+{
+	const char *what = "pipe";
+
+	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
+	    (with_stdin && pipe2(inp, O_CLOEXEC) < 0))
+		goto fail;
 	s->out[0].fd = outp[0];
 	s->out[1].fd = errp[0];
 	s->infd = inp[1];
+	outp[0] = errp[0] = inp[1] = -1;
 	what = "epoll";
 	if ((s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
 	    exec_watch(s, s->out[0].fd, EPOLLIN, EXEC_OUT) < 0 ||
 	    exec_watch(s, s->out[1].fd, EPOLLIN, EXEC_ERR) < 0)
-		goto kill;
+		goto fail;
 	what = "fcntl";
 	if (exec_set_nonblock(s->out[0].fd) < 0 ||
 	    exec_set_nonblock(s->out[1].fd) < 0)
-		goto kill;
+		goto fail;
 	if (s->infd >= 0 && s->inlen == 0) {
 		exec_close(&s->infd); /* stdin="": EOF at once */
 	} else if (s->infd >= 0) {
 		if (exec_set_nonblock(s->infd) < 0 ||
 		    exec_watch(s, s->infd, EPOLLOUT, EXEC_IN) < 0)
-			goto kill;
+			goto fail;
 	}
 	return 0;
-
-kill:
-	rc = errno;
-	kill(-pid, SIGKILL);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
-	s->pid = 0;
 fail:
-	task_fail(ctx, "exec: %s: %s", what, strerror(rc));
-close:
+	task_fail(ctx, "exec: %s: %s", what, strerror(errno));
 	exec_close(&outp[0]);
 	exec_close(&outp[1]);
 	exec_close(&errp[0]);
 	exec_close(&errp[1]);
 	exec_close(&inp[0]);
 	exec_close(&inp[1]);
-	s->out[0].fd = s->out[1].fd = s->infd = -1;
-	exec_close(&s->pidfd);
+	exec_close(&s->out[0].fd);
+	exec_close(&s->out[1].fd);
+	exec_close(&s->infd);
 	exec_close(&s->epfd);
 	return -1;
+}
+
+static void
+exec_req_free(struct exec_req *r)
+{
+	exec_free_strv(r->argv);
+	exec_free_strv(r->own);
+	free(r->envp);
+	free(r->cwd);
+	free(r);
+}
+
+/* Close fds[0..n) in the spawner's own table. */
+static void
+exec_close_fds(int *fds, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		exec_close(&fds[i]);
+}
+
+/* Tell a request's waiters it is done (with rc and pid set). */
+static void
+exec_req_done(struct exec_req *r)
+{
+	pthread_mutex_lock(&spawner.mu);
+	r->phase = SPAWN_DONE;
+	pthread_cond_broadcast(&spawner.cv);
+	pthread_mutex_unlock(&spawner.mu);
+}
+
+static void *
+exec_spawner_main(void *arg)
+{
+	int sock = (int)(intptr_t)arg, fds[3];
+	char cbuf[CMSG_SPACE(sizeof(fds))];
+	struct exec_req *r;
+	struct cmsghdr *cm;
+	struct msghdr mh;
+	struct iovec iov;
+	bool own = EXEC_OWN_TABLE && unshare(CLONE_FILES) == 0;
+	ssize_t n;
+	size_t nfd;
+
+	if (own) {
+		/* a copy of the daemon's table: keep only the request socket */
+		if (sock > 3)
+			close_range(3, (unsigned)sock - 1, 0);
+		close_range((unsigned)sock + 1, ~0U, 0);
+	}
+	/* without a table of its own it still keeps the loop from waiting */
+	pthread_mutex_lock(&spawner.mu);
+	spawner.ready++;
+	spawner.shared += !own;
+	pthread_cond_broadcast(&spawner.cv);
+	pthread_mutex_unlock(&spawner.mu);
+	for (;;) {
+		iov.iov_base = &r;
+		iov.iov_len = sizeof(r);
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		if ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 &&
+		    errno == EINTR)
+			continue;
+		if (n <= 0)
+			return NULL; /* the daemon is going */
+		cm = CMSG_FIRSTHDR(&mh);
+		nfd = cm != NULL && cm->cmsg_type == SCM_RIGHTS
+		          ? (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)
+		          : 0;
+		if (nfd > 3)
+			nfd = 3;
+		memcpy(fds, CMSG_DATA(cm), nfd * sizeof(int));
+		pthread_mutex_lock(&spawner.mu);
+		if (r->orphaned) {
+			pthread_mutex_unlock(&spawner.mu);
+			exec_close_fds(fds, nfd);
+			exec_req_free(r);
+			continue;
+		}
+		r->phase = SPAWN_RUNNING;
+		pthread_mutex_unlock(&spawner.mu);
+		r->rc = nfd != (r->with_stdin ? 3u : 2u)
+		            ? EBADF
+		            : exec_posix_spawn(
+		                  &r->pid, r->argv,
+		                  r->envp != NULL ? r->envp : environ, r->cwd,
+		                  r->with_stdin ? fds[2] : -1, fds[0], fds[1]);
+		/* closing the write ends wakes the job if there is no child */
+		exec_close_fds(fds, nfd);
+		exec_req_done(r);
+	}
+}
+
+/*
+ * The feeder: in the daemon's descriptor table, it passes each queued
+ * request's pipe ends to the spawners, then closes them here.  Should
+ * that fail, it spawns the command itself.
+ */
+static void *
+exec_feeder_main(void *arg)
+{
+	char cbuf[CMSG_SPACE(3 * sizeof(int))];
+	struct exec_req *r;
+	struct cmsghdr *cm;
+	struct msghdr mh;
+	struct iovec iov;
+	int fds[3];
+	size_t nfd;
+	ssize_t n;
+
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&spawner.mu);
+		while ((r = TAILQ_FIRST(&spawner.queue)) == NULL &&
+		       !spawner.stopping)
+			pthread_cond_wait(&spawner.more, &spawner.mu);
+		if (r == NULL) {
+			pthread_mutex_unlock(&spawner.mu);
+			return NULL;
+		}
+		TAILQ_REMOVE(&spawner.queue, r, link);
+		memcpy(fds, r->fds, sizeof(fds));
+		nfd = r->with_stdin ? 3 : 2;
+		if (r->orphaned || spawner.stopping) {
+			pthread_mutex_unlock(&spawner.mu);
+			exec_close_fds(fds, nfd);
+			exec_req_free(r);
+			continue;
+		}
+		pthread_mutex_unlock(&spawner.mu);
+		iov.iov_base = &r;
+		iov.iov_len = sizeof(r);
+		memset(&mh, 0, sizeof(mh));
+		memset(cbuf, 0, sizeof(cbuf));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE(nfd * sizeof(int));
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(nfd * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, nfd * sizeof(int));
+		while ((n = sendmsg(spawner.sock, &mh, MSG_NOSIGNAL)) < 0 &&
+		       errno == EINTR)
+			;
+		if (n < 0) {
+			/* r is still ours: spawn it from this table */
+			r->rc = exec_posix_spawn(
+			    &r->pid, r->argv,
+			    r->envp != NULL ? r->envp : environ, r->cwd,
+			    r->with_stdin ? fds[2] : -1, fds[0], fds[1]);
+			exec_close_fds(fds, nfd);
+			exec_req_done(r);
+			continue;
+		}
+		/* r is the spawners' now; these copies were passed on */
+		exec_close_fds(fds, nfd);
+	}
+	return NULL;
+}
+
+/* Start the threads once; without them, spawns run on the caller. */
+static void
+exec_spawner_init(void)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int sv[2], i,
+	    n = ncpu < 1               ? 1
+	        : ncpu > EXEC_SPAWNERS ? EXEC_SPAWNERS
+	                               : (int)ncpu;
+	sigset_t all, old;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* signals are the loop's */
+	for (i = 0; i < n; i++) {
+		if (pthread_create(&spawner.tid[spawner.threads], NULL,
+		                   exec_spawner_main,
+		                   (void *)(intptr_t)sv[1]) == 0)
+			spawner.threads++;
+	}
+	pthread_mutex_lock(&spawner.mu);
+	while (spawner.ready < spawner.threads)
+		pthread_cond_wait(&spawner.cv, &spawner.mu);
+	pthread_mutex_unlock(&spawner.mu);
+	/* the spawners with tables of their own hold their end there now */
+	if (spawner.shared == 0)
+		close(sv[1]);
+	spawner.sock = sv[0];
+	if (spawner.threads > 0 &&
+	    pthread_create(&spawner.tid[spawner.threads], NULL,
+	                   exec_feeder_main, NULL) == 0) {
+		spawner.on = true;
+	} else {
+		close(sv[0]); /* the spawners see EOF and end */
+		spawner.sock = -1;
+		for (i = 0; i < spawner.threads; i++)
+			pthread_join(spawner.tid[i], NULL);
+		if (spawner.shared > 0)
+			close(sv[1]);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	spawner.sv1 = sv[1];
+}
+
+/*
+ * At exit: the feeder drops what is queued (every job has been stopped
+ * by then) and ends, the spawners see the socket close and end.
+ */
+__attribute__((destructor)) static void
+exec_spawner_fini(void)
+{
+	int i;
+
+	if (!spawner.on)
+		return;
+	pthread_mutex_lock(&spawner.mu);
+	spawner.stopping = true;
+	pthread_cond_broadcast(&spawner.more);
+	pthread_mutex_unlock(&spawner.mu);
+	pthread_join(spawner.tid[spawner.threads], NULL);
+	close(spawner.sock);
+	for (i = 0; i < spawner.threads; i++)
+		pthread_join(spawner.tid[i], NULL);
+	if (spawner.shared > 0)
+		close(spawner.sv1);
+	spawner.on = false;
+}
+
+/*
+ * Queue the spawn for the spawner threads, giving them the command's
+ * strings and the child's pipe ends (all taken over).  -1 when there
+ * are no spawners: the caller spawns on its own thread.
+ */
+static int
+exec_spawn_off(struct exec_state *s, char ***argv, char ***envp, char ***own,
+               char **cwd, int outp[2], int errp[2], int inp[2])
+{
+	struct exec_req *r;
+
+	pthread_once(&spawner.once, exec_spawner_init);
+	if (!spawner.on || (r = calloc(1, sizeof(*r))) == NULL)
+		return -1;
+	r->fds[0] = outp[1];
+	r->fds[1] = errp[1];
+	r->fds[2] = inp[0];
+	r->with_stdin = inp[0] >= 0;
+	r->argv = *argv;
+	r->envp = *envp;
+	r->own = *own;
+	r->cwd = *cwd;
+	*argv = *envp = *own = NULL;
+	*cwd = NULL;
+	outp[1] = errp[1] = inp[0] = -1;
+	s->req = r;
+	pthread_mutex_lock(&spawner.mu);
+	TAILQ_INSERT_TAIL(&spawner.queue, r, link);
+	pthread_cond_signal(&spawner.more);
+	pthread_mutex_unlock(&spawner.mu);
+	return 0;
+}
+
+/*
+ * Wait for a handed-off spawn to be done and take its outcome: 0 and
+ * s->pid, or the errno (reported on ctx, if given).  Only waits when the
+ * spawner has taken the request up, which is a matter of a spawn.
+ */
+static int
+exec_spawn_settle(struct task_ctx *ctx, struct exec_state *s)
+{
+	struct exec_req *r = s->req;
+	int rc;
+
+	pthread_mutex_lock(&spawner.mu);
+	while (r->phase != SPAWN_DONE)
+		pthread_cond_wait(&spawner.cv, &spawner.mu);
+	pthread_mutex_unlock(&spawner.mu);
+	if ((rc = r->rc) == 0)
+		s->pid = r->pid;
+	else if (ctx != NULL)
+		exec_cannot_run(ctx, r->argv[0], rc);
+	exec_req_free(r);
+	s->req = NULL;
+	return rc;
+}
+
+/*
+ * Start the command: on a spawner thread when the job runs on the loop,
+ * else here.  The strings are taken over when handed off.
+ */
+static int
+exec_spawn(struct task_ctx *ctx, struct exec_state *s, char ***argv,
+           char ***envp, char ***own, char **cwd, bool with_stdin)
+{
+	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, inp[2] = {-1, -1};
+	pid_t pid;
+	int rc;
+
+	if (exec_pipes(ctx, s, outp, errp, inp, with_stdin) < 0)
+		return -1;
+	if (task_on_loop(ctx) &&
+	    exec_spawn_off(s, argv, envp, own, cwd, outp, errp, inp) == 0)
+		return 0;
+	rc = exec_posix_spawn(&pid, *argv, *envp != NULL ? *envp : environ,
+	                      *cwd, inp[0], outp[1], errp[1]);
+	exec_close(&outp[1]);
+	exec_close(&errp[1]);
+	exec_close(&inp[0]);
+	if (rc != 0) {
+		exec_cannot_run(ctx, (*argv)[0], rc);
+		exec_close(&s->out[0].fd);
+		exec_close(&s->out[1].fd);
+		exec_close(&s->infd);
+		exec_close(&s->epfd);
+		return -1;
+	}
+	s->pid = pid;
+	return 0;
 }
 
 /*
@@ -474,7 +855,7 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 		memcpy(s->in, argv[EXEC_STDIN].s.ptr, argv[EXEC_STDIN].s.len);
 		s->inlen = argv[EXEC_STDIN].s.len;
 	}
-	rc = exec_spawn(ctx, s, cargv, envp != NULL ? envp : environ, cwd,
+	rc = exec_spawn(ctx, s, &cargv, &envp, &own, &cwd,
 	                argv[EXEC_STDIN].s.ptr != NULL);
 out:
 	exec_free_strv(cargv);
@@ -640,7 +1021,12 @@ exec_step(struct task_ctx *ctx)
 	if (s->out[0].fd >= 0 || s->out[1].fd >= 0)
 		return task_wait_fd(ctx, s->epfd, false);
 
-	/* Both pipes at EOF: the command has exited, or soon will. */
+	/*
+	 * Both pipes at EOF: the command has exited, or soon will; or a
+	 * handed-off spawn failed, which closed the write ends.
+	 */
+	if (s->req != NULL && exec_spawn_settle(ctx, s) != 0)
+		return TASK_FAILED;
 	switch (exec_reap(s, &si)) {
 	case 1:
 		return exec_outcome(ctx, &si);
@@ -671,6 +1057,17 @@ exec_stop(struct task_ctx *ctx)
 	struct exec_state *s = task_state(ctx);
 	siginfo_t si;
 
+	if (s->req != NULL) {
+		pthread_mutex_lock(&spawner.mu);
+		if (s->req->phase == SPAWN_QUEUED) {
+			/* not taken up: the spawner drops it unstarted */
+			s->req->orphaned = true;
+			s->req = NULL;
+		}
+		pthread_mutex_unlock(&spawner.mu);
+		if (s->req != NULL)
+			(void)exec_spawn_settle(NULL, s);
+	}
 	if (s->pid > 0) {
 		memset(&si, 0, sizeof(si));
 		if (kill(-s->pid, SIGTERM) < 0)

@@ -680,6 +680,32 @@ exec_xargs(size_t n)
 	return bench_now() - t0;
 }
 
+/*
+ * Seconds for this small process to posix_spawn n `true`s one after
+ * another, then reap them: what one spawner costs on this machine.
+ */
+static double
+exec_floor(size_t n)
+{
+	char *argv[] = {"true", NULL};
+	pid_t *pid = calloc(n, sizeof(*pid));
+	double t0 = bench_now();
+	size_t i, made = 0;
+	int rc = 0;
+
+	if (pid == NULL)
+		return -1;
+	for (i = 0; i < n && rc == 0; i++)
+		if ((rc = posix_spawn(&pid[i], "/bin/true", NULL, NULL, argv,
+		                      environ)) == 0)
+			made++;
+	for (i = 0; i < made; i++)
+		while (waitpid(pid[i], NULL, 0) < 0 && errno == EINTR)
+			;
+	free(pid);
+	return rc == 0 ? bench_now() - t0 : -1;
+}
+
 void
 suite_exec(const struct bench_opts *o, const char *path)
 {
@@ -689,7 +715,8 @@ suite_exec(const struct bench_opts *o, const char *path)
 	struct pbuf args = {0};
 	struct bench_spec s = {.task = "exec", .args = &args, .exec = PX_LOOP};
 	double *wall = suite_values(o->runs), *base = suite_values(o->runs);
-	double *ratio = suite_values(o->runs), t0, target;
+	double *ratio = suite_values(o->runs), *floor = suite_values(o->runs);
+	double *over = suite_values(o->runs), t0, target;
 	struct bench_row row;
 	char what[96], tgt[32], name[64], n[32];
 	size_t r;
@@ -699,11 +726,14 @@ suite_exec(const struct bench_opts *o, const char *path)
 	bench_thousands((double)o->execs, n, sizeof(n));
 	printf("\nexec: concd pid %d; %s x exec argv=[\"true\"] in one "
 	       "gather on the loop, first\nsubmit to last end, against seq "
-	       "%zu | xargs -P2 -n1 true\n",
+	       "%zu | xargs -P2 -n1 true, and against posix_spawn\nof as "
+	       "many from one small process (one spawner's floor)\n",
 	       (int)c.daemon, n, o->execs);
 	for (r = 0; r < o->runs; r++) {
 		if ((base[r] = exec_xargs(o->execs)) < 0)
 			bench_die(2, "seq | xargs -P2 -n1 true failed");
+		if ((floor[r] = exec_floor(o->execs)) < 0)
+			bench_die(2, "posix_spawn of true failed");
 		bench_batch_init(&b, o->execs, BENCH_GATHER_MAX);
 		b.exec = PX_LOOP;
 		b.refusal_ok = true;
@@ -721,20 +751,26 @@ suite_exec(const struct bench_opts *o, const char *path)
 		}
 		wall[r] = b.t_last_end - t0;
 		ratio[r] = wall[r] / base[r];
+		over[r] = wall[r] / floor[r];
 		bench_batch_detach(&c, &b);
 		bench_fence(&c);
 		if (o->verbose)
-			printf("run %zu: xargs %.3f s, concd %.3f s\n", r + 1,
-			       base[r], wall[r]);
+			printf("run %zu: xargs %.3f s, posix_spawn %.3f s, "
+			       "concd %.3f s\n",
+			       r + 1, base[r], floor[r], wall[r]);
 	}
 	target = 0.35 * (double)o->execs / 1000;
 	bench_head("");
 	bench_line("xargs -P2", bench_stats(base, o->runs), 3,
 	           "s (the baseline)", NULL, -1);
+	bench_line("posix_spawn", bench_stats(floor, o->runs), 3,
+	           "s (one spawner)", NULL, -1);
 	row = bench_stats(wall, o->runs);
 	snprintf(name, sizeof(name), "%s execs", n);
-	snprintf(what, sizeof(what), "s (%.2fx xargs; %.0f us per job)",
+	snprintf(what, sizeof(what),
+	         "s (%.2fx xargs, %.2fx posix_spawn; %.0f us/job)",
 	         bench_stats(ratio, o->runs).med,
+	         bench_stats(over, o->runs).med,
 	         row.med * 1e6 / (double)o->execs);
 	snprintf(tgt, sizeof(tgt), "<= %.3g s", target);
 	bench_line(name, row, 3, what, tgt, row.med <= target);
@@ -742,6 +778,8 @@ out:
 	free(wall);
 	free(base);
 	free(ratio);
+	free(floor);
+	free(over);
 	pbuf_free(&args);
 	bench_conn_close(&c);
 }

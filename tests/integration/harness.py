@@ -75,7 +75,7 @@ class Notify:
 
 
 class Daemon:
-    def __init__(self, *args, threads=2, env=None):
+    def __init__(self, *args, threads=2, env=None, preexec_fn=None):
         self.dir = tempfile.mkdtemp(prefix="concd-test-")
         os.chmod(self.dir, 0o755)
         self.socket = os.path.join(self.dir, "concd.sock")
@@ -89,7 +89,7 @@ class Daemon:
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
             [CONCD, "-f", "-s", self.socket, "-t", str(threads)] + list(args),
-            env=e, stderr=self.stderr)
+            env=e, stderr=self.stderr, preexec_fn=preexec_fn)
         self.notify.wait_for("READY=1")
 
     def log(self):

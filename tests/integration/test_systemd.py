@@ -96,6 +96,24 @@ class StartUp(unittest.TestCase):
         wait_for_exit(pid)
         self.assertFalse(os.path.exists(self.socket))
 
+    def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(self):
+        import resource
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard == resource.RLIM_INFINITY or hard <= 1024:
+            self.skipTest("needs a hard RLIMIT_NOFILE above 1024")
+
+        def as_systemd_does():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        d = Daemon(preexec_fn=as_systemd_does)
+        try:
+            with open("/proc/%d/limits" % d.proc.pid) as f:
+                row = [ln.split() for ln in f
+                       if ln.startswith("Max open files")][0]
+            self.assertEqual((int(row[3]), int(row[4])), (hard, hard))
+        finally:
+            d.stop()
+            d.close()
+
     def test_usage_errors_exit_2_and_help_exits_0(self):
         r = subprocess.run([CONCD, "--threads", "0"], capture_output=True,
                            text=True, timeout=BOUND)

@@ -2,14 +2,18 @@
  * test_exec.c -- the exec task driven through the task ABI by a fake
  * executor that records output and really waits for the task's fd, as a
  * pool worker does.  It has no release hook, so a stopped command is
- * reaped on the spot (reap_now), which the tests can check.
+ * reaped on the spot (reap_now), which the tests can check.  Every test
+ * runs twice: as on a thread or process, spawning on the caller, and as
+ * on the loop, spawning through the spawner threads.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -81,6 +85,14 @@ static const struct exec_ops rec_ops = {
     .progress = rec_progress,
     .output = rec_output,
 };
+
+static const struct exec_ops rec_loop_ops = {
+    .progress = rec_progress,
+    .output = rec_output,
+    .on_loop = true,
+};
+
+static const struct exec_ops *ops = &rec_ops; /* this run's */
 
 /* A wait for the task's fd, bounded; exec never waits for time. */
 static bool
@@ -173,7 +185,7 @@ free_job(struct job *j)
 static enum task_step
 run(struct job *j)
 {
-	assert_int_equal(task_ctx_start(&j->ctx, j, &rec_ops, NULL), 0);
+	assert_int_equal(task_ctx_start(&j->ctx, j, ops, NULL), 0);
 	return task_run_blocking(&j->ctx, fd_wait, NULL);
 }
 
@@ -442,12 +454,19 @@ signals_start_at_their_defaults_in_a_group_of_its_own(void **state)
 	signal(SIGHUP, hup_was);
 }
 
-/* The error start() gave, or "" when it started. */
+/*
+ * The error start() gave, or "" when it started.  On the loop a command
+ * that cannot run fails at its first steps instead, with the same error.
+ */
 static int
 start_error(const struct spec *sp, char *err, size_t errlen)
 {
 	struct job *j = job_for(sp);
-	int rc = task_ctx_start(&j->ctx, j, &rec_ops, NULL);
+	int rc = task_ctx_start(&j->ctx, j, ops, NULL);
+
+	if (rc == 0 && ops->on_loop &&
+	    task_run_blocking(&j->ctx, fd_wait, NULL) == TASK_FAILED)
+		rc = -1;
 
 	snprintf(err, errlen, "%s", j->ctx.error != NULL ? j->ctx.error : "");
 	free_job(j);
@@ -665,7 +684,7 @@ started_pid(struct job *j)
 	enum task_step st;
 	long pid;
 
-	assert_int_equal(task_ctx_start(&j->ctx, j, &rec_ops, NULL), 0);
+	assert_int_equal(task_ctx_start(&j->ctx, j, ops, NULL), 0);
 	for (;;) {
 		st = task_ctx_step(&j->ctx);
 		assert_true(st == TASK_WAIT || st == TASK_YIELD);
@@ -675,7 +694,10 @@ started_pid(struct job *j)
 		if (st == TASK_WAIT)
 			fd_wait(&j->ctx, NULL);
 	}
+	/* the recorded bytes are not a C string: end them first */
+	pbuf_append(&rec.all[1], "", 1);
 	assert_int_equal(sscanf(rec.all[1].data, "%ld", &pid), 1);
+	rec.all[1].len--;
 	assert_true(pid > 1);
 	return (pid_t)pid;
 }
@@ -804,10 +826,68 @@ exec_may_run_on_every_executor_and_auto_picks_the_loop(void **state)
 	assert_int_equal(task_default_exec(t), PX_LOOP);
 }
 
+/* The descriptors this process has open. */
+static size_t
+open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	size_t n = 0;
+
+	assert_non_null(d);
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * Jobs stopped at once, their spawns queued, taken up or done: none
+ * leaves a process or a descriptor behind.
+ */
+static void
+jobs_stopped_before_their_spawn_leave_nothing_behind(void **state)
+{
+	struct job *j[64];
+	size_t before = open_fds(), i;
+	uint64_t t0;
+
+	for (i = 0; i < 64; i++) {
+		j[i] = job_for(&(struct spec){ARGV("sleep", "60"), .grace = 0});
+		assert_int_equal(task_ctx_start(&j[i]->ctx, j[i], ops, NULL),
+		                 0);
+	}
+	for (i = 0; i < 64; i++) {
+		atomic_store(&j[i]->ctx.cancel, true);
+		task_ctx_stop(&j[i]->ctx);
+		free_job(j[i]);
+	}
+	errno = 0;
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	/* dropped requests' pipe ends are closed by the spawner threads */
+	for (t0 = now_ms(); open_fds() > before && now_ms() - t0 < BOUND_MS;)
+		sched_yield();
+	assert_int_equal(open_fds(), before);
+}
+
 static int
 teardown(void **state)
 {
 	rec_reset();
+	return 0;
+}
+
+static int
+on_the_caller(void **state)
+{
+	ops = &rec_ops;
+	return 0;
+}
+
+static int
+on_the_loop(void **state)
+{
+	ops = &rec_loop_ops;
 	return 0;
 }
 
@@ -843,7 +923,12 @@ main(void)
 	        leftovers_of_an_exited_command_are_killed_at_once_on_cancel),
 	    cmocka_unit_test(
 	        exec_may_run_on_every_executor_and_auto_picks_the_loop),
+	    cmocka_unit_test(
+	        jobs_stopped_before_their_spawn_leave_nothing_behind),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, teardown);
+	return cmocka_run_group_tests_name("spawning on the caller", tests,
+	                                   on_the_caller, teardown) +
+	       cmocka_run_group_tests_name("spawning on spawner threads", tests,
+	                                   on_the_loop, teardown);
 }
