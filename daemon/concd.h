@@ -142,7 +142,8 @@ enum task_step task_run_blocking(struct task_ctx *,
 struct watch {
 	struct conn *conn;
 	uint64_t req;
-	int32_t index; /* -1: none; WATCH_GATHER: each job's own index */
+	int32_t index;    /* -1: none; WATCH_GATHER: each job's own index */
+	uint64_t dropped; /* output bytes it missed (not for WATCH_GATHER) */
 	LIST_ENTRY(watch) by_job;
 	LIST_ENTRY(watch) by_conn;
 };
@@ -169,7 +170,7 @@ struct job {
 	uint64_t submitted, started, finished; /* µs since the epoch */
 	uint64_t timeout_ms;
 	uint64_t done, total;
-	uint64_t dropped; /* output bytes a slow watcher did not get */
+	uint64_t dropped; /* output bytes any watcher missed, in all */
 
 	uint32_t retry_delay_ms;
 	uid_t uid;
@@ -269,8 +270,11 @@ int job_cancel(struct job *);
 bool job_visible(const struct job *, uid_t);
 int job_watch(struct job *, struct conn *, uint64_t req, int32_t index);
 void job_unwatch_conn(struct conn *);
-void job_encode_end(struct pbuf *, const struct job *, uint64_t req,
-                    int32_t index);
+/* The end event for watch w; NULL: for whoever asks, as status does. */
+void job_encode_end(struct pbuf *, const struct job *, const struct watch *w,
+                    uint64_t req, int32_t index);
+/* Output lost before any watcher could have it: all of them missed it. */
+void job_lost_output(struct job *, uint64_t bytes);
 void job_encode_record(struct proto_enc *, const struct job *);
 void job_foreach(void (*)(struct job *, void *), void *);
 void job_counts(size_t counts[PS_COUNT]);

@@ -329,6 +329,7 @@ job_output(struct job *j, int stream, const void *data, size_t len)
 	{
 		if (conn_congested(w->conn)) {
 			j->dropped += len;
+			w->dropped += len;
 			continue;
 		}
 		job_event_begin(&e, conn_out(w->conn), PROTO_OUTPUT, j, w->req,
@@ -341,8 +342,20 @@ job_output(struct job *j, int stream, const void *data, size_t len)
 	}
 }
 
+void
+job_lost_output(struct job *j, uint64_t bytes)
+{
+	struct watch *w;
+
+	j->dropped += bytes;
+	LIST_FOREACH(w, &j->watches, by_job)
+	{
+		w->dropped += bytes;
+	}
+}
+
 static void
-job_encode_outcome(struct proto_enc *e, const struct job *j)
+job_encode_outcome(struct proto_enc *e, const struct job *j, uint64_t dropped)
 {
 	proto_enc_cstr(e, PF_STATE, proto_states[j->state]);
 	proto_enc_cstr(e, PF_EXEC, proto_execs[j->exec]);
@@ -356,8 +369,8 @@ job_encode_outcome(struct proto_enc *e, const struct job *j)
 		proto_enc_u64(e, PF_STARTED, j->started);
 	if (j->finished)
 		proto_enc_u64(e, PF_FINISHED, j->finished);
-	if (j->dropped > 0)
-		proto_enc_u64(e, PF_DROPPED, j->dropped);
+	if (dropped > 0)
+		proto_enc_u64(e, PF_DROPPED, dropped);
 	if (j->state == PS_SUCCEEDED) {
 		if (j->ctx.result.len > 0)
 			proto_enc_raw(e, PF_RESULT, j->ctx.result.data,
@@ -373,13 +386,20 @@ job_encode_outcome(struct proto_enc *e, const struct job *j)
 	}
 }
 
+/*
+ * A watcher's own end says what it missed; a gather's watcher, and
+ * anyone asking later, get what any watcher missed.
+ */
 void
-job_encode_end(struct pbuf *b, const struct job *j, uint64_t req, int32_t index)
+job_encode_end(struct pbuf *b, const struct job *j, const struct watch *w,
+               uint64_t req, int32_t index)
 {
 	struct proto_enc e;
 
 	job_event_begin(&e, b, PROTO_END, j, req, index);
-	job_encode_outcome(&e, j);
+	job_encode_outcome(&e, j,
+	                   w != NULL && w->index != WATCH_GATHER ? w->dropped
+	                                                         : j->dropped);
 	if (proto_enc_end(&e) < 0) {
 		/* A result too large for a frame: the job still ends. */
 		job_event_begin(&e, b, PROTO_END, j, req, index);
@@ -406,7 +426,7 @@ job_encode_record(struct proto_enc *e, const struct job *j)
 	proto_enc_u64(e, PF_TOTAL, j->total);
 	if (j->msg != NULL)
 		proto_enc_cstr(e, PF_MSG, j->msg);
-	job_encode_outcome(e, j);
+	job_encode_outcome(e, j, j->dropped);
 }
 
 static void
@@ -470,6 +490,7 @@ job_group_watch(struct gather *g, struct conn *c, uint64_t req)
 	w->conn = c;
 	w->req = req;
 	w->index = WATCH_GATHER;
+	w->dropped = 0;
 	LIST_INSERT_HEAD(&g->watches, w, by_job);
 	LIST_INSERT_HEAD(conn_watches(c), w, by_conn);
 	return 0;
@@ -635,7 +656,7 @@ job_finish(struct job *j, enum proto_state s)
 		return;
 	job_set_state(j, s);
 	while ((w = LIST_FIRST(&j->watches)) != NULL) {
-		job_encode_end(conn_out(w->conn), j, w->req, w->index);
+		job_encode_end(conn_out(w->conn), j, w, w->req, w->index);
 		conn_dirty(w->conn);
 		LIST_REMOVE(w, by_job);
 		LIST_REMOVE(w, by_conn);
@@ -645,7 +666,7 @@ job_finish(struct job *j, enum proto_state s)
 		/* the group's watches stay until its last job has ended */
 		LIST_FOREACH(w, &j->group->watches, by_job)
 		{
-			job_encode_end(conn_out(w->conn), j, w->req,
+			job_encode_end(conn_out(w->conn), j, w, w->req,
 			               (int32_t)j->gindex);
 			conn_dirty(w->conn);
 		}
@@ -685,7 +706,7 @@ job_watch(struct job *j, struct conn *c, uint64_t req, int32_t index)
 	struct watch *w;
 
 	if (PROTO_STATE_FINAL(j->state)) {
-		job_encode_end(conn_out(c), j, req, index);
+		job_encode_end(conn_out(c), j, NULL, req, index);
 		conn_dirty(c);
 		return 0;
 	}
@@ -694,6 +715,7 @@ job_watch(struct job *j, struct conn *c, uint64_t req, int32_t index)
 	w->conn = c;
 	w->req = req;
 	w->index = index;
+	w->dropped = 0;
 	LIST_INSERT_HEAD(&j->watches, w, by_job);
 	LIST_INSERT_HEAD(conn_watches(c), w, by_conn);
 	return 0;

@@ -472,7 +472,8 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		pool.taken[i].out = j->handoff.out;
 		memset(&j->handoff.out, 0, sizeof(j->handoff.out));
-		j->dropped += j->handoff.dropped;
+		if (j->handoff.dropped > 0)
+			job_lost_output(j, j->handoff.dropped);
 		j->handoff.dropped = 0;
 		pool.taken[i].job = j;
 		pool.taken[i].post = post;

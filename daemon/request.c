@@ -466,7 +466,7 @@ request_result(struct conn *c, const struct proto_msg *m)
 		            (unsigned long long)j->id, proto_states[j->state]);
 		return;
 	}
-	job_encode_end(conn_out(c), j, m->id, -1);
+	job_encode_end(conn_out(c), j, NULL, m->id, -1);
 	conn_dirty(c);
 }
 

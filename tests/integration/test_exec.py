@@ -238,6 +238,39 @@ class Exec(DaemonTest):
         # the peak over all three: a bounded buffer per connection and job
         self.assertLess(vm_kib(self.d.proc.pid, "VmHWM"), 200 * 1024)
 
+    def test_dropped_counts_what_each_watcher_missed(self):
+        fifo = os.path.join(self.d.dir, "fifo")
+        os.mkfifo(fifo)
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                # a client that reads nothing, congested by a chatty job
+                slow = self.client()
+                other = self.client()
+                _, chatty = self.submit(slow, ["seq", "1", "300000"], x)
+                other.wait_state(chatty, "succeeded", bound=120)
+                # both watch a job that writes one line once they do; slow
+                # must not read, not even its accepted
+                rid = slow.request("submit", task="exec",
+                                   args={"argv": ["cat", fifo]}, exec=x,
+                                   watch=True)
+                job = chatty + 1
+                other.wait_state(job, "running")
+                fast = self.client()
+                wid = fast.request("watch", job=job)
+                self.assertEqual(fast.call("ping")["t"], "pong")
+                with open(fifo, "w") as f:
+                    f.write("hello\n")
+                ev = fast.until_end(wid)
+                self.assertEqual(output(ev), b"hello\n")
+                self.assertNotIn("dropped", ev[-1])
+                # the slow one missed that line, and says so
+                end = slow.until_end(rid)[-1]
+                self.assertEqual((end["state"], end["dropped"]),
+                                 ("succeeded", 6))
+                # and status counts what any watcher missed
+                self.assertGreaterEqual(
+                    other.call("status", job=job)["dropped"], 6)
+
     def test_stopping_concd_kills_daemon_exec_jobs_and_exits_zero(self):
         c = self.client()
         pids = {}
