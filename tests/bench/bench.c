@@ -118,6 +118,7 @@ static const struct bench_suite_row {
     [SUITE_SLEEP] = {"sleep", suite_sleep, true},
     [SUITE_EXEC] = {"exec", suite_exec, false},
     [SUITE_DEEP] = {"deep", suite_deep, true},
+    [SUITE_IDLE] = {"idle", suite_idle, true},
 };
 _Static_assert(sizeof(bench_suites) / sizeof(bench_suites[0]) == SUITE_COUNT,
                "bench_suites rows");
@@ -214,6 +215,10 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "ms), and\n"
 	    "         the drain once the sleep is cancelled (>= 250,000 "
 	    "jobs/s) (*)\n"
+	    "  idle   concd with its defaults, fork to READY=1 (<= 50 ms) and "
+	    "its VmRSS\n"
+	    "         at rest (<= 5 MiB), against fork and exec of /bin/true "
+	    "(*)\n"
 	    "(*) needs --spawn: starts a concd per configuration and run.\n"
 	    "\n"
 	    "usage: concd-bench [--socket PATH | --spawn CONCD] [--suite S] "
@@ -229,7 +234,8 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "  --spawn CONCD     start CONCD -f -t 2 on a private socket (the "
 	    "suites\n"
 	    "                    marked (*) start their own)\n"
-	    "  --suite S         noop, fresh, cpu, sleep, exec, deep or all\n"
+	    "  --suite S         noop, fresh, cpu, sleep, exec, deep, idle or "
+	    "all\n"
 	    "  --runs R          runs; figures are medians (default 5)\n"
 	    "noop:\n"
 	    "  --rt N            round trips per run and kind, 0: none "
@@ -2221,8 +2227,9 @@ bench_suite_option(struct bench_opts *o, const char *name)
 			o->suites |= 1u << i;
 			return;
 		}
-	bench_die(2, "--suite must be noop, fresh, cpu, sleep, exec, deep or "
-	             "all");
+	bench_die(2,
+	          "--suite must be noop, fresh, cpu, sleep, exec, deep, idle "
+	          "or all");
 }
 
 int

@@ -29,6 +29,7 @@ enum bench_suite {
 	SUITE_SLEEP,
 	SUITE_EXEC,
 	SUITE_DEEP,
+	SUITE_IDLE,
 	SUITE_COUNT
 };
 
@@ -244,5 +245,6 @@ void suite_cpu(const struct bench_opts *, const char *path);
 void suite_sleep(const struct bench_opts *, const char *path);
 void suite_exec(const struct bench_opts *, const char *path);
 void suite_deep(const struct bench_opts *, const char *path);
+void suite_idle(const struct bench_opts *, const char *path);
 
 #endif

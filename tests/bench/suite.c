@@ -6,7 +6,8 @@
  *   sleep  many sleeps on the loop: wall time and daemon memory per job;
  *   exec   many `exec true` on the loop against xargs -P2;
  *   deep   a million jobs queued on one thread: submit rate, lookups,
- *          ps and the drain.
+ *          ps and the drain;
+ *   idle   start-up to READY=1 and the memory of a daemon doing nothing.
  *
  * Each run of a suite measures its baseline too (the warm worker, one
  * worker, one sleep, xargs, a ping), and a ratio printed is the median
@@ -14,9 +15,15 @@
  * reply goes through bench.c's batches and single requests, which check
  * it; the figures here are only timed.
  */
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -1057,5 +1064,176 @@ suite_deep(const struct bench_opts *o, const char *unused)
 	bench_line("memory per queued",
 	           deep_row(u, o->runs, DEEP_FIELD(per_job), 1), 0,
 	           "bytes of VmRSS per job", NULL, -1);
+	free(u);
+}
+
+/* ---- idle: start-up to READY=1, and the RSS of a daemon at rest ---- */
+
+#define IDLE_READY_WAIT 10000 /* ms: an upper bound, never a delay */
+
+struct idle_run {
+	double exec_ms;    /* fork, exec and exit of true: the baseline */
+	double ready_ms;   /* fork of concd to its READY=1 */
+	double rss_kb;     /* concd's VmRSS, ready and idle */
+	double workers_kb; /* its worker processes' VmRSS, summed */
+};
+
+/* Milliseconds to fork, exec and reap /bin/true. */
+static double
+idle_true_ms(void)
+{
+	double t0 = bench_now();
+	pid_t pid;
+	int status;
+
+	if ((pid = fork()) < 0)
+		bench_die(2, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, &status, 0);
+	return (bench_now() - t0) * 1e3;
+}
+
+/* The VmRSS of pid's children, in kB, from /proc/PID/task/PID/children. */
+static double
+idle_children_kb(pid_t pid)
+{
+	char path[64], buf[4096], *p, *end;
+	double kb = 0;
+	ssize_t n;
+	long child, v;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid,
+	         (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	for (p = buf; (child = strtol(p, &end, 10)) > 0; p = end)
+		if ((v = bench_vm_kb((pid_t)child, "VmRSS:")) > 0)
+			kb += (double)v;
+	return kb;
+}
+
+/*
+ * Start concd -f on a private socket with a private NOTIFY_SOCKET, time
+ * it to READY=1, read its memory, stop it.
+ */
+static void
+idle_once(const char *concd, struct idle_run *u)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char dir[] = "/tmp/concd-bench.XXXXXX", sock[64], buf[512];
+	struct pollfd pfd = {.events = POLLIN};
+	double t0, left;
+	pid_t pid;
+	ssize_t n;
+	int status, null;
+
+	if (mkdtemp(dir) == NULL)
+		bench_die(2, "mkdtemp: %s", strerror(errno));
+	snprintf(sock, sizeof(sock), "%s/sock", dir);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/notify", dir);
+	if ((pfd.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    bind(pfd.fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		bench_die(2, "notify socket: %s", strerror(errno));
+	fflush(stdout);
+	t0 = bench_now();
+	if ((pid = fork()) < 0)
+		bench_die(2, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		setenv("NOTIFY_SOCKET", sun.sun_path, 1);
+		if ((null = open("/dev/null", O_WRONLY)) >= 0)
+			dup2(null, STDERR_FILENO);
+		execl(concd, concd, "-f", "-s", sock, (char *)NULL);
+		_exit(127);
+	}
+	u->ready_ms = -1;
+	while ((left = IDLE_READY_WAIT - (bench_now() - t0) * 1e3) > 0 &&
+	       poll(&pfd, 1, (int)left + 1) > 0) {
+		if ((n = recv(pfd.fd, buf, sizeof(buf) - 1, 0)) < 0)
+			continue;
+		buf[n] = '\0';
+		if (strstr(buf, "READY=1") != NULL) {
+			u->ready_ms = (bench_now() - t0) * 1e3;
+			break;
+		}
+	}
+	if (u->ready_ms < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		bench_die(2, "%s sent no READY=1 within %d ms", concd,
+		          IDLE_READY_WAIT);
+	}
+	u->rss_kb = (double)bench_vm_kb(pid, "VmRSS:");
+	u->workers_kb = idle_children_kb(pid);
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	close(pfd.fd);
+	unlink(sun.sun_path);
+	unlink(sock);
+	rmdir(dir);
+}
+
+#define IDLE_FIELD(f) offsetof(struct idle_run, f)
+
+static struct bench_row
+idle_row(const struct idle_run *u, size_t runs, size_t off, double scale)
+{
+	double *v = suite_values(runs);
+	struct bench_row row;
+	size_t r;
+
+	for (r = 0; r < runs; r++)
+		v[r] =
+		    *(const double *)(const void *)((const char *)&u[r] + off) *
+		    scale;
+	row = bench_stats(v, runs);
+	free(v);
+	return row;
+}
+
+void
+suite_idle(const struct bench_opts *o, const char *unused)
+{
+	struct idle_run *u = calloc(o->runs, sizeof(*u));
+	struct bench_row base, ready, rss, workers;
+	char what[96];
+	size_t r;
+
+	(void)unused;
+	if (u == NULL)
+		bench_die(2, "out of memory");
+	printf("\nidle: concd -f with its defaults, a new one per run: fork "
+	       "to READY=1 on a\nprivate NOTIFY_SOCKET, then its VmRSS at "
+	       "rest; against fork and exec of /bin/true\n");
+	for (r = 0; r < o->runs; r++) {
+		u[r].exec_ms = idle_true_ms();
+		idle_once(o->spawn, &u[r]);
+		if (o->verbose)
+			printf("run %zu: true %.2f ms, READY=1 after %.2f ms, "
+			       "VmRSS %.0f kB\n",
+			       r + 1, u[r].exec_ms, u[r].ready_ms, u[r].rss_kb);
+	}
+	base = idle_row(u, o->runs, IDLE_FIELD(exec_ms), 1);
+	ready = idle_row(u, o->runs, IDLE_FIELD(ready_ms), 1);
+	rss = idle_row(u, o->runs, IDLE_FIELD(rss_kb), 1.0 / 1024);
+	workers = idle_row(u, o->runs, IDLE_FIELD(workers_kb), 1.0 / 1024);
+	bench_head("");
+	bench_line("exec of true", base, 2, "ms (the baseline)", NULL, -1);
+	snprintf(what, sizeof(what), "ms (%.1fx exec of true)",
+	         ready.med / base.med);
+	bench_line("ready", ready, 2, what, "<= 50 ms", ready.med <= 50);
+	bench_line("idle VmRSS", rss, 2, "MiB (the daemon)", "<= 5 MiB",
+	           rss.med <= 5);
+	bench_line("worker VmRSS", workers, 2,
+	           "MiB (its worker processes, together)", NULL, -1);
 	free(u);
 }
