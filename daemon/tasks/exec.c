@@ -559,18 +559,19 @@ exec_spawner_main(void *arg)
 		mh.msg_iovlen = 1;
 		mh.msg_control = cbuf;
 		mh.msg_controllen = sizeof(cbuf);
-		if ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 &&
-		    errno == EINTR)
-			continue;
-		if (n <= 0)
+		if ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) == 0 ||
+		    (n < 0 && (errno == EBADF || errno == ENOTSOCK)))
 			return NULL; /* the daemon is going */
+		if (n != (ssize_t)sizeof(r))
+			continue; /* EINTR, or a passing shortage */
 		cm = CMSG_FIRSTHDR(&mh);
 		nfd = cm != NULL && cm->cmsg_type == SCM_RIGHTS
 		          ? (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)
 		          : 0;
 		if (nfd > 3)
-			nfd = 3;
-		memcpy(fds, CMSG_DATA(cm), nfd * sizeof(int));
+			nfd = 3; /* the feeder sends at most three */
+		if (nfd > 0)
+			memcpy(fds, CMSG_DATA(cm), nfd * sizeof(int));
 		pthread_mutex_lock(&spawner.mu);
 		if (r->orphaned) {
 			pthread_mutex_unlock(&spawner.mu);
