@@ -442,6 +442,7 @@ static void
 thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	size_t n, i;
+	bool reap;
 
 	pthread_mutex_lock(&pool.lock);
 	n = pool.nposted;
@@ -483,6 +484,7 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	pool.nposted = 0;
 	pool.wake_pending = false;
+	reap = pool.nexited > 0; /* a thread leaving later wakes us again */
 	pthread_mutex_unlock(&pool.lock);
 
 	for (i = 0; i < n; i++) {
@@ -515,7 +517,7 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 			job_finish(t->job, t->state);
 		}
 	}
-	if (pool.nexited > 0)
+	if (reap)
 		thread_reap();
 }
 
