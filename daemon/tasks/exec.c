@@ -647,7 +647,17 @@ exec_feeder_main(void *arg)
 		       errno == EINTR)
 			;
 		if (n < 0) {
-			/* r is still ours: spawn it from this table */
+			/* r is still ours: spawn it from this table, unless
+			 * its job ended meanwhile */
+			pthread_mutex_lock(&spawner.mu);
+			if (r->orphaned) {
+				pthread_mutex_unlock(&spawner.mu);
+				exec_close_fds(fds, nfd);
+				exec_req_free(r);
+				continue;
+			}
+			r->phase = SPAWN_RUNNING;
+			pthread_mutex_unlock(&spawner.mu);
 			r->rc = exec_posix_spawn(
 			    &r->pid, r->argv,
 			    r->envp != NULL ? r->envp : environ, r->cwd,
