@@ -23,12 +23,10 @@ static struct {
 
 /*
  * A gather request's jobs: with fail_fast, the first to fail cancels
- * the rest.  Freed when the last one ends.
- */
-/*
- * A gather request's jobs.  The request watches them all through one
- * watch here, not one per job: a gather of 10,000 sleeps stays small.
- * left counts the members not yet ended, plus holds while walking.
+ * the rest.  The request watches them all through one watch here, not
+ * one per job, so a gather of 10,000 sleeps stays small.  left counts
+ * the members not yet ended, plus holds while walking them; the group
+ * and its watch go when it drops to 0.
  */
 struct gather {
 	bool fail_fast;
