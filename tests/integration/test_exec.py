@@ -271,6 +271,42 @@ class Exec(DaemonTest):
                 self.assertGreaterEqual(
                     other.call("status", job=job)["dropped"], 6)
 
+    def test_a_gather_of_many_commands_leaves_no_descriptor_or_child(self):
+        pid = self.d.proc.pid
+        fds = "/proc/%d/fd" % pid
+        children = "/proc/%d/task/%d/children" % (pid, pid)
+        c = self.client()
+        # one command first: the spawner threads and their socket stay
+        self.assertEqual(self.run_job(c, ["true"], "loop")[-1]["state"],
+                         "succeeded")
+        before = len(os.listdir(fds))
+        with open(children) as f:
+            workers = f.read().split()  # the process pool's
+        n = 300
+        jobs = [{"task": "exec", "exec": "loop",
+                 "args": {"argv": ["sh", "-c", "echo $0", str(i)]}}
+                for i in range(n)]
+        rid = c.request("gather", jobs=jobs)
+        self.assertEqual(c.recv_for(rid)["t"], "accepted")
+        ends, lines = 0, {}
+        while ends < n:
+            m = c.recv_for(rid)
+            if m["t"] == "output":
+                lines[m["index"]] = m["data"]
+            else:
+                self.assertEqual((m["t"], m["state"]), ("end", "succeeded"))
+                ends += 1
+        self.assertEqual(lines, {i: b"%d\n" % i for i in range(n)})
+        # the spawners close their copies as they go: wait for it, bounded
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline:
+            with open(children) as f:
+                left = f.read().split()
+            if len(os.listdir(fds)) == before and left == workers:
+                break
+        self.assertEqual(len(os.listdir(fds)), before)
+        self.assertEqual(left, workers)
+
     def test_stopping_concd_kills_daemon_exec_jobs_and_exits_zero(self):
         c = self.client()
         pids = {}
