@@ -65,6 +65,32 @@ watch_next(struct job *j, struct watch *w)
 #define JOB_FOREACH_WATCH(w, j)                                                \
 	for ((w) = watch_first(j); (w) != NULL; (w) = watch_next((j), (w)))
 
+/* A watch on list l (a job's or a gather's) for connection c. */
+static int
+watch_add(struct watch_list *l, struct conn *c, uint64_t req, int32_t index)
+{
+	struct watch *w;
+
+	if ((w = malloc(sizeof(*w))) == NULL)
+		return -1;
+	w->conn = c;
+	w->req = req;
+	w->index = index;
+	w->dropped = 0;
+	LIST_INSERT_HEAD(l, w, by_job);
+	LIST_INSERT_HEAD(conn_watches(c), w, by_conn);
+	return 0;
+}
+
+/* Off both its lists, and gone. */
+static void
+watch_free(struct watch *w)
+{
+	LIST_REMOVE(w, by_job);
+	LIST_REMOVE(w, by_conn);
+	free(w);
+}
+
 /* The index a watcher sees the job at: its place in the gather, if any. */
 static int32_t
 watch_index(const struct job *j, const struct watch *w)
@@ -470,28 +496,15 @@ job_group_put(struct gather *g)
 
 	if (--g->left > 0)
 		return;
-	while ((w = LIST_FIRST(&g->watches)) != NULL) {
-		LIST_REMOVE(w, by_job);
-		LIST_REMOVE(w, by_conn);
-		free(w);
-	}
+	while ((w = LIST_FIRST(&g->watches)) != NULL)
+		watch_free(w);
 	free(g);
 }
 
 int
 job_group_watch(struct gather *g, struct conn *c, uint64_t req)
 {
-	struct watch *w;
-
-	if ((w = malloc(sizeof(*w))) == NULL)
-		return -1;
-	w->conn = c;
-	w->req = req;
-	w->index = WATCH_GATHER;
-	w->dropped = 0;
-	LIST_INSERT_HEAD(&g->watches, w, by_job);
-	LIST_INSERT_HEAD(conn_watches(c), w, by_conn);
-	return 0;
+	return watch_add(&g->watches, c, req, WATCH_GATHER);
 }
 
 void
@@ -656,9 +669,7 @@ job_finish(struct job *j, enum proto_state s)
 	while ((w = LIST_FIRST(&j->watches)) != NULL) {
 		job_encode_end(conn_out(w->conn), j, w, w->req, w->index);
 		conn_dirty(w->conn);
-		LIST_REMOVE(w, by_job);
-		LIST_REMOVE(w, by_conn);
-		free(w);
+		watch_free(w);
 	}
 	if (j->group != NULL) {
 		/* the group's watches stay until its last job has ended */
@@ -701,22 +712,12 @@ job_visible(const struct job *j, uid_t uid)
 int
 job_watch(struct job *j, struct conn *c, uint64_t req, int32_t index)
 {
-	struct watch *w;
-
 	if (PROTO_STATE_FINAL(j->state)) {
 		job_encode_end(conn_out(c), j, NULL, req, index);
 		conn_dirty(c);
 		return 0;
 	}
-	if ((w = malloc(sizeof(*w))) == NULL)
-		return -1;
-	w->conn = c;
-	w->req = req;
-	w->index = index;
-	w->dropped = 0;
-	LIST_INSERT_HEAD(&j->watches, w, by_job);
-	LIST_INSERT_HEAD(conn_watches(c), w, by_conn);
-	return 0;
+	return watch_add(&j->watches, c, req, index);
 }
 
 void
@@ -725,11 +726,8 @@ job_unwatch_conn(struct conn *c)
 	struct watch_list *l = conn_watches(c);
 	struct watch *w;
 
-	while ((w = LIST_FIRST(l)) != NULL) {
-		LIST_REMOVE(w, by_job);
-		LIST_REMOVE(w, by_conn);
-		free(w);
-	}
+	while ((w = LIST_FIRST(l)) != NULL)
+		watch_free(w);
 }
 
 void

@@ -119,9 +119,8 @@ static struct {
 	pthread_cond_t cv;   /* a spawn is done; a spawner is set up */
 	pthread_cond_t more; /* the queue has a request for the feeder */
 	TAILQ_HEAD(, exec_req) queue;
-	int sock; /* the feeder's end; -1: spawn on the caller */
+	int sock; /* the feeder's end; -1: no spawners, spawn on the caller */
 	int threads, ready, shared; /* shared: spawners in the daemon's table */
-	bool on;                    /* requests are taken */
 	bool stopping;              /* the process exits: the threads end */
 	int sv1;                    /* the spawners' end, if shared */
 	pthread_t tid[EXEC_SPAWNERS + 1]; /* the spawners, then the feeder */
@@ -445,6 +444,27 @@ exec_cannot_run(struct task_ctx *ctx, const char *name, int rc)
 	          exec_ellipsis(len), strerror(rc));
 }
 
+/* Close the job's own descriptors: its pipe ends, pidfd and epoll set. */
+static void
+exec_close_ours(struct exec_state *s)
+{
+	exec_close(&s->pidfd);
+	exec_close(&s->out[0].fd);
+	exec_close(&s->out[1].fd);
+	exec_close(&s->infd);
+	exec_close(&s->epfd);
+}
+
+/* Close fds[0..n). */
+static void
+exec_close_fds(int *fds, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		exec_close(&fds[i]);
+}
+
 /*
  * The job's side of the pipes, in its epoll set, before the command
  * exists: our ends are close-on-exec (another thread may be spawning
@@ -483,16 +503,10 @@ exec_pipes(struct task_ctx *ctx, struct exec_state *s, int outp[2], int errp[2],
 	return 0;
 fail:
 	task_fail(ctx, "exec: %s: %s", what, strerror(errno));
-	exec_close(&outp[0]);
-	exec_close(&outp[1]);
-	exec_close(&errp[0]);
-	exec_close(&errp[1]);
-	exec_close(&inp[0]);
-	exec_close(&inp[1]);
-	exec_close(&s->out[0].fd);
-	exec_close(&s->out[1].fd);
-	exec_close(&s->infd);
-	exec_close(&s->epfd);
+	exec_close_fds(outp, 2);
+	exec_close_fds(errp, 2);
+	exec_close_fds(inp, 2);
+	exec_close_ours(s);
 	return -1;
 }
 
@@ -506,16 +520,6 @@ exec_req_free(struct exec_req *r)
 	free(r);
 }
 
-/* Close fds[0..n) in the spawner's own table. */
-static void
-exec_close_fds(int *fds, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		exec_close(&fds[i]);
-}
-
 /* Tell a request's waiters it is done (with rc and pid set). */
 static void
 exec_req_done(struct exec_req *r)
@@ -524,6 +528,38 @@ exec_req_done(struct exec_req *r)
 	r->phase = SPAWN_DONE;
 	pthread_cond_broadcast(&spawner.cv);
 	pthread_mutex_unlock(&spawner.mu);
+}
+
+/* Take a request up, unless its job ended first: then drop it here. */
+static bool
+exec_req_take(struct exec_req *r, int *fds, size_t nfd)
+{
+	pthread_mutex_lock(&spawner.mu);
+	if (r->orphaned) {
+		pthread_mutex_unlock(&spawner.mu);
+		exec_close_fds(fds, nfd);
+		exec_req_free(r);
+		return false;
+	}
+	r->phase = SPAWN_RUNNING;
+	pthread_mutex_unlock(&spawner.mu);
+	return true;
+}
+
+/*
+ * Spawn a request's command with the child's ends in fds, then close
+ * them: without a child, that is what wakes the job.
+ */
+static void
+exec_req_spawn(struct exec_req *r, int *fds, size_t nfd)
+{
+	r->rc = nfd != (r->with_stdin ? 3u : 2u)
+	            ? EBADF
+	            : exec_posix_spawn(
+	                  &r->pid, r->argv, r->envp != NULL ? r->envp : environ,
+	                  r->cwd, r->with_stdin ? fds[2] : -1, fds[0], fds[1]);
+	exec_close_fds(fds, nfd);
+	exec_req_done(r);
 }
 
 static void *
@@ -572,24 +608,8 @@ exec_spawner_main(void *arg)
 			nfd = 3; /* the feeder sends at most three */
 		if (nfd > 0)
 			memcpy(fds, CMSG_DATA(cm), nfd * sizeof(int));
-		pthread_mutex_lock(&spawner.mu);
-		if (r->orphaned) {
-			pthread_mutex_unlock(&spawner.mu);
-			exec_close_fds(fds, nfd);
-			exec_req_free(r);
-			continue;
-		}
-		r->phase = SPAWN_RUNNING;
-		pthread_mutex_unlock(&spawner.mu);
-		r->rc = nfd != (r->with_stdin ? 3u : 2u)
-		            ? EBADF
-		            : exec_posix_spawn(
-		                  &r->pid, r->argv,
-		                  r->envp != NULL ? r->envp : environ, r->cwd,
-		                  r->with_stdin ? fds[2] : -1, fds[0], fds[1]);
-		/* closing the write ends wakes the job if there is no child */
-		exec_close_fds(fds, nfd);
-		exec_req_done(r);
+		if (exec_req_take(r, fds, nfd))
+			exec_req_spawn(r, fds, nfd);
 	}
 }
 
@@ -647,23 +667,9 @@ exec_feeder_main(void *arg)
 		       errno == EINTR)
 			;
 		if (n < 0) {
-			/* r is still ours: spawn it from this table, unless
-			 * its job ended meanwhile */
-			pthread_mutex_lock(&spawner.mu);
-			if (r->orphaned) {
-				pthread_mutex_unlock(&spawner.mu);
-				exec_close_fds(fds, nfd);
-				exec_req_free(r);
-				continue;
-			}
-			r->phase = SPAWN_RUNNING;
-			pthread_mutex_unlock(&spawner.mu);
-			r->rc = exec_posix_spawn(
-			    &r->pid, r->argv,
-			    r->envp != NULL ? r->envp : environ, r->cwd,
-			    r->with_stdin ? fds[2] : -1, fds[0], fds[1]);
-			exec_close_fds(fds, nfd);
-			exec_req_done(r);
+			/* r is still ours: spawn it from this table */
+			if (exec_req_take(r, fds, nfd))
+				exec_req_spawn(r, fds, nfd);
 			continue;
 		}
 		/* r is the spawners' now; these copies were passed on */
@@ -701,11 +707,9 @@ exec_spawner_init(void)
 	if (spawner.shared == 0)
 		close(sv[1]);
 	spawner.sock = sv[0];
-	if (spawner.threads > 0 &&
+	if (spawner.threads == 0 ||
 	    pthread_create(&spawner.tid[spawner.threads], NULL,
-	                   exec_feeder_main, NULL) == 0) {
-		spawner.on = true;
-	} else {
+	                   exec_feeder_main, NULL) != 0) {
 		close(sv[0]); /* the spawners see EOF and end */
 		spawner.sock = -1;
 		for (i = 0; i < spawner.threads; i++)
@@ -726,7 +730,7 @@ exec_spawner_fini(void)
 {
 	int i;
 
-	if (!spawner.on)
+	if (spawner.sock < 0)
 		return;
 	pthread_mutex_lock(&spawner.mu);
 	spawner.stopping = true;
@@ -738,7 +742,7 @@ exec_spawner_fini(void)
 		pthread_join(spawner.tid[i], NULL);
 	if (spawner.shared > 0)
 		close(spawner.sv1);
-	spawner.on = false;
+	spawner.sock = -1;
 }
 
 /*
@@ -753,7 +757,7 @@ exec_spawn_off(struct exec_state *s, char ***argv, char ***envp, char ***own,
 	struct exec_req *r;
 
 	pthread_once(&spawner.once, exec_spawner_init);
-	if (!spawner.on || (r = calloc(1, sizeof(*r))) == NULL)
+	if (spawner.sock < 0 || (r = calloc(1, sizeof(*r))) == NULL)
 		return -1;
 	r->fds[0] = outp[1];
 	r->fds[1] = errp[1];
@@ -822,10 +826,7 @@ exec_spawn(struct task_ctx *ctx, struct exec_state *s, char ***argv,
 	exec_close(&inp[0]);
 	if (rc != 0) {
 		exec_cannot_run(ctx, (*argv)[0], rc);
-		exec_close(&s->out[0].fd);
-		exec_close(&s->out[1].fd);
-		exec_close(&s->infd);
-		exec_close(&s->epfd);
+		exec_close_ours(s);
 		return -1;
 	}
 	s->pid = pid;
@@ -1100,11 +1101,7 @@ exec_stop(struct task_ctx *ctx)
 		s->pid = 0;
 		s->pidfd = -1;
 	}
-	exec_close(&s->pidfd);
-	exec_close(&s->out[0].fd);
-	exec_close(&s->out[1].fd);
-	exec_close(&s->infd);
-	exec_close(&s->epfd);
+	exec_close_ours(s);
 	free(s->in);
 	s->in = NULL;
 }

@@ -58,6 +58,25 @@ suite_row(const double *v, size_t n, double scale)
 	return row;
 }
 
+/*
+ * The row of one double field, at offset off, of n run records of size
+ * bytes each (a suite's struct ..._run array), times scale.
+ */
+static struct bench_row
+suite_field(const void *runs, size_t n, size_t size, size_t off, double scale)
+{
+	double *v = suite_values(n);
+	struct bench_row row;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		memcpy(&v[i], (const char *)runs + i * size + off,
+		       sizeof(v[i]));
+	row = suite_row(v, n, scale);
+	free(v);
+	return row;
+}
+
 static void
 suite_conn(struct bench_conn *c, const char *path, const struct bench_opts *o)
 {
@@ -603,18 +622,8 @@ sleep_run(const struct bench_opts *o, struct sleep_run *u)
 	bench_daemon_stop(d);
 }
 
-#define SLEEP_FIELD(f) offsetof(struct sleep_run, f)
-
-static struct bench_row
-sleep_row(const struct sleep_run *u, size_t n, size_t off, double scale)
-{
-	double v[n];
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		v[i] = *(const double *)((const char *)&u[i] + off);
-	return suite_row(v, n, scale);
-}
+/* a field of struct sleep_run, for suite_field */
+#define SLEEP_FIELD(f) sizeof(struct sleep_run), offsetof(struct sleep_run, f)
 
 void
 suite_sleep(const struct bench_opts *o, const char *unused)
@@ -644,12 +653,12 @@ suite_sleep(const struct bench_opts *o, const char *unused)
 	/* 1.3 s for 100,000 x 1 s: the sleep and 0.3 s per 100,000 */
 	target =
 	    (double)o->sleep_ms / 1000 + 0.3 * (double)o->sleepers / 100000;
-	base = sleep_row(u, o->runs, SLEEP_FIELD(base), 1);
-	wall = sleep_row(u, o->runs, SLEEP_FIELD(wall), 1);
-	per = sleep_row(u, o->runs, SLEEP_FIELD(per_job), 1);
-	hwm = sleep_row(u, o->runs, SLEEP_FIELD(per_hwm), 1);
-	rss0 = sleep_row(u, o->runs, SLEEP_FIELD(rss0), 1.0 / 1024);
-	peak = sleep_row(u, o->runs, SLEEP_FIELD(peak), 1.0 / 1024);
+	base = suite_field(u, o->runs, SLEEP_FIELD(base), 1);
+	wall = suite_field(u, o->runs, SLEEP_FIELD(wall), 1);
+	per = suite_field(u, o->runs, SLEEP_FIELD(per_job), 1);
+	hwm = suite_field(u, o->runs, SLEEP_FIELD(per_hwm), 1);
+	rss0 = suite_field(u, o->runs, SLEEP_FIELD(rss0), 1.0 / 1024);
+	peak = suite_field(u, o->runs, SLEEP_FIELD(peak), 1.0 / 1024);
 
 	bench_head("");
 	bench_line("one sleep", base, 3, "s (the baseline)", NULL, -1);
@@ -979,18 +988,8 @@ deep_run(const struct bench_opts *o, struct deep_run *u)
 	bench_daemon_stop(d);
 }
 
-#define DEEP_FIELD(f) offsetof(struct deep_run, f)
-
-static struct bench_row
-deep_row(const struct deep_run *u, size_t n, size_t off, double scale)
-{
-	double v[n];
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		v[i] = *(const double *)((const char *)&u[i] + off);
-	return suite_row(v, n, scale);
-}
+/* a field of struct deep_run, for suite_field */
+#define DEEP_FIELD(f) sizeof(struct deep_run), offsetof(struct deep_run, f)
 
 void
 suite_deep(const struct bench_opts *o, const char *unused)
@@ -1029,40 +1028,40 @@ suite_deep(const struct bench_opts *o, const char *unused)
 			       u[r].per_job);
 	}
 	bench_head("");
-	ping = deep_row(u, o->runs, DEEP_FIELD(ping), 1e6);
+	ping = suite_field(u, o->runs, DEEP_FIELD(ping), 1e6);
 	bench_line("ping", ping, 1, "us (the baseline)", NULL, -1);
 
 	snprintf(name, sizeof(name), "submit, first %s", kb);
-	bench_line(name, deep_row(u, o->runs, DEEP_FIELD(rate_first), 1), -1,
+	bench_line(name, suite_field(u, o->runs, DEEP_FIELD(rate_first), 1), -1,
 	           "jobs/s (the baseline)", NULL, -1);
 	q = bench_stats(q_rate, o->runs);
 	snprintf(name, sizeof(name), "submit, last %s", kb);
 	snprintf(what, sizeof(what), "jobs/s (%.2fx the first)", q.med);
-	bench_line(name, deep_row(u, o->runs, DEEP_FIELD(rate_last), 1), -1,
+	bench_line(name, suite_field(u, o->runs, DEEP_FIELD(rate_last), 1), -1,
 	           what, ">= 0.8x first", q.med >= 0.8);
 
 	q = bench_stats(q_first, o->runs);
 	snprintf(what, sizeof(what), "us (%.2fx ping)", q.med);
 	bench_line("status, first job",
-	           deep_row(u, o->runs, DEEP_FIELD(first), 1e6), 1, what,
+	           suite_field(u, o->runs, DEEP_FIELD(first), 1e6), 1, what,
 	           "<= 2x ping", q.med <= 2);
 	q = bench_stats(q_last, o->runs);
 	snprintf(what, sizeof(what), "us (%.2fx ping)", q.med);
 	bench_line("status, last job",
-	           deep_row(u, o->runs, DEEP_FIELD(last), 1e6), 1, what,
+	           suite_field(u, o->runs, DEEP_FIELD(last), 1e6), 1, what,
 	           "<= 2x ping", q.med <= 2);
 
-	row = deep_row(u, o->runs, DEEP_FIELD(ps), 1e3);
+	row = suite_field(u, o->runs, DEEP_FIELD(ps), 1e3);
 	q = bench_stats(q_ps, o->runs);
 	snprintf(what, sizeof(what), "ms (%.0fx ping)", q.med);
 	bench_line("ps --limit 20", row, 3, what, "<= 1 ms", row.med <= 1);
 
 	row = bench_stats(rate, o->runs);
 	snprintf(what, sizeof(what), "jobs/s (%.3f s)",
-	         deep_row(u, o->runs, DEEP_FIELD(drain), 1).med);
+	         suite_field(u, o->runs, DEEP_FIELD(drain), 1).med);
 	bench_line("drain", row, -1, what, ">= 250,000", row.med >= 250000);
 	bench_line("memory per queued",
-	           deep_row(u, o->runs, DEEP_FIELD(per_job), 1), 0,
+	           suite_field(u, o->runs, DEEP_FIELD(per_job), 1), 0,
 	           "bytes of VmRSS per job", NULL, -1);
 	free(u);
 }
@@ -1182,23 +1181,8 @@ idle_once(const char *concd, struct idle_run *u)
 	rmdir(dir);
 }
 
-#define IDLE_FIELD(f) offsetof(struct idle_run, f)
-
-static struct bench_row
-idle_row(const struct idle_run *u, size_t runs, size_t off, double scale)
-{
-	double *v = suite_values(runs);
-	struct bench_row row;
-	size_t r;
-
-	for (r = 0; r < runs; r++)
-		v[r] =
-		    *(const double *)(const void *)((const char *)&u[r] + off) *
-		    scale;
-	row = bench_stats(v, runs);
-	free(v);
-	return row;
-}
+/* a field of struct idle_run, for suite_field */
+#define IDLE_FIELD(f) sizeof(struct idle_run), offsetof(struct idle_run, f)
 
 void
 suite_idle(const struct bench_opts *o, const char *unused)
@@ -1222,10 +1206,10 @@ suite_idle(const struct bench_opts *o, const char *unused)
 			       "VmRSS %.0f kB\n",
 			       r + 1, u[r].exec_ms, u[r].ready_ms, u[r].rss_kb);
 	}
-	base = idle_row(u, o->runs, IDLE_FIELD(exec_ms), 1);
-	ready = idle_row(u, o->runs, IDLE_FIELD(ready_ms), 1);
-	rss = idle_row(u, o->runs, IDLE_FIELD(rss_kb), 1.0 / 1024);
-	workers = idle_row(u, o->runs, IDLE_FIELD(workers_kb), 1.0 / 1024);
+	base = suite_field(u, o->runs, IDLE_FIELD(exec_ms), 1);
+	ready = suite_field(u, o->runs, IDLE_FIELD(ready_ms), 1);
+	rss = suite_field(u, o->runs, IDLE_FIELD(rss_kb), 1.0 / 1024);
+	workers = suite_field(u, o->runs, IDLE_FIELD(workers_kb), 1.0 / 1024);
 	bench_head("");
 	bench_line("exec of true", base, 2, "ms (the baseline)", NULL, -1);
 	snprintf(what, sizeof(what), "ms (%.1fx exec of true)",
