@@ -35,6 +35,7 @@ struct conn {
 	msgpack_zone zone;
 	struct watch_list watches;
 	bool dirty;
+	bool writing; /* wev is added: the socket was full */
 	bool closing; /* flush what is queued, then close */
 	TAILQ_ENTRY(conn) link;
 	TAILQ_ENTRY(conn) dirty_link;
@@ -43,6 +44,7 @@ struct conn {
 static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 static TAILQ_HEAD(, conn) dirty = TAILQ_HEAD_INITIALIZER(dirty);
 static struct event *flush_ev;
+static struct conn *reading; /* in conn_read_cb, which flushes it itself */
 static size_t nconns;
 
 static void conn_read_cb(evutil_socket_t, short, void *);
@@ -176,7 +178,8 @@ conn_dirty(struct conn *c)
 		return;
 	c->dirty = true;
 	TAILQ_INSERT_TAIL(&dirty, c, dirty_link);
-	event_active(flush_ev, 0, 1);
+	if (c != reading)
+		event_active(flush_ev, 0, 1);
 }
 
 /* Write what is queued; returns -1 when the connection is gone. */
@@ -212,6 +215,7 @@ conn_flush(struct conn *c)
 		pbuf_consume(&c->out, c->out_off);
 		c->out_off = 0;
 	}
+	c->writing = true;
 	event_add(c->wev, NULL);
 	return 0;
 }
@@ -224,7 +228,7 @@ conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 	while ((c = TAILQ_FIRST(&dirty)) != NULL) {
 		TAILQ_REMOVE(&dirty, c, dirty_link);
 		c->dirty = false;
-		if (event_pending(c->wev, EV_WRITE, NULL))
+		if (c->writing)
 			continue; /* the write event will do it */
 		if (conn_flush(c) < 0)
 			conn_close(c);
@@ -265,6 +269,7 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	c->writing = false;
 	if (conn_flush(c) < 0)
 		conn_close(c);
 }
@@ -300,6 +305,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->in.len += (size_t)n;
+	reading = c;
 	while (!c->closing &&
 	       (used = proto_frame_next(c->in.data + off, c->in.len - off,
 	                                &payload, &plen)) != 0) {
@@ -335,8 +341,14 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			pbuf_free(&c->in);
 		malloc_trim(0);
 	}
-	/* this batch's replies go out now: a round trip saves a pass */
-	if (c->dirty && !event_pending(c->wev, EV_WRITE, NULL)) {
+	/*
+	 * This batch's replies go out now: a round trip saves a pass, and
+	 * conn_dirty left the flush event alone for this connection.
+	 */
+	reading = NULL;
+	if (c->dirty && c->writing) {
+		event_active(flush_ev, 0, 1); /* it takes c off the list */
+	} else if (c->dirty) {
 		TAILQ_REMOVE(&dirty, c, dirty_link);
 		c->dirty = false;
 		if (conn_flush(c) < 0)

@@ -1,7 +1,10 @@
 /*
  * codec.c -- encode frames into a pbuf and decode them against the field
  * table.  Decoding validates everything the table says about a message
- * before the daemon or the client looks at it.
+ * before the daemon or the client looks at it.  Both ends of a message are
+ * on every job's path, so the scalars of a frame are written, and its
+ * top-level map read, here rather than through msgpack-c's callbacks and
+ * object tree; nested values still go through msgpack-c.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -41,12 +44,149 @@ open_level(struct proto_enc *e, bool map)
 	pbuf_append(e->buf, hdr[map], 3);
 }
 
+/* Field and type names packed once: a key is then one append. */
+static struct {
+	pthread_once_t once;
+	char keys[PF_FIELD_COUNT][40];
+	uint8_t key_len[PF_FIELD_COUNT];
+	char types[PROTO_TYPE_COUNT][40];
+	uint8_t type_len[PROTO_TYPE_COUNT];
+} packed = {.once = PTHREAD_ONCE_INIT};
+
+/* name as a msgpack fixstr: every name in the tables is under 32 bytes */
+static uint8_t
+pack_name(char *out, const char *name)
+{
+	size_t n = strlen(name);
+
+	out[0] = (char)(0xa0 | n);
+	memcpy(out + 1, name, n);
+	return (uint8_t)(n + 1);
+}
+
+static void
+pack_names(void)
+{
+	size_t i;
+
+	for (i = 0; i < PF_FIELD_COUNT; i++)
+		packed.key_len[i] =
+		    pack_name(packed.keys[i], proto_fields[i].name);
+	for (i = 0; i < PROTO_TYPE_COUNT; i++)
+		packed.type_len[i] =
+		    pack_name(packed.types[i], proto_types[i].name);
+}
+
+/*
+ * The scalars are written straight into the buffer, in the shortest
+ * form, as msgpack_pack_* would write them, without a callback per item.
+ */
+static inline void
+put_be(char *p, uint64_t v, int bytes)
+{
+	int i;
+
+	for (i = bytes - 1; i >= 0; i--, v >>= 8)
+		p[i] = (char)v;
+}
+
+static void
+put_uint(struct pbuf *b, uint64_t v)
+{
+	char *p;
+
+	pbuf_reserve(b, 9);
+	p = b->data + b->len;
+	if (v < 0x80) {
+		p[0] = (char)v;
+		b->len += 1;
+	} else if (v <= UINT8_MAX) {
+		p[0] = (char)0xcc;
+		p[1] = (char)v;
+		b->len += 2;
+	} else if (v <= UINT16_MAX) {
+		p[0] = (char)0xcd;
+		put_be(p + 1, v, 2);
+		b->len += 3;
+	} else if (v <= UINT32_MAX) {
+		p[0] = (char)0xce;
+		put_be(p + 1, v, 4);
+		b->len += 5;
+	} else {
+		p[0] = (char)0xcf;
+		put_be(p + 1, v, 8);
+		b->len += 9;
+	}
+}
+
+static void
+put_int(struct pbuf *b, int64_t v)
+{
+	char *p;
+
+	if (v >= 0) {
+		put_uint(b, (uint64_t)v);
+		return;
+	}
+	pbuf_reserve(b, 9);
+	p = b->data + b->len;
+	if (v >= -32) {
+		p[0] = (char)v; /* negative fixint */
+		b->len += 1;
+	} else if (v >= INT8_MIN) {
+		p[0] = (char)0xd0;
+		p[1] = (char)v;
+		b->len += 2;
+	} else if (v >= INT16_MIN) {
+		p[0] = (char)0xd1;
+		put_be(p + 1, (uint64_t)v, 2);
+		b->len += 3;
+	} else if (v >= INT32_MIN) {
+		p[0] = (char)0xd2;
+		put_be(p + 1, (uint64_t)v, 4);
+		b->len += 5;
+	} else {
+		p[0] = (char)0xd3;
+		put_be(p + 1, (uint64_t)v, 8);
+		b->len += 9;
+	}
+}
+
+static void
+put_str(struct pbuf *b, const char *s, size_t len)
+{
+	char *p;
+	size_t h;
+
+	pbuf_reserve(b, len + 5);
+	p = b->data + b->len;
+	if (len < 32) {
+		p[0] = (char)(0xa0 | len);
+		h = 1;
+	} else if (len <= UINT8_MAX) {
+		p[0] = (char)0xd9;
+		p[1] = (char)len;
+		h = 2;
+	} else if (len <= UINT16_MAX) {
+		p[0] = (char)0xda;
+		put_be(p + 1, len, 2);
+		h = 3;
+	} else {
+		p[0] = (char)0xdb;
+		put_be(p + 1, len, 4);
+		h = 5;
+	}
+	memcpy(p + h, s, len);
+	b->len += h + len;
+}
+
 void
 proto_enc_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
                 uint64_t id)
 {
 	static const char zero[4];
 
+	pthread_once(&packed.once, pack_names);
 	pbuf_reserve(b, 256); /* most frames fit: one check, not many */
 	e->buf = b;
 	e->start = b->len;
@@ -55,63 +195,39 @@ proto_enc_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
 	msgpack_packer_init(&e->pk, b, pbuf_write_cb);
 	pbuf_append(b, zero, sizeof(zero));
 	open_level(e, true);
-	proto_enc_str(e, PF_T, proto_types[type].name,
-	              strlen(proto_types[type].name));
+	proto_enc_key(e, PF_T);
+	pbuf_append(b, packed.types[type], packed.type_len[type]);
 	if (type != PROTO_PONG || id != 0)
 		proto_enc_u64(e, PF_ID, id);
 }
 
-/* Field names packed once: a key is then one append. */
-static struct {
-	pthread_once_t once;
-	char bytes[PF_FIELD_COUNT][40];
-	uint8_t len[PF_FIELD_COUNT];
-} packed_keys = {.once = PTHREAD_ONCE_INIT};
-
-static void
-pack_keys(void)
-{
-	size_t f, n;
-
-	for (f = 0; f < PF_FIELD_COUNT; f++) {
-		n = strlen(proto_fields[f].name);
-		/* every name is a fixstr: under 32 bytes */
-		packed_keys.bytes[f][0] = (char)(0xa0 | n);
-		memcpy(packed_keys.bytes[f] + 1, proto_fields[f].name, n);
-		packed_keys.len[f] = (uint8_t)(n + 1);
-	}
-}
-
+/* Keys are written after proto_enc_begin, which packed the names. */
 void
 proto_enc_key(struct proto_enc *e, enum proto_field f)
 {
-	pthread_once(&packed_keys.once, pack_keys);
 	count_one(e);
-	pbuf_append(e->buf, packed_keys.bytes[f], packed_keys.len[f]);
+	pbuf_append(e->buf, packed.keys[f], packed.key_len[f]);
 }
 
 void
 proto_enc_u64(struct proto_enc *e, enum proto_field f, uint64_t v)
 {
 	proto_enc_key(e, f);
-	msgpack_pack_uint64(&e->pk, v);
+	put_uint(e->buf, v);
 }
 
 void
 proto_enc_i64(struct proto_enc *e, enum proto_field f, int64_t v)
 {
 	proto_enc_key(e, f);
-	msgpack_pack_int64(&e->pk, v);
+	put_int(e->buf, v);
 }
 
 void
 proto_enc_bool(struct proto_enc *e, enum proto_field f, bool v)
 {
 	proto_enc_key(e, f);
-	if (v)
-		msgpack_pack_true(&e->pk);
-	else
-		msgpack_pack_false(&e->pk);
+	pbuf_append(e->buf, v ? "\xc3" : "\xc2", 1);
 }
 
 /* Strings longer than the field allows are cut, at a UTF-8 boundary. */
@@ -127,7 +243,7 @@ proto_enc_str(struct proto_enc *e, enum proto_field f, const char *s,
 			len--;
 	}
 	proto_enc_key(e, f);
-	msgpack_pack_str_with_body(&e->pk, s, len);
+	put_str(e->buf, s, len);
 }
 
 void
@@ -260,6 +376,33 @@ static const char *const vtype_names[] = {
     [PV_ANY] = "a value",
 };
 
+/* One key and value of a message map: 0, or -1 with f set. */
+static int
+decode_kv(const msgpack_object *key, const msgpack_object *val,
+          struct proto_msg *m, struct proto_fault *f)
+{
+	const struct proto_field_info *fi;
+	int k;
+
+	if (key->type != MSGPACK_OBJECT_STR)
+		return fault(f, PE_BAD_FRAME, "%s", "map key is not a string");
+	k = proto_field_lookup(key->via.str.ptr, key->via.str.size);
+	if (k < 0)
+		return 0; /* unknown keys are ignored */
+	fi = &proto_fields[k];
+	if (!type_ok(fi, val)) {
+		char what[96];
+
+		snprintf(what, sizeof(what), "field \"%s\" must be %s%s",
+		         fi->name, vtype_names[fi->type],
+		         fi->max ? " (within its size limit)" : "");
+		return fault(f, PE_BAD_FIELD, "%s", what);
+	}
+	m->f[k] = *val;
+	m->present |= PF_BIT(k);
+	return 0;
+}
+
 int
 proto_decode_fields(const msgpack_object *map, struct proto_msg *m,
                     struct proto_fault *f)
@@ -269,31 +412,160 @@ proto_decode_fields(const msgpack_object *map, struct proto_msg *m,
 	m->present = 0;
 	if (map->type != MSGPACK_OBJECT_MAP)
 		return fault(f, PE_BAD_FRAME, "%s", "message is not a map");
-	for (i = 0; i < map->via.map.size; i++) {
-		const msgpack_object_kv *kv = &map->via.map.ptr[i];
-		const struct proto_field_info *fi;
-		int k;
+	for (i = 0; i < map->via.map.size; i++)
+		if (decode_kv(&map->via.map.ptr[i].key,
+		              &map->via.map.ptr[i].val, m, f) < 0)
+			return -1;
+	return 0;
+}
 
-		if (kv->key.type != MSGPACK_OBJECT_STR)
-			return fault(f, PE_BAD_FRAME, "%s",
-			             "map key is not a string");
-		k = proto_field_lookup(kv->key.via.str.ptr,
-		                       kv->key.via.str.size);
-		if (k < 0)
-			continue; /* unknown keys are ignored */
-		fi = &proto_fields[k];
-		if (!type_ok(fi, &kv->val)) {
-			char what[96];
+static uint64_t
+be_at(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
 
-			snprintf(what, sizeof(what),
-			         "field \"%s\" must be %s%s", fi->name,
-			         vtype_names[fi->type],
-			         fi->max ? " (within its size limit)" : "");
-			return fault(f, PE_BAD_FIELD, "%s", what);
-		}
-		m->f[k] = kv->val;
-		m->present |= PF_BIT(k);
+	while (n-- > 0)
+		v = v << 8 | *p++;
+	return v;
+}
+
+/*
+ * One value of a frame proto_scan has passed, at *off: scalars are read
+ * here, pointing into the frame as msgpack-c would; maps and arrays go
+ * to msgpack_unpack.  Returns 0, or -1 if msgpack-c refuses.
+ */
+static int
+take_value(const char *buf, size_t len, size_t *off, msgpack_zone *zone,
+           msgpack_object *o)
+{
+	const unsigned char *p = (const unsigned char *)buf + *off;
+	unsigned char c = p[0];
+	size_t n;
+	int w;
+
+	if (c <= 0x7f) {
+		o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+		o->via.u64 = c;
+		*off += 1;
+		return 0;
 	}
+	if (c >= 0xe0) {
+		o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+		o->via.i64 = (int8_t)c;
+		*off += 1;
+		return 0;
+	}
+	if (c >= 0xa0 && c <= 0xbf) {
+		n = c & 0x1f;
+		w = 0;
+		goto str;
+	}
+	switch (c) {
+	case 0xc0:
+		o->type = MSGPACK_OBJECT_NIL;
+		*off += 1;
+		return 0;
+	case 0xc2:
+	case 0xc3:
+		o->type = MSGPACK_OBJECT_BOOLEAN;
+		o->via.boolean = c == 0xc3;
+		*off += 1;
+		return 0;
+	case 0xcc:
+	case 0xcd:
+	case 0xce:
+	case 0xcf:
+		w = 1 << (c - 0xcc);
+		o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+		o->via.u64 = be_at(p + 1, w);
+		*off += 1 + (size_t)w;
+		return 0;
+	case 0xd0:
+	case 0xd1:
+	case 0xd2:
+	case 0xd3: {
+		uint64_t u;
+		int64_t v;
+
+		w = 1 << (c - 0xd0);
+		u = be_at(p + 1, w);
+		if (w < 8 && (u >> (8 * w - 1)) != 0)
+			u |= ~0ULL << (8 * w); /* sign-extend */
+		memcpy(&v, &u, sizeof(v));
+		if (v < 0) {
+			o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+			o->via.i64 = v;
+		} else {
+			o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+			o->via.u64 = (uint64_t)v;
+		}
+		*off += 1 + (size_t)w;
+		return 0;
+	}
+	case 0xd9:
+	case 0xda:
+	case 0xdb:
+		w = 1 << (c - 0xd9);
+		n = (size_t)be_at(p + 1, w);
+		goto str;
+	case 0xc4:
+	case 0xc5:
+	case 0xc6:
+		w = 1 << (c - 0xc4);
+		o->type = MSGPACK_OBJECT_BIN;
+		o->via.bin.size = (uint32_t)be_at(p + 1, w);
+		o->via.bin.ptr = (const char *)p + 1 + w;
+		*off += 1 + (size_t)w + o->via.bin.size;
+		return 0;
+	default: /* floats, maps and arrays */
+		switch (msgpack_unpack(buf, len, off, zone, o)) {
+		case MSGPACK_UNPACK_SUCCESS:
+		case MSGPACK_UNPACK_EXTRA_BYTES:
+			return 0;
+		default:
+			return -1;
+		}
+	}
+str:
+	o->type = MSGPACK_OBJECT_STR;
+	o->via.str.size = (uint32_t)n;
+	o->via.str.ptr = (const char *)p + 1 + w;
+	*off += 1 + (size_t)w + n;
+	return 0;
+}
+
+/*
+ * The top-level map of a scanned frame, key by key, without building the
+ * map itself.  Returns 0, or -1 when the frame needs the full path: a
+ * fault of any kind is reported by that path, with its wording.
+ */
+static int
+decode_top(const char *buf, size_t len, msgpack_zone *zone, struct proto_msg *m,
+           struct proto_fault *f)
+{
+	const unsigned char *p = (const unsigned char *)buf;
+	msgpack_object key, val;
+	size_t off, n;
+
+	m->present = 0;
+	if (p[0] >= 0x80 && p[0] <= 0x8f) {
+		n = p[0] & 0x0f;
+		off = 1;
+	} else if (p[0] == 0xde) {
+		n = (size_t)be_at(p + 1, 2);
+		off = 3;
+	} else if (p[0] == 0xdf) {
+		n = (size_t)be_at(p + 1, 4);
+		off = 5;
+	} else {
+		return -1;
+	}
+	while (n-- > 0)
+		if (take_value(buf, len, &off, zone, &key) < 0 ||
+		    key.type != MSGPACK_OBJECT_STR ||
+		    take_value(buf, len, &off, zone, &val) < 0 ||
+		    decode_kv(&key, &val, m, f) < 0)
+			return -1;
 	return 0;
 }
 
@@ -322,6 +594,9 @@ proto_decode(const char *payload, size_t len, msgpack_zone *zone,
 		return PROTO_DECODE_BAD;
 	}
 	msgpack_zone_clear(zone);
+	if (decode_top(payload, len, zone, m, f) == 0)
+		goto fields_done;
+	msgpack_zone_clear(zone);
 	if (msgpack_unpack(payload, len, &off, zone, &root) !=
 	    MSGPACK_UNPACK_SUCCESS) {
 		fault(f, PE_BAD_FRAME, "%s", "malformed frame: cannot unpack");
@@ -342,6 +617,7 @@ proto_decode(const char *payload, size_t len, msgpack_zone *zone,
 		}
 		return PROTO_DECODE_REJECT;
 	}
+fields_done:
 	if (proto_has(m, PF_ID))
 		m->id = m->f[PF_ID].via.u64;
 	if (!proto_has(m, PF_T)) {

@@ -185,7 +185,7 @@ proto_scan(const char *buf, size_t len, const char **cause)
 }
 
 void
-pbuf_reserve(struct pbuf *b, size_t more)
+pbuf_grow(struct pbuf *b, size_t more)
 {
 	size_t cap;
 	char *p;
@@ -199,14 +199,6 @@ pbuf_reserve(struct pbuf *b, size_t more)
 		abort(); /* out of memory: nothing sensible is left to do */
 	b->data = p;
 	b->cap = cap;
-}
-
-void
-pbuf_append(struct pbuf *b, const void *p, size_t n)
-{
-	pbuf_reserve(b, n);
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
 }
 
 void

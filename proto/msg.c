@@ -175,7 +175,9 @@ lookup(const char *name, size_t len, const void *table, size_t rowsize,
 static struct name_index {
 	pthread_once_t once;
 	int8_t slot[NAME_SLOTS];
-} field_index = {PTHREAD_ONCE_INIT, {0}}, type_index = {PTHREAD_ONCE_INIT, {0}};
+	uint8_t len[NAME_SLOTS]; /* of the name in the slot: no strlen */
+} field_index = {.once = PTHREAD_ONCE_INIT},
+  type_index = {.once = PTHREAD_ONCE_INIT};
 
 static uint32_t
 name_hash(const char *s, size_t len)
@@ -205,6 +207,7 @@ index_build(struct name_index *ix, const void *table, size_t rowsize,
 		while (ix->slot[h] != -1)
 			h = (h + 1) % NAME_SLOTS;
 		ix->slot[h] = (int8_t)i;
+		ix->len[h] = (uint8_t)strlen(row);
 	}
 }
 
@@ -232,7 +235,7 @@ index_find(const struct name_index *ix, const void *table, size_t rowsize,
 	while ((i = ix->slot[h]) != -1) {
 		const char *row =
 		    *(const char *const *)((const char *)table + i * rowsize);
-		if (strlen(row) == len && memcmp(row, name, len) == 0)
+		if (ix->len[h] == len && memcmp(row, name, len) == 0)
 			return i;
 		h = (h + 1) % NAME_SLOTS;
 	}

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include <msgpack.h>
@@ -233,8 +234,24 @@ struct pbuf {
 	size_t cap;
 };
 
-void pbuf_reserve(struct pbuf *, size_t more);
-void pbuf_append(struct pbuf *, const void *, size_t);
+/* Room for more bytes, doubling; aborts when memory is out. */
+void pbuf_grow(struct pbuf *, size_t more);
+
+static inline void
+pbuf_reserve(struct pbuf *b, size_t more)
+{
+	if (b->cap - b->len < more)
+		pbuf_grow(b, more);
+}
+
+static inline void
+pbuf_append(struct pbuf *b, const void *p, size_t n)
+{
+	pbuf_reserve(b, n);
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
+
 void pbuf_consume(struct pbuf *, size_t);
 void pbuf_free(struct pbuf *);
 int pbuf_write_cb(void *data, const char *buf, size_t len); /* for packers */

@@ -1394,19 +1394,6 @@ bench_suite_reply(struct bench_conn *c, const struct bench_reply *r)
 	            bench_type_name(r), r->id);
 }
 
-/*
- * proto/msg.c requires "job" in every accepted, but a gather's accepted
- * carries "jobs" instead, as concd-protocol(7) says, so proto_decode
- * refuses it.  Counted and reported at the end, not held against concd.
- */
-static uint64_t bench_undecodable;
-
-static bool
-bench_gather_accepted(const struct bench_reply *r)
-{
-	return r->type == PROTO_ACCEPTED && !r->has_job && r->has_jobs;
-}
-
 static void
 bench_frame(struct bench_conn *c, const char *payload, size_t plen)
 {
@@ -1416,12 +1403,8 @@ bench_frame(struct bench_conn *c, const char *payload, size_t plen)
 	c->replies++;
 	bench_replies++;
 	if (c->opts->full_decode) {
-		if (bench_decode(c, payload, plen, &r, why, sizeof(why)) < 0) {
-			if (bench_walk(payload, plen, &r) < 0 ||
-			    !bench_gather_accepted(&r))
-				bench_wrong(NULL, "%s", why);
-			bench_undecodable++;
-		}
+		if (bench_decode(c, payload, plen, &r, why, sizeof(why)) < 0)
+			bench_wrong(NULL, "%s", why);
 	} else if (bench_walk(payload, plen, &r) < 0) {
 		/* proto_decode says what is wrong with it */
 		if (bench_decode(c, payload, plen, &d, why, sizeof(why)) < 0)
@@ -1430,23 +1413,21 @@ bench_frame(struct bench_conn *c, const char *payload, size_t plen)
 		            bench_type_name(&d));
 	}
 	if (c->opts->check && !c->opts->full_decode) {
-		if (bench_decode(c, payload, plen, &d, why, sizeof(why)) < 0) {
-			if (!bench_gather_accepted(&r))
-				bench_wrong(NULL, "%s", why);
-			bench_undecodable++;
-		} else if (d.type != r.type || d.has_id != r.has_id ||
-		           d.id != r.id || d.has_job != r.has_job ||
-		           d.job != r.job || d.has_index != r.has_index ||
-		           d.index != r.index || d.has_total != r.has_total ||
-		           d.total != r.total || d.has_worker != r.has_worker ||
-		           d.worker != r.worker || d.has_jobs != r.has_jobs ||
-		           d.njobs != r.njobs ||
-		           !bench_same_str(d.state, d.state_len, r.state,
-		                           r.state_len) ||
-		           !bench_same_str(d.exec, d.exec_len, r.exec,
-		                           r.exec_len) ||
-		           !bench_same_str(d.result, d.result_len, r.result,
-		                           r.result_len))
+		if (bench_decode(c, payload, plen, &d, why, sizeof(why)) < 0)
+			bench_wrong(NULL, "%s", why);
+		else if (d.type != r.type || d.has_id != r.has_id ||
+		         d.id != r.id || d.has_job != r.has_job ||
+		         d.job != r.job || d.has_index != r.has_index ||
+		         d.index != r.index || d.has_total != r.has_total ||
+		         d.total != r.total || d.has_worker != r.has_worker ||
+		         d.worker != r.worker || d.has_jobs != r.has_jobs ||
+		         d.njobs != r.njobs ||
+		         !bench_same_str(d.state, d.state_len, r.state,
+		                         r.state_len) ||
+		         !bench_same_str(d.exec, d.exec_len, r.exec,
+		                         r.exec_len) ||
+		         !bench_same_str(d.result, d.result_len, r.result,
+		                         r.result_len))
 			bench_wrong(&d,
 			            "proto_decode and the walker "
 			            "disagree on a %s",
@@ -2375,11 +2356,6 @@ main(int argc, char *argv[])
 	}
 	printf("\n%" PRIu64 " replies checked%s: all correct\n", bench_replies,
 	       o.check ? " by the walker and by proto_decode" : "");
-	if (bench_undecodable > 0)
-		printf("note: proto_decode refused %" PRIu64 " gather accepted "
-		       "replies: proto/msg.c requires\n\"job\" in accepted, "
-		       "concd-protocol(7) and concd send \"jobs\" instead\n",
-		       bench_undecodable);
 	if (own)
 		bench_daemon_stop(main_daemon);
 	bench_cleanup();

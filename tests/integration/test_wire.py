@@ -290,6 +290,26 @@ class Wire(DaemonTest):
         dones = [e["done"] for e in progress]
         self.assertEqual(dones, sorted(dones))
 
+    def test_a_client_that_reads_late_gets_every_reply_and_later_events(self):
+        c = self.d.client()
+        big = "x" * 50000
+        # its end comes from a timer, after the backlog below has drained:
+        # no read of this client's requests is there to push it out
+        sleeper = c.request("submit", task="sleep", args={"ms": 1000},
+                            exec="loop", watch=True)
+        # about 2 MB of replies: concd's socket fills while requests
+        # are still arriving, then the client reads it all
+        ids = [c.request("submit", task="noop", args={"s": big},
+                         exec="loop", watch=True) for _ in range(40)]
+        pings = [c.request("ping") for _ in range(5)]
+        for rid in ids:
+            ev = c.until_end(rid)
+            self.assertEqual(ev[-1]["state"], "succeeded")
+            self.assertEqual(ev[-1]["result"], {"s": big})
+        for rid in pings:
+            self.assertEqual(c.recv_for(rid)["t"], "pong")
+        self.assertEqual(c.until_end(sleeper)[-1]["state"], "succeeded")
+
     def test_sigterm_kills_daemon_jobs_delivers_end_events_exits_zero(self):
         c = self.d.client()
         rids = [c.request("submit", task="sleep", args={"ms": 600000},

@@ -598,6 +598,77 @@ enc_ping_has_the_documented_wire_bytes(void **state)
 	assert_memory_equal(fx->out.data, want, sizeof(want));
 }
 
+/*
+ * The encoder writes integers and strings itself, not through msgpack-c:
+ * at every boundary of every form, its bytes must be msgpack-c's.
+ */
+static void
+enc_scalars_match_msgpack_c_at_every_boundary(void **state)
+{
+	struct fx *fx = *state;
+	static const uint64_t us[] = {
+	    0,          0x7f,           0x80,       0xff,
+	    0x100,      0xffff,         0x10000,    0xffffffffULL,
+	    1ULL << 32, UINT64_MAX - 1, UINT64_MAX,
+	};
+	static const int64_t is[] = {
+	    -1,        -32,       -33,
+	    -128,      -129,      -32768,
+	    -32769,    INT32_MIN, INT32_MIN - 1LL,
+	    INT64_MIN, 0,         5,
+	    0x80,      INT64_MAX,
+	};
+	static const size_t lens[] = {0, 31, 32, 255, 256, 1024};
+	struct proto_enc e;
+	size_t i, before;
+
+	for (i = 0; i < sizeof(us) / sizeof(us[0]); i++) {
+		fx->out.len = 0;
+		msgpack_sbuffer_clear(&fx->sb);
+		proto_enc_begin(&e, &fx->out, PROTO_PING, 1);
+		before = fx->out.len;
+		proto_enc_u64(&e, PF_DONE, us[i]);
+		msgpack_pack_str_with_body(&fx->pk, "done", 4);
+		msgpack_pack_uint64(&fx->pk, us[i]);
+		assert_int_equal(fx->out.len - before, fx->sb.size);
+		assert_memory_equal(fx->out.data + before, fx->sb.data,
+		                    fx->sb.size);
+	}
+	for (i = 0; i < sizeof(is) / sizeof(is[0]); i++) {
+		fx->out.len = 0;
+		msgpack_sbuffer_clear(&fx->sb);
+		proto_enc_begin(&e, &fx->out, PROTO_PING, 1);
+		before = fx->out.len;
+		proto_enc_i64(&e, PF_WORKER, is[i]);
+		msgpack_pack_str_with_body(&fx->pk, "worker", 6);
+		msgpack_pack_int64(&fx->pk, is[i]);
+		assert_int_equal(fx->out.len - before, fx->sb.size);
+		assert_memory_equal(fx->out.data + before, fx->sb.data,
+		                    fx->sb.size);
+	}
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		fx->out.len = 0;
+		msgpack_sbuffer_clear(&fx->sb);
+		proto_enc_begin(&e, &fx->out, PROTO_PING, 1);
+		before = fx->out.len;
+		proto_enc_str(&e, PF_MESSAGE, filler, lens[i]);
+		proto_enc_bool(&e, PF_ALL, lens[i] % 2 == 0);
+		msgpack_pack_str_with_body(&fx->pk, "message", 7);
+		msgpack_pack_str_with_body(&fx->pk, filler, lens[i]);
+		msgpack_pack_str_with_body(&fx->pk, "all", 3);
+		if (lens[i] % 2 == 0)
+			msgpack_pack_true(&fx->pk);
+		else
+			msgpack_pack_false(&fx->pk);
+		assert_int_equal(fx->out.len - before, fx->sb.size);
+		assert_memory_equal(fx->out.data + before, fx->sb.data,
+		                    fx->sb.size);
+		assert_int_equal(proto_enc_end(&e), 0);
+		assert_int_equal(decode_out(fx), PROTO_DECODE_OK);
+		assert_int_equal(fx->m.f[PF_MESSAGE].via.str.size, lens[i]);
+	}
+}
+
 /* ---- round trips, one per message type ---- */
 
 static void
@@ -1722,6 +1793,31 @@ field_type_ok(enum proto_field k, const msgpack_object *o)
 	return false;
 }
 
+/*
+ * proto_decode reads the top-level map itself: every field it accepted
+ * must be what msgpack-c's own unpacking of the whole frame gives.
+ */
+static void
+check_against_msgpack_c(const char *p, size_t n, const struct proto_msg *got)
+{
+	msgpack_zone zone;
+	msgpack_object root;
+	struct proto_msg want;
+	struct proto_fault f;
+	size_t off = 0;
+	int k;
+
+	assert_true(msgpack_zone_init(&zone, 1024));
+	assert_int_equal(msgpack_unpack(p, n, &off, &zone, &root),
+	                 MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(proto_decode_fields(&root, &want, &f), 0);
+	assert_int_equal(got->present, want.present);
+	for (k = 0; k < PF_FIELD_COUNT; k++)
+		if (proto_has(&want, (enum proto_field)k))
+			assert_true(msgpack_object_equal(got->f[k], want.f[k]));
+	msgpack_zone_destroy(&zone);
+}
+
 static void
 check_classification(struct fx *fx, const char *p, size_t n, int seen[3])
 {
@@ -1780,6 +1876,7 @@ check_classification(struct fx *fx, const char *p, size_t n, int seen[3])
 				assert_true(field_type_ok((enum proto_field)k,
 				                          &fx->m.f[k]));
 		assert_int_equal(fx->m.id, proto_u64(&fx->m, PF_ID, 0));
+		check_against_msgpack_c(p, n, &fx->m);
 		break;
 	default:
 		fail_msg("proto_decode returned %d", (int)r);
@@ -2583,6 +2680,8 @@ main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        enc_ping_has_the_documented_wire_bytes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        enc_scalars_match_msgpack_c_at_every_boundary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(round_trip_hello, setup, teardown),
 	    cmocka_unit_test_setup_teardown(round_trip_ping, setup, teardown),
 	    cmocka_unit_test_setup_teardown(round_trip_submit_with_args, setup,
