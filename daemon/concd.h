@@ -291,6 +291,8 @@ struct executor {
 	void (*shutdown)(void);
 	size_t (*running)(void);
 	size_t (*queued)(void);
+	/* Optional: hand over at once what submit batched for later. */
+	void (*flush)(void);
 };
 
 extern const struct executor loop_executor;
@@ -313,6 +315,7 @@ const struct executor *sched_executor(enum proto_exec);
 int sched_choose(const struct task *, enum proto_exec requested, bool fresh,
                  enum proto_exec *out, char *cause, size_t causelen);
 void sched_submit(struct job *);
+void sched_flush(void);
 void sched_set_queue_limit(size_t);
 /* Room for n more jobs on executor x? */
 bool sched_has_room(enum proto_exec x, size_t n);

@@ -342,17 +342,18 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		malloc_trim(0);
 	}
 	/*
-	 * This batch's replies go out now: a round trip saves a pass, and
-	 * conn_dirty left the flush event alone for this connection.
+	 * This batch's replies go out now, a round trip saves a pass; but
+	 * first the jobs go to the workers, and a worker process's run
+	 * frame is written before the replies, so the jobs start while the
+	 * replies are being written.  (conn_dirty left the flush event alone
+	 * for this connection.)
 	 */
 	reading = NULL;
-	if (c->dirty && c->writing) {
-		event_active(flush_ev, 0, 1); /* it takes c off the list */
-	} else if (c->dirty) {
+	sched_flush();
+	if (c->dirty) {
 		TAILQ_REMOVE(&dirty, c, dirty_link);
-		c->dirty = false;
-		if (conn_flush(c) < 0)
-			conn_close(c);
+		TAILQ_INSERT_TAIL(&dirty, c, dirty_link);
+		conn_flush_cb(-1, 0, NULL);
 	}
 }
 

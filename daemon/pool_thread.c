@@ -523,13 +523,16 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Jobs submitted during one loop pass go to the workers together: one
- * lock, and a signal per job only while workers are idle.
+ * lock, and a signal per job only while workers are idle.  The signals
+ * come after the unlock, so a woken worker does not block on the lock
+ * the loop still holds.
  */
 static void
-thread_submit_cb(evutil_socket_t fd, short what, void *arg)
+thread_flush(void)
 {
 	struct job *j;
 	int n = 0;
+	bool all;
 
 	if (TAILQ_EMPTY(&pool.pending))
 		return;
@@ -540,12 +543,19 @@ thread_submit_cb(evutil_socket_t fd, short what, void *arg)
 		TAILQ_INSERT_TAIL(&pool.todo, j, link);
 		n++;
 	}
-	if (n >= pool.idle)
+	all = n >= pool.idle;
+	pthread_mutex_unlock(&pool.lock);
+	if (all)
 		pthread_cond_broadcast(&pool.work);
 	else
 		while (n-- > 0)
 			pthread_cond_signal(&pool.work);
-	pthread_mutex_unlock(&pool.lock);
+}
+
+static void
+thread_submit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	thread_flush();
 }
 
 static void
@@ -719,4 +729,5 @@ const struct executor thread_executor = {
     .shutdown = thread_shutdown,
     .running = thread_running,
     .queued = thread_queued,
+    .flush = thread_flush,
 };

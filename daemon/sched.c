@@ -79,6 +79,20 @@ sched_submit(struct job *j)
 	executors[j->exec]->submit(j);
 }
 
+/*
+ * A read of a client's requests ends here before its replies are written:
+ * the workers start on the jobs while the replies go out.
+ */
+void
+sched_flush(void)
+{
+	size_t i;
+
+	for (i = 0; i < PX_COUNT; i++)
+		if (executors[i] != NULL && executors[i]->flush != NULL)
+			executors[i]->flush();
+}
+
 static void
 sched_status_cb(evutil_socket_t fd, short what, void *arg)
 {

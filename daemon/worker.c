@@ -376,7 +376,13 @@ worker_main(int index, bool once)
 		j = TAILQ_FIRST(&wk.queue);
 		TAILQ_REMOVE(&wk.queue, j, link);
 		worker_run(j);
-		if (!worker_read(0) && TAILQ_EMPTY(&wk.queue))
+		/*
+		 * Before the next queued run, hear the cancels that came
+		 * meanwhile; with none queued, the top of the loop sends the
+		 * end first and then waits.
+		 */
+		if (!TAILQ_EMPTY(&wk.queue) && !worker_read(0) &&
+		    TAILQ_EMPTY(&wk.queue))
 			break;
 	}
 	worker_flush();
