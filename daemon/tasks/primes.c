@@ -69,12 +69,21 @@ nomem:
 	return -1;
 }
 
+/*
+ * The segment, the base primes and the count are worked on through
+ * locals: a store through the segment's unsigned char pointer may alias
+ * anything in the state, so through s-> the compiler would reload the
+ * pointer after every mark.
+ */
 static enum task_step
 primes_step(struct task_ctx *ctx)
 {
 	struct primes_state *s = task_state(ctx);
-	uint64_t lo = s->lo, hi, k, m, span;
-	size_t i;
+	unsigned char *seg = s->seg;
+	const uint32_t *base = s->base;
+	uint64_t *next = s->next;
+	uint64_t lo = s->lo, hi, k, m, span, count = 0;
+	size_t i, nbase = s->nbase;
 
 	if (task_cancelled(ctx))
 		return TASK_FAILED;
@@ -88,16 +97,17 @@ primes_step(struct task_ctx *ctx)
 	if (hi > s->n)
 		hi = s->n % 2 ? s->n : s->n - 1;
 	span = (hi - lo) / 2 + 1;
-	memset(s->seg, 0, span);
-	for (i = 0; i < s->nbase; i++) {
-		uint64_t p2 = 2 * (uint64_t)s->base[i];
+	memset(seg, 0, span);
+	for (i = 0; i < nbase; i++) {
+		uint64_t p2 = 2 * (uint64_t)base[i];
 
-		for (m = s->next[i]; m <= hi; m += p2)
-			s->seg[(m - lo) / 2] = 1;
-		s->next[i] = m;
+		for (m = next[i]; m <= hi; m += p2)
+			seg[(m - lo) / 2] = 1;
+		next[i] = m;
 	}
 	for (k = 0; k < span; k++)
-		s->count += !s->seg[k];
+		count += !seg[k];
+	s->count += count;
 	s->lo = hi + 2;
 	task_progress(ctx, s->lo > s->n ? s->n : hi, s->n, NULL);
 	return TASK_YIELD;
