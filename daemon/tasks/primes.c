@@ -82,7 +82,7 @@ primes_step(struct task_ctx *ctx)
 	unsigned char *seg = s->seg;
 	const uint32_t *base = s->base;
 	uint64_t *next = s->next;
-	uint64_t lo = s->lo, hi, k, m, span, count = 0;
+	uint64_t lo = s->lo, hi, k, m, span, marked = 0;
 	size_t i, nbase = s->nbase;
 
 	if (task_cancelled(ctx))
@@ -105,9 +105,16 @@ primes_step(struct task_ctx *ctx)
 			seg[(m - lo) / 2] = 1;
 		next[i] = m;
 	}
-	for (k = 0; k < span; k++)
-		count += !seg[k];
-	s->count += count;
+	/* marks are 0 or 1: a multiply sums the 8 bytes of a word */
+	for (k = 0; k + 8 <= span; k += 8) {
+		uint64_t w;
+
+		memcpy(&w, seg + k, sizeof(w));
+		marked += (w * 0x0101010101010101ULL) >> 56;
+	}
+	for (; k < span; k++)
+		marked += seg[k];
+	s->count += span - marked;
 	s->lo = hi + 2;
 	task_progress(ctx, s->lo > s->n ? s->n : hi, s->n, NULL);
 	return TASK_YIELD;
