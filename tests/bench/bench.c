@@ -255,7 +255,7 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "  --fresh-jobs N    fresh: fresh jobs per kind and run (default "
 	    "30)\n"
 	    "  --primes N        cpu: n of each primes job (default "
-	    "200000000:\n"
+	    "300000000:\n"
 	    "                    8 jobs take ~1.4 s on one core here)\n"
 	    "  --sleepers N      sleep: jobs (default 100000)\n"
 	    "  --sleep-ms MS     sleep: their ms (default 1000)\n"
@@ -2223,7 +2223,7 @@ main(int argc, char *argv[])
 	    .window = 4096,
 	    .warm_jobs = 300,
 	    .fresh_jobs = 30,
-	    .primes = 200000000,
+	    .primes = 300000000,
 	    .sleepers = 100000,
 	    .sleep_ms = 1000,
 	    .execs = 1000,
