@@ -419,16 +419,6 @@ proto_decode_fields(const msgpack_object *map, struct proto_msg *m,
 	return 0;
 }
 
-static uint64_t
-be_at(const unsigned char *p, int n)
-{
-	uint64_t v = 0;
-
-	while (n-- > 0)
-		v = v << 8 | *p++;
-	return v;
-}
-
 /*
  * One value of a frame proto_scan has passed, at *off: scalars are read
  * here, pointing into the frame as msgpack-c would; maps and arrays go
@@ -477,7 +467,7 @@ take_value(const char *buf, size_t len, size_t *off, msgpack_zone *zone,
 	case 0xcf:
 		w = 1 << (c - 0xcc);
 		o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
-		o->via.u64 = be_at(p + 1, w);
+		o->via.u64 = proto_get_be(p + 1, w);
 		*off += 1 + (size_t)w;
 		return 0;
 	case 0xd0:
@@ -488,7 +478,7 @@ take_value(const char *buf, size_t len, size_t *off, msgpack_zone *zone,
 		int64_t v;
 
 		w = 1 << (c - 0xd0);
-		u = be_at(p + 1, w);
+		u = proto_get_be(p + 1, w);
 		if (w < 8 && (u >> (8 * w - 1)) != 0)
 			u |= ~0ULL << (8 * w); /* sign-extend */
 		memcpy(&v, &u, sizeof(v));
@@ -506,14 +496,14 @@ take_value(const char *buf, size_t len, size_t *off, msgpack_zone *zone,
 	case 0xda:
 	case 0xdb:
 		w = 1 << (c - 0xd9);
-		n = (size_t)be_at(p + 1, w);
+		n = (size_t)proto_get_be(p + 1, w);
 		goto str;
 	case 0xc4:
 	case 0xc5:
 	case 0xc6:
 		w = 1 << (c - 0xc4);
 		o->type = MSGPACK_OBJECT_BIN;
-		o->via.bin.size = (uint32_t)be_at(p + 1, w);
+		o->via.bin.size = (uint32_t)proto_get_be(p + 1, w);
 		o->via.bin.ptr = (const char *)p + 1 + w;
 		*off += 1 + (size_t)w + o->via.bin.size;
 		return 0;
@@ -552,10 +542,10 @@ decode_top(const char *buf, size_t len, msgpack_zone *zone, struct proto_msg *m,
 		n = p[0] & 0x0f;
 		off = 1;
 	} else if (p[0] == 0xde) {
-		n = (size_t)be_at(p + 1, 2);
+		n = (size_t)proto_get_be(p + 1, 2);
 		off = 3;
 	} else if (p[0] == 0xdf) {
-		n = (size_t)be_at(p + 1, 4);
+		n = (size_t)proto_get_be(p + 1, 4);
 		off = 5;
 	} else {
 		return -1;

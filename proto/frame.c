@@ -28,16 +28,6 @@ proto_frame_next(const char *buf, size_t len, const char **payload,
 	return (ssize_t)(PROTO_HEADER_LEN + n);
 }
 
-static uint32_t
-be(const unsigned char *p, int n)
-{
-	uint32_t v = 0;
-
-	while (n-- > 0)
-		v = v << 8 | *p++;
-	return v;
-}
-
 /*
  * An explicit stack of pending element counts replaces recursion, so a
  * deep frame costs no C stack.
@@ -137,10 +127,12 @@ proto_scan(const char *buf, size_t len, const char **cause)
 					return -1;
 				}
 				if (w > 0) {
-					body = be(p + off + 1, aw);
+					body = (uint32_t)proto_get_be(
+					    p + off + 1, aw);
 				} else {
 					container = true;
-					items = be(p + off + 1, aw);
+					items = (uint32_t)proto_get_be(
+					    p + off + 1, aw);
 					if (items > PROTO_MAX_ITEMS) {
 						*cause = "container too large";
 						return -1;

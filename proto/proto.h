@@ -226,6 +226,17 @@ ssize_t proto_frame_next(const char *buf, size_t len, const char **payload,
  */
 ssize_t proto_scan(const char *buf, size_t len, const char **cause);
 
+/* The n-byte big-endian number at p (n <= 8). */
+static inline uint64_t
+proto_get_be(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+
+	while (n-- > 0)
+		v = v << 8 | *p++;
+	return v;
+}
+
 /* ---- growable byte buffer ---- */
 
 struct pbuf {

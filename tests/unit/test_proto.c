@@ -602,6 +602,24 @@ enc_ping_has_the_documented_wire_bytes(void **state)
  * The encoder writes integers and strings itself, not through msgpack-c:
  * at every boundary of every form, its bytes must be msgpack-c's.
  */
+/* A ping begun afresh in fx->out, fx->sb emptied: where its fields go. */
+static size_t
+enc_fresh(struct fx *fx, struct proto_enc *e)
+{
+	fx->out.len = 0;
+	msgpack_sbuffer_clear(&fx->sb);
+	proto_enc_begin(e, &fx->out, PROTO_PING, 1);
+	return fx->out.len;
+}
+
+/* What the encoder wrote since before is what msgpack-c wrote to fx->sb. */
+static void
+assert_enc_is_sb(const struct fx *fx, size_t before)
+{
+	assert_int_equal(fx->out.len - before, fx->sb.size);
+	assert_memory_equal(fx->out.data + before, fx->sb.data, fx->sb.size);
+}
+
 static void
 enc_scalars_match_msgpack_c_at_every_boundary(void **state)
 {
@@ -623,46 +641,31 @@ enc_scalars_match_msgpack_c_at_every_boundary(void **state)
 	size_t i, before;
 
 	for (i = 0; i < sizeof(us) / sizeof(us[0]); i++) {
-		fx->out.len = 0;
-		msgpack_sbuffer_clear(&fx->sb);
-		proto_enc_begin(&e, &fx->out, PROTO_PING, 1);
-		before = fx->out.len;
+		before = enc_fresh(fx, &e);
 		proto_enc_u64(&e, PF_DONE, us[i]);
-		msgpack_pack_str_with_body(&fx->pk, "done", 4);
+		pk_str(&fx->pk, "done");
 		msgpack_pack_uint64(&fx->pk, us[i]);
-		assert_int_equal(fx->out.len - before, fx->sb.size);
-		assert_memory_equal(fx->out.data + before, fx->sb.data,
-		                    fx->sb.size);
+		assert_enc_is_sb(fx, before);
 	}
 	for (i = 0; i < sizeof(is) / sizeof(is[0]); i++) {
-		fx->out.len = 0;
-		msgpack_sbuffer_clear(&fx->sb);
-		proto_enc_begin(&e, &fx->out, PROTO_PING, 1);
-		before = fx->out.len;
+		before = enc_fresh(fx, &e);
 		proto_enc_i64(&e, PF_WORKER, is[i]);
-		msgpack_pack_str_with_body(&fx->pk, "worker", 6);
+		pk_str(&fx->pk, "worker");
 		msgpack_pack_int64(&fx->pk, is[i]);
-		assert_int_equal(fx->out.len - before, fx->sb.size);
-		assert_memory_equal(fx->out.data + before, fx->sb.data,
-		                    fx->sb.size);
+		assert_enc_is_sb(fx, before);
 	}
 	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
-		fx->out.len = 0;
-		msgpack_sbuffer_clear(&fx->sb);
-		proto_enc_begin(&e, &fx->out, PROTO_PING, 1);
-		before = fx->out.len;
+		before = enc_fresh(fx, &e);
 		proto_enc_str(&e, PF_MESSAGE, filler, lens[i]);
 		proto_enc_bool(&e, PF_ALL, lens[i] % 2 == 0);
-		msgpack_pack_str_with_body(&fx->pk, "message", 7);
+		pk_str(&fx->pk, "message");
 		msgpack_pack_str_with_body(&fx->pk, filler, lens[i]);
-		msgpack_pack_str_with_body(&fx->pk, "all", 3);
+		pk_str(&fx->pk, "all");
 		if (lens[i] % 2 == 0)
 			msgpack_pack_true(&fx->pk);
 		else
 			msgpack_pack_false(&fx->pk);
-		assert_int_equal(fx->out.len - before, fx->sb.size);
-		assert_memory_equal(fx->out.data + before, fx->sb.data,
-		                    fx->sb.size);
+		assert_enc_is_sb(fx, before);
 		assert_int_equal(proto_enc_end(&e), 0);
 		assert_int_equal(decode_out(fx), PROTO_DECODE_OK);
 		assert_int_equal(fx->m.f[PF_MESSAGE].via.str.size, lens[i]);
