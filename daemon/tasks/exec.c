@@ -139,7 +139,8 @@ struct exec_state {
 	int epfd;
 	int infd; /* stdin pipe's write end while input remains */
 	unsigned grace;
-	char *in; /* stdin data */
+	bool stepped; /* the first step waits: nothing is ready before it */
+	char *in;     /* stdin data */
 	size_t inlen, inoff;
 	struct exec_stream out[2]; /* stdout, stderr */
 };
@@ -365,12 +366,11 @@ exec_check_cwd(struct task_ctx *ctx, const union task_value *v, char **out)
 	return 0;
 }
 
+/* A pipe end of our own, fresh: it has no other status flag to keep. */
 static int
 exec_set_nonblock(int fd)
 {
-	int fl = fcntl(fd, F_GETFL);
-
-	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	return fcntl(fd, F_SETFL, O_NONBLOCK);
 }
 
 static int
@@ -773,8 +773,9 @@ exec_spawn_off(struct exec_state *s, char ***argv, char ***envp, char ***own,
 	s->req = r;
 	pthread_mutex_lock(&spawner.mu);
 	TAILQ_INSERT_TAIL(&spawner.queue, r, link);
-	pthread_cond_signal(&spawner.more);
 	pthread_mutex_unlock(&spawner.mu);
+	/* after the unlock: the feeder wakes to a free lock */
+	pthread_cond_signal(&spawner.more);
 	return 0;
 }
 
@@ -1018,6 +1019,10 @@ exec_step(struct task_ctx *ctx)
 
 	if (task_cancelled(ctx))
 		return TASK_FAILED;
+	if (!s->stepped) {
+		s->stepped = true;
+		return task_wait_fd(ctx, s->epfd, false);
+	}
 	n = epoll_wait(s->epfd, ev, 4, 0);
 	if (n < 0 && errno != EINTR)
 		return task_fail(ctx, "exec: epoll_wait: %s", strerror(errno));
