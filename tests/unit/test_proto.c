@@ -1796,6 +1796,26 @@ field_type_ok(enum proto_field k, const msgpack_object *o)
 	return false;
 }
 
+/* Equal as msgpack bytes: a NaN equals itself, unlike with ==. */
+static bool
+same_object(msgpack_object a, msgpack_object b)
+{
+	msgpack_sbuffer sa, sb;
+	msgpack_packer pa, pb;
+	bool same;
+
+	msgpack_sbuffer_init(&sa);
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pa, &sa, msgpack_sbuffer_write);
+	msgpack_packer_init(&pb, &sb, msgpack_sbuffer_write);
+	msgpack_pack_object(&pa, a);
+	msgpack_pack_object(&pb, b);
+	same = sa.size == sb.size && memcmp(sa.data, sb.data, sa.size) == 0;
+	msgpack_sbuffer_destroy(&sa);
+	msgpack_sbuffer_destroy(&sb);
+	return same;
+}
+
 /*
  * proto_decode reads the top-level map itself: every field it accepted
  * must be what msgpack-c's own unpacking of the whole frame gives.
@@ -1817,7 +1837,7 @@ check_against_msgpack_c(const char *p, size_t n, const struct proto_msg *got)
 	assert_int_equal(got->present, want.present);
 	for (k = 0; k < PF_FIELD_COUNT; k++)
 		if (proto_has(&want, (enum proto_field)k))
-			assert_true(msgpack_object_equal(got->f[k], want.f[k]));
+			assert_true(same_object(got->f[k], want.f[k]));
 	msgpack_zone_destroy(&zone);
 }
 
