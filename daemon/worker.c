@@ -324,10 +324,10 @@ worker_run(struct job *j)
 		/* hear cancels between steps too */
 		while (!task_cancelled(ctx)) {
 			st = task_ctx_step(ctx);
+			if (st == TASK_DONE || st == TASK_FAILED)
+				break; /* started and end go out in one write */
 			if (wk.out.len > 0)
 				worker_flush();
-			if (st == TASK_DONE || st == TASK_FAILED)
-				break;
 			if (st == TASK_WAIT && !worker_wait(ctx, NULL)) {
 				st = TASK_FAILED;
 				break;
