@@ -380,14 +380,14 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	}
 	/* The arguments were validated at submission. */
 	msgpack_zone_init(&zone, 256);
-	if (!CTX_JOB(ctx)->task->any_args) {
+	if (!job->task->any_args) {
 		if (job->args_len == 0 ||
 		    msgpack_unpack(job->args, job->args_len, &off, &zone,
 		                   &args) != MSGPACK_UNPACK_SUCCESS)
-			rc = arg_parse(CTX_JOB(ctx)->task, NULL, argv, cause,
+			rc = arg_parse(job->task, NULL, argv, cause,
 			               sizeof(cause));
 		else
-			rc = arg_parse(CTX_JOB(ctx)->task, &args, argv, cause,
+			rc = arg_parse(job->task, &args, argv, cause,
 			               sizeof(cause));
 		if (rc < 0) {
 			msgpack_zone_destroy(&zone);
@@ -396,12 +396,11 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 		}
 	}
 	/* list and map values point into the zone: it outlives start() */
-	rc = CTX_JOB(ctx)->task->start(ctx, argv);
+	rc = job->task->start(ctx, argv);
 	msgpack_zone_destroy(&zone);
 	if (rc < 0) {
 		if (ctx->error == NULL)
-			task_fail(ctx, "%s: could not start",
-			          CTX_JOB(ctx)->task->name);
+			task_fail(ctx, "%s: could not start", job->task->name);
 		return -1;
 	}
 	ctx->started = true;
@@ -419,10 +418,12 @@ task_ctx_step(struct task_ctx *ctx)
 void
 task_ctx_stop(struct task_ctx *ctx)
 {
-	if (ctx->started && CTX_JOB(ctx)->task->stop != NULL)
-		CTX_JOB(ctx)->task->stop(ctx);
+	struct job *j = CTX_JOB(ctx);
+
+	if (ctx->started && j->task->stop != NULL)
+		j->task->stop(ctx);
 	ctx->started = false;
-	if (ctx->state != NULL && ctx->state != job_state_buf(CTX_JOB(ctx)))
+	if (ctx->state != NULL && ctx->state != job_state_buf(j))
 		free(ctx->state);
 	ctx->state = NULL;
 }

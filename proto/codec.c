@@ -14,11 +14,14 @@
 
 /* ---- encoding ---- */
 
-static void
-put_u16_at(struct pbuf *b, size_t at, uint32_t v)
+/* v as a big-endian number of the given size at p */
+static inline void
+put_be(char *p, uint64_t v, int bytes)
 {
-	b->data[at] = (char)(v >> 8);
-	b->data[at + 1] = (char)v;
+	int i;
+
+	for (i = bytes - 1; i >= 0; i--, v >>= 8)
+		p[i] = (char)v;
 }
 
 static void
@@ -81,15 +84,6 @@ pack_names(void)
  * The scalars are written straight into the buffer, in the shortest
  * form, as msgpack_pack_* would write them, without a callback per item.
  */
-static inline void
-put_be(char *p, uint64_t v, int bytes)
-{
-	int i;
-
-	for (i = bytes - 1; i >= 0; i--, v >>= 8)
-		p[i] = (char)v;
-}
-
 static void
 put_uint(struct pbuf *b, uint64_t v)
 {
@@ -293,8 +287,8 @@ proto_enc_close(struct proto_enc *e)
 	if (e->level[e->depth].count > 0xffff)
 		e->failed = true;
 	else
-		put_u16_at(e->buf, e->level[e->depth].at + 1,
-		           e->level[e->depth].count);
+		put_be(e->buf->data + e->level[e->depth].at + 1,
+		       e->level[e->depth].count, 2);
 }
 
 int
@@ -309,10 +303,7 @@ proto_enc_end(struct proto_enc *e)
 		e->buf->len = e->start;
 		return -1;
 	}
-	e->buf->data[e->start] = (char)(n >> 24);
-	e->buf->data[e->start + 1] = (char)(n >> 16);
-	e->buf->data[e->start + 2] = (char)(n >> 8);
-	e->buf->data[e->start + 3] = (char)n;
+	put_be(e->buf->data + e->start, n, PROTO_HEADER_LEN);
 	return 0;
 }
 
