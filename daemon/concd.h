@@ -39,6 +39,7 @@ void fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* ---- notify.c: systemd, and nothing else, lives here ---- */
 
 int notify_listen_fds(int *fds, int max);
+bool notify_enabled(void); /* is there a NOTIFY_SOCKET to tell? */
 void notify_ready(void);
 void notify_stopping(void);
 void notify_status(const char *);
@@ -293,6 +294,11 @@ struct executor {
 	size_t (*queued)(void);
 	/* Optional: hand over at once what submit batched for later. */
 	void (*flush)(void);
+	/*
+	 * Optional: while the loop polls (server_run), take what other threads
+	 * posted with server_wake; true if there was something.
+	 */
+	bool (*poll)(void);
 };
 
 extern const struct executor loop_executor;
@@ -316,6 +322,7 @@ int sched_choose(const struct task *, enum proto_exec requested, bool fresh,
                  enum proto_exec *out, char *cause, size_t causelen);
 void sched_submit(struct job *);
 void sched_flush(void);
+bool sched_poll(void);
 void sched_set_queue_limit(size_t);
 /* Room for n more jobs on executor x? */
 bool sched_has_room(enum proto_exec x, size_t n);
@@ -332,13 +339,13 @@ int pool_thread_size(void);
 void pool_thread_foreach(void (*)(const struct pool_worker_info *, void *),
                          void *);
 int pool_process_init(int nprocesses, const char *plugin_dir,
-                      int max_jobs_per_worker);
+                      int max_jobs_per_worker, int busy_poll_us);
 void pool_process_set_max_jobs(int);
 int pool_process_resize(int);
 int pool_process_size(void);
 void pool_process_foreach(void (*)(const struct pool_worker_info *, void *),
                           void *);
-int worker_main(int index, bool once);
+int worker_main(int index, bool once, int busy_poll_us);
 
 /* ---- conn.c ---- */
 
@@ -380,6 +387,7 @@ struct server_options {
 	int stop_timeout;        /* seconds to drain on stop */
 	int queue_limit;         /* queued jobs per executor */
 	int finished_ttl;        /* seconds finished jobs are kept, 0: ever */
+	int busy_poll;           /* µs of polling before sleeping, 0: none */
 	size_t max_finished;
 	bool foreground;
 	bool debug;
@@ -397,5 +405,12 @@ uint64_t server_now_us(void);
 uint64_t server_started_us(void);
 void server_state_changed(void);
 void server_free(void);
+/* Run the loop until it is told to exit; see server.c. */
+void server_run(int busy_poll_us);
+/* From another thread, after posting work for the loop: wake it unless it
+ * polls. */
+void server_wake(struct event *);
+/* Set by callbacks that did work: the loop keeps polling a while longer. */
+extern bool server_worked;
 
 #endif

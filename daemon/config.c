@@ -35,6 +35,7 @@ static const struct config_key config_keys[] = {
     {"stop-timeout", CONFIG_INT, 0, 3600, OPT(stop_timeout), true},
     {"queue-limit", CONFIG_INT, 1, 100000000, OPT(queue_limit), true},
     {"finished-ttl", CONFIG_INT, 0, 100000000, OPT(finished_ttl), true},
+    {"busy-poll", CONFIG_INT, 0, 100000, OPT(busy_poll), false},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(CONFIG_NKEYS <= 32, "config_set_mask holds 32 keys");

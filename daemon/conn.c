@@ -296,6 +296,8 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n, used;
 	bool large = false;
 
+	server_worked = true;
+
 	pbuf_reserve(&c->in, CONN_READ_CHUNK);
 	n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))

@@ -22,6 +22,7 @@
 #define DEFAULT_STOP_TIMEOUT 60 /* below systemd's TimeoutStopSec=90 */
 #define DEFAULT_QUEUE_LIMIT  1000000
 #define DEFAULT_FINISHED_TTL 86400
+#define DEFAULT_BUSY_POLL    50 /* µs */
 #ifndef CONCD_CONFIG_FILE
 #define CONCD_CONFIG_FILE "/etc/concd/concd.conf"
 #endif
@@ -36,6 +37,7 @@ enum {
 	OPT_STOP_TIMEOUT,
 	OPT_QUEUE_LIMIT,
 	OPT_FINISHED_TTL,
+	OPT_BUSY_POLL,
 };
 
 static const struct option longopts[] = {
@@ -53,6 +55,7 @@ static const struct option longopts[] = {
     {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
     {"queue-limit", required_argument, NULL, OPT_QUEUE_LIMIT},
     {"finished-ttl", required_argument, NULL, OPT_FINISHED_TTL},
+    {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
     {NULL, 0, NULL, 0},
 };
 
@@ -82,6 +85,7 @@ static void __attribute__((noreturn)) usage(int status)
 	        "[--plugin-dir dir]\n"
 	        "             [--stop-timeout seconds] [--queue-limit n] "
 	        "[--finished-ttl seconds]\n"
+	        "             [--busy-poll microseconds]\n"
 	        "  -f, --foreground             stay in the foreground\n"
 	        "  -d, --debug                  log debug messages\n"
 	        "  -c, --config FILE            read FILE (default %s)\n"
@@ -102,11 +106,14 @@ static void __attribute__((noreturn)) usage(int status)
 	        "(default %d)\n"
 	        "      --finished-ttl SECONDS   forget finished jobs this old "
 	        "(default %d, 0: never)\n"
+	        "      --busy-poll USEC         poll this long after work "
+	        "before sleeping\n"
+	        "                               (default %d, 0: never)\n"
 	        "  -h, --help                   show this help\n"
 	        "  -V, --version                show the version\n",
 	        CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
-	        DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT,
-	        DEFAULT_FINISHED_TTL);
+	        DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT, DEFAULT_FINISHED_TTL,
+	        DEFAULT_BUSY_POLL);
 	exit(status);
 }
 
@@ -173,21 +180,26 @@ background(void)
 	return p[1];
 }
 
-/* `concd --worker INDEX [--once] [--plugin-dir DIR]`: see worker.c. */
+/*
+ * `concd --worker INDEX [--once] [--busy-poll USEC] [--plugin-dir DIR]`:
+ * see worker.c.
+ */
 static int
 worker_role(int argc, char *argv[])
 {
 	bool once = false;
-	int i;
+	int i, busy_poll = 0;
 
 	log_silence();
 	for (i = 3; i < argc; i++) {
 		if (strcmp(argv[i], "--once") == 0)
 			once = true;
+		else if (strcmp(argv[i], "--busy-poll") == 0 && i + 1 < argc)
+			busy_poll = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--plugin-dir") == 0 && i + 1 < argc)
 			plugin_load_dir(argv[++i]);
 	}
-	i = worker_main(atoi(argv[2]), once);
+	i = worker_main(atoi(argv[2]), once, busy_poll);
 	plugin_unload();
 	return i;
 }
@@ -211,6 +223,7 @@ main(int argc, char *argv[])
 	opt.stop_timeout = DEFAULT_STOP_TIMEOUT;
 	opt.queue_limit = DEFAULT_QUEUE_LIMIT;
 	opt.finished_ttl = DEFAULT_FINISHED_TTL;
+	opt.busy_poll = DEFAULT_BUSY_POLL;
 	while ((ch = getopt_long(argc, argv, "c:dfhp:s:t:V", longopts, NULL)) !=
 	       -1) {
 		switch (ch) {
@@ -257,6 +270,9 @@ main(int argc, char *argv[])
 		case OPT_FINISHED_TTL:
 			flag(&opt, "finished-ttl", optarg);
 			break;
+		case OPT_BUSY_POLL:
+			flag(&opt, "busy-poll", optarg);
+			break;
 		default:
 			usage(2);
 		}
@@ -299,7 +315,7 @@ main(int argc, char *argv[])
 	if (pool_thread_init(server_base, opt.threads) < 0)
 		fatalx("cannot start the thread pool");
 	if (pool_process_init(opt.processes, opt.plugin_dir,
-	                      opt.max_jobs_per_worker) < 0)
+	                      opt.max_jobs_per_worker, opt.busy_poll) < 0)
 		fatalx("cannot start the process pool");
 	server_start(&opt);
 
@@ -313,7 +329,7 @@ main(int argc, char *argv[])
 			log_warn("/dev/null");
 	}
 
-	event_base_loop(server_base, EVLOOP_NO_EXIT_ON_EMPTY);
+	server_run(opt.busy_poll);
 
 	sched_shutdown();
 	reap_shutdown();

@@ -72,6 +72,14 @@ notify_send(const char *msg)
 		log_debug("notify: %s: %s", msg, strerror(errno));
 }
 
+bool
+notify_enabled(void)
+{
+	if (!nt.tried)
+		notify_open();
+	return nt.fd >= 0;
+}
+
 void
 notify_ready(void)
 {

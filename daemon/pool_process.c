@@ -52,6 +52,7 @@ static struct {
 	uint64_t run_us[TASK_MAX_TASKS]; /* a task's recent job length */
 	int max_jobs;                    /* a worker is replaced after these */
 	char *plugin_dir;
+	char busy_poll[16]; /* --busy-poll, for warm workers */
 	struct job_queue queue;
 	size_t nqueued, nrunning;
 	bool stopping;
@@ -77,7 +78,7 @@ proc_spawn(int index)
 	posix_spawnattr_t attr;
 	struct pworker *w;
 	char idx[16];
-	char *argv[8];
+	char *argv[10];
 	sigset_t none;
 	int sv[2], rc, n = 0;
 
@@ -89,8 +90,12 @@ proc_spawn(int index)
 	argv[n++] = (char *)"concd";
 	argv[n++] = (char *)"--worker";
 	argv[n++] = idx;
-	if (index < 0)
+	if (index < 0) {
 		argv[n++] = (char *)"--once";
+	} else {
+		argv[n++] = (char *)"--busy-poll";
+		argv[n++] = pp.busy_poll;
+	}
 	if (pp.plugin_dir != NULL) {
 		argv[n++] = (char *)"--plugin-dir";
 		argv[n++] = pp.plugin_dir;
@@ -436,10 +441,11 @@ proc_cancel(struct job *j)
 }
 
 int
-pool_process_init(int n, const char *plugin_dir, int max_jobs)
+pool_process_init(int n, const char *plugin_dir, int max_jobs, int busy_poll)
 {
 	pp.size = n;
 	pp.max_jobs = max_jobs;
+	snprintf(pp.busy_poll, sizeof(pp.busy_poll), "%d", busy_poll);
 	if (plugin_dir != NULL)
 		pp.plugin_dir = strdup(plugin_dir);
 	return pool_process_resize(n);

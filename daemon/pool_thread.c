@@ -3,7 +3,8 @@
  * and serve every job.  Jobs go to the workers through one locked queue;
  * what the workers report (started, progress, ended) comes back through
  * a second list under the same lock, coalesced per job, and wakes the
- * loop once per batch with event_active().
+ * loop once per batch with server_wake(): not at all while the loop
+ * polls, since its passes take the list themselves (thread_poll).
  *
  * Waits are interruptible: a timed wait sleeps on the worker's own
  * condition variable, an fd wait polls the fd and the worker's eventfd;
@@ -64,8 +65,8 @@ static struct {
 	bool stopping;
 	struct job **posted; /* jobs with handoff.post set */
 	size_t nposted, capposted;
-	bool wake_pending;
-	int size; /* workers wanted: index >= size leaves */
+	atomic_bool wake_pending; /* written under the lock; see thread_poll */
+	int size;                 /* workers wanted: index >= size leaves */
 	int nexited;
 
 	/* loop-owned */
@@ -120,9 +121,10 @@ pool_list_locked(struct job *j, uint8_t bits)
 static bool
 pool_wake_locked(void)
 {
-	bool wake = !pool.wake_pending;
+	bool wake =
+	    !atomic_load_explicit(&pool.wake_pending, memory_order_relaxed);
 
-	pool.wake_pending = true;
+	atomic_store(&pool.wake_pending, true);
 	return wake;
 }
 
@@ -160,7 +162,7 @@ thread_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 	pthread_mutex_unlock(&pool.lock);
 	free(old);
 	if (wake)
-		event_active(pool.wake_ev, EV_READ, 1);
+		server_wake(pool.wake_ev);
 }
 
 /* Output waits for the loop in a bounded buffer: [stream][len][bytes]. */
@@ -184,7 +186,7 @@ thread_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 	wake = pool_post_locked(j, POOL_POST_OUTPUT);
 	pthread_mutex_unlock(&pool.lock);
 	if (wake)
-		event_active(pool.wake_ev, EV_READ, 1);
+		server_wake(pool.wake_ev);
 }
 
 static const struct exec_ops thread_ops = {
@@ -294,7 +296,7 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 				wake = pool_wake_locked();
 				pthread_mutex_unlock(&pool.lock);
 				if (wake)
-					event_active(pool.wake_ev, EV_READ, 1);
+					server_wake(pool.wake_ev);
 			}
 			if ((st == TASK_WAIT && !thread_wait(ctx, w)) ||
 			    task_cancelled(ctx)) {
@@ -317,18 +319,19 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 	wake = pool_post_locked(j, POOL_POST_END);
 	pthread_mutex_unlock(&pool.lock);
 	if (wake)
-		event_active(pool.wake_ev, EV_READ, 1);
+		server_wake(pool.wake_ev);
 }
 
 /* With the lock held: tell the loop this thread can be joined. */
 static bool
 thread_leave_locked(struct tworker *w)
 {
-	bool wake = !pool.wake_pending;
+	bool wake =
+	    !atomic_load_explicit(&pool.wake_pending, memory_order_relaxed);
 
 	w->exited = true;
 	pool.nexited++;
-	pool.wake_pending = true;
+	atomic_store(&pool.wake_pending, true);
 	return wake;
 }
 
@@ -368,7 +371,7 @@ thread_main(void *arg)
 	wake = thread_leave_locked(w);
 	pthread_mutex_unlock(&pool.lock);
 	if (wake)
-		event_active(pool.wake_ev, EV_READ, 1);
+		server_wake(pool.wake_ev);
 	return NULL;
 }
 
@@ -444,6 +447,7 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 	size_t n, i;
 	bool reap;
 
+	server_worked = true;
 	pthread_mutex_lock(&pool.lock);
 	n = pool.nposted;
 	if (n > pool.captaken) {
@@ -483,7 +487,7 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 		j->handoff.post = 0;
 	}
 	pool.nposted = 0;
-	pool.wake_pending = false;
+	atomic_store_explicit(&pool.wake_pending, false, memory_order_relaxed);
 	reap = pool.nexited > 0; /* a thread leaving later wakes us again */
 	pthread_mutex_unlock(&pool.lock);
 
@@ -550,6 +554,16 @@ thread_flush(void)
 	else
 		while (n-- > 0)
 			pthread_cond_signal(&pool.work);
+}
+
+/* The loop is polling: take what the workers posted, if anything. */
+static bool
+thread_poll(void)
+{
+	if (!atomic_load(&pool.wake_pending))
+		return false;
+	thread_wake_cb(-1, 0, NULL);
+	return true;
 }
 
 static void
@@ -730,4 +744,5 @@ const struct executor thread_executor = {
     .running = thread_running,
     .queued = thread_queued,
     .flush = thread_flush,
+    .poll = thread_poll,
 };

@@ -93,6 +93,19 @@ sched_flush(void)
 			executors[i]->flush();
 }
 
+bool
+sched_poll(void)
+{
+	bool found = false;
+	size_t i;
+
+	for (i = 0; i < PX_COUNT; i++)
+		if (executors[i] != NULL && executors[i]->poll != NULL &&
+		    executors[i]->poll())
+			found = true;
+	return found;
+}
+
 static void
 sched_status_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -108,14 +121,17 @@ sched_status_cb(evutil_socket_t fd, short what, void *arg)
 	notify_status(line);
 }
 
-/* STATUS= is sent at most five times a second, however busy. */
+/*
+ * STATUS= is sent at most five times a second, however busy, and only
+ * when there is a service manager to tell: otherwise no timer runs.
+ */
 void
 sched_status_changed(void)
 {
 	static const struct timeval delay = {0, 200000};
 
 	server_state_changed();
-	if (status_pending || server_base == NULL)
+	if (status_pending || server_base == NULL || !notify_enabled())
 		return;
 	if (status_ev == NULL)
 		status_ev = evtimer_new(server_base, sched_status_cb, NULL);

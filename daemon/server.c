@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -50,6 +51,88 @@ server_now_us(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/*
+ * Busy polling.  On this kind of machine a wake-up from epoll_wait costs
+ * about as much as the rest of a job's round trip, so after the loop has
+ * had work it keeps looking for more, without sleeping, for busy_poll µs;
+ * a request, a reply from a worker process or a result from a worker
+ * thread arriving in that window costs no wake-up.  The window restarts
+ * whenever a pass finds something; sched_yield between passes gives the
+ * CPU to anything else runnable, and an idle daemon sleeps.
+ *
+ * While the loop polls, worker threads post their results without waking
+ * it (server_wake): the loop's passes call sched_poll, which takes them.
+ * Before it sleeps, the loop says so (server_polling = false) and then
+ * looks once more; a thread posts, then reads server_polling.  With both
+ * orders sequentially consistent, one of them sees the other: either the
+ * thread wakes the loop, or the loop's last look finds the post.
+ */
+bool server_worked;
+static atomic_bool server_polling;
+
+static uint64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+void
+server_wake(struct event *ev)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!atomic_load_explicit(&server_polling, memory_order_relaxed))
+		event_active(ev, EV_READ, 1);
+}
+
+/* Poll until a quiet busy_poll µs has passed: false if the loop must exit. */
+static bool
+server_poll(uint64_t window)
+{
+	const int flags = EVLOOP_NONBLOCK | EVLOOP_NO_EXIT_ON_EMPTY;
+	uint64_t until = mono_ns() + window;
+
+	atomic_store(&server_polling, true);
+	for (;;) {
+		server_worked = false;
+		if (event_base_loop(server_base, flags) < 0 ||
+		    event_base_got_exit(server_base)) {
+			atomic_store(&server_polling, false);
+			return false;
+		}
+		if (sched_poll() || server_worked) {
+			until = mono_ns() + window;
+			continue;
+		}
+		if (mono_ns() < until) {
+			sched_yield();
+			continue;
+		}
+		atomic_store(&server_polling, false);
+		if (!sched_poll())
+			return true;
+		atomic_store(&server_polling, true);
+		until = mono_ns() + window;
+	}
+}
+
+void
+server_run(int busy_poll_us)
+{
+	const int flags = EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY;
+
+	for (;;) {
+		if (event_base_loop(server_base, flags) < 0 ||
+		    event_base_got_exit(server_base))
+			return;
+		if (busy_poll_us > 0 &&
+		    !server_poll((uint64_t)busy_poll_us * 1000))
+			return;
+	}
 }
 
 uid_t

@@ -1,11 +1,13 @@
 /*
  * worker.c -- a worker process of the process pool.  concd starts it as
- * `concd --worker INDEX [--once]` with a socketpair on fd 3 that carries
- * the same frames as a client connection: "run" and "cancel" come in,
- * "started", "progress" and "end" go out.  The worker has no listening
+ * `concd --worker INDEX [--once] [--busy-poll USEC]` with a socketpair on fd 3
+ * that carries the same frames as a client connection: "run" and "cancel" come
+ * in, "started", "progress" and "end" go out.  The worker has no listening
  * socket, no clients and no event loop: it runs one job at a time with
  * blocking I/O, queues the runs that arrive meanwhile, and batches its
  * replies, writing them when it has nothing left to run or must wait.
+ * With nothing left to run it polls its socket for --busy-poll µs before
+ * it sleeps in poll(2), so a run sent soon after costs no wake-up.
  * It exits when the daemon goes away (EOF, or PR_SET_PDEATHSIG).
  */
 #include <sys/prctl.h>
@@ -13,6 +15,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,7 @@ static struct {
 	int index;
 	pid_t pid;
 	bool once;
+	int busy_poll;       /* µs */
 	int64_t progress_at; /* ms: progress goes out at most every 20 ms */
 	bool eof;
 	uint32_t served;
@@ -199,6 +203,31 @@ worker_read(int timeout_ms)
 static int64_t now_ms(void);
 
 /*
+ * Read without sleeping, for up to busy_poll µs, until a run arrives;
+ * sched_yield lets anything else runnable on this CPU go first.  False on
+ * EOF.
+ */
+static bool
+worker_poll(void)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (!worker_read(0))
+			return false;
+		if (!TAILQ_EMPTY(&wk.queue))
+			return true;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000000 +
+		        (t.tv_nsec - t0.tv_nsec) / 1000 >=
+		    wk.busy_poll)
+			return true;
+		sched_yield();
+	}
+}
+
+/*
  * Progress is a snapshot: sending one per step of a fast CPU task would
  * cost the daemon a frame each; every 50 ms (and the last one) is plenty.
  */
@@ -348,7 +377,7 @@ end:
 }
 
 int
-worker_main(int index, bool once)
+worker_main(int index, bool once, int busy_poll)
 {
 	struct job *j;
 	size_t i;
@@ -357,6 +386,7 @@ worker_main(int index, bool once)
 	wk.pid = getpid();
 	wk.index = index;
 	wk.once = once;
+	wk.busy_poll = busy_poll;
 	TAILQ_INIT(&wk.queue);
 	msgpack_zone_init(&wk.zone, 4096);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -369,7 +399,9 @@ worker_main(int index, bool once)
 			worker_flush();
 			if (wk.once && wk.served > 0)
 				break;
-			if (!worker_read(-1))
+			if (wk.busy_poll > 0 && !worker_poll())
+				break;
+			if (TAILQ_EMPTY(&wk.queue) && !worker_read(-1))
 				break;
 			continue;
 		}

@@ -75,7 +75,8 @@ class Notify:
 
 
 class Daemon:
-    def __init__(self, *args, threads=2, env=None, preexec_fn=None):
+    def __init__(self, *args, threads=2, env=None, preexec_fn=None,
+                 notify=True):
         self.dir = tempfile.mkdtemp(prefix="concd-test-")
         os.chmod(self.dir, 0o755)
         self.socket = os.path.join(self.dir, "concd.sock")
@@ -83,14 +84,38 @@ class Daemon:
         e = dict(os.environ)
         e.pop("INVOCATION_ID", None)
         e.pop("JOURNAL_STREAM", None)
-        e["NOTIFY_SOCKET"] = self.notify.path
+        if notify:
+            e["NOTIFY_SOCKET"] = self.notify.path
+        else:
+            e.pop("NOTIFY_SOCKET", None)
         e.update(env or {})
         self.stderr_path = os.path.join(self.dir, "stderr")
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
             [CONCD, "-f", "-s", self.socket, "-t", str(threads)] + list(args),
             env=e, stderr=self.stderr, preexec_fn=preexec_fn)
-        self.notify.wait_for("READY=1")
+        if notify:
+            self.notify.wait_for("READY=1")
+        else:
+            self.wait_listening()
+
+    def wait_listening(self):
+        """Without a NOTIFY_SOCKET: try to connect until concd answers;
+        every attempt is an event, and the attempts are bounded."""
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("concd exited with %d: %s"
+                                     % (self.proc.returncode, self.log()))
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.socket)
+                return
+            except OSError:
+                pass
+            finally:
+                s.close()
+        raise AssertionError("concd did not listen within %ss" % BOUND)
 
     def log(self):
         with open(self.stderr_path) as f:

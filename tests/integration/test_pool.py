@@ -205,6 +205,84 @@ class NoProcesses(DaemonTest):
         self.assertEqual((m["t"], m["error"]), ("error", "bad_executor"))
 
 
+def worker_argv(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().decode().split("\0")[:-1]
+
+
+def thread_state(pid, tid):
+    with open("/proc/%d/task/%d/stat" % (pid, tid)) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+class BusyPoll(DaemonTest):
+    # No timer at all: no sweep (--finished-ttl 0), no STATUS= (no
+    # NOTIFY_SOCKET).  A result the loop failed to hear would never be
+    # heard, and the job's end would not come within the bound.
+    args = ("-p", "1", "--finished-ttl", "0")
+
+    def setUp(self):
+        self.d = Daemon(*self.args, threads=self.threads, notify=False)
+
+    def test_every_end_is_heard_as_the_poll_window_opens_and_closes(self):
+        c = self.d.client()
+        shapes = [
+            ("noop", {}, None),
+            ("sleep", {"ms": 1}, 1),          # outlasts the window
+            ("sleep", {"ms": 4, "steps": 4}, 4),
+            ("primes", {"n": 30000}, 3245),
+        ]
+        for i in range(240):
+            task, args, want = shapes[i % len(shapes)]
+            ex = ("thread", "process", "loop")[i % 3]
+            end = run(c, task=task, args=args, exec=ex)[-1]
+            self.assertEqual(end["state"], "succeeded", (i, task, ex, end))
+            if want is not None:
+                self.assertEqual(end["result"], want, (i, task, ex))
+
+    def test_warm_workers_are_told_the_window_and_an_idle_daemon_sleeps(self):
+        c = self.d.client()
+        for ex in ("loop", "thread", "process"):
+            self.assertEqual(run(c, task="noop", exec=ex)[-1]["state"],
+                             "succeeded")
+        pid = pool_rows(c, "process")[0]["pid"]
+        argv = worker_argv(pid)
+        self.assertEqual(argv[argv.index("--busy-poll") + 1], "50")
+        # Polling yields but never sleeps: a loop or worker stuck polling
+        # would stay runnable (R) for good.
+        import time
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline:
+            states = (thread_state(self.d.proc.pid, self.d.proc.pid),
+                      thread_state(pid, pid))
+            if states == ("S", "S"):
+                break
+        self.assertEqual(states, ("S", "S"))
+
+
+class NoBusyPoll(DaemonTest):
+    args = ("-p", "1", "--busy-poll", "0")
+
+    def test_without_polling_every_executor_still_answers(self):
+        c = self.d.client()
+        for ex in ("loop", "thread", "process"):
+            for _ in range(20):
+                end = run(c, task="primes", args={"n": 1000}, exec=ex)[-1]
+                self.assertEqual((end["state"], end["result"]),
+                                 ("succeeded", 168))
+        argv = worker_argv(pool_rows(c, "process")[0]["pid"])
+        self.assertEqual(argv[argv.index("--busy-poll") + 1], "0")
+
+    def test_the_window_is_bounded(self):
+        import subprocess
+        from harness import CONCD
+        r = subprocess.run([CONCD, "--busy-poll", "100001"],
+                           capture_output=True, text=True, timeout=BOUND)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("busy-poll must be a number from 0 to 100000",
+                      r.stderr)
+
+
 class Config(unittest.TestCase):
     def test_config_sets_pools_and_sighup_reloads_them(self):
         import tempfile
