@@ -60,7 +60,9 @@ server_now_us(void)
  * a request, a reply from a worker process or a result from a worker
  * thread arriving in that window costs no wake-up.  The window restarts
  * whenever a pass finds something; sched_yield between passes gives the
- * CPU to anything else runnable, and an idle daemon sleeps.
+ * CPU to anything else runnable, and once a yield shows that something
+ * else wanted the CPU, the loop sleeps: polling only uses idle time.  An
+ * idle daemon sleeps.
  *
  * While the loop polls, worker threads post their results without waking
  * it (server_wake): the loop's passes call sched_poll, which takes them.
@@ -71,6 +73,9 @@ server_now_us(void)
  */
 bool server_worked;
 static atomic_bool server_polling;
+
+/* A sched_yield that takes this long ran something else: stop polling. */
+#define POLL_CONTESTED_NS 20000
 
 static uint64_t
 mono_ns(void)
@@ -94,7 +99,7 @@ static bool
 server_poll(uint64_t window)
 {
 	const int flags = EVLOOP_NONBLOCK | EVLOOP_NO_EXIT_ON_EMPTY;
-	uint64_t until = mono_ns() + window;
+	uint64_t now, until = mono_ns() + window;
 
 	atomic_store(&server_polling, true);
 	for (;;) {
@@ -108,9 +113,11 @@ server_poll(uint64_t window)
 			until = mono_ns() + window;
 			continue;
 		}
-		if (mono_ns() < until) {
+		if ((now = mono_ns()) < until) {
 			sched_yield();
-			continue;
+			/* a yield that ran something else: the CPU is wanted */
+			if (mono_ns() - now < POLL_CONTESTED_NS)
+				continue;
 		}
 		atomic_store(&server_polling, false);
 		if (!sched_poll())
