@@ -13,9 +13,11 @@
  * takes its place.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -53,6 +55,9 @@ static struct {
 	int max_jobs;                    /* a worker is replaced after these */
 	char *plugin_dir;
 	char busy_poll[16]; /* --busy-poll, for warm workers */
+	char exe[PATH_MAX]; /* concd's own path, see proc_exe */
+	dev_t exe_dev;
+	ino_t exe_ino;
 	struct job_queue queue;
 	size_t nqueued, nrunning;
 	bool stopping;
@@ -70,6 +75,40 @@ static const struct conn_handler proc_handler = {
     .dispatch = proc_dispatch_msg,
     .closed = proc_closed,
 };
+
+/*
+ * The binary a worker runs: the daemon's own.  Its path as it was at
+ * start-up, while that still names the same file; /proc/self/exe once it
+ * does not (the package was upgraded: the worker must speak the daemon's
+ * protocol).  The path comes first because tools that run concd under
+ * another program, such as valgrind, follow an exec of the path but not
+ * of /proc/self/exe, which names that program.
+ */
+static void
+proc_find_exe(void)
+{
+	struct stat st;
+	ssize_t n = readlink("/proc/self/exe", pp.exe, sizeof(pp.exe) - 1);
+
+	pp.exe[n > 0 ? n : 0] = '\0';
+	if (n <= 0 || stat(pp.exe, &st) < 0) {
+		pp.exe[0] = '\0';
+		return;
+	}
+	pp.exe_dev = st.st_dev;
+	pp.exe_ino = st.st_ino;
+}
+
+static const char *
+proc_exe(void)
+{
+	struct stat st;
+
+	if (pp.exe[0] != '\0' && stat(pp.exe, &st) == 0 &&
+	    st.st_dev == pp.exe_dev && st.st_ino == pp.exe_ino)
+		return pp.exe;
+	return "/proc/self/exe";
+}
 
 static struct pworker *
 proc_spawn(int index)
@@ -112,8 +151,8 @@ proc_spawn(int index)
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		rc = ENOMEM;
 	} else {
-		rc = posix_spawn(&w->pid, "/proc/self/exe", &fa, &attr, argv,
-		                 environ);
+		rc =
+		    posix_spawn(&w->pid, proc_exe(), &fa, &attr, argv, environ);
 	}
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
@@ -446,6 +485,7 @@ pool_process_init(int n, const char *plugin_dir, int max_jobs, int busy_poll)
 	pp.size = n;
 	pp.max_jobs = max_jobs;
 	snprintf(pp.busy_poll, sizeof(pp.busy_poll), "%d", busy_poll);
+	proc_find_exe();
 	if (plugin_dir != NULL)
 		pp.plugin_dir = strdup(plugin_dir);
 	return pool_process_resize(n);

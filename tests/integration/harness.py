@@ -76,7 +76,7 @@ class Notify:
 
 class Daemon:
     def __init__(self, *args, threads=2, env=None, preexec_fn=None,
-                 notify=True):
+                 notify=True, exe=CONCD):
         self.dir = tempfile.mkdtemp(prefix="concd-test-")
         os.chmod(self.dir, 0o755)
         self.socket = os.path.join(self.dir, "concd.sock")
@@ -92,7 +92,7 @@ class Daemon:
         self.stderr_path = os.path.join(self.dir, "stderr")
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
-            [CONCD, "-f", "-s", self.socket, "-t", str(threads)] + list(args),
+            [exe, "-f", "-s", self.socket, "-t", str(threads)] + list(args),
             env=e, stderr=self.stderr, preexec_fn=preexec_fn)
         if notify:
             self.notify.wait_for("READY=1")

@@ -283,6 +283,40 @@ class NoBusyPoll(DaemonTest):
                       r.stderr)
 
 
+class Upgrade(unittest.TestCase):
+    def test_workers_run_the_daemons_binary_even_once_it_is_replaced(self):
+        import tempfile
+        from harness import CONCD
+        d = tempfile.mkdtemp()
+        exe = os.path.join(d, "concd")
+        shutil.copy(CONCD, exe)
+        try:
+            dm = Daemon("-p", "1", exe=exe)
+            try:
+                c = dm.client()
+                w = pool_rows(c, "process")[0]["pid"]
+                self.assertEqual(os.readlink("/proc/%d/exe" % w), exe)
+                # an upgrade puts a new file at the path
+                shutil.copy(CONCD, exe + ".new")
+                os.rename(exe + ".new", exe)
+                own = os.readlink("/proc/%d/exe" % dm.proc.pid)
+                self.assertEqual(own, exe + " (deleted)")
+                self.assertEqual(c.call("resize", processes=2)["t"], "ok")
+                p = wait_until(c, lambda p: len(
+                    [w for w in p["workers"] if w["exec"] == "process"]) == 2)
+                new = [w["pid"] for w in p["workers"]
+                       if w["exec"] == "process" and w["worker"] == 1][0]
+                self.assertEqual(os.readlink("/proc/%d/exe" % new), own)
+                end = run(c, task="primes", args={"n": 1000}, exec="process",
+                          fresh=True)[-1]
+                self.assertEqual((end["state"], end["result"]),
+                                 ("succeeded", 168))
+            finally:
+                dm.close()
+        finally:
+            shutil.rmtree(d)
+
+
 class Config(unittest.TestCase):
     def test_config_sets_pools_and_sighup_reloads_them(self):
         import tempfile
