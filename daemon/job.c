@@ -274,7 +274,10 @@ job_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	job_cancel(j);
 }
 
-/* The timeout counts from the start, not from submission. */
+/*
+ * The timeout counts from the start, not from submission, and from now:
+ * libevent would count from the time it cached when this loop pass began.
+ */
 void
 job_start(struct job *j)
 {
@@ -286,6 +289,7 @@ job_start(struct job *j)
 	    (j->timer = evtimer_new(server_base, job_timeout_cb, j)) != NULL) {
 		tv.tv_sec = (time_t)(j->timeout_ms / 1000);
 		tv.tv_usec = (suseconds_t)(j->timeout_ms % 1000) * 1000;
+		event_base_update_cache_time(server_base);
 		evtimer_add(j->timer, &tv);
 	}
 }

@@ -21,6 +21,10 @@ import msgpack
 CONCD = os.environ.get("CONCD", "build/daemon/concd")
 CONCTL = os.environ.get("CONCTL", "build/client/concctl")
 BOUND = 30.0  # seconds: an upper bound, never a delay
+# Under valgrind (scripts/test.sh --valgrind) everything runs many times
+# slower and valgrind stands between concd and the commands it runs: tests
+# of time bounds and of exec's own errors and signals say so and skip.
+VALGRIND = bool(os.environ.get("CONCD_VALGRIND"))
 # concd's timers run on libevent's coarse monotonic clock, so a timer
 # may fire up to one clock tick (4 ms at 250 Hz) before the same span
 # measured on a fine clock has passed: lower bounds allow this much

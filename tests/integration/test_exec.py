@@ -9,7 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BOUND, CLOCK_SLACK, DaemonTest  # noqa: E402
+from harness import BOUND, CLOCK_SLACK, VALGRIND, DaemonTest  # noqa: E402
 
 EXECUTORS = ("loop", "thread", "process")
 
@@ -132,6 +132,7 @@ class Exec(DaemonTest):
                 self.assertEqual((end["state"], end["message"]),
                                  ("failed", "killed by signal 9 (SIGKILL)"))
 
+    @unittest.skipIf(VALGRIND, "valgrind runs the command itself")
     def test_a_missing_command_fails_with_a_clear_message(self):
         c = self.client()
         for x in EXECUTORS:
@@ -187,6 +188,7 @@ class Exec(DaemonTest):
                 # SIGTERM did it: no wait for the 60 s grace period
                 self.assertLess(time.monotonic() - t0, BOUND)
 
+    @unittest.skipIf(VALGRIND, "valgrind runs the command itself")
     def test_a_command_ignoring_sigterm_is_killed_after_the_grace(self):
         c = self.client()
         script = "trap '' TERM; echo $$; sleep 600"
@@ -202,6 +204,7 @@ class Exec(DaemonTest):
                 self.assertGreaterEqual(gone - t0, 0.2 - CLOCK_SLACK)
                 self.assertLess(gone - t0, 10)
 
+    @unittest.skipIf(VALGRIND, "valgrind runs the command itself")
     def test_a_timeout_ends_timed_out_and_kills_the_command(self):
         c = self.client()
         for x in EXECUTORS:

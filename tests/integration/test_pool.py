@@ -7,7 +7,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BOUND, Daemon, DaemonTest  # noqa: E402
+from harness import BOUND, VALGRIND, Daemon, DaemonTest  # noqa: E402
 
 PLUGINS = os.environ.get("CONCD_PLUGINS", "")
 
@@ -283,6 +283,7 @@ class NoBusyPoll(DaemonTest):
                       r.stderr)
 
 
+@unittest.skipIf(VALGRIND, "under valgrind /proc/PID/exe names valgrind")
 class Upgrade(unittest.TestCase):
     def test_workers_run_the_daemons_binary_even_once_it_is_replaced(self):
         import tempfile
