@@ -200,8 +200,6 @@ worker_read(int timeout_ms)
 	return true;
 }
 
-static int64_t now_ms(void);
-
 static int64_t
 now_us(void)
 {
@@ -211,8 +209,15 @@ now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int64_t
+now_ms(void)
+{
+	return now_us() / 1000;
+}
+
 /*
- * Read without sleeping, for up to busy_poll µs, until a run arrives;
+ * Read without sleeping, for up to busy_poll µs, until a run arrives or
+ * a read leaves something to send (a queued job's cancel sends its end);
  * sched_yield lets anything else runnable on this CPU go first, and a
  * yield that ran something else (it took over 20 µs) ends the polling, as
  * in the loop (server.c).  False on EOF.
@@ -225,7 +230,7 @@ worker_poll(void)
 	for (;;) {
 		if (!worker_read(0))
 			return false;
-		if (!TAILQ_EMPTY(&wk.queue))
+		if (!TAILQ_EMPTY(&wk.queue) || wk.out.len > 0)
 			return true;
 		if ((t = now_us()) - t0 >= wk.busy_poll)
 			return true;
@@ -280,15 +285,6 @@ static const struct exec_ops worker_ops = {
     .progress = worker_progress,
     .output = worker_output,
 };
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A wait that still hears "cancel" from the daemon. */
 static bool
@@ -388,6 +384,7 @@ int
 worker_main(int index, bool once, int busy_poll)
 {
 	struct job *j;
+	bool polled = false;
 	size_t i;
 
 	wk.fd = WORKER_FD;
@@ -404,15 +401,21 @@ worker_main(int index, bool once, int busy_poll)
 
 	for (;;) {
 		if (TAILQ_EMPTY(&wk.queue)) {
+			/* what a read left to send (a cancel's end) goes first
+			 */
 			worker_flush();
 			if (wk.once && wk.served > 0)
 				break;
-			if (wk.busy_poll > 0 && !worker_poll())
+			if (wk.busy_poll > 0 && !polled) {
+				polled = true;
+				if (!worker_poll())
+					break;
+			} else if (!worker_read(-1)) {
 				break;
-			if (TAILQ_EMPTY(&wk.queue) && !worker_read(-1))
-				break;
+			}
 			continue;
 		}
+		polled = false;
 		j = TAILQ_FIRST(&wk.queue);
 		TAILQ_REMOVE(&wk.queue, j, link);
 		worker_run(j);

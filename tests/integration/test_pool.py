@@ -260,6 +260,30 @@ class BusyPoll(DaemonTest):
         self.assertEqual(states, ("S", "S"))
 
 
+class LongBusyPoll(DaemonTest):
+    # A window of 0.1 s: the worker is surely polling when the next
+    # frames come.
+    args = ("-p", "1", "--busy-poll", "100000")
+
+    def test_a_run_and_its_cancel_in_one_read_end_the_job_at_once(self):
+        import msgpack
+        import struct
+        c = self.d.client()
+        self.assertEqual(run(c, task="noop", exec="process")[-1]["job"], 1)
+        # job 2 and its cancel reach the daemon, then the polling worker,
+        # in one write each
+        frames = b""
+        for m in (dict(t="submit", id=10, task="sleep",
+                       args={"ms": 600000}, exec="process", watch=True),
+                  dict(t="cancel", id=11, job=2)):
+            body = msgpack.packb(m)
+            frames += struct.pack(">I", len(body)) + body
+        c.send_raw(frames)
+        end = c.until_end(10)[-1]
+        self.assertEqual((end["job"], end["state"]), (2, "cancelled"))
+        self.assertEqual(c.recv_for(11)["t"], "ok")
+
+
 class NoBusyPoll(DaemonTest):
     args = ("-p", "1", "--busy-poll", "0")
 
