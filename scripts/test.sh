@@ -130,7 +130,7 @@ if [ "$valgrind" -eq 1 ]; then
 		--overwrite "MemoryCheckCommandOptions=--leak-check=full \
 --show-leak-kinds=definite --errors-for-leak-kinds=definite \
 --trace-children=yes --trace-children-skip=/usr/*,/bin/*,/sbin/* \
---num-callers=30" 2>&1 | tee "$out"
+--child-silent-after-fork=yes --num-callers=30" 2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
 	set -e
 	defects=$(sed -n 's/.*Defects: \([0-9]*\).*/\1/p' "$out" |

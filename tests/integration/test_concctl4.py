@@ -14,7 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BOUND, CONCTL, Daemon, DaemonTest  # noqa: E402
+from harness import BOUND, CONCTL, VALGRIND, Daemon, DaemonTest  # noqa: E402
 
 # Fails until its third run in the directory it runs in.
 FLAKY = ('n=$(cat f 2>/dev/null || echo 0); n=$((n+1)); echo $n > f; '
@@ -82,6 +82,7 @@ class Exec(Base):
                          r"(?m)^concctl: job \d+ failed: exited with "
                          r"status 3$")
 
+    @unittest.skipIf(VALGRIND, "valgrind runs the command itself")
     def test_a_command_that_cannot_run_fails(self):
         r = self.ctl("run", "exec", "--", "no-such-command-here")
         self.assertEqual(r.returncode, 1)
@@ -184,6 +185,7 @@ class Gather(Base):
            "exec -- nosuch-command\n"
            "exec --timeout 30 -- sh -c 'echo \"out put\"; echo err >&2'\n")
 
+    @unittest.skipIf(VALGRIND, "valgrind runs the command itself")
     def test_results_in_input_order_and_failures_gathered(self):
         r = self.gather(self.MIX)
         self.assertEqual(r.returncode, 1, r.stderr)

@@ -12,7 +12,7 @@ import select
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BOUND, CONCD, Client, Daemon, Notify  # noqa: E402
+from harness import BOUND, CONCD, VALGRIND, Client, Daemon, Notify  # noqa: E402
 
 
 def wait_for_exit(pid, bound=BOUND):
@@ -84,6 +84,7 @@ class StartUp(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    @unittest.skipIf(VALGRIND, "valgrind has no pidfd_open")
     def test_without_f_concd_returns_once_it_serves(self):
         r = subprocess.run([CONCD, "-s", self.socket, "-t", "1"],
                            timeout=BOUND)
@@ -96,6 +97,7 @@ class StartUp(unittest.TestCase):
         wait_for_exit(pid)
         self.assertFalse(os.path.exists(self.socket))
 
+    @unittest.skipIf(VALGRIND, "valgrind keeps descriptors of its own")
     def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(self):
         import resource
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
