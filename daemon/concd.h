@@ -406,6 +406,8 @@ uint64_t server_started_us(void);
 void server_state_changed(void);
 void server_free(void);
 /* Run the loop until it is told to exit; see server.c. */
+/* A sched_yield that takes longer ran something else: polling stops. */
+#define BUSY_POLL_CONTESTED_US 20
 void server_run(int busy_poll_us);
 /* From another thread, after posting work for the loop: wake it unless it
  * polls. */

@@ -326,13 +326,9 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 static bool
 thread_leave_locked(struct tworker *w)
 {
-	bool wake =
-	    !atomic_load_explicit(&pool.wake_pending, memory_order_relaxed);
-
 	w->exited = true;
 	pool.nexited++;
-	atomic_store(&pool.wake_pending, true);
-	return wake;
+	return pool_wake_locked();
 }
 
 static void *

@@ -74,9 +74,6 @@ server_now_us(void)
 bool server_worked;
 static atomic_bool server_polling;
 
-/* A sched_yield that takes this long ran something else: stop polling. */
-#define POLL_CONTESTED_NS 20000
-
 static uint64_t
 mono_ns(void)
 {
@@ -116,7 +113,7 @@ server_poll(uint64_t window)
 		if ((now = mono_ns()) < until) {
 			sched_yield();
 			/* a yield that ran something else: the CPU is wanted */
-			if (mono_ns() - now < POLL_CONTESTED_NS)
+			if (mono_ns() - now < BUSY_POLL_CONTESTED_US * 1000)
 				continue;
 		}
 		atomic_store(&server_polling, false);

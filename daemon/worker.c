@@ -219,8 +219,8 @@ now_ms(void)
  * Read without sleeping, for up to busy_poll µs, until a run arrives or
  * a read leaves something to send (a queued job's cancel sends its end);
  * sched_yield lets anything else runnable on this CPU go first, and a
- * yield that ran something else (it took over 20 µs) ends the polling, as
- * in the loop (server.c).  False on EOF.
+ * yield that ran something else ends the polling, as in the loop
+ * (server.c).  False on EOF.
  */
 static bool
 worker_poll(void)
@@ -235,7 +235,7 @@ worker_poll(void)
 		if ((t = now_us()) - t0 >= wk.busy_poll)
 			return true;
 		sched_yield();
-		if (now_us() - t > 20)
+		if (now_us() - t > BUSY_POLL_CONTESTED_US)
 			return true;
 	}
 }
@@ -401,8 +401,7 @@ worker_main(int index, bool once, int busy_poll)
 
 	for (;;) {
 		if (TAILQ_EMPTY(&wk.queue)) {
-			/* what a read left to send (a cancel's end) goes first
-			 */
+			/* what a read left to send goes first */
 			worker_flush();
 			if (wk.once && wk.served > 0)
 				break;

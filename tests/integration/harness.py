@@ -254,9 +254,10 @@ class Client:
 class DaemonTest(unittest.TestCase):
     args = ()
     threads = 2
+    notify = True  # False: no NOTIFY_SOCKET, so no STATUS= timer either
 
     def setUp(self):
-        self.d = Daemon(*self.args, threads=self.threads)
+        self.d = Daemon(*self.args, threads=self.threads, notify=self.notify)
 
     def tearDown(self):
         self.d.close()

@@ -220,9 +220,7 @@ class BusyPoll(DaemonTest):
     # NOTIFY_SOCKET).  A result the loop failed to hear would never be
     # heard, and the job's end would not come within the bound.
     args = ("-p", "1", "--finished-ttl", "0")
-
-    def setUp(self):
-        self.d = Daemon(*self.args, threads=self.threads, notify=False)
+    notify = False
 
     def test_every_end_is_heard_as_the_poll_window_opens_and_closes(self):
         c = self.d.client()
