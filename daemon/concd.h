@@ -414,5 +414,11 @@ void server_run(int busy_poll_us);
 void server_wake(struct event *);
 /* Set by callbacks that did work: the loop keeps polling a while longer. */
 extern bool server_worked;
+/*
+ * The busy-poll window after the current one (ns, max the --busy-poll
+ * bound): halved when a poll caught nothing, none below max / 8; when
+ * work came that a window would have caught, doubled, from max / 8 up.
+ */
+uint64_t busy_poll_next(uint64_t window, uint64_t max, bool caught);
 
 #endif

@@ -64,6 +64,15 @@ server_now_us(void)
  * else wanted the CPU, the loop sleeps: polling only uses idle time.  An
  * idle daemon sleeps.
  *
+ * The window adapts, as KVM's halt polling does: a window that finds no
+ * request or result halves the next one, down to none; work that comes
+ * sooner than busy_poll µs after the loop went to sleep, which a window
+ * would have caught, doubles it again, up to busy_poll.  Jobs that wake
+ * the loop only for their own events (the pipes of exec commands, say)
+ * so stop paying for windows that never find anything; polling also keeps
+ * the core from going idle, and an idle core is where the kernel moves a
+ * runnable task waiting on a busy one.
+ *
  * While the loop polls, worker threads post their results without waking
  * it (server_wake): the loop's passes call sched_poll, which takes them.
  * Before it sleeps, the loop says so (server_polling = false) and then
@@ -91,12 +100,29 @@ server_wake(struct event *ev)
 		event_active(ev, EV_READ, 1);
 }
 
-/* Poll until a quiet busy_poll µs has passed: false if the loop must exit. */
+/* The current window, in ns: 0 .. busy_poll. */
+static uint64_t poll_window;
+
+uint64_t
+busy_poll_next(uint64_t window, uint64_t max, bool caught)
+{
+	if (!caught)
+		return window / 2 < max / 8 ? 0 : window / 2;
+	if (window == 0)
+		return max / 8;
+	return window * 2 > max ? max : window * 2;
+}
+
+/*
+ * Poll until a quiet poll_window has passed: false if the loop must
+ * exit.  A poll that found nothing halves the window.
+ */
 static bool
-server_poll(uint64_t window)
+server_poll(uint64_t max)
 {
 	const int flags = EVLOOP_NONBLOCK | EVLOOP_NO_EXIT_ON_EMPTY;
-	uint64_t now, until = mono_ns() + window;
+	uint64_t now, until = mono_ns() + poll_window;
+	bool found = false;
 
 	atomic_store(&server_polling, true);
 	for (;;) {
@@ -107,7 +133,8 @@ server_poll(uint64_t window)
 			return false;
 		}
 		if (sched_poll() || server_worked) {
-			until = mono_ns() + window;
+			found = true;
+			until = mono_ns() + poll_window;
 			continue;
 		}
 		if ((now = mono_ns()) < until) {
@@ -118,23 +145,38 @@ server_poll(uint64_t window)
 		}
 		atomic_store(&server_polling, false);
 		if (!sched_poll())
-			return true;
+			break;
 		atomic_store(&server_polling, true);
-		until = mono_ns() + window;
+		found = true;
+		until = mono_ns() + poll_window;
 	}
+	if (!found)
+		poll_window = busy_poll_next(poll_window, max, false);
+	return true;
 }
 
 void
 server_run(int busy_poll_us)
 {
 	const int flags = EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY;
+	uint64_t max = (uint64_t)busy_poll_us * 1000, slept = 0;
 
+	poll_window = max;
 	for (;;) {
+		if (max > 0) {
+			server_worked = false;
+			slept = mono_ns();
+		}
 		if (event_base_loop(server_base, flags) < 0 ||
 		    event_base_got_exit(server_base))
 			return;
-		if (busy_poll_us > 0 &&
-		    !server_poll((uint64_t)busy_poll_us * 1000))
+		if (max == 0)
+			continue;
+		/* work a window would have caught: widen it again */
+		if (poll_window < max && server_worked &&
+		    mono_ns() - slept < max)
+			poll_window = busy_poll_next(poll_window, max, true);
+		if (poll_window > 0 && !server_poll(max))
 			return;
 	}
 }
