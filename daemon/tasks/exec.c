@@ -98,7 +98,7 @@ enum { EXEC_OUT, EXEC_ERR, EXEC_IN, EXEC_PID };
 struct exec_stream {
 	int fd; /* our read end; -1 at EOF */
 	size_t len;
-	char line[EXEC_LINE];
+	char *line; /* EXEC_LINE bytes, once a line is left unfinished */
 };
 
 /* A spawn handed to the spawner threads: they own everything here. */
@@ -1020,7 +1020,11 @@ exec_lines(struct task_ctx *ctx, int stream, struct exec_stream *o,
 		nl = memchr(p, '\n', take);
 		if (nl != NULL)
 			take = (size_t)(nl - p) + 1;
-		if (o->len == 0 && (nl != NULL || take == EXEC_LINE)) {
+		if (o->len == 0 && (nl != NULL || take == EXEC_LINE ||
+		                    (o->line == NULL &&
+		                     (o->line = malloc(EXEC_LINE)) == NULL))) {
+			/* (out of memory: the unfinished piece goes as it is)
+			 */
 			task_output(ctx, stream, p, take);
 		} else {
 			memcpy(o->line + o->len, p, take);
@@ -1229,6 +1233,9 @@ exec_stop(struct task_ctx *ctx)
 	exec_close_ours(s);
 	free(s->in);
 	s->in = NULL;
+	free(s->out[0].line);
+	free(s->out[1].line);
+	s->out[0].line = s->out[1].line = NULL;
 }
 
 const struct task task_exec = {

@@ -425,6 +425,17 @@ only_the_three_standard_fds_reach_the_command(void **state)
 }
 
 /*
+ * A finished job keeps its state in its allocation while it is
+ * retained: the line buffers (4096 bytes a stream) only come when a
+ * line is left unfinished.
+ */
+static void
+the_state_is_small_until_a_line_is_left_unfinished(void **state)
+{
+	assert_in_range(task_find("exec", 4)->state_size, 1, 256);
+}
+
+/*
  * The daemon's 0 and 1 closed: the command's stdout pipe end is
  * descriptor 1 already, which must still reach the command, open.
  */
@@ -1025,6 +1036,8 @@ main(void)
 	    cmocka_unit_test(only_the_three_standard_fds_reach_the_command),
 	    cmocka_unit_test(
 	        pipes_reach_the_command_even_in_concds_own_slots_0_to_2),
+	    cmocka_unit_test(
+	        the_state_is_small_until_a_line_is_left_unfinished),
 	    cmocka_unit_test(path_is_searched_as_execvp_searches_it),
 	    cmocka_unit_test(
 	        signals_start_at_their_defaults_in_a_group_of_its_own),
