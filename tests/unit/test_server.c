@@ -12,39 +12,35 @@
 
 #define MAX 50000 /* ns: the default --busy-poll 50 */
 
+/* From window w, n steps that all did (or did not) catch: each window. */
+static void
+assert_steps(uint64_t w, bool caught, const uint64_t *want, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		w = busy_poll_next(w, MAX, caught);
+		assert_int_equal(w, want[i]);
+	}
+}
+
 /* Windows that catch nothing halve it, then turn polling off. */
 static void
 empty_windows_halve_the_window_down_to_none(void **state)
 {
-	uint64_t w = MAX;
+	/* 3125 would be under an eighth of the bound: off */
+	static const uint64_t want[] = {25000, 12500, 6250, 0, 0};
 
-	w = busy_poll_next(w, MAX, false);
-	assert_int_equal(w, 25000);
-	w = busy_poll_next(w, MAX, false);
-	assert_int_equal(w, 12500);
-	w = busy_poll_next(w, MAX, false);
-	assert_int_equal(w, 6250);
-	/* 3125 is under an eighth of the bound: off */
-	w = busy_poll_next(w, MAX, false);
-	assert_int_equal(w, 0);
-	assert_int_equal(busy_poll_next(w, MAX, false), 0);
+	assert_steps(MAX, false, want, 5);
 }
 
 /* Work a window would have caught widens it again, up to the bound. */
 static void
 work_a_window_would_catch_doubles_it_up_to_the_bound(void **state)
 {
-	uint64_t w = 0;
+	static const uint64_t want[] = {6250, 12500, 25000, MAX, MAX};
 
-	w = busy_poll_next(w, MAX, true);
-	assert_int_equal(w, 6250);
-	w = busy_poll_next(w, MAX, true);
-	assert_int_equal(w, 12500);
-	w = busy_poll_next(w, MAX, true);
-	assert_int_equal(w, 25000);
-	w = busy_poll_next(w, MAX, true);
-	assert_int_equal(w, MAX);
-	assert_int_equal(busy_poll_next(w, MAX, true), MAX);
+	assert_steps(0, true, want, 5);
 	/* from a window that is not a power-of-two step: capped */
 	assert_int_equal(busy_poll_next(40000, MAX, true), MAX);
 }
