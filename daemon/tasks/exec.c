@@ -1002,6 +1002,15 @@ out:
 	return rc;
 }
 
+/* The stream's line buffer, made when a line is first left unfinished. */
+static bool
+exec_line_buf(struct exec_stream *o)
+{
+	if (o->line == NULL)
+		o->line = malloc(EXEC_LINE);
+	return o->line != NULL;
+}
+
 /*
  * Pass data on line by line: each complete line with its newline, a
  * line longer than EXEC_LINE in pieces of that size.  Bytes go through
@@ -1020,11 +1029,9 @@ exec_lines(struct task_ctx *ctx, int stream, struct exec_stream *o,
 		nl = memchr(p, '\n', take);
 		if (nl != NULL)
 			take = (size_t)(nl - p) + 1;
-		if (o->len == 0 && (nl != NULL || take == EXEC_LINE ||
-		                    (o->line == NULL &&
-		                     (o->line = malloc(EXEC_LINE)) == NULL))) {
-			/* (out of memory: the unfinished piece goes as it is)
-			 */
+		if (o->len == 0 &&
+		    (nl != NULL || take == EXEC_LINE || !exec_line_buf(o))) {
+			/* whole; or unfinished, with no memory to keep it */
 			task_output(ctx, stream, p, take);
 		} else {
 			memcpy(o->line + o->len, p, take);
