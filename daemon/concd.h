@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "loop.h"
 #include "proto.h"
 #include "task.h"
 
@@ -295,8 +296,8 @@ struct executor {
 	/* Optional: hand over at once what submit batched for later. */
 	void (*flush)(void);
 	/*
-	 * Optional: while the loop polls (server_run), take what other threads
-	 * posted with server_wake; true if there was something.
+	 * Optional: while the loop polls (loop_run), take what other threads
+	 * posted with loop_wake; true if there was something.
 	 */
 	bool (*poll)(void);
 };
@@ -320,6 +321,8 @@ const struct executor *sched_executor(enum proto_exec);
 /* Choose the executor for a request: -1 with a reason if impossible. */
 int sched_choose(const struct task *, enum proto_exec requested, bool fresh,
                  enum proto_exec *out, char *cause, size_t causelen);
+/* Register sched.c's hooks with the floors below it. */
+void sched_init(void);
 void sched_submit(struct job *);
 void sched_flush(void);
 bool sched_poll(void);
@@ -331,7 +334,7 @@ void sched_shutdown(void);
 
 /* ---- loop_exec.c, pool_thread.c, pool_process.c, worker.c ---- */
 
-void loop_exec_init(struct event_base *);
+void loop_exec_init(void);
 uint64_t loop_exec_served(void);
 int pool_thread_init(struct event_base *, int nthreads);
 int pool_thread_resize(int);
@@ -394,31 +397,13 @@ struct server_options {
 	uint32_t cmdline; /* config keys set by flags */
 };
 
-extern struct event_base *server_base;
-
 int server_listen(const char *path, char *cause, size_t causelen);
 void server_start(struct server_options *);
 void server_shutdown(const char *why, bool cancel_pending);
 bool server_stopping(void);
 uid_t server_uid(void);
-uint64_t server_now_us(void);
 uint64_t server_started_us(void);
 void server_state_changed(void);
 void server_free(void);
-/* Run the loop until it is told to exit; see server.c. */
-/* A sched_yield that takes longer ran something else: polling stops. */
-#define BUSY_POLL_CONTESTED_US 20
-void server_run(int busy_poll_us);
-/* From another thread, after posting work for the loop: wake it unless it
- * polls. */
-void server_wake(struct event *);
-/* Set by callbacks that did work: the loop keeps polling a while longer. */
-extern bool server_worked;
-/*
- * The busy-poll window after the current one (ns, max the --busy-poll
- * bound): halved when a poll caught nothing, none below max / 8; when
- * work came that a window would have caught, doubled, from max / 8 up.
- */
-uint64_t busy_poll_next(uint64_t window, uint64_t max, bool caught);
 
 #endif

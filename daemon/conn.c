@@ -82,10 +82,10 @@ conn_new_with(int fd, const struct conn_handler *h, void *arg)
 	LIST_INIT(&c->watches);
 	msgpack_zone_init(&c->zone, 4096);
 	c->rev =
-	    event_new(server_base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
-	c->wev = event_new(server_base, fd, EV_WRITE, conn_write_cb, c);
+	    event_new(loop_base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+	c->wev = event_new(loop_base, fd, EV_WRITE, conn_write_cb, c);
 	if (flush_ev == NULL)
-		flush_ev = event_new(server_base, -1, 0, conn_flush_cb, NULL);
+		flush_ev = event_new(loop_base, -1, 0, conn_flush_cb, NULL);
 	if (c->rev == NULL || c->wev == NULL || flush_ev == NULL) {
 		if (c->rev != NULL)
 			event_free(c->rev);
@@ -296,7 +296,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n, used;
 	bool large = false;
 
-	server_worked = true;
+	loop_worked = true;
 
 	pbuf_reserve(&c->in, CONN_READ_CHUNK);
 	n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);

@@ -124,9 +124,9 @@ job_set_retention(size_t max_finished, uint64_t finished_ttl_s)
 
 	jobs.max_finished = max_finished;
 	jobs.ttl_us = finished_ttl_s * 1000000;
-	if (jobs.sweep == NULL && server_base != NULL && jobs.ttl_us > 0) {
+	if (jobs.sweep == NULL && loop_base != NULL && jobs.ttl_us > 0) {
 		jobs.sweep =
-		    event_new(server_base, -1, EV_PERSIST, job_sweep_cb, NULL);
+		    event_new(loop_base, -1, EV_PERSIST, job_sweep_cb, NULL);
 		event_add(jobs.sweep, &every);
 	}
 	job_trim();
@@ -220,7 +220,7 @@ job_new(const struct job_submit *js)
 	j->fresh = js->fresh;
 	j->uid = js->uid;
 	j->timeout_ms = js->timeout_ms;
-	j->submitted = server_now_us();
+	j->submitted = loop_now_us();
 	j->worker = -1;
 	j->state = PS_QUEUED;
 	LIST_INIT(&j->watches);
@@ -283,13 +283,13 @@ job_start(struct job *j)
 {
 	struct timeval tv;
 
-	j->started = server_now_us();
+	j->started = loop_now_us();
 	job_set_state(j, PS_RUNNING);
-	if (j->timeout_ms > 0 && server_base != NULL &&
-	    (j->timer = evtimer_new(server_base, job_timeout_cb, j)) != NULL) {
+	if (j->timeout_ms > 0 && loop_base != NULL &&
+	    (j->timer = evtimer_new(loop_base, job_timeout_cb, j)) != NULL) {
 		tv.tv_sec = (time_t)(j->timeout_ms / 1000);
 		tv.tv_usec = (suseconds_t)(j->timeout_ms % 1000) * 1000;
-		event_base_update_cache_time(server_base);
+		event_base_update_cache_time(loop_base);
 		evtimer_add(j->timer, &tv);
 	}
 }
@@ -460,7 +460,7 @@ job_encode_record(struct proto_enc *e, const struct job *j)
 static void
 job_trim(void)
 {
-	uint64_t now = server_now_us();
+	uint64_t now = loop_now_us();
 	struct job *old;
 
 	while ((old = TAILQ_FIRST(&jobs.finished)) != NULL &&
@@ -628,7 +628,7 @@ job_retry(struct job *j, enum proto_state s)
 		j->fresh = true;
 	job_set_state(j, PS_QUEUED);
 	j->retry_wait = true;
-	j->timer = evtimer_new(server_base, job_retry_cb, j);
+	j->timer = evtimer_new(loop_base, job_retry_cb, j);
 	if (j->timer == NULL) {
 		j->retry_wait = false;
 		sched_submit(j);
@@ -642,7 +642,7 @@ job_finish(struct job *j, enum proto_state s)
 {
 	struct watch *w;
 
-	j->finished = server_now_us();
+	j->finished = loop_now_us();
 	if (j->started == 0)
 		j->started = j->finished;
 	if (j->timer != NULL) {

@@ -9,7 +9,6 @@
 
 #include "concd.h"
 
-static struct event_base *loop_base;
 static size_t loop_nrunning;
 static pid_t loop_pid;
 static uint32_t loop_served;
@@ -43,9 +42,8 @@ loop_exec_served(void)
 }
 
 void
-loop_exec_init(struct event_base *base)
+loop_exec_init(void)
 {
-	loop_base = base;
 	loop_pid = getpid();
 }
 
@@ -61,7 +59,7 @@ loop_end(struct job *j, enum proto_state s)
 }
 
 static void
-loop_run(struct job *j)
+loop_exec_run(struct job *j)
 {
 	struct task_ctx *ctx = &j->ctx;
 	struct event *ev = &j->loop_ev;
@@ -97,7 +95,7 @@ loop_run(struct job *j)
 static void
 loop_step_cb(evutil_socket_t fd, short what, void *arg)
 {
-	loop_run(arg);
+	loop_exec_run(arg);
 }
 
 static void
@@ -112,7 +110,7 @@ loop_submit(struct job *j)
 		loop_end(j, PS_FAILED);
 		return;
 	}
-	loop_run(j);
+	loop_exec_run(j);
 }
 
 static void

@@ -14,8 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/thread.h>
-
 #include "concd.h"
 
 #define DEFAULT_MAX_FINISHED 10000
@@ -208,7 +206,6 @@ int
 main(int argc, char *argv[])
 {
 	struct server_options opt = {0};
-	struct event_config *cfg;
 	char cause[512];
 	int ch, ready_fd = -1;
 	long n;
@@ -298,21 +295,15 @@ main(int argc, char *argv[])
 	if (!opt.foreground)
 		ready_fd = background();
 
-	evthread_use_pthreads();
-	if ((cfg = event_config_new()) == NULL)
-		fatalx("event_config_new");
-	/* Look for I/O again after at most 64 callbacks: fairness. */
-	event_config_set_max_dispatch_interval(cfg, NULL, 64, 0);
-	server_base = event_base_new_with_config(cfg);
-	event_config_free(cfg);
-	if (server_base == NULL)
+	if (loop_init() < 0)
 		fatalx("event_base_new");
 
 	job_init(opt.max_finished, (uint64_t)opt.finished_ttl);
+	sched_init();
 	sched_set_queue_limit((size_t)opt.queue_limit);
-	loop_exec_init(server_base);
-	reap_init(server_base);
-	if (pool_thread_init(server_base, opt.threads) < 0)
+	loop_exec_init();
+	reap_init(loop_base);
+	if (pool_thread_init(loop_base, opt.threads) < 0)
 		fatalx("cannot start the thread pool");
 	if (pool_process_init(opt.processes, opt.plugin_dir,
 	                      opt.max_jobs_per_worker, opt.busy_poll) < 0)
@@ -329,15 +320,14 @@ main(int argc, char *argv[])
 			log_warn("/dev/null");
 	}
 
-	server_run(opt.busy_poll);
+	loop_run(opt.busy_poll);
 
 	sched_shutdown();
 	reap_shutdown();
 	job_shutdown();
 	conn_close_all();
 	server_free();
-	event_base_free(server_base);
-	libevent_global_shutdown();
+	loop_free();
 	plugin_unload();
 	config_free(&opt);
 	log_info("stopped");

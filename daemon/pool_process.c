@@ -166,8 +166,8 @@ proc_spawn(int index)
 	}
 	evutil_make_socket_nonblocking(sv[0]);
 	w->index = index;
-	w->spawned = server_now_us();
-	if ((w->grace = evtimer_new(server_base, proc_grace_cb, w)) == NULL)
+	w->spawned = loop_now_us();
+	if ((w->grace = evtimer_new(loop_base, proc_grace_cb, w)) == NULL)
 		abort(); /* out of memory */
 	TAILQ_INIT(&w->jobs);
 	if ((w->conn = conn_new_with(sv[0], &proc_handler, w)) == NULL) {
@@ -317,7 +317,7 @@ proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 		s = PS_FAILED;
 	if (j->started > 0) {
 		uint64_t *avg = &pp.run_us[task_index(j->task)];
-		uint64_t took = server_now_us() - j->started;
+		uint64_t took = loop_now_us() - j->started;
 
 		*avg = (*avg * 7 + took) / 8;
 	}

@@ -3,7 +3,7 @@
  * and serve every job.  Jobs go to the workers through one locked queue;
  * what the workers report (started, progress, ended) comes back through
  * a second list under the same lock, coalesced per job, and wakes the
- * loop once per batch with server_wake(): not at all while the loop
+ * loop once per batch with loop_wake(): not at all while the loop
  * polls, since its passes take the list themselves (thread_poll).
  *
  * Waits are interruptible: a timed wait sleeps on the worker's own
@@ -162,7 +162,7 @@ thread_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 	pthread_mutex_unlock(&pool.lock);
 	free(old);
 	if (wake)
-		server_wake(pool.wake_ev);
+		loop_wake(pool.wake_ev);
 }
 
 /* Output waits for the loop in a bounded buffer: [stream][len][bytes]. */
@@ -186,7 +186,7 @@ thread_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 	wake = pool_post_locked(j, POOL_POST_OUTPUT);
 	pthread_mutex_unlock(&pool.lock);
 	if (wake)
-		server_wake(pool.wake_ev);
+		loop_wake(pool.wake_ev);
 }
 
 static const struct exec_ops thread_ops = {
@@ -296,7 +296,7 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 				wake = pool_wake_locked();
 				pthread_mutex_unlock(&pool.lock);
 				if (wake)
-					server_wake(pool.wake_ev);
+					loop_wake(pool.wake_ev);
 			}
 			if ((st == TASK_WAIT && !thread_wait(ctx, w)) ||
 			    task_cancelled(ctx)) {
@@ -319,7 +319,7 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 	wake = pool_post_locked(j, POOL_POST_END);
 	pthread_mutex_unlock(&pool.lock);
 	if (wake)
-		server_wake(pool.wake_ev);
+		loop_wake(pool.wake_ev);
 }
 
 /* With the lock held: tell the loop this thread can be joined. */
@@ -367,7 +367,7 @@ thread_main(void *arg)
 	wake = thread_leave_locked(w);
 	pthread_mutex_unlock(&pool.lock);
 	if (wake)
-		server_wake(pool.wake_ev);
+		loop_wake(pool.wake_ev);
 	return NULL;
 }
 
@@ -413,7 +413,7 @@ thread_spawn(int index, struct job *fresh)
 		return NULL;
 	w->index = index;
 	w->fresh_job = fresh;
-	w->since = server_now_us();
+	w->since = loop_now_us();
 	pthread_cond_init(&w->cond, &pool_condattr);
 	w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (fresh != NULL)
@@ -443,7 +443,7 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 	size_t n, i;
 	bool reap;
 
-	server_worked = true;
+	loop_worked = true;
 	pthread_mutex_lock(&pool.lock);
 	n = pool.nposted;
 	if (n > pool.captaken) {

@@ -588,7 +588,7 @@ static void
 request_pool(struct conn *c, const struct proto_msg *m)
 {
 	struct proto_enc e;
-	struct pool_walk pw = {&e, server_now_us()};
+	struct pool_walk pw = {&e, loop_now_us()};
 	struct pool_worker_info loop = {
 	    .exec = PX_LOOP,
 	    .index = 0,

@@ -74,6 +74,12 @@ sched_has_room(enum proto_exec x, size_t n)
 }
 
 void
+sched_init(void)
+{
+	loop_hook_poll(sched_poll);
+}
+
+void
 sched_submit(struct job *j)
 {
 	executors[j->exec]->submit(j);
@@ -131,10 +137,10 @@ sched_status_changed(void)
 	static const struct timeval delay = {0, 200000};
 
 	server_state_changed();
-	if (status_pending || server_base == NULL || !notify_enabled())
+	if (status_pending || loop_base == NULL || !notify_enabled())
 		return;
 	if (status_ev == NULL)
-		status_ev = evtimer_new(server_base, sched_status_cb, NULL);
+		status_ev = evtimer_new(loop_base, sched_status_cb, NULL);
 	status_pending = true;
 	evtimer_add(status_ev, &delay);
 }

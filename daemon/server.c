@@ -7,7 +7,6 @@
 #include <sys/un.h>
 
 #include <errno.h>
-#include <sched.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -20,8 +19,6 @@
 #include "concd.h"
 
 #define SERVER_MAX_LISTEN 8
-
-struct event_base *server_base;
 
 static struct {
 	int fds[SERVER_MAX_LISTEN];
@@ -42,143 +39,6 @@ uint64_t
 server_started_us(void)
 {
 	return srv.started;
-}
-
-uint64_t
-server_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-/*
- * Busy polling.  On this kind of machine a wake-up from epoll_wait costs
- * about as much as the rest of a job's round trip, so after the loop has
- * had work it keeps looking for more, without sleeping, for busy_poll µs;
- * a request, a reply from a worker process or a result from a worker
- * thread arriving in that window costs no wake-up.  The window restarts
- * whenever a pass finds something; sched_yield between passes gives the
- * CPU to anything else runnable, and once a yield shows that something
- * else wanted the CPU, the loop sleeps: polling only uses idle time.  An
- * idle daemon sleeps.
- *
- * The window adapts, as KVM's halt polling does: a window that finds no
- * request or result halves the next one, down to none; work that comes
- * sooner than busy_poll µs after the loop went to sleep, which a window
- * would have caught, doubles it again, up to busy_poll.  Jobs that wake
- * the loop only for their own events (the pipes of exec commands, say)
- * so stop paying for windows that never find anything; polling also keeps
- * the core from going idle, and an idle core is where the kernel moves a
- * runnable task waiting on a busy one.
- *
- * While the loop polls, worker threads post their results without waking
- * it (server_wake): the loop's passes call sched_poll, which takes them.
- * Before it sleeps, the loop says so (server_polling = false) and then
- * looks once more; a thread posts, then reads server_polling.  With both
- * orders sequentially consistent, one of them sees the other: either the
- * thread wakes the loop, or the loop's last look finds the post.
- */
-bool server_worked;
-static atomic_bool server_polling;
-
-static uint64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
-}
-
-void
-server_wake(struct event *ev)
-{
-	atomic_thread_fence(memory_order_seq_cst);
-	if (!atomic_load_explicit(&server_polling, memory_order_relaxed))
-		event_active(ev, EV_READ, 1);
-}
-
-/* The current window, in ns: 0 .. busy_poll. */
-static uint64_t poll_window;
-
-uint64_t
-busy_poll_next(uint64_t window, uint64_t max, bool caught)
-{
-	if (!caught)
-		return window / 2 < max / 8 ? 0 : window / 2;
-	if (window == 0)
-		return max / 8;
-	return window * 2 > max ? max : window * 2;
-}
-
-/*
- * Poll until a quiet poll_window has passed: false if the loop must
- * exit.  A poll that found nothing halves the window.
- */
-static bool
-server_poll(uint64_t max)
-{
-	const int flags = EVLOOP_NONBLOCK | EVLOOP_NO_EXIT_ON_EMPTY;
-	uint64_t now, until = mono_ns() + poll_window;
-	bool found = false;
-
-	atomic_store(&server_polling, true);
-	for (;;) {
-		server_worked = false;
-		if (event_base_loop(server_base, flags) < 0 ||
-		    event_base_got_exit(server_base)) {
-			atomic_store(&server_polling, false);
-			return false;
-		}
-		if (sched_poll() || server_worked) {
-			found = true;
-			until = mono_ns() + poll_window;
-			continue;
-		}
-		if ((now = mono_ns()) < until) {
-			sched_yield();
-			/* a yield that ran something else: the CPU is wanted */
-			if (mono_ns() - now < BUSY_POLL_CONTESTED_US * 1000)
-				continue;
-		}
-		atomic_store(&server_polling, false);
-		if (!sched_poll())
-			break;
-		atomic_store(&server_polling, true);
-		found = true;
-		until = mono_ns() + poll_window;
-	}
-	if (!found)
-		poll_window = busy_poll_next(poll_window, max, false);
-	return true;
-}
-
-void
-server_run(int busy_poll_us)
-{
-	const int flags = EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY;
-	uint64_t max = (uint64_t)busy_poll_us * 1000, slept = 0;
-
-	poll_window = max;
-	for (;;) {
-		if (max > 0) {
-			server_worked = false;
-			slept = mono_ns();
-		}
-		if (event_base_loop(server_base, flags) < 0 ||
-		    event_base_got_exit(server_base))
-			return;
-		if (max == 0)
-			continue;
-		/* work a window would have caught: widen it again */
-		if (poll_window < max && server_worked &&
-		    mono_ns() - slept < max)
-			poll_window = busy_poll_next(poll_window, max, true);
-		if (poll_window > 0 && !server_poll(max))
-			return;
-	}
 }
 
 uid_t
@@ -366,7 +226,7 @@ server_exit_cb(evutil_socket_t fd, short what, void *arg)
 	         "%zu queued jobs cancelled, %zu cut off",
 	         stop.draining - stop.cut, stop.killed, stop.dropped, stop.cut);
 	conn_flush_final(2000);
-	event_base_loopexit(server_base, NULL);
+	event_base_loopexit(loop_base, NULL);
 }
 
 static size_t
@@ -396,7 +256,7 @@ server_stop_check_cb(evutil_socket_t fd, short what, void *arg)
 	event_del(stop.check);
 	evtimer_del(stop.timer);
 	/* one more pass lets the final events go out first */
-	event_base_once(server_base, -1, EV_TIMEOUT, server_exit_cb, NULL,
+	event_base_once(loop_base, -1, EV_TIMEOUT, server_exit_cb, NULL,
 	                NULL);
 }
 
@@ -482,7 +342,7 @@ server_cut(const char *why)
 	          server_active());
 	server_cancel(true, true);
 	evtimer_del(stop.timer);
-	evtimer_assign(stop.timer, server_base, server_hard_limit_cb, NULL);
+	evtimer_assign(stop.timer, loop_base, server_hard_limit_cb, NULL);
 	evtimer_add(stop.timer, &hard);
 	event_active(stop.check, 0, 1);
 }
@@ -516,8 +376,8 @@ server_shutdown(const char *why, bool cancel_pending)
 	         why, stop.draining, (long)limit.tv_sec, stop.killed,
 	         stop.dropped);
 	stop.check =
-	    event_new(server_base, -1, EV_PERSIST, server_stop_check_cb, NULL);
-	stop.timer = evtimer_new(server_base, server_stop_timeout_cb, NULL);
+	    event_new(loop_base, -1, EV_PERSIST, server_stop_check_cb, NULL);
+	stop.timer = evtimer_new(loop_base, server_stop_timeout_cb, NULL);
 	evtimer_add(stop.timer, &limit);
 	event_active(stop.check, 0, 1);
 }
@@ -578,7 +438,7 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 		if (stop.cutting) {
 			log_warnx("%s a third time: exiting now",
 			          strsignal(sig));
-			event_base_loopexit(server_base, NULL);
+			event_base_loopexit(loop_base, NULL);
 		} else if (srv.stopping)
 			server_cut(strsignal(sig));
 		else
@@ -600,26 +460,26 @@ server_start(struct server_options *opt)
 	int i;
 
 	srv.opt = opt;
-	srv.started = server_now_us();
+	srv.started = loop_now_us();
 	signal(SIGPIPE, SIG_IGN);
 	for (i = 0; i < 3; i++) {
 		srv.sig[i] =
-		    evsignal_new(server_base, sigs[i], server_signal_cb, NULL);
+		    evsignal_new(loop_base, sigs[i], server_signal_cb, NULL);
 		evsignal_add(srv.sig[i], NULL);
 	}
-	srv.backoff = evtimer_new(server_base, server_backoff_cb, NULL);
+	srv.backoff = evtimer_new(loop_base, server_backoff_cb, NULL);
 	if (wd > 0) {
 		/* the loop answers WatchdogSec= as long as it turns */
 		struct timeval tv = {(time_t)(wd / 1000000),
 		                     (suseconds_t)(wd % 1000000)};
 
-		srv.watchdog = event_new(server_base, -1, EV_PERSIST,
+		srv.watchdog = event_new(loop_base, -1, EV_PERSIST,
 		                         server_watchdog_cb, NULL);
 		event_add(srv.watchdog, &tv);
 	}
 	for (i = 0; i < srv.nfds; i++) {
 		srv.ev[i] =
-		    event_new(server_base, srv.fds[i], EV_READ | EV_PERSIST,
+		    event_new(loop_base, srv.fds[i], EV_READ | EV_PERSIST,
 		              server_accept_cb, NULL);
 		event_add(srv.ev[i], NULL);
 	}

@@ -220,7 +220,7 @@ now_ms(void)
  * a read leaves something to send (a queued job's cancel sends its end);
  * sched_yield lets anything else runnable on this CPU go first, and a
  * yield that ran something else ends the polling, as in the loop
- * (server.c).  False on EOF.
+ * (loop.c).  False on EOF.
  */
 static bool
 worker_poll(void)
@@ -329,7 +329,7 @@ worker_send_started(struct job *j)
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_u64(&e, PF_PID, (uint64_t)wk.pid);
 	proto_enc_u64(&e, PF_SERVED, wk.served);
-	proto_enc_u64(&e, PF_STARTED, server_now_us());
+	proto_enc_u64(&e, PF_STARTED, loop_now_us());
 	proto_enc_end(&e);
 }
 

@@ -1,5 +1,5 @@
 /*
- * test_server.c -- the loop's own policies: how the busy-poll window
+ * test_loop.c -- the loop's own policies: how the busy-poll window
  * adapts to what it catches.
  */
 #include <setjmp.h>
@@ -8,9 +8,9 @@
 
 #include <cmocka.h>
 
-#include "concd.h"
+#include "loop.h"
 
-#define MAX 50000 /* ns: the default --busy-poll 50 */
+#define MAX 50000 /* the --busy-poll bound; the unit does not matter here */
 
 /* From window w, n steps that all did (or did not) catch: each window. */
 static void
@@ -19,7 +19,7 @@ assert_steps(uint64_t w, bool caught, const uint64_t *want, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		w = busy_poll_next(w, MAX, caught);
+		w = loop_poll_next(w, MAX, caught);
 		assert_int_equal(w, want[i]);
 	}
 }
@@ -42,15 +42,15 @@ work_a_window_would_catch_doubles_it_up_to_the_bound(void **state)
 
 	assert_steps(0, true, want, 5);
 	/* from a window that is not a power-of-two step: capped */
-	assert_int_equal(busy_poll_next(40000, MAX, true), MAX);
+	assert_int_equal(loop_poll_next(40000, MAX, true), MAX);
 }
 
 /* --busy-poll 0: there is never a window. */
 static void
 no_bound_no_window(void **state)
 {
-	assert_int_equal(busy_poll_next(0, 0, true), 0);
-	assert_int_equal(busy_poll_next(0, 0, false), 0);
+	assert_int_equal(loop_poll_next(0, 0, true), 0);
+	assert_int_equal(loop_poll_next(0, 0, false), 0);
 }
 
 int

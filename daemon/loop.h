@@ -1,0 +1,44 @@
+/*
+ * loop.h -- the ground floor of the daemon (DESIGN.md §14): the event
+ * base, the clocks, waking the loop from another thread, and running it
+ * with busy polling.  It knows nothing of the floors above it.
+ */
+#ifndef LOOP_H
+#define LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+extern struct event_base *loop_base;
+
+/* Make loop_base; -1 if libevent cannot. */
+int loop_init(void);
+void loop_free(void);
+
+/* Wall-clock µs since the epoch: what jobs and workers report. */
+uint64_t loop_now_us(void);
+/* Monotonic µs: for measuring intervals. */
+uint64_t loop_mono_us(void);
+
+/* Run the loop until it is told to exit; see loop.c. */
+/* A sched_yield that takes longer ran something else: polling stops. */
+#define BUSY_POLL_CONTESTED_US 20
+void loop_run(int busy_poll_us);
+/* From another thread, after posting work for the loop: wake it unless it
+ * polls. */
+void loop_wake(struct event *);
+/* Set by callbacks that did work: the loop keeps polling a while longer. */
+extern bool loop_worked;
+/* While it polls, the loop takes what other threads posted through this
+ * hook (sched.c's): true if there was something. */
+void loop_hook_poll(bool (*)(void));
+/*
+ * The busy-poll window after the current one (µs, max the --busy-poll
+ * bound): halved when a poll caught nothing, none below max / 8; when
+ * work came that a window would have caught, doubled, from max / 8 up.
+ */
+uint64_t loop_poll_next(uint64_t window, uint64_t max, bool caught);
+
+#endif
