@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <malloc.h>
 #include <poll.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -243,18 +242,15 @@ void
 conn_flush_final(int ms)
 {
 	struct conn *c, *next;
-	struct timespec t0, t;
+	uint64_t t0 = loop_mono_us();
 	long left;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (c = TAILQ_FIRST(&conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
 		while (c->out_off < c->out.len) {
 			struct pollfd p = {.fd = c->fd, .events = POLLOUT};
 
-			clock_gettime(CLOCK_MONOTONIC, &t);
-			left = ms - ((t.tv_sec - t0.tv_sec) * 1000 +
-			             (t.tv_nsec - t0.tv_nsec) / 1000000);
+			left = ms - (long)((loop_mono_us() - t0) / 1000);
 			if (left <= 0 || poll(&p, 1, (int)left) <= 0)
 				return;
 			c->closing = false;

@@ -90,15 +90,6 @@ static struct {
 };
 static pthread_condattr_t pool_condattr;
 
-static uint64_t
-pool_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Called with the lock held: list j for the loop, without waking it. */
 static void
 pool_list_locked(struct job *j, uint8_t bits)
@@ -142,7 +133,7 @@ thread_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 {
 	static _Thread_local uint64_t last;
 	struct job *j = CTX_JOB(ctx);
-	uint64_t now = pool_now_us();
+	uint64_t now = loop_now_us();
 	char *copy, *old = NULL;
 	bool wake;
 
@@ -279,7 +270,7 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 	w->job = j->id;
 	w->served = served;
 	w->shown_tid = w->tid;
-	j->handoff.started = pool_now_us();
+	j->handoff.started = loop_now_us();
 	pool_list_locked(j, POOL_POST_STARTED);
 	pthread_mutex_unlock(&pool.lock);
 

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "concd.h"
@@ -201,18 +200,9 @@ worker_read(int timeout_ms)
 }
 
 static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t
 now_ms(void)
 {
-	return now_us() / 1000;
+	return (int64_t)(loop_mono_us() / 1000);
 }
 
 /*
@@ -225,17 +215,17 @@ now_ms(void)
 static bool
 worker_poll(void)
 {
-	int64_t t0 = now_us(), t;
+	int64_t t0 = (int64_t)loop_mono_us(), t;
 
 	for (;;) {
 		if (!worker_read(0))
 			return false;
 		if (!TAILQ_EMPTY(&wk.queue) || wk.out.len > 0)
 			return true;
-		if ((t = now_us()) - t0 >= wk.busy_poll)
+		if ((t = (int64_t)loop_mono_us()) - t0 >= wk.busy_poll)
 			return true;
 		sched_yield();
-		if (now_us() - t > BUSY_POLL_CONTESTED_US)
+		if ((int64_t)loop_mono_us() - t > BUSY_POLL_CONTESTED_US)
 			return true;
 	}
 }
