@@ -329,7 +329,6 @@ bool sched_poll(void);
 void sched_set_queue_limit(size_t);
 /* Room for n more jobs on executor x? */
 bool sched_has_room(enum proto_exec x, size_t n);
-void sched_status_changed(void);
 void sched_shutdown(void);
 
 /* ---- loop_exec.c, pool_thread.c, pool_process.c, worker.c ---- */
@@ -400,10 +399,6 @@ struct server_options {
 int server_listen(const char *path, char *cause, size_t causelen);
 void server_start(struct server_options *);
 void server_shutdown(const char *why, bool cancel_pending);
-bool server_stopping(void);
-uid_t server_uid(void);
-uint64_t server_started_us(void);
-void server_state_changed(void);
 void server_free(void);
 
 #endif

@@ -190,7 +190,7 @@ job_set_state(struct job *j, enum proto_state s)
 	jobs.states[j->state]--;
 	jobs.states[s]++;
 	j->state = (uint8_t)s;
-	sched_status_changed();
+	loop_changed();
 }
 
 struct job *
@@ -235,7 +235,7 @@ job_new(const struct job_submit *js)
 	j->hnext = jobs.bucket[s];
 	jobs.bucket[s] = j;
 	jobs.count++;
-	sched_status_changed();
+	loop_changed();
 	return j;
 }
 
@@ -591,7 +591,7 @@ job_retry(struct job *j, enum proto_state s)
 	struct watch *w;
 
 	if ((s != PS_FAILED && s != PS_TIMED_OUT) || j->attempt > j->retries ||
-	    server_stopping() ||
+	    loop_stopping() ||
 	    (atomic_load(&j->ctx.cancel) && !j->timing_out))
 		return false;
 	JOB_FOREACH_WATCH(w, j)

@@ -14,6 +14,13 @@
 struct event_base *loop_base;
 
 static bool (*loop_poll_hook)(void);
+static struct {
+	void (*fn)(void *);
+	void *arg;
+} loop_changed_hooks[LOOP_MAX_CHANGED_HOOKS];
+static size_t loop_nchanged;
+static uint64_t loop_started;
+static bool loop_stopping_now;
 
 int
 loop_init(void)
@@ -27,7 +34,46 @@ loop_init(void)
 	event_config_set_max_dispatch_interval(cfg, NULL, 64, 0);
 	loop_base = event_base_new_with_config(cfg);
 	event_config_free(cfg);
+	loop_started = loop_now_us();
 	return loop_base != NULL ? 0 : -1;
+}
+
+uint64_t
+loop_started_us(void)
+{
+	return loop_started;
+}
+
+void
+loop_set_stopping(void)
+{
+	loop_stopping_now = true;
+}
+
+bool
+loop_stopping(void)
+{
+	return loop_stopping_now;
+}
+
+int
+loop_hook_changed(void (*fn)(void *), void *arg)
+{
+	if (loop_nchanged == LOOP_MAX_CHANGED_HOOKS)
+		return -1;
+	loop_changed_hooks[loop_nchanged].fn = fn;
+	loop_changed_hooks[loop_nchanged].arg = arg;
+	loop_nchanged++;
+	return 0;
+}
+
+void
+loop_changed(void)
+{
+	size_t i;
+
+	for (i = 0; i < loop_nchanged; i++)
+		loop_changed_hooks[i].fn(loop_changed_hooks[i].arg);
 }
 
 void
@@ -36,6 +82,8 @@ loop_free(void)
 	if (loop_base != NULL)
 		event_base_free(loop_base);
 	loop_base = NULL;
+	loop_nchanged = 0;
+	loop_poll_hook = NULL;
 	libevent_global_shutdown();
 }
 

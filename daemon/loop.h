@@ -17,6 +17,8 @@ extern struct event_base *loop_base;
 int loop_init(void);
 void loop_free(void);
 
+/* When loop_init ran, in wall-clock µs. */
+uint64_t loop_started_us(void);
 /* Wall-clock µs since the epoch: what jobs and workers report. */
 uint64_t loop_now_us(void);
 /* Monotonic µs: for measuring intervals. */
@@ -34,6 +36,23 @@ extern bool loop_worked;
 /* While it polls, the loop takes what other threads posted through this
  * hook (sched.c's): true if there was something. */
 void loop_hook_poll(bool (*)(void));
+/*
+ * The daemon is stopping: no new jobs or retries.  The floor that stops
+ * it (server.c) says so; any floor may ask.
+ */
+void loop_set_stopping(void);
+bool loop_stopping(void);
+
+/*
+ * Something a stop may be waiting for changed (a job's state, a child
+ * reaped): any floor calls loop_changed(), and the floors above that want
+ * to know (server.c's stop, sched.c's STATUS= line) register a hook, run
+ * in the order registered.  -1 if there is no room for another.
+ */
+#define LOOP_MAX_CHANGED_HOOKS 4
+int loop_hook_changed(void (*)(void *), void *arg);
+void loop_changed(void);
+
 /*
  * The busy-poll window after the current one (µs, max the --busy-poll
  * bound): halved when a poll caught nothing, none below max / 8; when

@@ -49,7 +49,7 @@ reap_free(struct reap *r)
 	event_free(r->grace);
 	close(r->pidfd);
 	free(r);
-	server_state_changed(); /* a stop may be waiting for this */
+	loop_changed(); /* a stop may be waiting for this */
 }
 
 static void

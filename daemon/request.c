@@ -176,7 +176,7 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	enum proto_error code;
 	char cause[256];
 
-	if (server_stopping()) {
+	if (loop_stopping()) {
 		reply_error(c, m->id, PE_SHUTTING_DOWN,
 		            "concd is shutting down");
 		return;
@@ -225,7 +225,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 	uint32_t n = list->via.array.size, i;
 	int x;
 
-	if (server_stopping()) {
+	if (loop_stopping()) {
 		reply_error(c, m->id, PE_SHUTTING_DOWN,
 		            "concd is shutting down");
 		return;
@@ -548,7 +548,7 @@ request_shutdown(struct conn *c, const struct proto_msg *m)
 {
 	struct proto_enc e;
 
-	if (conn_uid(c) != 0 && conn_uid(c) != server_uid()) {
+	if (conn_uid(c) != 0 && conn_uid(c) != geteuid()) {
 		reply_error(c, m->id, PE_PERMISSION,
 		            "only root or the daemon's user may shut it down");
 		return;
@@ -594,7 +594,7 @@ request_pool(struct conn *c, const struct proto_msg *m)
 	    .index = 0,
 	    .id = (uint64_t)getpid(),
 	    .state = "loop",
-	    .since = server_started_us(),
+	    .since = loop_started_us(),
 	};
 	int x;
 
@@ -634,7 +634,7 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	uint64_t t = proto_u64(m, PF_THREADS, 0);
 	uint64_t p = proto_u64(m, PF_PROCESSES, 0);
 
-	if (conn_uid(c) != 0 && conn_uid(c) != server_uid()) {
+	if (conn_uid(c) != 0 && conn_uid(c) != geteuid()) {
 		reply_error(
 		    c, m->id, PE_PERMISSION,
 		    "only root or the daemon's user may resize the pools");

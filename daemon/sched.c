@@ -16,6 +16,8 @@ static struct event *status_ev;
 static size_t queue_limit = 1000000;
 static bool status_pending;
 
+static void sched_changed_cb(void *);
+
 const struct executor *
 sched_executor(enum proto_exec x)
 {
@@ -77,6 +79,8 @@ void
 sched_init(void)
 {
 	loop_hook_poll(sched_poll);
+	if (loop_hook_changed(sched_changed_cb, NULL) < 0)
+		fatalx("sched_init: no room for a loop hook");
 }
 
 void
@@ -131,12 +135,11 @@ sched_status_cb(evutil_socket_t fd, short what, void *arg)
  * STATUS= is sent at most five times a second, however busy, and only
  * when there is a service manager to tell: otherwise no timer runs.
  */
-void
-sched_status_changed(void)
+static void
+sched_changed_cb(void *arg)
 {
 	static const struct timeval delay = {0, 200000};
 
-	server_state_changed();
 	if (status_pending || loop_base == NULL || !notify_enabled())
 		return;
 	if (status_ev == NULL)

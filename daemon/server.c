@@ -29,29 +29,9 @@ static struct {
 	struct event *backoff;
 	struct event *watchdog;
 	struct event *sig[3];
-	bool stopping;
 	uid_t uid;
-	uint64_t started;
 	struct server_options *opt;
 } srv;
-
-uint64_t
-server_started_us(void)
-{
-	return srv.started;
-}
-
-uid_t
-server_uid(void)
-{
-	return srv.uid;
-}
-
-bool
-server_stopping(void)
-{
-	return srv.stopping;
-}
 
 static int
 mkdir_parent(const char *path, mode_t mode)
@@ -359,9 +339,9 @@ server_shutdown(const char *why, bool cancel_pending)
 	struct timeval limit = {srv.opt != NULL ? srv.opt->stop_timeout : 0, 0};
 	int i;
 
-	if (srv.stopping)
+	if (loop_stopping())
 		return;
-	srv.stopping = true;
+	loop_set_stopping();
 	notify_stopping();
 	for (i = 0; i < srv.nfds; i++) {
 		event_del(srv.ev[i]);
@@ -382,11 +362,11 @@ server_shutdown(const char *why, bool cancel_pending)
 	event_active(stop.check, 0, 1);
 }
 
-/* sched.c calls this on every state change. */
-void
-server_state_changed(void)
+/* loop_changed() runs this on every state change. */
+static void
+server_changed_cb(void *arg)
 {
-	if (srv.stopping && stop.check != NULL)
+	if (loop_stopping() && stop.check != NULL)
 		event_active(stop.check, 0, 1);
 }
 
@@ -439,7 +419,7 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 			log_warnx("%s a third time: exiting now",
 			          strsignal(sig));
 			event_base_loopexit(loop_base, NULL);
-		} else if (srv.stopping)
+		} else if (loop_stopping())
 			server_cut(strsignal(sig));
 		else
 			server_shutdown(strsignal(sig), false);
@@ -460,7 +440,8 @@ server_start(struct server_options *opt)
 	int i;
 
 	srv.opt = opt;
-	srv.started = loop_now_us();
+	if (loop_hook_changed(server_changed_cb, NULL) < 0)
+		fatalx("server_start: no room for a loop hook");
 	signal(SIGPIPE, SIG_IGN);
 	for (i = 0; i < 3; i++) {
 		srv.sig[i] =
@@ -507,6 +488,6 @@ server_free(void)
 		event_free(stop.check);
 	if (stop.timer != NULL)
 		event_free(stop.timer);
-	if (srv.bound && !srv.stopping)
+	if (srv.bound && !loop_stopping())
 		unlink(srv.path);
 }
