@@ -357,7 +357,6 @@ struct conn_handler {
 	void (*closed)(struct conn *, void *arg); /* optional */
 };
 
-struct conn *conn_new(int fd);
 struct conn *conn_new_with(int fd, const struct conn_handler *, void *arg);
 void *conn_arg(const struct conn *);
 void conn_close(struct conn *);
@@ -372,10 +371,16 @@ uid_t conn_uid(const struct conn *);
 void conn_close_all(void);
 void conn_hangup(struct conn *);
 size_t conn_count(void);
+/*
+ * Run after a read's batch of requests was dispatched and before its
+ * replies are written: sched.c hands the batch's jobs to the workers.
+ */
+void conn_hook_batch(void (*)(void));
 
 /* ---- request.c ---- */
 
-void request_dispatch(struct conn *, const struct proto_msg *);
+/* A client's connection: requests, and its watches ended on close. */
+extern const struct conn_handler request_handler;
 
 /* ---- server.c ---- */
 

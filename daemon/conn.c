@@ -45,20 +45,11 @@ static TAILQ_HEAD(, conn) dirty = TAILQ_HEAD_INITIALIZER(dirty);
 static struct event *flush_ev;
 static struct conn *reading; /* in conn_read_cb, which flushes it itself */
 static size_t nconns;
+static void (*conn_batch_hook)(void);
 
 static void conn_read_cb(evutil_socket_t, short, void *);
 static void conn_write_cb(evutil_socket_t, short, void *);
 static void conn_flush_cb(evutil_socket_t, short, void *);
-
-static const struct conn_handler client_handler = {
-    .dispatch = request_dispatch,
-};
-
-struct conn *
-conn_new(int fd)
-{
-	return conn_new_with(fd, &client_handler, NULL);
-}
 
 struct conn *
 conn_new_with(int fd, const struct conn_handler *h, void *arg)
@@ -107,7 +98,6 @@ conn_close(struct conn *c)
 {
 	if (c->handler->closed != NULL)
 		c->handler->closed(c, c->arg);
-	job_unwatch_conn(c);
 	if (c->dirty)
 		TAILQ_REMOVE(&dirty, c, dirty_link);
 	TAILQ_REMOVE(&conns, c, link);
@@ -347,12 +337,19 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	 * for this connection.)
 	 */
 	reading = NULL;
-	sched_flush();
+	if (conn_batch_hook != NULL)
+		conn_batch_hook();
 	if (c->dirty) {
 		TAILQ_REMOVE(&dirty, c, dirty_link);
 		TAILQ_INSERT_TAIL(&dirty, c, dirty_link);
 		conn_flush_cb(-1, 0, NULL);
 	}
+}
+
+void
+conn_hook_batch(void (*fn)(void))
+{
+	conn_batch_hook = fn;
 }
 
 /* The request handlers use this to end a connection after a reply. */

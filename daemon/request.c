@@ -686,7 +686,7 @@ static void (*const request_table[PROTO_TYPE_COUNT])(
     [PROTO_GATHER] = request_gather,
 };
 
-void
+static void
 request_dispatch(struct conn *c, const struct proto_msg *m)
 {
 	if (request_table[m->type] != NULL)
@@ -694,3 +694,15 @@ request_dispatch(struct conn *c, const struct proto_msg *m)
 	else
 		request_not_a_request(c, m);
 }
+
+/* A client went away: its watches go with it. */
+static void
+request_closed(struct conn *c, void *arg)
+{
+	job_unwatch_conn(c);
+}
+
+const struct conn_handler request_handler = {
+    .dispatch = request_dispatch,
+    .closed = request_closed,
+};

@@ -79,6 +79,7 @@ void
 sched_init(void)
 {
 	loop_hook_poll(sched_poll);
+	conn_hook_batch(sched_flush);
 	if (loop_hook_changed(sched_changed_cb, NULL) < 0)
 		fatalx("sched_init: no room for a loop hook");
 }

@@ -176,7 +176,7 @@ server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 				log_warn("accept");
 			return;
 		}
-		if (conn_new(fd) == NULL)
+		if (conn_new_with(fd, &request_handler, NULL) == NULL)
 			close(fd);
 	}
 }
