@@ -250,6 +250,17 @@ struct job_submit {
 	uint64_t timeout_ms;
 };
 
+/*
+ * What the job table needs of the floor above it, which runs the jobs:
+ * sched.c registers these (sched_init).
+ */
+struct job_hooks {
+	void (*submit)(struct job *);    /* hand it to its executor */
+	void (*cancel)(struct job *);    /* a queued or running job */
+	void (*stop)(struct task_ctx *); /* it ended: task_ctx_stop */
+	void (*free)(struct task_ctx *); /* task_ctx_free */
+};
+void job_hook_sched(const struct job_hooks *);
 void job_init(size_t max_finished, uint64_t finished_ttl_s);
 void job_set_retention(size_t max_finished, uint64_t finished_ttl_s);
 uint64_t job_last_id(void);

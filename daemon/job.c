@@ -20,6 +20,8 @@ static struct {
 	struct event *sweep;
 	size_t states[PS_COUNT];
 } jobs;
+/* The floor above: the executors that run the jobs (job_hook_sched). */
+static const struct job_hooks *jobs_up;
 
 /*
  * A gather request's jobs: with fail_fast, the first to fail cancels
@@ -108,6 +110,12 @@ job_init(size_t max_finished, uint64_t finished_ttl_s)
 	jobs.next_id = 1;
 	TAILQ_INIT(&jobs.finished);
 	job_set_retention(max_finished, finished_ttl_s);
+}
+
+void
+job_hook_sched(const struct job_hooks *h)
+{
+	jobs_up = h;
 }
 
 static void
@@ -254,7 +262,7 @@ job_free(struct job *j)
 		event_free(j->timer);
 	if (j->group != NULL)
 		job_group_put(j->group);
-	task_ctx_free(&j->ctx);
+	jobs_up->free(&j->ctx);
 	if (j->exec == PX_THREAD) {
 		pbuf_free(&j->handoff.out);
 		free(j->handoff.msg);
@@ -536,7 +544,7 @@ job_group_submit(struct gather *g)
 
 		if (j != NULL && j->held) {
 			j->held = false;
-			sched_submit(j);
+			jobs_up->submit(j);
 		}
 	}
 	job_group_put(g);
@@ -574,7 +582,7 @@ job_retry_cb(evutil_socket_t fd, short what, void *arg)
 	event_free(j->timer);
 	j->timer = NULL;
 	j->retry_wait = false;
-	sched_submit(j);
+	jobs_up->submit(j);
 }
 
 /*
@@ -591,8 +599,7 @@ job_retry(struct job *j, enum proto_state s)
 	struct watch *w;
 
 	if ((s != PS_FAILED && s != PS_TIMED_OUT) || j->attempt > j->retries ||
-	    loop_stopping() ||
-	    (atomic_load(&j->ctx.cancel) && !j->timing_out))
+	    loop_stopping() || (atomic_load(&j->ctx.cancel) && !j->timing_out))
 		return false;
 	JOB_FOREACH_WATCH(w, j)
 	{
@@ -613,7 +620,7 @@ job_retry(struct job *j, enum proto_state s)
 	log_debug("job %llu: attempt %u %s; retrying",
 	          (unsigned long long)j->id, j->attempt, proto_states[s]);
 	/* back to a queued job, with a clean context */
-	task_ctx_free(&j->ctx);
+	jobs_up->free(&j->ctx);
 	memset(&j->ctx, 0, sizeof(j->ctx));
 	atomic_init(&j->ctx.cancel, false);
 	j->ctx.wait_fd = -1;
@@ -631,7 +638,7 @@ job_retry(struct job *j, enum proto_state s)
 	j->timer = evtimer_new(loop_base, job_retry_cb, j);
 	if (j->timer == NULL) {
 		j->retry_wait = false;
-		sched_submit(j);
+		jobs_up->submit(j);
 	} else
 		evtimer_add(j->timer, &tv);
 	return true;
@@ -666,7 +673,7 @@ job_finish(struct job *j, enum proto_state s)
 	default:
 		j->err = PE_NONE;
 	}
-	task_ctx_stop(&j->ctx);
+	jobs_up->stop(&j->ctx);
 	if (job_retry(j, s))
 		return;
 	job_set_state(j, s);
@@ -703,7 +710,7 @@ job_cancel(struct job *j)
 		job_finish(j, PS_CANCELLED);
 		return 0;
 	}
-	sched_executor(j->exec)->cancel(j);
+	jobs_up->cancel(j);
 	return 0;
 }
 

@@ -59,6 +59,12 @@ loop_stopping(void)
 int
 loop_hook_changed(void (*fn)(void *), void *arg)
 {
+	size_t i;
+
+	for (i = 0; i < loop_nchanged; i++)
+		if (loop_changed_hooks[i].fn == fn &&
+		    loop_changed_hooks[i].arg == arg)
+			return 0; /* registered already */
 	if (loop_nchanged == LOOP_MAX_CHANGED_HOOKS)
 		return -1;
 	loop_changed_hooks[loop_nchanged].fn = fn;

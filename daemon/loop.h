@@ -47,7 +47,8 @@ bool loop_stopping(void);
  * Something a stop may be waiting for changed (a job's state, a child
  * reaped): any floor calls loop_changed(), and the floors above that want
  * to know (server.c's stop, sched.c's STATUS= line) register a hook, run
- * in the order registered.  -1 if there is no room for another.
+ * in the order registered, each once.  -1 if there is no room for
+ * another.
  */
 #define LOOP_MAX_CHANGED_HOOKS 4
 int loop_hook_changed(void (*)(void *), void *arg);

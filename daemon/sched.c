@@ -75,9 +75,23 @@ sched_has_room(enum proto_exec x, size_t n)
 	return ex != NULL && ex->queued() + n <= queue_limit;
 }
 
+static void
+sched_cancel(struct job *j)
+{
+	executors[j->exec]->cancel(j);
+}
+
+static const struct job_hooks sched_job_hooks = {
+    .submit = sched_submit,
+    .cancel = sched_cancel,
+    .stop = task_ctx_stop,
+    .free = task_ctx_free,
+};
+
 void
 sched_init(void)
 {
+	job_hook_sched(&sched_job_hooks);
 	loop_hook_poll(sched_poll);
 	conn_hook_batch(sched_flush);
 	if (loop_hook_changed(sched_changed_cb, NULL) < 0)

@@ -236,8 +236,7 @@ server_stop_check_cb(evutil_socket_t fd, short what, void *arg)
 	event_del(stop.check);
 	evtimer_del(stop.timer);
 	/* one more pass lets the final events go out first */
-	event_base_once(loop_base, -1, EV_TIMEOUT, server_exit_cb, NULL,
-	                NULL);
+	event_base_once(loop_base, -1, EV_TIMEOUT, server_exit_cb, NULL, NULL);
 }
 
 struct id_list {

@@ -17,6 +17,7 @@ static int
 setup(void **state)
 {
 	job_init(3, 0);
+	sched_init();
 	memset(&js, 0, sizeof(js));
 	js.task = task_find("noop", 4);
 	js.exec = PX_LOOP;
