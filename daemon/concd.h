@@ -392,6 +392,8 @@ void conn_hook_batch(void (*)(void));
 
 /* A client's connection: requests, and its watches ended on close. */
 extern const struct conn_handler request_handler;
+/* What a `shutdown` request calls: server.c registers server_shutdown. */
+void request_hook_shutdown(void (*)(const char *why, bool cancel_pending));
 
 /* ---- server.c ---- */
 

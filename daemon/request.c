@@ -543,6 +543,15 @@ request_tasks(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
+/* The floor that stops the daemon (server.c) registers how. */
+static void (*request_shutdown_hook)(const char *why, bool cancel_pending);
+
+void
+request_hook_shutdown(void (*fn)(const char *why, bool cancel_pending))
+{
+	request_shutdown_hook = fn;
+}
+
 static void
 request_shutdown(struct conn *c, const struct proto_msg *m)
 {
@@ -556,8 +565,9 @@ request_shutdown(struct conn *c, const struct proto_msg *m)
 	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
 	proto_enc_end(&e);
 	conn_dirty(c);
-	server_shutdown("shutdown requested",
-	                proto_bool(m, PF_CANCEL_PENDING, false));
+	if (request_shutdown_hook != NULL)
+		request_shutdown_hook("shutdown requested",
+		                      proto_bool(m, PF_CANCEL_PENDING, false));
 }
 
 struct pool_walk {

@@ -441,6 +441,7 @@ server_start(struct server_options *opt)
 	srv.opt = opt;
 	if (loop_hook_changed(server_changed_cb, NULL) < 0)
 		fatalx("server_start: no room for a loop hook");
+	request_hook_shutdown(server_shutdown);
 	signal(SIGPIPE, SIG_IGN);
 	for (i = 0; i < 3; i++) {
 		srv.sig[i] =
