@@ -86,16 +86,6 @@ struct exec_ops {
 	bool on_loop; /* task_on_loop() */
 };
 
-/* ---- reap.c: children that tasks hand over ---- */
-
-void reap_init(struct event_base *);
-/* On the loop: SIGKILL after grace_ms, reap when the pidfd says so. */
-void reap_later(pid_t pid, int pidfd, unsigned grace_ms);
-/* On a worker: wait for it here, SIGKILL after grace_ms. */
-void reap_now(pid_t pid, int pidfd, unsigned grace_ms);
-size_t reap_pending(void);
-void reap_shutdown(void);
-
 extern const struct task *const task_builtin[];
 
 const struct task *task_find(const char *name, size_t len);
@@ -106,21 +96,6 @@ const char *task_origin(size_t);
 int task_register(const struct task *, const char *origin, char *cause,
                   size_t causelen);
 
-/* ---- plugin.c ---- */
-
-int plugin_load_dir(const char *dir);
-void plugin_unload(void);
-
-/* ---- config.c ---- */
-
-struct server_options;
-int config_load(const char *path, bool required, struct server_options *,
-                uint32_t keep, char *cause, size_t causelen);
-int config_load_stream(FILE *, const char *name, struct server_options *,
-                       uint32_t keep, char *cause, size_t causelen);
-uint32_t config_key_bit(const char *name);
-uint32_t config_fixed_mask(void);
-void config_free(struct server_options *);
 int task_validate(const struct task *, const msgpack_object *args, char *cause,
                   size_t causelen);
 enum proto_exec task_default_exec(const struct task *);
@@ -138,6 +113,49 @@ void task_ctx_free(struct task_ctx *);
 enum task_step task_run_blocking(struct task_ctx *,
                                  bool (*wait)(struct task_ctx *, void *arg),
                                  void *arg);
+
+/* ---- reap.c: children that tasks hand over ---- */
+
+void reap_init(struct event_base *);
+/* On the loop: SIGKILL after grace_ms, reap when the pidfd says so. */
+void reap_later(pid_t pid, int pidfd, unsigned grace_ms);
+/* On a worker: wait for it here, SIGKILL after grace_ms. */
+void reap_now(pid_t pid, int pidfd, unsigned grace_ms);
+size_t reap_pending(void);
+void reap_shutdown(void);
+
+/* ---- plugin.c ---- */
+
+int plugin_load_dir(const char *dir);
+void plugin_unload(void);
+
+/* ---- config.c ---- */
+
+/* concd's settings: defaults, then the file, then the flags (main.c). */
+struct server_options {
+	char *config_path;
+	char *socket_path;
+	char *plugin_dir;
+	int threads;
+	int processes;
+	int max_jobs_per_worker; /* 0: no limit */
+	int stop_timeout;        /* seconds to drain on stop */
+	int queue_limit;         /* queued jobs per executor */
+	int finished_ttl;        /* seconds finished jobs are kept, 0: ever */
+	int busy_poll;           /* µs of polling before sleeping, 0: none */
+	size_t max_finished;
+	bool foreground;
+	bool debug;
+	uint32_t cmdline; /* config keys set by flags */
+};
+
+int config_load(const char *path, bool required, struct server_options *,
+                uint32_t keep, char *cause, size_t causelen);
+int config_load_stream(FILE *, const char *name, struct server_options *,
+                       uint32_t keep, char *cause, size_t causelen);
+uint32_t config_key_bit(const char *name);
+uint32_t config_fixed_mask(void);
+void config_free(struct server_options *);
 
 /* ---- job.c ---- */
 
@@ -313,10 +331,6 @@ struct executor {
 	bool (*poll)(void);
 };
 
-extern const struct executor loop_executor;
-extern const struct executor thread_executor;
-extern const struct executor process_executor;
-
 /* One row of `concctl pool`. */
 struct pool_worker_info {
 	enum proto_exec exec;
@@ -342,15 +356,24 @@ void sched_set_queue_limit(size_t);
 bool sched_has_room(enum proto_exec x, size_t n);
 void sched_shutdown(void);
 
-/* ---- loop_exec.c, pool_thread.c, pool_process.c, worker.c ---- */
+/* ---- loop_exec.c ---- */
 
+extern const struct executor loop_executor;
 void loop_exec_init(void);
 uint64_t loop_exec_served(void);
+
+/* ---- pool_thread.c ---- */
+
+extern const struct executor thread_executor;
 int pool_thread_init(struct event_base *, int nthreads);
 int pool_thread_resize(int);
 int pool_thread_size(void);
 void pool_thread_foreach(void (*)(const struct pool_worker_info *, void *),
                          void *);
+
+/* ---- pool_process.c ---- */
+
+extern const struct executor process_executor;
 int pool_process_init(int nprocesses, const char *plugin_dir,
                       int max_jobs_per_worker, int busy_poll_us);
 void pool_process_set_max_jobs(int);
@@ -358,6 +381,9 @@ int pool_process_resize(int);
 int pool_process_size(void);
 void pool_process_foreach(void (*)(const struct pool_worker_info *, void *),
                           void *);
+
+/* ---- worker.c ---- */
+
 int worker_main(int index, bool once, int busy_poll_us);
 
 /* ---- conn.c ---- */
@@ -396,23 +422,6 @@ extern const struct conn_handler request_handler;
 void request_hook_shutdown(void (*)(const char *why, bool cancel_pending));
 
 /* ---- server.c ---- */
-
-struct server_options {
-	char *config_path;
-	char *socket_path;
-	char *plugin_dir;
-	int threads;
-	int processes;
-	int max_jobs_per_worker; /* 0: no limit */
-	int stop_timeout;        /* seconds to drain on stop */
-	int queue_limit;         /* queued jobs per executor */
-	int finished_ttl;        /* seconds finished jobs are kept, 0: ever */
-	int busy_poll;           /* µs of polling before sleeping, 0: none */
-	size_t max_finished;
-	bool foreground;
-	bool debug;
-	uint32_t cmdline; /* config keys set by flags */
-};
 
 int server_listen(const char *path, char *cause, size_t causelen);
 void server_start(struct server_options *);
