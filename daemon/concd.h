@@ -92,9 +92,7 @@ const struct task *task_find(const char *name, size_t len);
 size_t task_count(void);
 const struct task *task_at(size_t);
 int task_index(const struct task *);
-const char *task_origin(size_t);
-int task_register(const struct task *, const char *origin, char *cause,
-                  size_t causelen);
+int task_register(const struct task *, char *cause, size_t causelen);
 
 int task_validate(const struct task *, const msgpack_object *args, char *cause,
                   size_t causelen);
@@ -313,8 +311,6 @@ void job_counts(size_t counts[PS_COUNT]);
 /* ---- sched.c: executors behind one interface ---- */
 
 struct executor {
-	enum proto_exec kind;
-	const char *name;
 	/* Take a queued job: start it now or queue it. */
 	void (*submit)(struct job *);
 	/* Cancel a queued or running job; it finishes through job_finish. */

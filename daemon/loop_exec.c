@@ -138,8 +138,6 @@ loop_shutdown(void)
 }
 
 const struct executor loop_executor = {
-    .kind = PX_LOOP,
-    .name = "loop",
     .submit = loop_submit,
     .cancel = loop_cancel,
     .shutdown = loop_shutdown,

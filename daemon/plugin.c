@@ -22,7 +22,6 @@
 
 static struct {
 	void *handle[PLUGIN_MAX];
-	char *path[PLUGIN_MAX];
 	int n;
 } plugins;
 
@@ -68,10 +67,8 @@ plugin_load(const char *path)
 		dlclose(h);
 		return -1;
 	}
-	plugins.path[plugins.n] = strdup(path);
 	for (i = 0; tasks[i] != NULL && i < TASK_MAX_TASKS; i++) {
-		if (task_register(tasks[i], plugins.path[plugins.n], cause,
-		                  sizeof(cause)) < 0)
+		if (task_register(tasks[i], cause, sizeof(cause)) < 0)
 			log_warnx("plugin %s: task refused: %s", path, cause);
 		else {
 			log_info("plugin %s: task %s", path, tasks[i]->name);
@@ -80,7 +77,6 @@ plugin_load(const char *path)
 	}
 	if (added == 0) {
 		/* nothing of it is in use: let it go */
-		free(plugins.path[plugins.n]);
 		dlclose(h);
 		return -1;
 	}
@@ -115,9 +111,7 @@ plugin_unload(void)
 {
 	int i;
 
-	for (i = 0; i < plugins.n; i++) {
+	for (i = 0; i < plugins.n; i++)
 		dlclose(plugins.handle[i]);
-		free(plugins.path[i]);
-	}
 	plugins.n = 0;
 }

@@ -588,8 +588,6 @@ proc_shutdown(void)
 }
 
 const struct executor process_executor = {
-    .kind = PX_PROCESS,
-    .name = "process",
     .submit = proc_submit,
     .cancel = proc_cancel,
     .shutdown = proc_shutdown,

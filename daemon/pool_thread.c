@@ -74,7 +74,6 @@ static struct {
 	struct event *submit_ev;
 	struct job_queue pending; /* submitted during this loop pass */
 	struct tworker_list workers;
-	int nworkers;
 	size_t nqueued, nrunning;
 	struct taken {
 		struct job *job;
@@ -389,8 +388,6 @@ thread_reap(void)
 		if (!gone)
 			continue;
 		TAILQ_REMOVE(&pool.workers, w, link);
-		if (w->index >= 0)
-			pool.nworkers--;
 		thread_free(w);
 	}
 }
@@ -419,8 +416,6 @@ thread_spawn(int index, struct job *fresh)
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&pool.workers, w, link);
-	if (index >= 0)
-		pool.nworkers++;
 	return w;
 }
 
@@ -709,7 +704,6 @@ thread_shutdown(void)
 		TAILQ_REMOVE(&pool.workers, w, link);
 		thread_free(w);
 	}
-	pool.nworkers = 0;
 	if (pool.wake_ev != NULL)
 		event_free(pool.wake_ev);
 	if (pool.submit_ev != NULL)
@@ -723,8 +717,6 @@ thread_shutdown(void)
 }
 
 const struct executor thread_executor = {
-    .kind = PX_THREAD,
-    .name = "thread",
     .submit = thread_submit,
     .cancel = thread_cancel,
     .shutdown = thread_shutdown,

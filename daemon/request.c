@@ -371,7 +371,6 @@ request_ps(struct conn *c, const struct proto_msg *m)
 	int state = -1;
 	uint64_t id;
 	size_t seen;
-	bool counted;
 
 	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
 	    (state = proto_state_lookup(sname, slen)) < 0) {
@@ -390,7 +389,6 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		job_counts(w.counts);
 	else
 		job_foreach(ps_count, &w);
-	counted = true; /* w.counts covers exactly the visible jobs */
 	/* every job in the table is seen once we have met job_total() */
 	for (id = job_last_id(), seen = 0; id > 0 && seen < job_total(); id--) {
 		struct job *j = job_find(id);
@@ -407,10 +405,10 @@ request_ps(struct conn *c, const struct proto_msg *m)
 			rows[n++] = j;
 		total++;
 		/* the counts give the total: stop at the limit */
-		if (n == limit && counted)
+		if (n == limit)
 			break;
 	}
-	if (n == limit && counted)
+	if (n == limit)
 		total = ps_total(w.counts, state, all);
 	proto_enc_begin(&e, conn_out(c), PROTO_JOBS, m->id);
 	proto_enc_key(&e, PF_JOBS);

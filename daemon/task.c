@@ -27,7 +27,6 @@ const struct task *const task_builtin[] = {
 static struct {
 	pthread_once_t once;
 	const struct task *task[TASK_MAX_TASKS];
-	const char *origin[TASK_MAX_TASKS];
 	size_t n;
 } reg = {.once = PTHREAD_ONCE_INIT};
 
@@ -36,10 +35,8 @@ task_registry_init(void)
 {
 	size_t i;
 
-	for (i = 0; i < TASK_BUILTIN_COUNT && i < TASK_MAX_TASKS; i++) {
-		reg.task[reg.n] = task_builtin[i];
-		reg.origin[reg.n++] = "built-in";
-	}
+	for (i = 0; i < TASK_BUILTIN_COUNT && i < TASK_MAX_TASKS; i++)
+		reg.task[reg.n++] = task_builtin[i];
 }
 
 size_t
@@ -54,13 +51,6 @@ task_at(size_t i)
 {
 	pthread_once(&reg.once, task_registry_init);
 	return i < reg.n ? reg.task[i] : NULL;
-}
-
-const char *
-task_origin(size_t i)
-{
-	pthread_once(&reg.once, task_registry_init);
-	return i < reg.n ? reg.origin[i] : NULL;
 }
 
 int
@@ -91,8 +81,7 @@ task_find(const char *name, size_t len)
 
 /* Check a task from a plugin and add it; -1 with the reason. */
 int
-task_register(const struct task *t, const char *origin, char *cause,
-              size_t causelen)
+task_register(const struct task *t, char *cause, size_t causelen)
 {
 	size_t i;
 
@@ -127,8 +116,7 @@ task_register(const struct task *t, const char *origin, char *cause,
 		snprintf(cause, causelen, "more than %d tasks", TASK_MAX_TASKS);
 		return -1;
 	}
-	reg.task[reg.n] = t;
-	reg.origin[reg.n++] = origin;
+	reg.task[reg.n++] = t;
 	return 0;
 }
 
