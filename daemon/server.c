@@ -543,7 +543,8 @@ server_reload(void)
 	char cause[512];
 
 	o.socket_path = o.plugin_dir = o.config_path = NULL;
-	if (config_load(srv.opt->config_path, false, &o,
+	/* asked to read the file: a missing one is an error here */
+	if (config_load(srv.opt->config_path, true, &o,
 	                srv.opt->cmdline | fixed, cause, sizeof(cause)) < 0) {
 		log_warnx("reload: %s; keeping the running configuration",
 		          cause);
