@@ -1,5 +1,6 @@
 """Job control on the wire: gather, retries, queue limits, ps paging,
 retention of finished jobs, and the configuration file."""
+import json
 import os
 import shutil
 import signal
@@ -220,6 +221,22 @@ class Paging(DaemonTest):
         self.assertEqual((len(ps["jobs"]), ps["total"]), (3, 30))
         m = c.call("ps", state="sleepy")
         self.assertEqual(m["error"], "bad_field")
+
+    def test_ps_n_0_shows_the_counts_without_rows(self):
+        c = self.d.client()
+        rid, acc = gather(c, [{"task": "noop"} for _ in range(3)])
+        gather_ends(c, rid, 3)
+        r = self.d.concctl("ps", "-a", "-n", "0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # the table has its titles and no row
+        self.assertEqual(len(r.stdout.splitlines()), 1, r.stdout)
+        self.assertIn("ID", r.stdout)
+        self.assertEqual(r.stderr, "counts: 3 succeeded\nshowing 0 of 3\n")
+        r = self.d.concctl("--json", "ps", "-a", "-n", "0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = json.loads(r.stdout)
+        self.assertEqual((m["total"], m["counts"]["succeeded"],
+                          m.get("jobs", [])), (3, 3, []))
 
 
 class Retention(unittest.TestCase):
