@@ -1,14 +1,17 @@
 /*
- * log.c -- messages to stderr.  Under systemd each line starts with a
- * <N> syslog priority, which journald turns into the entry's priority;
- * in a terminal the lines are plain.
+ * log.c -- messages to stderr.  When stderr is the journal's stream each
+ * line starts with a <N> syslog priority, which journald turns into the
+ * entry's priority; in a terminal, a file or a pipe the lines are plain.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "concd.h"
 
@@ -23,12 +26,32 @@ log_silence(void)
 	log_silent = true;
 }
 
+/*
+ * systemd sets JOURNAL_STREAM to "DEV:INODE" of the stream it connected
+ * stderr to.  The variable is inherited by everything started below the
+ * service (a shell in a terminal, say), so it counts only while stderr is
+ * still that stream.
+ */
+static bool
+log_stderr_is_journal(void)
+{
+	const char *v = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	int end = 0;
+
+	if (v == NULL || sscanf(v, "%llu:%llu%n", &dev, &ino, &end) != 2 ||
+	    v[end] != '\0' || fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev &&
+	       (unsigned long long)st.st_ino == ino;
+}
+
 void
 log_init(bool debug)
 {
 	log_debugging = debug;
-	log_prefix =
-	    getenv("INVOCATION_ID") != NULL || getenv("JOURNAL_STREAM") != NULL;
+	log_prefix = log_stderr_is_journal();
 }
 
 static void

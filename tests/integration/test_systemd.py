@@ -46,23 +46,48 @@ class Notifications(unittest.TestCase):
         finally:
             d.close()
 
-    def test_logs_carry_priority_prefixes_only_under_systemd(self):
-        d = Daemon(env={"INVOCATION_ID": "0123456789abcdef"})
+    def log_lines(self, journal_stream):
+        """The lines concd logs from start to stop with stderr a pipe and
+        JOURNAL_STREAM set by journal_stream(the pipe's stat)."""
+        d = tempfile.mkdtemp(prefix="concd-test-")
+        notify = Notify(os.path.join(d, "notify"))
+        r, w = os.pipe()
+        env = dict(os.environ, NOTIFY_SOCKET=notify.path,
+                   INVOCATION_ID="0123456789abcdef",
+                   JOURNAL_STREAM=journal_stream(os.fstat(w)))
         try:
-            self.assertEqual(d.stop(), 0)
-            lines = d.log().splitlines()
+            p = subprocess.Popen([CONCD, "-f", "-t", "1", "-p", "1", "-s",
+                                  os.path.join(d, "s")], env=env, stderr=w)
+            os.close(w)
+            with os.fdopen(r) as f:
+                try:
+                    notify.wait_for("READY=1")
+                    p.send_signal(signal.SIGTERM)
+                    self.assertEqual(p.wait(BOUND), 0)
+                finally:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait(BOUND)
+                lines = f.read().splitlines()
             self.assertTrue(lines)
-            self.assertTrue(all(l.startswith("<6>") for l in lines), lines)
+            return lines
         finally:
-            d.close()
-        d = Daemon()
-        try:
-            self.assertEqual(d.stop(), 0)
-            lines = d.log().splitlines()
+            notify.close()
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_logs_carry_priority_prefixes_only_when_stderr_is_the_journal(self):
+        # stderr is the stream JOURNAL_STREAM names: journald's prefixes
+        lines = self.log_lines(lambda st: "%d:%d" % (st.st_dev, st.st_ino))
+        self.assertTrue(all(l.startswith("<6>") for l in lines), lines)
+        self.assertIn("<6>stopped", lines)
+        # inherited from a service, naming another stream: plain lines
+        other = os.stat("/")
+        for value in (lambda st: "%d:%d" % (other.st_dev, other.st_ino),
+                      lambda st: "%d:%d" % (st.st_dev, st.st_ino + 1),
+                      lambda st: "garbage", lambda st: ""):
+            lines = self.log_lines(value)
             self.assertTrue(all(l.startswith("concd: ") for l in lines),
                             lines)
-        finally:
-            d.close()
 
     def test_a_second_daemon_on_the_same_socket_refuses_to_start(self):
         d = Daemon()
