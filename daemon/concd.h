@@ -397,6 +397,7 @@ struct server_options {
 extern struct event_base *server_base;
 
 int server_listen(const char *path, char *cause, size_t causelen);
+const char *server_listen_names(void);
 void server_start(struct server_options *);
 void server_shutdown(const char *why, bool cancel_pending);
 bool server_stopping(void);

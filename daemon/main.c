@@ -320,7 +320,7 @@ main(int argc, char *argv[])
 	server_start(&opt);
 
 	log_info("ready: %d threads, %d processes, listening on %s",
-	         opt.threads, opt.processes, opt.socket_path);
+	         opt.threads, opt.processes, server_listen_names());
 	notify_ready();
 	if (ready_fd >= 0) {
 		(void)write(ready_fd, "r", 1);

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -28,7 +29,8 @@ static struct {
 	struct event *ev[SERVER_MAX_LISTEN];
 	int nfds;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	bool bound; /* we made path, so we remove it */
+	bool bound;     /* we made path, so we remove it */
+	char names[256]; /* what we listen on, for the log */
 	struct event *backoff;
 	struct event *watchdog;
 	struct event *sig[3];
@@ -231,6 +233,39 @@ socket_alive(const struct sockaddr_un *sun)
 	return alive;
 }
 
+/*
+ * The name of a socket systemd handed over: its path, @name for the
+ * abstract namespace, or the descriptor when it has no name.
+ */
+static void
+server_socket_name(int fd, char *buf, size_t size)
+{
+	struct sockaddr_un sun;
+	socklen_t len = sizeof(sun);
+	size_t n;
+
+	memset(&sun, 0, sizeof(sun));
+	if (getsockname(fd, (struct sockaddr *)&sun, &len) < 0 ||
+	    sun.sun_family != AF_UNIX ||
+	    len <= offsetof(struct sockaddr_un, sun_path)) {
+		snprintf(buf, size, "fd %d", fd);
+		return;
+	}
+	n = len - offsetof(struct sockaddr_un, sun_path);
+	if (sun.sun_path[0] == '\0')
+		snprintf(buf, size, "@%.*s", (int)(n - 1), sun.sun_path + 1);
+	else
+		snprintf(buf, size, "%.*s", (int)strnlen(sun.sun_path, n),
+		         sun.sun_path);
+}
+
+/* What concd listens on: a path, or those of the sockets handed over. */
+const char *
+server_listen_names(void)
+{
+	return srv.names;
+}
+
 int
 server_listen(const char *path, char *cause, size_t causelen)
 {
@@ -245,8 +280,16 @@ server_listen(const char *path, char *cause, size_t causelen)
 		srv.nfds = n;
 		for (n = 0; n < srv.nfds; n++) {
 			int fl = fcntl(srv.fds[n], F_GETFL);
+			size_t off = strlen(srv.names);
+
 			fcntl(srv.fds[n], F_SETFL, fl | O_NONBLOCK);
 			fcntl(srv.fds[n], F_SETFD, FD_CLOEXEC);
+			if (n > 0 && off + 2 < sizeof(srv.names)) {
+				strcpy(srv.names + off, ", ");
+				off += 2;
+			}
+			server_socket_name(srv.fds[n], srv.names + off,
+			                   sizeof(srv.names) - off);
 		}
 		log_info("using %d socket(s) from systemd", srv.nfds);
 		return 0;
@@ -301,6 +344,7 @@ server_listen(const char *path, char *cause, size_t causelen)
 		return -1;
 	}
 	strcpy(srv.path, path);
+	snprintf(srv.names, sizeof(srv.names), "%s", path);
 	srv.bound = true;
 	srv.fds[0] = fd;
 	srv.nfds = 1;

@@ -170,25 +170,34 @@ class StartUp(unittest.TestCase):
             self.skipTest("systemd-socket-activate is not installed")
         notify = Notify(os.path.join(self.dir, "notify"))
         sock = os.path.join(self.dir, "act.sock")
+        sock2 = os.path.join(self.dir, "act2.sock")
         env = ["-E", "NOTIFY_SOCKET=" + notify.path]
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:
                 env += ["-E", "%s=%s" % (k, os.environ[k])]
         act = subprocess.Popen(
-            ["systemd-socket-activate", "-l", sock, "--fdname=concd"] + env +
+            ["systemd-socket-activate", "-l", sock, "-l", sock2,
+             "--fdname=concd:concd"] + env +
             [CONCD, "-f", "-t", "1", "-s", os.path.join(self.dir, "unused")],
             stderr=subprocess.PIPE, text=True)
         try:
             # "Listening on PATH as 3." says the socket is there
+            self.assertIn("Listening on", act.stderr.readline())
             self.assertIn("Listening on", act.stderr.readline())
             c = Client(sock)  # this connection starts concd
             m = c.call("hello", version=1)
             self.assertEqual(m["t"], "welcome")
             notify.wait_for("READY=1")
             self.assertFalse(os.path.exists(os.path.join(self.dir, "unused")))
+            c2 = Client(sock2)
+            self.assertEqual(c2.call("ping")["t"], "pong")
+            c2.close()
             os.kill(m["pid"], signal.SIGTERM)
             self.assertEqual(act.wait(BOUND), 0)
-            self.assertIn("socket(s) from systemd", act.stderr.read())
+            log = act.stderr.read()
+            self.assertIn("using 2 socket(s) from systemd", log)
+            # the ready line names the sockets received, not -s's path
+            self.assertIn("listening on %s, %s\n" % (sock, sock2), log)
         finally:
             if act.poll() is None:
                 act.kill()
