@@ -326,6 +326,7 @@ bool sched_poll(void);
 void sched_set_queue_limit(size_t);
 /* Room for n more jobs on executor x? */
 bool sched_has_room(enum proto_exec x, size_t n);
+void sched_status_stopping(void);
 void sched_status_changed(void);
 void sched_shutdown(void);
 

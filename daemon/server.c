@@ -426,17 +426,8 @@ server_active(void)
 static void
 server_stop_check_cb(evutil_socket_t fd, short what, void *arg)
 {
-	size_t counts[PS_COUNT];
-	char status[128];
-
-	job_counts(counts);
-	if (counts[PS_QUEUED] + counts[PS_RUNNING] + reap_pending() > 0) {
-		snprintf(status, sizeof(status),
-		         "stopping: draining %zu running, %zu queued",
-		         counts[PS_RUNNING], counts[PS_QUEUED]);
-		notify_status(status);
+	if (server_active() + reap_pending() > 0)
 		return;
-	}
 	event_del(stop.check);
 	evtimer_del(stop.timer);
 	/* one more pass lets the final events go out first */
@@ -555,6 +546,7 @@ server_shutdown(const char *why, bool cancel_pending)
 	if (srv.bound)
 		unlink(srv.path);
 	server_cancel(false, cancel_pending);
+	sched_status_stopping();
 	log_info("%s: stopping; draining %zu jobs (for at most %ld s), "
 	         "killed %zu daemon jobs, cancelled %zu queued",
 	         why, stop.draining, (long)limit.tv_sec, stop.killed,

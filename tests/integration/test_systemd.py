@@ -31,6 +31,16 @@ def wait_for_exit(pid, bound=BOUND):
         os.close(fd)
 
 
+def wait_count(notify, message, n, bound=BOUND):
+    """Wait for n more copies of message than notify has now."""
+    with notify.cond:
+        want = notify.messages.count(message) + n
+        if not notify.cond.wait_for(
+                lambda: notify.messages.count(message) >= want, bound):
+            raise AssertionError("%d more %r did not come within %ss"
+                                 % (n, message, bound))
+
+
 class Notifications(unittest.TestCase):
     def test_ready_status_and_stopping_reach_the_notify_socket(self):
         d = Daemon()
@@ -43,6 +53,51 @@ class Notifications(unittest.TestCase):
             d.notify.wait_for("STATUS=0 running, 0 queued, 1 finished")
             self.assertEqual(d.stop(), 0)
             d.notify.wait_for("STOPPING=1")
+        finally:
+            d.close()
+
+    def test_once_stopping_status_says_only_the_drain(self):
+        """STATUS= after STOPPING=1 is the drain's, never the running
+        daemon's line.  The watchdog's pings (every 300 ms) are the
+        daemon's own clock: three after a change mean the STATUS= timer
+        (200 ms) has had its turn."""
+        d = Daemon("-p", "1", env={"WATCHDOG_USEC": "600000"})
+        fifos = [os.path.join(d.dir, "hold%d" % i) for i in range(2)]
+        try:
+            c = d.client()
+            held = []
+            for f in fifos:
+                os.mkfifo(f)
+                rid = c.request("submit", task="exec",
+                                args={"argv": ["cat", f]}, watch=True)
+                held.append((rid, c.recv_for(rid)["job"]))
+            killed = c.call("submit", task="sleep", args={"ms": 600000},
+                            daemon=True)["job"]
+            for _, job in held + [(None, killed)]:
+                c.wait_state(job, "running")
+            d.proc.send_signal(signal.SIGTERM)
+            d.notify.wait_for("STOPPING=1")
+            c.wait_state(killed, "cancelled")
+            # the first held command ends: one job less to drain
+            with open(fifos[0], "w"):
+                pass
+            self.assertEqual(c.until_end(held[0][0])[-1]["state"],
+                             "succeeded")
+            d.notify.wait_for("STATUS=stopping: draining 1 running, "
+                              "0 queued")
+            wait_count(d.notify, "WATCHDOG=1", 3)
+            with open(fifos[1], "w"):
+                pass
+            self.assertEqual(c.until_end(held[1][0])[-1]["state"],
+                             "succeeded")
+            self.assertEqual(d.proc.wait(BOUND), 0)
+            msgs = d.notify.messages
+            after = msgs[msgs.index("STOPPING=1"):]
+            status = [m for m in after if m.startswith("STATUS=")]
+            self.assertTrue(status, msgs)
+            for m in status:
+                self.assertTrue(m.startswith("STATUS=stopping: draining "),
+                                status)
         finally:
             d.close()
 
