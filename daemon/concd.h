@@ -29,6 +29,8 @@ struct job;
 
 void log_init(bool debug);
 void log_silence(void);
+void log_to_fd(int);
+void log_to_syslog(void);
 void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));

@@ -2,6 +2,8 @@
  * log.c -- messages to stderr.  When stderr is the journal's stream each
  * line starts with a <N> syslog priority, which journald turns into the
  * entry's priority; in a terminal, a file or a pipe the lines are plain.
+ * A daemon that went to the background writes to its caller's stderr
+ * until it serves, then to syslog(3).
  */
 #include <sys/stat.h>
 
@@ -18,6 +20,8 @@
 static bool log_prefix;
 static bool log_debugging;
 static bool log_silent;
+static bool log_syslog;
+static int log_fd = STDERR_FILENO;
 
 /* Worker processes leave the talking to the daemon. */
 void
@@ -54,21 +58,51 @@ log_init(bool debug)
 	log_prefix = log_stderr_is_journal();
 }
 
+/* Write to fd instead of stderr (the caller's, kept while detaching). */
+void
+log_to_fd(int fd)
+{
+	log_fd = fd;
+}
+
+/* From now on, syslog(3); the descriptor log_to_fd gave is closed. */
+void
+log_to_syslog(void)
+{
+	openlog("concd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	log_syslog = true;
+	if (log_fd != STDERR_FILENO)
+		close(log_fd);
+	log_fd = -1;
+}
+
 static void
 log_vwrite(int pri, const char *fmt, va_list ap, const char *err)
 {
 	char line[1024];
+	size_t len;
 	int n = 0;
 
-	if (log_prefix)
+	if (log_syslog)
+		n = 0;
+	else if (log_prefix)
 		n = snprintf(line, sizeof(line), "<%d>", pri);
 	else
 		n = snprintf(line, sizeof(line), "concd: ");
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	len = strlen(line);
 	if (err != NULL)
-		fprintf(stderr, "%s: %s\n", line, err);
-	else
-		fprintf(stderr, "%s\n", line);
+		snprintf(line + len, sizeof(line) - len, ": %s", err);
+	if (log_syslog) {
+		syslog(pri, "%s", line);
+		return;
+	}
+	/* one write per line: lines from several threads stay whole */
+	len = strlen(line);
+	if (len == sizeof(line) - 1)
+		len--;
+	line[len++] = '\n';
+	(void)write(log_fd, line, len);
 }
 
 static bool

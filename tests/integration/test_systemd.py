@@ -9,6 +9,7 @@ import sys
 import tempfile
 import shutil
 import select
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -39,6 +40,21 @@ def wait_count(notify, message, n, bound=BOUND):
                 lambda: notify.messages.count(message) >= want, bound):
             raise AssertionError("%d more %r did not come within %ss"
                                  % (n, message, bound))
+
+
+def read_to_eof(f, bound=BOUND):
+    """All a pipe holds until end-of-file, which must come within bound."""
+    data = b""
+    deadline = time.monotonic() + bound
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([f], [], [], left)[0]:
+            raise AssertionError("no end-of-file within %ss (read %r)"
+                                 % (bound, data))
+        chunk = os.read(f.fileno(), 4096)
+        if not chunk:
+            return data
+        data += chunk
 
 
 class Notifications(unittest.TestCase):
@@ -176,6 +192,67 @@ class StartUp(unittest.TestCase):
         self.assertIsNone(c.recv())
         wait_for_exit(pid)
         self.assertFalse(os.path.exists(self.socket))
+
+    @unittest.skipIf(VALGRIND, "valgrind has no pidfd_open")
+    def test_without_f_concd_leaves_its_callers_files_and_directory(self):
+        """Detached: the caller's pipes reach end-of-file while concd
+        runs, its working directory (and its workers') is /, and the
+        relative paths it was given still name the same files."""
+        with open(os.path.join(self.dir, "concd.conf"), "w") as f:
+            f.write("processes = 1\n")
+        os.mkdir(os.path.join(self.dir, "plugins"))
+        plugins = os.environ.get("CONCD_PLUGINS")
+        if plugins:
+            shutil.copy(os.path.join(plugins, "greet.so"),
+                        os.path.join(self.dir, "plugins"))
+        p = subprocess.Popen([os.path.abspath(CONCD), "-s", "sub/concd.sock",
+                              "-c", "concd.conf", "--plugin-dir", "plugins",
+                              "-t", "1"], cwd=self.dir,
+                             stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        pid = None
+        try:
+            self.assertEqual(p.wait(BOUND), 0)
+            c = Client(self.socket)
+            pid = c.call("hello", version=1)["pid"]
+            # end-of-file on both pipes while concd still answers
+            self.assertEqual(read_to_eof(p.stdout), b"")
+            read_to_eof(p.stderr)
+            self.assertEqual(c.call("ping")["t"], "pong")
+            pool = c.call("pool")
+            self.assertEqual(pool["processes"], 1)
+            procs = [pid] + [w["pid"] for w in pool["workers"]
+                             if w["exec"] == "process"]
+            self.assertEqual(len(procs), 2)
+            for q in procs:
+                self.assertEqual(os.readlink("/proc/%d/cwd" % q), "/")
+                for fd in (0, 1, 2):
+                    self.assertEqual(os.readlink("/proc/%d/fd/%d" % (q, fd)),
+                                     "/dev/null", (q, fd))
+            self.assertEqual(os.getsid(pid), pid)
+            if plugins:
+                rid = c.request("submit", task="greet",
+                                args={"name": "x"}, exec="process",
+                                watch=True)
+                self.assertEqual(c.until_end(rid)[-1]["state"], "succeeded")
+            # a reload reads the file named relative to the caller
+            with open(os.path.join(self.dir, "concd.conf"), "w") as f:
+                f.write("processes = 2\n")
+            os.kill(pid, signal.SIGHUP)
+            deadline = time.monotonic() + BOUND
+            while c.call("pool")["processes"] != 2:
+                self.assertLess(time.monotonic(), deadline)
+            self.assertEqual(c.call("shutdown")["t"], "ok")
+            self.assertIsNone(c.recv())
+            c.close()
+            wait_for_exit(pid)
+            pid = None
+            self.assertFalse(os.path.exists(self.socket))
+        finally:
+            p.stdout.close()
+            p.stderr.close()
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
 
     @unittest.skipIf(VALGRIND, "valgrind keeps descriptors of its own")
     def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(self):
