@@ -546,11 +546,11 @@ server_shutdown(const char *why, bool cancel_pending)
 	if (srv.bound)
 		unlink(srv.path);
 	server_cancel(false, cancel_pending);
-	sched_status_stopping();
 	log_info("%s: stopping; draining %zu jobs (for at most %ld s), "
 	         "killed %zu daemon jobs, cancelled %zu queued",
 	         why, stop.draining, (long)limit.tv_sec, stop.killed,
 	         stop.dropped);
+	sched_status_stopping();
 	stop.check =
 	    event_new(server_base, -1, EV_PERSIST, server_stop_check_cb, NULL);
 	stop.timer = evtimer_new(server_base, server_stop_timeout_cb, NULL);
