@@ -29,7 +29,7 @@ static struct {
 	struct event *ev[SERVER_MAX_LISTEN];
 	int nfds;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	bool bound;     /* we made path, so we remove it */
+	bool bound;      /* we made path, so we remove it */
 	char names[256]; /* what we listen on, for the log */
 	struct event *backoff;
 	struct event *watchdog;

@@ -75,14 +75,12 @@ a_directory_is_refused_by_name(void **state)
 	struct server_options o = {.threads = 2};
 	char cause[512], want[128];
 
-	assert_int_equal(config_load(fx->dir, true, &o, 0, cause,
-	                             sizeof(cause)),
-	                 -1);
+	assert_int_equal(
+	    config_load(fx->dir, true, &o, 0, cause, sizeof(cause)), -1);
 	snprintf(want, sizeof(want), "%s: Is a directory", fx->dir);
 	assert_string_equal(cause, want);
-	assert_int_equal(config_load(fx->dir, false, &o, 0, cause,
-	                             sizeof(cause)),
-	                 -1);
+	assert_int_equal(
+	    config_load(fx->dir, false, &o, 0, cause, sizeof(cause)), -1);
 	assert_string_equal(cause, want);
 	assert_int_equal(o.threads, 2);
 	config_free(&o);
@@ -93,7 +91,7 @@ static void
 numbers_are_plain_decimal(void **state)
 {
 	static const char *const bad[] = {
-	    "threads = +3\n", "threads = -3\n", "threads = 0x3\n",
+	    "threads = +3\n",  "threads = -3\n", "threads = 0x3\n",
 	    "threads = 3 4\n", "threads = 3k\n", "threads =\n",
 	};
 	struct fixture *fx = *state;
@@ -108,9 +106,8 @@ numbers_are_plain_decimal(void **state)
 		                              "from 1 to 1024"));
 		assert_int_equal(o.threads, 2);
 	}
-	assert_int_equal(load(fx, "threads = 007\n", &o, 0, cause,
-	                      sizeof(cause)),
-	                 0);
+	assert_int_equal(
+	    load(fx, "threads = 007\n", &o, 0, cause, sizeof(cause)), 0);
 	assert_int_equal(o.threads, 7);
 	config_free(&o);
 }
@@ -143,8 +140,8 @@ a_bad_value_is_an_error_even_when_a_flag_overrides_the_key(void **state)
 	/* a kept path is checked too, and not replaced */
 	o.socket_path = strdup("/run/kept.sock");
 	keep = config_key_bit("socket");
-	assert_int_equal(load(fx, "socket = /run/other.sock\n", &o, keep,
-	                      cause, sizeof(cause)),
+	assert_int_equal(load(fx, "socket = /run/other.sock\n", &o, keep, cause,
+	                      sizeof(cause)),
 	                 0);
 	assert_string_equal(o.socket_path, "/run/kept.sock");
 	config_free(&o);
@@ -158,14 +155,11 @@ a_missing_file_is_an_error_only_when_required(void **state)
 	struct server_options o = {.threads = 2};
 	char cause[512], want[160];
 
-	assert_int_equal(config_load(fx->file, false, &o, 0, cause,
-	                             sizeof(cause)),
-	                 0);
-	assert_int_equal(config_load(fx->file, true, &o, 0, cause,
-	                             sizeof(cause)),
-	                 -1);
-	snprintf(want, sizeof(want), "%s: No such file or directory",
-	         fx->file);
+	assert_int_equal(
+	    config_load(fx->file, false, &o, 0, cause, sizeof(cause)), 0);
+	assert_int_equal(
+	    config_load(fx->file, true, &o, 0, cause, sizeof(cause)), -1);
+	snprintf(want, sizeof(want), "%s: No such file or directory", fx->file);
 	assert_string_equal(cause, want);
 	config_free(&o);
 }
@@ -182,8 +176,7 @@ main(void)
 	        a_bad_value_is_an_error_even_when_a_flag_overrides_the_key,
 	        setup, teardown),
 	    cmocka_unit_test_setup_teardown(
-	        a_missing_file_is_an_error_only_when_required, setup,
-	        teardown),
+	        a_missing_file_is_an_error_only_when_required, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
