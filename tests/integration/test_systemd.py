@@ -197,17 +197,17 @@ class StartUp(unittest.TestCase):
     def test_without_f_concd_leaves_its_callers_files_and_directory(self):
         """Detached: the caller's pipes reach end-of-file while concd
         runs, its working directory (and its workers') is /, and the
-        relative paths it was given still name the same files."""
+        relative paths it was given, on the command line and in the
+        file, still name the same files."""
         with open(os.path.join(self.dir, "concd.conf"), "w") as f:
-            f.write("processes = 1\n")
+            f.write("processes = 1\nplugin-dir = plugins\n")
         os.mkdir(os.path.join(self.dir, "plugins"))
         plugins = os.environ.get("CONCD_PLUGINS")
         if plugins:
             shutil.copy(os.path.join(plugins, "greet.so"),
                         os.path.join(self.dir, "plugins"))
         p = subprocess.Popen([os.path.abspath(CONCD), "-s", "sub/concd.sock",
-                              "-c", "concd.conf", "--plugin-dir", "plugins",
-                              "-t", "1"], cwd=self.dir,
+                              "-c", "concd.conf", "-t", "1"], cwd=self.dir,
                              stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         pid = None
@@ -237,7 +237,7 @@ class StartUp(unittest.TestCase):
                 self.assertEqual(c.until_end(rid)[-1]["state"], "succeeded")
             # a reload reads the file named relative to the caller
             with open(os.path.join(self.dir, "concd.conf"), "w") as f:
-                f.write("processes = 2\n")
+                f.write("processes = 2\nplugin-dir = plugins\n")
             os.kill(pid, signal.SIGHUP)
             deadline = time.monotonic() + BOUND
             while c.call("pool")["processes"] != 2:
