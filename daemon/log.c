@@ -83,11 +83,10 @@ log_vwrite(int pri, const char *fmt, va_list ap, const char *err)
 	size_t len;
 	int n = 0;
 
-	if (log_syslog)
-		n = 0;
-	else if (log_prefix)
+	/* syslog(3) adds a priority and a name of its own */
+	if (log_prefix && !log_syslog)
 		n = snprintf(line, sizeof(line), "<%d>", pri);
-	else
+	else if (!log_syslog)
 		n = snprintf(line, sizeof(line), "concd: ");
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	len = strlen(line);
