@@ -154,6 +154,22 @@ default_socket(void)
 }
 
 /*
+ * Started with stdin, stdout or stderr closed, concd would hand out
+ * those numbers to its sockets and files, and a log line or a dup2 to
+ * them would hit the wrong file: open /dev/null on them first.
+ */
+static void
+std_fds_open(void)
+{
+	int fd;
+
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= STDERR_FILENO)
+		;
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
+/*
  * A relative path given on the command line or in the file, made
  * absolute: without -f, concd leaves its working directory for /.
  */
@@ -251,6 +267,7 @@ main(int argc, char *argv[])
 
 	if (argc >= 3 && strcmp(argv[1], "--worker") == 0)
 		return worker_role(argc, argv);
+	std_fds_open();
 
 	n = sysconf(_SC_NPROCESSORS_ONLN);
 	opt.threads = n > 0 ? (int)n : 1;

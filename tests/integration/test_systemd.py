@@ -42,6 +42,29 @@ def wait_count(notify, message, n, bound=BOUND):
                                  % (n, message, bound))
 
 
+def proc_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def pids_with_arg(arg):
+    """The processes with arg among their arguments."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                if arg.encode() in f.read().split(b"\0"):
+                    pids.append(int(d))
+        except OSError:
+            pass
+    return pids
+
+
 def read_to_eof(f, bound=BOUND):
     """All a pipe holds until end-of-file, which must come within bound."""
     data = b""
@@ -199,18 +222,23 @@ class StartUp(unittest.TestCase):
         runs, its working directory (and its workers') is /, and the
         relative paths it was given, on the command line and in the
         file, still name the same files."""
+        # paths relative to the directory above this test's own, so the
+        # words on concd's command line are unique to this test
+        rel = os.path.basename(self.dir)
+        conf = "processes = %d\nplugin-dir = " + rel + "/plugins\n"
         with open(os.path.join(self.dir, "concd.conf"), "w") as f:
-            f.write("processes = 1\nplugin-dir = plugins\n")
+            f.write(conf % 1)
         os.mkdir(os.path.join(self.dir, "plugins"))
         plugins = os.environ.get("CONCD_PLUGINS")
         if plugins:
             shutil.copy(os.path.join(plugins, "greet.so"),
                         os.path.join(self.dir, "plugins"))
-        p = subprocess.Popen([os.path.abspath(CONCD), "-s", "sub/concd.sock",
-                              "-c", "concd.conf", "-t", "1"], cwd=self.dir,
+        rel_socket = rel + "/sub/concd.sock"
+        p = subprocess.Popen([os.path.abspath(CONCD), "-s", rel_socket,
+                              "-c", rel + "/concd.conf", "-t", "1"],
+                             cwd=os.path.dirname(self.dir),
                              stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        pid = None
         try:
             self.assertEqual(p.wait(BOUND), 0)
             c = Client(self.socket)
@@ -237,7 +265,7 @@ class StartUp(unittest.TestCase):
                 self.assertEqual(c.until_end(rid)[-1]["state"], "succeeded")
             # a reload reads the file named relative to the caller
             with open(os.path.join(self.dir, "concd.conf"), "w") as f:
-                f.write("processes = 2\nplugin-dir = plugins\n")
+                f.write(conf % 2)
             os.kill(pid, signal.SIGHUP)
             deadline = time.monotonic() + BOUND
             while c.call("pool")["processes"] != 2:
@@ -246,13 +274,53 @@ class StartUp(unittest.TestCase):
             self.assertIsNone(c.recv())
             c.close()
             wait_for_exit(pid)
-            pid = None
             self.assertFalse(os.path.exists(self.socket))
         finally:
             p.stdout.close()
             p.stderr.close()
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
+            for q in pids_with_arg(rel_socket):
+                os.kill(q, signal.SIGKILL)
+
+    @unittest.skipIf(VALGRIND, "valgrind has no pidfd_open")
+    def test_started_with_its_standard_descriptors_closed_concd_serves(self):
+        """A descriptor concd opens must never be taken for stdin, stdout
+        or stderr, with or without -f."""
+        def close_std():
+            for fd in (0, 1, 2):
+                os.close(fd)
+        for fg in ([], ["-f"]):
+            with self.subTest(foreground=bool(fg)):
+                notify = Notify(os.path.join(self.dir, "notify"))
+                env = dict(os.environ, NOTIFY_SOCKET=notify.path)
+                p = subprocess.Popen([CONCD, "-s", self.socket, "-t", "1",
+                                      "-p", "1", "-d"] + fg, env=env,
+                                     preexec_fn=close_std)
+                pid = p.pid
+                try:
+                    notify.wait_for("READY=1")
+                    c = Client(self.socket)
+                    # with -d every request is logged: not into a socket
+                    for _ in range(3):
+                        self.assertEqual(c.call("ping")["t"], "pong")
+                    pid = c.call("hello", version=1)["pid"]
+                    for fd in (0, 1, 2):
+                        self.assertEqual(
+                            os.readlink("/proc/%d/fd/%d" % (pid, fd)),
+                            "/dev/null", fd)
+                    self.assertEqual(c.call("shutdown")["t"], "ok")
+                    self.assertIsNone(c.recv())
+                    c.close()
+                    wait_for_exit(pid)
+                    self.assertEqual(p.wait(BOUND), 0)
+                finally:
+                    # a daemon that went to the background unheard of
+                    # is known by the socket path, unique to this test
+                    for q in [pid] + pids_with_arg(self.socket):
+                        if proc_alive(q):
+                            os.kill(q, signal.SIGKILL)
+                    p.wait(BOUND)
+                    notify.close()
+                    os.unlink(notify.path)
 
     @unittest.skipIf(VALGRIND, "valgrind keeps descriptors of its own")
     def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(self):
