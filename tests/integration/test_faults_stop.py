@@ -69,7 +69,8 @@ class Held:
                      self.fifo]
         self.pid = None
 
-    def submit(self, c, x, daemon):
+    def submit(self, c, x, daemon, wait=True):
+        """Submit it; with wait, until its command runs."""
         self.rid = c.request("submit", task="exec", exec=x, daemon=daemon,
                              args={"argv": self.argv}, watch=True)
         m = c.recv_for(self.rid)
@@ -77,7 +78,7 @@ class Held:
         self.job = m["job"]
         self.events = []
         # its first line says the command runs, and which pid it has
-        while self.pid is None:
+        while wait and self.pid is None:
             m = c.recv_for(self.rid)
             assert m is not None and m["t"] != "end", m
             self.events.append(m)
@@ -103,6 +104,8 @@ class Held:
 
     def until_end(self, c):
         self.events += c.until_end(self.rid)
+        if self.pid is None:
+            self.pid = int(output(self.events).split(b"\n")[0])
         return self.events[-1]
 
 
@@ -132,11 +135,16 @@ class Sigterm(unittest.TestCase):
     def test_daemon_jobs_end_at_once_and_held_jobs_drain_on_every_executor(
             self):
         c = self.c
-        drained, killed, sleeping = {}, {}, {}
+        drained, killed, sleeping, later = {}, {}, {}, {}
         for x in EXECUTORS:
             drained[x] = Held(self.d, "drain-" + x).submit(c, x, False)
             killed[x] = Held(self.d, "kill-" + x).submit(c, x, True)
             sleeping[x] = sleeper(c, x, True)
+        # one more of each, queued while a worker of its kind is busy
+        # (or running, where the executor has room): drained all the same
+        for x in EXECUTORS:
+            later[x] = Held(self.d, "later-" + x).submit(c, x, False,
+                                                         wait=False)
         workers = self.workers()
         self.assertEqual(len(workers), 3)
         self.d.proc.send_signal(signal.SIGTERM)
@@ -151,33 +159,38 @@ class Sigterm(unittest.TestCase):
             with self.subTest(executor=x, job="daemon sleep"):
                 end = c.until_end(sleeping[x][0])[-1]
                 self.assertEqual(end["state"], "cancelled", end)
-        # the others still run, and nothing new is taken on
+        # the others still run or wait their turn; nothing new is taken on
         for x in EXECUTORS:
             st = c.call("status", job=drained[x].job)
             self.assertEqual(st["state"], "running", (x, st))
             self.assertIn(proc_state(drained[x].pid), ("S", "R"), x)
+            st = c.call("status", job=later[x].job)
+            self.assertIn(st["state"], ("queued", "running"), (x, st))
         m = c.call("submit", task="noop")
         self.assertEqual((m["t"], m["error"]), ("error", "shutting_down"))
         self.assertIsNone(self.d.proc.poll())
         # released, they finish their work and succeed
         for x in EXECUTORS:
-            drained[x].release(b"drained on %s\n" % x.encode())
+            for h in (drained[x], later[x]):
+                h.release(b"%s on %s\n" % (h.fifo.encode(), x.encode()))
         for x in EXECUTORS:
-            with self.subTest(executor=x, job="drained exec"):
-                h = drained[x]
-                end = h.until_end(c)
-                self.assertEqual((end["state"], end.get("result")),
-                                 ("succeeded", {"status": 0}), end)
-                self.assertEqual(output(h.events),
-                                 b"%d\ndrained on %s\nreleased\n"
-                                 % (h.pid, x.encode()))
+            for h in (drained[x], later[x]):
+                with self.subTest(executor=x, job=h.fifo):
+                    end = h.until_end(c)
+                    self.assertEqual((end["state"], end.get("result")),
+                                     ("succeeded", {"status": 0}), end)
+                    self.assertEqual(output(h.events),
+                                     b"%d\n%s on %s\nreleased\n"
+                                     % (h.pid, h.fifo.encode(),
+                                        x.encode()))
         self.assertEqual(self.d.proc.wait(BOUND), 0)
         log = self.d.log()
-        self.assertIn("stopping; draining 3 jobs", log)
-        self.assertIn("stopped: 3 jobs drained, 6 daemon jobs killed, "
+        self.assertIn("stopping; draining 6 jobs", log)
+        self.assertIn("stopped: 6 jobs drained, 6 daemon jobs killed, "
                       "0 queued jobs cancelled, 0 cut off", log)
         self.assertNotIn("cut off while", log)
-        for pid in workers + [h.pid for h in drained.values()]:
+        for pid in workers + [h.pid for h in
+                              list(drained.values()) + list(later.values())]:
             wait_dead(pid)
 
     def test_a_second_sigterm_ends_everything_at_once_and_says_what(self):
