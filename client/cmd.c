@@ -661,7 +661,8 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 		}
 		break;
 	case CMD_OPT_LIMIT:
-		return cmd_parse_count(ce->name, value, 1, &a->limit);
+		/* 0: no rows, only the counts */
+		return cmd_parse_count(ce->name, value, 0, &a->limit);
 	case CMD_OPT_THREADS:
 		/* the daemon knows its limits and says them */
 		return cmd_parse_count(ce->name, value, 0, &a->threads);

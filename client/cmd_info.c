@@ -242,14 +242,14 @@ cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 	struct proto_msg m, row;
 	struct proto_fault f;
 	struct render_table t;
-	const msgpack_object_array *jobs;
+	const msgpack_object_array *jobs, none = {0, NULL};
 	uint64_t id, now = info_realtime();
 	uint32_t i;
 	int ret;
 
 	id = conn_begin(&ctl->conn, &e, PROTO_PS);
 	proto_enc_bool(&e, PF_ALL, (a->seen & CMD_OPT_ALL) != 0);
-	if (a->limit != 0)
+	if (a->seen & CMD_OPT_LIMIT)
 		proto_enc_u64(&e, PF_LIMIT, a->limit);
 	if (a->state >= 0)
 		proto_enc_cstr(&e, PF_STATE, proto_states[a->state]);
@@ -257,7 +257,7 @@ cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 		return ret;
 	if (ctl->json)
 		return CTL_OK;
-	jobs = &m.f[PF_JOBS].via.array;
+	jobs = proto_has(&m, PF_JOBS) ? &m.f[PF_JOBS].via.array : &none;
 	render_table_init(&t, INFO_PS_COLS, jobs->size, info_ps_titles,
 	                  info_ps_right);
 	for (i = 0; i < jobs->size; i++) {

@@ -30,6 +30,8 @@ struct job;
 
 void log_init(bool debug);
 void log_silence(void);
+void log_to_fd(int);
+void log_to_syslog(void);
 void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -350,6 +352,7 @@ bool sched_poll(void);
 void sched_set_queue_limit(size_t);
 /* Room for n more jobs on executor x? */
 bool sched_has_room(enum proto_exec x, size_t n);
+void sched_status_stopping(void);
 void sched_shutdown(void);
 
 /* ---- loop_exec.c ---- */
@@ -420,6 +423,7 @@ void request_hook_shutdown(void (*)(const char *why, bool cancel_pending));
 /* ---- server.c ---- */
 
 int server_listen(const char *path, char *cause, size_t causelen);
+const char *server_listen_names(void);
 void server_start(struct server_options *);
 void server_shutdown(const char *why, bool cancel_pending);
 void server_free(void);

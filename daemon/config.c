@@ -3,6 +3,8 @@
  * key in the table below; concd.conf(5) documents the same rows.  Flags
  * on the command line win over the file.
  */
+#include <sys/stat.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -71,10 +73,11 @@ config_set(struct server_options *o, const struct config_key *k,
 		*dst = strdup(value);
 		return 0;
 	}
+	/* plain decimal: strtol alone would take "+3", " 3" and "-0" */
 	errno = 0;
 	v = strtol(value, &end, 10);
-	if (errno != 0 || *value == '\0' || *end != '\0' || v < k->min ||
-	    v > k->max) {
+	if (!isdigit((unsigned char)*value) || errno != 0 || *end != '\0' ||
+	    v < k->min || v > k->max) {
 		snprintf(cause, causelen, "%s must be a number from %ld to %ld",
 		         k->name, k->min, k->max);
 		return -1;
@@ -87,13 +90,34 @@ config_set(struct server_options *o, const struct config_key *k,
 }
 
 /*
+ * A key set on the command line (kept) keeps its value, but the file's
+ * value is checked all the same: a mistake in the file is reported
+ * even while a flag hides it.
+ */
+static int
+config_check(struct server_options *o, const struct config_key *k, bool kept,
+             const char *value, char *cause, size_t causelen)
+{
+	struct server_options scratch = {0};
+	int rc;
+
+	if (!kept)
+		return config_set(o, k, value, cause, causelen);
+	rc = config_set(&scratch, k, value, cause, causelen);
+	config_free(&scratch);
+	return rc;
+}
+
+/*
  * Read path into o, except for keys in keep (set on the command line).
  * Returns -1 with cause; a missing file is an error only if required.
+ * A directory is an error, whether required or not.
  */
 int
 config_load(const char *path, bool required, struct server_options *o,
             uint32_t keep, char *cause, size_t causelen)
 {
+	struct stat st;
 	FILE *f;
 	int rc;
 
@@ -101,6 +125,11 @@ config_load(const char *path, bool required, struct server_options *o,
 		if (!required && errno == ENOENT)
 			return 0;
 		snprintf(cause, causelen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		snprintf(cause, causelen, "%s: %s", path, strerror(EISDIR));
+		fclose(f);
 		return -1;
 	}
 	rc = config_load_stream(f, path, o, keep, cause, causelen);
@@ -143,15 +172,17 @@ config_load_stream(FILE *f, const char *path, struct server_options *o,
 			rc = -1;
 			break;
 		}
-		if (keep & (1u << i))
-			continue;
-		if (config_set(o, &config_keys[i], value, why, sizeof(why)) <
-		    0) {
+		if (config_check(o, &config_keys[i], (keep & (1u << i)) != 0,
+		                 value, why, sizeof(why)) < 0) {
 			snprintf(cause, causelen, "%s:%d: %s", path, lineno,
 			         why);
 			rc = -1;
 			break;
 		}
+	}
+	if (rc == 0 && ferror(f)) {
+		snprintf(cause, causelen, "%s: %s", path, strerror(errno));
+		rc = -1;
 	}
 	return rc;
 }

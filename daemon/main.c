@@ -152,13 +152,53 @@ default_socket(void)
 }
 
 /*
+ * Started with stdin, stdout or stderr closed, concd would hand out
+ * those numbers to its sockets and files, and a log line or a dup2 to
+ * them would hit the wrong file: open /dev/null on them first.
+ */
+static void
+std_fds_open(void)
+{
+	int fd;
+
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= STDERR_FILENO)
+		;
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
+/*
+ * A relative path given on the command line or in the file, made
+ * absolute: without -f, concd leaves its working directory for /.
+ */
+static char *
+absolute(char *path)
+{
+	char cwd[PATH_MAX], *abs;
+
+	if (path == NULL || path[0] == '/')
+		return path;
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		fatal("getcwd");
+	if (asprintf(&abs, "%s/%s", cwd, path) < 0)
+		fatal("asprintf");
+	free(path);
+	return abs;
+}
+
+/*
  * Without -f: fork, and let the parent exit only once the child serves,
  * so `concd && concctl ...` works.  Called before any thread exists.
+ * The child leaves the caller's session, working directory and files:
+ * standard input and output are /dev/null at once, and standard error
+ * too, while log lines go on to the caller's stderr until the child
+ * serves (a failed start says why there), then to syslog(3).  Worker
+ * processes and commands started later inherit none of the caller's.
  */
 static int
 background(void)
 {
-	int p[2];
+	int p[2], null, err;
 	char c;
 	pid_t pid;
 
@@ -175,6 +215,18 @@ background(void)
 	}
 	close(p[0]);
 	setsid();
+	if (chdir("/") < 0)
+		fatal("chdir /");
+	if ((null = open("/dev/null", O_RDWR)) < 0)
+		fatal("/dev/null");
+	/* the caller's stderr, until ready; none if it had none */
+	if ((err = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3)) >= 0)
+		log_to_fd(err);
+	if (dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0 ||
+	    dup2(null, STDERR_FILENO) < 0)
+		fatal("dup2 /dev/null");
+	if (null > STDERR_FILENO)
+		close(null);
 	return p[1];
 }
 
@@ -212,6 +264,7 @@ main(int argc, char *argv[])
 
 	if (argc >= 3 && strcmp(argv[1], "--worker") == 0)
 		return worker_role(argc, argv);
+	std_fds_open();
 
 	n = sysconf(_SC_NPROCESSORS_ONLN);
 	opt.threads = n > 0 ? (int)n : 1;
@@ -288,6 +341,10 @@ main(int argc, char *argv[])
 		opt.socket_path = default_socket();
 	if (opt.plugin_dir == NULL)
 		opt.plugin_dir = strdup(CONCD_PLUGIN_DIR);
+	/* reloads, the stop and new workers use them after a chdir("/") */
+	opt.config_path = absolute(opt.config_path);
+	opt.socket_path = absolute(opt.socket_path);
+	opt.plugin_dir = absolute(opt.plugin_dir);
 	raise_nofile();
 	if (server_listen(opt.socket_path, cause, sizeof(cause)) < 0)
 		fatalx("%s", cause);
@@ -310,14 +367,14 @@ main(int argc, char *argv[])
 		fatalx("cannot start the process pool");
 	server_start(&opt);
 
+	if (ready_fd >= 0)
+		log_to_syslog();
 	log_info("ready: %d threads, %d processes, listening on %s",
-	         opt.threads, opt.processes, opt.socket_path);
+	         opt.threads, opt.processes, server_listen_names());
 	notify_ready();
 	if (ready_fd >= 0) {
 		(void)write(ready_fd, "r", 1);
 		close(ready_fd);
-		if (freopen("/dev/null", "r", stdin) == NULL)
-			log_warn("/dev/null");
 	}
 
 	loop_run(opt.busy_poll);

@@ -1,6 +1,7 @@
 /*
  * sched.c -- executors behind one interface: choosing one for a job,
- * handing jobs to it, and the STATUS= line that sums them up.
+ * handing jobs to it, and the STATUS= line that sums them up (the drain's
+ * progress once the daemon stops).
  */
 #include <stdio.h>
 
@@ -15,6 +16,7 @@ static const struct executor *const executors[PX_COUNT] = {
 static struct event *status_ev;
 static size_t queue_limit = 1000000;
 static bool status_pending;
+static bool status_stopping;
 
 static void sched_changed_cb(void *);
 
@@ -131,19 +133,40 @@ sched_poll(void)
 	return found;
 }
 
+/* Once the daemon stops, STATUS= says only how the drain goes. */
 static void
-sched_status_cb(evutil_socket_t fd, short what, void *arg)
+sched_status_send(void)
 {
 	size_t counts[PS_COUNT];
 	char line[128];
 
-	status_pending = false;
 	job_counts(counts);
-	snprintf(line, sizeof(line), "%zu running, %zu queued, %zu finished",
-	         counts[PS_RUNNING], counts[PS_QUEUED],
-	         counts[PS_SUCCEEDED] + counts[PS_FAILED] +
-	             counts[PS_CANCELLED] + counts[PS_TIMED_OUT]);
+	if (status_stopping)
+		snprintf(line, sizeof(line),
+		         "stopping: draining %zu running, %zu queued",
+		         counts[PS_RUNNING], counts[PS_QUEUED]);
+	else
+		snprintf(line, sizeof(line),
+		         "%zu running, %zu queued, %zu finished",
+		         counts[PS_RUNNING], counts[PS_QUEUED],
+		         counts[PS_SUCCEEDED] + counts[PS_FAILED] +
+		             counts[PS_CANCELLED] + counts[PS_TIMED_OUT]);
 	notify_status(line);
+}
+
+static void
+sched_status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	status_pending = false;
+	sched_status_send();
+}
+
+/* The stop has begun: say so now, and from now on. */
+void
+sched_status_stopping(void)
+{
+	status_stopping = true;
+	sched_status_send();
 }
 
 /*

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -25,7 +26,8 @@ static struct {
 	struct event *ev[SERVER_MAX_LISTEN];
 	int nfds;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	bool bound; /* we made path, so we remove it */
+	bool bound;      /* we made path, so we remove it */
+	char names[256]; /* what we listen on, for the log */
 	struct event *backoff;
 	struct event *watchdog;
 	struct event *sig[3];
@@ -71,6 +73,39 @@ socket_alive(const struct sockaddr_un *sun)
 	return alive;
 }
 
+/*
+ * The name of a socket systemd handed over: its path, @name for the
+ * abstract namespace, or the descriptor when it has no name.
+ */
+static void
+server_socket_name(int fd, char *buf, size_t size)
+{
+	struct sockaddr_un sun;
+	socklen_t len = sizeof(sun);
+	size_t n;
+
+	memset(&sun, 0, sizeof(sun));
+	if (getsockname(fd, (struct sockaddr *)&sun, &len) < 0 ||
+	    sun.sun_family != AF_UNIX ||
+	    len <= offsetof(struct sockaddr_un, sun_path)) {
+		snprintf(buf, size, "fd %d", fd);
+		return;
+	}
+	n = len - offsetof(struct sockaddr_un, sun_path);
+	if (sun.sun_path[0] == '\0')
+		snprintf(buf, size, "@%.*s", (int)(n - 1), sun.sun_path + 1);
+	else
+		snprintf(buf, size, "%.*s", (int)strnlen(sun.sun_path, n),
+		         sun.sun_path);
+}
+
+/* What concd listens on: a path, or those of the sockets handed over. */
+const char *
+server_listen_names(void)
+{
+	return srv.names;
+}
+
 int
 server_listen(const char *path, char *cause, size_t causelen)
 {
@@ -85,8 +120,16 @@ server_listen(const char *path, char *cause, size_t causelen)
 		srv.nfds = n;
 		for (n = 0; n < srv.nfds; n++) {
 			int fl = fcntl(srv.fds[n], F_GETFL);
+			size_t off = strlen(srv.names);
+
 			fcntl(srv.fds[n], F_SETFL, fl | O_NONBLOCK);
 			fcntl(srv.fds[n], F_SETFD, FD_CLOEXEC);
+			if (n > 0 && off + 2 < sizeof(srv.names)) {
+				strcpy(srv.names + off, ", ");
+				off += 2;
+			}
+			server_socket_name(srv.fds[n], srv.names + off,
+			                   sizeof(srv.names) - off);
 		}
 		log_info("using %d socket(s) from systemd", srv.nfds);
 		return 0;
@@ -141,6 +184,7 @@ server_listen(const char *path, char *cause, size_t causelen)
 		return -1;
 	}
 	strcpy(srv.path, path);
+	snprintf(srv.names, sizeof(srv.names), "%s", path);
 	srv.bound = true;
 	srv.fds[0] = fd;
 	srv.nfds = 1;
@@ -222,17 +266,8 @@ server_active(void)
 static void
 server_stop_check_cb(evutil_socket_t fd, short what, void *arg)
 {
-	size_t counts[PS_COUNT];
-	char status[128];
-
-	job_counts(counts);
-	if (counts[PS_QUEUED] + counts[PS_RUNNING] + reap_pending() > 0) {
-		snprintf(status, sizeof(status),
-		         "stopping: draining %zu running, %zu queued",
-		         counts[PS_RUNNING], counts[PS_QUEUED]);
-		notify_status(status);
+	if (server_active() + reap_pending() > 0)
 		return;
-	}
 	event_del(stop.check);
 	evtimer_del(stop.timer);
 	/* one more pass lets the final events go out first */
@@ -354,6 +389,7 @@ server_shutdown(const char *why, bool cancel_pending)
 	         "killed %zu daemon jobs, cancelled %zu queued",
 	         why, stop.draining, (long)limit.tv_sec, stop.killed,
 	         stop.dropped);
+	sched_status_stopping();
 	stop.check =
 	    event_new(loop_base, -1, EV_PERSIST, server_stop_check_cb, NULL);
 	stop.timer = evtimer_new(loop_base, server_stop_timeout_cb, NULL);
@@ -382,7 +418,8 @@ server_reload(void)
 	char cause[512];
 
 	o.socket_path = o.plugin_dir = o.config_path = NULL;
-	if (config_load(srv.opt->config_path, false, &o,
+	/* asked to read the file: a missing one is an error here */
+	if (config_load(srv.opt->config_path, true, &o,
 	                srv.opt->cmdline | fixed, cause, sizeof(cause)) < 0) {
 		log_warnx("reload: %s; keeping the running configuration",
 		          cause);

@@ -1,11 +1,17 @@
-"""Job control on the wire: gather, retries, queue limits, ps paging and
-retention of finished jobs."""
+"""Job control on the wire: gather, retries, queue limits, ps paging,
+retention of finished jobs, and the configuration file."""
+import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import VALGRIND, Daemon, DaemonTest  # noqa: E402
+from harness import BOUND, CONCD, VALGRIND, Daemon, DaemonTest  # noqa: E402
 
 
 def gather(c, jobs, **kw):
@@ -216,6 +222,22 @@ class Paging(DaemonTest):
         m = c.call("ps", state="sleepy")
         self.assertEqual(m["error"], "bad_field")
 
+    def test_ps_n_0_shows_the_counts_without_rows(self):
+        c = self.d.client()
+        rid, acc = gather(c, [{"task": "noop"} for _ in range(3)])
+        gather_ends(c, rid, 3)
+        r = self.d.concctl("ps", "-a", "-n", "0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # the table has its titles and no row
+        self.assertEqual(len(r.stdout.splitlines()), 1, r.stdout)
+        self.assertIn("ID", r.stdout)
+        self.assertEqual(r.stderr, "counts: 3 succeeded\nshowing 0 of 3\n")
+        r = self.d.concctl("--json", "ps", "-a", "-n", "0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = json.loads(r.stdout)
+        self.assertEqual((m["total"], m["counts"]["succeeded"],
+                          m.get("jobs", [])), (3, 3, []))
+
 
 class Retention(unittest.TestCase):
     def test_only_the_newest_finished_jobs_are_kept(self):
@@ -230,6 +252,72 @@ class Retention(unittest.TestCase):
             self.assertEqual(c.call("result", job=ids[-1])["state"],
                              "succeeded")
             self.assertEqual(c.call("ps", all=True)["total"], 5)
+        finally:
+            d.close()
+
+
+class ConfigFile(unittest.TestCase):
+    """concd.conf: mistakes stop start-up with a reason, and a reload that
+    cannot read the file keeps the running configuration."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="concd-test-")
+        self.conf = os.path.join(self.dir, "concd.conf")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self, *args):
+        return subprocess.run([CONCD, "-f", "-s",
+                               os.path.join(self.dir, "s")] + list(args),
+                              capture_output=True, text=True, timeout=BOUND)
+
+    def write(self, text):
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+    def test_a_directory_given_with_c_stops_start_up(self):
+        r = self.start("-c", self.dir)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("%s: Is a directory" % self.dir, r.stderr)
+
+    def test_a_bad_value_in_the_file_is_reported_though_a_flag_sets_it(self):
+        self.write("processes = -1\n")
+        r = self.start("-c", self.conf, "-p", "1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("concd.conf:1: processes must be a number from 0 to",
+                      r.stderr)
+
+    def test_numbers_are_plain_decimal(self):
+        for value in ("+3", "3.0", "0x3", " 3 3"):
+            self.write("threads = %s\n" % value)
+            r = self.start("-c", self.conf)
+            self.assertEqual(r.returncode, 1, value)
+            self.assertIn("concd.conf:1: threads must be a number from 1 to",
+                          r.stderr)
+        r = subprocess.run([CONCD, "-f", "-t", "+3"], capture_output=True,
+                           text=True, timeout=BOUND)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--threads: threads must be a number", r.stderr)
+
+    def test_a_reload_of_a_deleted_file_keeps_the_configuration(self):
+        self.write("processes = 1\n")
+        d = Daemon("-c", self.conf)
+        try:
+            c = d.client()
+            self.assertEqual(c.call("pool")["processes"], 1)
+            os.unlink(self.conf)
+            d.proc.send_signal(signal.SIGHUP)
+            want = ("reload: %s: No such file or directory; keeping the "
+                    "running configuration" % self.conf)
+            deadline = time.monotonic() + BOUND
+            while want not in d.log():
+                self.assertLess(time.monotonic(), deadline, d.log())
+                # the reply is an event: the loop has turned since
+                self.assertEqual(c.call("ping")["t"], "pong")
+            self.assertNotIn("reloaded", d.log())
+            self.assertEqual(c.call("pool")["processes"], 1)
+            self.assertEqual(d.stop(), 0)
         finally:
             d.close()
 

@@ -1,6 +1,8 @@
 #!/bin/bash
 # man_lint.sh MANDIR -- every page in MANDIR is clean under
-# `mandoc -Tlint -Wwarning`: exit status 0 and no output at all.
+# `mandoc -Tlint -Wwarning`: exit status 0 and no output at all; and its
+# rendered text has no English word turned into a flag (a stray `Fl`
+# renders "-c, or the default" as "-c, -or -the -default").
 set -eu
 
 mandir=$1
@@ -20,6 +22,15 @@ for page in "${pages[@]}"; do
 	if [ "$rc" -ne 0 ] || [ -n "$out" ]; then
 		echo "FAIL: ${page##*/} (mandoc rc $rc)"
 		[ -z "$out" ] || printf '%s\n' "$out"
+		fail=1
+		continue
+	fi
+	words=$(mandoc -Tascii "$page" | col -b |
+		grep -nE '(^|[[:space:](])-(or|and|the|of|to|an|in|is|it|with|for|on|by|as|default)([^[:alnum:]-]|$)' ||
+		true)
+	if [ -n "$words" ]; then
+		echo "FAIL: ${page##*/}: words rendered as flags"
+		printf '%s\n' "$words"
 		fail=1
 	else
 		echo "ok: ${page##*/}"

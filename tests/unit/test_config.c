@@ -1,0 +1,183 @@
+/*
+ * test_config.c -- concd.conf as config.c reads it: what is refused, with
+ * which reason, and what a key set on the command line keeps.
+ */
+#include <sys/stat.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "concd.h"
+
+struct fixture {
+	char dir[64];
+	char file[96];
+};
+
+static int
+setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+
+	if (fx == NULL)
+		return -1;
+	strcpy(fx->dir, "/tmp/concd-config-XXXXXX");
+	if (mkdtemp(fx->dir) == NULL)
+		return -1;
+	snprintf(fx->file, sizeof(fx->file), "%s/concd.conf", fx->dir);
+	*state = fx;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	unlink(fx->file);
+	rmdir(fx->dir);
+	free(fx);
+	return 0;
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Load text as the file; returns config_load's rc, cause in cause. */
+static int
+load(struct fixture *fx, const char *text, struct server_options *o,
+     uint32_t keep, char *cause, size_t causelen)
+{
+	write_file(fx->file, text);
+	cause[0] = '\0';
+	return config_load(fx->file, true, o, keep, cause, causelen);
+}
+
+/* A directory is not a configuration file, even an optional one. */
+static void
+a_directory_is_refused_by_name(void **state)
+{
+	struct fixture *fx = *state;
+	struct server_options o = {.threads = 2};
+	char cause[512], want[128];
+
+	assert_int_equal(
+	    config_load(fx->dir, true, &o, 0, cause, sizeof(cause)), -1);
+	snprintf(want, sizeof(want), "%s: Is a directory", fx->dir);
+	assert_string_equal(cause, want);
+	assert_int_equal(
+	    config_load(fx->dir, false, &o, 0, cause, sizeof(cause)), -1);
+	assert_string_equal(cause, want);
+	assert_int_equal(o.threads, 2);
+	config_free(&o);
+}
+
+/* Numbers are plain decimal: no sign, no space inside, no base prefix. */
+static void
+numbers_are_plain_decimal(void **state)
+{
+	static const char *const bad[] = {
+	    "threads = +3\n",  "threads = -3\n", "threads = 0x3\n",
+	    "threads = 3 4\n", "threads = 3k\n", "threads =\n",
+	};
+	struct fixture *fx = *state;
+	struct server_options o = {.threads = 2};
+	char cause[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(load(fx, bad[i], &o, 0, cause, sizeof(cause)),
+		                 -1);
+		assert_non_null(strstr(cause, ":1: threads must be a number "
+		                              "from 1 to 1024"));
+		assert_int_equal(o.threads, 2);
+	}
+	assert_int_equal(
+	    load(fx, "threads = 007\n", &o, 0, cause, sizeof(cause)), 0);
+	assert_int_equal(o.threads, 7);
+	config_free(&o);
+}
+
+/*
+ * A key given on the command line keeps its value, but the file's value
+ * is still checked: a mistake in the file is reported, not hidden.
+ */
+static void
+a_bad_value_is_an_error_even_when_a_flag_overrides_the_key(void **state)
+{
+	struct fixture *fx = *state;
+	struct server_options o = {.threads = 2, .processes = 4};
+	uint32_t keep = config_key_bit("processes");
+	char cause[512];
+
+	assert_int_equal(load(fx, "threads = 3\nprocesses = -1\n", &o, keep,
+	                      cause, sizeof(cause)),
+	                 -1);
+	assert_non_null(strstr(cause, "concd.conf:2: processes must be a "
+	                              "number from 0 to 256"));
+	assert_int_equal(o.processes, 4);
+	/* a good value of a kept key is read and left alone */
+	o.threads = 2;
+	assert_int_equal(load(fx, "threads = 3\nprocesses = 1\n", &o, keep,
+	                      cause, sizeof(cause)),
+	                 0);
+	assert_int_equal(o.threads, 3);
+	assert_int_equal(o.processes, 4);
+	/* a kept path is checked too, and not replaced */
+	o.socket_path = strdup("/run/kept.sock");
+	keep = config_key_bit("socket");
+	assert_int_equal(load(fx, "socket = /run/other.sock\n", &o, keep, cause,
+	                      sizeof(cause)),
+	                 0);
+	assert_string_equal(o.socket_path, "/run/kept.sock");
+	config_free(&o);
+}
+
+/* A missing file is an error only when it is required. */
+static void
+a_missing_file_is_an_error_only_when_required(void **state)
+{
+	struct fixture *fx = *state;
+	struct server_options o = {.threads = 2};
+	char cause[512], want[160];
+
+	assert_int_equal(
+	    config_load(fx->file, false, &o, 0, cause, sizeof(cause)), 0);
+	assert_int_equal(
+	    config_load(fx->file, true, &o, 0, cause, sizeof(cause)), -1);
+	snprintf(want, sizeof(want), "%s: No such file or directory", fx->file);
+	assert_string_equal(cause, want);
+	config_free(&o);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(a_directory_is_refused_by_name,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(numbers_are_plain_decimal, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(
+	        a_bad_value_is_an_error_even_when_a_flag_overrides_the_key,
+	        setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        a_missing_file_is_an_error_only_when_required, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
