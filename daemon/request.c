@@ -515,7 +515,8 @@ task_usage(const struct task *t, char *buf, size_t size)
 static void
 request_tasks(struct conn *c, const struct proto_msg *m)
 {
-	static const char *const traits[] = {"non-blocking", "blocking", "cpu"};
+	static const char *const traits[] = {"non-blocking", "blocking", "cpu",
+	                                     "user-code"};
 	static const char *const execs[] = {"loop", "thread", "process"};
 	struct proto_enc e;
 	char usage[256];
@@ -532,7 +533,7 @@ request_tasks(struct conn *c, const struct proto_msg *m)
 		proto_enc_cstr(&e, PF_SUMMARY, t->summary);
 		task_usage(t, usage, sizeof(usage));
 		proto_enc_cstr(&e, PF_USAGE, usage);
-		enc_names(&e, PF_TRAITS, t->traits, traits, 3);
+		enc_names(&e, PF_TRAITS, t->traits, traits, 4);
 		enc_names(&e, PF_EXECUTORS, t->executors, execs, 3);
 		proto_enc_cstr(&e, PF_DEFAULT,
 		               proto_execs[task_default_exec(t)]);
