@@ -543,6 +543,9 @@ server_reload(void)
 	char cause[512];
 
 	o.socket_path = o.plugin_dir = o.config_path = NULL;
+	/* who may do what: a key taken out of the file is revoked */
+	o.exec_other_users = 0;
+	o.admin_gid = -1;
 	if (config_load(srv.opt->config_path, false, &o,
 	                srv.opt->cmdline | fixed, cause, sizeof(cause)) < 0) {
 		log_warnx("reload: %s; keeping the running configuration",
@@ -563,6 +566,9 @@ server_reload(void)
 	sched_set_queue_limit((size_t)o.queue_limit);
 	job_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	pool_process_set_max_jobs(o.max_jobs_per_worker);
+	srv.opt->exec_other_users = o.exec_other_users;
+	srv.opt->admin_gid = o.admin_gid;
+	request_set_policy(o.exec_other_users != 0, o.admin_gid);
 	log_info("reloaded %s: %d threads, %d processes", srv.opt->config_path,
 	         pool_thread_size(), pool_process_size());
 }
@@ -601,6 +607,7 @@ server_start(struct server_options *opt)
 
 	srv.opt = opt;
 	srv.started = server_now_us();
+	request_set_policy(opt->exec_other_users != 0, opt->admin_gid);
 	signal(SIGPIPE, SIG_IGN);
 	for (i = 0; i < 3; i++) {
 		srv.sig[i] =
