@@ -43,14 +43,16 @@ request_admin(const struct conn *c)
 
 	if (uid == 0 || (policy.self != 0 && uid == policy.self))
 		return true;
-	return policy.admin_gid >= 0 && conn_in_group(c, (gid_t)policy.admin_gid);
+	return policy.admin_gid >= 0 &&
+	       conn_in_group(c, (gid_t)policy.admin_gid);
 }
 
 /* May uid's user code run here: as uid, or as concd when allowed? */
 static bool
 request_user_code_ok(uid_t uid)
 {
-	return policy.self == 0 || uid == policy.self || policy.exec_other_users;
+	return policy.self == 0 || uid == policy.self ||
+	       policy.exec_other_users;
 }
 
 static void reply_error(struct conn *c, uint64_t id, enum proto_error code,
@@ -161,11 +163,12 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 	}
 	if ((js->task->traits & TASK_USER_CODE) && !request_user_code_ok(uid)) {
 		*code = PE_PERMISSION;
-		snprintf(cause, len,
-		         "%s jobs of uid %u are refused: this concd runs as uid "
-		         "%u, not as root, and would run them as that user "
-		         "(exec-other-users in concd.conf(5))",
-		         js->task->name, (unsigned)uid, (unsigned)policy.self);
+		snprintf(
+		    cause, len,
+		    "%s jobs of uid %u are refused: this concd runs as uid "
+		    "%u, not as root, and would run them as that user "
+		    "(exec-other-users in concd.conf(5))",
+		    js->task->name, (unsigned)uid, (unsigned)policy.self);
 		return -1;
 	}
 	js->requested = (enum proto_exec)x;
@@ -692,9 +695,10 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	uint64_t p = proto_u64(m, PF_PROCESSES, 0);
 
 	if (!request_admin(c)) {
-		reply_error(c, m->id, PE_PERMISSION,
-		            "only an admin may resize the pools: root, a member "
-		            "of admin-group, or the user of a user instance");
+		reply_error(
+		    c, m->id, PE_PERMISSION,
+		    "only an admin may resize the pools: root, a member "
+		    "of admin-group, or the user of a user instance");
 		return;
 	}
 	if (proto_has(m, PF_THREADS) && (t < 1 || t > POOL_MAX_THREADS)) {

@@ -628,7 +628,8 @@ task_account_get(uid_t uid, struct task_account *a, char *err, size_t errlen)
 	}
 	if (rc == 0 && found == NULL) {
 		free(buf);
-		snprintf(err, errlen, "uid %u has no entry in the user database",
+		snprintf(err, errlen,
+		         "uid %u has no entry in the user database",
 		         (unsigned)uid);
 		return -1;
 	}
@@ -637,11 +638,11 @@ task_account_get(uid_t uid, struct task_account *a, char *err, size_t errlen)
 	a->uid = pw.pw_uid;
 	a->gid = pw.pw_gid;
 	a->name = strdup(pw.pw_name);
-	a->home = strdup(pw.pw_dir != NULL && *pw.pw_dir != '\0' ? pw.pw_dir
-	                                                          : "/");
-	a->shell = strdup(pw.pw_shell != NULL && *pw.pw_shell != '\0'
-	                      ? pw.pw_shell
-	                      : "/bin/sh");
+	a->home =
+	    strdup(pw.pw_dir != NULL && *pw.pw_dir != '\0' ? pw.pw_dir : "/");
+	a->shell =
+	    strdup(pw.pw_shell != NULL && *pw.pw_shell != '\0' ? pw.pw_shell
+	                                                       : "/bin/sh");
 	if (a->name == NULL || a->home == NULL || a->shell == NULL) {
 		rc = ENOMEM;
 		goto fail;

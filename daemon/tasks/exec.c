@@ -500,16 +500,17 @@ exec_child_main(void *arg)
 		/*
 		 * The user's identity, on this process alone (raw calls: no
 		 * glibc broadcast to the threads it does not have).  Changing
-		 * the uid makes the shared memory undumpable until execve: the
-		 * user cannot trace the child while it is the daemon's.
+		 * the uid makes the shared memory undumpable: the user cannot
+		 * trace the child while it is the daemon's (and the daemon's
+		 * core dumps follow fs.suid_dumpable from then on).
 		 */
 		c->stage = EXEC_AT_IDENTITY;
 		if (syscall(SYS_setgroups, (size_t)c->as->ngroups,
 		            c->as->groups) < 0 ||
-		    syscall(SYS_setresgid, c->as->gid, c->as->gid,
-		            c->as->gid) < 0 ||
-		    syscall(SYS_setresuid, c->as->uid, c->as->uid,
-		            c->as->uid) < 0)
+		    syscall(SYS_setresgid, c->as->gid, c->as->gid, c->as->gid) <
+		        0 ||
+		    syscall(SYS_setresuid, c->as->uid, c->as->uid, c->as->uid) <
+		        0)
 			goto fail;
 		syscall(SYS_umask, 022);
 	}
@@ -614,18 +615,20 @@ exec_spawn_child(pid_t *pid, struct exec_child *cp)
 static char *
 exec_why(const struct exec_cmd *cmd, int stage, int rc)
 {
-	const char *name = stage == EXEC_AT_CWD && cmd->cwd != NULL
-	                       ? cmd->cwd
-	                       : cmd->argv[0];
+	const char *name =
+	    stage == EXEC_AT_CWD && cmd->cwd != NULL ? cmd->cwd : cmd->argv[0];
 	size_t len = strlen(name);
 	char *s;
 
 	if (stage == EXEC_AT_IDENTITY)
-		rc = asprintf(&s, "exec: cannot take the identity of uid %u: %s",
-		              (unsigned)cmd->uid, strerror(rc));
+		rc =
+		    asprintf(&s, "exec: cannot take the identity of uid %u: %s",
+		             (unsigned)cmd->uid, strerror(rc));
 	else if (stage == EXEC_AT_CWD && cmd->cwd == NULL)
-		rc = asprintf(&s, "exec: cannot change to the home directory "
-		              "or /: %s", strerror(rc));
+		rc = asprintf(&s,
+		              "exec: cannot change to the home directory "
+		              "or /: %s",
+		              strerror(rc));
 	else
 		rc = asprintf(&s, "exec: cannot %s \"%.*s%s\": %s",
 		              stage == EXEC_AT_CWD ? "use cwd" : "run",
@@ -638,7 +641,8 @@ exec_why(const struct exec_cmd *cmd, int stage, int rc)
 static void
 exec_fail_with(struct task_ctx *ctx, char *why)
 {
-	task_fail(ctx, "%s", why != NULL ? why : "exec: cannot run the command");
+	task_fail(ctx, "%s",
+	          why != NULL ? why : "exec: cannot run the command");
 	free(why);
 }
 
@@ -682,8 +686,8 @@ exec_owner_env(const struct task_account *a, char **envp, char ***own)
 	for (i = 0; i < nvars; i++) {
 		if (exec_find_env(envp, vars[i].name) != NULL)
 			continue;
-		if (asprintf(&mine[k], "%s=%s", vars[i].name,
-		             vars[i].value) < 0) {
+		if (asprintf(&mine[k], "%s=%s", vars[i].name, vars[i].value) <
+		    0) {
 			mine[k] = NULL;
 			exec_free_strv(mine);
 			free(v);
@@ -705,8 +709,8 @@ exec_owner_env(const struct task_account *a, char **envp, char ***own)
  * *why (NULL if out of memory).
  */
 static int
-exec_spawn_cmd(pid_t *pid, const struct exec_cmd *cmd, int in, int out,
-               int err, char **why)
+exec_spawn_cmd(pid_t *pid, const struct exec_cmd *cmd, int in, int out, int err,
+               char **why)
 {
 	struct exec_child c = {.argv = cmd->argv,
 	                       .envp = cmd->envp != NULL ? cmd->envp : environ,
@@ -861,11 +865,14 @@ exec_req_take(struct exec_req *r, int *fds, size_t nfd)
 static void
 exec_req_spawn(struct exec_req *r, int *fds, size_t nfd)
 {
-	r->rc = nfd != (r->with_stdin ? 3u : 2u)
-	            ? EBADF
-	            : exec_spawn_cmd(&r->pid, &r->cmd,
-	                             r->with_stdin ? fds[2] : -1, fds[0], fds[1],
-	                             &r->why);
+	if (nfd != (r->with_stdin ? 3u : 2u)) {
+		r->rc = EBADF;
+		r->why = exec_why(&r->cmd, EXEC_AT_EXEC, EBADF);
+	} else {
+		r->rc = exec_spawn_cmd(&r->pid, &r->cmd,
+		                       r->with_stdin ? fds[2] : -1, fds[0],
+		                       fds[1], &r->why);
+	}
 	exec_close_fds(fds, nfd);
 	exec_req_done(r);
 }
