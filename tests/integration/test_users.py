@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -328,17 +329,18 @@ class UserInstanceTest(unittest.TestCase):
         self.proc = subprocess.Popen(
             ["setpriv", "--reuid=%d" % uid(ALICE),
              "--regid=%d" % pwd.getpwnam(ALICE).pw_gid, "--init-groups",
-             CONCD, "-f", "-s", self.sock, "-c", conf, "-t", "1", "-p", "1"],
+             CONCD, "-f", "-s", self.sock, "-c", conf, "-t", "1"],
             env=env, stderr=self.log)
         self.notify.wait_for("READY=1")
         os.chmod(self.sock, 0o666)  # as root: let bob reach her socket
 
     def tearDown(self):
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(BOUND)
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(BOUND)
         self.log.close()
         self.notify.close()
+        self.assertEqual(rc, 0, "concd exited with %d" % rc)
 
     def ctl(self, user, *args):
         return subprocess.run(["runuser", "-u", user, "--", CONCTL,
@@ -347,7 +349,7 @@ class UserInstanceTest(unittest.TestCase):
                               timeout=BOUND)
 
     def test_it_refuses_other_users_exec_jobs(self):
-        self.start("")
+        self.start("processes = 1\n")
         r = self.ctl(BOB, "run", "exec", "--", "id", "-u")
         self.assertEqual(r.returncode, 4, r.stderr)
         self.assertEqual(r.stdout, "")
@@ -366,10 +368,23 @@ class UserInstanceTest(unittest.TestCase):
         self.assertEqual(self.proc.wait(BOUND), 0)
 
     def test_exec_other_users_runs_them_as_the_instances_user(self):
-        self.start("exec-other-users = yes\n")
+        self.start("exec-other-users = yes\nprocesses = 1\n")
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                r = self.ctl(BOB, "run", "exec", "-x", x, "--", "id", "-u")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout, "%d\n" % uid(ALICE))
+        # a reload without the key revokes it
+        with open(os.path.join(self.dir, "concd.conf"), "w") as f:
+            f.write("processes = 2\n")
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + BOUND
+        while json.loads(self.ctl(ALICE, "--json", "pool").stdout)[
+                "processes"] != 2:
+            self.assertLess(time.monotonic(), deadline, "no reload")
         r = self.ctl(BOB, "run", "exec", "--", "id", "-u")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout, "%d\n" % uid(ALICE))
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("permission_denied", r.stderr)
 
 
 if __name__ == "__main__":
