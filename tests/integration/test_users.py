@@ -21,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BOUND, CONCD, CONCTL, Daemon, Notify  # noqa: E402
+from harness import BOUND, CONCD, CONCTL, VALGRIND, Daemon, Notify  # noqa: E402
 
 ALICE, BOB, BOSS = "concd-alice", "concd-bob", "concd-boss"
 USERS_GROUP, ADMINS_GROUP = "concd-users", "concd-admins"
@@ -181,6 +181,8 @@ class RootConcdTest(UsersTest):
                       "env.GREETING=hi", "cwd=/tmp", "--", "sh", "-c",
                       'echo "$HOME $GREETING $USER"; pwd')
         self.assertEqual(out, "/nowhere hi %s\n/tmp\n" % ALICE)
+        if VALGRIND:
+            return  # valgrind runs the child as a fork: no error comes back
         # a directory she cannot enter is refused by name, as her
         for x in EXECUTORS:
             with self.subTest(executor=x):
@@ -263,11 +265,13 @@ class RootConcdTest(UsersTest):
         self.refused(ALICE, "shutdown", rc=4, message="permission_denied")
         self.refused(ALICE, "pool", "resize", "--threads", "3", rc=4,
                      message="permission_denied")
-        # nor from inside her own exec job
-        self.refused(ALICE, "run", "exec", "--", os.path.abspath(CONCTL),
-                     "--socket",
-                     self.d.socket, "shutdown", rc=1,
-                     message="exited with status 4")
+        # nor from inside her own exec job (under valgrind that concctl
+        # would be traced, with a log file she cannot write)
+        if not VALGRIND:
+            self.refused(ALICE, "run", "exec", "--",
+                         os.path.abspath(CONCTL), "--socket",
+                         self.d.socket, "shutdown", rc=1,
+                         message="exited with status 4")
         self.alive()
         # a member of admin-group may
         out = json.loads(self.ok(BOSS, "--json", "pool", "resize",
