@@ -432,9 +432,10 @@ struct exec_child {
 	size_t flen;      /* strlen(argv[0]) */
 	const char *cwd;
 	const struct task_account *as; /* whose command; NULL: concd's */
-	int fd[3]; /* what becomes 0, 1 and 2; fd[0] -1: /dev/null */
-	int err;   /* why the child could not run the command */
-	int stage; /* EXEC_AT_*: what it was doing then */
+	int fd[3];    /* what becomes 0, 1 and 2; fd[0] -1: /dev/null */
+	int err;      /* why the child could not run the command */
+	int stage;    /* EXEC_AT_*: what it was doing then */
+	bool all_ids; /* as: its real and saved uids are the owner's too */
 };
 
 /* What a child was doing when it failed, for the job's error. */
@@ -454,6 +455,34 @@ extern int __clone(int (*)(void *), void *, int, void *, ...);
 #else
 #define exec_clone clone
 #endif
+
+/*
+ * execve file in the child; 0 with errno when it did not, -1 when the
+ * child must give up.  A command run as its owner searches PATH with only
+ * the effective uid the owner's, checking what the owner may execute: its
+ * real and saved uids stay root's, so the owner cannot signal, and stop,
+ * a child that holds its parent.  They become the owner's at the last
+ * moment, before the execve; a stop that lands in between holds the
+ * spawner until the owner continues the child or it is killed.
+ */
+__attribute__((no_sanitize("address,thread,undefined"))) static int
+exec_child_execve(struct exec_child *c, const char *file)
+{
+	if (c->as != NULL && !c->all_ids) {
+		if (syscall(SYS_faccessat2, AT_FDCWD, file, X_OK, AT_EACCESS) <
+		        0 &&
+		    errno != ENOSYS)
+			return 0;
+		c->stage = EXEC_AT_IDENTITY;
+		if (syscall(SYS_setresuid, c->as->uid, c->as->uid, c->as->uid) <
+		    0)
+			return -1;
+		c->stage = EXEC_AT_EXEC;
+		c->all_ids = true;
+	}
+	syscall(SYS_execve, file, c->argv, c->envp);
+	return 0;
+}
 
 /*
  * The child, between clone and execve.  It shares its parent's memory,
@@ -499,8 +528,9 @@ exec_child_main(void *arg)
 	if (c->as != NULL) {
 		/*
 		 * The user's identity, on this process alone (raw calls: no
-		 * glibc broadcast to the threads it does not have).  Changing
-		 * the uid makes the shared memory undumpable: the user cannot
+		 * glibc broadcast to the threads it does not have); the uid
+		 * the effective one only, until exec_child_execve.  Changing
+		 * it makes the shared memory undumpable: the user cannot
 		 * trace the child while it is the daemon's (and the daemon's
 		 * core dumps follow fs.suid_dumpable from then on).
 		 */
@@ -509,8 +539,7 @@ exec_child_main(void *arg)
 		            c->as->groups) < 0 ||
 		    syscall(SYS_setresgid, c->as->gid, c->as->gid, c->as->gid) <
 		        0 ||
-		    syscall(SYS_setresuid, c->as->uid, c->as->uid, c->as->uid) <
-		        0)
+		    syscall(SYS_setresuid, -1, c->as->uid, -1) < 0)
 			goto fail;
 		syscall(SYS_umask, 022);
 	}
@@ -524,7 +553,7 @@ exec_child_main(void *arg)
 	c->stage = EXEC_AT_EXEC;
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
 	if (c->path == NULL) {
-		syscall(SYS_execve, c->argv[0], c->argv, c->envp);
+		(void)exec_child_execve(c, c->argv[0]);
 		goto fail;
 	}
 	/* as execvp: each PATH entry in turn, "" for the working directory */
@@ -539,7 +568,8 @@ exec_child_main(void *arg)
 				buf[n++] = '/';
 			for (i = 0; i <= (int)c->flen; i++)
 				buf[n + (size_t)i] = c->argv[0][i];
-			syscall(SYS_execve, buf, c->argv, c->envp);
+			if (exec_child_execve(c, buf) < 0)
+				goto fail;
 			switch (errno) {
 			case EACCES:
 				eacces = true;
@@ -591,6 +621,7 @@ exec_spawn_child(pid_t *pid, struct exec_child *cp)
 	c.flen = strlen(c.argv[0]);
 	c.err = 0;
 	c.stage = EXEC_AT_EXEC;
+	c.all_ids = false;
 	/* no handler of the daemon's may run in the child */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -734,9 +765,9 @@ exec_spawn_cmd(pid_t *pid, const struct exec_cmd *cmd, int in, int out, int err,
 		c.envp = envp;
 		c.as = &a;
 	}
+	/* looked up in the PATH the command gets, env= included */
 	if (strchr(c.argv[0], '/') == NULL &&
-	    (c.path = cmd->as_owner ? exec_find_env(c.envp, "PATH")
-	                            : getenv("PATH")) == NULL)
+	    (c.path = exec_find_env(c.envp, "PATH")) == NULL)
 		c.path = "/bin:/usr/bin";
 	if ((rc = exec_spawn_child(pid, &c)) != 0)
 		*why = exec_why(cmd, c.stage, rc);

@@ -149,14 +149,19 @@ class RootConcdTest(UsersTest):
         for x in EXECUTORS:
             with self.subTest(executor=x):
                 out = self.ok(ALICE, "run", "exec", "-x", x, "--",
-                              "sh", "-c", "id -u; id -g; id -G")
-                u, g, gs = out.split("\n")[:3]
-                self.assertEqual(int(u), uid(ALICE))
-                self.assertEqual(int(g), pwd.getpwnam(ALICE).pw_gid)
+                              "sh", "-c", "id -u; id -ru; id -g; id -rg; "
+                              "id -G")
+                u, ru, g, rg, gs = out.split("\n")[:5]
+                self.assertEqual((int(u), int(ru)), (uid(ALICE),) * 2)
+                self.assertEqual((int(g), int(rg)),
+                                 (pwd.getpwnam(ALICE).pw_gid,) * 2)
                 self.assertEqual({int(n) for n in gs.split()},
                                  groups_of(ALICE))
                 self.assertIn(grp.getgrnam(USERS_GROUP).gr_gid,
                               {int(n) for n in gs.split()})
+        # a command named by its path, not looked up in PATH
+        self.assertEqual(self.ok(ALICE, "run", "exec", "--", "/usr/bin/id",
+                                 "-ru"), "%d\n" % uid(ALICE))
         # root's own commands still run as root
         self.assertEqual(self.ok(None, "run", "exec", "--", "id", "-u"),
                          "0\n")
