@@ -80,7 +80,7 @@ request_job(struct conn *c, const struct proto_msg *m)
 	uint64_t id = proto_u64(m, PF_JOB, 0);
 	struct job *j = job_find(id);
 
-	if (j == NULL || !job_visible(j, conn_uid(c))) {
+	if (j == NULL || !(job_visible(j, conn_uid(c)) || request_admin(c))) {
 		/* Another user's job is as good as absent. */
 		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
 		            (unsigned long long)id);
@@ -375,6 +375,7 @@ request_status(struct conn *c, const struct proto_msg *m)
 
 struct ps_walk {
 	uid_t uid;
+	bool admin; /* sees every job */
 	size_t counts[PS_COUNT];
 };
 
@@ -383,7 +384,7 @@ ps_count(struct job *j, void *arg)
 {
 	struct ps_walk *w = arg;
 
-	if (job_visible(j, w->uid))
+	if (w->admin || job_visible(j, w->uid))
 		w->counts[j->state]++;
 }
 
@@ -411,7 +412,7 @@ ps_total(const size_t counts[PS_COUNT], int state, bool all)
 static void
 request_ps(struct conn *c, const struct proto_msg *m)
 {
-	struct ps_walk w = {.uid = conn_uid(c)};
+	struct ps_walk w = {.uid = conn_uid(c), .admin = request_admin(c)};
 	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), i, n = 0;
 	size_t total = 0;
 	bool all = proto_bool(m, PF_ALL, false);
@@ -437,7 +438,7 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		return;
 	}
-	if (w.uid == 0)
+	if (w.admin)
 		job_counts(w.counts);
 	else
 		job_foreach(ps_count, &w);
@@ -449,7 +450,7 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		if (j == NULL)
 			continue;
 		seen++;
-		if (!job_visible(j, w.uid))
+		if (!w.admin && !job_visible(j, w.uid))
 			continue;
 		if (state >= 0 ? j->state != state
 		               : !all && PROTO_STATE_FINAL(j->state))

@@ -256,7 +256,7 @@ class RootConcdTest(UsersTest):
                 self.assertIn("exec: uid %d has no entry in the user "
                               "database" % NO_ACCOUNT_UID, r.stderr)
 
-    def test_another_users_job_is_neither_seen_nor_cancelled(self):
+    def test_only_its_owner_and_admins_see_and_cancel_a_job(self):
         job = self.ok(ALICE, "submit", "sleep", "ms=600000").strip()
         self.assertTrue(job.isdigit())
         self.refused(BOB, "status", job, rc=4, message="no such job")
@@ -264,7 +264,11 @@ class RootConcdTest(UsersTest):
         self.assertNotIn(job, self.ok(BOB, "ps", "-a").split())
         st = json.loads(self.ok(ALICE, "--json", "status", job))
         self.assertEqual((st["state"], st["uid"]), ("running", uid(ALICE)))
-        self.ok(ALICE, "cancel", job)
+        # a member of admin-group sees and controls it, as root does
+        self.assertIn(job, self.ok(BOSS, "ps").split())
+        self.ok(BOSS, "cancel", job)
+        st = json.loads(self.ok(ALICE, "--json", "status", job))
+        self.assertEqual(st["state"], "cancelled")
 
     def test_shutdown_and_resize_need_an_admin(self):
         self.refused(ALICE, "shutdown", rc=4, message="permission_denied")
