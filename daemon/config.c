@@ -78,12 +78,25 @@ static long
 config_group(const char *value)
 {
 	struct group gr, *found = NULL;
-	char buf[16384], *end;
+	size_t size = 16384;
+	char *buf = NULL, *nb, *end;
 	unsigned long n;
+	long gid = -1;
+	int rc;
 
-	if (getgrnam_r(value, &gr, buf, sizeof(buf), &found) == 0 &&
-	    found != NULL)
-		return (long)found->gr_gid;
+	/* a group with many members needs a larger buffer: grow it */
+	do {
+		if ((nb = realloc(buf, size)) == NULL)
+			break;
+		buf = nb;
+		rc = getgrnam_r(value, &gr, buf, size, &found);
+		size *= 2;
+	} while (rc == ERANGE && size <= 16 * 1024 * 1024);
+	if (buf != NULL && found != NULL)
+		gid = (long)found->gr_gid;
+	free(buf);
+	if (gid >= 0)
+		return gid;
 	errno = 0;
 	n = strtoul(value, &end, 10);
 	if (errno == 0 && *value >= '0' && *value <= '9' && *end == '\0' &&
