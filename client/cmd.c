@@ -24,7 +24,7 @@ static const struct cmd_entry cmd_pool_table[] = {
         .name = "pool resize",
         .usage = "[--threads N] [--processes M]",
         .summary = "Change the number of warm threads and processes "
-                   "(root or the daemon's user).",
+                   "(admins: root, admin-group, a user instance's user).",
         .minargs = 0,
         .maxargs = 0,
         .options = CMD_OPT_THREADS | CMD_OPT_PROCESSES,
@@ -127,7 +127,8 @@ static const struct cmd_entry cmd_table[] = {
     {
         .name = "shutdown",
         .usage = "[--cancel-pending]",
-        .summary = "Stop the daemon (root or the daemon's user).",
+        .summary = "Stop the daemon (admins: root, admin-group, a user "
+                   "instance's user).",
         .minargs = 0,
         .maxargs = 0,
         .options = CMD_OPT_CANCEL_PENDING,

@@ -143,6 +143,8 @@ struct server_options {
 	int queue_limit;         /* queued jobs per executor */
 	int finished_ttl;        /* seconds finished jobs are kept, 0: ever */
 	int busy_poll;           /* µs of polling before sleeping, 0: none */
+	int exec_other_users;    /* a non-root concd runs others' exec jobs */
+	long admin_gid;          /* admin-group's gid, -1: none */
 	size_t max_finished;
 	bool foreground;
 	bool debug;
@@ -404,6 +406,7 @@ bool conn_congested(const struct conn *);
 void conn_flush_final(int ms);
 struct watch_list *conn_watches(struct conn *);
 uid_t conn_uid(const struct conn *);
+bool conn_in_group(const struct conn *, gid_t);
 void conn_close_all(void);
 void conn_hangup(struct conn *);
 size_t conn_count(void);
@@ -419,6 +422,13 @@ void conn_hook_batch(void (*)(void));
 extern const struct conn_handler request_handler;
 /* What a `shutdown` request calls: server.c registers server_shutdown. */
 void request_hook_shutdown(void (*)(const char *why, bool cancel_pending));
+
+/*
+ * Who may do what, from concd.conf: admin_gid (-1: none) names the group
+ * whose members are admins besides root; exec_other_users lets a concd
+ * that is not root run other users' user code, as itself.
+ */
+void request_set_policy(bool exec_other_users, long admin_gid);
 
 /* ---- server.c ---- */
 

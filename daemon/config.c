@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,7 @@
 
 #include "concd.h"
 
-enum config_type { CONFIG_INT, CONFIG_PATH };
+enum config_type { CONFIG_INT, CONFIG_PATH, CONFIG_BOOL, CONFIG_GROUP };
 
 struct config_key {
 	const char *name;
@@ -38,6 +39,8 @@ static const struct config_key config_keys[] = {
     {"queue-limit", CONFIG_INT, 1, 100000000, OPT(queue_limit), true},
     {"finished-ttl", CONFIG_INT, 0, 100000000, OPT(finished_ttl), true},
     {"busy-poll", CONFIG_INT, 0, 100000, OPT(busy_poll), false},
+    {"exec-other-users", CONFIG_BOOL, 0, 1, OPT(exec_other_users), true},
+    {"admin-group", CONFIG_GROUP, 0, 0, OPT(admin_gid), true},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(CONFIG_NKEYS <= 32, "config_set_mask holds 32 keys");
@@ -55,12 +58,80 @@ trim(char *s)
 	return s;
 }
 
+/* yes or no (true/false, on/off, 1/0 alike): 1 or 0, -1 if neither. */
+static int
+config_bool(const char *value)
+{
+	static const char *const words[][2] = {
+	    {"no", "yes"}, {"false", "true"}, {"off", "on"}, {"0", "1"}};
+	size_t i;
+
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (strcmp(value, words[i][0]) == 0)
+			return 0;
+		if (strcmp(value, words[i][1]) == 0)
+			return 1;
+	}
+	return -1;
+}
+
+/* A group's gid, by name or number; -1 if there is no such group. */
+static long
+config_group(const char *value)
+{
+	struct group gr, *found = NULL;
+	size_t size = 16384;
+	char *buf = NULL, *nb, *end;
+	unsigned long n;
+	long gid = -1;
+	int rc;
+
+	/* a group with many members needs a larger buffer: grow it */
+	do {
+		if ((nb = realloc(buf, size)) == NULL)
+			break;
+		buf = nb;
+		rc = getgrnam_r(value, &gr, buf, size, &found);
+		size *= 2;
+	} while (rc == ERANGE && size <= 16 * 1024 * 1024);
+	if (buf != NULL && found != NULL)
+		gid = (long)found->gr_gid;
+	free(buf);
+	if (gid >= 0)
+		return gid;
+	errno = 0;
+	n = strtoul(value, &end, 10);
+	if (errno == 0 && *value >= '0' && *value <= '9' && *end == '\0' &&
+	    n < (unsigned long)(gid_t)-1)
+		return (long)n;
+	return -1;
+}
+
 static int
 config_set(struct server_options *o, const struct config_key *k,
            const char *value, char *cause, size_t causelen)
 {
 	char *end;
 	long v;
+
+	if (k->type == CONFIG_BOOL) {
+		if ((v = config_bool(value)) < 0) {
+			snprintf(cause, causelen, "%s must be yes or no",
+			         k->name);
+			return -1;
+		}
+		*(int *)((char *)o + k->offset) = (int)v;
+		return 0;
+	}
+	if (k->type == CONFIG_GROUP) {
+		if ((v = config_group(value)) < 0) {
+			snprintf(cause, causelen, "%s: no group \"%.64s\"",
+			         k->name, value);
+			return -1;
+		}
+		*(long *)((char *)o + k->offset) = v;
+		return 0;
+	}
 
 	if (k->type == CONFIG_PATH) {
 		char **dst = (char **)((char *)o + k->offset);

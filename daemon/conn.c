@@ -148,6 +148,40 @@ conn_uid(const struct conn *c)
 	return c->uid;
 }
 
+/*
+ * Whether the peer was in group gid when it connected: its gid, or one of
+ * its supplementary groups as the kernel recorded them (SO_PEERGROUPS).
+ * The user database is not asked: the loop must not wait on NSS.
+ */
+bool
+conn_in_group(const struct conn *c, gid_t gid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t small[64], *g = small;
+	size_t i, n;
+	bool in = false;
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+	    cred.gid == gid)
+		return true;
+	len = sizeof(small);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		if (errno != ERANGE || (g = malloc(len)) == NULL ||
+		    getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+			if (g != small)
+				free(g);
+			return false;
+		}
+	}
+	n = len / sizeof(*g);
+	for (i = 0; i < n && !in; i++)
+		in = g[i] == gid;
+	if (g != small)
+		free(g);
+	return in;
+}
+
 struct watch_list *
 conn_watches(struct conn *c)
 {

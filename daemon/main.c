@@ -269,6 +269,7 @@ main(int argc, char *argv[])
 	n = sysconf(_SC_NPROCESSORS_ONLN);
 	opt.threads = n > 0 ? (int)n : 1;
 	opt.processes = opt.threads;
+	opt.admin_gid = -1;
 	opt.max_finished = DEFAULT_MAX_FINISHED;
 	opt.stop_timeout = DEFAULT_STOP_TIMEOUT;
 	opt.queue_limit = DEFAULT_QUEUE_LIMIT;

@@ -215,6 +215,7 @@ proc_give(struct pworker *w, struct job *j)
 	proto_enc_begin(&e, conn_out(w->conn), PROTO_RUN, 0);
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_cstr(&e, PF_TASK, j->task->name);
+	proto_enc_u64(&e, PF_UID, j->uid); /* whose identity it acts with */
 	if (j->args_len > 0)
 		proto_enc_raw(&e, PF_ARGS, j->args, j->args_len);
 	proto_enc_end(&e);

@@ -14,6 +14,47 @@
 
 #define PS_DEFAULT_LIMIT 1000
 
+/*
+ * Who may do what (concd.conf's admin-group and exec-other-users).  The
+ * daemon's own uid counts only in a user instance: there its user is
+ * admin; in a root instance that uid is root's.  Every exec job of another
+ * user runs as that user under a root concd, and a concd that is not root
+ * runs none unless exec-other-users lets them run as its own user.
+ */
+static struct {
+	uid_t self; /* the uid concd runs as */
+	bool exec_other_users;
+	long admin_gid; /* -1: no admin group */
+} policy = {.admin_gid = -1};
+
+void
+request_set_policy(bool exec_other_users, long admin_gid)
+{
+	policy.self = geteuid();
+	policy.exec_other_users = exec_other_users;
+	policy.admin_gid = admin_gid;
+}
+
+/* Root, a member of admin-group, or the user a user instance runs as. */
+static bool
+request_admin(const struct conn *c)
+{
+	uid_t uid = conn_uid(c);
+
+	if (uid == 0 || (policy.self != 0 && uid == policy.self))
+		return true;
+	return policy.admin_gid >= 0 &&
+	       conn_in_group(c, (gid_t)policy.admin_gid);
+}
+
+/* May uid's user code run here: as uid, or as concd when allowed? */
+static bool
+request_user_code_ok(uid_t uid)
+{
+	return policy.self == 0 || uid == policy.self ||
+	       policy.exec_other_users;
+}
+
 static void reply_error(struct conn *c, uint64_t id, enum proto_error code,
                         const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -39,7 +80,7 @@ request_job(struct conn *c, const struct proto_msg *m)
 	uint64_t id = proto_u64(m, PF_JOB, 0);
 	struct job *j = job_find(id);
 
-	if (j == NULL || !job_visible(j, conn_uid(c))) {
+	if (j == NULL || !(job_visible(j, conn_uid(c)) || request_admin(c))) {
 		/* Another user's job is as good as absent. */
 		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
 		            (unsigned long long)id);
@@ -118,6 +159,16 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 		    cause, len,
 		    "unknown executor \"%.*s\" (auto, loop, thread, process)",
 		    (int)xlen, xname);
+		return -1;
+	}
+	if ((js->task->traits & TASK_USER_CODE) && !request_user_code_ok(uid)) {
+		*code = PE_PERMISSION;
+		snprintf(
+		    cause, len,
+		    "%s jobs of uid %u are refused: this concd runs as uid "
+		    "%u, not as root, and would run them as that user "
+		    "(exec-other-users in concd.conf(5))",
+		    js->task->name, (unsigned)uid, (unsigned)policy.self);
 		return -1;
 	}
 	js->requested = (enum proto_exec)x;
@@ -324,6 +375,7 @@ request_status(struct conn *c, const struct proto_msg *m)
 
 struct ps_walk {
 	uid_t uid;
+	bool admin; /* sees every job */
 	size_t counts[PS_COUNT];
 };
 
@@ -332,7 +384,7 @@ ps_count(struct job *j, void *arg)
 {
 	struct ps_walk *w = arg;
 
-	if (job_visible(j, w->uid))
+	if (w->admin || job_visible(j, w->uid))
 		w->counts[j->state]++;
 }
 
@@ -360,7 +412,7 @@ ps_total(const size_t counts[PS_COUNT], int state, bool all)
 static void
 request_ps(struct conn *c, const struct proto_msg *m)
 {
-	struct ps_walk w = {.uid = conn_uid(c)};
+	struct ps_walk w = {.uid = conn_uid(c), .admin = request_admin(c)};
 	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), i, n = 0;
 	size_t total = 0;
 	bool all = proto_bool(m, PF_ALL, false);
@@ -385,7 +437,7 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		return;
 	}
-	if (w.uid == 0)
+	if (w.admin)
 		job_counts(w.counts);
 	else
 		job_foreach(ps_count, &w);
@@ -396,7 +448,7 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		if (j == NULL)
 			continue;
 		seen++;
-		if (!job_visible(j, w.uid))
+		if (!w.admin && !job_visible(j, w.uid))
 			continue;
 		if (state >= 0 ? j->state != state
 		               : !all && PROTO_STATE_FINAL(j->state))
@@ -513,7 +565,8 @@ task_usage(const struct task *t, char *buf, size_t size)
 static void
 request_tasks(struct conn *c, const struct proto_msg *m)
 {
-	static const char *const traits[] = {"non-blocking", "blocking", "cpu"};
+	static const char *const traits[] = {"non-blocking", "blocking", "cpu",
+	                                     "user-code"};
 	static const char *const execs[] = {"loop", "thread", "process"};
 	struct proto_enc e;
 	char usage[256];
@@ -530,7 +583,7 @@ request_tasks(struct conn *c, const struct proto_msg *m)
 		proto_enc_cstr(&e, PF_SUMMARY, t->summary);
 		task_usage(t, usage, sizeof(usage));
 		proto_enc_cstr(&e, PF_USAGE, usage);
-		enc_names(&e, PF_TRAITS, t->traits, traits, 3);
+		enc_names(&e, PF_TRAITS, t->traits, traits, 4);
 		enc_names(&e, PF_EXECUTORS, t->executors, execs, 3);
 		proto_enc_cstr(&e, PF_DEFAULT,
 		               proto_execs[task_default_exec(t)]);
@@ -555,9 +608,10 @@ request_shutdown(struct conn *c, const struct proto_msg *m)
 {
 	struct proto_enc e;
 
-	if (conn_uid(c) != 0 && conn_uid(c) != geteuid()) {
+	if (!request_admin(c)) {
 		reply_error(c, m->id, PE_PERMISSION,
-		            "only root or the daemon's user may shut it down");
+		            "only an admin may shut concd down: root, a member "
+		            "of admin-group, or the user of a user instance");
 		return;
 	}
 	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
@@ -571,6 +625,8 @@ request_shutdown(struct conn *c, const struct proto_msg *m)
 struct pool_walk {
 	struct proto_enc *e;
 	uint64_t now;
+	uid_t uid;
+	bool admin; /* sees every job's id; others see only their own */
 };
 
 static void
@@ -587,8 +643,12 @@ pool_row(const struct pool_worker_info *w, void *arg)
 	proto_enc_u64(e, PF_SERVED, w->served);
 	proto_enc_u64(e, PF_UPTIME,
 	              pw->now > w->since ? pw->now - w->since : 0);
-	if (w->job != 0)
-		proto_enc_u64(e, PF_JOB, w->job);
+	if (w->job != 0) {
+		const struct job *j = job_find(w->job);
+
+		if (pw->admin || (j != NULL && j->uid == pw->uid))
+			proto_enc_u64(e, PF_JOB, w->job);
+	}
 	proto_enc_close(e);
 }
 
@@ -596,7 +656,8 @@ static void
 request_pool(struct conn *c, const struct proto_msg *m)
 {
 	struct proto_enc e;
-	struct pool_walk pw = {&e, loop_now_us()};
+	struct pool_walk pw = {&e, loop_now_us(), conn_uid(c),
+	                       request_admin(c)};
 	struct pool_worker_info loop = {
 	    .exec = PX_LOOP,
 	    .index = 0,
@@ -642,10 +703,11 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	uint64_t t = proto_u64(m, PF_THREADS, 0);
 	uint64_t p = proto_u64(m, PF_PROCESSES, 0);
 
-	if (conn_uid(c) != 0 && conn_uid(c) != geteuid()) {
+	if (!request_admin(c)) {
 		reply_error(
 		    c, m->id, PE_PERMISSION,
-		    "only root or the daemon's user may resize the pools");
+		    "only an admin may resize the pools: root, a member "
+		    "of admin-group, or the user of a user instance");
 		return;
 	}
 	if (proto_has(m, PF_THREADS) && (t < 1 || t > POOL_MAX_THREADS)) {

@@ -418,6 +418,9 @@ server_reload(void)
 	char cause[512];
 
 	o.socket_path = o.plugin_dir = o.config_path = NULL;
+	/* who may do what: a key taken out of the file is revoked */
+	o.exec_other_users = 0;
+	o.admin_gid = -1;
 	/* asked to read the file: a missing one is an error here */
 	if (config_load(srv.opt->config_path, true, &o,
 	                srv.opt->cmdline | fixed, cause, sizeof(cause)) < 0) {
@@ -439,6 +442,9 @@ server_reload(void)
 	sched_set_queue_limit((size_t)o.queue_limit);
 	job_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	pool_process_set_max_jobs(o.max_jobs_per_worker);
+	srv.opt->exec_other_users = o.exec_other_users;
+	srv.opt->admin_gid = o.admin_gid;
+	request_set_policy(o.exec_other_users != 0, o.admin_gid);
 	log_info("reloaded %s: %d threads, %d processes", srv.opt->config_path,
 	         pool_thread_size(), pool_process_size());
 }
@@ -479,6 +485,7 @@ server_start(struct server_options *opt)
 	if (loop_hook_changed(server_changed_cb, NULL) < 0)
 		fatalx("server_start: no room for a loop hook");
 	request_hook_shutdown(server_shutdown);
+	request_set_policy(opt->exec_other_users != 0, opt->admin_gid);
 	signal(SIGPIPE, SIG_IGN);
 	for (i = 0; i < 3; i++) {
 		srv.sig[i] =

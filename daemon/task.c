@@ -2,12 +2,19 @@
  * task.c -- the task table, argument validation against each task's
  * argument rows, and the functions a task calls on its context.
  */
+#include <sys/fsuid.h>
+#include <sys/syscall.h>
+
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "concd.h"
 
@@ -537,4 +544,171 @@ bool
 task_on_loop(struct task_ctx *ctx)
 {
 	return ctx->ops != NULL && ctx->ops->on_loop;
+}
+
+uid_t
+task_owner(struct task_ctx *ctx)
+{
+	return CTX_JOB(ctx)->uid;
+}
+
+bool
+task_as_owner(struct task_ctx *ctx)
+{
+	return geteuid() == 0 && CTX_JOB(ctx)->uid != 0;
+}
+
+#define TASK_PW_BUF_MAX (1024 * 1024) /* a passwd entry's strings, at most */
+
+void
+task_account_free(struct task_account *a)
+{
+	free(a->groups);
+	free(a->name);
+	free(a->home);
+	free(a->shell);
+	memset(a, 0, sizeof(*a));
+}
+
+/* The groups initgroups(3) would give name: getgrouplist, grown to fit. */
+static int
+task_account_groups(struct task_account *a)
+{
+	int n = 32, want;
+	gid_t *g;
+
+	for (;;) {
+		if ((g = realloc(a->groups, (size_t)n * sizeof(*g))) == NULL)
+			return -1;
+		a->groups = g;
+		want = n;
+		if (getgrouplist(a->name, a->gid, g, &want) >= 0) {
+			a->ngroups = want;
+			return 0;
+		}
+		if (want <= n || want > 65536) {
+			errno = ERANGE;
+			return -1;
+		}
+		n = want;
+	}
+}
+
+int
+task_account_get(uid_t uid, struct task_account *a, char *err, size_t errlen)
+{
+	struct passwd pw, *found = NULL;
+	size_t size = 16384;
+	char *buf = NULL, *nb;
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	for (;;) {
+		if ((nb = realloc(buf, size)) == NULL) {
+			rc = ENOMEM;
+			break;
+		}
+		buf = nb;
+		rc = getpwuid_r(uid, &pw, buf, size, &found);
+		if (rc != ERANGE || size >= TASK_PW_BUF_MAX)
+			break;
+		size *= 2;
+	}
+	if (rc == 0 && found == NULL) {
+		free(buf);
+		snprintf(err, errlen,
+		         "uid %u has no entry in the user database",
+		         (unsigned)uid);
+		return -1;
+	}
+	if (rc != 0)
+		goto fail;
+	a->uid = pw.pw_uid;
+	a->gid = pw.pw_gid;
+	a->name = strdup(pw.pw_name);
+	a->home =
+	    strdup(pw.pw_dir != NULL && *pw.pw_dir != '\0' ? pw.pw_dir : "/");
+	a->shell =
+	    strdup(pw.pw_shell != NULL && *pw.pw_shell != '\0' ? pw.pw_shell
+	                                                       : "/bin/sh");
+	if (a->name == NULL || a->home == NULL || a->shell == NULL) {
+		rc = ENOMEM;
+		goto fail;
+	}
+	if (task_account_groups(a) < 0) {
+		rc = errno;
+		goto fail;
+	}
+	free(buf);
+	return 0;
+fail:
+	free(buf);
+	task_account_free(a);
+	snprintf(err, errlen, "cannot look up uid %u: %s", (unsigned)uid,
+	         strerror(rc));
+	return -1;
+}
+
+/* Put the thread's file system credentials back: it must not go on as
+ * anyone else. */
+static void
+task_fs_restore(uid_t uid, gid_t gid, int ngroups, const gid_t *groups)
+{
+	setfsuid(uid);
+	setfsgid(gid);
+	if ((uid_t)setfsuid((uid_t)-1) != uid ||
+	    (gid_t)setfsgid((gid_t)-1) != gid ||
+	    syscall(SYS_setgroups, (size_t)ngroups, groups) < 0) {
+		log_warnx("task_open: cannot restore the thread's credentials");
+		abort();
+	}
+}
+
+/*
+ * The owner's credentials on this thread only: setfsuid and setfsgid
+ * are per thread, and the raw setgroups system call too (glibc's
+ * setgroups would change every thread's).
+ */
+int
+task_open(struct task_ctx *ctx, const char *path, int flags, mode_t mode)
+{
+	struct task_account a;
+	uid_t fsuid;
+	gid_t fsgid, *saved = NULL;
+	int nsaved, fd = -1, e;
+	char why[128];
+
+	if (!task_as_owner(ctx))
+		return open(path, flags | O_CLOEXEC, mode);
+	if (task_account_get(task_owner(ctx), &a, why, sizeof(why)) < 0) {
+		errno = EPERM;
+		return -1;
+	}
+	if ((nsaved = getgroups(0, NULL)) < 0 ||
+	    (saved = calloc((size_t)nsaved + 1, sizeof(*saved))) == NULL ||
+	    (nsaved = getgroups(nsaved, saved)) < 0) {
+		e = errno;
+		goto out;
+	}
+	fsuid = (uid_t)setfsuid((uid_t)-1);
+	fsgid = (gid_t)setfsgid((gid_t)-1);
+	if (syscall(SYS_setgroups, (size_t)a.ngroups, a.groups) < 0) {
+		e = errno;
+		goto out;
+	}
+	setfsgid(a.gid);
+	setfsuid(a.uid);
+	if ((uid_t)setfsuid((uid_t)-1) != a.uid ||
+	    (gid_t)setfsgid((gid_t)-1) != a.gid) {
+		e = EPERM;
+	} else {
+		fd = open(path, flags | O_CLOEXEC, mode);
+		e = errno;
+	}
+	task_fs_restore(fsuid, fsgid, nsaved, saved);
+out:
+	free(saved);
+	task_account_free(&a);
+	errno = e;
+	return fd;
 }

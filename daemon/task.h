@@ -23,6 +23,8 @@
 #ifndef CONCD_TASK_H
 #define CONCD_TASK_H
 
+#include <sys/types.h>
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,6 +40,12 @@ enum task_trait {
 	TASK_NONBLOCKING = 1 << 0, /* waits without blocking: the loop */
 	TASK_BLOCKING = 1 << 1,    /* calls blocking code: a thread */
 	TASK_CPU = 1 << 2,         /* computes: a process */
+	/*
+	 * Runs code its user supplied (exec's command): a root concd runs it
+	 * as the job's owner, an unprivileged one only for its own user
+	 * unless exec-other-users is set (concd.conf(5)).
+	 */
+	TASK_USER_CODE = 1 << 3,
 };
 
 /* Executors a task can run on. */
@@ -152,5 +160,42 @@ bool task_cancelled(struct task_ctx *);
  * its posix_spawn to a thread of its own).
  */
 bool task_on_loop(struct task_ctx *);
+
+/*
+ * Identity.  A job is owned by the uid of the client that submitted it.
+ * When concd runs as root and the owner is another user, whatever the job
+ * does on the user's behalf is done with the owner's credentials:
+ * task_as_owner() is true then.  Otherwise (root's own jobs, and every job
+ * of a concd that runs as an ordinary user) it acts as concd.
+ */
+uid_t task_owner(struct task_ctx *);
+bool task_as_owner(struct task_ctx *);
+
+/* A user's account, as login(1) and initgroups(3) would set it up. */
+struct task_account {
+	uid_t uid;
+	gid_t gid; /* the primary group */
+	int ngroups;
+	gid_t *groups; /* supplementary groups, the primary one among them */
+	char *name, *home, *shell;
+};
+
+/*
+ * Look uid up in the user database (NSS: it may block, so never on the
+ * loop).  0, or -1 with a reason in err: no such user, or the errno.
+ */
+int task_account_get(uid_t uid, struct task_account *, char *err,
+                     size_t errlen);
+void task_account_free(struct task_account *);
+
+/*
+ * open(2) a path the user named (O_CLOEXEC is added), with the owner's
+ * credentials when task_as_owner(): its fsuid, fsgid and supplementary
+ * groups on the calling thread alone, restored before it returns, so the
+ * owner is refused what the owner could not open (EACCES).  It looks the
+ * owner up in the user database, which may block: for tasks that do not
+ * run on the loop.  -1 with errno; EPERM when the owner has no account.
+ */
+int task_open(struct task_ctx *, const char *path, int flags, mode_t mode);
 
 #endif

@@ -106,6 +106,8 @@ worker_on_run(const struct proto_msg *m)
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		_exit(1);
 	j->id = proto_u64(m, PF_JOB, 0);
+	/* without its owner, the job could act as root: it does not run */
+	j->uid = (uid_t)proto_u64(m, PF_UID, UINT32_MAX);
 	name = proto_str(m, PF_TASK, &len);
 	j->task = task_find(name, len);
 	atomic_init(&j->ctx.cancel, false);

@@ -85,7 +85,7 @@ checksum_start(struct task_ctx *ctx, const union task_value *argv)
 	s->path[len] = '\0';
 
 	/* O_NONBLOCK: opening a FIFO must not hang the worker. */
-	s->fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	s->fd = task_open(ctx, s->path, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
 	if (s->fd < 0) {
 		why = strerror(errno);
 		goto bad;

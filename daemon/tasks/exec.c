@@ -30,6 +30,16 @@
  * the spawn fails the closing of the write ends wakes the job.  A job
  * ending before its spawn was taken up leaves the request behind, to be
  * dropped unstarted.
+ *
+ * Whose command it is.  A root concd starts another user's command as
+ * that user, as atd and cron do: the account is looked up where the spawn
+ * runs (a spawner thread or a pool worker, never the loop: NSS may
+ * block), and the child takes the user's groups, gid and uid with raw
+ * system calls before it changes directory and execs.  The command gets
+ * an environment of its own (HOME, USER, LOGNAME, SHELL and PATH, then
+ * env=), never concd's, and starts in cwd= or the user's home directory
+ * (/ if the user cannot enter it).  Root's own commands, and every command
+ * of a concd that is not root, run as concd with its environment.
  */
 #include <sys/epoll.h>
 #include <sys/queue.h>
@@ -61,6 +71,8 @@ extern char **environ;
 #define EXEC_STDIN_MAX (256 * 1024) /* the wire's longest string */
 #define EXEC_SHOW      200          /* bytes of a name quoted in errors */
 #define EXEC_SPAWNERS  4            /* spawner threads, at most */
+/* PATH for a command run as its owner, unless env= sets one */
+#define EXEC_USER_PATH "/usr/local/bin:/usr/bin:/bin"
 
 /*
  * ThreadSanitizer tracks descriptors by number, process-wide, and knows
@@ -81,8 +93,8 @@ static const struct task_arg exec_args[] = {
     [EXEC_CWD] = {"cwd", TASK_ARG_STR, false, 1, 4096, 0,
                   "the directory to run it in"},
     [EXEC_ENV] = {"env", TASK_ARG_MAP, false, 0, 256, 0,
-                  "variables added to (or replacing those of) concd's "
-                  "environment"},
+                  "variables added to (or replacing those of) the "
+                  "command's environment"},
     [EXEC_STDIN] = {"stdin", TASK_ARG_STR, false, 0, EXEC_STDIN_MAX, 0,
                     "data written to its standard input, then closed "
                     "(default: /dev/null)"},
@@ -101,11 +113,22 @@ struct exec_stream {
 	char *line; /* EXEC_LINE bytes, once a line is left unfinished */
 };
 
+/*
+ * A command to start, as exec_start copied it.  envp NULL: concd's
+ * environment, or only the account's when as_owner.
+ */
+struct exec_cmd {
+	char **argv, **envp, **own, *cwd;
+	uid_t uid;     /* the job's owner */
+	bool as_owner; /* start it as uid, with uid's account */
+};
+
 /* A spawn handed to the spawner threads: they own everything here. */
 struct exec_req {
 	TAILQ_ENTRY(exec_req) link; /* in spawner.queue */
 	int fds[3]; /* the child's ends, in the daemon's table */
-	char **argv, **envp, **own, *cwd;
+	struct exec_cmd cmd;
+	char *why;     /* the job's error when rc != 0 (NULL: no memory) */
 	int phase;     /* SPAWN_*, under spawner.mu */
 	bool orphaned; /* its job ended first: the spawner frees it */
 	bool with_stdin;
@@ -240,13 +263,14 @@ nomem:
 }
 
 /*
- * The child's environment: concd's own, less the names env= sets, then
- * env='s NAME=VALUE strings.  Inherited entries are borrowed from
- * environ; *own holds the strings made here, to free.
+ * The child's environment: base (concd's own, or none for a command run
+ * as its owner), less the names env= sets, then env='s NAME=VALUE
+ * strings.  Inherited entries are borrowed from base; *own holds the
+ * strings made here, to free.
  */
 static int
-exec_make_env(struct task_ctx *ctx, const msgpack_object *map, char ***envp,
-              char ***own)
+exec_make_env(struct task_ctx *ctx, const msgpack_object *map, char **base,
+              char ***envp, char ***own)
 {
 	uint32_t i, k, n;
 	size_t nenv = 0, e = 0;
@@ -289,7 +313,7 @@ exec_make_env(struct task_ctx *ctx, const msgpack_object *map, char ***envp,
 			return -1;
 		}
 	}
-	while (environ != NULL && environ[nenv] != NULL)
+	while (base != NULL && base[nenv] != NULL)
 		nenv++;
 	if ((v = calloc(nenv + n + 1, sizeof(*v))) == NULL)
 		goto nomem;
@@ -298,7 +322,7 @@ exec_make_env(struct task_ctx *ctx, const msgpack_object *map, char ***envp,
 		goto nomem;
 	}
 	for (k = 0; k < nenv; k++) {
-		const char *cur = environ[k];
+		const char *cur = base[k];
 		size_t len = strcspn(cur, "=");
 		bool replaced = false;
 
@@ -309,7 +333,7 @@ exec_make_env(struct task_ctx *ctx, const msgpack_object *map, char ***envp,
 			           memcmp(key->via.str.ptr, cur, len) == 0;
 		}
 		if (!replaced)
-			v[e++] = environ[k];
+			v[e++] = base[k];
 	}
 	for (i = 0; i < n; i++) {
 		const msgpack_object *key = &map->via.map.ptr[i].key;
@@ -333,9 +357,13 @@ nomem:
 	return -1;
 }
 
-/* The working directory, checked so that a bad one gets a clear error. */
+/*
+ * The working directory, checked so that a bad one gets a clear error.
+ * A command run as its owner is checked by the child, as the owner.
+ */
 static int
-exec_check_cwd(struct task_ctx *ctx, const union task_value *v, char **out)
+exec_check_cwd(struct task_ctx *ctx, const union task_value *v, bool check,
+               char **out)
 {
 	const char *why = NULL;
 	struct stat st;
@@ -351,7 +379,9 @@ exec_check_cwd(struct task_ctx *ctx, const union task_value *v, char **out)
 	}
 	memcpy(cwd, v->s.ptr, v->s.len);
 	cwd[v->s.len] = '\0';
-	if (stat(cwd, &st) < 0)
+	if (!check)
+		why = NULL;
+	else if (stat(cwd, &st) < 0)
 		why = strerror(errno);
 	else if (!S_ISDIR(st.st_mode))
 		why = strerror(ENOTDIR);
@@ -401,9 +431,15 @@ struct exec_child {
 	const char *path; /* the PATH to search; NULL: argv[0] has a '/' */
 	size_t flen;      /* strlen(argv[0]) */
 	const char *cwd;
-	int fd[3]; /* what becomes 0, 1 and 2; fd[0] -1: /dev/null */
-	int err;   /* why the child could not run the command */
+	const struct task_account *as; /* whose command; NULL: concd's */
+	int fd[3];    /* what becomes 0, 1 and 2; fd[0] -1: /dev/null */
+	int err;      /* why the child could not run the command */
+	int stage;    /* EXEC_AT_*: what it was doing then */
+	bool all_ids; /* as: its real and saved uids are the owner's too */
 };
+
+/* What a child was doing when it failed, for the job's error. */
+enum { EXEC_AT_EXEC, EXEC_AT_CWD, EXEC_AT_IDENTITY };
 
 /* The child's stack: a part of its parent's, which waits meanwhile. */
 #define EXEC_CHILD_STACK (16 * 1024)
@@ -419,6 +455,34 @@ extern int __clone(int (*)(void *), void *, int, void *, ...);
 #else
 #define exec_clone clone
 #endif
+
+/*
+ * execve file in the child; 0 with errno when it did not, -1 when the
+ * child must give up.  A command run as its owner searches PATH with only
+ * the effective uid the owner's, checking what the owner may execute: its
+ * real and saved uids stay root's, so the owner cannot signal, and stop,
+ * a child that holds its parent.  They become the owner's at the last
+ * moment, before the execve; a stop that lands in between holds the
+ * spawner until the owner continues the child or it is killed.
+ */
+__attribute__((no_sanitize("address,thread,undefined"))) static int
+exec_child_execve(struct exec_child *c, const char *file)
+{
+	if (c->as != NULL && !c->all_ids) {
+		if (syscall(SYS_faccessat2, AT_FDCWD, file, X_OK, AT_EACCESS) <
+		        0 &&
+		    errno != ENOSYS)
+			return 0;
+		c->stage = EXEC_AT_IDENTITY;
+		if (syscall(SYS_setresuid, c->as->uid, c->as->uid, c->as->uid) <
+		    0)
+			return -1;
+		c->stage = EXEC_AT_EXEC;
+		c->all_ids = true;
+	}
+	syscall(SYS_execve, file, c->argv, c->envp);
+	return 0;
+}
 
 /*
  * The child, between clone and execve.  It shares its parent's memory,
@@ -461,11 +525,35 @@ exec_child_main(void *arg)
 			goto fail;
 	if (syscall(SYS_close_range, 3, ~0U, 0) < 0)
 		goto fail;
+	if (c->as != NULL) {
+		/*
+		 * The user's identity, on this process alone (raw calls: no
+		 * glibc broadcast to the threads it does not have); the uid
+		 * the effective one only, until exec_child_execve.  Changing
+		 * it makes the shared memory undumpable: the user cannot
+		 * trace the child while it is the daemon's (and the daemon's
+		 * core dumps follow fs.suid_dumpable from then on).
+		 */
+		c->stage = EXEC_AT_IDENTITY;
+		if (syscall(SYS_setgroups, (size_t)c->as->ngroups,
+		            c->as->groups) < 0 ||
+		    syscall(SYS_setresgid, c->as->gid, c->as->gid, c->as->gid) <
+		        0 ||
+		    syscall(SYS_setresuid, -1, c->as->uid, -1) < 0)
+			goto fail;
+		syscall(SYS_umask, 022);
+	}
+	c->stage = EXEC_AT_CWD;
 	if (c->cwd != NULL && syscall(SYS_chdir, c->cwd) < 0)
 		goto fail;
+	/* no cwd=: the owner's home, or / if the owner cannot enter it */
+	if (c->cwd == NULL && c->as != NULL &&
+	    syscall(SYS_chdir, c->as->home) < 0 && syscall(SYS_chdir, "/") < 0)
+		goto fail;
+	c->stage = EXEC_AT_EXEC;
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
 	if (c->path == NULL) {
-		syscall(SYS_execve, c->argv[0], c->argv, c->envp);
+		(void)exec_child_execve(c, c->argv[0]);
 		goto fail;
 	}
 	/* as execvp: each PATH entry in turn, "" for the working directory */
@@ -480,7 +568,8 @@ exec_child_main(void *arg)
 				buf[n++] = '/';
 			for (i = 0; i <= (int)c->flen; i++)
 				buf[n + (size_t)i] = c->argv[0][i];
-			syscall(SYS_execve, buf, c->argv, c->envp);
+			if (exec_child_execve(c, buf) < 0)
+				goto fail;
 			switch (errno) {
 			case EACCES:
 				eacces = true;
@@ -521,21 +610,18 @@ fail:
  * real-time ones the daemon handles, and it ignores none.
  */
 static int
-exec_spawn_child(pid_t *pid, char **argv, char **envp, const char *cwd, int in,
-                 int out, int err)
+exec_spawn_child(pid_t *pid, struct exec_child *cp)
 {
 	_Alignas(16) char stack[EXEC_CHILD_STACK];
-	struct exec_child c = {.argv = argv,
-	                       .envp = envp,
-	                       .cwd = cwd,
-	                       .fd = {in, out, err},
-	                       .flen = strlen(argv[0])};
+	struct exec_child c = *cp;
 	sigset_t all, old;
 	pid_t p;
 	int rc;
 
-	if (strchr(argv[0], '/') == NULL && (c.path = getenv("PATH")) == NULL)
-		c.path = "/bin:/usr/bin";
+	c.flen = strlen(c.argv[0]);
+	c.err = 0;
+	c.stage = EXEC_AT_EXEC;
+	c.all_ids = false;
 	/* no handler of the daemon's may run in the child */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -543,6 +629,7 @@ exec_spawn_child(pid_t *pid, char **argv, char **envp, const char *cwd, int in,
 	               CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
 	rc = p < 0 ? errno : 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	cp->stage = c.stage;
 	if (rc != 0)
 		return rc;
 	if (c.err != 0) {
@@ -555,13 +642,141 @@ exec_spawn_child(pid_t *pid, char **argv, char **envp, const char *cwd, int in,
 	return 0;
 }
 
-static void
-exec_cannot_run(struct task_ctx *ctx, const char *name, int rc)
+/* The job's error for a command that did not start: errno rc at stage. */
+static char *
+exec_why(const struct exec_cmd *cmd, int stage, int rc)
 {
+	const char *name =
+	    stage == EXEC_AT_CWD && cmd->cwd != NULL ? cmd->cwd : cmd->argv[0];
 	size_t len = strlen(name);
+	char *s;
 
-	task_fail(ctx, "exec: cannot run \"%.*s%s\": %s", exec_shown(len), name,
-	          exec_ellipsis(len), strerror(rc));
+	if (stage == EXEC_AT_IDENTITY)
+		rc =
+		    asprintf(&s, "exec: cannot take the identity of uid %u: %s",
+		             (unsigned)cmd->uid, strerror(rc));
+	else if (stage == EXEC_AT_CWD && cmd->cwd == NULL)
+		rc = asprintf(&s,
+		              "exec: cannot change to the home directory "
+		              "or /: %s",
+		              strerror(rc));
+	else
+		rc = asprintf(&s, "exec: cannot %s \"%.*s%s\": %s",
+		              stage == EXEC_AT_CWD ? "use cwd" : "run",
+		              exec_shown(len), name, exec_ellipsis(len),
+		              strerror(rc));
+	return rc < 0 ? NULL : s;
+}
+
+/* Fail the job with why (taken over), or a plain message without it. */
+static void
+exec_fail_with(struct task_ctx *ctx, char *why)
+{
+	task_fail(ctx, "%s",
+	          why != NULL ? why : "exec: cannot run the command");
+	free(why);
+}
+
+static char *
+exec_find_env(char **envp, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; envp != NULL && *envp != NULL; envp++)
+		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+			return *envp + n + 1;
+	return NULL;
+}
+
+/*
+ * A command's environment as its owner: the account's HOME, USER,
+ * LOGNAME and SHELL and a default PATH, each unless env= set it (in
+ * envp), then envp.  The array and the strings made here go to *own.
+ */
+static char **
+exec_owner_env(const struct task_account *a, char **envp, char ***own)
+{
+	const struct {
+		const char *name, *value;
+	} vars[] = {{"HOME", a->home},
+	            {"USER", a->name},
+	            {"LOGNAME", a->name},
+	            {"SHELL", a->shell},
+	            {"PATH", EXEC_USER_PATH}};
+	size_t nvars = sizeof(vars) / sizeof(vars[0]), n = 0, k = 0, i;
+	char **v, **mine;
+
+	while (envp != NULL && envp[n] != NULL)
+		n++;
+	if ((v = calloc(n + nvars + 1, sizeof(*v))) == NULL)
+		return NULL;
+	if ((mine = calloc(nvars + 1, sizeof(*mine))) == NULL) {
+		free(v);
+		return NULL;
+	}
+	for (i = 0; i < nvars; i++) {
+		if (exec_find_env(envp, vars[i].name) != NULL)
+			continue;
+		if (asprintf(&mine[k], "%s=%s", vars[i].name, vars[i].value) <
+		    0) {
+			mine[k] = NULL;
+			exec_free_strv(mine);
+			free(v);
+			return NULL;
+		}
+		v[k] = mine[k];
+		k++;
+	}
+	for (i = 0; i < n; i++)
+		v[k++] = envp[i];
+	*own = mine;
+	return v;
+}
+
+/*
+ * Start cmd with the standard descriptors in (-1: /dev/null), out and
+ * err: as concd, or as its owner, whose account is looked up here (this
+ * may block: never on the loop).  0, or an errno with the job's error in
+ * *why (NULL if out of memory).
+ */
+static int
+exec_spawn_cmd(pid_t *pid, const struct exec_cmd *cmd, int in, int out, int err,
+               char **why)
+{
+	struct exec_child c = {.argv = cmd->argv,
+	                       .envp = cmd->envp != NULL ? cmd->envp : environ,
+	                       .cwd = cmd->cwd,
+	                       .fd = {in, out, err}};
+	struct task_account a;
+	char **envp = NULL, **own = NULL, text[160];
+	int rc;
+
+	*why = NULL;
+	if (cmd->as_owner) {
+		if (task_account_get(cmd->uid, &a, text, sizeof(text)) < 0) {
+			if (asprintf(why, "exec: %s", text) < 0)
+				*why = NULL;
+			return EPERM;
+		}
+		if ((envp = exec_owner_env(&a, cmd->envp, &own)) == NULL) {
+			task_account_free(&a);
+			return ENOMEM;
+		}
+		c.envp = envp;
+		c.as = &a;
+	}
+	/* looked up in the PATH the command gets, env= included */
+	if (strchr(c.argv[0], '/') == NULL &&
+	    (c.path = exec_find_env(c.envp, "PATH")) == NULL)
+		c.path = "/bin:/usr/bin";
+	if ((rc = exec_spawn_child(pid, &c)) != 0)
+		*why = exec_why(cmd, c.stage, rc);
+	if (cmd->as_owner) {
+		free(envp);
+		exec_free_strv(own);
+		task_account_free(&a);
+	}
+	return rc;
 }
 
 /* Close the job's own descriptors: its pipe ends, pidfd and epoll set. */
@@ -631,12 +846,20 @@ fail:
 }
 
 static void
+exec_cmd_free(struct exec_cmd *cmd)
+{
+	exec_free_strv(cmd->argv);
+	exec_free_strv(cmd->own);
+	free(cmd->envp);
+	free(cmd->cwd);
+	memset(cmd, 0, sizeof(*cmd));
+}
+
+static void
 exec_req_free(struct exec_req *r)
 {
-	exec_free_strv(r->argv);
-	exec_free_strv(r->own);
-	free(r->envp);
-	free(r->cwd);
+	exec_cmd_free(&r->cmd);
+	free(r->why);
 	free(r);
 }
 
@@ -673,11 +896,14 @@ exec_req_take(struct exec_req *r, int *fds, size_t nfd)
 static void
 exec_req_spawn(struct exec_req *r, int *fds, size_t nfd)
 {
-	r->rc = nfd != (r->with_stdin ? 3u : 2u)
-	            ? EBADF
-	            : exec_spawn_child(
-	                  &r->pid, r->argv, r->envp != NULL ? r->envp : environ,
-	                  r->cwd, r->with_stdin ? fds[2] : -1, fds[0], fds[1]);
+	if (nfd != (r->with_stdin ? 3u : 2u)) {
+		r->rc = EBADF;
+		r->why = exec_why(&r->cmd, EXEC_AT_EXEC, EBADF);
+	} else {
+		r->rc = exec_spawn_cmd(&r->pid, &r->cmd,
+		                       r->with_stdin ? fds[2] : -1, fds[0],
+		                       fds[1], &r->why);
+	}
 	exec_close_fds(fds, nfd);
 	exec_req_done(r);
 }
@@ -871,8 +1097,8 @@ exec_spawner_fini(void)
  * are no spawners: the caller spawns on its own thread.
  */
 static int
-exec_spawn_off(struct exec_state *s, char ***argv, char ***envp, char ***own,
-               char **cwd, int outp[2], int errp[2], int inp[2])
+exec_spawn_off(struct exec_state *s, struct exec_cmd *cmd, int outp[2],
+               int errp[2], int inp[2])
 {
 	struct exec_req *r;
 
@@ -883,12 +1109,8 @@ exec_spawn_off(struct exec_state *s, char ***argv, char ***envp, char ***own,
 	r->fds[1] = errp[1];
 	r->fds[2] = inp[0];
 	r->with_stdin = inp[0] >= 0;
-	r->argv = *argv;
-	r->envp = *envp;
-	r->own = *own;
-	r->cwd = *cwd;
-	*argv = *envp = *own = NULL;
-	*cwd = NULL;
+	r->cmd = *cmd;
+	memset(cmd, 0, sizeof(*cmd));
 	outp[1] = errp[1] = inp[0] = -1;
 	s->req = r;
 	pthread_mutex_lock(&spawner.mu);
@@ -916,8 +1138,10 @@ exec_spawn_settle(struct task_ctx *ctx, struct exec_state *s)
 	pthread_mutex_unlock(&spawner.mu);
 	if ((rc = r->rc) == 0)
 		s->pid = r->pid;
-	else if (ctx != NULL)
-		exec_cannot_run(ctx, r->argv[0], rc);
+	else if (ctx != NULL) {
+		exec_fail_with(ctx, r->why);
+		r->why = NULL;
+	}
 	exec_req_free(r);
 	s->req = NULL;
 	return rc;
@@ -928,25 +1152,24 @@ exec_spawn_settle(struct task_ctx *ctx, struct exec_state *s)
  * else here.  The strings are taken over when handed off.
  */
 static int
-exec_spawn(struct task_ctx *ctx, struct exec_state *s, char ***argv,
-           char ***envp, char ***own, char **cwd, bool with_stdin)
+exec_spawn(struct task_ctx *ctx, struct exec_state *s, struct exec_cmd *cmd,
+           bool with_stdin)
 {
 	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, inp[2] = {-1, -1};
+	char *why;
 	pid_t pid;
 	int rc;
 
 	if (exec_pipes(ctx, s, outp, errp, inp, with_stdin) < 0)
 		return -1;
-	if (task_on_loop(ctx) &&
-	    exec_spawn_off(s, argv, envp, own, cwd, outp, errp, inp) == 0)
+	if (task_on_loop(ctx) && exec_spawn_off(s, cmd, outp, errp, inp) == 0)
 		return 0;
-	rc = exec_spawn_child(&pid, *argv, *envp != NULL ? *envp : environ,
-	                      *cwd, inp[0], outp[1], errp[1]);
+	rc = exec_spawn_cmd(&pid, cmd, inp[0], outp[1], errp[1], &why);
 	exec_close(&outp[1]);
 	exec_close(&errp[1]);
 	exec_close(&inp[0]);
 	if (rc != 0) {
-		exec_cannot_run(ctx, (*argv)[0], rc);
+		exec_fail_with(ctx, why);
 		exec_close_ours(s);
 		return -1;
 	}
@@ -962,7 +1185,8 @@ static int
 exec_start(struct task_ctx *ctx, const union task_value *argv)
 {
 	struct exec_state *s = task_state(ctx);
-	char **cargv = NULL, **envp = NULL, **own = NULL, *cwd = NULL;
+	struct exec_cmd cmd = {.uid = task_owner(ctx),
+	                       .as_owner = task_as_owner(ctx)};
 	const msgpack_object *list = argv[EXEC_ARGV].o;
 	const msgpack_object *env = argv[EXEC_ENV].o;
 	int rc = -1;
@@ -973,12 +1197,14 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 		task_fail(ctx, "exec: missing argument argv");
 		goto out;
 	}
-	if (exec_copy_argv(ctx, list, &cargv) < 0)
+	if (exec_copy_argv(ctx, list, &cmd.argv) < 0)
 		goto out;
 	if (argv[EXEC_CWD].s.ptr != NULL &&
-	    exec_check_cwd(ctx, &argv[EXEC_CWD], &cwd) < 0)
+	    exec_check_cwd(ctx, &argv[EXEC_CWD], !cmd.as_owner, &cmd.cwd) < 0)
 		goto out;
-	if (env != NULL && exec_make_env(ctx, env, &envp, &own) < 0)
+	if (env != NULL &&
+	    exec_make_env(ctx, env, cmd.as_owner ? NULL : environ, &cmd.envp,
+	                  &cmd.own) < 0)
 		goto out;
 	if (argv[EXEC_STDIN].s.ptr != NULL && argv[EXEC_STDIN].s.len > 0) {
 		if ((s->in = malloc(argv[EXEC_STDIN].s.len)) == NULL) {
@@ -988,13 +1214,9 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 		memcpy(s->in, argv[EXEC_STDIN].s.ptr, argv[EXEC_STDIN].s.len);
 		s->inlen = argv[EXEC_STDIN].s.len;
 	}
-	rc = exec_spawn(ctx, s, &cargv, &envp, &own, &cwd,
-	                argv[EXEC_STDIN].s.ptr != NULL);
+	rc = exec_spawn(ctx, s, &cmd, argv[EXEC_STDIN].s.ptr != NULL);
 out:
-	exec_free_strv(cargv);
-	exec_free_strv(own);
-	free(envp);
-	free(cwd);
+	exec_cmd_free(&cmd);
 	if (rc < 0) {
 		free(s->in);
 		s->in = NULL;
@@ -1249,7 +1471,7 @@ const struct task task_exec = {
     .abi = CONCD_TASK_ABI,
     .name = "exec",
     .summary = "run a command, streaming its stdout and stderr lines",
-    .traits = TASK_NONBLOCKING,
+    .traits = TASK_NONBLOCKING | TASK_USER_CODE,
     .executors = TASK_ON_ALL,
     .state_size = sizeof(struct exec_state),
     .args = exec_args,

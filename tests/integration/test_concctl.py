@@ -260,7 +260,8 @@ class Concctl(DaemonTest):
         self.assertIn("--processes M", r.stdout)
         r = self.ctl("help", "pool", "resize")
         self.assertEqual(r.returncode, 0)
-        self.assertIn("root or the daemon's user", r.stdout)
+        self.assertIn("admins: root, admin-group, a user instance's user",
+                      " ".join(r.stdout.split()))
 
     def test_fresh_process_runs_the_job_outside_the_pool(self):
         r = self.ctl("run", "primes", "n=1000", "-x", "process", "--fresh")
