@@ -94,6 +94,7 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
           struct pbuf *args, enum proto_error *code, char *cause, size_t len)
 {
 	const char *name, *xname;
+	char quoted[129]; /* what is echoed of a name */
 	size_t nlen, xlen;
 	int x = PX_AUTO;
 
@@ -106,9 +107,8 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 	}
 	if ((js->task = task_find(name, nlen)) == NULL) {
 		*code = PE_UNKNOWN_TASK;
-		snprintf(cause, len,
-		         "no such task \"%.*s\" (see concctl tasks)",
-		         (int)(nlen > 64 ? 64 : nlen), name);
+		snprintf(cause, len, "no such task \"%s\" (see concctl tasks)",
+		         proto_quote(quoted, sizeof(quoted), name, nlen));
 		return -1;
 	}
 	if ((xname = proto_str(m, PF_EXEC, &xlen)) != NULL &&
@@ -116,8 +116,8 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 		*code = PE_BAD_EXECUTOR;
 		snprintf(
 		    cause, len,
-		    "unknown executor \"%.*s\" (auto, loop, thread, process)",
-		    (int)xlen, xname);
+		    "unknown executor \"%s\" (auto, loop, thread, process)",
+		    proto_quote(quoted, sizeof(quoted), xname, xlen));
 		return -1;
 	}
 	js->requested = (enum proto_exec)x;
@@ -375,11 +375,12 @@ request_ps(struct conn *c, const struct proto_msg *m)
 
 	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
 	    (state = proto_state_lookup(sname, slen)) < 0) {
-		reply_error(
-		    c, m->id, PE_BAD_FIELD,
-		    "unknown state \"%.*s\" (queued, running, succeeded, "
-		    "failed, cancelled, timed_out)",
-		    (int)slen, sname);
+		char quoted[129];
+
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "unknown state \"%s\" (queued, running, succeeded, "
+		            "failed, cancelled, timed_out)",
+		            proto_quote(quoted, sizeof(quoted), sname, slen));
 		return;
 	}
 	if (limit > 0 && (rows = calloc(limit, sizeof(*rows))) == NULL) {

@@ -213,6 +213,60 @@ class Wire(DaemonTest):
             self.assertIn(text, m["message"], msg)
         self.assertEqual(c.call("ping")["t"], "pong")
 
+    def test_strings_that_are_not_utf8_are_refused_and_never_echoed(self):
+        c = self.d.client()
+        # bytes packed as str: what a careless client sends
+        raw = lambda m: msgpack.packb(m, use_bin_type=False)
+        cases = [
+            ({"t": b"p\xffng", "id": 200}, "\"t\" is not valid UTF-8"),
+            ({"t": "submit", "id": 201, "task": b"no\xc0\x80op"},
+             "\"task\" is not valid UTF-8"),
+            ({"t": "submit", "id": 202, "task": "exec",
+              "args": {"argv": ["echo", b"\xed\xa0\x80"]}},
+             "\"args\" holds a string that is not valid UTF-8"),
+            ({"t": "submit", "id": 203, "task": "noop",
+              "args": {b"k\xff": 1}},
+             "\"args\" holds a string that is not valid UTF-8"),
+            ({"t": "gather", "id": 204,
+              "jobs": [{"task": "noop", "exec": b"lo\xf4\x90\x80\x80p"}]},
+             "\"jobs\" holds a string that is not valid UTF-8"),
+        ]
+        for msg, text in cases:
+            body = raw(msg)
+            c.send_raw(struct.pack(">I", len(body)) + body)
+            # the harness decodes strictly (raw=False): an invalid
+            # string in the reply would raise here
+            m = c.recv()
+            self.assertEqual((m["t"], m["id"], m["error"]),
+                             ("error", msg["id"], "bad_field"), msg)
+            self.assertIn(text, m["message"])
+        self.assertEqual(c.call("ping")["t"], "pong")
+
+    def test_a_nul_in_a_name_is_echoed_escaped_not_cut(self):
+        c = self.d.client()
+        m = c.call("submit", task="no\x00pe\x01")
+        self.assertEqual(m["error"], "unknown_task")
+        self.assertIn('no such task "no\\x00pe\\x01"', m["message"])
+        m = c.call("submit", task="noop", args={"a\x00b": 1},
+                   exec="lo\x00op")
+        self.assertEqual(m["error"], "bad_executor")
+        self.assertIn('unknown executor "lo\\x00op"', m["message"])
+        m = c.call("submit", task="primes", args={"n\x00x": 1})
+        self.assertEqual(m["error"], "bad_args")
+        self.assertIn('unknown argument "n\\x00x"', m["message"])
+        m = c.call("ps", state="run\x00ning")
+        self.assertEqual(m["error"], "bad_field")
+        self.assertIn('unknown state "run\\x00ning"', m["message"])
+
+    def test_exec_output_that_is_not_utf8_arrives_as_bin(self):
+        c = self.d.client()
+        _, ev = self.run_job(c, task="exec", args={
+            "argv": ["printf", "\\377\\300\\n"]})
+        out = [e for e in ev if e["t"] == "output"]
+        self.assertEqual(ev[-1]["state"], "succeeded", ev[-1])
+        self.assertEqual([(e["stream"], e["data"]) for e in out],
+                         [("stdout", b"\xff\xc0\n")])
+
     def test_unknown_keys_are_ignored(self):
         c = self.d.client()
         m = c.call("ping", future_field={"x": [1, 2]})
