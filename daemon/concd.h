@@ -353,6 +353,12 @@ int worker_main(int index, bool once, int busy_poll_us);
 struct conn_handler {
 	void (*dispatch)(struct conn *, const struct proto_msg *);
 	void (*closed)(struct conn *, void *arg); /* optional */
+	/*
+	 * A client: while its output is congested its requests are not
+	 * read.  A worker process is always read, or it could block in a
+	 * write while the daemon waits for it to read.
+	 */
+	bool paced;
 };
 
 struct conn *conn_new(int fd);
