@@ -113,6 +113,9 @@ conn_new_with(int fd, const struct conn_handler *h, void *arg)
 void
 conn_close(struct conn *c)
 {
+	/* a peer that let its output pile up leaves megabytes freed */
+	bool trim = c->out.cap > CONN_RESUME;
+
 	if (c->handler->closed != NULL)
 		c->handler->closed(c, c->arg);
 	job_unwatch_conn(c);
@@ -127,6 +130,8 @@ conn_close(struct conn *c)
 	pbuf_free(&c->out);
 	msgpack_zone_destroy(&c->zone);
 	free(c);
+	if (trim)
+		malloc_trim(0);
 }
 
 void
