@@ -317,8 +317,13 @@ request_status(struct conn *c, const struct proto_msg *m)
 	if (j == NULL)
 		return;
 	proto_enc_begin(&e, conn_out(c), PROTO_JOB, m->id);
-	job_encode_record(&e, j);
-	proto_enc_end(&e);
+	job_encode_record(&e, j, true);
+	if (proto_enc_end(&e) < 0) {
+		/* too large with its result: without it, it fits */
+		proto_enc_begin(&e, conn_out(c), PROTO_JOB, m->id);
+		job_encode_record(&e, j, false);
+		proto_enc_end(&e);
+	}
 	conn_dirty(c);
 }
 
@@ -352,21 +357,61 @@ ps_total(const size_t counts[PS_COUNT], int state, bool all)
 }
 
 /*
+ * The jobs reply; its rows carry their results, oldest first, while they
+ * add up to at most room bytes, and say how large the others are.
+ * Returns the frame's size, or -1 if it does not fit (then dropped).
+ */
+static ssize_t
+ps_encode(struct conn *c, uint64_t id, struct job **rows, size_t n,
+          size_t total, const size_t counts[PS_COUNT], size_t room)
+{
+	struct proto_enc e;
+	size_t i, size;
+
+	proto_enc_begin(&e, conn_out(c), PROTO_JOBS, id);
+	proto_enc_key(&e, PF_JOBS);
+	proto_enc_array_open(&e);
+	for (i = n; i-- > 0;) { /* oldest first */
+		size = job_result_size(rows[i]);
+		proto_enc_map_open(&e);
+		job_encode_record(&e, rows[i], size <= room);
+		room -= size <= room ? size : 0;
+		proto_enc_close(&e);
+	}
+	proto_enc_close(&e);
+	proto_enc_u64(&e, PF_TOTAL, total);
+	proto_enc_key(&e, PF_COUNTS);
+	proto_enc_map_open(&e);
+	for (i = 0; i < PS_COUNT; i++) {
+		msgpack_pack_str_with_body(&e.pk, proto_states[i],
+		                           strlen(proto_states[i]));
+		msgpack_pack_uint64(&e.pk, counts[i]);
+		proto_enc_elem(&e);
+	}
+	proto_enc_close(&e);
+	if (proto_enc_end(&e) < 0)
+		return -1;
+	return (ssize_t)(e.buf->len - e.start);
+}
+
+/*
  * The newest rows that match, found by walking ids down from the last
  * one (ids are dense, lookups O(1)), so a short listing stays cheap with
  * a million jobs.  Counts per state come with it: kept by the job table
- * for root, counted for other users.
+ * for root, counted for other users.  Results that do not fit in the
+ * frame are left out: the reply is made without any, and the room it
+ * leaves goes to the results of the oldest rows.
  */
 static void
 request_ps(struct conn *c, const struct proto_msg *m)
 {
 	struct ps_walk w = {.uid = conn_uid(c)};
-	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), i, n = 0;
+	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), n = 0;
 	size_t total = 0;
 	bool all = proto_bool(m, PF_ALL, false);
 	struct job **rows = NULL;
-	struct proto_enc e;
 	const char *sname;
+	ssize_t bare;
 	size_t slen;
 	int state = -1;
 	uint64_t id;
@@ -413,28 +458,19 @@ request_ps(struct conn *c, const struct proto_msg *m)
 	}
 	if (n == limit && counted)
 		total = ps_total(w.counts, state, all);
-	proto_enc_begin(&e, conn_out(c), PROTO_JOBS, m->id);
-	proto_enc_key(&e, PF_JOBS);
-	proto_enc_array_open(&e);
-	for (i = n; i-- > 0;) { /* oldest first */
-		proto_enc_map_open(&e);
-		job_encode_record(&e, rows[i]);
-		proto_enc_close(&e);
+	if (ps_encode(c, m->id, rows, n, total, w.counts, SIZE_MAX) < 0) {
+		if ((bare = ps_encode(c, m->id, rows, n, total, w.counts, 0)) <
+		    0) {
+			reply_error(
+			    c, m->id, PE_INTERNAL,
+			    "too many jobs for one reply: use a smaller limit");
+		} else {
+			conn_out(c)->len -= (size_t)bare;
+			ps_encode(c, m->id, rows, n, total, w.counts,
+			          PROTO_MAX_FRAME + PROTO_HEADER_LEN -
+			              (size_t)bare);
+		}
 	}
-	proto_enc_close(&e);
-	proto_enc_u64(&e, PF_TOTAL, total);
-	proto_enc_key(&e, PF_COUNTS);
-	proto_enc_map_open(&e);
-	for (i = 0; i < PS_COUNT; i++) {
-		msgpack_pack_str_with_body(&e.pk, proto_states[i],
-		                           strlen(proto_states[i]));
-		msgpack_pack_uint64(&e.pk, w.counts[i]);
-		proto_enc_elem(&e);
-	}
-	proto_enc_close(&e);
-	if (proto_enc_end(&e) < 0)
-		reply_error(c, m->id, PE_INTERNAL,
-		            "too many jobs for one reply: use a smaller limit");
 	conn_dirty(c);
 	free(rows);
 }

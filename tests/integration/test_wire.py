@@ -267,6 +267,61 @@ class Wire(DaemonTest):
         self.assertEqual([(e["stream"], e["data"]) for e in out],
                          [("stdout", b"\xff\xc0\n")])
 
+    @staticmethod
+    def args_of_size(size):
+        """noop arguments whose MessagePack form is size bytes: four
+        strings, each over 64 KiB (str 32) and within 256 KiB."""
+        left = size - (1 + 4 * (2 + 5))
+        return {k: "x" * (left // 4 + (i < left % 4))
+                for i, k in enumerate("abcd")}
+
+    def test_a_result_too_large_for_a_frame_is_left_out_and_said_so(self):
+        c = self.d.client()
+        size = (1 << 20) - 60  # the submit fits; its end does not
+        args = self.args_of_size(size)
+        self.assertEqual(len(msgpack.packb(args)), size)
+        job, ev = self.run_job(c, task="noop", exec="loop", args=args)
+        small, _ = self.run_job(c, task="noop", args={"a": 1})
+        end = ev[-1]
+        self.assertEqual((end["state"], end["error"], end["result_omitted"]),
+                         ("failed", "internal", size), end)
+        self.assertIn("%d bytes" % size, end["message"])
+        # status answers, with the true state and without the result
+        st = c.call("status", job=job)
+        self.assertEqual((st["t"], st["state"], st["result_omitted"]),
+                         ("job", "succeeded", size))
+        self.assertNotIn("result", st)
+        r = self.d.concctl("status", job)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("left out: %d bytes, too large for a reply" % size,
+                      r.stdout)
+        # ps too, and the rows that fit keep their results
+        ps = c.call("ps", all=True)
+        self.assertEqual(ps["t"], "jobs", ps.get("message"))
+        rows = {r["job"]: r for r in ps["jobs"]}
+        self.assertEqual(rows[job]["result_omitted"], size)
+        self.assertNotIn("result", rows[job])
+        self.assertEqual(rows[small]["result"], {"a": 1})
+        # result says why, naming the size
+        r = c.call("result", job=job)
+        self.assertEqual((r["t"], r["error"]), ("end", "internal"))
+        self.assertIn("%d bytes" % size, r["message"])
+
+    def test_ps_gives_results_to_the_oldest_rows_while_the_frame_holds(self):
+        c = self.d.client()
+        size = 600 * 1024  # one fits in a frame, two do not
+        args = self.args_of_size(size)
+        jobs = [self.run_job(c, task="noop", args=args)[0] for _ in range(3)]
+        for j in jobs:
+            self.assertEqual(c.call("status", job=j)["result"], args)
+        ps = c.call("ps", all=True)
+        self.assertEqual(ps["t"], "jobs", ps.get("message"))
+        self.assertEqual([r["job"] for r in ps["jobs"]], jobs)
+        self.assertEqual(ps["jobs"][0]["result"], args)
+        for r in ps["jobs"][1:]:
+            self.assertEqual(r["result_omitted"], size)
+            self.assertNotIn("result", r)
+
     def test_unknown_keys_are_ignored(self):
         c = self.d.client()
         m = c.call("ping", future_field={"x": [1, 2]})
