@@ -650,13 +650,17 @@ request_pool(struct conn *c, const struct proto_msg *m)
 	for (x = PX_LOOP; x < PX_COUNT; x++) {
 		const struct executor *ex = sched_executor((enum proto_exec)x);
 
+		/* a map 16, as every map concd writes */
 		msgpack_pack_str_with_body(&e.pk, proto_execs[x],
 		                           strlen(proto_execs[x]));
-		msgpack_pack_map(&e.pk, 2);
+		proto_enc_map_open(&e);
 		msgpack_pack_str_with_body(&e.pk, "queued", 6);
 		msgpack_pack_uint64(&e.pk, ex->queued());
+		proto_enc_elem(&e);
 		msgpack_pack_str_with_body(&e.pk, "running", 7);
 		msgpack_pack_uint64(&e.pk, ex->running());
+		proto_enc_elem(&e);
+		proto_enc_close(&e);
 		proto_enc_elem(&e);
 	}
 	proto_enc_close(&e);

@@ -2,6 +2,7 @@
 with Python's msgpack rather than concd's own codec."""
 import os
 import signal
+import socket
 import struct
 import sys
 import unittest
@@ -195,7 +196,9 @@ class Wire(DaemonTest):
             (dict(t="submit", task="primes", args={"n": 1}, exec="gpu"),
              "bad_executor", "gpu"),
             (dict(t="submit", task="sleep", args={"ms": 1}, exec="loop",
-                  fresh=True), "bad_executor", "fresh"),
+                  fresh=True), "bad_executor",
+             "\"fresh\" needs the thread or process executor, not the "
+             "loop"),
             (dict(t="submit", task=5), "bad_field", "\"task\""),
             (dict(t="status", job=424242), "no_such_job", "424242"),
             (dict(t="cancel", job=424242), "no_such_job", "424242"),
@@ -321,6 +324,69 @@ class Wire(DaemonTest):
         for r in ps["jobs"][1:]:
             self.assertEqual(r["result_omitted"], size)
             self.assertNotIn("result", r)
+
+    @staticmethod
+    def container_headers(b, i=0, out=None):
+        """The header kind of every map and array in the MessagePack
+        value at b[i:], walked by hand: msgpack hides the encoding."""
+        out = [] if out is None else out
+        c = b[i]
+        be = lambda at, n: int.from_bytes(b[at:at + n], "big")
+        sized = {0xd9: 1, 0xc4: 1, 0xda: 2, 0xc5: 2, 0xdb: 4, 0xc6: 4}
+        fixed = {0xcc: 2, 0xd0: 2, 0xcd: 3, 0xd1: 3, 0xca: 5, 0xce: 5,
+                 0xd2: 5, 0xcb: 9, 0xcf: 9, 0xd3: 9}
+        kinds = {0xdc: ("array 16", 2, 1), 0xdd: ("array 32", 4, 1),
+                 0xde: ("map 16", 2, 2), 0xdf: ("map 32", 4, 2)}
+        if c <= 0x7f or c >= 0xe0 or c in (0xc0, 0xc2, 0xc3):
+            return i + 1, out
+        if 0xa0 <= c <= 0xbf:
+            return i + 1 + (c & 0x1f), out
+        if c in sized:
+            w = sized[c]
+            return i + 1 + w + be(i + 1, w), out
+        if c in fixed:
+            return i + fixed[c], out
+        if 0x80 <= c <= 0x9f:
+            kind, n, per = (("fixmap", c & 0x0f, 2) if c <= 0x8f
+                            else ("fixarray", c & 0x0f, 1))
+            i += 1
+        else:
+            kind, w, per = kinds[c]
+            n = be(i + 1, w)
+            i += 1 + w
+        out.append(kind)
+        for _ in range(n * per):
+            i, _ = Wire.container_headers(b, i, out)
+        return i, out
+
+    def test_every_map_and_array_concd_writes_has_a_16_bit_count(self):
+        c = self.d.client()
+        job = c.call("submit", task="sleep", args={"ms": 600000},
+                     exec="thread")["job"]
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.settimeout(BOUND)
+        raw.connect(self.d.socket)
+        requests = [{"t": "pool"}, {"t": "ps", "all": True},
+                    {"t": "status", "job": job}, {"t": "tasks"},
+                    {"t": "hello", "version": 1}, {"t": "ping"},
+                    {"t": "status", "job": 0}]
+        buf = b""
+        for i, req in enumerate(requests, start=1):
+            body = msgpack.packb(dict(req, id=i))
+            raw.sendall(struct.pack(">I", len(body)) + body)
+            while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4],
+                                                                 "big"):
+                data = raw.recv(1 << 16)
+                self.assertTrue(data, "concd closed the connection")
+                buf += data
+            n = int.from_bytes(buf[:4], "big")
+            payload, buf = buf[4:4 + n], buf[4 + n:]
+            end, kinds = self.container_headers(payload)
+            self.assertEqual(end, n)
+            self.assertEqual(set(kinds) - {"map 16", "array 16"}, set(),
+                             (req, kinds))
+        raw.close()
+        c.call("cancel", job=job)
 
     def test_unknown_keys_are_ignored(self):
         c = self.d.client()
