@@ -30,6 +30,13 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS for %d" % pid)
 
 
+def sanitized(pid):
+    """Whether concd runs with AddressSanitizer, whose quarantine keeps
+    freed memory: its RSS does not drop back when a buffer is freed."""
+    with open("/proc/%d/maps" % pid) as f:
+        return any("libasan" in line for line in f)
+
+
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -179,7 +186,8 @@ class Connections(DaemonTest):
         s.close()
         self.wait_for("fds back to %d" % fds,
                       lambda: fd_count(self.pid) == fds)
-        self.assert_rss_drops_back(before)
+        if not VALGRIND and not sanitized(self.pid):
+            self.assert_rss_drops_back(before)
         sys.stderr.write("%d KiB after it closed\n"
                          % rss_kib(self.pid))
 
