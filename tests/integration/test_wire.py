@@ -283,17 +283,19 @@ class Wire(DaemonTest):
         size = (1 << 20) - 60  # the submit fits; its end does not
         args = self.args_of_size(size)
         self.assertEqual(len(msgpack.packb(args)), size)
-        job, ev = self.run_job(c, task="noop", exec="loop", args=args)
+        for x in ("thread", "process", "loop"):
+            job, ev = self.run_job(c, task="noop", exec=x, args=args)
+            end = ev[-1]
+            self.assertEqual((end["state"], end["error"],
+                              end["result_omitted"]),
+                             ("failed", "internal", size), (x, end))
+            self.assertIn("%d bytes" % size, end["message"])
+            # status answers, with the true state and without the result
+            st = c.call("status", job=job)
+            self.assertEqual((st["t"], st["state"], st["result_omitted"]),
+                             ("job", "succeeded", size))
+            self.assertNotIn("result", st)
         small, _ = self.run_job(c, task="noop", args={"a": 1})
-        end = ev[-1]
-        self.assertEqual((end["state"], end["error"], end["result_omitted"]),
-                         ("failed", "internal", size), end)
-        self.assertIn("%d bytes" % size, end["message"])
-        # status answers, with the true state and without the result
-        st = c.call("status", job=job)
-        self.assertEqual((st["t"], st["state"], st["result_omitted"]),
-                         ("job", "succeeded", size))
-        self.assertNotIn("result", st)
         r = self.d.concctl("status", job)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("left out: %d bytes, too large for a reply" % size,
