@@ -203,6 +203,49 @@ class Connections(DaemonTest):
     def test_a_client_pipelining_tasks_without_reading_stays_bounded(self):
         self.check_pipelining({"t": "tasks", "id": 1}, 200000)
 
+    def test_a_client_that_reads_late_gets_every_reply_in_order(self):
+        """The requests concd held back while a client did not read are
+        answered once it reads, in order, none lost or repeated."""
+        n = 40000
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.d.socket)
+        s.setblocking(False)
+        data = b"".join(frame({"t": "tasks", "id": i}) for i in range(1, n))
+        data += frame({"t": "ping", "id": n})
+        off, buf, want = 0, b"", 1
+        paused = False
+        deadline = time.monotonic() + 4 * BOUND
+        while want <= n:
+            self.assertLess(time.monotonic(), deadline)
+            if off < len(data):
+                try:
+                    off += s.send(data[off:off + 65536])
+                except BlockingIOError:
+                    pass
+            if not paused:
+                # read nothing until concd has stopped reading
+                for _ in range(20):
+                    self.probe.call("ping")
+                _, w, _ = select.select([], [s], [], 0)
+                paused = not w
+                continue
+            select.select([s], [], [], BOUND)
+            try:
+                b = s.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            self.assertTrue(b, "concd closed the connection")
+            buf += b
+            while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(
+                    ">I", buf[:4])[0]:
+                size = struct.unpack(">I", buf[:4])[0]
+                m = msgpack.unpackb(buf[4:4 + size], raw=False)
+                buf = buf[4 + size:]
+                self.assertEqual(m["id"], want, m)
+                self.assertEqual(m["t"], "pong" if want == n else "tasklist")
+                want += 1
+        s.close()
+
     def test_a_client_with_64_mib_of_events_unread_is_closed(self):
         """What request reading cannot bound, the events of jobs a client
         watches, is capped: the jobs end all the same."""
