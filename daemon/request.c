@@ -322,7 +322,11 @@ request_status(struct conn *c, const struct proto_msg *m)
 		/* too large with its result: without it, it fits */
 		proto_enc_begin(&e, conn_out(c), PROTO_JOB, m->id);
 		job_encode_record(&e, j, false);
-		proto_enc_end(&e);
+		if (proto_enc_end(&e) < 0)
+			reply_error(c, m->id, PE_INTERNAL,
+			            "job %llu: its record does not fit in a "
+			            "frame",
+			            (unsigned long long)j->id);
 	}
 	conn_dirty(c);
 }
@@ -465,10 +469,16 @@ request_ps(struct conn *c, const struct proto_msg *m)
 			    c, m->id, PE_INTERNAL,
 			    "too many jobs for one reply: use a smaller limit");
 		} else {
+			/*
+			 * The room left goes to results: one adds at most its
+			 * own size (its key is shorter than result_omitted).
+			 */
 			conn_out(c)->len -= (size_t)bare;
-			ps_encode(c, m->id, rows, n, total, w.counts,
-			          PROTO_MAX_FRAME + PROTO_HEADER_LEN -
-			              (size_t)bare);
+			if (ps_encode(c, m->id, rows, n, total, w.counts,
+			              PROTO_MAX_FRAME + PROTO_HEADER_LEN -
+			                  (size_t)bare) < 0)
+				ps_encode(c, m->id, rows, n, total, w.counts,
+				          0);
 		}
 	}
 	conn_dirty(c);
