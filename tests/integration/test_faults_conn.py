@@ -173,16 +173,14 @@ class Connections(DaemonTest):
     def check_pipelining(self, request, n):
         fds, before = fd_count(self.pid), rss_kib(self.pid)
         s, sent, growth = self.pipeline_without_reading(request, n)
-        sys.stderr.write("\n  %s: %d requests read of %d; concd's RSS "
+        sys.stderr.write("\n  %s: %d requests sent of %d; concd's RSS "
                          "%d KiB before, +%d KiB while the client "
                          "did not read, " % (request["t"], sent, n,
                                              before, growth))
         if not VALGRIND:
             self.assertLess(growth * 1024, OUT_LIMIT)
-        # the connection is still there, its replies waiting: it is
-        # slowed down, not cut off
-        _, w, x = select.select([s], [], [s], 0)
-        self.assertEqual(x, [])
+        # it was slowed down, not cut off
+        self.assertNotIn("not reading its replies", self.d.log())
         s.close()
         self.wait_for("fds back to %d" % fds,
                       lambda: fd_count(self.pid) == fds)
