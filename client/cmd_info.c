@@ -132,6 +132,10 @@ info_print_job(const struct proto_msg *m)
 		printf(INFO_LABEL, "result");
 		render_value(stdout, &m->f[PF_RESULT]);
 	}
+	if (proto_has(m, PF_RESULT_OMITTED))
+		printf(INFO_LABEL "left out: %" PRIu64
+		                  " bytes, too large for a reply\n",
+		       "result", proto_u64(m, PF_RESULT_OMITTED, 0));
 	if (proto_has(m, PF_ERROR)) {
 		printf(INFO_LABEL "%s", "error",
 		       render_str(m, PF_ERROR, b, sizeof(b)));

@@ -308,7 +308,13 @@ void job_encode_end(struct pbuf *, const struct job *, const struct watch *w,
                     uint64_t req, int32_t index);
 /* Output lost before any watcher could have it: all of them missed it. */
 void job_lost_output(struct job *, uint64_t bytes);
-void job_encode_record(struct proto_enc *, const struct job *);
+/*
+ * A job's record, as status and ps send it; without result, a result is
+ * left out and its size given instead (result_omitted).
+ */
+void job_encode_record(struct proto_enc *, const struct job *, bool result);
+/* The bytes a job's result takes in a record: 0 when it has none. */
+size_t job_result_size(const struct job *);
 void job_foreach(void (*)(struct job *, void *), void *);
 void job_counts(size_t counts[PS_COUNT]);
 
@@ -393,6 +399,12 @@ int worker_main(int index, bool once, int busy_poll_us);
 struct conn_handler {
 	void (*dispatch)(struct conn *, const struct proto_msg *);
 	void (*closed)(struct conn *, void *arg); /* optional */
+	/*
+	 * A client: while its output is congested its requests are not
+	 * read.  A worker process is always read, or it could block in a
+	 * write while the daemon waits for it to read.
+	 */
+	bool paced;
 };
 
 struct conn *conn_new_with(int fd, const struct conn_handler *, void *arg);

@@ -3,6 +3,9 @@
  * watches.  A read drains every complete frame in the buffer; replies
  * pile up in one output buffer that is written once per loop pass (see
  * conn_dirty), and write interest is armed only while output is left.
+ * A connection whose peer lets its output pile up is not read from (its
+ * requests wait, unparsed) until the output has drained: a client that
+ * pipelines requests without reading replies costs a bounded amount.
  */
 #include <sys/socket.h>
 
@@ -17,6 +20,8 @@
 
 #define CONN_READ_CHUNK (64 * 1024)
 #define CONN_CONGESTED  (256 * 1024)       /* output bytes: skip progress */
+#define CONN_PAUSE      (4 * 1024 * 1024)  /* read no more requests ... */
+#define CONN_RESUME     (1024 * 1024)      /* ... until down to this */
 #define CONN_OUT_LIMIT  (64 * 1024 * 1024) /* a peer that never reads */
 #define CONN_TRIM_AT    (128 * 1024)       /* a frame this large: trim */
 
@@ -36,6 +41,7 @@ struct conn {
 	bool dirty;
 	bool writing; /* wev is added: the socket was full */
 	bool closing; /* flush what is queued, then close */
+	bool paused;  /* rev is deleted: over CONN_PAUSE unsent */
 	TAILQ_ENTRY(conn) link;
 	TAILQ_ENTRY(conn) dirty_link;
 };
@@ -96,6 +102,9 @@ conn_new_with(int fd, const struct conn_handler *h, void *arg)
 void
 conn_close(struct conn *c)
 {
+	/* a peer that let its output pile up leaves megabytes freed */
+	bool trim = c->out.cap > CONN_RESUME;
+
 	if (c->handler->closed != NULL)
 		c->handler->closed(c, c->arg);
 	if (c->dirty)
@@ -109,6 +118,8 @@ conn_close(struct conn *c)
 	pbuf_free(&c->out);
 	msgpack_zone_destroy(&c->zone);
 	free(c);
+	if (trim)
+		malloc_trim(0);
 }
 
 void
@@ -188,10 +199,31 @@ conn_watches(struct conn *c)
 	return &c->watches;
 }
 
+static size_t
+conn_unsent(const struct conn *c)
+{
+	return c->out.len - c->out_off;
+}
+
 bool
 conn_congested(const struct conn *c)
 {
-	return c->out.len - c->out_off > CONN_CONGESTED;
+	return conn_unsent(c) > CONN_CONGESTED;
+}
+
+/*
+ * The cap on queued output: what request reading does not bound (the
+ * events of the jobs a peer watches) ends the connection once it has
+ * reached the cap unread.
+ */
+static bool
+conn_over_limit(const struct conn *c)
+{
+	if (conn_unsent(c) <= CONN_OUT_LIMIT)
+		return false;
+	log_warnx("uid %u pid %d: not reading its replies, closing",
+	          (unsigned)c->uid, (int)c->pid);
+	return true;
 }
 
 void
@@ -228,11 +260,8 @@ conn_flush(struct conn *c)
 			return -1;
 		return 0;
 	}
-	if (c->out.len - c->out_off > CONN_OUT_LIMIT) {
-		log_warnx("uid %u pid %d: not reading its replies, closing",
-		          (unsigned)c->uid, (int)c->pid);
+	if (conn_over_limit(c))
 		return -1;
-	}
 	/* Compact once the written part dominates. */
 	if (c->out_off > c->out.len / 2) {
 		pbuf_consume(&c->out, c->out_off);
@@ -243,6 +272,18 @@ conn_flush(struct conn *c)
 	return 0;
 }
 
+static void conn_resume(struct conn *);
+
+/* After a write: close, or take requests again once the output drained. */
+static void
+conn_flushed(struct conn *c, int r)
+{
+	if (r < 0)
+		conn_close(c);
+	else if (c->paused && conn_unsent(c) <= CONN_RESUME)
+		conn_resume(c);
+}
+
 static void
 conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -251,9 +292,9 @@ conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 	while ((c = TAILQ_FIRST(&dirty)) != NULL) {
 		TAILQ_REMOVE(&dirty, c, dirty_link);
 		c->dirty = false;
-		if (c->writing)
-			continue; /* the write event will do it */
-		if (conn_flush(c) < 0)
+		if (!c->writing)
+			conn_flushed(c, conn_flush(c));
+		else if (conn_over_limit(c)) /* else the write event does it */
 			conn_close(c);
 	}
 }
@@ -290,8 +331,7 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 
 	c->writing = false;
-	if (conn_flush(c) < 0)
-		conn_close(c);
+	conn_flushed(c, conn_flush(c));
 }
 
 /* A fault in the framing itself: say why, then hang up. */
@@ -305,32 +345,40 @@ conn_reject(struct conn *c, uint64_t id, enum proto_error code, const char *why)
 	conn_dirty(c);
 }
 
+/* Its output piles up: read no more of its requests for now. */
 static void
-conn_read_cb(evutil_socket_t fd, short what, void *arg)
+conn_pause(struct conn *c)
 {
-	struct conn *c = arg;
+	c->paused = true;
+	event_del(c->rev);
+}
+
+/*
+ * Dispatch the complete frames read so far, until a client's unsent
+ * output passes CONN_PAUSE: the frames left wait in c->in, and the
+ * socket is not read, so a peer that sends faster than it reads blocks
+ * in its own write.
+ */
+static void
+conn_process(struct conn *c)
+{
 	struct proto_msg msg;
 	struct proto_fault f;
 	const char *payload;
 	size_t plen, off = 0;
-	ssize_t n, used;
+	ssize_t used;
 	bool large = false;
 
-	loop_worked = true;
-
-	pbuf_reserve(&c->in, CONN_READ_CHUNK);
-	n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		conn_close(c);
-		return;
-	}
-	c->in.len += (size_t)n;
 	reading = c;
-	while (!c->closing &&
-	       (used = proto_frame_next(c->in.data + off, c->in.len - off,
-	                                &payload, &plen)) != 0) {
+	while (!c->closing) {
+		if (c->handler->paced && conn_unsent(c) > CONN_PAUSE) {
+			conn_pause(c);
+			break;
+		}
+		used = proto_frame_next(c->in.data + off, c->in.len - off,
+		                        &payload, &plen);
+		if (used == 0)
+			break;
 		if (used < 0) {
 			conn_reject(c, 0, PE_FRAME_TOO_LARGE,
 			            "frame larger than 1 MiB");
@@ -363,6 +411,45 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			pbuf_free(&c->in);
 		malloc_trim(0);
 	}
+	reading = NULL;
+}
+
+/*
+ * Its output has drained: the requests read before the pause go first,
+ * then the socket is read again.  Their replies go out with the next
+ * flush (conn_dirty left the flush event alone while processing).
+ */
+static void
+conn_resume(struct conn *c)
+{
+	c->paused = false;
+	if (!c->closing)
+		event_add(c->rev, NULL);
+	conn_process(c);
+	if (conn_batch_hook != NULL)
+		conn_batch_hook();
+	if (c->dirty)
+		event_active(flush_ev, 0, 1);
+}
+
+static void
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	ssize_t n;
+
+	loop_worked = true;
+
+	pbuf_reserve(&c->in, CONN_READ_CHUNK);
+	n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_close(c);
+		return;
+	}
+	c->in.len += (size_t)n;
+	conn_process(c);
 	/*
 	 * This batch's replies go out now, a round trip saves a pass; but
 	 * first the jobs go to the workers, and a worker process's run
@@ -370,7 +457,6 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	 * replies are being written.  (conn_dirty left the flush event alone
 	 * for this connection.)
 	 */
-	reading = NULL;
 	if (conn_batch_hook != NULL)
 		conn_batch_hook();
 	if (c->dirty) {

@@ -3,6 +3,7 @@
  * them.  Lookups by id are O(1) through a hash table that doubles as it
  * fills; finished jobs are kept, oldest first, up to a bound.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -390,8 +391,15 @@ job_lost_output(struct job *j, uint64_t bytes)
 	}
 }
 
+size_t
+job_result_size(const struct job *j)
+{
+	return j->state == PS_SUCCEEDED ? j->ctx.result.len : 0;
+}
+
 static void
-job_encode_outcome(struct proto_enc *e, const struct job *j, uint64_t dropped)
+job_encode_outcome(struct proto_enc *e, const struct job *j, uint64_t dropped,
+                   bool result)
 {
 	proto_enc_cstr(e, PF_STATE, proto_states[j->state]);
 	proto_enc_cstr(e, PF_EXEC, proto_execs[j->exec]);
@@ -408,7 +416,9 @@ job_encode_outcome(struct proto_enc *e, const struct job *j, uint64_t dropped)
 	if (dropped > 0)
 		proto_enc_u64(e, PF_DROPPED, dropped);
 	if (j->state == PS_SUCCEEDED) {
-		if (j->ctx.result.len > 0)
+		if (j->ctx.result.len > 0 && !result)
+			proto_enc_u64(e, PF_RESULT_OMITTED, j->ctx.result.len);
+		else if (j->ctx.result.len > 0)
 			proto_enc_raw(e, PF_RESULT, j->ctx.result.data,
 			              j->ctx.result.len);
 		else
@@ -431,23 +441,30 @@ job_encode_end(struct pbuf *b, const struct job *j, const struct watch *w,
                uint64_t req, int32_t index)
 {
 	struct proto_enc e;
+	char why[128];
 
 	job_event_begin(&e, b, PROTO_END, j, req, index);
 	job_encode_outcome(&e, j,
 	                   w != NULL && w->index != WATCH_GATHER ? w->dropped
-	                                                         : j->dropped);
+	                                                         : j->dropped,
+	                   true);
 	if (proto_enc_end(&e) < 0) {
 		/* A result too large for a frame: the job still ends. */
+		snprintf(why, sizeof(why),
+		         "result too large to send: %zu bytes, and a frame "
+		         "holds %d",
+		         j->ctx.result.len, PROTO_MAX_FRAME);
 		job_event_begin(&e, b, PROTO_END, j, req, index);
 		proto_enc_cstr(&e, PF_STATE, proto_states[PS_FAILED]);
 		proto_enc_cstr(&e, PF_ERROR, proto_errors[PE_INTERNAL].name);
-		proto_enc_cstr(&e, PF_MESSAGE, "result too large to send");
+		proto_enc_cstr(&e, PF_MESSAGE, why);
+		proto_enc_u64(&e, PF_RESULT_OMITTED, j->ctx.result.len);
 		proto_enc_end(&e);
 	}
 }
 
 void
-job_encode_record(struct proto_enc *e, const struct job *j)
+job_encode_record(struct proto_enc *e, const struct job *j, bool result)
 {
 	proto_enc_u64(e, PF_JOB, j->id);
 	proto_enc_cstr(e, PF_TASK, j->task->name);
@@ -462,7 +479,7 @@ job_encode_record(struct proto_enc *e, const struct job *j)
 	proto_enc_u64(e, PF_TOTAL, j->total);
 	if (j->msg != NULL)
 		proto_enc_cstr(e, PF_MSG, j->msg);
-	job_encode_outcome(e, j, j->dropped);
+	job_encode_outcome(e, j, j->dropped, result);
 }
 
 static void

@@ -135,6 +135,7 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
           struct pbuf *args, enum proto_error *code, char *cause, size_t len)
 {
 	const char *name, *xname;
+	char quoted[129]; /* what is echoed of a name */
 	size_t nlen, xlen;
 	int x = PX_AUTO;
 
@@ -147,9 +148,8 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 	}
 	if ((js->task = task_find(name, nlen)) == NULL) {
 		*code = PE_UNKNOWN_TASK;
-		snprintf(cause, len,
-		         "no such task \"%.*s\" (see concctl tasks)",
-		         (int)(nlen > 64 ? 64 : nlen), name);
+		snprintf(cause, len, "no such task \"%s\" (see concctl tasks)",
+		         proto_quote(quoted, sizeof(quoted), name, nlen));
 		return -1;
 	}
 	if ((xname = proto_str(m, PF_EXEC, &xlen)) != NULL &&
@@ -157,8 +157,8 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 		*code = PE_BAD_EXECUTOR;
 		snprintf(
 		    cause, len,
-		    "unknown executor \"%.*s\" (auto, loop, thread, process)",
-		    (int)xlen, xname);
+		    "unknown executor \"%s\" (auto, loop, thread, process)",
+		    proto_quote(quoted, sizeof(quoted), xname, xlen));
 		return -1;
 	}
 	if ((js->task->traits & TASK_USER_CODE) && !request_user_code_ok(uid)) {
@@ -368,8 +368,17 @@ request_status(struct conn *c, const struct proto_msg *m)
 	if (j == NULL)
 		return;
 	proto_enc_begin(&e, conn_out(c), PROTO_JOB, m->id);
-	job_encode_record(&e, j);
-	proto_enc_end(&e);
+	job_encode_record(&e, j, true);
+	if (proto_enc_end(&e) < 0) {
+		/* too large with its result: without it, it fits */
+		proto_enc_begin(&e, conn_out(c), PROTO_JOB, m->id);
+		job_encode_record(&e, j, false);
+		if (proto_enc_end(&e) < 0)
+			reply_error(c, m->id, PE_INTERNAL,
+			            "job %llu: its record does not fit in a "
+			            "frame",
+			            (unsigned long long)j->id);
+	}
 	conn_dirty(c);
 }
 
@@ -404,21 +413,61 @@ ps_total(const size_t counts[PS_COUNT], int state, bool all)
 }
 
 /*
+ * The jobs reply; its rows carry their results, oldest first, while they
+ * add up to at most room bytes, and say how large the others are.
+ * Returns the frame's size, or -1 if it does not fit (then dropped).
+ */
+static ssize_t
+ps_encode(struct conn *c, uint64_t id, struct job **rows, size_t n,
+          size_t total, const size_t counts[PS_COUNT], size_t room)
+{
+	struct proto_enc e;
+	size_t i, size;
+
+	proto_enc_begin(&e, conn_out(c), PROTO_JOBS, id);
+	proto_enc_key(&e, PF_JOBS);
+	proto_enc_array_open(&e);
+	for (i = n; i-- > 0;) { /* oldest first */
+		size = job_result_size(rows[i]);
+		proto_enc_map_open(&e);
+		job_encode_record(&e, rows[i], size <= room);
+		room -= size <= room ? size : 0;
+		proto_enc_close(&e);
+	}
+	proto_enc_close(&e);
+	proto_enc_u64(&e, PF_TOTAL, total);
+	proto_enc_key(&e, PF_COUNTS);
+	proto_enc_map_open(&e);
+	for (i = 0; i < PS_COUNT; i++) {
+		msgpack_pack_str_with_body(&e.pk, proto_states[i],
+		                           strlen(proto_states[i]));
+		msgpack_pack_uint64(&e.pk, counts[i]);
+		proto_enc_elem(&e);
+	}
+	proto_enc_close(&e);
+	if (proto_enc_end(&e) < 0)
+		return -1;
+	return (ssize_t)(e.buf->len - e.start);
+}
+
+/*
  * The newest rows that match, found by walking ids down from the last
  * one (ids are dense, lookups O(1)), so a short listing stays cheap with
  * a million jobs.  Counts per state come with it: kept by the job table
- * for root, counted for other users.
+ * for root, counted for other users.  Results that do not fit in the
+ * frame are left out: the reply is made without any, and the room it
+ * leaves goes to the results of the oldest rows.
  */
 static void
 request_ps(struct conn *c, const struct proto_msg *m)
 {
 	struct ps_walk w = {.uid = conn_uid(c), .admin = request_admin(c)};
-	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), i, n = 0;
+	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), n = 0;
 	size_t total = 0;
 	bool all = proto_bool(m, PF_ALL, false);
 	struct job **rows = NULL;
-	struct proto_enc e;
 	const char *sname;
+	ssize_t bare;
 	size_t slen;
 	int state = -1;
 	uint64_t id;
@@ -426,11 +475,12 @@ request_ps(struct conn *c, const struct proto_msg *m)
 
 	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
 	    (state = proto_state_lookup(sname, slen)) < 0) {
-		reply_error(
-		    c, m->id, PE_BAD_FIELD,
-		    "unknown state \"%.*s\" (queued, running, succeeded, "
-		    "failed, cancelled, timed_out)",
-		    (int)slen, sname);
+		char quoted[129];
+
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "unknown state \"%s\" (queued, running, succeeded, "
+		            "failed, cancelled, timed_out)",
+		            proto_quote(quoted, sizeof(quoted), sname, slen));
 		return;
 	}
 	if (limit > 0 && (rows = calloc(limit, sizeof(*rows))) == NULL) {
@@ -462,28 +512,25 @@ request_ps(struct conn *c, const struct proto_msg *m)
 	}
 	if (n == limit)
 		total = ps_total(w.counts, state, all);
-	proto_enc_begin(&e, conn_out(c), PROTO_JOBS, m->id);
-	proto_enc_key(&e, PF_JOBS);
-	proto_enc_array_open(&e);
-	for (i = n; i-- > 0;) { /* oldest first */
-		proto_enc_map_open(&e);
-		job_encode_record(&e, rows[i]);
-		proto_enc_close(&e);
+	if (ps_encode(c, m->id, rows, n, total, w.counts, SIZE_MAX) < 0) {
+		if ((bare = ps_encode(c, m->id, rows, n, total, w.counts, 0)) <
+		    0) {
+			reply_error(
+			    c, m->id, PE_INTERNAL,
+			    "too many jobs for one reply: use a smaller limit");
+		} else {
+			/*
+			 * The room left goes to results: one adds at most its
+			 * own size (its key is shorter than result_omitted).
+			 */
+			conn_out(c)->len -= (size_t)bare;
+			if (ps_encode(c, m->id, rows, n, total, w.counts,
+			              PROTO_MAX_FRAME + PROTO_HEADER_LEN -
+			                  (size_t)bare) < 0)
+				ps_encode(c, m->id, rows, n, total, w.counts,
+				          0);
+		}
 	}
-	proto_enc_close(&e);
-	proto_enc_u64(&e, PF_TOTAL, total);
-	proto_enc_key(&e, PF_COUNTS);
-	proto_enc_map_open(&e);
-	for (i = 0; i < PS_COUNT; i++) {
-		msgpack_pack_str_with_body(&e.pk, proto_states[i],
-		                           strlen(proto_states[i]));
-		msgpack_pack_uint64(&e.pk, w.counts[i]);
-		proto_enc_elem(&e);
-	}
-	proto_enc_close(&e);
-	if (proto_enc_end(&e) < 0)
-		reply_error(c, m->id, PE_INTERNAL,
-		            "too many jobs for one reply: use a smaller limit");
 	conn_dirty(c);
 	free(rows);
 }
@@ -682,13 +729,17 @@ request_pool(struct conn *c, const struct proto_msg *m)
 	for (x = PX_LOOP; x < PX_COUNT; x++) {
 		const struct executor *ex = sched_executor((enum proto_exec)x);
 
+		/* a map 16, as every map concd writes */
 		msgpack_pack_str_with_body(&e.pk, proto_execs[x],
 		                           strlen(proto_execs[x]));
-		msgpack_pack_map(&e.pk, 2);
+		proto_enc_map_open(&e);
 		msgpack_pack_str_with_body(&e.pk, "queued", 6);
 		msgpack_pack_uint64(&e.pk, ex->queued());
+		proto_enc_elem(&e);
 		msgpack_pack_str_with_body(&e.pk, "running", 7);
 		msgpack_pack_uint64(&e.pk, ex->running());
+		proto_enc_elem(&e);
+		proto_enc_close(&e);
 		proto_enc_elem(&e);
 	}
 	proto_enc_close(&e);
@@ -775,4 +826,5 @@ request_closed(struct conn *c, void *arg)
 const struct conn_handler request_handler = {
     .dispatch = request_dispatch,
     .closed = request_closed,
+    .paced = true,
 };

@@ -56,7 +56,8 @@ sched_choose(const struct task *t, enum proto_exec requested, bool fresh,
 	}
 	if (fresh && x == PX_LOOP) {
 		snprintf(cause, causelen,
-		         "--fresh needs the thread or process executor");
+		         "\"fresh\" needs the thread or process executor, "
+		         "not the loop");
 		return -1;
 	}
 	*out = x;

@@ -234,14 +234,14 @@ arg_parse(const struct task *t, const msgpack_object *args,
 		bool ok;
 
 		if (n < 0) {
+			char name[129];
+
 			if (key->type == MSGPACK_OBJECT_STR)
 				snprintf(cause, causelen,
-				         "%s: unknown argument \"%.*s\"",
-				         t->name,
-				         (int)(key->via.str.size > 64
-				                   ? 64
-				                   : key->via.str.size),
-				         key->via.str.ptr);
+				         "%s: unknown argument \"%s\"", t->name,
+				         proto_quote(name, sizeof(name),
+				                     key->via.str.ptr,
+				                     key->via.str.size));
 			else
 				snprintf(cause, causelen,
 				         "%s: argument names must be strings",

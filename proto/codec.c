@@ -8,6 +8,7 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto.h"
@@ -224,13 +225,28 @@ proto_enc_bool(struct proto_enc *e, enum proto_field f, bool v)
 	pbuf_append(e->buf, v ? "\xc3" : "\xc2", 1);
 }
 
-/* Strings longer than the field allows are cut, at a UTF-8 boundary. */
+/*
+ * Strings longer than the field allows are cut, at a UTF-8 boundary.  A
+ * string that is not UTF-8 (a plugin's message, say) goes out quoted, as
+ * proto_quote writes it: concd never sends a str a peer cannot decode.
+ */
 void
 proto_enc_str(struct proto_enc *e, enum proto_field f, const char *s,
               size_t len)
 {
 	uint32_t max = proto_fields[f].max;
+	char *q = NULL;
 
+	if (!proto_utf8_valid(s, len)) {
+		size_t size = (max > 0 && len > max ? max : len) * 4 + 1;
+
+		if ((q = malloc(size)) == NULL) {
+			e->failed = true;
+			return;
+		}
+		s = proto_quote(q, size, s, len);
+		len = strlen(s);
+	}
 	if (max > 0 && len > max) {
 		len = max;
 		while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
@@ -238,6 +254,7 @@ proto_enc_str(struct proto_enc *e, enum proto_field f, const char *s,
 	}
 	proto_enc_key(e, f);
 	put_str(e->buf, s, len);
+	free(q);
 }
 
 void
@@ -367,7 +384,37 @@ static const char *const vtype_names[] = {
     [PV_ANY] = "a value",
 };
 
-/* One key and value of a message map: 0, or -1 with f set. */
+/* Whether every string in o, map keys included, is UTF-8. */
+static bool
+obj_utf8(const msgpack_object *o)
+{
+	uint32_t i;
+
+	switch (o->type) {
+	case MSGPACK_OBJECT_STR:
+		return proto_utf8_valid(o->via.str.ptr, o->via.str.size);
+	case MSGPACK_OBJECT_ARRAY:
+		for (i = 0; i < o->via.array.size; i++)
+			if (!obj_utf8(&o->via.array.ptr[i]))
+				return false;
+		return true;
+	case MSGPACK_OBJECT_MAP:
+		for (i = 0; i < o->via.map.size; i++)
+			if (!obj_utf8(&o->via.map.ptr[i].key) ||
+			    !obj_utf8(&o->via.map.ptr[i].val))
+				return false;
+		return true;
+	default:
+		return true;
+	}
+}
+
+/*
+ * One key and value of a message map: 0, or -1 with f set.  A str field,
+ * and every string inside a map or array field (task arguments, a
+ * gather's jobs), must be UTF-8; values of type any (a result, output
+ * data) are passed on as they are.
+ */
 static int
 decode_kv(const msgpack_object *key, const msgpack_object *val,
           struct proto_msg *m, struct proto_fault *f)
@@ -389,6 +436,13 @@ decode_kv(const msgpack_object *key, const msgpack_object *val,
 		         fi->max ? " (within its size limit)" : "");
 		return fault(f, PE_BAD_FIELD, "%s", what);
 	}
+	if (fi->type != PV_ANY && !obj_utf8(val))
+		return fault(f, PE_BAD_FIELD,
+		             fi->type == PV_STR
+		                 ? "field \"%s\" is not valid UTF-8"
+		                 : "field \"%s\" holds a string that is not "
+		                   "valid UTF-8",
+		             fi->name);
 	m->f[k] = *val;
 	m->present |= PF_BIT(k);
 	return 0;
@@ -607,10 +661,10 @@ fields_done:
 	}
 	t = proto_type_lookup(m->f[PF_T].via.str.ptr, m->f[PF_T].via.str.size);
 	if (t < 0) {
-		char name[40];
+		char name[4 * 32 + 1]; /* "t" is at most 32 bytes */
 
-		snprintf(name, sizeof(name), "%.*s",
-		         (int)m->f[PF_T].via.str.size, m->f[PF_T].via.str.ptr);
+		proto_quote(name, sizeof(name), m->f[PF_T].via.str.ptr,
+		            m->f[PF_T].via.str.size);
 		fault(f, PE_UNKNOWN_MESSAGE, "unknown message type \"%s\"",
 		      name);
 		return PROTO_DECODE_REJECT;

@@ -114,6 +114,10 @@ proto_scan(const char *buf, size_t len, const char **cause)
 			case 0xdf:
 				w = -4;
 				break;
+			case 0xc1:
+				*cause = "byte 0xc1, which MessagePack never "
+				         "uses";
+				return -1;
 			default:
 				*cause = "unsupported msgpack type (ext)";
 				return -1;

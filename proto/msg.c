@@ -108,6 +108,7 @@ const struct proto_field_info proto_fields[PF_FIELD_COUNT] = {
     [PF_RETRY_DELAY] = {"retry_delay", PV_UINT, 0},
     [PF_FAIL_FAST] = {"fail_fast", PV_BOOL, 0},
     [PF_DROPPED] = {"dropped", PV_UINT, 0},
+    [PF_RESULT_OMITTED] = {"result_omitted", PV_UINT, 0},
 };
 _Static_assert(PF_FIELD_COUNT <= 64, "presence mask holds 64 fields");
 _Static_assert(PF_FIELD_COUNT < 128 && PROTO_TYPE_COUNT < 128,

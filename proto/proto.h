@@ -122,6 +122,7 @@ enum proto_field {
 	PF_RETRY_DELAY,
 	PF_FAIL_FAST,
 	PF_DROPPED,
+	PF_RESULT_OMITTED,
 	PF_FIELD_COUNT
 };
 
@@ -236,6 +237,23 @@ proto_get_be(const unsigned char *p, int n)
 		v = v << 8 | *p++;
 	return v;
 }
+
+/* ---- text (utf8.c) ---- */
+
+/*
+ * Whether s holds well-formed UTF-8: no overlong forms, no surrogates,
+ * nothing above U+10FFFF, no sequence cut short.  Every str value the
+ * decoder hands on has passed this.
+ */
+bool proto_utf8_valid(const char *s, size_t len);
+
+/*
+ * s as text that is safe to echo in a message: well-formed UTF-8 is kept,
+ * a backslash or a double quote gets a backslash, and a control character
+ * or a byte that is not UTF-8 becomes \xNN.  The result is cut between
+ * characters to fit size, and NUL-terminated; returns dst.
+ */
+const char *proto_quote(char *dst, size_t size, const char *s, size_t len);
 
 /* ---- growable byte buffer ---- */
 

@@ -5,7 +5,8 @@
  * one payload, through proto_decode.  Beyond "no crash, no leak, no
  * overflow" the outcome must be consistent: BAD only with PE_BAD_FRAME,
  * REJECT only with a field or message fault, OK only with a known type,
- * its required fields and table-typed values; a name lookup matches only
+ * its required fields and table-typed values (strings in UTF-8), and
+ * every fault message in UTF-8; a name lookup matches only
  * that name; proto_scan never accepts what msgpack-c then refuses; every
  * accepted field is what msgpack-c's own unpacking gives; and the error
  * reply the daemon sends for a refused frame is itself a decodable frame.
@@ -181,6 +182,8 @@ check_error_reply(uint64_t id, const struct proto_fault *f)
 	const char *payload;
 	size_t plen;
 
+	require(proto_utf8_valid(f->message, strlen(f->message)),
+	        "a fault message that is not UTF-8");
 	proto_enc_error(&out, id, f->code, f->message);
 	require(proto_frame_next(out.data, out.len, &payload, &plen) ==
 	            (ssize_t)out.len,
@@ -240,10 +243,14 @@ decode_one(const char *p, size_t n, msgpack_zone *zone)
 		for (k = 0; k < PF_FIELD_COUNT; k++)
 			if (proto_has(&m, (enum proto_field)k) &&
 			    proto_fields[k].type == PV_STR)
-				require(m.f[k].type == MSGPACK_OBJECT_STR &&
-				            m.f[k].via.str.size <=
-				                proto_fields[k].max,
-				        "string field over its limit");
+				require(
+				    m.f[k].type == MSGPACK_OBJECT_STR &&
+				        m.f[k].via.str.size <=
+				            proto_fields[k].max &&
+				        proto_utf8_valid(m.f[k].via.str.ptr,
+				                         m.f[k].via.str.size),
+				    "string field over its limit or not "
+				    "UTF-8");
 		why = proto_check_fields(p, n, &m);
 		require(why == NULL, why != NULL ? why : "");
 		use_fields(&m);

@@ -239,6 +239,106 @@ seed_missing_task(struct pbuf *b)
 	seed_begin_end(b, PROTO_SUBMIT, 17);
 }
 
+/* One frame around the payload that pk_* built in p. */
+static void
+seed_frame(struct pbuf *b, struct pbuf *p)
+{
+	char hdr[4] = {(char)(p->len >> 24), (char)(p->len >> 16),
+	               (char)(p->len >> 8), (char)p->len};
+
+	pbuf_append(b, hdr, sizeof(hdr));
+	pbuf_append(b, p->data, p->len);
+	p->len = 0;
+}
+
+static void
+pk_cstr(msgpack_packer *pk, const char *s)
+{
+	msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+/*
+ * Strings that are not UTF-8, each refused with bad_field: as the type, as
+ * a top-level str field, and inside args and a gather's jobs; then a NUL
+ * in an unknown type, quoted in the reply.
+ */
+static void
+seed_not_utf8(struct pbuf *b)
+{
+	static const struct {
+		const char *s;
+		size_t len;
+	} bad[] = {
+	    {"p\xffng", 4},          /* 0xff */
+	    {"\xc0\x80", 2},         /* overlong NUL */
+	    {"\xed\xa0\x80", 3},     /* surrogate */
+	    {"\xf4\x90\x80\x80", 4}, /* above U+10FFFF */
+	    {"ab\xe2\x82", 4},       /* cut short */
+	};
+	struct pbuf p = {0};
+	msgpack_packer pk;
+	size_t i;
+
+	msgpack_packer_init(&pk, &p, pbuf_write_cb);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		msgpack_pack_map(&pk, 2);
+		pk_cstr(&pk, "t");
+		msgpack_pack_str_with_body(&pk, bad[i].s, bad[i].len);
+		pk_cstr(&pk, "id");
+		msgpack_pack_uint8(&pk, (uint8_t)(20 + i));
+		seed_frame(b, &p);
+
+		msgpack_pack_map(&pk, 3);
+		pk_cstr(&pk, "t");
+		pk_cstr(&pk, "submit");
+		pk_cstr(&pk, "task");
+		msgpack_pack_str_with_body(&pk, bad[i].s, bad[i].len);
+		pk_cstr(&pk, "exec");
+		pk_cstr(&pk, "loop");
+		seed_frame(b, &p);
+
+		msgpack_pack_map(&pk, 3);
+		pk_cstr(&pk, "t");
+		pk_cstr(&pk, "submit");
+		pk_cstr(&pk, "task");
+		pk_cstr(&pk, "exec");
+		pk_cstr(&pk, "args");
+		msgpack_pack_map(&pk, 2);
+		pk_cstr(&pk, "argv");
+		msgpack_pack_array(&pk, 2);
+		pk_cstr(&pk, "echo");
+		msgpack_pack_str_with_body(&pk, bad[i].s, bad[i].len);
+		msgpack_pack_str_with_body(&pk, bad[i].s, bad[i].len);
+		msgpack_pack_uint8(&pk, 1);
+		seed_frame(b, &p);
+
+		msgpack_pack_map(&pk, 2);
+		pk_cstr(&pk, "t");
+		pk_cstr(&pk, "gather");
+		pk_cstr(&pk, "jobs");
+		msgpack_pack_array(&pk, 1);
+		msgpack_pack_map(&pk, 1);
+		pk_cstr(&pk, "task");
+		msgpack_pack_str_with_body(&pk, bad[i].s, bad[i].len);
+		seed_frame(b, &p);
+	}
+	msgpack_pack_map(&pk, 1);
+	pk_cstr(&pk, "t");
+	msgpack_pack_str_with_body(&pk, "pi\0ng", 5);
+	seed_frame(b, &p);
+	pbuf_free(&p);
+}
+
+/* The byte MessagePack never uses, as a value. */
+static void
+seed_byte_c1(struct pbuf *b)
+{
+	static const char frame[] = "\x00\x00\x00\x10\x82\xa1t\xa4"
+	                            "ping\xa6result\xc1";
+
+	pbuf_append(b, frame, sizeof(frame) - 1);
+}
+
 static const struct seed seeds[] = {
     {"hello", PROTO_DECODE_OK, seed_hello},
     {"welcome", PROTO_DECODE_OK, seed_welcome},
@@ -253,6 +353,8 @@ static const struct seed seeds[] = {
     {"replies", PROTO_DECODE_OK, seed_replies},
     {"reject-unknown-type", PROTO_DECODE_REJECT, seed_unknown_type},
     {"reject-missing-task", PROTO_DECODE_REJECT, seed_missing_task},
+    {"reject-not-utf8", PROTO_DECODE_REJECT, seed_not_utf8},
+    {"bad-byte-c1", PROTO_DECODE_BAD, seed_byte_c1},
 };
 
 /* Every frame in b decodes to want, and nothing is left over. */

@@ -2,6 +2,7 @@
 with Python's msgpack rather than concd's own codec."""
 import os
 import signal
+import socket
 import struct
 import sys
 import unittest
@@ -195,7 +196,9 @@ class Wire(DaemonTest):
             (dict(t="submit", task="primes", args={"n": 1}, exec="gpu"),
              "bad_executor", "gpu"),
             (dict(t="submit", task="sleep", args={"ms": 1}, exec="loop",
-                  fresh=True), "bad_executor", "fresh"),
+                  fresh=True), "bad_executor",
+             "\"fresh\" needs the thread or process executor, not the "
+             "loop"),
             (dict(t="submit", task=5), "bad_field", "\"task\""),
             (dict(t="status", job=424242), "no_such_job", "424242"),
             (dict(t="cancel", job=424242), "no_such_job", "424242"),
@@ -212,6 +215,180 @@ class Wire(DaemonTest):
                              ("error", i, code), msg)
             self.assertIn(text, m["message"], msg)
         self.assertEqual(c.call("ping")["t"], "pong")
+
+    def test_strings_that_are_not_utf8_are_refused_and_never_echoed(self):
+        c = self.d.client()
+        # bytes packed as str: what a careless client sends
+        raw = lambda m: msgpack.packb(m, use_bin_type=False)
+        cases = [
+            ({"t": b"p\xffng", "id": 200}, "\"t\" is not valid UTF-8"),
+            ({"t": "submit", "id": 201, "task": b"no\xc0\x80op"},
+             "\"task\" is not valid UTF-8"),
+            ({"t": "submit", "id": 202, "task": "exec",
+              "args": {"argv": ["echo", b"\xed\xa0\x80"]}},
+             "\"args\" holds a string that is not valid UTF-8"),
+            ({"t": "submit", "id": 203, "task": "noop",
+              "args": {b"k\xff": 1}},
+             "\"args\" holds a string that is not valid UTF-8"),
+            ({"t": "gather", "id": 204,
+              "jobs": [{"task": "noop", "exec": b"lo\xf4\x90\x80\x80p"}]},
+             "\"jobs\" holds a string that is not valid UTF-8"),
+        ]
+        for msg, text in cases:
+            body = raw(msg)
+            c.send_raw(struct.pack(">I", len(body)) + body)
+            # the harness decodes strictly (raw=False): an invalid
+            # string in the reply would raise here
+            m = c.recv()
+            self.assertEqual((m["t"], m["id"], m["error"]),
+                             ("error", msg["id"], "bad_field"), msg)
+            self.assertIn(text, m["message"])
+        self.assertEqual(c.call("ping")["t"], "pong")
+
+    def test_a_nul_in_a_name_is_echoed_escaped_not_cut(self):
+        c = self.d.client()
+        m = c.call("submit", task="no\x00pe\x01")
+        self.assertEqual(m["error"], "unknown_task")
+        self.assertIn('no such task "no\\x00pe\\x01"', m["message"])
+        m = c.call("submit", task="noop", args={"a\x00b": 1},
+                   exec="lo\x00op")
+        self.assertEqual(m["error"], "bad_executor")
+        self.assertIn('unknown executor "lo\\x00op"', m["message"])
+        m = c.call("submit", task="primes", args={"n\x00x": 1})
+        self.assertEqual(m["error"], "bad_args")
+        self.assertIn('unknown argument "n\\x00x"', m["message"])
+        m = c.call("ps", state="run\x00ning")
+        self.assertEqual(m["error"], "bad_field")
+        self.assertIn('unknown state "run\\x00ning"', m["message"])
+
+    def test_exec_output_that_is_not_utf8_arrives_as_bin(self):
+        c = self.d.client()
+        _, ev = self.run_job(c, task="exec", args={
+            "argv": ["printf", "\\377\\300\\n"]})
+        out = [e for e in ev if e["t"] == "output"]
+        self.assertEqual(ev[-1]["state"], "succeeded", ev[-1])
+        self.assertEqual([(e["stream"], e["data"]) for e in out],
+                         [("stdout", b"\xff\xc0\n")])
+
+    @staticmethod
+    def args_of_size(size):
+        """noop arguments whose MessagePack form is size bytes: four
+        strings, each over 64 KiB (str 32) and within 256 KiB."""
+        left = size - (1 + 4 * (2 + 5))
+        return {k: "x" * (left // 4 + (i < left % 4))
+                for i, k in enumerate("abcd")}
+
+    def test_a_result_too_large_for_a_frame_is_left_out_and_said_so(self):
+        c = self.d.client()
+        size = (1 << 20) - 60  # the submit fits; its end does not
+        args = self.args_of_size(size)
+        self.assertEqual(len(msgpack.packb(args)), size)
+        for x in ("thread", "process", "loop"):
+            job, ev = self.run_job(c, task="noop", exec=x, args=args)
+            end = ev[-1]
+            self.assertEqual((end["state"], end["error"],
+                              end["result_omitted"]),
+                             ("failed", "internal", size), (x, end))
+            self.assertIn("%d bytes" % size, end["message"])
+            # status answers, with the true state and without the result
+            st = c.call("status", job=job)
+            self.assertEqual((st["t"], st["state"], st["result_omitted"]),
+                             ("job", "succeeded", size))
+            self.assertNotIn("result", st)
+        small, _ = self.run_job(c, task="noop", args={"a": 1})
+        r = self.d.concctl("status", job)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("left out: %d bytes, too large for a reply" % size,
+                      r.stdout)
+        # ps too, and the rows that fit keep their results
+        ps = c.call("ps", all=True)
+        self.assertEqual(ps["t"], "jobs", ps.get("message"))
+        rows = {r["job"]: r for r in ps["jobs"]}
+        self.assertEqual(rows[job]["result_omitted"], size)
+        self.assertNotIn("result", rows[job])
+        self.assertEqual(rows[small]["result"], {"a": 1})
+        # result says why, naming the size
+        r = c.call("result", job=job)
+        self.assertEqual((r["t"], r["error"]), ("end", "internal"))
+        self.assertIn("%d bytes" % size, r["message"])
+
+    def test_ps_gives_results_to_the_oldest_rows_while_the_frame_holds(self):
+        c = self.d.client()
+        size = 600 * 1024  # one fits in a frame, two do not
+        args = self.args_of_size(size)
+        jobs = [self.run_job(c, task="noop", args=args)[0] for _ in range(3)]
+        for j in jobs:
+            self.assertEqual(c.call("status", job=j)["result"], args)
+        ps = c.call("ps", all=True)
+        self.assertEqual(ps["t"], "jobs", ps.get("message"))
+        self.assertEqual([r["job"] for r in ps["jobs"]], jobs)
+        self.assertEqual(ps["jobs"][0]["result"], args)
+        for r in ps["jobs"][1:]:
+            self.assertEqual(r["result_omitted"], size)
+            self.assertNotIn("result", r)
+
+    @staticmethod
+    def container_headers(b, i=0, out=None):
+        """The header kind of every map and array in the MessagePack
+        value at b[i:], walked by hand: msgpack hides the encoding."""
+        out = [] if out is None else out
+        c = b[i]
+        be = lambda at, n: int.from_bytes(b[at:at + n], "big")
+        sized = {0xd9: 1, 0xc4: 1, 0xda: 2, 0xc5: 2, 0xdb: 4, 0xc6: 4}
+        fixed = {0xcc: 2, 0xd0: 2, 0xcd: 3, 0xd1: 3, 0xca: 5, 0xce: 5,
+                 0xd2: 5, 0xcb: 9, 0xcf: 9, 0xd3: 9}
+        kinds = {0xdc: ("array 16", 2, 1), 0xdd: ("array 32", 4, 1),
+                 0xde: ("map 16", 2, 2), 0xdf: ("map 32", 4, 2)}
+        if c <= 0x7f or c >= 0xe0 or c in (0xc0, 0xc2, 0xc3):
+            return i + 1, out
+        if 0xa0 <= c <= 0xbf:
+            return i + 1 + (c & 0x1f), out
+        if c in sized:
+            w = sized[c]
+            return i + 1 + w + be(i + 1, w), out
+        if c in fixed:
+            return i + fixed[c], out
+        if 0x80 <= c <= 0x9f:
+            kind, n, per = (("fixmap", c & 0x0f, 2) if c <= 0x8f
+                            else ("fixarray", c & 0x0f, 1))
+            i += 1
+        else:
+            kind, w, per = kinds[c]
+            n = be(i + 1, w)
+            i += 1 + w
+        out.append(kind)
+        for _ in range(n * per):
+            i, _ = Wire.container_headers(b, i, out)
+        return i, out
+
+    def test_every_map_and_array_concd_writes_has_a_16_bit_count(self):
+        c = self.d.client()
+        job = c.call("submit", task="sleep", args={"ms": 600000},
+                     exec="thread")["job"]
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.settimeout(BOUND)
+        raw.connect(self.d.socket)
+        requests = [{"t": "pool"}, {"t": "ps", "all": True},
+                    {"t": "status", "job": job}, {"t": "tasks"},
+                    {"t": "hello", "version": 1}, {"t": "ping"},
+                    {"t": "status", "job": 0}]
+        buf = b""
+        for i, req in enumerate(requests, start=1):
+            body = msgpack.packb(dict(req, id=i))
+            raw.sendall(struct.pack(">I", len(body)) + body)
+            while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4],
+                                                                 "big"):
+                data = raw.recv(1 << 16)
+                self.assertTrue(data, "concd closed the connection")
+                buf += data
+            n = int.from_bytes(buf[:4], "big")
+            payload, buf = buf[4:4 + n], buf[4 + n:]
+            end, kinds = self.container_headers(payload)
+            self.assertEqual(end, n)
+            self.assertEqual(set(kinds) - {"map 16", "array 16"}, set(),
+                             (req, kinds))
+        raw.close()
+        c.call("cancel", job=job)
 
     def test_unknown_keys_are_ignored(self):
         c = self.d.client()

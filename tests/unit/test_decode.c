@@ -262,7 +262,6 @@ decode_rejects_every_ext_type(void **state)
 	    {"\xc7\x01\x01\x00", 4},                          /* ext 8 */
 	    {"\xc8\x00\x01\x01\x00", 5},                      /* ext 16 */
 	    {"\xc9\x00\x00\x00\x01\x01\x00", 7},              /* ext 32 */
-	    {"\xc1", 1},                                      /* never used */
 	    {"\xd6\xff\x00\x00\x00\x00", 6},                  /* timestamp 32 */
 	};
 	size_t i;
@@ -281,6 +280,23 @@ decode_rejects_every_ext_type(void **state)
 		assert_bad(fx,
 		           "malformed frame: unsupported msgpack type (ext)");
 	}
+}
+
+/* 0xc1 is no type at all, not an extension: the message says so */
+static void
+decode_rejects_byte_0xc1_naming_it(void **state)
+{
+	struct fx *fx = *state;
+
+	pk_msg(fx, 2, "ping");
+	pk_str(&fx->pk, "result");
+	pk_bytes(fx, "\xc1", 1);
+	assert_bad(fx, "malformed frame: byte 0xc1, which MessagePack never "
+	               "uses");
+	msgpack_sbuffer_clear(&fx->sb);
+	pk_bytes(fx, "\xc1", 1);
+	assert_bad(fx, "malformed frame: byte 0xc1, which MessagePack never "
+	               "uses");
 }
 
 static void
@@ -1276,6 +1292,8 @@ main(void)
 	        decode_rejects_nesting_deeper_than_max_depth_ending_in_an_empty_array,
 	        setup, teardown),
 	    cmocka_unit_test_setup_teardown(decode_rejects_every_ext_type,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(decode_rejects_byte_0xc1_naming_it,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        decode_rejects_trailing_bytes_after_the_map, setup, teardown),
