@@ -56,6 +56,7 @@ void notify_close(void);
 #define POOL_MAX_THREADS   1024
 #define POOL_MAX_PROCESSES 256
 #define WORKER_FD          3 /* a worker process's socketpair end */
+#define WORKER_SHM_FD      4 /* its record page, see struct worker_shm */
 
 /* ---- task.c ---- */
 
@@ -215,6 +216,7 @@ struct job {
 	bool held;         /* made, not yet given to an executor (gather) */
 	bool has_ev;       /* loop_ev is set up */
 	bool inline_state; /* the task's state follows the arguments */
+	bool revoking;     /* asked back from its worker process */
 
 	union {
 		/*
@@ -392,6 +394,18 @@ void pool_process_foreach(void (*)(const struct pool_worker_info *, void *),
 /* ---- worker.c ---- */
 
 int worker_main(int index, bool once, int busy_poll_us);
+
+/*
+ * A page that a worker process and concd both map (a memfd the worker
+ * finds on WORKER_SHM_FD): the worker notes in it which job it starts
+ * before any of the job's code runs, and which one it last ended.  Its
+ * "started" and "end" messages go out in batches, so when a worker dies
+ * this page is what tells concd which jobs it had run.
+ */
+struct worker_shm {
+	_Atomic uint64_t started; /* the job it began last, 0: none yet */
+	_Atomic uint64_t ended;   /* the job whose end it wrote last */
+};
 
 /* ---- conn.c ---- */
 

@@ -623,10 +623,7 @@ job_retry(struct job *j, enum proto_state s)
 		job_event_begin(&e, conn_out(w->conn), PROTO_RETRY, j, w->req,
 		                watch_index(j, w));
 		proto_enc_u64(&e, PF_ATTEMPT, (uint64_t)j->attempt + 1);
-		proto_enc_cstr(&e, PF_ERROR,
-		               proto_errors[s == PS_TIMED_OUT ? PE_TIMED_OUT
-		                                              : PE_TASK_FAILED]
-		                   .name);
+		proto_enc_cstr(&e, PF_ERROR, proto_errors[j->err].name);
 		proto_enc_cstr(&e, PF_MESSAGE,
 		               j->ctx.error != NULL ? j->ctx.error
 		                                    : proto_states[s]);

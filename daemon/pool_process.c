@@ -3,20 +3,30 @@
  * started at start-up (and on resize) by re-executing concd in its worker
  * role with posix_spawn, so starting one costs the same however large
  * the daemon has grown.  Each is connected by a socketpair that the loop
- * watches like any client connection, with the same frames and codec.
+ * watches like any client connection, with the same frames and codec,
+ * and shares a record page with the daemon (struct worker_shm).
  *
- * Jobs wait in one queue here; a worker is given several at once when
- * the queue is deep (so a stream of small jobs costs one write per
- * batch), one at a time otherwise (so a long job does not hold others
- * back).  A worker that dies fails only the job it was running; the jobs
- * it had not started go back to the front of the queue, and a new worker
- * takes its place.
+ * Jobs wait in one queue here and go to the worker with the fewest, so an
+ * idle worker always gets the next one; only when every worker has work
+ * does one get several at once (a stream of small jobs then costs one
+ * write per batch).  A worker that falls idle while another holds jobs it
+ * has not started asks for them back ("revoke"), so no job waits behind a
+ * long one while a worker is free.
+ *
+ * A worker that dies fails the jobs it had run, even those whose
+ * "started" had not reached us: its record page says which; the jobs it
+ * had not started go back to the front of the queue.  A new worker takes
+ * its place, and a worker that cannot be started (out of descriptors,
+ * processes or memory) is tried again with a growing delay until the
+ * pool is full; no worker starts while concd stops.
  */
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
@@ -27,9 +37,10 @@
 
 #include "concd.h"
 
-#define PROC_DEPTH    64   /* jobs given to one worker ahead of time */
-#define PROC_SHORT_US 2000 /* jobs shorter than this are batched */
-#define PROC_GRACE_S  5    /* a cancelled job's time to stop */
+#define PROC_DEPTH        64   /* jobs given to one worker ahead of time */
+#define PROC_GRACE_S      5    /* a cancelled job's time to stop */
+#define PROC_RETRY_MIN_MS 10   /* a failed start is tried again after */
+#define PROC_RETRY_MAX_MS 1000 /* ... doubling up to this */
 
 extern char **environ;
 
@@ -37,8 +48,10 @@ struct pworker {
 	int index; /* -1: a fresh worker for one job */
 	pid_t pid;
 	struct conn *conn;
+	struct worker_shm *shm;
 	struct job_queue jobs; /* given to it, in order */
 	size_t njobs;
+	size_t nrevoking; /* of those, asked back */
 	uint32_t served;
 	uint32_t given; /* jobs handed to it, for max-jobs-per-worker */
 	uint64_t spawned;
@@ -49,10 +62,9 @@ struct pworker {
 TAILQ_HEAD(pworker_list, pworker);
 
 static struct {
-	struct pworker_list workers;     /* the pool and fresh ones */
-	int size;                        /* workers wanted in the pool */
-	uint64_t run_us[TASK_MAX_TASKS]; /* a task's recent job length */
-	int max_jobs;                    /* a worker is replaced after these */
+	struct pworker_list workers; /* the pool and fresh ones */
+	int size;                    /* workers wanted in the pool */
+	int max_jobs;                /* a worker is replaced after these */
 	char *plugin_dir;
 	char busy_poll[16]; /* --busy-poll, for warm workers */
 	char exe[PATH_MAX]; /* concd's own path, see proc_exe */
@@ -60,6 +72,9 @@ static struct {
 	ino_t exe_ino;
 	struct job_queue queue;
 	size_t nqueued, nrunning;
+	size_t nrevoking;      /* jobs asked back from all workers */
+	struct event *fill_ev; /* the next try at starting missing workers */
+	unsigned retry_ms;     /* its delay; 0: the pool is full */
 	bool stopping;
 } pp = {
     .workers = TAILQ_HEAD_INITIALIZER(pp.workers),
@@ -69,6 +84,7 @@ static struct {
 static void proc_dispatch_msg(struct conn *, const struct proto_msg *);
 static void proc_closed(struct conn *, void *);
 static void proc_dispatch(void);
+static int proc_fill(void);
 static void proc_grace_cb(evutil_socket_t, short, void *);
 
 static const struct conn_handler proc_handler = {
@@ -110,19 +126,55 @@ proc_exe(void)
 	return "/proc/self/exe";
 }
 
+/*
+ * The record page a worker shares with us: a memfd, on a descriptor above
+ * those the worker gets (posix_spawn's dup2s must not overwrite it).
+ */
+static int
+proc_shm(struct worker_shm **out)
+{
+	int fd = memfd_create("concd-worker", MFD_CLOEXEC), hi;
+	void *p;
+
+	if (fd >= 0 && fd <= WORKER_SHM_FD) {
+		hi = fcntl(fd, F_DUPFD_CLOEXEC, WORKER_SHM_FD + 1);
+		close(fd);
+		fd = hi;
+	}
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, sizeof(struct worker_shm)) < 0 ||
+	    (p = mmap(NULL, sizeof(struct worker_shm), PROT_READ | PROT_WRITE,
+	              MAP_SHARED, fd, 0)) == MAP_FAILED) {
+		close(fd);
+		return -1;
+	}
+	*out = p;
+	return fd;
+}
+
 static struct pworker *
 proc_spawn(int index)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
+	struct worker_shm *shm = NULL;
 	struct pworker *w;
 	char idx[16];
 	char *argv[10];
 	sigset_t none;
-	int sv[2], rc, n = 0;
+	int sv[2] = {-1, -1}, shmfd, rc, n = 0;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		log_warn("process pool: socketpair");
+	if ((shmfd = proc_shm(&shm)) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		rc = errno;
+		if (shmfd >= 0) {
+			close(shmfd);
+			munmap(shm, sizeof(*shm));
+		}
+		errno = rc;
+		if (index < 0 || pp.retry_ms == 0)
+			log_warn("process pool: cannot start worker %d", index);
 		return NULL;
 	}
 	snprintf(idx, sizeof(idx), "%d", index);
@@ -143,6 +195,7 @@ proc_spawn(int index)
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, sv[1], WORKER_FD);
+	posix_spawn_file_actions_adddup2(&fa, shmfd, WORKER_SHM_FD);
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
 	posix_spawnattr_setsigmask(&attr, &none);
@@ -157,15 +210,19 @@ proc_spawn(int index)
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(sv[1]);
+	close(shmfd);
 	if (rc != 0) {
 		errno = rc;
-		log_warn("process pool: cannot start worker %d", index);
+		if (index < 0 || pp.retry_ms == 0)
+			log_warn("process pool: cannot start worker %d", index);
 		close(sv[0]);
+		munmap(shm, sizeof(*shm));
 		free(w);
 		return NULL;
 	}
 	evutil_make_socket_nonblocking(sv[0]);
 	w->index = index;
+	w->shm = shm;
 	w->spawned = loop_now_us();
 	if ((w->grace = evtimer_new(loop_base, proc_grace_cb, w)) == NULL)
 		abort(); /* out of memory */
@@ -175,6 +232,7 @@ proc_spawn(int index)
 		kill(w->pid, SIGKILL);
 		waitpid(w->pid, NULL, 0);
 		event_free(w->grace);
+		munmap(shm, sizeof(*shm));
 		free(w);
 		return NULL;
 	}
@@ -184,20 +242,115 @@ proc_spawn(int index)
 }
 
 static void
+proc_fill_cb(evutil_socket_t fd, short what, void *arg)
+{
+	proc_fill();
+	proc_dispatch(); /* the queue waited for them */
+}
+
+/*
+ * Start the pool's missing workers.  Those that cannot start (EMFILE,
+ * EAGAIN, ENOMEM) are tried again after 10 ms, 20 ms... up to a second,
+ * until the pool is full.  Returns how many are still missing.
+ */
+static int
+proc_fill(void)
+{
+	bool have[POOL_MAX_PROCESSES] = {false};
+	struct pworker *w;
+	struct timeval tv;
+	int i, missing = 0;
+
+	if (pp.stopping || loop_stopping())
+		return 0;
+	TAILQ_FOREACH(w, &pp.workers, link)
+	if (w->index >= 0 && !w->retiring)
+		have[w->index] = true;
+	for (i = 0; i < pp.size; i++)
+		if (!have[i] && proc_spawn(i) == NULL)
+			missing++;
+	if (missing == 0) {
+		if (pp.retry_ms > 0)
+			log_info("process pool: all %d workers running again",
+			         pp.size);
+		pp.retry_ms = 0;
+		evtimer_del(pp.fill_ev);
+		return 0;
+	}
+	if (pp.retry_ms == 0)
+		log_warnx("process pool: %d of %d workers missing; trying "
+		          "again until they start",
+		          missing, pp.size);
+	if (pp.retry_ms == 0)
+		pp.retry_ms = PROC_RETRY_MIN_MS;
+	else if ((pp.retry_ms *= 2) > PROC_RETRY_MAX_MS)
+		pp.retry_ms = PROC_RETRY_MAX_MS;
+	tv.tv_sec = pp.retry_ms / 1000;
+	tv.tv_usec = (suseconds_t)(pp.retry_ms % 1000) * 1000;
+	evtimer_add(pp.fill_ev, &tv);
+	return missing;
+}
+
+/* Is the worker stopped (SIGSTOP, SIGTSTP, a debugger)? */
+static bool
+proc_stopped(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold anything, the last ')' ends it */
+	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+		return false;
+	return p[2] == 'T' || p[2] == 't';
+}
+
+/* Has the worker begun j, as far as its record page tells? */
+static bool
+proc_has_started(const struct pworker *w, const struct job *j)
+{
+	return j->state == PS_RUNNING ||
+	       atomic_load_explicit(&w->shm->started, memory_order_acquire) ==
+	           j->id;
+}
+
+/*
+ * A cancelled job that does not end in time, or whose worker is stopped
+ * and cannot hear the cancel, has its worker killed: the job still ends
+ * cancelled (or timed out), with the reason as its message.
+ */
+static void
+proc_kill_for(struct pworker *w, struct job *j, const char *why)
+{
+	log_warnx("process worker %d (pid %d): job %llu %s; killing it",
+	          w->index, (int)w->pid, (unsigned long long)j->id, why);
+	task_fail(&j->ctx, "%s: its worker process (pid %d) was killed", why,
+	          (int)w->pid);
+	kill(w->pid, SIGKILL); /* proc_closed does the rest */
+}
+
+static void
 proc_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pworker *w = arg;
 	struct job *j;
+	char why[64];
 
 	TAILQ_FOREACH(j, &w->jobs, link)
 	{
-		if (j->state == PS_RUNNING && atomic_load(&j->ctx.cancel)) {
-			log_warnx(
-			    "process worker %d (pid %d): job %llu did not "
-			    "stop within %d s of its cancel; killing it",
-			    w->index, (int)w->pid, (unsigned long long)j->id,
-			    PROC_GRACE_S);
-			kill(w->pid, SIGKILL); /* proc_closed does the rest */
+		if (atomic_load(&j->ctx.cancel) && proc_has_started(w, j)) {
+			snprintf(why, sizeof(why),
+			         "did not stop within %d s of its cancel",
+			         PROC_GRACE_S);
+			proc_kill_for(w, j, why);
 			return;
 		}
 	}
@@ -222,6 +375,20 @@ proc_give(struct pworker *w, struct job *j)
 	conn_dirty(w->conn);
 }
 
+/* j leaves its worker's list: it ended, came back or the worker died. */
+static void
+proc_take(struct pworker *w, struct job *j)
+{
+	TAILQ_REMOVE(&w->jobs, j, link);
+	w->njobs--;
+	j->xdata = NULL;
+	if (j->revoking) {
+		j->revoking = false;
+		w->nrevoking--;
+		pp.nrevoking--;
+	}
+}
+
 /*
  * A worker that has been given max-jobs-per-worker jobs takes no more:
  * it leaves after its last one, and a new worker takes its index now.
@@ -234,46 +401,98 @@ proc_recycle(struct pworker *w)
 	          w->index, (int)w->pid, w->given);
 	if (w->njobs == 0)
 		conn_hangup(w->conn);
-	proc_spawn(w->index);
+	proc_fill();
 }
 
-/* Hand queued jobs to pool workers. */
+/* A pool worker that may be given jobs now. */
+static bool
+proc_takes_jobs(const struct pworker *w)
+{
+	return w->index >= 0 && !w->retiring && w->nrevoking == 0 &&
+	       w->njobs < PROC_DEPTH;
+}
+
+/*
+ * Ask w for its last n jobs back, in order; those it has not started come
+ * back in "returned", the others end as usual.
+ */
+static void
+proc_revoke(struct pworker *w, size_t n)
+{
+	struct proto_enc e;
+	struct job *j = TAILQ_LAST(&w->jobs, job_queue);
+
+	while (n-- > 1)
+		j = TAILQ_PREV(j, job_queue, link);
+	for (; j != NULL; j = TAILQ_NEXT(j, link)) {
+		j->revoking = true;
+		w->nrevoking++;
+		pp.nrevoking++;
+		proto_enc_begin(&e, conn_out(w->conn), PROTO_REVOKE, 0);
+		proto_enc_u64(&e, PF_JOB, j->id);
+		proto_enc_end(&e);
+	}
+	conn_dirty(w->conn);
+}
+
+/*
+ * An idle worker never waits while another holds jobs it has not
+ * started: for each idle worker not yet covered by jobs on their way
+ * back, ask the worker with the most waiting jobs for the later half.
+ * Its first job may be running and is never asked for.
+ */
+static void
+proc_steal(void)
+{
+	struct pworker *w, *from;
+	size_t idle = 0, waiting, most;
+
+	if (!TAILQ_EMPTY(&pp.queue))
+		return;
+	TAILQ_FOREACH(w, &pp.workers, link)
+	if (proc_takes_jobs(w) && w->njobs == 0)
+		idle++;
+	while (idle > pp.nrevoking) {
+		from = NULL;
+		most = 0;
+		TAILQ_FOREACH(w, &pp.workers, link)
+		{
+			if (w->index < 0 || w->nrevoking > 0 || w->njobs < 2)
+				continue;
+			if ((waiting = w->njobs - 1) > most) {
+				most = waiting;
+				from = w;
+			}
+		}
+		if (from == NULL)
+			return;
+		proc_revoke(from, (most + 1) / 2);
+	}
+}
+
+/* Hand queued jobs to pool workers: each to the one with the fewest. */
 static void
 proc_dispatch(void)
 {
 	struct pworker *w, *best;
 	struct job *j;
-	size_t depth;
-	int nworkers = 0;
 
-	TAILQ_FOREACH(w, &pp.workers, link)
-	if (w->index >= 0 && !w->retiring)
-		nworkers++;
 	while ((j = TAILQ_FIRST(&pp.queue)) != NULL) {
-		/*
-		 * A deep queue of short jobs goes out in batches (a write per
-		 * batch); long jobs go one at a time to idle workers, so none
-		 * waits behind another while a worker is free.
-		 */
-		depth = pp.nqueued > (size_t)nworkers &&
-		                pp.run_us[task_index(j->task)] < PROC_SHORT_US
-		            ? PROC_DEPTH
-		            : 1;
 		best = NULL;
 		TAILQ_FOREACH(w, &pp.workers, link)
 		{
-			if (w->index < 0 || w->retiring || w->njobs >= depth)
-				continue;
-			if (best == NULL || w->njobs < best->njobs)
+			if (proc_takes_jobs(w) &&
+			    (best == NULL || w->njobs < best->njobs))
 				best = w;
 		}
 		if (best == NULL)
-			return;
+			break;
 		TAILQ_REMOVE(&pp.queue, j, link);
 		proc_give(best, j);
 		if (pp.max_jobs > 0 && best->given >= (uint32_t)pp.max_jobs)
 			proc_recycle(best);
 	}
+	proc_steal();
 }
 
 static struct job *
@@ -294,9 +513,7 @@ proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 	const char *state = proto_str(m, PF_STATE, &len);
 	int s = state != NULL ? proto_state_lookup(state, len) : -1;
 
-	TAILQ_REMOVE(&w->jobs, j, link);
-	w->njobs--;
-	j->xdata = NULL;
+	proc_take(w, j);
 	if (j->state == PS_RUNNING)
 		pp.nrunning--;
 	else
@@ -316,13 +533,20 @@ proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 	}
 	if (s < PS_SUCCEEDED)
 		s = PS_FAILED;
-	if (j->started > 0) {
-		uint64_t *avg = &pp.run_us[task_index(j->task)];
-		uint64_t took = loop_now_us() - j->started;
-
-		*avg = (*avg * 7 + took) / 8;
-	}
 	job_finish(j, (enum proto_state)s);
+}
+
+/* A job the worker gave back unstarted: first in line again. */
+static void
+proc_on_returned(struct pworker *w, struct job *j)
+{
+	proc_take(w, j);
+	if (atomic_load(&j->ctx.cancel)) {
+		pp.nqueued--;
+		job_finish(j, PS_CANCELLED);
+		return;
+	}
+	TAILQ_INSERT_HEAD(&pp.queue, j, link);
 }
 
 static void
@@ -368,7 +592,11 @@ proc_dispatch_msg(struct conn *c, const struct proto_msg *m)
 		break;
 	}
 	case PROTO_END:
-		proc_on_end(w, j, m);
+	case PROTO_RETURNED:
+		if (m->type == PROTO_END)
+			proc_on_end(w, j, m);
+		else
+			proc_on_returned(w, j);
 		if (w->retiring && w->njobs == 0)
 			conn_hangup(w->conn);
 		proc_dispatch();
@@ -392,12 +620,48 @@ describe_status(int status, char *buf, size_t size)
 	return buf;
 }
 
-/* The worker's socket closed: it exited, crashed or was retired. */
+/*
+ * A job the dead worker w had run ends: cancelled (or timed out) if that
+ * was asked for, else failed with worker_died.  running: it was inside
+ * the job, rather than past its end.
+ */
+static void
+proc_lost(struct pworker *w, struct job *j, const char *how, bool running)
+{
+	if (j->state == PS_RUNNING)
+		pp.nrunning--;
+	else
+		pp.nqueued--;
+	j->worker = w->index;
+	j->tid = w->pid;
+	if (atomic_load(&j->ctx.cancel)) {
+		if (j->ctx.error == NULL)
+			task_fail(&j->ctx, "process worker %d (pid %d) %s",
+			          w->index, (int)w->pid, how);
+		job_finish(j, PS_CANCELLED);
+		return;
+	}
+	task_fail(&j->ctx, "process worker %d (pid %d) %s%s", w->index,
+	          (int)w->pid, how,
+	          running ? "" : " before the job's end reached concd");
+	j->err = PE_WORKER_DIED;
+	job_finish(j, PS_FAILED);
+}
+
+/*
+ * The worker's socket closed: it exited, crashed or was retired.  It runs
+ * its jobs in order, so those up to the one its record page says it
+ * started last have run and end here; the others never started and go
+ * back to the front of the queue, unless they were cancelled.
+ */
 static void
 proc_closed(struct conn *c, void *arg)
 {
 	struct pworker *w = arg;
+	struct job_queue back = TAILQ_HEAD_INITIALIZER(back);
 	struct job *j;
+	uint64_t started, ended;
+	bool ran, running;
 	char how[96];
 	int status = 0;
 
@@ -406,33 +670,38 @@ proc_closed(struct conn *c, void *arg)
 		;
 	describe_status(status, how, sizeof(how));
 	TAILQ_REMOVE(&pp.workers, w, link);
-	/* the job it ran fails; those it had not started go back */
-	while ((j = TAILQ_LAST(&w->jobs, job_queue)) != NULL) {
-		TAILQ_REMOVE(&w->jobs, j, link);
-		j->xdata = NULL;
-		if (j->state == PS_RUNNING) {
-			pp.nrunning--;
-			task_fail(&j->ctx, "process worker %d (pid %d) %s",
-			          w->index, (int)w->pid, how);
-			j->err = PE_WORKER_DIED;
-			job_finish(j, atomic_load(&j->ctx.cancel) ? PS_CANCELLED
-			                                          : PS_FAILED);
+	started = atomic_load_explicit(&w->shm->started, memory_order_acquire);
+	ended = atomic_load_explicit(&w->shm->ended, memory_order_acquire);
+	ran = started != 0 && proc_job(w, started) != NULL;
+	while ((j = TAILQ_FIRST(&w->jobs)) != NULL) {
+		proc_take(w, j);
+		if (ran) {
+			running = j->id == started && ended != started;
+			if (j->id == started)
+				ran = false;
+			proc_lost(w, j, how, running);
 		} else if (atomic_load(&j->ctx.cancel)) {
 			pp.nqueued--;
 			job_finish(j, PS_CANCELLED);
 		} else {
-			TAILQ_INSERT_HEAD(&pp.queue, j, link);
+			TAILQ_INSERT_TAIL(&back, j, link);
 		}
 	}
+	while ((j = TAILQ_LAST(&back, job_queue)) != NULL) {
+		TAILQ_REMOVE(&back, j, link);
+		TAILQ_INSERT_HEAD(&pp.queue, j, link);
+	}
 	if (w->index >= 0 && !w->retiring && !pp.stopping)
-		log_warnx("process worker %d (pid %d) %s; starting another",
-		          w->index, (int)w->pid, how);
-	if (w->index >= 0 && !w->retiring && !pp.stopping && w->index < pp.size)
-		proc_spawn(w->index);
+		log_warnx("process worker %d (pid %d) %s%s", w->index,
+		          (int)w->pid, how,
+		          loop_stopping() ? "" : "; starting another");
 	event_free(w->grace);
+	munmap(w->shm, sizeof(*w->shm));
 	free(w);
-	if (!pp.stopping)
+	if (!pp.stopping) {
+		proc_fill();
 		proc_dispatch();
+	}
 }
 
 static void
@@ -475,21 +744,29 @@ proc_cancel(struct job *j)
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_end(&e);
 	conn_dirty(w->conn);
-	/* a job stuck in a step never hears it: its worker is replaced */
-	if (j->state == PS_RUNNING)
+	if (!proc_has_started(w, j))
+		return; /* its worker drops it from its queue */
+	/* a stopped worker, or a job stuck in a step, never hears it */
+	if (proc_stopped(w->pid))
+		proc_kill_for(w, j, "cannot hear its cancel (worker stopped)");
+	else
 		evtimer_add(w->grace, &grace);
 }
 
 int
 pool_process_init(int n, const char *plugin_dir, int max_jobs, int busy_poll)
 {
-	pp.size = n;
 	pp.max_jobs = max_jobs;
 	snprintf(pp.busy_poll, sizeof(pp.busy_poll), "%d", busy_poll);
 	proc_find_exe();
 	if (plugin_dir != NULL)
 		pp.plugin_dir = strdup(plugin_dir);
-	return pool_process_resize(n);
+	if ((pp.fill_ev = evtimer_new(loop_base, proc_fill_cb, NULL)) == NULL)
+		return -1;
+	if (n < 0 || n > POOL_MAX_PROCESSES)
+		return -1;
+	pp.size = n;
+	return proc_fill() == 0 ? 0 : -1; /* at start-up, all or nothing */
 }
 
 void
@@ -498,31 +775,25 @@ pool_process_set_max_jobs(int n)
 	pp.max_jobs = n;
 }
 
+/* Workers that cannot start yet are tried again until they do. */
 int
 pool_process_resize(int n)
 {
 	struct pworker *w;
-	bool have[POOL_MAX_PROCESSES] = {false};
-	int i;
 
 	if (n < 0 || n > POOL_MAX_PROCESSES)
 		return -1;
 	pp.size = n;
 	TAILQ_FOREACH(w, &pp.workers, link)
 	{
-		if (w->index < 0 || w->retiring)
-			continue;
-		if (w->index >= n) {
+		if (w->index >= n && !w->retiring) {
 			/* no new jobs; it leaves once its last one ends */
 			w->retiring = true;
 			if (w->njobs == 0)
 				conn_hangup(w->conn);
-		} else
-			have[w->index] = true;
+		}
 	}
-	for (i = 0; i < n; i++)
-		if (!have[i] && proc_spawn(i) == NULL)
-			return -1;
+	proc_fill();
 	proc_dispatch();
 	return 0;
 }
@@ -537,8 +808,10 @@ void
 pool_process_foreach(void (*fn)(const struct pool_worker_info *, void *),
                      void *arg)
 {
-	struct pworker *w;
+	bool have[POOL_MAX_PROCESSES] = {false};
 	struct pool_worker_info info;
+	struct pworker *w;
+	int i;
 
 	TAILQ_FOREACH(w, &pp.workers, link)
 	{
@@ -560,6 +833,21 @@ pool_process_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		}
 		if (w->index < 0)
 			info.state = "fresh";
+		if (proc_stopped(w->pid))
+			info.state = "stopped";
+		if (w->index >= 0 && !w->retiring)
+			have[w->index] = true;
+		fn(&info, arg);
+	}
+	/* the pool's places that no worker holds: being started again */
+	for (i = 0; i < pp.size; i++) {
+		if (have[i])
+			continue;
+		memset(&info, 0, sizeof(info));
+		info.exec = PX_PROCESS;
+		info.index = i;
+		info.since = loop_now_us();
+		info.state = "missing";
 		fn(&info, arg);
 	}
 }
@@ -584,6 +872,9 @@ proc_shutdown(void)
 	pp.stopping = true;
 	while ((w = TAILQ_FIRST(&pp.workers)) != NULL)
 		conn_close(w->conn); /* proc_closed reaps and frees it */
+	if (pp.fill_ev != NULL)
+		event_free(pp.fill_ev);
+	pp.fill_ev = NULL;
 	free(pp.plugin_dir);
 	pp.plugin_dir = NULL;
 }

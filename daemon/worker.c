@@ -2,7 +2,8 @@
  * worker.c -- a worker process of the process pool.  concd starts it as
  * `concd --worker INDEX [--once] [--busy-poll USEC]` with a socketpair on fd 3
  * that carries the same frames as a client connection: "run" and "cancel" come
- * in, "started", "progress" and "end" go out.  The worker has no listening
+ * in, "started", "progress" and "end" go out; "revoke" asks for a queued
+ * run back, and "returned" gives it.  The worker has no listening
  * socket, no clients and no event loop: it runs one job at a time with
  * blocking I/O, queues the runs that arrive meanwhile, and batches its
  * replies, writing them when it has nothing left to run or must wait.
@@ -10,8 +11,10 @@
  * it sleeps in poll(2), so a run sent soon after costs no wake-up.
  * It exits when the daemon goes away (EOF, or PR_SET_PDEATHSIG).
  */
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -35,11 +38,13 @@ static struct {
 	int busy_poll;       /* µs */
 	int64_t progress_at; /* ms: progress goes out at most every 20 ms */
 	bool eof;
+	bool answer; /* a read left a reply that must not wait for a batch */
 	uint32_t served;
 	struct pbuf in, out;
 	msgpack_zone zone;
 	struct job_queue queue;
 	struct job *current;
+	struct worker_shm *shm; /* what concd reads if this worker dies */
 	void *wstate[TASK_MAX_TASKS];
 	bool inited[TASK_MAX_TASKS];
 } wk;
@@ -148,9 +153,33 @@ worker_on_cancel(const struct proto_msg *m)
 			TAILQ_REMOVE(&wk.queue, j, link);
 			worker_send_end(j, PS_CANCELLED);
 			worker_free_job(j);
+			wk.answer = true;
 			return;
 		}
 	}
+}
+
+/* "revoke": a job still in our queue goes back to the daemon unstarted. */
+static void
+worker_on_revoke(const struct proto_msg *m)
+{
+	uint64_t id = proto_u64(m, PF_JOB, 0);
+	struct proto_enc e;
+	struct job *j;
+
+	TAILQ_FOREACH(j, &wk.queue, link)
+	{
+		if (j->id == id) {
+			TAILQ_REMOVE(&wk.queue, j, link);
+			proto_enc_begin(&e, &wk.out, PROTO_RETURNED, 0);
+			proto_enc_u64(&e, PF_JOB, id);
+			proto_enc_end(&e);
+			worker_free_job(j);
+			wk.answer = true;
+			return;
+		}
+	}
+	/* started already, or ended: its end tells the daemon */
 }
 
 /* Read what is there (or wait for it when block); false on EOF. */
@@ -194,10 +223,17 @@ worker_read(int timeout_ms)
 			worker_on_run(&m);
 		else if (m.type == PROTO_CANCEL)
 			worker_on_cancel(&m);
+		else if (m.type == PROTO_REVOKE)
+			worker_on_revoke(&m);
 	}
 	if (used < 0)
 		_exit(1);
 	pbuf_consume(&wk.in, off);
+	/* a queued job's cancel or revoke is answered now, not after a run */
+	if (wk.answer) {
+		wk.answer = false;
+		worker_flush();
+	}
 	return true;
 }
 
@@ -335,6 +371,8 @@ worker_run(struct job *j)
 
 	wk.current = j;
 	wk.served++;
+	/* before any of its code runs: if it kills us, concd knows */
+	atomic_store_explicit(&wk.shm->started, j->id, memory_order_release);
 	worker_send_started(j);
 	if (j->task->init != NULL && !wk.inited[ti]) {
 		err[0] = '\0';
@@ -368,8 +406,29 @@ end:
 	else
 		worker_send_end(j,
 		                task_cancelled(ctx) ? PS_CANCELLED : PS_FAILED);
+	atomic_store_explicit(&wk.shm->ended, j->id, memory_order_release);
 	wk.current = NULL;
 	worker_free_job(j);
+}
+
+/*
+ * The record page concd handed over on WORKER_SHM_FD; a page of our own
+ * if there is none, so that the worker runs all the same.
+ */
+static void
+worker_map_shm(void)
+{
+	static struct worker_shm none;
+	struct stat st;
+	void *p = MAP_FAILED;
+
+	if (fstat(WORKER_SHM_FD, &st) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_size >= (off_t)sizeof(struct worker_shm)) {
+		p = mmap(NULL, sizeof(struct worker_shm),
+		         PROT_READ | PROT_WRITE, MAP_SHARED, WORKER_SHM_FD, 0);
+		close(WORKER_SHM_FD);
+	}
+	wk.shm = p != MAP_FAILED ? p : &none;
 }
 
 int
@@ -386,6 +445,7 @@ worker_main(int index, bool once, int busy_poll)
 	wk.busy_poll = busy_poll;
 	TAILQ_INIT(&wk.queue);
 	msgpack_zone_init(&wk.zone, 4096);
+	worker_map_shm();
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, SIG_IGN);

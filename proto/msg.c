@@ -50,6 +50,10 @@ const struct proto_type_info proto_types[PROTO_TYPE_COUNT] = {
                    "daemon to worker process: run a job"},
     [PROTO_STARTED] = {"started", false, B(JOB),
                        "worker process to daemon: a job started"},
+    [PROTO_REVOKE] = {"revoke", false, B(JOB),
+                      "daemon to worker process: give a job back unstarted"},
+    [PROTO_RETURNED] = {"returned", false, B(JOB),
+                        "worker process to daemon: a job given back"},
 };
 _Static_assert(sizeof(proto_types) / sizeof(proto_types[0]) == PROTO_TYPE_COUNT,
                "proto_types rows");

@@ -64,6 +64,8 @@ enum proto_type {
 	/* daemon <-> worker process (same framing) */
 	PROTO_RUN,
 	PROTO_STARTED,
+	PROTO_REVOKE,
+	PROTO_RETURNED,
 	PROTO_TYPE_COUNT
 };
 
