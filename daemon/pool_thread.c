@@ -12,7 +12,9 @@
  *
  * A shrinking pool lets its highest-numbered workers finish their job and
  * leave; a --fresh job gets a thread made for it alone.  Threads that
- * have left are joined by the loop.
+ * have left are joined by the loop.  A thread that cannot be started
+ * (out of descriptors for its eventfd, or of threads) is tried again with
+ * a growing delay until the pool is full; none starts while concd stops.
  */
 #include <sys/eventfd.h>
 
@@ -31,6 +33,8 @@
 #define POOL_POST_END      0x04
 #define POOL_POST_OUTPUT   0x08
 #define POOL_OUTPUT_LIMIT  (256 * 1024) /* per job, awaiting the loop */
+#define POOL_RETRY_MIN_MS  10   /* a failed start is tried again after */
+#define POOL_RETRY_MAX_MS  1000 /* ... doubling up to this */
 
 struct tworker {
 	pthread_t thread;
@@ -72,6 +76,8 @@ static struct {
 	/* loop-owned */
 	struct event *wake_ev;
 	struct event *submit_ev;
+	struct event *fill_ev;    /* the next try at starting missing workers */
+	unsigned retry_ms;        /* its delay; 0: the pool is full */
 	struct job_queue pending; /* submitted during this loop pass */
 	struct tworker_list workers;
 	size_t nqueued, nrunning;
@@ -88,6 +94,8 @@ static struct {
     .workers = TAILQ_HEAD_INITIALIZER(pool.workers),
 };
 static pthread_condattr_t pool_condattr;
+
+static int thread_fill(void);
 
 /* Called with the lock held: list j for the loop, without waking it. */
 static void
@@ -375,6 +383,7 @@ static void
 thread_reap(void)
 {
 	struct tworker *w, *next;
+	bool refill = false;
 
 	for (w = TAILQ_FIRST(&pool.workers); w != NULL; w = next) {
 		bool gone;
@@ -388,8 +397,13 @@ thread_reap(void)
 		if (!gone)
 			continue;
 		TAILQ_REMOVE(&pool.workers, w, link);
+		/* it left as the pool shrank, but the pool grew back */
+		if (w->index >= 0 && w->index < pool.size)
+			refill = true;
 		thread_free(w);
 	}
+	if (refill)
+		thread_fill();
 }
 
 static struct tworker *
@@ -407,8 +421,9 @@ thread_spawn(int index, struct job *fresh)
 	if (fresh != NULL)
 		fresh->xdata = w;
 	if (w->wakefd < 0 ||
-	    pthread_create(&w->thread, NULL, thread_main, w) != 0) {
-		log_warn("thread pool: cannot start worker %d", index);
+	    (errno = pthread_create(&w->thread, NULL, thread_main, w)) != 0) {
+		if (index < 0 || pool.retry_ms == 0)
+			log_warn("thread pool: cannot start worker %d", index);
 		if (w->wakefd >= 0)
 			close(w->wakefd);
 		pthread_cond_destroy(&w->cond);
@@ -608,6 +623,54 @@ thread_cancel(struct job *j)
 	}
 }
 
+static void
+thread_fill_cb(evutil_socket_t fd, short what, void *arg)
+{
+	thread_fill();
+}
+
+/*
+ * Start the pool's missing workers; those that cannot start are tried
+ * again after 10 ms, 20 ms... up to a second.  How many are missing.
+ */
+static int
+thread_fill(void)
+{
+	bool have[POOL_MAX_THREADS] = {false};
+	struct tworker *w;
+	struct timeval tv;
+	int i, missing = 0;
+
+	if (pool.stopping || loop_stopping())
+		return 0;
+	TAILQ_FOREACH(w, &pool.workers, link)
+	if (w->index >= 0 && w->index < pool.size)
+		have[w->index] = true;
+	for (i = 0; i < pool.size; i++)
+		if (!have[i] && thread_spawn(i, NULL) == NULL)
+			missing++;
+	if (missing == 0) {
+		if (pool.retry_ms > 0)
+			log_info("thread pool: all %d workers running again",
+			         pool.size);
+		pool.retry_ms = 0;
+		evtimer_del(pool.fill_ev);
+		return 0;
+	}
+	if (pool.retry_ms == 0)
+		log_warnx("thread pool: %d of %d workers missing; trying "
+		          "again until they start",
+		          missing, pool.size);
+	if (pool.retry_ms == 0)
+		pool.retry_ms = POOL_RETRY_MIN_MS;
+	else if ((pool.retry_ms *= 2) > POOL_RETRY_MAX_MS)
+		pool.retry_ms = POOL_RETRY_MAX_MS;
+	tv.tv_sec = pool.retry_ms / 1000;
+	tv.tv_usec = (suseconds_t)(pool.retry_ms % 1000) * 1000;
+	evtimer_add(pool.fill_ev, &tv);
+	return missing;
+}
+
 int
 pool_thread_init(struct event_base *base, int n)
 {
@@ -618,30 +681,25 @@ pool_thread_init(struct event_base *base, int n)
 	TAILQ_INIT(&pool.pending);
 	pool.wake_ev = event_new(base, -1, EV_READ, thread_wake_cb, NULL);
 	pool.submit_ev = event_new(base, -1, 0, thread_submit_cb, NULL);
-	if (pool.wake_ev == NULL || pool.submit_ev == NULL)
+	pool.fill_ev = evtimer_new(base, thread_fill_cb, NULL);
+	if (pool.wake_ev == NULL || pool.submit_ev == NULL ||
+	    pool.fill_ev == NULL || n < 1 || n > POOL_MAX_THREADS)
 		return -1;
-	return pool_thread_resize(n);
+	pool.size = n;
+	return thread_fill() == 0 ? 0 : -1; /* at start-up, all or nothing */
 }
 
+/* Workers that cannot start yet are tried again until they do. */
 int
 pool_thread_resize(int n)
 {
-	struct tworker *w;
-	bool have[POOL_MAX_THREADS] = {false};
-	int i;
-
 	if (n < 1 || n > POOL_MAX_THREADS)
 		return -1;
 	pthread_mutex_lock(&pool.lock);
 	pool.size = n;
 	pthread_cond_broadcast(&pool.work); /* the extra ones leave */
 	pthread_mutex_unlock(&pool.lock);
-	TAILQ_FOREACH(w, &pool.workers, link)
-	if (w->index >= 0 && w->index < n)
-		have[w->index] = true;
-	for (i = 0; i < n; i++)
-		if (!have[i] && thread_spawn(i, NULL) == NULL)
-			return -1;
+	thread_fill();
 	return 0;
 }
 
@@ -655,8 +713,10 @@ void
 pool_thread_foreach(void (*fn)(const struct pool_worker_info *, void *),
                     void *arg)
 {
+	bool have[POOL_MAX_THREADS] = {false};
 	struct pool_worker_info info;
 	struct tworker *w;
+	int i;
 
 	pthread_mutex_lock(&pool.lock);
 	TAILQ_FOREACH(w, &pool.workers, link)
@@ -677,6 +737,20 @@ pool_thread_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		pthread_mutex_lock(&pool.lock);
 	}
 	pthread_mutex_unlock(&pool.lock);
+	/* the pool's places that no thread holds: being started again */
+	TAILQ_FOREACH(w, &pool.workers, link)
+	if (w->index >= 0 && w->index < pool.size)
+		have[w->index] = true;
+	for (i = 0; i < pool.size; i++) {
+		if (have[i])
+			continue;
+		memset(&info, 0, sizeof(info));
+		info.exec = PX_THREAD;
+		info.index = i;
+		info.since = loop_now_us();
+		info.state = "missing";
+		fn(&info, arg);
+	}
 }
 
 static size_t
@@ -708,7 +782,9 @@ thread_shutdown(void)
 		event_free(pool.wake_ev);
 	if (pool.submit_ev != NULL)
 		event_free(pool.submit_ev);
-	pool.wake_ev = pool.submit_ev = NULL;
+	if (pool.fill_ev != NULL)
+		event_free(pool.fill_ev);
+	pool.wake_ev = pool.submit_ev = pool.fill_ev = NULL;
 	free(pool.posted);
 	free(pool.taken);
 	pool.posted = NULL;

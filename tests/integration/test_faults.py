@@ -323,6 +323,26 @@ class OutOfDescriptors(unittest.TestCase):
         self.assertIn("workers missing", self.d.log())
         self.assertIn("all 2 workers running again", self.d.log())
 
+    def test_the_thread_pool_grows_once_descriptors_are_free(self):
+        c = self.d.client()
+        self.clients.append(c)
+        self.exhaust()
+        m = c.call("resize", threads=4)
+        self.assertEqual((m["t"], m["threads"]), ("ok", 4))
+        states = [(w["worker"], w["state"]) for w in rows(c, "thread")]
+        self.assertEqual(states[2:], [(2, "missing"), (3, "missing")])
+        for cl in self.clients[-10:]:
+            cl.close()
+        del self.clients[-10:]
+        p = wait_pool(c, lambda p: [w["state"] for w in p["workers"]
+                                    if w["exec"] == "thread"]
+                      == ["idle"] * 4)
+        self.assertEqual(p["threads"], 4)
+        end = c.until_end(c.request("submit", task="primes",
+                                    args={"n": 1000}, exec="thread",
+                                    watch=True))[-1]
+        self.assertEqual(end["result"], 168)
+
 
 if __name__ == "__main__":
     unittest.main()
