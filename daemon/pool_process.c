@@ -41,6 +41,7 @@
 #define PROC_GRACE_S      5    /* a cancelled job's time to stop */
 #define PROC_RETRY_MIN_MS 10   /* a failed start is tried again after */
 #define PROC_RETRY_MAX_MS 1000 /* ... doubling up to this */
+#define PROC_WATCH_MS     100  /* record pages are read this often */
 
 extern char **environ;
 
@@ -72,9 +73,10 @@ static struct {
 	ino_t exe_ino;
 	struct job_queue queue;
 	size_t nqueued, nrunning;
-	size_t nrevoking;      /* jobs asked back from all workers */
-	struct event *fill_ev; /* the next try at starting missing workers */
-	unsigned retry_ms;     /* its delay; 0: the pool is full */
+	size_t nrevoking;       /* jobs asked back from all workers */
+	struct event *fill_ev;  /* the next try at starting missing workers */
+	unsigned retry_ms;      /* its delay; 0: the pool is full */
+	struct event *watch_ev; /* reads the record pages while jobs are out */
 	bool stopping;
 } pp = {
     .workers = TAILQ_HEAD_INITIALIZER(pp.workers),
@@ -86,6 +88,8 @@ static void proc_closed(struct conn *, void *);
 static void proc_dispatch(void);
 static int proc_fill(void);
 static void proc_grace_cb(evutil_socket_t, short, void *);
+
+static const struct timeval proc_watch_every = {0, PROC_WATCH_MS * 1000};
 
 static const struct conn_handler proc_handler = {
     .dispatch = proc_dispatch_msg,
@@ -356,6 +360,64 @@ proc_grace_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static struct job *
+proc_job(struct pworker *w, uint64_t id)
+{
+	struct job *j;
+
+	TAILQ_FOREACH(j, &w->jobs, link)
+	if (j->id == id)
+		return j;
+	return NULL;
+}
+
+/* j runs in w: as its "started" says, or its record page first. */
+static void
+proc_started(struct pworker *w, struct job *j, pid_t pid, uint32_t served,
+             uint64_t at)
+{
+	j->worker = w->index;
+	j->tid = pid;
+	j->served = w->served = served;
+	if (j->state != PS_QUEUED)
+		return; /* the record page told us first */
+	pp.nqueued--;
+	pp.nrunning++;
+	job_start(j);
+	if (at != 0)
+		j->started = at;
+}
+
+/*
+ * A job whose first step is long has begun, but its "started" waits for
+ * the batch: its worker's record page says so, and from then on the job
+ * is running and its time limit counts.
+ */
+static void
+proc_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pworker *w;
+	struct job *j;
+	uint64_t id;
+	bool out = false;
+
+	TAILQ_FOREACH(w, &pp.workers, link)
+	{
+		if (w->njobs == 0)
+			continue;
+		out = true;
+		id = atomic_load_explicit(&w->shm->started,
+		                          memory_order_acquire);
+		if (id == 0 || id == atomic_load(&w->shm->ended) ||
+		    (j = proc_job(w, id)) == NULL || j->state != PS_QUEUED)
+			continue;
+		proc_started(w, j, w->pid, w->served + 1,
+		             atomic_load(&w->shm->began_us));
+	}
+	if (out)
+		evtimer_add(pp.watch_ev, &proc_watch_every);
+}
+
 static void
 proc_give(struct pworker *w, struct job *j)
 {
@@ -373,6 +435,8 @@ proc_give(struct pworker *w, struct job *j)
 		proto_enc_raw(&e, PF_ARGS, j->args, j->args_len);
 	proto_enc_end(&e);
 	conn_dirty(w->conn);
+	if (!evtimer_pending(pp.watch_ev, NULL))
+		evtimer_add(pp.watch_ev, &proc_watch_every);
 }
 
 /* j leaves its worker's list: it ended, came back or the worker died. */
@@ -495,17 +559,6 @@ proc_dispatch(void)
 	proc_steal();
 }
 
-static struct job *
-proc_job(struct pworker *w, uint64_t id)
-{
-	struct job *j;
-
-	TAILQ_FOREACH(j, &w->jobs, link)
-	if (j->id == id)
-		return j;
-	return NULL;
-}
-
 static void
 proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 {
@@ -559,13 +612,9 @@ proc_dispatch_msg(struct conn *c, const struct proto_msg *m)
 		return; /* cancelled meanwhile, or a stray message */
 	switch (m->type) {
 	case PROTO_STARTED:
-		pp.nqueued--;
-		pp.nrunning++;
-		j->worker = w->index;
-		j->tid = (pid_t)proto_u64(m, PF_PID, 0);
-		j->served = w->served = (uint32_t)proto_u64(m, PF_SERVED, 0);
-		job_start(j);
-		j->started = proto_u64(m, PF_STARTED, j->started);
+		proc_started(w, j, (pid_t)proto_u64(m, PF_PID, 0),
+		             (uint32_t)proto_u64(m, PF_SERVED, 0),
+		             proto_u64(m, PF_STARTED, 0));
 		break;
 	case PROTO_PROGRESS: {
 		char msg[256];
@@ -761,7 +810,9 @@ pool_process_init(int n, const char *plugin_dir, int max_jobs, int busy_poll)
 	proc_find_exe();
 	if (plugin_dir != NULL)
 		pp.plugin_dir = strdup(plugin_dir);
-	if ((pp.fill_ev = evtimer_new(loop_base, proc_fill_cb, NULL)) == NULL)
+	pp.fill_ev = evtimer_new(loop_base, proc_fill_cb, NULL);
+	pp.watch_ev = evtimer_new(loop_base, proc_watch_cb, NULL);
+	if (pp.fill_ev == NULL || pp.watch_ev == NULL)
 		return -1;
 	if (n < 0 || n > POOL_MAX_PROCESSES)
 		return -1;
@@ -874,7 +925,9 @@ proc_shutdown(void)
 		conn_close(w->conn); /* proc_closed reaps and frees it */
 	if (pp.fill_ev != NULL)
 		event_free(pp.fill_ev);
-	pp.fill_ev = NULL;
+	if (pp.watch_ev != NULL)
+		event_free(pp.watch_ev);
+	pp.fill_ev = pp.watch_ev = NULL;
 	free(pp.plugin_dir);
 	pp.plugin_dir = NULL;
 }

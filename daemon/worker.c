@@ -349,7 +349,7 @@ worker_wait(struct task_ctx *ctx, void *arg)
 }
 
 static void
-worker_send_started(struct job *j)
+worker_send_started(struct job *j, uint64_t now)
 {
 	struct proto_enc e;
 
@@ -357,7 +357,7 @@ worker_send_started(struct job *j)
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_u64(&e, PF_PID, (uint64_t)wk.pid);
 	proto_enc_u64(&e, PF_SERVED, wk.served);
-	proto_enc_u64(&e, PF_STARTED, loop_now_us());
+	proto_enc_u64(&e, PF_STARTED, now);
 	proto_enc_end(&e);
 }
 
@@ -367,13 +367,15 @@ worker_run(struct job *j)
 	struct task_ctx *ctx = &j->ctx;
 	enum task_step st = TASK_FAILED;
 	int ti = task_index(j->task);
+	uint64_t now = loop_now_us();
 	char err[256];
 
 	wk.current = j;
 	wk.served++;
 	/* before any of its code runs: if it kills us, concd knows */
+	atomic_store_explicit(&wk.shm->began_us, now, memory_order_relaxed);
 	atomic_store_explicit(&wk.shm->started, j->id, memory_order_release);
-	worker_send_started(j);
+	worker_send_started(j, now);
 	if (j->task->init != NULL && !wk.inited[ti]) {
 		err[0] = '\0';
 		if (j->task->init(&wk.wstate[ti], err, sizeof(err)) < 0) {

@@ -38,6 +38,14 @@ def live_procs(p):
             and w["state"] in ("idle", "busy")]
 
 
+def stop(c, pid):
+    """SIGSTOP a worker process, and wait until the pool shows it stopped
+    (the signal takes effect when the kernel next schedules it)."""
+    os.kill(pid, signal.SIGSTOP)
+    wait_pool(c, lambda p: any(w.get("pid") == pid and w["state"] == "stopped"
+                               for w in p["workers"]))
+
+
 def died_lines(log, sig):
     return [line for line in log.splitlines()
             if "process worker" in line and "killed by signal %d" % sig
@@ -100,10 +108,7 @@ class WorkerStopped(DaemonTest):
     def test_a_cancel_on_a_stopped_worker_ends_cancelled(self):
         c = self.d.client()
         rid, job, pid = self.held(c)
-        os.kill(pid, signal.SIGSTOP)
-        self.assertEqual(wait_pool(c, lambda p: any(
-            w.get("pid") == pid and w["state"] == "stopped"
-            for w in p["workers"]))["processes"], 2)
+        stop(c, pid)
         c.call("cancel", job=job)
         end = c.until_end(rid)[-1]
         self.assertEqual((end["state"], end["error"]),
@@ -115,7 +120,7 @@ class WorkerStopped(DaemonTest):
     def test_a_timeout_on_a_stopped_worker_ends_timed_out(self):
         c = self.d.client()
         rid, job, pid = self.held(c, timeout=3000)
-        os.kill(pid, signal.SIGSTOP)
+        stop(c, pid)
         end = c.until_end(rid)[-1]
         self.assertEqual((end["state"], end["error"]),
                          ("timed_out", "timed_out"))
@@ -125,8 +130,8 @@ class WorkerStopped(DaemonTest):
         rid, job, pid = self.held(c, daemon=True)
         rid2, job2, pid2 = self.held(c)
         self.assertNotEqual(pid, pid2)
-        os.kill(pid, signal.SIGSTOP)
-        os.kill(pid2, signal.SIGSTOP)
+        stop(c, pid)
+        stop(c, pid2)
         t0 = time.monotonic()
         self.d.proc.send_signal(signal.SIGTERM)
         # the daemon job is killed at once, the other after the stop
@@ -150,17 +155,21 @@ class WorkerStopped(DaemonTest):
 PLUGINS = os.environ.get("CONCD_PLUGINS", "")
 
 
-@unittest.skipUnless(os.path.exists(os.path.join(PLUGINS, "crash.so")),
-                     "the crash plugin is not built (CONCD_PLUGINS)")
+FAULTY = os.path.join(PLUGINS, "faulty.so")
+
+
+@unittest.skipUnless(os.path.exists(FAULTY),
+                     "the faulty plugin is not built (CONCD_PLUGINS)")
 class CrashingJob(unittest.TestCase):
     """Jobs that kill their worker process with SIGSEGV, with a core busy.
-    The crash plugin's task does it in its first step, before the worker
-    has written anything; the exec job a little later, from a child."""
+    The faulty plugin's crash task does it in its first step, before the
+    worker has written anything; the exec job a little later, from a
+    child."""
     CRASH = ["sh", "-c", "kill -SEGV $PPID"]
 
     def setUp(self):
         self.dir = tempfile.mkdtemp()
-        shutil.copy(os.path.join(PLUGINS, "crash.so"), self.dir)
+        shutil.copy(FAULTY, self.dir)
         self.busy = BusyCore()
         # a sanitizer would catch the SIGSEGV and exit instead
         asan = os.environ.get("ASAN_OPTIONS", "")
@@ -219,6 +228,48 @@ class CrashingJob(unittest.TestCase):
         wait_pool(c, lambda p: len(live_procs(p)) == 2)
         st = c.call("status", job=ev[0]["job"])
         self.assertEqual((st["state"], st["attempt"]), ("failed", 3))
+
+
+# ---- a job stuck inside one step ----
+
+@unittest.skipUnless(os.path.exists(FAULTY),
+                     "the faulty plugin is not built (CONCD_PLUGINS)")
+class StuckJob(unittest.TestCase):
+    """The faulty plugin's hang task never returns from its step: its
+    worker is killed five seconds after the cancel, and the job still ends
+    as asked."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        shutil.copy(FAULTY, self.dir)
+        self.d = Daemon("-p", "2", "--plugin-dir", self.dir)
+
+    def tearDown(self):
+        self.d.close()
+        shutil.rmtree(self.dir)
+
+    def test_a_cancel_kills_the_worker_of_a_stuck_job_which_ends_cancelled(
+            self):
+        c = self.d.client()
+        rid = c.request("submit", task="hang", exec="process", watch=True)
+        job = c.recv_for(rid)["job"]
+        pid = c.wait_state(job, "running")["tid"]
+        c.call("cancel", job=job)
+        end = c.until_end(rid)[-1]
+        self.assertEqual((end["state"], end["error"]),
+                         ("cancelled", "cancelled"))
+        self.assertIn("did not stop within 5 s of its cancel", end["message"])
+        p = wait_pool(c, lambda p: len(live_procs(p)) == 2)
+        self.assertNotIn(pid, [w["pid"] for w in live_procs(p)])
+
+    def test_a_timeout_kills_the_worker_of_a_stuck_job_which_ends_timed_out(
+            self):
+        c = self.d.client()
+        end = c.until_end(c.request("submit", task="hang", exec="process",
+                                    timeout=100, watch=True))[-1]
+        self.assertEqual((end["state"], end["error"]),
+                         ("timed_out", "timed_out"))
+        self.assertIn("did not stop within 5 s of its cancel", end["message"])
 
 
 # ---- jobs waiting while a worker is idle ----

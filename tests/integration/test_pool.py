@@ -112,10 +112,13 @@ class ProcessPool(DaemonTest):
         job = c.recv_for(rid)["job"]
         st = c.wait_state(job, "running")
         os.kill(st["tid"], signal.SIGSTOP)  # it cannot hear the cancel
+        wait_until(c, lambda p: any(w.get("pid") == st["tid"] and
+                                    w["state"] == "stopped"
+                                    for w in p["workers"]))
         c.call("cancel", job=job)
         end = c.until_end(rid)[-1]
         self.assertEqual(end["state"], "cancelled")
-        self.assertIn("did not stop within", self.d.log())
+        self.assertIn("cannot hear its cancel (worker stopped)", self.d.log())
         p = wait_until(c, lambda p: len([w for w in p["workers"]
                                          if w["exec"] == "process"]) == 2)
         self.assertNotIn(st["tid"], [w.get("pid") for w in p["workers"]])
