@@ -884,7 +884,7 @@ pool_process_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		}
 		if (w->index < 0)
 			info.state = "fresh";
-		if (proc_stopped(w->pid))
+		else if (proc_stopped(w->pid))
 			info.state = "stopped";
 		if (w->index >= 0 && !w->retiring)
 			have[w->index] = true;
