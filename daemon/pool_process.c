@@ -399,22 +399,22 @@ proc_watch_cb(evutil_socket_t fd, short what, void *arg)
 	struct pworker *w;
 	struct job *j;
 	uint64_t id;
-	bool out = false;
+	bool waiting = false;
 
 	TAILQ_FOREACH(w, &pp.workers, link)
 	{
-		if (w->njobs == 0)
-			continue;
-		out = true;
 		id = atomic_load_explicit(&w->shm->started,
 		                          memory_order_acquire);
-		if (id == 0 || id == atomic_load(&w->shm->ended) ||
-		    (j = proc_job(w, id)) == NULL || j->state != PS_QUEUED)
-			continue;
-		proc_started(w, j, w->pid, w->served + 1,
-		             atomic_load(&w->shm->began_us));
+		if (id != 0 && id != atomic_load(&w->shm->ended) &&
+		    (j = proc_job(w, id)) != NULL && j->state == PS_QUEUED)
+			proc_started(w, j, w->pid, w->served + 1,
+			             atomic_load(&w->shm->began_us));
+		/* until every job given out is known to have started */
+		TAILQ_FOREACH(j, &w->jobs, link)
+		if (j->state == PS_QUEUED)
+			waiting = true;
 	}
-	if (out)
+	if (waiting)
 		evtimer_add(pp.watch_ev, &proc_watch_every);
 }
 
