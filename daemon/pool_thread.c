@@ -35,6 +35,7 @@
 #define POOL_OUTPUT_LIMIT  (256 * 1024) /* per job, awaiting the loop */
 #define POOL_RETRY_MIN_MS  10   /* a failed start is tried again after */
 #define POOL_RETRY_MAX_MS  1000 /* ... doubling up to this */
+#define POOL_WATCH_MS      100  /* posted starts are taken this often */
 
 struct tworker {
 	pthread_t thread;
@@ -78,6 +79,7 @@ static struct {
 	struct event *submit_ev;
 	struct event *fill_ev;    /* the next try at starting missing workers */
 	unsigned retry_ms;        /* its delay; 0: the pool is full */
+	struct event *watch_ev;   /* takes posted starts while jobs queue */
 	struct job_queue pending; /* submitted during this loop pass */
 	struct tworker_list workers;
 	size_t nqueued, nrunning;
@@ -96,6 +98,8 @@ static struct {
 static pthread_condattr_t pool_condattr;
 
 static int thread_fill(void);
+
+static const struct timeval thread_watch_every = {0, POOL_WATCH_MS * 1000};
 
 /* Called with the lock held: list j for the loop, without waking it. */
 static void
@@ -546,11 +550,27 @@ thread_flush(void)
 	}
 	all = n >= pool.idle;
 	pthread_mutex_unlock(&pool.lock);
+	if (!evtimer_pending(pool.watch_ev, NULL))
+		evtimer_add(pool.watch_ev, &thread_watch_every);
 	if (all)
 		pthread_cond_broadcast(&pool.work);
 	else
 		while (n-- > 0)
 			pthread_cond_signal(&pool.work);
+}
+
+/*
+ * A job's start is posted without waking the loop, and wakes it with the
+ * job's first report: a job whose first step lasts long would look
+ * queued, and its time limit would not count, until then.  While jobs
+ * are queued, the loop takes what was posted every 100 ms.
+ */
+static void
+thread_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	thread_wake_cb(-1, 0, NULL);
+	if (pool.nqueued > 0)
+		evtimer_add(pool.watch_ev, &thread_watch_every);
 }
 
 /* The loop is polling: take what the workers posted, if anything. */
@@ -682,8 +702,10 @@ pool_thread_init(struct event_base *base, int n)
 	pool.wake_ev = event_new(base, -1, EV_READ, thread_wake_cb, NULL);
 	pool.submit_ev = event_new(base, -1, 0, thread_submit_cb, NULL);
 	pool.fill_ev = evtimer_new(base, thread_fill_cb, NULL);
+	pool.watch_ev = evtimer_new(base, thread_watch_cb, NULL);
 	if (pool.wake_ev == NULL || pool.submit_ev == NULL ||
-	    pool.fill_ev == NULL || n < 1 || n > POOL_MAX_THREADS)
+	    pool.fill_ev == NULL || pool.watch_ev == NULL || n < 1 ||
+	    n > POOL_MAX_THREADS)
 		return -1;
 	pool.size = n;
 	return thread_fill() == 0 ? 0 : -1; /* at start-up, all or nothing */
@@ -765,10 +787,44 @@ thread_queued(void)
 	return pool.nqueued;
 }
 
+/*
+ * Join a worker at the stop.  The stop has waited for every job already,
+ * up to its hard limit, so a thread still inside a job after another
+ * second is stuck in a step (a thread cannot be killed): it is left to
+ * the process's exit rather than waited for forever.
+ */
+static bool
+thread_join_at_stop(struct tworker *w)
+{
+	struct timespec until;
+	uint64_t job;
+
+	pthread_mutex_lock(&pool.lock);
+	job = w->job;
+	pthread_mutex_unlock(&pool.lock);
+	if (job == 0) {
+		thread_free(w);
+		return true;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	if (pthread_timedjoin_np(w->thread, NULL, &until) == 0) {
+		pthread_cond_destroy(&w->cond);
+		close(w->wakefd);
+		free(w);
+		return true;
+	}
+	log_warnx("thread worker %d is stuck in job %llu; exiting without it",
+	          w->index, (unsigned long long)job);
+	pthread_detach(w->thread);
+	return false;
+}
+
 static void
 thread_shutdown(void)
 {
 	struct tworker *w;
+	bool left = false;
 
 	pthread_mutex_lock(&pool.lock);
 	pool.stopping = true;
@@ -776,7 +832,18 @@ thread_shutdown(void)
 	pthread_mutex_unlock(&pool.lock);
 	while ((w = TAILQ_FIRST(&pool.workers)) != NULL) {
 		TAILQ_REMOVE(&pool.workers, w, link);
-		thread_free(w);
+		if (!thread_join_at_stop(w))
+			left = true;
+	}
+	if (left) {
+		/*
+		 * A thread left behind may still post its job's end: it
+		 * finds the list it posts to and never wakes the loop.
+		 */
+		pthread_mutex_lock(&pool.lock);
+		atomic_store(&pool.wake_pending, true);
+		pthread_mutex_unlock(&pool.lock);
+		return;
 	}
 	if (pool.wake_ev != NULL)
 		event_free(pool.wake_ev);
@@ -784,7 +851,9 @@ thread_shutdown(void)
 		event_free(pool.submit_ev);
 	if (pool.fill_ev != NULL)
 		event_free(pool.fill_ev);
-	pool.wake_ev = pool.submit_ev = pool.fill_ev = NULL;
+	if (pool.watch_ev != NULL)
+		event_free(pool.watch_ev);
+	pool.wake_ev = pool.submit_ev = pool.fill_ev = pool.watch_ev = NULL;
 	free(pool.posted);
 	free(pool.taken);
 	pool.posted = NULL;

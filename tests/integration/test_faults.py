@@ -272,6 +272,33 @@ class StuckJob(unittest.TestCase):
         self.assertIn("did not stop within 5 s of its cancel", end["message"])
 
 
+@unittest.skipUnless(os.path.exists(FAULTY),
+                     "the faulty plugin is not built (CONCD_PLUGINS)")
+class StuckThread(unittest.TestCase):
+    """A thread cannot be killed: concd stops without it."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        shutil.copy(FAULTY, self.dir)
+        self.d = Daemon("-p", "1", "--stop-timeout", "1", "--plugin-dir",
+                        self.dir)
+
+    def tearDown(self):
+        self.d.close()
+        shutil.rmtree(self.dir)
+
+    def test_stopping_concd_does_not_wait_forever_for_a_stuck_thread(self):
+        c = self.d.client()
+        job = c.call("submit", task="hang", exec="thread")["job"]
+        c.wait_state(job, "running")
+        self.d.proc.send_signal(signal.SIGTERM)
+        # the stop timeout (1 s), the hard limit (10 s), a second to join
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+        log = self.d.log()
+        self.assertIn("1 jobs did not end after being cancelled", log)
+        self.assertIn("is stuck in job %d; exiting without it" % job, log)
+
+
 # ---- jobs waiting while a worker is idle ----
 
 class IdleWorker(DaemonTest):

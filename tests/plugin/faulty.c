@@ -1,10 +1,10 @@
 /*
- * faulty.c -- a plugin whose tasks misbehave, for the fault tests.  They
- * run on worker processes only.
+ * faulty.c -- a plugin whose tasks misbehave, for the fault tests.
  *
  * crash: kills the worker process running it, in its first step, before
  * the worker has written anything about the job.
- * hang: never returns from its first step, so it never hears a cancel.
+ * hang: never returns from its first step, so it never hears a cancel;
+ * it also runs on a thread.
  */
 #include <signal.h>
 #include <unistd.h>
@@ -47,7 +47,7 @@ static const struct task hang = {
     .name = "hang",
     .summary = "never return from a step (fault tests)",
     .traits = TASK_CPU,
-    .executors = TASK_ON_PROCESS,
+    .executors = TASK_ON_THREAD | TASK_ON_PROCESS,
     .start = faulty_start,
     .step = hang_step,
 };
