@@ -1,5 +1,6 @@
-"""Faults: what concd does when its workers are killed, stopped or crashed
-by the jobs they run, and when it runs out of descriptors.  One class per
+"""Faults of the pools: what concd does when its workers are killed,
+stopped, crashed or hung by the jobs they run, when a worker sits idle
+beside waiting jobs, and when it runs out of descriptors.  One class per
 kind of fault; each test names the behaviour it pins down."""
 import os
 import resource
