@@ -89,6 +89,10 @@ static void proc_dispatch(void);
 static int proc_fill(void);
 static void proc_grace_cb(evutil_socket_t, short, void *);
 
+/* A job's xdata while its dead worker's jobs are being ended. */
+static char proc_gone;
+#define PROC_GONE ((void *)&proc_gone)
+
 static const struct timeval proc_watch_every = {0, PROC_WATCH_MS * 1000};
 
 static const struct conn_handler proc_handler = {
@@ -268,8 +272,8 @@ proc_fill(void)
 	if (pp.stopping || loop_stopping())
 		return 0;
 	TAILQ_FOREACH(w, &pp.workers, link)
-	if (w->index >= 0 && !w->retiring)
-		have[w->index] = true;
+		if (w->index >= 0 && !w->retiring)
+			have[w->index] = true;
 	for (i = 0; i < pp.size; i++)
 		if (!have[i] && proc_spawn(i) == NULL)
 			missing++;
@@ -361,14 +365,20 @@ proc_grace_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static struct job *
-proc_job(struct pworker *w, uint64_t id)
+proc_job_in(struct job_queue *q, uint64_t id)
 {
 	struct job *j;
 
-	TAILQ_FOREACH(j, &w->jobs, link)
-	if (j->id == id)
-		return j;
+	TAILQ_FOREACH(j, q, link)
+		if (j->id == id)
+			return j;
 	return NULL;
+}
+
+static struct job *
+proc_job(struct pworker *w, uint64_t id)
+{
+	return proc_job_in(&w->jobs, id);
 }
 
 /* j runs in w: as its "started" says, or its record page first. */
@@ -401,8 +411,7 @@ proc_watch_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t id;
 	bool waiting = false;
 
-	TAILQ_FOREACH(w, &pp.workers, link)
-	{
+	TAILQ_FOREACH(w, &pp.workers, link) {
 		id = atomic_load_explicit(&w->shm->started,
 		                          memory_order_acquire);
 		if (id != 0 && id != atomic_load(&w->shm->ended) &&
@@ -411,8 +420,8 @@ proc_watch_cb(evutil_socket_t fd, short what, void *arg)
 			             atomic_load(&w->shm->began_us));
 		/* until every job given out is known to have started */
 		TAILQ_FOREACH(j, &w->jobs, link)
-		if (j->state == PS_QUEUED)
-			waiting = true;
+			if (j->state == PS_QUEUED)
+				waiting = true;
 	}
 	if (waiting)
 		evtimer_add(pp.watch_ev, &proc_watch_every);
@@ -514,13 +523,12 @@ proc_steal(void)
 	if (!TAILQ_EMPTY(&pp.queue))
 		return;
 	TAILQ_FOREACH(w, &pp.workers, link)
-	if (proc_takes_jobs(w) && w->njobs == 0)
-		idle++;
+		if (proc_takes_jobs(w) && w->njobs == 0)
+			idle++;
 	while (idle > pp.nrevoking) {
 		from = NULL;
 		most = 0;
-		TAILQ_FOREACH(w, &pp.workers, link)
-		{
+		TAILQ_FOREACH(w, &pp.workers, link) {
 			if (w->index < 0 || w->nrevoking > 0 || w->njobs < 2)
 				continue;
 			if ((waiting = w->njobs - 1) > most) {
@@ -701,16 +709,19 @@ proc_lost(struct pworker *w, struct job *j, const char *how, bool running)
  * The worker's socket closed: it exited, crashed or was retired.  It runs
  * its jobs in order, so those up to the one its record page says it
  * started last have run and end here; the others never started and go
- * back to the front of the queue, unless they were cancelled.
+ * back to the front of the queue, unless they were cancelled.  Ending a
+ * job may cancel others (a fail_fast gather), some of them this worker's:
+ * those not yet ended are marked PROC_GONE, for proc_cancel to leave.
  */
 static void
 proc_closed(struct conn *c, void *arg)
 {
 	struct pworker *w = arg;
+	struct job_queue gone = TAILQ_HEAD_INITIALIZER(gone);
 	struct job_queue back = TAILQ_HEAD_INITIALIZER(back);
-	struct job *j;
+	struct job *j, *next;
 	uint64_t started, ended;
-	bool ran, running;
+	bool ran;
 	char how[96];
 	int status = 0;
 
@@ -724,21 +735,35 @@ proc_closed(struct conn *c, void *arg)
 	ran = started != 0 && proc_job(w, started) != NULL;
 	while ((j = TAILQ_FIRST(&w->jobs)) != NULL) {
 		proc_take(w, j);
-		if (ran) {
-			running = j->id == started && ended != started;
-			if (j->id == started)
-				ran = false;
-			proc_lost(w, j, how, running);
-		} else if (atomic_load(&j->ctx.cancel)) {
-			pp.nqueued--;
-			job_finish(j, PS_CANCELLED);
-		} else {
-			TAILQ_INSERT_TAIL(&back, j, link);
-		}
+		j->xdata = PROC_GONE;
+		TAILQ_INSERT_TAIL(&gone, j, link);
+	}
+	/* first those that go back, so every job is somewhere when the
+	 * others end */
+	for (j = ran ? proc_job_in(&gone, started) : TAILQ_FIRST(&gone);
+	     j != NULL; j = next) {
+		next = TAILQ_NEXT(j, link);
+		if ((ran && j->id == started) || atomic_load(&j->ctx.cancel))
+			continue;
+		TAILQ_REMOVE(&gone, j, link);
+		TAILQ_INSERT_TAIL(&back, j, link);
 	}
 	while ((j = TAILQ_LAST(&back, job_queue)) != NULL) {
 		TAILQ_REMOVE(&back, j, link);
+		j->xdata = NULL;
 		TAILQ_INSERT_HEAD(&pp.queue, j, link);
+	}
+	while ((j = TAILQ_FIRST(&gone)) != NULL) {
+		TAILQ_REMOVE(&gone, j, link);
+		j->xdata = NULL;
+		if (ran) {
+			if (j->id == started)
+				ran = false;
+			proc_lost(w, j, how, !ran && ended != started);
+		} else {
+			pp.nqueued--;
+			job_finish(j, PS_CANCELLED);
+		}
 	}
 	if (w->index >= 0 && !w->retiring && !pp.stopping)
 		log_warnx("process worker %d (pid %d) %s%s", w->index,
@@ -782,6 +807,8 @@ proc_cancel(struct job *j)
 	struct proto_enc e;
 
 	atomic_store(&j->ctx.cancel, true);
+	if (w == PROC_GONE)
+		return; /* its worker died: proc_closed ends it */
 	if (w == NULL) {
 		/* still in our queue: it never starts */
 		TAILQ_REMOVE(&pp.queue, j, link);

@@ -664,8 +664,8 @@ thread_fill(void)
 	if (pool.stopping || loop_stopping())
 		return 0;
 	TAILQ_FOREACH(w, &pool.workers, link)
-	if (w->index >= 0 && w->index < pool.size)
-		have[w->index] = true;
+		if (w->index >= 0 && w->index < pool.size)
+			have[w->index] = true;
 	for (i = 0; i < pool.size; i++)
 		if (!have[i] && thread_spawn(i, NULL) == NULL)
 			missing++;
@@ -761,8 +761,8 @@ pool_thread_foreach(void (*fn)(const struct pool_worker_info *, void *),
 	pthread_mutex_unlock(&pool.lock);
 	/* the pool's places that no thread holds: being started again */
 	TAILQ_FOREACH(w, &pool.workers, link)
-	if (w->index >= 0 && w->index < pool.size)
-		have[w->index] = true;
+		if (w->index >= 0 && w->index < pool.size)
+			have[w->index] = true;
 	for (i = 0; i < pool.size; i++) {
 		if (have[i])
 			continue;

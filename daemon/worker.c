@@ -167,8 +167,7 @@ worker_on_revoke(const struct proto_msg *m)
 	struct proto_enc e;
 	struct job *j;
 
-	TAILQ_FOREACH(j, &wk.queue, link)
-	{
+	TAILQ_FOREACH(j, &wk.queue, link) {
 		if (j->id == id) {
 			TAILQ_REMOVE(&wk.queue, j, link);
 			proto_enc_begin(&e, &wk.out, PROTO_RETURNED, 0);

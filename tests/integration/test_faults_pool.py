@@ -210,6 +210,33 @@ class CrashingJob(unittest.TestCase):
         for n in range(1, 11):
             self.crash_once(c, n, task="exec", args={"argv": self.CRASH})
 
+    def test_a_fail_fast_gather_ends_whole_when_a_worker_dies_under_it(
+            self):
+        c = self.d.client()
+        crash = dict(task="crash", exec="process")
+        noop = dict(task="noop", exec="process")
+        # jobs go to the workers in turn: the crash first on its worker,
+        # then behind a noop whose end it may take down with it
+        for n, jobs in enumerate(([crash] + [noop] * 5,
+                                  [noop, noop, crash] + [noop] * 3), 1):
+            rid = c.request("gather", jobs=jobs, fail_fast=True)
+            self.assertEqual(c.recv_for(rid)["t"], "accepted")
+            ends = {}
+            while len(ends) < len(jobs):
+                m = c.recv_for(rid)
+                self.assertIsNotNone(m)
+                if m["t"] == "end":
+                    ends[m["index"]] = m
+            states = [(e["state"], e.get("error")) for i, e in
+                      sorted(ends.items())]
+            self.assertIn(("failed", "worker_died"), states)
+            self.assertTrue(set(states) <= {
+                ("succeeded", None), ("failed", "worker_died"),
+                ("cancelled", "cancelled")}, states)
+            self.assertIn(("cancelled", "cancelled"), states)
+            wait_pool(c, lambda p: len(live_procs(p)) == 2)
+            self.assertEqual(len(died_lines(self.d.log(), 11)), n)
+
     def test_retries_bound_the_attempts_and_each_kills_one_worker(self):
         c = self.d.client()
         ev = c.until_end(c.request("submit", task="crash", exec="process",
