@@ -421,13 +421,14 @@ class QueueFull(unittest.TestCase):
         return self.d.concctl(*args, **kw)
 
     def fill(self):
-        """One thread job running, one queued: the thread queue is full."""
+        """One thread job running, one queued: the thread queue is full.
+        Daemon jobs: concd does not drain them when the test stops it."""
         c = self.d.client()
-        busy = self.ctl("submit", "sleep", "ms=600000", "-x",
-                        "thread").stdout.strip()
+        busy = self.ctl("submit", "sleep", "ms=600000", "-x", "thread",
+                        "--daemon").stdout.strip()
         c.wait_state(int(busy), "running")
-        queued = self.ctl("submit", "sleep", "ms=600000", "-x",
-                          "thread").stdout.strip()
+        queued = self.ctl("submit", "sleep", "ms=600000", "-x", "thread",
+                          "--daemon").stdout.strip()
         self.assertTrue(queued.isdigit())
         return busy, queued
 

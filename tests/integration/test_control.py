@@ -175,10 +175,11 @@ class QueueLimit(unittest.TestCase):
         d = Daemon("-p", "1", "--queue-limit", "3")
         try:
             c = d.client()
+            # daemon jobs: concd does not drain them when it stops
             busy = c.call("submit", task="sleep", args={"ms": 600000},
-                          exec="thread")["job"]
+                          exec="thread", daemon=True)["job"]
             busy2 = c.call("submit", task="sleep", args={"ms": 600000},
-                           exec="thread")["job"]
+                           exec="thread", daemon=True)["job"]
             c.wait_state(busy, "running")
             c.wait_state(busy2, "running")
             for _ in range(3):
@@ -201,7 +202,8 @@ class Paging(DaemonTest):
         c = self.d.client()
         rid, acc = gather(c, [{"task": "noop"} for _ in range(30)])
         gather_ends(c, rid, 30)
-        running = c.call("submit", task="sleep", args={"ms": 600000})["job"]
+        running = c.call("submit", task="sleep", args={"ms": 600000},
+                         daemon=True)["job"]
         ps = c.call("ps", all=True, limit=5)
         self.assertEqual([j["job"] for j in ps["jobs"]],
                          list(range(running - 4, running + 1)))
