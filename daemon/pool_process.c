@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "concd.h"
@@ -30,12 +31,16 @@
 #define PROC_DEPTH    64   /* jobs given to one worker ahead of time */
 #define PROC_SHORT_US 2000 /* jobs shorter than this are batched */
 #define PROC_GRACE_S  5    /* a cancelled job's time to stop */
+#define PROC_EXIT_MS  5000 /* an idle worker's time to exit at shutdown */
 
 extern char **environ;
 
 struct pworker {
 	int index; /* -1: a fresh worker for one job */
 	pid_t pid;
+	int fd; /* the daemon's end of its socket, owned by conn */
+	bool reaped;
+	int status; /* once reaped */
 	struct conn *conn;
 	struct job_queue jobs; /* given to it, in order */
 	size_t njobs;
@@ -165,6 +170,7 @@ proc_spawn(int index)
 		return NULL;
 	}
 	evutil_make_socket_nonblocking(sv[0]);
+	w->fd = sv[0];
 	w->index = index;
 	w->spawned = server_now_us();
 	if ((w->grace = evtimer_new(server_base, proc_grace_cb, w)) == NULL)
@@ -400,10 +406,20 @@ proc_closed(struct conn *c, void *arg)
 	char how[96];
 	int status = 0;
 
-	kill(w->pid, SIGKILL); /* in case it only closed the socket */
-	while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
-		;
+	if (w->reaped) {
+		status = w->status;
+	} else {
+		kill(w->pid, SIGKILL); /* in case it only closed the socket */
+		while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
+			;
+	}
 	describe_status(status, how, sizeof(how));
+	if (pp.stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		log_debug("process worker %d (pid %d) exited", w->index,
+		          (int)w->pid);
+	else if (pp.stopping)
+		log_warnx("process worker %d (pid %d) %s while stopping",
+		          w->index, (int)w->pid, how);
 	TAILQ_REMOVE(&pp.workers, w, link);
 	/* the job it ran fails; those it had not started go back */
 	while ((j = TAILQ_LAST(&w->jobs, job_queue)) != NULL) {
@@ -575,12 +591,46 @@ proc_queued(void)
 	return pp.nqueued;
 }
 
+/*
+ * At shutdown, idle workers are told to go by the end of their socket and
+ * exit as a program does, running its exit handlers (a sanitizer's leak
+ * check among them); proc_closed kills the others, and one that has not
+ * exited within PROC_EXIT_MS.
+ */
+static void
+proc_let_exit(void)
+{
+	const struct timespec tick = {0, 1000000}; /* 1 ms */
+	struct pworker *w;
+	bool waiting;
+	int ms;
+
+	TAILQ_FOREACH(w, &pp.workers, link)
+		if (w->njobs == 0)
+			shutdown(w->fd, SHUT_WR);
+	for (ms = 0; ms < PROC_EXIT_MS; ms++) {
+		waiting = false;
+		TAILQ_FOREACH(w, &pp.workers, link) {
+			if (w->njobs > 0 || w->reaped)
+				continue;
+			if (waitpid(w->pid, &w->status, WNOHANG) == w->pid)
+				w->reaped = true;
+			else
+				waiting = true;
+		}
+		if (!waiting)
+			break;
+		nanosleep(&tick, NULL);
+	}
+}
+
 static void
 proc_shutdown(void)
 {
 	struct pworker *w;
 
 	pp.stopping = true;
+	proc_let_exit();
 	while ((w = TAILQ_FIRST(&pp.workers)) != NULL)
 		conn_close(w->conn); /* proc_closed reaps and frees it */
 	free(pp.plugin_dir);

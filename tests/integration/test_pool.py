@@ -70,6 +70,25 @@ class ProcessPool(DaemonTest):
                          [1, 2, 3, 4])
         self.assertEqual(ev[-1]["result"], 200)
 
+    def test_idle_workers_exit_by_themselves_when_concd_stops(self):
+        # they run their exit path (under ASan, its leak check) instead
+        # of being killed
+        d = Daemon("-d", "-p", "2")
+        try:
+            c = d.client()
+            workers = pool_rows(c, "process")
+            end = run(c, task="primes", args={"n": 1000},
+                      exec="process")[-1]
+            self.assertEqual(end["result"], 168)
+            self.assertEqual(d.stop(), 0)
+            log = d.log()
+            for w in workers:
+                self.assertIn("process worker %d (pid %d) exited\n"
+                              % (w["worker"], w["pid"]), log)
+            self.assertNotIn("while stopping", log)
+        finally:
+            d.close()
+
     def test_a_killed_worker_fails_only_its_job_and_is_replaced(self):
         c = self.d.client()
         rid = c.request("submit", task="sleep", args={"ms": 600000},
