@@ -9,6 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BOUND, CONCTL, VALGRIND, DaemonTest  # noqa: E402
 
 NOBODY = 65534
@@ -305,4 +306,4 @@ class Concctl(DaemonTest):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

@@ -14,6 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BOUND, CONCTL, VALGRIND, Daemon, DaemonTest  # noqa: E402
 
 # Fails until its third run in the directory it runs in.
@@ -497,4 +498,4 @@ class Help(Base):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

@@ -15,6 +15,7 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BOUND, CONCD, CONCTL, VALGRIND, Daemon  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -272,4 +273,4 @@ class Tutorial(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    harness.main()

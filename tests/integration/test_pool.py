@@ -7,6 +7,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BOUND, VALGRIND, Daemon, DaemonTest  # noqa: E402
 
 PLUGINS = os.environ.get("CONCD_PLUGINS", "")
@@ -454,4 +455,4 @@ class Plugins(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

@@ -9,6 +9,7 @@ import unittest
 import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BOUND, CLOCK_SLACK, DaemonTest  # noqa: E402
 
 
@@ -326,4 +327,4 @@ class Wire(DaemonTest):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()
