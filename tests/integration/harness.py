@@ -6,6 +6,7 @@ every wait has a generous upper bound instead.
 """
 import atexit
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -108,6 +109,30 @@ def _kill_leftovers():
             proc.wait()
 
 
+class Gate:
+    """Holds the commands of exec jobs until the test releases them, so
+    that a job is running for as long as the test needs it to, whatever
+    the machine's speed.  The command (argv) opens a fifo, which blocks
+    until release() opens the other end, then reads a line and exits 0.
+    Once released, the gate stays open for the commands that come later."""
+
+    def __init__(self, path):
+        self.path = path
+        os.mkfifo(path)
+        self.fd = None
+        self.argv = ["sh", "-c", "read x < " + shlex.quote(path)]
+
+    def release(self):
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+            os.write(self.fd, b"\n" * 4096)  # a line for each command
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class Daemon:
     """concd in the foreground on a private socket.  close() stops it with
     SIGTERM and fails the test unless it exits 0 within STOP_BOUND with no
@@ -119,6 +144,7 @@ class Daemon:
         self.exit_statuses = (0,)
         self.sanitizer_reports_allowed = False
         self.clients = []  # closed by close()
+        self.gates = []  # released and closed by close()
         self.dir = tempfile.mkdtemp(prefix="concd-test-")
         os.chmod(self.dir, 0o755)
         self.socket = os.path.join(self.dir, "concd.sock")
@@ -198,12 +224,22 @@ class Daemon:
                 self.proc.wait(BOUND)
             for c in self.clients:
                 c.close()
+            for g in self.gates:
+                g.close()
             self.stderr.close()
             self.notify.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def gate(self):
+        """A new Gate, released when the daemon is closed at the latest."""
+        g = Gate(os.path.join(self.dir, "gate%d" % len(self.gates)))
+        self.gates.append(g)
+        return g
+
     def _stop_and_check(self):
         problems = []
+        for g in self.gates:
+            g.release()  # what they hold is not left for concd to drain
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

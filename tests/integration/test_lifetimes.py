@@ -7,16 +7,21 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import BOUND, VALGRIND, Daemon  # noqa: E402
-
-
-# Jobs a test must see running before they end: valgrind needs longer.
-RUN_MS = 3000 if VALGRIND else 300
+from harness import BOUND, Daemon  # noqa: E402
 
 
 def submit(c, daemon=False, ms=300, exec_="loop", watch=True):
     rid = c.request("submit", task="sleep", args={"ms": ms}, exec=exec_,
                     daemon=daemon, watch=watch)
+    m = c.recv_for(rid)
+    assert m["t"] == "accepted", m
+    return rid, m["job"]
+
+
+def submit_held(c, gate, exec_):
+    """A job that runs until the test releases gate."""
+    rid = c.request("submit", task="exec", args={"argv": gate.argv},
+                    exec=exec_, watch=True)
     m = c.recv_for(rid)
     assert m["t"] == "accepted", m
     return rid, m["job"]
@@ -32,19 +37,20 @@ class Stop(unittest.TestCase):
     def wait_running(self, c, job):
         c.wait_state(job, "running")
 
-    @unittest.skipIf(VALGRIND, "its 400 ms jobs end before valgrind has "
-                     "started the others")
     def test_sigterm_kills_daemon_jobs_and_drains_the_others(self):
         c = self.d.client()
+        gate = self.d.gate()
         jobs = {}
         for x in ("loop", "thread", "process"):
             jobs["daemon-" + x] = submit(c, True, 600000, x)
-            jobs["normal-" + x] = submit(c, False, 400, x)
+            jobs["normal-" + x] = submit_held(c, gate, x)
         for _, job in jobs.values():
             self.wait_running(c, job)
         workers = [w["pid"] for w in c.call("pool")["workers"]
                    if w["exec"] == "process"]
         self.d.proc.send_signal(signal.SIGTERM)
+        self.d.notify.wait_for("STATUS=stopping: draining 3 running")
+        gate.release()
         for name, (rid, _) in jobs.items():
             end = c.until_end(rid)[-1]
             want = "cancelled" if name.startswith("daemon") else "succeeded"
@@ -62,12 +68,14 @@ class Stop(unittest.TestCase):
 
     def test_queued_jobs_are_drained_too_unless_cancel_pending(self):
         c = self.d.client()
-        running = [submit(c, False, RUN_MS, "process") for _ in range(2)]
+        gate = self.d.gate()
+        running = [submit_held(c, gate, "process") for _ in range(2)]
         queued = submit(c, False, 100, "process")
         for r in running:
             self.wait_running(c, r[1])
         self.assertEqual(c.call("status", job=queued[1])["state"], "queued")
         self.assertEqual(c.call("shutdown")["t"], "ok")
+        gate.release()
         running = running[0]
         self.assertEqual(c.until_end(running[0])[-1]["state"], "succeeded")
         self.assertEqual(c.until_end(queued[0])[-1]["state"], "succeeded")
@@ -75,24 +83,28 @@ class Stop(unittest.TestCase):
 
     def test_cancel_pending_cancels_the_queue_and_drains_the_running(self):
         c = self.d.client()
-        running = [submit(c, False, RUN_MS, "process") for _ in range(2)]
+        gate = self.d.gate()
+        running = [submit_held(c, gate, "process") for _ in range(2)]
         queued = submit(c, False, 100, "process")
         for r in running:
             self.wait_running(c, r[1])
         c.call("shutdown", cancel_pending=True)
         running = running[0]
         self.assertEqual(c.until_end(queued[0])[-1]["state"], "cancelled")
+        gate.release()
         self.assertEqual(c.until_end(running[0])[-1]["state"], "succeeded")
         self.assertEqual(self.d.proc.wait(BOUND), 0)
         self.assertIn("1 queued jobs cancelled", self.d.log())
 
     def test_new_jobs_are_refused_while_draining(self):
         c = self.d.client()
-        rid, job = submit(c, False, 500, "loop")
+        gate = self.d.gate()
+        rid, job = submit_held(c, gate, "loop")
         self.d.proc.send_signal(signal.SIGTERM)
         self.d.notify.wait_for("STOPPING=1")
         m = c.call("submit", task="noop")
         self.assertEqual((m["t"], m["error"]), ("error", "shutting_down"))
+        gate.release()
         self.assertEqual(c.until_end(rid)[-1]["state"], "succeeded")
         self.assertEqual(self.d.proc.wait(BOUND), 0)
 

@@ -4,7 +4,6 @@ import os
 import signal
 import struct
 import sys
-import unittest
 
 import msgpack
 
@@ -110,19 +109,21 @@ class Wire(DaemonTest):
 
     def test_submit_without_watch_then_status_watch_and_result(self):
         c = self.d.client()
-        job = c.call("submit", task="sleep", args={"ms": 300})["job"]
+        gate = self.d.gate()
+        job = c.call("submit", task="exec", args={"argv": gate.argv})["job"]
         st = c.call("status", job=job)
         self.assertEqual(st["t"], "job")
         self.assertIn(st["state"], ("queued", "running"))
-        self.assertEqual(st["task"], "sleep")
+        self.assertEqual(st["task"], "exec")
         self.assertEqual(st["uid"], os.getuid())
         r = c.call("result", job=job)
         self.assertEqual((r["t"], r["error"]), ("error", "not_finished"))
         rid = c.request("watch", job=job)
-        self.assertEqual(c.until_end(rid)[-1]["result"], 300)
+        gate.release()
+        self.assertEqual(c.until_end(rid)[-1]["result"], {"status": 0})
         r = c.call("result", job=job)
         self.assertEqual((r["t"], r["state"], r["result"]),
-                         ("end", "succeeded", 300))
+                         ("end", "succeeded", {"status": 0}))
 
     def test_cancel_stops_a_running_job_on_each_executor(self):
         c = self.d.client()
