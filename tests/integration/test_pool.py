@@ -3,8 +3,11 @@ config reload, warm per-worker state and task plugins."""
 import os
 import shutil
 import signal
+import struct
 import sys
 import unittest
+
+import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -87,6 +90,36 @@ class ProcessPool(DaemonTest):
                 self.assertIn("process worker %d (pid %d) exited\n"
                               % (w["worker"], w["pid"]), log)
             self.assertNotIn("while stopping", log)
+        finally:
+            d.close()
+
+    def test_a_job_queued_in_a_busy_worker_ends_at_once_when_cancelled(self):
+        d = Daemon("-p", "1")
+        try:
+            c = d.client()
+            gate = d.gate()
+            # in one write, so that the sleep is handed to the worker
+            # behind the held job, before that job has started
+            frames = b""
+            for rid, (task, args) in enumerate(
+                    (("exec", {"argv": gate.argv}),
+                     ("sleep", {"ms": 600000})), 1):
+                body = msgpack.packb(dict(t="submit", id=rid, task=task,
+                                          args=args, exec="process",
+                                          watch=True))
+                frames += struct.pack(">I", len(body)) + body
+            c.next_id = 3
+            c.send_raw(frames)
+            held = c.recv_for(1)["job"]
+            queued = c.recv_for(2)["job"]
+            c.wait_state(held, "running")
+            self.assertEqual(c.call("cancel", job=queued)["t"], "ok")
+            end = c.until_end(2)[-1]
+            self.assertEqual((end["job"], end["state"]),
+                             (queued, "cancelled"))
+            self.assertEqual(c.call("status", job=held)["state"], "running")
+            gate.release()
+            self.assertEqual(c.until_end(1)[-1]["state"], "succeeded")
         finally:
             d.close()
 
