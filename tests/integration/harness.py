@@ -192,6 +192,15 @@ class Daemon:
         with open(self.stderr_path) as f:
             return f.read()
 
+    def wait_log(self, text, bound=BOUND):
+        """Read concd's log until it has text; bounded."""
+        deadline = time.monotonic() + bound
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise AssertionError("no %r in concd's log within %ss:\n%s"
+                                     % (text, bound, self.log()))
+            time.sleep(0.01)  # a file has no event to wait for
+
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -124,6 +124,25 @@ class Stop(unittest.TestCase):
         self.assertIn("cut off while running", log)
         self.assertIn("3 cut off", log)
 
+    def test_a_daemon_job_still_ending_is_not_cut_off_again(self):
+        c = self.d.client()
+        rid, job = submit(c, True, 600000, "process")
+        worker = c.wait_state(job, "running")["tid"]
+        # its worker cannot hear the cancel until the test lets it
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            self.d.proc.send_signal(signal.SIGTERM)
+            self.d.notify.wait_for("STATUS=stopping: draining 1 running")
+            self.d.proc.send_signal(signal.SIGTERM)
+            self.d.wait_log("cancelling the 1 jobs still active")
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+        log = self.d.log()
+        self.assertNotIn("cut off while", log)
+        self.assertIn("stopped: 0 jobs drained, 1 daemon jobs killed, "
+                      "0 queued jobs cancelled, 0 cut off", log)
 
 class StopTimeout(unittest.TestCase):
     def test_the_stop_timeout_cuts_off_what_is_left(self):
