@@ -14,9 +14,11 @@
 #   --runs N       N runs in all (nine tenths in the main run)
 #   --time SECONDS at most about SECONDS in all (the default: 600 when
 #                  --runs is not given)
-#   --merge        then add to tests/fuzz/corpus the inputs of both runs
-#                  that reach code it does not (libFuzzer -merge=1): the
-#                  committed corpus grows by what is new, minimised
+#   --merge        then add to tests/fuzz/corpus the fewest inputs of the
+#                  main run that reach what it does not (libFuzzer
+#                  -set_cover_merge=1): the committed corpus grows by what
+#                  is new, minimised (the large run's inputs, big by
+#                  design, stay in DIR)
 #   --build DIR    the clang build with -DCONCD_FUZZ=ON (default:
 #                  build-fuzz/, configured and built if needed)
 #
@@ -113,8 +115,8 @@ report "in all" $((main_made + made)) $((main_took + took))
 
 if [ "$merge" -eq 1 ]; then
 	before=$(find "$corpus" -type f | wc -l)
-	(cd "$work" && "$fuzzer" -merge=1 -max_len="$large_len" \
-		"$corpus" "$work/main" "$work/large") >"$work/merge.log" 2>&1
+	(cd "$work" && "$fuzzer" -set_cover_merge=1 -max_len=4096 "$corpus" \
+		"$work/main") >"$work/merge.log" 2>&1
 	after=$(find "$corpus" -type f | wc -l)
 	echo "fuzz: merged $((after - before)) new inputs into tests/fuzz/corpus" \
 		"($(du -sh "$corpus" | cut -f1) in all)"
