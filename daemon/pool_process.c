@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "concd.h"
@@ -42,12 +43,16 @@
 #define PROC_RETRY_MIN_MS 10   /* a failed start is tried again after */
 #define PROC_RETRY_MAX_MS 1000 /* ... doubling up to this */
 #define PROC_WATCH_MS     100  /* record pages are read this often */
+#define PROC_EXIT_MS      5000 /* an idle worker's time to exit at shutdown */
 
 extern char **environ;
 
 struct pworker {
 	int index; /* -1: a fresh worker for one job */
 	pid_t pid;
+	int fd; /* the daemon's end of its socket, owned by conn */
+	bool reaped;
+	int status; /* once reaped */
 	struct conn *conn;
 	struct worker_shm *shm;
 	struct job_queue jobs; /* given to it, in order */
@@ -229,6 +234,7 @@ proc_spawn(int index)
 		return NULL;
 	}
 	evutil_make_socket_nonblocking(sv[0]);
+	w->fd = sv[0];
 	w->index = index;
 	w->shm = shm;
 	w->spawned = loop_now_us();
@@ -725,10 +731,20 @@ proc_closed(struct conn *c, void *arg)
 	char how[96];
 	int status = 0;
 
-	kill(w->pid, SIGKILL); /* in case it only closed the socket */
-	while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
-		;
+	if (w->reaped) {
+		status = w->status;
+	} else {
+		kill(w->pid, SIGKILL); /* in case it only closed the socket */
+		while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
+			;
+	}
 	describe_status(status, how, sizeof(how));
+	if (pp.stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		log_debug("process worker %d (pid %d) exited", w->index,
+		          (int)w->pid);
+	else if (pp.stopping)
+		log_warnx("process worker %d (pid %d) %s while stopping",
+		          w->index, (int)w->pid, how);
 	TAILQ_REMOVE(&pp.workers, w, link);
 	started = atomic_load_explicit(&w->shm->started, memory_order_acquire);
 	ended = atomic_load_explicit(&w->shm->ended, memory_order_acquire);
@@ -942,12 +958,46 @@ proc_queued(void)
 	return pp.nqueued;
 }
 
+/*
+ * At shutdown, idle workers are told to go by the end of their socket and
+ * exit as a program does, running its exit handlers (a sanitizer's leak
+ * check among them); proc_closed kills the others, and one that has not
+ * exited within PROC_EXIT_MS.
+ */
+static void
+proc_let_exit(void)
+{
+	const struct timespec tick = {0, 1000000}; /* 1 ms */
+	struct pworker *w;
+	bool waiting;
+	int ms;
+
+	TAILQ_FOREACH(w, &pp.workers, link)
+		if (w->njobs == 0)
+			shutdown(w->fd, SHUT_WR);
+	for (ms = 0; ms < PROC_EXIT_MS; ms++) {
+		waiting = false;
+		TAILQ_FOREACH(w, &pp.workers, link) {
+			if (w->njobs > 0 || w->reaped)
+				continue;
+			if (waitpid(w->pid, &w->status, WNOHANG) == w->pid)
+				w->reaped = true;
+			else
+				waiting = true;
+		}
+		if (!waiting)
+			break;
+		nanosleep(&tick, NULL);
+	}
+}
+
 static void
 proc_shutdown(void)
 {
 	struct pworker *w;
 
 	pp.stopping = true;
+	proc_let_exit();
 	while ((w = TAILQ_FIRST(&pp.workers)) != NULL)
 		conn_close(w->conn); /* proc_closed reaps and frees it */
 	if (pp.fill_ev != NULL)

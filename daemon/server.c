@@ -314,6 +314,8 @@ server_cancel(bool all, bool queued)
 		if ((j = job_find(l.ids[i])) == NULL ||
 		    PROTO_STATE_FINAL(j->state))
 			continue;
+		if (all && atomic_load(&j->ctx.cancel))
+			continue; /* a daemon or dropped job still ending */
 		if (all) {
 			if (!j->daemon)
 				stop.cut++;

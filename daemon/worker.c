@@ -340,8 +340,12 @@ worker_wait(struct task_ctx *ctx, void *arg)
 		         ctx->wait_fd >= 0 ? -1 : (int)left);
 		if (n < 0 && errno != EINTR)
 			return false;
-		if (n > 0 && pfd[0].revents && !worker_read(0))
-			return false; /* the daemon is gone: stop */
+		if (n > 0 && pfd[0].revents) {
+			if (!worker_read(0))
+				return false; /* the daemon is gone: stop */
+			/* the end of a queued job cancelled meanwhile */
+			worker_flush();
+		}
 		if (ctx->wait_fd >= 0 && pfd[1].revents)
 			return !task_cancelled(ctx);
 	}

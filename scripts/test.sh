@@ -1,7 +1,8 @@
 #!/bin/bash
 # test.sh [--tsan] [--valgrind] -- install what is missing, then build and
 # test concd twice: build/ (warnings are errors) and build-asan/
-# (AddressSanitizer + UBSan).  Prints one summary line per build and
+# (AddressSanitizer + UBSan).  Prints one summary line per build, then
+# the tests skipped inside the test programs with their reasons, and
 # exits non-zero if anything failed.
 #
 #   --tsan      also build build-tsan/ with ThreadSanitizer and test it
@@ -51,6 +52,38 @@ counts() {
 	passed=$((total - failed - skipped))
 }
 
+# skips NAME LOG: adds to summaries the tests skipped inside the test
+# programs of ctest's LOG, with their reasons: the integration modules
+# print "SKIP: TEST -- REASON" (tests/integration/harness.py), cmocka
+# prints "[  SKIPPED ] TEST".  ctest itself counts a program as passed
+# when some of its tests skipped, and as skipped only when all did.
+skips() {
+	local name=$1 log=$2 lines n
+	[ -f "$log" ] || return 0
+	lines=$(awk '
+		/^[0-9]+\/[0-9]+ Test: / { prog = $3; next }
+		/^SKIP: / {
+			line = substr($0, 7)
+			sub(/^__main__\./, "", line)
+			key = prog ": " line
+		}
+		/^\[  SKIPPED \] [A-Za-z_]/ {
+			key = prog ": " $4 " -- (cmocka gives no reason)"
+		}
+		key != "" {
+			if (!(key in seen))
+				print "  " key
+			seen[key] = 1
+			key = ""
+		}' "$log")
+	[ -n "$lines" ] || return 0
+	n=$(printf '%s\n' "$lines" | wc -l)
+	summaries+=("$name: $n tests skipped inside the test programs:")
+	while IFS= read -r line; do
+		summaries+=("$line")
+	done <<<"$lines"
+}
+
 # build NAME DIR [CTEST-ARGS --] CMAKE-ARGS...: configure, build, ctest
 build() {
 	local name=$1 dir=$2 rc=0
@@ -98,6 +131,7 @@ build() {
 	fi
 	[ "$failed" -eq 0 ] || status=1
 	summaries+=("$name: $passed passed, $failed failed, $skipped skipped")
+	skips "$name" "$dir/Testing/Temporary/LastTest.log"
 }
 
 build normal "$root/build" --
@@ -139,6 +173,10 @@ if [ "$valgrind" -eq 1 ]; then
 		status=1
 	fi
 	summaries+=("valgrind: ctest rc $rc, $defects defects (logs in build/Testing/Temporary/MemoryChecker.*.log)")
+	# ctest -T memcheck keeps the tests' output in LastDynamicAnalysis_*
+	skips valgrind "$(find "$root/build/Testing/Temporary" \
+		-name 'LastDynamicAnalysis_*.log' -printf '%T@ %p\n' |
+		sort -n | tail -1 | cut -d' ' -f2-)"
 fi
 
 echo

@@ -1,7 +1,8 @@
 /*
- * seeds.c -- write fuzz_proto's seed corpus with the encoder: one file per
- * message type plus a few streams and refusals, each checked to decode
- * the way it should before it is written.
+ * seeds.c -- write fuzz_proto's seed corpus with the encoder: files that
+ * together hold a valid frame of every message type (checked: a type
+ * without a seed fails), plus a few streams and refusals, each checked to
+ * decode the way it should before it is written.
  *   fuzz_proto_seeds DIR
  */
 #include <errno.h>
@@ -225,6 +226,117 @@ seed_replies(struct pbuf *b)
 }
 
 static void
+seed_pool_requests(struct pbuf *b)
+{
+	struct proto_enc e;
+	int i;
+
+	seed_begin_end(b, PROTO_POOL, 30);
+	proto_enc_begin(&e, b, PROTO_RESIZE, 31);
+	proto_enc_u64(&e, PF_THREADS, 4);
+	proto_enc_u64(&e, PF_PROCESSES, 2);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_GATHER, 32);
+	proto_enc_key(&e, PF_JOBS);
+	proto_enc_array_open(&e);
+	for (i = 0; i < 2; i++) {
+		proto_enc_map_open(&e);
+		proto_enc_cstr(&e, PF_TASK, i == 0 ? "sleep" : "exec");
+		proto_enc_key(&e, PF_ARGS);
+		proto_enc_map_open(&e);
+		proto_enc_u64(&e, PF_LIMIT, 100);
+		proto_enc_close(&e);
+		proto_enc_cstr(&e, PF_EXEC, "loop");
+		proto_enc_u64(&e, PF_RETRIES, 2);
+		proto_enc_u64(&e, PF_RETRY_DELAY, 500);
+		proto_enc_close(&e);
+	}
+	proto_enc_close(&e);
+	proto_enc_bool(&e, PF_FAIL_FAST, true);
+	proto_enc_bool(&e, PF_WATCH, true);
+	proto_enc_end(&e);
+}
+
+static void
+seed_poolinfo(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_POOLINFO, 30);
+	proto_enc_key(&e, PF_WORKERS);
+	proto_enc_array_open(&e);
+	proto_enc_map_open(&e);
+	proto_enc_cstr(&e, PF_EXEC, "process");
+	proto_enc_i64(&e, PF_WORKER, 1);
+	proto_enc_u64(&e, PF_PID, 4243);
+	proto_enc_cstr(&e, PF_STATE, "busy");
+	proto_enc_u64(&e, PF_SERVED, 12);
+	proto_enc_u64(&e, PF_UPTIME, 5000000);
+	proto_enc_u64(&e, PF_JOB, 9);
+	proto_enc_close(&e);
+	proto_enc_close(&e);
+	proto_enc_key(&e, PF_QUEUES);
+	proto_enc_map_open(&e);
+	msgpack_pack_str_with_body(&e.pk, "thread", 6);
+	msgpack_pack_uint32(&e.pk, 3);
+	proto_enc_elem(&e);
+	proto_enc_close(&e);
+	proto_enc_u64(&e, PF_THREADS, 2);
+	proto_enc_u64(&e, PF_PROCESSES, 2);
+	proto_enc_end(&e);
+}
+
+static void
+seed_stream(struct pbuf *b)
+{
+	struct proto_enc e;
+	/* bin 8 of 6 bytes: "line\n\xff", not UTF-8 */
+	static const char data[] = "\xc4\x06line\n\xff";
+
+	proto_enc_begin(&e, b, PROTO_OUTPUT, 3);
+	proto_enc_u64(&e, PF_JOB, 7);
+	proto_enc_cstr(&e, PF_STREAM, "stdout");
+	proto_enc_raw(&e, PF_DATA, data, sizeof(data) - 1);
+	proto_enc_u64(&e, PF_INDEX, 1);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_RETRY, 3);
+	proto_enc_u64(&e, PF_JOB, 7);
+	proto_enc_u64(&e, PF_ATTEMPT, 2);
+	proto_enc_cstr(&e, PF_ERROR, "timed_out");
+	proto_enc_cstr(&e, PF_MESSAGE, "job timed out");
+	proto_enc_end(&e);
+}
+
+/* What the daemon and a worker process say to each other. */
+static void
+seed_worker(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_RUN, 0);
+	proto_enc_u64(&e, PF_JOB, 7);
+	proto_enc_cstr(&e, PF_TASK, "primes");
+	proto_enc_key(&e, PF_ARGS);
+	proto_enc_map_open(&e);
+	proto_enc_u64(&e, PF_LIMIT, 1000);
+	proto_enc_close(&e);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_STARTED, 0);
+	proto_enc_u64(&e, PF_JOB, 7);
+	proto_enc_u64(&e, PF_PID, 4243);
+	proto_enc_u64(&e, PF_SERVED, 1);
+	proto_enc_u64(&e, PF_STARTED, 1700000000100);
+	proto_enc_end(&e);
+	/* an idle worker takes jobs over: the busy one is asked for one back */
+	proto_enc_begin(&e, b, PROTO_REVOKE, 0);
+	proto_enc_u64(&e, PF_JOB, 8);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_RETURNED, 0);
+	proto_enc_u64(&e, PF_JOB, 8);
+	proto_enc_end(&e);
+}
+
+static void
 seed_unknown_type(struct pbuf *b)
 {
 	static const char frame[] = "\x00\x00\x00\x12\x82\xa1t\xaa"
@@ -351,11 +463,18 @@ static const struct seed seeds[] = {
     {"jobs", PROTO_DECODE_OK, seed_jobs},
     {"tasklist", PROTO_DECODE_OK, seed_tasklist},
     {"replies", PROTO_DECODE_OK, seed_replies},
+    {"pool-requests", PROTO_DECODE_OK, seed_pool_requests},
+    {"poolinfo", PROTO_DECODE_OK, seed_poolinfo},
+    {"stream", PROTO_DECODE_OK, seed_stream},
+    {"worker", PROTO_DECODE_OK, seed_worker},
     {"reject-unknown-type", PROTO_DECODE_REJECT, seed_unknown_type},
     {"reject-missing-task", PROTO_DECODE_REJECT, seed_missing_task},
     {"reject-not-utf8", PROTO_DECODE_REJECT, seed_not_utf8},
     {"bad-byte-c1", PROTO_DECODE_BAD, seed_byte_c1},
 };
+
+/* The message types some seed has a valid frame of. */
+static bool seeded[PROTO_TYPE_COUNT];
 
 /* Every frame in b decodes to want, and nothing is left over. */
 static int
@@ -376,6 +495,8 @@ seed_check(const struct seed *s, const struct pbuf *b)
 			fprintf(stderr, "fuzz_proto_seeds: %s: frame %d: %s\n",
 			        s->name, frames, f.message);
 			rc = -1;
+		} else if (s->want == PROTO_DECODE_OK) {
+			seeded[m.type] = true;
 		}
 		off += (size_t)n;
 		frames++;
@@ -424,5 +545,13 @@ main(int argc, char **argv)
 		}
 	}
 	pbuf_free(&b);
+	/* a new message type gets a seed of its own */
+	for (i = 0; i < PROTO_TYPE_COUNT; i++) {
+		if (!seeded[i]) {
+			fprintf(stderr, "fuzz_proto_seeds: no seed has a %s "
+			        "message\n", proto_types[i].name);
+			rc = 1;
+		}
+	}
 	return rc;
 }

@@ -4,7 +4,9 @@ The daemon is started in the foreground with a NOTIFY_SOCKET owned by the
 test, and is ready when READY=1 arrives: no test sleeps to "wait enough";
 every wait has a generous upper bound instead.
 """
+import atexit
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -29,6 +31,22 @@ VALGRIND = bool(os.environ.get("CONCD_VALGRIND"))
 # may fire up to one clock tick (4 ms at 250 Hz) before the same span
 # measured on a fine clock has passed: lower bounds allow this much
 CLOCK_SLACK = 0.010  # seconds
+# how long concd may take to stop after SIGTERM, an upper bound: under a
+# sanitizer or valgrind everything runs slower
+SLOWDOWN = float(os.environ.get("CONCD_TEST_SLOWDOWN", "1")) * (
+    4 if VALGRIND else 1)
+STOP_BOUND = 60.0 * SLOWDOWN
+# The sanitizers' reports, which fail the test whose concd wrote them
+# (or whose worker processes did: they share concd's stderr).
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "runtime error:",
+                     "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer")
+# The sanitizers write their reports to stderr (concd's log file here)
+# and exit non-zero; options already in the environment come last and win.
+SANITIZER_OPTIONS = {
+    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+    "TSAN_OPTIONS": "halt_on_error=1:exitcode=66",
+}
 
 
 class Notify:
@@ -78,9 +96,55 @@ class Notify:
         self.sock.close()
 
 
+# Every concd started, so that none outlives a module whose test failed
+# before stopping it (ctest would wait for the output it holds open).
+_running = []
+
+
+@atexit.register
+def _kill_leftovers():
+    for proc in _running:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class Gate:
+    """Holds the commands of exec jobs until the test releases them, so
+    that a job is running for as long as the test needs it to, whatever
+    the machine's speed.  The command (argv) opens a fifo, which blocks
+    until release() opens the other end, then reads a line and exits 0.
+    Once released, the gate stays open for the commands that come later."""
+
+    def __init__(self, path):
+        self.path = path
+        os.mkfifo(path)
+        self.fd = None
+        self.argv = ["sh", "-c", "read x < " + shlex.quote(path)]
+
+    def release(self):
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+            os.write(self.fd, b"\n" * 4096)  # a line for each command
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class Daemon:
+    """concd in the foreground on a private socket.  close() stops it with
+    SIGTERM and fails the test unless it exits 0 within STOP_BOUND with no
+    sanitizer report in its log; a test that crashes or kills concd on
+    purpose says so with expect_exit()."""
+
     def __init__(self, *args, threads=2, env=None, preexec_fn=None,
                  notify=True, exe=CONCD):
+        self.exit_statuses = (0,)
+        self.sanitizer_reports_allowed = False
+        self.clients = []  # closed by close()
+        self.gates = []  # released and closed by close()
         self.dir = tempfile.mkdtemp(prefix="concd-test-")
         os.chmod(self.dir, 0o755)
         self.socket = os.path.join(self.dir, "concd.sock")
@@ -93,11 +157,14 @@ class Daemon:
         else:
             e.pop("NOTIFY_SOCKET", None)
         e.update(env or {})
+        for name, options in SANITIZER_OPTIONS.items():
+            e[name] = options + (":" + e[name] if e.get(name) else "")
         self.stderr_path = os.path.join(self.dir, "stderr")
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
             [exe, "-f", "-s", self.socket, "-t", str(threads)] + list(args),
             env=e, stderr=self.stderr, preexec_fn=preexec_fn)
+        _running.append(self.proc)
         if notify:
             self.notify.wait_for("READY=1")
         else:
@@ -125,26 +192,88 @@ class Daemon:
         with open(self.stderr_path) as f:
             return f.read()
 
+    def wait_log(self, text, bound=BOUND):
+        """Read concd's log until it has text; bounded."""
+        deadline = time.monotonic() + bound
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise AssertionError("no %r in concd's log within %ss:\n%s"
+                                     % (text, bound, self.log()))
+            time.sleep(0.01)  # a file has no event to wait for
+
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(BOUND)
 
+    def expect_exit(self, *statuses, sanitizer_reports=False):
+        """The test crashes or kills concd on purpose: close() accepts
+        any of statuses (Popen's returncode: -N for signal N; none given:
+        any status), and sanitizer reports in the log if told so."""
+        self.exit_statuses = statuses or None
+        self.sanitizer_reports_allowed = sanitizer_reports
+
+    def sanitizer_report(self):
+        """The first line of a sanitizer's report in concd's log, or
+        None."""
+        for line in self.log().splitlines():
+            if any(r in line for r in SANITIZER_REPORTS):
+                return line
+        return None
+
     def close(self):
-        rc = self.proc.poll()
-        if rc is None:
-            self.proc.kill()
-            self.proc.wait(BOUND)
-        elif rc != 0:
-            # it died on its own: its log says why
-            sys.stderr.write("concd exited with %d; its log:\n%s\n"
-                             % (rc, self.log()))
-        self.stderr.close()
-        self.notify.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Stop concd with SIGTERM and check how it went: exit status 0
+        (or what expect_exit() allows) within STOP_BOUND, and a log with
+        no sanitizer report.  Cleans up whatever the outcome."""
+        try:
+            self._stop_and_check()
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(BOUND)
+            for c in self.clients:
+                c.close()
+            for g in self.gates:
+                g.close()
+            self.stderr.close()
+            self.notify.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def gate(self):
+        """A new Gate, released when the daemon is closed at the latest."""
+        g = Gate(os.path.join(self.dir, "gate%d" % len(self.gates)))
+        self.gates.append(g)
+        return g
+
+    def _stop_and_check(self):
+        problems = []
+        for g in self.gates:
+            g.release()  # what they hold is not left for concd to drain
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_BOUND)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(BOUND)
+                problems.append("concd did not stop within %ss of SIGTERM"
+                                % STOP_BOUND)
+        rc = self.proc.returncode
+        if (not problems and self.exit_statuses is not None
+                and rc not in self.exit_statuses):
+            problems.append("concd exited with %d, not %s" % (
+                rc, " or ".join(map(str, self.exit_statuses))))
+        report = self.sanitizer_report()
+        if report is not None and not self.sanitizer_reports_allowed:
+            problems.append("a sanitizer reported: " + report)
+        if problems:
+            raise AssertionError("; ".join(problems)
+                                 + "\nconcd's log:\n" + self.log()[-20000:])
 
     def client(self):
-        return Client(self.socket)
+        c = Client(self.socket)
+        self.clients.append(c)
+        return c
 
     def concctl(self, *args, input=None, user=None, env=None):
         cmd = [CONCTL, "--socket", self.socket] + [str(a) for a in args]
@@ -261,3 +390,39 @@ class DaemonTest(unittest.TestCase):
 
     def tearDown(self):
         self.d.close()
+
+
+# Skipped tests are listed when the module ends, one line each, as
+# "SKIP: <test id> -- <reason>": scripts/test.sh collects them from
+# ctest's log, so a skip is seen, not counted as a pass.
+_skipped = []
+_add_skip = unittest.TestResult.addSkip
+
+
+def _record_skip(result, test, reason):
+    _skipped.append((test.id(), reason))
+    _add_skip(result, test, reason)
+
+
+def _list_skips():
+    for test, reason in _skipped:
+        sys.stderr.write("SKIP: %s -- %s\n" % (test, reason))
+    sys.stderr.flush()
+
+
+unittest.TestResult.addSkip = _record_skip
+atexit.register(_list_skips)
+
+# A module all of whose tests were skipped exits with this status, which
+# ctest counts as skipped (SKIP_RETURN_CODE in CMakeLists.txt).
+SKIP_RETURN_CODE = 77
+
+
+def main():
+    """unittest.main, with SKIP_RETURN_CODE when every test skipped."""
+    result = unittest.main(exit=False, verbosity=2).result
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if result.testsRun > 0 and len(result.skipped) == result.testsRun:
+        sys.exit(SKIP_RETURN_CODE)
+    sys.exit(0)

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import selectors
+import shlex
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BOUND, CONCTL, VALGRIND, Daemon, DaemonTest  # noqa: E402
 
 # Fails until its third run in the directory it runs in.
@@ -26,6 +28,15 @@ def result_lines(stdout):
     """gather's outcome lines, without the jobs' own output."""
     return [RESULT_LINE.match(l).groups() for l in stdout.splitlines()
             if RESULT_LINE.match(l)]
+
+
+def read_line(f, bound=BOUND):
+    """The next line of a child's output, waiting at most bound."""
+    sel = selectors.DefaultSelector()
+    sel.register(f, selectors.EVENT_READ)
+    if not sel.select(bound):
+        raise AssertionError("no line within %ss" % bound)
+    return f.readline()
 
 
 class Base(DaemonTest):
@@ -220,10 +231,22 @@ class Gather(Base):
         self.assertEqual(r.returncode, 1, r.stderr)
 
     def test_as_completed_prints_a_fast_job_before_a_slow_one(self):
-        text = "sleep ms=1500 -x loop\nnoop\n"
-        r = self.gather(text, "--as-completed")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual([l[0] for l in result_lines(r.stdout)], ["1", "0"])
+        gate = self.d.gate()
+        text = "exec -x loop -- %s\nnoop\n" % " ".join(
+            shlex.quote(a) for a in gate.argv)
+        p = subprocess.Popen([CONCTL, "--socket", self.d.socket, "gather",
+                              "--as-completed"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        p.stdin.write(text)
+        p.stdin.close()
+        p.stdin = None
+        # the noop's line comes while the first job is held
+        self.assertEqual(read_line(p.stdout).split()[0], "1")
+        gate.release()
+        out, err = p.communicate(timeout=BOUND)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual([l[0] for l in result_lines(out)], ["0"])
         r = self.gather(text)
         self.assertEqual([l[0] for l in result_lines(r.stdout)], ["0", "1"])
 
@@ -421,21 +444,19 @@ class QueueFull(unittest.TestCase):
         return self.d.concctl(*args, **kw)
 
     def fill(self):
-        """One thread job running, one queued: the thread queue is full."""
+        """One thread job running, one queued: the thread queue is full.
+        Daemon jobs: concd does not drain them when the test stops it."""
         c = self.d.client()
-        busy = self.ctl("submit", "sleep", "ms=600000", "-x",
-                        "thread").stdout.strip()
+        busy = self.ctl("submit", "sleep", "ms=600000", "-x", "thread",
+                        "--daemon").stdout.strip()
         c.wait_state(int(busy), "running")
-        queued = self.ctl("submit", "sleep", "ms=600000", "-x",
-                          "thread").stdout.strip()
+        queued = self.ctl("submit", "sleep", "ms=600000", "-x", "thread",
+                          "--daemon").stdout.strip()
         self.assertTrue(queued.isdigit())
         return busy, queued
 
     def read_line(self, f, bound=BOUND):
-        sel = selectors.DefaultSelector()
-        sel.register(f, selectors.EVENT_READ)
-        self.assertTrue(sel.select(bound), "no line within %ss" % bound)
-        return f.readline()
+        return read_line(f, bound)
 
     def test_a_full_queue_exits_4_without_waiting(self):
         self.fill()
@@ -496,4 +517,4 @@ class Help(Base):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

@@ -9,6 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BOUND, CLOCK_SLACK, VALGRIND, DaemonTest  # noqa: E402
 
 EXECUTORS = ("loop", "thread", "process")
@@ -355,4 +356,4 @@ class Exec(DaemonTest):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

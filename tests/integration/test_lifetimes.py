@@ -6,16 +6,22 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BOUND, VALGRIND, Daemon  # noqa: E402
-
-
-# Jobs a test must see running before they end: valgrind needs longer.
-RUN_MS = 3000 if VALGRIND else 300
+import harness  # noqa: E402
+from harness import BOUND, Daemon  # noqa: E402
 
 
 def submit(c, daemon=False, ms=300, exec_="loop", watch=True):
     rid = c.request("submit", task="sleep", args={"ms": ms}, exec=exec_,
                     daemon=daemon, watch=watch)
+    m = c.recv_for(rid)
+    assert m["t"] == "accepted", m
+    return rid, m["job"]
+
+
+def submit_held(c, gate, exec_):
+    """A job that runs until the test releases gate."""
+    rid = c.request("submit", task="exec", args={"argv": gate.argv},
+                    exec=exec_, watch=True)
     m = c.recv_for(rid)
     assert m["t"] == "accepted", m
     return rid, m["job"]
@@ -31,19 +37,20 @@ class Stop(unittest.TestCase):
     def wait_running(self, c, job):
         c.wait_state(job, "running")
 
-    @unittest.skipIf(VALGRIND, "its 400 ms jobs end before valgrind has "
-                     "started the others")
     def test_sigterm_kills_daemon_jobs_and_drains_the_others(self):
         c = self.d.client()
+        gate = self.d.gate()
         jobs = {}
         for x in ("loop", "thread", "process"):
             jobs["daemon-" + x] = submit(c, True, 600000, x)
-            jobs["normal-" + x] = submit(c, False, 400, x)
+            jobs["normal-" + x] = submit_held(c, gate, x)
         for _, job in jobs.values():
             self.wait_running(c, job)
         workers = [w["pid"] for w in c.call("pool")["workers"]
                    if w["exec"] == "process"]
         self.d.proc.send_signal(signal.SIGTERM)
+        self.d.notify.wait_for("STATUS=stopping: draining 3 running")
+        gate.release()
         for name, (rid, _) in jobs.items():
             end = c.until_end(rid)[-1]
             want = "cancelled" if name.startswith("daemon") else "succeeded"
@@ -61,12 +68,14 @@ class Stop(unittest.TestCase):
 
     def test_queued_jobs_are_drained_too_unless_cancel_pending(self):
         c = self.d.client()
-        running = [submit(c, False, RUN_MS, "process") for _ in range(2)]
+        gate = self.d.gate()
+        running = [submit_held(c, gate, "process") for _ in range(2)]
         queued = submit(c, False, 100, "process")
         for r in running:
             self.wait_running(c, r[1])
         self.assertEqual(c.call("status", job=queued[1])["state"], "queued")
         self.assertEqual(c.call("shutdown")["t"], "ok")
+        gate.release()
         running = running[0]
         self.assertEqual(c.until_end(running[0])[-1]["state"], "succeeded")
         self.assertEqual(c.until_end(queued[0])[-1]["state"], "succeeded")
@@ -74,24 +83,28 @@ class Stop(unittest.TestCase):
 
     def test_cancel_pending_cancels_the_queue_and_drains_the_running(self):
         c = self.d.client()
-        running = [submit(c, False, RUN_MS, "process") for _ in range(2)]
+        gate = self.d.gate()
+        running = [submit_held(c, gate, "process") for _ in range(2)]
         queued = submit(c, False, 100, "process")
         for r in running:
             self.wait_running(c, r[1])
         c.call("shutdown", cancel_pending=True)
         running = running[0]
         self.assertEqual(c.until_end(queued[0])[-1]["state"], "cancelled")
+        gate.release()
         self.assertEqual(c.until_end(running[0])[-1]["state"], "succeeded")
         self.assertEqual(self.d.proc.wait(BOUND), 0)
         self.assertIn("1 queued jobs cancelled", self.d.log())
 
     def test_new_jobs_are_refused_while_draining(self):
         c = self.d.client()
-        rid, job = submit(c, False, 500, "loop")
+        gate = self.d.gate()
+        rid, job = submit_held(c, gate, "loop")
         self.d.proc.send_signal(signal.SIGTERM)
         self.d.notify.wait_for("STOPPING=1")
         m = c.call("submit", task="noop")
         self.assertEqual((m["t"], m["error"]), ("error", "shutting_down"))
+        gate.release()
         self.assertEqual(c.until_end(rid)[-1]["state"], "succeeded")
         self.assertEqual(self.d.proc.wait(BOUND), 0)
 
@@ -111,6 +124,28 @@ class Stop(unittest.TestCase):
         self.assertIn("cut off while running", log)
         self.assertIn("3 cut off", log)
 
+    def test_a_daemon_job_still_ending_is_not_cut_off_again(self):
+        c = self.d.client()
+        rid, job = submit(c, True, 600000, "process")
+        worker = c.wait_state(job, "running")["tid"]
+        # its worker cannot hear the cancel until the test lets it
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            self.d.proc.send_signal(signal.SIGTERM)
+            self.d.notify.wait_for("STATUS=stopping: draining 1 running")
+            self.d.proc.send_signal(signal.SIGTERM)
+            self.d.wait_log("cancelling the 1 jobs still active")
+        finally:
+            try:
+                os.kill(worker, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # concd kills a stopped worker whose job is cancelled
+        self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+        log = self.d.log()
+        self.assertNotIn("cut off while", log)
+        self.assertIn("stopped: 0 jobs drained, 1 daemon jobs killed, "
+                      "0 queued jobs cancelled, 0 cut off", log)
 
 class StopTimeout(unittest.TestCase):
     def test_the_stop_timeout_cuts_off_what_is_left(self):
@@ -130,4 +165,4 @@ class StopTimeout(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

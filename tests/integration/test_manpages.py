@@ -2,8 +2,11 @@
 
 Every "$ " command of concd-concurrency(7) that mentions concctl is run,
 in page order, against a private concd started like the page's: the
-tutorial must work as written.  The reference pages must name every
-option, configuration key, command, task and message the code has.
+tutorial must work as written, exiting as the page says and printing
+what its text promises (TUTORIAL), and must not pass without a daemon.
+The examples of concd(8) print the output they show.  The reference pages
+must name every option, configuration key, command, task and message the
+code has.
 """
 import json
 import os
@@ -12,10 +15,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BOUND, CONCD, CONCTL, VALGRIND, Daemon  # noqa: E402
+import harness  # noqa: E402
+from harness import (BOUND, CLOCK_SLACK, CONCD, CONCTL, VALGRIND,  # noqa
+                     Daemon)
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -23,6 +29,7 @@ MAN = os.path.join(TOP, "man")
 # seconds for one tutorial command, an upper bound; longer under a
 # sanitizer that slows CPU work down (tests/integration/CMakeLists.txt)
 COMMAND_BOUND = 60.0 * float(os.environ.get("CONCD_TEST_SLOWDOWN", "1"))
+PLUGINS = os.environ.get("CONCD_PLUGINS", "")  # where greet.so is built
 
 # roff escapes that may appear in the pages' literal displays
 ROFF_ESCAPES = [("\\(aq", "'"), ("\\(dq", '"'), ("\\(ti", "~"),
@@ -171,10 +178,419 @@ class ReferencePages(unittest.TestCase):
         self.assertNoneMissing(missing, "concd-protocol.7")
 
 
+# What the tutorial promises for each of its commands, in page order: the
+# page's text for the command, and a check of what it printed.  A check
+# raises AssertionError (through want()) when the output is not what the
+# page says; the exit status is checked apart, against the page's
+# `.\" exit N`.  A check may keep what a later one compares with in
+# `seen`, which also holds the page's shell variables.
+PROGRESS = r"(?:job \d+: \d+/\d+ \d+%\n)*"  # what `run` prints on stderr
+
+
+def want(ok, what):
+    if not ok:
+        raise AssertionError(what)
+
+
+def match(pattern, text, what):
+    want(re.fullmatch(pattern, text) is not None,
+         "%s: %r does not match %r" % (what, text, pattern))
+
+
+def out(pattern):
+    """stdout is exactly pattern (a regular expression)."""
+    return lambda r, seen: match(pattern, r.stdout, "stdout")
+
+
+def err(pattern, stdout=""):
+    """stderr is exactly pattern, stdout is stdout (both regexes)."""
+    def check(r, seen):
+        match(pattern, r.stderr, "stderr")
+        match(stdout, r.stdout, "stdout")
+    return check
+
+
+def count(n):
+    """A run that prints n and, on stderr, at most its progress."""
+    def check(r, seen):
+        match(r"%d\n" % n, r.stdout, "stdout")
+        match(PROGRESS, r.stderr, "stderr")
+    return check
+
+
+def job_id(r, seen):
+    match(r"[1-9][0-9]*\n", r.stdout, "the new job's id")
+
+
+def silent(r, seen):
+    match("", r.stdout + r.stderr, "output")
+
+
+def sizes(threads, processes):
+    return out(r"threads %d, processes %d\n" % (threads, processes))
+
+
+def pool_rows(r):
+    """`concctl pool`'s worker rows as dicts, and its queue line."""
+    lines = r.stdout.splitlines()
+    want(lines and lines[0].split() == ["EXEC", "WORKER", "PID/TID", "STATE",
+                                        "SERVED", "UPTIME", "JOB"],
+         "no pool table: %r" % r.stdout)
+    rows = []
+    for line in lines[1:]:
+        f = line.split()
+        if f[0] in ("loop", "thread", "process"):
+            rows.append(dict(exec=f[0], worker=int(f[1]), pid=f[2],
+                             state=f[3], served=int(f[4]), uptime=f[5]))
+    queue = [line for line in lines if line.startswith("queue: ")]
+    want(len(queue) == 1, "no queue line: %r" % r.stdout)
+    return rows, queue[0]
+
+
+def idle_pool(served=None):
+    """Two threads and two processes, idle (and having served served)."""
+    def check(r, seen):
+        rows, _ = pool_rows(r)
+        for x in ("thread", "process"):
+            mine = [w for w in rows if w["exec"] == x]
+            want(len(mine) == 2 and all(w["state"] == "idle" for w in mine),
+                 "not two idle %s workers: %r" % (x, r.stdout))
+            if served is not None:
+                want(all(w["served"] == served for w in mine),
+                     "%s workers served other than %d: %r"
+                     % (x, served, r.stdout))
+        seen["processes"] = {w["worker"]: w for w in rows
+                             if w["exec"] == "process"}
+    return check
+
+
+def pool_loop_busy(r, seen):
+    idle_pool()(r, seen)
+    _, queue = pool_rows(r)
+    want(queue.startswith("queue: loop 100 running;"),
+         "not 100 jobs on the loop: %r" % queue)
+
+
+def pool_served_one_more(r, seen):
+    before = sum(w["served"] for w in seen["processes"].values())
+    idle_pool()(r, seen)
+    after = sum(w["served"] for w in seen["processes"].values())
+    want(after == before + 1, "process SERVED went from %d to %d"
+         % (before, after))
+
+
+def pool_after_crash(r, seen):
+    crashed = seen["crashed"]
+    old = seen["processes"][crashed]
+    idle_pool()(r, seen)
+    new = seen["processes"][crashed]
+    want(new["pid"] != old["pid"] and new["served"] == 0
+         and new["uptime"] in ("0s", "1s"),
+         "process worker %d is not new: %r" % (crashed, r.stdout))
+
+
+def crash(r, seen):
+    m = re.fullmatch(r"concctl: job \d+ failed: process worker (\d) "
+                     r"\(pid (\d+)\) was killed by signal 11 "
+                     r"\(Segmentation fault\)\n", r.stderr)
+    want(m is not None, "stderr: %r" % r.stderr)
+    seen["crashed"] = int(m.group(1))
+
+
+def ps_three_on_the_loop(r, seen):
+    lines = r.stdout.splitlines()
+    want(len(lines) == 4 and all(
+        re.fullmatch(r"\s*\d+\s+sleep\s+running\s+loop\s+0\s+.*", line)
+        for line in lines[1:]), "not three sleeps on the loop: %r"
+        % r.stdout)
+    match(r"counts: 100 running, \d+ succeeded\nshowing 3 of 100\n",
+          r.stderr, "stderr")
+
+
+def tasks(r, seen):
+    rows = {}
+    for line in r.stdout.splitlines():
+        m = re.match(r"(\w+)\s+([a-z,]+)\s+(loop|thread|process)\s+"
+                     r"(non-blocking|blocking|cpu)\s", line)
+        if m:
+            rows[m.group(1)] = m.groups()[1:]
+    want(rows.get("sleep", ())[1:] == ("loop", "non-blocking")
+         and rows.get("checksum", ())[1:] == ("thread", "blocking")
+         and rows.get("primes", ())[1:] == ("process", "cpu"),
+         "tasks are not listed with executors, default and traits: %r"
+         % r.stdout)
+    want("auto picks: " in r.stdout, "no auto line: %r" % r.stdout)
+
+
+def checksum_passwd(r, seen):
+    m = json.loads(r.stdout)
+    with open("/etc/passwd", "rb") as f:
+        data = f.read()
+    want(m == {"path": "/etc/passwd", "size": len(data),
+               "fnv1a64": "%016x" % fnv1a64(data)},
+         "not /etc/passwd's size and FNV-1a digest: %r" % r.stdout)
+
+
+def fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+    return h
+
+
+def json_end(r, seen):
+    end = json.loads(r.stdout.splitlines()[-1])
+    want(end["t"] == "end" and end["exec"] == "process"
+         and end["result"] == 78498 and "worker" in end and "tid" in end,
+         "not an end on a process with 78498: %r" % r.stdout)
+
+
+def table_first(r, seen):
+    m = json.loads(r.stdout)
+    want((m["n"], m["primes"], m["inits"]) == (1000000, 78498, 1),
+         "not 78498 primes from a table built once: %r" % r.stdout)
+
+
+def status_fields(r):
+    return dict(re.findall(r"(?m)^(\w+)\s+(.*)$", r.stdout))
+
+
+def status_table(fresh):
+    def check(r, seen):
+        st = status_fields(r)
+        want(st.get("state") == "succeeded"
+             and json.loads(st.get("result", "{}")).get("primes") == 78498,
+             "not a table job that answered 78498: %r" % r.stdout)
+        worker = r"fresh process \(pid \d+\)" if fresh else \
+            r"\d process \(pid \d+, served \d+\)"
+        match(worker, st.get("worker", ""), "worker")
+        match(r".* \(ran [0-9.]+(us|ms|s)\)", st.get("finished", ""),
+              "finished")
+    return check
+
+
+def status_running(r, seen):
+    st = status_fields(r)
+    want(st.get("state") == "running" and st.get("executor", "")
+         .startswith("loop") and st.get("progress") in ("-", "1/3 33%"),
+         "not running on the loop at - or 1/3: %r" % r.stdout)
+
+
+def status_done(r, seen):
+    st = status_fields(r)
+    want(st.get("state") == "succeeded" and st.get("progress") == "3/3 100%"
+         and st.get("result") == "3000" and all(
+             st.get(k, "-") != "-" for k in ("submitted", "started",
+                                             "finished")),
+         "not succeeded at 3/3 with its times: %r" % r.stdout)
+
+
+def cancelled_by_id(r, seen):
+    match(r"job %s: cancelled\n" % re.escape(seen.get("id", "")),
+          r.stdout, "stdout")
+
+
+def timed_out_after_a_second(r, seen):
+    match(r"concctl: job \d+ timed out\n", r.stderr, "stderr")
+    want(r.elapsed >= 1.0 - CLOCK_SLACK,
+         "timed out after %.3f s, not one second" % r.elapsed)
+
+
+def retried(r, seen):
+    match("working\n" * 3, r.stdout, "stdout")
+    match(r"job (\d+): attempt 2 after: exited with status 3\n"
+          r"job \1: attempt 3 after: exited with status 3\n"
+          r"concctl: job \1 failed: exited with status 3\n",
+          r.stderr, "stderr")
+
+
+def gathered(*lines, order=True):
+    """`concctl gather` lines INDEX ID STATE RESULT, with the ids left
+    out of lines."""
+    def check(r, seen):
+        got = [re.sub(r"^(\d+) \d+ ", r"\1 ", line)
+               for line in r.stdout.splitlines()]
+        want(got == list(lines) if order else
+             (sorted(got) == sorted(lines) and got[0] == lines[-1]),
+             "gathered %r, not %r" % (r.stdout, lines))
+    return check
+
+
+def wait_any(r, seen):
+    match(r"%s succeeded\n" % re.escape(seen.get("b", "")), r.stdout,
+          "stdout")
+
+
+def counter(lock):
+    def check(r, seen):
+        m = json.loads(r.stdout)
+        want(m["lock"] is lock and m["expected"] == 8000000
+             and m["lost"] == m["expected"] - m["actual"]
+             and (m["actual"] == 8000000 if lock else
+                  0 < m["actual"] <= 8000000),
+             "not the counter's figures: %r" % r.stdout)
+        match(PROGRESS, r.stderr, "stderr")
+    return check
+
+
+def status_primes(queued):
+    """A billion's primes; with queued, the job waited for another."""
+    def check(r, seen):
+        st = status_fields(r)
+        want(st.get("state") == "succeeded"
+             and st.get("result") == "50847534",
+             "not 50847534: %r" % r.stdout)
+        if queued:
+            m = re.search(r"\(queued ([0-9.]+)(us|ms|s)\)",
+                          st.get("started", ""))
+            want(m and float(m.group(1)) * {"us": 1e-6, "ms": 1e-3,
+                                            "s": 1}[m.group(2)] >= 0.1,
+                 "not queued behind the other job: %r" % r.stdout)
+    return check
+
+
+def lifetimes(r, seen):
+    match("4000\n", r.stdout, "stdout")
+    match(r"concctl: job \d+ cancelled\n", r.stderr, "stderr")
+
+
+TUTORIAL = [
+    ("concctl ping", out(r"pong from concd \S+ pid \d+ in [0-9.]+ ms\n")),
+    ("concctl pool", idle_pool(served=0)),
+    ("concctl run primes n=5000000 -x loop", count(348513)),
+    ("concctl run primes n=5000000 -x thread", count(348513)),
+    ("concctl run primes n=5000000 -x process", count(348513)),
+    ("concctl run checksum path=/etc/passwd", checksum_passwd),
+    ("concctl run checksum path=/etc/passwd -x loop",
+     err(r"concctl: bad_executor: task checksum cannot run on the loop "
+         r"executor\n")),
+    ("seq 10000 | sed 's/.*/sleep ms=1000/' | concctl gather -q | "
+     "tail -n 1", out(r"9999 \d+ succeeded 1000\n")),
+    ("for i in $(seq 100); do concctl submit sleep ms=5000 >/dev/null; "
+     "done", silent),
+    ("concctl pool", pool_loop_busy),
+    ("concctl ps -n 3", ps_three_on_the_loop),
+    ("concctl run primes n=100000000 -x process", count(5761455)),
+    ("concctl pool", pool_served_one_more),
+    ("concctl pool", idle_pool()),
+    ("concctl run exec -x process -- sh -c 'kill -SEGV $PPID'", crash),
+    ("concctl pool", pool_after_crash),
+    ("concctl run primes n=100000 -x process", count(9592)),
+    ("concctl tasks", tasks),
+    ("concctl run sleep ms=100", count(100)),
+    ("concctl run primes n=1000000", count(78498)),
+    ("concctl --json run primes n=1000000", json_end),
+    ("concctl run table n=1000000", table_first),
+    ("w=$(concctl submit table n=1000000)", job_id),
+    ("f=$(concctl submit table n=1000000 --fresh)", job_id),
+    ("concctl wait $w $f", silent),
+    ("concctl status $w", status_table(fresh=False)),
+    ("concctl status $f", status_table(fresh=True)),
+    ("concctl pool", idle_pool()),
+    ("concctl pool resize --threads 4", sizes(4, 2)),
+    ("concctl pool resize --threads 2", sizes(2, 2)),
+    ("id=$(concctl submit sleep ms=3000 steps=3)", job_id),
+    ("concctl status $id", status_running),
+    ("concctl wait $id --timeout 1",
+     err(r"concctl: timed out waiting for job \d+\n")),
+    ("concctl wait $id", silent),
+    ("concctl status $id", status_done),
+    ("id=$(concctl submit sleep ms=60000)", job_id),
+    ("concctl cancel $id", cancelled_by_id),
+    ("concctl wait $id", err(r"concctl: job \d+ cancelled\n")),
+    ("id=$(concctl submit sleep ms=2000)", job_id),
+    ("concctl result $id", err(r"concctl: not_finished: job \d+ is "
+                               r"running\n")),
+    ("concctl wait $id", silent),
+    ("concctl result $id", out("2000\n")),
+    ("concctl run checksum path=/nonexistent",
+     err(r"concctl: job \d+ failed: checksum: cannot open /nonexistent: "
+         r"No such file or directory\n")),
+    ("concctl run primes n=-1",
+     err(r"concctl: bad_args: primes: n must be between 0 and "
+         r"4000000000\n")),
+    ("concctl run sleep ms=5000 --timeout 1", timed_out_after_a_second),
+    ("concctl run exec -- sh -c 'echo working; exit 3'",
+     err(r"concctl: job \d+ failed: exited with status 3\n", "working\n")),
+    ("concctl run exec --retries 2 --retry-delay 0.5 -- sh -c "
+     "'echo working; exit 3'", retried),
+    ("printf 'sleep ms=600\\nprimes n=100000000\\nprimes n=1000\\n' | "
+     "concctl gather", gathered("0 succeeded 600", "1 succeeded 5761455",
+                                "2 succeeded 168")),
+    ("printf 'sleep ms=600\\nprimes n=100000000\\nprimes n=1000\\n' | "
+     "concctl gather --as-completed",
+     gathered("0 succeeded 600", "1 succeeded 5761455", "2 succeeded 168",
+              order=False)),
+    ("seq 5 | sed 's/.*/primes n=&000000/' | concctl gather",
+     gathered("0 succeeded 78498", "1 succeeded 148933",
+              "2 succeeded 216816", "3 succeeded 283146",
+              "4 succeeded 348513")),
+    ("printf 'sleep ms=3000\\nexec -- false\\nsleep ms=3000\\n' | "
+     "concctl gather", gathered("0 succeeded 3000",
+                                "1 failed exited with status 1",
+                                "2 succeeded 3000")),
+    ("printf 'sleep ms=3000\\nexec -- false\\nsleep ms=3000\\n' | "
+     "concctl gather --fail-fast",
+     gathered("0 cancelled job was cancelled",
+              "1 failed exited with status 1",
+              "2 cancelled job was cancelled")),
+    ("printf 'primes n=10\\nprimes n=-1\\n' | concctl gather",
+     err(r"concctl: gather: line 2 \(index 1\): bad_args: primes: n must "
+         r"be between 0 and 4000000000\n")),
+    ("a=$(concctl submit sleep ms=2000)", job_id),
+    ("b=$(concctl submit sleep ms=500)", job_id),
+    ("concctl wait --any $a $b", wait_any),
+    ("concctl wait $a $b", silent),
+    ("concctl run counter threads=8 iters=1000000 lock=false",
+     counter(lock=False)),
+    ("concctl run counter threads=8 iters=1000000 lock=true",
+     counter(lock=True)),
+    ("concctl pool resize --threads 1", sizes(1, 2)),
+    ("a=$(concctl submit primes n=1000000000 -x thread)", job_id),
+    ("b=$(concctl submit primes n=1000000000 -x thread)", job_id),
+    ("concctl wait $a $b", silent),
+    ("concctl status $b", status_primes(queued=True)),
+    ("concctl pool resize --threads 2", sizes(2, 2)),
+    ("a=$(concctl submit primes n=1000000000 -x thread)", job_id),
+    ("b=$(concctl submit primes n=1000000000 -x thread)", job_id),
+    ("concctl wait $a $b", silent),
+    ("concctl status $b", status_primes(queued=False)),
+    ("concctl pool resize --processes 1", sizes(2, 1)),
+    ("a=$(concctl submit primes n=1000000000 -x process)", job_id),
+    ("b=$(concctl submit primes n=1000000000 -x process)", job_id),
+    ("concctl wait $a $b", silent),
+    ("concctl status $b", status_primes(queued=True)),
+    ("concctl pool resize --processes 2", sizes(2, 2)),
+    ("a=$(concctl submit primes n=1000000000 -x process)", job_id),
+    ("b=$(concctl submit primes n=1000000000 -x process)", job_id),
+    ("concctl wait $a $b", silent),
+    ("concctl status $b", status_primes(queued=False)),
+    ("concctl run sleep ms=4000 --daemon & concctl run sleep ms=4000 & "
+     "sleep 1; concctl shutdown; wait", lifetimes),
+]
+
+# Figures the page gives in its text, which the checks above compare with:
+# the page must still say them.
+TUTORIAL_FIGURES = ["348513", "FNV-1a", "9999 Ar id No succeeded 1000",
+                    "5761455", "killed by signal 11 (Segmentation fault)",
+                    "9592", "prints 100", "prints 78498", "inits",
+                    "fresh process", "threads 4, processes 2", "3/3",
+                    "job N: cancelled", "prints 2000",
+                    "cannot open /nonexistent: \\&No such file",
+                    "n must be between 0 and 4000000000",
+                    "attempt 2 after: exited with status 3",
+                    "succeeded 5761455", "succeeded 168",
+                    "the last being 348513",
+                    "failed exited with status 1", "exactly 8000000",
+                    "50847534", "job N cancelled", "prints 4000"]
+
+
 def start_daemon():
     """A daemon like the tutorial's, whose STATUS= lines are read as they
     come: a long run of jobs must not fill the notify socket's queue."""
-    d = Daemon("-p", "2", threads=2)
+    # The tutorial's job kills its worker with SIGSEGV: under ASan the
+    # worker must die of it as the page says, not report it and exit 1.
+    d = Daemon("-p", "2", threads=2, env={"ASAN_OPTIONS": "handle_segv=0"})
 
     def drain():
         sock = d.notify.sock
@@ -197,8 +613,15 @@ class Tutorial(unittest.TestCase):
         self.vars = {}
 
     def tearDown(self):
+        # every daemon is stopped and checked, even after one failed
+        failures = []
         for d in self.daemons:
-            d.close()
+            try:
+                d.close()
+            except AssertionError as e:
+                failures.append(str(e))
+        if failures:
+            self.fail("\n".join(failures))
 
     def env(self):
         e = dict(os.environ)
@@ -208,11 +631,36 @@ class Tutorial(unittest.TestCase):
                      + e.get("PATH", ""))
         return e
 
-    def sh(self, command):
-        return subprocess.run(["sh", "-c", command], env=self.env(),
-                              stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=COMMAND_BOUND,
-                              cwd=self.daemons[-1].dir)
+    def sh(self, command, env=None):
+        """command in bash with pipefail, as a reader's shell would run it
+        but failing when any part of a pipeline fails; its time taken in
+        .elapsed."""
+        start = time.monotonic()
+        r = subprocess.run(["bash", "-o", "pipefail", "-c", command],
+                           env=env or self.env(), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True,
+                           timeout=COMMAND_BOUND, cwd=self.daemons[-1].dir)
+        r.elapsed = time.monotonic() - start
+        return r
+
+    def run_tutorial(self, env=None):
+        """Runs the page's commands in order; yields each with its page
+        line, expected status, result and check."""
+        commands = page_commands("concd-concurrency.7")
+        self.assertEqual([text for _, text, _ in commands],
+                         [text for text, _ in TUTORIAL],
+                         "the page's commands are not those TUTORIAL "
+                         "checks, in the same order")
+        for (line, text, status), (_, check) in zip(commands, TUTORIAL):
+            m = ASSIGNMENT.match(text)
+            try:
+                r = self.sh(m.group(2) if m else text, env)
+            except subprocess.TimeoutExpired:
+                self.fail("concd-concurrency.7:%d: %r took more than "
+                          "%ss" % (line, text, COMMAND_BOUND))
+            if m:
+                self.vars[m.group(1)] = r.stdout.strip()
+            yield line, text, status, r, check
 
     def restart_after_shutdown(self):
         """A tutorial line stopped the daemon: let it finish, start
@@ -223,29 +671,48 @@ class Tutorial(unittest.TestCase):
         self.daemons.append(start_daemon())
 
     def test_every_command_of_concd_concurrency_7_works_as_written(self):
-        commands = page_commands("concd-concurrency.7")
-        self.assertGreater(len(commands), 20,
-                           "cannot find the tutorial's commands")
-        for line, text, status in commands:
+        seen = {}
+        for line, text, status, r, check in self.run_tutorial():
             if VALGRIND and "kill -SEGV" in text:
                 continue  # valgrind, not the worker, gets the signal
             with self.subTest(line=line, command=text):
-                m = ASSIGNMENT.match(text)
-                try:
-                    r = self.sh(m.group(2) if m else text)
-                except subprocess.TimeoutExpired:
-                    self.fail("concd-concurrency.7:%d: %r took more than "
-                              "%ss" % (line, text, COMMAND_BOUND))
-                if m:
-                    self.vars[m.group(1)] = r.stdout.strip()
                 self.assertEqual(
                     r.returncode, status,
                     "concd-concurrency.7:%d: %r exited %d, the page says "
                     "%d\nstdout: %s\nstderr: %s" % (
                         line, text, r.returncode, status, r.stdout[-2000:],
                         r.stderr[-2000:]))
+                seen.update(self.vars)
+                try:
+                    check(r, seen)
+                except (AssertionError, ValueError, KeyError,
+                        IndexError) as e:
+                    self.fail("concd-concurrency.7:%d: %r printed what the "
+                              "page does not say: %s\nstderr: %s"
+                              % (line, text, e, r.stderr[-2000:]))
             if re.search(r"\bconcctl\s+shutdown\b", text):
                 self.restart_after_shutdown()
+
+    def test_every_command_of_concd_concurrency_7_fails_without_a_daemon(self):
+        # the test above can fail: with no daemon at the socket, every
+        # command exits otherwise or prints otherwise than the page says
+        env = self.env()
+        env["CONCD_SOCKET"] = os.path.join(self.daemons[-1].dir, "absent")
+        passed = []
+        seen = {}
+        for line, text, status, r, check in self.run_tutorial(env):
+            if r.returncode == status:
+                seen.update(self.vars)
+                try:
+                    check(r, seen)
+                    passed.append("%d: %s" % (line, text))
+                except (AssertionError, ValueError, KeyError, IndexError):
+                    pass
+        self.assertEqual(passed, [], "lines that pass without a daemon")
+
+    def test_concd_concurrency_7_still_gives_the_figures_checked(self):
+        page = read("man", "concd-concurrency.7")
+        self.assertEqual([f for f in TUTORIAL_FIGURES if f not in page], [])
 
     def test_concd_8_describes_every_task_of_concctl_tasks(self):
         r = subprocess.run([CONCTL, "--json", "tasks"], env=self.env(),
@@ -262,5 +729,50 @@ class Tutorial(unittest.TestCase):
                             "task %s is not an item of concd.8" % name)
 
 
+def page_examples(page):
+    """The "$ concctl" lines of the page's literal displays that are
+    followed by the output they print (lines that are not commands)."""
+    examples = []
+    in_display = False
+    for line in read("man", page).splitlines():
+        if line.startswith(".Bd") and "-literal" in line:
+            in_display, current = True, None
+        elif line.startswith(".Ed"):
+            in_display = False
+        elif not in_display:
+            continue
+        elif line.startswith("$ concctl "):
+            current = [unescape(line[2:]), ""]
+            examples.append(current)
+        elif line.startswith(("$ ", "# ", ".")):
+            current = None
+        elif current is not None:
+            current[1] += unescape(line) + "\n"
+    return [(text, output) for text, output in examples if output]
+
+
+@unittest.skipUnless(PLUGINS, "CONCD_PLUGINS is not set (the greet plugin)")
+class Examples(unittest.TestCase):
+    """The examples of concd(8) that show their output print it."""
+
+    def test_the_examples_of_concd_8_print_what_they_show(self):
+        examples = page_examples("concd.8")
+        self.assertEqual(len(examples), 2, examples)
+        d = Daemon("-t", "4", "-p", "2", "--plugin-dir", PLUGINS)
+        try:
+            for text, output in examples:
+                text = text.replace("/tmp/concd.sock", d.socket)
+                r = subprocess.run(
+                    ["bash", "-o", "pipefail", "-c", text],
+                    env=dict(os.environ, CONCD_SOCKET=d.socket,
+                             PATH=os.path.dirname(os.path.abspath(CONCTL))
+                             + os.pathsep + os.environ.get("PATH", "")),
+                    capture_output=True, text=True, timeout=COMMAND_BOUND)
+                self.assertEqual((r.returncode, r.stdout), (0, output),
+                                 "%r: %s" % (text, r.stderr))
+        finally:
+            d.close()
+
+
 if __name__ == "__main__":
-    unittest.main()
+    harness.main()

@@ -3,10 +3,14 @@ config reload, warm per-worker state and task plugins."""
 import os
 import shutil
 import signal
+import struct
 import sys
 import unittest
 
+import msgpack
+
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BOUND, VALGRIND, Daemon, DaemonTest  # noqa: E402
 
 PLUGINS = os.environ.get("CONCD_PLUGINS", "")
@@ -69,6 +73,55 @@ class ProcessPool(DaemonTest):
         self.assertEqual([e["done"] for e in ev if e["t"] == "progress"],
                          [1, 2, 3, 4])
         self.assertEqual(ev[-1]["result"], 200)
+
+    def test_idle_workers_exit_by_themselves_when_concd_stops(self):
+        # they run their exit path (under ASan, its leak check) instead
+        # of being killed
+        d = Daemon("-d", "-p", "2")
+        try:
+            c = d.client()
+            workers = pool_rows(c, "process")
+            end = run(c, task="primes", args={"n": 1000},
+                      exec="process")[-1]
+            self.assertEqual(end["result"], 168)
+            self.assertEqual(d.stop(), 0)
+            log = d.log()
+            for w in workers:
+                self.assertIn("process worker %d (pid %d) exited\n"
+                              % (w["worker"], w["pid"]), log)
+            self.assertNotIn("while stopping", log)
+        finally:
+            d.close()
+
+    def test_a_job_queued_in_a_busy_worker_ends_at_once_when_cancelled(self):
+        d = Daemon("-p", "1")
+        try:
+            c = d.client()
+            gate = d.gate()
+            # in one write, so that the sleep is handed to the worker
+            # behind the held job, before that job has started
+            frames = b""
+            for rid, (task, args) in enumerate(
+                    (("exec", {"argv": gate.argv}),
+                     ("sleep", {"ms": 600000})), 1):
+                body = msgpack.packb(dict(t="submit", id=rid, task=task,
+                                          args=args, exec="process",
+                                          watch=True))
+                frames += struct.pack(">I", len(body)) + body
+            c.next_id = 3
+            c.send_raw(frames)
+            held = c.recv_for(1)["job"]
+            queued = c.recv_for(2)["job"]
+            c.wait_state(held, "running")
+            self.assertEqual(c.call("cancel", job=queued)["t"], "ok")
+            end = c.until_end(2)[-1]
+            self.assertEqual((end["job"], end["state"]),
+                             (queued, "cancelled"))
+            self.assertEqual(c.call("status", job=held)["state"], "running")
+            gate.release()
+            self.assertEqual(c.until_end(1)[-1]["state"], "succeeded")
+        finally:
+            d.close()
 
     def test_a_killed_worker_fails_only_its_job_and_is_replaced(self):
         c = self.d.client()
@@ -438,4 +491,4 @@ class Plugins(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

@@ -13,6 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BOUND, CONCD, VALGRIND, Client, Daemon, Notify  # noqa: E402
 
 
@@ -406,4 +407,4 @@ class StartUp(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

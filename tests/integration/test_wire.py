@@ -5,11 +5,11 @@ import signal
 import socket
 import struct
 import sys
-import unittest
 
 import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BOUND, CLOCK_SLACK, DaemonTest  # noqa: E402
 
 
@@ -110,19 +110,21 @@ class Wire(DaemonTest):
 
     def test_submit_without_watch_then_status_watch_and_result(self):
         c = self.d.client()
-        job = c.call("submit", task="sleep", args={"ms": 300})["job"]
+        gate = self.d.gate()
+        job = c.call("submit", task="exec", args={"argv": gate.argv})["job"]
         st = c.call("status", job=job)
         self.assertEqual(st["t"], "job")
         self.assertIn(st["state"], ("queued", "running"))
-        self.assertEqual(st["task"], "sleep")
+        self.assertEqual(st["task"], "exec")
         self.assertEqual(st["uid"], os.getuid())
         r = c.call("result", job=job)
         self.assertEqual((r["t"], r["error"]), ("error", "not_finished"))
         rid = c.request("watch", job=job)
-        self.assertEqual(c.until_end(rid)[-1]["result"], 300)
+        gate.release()
+        self.assertEqual(c.until_end(rid)[-1]["result"], {"status": 0})
         r = c.call("result", job=job)
         self.assertEqual((r["t"], r["state"], r["result"]),
-                         ("end", "succeeded", 300))
+                         ("end", "succeeded", {"status": 0}))
 
     def test_cancel_stops_a_running_job_on_each_executor(self):
         c = self.d.client()
@@ -502,5 +504,63 @@ class Wire(DaemonTest):
         self.assertFalse(os.path.exists(self.d.socket))
 
 
+def fnv1a64(data):
+    """64-bit FNV-1a, the digest the checksum task computes."""
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+    return "%016x" % h
+
+
+class TaskResults(DaemonTest):
+    """The counter's and the checksum's results, through the daemon,
+    against what they must be."""
+    args = ("-p", "2")
+
+    def run_job(self, c, **submit):
+        rid = c.request("submit", watch=True, **submit)
+        end = c.until_end(rid)[-1]
+        self.assertEqual((end["t"], end["state"]), ("end", "succeeded"), end)
+        return end
+
+    def test_the_counter_with_a_lock_counts_every_increment(self):
+        c = self.d.client()
+        for x in ("thread", "process"):
+            for threads, iters in ((1, 1), (4, 250000), (64, 10007)):
+                end = self.run_job(c, task="counter", exec=x, args={
+                    "threads": threads, "iters": iters, "lock": True})
+                n = threads * iters
+                self.assertEqual(end["result"], {
+                    "expected": n, "actual": n, "lost": 0, "lock": True},
+                    (x, threads, iters))
+
+    def test_the_counter_without_a_lock_reports_what_it_lost(self):
+        c = self.d.client()
+        for x in ("thread", "process"):
+            end = self.run_job(c, task="counter", exec=x, args={
+                "threads": 8, "iters": 200000, "lock": False})
+            r = end["result"]
+            self.assertEqual((r["expected"], r["lock"]), (1600000, False))
+            # every thread adds at least its own last increment
+            self.assertGreaterEqual(r["actual"], 1, r)
+            self.assertLessEqual(r["actual"], r["expected"], r)
+            self.assertEqual(r["lost"], r["expected"] - r["actual"], r)
+
+    def test_checksum_gives_the_size_and_fnv1a_digest_of_the_file(self):
+        # empty, short, and over two of the task's 1 MiB reads
+        # without ending on one
+        contents = [b"", b"hello, world\n", bytes(range(256)) * 8192 + b"x"]
+        c = self.d.client()
+        for i, data in enumerate(contents):
+            path = os.path.join(self.d.dir, "file%d" % i)
+            with open(path, "wb") as f:
+                f.write(data)
+            want = {"path": path, "size": len(data), "fnv1a64": fnv1a64(data)}
+            for x in ("thread", "process"):
+                end = self.run_job(c, task="checksum", exec=x,
+                                   args={"path": path})
+                self.assertEqual(end["result"], want, (x, len(data)))
+
+
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()
