@@ -60,28 +60,22 @@ loop_end(struct job *j, enum proto_state s)
 	job_finish(j, s);
 }
 
+/*
+ * Arm the job's one event for what its last step asked.  A yield is a
+ * timer of no length: libevent runs it after the next poll of the
+ * descriptors, so a job that always has more to do lets every other
+ * ready connection and job run between two of its steps.
+ */
 static void
-loop_run(struct job *j)
+loop_arm(struct job *j)
 {
 	struct task_ctx *ctx = &j->ctx;
 	struct event *ev = &j->loop_ev;
 	struct timeval tv;
-	enum task_step st = task_ctx_step(ctx);
 
-	if (st == TASK_DONE) {
-		loop_end(j, PS_SUCCEEDED);
-		return;
-	}
-	if (st == TASK_FAILED) {
-		loop_end(j, task_cancelled(ctx) ? PS_CANCELLED : PS_FAILED);
-		return;
-	}
 	/* the job's one event, lives in the job itself */
 	j->has_ev = true;
-	if (st == TASK_YIELD) {
-		evtimer_assign(ev, loop_base, loop_step_cb, j);
-		event_active(ev, EV_TIMEOUT, 1);
-	} else if (ctx->wait_fd >= 0) {
+	if (ctx->wait_fd >= 0) {
 		event_assign(ev, loop_base, ctx->wait_fd,
 		             ctx->wait_write ? EV_WRITE : EV_READ, loop_step_cb,
 		             j);
@@ -92,6 +86,27 @@ loop_run(struct job *j)
 		tv.tv_usec = (suseconds_t)(ctx->wait_ms % 1000) * 1000;
 		evtimer_add(ev, &tv);
 	}
+}
+
+static void
+loop_run(struct job *j)
+{
+	struct task_ctx *ctx = &j->ctx;
+	enum task_step st = task_ctx_step(ctx);
+
+	if (st == TASK_DONE) {
+		loop_end(j, PS_SUCCEEDED);
+		return;
+	}
+	if (st == TASK_FAILED) {
+		loop_end(j, task_cancelled(ctx) ? PS_CANCELLED : PS_FAILED);
+		return;
+	}
+	if (st == TASK_YIELD) {
+		ctx->wait_fd = -1;
+		ctx->wait_ms = 0;
+	}
+	loop_arm(j);
 }
 
 static void

@@ -56,6 +56,7 @@ extern char **environ;
 
 #define EXEC_LINE      4096         /* longest line emitted whole */
 #define EXEC_BUDGET    (256 * 1024) /* bytes read per step: fairness */
+#define EXEC_SHARE     (64 * 1024)  /* the same on the loop, which all share */
 #define EXEC_CHUNK     (64 * 1024)  /* bytes per read(2), a pipe's worth */
 #define EXEC_ARG_MAX   4096         /* bytes in one argv string */
 #define EXEC_STDIN_MAX (256 * 1024) /* the wire's longest string */
@@ -1144,7 +1145,7 @@ exec_step(struct task_ctx *ctx)
 {
 	struct exec_state *s = task_state(ctx);
 	struct epoll_event ev[4];
-	size_t budget = EXEC_BUDGET;
+	size_t budget = task_on_loop(ctx) ? EXEC_SHARE : EXEC_BUDGET;
 	siginfo_t si;
 	int i, n;
 
