@@ -11,6 +11,7 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -82,7 +83,8 @@ struct exec_ops {
 	                 const char *msg);
 	void (*output)(struct task_ctx *, int stream, const void *, size_t);
 	void (*release)(pid_t, int pidfd, unsigned grace_ms); /* or reap_now */
-	bool on_loop; /* task_on_loop() */
+	bool (*full)(struct task_ctx *); /* optional: task_output_full() */
+	bool on_loop;                    /* task_on_loop() */
 };
 
 /* ---- reap.c: children that tasks hand over ---- */
@@ -145,6 +147,7 @@ struct watch {
 	uint64_t req;
 	int32_t index;    /* -1: none; WATCH_GATHER: each job's own index */
 	uint64_t dropped; /* output bytes it missed (not for WATCH_GATHER) */
+	bool attached;    /* the submitter's: the job's output waits for it */
 	LIST_ENTRY(watch) by_job;
 	LIST_ENTRY(watch) by_conn;
 };
@@ -194,6 +197,7 @@ struct job {
 	bool held;         /* made, not yet given to an executor (gather) */
 	bool has_ev;       /* loop_ev is set up */
 	bool inline_state; /* the task's state follows the arguments */
+	bool out_held; /* an attached watcher is backlogged: see job_output */
 
 	union {
 		/*
@@ -213,7 +217,8 @@ struct job {
 			uint64_t done, total;
 			char *msg;
 			struct pbuf out; /* [stream][u32 length][bytes]... */
-			uint64_t dropped;
+			bool held;       /* for its client: see thread_output */
+			pthread_cond_t *waiter; /* its worker waits there */
 		} handoff;
 		/* a loop job's one event: its timer, its fd wait or its yield
 		 */
@@ -264,18 +269,25 @@ struct job *job_new(const struct job_submit *);
 struct job *job_find(uint64_t id);
 void job_start(struct job *);
 void job_progress(struct job *, uint64_t done, uint64_t total, const char *msg);
+/*
+ * Output goes in full to the attached watchers (the submitter's) and to
+ * the others that keep up.  When an attached one falls behind the job is
+ * held (job_output_held): its executor stops it producing output until
+ * the executor's resume() is called.
+ */
 void job_output(struct job *, int stream, const void *, size_t);
+bool job_output_held(const struct job *);
 /* Final state from the job's context: result or error. */
 void job_finish(struct job *, enum proto_state);
 int job_cancel(struct job *);
 bool job_visible(const struct job *, uid_t);
-int job_watch(struct job *, struct conn *, uint64_t req, int32_t index);
+/* attached: the submitter's watch, which gets every byte of output */
+int job_watch(struct job *, struct conn *, uint64_t req, int32_t index,
+              bool attached);
 void job_unwatch_conn(struct conn *);
 /* The end event for watch w; NULL: for whoever asks, as status does. */
 void job_encode_end(struct pbuf *, const struct job *, const struct watch *w,
                     uint64_t req, int32_t index);
-/* Output lost before any watcher could have it: all of them missed it. */
-void job_lost_output(struct job *, uint64_t bytes);
 void job_encode_record(struct proto_enc *, const struct job *);
 void job_foreach(void (*)(struct job *, void *), void *);
 void job_counts(size_t counts[PS_COUNT]);
@@ -289,6 +301,8 @@ struct executor {
 	void (*submit)(struct job *);
 	/* Cancel a queued or running job; it finishes through job_finish. */
 	void (*cancel)(struct job *);
+	/* A held job's attached watchers have caught up: let it go on. */
+	void (*resume)(struct job *);
 	void (*shutdown)(void);
 	size_t (*running)(void);
 	size_t (*queued)(void);
@@ -364,6 +378,11 @@ struct pbuf *conn_out(struct conn *);
 void conn_dirty(struct conn *);
 /* True while the peer is slow: progress may be skipped. */
 bool conn_congested(const struct conn *);
+/* Over the high-water mark: the drained hook follows once it drains. */
+bool conn_backlogged(struct conn *);
+bool conn_overfull(const struct conn *);
+void conn_set_drained_hook(void (*)(struct conn *));
+void conn_hold_reads(struct conn *, bool hold);
 void conn_flush_final(int ms);
 struct watch_list *conn_watches(struct conn *);
 uid_t conn_uid(const struct conn *);

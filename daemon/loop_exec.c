@@ -29,9 +29,17 @@ loop_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 	job_output(CTX_JOB(ctx), stream, data, len);
 }
 
+/* A held job's task may stop producing output within its step. */
+static bool
+loop_full(struct task_ctx *ctx)
+{
+	return job_output_held(CTX_JOB(ctx));
+}
+
 static const struct exec_ops loop_ops = {
     .progress = loop_progress,
     .output = loop_output,
+    .full = loop_full,
     .release = reap_later, /* the loop must not wait */
     .on_loop = true,
 };
@@ -106,7 +114,9 @@ loop_run(struct job *j)
 		ctx->wait_fd = -1;
 		ctx->wait_ms = 0;
 	}
-	loop_arm(j);
+	/* parked while its client catches up: loop_resume arms it */
+	if (!job_output_held(j))
+		loop_arm(j);
 }
 
 static void
@@ -137,6 +147,17 @@ loop_cancel(struct job *j)
 	loop_end(j, PS_CANCELLED);
 }
 
+/* A parked job waits again for what its last step asked. */
+static void
+loop_resume(struct job *j)
+{
+	if (j->state != PS_RUNNING ||
+	    (j->has_ev &&
+	     event_pending(&j->loop_ev, EV_TIMEOUT | EV_READ | EV_WRITE, NULL)))
+		return;
+	loop_arm(j);
+}
+
 static size_t
 loop_running(void)
 {
@@ -159,6 +180,7 @@ const struct executor loop_executor = {
     .name = "loop",
     .submit = loop_submit,
     .cancel = loop_cancel,
+    .resume = loop_resume,
     .shutdown = loop_shutdown,
     .running = loop_running,
     .queued = loop_queued,

@@ -364,9 +364,16 @@ proc_dispatch_msg(struct conn *c, const struct proto_msg *m)
 			               ? 2
 			               : 1,
 			           d->via.bin.ptr, d->via.bin.size);
+		/*
+		 * Its client is behind: the worker's output waits in the
+		 * socket, the worker in its write, the command on its pipe.
+		 */
+		if (job_output_held(j))
+			conn_hold_reads(c, true);
 		break;
 	}
 	case PROTO_END:
+		conn_hold_reads(c, false);
 		proc_on_end(w, j, m);
 		if (w->retiring && w->njobs == 0)
 			conn_hangup(w->conn);
@@ -463,6 +470,8 @@ proc_cancel(struct job *j)
 	struct proto_enc e;
 
 	atomic_store(&j->ctx.cancel, true);
+	if (w != NULL)
+		conn_hold_reads(w->conn, false); /* it must hear the cancel */
 	if (w == NULL) {
 		/* still in our queue: it never starts */
 		TAILQ_REMOVE(&pp.queue, j, link);
@@ -477,6 +486,16 @@ proc_cancel(struct job *j)
 	/* a job stuck in a step never hears it: its worker is replaced */
 	if (j->state == PS_RUNNING)
 		evtimer_add(w->grace, &grace);
+}
+
+/* The job's client has caught up: read what its worker wrote. */
+static void
+proc_resume(struct job *j)
+{
+	struct pworker *w = j->xdata;
+
+	if (w != NULL)
+		conn_hold_reads(w->conn, false);
 }
 
 int
@@ -592,6 +611,7 @@ const struct executor process_executor = {
     .name = "process",
     .submit = proc_submit,
     .cancel = proc_cancel,
+    .resume = proc_resume,
     .shutdown = proc_shutdown,
     .running = proc_running,
     .queued = proc_queued,

@@ -32,6 +32,8 @@
 #define POOL_POST_OUTPUT   0x08
 #define POOL_OUTPUT_LIMIT  (256 * 1024) /* per job, awaiting the loop */
 
+static _Thread_local struct tworker *thread_self; /* a worker's own */
+
 struct tworker {
 	pthread_t thread;
 	int index;           /* -1: a fresh thread for one job */
@@ -165,7 +167,13 @@ thread_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 		server_wake(pool.wake_ev);
 }
 
-/* Output waits for the loop in a bounded buffer: [stream][len][bytes]. */
+/*
+ * Output waits for the loop in a bounded buffer: [stream][len][bytes].
+ * The worker waits here while the buffer is full (the loop has not taken
+ * it yet) or the job is held for its client (the loop sets held, and
+ * clears it in thread_resume); a cancel ends only the second wait, since
+ * the loop takes the buffer whatever happens.
+ */
 static void
 thread_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 {
@@ -175,10 +183,13 @@ thread_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 	bool wake;
 
 	pthread_mutex_lock(&pool.lock);
-	if (j->handoff.out.len + len + 5 > POOL_OUTPUT_LIMIT) {
-		j->handoff.dropped += len;
-		pthread_mutex_unlock(&pool.lock);
-		return;
+	/* what is in the buffer was posted: the loop comes to take it */
+	while ((j->handoff.out.len > 0 &&
+	        j->handoff.out.len + len + 5 > POOL_OUTPUT_LIMIT) ||
+	       (j->handoff.held && !task_cancelled(ctx))) {
+		j->handoff.waiter = &thread_self->cond;
+		pthread_cond_wait(&thread_self->cond, &pool.lock);
+		j->handoff.waiter = NULL;
 	}
 	pbuf_append(&j->handoff.out, &s, 1);
 	pbuf_append(&j->handoff.out, &n, 4);
@@ -340,6 +351,7 @@ thread_main(void *arg)
 	bool wake;
 
 	w->tid = gettid();
+	thread_self = w;
 	if (w->fresh_job != NULL) {
 		thread_run(w, w->fresh_job, 1);
 	} else {
@@ -473,9 +485,8 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		pool.taken[i].out = j->handoff.out;
 		memset(&j->handoff.out, 0, sizeof(j->handoff.out));
-		if (j->handoff.dropped > 0)
-			job_lost_output(j, j->handoff.dropped);
-		j->handoff.dropped = 0;
+		if (j->handoff.waiter != NULL)
+			pthread_cond_signal(j->handoff.waiter);
 		pool.taken[i].job = j;
 		pool.taken[i].post = post;
 		pool.taken[i].state = j->handoff.state;
@@ -505,6 +516,13 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 				job_output(t->job, t->out.data[off],
 				           t->out.data + off + 5, len);
 				off += 5 + len;
+			}
+			/* its client is behind: the worker waits for it */
+			if (job_output_held(t->job)) {
+				pthread_mutex_lock(&pool.lock);
+				if (!t->job->handoff.ended)
+					t->job->handoff.held = true;
+				pthread_mutex_unlock(&pool.lock);
 			}
 		}
 		pbuf_free(&t->out);
@@ -573,6 +591,7 @@ thread_submit(struct job *j)
 {
 	pool.nqueued++;
 	j->handoff.ended = false; /* a retry reuses the job */
+	j->handoff.held = false;
 	if (j->fresh) {
 		if (thread_spawn(-1, j) == NULL) {
 			pool.nqueued--;
@@ -620,6 +639,17 @@ thread_cancel(struct job *j)
 		pool.nqueued--;
 		job_finish(j, PS_CANCELLED);
 	}
+}
+
+/* The job's client has caught up: its worker may go on. */
+static void
+thread_resume(struct job *j)
+{
+	pthread_mutex_lock(&pool.lock);
+	j->handoff.held = false;
+	if (j->handoff.waiter != NULL)
+		pthread_cond_signal(j->handoff.waiter);
+	pthread_mutex_unlock(&pool.lock);
 }
 
 int
@@ -736,6 +766,7 @@ const struct executor thread_executor = {
     .name = "thread",
     .submit = thread_submit,
     .cancel = thread_cancel,
+    .resume = thread_resume,
     .shutdown = thread_shutdown,
     .running = thread_running,
     .queued = thread_queued,

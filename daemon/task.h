@@ -30,7 +30,11 @@
 
 #include <msgpack.h>
 
-/* Bump when struct task or the functions below change incompatibly. */
+/*
+ * Bump when struct task or the functions below change incompatibly.
+ * Additions that old plugins need not know of keep it (task_output_full
+ * was added to ABI 1: a plugin that calls it needs a concd that has it).
+ */
 #define CONCD_TASK_ABI 1
 
 /* What the work is like: `auto` picks the executor from this. */
@@ -123,10 +127,19 @@ const char *task_args_raw(struct task_ctx *, size_t *len);
 
 /*
  * Stream output (e.g. a command's stdout or stderr) to the job's
- * watchers: stream 1 is stdout, 2 stderr.  Bounded: output a slow
- * watcher cannot take is dropped and counted, never buffered without end.
+ * watchers: stream 1 is stdout, 2 stderr.  The client that submitted the
+ * job gets all of it: while that client is behind, the job is held.  On
+ * a worker thread or process the call then blocks until the client has
+ * caught up; on the loop, which must not block, it returns, and
+ * task_output_full() turns true: the task should stop producing output
+ * and return TASK_YIELD or TASK_WAIT, and is not stepped again until the
+ * client has caught up.  (A task that does not ask is held after its
+ * step.)  Other watchers get what they keep up with; what a slow one
+ * misses is dropped and counted, never buffered without end.
  */
 void task_output(struct task_ctx *, int stream, const void *data, size_t len);
+/* True while the job's output is held (always false on a worker). */
+bool task_output_full(struct task_ctx *);
 /*
  * Hand a child process over to the daemon, from stop(): the task has
  * sent its process group SIGTERM; the daemon sends SIGKILL to the group

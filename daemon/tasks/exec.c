@@ -1047,7 +1047,11 @@ exec_lines(struct task_ctx *ctx, int stream, struct exec_stream *o,
 	}
 }
 
-/* Read one pipe until it is empty, at EOF, or the step's budget is spent. */
+/*
+ * Read one pipe until it is empty, at EOF, or the step's budget is spent;
+ * or until the job's client is behind (task_output_full): the step ends
+ * and the command, once its pipe is full, waits until the client catches up.
+ */
 static void
 exec_read(struct task_ctx *ctx, struct exec_state *s, int which, size_t *budget)
 {
@@ -1062,6 +1066,8 @@ exec_read(struct task_ctx *ctx, struct exec_state *s, int which, size_t *budget)
 		if (n > 0) {
 			*budget -= (size_t)n;
 			exec_lines(ctx, which + 1, o, chunk, (size_t)n);
+			if (task_output_full(ctx))
+				*budget = 0;
 			if ((size_t)n < want)
 				break; /* empty for now: epoll tells more */
 			continue;
