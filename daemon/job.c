@@ -776,6 +776,13 @@ job_cancel(struct job *j)
 		job_finish(j, PS_CANCELLED);
 		return 0;
 	}
+	if (atomic_load(&j->ctx.cancel))
+		return 0; /* cancelled already, and winding down */
+	if (j->timer != NULL && !j->timing_out) {
+		/* ending: its time limit no longer applies */
+		event_free(j->timer);
+		j->timer = NULL;
+	}
 	sched_executor(j->exec)->cancel(j);
 	return 0;
 }

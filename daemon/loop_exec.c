@@ -144,7 +144,16 @@ static void
 loop_cancel(struct job *j)
 {
 	atomic_store(&j->ctx.cancel, true);
-	loop_end(j, PS_CANCELLED);
+	if (!(j->task->traits & TASK_WINDS_DOWN)) {
+		loop_end(j, PS_CANCELLED);
+		return;
+	}
+	/* its next steps wind it down: the first one now */
+	if (j->has_ev)
+		event_del(&j->loop_ev);
+	j->ctx.wait_fd = -1;
+	j->ctx.wait_ms = 0;
+	loop_arm(j);
 }
 
 /* A parked job waits again for what its last step asked. */

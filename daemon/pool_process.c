@@ -466,6 +466,8 @@ static void
 proc_cancel(struct job *j)
 {
 	static const struct timeval grace = {PROC_GRACE_S, 0};
+	static const struct timeval wind_down = {
+	    PROC_GRACE_S + TASK_WIND_DOWN_MS / 1000, 0};
 	struct pworker *w = j->xdata;
 	struct proto_enc e;
 
@@ -485,7 +487,9 @@ proc_cancel(struct job *j)
 	conn_dirty(w->conn);
 	/* a job stuck in a step never hears it: its worker is replaced */
 	if (j->state == PS_RUNNING)
-		evtimer_add(w->grace, &grace);
+		evtimer_add(w->grace, j->task->traits & TASK_WINDS_DOWN
+		                          ? &wind_down
+		                          : &grace);
 }
 
 /* The job's client has caught up: read what its worker wrote. */

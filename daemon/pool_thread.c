@@ -211,15 +211,16 @@ thread_wait(struct task_ctx *ctx, void *arg)
 	struct tworker *w = arg;
 	struct timespec deadline;
 	struct pollfd pfd[2];
+	bool was = task_cancelled(ctx); /* a job winding down waits too */
 	uint64_t v;
 
 	if (ctx->wait_fd >= 0) {
+		/* a cancel writes wakefd */
 		pfd[0].fd = ctx->wait_fd;
 		pfd[0].events = ctx->wait_write ? POLLOUT : POLLIN;
 		pfd[1].fd = w->wakefd;
 		pfd[1].events = POLLIN;
-		while (!task_cancelled(ctx) && poll(pfd, 2, -1) < 0 &&
-		       errno == EINTR)
+		while (poll(pfd, 2, -1) < 0 && errno == EINTR)
 			;
 		if (pfd[1].revents & POLLIN)
 			(void)read(w->wakefd, &v, sizeof(v));
@@ -233,7 +234,7 @@ thread_wait(struct task_ctx *ctx, void *arg)
 		deadline.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&pool.lock);
-	while (!task_cancelled(ctx) &&
+	while ((was || !task_cancelled(ctx)) &&
 	       pthread_cond_timedwait(&w->cond, &pool.lock, &deadline) !=
 	           ETIMEDOUT)
 		;
@@ -282,6 +283,7 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 	struct task_ctx *ctx = &j->ctx;
 	enum task_step st = TASK_FAILED;
 	bool wake, first = true;
+	bool winds = (j->task->traits & TASK_WINDS_DOWN) != 0;
 
 	pthread_mutex_lock(&pool.lock);
 	j->handoff.worker = w->index;
@@ -309,8 +311,12 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 				if (wake)
 					server_wake(pool.wake_ev);
 			}
-			if ((st == TASK_WAIT && !thread_wait(ctx, w)) ||
-			    task_cancelled(ctx)) {
+			/* cancelled: cut off, or stepped on to wind down */
+			if (task_cancelled(ctx) && !winds) {
+				st = TASK_FAILED;
+				break;
+			}
+			if (st == TASK_WAIT && !thread_wait(ctx, w) && !winds) {
 				st = TASK_FAILED;
 				break;
 			}

@@ -37,12 +37,23 @@
  */
 #define CONCD_TASK_ABI 1
 
-/* What the work is like: `auto` picks the executor from this. */
+/* What the work is like: `auto` picks the executor from the first three. */
 enum task_trait {
 	TASK_NONBLOCKING = 1 << 0, /* waits without blocking: the loop */
 	TASK_BLOCKING = 1 << 1,    /* calls blocking code: a thread */
 	TASK_CPU = 1 << 2,         /* computes: a process */
+	/*
+	 * Cancelled (or timed out), the job is not cut off: step() is called
+	 * again at once, with task_cancelled() true, and goes on being called
+	 * (its output still delivered) until it returns TASK_DONE or
+	 * TASK_FAILED, within TASK_WIND_DOWN_MS of the cancel.  The job ends
+	 * cancelled (timed_out) then.  exec uses this to let a command's
+	 * process group exit.
+	 */
+	TASK_WINDS_DOWN = 1 << 3,
 };
+
+#define TASK_WIND_DOWN_MS 60000
 
 /* Executors a task can run on. */
 enum task_executor {
