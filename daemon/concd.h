@@ -11,6 +11,7 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -86,7 +87,8 @@ struct exec_ops {
 	                 const char *msg);
 	void (*output)(struct task_ctx *, int stream, const void *, size_t);
 	void (*release)(pid_t, int pidfd, unsigned grace_ms); /* or reap_now */
-	bool on_loop; /* task_on_loop() */
+	bool (*full)(struct task_ctx *); /* optional: task_output_full() */
+	bool on_loop;                    /* task_on_loop() */
 };
 
 extern const struct task *const task_builtin[];
@@ -167,6 +169,7 @@ struct watch {
 	uint64_t req;
 	int32_t index;    /* -1: none; WATCH_GATHER: each job's own index */
 	uint64_t dropped; /* output bytes it missed (not for WATCH_GATHER) */
+	bool attached;    /* the submitter's: the job's output waits for it */
 	LIST_ENTRY(watch) by_job;
 	LIST_ENTRY(watch) by_conn;
 };
@@ -217,6 +220,7 @@ struct job {
 	bool has_ev;       /* loop_ev is set up */
 	bool inline_state; /* the task's state follows the arguments */
 	bool revoking;     /* asked back from its worker process */
+	bool out_held;     /* an attached watcher is backlogged: see job_output */
 
 	union {
 		/*
@@ -236,7 +240,8 @@ struct job {
 			uint64_t done, total;
 			char *msg;
 			struct pbuf out; /* [stream][u32 length][bytes]... */
-			uint64_t dropped;
+			bool held;       /* for its client: see thread_output */
+			pthread_cond_t *waiter; /* its worker waits there */
 		} handoff;
 		/* a loop job's one event: its timer, its fd wait or its yield
 		 */
@@ -279,6 +284,7 @@ struct job_submit {
 struct job_hooks {
 	void (*submit)(struct job *);    /* hand it to its executor */
 	void (*cancel)(struct job *);    /* a queued or running job */
+	void (*resume)(struct job *);    /* its held output may go on */
 	void (*stop)(struct task_ctx *); /* it ended: task_ctx_stop */
 	void (*free)(struct task_ctx *); /* task_ctx_free */
 };
@@ -298,18 +304,25 @@ struct job *job_new(const struct job_submit *);
 struct job *job_find(uint64_t id);
 void job_start(struct job *);
 void job_progress(struct job *, uint64_t done, uint64_t total, const char *msg);
+/*
+ * Output goes in full to the attached watchers (the submitter's) and to
+ * the others that keep up.  When an attached one falls behind the job is
+ * held (job_output_held): its executor stops it producing output until
+ * the executor's resume() is called.
+ */
 void job_output(struct job *, int stream, const void *, size_t);
+bool job_output_held(const struct job *);
 /* Final state from the job's context: result or error. */
 void job_finish(struct job *, enum proto_state);
 int job_cancel(struct job *);
 bool job_visible(const struct job *, uid_t);
-int job_watch(struct job *, struct conn *, uint64_t req, int32_t index);
+/* attached: the submitter's watch, which gets every byte of output */
+int job_watch(struct job *, struct conn *, uint64_t req, int32_t index,
+              bool attached);
 void job_unwatch_conn(struct conn *);
 /* The end event for watch w; NULL: for whoever asks, as status does. */
 void job_encode_end(struct pbuf *, const struct job *, const struct watch *w,
                     uint64_t req, int32_t index);
-/* Output lost before any watcher could have it: all of them missed it. */
-void job_lost_output(struct job *, uint64_t bytes);
 /*
  * A job's record, as status and ps send it; without result, a result is
  * left out and its size given instead (result_omitted).
@@ -327,6 +340,8 @@ struct executor {
 	void (*submit)(struct job *);
 	/* Cancel a queued or running job; it finishes through job_finish. */
 	void (*cancel)(struct job *);
+	/* A held job's attached watchers have caught up: let it go on. */
+	void (*resume)(struct job *);
 	void (*shutdown)(void);
 	size_t (*running)(void);
 	size_t (*queued)(void);
@@ -431,6 +446,11 @@ struct pbuf *conn_out(struct conn *);
 void conn_dirty(struct conn *);
 /* True while the peer is slow: progress may be skipped. */
 bool conn_congested(const struct conn *);
+/* Over the high-water mark: the drained hook follows once it drains. */
+bool conn_backlogged(struct conn *);
+bool conn_overfull(const struct conn *);
+void conn_set_drained_hook(void (*)(struct conn *));
+void conn_hold_reads(struct conn *, bool hold);
 void conn_flush_final(int ms);
 struct watch_list *conn_watches(struct conn *);
 uid_t conn_uid(const struct conn *);

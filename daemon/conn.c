@@ -22,6 +22,8 @@
 #define CONN_CONGESTED  (256 * 1024)       /* output bytes: skip progress */
 #define CONN_PAUSE      (4 * 1024 * 1024)  /* read no more requests ... */
 #define CONN_RESUME     (1024 * 1024)      /* ... until down to this */
+#define CONN_DRAINED    (64 * 1024)        /* a held job's output resumes */
+#define CONN_HOLD_MAX   (16 * 1024 * 1024) /* a job's output past holding */
 #define CONN_OUT_LIMIT  (64 * 1024 * 1024) /* a peer that never reads */
 #define CONN_TRIM_AT    (128 * 1024)       /* a frame this large: trim */
 
@@ -42,6 +44,8 @@ struct conn {
 	bool writing; /* wev is added: the socket was full */
 	bool closing; /* flush what is queued, then close */
 	bool paused;  /* rev is deleted: over CONN_PAUSE unsent */
+	bool backlog; /* call the drained hook once it has drained */
+	bool held;    /* conn_hold_reads: rev is not added */
 	TAILQ_ENTRY(conn) link;
 	TAILQ_ENTRY(conn) dirty_link;
 };
@@ -52,6 +56,7 @@ static struct event *flush_ev;
 static struct conn *reading; /* in conn_read_cb, which flushes it itself */
 static size_t nconns;
 static void (*conn_batch_hook)(void);
+static void (*drained_hook)(struct conn *);
 
 static void conn_read_cb(evutil_socket_t, short, void *);
 static void conn_write_cb(evutil_socket_t, short, void *);
@@ -226,6 +231,46 @@ conn_over_limit(const struct conn *c)
 	return true;
 }
 
+/*
+ * True while the queued output is over the high-water mark: a job whose
+ * output this connection must get in full stops producing it.  The
+ * drained hook is called once it is back to the low-water mark.
+ */
+bool
+conn_backlogged(struct conn *c)
+{
+	if (c->out.len - c->out_off <= CONN_CONGESTED)
+		return false;
+	c->backlog = true;
+	return true;
+}
+
+/* Past what even a held job may queue (it did not stop): drop it. */
+bool
+conn_overfull(const struct conn *c)
+{
+	return c->out.len - c->out_off > CONN_HOLD_MAX;
+}
+
+void
+conn_set_drained_hook(void (*fn)(struct conn *))
+{
+	drained_hook = fn;
+}
+
+/* Stop reading the peer (it waits on a full socket), or start again. */
+void
+conn_hold_reads(struct conn *c, bool hold)
+{
+	if (hold == c->held || c->closing)
+		return;
+	c->held = hold;
+	if (hold)
+		event_del(c->rev);
+	else if (!c->paused)
+		event_add(c->rev, NULL);
+}
+
 void
 conn_dirty(struct conn *c)
 {
@@ -235,6 +280,17 @@ conn_dirty(struct conn *c)
 	TAILQ_INSERT_TAIL(&dirty, c, dirty_link);
 	if (c != reading)
 		event_active(flush_ev, 0, 1);
+}
+
+/* Tell the room above that a backlog has drained. */
+static void
+conn_drained(struct conn *c)
+{
+	if (c->backlog && c->out.len - c->out_off <= CONN_DRAINED) {
+		c->backlog = false;
+		if (drained_hook != NULL)
+			drained_hook(c);
+	}
 }
 
 /* Write what is queued; returns -1 when the connection is gone. */
@@ -258,6 +314,7 @@ conn_flush(struct conn *c)
 		c->out.len = c->out_off = 0;
 		if (c->closing)
 			return -1;
+		conn_drained(c);
 		return 0;
 	}
 	if (conn_over_limit(c))
@@ -269,6 +326,7 @@ conn_flush(struct conn *c)
 	}
 	c->writing = true;
 	event_add(c->wev, NULL);
+	conn_drained(c);
 	return 0;
 }
 
@@ -423,7 +481,7 @@ static void
 conn_resume(struct conn *c)
 {
 	c->paused = false;
-	if (!c->closing)
+	if (!c->closing && !c->held)
 		event_add(c->rev, NULL);
 	conn_process(c);
 	if (conn_batch_hook != NULL)

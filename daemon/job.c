@@ -20,6 +20,8 @@ static struct {
 	uint64_t ttl_us; /* 0: no age limit */
 	struct event *sweep;
 	size_t states[PS_COUNT];
+	uint64_t *held; /* ids of jobs whose output is held, see job_output */
+	size_t nheld, capheld;
 } jobs;
 /* The floor above: the executors that run the jobs (job_hook_sched). */
 static const struct job_hooks *jobs_up;
@@ -41,6 +43,7 @@ struct gather {
 
 static void job_trim(void);
 static void job_group_put(struct gather *);
+static void job_drained(struct conn *);
 
 /*
  * A job's watchers: its own, then those of its gather request.  The
@@ -70,7 +73,8 @@ watch_next(struct job *j, struct watch *w)
 
 /* A watch on list l (a job's or a gather's) for connection c. */
 static int
-watch_add(struct watch_list *l, struct conn *c, uint64_t req, int32_t index)
+watch_add(struct watch_list *l, struct conn *c, uint64_t req, int32_t index,
+          bool attached)
 {
 	struct watch *w;
 
@@ -80,6 +84,7 @@ watch_add(struct watch_list *l, struct conn *c, uint64_t req, int32_t index)
 	w->req = req;
 	w->index = index;
 	w->dropped = 0;
+	w->attached = attached;
 	LIST_INSERT_HEAD(l, w, by_job);
 	LIST_INSERT_HEAD(conn_watches(c), w, by_conn);
 	return 0;
@@ -110,6 +115,7 @@ job_init(size_t max_finished, uint64_t finished_ttl_s)
 		fatal("job_init");
 	jobs.next_id = 1;
 	TAILQ_INIT(&jobs.finished);
+	conn_set_drained_hook(job_drained);
 	job_set_retention(max_finished, finished_ttl_s);
 }
 
@@ -350,10 +356,83 @@ job_progress(struct job *j, uint64_t done, uint64_t total, const char *msg)
 	}
 }
 
+/* Is an attached watcher of j over its connection's high-water mark? */
+static bool
+job_backlogged(struct job *j)
+{
+	struct watch *w;
+
+	JOB_FOREACH_WATCH(w, j)
+	{
+		if (w->attached && conn_backlogged(w->conn))
+			return true;
+	}
+	return false;
+}
+
+static void
+job_hold(struct job *j)
+{
+	uint64_t *p;
+	size_t n;
+
+	if (j->out_held)
+		return;
+	if (jobs.nheld == jobs.capheld) {
+		n = jobs.capheld ? jobs.capheld * 2 : 64;
+		if ((p = realloc(jobs.held, n * sizeof(*p))) == NULL)
+			return; /* not held: its output may be dropped */
+		jobs.held = p;
+		jobs.capheld = n;
+	}
+	jobs.held[jobs.nheld++] = j->id;
+	j->out_held = true;
+}
+
 /*
- * Output goes to every watcher that keeps up.  A congested one misses
- * it (counted in the end event as dropped): output is never queued
- * without bound.
+ * A connection drained, or a watch went: the held jobs whose attached
+ * watchers have all caught up go on.  Their executors only arm what
+ * lets them go on; nothing runs from here.
+ */
+static void
+job_release_held(void)
+{
+	struct job *j;
+	size_t i, k = 0;
+
+	for (i = 0; i < jobs.nheld; i++) {
+		if ((j = job_find(jobs.held[i])) == NULL || !j->out_held)
+			continue;
+		if (job_backlogged(j)) {
+			jobs.held[k++] = jobs.held[i];
+			continue;
+		}
+		j->out_held = false;
+		jobs_up->resume(j);
+	}
+	jobs.nheld = k;
+}
+
+static void
+job_drained(struct conn *c)
+{
+	(void)c;
+	job_release_held();
+}
+
+bool
+job_output_held(const struct job *j)
+{
+	return j->out_held;
+}
+
+/*
+ * Output goes in full to the attached watchers: past the high-water mark
+ * the job is held, and it stops once its executor sees that, so what an
+ * attached connection queues stays bounded (a job that did not stop, or
+ * a cancelled one winding down, is cut at CONN_HOLD_MAX).  Any other
+ * watcher gets what it keeps up with: a congested one misses the rest,
+ * counted in its end event as dropped.
  */
 void
 job_output(struct job *j, int stream, const void *data, size_t len)
@@ -364,7 +443,8 @@ job_output(struct job *j, int stream, const void *data, size_t len)
 
 	JOB_FOREACH_WATCH(w, j)
 	{
-		if (conn_congested(w->conn)) {
+		if (w->attached ? conn_overfull(w->conn)
+		                : conn_congested(w->conn)) {
 			j->dropped += len;
 			w->dropped += len;
 			continue;
@@ -376,18 +456,9 @@ job_output(struct job *j, int stream, const void *data, size_t len)
 		msgpack_pack_bin_with_body(&e.pk, data, len);
 		proto_enc_end(&e);
 		conn_dirty(w->conn);
-	}
-}
-
-void
-job_lost_output(struct job *j, uint64_t bytes)
-{
-	struct watch *w;
-
-	j->dropped += bytes;
-	LIST_FOREACH(w, &j->watches, by_job)
-	{
-		w->dropped += bytes;
+		if (w->attached && !atomic_load(&j->ctx.cancel) &&
+		    conn_backlogged(w->conn))
+			job_hold(j);
 	}
 }
 
@@ -533,7 +604,7 @@ job_group_put(struct gather *g)
 int
 job_group_watch(struct gather *g, struct conn *c, uint64_t req)
 {
-	return watch_add(&g->watches, c, req, WATCH_GATHER);
+	return watch_add(&g->watches, c, req, WATCH_GATHER, true);
 }
 
 void
@@ -663,6 +734,7 @@ job_finish(struct job *j, enum proto_state s)
 {
 	struct watch *w;
 
+	j->out_held = false;
 	j->finished = loop_now_us();
 	if (j->started == 0)
 		j->started = j->finished;
@@ -714,6 +786,7 @@ job_cancel(struct job *j)
 {
 	if (PROTO_STATE_FINAL(j->state))
 		return -1;
+	j->out_held = false; /* a cancelled job's output is not held */
 	if (j->retry_wait || j->held) {
 		/* between attempts, or not submitted yet: no executor has it */
 		if (j->timer != NULL)
@@ -723,6 +796,13 @@ job_cancel(struct job *j)
 		atomic_store(&j->ctx.cancel, true);
 		job_finish(j, PS_CANCELLED);
 		return 0;
+	}
+	if (atomic_load(&j->ctx.cancel))
+		return 0; /* cancelled already, and winding down */
+	if (j->timer != NULL && !j->timing_out) {
+		/* ending: its time limit no longer applies */
+		event_free(j->timer);
+		j->timer = NULL;
 	}
 	jobs_up->cancel(j);
 	return 0;
@@ -735,24 +815,31 @@ job_visible(const struct job *j, uid_t uid)
 }
 
 int
-job_watch(struct job *j, struct conn *c, uint64_t req, int32_t index)
+job_watch(struct job *j, struct conn *c, uint64_t req, int32_t index,
+          bool attached)
 {
 	if (PROTO_STATE_FINAL(j->state)) {
 		job_encode_end(conn_out(c), j, NULL, req, index);
 		conn_dirty(c);
 		return 0;
 	}
-	return watch_add(&j->watches, c, req, index);
+	return watch_add(&j->watches, c, req, index, attached);
 }
 
+/* A connection closes: a job held for it alone goes on. */
 void
 job_unwatch_conn(struct conn *c)
 {
 	struct watch_list *l = conn_watches(c);
 	struct watch *w;
+	bool attached = false;
 
-	while ((w = LIST_FIRST(l)) != NULL)
+	while ((w = LIST_FIRST(l)) != NULL) {
+		attached |= w->attached;
 		watch_free(w);
+	}
+	if (attached && jobs.nheld > 0)
+		job_release_held();
 }
 
 void
@@ -787,6 +874,7 @@ job_shutdown(void)
 			job_free(j);
 		}
 	free(jobs.bucket);
+	free(jobs.held);
 	if (jobs.sweep != NULL)
 		event_free(jobs.sweep);
 	memset(&jobs, 0, sizeof(jobs));

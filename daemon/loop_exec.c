@@ -28,9 +28,17 @@ loop_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 	job_output(CTX_JOB(ctx), stream, data, len);
 }
 
+/* A held job's task may stop producing output within its step. */
+static bool
+loop_full(struct task_ctx *ctx)
+{
+	return job_output_held(CTX_JOB(ctx));
+}
+
 static const struct exec_ops loop_ops = {
     .progress = loop_progress,
     .output = loop_output,
+    .full = loop_full,
     .release = reap_later, /* the loop must not wait */
     .on_loop = true,
 };
@@ -58,28 +66,22 @@ loop_end(struct job *j, enum proto_state s)
 	job_finish(j, s);
 }
 
+/*
+ * Arm the job's one event for what its last step asked.  A yield is a
+ * timer of no length: libevent runs it after the next poll of the
+ * descriptors, so a job that always has more to do lets every other
+ * ready connection and job run between two of its steps.
+ */
 static void
-loop_exec_run(struct job *j)
+loop_arm(struct job *j)
 {
 	struct task_ctx *ctx = &j->ctx;
 	struct event *ev = &j->loop_ev;
 	struct timeval tv;
-	enum task_step st = task_ctx_step(ctx);
 
-	if (st == TASK_DONE) {
-		loop_end(j, PS_SUCCEEDED);
-		return;
-	}
-	if (st == TASK_FAILED) {
-		loop_end(j, task_cancelled(ctx) ? PS_CANCELLED : PS_FAILED);
-		return;
-	}
 	/* the job's one event, lives in the job itself */
 	j->has_ev = true;
-	if (st == TASK_YIELD) {
-		evtimer_assign(ev, loop_base, loop_step_cb, j);
-		event_active(ev, EV_TIMEOUT, 1);
-	} else if (ctx->wait_fd >= 0) {
+	if (ctx->wait_fd >= 0) {
 		event_assign(ev, loop_base, ctx->wait_fd,
 		             ctx->wait_write ? EV_WRITE : EV_READ, loop_step_cb,
 		             j);
@@ -90,6 +92,29 @@ loop_exec_run(struct job *j)
 		tv.tv_usec = (suseconds_t)(ctx->wait_ms % 1000) * 1000;
 		evtimer_add(ev, &tv);
 	}
+}
+
+static void
+loop_exec_run(struct job *j)
+{
+	struct task_ctx *ctx = &j->ctx;
+	enum task_step st = task_ctx_step(ctx);
+
+	if (st == TASK_DONE) {
+		loop_end(j, PS_SUCCEEDED);
+		return;
+	}
+	if (st == TASK_FAILED) {
+		loop_end(j, task_cancelled(ctx) ? PS_CANCELLED : PS_FAILED);
+		return;
+	}
+	if (st == TASK_YIELD) {
+		ctx->wait_fd = -1;
+		ctx->wait_ms = 0;
+	}
+	/* parked while its client catches up: loop_resume arms it */
+	if (!job_output_held(j))
+		loop_arm(j);
 }
 
 static void
@@ -117,7 +142,27 @@ static void
 loop_cancel(struct job *j)
 {
 	atomic_store(&j->ctx.cancel, true);
-	loop_end(j, PS_CANCELLED);
+	if (!(j->task->traits & TASK_WINDS_DOWN)) {
+		loop_end(j, PS_CANCELLED);
+		return;
+	}
+	/* its next steps wind it down: the first one now */
+	if (j->has_ev)
+		event_del(&j->loop_ev);
+	j->ctx.wait_fd = -1;
+	j->ctx.wait_ms = 0;
+	loop_arm(j);
+}
+
+/* A parked job waits again for what its last step asked. */
+static void
+loop_resume(struct job *j)
+{
+	if (j->state != PS_RUNNING ||
+	    (j->has_ev &&
+	     event_pending(&j->loop_ev, EV_TIMEOUT | EV_READ | EV_WRITE, NULL)))
+		return;
+	loop_arm(j);
 }
 
 static size_t
@@ -140,6 +185,7 @@ loop_shutdown(void)
 const struct executor loop_executor = {
     .submit = loop_submit,
     .cancel = loop_cancel,
+    .resume = loop_resume,
     .shutdown = loop_shutdown,
     .running = loop_running,
     .queued = loop_queued,

@@ -652,14 +652,22 @@ proc_dispatch_msg(struct conn *c, const struct proto_msg *m)
 			               ? 2
 			               : 1,
 			           d->via.bin.ptr, d->via.bin.size);
+		/*
+		 * Its client is behind: the worker's output waits in the
+		 * socket, the worker in its write, the command on its pipe.
+		 */
+		if (job_output_held(j))
+			conn_hold_reads(c, true);
 		break;
 	}
 	case PROTO_END:
 	case PROTO_RETURNED:
-		if (m->type == PROTO_END)
+		if (m->type == PROTO_END) {
+			conn_hold_reads(c, false);
 			proc_on_end(w, j, m);
-		else
+		} else {
 			proc_on_returned(w, j);
+		}
 		if (w->retiring && w->njobs == 0)
 			conn_hangup(w->conn);
 		proc_dispatch();
@@ -819,12 +827,16 @@ static void
 proc_cancel(struct job *j)
 {
 	static const struct timeval grace = {PROC_GRACE_S, 0};
+	static const struct timeval wind_down = {
+	    PROC_GRACE_S + TASK_WIND_DOWN_MS / 1000, 0};
 	struct pworker *w = j->xdata;
 	struct proto_enc e;
 
 	atomic_store(&j->ctx.cancel, true);
 	if (w == PROC_GONE)
 		return; /* its worker died: proc_closed ends it */
+	if (w != NULL)
+		conn_hold_reads(w->conn, false); /* it must hear the cancel */
 	if (w == NULL) {
 		/* still in our queue: it never starts */
 		TAILQ_REMOVE(&pp.queue, j, link);
@@ -842,7 +854,19 @@ proc_cancel(struct job *j)
 	if (proc_stopped(w->pid))
 		proc_kill_for(w, j, "cannot hear its cancel (worker stopped)");
 	else
-		evtimer_add(w->grace, &grace);
+		evtimer_add(w->grace, j->task->traits & TASK_WINDS_DOWN
+		                          ? &wind_down
+		                          : &grace);
+}
+
+/* The job's client has caught up: read what its worker wrote. */
+static void
+proc_resume(struct job *j)
+{
+	struct pworker *w = j->xdata;
+
+	if (w != NULL && w != PROC_GONE)
+		conn_hold_reads(w->conn, false);
 }
 
 int
@@ -1012,6 +1036,7 @@ proc_shutdown(void)
 const struct executor process_executor = {
     .submit = proc_submit,
     .cancel = proc_cancel,
+    .resume = proc_resume,
     .shutdown = proc_shutdown,
     .running = proc_running,
     .queued = proc_queued,

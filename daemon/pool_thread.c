@@ -37,6 +37,8 @@
 #define POOL_RETRY_MAX_MS  1000 /* ... doubling up to this */
 #define POOL_WATCH_MS      100  /* posted starts are taken this often */
 
+static _Thread_local struct tworker *thread_self; /* a worker's own */
+
 struct tworker {
 	pthread_t thread;
 	int index;           /* -1: a fresh thread for one job */
@@ -167,7 +169,13 @@ thread_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 		loop_wake(pool.wake_ev);
 }
 
-/* Output waits for the loop in a bounded buffer: [stream][len][bytes]. */
+/*
+ * Output waits for the loop in a bounded buffer: [stream][len][bytes].
+ * The worker waits here while the buffer is full (the loop has not taken
+ * it yet) or the job is held for its client (the loop sets held, and
+ * clears it in thread_resume); a cancel ends only the second wait, since
+ * the loop takes the buffer whatever happens.
+ */
 static void
 thread_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 {
@@ -177,10 +185,13 @@ thread_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 	bool wake;
 
 	pthread_mutex_lock(&pool.lock);
-	if (j->handoff.out.len + len + 5 > POOL_OUTPUT_LIMIT) {
-		j->handoff.dropped += len;
-		pthread_mutex_unlock(&pool.lock);
-		return;
+	/* what is in the buffer was posted: the loop comes to take it */
+	while ((j->handoff.out.len > 0 &&
+	        j->handoff.out.len + len + 5 > POOL_OUTPUT_LIMIT) ||
+	       (j->handoff.held && !task_cancelled(ctx))) {
+		j->handoff.waiter = &thread_self->cond;
+		pthread_cond_wait(&thread_self->cond, &pool.lock);
+		j->handoff.waiter = NULL;
 	}
 	pbuf_append(&j->handoff.out, &s, 1);
 	pbuf_append(&j->handoff.out, &n, 4);
@@ -202,15 +213,16 @@ thread_wait(struct task_ctx *ctx, void *arg)
 	struct tworker *w = arg;
 	struct timespec deadline;
 	struct pollfd pfd[2];
+	bool was = task_cancelled(ctx); /* a job winding down waits too */
 	uint64_t v;
 
 	if (ctx->wait_fd >= 0) {
+		/* a cancel writes wakefd */
 		pfd[0].fd = ctx->wait_fd;
 		pfd[0].events = ctx->wait_write ? POLLOUT : POLLIN;
 		pfd[1].fd = w->wakefd;
 		pfd[1].events = POLLIN;
-		while (!task_cancelled(ctx) && poll(pfd, 2, -1) < 0 &&
-		       errno == EINTR)
+		while (poll(pfd, 2, -1) < 0 && errno == EINTR)
 			;
 		if (pfd[1].revents & POLLIN)
 			(void)read(w->wakefd, &v, sizeof(v));
@@ -224,7 +236,7 @@ thread_wait(struct task_ctx *ctx, void *arg)
 		deadline.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&pool.lock);
-	while (!task_cancelled(ctx) &&
+	while ((was || !task_cancelled(ctx)) &&
 	       pthread_cond_timedwait(&w->cond, &pool.lock, &deadline) !=
 	           ETIMEDOUT)
 		;
@@ -273,6 +285,7 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 	struct task_ctx *ctx = &j->ctx;
 	enum task_step st = TASK_FAILED;
 	bool wake, first = true;
+	bool winds = (j->task->traits & TASK_WINDS_DOWN) != 0;
 
 	pthread_mutex_lock(&pool.lock);
 	j->handoff.worker = w->index;
@@ -300,8 +313,12 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 				if (wake)
 					loop_wake(pool.wake_ev);
 			}
-			if ((st == TASK_WAIT && !thread_wait(ctx, w)) ||
-			    task_cancelled(ctx)) {
+			/* cancelled: cut off, or stepped on to wind down */
+			if (task_cancelled(ctx) && !winds) {
+				st = TASK_FAILED;
+				break;
+			}
+			if (st == TASK_WAIT && !thread_wait(ctx, w) && !winds) {
 				st = TASK_FAILED;
 				break;
 			}
@@ -342,6 +359,7 @@ thread_main(void *arg)
 	bool wake;
 
 	w->tid = gettid();
+	thread_self = w;
 	if (w->fresh_job != NULL) {
 		thread_run(w, w->fresh_job, 1);
 	} else {
@@ -478,9 +496,8 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		pool.taken[i].out = j->handoff.out;
 		memset(&j->handoff.out, 0, sizeof(j->handoff.out));
-		if (j->handoff.dropped > 0)
-			job_lost_output(j, j->handoff.dropped);
-		j->handoff.dropped = 0;
+		if (j->handoff.waiter != NULL)
+			pthread_cond_signal(j->handoff.waiter);
 		pool.taken[i].job = j;
 		pool.taken[i].post = post;
 		pool.taken[i].state = j->handoff.state;
@@ -510,6 +527,13 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 				job_output(t->job, t->out.data[off],
 				           t->out.data + off + 5, len);
 				off += 5 + len;
+			}
+			/* its client is behind: the worker waits for it */
+			if (job_output_held(t->job)) {
+				pthread_mutex_lock(&pool.lock);
+				if (!t->job->handoff.ended)
+					t->job->handoff.held = true;
+				pthread_mutex_unlock(&pool.lock);
 			}
 		}
 		pbuf_free(&t->out);
@@ -594,6 +618,7 @@ thread_submit(struct job *j)
 {
 	pool.nqueued++;
 	j->handoff.ended = false; /* a retry reuses the job */
+	j->handoff.held = false;
 	if (j->fresh) {
 		if (thread_spawn(-1, j) == NULL) {
 			pool.nqueued--;
@@ -689,6 +714,17 @@ thread_fill(void)
 	tv.tv_usec = (suseconds_t)(pool.retry_ms % 1000) * 1000;
 	evtimer_add(pool.fill_ev, &tv);
 	return missing;
+}
+
+/* The job's client has caught up: its worker may go on. */
+static void
+thread_resume(struct job *j)
+{
+	pthread_mutex_lock(&pool.lock);
+	j->handoff.held = false;
+	if (j->handoff.waiter != NULL)
+		pthread_cond_signal(j->handoff.waiter);
+	pthread_mutex_unlock(&pool.lock);
 }
 
 int
@@ -864,6 +900,7 @@ thread_shutdown(void)
 const struct executor thread_executor = {
     .submit = thread_submit,
     .cancel = thread_cancel,
+    .resume = thread_resume,
     .shutdown = thread_shutdown,
     .running = thread_running,
     .queued = thread_queued,

@@ -252,7 +252,7 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	proto_enc_end(&e);
 	conn_dirty(c);
 	if (proto_bool(m, PF_WATCH, false))
-		job_watch(j, c, m->id, -1);
+		job_watch(j, c, m->id, -1, true);
 	sched_submit(j);
 }
 
@@ -355,7 +355,7 @@ request_watch(struct conn *c, const struct proto_msg *m)
 {
 	struct job *j = request_job(c, m);
 
-	if (j != NULL && job_watch(j, c, m->id, -1) < 0)
+	if (j != NULL && job_watch(j, c, m->id, -1, false) < 0)
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 }
 

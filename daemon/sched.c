@@ -84,9 +84,18 @@ sched_cancel(struct job *j)
 	executors[j->exec]->cancel(j);
 }
 
+/* A job whose output was held for its client may go on. */
+static void
+sched_resume(struct job *j)
+{
+	if (executors[j->exec]->resume != NULL)
+		executors[j->exec]->resume(j);
+}
+
 static const struct job_hooks sched_job_hooks = {
     .submit = sched_submit,
     .cancel = sched_cancel,
+    .resume = sched_resume,
     .stop = task_ctx_stop,
     .free = task_ctx_free,
 };

@@ -475,6 +475,13 @@ task_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 		ctx->ops->output(ctx, stream, data, len);
 }
 
+bool
+task_output_full(struct task_ctx *ctx)
+{
+	return ctx->ops != NULL && ctx->ops->full != NULL &&
+	       !task_cancelled(ctx) && ctx->ops->full(ctx);
+}
+
 void
 task_release_child(struct task_ctx *ctx, pid_t pid, int pidfd,
                    unsigned grace_ms)

@@ -32,10 +32,14 @@
 
 #include <msgpack.h>
 
-/* Bump when struct task or the functions below change incompatibly. */
+/*
+ * Bump when struct task or the functions below change incompatibly.
+ * Additions that old plugins need not know of keep it (task_output_full
+ * was added to ABI 1: a plugin that calls it needs a concd that has it).
+ */
 #define CONCD_TASK_ABI 1
 
-/* What the work is like: `auto` picks the executor from this. */
+/* What the work is like: `auto` picks the executor from the first three. */
 enum task_trait {
 	TASK_NONBLOCKING = 1 << 0, /* waits without blocking: the loop */
 	TASK_BLOCKING = 1 << 1,    /* calls blocking code: a thread */
@@ -46,7 +50,18 @@ enum task_trait {
 	 * unless exec-other-users is set (concd.conf(5)).
 	 */
 	TASK_USER_CODE = 1 << 3,
+	/*
+	 * Cancelled (or timed out), the job is not cut off: step() is called
+	 * again at once, with task_cancelled() true, and goes on being called
+	 * (its output still delivered) until it returns TASK_DONE or
+	 * TASK_FAILED, within TASK_WIND_DOWN_MS of the cancel.  The job ends
+	 * cancelled (timed_out) then.  exec uses this to let a command's
+	 * process group exit.
+	 */
+	TASK_WINDS_DOWN = 1 << 4,
 };
+
+#define TASK_WIND_DOWN_MS 60000
 
 /* Executors a task can run on. */
 enum task_executor {
@@ -131,10 +146,19 @@ const char *task_args_raw(struct task_ctx *, size_t *len);
 
 /*
  * Stream output (e.g. a command's stdout or stderr) to the job's
- * watchers: stream 1 is stdout, 2 stderr.  Bounded: output a slow
- * watcher cannot take is dropped and counted, never buffered without end.
+ * watchers: stream 1 is stdout, 2 stderr.  The client that submitted the
+ * job gets all of it: while that client is behind, the job is held.  On
+ * a worker thread or process the call then blocks until the client has
+ * caught up; on the loop, which must not block, it returns, and
+ * task_output_full() turns true: the task should stop producing output
+ * and return TASK_YIELD or TASK_WAIT, and is not stepped again until the
+ * client has caught up.  (A task that does not ask is held after its
+ * step.)  Other watchers get what they keep up with; what a slow one
+ * misses is dropped and counted, never buffered without end.
  */
 void task_output(struct task_ctx *, int stream, const void *data, size_t len);
+/* True while the job's output is held (always false on a worker). */
+bool task_output_full(struct task_ctx *);
 /*
  * Hand a child process over to the daemon, from stop(): the task has
  * sent its process group SIGTERM; the daemon sends SIGKILL to the group

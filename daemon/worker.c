@@ -318,6 +318,7 @@ static bool
 worker_wait(struct task_ctx *ctx, void *arg)
 {
 	int64_t deadline = now_ms() + (int64_t)ctx->wait_ms;
+	bool was = task_cancelled(ctx); /* a job winding down waits too */
 	struct pollfd pfd[2];
 
 	worker_flush();
@@ -325,7 +326,7 @@ worker_wait(struct task_ctx *ctx, void *arg)
 		int64_t left = deadline - now_ms();
 		int n;
 
-		if (task_cancelled(ctx))
+		if (task_cancelled(ctx) && !was)
 			return false;
 		pfd[0].fd = wk.fd;
 		pfd[0].events = POLLIN;
@@ -371,6 +372,7 @@ worker_run(struct job *j)
 	enum task_step st = TASK_FAILED;
 	int ti = task_index(j->task);
 	uint64_t now = loop_now_us();
+	bool winds = (j->task->traits & TASK_WINDS_DOWN) != 0;
 	char err[256];
 
 	wk.current = j;
@@ -389,14 +391,18 @@ worker_run(struct job *j)
 		wk.inited[ti] = true;
 	}
 	if (task_ctx_start(ctx, j, &worker_ops, wk.wstate[ti]) == 0) {
-		/* hear cancels between steps too */
-		while (!task_cancelled(ctx)) {
+		/*
+		 * Hear cancels between steps too: a cancelled job is cut off,
+		 * or stepped on to wind down.
+		 */
+		while (!task_cancelled(ctx) || winds) {
 			st = task_ctx_step(ctx);
 			if (st == TASK_DONE || st == TASK_FAILED)
 				break; /* started and end go out in one write */
 			if (wk.out.len > 0)
 				worker_flush();
-			if (st == TASK_WAIT && !worker_wait(ctx, NULL)) {
+			if (st == TASK_WAIT && !worker_wait(ctx, NULL) &&
+			    (!winds || !task_cancelled(ctx) || wk.eof)) {
 				st = TASK_FAILED;
 				break;
 			}

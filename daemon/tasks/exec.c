@@ -13,9 +13,10 @@
  * ends when both pipes are at EOF and the command has exited: waiting for
  * both keeps the tail of the output.  Most commands have exited by the
  * time their pipes are at EOF; only one that is still running then gets
- * a pidfd in the epoll set to wait for its exit.  A cancelled command
- * gets SIGTERM, then SIGKILL grace ms later, and the daemon reaps it: no
- * zombies.
+ * a pidfd in the epoll set to wait for its exit.  A cancelled command's
+ * process group gets SIGTERM, then SIGKILL grace ms later (a timerfd in
+ * the epoll set); the job winds down meanwhile, reading the pipes, and
+ * ends once the command is reaped and its group gone.  No zombies.
  *
  * On the loop the spawn itself is handed to spawner threads.  A spawn
  * holds its caller until the child has exec'd, and the kernel copies and
@@ -46,6 +47,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -66,6 +68,7 @@ extern char **environ;
 
 #define EXEC_LINE      4096         /* longest line emitted whole */
 #define EXEC_BUDGET    (256 * 1024) /* bytes read per step: fairness */
+#define EXEC_SHARE     (64 * 1024)  /* the same on the loop, which all share */
 #define EXEC_CHUNK     (64 * 1024)  /* bytes per read(2), a pipe's worth */
 #define EXEC_ARG_MAX   4096         /* bytes in one argv string */
 #define EXEC_STDIN_MAX (256 * 1024) /* the wire's longest string */
@@ -98,13 +101,13 @@ static const struct task_arg exec_args[] = {
     [EXEC_STDIN] = {"stdin", TASK_ARG_STR, false, 0, EXEC_STDIN_MAX, 0,
                     "data written to its standard input, then closed "
                     "(default: /dev/null)"},
-    [EXEC_GRACE] = {"grace", TASK_ARG_INT, false, 0, 60000, 2000,
+    [EXEC_GRACE] = {"grace", TASK_ARG_INT, false, 0, TASK_WIND_DOWN_MS, 2000,
                     "milliseconds between SIGTERM and SIGKILL on cancel "
                     "or timeout"},
 };
 
 /* What epoll tells apart, in epoll_event.data.u32. */
-enum { EXEC_OUT, EXEC_ERR, EXEC_IN, EXEC_PID };
+enum { EXEC_OUT, EXEC_ERR, EXEC_IN, EXEC_PID, EXEC_TIMER };
 
 /* One output stream: its pipe and the line it is in the middle of. */
 struct exec_stream {
@@ -160,11 +163,15 @@ static struct {
 struct exec_state {
 	struct exec_req *req; /* a spawn not yet known to be done */
 	pid_t pid;            /* also its process group; 0 once reaped */
+	pid_t pgid;           /* the group, kept once the command is reaped */
 	int pidfd;            /* opened when needed, see exec_step */
 	int epfd;
-	int infd; /* stdin pipe's write end while input remains */
+	int infd;    /* stdin pipe's write end while input remains */
+	int timerfd; /* cancelled: the grace period, in the epoll set */
 	unsigned grace;
 	bool stepped; /* the first step waits: nothing is ready before it */
+	bool winding; /* cancelled: the group has had SIGTERM */
+	bool killed;  /* and, after the grace period, SIGKILL */
 	char *in;     /* stdin data */
 	size_t inlen, inoff;
 	struct exec_stream out[2]; /* stdout, stderr */
@@ -787,6 +794,7 @@ exec_close_ours(struct exec_state *s)
 	exec_close(&s->out[0].fd);
 	exec_close(&s->out[1].fd);
 	exec_close(&s->infd);
+	exec_close(&s->timerfd);
 	exec_close(&s->epfd);
 }
 
@@ -1137,7 +1145,7 @@ exec_spawn_settle(struct task_ctx *ctx, struct exec_state *s)
 		pthread_cond_wait(&spawner.cv, &spawner.mu);
 	pthread_mutex_unlock(&spawner.mu);
 	if ((rc = r->rc) == 0)
-		s->pid = r->pid;
+		s->pid = s->pgid = r->pid;
 	else if (ctx != NULL) {
 		exec_fail_with(ctx, r->why);
 		r->why = NULL;
@@ -1173,7 +1181,7 @@ exec_spawn(struct task_ctx *ctx, struct exec_state *s, struct exec_cmd *cmd,
 		exec_close_ours(s);
 		return -1;
 	}
-	s->pid = pid;
+	s->pid = s->pgid = pid;
 	return 0;
 }
 
@@ -1192,6 +1200,7 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 	int rc = -1;
 
 	s->pidfd = s->epfd = s->infd = s->out[0].fd = s->out[1].fd = -1;
+	s->timerfd = -1;
 	s->grace = (unsigned)argv[EXEC_GRACE].i;
 	if (list == NULL) {
 		task_fail(ctx, "exec: missing argument argv");
@@ -1268,7 +1277,11 @@ exec_lines(struct task_ctx *ctx, int stream, struct exec_stream *o,
 	}
 }
 
-/* Read one pipe until it is empty, at EOF, or the step's budget is spent. */
+/*
+ * Read one pipe until it is empty, at EOF, or the step's budget is spent;
+ * or until the job's client is behind (task_output_full): the step ends
+ * and the command, once its pipe is full, waits until the client catches up.
+ */
 static void
 exec_read(struct task_ctx *ctx, struct exec_state *s, int which, size_t *budget)
 {
@@ -1283,6 +1296,8 @@ exec_read(struct task_ctx *ctx, struct exec_state *s, int which, size_t *budget)
 		if (n > 0) {
 			*budget -= (size_t)n;
 			exec_lines(ctx, which + 1, o, chunk, (size_t)n);
+			if (task_output_full(ctx))
+				*budget = 0;
 			if ((size_t)n < want)
 				break; /* empty for now: epoll tells more */
 			continue;
@@ -1361,22 +1376,109 @@ exec_outcome(struct task_ctx *ctx, const siginfo_t *si)
 	return task_fail(ctx, "killed by signal %d", si->si_status);
 }
 
+/*
+ * A spawn the job's cancel finds handed off: -1 when it was not taken up
+ * (the spawner drops it unstarted), else 0 once it is done.
+ */
+static int
+exec_spawn_abandon(struct exec_state *s)
+{
+	pthread_mutex_lock(&spawner.mu);
+	if (s->req->phase == SPAWN_QUEUED) {
+		s->req->orphaned = true;
+		s->req = NULL;
+	}
+	pthread_mutex_unlock(&spawner.mu);
+	if (s->req == NULL)
+		return -1;
+	(void)exec_spawn_settle(NULL, s);
+	return 0;
+}
+
+static void
+exec_signal_group(struct exec_state *s, int sig)
+{
+	if (kill(-s->pgid, sig) < 0 && s->pid > 0)
+		kill(s->pid, sig);
+}
+
+/*
+ * Cancelled (or timed out): the command's process group gets SIGTERM and
+ * the grace period starts, a timer in the epoll set.  The job goes on
+ * reading the pipes, so what the command writes while it cleans up is
+ * delivered and it never meets a closed pipe.  -1 when there is nothing
+ * to wind down.
+ */
+static int
+exec_wind_down(struct exec_state *s)
+{
+	struct itimerspec it = {{0, 0}, {0, 0}};
+
+	s->winding = true;
+	if (s->req != NULL && exec_spawn_abandon(s) < 0)
+		return -1;
+	if (s->pgid <= 0)
+		return -1; /* the spawn failed */
+	exec_signal_group(s, SIGTERM);
+	it.it_value.tv_sec = s->grace / 1000;
+	it.it_value.tv_nsec = (long)(s->grace % 1000) * 1000000 + 1;
+	s->timerfd =
+	    timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (s->timerfd < 0 || timerfd_settime(s->timerfd, 0, &it, NULL) < 0 ||
+	    exec_watch(s, s->timerfd, EPOLLIN, EXEC_TIMER) < 0) {
+		/* no timer, no grace period */
+		exec_close(&s->timerfd);
+		exec_signal_group(s, SIGKILL);
+		s->killed = true;
+	}
+	return 0;
+}
+
+/* The grace period is over: what is left of the group gets SIGKILL. */
+static void
+exec_grace_over(struct exec_state *s)
+{
+	uint64_t n;
+
+	(void)read(s->timerfd, &n, sizeof(n));
+	exec_unwatch(s, &s->timerfd);
+	if (!s->killed)
+		exec_signal_group(s, SIGKILL);
+	s->killed = true;
+}
+
+/*
+ * Cancelled, the command reaped and its pipes at EOF: the job ends.  A
+ * process of its group that let go of both pipes is not waited for (none
+ * can be told from a zombie without a look at every process): what is
+ * left of the group gets SIGKILL, so a cancelled job leaves nothing of
+ * its command running.
+ */
+static enum task_step
+exec_wound_down(struct exec_state *s)
+{
+	if (!s->killed)
+		kill(-s->pgid, SIGKILL);
+	s->killed = true;
+	return TASK_FAILED; /* the executor makes it cancelled */
+}
+
 static enum task_step
 exec_step(struct task_ctx *ctx)
 {
 	struct exec_state *s = task_state(ctx);
-	struct epoll_event ev[4];
-	size_t budget = EXEC_BUDGET;
+	struct epoll_event ev[5];
+	size_t budget = task_on_loop(ctx) ? EXEC_SHARE : EXEC_BUDGET;
 	siginfo_t si;
 	int i, n;
 
-	if (task_cancelled(ctx))
+	if (task_cancelled(ctx) && !s->winding && exec_wind_down(s) < 0)
 		return TASK_FAILED;
 	if (!s->stepped) {
 		s->stepped = true;
 		return task_wait_fd(ctx, s->epfd, false);
 	}
-	n = epoll_wait(s->epfd, ev, 4, 0);
+	n = epoll_wait(s->epfd, ev, 5, 0);
 	if (n < 0 && errno != EINTR)
 		return task_fail(ctx, "exec: epoll_wait: %s", strerror(errno));
 	for (i = 0; i < n && budget > 0; i++) {
@@ -1384,6 +1486,8 @@ exec_step(struct task_ctx *ctx)
 			exec_read(ctx, s, (int)ev[i].data.u32, &budget);
 		else if (ev[i].data.u32 == EXEC_IN)
 			exec_write(s);
+		else if (ev[i].data.u32 == EXEC_TIMER)
+			exec_grace_over(s);
 		/* EXEC_PID: it has exited, reaped below */
 	}
 	if (budget == 0)
@@ -1397,8 +1501,12 @@ exec_step(struct task_ctx *ctx)
 	 */
 	if (s->req != NULL && exec_spawn_settle(ctx, s) != 0)
 		return TASK_FAILED;
+	if (s->pid == 0)
+		return exec_wound_down(s); /* reaped while winding down */
 	switch (exec_reap(s, &si)) {
 	case 1:
+		if (s->winding)
+			return exec_wound_down(s);
 		return exec_outcome(ctx, &si);
 	case -1:
 		return task_fail(ctx, "exec: waitid: %s", strerror(errno));
@@ -1415,11 +1523,13 @@ exec_step(struct task_ctx *ctx)
 }
 
 /*
- * Finished, failed, cancelled or timed out.  A command not yet reaped
- * gets SIGTERM in its whole process group and goes to the daemon, which
- * sends SIGKILL after the grace period and reaps it.  If the command
- * itself has exited but processes it started still hold its pipes open,
- * nothing is left to time a grace period by: they get SIGKILL at once.
+ * Finished, failed, or cut off.  A cancelled job has wound down by now
+ * (exec_wind_down); one the daemon cut off (it exits, or a worker gave
+ * up) may not have: a command not yet reaped gets SIGTERM in its whole
+ * process group and goes to the daemon, which sends SIGKILL after the
+ * grace period and reaps it.  If the command itself has exited but
+ * processes it started still hold its pipes open, nothing is left to time
+ * a grace period by: they get SIGKILL at once.
  */
 static void
 exec_stop(struct task_ctx *ctx)
@@ -1427,17 +1537,10 @@ exec_stop(struct task_ctx *ctx)
 	struct exec_state *s = task_state(ctx);
 	siginfo_t si;
 
-	if (s->req != NULL) {
-		pthread_mutex_lock(&spawner.mu);
-		if (s->req->phase == SPAWN_QUEUED) {
-			/* not taken up: the spawner drops it unstarted */
-			s->req->orphaned = true;
-			s->req = NULL;
-		}
-		pthread_mutex_unlock(&spawner.mu);
-		if (s->req != NULL)
-			(void)exec_spawn_settle(NULL, s);
-	}
+	if (s->req != NULL)
+		(void)exec_spawn_abandon(s);
+	if (s->pid > 0 && s->winding) /* cut off winding down: no more grace */
+		kill(-s->pgid, SIGKILL);
 	if (s->pid > 0) {
 		memset(&si, 0, sizeof(si));
 		if (kill(-s->pid, SIGTERM) < 0)
@@ -1471,7 +1574,7 @@ const struct task task_exec = {
     .abi = CONCD_TASK_ABI,
     .name = "exec",
     .summary = "run a command, streaming its stdout and stderr lines",
-    .traits = TASK_NONBLOCKING | TASK_USER_CODE,
+    .traits = TASK_NONBLOCKING | TASK_USER_CODE | TASK_WINDS_DOWN,
     .executors = TASK_ON_ALL,
     .state_size = sizeof(struct exec_state),
     .args = exec_args,

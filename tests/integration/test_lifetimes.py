@@ -3,6 +3,7 @@ drained within the stop timeout, and clients get every final event."""
 import os
 import signal
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -126,26 +127,33 @@ class Stop(unittest.TestCase):
 
     def test_a_daemon_job_still_ending_is_not_cut_off_again(self):
         c = self.d.client()
-        rid, job = submit(c, True, 600000, "process")
-        worker = c.wait_state(job, "running")["tid"]
-        # its worker cannot hear the cancel until the test lets it
-        os.kill(worker, signal.SIGSTOP)
-        try:
-            self.d.proc.send_signal(signal.SIGTERM)
-            self.d.notify.wait_for("STATUS=stopping: draining 1 running")
-            self.d.proc.send_signal(signal.SIGTERM)
-            self.d.wait_log("cancelling the 1 jobs still active")
-        finally:
-            try:
-                os.kill(worker, signal.SIGCONT)
-            except ProcessLookupError:
-                pass  # concd kills a stopped worker whose job is cancelled
+        gate = self.d.gate()
+        ready = os.path.join(self.d.dir, "trapped")
+        # killed by the stop, the command winds down until the test lets it
+        script = ("trap '%s; exit 0' TERM; : > %s; while :; do sleep 1; done"
+                  % (" ".join(gate.argv[2:]), ready))
+        rid = c.request("submit", task="exec", exec="process", daemon=True,
+                        watch=True, args={"argv": ["sh", "-c", script]})
+        m = c.recv_for(rid)
+        self.assertEqual(m["t"], "accepted", m)
+        c.wait_state(m["job"], "running")
+        deadline = time.monotonic() + BOUND
+        while not os.path.exists(ready):  # the trap is set
+            self.assertLess(time.monotonic(), deadline)
+            c.call("ping")
+        self.d.proc.send_signal(signal.SIGTERM)
+        self.d.notify.wait_for("STATUS=stopping: draining 1 running")
+        self.d.proc.send_signal(signal.SIGTERM)
+        self.d.wait_log("cancelling the 1 jobs still active")
+        gate.release()
         self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
         self.assertEqual(self.d.proc.wait(BOUND), 0)
         log = self.d.log()
         self.assertNotIn("cut off while", log)
         self.assertIn("stopped: 0 jobs drained, 1 daemon jobs killed, "
                       "0 queued jobs cancelled, 0 cut off", log)
+        self.assertEqual(log.count("stopped: "), 1, log)
+
 
 class StopTimeout(unittest.TestCase):
     def test_the_stop_timeout_cuts_off_what_is_left(self):

@@ -848,8 +848,111 @@ assert_gone(pid_t pid)
 	assert_int_equal(errno, ESRCH);
 }
 
+/* As an executor steps a cancelled exec job: on, until it ends. */
+static enum task_step
+wind_down(struct job *j)
+{
+	enum task_step st;
+
+	atomic_store(&j->ctx.cancel, true);
+	while ((st = task_ctx_step(&j->ctx)) == TASK_WAIT || st == TASK_YIELD)
+		if (st == TASK_WAIT)
+			fd_wait(&j->ctx, NULL);
+	return st;
+}
+
 static void
 a_cancelled_command_is_terminated_and_reaped(void **state)
+{
+	struct job *j = job_for(&(struct spec){
+	    ARGV("sh", "-c", "echo $$; exec sleep 60"), .grace = -1});
+	pid_t pid = started_pid(j);
+	uint64_t t0 = now_ms();
+
+	assert_int_equal(wind_down(j), TASK_FAILED);
+	assert_null(j->ctx.error);         /* the executor says cancelled */
+	assert_true(now_ms() - t0 < 1500); /* SIGTERM did it, not the grace */
+	assert_gone(pid);                  /* before stop(): the job ended */
+	task_ctx_stop(&j->ctx);
+	free_job(j);
+}
+
+/* Wait until pid runs comm: it has exec'd, its signals are its own. */
+static void
+wait_execd(pid_t pid, const char *comm)
+{
+	char path[64], buf[64] = "";
+	uint64_t t0 = now_ms();
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	while (strncmp(buf, comm, strlen(comm)) != 0) {
+		assert_true(now_ms() - t0 < BOUND_MS);
+		sched_yield();
+		buf[0] = '\0';
+		if ((f = fopen(path, "r")) != NULL) {
+			if (fgets(buf, sizeof(buf), f) == NULL)
+				buf[0] = '\0';
+			fclose(f);
+		}
+	}
+}
+
+/*
+ * Wait until pid is not running: gone, or a zombie (an orphan waits for
+ * init to reap it).  Its pipes close before it is a zombie: it may be
+ * still exiting when the job ends.
+ */
+static void
+wait_dead(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	uint64_t t0 = now_ms();
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (;;) {
+		if ((f = fopen(path, "r")) == NULL)
+			return;
+		p = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		if (p == NULL)
+			return;
+		assert_non_null(p = strrchr(buf, ')'));
+		if (p[2] == 'Z' || p[2] == 'X')
+			return;
+		assert_true(now_ms() - t0 < BOUND_MS);
+		sched_yield();
+	}
+}
+
+static void
+what_a_cancelled_command_writes_cleaning_up_is_passed_on(void **state)
+{
+	struct job *j = job_for(
+	    &(struct spec){ARGV("sh", "-c",
+	                        "trap 'echo bye; echo err >&2; exit 0' TERM; "
+	                        "sleep 60 & echo $$ $!; wait"),
+	                   .grace = 60000});
+	pid_t pid = started_pid(j);
+	long sleeper;
+
+	/* SIGTERM must find the sleep exec'd, not the shell's fork of it */
+	assert_int_equal(sscanf(rec.all[1].data, "%*d %ld", &sleeper), 1);
+	wait_execd((pid_t)sleeper, "sleep");
+	rec.all[1].len = 0; /* the pids */
+	assert_int_equal(wind_down(j), TASK_FAILED);
+	assert_gone(pid);
+	wait_dead((pid_t)sleeper);
+	assert_stream(1, "bye\n");
+	assert_stream(2, "err\n");
+	task_ctx_stop(&j->ctx);
+	free_job(j);
+}
+
+/* A job the daemon cuts off, stopped without winding down. */
+static void
+a_command_cut_off_is_terminated_and_reaped(void **state)
 {
 	struct job *j = job_for(&(struct spec){
 	    ARGV("sh", "-c", "echo $$; exec sleep 60"), .grace = -1});
@@ -857,7 +960,6 @@ a_cancelled_command_is_terminated_and_reaped(void **state)
 	uint64_t t0;
 
 	atomic_store(&j->ctx.cancel, true);
-	assert_int_equal(task_ctx_step(&j->ctx), TASK_FAILED);
 	t0 = now_ms();
 	task_ctx_stop(&j->ctx);
 	assert_true(now_ms() - t0 < 1500); /* SIGTERM did it, not the grace */
@@ -1051,6 +1153,9 @@ main(void)
 	        start_fails_clearly_for_missing_commands_and_bad_cwd),
 	    cmocka_unit_test(validation_refuses_bad_argv_env_and_grace),
 	    cmocka_unit_test(a_cancelled_command_is_terminated_and_reaped),
+	    cmocka_unit_test(
+	        what_a_cancelled_command_writes_cleaning_up_is_passed_on),
+	    cmocka_unit_test(a_command_cut_off_is_terminated_and_reaped),
 	    cmocka_unit_test(
 	        a_command_ignoring_sigterm_is_killed_after_its_grace),
 	    cmocka_unit_test(
