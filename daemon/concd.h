@@ -110,9 +110,15 @@ enum task_step task_ctx_step(struct task_ctx *);
 void task_ctx_stop(struct task_ctx *);
 void task_ctx_free(struct task_ctx *);
 
-/* Run step() to the end on the calling thread: for pool workers. */
+/*
+ * Run step() to the end on the calling thread: for pool workers.  After
+ * a step that did not end the job, pause(ctx, st, arg) waits out a
+ * TASK_WAIT (and returns at once after a TASK_YIELD) and does the
+ * worker's own work between steps; false ends the job, failed.
+ */
 enum task_step task_run_blocking(struct task_ctx *,
-                                 bool (*wait)(struct task_ctx *, void *arg),
+                                 bool (*pause)(struct task_ctx *,
+                                               enum task_step, void *arg),
                                  void *arg);
 
 /* ---- reap.c: children that tasks hand over ---- */

@@ -232,6 +232,32 @@ thread_wait(struct task_ctx *ctx, void *arg)
 	return !task_cancelled(ctx);
 }
 
+struct thread_steps {
+	struct tworker *w;
+	bool reported; /* the loop was woken after the first step */
+};
+
+/*
+ * Between two steps: the first one wakes the loop, which then shows the
+ * job running; a wait is waited out here.
+ */
+static bool
+thread_pause(struct task_ctx *ctx, enum task_step st, void *arg)
+{
+	struct thread_steps *s = arg;
+	bool wake;
+
+	if (!s->reported) {
+		s->reported = true;
+		pthread_mutex_lock(&pool.lock);
+		wake = pool_wake_locked();
+		pthread_mutex_unlock(&pool.lock);
+		if (wake)
+			loop_wake(pool.wake_ev);
+	}
+	return st != TASK_WAIT || thread_wait(ctx, s->w);
+}
+
 /* Warm state: a task's init runs once per worker, on its first job. */
 static int
 thread_init_task(struct tworker *w, struct job *j)
@@ -271,8 +297,9 @@ static void
 thread_run(struct tworker *w, struct job *j, uint32_t served)
 {
 	struct task_ctx *ctx = &j->ctx;
+	struct thread_steps steps = {.w = w};
 	enum task_step st = TASK_FAILED;
-	bool wake, first = true;
+	bool wake;
 
 	pthread_mutex_lock(&pool.lock);
 	j->handoff.worker = w->index;
@@ -287,26 +314,8 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 
 	if (!task_cancelled(ctx) && thread_init_task(w, j) == 0 &&
 	    task_ctx_start(ctx, j, &thread_ops,
-	                   w->wstate[task_index(j->task)]) == 0) {
-		for (;;) {
-			st = task_ctx_step(ctx);
-			if (st == TASK_DONE || st == TASK_FAILED)
-				break;
-			if (first) {
-				first = false;
-				pthread_mutex_lock(&pool.lock);
-				wake = pool_wake_locked();
-				pthread_mutex_unlock(&pool.lock);
-				if (wake)
-					loop_wake(pool.wake_ev);
-			}
-			if ((st == TASK_WAIT && !thread_wait(ctx, w)) ||
-			    task_cancelled(ctx)) {
-				st = TASK_FAILED;
-				break;
-			}
-		}
-	}
+	                   w->wstate[task_index(j->task)]) == 0)
+		st = task_run_blocking(ctx, thread_pause, &steps);
 	task_ctx_stop(ctx);
 
 	pthread_mutex_lock(&pool.lock);

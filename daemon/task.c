@@ -432,9 +432,15 @@ task_ctx_free(struct task_ctx *ctx)
 	ctx->error = NULL;
 }
 
+/*
+ * The pool workers' step loop, on the calling thread: a cancel is heard
+ * before every step, and between two steps the executor's pause waits
+ * out a TASK_WAIT and does its own work; its false ends the job.
+ */
 enum task_step
 task_run_blocking(struct task_ctx *ctx,
-                  bool (*wait)(struct task_ctx *, void *arg), void *arg)
+                  bool (*pause)(struct task_ctx *, enum task_step, void *arg),
+                  void *arg)
 {
 	enum task_step st;
 
@@ -444,8 +450,8 @@ task_run_blocking(struct task_ctx *ctx,
 		st = task_ctx_step(ctx);
 		if (st == TASK_DONE || st == TASK_FAILED)
 			return st;
-		if (st == TASK_WAIT && !wait(ctx, arg))
-			return TASK_FAILED; /* cancelled while waiting */
+		if (!pause(ctx, st, arg))
+			return TASK_FAILED; /* cancelled, or the worker goes */
 	}
 }
 

@@ -347,6 +347,20 @@ worker_wait(struct task_ctx *ctx, void *arg)
 	}
 }
 
+/*
+ * Between two steps: what the step wrote goes out, a wait is waited out,
+ * and cancels are heard; false when the daemon is gone.
+ */
+static bool
+worker_pause(struct task_ctx *ctx, enum task_step st, void *arg)
+{
+	if (wk.out.len > 0)
+		worker_flush();
+	if (st == TASK_WAIT && !worker_wait(ctx, NULL))
+		return false;
+	return worker_read(0);
+}
+
 static void
 worker_send_started(struct job *j, uint64_t now)
 {
@@ -384,22 +398,9 @@ worker_run(struct job *j)
 		}
 		wk.inited[ti] = true;
 	}
-	if (task_ctx_start(ctx, j, &worker_ops, wk.wstate[ti]) == 0) {
-		/* hear cancels between steps too */
-		while (!task_cancelled(ctx)) {
-			st = task_ctx_step(ctx);
-			if (st == TASK_DONE || st == TASK_FAILED)
-				break; /* started and end go out in one write */
-			if (wk.out.len > 0)
-				worker_flush();
-			if (st == TASK_WAIT && !worker_wait(ctx, NULL)) {
-				st = TASK_FAILED;
-				break;
-			}
-			if (!worker_read(0))
-				break;
-		}
-	}
+	/* a job of one step: started and end go out in one write */
+	if (task_ctx_start(ctx, j, &worker_ops, wk.wstate[ti]) == 0)
+		st = task_run_blocking(ctx, worker_pause, NULL);
 	task_ctx_stop(ctx);
 end:
 	if (st == TASK_DONE)
