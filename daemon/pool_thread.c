@@ -43,9 +43,8 @@ struct tworker {
 	pthread_cond_t cond; /* interruptible waits */
 	int wakefd;          /* interrupts fd waits */
 	struct job *fresh_job;
-	bool exited;                  /* under the lock: ready to be joined */
-	void *wstate[TASK_MAX_TASKS]; /* per-task warm state */
-	bool inited[TASK_MAX_TASKS];
+	bool exited; /* under the lock: ready to be joined */
+	struct task_warm warm;
 
 	pid_t tid; /* set by the thread itself before it takes a job */
 
@@ -258,36 +257,6 @@ thread_pause(struct task_ctx *ctx, enum task_step st, void *arg)
 	return st != TASK_WAIT || thread_wait(ctx, s->w);
 }
 
-/* Warm state: a task's init runs once per worker, on its first job. */
-static int
-thread_init_task(struct tworker *w, struct job *j)
-{
-	const struct task *t = j->task;
-	int ti = task_index(t);
-	char err[256] = "";
-
-	if (t->init == NULL || w->inited[ti])
-		return 0;
-	if (t->init(&w->wstate[ti], err, sizeof(err)) < 0) {
-		task_fail(&j->ctx, "%s: init failed: %s", t->name, err);
-		return -1;
-	}
-	w->inited[ti] = true;
-	return 0;
-}
-
-static void
-thread_fini_tasks(struct tworker *w)
-{
-	size_t i;
-
-	for (i = 0; i < TASK_MAX_TASKS; i++) {
-		const struct task *t = task_at(i);
-		if (w->inited[i] && t != NULL && t->fini != NULL)
-			t->fini(w->wstate[i]);
-	}
-}
-
 /*
  * Run one job.  "Started" rides along with the job's next report rather
  * than waking the loop on its own: a short job costs the loop one wake-up
@@ -312,9 +281,8 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 	pool_list_locked(j, POOL_POST_STARTED);
 	pthread_mutex_unlock(&pool.lock);
 
-	if (!task_cancelled(ctx) && thread_init_task(w, j) == 0 &&
-	    task_ctx_start(ctx, j, &thread_ops,
-	                   w->wstate[task_index(j->task)]) == 0)
+	if (!task_cancelled(ctx) &&
+	    task_warm_start(&w->warm, ctx, j, &thread_ops) == 0)
 		st = task_run_blocking(ctx, thread_pause, &steps);
 	task_ctx_stop(ctx);
 
@@ -373,7 +341,7 @@ thread_main(void *arg)
 		}
 		pthread_mutex_unlock(&pool.lock);
 	}
-	thread_fini_tasks(w);
+	task_warm_fini(&w->warm);
 	pthread_mutex_lock(&pool.lock);
 	wake = thread_leave_locked(w);
 	pthread_mutex_unlock(&pool.lock);

@@ -402,6 +402,36 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	return 0;
 }
 
+int
+task_warm_start(struct task_warm *w, struct task_ctx *ctx, struct job *job,
+                const struct exec_ops *ops)
+{
+	const struct task *t = job->task;
+	int ti = task_index(t);
+	char err[256] = "";
+
+	if (t->init != NULL && !w->inited[ti]) {
+		if (t->init(&w->state[ti], err, sizeof(err)) < 0) {
+			task_fail(ctx, "%s: init failed: %s", t->name, err);
+			return -1;
+		}
+		w->inited[ti] = true;
+	}
+	return task_ctx_start(ctx, job, ops, w->state[ti]);
+}
+
+void
+task_warm_fini(struct task_warm *w)
+{
+	size_t i;
+
+	for (i = 0; i < TASK_MAX_TASKS; i++) {
+		const struct task *t = task_at(i);
+		if (w->inited[i] && t != NULL && t->fini != NULL)
+			t->fini(w->state[i]);
+	}
+}
+
 enum task_step
 task_ctx_step(struct task_ctx *ctx)
 {

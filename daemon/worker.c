@@ -45,8 +45,7 @@ static struct {
 	struct job_queue queue;
 	struct job *current;
 	struct worker_shm *shm; /* what concd reads if this worker dies */
-	void *wstate[TASK_MAX_TASKS];
-	bool inited[TASK_MAX_TASKS];
+	struct task_warm warm;
 } wk;
 
 static void
@@ -379,9 +378,7 @@ worker_run(struct job *j)
 {
 	struct task_ctx *ctx = &j->ctx;
 	enum task_step st = TASK_FAILED;
-	int ti = task_index(j->task);
 	uint64_t now = loop_now_us();
-	char err[256];
 
 	wk.current = j;
 	wk.served++;
@@ -389,20 +386,10 @@ worker_run(struct job *j)
 	atomic_store_explicit(&wk.shm->began_us, now, memory_order_relaxed);
 	atomic_store_explicit(&wk.shm->started, j->id, memory_order_release);
 	worker_send_started(j, now);
-	if (j->task->init != NULL && !wk.inited[ti]) {
-		err[0] = '\0';
-		if (j->task->init(&wk.wstate[ti], err, sizeof(err)) < 0) {
-			task_fail(ctx, "%s: init failed: %s", j->task->name,
-			          err);
-			goto end;
-		}
-		wk.inited[ti] = true;
-	}
 	/* a job of one step: started and end go out in one write */
-	if (task_ctx_start(ctx, j, &worker_ops, wk.wstate[ti]) == 0)
+	if (task_warm_start(&wk.warm, ctx, j, &worker_ops) == 0)
 		st = task_run_blocking(ctx, worker_pause, NULL);
 	task_ctx_stop(ctx);
-end:
 	if (st == TASK_DONE)
 		worker_send_end(j, PS_SUCCEEDED);
 	else
@@ -438,7 +425,6 @@ worker_main(int index, bool once, int busy_poll)
 {
 	struct job *j;
 	bool polled = false;
-	size_t i;
 
 	wk.fd = WORKER_FD;
 	wk.pid = getpid();
@@ -486,11 +472,7 @@ worker_main(int index, bool once, int busy_poll)
 		TAILQ_REMOVE(&wk.queue, j, link);
 		worker_free_job(j);
 	}
-	for (i = 0; i < TASK_MAX_TASKS; i++) {
-		const struct task *t = task_at(i);
-		if (wk.inited[i] && t != NULL && t->fini != NULL)
-			t->fini(wk.wstate[i]);
-	}
+	task_warm_fini(&wk.warm);
 	pbuf_free(&wk.in);
 	pbuf_free(&wk.out);
 	msgpack_zone_destroy(&wk.zone);
