@@ -65,29 +65,40 @@ worker_flush(void)
 	wk.out.len = 0;
 }
 
+struct worker_end {
+	const struct job *j;
+	enum proto_state state;
+};
+
+static void
+worker_end_fields(struct proto_enc *e, void *arg, bool result)
+{
+	const struct worker_end *a = arg;
+	const struct job *j = a->j;
+
+	proto_enc_u64(e, PF_JOB, j->id);
+	if (!result) { /* too large for a frame: the job still ends */
+		proto_enc_result_too_large(e, j->ctx.result.len);
+		return;
+	}
+	proto_enc_cstr(e, PF_STATE, proto_states[a->state]);
+	if (a->state == PS_SUCCEEDED) {
+		if (j->ctx.result.len > 0)
+			proto_enc_raw(e, PF_RESULT, j->ctx.result.data,
+			              j->ctx.result.len);
+		else
+			proto_enc_raw(e, PF_RESULT, "\xc0", 1);
+	} else if (j->ctx.error != NULL)
+		proto_enc_cstr(e, PF_MESSAGE, j->ctx.error);
+}
+
 static void
 worker_send_end(struct job *j, enum proto_state state)
 {
-	struct proto_enc e;
+	struct worker_end a = {.j = j, .state = state};
 
-	proto_enc_begin(&e, &wk.out, PROTO_END, 0);
-	proto_enc_u64(&e, PF_JOB, j->id);
-	proto_enc_cstr(&e, PF_STATE, proto_states[state]);
-	if (state == PS_SUCCEEDED) {
-		if (j->ctx.result.len > 0)
-			proto_enc_raw(&e, PF_RESULT, j->ctx.result.data,
-			              j->ctx.result.len);
-		else
-			proto_enc_raw(&e, PF_RESULT, "\xc0", 1);
-	} else if (j->ctx.error != NULL)
-		proto_enc_cstr(&e, PF_MESSAGE, j->ctx.error);
-	if (proto_enc_end(&e) < 0) {
-		proto_enc_begin(&e, &wk.out, PROTO_END, 0);
-		proto_enc_u64(&e, PF_JOB, j->id);
-		proto_enc_cstr(&e, PF_STATE, proto_states[PS_FAILED]);
-		proto_enc_cstr(&e, PF_MESSAGE, "result too large to send");
-		proto_enc_end(&e);
-	}
+	(void)proto_enc_result_frame(&wk.out, PROTO_END, 0, worker_end_fields,
+	                             &a);
 	if (wk.out.len >= WORKER_FLUSH_AT)
 		worker_flush();
 }
