@@ -108,14 +108,39 @@ unsigned task_exec_bit(enum proto_exec);
 int task_ctx_start(struct task_ctx *, struct job *, const struct exec_ops *,
                    void *worker_state);
 enum task_step task_ctx_step(struct task_ctx *);
+
+/*
+ * A pool worker's warm state (a warm thread or process, or the one a
+ * --fresh job gets): each task's init runs on the worker's first job of
+ * that task, its fini when the worker ends.
+ */
+struct task_warm {
+	void *state[TASK_MAX_TASKS];
+	bool inited[TASK_MAX_TASKS];
+};
+
+/* The task's init if this worker has not run it yet, then
+ * task_ctx_start with its warm state; -1 with ctx->error set. */
+int task_warm_start(struct task_warm *, struct task_ctx *, struct job *,
+                    const struct exec_ops *);
+/* The fini of every task this worker has run the init of. */
+void task_warm_fini(struct task_warm *);
 /* stop() if owed; frees state; keeps result and error. */
 void task_ctx_stop(struct task_ctx *);
 void task_ctx_free(struct task_ctx *);
 
-/* Run step() to the end on the calling thread: for pool workers. */
+/*
+ * Run step() to the end on the calling thread: for pool workers.  After
+ * a step that did not end the job, pause(ctx, st, arg) waits out a
+ * TASK_WAIT (and returns at once after a TASK_YIELD) and does the
+ * worker's own work between steps; false ends the job, failed.
+ */
 enum task_step task_run_blocking(struct task_ctx *,
-                                 bool (*wait)(struct task_ctx *, void *arg),
+                                 bool (*pause)(struct task_ctx *,
+                                               enum task_step, void *arg),
                                  void *arg);
+/* Cancelled, and stepped on to wind down (TASK_WINDS_DOWN) rather than cut. */
+bool task_winding_down(struct task_ctx *);
 
 /* ---- reap.c: children that tasks hand over ---- */
 

@@ -309,15 +309,21 @@ job_start(struct job *j)
 	}
 }
 
+static void
+job_event_head(struct proto_enc *e, const struct job *j, int32_t index)
+{
+	proto_enc_u64(e, PF_JOB, j->id);
+	if (index >= 0)
+		proto_enc_u64(e, PF_INDEX, (uint64_t)index);
+}
+
 /* Every event about a job starts alike: its type, request, job, index. */
 static void
 job_event_begin(struct proto_enc *e, struct pbuf *b, enum proto_type type,
                 const struct job *j, uint64_t req, int32_t index)
 {
 	proto_enc_begin(e, b, type, req);
-	proto_enc_u64(e, PF_JOB, j->id);
-	if (index >= 0)
-		proto_enc_u64(e, PF_INDEX, (uint64_t)index);
+	job_event_head(e, j, index);
 }
 
 static void
@@ -503,6 +509,25 @@ job_encode_outcome(struct proto_enc *e, const struct job *j, uint64_t dropped,
 	}
 }
 
+struct job_end {
+	const struct job *j;
+	uint64_t dropped;
+	int32_t index;
+};
+
+/* A result too large for a frame: the job still ends. */
+static void
+job_end_fields(struct proto_enc *e, void *arg, bool result)
+{
+	const struct job_end *a = arg;
+
+	job_event_head(e, a->j, a->index);
+	if (result)
+		job_encode_outcome(e, a->j, a->dropped, true);
+	else
+		proto_enc_result_too_large(e, a->j->ctx.result.len);
+}
+
 /*
  * A watcher's own end says what it missed; a gather's watcher, and
  * anyone asking later, get what any watcher missed.
@@ -511,27 +536,14 @@ void
 job_encode_end(struct pbuf *b, const struct job *j, const struct watch *w,
                uint64_t req, int32_t index)
 {
-	struct proto_enc e;
-	char why[128];
+	struct job_end a = {
+	    .j = j,
+	    .dropped =
+	        w != NULL && w->index != WATCH_GATHER ? w->dropped : j->dropped,
+	    .index = index,
+	};
 
-	job_event_begin(&e, b, PROTO_END, j, req, index);
-	job_encode_outcome(&e, j,
-	                   w != NULL && w->index != WATCH_GATHER ? w->dropped
-	                                                         : j->dropped,
-	                   true);
-	if (proto_enc_end(&e) < 0) {
-		/* A result too large for a frame: the job still ends. */
-		snprintf(why, sizeof(why),
-		         "result too large to send: %zu bytes, and a frame "
-		         "holds %d",
-		         j->ctx.result.len, PROTO_MAX_FRAME);
-		job_event_begin(&e, b, PROTO_END, j, req, index);
-		proto_enc_cstr(&e, PF_STATE, proto_states[PS_FAILED]);
-		proto_enc_cstr(&e, PF_ERROR, proto_errors[PE_INTERNAL].name);
-		proto_enc_cstr(&e, PF_MESSAGE, why);
-		proto_enc_u64(&e, PF_RESULT_OMITTED, j->ctx.result.len);
-		proto_enc_end(&e);
-	}
+	(void)proto_enc_result_frame(b, PROTO_END, req, job_end_fields, &a);
 }
 
 void

@@ -45,9 +45,8 @@ struct tworker {
 	pthread_cond_t cond; /* interruptible waits */
 	int wakefd;          /* interrupts fd waits */
 	struct job *fresh_job;
-	bool exited;                  /* under the lock: ready to be joined */
-	void *wstate[TASK_MAX_TASKS]; /* per-task warm state */
-	bool inited[TASK_MAX_TASKS];
+	bool exited; /* under the lock: ready to be joined */
+	struct task_warm warm;
 
 	pid_t tid; /* set by the thread itself before it takes a job */
 
@@ -244,34 +243,32 @@ thread_wait(struct task_ctx *ctx, void *arg)
 	return !task_cancelled(ctx);
 }
 
-/* Warm state: a task's init runs once per worker, on its first job. */
-static int
-thread_init_task(struct tworker *w, struct job *j)
+struct thread_steps {
+	struct tworker *w;
+	bool reported; /* the loop was woken after the first step */
+};
+
+/*
+ * Between two steps: the first one wakes the loop, which then shows the
+ * job running; a wait is waited out here.
+ */
+static bool
+thread_pause(struct task_ctx *ctx, enum task_step st, void *arg)
 {
-	const struct task *t = j->task;
-	int ti = task_index(t);
-	char err[256] = "";
+	struct thread_steps *s = arg;
+	bool wake;
 
-	if (t->init == NULL || w->inited[ti])
-		return 0;
-	if (t->init(&w->wstate[ti], err, sizeof(err)) < 0) {
-		task_fail(&j->ctx, "%s: init failed: %s", t->name, err);
-		return -1;
+	if (!s->reported) {
+		s->reported = true;
+		pthread_mutex_lock(&pool.lock);
+		wake = pool_wake_locked();
+		pthread_mutex_unlock(&pool.lock);
+		if (wake)
+			loop_wake(pool.wake_ev);
 	}
-	w->inited[ti] = true;
-	return 0;
-}
-
-static void
-thread_fini_tasks(struct tworker *w)
-{
-	size_t i;
-
-	for (i = 0; i < TASK_MAX_TASKS; i++) {
-		const struct task *t = task_at(i);
-		if (w->inited[i] && t != NULL && t->fini != NULL)
-			t->fini(w->wstate[i]);
-	}
+	/* a wait a cancel cut short: the end, unless the job winds down */
+	return st != TASK_WAIT || thread_wait(ctx, s->w) ||
+	       task_winding_down(ctx);
 }
 
 /*
@@ -283,9 +280,9 @@ static void
 thread_run(struct tworker *w, struct job *j, uint32_t served)
 {
 	struct task_ctx *ctx = &j->ctx;
+	struct thread_steps steps = {.w = w};
 	enum task_step st = TASK_FAILED;
-	bool wake, first = true;
-	bool winds = (j->task->traits & TASK_WINDS_DOWN) != 0;
+	bool wake;
 
 	pthread_mutex_lock(&pool.lock);
 	j->handoff.worker = w->index;
@@ -298,32 +295,9 @@ thread_run(struct tworker *w, struct job *j, uint32_t served)
 	pool_list_locked(j, POOL_POST_STARTED);
 	pthread_mutex_unlock(&pool.lock);
 
-	if (!task_cancelled(ctx) && thread_init_task(w, j) == 0 &&
-	    task_ctx_start(ctx, j, &thread_ops,
-	                   w->wstate[task_index(j->task)]) == 0) {
-		for (;;) {
-			st = task_ctx_step(ctx);
-			if (st == TASK_DONE || st == TASK_FAILED)
-				break;
-			if (first) {
-				first = false;
-				pthread_mutex_lock(&pool.lock);
-				wake = pool_wake_locked();
-				pthread_mutex_unlock(&pool.lock);
-				if (wake)
-					loop_wake(pool.wake_ev);
-			}
-			/* cancelled: cut off, or stepped on to wind down */
-			if (task_cancelled(ctx) && !winds) {
-				st = TASK_FAILED;
-				break;
-			}
-			if (st == TASK_WAIT && !thread_wait(ctx, w) && !winds) {
-				st = TASK_FAILED;
-				break;
-			}
-		}
-	}
+	if (!task_cancelled(ctx) &&
+	    task_warm_start(&w->warm, ctx, j, &thread_ops) == 0)
+		st = task_run_blocking(ctx, thread_pause, &steps);
 	task_ctx_stop(ctx);
 
 	pthread_mutex_lock(&pool.lock);
@@ -382,7 +356,7 @@ thread_main(void *arg)
 		}
 		pthread_mutex_unlock(&pool.lock);
 	}
-	thread_fini_tasks(w);
+	task_warm_fini(&w->warm);
 	pthread_mutex_lock(&pool.lock);
 	wake = thread_leave_locked(w);
 	pthread_mutex_unlock(&pool.lock);

@@ -360,25 +360,24 @@ request_watch(struct conn *c, const struct proto_msg *m)
 }
 
 static void
+status_fields(struct proto_enc *e, void *arg, bool result)
+{
+	job_encode_record(e, arg, result);
+}
+
+/* A record too large with its result goes without it. */
+static void
 request_status(struct conn *c, const struct proto_msg *m)
 {
 	struct job *j = request_job(c, m);
-	struct proto_enc e;
 
 	if (j == NULL)
 		return;
-	proto_enc_begin(&e, conn_out(c), PROTO_JOB, m->id);
-	job_encode_record(&e, j, true);
-	if (proto_enc_end(&e) < 0) {
-		/* too large with its result: without it, it fits */
-		proto_enc_begin(&e, conn_out(c), PROTO_JOB, m->id);
-		job_encode_record(&e, j, false);
-		if (proto_enc_end(&e) < 0)
-			reply_error(c, m->id, PE_INTERNAL,
-			            "job %llu: its record does not fit in a "
-			            "frame",
-			            (unsigned long long)j->id);
-	}
+	if (proto_enc_result_frame(conn_out(c), PROTO_JOB, m->id, status_fields,
+	                           j) < 0)
+		reply_error(c, m->id, PE_INTERNAL,
+		            "job %llu: its record does not fit in a frame",
+		            (unsigned long long)j->id);
 	conn_dirty(c);
 }
 

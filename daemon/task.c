@@ -402,6 +402,36 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	return 0;
 }
 
+int
+task_warm_start(struct task_warm *w, struct task_ctx *ctx, struct job *job,
+                const struct exec_ops *ops)
+{
+	const struct task *t = job->task;
+	int ti = task_index(t);
+	char err[256] = "";
+
+	if (t->init != NULL && !w->inited[ti]) {
+		if (t->init(&w->state[ti], err, sizeof(err)) < 0) {
+			task_fail(ctx, "%s: init failed: %s", t->name, err);
+			return -1;
+		}
+		w->inited[ti] = true;
+	}
+	return task_ctx_start(ctx, job, ops, w->state[ti]);
+}
+
+void
+task_warm_fini(struct task_warm *w)
+{
+	size_t i;
+
+	for (i = 0; i < TASK_MAX_TASKS; i++) {
+		const struct task *t = task_at(i);
+		if (w->inited[i] && t != NULL && t->fini != NULL)
+			t->fini(w->state[i]);
+	}
+}
+
 enum task_step
 task_ctx_step(struct task_ctx *ctx)
 {
@@ -432,20 +462,36 @@ task_ctx_free(struct task_ctx *ctx)
 	ctx->error = NULL;
 }
 
+/* Cancelled, and stepped on to wind down (TASK_WINDS_DOWN) rather than cut. */
+bool
+task_winding_down(struct task_ctx *ctx)
+{
+	return (CTX_JOB(ctx)->task->traits & TASK_WINDS_DOWN) &&
+	       task_cancelled(ctx);
+}
+
+/*
+ * The pool workers' step loop, on the calling thread: a cancel is heard
+ * before every step (it cuts the job off, unless the task winds down),
+ * and between two steps the executor's pause waits out a TASK_WAIT and
+ * does its own work; its false ends the job.
+ */
 enum task_step
 task_run_blocking(struct task_ctx *ctx,
-                  bool (*wait)(struct task_ctx *, void *arg), void *arg)
+                  bool (*pause)(struct task_ctx *, enum task_step, void *arg),
+                  void *arg)
 {
+	bool winds = (CTX_JOB(ctx)->task->traits & TASK_WINDS_DOWN) != 0;
 	enum task_step st;
 
 	for (;;) {
-		if (task_cancelled(ctx))
+		if (task_cancelled(ctx) && !winds)
 			return TASK_FAILED;
 		st = task_ctx_step(ctx);
 		if (st == TASK_DONE || st == TASK_FAILED)
 			return st;
-		if (st == TASK_WAIT && !wait(ctx, arg))
-			return TASK_FAILED; /* cancelled while waiting */
+		if (!pause(ctx, st, arg))
+			return TASK_FAILED; /* cancelled, or the worker goes */
 	}
 }
 

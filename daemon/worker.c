@@ -45,8 +45,7 @@ static struct {
 	struct job_queue queue;
 	struct job *current;
 	struct worker_shm *shm; /* what concd reads if this worker dies */
-	void *wstate[TASK_MAX_TASKS];
-	bool inited[TASK_MAX_TASKS];
+	struct task_warm warm;
 } wk;
 
 static void
@@ -66,29 +65,40 @@ worker_flush(void)
 	wk.out.len = 0;
 }
 
+struct worker_end {
+	const struct job *j;
+	enum proto_state state;
+};
+
+static void
+worker_end_fields(struct proto_enc *e, void *arg, bool result)
+{
+	const struct worker_end *a = arg;
+	const struct job *j = a->j;
+
+	proto_enc_u64(e, PF_JOB, j->id);
+	if (!result) { /* too large for a frame: the job still ends */
+		proto_enc_result_too_large(e, j->ctx.result.len);
+		return;
+	}
+	proto_enc_cstr(e, PF_STATE, proto_states[a->state]);
+	if (a->state == PS_SUCCEEDED) {
+		if (j->ctx.result.len > 0)
+			proto_enc_raw(e, PF_RESULT, j->ctx.result.data,
+			              j->ctx.result.len);
+		else
+			proto_enc_raw(e, PF_RESULT, "\xc0", 1);
+	} else if (j->ctx.error != NULL)
+		proto_enc_cstr(e, PF_MESSAGE, j->ctx.error);
+}
+
 static void
 worker_send_end(struct job *j, enum proto_state state)
 {
-	struct proto_enc e;
+	struct worker_end a = {.j = j, .state = state};
 
-	proto_enc_begin(&e, &wk.out, PROTO_END, 0);
-	proto_enc_u64(&e, PF_JOB, j->id);
-	proto_enc_cstr(&e, PF_STATE, proto_states[state]);
-	if (state == PS_SUCCEEDED) {
-		if (j->ctx.result.len > 0)
-			proto_enc_raw(&e, PF_RESULT, j->ctx.result.data,
-			              j->ctx.result.len);
-		else
-			proto_enc_raw(&e, PF_RESULT, "\xc0", 1);
-	} else if (j->ctx.error != NULL)
-		proto_enc_cstr(&e, PF_MESSAGE, j->ctx.error);
-	if (proto_enc_end(&e) < 0) {
-		proto_enc_begin(&e, &wk.out, PROTO_END, 0);
-		proto_enc_u64(&e, PF_JOB, j->id);
-		proto_enc_cstr(&e, PF_STATE, proto_states[PS_FAILED]);
-		proto_enc_cstr(&e, PF_MESSAGE, "result too large to send");
-		proto_enc_end(&e);
-	}
+	(void)proto_enc_result_frame(&wk.out, PROTO_END, 0, worker_end_fields,
+	                             &a);
 	if (wk.out.len >= WORKER_FLUSH_AT)
 		worker_flush();
 }
@@ -352,6 +362,22 @@ worker_wait(struct task_ctx *ctx, void *arg)
 	}
 }
 
+/*
+ * Between two steps: what the step wrote goes out, a wait is waited out,
+ * and cancels are heard; false when the daemon is gone.
+ */
+static bool
+worker_pause(struct task_ctx *ctx, enum task_step st, void *arg)
+{
+	if (wk.out.len > 0)
+		worker_flush();
+	/* a wait a cancel cut short: the end, unless the job winds down */
+	if (st == TASK_WAIT && !worker_wait(ctx, NULL) &&
+	    (!task_winding_down(ctx) || wk.eof))
+		return false;
+	return worker_read(0);
+}
+
 static void
 worker_send_started(struct job *j, uint64_t now)
 {
@@ -370,10 +396,7 @@ worker_run(struct job *j)
 {
 	struct task_ctx *ctx = &j->ctx;
 	enum task_step st = TASK_FAILED;
-	int ti = task_index(j->task);
 	uint64_t now = loop_now_us();
-	bool winds = (j->task->traits & TASK_WINDS_DOWN) != 0;
-	char err[256];
 
 	wk.current = j;
 	wk.served++;
@@ -381,37 +404,10 @@ worker_run(struct job *j)
 	atomic_store_explicit(&wk.shm->began_us, now, memory_order_relaxed);
 	atomic_store_explicit(&wk.shm->started, j->id, memory_order_release);
 	worker_send_started(j, now);
-	if (j->task->init != NULL && !wk.inited[ti]) {
-		err[0] = '\0';
-		if (j->task->init(&wk.wstate[ti], err, sizeof(err)) < 0) {
-			task_fail(ctx, "%s: init failed: %s", j->task->name,
-			          err);
-			goto end;
-		}
-		wk.inited[ti] = true;
-	}
-	if (task_ctx_start(ctx, j, &worker_ops, wk.wstate[ti]) == 0) {
-		/*
-		 * Hear cancels between steps too: a cancelled job is cut off,
-		 * or stepped on to wind down.
-		 */
-		while (!task_cancelled(ctx) || winds) {
-			st = task_ctx_step(ctx);
-			if (st == TASK_DONE || st == TASK_FAILED)
-				break; /* started and end go out in one write */
-			if (wk.out.len > 0)
-				worker_flush();
-			if (st == TASK_WAIT && !worker_wait(ctx, NULL) &&
-			    (!winds || !task_cancelled(ctx) || wk.eof)) {
-				st = TASK_FAILED;
-				break;
-			}
-			if (!worker_read(0))
-				break;
-		}
-	}
+	/* a job of one step: started and end go out in one write */
+	if (task_warm_start(&wk.warm, ctx, j, &worker_ops) == 0)
+		st = task_run_blocking(ctx, worker_pause, NULL);
 	task_ctx_stop(ctx);
-end:
 	if (st == TASK_DONE)
 		worker_send_end(j, PS_SUCCEEDED);
 	else
@@ -447,7 +443,6 @@ worker_main(int index, bool once, int busy_poll)
 {
 	struct job *j;
 	bool polled = false;
-	size_t i;
 
 	wk.fd = WORKER_FD;
 	wk.pid = getpid();
@@ -495,11 +490,7 @@ worker_main(int index, bool once, int busy_poll)
 		TAILQ_REMOVE(&wk.queue, j, link);
 		worker_free_job(j);
 	}
-	for (i = 0; i < TASK_MAX_TASKS; i++) {
-		const struct task *t = task_at(i);
-		if (wk.inited[i] && t != NULL && t->fini != NULL)
-			t->fini(wk.wstate[i]);
-	}
+	task_warm_fini(&wk.warm);
 	pbuf_free(&wk.in);
 	pbuf_free(&wk.out);
 	msgpack_zone_destroy(&wk.zone);

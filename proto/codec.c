@@ -337,6 +337,36 @@ proto_enc_error(struct pbuf *b, uint64_t id, enum proto_error code,
 	proto_enc_end(&e);
 }
 
+int
+proto_enc_result_frame(struct pbuf *b, enum proto_type type, uint64_t id,
+                       void (*fields)(struct proto_enc *, void *, bool),
+                       void *arg)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, type, id);
+	fields(&e, arg, true);
+	if (proto_enc_end(&e) == 0)
+		return 0;
+	proto_enc_begin(&e, b, type, id);
+	fields(&e, arg, false);
+	return proto_enc_end(&e) == 0 ? 1 : -1;
+}
+
+void
+proto_enc_result_too_large(struct proto_enc *e, size_t len)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why),
+	         "result too large to send: %zu bytes, and a frame holds %d",
+	         len, PROTO_MAX_FRAME);
+	proto_enc_cstr(e, PF_STATE, proto_states[PS_FAILED]);
+	proto_enc_cstr(e, PF_ERROR, proto_errors[PE_INTERNAL].name);
+	proto_enc_cstr(e, PF_MESSAGE, why);
+	proto_enc_u64(e, PF_RESULT_OMITTED, len);
+}
+
 /* ---- decoding ---- */
 
 static int

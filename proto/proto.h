@@ -333,6 +333,25 @@ int proto_enc_end(struct proto_enc *);
 void proto_enc_error(struct pbuf *, uint64_t id, enum proto_error,
                      const char *message);
 
+/*
+ * A frame that carries a job's result while it fits: fields(e, arg, true)
+ * writes its fields with the result; should the frame exceed
+ * PROTO_MAX_FRAME, it is made again with fields(e, arg, false), which
+ * leaves the result out.  Returns 0 with the result, 1 without it, -1
+ * if neither fitted (nothing written).
+ */
+int proto_enc_result_frame(struct pbuf *, enum proto_type, uint64_t id,
+                           void (*fields)(struct proto_enc *, void *arg,
+                                          bool result),
+                           void *arg);
+
+/*
+ * The outcome an end carries in place of a result of len bytes that does
+ * not fit in a frame: failed (internal), a message that gives the size,
+ * and result_omitted.
+ */
+void proto_enc_result_too_large(struct proto_enc *, size_t len);
+
 /* ---- decoding (codec.c) ---- */
 
 struct proto_msg {

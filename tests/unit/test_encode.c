@@ -762,6 +762,83 @@ enc_end_refuses_a_frame_over_max_frame_leaving_the_pbuf_as_it_was(void **state)
 	pbuf_free(&copy);
 }
 
+/* An end's fields: rlen bytes of nils as its result, or without them. */
+struct big_end {
+	const char *result;
+	size_t rlen;
+	bool never_fits; /* the fields without the result do not fit either */
+};
+
+static void
+big_end_fields(struct proto_enc *e, void *arg, bool result)
+{
+	const struct big_end *a = arg;
+
+	proto_enc_u64(e, PF_JOB, 7);
+	if (result) {
+		proto_enc_cstr(e, PF_STATE, "succeeded");
+		proto_enc_raw(e, PF_RESULT, a->result, a->rlen);
+	} else if (a->never_fits) {
+		proto_enc_raw(e, PF_RESULT, a->result, PROTO_MAX_FRAME + 1);
+	} else {
+		proto_enc_result_too_large(e, a->rlen);
+	}
+}
+
+static void
+enc_result_frame_leaves_out_a_result_too_large_and_says_why(void **state)
+{
+	struct fx *fx = *state;
+	char *nils = malloc(PROTO_MAX_FRAME + 1);
+	struct big_end a = {.result = nils, .rlen = 1};
+	struct pbuf copy = {0};
+	char want[128];
+
+	assert_non_null(nils);
+	memset(nils, 0xc0, PROTO_MAX_FRAME + 1);
+	/* a result that fits goes with the frame */
+	assert_int_equal(
+	    proto_enc_result_frame(&fx->out, PROTO_END, 3, big_end_fields, &a),
+	    0);
+	assert_int_equal(decode_out(fx), PROTO_DECODE_OK);
+	assert_int_equal(fx->m.present,
+	                 B(T) | B(ID) | B(JOB) | B(STATE) | B(RESULT));
+	assert_str_field(&fx->m, PF_STATE, "succeeded");
+	assert_int_equal(fx->m.f[PF_RESULT].type, MSGPACK_OBJECT_NIL);
+
+	/* one too large for a frame is left out: the end says so */
+	fx->out.len = 0;
+	a.rlen = PROTO_MAX_FRAME;
+	assert_int_equal(
+	    proto_enc_result_frame(&fx->out, PROTO_END, 3, big_end_fields, &a),
+	    1);
+	assert_int_equal(decode_out(fx), PROTO_DECODE_OK);
+	assert_int_equal(fx->m.type, PROTO_END);
+	assert_int_equal(fx->m.present, B(T) | B(ID) | B(JOB) | B(STATE) |
+	                                    B(ERROR) | B(MESSAGE) |
+	                                    B(RESULT_OMITTED));
+	assert_int_equal(proto_u64(&fx->m, PF_JOB, 0), 7);
+	assert_str_field(&fx->m, PF_STATE, "failed");
+	assert_str_field(&fx->m, PF_ERROR, "internal");
+	snprintf(want, sizeof(want),
+	         "result too large to send: %d bytes, and a frame holds %d",
+	         PROTO_MAX_FRAME, PROTO_MAX_FRAME);
+	assert_str_field(&fx->m, PF_MESSAGE, want);
+	assert_int_equal(proto_u64(&fx->m, PF_RESULT_OMITTED, 0),
+	                 PROTO_MAX_FRAME);
+
+	/* neither fits: nothing is written after what was queued */
+	pbuf_append(&copy, fx->out.data, fx->out.len);
+	a.never_fits = true;
+	assert_int_equal(
+	    proto_enc_result_frame(&fx->out, PROTO_END, 3, big_end_fields, &a),
+	    -1);
+	assert_int_equal(fx->out.len, copy.len);
+	assert_memory_equal(fx->out.data, copy.data, copy.len);
+	pbuf_free(&copy);
+	free(nils);
+}
+
 static void
 enc_end_refuses_nesting_beyond_enc_depth(void **state)
 {
@@ -882,6 +959,9 @@ main(void)
 	        enc_end_accepts_a_frame_of_exactly_max_frame, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        enc_end_refuses_a_frame_over_max_frame_leaving_the_pbuf_as_it_was,
+	        setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        enc_result_frame_leaves_out_a_result_too_large_and_says_why,
 	        setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        enc_end_refuses_nesting_beyond_enc_depth, setup, teardown),

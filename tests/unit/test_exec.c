@@ -101,10 +101,12 @@ static const struct exec_ops *ops = &rec_ops; /* this run's */
  * time it asks for, and so does this executor.
  */
 static bool
-fd_wait(struct task_ctx *ctx, void *arg)
+fd_wait(struct task_ctx *ctx, enum task_step st, void *arg)
 {
 	struct pollfd pfd = {.fd = ctx->wait_fd};
 
+	if (st != TASK_WAIT)
+		return true;
 	if (ctx->wait_fd < 0) {
 		assert_true(ctx->wait_ms > 0 && ctx->wait_ms < BOUND_MS);
 		(void)poll(NULL, 0, (int)ctx->wait_ms);
@@ -818,7 +820,7 @@ started_pid(struct job *j)
 		    memchr(rec.all[1].data, '\n', rec.all[1].len) != NULL)
 			break;
 		if (st == TASK_WAIT)
-			fd_wait(&j->ctx, NULL);
+			fd_wait(&j->ctx, st, NULL);
 	}
 	/* the recorded bytes are not a C string: end them first */
 	pbuf_append(&rec.all[1], "", 1);
@@ -857,7 +859,7 @@ wind_down(struct job *j)
 	atomic_store(&j->ctx.cancel, true);
 	while ((st = task_ctx_step(&j->ctx)) == TASK_WAIT || st == TASK_YIELD)
 		if (st == TASK_WAIT)
-			fd_wait(&j->ctx, NULL);
+			fd_wait(&j->ctx, st, NULL);
 	return st;
 }
 

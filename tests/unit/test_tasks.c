@@ -41,8 +41,10 @@ rec_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 static const struct exec_ops rec_ops = {.progress = rec_progress};
 
 static bool
-rec_wait(struct task_ctx *ctx, void *arg)
+rec_wait(struct task_ctx *ctx, enum task_step st, void *arg)
 {
+	if (st != TASK_WAIT)
+		return true;
 	if (rec.nwaits < 64)
 		rec.waits[rec.nwaits++] = ctx->wait_ms;
 	return true;
@@ -376,12 +378,12 @@ make_jobf(const char *task, const char *fmt, ...)
 
 /* A wait that really waits for the fd, as a pool worker does. */
 static bool
-fd_wait(struct task_ctx *ctx, void *arg)
+fd_wait(struct task_ctx *ctx, enum task_step st, void *arg)
 {
 	struct pollfd pfd = {.fd = ctx->wait_fd};
 
-	if (ctx->wait_fd < 0)
-		return rec_wait(ctx, arg);
+	if (st != TASK_WAIT || ctx->wait_fd < 0)
+		return rec_wait(ctx, st, arg);
 	pfd.events = ctx->wait_write ? POLLOUT : POLLIN;
 	assert_int_equal(poll(&pfd, 1, 60000), 1);
 	return true;
