@@ -352,8 +352,7 @@ job_progress(struct job *j, uint64_t done, uint64_t total, const char *msg)
 		j->msg = strndup(msg, 255);
 	}
 	/* A congested reader skips snapshots; the next one supersedes it. */
-	JOB_FOREACH_WATCH(w, j)
-	{
+	JOB_FOREACH_WATCH(w, j) {
 		if (conn_congested(w->conn))
 			continue;
 		job_encode_progress(conn_out(w->conn), j, w->req,
@@ -368,8 +367,7 @@ job_backlogged(struct job *j)
 {
 	struct watch *w;
 
-	JOB_FOREACH_WATCH(w, j)
-	{
+	JOB_FOREACH_WATCH(w, j) {
 		if (w->attached && conn_backlogged(w->conn))
 			return true;
 	}
@@ -447,8 +445,7 @@ job_output(struct job *j, int stream, const void *data, size_t len)
 	struct proto_enc e;
 	struct watch *w;
 
-	JOB_FOREACH_WATCH(w, j)
-	{
+	JOB_FOREACH_WATCH(w, j) {
 		if (w->attached ? conn_overfull(w->conn)
 		                : conn_congested(w->conn)) {
 			j->dropped += len;
@@ -701,8 +698,7 @@ job_retry(struct job *j, enum proto_state s)
 	if ((s != PS_FAILED && s != PS_TIMED_OUT) || j->attempt > j->retries ||
 	    loop_stopping() || (atomic_load(&j->ctx.cancel) && !j->timing_out))
 		return false;
-	JOB_FOREACH_WATCH(w, j)
-	{
+	JOB_FOREACH_WATCH(w, j) {
 		job_event_begin(&e, conn_out(w->conn), PROTO_RETRY, j, w->req,
 		                watch_index(j, w));
 		proto_enc_u64(&e, PF_ATTEMPT, (uint64_t)j->attempt + 1);
@@ -782,8 +778,7 @@ job_finish(struct job *j, enum proto_state s)
 	}
 	if (j->group != NULL) {
 		/* the group's watches stay until its last job has ended */
-		LIST_FOREACH(w, &j->group->watches, by_job)
-		{
+		LIST_FOREACH(w, &j->group->watches, by_job) {
 			job_encode_end(conn_out(w->conn), j, w, w->req,
 			               (int32_t)j->gindex);
 			conn_dirty(w->conn);

@@ -358,8 +358,7 @@ proc_grace_cb(evutil_socket_t fd, short what, void *arg)
 	struct job *j;
 	char why[64];
 
-	TAILQ_FOREACH(j, &w->jobs, link)
-	{
+	TAILQ_FOREACH(j, &w->jobs, link) {
 		if (atomic_load(&j->ctx.cancel) && proc_has_started(w, j)) {
 			snprintf(why, sizeof(why),
 			         "did not stop within %d s of its cancel",
@@ -557,8 +556,7 @@ proc_dispatch(void)
 
 	while ((j = TAILQ_FIRST(&pp.queue)) != NULL) {
 		best = NULL;
-		TAILQ_FOREACH(w, &pp.workers, link)
-		{
+		TAILQ_FOREACH(w, &pp.workers, link) {
 			if (proc_takes_jobs(w) &&
 			    (best == NULL || w->njobs < best->njobs))
 				best = w;
@@ -902,8 +900,7 @@ pool_process_resize(int n)
 	if (n < 0 || n > POOL_MAX_PROCESSES)
 		return -1;
 	pp.size = n;
-	TAILQ_FOREACH(w, &pp.workers, link)
-	{
+	TAILQ_FOREACH(w, &pp.workers, link) {
 		if (w->index >= n && !w->retiring) {
 			/* no new jobs; it leaves once its last one ends */
 			w->retiring = true;
@@ -931,8 +928,7 @@ pool_process_foreach(void (*fn)(const struct pool_worker_info *, void *),
 	struct pworker *w;
 	int i;
 
-	TAILQ_FOREACH(w, &pp.workers, link)
-	{
+	TAILQ_FOREACH(w, &pp.workers, link) {
 		struct job *j;
 
 		memset(&info, 0, sizeof(info));
@@ -942,8 +938,7 @@ pool_process_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		info.served = w->served;
 		info.since = w->spawned;
 		info.state = w->retiring ? "retiring" : "idle";
-		TAILQ_FOREACH(j, &w->jobs, link)
-		{
+		TAILQ_FOREACH(j, &w->jobs, link) {
 			if (j->state == PS_RUNNING) {
 				info.job = j->id;
 				info.state = w->retiring ? "retiring" : "busy";

@@ -751,8 +751,7 @@ pool_thread_foreach(void (*fn)(const struct pool_worker_info *, void *),
 	int i;
 
 	pthread_mutex_lock(&pool.lock);
-	TAILQ_FOREACH(w, &pool.workers, link)
-	{
+	TAILQ_FOREACH(w, &pool.workers, link) {
 		memset(&info, 0, sizeof(info));
 		info.exec = PX_THREAD;
 		info.index = w->index;

@@ -157,8 +157,7 @@ worker_on_cancel(const struct proto_msg *m)
 		atomic_store(&wk.current->ctx.cancel, true);
 		return;
 	}
-	TAILQ_FOREACH(j, &wk.queue, link)
-	{
+	TAILQ_FOREACH(j, &wk.queue, link) {
 		if (j->id == id) {
 			TAILQ_REMOVE(&wk.queue, j, link);
 			worker_send_end(j, PS_CANCELLED);
