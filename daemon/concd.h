@@ -325,6 +325,8 @@ void job_group_add(struct gather *, struct job *);
 int job_group_watch(struct gather *, struct conn *, uint64_t req);
 void job_group_submit(struct gather *);
 void job_shutdown(void);
+/* Out of the table, never freed: a stuck thread may still touch it. */
+void job_abandon(struct job *);
 struct job *job_new(const struct job_submit *);
 struct job *job_find(uint64_t id);
 void job_start(struct job *);

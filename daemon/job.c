@@ -278,6 +278,25 @@ job_free(struct job *j)
 	free(j);
 }
 
+/*
+ * At the stop: a job whose thread is stuck in a step leaves the table but
+ * is never freed, since that thread may still touch it until concd exits.
+ */
+void
+job_abandon(struct job *j)
+{
+	struct job **p;
+
+	for (p = &jobs.bucket[job_slot(j->id, jobs.nbucket)]; *p != j;
+	     p = &(*p)->hnext)
+		;
+	*p = j->hnext;
+	jobs.count--;
+	jobs.states[j->state]--;
+	if (PROTO_STATE_FINAL(j->state))
+		TAILQ_REMOVE(&jobs.finished, j, link);
+}
+
 static void
 job_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {

@@ -806,6 +806,7 @@ static bool
 thread_join_at_stop(struct tworker *w)
 {
 	struct timespec until;
+	struct job *j;
 	uint64_t job;
 
 	pthread_mutex_lock(&pool.lock);
@@ -826,6 +827,9 @@ thread_join_at_stop(struct tworker *w)
 	log_warnx("thread worker %d is stuck in job %llu; exiting without it",
 	          w->index, (unsigned long long)job);
 	pthread_detach(w->thread);
+	/* the thread still holds the job: its memory stays until the exit */
+	if ((j = job_find(job)) != NULL)
+		job_abandon(j);
 	return false;
 }
 
