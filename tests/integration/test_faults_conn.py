@@ -31,10 +31,11 @@ def rss_kib(pid):
 
 
 def sanitized(pid):
-    """Whether concd runs with AddressSanitizer, whose quarantine keeps
-    freed memory: its RSS does not drop back when a buffer is freed."""
+    """Whether concd runs with AddressSanitizer or ThreadSanitizer, whose
+    allocators keep freed memory: its RSS does not drop back when a buffer
+    is freed."""
     with open("/proc/%d/maps" % pid) as f:
-        return any("libasan" in line for line in f)
+        return any("libasan" in line or "libtsan" in line for line in f)
 
 
 def fd_count(pid):

@@ -174,8 +174,10 @@ class CrashingJob(unittest.TestCase):
         self.busy = BusyCore()
         # a sanitizer would catch the SIGSEGV and exit instead
         asan = os.environ.get("ASAN_OPTIONS", "")
+        tsan = os.environ.get("TSAN_OPTIONS", "")
         self.d = Daemon("-p", "2", "--plugin-dir", self.dir,
-                        env={"ASAN_OPTIONS": asan + ":handle_segv=0"})
+                        env={"ASAN_OPTIONS": asan + ":handle_segv=0",
+                             "TSAN_OPTIONS": tsan + ":handle_segv=0"})
 
     def tearDown(self):
         self.busy.stop()

@@ -588,9 +588,10 @@ TUTORIAL_FIGURES = ["348513", "FNV-1a", "9999 Ar id No succeeded 1000",
 def start_daemon():
     """A daemon like the tutorial's, whose STATUS= lines are read as they
     come: a long run of jobs must not fill the notify socket's queue."""
-    # The tutorial's job kills its worker with SIGSEGV: under ASan the
-    # worker must die of it as the page says, not report it and exit 1.
-    d = Daemon("-p", "2", threads=2, env={"ASAN_OPTIONS": "handle_segv=0"})
+    # The tutorial's job kills its worker with SIGSEGV: under ASan or TSan
+    # the worker must die of it as the page says, not report it and exit.
+    d = Daemon("-p", "2", threads=2, env={"ASAN_OPTIONS": "handle_segv=0",
+                                          "TSAN_OPTIONS": "handle_segv=0"})
 
     def drain():
         sock = d.notify.sock
