@@ -2,14 +2,13 @@
  * exec -- run a real command and stream its output: stdout and stderr
  * line by line, the exit status as the result.
  *
- * The command is started as posix_spawnp starts one, never with fork
- * (the daemon may be large, and a spawn costs the same whatever its
- * size): a child that shares the daemon's memory until it has exec'd
- * (clone with CLONE_VM | CLONE_VFORK), in a process group of its own,
- * with its signals back to their defaults and no daemon descriptor but
- * its three standard ones.  One epoll descriptor
+ * The command is started by spawn.c (spawn_start): on the loop, by its
+ * spawner threads, elsewhere on the caller; as the job's owner when a
+ * root concd runs another user's job.  One epoll descriptor
  * stands for the stdout and stderr pipes and the stdin pipe while there
- * is input left to write, so every executor waits on one fd.  The job
+ * is input left to write, so every executor waits on one fd.  The job's
+ * pipes are in its epoll set from the start, and when a handed-off spawn
+ * fails the closing of the write ends wakes the job.  The job
  * ends when both pipes are at EOF and the command has exited: waiting for
  * both keeps the tail of the output.  Most commands have exited by the
  * time their pipes are at EOF; only one that is still running then gets
@@ -17,34 +16,8 @@
  * process group gets SIGTERM, then SIGKILL grace ms later (a timerfd in
  * the epoll set); the job winds down meanwhile, reading the pipes, and
  * ends once the command is reaped and its group gone.  No zombies.
- *
- * On the loop the spawn itself is handed to spawner threads.  A spawn
- * holds its caller until the child has exec'd, and the kernel copies and
- * then closes the caller's whole descriptor table for every child: on the
- * loop thread, a gather of 1,000 commands would stall every client while
- * they start one by one, each slower than the last as the running ones
- * hold more descriptors.  A spawner thread has a descriptor table of its
- * own (unshare(CLONE_FILES)), nearly empty, and gets the child's pipe
- * ends through SCM_RIGHTS from a feeder thread, which takes requests from
- * a queue in memory (the loop only appends) and may block on a full
- * socket.  The job's pipes are in its epoll set from the start, and when
- * the spawn fails the closing of the write ends wakes the job.  A job
- * ending before its spawn was taken up leaves the request behind, to be
- * dropped unstarted.
- *
- * Whose command it is.  A root concd starts another user's command as
- * that user, as atd and cron do: the account is looked up where the spawn
- * runs (a spawner thread or a pool worker, never the loop: NSS may
- * block), and the child takes the user's groups, gid and uid with raw
- * system calls before it changes directory and execs.  The command gets
- * an environment of its own (HOME, USER, LOGNAME, SHELL and PATH, then
- * env=), never concd's, and starts in cwd= or the user's home directory
- * (/ if the user cannot enter it).  Root's own commands, and every command
- * of a concd that is not root, run as concd with its environment.
  */
 #include <sys/epoll.h>
-#include <sys/queue.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -52,9 +25,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../spawner.h"
 #include "../task.h"
 
 extern char **environ;
@@ -73,19 +44,6 @@ extern char **environ;
 #define EXEC_ARG_MAX   4096         /* bytes in one argv string */
 #define EXEC_STDIN_MAX (256 * 1024) /* the wire's longest string */
 #define EXEC_SHOW      200          /* bytes of a name quoted in errors */
-#define EXEC_SPAWNERS  4            /* spawner threads, at most */
-/* PATH for a command run as its owner, unless env= sets one */
-#define EXEC_USER_PATH "/usr/local/bin:/usr/bin:/bin"
-
-/*
- * ThreadSanitizer tracks descriptors by number, process-wide, and knows
- * nothing of a thread's own table: there, spawners share the daemon's.
- */
-#if defined(__SANITIZE_THREAD__)
-#define EXEC_OWN_TABLE 0
-#else
-#define EXEC_OWN_TABLE 1
-#endif
 
 enum { EXEC_ARGV, EXEC_CWD, EXEC_ENV, EXEC_STDIN, EXEC_GRACE };
 
@@ -116,55 +74,11 @@ struct exec_stream {
 	char *line; /* EXEC_LINE bytes, once a line is left unfinished */
 };
 
-/*
- * A command to start, as exec_start copied it.  envp NULL: concd's
- * environment, or only the account's when as_owner.
- */
-struct exec_cmd {
-	char **argv, **envp, **own, *cwd;
-	uid_t uid;     /* the job's owner */
-	bool as_owner; /* start it as uid, with uid's account */
-};
-
-/* A spawn handed to the spawner threads: they own everything here. */
-struct exec_req {
-	TAILQ_ENTRY(exec_req) link; /* in spawner.queue */
-	int fds[3]; /* the child's ends, in the daemon's table */
-	struct exec_cmd cmd;
-	char *why;     /* the job's error when rc != 0 (NULL: no memory) */
-	int phase;     /* SPAWN_*, under spawner.mu */
-	bool orphaned; /* its job ended first: the spawner frees it */
-	bool with_stdin;
-	pid_t pid;
-	int rc; /* the spawn's errno; 0: pid runs */
-};
-
-enum { SPAWN_QUEUED, SPAWN_RUNNING, SPAWN_DONE };
-
-static struct {
-	pthread_once_t once;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;   /* a spawn is done; a spawner is set up */
-	pthread_cond_t more; /* the queue has a request for the feeder */
-	TAILQ_HEAD(, exec_req) queue;
-	int sock; /* the feeder's end; -1: no spawners, spawn on the caller */
-	int threads, ready, shared; /* shared: spawners in the daemon's table */
-	bool stopping;              /* the process exits: the threads end */
-	int sv1;                    /* the spawners' end, if shared */
-	pthread_t tid[EXEC_SPAWNERS + 1]; /* the spawners, then the feeder */
-} spawner = {.once = PTHREAD_ONCE_INIT,
-             .mu = PTHREAD_MUTEX_INITIALIZER,
-             .cv = PTHREAD_COND_INITIALIZER,
-             .more = PTHREAD_COND_INITIALIZER,
-             .queue = TAILQ_HEAD_INITIALIZER(spawner.queue),
-             .sock = -1,
-             .sv1 = -1};
-
 struct exec_state {
-	struct exec_req *req; /* a spawn not yet known to be done */
-	pid_t pid;            /* also its process group; 0 once reaped */
-	pid_t pgid;           /* the group, kept once the command is reaped */
-	int pidfd;            /* opened when needed, see exec_step */
+	struct spawn *req; /* a spawn not yet known to be done */
+	pid_t pid;         /* also its process group; 0 once reaped */
+	pid_t pgid;        /* the group, kept once the command is reaped */
+	int pidfd;         /* opened when needed, see exec_step */
 	int epfd;
 	int infd;    /* stdin pipe's write end while input remains */
 	int timerfd; /* cancelled: the grace period, in the epoll set */
@@ -196,18 +110,6 @@ exec_close(int *fd)
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;
-}
-
-static void
-exec_free_strv(char **v)
-{
-	size_t i;
-
-	if (v == NULL)
-		return;
-	for (i = 0; v[i] != NULL; i++)
-		free(v[i]);
-	free(v);
 }
 
 /* A NUL-terminated copy of a msgpack string; NULL if out of memory. */
@@ -258,7 +160,7 @@ exec_copy_argv(struct task_ctx *ctx, const msgpack_object *list, char ***out)
 		goto nomem;
 	for (i = 0; i < n; i++) {
 		if ((v[i] = exec_strdup(&list->via.array.ptr[i])) == NULL) {
-			exec_free_strv(v);
+			spawn_strv_free(v);
 			goto nomem;
 		}
 	}
@@ -350,7 +252,7 @@ exec_make_env(struct task_ctx *ctx, const msgpack_object *map, char **base,
 		             key->via.str.ptr, (int)val->via.str.size,
 		             val->via.str.ptr) < 0) {
 			mine[i] = NULL;
-			exec_free_strv(mine);
+			spawn_strv_free(mine);
 			free(v);
 			goto nomem;
 		}
@@ -428,253 +330,6 @@ exec_unwatch(struct exec_state *s, int *fd)
 	exec_close(fd);
 }
 
-/*
- * What the child needs, on its parent's stack.  The child runs in its
- * parent's memory (CLONE_VM) while the parent waits (CLONE_VFORK), so it
- * reads these in place and writes err back.
- */
-struct exec_child {
-	char **argv, **envp;
-	const char *path; /* the PATH to search; NULL: argv[0] has a '/' */
-	size_t flen;      /* strlen(argv[0]) */
-	const char *cwd;
-	const struct task_account *as; /* whose command; NULL: concd's */
-	int fd[3];    /* what becomes 0, 1 and 2; fd[0] -1: /dev/null */
-	int err;      /* why the child could not run the command */
-	int stage;    /* EXEC_AT_*: what it was doing then */
-	bool all_ids; /* as: its real and saved uids are the owner's too */
-};
-
-/* What a child was doing when it failed, for the job's error. */
-enum { EXEC_AT_EXEC, EXEC_AT_CWD, EXEC_AT_IDENTITY };
-
-/* The child's stack: a part of its parent's, which waits meanwhile. */
-#define EXEC_CHILD_STACK (16 * 1024)
-
-/*
- * ThreadSanitizer's clone() takes every clone for a fork and resets its
- * own state in the child, which CLONE_VM shares with the parent: there,
- * glibc's clone is called by its other name.
- */
-#if defined(__SANITIZE_THREAD__)
-extern int __clone(int (*)(void *), void *, int, void *, ...);
-#define exec_clone __clone
-#else
-#define exec_clone clone
-#endif
-
-/*
- * execve file in the child; 0 with errno when it did not, -1 when the
- * child must give up.  A command run as its owner searches PATH with only
- * the effective uid the owner's, checking what the owner may execute: its
- * real and saved uids stay root's, so the owner cannot signal, and stop,
- * a child that holds its parent.  They become the owner's at the last
- * moment, before the execve; a stop that lands in between holds the
- * spawner until the owner continues the child or it is killed.
- */
-__attribute__((no_sanitize("address,thread,undefined"))) static int
-exec_child_execve(struct exec_child *c, const char *file)
-{
-	if (c->as != NULL && !c->all_ids) {
-		if (syscall(SYS_faccessat2, AT_FDCWD, file, X_OK, AT_EACCESS) <
-		        0 &&
-		    errno != ENOSYS)
-			return 0;
-		c->stage = EXEC_AT_IDENTITY;
-		if (syscall(SYS_setresuid, c->as->uid, c->as->uid, c->as->uid) <
-		    0)
-			return -1;
-		c->stage = EXEC_AT_EXEC;
-		c->all_ids = true;
-	}
-	syscall(SYS_execve, file, c->argv, c->envp);
-	return 0;
-}
-
-/*
- * The child, between clone and execve.  It shares its parent's memory,
- * so it makes raw system calls only, and no sanitizer looks on: their
- * bookkeeping is its parent's.  Signals are blocked on entry.
- */
-__attribute__((no_sanitize("address,thread,undefined"))) static int
-exec_child_main(void *arg)
-{
-	struct exec_child *c = arg;
-	unsigned long dfl[4] = {0, 0, 0, 0}; /* kernel sigaction: SIG_DFL */
-	uint64_t none = 0;                   /* kernel sigset: empty */
-	char buf[PATH_MAX];
-	const char *p, *end;
-	int src[3], i, last = ENOENT;
-	bool eacces = false;
-	size_t n;
-
-	/* every standard signal: handled, ignored (by concd or its parent) */
-	for (i = 1; i < 32; i++)
-		if (i != SIGKILL && i != SIGSTOP)
-			syscall(SYS_rt_sigaction, i, dfl, NULL, sizeof(none));
-	if (syscall(SYS_setpgid, 0, 0) < 0)
-		goto fail;
-	src[0] = c->fd[0] >= 0 ? c->fd[0]
-	                       : (int)syscall(SYS_openat, AT_FDCWD, "/dev/null",
-	                                      O_RDONLY | O_CLOEXEC);
-	src[1] = c->fd[1];
-	src[2] = c->fd[2];
-	/* out of 0, 1 and 2 first, so that no dup3 clobbers a source */
-	for (i = 0; i < 3; i++) {
-		if (src[i] >= 0 && src[i] < 3)
-			src[i] =
-			    (int)syscall(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, 3);
-		if (src[i] < 0)
-			goto fail;
-	}
-	for (i = 0; i < 3; i++)
-		if (syscall(SYS_dup3, src[i], i, 0) < 0)
-			goto fail;
-	if (syscall(SYS_close_range, 3, ~0U, 0) < 0)
-		goto fail;
-	if (c->as != NULL) {
-		/*
-		 * The user's identity, on this process alone (raw calls: no
-		 * glibc broadcast to the threads it does not have); the uid
-		 * the effective one only, until exec_child_execve.  Changing
-		 * it makes the shared memory undumpable: the user cannot
-		 * trace the child while it is the daemon's (and the daemon's
-		 * core dumps follow fs.suid_dumpable from then on).
-		 */
-		c->stage = EXEC_AT_IDENTITY;
-		if (syscall(SYS_setgroups, (size_t)c->as->ngroups,
-		            c->as->groups) < 0 ||
-		    syscall(SYS_setresgid, c->as->gid, c->as->gid, c->as->gid) <
-		        0 ||
-		    syscall(SYS_setresuid, -1, c->as->uid, -1) < 0)
-			goto fail;
-		syscall(SYS_umask, 022);
-	}
-	c->stage = EXEC_AT_CWD;
-	if (c->cwd != NULL && syscall(SYS_chdir, c->cwd) < 0)
-		goto fail;
-	/* no cwd=: the owner's home, or / if the owner cannot enter it */
-	if (c->cwd == NULL && c->as != NULL &&
-	    syscall(SYS_chdir, c->as->home) < 0 && syscall(SYS_chdir, "/") < 0)
-		goto fail;
-	c->stage = EXEC_AT_EXEC;
-	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
-	if (c->path == NULL) {
-		(void)exec_child_execve(c, c->argv[0]);
-		goto fail;
-	}
-	/* as execvp: each PATH entry in turn, "" for the working directory */
-	for (p = c->path;; p = end + 1) {
-		for (end = p; *end != '\0' && *end != ':'; end++)
-			;
-		n = (size_t)(end - p);
-		if (n + 1 + c->flen < sizeof(buf)) {
-			for (i = 0; i < (int)n; i++)
-				buf[i] = p[i];
-			if (n > 0)
-				buf[n++] = '/';
-			for (i = 0; i <= (int)c->flen; i++)
-				buf[n + (size_t)i] = c->argv[0][i];
-			if (exec_child_execve(c, buf) < 0)
-				goto fail;
-			switch (errno) {
-			case EACCES:
-				eacces = true;
-				/* FALLTHROUGH */
-			case ENOENT:
-			case ENOTDIR:
-			case ESTALE:
-			case ENODEV:
-			case ETIMEDOUT:
-				last = errno;
-				break;
-			default:
-				goto fail;
-			}
-		} else {
-			last = ENAMETOOLONG;
-		}
-		if (*end == '\0')
-			break;
-	}
-	errno = eacces ? EACCES : last;
-fail:
-	c->err = errno != 0 ? errno : EINVAL;
-	syscall(SYS_exit_group, 127);
-	return 127;
-}
-
-/*
- * Start argv[0], looked up in PATH as execvp does, with the standard
- * descriptors in (-1: /dev/null), out and err, in a process group of its
- * own, with default signal dispositions and mask.  Returns 0 or an
- * errno.
- *
- * This is what posix_spawnp does, less a cost measured here: glibc maps
- * and unmaps a stack for every child, and on a multi-threaded daemon the
- * unmap flushes the other cores' TLBs.  The child here runs on part of
- * the caller's stack.  It resets the standard signals; execve resets the
- * real-time ones the daemon handles, and it ignores none.
- */
-static int
-exec_spawn_child(pid_t *pid, struct exec_child *cp)
-{
-	_Alignas(16) char stack[EXEC_CHILD_STACK];
-	struct exec_child c = *cp;
-	sigset_t all, old;
-	pid_t p;
-	int rc;
-
-	c.flen = strlen(c.argv[0]);
-	c.err = 0;
-	c.stage = EXEC_AT_EXEC;
-	c.all_ids = false;
-	/* no handler of the daemon's may run in the child */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	p = exec_clone(exec_child_main, stack + sizeof(stack),
-	               CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
-	rc = p < 0 ? errno : 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	cp->stage = c.stage;
-	if (rc != 0)
-		return rc;
-	if (c.err != 0) {
-		/* it has exited: reap it here, it was never the job's */
-		while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
-			;
-		return c.err;
-	}
-	*pid = p;
-	return 0;
-}
-
-/* The job's error for a command that did not start: errno rc at stage. */
-static char *
-exec_why(const struct exec_cmd *cmd, int stage, int rc)
-{
-	const char *name =
-	    stage == EXEC_AT_CWD && cmd->cwd != NULL ? cmd->cwd : cmd->argv[0];
-	size_t len = strlen(name);
-	char *s;
-
-	if (stage == EXEC_AT_IDENTITY)
-		rc =
-		    asprintf(&s, "exec: cannot take the identity of uid %u: %s",
-		             (unsigned)cmd->uid, strerror(rc));
-	else if (stage == EXEC_AT_CWD && cmd->cwd == NULL)
-		rc = asprintf(&s,
-		              "exec: cannot change to the home directory "
-		              "or /: %s",
-		              strerror(rc));
-	else
-		rc = asprintf(&s, "exec: cannot %s \"%.*s%s\": %s",
-		              stage == EXEC_AT_CWD ? "use cwd" : "run",
-		              exec_shown(len), name, exec_ellipsis(len),
-		              strerror(rc));
-	return rc < 0 ? NULL : s;
-}
-
 /* Fail the job with why (taken over), or a plain message without it. */
 static void
 exec_fail_with(struct task_ctx *ctx, char *why)
@@ -682,108 +337,6 @@ exec_fail_with(struct task_ctx *ctx, char *why)
 	task_fail(ctx, "%s",
 	          why != NULL ? why : "exec: cannot run the command");
 	free(why);
-}
-
-static char *
-exec_find_env(char **envp, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (; envp != NULL && *envp != NULL; envp++)
-		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
-			return *envp + n + 1;
-	return NULL;
-}
-
-/*
- * A command's environment as its owner: the account's HOME, USER,
- * LOGNAME and SHELL and a default PATH, each unless env= set it (in
- * envp), then envp.  The array and the strings made here go to *own.
- */
-static char **
-exec_owner_env(const struct task_account *a, char **envp, char ***own)
-{
-	const struct {
-		const char *name, *value;
-	} vars[] = {{"HOME", a->home},
-	            {"USER", a->name},
-	            {"LOGNAME", a->name},
-	            {"SHELL", a->shell},
-	            {"PATH", EXEC_USER_PATH}};
-	size_t nvars = sizeof(vars) / sizeof(vars[0]), n = 0, k = 0, i;
-	char **v, **mine;
-
-	while (envp != NULL && envp[n] != NULL)
-		n++;
-	if ((v = calloc(n + nvars + 1, sizeof(*v))) == NULL)
-		return NULL;
-	if ((mine = calloc(nvars + 1, sizeof(*mine))) == NULL) {
-		free(v);
-		return NULL;
-	}
-	for (i = 0; i < nvars; i++) {
-		if (exec_find_env(envp, vars[i].name) != NULL)
-			continue;
-		if (asprintf(&mine[k], "%s=%s", vars[i].name, vars[i].value) <
-		    0) {
-			mine[k] = NULL;
-			exec_free_strv(mine);
-			free(v);
-			return NULL;
-		}
-		v[k] = mine[k];
-		k++;
-	}
-	for (i = 0; i < n; i++)
-		v[k++] = envp[i];
-	*own = mine;
-	return v;
-}
-
-/*
- * Start cmd with the standard descriptors in (-1: /dev/null), out and
- * err: as concd, or as its owner, whose account is looked up here (this
- * may block: never on the loop).  0, or an errno with the job's error in
- * *why (NULL if out of memory).
- */
-static int
-exec_spawn_cmd(pid_t *pid, const struct exec_cmd *cmd, int in, int out, int err,
-               char **why)
-{
-	struct exec_child c = {.argv = cmd->argv,
-	                       .envp = cmd->envp != NULL ? cmd->envp : environ,
-	                       .cwd = cmd->cwd,
-	                       .fd = {in, out, err}};
-	struct task_account a;
-	char **envp = NULL, **own = NULL, text[160];
-	int rc;
-
-	*why = NULL;
-	if (cmd->as_owner) {
-		if (task_account_get(cmd->uid, &a, text, sizeof(text)) < 0) {
-			if (asprintf(why, "exec: %s", text) < 0)
-				*why = NULL;
-			return EPERM;
-		}
-		if ((envp = exec_owner_env(&a, cmd->envp, &own)) == NULL) {
-			task_account_free(&a);
-			return ENOMEM;
-		}
-		c.envp = envp;
-		c.as = &a;
-	}
-	/* looked up in the PATH the command gets, env= included */
-	if (strchr(c.argv[0], '/') == NULL &&
-	    (c.path = exec_find_env(c.envp, "PATH")) == NULL)
-		c.path = "/bin:/usr/bin";
-	if ((rc = exec_spawn_child(pid, &c)) != 0)
-		*why = exec_why(cmd, c.stage, rc);
-	if (cmd->as_owner) {
-		free(envp);
-		exec_free_strv(own);
-		task_account_free(&a);
-	}
-	return rc;
 }
 
 /* Close the job's own descriptors: its pipe ends, pidfd and epoll set. */
@@ -853,305 +406,24 @@ fail:
 	return -1;
 }
 
-static void
-exec_cmd_free(struct exec_cmd *cmd)
-{
-	exec_free_strv(cmd->argv);
-	exec_free_strv(cmd->own);
-	free(cmd->envp);
-	free(cmd->cwd);
-	memset(cmd, 0, sizeof(*cmd));
-}
-
-static void
-exec_req_free(struct exec_req *r)
-{
-	exec_cmd_free(&r->cmd);
-	free(r->why);
-	free(r);
-}
-
-/* Tell a request's waiters it is done (with rc and pid set). */
-static void
-exec_req_done(struct exec_req *r)
-{
-	pthread_mutex_lock(&spawner.mu);
-	r->phase = SPAWN_DONE;
-	pthread_cond_broadcast(&spawner.cv);
-	pthread_mutex_unlock(&spawner.mu);
-}
-
-/* Take a request up, unless its job ended first: then drop it here. */
-static bool
-exec_req_take(struct exec_req *r, int *fds, size_t nfd)
-{
-	pthread_mutex_lock(&spawner.mu);
-	if (r->orphaned) {
-		pthread_mutex_unlock(&spawner.mu);
-		exec_close_fds(fds, nfd);
-		exec_req_free(r);
-		return false;
-	}
-	r->phase = SPAWN_RUNNING;
-	pthread_mutex_unlock(&spawner.mu);
-	return true;
-}
-
-/*
- * Spawn a request's command with the child's ends in fds, then close
- * them: without a child, that is what wakes the job.
- */
-static void
-exec_req_spawn(struct exec_req *r, int *fds, size_t nfd)
-{
-	if (nfd != (r->with_stdin ? 3u : 2u)) {
-		r->rc = EBADF;
-		r->why = exec_why(&r->cmd, EXEC_AT_EXEC, EBADF);
-	} else {
-		r->rc = exec_spawn_cmd(&r->pid, &r->cmd,
-		                       r->with_stdin ? fds[2] : -1, fds[0],
-		                       fds[1], &r->why);
-	}
-	exec_close_fds(fds, nfd);
-	exec_req_done(r);
-}
-
-static void *
-exec_spawner_main(void *arg)
-{
-	int sock = (int)(intptr_t)arg, fds[3];
-	char cbuf[CMSG_SPACE(sizeof(fds))];
-	struct exec_req *r;
-	struct cmsghdr *cm;
-	struct msghdr mh;
-	struct iovec iov;
-	bool own = EXEC_OWN_TABLE && unshare(CLONE_FILES) == 0;
-	ssize_t n;
-	size_t nfd;
-
-	if (own) {
-		/* a copy of the daemon's table: keep only the request socket */
-		if (sock > 3)
-			close_range(3, (unsigned)sock - 1, 0);
-		close_range((unsigned)sock + 1, ~0U, 0);
-	}
-	/* without a table of its own it still keeps the loop from waiting */
-	pthread_mutex_lock(&spawner.mu);
-	spawner.ready++;
-	spawner.shared += !own;
-	pthread_cond_broadcast(&spawner.cv);
-	pthread_mutex_unlock(&spawner.mu);
-	for (;;) {
-		iov.iov_base = &r;
-		iov.iov_len = sizeof(r);
-		memset(&mh, 0, sizeof(mh));
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		if ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) == 0 ||
-		    (n < 0 && (errno == EBADF || errno == ENOTSOCK)))
-			return NULL; /* the daemon is going */
-		if (n != (ssize_t)sizeof(r))
-			continue; /* EINTR, or a passing shortage */
-		cm = CMSG_FIRSTHDR(&mh);
-		nfd = cm != NULL && cm->cmsg_type == SCM_RIGHTS
-		          ? (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)
-		          : 0;
-		if (nfd > 3)
-			nfd = 3; /* the feeder sends at most three */
-		if (nfd > 0)
-			memcpy(fds, CMSG_DATA(cm), nfd * sizeof(int));
-		if (exec_req_take(r, fds, nfd))
-			exec_req_spawn(r, fds, nfd);
-	}
-}
-
-/*
- * The feeder: in the daemon's descriptor table, it passes each queued
- * request's pipe ends to the spawners, then closes them here.  Should
- * that fail, it spawns the command itself.
- */
-static void *
-exec_feeder_main(void *arg)
-{
-	char cbuf[CMSG_SPACE(3 * sizeof(int))];
-	struct exec_req *r;
-	struct cmsghdr *cm;
-	struct msghdr mh;
-	struct iovec iov;
-	int fds[3];
-	size_t nfd;
-	ssize_t n;
-
-	(void)arg;
-	for (;;) {
-		pthread_mutex_lock(&spawner.mu);
-		while ((r = TAILQ_FIRST(&spawner.queue)) == NULL &&
-		       !spawner.stopping)
-			pthread_cond_wait(&spawner.more, &spawner.mu);
-		if (r == NULL) {
-			pthread_mutex_unlock(&spawner.mu);
-			return NULL;
-		}
-		TAILQ_REMOVE(&spawner.queue, r, link);
-		memcpy(fds, r->fds, sizeof(fds));
-		nfd = r->with_stdin ? 3 : 2;
-		if (r->orphaned || spawner.stopping) {
-			pthread_mutex_unlock(&spawner.mu);
-			exec_close_fds(fds, nfd);
-			exec_req_free(r);
-			continue;
-		}
-		pthread_mutex_unlock(&spawner.mu);
-		iov.iov_base = &r;
-		iov.iov_len = sizeof(r);
-		memset(&mh, 0, sizeof(mh));
-		memset(cbuf, 0, sizeof(cbuf));
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(nfd * sizeof(int));
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(nfd * sizeof(int));
-		memcpy(CMSG_DATA(cm), fds, nfd * sizeof(int));
-		while ((n = sendmsg(spawner.sock, &mh, MSG_NOSIGNAL)) < 0 &&
-		       errno == EINTR)
-			;
-		if (n < 0) {
-			/* r is still ours: spawn it from this table */
-			if (exec_req_take(r, fds, nfd))
-				exec_req_spawn(r, fds, nfd);
-			continue;
-		}
-		/* r is the spawners' now; these copies were passed on */
-		exec_close_fds(fds, nfd);
-	}
-	return NULL;
-}
-
-/* Start the threads once; without them, spawns run on the caller. */
-static void
-exec_spawner_init(void)
-{
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int sv[2], i,
-	    n = ncpu < 1               ? 1
-	        : ncpu > EXEC_SPAWNERS ? EXEC_SPAWNERS
-	                               : (int)ncpu;
-	sigset_t all, old;
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old); /* signals are the loop's */
-	for (i = 0; i < n; i++) {
-		if (pthread_create(&spawner.tid[spawner.threads], NULL,
-		                   exec_spawner_main,
-		                   (void *)(intptr_t)sv[1]) == 0)
-			spawner.threads++;
-	}
-	pthread_mutex_lock(&spawner.mu);
-	while (spawner.ready < spawner.threads)
-		pthread_cond_wait(&spawner.cv, &spawner.mu);
-	pthread_mutex_unlock(&spawner.mu);
-	/* the spawners with tables of their own hold their end there now */
-	if (spawner.shared == 0)
-		close(sv[1]);
-	spawner.sock = sv[0];
-	if (spawner.threads == 0 ||
-	    pthread_create(&spawner.tid[spawner.threads], NULL,
-	                   exec_feeder_main, NULL) != 0) {
-		close(sv[0]); /* the spawners see EOF and end */
-		spawner.sock = -1;
-		for (i = 0; i < spawner.threads; i++)
-			pthread_join(spawner.tid[i], NULL);
-		if (spawner.shared > 0)
-			close(sv[1]);
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	spawner.sv1 = sv[1];
-}
-
-/*
- * At exit: the feeder drops what is queued (every job has been stopped
- * by then) and ends, the spawners see the socket close and end.
- */
-__attribute__((destructor)) static void
-exec_spawner_fini(void)
-{
-	int i;
-
-	if (spawner.sock < 0)
-		return;
-	pthread_mutex_lock(&spawner.mu);
-	spawner.stopping = true;
-	pthread_cond_broadcast(&spawner.more);
-	pthread_mutex_unlock(&spawner.mu);
-	pthread_join(spawner.tid[spawner.threads], NULL);
-	close(spawner.sock);
-	for (i = 0; i < spawner.threads; i++)
-		pthread_join(spawner.tid[i], NULL);
-	if (spawner.shared > 0)
-		close(spawner.sv1);
-	spawner.sock = -1;
-}
-
-/*
- * Queue the spawn for the spawner threads, giving them the command's
- * strings and the child's pipe ends (all taken over).  -1 when there
- * are no spawners: the caller spawns on its own thread.
- */
-static int
-exec_spawn_off(struct exec_state *s, struct exec_cmd *cmd, int outp[2],
-               int errp[2], int inp[2])
-{
-	struct exec_req *r;
-
-	pthread_once(&spawner.once, exec_spawner_init);
-	if (spawner.sock < 0 || (r = calloc(1, sizeof(*r))) == NULL)
-		return -1;
-	r->fds[0] = outp[1];
-	r->fds[1] = errp[1];
-	r->fds[2] = inp[0];
-	r->with_stdin = inp[0] >= 0;
-	r->cmd = *cmd;
-	memset(cmd, 0, sizeof(*cmd));
-	outp[1] = errp[1] = inp[0] = -1;
-	s->req = r;
-	pthread_mutex_lock(&spawner.mu);
-	TAILQ_INSERT_TAIL(&spawner.queue, r, link);
-	pthread_mutex_unlock(&spawner.mu);
-	/* after the unlock: the feeder wakes to a free lock */
-	pthread_cond_signal(&spawner.more);
-	return 0;
-}
-
 /*
  * Wait for a handed-off spawn to be done and take its outcome: 0 and
- * s->pid, or the errno (reported on ctx, if given).  Only waits when the
- * spawner has taken the request up, which is a matter of a spawn.
+ * s->pid, or the errno (the job fails with its error).  Only waits when
+ * the spawner has taken the request up, which is a matter of a spawn.
  */
 static int
 exec_spawn_settle(struct task_ctx *ctx, struct exec_state *s)
 {
-	struct exec_req *r = s->req;
+	char *why;
+	pid_t pid;
 	int rc;
 
-	pthread_mutex_lock(&spawner.mu);
-	while (r->phase != SPAWN_DONE)
-		pthread_cond_wait(&spawner.cv, &spawner.mu);
-	pthread_mutex_unlock(&spawner.mu);
-	if ((rc = r->rc) == 0)
-		s->pid = s->pgid = r->pid;
-	else if (ctx != NULL) {
-		exec_fail_with(ctx, r->why);
-		r->why = NULL;
-	}
-	exec_req_free(r);
+	rc = spawn_wait(s->req, &pid, &why);
 	s->req = NULL;
+	if (rc == 0)
+		s->pid = s->pgid = pid;
+	else
+		exec_fail_with(ctx, why);
 	return rc;
 }
 
@@ -1160,28 +432,23 @@ exec_spawn_settle(struct task_ctx *ctx, struct exec_state *s)
  * else here.  The strings are taken over when handed off.
  */
 static int
-exec_spawn(struct task_ctx *ctx, struct exec_state *s, struct exec_cmd *cmd,
+exec_spawn(struct task_ctx *ctx, struct exec_state *s, struct spawn_cmd *cmd,
            bool with_stdin)
 {
 	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, inp[2] = {-1, -1};
 	char *why;
 	pid_t pid;
-	int rc;
 
 	if (exec_pipes(ctx, s, outp, errp, inp, with_stdin) < 0)
 		return -1;
-	if (task_on_loop(ctx) && exec_spawn_off(s, cmd, outp, errp, inp) == 0)
-		return 0;
-	rc = exec_spawn_cmd(&pid, cmd, inp[0], outp[1], errp[1], &why);
-	exec_close(&outp[1]);
-	exec_close(&errp[1]);
-	exec_close(&inp[0]);
-	if (rc != 0) {
+	if (spawn_start(cmd, inp[0], outp[1], errp[1], task_on_loop(ctx),
+	                &s->req, &pid, &why) != 0) {
 		exec_fail_with(ctx, why);
 		exec_close_ours(s);
 		return -1;
 	}
-	s->pid = s->pgid = pid;
+	if (s->req == NULL)
+		s->pid = s->pgid = pid;
 	return 0;
 }
 
@@ -1193,8 +460,8 @@ static int
 exec_start(struct task_ctx *ctx, const union task_value *argv)
 {
 	struct exec_state *s = task_state(ctx);
-	struct exec_cmd cmd = {.uid = task_owner(ctx),
-	                       .as_owner = task_as_owner(ctx)};
+	struct spawn_cmd cmd = {.uid = task_owner(ctx),
+	                        .as_owner = task_as_owner(ctx)};
 	const msgpack_object *list = argv[EXEC_ARGV].o;
 	const msgpack_object *env = argv[EXEC_ENV].o;
 	int rc = -1;
@@ -1225,7 +492,7 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 	}
 	rc = exec_spawn(ctx, s, &cmd, argv[EXEC_STDIN].s.ptr != NULL);
 out:
-	exec_cmd_free(&cmd);
+	spawn_cmd_free(&cmd);
 	if (rc < 0) {
 		free(s->in);
 		s->in = NULL;
@@ -1342,17 +609,11 @@ exec_write(struct exec_state *s)
 static int
 exec_reap(struct exec_state *s, siginfo_t *si)
 {
-	memset(si, 0, sizeof(*si));
-	while (waitid(P_PID, (id_t)s->pid, si, WEXITED | WNOHANG) < 0) {
-		if (errno != EINTR) {
-			s->pid = 0; /* not ours to signal any more */
-			return -1;
-		}
-	}
-	if (si->si_pid == 0)
-		return 0;
-	s->pid = 0;
-	return 1;
+	int rc = spawn_reap(s->pid, si);
+
+	if (rc != 0)
+		s->pid = 0; /* reaped, or not ours to signal any more */
+	return rc;
 }
 
 static enum task_step
@@ -1378,21 +639,18 @@ exec_outcome(struct task_ctx *ctx, const siginfo_t *si)
 
 /*
  * A spawn the job's cancel finds handed off: -1 when it was not taken up
- * (the spawner drops it unstarted), else 0 once it is done.
+ * (the spawner drops it unstarted) or did not start, else 0 once the
+ * command runs.
  */
 static int
 exec_spawn_abandon(struct exec_state *s)
 {
-	pthread_mutex_lock(&spawner.mu);
-	if (s->req->phase == SPAWN_QUEUED) {
-		s->req->orphaned = true;
-		s->req = NULL;
-	}
-	pthread_mutex_unlock(&spawner.mu);
-	if (s->req == NULL)
-		return -1;
-	(void)exec_spawn_settle(NULL, s);
-	return 0;
+	pid_t pid = spawn_cancel(s->req);
+
+	s->req = NULL;
+	if (pid > 0)
+		s->pid = s->pgid = pid;
+	return pid > 0 ? 0 : -1;
 }
 
 static void

@@ -4,7 +4,8 @@
  * pool worker does.  It has no release hook, so a stopped command is
  * reaped on the spot (reap_now), which the tests can check.  Every test
  * runs twice: as on a thread or process, spawning on the caller, and as
- * on the loop, spawning through the spawner threads.
+ * on the loop, spawning through the spawner threads.  How a command is
+ * started (PATH, descriptors, signals, its group) is test_spawn.c's.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -416,17 +417,6 @@ env_and_cwd_are_honoured(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
-static void
-only_the_three_standard_fds_reach_the_command(void **state)
-{
-	struct job *j = job_for(
-	    &(struct spec){ARGV("sh", "-c", "ls /proc/$$/fd"), .grace = -1});
-
-	assert_int_equal(run(j), TASK_DONE);
-	assert_stream(1, "0\n1\n2\n");
-	free_job(j);
-}
-
 /*
  * A finished job keeps its state in its allocation while it is
  * retained: the line buffers (4096 bytes a stream) only come when a
@@ -436,76 +426,6 @@ static void
 the_state_is_small_until_a_line_is_left_unfinished(void **state)
 {
 	assert_in_range(task_find("exec", 4)->state_size, 1, 256);
-}
-
-/*
- * The daemon's 0 and 1 closed: the command's stdout pipe end is
- * descriptor 1 already, which must still reach the command, open.
- */
-static void
-pipes_reach_the_command_even_in_concds_own_slots_0_to_2(void **state)
-{
-	struct job *j =
-	    job_for(&(struct spec){ARGV("sh", "-c", "cat; echo err >&2"),
-	                           .in = "data\n", .grace = -1});
-	enum task_step st;
-	int in, out;
-
-	/* (ctest may start the test with 0 closed already) */
-	while (fcntl(0, F_GETFD) < 0 || fcntl(1, F_GETFD) < 0)
-		assert_in_range(open("/dev/null", O_RDWR), 0, 1);
-	in = dup(0);
-	out = dup(1);
-	assert_true(in > 2 && out > 2);
-	close(0);
-	close(1);
-	st = run(j);
-	assert_int_equal(dup2(in, 0), 0);
-	assert_int_equal(dup2(out, 1), 1);
-	close(in);
-	close(out);
-	assert_int_equal(st, TASK_DONE);
-	assert_stream(1, "data\n");
-	assert_stream(2, "err\n");
-	free_job(j);
-}
-
-/* A hex mask from a /proc/PID/status line such as "SigIgn:\t...". */
-static unsigned long long
-status_mask(const struct pbuf *b, const char *name)
-{
-	const char *p = memmem(b->data, b->len, name, strlen(name));
-
-	assert_non_null(p);
-	return strtoull(p + strlen(name) + 1, NULL, 16);
-}
-
-static void
-signals_start_at_their_defaults_in_a_group_of_its_own(void **state)
-{
-	/* the test ignores these, and concd handles others; the command
-	 * gets every signal at its default */
-	static const int ign[] = {SIGPIPE, SIGHUP, SIGQUIT, SIGUSR2};
-	void (*was[4])(int);
-	struct job *j = job_for(&(struct spec){
-	    ARGV("sh", "-c",
-	         /* builtins only: the shell blocks signals while it forks */
-	         "while read -r k v; do case $k in Sig[BI]*) echo \"$k\t$v\";;"
-	         " esac; done </proc/$$/status;"
-	         " test $(cut -d' ' -f5 /proc/$$/stat) = $$ && echo own group"),
-	    .grace = -1});
-	size_t i;
-
-	for (i = 0; i < 4; i++)
-		was[i] = signal(ign[i], SIG_IGN);
-	assert_int_equal(run(j), TASK_DONE);
-	pbuf_append(&rec.all[1], "", 1);
-	assert_int_equal(status_mask(&rec.all[1], "SigBlk:"), 0);
-	assert_int_equal(status_mask(&rec.all[1], "SigIgn:"), 0);
-	assert_non_null(strstr(rec.all[1].data, "\nown group\n"));
-	free_job(j);
-	for (i = 0; i < 4; i++)
-		signal(ign[i], was[i]);
 }
 
 /*
@@ -533,71 +453,6 @@ skip_under_valgrind(void)
 {
 	if (getenv("CONCD_VALGRIND") != NULL)
 		skip();
-}
-
-/* A file of mode mode in dir, with the given text. */
-static void
-put_file(const char *dir, const char *name, const char *text, mode_t mode)
-{
-	char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	assert_non_null(f = fopen(path, "w"));
-	fputs(text, f);
-	assert_int_equal(fclose(f), 0);
-	assert_int_equal(chmod(path, mode), 0);
-}
-
-/* PATH as execvp reads it: concd's own, in order, "" the working dir. */
-static void
-path_is_searched_as_execvp_searches_it(void **state)
-{
-	char a[] = "/tmp/concd-path-XXXXXX", b[] = "/tmp/concd-path-XXXXXX";
-	char path[256], err[512], *was = getenv("PATH");
-	const struct spec sp = {ARGV("concd-t"), .grace = -1};
-	struct job *j;
-
-	skip_under_valgrind();
-	was = was != NULL ? strdup(was) : NULL;
-	assert_non_null(mkdtemp(a));
-	assert_non_null(mkdtemp(b));
-	put_file(a, "concd-t", "#!/bin/sh\necho a\n", 0644); /* not +x */
-	put_file(b, "concd-t", "#!/bin/sh\necho b\n", 0755);
-
-	/* a's copy cannot run: b's, later in PATH, does */
-	snprintf(path, sizeof(path), "/nonexistent:%s:%s:/usr/bin:/bin", a, b);
-	setenv("PATH", path, 1);
-	j = job_for(&sp);
-	assert_int_equal(run(j), TASK_DONE);
-	assert_stream(1, "b\n");
-	free_job(j);
-
-	/* only a's: the EACCES is the error, not the ENOENT after it */
-	snprintf(path, sizeof(path), "%s:/nonexistent", a);
-	setenv("PATH", path, 1);
-	assert_int_equal(start_error(&sp, err, sizeof(err)), -1);
-	assert_string_equal(err,
-	                    "exec: cannot run \"concd-t\": Permission denied");
-
-	/* an empty entry is the command's working directory */
-	setenv("PATH", "/nonexistent::/bin", 1);
-	j = job_for(&(struct spec){ARGV("concd-t"), .cwd = b, .grace = -1});
-	assert_int_equal(run(j), TASK_DONE);
-	assert_stream(1, "b\n");
-	free_job(j);
-
-	if (was != NULL)
-		setenv("PATH", was, 1);
-	else
-		unsetenv("PATH");
-	free(was);
-	snprintf(path, sizeof(path), "%s/concd-t", a);
-	assert_int_equal(unlink(path), 0);
-	snprintf(path, sizeof(path), "%s/concd-t", b);
-	assert_int_equal(unlink(path), 0);
-	assert_int_equal(rmdir(a), 0);
-	assert_int_equal(rmdir(b), 0);
 }
 
 static void
@@ -1143,14 +998,8 @@ main(void)
 	    cmocka_unit_test(long_lines_come_in_4096_byte_pieces),
 	    cmocka_unit_test(much_output_arrives_whole_and_in_order),
 	    cmocka_unit_test(env_and_cwd_are_honoured),
-	    cmocka_unit_test(only_the_three_standard_fds_reach_the_command),
-	    cmocka_unit_test(
-	        pipes_reach_the_command_even_in_concds_own_slots_0_to_2),
 	    cmocka_unit_test(
 	        the_state_is_small_until_a_line_is_left_unfinished),
-	    cmocka_unit_test(path_is_searched_as_execvp_searches_it),
-	    cmocka_unit_test(
-	        signals_start_at_their_defaults_in_a_group_of_its_own),
 	    cmocka_unit_test(
 	        start_fails_clearly_for_missing_commands_and_bad_cwd),
 	    cmocka_unit_test(validation_refuses_bad_argv_env_and_grace),
