@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "concd.h"
+#include "config.h"
+#include "log.h"
 
 enum config_type { CONFIG_INT, CONFIG_PATH, CONFIG_BOOL, CONFIG_GROUP };
 

@@ -16,7 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "conn.h"
+#include "log.h"
+#include "loop.h"
 
 #define CONN_READ_CHUNK (64 * 1024)
 #define CONN_CONGESTED  (256 * 1024)       /* output bytes: skip progress */

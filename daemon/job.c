@@ -7,7 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "concd.h"
+#include "conn.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "task.h"
 
 static struct {
 	struct job **bucket;

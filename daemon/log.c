@@ -15,7 +15,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "log.h"
 
 static bool log_prefix;
 static bool log_debugging;

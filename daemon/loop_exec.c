@@ -7,7 +7,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "executor.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "loop_exec.h"
+#include "reap.h"
+#include "task.h"
+#include "task_int.h"
 
 static size_t loop_nrunning;
 static pid_t loop_pid;

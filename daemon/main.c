@@ -14,7 +14,22 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "config.h"
+#include "conn.h"
+#include "executor.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "loop_exec.h"
+#include "notify.h"
+#include "plugin.h"
+#include "pool_process.h"
+#include "pool_thread.h"
+#include "reap.h"
+#include "server.h"
+#include "task.h"
+#include "task_int.h"
+#include "worker.h"
 
 #define DEFAULT_MAX_FINISHED 10000
 #define DEFAULT_STOP_TIMEOUT 60 /* below systemd's TimeoutStopSec=90 */

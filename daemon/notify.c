@@ -17,7 +17,8 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "concd.h"
+#include "log.h"
+#include "notify.h"
 
 static struct {
 	int fd;

@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "concd.h"
+#include "log.h"
+#include "plugin.h"
+#include "task.h"
+#include "task_int.h"
 
 #define PLUGIN_MAX 64
 

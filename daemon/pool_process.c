@@ -36,7 +36,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "config.h"
+#include "conn.h"
+#include "executor.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "pool_process.h"
+#include "task.h"
+#include "task_int.h"
+#include "worker.h"
 
 #define PROC_DEPTH        64   /* jobs given to one worker ahead of time */
 #define PROC_GRACE_S      5    /* a cancelled job's time to stop */

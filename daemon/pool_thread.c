@@ -26,7 +26,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "config.h"
+#include "executor.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "pool_thread.h"
+#include "task.h"
+#include "task_int.h"
 
 #define POOL_POST_STARTED  0x01
 #define POOL_POST_PROGRESS 0x02

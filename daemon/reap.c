@@ -5,6 +5,7 @@
  * gets SIGKILL.  Either way it is reaped: concd leaves no zombies.  On
  * the loop this is event-driven; a worker thread or process just waits.
  */
+#include <sys/queue.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -13,7 +14,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "log.h"
+#include "loop.h"
+#include "reap.h"
 
 struct reap {
 	pid_t pid;

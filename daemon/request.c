@@ -10,7 +10,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "config.h"
+#include "conn.h"
+#include "executor.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "loop_exec.h"
+#include "pool_process.h"
+#include "pool_thread.h"
+#include "request.h"
+#include "task.h"
+#include "task_int.h"
 
 #define PS_DEFAULT_LIMIT 1000
 

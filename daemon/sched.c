@@ -5,7 +5,17 @@
  */
 #include <stdio.h>
 
-#include "concd.h"
+#include "conn.h"
+#include "executor.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "loop_exec.h"
+#include "notify.h"
+#include "pool_process.h"
+#include "pool_thread.h"
+#include "task.h"
+#include "task_int.h"
 
 static const struct executor *const executors[PX_COUNT] = {
     [PX_LOOP] = &loop_executor,

@@ -17,7 +17,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "config.h"
+#include "conn.h"
+#include "executor.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "notify.h"
+#include "pool_process.h"
+#include "pool_thread.h"
+#include "reap.h"
+#include "request.h"
+#include "server.h"
+#include "task.h"
 
 #define SERVER_MAX_LISTEN 8
 

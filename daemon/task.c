@@ -16,7 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "job.h"
+#include "log.h"
+#include "reap.h"
+#include "task.h"
+#include "task_int.h"
 
 extern const struct task task_noop, task_sleep, task_primes, task_counter,
     task_checksum, task_table, task_exec;

@@ -25,7 +25,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "concd.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "task.h"
+#include "task_int.h"
+#include "worker.h"
 
 #define WORKER_FLUSH_AT    (64 * 1024)
 #define WORKER_PROGRESS_MS 20

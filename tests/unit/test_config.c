@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "concd.h"
+#include "config.h"
 
 struct fixture {
 	char dir[64];

@@ -29,7 +29,9 @@
 
 #include <cmocka.h>
 
-#include "concd.h"
+#include "job.h"
+#include "task.h"
+#include "task_int.h"
 
 #define BOUND_MS 30000 /* an upper bound for any wait, never a delay */
 

@@ -9,7 +9,10 @@
 
 #include <cmocka.h>
 
-#include "concd.h"
+#include "executor.h"
+#include "job.h"
+#include "task.h"
+#include "task_int.h"
 
 static struct job_submit js;
 

@@ -17,7 +17,9 @@
 
 #include <cmocka.h>
 
-#include "concd.h"
+#include "job.h"
+#include "task.h"
+#include "task_int.h"
 
 struct rec {
 	uint64_t waits[64];

@@ -1,0 +1,44 @@
+/*
+ * config.h -- config.c: concd's settings and their bounds.
+ */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* The bounds of the pools' sizes, for the file, the flags and `resize`. */
+#define POOL_MAX_THREADS   1024
+#define POOL_MAX_PROCESSES 256
+
+/* concd's settings: defaults, then the file, then the flags (main.c). */
+struct server_options {
+	char *config_path;
+	char *socket_path;
+	char *plugin_dir;
+	int threads;
+	int processes;
+	int max_jobs_per_worker; /* 0: no limit */
+	int stop_timeout;        /* seconds to drain on stop */
+	int queue_limit;         /* queued jobs per executor */
+	int finished_ttl;        /* seconds finished jobs are kept, 0: ever */
+	int busy_poll;           /* µs of polling before sleeping, 0: none */
+	int exec_other_users;    /* a non-root concd runs others' exec jobs */
+	long admin_gid;          /* admin-group's gid, -1: none */
+	size_t max_finished;
+	bool foreground;
+	bool debug;
+	uint32_t cmdline; /* config keys set by flags */
+};
+
+int config_load(const char *path, bool required, struct server_options *,
+                uint32_t keep, char *cause, size_t causelen);
+int config_load_stream(FILE *, const char *name, struct server_options *,
+                       uint32_t keep, char *cause, size_t causelen);
+uint32_t config_key_bit(const char *name);
+uint32_t config_fixed_mask(void);
+void config_free(struct server_options *);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * conn.h -- conn.c: connections, framed messages in and out, and the
+ * watches each one holds (the watches themselves are job.c's).
+ */
+#ifndef CONN_H
+#define CONN_H
+
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "proto.h"
+
+struct conn;
+struct watch;
+/* The watches a connection holds, linked by their by_conn entries. */
+LIST_HEAD(watch_list, watch);
+
+/* What a connection does with its messages; clients get request.c's. */
+struct conn_handler {
+	void (*dispatch)(struct conn *, const struct proto_msg *);
+	void (*closed)(struct conn *, void *arg); /* optional */
+	/*
+	 * A client: while its output is congested its requests are not
+	 * read.  A worker process is always read, or it could block in a
+	 * write while the daemon waits for it to read.
+	 */
+	bool paced;
+};
+
+struct conn *conn_new_with(int fd, const struct conn_handler *, void *arg);
+void *conn_arg(const struct conn *);
+void conn_close(struct conn *);
+struct pbuf *conn_out(struct conn *);
+/* Called after output was queued: the flush runs once per loop pass. */
+void conn_dirty(struct conn *);
+/* True while the peer is slow: progress may be skipped. */
+bool conn_congested(const struct conn *);
+/* Over the high-water mark: the drained hook follows once it drains. */
+bool conn_backlogged(struct conn *);
+bool conn_overfull(const struct conn *);
+void conn_set_drained_hook(void (*)(struct conn *));
+void conn_hold_reads(struct conn *, bool hold);
+void conn_flush_final(int ms);
+struct watch_list *conn_watches(struct conn *);
+uid_t conn_uid(const struct conn *);
+bool conn_in_group(const struct conn *, gid_t);
+void conn_close_all(void);
+void conn_hangup(struct conn *);
+size_t conn_count(void);
+/*
+ * Run after a read's batch of requests was dispatched and before its
+ * replies are written: sched.c hands the batch's jobs to the workers.
+ */
+void conn_hook_batch(void (*)(void));
+
+#endif

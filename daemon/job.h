@@ -1,0 +1,218 @@
+/*
+ * job.h -- job.c: the job table, its records and their events, and the
+ * task context every job carries.
+ *
+ * One thread, the loop thread, owns every structure declared here.  Pool
+ * workers touch only a running job's task context (struct task_ctx) and
+ * the hand-off queues of their own pool.
+ */
+#ifndef JOB_H
+#define JOB_H
+
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event_struct.h>
+
+#include "conn.h"
+#include "proto.h"
+
+struct exec_ops;
+struct gather;
+struct task;
+
+/*
+ * The task context: what a task sees.  While a job runs on a pool
+ * worker, only that worker touches it (cancel is atomic); the loop reads
+ * it again once the worker has handed the job back.
+ */
+struct task_ctx {
+	const struct exec_ops *ops; /* the executor running it */
+	void *state;
+	void *worker_state;
+	struct pbuf result;
+	char *error;
+	uint32_t wait_ms;
+	int wait_fd;
+	bool wait_write;
+	bool started;       /* start() succeeded: stop() is owed */
+	atomic_bool cancel; /* set by the loop, read by the worker */
+};
+
+struct watch {
+	struct conn *conn;
+	uint64_t req;
+	int32_t index;    /* -1: none; WATCH_GATHER: each job's own index */
+	uint64_t dropped; /* output bytes it missed (not for WATCH_GATHER) */
+	bool attached;    /* the submitter's: the job's output waits for it */
+	LIST_ENTRY(watch) by_job;
+	LIST_ENTRY(watch) by_conn;
+};
+/* A gather request's one watch on all of its jobs. */
+#define WATCH_GATHER (-2)
+
+/*
+ * A job record.  Fields are ordered by size so that the record has no
+ * holes: a sleeping loop job costs little more than this (DESIGN.md §9).
+ */
+struct job {
+	uint64_t id;
+	const struct task *task;
+	struct job *hnext;     /* id hash chain */
+	TAILQ_ENTRY(job) link; /* executor queue, then finished list */
+	struct event *timer;   /* the timeout while running; the retry delay */
+	struct gather *group;  /* the gather request it came in, or NULL */
+	char *msg;
+	char *args; /* raw msgpack map, after the record (job_new) */
+	struct watch_list watches;
+	void *xdata; /* the executor's own */
+
+	uint64_t submitted, started, finished; /* µs since the epoch */
+	uint64_t timeout_ms;
+	uint64_t done, total;
+	uint64_t dropped; /* output bytes any watcher missed, in all */
+
+	uint32_t retry_delay_ms;
+	uid_t uid;
+	uint32_t args_len;
+	uint32_t gindex; /* its index in its gather request */
+	int32_t worker;  /* index in its pool, -1: none */
+	pid_t tid;
+	uint32_t served;
+
+	uint8_t state;     /* enum proto_state */
+	uint8_t requested; /* enum proto_exec */
+	uint8_t exec;      /* enum proto_exec, as run */
+	uint8_t err;       /* enum proto_error */
+	uint8_t attempt;   /* 1, then 2... with retries */
+	uint8_t retries;   /* attempts after the first, at most */
+	bool daemon;
+	bool fresh;
+	bool timing_out;   /* a cancel caused by the timeout */
+	bool retry_wait;   /* between attempts, on the timer */
+	bool held;         /* made, not yet given to an executor (gather) */
+	bool has_ev;       /* loop_ev is set up */
+	bool inline_state; /* the task's state follows the arguments */
+	bool revoking;     /* asked back from its worker process */
+	bool out_held;     /* an attached watcher is backlogged: see job_output */
+
+	union {
+		/*
+		 * What a pool worker hands back, under its pool's lock: the
+		 * loop copies it into the fields above when it takes the job's
+		 * events.
+		 */
+		struct {
+			uint8_t post;  /* POOL_POST_* bits not yet taken */
+			bool pending;  /* loop-owned: not yet handed over */
+			bool ended;    /* end posted: its worker may be gone */
+			uint8_t state; /* final state, with POOL_POST_END */
+			int32_t worker;
+			pid_t tid;
+			uint32_t served;
+			uint64_t started;
+			uint64_t done, total;
+			char *msg;
+			struct pbuf out; /* [stream][u32 length][bytes]... */
+			bool held;       /* for its client: see thread_output */
+			pthread_cond_t *waiter; /* its worker waits there */
+		} handoff;
+		/* a loop job's one event: its timer, its fd wait or its yield
+		 */
+		struct event loop_ev;
+	};
+	struct task_ctx ctx;
+};
+/* The job a task context belongs to: every context lives in its job. */
+#define CTX_JOB(c)                                                             \
+	((struct job *)(void *)((char *)(c)-offsetof(struct job, ctx)))
+/* job_new's one allocation: the record, its arguments, its task's state */
+#define JOB_ARGS_ROOM(len) (((size_t)(len) + 15) & ~(size_t)15)
+
+static inline void *
+job_state_buf(struct job *j)
+{
+	return j->inline_state ? (char *)(j + 1) + JOB_ARGS_ROOM(j->args_len)
+	                       : NULL;
+}
+TAILQ_HEAD(job_queue, job);
+
+struct job_submit {
+	const struct task *task;
+	uint8_t retries;
+	uint32_t retry_delay_ms;
+	const char *args;
+	size_t args_len;
+	enum proto_exec requested;
+	enum proto_exec exec;
+	bool daemon;
+	bool fresh;
+	uid_t uid;
+	uint64_t timeout_ms;
+};
+
+/*
+ * What the job table needs of the floor above it, which runs the jobs:
+ * sched.c registers these (sched_init).
+ */
+struct job_hooks {
+	void (*submit)(struct job *);    /* hand it to its executor */
+	void (*cancel)(struct job *);    /* a queued or running job */
+	void (*resume)(struct job *);    /* its held output may go on */
+	void (*stop)(struct task_ctx *); /* it ended: task_ctx_stop */
+	void (*free)(struct task_ctx *); /* task_ctx_free */
+};
+void job_hook_sched(const struct job_hooks *);
+void job_init(size_t max_finished, uint64_t finished_ttl_s);
+void job_set_retention(size_t max_finished, uint64_t finished_ttl_s);
+uint64_t job_last_id(void);
+size_t job_total(void);
+/* Tie jobs together (gather): with fail_fast, one failure cancels all. */
+struct gather *job_group_new(size_t n, bool fail_fast);
+void job_group_add(struct gather *, struct job *);
+/* Watch every job of the group, each event with its job's index. */
+int job_group_watch(struct gather *, struct conn *, uint64_t req);
+void job_group_submit(struct gather *);
+void job_shutdown(void);
+/* Out of the table, never freed: a stuck thread may still touch it. */
+void job_abandon(struct job *);
+struct job *job_new(const struct job_submit *);
+struct job *job_find(uint64_t id);
+void job_start(struct job *);
+void job_progress(struct job *, uint64_t done, uint64_t total, const char *msg);
+/*
+ * Output goes in full to the attached watchers (the submitter's) and to
+ * the others that keep up.  When an attached one falls behind the job is
+ * held (job_output_held): its executor stops it producing output until
+ * the executor's resume() is called.
+ */
+void job_output(struct job *, int stream, const void *, size_t);
+bool job_output_held(const struct job *);
+/* Final state from the job's context: result or error. */
+void job_finish(struct job *, enum proto_state);
+int job_cancel(struct job *);
+bool job_visible(const struct job *, uid_t);
+/* attached: the submitter's watch, which gets every byte of output */
+int job_watch(struct job *, struct conn *, uint64_t req, int32_t index,
+              bool attached);
+void job_unwatch_conn(struct conn *);
+/* The end event for watch w; NULL: for whoever asks, as status does. */
+void job_encode_end(struct pbuf *, const struct job *, const struct watch *w,
+                    uint64_t req, int32_t index);
+/*
+ * A job's record, as status and ps send it; without result, a result is
+ * left out and its size given instead (result_omitted).
+ */
+void job_encode_record(struct proto_enc *, const struct job *, bool result);
+/* The bytes a job's result takes in a record: 0 when it has none. */
+size_t job_result_size(const struct job *);
+void job_foreach(void (*)(struct job *, void *), void *);
+void job_counts(size_t counts[PS_COUNT]);
+
+#endif

@@ -1,0 +1,15 @@
+/*
+ * loop_exec.h -- loop_exec.c: the executor that runs jobs on the loop.
+ */
+#ifndef LOOP_EXEC_H
+#define LOOP_EXEC_H
+
+#include <stdint.h>
+
+#include "executor.h"
+
+extern const struct executor loop_executor;
+void loop_exec_init(void);
+uint64_t loop_exec_served(void);
+
+#endif
