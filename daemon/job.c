@@ -258,8 +258,9 @@ job_new(const struct job_submit *js)
 	return j;
 }
 
+/* Out of the id hash and the counts. */
 static void
-job_free(struct job *j)
+job_unlink(struct job *j)
 {
 	struct job **p;
 
@@ -269,6 +270,12 @@ job_free(struct job *j)
 	*p = j->hnext;
 	jobs.count--;
 	jobs.states[j->state]--;
+}
+
+static void
+job_free(struct job *j)
+{
+	job_unlink(j);
 	if (j->timer != NULL)
 		event_free(j->timer);
 	if (j->group != NULL)
@@ -289,14 +296,7 @@ job_free(struct job *j)
 void
 job_abandon(struct job *j)
 {
-	struct job **p;
-
-	for (p = &jobs.bucket[job_slot(j->id, jobs.nbucket)]; *p != j;
-	     p = &(*p)->hnext)
-		;
-	*p = j->hnext;
-	jobs.count--;
-	jobs.states[j->state]--;
+	job_unlink(j);
 	if (PROTO_STATE_FINAL(j->state))
 		TAILQ_REMOVE(&jobs.finished, j, link);
 }

@@ -243,3 +243,17 @@ loop_run(int busy_poll_us)
 			return;
 	}
 }
+
+void
+loop_retry_later(struct event *ev, unsigned *ms, unsigned min, unsigned max)
+{
+	struct timeval tv;
+
+	if (*ms == 0)
+		*ms = min;
+	else if ((*ms *= 2) > max)
+		*ms = max;
+	tv.tv_sec = *ms / 1000;
+	tv.tv_usec = (suseconds_t)(*ms % 1000) * 1000;
+	evtimer_add(ev, &tv);
+}

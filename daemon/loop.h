@@ -60,5 +60,12 @@ void loop_changed(void);
  * work came that a window would have caught, doubled, from max / 8 up.
  */
 uint64_t loop_poll_next(uint64_t window, uint64_t max, bool caught);
+/*
+ * Something failed and is tried again on ev's timer: *ms (0 the first
+ * time) becomes the next delay, from min doubling up to max, and the
+ * timer is armed with it.
+ */
+void loop_retry_later(struct event *ev, unsigned *ms, unsigned min,
+                      unsigned max);
 
 #endif

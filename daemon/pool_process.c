@@ -281,7 +281,6 @@ proc_fill(void)
 {
 	bool have[POOL_MAX_PROCESSES] = {false};
 	struct pworker *w;
-	struct timeval tv;
 	int i, missing = 0;
 
 	if (pp.stopping || loop_stopping())
@@ -304,13 +303,8 @@ proc_fill(void)
 		log_warnx("process pool: %d of %d workers missing; trying "
 		          "again until they start",
 		          missing, pp.size);
-	if (pp.retry_ms == 0)
-		pp.retry_ms = PROC_RETRY_MIN_MS;
-	else if ((pp.retry_ms *= 2) > PROC_RETRY_MAX_MS)
-		pp.retry_ms = PROC_RETRY_MAX_MS;
-	tv.tv_sec = pp.retry_ms / 1000;
-	tv.tv_usec = (suseconds_t)(pp.retry_ms % 1000) * 1000;
-	evtimer_add(pp.fill_ev, &tv);
+	loop_retry_later(pp.fill_ev, &pp.retry_ms, PROC_RETRY_MIN_MS,
+	                 PROC_RETRY_MAX_MS);
 	return missing;
 }
 

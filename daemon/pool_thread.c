@@ -664,7 +664,6 @@ thread_fill(void)
 {
 	bool have[POOL_MAX_THREADS] = {false};
 	struct tworker *w;
-	struct timeval tv;
 	int i, missing = 0;
 
 	if (pool.stopping || loop_stopping())
@@ -687,13 +686,8 @@ thread_fill(void)
 		log_warnx("thread pool: %d of %d workers missing; trying "
 		          "again until they start",
 		          missing, pool.size);
-	if (pool.retry_ms == 0)
-		pool.retry_ms = POOL_RETRY_MIN_MS;
-	else if ((pool.retry_ms *= 2) > POOL_RETRY_MAX_MS)
-		pool.retry_ms = POOL_RETRY_MAX_MS;
-	tv.tv_sec = pool.retry_ms / 1000;
-	tv.tv_usec = (suseconds_t)(pool.retry_ms % 1000) * 1000;
-	evtimer_add(pool.fill_ev, &tv);
+	loop_retry_later(pool.fill_ev, &pool.retry_ms, POOL_RETRY_MIN_MS,
+	                 POOL_RETRY_MAX_MS);
 	return missing;
 }
 
