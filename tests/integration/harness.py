@@ -102,6 +102,16 @@ _running = []
 
 
 @atexit.register
+def proc_state(pid):
+    """The one-letter state of pid, or None when /proc has no such pid."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat[stat.rindex(")") + 2]
+
+
 def _kill_leftovers():
     for proc in _running:
         if proc.poll() is None:

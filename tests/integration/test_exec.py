@@ -11,18 +11,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import BOUND, CLOCK_SLACK, VALGRIND, DaemonTest  # noqa: E402
+from harness import proc_state  # noqa: E402
 
 EXECUTORS = ("loop", "thread", "process")
-
-
-def proc_state(pid):
-    """The one-letter state of pid, or None when /proc has no such pid."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat[stat.rindex(")") + 2]
 
 
 def wait_reaped(pid, bound=BOUND):

@@ -10,19 +10,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BOUND, VALGRIND, Daemon  # noqa: E402
+from harness import BOUND, VALGRIND, Daemon, proc_state  # noqa: E402
 
 EXECUTORS = ("loop", "thread", "process")
-
-
-def proc_state(pid):
-    """The one-letter state of pid, or None when /proc has no such pid."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat[stat.rindex(")") + 2]
 
 
 def wait_dead(pid, bound=BOUND):
