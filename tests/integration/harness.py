@@ -96,12 +96,6 @@ class Notify:
         self.sock.close()
 
 
-# Every concd started, so that none outlives a module whose test failed
-# before stopping it (ctest would wait for the output it holds open).
-_running = []
-
-
-@atexit.register
 def proc_state(pid):
     """The one-letter state of pid, or None when /proc has no such pid."""
     try:
@@ -112,6 +106,12 @@ def proc_state(pid):
     return stat[stat.rindex(")") + 2]
 
 
+# Every concd started, so that none outlives a module whose test failed
+# before stopping it (ctest would wait for the output it holds open).
+_running = []
+
+
+@atexit.register
 def _kill_leftovers():
     for proc in _running:
         if proc.poll() is None:
