@@ -656,7 +656,14 @@ class Tutorial(unittest.TestCase):
                          [text for text, _ in TUTORIAL],
                          "the page's commands are not those TUTORIAL "
                          "checks, in the same order")
+        crashed = False
         for (line, text, status), (_, check) in zip(commands, TUTORIAL):
+            # Under valgrind, valgrind gets the worker's SIGSEGV and the
+            # worker dies of it later, during another job: the crash and
+            # the look at the pool after it are left out.
+            if VALGRIND and ("kill -SEGV" in text or crashed):
+                crashed = "kill -SEGV" in text
+                continue
             m = ASSIGNMENT.match(text)
             try:
                 r = self.sh(m.group(2) if m else text, env)
@@ -678,8 +685,6 @@ class Tutorial(unittest.TestCase):
     def test_every_command_of_concd_concurrency_7_works_as_written(self):
         seen = {}
         for line, text, status, r, check in self.run_tutorial():
-            if VALGRIND and "kill -SEGV" in text:
-                continue  # valgrind, not the worker, gets the signal
             with self.subTest(line=line, command=text):
                 self.assertEqual(
                     r.returncode, status,
