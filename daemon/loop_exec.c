@@ -95,6 +95,12 @@ loop_arm(struct job *j)
 		event_add(ev, NULL);
 	} else {
 		evtimer_assign(ev, loop_base, loop_step_cb, j);
+		/*
+		 * A wait counts from now, not from the start of this pass:
+		 * libevent's cached time falls behind in a long pass.
+		 */
+		if (ctx->wait_ms > 0)
+			event_base_update_cache_time(loop_base);
 		tv.tv_sec = (time_t)(ctx->wait_ms / 1000);
 		tv.tv_usec = (suseconds_t)(ctx->wait_ms % 1000) * 1000;
 		evtimer_add(ev, &tv);
