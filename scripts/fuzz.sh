@@ -60,9 +60,10 @@ done
 fuzzer=$build/tests/fuzz/fuzz_proto
 if [ ! -x "$fuzzer" ]; then
 	echo "==> fuzz: configure and build $build (clang, -DCONCD_FUZZ=ON)"
+	mkdir -p "$build"
 	CC=clang cmake -S "$root" -B "$build" -DCONCD_FUZZ=ON \
-		>"$build.configure.log" 2>&1 || {
-		cat "$build.configure.log"
+		>"$build/configure.log" 2>&1 || {
+		cat "$build/configure.log"
 		exit 1
 	}
 fi
