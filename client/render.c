@@ -163,40 +163,6 @@ render_table_free(struct render_table *t)
 	free(t->below);
 }
 
-/* Length of the valid UTF-8 sequence at p, or 0 when there is none. */
-static size_t
-render_utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t need, i;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		need = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		need = 3;
-		if (p[0] == 0xe0)
-			lo = 0xa0;
-		else if (p[0] == 0xed)
-			hi = 0x9f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		need = 4;
-		if (p[0] == 0xf0)
-			lo = 0x90;
-		else if (p[0] == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (n < need || p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < need; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	}
-	return need;
-}
-
 /* A JSON string; bytes that are not UTF-8 become U+FFFD. */
 static json_t *
 render_json_str(const char *s, size_t len)
@@ -211,7 +177,7 @@ render_json_str(const char *s, size_t len)
 	if ((fixed = malloc(len * 3 + 1)) == NULL)
 		return json_null();
 	while (i < len) {
-		if ((n = render_utf8_seq(p + i, len - i)) == 0) {
+		if ((n = proto_utf8_seq(p + i, len - i)) == 0) {
 			memcpy(fixed + out, "\xef\xbf\xbd", 3);
 			out += 3;
 			i++;

@@ -243,6 +243,13 @@ proto_get_be(const unsigned char *p, int n)
 /* ---- text (utf8.c) ---- */
 
 /*
+ * The length of the well-formed UTF-8 sequence at p: 1 to 4, or 0 for an
+ * overlong form, a surrogate, a code point above U+10FFFF, a stray
+ * continuation byte or a sequence cut short by the end of the n bytes.
+ */
+size_t proto_utf8_seq(const unsigned char *p, size_t n);
+
+/*
  * Whether s holds well-formed UTF-8: no overlong forms, no surrogates,
  * nothing above U+10FFFF, no sequence cut short.  Every str value the
  * decoder hands on has passed this.

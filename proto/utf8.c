@@ -5,14 +5,9 @@
  */
 #include "proto.h"
 
-/*
- * The length of the well-formed UTF-8 sequence at p (RFC 3629, table 3-7
- * of the Unicode standard): 1 to 4, or 0 for an overlong form, a
- * surrogate, a code point above U+10FFFF, a stray continuation byte or a
- * sequence cut short by the end of the n bytes.
- */
-static size_t
-utf8_seq(const unsigned char *p, size_t n)
+/* RFC 3629, table 3-7 of the Unicode standard. */
+size_t
+proto_utf8_seq(const unsigned char *p, size_t n)
 {
 	unsigned char lo = 0x80, hi = 0xbf;
 	size_t len, i;
@@ -49,7 +44,7 @@ proto_utf8_valid(const char *s, size_t len)
 			i++;
 			continue;
 		}
-		if ((n = utf8_seq(p + i, len - i)) == 0)
+		if ((n = proto_utf8_seq(p + i, len - i)) == 0)
 			return false;
 		i += n;
 	}
@@ -69,7 +64,7 @@ proto_quote(char *dst, size_t size, const char *s, size_t len)
 		char esc[4];
 		const char *from = esc;
 
-		n = utf8_seq(p + i, len - i);
+		n = proto_utf8_seq(p + i, len - i);
 		if (n == 1 && (p[i] < 0x20 || p[i] == 0x7f)) {
 			n = 0; /* a control: escaped like a bad byte */
 		} else if (n == 1 && (p[i] == '\\' || p[i] == '"')) {
