@@ -100,7 +100,7 @@ struct job {
 	bool has_ev;       /* loop_ev is set up */
 	bool inline_state; /* the task's state follows the arguments */
 	bool revoking;     /* asked back from its worker process */
-	bool out_held;     /* an attached watcher is backlogged: see job_output */
+	bool out_held; /* an attached watcher is backlogged: see job_output */
 
 	union {
 		/*

@@ -548,8 +548,10 @@ main(int argc, char **argv)
 	/* a new message type gets a seed of its own */
 	for (i = 0; i < PROTO_TYPE_COUNT; i++) {
 		if (!seeded[i]) {
-			fprintf(stderr, "fuzz_proto_seeds: no seed has a %s "
-			        "message\n", proto_types[i].name);
+			fprintf(stderr,
+			        "fuzz_proto_seeds: no seed has a %s "
+			        "message\n",
+			        proto_types[i].name);
 			rc = 1;
 		}
 	}

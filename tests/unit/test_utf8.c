@@ -5,7 +5,6 @@
  */
 #include "proto_fixture.h"
 
-
 static const struct {
 	const char *s;
 	size_t len;
@@ -293,7 +292,6 @@ enc_str_cuts_a_quoted_string_to_the_field_limit(void **state)
 	            proto_fields[PF_MESSAGE].max);
 	assert_int_equal(fx->m.f[PF_MESSAGE].via.str.size % 4, 0);
 }
-
 
 int
 main(void)
