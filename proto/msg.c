@@ -27,6 +27,7 @@ const struct proto_type_info proto_types[PROTO_TYPE_COUNT] = {
     [PROTO_RESIZE] = {"resize", true, 0, "change the pool sizes (admins)"},
     [PROTO_GATHER] = {"gather", true, B(JOBS),
                       "submit many jobs at once and stream all their events"},
+    [PROTO_LOG] = {"log", true, B(JOB), "a job's kept output"},
     [PROTO_WELCOME] = {"welcome", false, B(VERSION), "reply to hello"},
     [PROTO_PONG] = {"pong", false, 0, "reply to ping"},
     [PROTO_ACCEPTED] =
@@ -112,6 +113,13 @@ const struct proto_field_info proto_fields[PF_FIELD_COUNT] = {
     [PF_FAIL_FAST] = {"fail_fast", PV_BOOL, 0},
     [PF_DROPPED] = {"dropped", PV_UINT, 0},
     [PF_RESULT_OMITTED] = {"result_omitted", PV_UINT, 0},
+    [PF_OFFSET] = {"offset", PV_UINT, 0},
+    [PF_LENGTH] = {"length", PV_UINT, 0},
+    [PF_TAIL] = {"tail", PV_UINT, 0},
+    [PF_FOLLOW] = {"follow", PV_BOOL, 0},
+    [PF_SKIPPED] = {"skipped", PV_UINT, 0},
+    [PF_SINCE] = {"since", PV_UINT, 0},
+    [PF_UNTIL] = {"until", PV_UINT, 0},
 };
 _Static_assert(PF_FIELD_COUNT <= 64, "presence mask holds 64 fields");
 _Static_assert(PF_FIELD_COUNT < 128 && PROTO_TYPE_COUNT < 128,
@@ -137,6 +145,8 @@ const struct proto_error_info proto_errors[PE_COUNT] = {
     [PE_TIMED_OUT] = {"timed_out", "job timed out"},
     [PE_WORKER_DIED] = {"worker_died", "worker died"},
     [PE_INTERNAL] = {"internal", "internal error"},
+    [PE_INTERRUPTED] = {"interrupted", "the daemon stopped while it ran"},
+    [PE_STORE] = {"store_failed", "the job store cannot be written"},
 };
 
 const char *const proto_states[PS_COUNT] = {

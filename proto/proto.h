@@ -22,7 +22,7 @@
 
 #include <msgpack.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 
 /* Limits: every input is bounded. */
 #define PROTO_HEADER_LEN 4
@@ -47,6 +47,7 @@ enum proto_type {
 	PROTO_POOL,
 	PROTO_RESIZE,
 	PROTO_GATHER,
+	PROTO_LOG,
 	/* replies and events: daemon -> client */
 	PROTO_WELCOME,
 	PROTO_PONG,
@@ -125,6 +126,13 @@ enum proto_field {
 	PF_FAIL_FAST,
 	PF_DROPPED,
 	PF_RESULT_OMITTED,
+	PF_OFFSET,
+	PF_LENGTH,
+	PF_TAIL,
+	PF_FOLLOW,
+	PF_SKIPPED,
+	PF_SINCE,
+	PF_UNTIL,
 	PF_FIELD_COUNT
 };
 
@@ -159,6 +167,8 @@ enum proto_error {
 	PE_TIMED_OUT,
 	PE_WORKER_DIED,
 	PE_INTERNAL,
+	PE_INTERRUPTED,
+	PE_STORE,
 	PE_COUNT
 };
 

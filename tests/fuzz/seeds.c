@@ -90,6 +90,25 @@ seed_job_requests(struct pbuf *b)
 	}
 }
 
+/* A kept-output request: a tail of one stream, then a window, followed. */
+static void
+seed_log(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_LOG, 30);
+	proto_enc_u64(&e, PF_JOB, 7);
+	proto_enc_cstr(&e, PF_STREAM, "stderr");
+	proto_enc_u64(&e, PF_TAIL, 10);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_LOG, 31);
+	proto_enc_u64(&e, PF_JOB, 7);
+	proto_enc_u64(&e, PF_OFFSET, 4096);
+	proto_enc_u64(&e, PF_LENGTH, 65536);
+	proto_enc_bool(&e, PF_FOLLOW, true);
+	proto_enc_end(&e);
+}
+
 static void
 seed_lists(struct pbuf *b)
 {
@@ -98,6 +117,11 @@ seed_lists(struct pbuf *b)
 	proto_enc_begin(&e, b, PROTO_PS, 20);
 	proto_enc_bool(&e, PF_ALL, true);
 	proto_enc_u64(&e, PF_LIMIT, 50);
+	proto_enc_cstr(&e, PF_STATE, "failed");
+	proto_enc_cstr(&e, PF_TASK, "exec");
+	proto_enc_u64(&e, PF_UID, 1000);
+	proto_enc_u64(&e, PF_SINCE, 1700000000000000);
+	proto_enc_u64(&e, PF_UNTIL, 1800000000000000);
 	proto_enc_end(&e);
 	seed_begin_end(b, PROTO_TASKS, 21);
 	seed_begin_end(b, PROTO_SHUTDOWN, 22);
@@ -457,6 +481,7 @@ static const struct seed seeds[] = {
     {"ping", PROTO_DECODE_OK, seed_ping},
     {"submit", PROTO_DECODE_OK, seed_submit},
     {"job-requests", PROTO_DECODE_OK, seed_job_requests},
+    {"log", PROTO_DECODE_OK, seed_log},
     {"lists", PROTO_DECODE_OK, seed_lists},
     {"events", PROTO_DECODE_OK, seed_events},
     {"job", PROTO_DECODE_OK, seed_job},

@@ -22,6 +22,11 @@ import msgpack
 
 CONCD = os.environ.get("CONCD", "build/daemon/concd")
 CONCTL = os.environ.get("CONCTL", "build/client/concctl")
+# The protocol version, read from proto.h, its one definition.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       "..", "..", "proto", "proto.h")) as _f:
+    PROTO_VERSION = int(next(line.split()[2] for line in _f
+                             if line.startswith("#define PROTO_VERSION ")))
 BOUND = 30.0  # seconds: an upper bound, never a delay
 # Under valgrind (scripts/test.sh --valgrind) everything runs many times
 # slower and valgrind stands between concd and the commands it runs: tests

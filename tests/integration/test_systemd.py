@@ -210,7 +210,7 @@ class StartUp(unittest.TestCase):
                            timeout=BOUND)
         self.assertEqual(r.returncode, 0)
         c = Client(self.socket)  # no retry: it must be listening now
-        m = c.call("hello", version=1)
+        m = c.call("hello", version=harness.PROTO_VERSION)
         pid = m["pid"]
         self.assertEqual(c.call("shutdown")["t"], "ok")
         self.assertIsNone(c.recv())
@@ -243,7 +243,7 @@ class StartUp(unittest.TestCase):
         try:
             self.assertEqual(p.wait(BOUND), 0)
             c = Client(self.socket)
-            pid = c.call("hello", version=1)["pid"]
+            pid = c.call("hello", version=harness.PROTO_VERSION)["pid"]
             # end-of-file on both pipes while concd still answers
             self.assertEqual(read_to_eof(p.stdout), b"")
             read_to_eof(p.stderr)
@@ -303,7 +303,7 @@ class StartUp(unittest.TestCase):
                     # with -d every request is logged: not into a socket
                     for _ in range(3):
                         self.assertEqual(c.call("ping")["t"], "pong")
-                    pid = c.call("hello", version=1)["pid"]
+                    pid = c.call("hello", version=harness.PROTO_VERSION)["pid"]
                     for fd in (0, 1, 2):
                         self.assertEqual(
                             os.readlink("/proc/%d/fd/%d" % (pid, fd)),
@@ -386,7 +386,7 @@ class StartUp(unittest.TestCase):
             self.assertIn("Listening on", act.stderr.readline())
             self.assertIn("Listening on", act.stderr.readline())
             c = Client(sock)  # this connection starts concd
-            m = c.call("hello", version=1)
+            m = c.call("hello", version=harness.PROTO_VERSION)
             self.assertEqual(m["t"], "welcome")
             notify.wait_for("READY=1")
             self.assertFalse(os.path.exists(os.path.join(self.dir, "unused")))

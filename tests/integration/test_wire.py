@@ -16,15 +16,24 @@ from harness import BOUND, CLOCK_SLACK, DaemonTest  # noqa: E402
 class Wire(DaemonTest):
     def test_hello_is_welcomed_with_the_protocol_version(self):
         c = self.d.client()
-        m = c.call("hello", version=1)
+        m = c.call("hello", version=harness.PROTO_VERSION)
         self.assertEqual(m["t"], "welcome")
-        self.assertEqual(m["version"], 1)
+        self.assertEqual(m["version"], harness.PROTO_VERSION)
         self.assertEqual(m["pid"], self.d.proc.pid)
 
     def test_wrong_version_gets_an_error_and_the_connection_closes(self):
         c = self.d.client()
         m = c.call("hello", version=99)
         self.assertEqual((m["t"], m["error"]), ("error", "version_mismatch"))
+        self.assertIsNone(c.recv())
+
+    def test_a_client_of_the_previous_protocol_is_told_why(self):
+        c = self.d.client()
+        m = c.call("hello", version=harness.PROTO_VERSION - 1)
+        self.assertEqual((m["t"], m["error"]), ("error", "version_mismatch"))
+        self.assertIn("protocol version %d is not supported (concd speaks %d)"
+                      % (harness.PROTO_VERSION - 1, harness.PROTO_VERSION),
+                      m["message"])
         self.assertIsNone(c.recv())
 
     def test_ping_pongs(self):
@@ -372,7 +381,7 @@ class Wire(DaemonTest):
         raw.connect(self.d.socket)
         requests = [{"t": "pool"}, {"t": "ps", "all": True},
                     {"t": "status", "job": job}, {"t": "tasks"},
-                    {"t": "hello", "version": 1}, {"t": "ping"},
+                    {"t": "hello", "version": harness.PROTO_VERSION}, {"t": "ping"},
                     {"t": "status", "job": 0}]
         buf = b""
         for i, req in enumerate(requests, start=1):
