@@ -42,6 +42,8 @@ static const struct config_key config_keys[] = {
     {"busy-poll", CONFIG_INT, 0, 100000, OPT(busy_poll), false},
     {"exec-other-users", CONFIG_BOOL, 0, 1, OPT(exec_other_users), true},
     {"admin-group", CONFIG_GROUP, 0, 0, OPT(admin_gid), true},
+    {"state-dir", CONFIG_PATH, 1, PATH_MAX - 1, OPT(state_dir), false},
+    {"store-fsync", CONFIG_BOOL, 0, 1, OPT(store_fsync), false},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(CONFIG_NKEYS <= 32, "config_set_mask holds 32 keys");
@@ -290,5 +292,6 @@ config_free(struct server_options *o)
 	free(o->socket_path);
 	free(o->plugin_dir);
 	free(o->config_path);
-	o->socket_path = o->plugin_dir = o->config_path = NULL;
+	free(o->state_dir);
+	o->socket_path = o->plugin_dir = o->config_path = o->state_dir = NULL;
 }

@@ -3,6 +3,7 @@
  * signals, loop, shutdown.
  */
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -26,7 +27,10 @@
 #include "pool_process.h"
 #include "pool_thread.h"
 #include "reap.h"
+#include "recover.h"
+#include "request.h"
 #include "server.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 #include "worker.h"
@@ -38,6 +42,9 @@
 #define DEFAULT_BUSY_POLL    50 /* µs */
 #ifndef CONCD_CONFIG_FILE
 #define CONCD_CONFIG_FILE "/etc/concd/concd.conf"
+#endif
+#ifndef CONCD_STATE_DIR
+#define CONCD_STATE_DIR "/var/lib/concd"
 #endif
 #ifndef CONCD_PLUGIN_DIR
 #define CONCD_PLUGIN_DIR "/usr/local/lib/concd/plugins"
@@ -51,6 +58,8 @@ enum {
 	OPT_QUEUE_LIMIT,
 	OPT_FINISHED_TTL,
 	OPT_BUSY_POLL,
+	OPT_STATE_DIR,
+	OPT_STORE_FSYNC,
 };
 
 static const struct option longopts[] = {
@@ -69,6 +78,8 @@ static const struct option longopts[] = {
     {"queue-limit", required_argument, NULL, OPT_QUEUE_LIMIT},
     {"finished-ttl", required_argument, NULL, OPT_FINISHED_TTL},
     {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"store-fsync", no_argument, NULL, OPT_STORE_FSYNC},
     {NULL, 0, NULL, 0},
 };
 
@@ -98,7 +109,8 @@ static void __attribute__((noreturn)) usage(int status)
 	        "[--plugin-dir dir]\n"
 	        "             [--stop-timeout seconds] [--queue-limit n] "
 	        "[--finished-ttl seconds]\n"
-	        "             [--busy-poll microseconds]\n"
+	        "             [--busy-poll microseconds] [--state-dir dir|none] "
+	        "[--store-fsync]\n"
 	        "  -f, --foreground             stay in the foreground\n"
 	        "  -d, --debug                  log debug messages\n"
 	        "  -c, --config FILE            read FILE (default %s)\n"
@@ -122,11 +134,18 @@ static void __attribute__((noreturn)) usage(int status)
 	        "      --busy-poll USEC         poll this long after work "
 	        "before sleeping\n"
 	        "                               (default %d, 0: never)\n"
+	        "      --state-dir DIR          keep jobs and their output in "
+	        "DIR, none: in memory\n"
+	        "                               (default %s)\n"
+	        "      --store-fsync            sync every commit: jobs survive "
+	        "a power loss\n"
 	        "  -h, --help                   show this help\n"
 	        "  -V, --version                show the version\n",
 	        CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
 	        DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT, DEFAULT_FINISHED_TTL,
-	        DEFAULT_BUSY_POLL);
+	        DEFAULT_BUSY_POLL,
+	        geteuid() == 0 ? CONCD_STATE_DIR
+	                       : "$XDG_STATE_HOME/concd, ~/.local/state/concd");
 	exit(status);
 }
 
@@ -151,6 +170,33 @@ flag(struct server_options *o, const char *key, const char *value)
 		exit(2);
 	}
 	o->cmdline |= bit;
+}
+
+/*
+ * The system instance keeps its jobs in /var/lib/concd (the unit's
+ * StateDirectory=), a user's in $XDG_STATE_HOME/concd.
+ */
+static char *
+default_state_dir(void)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	char buf[PATH_MAX];
+
+	if (geteuid() == 0)
+		return strdup(CONCD_STATE_DIR);
+	if (xdg != NULL && xdg[0] == '/')
+		snprintf(buf, sizeof(buf), "%s/concd", xdg);
+	else if (home != NULL && home[0] == '/') {
+		snprintf(buf, sizeof(buf), "%s/.local/state", home);
+		/* its parents are the user's own, as XDG asks: 0700 */
+		snprintf(buf, sizeof(buf), "%s/.local", home);
+		(void)mkdir(buf, 0700);
+		snprintf(buf, sizeof(buf), "%s/.local/state", home);
+		(void)mkdir(buf, 0700);
+		snprintf(buf, sizeof(buf), "%s/.local/state/concd", home);
+	} else
+		return NULL;
+	return strdup(buf);
 }
 
 static char *
@@ -339,6 +385,12 @@ main(int argc, char *argv[])
 		case OPT_BUSY_POLL:
 			flag(&opt, "busy-poll", optarg);
 			break;
+		case OPT_STATE_DIR:
+			flag(&opt, "state-dir", optarg);
+			break;
+		case OPT_STORE_FSYNC:
+			flag(&opt, "store-fsync", "yes");
+			break;
 		default:
 			usage(2);
 		}
@@ -357,6 +409,10 @@ main(int argc, char *argv[])
 		opt.socket_path = default_socket();
 	if (opt.plugin_dir == NULL)
 		opt.plugin_dir = strdup(CONCD_PLUGIN_DIR);
+	if (opt.state_dir == NULL && (opt.state_dir = default_state_dir()) == NULL)
+		fatalx("no state directory: HOME is not set (--state-dir)");
+	if (strcmp(opt.state_dir, "none") != 0)
+		opt.state_dir = absolute(opt.state_dir);
 	/* reloads, the stop and new workers use them after a chdir("/") */
 	opt.config_path = absolute(opt.config_path);
 	opt.socket_path = absolute(opt.socket_path);
@@ -368,10 +424,22 @@ main(int argc, char *argv[])
 	if (!opt.foreground)
 		ready_fd = background();
 
+	if (store_open(strcmp(opt.state_dir, "none") != 0 ? opt.state_dir
+	                                                  : NULL,
+	               opt.store_fsync != 0, cause, sizeof(cause)) < 0)
+		fatalx("%s", cause);
+	/* its commands carry it; it finds them after a crash */
+	if (store_enabled() && setenv("CONCD_INSTANCE", store_instance(), 1) < 0)
+		fatal("setenv");
+	recover_kill_leftovers();
 	if (loop_init() < 0)
 		fatalx("event_base_new");
+	if (store_start() < 0)
+		fatalx("cannot start the job store's thread");
 
 	job_init(opt.max_finished, (uint64_t)opt.finished_ttl);
+	store_set_retention(opt.max_finished, (uint64_t)opt.finished_ttl);
+	request_init();
 	sched_init();
 	sched_set_queue_limit((size_t)opt.queue_limit);
 	loop_exec_init();
@@ -381,6 +449,7 @@ main(int argc, char *argv[])
 	if (pool_process_init(opt.processes, opt.plugin_dir,
 	                      opt.max_jobs_per_worker, opt.busy_poll) < 0)
 		fatalx("cannot start the process pool");
+	recover_jobs();
 	server_start(&opt);
 
 	if (ready_fd >= 0)
@@ -398,6 +467,7 @@ main(int argc, char *argv[])
 	sched_shutdown();
 	reap_shutdown();
 	job_shutdown();
+	store_close();
 	conn_close_all();
 	server_free();
 	loop_free();

@@ -20,6 +20,7 @@
 #include "pool_process.h"
 #include "pool_thread.h"
 #include "request.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 
@@ -84,20 +85,73 @@ reply_error(struct conn *c, uint64_t id, enum proto_error code, const char *fmt,
 	conn_dirty(c);
 }
 
-/* Find a job the peer may see; replies with the error when not. */
+struct stored {
+	struct conn *c;
+	const struct proto_msg *m;
+	bool found;
+};
+
+static void
+stored_fields(struct proto_enc *e, void *arg, bool result)
+{
+	job_encode_row(e, arg, result);
+}
+
+/*
+ * A finished job that is no longer in memory, as the store has it: the
+ * requests about one job answer as they would from memory.
+ */
+static void
+stored_reply(const struct store_row *r, void *arg)
+{
+	struct stored *a = arg;
+	struct conn *c = a->c;
+	struct proto_enc e;
+
+	if (!(r->uid == conn_uid(a->c) || request_admin(a->c)))
+		return;
+	a->found = true;
+	switch (a->m->type) {
+	case PROTO_STATUS:
+		if (proto_enc_result_frame(conn_out(c), PROTO_JOB, a->m->id,
+		                           stored_fields, (void *)r) < 0)
+			reply_error(c, a->m->id, PE_INTERNAL,
+			            "job %llu: its record does not fit in a "
+			            "frame",
+			            (unsigned long long)r->id);
+		break;
+	case PROTO_CANCEL:
+		proto_enc_begin(&e, conn_out(c), PROTO_OK, a->m->id);
+		proto_enc_u64(&e, PF_JOB, r->id);
+		proto_enc_cstr(&e, PF_STATE, proto_states[r->state]);
+		proto_enc_end(&e);
+		break;
+	default: /* result, watch: it has ended */
+		job_encode_row_end(conn_out(c), r, a->m->id);
+		break;
+	}
+	conn_dirty(c);
+}
+
+/*
+ * Find a job the peer may see; replies with the error when not.  One
+ * that is only in the store gets its reply from there, and NULL.
+ */
 static struct job *
 request_job(struct conn *c, const struct proto_msg *m)
 {
 	uint64_t id = proto_u64(m, PF_JOB, 0);
 	struct job *j = job_find(id);
+	struct stored a = {.c = c, .m = m};
 
-	if (j == NULL || !(job_visible(j, conn_uid(c)) || request_admin(c))) {
-		/* Another user's job is as good as absent. */
-		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
-		            (unsigned long long)id);
+	if (j != NULL && (job_visible(j, conn_uid(c)) || request_admin(c)))
+		return j;
+	if (j == NULL && store_get(id, stored_reply, &a) == 0 && a.found)
 		return NULL;
-	}
-	return j;
+	/* Another user's job is as good as absent. */
+	reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
+	            (unsigned long long)id);
+	return NULL;
 }
 
 static void
@@ -228,12 +282,89 @@ queue_full(struct conn *c, uint64_t id, enum proto_exec x)
 	    proto_execs[x]);
 }
 
+/* While the store cannot be written, no job is accepted. */
+static bool
+store_refuses(struct conn *c, uint64_t id)
+{
+	const char *why = store_failing();
+
+	if (why != NULL)
+		reply_error(c, id, PE_STORE, "job not accepted: %s", why);
+	return why != NULL;
+}
+
+/*
+ * The reply to a submit or a gather, once its jobs are in the store:
+ * accepted, or the error that says they are not.
+ */
+static void
+request_fill(struct pbuf *b, const struct conn_reply *r, bool ok)
+{
+	struct proto_enc e;
+	uint32_t i;
+
+	if (!ok) {
+		const char *why = store_failing();
+		char message[300];
+
+		snprintf(message, sizeof(message), "job not accepted: %s",
+		         why != NULL ? why : "the job store failed");
+		proto_enc_error(b, r->req, PE_STORE, message);
+		return;
+	}
+	proto_enc_begin(&e, b, PROTO_ACCEPTED, r->req);
+	if (r->gather) {
+		proto_enc_key(&e, PF_JOBS);
+		proto_enc_array_open(&e);
+		for (i = 0; i < r->n; i++) {
+			msgpack_pack_uint64(&e.pk, r->first + i);
+			proto_enc_elem(&e);
+		}
+		proto_enc_close(&e);
+	} else
+		proto_enc_u64(&e, PF_JOB, r->first);
+	proto_enc_end(&e);
+}
+
+static void
+request_committed(uint64_t seq, bool ok)
+{
+	conn_release(seq, ok, request_fill);
+}
+
+/*
+ * New jobs go to their executors and the client hears `accepted`: with a
+ * store, both once the jobs are committed; without, now, the reply
+ * first, as their events may follow at once.  (Out of memory for the
+ * waiting reply, it goes out before the commit.)
+ */
+static void
+request_admit(struct conn *c, const struct conn_reply *r)
+{
+	uint64_t seq;
+
+	if (!store_enabled()) {
+		request_fill(conn_out(c), r, true);
+		job_admit(r->first, r->n);
+	} else if ((seq = job_admit(r->first, r->n)) > 0 &&
+	           conn_defer(c, seq, r) < 0)
+		request_fill(conn_out(c), r, true);
+	conn_dirty(c);
+}
+
+void
+request_init(void)
+{
+	if (store_hook_committed(request_committed) < 0)
+		fatalx("request_init: no room for a store hook");
+}
+
 static void
 request_submit(struct conn *c, const struct proto_msg *m)
 {
 	static struct pbuf args;
+	struct conn_reply r = {.n = 1};
 	struct job_submit js;
-	struct proto_enc e;
 	struct job *j;
 	enum proto_error code;
 	char cause[256];
@@ -253,18 +384,18 @@ request_submit(struct conn *c, const struct proto_msg *m)
 		queue_full(c, m->id, js.exec);
 		return;
 	}
+	if (store_refuses(c, m->id))
+		return;
 	js.args = args.data;
 	if ((j = job_new(&js)) == NULL) {
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		return;
 	}
-	proto_enc_begin(&e, conn_out(c), PROTO_ACCEPTED, m->id);
-	proto_enc_u64(&e, PF_JOB, j->id);
-	proto_enc_end(&e);
-	conn_dirty(c);
+	r.req = m->id;
+	r.first = j->id;
 	if (proto_bool(m, PF_WATCH, false))
 		job_watch(j, c, m->id, -1, true);
-	sched_submit(j);
+	request_admit(c, &r);
 }
 
 /*
@@ -282,6 +413,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 	struct proto_enc e;
 	struct proto_fault f;
 	struct gather *g = NULL;
+	struct conn_reply r = {0};
 	enum proto_error code;
 	char cause[256];
 	uint32_t n = list->via.array.size, i;
@@ -330,13 +462,14 @@ request_gather(struct conn *c, const struct proto_msg *m)
 			goto out;
 		}
 	}
+	if (store_refuses(c, m->id))
+		goto out;
 	if (job_group_watch(g, c, m->id) < 0) {
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		goto out;
 	}
-	proto_enc_begin(&e, conn_out(c), PROTO_ACCEPTED, m->id);
-	proto_enc_key(&e, PF_JOBS);
-	proto_enc_array_open(&e);
+	r.req = m->id;
+	r.gather = true;
 	for (i = 0; i < n; i++) {
 		struct job *j;
 
@@ -344,14 +477,14 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		if ((j = job_new(&js[i])) == NULL)
 			break; /* out of memory: the ones made still run */
 		job_group_add(g, j); /* held until job_group_submit */
-		msgpack_pack_uint64(&e.pk, j->id);
-		proto_enc_elem(&e);
+		if (i == 0)
+			r.first = j->id;
+		r.n++;
 	}
-	proto_enc_close(&e);
-	proto_enc_end(&e);
-	conn_dirty(c);
-	/* submit after the reply is queued: ends may follow at once */
-	job_group_submit(g);
+	if (r.n > 0)
+		request_admit(c, &r);
+	else
+		request_fill(conn_out(c), &r, true);
 	g = NULL;
 out:
 	free(g);
