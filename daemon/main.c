@@ -184,10 +184,10 @@ default_state_dir(void)
 
 	if (geteuid() == 0)
 		return strdup(CONCD_STATE_DIR);
-	if (xdg != NULL && xdg[0] == '/')
+	if (xdg != NULL && xdg[0] == '/') {
+		(void)mkdir(xdg, 0700);
 		snprintf(buf, sizeof(buf), "%s/concd", xdg);
-	else if (home != NULL && home[0] == '/') {
-		snprintf(buf, sizeof(buf), "%s/.local/state", home);
+	} else if (home != NULL && home[0] == '/') {
 		/* its parents are the user's own, as XDG asks: 0700 */
 		snprintf(buf, sizeof(buf), "%s/.local", home);
 		(void)mkdir(buf, 0700);

@@ -12,10 +12,12 @@
  *
  * The loop reads committed rows through a connection of its own.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +99,7 @@ static struct {
 	uint64_t next_id;
 	char instance[40];
 	uid_t self;
+	int lock_fd; /* flock'd: the directory is this concd's */
 	bool on;
 
 	/* the loop's */
@@ -126,7 +129,7 @@ static struct {
 	struct batch *todo, *done;
 	bool quit, started;
 	int wal_pages; /* from the WAL hook: the writing thread's */
-} store = {.self = (uid_t)-1};
+} store = {.self = (uid_t)-1, .lock_fd = -1};
 
 bool
 store_enabled(void)
@@ -321,6 +324,41 @@ store_load_meta(char *cause, size_t len)
 	return 0;
 }
 
+/*
+ * One concd per state directory: a second one would run the first one's
+ * queued jobs again and, at its start, kill its commands.  The lock is
+ * held until concd exits; the file says by whom.
+ */
+static int
+store_lock(const char *dir, char *cause, size_t len)
+{
+	char path[PATH_MAX], pid[32] = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/concd.lock", dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		snprintf(cause, len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		snprintf(cause, len,
+		         "state directory %s is in use by another concd%s%s%s "
+		         "(--state-dir)",
+		         dir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+		close(fd);
+		return -1;
+	}
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		log_warn("%s", path);
+	store.lock_fd = fd;
+	return 0;
+}
+
 int
 store_open(const char *dir, bool fsync, char *cause, size_t len)
 {
@@ -335,6 +373,8 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		         strerror(errno));
 		return -1;
 	}
+	if (store_lock(dir, cause, len) < 0)
+		return -1;
 	if (asprintf(&store.path, "%s/jobs.db", dir) < 0)
 		fatal("asprintf");
 	rc = sqlite3_open_v2(store.path, &store.db,
@@ -393,6 +433,8 @@ fail:
 	store.db = store.rdb = NULL;
 	free(store.path);
 	store.path = NULL;
+	close(store.lock_fd);
+	store.lock_fd = -1;
 	return -1;
 }
 
@@ -1040,10 +1082,11 @@ store_finish(struct batch *b)
 static bool
 store_plan_trim(struct batch *b)
 {
-	uint64_t now = loop_now_us(), slack = store.max_finished / 64 + 64;
+	uint64_t now = loop_now_us(), slack = store.max_finished / 64;
+	uint64_t finals = store.finals + b->finals;
 
-	if (store.finals > store.max_finished + slack)
-		b->trim.excess = store.finals - store.max_finished;
+	if (finals > store.max_finished + slack)
+		b->trim.excess = finals - store.max_finished;
 	else if (store.ttl_us > 0 &&
 	         now - store.last_sweep >= STORE_TRIM_EVERY * 1000000ull) {
 		store.last_sweep = now;
@@ -1185,6 +1228,9 @@ store_close(void)
 	batch_free(store.open);
 	batch_free(store_spare);
 	free(store.path);
+	if (store.lock_fd >= 0)
+		close(store.lock_fd);
 	memset(&store, 0, sizeof(store));
+	store.lock_fd = -1;
 	store_spare = NULL;
 }
