@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -357,6 +358,63 @@ without_the_journal_an_event_is_one_info_line(void **state)
 	                    "concd: job 42 finished: failed (task_failed)\n");
 }
 
+#define THREADS 4
+#define EVENTS  2000
+
+static void *
+log_many(void *arg)
+{
+	struct log_job j = failed;
+	int i;
+
+	j.id = (uint64_t)(uintptr_t)arg;
+	for (i = 0; i < EVENTS; i++)
+		log_job(&j);
+	return NULL;
+}
+
+/* log_job from several threads at once: every line arrives whole. */
+static void
+lines_from_several_threads_stay_whole(void **state)
+{
+	char path[] = "/tmp/concd-test-log-XXXXXX", line[128];
+	size_t counts[THREADS] = {0}, i;
+	pthread_t t[THREADS];
+	unsigned long long id;
+	FILE *f;
+	int fd;
+
+	assert_true((fd = mkstemp(path)) >= 0);
+	unlink(path);
+	assert_int_equal(fcntl(fd, F_SETFL, O_APPEND), 0);
+	unsetenv("JOURNAL_STREAM");
+	log_init(false);
+	log_to_fd(fd);
+	for (i = 0; i < THREADS; i++)
+		assert_int_equal(
+		    pthread_create(&t[i], NULL, log_many, (void *)(uintptr_t)i),
+		    0);
+	for (i = 0; i < THREADS; i++)
+		pthread_join(t[i], NULL);
+	log_to_fd(STDERR_FILENO);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	assert_non_null(f = fdopen(fd, "r"));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char rest[64];
+
+		assert_int_equal(sscanf(line,
+		                        "concd: job %llu finished: %63[^\n]",
+		                        &id, rest),
+		                 2);
+		assert_string_equal(rest, "failed (task_failed)");
+		assert_true(id < THREADS);
+		counts[id]++;
+	}
+	fclose(f);
+	for (i = 0; i < THREADS; i++)
+		assert_int_equal(counts[i], EVENTS);
+}
+
 /*
  * A stand-in for journald's socket, bound where sd_journal_sendv sends:
  * only as root and where no journal listens (else the test skips).
@@ -485,6 +543,7 @@ main(void)
 	    cmocka_unit_test(arguments_without_an_argv_give_an_empty_command),
 	    cmocka_unit_test(journal_fields_name_the_job),
 	    cmocka_unit_test(without_the_journal_an_event_is_one_info_line),
+	    cmocka_unit_test(lines_from_several_threads_stay_whole),
 	    cmocka_unit_test(
 	        with_stderr_the_journal_an_event_is_a_record_with_fields),
 	};
