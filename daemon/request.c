@@ -525,9 +525,121 @@ request_status(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
+/*
+ * What a ps request asks for: whose jobs, in which states, of which task,
+ * submitted when.  ps_match says whether a job in memory matches; the
+ * store answers the same filter for the jobs it keeps.
+ */
+struct ps_filter {
+	uid_t uid;        /* the owner asked for, or the caller */
+	bool any_owner;   /* an admin who named no owner: every job */
+	bool all;         /* finished jobs too (without a state) */
+	int state;        /* enum proto_state; -1: any */
+	const char *task; /* NULL: any task */
+	size_t task_len;
+	uint64_t since; /* submitted at or after, µs since the epoch */
+	uint64_t until; /* submitted before; 0: no bound */
+};
+
+/* Everything but the state: the jobs the per-state counts count. */
+static bool
+ps_match_scope(const struct ps_filter *f, const struct job *j)
+{
+	if (!f->any_owner && j->uid != f->uid)
+		return false;
+	if (f->task != NULL &&
+	    (strlen(j->task->name) != f->task_len ||
+	     memcmp(j->task->name, f->task, f->task_len) != 0))
+		return false;
+	if (j->submitted < f->since)
+		return false;
+	return f->until == 0 || j->submitted < f->until;
+}
+
+/* Does a job's state pass the filter: its state, or active unless all. */
+static bool
+ps_match_state(const struct ps_filter *f, int state)
+{
+	return f->state >= 0 ? state == f->state
+	                     : f->all || !PROTO_STATE_FINAL(state);
+}
+
+static bool
+ps_match(const struct ps_filter *f, const struct job *j)
+{
+	return ps_match_state(f, j->state) && ps_match_scope(f, j);
+}
+
+/* No filter narrows an admin's listing: the job table's counts serve. */
+static bool
+ps_filter_everything(const struct ps_filter *f)
+{
+	return f->any_owner && f->task == NULL && f->since == 0 &&
+	       f->until == 0;
+}
+
+/*
+ * The filter of a ps request.  A user who is not an admin sees only
+ * their own jobs, and asking for another owner's is refused; an admin
+ * sees everyone's, or one owner's.  -1 after an error reply.
+ */
+static int
+ps_filter_parse(struct conn *c, const struct proto_msg *m, struct ps_filter *f)
+{
+	const char *sname;
+	char quoted[129];
+	size_t slen;
+	bool admin = request_admin(c);
+
+	memset(f, 0, sizeof(*f));
+	f->uid = conn_uid(c);
+	f->any_owner = admin;
+	f->all = proto_bool(m, PF_ALL, false);
+	f->state = -1;
+	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
+	    (f->state = proto_state_lookup(sname, slen)) < 0) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "unknown state \"%s\" (queued, running, succeeded, "
+		            "failed, cancelled, timed_out)",
+		            proto_quote(quoted, sizeof(quoted), sname, slen));
+		return -1;
+	}
+	if (proto_has(m, PF_UID)) {
+		uint64_t uid = proto_u64(m, PF_UID, 0);
+
+		if (!admin && uid != f->uid) {
+			reply_error(
+			    c, m->id, PE_PERMISSION,
+			    "only an admin may list the jobs of another "
+			    "user (uid %llu): root, a member of "
+			    "admin-group, or the user of a user instance",
+			    (unsigned long long)uid);
+			return -1;
+		}
+		if (uid > (uid_t)-2) { /* (uid_t)-1 is no uid */
+			reply_error(c, m->id, PE_BAD_FIELD,
+			            "uid %llu is out of range",
+			            (unsigned long long)uid);
+			return -1;
+		}
+		f->uid = (uid_t)uid;
+		f->any_owner = false;
+	}
+	f->task = proto_str(m, PF_TASK, &f->task_len);
+	f->since = proto_u64(m, PF_SINCE, 0);
+	f->until = proto_u64(m, PF_UNTIL, 0);
+	if (proto_has(m, PF_UNTIL) && f->until <= f->since) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "until (%llu) must be later than since (%llu)",
+		            (unsigned long long)f->until,
+		            (unsigned long long)f->since);
+		return -1;
+	}
+	return 0;
+}
+
 struct ps_walk {
-	uid_t uid;
-	bool admin; /* sees every job */
+	const struct ps_filter *filter;
 	size_t counts[PS_COUNT];
 };
 
@@ -536,21 +648,19 @@ ps_count(struct job *j, void *arg)
 {
 	struct ps_walk *w = arg;
 
-	if (w->admin || job_visible(j, w->uid))
+	if (ps_match_scope(w->filter, j))
 		w->counts[j->state]++;
 }
 
 /* Rows that match a ps request, from the per-state counts. */
 static size_t
-ps_total(const size_t counts[PS_COUNT], int state, bool all)
+ps_total(const size_t counts[PS_COUNT], const struct ps_filter *f)
 {
 	size_t total = 0;
 	int i;
 
-	if (state >= 0)
-		return counts[state];
 	for (i = 0; i < PS_COUNT; i++)
-		if (all || !PROTO_STATE_FINAL(i))
+		if (ps_match_state(f, i))
 			total += counts[i];
 	return total;
 }
@@ -596,65 +706,49 @@ ps_encode(struct conn *c, uint64_t id, struct job **rows, size_t n,
 /*
  * The newest rows that match, found by walking ids down from the last
  * one (ids are dense, lookups O(1)), so a short listing stays cheap with
- * a million jobs.  Counts per state come with it: kept by the job table
- * for root, counted for other users.  Results that do not fit in the
- * frame are left out: the reply is made without any, and the room it
- * leaves goes to the results of the oldest rows.
+ * a million jobs.  Counts per state come with it, of the jobs that match
+ * every filter but the state: kept by the job table for an admin's
+ * unfiltered listing, counted otherwise.  They give the total, so the
+ * walk stops at the limit.  Results that do not fit in the frame are
+ * left out: the reply is made without any, and the room it leaves goes
+ * to the results of the oldest rows.
  */
 static void
 request_ps(struct conn *c, const struct proto_msg *m)
 {
-	struct ps_walk w = {.uid = conn_uid(c), .admin = request_admin(c)};
+	struct ps_filter f;
+	struct ps_walk w = {.filter = &f};
 	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), n = 0;
-	size_t total = 0;
-	bool all = proto_bool(m, PF_ALL, false);
+	size_t total;
 	struct job **rows = NULL;
-	const char *sname;
 	ssize_t bare;
-	size_t slen;
-	int state = -1;
 	uint64_t id;
 	size_t seen;
 
-	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
-	    (state = proto_state_lookup(sname, slen)) < 0) {
-		char quoted[129];
-
-		reply_error(c, m->id, PE_BAD_FIELD,
-		            "unknown state \"%s\" (queued, running, succeeded, "
-		            "failed, cancelled, timed_out)",
-		            proto_quote(quoted, sizeof(quoted), sname, slen));
+	if (ps_filter_parse(c, m, &f) < 0)
 		return;
-	}
+	if (ps_filter_everything(&f))
+		job_counts(w.counts);
+	else
+		job_foreach(ps_count, &w);
+	total = ps_total(w.counts, &f);
+	/* rows for what matched, whatever limit the request named */
+	limit = limit < total ? limit : total;
 	if (limit > 0 && (rows = calloc(limit, sizeof(*rows))) == NULL) {
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		return;
 	}
-	if (w.admin)
-		job_counts(w.counts);
-	else
-		job_foreach(ps_count, &w);
 	/* every job in the table is seen once we have met job_total() */
-	for (id = job_last_id(), seen = 0; id > 0 && seen < job_total(); id--) {
+	for (id = job_last_id(), seen = 0;
+	     id > 0 && seen < job_total() && n < limit; id--) {
 		struct job *j = job_find(id);
 
 		if (j == NULL)
 			continue;
 		seen++;
-		if (!w.admin && !job_visible(j, w.uid))
-			continue;
-		if (state >= 0 ? j->state != state
-		               : !all && PROTO_STATE_FINAL(j->state))
-			continue;
-		if (n < limit)
+		if (ps_match(&f, j))
 			rows[n++] = j;
-		total++;
-		/* the counts give the total: stop at the limit */
-		if (n == limit)
-			break;
 	}
-	if (n == limit)
-		total = ps_total(w.counts, state, all);
 	if (ps_encode(c, m->id, rows, n, total, w.counts, SIZE_MAX) < 0) {
 		if ((bare = ps_encode(c, m->id, rows, n, total, w.counts, 0)) <
 		    0) {
