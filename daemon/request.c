@@ -293,25 +293,13 @@ store_refuses(struct conn *c, uint64_t id)
 	return why != NULL;
 }
 
-/*
- * The reply to a submit or a gather, once its jobs are in the store:
- * accepted, or the error that says they are not.
- */
+/* The reply to a submit or a gather, once its jobs are in the store. */
 static void
-request_fill(struct pbuf *b, const struct conn_reply *r, bool ok)
+request_fill(struct pbuf *b, const struct conn_reply *r)
 {
 	struct proto_enc e;
 	uint32_t i;
 
-	if (!ok) {
-		const char *why = store_failing();
-		char message[300];
-
-		snprintf(message, sizeof(message), "job not accepted: %s",
-		         why != NULL ? why : "the job store failed");
-		proto_enc_error(b, r->req, PE_STORE, message);
-		return;
-	}
 	proto_enc_begin(&e, b, PROTO_ACCEPTED, r->req);
 	if (r->gather) {
 		proto_enc_key(&e, PF_JOBS);
@@ -326,29 +314,29 @@ request_fill(struct pbuf *b, const struct conn_reply *r, bool ok)
 	proto_enc_end(&e);
 }
 
+/*
+ * A failed batch is written again with the next one: its replies wait
+ * for that one.
+ */
 static void
 request_committed(uint64_t seq, bool ok)
 {
-	conn_release(seq, ok, request_fill);
+	if (ok)
+		conn_release(seq, request_fill);
 }
 
 /*
- * New jobs go to their executors and the client hears `accepted`: with a
- * store, both once the jobs are committed; without, now, the reply
- * first, as their events may follow at once.  (Out of memory for the
+ * New jobs go to their executors at once.  The client hears `accepted`
+ * once they are in the store: the reply waits in the connection for
+ * their batch, and their events queue behind it.  (Out of memory for the
  * waiting reply, it goes out before the commit.)
  */
 static void
 request_admit(struct conn *c, const struct conn_reply *r)
 {
-	uint64_t seq;
-
-	if (!store_enabled()) {
-		request_fill(conn_out(c), r, true);
-		job_admit(r->first, r->n);
-	} else if ((seq = job_admit(r->first, r->n)) > 0 &&
-	           conn_defer(c, seq, r) < 0)
-		request_fill(conn_out(c), r, true);
+	if (!store_enabled() || conn_defer(c, store_seq(), r) < 0)
+		request_fill(conn_out(c), r);
+	job_admit(r->first, r->n);
 	conn_dirty(c);
 }
 
@@ -484,7 +472,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 	if (r.n > 0)
 		request_admit(c, &r);
 	else
-		request_fill(conn_out(c), &r, true);
+		request_fill(conn_out(c), &r);
 	g = NULL;
 out:
 	free(g);

@@ -85,6 +85,8 @@ int store_each_live(void (*)(const struct store_row *, void *), void *);
 void store_hook_collect(void (*)(void));
 int store_hook_committed(void (*)(uint64_t seq, bool ok));
 void store_hook_forgotten(void (*)(uint64_t id));
+/* The next id the job table gives out: kept when retention deletes. */
+void store_hook_next_id(uint64_t (*)(void));
 void store_mark(void);
 void store_put(const struct store_row *);
 /* The batch that rows put now go in: what a reply must wait for. */
