@@ -223,7 +223,7 @@ job_dirty(struct job *j)
 	struct job **p;
 	size_t n;
 
-	if (j->dirty || !store_enabled())
+	if (j->dirty || !store_wanted())
 		return;
 	if (jobs.ndirty == jobs.capdirty) {
 		n = jobs.capdirty ? jobs.capdirty * 2 : 1024;

@@ -104,6 +104,7 @@ static struct {
 	char instance[40];
 	uid_t self;
 	int lock_fd; /* flock'd: the directory is this concd's */
+	bool memory; /* no store: rows go to the audit trail only */
 	char *reserve;            /* DIR/reserve */
 	atomic_bool reserve_ok;   /* it is there, to be given up */
 	bool on;
@@ -143,6 +144,13 @@ bool
 store_enabled(void)
 {
 	return store.on;
+}
+
+/* Rows wanted: for the store, or (--state-dir none) the audit trail. */
+bool
+store_wanted(void)
+{
+	return store.on || store.memory;
 }
 
 uint64_t
@@ -418,7 +426,7 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		fatal("asprintf");
 	rc = sqlite3_open_v2(store.path, &store.db,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-	                         SQLITE_OPEN_FULLMUTEX,
+	                         SQLITE_OPEN_NOMUTEX,
 	                     NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(cause, len, "%s: %s", store.path,
@@ -453,7 +461,7 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		}
 	sqlite3_wal_hook(store.db, store_wal_hook, NULL);
 	if (sqlite3_open_v2(store.path, &store.rdb,
-	                    SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
+	                    SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
 	                    NULL) != SQLITE_OK) {
 		snprintf(cause, len, "%s: %s", store.path,
 		         sqlite3_errmsg(store.rdb));
@@ -781,7 +789,7 @@ batch_add(struct batch *b, const struct store_row *r)
 void
 store_put(const struct store_row *r)
 {
-	if (!store.on)
+	if (!store.on && !store.memory)
 		return;
 	if (store.open == NULL)
 		store.open = batch_new();
@@ -928,6 +936,7 @@ write_trim(struct batch *b, uint64_t excess, uint64_t older_than)
 }
 
 static void write_batch_once(struct batch *);
+static void store_audit(const struct batch *);
 
 static void
 write_batch(struct batch *b)
@@ -967,12 +976,61 @@ write_batch_once(struct batch *b)
 	if (store_step(ST_COMMIT) < 0)
 		goto fail;
 	b->ok = true;
+	store_audit(b);
 	return;
 fail:
 	snprintf(b->cause, sizeof(b->cause), "%s",
 	         sqlite3_errmsg(store.db));
 	store_step(ST_ROLLBACK);
 	b->ngone = 0;
+}
+
+/*
+ * The audit trail of a written batch: a line (or a journal record) for
+ * each job accepted and each job finished, in chunks.
+ */
+#define AUDIT_CHUNK 64
+
+static void
+store_audit(const struct batch *b)
+{
+	struct log_job ev[AUDIT_CHUNK];
+	char cmd[AUDIT_CHUNK][256];
+	const char *d = b->data.data;
+	size_t i, n = 0;
+
+	for (i = 0; i < b->n; i++) {
+		const struct brow *w = &b->rows[i];
+		const struct store_row *r = &w->r;
+		struct log_job j = {
+		    .id = r->id,
+		    .task = w->task != UINT32_MAX ? d + w->task : "",
+		    .uid = r->uid,
+		    .state = proto_states[r->state],
+		};
+
+		if (n + 2 > AUDIT_CHUNK) {
+			log_jobs(ev, n);
+			n = 0;
+		}
+		if (r->insert) {
+			j.event = "accepted";
+			if (w->args != UINT32_MAX && strcmp(j.task, "exec") == 0 &&
+			    log_command(cmd[n], sizeof(cmd[n]), d + w->args,
+			                r->args_len) > 0)
+				j.command = cmd[n];
+			ev[n++] = j;
+			j.command = NULL;
+		}
+		if (PROTO_STATE_FINAL(r->state)) {
+			j.event = "finished";
+			j.error = r->err != PE_NONE ? proto_errors[r->err].name
+			                            : NULL;
+			ev[n++] = j;
+		}
+	}
+	if (n > 0)
+		log_jobs(ev, n);
 }
 
 static void *
@@ -1048,7 +1106,7 @@ store_set_retention(size_t max_finished, uint64_t finished_ttl_s)
 void
 store_mark(void)
 {
-	if (store.marked || !store.on)
+	if (store.marked || (!store.on && !store.memory))
 		return;
 	store.marked = true;
 	if (store.commit_ev != NULL)
@@ -1173,10 +1231,17 @@ store_commit(void)
 	bool trim;
 
 	store.marked = false;
-	if (!store.on)
+	if (!store.on && !store.memory)
 		return;
 	if (store.collect != NULL)
 		store.collect();
+	if (store.memory) { /* the audit trail, and nothing kept */
+		if (store.open != NULL) {
+			store_audit(store.open);
+			batch_reset(store.open);
+		}
+		return;
+	}
 	if (store.flight != NULL || store.blocked)
 		return;
 	if ((b = store.open) == NULL || b->n == 0)
@@ -1250,8 +1315,12 @@ store_retry_cb(evutil_socket_t fd, short what, void *arg)
 int
 store_start(void)
 {
-	if (!store.on)
-		return 0;
+	if (!store.on) { /* in memory: the audit trail only */
+		store.commit_ev =
+		    event_new(loop_base, -1, 0, store_commit_cb, NULL);
+		store.memory = store.commit_ev != NULL;
+		return store.memory ? 0 : -1;
+	}
 	store.commit_ev = event_new(loop_base, -1, 0, store_commit_cb, NULL);
 	store.done_ev = event_new(loop_base, -1, 0, store_done_cb, NULL);
 	store.retry_ev = evtimer_new(loop_base, store_retry_cb, NULL);
@@ -1277,6 +1346,16 @@ store_close(void)
 	struct batch *b;
 	int i;
 
+	if (store.memory) {
+		store_commit();
+		event_free(store.commit_ev);
+		batch_free(store.open);
+		batch_free(store_spare);
+		memset(&store, 0, sizeof(store));
+		store.lock_fd = -1;
+		store_spare = NULL;
+		return;
+	}
 	if (!store.on)
 		return;
 	if (store.started) {

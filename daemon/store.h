@@ -67,6 +67,8 @@ int store_open(const char *dir, bool fsync, char *cause, size_t len);
 /* The store's thread and events: after loop_init. */
 int store_start(void);
 bool store_enabled(void);
+/* Rows are wanted: by the store, or without one by the audit trail. */
+bool store_wanted(void);
 /* The first id that was never given out. */
 uint64_t store_next_id(void);
 /* This store's name: it marks the commands its jobs run. */
