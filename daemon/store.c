@@ -117,6 +117,7 @@ static struct {
 	struct event *commit_ev, *done_ev, *retry_ev;
 	unsigned retry_ms;
 	bool blocked; /* the last batch failed: wait for the retry */
+	bool syncing; /* store_sync: commit on the loop, whatever the size */
 	char failing[200];
 	void (*collect)(void);
 	void (*committed[2])(uint64_t, bool);
@@ -468,6 +469,12 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		goto fail;
 	}
 	sqlite3_busy_timeout(store.rdb, 1000);
+	/* the reader opens its WAL files now, not at the first request */
+	{
+		int64_t v;
+
+		(void)store_int(store.rdb, "SELECT count(*) FROM meta", &v);
+	}
 	store.on = true;
 	store.seq = 1;
 	return 0;
@@ -667,7 +674,10 @@ store_list(const struct store_filter *f,
 	if (!store.on)
 		return 0;
 	store_where(f, where, sizeof(where), false);
-	snprintf(sql, sizeof(sql), "SELECT %s FROM jobs%s ORDER BY id DESC%s",
+	/* the newest that match, given oldest first */
+	snprintf(sql, sizeof(sql),
+	         "SELECT * FROM (SELECT %s FROM jobs%s ORDER BY id DESC%s) "
+	         "ORDER BY id",
 	         store_columns, where, f->limit > 0 ? " LIMIT ?2" : "");
 	if (sqlite3_prepare_v2(store.rdb, sql, -1, &s, NULL) != SQLITE_OK) {
 		log_warnx("%s: %s", store.path, sqlite3_errmsg(store.rdb));
@@ -1251,8 +1261,8 @@ store_commit(void)
 	b->seq = store.seq++;
 	if ((trim = store_plan_trim(b)) && store.next_hook != NULL)
 		b->next_id = store.next_hook();
-	if (b->n <= STORE_INLINE_MAX && !trim &&
-	    store.wal_pages < STORE_WAL_PAGES) {
+	if (store.syncing || (b->n <= STORE_INLINE_MAX && !trim &&
+	                      store.wal_pages < STORE_WAL_PAGES)) {
 		write_batch(b);
 		store_finish(b);
 		store_recycle(b);
@@ -1292,6 +1302,27 @@ store_done_cb(evutil_socket_t fd, short what, void *arg)
  * While the store fails: write what waits, and once the reserve can be
  * made again, take new jobs again.
  */
+/*
+ * Make the store what the job table is, before a read that must agree
+ * with it: the batch with the thread, then what is left, here.
+ */
+void
+store_sync(void)
+{
+	if (!store.on)
+		return;
+	store.syncing = true;
+	if (store.flight != NULL) {
+		pthread_mutex_lock(&store.lock);
+		while (store.done == NULL)
+			pthread_cond_wait(&store.cond, &store.lock);
+		pthread_mutex_unlock(&store.lock);
+		store_done_cb(-1, 0, NULL); /* and commits the rest */
+	} else
+		store_commit();
+	store.syncing = false;
+}
+
 static void
 store_retry_cb(evutil_socket_t fd, short what, void *arg)
 {

@@ -100,9 +100,11 @@ const char *store_failing(void);
 void store_set_retention(size_t max_finished, uint64_t finished_ttl_s);
 
 /* Reading, on the loop, from what is committed. */
+/* Commit what the job table holds now (a read must agree with it). */
+void store_sync(void);
 int store_get(uint64_t id, void (*)(const struct store_row *, void *),
               void *);
-/* Rows that match, newest first; -1 on an error, with the cause logged. */
+/* The newest rows that match, oldest first; -1 on an error, logged. */
 int store_list(const struct store_filter *,
                void (*)(const struct store_row *, void *), void *);
 /* Jobs per state that match f's task, uid and times. */
