@@ -29,6 +29,7 @@ static struct {
 	size_t nheld, capheld;
 	struct job **dirty; /* the store is owed their rows; NULL: gone */
 	size_t ndirty, capdirty;
+	size_t ndeferred; /* of them, held back by job_collect */
 } jobs;
 /* The floor above: the executors that run the jobs (job_hook_sched). */
 static const struct job_hooks *jobs_up;
@@ -249,15 +250,35 @@ job_put(struct job *j)
 	j->dirty = false;
 }
 
-void
-job_collect(void)
+/*
+ * The rows of the jobs that changed go to the store.  With hold, a new
+ * job that has not ended is held back (deferred), so that one that ends
+ * soon is written once, ended, rather than twice; the store then waits
+ * for the batch until they have all ended (job_set_state marks it) or a
+ * short while has passed.  Returns how many were held back.
+ */
+size_t
+job_collect(bool hold)
 {
-	size_t i;
+	struct job *j;
+	size_t i, k = 0;
 
-	for (i = 0; i < jobs.ndirty; i++)
-		if (jobs.dirty[i] != NULL)
-			job_put(jobs.dirty[i]);
-	jobs.ndirty = 0;
+	jobs.ndeferred = 0;
+	for (i = 0; i < jobs.ndirty; i++) {
+		if ((j = jobs.dirty[i]) == NULL)
+			continue;
+		if (hold && !j->stored && !PROTO_STATE_FINAL(j->state)) {
+			j->deferred = true;
+			j->dslot = (uint32_t)k;
+			jobs.dirty[k++] = j;
+			jobs.ndeferred++;
+			continue;
+		}
+		j->deferred = false;
+		job_put(j);
+	}
+	jobs.ndirty = k;
+	return k;
 }
 
 static void
@@ -267,6 +288,12 @@ job_set_state(struct job *j, enum proto_state s)
 	jobs.states[s]++;
 	j->state = (uint8_t)s;
 	job_dirty(j);
+	/* the last held-back job has ended: its batch need wait no more */
+	if (j->deferred && PROTO_STATE_FINAL(s)) {
+		j->deferred = false;
+		if (--jobs.ndeferred == 0)
+			store_mark();
+	}
 	loop_changed();
 }
 
@@ -351,6 +378,8 @@ job_free(struct job *j)
 {
 	if (j->dirty) {
 		jobs.dirty[j->dslot] = NULL;
+		if (j->deferred && jobs.ndeferred > 0 && --jobs.ndeferred == 0)
+			store_mark();
 		job_put(j);
 	}
 	job_unlink(j);

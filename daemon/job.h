@@ -105,6 +105,7 @@ struct job {
 	bool out_held; /* an attached watcher is backlogged: see job_output */
 	bool dirty;    /* changed since the store last got its row */
 	bool stored;   /* its row is in the store, or on its way */
+	bool deferred; /* new, running: its first row waits (job_collect) */
 
 	union {
 		/*
@@ -199,7 +200,7 @@ struct job *job_restore(const struct job_submit *, const struct store_row *);
 void job_end_restored(struct job *, enum proto_state, enum proto_error,
                       const char *message);
 /* Put the rows of the jobs that changed into the store (its hook). */
-void job_collect(void);
+size_t job_collect(bool hold);
 struct job *job_find(uint64_t id);
 void job_start(struct job *);
 void job_progress(struct job *, uint64_t done, uint64_t total, const char *msg);

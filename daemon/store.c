@@ -35,6 +35,7 @@
 #define STORE_APP_ID     0x636f6e63 /* "conc" */
 #define STORE_SCHEMA     1
 #define STORE_INLINE_MAX 8      /* rows a loop pass commits itself */
+#define STORE_DELAY_US   300    /* a batch waits for new jobs to end */
 #define STORE_WAL_PAGES  8192   /* a checkpoint once the WAL is this long */
 #define STORE_TRIM_EVERY 60     /* seconds between age sweeps */
 #define STORE_RESERVE    (4 << 20) /* bytes kept free: see store_reserve */
@@ -119,7 +120,9 @@ static struct {
 	bool blocked; /* the last batch failed: wait for the retry */
 	bool syncing; /* store_sync: commit on the loop, whatever the size */
 	char failing[200];
-	void (*collect)(void);
+	size_t (*collect)(bool);
+	uint64_t delay_since; /* the open batch waits for held-back rows */
+	struct event *delay_ev;
 	void (*committed[2])(uint64_t, bool);
 	void (*forgotten)(uint64_t);
 	uint64_t (*next_hook)(void); /* the next id the loop gives out */
@@ -1076,7 +1079,7 @@ store_thread(void *arg)
 /* ---- the loop's side ---- */
 
 void
-store_hook_collect(void (*fn)(void))
+store_hook_collect(size_t (*fn)(bool))
 {
 	store.collect = fn;
 }
@@ -1237,23 +1240,45 @@ store_plan_trim(struct batch *b)
 void
 store_commit(void)
 {
+	static const struct timeval delay = {0, STORE_DELAY_US};
 	struct batch *b;
-	bool trim;
+	uint64_t now;
+	size_t held;
+	bool trim, hold;
 
 	store.marked = false;
 	if (!store.on && !store.memory)
 		return;
-	if (store.collect != NULL)
-		store.collect();
 	if (store.memory) { /* the audit trail, and nothing kept */
+		if (store.collect != NULL)
+			store.collect(false);
 		if (store.open != NULL) {
 			store_audit(store.open);
 			batch_reset(store.open);
 		}
 		return;
 	}
+	/*
+	 * Commit delay: new jobs that have not ended are held back for up to
+	 * STORE_DELAY_US, and the batch waits with them, so that a job that
+	 * ends soon (a round trip on a worker) is written once; its reply
+	 * waits for the batch in any case.
+	 */
+	now = loop_mono_us();
+	hold = !store.syncing &&
+	       (store.delay_since == 0 || now - store.delay_since < STORE_DELAY_US);
+	held = store.collect != NULL ? store.collect(hold) : 0;
 	if (store.flight != NULL || store.blocked)
 		return;
+	if (held > 0 && hold) {
+		if (store.delay_since == 0) {
+			store.delay_since = now;
+			evtimer_add(store.delay_ev, &delay);
+		}
+		return;
+	}
+	store.delay_since = 0;
+	evtimer_del(store.delay_ev);
 	if ((b = store.open) == NULL || b->n == 0)
 		return;
 	store.open = store_spare;
@@ -1355,8 +1380,9 @@ store_start(void)
 	store.commit_ev = event_new(loop_base, -1, 0, store_commit_cb, NULL);
 	store.done_ev = event_new(loop_base, -1, 0, store_done_cb, NULL);
 	store.retry_ev = evtimer_new(loop_base, store_retry_cb, NULL);
+	store.delay_ev = evtimer_new(loop_base, store_commit_cb, NULL);
 	if (store.commit_ev == NULL || store.done_ev == NULL ||
-	    store.retry_ev == NULL)
+	    store.retry_ev == NULL || store.delay_ev == NULL)
 		return -1;
 	store.last_sweep = loop_now_us();
 	pthread_mutex_init(&store.lock, NULL);
@@ -1401,7 +1427,7 @@ store_close(void)
 			store_done_cb(-1, 0, NULL);
 	}
 	if (store.collect != NULL)
-		store.collect();
+		store.collect(false);
 	if ((b = store.open) != NULL && b->n > 0) {
 		store.open = NULL;
 		b->seq = store.seq++;
@@ -1425,6 +1451,8 @@ store_close(void)
 		event_free(store.done_ev);
 	if (store.retry_ev != NULL)
 		event_free(store.retry_ev);
+	if (store.delay_ev != NULL)
+		event_free(store.delay_ev);
 	batch_free(store.open);
 	batch_free(store_spare);
 	free(store.path);

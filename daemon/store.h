@@ -84,7 +84,8 @@ int store_each_live(void (*)(const struct store_row *, void *), void *);
  * ok, or not (a full disk): new jobs of a failed batch are not kept;
  * its other rows are written with the next batch.
  */
-void store_hook_collect(void (*)(void));
+/* collect(hold): how many rows it held back, see job_collect. */
+void store_hook_collect(size_t (*)(bool hold));
 int store_hook_committed(void (*)(uint64_t seq, bool ok));
 void store_hook_forgotten(void (*)(uint64_t id));
 /* The next id the job table gives out: kept when retention deletes. */
