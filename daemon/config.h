@@ -28,6 +28,8 @@ struct server_options {
 	int exec_other_users;    /* a non-root concd runs others' exec jobs */
 	long admin_gid;          /* admin-group's gid, -1: none */
 	size_t max_finished;
+	uint64_t log_limit;       /* bytes of output kept per job */
+	uint64_t log_total_limit; /* bytes of output kept in all */
 	bool foreground;
 	bool debug;
 	uint32_t cmdline; /* config keys set by flags */

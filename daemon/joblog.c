@@ -536,8 +536,12 @@ joblog_end(uint64_t id)
 {
 	struct jlog *l = jl_find(id);
 
-	if (l == NULL || l->ended)
+	if (l == NULL || l->ended) {
+		/* no output: its readers learn of the end all the same */
+		if (l == NULL && jl.changed != NULL)
+			jl.changed(id);
 		return;
+	}
 	joblog_flush_one(l);
 	if (l->fd >= 0) {
 		close(l->fd);

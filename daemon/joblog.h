@@ -37,7 +37,10 @@ int joblog_init(const char *dir, uint64_t job_limit, uint64_t total_limit,
 /* Write what is pending and free everything (at exit). */
 void joblog_shutdown(void);
 void joblog_write(uint64_t id, uid_t owner, int stream, const void *, size_t);
-/* The job reached its final state: nothing more will be written. */
+/*
+ * The job reached its final state: nothing more will be written.  The
+ * changed hook is called, with or without a log.
+ */
 void joblog_end(uint64_t id);
 /* The job is gone for good (retention): its log goes too. */
 void joblog_forget(uint64_t id);

@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -18,7 +20,9 @@
 #include "conn.h"
 #include "executor.h"
 #include "job.h"
+#include "joblog.h"
 #include "log.h"
+#include "logread.h"
 #include "loop.h"
 #include "loop_exec.h"
 #include "notify.h"
@@ -51,6 +55,9 @@ enum {
 	OPT_QUEUE_LIMIT,
 	OPT_FINISHED_TTL,
 	OPT_BUSY_POLL,
+	OPT_LOG_LIMIT,
+	OPT_LOG_TOTAL_LIMIT,
+	OPT_STATE_DIR,
 };
 
 static const struct option longopts[] = {
@@ -69,6 +76,9 @@ static const struct option longopts[] = {
     {"queue-limit", required_argument, NULL, OPT_QUEUE_LIMIT},
     {"finished-ttl", required_argument, NULL, OPT_FINISHED_TTL},
     {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
+    {"log-limit", required_argument, NULL, OPT_LOG_LIMIT},
+    {"log-total-limit", required_argument, NULL, OPT_LOG_TOTAL_LIMIT},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
     {NULL, 0, NULL, 0},
 };
 
@@ -98,7 +108,8 @@ static void __attribute__((noreturn)) usage(int status)
 	        "[--plugin-dir dir]\n"
 	        "             [--stop-timeout seconds] [--queue-limit n] "
 	        "[--finished-ttl seconds]\n"
-	        "             [--busy-poll microseconds]\n"
+	        "             [--busy-poll microseconds] [--log-limit size]\n"
+	        "             [--log-total-limit size] [--state-dir dir]\n"
 	        "  -f, --foreground             stay in the foreground\n"
 	        "  -d, --debug                  log debug messages\n"
 	        "  -c, --config FILE            read FILE (default %s)\n"
@@ -122,6 +133,12 @@ static void __attribute__((noreturn)) usage(int status)
 	        "      --busy-poll USEC         poll this long after work "
 	        "before sleeping\n"
 	        "                               (default %d, 0: never)\n"
+	        "      --log-limit SIZE         output kept per job "
+	        "(default 64M)\n"
+	        "      --log-total-limit SIZE   output kept in all "
+	        "(default 1G)\n"
+	        "      --state-dir DIR          keep output in DIR/logs "
+	        "(none: in memory)\n"
 	        "  -h, --help                   show this help\n"
 	        "  -V, --version                show the version\n",
 	        CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
@@ -246,6 +263,24 @@ background(void)
 }
 
 /*
+ * Where the logs go, until the job store brings the state directory:
+ * DIR/logs for --state-dir DIR, memory for none or no --state-dir.
+ */
+static char *
+logs_dir(const char *state_dir)
+{
+	char *dir;
+
+	if (state_dir == NULL || strcmp(state_dir, "none") == 0)
+		return NULL;
+	if (mkdir(state_dir, 0700) < 0 && errno != EEXIST)
+		fatal("%s", state_dir);
+	if (asprintf(&dir, "%s/logs", state_dir) < 0)
+		fatal("asprintf");
+	return absolute(dir);
+}
+
+/*
  * `concd --worker INDEX [--once] [--busy-poll USEC] [--plugin-dir DIR]`:
  * see worker.c.
  */
@@ -273,7 +308,7 @@ int
 main(int argc, char *argv[])
 {
 	struct server_options opt = {0};
-	char cause[512];
+	char cause[512], *logs = NULL, *state_dir = NULL;
 	int ch, ready_fd = -1;
 	long n;
 
@@ -290,6 +325,8 @@ main(int argc, char *argv[])
 	opt.queue_limit = DEFAULT_QUEUE_LIMIT;
 	opt.finished_ttl = DEFAULT_FINISHED_TTL;
 	opt.busy_poll = DEFAULT_BUSY_POLL;
+	opt.log_limit = JOBLOG_LIMIT;
+	opt.log_total_limit = JOBLOG_TOTAL_LIMIT;
 	while ((ch = getopt_long(argc, argv, "c:dfhp:s:t:V", longopts, NULL)) !=
 	       -1) {
 		switch (ch) {
@@ -339,6 +376,16 @@ main(int argc, char *argv[])
 		case OPT_BUSY_POLL:
 			flag(&opt, "busy-poll", optarg);
 			break;
+		case OPT_LOG_LIMIT:
+			flag(&opt, "log-limit", optarg);
+			break;
+		case OPT_LOG_TOTAL_LIMIT:
+			flag(&opt, "log-total-limit", optarg);
+			break;
+		case OPT_STATE_DIR:
+			free(state_dir);
+			state_dir = strdup(optarg);
+			break;
 		default:
 			usage(2);
 		}
@@ -361,6 +408,7 @@ main(int argc, char *argv[])
 	opt.config_path = absolute(opt.config_path);
 	opt.socket_path = absolute(opt.socket_path);
 	opt.plugin_dir = absolute(opt.plugin_dir);
+	logs = logs_dir(state_dir);
 	raise_nofile();
 	if (server_listen(opt.socket_path, cause, sizeof(cause)) < 0)
 		fatalx("%s", cause);
@@ -371,6 +419,10 @@ main(int argc, char *argv[])
 	if (loop_init() < 0)
 		fatalx("event_base_new");
 
+	if (joblog_init(logs, opt.log_limit, opt.log_total_limit, cause,
+	                sizeof(cause)) < 0)
+		fatalx("logs: %s", cause);
+	logread_init();
 	job_init(opt.max_finished, (uint64_t)opt.finished_ttl);
 	sched_init();
 	sched_set_queue_limit((size_t)opt.queue_limit);
@@ -398,11 +450,14 @@ main(int argc, char *argv[])
 	sched_shutdown();
 	reap_shutdown();
 	job_shutdown();
+	joblog_shutdown();
 	conn_close_all();
 	server_free();
 	loop_free();
 	plugin_unload();
 	config_free(&opt);
+	free(logs);
+	free(state_dir);
 	log_info("stopped");
 	return 0;
 }

@@ -14,7 +14,9 @@
 #include "conn.h"
 #include "executor.h"
 #include "job.h"
+#include "joblog.h"
 #include "log.h"
+#include "logread.h"
 #include "loop.h"
 #include "loop_exec.h"
 #include "pool_process.h"
@@ -361,12 +363,64 @@ out:
 	pbuf_free(&args);
 }
 
+/*
+ * A watch replays the job's kept output, then follows it: its output
+ * comes from the log, at the pace the peer reads, and its end after it.
+ */
 static void
 request_watch(struct conn *c, const struct proto_msg *m)
 {
+	struct logread_opts o = {.streams = JOBLOG_BOTH,
+	                         .length = UINT64_MAX,
+	                         .tail = UINT64_MAX,
+	                         .watch = true};
 	struct job *j = request_job(c, m);
 
-	if (j != NULL && job_watch(j, c, m->id, -1, false) < 0)
+	if (j != NULL && logread_start(c, m->id, j->id, &o) < 0)
+		reply_error(c, m->id, PE_INTERNAL, "out of memory");
+}
+
+/*
+ * A job's kept output: of a job in the table, or of one whose log alone
+ * is left; either way only for its owner or an admin.
+ */
+static void
+request_log(struct conn *c, const struct proto_msg *m)
+{
+	struct logread_opts o = {.streams = JOBLOG_BOTH,
+	                         .offset = proto_u64(m, PF_OFFSET, 0),
+	                         .length = proto_u64(m, PF_LENGTH, UINT64_MAX),
+	                         .tail = proto_u64(m, PF_TAIL, UINT64_MAX),
+	                         .follow = proto_bool(m, PF_FOLLOW, false)};
+	uint64_t id = proto_u64(m, PF_JOB, 0);
+	struct job *j = job_find(id);
+	const char *s;
+	size_t len;
+	uid_t owner;
+	bool known = j != NULL, mine;
+
+	if (j != NULL)
+		mine = job_visible(j, conn_uid(c));
+	else if ((known = joblog_owner(id, &owner)))
+		mine = owner == conn_uid(c);
+	if (!known || !(mine || request_admin(c))) {
+		/* another user's job is as good as absent */
+		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
+		            (unsigned long long)id);
+		return;
+	}
+	if ((s = proto_str(m, PF_STREAM, &len)) != NULL) {
+		if (len == 6 && memcmp(s, "stdout", 6) == 0)
+			o.streams = 1u << (JOBLOG_STDOUT - 1);
+		else if (len == 6 && memcmp(s, "stderr", 6) == 0)
+			o.streams = 1u << (JOBLOG_STDERR - 1);
+		else {
+			reply_error(c, m->id, PE_BAD_FIELD,
+			            "stream must be stdout or stderr");
+			return;
+		}
+	}
+	if (logread_start(c, m->id, id, &o) < 0)
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 }
 
@@ -814,7 +868,7 @@ static void (*const request_table[PROTO_TYPE_COUNT])(
     [PROTO_CANCEL] = request_cancel, [PROTO_RESULT] = request_result,
     [PROTO_TASKS] = request_tasks,   [PROTO_SHUTDOWN] = request_shutdown,
     [PROTO_POOL] = request_pool,     [PROTO_RESIZE] = request_resize,
-    [PROTO_GATHER] = request_gather,
+    [PROTO_GATHER] = request_gather, [PROTO_LOG] = request_log,
 };
 
 static void
@@ -831,6 +885,7 @@ static void
 request_closed(struct conn *c, void *arg)
 {
 	job_unwatch_conn(c);
+	logread_unwatch_conn(c);
 }
 
 const struct conn_handler request_handler = {

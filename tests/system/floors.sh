@@ -33,7 +33,7 @@ floor_of() {
 	exec.c | noop.c | primes.c | sleep.c | table.c) echo 4 ;; # and tasks/
 	# spawn.c: under tasks/exec.c, beside task.c (its account lookup)
 	spawn.c | spawner.h) echo 4 ;;
-	request.c) echo 5 ;;
+	request.c | logread.c) echo 5 ;;
 	server.c) echo 6 ;;
 	main.c) echo 7 ;;
 	*.h) floor_of "${1%.h}.c" ;;
