@@ -14,8 +14,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "concctl.h"
 
@@ -105,12 +107,19 @@ static const struct cmd_entry cmd_table[] = {
     {
         .name = "ps",
         .alias = "ls",
-        .usage = "[-a] [--state STATE] [-n COUNT]",
+        .usage = "[-a] [--state STATE] [--task TASK] [-u USER] "
+                 "[--since WHEN] [--until WHEN] [-n COUNT]",
         .summary = "List your unfinished jobs, or with -a all jobs, or "
-                   "those in one state.",
+                   "those in one state; narrowed to one task, one owner "
+                   "(admins), or the jobs submitted since or until WHEN: "
+                   "a duration back from now (30s, 15m, 1h, 2d), a local "
+                   "date and time (2026-12-06, 2026-12-06T14:00) or "
+                   "@SECONDS since the epoch.",
         .minargs = 0,
         .maxargs = 0,
-        .options = CMD_OPT_ALL | CMD_OPT_LIMIT | CMD_OPT_STATE,
+        .options = CMD_OPT_ALL | CMD_OPT_LIMIT | CMD_OPT_STATE | CMD_OPT_TASK |
+                   CMD_OPT_USER | CMD_OPT_SINCE | CMD_OPT_UNTIL,
+        .prepare = cmd_info_ps_check,
         .exec = cmd_info_ps,
     },
     {
@@ -320,6 +329,31 @@ static const struct cmd_option_entry {
         .help = "only jobs in STATE (queued, running, succeeded, ...)",
     },
     {
+        .flag = CMD_OPT_TASK,
+        .long_name = "task",
+        .arg = "TASK",
+        .help = "only jobs of TASK",
+    },
+    {
+        .flag = CMD_OPT_USER,
+        .short_name = 'u',
+        .long_name = "user",
+        .arg = "USER",
+        .help = "only jobs of USER, a name or a uid (admins: anyone's)",
+    },
+    {
+        .flag = CMD_OPT_SINCE,
+        .long_name = "since",
+        .arg = "WHEN",
+        .help = "only jobs submitted at WHEN or later",
+    },
+    {
+        .flag = CMD_OPT_UNTIL,
+        .long_name = "until",
+        .arg = "WHEN",
+        .help = "only jobs submitted before WHEN",
+    },
+    {
         .flag = CMD_OPT_FOLLOW,
         .short_name = 'f',
         .long_name = "follow",
@@ -343,7 +377,7 @@ static const struct cmd_option_entry {
     },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 23, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 27, "cmd_options rows");
 
 /* Longest --timeout or --retry-delay accepted: a year. */
 #define CMD_MAX_TIMEOUT (365.0 * 24 * 3600)
@@ -654,6 +688,213 @@ cmd_parse_count(const char *cmd, const char *word, uint64_t min, uint64_t *n)
 	return 0;
 }
 
+/* The units of a duration back from now ("1h30m"), in seconds. */
+static const struct cmd_unit {
+	char name;
+	uint64_t seconds;
+} cmd_units[] = {
+    {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800},
+};
+
+/* Exactly n decimal digits at *p, moved past them; -1 if not there. */
+static int
+cmd_digits(const char **p, int n)
+{
+	int v = 0;
+
+	for (; n > 0; n--, (*p)++) {
+		if (**p < '0' || **p > '9')
+			return -1;
+		v = v * 10 + (**p - '0');
+	}
+	return v;
+}
+
+/* ".123456" at *p into microseconds (at most 6 digits); -1 if bad. */
+static int64_t
+cmd_fraction(const char **p)
+{
+	int64_t us = 0, scale = 100000;
+
+	if (**p != '.')
+		return 0;
+	if ((*p)[1] < '0' || (*p)[1] > '9')
+		return -1;
+	for ((*p)++; **p >= '0' && **p <= '9'; (*p)++, scale /= 10) {
+		if (scale == 0)
+			return -1;
+		us += (**p - '0') * scale;
+	}
+	return us;
+}
+
+/* "30s", "15m", "1h30m": seconds back from now; -1 if not one. */
+static int64_t
+cmd_when_ago(const char *p)
+{
+	int64_t total = 0;
+	size_t i;
+
+	if (*p == '\0')
+		return -1;
+	while (*p != '\0') {
+		int64_t n = 0;
+
+		if (*p < '0' || *p > '9')
+			return -1;
+		for (; *p >= '0' && *p <= '9'; p++)
+			if ((n = n * 10 + (*p - '0')) > INT64_C(1) << 40)
+				return -1;
+		for (i = 0; i < sizeof(cmd_units) / sizeof(cmd_units[0]); i++)
+			if (cmd_units[i].name == *p)
+				break;
+		if (i == sizeof(cmd_units) / sizeof(cmd_units[0]))
+			return -1;
+		p++;
+		if ((total += n * (int64_t)cmd_units[i].seconds) > INT64_C(1)
+		                                                       << 40)
+			return -1;
+	}
+	return total;
+}
+
+/*
+ * "2026-12-06", "2026-12-06T14:00", "2026-12-06 14:00:30.5": local time,
+ * or UTC with a final "Z", or another zone with "+02:00" or "-0530".
+ * Microseconds since the epoch; -1 if not one.
+ */
+static int64_t
+cmd_when_iso(const char *p)
+{
+	struct tm tm = {0}, check;
+	int64_t us = 0, offset = 0;
+	time_t t;
+	bool zoned = false;
+	int hh, mm;
+
+	if ((tm.tm_year = cmd_digits(&p, 4)) < 0 || *p++ != '-' ||
+	    (tm.tm_mon = cmd_digits(&p, 2)) < 1 || tm.tm_mon > 12 ||
+	    *p++ != '-' || (tm.tm_mday = cmd_digits(&p, 2)) < 1)
+		return -1;
+	tm.tm_year -= 1900;
+	tm.tm_mon--;
+	if (*p == 'T' || *p == ' ') {
+		p++;
+		if ((tm.tm_hour = cmd_digits(&p, 2)) < 0 || tm.tm_hour > 23 ||
+		    *p++ != ':' || (tm.tm_min = cmd_digits(&p, 2)) < 0 ||
+		    tm.tm_min > 59)
+			return -1;
+		if (*p == ':') {
+			p++;
+			if ((tm.tm_sec = cmd_digits(&p, 2)) < 0 ||
+			    tm.tm_sec > 59 || (us = cmd_fraction(&p)) < 0)
+				return -1;
+		}
+		if (*p == 'Z') {
+			p++;
+			zoned = true;
+		} else if (*p == '+' || *p == '-') {
+			int sign = *p++ == '-' ? -1 : 1;
+
+			if ((hh = cmd_digits(&p, 2)) < 0 || hh > 23)
+				return -1;
+			p += *p == ':';
+			if ((mm = cmd_digits(&p, 2)) < 0 || mm > 59)
+				return -1;
+			offset = sign * (hh * 3600 + mm * 60);
+			zoned = true;
+		}
+	}
+	if (*p != '\0')
+		return -1;
+	/* no 2026-02-30: the day must survive normalisation */
+	check = tm;
+	if (timegm(&check) == (time_t)-1 || check.tm_mday != tm.tm_mday)
+		return -1;
+	if (zoned)
+		t = timegm(&tm) - (time_t)offset;
+	else {
+		tm.tm_isdst = -1;
+		if ((t = mktime(&tm)) == (time_t)-1)
+			return -1;
+	}
+	if (t < 0)
+		return -1;
+	return (int64_t)t * 1000000 + us;
+}
+
+/* "@1765000000", "@1765000000.25": since the epoch; -1 if not one. */
+static int64_t
+cmd_when_epoch(const char *p)
+{
+	int64_t s = 0, us;
+
+	if (*p++ != '@' || *p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++)
+		if ((s = s * 10 + (*p - '0')) > INT64_C(1) << 40)
+			return -1;
+	if ((us = cmd_fraction(&p)) < 0 || *p != '\0')
+		return -1;
+	return s * 1000000 + us;
+}
+
+/*
+ * A point in time for --since and --until, in microseconds since the
+ * epoch: a duration back from now, a date and time, or @seconds.
+ */
+static int
+cmd_parse_when(const char *cmd, const char *what, const char *word,
+               uint64_t *us)
+{
+	struct timespec now;
+	int64_t v, ago;
+
+	if (*word == '@')
+		v = cmd_when_epoch(word);
+	else if ((ago = cmd_when_ago(word)) >= 0) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		v = ((int64_t)now.tv_sec - ago) * 1000000 + now.tv_nsec / 1000;
+	} else
+		v = cmd_when_iso(word);
+	if (v < 0) {
+		warnx("%s: invalid time for --%s: %s (a duration back from "
+		      "now such as 30s, 15m, 1h or 2d; a local date and time "
+		      "such as 2026-12-06 or 2026-12-06T14:00; or @SECONDS "
+		      "since the epoch)",
+		      cmd, what, word);
+		return -1;
+	}
+	*us = (uint64_t)v;
+	return 0;
+}
+
+/* A user's name or uid, for --user. */
+static int
+cmd_parse_user(const char *cmd, const char *word, uint64_t *uid)
+{
+	unsigned long long v;
+	struct passwd *pw;
+	char *end;
+
+	if (*word >= '0' && *word <= '9') {
+		errno = 0;
+		v = strtoull(word, &end, 10);
+		if (errno != 0 || *end != '\0' || v >= UINT32_MAX) {
+			warnx("%s: invalid uid: %s", cmd, word);
+			return -1;
+		}
+		*uid = v;
+		return 0;
+	}
+	if ((pw = getpwnam(word)) == NULL) {
+		warnx("%s: unknown user: %s", cmd, word);
+		return -1;
+	}
+	*uid = pw->pw_uid;
+	return 0;
+}
+
 /* Apply one option with its argument (NULL for flags). */
 static int
 cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
@@ -696,6 +937,15 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 			return -1;
 		}
 		break;
+	case CMD_OPT_TASK:
+		a->task = value;
+		break;
+	case CMD_OPT_USER:
+		return cmd_parse_user(ce->name, value, &a->uid);
+	case CMD_OPT_SINCE:
+		return cmd_parse_when(ce->name, o->long_name, value, &a->since);
+	case CMD_OPT_UNTIL:
+		return cmd_parse_when(ce->name, o->long_name, value, &a->until);
 	case CMD_OPT_LIMIT:
 		/* 0: no rows, only the counts */
 		return cmd_parse_count(ce->name, value, 0, &a->limit);

@@ -239,6 +239,18 @@ info_ps_footer(const struct proto_msg *m, uint32_t rows)
 		        total);
 }
 
+/* Before connecting: a window that holds no time is a usage error. */
+int
+cmd_info_ps_check(struct ctl *ctl, struct cmd_args *a)
+{
+	if ((a->seen & CMD_OPT_SINCE) && (a->seen & CMD_OPT_UNTIL) &&
+	    a->until <= a->since) {
+		warnx("ps: --until must be later than --since");
+		return CTL_USAGE;
+	}
+	return CTL_OK;
+}
+
 int
 cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 {
@@ -257,6 +269,14 @@ cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 		proto_enc_u64(&e, PF_LIMIT, a->limit);
 	if (a->state >= 0)
 		proto_enc_cstr(&e, PF_STATE, proto_states[a->state]);
+	if (a->task != NULL)
+		proto_enc_cstr(&e, PF_TASK, a->task);
+	if (a->seen & CMD_OPT_USER)
+		proto_enc_u64(&e, PF_UID, a->uid);
+	if (a->seen & CMD_OPT_SINCE)
+		proto_enc_u64(&e, PF_SINCE, a->since);
+	if (a->seen & CMD_OPT_UNTIL)
+		proto_enc_u64(&e, PF_UNTIL, a->until);
 	if ((ret = cmd_call(ctl, &e, id, PROTO_JOBS, &m)) != CTL_OK)
 		return ret;
 	if (ctl->json)

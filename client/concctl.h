@@ -94,10 +94,14 @@ enum cmd_option {
 	CMD_OPT_FAIL_FAST = 1 << 16,
 	CMD_OPT_ANY = 1 << 17,
 	CMD_OPT_STATE = 1 << 18,
-	CMD_OPT_FOLLOW = 1 << 19,
-	CMD_OPT_TAIL = 1 << 20,
-	CMD_OPT_STDOUT = 1 << 21,
-	CMD_OPT_STDERR = 1 << 22,
+	CMD_OPT_TASK = 1 << 19,
+	CMD_OPT_USER = 1 << 20,
+	CMD_OPT_SINCE = 1 << 21,
+	CMD_OPT_UNTIL = 1 << 22,
+	CMD_OPT_FOLLOW = 1 << 23,
+	CMD_OPT_TAIL = 1 << 24,
+	CMD_OPT_STDOUT = 1 << 25,
+	CMD_OPT_STDERR = 1 << 26,
 };
 
 /* The options of a job: run, submit and a line of gather. */
@@ -166,7 +170,11 @@ struct cmd_args {
 	uint64_t processes; /* CMD_OPT_PROCESSES */
 	uint64_t retries;
 	uint64_t retry_delay_ms;
-	int state; /* CMD_OPT_STATE: enum proto_state */
+	int state;        /* CMD_OPT_STATE: enum proto_state */
+	const char *task; /* CMD_OPT_TASK */
+	uint64_t uid;     /* CMD_OPT_USER */
+	uint64_t since;   /* CMD_OPT_SINCE: µs since the epoch */
+	uint64_t until;   /* CMD_OPT_UNTIL */
 	struct cmd_batch batch;
 };
 
@@ -248,6 +256,7 @@ int cmd_gather(struct ctl *, struct cmd_args *);
 /* ---- cmd_info.c: status, ps, tasks, ping, shutdown ---- */
 
 int cmd_info_status(struct ctl *, struct cmd_args *);
+int cmd_info_ps_check(struct ctl *, struct cmd_args *);
 int cmd_info_ps(struct ctl *, struct cmd_args *);
 int cmd_info_tasks(struct ctl *, struct cmd_args *);
 int cmd_info_ping(struct ctl *, struct cmd_args *);

@@ -48,6 +48,8 @@ static const struct config_key config_keys[] = {
     {"busy-poll", CONFIG_INT, 0, 100000, OPT(busy_poll), false},
     {"exec-other-users", CONFIG_BOOL, 0, 1, OPT(exec_other_users), true},
     {"admin-group", CONFIG_GROUP, 0, 0, OPT(admin_gid), true},
+    {"state-dir", CONFIG_PATH, 1, PATH_MAX - 1, OPT(state_dir), false},
+    {"store-fsync", CONFIG_BOOL, 0, 1, OPT(store_fsync), false},
     {"log-limit", CONFIG_BYTES, 4096, 0, OPT(log_limit), false},
     {"log-total-limit", CONFIG_BYTES, 0, 0, OPT(log_total_limit), false},
 };
@@ -336,5 +338,6 @@ config_free(struct server_options *o)
 	free(o->socket_path);
 	free(o->plugin_dir);
 	free(o->config_path);
-	o->socket_path = o->plugin_dir = o->config_path = NULL;
+	free(o->state_dir);
+	o->socket_path = o->plugin_dir = o->config_path = o->state_dir = NULL;
 }

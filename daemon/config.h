@@ -18,6 +18,7 @@ struct server_options {
 	char *config_path;
 	char *socket_path;
 	char *plugin_dir;
+	char *state_dir; /* "none": no store */
 	int threads;
 	int processes;
 	int max_jobs_per_worker; /* 0: no limit */
@@ -27,6 +28,7 @@ struct server_options {
 	int busy_poll;           /* µs of polling before sleeping, 0: none */
 	int exec_other_users;    /* a non-root concd runs others' exec jobs */
 	long admin_gid;          /* admin-group's gid, -1: none */
+	int store_fsync;         /* sync every commit */
 	size_t max_finished;
 	uint64_t log_limit;       /* bytes of output kept per job */
 	uint64_t log_total_limit; /* bytes of output kept in all */

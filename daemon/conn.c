@@ -29,6 +29,20 @@
 #define CONN_OUT_LIMIT  (64 * 1024 * 1024) /* a peer that never reads */
 #define CONN_TRIM_AT    (128 * 1024)       /* a frame this large: trim */
 
+/*
+ * Output that waits for the store: replies that may only go out once
+ * their batch is committed, then what was written after them.  A
+ * connection's segments are in order; they go to its output buffer when
+ * the store has written their batch (conn_release).
+ */
+struct conn_seg {
+	uint64_t seq;
+	struct conn_reply *replies;
+	size_t n, cap;
+	struct pbuf after; /* frames written after the replies */
+	TAILQ_ENTRY(conn_seg) link;
+};
+
 struct conn {
 	int fd;
 	const struct conn_handler *handler;
@@ -42,6 +56,7 @@ struct conn {
 	size_t out_off; /* bytes of out already written */
 	msgpack_zone zone;
 	struct watch_list watches;
+	TAILQ_HEAD(conn_segs, conn_seg) segs; /* empty unless replies wait */
 	bool dirty;
 	bool writing; /* wev is added: the socket was full */
 	bool closing; /* flush what is queued, then close */
@@ -50,10 +65,12 @@ struct conn {
 	bool held;    /* conn_hold_reads: rev is not added */
 	TAILQ_ENTRY(conn) link;
 	TAILQ_ENTRY(conn) dirty_link;
+	TAILQ_ENTRY(conn) wait_link; /* on waiting while it has segments */
 };
 
 static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 static TAILQ_HEAD(, conn) dirty = TAILQ_HEAD_INITIALIZER(dirty);
+static TAILQ_HEAD(, conn) waiting = TAILQ_HEAD_INITIALIZER(waiting);
 static struct event *flush_ev;
 static struct conn *reading; /* in conn_read_cb, which flushes it itself */
 static size_t nconns;
@@ -84,6 +101,7 @@ conn_new_with(int fd, const struct conn_handler *h, void *arg)
 	c->uid = cred.uid;
 	c->pid = cred.pid;
 	LIST_INIT(&c->watches);
+	TAILQ_INIT(&c->segs);
 	msgpack_zone_init(&c->zone, 4096);
 	c->rev =
 	    event_new(loop_base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
@@ -107,14 +125,29 @@ conn_new_with(int fd, const struct conn_handler *h, void *arg)
 	return c;
 }
 
+static void
+conn_seg_free(struct conn_seg *g)
+{
+	free(g->replies);
+	pbuf_free(&g->after);
+	free(g);
+}
+
 void
 conn_close(struct conn *c)
 {
 	/* a peer that let its output pile up leaves megabytes freed */
 	bool trim = c->out.cap > CONN_RESUME;
+	struct conn_seg *g;
 
 	if (c->handler->closed != NULL)
 		c->handler->closed(c, c->arg);
+	if (!TAILQ_EMPTY(&c->segs))
+		TAILQ_REMOVE(&waiting, c, wait_link);
+	while ((g = TAILQ_FIRST(&c->segs)) != NULL) {
+		TAILQ_REMOVE(&c->segs, g, link);
+		conn_seg_free(g);
+	}
 	if (c->dirty)
 		TAILQ_REMOVE(&dirty, c, dirty_link);
 	TAILQ_REMOVE(&conns, c, link);
@@ -149,10 +182,71 @@ conn_count(void)
 	return nconns;
 }
 
+/*
+ * Where the next frame goes: the output buffer, or while replies wait
+ * for the store, after them.
+ */
 struct pbuf *
 conn_out(struct conn *c)
 {
-	return &c->out;
+	return TAILQ_EMPTY(&c->segs)
+	           ? &c->out
+	           : &TAILQ_LAST(&c->segs, conn_segs)->after;
+}
+
+/*
+ * A reply that waits for the store's batch seq: fill writes it once that
+ * batch is written, or failed.  Replies of one batch with nothing
+ * between them share a segment.
+ */
+int
+conn_defer(struct conn *c, uint64_t seq, const struct conn_reply *r)
+{
+	struct conn_seg *g = TAILQ_LAST(&c->segs, conn_segs);
+	struct conn_reply *p;
+	size_t n;
+
+	if (g == NULL || g->seq != seq || g->after.len > 0) {
+		if ((g = calloc(1, sizeof(*g))) == NULL)
+			return -1;
+		g->seq = seq;
+		if (TAILQ_EMPTY(&c->segs))
+			TAILQ_INSERT_TAIL(&waiting, c, wait_link);
+		TAILQ_INSERT_TAIL(&c->segs, g, link);
+	}
+	if (g->n == g->cap) {
+		n = g->cap ? g->cap * 2 : 16;
+		if ((p = realloc(g->replies, n * sizeof(*p))) == NULL)
+			return -1;
+		g->replies = p;
+		g->cap = n;
+	}
+	g->replies[g->n++] = *r;
+	return 0;
+}
+
+/* The store wrote (ok) or failed batch seq: what waited on it goes out. */
+void
+conn_release(uint64_t seq, bool ok,
+             void (*fill)(struct pbuf *, const struct conn_reply *, bool))
+{
+	struct conn *c, *next;
+	struct conn_seg *g;
+	size_t i;
+
+	for (c = TAILQ_FIRST(&waiting); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, wait_link);
+		while ((g = TAILQ_FIRST(&c->segs)) != NULL && g->seq <= seq) {
+			TAILQ_REMOVE(&c->segs, g, link);
+			for (i = 0; i < g->n; i++)
+				fill(&c->out, &g->replies[i], ok);
+			pbuf_append(&c->out, g->after.data, g->after.len);
+			conn_seg_free(g);
+		}
+		if (TAILQ_EMPTY(&c->segs))
+			TAILQ_REMOVE(&waiting, c, wait_link);
+		conn_dirty(c);
+	}
 }
 
 void *
@@ -207,10 +301,16 @@ conn_watches(struct conn *c)
 	return &c->watches;
 }
 
+/* Queued output, with what waits for the store. */
 static size_t
 conn_unsent(const struct conn *c)
 {
-	return c->out.len - c->out_off;
+	const struct conn_seg *g;
+	size_t n = c->out.len - c->out_off;
+
+	TAILQ_FOREACH(g, &c->segs, link)
+	n += g->after.len + g->n * sizeof(g->replies[0]);
+	return n;
 }
 
 bool
@@ -462,7 +562,8 @@ conn_process(struct conn *c)
 			c->handler->dispatch(c, &msg);
 			break;
 		case PROTO_DECODE_REJECT:
-			proto_enc_error(&c->out, msg.id, f.code, f.message);
+			proto_enc_error(conn_out(c), msg.id, f.code,
+			                f.message);
 			conn_dirty(c);
 			break;
 		case PROTO_DECODE_BAD:

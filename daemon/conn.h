@@ -34,6 +34,17 @@ struct conn *conn_new_with(int fd, const struct conn_handler *, void *arg);
 void *conn_arg(const struct conn *);
 void conn_close(struct conn *);
 struct pbuf *conn_out(struct conn *);
+/* A reply that is written once the store has written a batch. */
+struct conn_reply {
+	uint64_t req;
+	uint64_t first; /* the first job's id */
+	uint32_t n;     /* jobs, from first on */
+	bool gather;
+};
+int conn_defer(struct conn *, uint64_t seq, const struct conn_reply *);
+void conn_release(uint64_t seq, bool ok,
+                  void (*fill)(struct pbuf *, const struct conn_reply *,
+                               bool ok));
 /* Called after output was queued: the flush runs once per loop pass. */
 void conn_dirty(struct conn *);
 /* True while the peer is slow: progress may be skipped. */

@@ -12,6 +12,7 @@
 #include "joblog.h"
 #include "log.h"
 #include "loop.h"
+#include "store.h"
 #include "task.h"
 
 static struct {
@@ -27,7 +28,17 @@ static struct {
 	size_t states[PS_COUNT];
 	uint64_t *held; /* ids of jobs whose output is held, see job_output */
 	size_t nheld, capheld;
+	struct job **dirty; /* the store is owed their rows; NULL: gone */
+	size_t ndirty, capdirty;
+	struct admit *admit; /* made, waiting for their batch */
+	size_t nadmit, capadmit;
 } jobs;
+
+/* Jobs first .. first + n - 1 wait for batch seq to be committed. */
+struct admit {
+	uint64_t seq, first;
+	size_t n;
+};
 /* The floor above: the executors that run the jobs (job_hook_sched). */
 static const struct job_hooks *jobs_up;
 
@@ -49,6 +60,8 @@ struct gather {
 static void job_trim(void);
 static void job_group_put(struct gather *);
 static void job_drained(struct conn *);
+static void job_committed(uint64_t seq, bool ok);
+static void job_row(const struct job *, struct store_row *);
 
 /*
  * A job's watchers: its own, then those of its gather request.  The
@@ -119,8 +132,11 @@ job_init(size_t max_finished, uint64_t finished_ttl_s)
 	jobs.bucket = calloc(jobs.nbucket, sizeof(*jobs.bucket));
 	if (jobs.bucket == NULL)
 		fatal("job_init");
-	jobs.next_id = 1;
+	jobs.next_id = store_enabled() ? store_next_id() : 1;
 	TAILQ_INIT(&jobs.finished);
+	store_hook_collect(job_collect);
+	if (store_hook_committed(job_committed) < 0)
+		fatalx("job_init: no room for a store hook");
 	conn_hook_drained(job_drained);
 	job_set_retention(max_finished, finished_ttl_s);
 }
@@ -205,12 +221,57 @@ job_find(uint64_t id)
 	return NULL;
 }
 
+/* The store is owed j's row: it gets it at the end of this loop pass. */
+static void
+job_dirty(struct job *j)
+{
+	struct job **p;
+	size_t n;
+
+	if (j->dirty || !store_enabled())
+		return;
+	if (jobs.ndirty == jobs.capdirty) {
+		n = jobs.capdirty ? jobs.capdirty * 2 : 1024;
+		if ((p = realloc(jobs.dirty, n * sizeof(*p))) == NULL)
+			fatal("job_dirty");
+		jobs.dirty = p;
+		jobs.capdirty = n;
+	}
+	j->dslot = (uint32_t)jobs.ndirty;
+	jobs.dirty[jobs.ndirty++] = j;
+	j->dirty = true;
+	store_mark();
+}
+
+static void
+job_put(struct job *j)
+{
+	struct store_row r;
+
+	job_row(j, &r);
+	store_put(&r);
+	j->stored = true;
+	j->dirty = false;
+}
+
+void
+job_collect(void)
+{
+	size_t i;
+
+	for (i = 0; i < jobs.ndirty; i++)
+		if (jobs.dirty[i] != NULL)
+			job_put(jobs.dirty[i]);
+	jobs.ndirty = 0;
+}
+
 static void
 job_set_state(struct job *j, enum proto_state s)
 {
 	jobs.states[j->state]--;
 	jobs.states[s]++;
 	j->state = (uint8_t)s;
+	job_dirty(j);
 	loop_changed();
 }
 
@@ -256,8 +317,76 @@ job_new(const struct job_submit *js)
 	j->hnext = jobs.bucket[s];
 	jobs.bucket[s] = j;
 	jobs.count++;
+	job_dirty(j);
 	loop_changed();
 	return j;
+}
+
+uint64_t
+job_admit(uint64_t first, size_t n)
+{
+	struct job *j = job_find(first);
+	struct admit *p;
+	size_t cap;
+
+	if (!store_enabled()) {
+		if (j != NULL && j->group != NULL)
+			job_group_submit(j->group);
+		else if (j != NULL)
+			jobs_up->submit(j);
+		return 0;
+	}
+	for (cap = 0; cap < n; cap++)
+		if ((j = job_find(first + cap)) != NULL)
+			j->held = true;
+	if (jobs.nadmit == jobs.capadmit) {
+		cap = jobs.capadmit ? jobs.capadmit * 2 : 64;
+		if ((p = realloc(jobs.admit, cap * sizeof(*p))) == NULL)
+			fatal("job_admit");
+		jobs.admit = p;
+		jobs.capadmit = cap;
+	}
+	jobs.admit[jobs.nadmit++] =
+	    (struct admit){.seq = store_seq(), .first = first, .n = n};
+	return store_seq();
+}
+
+/* Out of the table with no event: a job its client was never told of. */
+static void job_forget(struct job *);
+
+/*
+ * Batch seq was committed (ok) or not: its new jobs go to their
+ * executors, or are forgotten.  A job cancelled while it waited has
+ * ended already.
+ */
+static void
+job_committed(uint64_t seq, bool ok)
+{
+	struct job *j;
+	size_t i, k, m = 0;
+
+	for (i = 0; i < jobs.nadmit && jobs.admit[i].seq <= seq; i++) {
+		struct admit a = jobs.admit[i];
+
+		j = job_find(a.first);
+		if (ok && j != NULL && j->group != NULL) {
+			job_group_submit(j->group);
+			continue;
+		}
+		for (k = 0; k < a.n; k++) {
+			if ((j = job_find(a.first + k)) == NULL || !j->held)
+				continue;
+			if (ok) {
+				j->held = false;
+				jobs_up->submit(j);
+			} else
+				job_forget(j);
+		}
+	}
+	m = i;
+	memmove(jobs.admit, jobs.admit + m,
+	        (jobs.nadmit - m) * sizeof(*jobs.admit));
+	jobs.nadmit -= m;
 }
 
 /* Out of the id hash and the counts. */
@@ -277,6 +406,10 @@ job_unlink(struct job *j)
 static void
 job_free(struct job *j)
 {
+	if (j->dirty) {
+		jobs.dirty[j->dslot] = NULL;
+		job_put(j);
+	}
 	job_unlink(j);
 	if (j->timer != NULL)
 		event_free(j->timer);
@@ -301,6 +434,59 @@ job_abandon(struct job *j)
 	job_unlink(j);
 	if (PROTO_STATE_FINAL(j->state))
 		TAILQ_REMOVE(&jobs.finished, j, link);
+}
+
+static void
+job_forget(struct job *j)
+{
+	struct watch *w;
+
+	while ((w = LIST_FIRST(&j->watches)) != NULL)
+		watch_free(w);
+	if (j->dirty) {
+		jobs.dirty[j->dslot] = NULL;
+		j->dirty = false;
+	}
+	if (PROTO_STATE_FINAL(j->state)) {
+		TAILQ_REMOVE(&jobs.finished, j, link);
+		jobs.nfinished--;
+	}
+	job_free(j);
+}
+
+struct job *
+job_restore(const struct job_submit *js, const struct store_row *r)
+{
+	uint64_t next = jobs.next_id;
+	struct job *j;
+
+	jobs.next_id = r->id;
+	j = job_new(js);
+	jobs.next_id = next > r->id ? next : r->id + 1;
+	if (j == NULL)
+		return NULL;
+	j->stored = true;
+	j->attempt = r->attempt > 0 ? r->attempt : 1;
+	j->submitted = r->submitted;
+	j->started = r->started;
+	j->worker = r->worker;
+	j->tid = r->tid;
+	j->served = r->served;
+	if (j->dirty) { /* nothing new to write yet */
+		jobs.dirty[j->dslot] = NULL;
+		j->dirty = false;
+	}
+	return j;
+}
+
+void
+job_end_restored(struct job *j, enum proto_state s, enum proto_error err,
+                 const char *message)
+{
+	j->err = (uint8_t)err;
+	free(j->ctx.error);
+	j->ctx.error = message != NULL ? strdup(message) : NULL;
+	job_finish(j, s);
 }
 
 static void
@@ -499,43 +685,78 @@ job_result_size(const struct job *j)
 	return j->state == PS_SUCCEEDED ? j->ctx.result.len : 0;
 }
 
+/* A job as a store row: its pointers are the job's own. */
 static void
-job_encode_outcome(struct proto_enc *e, const struct job *j, uint64_t dropped,
-                   bool result)
+job_row(const struct job *j, struct store_row *r)
 {
-	proto_enc_cstr(e, PF_STATE, proto_states[j->state]);
-	proto_enc_cstr(e, PF_EXEC, proto_execs[j->exec]);
-	if (j->tid != 0) { /* it ran; worker -1 means a fresh one */
-		proto_enc_i64(e, PF_WORKER, j->worker);
-		proto_enc_u64(e, PF_TID, (uint64_t)j->tid);
-		proto_enc_u64(e, PF_SERVED, j->served);
+	r->id = j->id;
+	r->task = j->task->name;
+	r->args = j->args;
+	r->args_len = j->args_len;
+	r->error = j->ctx.error;
+	r->msg = j->msg;
+	r->result = j->state == PS_SUCCEEDED ? j->ctx.result.data : NULL;
+	r->result_len = j->state == PS_SUCCEEDED ? (uint32_t)j->ctx.result.len
+	                                         : 0;
+	r->command = NULL;
+	r->submitted = j->submitted;
+	r->started = j->started;
+	r->finished = j->finished;
+	r->timeout_ms = j->timeout_ms;
+	r->done = j->done;
+	r->total = j->total;
+	r->dropped = j->dropped;
+	r->retry_delay_ms = j->retry_delay_ms;
+	r->served = j->served;
+	r->worker = j->worker;
+	r->tid = j->tid;
+	r->uid = j->uid;
+	r->state = j->state;
+	r->requested = j->requested;
+	r->exec = j->exec;
+	r->err = j->err;
+	r->attempt = j->attempt;
+	r->retries = j->retries;
+	r->daemon = j->daemon;
+	r->fresh = j->fresh;
+	r->insert = !j->stored;
+}
+
+static void
+job_encode_outcome(struct proto_enc *e, const struct store_row *r,
+                   uint64_t dropped, bool result)
+{
+	proto_enc_cstr(e, PF_STATE, proto_states[r->state]);
+	proto_enc_cstr(e, PF_EXEC, proto_execs[r->exec]);
+	if (r->tid != 0) { /* it ran; worker -1 means a fresh one */
+		proto_enc_i64(e, PF_WORKER, r->worker);
+		proto_enc_u64(e, PF_TID, (uint64_t)r->tid);
+		proto_enc_u64(e, PF_SERVED, r->served);
 	}
-	proto_enc_u64(e, PF_SUBMITTED, j->submitted);
-	if (j->started)
-		proto_enc_u64(e, PF_STARTED, j->started);
-	if (j->finished)
-		proto_enc_u64(e, PF_FINISHED, j->finished);
+	proto_enc_u64(e, PF_SUBMITTED, r->submitted);
+	if (r->started)
+		proto_enc_u64(e, PF_STARTED, r->started);
+	if (r->finished)
+		proto_enc_u64(e, PF_FINISHED, r->finished);
 	if (dropped > 0)
 		proto_enc_u64(e, PF_DROPPED, dropped);
-	if (j->state == PS_SUCCEEDED) {
-		if (j->ctx.result.len > 0 && !result)
-			proto_enc_u64(e, PF_RESULT_OMITTED, j->ctx.result.len);
-		else if (j->ctx.result.len > 0)
-			proto_enc_raw(e, PF_RESULT, j->ctx.result.data,
-			              j->ctx.result.len);
+	if (r->state == PS_SUCCEEDED) {
+		if (r->result_len > 0 && !result)
+			proto_enc_u64(e, PF_RESULT_OMITTED, r->result_len);
+		else if (r->result_len > 0)
+			proto_enc_raw(e, PF_RESULT, r->result, r->result_len);
 		else
 			proto_enc_raw(e, PF_RESULT, "\xc0", 1);
-	} else if (PROTO_STATE_FINAL(j->state)) {
-		proto_enc_cstr(e, PF_ERROR, proto_errors[j->err].name);
+	} else if (PROTO_STATE_FINAL(r->state)) {
+		proto_enc_cstr(e, PF_ERROR, proto_errors[r->err].name);
 		proto_enc_cstr(e, PF_MESSAGE,
-		               j->ctx.error != NULL
-		                   ? j->ctx.error
-		                   : proto_errors[j->err].text);
+		               r->error != NULL ? r->error
+		                                : proto_errors[r->err].text);
 	}
 }
 
 struct job_end {
-	const struct job *j;
+	const struct store_row *r;
 	uint64_t dropped;
 	int32_t index;
 };
@@ -546,11 +767,13 @@ job_end_fields(struct proto_enc *e, void *arg, bool result)
 {
 	const struct job_end *a = arg;
 
-	job_event_head(e, a->j, a->index);
+	proto_enc_u64(e, PF_JOB, a->r->id);
+	if (a->index >= 0)
+		proto_enc_u64(e, PF_INDEX, (uint64_t)a->index);
 	if (result)
-		job_encode_outcome(e, a->j, a->dropped, true);
+		job_encode_outcome(e, a->r, a->dropped, true);
 	else
-		proto_enc_result_too_large(e, a->j->ctx.result.len);
+		proto_enc_result_too_large(e, a->r->result_len);
 }
 
 /*
@@ -561,33 +784,52 @@ void
 job_encode_end(struct pbuf *b, const struct job *j, const struct watch *w,
                uint64_t req, int32_t index)
 {
+	struct store_row r;
 	struct job_end a = {
-	    .j = j,
+	    .r = &r,
 	    .dropped =
 	        w != NULL && w->index != WATCH_GATHER ? w->dropped : j->dropped,
 	    .index = index,
 	};
 
+	job_row(j, &r);
 	(void)proto_enc_result_frame(b, PROTO_END, req, job_end_fields, &a);
+}
+
+void
+job_encode_row_end(struct pbuf *b, const struct store_row *r, uint64_t req)
+{
+	struct job_end a = {.r = r, .dropped = r->dropped, .index = -1};
+
+	(void)proto_enc_result_frame(b, PROTO_END, req, job_end_fields, &a);
+}
+
+void
+job_encode_row(struct proto_enc *e, const struct store_row *r, bool result)
+{
+	proto_enc_u64(e, PF_JOB, r->id);
+	proto_enc_cstr(e, PF_TASK, r->task);
+	proto_enc_cstr(e, PF_REQUESTED, proto_execs[r->requested]);
+	proto_enc_bool(e, PF_DAEMON, r->daemon);
+	proto_enc_u64(e, PF_UID, r->uid);
+	if (r->retries > 0) {
+		proto_enc_u64(e, PF_ATTEMPT, r->attempt);
+		proto_enc_u64(e, PF_RETRIES, r->retries);
+	}
+	proto_enc_u64(e, PF_DONE, r->done);
+	proto_enc_u64(e, PF_TOTAL, r->total);
+	if (r->msg != NULL)
+		proto_enc_cstr(e, PF_MSG, r->msg);
+	job_encode_outcome(e, r, r->dropped, result);
 }
 
 void
 job_encode_record(struct proto_enc *e, const struct job *j, bool result)
 {
-	proto_enc_u64(e, PF_JOB, j->id);
-	proto_enc_cstr(e, PF_TASK, j->task->name);
-	proto_enc_cstr(e, PF_REQUESTED, proto_execs[j->requested]);
-	proto_enc_bool(e, PF_DAEMON, j->daemon);
-	proto_enc_u64(e, PF_UID, j->uid);
-	if (j->retries > 0) {
-		proto_enc_u64(e, PF_ATTEMPT, j->attempt);
-		proto_enc_u64(e, PF_RETRIES, j->retries);
-	}
-	proto_enc_u64(e, PF_DONE, j->done);
-	proto_enc_u64(e, PF_TOTAL, j->total);
-	if (j->msg != NULL)
-		proto_enc_cstr(e, PF_MSG, j->msg);
-	job_encode_outcome(e, j, j->dropped, result);
+	struct store_row r;
+
+	job_row(j, &r);
+	job_encode_row(e, &r, result);
 }
 
 static void
@@ -923,6 +1165,8 @@ job_shutdown(void)
 		}
 	free(jobs.bucket);
 	free(jobs.held);
+	free(jobs.dirty);
+	free(jobs.admit);
 	if (jobs.sweep != NULL)
 		event_free(jobs.sweep);
 	memset(&jobs, 0, sizeof(jobs));

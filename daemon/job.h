@@ -25,6 +25,7 @@
 
 struct exec_ops;
 struct gather;
+struct store_row;
 struct task;
 
 /*
@@ -86,6 +87,7 @@ struct job {
 	int32_t worker;  /* index in its pool, -1: none */
 	pid_t tid;
 	uint32_t served;
+	uint32_t dslot; /* its place among the jobs the store is owed */
 
 	uint8_t state;     /* enum proto_state */
 	uint8_t requested; /* enum proto_exec */
@@ -102,6 +104,8 @@ struct job {
 	bool inline_state; /* the task's state follows the arguments */
 	bool revoking;     /* asked back from its worker process */
 	bool out_held; /* an attached watcher is backlogged: see job_output */
+	bool dirty;    /* changed since the store last got its row */
+	bool stored;   /* its row is in the store, or on its way */
 
 	union {
 		/*
@@ -184,6 +188,21 @@ void job_shutdown(void);
 /* Out of the table, never freed: a stuck thread may still touch it. */
 void job_abandon(struct job *);
 struct job *job_new(const struct job_submit *);
+/*
+ * Jobs first .. first + n - 1, just made, are given to their executors
+ * once the store has committed them; returns the store batch a reply
+ * about them must wait for, or 0 when there is no store and they have
+ * been given to their executors now.  If the batch fails they are
+ * forgotten, without any event.
+ */
+uint64_t job_admit(uint64_t first, size_t n);
+/* A job of the store, at a restart: made with its id, attempt and times. */
+struct job *job_restore(const struct job_submit *, const struct store_row *);
+/* A restored job that cannot go on ends so, with this error. */
+void job_end_restored(struct job *, enum proto_state, enum proto_error,
+                      const char *message);
+/* Put the rows of the jobs that changed into the store (its hook). */
+void job_collect(void);
 struct job *job_find(uint64_t id);
 void job_start(struct job *);
 void job_progress(struct job *, uint64_t done, uint64_t total, const char *msg);
@@ -216,6 +235,10 @@ void job_encode_end(struct pbuf *, const struct job *, const struct watch *w,
  * left out and its size given instead (result_omitted).
  */
 void job_encode_record(struct proto_enc *, const struct job *, bool result);
+/* A record as the store gave it, for a job no longer in memory. */
+void job_encode_row(struct proto_enc *, const struct store_row *, bool result);
+/* The end event of such a job. */
+void job_encode_row_end(struct pbuf *, const struct store_row *, uint64_t req);
 /* The bytes a job's result takes in a record: 0 when it has none. */
 size_t job_result_size(const struct job *);
 void job_foreach(void (*)(struct job *, void *), void *);

@@ -3,9 +3,8 @@
  * signals, loop, shutdown.
  */
 #include <sys/resource.h>
-#include <sys/wait.h>
-
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +29,10 @@
 #include "pool_process.h"
 #include "pool_thread.h"
 #include "reap.h"
+#include "recover.h"
+#include "request.h"
 #include "server.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 #include "worker.h"
@@ -42,6 +44,9 @@
 #define DEFAULT_BUSY_POLL    50 /* µs */
 #ifndef CONCD_CONFIG_FILE
 #define CONCD_CONFIG_FILE "/etc/concd/concd.conf"
+#endif
+#ifndef CONCD_STATE_DIR
+#define CONCD_STATE_DIR "/var/lib/concd"
 #endif
 #ifndef CONCD_PLUGIN_DIR
 #define CONCD_PLUGIN_DIR "/usr/local/lib/concd/plugins"
@@ -58,6 +63,7 @@ enum {
 	OPT_LOG_LIMIT,
 	OPT_LOG_TOTAL_LIMIT,
 	OPT_STATE_DIR,
+	OPT_STORE_FSYNC,
 };
 
 static const struct option longopts[] = {
@@ -79,6 +85,7 @@ static const struct option longopts[] = {
     {"log-limit", required_argument, NULL, OPT_LOG_LIMIT},
     {"log-total-limit", required_argument, NULL, OPT_LOG_TOTAL_LIMIT},
     {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"store-fsync", no_argument, NULL, OPT_STORE_FSYNC},
     {NULL, 0, NULL, 0},
 };
 
@@ -108,8 +115,9 @@ static void __attribute__((noreturn)) usage(int status)
 	        "[--plugin-dir dir]\n"
 	        "             [--stop-timeout seconds] [--queue-limit n] "
 	        "[--finished-ttl seconds]\n"
-	        "             [--busy-poll microseconds] [--log-limit size]\n"
-	        "             [--log-total-limit size] [--state-dir dir]\n"
+	        "             [--busy-poll microseconds] [--state-dir dir|none] "
+	        "[--store-fsync]\n"
+	        "             [--log-limit size] [--log-total-limit size]\n"
 	        "  -f, --foreground             stay in the foreground\n"
 	        "  -d, --debug                  log debug messages\n"
 	        "  -c, --config FILE            read FILE (default %s)\n"
@@ -133,17 +141,22 @@ static void __attribute__((noreturn)) usage(int status)
 	        "      --busy-poll USEC         poll this long after work "
 	        "before sleeping\n"
 	        "                               (default %d, 0: never)\n"
+	        "      --state-dir DIR          keep jobs and their output in "
+	        "DIR, none: in memory\n"
+	        "                               (default %s)\n"
+	        "      --store-fsync            sync every commit: jobs survive "
+	        "a power loss\n"
 	        "      --log-limit SIZE         output kept per job "
 	        "(default 64M)\n"
 	        "      --log-total-limit SIZE   output kept in all "
 	        "(default 1G)\n"
-	        "      --state-dir DIR          keep output in DIR/logs "
-	        "(none: in memory)\n"
 	        "  -h, --help                   show this help\n"
 	        "  -V, --version                show the version\n",
 	        CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
 	        DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT, DEFAULT_FINISHED_TTL,
-	        DEFAULT_BUSY_POLL);
+	        DEFAULT_BUSY_POLL,
+	        geteuid() == 0 ? CONCD_STATE_DIR
+	                       : "$XDG_STATE_HOME/concd, ~/.local/state/concd");
 	exit(status);
 }
 
@@ -168,6 +181,33 @@ flag(struct server_options *o, const char *key, const char *value)
 		exit(2);
 	}
 	o->cmdline |= bit;
+}
+
+/*
+ * The system instance keeps its jobs in /var/lib/concd (the unit's
+ * StateDirectory=), a user's in $XDG_STATE_HOME/concd.
+ */
+static char *
+default_state_dir(void)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	char buf[PATH_MAX];
+
+	if (geteuid() == 0)
+		return strdup(CONCD_STATE_DIR);
+	if (xdg != NULL && xdg[0] == '/') {
+		(void)mkdir(xdg, 0700);
+		snprintf(buf, sizeof(buf), "%s/concd", xdg);
+	} else if (home != NULL && home[0] == '/') {
+		/* its parents are the user's own, as XDG asks: 0700 */
+		snprintf(buf, sizeof(buf), "%s/.local", home);
+		(void)mkdir(buf, 0700);
+		snprintf(buf, sizeof(buf), "%s/.local/state", home);
+		(void)mkdir(buf, 0700);
+		snprintf(buf, sizeof(buf), "%s/.local/state/concd", home);
+	} else
+		return NULL;
+	return strdup(buf);
 }
 
 static char *
@@ -262,22 +302,17 @@ background(void)
 	return p[1];
 }
 
-/*
- * Where the logs go, until the job store brings the state directory:
- * DIR/logs for --state-dir DIR, memory for none or no --state-dir.
- */
+/* The logs directory in the state directory; NULL: in memory. */
 static char *
 logs_dir(const char *state_dir)
 {
 	char *dir;
 
-	if (state_dir == NULL || strcmp(state_dir, "none") == 0)
+	if (strcmp(state_dir, "none") == 0)
 		return NULL;
-	if (mkdir(state_dir, 0700) < 0 && errno != EEXIST)
-		fatal("%s", state_dir);
 	if (asprintf(&dir, "%s/logs", state_dir) < 0)
 		fatal("asprintf");
-	return absolute(dir);
+	return dir;
 }
 
 /*
@@ -308,7 +343,7 @@ int
 main(int argc, char *argv[])
 {
 	struct server_options opt = {0};
-	char cause[512], *logs = NULL, *state_dir = NULL;
+	char cause[512], *logs;
 	int ch, ready_fd = -1;
 	long n;
 
@@ -383,8 +418,10 @@ main(int argc, char *argv[])
 			flag(&opt, "log-total-limit", optarg);
 			break;
 		case OPT_STATE_DIR:
-			free(state_dir);
-			state_dir = strdup(optarg);
+			flag(&opt, "state-dir", optarg);
+			break;
+		case OPT_STORE_FSYNC:
+			flag(&opt, "store-fsync", "yes");
 			break;
 		default:
 			usage(2);
@@ -404,11 +441,14 @@ main(int argc, char *argv[])
 		opt.socket_path = default_socket();
 	if (opt.plugin_dir == NULL)
 		opt.plugin_dir = strdup(CONCD_PLUGIN_DIR);
+	if (opt.state_dir == NULL && (opt.state_dir = default_state_dir()) == NULL)
+		fatalx("no state directory: HOME is not set (--state-dir)");
+	if (strcmp(opt.state_dir, "none") != 0)
+		opt.state_dir = absolute(opt.state_dir);
 	/* reloads, the stop and new workers use them after a chdir("/") */
 	opt.config_path = absolute(opt.config_path);
 	opt.socket_path = absolute(opt.socket_path);
 	opt.plugin_dir = absolute(opt.plugin_dir);
-	logs = logs_dir(state_dir);
 	raise_nofile();
 	if (server_listen(opt.socket_path, cause, sizeof(cause)) < 0)
 		fatalx("%s", cause);
@@ -416,14 +456,27 @@ main(int argc, char *argv[])
 	if (!opt.foreground)
 		ready_fd = background();
 
+	if (store_open(strcmp(opt.state_dir, "none") != 0 ? opt.state_dir
+	                                                  : NULL,
+	               opt.store_fsync != 0, cause, sizeof(cause)) < 0)
+		fatalx("%s", cause);
+	/* its commands carry it; it finds them after a crash */
+	if (store_enabled() && setenv("CONCD_INSTANCE", store_instance(), 1) < 0)
+		fatal("setenv");
+	recover_kill_leftovers();
 	if (loop_init() < 0)
 		fatalx("event_base_new");
+	if (store_start() < 0)
+		fatalx("cannot start the job store's thread");
 
+	logs = logs_dir(opt.state_dir);
 	if (joblog_init(logs, opt.log_limit, opt.log_total_limit, cause,
 	                sizeof(cause)) < 0)
 		fatalx("logs: %s", cause);
 	logread_init();
 	job_init(opt.max_finished, (uint64_t)opt.finished_ttl);
+	store_set_retention(opt.max_finished, (uint64_t)opt.finished_ttl);
+	request_init();
 	sched_init();
 	sched_set_queue_limit((size_t)opt.queue_limit);
 	loop_exec_init();
@@ -433,6 +486,7 @@ main(int argc, char *argv[])
 	if (pool_process_init(opt.processes, opt.plugin_dir,
 	                      opt.max_jobs_per_worker, opt.busy_poll) < 0)
 		fatalx("cannot start the process pool");
+	recover_jobs();
 	server_start(&opt);
 
 	if (ready_fd >= 0)
@@ -451,13 +505,13 @@ main(int argc, char *argv[])
 	reap_shutdown();
 	job_shutdown();
 	joblog_shutdown();
+	store_close();
 	conn_close_all();
 	server_free();
 	loop_free();
 	plugin_unload();
 	config_free(&opt);
 	free(logs);
-	free(state_dir);
 	log_info("stopped");
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include "pool_process.h"
 #include "pool_thread.h"
 #include "request.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 
@@ -86,20 +87,73 @@ reply_error(struct conn *c, uint64_t id, enum proto_error code, const char *fmt,
 	conn_dirty(c);
 }
 
-/* Find a job the peer may see; replies with the error when not. */
+struct stored {
+	struct conn *c;
+	const struct proto_msg *m;
+	bool found;
+};
+
+static void
+stored_fields(struct proto_enc *e, void *arg, bool result)
+{
+	job_encode_row(e, arg, result);
+}
+
+/*
+ * A finished job that is no longer in memory, as the store has it: the
+ * requests about one job answer as they would from memory.
+ */
+static void
+stored_reply(const struct store_row *r, void *arg)
+{
+	struct stored *a = arg;
+	struct conn *c = a->c;
+	struct proto_enc e;
+
+	if (!(r->uid == conn_uid(a->c) || request_admin(a->c)))
+		return;
+	a->found = true;
+	switch (a->m->type) {
+	case PROTO_STATUS:
+		if (proto_enc_result_frame(conn_out(c), PROTO_JOB, a->m->id,
+		                           stored_fields, (void *)r) < 0)
+			reply_error(c, a->m->id, PE_INTERNAL,
+			            "job %llu: its record does not fit in a "
+			            "frame",
+			            (unsigned long long)r->id);
+		break;
+	case PROTO_CANCEL:
+		proto_enc_begin(&e, conn_out(c), PROTO_OK, a->m->id);
+		proto_enc_u64(&e, PF_JOB, r->id);
+		proto_enc_cstr(&e, PF_STATE, proto_states[r->state]);
+		proto_enc_end(&e);
+		break;
+	default: /* result, watch: it has ended */
+		job_encode_row_end(conn_out(c), r, a->m->id);
+		break;
+	}
+	conn_dirty(c);
+}
+
+/*
+ * Find a job the peer may see; replies with the error when not.  One
+ * that is only in the store gets its reply from there, and NULL.
+ */
 static struct job *
 request_job(struct conn *c, const struct proto_msg *m)
 {
 	uint64_t id = proto_u64(m, PF_JOB, 0);
 	struct job *j = job_find(id);
+	struct stored a = {.c = c, .m = m};
 
-	if (j == NULL || !(job_visible(j, conn_uid(c)) || request_admin(c))) {
-		/* Another user's job is as good as absent. */
-		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
-		            (unsigned long long)id);
+	if (j != NULL && (job_visible(j, conn_uid(c)) || request_admin(c)))
+		return j;
+	if (j == NULL && store_get(id, stored_reply, &a) == 0 && a.found)
 		return NULL;
-	}
-	return j;
+	/* Another user's job is as good as absent. */
+	reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
+	            (unsigned long long)id);
+	return NULL;
 }
 
 static void
@@ -230,12 +284,89 @@ queue_full(struct conn *c, uint64_t id, enum proto_exec x)
 	    proto_execs[x]);
 }
 
+/* While the store cannot be written, no job is accepted. */
+static bool
+store_refuses(struct conn *c, uint64_t id)
+{
+	const char *why = store_failing();
+
+	if (why != NULL)
+		reply_error(c, id, PE_STORE, "job not accepted: %s", why);
+	return why != NULL;
+}
+
+/*
+ * The reply to a submit or a gather, once its jobs are in the store:
+ * accepted, or the error that says they are not.
+ */
+static void
+request_fill(struct pbuf *b, const struct conn_reply *r, bool ok)
+{
+	struct proto_enc e;
+	uint32_t i;
+
+	if (!ok) {
+		const char *why = store_failing();
+		char message[300];
+
+		snprintf(message, sizeof(message), "job not accepted: %s",
+		         why != NULL ? why : "the job store failed");
+		proto_enc_error(b, r->req, PE_STORE, message);
+		return;
+	}
+	proto_enc_begin(&e, b, PROTO_ACCEPTED, r->req);
+	if (r->gather) {
+		proto_enc_key(&e, PF_JOBS);
+		proto_enc_array_open(&e);
+		for (i = 0; i < r->n; i++) {
+			msgpack_pack_uint64(&e.pk, r->first + i);
+			proto_enc_elem(&e);
+		}
+		proto_enc_close(&e);
+	} else
+		proto_enc_u64(&e, PF_JOB, r->first);
+	proto_enc_end(&e);
+}
+
+static void
+request_committed(uint64_t seq, bool ok)
+{
+	conn_release(seq, ok, request_fill);
+}
+
+/*
+ * New jobs go to their executors and the client hears `accepted`: with a
+ * store, both once the jobs are committed; without, now, the reply
+ * first, as their events may follow at once.  (Out of memory for the
+ * waiting reply, it goes out before the commit.)
+ */
+static void
+request_admit(struct conn *c, const struct conn_reply *r)
+{
+	uint64_t seq;
+
+	if (!store_enabled()) {
+		request_fill(conn_out(c), r, true);
+		job_admit(r->first, r->n);
+	} else if ((seq = job_admit(r->first, r->n)) > 0 &&
+	           conn_defer(c, seq, r) < 0)
+		request_fill(conn_out(c), r, true);
+	conn_dirty(c);
+}
+
+void
+request_init(void)
+{
+	if (store_hook_committed(request_committed) < 0)
+		fatalx("request_init: no room for a store hook");
+}
+
 static void
 request_submit(struct conn *c, const struct proto_msg *m)
 {
 	static struct pbuf args;
+	struct conn_reply r = {.n = 1};
 	struct job_submit js;
-	struct proto_enc e;
 	struct job *j;
 	enum proto_error code;
 	char cause[256];
@@ -255,18 +386,18 @@ request_submit(struct conn *c, const struct proto_msg *m)
 		queue_full(c, m->id, js.exec);
 		return;
 	}
+	if (store_refuses(c, m->id))
+		return;
 	js.args = args.data;
 	if ((j = job_new(&js)) == NULL) {
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		return;
 	}
-	proto_enc_begin(&e, conn_out(c), PROTO_ACCEPTED, m->id);
-	proto_enc_u64(&e, PF_JOB, j->id);
-	proto_enc_end(&e);
-	conn_dirty(c);
+	r.req = m->id;
+	r.first = j->id;
 	if (proto_bool(m, PF_WATCH, false))
 		job_watch(j, c, m->id, -1, true);
-	sched_submit(j);
+	request_admit(c, &r);
 }
 
 /*
@@ -284,6 +415,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 	struct proto_enc e;
 	struct proto_fault f;
 	struct gather *g = NULL;
+	struct conn_reply r = {0};
 	enum proto_error code;
 	char cause[256];
 	uint32_t n = list->via.array.size, i;
@@ -332,13 +464,14 @@ request_gather(struct conn *c, const struct proto_msg *m)
 			goto out;
 		}
 	}
+	if (store_refuses(c, m->id))
+		goto out;
 	if (job_group_watch(g, c, m->id) < 0) {
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		goto out;
 	}
-	proto_enc_begin(&e, conn_out(c), PROTO_ACCEPTED, m->id);
-	proto_enc_key(&e, PF_JOBS);
-	proto_enc_array_open(&e);
+	r.req = m->id;
+	r.gather = true;
 	for (i = 0; i < n; i++) {
 		struct job *j;
 
@@ -346,14 +479,14 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		if ((j = job_new(&js[i])) == NULL)
 			break; /* out of memory: the ones made still run */
 		job_group_add(g, j); /* held until job_group_submit */
-		msgpack_pack_uint64(&e.pk, j->id);
-		proto_enc_elem(&e);
+		if (i == 0)
+			r.first = j->id;
+		r.n++;
 	}
-	proto_enc_close(&e);
-	proto_enc_end(&e);
-	conn_dirty(c);
-	/* submit after the reply is queued: ends may follow at once */
-	job_group_submit(g);
+	if (r.n > 0)
+		request_admit(c, &r);
+	else
+		request_fill(conn_out(c), &r, true);
 	g = NULL;
 out:
 	free(g);
@@ -446,9 +579,121 @@ request_status(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
+/*
+ * What a ps request asks for: whose jobs, in which states, of which task,
+ * submitted when.  ps_match says whether a job in memory matches; the
+ * store answers the same filter for the jobs it keeps.
+ */
+struct ps_filter {
+	uid_t uid;        /* the owner asked for, or the caller */
+	bool any_owner;   /* an admin who named no owner: every job */
+	bool all;         /* finished jobs too (without a state) */
+	int state;        /* enum proto_state; -1: any */
+	const char *task; /* NULL: any task */
+	size_t task_len;
+	uint64_t since; /* submitted at or after, µs since the epoch */
+	uint64_t until; /* submitted before; 0: no bound */
+};
+
+/* Everything but the state: the jobs the per-state counts count. */
+static bool
+ps_match_scope(const struct ps_filter *f, const struct job *j)
+{
+	if (!f->any_owner && j->uid != f->uid)
+		return false;
+	if (f->task != NULL &&
+	    (strlen(j->task->name) != f->task_len ||
+	     memcmp(j->task->name, f->task, f->task_len) != 0))
+		return false;
+	if (j->submitted < f->since)
+		return false;
+	return f->until == 0 || j->submitted < f->until;
+}
+
+/* Does a job's state pass the filter: its state, or active unless all. */
+static bool
+ps_match_state(const struct ps_filter *f, int state)
+{
+	return f->state >= 0 ? state == f->state
+	                     : f->all || !PROTO_STATE_FINAL(state);
+}
+
+static bool
+ps_match(const struct ps_filter *f, const struct job *j)
+{
+	return ps_match_state(f, j->state) && ps_match_scope(f, j);
+}
+
+/* No filter narrows an admin's listing: the job table's counts serve. */
+static bool
+ps_filter_everything(const struct ps_filter *f)
+{
+	return f->any_owner && f->task == NULL && f->since == 0 &&
+	       f->until == 0;
+}
+
+/*
+ * The filter of a ps request.  A user who is not an admin sees only
+ * their own jobs, and asking for another owner's is refused; an admin
+ * sees everyone's, or one owner's.  -1 after an error reply.
+ */
+static int
+ps_filter_parse(struct conn *c, const struct proto_msg *m, struct ps_filter *f)
+{
+	const char *sname;
+	char quoted[129];
+	size_t slen;
+	bool admin = request_admin(c);
+
+	memset(f, 0, sizeof(*f));
+	f->uid = conn_uid(c);
+	f->any_owner = admin;
+	f->all = proto_bool(m, PF_ALL, false);
+	f->state = -1;
+	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
+	    (f->state = proto_state_lookup(sname, slen)) < 0) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "unknown state \"%s\" (queued, running, succeeded, "
+		            "failed, cancelled, timed_out)",
+		            proto_quote(quoted, sizeof(quoted), sname, slen));
+		return -1;
+	}
+	if (proto_has(m, PF_UID)) {
+		uint64_t uid = proto_u64(m, PF_UID, 0);
+
+		if (!admin && uid != f->uid) {
+			reply_error(
+			    c, m->id, PE_PERMISSION,
+			    "only an admin may list the jobs of another "
+			    "user (uid %llu): root, a member of "
+			    "admin-group, or the user of a user instance",
+			    (unsigned long long)uid);
+			return -1;
+		}
+		if (uid > (uid_t)-2) { /* (uid_t)-1 is no uid */
+			reply_error(c, m->id, PE_BAD_FIELD,
+			            "uid %llu is out of range",
+			            (unsigned long long)uid);
+			return -1;
+		}
+		f->uid = (uid_t)uid;
+		f->any_owner = false;
+	}
+	f->task = proto_str(m, PF_TASK, &f->task_len);
+	f->since = proto_u64(m, PF_SINCE, 0);
+	f->until = proto_u64(m, PF_UNTIL, 0);
+	if (proto_has(m, PF_UNTIL) && f->until <= f->since) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "until (%llu) must be later than since (%llu)",
+		            (unsigned long long)f->until,
+		            (unsigned long long)f->since);
+		return -1;
+	}
+	return 0;
+}
+
 struct ps_walk {
-	uid_t uid;
-	bool admin; /* sees every job */
+	const struct ps_filter *filter;
 	size_t counts[PS_COUNT];
 };
 
@@ -457,21 +702,19 @@ ps_count(struct job *j, void *arg)
 {
 	struct ps_walk *w = arg;
 
-	if (w->admin || job_visible(j, w->uid))
+	if (ps_match_scope(w->filter, j))
 		w->counts[j->state]++;
 }
 
 /* Rows that match a ps request, from the per-state counts. */
 static size_t
-ps_total(const size_t counts[PS_COUNT], int state, bool all)
+ps_total(const size_t counts[PS_COUNT], const struct ps_filter *f)
 {
 	size_t total = 0;
 	int i;
 
-	if (state >= 0)
-		return counts[state];
 	for (i = 0; i < PS_COUNT; i++)
-		if (all || !PROTO_STATE_FINAL(i))
+		if (ps_match_state(f, i))
 			total += counts[i];
 	return total;
 }
@@ -517,65 +760,49 @@ ps_encode(struct conn *c, uint64_t id, struct job **rows, size_t n,
 /*
  * The newest rows that match, found by walking ids down from the last
  * one (ids are dense, lookups O(1)), so a short listing stays cheap with
- * a million jobs.  Counts per state come with it: kept by the job table
- * for root, counted for other users.  Results that do not fit in the
- * frame are left out: the reply is made without any, and the room it
- * leaves goes to the results of the oldest rows.
+ * a million jobs.  Counts per state come with it, of the jobs that match
+ * every filter but the state: kept by the job table for an admin's
+ * unfiltered listing, counted otherwise.  They give the total, so the
+ * walk stops at the limit.  Results that do not fit in the frame are
+ * left out: the reply is made without any, and the room it leaves goes
+ * to the results of the oldest rows.
  */
 static void
 request_ps(struct conn *c, const struct proto_msg *m)
 {
-	struct ps_walk w = {.uid = conn_uid(c), .admin = request_admin(c)};
+	struct ps_filter f;
+	struct ps_walk w = {.filter = &f};
 	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), n = 0;
-	size_t total = 0;
-	bool all = proto_bool(m, PF_ALL, false);
+	size_t total;
 	struct job **rows = NULL;
-	const char *sname;
 	ssize_t bare;
-	size_t slen;
-	int state = -1;
 	uint64_t id;
 	size_t seen;
 
-	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
-	    (state = proto_state_lookup(sname, slen)) < 0) {
-		char quoted[129];
-
-		reply_error(c, m->id, PE_BAD_FIELD,
-		            "unknown state \"%s\" (queued, running, succeeded, "
-		            "failed, cancelled, timed_out)",
-		            proto_quote(quoted, sizeof(quoted), sname, slen));
+	if (ps_filter_parse(c, m, &f) < 0)
 		return;
-	}
+	if (ps_filter_everything(&f))
+		job_counts(w.counts);
+	else
+		job_foreach(ps_count, &w);
+	total = ps_total(w.counts, &f);
+	/* rows for what matched, whatever limit the request named */
+	limit = limit < total ? limit : total;
 	if (limit > 0 && (rows = calloc(limit, sizeof(*rows))) == NULL) {
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		return;
 	}
-	if (w.admin)
-		job_counts(w.counts);
-	else
-		job_foreach(ps_count, &w);
 	/* every job in the table is seen once we have met job_total() */
-	for (id = job_last_id(), seen = 0; id > 0 && seen < job_total(); id--) {
+	for (id = job_last_id(), seen = 0;
+	     id > 0 && seen < job_total() && n < limit; id--) {
 		struct job *j = job_find(id);
 
 		if (j == NULL)
 			continue;
 		seen++;
-		if (!w.admin && !job_visible(j, w.uid))
-			continue;
-		if (state >= 0 ? j->state != state
-		               : !all && PROTO_STATE_FINAL(j->state))
-			continue;
-		if (n < limit)
+		if (ps_match(&f, j))
 			rows[n++] = j;
-		total++;
-		/* the counts give the total: stop at the limit */
-		if (n == limit)
-			break;
 	}
-	if (n == limit)
-		total = ps_total(w.counts, state, all);
 	if (ps_encode(c, m->id, rows, n, total, w.counts, SIZE_MAX) < 0) {
 		if ((bare = ps_encode(c, m->id, rows, n, total, w.counts, 0)) <
 		    0) {

@@ -10,6 +10,8 @@
 
 /* A client's connection: requests, and its watches ended on close. */
 extern const struct conn_handler request_handler;
+/* Register with the floors below: after job_init. */
+void request_init(void);
 /* What a `shutdown` request calls: server.c registers server_shutdown. */
 void request_hook_shutdown(void (*)(const char *why, bool cancel_pending));
 

@@ -29,6 +29,7 @@
 #include "reap.h"
 #include "request.h"
 #include "server.h"
+#include "store.h"
 #include "task.h"
 
 #define SERVER_MAX_LISTEN 8
@@ -455,6 +456,7 @@ server_reload(void)
 	srv.opt->finished_ttl = o.finished_ttl;
 	sched_set_queue_limit((size_t)o.queue_limit);
 	job_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
+	store_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	pool_process_set_max_jobs(o.max_jobs_per_worker);
 	srv.opt->exec_other_users = o.exec_other_users;
 	srv.opt->admin_gid = o.admin_gid;

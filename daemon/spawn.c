@@ -448,6 +448,38 @@ spawn_owner_env(const struct task_account *a, char **envp, char ***own)
 }
 
 /*
+ * Every command carries its job's id and the store's name (concd's
+ * CONCD_INSTANCE) in its environment, and its children inherit them: a
+ * concd that restarts after a crash finds the commands the crashed one
+ * left running by them (recover.c), however they were started.
+ */
+static char **
+spawn_mark_env(char **envp, char vars[2][80], uint64_t job)
+{
+	const char *instance = getenv("CONCD_INSTANCE");
+	size_t n = 0, k = 0, i;
+	char **v;
+
+	while (envp != NULL && envp[n] != NULL)
+		n++;
+	if ((v = calloc(n + 3, sizeof(*v))) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (strncmp(envp[i], "CONCD_JOB_ID=", 13) != 0 &&
+		    strncmp(envp[i], "CONCD_INSTANCE=", 15) != 0)
+			v[k++] = envp[i];
+	snprintf(vars[0], sizeof(vars[0]), "CONCD_JOB_ID=%llu",
+	         (unsigned long long)job);
+	v[k++] = vars[0];
+	if (instance != NULL) {
+		snprintf(vars[1], sizeof(vars[1]), "CONCD_INSTANCE=%s",
+		         instance);
+		v[k++] = vars[1];
+	}
+	return v;
+}
+
+/*
  * Start cmd with the standard descriptors in (-1: /dev/null), out and
  * err: as concd, or as its owner, whose account is looked up here (this
  * may block: never on the loop).  0, or an errno with the job's error in
@@ -462,7 +494,7 @@ spawn_run(pid_t *pid, const struct spawn_cmd *cmd, int in, int out, int err,
 	                        .cwd = cmd->cwd,
 	                        .fd = {in, out, err}};
 	struct task_account a;
-	char **envp = NULL, **own = NULL, text[160];
+	char **envp = NULL, **own = NULL, **marked, text[160], vars[2][80];
 	int rc;
 
 	*why = NULL;
@@ -479,12 +511,22 @@ spawn_run(pid_t *pid, const struct spawn_cmd *cmd, int in, int out, int err,
 		c.envp = envp;
 		c.as = &a;
 	}
+	if ((marked = spawn_mark_env(c.envp, vars, cmd->job)) == NULL) {
+		if (cmd->as_owner) {
+			free(envp);
+			spawn_strv_free(own);
+			task_account_free(&a);
+		}
+		return ENOMEM;
+	}
+	c.envp = marked;
 	/* looked up in the PATH the command gets, env= included */
 	if (strchr(c.argv[0], '/') == NULL &&
 	    (c.path = spawn_find_env(c.envp, "PATH")) == NULL)
 		c.path = "/bin:/usr/bin";
 	if ((rc = spawn_clone_child(pid, &c)) != 0)
 		*why = spawn_why(cmd, c.stage, rc);
+	free(marked);
 	if (cmd->as_owner) {
 		free(envp);
 		spawn_strv_free(own);

@@ -16,6 +16,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /*
  * A command to start.  argv, own and the array envp are the command's
@@ -26,6 +27,7 @@
 struct spawn_cmd {
 	char **argv, **envp, **own, *cwd;
 	uid_t uid;     /* the job's owner */
+	uint64_t job;  /* its id: CONCD_JOB_ID in its environment */
 	bool as_owner; /* start it as uid, with uid's account */
 };
 

@@ -609,6 +609,12 @@ task_owner(struct task_ctx *ctx)
 	return CTX_JOB(ctx)->uid;
 }
 
+uint64_t
+task_job_id(struct task_ctx *ctx)
+{
+	return CTX_JOB(ctx)->id;
+}
+
 bool
 task_as_owner(struct task_ctx *ctx)
 {

@@ -193,6 +193,8 @@ bool task_on_loop(struct task_ctx *);
  * of a concd that runs as an ordinary user) it acts as concd.
  */
 uid_t task_owner(struct task_ctx *);
+/* The job's id, as its owner sees it in concctl. */
+uint64_t task_job_id(struct task_ctx *);
 bool task_as_owner(struct task_ctx *);
 
 /* A user's account, as login(1) and initgroups(3) would set it up. */

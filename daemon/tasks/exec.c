@@ -461,6 +461,7 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 {
 	struct exec_state *s = task_state(ctx);
 	struct spawn_cmd cmd = {.uid = task_owner(ctx),
+	                        .job = task_job_id(ctx),
 	                        .as_owner = task_as_owner(ctx)};
 	const msgpack_object *list = argv[EXEC_ARGV].o;
 	const msgpack_object *env = argv[EXEC_ENV].o;

@@ -176,6 +176,10 @@ class Daemon:
             e[name] = options + (":" + e[name] if e.get(name) else "")
         self.stderr_path = os.path.join(self.dir, "stderr")
         self.stderr = open(self.stderr_path, "w")
+        # its own store, unless the test names one (or none)
+        self.state_dir = os.path.join(self.dir, "state")
+        if not any(str(a).startswith("--state-dir") for a in args):
+            args = ("--state-dir", self.state_dir) + tuple(args)
         self.proc = subprocess.Popen(
             [exe, "-f", "-s", self.socket, "-t", str(threads)] + list(args),
             env=e, stderr=self.stderr, preexec_fn=preexec_fn)

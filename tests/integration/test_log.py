@@ -308,8 +308,9 @@ class TestCaps(LogTest):
                          "h" * 6000 + "\n")
 
 
-class TestMemory(LogTest):
+class TestStateDirNone(LogTest):
     memory = True
+    extra = ("--state-dir", "none", "--log-limit", "4K")
 
     def test_without_a_state_directory_logs_are_kept_in_memory(self):
         job = self.submit("echo in memory; echo e >&2")
@@ -319,11 +320,6 @@ class TestMemory(LogTest):
         self.assertEqual(os.listdir(self.state), [])
         r = self.ctl("watch", job)
         self.assertEqual(r.stdout, 'in memory\n{"status":0}\n')
-
-
-class TestStateDirNone(LogTest):
-    memory = True
-    extra = ("--state-dir", "none", "--log-limit", "4K")
 
     def test_none_keeps_logs_in_memory_within_the_cap(self):
         job = self.submit("head -c 100000 /dev/zero | tr '\\0' z")

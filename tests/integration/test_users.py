@@ -336,7 +336,10 @@ class UserInstanceTest(unittest.TestCase):
         self.notify = Notify(os.path.join(self.dir, "notify"))
         os.chmod(self.notify.path, 0o666)
         self.log = open(os.path.join(self.dir, "stderr"), "w")
-        env = dict(os.environ, NOTIFY_SOCKET=self.notify.path)
+        # her instance keeps its jobs in $XDG_STATE_HOME/concd
+        self.xdg = os.path.join(self.dir, "xdg-state")
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify.path,
+                   XDG_STATE_HOME=self.xdg)
         env.pop("INVOCATION_ID", None)
         env.pop("JOURNAL_STREAM", None)
         self.proc = subprocess.Popen(

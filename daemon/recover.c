@@ -1,0 +1,192 @@
+/*
+ * recover.c -- a restart after a crash, or after a stop that cut jobs
+ * off: the store's queued and running jobs come back, each as the
+ * daemon/non-daemon distinction says.
+ *
+ *   queued, not a daemon job    queued again, and it runs
+ *   running, not a daemon job   failed "interrupted", and retried if it
+ *                               has attempts left (this one counts)
+ *   daemon job, queued/running  cancelled: its lifetime was the daemon's
+ *
+ * Before any of that, and before any worker exists, the commands the
+ * previous concd left running are killed: they carry its store's name in
+ * their environment (spawn.c), so they are found however far they forked.
+ */
+#include <sys/types.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "executor.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "recover.h"
+#include "store.h"
+#include "task.h"
+#include "task_int.h"
+
+/* Does /proc/PID/environ hold the variable marker ("NAME=value")? */
+static bool
+recover_marked(const char *pid, const char *marker)
+{
+	char path[64], buf[65536];
+	size_t mlen = strlen(marker), off = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%s/environ", pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	while (off < (size_t)n) {
+		const char *v = buf + off;
+		size_t len = strlen(v);
+
+		if (len == mlen && memcmp(v, marker, mlen) == 0)
+			return true;
+		off += len + 1;
+	}
+	return false;
+}
+
+/*
+ * Kill what the previous concd of this store left running: every process
+ * but this one whose environment has its CONCD_INSTANCE, and its process
+ * group.  Returns how many.
+ */
+size_t
+recover_kill_leftovers(void)
+{
+	char marker[80];
+	struct dirent *d;
+	size_t killed = 0;
+	pid_t self = getpid(), pid, pgid;
+	DIR *proc;
+
+	if (!store_enabled() || *store_instance() == '\0')
+		return 0;
+	snprintf(marker, sizeof(marker), "CONCD_INSTANCE=%s",
+	         store_instance());
+	if ((proc = opendir("/proc")) == NULL)
+		return 0;
+	while ((d = readdir(proc)) != NULL) {
+		if (!isdigit((unsigned char)d->d_name[0]))
+			continue;
+		pid = (pid_t)atol(d->d_name);
+		if (pid == self || !recover_marked(d->d_name, marker))
+			continue;
+		if ((pgid = getpgid(pid)) > 1 && pgid != getpgrp())
+			(void)kill(-pgid, SIGKILL);
+		if (kill(pid, SIGKILL) == 0)
+			killed++;
+	}
+	closedir(proc);
+	if (killed > 0)
+		log_info("recovery: killed %zu processes the previous concd "
+		         "left running",
+		         killed);
+	return killed;
+}
+
+struct recover_count {
+	size_t queued, interrupted, cancelled, lost;
+};
+
+/* A row whose job cannot be made again (its task is gone): it fails. */
+static void
+recover_fail_row(const struct store_row *row, enum proto_error err,
+                 const char *message)
+{
+	struct store_row r = *row;
+
+	r.insert = false;
+	r.state = PS_FAILED;
+	r.err = (uint8_t)err;
+	r.error = message;
+	r.result = NULL;
+	r.result_len = 0;
+	r.finished = loop_now_us();
+	if (r.started == 0)
+		r.started = r.finished;
+	store_put(&r);
+	store_mark();
+}
+
+static void
+recover_row(const struct store_row *r, void *arg)
+{
+	struct recover_count *n = arg;
+	struct job_submit js = {0};
+	char cause[256];
+	struct job *j;
+	enum proto_exec x;
+
+	if ((js.task = task_find(r->task, strlen(r->task))) == NULL) {
+		snprintf(cause, sizeof(cause),
+		         "task %s is no longer available (at the restart)",
+		         r->task);
+		recover_fail_row(r, PE_UNKNOWN_TASK, cause);
+		n->lost++;
+		return;
+	}
+	if (sched_choose(js.task, (enum proto_exec)r->requested, r->fresh, &x,
+	                 cause, sizeof(cause)) < 0) {
+		recover_fail_row(r, PE_BAD_EXECUTOR, cause);
+		n->lost++;
+		return;
+	}
+	js.args = r->args;
+	js.args_len = r->args_len;
+	js.requested = (enum proto_exec)r->requested;
+	js.exec = x;
+	js.daemon = r->daemon;
+	js.fresh = r->fresh;
+	js.uid = r->uid;
+	js.timeout_ms = r->timeout_ms;
+	js.retries = r->retries;
+	js.retry_delay_ms = r->retry_delay_ms;
+	if ((j = job_restore(&js, r)) == NULL) {
+		recover_fail_row(r, PE_INTERNAL, "out of memory at the restart");
+		n->lost++;
+		return;
+	}
+	if (r->daemon) {
+		job_end_restored(j, PS_CANCELLED, PE_CANCELLED,
+		                 "a daemon job ends with the concd that runs it");
+		n->cancelled++;
+	} else if (r->state == PS_RUNNING) {
+		job_end_restored(j, PS_FAILED, PE_INTERRUPTED,
+		                 "concd stopped while the job ran");
+		n->interrupted++;
+	} else {
+		sched_submit(j);
+		n->queued++;
+	}
+}
+
+void
+recover_jobs(void)
+{
+	struct recover_count n = {0};
+
+	if (!store_enabled())
+		return;
+	if (store_each_live(recover_row, &n) < 0)
+		log_warnx("recovery: the store could not be read in full");
+	sched_flush();
+	if (n.queued + n.interrupted + n.cancelled + n.lost > 0)
+		log_info("recovery: %zu jobs queued again, %zu interrupted, "
+		         "%zu daemon jobs cancelled, %zu that cannot run failed",
+		         n.queued, n.interrupted, n.cancelled, n.lost);
+}

@@ -1,0 +1,1236 @@
+/*
+ * store.c -- the job store: one SQLite database in WAL mode, DIR/jobs.db.
+ *
+ * Rows are put into an open batch during a loop pass and committed in
+ * one transaction (group commit).  A small batch while nothing else is
+ * being written is committed on the loop at once, which is quicker than
+ * waking a thread for it; a large one goes to the store's thread, which
+ * writes it while the loop goes on with the next pass.  At most one
+ * batch is being written at a time, so the writing connection is never
+ * used by two threads at once.  Commits do not checkpoint: the thread
+ * does, after a commit, once the WAL has grown.
+ *
+ * The loop reads committed rows through a connection of its own.
+ */
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+#include "loop.h"
+#include "proto.h"
+#include "store.h"
+
+#define STORE_APP_ID     0x636f6e63 /* "conc" */
+#define STORE_SCHEMA     1
+#define STORE_INLINE_MAX 8      /* rows a loop pass commits itself */
+#define STORE_WAL_PAGES  8192   /* a checkpoint once the WAL is this long */
+#define STORE_TRIM_EVERY 60     /* seconds between age sweeps */
+#define STORE_RETRY_MIN  100    /* ms after a failed commit */
+#define STORE_RETRY_MAX  5000
+
+/* A row in a batch: its strings and blobs are offsets into the batch. */
+struct brow {
+	struct store_row r; /* pointers unset */
+	uint32_t task, args, error, msg, result; /* offsets; UINT32_MAX: none */
+	uint32_t task_len, error_len, msg_len;
+};
+
+/* What a batch's transaction deletes for retention. */
+struct trim_order {
+	uint64_t excess;     /* this many of the oldest finished rows */
+	uint64_t older_than; /* those finished before this time */
+};
+
+struct batch {
+	uint64_t seq;
+	struct trim_order trim;
+	struct brow *rows;
+	size_t n, cap;
+	struct pbuf data;
+	uint64_t max_id; /* the highest id inserted */
+	size_t finals;   /* rows that reach a final state */
+	bool ok;
+	char cause[160];
+	/* ids the thread deleted for retention, for the forgotten hook */
+	uint64_t *gone;
+	size_t ngone;
+};
+
+enum { ST_INSERT, ST_UPDATE, ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_NEXT_ID,
+       ST_COUNT };
+
+static const char *const store_sql[ST_COUNT] = {
+    [ST_INSERT] =
+        "INSERT INTO jobs(id, task, args, uid, requested, exec, daemon, "
+        "fresh, timeout_ms, retries, retry_delay_ms, attempt, state, error, "
+        "message, result, submitted, started, finished, worker, tid, served, "
+        "done, total, msg, dropped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, "
+        "?22, ?23, ?24, ?25, ?26)",
+    [ST_UPDATE] =
+        "UPDATE jobs SET exec = ?6, fresh = ?8, attempt = ?12, state = ?13, "
+        "error = ?14, message = ?15, result = ?16, started = ?18, "
+        "finished = ?19, worker = ?20, tid = ?21, served = ?22, done = ?23, "
+        "total = ?24, msg = ?25, dropped = ?26 WHERE id = ?1",
+    [ST_BEGIN] = "BEGIN",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_NEXT_ID] = "UPDATE meta SET value = max(value, ?1) "
+                   "WHERE key = 'next_id'",
+};
+
+static struct {
+	char *path;
+	sqlite3 *db;  /* writes: the loop's (inline) or the thread's */
+	sqlite3 *rdb; /* reads, the loop's */
+	sqlite3_stmt *st[ST_COUNT];
+	sqlite3_stmt *get; /* the loop's: one row by id */
+	uint64_t next_id;
+	char instance[40];
+	uid_t self;
+	int lock_fd; /* flock'd: the directory is this concd's */
+	bool on;
+
+	/* the loop's */
+	struct batch *open;   /* rows put in this pass */
+	struct batch *flight; /* with the thread */
+	uint64_t seq;         /* the open batch's */
+	bool marked;
+	struct event *commit_ev, *done_ev, *retry_ev;
+	unsigned retry_ms;
+	char failing[200];
+	void (*collect)(void);
+	void (*committed[2])(uint64_t, bool);
+	void (*forgotten)(uint64_t);
+	struct brow *carry; /* a failed batch's updates, for the next one */
+	size_t ncarry;
+
+	/* retention, counted by the loop, done by the thread */
+	size_t max_finished;
+	uint64_t ttl_us;
+	uint64_t finals; /* final rows in the store, about */
+	uint64_t last_sweep;
+
+	/* the thread's, under lock */
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct batch *todo, *done;
+	bool quit, started;
+	int wal_pages; /* from the WAL hook: the writing thread's */
+} store = {.self = (uid_t)-1, .lock_fd = -1};
+
+bool
+store_enabled(void)
+{
+	return store.on;
+}
+
+uint64_t
+store_next_id(void)
+{
+	return store.next_id;
+}
+
+const char *
+store_instance(void)
+{
+	return store.instance;
+}
+
+uint64_t
+store_seq(void)
+{
+	return store.seq;
+}
+
+const char *
+store_failing(void)
+{
+	return store.failing[0] != '\0' ? store.failing : NULL;
+}
+
+/* ---- opening ---- */
+
+static int
+store_exec(sqlite3 *db, const char *sql, char *cause, size_t len)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK)
+		return 0;
+	snprintf(cause, len, "%s: %s", store.path,
+	         err != NULL ? err : sqlite3_errmsg(db));
+	sqlite3_free(err);
+	return -1;
+}
+
+static int
+store_int(sqlite3 *db, const char *sql, int64_t *v)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/*
+ * The schema.  States are words, times µs since the epoch, so that
+ * `sqlite3 jobs.db` answers questions without concd; the view history
+ * gives the times as dates.  The indexes leave out the rows most queries
+ * do not look for: succeeded jobs (the bulk, found by walking ids down),
+ * and the daemon's own user's jobs.
+ */
+static const char store_schema[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "CREATE TABLE jobs("
+    " id INTEGER PRIMARY KEY, task TEXT NOT NULL, args BLOB,"
+    " uid INTEGER NOT NULL, requested TEXT NOT NULL, exec TEXT NOT NULL,"
+    " daemon INTEGER NOT NULL, fresh INTEGER NOT NULL,"
+    " timeout_ms INTEGER NOT NULL, retries INTEGER NOT NULL,"
+    " retry_delay_ms INTEGER NOT NULL, attempt INTEGER NOT NULL,"
+    " state TEXT NOT NULL, error TEXT, message TEXT, result BLOB,"
+    " submitted INTEGER NOT NULL, started INTEGER, finished INTEGER,"
+    " worker INTEGER, tid INTEGER, served INTEGER, done INTEGER,"
+    " total INTEGER, msg TEXT, dropped INTEGER);"
+    "CREATE INDEX jobs_state ON jobs(state, id)"
+    " WHERE state <> 'succeeded';"
+    "CREATE VIEW history AS SELECT id, task, uid, exec, state, error,"
+    " message, attempt,"
+    " datetime(submitted / 1000000, 'unixepoch') AS submitted_at,"
+    " datetime(started / 1000000, 'unixepoch') AS started_at,"
+    " datetime(finished / 1000000, 'unixepoch') AS finished_at,"
+    " (finished - started) / 1e6 AS seconds FROM jobs;";
+
+static int
+store_create(sqlite3 *db, char *cause, size_t len)
+{
+	char sql[512];
+
+	if (store_exec(db, "BEGIN IMMEDIATE", cause, len) < 0)
+		return -1;
+	snprintf(sql, sizeof(sql),
+	         "PRAGMA application_id = %d; PRAGMA user_version = %d;"
+	         "CREATE INDEX jobs_uid ON jobs(uid, id) WHERE uid <> %u;"
+	         "INSERT INTO meta VALUES ('next_id', 1),"
+	         " ('instance', lower(hex(randomblob(16)))),"
+	         " ('self_uid', %u);"
+	         "COMMIT",
+	         STORE_APP_ID, STORE_SCHEMA, (unsigned)store.self,
+	         (unsigned)store.self);
+	if (store_exec(db, store_schema, cause, len) < 0 ||
+	    store_exec(db, sql, cause, len) < 0) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* An existing file: is it a store of ours, of this schema, whole? */
+static int
+store_check(sqlite3 *db, char *cause, size_t len)
+{
+	int64_t app = 0, version = 0, tables = 0;
+
+	if (store_int(db, "PRAGMA application_id", &app) < 0 ||
+	    store_int(db, "PRAGMA user_version", &version) < 0 ||
+	    store_int(db, "SELECT count(*) FROM sqlite_master", &tables) < 0) {
+		snprintf(cause, len,
+		         "%s: not a concd job store, or a damaged one: %s "
+		         "(move it away to start with an empty store)",
+		         store.path, sqlite3_errmsg(db));
+		return -1;
+	}
+	if (tables == 0 && app == 0)
+		return 1; /* empty: make it */
+	if (app != STORE_APP_ID) {
+		snprintf(cause, len,
+		         "%s: not a concd job store (application id %#llx); "
+		         "move it away or choose another --state-dir",
+		         store.path, (unsigned long long)app);
+		return -1;
+	}
+	if (version != STORE_SCHEMA) {
+		snprintf(cause, len,
+		         "%s: job store of schema %lld, this concd reads "
+		         "schema %d",
+		         store.path, (long long)version, STORE_SCHEMA);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+store_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	(void)arg;
+	(void)db;
+	(void)name;
+	store.wal_pages = pages;
+	return SQLITE_OK;
+}
+
+static int
+store_load_meta(char *cause, size_t len)
+{
+	sqlite3_stmt *s;
+	int64_t v = 0;
+	int rc;
+
+	if (store_int(store.db, "SELECT value FROM meta WHERE key = 'next_id'",
+	              &v) < 0 ||
+	    v < 1) {
+		snprintf(cause, len, "%s: damaged job store: no next id",
+		         store.path);
+		return -1;
+	}
+	store.next_id = (uint64_t)v;
+	/* an id inserted but not counted (never, but cheap to be sure) */
+	if (store_int(store.db, "SELECT coalesce(max(id), 0) FROM jobs", &v) ==
+	        0 &&
+	    (uint64_t)v >= store.next_id)
+		store.next_id = (uint64_t)v + 1;
+	if (sqlite3_prepare_v2(store.db,
+	                       "SELECT value FROM meta WHERE key = 'instance'",
+	                       -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_text(s, 0) != NULL)
+		snprintf(store.instance, sizeof(store.instance), "%s",
+		         (const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	if (store_int(store.db,
+	              "SELECT count(*) FROM jobs WHERE state NOT IN "
+	              "('queued', 'running')",
+	              &v) == 0)
+		store.finals = (uint64_t)v;
+	return 0;
+}
+
+/*
+ * One concd per state directory: a second one would run the first one's
+ * queued jobs again and, at its start, kill its commands.  The lock is
+ * held until concd exits; the file says by whom.
+ */
+static int
+store_lock(const char *dir, char *cause, size_t len)
+{
+	char path[PATH_MAX], pid[32] = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/concd.lock", dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		snprintf(cause, len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		snprintf(cause, len,
+		         "state directory %s is in use by another concd%s%s%s "
+		         "(--state-dir)",
+		         dir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+		close(fd);
+		return -1;
+	}
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		log_warn("%s", path);
+	store.lock_fd = fd;
+	return 0;
+}
+
+int
+store_open(const char *dir, bool fsync, char *cause, size_t len)
+{
+	char pragmas[256];
+	int rc, i;
+
+	if (dir == NULL)
+		return 0;
+	store.self = geteuid();
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(cause, len, "state directory %s: %s", dir,
+		         strerror(errno));
+		return -1;
+	}
+	if (store_lock(dir, cause, len) < 0)
+		return -1;
+	if (asprintf(&store.path, "%s/jobs.db", dir) < 0)
+		fatal("asprintf");
+	rc = sqlite3_open_v2(store.path, &store.db,
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	                         SQLITE_OPEN_FULLMUTEX,
+	                     NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(cause, len, "%s: %s", store.path,
+		         store.db != NULL ? sqlite3_errmsg(store.db)
+		                          : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(store.db, 5000);
+	/* the file is the daemon's: its users read jobs through concd */
+	(void)chmod(store.path, 0600);
+	if ((rc = store_check(store.db, cause, len)) < 0)
+		goto fail;
+	snprintf(pragmas, sizeof(pragmas),
+	         "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
+	         "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384;"
+	         "PRAGMA foreign_keys = OFF",
+	         fsync ? "FULL" : "NORMAL");
+	if (store_exec(store.db, pragmas, cause, len) < 0)
+		goto fail;
+	if (rc == 1 && store_create(store.db, cause, len) < 0)
+		goto fail;
+	if (store_exec(store.db, "PRAGMA quick_check(1)", cause, len) < 0 ||
+	    store_load_meta(cause, len) < 0)
+		goto fail;
+	for (i = 0; i < ST_COUNT; i++)
+		if (sqlite3_prepare_v3(store.db, store_sql[i], -1,
+		                       SQLITE_PREPARE_PERSISTENT, &store.st[i],
+		                       NULL) != SQLITE_OK) {
+			snprintf(cause, len, "%s: %s", store.path,
+			         sqlite3_errmsg(store.db));
+			goto fail;
+		}
+	sqlite3_wal_hook(store.db, store_wal_hook, NULL);
+	if (sqlite3_open_v2(store.path, &store.rdb,
+	                    SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK) {
+		snprintf(cause, len, "%s: %s", store.path,
+		         sqlite3_errmsg(store.rdb));
+		goto fail;
+	}
+	sqlite3_busy_timeout(store.rdb, 1000);
+	store.on = true;
+	store.seq = 1;
+	return 0;
+fail:
+	for (i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(store.st[i]);
+	memset(store.st, 0, sizeof(store.st));
+	sqlite3_close(store.db);
+	sqlite3_close(store.rdb);
+	store.db = store.rdb = NULL;
+	free(store.path);
+	store.path = NULL;
+	close(store.lock_fd);
+	store.lock_fd = -1;
+	return -1;
+}
+
+/* ---- rows out of SQLite ---- */
+
+static const char store_columns[] =
+    "id, task, args, uid, requested, exec, daemon, fresh, timeout_ms, "
+    "retries, retry_delay_ms, attempt, state, error, message, result, "
+    "submitted, started, finished, worker, tid, served, done, total, msg, "
+    "dropped";
+
+static int
+store_word(const unsigned char *w, const char *const *table, int n)
+{
+	int i;
+
+	for (i = 0; w != NULL && i < n; i++)
+		if (strcmp((const char *)w, table[i]) == 0)
+			return i;
+	return 0;
+}
+
+static int
+store_error_code(const unsigned char *w)
+{
+	int i;
+
+	for (i = 0; w != NULL && i < PE_COUNT; i++)
+		if (strcmp((const char *)w, proto_errors[i].name) == 0)
+			return i;
+	return w != NULL ? PE_INTERNAL : PE_NONE;
+}
+
+/* A row of store_columns, its pointers into s's memory. */
+static void
+store_read_row(sqlite3_stmt *s, struct store_row *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->id = (uint64_t)sqlite3_column_int64(s, 0);
+	r->task = (const char *)sqlite3_column_text(s, 1);
+	if (r->task == NULL)
+		r->task = "";
+	r->args = sqlite3_column_blob(s, 2);
+	r->args_len = (uint32_t)sqlite3_column_bytes(s, 2);
+	r->uid = (uid_t)sqlite3_column_int64(s, 3);
+	r->requested = (uint8_t)store_word(sqlite3_column_text(s, 4),
+	                                   proto_execs, PX_COUNT);
+	r->exec = (uint8_t)store_word(sqlite3_column_text(s, 5), proto_execs,
+	                              PX_COUNT);
+	r->daemon = sqlite3_column_int(s, 6) != 0;
+	r->fresh = sqlite3_column_int(s, 7) != 0;
+	r->timeout_ms = (uint64_t)sqlite3_column_int64(s, 8);
+	r->retries = (uint8_t)sqlite3_column_int(s, 9);
+	r->retry_delay_ms = (uint32_t)sqlite3_column_int64(s, 10);
+	r->attempt = (uint8_t)sqlite3_column_int(s, 11);
+	r->state = (uint8_t)store_word(sqlite3_column_text(s, 12), proto_states,
+	                               PS_COUNT);
+	r->err = (uint8_t)store_error_code(sqlite3_column_text(s, 13));
+	r->error = (const char *)sqlite3_column_text(s, 14);
+	if (sqlite3_column_type(s, 15) != SQLITE_NULL) {
+		r->result = sqlite3_column_blob(s, 15);
+		r->result_len = (uint32_t)sqlite3_column_bytes(s, 15);
+	}
+	r->submitted = (uint64_t)sqlite3_column_int64(s, 16);
+	r->started = (uint64_t)sqlite3_column_int64(s, 17);
+	r->finished = (uint64_t)sqlite3_column_int64(s, 18);
+	r->worker = (int32_t)sqlite3_column_int(s, 19);
+	r->tid = (pid_t)sqlite3_column_int64(s, 20);
+	r->served = (uint32_t)sqlite3_column_int64(s, 21);
+	r->done = (uint64_t)sqlite3_column_int64(s, 22);
+	r->total = (uint64_t)sqlite3_column_int64(s, 23);
+	r->msg = (const char *)sqlite3_column_text(s, 24);
+	r->dropped = (uint64_t)sqlite3_column_int64(s, 25);
+}
+
+static int
+store_walk(sqlite3 *db, sqlite3_stmt *s,
+           void (*fn)(const struct store_row *, void *), void *arg)
+{
+	struct store_row r;
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		store_read_row(s, &r);
+		fn(&r, arg);
+	}
+	if (rc != SQLITE_DONE)
+		log_warnx("%s: reading: %s", store.path, sqlite3_errmsg(db));
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+store_each_live(void (*fn)(const struct store_row *, void *), void *arg)
+{
+	char sql[512];
+	sqlite3_stmt *s;
+
+	if (!store.on)
+		return 0;
+	snprintf(sql, sizeof(sql),
+	         "SELECT %s FROM jobs WHERE state IN ('queued', 'running') "
+	         "ORDER BY id",
+	         store_columns);
+	if (sqlite3_prepare_v2(store.db, sql, -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	return store_walk(store.db, s, fn, arg);
+}
+
+int
+store_get(uint64_t id, void (*fn)(const struct store_row *, void *),
+          void *arg)
+{
+	struct store_row r;
+	sqlite3_stmt *s;
+	char sql[512];
+	int rc;
+
+	if (!store.on)
+		return -1;
+	if (store.get == NULL) {
+		snprintf(sql, sizeof(sql), "SELECT %s FROM jobs WHERE id = ?1",
+		         store_columns);
+		if (sqlite3_prepare_v3(store.rdb, sql, -1,
+		                       SQLITE_PREPARE_PERSISTENT, &store.get,
+		                       NULL) != SQLITE_OK)
+			return -1;
+	}
+	s = store.get;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		store_read_row(s, &r);
+		fn(&r, arg);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/*
+ * The WHERE clause of a filter.  State and uid are written as literals
+ * (they are numbers and words of ours) so that the partial indexes can
+ * be used; the task is bound.
+ */
+static void
+store_where(const struct store_filter *f, char *w, size_t len, bool counts)
+{
+	size_t n = 0;
+
+	n += (size_t)snprintf(w + n, len - n, " WHERE 1");
+	if (!counts && f->state >= 0 && f->state < PS_COUNT)
+		n += (size_t)snprintf(w + n, len - n, " AND state = '%s'",
+		                      proto_states[f->state]);
+	else if (!counts && !f->all)
+		n += (size_t)snprintf(w + n, len - n,
+		                      " AND state IN ('queued', 'running')");
+	if (f->uid >= 0) {
+		n += (size_t)snprintf(w + n, len - n, " AND uid = %lld",
+		                      (long long)f->uid);
+		if ((uid_t)f->uid != store.self)
+			n += (size_t)snprintf(w + n, len - n, " AND uid <> %u",
+			                      (unsigned)store.self);
+	}
+	if (f->task != NULL)
+		n += (size_t)snprintf(w + n, len - n, " AND task = ?1");
+	if (f->since > 0)
+		n += (size_t)snprintf(w + n, len - n, " AND submitted >= %llu",
+		                      (unsigned long long)f->since);
+	if (f->until > 0)
+		n += (size_t)snprintf(w + n, len - n, " AND submitted < %llu",
+		                      (unsigned long long)f->until);
+	if (f->below > 0)
+		(void)snprintf(w + n, len - n, " AND id < %llu",
+		               (unsigned long long)f->below);
+}
+
+int
+store_list(const struct store_filter *f,
+           void (*fn)(const struct store_row *, void *), void *arg)
+{
+	char sql[1024], where[512];
+	sqlite3_stmt *s;
+
+	if (!store.on)
+		return 0;
+	store_where(f, where, sizeof(where), false);
+	snprintf(sql, sizeof(sql), "SELECT %s FROM jobs%s ORDER BY id DESC%s",
+	         store_columns, where, f->limit > 0 ? " LIMIT ?2" : "");
+	if (sqlite3_prepare_v2(store.rdb, sql, -1, &s, NULL) != SQLITE_OK) {
+		log_warnx("%s: %s", store.path, sqlite3_errmsg(store.rdb));
+		return -1;
+	}
+	if (f->task != NULL)
+		sqlite3_bind_text(s, 1, f->task, -1, SQLITE_STATIC);
+	if (f->limit > 0)
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)f->limit);
+	return store_walk(store.rdb, s, fn, arg);
+}
+
+int
+store_count(const struct store_filter *f, size_t counts[])
+{
+	char sql[1024], where[512];
+	sqlite3_stmt *s;
+	int rc;
+
+	if (!store.on)
+		return 0;
+	store_where(f, where, sizeof(where), true);
+	snprintf(sql, sizeof(sql),
+	         "SELECT state, count(*) FROM jobs%s GROUP BY state", where);
+	if (sqlite3_prepare_v2(store.rdb, sql, -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	if (f->task != NULL)
+		sqlite3_bind_text(s, 1, f->task, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		counts[store_word(sqlite3_column_text(s, 0), proto_states,
+		                  PS_COUNT)] +=
+		    (size_t)sqlite3_column_int64(s, 1);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- batches ---- */
+
+static struct batch *
+batch_new(void)
+{
+	struct batch *b = calloc(1, sizeof(*b));
+
+	if (b == NULL)
+		fatal("store: batch");
+	return b;
+}
+
+static void
+batch_reset(struct batch *b)
+{
+	b->n = 0;
+	b->data.len = 0;
+	b->max_id = 0;
+	b->finals = 0;
+	b->ngone = 0;
+	b->ok = false;
+	b->cause[0] = '\0';
+	memset(&b->trim, 0, sizeof(b->trim));
+}
+
+static void
+batch_free(struct batch *b)
+{
+	if (b == NULL)
+		return;
+	free(b->rows);
+	pbuf_free(&b->data);
+	free(b->gone);
+	free(b);
+}
+
+static uint32_t
+batch_bytes(struct batch *b, const void *p, size_t n)
+{
+	uint32_t off = (uint32_t)b->data.len;
+
+	if (p == NULL)
+		return UINT32_MAX;
+	pbuf_append(&b->data, p, n);
+	return off;
+}
+
+/* A string, with its NUL: it is one again when carried over. */
+static uint32_t
+batch_str(struct batch *b, const char *s, uint32_t *len)
+{
+	*len = s != NULL ? (uint32_t)strlen(s) : 0;
+	return batch_bytes(b, s, *len + 1);
+}
+
+static void
+batch_add(struct batch *b, const struct store_row *r)
+{
+	struct brow *w;
+	size_t n;
+
+	if (b->n == b->cap) {
+		n = b->cap ? b->cap * 2 : 256;
+		if ((w = realloc(b->rows, n * sizeof(*w))) == NULL)
+			fatal("store: batch");
+		b->rows = w;
+		b->cap = n;
+	}
+	w = &b->rows[b->n++];
+	w->r = *r;
+	w->task = batch_str(b, r->task, &w->task_len);
+	w->args = batch_bytes(b, r->args, r->args_len);
+	w->error = batch_str(b, r->error, &w->error_len);
+	w->msg = batch_str(b, r->msg, &w->msg_len);
+	w->result = batch_bytes(b, r->result, r->result_len);
+	if (r->insert && r->id > b->max_id)
+		b->max_id = r->id;
+	if (PROTO_STATE_FINAL(r->state))
+		b->finals++;
+}
+
+void
+store_put(const struct store_row *r)
+{
+	if (!store.on)
+		return;
+	if (store.open == NULL)
+		store.open = batch_new();
+	batch_add(store.open, r);
+}
+
+/* ---- writing (the loop's inline commits, or the thread's) ---- */
+
+static void
+bind_text(sqlite3_stmt *s, int i, const struct batch *b, uint32_t off,
+          uint32_t len)
+{
+	if (off == UINT32_MAX)
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_text(s, i, b->data.data + off, (int)len,
+		                  SQLITE_STATIC);
+}
+
+static void
+bind_blob(sqlite3_stmt *s, int i, const struct batch *b, uint32_t off,
+          uint32_t len)
+{
+	if (off == UINT32_MAX)
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_blob(s, i, b->data.data + off, (int)len,
+		                  SQLITE_STATIC);
+}
+
+static void
+bind_time(sqlite3_stmt *s, int i, uint64_t t)
+{
+	if (t == 0)
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_int64(s, i, (sqlite3_int64)t);
+}
+
+static int
+write_row(const struct batch *b, const struct brow *w)
+{
+	const struct store_row *r = &w->r;
+	sqlite3_stmt *s = store.st[r->insert ? ST_INSERT : ST_UPDATE];
+	bool final = PROTO_STATE_FINAL(r->state);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)r->id);
+	if (r->insert) {
+		bind_text(s, 2, b, w->task, w->task_len);
+		bind_blob(s, 3, b, w->args, r->args_len);
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)r->uid);
+		sqlite3_bind_text(s, 5, proto_execs[r->requested], -1,
+		                  SQLITE_STATIC);
+		sqlite3_bind_int(s, 7, r->daemon);
+		sqlite3_bind_int64(s, 9, (sqlite3_int64)r->timeout_ms);
+		sqlite3_bind_int(s, 10, r->retries);
+		sqlite3_bind_int64(s, 11, r->retry_delay_ms);
+		sqlite3_bind_int64(s, 17, (sqlite3_int64)r->submitted);
+	}
+	sqlite3_bind_text(s, 6, proto_execs[r->exec], -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 8, r->fresh);
+	sqlite3_bind_int(s, 12, r->attempt);
+	sqlite3_bind_text(s, 13, proto_states[r->state], -1, SQLITE_STATIC);
+	if (final && r->err != PE_NONE) {
+		sqlite3_bind_text(s, 14, proto_errors[r->err].name, -1,
+		                  SQLITE_STATIC);
+		if (w->error != UINT32_MAX)
+			bind_text(s, 15, b, w->error, w->error_len);
+		else
+			sqlite3_bind_text(s, 15, proto_errors[r->err].text, -1,
+			                  SQLITE_STATIC);
+	} else {
+		sqlite3_bind_null(s, 14);
+		sqlite3_bind_null(s, 15);
+	}
+	if (final && r->state == PS_SUCCEEDED)
+		bind_blob(s, 16, b, w->result, r->result_len);
+	else
+		sqlite3_bind_null(s, 16);
+	bind_time(s, 18, r->started);
+	bind_time(s, 19, r->finished);
+	if (r->tid != 0) {
+		sqlite3_bind_int(s, 20, r->worker);
+		sqlite3_bind_int64(s, 21, r->tid);
+		sqlite3_bind_int64(s, 22, r->served);
+	} else {
+		sqlite3_bind_null(s, 20);
+		sqlite3_bind_null(s, 21);
+		sqlite3_bind_null(s, 22);
+	}
+	sqlite3_bind_int64(s, 23, (sqlite3_int64)r->done);
+	sqlite3_bind_int64(s, 24, (sqlite3_int64)r->total);
+	bind_text(s, 25, b, w->msg, w->msg_len);
+	sqlite3_bind_int64(s, 26, (sqlite3_int64)r->dropped);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int
+store_step(int which)
+{
+	sqlite3_stmt *s = store.st[which];
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/*
+ * Retention: the oldest finished rows past max_finished, and those older
+ * than the time to live, go in the batch's transaction; their ids go back
+ * to the loop, whose forgotten hook removes what else they left (logs).
+ */
+static void
+write_trim(struct batch *b, uint64_t excess, uint64_t older_than)
+{
+	char sql[256];
+	sqlite3_stmt *s;
+	size_t cap = 0;
+	uint64_t *p;
+
+	snprintf(sql, sizeof(sql),
+	         "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE "
+	         "state NOT IN ('queued', 'running') AND (%s) ORDER BY id "
+	         "LIMIT ?1) RETURNING id",
+	         excess > 0 ? "1" : "finished < ?2");
+	if (sqlite3_prepare_v2(store.db, sql, -1, &s, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(s, 1, excess > 0 ? (sqlite3_int64)excess : 100000);
+	if (excess == 0)
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)older_than);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (b->ngone == cap) {
+			cap = cap ? cap * 2 : 256;
+			if ((p = realloc(b->gone, cap * sizeof(*p))) == NULL)
+				break;
+			b->gone = p;
+		}
+		b->gone[b->ngone++] = (uint64_t)sqlite3_column_int64(s, 0);
+	}
+	sqlite3_finalize(s);
+}
+
+static void
+write_batch(struct batch *b)
+{
+	size_t i;
+
+	b->ok = false;
+	if (store_step(ST_BEGIN) < 0)
+		goto fail;
+	for (i = 0; i < b->n; i++)
+		if (write_row(b, &b->rows[i]) < 0)
+			goto fail;
+	if (b->max_id > 0) {
+		sqlite3_bind_int64(store.st[ST_NEXT_ID], 1,
+		                   (sqlite3_int64)b->max_id + 1);
+		if (store_step(ST_NEXT_ID) < 0)
+			goto fail;
+	}
+	if (b->trim.excess > 0 || b->trim.older_than > 0)
+		write_trim(b, b->trim.excess, b->trim.older_than);
+	if (store_step(ST_COMMIT) < 0)
+		goto fail;
+	b->ok = true;
+	return;
+fail:
+	snprintf(b->cause, sizeof(b->cause), "%s",
+	         sqlite3_errmsg(store.db));
+	store_step(ST_ROLLBACK);
+	b->ngone = 0;
+}
+
+static void *
+store_thread(void *arg)
+{
+	struct batch *b;
+
+	(void)arg;
+	pthread_mutex_lock(&store.lock);
+	for (;;) {
+		while (store.todo == NULL && !store.quit)
+			pthread_cond_wait(&store.cond, &store.lock);
+		if ((b = store.todo) == NULL)
+			break;
+		store.todo = NULL;
+		pthread_mutex_unlock(&store.lock);
+		write_batch(b);
+		if (store.wal_pages >= STORE_WAL_PAGES) {
+			sqlite3_wal_checkpoint_v2(store.db, NULL,
+			                          SQLITE_CHECKPOINT_PASSIVE, NULL,
+			                          NULL);
+			store.wal_pages = 0;
+		}
+		pthread_mutex_lock(&store.lock);
+		store.done = b;
+		pthread_cond_broadcast(&store.cond); /* store_close waits */
+		event_active(store.done_ev, EV_READ, 1);
+	}
+	pthread_mutex_unlock(&store.lock);
+	return NULL;
+}
+
+/* ---- the loop's side ---- */
+
+void
+store_hook_collect(void (*fn)(void))
+{
+	store.collect = fn;
+}
+
+int
+store_hook_committed(void (*fn)(uint64_t, bool))
+{
+	size_t i;
+
+	for (i = 0; i < 2; i++)
+		if (store.committed[i] == NULL || store.committed[i] == fn) {
+			store.committed[i] = fn;
+			return 0;
+		}
+	return -1;
+}
+
+void
+store_hook_forgotten(void (*fn)(uint64_t))
+{
+	store.forgotten = fn;
+}
+
+void
+store_set_retention(size_t max_finished, uint64_t finished_ttl_s)
+{
+	store.max_finished = max_finished;
+	store.ttl_us = finished_ttl_s * 1000000;
+}
+
+void
+store_mark(void)
+{
+	if (store.marked || !store.on)
+		return;
+	store.marked = true;
+	if (store.commit_ev != NULL)
+		event_active(store.commit_ev, 0, 1);
+}
+
+/* A spare batch, so that a busy store does not allocate per pass. */
+static struct batch *store_spare;
+
+static void
+store_recycle(struct batch *b)
+{
+	if (store_spare == NULL) {
+		batch_reset(b);
+		store_spare = b;
+	} else
+		batch_free(b);
+}
+
+/*
+ * A failed batch's rows of jobs it did not insert are written again with
+ * the next one, before the rows put since (which are newer).
+ */
+static void
+store_carry(struct batch *failed)
+{
+	struct batch *next = store_spare != NULL ? store_spare : batch_new();
+	struct store_row r;
+	size_t i;
+
+	store_spare = NULL;
+	for (i = 0; i < failed->n; i++) {
+		const struct brow *w = &failed->rows[i];
+		const char *d = failed->data.data;
+
+		if (w->r.insert)
+			continue;
+		r = w->r;
+		r.task = NULL;
+		r.args = NULL;
+		r.error = w->error != UINT32_MAX ? d + w->error : NULL;
+		r.msg = w->msg != UINT32_MAX ? d + w->msg : NULL;
+		r.result = w->result != UINT32_MAX ? d + w->result : NULL;
+		batch_add(next, &r);
+	}
+	if (store.open != NULL) {
+		for (i = 0; i < store.open->n; i++) {
+			const struct brow *w = &store.open->rows[i];
+			const char *d = store.open->data.data;
+
+			r = w->r;
+			r.task = w->task != UINT32_MAX ? d + w->task : NULL;
+			r.args = w->args != UINT32_MAX ? d + w->args : NULL;
+			r.error = w->error != UINT32_MAX ? d + w->error : NULL;
+			r.msg = w->msg != UINT32_MAX ? d + w->msg : NULL;
+			r.result =
+			    w->result != UINT32_MAX ? d + w->result : NULL;
+			batch_add(next, &r);
+		}
+		batch_free(store.open);
+	}
+	store.open = next;
+}
+
+static void
+store_finish(struct batch *b)
+{
+	size_t i;
+
+	if (b->ok) {
+		if (store.failing[0] != '\0')
+			log_info("%s: written again", store.path);
+		store.failing[0] = '\0';
+		store.retry_ms = 0;
+		store.finals += b->finals;
+		store.finals -= b->ngone < store.finals ? b->ngone : store.finals;
+		for (i = 0; i < b->ngone && store.forgotten != NULL; i++)
+			store.forgotten(b->gone[i]);
+	} else {
+		if (store.failing[0] == '\0')
+			log_warnx("%s: cannot write: %s; new jobs are refused "
+			          "until it can",
+			          store.path, b->cause);
+		snprintf(store.failing, sizeof(store.failing),
+		         "the job store cannot be written (%s)", b->cause);
+		store_carry(b);
+		loop_retry_later(store.retry_ev, &store.retry_ms,
+		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
+	}
+	for (i = 0; i < 2 && store.committed[i] != NULL; i++)
+		store.committed[i](b->seq, b->ok);
+}
+
+/* What retention asks of the next batch the thread writes. */
+static bool
+store_plan_trim(struct batch *b)
+{
+	uint64_t now = loop_now_us(), slack = store.max_finished / 64;
+	uint64_t finals = store.finals + b->finals;
+
+	if (finals > store.max_finished + slack)
+		b->trim.excess = finals - store.max_finished;
+	else if (store.ttl_us > 0 &&
+	         now - store.last_sweep >= STORE_TRIM_EVERY * 1000000ull) {
+		store.last_sweep = now;
+		b->trim.older_than = now - store.ttl_us;
+	}
+	return b->trim.excess > 0 || b->trim.older_than > 0;
+}
+
+void
+store_commit(void)
+{
+	struct batch *b;
+	bool trim;
+
+	store.marked = false;
+	if (!store.on)
+		return;
+	if (store.collect != NULL)
+		store.collect();
+	if (store.flight != NULL || evtimer_pending(store.retry_ev, NULL))
+		return;
+	if ((b = store.open) == NULL || b->n == 0)
+		return;
+	store.open = store_spare;
+	store_spare = NULL;
+	b->seq = store.seq++;
+	trim = store_plan_trim(b);
+	if (b->n <= STORE_INLINE_MAX && !trim &&
+	    store.wal_pages < STORE_WAL_PAGES) {
+		write_batch(b);
+		store_finish(b);
+		store_recycle(b);
+		return;
+	}
+	store.flight = b;
+	pthread_mutex_lock(&store.lock);
+	store.todo = b;
+	pthread_cond_signal(&store.cond);
+	pthread_mutex_unlock(&store.lock);
+}
+
+static void
+store_commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	store_commit();
+}
+
+static void
+store_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct batch *b;
+
+	pthread_mutex_lock(&store.lock);
+	b = store.done;
+	store.done = NULL;
+	pthread_mutex_unlock(&store.lock);
+	if (b == NULL)
+		return;
+	store.flight = NULL;
+	store_finish(b);
+	store_recycle(b);
+	store_commit();
+}
+
+static void
+store_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	store_commit();
+}
+
+int
+store_start(void)
+{
+	if (!store.on)
+		return 0;
+	store.commit_ev = event_new(loop_base, -1, 0, store_commit_cb, NULL);
+	store.done_ev = event_new(loop_base, -1, 0, store_done_cb, NULL);
+	store.retry_ev = evtimer_new(loop_base, store_retry_cb, NULL);
+	if (store.commit_ev == NULL || store.done_ev == NULL ||
+	    store.retry_ev == NULL)
+		return -1;
+	store.last_sweep = loop_now_us();
+	pthread_mutex_init(&store.lock, NULL);
+	pthread_cond_init(&store.cond, NULL);
+	if (pthread_create(&store.thread, NULL, store_thread, NULL) != 0)
+		return -1;
+	store.started = true;
+	return 0;
+}
+
+/*
+ * At the end: the batch with the thread is waited for, what is left is
+ * written here, and the WAL is folded into the database.
+ */
+void
+store_close(void)
+{
+	struct batch *b;
+	int i;
+
+	if (!store.on)
+		return;
+	if (store.started) {
+		pthread_mutex_lock(&store.lock);
+		while (store.flight != NULL && store.done == NULL)
+			pthread_cond_wait(&store.cond, &store.lock);
+		store.quit = true;
+		pthread_cond_signal(&store.cond);
+		pthread_mutex_unlock(&store.lock);
+		pthread_join(store.thread, NULL);
+		if (store.flight != NULL)
+			store_done_cb(-1, 0, NULL);
+	}
+	if (store.collect != NULL)
+		store.collect();
+	if ((b = store.open) != NULL && b->n > 0) {
+		store.open = NULL;
+		b->seq = store.seq++;
+		write_batch(b);
+		if (!b->ok)
+			log_warnx("%s: the last changes are lost: %s",
+			          store.path, b->cause);
+		store_finish(b);
+		store_recycle(b);
+	}
+	sqlite3_wal_checkpoint_v2(store.db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+	                          NULL, NULL);
+	for (i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(store.st[i]);
+	sqlite3_finalize(store.get);
+	sqlite3_close(store.rdb);
+	sqlite3_close(store.db);
+	if (store.commit_ev != NULL)
+		event_free(store.commit_ev);
+	if (store.done_ev != NULL)
+		event_free(store.done_ev);
+	if (store.retry_ev != NULL)
+		event_free(store.retry_ev);
+	batch_free(store.open);
+	batch_free(store_spare);
+	free(store.path);
+	if (store.lock_fd >= 0)
+		close(store.lock_fd);
+	memset(&store, 0, sizeof(store));
+	store.lock_fd = -1;
+	store_spare = NULL;
+}

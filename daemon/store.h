@@ -1,0 +1,110 @@
+/*
+ * store.h -- store.c: the job store, an SQLite database in WAL mode in
+ * the state directory (DIR/jobs.db), written in one transaction per loop
+ * pass.  What survives a crash is what was committed; a client hears
+ * `accepted` only for a committed job.
+ *
+ * Every function is the loop thread's, unless it says otherwise.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <sys/types.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * One job as the store holds it.  Strings and blobs point into the
+ * caller's memory while it hands a row over (store_put copies them) or
+ * into the store's while a read's callback runs.
+ */
+struct store_row {
+	uint64_t id;
+	const char *task;
+	const char *args; /* msgpack map, or NULL */
+	const char *error;   /* the error text, or NULL */
+	const char *msg;     /* progress message, or NULL */
+	const char *result;  /* msgpack value, or NULL */
+	const char *command; /* exec's argv as one line, or NULL (reads) */
+	uint64_t submitted, started, finished; /* µs since the epoch */
+	uint64_t timeout_ms;
+	uint64_t done, total, dropped;
+	uint32_t args_len, result_len;
+	uint32_t retry_delay_ms;
+	uint32_t served;
+	int32_t worker;
+	pid_t tid;
+	uid_t uid;
+	uint8_t state;     /* enum proto_state */
+	uint8_t requested; /* enum proto_exec */
+	uint8_t exec;      /* enum proto_exec */
+	uint8_t err;       /* enum proto_error */
+	uint8_t attempt, retries;
+	bool daemon, fresh;
+	bool insert; /* a new row, else the fields a job's life changes */
+};
+
+/* A ps request's filter; 0, -1 or NULL: any. */
+struct store_filter {
+	int state;        /* enum proto_state */
+	bool all;         /* finished jobs too */
+	const char *task; /* NUL-terminated */
+	int64_t uid;
+	uint64_t since, until; /* submitted, µs */
+	uint64_t below;        /* ids below this one */
+	size_t limit;
+};
+
+/*
+ * Open DIR/jobs.db, creating it and DIR if need be; NULL: no store, jobs
+ * live in memory only.  fsync: every commit is synced (synchronous=FULL)
+ * and survives a power loss.  -1 with the cause: a file that is not a
+ * concd store, a corrupt one, one of a newer concd, no permission.
+ */
+int store_open(const char *dir, bool fsync, char *cause, size_t len);
+/* The store's thread and events: after loop_init. */
+int store_start(void);
+bool store_enabled(void);
+/* The first id that was never given out. */
+uint64_t store_next_id(void);
+/* This store's name: it marks the commands its jobs run. */
+const char *store_instance(void);
+/* Every queued or running job, in id order, for recovery. */
+int store_each_live(void (*)(const struct store_row *, void *), void *);
+
+/*
+ * Writing.  Something changed (store_mark): at the end of the loop pass
+ * the collect hook puts its rows (store_put), and they are committed
+ * together, on the loop when they are few and the store's thread is
+ * idle, else on that thread.  The committed hooks hear of each batch:
+ * ok, or not (a full disk): new jobs of a failed batch are not kept;
+ * its other rows are written with the next batch.
+ */
+void store_hook_collect(void (*)(void));
+int store_hook_committed(void (*)(uint64_t seq, bool ok));
+void store_hook_forgotten(void (*)(uint64_t id));
+void store_mark(void);
+void store_put(const struct store_row *);
+/* The batch that rows put now go in: what a reply must wait for. */
+uint64_t store_seq(void);
+/* Collect and commit now, if nothing is being committed. */
+void store_commit(void);
+/* Why new jobs are refused, while the last commit failed; else NULL. */
+const char *store_failing(void);
+void store_set_retention(size_t max_finished, uint64_t finished_ttl_s);
+
+/* Reading, on the loop, from what is committed. */
+int store_get(uint64_t id, void (*)(const struct store_row *, void *),
+              void *);
+/* Rows that match, newest first; -1 on an error, with the cause logged. */
+int store_list(const struct store_filter *,
+               void (*)(const struct store_row *, void *), void *);
+/* Jobs per state that match f's task, uid and times. */
+int store_count(const struct store_filter *, size_t counts[]);
+
+/* Commit what is left, stop the thread, close. */
+void store_close(void);
+
+#endif
