@@ -843,6 +843,9 @@ job_trim(void)
 	        (jobs.ttl_us > 0 && now - old->finished > jobs.ttl_us))) {
 		TAILQ_REMOVE(&jobs.finished, old, link);
 		jobs.nfinished--;
+		/* the store, if any, keeps it, and forgets its log later */
+		if (!store_enabled())
+			joblog_forget(old->id);
 		job_free(old);
 	}
 }

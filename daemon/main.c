@@ -474,6 +474,7 @@ main(int argc, char *argv[])
 	                sizeof(cause)) < 0)
 		fatalx("logs: %s", cause);
 	logread_init();
+	store_hook_forgotten(joblog_forget);
 	job_init(opt.max_finished, (uint64_t)opt.finished_ttl);
 	store_set_retention(opt.max_finished, (uint64_t)opt.finished_ttl);
 	request_init();

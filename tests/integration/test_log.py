@@ -308,6 +308,39 @@ class TestCaps(LogTest):
                          "h" * 6000 + "\n")
 
 
+class TestRetention(LogTest):
+    extra = ("--max-finished", "1")
+
+    def test_a_job_the_store_forgets_takes_its_log_along(self):
+        first = self.submit("echo first")
+        self.wait(first)
+        self.assertEqual(self.ctl("log", first).stdout, "first\n")
+        for i in range(3):  # more finished jobs than are kept
+            self.wait(self.submit("echo later %d" % i))
+        logs = os.path.join(self.state, "logs")
+        deadline = time.monotonic() + BOUND
+        while "%d.0" % first in os.listdir(logs):
+            # the store's retention runs with its next commit
+            self.assertLess(time.monotonic(), deadline, os.listdir(logs))
+            self.wait(self.submit("true"))
+        r = self.ctl("log", first)
+        self.assertEqual((r.returncode, r.stdout), (4, ""))
+        self.assertIn("no such job", r.stderr)
+
+
+class TestMemoryRetention(LogTest):
+    memory = True
+    extra = ("--state-dir", "none", "--max-finished", "1")
+
+    def test_in_memory_a_forgotten_job_takes_its_log_along(self):
+        first = self.submit("echo first")
+        self.wait(first)
+        self.wait(self.submit("echo second"))
+        self.wait(self.submit("echo third"))
+        r = self.ctl("log", first)
+        self.assertEqual((r.returncode, r.stdout), (4, ""))
+
+
 class TestStateDirNone(LogTest):
     memory = True
     extra = ("--state-dir", "none", "--log-limit", "4K")
