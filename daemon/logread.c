@@ -78,6 +78,8 @@ reader_finish(struct reader *r)
 		proto_enc_u64(&e, PF_JOB, r->id);
 		if ((j = job_find(r->id)) != NULL)
 			proto_enc_cstr(&e, PF_STATE, proto_states[j->state]);
+		else if (r->o.state >= 0 && r->o.state < PS_COUNT)
+			proto_enc_cstr(&e, PF_STATE, proto_states[r->o.state]);
 		proto_enc_end(&e);
 	}
 	conn_dirty(r->conn);
@@ -212,6 +214,9 @@ logread_start(struct conn *c, uint64_t req, uint64_t id,
 	r->o = *o;
 	if (r->o.watch)
 		r->o.follow = true;
+	if (j == NULL && o->end != NULL && r->o.follow)
+		pbuf_append(&r->end, o->end->data, o->end->len);
+	r->o.end = NULL;
 	if (j == NULL || PROTO_STATE_FINAL(j->state))
 		reader_ended(r, j);
 	else if (r->o.watch && job_watch_logged(j, c, req) < 0) {

@@ -18,6 +18,10 @@ struct logread_opts {
 	uint64_t tail;   /* last lines; UINT64_MAX: all */
 	bool follow;     /* until the job ends, then its end message */
 	bool watch;      /* a watch: the end message, never ok */
+	/* a job no longer in the table: its state, -1: unknown ... */
+	int state;
+	/* ... and the end message a watch sends after the output, or NULL */
+	const struct pbuf *end;
 };
 
 /* Register the hooks of joblog.c and conn.c. */

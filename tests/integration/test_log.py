@@ -249,6 +249,31 @@ class TestLog(LogTest):
                          (0, "kept\n", "also\n"))
         r = self.ctl("log", "--tail", "1", "--stderr", job)
         self.assertEqual(r.stdout + r.stderr, "also\n")
+        # the store has the job: its state, its replay, its end
+        c = self.client()
+        out, last = self.read_log(c, job=job)
+        self.assertEqual((last["t"], last["state"]), ("ok", "succeeded"))
+        r = self.ctl("watch", job)
+        self.assertEqual((r.returncode, r.stdout, r.stderr),
+                         (0, 'kept\n{"status":0}\n', "also\n"))
+        failed = self.submit("echo no; exit 2")
+        self.wait(failed)
+        self.d.close()
+        self.d = Daemon("--state-dir", self.state)
+        r = self.ctl("log", "-f", failed)
+        self.assertEqual((r.returncode, r.stdout), (1, "no\n"))
+        r = self.ctl("watch", failed)
+        self.assertEqual((r.returncode, r.stdout), (1, "no\n"))
+
+    def test_a_job_without_output_is_no_such_job_only_when_it_is_not(self):
+        job = self.submit("true")
+        self.wait(job)
+        self.d.close()
+        self.d = Daemon("--state-dir", self.state)
+        r = self.ctl("log", job)
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "", ""))
+        r = self.ctl("log", job + 1)
+        self.assertEqual(r.returncode, 4)
 
     def test_a_job_without_output_leaves_no_file(self):
         job = self.submit("true")
