@@ -667,7 +667,8 @@ joblog_scan(void)
 		jl.total += (uint64_t)st.st_size;
 	}
 	closedir(dir);
-	qsort(all, n, sizeof(*all), jl_cmp);
+	if (n > 1)
+		qsort(all, n, sizeof(*all), jl_cmp);
 	for (i = 0; i < n; i++) {
 		if (all[i]->seg == 0)
 			all[i]->first = 0;
