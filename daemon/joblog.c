@@ -233,7 +233,7 @@ seg_pread(struct jlog *l, uint32_t seg, void *buf, size_t len, uint64_t off)
 		return n;
 	}
 	seg_name(name, sizeof(name), l->id, seg);
-	if ((fd = openat(jl.dfd, name, O_RDONLY | O_CLOEXEC)) < 0)
+	if ((fd = openat(jl.dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
 		return errno == ENOENT ? -1 : 0;
 	do
 		n = pread(fd, buf, len, (off_t)off);
@@ -290,12 +290,13 @@ rec_header(char *p, uint32_t len, uint8_t type)
 static void
 jl_load(struct jlog *l)
 {
-	char buf[64 * 1024];
-	uint64_t off = 0, v[4];
+	char buf[64 * 1024], name[48];
+	uint64_t off = 0, size, v[4];
 	uint32_t len;
 	uint8_t type;
 	ssize_t n;
 	bool head = l->seg == 0;
+	int fd;
 
 	if (l->known)
 		return;
@@ -308,9 +309,11 @@ jl_load(struct jlog *l)
 		l->owner = (uid_t)v[0];
 	}
 	/* walk the last segment, header to header */
+	size = seg_size(l, l->seg);
 	for (;;) {
 		n = seg_pread(l, l->seg, buf, REC_HDR + ORIGIN_LEN, off);
-		if (n < REC_HDR || !rec_parse(buf, &len, &type))
+		if (n < REC_HDR || !rec_parse(buf, &len, &type) ||
+		    off + REC_OVER + len > size)
 			break;
 		if (type == REC_ORIGIN) {
 			if (n < REC_HDR + ORIGIN_LEN)
@@ -326,6 +329,18 @@ jl_load(struct jlog *l)
 	}
 	if (head)
 		memcpy(l->head_end, l->written, sizeof(l->head_end));
+	if (off < size && jl.dfd >= 0) {
+		/* a record cut short (a crash of the machine): it goes */
+		seg_name(name, sizeof(name), l->id, l->seg);
+		if ((fd = openat(jl.dfd, name,
+		                 O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+			if (ftruncate(fd, (off_t)off) == 0) {
+				l->disk -= size - off;
+				jl.total -= size - off;
+			}
+			close(fd);
+		}
+	}
 	l->used = seg_size(l, l->seg);
 	l->prev_used =
 	    l->seg >= 2 && l->first < l->seg ? seg_size(l, l->seg - 1) : 0;
@@ -399,7 +414,9 @@ joblog_flush_one(struct jlog *l)
 	} else if (l->fd < 0 && !l->broken) {
 		seg_name(name, sizeof(name), l->id, l->seg);
 		l->fd = openat(jl.dfd, name,
-		               O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		               O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
+		                   O_NOFOLLOW,
+		               0600);
 		if (l->fd < 0) {
 			log_warn("logs: %s", name);
 			l->broken = true;
@@ -703,9 +720,14 @@ joblog_init(const char *dir, uint64_t job_limit, uint64_t total_limit,
 		snprintf(err, len, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
-	jl.dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	jl.dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (jl.dfd < 0 || fstat(jl.dfd, &st) < 0) {
 		snprintf(err, len, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(err, len, "%s: owned by uid %u, not by concd's", dir,
+		         (unsigned)st.st_uid);
 		return -1;
 	}
 	if ((st.st_mode & 077) != 0 && fchmod(jl.dfd, 0700) < 0) {

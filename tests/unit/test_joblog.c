@@ -279,6 +279,65 @@ the_next_run_takes_the_logs_over(void **state)
 	assert_int_equal(stat(path, &st), -1);
 }
 
+/*
+ * A record cut short by a crash of the machine: readers stop before it,
+ * and once the job writes again (re-queued), it is cut off first.
+ */
+static void
+a_torn_record_is_cut_off(void **state)
+{
+	char path[128], junk[] = {100, 0, 0, 0, 1, 'C', 'J', 'L', 'x', 'y'};
+	FILE *f;
+
+	if (in_memory)
+		skip();
+	put(40, 1, "whole\n");
+	joblog_end(40);
+	joblog_shutdown();
+	snprintf(path, sizeof(path), "%s/40.0", dir);
+	assert_non_null(f = fopen(path, "a"));
+	assert_int_equal(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
+	fclose(f);
+	restart(JOBLOG_LIMIT, JOBLOG_TOTAL_LIMIT);
+	assert_string_equal(
+	    read_log(40, JOBLOG_BOTH, 0, UINT64_MAX, UINT64_MAX), "<1>whole\n");
+	assert_string_equal(read_log(40, JOBLOG_BOTH, 0, UINT64_MAX, 1),
+	                    "<1>whole\n");
+	put(40, 2, "again\n");
+	assert_string_equal(
+	    read_log(40, JOBLOG_BOTH, 0, UINT64_MAX, UINT64_MAX),
+	    "<1>whole\n<2>again\n");
+}
+
+/* A logs directory that is not concd's own is refused, not used. */
+static void
+a_logs_directory_of_another_user_is_refused(void **state)
+{
+	char err[256], link[128];
+
+	if (in_memory || geteuid() != 0)
+		skip();
+	joblog_shutdown();
+	assert_int_equal(chown(dir, 65534, 65534), 0);
+	assert_int_equal(joblog_init(dir, JOBLOG_LIMIT, JOBLOG_TOTAL_LIMIT, err,
+	                             sizeof(err)),
+	                 -1);
+	assert_non_null(strstr(err, "owned by uid 65534"));
+	joblog_shutdown();
+	/* nor is a symbolic link to a directory */
+	assert_int_equal(chown(dir, 0, 0), 0);
+	snprintf(link, sizeof(link), "%s.link", dir);
+	assert_int_equal(symlink(dir, link), 0);
+	assert_int_equal(joblog_init(link, JOBLOG_LIMIT, JOBLOG_TOTAL_LIMIT,
+	                             err, sizeof(err)),
+	                 -1);
+	unlink(link);
+	joblog_shutdown();
+	assert_int_equal(joblog_init(dir, JOBLOG_LIMIT, JOBLOG_TOTAL_LIMIT, err,
+	                             sizeof(err)),
+	                 0);
+}
+
 /* A small buffer: records split across reads come out whole. */
 static void
 small_reads_lose_nothing(void **state)
@@ -312,6 +371,8 @@ main(void)
 	    BOTH(total_cap_removes_the_oldest_ended_logs),
 	    BOTH(the_next_run_takes_the_logs_over),
 	    BOTH(small_reads_lose_nothing),
+	    BOTH(a_torn_record_is_cut_off),
+	    BOTH(a_logs_directory_of_another_user_is_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
