@@ -879,9 +879,10 @@ joblog_open(struct joblog_cursor *c, uint64_t id, unsigned streams,
 		c->seg = l->seg;
 		c->off = seg_size(l, l->seg);
 		memcpy(c->pos, l->written, sizeof(c->pos));
-	} else if (tail != UINT64_MAX && cursor_tail(c, l, tail))
-		return 0;
-	c->skip = offset;
+	} else if (tail != UINT64_MAX)
+		(void)cursor_tail(c, l, tail); /* fewer lines: from the start */
+	else
+		c->skip = offset;
 	return 0;
 }
 

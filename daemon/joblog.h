@@ -70,9 +70,10 @@ struct joblog_cursor {
 };
 
 /*
- * Place c at selected byte offset (counting bytes not kept too), or at
- * the start of the last tail lines when tail is not UINT64_MAX; length
- * bounds what it reads.  -1 if job id has no log.
+ * Place c at selected byte offset (counting bytes not kept too), or,
+ * when tail is not UINT64_MAX, at the start of the last tail lines (0:
+ * at the end), offset unused; length bounds what it reads.  -1 if job id
+ * has no log.
  */
 int joblog_open(struct joblog_cursor *c, uint64_t id, unsigned streams,
                 uint64_t offset, uint64_t length, uint64_t tail);

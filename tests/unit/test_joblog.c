@@ -169,9 +169,10 @@ tail_gives_the_last_lines(void **state)
 	/* no last newline: the unfinished line counts */
 	put(4, 1, "x\ny\nz");
 	assert_string_equal(read_log(4, 1, 0, UINT64_MAX, 2), "<1>y\nz");
-	/* more lines than there are: all; none: nothing */
+	/* more lines than there are: all; none: nothing; offset unused */
 	assert_string_equal(read_log(4, 1, 0, UINT64_MAX, 10), "<1>x\ny\nz");
-	assert_string_equal(read_log(4, 1, 0, UINT64_MAX, 0), "");
+	assert_string_equal(read_log(4, 1, 2, UINT64_MAX, 10), "<1>x\ny\nz");
+	assert_string_equal(read_log(4, 1, 2, UINT64_MAX, 0), "");
 }
 
 /*
