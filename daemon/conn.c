@@ -30,16 +30,23 @@
 #define CONN_TRIM_AT    (128 * 1024)       /* a frame this large: trim */
 
 /*
- * Output that waits for the store: replies that may only go out once
- * their batch is committed, then what was written after them.  A
- * connection's segments are in order; they go to its output buffer when
- * the store has written their batch (conn_release).
+ * Output that waits for the store: from a reply that may only go out
+ * once its batch is committed on, everything written to the connection.
+ * A segment is one batch's: the frames written while it was the store's
+ * open batch, and its replies, each to be written at its place among
+ * them (off) once the batch is committed (conn_release).  A connection
+ * has a segment per batch outstanding, so two or three at most.
  */
+struct conn_hole {
+	struct conn_reply r;
+	size_t off; /* where it goes in the segment's frames */
+};
+
 struct conn_seg {
 	uint64_t seq;
-	struct conn_reply *replies;
+	struct conn_hole *holes;
 	size_t n, cap;
-	struct pbuf after; /* frames written after the replies */
+	struct pbuf after; /* frames written since the first reply */
 	TAILQ_ENTRY(conn_seg) link;
 };
 
@@ -128,7 +135,7 @@ conn_new_with(int fd, const struct conn_handler *h, void *arg)
 static void
 conn_seg_free(struct conn_seg *g)
 {
-	free(g->replies);
+	free(g->holes);
 	pbuf_free(&g->after);
 	free(g);
 }
@@ -195,18 +202,17 @@ conn_out(struct conn *c)
 }
 
 /*
- * A reply that waits for the store's batch seq: fill writes it once that
- * batch is written, or failed.  Replies of one batch with nothing
- * between them share a segment.
+ * A reply that waits for the store's batch seq: fill writes it in its
+ * place once that batch is written.
  */
 int
 conn_defer(struct conn *c, uint64_t seq, const struct conn_reply *r)
 {
 	struct conn_seg *g = TAILQ_LAST(&c->segs, conn_segs);
-	struct conn_reply *p;
+	struct conn_hole *p;
 	size_t n;
 
-	if (g == NULL || g->seq != seq || g->after.len > 0) {
+	if (g == NULL || g->seq != seq) {
 		if ((g = calloc(1, sizeof(*g))) == NULL)
 			return -1;
 		g->seq = seq;
@@ -216,19 +222,19 @@ conn_defer(struct conn *c, uint64_t seq, const struct conn_reply *r)
 	}
 	if (g->n == g->cap) {
 		n = g->cap ? g->cap * 2 : 16;
-		if ((p = realloc(g->replies, n * sizeof(*p))) == NULL)
+		if ((p = realloc(g->holes, n * sizeof(*p))) == NULL)
 			return -1;
-		g->replies = p;
+		g->holes = p;
 		g->cap = n;
 	}
-	g->replies[g->n++] = *r;
+	g->holes[g->n].r = *r;
+	g->holes[g->n++].off = g->after.len;
 	return 0;
 }
 
-/* The store wrote (ok) or failed batch seq: what waited on it goes out. */
+/* The store wrote batch seq: what waited on it goes out. */
 void
-conn_release(uint64_t seq, bool ok,
-             void (*fill)(struct pbuf *, const struct conn_reply *, bool))
+conn_release(uint64_t seq, void (*fill)(struct pbuf *, const struct conn_reply *))
 {
 	struct conn *c, *next;
 	struct conn_seg *g;
@@ -237,10 +243,17 @@ conn_release(uint64_t seq, bool ok,
 	for (c = TAILQ_FIRST(&waiting); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, wait_link);
 		while ((g = TAILQ_FIRST(&c->segs)) != NULL && g->seq <= seq) {
+			size_t at = 0;
+
 			TAILQ_REMOVE(&c->segs, g, link);
-			for (i = 0; i < g->n; i++)
-				fill(&c->out, &g->replies[i], ok);
-			pbuf_append(&c->out, g->after.data, g->after.len);
+			for (i = 0; i < g->n; i++) {
+				pbuf_append(&c->out, g->after.data + at,
+				            g->holes[i].off - at);
+				at = g->holes[i].off;
+				fill(&c->out, &g->holes[i].r);
+			}
+			pbuf_append(&c->out, g->after.data + at,
+			            g->after.len - at);
 			conn_seg_free(g);
 		}
 		if (TAILQ_EMPTY(&c->segs))
@@ -309,7 +322,7 @@ conn_unsent(const struct conn *c)
 	size_t n = c->out.len - c->out_off;
 
 	TAILQ_FOREACH(g, &c->segs, link)
-	n += g->after.len + g->n * sizeof(g->replies[0]);
+	n += g->after.len + g->n * sizeof(g->holes[0]);
 	return n;
 }
 

@@ -42,9 +42,8 @@ struct conn_reply {
 	bool gather;
 };
 int conn_defer(struct conn *, uint64_t seq, const struct conn_reply *);
-void conn_release(uint64_t seq, bool ok,
-                  void (*fill)(struct pbuf *, const struct conn_reply *,
-                               bool ok));
+void conn_release(uint64_t seq,
+                  void (*fill)(struct pbuf *, const struct conn_reply *));
 /* Called after output was queued: the flush runs once per loop pass. */
 void conn_dirty(struct conn *);
 /* True while the peer is slow: progress may be skipped. */

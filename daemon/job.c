@@ -30,15 +30,7 @@ static struct {
 	size_t nheld, capheld;
 	struct job **dirty; /* the store is owed their rows; NULL: gone */
 	size_t ndirty, capdirty;
-	struct admit *admit; /* made, waiting for their batch */
-	size_t nadmit, capadmit;
 } jobs;
-
-/* Jobs first .. first + n - 1 wait for batch seq to be committed. */
-struct admit {
-	uint64_t seq, first;
-	size_t n;
-};
 /* The floor above: the executors that run the jobs (job_hook_sched). */
 static const struct job_hooks *jobs_up;
 
@@ -60,8 +52,8 @@ struct gather {
 static void job_trim(void);
 static void job_group_put(struct gather *);
 static void job_drained(struct conn *);
-static void job_committed(uint64_t seq, bool ok);
 static void job_row(const struct job *, struct store_row *);
+static uint64_t job_next_id(void);
 
 /*
  * A job's watchers: its own, then those of its gather request.  The
@@ -135,8 +127,7 @@ job_init(size_t max_finished, uint64_t finished_ttl_s)
 	jobs.next_id = store_enabled() ? store_next_id() : 1;
 	TAILQ_INIT(&jobs.finished);
 	store_hook_collect(job_collect);
-	if (store_hook_committed(job_committed) < 0)
-		fatalx("job_init: no room for a store hook");
+	store_hook_next_id(job_next_id);
 	conn_hook_drained(job_drained);
 	job_set_retention(max_finished, finished_ttl_s);
 }
@@ -173,6 +164,12 @@ size_t
 job_total(void)
 {
 	return jobs.count;
+}
+
+static uint64_t
+job_next_id(void)
+{
+	return jobs.next_id;
 }
 
 uint64_t
@@ -228,7 +225,7 @@ job_dirty(struct job *j)
 	struct job **p;
 	size_t n;
 
-	if (j->dirty || !store_enabled())
+	if (j->dirty || !store_wanted())
 		return;
 	if (jobs.ndirty == jobs.capdirty) {
 		n = jobs.capdirty ? jobs.capdirty * 2 : 1024;
@@ -326,67 +323,15 @@ uint64_t
 job_admit(uint64_t first, size_t n)
 {
 	struct job *j = job_find(first);
-	struct admit *p;
-	size_t cap;
+	size_t k;
 
-	if (!store_enabled()) {
-		if (j != NULL && j->group != NULL)
-			job_group_submit(j->group);
-		else if (j != NULL)
-			jobs_up->submit(j);
-		return 0;
-	}
-	for (cap = 0; cap < n; cap++)
-		if ((j = job_find(first + cap)) != NULL)
-			j->held = true;
-	if (jobs.nadmit == jobs.capadmit) {
-		cap = jobs.capadmit ? jobs.capadmit * 2 : 64;
-		if ((p = realloc(jobs.admit, cap * sizeof(*p))) == NULL)
-			fatal("job_admit");
-		jobs.admit = p;
-		jobs.capadmit = cap;
-	}
-	jobs.admit[jobs.nadmit++] =
-	    (struct admit){.seq = store_seq(), .first = first, .n = n};
-	return store_seq();
-}
-
-/* Out of the table with no event: a job its client was never told of. */
-static void job_forget(struct job *);
-
-/*
- * Batch seq was committed (ok) or not: its new jobs go to their
- * executors, or are forgotten.  A job cancelled while it waited has
- * ended already.
- */
-static void
-job_committed(uint64_t seq, bool ok)
-{
-	struct job *j;
-	size_t i, k, m = 0;
-
-	for (i = 0; i < jobs.nadmit && jobs.admit[i].seq <= seq; i++) {
-		struct admit a = jobs.admit[i];
-
-		j = job_find(a.first);
-		if (ok && j != NULL && j->group != NULL) {
-			job_group_submit(j->group);
-			continue;
-		}
-		for (k = 0; k < a.n; k++) {
-			if ((j = job_find(a.first + k)) == NULL || !j->held)
-				continue;
-			if (ok) {
-				j->held = false;
+	if (j != NULL && j->group != NULL)
+		job_group_submit(j->group);
+	else
+		for (k = 0; k < n; k++)
+			if ((j = job_find(first + k)) != NULL)
 				jobs_up->submit(j);
-			} else
-				job_forget(j);
-		}
-	}
-	m = i;
-	memmove(jobs.admit, jobs.admit + m,
-	        (jobs.nadmit - m) * sizeof(*jobs.admit));
-	jobs.nadmit -= m;
+	return store_enabled() ? store_seq() : 0;
 }
 
 /* Out of the id hash and the counts. */
@@ -434,24 +379,6 @@ job_abandon(struct job *j)
 	job_unlink(j);
 	if (PROTO_STATE_FINAL(j->state))
 		TAILQ_REMOVE(&jobs.finished, j, link);
-}
-
-static void
-job_forget(struct job *j)
-{
-	struct watch *w;
-
-	while ((w = LIST_FIRST(&j->watches)) != NULL)
-		watch_free(w);
-	if (j->dirty) {
-		jobs.dirty[j->dslot] = NULL;
-		j->dirty = false;
-	}
-	if (PROTO_STATE_FINAL(j->state)) {
-		TAILQ_REMOVE(&jobs.finished, j, link);
-		jobs.nfinished--;
-	}
-	job_free(j);
 }
 
 struct job *
@@ -1169,7 +1096,6 @@ job_shutdown(void)
 	free(jobs.bucket);
 	free(jobs.held);
 	free(jobs.dirty);
-	free(jobs.admit);
 	if (jobs.sweep != NULL)
 		event_free(jobs.sweep);
 	memset(&jobs, 0, sizeof(jobs));

@@ -189,11 +189,9 @@ void job_shutdown(void);
 void job_abandon(struct job *);
 struct job *job_new(const struct job_submit *);
 /*
- * Jobs first .. first + n - 1, just made, are given to their executors
- * once the store has committed them; returns the store batch a reply
- * about them must wait for, or 0 when there is no store and they have
- * been given to their executors now.  If the batch fails they are
- * forgotten, without any event.
+ * Jobs first .. first + n - 1, just made, go to their executors; returns
+ * the store batch their rows go in, which the reply that tells of them
+ * must wait for (0: no store).  They run while their batch is written.
  */
 uint64_t job_admit(uint64_t first, size_t n);
 /* A job of the store, at a restart: made with its id, attempt and times. */

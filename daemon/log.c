@@ -474,3 +474,36 @@ log_job(const struct log_job *j)
 	log_job_line(line, sizeof(line), j);
 	log_info("%s", line);
 }
+
+/*
+ * Many events at once (a store batch): to the journal one by one, else
+ * their lines in as few writes as a 64 KiB buffer allows, each line
+ * whole.
+ */
+void
+log_jobs(const struct log_job *jobs, size_t n)
+{
+	char buf[65536];
+	size_t i, len = 0, m;
+
+	if (!log_wanted(LOG_INFO))
+		return;
+	if (log_syslog || log_prefix || log_fd < 0) {
+		for (i = 0; i < n; i++)
+			log_job(&jobs[i]);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (sizeof(buf) - len < LOG_JOB_LINE + 16) {
+			(void)write(log_fd, buf, len);
+			len = 0;
+		}
+		memcpy(buf + len, "concd: ", 7);
+		len += 7;
+		m = log_job_line(buf + len, LOG_JOB_LINE, &jobs[i]);
+		len += m;
+		buf[len++] = '\n';
+	}
+	if (len > 0)
+		(void)write(log_fd, buf, len);
+}

@@ -40,6 +40,7 @@ struct log_job {
 	const char *command; /* exec's argv (log_command), or NULL */
 };
 void log_job(const struct log_job *);
+void log_jobs(const struct log_job *, size_t n);
 /*
  * The "argv" of a msgpack map of exec's arguments as one line, each word
  * quoted as a shell needs it, cut with "..." to fit len; its length.

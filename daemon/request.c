@@ -148,8 +148,11 @@ request_job(struct conn *c, const struct proto_msg *m)
 
 	if (j != NULL && (job_visible(j, conn_uid(c)) || request_admin(c)))
 		return j;
-	if (j == NULL && store_get(id, stored_reply, &a) == 0 && a.found)
-		return NULL;
+	if (j == NULL && store_enabled()) {
+		store_sync();
+		if (store_get(id, stored_reply, &a) == 0 && a.found)
+			return NULL;
+	}
 	/* Another user's job is as good as absent. */
 	reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
 	            (unsigned long long)id);
@@ -295,25 +298,13 @@ store_refuses(struct conn *c, uint64_t id)
 	return why != NULL;
 }
 
-/*
- * The reply to a submit or a gather, once its jobs are in the store:
- * accepted, or the error that says they are not.
- */
+/* The reply to a submit or a gather, once its jobs are in the store. */
 static void
-request_fill(struct pbuf *b, const struct conn_reply *r, bool ok)
+request_fill(struct pbuf *b, const struct conn_reply *r)
 {
 	struct proto_enc e;
 	uint32_t i;
 
-	if (!ok) {
-		const char *why = store_failing();
-		char message[300];
-
-		snprintf(message, sizeof(message), "job not accepted: %s",
-		         why != NULL ? why : "the job store failed");
-		proto_enc_error(b, r->req, PE_STORE, message);
-		return;
-	}
 	proto_enc_begin(&e, b, PROTO_ACCEPTED, r->req);
 	if (r->gather) {
 		proto_enc_key(&e, PF_JOBS);
@@ -328,29 +319,29 @@ request_fill(struct pbuf *b, const struct conn_reply *r, bool ok)
 	proto_enc_end(&e);
 }
 
+/*
+ * A failed batch is written again with the next one: its replies wait
+ * for that one.
+ */
 static void
 request_committed(uint64_t seq, bool ok)
 {
-	conn_release(seq, ok, request_fill);
+	if (ok)
+		conn_release(seq, request_fill);
 }
 
 /*
- * New jobs go to their executors and the client hears `accepted`: with a
- * store, both once the jobs are committed; without, now, the reply
- * first, as their events may follow at once.  (Out of memory for the
+ * New jobs go to their executors at once.  The client hears `accepted`
+ * once they are in the store: the reply waits in the connection for
+ * their batch, and their events queue behind it.  (Out of memory for the
  * waiting reply, it goes out before the commit.)
  */
 static void
 request_admit(struct conn *c, const struct conn_reply *r)
 {
-	uint64_t seq;
-
-	if (!store_enabled()) {
-		request_fill(conn_out(c), r, true);
-		job_admit(r->first, r->n);
-	} else if ((seq = job_admit(r->first, r->n)) > 0 &&
-	           conn_defer(c, seq, r) < 0)
-		request_fill(conn_out(c), r, true);
+	if (!store_enabled() || conn_defer(c, store_seq(), r) < 0)
+		request_fill(conn_out(c), r);
+	job_admit(r->first, r->n);
 	conn_dirty(c);
 }
 
@@ -486,7 +477,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 	if (r.n > 0)
 		request_admit(c, &r);
 	else
-		request_fill(conn_out(c), &r, true);
+		request_fill(conn_out(c), &r);
 	g = NULL;
 out:
 	free(g);
@@ -827,6 +818,102 @@ ps_encode(struct conn *c, uint64_t id, struct job **rows, size_t n,
  * left out: the reply is made without any, and the room it leaves goes
  * to the results of the oldest rows.
  */
+struct ps_stored {
+	struct proto_enc *e;
+	size_t room; /* bytes of results the rows may still carry */
+};
+
+static void
+ps_stored_row(const struct store_row *r, void *arg)
+{
+	struct ps_stored *p = arg;
+	size_t size = r->state == PS_SUCCEEDED ? r->result_len : 0;
+
+	proto_enc_map_open(p->e);
+	job_encode_row(p->e, r, size <= p->room);
+	p->room -= size <= p->room ? size : 0;
+	proto_enc_close(p->e);
+}
+
+/*
+ * ps of finished jobs, with a store: the store answers, once it holds
+ * what the job table holds.  The newest rows that match, oldest first;
+ * if their results do not fit in the frame, without them.
+ */
+static void
+ps_from_store(struct conn *c, const struct proto_msg *m,
+              const struct ps_filter *f, size_t limit)
+{
+	struct store_filter sf = {
+	    .state = f->state,
+	    .all = f->all,
+	    .uid = f->any_owner ? -1 : (int64_t)f->uid,
+	    .since = f->since,
+	    .until = f->until,
+	    .limit = limit,
+	};
+	size_t counts[PS_COUNT] = {0}, i, bare = 0;
+	struct proto_enc e;
+	struct ps_stored p = {.e = &e, .room = SIZE_MAX};
+	char task[65];
+	int pass;
+
+	if (f->task != NULL) {
+		snprintf(task, sizeof(task), "%.*s", (int)f->task_len, f->task);
+		sf.task = task;
+	}
+	store_sync();
+	if (store_count(&sf, counts) < 0)
+		goto fail;
+	/*
+	 * With every result; else none, which gives the bare size; then the
+	 * room that leaves goes to the oldest rows' results.
+	 */
+	for (pass = 0; pass < 3; pass++) {
+		if (pass == 1)
+			p.room = 0;
+		else if (pass == 2)
+			p.room = PROTO_MAX_FRAME + PROTO_HEADER_LEN - bare;
+		proto_enc_begin(&e, conn_out(c), PROTO_JOBS, m->id);
+		proto_enc_key(&e, PF_JOBS);
+		proto_enc_array_open(&e);
+		if (limit > 0 && store_list(&sf, ps_stored_row, &p) < 0) {
+			conn_out(c)->len = e.start;
+			goto fail;
+		}
+		proto_enc_close(&e);
+		proto_enc_u64(&e, PF_TOTAL, ps_total(counts, f));
+		proto_enc_key(&e, PF_COUNTS);
+		proto_enc_map_open(&e);
+		for (i = 0; i < PS_COUNT; i++) {
+			msgpack_pack_str_with_body(&e.pk, proto_states[i],
+			                           strlen(proto_states[i]));
+			msgpack_pack_uint64(&e.pk, counts[i]);
+			proto_enc_elem(&e);
+		}
+		proto_enc_close(&e);
+		if (proto_enc_end(&e) < 0) {
+			if (pass == 1)
+				break;
+			continue;
+		}
+		if (pass == 1) {
+			/* the bare reply: made again with the room left */
+			bare = conn_out(c)->len - e.start;
+			conn_out(c)->len = e.start;
+			continue;
+		}
+		conn_dirty(c);
+		return;
+	}
+	reply_error(c, m->id, PE_INTERNAL,
+	            "too many jobs for one reply: use a smaller limit");
+	return;
+fail:
+	reply_error(c, m->id, PE_INTERNAL,
+	            "the job store cannot be read (see concd's log)");
+}
+
 static void
 request_ps(struct conn *c, const struct proto_msg *m)
 {
@@ -841,6 +928,11 @@ request_ps(struct conn *c, const struct proto_msg *m)
 
 	if (ps_filter_parse(c, m, &f) < 0)
 		return;
+	if (store_enabled() &&
+	    (f.all || (f.state >= 0 && PROTO_STATE_FINAL(f.state)))) {
+		ps_from_store(c, m, &f, limit);
+		return;
+	}
 	if (ps_filter_everything(&f))
 		job_counts(w.counts);
 	else

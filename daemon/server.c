@@ -432,7 +432,7 @@ server_reload(void)
 	uint32_t fixed = config_fixed_mask();
 	char cause[512];
 
-	o.socket_path = o.plugin_dir = o.config_path = NULL;
+	o.socket_path = o.plugin_dir = o.config_path = o.state_dir = NULL;
 	/* who may do what: a key taken out of the file is revoked */
 	o.exec_other_users = 0;
 	o.admin_gid = -1;

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@
 #define STORE_INLINE_MAX 8      /* rows a loop pass commits itself */
 #define STORE_WAL_PAGES  8192   /* a checkpoint once the WAL is this long */
 #define STORE_TRIM_EVERY 60     /* seconds between age sweeps */
+#define STORE_RESERVE    (4 << 20) /* bytes kept free: see store_reserve */
 #define STORE_RETRY_MIN  100    /* ms after a failed commit */
 #define STORE_RETRY_MAX  5000
 
@@ -58,9 +60,11 @@ struct batch {
 	struct brow *rows;
 	size_t n, cap;
 	struct pbuf data;
-	uint64_t max_id; /* the highest id inserted */
+	uint64_t max_id;  /* the highest id inserted */
+	uint64_t next_id; /* with a trim: no id below it may come back */
 	size_t finals;   /* rows that reach a final state */
 	bool ok;
+	bool reserve_used; /* the disk was full: the reserve let it through */
 	char cause[160];
 	/* ids the thread deleted for retention, for the forgotten hook */
 	uint64_t *gone;
@@ -100,6 +104,9 @@ static struct {
 	char instance[40];
 	uid_t self;
 	int lock_fd; /* flock'd: the directory is this concd's */
+	bool memory; /* no store: rows go to the audit trail only */
+	char *reserve;            /* DIR/reserve */
+	atomic_bool reserve_ok;   /* it is there, to be given up */
 	bool on;
 
 	/* the loop's */
@@ -109,10 +116,13 @@ static struct {
 	bool marked;
 	struct event *commit_ev, *done_ev, *retry_ev;
 	unsigned retry_ms;
+	bool blocked; /* the last batch failed: wait for the retry */
+	bool syncing; /* store_sync: commit on the loop, whatever the size */
 	char failing[200];
 	void (*collect)(void);
 	void (*committed[2])(uint64_t, bool);
 	void (*forgotten)(uint64_t);
+	uint64_t (*next_hook)(void); /* the next id the loop gives out */
 	struct brow *carry; /* a failed batch's updates, for the next one */
 	size_t ncarry;
 
@@ -135,6 +145,13 @@ bool
 store_enabled(void)
 {
 	return store.on;
+}
+
+/* Rows wanted: for the store, or (--state-dir none) the audit trail. */
+bool
+store_wanted(void)
+{
+	return store.on || store.memory;
 }
 
 uint64_t
@@ -325,6 +342,31 @@ store_load_meta(char *cause, size_t len)
 }
 
 /*
+ * A full disk.  concd keeps STORE_RESERVE bytes of the state directory
+ * in a file of its own; when a commit finds the disk full, the file goes
+ * and the commit is tried again in the room it leaves, so that a job
+ * that was submitted is still accepted, and the jobs already accepted
+ * go on being written.  New jobs are refused until the file can be made
+ * again: the disk has room again.
+ */
+static int
+store_reserve_make(void)
+{
+	int fd, rc;
+
+	if ((fd = open(store.reserve, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) <
+	    0)
+		return -1;
+	rc = posix_fallocate(fd, 0, STORE_RESERVE);
+	if (close(fd) < 0 || rc != 0) {
+		unlink(store.reserve);
+		return -1;
+	}
+	atomic_store(&store.reserve_ok, true);
+	return 0;
+}
+
+/*
  * One concd per state directory: a second one would run the first one's
  * queued jobs again and, at its start, kill its commands.  The lock is
  * held until concd exits; the file says by whom.
@@ -375,11 +417,17 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 	}
 	if (store_lock(dir, cause, len) < 0)
 		return -1;
+	if (asprintf(&store.reserve, "%s/reserve", dir) < 0)
+		fatal("asprintf");
+	if (store_reserve_make() < 0)
+		log_warnx("%s: cannot keep %d MiB in reserve: a full disk will "
+		          "stop new jobs without notice",
+		          store.reserve, STORE_RESERVE >> 20);
 	if (asprintf(&store.path, "%s/jobs.db", dir) < 0)
 		fatal("asprintf");
 	rc = sqlite3_open_v2(store.path, &store.db,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-	                         SQLITE_OPEN_FULLMUTEX,
+	                         SQLITE_OPEN_NOMUTEX,
 	                     NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(cause, len, "%s: %s", store.path,
@@ -414,13 +462,19 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		}
 	sqlite3_wal_hook(store.db, store_wal_hook, NULL);
 	if (sqlite3_open_v2(store.path, &store.rdb,
-	                    SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
+	                    SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
 	                    NULL) != SQLITE_OK) {
 		snprintf(cause, len, "%s: %s", store.path,
 		         sqlite3_errmsg(store.rdb));
 		goto fail;
 	}
 	sqlite3_busy_timeout(store.rdb, 1000);
+	/* the reader opens its WAL files now, not at the first request */
+	{
+		int64_t v;
+
+		(void)store_int(store.rdb, "SELECT count(*) FROM meta", &v);
+	}
 	store.on = true;
 	store.seq = 1;
 	return 0;
@@ -620,7 +674,10 @@ store_list(const struct store_filter *f,
 	if (!store.on)
 		return 0;
 	store_where(f, where, sizeof(where), false);
-	snprintf(sql, sizeof(sql), "SELECT %s FROM jobs%s ORDER BY id DESC%s",
+	/* the newest that match, given oldest first */
+	snprintf(sql, sizeof(sql),
+	         "SELECT * FROM (SELECT %s FROM jobs%s ORDER BY id DESC%s) "
+	         "ORDER BY id",
 	         store_columns, where, f->limit > 0 ? " LIMIT ?2" : "");
 	if (sqlite3_prepare_v2(store.rdb, sql, -1, &s, NULL) != SQLITE_OK) {
 		log_warnx("%s: %s", store.path, sqlite3_errmsg(store.rdb));
@@ -678,6 +735,7 @@ batch_reset(struct batch *b)
 	b->finals = 0;
 	b->ngone = 0;
 	b->ok = false;
+	b->reserve_used = false;
 	b->cause[0] = '\0';
 	memset(&b->trim, 0, sizeof(b->trim));
 }
@@ -741,7 +799,7 @@ batch_add(struct batch *b, const struct store_row *r)
 void
 store_put(const struct store_row *r)
 {
-	if (!store.on)
+	if (!store.on && !store.memory)
 		return;
 	if (store.open == NULL)
 		store.open = batch_new();
@@ -887,8 +945,24 @@ write_trim(struct batch *b, uint64_t excess, uint64_t older_than)
 	sqlite3_finalize(s);
 }
 
+static void write_batch_once(struct batch *);
+static void store_audit(const struct batch *);
+
 static void
 write_batch(struct batch *b)
+{
+	write_batch_once(b);
+	if (b->ok || (sqlite3_errcode(store.db) != SQLITE_FULL &&
+	              strstr(b->cause, "full") == NULL) ||
+	    !atomic_exchange(&store.reserve_ok, false))
+		return;
+	unlink(store.reserve);
+	b->reserve_used = true;
+	write_batch_once(b);
+}
+
+static void
+write_batch_once(struct batch *b)
 {
 	size_t i;
 
@@ -898,23 +972,75 @@ write_batch(struct batch *b)
 	for (i = 0; i < b->n; i++)
 		if (write_row(b, &b->rows[i]) < 0)
 			goto fail;
-	if (b->max_id > 0) {
+	/*
+	 * The next id is max(id) + 1, unless retention deletes the newest
+	 * rows: the batches that delete write down the next id first.
+	 */
+	if (b->trim.excess > 0 || b->trim.older_than > 0) {
 		sqlite3_bind_int64(store.st[ST_NEXT_ID], 1,
-		                   (sqlite3_int64)b->max_id + 1);
+		                   (sqlite3_int64)b->next_id);
 		if (store_step(ST_NEXT_ID) < 0)
 			goto fail;
-	}
-	if (b->trim.excess > 0 || b->trim.older_than > 0)
 		write_trim(b, b->trim.excess, b->trim.older_than);
+	}
 	if (store_step(ST_COMMIT) < 0)
 		goto fail;
 	b->ok = true;
+	store_audit(b);
 	return;
 fail:
 	snprintf(b->cause, sizeof(b->cause), "%s",
 	         sqlite3_errmsg(store.db));
 	store_step(ST_ROLLBACK);
 	b->ngone = 0;
+}
+
+/*
+ * The audit trail of a written batch: a line (or a journal record) for
+ * each job accepted and each job finished, in chunks.
+ */
+#define AUDIT_CHUNK 64
+
+static void
+store_audit(const struct batch *b)
+{
+	struct log_job ev[AUDIT_CHUNK];
+	char cmd[AUDIT_CHUNK][256];
+	const char *d = b->data.data;
+	size_t i, n = 0;
+
+	for (i = 0; i < b->n; i++) {
+		const struct brow *w = &b->rows[i];
+		const struct store_row *r = &w->r;
+		struct log_job j = {
+		    .id = r->id,
+		    .task = w->task != UINT32_MAX ? d + w->task : "",
+		    .uid = r->uid,
+		    .state = proto_states[r->state],
+		};
+
+		if (n + 2 > AUDIT_CHUNK) {
+			log_jobs(ev, n);
+			n = 0;
+		}
+		if (r->insert) {
+			j.event = "accepted";
+			if (w->args != UINT32_MAX && strcmp(j.task, "exec") == 0 &&
+			    log_command(cmd[n], sizeof(cmd[n]), d + w->args,
+			                r->args_len) > 0)
+				j.command = cmd[n];
+			ev[n++] = j;
+			j.command = NULL;
+		}
+		if (PROTO_STATE_FINAL(r->state)) {
+			j.event = "finished";
+			j.error = r->err != PE_NONE ? proto_errors[r->err].name
+			                            : NULL;
+			ev[n++] = j;
+		}
+	}
+	if (n > 0)
+		log_jobs(ev, n);
 }
 
 static void *
@@ -975,6 +1101,12 @@ store_hook_forgotten(void (*fn)(uint64_t))
 }
 
 void
+store_hook_next_id(uint64_t (*fn)(void))
+{
+	store.next_hook = fn;
+}
+
+void
 store_set_retention(size_t max_finished, uint64_t finished_ttl_s)
 {
 	store.max_finished = max_finished;
@@ -984,7 +1116,7 @@ store_set_retention(size_t max_finished, uint64_t finished_ttl_s)
 void
 store_mark(void)
 {
-	if (store.marked || !store.on)
+	if (store.marked || (!store.on && !store.memory))
 		return;
 	store.marked = true;
 	if (store.commit_ev != NULL)
@@ -1004,46 +1136,40 @@ store_recycle(struct batch *b)
 		batch_free(b);
 }
 
+/* Copy batch from's rows into to, pointers made again. */
+static void
+batch_copy(struct batch *to, const struct batch *from)
+{
+	const char *d = from->data.data;
+	struct store_row r;
+	size_t i;
+
+	for (i = 0; i < from->n; i++) {
+		const struct brow *w = &from->rows[i];
+
+		r = w->r;
+		r.task = w->task != UINT32_MAX ? d + w->task : NULL;
+		r.args = w->args != UINT32_MAX ? d + w->args : NULL;
+		r.error = w->error != UINT32_MAX ? d + w->error : NULL;
+		r.msg = w->msg != UINT32_MAX ? d + w->msg : NULL;
+		r.result = w->result != UINT32_MAX ? d + w->result : NULL;
+		batch_add(to, &r);
+	}
+}
+
 /*
- * A failed batch's rows of jobs it did not insert are written again with
- * the next one, before the rows put since (which are newer).
+ * A failed batch is written again with the next one, before the rows put
+ * since (which are newer); the replies that wait for it wait on.
  */
 static void
 store_carry(struct batch *failed)
 {
 	struct batch *next = store_spare != NULL ? store_spare : batch_new();
-	struct store_row r;
-	size_t i;
 
 	store_spare = NULL;
-	for (i = 0; i < failed->n; i++) {
-		const struct brow *w = &failed->rows[i];
-		const char *d = failed->data.data;
-
-		if (w->r.insert)
-			continue;
-		r = w->r;
-		r.task = NULL;
-		r.args = NULL;
-		r.error = w->error != UINT32_MAX ? d + w->error : NULL;
-		r.msg = w->msg != UINT32_MAX ? d + w->msg : NULL;
-		r.result = w->result != UINT32_MAX ? d + w->result : NULL;
-		batch_add(next, &r);
-	}
+	batch_copy(next, failed);
 	if (store.open != NULL) {
-		for (i = 0; i < store.open->n; i++) {
-			const struct brow *w = &store.open->rows[i];
-			const char *d = store.open->data.data;
-
-			r = w->r;
-			r.task = w->task != UINT32_MAX ? d + w->task : NULL;
-			r.args = w->args != UINT32_MAX ? d + w->args : NULL;
-			r.error = w->error != UINT32_MAX ? d + w->error : NULL;
-			r.msg = w->msg != UINT32_MAX ? d + w->msg : NULL;
-			r.result =
-			    w->result != UINT32_MAX ? d + w->result : NULL;
-			batch_add(next, &r);
-		}
+		batch_copy(next, store.open);
 		batch_free(store.open);
 	}
 	store.open = next;
@@ -1054,11 +1180,20 @@ store_finish(struct batch *b)
 {
 	size_t i;
 
+	store.blocked = !b->ok;
+	if (b->ok && b->reserve_used) {
+		log_warnx("%s: the disk is full; the jobs accepted are "
+		          "written in the room kept in reserve, new jobs are "
+		          "refused until there is room again",
+		          store.path);
+		snprintf(store.failing, sizeof(store.failing),
+		         "the disk of the job store (%s) is full", store.path);
+	}
+	if (store.failing[0] != '\0' && b->ok &&
+	    !evtimer_pending(store.retry_ev, NULL))
+		loop_retry_later(store.retry_ev, &store.retry_ms,
+		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
 	if (b->ok) {
-		if (store.failing[0] != '\0')
-			log_info("%s: written again", store.path);
-		store.failing[0] = '\0';
-		store.retry_ms = 0;
 		store.finals += b->finals;
 		store.finals -= b->ngone < store.finals ? b->ngone : store.finals;
 		for (i = 0; i < b->ngone && store.forgotten != NULL; i++)
@@ -1078,7 +1213,11 @@ store_finish(struct batch *b)
 		store.committed[i](b->seq, b->ok);
 }
 
-/* What retention asks of the next batch the thread writes. */
+/*
+ * What retention asks of the next batch the thread writes.  The store
+ * keeps up to max_finished finished jobs, and trims them once it holds
+ * a 64th more, so that a busy store deletes in bulk, not at every batch.
+ */
 static bool
 store_plan_trim(struct batch *b)
 {
@@ -1102,20 +1241,28 @@ store_commit(void)
 	bool trim;
 
 	store.marked = false;
-	if (!store.on)
+	if (!store.on && !store.memory)
 		return;
 	if (store.collect != NULL)
 		store.collect();
-	if (store.flight != NULL || evtimer_pending(store.retry_ev, NULL))
+	if (store.memory) { /* the audit trail, and nothing kept */
+		if (store.open != NULL) {
+			store_audit(store.open);
+			batch_reset(store.open);
+		}
+		return;
+	}
+	if (store.flight != NULL || store.blocked)
 		return;
 	if ((b = store.open) == NULL || b->n == 0)
 		return;
 	store.open = store_spare;
 	store_spare = NULL;
 	b->seq = store.seq++;
-	trim = store_plan_trim(b);
-	if (b->n <= STORE_INLINE_MAX && !trim &&
-	    store.wal_pages < STORE_WAL_PAGES) {
+	if ((trim = store_plan_trim(b)) && store.next_hook != NULL)
+		b->next_id = store.next_hook();
+	if (store.syncing || (b->n <= STORE_INLINE_MAX && !trim &&
+	                      store.wal_pages < STORE_WAL_PAGES)) {
 		write_batch(b);
 		store_finish(b);
 		store_recycle(b);
@@ -1151,17 +1298,60 @@ store_done_cb(evutil_socket_t fd, short what, void *arg)
 	store_commit();
 }
 
+/*
+ * While the store fails: write what waits, and once the reserve can be
+ * made again, take new jobs again.
+ */
+/*
+ * Make the store what the job table is, before a read that must agree
+ * with it: the batch with the thread, then what is left, here.
+ */
+void
+store_sync(void)
+{
+	if (!store.on)
+		return;
+	store.syncing = true;
+	if (store.flight != NULL) {
+		pthread_mutex_lock(&store.lock);
+		while (store.done == NULL)
+			pthread_cond_wait(&store.cond, &store.lock);
+		pthread_mutex_unlock(&store.lock);
+		store_done_cb(-1, 0, NULL); /* and commits the rest */
+	} else
+		store_commit();
+	store.syncing = false;
+}
+
 static void
 store_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
+	if (!atomic_load(&store.reserve_ok))
+		(void)store_reserve_make();
+	store.blocked = false;
 	store_commit();
+	if (store.flight != NULL || store.failing[0] == '\0')
+		return;
+	if (atomic_load(&store.reserve_ok) &&
+	    (store.open == NULL || store.open->n == 0)) {
+		log_info("%s: there is room again; new jobs are accepted",
+		         store.path);
+		store.failing[0] = '\0';
+		store.retry_ms = 0;
+	} else if (!evtimer_pending(store.retry_ev, NULL))
+		loop_retry_later(store.retry_ev, &store.retry_ms,
+		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
 }
 
 int
 store_start(void)
 {
-	if (!store.on)
-		return 0;
+	if (!store.on) { /* in memory: the audit trail only */
+		store.commit_ev =
+		    event_new(loop_base, -1, 0, store_commit_cb, NULL);
+		store.memory = store.commit_ev != NULL;
+		return store.memory ? 0 : -1;
+	}
 	store.commit_ev = event_new(loop_base, -1, 0, store_commit_cb, NULL);
 	store.done_ev = event_new(loop_base, -1, 0, store_done_cb, NULL);
 	store.retry_ev = evtimer_new(loop_base, store_retry_cb, NULL);
@@ -1187,6 +1377,16 @@ store_close(void)
 	struct batch *b;
 	int i;
 
+	if (store.memory) {
+		store_commit();
+		event_free(store.commit_ev);
+		batch_free(store.open);
+		batch_free(store_spare);
+		memset(&store, 0, sizeof(store));
+		store.lock_fd = -1;
+		store_spare = NULL;
+		return;
+	}
 	if (!store.on)
 		return;
 	if (store.started) {
@@ -1228,6 +1428,7 @@ store_close(void)
 	batch_free(store.open);
 	batch_free(store_spare);
 	free(store.path);
+	free(store.reserve);
 	if (store.lock_fd >= 0)
 		close(store.lock_fd);
 	memset(&store, 0, sizeof(store));

@@ -67,6 +67,8 @@ int store_open(const char *dir, bool fsync, char *cause, size_t len);
 /* The store's thread and events: after loop_init. */
 int store_start(void);
 bool store_enabled(void);
+/* Rows are wanted: by the store, or without one by the audit trail. */
+bool store_wanted(void);
 /* The first id that was never given out. */
 uint64_t store_next_id(void);
 /* This store's name: it marks the commands its jobs run. */
@@ -85,6 +87,8 @@ int store_each_live(void (*)(const struct store_row *, void *), void *);
 void store_hook_collect(void (*)(void));
 int store_hook_committed(void (*)(uint64_t seq, bool ok));
 void store_hook_forgotten(void (*)(uint64_t id));
+/* The next id the job table gives out: kept when retention deletes. */
+void store_hook_next_id(uint64_t (*)(void));
 void store_mark(void);
 void store_put(const struct store_row *);
 /* The batch that rows put now go in: what a reply must wait for. */
@@ -96,9 +100,11 @@ const char *store_failing(void);
 void store_set_retention(size_t max_finished, uint64_t finished_ttl_s);
 
 /* Reading, on the loop, from what is committed. */
+/* Commit what the job table holds now (a read must agree with it). */
+void store_sync(void);
 int store_get(uint64_t id, void (*)(const struct store_row *, void *),
               void *);
-/* Rows that match, newest first; -1 on an error, with the cause logged. */
+/* The newest rows that match, oldest first; -1 on an error, logged. */
 int store_list(const struct store_filter *,
                void (*)(const struct store_row *, void *), void *);
 /* Jobs per state that match f's task, uid and times. */

@@ -44,6 +44,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -74,6 +75,7 @@ enum {
 	OPT_SLEEP_MS,
 	OPT_EXECS,
 	OPT_DEEP,
+	OPT_NO_STORE,
 };
 
 static const struct option bench_longopts[] = {
@@ -95,6 +97,7 @@ static const struct option bench_longopts[] = {
     {"deep", required_argument, NULL, OPT_DEEP},
     {"check", no_argument, NULL, 'c'},
     {"full-decode", no_argument, NULL, OPT_FULL_DECODE},
+    {"no-store", no_argument, NULL, OPT_NO_STORE},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -135,6 +138,7 @@ struct bench_run {
 static pid_t bench_echo = -1;
 static struct bench_daemon bench_daemons[BENCH_MAX_DAEMONS];
 static bool bench_quiet_daemons = true; /* their stderr to a log file */
+static bool bench_no_store; /* --no-store: concd --state-dir none */
 static uint64_t bench_replies;          /* checked, all connections */
 
 static void bench_cleanup(void);
@@ -264,6 +268,9 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "  --check           decode every reply twice and check more: "
 	    "for tests\n"
 	    "  --full-decode     decode replies with proto_decode only\n"
+	    "  --no-store        start concd with --state-dir none (jobs in "
+	    "memory only);\n"
+	    "                    by default each concd has a store of its own\n"
 	    "  -v, --verbose     print every run, and concd's log\n"
 	    "Exit status: 0, or 1 when a reply is wrong, 2 when the "
 	    "benchmark cannot run.\n");
@@ -563,6 +570,16 @@ bench_daemon_log(const struct bench_daemon *d)
 	close(fd);
 }
 
+static int
+bench_rm(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	(void)st;
+	(void)type;
+	(void)f;
+	remove(path);
+	return 0;
+}
+
 /*
  * Start concd -f -s SOCK FLAGS... on a private socket and wait until it
  * listens.  Its stderr goes to a log file shown when something fails
@@ -594,6 +611,10 @@ bench_daemon_start(const char *concd, const char *const *flags)
 	argv[n++] = "-f";
 	argv[n++] = "-s";
 	argv[n++] = d->sock;
+	/* a store of its own, in its directory, unless the flags say */
+	snprintf(d->state, sizeof(d->state), "%s/state", d->dir);
+	argv[n++] = "--state-dir";
+	argv[n++] = bench_no_store ? "none" : d->state;
 	for (i = 0; flags != NULL && flags[i] != NULL && n < 31; i++)
 		argv[n++] = flags[i];
 	argv[n] = NULL;
@@ -657,6 +678,8 @@ bench_daemon_stop(struct bench_daemon *d)
 		unlink(d->sock);
 		if (d->log[0] != '\0')
 			unlink(d->log);
+		if (d->state[0] != '\0')
+			nftw(d->state, bench_rm, 16, FTW_DEPTH | FTW_PHYS);
 		rmdir(d->dir);
 	}
 	memset(d, 0, sizeof(*d));
@@ -2301,6 +2324,9 @@ main(int argc, char *argv[])
 			break;
 		case 'c':
 			o.check = true;
+			break;
+		case OPT_NO_STORE:
+			bench_no_store = true;
 			break;
 		case OPT_FULL_DECODE:
 			o.full_decode = true;

@@ -184,6 +184,7 @@ struct bench_daemon {
 	char dir[64];
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char log[96];
+	char state[96]; /* its --state-dir, made by the benchmark */
 };
 
 struct bench_row {

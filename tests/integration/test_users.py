@@ -355,6 +355,9 @@ class UserInstanceTest(unittest.TestCase):
             self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(BOUND)
         self.log.close()
+        if rc != 0:
+            with open(os.path.join(self.dir, "stderr")) as f:
+                sys.stderr.write(f.read())
         self.notify.close()
         self.assertEqual(rc, 0, "concd exited with %d" % rc)
 
