@@ -348,14 +348,15 @@ conn_over_limit(const struct conn *c)
 }
 
 /*
- * True while the queued output is over the high-water mark: a job whose
- * output this connection must get in full stops producing it.  The
+ * True while the queued output, what waits for the store included, is
+ * over the high-water mark: a job whose output this connection must get
+ * in full stops producing it, a reader of a log stops reading.  The
  * drained hook is called once it is back to the low-water mark.
  */
 bool
 conn_backlogged(struct conn *c)
 {
-	if (c->out.len - c->out_off <= CONN_CONGESTED)
+	if (conn_unsent(c) <= CONN_CONGESTED)
 		return false;
 	c->backlog = true;
 	return true;

@@ -11,17 +11,28 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
 
+import msgpack
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import BOUND, CONCTL, PROTO_VERSION, Daemon  # noqa: E402
 
 NOBODY = 65534
+
+
+def vm_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for pid %d" % (field, pid))
 
 FIVE = "".join("line %d\n" % i for i in range(1, 6))
 
@@ -215,6 +226,32 @@ class TestLog(LogTest):
         self.assertEqual(digest.hexdigest(), hashlib.sha256(
             b"x" * size + b"\n").hexdigest())
         self.assertNotIn("dropped", end)
+
+    def test_a_reader_behind_a_reply_that_waits_for_the_store_waits_too(self):
+        """A log read in the same batch as a submit, whose accepted waits
+        for the store: the log's output waits behind it, 256 KiB at a
+        time, not the whole log at once in the daemon's memory."""
+        size = 48 << 20
+        job = self.submit("head -c %d /dev/zero | tr '\\0' y" % size)
+        self.wait(job)
+        c = self.client()
+        before = vm_kib(self.d.proc.pid, "VmHWM")
+        frames = b""
+        for i, msg in enumerate(({"t": "submit", "id": 100, "task": "noop"},
+                                 {"t": "log", "id": 101, "job": job})):
+            body = msgpack.packb(msg)
+            frames += struct.pack(">I", len(body)) + body
+        c.send_raw(frames)
+        self.assertEqual(c.recv_for(100)["t"], "accepted")
+        total = 0
+        while True:
+            m = c.recv_for(101)
+            if m["t"] != "output":
+                break
+            total += len(m["data"])
+        self.assertEqual((m["t"], total), ("ok", size))
+        grown = vm_kib(self.d.proc.pid, "VmHWM") - before
+        self.assertLess(grown, 16 * 1024, "%d KiB more at the peak" % grown)
 
     def test_a_job_of_another_user_is_no_such_job(self):
         if os.geteuid() != 0:
