@@ -8,10 +8,12 @@
  * back.  A reader that has read all there is waits for the log's changed
  * hook: the log grew, or the job ended.  So a reader of any speed gets
  * every byte kept, and its end (a watch's, or a follower's) comes after
- * the last one.  Readers are few, so they sit on one list.
+ * the last one.  Readers are found by their job (a log changed) and by
+ * their connection (it drained, or closed) through two small hash tables.
  */
 #include <sys/queue.h>
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,16 +34,34 @@ struct reader {
 	bool opened;     /* cur is placed: the log was there */
 	bool ended;      /* the job has ended (or is not in the table) */
 	bool blocked;    /* until its connection drains */
-	LIST_ENTRY(reader) link;
+	LIST_ENTRY(reader) by_id;
+	LIST_ENTRY(reader) by_conn;
 };
 
-static LIST_HEAD(, reader) readers = LIST_HEAD_INITIALIZER(readers);
+#define LOGREAD_BUCKETS 256 /* a power of two */
+static LIST_HEAD(reader_list, reader) by_id[LOGREAD_BUCKETS],
+    by_conn[LOGREAD_BUCKETS];
 static size_t nreaders;
+
+static struct reader_list *
+id_bucket(uint64_t id)
+{
+	return &by_id[id & (LOGREAD_BUCKETS - 1)];
+}
+
+static struct reader_list *
+conn_bucket(const struct conn *c)
+{
+	uint64_t h = (uint64_t)(uintptr_t)c * UINT64_C(0x9e3779b97f4a7c15);
+
+	return &by_conn[h >> 56 & (LOGREAD_BUCKETS - 1)];
+}
 
 static void
 reader_free(struct reader *r)
 {
-	LIST_REMOVE(r, link);
+	LIST_REMOVE(r, by_id);
+	LIST_REMOVE(r, by_conn);
 	nreaders--;
 	pbuf_free(&r->end);
 	free(r);
@@ -164,8 +184,8 @@ logread_changed(uint64_t id)
 
 	if (nreaders == 0)
 		return;
-	for (r = LIST_FIRST(&readers); r != NULL; r = next) {
-		next = LIST_NEXT(r, link);
+	for (r = LIST_FIRST(id_bucket(id)); r != NULL; r = next) {
+		next = LIST_NEXT(r, by_id);
 		if (r->id != id)
 			continue;
 		if (!r->ended &&
@@ -183,8 +203,8 @@ logread_drained(struct conn *c)
 
 	if (nreaders == 0)
 		return;
-	for (r = LIST_FIRST(&readers); r != NULL; r = next) {
-		next = LIST_NEXT(r, link);
+	for (r = LIST_FIRST(conn_bucket(c)); r != NULL; r = next) {
+		next = LIST_NEXT(r, by_conn);
 		if (r->conn == c && r->blocked) {
 			r->blocked = false;
 			reader_pump(r);
@@ -223,7 +243,8 @@ logread_start(struct conn *c, uint64_t req, uint64_t id,
 		free(r);
 		return -1;
 	}
-	LIST_INSERT_HEAD(&readers, r, link);
+	LIST_INSERT_HEAD(id_bucket(id), r, by_id);
+	LIST_INSERT_HEAD(conn_bucket(c), r, by_conn);
 	nreaders++;
 	reader_pump(r);
 	return 0;
@@ -234,8 +255,10 @@ logread_unwatch_conn(struct conn *c)
 {
 	struct reader *r, *next;
 
-	for (r = LIST_FIRST(&readers); r != NULL; r = next) {
-		next = LIST_NEXT(r, link);
+	if (nreaders == 0)
+		return;
+	for (r = LIST_FIRST(conn_bucket(c)); r != NULL; r = next) {
+		next = LIST_NEXT(r, by_conn);
 		if (r->conn == c)
 			reader_free(r);
 	}

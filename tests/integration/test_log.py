@@ -253,6 +253,39 @@ class TestLog(LogTest):
         grown = vm_kib(self.d.proc.pid, "VmHWM") - before
         self.assertLess(grown, 16 * 1024, "%d KiB more at the peak" % grown)
 
+    def test_many_readers_each_get_every_byte(self):
+        """Three log requests on one connection share its pace; twenty
+        watchers on twenty connections follow one job: each gets it all."""
+        big = self.submit("head -c %d /dev/zero | tr '\\0' b" % (4 << 20))
+        self.wait(big)
+        c = self.client()
+        rids = [c.request("log", job=big) for _ in range(3)]
+        got = dict.fromkeys(rids, 0)
+        done = set()
+        while len(done) < 3:
+            m = c.recv()
+            self.assertIsNotNone(m)
+            if m["t"] == "output":
+                got[m["id"]] += len(m["data"])
+            else:
+                self.assertEqual(m["t"], "ok", m)
+                done.add(m["id"])
+        self.assertEqual(list(got.values()), [4 << 20] * 3)
+        g = self.d.gate()
+        job = self.submit("echo one; read x < %s; seq 1 100000" % g.path)
+        self.wait_log(job, "one\n")
+        watchers = []
+        for _ in range(20):
+            w = self.client()
+            watchers.append((w, w.request("watch", job=job)))
+        g.release()
+        want = b"one\n" + b"".join(b"%d\n" % i for i in range(1, 100001))
+        for w, rid in watchers:
+            ev = w.until_end(rid)
+            self.assertEqual(b"".join(m["data"] for m in ev
+                                      if m["t"] == "output"), want)
+            self.assertEqual(ev[-1]["state"], "succeeded")
+
     def test_a_job_of_another_user_is_no_such_job(self):
         if os.geteuid() != 0:
             self.skipTest("needs root: acts as uid %d" % NOBODY)
