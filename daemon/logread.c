@@ -162,6 +162,8 @@ reader_pump(struct reader *r)
 				/* no output yet: none at all, if it ended */
 				if (r->ended || !o->follow)
 					reader_finish(r);
+				else /* the last lines of none: what comes */
+					o->tail = UINT64_MAX;
 				return;
 			}
 			r->opened = true;

@@ -164,6 +164,18 @@ class TestLog(LogTest):
         r = self.ctl("log", "--tail", "0", "-f", job)
         self.assertEqual((r.returncode, r.stdout), (1, ""))
 
+    def test_follow_with_tail_of_a_job_yet_to_write_gets_all_it_writes(self):
+        g = self.d.gate()
+        job = self.submit("read x < %s; echo a; echo b; echo c" % g.path)
+        c = self.client()
+        c.wait_state(job, "running")
+        rid = c.request("log", job=job, follow=True, tail=1)
+        self.assertEqual(c.call("ping")["t"], "pong")  # the log is read
+        g.release()
+        events = c.until_end(rid)
+        self.assertEqual(b"".join(m["data"] for m in events
+                                  if m["t"] == "output"), b"a\nb\nc\n")
+
     def test_follow_of_a_job_without_output_ends_with_it(self):
         g = self.d.gate()
         job = self.submit("read x < %s" % g.path)
