@@ -320,6 +320,17 @@ class TestLog(LogTest):
             self.assertEqual((st.st_mode & 0o777, st.st_uid), (0o600, 0))
         # root reads it
         self.assertEqual(self.ctl("log", job).stdout, "secret\n")
+        # a user's own job: theirs and root's to read, no one else's
+        r = self.ctl("submit", "exec", "--", "sh", "-c", "echo mine",
+                     user=NOBODY)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        own = int(r.stdout)
+        self.wait(own)
+        r = self.ctl("log", own, user=NOBODY)
+        self.assertEqual((r.returncode, r.stdout), (0, "mine\n"), r.stderr)
+        self.assertEqual(self.ctl("log", own).stdout, "mine\n")
+        r = self.ctl("log", own, user=NOBODY - 1)
+        self.assertEqual((r.returncode, r.stdout), (4, ""))
 
     def test_logs_outlive_the_daemon(self):
         job = self.submit("echo kept; echo also >&2")
