@@ -58,12 +58,14 @@ struct jlog {
 	bool known;  /* the fields below were read back (a log of a past run) */
 	bool broken; /* a write failed: it takes no more */
 	int fd;      /* files: segment seg, while it is written */
-	uint32_t seg;        /* the last segment */
-	uint32_t first;      /* the oldest tail segment kept, when seg > 0 */
-	uint64_t used;       /* bytes of segment seg, pending ones too */
-	uint64_t prev_used;  /* bytes of tail segment seg - 1 */
-	uint64_t disk;       /* bytes of all its segments */
-	uint64_t written[2]; /* bytes of each stream, ever */
+	uint32_t seg;          /* the last segment */
+	uint32_t first;        /* the oldest tail segment kept, when seg > 0 */
+	uint64_t used;         /* bytes of segment seg, pending ones too */
+	uint64_t prev_used;    /* bytes of tail segment seg - 1 */
+	uint64_t disk;         /* bytes of all its segments */
+	uint64_t written[2];   /* bytes of each stream, ever */
+	uint64_t pend_data[2]; /* bytes of each stream in pend */
+	uint64_t lost[2];      /* bytes of each stream a write failed to keep */
 	uint64_t head_end[2];
 	struct pbuf pend;
 	size_t open; /* pend offset of the open record; SIZE_MAX: none */
@@ -399,6 +401,7 @@ joblog_flush_one(struct jlog *l)
 {
 	char name[48];
 	size_t off = 0;
+	off_t start = 0;
 	ssize_t n;
 
 	if (l->dirty) {
@@ -422,20 +425,32 @@ joblog_flush_one(struct jlog *l)
 			l->broken = true;
 		}
 	}
+	if (l->fd >= 0)
+		start = lseek(l->fd, 0, SEEK_END);
 	while (l->fd >= 0 && off < l->pend.len) {
 		n = write(l->fd, l->pend.data + off, l->pend.len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
+			/* a full disk: whole records only, the rest counted */
 			log_warn("logs: job %" PRIu64 ": output not kept",
 			         l->id);
+			if (start < 0 || ftruncate(l->fd, start) < 0)
+				start =
+				    -1; /* a record cut short: readers stop */
 			l->broken = true;
 			close(l->fd);
 			l->fd = -1;
+			off = start < 0 ? off : 0;
 			break;
 		}
 		off += (size_t)n;
 	}
+	if (off < l->pend.len) {
+		l->lost[0] += l->pend_data[0];
+		l->lost[1] += l->pend_data[1];
+	}
+	l->pend_data[0] = l->pend_data[1] = 0;
 	l->disk += off;
 	jl.total += off;
 	l->pend.len = 0;
@@ -514,8 +529,11 @@ joblog_write(uint64_t id, uid_t owner, int stream, const void *data, size_t len)
 		TAILQ_INSERT_TAIL(&jl.live, l, link);
 		l->ended = false;
 	}
-	if (l->broken)
+	if (l->broken) {
+		l->lost[type - 1] += len;
+		jl_dirty(l); /* its readers learn of it */
 		return;
+	}
 	while (len > 0) {
 		cap = l->seg == 0 ? jl.job_limit / 2 : jl.job_limit / 4;
 		if (l->open != SIZE_MAX && l->open_type != type)
@@ -537,6 +555,7 @@ joblog_write(uint64_t id, uid_t owner, int stream, const void *data, size_t len)
 			l->used += REC_OVER;
 		}
 		pbuf_append(&l->pend, p, take);
+		l->pend_data[type - 1] += take;
 		l->used += take;
 		l->written[type - 1] += take;
 		p += take;
@@ -930,7 +949,7 @@ joblog_read(struct joblog_cursor *c, void *out, size_t cap, int *stream,
 	uint32_t len;
 	uint8_t type, run = 0;
 	ssize_t r;
-	bool stop = false;
+	bool stop = false, end = false;
 
 	*stream = 0;
 	*skipped = 0;
@@ -943,15 +962,19 @@ joblog_read(struct joblog_cursor *c, void *out, size_t cap, int *stream,
 		r = seg_pread(l, c->seg, raw, cap - w, c->off);
 		if (r < 0 || (r == 0 && c->seg < l->seg)) {
 			/* gone under the cursor, or at its end: the next */
-			if (c->seg >= l->seg)
+			if (c->seg >= l->seg) {
+				end = true;
 				break;
+			}
 			c->seg = seg_next(l, c->seg);
 			c->off = 0;
 			c->in_rec = false;
 			continue;
 		}
-		if (r == 0)
+		if (r == 0) {
+			end = true;
 			break;
+		}
 		got = (size_t)r;
 		p = 0;
 		while (p < got && !stop) {
@@ -1026,5 +1049,15 @@ joblog_read(struct joblog_cursor *c, void *out, size_t cap, int *stream,
 	}
 	*stream = run;
 	*skipped = w > 0 ? gap : 0;
+	if (w == 0 && end) {
+		/* nothing after them: what was not kept is told now */
+		uint64_t lost = ((c->streams & 1) ? l->lost[0] : 0) +
+		                ((c->streams & 2) ? l->lost[1] : 0);
+
+		c->skipped += lost - c->lost;
+		c->lost = lost;
+		*skipped = c->skipped;
+		c->skipped = 0;
+	}
 	return w;
 }

@@ -67,6 +67,7 @@ struct joblog_cursor {
 	uint64_t skip;     /* selected bytes still to pass over (offset) */
 	uint64_t left;     /* selected bytes still to read; UINT64_MAX: all */
 	uint64_t skipped;  /* bytes not kept, reported with the next read */
+	uint64_t lost;     /* selected bytes a failed write lost, reported */
 };
 
 /*
@@ -80,7 +81,9 @@ int joblog_open(struct joblog_cursor *c, uint64_t id, unsigned streams,
 /*
  * Read the next bytes of one stream into buf: returns how many (0: none
  * for now), their stream, and the bytes before them that were not kept
- * (*skipped, 0 mostly).
+ * (*skipped, 0 mostly).  At the end, 0 with *skipped set reports bytes
+ * not kept that nothing follows yet (past the cap, or lost to a full
+ * disk).
  */
 size_t joblog_read(struct joblog_cursor *c, void *buf, size_t cap, int *stream,
                    uint64_t *skipped);

@@ -108,9 +108,11 @@ reader_finish(struct reader *r)
 
 /*
  * One output message, its data read from the log in place: the bin's
- * length is set once the read says how much there was.
+ * length is set once the read says how much there was.  A gap with
+ * nothing after it yet goes in a message of no data.  False: nothing to
+ * send for now.
  */
-static size_t
+static bool
 reader_send(struct reader *r)
 {
 	static const char *const names[] = {"stdout", "stderr"};
@@ -127,9 +129,9 @@ reader_send(struct reader *r)
 	pbuf_reserve(b, 5 + PROTO_MAX_STR);
 	n = joblog_read(&r->cur, b->data + at + 5, PROTO_MAX_STR, &stream,
 	                &skipped);
-	if (n == 0) {
+	if (n == 0 && skipped == 0) {
 		b->len = e.start;
-		return 0;
+		return false;
 	}
 	b->data[at] = (char)0xc6; /* bin 32 */
 	b->data[at + 1] = (char)(n >> 24);
@@ -137,12 +139,14 @@ reader_send(struct reader *r)
 	b->data[at + 3] = (char)(n >> 8);
 	b->data[at + 4] = (char)n;
 	b->len = at + 5 + n;
+	if (stream == 0) /* a gap alone: of the one stream read, or stdout */
+		stream = r->o.streams == 2 ? JOBLOG_STDERR : JOBLOG_STDOUT;
 	proto_enc_cstr(&e, PF_STREAM, names[stream == JOBLOG_STDERR]);
 	if (skipped > 0)
 		proto_enc_u64(&e, PF_SKIPPED, skipped);
 	proto_enc_end(&e);
 	conn_dirty(r->conn);
-	return n;
+	return true;
 }
 
 /* Read on while the connection takes it; finish when all is sent. */
@@ -168,7 +172,7 @@ reader_pump(struct reader *r)
 			}
 			r->opened = true;
 		}
-		if (reader_send(r) > 0)
+		if (reader_send(r))
 			continue;
 		if (!o->follow || r->cur.left == 0 ||
 		    (r->ended && joblog_done(&r->cur)))

@@ -459,6 +459,51 @@ class TestMemoryRetention(LogTest):
         self.assertEqual((r.returncode, r.stdout), (4, ""))
 
 
+class TestFullDisk(LogTest):
+    """The logs directory on a 256 KiB tmpfs: output that does not fit is
+    counted, said, and the daemon goes on."""
+
+    def setUp(self):
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            self.skipTest("needs root to mount a small tmpfs")
+        self.state = tempfile.mkdtemp(prefix="concd-state-")
+        self.logs = os.path.join(self.state, "logs")
+        os.mkdir(self.logs, 0o700)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700",
+                            "tmpfs", self.logs], capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            shutil.rmtree(self.state, ignore_errors=True)
+            self.skipTest("cannot mount a tmpfs: " + r.stderr.strip())
+        self.d = Daemon("--state-dir", self.state)
+
+    def tearDown(self):
+        try:
+            self.d.close()
+        finally:
+            subprocess.run(["umount", self.logs], capture_output=True)
+            shutil.rmtree(self.state, ignore_errors=True)
+
+    def test_output_a_full_disk_does_not_take_is_counted(self):
+        size = 1 << 20
+        job = self.submit("head -c %d /dev/zero | tr '\\0' x" % size)
+        self.wait(job)
+        r = self.ctl("log", job)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        kept = len(r.stdout)
+        self.assertTrue(0 < kept < 256 * 1024, kept)
+        self.assertEqual(r.stdout, "x" * kept)
+        lost = int(r.stderr.split(": ")[2].split()[0])
+        self.assertEqual(kept + lost, size, r.stderr)
+        self.assertIn("output not kept", self.d.log())
+        # the daemon goes on: jobs run, other logs are read
+        other = self.submit("echo small")
+        self.wait(other)
+        self.assertEqual(self.ctl("status", other).returncode, 0)
+        r = self.ctl("log", "-f", job)
+        self.assertEqual((r.returncode, len(r.stdout)), (0, kept))
+
+
 class TestStateDirNone(LogTest):
     memory = True
     extra = ("--state-dir", "none", "--log-limit", "4K")
