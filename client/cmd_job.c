@@ -542,8 +542,7 @@ cmd_job_log(struct ctl *ctl, struct cmd_args *a)
 				break;
 			if (proto_u64(&m, PF_SKIPPED, 0) > 0)
 				warnx("job %" PRIu64 ": %" PRIu64
-				      " bytes of output not kept here (past "
-				      "the daemon's log limit)",
+				      " bytes of output not kept here",
 				      a->jobs[0], proto_u64(&m, PF_SKIPPED, 0));
 			if (render_output(&m, NULL, bol) < 0) {
 				warnx("protocol error: output without data");
