@@ -73,6 +73,19 @@ static const struct cmd_entry cmd_table[] = {
         .exec = cmd_help,
     },
     {
+        .name = "log",
+        .usage = "ID [-f] [--tail N] [--stdout | --stderr]",
+        .summary = "Print a job's kept output, its stdout on the standard "
+                   "output and its stderr on the standard error, or with "
+                   "-f follow it until the job ends.",
+        .minargs = 1,
+        .maxargs = 1,
+        .options =
+            CMD_OPT_FOLLOW | CMD_OPT_TAIL | CMD_OPT_STDOUT | CMD_OPT_STDERR,
+        .words = CMD_WORDS_JOBS,
+        .exec = cmd_job_log,
+    },
+    {
         .name = "ping",
         .usage = "",
         .summary = "Check that the daemon answers and time the answer.",
@@ -195,7 +208,7 @@ static const struct cmd_entry cmd_table[] = {
     },
 };
 #define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
-_Static_assert(CMD_COUNT == 14, "cmd_table rows");
+_Static_assert(CMD_COUNT == 15, "cmd_table rows");
 
 /* Every command takes these as well. */
 #define CMD_OPT_COMMON (CMD_OPT_HELP | CMD_OPT_JSON | CMD_OPT_QUIET)
@@ -340,9 +353,31 @@ static const struct cmd_option_entry {
         .arg = "WHEN",
         .help = "only jobs submitted before WHEN",
     },
+    {
+        .flag = CMD_OPT_FOLLOW,
+        .short_name = 'f',
+        .long_name = "follow",
+        .help = "go on printing output until the job ends",
+    },
+    {
+        .flag = CMD_OPT_TAIL,
+        .long_name = "tail",
+        .arg = "N",
+        .help = "only the last N lines",
+    },
+    {
+        .flag = CMD_OPT_STDOUT,
+        .long_name = "stdout",
+        .help = "only the job's standard output",
+    },
+    {
+        .flag = CMD_OPT_STDERR,
+        .long_name = "stderr",
+        .help = "only the job's standard error",
+    },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 23, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 27, "cmd_options rows");
 
 /* Longest --timeout or --retry-delay accepted: a year. */
 #define CMD_MAX_TIMEOUT (365.0 * 24 * 3600)
@@ -914,6 +949,17 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 	case CMD_OPT_LIMIT:
 		/* 0: no rows, only the counts */
 		return cmd_parse_count(ce->name, value, 0, &a->limit);
+	case CMD_OPT_TAIL:
+		return cmd_parse_count(ce->name, value, 0, &a->tail);
+	case CMD_OPT_STDOUT:
+	case CMD_OPT_STDERR:
+		if ((a->seen & CMD_OPT_STDOUT) && (a->seen & CMD_OPT_STDERR)) {
+			warnx("%s: --stdout and --stderr exclude each other; "
+			      "without either, both streams are printed",
+			      ce->name);
+			return -1;
+		}
+		break;
 	case CMD_OPT_THREADS:
 		/* the daemon knows its limits and says them */
 		return cmd_parse_count(ce->name, value, 0, &a->threads);

@@ -504,6 +504,63 @@ cmd_job_watch(struct ctl *ctl, struct cmd_args *a)
 	return job_follow(ctl, &f);
 }
 
+/*
+ * A job's kept output: the stdout data to the standard output, the
+ * stderr data to the standard error, as they were written.  Without -f
+ * the reply ends with ok; with it, with the job's end, whose outcome is
+ * the exit status as for watch.
+ */
+int
+cmd_job_log(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	enum conn_status st;
+	bool bol[2] = {true, true};
+	uint64_t id;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_LOG);
+	proto_enc_u64(&e, PF_JOB, a->jobs[0]);
+	if (a->seen & CMD_OPT_STDOUT)
+		proto_enc_cstr(&e, PF_STREAM, "stdout");
+	else if (a->seen & CMD_OPT_STDERR)
+		proto_enc_cstr(&e, PF_STREAM, "stderr");
+	if (a->seen & CMD_OPT_TAIL)
+		proto_enc_u64(&e, PF_TAIL, a->tail);
+	if (a->seen & CMD_OPT_FOLLOW)
+		proto_enc_bool(&e, PF_FOLLOW, true);
+	if ((st = conn_send(&ctl->conn, &e)) != CONN_OK)
+		return cmd_conn_exit(ctl, st);
+	for (;;) {
+		if ((st = conn_recv(&ctl->conn, &m, -1)) != CONN_OK)
+			return cmd_conn_exit(ctl, st);
+		if (m.id != id)
+			continue;
+		switch (m.type) {
+		case PROTO_OUTPUT:
+			if (ctl->json)
+				break;
+			if (proto_u64(&m, PF_SKIPPED, 0) > 0)
+				warnx("job %" PRIu64 ": %" PRIu64
+				      " bytes of output not kept here",
+				      a->jobs[0], proto_u64(&m, PF_SKIPPED, 0));
+			if (render_output(&m, NULL, bol) < 0) {
+				warnx("protocol error: output without data");
+				return CTL_CONNECT;
+			}
+			break;
+		case PROTO_OK:
+			return CTL_OK;
+		case PROTO_END:
+			return job_end(ctl, &m, false);
+		case PROTO_ERROR:
+			return cmd_refused(&m);
+		default:
+			break;
+		}
+	}
+}
+
 int
 cmd_job_result(struct ctl *ctl, struct cmd_args *a)
 {

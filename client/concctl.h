@@ -98,6 +98,10 @@ enum cmd_option {
 	CMD_OPT_USER = 1 << 20,
 	CMD_OPT_SINCE = 1 << 21,
 	CMD_OPT_UNTIL = 1 << 22,
+	CMD_OPT_FOLLOW = 1 << 23,
+	CMD_OPT_TAIL = 1 << 24,
+	CMD_OPT_STDOUT = 1 << 25,
+	CMD_OPT_STDERR = 1 << 26,
 };
 
 /* The options of a job: run, submit and a line of gather. */
@@ -161,6 +165,7 @@ struct cmd_args {
 	enum proto_exec exec;
 	uint64_t timeout_ms; /* 0: none */
 	uint64_t limit;
+	uint64_t tail;      /* CMD_OPT_TAIL: last lines */
 	uint64_t threads;   /* CMD_OPT_THREADS */
 	uint64_t processes; /* CMD_OPT_PROCESSES */
 	uint64_t retries;
@@ -238,6 +243,7 @@ void cmd_job_retry_line(struct ctl *, const struct proto_msg *,
 int cmd_job_run(struct ctl *, struct cmd_args *);
 int cmd_job_submit(struct ctl *, struct cmd_args *);
 int cmd_job_watch(struct ctl *, struct cmd_args *);
+int cmd_job_log(struct ctl *, struct cmd_args *);
 int cmd_job_wait(struct ctl *, struct cmd_args *);
 int cmd_job_result(struct ctl *, struct cmd_args *);
 int cmd_job_cancel(struct ctl *, struct cmd_args *);

@@ -16,7 +16,13 @@
 #include "config.h"
 #include "log.h"
 
-enum config_type { CONFIG_INT, CONFIG_PATH, CONFIG_BOOL, CONFIG_GROUP };
+enum config_type {
+	CONFIG_INT,
+	CONFIG_PATH,
+	CONFIG_BOOL,
+	CONFIG_GROUP,
+	CONFIG_BYTES, /* a uint64_t: a number, K, M, G or T after it */
+};
 
 struct config_key {
 	const char *name;
@@ -44,6 +50,8 @@ static const struct config_key config_keys[] = {
     {"admin-group", CONFIG_GROUP, 0, 0, OPT(admin_gid), true},
     {"state-dir", CONFIG_PATH, 1, PATH_MAX - 1, OPT(state_dir), false},
     {"store-fsync", CONFIG_BOOL, 0, 1, OPT(store_fsync), false},
+    {"log-limit", CONFIG_BYTES, 4096, 0, OPT(log_limit), false},
+    {"log-total-limit", CONFIG_BYTES, 0, 0, OPT(log_total_limit), false},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(CONFIG_NKEYS <= 32, "config_set_mask holds 32 keys");
@@ -110,12 +118,50 @@ config_group(const char *value)
 	return -1;
 }
 
+/* A size: decimal digits, then K, M, G or T (powers of 1024) or none. */
+static int
+config_bytes(const char *value, long min, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	unsigned long long v;
+	const char *u;
+	char *end;
+	int shift = 0;
+
+	errno = 0;
+	v = strtoull(value, &end, 10);
+	if (!isdigit((unsigned char)*value) || errno != 0)
+		return -1;
+	if (*end != '\0') {
+		if ((u = strchr(units, *end)) == NULL || end[1] != '\0')
+			return -1;
+		shift = 10 * (int)(u - units + 1);
+	}
+	if (v > (UINT64_MAX >> 1) >> shift || v << shift < (uint64_t)min)
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
 static int
 config_set(struct server_options *o, const struct config_key *k,
            const char *value, char *cause, size_t causelen)
 {
 	char *end;
 	long v;
+
+	if (k->type == CONFIG_BYTES) {
+		if (config_bytes(value, k->min,
+		                 (uint64_t *)(void *)((char *)o + k->offset)) <
+		    0) {
+			snprintf(cause, causelen,
+			         "%s must be a size of at least %ld bytes, "
+			         "with K, M, G or T after it or none",
+			         k->name, k->min);
+			return -1;
+		}
+		return 0;
+	}
 
 	if (k->type == CONFIG_BOOL) {
 		if ((v = config_bool(value)) < 0) {

@@ -30,6 +30,8 @@ struct server_options {
 	long admin_gid;          /* admin-group's gid, -1: none */
 	int store_fsync;         /* sync every commit */
 	size_t max_finished;
+	uint64_t log_limit;       /* bytes of output kept per job */
+	uint64_t log_total_limit; /* bytes of output kept in all */
 	bool foreground;
 	bool debug;
 	uint32_t cmdline; /* config keys set by flags */

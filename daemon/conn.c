@@ -82,7 +82,8 @@ static struct event *flush_ev;
 static struct conn *reading; /* in conn_read_cb, which flushes it itself */
 static size_t nconns;
 static void (*conn_batch_hook)(void);
-static void (*drained_hook)(struct conn *);
+#define CONN_DRAINED_HOOKS 2
+static void (*drained_hooks[CONN_DRAINED_HOOKS])(struct conn *);
 
 static void conn_read_cb(evutil_socket_t, short, void *);
 static void conn_write_cb(evutil_socket_t, short, void *);
@@ -347,14 +348,15 @@ conn_over_limit(const struct conn *c)
 }
 
 /*
- * True while the queued output is over the high-water mark: a job whose
- * output this connection must get in full stops producing it.  The
+ * True while the queued output, what waits for the store included, is
+ * over the high-water mark: a job whose output this connection must get
+ * in full stops producing it, a reader of a log stops reading.  The
  * drained hook is called once it is back to the low-water mark.
  */
 bool
 conn_backlogged(struct conn *c)
 {
-	if (c->out.len - c->out_off <= CONN_CONGESTED)
+	if (conn_unsent(c) <= CONN_CONGESTED)
 		return false;
 	c->backlog = true;
 	return true;
@@ -367,10 +369,18 @@ conn_overfull(const struct conn *c)
 	return c->out.len - c->out_off > CONN_HOLD_MAX;
 }
 
+/* Each floor above that waits for backlogs registers one hook. */
 void
-conn_set_drained_hook(void (*fn)(struct conn *))
+conn_hook_drained(void (*fn)(struct conn *))
 {
-	drained_hook = fn;
+	size_t i;
+
+	for (i = 0; i < CONN_DRAINED_HOOKS; i++)
+		if (drained_hooks[i] == NULL || drained_hooks[i] == fn) {
+			drained_hooks[i] = fn;
+			return;
+		}
+	fatalx("conn_hook_drained: no room for another hook");
 }
 
 /* Stop reading the peer (it waits on a full socket), or start again. */
@@ -401,10 +411,12 @@ conn_dirty(struct conn *c)
 static void
 conn_drained(struct conn *c)
 {
+	size_t i;
+
 	if (c->backlog && c->out.len - c->out_off <= CONN_DRAINED) {
 		c->backlog = false;
-		if (drained_hook != NULL)
-			drained_hook(c);
+		for (i = 0; i < CONN_DRAINED_HOOKS && drained_hooks[i]; i++)
+			drained_hooks[i](c);
 	}
 }
 

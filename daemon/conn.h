@@ -51,7 +51,8 @@ bool conn_congested(const struct conn *);
 /* Over the high-water mark: the drained hook follows once it drains. */
 bool conn_backlogged(struct conn *);
 bool conn_overfull(const struct conn *);
-void conn_set_drained_hook(void (*)(struct conn *));
+/* Add a hook called when a backlogged connection has drained. */
+void conn_hook_drained(void (*)(struct conn *));
 void conn_hold_reads(struct conn *, bool hold);
 void conn_flush_final(int ms);
 struct watch_list *conn_watches(struct conn *);

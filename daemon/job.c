@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "job.h"
+#include "joblog.h"
 #include "log.h"
 #include "loop.h"
 #include "store.h"
@@ -95,6 +96,7 @@ watch_add(struct watch_list *l, struct conn *c, uint64_t req, int32_t index,
 	w->index = index;
 	w->dropped = 0;
 	w->attached = attached;
+	w->logged = false;
 	LIST_INSERT_HEAD(l, w, by_job);
 	LIST_INSERT_HEAD(conn_watches(c), w, by_conn);
 	return 0;
@@ -127,7 +129,7 @@ job_init(size_t max_finished, uint64_t finished_ttl_s)
 	TAILQ_INIT(&jobs.finished);
 	store_hook_collect(job_collect);
 	store_hook_next_id(job_next_id);
-	conn_set_drained_hook(job_drained);
+	conn_hook_drained(job_drained);
 	job_set_retention(max_finished, finished_ttl_s);
 }
 
@@ -610,7 +612,10 @@ job_output(struct job *j, int stream, const void *data, size_t len)
 	struct proto_enc e;
 	struct watch *w;
 
+	joblog_write(j->id, j->uid, stream, data, len);
 	JOB_FOREACH_WATCH(w, j) {
+		if (w->logged)
+			continue; /* it reads the log */
 		if (w->attached ? conn_overfull(w->conn)
 		                : conn_congested(w->conn)) {
 			j->dropped += len;
@@ -794,6 +799,9 @@ job_trim(void)
 	        (jobs.ttl_us > 0 && now - old->finished > jobs.ttl_us))) {
 		TAILQ_REMOVE(&jobs.finished, old, link);
 		jobs.nfinished--;
+		/* the store, if any, keeps it, and forgets its log later */
+		if (!store_enabled())
+			joblog_forget(old->id);
 		job_free(old);
 	}
 }
@@ -992,9 +1000,13 @@ job_finish(struct job *j, enum proto_state s)
 	if (job_retry(j, s))
 		return;
 	job_set_state(j, s);
+	joblog_end(j->id);
 	while ((w = LIST_FIRST(&j->watches)) != NULL) {
-		job_encode_end(conn_out(w->conn), j, w, w->req, w->index);
-		conn_dirty(w->conn);
+		if (!w->logged) {
+			job_encode_end(conn_out(w->conn), j, w, w->req,
+			               w->index);
+			conn_dirty(w->conn);
+		}
 		watch_free(w);
 	}
 	if (j->group != NULL) {
@@ -1052,6 +1064,15 @@ job_watch(struct job *j, struct conn *c, uint64_t req, int32_t index,
 		return 0;
 	}
 	return watch_add(&j->watches, c, req, index, attached);
+}
+
+int
+job_watch_logged(struct job *j, struct conn *c, uint64_t req)
+{
+	if (watch_add(&j->watches, c, req, -1, false) < 0)
+		return -1;
+	LIST_FIRST(&j->watches)->logged = true;
+	return 0;
 }
 
 /* A connection closes: a job held for it alone goes on. */

@@ -52,6 +52,7 @@ struct watch {
 	int32_t index;    /* -1: none; WATCH_GATHER: each job's own index */
 	uint64_t dropped; /* output bytes it missed (not for WATCH_GATHER) */
 	bool attached;    /* the submitter's: the job's output waits for it */
+	bool logged;      /* output and end come from the job's log instead */
 	LIST_ENTRY(watch) by_job;
 	LIST_ENTRY(watch) by_conn;
 };
@@ -219,6 +220,11 @@ bool job_visible(const struct job *, uid_t);
 /* attached: the submitter's watch, which gets every byte of output */
 int job_watch(struct job *, struct conn *, uint64_t req, int32_t index,
               bool attached);
+/*
+ * A watch that gets the job's progress and retries but neither its
+ * output nor its end: a reader of the job's log sends those (logread.c).
+ */
+int job_watch_logged(struct job *, struct conn *, uint64_t req);
 void job_unwatch_conn(struct conn *);
 /* The end event for watch w; NULL: for whoever asks, as status does. */
 void job_encode_end(struct pbuf *, const struct job *, const struct watch *w,

@@ -19,7 +19,9 @@
 #include "conn.h"
 #include "executor.h"
 #include "job.h"
+#include "joblog.h"
 #include "log.h"
+#include "logread.h"
 #include "loop.h"
 #include "loop_exec.h"
 #include "notify.h"
@@ -58,6 +60,8 @@ enum {
 	OPT_QUEUE_LIMIT,
 	OPT_FINISHED_TTL,
 	OPT_BUSY_POLL,
+	OPT_LOG_LIMIT,
+	OPT_LOG_TOTAL_LIMIT,
 	OPT_STATE_DIR,
 	OPT_STORE_FSYNC,
 };
@@ -78,6 +82,8 @@ static const struct option longopts[] = {
     {"queue-limit", required_argument, NULL, OPT_QUEUE_LIMIT},
     {"finished-ttl", required_argument, NULL, OPT_FINISHED_TTL},
     {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
+    {"log-limit", required_argument, NULL, OPT_LOG_LIMIT},
+    {"log-total-limit", required_argument, NULL, OPT_LOG_TOTAL_LIMIT},
     {"state-dir", required_argument, NULL, OPT_STATE_DIR},
     {"store-fsync", no_argument, NULL, OPT_STORE_FSYNC},
     {NULL, 0, NULL, 0},
@@ -111,6 +117,7 @@ static void __attribute__((noreturn)) usage(int status)
 	        "[--finished-ttl seconds]\n"
 	        "             [--busy-poll microseconds] [--state-dir dir|none] "
 	        "[--store-fsync]\n"
+	        "             [--log-limit size] [--log-total-limit size]\n"
 	        "  -f, --foreground             stay in the foreground\n"
 	        "  -d, --debug                  log debug messages\n"
 	        "  -c, --config FILE            read FILE (default %s)\n"
@@ -139,6 +146,10 @@ static void __attribute__((noreturn)) usage(int status)
 	        "                               (default %s)\n"
 	        "      --store-fsync            sync every commit: jobs survive "
 	        "a power loss\n"
+	        "      --log-limit SIZE         output kept per job "
+	        "(default 64M)\n"
+	        "      --log-total-limit SIZE   output kept in all "
+	        "(default 1G)\n"
 	        "  -h, --help                   show this help\n"
 	        "  -V, --version                show the version\n",
 	        CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
@@ -291,6 +302,19 @@ background(void)
 	return p[1];
 }
 
+/* The logs directory in the state directory; NULL: in memory. */
+static char *
+logs_dir(const char *state_dir)
+{
+	char *dir;
+
+	if (strcmp(state_dir, "none") == 0)
+		return NULL;
+	if (asprintf(&dir, "%s/logs", state_dir) < 0)
+		fatal("asprintf");
+	return dir;
+}
+
 /*
  * `concd --worker INDEX [--once] [--busy-poll USEC] [--plugin-dir DIR]`:
  * see worker.c.
@@ -319,7 +343,7 @@ int
 main(int argc, char *argv[])
 {
 	struct server_options opt = {0};
-	char cause[512];
+	char cause[512], *logs;
 	int ch, ready_fd = -1;
 	long n;
 
@@ -336,6 +360,8 @@ main(int argc, char *argv[])
 	opt.queue_limit = DEFAULT_QUEUE_LIMIT;
 	opt.finished_ttl = DEFAULT_FINISHED_TTL;
 	opt.busy_poll = DEFAULT_BUSY_POLL;
+	opt.log_limit = JOBLOG_LIMIT;
+	opt.log_total_limit = JOBLOG_TOTAL_LIMIT;
 	while ((ch = getopt_long(argc, argv, "c:dfhp:s:t:V", longopts, NULL)) !=
 	       -1) {
 		switch (ch) {
@@ -384,6 +410,12 @@ main(int argc, char *argv[])
 			break;
 		case OPT_BUSY_POLL:
 			flag(&opt, "busy-poll", optarg);
+			break;
+		case OPT_LOG_LIMIT:
+			flag(&opt, "log-limit", optarg);
+			break;
+		case OPT_LOG_TOTAL_LIMIT:
+			flag(&opt, "log-total-limit", optarg);
 			break;
 		case OPT_STATE_DIR:
 			flag(&opt, "state-dir", optarg);
@@ -437,6 +469,12 @@ main(int argc, char *argv[])
 	if (store_start() < 0)
 		fatalx("cannot start the job store's thread");
 
+	logs = logs_dir(opt.state_dir);
+	if (joblog_init(logs, opt.log_limit, opt.log_total_limit, cause,
+	                sizeof(cause)) < 0)
+		fatalx("logs: %s", cause);
+	logread_init();
+	store_hook_forgotten(joblog_forget);
 	job_init(opt.max_finished, (uint64_t)opt.finished_ttl);
 	store_set_retention(opt.max_finished, (uint64_t)opt.finished_ttl);
 	request_init();
@@ -467,12 +505,14 @@ main(int argc, char *argv[])
 	sched_shutdown();
 	reap_shutdown();
 	job_shutdown();
+	joblog_shutdown();
 	store_close();
 	conn_close_all();
 	server_free();
 	loop_free();
 	plugin_unload();
 	config_free(&opt);
+	free(logs);
 	log_info("stopped");
 	return 0;
 }

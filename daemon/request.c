@@ -14,7 +14,9 @@
 #include "conn.h"
 #include "executor.h"
 #include "job.h"
+#include "joblog.h"
 #include "log.h"
+#include "logread.h"
 #include "loop.h"
 #include "loop_exec.h"
 #include "pool_process.h"
@@ -485,13 +487,125 @@ out:
 	pbuf_free(&args);
 }
 
+/* A job only the store has: whose it is, its state, its end. */
+struct stored_log {
+	uint64_t req;
+	bool found;
+	uid_t uid;
+	int state;
+	struct pbuf end;
+};
+
+static void
+stored_log_row(const struct store_row *r, void *arg)
+{
+	struct stored_log *s = arg;
+
+	s->found = true;
+	s->uid = r->uid;
+	s->state = r->state;
+	job_encode_row_end(&s->end, r, s->req);
+}
+
+/*
+ * Who owns job id, which is not in the table: the store says, or else
+ * the log itself.  False if neither knows it.
+ */
+static bool
+stored_log_find(uint64_t id, struct stored_log *s)
+{
+	uid_t owner;
+
+	if (store_enabled() && store_get(id, stored_log_row, s) == 0 &&
+	    s->found)
+		return true;
+	if (!joblog_owner(id, &owner))
+		return false;
+	s->found = true;
+	s->uid = owner;
+	return true;
+}
+
+/*
+ * A watch replays the job's kept output, then follows it: its output
+ * comes from the log, at the pace the peer reads, and its end after it.
+ * A job no longer in the table is replayed with the store's end.
+ */
 static void
 request_watch(struct conn *c, const struct proto_msg *m)
 {
-	struct job *j = request_job(c, m);
+	struct logread_opts o = {.streams = JOBLOG_BOTH,
+	                         .length = UINT64_MAX,
+	                         .tail = UINT64_MAX,
+	                         .watch = true,
+	                         .state = -1};
+	uint64_t id = proto_u64(m, PF_JOB, 0);
+	struct stored_log s = {.req = m->id, .state = -1};
+	struct job *j = job_find(id);
+	int rc = 0;
 
-	if (j != NULL && job_watch(j, c, m->id, -1, false) < 0)
+	if (j != NULL) {
+		if ((j = request_job(c, m)) != NULL)
+			rc = logread_start(c, m->id, id, &o);
+	} else if (stored_log_find(id, &s) && s.end.len > 0 &&
+	           (s.uid == conn_uid(c) || request_admin(c))) {
+		o.end = &s.end;
+		rc = logread_start(c, m->id, id, &o);
+	} else
+		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
+		            (unsigned long long)id);
+	if (rc < 0)
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
+	pbuf_free(&s.end);
+}
+
+/*
+ * A job's kept output: of a job in the table, or of one whose log alone
+ * is left; either way only for its owner or an admin.
+ */
+static void
+request_log(struct conn *c, const struct proto_msg *m)
+{
+	struct logread_opts o = {.streams = JOBLOG_BOTH,
+	                         .offset = proto_u64(m, PF_OFFSET, 0),
+	                         .length = proto_u64(m, PF_LENGTH, UINT64_MAX),
+	                         .tail = proto_u64(m, PF_TAIL, UINT64_MAX),
+	                         .follow = proto_bool(m, PF_FOLLOW, false)};
+	uint64_t id = proto_u64(m, PF_JOB, 0);
+	struct stored_log st = {.req = m->id, .state = -1};
+	struct job *j = job_find(id);
+	const char *s;
+	size_t len;
+	bool known = j != NULL, mine;
+
+	if (j != NULL)
+		mine = job_visible(j, conn_uid(c));
+	else if ((known = stored_log_find(id, &st)))
+		mine = st.uid == conn_uid(c);
+	o.state = st.state;
+	o.end = st.end.len > 0 ? &st.end : NULL;
+	if (!known || !(mine || request_admin(c))) {
+		/* another user's job is as good as absent */
+		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
+		            (unsigned long long)id);
+		pbuf_free(&st.end);
+		return;
+	}
+	if ((s = proto_str(m, PF_STREAM, &len)) != NULL) {
+		if (len == 6 && memcmp(s, "stdout", 6) == 0)
+			o.streams = 1u << (JOBLOG_STDOUT - 1);
+		else if (len == 6 && memcmp(s, "stderr", 6) == 0)
+			o.streams = 1u << (JOBLOG_STDERR - 1);
+		else {
+			reply_error(c, m->id, PE_BAD_FIELD,
+			            "stream must be stdout or stderr");
+			pbuf_free(&st.end);
+			return;
+		}
+	}
+	if (logread_start(c, m->id, id, &o) < 0)
+		reply_error(c, m->id, PE_INTERNAL, "out of memory");
+	pbuf_free(&st.end);
 }
 
 static void
@@ -1133,7 +1247,7 @@ static void (*const request_table[PROTO_TYPE_COUNT])(
     [PROTO_CANCEL] = request_cancel, [PROTO_RESULT] = request_result,
     [PROTO_TASKS] = request_tasks,   [PROTO_SHUTDOWN] = request_shutdown,
     [PROTO_POOL] = request_pool,     [PROTO_RESIZE] = request_resize,
-    [PROTO_GATHER] = request_gather,
+    [PROTO_GATHER] = request_gather, [PROTO_LOG] = request_log,
 };
 
 static void
@@ -1150,6 +1264,7 @@ static void
 request_closed(struct conn *c, void *arg)
 {
 	job_unwatch_conn(c);
+	logread_unwatch_conn(c);
 }
 
 const struct conn_handler request_handler = {

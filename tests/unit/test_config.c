@@ -164,6 +164,53 @@ a_missing_file_is_an_error_only_when_required(void **state)
 	config_free(&o);
 }
 
+/* Sizes: decimal bytes or K, M, G, T (powers of 1024), within bounds. */
+static void
+sizes_take_a_unit_and_keep_their_bounds(void **state)
+{
+	static const struct {
+		const char *text;
+		uint64_t want; /* 0: refused */
+	} cases[] = {
+	    {"log-limit = 4096\n", 4096},
+	    {"log-limit = 64M\n", 64ULL << 20},
+	    {"log-limit = 2T\n", 2ULL << 40},
+	    {"log-limit = 4095\n", 0},
+	    {"log-limit = 3K\n", 0},
+	    {"log-limit = 64m\n", 0},
+	    {"log-limit = 64MB\n", 0},
+	    {"log-limit = -1\n", 0},
+	    {"log-limit = 99999999999T\n", 0},
+	    {"log-limit = 99999999999999999999\n", 0},
+	};
+	struct server_options o;
+	char cause[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&o, 0, sizeof(o));
+		if (cases[i].want == 0) {
+			assert_int_equal(load(*state, cases[i].text, &o, 0,
+			                      cause, sizeof(cause)),
+			                 -1);
+			assert_non_null(strstr(cause,
+			                       "log-limit must be a size "
+			                       "of at least 4096 bytes"));
+		} else {
+			assert_int_equal(load(*state, cases[i].text, &o, 0,
+			                      cause, sizeof(cause)),
+			                 0);
+			assert_int_equal(o.log_limit, cases[i].want);
+		}
+	}
+	memset(&o, 0, sizeof(o));
+	o.log_total_limit = 1;
+	assert_int_equal(
+	    load(*state, "log-total-limit = 0\n", &o, 0, cause, sizeof(cause)),
+	    0);
+	assert_int_equal(o.log_total_limit, 0);
+}
+
 int
 main(void)
 {
@@ -177,6 +224,8 @@ main(void)
 	        setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        a_missing_file_is_an_error_only_when_required, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        sizes_take_a_unit_and_keep_their_bounds, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
