@@ -450,6 +450,8 @@ class BadStore(StoreTest):
         self.assertEqual(p.returncode, 1, p.stderr)
         for r in harness.SANITIZER_REPORTS:
             self.assertNotIn(r, p.stderr)
+        # and leaves no socket that no concd listens on
+        self.assertFalse(os.path.exists(sock), "the socket was left")
         return p.stderr
 
     def test_a_corrupt_database_is_a_clear_error_at_start(self):
