@@ -249,7 +249,7 @@ class Crash(StoreTest):
         clients = [Submitter(d.socket, counter) for _ in range(4)]
         for t in clients:
             t.start()
-        counter.wait_for(4000)
+        counter.wait_for(20000)
         os.kill(d.proc.pid, signal.SIGKILL)
         self.assertEqual(d.proc.wait(BOUND), KILLED)
         for t in clients:
@@ -265,7 +265,7 @@ class Crash(StoreTest):
 
         seen = sorted(sleepers + [j for t in clients for j in t.seen])
         self.assertEqual(len(seen), len(set(seen)), "an id seen twice")
-        self.assertGreaterEqual(len(seen), 4000)
+        self.assertGreaterEqual(len(seen), 20000)
 
         d2 = self.daemon("-p", "1", "--max-finished", "1000000",
                          state_dir=d.state_dir)
