@@ -245,14 +245,17 @@ conn_release(uint64_t seq, void (*fill)(struct pbuf *, const struct conn_reply *
 			size_t at = 0;
 
 			TAILQ_REMOVE(&c->segs, g, link);
+			/* after.data is NULL while nothing followed a hole */
 			for (i = 0; i < g->n; i++) {
-				pbuf_append(&c->out, g->after.data + at,
-				            g->holes[i].off - at);
+				if (g->holes[i].off > at)
+					pbuf_append(&c->out, g->after.data + at,
+					            g->holes[i].off - at);
 				at = g->holes[i].off;
 				fill(&c->out, &g->holes[i].r);
 			}
-			pbuf_append(&c->out, g->after.data + at,
-			            g->after.len - at);
+			if (g->after.len > at)
+				pbuf_append(&c->out, g->after.data + at,
+				            g->after.len - at);
 			conn_seg_free(g);
 		}
 		if (TAILQ_EMPTY(&c->segs))
