@@ -1332,8 +1332,9 @@ static void
 store_restart(const struct bench_opts *o, struct store_run *u)
 {
 	char limit[32], path[160];
+	/* and then --state-dir DIR, the first concd's, for the restart */
 	const char *flags[] = {
-	    "-t", "1",  "-p", "0", "--queue-limit", limit, "--max-finished",
+	    "-t", "1",  "-p", "0", "--queue-limit", limit, "--stop-timeout",
 	    "0",  NULL, NULL, NULL};
 	const size_t n = o->deep;
 	struct bench_daemon *d;
@@ -1404,12 +1405,13 @@ store_restart(const struct bench_opts *o, struct store_run *u)
 	flags[9] = d->state;
 	pid = idle_spawn(o->spawn, d->dir, flags, &u->ready_ms, &notify);
 	suite_conn(&c, d->sock, o);
+	/* the second sleep is queued or, once the thread took it, running */
 	deep_ps(&c, &ps, 1);
-	if (ps.queued != n || ps.running != 1)
+	if (ps.queued + ps.running != n + 1 || ps.running > 1)
 		bench_wrong(NULL,
 		            "after the restart ps counts %" PRIu64
 		            " queued and %" PRIu64 " running, expected %zu "
-		            "queued and 1 running",
+		            "queued and 1 queued or running",
 		            ps.queued, ps.running, n);
 	bench_fence(&c);
 	bench_conn_close(&c);
