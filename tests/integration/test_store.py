@@ -238,9 +238,12 @@ class Crash(StoreTest):
             self):
         d = self.daemon("-p", "1", "--max-finished", "1000000", killed=True)
         c = d.client()
-        sleepers = [c.call("submit", task="exec",
-                           args={"argv": ["sleep", "1000"]})["job"]
-                    for _ in range(3)]
+        # one of them in a session of its own, away from its job's
+        # process group: found by its environment all the same
+        argvs = (["sleep", "1000"], ["sleep", "1000"],
+                 ["sh", "-c", "setsid sleep 1000 & wait"])
+        sleepers = [c.call("submit", task="exec", args={"argv": a})["job"]
+                    for a in argvs]
         for j in sleepers:
             c.wait_state(j, "running")
             wait_stored(d.state_dir, j, "running")
@@ -262,6 +265,7 @@ class Crash(StoreTest):
         left = marked_pids(instance)
         sleeps = [p for p in left if cmdline(p)[:1] == [b"sleep"]]
         self.assertEqual(len(sleeps), 3, [cmdline(p) for p in left])
+        self.assertEqual(len([p for p in sleeps if os.getsid(p) == p]), 1)
 
         seen = sorted(sleepers + [j for t in clients for j in t.seen])
         self.assertEqual(len(seen), len(set(seen)), "an id seen twice")
@@ -521,6 +525,32 @@ class BadStore(StoreTest):
             self.assertEqual(db.execute("select text from notes").fetchall(),
                              [("mine",)])
         db.close()
+
+    def test_a_store_this_concd_cannot_read_is_named_with_why(self):
+        state = self.private_state_dir()
+        path = os.path.join(state, "jobs.db")
+
+        def concd_db(version, sql):
+            with sqlite3.connect(path) as db:
+                db.execute("pragma application_id = %d" % 0x636f6e63)
+                db.execute("pragma user_version = %d" % version)
+                db.execute(sql)
+            db.close()
+
+        cases = (
+            (lambda: os.makedirs(path),
+             "%s: unable to open database file" % path),
+            (lambda: concd_db(99, "create table jobs(x)"),
+             "%s: job store of schema 99, this concd reads schema 1"
+             % path),
+            (lambda: concd_db(1, "create table jobs(x)"),
+             "%s: damaged job store: no next id" % path),
+        )
+        for make, message in cases:
+            shutil.rmtree(state, ignore_errors=True)
+            os.makedirs(state)
+            make()
+            self.assertIn(message, self.start_fails(state))
 
     def test_a_second_concd_on_a_directory_in_use_is_refused(self):
         d = self.daemon()
