@@ -117,7 +117,7 @@ def frame(msg):
 
 
 # What the clients submit, in turn: jobs of the loop, of the thread pool
-# and of the process pool, commands, and short waits.
+# and of the process pool, commands, short waits, and gathers of them.
 SUBMITS = (
     dict(task="noop"),
     dict(task="noop", exec="thread"),
@@ -127,6 +127,9 @@ SUBMITS = (
     dict(task="sleep", args={"ms": 2}, exec="thread"),
     dict(task="noop", exec="thread"),
     dict(task="exec", args={"argv": ["true"]}),
+    dict(t="gather", jobs=[dict(task="noop"), dict(task="noop",
+                                                   exec="thread"),
+                           dict(task="sleep", args={"ms": 1})]),
 )
 
 
@@ -154,19 +157,24 @@ class Submitter(threading.Thread):
                 out = b""
                 for _ in range(self.BURST):
                     rids.append(c.next_id)
-                    out += frame(dict(t="submit", id=c.next_id,
+                    out += frame(dict(dict(t="submit", id=c.next_id),
                                       **SUBMITS[k % len(SUBMITS)]))
                     c.next_id += 1
                     k += 1
                 c.send_raw(out)
-                for _ in rids:
+                answered = 0
+                while answered < len(rids):
                     m = c.recv()
                     if m is None:
                         self.ended = "closed"
                         return
+                    if m["t"] == "end":  # a gather's job: no reply
+                        continue
+                    answered += 1
                     if m["t"] == "accepted":
-                        self.seen.append(m["job"])
-                        self.counter.add(1)
+                        jobs = m["jobs"] if "jobs" in m else [m["job"]]
+                        self.seen.extend(jobs)
+                        self.counter.add(len(jobs))
                     else:
                         self.errors.append(m)
         except OSError as e:  # reset by the kill
