@@ -427,6 +427,29 @@ class Restart(StoreTest):
         st = d2.client().call("status", job=victim)
         self.assertEqual(st["state"], "cancelled", st)
 
+    def test_a_clean_stop_writes_the_end_of_every_job_it_drained(self):
+        state = self.private_state_dir()
+        d = Daemon("--state-dir", state, "-p", "0", "--max-finished",
+                   "100000", threads=1)
+        gate = d.gate()
+        c = d.client()
+        c.call("submit", task="exec", args={"argv": gate.argv},
+               exec="thread")
+        n = 20000
+        c.send_raw(b"".join(
+            frame(dict(t="submit", id=1000 + i, task="noop", exec="thread"))
+            for i in range(n)))
+        for i in range(n):
+            self.assertEqual(c.recv_for(1000 + i)["t"], "accepted")
+        # the stop drains them all: each end is written before concd exits
+        d.close()
+        with sqlite3.connect("file:%s/jobs.db?mode=ro" % state,
+                             uri=True) as db:
+            states = dict(db.execute(
+                "select state, count(*) from jobs group by state"))
+        db.close()
+        self.assertEqual(states, {"succeeded": n + 1})
+
 class Ids(StoreTest):
     def test_ids_go_on_across_a_clean_restart(self):
         state = self.private_state_dir()
