@@ -427,6 +427,44 @@ class Restart(StoreTest):
         st = d2.client().call("status", job=victim)
         self.assertEqual(st["state"], "cancelled", st)
 
+    def test_jobs_whose_executor_is_gone_end_as_their_kind_says(self):
+        d = self.daemon("-p", "2", threads=1, killed=True)
+        gate = d.gate()
+        c = d.client()
+
+        def submit(**fields):
+            m = c.call("submit", **fields)
+            self.assertEqual(m["t"], "accepted", m)
+            return m["job"]
+
+        held = dict(task="exec", args={"argv": gate.argv}, exec="process")
+        running = submit(**held)
+        daemon_running = submit(daemon=True, **held)
+        for j in (running, daemon_running):
+            wait_stored(d.state_dir, j, "running")
+        queued = submit(task="noop", exec="process")
+        daemon_queued = submit(task="noop", exec="process", daemon=True)
+        for j in (queued, daemon_queued):
+            wait_stored(d.state_dir, j, "queued")
+        self.kill9(d)
+        # no process pool now: none of them can run again
+        d2 = self.daemon("-p", "0", state_dir=d.state_dir, threads=1)
+        self.addCleanup(gate.release)
+        st = self.statuses(d2.client(), [running, daemon_running, queued,
+                                         daemon_queued])
+        outcome = {j: (s["state"], s["error"], s["message"])
+                   for j, s in st.items()}
+        daemon_end = ("cancelled", "cancelled",
+                      "a daemon job ends with the concd that runs it")
+        self.assertEqual(outcome, {
+            running: ("failed", "interrupted",
+                      "concd stopped while the job ran"),
+            daemon_running: daemon_end,
+            queued: ("failed", "bad_executor",
+                     "there are no worker processes (concd -p 0)"),
+            daemon_queued: daemon_end,
+        })
+
     def test_a_clean_stop_writes_the_end_of_every_job_it_drained(self):
         state = self.private_state_dir()
         d = Daemon("--state-dir", state, "-p", "0", "--max-finished",
