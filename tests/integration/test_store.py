@@ -86,6 +86,25 @@ def marked_pids(instance):
     return pids
 
 
+def until(get, n, what, bound=BOUND):
+    """get() until it has n elements, within bound: what it returned."""
+    deadline = time.monotonic() + bound
+    while True:
+        got = get()
+        if len(got) == n:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError("%s: not within %ss: %r"
+                                 % (what, bound, [cmdline(p) for p in got]))
+        time.sleep(0.01)  # /proc has no event to wait for
+
+
+def sleeps_of(instance):
+    """The `sleep 1000` commands of instance."""
+    return [p for p in marked_pids(instance)
+            if cmdline(p) == [b"sleep", b"1000"]]
+
+
 def cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -256,6 +275,10 @@ class Crash(StoreTest):
             c.wait_state(j, "running")
             wait_stored(d.state_dir, j, "running")
         instance = instance_of(d.state_dir)
+        # the third sleep is forked by sh, through setsid
+        sleeps = until(lambda: sleeps_of(instance), 3,
+                       "the three sleeps running")
+        self.assertEqual(len([p for p in sleeps if os.getsid(p) == p]), 1)
         counter = Counter()
         clients = [Submitter(d.socket, counter) for _ in range(4)]
         for t in clients:
@@ -270,10 +293,7 @@ class Crash(StoreTest):
             self.assertEqual(t.errors, [])
         # the commands outlive a concd that was killed: they are what the
         # next one must find
-        left = marked_pids(instance)
-        sleeps = [p for p in left if cmdline(p)[:1] == [b"sleep"]]
-        self.assertEqual(len(sleeps), 3, [cmdline(p) for p in left])
-        self.assertEqual(len([p for p in sleeps if os.getsid(p) == p]), 1)
+        self.assertEqual(sorted(sleeps_of(instance)), sorted(sleeps))
 
         seen = sorted(sleepers + [j for t in clients for j in t.seen])
         self.assertEqual(len(seen), len(set(seen)), "an id seen twice")
@@ -281,12 +301,14 @@ class Crash(StoreTest):
 
         d2 = self.daemon("-p", "1", "--max-finished", "1000000",
                          state_dir=d.state_dir)
-        # killed before READY=1, with their process groups
-        self.assertEqual([p for p in sleeps if alive(p)], [])
+        # sent SIGKILL before READY=1, with their process groups: gone
+        # once the signal is through
         self.assertEqual(instance_of(d.state_dir), instance)
-        strays = [p for p in marked_pids(instance)
-                  if not descends_from(p, d2.proc.pid)]
-        self.assertEqual(strays, [], [cmdline(p) for p in strays])
+        until(lambda: [p for p in sleeps if alive(p)], 0,
+              "the old sleeps gone")
+        until(lambda: [p for p in marked_pids(instance)
+                       if not descends_from(p, d2.proc.pid)], 0,
+              "no command of the old concd left")
 
         c = d2.client()
         new = c.call("submit", task="noop")
