@@ -11,7 +11,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -527,7 +526,7 @@ class Ids(StoreTest):
     def test_ids_go_on_when_retention_trimmed_every_job(self):
         state = self.private_state_dir()
         top = 0
-        for round in range(3):
+        for _ in range(3):
             d = Daemon("--state-dir", state, "--max-finished", "0")
             c = d.client()
             for _ in range(3):
