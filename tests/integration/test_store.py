@@ -374,10 +374,18 @@ class Restart(StoreTest):
         for j in (queued_held, queued, daemon_queued):
             wait_stored(d.state_dir, j, "queued")
         before = c.call("ps", all=True)
+        instance = instance_of(d.state_dir)
+        held = until(lambda: [p for p in marked_pids(instance)
+                              if cmdline(p)[:2] == [b"sh", b"-c"]], 3,
+                     "the three commands held by the gate")
         self.kill9(d)
 
         d2 = self.daemon(*args, state_dir=d.state_dir, threads=1)
         self.addCleanup(gate.release)  # before d2 stops
+        # the commands of the jobs that ran, the daemon job's too, were
+        # killed: none is left to read the gate
+        until(lambda: [p for p in held if alive(p)], 0,
+              "the old commands gone")
         c = d2.client()
         st = self.statuses(c, [retried, cut, daemon_running, queued_held,
                                queued, daemon_queued])
