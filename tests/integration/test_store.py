@@ -550,6 +550,38 @@ class Ids(StoreTest):
             self.assertEqual(rows, 0, "--max-finished 0 kept finished rows")
         self.assertEqual(top, 9)
 
+    # Known defect: ps (without --all) and status answer from the job
+    # table, where a job has its id before its batch is committed; killed
+    # then, concd restarts from the last committed id and gives the ids
+    # others saw to new jobs.  (store.c keeps no id reservation ahead of
+    # the ids the loop gives out.)
+    @unittest.expectedFailure
+    def test_an_id_another_client_saw_is_not_given_again(self):
+        args = ("-p", "0", "--queue-limit", "100000")
+        d = self.daemon(*args, threads=1, killed=True)
+        gate = d.gate()
+        a, b, other = d.client(), d.client(), d.client()
+        a.call("submit", task="exec", args={"argv": gate.argv},
+               exec="thread")
+        # a large batch keeps the store's thread busy meanwhile
+        other.send_raw(b"".join(
+            frame(dict(t="submit", id=i + 1, task="noop", exec="thread"))
+            for i in range(20000)))
+        self.assertEqual(other.recv()["t"], "accepted")
+        a.request("submit", task="sleep", args={"ms": 1}, exec="thread")
+        deadline = time.monotonic() + BOUND
+        while True:
+            jobs = b.call("ps", task="sleep")["jobs"]
+            if jobs:
+                break
+            self.assertLess(time.monotonic(), deadline)
+        seen = jobs[0]["job"]
+        self.kill9(d)
+        d2 = self.daemon(*args, state_dir=d.state_dir, threads=1)
+        self.addCleanup(gate.release)
+        new = d2.client().call("submit", task="noop")
+        self.assertGreater(new["job"], seen)
+
     def test_ids_go_on_after_kill_9_with_every_job_trimmed(self):
         d = self.daemon("--max-finished", "0", killed=True)
         c = d.client()
