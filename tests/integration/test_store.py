@@ -98,6 +98,16 @@ def until(get, n, what, bound=BOUND):
         time.sleep(0.01)  # /proc has no event to wait for
 
 
+def kill_instance(instance):
+    """SIGKILL what is left of the commands of instance: a test that fails
+    before the restart leaves none behind."""
+    for pid in marked_pids(instance):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def sleeps_of(instance):
     """The `sleep 1000` commands of instance."""
     return [p for p in marked_pids(instance)
@@ -264,6 +274,9 @@ class Crash(StoreTest):
             self):
         d = self.daemon("-p", "1", "--max-finished", "1000000", killed=True)
         c = d.client()
+        instance = instance_of(d.state_dir)
+        # after the restarted concd is closed
+        self.addCleanup(kill_instance, instance)
         # one of them in a session of its own, away from its job's
         # process group: found by its environment all the same
         argvs = (["sleep", "1000"], ["sleep", "1000"],
@@ -273,7 +286,6 @@ class Crash(StoreTest):
         for j in sleepers:
             c.wait_state(j, "running")
             wait_stored(d.state_dir, j, "running")
-        instance = instance_of(d.state_dir)
         # the third sleep is forked by sh, through setsid
         sleeps = until(lambda: sleeps_of(instance), 3,
                        "the three sleeps running")
