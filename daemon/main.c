@@ -458,8 +458,10 @@ main(int argc, char *argv[])
 
 	if (store_open(strcmp(opt.state_dir, "none") != 0 ? opt.state_dir
 	                                                  : NULL,
-	               opt.store_fsync != 0, cause, sizeof(cause)) < 0)
+	               opt.store_fsync != 0, cause, sizeof(cause)) < 0) {
+		server_free(); /* no socket is left with no concd behind it */
 		fatalx("%s", cause);
+	}
 	/* its commands carry it; it finds them after a crash */
 	if (store_enabled() && setenv("CONCD_INSTANCE", store_instance(), 1) < 0)
 		fatal("setenv");

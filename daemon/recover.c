@@ -103,15 +103,18 @@ struct recover_count {
 	size_t queued, interrupted, cancelled, lost;
 };
 
-/* A row whose job cannot be made again (its task is gone): it fails. */
+#define RECOVER_INTERRUPTED "concd stopped while the job ran"
+#define RECOVER_DAEMON      "a daemon job ends with the concd that runs it"
+
+/* A row whose job is not made again: it ends in the store as s says. */
 static void
-recover_fail_row(const struct store_row *row, enum proto_error err,
-                 const char *message)
+recover_end_row(const struct store_row *row, enum proto_state s,
+                enum proto_error err, const char *message)
 {
 	struct store_row r = *row;
 
 	r.insert = false;
-	r.state = PS_FAILED;
+	r.state = (uint8_t)s;
 	r.err = (uint8_t)err;
 	r.error = message;
 	r.result = NULL;
@@ -121,6 +124,29 @@ recover_fail_row(const struct store_row *row, enum proto_error err,
 		r.started = r.finished;
 	store_put(&r);
 	store_mark();
+}
+
+/*
+ * A row whose job cannot be made again (its task or its executor is
+ * gone).  A daemon job, and a job interrupted with no attempt left, end
+ * as they would anyway; a job that would run again fails with why it
+ * cannot.
+ */
+static void
+recover_lost(const struct store_row *r, enum proto_error err, const char *cause,
+             struct recover_count *n)
+{
+	if (r->daemon) {
+		recover_end_row(r, PS_CANCELLED, PE_CANCELLED, RECOVER_DAEMON);
+		n->cancelled++;
+	} else if (r->state == PS_RUNNING && r->attempt > r->retries) {
+		recover_end_row(r, PS_FAILED, PE_INTERRUPTED,
+		                RECOVER_INTERRUPTED);
+		n->interrupted++;
+	} else {
+		recover_end_row(r, PS_FAILED, err, cause);
+		n->lost++;
+	}
 }
 
 static void
@@ -136,14 +162,12 @@ recover_row(const struct store_row *r, void *arg)
 		snprintf(cause, sizeof(cause),
 		         "task %s is no longer available (at the restart)",
 		         r->task);
-		recover_fail_row(r, PE_UNKNOWN_TASK, cause);
-		n->lost++;
+		recover_lost(r, PE_UNKNOWN_TASK, cause, n);
 		return;
 	}
 	if (sched_choose(js.task, (enum proto_exec)r->requested, r->fresh, &x,
 	                 cause, sizeof(cause)) < 0) {
-		recover_fail_row(r, PE_BAD_EXECUTOR, cause);
-		n->lost++;
+		recover_lost(r, PE_BAD_EXECUTOR, cause, n);
 		return;
 	}
 	js.args = r->args;
@@ -157,17 +181,17 @@ recover_row(const struct store_row *r, void *arg)
 	js.retries = r->retries;
 	js.retry_delay_ms = r->retry_delay_ms;
 	if ((j = job_restore(&js, r)) == NULL) {
-		recover_fail_row(r, PE_INTERNAL, "out of memory at the restart");
+		recover_end_row(r, PS_FAILED, PE_INTERNAL,
+		                "out of memory at the restart");
 		n->lost++;
 		return;
 	}
 	if (r->daemon) {
-		job_end_restored(j, PS_CANCELLED, PE_CANCELLED,
-		                 "a daemon job ends with the concd that runs it");
+		job_end_restored(j, PS_CANCELLED, PE_CANCELLED, RECOVER_DAEMON);
 		n->cancelled++;
 	} else if (r->state == PS_RUNNING) {
 		job_end_restored(j, PS_FAILED, PE_INTERRUPTED,
-		                 "concd stopped while the job ran");
+		                 RECOVER_INTERRUPTED);
 		n->interrupted++;
 	} else {
 		sched_submit(j);

@@ -1423,6 +1423,8 @@ store_close(void)
 		pthread_cond_signal(&store.cond);
 		pthread_mutex_unlock(&store.lock);
 		pthread_join(store.thread, NULL);
+		/* from now on every batch is written here: none to the thread */
+		store.syncing = true;
 		if (store.flight != NULL)
 			store_done_cb(-1, 0, NULL);
 	}

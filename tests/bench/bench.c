@@ -122,6 +122,7 @@ static const struct bench_suite_row {
     [SUITE_EXEC] = {"exec", suite_exec, false},
     [SUITE_DEEP] = {"deep", suite_deep, true},
     [SUITE_IDLE] = {"idle", suite_idle, true},
+    [SUITE_STORE] = {"store", suite_store, true},
 };
 _Static_assert(sizeof(bench_suites) / sizeof(bench_suites[0]) == SUITE_COUNT,
                "bench_suites rows");
@@ -223,6 +224,16 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "its VmRSS\n"
 	    "         at rest (<= 5 MiB), against fork and exec of /bin/true "
 	    "(*)\n"
+	    "  store  concd -t 1 -p 0 with N (--deep) noop jobs queued in its "
+	    "store,\n"
+	    "         killed and started again on it: fork to READY=1 (<= 3 s "
+	    "for\n"
+	    "         1,000,000), every job queued again; bytes of jobs.db + "
+	    "WAL per\n"
+	    "         queued and per finished job; an idle concd with a new "
+	    "store: fork\n"
+	    "         to READY=1 (<= 50 ms) and VmRSS (<= 5 MiB), beside "
+	    "--state-dir none (*)\n"
 	    "(*) needs --spawn: starts a concd per configuration and run.\n"
 	    "\n"
 	    "usage: concd-bench [--socket PATH | --spawn CONCD] [--suite S] "
@@ -264,7 +275,8 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "  --sleepers N      sleep: jobs (default 100000)\n"
 	    "  --sleep-ms MS     sleep: their ms (default 1000)\n"
 	    "  --execs N         exec: jobs (default 1000)\n"
-	    "  --deep N          deep: queued jobs (default 1000000)\n"
+	    "  --deep N          deep and store: queued jobs (default "
+	    "1000000)\n"
 	    "  --check           decode every reply twice and check more: "
 	    "for tests\n"
 	    "  --full-decode     decode replies with proto_decode only\n"
@@ -2232,8 +2244,8 @@ bench_suite_option(struct bench_opts *o, const char *name)
 			return;
 		}
 	bench_die(2,
-	          "--suite must be noop, fresh, cpu, sleep, exec, deep, idle "
-	          "or all");
+	          "--suite must be noop, fresh, cpu, sleep, exec, deep, idle, "
+	          "store or all");
 }
 
 int
@@ -2326,7 +2338,7 @@ main(int argc, char *argv[])
 			o.check = true;
 			break;
 		case OPT_NO_STORE:
-			bench_no_store = true;
+			bench_no_store = o.no_store = true;
 			break;
 		case OPT_FULL_DECODE:
 			o.full_decode = true;

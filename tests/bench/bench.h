@@ -30,6 +30,7 @@ enum bench_suite {
 	SUITE_EXEC,
 	SUITE_DEEP,
 	SUITE_IDLE,
+	SUITE_STORE,
 	SUITE_COUNT
 };
 
@@ -56,6 +57,7 @@ struct bench_opts {
 	/* deep */
 	size_t deep;
 
+	bool no_store; /* --no-store: concd --state-dir none */
 	bool check;
 	bool full_decode; /* proto_decode for every reply, no walker */
 	bool verbose;
@@ -247,5 +249,6 @@ void suite_sleep(const struct bench_opts *, const char *path);
 void suite_exec(const struct bench_opts *, const char *path);
 void suite_deep(const struct bench_opts *, const char *path);
 void suite_idle(const struct bench_opts *, const char *path);
+void suite_store(const struct bench_opts *, const char *path);
 
 #endif

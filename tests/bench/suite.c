@@ -7,7 +7,9 @@
  *   exec   many `exec true` on the loop against xargs -P2;
  *   deep   a million jobs queued on one thread: submit rate, lookups,
  *          ps and the drain;
- *   idle   start-up to READY=1 and the memory of a daemon doing nothing.
+ *   idle   start-up to READY=1 and the memory of a daemon doing nothing;
+ *   store  a restart with a million jobs queued in the store, the store's
+ *          bytes per job, and an idle daemon with a store and without.
  *
  * Each run of a suite measures its baseline too (the warm worker, one
  * worker, one sleep, xargs, a ping), and a ratio printed is the median
@@ -17,11 +19,13 @@
  */
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <inttypes.h>
@@ -1122,24 +1126,35 @@ idle_children_kb(pid_t pid)
 }
 
 /*
- * Start concd -f on a private socket with a private NOTIFY_SOCKET, time
- * it to READY=1, read its memory, stop it.
+ * Start concd -f -s DIR/sock [flags] with the private NOTIFY_SOCKET
+ * DIR/notify and its stderr to /dev/null: its pid, and in *ready_ms the
+ * milliseconds from the fork to its READY=1, in *notify the socket it
+ * notifies, which the caller closes once it has stopped concd, and then
+ * removes DIR/notify and DIR/sock.
  */
-static void
-idle_once(const char *concd, struct idle_run *u)
+static pid_t
+idle_spawn(const char *concd, const char *dir, const char *const *flags,
+           double *ready_ms, int *notify)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	char dir[] = "/tmp/concd-bench.XXXXXX", sock[64], buf[512];
 	struct pollfd pfd = {.events = POLLIN};
+	const char *argv[32];
+	char sock[128], buf[512];
 	double t0, left;
+	size_t i, n = 0;
 	pid_t pid;
-	ssize_t n;
+	ssize_t len;
 	int status, null;
 
-	if (mkdtemp(dir) == NULL)
-		bench_die(2, "mkdtemp: %s", strerror(errno));
 	snprintf(sock, sizeof(sock), "%s/sock", dir);
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/notify", dir);
+	argv[n++] = concd;
+	argv[n++] = "-f";
+	argv[n++] = "-s";
+	argv[n++] = sock;
+	for (i = 0; flags != NULL && flags[i] != NULL && n < 31; i++)
+		argv[n++] = flags[i];
+	argv[n] = NULL;
 	if ((pfd.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    bind(pfd.fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 		bench_die(2, "notify socket: %s", strerror(errno));
@@ -1152,33 +1167,53 @@ idle_once(const char *concd, struct idle_run *u)
 		setenv("NOTIFY_SOCKET", sun.sun_path, 1);
 		if ((null = open("/dev/null", O_WRONLY)) >= 0)
 			dup2(null, STDERR_FILENO);
-		execl(concd, concd, "-f", "-s", sock, (char *)NULL);
+		execv(concd, (char *const *)argv);
 		_exit(127);
 	}
-	u->ready_ms = -1;
+	*ready_ms = -1;
 	while ((left = IDLE_READY_WAIT - (bench_now() - t0) * 1e3) > 0 &&
 	       poll(&pfd, 1, (int)left + 1) > 0) {
-		if ((n = recv(pfd.fd, buf, sizeof(buf) - 1, 0)) < 0)
+		if ((len = recv(pfd.fd, buf, sizeof(buf) - 1, 0)) < 0)
 			continue;
-		buf[n] = '\0';
+		buf[len] = '\0';
 		if (strstr(buf, "READY=1") != NULL) {
-			u->ready_ms = (bench_now() - t0) * 1e3;
+			*ready_ms = (bench_now() - t0) * 1e3;
 			break;
 		}
 	}
-	if (u->ready_ms < 0) {
+	if (*ready_ms < 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
 		bench_die(2, "%s sent no READY=1 within %d ms", concd,
 		          IDLE_READY_WAIT);
 	}
+	*notify = pfd.fd;
+	return pid;
+}
+
+/*
+ * Start concd -f on a private socket with a private NOTIFY_SOCKET, time
+ * it to READY=1, read its memory, stop it.
+ */
+static void
+idle_once(const char *concd, const char *const *flags, struct idle_run *u)
+{
+	char dir[] = "/tmp/concd-bench.XXXXXX", path[64];
+	pid_t pid;
+	int status, notify;
+
+	if (mkdtemp(dir) == NULL)
+		bench_die(2, "mkdtemp: %s", strerror(errno));
+	pid = idle_spawn(concd, dir, flags, &u->ready_ms, &notify);
 	u->rss_kb = (double)bench_vm_kb(pid, "VmRSS:");
 	u->workers_kb = idle_children_kb(pid);
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
-	close(pfd.fd);
-	unlink(sun.sun_path);
-	unlink(sock);
+	close(notify);
+	snprintf(path, sizeof(path), "%s/notify", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/sock", dir);
+	unlink(path);
 	rmdir(dir);
 }
 
@@ -1201,7 +1236,7 @@ suite_idle(const struct bench_opts *o, const char *unused)
 	       "rest; against fork and exec of /bin/true\n");
 	for (r = 0; r < o->runs; r++) {
 		u[r].exec_ms = idle_true_ms();
-		idle_once(o->spawn, &u[r]);
+		idle_once(o->spawn, NULL, &u[r]);
 		if (o->verbose)
 			printf("run %zu: true %.2f ms, READY=1 after %.2f ms, "
 			       "VmRSS %.0f kB\n",
@@ -1220,5 +1255,300 @@ suite_idle(const struct bench_opts *o, const char *unused)
 	           rss.med <= 5);
 	bench_line("worker VmRSS", workers, 2,
 	           "MiB (its worker processes, together)", NULL, -1);
+	free(u);
+}
+
+/*
+ * ---- store: the job store at a restart, on the disk, and at rest ----
+ *
+ * A restart: concd -t 1 -p 0 with n noop jobs queued behind a second
+ * sleep, the first sleep holding the only thread, is killed (SIGKILL) and
+ * started again on its state directory, timed from the fork to READY=1;
+ * then ps must count the n jobs queued and the second sleep running (the
+ * first one failed, interrupted).  The disk: bytes of jobs.db and its WAL
+ * per job, for the n queued jobs and for n/10 noop jobs run to their end.
+ * At rest: a concd with a new store, fork to READY=1 and its VmRSS, beside
+ * one with --state-dir none, in the same run.
+ */
+
+#define STORE_HOLD_MS 3600000
+
+static int
+suite_rm(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+struct store_run {
+	double fill;          /* s to submit the n jobs */
+	double ready_ms;      /* the restart: fork to READY=1 */
+	double queued_bytes;  /* jobs.db + WAL per queued job */
+	double done_bytes;    /* jobs.db + WAL per finished job */
+	double idle_ready_ms; /* a new store: fork to READY=1 */
+	double idle_rss_kb;
+	double none_ready_ms; /* --state-dir none */
+	double none_rss_kb;
+};
+
+/* Bytes of the store in dir: jobs.db and its WAL. */
+static double
+store_bytes(const char *dir)
+{
+	static const char *const names[] = {"jobs.db", "jobs.db-wal"};
+	char path[160];
+	struct stat st;
+	double sum = 0;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		if (stat(path, &st) == 0)
+			sum += (double)st.st_size;
+	}
+	return sum;
+}
+
+/* Wait until job is running (a sleep taking the only thread). */
+static void
+store_wait_running(struct bench_conn *c, uint64_t job)
+{
+	char state[16];
+	size_t i;
+
+	for (i = 0;; i++) {
+		deep_status(c, job, state, sizeof(state));
+		if (strcmp(state, "running") == 0)
+			return;
+		if (i == 5000)
+			bench_die(1, "job %" PRIu64 " is %s after 5 s", job,
+			          state);
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	}
+}
+
+static void
+store_restart(const struct bench_opts *o, struct store_run *u)
+{
+	char limit[32], path[160];
+	/* and then --state-dir DIR, the first concd's, for the restart */
+	const char *flags[] = {
+	    "-t", "1",  "-p", "0", "--queue-limit", limit, "--stop-timeout",
+	    "0",  NULL, NULL, NULL};
+	const size_t n = o->deep;
+	struct bench_daemon *d;
+	struct bench_conn c;
+	struct bench_batch hold, jobs;
+	struct bench_tmpl ts = {.id_at = 0}, tn = {.id_at = 0};
+	struct pbuf args = {0};
+	struct bench_spec ss = {
+	    .task = "sleep", .args = &args, .exec = PX_THREAD};
+	struct bench_spec sn = {.task = "noop", .exec = PX_THREAD};
+	struct bench_rq ps;
+	double t0;
+	size_t room, m;
+	pid_t pid;
+	int status, notify;
+
+	snprintf(limit, sizeof(limit), "%zu",
+	         n * 2 > 2000000 ? n * 2 : 2000000);
+	d = bench_daemon_start(o->spawn, flags);
+	suite_conn(&c, d->sock, o);
+	bench_args_uint(&args, "ms", STORE_HOLD_MS);
+	bench_tmpl_make(&ts, &ss);
+	bench_tmpl_make(&tn, &sn);
+
+	/* one sleep on the thread, the next one queued first */
+	bench_batch_init(&hold, 2, 1);
+	hold.exec = PX_THREAD;
+	hold.watched = false;
+	bench_batch_attach(&c, &hold);
+	bench_batch_submits(&c, &hold, &ts, 1);
+	bench_send(&c);
+	while (hold.accepted < 1)
+		bench_read_replies(&c);
+	store_wait_running(&c, hold.job[0]);
+	bench_batch_submits(&c, &hold, &ts, 1);
+	bench_send(&c);
+	while (hold.accepted < 2)
+		bench_read_replies(&c);
+
+	/* n jobs behind them, pipelined: each accepted once committed */
+	bench_batch_init(&jobs, n, 1);
+	jobs.exec = PX_THREAD;
+	jobs.watched = false;
+	bench_batch_attach(&c, &jobs);
+	t0 = bench_now();
+	while (jobs.accepted < n) {
+		room = o->window - (jobs.sent - jobs.accepted);
+		m = n - jobs.sent < room ? n - jobs.sent : room;
+		if (m > 0 && (m >= o->batch || jobs.sent + m == n)) {
+			bench_batch_submits(&c, &jobs, &tn, m);
+			bench_send(&c);
+		}
+		if (jobs.accepted < n)
+			bench_read_replies(&c);
+	}
+	u->fill = bench_now() - t0;
+	bench_fence(&c);
+	u->queued_bytes = store_bytes(d->state) / (double)n;
+	bench_batch_detach(&c, &hold);
+	bench_batch_detach(&c, &jobs);
+	bench_conn_close(&c);
+
+	/* the crash, and the restart on the same directory */
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, &status, 0);
+	d->pid = 0;
+	flags[8] = "--state-dir";
+	flags[9] = d->state;
+	pid = idle_spawn(o->spawn, d->dir, flags, &u->ready_ms, &notify);
+	suite_conn(&c, d->sock, o);
+	/* the second sleep is queued or, once the thread took it, running */
+	deep_ps(&c, &ps, 1);
+	if (ps.queued + ps.running != n + 1 || ps.running > 1)
+		bench_wrong(NULL,
+		            "after the restart ps counts %" PRIu64
+		            " queued and %" PRIu64 " running, expected %zu "
+		            "queued and 1 queued or running",
+		            ps.queued, ps.running, n);
+	bench_fence(&c);
+	bench_conn_close(&c);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	close(notify);
+	snprintf(path, sizeof(path), "%s/notify", d->dir);
+	unlink(path);
+	bench_tmpl_free(&ts);
+	bench_tmpl_free(&tn);
+	pbuf_free(&args);
+	bench_daemon_stop(d);
+}
+
+/* Bytes of the store per job, after n noop jobs ran to their end. */
+static double
+store_finished(const struct bench_opts *o, size_t n)
+{
+	char keep[32];
+	const char *flags[] = {"-t", "2", "-p", "0", "--max-finished",
+	                       keep, NULL};
+	struct bench_daemon *d;
+	struct bench_conn c;
+	struct bench_batch b;
+	struct bench_tmpl t = {.id_at = 0};
+	struct bench_spec s = {.task = "noop", .exec = PX_LOOP, .watch = true};
+	size_t room, m;
+	double bytes;
+
+	snprintf(keep, sizeof(keep), "%zu", n);
+	d = bench_daemon_start(o->spawn, flags);
+	suite_conn(&c, d->sock, o);
+	bench_tmpl_make(&t, &s);
+	bench_batch_init(&b, n, 1);
+	b.exec = PX_LOOP;
+	b.check = CHECK_EMPTY;
+	bench_batch_attach(&c, &b);
+	while (b.ended < n) {
+		room = o->window - (b.sent - b.ended);
+		m = n - b.sent < room ? n - b.sent : room;
+		if (m > 0 && (m >= o->batch || b.sent + m == n)) {
+			bench_batch_submits(&c, &b, &t, m);
+			bench_send(&c);
+		}
+		if (b.ended < n)
+			bench_read_replies(&c);
+	}
+	bench_fence(&c);
+	/* an end goes out once the job's final row is committed */
+	bytes = store_bytes(d->state) / (double)n;
+	bench_batch_detach(&c, &b);
+	bench_tmpl_free(&t);
+	bench_conn_close(&c);
+	bench_daemon_stop(d);
+	return bytes;
+}
+
+/* a field of struct store_run, for suite_field */
+#define STORE_FIELD(f) sizeof(struct store_run), offsetof(struct store_run, f)
+
+void
+suite_store(const struct bench_opts *o, const char *unused)
+{
+	struct store_run *u = calloc(o->runs, sizeof(*u));
+	const size_t n = o->deep, done = o->deep / 10 > 0 ? o->deep / 10 : 1;
+	char state[64], what[96];
+	const char *flags[] = {"--state-dir", state, NULL};
+	static const char *const none[] = {"--state-dir", "none", NULL};
+	struct idle_run w;
+	struct bench_row row, ready;
+	size_t r;
+
+	(void)unused;
+	if (u == NULL)
+		bench_die(2, "out of memory");
+	if (o->no_store) {
+		printf("\nstore: skipped: --no-store\n");
+		free(u);
+		return;
+	}
+	printf(
+	    "\nstore: concd -t 1 -p 0 with %zu noop jobs queued in its store "
+	    "is killed\n(SIGKILL) and started again on it: fork to READY=1, "
+	    "every job queued;\nbytes of jobs.db + WAL per queued job and "
+	    "per finished job (%zu noop);\nan idle concd with a new store "
+	    "and with --state-dir none\n",
+	    n, done);
+	for (r = 0; r < o->runs; r++) {
+		char dir[] = "/tmp/concd-bench.XXXXXX";
+
+		store_restart(o, &u[r]);
+		u[r].done_bytes = store_finished(o, done);
+		if (mkdtemp(dir) == NULL)
+			bench_die(2, "mkdtemp: %s", strerror(errno));
+		snprintf(state, sizeof(state), "%s/state", dir);
+		idle_once(o->spawn, flags, &w);
+		u[r].idle_ready_ms = w.ready_ms;
+		u[r].idle_rss_kb = w.rss_kb;
+		nftw(state, suite_rm, 16, FTW_DEPTH | FTW_PHYS);
+		rmdir(dir);
+		idle_once(o->spawn, none, &w);
+		u[r].none_ready_ms = w.ready_ms;
+		u[r].none_rss_kb = w.rss_kb;
+		if (o->verbose)
+			printf("run %zu: filled in %.2f s, READY=1 after %.0f "
+			       "ms; %.0f and %.0f bytes per queued and "
+			       "finished job; idle %.2f ms, %.0f kB\n",
+			       r + 1, u[r].fill, u[r].ready_ms,
+			       u[r].queued_bytes, u[r].done_bytes,
+			       u[r].idle_ready_ms, u[r].idle_rss_kb);
+	}
+	bench_head("");
+	row = suite_field(u, o->runs, STORE_FIELD(fill), 1);
+	bench_line("fill", row, 2, "s (each accepted once committed)", NULL,
+	           -1);
+	ready = suite_field(u, o->runs, STORE_FIELD(ready_ms), 1e-3);
+	snprintf(what, sizeof(what), "s (%zu queued, all queued again)", n);
+	bench_line("restart to READY=1", ready, 3, what, "<= 3 s",
+	           ready.med <= 3);
+	bench_line("disk per queued job",
+	           suite_field(u, o->runs, STORE_FIELD(queued_bytes), 1), 0,
+	           "bytes (jobs.db + WAL)", NULL, -1);
+	bench_line("disk per finished",
+	           suite_field(u, o->runs, STORE_FIELD(done_bytes), 1), 0,
+	           "bytes (jobs.db + WAL, noop)", NULL, -1);
+	ready = suite_field(u, o->runs, STORE_FIELD(idle_ready_ms), 1);
+	bench_line("idle ready", ready, 2, "ms (a new store)", "<= 50 ms",
+	           ready.med <= 50);
+	row = suite_field(u, o->runs, STORE_FIELD(idle_rss_kb), 1.0 / 1024);
+	bench_line("idle VmRSS", row, 2, "MiB (a new store)", "<= 5 MiB",
+	           row.med <= 5);
+	bench_line("idle ready, none",
+	           suite_field(u, o->runs, STORE_FIELD(none_ready_ms), 1), 2,
+	           "ms (--state-dir none)", NULL, -1);
+	bench_line(
+	    "idle VmRSS, none",
+	    suite_field(u, o->runs, STORE_FIELD(none_rss_kb), 1.0 / 1024), 2,
+	    "MiB (--state-dir none)", NULL, -1);
 	free(u);
 }

@@ -1,0 +1,834 @@
+"""The job store (concd(8) DURABILITY): what survives kill -9 of concd while
+clients submit at full speed, what each kind of job becomes at a restart,
+ids never given out twice, a full disk, damaged and foreign databases, a
+second concd on a directory in use, reading the store with sqlite3(1), and
+the audit trail of accepted and finished jobs.
+
+concd is killed on purpose here: those daemons say so with expect_exit(),
+and the state directory outlives them, since the one that comes after it
+starts on the same directory."""
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import msgpack
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import BOUND, CONCD, Daemon  # noqa: E402
+
+FINAL = ("succeeded", "failed", "cancelled", "timed_out")
+KILLED = -signal.SIGKILL
+
+
+def instance_of(state_dir):
+    """The store's name, which every command of its concd carries in its
+    environment as CONCD_INSTANCE."""
+    db = sqlite3.connect("file:%s/jobs.db?mode=ro" % state_dir, uri=True)
+    try:
+        return db.execute(
+            "select value from meta where key = 'instance'").fetchone()[0]
+    finally:
+        db.close()
+
+
+def stored_state(state_dir, job):
+    """The job's state as committed in the store, or None."""
+    db = sqlite3.connect("file:%s/jobs.db?mode=ro" % state_dir, uri=True)
+    try:
+        row = db.execute("select state from jobs where id = ?",
+                         (job,)).fetchone()
+        return row[0] if row else None
+    finally:
+        db.close()
+
+
+def wait_stored(state_dir, job, state, bound=BOUND):
+    """Read the store until the job's row is in state: a commit is not an
+    event a test can wait on, so this asks, within a bound."""
+    deadline = time.monotonic() + bound
+    while stored_state(state_dir, job) != state:
+        if time.monotonic() > deadline:
+            raise AssertionError("job %d not %s in the store within %ss "
+                                 "(%r)" % (job, state, bound,
+                                           stored_state(state_dir, job)))
+        time.sleep(0.01)  # a file has no event to wait for
+
+
+def alive(pid):
+    return harness.proc_state(pid) not in (None, "Z")
+
+
+def marked_pids(instance):
+    """Every live process whose environment has CONCD_INSTANCE=instance."""
+    marker = ("CONCD_INSTANCE=%s" % instance).encode()
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % name, "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if marker in env and alive(int(name)):
+            pids.append(int(name))
+    return pids
+
+
+def until(get, n, what, bound=BOUND):
+    """get() until it has n elements, within bound: what it returned."""
+    deadline = time.monotonic() + bound
+    while True:
+        got = get()
+        if len(got) == n:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError("%s: not within %ss: %r"
+                                 % (what, bound, [cmdline(p) for p in got]))
+        time.sleep(0.01)  # /proc has no event to wait for
+
+
+def kill_instance(instance):
+    """SIGKILL what is left of the commands of instance: a test that fails
+    before the restart leaves none behind."""
+    for pid in marked_pids(instance):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def sleeps_of(instance):
+    """The `sleep 1000` commands of instance."""
+    return [p for p in marked_pids(instance)
+            if cmdline(p) == [b"sleep", b"1000"]]
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().split(b"\0")[:-1]
+    except OSError:
+        return []
+
+
+def ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def descends_from(pid, ancestor):
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        pid = ppid(pid)
+    return False
+
+
+def frame(msg):
+    body = msgpack.packb(msg)
+    return struct.pack(">I", len(body)) + body
+
+
+# What the clients submit, in turn: jobs of the loop, of the thread pool
+# and of the process pool, commands, short waits, and gathers of them.
+SUBMITS = (
+    dict(task="noop"),
+    dict(task="noop", exec="thread"),
+    dict(task="noop", exec="process"),
+    dict(task="sleep", args={"ms": 1}),
+    dict(task="noop"),
+    dict(task="sleep", args={"ms": 2}, exec="thread"),
+    dict(task="noop", exec="thread"),
+    dict(task="exec", args={"argv": ["true"]}),
+    dict(t="gather", jobs=[dict(task="noop"), dict(task="noop",
+                                                   exec="thread"),
+                           dict(task="sleep", args={"ms": 1})]),
+)
+
+
+class Submitter(threading.Thread):
+    """A client on a connection of its own that submits as fast as concd
+    answers: a burst of pipelined submits, then their replies, again, until
+    the connection ends.  It keeps every id it saw in an accepted reply."""
+
+    BURST = 64
+
+    def __init__(self, path, counter):
+        super().__init__(daemon=True)
+        self.client = harness.Client(path)
+        self.counter = counter
+        self.seen = []
+        self.errors = []
+        self.ended = None
+
+    def run(self):
+        c = self.client
+        k = 0
+        try:
+            while True:
+                rids = []
+                out = b""
+                for _ in range(self.BURST):
+                    rids.append(c.next_id)
+                    out += frame(dict(dict(t="submit", id=c.next_id),
+                                      **SUBMITS[k % len(SUBMITS)]))
+                    c.next_id += 1
+                    k += 1
+                c.send_raw(out)
+                answered = 0
+                while answered < len(rids):
+                    m = c.recv()
+                    if m is None:
+                        self.ended = "closed"
+                        return
+                    if m["t"] == "end":  # a gather's job: no reply
+                        continue
+                    answered += 1
+                    if m["t"] == "accepted":
+                        jobs = m["jobs"] if "jobs" in m else [m["job"]]
+                        self.seen.extend(jobs)
+                        self.counter.add(len(jobs))
+                    else:
+                        self.errors.append(m)
+        except OSError as e:  # reset by the kill
+            self.ended = repr(e)
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+        self.cond = threading.Condition()
+
+    def add(self, k):
+        with self.cond:
+            self.n += k
+            self.cond.notify_all()
+
+    def wait_for(self, n, bound=BOUND):
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.n >= n, bound):
+                raise AssertionError("only %d jobs accepted within %ss"
+                                     % (self.n, bound))
+
+
+class StoreTest(unittest.TestCase):
+    def daemon(self, *args, state_dir=None, threads=2, killed=False):
+        """A concd, closed after the test (before those started earlier),
+        on state_dir if given."""
+        if state_dir is not None:
+            args = ("--state-dir", state_dir) + args
+        d = Daemon(*args, threads=threads)
+        self.addCleanup(d.close)
+        if killed:
+            d.expect_exit(KILLED)
+        return d
+
+    def kill9(self, d):
+        d.expect_exit(KILLED)
+        os.kill(d.proc.pid, signal.SIGKILL)
+        self.assertEqual(d.proc.wait(BOUND), KILLED)
+
+    def statuses(self, c, ids, chunk=512):
+        """status of each id, pipelined: {id: reply}."""
+        out = {}
+        for i in range(0, len(ids), chunk):
+            part = ids[i:i + chunk]
+            rids = [(c.request("status", job=j), j) for j in part]
+            for rid, j in rids:
+                out[j] = c.recv_for(rid)
+        return out
+
+    def wait_idle(self, c, bound=BOUND):
+        """Ask ps until no job is queued or running."""
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            ps = c.call("ps")
+            if ps["total"] == 0:
+                return
+        raise AssertionError("jobs still live after %ss: %r"
+                             % (bound, ps["counts"]))
+
+    def private_state_dir(self):
+        d = tempfile.mkdtemp(prefix="concd-state-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        return os.path.join(d, "state")
+
+
+class Crash(StoreTest):
+    def test_kill_9_under_load_loses_no_accepted_job_and_leaves_no_command(
+            self):
+        d = self.daemon("-p", "1", "--max-finished", "1000000", killed=True)
+        c = d.client()
+        instance = instance_of(d.state_dir)
+        # after the restarted concd is closed
+        self.addCleanup(kill_instance, instance)
+        # one of them in a session of its own, away from its job's
+        # process group: found by its environment all the same
+        argvs = (["sleep", "1000"], ["sleep", "1000"],
+                 ["sh", "-c", "setsid sleep 1000 & wait"])
+        sleepers = [c.call("submit", task="exec", args={"argv": a})["job"]
+                    for a in argvs]
+        for j in sleepers:
+            c.wait_state(j, "running")
+            wait_stored(d.state_dir, j, "running")
+        # the third sleep is forked by sh, through setsid
+        sleeps = until(lambda: sleeps_of(instance), 3,
+                       "the three sleeps running")
+        self.assertEqual(len([p for p in sleeps if os.getsid(p) == p]), 1)
+        counter = Counter()
+        clients = [Submitter(d.socket, counter) for _ in range(4)]
+        for t in clients:
+            t.start()
+        counter.wait_for(20000)
+        os.kill(d.proc.pid, signal.SIGKILL)
+        self.assertEqual(d.proc.wait(BOUND), KILLED)
+        for t in clients:
+            t.join(BOUND)
+            self.assertFalse(t.is_alive())
+            t.client.close()
+            self.assertEqual(t.errors, [])
+        # the commands outlive a concd that was killed: they are what the
+        # next one must find
+        self.assertEqual(sorted(sleeps_of(instance)), sorted(sleeps))
+
+        seen = sorted(sleepers + [j for t in clients for j in t.seen])
+        self.assertEqual(len(seen), len(set(seen)), "an id seen twice")
+        self.assertGreaterEqual(len(seen), 20000)
+
+        d2 = self.daemon("-p", "1", "--max-finished", "1000000",
+                         state_dir=d.state_dir)
+        # sent SIGKILL before READY=1, with their process groups: gone
+        # once the signal is through
+        self.assertEqual(instance_of(d.state_dir), instance)
+        until(lambda: [p for p in sleeps if alive(p)], 0,
+              "the old sleeps gone")
+        until(lambda: [p for p in marked_pids(instance)
+                       if not descends_from(p, d2.proc.pid)], 0,
+              "no command of the old concd left")
+
+        c = d2.client()
+        new = c.call("submit", task="noop")
+        self.assertEqual(new["t"], "accepted", new)
+        self.assertGreater(new["job"], seen[-1])
+        self.wait_idle(c)
+        st = self.statuses(c, seen)
+        missing = [j for j in seen if st[j]["t"] != "job"]
+        self.assertEqual(missing, [], [st[j] for j in missing[:3]])
+        unfinished = [j for j in seen if st[j]["state"] not in FINAL]
+        self.assertEqual(unfinished, [])
+        for j in sleepers:
+            self.assertEqual((st[j]["state"], st[j]["error"],
+                              st[j]["message"]),
+                             ("failed", "interrupted",
+                              "concd stopped while the job ran"))
+        # the store agrees with what concd answers
+        db = sqlite3.connect("file:%s/jobs.db?mode=ro" % d.state_dir,
+                             uri=True)
+        rows = dict(db.execute("select id, state from jobs"))
+        db.close()
+        self.assertEqual([j for j in seen if rows.get(j) not in FINAL], [])
+        self.assertEqual(len(rows), len(set(rows)))
+
+
+class Restart(StoreTest):
+    def test_each_kind_of_job_comes_back_as_concd_8_says(self):
+        args = ("-p", "0")
+        d = self.daemon(*args, threads=1, killed=True)
+        gate = d.gate()
+        c = d.client()
+
+        def submit(**fields):
+            m = c.call("submit", **fields)
+            self.assertEqual(m["t"], "accepted", m)
+            return m["job"]
+
+        def finished(**fields):
+            rid = c.request("submit", watch=True, **fields)
+            events = c.until_end(rid)
+            self.assertEqual(events[-1]["t"], "end", events)
+            return events[-1]
+
+        ok = finished(task="exec", args={"argv": ["echo", "hi"]})
+        bad = finished(task="exec", args={"argv": ["false"]})
+        # the thread pool's only thread, held; a second attempt is left
+        retried = submit(task="exec", args={"argv": gate.argv},
+                         exec="thread", retries=1)
+        # on the loop, held, no attempt left
+        cut = submit(task="exec", args={"argv": gate.argv})
+        daemon_running = submit(task="exec", args={"argv": gate.argv},
+                                daemon=True)
+        # behind the held thread
+        queued_held = submit(task="exec", args={"argv": gate.argv},
+                             exec="thread")
+        queued = submit(task="noop", exec="thread")
+        daemon_queued = submit(task="noop", exec="thread", daemon=True)
+        rid = c.request("submit", task="noop", exec="thread", watch=True)
+        dropped = c.recv_for(rid)["job"]
+        self.assertEqual(c.call("cancel", job=dropped)["t"], "ok")
+        self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
+        for j in (retried, cut, daemon_running):
+            wait_stored(d.state_dir, j, "running")
+        for j in (queued_held, queued, daemon_queued):
+            wait_stored(d.state_dir, j, "queued")
+        before = c.call("ps", all=True)
+        instance = instance_of(d.state_dir)
+        held = until(lambda: [p for p in marked_pids(instance)
+                              if cmdline(p)[:2] == [b"sh", b"-c"]], 3,
+                     "the three commands held by the gate")
+        self.kill9(d)
+
+        d2 = self.daemon(*args, state_dir=d.state_dir, threads=1)
+        self.addCleanup(gate.release)  # before d2 stops
+        # the commands of the jobs that ran, the daemon job's too, were
+        # killed: none is left to read the gate
+        until(lambda: [p for p in held if alive(p)], 0,
+              "the old commands gone")
+        c = d2.client()
+        st = self.statuses(c, [retried, cut, daemon_running, queued_held,
+                               queued, daemon_queued])
+        self.assertEqual((st[cut]["state"], st[cut]["error"],
+                          st[cut]["message"]),
+                         ("failed", "interrupted",
+                          "concd stopped while the job ran"))
+        # the interrupted attempt counts: the second runs
+        self.assertEqual(st[retried]["attempt"], 2)
+        self.assertIn(st[retried]["state"], ("queued", "running"))
+        for j in (daemon_running, daemon_queued):
+            self.assertEqual((st[j]["state"], st[j]["error"],
+                              st[j]["message"]),
+                             ("cancelled", "cancelled",
+                              "a daemon job ends with the concd that runs "
+                              "it"))
+        # queued jobs are queued again, in order, behind the held thread
+        c.wait_state(queued_held, "running")
+        self.assertEqual(c.call("status", job=queued)["state"], "queued")
+        # the finished jobs, as they were
+        for end in (ok, bad):
+            s = c.call("status", job=end["job"])
+            for k in ("state", "submitted", "started", "finished", "error",
+                      "message"):
+                self.assertEqual(s.get(k), end.get(k), k)
+        self.assertEqual(c.call("result", job=ok["job"])["result"],
+                         ok["result"])
+        self.assertEqual(c.call("status", job=dropped)["state"], "cancelled")
+        # ps --all lists every job, and concctl shows them
+        after = c.call("ps", all=True)
+        self.assertEqual([r["job"] for r in after["jobs"]],
+                         [r["job"] for r in before["jobs"]])
+        out = d2.concctl("ps", "--all").stdout
+        for j in (ok["job"], bad["job"], cut, dropped):
+            self.assertRegex(out, r"(?m)^\s*%d\s" % j)
+
+        gate.release()
+        for j in (retried, queued_held, queued):
+            self.assertEqual(c.wait_state(j, *FINAL)["state"], "succeeded")
+        self.assertEqual(c.call("status", job=retried)["attempt"], 2)
+        self.assertGreater(c.call("submit", task="noop")["job"],
+                           max(r["job"] for r in before["jobs"]))
+
+
+    # Known defect: request.c, request_cancel writes its `ok` at once,
+    # not deferred (conn_defer) until the batch with the cancelled row
+    # is committed, as request_admit does for `accepted`: killed in
+    # between, concd restarts with the job queued, and runs it.
+    @unittest.expectedFailure
+    def test_a_cancel_that_was_answered_survives_kill_9(self):
+        args = ("-p", "0", "--queue-limit", "100000")
+        d = self.daemon(*args, threads=1, killed=True)
+        gate = d.gate()
+        c, other = d.client(), d.client()
+        c.call("submit", task="exec", args={"argv": gate.argv},
+               exec="thread")
+        victim = c.call("submit", task="noop", exec="thread")["job"]
+        wait_stored(d.state_dir, victim, "queued")
+        # a large batch keeps the store's thread busy meanwhile
+        other.send_raw(b"".join(
+            frame(dict(t="submit", id=i + 1, task="noop", exec="thread"))
+            for i in range(20000)))
+        m = c.call("cancel", job=victim)
+        self.assertEqual((m["t"], m["state"]), ("ok", "cancelled"))
+        self.kill9(d)
+        d2 = self.daemon(*args, state_dir=d.state_dir, threads=1)
+        self.addCleanup(gate.release)
+        st = d2.client().call("status", job=victim)
+        self.assertEqual(st["state"], "cancelled", st)
+
+    def test_jobs_whose_executor_is_gone_end_as_their_kind_says(self):
+        d = self.daemon("-p", "2", threads=1, killed=True)
+        gate = d.gate()
+        c = d.client()
+
+        def submit(**fields):
+            m = c.call("submit", **fields)
+            self.assertEqual(m["t"], "accepted", m)
+            return m["job"]
+
+        held = dict(task="exec", args={"argv": gate.argv}, exec="process")
+        running = submit(**held)
+        daemon_running = submit(daemon=True, **held)
+        for j in (running, daemon_running):
+            wait_stored(d.state_dir, j, "running")
+        queued = submit(task="noop", exec="process")
+        daemon_queued = submit(task="noop", exec="process", daemon=True)
+        for j in (queued, daemon_queued):
+            wait_stored(d.state_dir, j, "queued")
+        self.kill9(d)
+        # no process pool now: none of them can run again
+        d2 = self.daemon("-p", "0", state_dir=d.state_dir, threads=1)
+        self.addCleanup(gate.release)
+        st = self.statuses(d2.client(), [running, daemon_running, queued,
+                                         daemon_queued])
+        outcome = {j: (s["state"], s["error"], s["message"])
+                   for j, s in st.items()}
+        daemon_end = ("cancelled", "cancelled",
+                      "a daemon job ends with the concd that runs it")
+        self.assertEqual(outcome, {
+            running: ("failed", "interrupted",
+                      "concd stopped while the job ran"),
+            daemon_running: daemon_end,
+            queued: ("failed", "bad_executor",
+                     "there are no worker processes (concd -p 0)"),
+            daemon_queued: daemon_end,
+        })
+
+    def test_a_clean_stop_writes_the_end_of_every_job_it_drained(self):
+        state = self.private_state_dir()
+        d = Daemon("--state-dir", state, "-p", "0", "--max-finished",
+                   "100000", threads=1)
+        gate = d.gate()
+        c = d.client()
+        c.call("submit", task="exec", args={"argv": gate.argv},
+               exec="thread")
+        n = 20000
+        c.send_raw(b"".join(
+            frame(dict(t="submit", id=1000 + i, task="noop", exec="thread"))
+            for i in range(n)))
+        for i in range(n):
+            self.assertEqual(c.recv_for(1000 + i)["t"], "accepted")
+        # the stop drains them all: each end is written before concd exits
+        d.close()
+        with sqlite3.connect("file:%s/jobs.db?mode=ro" % state,
+                             uri=True) as db:
+            states = dict(db.execute(
+                "select state, count(*) from jobs group by state"))
+        db.close()
+        self.assertEqual(states, {"succeeded": n + 1})
+
+class Ids(StoreTest):
+    def test_ids_go_on_across_a_clean_restart(self):
+        state = self.private_state_dir()
+        d = Daemon("--state-dir", state)
+        c = d.client()
+        ids = [c.call("submit", task="noop")["job"] for _ in range(5)]
+        for j in ids:
+            c.wait_state(j, "succeeded")
+        d.close()
+        d2 = self.daemon(state_dir=state)
+        c = d2.client()
+        self.assertEqual(c.call("status", job=ids[-1])["state"], "succeeded")
+        self.assertGreater(c.call("submit", task="noop")["job"], ids[-1])
+
+    def test_ids_go_on_when_retention_trimmed_every_job(self):
+        state = self.private_state_dir()
+        top = 0
+        for _ in range(3):
+            d = Daemon("--state-dir", state, "--max-finished", "0")
+            c = d.client()
+            for _ in range(3):
+                rid = c.request("submit", task="noop", watch=True)
+                events = c.until_end(rid)
+                self.assertEqual(events[-1]["state"], "succeeded")
+                self.assertGreater(events[-1]["job"], top)
+                top = events[-1]["job"]
+            d.close()
+            with sqlite3.connect("file:%s/jobs.db?mode=ro" % state,
+                                 uri=True) as db:
+                rows = db.execute("select count(*) from jobs").fetchone()[0]
+            self.assertEqual(rows, 0, "--max-finished 0 kept finished rows")
+        self.assertEqual(top, 9)
+
+    # Known defect: ps (without --all) and status answer from the job
+    # table, where a job has its id before its batch is committed; killed
+    # then, concd restarts from the last committed id and gives the ids
+    # others saw to new jobs.  (store.c keeps no id reservation ahead of
+    # the ids the loop gives out.)
+    @unittest.expectedFailure
+    def test_an_id_another_client_saw_is_not_given_again(self):
+        args = ("-p", "0", "--queue-limit", "100000")
+        d = self.daemon(*args, threads=1, killed=True)
+        gate = d.gate()
+        a, b, other = d.client(), d.client(), d.client()
+        a.call("submit", task="exec", args={"argv": gate.argv},
+               exec="thread")
+        # a large batch keeps the store's thread busy meanwhile
+        other.send_raw(b"".join(
+            frame(dict(t="submit", id=i + 1, task="noop", exec="thread"))
+            for i in range(20000)))
+        self.assertEqual(other.recv()["t"], "accepted")
+        a.request("submit", task="sleep", args={"ms": 1}, exec="thread")
+        deadline = time.monotonic() + BOUND
+        while True:
+            jobs = b.call("ps", task="sleep")["jobs"]
+            if jobs:
+                break
+            self.assertLess(time.monotonic(), deadline)
+        seen = jobs[0]["job"]
+        self.kill9(d)
+        d2 = self.daemon(*args, state_dir=d.state_dir, threads=1)
+        self.addCleanup(gate.release)
+        new = d2.client().call("submit", task="noop")
+        self.assertGreater(new["job"], seen)
+
+    def test_ids_go_on_after_kill_9_with_every_job_trimmed(self):
+        d = self.daemon("--max-finished", "0", killed=True)
+        c = d.client()
+        for _ in range(3):
+            rid = c.request("submit", task="noop", watch=True)
+            top = c.until_end(rid)[-1]["job"]
+        self.kill9(d)
+        d2 = self.daemon("--max-finished", "0", state_dir=d.state_dir)
+        self.assertGreater(d2.client().call("submit", task="noop")["job"],
+                           top)
+
+
+class BadStore(StoreTest):
+    def start_fails(self, state_dir, *args):
+        """concd on state_dir: it must exit 1 at its start, before READY;
+        its stderr."""
+        sock = os.path.join(os.path.dirname(state_dir), "other.sock")
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        for name, options in harness.SANITIZER_OPTIONS.items():
+            env[name] = options + (":" + env[name] if env.get(name) else "")
+        p = subprocess.run([CONCD, "-f", "-s", sock, "-t", "1",
+                            "--state-dir", state_dir] + list(args),
+                           capture_output=True, text=True, timeout=BOUND,
+                           env=env)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        for r in harness.SANITIZER_REPORTS:
+            self.assertNotIn(r, p.stderr)
+        # and leaves no socket that no concd listens on
+        self.assertFalse(os.path.exists(sock), "the socket was left")
+        return p.stderr
+
+    def test_a_corrupt_database_is_a_clear_error_at_start(self):
+        state = self.private_state_dir()
+        os.makedirs(state)
+        rnd = random.Random(11)
+        for size in (100, 4096, 65536):
+            with open(os.path.join(state, "jobs.db"), "wb") as f:
+                f.write(bytes(rnd.getrandbits(8) for _ in range(size)))
+            err = self.start_fails(state)
+            self.assertIn(os.path.join(state, "jobs.db"), err)
+            self.assertIn("not a concd job store, or a damaged one", err)
+
+    def test_a_damaged_store_of_concd_is_a_clear_error_at_start(self):
+        state = self.private_state_dir()
+        d = Daemon("--state-dir", state)
+        c = d.client()
+        for _ in range(50):
+            c.call("submit", task="noop")
+        d.close()
+        path = os.path.join(state, "jobs.db")
+        with open(path, "r+b") as f:
+            f.seek(4096)  # past the header page: the tables' pages
+            f.write(b"\xa5" * (os.path.getsize(path) - 4096))
+        err = self.start_fails(state)
+        self.assertIn(path, err)
+
+    def test_another_applications_database_is_refused(self):
+        state = self.private_state_dir()
+        os.makedirs(state)
+        path = os.path.join(state, "jobs.db")
+        with sqlite3.connect(path) as db:
+            db.execute("create table notes(id integer primary key, text)")
+            db.execute("insert into notes(text) values ('mine')")
+        db.close()
+        err = self.start_fails(state)
+        self.assertIn(path, err)
+        self.assertIn("not a concd job store", err)
+        # and it is left as it was
+        with sqlite3.connect(path) as db:
+            self.assertEqual(db.execute("select text from notes").fetchall(),
+                             [("mine",)])
+        db.close()
+
+    def test_a_store_this_concd_cannot_read_is_named_with_why(self):
+        state = self.private_state_dir()
+        path = os.path.join(state, "jobs.db")
+
+        def concd_db(version, sql):
+            with sqlite3.connect(path) as db:
+                db.execute("pragma application_id = %d" % 0x636f6e63)
+                db.execute("pragma user_version = %d" % version)
+                db.execute(sql)
+            db.close()
+
+        cases = (
+            (lambda: os.makedirs(path),
+             "%s: unable to open database file" % path),
+            (lambda: concd_db(99, "create table jobs(x)"),
+             "%s: job store of schema 99, this concd reads schema 1"
+             % path),
+            (lambda: concd_db(1, "create table jobs(x)"),
+             "%s: damaged job store: no next id" % path),
+        )
+        for make, message in cases:
+            shutil.rmtree(state, ignore_errors=True)
+            os.makedirs(state)
+            make()
+            self.assertIn(message, self.start_fails(state))
+
+    def test_a_second_concd_on_a_directory_in_use_is_refused(self):
+        d = self.daemon()
+        err = self.start_fails(d.state_dir)
+        self.assertIn("state directory %s is in use by another concd "
+                      "(pid %d)" % (d.state_dir, d.proc.pid), err)
+        # the first one is untouched
+        self.assertEqual(d.client().call("ping")["t"], "pong")
+
+
+class Reading(StoreTest):
+    def test_sqlite3_reads_the_jobs_while_concd_runs(self):
+        d = self.daemon()
+        c = d.client()
+        gate = d.gate()
+        done = [c.call("submit", task="noop")["job"] for _ in range(3)]
+        for j in done:
+            c.wait_state(j, "succeeded")
+        held = c.call("submit", task="exec", args={"argv": gate.argv})["job"]
+        c.wait_state(held, "running")
+        wait_stored(d.state_dir, held, "running")
+        p = subprocess.run(["sqlite3", os.path.join(d.state_dir, "jobs.db"),
+                            "select id, state from jobs order by id"],
+                           capture_output=True, text=True, timeout=BOUND)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, "".join("%d|succeeded\n" % j
+                                           for j in done)
+                         + "%d|running\n" % held)
+        gate.release()
+        c.wait_state(held, "succeeded")
+
+    def test_the_audit_trail_has_each_accepted_and_finished_job(self):
+        d = self.daemon()
+        c = d.client()
+        rid = c.request("submit", task="exec",
+                        args={"argv": ["sh", "-c", "exit 3"]}, watch=True)
+        bad = c.until_end(rid)[-1]["job"]
+        rid = c.request("submit", task="noop", watch=True)
+        ok = c.until_end(rid)[-1]["job"]
+        uid = os.geteuid()
+        d.wait_log("job %d finished: succeeded" % ok)
+        log = d.log()
+        self.assertIn("job %d accepted: uid %d exec sh -c 'exit 3'"
+                      % (bad, uid), log)
+        self.assertIn("job %d finished: failed (task_failed)" % bad, log)
+        self.assertIn("job %d accepted: uid %d noop" % (ok, uid), log)
+
+
+class FullDisk(StoreTest):
+    SIZE = 8 << 20
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        self.mnt = tempfile.mkdtemp(prefix="concd-tmpfs-")
+        self.addCleanup(os.rmdir, self.mnt)
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                            "size=%d,mode=0700" % self.SIZE, "tmpfs",
+                            self.mnt], capture_output=True, text=True)
+        if p.returncode != 0:
+            self.skipTest("cannot mount a tmpfs: " + p.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", "-l", self.mnt])
+
+    def fill(self, path):
+        """Write path until the disk is full."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        chunk = b"\0" * 65536
+        try:
+            while True:
+                try:
+                    if os.write(fd, chunk) == 0:
+                        break
+                except OSError as e:
+                    if chunk == b"\0" * 512:
+                        self.assertEqual(e.errno, 28)  # ENOSPC
+                        break
+                    chunk = b"\0" * 512
+        finally:
+            os.close(fd)
+
+    def test_a_full_disk_refuses_new_jobs_and_loses_none(self):
+        state = os.path.join(self.mnt, "state")
+        d = Daemon("--state-dir", state)
+        self.addCleanup(d.close)
+        self.assertTrue(os.path.exists(os.path.join(state, "reserve")))
+        c = d.client()
+        before = [c.call("submit", task="noop")["job"] for _ in range(10)]
+        filler = os.path.join(self.mnt, "filler")
+        self.fill(filler)
+        accepted, refused = [], None
+        for _ in range(1000):
+            m = c.call("submit", task="noop")
+            if m["t"] == "accepted":
+                accepted.append(m["job"])
+                continue
+            refused = m
+            break
+        self.assertIsNotNone(refused, "no refusal on a full disk")
+        # what was submitted when the disk filled went into the reserve
+        self.assertGreaterEqual(len(accepted), 1)
+        self.assertFalse(os.path.exists(os.path.join(state, "reserve")))
+        self.assertEqual(refused["error"], "store_failed", refused)
+        self.assertIn("is full", refused["message"])
+        self.assertIn(os.path.join(state, "jobs.db"), refused["message"])
+        # and again: refused, not queued
+        m = c.call("submit", task="noop")
+        self.assertEqual((m["t"], m.get("error")), ("error", "store_failed"))
+        d.wait_log("the disk is full")
+        # reads are served
+        for j in before + accepted:
+            self.assertEqual(c.wait_state(j, *FINAL)["state"], "succeeded")
+        ps = c.call("ps", all=True)
+        self.assertEqual(ps["t"], "jobs", ps)
+        self.assertEqual([r["job"] for r in ps["jobs"]], before + accepted)
+        # room again: submits are taken again within the retry bound
+        os.unlink(filler)
+        deadline = time.monotonic() + BOUND
+        while True:
+            m = c.call("submit", task="noop")
+            if m["t"] == "accepted":
+                break
+            self.assertEqual(m["error"], "store_failed")
+            self.assertLess(time.monotonic(), deadline,
+                            "still refused %ss after the disk had room"
+                            % BOUND)
+        accepted.append(m["job"])
+        self.assertTrue(os.path.exists(os.path.join(state, "reserve")))
+        c.wait_state(m["job"], "succeeded")
+        d.wait_log("there is room again; new jobs are accepted")
+        self.kill9(d)
+        d2 = self.daemon(state_dir=state)
+        c = d2.client()
+        st = self.statuses(c, before + accepted)
+        self.assertEqual({j: s.get("state") for j, s in st.items()},
+                         {j: "succeeded" for j in before + accepted})
+
+
+if __name__ == "__main__":
+    harness.main()
