@@ -121,7 +121,7 @@ static struct {
 	bool syncing; /* store_sync: commit on the loop, whatever the size */
 	char failing[200];
 	size_t (*collect)(bool);
-	uint64_t delay_since; /* the open batch waits for held-back rows */
+	enum { DELAY_NONE, DELAY_WAITING, DELAY_OVER } delay; /* see commit */
 	struct event *delay_ev;
 	void (*committed[2])(uint64_t, bool);
 	void (*forgotten)(uint64_t);
@@ -1242,7 +1242,6 @@ store_commit(void)
 {
 	static const struct timeval delay = {0, STORE_DELAY_US};
 	struct batch *b;
-	uint64_t now;
 	size_t held;
 	bool trim, hold;
 
@@ -1264,20 +1263,19 @@ store_commit(void)
 	 * ends soon (a round trip on a worker) is written once; its reply
 	 * waits for the batch in any case.
 	 */
-	now = loop_mono_us();
-	hold = !store.syncing &&
-	       (store.delay_since == 0 || now - store.delay_since < STORE_DELAY_US);
+	hold = !store.syncing && store.delay != DELAY_OVER;
 	held = store.collect != NULL ? store.collect(hold) : 0;
 	if (store.flight != NULL || store.blocked)
 		return;
 	if (held > 0 && hold) {
-		if (store.delay_since == 0) {
-			store.delay_since = now;
+		if (store.delay == DELAY_NONE) {
+			store.delay = DELAY_WAITING;
+			event_base_update_cache_time(loop_base);
 			evtimer_add(store.delay_ev, &delay);
 		}
 		return;
 	}
-	store.delay_since = 0;
+	store.delay = DELAY_NONE;
 	evtimer_del(store.delay_ev);
 	if ((b = store.open) == NULL || b->n == 0)
 		return;
@@ -1303,6 +1301,14 @@ store_commit(void)
 static void
 store_commit_cb(evutil_socket_t fd, short what, void *arg)
 {
+	store_commit();
+}
+
+/* The commit delay is over: what was held back goes in now. */
+static void
+store_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	store.delay = DELAY_OVER;
 	store_commit();
 }
 
@@ -1380,7 +1386,7 @@ store_start(void)
 	store.commit_ev = event_new(loop_base, -1, 0, store_commit_cb, NULL);
 	store.done_ev = event_new(loop_base, -1, 0, store_done_cb, NULL);
 	store.retry_ev = evtimer_new(loop_base, store_retry_cb, NULL);
-	store.delay_ev = evtimer_new(loop_base, store_commit_cb, NULL);
+	store.delay_ev = evtimer_new(loop_base, store_delay_cb, NULL);
 	if (store.commit_ev == NULL || store.done_ev == NULL ||
 	    store.retry_ev == NULL || store.delay_ev == NULL)
 		return -1;
