@@ -39,7 +39,8 @@ struct conn_reply {
 	uint64_t req;
 	uint64_t first; /* the first job's id */
 	uint32_t n;     /* jobs, from first on */
-	bool gather;
+	uint8_t kind;   /* the request's: its writer's to say */
+	uint8_t state;
 };
 int conn_defer(struct conn *, uint64_t seq, const struct conn_reply *);
 void conn_release(uint64_t seq,

@@ -31,6 +31,7 @@ static struct {
 	struct job **dirty; /* the store is owed their rows; NULL: gone */
 	size_t ndirty, capdirty;
 	size_t ndeferred; /* of them, held back by job_collect */
+	uint64_t id_asked; /* the store's id reservation asked for */
 } jobs;
 /* The floor above: the executors that run the jobs (job_hook_sched). */
 static const struct job_hooks *jobs_up;
@@ -299,6 +300,25 @@ job_set_state(struct job *j, enum proto_state s)
 	loop_changed();
 }
 
+/*
+ * An id may be seen (ps) before its job is committed: it is given out
+ * only within the store's committed reservation, asked for well ahead.
+ */
+#define JOB_ID_BLOCK 65536
+
+static void
+job_reserve_id(void)
+{
+	if (!store_enabled())
+		return;
+	if (jobs.next_id + JOB_ID_BLOCK / 2 >= jobs.id_asked) {
+		jobs.id_asked = jobs.next_id + JOB_ID_BLOCK;
+		store_reserve_ids(jobs.id_asked);
+	}
+	if (jobs.next_id >= store_ids_reserved())
+		store_sync();
+}
+
 struct job *
 job_new(const struct job_submit *js)
 {
@@ -315,6 +335,7 @@ job_new(const struct job_submit *js)
 	}
 	if (js->task->state_size > 0)
 		j->inline_state = true;
+	job_reserve_id();
 	j->id = jobs.next_id++;
 	j->task = js->task;
 	j->attempt = 1;
@@ -1114,6 +1135,7 @@ void
 job_shutdown(void)
 {
 	struct job *j;
+	uint64_t next;
 	size_t i;
 
 	for (i = 0; i < jobs.nbucket; i++)
@@ -1127,5 +1149,7 @@ job_shutdown(void)
 	free(jobs.dirty);
 	if (jobs.sweep != NULL)
 		event_free(jobs.sweep);
+	next = jobs.next_id; /* the store's close writes it down */
 	memset(&jobs, 0, sizeof(jobs));
+	jobs.next_id = next;
 }

@@ -298,15 +298,28 @@ store_refuses(struct conn *c, uint64_t id)
 	return why != NULL;
 }
 
-/* The reply to a submit or a gather, once its jobs are in the store. */
+/* The replies that wait for the store (struct conn_reply's kind). */
+enum { REPLY_SUBMIT, REPLY_GATHER, REPLY_CANCEL };
+
+/*
+ * A reply once the store holds what it tells of: a submit's or a
+ * gather's jobs, or the state a cancel left a job in.
+ */
 static void
 request_fill(struct pbuf *b, const struct conn_reply *r)
 {
 	struct proto_enc e;
 	uint32_t i;
 
+	if (r->kind == REPLY_CANCEL) {
+		proto_enc_begin(&e, b, PROTO_OK, r->req);
+		proto_enc_u64(&e, PF_JOB, r->first);
+		proto_enc_cstr(&e, PF_STATE, proto_states[r->state]);
+		proto_enc_end(&e);
+		return;
+	}
 	proto_enc_begin(&e, b, PROTO_ACCEPTED, r->req);
-	if (r->gather) {
+	if (r->kind == REPLY_GATHER) {
 		proto_enc_key(&e, PF_JOBS);
 		proto_enc_array_open(&e);
 		for (i = 0; i < r->n; i++) {
@@ -341,6 +354,8 @@ request_admit(struct conn *c, const struct conn_reply *r)
 {
 	if (!store_enabled() || conn_defer(c, store_seq(), r) < 0)
 		request_fill(conn_out(c), r);
+	else
+		store_want();
 	job_admit(r->first, r->n);
 	conn_dirty(c);
 }
@@ -462,7 +477,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		goto out;
 	}
 	r.req = m->id;
-	r.gather = true;
+	r.kind = REPLY_GATHER;
 	for (i = 0; i < n; i++) {
 		struct job *j;
 
@@ -982,15 +997,18 @@ static void
 request_cancel(struct conn *c, const struct proto_msg *m)
 {
 	struct job *j = request_job(c, m);
-	struct proto_enc e;
+	struct conn_reply r = {.req = m->id, .kind = REPLY_CANCEL};
 
 	if (j == NULL)
 		return;
 	job_cancel(j);
-	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
-	proto_enc_u64(&e, PF_JOB, j->id);
-	proto_enc_cstr(&e, PF_STATE, proto_states[j->state]);
-	proto_enc_end(&e);
+	r.first = j->id;
+	r.state = j->state;
+	/* a job it ended is ended in the store before the client hears so */
+	if (!store_enabled() || conn_defer(c, store_seq(), &r) < 0)
+		request_fill(conn_out(c), &r);
+	else
+		store_want();
 	conn_dirty(c);
 }
 

@@ -62,7 +62,7 @@ struct batch {
 	size_t n, cap;
 	struct pbuf data;
 	uint64_t max_id;  /* the highest id inserted */
-	uint64_t next_id; /* with a trim: no id below it may come back */
+	uint64_t next_id; /* ids below it are given out or reserved */
 	size_t finals;   /* rows that reach a final state */
 	bool ok;
 	bool reserve_used; /* the disk was full: the reserve let it through */
@@ -73,7 +73,7 @@ struct batch {
 };
 
 enum { ST_INSERT, ST_UPDATE, ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_NEXT_ID,
-       ST_COUNT };
+       ST_SET_NEXT_ID, ST_COUNT };
 
 static const char *const store_sql[ST_COUNT] = {
     [ST_INSERT] =
@@ -93,6 +93,7 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_NEXT_ID] = "UPDATE meta SET value = max(value, ?1) "
                    "WHERE key = 'next_id'",
+    [ST_SET_NEXT_ID] = "UPDATE meta SET value = ?1 WHERE key = 'next_id'",
 };
 
 static struct {
@@ -102,6 +103,8 @@ static struct {
 	sqlite3_stmt *st[ST_COUNT];
 	sqlite3_stmt *get; /* the loop's: one row by id */
 	uint64_t next_id;
+	uint64_t reserved;  /* ids below it are committed as given out */
+	uint64_t reserving; /* asked for, maybe not yet committed */
 	char instance[40];
 	uid_t self;
 	int lock_fd; /* flock'd: the directory is this concd's */
@@ -119,6 +122,7 @@ static struct {
 	unsigned retry_ms;
 	bool blocked; /* the last batch failed: wait for the retry */
 	bool syncing; /* store_sync: commit on the loop, whatever the size */
+	bool want;    /* a reply waits for the open batch (store_want) */
 	char failing[200];
 	size_t (*collect)(bool);
 	enum { DELAY_NONE, DELAY_WAITING, DELAY_OVER } delay; /* see commit */
@@ -133,7 +137,8 @@ static struct {
 	size_t max_finished;
 	uint64_t ttl_us;
 	uint64_t finals; /* final rows in the store, about */
-	uint64_t last_sweep;
+	bool sweep_due;          /* the age sweep's time has come */
+	struct event *sweep_ev; /* every STORE_TRIM_EVERY seconds */
 
 	/* the thread's, under lock */
 	pthread_t thread;
@@ -321,7 +326,7 @@ store_load_meta(char *cause, size_t len)
 		         store.path);
 		return -1;
 	}
-	store.next_id = (uint64_t)v;
+	store.next_id = store.reserved = store.reserving = (uint64_t)v;
 	/* an id inserted but not counted (never, but cheap to be sure) */
 	if (store_int(store.db, "SELECT coalesce(max(id), 0) FROM jobs", &v) ==
 	        0 &&
@@ -735,6 +740,7 @@ batch_reset(struct batch *b)
 	b->n = 0;
 	b->data.len = 0;
 	b->max_id = 0;
+	b->next_id = 0;
 	b->finals = 0;
 	b->ngone = 0;
 	b->ok = false;
@@ -976,16 +982,17 @@ write_batch_once(struct batch *b)
 		if (write_row(b, &b->rows[i]) < 0)
 			goto fail;
 	/*
-	 * The next id is max(id) + 1, unless retention deletes the newest
-	 * rows: the batches that delete write down the next id first.
+	 * The ids given out and those reserved ahead (store_reserve_ids),
+	 * before retention deletes what may be the newest rows.
 	 */
-	if (b->trim.excess > 0 || b->trim.older_than > 0) {
+	if (b->next_id > 0) {
 		sqlite3_bind_int64(store.st[ST_NEXT_ID], 1,
 		                   (sqlite3_int64)b->next_id);
 		if (store_step(ST_NEXT_ID) < 0)
 			goto fail;
-		write_trim(b, b->trim.excess, b->trim.older_than);
 	}
+	if (b->trim.excess > 0 || b->trim.older_than > 0)
+		write_trim(b, b->trim.excess, b->trim.older_than);
 	if (store_step(ST_COMMIT) < 0)
 		goto fail;
 	b->ok = true;
@@ -1078,6 +1085,9 @@ store_thread(void *arg)
 
 /* ---- the loop's side ---- */
 
+/* A spare batch, so that a busy store does not allocate per pass. */
+static struct batch *store_spare;
+
 void
 store_hook_collect(size_t (*fn)(bool))
 {
@@ -1116,6 +1126,41 @@ store_set_retention(size_t max_finished, uint64_t finished_ttl_s)
 	store.ttl_us = finished_ttl_s * 1000000;
 }
 
+/*
+ * Ids: the job table gives them out; the store keeps a reservation of
+ * them ahead, so that no id a client may have seen (in ps, before its
+ * job was committed) is given out again after a crash: a restart goes on
+ * from the reservation.  A clean stop writes down the exact next id.
+ */
+void
+store_reserve_ids(uint64_t upto)
+{
+	if (!store.on || upto <= store.reserving)
+		return;
+	store.reserving = upto;
+	if (store.open == NULL) {
+		store.open = store_spare != NULL ? store_spare : batch_new();
+		store_spare = NULL;
+	}
+	if (upto > store.open->next_id)
+		store.open->next_id = upto;
+	store_want();
+}
+
+uint64_t
+store_ids_reserved(void)
+{
+	return store.reserved;
+}
+
+/* A reply waits for the open batch, which may have nothing to write. */
+void
+store_want(void)
+{
+	store.want = true;
+	store_mark();
+}
+
 void
 store_mark(void)
 {
@@ -1126,8 +1171,6 @@ store_mark(void)
 		event_active(store.commit_ev, 0, 1);
 }
 
-/* A spare batch, so that a busy store does not allocate per pass. */
-static struct batch *store_spare;
 
 static void
 store_recycle(struct batch *b)
@@ -1171,8 +1214,11 @@ store_carry(struct batch *failed)
 
 	store_spare = NULL;
 	batch_copy(next, failed);
+	next->next_id = failed->next_id;
 	if (store.open != NULL) {
 		batch_copy(next, store.open);
+		if (store.open->next_id > next->next_id)
+			next->next_id = store.open->next_id;
 		batch_free(store.open);
 	}
 	store.open = next;
@@ -1197,6 +1243,8 @@ store_finish(struct batch *b)
 		loop_retry_later(store.retry_ev, &store.retry_ms,
 		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
 	if (b->ok) {
+		if (b->next_id > store.reserved)
+			store.reserved = b->next_id;
 		store.finals += b->finals;
 		store.finals -= b->ngone < store.finals ? b->ngone : store.finals;
 		for (i = 0; i < b->ngone && store.forgotten != NULL; i++)
@@ -1229,9 +1277,8 @@ store_plan_trim(struct batch *b)
 
 	if (finals > store.max_finished + slack)
 		b->trim.excess = finals - store.max_finished;
-	else if (store.ttl_us > 0 &&
-	         now - store.last_sweep >= STORE_TRIM_EVERY * 1000000ull) {
-		store.last_sweep = now;
+	else if (store.sweep_due && store.ttl_us > 0) {
+		store.sweep_due = false;
 		b->trim.older_than = now - store.ttl_us;
 	}
 	return b->trim.excess > 0 || b->trim.older_than > 0;
@@ -1277,12 +1324,29 @@ store_commit(void)
 	}
 	store.delay = DELAY_NONE;
 	evtimer_del(store.delay_ev);
-	if ((b = store.open) == NULL || b->n == 0)
+	if ((b = store.open) == NULL && store.sweep_due) { /* no rows */
+		b = store.open = store_spare != NULL ? store_spare : batch_new();
+		store_spare = NULL;
+	}
+	if (b == NULL || (b->n == 0 && b->next_id == 0 && !store.sweep_due)) {
+		/* a reply waits on a batch with nothing to write: it is */
+		if (store.want) {
+			store.want = false;
+			b = store_spare != NULL ? store_spare : batch_new();
+			store_spare = NULL;
+			b->seq = store.seq++;
+			b->ok = true;
+			store_finish(b);
+			store_recycle(b);
+		}
 		return;
+	}
+	store.want = false;
 	store.open = store_spare;
 	store_spare = NULL;
 	b->seq = store.seq++;
-	if ((trim = store_plan_trim(b)) && store.next_hook != NULL)
+	if ((trim = store_plan_trim(b)) && store.next_hook != NULL &&
+	    store.next_hook() > b->next_id)
 		b->next_id = store.next_hook();
 	if (store.syncing || (b->n <= STORE_INLINE_MAX && !trim &&
 	                      store.wal_pages < STORE_WAL_PAGES)) {
@@ -1354,6 +1418,18 @@ store_sync(void)
 	store.syncing = false;
 }
 
+/* Jobs finished longer ago than --finished-ttl go, at start and then. */
+static void
+store_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct timeval every = {STORE_TRIM_EVERY, 0};
+
+	store.sweep_due = store.ttl_us > 0;
+	evtimer_add(store.sweep_ev, &every);
+	if (store.sweep_due)
+		store_mark();
+}
+
 static void
 store_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1387,10 +1463,12 @@ store_start(void)
 	store.done_ev = event_new(loop_base, -1, 0, store_done_cb, NULL);
 	store.retry_ev = evtimer_new(loop_base, store_retry_cb, NULL);
 	store.delay_ev = evtimer_new(loop_base, store_delay_cb, NULL);
+	store.sweep_ev = evtimer_new(loop_base, store_sweep_cb, NULL);
 	if (store.commit_ev == NULL || store.done_ev == NULL ||
-	    store.retry_ev == NULL || store.delay_ev == NULL)
+	    store.retry_ev == NULL || store.delay_ev == NULL ||
+	    store.sweep_ev == NULL)
 		return -1;
-	store.last_sweep = loop_now_us();
+	store_sweep_cb(-1, 0, NULL);
 	pthread_mutex_init(&store.lock, NULL);
 	pthread_cond_init(&store.cond, NULL);
 	if (pthread_create(&store.thread, NULL, store_thread, NULL) != 0)
@@ -1446,6 +1524,13 @@ store_close(void)
 		store_finish(b);
 		store_recycle(b);
 	}
+	/* every id given out is in a row: a restart goes on from the next */
+	if (store.next_hook != NULL && store.next_hook() > 0 && !store.blocked) {
+		sqlite3_bind_int64(store.st[ST_SET_NEXT_ID], 1,
+		                   (sqlite3_int64)store.next_hook());
+		if (store_step(ST_SET_NEXT_ID) < 0)
+			log_warnx("%s: %s", store.path, sqlite3_errmsg(store.db));
+	}
 	sqlite3_wal_checkpoint_v2(store.db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
 	                          NULL, NULL);
 	for (i = 0; i < ST_COUNT; i++)
@@ -1461,6 +1546,8 @@ store_close(void)
 		event_free(store.retry_ev);
 	if (store.delay_ev != NULL)
 		event_free(store.delay_ev);
+	if (store.sweep_ev != NULL)
+		event_free(store.sweep_ev);
 	batch_free(store.open);
 	batch_free(store_spare);
 	free(store.path);

@@ -94,6 +94,11 @@ void store_mark(void);
 void store_put(const struct store_row *);
 /* The batch that rows put now go in: what a reply must wait for. */
 uint64_t store_seq(void);
+/* Reserve ids below upto; those below store_ids_reserved() are safe. */
+void store_reserve_ids(uint64_t upto);
+uint64_t store_ids_reserved(void);
+/* A reply waits for it: it is committed even if it has nothing in it. */
+void store_want(void);
 /* Collect and commit now, if nothing is being committed. */
 void store_commit(void);
 /* Why new jobs are refused, while the last commit failed; else NULL. */

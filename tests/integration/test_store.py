@@ -442,11 +442,8 @@ class Restart(StoreTest):
                            max(r["job"] for r in before["jobs"]))
 
 
-    # Known defect: request.c, request_cancel writes its `ok` at once,
-    # not deferred (conn_defer) until the batch with the cancelled row
-    # is committed, as request_admit does for `accepted`: killed in
-    # between, concd restarts with the job queued, and runs it.
-    @unittest.expectedFailure
+    # request_cancel's `ok` waits, as `accepted` does, for the batch with
+    # the cancelled row: killed in between, concd would run the job.
     def test_a_cancel_that_was_answered_survives_kill_9(self):
         args = ("-p", "0", "--queue-limit", "100000")
         d = self.daemon(*args, threads=1, killed=True)
@@ -562,12 +559,10 @@ class Ids(StoreTest):
             self.assertEqual(rows, 0, "--max-finished 0 kept finished rows")
         self.assertEqual(top, 9)
 
-    # Known defect: ps (without --all) and status answer from the job
-    # table, where a job has its id before its batch is committed; killed
-    # then, concd restarts from the last committed id and gives the ids
-    # others saw to new jobs.  (store.c keeps no id reservation ahead of
-    # the ids the loop gives out.)
-    @unittest.expectedFailure
+    # ps (without --all) and status answer from the job table, where a
+    # job has its id before its batch is committed; killed then, concd
+    # goes on from the id reservation the store keeps ahead, not from the
+    # last id committed.
     def test_an_id_another_client_saw_is_not_given_again(self):
         args = ("-p", "0", "--queue-limit", "100000")
         d = self.daemon(*args, threads=1, killed=True)
