@@ -114,8 +114,10 @@ static struct {
 	bool on;
 
 	/* the loop's */
-	struct batch *open;   /* rows put in this pass */
-	struct batch *flight; /* with the thread */
+	struct batch *open;      /* rows put in this pass */
+	struct batch *flight[2]; /* with the thread, oldest first */
+	int nflight;
+	size_t carried; /* rows at the head of open from failed batches */
 	uint64_t seq;         /* the open batch's */
 	bool marked;
 	struct event *commit_ev, *done_ev, *retry_ev;
@@ -144,8 +146,10 @@ static struct {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct batch *todo, *done;
+	struct batch *todo[2], *done[2]; /* FIFOs, oldest first */
+	int ntodo, ndone;
 	bool quit, started;
+	bool thread_failed; /* the batches after a failed one are not written */
 	int wal_pages; /* from the WAL hook: the writing thread's */
 } store = {.self = (uid_t)-1, .lock_fd = -1};
 
@@ -1061,13 +1065,23 @@ store_thread(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&store.lock);
 	for (;;) {
-		while (store.todo == NULL && !store.quit)
+		while (store.ntodo == 0 && !store.quit)
 			pthread_cond_wait(&store.cond, &store.lock);
-		if ((b = store.todo) == NULL)
+		if (store.ntodo == 0)
 			break;
-		store.todo = NULL;
+		b = store.todo[0];
+		store.todo[0] = store.todo[1];
+		store.ntodo--;
 		pthread_mutex_unlock(&store.lock);
-		write_batch(b);
+		/* after a failure, the next are failed too: order is kept */
+		if (store.thread_failed) {
+			b->ok = false;
+			snprintf(b->cause, sizeof(b->cause),
+			         "an earlier batch was not written");
+		} else {
+			write_batch(b);
+			store.thread_failed = !b->ok;
+		}
 		if (store.wal_pages >= STORE_WAL_PAGES) {
 			sqlite3_wal_checkpoint_v2(store.db, NULL,
 			                          SQLITE_CHECKPOINT_PASSIVE, NULL,
@@ -1075,8 +1089,8 @@ store_thread(void *arg)
 			store.wal_pages = 0;
 		}
 		pthread_mutex_lock(&store.lock);
-		store.done = b;
-		pthread_cond_broadcast(&store.cond); /* store_close waits */
+		store.done[store.ndone++] = b;
+		pthread_cond_broadcast(&store.cond); /* store_sync waits */
 		event_active(store.done_ev, EV_READ, 1);
 	}
 	pthread_mutex_unlock(&store.lock);
@@ -1211,15 +1225,29 @@ static void
 store_carry(struct batch *failed)
 {
 	struct batch *next = store_spare != NULL ? store_spare : batch_new();
+	struct batch *open = store.open;
+	size_t n;
 
 	store_spare = NULL;
+	/* after what earlier failed batches left, before the newer rows */
+	if (open != NULL) {
+		n = open->n;
+		open->n = store.carried;
+		batch_copy(next, open);
+		open->n = n;
+	}
 	batch_copy(next, failed);
 	next->next_id = failed->next_id;
-	if (store.open != NULL) {
-		batch_copy(next, store.open);
-		if (store.open->next_id > next->next_id)
-			next->next_id = store.open->next_id;
-		batch_free(store.open);
+	store.carried = next->n;
+	if (open != NULL) {
+		struct batch rest = *open;
+
+		rest.rows += store.carried - failed->n;
+		rest.n -= store.carried - failed->n;
+		batch_copy(next, &rest);
+		if (open->next_id > next->next_id)
+			next->next_id = open->next_id;
+		batch_free(open);
 	}
 	store.open = next;
 }
@@ -1312,7 +1340,7 @@ store_commit(void)
 	 */
 	hold = !store.syncing && store.delay != DELAY_OVER;
 	held = store.collect != NULL ? store.collect(hold) : 0;
-	if (store.flight != NULL || store.blocked)
+	if (store.nflight == 2 || store.blocked)
 		return;
 	if (held > 0 && hold) {
 		if (store.delay == DELAY_NONE) {
@@ -1341,23 +1369,29 @@ store_commit(void)
 		}
 		return;
 	}
+	/* a waiting reply's batch, when the thread still has one: the next */
+	if (b->n == 0 && b->next_id == 0 && !store.sweep_due && store.nflight > 0)
+		return;
 	store.want = false;
 	store.open = store_spare;
 	store_spare = NULL;
+	store.carried = 0;
 	b->seq = store.seq++;
 	if ((trim = store_plan_trim(b)) && store.next_hook != NULL &&
 	    store.next_hook() > b->next_id)
 		b->next_id = store.next_hook();
-	if (store.syncing || (b->n <= STORE_INLINE_MAX && !trim &&
-	                      store.wal_pages < STORE_WAL_PAGES)) {
+	if (store.nflight == 0 &&
+	    (store.syncing || (b->n <= STORE_INLINE_MAX && !trim &&
+	                       store.wal_pages < STORE_WAL_PAGES))) {
 		write_batch(b);
 		store_finish(b);
 		store_recycle(b);
 		return;
 	}
-	store.flight = b;
+	/* the thread writes them in order; a second one waits for it */
+	store.flight[store.nflight++] = b;
 	pthread_mutex_lock(&store.lock);
-	store.todo = b;
+	store.todo[store.ntodo++] = b;
 	pthread_cond_signal(&store.cond);
 	pthread_mutex_unlock(&store.lock);
 }
@@ -1379,18 +1413,22 @@ store_delay_cb(evutil_socket_t fd, short what, void *arg)
 static void
 store_done_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct batch *b;
+	struct batch *done[2];
+	int n, i;
 
 	pthread_mutex_lock(&store.lock);
-	b = store.done;
-	store.done = NULL;
+	n = store.ndone;
+	memcpy(done, store.done, sizeof(done));
+	store.ndone = 0;
 	pthread_mutex_unlock(&store.lock);
-	if (b == NULL)
-		return;
-	store.flight = NULL;
-	store_finish(b);
-	store_recycle(b);
-	store_commit();
+	for (i = 0; i < n; i++) {
+		store.flight[0] = store.flight[1];
+		store.nflight--;
+		store_finish(done[i]);
+		store_recycle(done[i]);
+	}
+	if (n > 0 && !store.syncing)
+		store_commit();
 }
 
 /*
@@ -1407,13 +1445,14 @@ store_sync(void)
 	if (!store.on)
 		return;
 	store.syncing = true;
-	if (store.flight != NULL) {
+	while (store.nflight > 0) {
 		pthread_mutex_lock(&store.lock);
-		while (store.done == NULL)
+		while (store.ndone == 0)
 			pthread_cond_wait(&store.cond, &store.lock);
 		pthread_mutex_unlock(&store.lock);
-		store_done_cb(-1, 0, NULL); /* and commits the rest */
-	} else
+		store_done_cb(-1, 0, NULL);
+	}
+	if (!store.blocked)
 		store_commit();
 	store.syncing = false;
 }
@@ -1435,9 +1474,15 @@ store_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	if (!atomic_load(&store.reserve_ok))
 		(void)store_reserve_make();
+	if (store.nflight > 0) { /* the failed batch's followers first */
+		loop_retry_later(store.retry_ev, &store.retry_ms,
+		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
+		return;
+	}
 	store.blocked = false;
+	store.thread_failed = false;
 	store_commit();
-	if (store.flight != NULL || store.failing[0] == '\0')
+	if (store.nflight > 0 || store.failing[0] == '\0')
 		return;
 	if (atomic_load(&store.reserve_ok) &&
 	    (store.open == NULL || store.open->n == 0)) {
@@ -1501,7 +1546,7 @@ store_close(void)
 		return;
 	if (store.started) {
 		pthread_mutex_lock(&store.lock);
-		while (store.flight != NULL && store.done == NULL)
+		while (store.nflight > store.ndone)
 			pthread_cond_wait(&store.cond, &store.lock);
 		store.quit = true;
 		pthread_cond_signal(&store.cond);
@@ -1509,8 +1554,9 @@ store_close(void)
 		pthread_join(store.thread, NULL);
 		/* from now on every batch is written here: none to the thread */
 		store.syncing = true;
-		if (store.flight != NULL)
-			store_done_cb(-1, 0, NULL);
+		store_done_cb(-1, 0, NULL);
+		store.blocked = false;
+		store.thread_failed = false;
 	}
 	if (store.collect != NULL)
 		store.collect(false);
