@@ -421,6 +421,8 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 
 	if (dir == NULL)
 		return 0;
+	/* no allocation statistics: they take a global lock per malloc */
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	store.self = geteuid();
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(cause, len, "state directory %s: %s", dir,
@@ -481,6 +483,9 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		goto fail;
 	}
 	sqlite3_busy_timeout(store.rdb, 1000);
+	/* the reader's queries are few and small: a small cache, no lookaside */
+	sqlite3_db_config(store.rdb, SQLITE_DBCONFIG_LOOKASIDE, NULL, 0, 0);
+	(void)store_exec(store.rdb, "PRAGMA cache_size = -256", cause, len);
 	/* the reader opens its WAL files now, not at the first request */
 	{
 		int64_t v;
