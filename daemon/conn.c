@@ -196,9 +196,8 @@ conn_count(void)
 struct pbuf *
 conn_out(struct conn *c)
 {
-	return TAILQ_EMPTY(&c->segs)
-	           ? &c->out
-	           : &TAILQ_LAST(&c->segs, conn_segs)->after;
+	return TAILQ_EMPTY(&c->segs) ? &c->out
+	                             : &TAILQ_LAST(&c->segs, conn_segs)->after;
 }
 
 /*
@@ -242,7 +241,8 @@ conn_append(struct conn *c, const char *p, size_t n)
 
 /* The store wrote batch seq: what waited on it goes out. */
 void
-conn_release(uint64_t seq, void (*fill)(struct pbuf *, const struct conn_reply *))
+conn_release(uint64_t seq,
+             void (*fill)(struct pbuf *, const struct conn_reply *))
 {
 	struct conn *c, *next;
 	struct conn_seg *g;
@@ -329,7 +329,7 @@ conn_unsent(const struct conn *c)
 	size_t n = c->out.len - c->out_off;
 
 	TAILQ_FOREACH(g, &c->segs, link)
-	n += g->after.len + g->n * sizeof(g->holes[0]);
+		n += g->after.len + g->n * sizeof(g->holes[0]);
 	return n;
 }
 
@@ -583,8 +583,7 @@ conn_process(struct conn *c)
 			c->handler->dispatch(c, &msg);
 			break;
 		case PROTO_DECODE_REJECT:
-			proto_enc_error(conn_out(c), msg.id, f.code,
-			                f.message);
+			proto_enc_error(conn_out(c), msg.id, f.code, f.message);
 			conn_dirty(c);
 			break;
 		case PROTO_DECODE_BAD:

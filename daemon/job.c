@@ -30,7 +30,7 @@ static struct {
 	size_t nheld, capheld;
 	struct job **dirty; /* the store is owed their rows; NULL: gone */
 	size_t ndirty, capdirty;
-	size_t ndeferred; /* of them, held back by job_collect */
+	size_t ndeferred;  /* of them, held back by job_collect */
 	uint64_t id_asked; /* the store's id reservation asked for */
 } jobs;
 /* The floor above: the executors that run the jobs (job_hook_sched). */
@@ -673,8 +673,8 @@ job_row(const struct job *j, struct store_row *r)
 	r->error = j->ctx.error;
 	r->msg = j->msg;
 	r->result = j->state == PS_SUCCEEDED ? j->ctx.result.data : NULL;
-	r->result_len = j->state == PS_SUCCEEDED ? (uint32_t)j->ctx.result.len
-	                                         : 0;
+	r->result_len =
+	    j->state == PS_SUCCEEDED ? (uint32_t)j->ctx.result.len : 0;
 	r->command = NULL;
 	r->submitted = j->submitted;
 	r->started = j->started;

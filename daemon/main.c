@@ -108,55 +108,56 @@ raise_nofile(void)
 
 static void __attribute__((noreturn)) usage(int status)
 {
-	fprintf(status ? stderr : stdout,
-	        "usage: concd [-dfhV] [-c file] [-s path] [-t threads] "
-	        "[-p processes]\n"
-	        "             [--max-finished n] [--max-jobs-per-worker n] "
-	        "[--plugin-dir dir]\n"
-	        "             [--stop-timeout seconds] [--queue-limit n] "
-	        "[--finished-ttl seconds]\n"
-	        "             [--busy-poll microseconds] [--state-dir dir|none] "
-	        "[--store-fsync]\n"
-	        "             [--log-limit size] [--log-total-limit size]\n"
-	        "  -f, --foreground             stay in the foreground\n"
-	        "  -d, --debug                  log debug messages\n"
-	        "  -c, --config FILE            read FILE (default %s)\n"
-	        "  -s, --socket PATH            listen on PATH\n"
-	        "  -t, --threads N              warm worker threads "
-	        "(default: CPUs)\n"
-	        "  -p, --processes N            warm worker processes "
-	        "(default: CPUs)\n"
-	        "      --max-finished N         finished jobs kept for queries "
-	        "(default %d)\n"
-	        "      --max-jobs-per-worker N  replace a process worker after "
-	        "N jobs\n"
-	        "      --plugin-dir DIR         load task plugins from DIR\n"
-	        "                               (default %s)\n"
-	        "      --stop-timeout SECONDS   drain jobs this long on stop "
-	        "(default %d)\n"
-	        "      --queue-limit N          queued jobs per executor "
-	        "(default %d)\n"
-	        "      --finished-ttl SECONDS   forget finished jobs this old "
-	        "(default %d, 0: never)\n"
-	        "      --busy-poll USEC         poll this long after work "
-	        "before sleeping\n"
-	        "                               (default %d, 0: never)\n"
-	        "      --state-dir DIR          keep jobs and their output in "
-	        "DIR, none: in memory\n"
-	        "                               (default %s)\n"
-	        "      --store-fsync            sync every commit: jobs survive "
-	        "a power loss\n"
-	        "      --log-limit SIZE         output kept per job "
-	        "(default 64M)\n"
-	        "      --log-total-limit SIZE   output kept in all "
-	        "(default 1G)\n"
-	        "  -h, --help                   show this help\n"
-	        "  -V, --version                show the version\n",
-	        CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
-	        DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT, DEFAULT_FINISHED_TTL,
-	        DEFAULT_BUSY_POLL,
-	        geteuid() == 0 ? CONCD_STATE_DIR
-	                       : "$XDG_STATE_HOME/concd, ~/.local/state/concd");
+	fprintf(
+	    status ? stderr : stdout,
+	    "usage: concd [-dfhV] [-c file] [-s path] [-t threads] "
+	    "[-p processes]\n"
+	    "             [--max-finished n] [--max-jobs-per-worker n] "
+	    "[--plugin-dir dir]\n"
+	    "             [--stop-timeout seconds] [--queue-limit n] "
+	    "[--finished-ttl seconds]\n"
+	    "             [--busy-poll microseconds] [--state-dir dir|none] "
+	    "[--store-fsync]\n"
+	    "             [--log-limit size] [--log-total-limit size]\n"
+	    "  -f, --foreground             stay in the foreground\n"
+	    "  -d, --debug                  log debug messages\n"
+	    "  -c, --config FILE            read FILE (default %s)\n"
+	    "  -s, --socket PATH            listen on PATH\n"
+	    "  -t, --threads N              warm worker threads "
+	    "(default: CPUs)\n"
+	    "  -p, --processes N            warm worker processes "
+	    "(default: CPUs)\n"
+	    "      --max-finished N         finished jobs kept for queries "
+	    "(default %d)\n"
+	    "      --max-jobs-per-worker N  replace a process worker after "
+	    "N jobs\n"
+	    "      --plugin-dir DIR         load task plugins from DIR\n"
+	    "                               (default %s)\n"
+	    "      --stop-timeout SECONDS   drain jobs this long on stop "
+	    "(default %d)\n"
+	    "      --queue-limit N          queued jobs per executor "
+	    "(default %d)\n"
+	    "      --finished-ttl SECONDS   forget finished jobs this old "
+	    "(default %d, 0: never)\n"
+	    "      --busy-poll USEC         poll this long after work "
+	    "before sleeping\n"
+	    "                               (default %d, 0: never)\n"
+	    "      --state-dir DIR          keep jobs and their output in "
+	    "DIR, none: in memory\n"
+	    "                               (default %s)\n"
+	    "      --store-fsync            sync every commit: jobs survive "
+	    "a power loss\n"
+	    "      --log-limit SIZE         output kept per job "
+	    "(default 64M)\n"
+	    "      --log-total-limit SIZE   output kept in all "
+	    "(default 1G)\n"
+	    "  -h, --help                   show this help\n"
+	    "  -V, --version                show the version\n",
+	    CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
+	    DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT, DEFAULT_FINISHED_TTL,
+	    DEFAULT_BUSY_POLL,
+	    geteuid() == 0 ? CONCD_STATE_DIR
+	                   : "$XDG_STATE_HOME/concd, ~/.local/state/concd");
 	exit(status);
 }
 
@@ -441,7 +442,8 @@ main(int argc, char *argv[])
 		opt.socket_path = default_socket();
 	if (opt.plugin_dir == NULL)
 		opt.plugin_dir = strdup(CONCD_PLUGIN_DIR);
-	if (opt.state_dir == NULL && (opt.state_dir = default_state_dir()) == NULL)
+	if (opt.state_dir == NULL &&
+	    (opt.state_dir = default_state_dir()) == NULL)
 		fatalx("no state directory: HOME is not set (--state-dir)");
 	if (strcmp(opt.state_dir, "none") != 0)
 		opt.state_dir = absolute(opt.state_dir);
@@ -463,7 +465,8 @@ main(int argc, char *argv[])
 		fatalx("%s", cause);
 	}
 	/* its commands carry it; it finds them after a crash */
-	if (store_enabled() && setenv("CONCD_INSTANCE", store_instance(), 1) < 0)
+	if (store_enabled() &&
+	    setenv("CONCD_INSTANCE", store_instance(), 1) < 0)
 		fatal("setenv");
 	recover_kill_leftovers();
 	if (loop_init() < 0)

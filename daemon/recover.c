@@ -76,8 +76,7 @@ recover_kill_leftovers(void)
 
 	if (!store_enabled() || *store_instance() == '\0')
 		return 0;
-	snprintf(marker, sizeof(marker), "CONCD_INSTANCE=%s",
-	         store_instance());
+	snprintf(marker, sizeof(marker), "CONCD_INSTANCE=%s", store_instance());
 	if ((proc = opendir("/proc")) == NULL)
 		return 0;
 	while ((d = readdir(proc)) != NULL) {
@@ -210,7 +209,8 @@ recover_jobs(void)
 		log_warnx("recovery: the store could not be read in full");
 	sched_flush();
 	if (n.queued + n.interrupted + n.cancelled + n.lost > 0)
-		log_info("recovery: %zu jobs queued again, %zu interrupted, "
-		         "%zu daemon jobs cancelled, %zu that cannot run failed",
-		         n.queued, n.interrupted, n.cancelled, n.lost);
+		log_info(
+		    "recovery: %zu jobs queued again, %zu interrupted, "
+		    "%zu daemon jobs cancelled, %zu that cannot run failed",
+		    n.queued, n.interrupted, n.cancelled, n.lost);
 }

@@ -34,17 +34,17 @@
 
 #define STORE_APP_ID     0x636f6e63 /* "conc" */
 #define STORE_SCHEMA     1
-#define STORE_INLINE_MAX 8      /* rows a loop pass commits itself */
-#define STORE_DELAY_US   300    /* a batch waits for new jobs to end */
-#define STORE_WAL_PAGES  8192   /* a checkpoint once the WAL is this long */
-#define STORE_TRIM_EVERY 60     /* seconds between age sweeps */
+#define STORE_INLINE_MAX 8         /* rows a loop pass commits itself */
+#define STORE_DELAY_US   300       /* a batch waits for new jobs to end */
+#define STORE_WAL_PAGES  8192      /* a checkpoint once the WAL is this long */
+#define STORE_TRIM_EVERY 60        /* seconds between age sweeps */
 #define STORE_RESERVE    (4 << 20) /* bytes kept free: see store_reserve */
-#define STORE_RETRY_MIN  100    /* ms after a failed commit */
+#define STORE_RETRY_MIN  100       /* ms after a failed commit */
 #define STORE_RETRY_MAX  5000
 
 /* A row in a batch: its strings and blobs are offsets into the batch. */
 struct brow {
-	struct store_row r; /* pointers unset */
+	struct store_row r;                      /* pointers unset */
 	uint32_t task, args, error, msg, result; /* offsets; UINT32_MAX: none */
 	uint32_t task_len, error_len, msg_len;
 };
@@ -63,7 +63,7 @@ struct batch {
 	struct pbuf data;
 	uint64_t max_id;  /* the highest id inserted */
 	uint64_t next_id; /* ids below it are given out or reserved */
-	size_t finals;   /* rows that reach a final state */
+	size_t finals;    /* rows that reach a final state */
 	bool ok;
 	bool reserve_used; /* the disk was full: the reserve let it through */
 	char cause[160];
@@ -72,8 +72,16 @@ struct batch {
 	size_t ngone;
 };
 
-enum { ST_INSERT, ST_UPDATE, ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_NEXT_ID,
-       ST_SET_NEXT_ID, ST_COUNT };
+enum {
+	ST_INSERT,
+	ST_UPDATE,
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_NEXT_ID,
+	ST_SET_NEXT_ID,
+	ST_COUNT
+};
 
 static const char *const store_sql[ST_COUNT] = {
     [ST_INSERT] =
@@ -107,10 +115,10 @@ static struct {
 	uint64_t reserving; /* asked for, maybe not yet committed */
 	char instance[40];
 	uid_t self;
-	int lock_fd; /* flock'd: the directory is this concd's */
-	bool memory; /* no store: rows go to the audit trail only */
-	char *reserve;            /* DIR/reserve */
-	atomic_bool reserve_ok;   /* it is there, to be given up */
+	int lock_fd;            /* flock'd: the directory is this concd's */
+	bool memory;            /* no store: rows go to the audit trail only */
+	char *reserve;          /* DIR/reserve */
+	atomic_bool reserve_ok; /* it is there, to be given up */
 	bool on;
 
 	/* the loop's */
@@ -118,7 +126,7 @@ static struct {
 	struct batch *flight[2]; /* with the thread, oldest first */
 	int nflight;
 	size_t carried; /* rows at the head of open from failed batches */
-	uint64_t seq;         /* the open batch's */
+	uint64_t seq;   /* the open batch's */
 	bool marked;
 	struct event *commit_ev, *done_ev, *retry_ev;
 	unsigned retry_ms;
@@ -138,8 +146,8 @@ static struct {
 	/* retention, counted by the loop, done by the thread */
 	size_t max_finished;
 	uint64_t ttl_us;
-	uint64_t finals; /* final rows in the store, about */
-	bool sweep_due;          /* the age sweep's time has come */
+	uint64_t finals;        /* final rows in the store, about */
+	bool sweep_due;         /* the age sweep's time has come */
 	struct event *sweep_ev; /* every STORE_TRIM_EVERY seconds */
 
 	/* the thread's, under lock */
@@ -150,7 +158,7 @@ static struct {
 	int ntodo, ndone;
 	bool quit, started;
 	bool thread_failed; /* the batches after a failed one are not written */
-	int wal_pages; /* from the WAL hook: the writing thread's */
+	int wal_pages;      /* from the WAL hook: the writing thread's */
 } store = {.self = (uid_t)-1, .lock_fd = -1};
 
 bool
@@ -483,7 +491,8 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		goto fail;
 	}
 	sqlite3_busy_timeout(store.rdb, 1000);
-	/* the reader's queries are few and small: a small cache, no lookaside */
+	/* the reader's queries are few and small: a small cache, no lookaside
+	 */
 	sqlite3_db_config(store.rdb, SQLITE_DBCONFIG_LOOKASIDE, NULL, 0, 0);
 	(void)store_exec(store.rdb, "PRAGMA cache_size = -256", cause, len);
 	/* the reader opens its WAL files now, not at the first request */
@@ -616,8 +625,7 @@ store_each_live(void (*fn)(const struct store_row *, void *), void *arg)
 }
 
 int
-store_get(uint64_t id, void (*fn)(const struct store_row *, void *),
-          void *arg)
+store_get(uint64_t id, void (*fn)(const struct store_row *, void *), void *arg)
 {
 	struct store_row r;
 	sqlite3_stmt *s;
@@ -970,8 +978,9 @@ static void
 write_batch(struct batch *b)
 {
 	write_batch_once(b);
-	if (b->ok || (sqlite3_errcode(store.db) != SQLITE_FULL &&
-	              strstr(b->cause, "full") == NULL) ||
+	if (b->ok ||
+	    (sqlite3_errcode(store.db) != SQLITE_FULL &&
+	     strstr(b->cause, "full") == NULL) ||
 	    !atomic_exchange(&store.reserve_ok, false))
 		return;
 	unlink(store.reserve);
@@ -1008,8 +1017,7 @@ write_batch_once(struct batch *b)
 	store_audit(b);
 	return;
 fail:
-	snprintf(b->cause, sizeof(b->cause), "%s",
-	         sqlite3_errmsg(store.db));
+	snprintf(b->cause, sizeof(b->cause), "%s", sqlite3_errmsg(store.db));
 	store_step(ST_ROLLBACK);
 	b->ngone = 0;
 }
@@ -1044,7 +1052,8 @@ store_audit(const struct batch *b)
 		}
 		if (r->insert) {
 			j.event = "accepted";
-			if (w->args != UINT32_MAX && strcmp(j.task, "exec") == 0 &&
+			if (w->args != UINT32_MAX &&
+			    strcmp(j.task, "exec") == 0 &&
 			    log_command(cmd[n], sizeof(cmd[n]), d + w->args,
 			                r->args_len) > 0)
 				j.command = cmd[n];
@@ -1089,8 +1098,8 @@ store_thread(void *arg)
 		}
 		if (store.wal_pages >= STORE_WAL_PAGES) {
 			sqlite3_wal_checkpoint_v2(store.db, NULL,
-			                          SQLITE_CHECKPOINT_PASSIVE, NULL,
-			                          NULL);
+			                          SQLITE_CHECKPOINT_PASSIVE,
+			                          NULL, NULL);
 			store.wal_pages = 0;
 		}
 		pthread_mutex_lock(&store.lock);
@@ -1190,7 +1199,6 @@ store_mark(void)
 		event_active(store.commit_ev, 0, 1);
 }
 
-
 static void
 store_recycle(struct batch *b)
 {
@@ -1279,7 +1287,8 @@ store_finish(struct batch *b)
 		if (b->next_id > store.reserved)
 			store.reserved = b->next_id;
 		store.finals += b->finals;
-		store.finals -= b->ngone < store.finals ? b->ngone : store.finals;
+		store.finals -=
+		    b->ngone < store.finals ? b->ngone : store.finals;
 		for (i = 0; i < b->ngone && store.forgotten != NULL; i++)
 			store.forgotten(b->gone[i]);
 	} else {
@@ -1358,7 +1367,8 @@ store_commit(void)
 	store.delay = DELAY_NONE;
 	evtimer_del(store.delay_ev);
 	if ((b = store.open) == NULL && store.sweep_due) { /* no rows */
-		b = store.open = store_spare != NULL ? store_spare : batch_new();
+		b = store.open =
+		    store_spare != NULL ? store_spare : batch_new();
 		store_spare = NULL;
 	}
 	if (b == NULL || (b->n == 0 && b->next_id == 0 && !store.sweep_due)) {
@@ -1375,7 +1385,8 @@ store_commit(void)
 		return;
 	}
 	/* a waiting reply's batch, when the thread still has one: the next */
-	if (b->n == 0 && b->next_id == 0 && !store.sweep_due && store.nflight > 0)
+	if (b->n == 0 && b->next_id == 0 && !store.sweep_due &&
+	    store.nflight > 0)
 		return;
 	store.want = false;
 	store.open = store_spare;
@@ -1557,7 +1568,8 @@ store_close(void)
 		pthread_cond_signal(&store.cond);
 		pthread_mutex_unlock(&store.lock);
 		pthread_join(store.thread, NULL);
-		/* from now on every batch is written here: none to the thread */
+		/* from now on every batch is written here: none to the thread
+		 */
 		store.syncing = true;
 		store_done_cb(-1, 0, NULL);
 		store.blocked = false;
@@ -1576,11 +1588,13 @@ store_close(void)
 		store_recycle(b);
 	}
 	/* every id given out is in a row: a restart goes on from the next */
-	if (store.next_hook != NULL && store.next_hook() > 0 && !store.blocked) {
+	if (store.next_hook != NULL && store.next_hook() > 0 &&
+	    !store.blocked) {
 		sqlite3_bind_int64(store.st[ST_SET_NEXT_ID], 1,
 		                   (sqlite3_int64)store.next_hook());
 		if (store_step(ST_SET_NEXT_ID) < 0)
-			log_warnx("%s: %s", store.path, sqlite3_errmsg(store.db));
+			log_warnx("%s: %s", store.path,
+			          sqlite3_errmsg(store.db));
 	}
 	sqlite3_wal_checkpoint_v2(store.db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
 	                          NULL, NULL);

@@ -23,7 +23,7 @@
 struct store_row {
 	uint64_t id;
 	const char *task;
-	const char *args; /* msgpack map, or NULL */
+	const char *args;    /* msgpack map, or NULL */
 	const char *error;   /* the error text, or NULL */
 	const char *msg;     /* progress message, or NULL */
 	const char *result;  /* msgpack value, or NULL */
@@ -108,8 +108,7 @@ void store_set_retention(size_t max_finished, uint64_t finished_ttl_s);
 /* Reading, on the loop, from what is committed. */
 /* Commit what the job table holds now (a read must agree with it). */
 void store_sync(void);
-int store_get(uint64_t id, void (*)(const struct store_row *, void *),
-              void *);
+int store_get(uint64_t id, void (*)(const struct store_row *, void *), void *);
 /* The newest rows that match, oldest first; -1 on an error, logged. */
 int store_list(const struct store_filter *,
                void (*)(const struct store_row *, void *), void *);

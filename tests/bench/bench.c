@@ -139,7 +139,7 @@ struct bench_run {
 static pid_t bench_echo = -1;
 static struct bench_daemon bench_daemons[BENCH_MAX_DAEMONS];
 static bool bench_quiet_daemons = true; /* their stderr to a log file */
-static bool bench_no_store; /* --no-store: concd --state-dir none */
+static bool bench_no_store;             /* --no-store: concd --state-dir none */
 static uint64_t bench_replies;          /* checked, all connections */
 
 static void bench_cleanup(void);
