@@ -785,6 +785,26 @@ ps_total(const size_t counts[PS_COUNT], const struct ps_filter *f)
 	return total;
 }
 
+/* A jobs reply after its rows: the total and the counts per state. */
+static void
+ps_encode_tail(struct proto_enc *e, size_t total,
+               const size_t counts[PS_COUNT])
+{
+	int i;
+
+	proto_enc_close(e); /* the rows */
+	proto_enc_u64(e, PF_TOTAL, total);
+	proto_enc_key(e, PF_COUNTS);
+	proto_enc_map_open(e);
+	for (i = 0; i < PS_COUNT; i++) {
+		msgpack_pack_str_with_body(&e->pk, proto_states[i],
+		                           strlen(proto_states[i]));
+		msgpack_pack_uint64(&e->pk, counts[i]);
+		proto_enc_elem(e);
+	}
+	proto_enc_close(e);
+}
+
 /*
  * The jobs reply; its rows carry their results, oldest first, while they
  * add up to at most room bytes, and say how large the others are.
@@ -807,17 +827,7 @@ ps_encode(struct conn *c, uint64_t id, struct job **rows, size_t n,
 		room -= size <= room ? size : 0;
 		proto_enc_close(&e);
 	}
-	proto_enc_close(&e);
-	proto_enc_u64(&e, PF_TOTAL, total);
-	proto_enc_key(&e, PF_COUNTS);
-	proto_enc_map_open(&e);
-	for (i = 0; i < PS_COUNT; i++) {
-		msgpack_pack_str_with_body(&e.pk, proto_states[i],
-		                           strlen(proto_states[i]));
-		msgpack_pack_uint64(&e.pk, counts[i]);
-		proto_enc_elem(&e);
-	}
-	proto_enc_close(&e);
+	ps_encode_tail(&e, total, counts);
 	if (proto_enc_end(&e) < 0)
 		return -1;
 	return (ssize_t)(e.buf->len - e.start);
@@ -867,7 +877,7 @@ ps_from_store(struct conn *c, const struct proto_msg *m,
 	    .until = f->until,
 	    .limit = limit,
 	};
-	size_t counts[PS_COUNT] = {0}, i, bare = 0;
+	size_t counts[PS_COUNT] = {0}, bare = 0;
 	struct proto_enc e;
 	struct ps_stored p = {.e = &e, .room = SIZE_MAX};
 	char task[65];
@@ -896,17 +906,7 @@ ps_from_store(struct conn *c, const struct proto_msg *m,
 			conn_out(c)->len = e.start;
 			goto fail;
 		}
-		proto_enc_close(&e);
-		proto_enc_u64(&e, PF_TOTAL, ps_total(counts, f));
-		proto_enc_key(&e, PF_COUNTS);
-		proto_enc_map_open(&e);
-		for (i = 0; i < PS_COUNT; i++) {
-			msgpack_pack_str_with_body(&e.pk, proto_states[i],
-			                           strlen(proto_states[i]));
-			msgpack_pack_uint64(&e.pk, counts[i]);
-			proto_enc_elem(&e);
-		}
-		proto_enc_close(&e);
+		ps_encode_tail(&e, ps_total(counts, f), counts);
 		if (proto_enc_end(&e) < 0) {
 			if (pass == 1)
 				break;
