@@ -670,7 +670,8 @@ job_row(const struct job *j, struct store_row *r)
 	r->task = j->task->name;
 	r->args = j->args;
 	r->args_len = j->args_len;
-	r->error = j->ctx.error;
+	/* a running job's context is its worker's: read once it has ended */
+	r->error = PROTO_STATE_FINAL(j->state) ? j->ctx.error : NULL;
 	r->msg = j->msg;
 	r->result = j->state == PS_SUCCEEDED ? j->ctx.result.data : NULL;
 	r->result_len =

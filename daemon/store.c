@@ -1014,7 +1014,6 @@ write_batch_once(struct batch *b)
 	if (store_step(ST_COMMIT) < 0)
 		goto fail;
 	b->ok = true;
-	store_audit(b);
 	return;
 fail:
 	snprintf(b->cause, sizeof(b->cause), "%s", sqlite3_errmsg(store.db));
@@ -1284,6 +1283,8 @@ store_finish(struct batch *b)
 		loop_retry_later(store.retry_ev, &store.retry_ms,
 		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
 	if (b->ok) {
+		/* on the loop, which has time while the thread writes */
+		store_audit(b);
 		if (b->next_id > store.reserved)
 			store.reserved = b->next_id;
 		store.finals += b->finals;
