@@ -501,6 +501,9 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 
 		(void)store_int(store.rdb, "SELECT count(*) FROM meta", &v);
 	}
+	/* the pages the checks read are not needed at rest */
+	sqlite3_db_release_memory(store.db);
+	sqlite3_db_release_memory(store.rdb);
 	store.on = true;
 	store.seq = 1;
 	return 0;
