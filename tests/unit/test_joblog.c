@@ -256,8 +256,12 @@ the_next_run_takes_the_logs_over(void **state)
 	struct stat st;
 	char path[128];
 
-	if (in_memory)
+	if (in_memory) {
+		print_message("SKIP: %s -- files only: the memory variant "
+		              "has none\n",
+		              __func__);
 		skip();
+	}
 	joblog_write(20, 4242, 1, "one\n", 4);
 	joblog_write(20, 4242, 2, "two\n", 4);
 	joblog_end(20);
@@ -290,8 +294,12 @@ a_torn_record_is_cut_off(void **state)
 	char path[128], junk[] = {100, 0, 0, 0, 1, 'C', 'J', 'L', 'x', 'y'};
 	FILE *f;
 
-	if (in_memory)
+	if (in_memory) {
+		print_message("SKIP: %s -- files only: the memory variant "
+		              "has none\n",
+		              __func__);
 		skip();
+	}
 	put(40, 1, "whole\n");
 	joblog_end(40);
 	joblog_shutdown();
@@ -316,8 +324,13 @@ a_logs_directory_of_another_user_is_refused(void **state)
 {
 	char err[256], link[128];
 
-	if (in_memory || geteuid() != 0)
+	if (in_memory || geteuid() != 0) {
+		print_message("SKIP: %s -- %s\n", __func__,
+		              in_memory ? "files only: the memory variant "
+		                          "has none"
+		                        : "needs root to chown");
 		skip();
+	}
 	joblog_shutdown();
 	assert_int_equal(chown(dir, 65534, 65534), 0);
 	assert_int_equal(joblog_init(dir, JOBLOG_LIMIT, JOBLOG_TOTAL_LIMIT, err,

@@ -176,8 +176,11 @@ assert_start_fails(const char *const *argv, const char *cwd, int rc,
 static void
 skip_under_valgrind(void)
 {
-	if (getenv("CONCD_VALGRIND") != NULL)
+	if (getenv("CONCD_VALGRIND") != NULL) {
+		print_message("SKIP: valgrind runs the commands, with signals "
+		              "of its own\n");
 		skip();
+	}
 }
 
 /* ---- behaviour ---- */
@@ -395,8 +398,12 @@ a_pending_spawn_given_up_is_dropped_or_waited_for(void **state)
 	char buf[64], *why;
 	pid_t pid;
 
-	if (!async)
-		skip(); /* nothing is pending on the caller */
+	if (!async) {
+		print_message("SKIP: %s -- a spawn on the caller is never "
+		              "pending\n",
+		              __func__);
+		skip();
+	}
 	for (i = 0; i < NCANCEL; i++) {
 		struct spawn_cmd cmd = cmd_for(ARGV("echo", "ran"), NULL);
 
