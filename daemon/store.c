@@ -32,15 +32,17 @@
 #include "proto.h"
 #include "store.h"
 
-#define STORE_APP_ID     0x636f6e63 /* "conc" */
-#define STORE_SCHEMA     1
-#define STORE_INLINE_MAX 8         /* rows a loop pass commits itself */
-#define STORE_DELAY_US   300       /* a batch waits for new jobs to end */
-#define STORE_WAL_PAGES  8192      /* a checkpoint once the WAL is this long */
-#define STORE_TRIM_EVERY 60        /* seconds between age sweeps */
-#define STORE_RESERVE    (4 << 20) /* bytes kept free: see store_reserve */
-#define STORE_RETRY_MIN  100       /* ms after a failed commit */
-#define STORE_RETRY_MAX  5000
+#define STORE_APP_ID      0x636f6e63 /* "conc" */
+#define STORE_SCHEMA      1
+#define STORE_INLINE_MAX  8         /* rows a loop pass commits itself */
+#define STORE_DELAY_US    300       /* a batch waits for new jobs to end */
+#define STORE_WAL_PAGES   8192      /* a checkpoint once the WAL is this long */
+#define STORE_TRIM_EVERY  60        /* seconds between age sweeps */
+#define STORE_TRIM_MAX    4096      /* rows a batch deletes, at most */
+#define STORE_TRIM_GAP_US 50000     /* between batches that delete */
+#define STORE_RESERVE     (4 << 20) /* bytes kept free: see store_reserve */
+#define STORE_RETRY_MIN   100       /* ms after a failed commit */
+#define STORE_RETRY_MAX   5000
 
 /* A row in a batch: its strings and blobs are offsets into the batch. */
 struct brow {
@@ -148,6 +150,7 @@ static struct {
 	uint64_t ttl_us;
 	uint64_t finals;        /* final rows in the store, about */
 	bool sweep_due;         /* the age sweep's time has come */
+	uint64_t trim_next;     /* no deletes before this (monotonic µs) */
 	struct event *sweep_ev; /* every STORE_TRIM_EVERY seconds */
 
 	/* the thread's, under lock */
@@ -959,7 +962,8 @@ write_trim(struct batch *b, uint64_t excess, uint64_t older_than)
 	         excess > 0 ? "1" : "finished < ?2");
 	if (sqlite3_prepare_v2(store.db, sql, -1, &s, NULL) != SQLITE_OK)
 		return;
-	sqlite3_bind_int64(s, 1, excess > 0 ? (sqlite3_int64)excess : 100000);
+	sqlite3_bind_int64(s, 1,
+	                   excess > 0 ? (sqlite3_int64)excess : STORE_TRIM_MAX);
 	if (excess == 0)
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)older_than);
 	while (sqlite3_step(s) == SQLITE_ROW) {
@@ -1293,6 +1297,11 @@ store_finish(struct batch *b)
 		store.finals += b->finals;
 		store.finals -=
 		    b->ngone < store.finals ? b->ngone : store.finals;
+		/* an age sweep that deleted all it may: more may be due */
+		if (b->trim.older_than > 0 && b->ngone >= STORE_TRIM_MAX) {
+			store.sweep_due = true;
+			store_mark();
+		}
 		for (i = 0; i < b->ngone && store.forgotten != NULL; i++)
 			store.forgotten(b->gone[i]);
 	} else {
@@ -1319,15 +1328,27 @@ static bool
 store_plan_trim(struct batch *b)
 {
 	uint64_t now = loop_now_us(), slack = store.max_finished / 64;
-	uint64_t finals = store.finals + b->finals;
+	uint64_t finals = store.finals + b->finals, mono = loop_mono_us();
 
+	/*
+	 * A few thousand rows at a time, at most every STORE_TRIM_GAP_US: a
+	 * backlog (a lower --max-finished, a million jobs just ended) is
+	 * worked off over many batches, not in one that stalls the others.
+	 */
+	if (!store.syncing && mono < store.trim_next)
+		return false;
 	if (finals > store.max_finished + slack)
-		b->trim.excess = finals - store.max_finished;
+		b->trim.excess = finals - store.max_finished < STORE_TRIM_MAX
+		                     ? finals - store.max_finished
+		                     : STORE_TRIM_MAX;
 	else if (store.sweep_due && store.ttl_us > 0) {
 		store.sweep_due = false;
 		b->trim.older_than = now - store.ttl_us;
 	}
-	return b->trim.excess > 0 || b->trim.older_than > 0;
+	if (b->trim.excess == 0 && b->trim.older_than == 0)
+		return false;
+	store.trim_next = mono + STORE_TRIM_GAP_US;
+	return true;
 }
 
 void
@@ -1581,15 +1602,28 @@ store_close(void)
 	}
 	if (store.collect != NULL)
 		store.collect(false);
-	if ((b = store.open) != NULL && b->n > 0) {
+	/* the last rows, and what retention owes, a few thousand at a time */
+	for (i = 0; i < 1000 && !store.blocked; i++) {
+		bool ok;
+
+		if ((b = store.open) == NULL) {
+			b = store_spare != NULL ? store_spare : batch_new();
+			store_spare = NULL;
+		}
 		store.open = NULL;
+		if (!store_plan_trim(b) && b->n == 0) {
+			store_recycle(b);
+			break;
+		}
 		b->seq = store.seq++;
 		write_batch(b);
-		if (!b->ok)
+		if (!(ok = b->ok))
 			log_warnx("%s: the last changes are lost: %s",
 			          store.path, b->cause);
 		store_finish(b);
 		store_recycle(b);
+		if (!ok)
+			break;
 	}
 	/* every id given out is in a row: a restart goes on from the next */
 	if (store.next_hook != NULL && store.next_hook() > 0 &&
