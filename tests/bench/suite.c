@@ -1217,6 +1217,15 @@ idle_once(const char *concd, const char *const *flags, struct idle_run *u)
 	rmdir(dir);
 }
 
+/* A state directory a run made, removed with all it holds. */
+static int
+suite_rm(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
 /* a field of struct idle_run, for suite_field */
 #define IDLE_FIELD(f) sizeof(struct idle_run), offsetof(struct idle_run, f)
 
@@ -1231,12 +1240,21 @@ suite_idle(const struct bench_opts *o, const char *unused)
 	(void)unused;
 	if (u == NULL)
 		bench_die(2, "out of memory");
-	printf("\nidle: concd -f with its defaults, a new one per run: fork "
-	       "to READY=1 on a\nprivate NOTIFY_SOCKET, then its VmRSS at "
-	       "rest; against fork and exec of /bin/true\n");
+	printf("\nidle: concd -f with its defaults and a new store, a new one "
+	       "per run: fork\nto READY=1 on a private NOTIFY_SOCKET, then "
+	       "its VmRSS at rest; against fork and\nexec of /bin/true\n");
 	for (r = 0; r < o->runs; r++) {
+		char dir[] = "/tmp/concd-bench.XXXXXX", state[64];
+		const char *flags[] = {"--state-dir", state, NULL};
+
+		if (mkdtemp(dir) == NULL)
+			bench_die(2, "mkdtemp: %s", strerror(errno));
+		/* not the default /var/lib/concd of a root concd */
+		snprintf(state, sizeof(state), "%s/state", dir);
 		u[r].exec_ms = idle_true_ms();
-		idle_once(o->spawn, NULL, &u[r]);
+		idle_once(o->spawn, flags, &u[r]);
+		nftw(state, suite_rm, 16, FTW_DEPTH | FTW_PHYS);
+		rmdir(dir);
 		if (o->verbose)
 			printf("run %zu: true %.2f ms, READY=1 after %.2f ms, "
 			       "VmRSS %.0f kB\n",
@@ -1272,14 +1290,6 @@ suite_idle(const struct bench_opts *o, const char *unused)
  */
 
 #define STORE_HOLD_MS 3600000
-
-static int
-suite_rm(const char *path, const struct stat *st, int type, struct FTW *f)
-{
-	(void)st;
-	(void)f;
-	return type == FTW_DP ? rmdir(path) : unlink(path);
-}
 
 struct store_run {
 	double fill;          /* s to submit the n jobs */
