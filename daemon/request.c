@@ -787,8 +787,7 @@ ps_total(const size_t counts[PS_COUNT], const struct ps_filter *f)
 
 /* A jobs reply after its rows: the total and the counts per state. */
 static void
-ps_encode_tail(struct proto_enc *e, size_t total,
-               const size_t counts[PS_COUNT])
+ps_encode_tail(struct proto_enc *e, size_t total, const size_t counts[PS_COUNT])
 {
 	int i;
 
