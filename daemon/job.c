@@ -449,8 +449,9 @@ job_restore(const struct job_submit *js, const struct store_row *r)
 	j->worker = r->worker;
 	j->tid = r->tid;
 	j->served = r->served;
-	if (j->dirty) { /* nothing new to write yet */
-		jobs.dirty[j->dslot] = NULL;
+	/* nothing new to write yet: job_new's entry, the last one, goes */
+	if (j->dirty) {
+		jobs.ndirty--;
 		j->dirty = false;
 	}
 	return j;
@@ -676,7 +677,6 @@ job_row(const struct job *j, struct store_row *r)
 	r->result = j->state == PS_SUCCEEDED ? j->ctx.result.data : NULL;
 	r->result_len =
 	    j->state == PS_SUCCEEDED ? (uint32_t)j->ctx.result.len : 0;
-	r->command = NULL;
 	r->submitted = j->submitted;
 	r->started = j->started;
 	r->finished = j->finished;

@@ -87,6 +87,40 @@ reply_error(struct conn *c, uint64_t id, enum proto_error code, const char *fmt,
 	conn_dirty(c);
 }
 
+/* The replies that wait for the store (struct conn_reply's kind). */
+enum { REPLY_SUBMIT, REPLY_GATHER, REPLY_CANCEL };
+
+/*
+ * A reply once the store holds what it tells of: a submit's or a
+ * gather's jobs, or the state a cancel left a job in.
+ */
+static void
+request_fill(struct pbuf *b, const struct conn_reply *r)
+{
+	struct proto_enc e;
+	uint32_t i;
+
+	if (r->kind == REPLY_CANCEL) {
+		proto_enc_begin(&e, b, PROTO_OK, r->req);
+		proto_enc_u64(&e, PF_JOB, r->first);
+		proto_enc_cstr(&e, PF_STATE, proto_states[r->state]);
+		proto_enc_end(&e);
+		return;
+	}
+	proto_enc_begin(&e, b, PROTO_ACCEPTED, r->req);
+	if (r->kind == REPLY_GATHER) {
+		proto_enc_key(&e, PF_JOBS);
+		proto_enc_array_open(&e);
+		for (i = 0; i < r->n; i++) {
+			msgpack_pack_uint64(&e.pk, r->first + i);
+			proto_enc_elem(&e);
+		}
+		proto_enc_close(&e);
+	} else
+		proto_enc_u64(&e, PF_JOB, r->first);
+	proto_enc_end(&e);
+}
+
 struct stored {
 	struct conn *c;
 	const struct proto_msg *m;
@@ -108,7 +142,10 @@ stored_reply(const struct store_row *r, void *arg)
 {
 	struct stored *a = arg;
 	struct conn *c = a->c;
-	struct proto_enc e;
+	struct conn_reply ok = {.req = a->m->id,
+	                        .first = r->id,
+	                        .kind = REPLY_CANCEL,
+	                        .state = r->state};
 
 	if (!(r->uid == conn_uid(a->c) || request_admin(a->c)))
 		return;
@@ -122,11 +159,8 @@ stored_reply(const struct store_row *r, void *arg)
 			            "frame",
 			            (unsigned long long)r->id);
 		break;
-	case PROTO_CANCEL:
-		proto_enc_begin(&e, conn_out(c), PROTO_OK, a->m->id);
-		proto_enc_u64(&e, PF_JOB, r->id);
-		proto_enc_cstr(&e, PF_STATE, proto_states[r->state]);
-		proto_enc_end(&e);
+	case PROTO_CANCEL: /* it has ended: the ok a cancel gets */
+		request_fill(conn_out(c), &ok);
 		break;
 	default: /* result, watch: it has ended */
 		job_encode_row_end(conn_out(c), r, a->m->id);
@@ -296,40 +330,6 @@ store_refuses(struct conn *c, uint64_t id)
 	if (why != NULL)
 		reply_error(c, id, PE_STORE, "job not accepted: %s", why);
 	return why != NULL;
-}
-
-/* The replies that wait for the store (struct conn_reply's kind). */
-enum { REPLY_SUBMIT, REPLY_GATHER, REPLY_CANCEL };
-
-/*
- * A reply once the store holds what it tells of: a submit's or a
- * gather's jobs, or the state a cancel left a job in.
- */
-static void
-request_fill(struct pbuf *b, const struct conn_reply *r)
-{
-	struct proto_enc e;
-	uint32_t i;
-
-	if (r->kind == REPLY_CANCEL) {
-		proto_enc_begin(&e, b, PROTO_OK, r->req);
-		proto_enc_u64(&e, PF_JOB, r->first);
-		proto_enc_cstr(&e, PF_STATE, proto_states[r->state]);
-		proto_enc_end(&e);
-		return;
-	}
-	proto_enc_begin(&e, b, PROTO_ACCEPTED, r->req);
-	if (r->kind == REPLY_GATHER) {
-		proto_enc_key(&e, PF_JOBS);
-		proto_enc_array_open(&e);
-		for (i = 0; i < r->n; i++) {
-			msgpack_pack_uint64(&e.pk, r->first + i);
-			proto_enc_elem(&e);
-		}
-		proto_enc_close(&e);
-	} else
-		proto_enc_u64(&e, PF_JOB, r->first);
-	proto_enc_end(&e);
 }
 
 /*

@@ -63,7 +63,6 @@ struct batch {
 	struct brow *rows;
 	size_t n, cap;
 	struct pbuf data;
-	uint64_t max_id;  /* the highest id inserted */
 	uint64_t next_id; /* ids below it are given out or reserved */
 	size_t finals;    /* rows that reach a final state */
 	bool ok;
@@ -124,11 +123,10 @@ static struct {
 	bool on;
 
 	/* the loop's */
-	struct batch *open;      /* rows put in this pass */
-	struct batch *flight[2]; /* with the thread, oldest first */
-	int nflight;
-	size_t carried; /* rows at the head of open from failed batches */
-	uint64_t seq;   /* the open batch's */
+	struct batch *open; /* rows put in this pass */
+	int nflight;        /* batches with the thread: 0, 1 or 2 */
+	size_t carried;     /* rows at the head of open from failed batches */
+	uint64_t seq;       /* the open batch's */
 	bool marked;
 	struct event *commit_ev, *done_ev, *retry_ev;
 	unsigned retry_ms;
@@ -688,11 +686,8 @@ store_where(const struct store_filter *f, char *w, size_t len, bool counts)
 		n += (size_t)snprintf(w + n, len - n, " AND submitted >= %llu",
 		                      (unsigned long long)f->since);
 	if (f->until > 0)
-		n += (size_t)snprintf(w + n, len - n, " AND submitted < %llu",
-		                      (unsigned long long)f->until);
-	if (f->below > 0)
-		(void)snprintf(w + n, len - n, " AND id < %llu",
-		               (unsigned long long)f->below);
+		(void)snprintf(w + n, len - n, " AND submitted < %llu",
+		               (unsigned long long)f->until);
 }
 
 int
@@ -762,7 +757,6 @@ batch_reset(struct batch *b)
 {
 	b->n = 0;
 	b->data.len = 0;
-	b->max_id = 0;
 	b->next_id = 0;
 	b->finals = 0;
 	b->ngone = 0;
@@ -822,8 +816,6 @@ batch_add(struct batch *b, const struct store_row *r)
 	w->error = batch_str(b, r->error, &w->error_len);
 	w->msg = batch_str(b, r->msg, &w->msg_len);
 	w->result = batch_bytes(b, r->result, r->result_len);
-	if (r->insert && r->id > b->max_id)
-		b->max_id = r->id;
 	if (PROTO_STATE_FINAL(r->state))
 		b->finals++;
 }
@@ -1430,7 +1422,7 @@ store_commit(void)
 		return;
 	}
 	/* the thread writes them in order; a second one waits for it */
-	store.flight[store.nflight++] = b;
+	store.nflight++;
 	pthread_mutex_lock(&store.lock);
 	store.todo[store.ntodo++] = b;
 	pthread_cond_signal(&store.cond);
@@ -1463,7 +1455,6 @@ store_done_cb(evutil_socket_t fd, short what, void *arg)
 	store.ndone = 0;
 	pthread_mutex_unlock(&store.lock);
 	for (i = 0; i < n; i++) {
-		store.flight[0] = store.flight[1];
 		store.nflight--;
 		store_finish(done[i]);
 		store_recycle(done[i]);

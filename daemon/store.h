@@ -23,11 +23,10 @@
 struct store_row {
 	uint64_t id;
 	const char *task;
-	const char *args;    /* msgpack map, or NULL */
-	const char *error;   /* the error text, or NULL */
-	const char *msg;     /* progress message, or NULL */
-	const char *result;  /* msgpack value, or NULL */
-	const char *command; /* exec's argv as one line, or NULL (reads) */
+	const char *args;                      /* msgpack map, or NULL */
+	const char *error;                     /* the error text, or NULL */
+	const char *msg;                       /* progress message, or NULL */
+	const char *result;                    /* msgpack value, or NULL */
 	uint64_t submitted, started, finished; /* µs since the epoch */
 	uint64_t timeout_ms;
 	uint64_t done, total, dropped;
@@ -53,7 +52,6 @@ struct store_filter {
 	const char *task; /* NUL-terminated */
 	int64_t uid;
 	uint64_t since, until; /* submitted, µs */
-	uint64_t below;        /* ids below this one */
 	size_t limit;
 };
 
