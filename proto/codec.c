@@ -474,7 +474,10 @@ decode_kv(const msgpack_object *key, const msgpack_object *val,
 		                   "valid UTF-8",
 		             fi->name);
 	m->f[k] = *val;
-	m->present |= PF_BIT(k);
+	if (k < 64)
+		m->present |= PF_BIT(k);
+	else
+		m->present_hi |= PF_BIT(k);
 	return 0;
 }
 
@@ -484,7 +487,7 @@ proto_decode_fields(const msgpack_object *map, struct proto_msg *m,
 {
 	uint32_t i;
 
-	m->present = 0;
+	m->present = m->present_hi = 0;
 	if (map->type != MSGPACK_OBJECT_MAP)
 		return fault(f, PE_BAD_FRAME, "%s", "message is not a map");
 	for (i = 0; i < map->via.map.size; i++)
@@ -612,7 +615,7 @@ decode_top(const char *buf, size_t len, msgpack_zone *zone, struct proto_msg *m,
 	msgpack_object key, val;
 	size_t off, n;
 
-	m->present = 0;
+	m->present = m->present_hi = 0;
 	if (p[0] >= 0x80 && p[0] <= 0x8f) {
 		n = p[0] & 0x0f;
 		off = 1;
@@ -647,7 +650,7 @@ proto_decode(const char *payload, size_t len, msgpack_zone *zone,
 	int t;
 
 	m->id = 0;
-	m->present = 0;
+	m->present = m->present_hi = 0;
 	used = proto_scan(payload, len, &cause);
 	if (used < 0) {
 		fault(f, PE_BAD_FRAME, "malformed frame: %s", cause);

@@ -22,7 +22,7 @@
 
 #include <msgpack.h>
 
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 
 /* Limits: every input is bounded. */
 #define PROTO_HEADER_LEN 4
@@ -48,6 +48,13 @@ enum proto_type {
 	PROTO_RESIZE,
 	PROTO_GATHER,
 	PROTO_LOG,
+	PROTO_INPUT,
+	PROTO_GROUP,
+	PROTO_HOLD,
+	PROTO_RELEASE,
+	PROTO_WAIT,
+	PROTO_RESTART,
+	PROTO_CLEAN,
 	/* replies and events: daemon -> client */
 	PROTO_WELCOME,
 	PROTO_PONG,
@@ -62,6 +69,7 @@ enum proto_type {
 	PROTO_POOLINFO,
 	PROTO_OUTPUT,
 	PROTO_RETRY,
+	PROTO_GROUPLIST,
 	/* daemon <-> worker process (same framing) */
 	PROTO_RUN,
 	PROTO_STARTED,
@@ -70,7 +78,11 @@ enum proto_type {
 	PROTO_TYPE_COUNT
 };
 
-/* Top-level field names.  At most 64 (a presence bitmask). */
+/*
+ * Top-level field names.  At most 128: a message's presence bitmask is two
+ * words (struct proto_msg), and the fields a message type requires are
+ * among the first 64.
+ */
 enum proto_field {
 	PF_T,
 	PF_ID,
@@ -133,6 +145,38 @@ enum proto_field {
 	PF_SKIPPED,
 	PF_SINCE,
 	PF_UNTIL,
+	/* fields a message requires must be among the first 64: these three */
+	PF_OP,
+	PF_GROUP,
+	PF_GROUPS,
+	/* the caller's context, exit status, stdin */
+	PF_CWD,
+	PF_ENV,
+	PF_STDIN,
+	PF_EOF,
+	PF_EXIT,
+	PF_SIGNAL,
+	PF_COMMAND,
+	/* groups, priorities, schedules, holds, labels */
+	PF_PRIORITY,
+	PF_CPUS,
+	PF_LABEL,
+	PF_AT,
+	PF_HELD,
+	PF_PARALLEL,
+	PF_PAUSED,
+	PF_AHEAD,
+	/* dependencies, restart, clean */
+	PF_AFTER,
+	PF_AFTER_ANY,
+	PF_CAUSE,
+	PF_RESTART_OF,
+	PF_BEFORE,
+	PF_FORGOTTEN,
+	/* resource limits */
+	PF_MEM,
+	PF_PIDS,
+	PF_LIMITS,
 	PF_FIELD_COUNT
 };
 
@@ -169,6 +213,9 @@ enum proto_error {
 	PE_INTERNAL,
 	PE_INTERRUPTED,
 	PE_STORE,
+	PE_NO_SUCH_GROUP,
+	PE_DEPENDENCY,
+	PE_OOM,
 	PE_COUNT
 };
 
@@ -189,8 +236,9 @@ enum proto_exec { PX_AUTO, PX_LOOP, PX_THREAD, PX_PROCESS, PX_COUNT };
 
 struct proto_type_info {
 	const char *name;
-	bool request;      /* sent by clients */
-	uint64_t required; /* bitmask of fields that must be present */
+	bool request; /* sent by clients */
+	uint64_t
+	    required; /* PF_BIT of each field that must be present (< 64) */
 	const char *doc;
 };
 
@@ -211,7 +259,9 @@ extern const struct proto_error_info proto_errors[PE_COUNT];
 extern const char *const proto_states[PS_COUNT];
 extern const char *const proto_execs[PX_COUNT];
 
-#define PF_BIT(f) (UINT64_C(1) << (f))
+/* The bit of field f < 64 (its own word for fields from 64 on). */
+#define PF_BIT(f) (UINT64_C(1) << ((f)&63))
+_Static_assert(PF_FIELD_COUNT <= 128, "two words of presence bits");
 
 /* Name lookups: return -1 when the name is unknown. */
 int proto_type_lookup(const char *name, size_t len);
@@ -373,7 +423,8 @@ void proto_enc_result_too_large(struct proto_enc *, size_t len);
 
 struct proto_msg {
 	enum proto_type type;
-	uint64_t present; /* PF_BIT(field) for each field seen */
+	uint64_t present;    /* PF_BIT(field) for each field < 64 seen */
+	uint64_t present_hi; /* and for each field from 64 on */
 	uint64_t id;
 	msgpack_object f[PF_FIELD_COUNT];
 };
@@ -405,7 +456,7 @@ int proto_decode_fields(const msgpack_object *map, struct proto_msg *,
 static inline bool
 proto_has(const struct proto_msg *m, enum proto_field f)
 {
-	return (m->present & PF_BIT(f)) != 0;
+	return ((f < 64 ? m->present : m->present_hi) & PF_BIT(f)) != 0;
 }
 
 uint64_t proto_u64(const struct proto_msg *, enum proto_field, uint64_t def);

@@ -281,6 +281,99 @@ seed_pool_requests(struct pbuf *b)
 	proto_enc_end(&e);
 }
 
+/*
+ * The queue: an exec job with its caller's context, group, priority,
+ * limits and dependencies; its input; the group, hold, release, wait,
+ * restart and clean requests; a group list.
+ */
+static void
+seed_queue(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_SUBMIT, 40);
+	proto_enc_cstr(&e, PF_TASK, "exec");
+	/* {"argv": ["make"]} and {"CC": "clang"} */
+	proto_enc_raw(&e, PF_ARGS,
+	              "\x81\xa4"
+	              "argv"
+	              "\x91\xa4"
+	              "make",
+	              12);
+	proto_enc_cstr(&e, PF_CWD, "/home/alice/src");
+	proto_enc_raw(&e, PF_ENV,
+	              "\x81\xa2"
+	              "CC"
+	              "\xa5"
+	              "clang",
+	              10);
+	proto_enc_cstr(&e, PF_STDIN, "stream");
+	proto_enc_cstr(&e, PF_GROUP, "gpu");
+	proto_enc_i64(&e, PF_PRIORITY, -5);
+	proto_enc_u64(&e, PF_CPUS, 2);
+	proto_enc_u64(&e, PF_MEM, UINT64_C(2) << 30);
+	proto_enc_u64(&e, PF_PIDS, 64);
+	proto_enc_cstr(&e, PF_LABEL, "nightly");
+	proto_enc_u64(&e, PF_AT, UINT64_C(1797000000000000));
+	proto_enc_bool(&e, PF_HELD, true);
+	proto_enc_raw(&e, PF_AFTER, "\x92\x03\x04", 3); /* [3, 4] */
+	proto_enc_bool(&e, PF_AFTER_ANY, false);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_INPUT, 41);
+	proto_enc_u64(&e, PF_JOB, 9);
+	proto_enc_raw(&e, PF_DATA,
+	              "\xc4\x03"
+	              "abc",
+	              5);
+	proto_enc_bool(&e, PF_EOF, true);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_GROUP, 42);
+	proto_enc_cstr(&e, PF_OP, "add");
+	proto_enc_cstr(&e, PF_NAME, "gpu");
+	proto_enc_u64(&e, PF_PARALLEL, 1);
+	proto_enc_bool(&e, PF_PAUSED, false);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_HOLD, 43);
+	proto_enc_u64(&e, PF_JOB, 9);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_RELEASE, 44);
+	proto_enc_u64(&e, PF_JOB, 9);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_WAIT, 45);
+	proto_enc_cstr(&e, PF_GROUP, "gpu");
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_RESTART, 46);
+	proto_enc_u64(&e, PF_JOB, 9);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_CLEAN, 47);
+	proto_enc_cstr(&e, PF_STATE, "succeeded");
+	proto_enc_u64(&e, PF_BEFORE, UINT64_C(1796000000000000));
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_GROUPLIST, 42);
+	proto_enc_key(&e, PF_GROUPS);
+	proto_enc_array_open(&e);
+	proto_enc_map_open(&e);
+	proto_enc_cstr(&e, PF_NAME, "gpu");
+	proto_enc_u64(&e, PF_PARALLEL, 1);
+	proto_enc_bool(&e, PF_PAUSED, true);
+	proto_enc_u64(&e, PF_AHEAD, 3);
+	proto_enc_close(&e);
+	proto_enc_close(&e);
+	proto_enc_cstr(&e, PF_LIMITS, "cgroup2");
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_END, 0);
+	proto_enc_u64(&e, PF_JOB, 10);
+	proto_enc_cstr(&e, PF_STATE, "failed");
+	proto_enc_cstr(&e, PF_ERROR, "dependency_failed");
+	proto_enc_u64(&e, PF_CAUSE, 9);
+	proto_enc_u64(&e, PF_EXIT, 3);
+	proto_enc_u64(&e, PF_SIGNAL, 9);
+	proto_enc_u64(&e, PF_RESTART_OF, 2);
+	proto_enc_u64(&e, PF_FORGOTTEN, 0);
+	proto_enc_cstr(&e, PF_COMMAND, "sh -c 'exit 3'");
+	proto_enc_end(&e);
+}
+
 static void
 seed_poolinfo(struct pbuf *b)
 {
@@ -482,6 +575,7 @@ static const struct seed seeds[] = {
     {"submit", PROTO_DECODE_OK, seed_submit},
     {"job-requests", PROTO_DECODE_OK, seed_job_requests},
     {"log", PROTO_DECODE_OK, seed_log},
+    {"queue", PROTO_DECODE_OK, seed_queue},
     {"lists", PROTO_DECODE_OK, seed_lists},
     {"events", PROTO_DECODE_OK, seed_events},
     {"job", PROTO_DECODE_OK, seed_job},

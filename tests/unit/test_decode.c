@@ -1048,6 +1048,31 @@ decode_takes_the_last_of_duplicate_keys(void **state)
 	assert_int_equal(proto_u64(&fx->m, PF_JOB, 0), 2);
 }
 
+/* Fields from the 65th on have their presence bits in a word of their own. */
+static void
+decode_marks_fields_past_the_first_64(void **state)
+{
+	struct fx *fx = *state;
+
+	pk_msg(fx, 4, "input"); /* t, id, job, eof */
+	pk_str(&fx->pk, "id");
+	msgpack_pack_uint8(&fx->pk, 1);
+	pk_str(&fx->pk, "job");
+	msgpack_pack_uint8(&fx->pk, 9);
+	pk_str(&fx->pk, "eof");
+	msgpack_pack_true(&fx->pk);
+	assert_true(PF_EOF >= 64);
+	assert_int_equal(decode_sb(fx), PROTO_DECODE_OK);
+	assert_int_equal(fx->m.type, PROTO_INPUT);
+	assert_true(proto_has(&fx->m, PF_EOF));
+	assert_true(proto_bool(&fx->m, PF_EOF, false));
+	assert_true(proto_has(&fx->m, PF_JOB));
+	/* its bit does not show up as the low field it would alias */
+	assert_false(proto_has(&fx->m, (enum proto_field)(PF_EOF - 64)));
+	assert_false(proto_has(&fx->m, PF_CWD));
+	assert_int_equal(fx->m.present, B(T) | B(ID) | B(JOB));
+}
+
 /* ---- any valid msgpack encoding, not only ours ---- */
 
 static void
@@ -1353,6 +1378,8 @@ main(void)
 	        teardown),
 	    cmocka_unit_test_setup_teardown(
 	        decode_takes_the_last_of_duplicate_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        decode_marks_fields_past_the_first_64, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        decode_accepts_minimal_msgpack_c_headers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

@@ -71,11 +71,14 @@ tables_list_requests_before_replies(void **state)
 static void
 tables_required_fields_are_real_fields(void **state)
 {
+	/* required is a mask of the first 64 fields only */
+	const uint64_t real = PF_FIELD_COUNT >= 64
+	                          ? ~UINT64_C(0)
+	                          : (UINT64_C(1) << (PF_FIELD_COUNT % 64)) - 1;
 	int i;
 
 	for (i = 0; i < PROTO_TYPE_COUNT; i++)
-		assert_int_equal(
-		    proto_types[i].required & ~(PF_BIT(PF_FIELD_COUNT) - 1), 0);
+		assert_int_equal(proto_types[i].required & ~real, 0);
 }
 
 static void
