@@ -40,7 +40,7 @@ static const struct job_hooks *jobs_up;
  * A gather request's jobs: with fail_fast, the first to fail cancels
  * the rest.  The request watches them all through one watch here, not
  * one per job, so a gather of 10,000 sleeps stays small.  left counts
- * the members not yet ended, plus holds while walking them; the group
+ * the members not yet ended, plus holds while walking them; the gather
  * and its watch go when it drops to 0.
  */
 struct gather {
@@ -52,7 +52,7 @@ struct gather {
 };
 
 static void job_trim(void);
-static void job_group_put(struct gather *);
+static void job_gather_put(struct gather *);
 static void job_drained(struct conn *);
 static void job_row(const struct job *, struct store_row *);
 static uint64_t job_next_id(void);
@@ -66,8 +66,8 @@ watch_first(struct job *j)
 {
 	struct watch *w = LIST_FIRST(&j->watches);
 
-	return w != NULL || j->group == NULL ? w
-	                                     : LIST_FIRST(&j->group->watches);
+	return w != NULL || j->gather == NULL ? w
+	                                      : LIST_FIRST(&j->gather->watches);
 }
 
 static struct watch *
@@ -75,8 +75,8 @@ watch_next(struct job *j, struct watch *w)
 {
 	struct watch *n = LIST_NEXT(w, by_job);
 
-	if (n == NULL && w->index != WATCH_GATHER && j->group != NULL)
-		n = LIST_FIRST(&j->group->watches);
+	if (n == NULL && w->index != WATCH_GATHER && j->gather != NULL)
+		n = LIST_FIRST(&j->gather->watches);
 	return n;
 }
 
@@ -373,8 +373,8 @@ job_admit(uint64_t first, size_t n)
 	struct job *j = job_find(first);
 	size_t k;
 
-	if (j != NULL && j->group != NULL)
-		job_group_submit(j->group);
+	if (j != NULL && j->gather != NULL)
+		job_gather_submit(j->gather);
 	else
 		for (k = 0; k < n; k++)
 			if ((j = job_find(first + k)) != NULL)
@@ -408,8 +408,8 @@ job_free(struct job *j)
 	job_unlink(j);
 	if (j->timer != NULL)
 		event_free(j->timer);
-	if (j->group != NULL)
-		job_group_put(j->group);
+	if (j->gather != NULL)
+		job_gather_put(j->gather);
 	jobs_up->free(&j->ctx);
 	if (j->exec == PX_THREAD) {
 		pbuf_free(&j->handoff.out);
@@ -837,7 +837,7 @@ job_retire(struct job *j)
 }
 
 struct gather *
-job_group_new(size_t n, bool fail_fast)
+job_gather_new(size_t n, bool fail_fast)
 {
 	struct gather *g = calloc(1, sizeof(*g) + n * sizeof(g->ids[0]));
 
@@ -848,9 +848,9 @@ job_group_new(size_t n, bool fail_fast)
 	return g;
 }
 
-/* Drop a hold on the group; the last one frees it and its watches. */
+/* Drop a hold on the gather; the last one frees it and its watches. */
 static void
-job_group_put(struct gather *g)
+job_gather_put(struct gather *g)
 {
 	struct watch *w;
 
@@ -862,18 +862,18 @@ job_group_put(struct gather *g)
 }
 
 int
-job_group_watch(struct gather *g, struct conn *c, uint64_t req)
+job_gather_watch(struct gather *g, struct conn *c, uint64_t req)
 {
 	return watch_add(&g->watches, c, req, WATCH_GATHER, true);
 }
 
 void
-job_group_add(struct gather *g, struct job *j)
+job_gather_add(struct gather *g, struct job *j)
 {
 	j->gindex = (uint32_t)g->n;
 	g->ids[g->n++] = j->id;
 	g->left++;
-	j->group = g;
+	j->gather = g;
 	j->held = true;
 }
 
@@ -882,11 +882,11 @@ job_group_add(struct gather *g, struct job *j)
  * and, with fail_fast, cancel the others: those still held end here.
  */
 void
-job_group_submit(struct gather *g)
+job_gather_submit(struct gather *g)
 {
 	size_t i;
 
-	g->left++; /* hold the group while walking it */
+	g->left++; /* hold the gather while walking it */
 	for (i = 0; i < g->n; i++) {
 		struct job *j = job_find(g->ids[i]);
 
@@ -895,17 +895,17 @@ job_group_submit(struct gather *g)
 			jobs_up->submit(j);
 		}
 	}
-	job_group_put(g);
+	job_gather_put(g);
 }
 
-/* A member ended: maybe cancel the others; free the group after the last. */
+/* A member ended: maybe cancel the others; free the gather after the last. */
 static void
-job_group_end(struct job *j)
+job_gather_end(struct job *j)
 {
-	struct gather *g = j->group;
+	struct gather *g = j->gather;
 	size_t i;
 
-	j->group = NULL;
+	j->gather = NULL;
 	if (g->fail_fast && !g->tripped &&
 	    (j->state == PS_FAILED || j->state == PS_TIMED_OUT)) {
 		g->tripped = true;
@@ -913,13 +913,13 @@ job_group_end(struct job *j)
 		for (i = 0; i < g->n; i++) {
 			struct job *o = job_find(g->ids[i]);
 
-			if (o != NULL && o != j && o->group == g &&
+			if (o != NULL && o != j && o->gather == g &&
 			    !PROTO_STATE_FINAL(o->state))
 				job_cancel(o);
 		}
 		g->left--;
 	}
-	job_group_put(g);
+	job_gather_put(g);
 }
 
 static void
@@ -1023,6 +1023,8 @@ job_finish(struct job *j, enum proto_state s)
 		return;
 	job_set_state(j, s);
 	joblog_end(j->id);
+	if (jobs_up->ended != NULL)
+		jobs_up->ended(j);
 	while ((w = LIST_FIRST(&j->watches)) != NULL) {
 		if (!w->logged) {
 			job_encode_end(conn_out(w->conn), j, w, w->req,
@@ -1031,14 +1033,14 @@ job_finish(struct job *j, enum proto_state s)
 		}
 		watch_free(w);
 	}
-	if (j->group != NULL) {
-		/* the group's watches stay until its last job has ended */
-		LIST_FOREACH(w, &j->group->watches, by_job) {
+	if (j->gather != NULL) {
+		/* the gather's watches stay until its last job has ended */
+		LIST_FOREACH(w, &j->gather->watches, by_job) {
 			job_encode_end(conn_out(w->conn), j, w, w->req,
 			               (int32_t)j->gindex);
 			conn_dirty(w->conn);
 		}
-		job_group_end(j);
+		job_gather_end(j);
 	}
 	job_retire(j);
 }

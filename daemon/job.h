@@ -69,7 +69,7 @@ struct job {
 	struct job *hnext;     /* id hash chain */
 	TAILQ_ENTRY(job) link; /* executor queue, then finished list */
 	struct event *timer;   /* the timeout while running; the retry delay */
-	struct gather *group;  /* the gather request it came in, or NULL */
+	struct gather *gather; /* the gather request it came in, or NULL */
 	char *msg;
 	char *args; /* raw msgpack map, after the record (job_new) */
 	struct watch_list watches;
@@ -172,6 +172,8 @@ struct job_hooks {
 	void (*cancel)(struct job *);    /* a queued or running job */
 	void (*resume)(struct job *);    /* its held output may go on */
 	void (*stop)(struct task_ctx *); /* it ended: task_ctx_stop */
+	/* it reached its final state (no retry follows): slots, dependents */
+	void (*ended)(struct job *);
 	void (*free)(struct task_ctx *); /* task_ctx_free */
 };
 void job_hook_sched(const struct job_hooks *);
@@ -180,11 +182,11 @@ void job_set_retention(size_t max_finished, uint64_t finished_ttl_s);
 uint64_t job_last_id(void);
 size_t job_total(void);
 /* Tie jobs together (gather): with fail_fast, one failure cancels all. */
-struct gather *job_group_new(size_t n, bool fail_fast);
-void job_group_add(struct gather *, struct job *);
-/* Watch every job of the group, each event with its job's index. */
-int job_group_watch(struct gather *, struct conn *, uint64_t req);
-void job_group_submit(struct gather *);
+struct gather *job_gather_new(size_t n, bool fail_fast);
+void job_gather_add(struct gather *, struct job *);
+/* Watch every job of the gather, each event with its job's index. */
+int job_gather_watch(struct gather *, struct conn *, uint64_t req);
+void job_gather_submit(struct gather *);
 void job_shutdown(void);
 /* Out of the table, never freed: a stuck thread may still touch it. */
 void job_abandon(struct job *);

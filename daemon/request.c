@@ -440,7 +440,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 	em = malloc(sizeof(*em));
 	js = calloc(n, sizeof(*js));
 	off = calloc(n, sizeof(*off));
-	g = job_group_new(n, proto_bool(m, PF_FAIL_FAST, false));
+	g = job_gather_new(n, proto_bool(m, PF_FAIL_FAST, false));
 	if (em == NULL || js == NULL || off == NULL || g == NULL) {
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		goto out;
@@ -472,7 +472,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 	}
 	if (store_refuses(c, m->id))
 		goto out;
-	if (job_group_watch(g, c, m->id) < 0) {
+	if (job_gather_watch(g, c, m->id) < 0) {
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		goto out;
 	}
@@ -484,7 +484,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		js[i].args = args.data + off[i];
 		if ((j = job_new(&js[i])) == NULL)
 			break; /* out of memory: the ones made still run */
-		job_group_add(g, j); /* held until job_group_submit */
+		job_gather_add(g, j); /* held until job_gather_submit */
 		if (i == 0)
 			r.first = j->id;
 		r.n++;
