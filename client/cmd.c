@@ -214,7 +214,7 @@ _Static_assert(CMD_COUNT == 15, "cmd_table rows");
 #define CMD_OPT_COMMON (CMD_OPT_HELP | CMD_OPT_JSON | CMD_OPT_QUIET)
 
 static const struct cmd_option_entry {
-	unsigned flag;
+	uint64_t flag;
 	char short_name; /* 0: long only */
 	const char *long_name;
 	const char *arg; /* NULL: a flag */
@@ -541,7 +541,7 @@ cmd_usage_line(FILE *f, const char *lead, const struct cmd_entry *ce)
 
 /* The options in the mask, one line each. */
 static void
-cmd_usage_options(FILE *f, unsigned options)
+cmd_usage_options(FILE *f, uint64_t options)
 {
 	size_t i;
 

@@ -73,36 +73,55 @@ int64_t conn_now(void);
 
 #define CMD_MAX_ARGS 256
 
-/* Options a command accepts besides its positional words. */
-enum cmd_option {
-	CMD_OPT_HELP = 1 << 0,
-	CMD_OPT_JSON = 1 << 1,
-	CMD_OPT_QUIET = 1 << 2,
-	CMD_OPT_ALL = 1 << 3,
-	CMD_OPT_EXEC = 1 << 4,
-	CMD_OPT_DAEMON = 1 << 5,
-	CMD_OPT_FRESH = 1 << 6,
-	CMD_OPT_TIMEOUT = 1 << 7,
-	CMD_OPT_LIMIT = 1 << 8,
-	CMD_OPT_CANCEL_PENDING = 1 << 9,
-	CMD_OPT_THREADS = 1 << 10,
-	CMD_OPT_PROCESSES = 1 << 11,
-	CMD_OPT_RETRIES = 1 << 12,
-	CMD_OPT_RETRY_DELAY = 1 << 13,
-	CMD_OPT_WAIT_SLOT = 1 << 14,
-	CMD_OPT_AS_COMPLETED = 1 << 15,
-	CMD_OPT_FAIL_FAST = 1 << 16,
-	CMD_OPT_ANY = 1 << 17,
-	CMD_OPT_STATE = 1 << 18,
-	CMD_OPT_TASK = 1 << 19,
-	CMD_OPT_USER = 1 << 20,
-	CMD_OPT_SINCE = 1 << 21,
-	CMD_OPT_UNTIL = 1 << 22,
-	CMD_OPT_FOLLOW = 1 << 23,
-	CMD_OPT_TAIL = 1 << 24,
-	CMD_OPT_STDOUT = 1 << 25,
-	CMD_OPT_STDERR = 1 << 26,
-};
+/*
+ * Options a command accepts besides its positional words: bits of a
+ * uint64_t (cmd_entry.options, cmd_args.seen).
+ */
+#define CMD_OPT_HELP           (UINT64_C(1) << 0)
+#define CMD_OPT_JSON           (UINT64_C(1) << 1)
+#define CMD_OPT_QUIET          (UINT64_C(1) << 2)
+#define CMD_OPT_ALL            (UINT64_C(1) << 3)
+#define CMD_OPT_EXEC           (UINT64_C(1) << 4)
+#define CMD_OPT_DAEMON         (UINT64_C(1) << 5)
+#define CMD_OPT_FRESH          (UINT64_C(1) << 6)
+#define CMD_OPT_TIMEOUT        (UINT64_C(1) << 7)
+#define CMD_OPT_LIMIT          (UINT64_C(1) << 8)
+#define CMD_OPT_CANCEL_PENDING (UINT64_C(1) << 9)
+#define CMD_OPT_THREADS        (UINT64_C(1) << 10)
+#define CMD_OPT_PROCESSES      (UINT64_C(1) << 11)
+#define CMD_OPT_RETRIES        (UINT64_C(1) << 12)
+#define CMD_OPT_RETRY_DELAY    (UINT64_C(1) << 13)
+#define CMD_OPT_WAIT_SLOT      (UINT64_C(1) << 14)
+#define CMD_OPT_AS_COMPLETED   (UINT64_C(1) << 15)
+#define CMD_OPT_FAIL_FAST      (UINT64_C(1) << 16)
+#define CMD_OPT_ANY            (UINT64_C(1) << 17)
+#define CMD_OPT_STATE          (UINT64_C(1) << 18)
+#define CMD_OPT_TASK           (UINT64_C(1) << 19)
+#define CMD_OPT_USER           (UINT64_C(1) << 20)
+#define CMD_OPT_SINCE          (UINT64_C(1) << 21)
+#define CMD_OPT_UNTIL          (UINT64_C(1) << 22)
+#define CMD_OPT_FOLLOW         (UINT64_C(1) << 23)
+#define CMD_OPT_TAIL           (UINT64_C(1) << 24)
+#define CMD_OPT_STDOUT         (UINT64_C(1) << 25)
+#define CMD_OPT_STDERR         (UINT64_C(1) << 26)
+#define CMD_OPT_ENV            (UINT64_C(1) << 27)
+#define CMD_OPT_ENV_ALL        (UINT64_C(1) << 28)
+#define CMD_OPT_CWD            (UINT64_C(1) << 29)
+#define CMD_OPT_NO_STDIN       (UINT64_C(1) << 30)
+#define CMD_OPT_GROUP          (UINT64_C(1) << 31)
+#define CMD_OPT_PRIORITY       (UINT64_C(1) << 32)
+#define CMD_OPT_CPUS           (UINT64_C(1) << 33)
+#define CMD_OPT_LABEL          (UINT64_C(1) << 34)
+#define CMD_OPT_AT             (UINT64_C(1) << 35)
+#define CMD_OPT_IN             (UINT64_C(1) << 36)
+#define CMD_OPT_HOLD           (UINT64_C(1) << 37)
+#define CMD_OPT_PARALLEL       (UINT64_C(1) << 38)
+#define CMD_OPT_AFTER          (UINT64_C(1) << 39)
+#define CMD_OPT_AFTER_ANY      (UINT64_C(1) << 40)
+#define CMD_OPT_BEFORE         (UINT64_C(1) << 41)
+#define CMD_OPT_MEM            (UINT64_C(1) << 42)
+#define CMD_OPT_PIDS           (UINT64_C(1) << 43)
+#define CMD_OPT_OUTPUT         (UINT64_C(1) << 44)
 
 /* The options of a job: run, submit and a line of gather. */
 #define CMD_OPT_JOB                                                            \
@@ -161,7 +180,7 @@ struct cmd_args {
 	uint64_t jobs[CMD_MAX_ARGS];    /* CMD_WORDS_JOBS: argv as ids */
 	struct cmd_kv kv[CMD_MAX_ARGS]; /* CMD_WORDS_TASK: argv[1...] */
 	int nkv;
-	unsigned seen; /* enum cmd_option */
+	uint64_t seen; /* CMD_OPT_* */
 	enum proto_exec exec;
 	uint64_t timeout_ms; /* 0: none */
 	uint64_t limit;
@@ -190,8 +209,8 @@ struct cmd_entry {
 	int minargs;
 	int maxargs; /* -1: no limit */
 	enum cmd_words words;
-	unsigned options; /* enum cmd_option */
-	unsigned one_of;  /* options of which at least one must be given */
+	uint64_t options; /* CMD_OPT_* */
+	uint64_t one_of;  /* options of which at least one must be given */
 	bool offline;     /* needs no connection */
 	bool bare;        /* not even the common options: a gather line */
 	/* run before connecting, e.g. to read input; returns an exit status */
