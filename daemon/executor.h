@@ -50,6 +50,9 @@ int sched_choose(const struct task *, enum proto_exec requested, bool fresh,
                  enum proto_exec *out, char *cause, size_t causelen);
 /* Register sched.c's hooks with the floors below it. */
 void sched_init(void);
+/* A job to run: after the jobs it depends on, when its group has room. */
+void sched_admit(struct job *);
+/* To its executor, now. */
 void sched_submit(struct job *);
 void sched_flush(void);
 bool sched_poll(void);

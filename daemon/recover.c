@@ -193,7 +193,7 @@ recover_row(const struct store_row *r, void *arg)
 		                 RECOVER_INTERRUPTED);
 		n->interrupted++;
 	} else {
-		sched_submit(j);
+		sched_admit(j);
 		n->queued++;
 	}
 }

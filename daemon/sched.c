@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "conn.h"
+#include "deps.h"
 #include "executor.h"
 #include "job.h"
 #include "log.h"
@@ -14,6 +15,7 @@
 #include "notify.h"
 #include "pool_process.h"
 #include "pool_thread.h"
+#include "queue.h"
 #include "task.h"
 #include "task_int.h"
 
@@ -91,7 +93,27 @@ sched_has_room(enum proto_exec x, size_t n)
 static void
 sched_cancel(struct job *j)
 {
+	if (deps_cancel(j) || queue_cancel(j))
+		return;
 	executors[j->exec]->cancel(j);
+}
+
+/*
+ * A job the job table admits: it waits for the jobs it depends on
+ * (deps.c), then for room in its group (queue.c), then its executor has it.
+ */
+void
+sched_admit(struct job *j)
+{
+	if (!deps_hold(j))
+		queue_submit(j);
+}
+
+static void
+sched_ended(struct job *j)
+{
+	queue_ended(j);
+	deps_ended(j);
 }
 
 /* A job whose output was held for its client may go on. */
@@ -103,11 +125,12 @@ sched_resume(struct job *j)
 }
 
 static const struct job_hooks sched_job_hooks = {
-    .submit = sched_submit,
+    .submit = sched_admit,
     .cancel = sched_cancel,
     .resume = sched_resume,
     .stop = task_ctx_stop,
     .free = task_ctx_free,
+    .ended = sched_ended,
 };
 
 void
@@ -120,6 +143,7 @@ sched_init(void)
 		fatalx("sched_init: no room for a loop hook");
 }
 
+/* To its executor, now. */
 void
 sched_submit(struct job *j)
 {
