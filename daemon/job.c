@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "input.h"
 #include "job.h"
 #include "joblog.h"
 #include "log.h"
@@ -353,6 +354,7 @@ job_new(const struct job_submit *js)
 	LIST_INIT(&j->watches);
 	atomic_init(&j->ctx.cancel, false);
 	j->ctx.wait_fd = -1;
+	j->ctx.stdin_fd = -1;
 	jobs.states[PS_QUEUED]++;
 
 	/* ids are dense, so two per bucket means chains of two */
@@ -1023,6 +1025,7 @@ job_finish(struct job *j, enum proto_state s)
 		return;
 	job_set_state(j, s);
 	joblog_end(j->id);
+	input_ended(j);
 	if (jobs_up->ended != NULL)
 		jobs_up->ended(j);
 	while ((w = LIST_FIRST(&j->watches)) != NULL) {

@@ -41,9 +41,13 @@ struct task_ctx {
 	char *error;
 	uint32_t wait_ms;
 	int wait_fd;
+	int stdin_fd; /* streamed standard input's read end (input.c), or -1 */
 	bool wait_write;
 	bool started;       /* start() succeeded: stop() is owed */
 	atomic_bool cancel; /* set by the loop, read by the worker */
+	bool exited;        /* a command's outcome is known (task_exit) */
+	uint8_t exit_code;  /* its exit status, when exit_signal is 0 */
+	uint8_t exit_signal; /* the signal that killed it */
 };
 
 struct watch {

@@ -439,15 +439,21 @@ static void
 proc_give(struct pworker *w, struct job *j)
 {
 	struct proto_enc e;
+	bool stream;
 
 	TAILQ_INSERT_TAIL(&w->jobs, j, link);
 	w->njobs++;
 	w->given++;
 	j->xdata = w;
+	/* a streamed standard input: the pipe's read end goes with the run */
+	stream = j->ctx.stdin_fd >= 0 &&
+	         conn_pass_fd(w->conn, j->ctx.stdin_fd) == 0;
 	proto_enc_begin(&e, conn_out(w->conn), PROTO_RUN, 0);
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_cstr(&e, PF_TASK, j->task->name);
 	proto_enc_u64(&e, PF_UID, j->uid); /* whose identity it acts with */
+	if (stream)
+		proto_enc_cstr(&e, PF_STDIN, "stream");
 	if (j->args_len > 0)
 		proto_enc_raw(&e, PF_ARGS, j->args, j->args_len);
 	proto_enc_end(&e);
@@ -599,6 +605,9 @@ proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 		j->ctx.error =
 		    strdup(proto_strcpy(m, PF_MESSAGE, msg, sizeof(msg)));
 	}
+	if (proto_has(m, PF_EXIT) || proto_has(m, PF_SIGNAL))
+		task_exit(&j->ctx, (int)(proto_u64(m, PF_EXIT, 0) & 0xff),
+		          (int)(proto_u64(m, PF_SIGNAL, 0) & 0x7f));
 	if (s < PS_SUCCEEDED)
 		s = PS_FAILED;
 	job_finish(j, (enum proto_state)s);

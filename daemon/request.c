@@ -13,6 +13,7 @@
 #include "config.h"
 #include "conn.h"
 #include "executor.h"
+#include "input.h"
 #include "job.h"
 #include "joblog.h"
 #include "log.h"
@@ -367,11 +368,40 @@ request_init(void)
 		fatalx("request_init: no room for a store hook");
 }
 
+/*
+ * A submit's standard input: "null" (the default: /dev/null), or
+ * "stream", the `input` messages of this connection.  -1 after an error
+ * reply.
+ */
+static int
+request_stdin(struct conn *c, const struct proto_msg *m, struct input **in)
+{
+	char mode[17];
+
+	*in = NULL;
+	proto_strcpy(m, PF_STDIN, mode, sizeof(mode));
+	if (*mode == '\0' || strcmp(mode, "null") == 0)
+		return 0;
+	if (strcmp(mode, "stream") != 0) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "stdin must be \"null\" or \"stream\"");
+		return -1;
+	}
+	if ((*in = input_new(c)) == NULL) {
+		reply_error(c, m->id, PE_INTERNAL,
+		            "no pipe for the job's standard input: %s",
+		            strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static void
 request_submit(struct conn *c, const struct proto_msg *m)
 {
 	static struct pbuf args;
 	struct conn_reply r = {.n = 1};
+	struct input *in;
 	struct job_submit js;
 	struct job *j;
 	enum proto_error code;
@@ -394,11 +424,16 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	}
 	if (store_refuses(c, m->id))
 		return;
+	if (request_stdin(c, m, &in) < 0)
+		return;
 	js.args = args.data;
 	if ((j = job_new(&js)) == NULL) {
+		input_free(in);
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		return;
 	}
+	if (in != NULL)
+		input_attach(in, j);
 	r.req = m->id;
 	r.first = j->id;
 	if (proto_bool(m, PF_WATCH, false))
@@ -1248,6 +1283,47 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
+/*
+ * Bytes for a job's standard input, or its end: no reply unless refused,
+ * so that a stream costs one frame a chunk.  Input for a job that has
+ * ended meanwhile is dropped.
+ */
+static void
+request_input(struct conn *c, const struct proto_msg *m)
+{
+	uint64_t id = proto_u64(m, PF_JOB, 0);
+	struct job *j = job_find(id);
+	const msgpack_object *d = &m->f[PF_DATA];
+	const void *data = NULL;
+	const char *cause;
+	size_t len = 0;
+
+	if (j == NULL || !job_visible(j, conn_uid(c))) {
+		if (j == NULL && id != 0 && id <= job_last_id())
+			return; /* ended and gone: the rest is dropped */
+		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
+		            (unsigned long long)id);
+		return;
+	}
+	if (PROTO_STATE_FINAL(j->state))
+		return;
+	if (proto_has(m, PF_DATA) && d->type == MSGPACK_OBJECT_BIN) {
+		data = d->via.bin.ptr;
+		len = d->via.bin.size;
+	} else if (proto_has(m, PF_DATA) && d->type == MSGPACK_OBJECT_STR) {
+		data = d->via.str.ptr;
+		len = d->via.str.size;
+	} else if (proto_has(m, PF_DATA)) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "input: data must be bin or str");
+		return;
+	}
+	if (input_put(c, id, data, len, proto_bool(m, PF_EOF, false),
+	              &cause) < 0)
+		reply_error(c, m->id, PE_BAD_FIELD, "job %llu %s",
+		            (unsigned long long)id, cause);
+}
+
 static void
 request_not_a_request(struct conn *c, const struct proto_msg *m)
 {
@@ -1265,6 +1341,7 @@ static void (*const request_table[PROTO_TYPE_COUNT])(
     [PROTO_TASKS] = request_tasks,   [PROTO_SHUTDOWN] = request_shutdown,
     [PROTO_POOL] = request_pool,     [PROTO_RESIZE] = request_resize,
     [PROTO_GATHER] = request_gather, [PROTO_LOG] = request_log,
+    [PROTO_INPUT] = request_input,
 };
 
 static void
@@ -1282,6 +1359,7 @@ request_closed(struct conn *c, void *arg)
 {
 	job_unwatch_conn(c);
 	logread_unwatch_conn(c);
+	input_conn_closed(c);
 }
 
 const struct conn_handler request_handler = {

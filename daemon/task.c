@@ -368,6 +368,7 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	ctx->ops = ops;
 	ctx->worker_state = worker_state;
 	ctx->wait_fd = -1;
+	ctx->exited = false; /* an earlier attempt's outcome is not this one's */
 	/* the state lives in the job's own allocation when it has room */
 	if (job->inline_state)
 		ctx->state =
@@ -573,6 +574,20 @@ task_fail(struct task_ctx *ctx, const char *fmt, ...)
 	free(ctx->error);
 	ctx->error = s != NULL ? s : strdup("task failed");
 	return TASK_FAILED;
+}
+
+int
+task_stdin(struct task_ctx *ctx)
+{
+	return ctx->stdin_fd;
+}
+
+void
+task_exit(struct task_ctx *ctx, int code, int sig)
+{
+	ctx->exited = true;
+	ctx->exit_code = (uint8_t)(sig != 0 ? 0 : code);
+	ctx->exit_signal = (uint8_t)sig;
 }
 
 enum task_step

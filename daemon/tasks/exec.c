@@ -58,7 +58,7 @@ static const struct task_arg exec_args[] = {
                   "command's environment"},
     [EXEC_STDIN] = {"stdin", TASK_ARG_STR, false, 0, EXEC_STDIN_MAX, 0,
                     "data written to its standard input, then closed "
-                    "(default: /dev/null)"},
+                    "(default: what its client streams, else /dev/null)"},
     [EXEC_GRACE] = {"grace", TASK_ARG_INT, false, 0, TASK_WIND_DOWN_MS, 2000,
                     "milliseconds between SIGTERM and SIGKILL on cancel "
                     "or timeout"},
@@ -376,6 +376,10 @@ exec_pipes(struct task_ctx *ctx, struct exec_state *s, int outp[2], int errp[2],
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
 	    (with_stdin && pipe2(inp, O_CLOEXEC) < 0))
 		goto fail;
+	/* streamed by its client: the command reads the job's own pipe */
+	if (!with_stdin && task_stdin(ctx) >= 0 &&
+	    (inp[0] = fcntl(task_stdin(ctx), F_DUPFD_CLOEXEC, 0)) < 0)
+		goto fail;
 	s->out[0].fd = outp[0];
 	s->out[1].fd = errp[0];
 	s->infd = inp[1];
@@ -623,6 +627,10 @@ exec_outcome(struct task_ctx *ctx, const siginfo_t *si)
 	const char *name;
 	msgpack_packer *pk;
 
+	if (si->si_code == CLD_EXITED)
+		task_exit(ctx, si->si_status, 0);
+	else
+		task_exit(ctx, 0, si->si_status);
 	if (si->si_code == CLD_EXITED && si->si_status == 0) {
 		pk = task_result(ctx);
 		msgpack_pack_map(pk, 1);
@@ -764,8 +772,11 @@ exec_step(struct task_ctx *ctx)
 		return exec_wound_down(s); /* reaped while winding down */
 	switch (exec_reap(s, &si)) {
 	case 1:
-		if (s->winding)
+		if (s->winding) {
+			task_exit(ctx, si.si_code == CLD_EXITED ? si.si_status : 0,
+			          si.si_code == CLD_EXITED ? 0 : si.si_status);
 			return exec_wound_down(s);
+		}
 		return exec_outcome(ctx, &si);
 	case -1:
 		return task_fail(ctx, "exec: waitid: %s", strerror(errno));
