@@ -72,11 +72,11 @@ struct conn {
 	struct watch_list watches;
 	TAILQ_HEAD(conn_segs, conn_seg) segs; /* empty unless replies wait */
 	bool dirty;
-	bool writing; /* wev is added: the socket was full */
-	bool closing; /* flush what is queued, then close */
-	bool paused;  /* rev is deleted: over CONN_PAUSE unsent */
-	bool backlog; /* call the drained hook once it has drained */
-	bool held;    /* conn_hold_reads: rev is not added */
+	bool writing;        /* wev is added: the socket was full */
+	bool closing;        /* flush what is queued, then close */
+	bool paused;         /* rev is deleted: over CONN_PAUSE unsent */
+	bool backlog;        /* call the drained hook once it has drained */
+	bool held;           /* conn_hold_reads: rev is not added */
 	struct conn_fd *fds; /* descriptors to pass (conn_pass_fd), in order */
 	size_t nfds;
 	TAILQ_ENTRY(conn) link;

@@ -203,12 +203,12 @@ input_put(struct conn *c, uint64_t job, const void *data, size_t len, bool eof,
 		    "that submitted it with stdin \"stream\" sends it input";
 		return -1;
 	}
-	if (in->wfd < 0)
-		return 0; /* at its end already: what follows is dropped */
 	if (in->eof) {
 		*cause = "its input has ended (eof) already";
 		return -1;
 	}
+	if (in->wfd < 0)
+		return 0; /* the command closed it: what follows is dropped */
 	if (len > 0)
 		pbuf_append(&in->pending, data, len);
 	in->eof = eof;

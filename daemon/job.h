@@ -43,10 +43,10 @@ struct task_ctx {
 	int wait_fd;
 	int stdin_fd; /* streamed standard input's read end (input.c), or -1 */
 	bool wait_write;
-	bool started;       /* start() succeeded: stop() is owed */
-	atomic_bool cancel; /* set by the loop, read by the worker */
-	bool exited;        /* a command's outcome is known (task_exit) */
-	uint8_t exit_code;  /* its exit status, when exit_signal is 0 */
+	bool started;        /* start() succeeded: stop() is owed */
+	atomic_bool cancel;  /* set by the loop, read by the worker */
+	bool exited;         /* a command's outcome is known (task_exit) */
+	uint8_t exit_code;   /* its exit status, when exit_signal is 0 */
 	uint8_t exit_signal; /* the signal that killed it */
 };
 
@@ -247,6 +247,12 @@ void job_encode_end(struct pbuf *, const struct job *, const struct watch *w,
  * left out and its size given instead (result_omitted).
  */
 void job_encode_record(struct proto_enc *, const struct job *, bool result);
+/*
+ * The environment a job was given (status adds it to the record): each
+ * name with its value, or nil when the name looks secret (KEY, SECRET,
+ * TOKEN, PASS, CREDENTIAL, AUTH, COOKIE, SESSION, PRIVATE, SIGNATURE).
+ */
+void job_encode_env(struct proto_enc *, const struct job_extra *);
 /* A record as the store gave it, for a job no longer in memory. */
 void job_encode_row(struct proto_enc *, const struct store_row *, bool result);
 /* The end event of such a job. */

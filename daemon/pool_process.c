@@ -43,6 +43,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pool_process.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 #include "worker.h"
@@ -446,14 +447,19 @@ proc_give(struct pworker *w, struct job *j)
 	w->given++;
 	j->xdata = w;
 	/* a streamed standard input: the pipe's read end goes with the run */
-	stream = j->ctx.stdin_fd >= 0 &&
-	         conn_pass_fd(w->conn, j->ctx.stdin_fd) == 0;
+	stream =
+	    j->ctx.stdin_fd >= 0 && conn_pass_fd(w->conn, j->ctx.stdin_fd) == 0;
 	proto_enc_begin(&e, conn_out(w->conn), PROTO_RUN, 0);
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_cstr(&e, PF_TASK, j->task->name);
 	proto_enc_u64(&e, PF_UID, j->uid); /* whose identity it acts with */
 	if (stream)
 		proto_enc_cstr(&e, PF_STDIN, "stream");
+	/* the caller's context, for a task that asks (task_cwd, task_env) */
+	if (j->extra != NULL && j->extra->cwd != NULL)
+		proto_enc_cstr(&e, PF_CWD, j->extra->cwd);
+	if (j->extra != NULL && j->extra->env != NULL)
+		proto_enc_raw(&e, PF_ENV, j->extra->env, j->extra->env_len);
 	if (j->args_len > 0)
 		proto_enc_raw(&e, PF_ARGS, j->args, j->args_len);
 	proto_enc_end(&e);

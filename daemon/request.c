@@ -131,7 +131,10 @@ struct stored {
 static void
 stored_fields(struct proto_enc *e, void *arg, bool result)
 {
-	job_encode_row(e, arg, result);
+	const struct store_row *r = arg;
+
+	job_encode_row(e, r, result);
+	job_encode_env(e, r->x);
 }
 
 /*
@@ -450,6 +453,98 @@ oom:
 	return -1;
 }
 
+/* A word as a POSIX shell reads it back: bare when that is safe. */
+static void
+request_quote(struct pbuf *b, const char *w, size_t n)
+{
+	static const char safe[] = "abcdefghijklmnopqrstuvwxyz"
+	                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                           "0123456789_@%+=:,./-";
+	static const char hex[] = "0123456789abcdef";
+	bool bare = n > 0, control = false;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (memchr(safe, w[i], sizeof(safe) - 1) == NULL)
+			bare = false;
+		if ((unsigned char)w[i] < 0x20 || w[i] == 0x7f)
+			control = true;
+	}
+	if (bare) {
+		pbuf_append(b, w, n);
+		return;
+	}
+	/* a control character would break a line: $'...' names it */
+	pbuf_append(b, control ? "$'" : "'", control ? 2 : 1);
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)w[i];
+
+		if (control && (ch < 0x20 || ch == 0x7f)) {
+			char esc[4] = {'\\', 'x', hex[ch >> 4], hex[ch & 15]};
+
+			pbuf_append(b, esc, 4);
+		} else if (control && (ch == '\'' || ch == '\\')) {
+			pbuf_append(b, "\\", 1);
+			pbuf_append(b, w + i, 1);
+		} else if (ch == '\'') {
+			pbuf_append(b, "'\\''", 4);
+		} else {
+			pbuf_append(b, w + i, 1);
+		}
+	}
+	pbuf_append(b, "'", 1);
+}
+
+/*
+ * The command line of a job that runs a command (argv in its arguments),
+ * shell-quoted, for status and ps: in *xp (made if need be).  At most
+ * the field's 4096 bytes, cut between characters with "..." at the end.
+ * -1 when out of memory.
+ */
+static int
+request_command(const struct proto_msg *m, struct job_extra **xp)
+{
+	const msgpack_object *args = &m->f[PF_ARGS], *argv = NULL;
+	size_t max = proto_fields[PF_COMMAND].max;
+	struct pbuf b = {0};
+	uint32_t i;
+
+	if (!proto_has(m, PF_ARGS))
+		return 0;
+	for (i = 0; i < args->via.map.size; i++)
+		if (proto_obj_streq(&args->via.map.ptr[i].key, "argv"))
+			argv = &args->via.map.ptr[i].val;
+	if (argv == NULL || argv->type != MSGPACK_OBJECT_ARRAY)
+		return 0;
+	for (i = 0; i < argv->via.array.size; i++) {
+		const msgpack_object *w = &argv->via.array.ptr[i];
+
+		if (w->type != MSGPACK_OBJECT_STR)
+			continue;
+		if (i > 0)
+			pbuf_append(&b, " ", 1);
+		request_quote(&b, w->via.str.ptr, w->via.str.size);
+		if (b.len > max)
+			break;
+	}
+	if (b.len > max) {
+		b.len = max - 3;
+		while (b.len > 0 &&
+		       ((unsigned char)b.data[b.len] & 0xc0) == 0x80)
+			b.len--; /* not inside a character */
+		pbuf_append(&b, "...", 3);
+	}
+	pbuf_append(&b, "", 1);
+	if (*xp == NULL && (*xp = calloc(1, sizeof(**xp))) != NULL)
+		(*xp)->exit = (*xp)->signal = -1;
+	if (*xp == NULL) {
+		pbuf_free(&b);
+		return -1;
+	}
+	(*xp)->command = b.data;
+	return 0;
+}
+
 /*
  * Check one job request (a submit, or one entry of a gather) and fill
  * js; its packed arguments are appended to args (js->args is set by the
@@ -536,6 +631,19 @@ parse_job(const struct proto_msg *m, uid_t uid, bool in_gather,
 		job_extra_free(extra);
 		return -1;
 	}
+	if (in_gather && extra != NULL &&
+	    extra->stdin_mode == JOB_STDIN_STREAM) {
+		snprintf(cause, len,
+		         "stdin \"stream\" is for a submit: a gather's jobs "
+		         "read /dev/null");
+		job_extra_free(extra);
+		return -1;
+	}
+	if (request_command(m, &extra) < 0) {
+		snprintf(cause, len, "out of memory");
+		job_extra_free(extra);
+		return -1;
+	}
 	js->extra = extra; /* the caller's to free: job_new copies it */
 	return 0;
 }
@@ -596,24 +704,16 @@ request_init(void)
 }
 
 /*
- * A submit's standard input: "null" (the default: /dev/null), or
- * "stream", the `input` messages of this connection.  -1 after an error
- * reply.
+ * A submit's standard input: with stdin "stream", a pipe fed by this
+ * connection's input messages (input.c).  -1 after an error reply.
  */
 static int
-request_stdin(struct conn *c, const struct proto_msg *m, struct input **in)
+request_stdin(struct conn *c, const struct proto_msg *m,
+              const struct job_submit *js, struct input **in)
 {
-	char mode[17];
-
 	*in = NULL;
-	proto_strcpy(m, PF_STDIN, mode, sizeof(mode));
-	if (*mode == '\0' || strcmp(mode, "null") == 0)
+	if (js->extra == NULL || js->extra->stdin_mode != JOB_STDIN_STREAM)
 		return 0;
-	if (strcmp(mode, "stream") != 0) {
-		reply_error(c, m->id, PE_BAD_FIELD,
-		            "stdin must be \"null\" or \"stream\"");
-		return -1;
-	}
 	if ((*in = input_new(c)) == NULL) {
 		reply_error(c, m->id, PE_INTERNAL,
 		            "no pipe for the job's standard input: %s",
@@ -651,7 +751,7 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	}
 	if (store_refuses(c, m->id))
 		goto out;
-	if (request_stdin(c, m, &in) < 0)
+	if (request_stdin(c, m, &js, &in) < 0)
 		goto out;
 	js.args = args.data;
 	if ((j = job_new(&js)) == NULL) {
@@ -892,7 +992,10 @@ request_log(struct conn *c, const struct proto_msg *m)
 static void
 status_fields(struct proto_enc *e, void *arg, bool result)
 {
-	job_encode_record(e, arg, result);
+	const struct job *j = arg;
+
+	job_encode_record(e, j, result);
+	job_encode_env(e, j->extra); /* status alone: ps rows stay small */
 }
 
 /* A record too large with its result goes without it. */
@@ -1549,8 +1652,8 @@ request_input(struct conn *c, const struct proto_msg *m)
 		            "input: data must be bin or str");
 		return;
 	}
-	if (input_put(c, id, data, len, proto_bool(m, PF_EOF, false),
-	              &cause) < 0)
+	if (input_put(c, id, data, len, proto_bool(m, PF_EOF, false), &cause) <
+	    0)
 		reply_error(c, m->id, PE_BAD_FIELD, "job %llu %s",
 		            (unsigned long long)id, cause);
 }

@@ -19,6 +19,7 @@
 #include "job.h"
 #include "log.h"
 #include "reap.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 
@@ -368,7 +369,8 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	ctx->ops = ops;
 	ctx->worker_state = worker_state;
 	ctx->wait_fd = -1;
-	ctx->exited = false; /* an earlier attempt's outcome is not this one's */
+	/* an earlier attempt's outcome is not this one's */
+	ctx->exited = false;
 	/* the state lives in the job's own allocation when it has room */
 	if (job->inline_state)
 		ctx->state =
@@ -574,6 +576,23 @@ task_fail(struct task_ctx *ctx, const char *fmt, ...)
 	free(ctx->error);
 	ctx->error = s != NULL ? s : strdup("task failed");
 	return TASK_FAILED;
+}
+
+const char *
+task_cwd(struct task_ctx *ctx)
+{
+	const struct job_extra *x = CTX_JOB(ctx)->extra;
+
+	return x != NULL ? x->cwd : NULL;
+}
+
+const char *
+task_env(struct task_ctx *ctx, size_t *len)
+{
+	const struct job_extra *x = CTX_JOB(ctx)->extra;
+
+	*len = x != NULL ? x->env_len : 0;
+	return x != NULL ? x->env : NULL;
 }
 
 int

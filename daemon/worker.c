@@ -28,6 +28,7 @@
 #include "job.h"
 #include "log.h"
 #include "loop.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 #include "worker.h"
@@ -142,7 +143,8 @@ worker_recv(void)
 			continue;
 		nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (i = 0; i < nfd; i++) {
-			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
+			       sizeof(fd));
 			if (wk.nfds < WORKER_FDS_MAX)
 				wk.fds[wk.nfds++] = fd;
 			else
@@ -165,12 +167,36 @@ worker_take_fd(void)
 	return fd;
 }
 
+/* The caller's context a run carries (task_cwd, task_env). */
+static void
+worker_context(struct job *j, const struct proto_msg *m)
+{
+	struct job_extra *x = job_extra(j);
+	struct pbuf b = {0};
+	msgpack_packer pk;
+	const char *cwd;
+	size_t len;
+
+	if (x == NULL)
+		_exit(1);
+	if ((cwd = proto_str(m, PF_CWD, &len)) != NULL &&
+	    (x->cwd = strndup(cwd, len)) == NULL)
+		_exit(1);
+	if (proto_has(m, PF_ENV)) {
+		msgpack_packer_init(&pk, &b, pbuf_write_cb);
+		msgpack_pack_object(&pk, m->f[PF_ENV]);
+		x->env = b.data;
+		x->env_len = (uint32_t)b.len;
+	}
+}
+
 static void
 worker_free_job(struct job *j)
 {
 	task_ctx_free(&j->ctx);
 	if (j->ctx.stdin_fd >= 0)
 		close(j->ctx.stdin_fd);
+	job_extra_free(j->extra);
 	free(j->args);
 	free(j);
 }
@@ -194,6 +220,8 @@ worker_on_run(const struct proto_msg *m)
 	j->ctx.stdin_fd = -1;
 	if (proto_has(m, PF_STDIN))
 		j->ctx.stdin_fd = worker_take_fd();
+	if (proto_has(m, PF_CWD) || proto_has(m, PF_ENV))
+		worker_context(j, m);
 	if (proto_has(m, PF_ARGS) && m->f[PF_ARGS].type == MSGPACK_OBJECT_MAP &&
 	    m->f[PF_ARGS].via.map.size > 0) {
 		struct pbuf b = {0};
