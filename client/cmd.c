@@ -136,13 +136,15 @@ static const struct cmd_entry cmd_table[] = {
         .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
                  "[--fresh] [--timeout SECONDS] [--retries N] "
                  "[--retry-delay SECONDS] [--wait-for-slot] "
-                 "[-- COMMAND [ARG ...]]",
+                 "[--env NAME[=VALUE]] [--env-all] [--cwd DIR] "
+                 "[--no-stdin] [-- COMMAND [ARG ...]]",
         .summary = "Submit a job, show its progress or output and print "
                    "its result.  The words after -- are the command of an "
-                   "exec job.",
+                   "exec job, which reads this standard input and whose "
+                   "exit status is run's.",
         .minargs = 1,
         .maxargs = -1,
-        .options = CMD_OPT_JOB | CMD_OPT_WAIT_SLOT,
+        .options = CMD_OPT_JOB | CMD_OPT_WAIT_SLOT | CMD_OPT_NO_STDIN,
         .words = CMD_WORDS_TASK,
         .exec = cmd_job_run,
     },
@@ -170,6 +172,7 @@ static const struct cmd_entry cmd_table[] = {
         .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
                  "[--fresh] [--timeout SECONDS] [--retries N] "
                  "[--retry-delay SECONDS] [--wait-for-slot] "
+                 "[--env NAME[=VALUE]] [--env-all] [--cwd DIR] "
                  "[-- COMMAND [ARG ...]]",
         .summary = "Submit a job and print its id.",
         .minargs = 1,
@@ -375,9 +378,33 @@ static const struct cmd_option_entry {
         .long_name = "stderr",
         .help = "only the job's standard error",
     },
+    {
+        .flag = CMD_OPT_ENV,
+        .short_name = 'e',
+        .long_name = "env",
+        .arg = "NAME[=VALUE]",
+        .help = "give the job NAME, with VALUE or its value here "
+                "(repeatable)",
+    },
+    {
+        .flag = CMD_OPT_ENV_ALL,
+        .long_name = "env-all",
+        .help = "give the job this whole environment",
+    },
+    {
+        .flag = CMD_OPT_CWD,
+        .long_name = "cwd",
+        .arg = "DIR",
+        .help = "run in DIR, not in the current directory",
+    },
+    {
+        .flag = CMD_OPT_NO_STDIN,
+        .long_name = "no-stdin",
+        .help = "give the command /dev/null, not this standard input",
+    },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 27, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 31, "cmd_options rows");
 
 /* Longest --timeout or --retry-delay accepted: a year. */
 #define CMD_MAX_TIMEOUT (365.0 * 24 * 3600)
@@ -960,6 +987,26 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 			return -1;
 		}
 		break;
+	case CMD_OPT_ENV:
+		if (*value == '\0' || *value == '=') {
+			warnx("%s: --env needs NAME or NAME=VALUE, not \"%s\"",
+			      ce->name, value);
+			return -1;
+		}
+		if (a->nenv == CMD_MAX_ARGS) {
+			warnx("%s: more than %d --env options", ce->name,
+			      CMD_MAX_ARGS);
+			return -1;
+		}
+		a->env[a->nenv++] = value;
+		break;
+	case CMD_OPT_CWD:
+		if (*value == '\0') {
+			warnx("%s: --cwd needs a directory", ce->name);
+			return -1;
+		}
+		a->cwd = value;
+		break;
 	case CMD_OPT_THREADS:
 		/* the daemon knows its limits and says them */
 		return cmd_parse_count(ce->name, value, 0, &a->threads);
@@ -1402,17 +1449,21 @@ cmd_run(struct ctl *ctl, int argc, char **argv)
 	const struct cmd_entry *ce;
 	struct cmd_args *a;
 	enum conn_status st;
+	bool command;
 	int ret, used;
 
 	if ((ce = cmd_find(argc, argv, &used)) == NULL)
 		return CTL_USAGE;
+	/* run exec exits with its command's status: ours is kept apart */
+	command = ce->exec == cmd_job_run &&
+	          cmd_job_runs_exec(argc - used, argv + used);
 	if ((a = malloc(sizeof(*a))) == NULL)
-		err(CTL_CONNECT, "malloc");
+		err(command ? CTL_CMD_FAILED : CTL_CONNECT, "malloc");
 	if (cmd_parse(ce, argc - used, argv + used, a, ctl) < 0) {
 		cmd_usage(stderr, ce, false);
 		cmd_args_clear(a);
 		free(a);
-		return CTL_USAGE;
+		return command ? CTL_CMD_FAILED : CTL_USAGE;
 	}
 	if (a->seen & CMD_OPT_HELP) {
 		cmd_usage(stdout, ce, true);
@@ -1436,8 +1487,11 @@ cmd_run(struct ctl *ctl, int argc, char **argv)
 	if (st == CONN_OK) {
 		ctl->conn.json = ctl->json;
 		ret = ce->exec(ctl, a);
-	} else
+	} else {
 		ret = cmd_conn_exit(ctl, st);
+		if (command)
+			ret = cmd_job_command_exit(ret);
+	}
 	conn_close(&ctl->conn);
 	cmd_args_clear(a);
 	free(a);
