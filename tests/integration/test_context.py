@@ -281,6 +281,14 @@ class Context(Base):
                              "--", "pwd", cwd=self.tmp)
                 self.assertEqual(r.stdout.decode(), sub + "\n")
 
+    def test_a_gathers_exec_lines_run_in_the_callers_directory(self):
+        r = self.ctl("gather", input=b"exec -- pwd\nexec -x process -- pwd\n",
+                     cwd=self.tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, b"")
+        self.assertEqual(r.stdout.count(("] %s\n" % self.tmp).encode()), 2,
+                         r.stdout)
+
     def test_env_passes_the_chosen_variables(self):
         env = {"CTX_FROM_HERE": "here", "CTX_ALL": "all"}
         script = 'echo "$CTX_A|$CTX_FROM_HERE|${CTX_UNSET-unset}|$CTX_ALL"'
