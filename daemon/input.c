@@ -171,12 +171,14 @@ input_new(struct conn *c)
 	return in;
 }
 
-void
+int
 input_attach(struct input *in, struct job *j)
 {
+	if (job_set_stdin(j, in->rfd) < 0)
+		return -1;
 	in->job = j->id;
-	j->ctx.stdin_fd = in->rfd;
 	LIST_INSERT_HEAD(&inputs, in, link);
+	return 0;
 }
 
 void
@@ -237,6 +239,6 @@ input_ended(struct job *j)
 	if (in == NULL)
 		return;
 	LIST_REMOVE(in, link);
-	j->ctx.stdin_fd = -1;
+	(void)job_set_stdin(j, -1);
 	input_free(in);
 }

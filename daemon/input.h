@@ -17,11 +17,11 @@ struct input;
 /*
  * A pipe for a job's standard input, fed by c's `input` messages; NULL
  * when none can be made (the job is not to be accepted).  Attached to its
- * job, the read end is j->ctx.stdin_fd until the job ends; input_free
- * drops one never attached.
+ * job, the read end is job_stdin(j) until the job ends (-1 from
+ * input_attach: out of memory); input_free drops one not attached.
  */
 struct input *input_new(struct conn *c);
-void input_attach(struct input *, struct job *j);
+int input_attach(struct input *, struct job *j);
 void input_free(struct input *);
 /*
  * Bytes (and eof: the end) of job's standard input from c.  0, or -1

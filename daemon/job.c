@@ -360,7 +360,6 @@ job_new(const struct job_submit *js)
 	LIST_INIT(&j->watches);
 	atomic_init(&j->ctx.cancel, false);
 	j->ctx.wait_fd = -1;
-	j->ctx.stdin_fd = -1;
 	jobs.states[PS_QUEUED]++;
 
 	/* ids are dense, so two per bucket means chains of two */
@@ -486,6 +485,23 @@ job_extra_free(struct job_extra *x)
 	free(x->label);
 	free(x->after);
 	free(x);
+}
+
+int
+job_stdin(const struct job *j)
+{
+	return j->extra != NULL ? j->extra->stdin_pipe - 1 : -1;
+}
+
+int
+job_set_stdin(struct job *j, int fd)
+{
+	if (fd < 0 && j->extra == NULL)
+		return 0;
+	if (job_extra(j) == NULL)
+		return -1;
+	j->extra->stdin_pipe = fd + 1; /* 0, what calloc gives: none */
+	return 0;
 }
 
 struct job_extra *

@@ -41,7 +41,6 @@ struct task_ctx {
 	char *error;
 	uint32_t wait_ms;
 	int wait_fd;
-	int stdin_fd; /* streamed standard input's read end (input.c), or -1 */
 	bool wait_write;
 	bool started;        /* start() succeeded: stop() is owed */
 	atomic_bool cancel;  /* set by the loop, read by the worker */
@@ -202,6 +201,13 @@ struct job_extra *job_extra_dup(const struct job_extra *x);
 void job_extra_free(struct job_extra *);
 /* The job's extra, made (zeroed, exit and signal -1) if it has none. */
 struct job_extra *job_extra(struct job *);
+/*
+ * The read end of the pipe of a job's streamed standard input (input.c),
+ * kept in its extra while the job lives, or -1.  job_set_stdin: 0, or -1
+ * when out of memory.
+ */
+int job_stdin(const struct job *);
+int job_set_stdin(struct job *, int fd);
 /*
  * Jobs first .. first + n - 1, just made, go to their executors; returns
  * the store batch their rows go in, which the reply that tells of them

@@ -447,8 +447,7 @@ proc_give(struct pworker *w, struct job *j)
 	w->given++;
 	j->xdata = w;
 	/* a streamed standard input: the pipe's read end goes with the run */
-	stream =
-	    j->ctx.stdin_fd >= 0 && conn_pass_fd(w->conn, j->ctx.stdin_fd) == 0;
+	stream = job_stdin(j) >= 0 && conn_pass_fd(w->conn, job_stdin(j)) == 0;
 	proto_enc_begin(&e, conn_out(w->conn), PROTO_RUN, 0);
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_cstr(&e, PF_TASK, j->task->name);

@@ -759,8 +759,8 @@ request_submit(struct conn *c, const struct proto_msg *m)
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		goto out;
 	}
-	if (in != NULL)
-		input_attach(in, j);
+	if (in != NULL && input_attach(in, j) < 0)
+		input_free(in); /* out of memory: it reads /dev/null */
 	r.req = m->id;
 	r.first = j->id;
 	if (proto_bool(m, PF_WATCH, false))

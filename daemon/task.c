@@ -598,7 +598,7 @@ task_env(struct task_ctx *ctx, size_t *len)
 int
 task_stdin(struct task_ctx *ctx)
 {
-	return ctx->stdin_fd;
+	return job_stdin(CTX_JOB(ctx));
 }
 
 void

@@ -194,8 +194,8 @@ static void
 worker_free_job(struct job *j)
 {
 	task_ctx_free(&j->ctx);
-	if (j->ctx.stdin_fd >= 0)
-		close(j->ctx.stdin_fd);
+	if (job_stdin(j) >= 0)
+		close(job_stdin(j));
 	job_extra_free(j->extra);
 	free(j->args);
 	free(j);
@@ -217,9 +217,8 @@ worker_on_run(const struct proto_msg *m)
 	j->task = task_find(name, len);
 	atomic_init(&j->ctx.cancel, false);
 	j->ctx.wait_fd = -1;
-	j->ctx.stdin_fd = -1;
-	if (proto_has(m, PF_STDIN))
-		j->ctx.stdin_fd = worker_take_fd();
+	if (proto_has(m, PF_STDIN) && job_set_stdin(j, worker_take_fd()) < 0)
+		_exit(1);
 	if (proto_has(m, PF_CWD) || proto_has(m, PF_ENV))
 		worker_context(j, m);
 	if (proto_has(m, PF_ARGS) && m->f[PF_ARGS].type == MSGPACK_OBJECT_MAP &&
