@@ -1989,7 +1989,11 @@ store_close(void)
 	}
 	if (store.collect != NULL)
 		store.collect(false);
-	/* the last rows, and what retention owes, a few thousand at a time */
+	/*
+	 * The last rows, and one batch of what retention owes: a backlog of
+	 * a million rows to delete is not worked off while the stop waits, but
+	 * by the next concd, a few thousand at a time.
+	 */
 	for (i = 0; i < 1000 && !store.blocked; i++) {
 		bool ok;
 
@@ -1998,7 +2002,8 @@ store_close(void)
 			store_spare = NULL;
 		}
 		store.open = NULL;
-		if (!store_plan_trim(b) && b->n == 0 && b->ngroups == 0) {
+		if (!(i == 0 && store_plan_trim(b)) && b->n == 0 &&
+		    b->ngroups == 0) {
 			store_recycle(b);
 			break;
 		}
