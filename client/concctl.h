@@ -194,6 +194,7 @@ struct cmd_args {
 	uint64_t uid;     /* CMD_OPT_USER */
 	uint64_t since;   /* CMD_OPT_SINCE: µs since the epoch */
 	uint64_t until;   /* CMD_OPT_UNTIL */
+	const char *output; /* CMD_OPT_OUTPUT: ps's columns */
 	struct cmd_batch batch;
 };
 
@@ -280,6 +281,27 @@ int cmd_info_ps(struct ctl *, struct cmd_args *);
 int cmd_info_tasks(struct ctl *, struct cmd_args *);
 int cmd_info_ping(struct ctl *, struct cmd_args *);
 int cmd_info_shutdown(struct ctl *, struct cmd_args *);
+
+/* ---- cmd_ps.c: ps's columns, as a table or as JSON rows ---- */
+
+#define CMD_PS_MAX_COLS 32
+
+/* The columns -o names, in order: indexes into cmd_ps_columns. */
+struct cmd_ps_cols {
+	size_t n;
+	uint8_t col[CMD_PS_MAX_COLS];
+};
+
+int cmd_ps_parse(const char *spec, struct cmd_ps_cols *, char *cause,
+                 size_t size);
+int cmd_ps_print(const struct cmd_ps_cols *, const msgpack_object_array *rows,
+                 bool json, uint64_t now);
+void cmd_ps_cell(size_t col, const struct proto_msg *row, uint64_t now,
+                 char *buf, size_t size);
+size_t cmd_ps_find(const char *name, size_t len);
+const char *cmd_ps_name(size_t col);
+size_t cmd_ps_count(void);
+void cmd_ps_quote(char *buf, size_t size, const char *s, size_t len);
 
 /* ---- cmd_pool.c: pool, pool resize ---- */
 
