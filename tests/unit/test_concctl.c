@@ -2,7 +2,8 @@
  * test_concctl.c -- concctl's rendering (client/): ps's -o list, the
  * cells of its columns (COMMAND from the daemon's command line or from the
  * task and its arguments, shell-quoted), the table cut to a width and its
- * JSON rows.
+ * JSON rows, and the progress bar's line: the rate from the job's start,
+ * the ETA, and "queued (N ahead)".
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -407,6 +408,83 @@ a_table_without_rows_still_has_its_titles(void **state)
 	free(out);
 }
 
+/* ---- the progress bar ---- */
+
+#define SEC INT64_C(1000000)
+
+static void
+the_rate_and_eta_count_from_the_jobs_start_not_its_submission(void **state)
+{
+	struct render_progress p;
+	char line[256];
+
+	render_progress_init(&p, 7, NULL);
+	p.start = 100 * SEC; /* submitted, and queued for 10 s */
+	p.began = 110 * SEC; /* started */
+	p.seen = true;
+	p.done = 20;
+	p.total = 100;
+	/* 20 done in the 2 s since the start: 10/s, 80 left: 8 s */
+	render_progress_format(&p, 112 * SEC, line, sizeof(line));
+	assert_string_equal(line, "job 7 [####................]  20%  10.0/s"
+	                          "  0:02  ETA 0:08  ");
+	/* until the start is known, from when following began */
+	p.began = 0;
+	render_progress_format(&p, 104 * SEC, line, sizeof(line));
+	assert_string_equal(line, "job 7 [####................]  20%  5.0/s"
+	                          "  0:04  ETA 0:16  ");
+}
+
+static void
+no_eta_without_a_rate_or_a_total(void **state)
+{
+	struct render_progress p;
+	char line[256];
+
+	render_progress_init(&p, 7, NULL);
+	p.start = p.began = 100 * SEC;
+	p.seen = true;
+	p.total = 100;
+	render_progress_format(&p, 103 * SEC, line, sizeof(line));
+	assert_string_equal(line,
+	                    "job 7 [....................]   0%  -/s  0:03  ");
+	p.total = 0;
+	p.done = 30;
+	snprintf(p.msg, sizeof(p.msg), "step 30");
+	render_progress_format(&p, 103 * SEC, line, sizeof(line));
+	assert_string_equal(line, "job 7  30 done  10.0/s  0:03  step 30");
+	p.total = 30; /* done: nothing left to wait for */
+	render_progress_format(&p, 103 * SEC, line, sizeof(line));
+	assert_null(strstr(line, "ETA"));
+}
+
+static void
+a_queued_job_says_how_many_are_ahead_when_the_daemon_says(void **state)
+{
+	struct render_progress p;
+	struct row r;
+	char line[256];
+
+	render_progress_init(&p, 7, NULL);
+	p.start = 100 * SEC;
+	row_make(&r, "job=7", "state=queued", "ahead=3", NULL);
+	render_progress_record(&p, &r.m);
+	row_free(&r);
+	render_progress_format(&p, 105 * SEC, line, sizeof(line));
+	assert_string_equal(line, "job 7  queued (3 ahead)  0:05");
+	row_make(&r, "job=7", "state=queued", NULL);
+	render_progress_record(&p, &r.m);
+	row_free(&r);
+	render_progress_format(&p, 105 * SEC, line, sizeof(line));
+	assert_string_equal(line, "job 7  queued  0:05");
+	/* running: the start is taken from the record */
+	row_make(&r, "job=7", "state=running", "started=1000000", NULL);
+	render_progress_record(&p, &r.m);
+	row_free(&r);
+	assert_false(p.queued);
+	assert_true(p.began > 0);
+}
+
 int
 main(void)
 {
@@ -425,6 +503,11 @@ main(void)
 	    cmocka_unit_test(command_is_cut_to_columns_and_nothing_else_is),
 	    cmocka_unit_test(json_rows_are_the_tables_rows_uncut_with_nulls),
 	    cmocka_unit_test(a_table_without_rows_still_has_its_titles),
+	    cmocka_unit_test(
+	        the_rate_and_eta_count_from_the_jobs_start_not_its_submission),
+	    cmocka_unit_test(no_eta_without_a_rate_or_a_total),
+	    cmocka_unit_test(
+	        a_queued_job_says_how_many_are_ahead_when_the_daemon_says),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
