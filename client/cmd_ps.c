@@ -472,11 +472,7 @@ cmd_ps_print(const struct cmd_ps_cols *c, const msgpack_object_array *rows,
 	for (i = 0; i < c->n; i++) {
 		const struct ps_column *pc = &ps_columns[c->col[i]];
 
-		/* only the last column may be cut: the others keep their
-		 * place and a long command does not push them about */
-		cl = scols_table_new_column(
-		    tb, pc->name, 0,
-		    pc->flags & ~(i + 1 < c->n ? SCOLS_FL_TRUNC : 0));
+		cl = scols_table_new_column(tb, pc->name, 0, pc->flags);
 		if (cl == NULL)
 			err(CTL_CONNECT, "scols_table_new_column");
 		scols_column_set_json_type(cl, pc->json);

@@ -97,6 +97,28 @@ class PsColumns(DaemonTest):
         r = self.ctl("ps", "-a", "--json")
         self.assertEqual(json.loads(r.stdout)["t"], "jobs")
 
+    def test_group_label_and_priority_come_from_the_jobs_fields(self):
+        c = self.d.client()
+        jobs = []
+        for fields in ({"label": "nightly"}, {"priority": 3}, {}):
+            rid = c.request("submit", task="noop", watch=True, **fields)
+            jobs.append(c.until_end(rid)[-1]["job"])
+        wire = {j["job"]: j for j in c.call("ps", all=True)["jobs"]}
+        r = self.ctl("ps", "-a", "-o", "id,group,label,priority")
+        self.assertEqual(self.rows(r.stdout), [
+            ["ID", "GROUP", "LABEL", "PRIORITY"]] + [
+            [str(j), wire[j].get("group", "-"), wire[j].get("label", "-"),
+             str(wire[j].get("priority", "-"))] for j in jobs])
+        self.assertEqual(self.rows(r.stdout)[1][2], "nightly")
+        self.assertEqual(self.rows(r.stdout)[2][3], "3")
+        r = self.ctl("ps", "-a", "-o", "id,label,priority", "--json")
+        self.assertEqual(json.loads(r.stdout)["jobs"], [
+            {"id": jobs[0], "label": "nightly",
+             "priority": wire[jobs[0]].get("priority")},
+            {"id": jobs[1], "label": None, "priority": 3},
+            {"id": jobs[2], "label": None,
+             "priority": wire[jobs[2]].get("priority")}])
+
     def test_command_is_the_daemons_command_line_else_the_task(self):
         ids = self.jobs()
         wire = {j["job"]: j for j in

@@ -354,6 +354,21 @@ command_is_cut_to_columns_and_nothing_else_is(void **state)
 	assert_int_equal(n, 3);
 	free(out);
 
+	/* in the middle, COMMAND gives way and the columns after it stay */
+	a.spec = "id,command,state";
+	out = captured(print_cb, &a);
+	n = 0;
+	for (line = strtok_r(out, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save), n++) {
+		assert_true(strlen(line) <= 40);
+		assert_true(strstr(line, n == 0   ? "STATE"
+		                         : n == 1 ? "running"
+		                                  : "queued") != NULL);
+	}
+	assert_int_equal(n, 3);
+	free(out);
+	a.spec = "id,state,command";
+
 	/* without a terminal or COLUMNS: whole */
 	unsetenv("COLUMNS");
 	out = captured(print_cb, &a);
