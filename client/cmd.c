@@ -218,13 +218,7 @@ _Static_assert(CMD_COUNT == 15, "cmd_table rows");
 /* Every command takes these as well. */
 #define CMD_OPT_COMMON (CMD_OPT_HELP | CMD_OPT_JSON | CMD_OPT_QUIET)
 
-static const struct cmd_option_entry {
-	uint64_t flag;
-	char short_name; /* 0: long only */
-	const char *long_name;
-	const char *arg; /* NULL: a flag */
-	const char *help;
-} cmd_options[] = {
+static const struct cmd_option_entry cmd_options[] = {
     {
         .flag = CMD_OPT_HELP,
         .short_name = 'h',
@@ -390,6 +384,28 @@ static const struct cmd_option_entry {
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
 _Static_assert(CMD_OPTION_COUNT == 28, "cmd_options rows");
+
+/* The tables, for completion (cmd_complete.c). */
+const struct cmd_entry *
+cmd_commands(size_t *n)
+{
+	*n = CMD_COUNT;
+	return cmd_table;
+}
+
+const struct cmd_option_entry *
+cmd_option_rows(size_t *n)
+{
+	*n = CMD_OPTION_COUNT;
+	return cmd_options;
+}
+
+/* The options a command takes, those every command takes included. */
+uint64_t
+cmd_options_of(const struct cmd_entry *ce)
+{
+	return ce->options | (ce->bare ? 0 : CMD_OPT_COMMON);
+}
 
 /* Longest --timeout or --retry-delay accepted: a year. */
 #define CMD_MAX_TIMEOUT (365.0 * 24 * 3600)
@@ -1419,6 +1435,8 @@ cmd_run(struct ctl *ctl, int argc, char **argv)
 	enum conn_status st;
 	int ret, used;
 
+	if (strcmp(argv[0], CMD_COMPLETE) == 0)
+		return cmd_complete(ctl, argc - 1, argv + 1);
 	if ((ce = cmd_find(argc, argv, &used)) == NULL)
 		return CTL_USAGE;
 	if ((a = malloc(sizeof(*a))) == NULL)

@@ -3,9 +3,10 @@
  *
  * main.c parses the global options and runs one command; cmd.c holds the
  * command table and the shared argument grammar; cmd_job.c, cmd_gather.c,
- * cmd_info.c and cmd_pool.c carry out the commands; conn.c talks to the
- * daemon; render.c turns replies into text, tables, JSON, job output and
- * progress bars.
+ * cmd_info.c and cmd_pool.c carry out the commands, cmd_ps.c ps's columns;
+ * cmd_complete.c answers the shell completion scripts (completion/);
+ * conn.c talks to the daemon; render.c turns replies into text, tables,
+ * JSON, job output and progress bars.
  */
 #ifndef CONCCTL_H
 #define CONCCTL_H
@@ -61,6 +62,8 @@ struct conn {
 };
 
 enum conn_status conn_open(struct conn *, const char *path);
+enum conn_status conn_open_until(struct conn *, const char *path,
+                                 int64_t deadline);
 void conn_close(struct conn *);
 uint64_t conn_begin(struct conn *, struct proto_enc *, enum proto_type);
 enum conn_status conn_send(struct conn *, struct proto_enc *);
@@ -221,7 +224,19 @@ struct cmd_entry {
 	size_t nsubs;
 };
 
+/* One option: cmd.c's cmd_options[] has a row for each CMD_OPT_ bit. */
+struct cmd_option_entry {
+	uint64_t flag;
+	char short_name; /* 0: long only */
+	const char *long_name;
+	const char *arg; /* NULL: a flag */
+	const char *help;
+};
+
 const struct cmd_entry *cmd_find(int argc, char **argv, int *used);
+const struct cmd_entry *cmd_commands(size_t *n);
+const struct cmd_option_entry *cmd_option_rows(size_t *n);
+uint64_t cmd_options_of(const struct cmd_entry *);
 int cmd_parse(const struct cmd_entry *, int argc, char **argv,
               struct cmd_args *, struct ctl *);
 void cmd_args_clear(struct cmd_args *);
@@ -267,6 +282,13 @@ int cmd_job_log(struct ctl *, struct cmd_args *);
 int cmd_job_wait(struct ctl *, struct cmd_args *);
 int cmd_job_result(struct ctl *, struct cmd_args *);
 int cmd_job_cancel(struct ctl *, struct cmd_args *);
+
+/* ---- cmd_complete.c: what the shell completes a word to ---- */
+
+/* The hidden command the completion scripts run. */
+#define CMD_COMPLETE "__complete"
+
+int cmd_complete(struct ctl *, int argc, char **argv);
 
 /* ---- cmd_gather.c: gather ---- */
 
