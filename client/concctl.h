@@ -352,7 +352,7 @@ struct render_progress {
 	char msg[257];
 	int64_t start; /* conn_now() when following began */
 	int64_t began; /* conn_now() clock: when the job started; 0: unknown */
-	int64_t ahead; /* while queued: jobs that start before it; -1: unknown */
+	int64_t ahead; /* queued: jobs that start before it; -1: unknown */
 	int64_t drawn; /* when the bar was last drawn */
 	bool seen;     /* a progress event arrived */
 	bool queued;   /* the job is known to wait for its turn */
@@ -378,8 +378,8 @@ void render_progress_init(struct render_progress *, uint64_t job,
                           const char *label);
 void render_progress_update(struct render_progress *, const struct proto_msg *);
 void render_progress_record(struct render_progress *, const struct proto_msg *);
-void render_progress_format(const struct render_progress *, int64_t now,
-                            char *, size_t);
+void render_progress_format(const struct render_progress *, int64_t now, char *,
+                            size_t);
 void render_progress_line(const struct render_progress *);
 int64_t render_progress_due(const struct render_progress *);
 void render_progress_draw(struct render_progress *);
