@@ -75,6 +75,15 @@ class PsColumns(DaemonTest):
         self.assertIn("ps: unknown column: colour, valid: ID,TASK,STATE,",
                       r.stderr)
         self.assertNotIn("connect", r.stderr)
+        # and concctl(1) describes each valid one
+        valid = r.stderr.split("valid: ")[1].split()[0].split(",")
+        page = open(os.path.join(os.path.dirname(__file__), "..", "..",
+                                 "man", "concctl.1")).read()
+        described = set()
+        for line in page.splitlines():
+            if line.startswith(".It ") and line[4:5].isupper():
+                described.update(w.strip(",") for w in line[4:].split())
+        self.assertEqual(set(valid) - described, set())
 
     def test_json_gives_the_same_rows_as_the_table(self):
         self.jobs()

@@ -169,6 +169,24 @@ an_unknown_or_empty_column_is_refused_with_the_valid_names(void **state)
 	assert_int_equal(cmd_ps_parse("", &c, cause, sizeof(cause)), -1);
 }
 
+static void
+ps_help_names_every_column(void **state)
+{
+	char *argv[] = {"ps"}, *text = NULL;
+	const struct cmd_entry *ce;
+	size_t len = 0, i;
+	FILE *f;
+	int used;
+
+	assert_non_null(ce = cmd_find(1, argv, &used));
+	assert_non_null(f = open_memstream(&text, &len));
+	cmd_usage(f, ce, true);
+	fclose(f);
+	for (i = 0; i < cmd_ps_count(); i++)
+		assert_non_null(strstr(text, cmd_ps_name(i)));
+	free(text);
+}
+
 /* ---- cells ---- */
 
 static void
@@ -509,6 +527,7 @@ main(void)
 	    cmocka_unit_test(o_names_columns_in_its_order_in_any_case),
 	    cmocka_unit_test(
 	        an_unknown_or_empty_column_is_refused_with_the_valid_names),
+	    cmocka_unit_test(ps_help_names_every_column),
 	    cmocka_unit_test(quoting_gives_back_what_a_shell_reads),
 	    cmocka_unit_test(
 	        command_is_the_daemons_command_line_else_the_task_and_its_args),
