@@ -376,6 +376,70 @@ complete_option(const char *w, uint64_t options)
 	return NULL;
 }
 
+static void
+complete_files(struct complete *x)
+{
+	complete_mode(x, "files");
+}
+
+/* help's words: the commands. */
+static void
+complete_commands(struct complete *x)
+{
+	const struct cmd_entry *rows;
+	size_t n;
+
+	rows = cmd_commands(&n);
+	complete_names(x, rows, n);
+}
+
+/* Free words, by what the usage calls them: "[FILE]", "GROUP", ... */
+static const struct complete_kind {
+	const char *placeholder;
+	void (*fn)(struct complete *);
+} complete_kinds[] = {
+    {"FILE", complete_files},
+    {"GROUP", complete_groups},
+    {"COMMAND", complete_commands},
+};
+
+/*
+ * The first word of the usage that is not an option or its value, with
+ * its brackets and dots off: what the command's free words are.
+ */
+static void
+complete_placeholder(struct complete *x, const struct cmd_entry *ce)
+{
+	const char *p = ce->usage;
+	size_t n, i;
+	bool option = false;
+
+	while (*p != '\0') {
+		p += strspn(p, " ");
+		n = strcspn(p, " ");
+		if (*p == '[' && p[1] == '-')
+			option = true;
+		if (!option && *p != '-') {
+			const char *w = p + strspn(p, "[");
+			size_t len = strcspn(w, " ].");
+
+			for (i = 0; i < sizeof(complete_kinds) /
+			                    sizeof(complete_kinds[0]);
+			     i++)
+				if (strlen(complete_kinds[i].placeholder) ==
+				        len &&
+				    strncmp(w, complete_kinds[i].placeholder,
+				            len) == 0)
+					complete_kinds[i].fn(x);
+			break;
+		}
+		if (n > 0 && p[n - 1] == ']')
+			option = false;
+		p += n;
+	}
+	complete_mode(x, "words");
+}
+
 /*
  * The words after the command name, up to the one being completed:
  * what that one is -- an option, an option's value, a positional word
@@ -456,14 +520,7 @@ complete_args(struct complete *x, const struct cmd_entry *ce, char **w, int n)
 			complete_task_args(x, task);
 		break;
 	default:
-		if (ce->exec == cmd_help) {
-			size_t nrows;
-			const struct cmd_entry *rows = cmd_commands(&nrows);
-
-			complete_names(x, rows, nrows);
-		} else if (ce->maxargs != 0)
-			complete_mode(x, "files");
-		complete_mode(x, "words");
+		complete_placeholder(x, ce);
 		break;
 	}
 }
