@@ -421,6 +421,8 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 				render_progress_record(&p, &m);
 			if (running) /* a record older than the events */
 				p.queued = false;
+			else if (m.type == PROTO_JOB && !p.queued)
+				running = true; /* or over: no more asking */
 			if (!p.queued && !f->bar)
 				render_progress_clear(&p);
 			continue;
