@@ -93,6 +93,8 @@ struct batch {
 enum {
 	ST_INSERT,
 	ST_UPDATE,
+	ST_INSERT_X, /* a job with an extra: its columns too */
+	ST_UPDATE_X,
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
@@ -103,23 +105,34 @@ enum {
 	ST_COUNT
 };
 
+/*
+ * Most jobs ask for nothing beyond their task: their rows are written
+ * without the columns of an extra, which stay NULL, and cost no binding.
+ */
+#define STORE_INSERT                                                           \
+	"INSERT INTO jobs(id, task, args, uid, requested, exec, daemon, "      \
+	"fresh, timeout_ms, retries, retry_delay_ms, attempt, state, error, "  \
+	"message, result, submitted, started, finished, worker, tid, served, " \
+	"done, total, msg, dropped"
+#define STORE_INSERT_VALUES                                                    \
+	"?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "   \
+	"?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26"
+#define STORE_UPDATE                                                           \
+	"UPDATE jobs SET exec = ?6, fresh = ?8, attempt = ?12, state = ?13, "  \
+	"error = ?14, message = ?15, result = ?16, started = ?18, "            \
+	"finished = ?19, worker = ?20, tid = ?21, served = ?22, done = ?23, "  \
+	"total = ?24, msg = ?25, dropped = ?26"
+
 static const char *const store_sql[ST_COUNT] = {
-    [ST_INSERT] =
-        "INSERT INTO jobs(id, task, args, uid, requested, exec, daemon, "
-        "fresh, timeout_ms, retries, retry_delay_ms, attempt, state, error, "
-        "message, result, submitted, started, finished, worker, tid, served, "
-        "done, total, msg, dropped, cwd, env, command, grp, label, after, "
-        "priority, at, mem, pids, restart_of, cpus, stdin, after_any, held, "
-        "cause, exit, signal) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, "
-        "?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, "
-        "?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)",
-    [ST_UPDATE] =
-        "UPDATE jobs SET exec = ?6, fresh = ?8, attempt = ?12, state = ?13, "
-        "error = ?14, message = ?15, result = ?16, started = ?18, "
-        "finished = ?19, worker = ?20, tid = ?21, served = ?22, done = ?23, "
-        "total = ?24, msg = ?25, dropped = ?26, held = ?41, cause = ?42, "
-        "exit = ?43, signal = ?44 WHERE id = ?1",
+    [ST_INSERT] = STORE_INSERT ") VALUES (" STORE_INSERT_VALUES ")",
+    [ST_UPDATE] = STORE_UPDATE " WHERE id = ?1",
+    [ST_INSERT_X] = STORE_INSERT
+    ", cwd, env, command, grp, label, after, priority, at, mem, pids, "
+    "restart_of, cpus, stdin, after_any, held, cause, exit, signal) "
+    "VALUES (" STORE_INSERT_VALUES ", ?27, ?28, ?29, ?30, ?31, ?32, ?33, "
+    "?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)",
+    [ST_UPDATE_X] = STORE_UPDATE ", held = ?41, cause = ?42, exit = ?43, "
+                                 "signal = ?44 WHERE id = ?1",
     [ST_BEGIN] = "BEGIN",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -1156,19 +1169,18 @@ bind_int_or_null(sqlite3_stmt *s, int i, int64_t v, int64_t none)
 		sqlite3_bind_int64(s, i, (sqlite3_int64)v);
 }
 
-/* Parameters 27 to 44 (an update sets 41 to 44, what a job's life changes). */
+/*
+ * Parameters 27 to 44 of ST_INSERT_X (ST_UPDATE_X sets 41 to 44, what a
+ * job's life changes).
+ */
 static void
 write_extra(sqlite3_stmt *s, const struct batch *b, const struct brow *w)
 {
 	const struct bextra *be;
 	struct job_extra x;
-	int i;
 
-	if ((be = batch_get_extra(b, w, &x)) == NULL) {
-		for (i = w->r.insert ? 27 : 41; i <= 44; i++)
-			sqlite3_bind_null(s, i);
-		return;
-	}
+	if ((be = batch_get_extra(b, w, &x)) == NULL)
+		return; /* a statement without them */
 	if (w->r.insert) {
 		bind_text(s, 27, b, be->cwd,
 		          x.cwd ? (uint32_t)strlen(x.cwd) : 0);
@@ -1221,7 +1233,10 @@ static int
 write_row(const struct batch *b, const struct brow *w)
 {
 	const struct store_row *r = &w->r;
-	sqlite3_stmt *s = store.st[r->insert ? ST_INSERT : ST_UPDATE];
+	sqlite3_stmt *s =
+	    store.st[w->x == UINT32_MAX
+	                 ? (r->insert ? ST_INSERT : ST_UPDATE)
+	                 : (r->insert ? ST_INSERT_X : ST_UPDATE_X)];
 	bool final = PROTO_STATE_FINAL(r->state);
 	int rc;
 
