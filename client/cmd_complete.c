@@ -400,6 +400,7 @@ static const struct complete_kind {
 } complete_kinds[] = {
     {"FILE", complete_files},
     {"GROUP", complete_groups},
+    {"NAME", complete_groups}, /* group pause NAME, ... */
     {"COMMAND", complete_commands},
 };
 
