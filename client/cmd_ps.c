@@ -258,17 +258,26 @@ ps_uid(const struct proto_msg *m, uint64_t now, char *buf, size_t size)
 	return ps_u64(m, PF_UID, buf, size);
 }
 
-/* The owner's name, or the uid when it has none. */
+/* The owner's name, or the uid when it has none; the last one kept. */
 static const char *
 ps_user(const struct proto_msg *m, uint64_t now, char *buf, size_t size)
 {
+	static char name[64];
+	static uint64_t uid = UINT64_MAX;
 	struct passwd *pw;
 
 	if (!proto_has(m, PF_UID))
 		return NULL;
-	if ((pw = getpwuid((uid_t)proto_u64(m, PF_UID, 0))) != NULL)
-		return render_safe(buf, size, pw->pw_name, strlen(pw->pw_name));
-	return ps_u64(m, PF_UID, buf, size);
+	if (proto_u64(m, PF_UID, 0) != uid) {
+		uid = proto_u64(m, PF_UID, 0);
+		if ((pw = getpwuid((uid_t)uid)) != NULL)
+			render_safe(name, sizeof(name), pw->pw_name,
+			            strlen(pw->pw_name));
+		else
+			snprintf(name, sizeof(name), "%" PRIu64, uid);
+	}
+	snprintf(buf, size, "%s", name);
+	return buf;
 }
 
 static const char *
