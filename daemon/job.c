@@ -946,7 +946,9 @@ job_retry(struct job *j, enum proto_state s)
 	struct proto_enc e;
 	struct watch *w;
 
+	/* a job that a dependency's failure ended would only fail again */
 	if ((s != PS_FAILED && s != PS_TIMED_OUT) || j->attempt > j->retries ||
+	    j->err == PE_DEPENDENCY ||
 	    loop_stopping() || (atomic_load(&j->ctx.cancel) && !j->timing_out))
 		return false;
 	JOB_FOREACH_WATCH(w, j) {
