@@ -256,7 +256,36 @@ cmd_job_pack(msgpack_packer *pk, const struct cmd_args *a)
 		msgpack_pack_uint64(pk, a->retry_delay_ms);
 		n++;
 	}
+	if (a->nafter > 0) {
+		cmd_job_pack_after(pk, a->after, a->nafter);
+		n++;
+	}
+	if (a->seen & CMD_OPT_AFTER_ANY) {
+		job_pack_key(pk, PF_AFTER_ANY);
+		msgpack_pack_true(pk);
+		n++;
+	}
 	return n;
+}
+
+/* The after field: job ids, and "@N" for a line of the same gather. */
+void
+cmd_job_pack_after(msgpack_packer *pk, const struct cmd_dep *after, uint32_t n)
+{
+	char ref[24];
+	uint32_t i;
+	int len;
+
+	job_pack_key(pk, PF_AFTER);
+	msgpack_pack_array(pk, n);
+	for (i = 0; i < n; i++) {
+		if (!after[i].line) {
+			msgpack_pack_uint64(pk, after[i].v);
+			continue;
+		}
+		len = snprintf(ref, sizeof(ref), "@%" PRIu64, after[i].v);
+		msgpack_pack_str_with_body(pk, ref, (size_t)len);
+	}
 }
 
 static uint64_t

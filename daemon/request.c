@@ -227,7 +227,6 @@ request_ping(struct conn *c, const struct proto_msg *m)
 
 #define MAX_RETRIES     100
 #define MAX_RETRY_DELAY 3600000 /* ms */
-#define MAX_GATHER      10000
 
 /*
  * Check one job request (a submit, or one entry of a gather) and fill
@@ -432,9 +431,9 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		            "concd is shutting down");
 		return;
 	}
-	if (n == 0 || n > MAX_GATHER) {
+	if (n == 0 || n > PROTO_MAX_GATHER) {
 		reply_error(c, m->id, PE_BAD_FIELD,
-		            "a gather holds 1 to %d jobs", MAX_GATHER);
+		            "a gather holds 1 to %d jobs", PROTO_MAX_GATHER);
 		return;
 	}
 	em = malloc(sizeof(*em));
