@@ -49,6 +49,18 @@ static const struct cmd_entry cmd_table[] = {
         .exec = cmd_job_cancel,
     },
     {
+        .name = "clean",
+        .usage = "[--state STATE] [--before WHEN] [-u USER]",
+        .summary = "Forget finished jobs and their logs, in memory and in "
+                   "the job store: your own, or an admin's choice (every "
+                   "user's unless -u names one); only those in STATE, or "
+                   "that finished before WHEN (as for ps --until).",
+        .minargs = 0,
+        .maxargs = 0,
+        .options = CMD_OPT_STATE | CMD_OPT_BEFORE | CMD_OPT_USER,
+        .exec = cmd_job_clean,
+    },
+    {
         .name = "gather",
         .usage = "[--as-completed] [--fail-fast] [--wait-for-slot] [FILE]",
         .summary = "Submit the jobs listed in FILE (or the standard input) "
@@ -123,6 +135,16 @@ static const struct cmd_entry cmd_table[] = {
                    CMD_OPT_USER | CMD_OPT_SINCE | CMD_OPT_UNTIL,
         .prepare = cmd_info_ps_check,
         .exec = cmd_info_ps,
+    },
+    {
+        .name = "restart",
+        .usage = "ID",
+        .summary = "Submit a finished job's request again, as a new job "
+                   "linked to it (restart_of), and print the new id.",
+        .minargs = 1,
+        .maxargs = 1,
+        .words = CMD_WORDS_JOBS,
+        .exec = cmd_job_restart,
     },
     {
         .name = "result",
@@ -212,7 +234,7 @@ static const struct cmd_entry cmd_table[] = {
     },
 };
 #define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
-_Static_assert(CMD_COUNT == 15, "cmd_table rows");
+_Static_assert(CMD_COUNT == 17, "cmd_table rows");
 
 /* Every command takes these as well. */
 #define CMD_OPT_COMMON (CMD_OPT_HELP | CMD_OPT_JSON | CMD_OPT_QUIET)

@@ -738,3 +738,45 @@ cmd_job_cancel(struct ctl *ctl, struct cmd_args *a)
 	}
 	return worst;
 }
+
+/* Forget finished jobs: how many the daemon forgot. */
+int
+cmd_job_clean(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	uint64_t id;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_CLEAN);
+	if (a->seen & CMD_OPT_STATE)
+		proto_enc_cstr(&e, PF_STATE, proto_states[a->state]);
+	if (a->seen & CMD_OPT_BEFORE)
+		proto_enc_u64(&e, PF_BEFORE, a->before);
+	if (a->seen & CMD_OPT_USER)
+		proto_enc_u64(&e, PF_UID, a->uid);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_OK, &m)) != CTL_OK)
+		return ret;
+	if (!ctl->json && !ctl->quiet)
+		printf("%" PRIu64 " finished jobs forgotten\n",
+		       proto_u64(&m, PF_FORGOTTEN, 0));
+	return CTL_OK;
+}
+
+/* A finished job again, as a new job: its id. */
+int
+cmd_job_restart(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	uint64_t id;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_RESTART);
+	proto_enc_u64(&e, PF_JOB, a->jobs[0]);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_ACCEPTED, &m)) != CTL_OK)
+		return ret;
+	if (!ctl->json)
+		printf("%" PRIu64 "\n", proto_u64(&m, PF_JOB, 0));
+	return CTL_OK;
+}

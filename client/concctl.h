@@ -305,6 +305,8 @@ int cmd_job_log(struct ctl *, struct cmd_args *);
 int cmd_job_wait(struct ctl *, struct cmd_args *);
 int cmd_job_result(struct ctl *, struct cmd_args *);
 int cmd_job_cancel(struct ctl *, struct cmd_args *);
+int cmd_job_clean(struct ctl *, struct cmd_args *);
+int cmd_job_restart(struct ctl *, struct cmd_args *);
 
 /* ---- cmd_gather.c: gather ---- */
 

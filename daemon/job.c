@@ -828,6 +828,29 @@ job_trim(void)
 	}
 }
 
+/*
+ * Forget the finished jobs that match (concctl clean), and their logs:
+ * their rows, if owed, go to the store first.  Returns how many.
+ */
+size_t
+job_clean(bool (*match)(const struct job *, void *), void *arg)
+{
+	struct job *j, *next;
+	size_t n = 0;
+
+	for (j = TAILQ_FIRST(&jobs.finished); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, link);
+		if (!match(j, arg))
+			continue;
+		TAILQ_REMOVE(&jobs.finished, j, link);
+		jobs.nfinished--;
+		joblog_forget(j->id);
+		job_free(j);
+		n++;
+	}
+	return n;
+}
+
 static void
 job_retire(struct job *j)
 {
@@ -948,8 +971,8 @@ job_retry(struct job *j, enum proto_state s)
 
 	/* a job that a dependency's failure ended would only fail again */
 	if ((s != PS_FAILED && s != PS_TIMED_OUT) || j->attempt > j->retries ||
-	    j->err == PE_DEPENDENCY ||
-	    loop_stopping() || (atomic_load(&j->ctx.cancel) && !j->timing_out))
+	    j->err == PE_DEPENDENCY || loop_stopping() ||
+	    (atomic_load(&j->ctx.cancel) && !j->timing_out))
 		return false;
 	JOB_FOREACH_WATCH(w, j) {
 		job_event_begin(&e, conn_out(w->conn), PROTO_RETRY, j, w->req,

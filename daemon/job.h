@@ -243,6 +243,8 @@ void job_encode_row_end(struct pbuf *, const struct store_row *, uint64_t req);
 /* The bytes a job's result takes in a record: 0 when it has none. */
 size_t job_result_size(const struct job *);
 void job_foreach(void (*)(struct job *, void *), void *);
+/* Forget the finished jobs that match, and their logs; how many. */
+size_t job_clean(bool (*match)(const struct job *, void *), void *arg);
 void job_counts(size_t counts[PS_COUNT]);
 
 #endif

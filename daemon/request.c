@@ -1247,6 +1247,91 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
+/* Which finished jobs a clean request forgets. */
+struct clean_filter {
+	int state;       /* a final state; -1: any */
+	uint64_t before; /* finished before, µs; 0: whenever */
+	int64_t uid;     /* -1: anyone's (an admin's clean) */
+};
+
+static bool
+clean_match(const struct job *j, void *arg)
+{
+	const struct clean_filter *f = arg;
+
+	return (f->state < 0 || j->state == f->state) &&
+	       (f->before == 0 || j->finished < f->before) &&
+	       (f->uid < 0 || j->uid == (uid_t)f->uid);
+}
+
+static void
+clean_forget_cb(uint64_t id, void *arg)
+{
+	(void)arg;
+	joblog_forget(id);
+}
+
+/*
+ * Forget finished jobs, in memory and in the store, and their logs: the
+ * caller's own, or an admin's choice of owner (everyone's by default).
+ */
+static void
+request_clean(struct conn *c, const struct proto_msg *m)
+{
+	struct clean_filter f = {.state = -1,
+	                         .before = proto_u64(m, PF_BEFORE, 0),
+	                         .uid = conn_uid(c)};
+	struct proto_enc e;
+	const char *sname;
+	char quoted[129];
+	size_t slen, n;
+	int stored;
+
+	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
+	    ((f.state = proto_state_lookup(sname, slen)) < 0 ||
+	     !PROTO_STATE_FINAL(f.state))) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "clean forgets finished jobs: state must be "
+		            "succeeded, failed, cancelled or timed_out, not "
+		            "\"%s\"",
+		            proto_quote(quoted, sizeof(quoted), sname, slen));
+		return;
+	}
+	if (proto_has(m, PF_UID) && proto_u64(m, PF_UID, 0) > (uid_t)-2) {
+		reply_error(c, m->id, PE_BAD_FIELD, "uid %llu is out of range",
+		            (unsigned long long)proto_u64(m, PF_UID, 0));
+		return;
+	}
+	if (request_admin(c))
+		f.uid = proto_has(m, PF_UID) ? (int64_t)proto_u64(m, PF_UID, 0)
+		                             : -1;
+	else if (proto_has(m, PF_UID) &&
+	         proto_u64(m, PF_UID, 0) != (uint64_t)conn_uid(c)) {
+		reply_error(c, m->id, PE_PERMISSION,
+		            "only an admin may clean the jobs of another user: "
+		            "root, a member of admin-group, or the user of a "
+		            "user instance");
+		return;
+	}
+	n = job_clean(clean_match, &f);
+	if (store_enabled()) {
+		if ((stored = store_clean(f.state, f.before, f.uid,
+		                          clean_forget_cb, NULL)) < 0) {
+			reply_error(c, m->id, PE_STORE,
+			            "the job store cannot be written (see "
+			            "concd's log)");
+			return;
+		}
+		n = (size_t)stored;
+	}
+	log_info("clean by uid %u: %zu finished jobs forgotten",
+	         (unsigned)conn_uid(c), n);
+	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
+	proto_enc_u64(&e, PF_FORGOTTEN, n);
+	proto_enc_end(&e);
+	conn_dirty(c);
+}
+
 static void
 request_not_a_request(struct conn *c, const struct proto_msg *m)
 {
@@ -1264,6 +1349,7 @@ static void (*const request_table[PROTO_TYPE_COUNT])(
     [PROTO_TASKS] = request_tasks,   [PROTO_SHUTDOWN] = request_shutdown,
     [PROTO_POOL] = request_pool,     [PROTO_RESIZE] = request_resize,
     [PROTO_GATHER] = request_gather, [PROTO_LOG] = request_log,
+    [PROTO_CLEAN] = request_clean,
 };
 
 static void
