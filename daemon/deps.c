@@ -59,30 +59,29 @@ static struct {
 static const uint64_t *
 deps_after(const struct job *j, size_t *n)
 {
-	(void)j;
-	*n = 0;
-	return NULL;
+	*n = j->extra != NULL ? j->extra->nafter : 0;
+	return *n > 0 ? j->extra->after : NULL;
 }
 
 static bool
 deps_after_any(const struct job *j)
 {
-	(void)j;
-	return false;
+	return j->extra != NULL && j->extra->after_any;
 }
 
 static uint64_t
 deps_cause(const struct job *j)
 {
-	(void)j;
-	return 0;
+	return j->extra != NULL ? j->extra->cause : 0;
 }
 
 static void
 deps_set_cause(struct job *j, uint64_t cause)
 {
-	(void)j;
-	(void)cause;
+	struct job_extra *x = job_extra(j);
+
+	if (x != NULL)
+		x->cause = cause;
 }
 
 static size_t
@@ -233,7 +232,7 @@ deps_row_cb(const struct store_row *r, void *arg)
 	s->final = PROTO_STATE_FINAL(r->state);
 	s->state = r->state;
 	s->err = r->err;
-	s->cause = 0;
+	s->cause = r->x != NULL ? r->x->cause : 0;
 }
 
 static void

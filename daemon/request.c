@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "deps.h"
 #include "executor.h"
 #include "job.h"
 #include "joblog.h"
@@ -167,6 +168,15 @@ stored_reply(const struct store_row *r, void *arg)
 		break;
 	}
 	conn_dirty(c);
+}
+
+/* Seen in the store, and the peer's to see. */
+static void
+stored_seen(const struct store_row *r, void *arg)
+{
+	struct stored *a = arg;
+
+	a->found = r->uid == conn_uid(a->c) || request_admin(a->c);
 }
 
 /*
@@ -593,6 +603,111 @@ request_init(void)
 		fatalx("request_init: no room for a store hook");
 }
 
+/* Is job id one the peer may name: in memory, or only in the store? */
+static bool
+request_job_known(struct conn *c, uint64_t id)
+{
+	struct stored a = {.c = c, .m = NULL};
+	struct job *j = job_find(id);
+
+	if (j != NULL)
+		return job_visible(j, conn_uid(c)) || request_admin(c);
+	if (!store_enabled())
+		return false;
+	store_sync(); /* a row retention just let go of is written */
+	return store_get(id, stored_seen, &a) == 0 && a.found;
+}
+
+/*
+ * The jobs a job runs after (--after): each must be a job the peer may
+ * see, and in a gather of n jobs a line @N one of them.  Another user's
+ * job is as good as absent.  -1 with the cause (bad_field).
+ */
+static int
+request_after_check(struct conn *c, const struct job_extra *x, size_t n,
+                    char *cause, size_t len)
+{
+	uint32_t i;
+
+	for (i = 0; x != NULL && i < x->nafter; i++) {
+		uint64_t a = x->after[i];
+
+		if (JOB_AFTER_IS_LINE(a) && (a & ~JOB_AFTER_LINE) >= n) {
+			snprintf(cause, len,
+			         "after: @%llu: this gather has no such line "
+			         "(@0 to @%zu)",
+			         (unsigned long long)(a & ~JOB_AFTER_LINE),
+			         n - 1);
+			return -1;
+		}
+		if (!JOB_AFTER_IS_LINE(a) && !request_job_known(c, a)) {
+			snprintf(cause, len,
+			         "after: no such job: %llu (it never was, it "
+			         "was cleaned, or it is another user's)",
+			         (unsigned long long)a);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The lines of a gather that name each other (@N) must not wait in a
+ * cycle.  -1 with the cause, which names the lines of one.
+ */
+static int
+request_after_order(const struct job_submit *js, size_t n, char *cause,
+                    size_t len)
+{
+	uint32_t *first = calloc(n + 1, sizeof(*first)), *refs = NULL;
+	size_t i, k, nrefs = 0;
+	int rc = -1;
+
+	if (first == NULL)
+		goto nomem;
+	for (i = 0; i < n; i++) {
+		const struct job_extra *x = js[i].extra;
+
+		for (k = 0; x != NULL && k < x->nafter; k++)
+			nrefs += JOB_AFTER_IS_LINE(x->after[k]);
+		first[i + 1] = (uint32_t)nrefs;
+	}
+	if (nrefs == 0) {
+		free(first);
+		return 0;
+	}
+	if ((refs = calloc(nrefs, sizeof(*refs))) == NULL)
+		goto nomem;
+	for (i = 0, nrefs = 0; i < n; i++) {
+		const struct job_extra *x = js[i].extra;
+
+		for (k = 0; x != NULL && k < x->nafter; k++)
+			if (JOB_AFTER_IS_LINE(x->after[k]))
+				refs[nrefs++] =
+				    (uint32_t)(x->after[k] & ~JOB_AFTER_LINE);
+	}
+	rc = deps_order_check(n, first, refs, cause, len);
+	free(first);
+	free(refs);
+	return rc;
+nomem:
+	free(first);
+	snprintf(cause, len, "out of memory");
+	return -1;
+}
+
+/* A gather's job, its @N made the id of line N: its jobs' ids follow on. */
+static void
+request_after_resolve(struct job *j, uint64_t first)
+{
+	uint32_t i;
+
+	for (i = 0; j->extra != NULL && i < j->extra->nafter; i++)
+		if (JOB_AFTER_IS_LINE(j->extra->after[i]))
+			j->extra->after[i] =
+			    first + (j->extra->after[i] & ~JOB_AFTER_LINE);
+}
+
 static void
 request_submit(struct conn *c, const struct proto_msg *m)
 {
@@ -613,6 +728,10 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	              sizeof(cause)) < 0) {
 		reply_error(c, m->id, code, "%s", cause);
 		return;
+	}
+	if (request_after_check(c, js.extra, 1, cause, sizeof(cause)) < 0) {
+		reply_error(c, m->id, PE_BAD_FIELD, "%s", cause);
+		goto out;
 	}
 	if (!sched_has_room(js.exec, 1)) {
 		queue_full(c, m->id, js.exec);
@@ -680,8 +799,12 @@ request_gather(struct conn *c, const struct proto_msg *m)
 			snprintf(cause, sizeof(cause), "%s", f.message);
 		} else if (parse_job(em, conn_uid(c), true, &js[i], &args,
 		                     &code, cause, sizeof(cause)) == 0) {
-			per_exec[js[i].exec]++;
-			continue;
+			code = PE_BAD_FIELD;
+			if (request_after_check(c, js[i].extra, n, cause,
+			                        sizeof(cause)) == 0) {
+				per_exec[js[i].exec]++;
+				continue;
+			}
 		}
 		/* the whole gather is refused, saying which entry */
 		proto_enc_begin(&e, conn_out(c), PROTO_ERROR, m->id);
@@ -690,6 +813,10 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		proto_enc_u64(&e, PF_INDEX, i);
 		proto_enc_end(&e);
 		conn_dirty(c);
+		goto out;
+	}
+	if (request_after_order(js, n, cause, sizeof(cause)) < 0) {
+		reply_error(c, m->id, PE_BAD_FIELD, "%s", cause);
 		goto out;
 	}
 	for (x = 0; x < PX_COUNT; x++) {
@@ -715,6 +842,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		job_gather_add(g, j); /* held until job_gather_submit */
 		if (i == 0)
 			r.first = j->id;
+		request_after_resolve(j, r.first);
 		r.n++;
 	}
 	if (r.n > 0)
