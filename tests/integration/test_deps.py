@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -114,6 +115,271 @@ class LargeGather(Base):
         self.assertEqual(r.returncode, 2)
         self.assertIn("line 2 (index 1): --after @2: there is no such line "
                       "(@0 to @1)", r.stderr)
+
+
+class After(Base):
+    def submit(self, *args):
+        r = self.ctl("submit", *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return int(r.stdout)
+
+    def gated(self, *opts):
+        """A job held running until its gate is released."""
+        g = self.d.gate()
+        return g, self.submit(*opts, "exec", "--", *g.argv)
+
+    def status(self, job):
+        return self.d.client().call("status", job=job)
+
+    def test_a_job_waits_for_the_success_of_the_jobs_it_names(self):
+        c = self.d.client()
+        g, a = self.gated()
+        c.wait_state(a, "running")
+        b = self.submit("--after", a, "sleep", "ms=0")
+        self.assertEqual(self.status(b)["state"], "queued")
+        self.assertEqual(self.status(b)["after"], [a])
+        g.release()
+        st = c.wait_state(b, "succeeded")
+        self.assertGreaterEqual(st["started"], self.status(a)["finished"])
+
+    def test_a_job_waits_for_all_it_names(self):
+        c = self.d.client()
+        g1, a1 = self.gated()
+        g2, a2 = self.gated()
+        b = self.submit("--after", "%d,%d" % (a1, a2), "sleep", "ms=0")
+        g1.release()
+        c.wait_state(a1, "succeeded")
+        self.assertEqual(self.status(b)["state"], "queued")
+        g2.release()
+        c.wait_state(b, "succeeded")
+
+    def test_a_failure_ends_the_whole_chain_at_once(self):
+        c = self.d.client()
+        g, a = self.gated()
+        chain = [a]
+        for _ in range(5):
+            chain.append(self.submit("--after", chain[-1], "sleep", "ms=0"))
+        self.assertEqual(self.ctl("cancel", a).returncode, 0)
+        for job in chain[1:]:
+            st = c.wait_state(job, "failed")
+            self.assertEqual(st["error"], "dependency_failed")
+            self.assertEqual(st["cause"], a)
+            self.assertRegex(st["message"],
+                             r"^job %d(, which it runs after,)? was "
+                             r"cancelled" % a)
+        self.assertEqual(self.status(chain[1])["message"],
+                         "job %d, which it runs after, was cancelled" % a)
+        self.assertEqual(
+            self.status(chain[3])["message"],
+            "job %d was cancelled, and job %d, which it runs after, "
+            "failed with it" % (a, chain[2]))
+        r = self.ctl("wait", chain[-1])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("job %d failed: job %d was cancelled" % (chain[-1], a),
+                      r.stderr)
+
+    def test_a_failed_or_timed_out_dependency_fails_its_dependents(self):
+        c = self.d.client()
+        a = self.submit("exec", "--", "false")
+        b = self.submit("--after", a, "sleep", "ms=0")
+        st = c.wait_state(b, "failed")
+        self.assertEqual((st["error"], st["cause"]),
+                         ("dependency_failed", a))
+        self.assertIn("job %d, which it runs after, failed" % a,
+                      st["message"])
+        t = self.submit("--timeout", "0.05", "sleep", "ms=20000")
+        u = self.submit("--after", t, "sleep", "ms=0")
+        st = c.wait_state(u, "failed")
+        self.assertIn("job %d, which it runs after, timed out" % t,
+                      st["message"])
+
+    def test_a_dependent_of_a_failed_job_is_not_retried(self):
+        c = self.d.client()
+        a = self.submit("exec", "--", "false")
+        b = self.submit("--after", a, "--retries", "3", "sleep", "ms=0")
+        st = c.wait_state(b, "failed")
+        self.assertEqual(st["error"], "dependency_failed")
+        self.assertEqual(st["attempt"], 1)  # the first was the last
+
+    def test_after_any_runs_whatever_the_end(self):
+        c = self.d.client()
+        a = self.submit("exec", "--", "false")
+        b = self.submit("--after-any", a, "exec", "--", "true")
+        c.wait_state(b, "succeeded")
+        self.assertTrue(self.status(b)["after_any"])
+        # and a chain behind it is not failed by a's failure
+        g, x = self.gated()
+        y = self.submit("--after-any", x, "sleep", "ms=0")
+        self.ctl("cancel", x)
+        c.wait_state(y, "succeeded")
+
+    def test_after_and_after_any_do_not_mix(self):
+        r = self.ctl("submit", "--after", "1", "--after-any", "2",
+                     "sleep", "ms=0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--after and --after-any do not mix", r.stderr)
+
+    def test_an_unknown_job_is_refused_at_submit(self):
+        r = self.ctl("submit", "--after", "424242", "sleep", "ms=0")
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("bad_field: after: no such job: 424242", r.stderr)
+        self.assertEqual(self.ctl("ps", "-a", "-q").stdout.count("sleep"),
+                         0)
+
+    def test_at_n_outside_a_gather_is_a_usage_error(self):
+        r = self.ctl("submit", "--after", "@0", "sleep", "ms=0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("@N names a line of a gather", r.stderr)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to be another user")
+    def test_another_users_job_is_as_good_as_unknown(self):
+        os.chmod(self.d.socket, 0o666)
+        r = self.d.concctl("submit", "sleep", "ms=0", user=65534)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        theirs = int(r.stdout)
+        mine = self.submit("sleep", "ms=0")
+        r = self.d.concctl("submit", "--after", mine, "sleep", "ms=0",
+                           user=65534)
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("after: no such job: %d" % mine, r.stderr)
+        # root, an admin, may name anyone's
+        self.submit("--after", theirs, "sleep", "ms=0")
+
+    def test_a_job_that_ended_already_counts_as_it_ended(self):
+        c = self.d.client()
+        a = self.submit("sleep", "ms=0")
+        c.wait_state(a, "succeeded")
+        b = self.submit("--after", a, "sleep", "ms=0")
+        c.wait_state(b, "succeeded")
+        f = self.submit("exec", "--", "false")
+        c.wait_state(f, "failed")
+        g = self.submit("--after", f, "sleep", "ms=0")
+        st = c.wait_state(g, "failed")
+        self.assertEqual((st["error"], st["cause"]), ("dependency_failed", f))
+
+    def test_a_job_waiting_for_others_can_be_cancelled(self):
+        c = self.d.client()
+        g, a = self.gated()
+        b = self.submit("--after", a, "sleep", "ms=0")
+        d = self.submit("--after", b, "sleep", "ms=0")
+        r = self.ctl("cancel", b)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(c.wait_state(b, "cancelled")["error"], "cancelled")
+        self.assertEqual(c.wait_state(d, "failed")["cause"], b)
+        g.release()
+        c.wait_state(a, "succeeded")
+
+    def test_a_workflow_in_one_gather(self):
+        out = os.path.join(self.tmp, "flow")
+        step = "exec %%s -- sh -c 'echo %%s >> %s'" % out
+        r = self.gather([step % ("--after @3", "d"),
+                         step % ("", "a"),
+                         step % ("--after @1", "b"),
+                         step % ("--after @0,@2", "e"),
+                         ][:0] + [
+            step % ("", "a"),
+            step % ("--after @0", "b"),
+            step % ("--after @0", "c"),
+            step % ("--after @1,@2", "d"),
+            step % ("--after @5", "f"),   # forward: line 5 runs first
+            step % ("--after @3", "e"),
+        ])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out) as f:
+            got = f.read().split()
+        self.assertEqual(got[0], "a")
+        self.assertEqual(sorted(got[1:3]), ["b", "c"])
+        self.assertEqual(got[3:], ["d", "e", "f"])
+        rows = result_lines(r.stdout)
+        self.assertEqual(self.status(int(rows[4][1]))["after"],
+                         [int(rows[5][1])])
+
+    def test_a_cycle_in_a_gather_is_refused(self):
+        r = self.gather(["sleep ms=0", "sleep ms=0 --after @3",
+                         "sleep ms=0 --after @1", "sleep ms=0 --after @2"])
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("bad_field: after: a cycle: @1 waits for @3 waits for "
+                      "@2 waits for @1", r.stderr)
+        r = self.gather(["sleep ms=0 --after @0"])
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("a cycle: @0 waits for @0", r.stderr)
+        self.assertEqual(self.ctl("ps", "-a", "-q").stdout.count("sleep"),
+                         0)
+
+    def test_a_failure_in_a_gather_names_the_first_failed_job(self):
+        r = self.gather(["exec -- false", "sleep ms=0 --after @0",
+                         "sleep ms=0 --after @1", "sleep ms=0 --after-any @2"])
+        self.assertEqual(r.returncode, 1)
+        rows = result_lines(r.stdout)
+        self.assertEqual([x[2] for x in rows],
+                         ["failed", "failed", "failed", "succeeded"])
+        self.assertIn("job %s, which it runs after, failed" % rows[0][1],
+                      rows[1][3])
+        self.assertEqual(self.status(int(rows[2][1]))["cause"],
+                         int(rows[0][1]))
+
+
+class AfterStored(unittest.TestCase):
+    """Jobs that only the store remembers: finished before a restart."""
+
+    def daemon(self, state_dir):
+        d = harness.Daemon("-p", "1", "--state-dir", state_dir)
+        self.addCleanup(d.close)
+        return d
+
+    def setUp(self):
+        top = tempfile.mkdtemp(prefix="concd-deps-state-")
+        self.addCleanup(shutil.rmtree, top, ignore_errors=True)
+        self.state = os.path.join(top, "state")
+
+    def submit(self, d, *args):
+        r = d.concctl("submit", *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return int(r.stdout)
+
+    def test_a_dependency_only_the_store_has_is_resolved_from_it(self):
+        d = self.daemon(self.state)
+        c = d.client()
+        f = self.submit(d, "exec", "--", "false")
+        ok = self.submit(d, "sleep", "ms=0")
+        a = self.submit(d, "exec", "--", "false")
+        b = self.submit(d, "--after", a, "sleep", "ms=0")
+        c.wait_state(b, "failed")
+        c.wait_state(ok, "succeeded")
+        self.assertEqual(d.stop(), 0)
+        d = self.daemon(self.state)
+        c = d.client()
+        self.assertEqual(c.call("ps")["total"], 0)  # nothing in memory
+        x = self.submit(d, "--after", ok, "sleep", "ms=0")
+        c.wait_state(x, "succeeded")
+        y = self.submit(d, "--after", f, "sleep", "ms=0")
+        st = c.wait_state(y, "failed")
+        self.assertEqual((st["error"], st["cause"]), ("dependency_failed", f))
+        # a job failed by its dependency hands on the first failure
+        z = self.submit(d, "--after", b, "sleep", "ms=0")
+        self.assertEqual(c.wait_state(z, "failed")["cause"], a)
+        self.assertEqual(
+            d.concctl("submit", "--after", 99999, "sleep", "ms=0").returncode,
+            4)
+
+    def test_a_chain_waiting_at_a_restart_still_ends(self):
+        d = self.daemon(self.state)
+        c = d.client()
+        g = d.gate()
+        a = self.submit(d, "exec", "--", *g.argv)
+        c.wait_state(a, "running")
+        b = self.submit(d, "--after", a, "sleep", "ms=0")
+        e = self.submit(d, "--after", b, "sleep", "ms=0")
+        self.assertEqual(c.call("status", job=e)["state"], "queued")
+        self.assertEqual(d.stop(signal.SIGKILL), -signal.SIGKILL)
+        d.expect_exit(-signal.SIGKILL)
+        d = self.daemon(self.state)
+        c = d.client()
+        # a was cut off (interrupted): its chain fails, nothing waits on
+        self.assertEqual(c.wait_state(a, "failed")["error"], "interrupted")
+        st = c.wait_state(e, "failed")
+        self.assertEqual((st["error"], st["cause"]), ("dependency_failed", a))
+        self.assertEqual(c.call("ps")["total"], 0)
 
 
 if __name__ == "__main__":
