@@ -54,7 +54,6 @@ struct gather {
 static void job_trim(void);
 static void job_gather_put(struct gather *);
 static void job_drained(struct conn *);
-static void job_row(const struct job *, struct store_row *);
 static uint64_t job_next_id(void);
 
 /*
@@ -742,7 +741,7 @@ job_result_size(const struct job *j)
 }
 
 /* A job as a store row: its pointers are the job's own. */
-static void
+void
 job_row(const struct job *j, struct store_row *r)
 {
 	r->id = j->id;

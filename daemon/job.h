@@ -209,6 +209,8 @@ struct job *job_restore(const struct job_submit *, const struct store_row *);
 /* A restored job that cannot go on ends so, with this error. */
 void job_end_restored(struct job *, enum proto_state, enum proto_error,
                       const char *message);
+/* A job as a store row: its pointers are the job's own. */
+void job_row(const struct job *, struct store_row *);
 /* Put the rows of the jobs that changed into the store (its hook). */
 size_t job_collect(bool hold);
 struct job *job_find(uint64_t id);

@@ -1606,6 +1606,135 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
+/* The job a restart request names, as memory or the store has it. */
+struct restart_src {
+	struct conn *c;
+	bool found;
+	uint8_t state;
+	char task[65];
+	struct pbuf args;
+	struct job_submit js;
+	struct job_extra *x; /* a copy, or NULL */
+};
+
+/* Take what a new job needs of an old one, in memory or in the store. */
+static void
+restart_take(struct restart_src *s, const struct store_row *r)
+{
+	s->found = true;
+	s->state = r->state;
+	snprintf(s->task, sizeof(s->task), "%s", r->task);
+	if (r->args_len > 0)
+		pbuf_append(&s->args, r->args, r->args_len);
+	s->js.retries = r->retries;
+	s->js.retry_delay_ms = r->retry_delay_ms;
+	s->js.requested = (enum proto_exec)r->requested;
+	s->js.daemon = r->daemon;
+	s->js.fresh = r->fresh;
+	s->js.uid = r->uid;
+	s->js.timeout_ms = r->timeout_ms;
+	if (r->x != NULL)
+		s->x = job_extra_dup(r->x);
+}
+
+static void
+restart_row_cb(const struct store_row *r, void *arg)
+{
+	struct restart_src *s = arg;
+
+	if (r->uid == conn_uid(s->c) || request_admin(s->c))
+		restart_take(s, r);
+}
+
+/*
+ * A finished job's request again, as a new job of the same owner: the
+ * same task, arguments, options and context, with restart_of its id;
+ * neither what it ran after nor its schedule or hold.
+ */
+static void
+request_restart(struct conn *c, const struct proto_msg *m)
+{
+	uint64_t id = proto_u64(m, PF_JOB, 0);
+	struct restart_src s = {.c = c};
+	struct conn_reply r = {.req = m->id, .n = 1};
+	struct store_row row;
+	struct job *j = job_find(id);
+	char cause[256];
+
+	if (loop_stopping()) {
+		reply_error(c, m->id, PE_SHUTTING_DOWN,
+		            "concd is shutting down");
+		return;
+	}
+	if (j != NULL && (job_visible(j, conn_uid(c)) || request_admin(c))) {
+		job_row(j, &row);
+		restart_take(&s, &row);
+	} else if (j == NULL && store_enabled()) {
+		store_sync();
+		(void)store_get(id, restart_row_cb, &s);
+	}
+	if (!s.found) {
+		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
+		            (unsigned long long)id);
+		goto out;
+	}
+	if (!PROTO_STATE_FINAL(s.state)) {
+		reply_error(c, m->id, PE_NOT_FINISHED,
+		            "job %llu is %s: only a finished job is restarted",
+		            (unsigned long long)id, proto_states[s.state]);
+		goto out;
+	}
+	if ((s.js.task = task_find(s.task, strlen(s.task))) == NULL) {
+		reply_error(
+		    c, m->id, PE_UNKNOWN_TASK,
+		    "job %llu's task \"%s\" is gone (see concctl tasks)",
+		    (unsigned long long)id, s.task);
+		goto out;
+	}
+	if ((s.js.task->traits & TASK_USER_CODE) &&
+	    !request_user_code_ok(s.js.uid)) {
+		reply_error(
+		    c, m->id, PE_PERMISSION,
+		    "%s jobs of uid %u are refused (exec-other-users in "
+		    "concd.conf(5))",
+		    s.js.task->name, (unsigned)s.js.uid);
+		goto out;
+	}
+	if (sched_choose(s.js.task, s.js.requested, s.js.fresh, &s.js.exec,
+	                 cause, sizeof(cause)) < 0) {
+		reply_error(c, m->id, PE_BAD_EXECUTOR, "%s", cause);
+		goto out;
+	}
+	if (s.x == NULL && (s.x = job_extra_dup(&(struct job_extra){
+	                        .exit = -1, .signal = -1})) == NULL) {
+		reply_error(c, m->id, PE_INTERNAL, "out of memory");
+		goto out;
+	}
+	s.x->nafter = 0;
+	s.x->after_any = s.x->held = false;
+	s.x->at = s.x->cause = 0;
+	s.x->exit = s.x->signal = -1;
+	s.x->restart_of = id;
+	s.js.extra = s.x;
+	s.js.args = s.args.data;
+	s.js.args_len = s.args.len;
+	if (!sched_has_room(s.js.exec, 1)) {
+		queue_full(c, m->id, s.js.exec);
+		goto out;
+	}
+	if (store_refuses(c, m->id))
+		goto out;
+	if ((j = job_new(&s.js)) == NULL) {
+		reply_error(c, m->id, PE_INTERNAL, "out of memory");
+		goto out;
+	}
+	r.first = j->id;
+	request_admit(c, &r);
+out:
+	job_extra_free(s.x);
+	pbuf_free(&s.args);
+}
+
 /* Which finished jobs a clean request forgets. */
 struct clean_filter {
 	int state;       /* a final state; -1: any */
@@ -1708,7 +1837,7 @@ static void (*const request_table[PROTO_TYPE_COUNT])(
     [PROTO_TASKS] = request_tasks,   [PROTO_SHUTDOWN] = request_shutdown,
     [PROTO_POOL] = request_pool,     [PROTO_RESIZE] = request_resize,
     [PROTO_GATHER] = request_gather, [PROTO_LOG] = request_log,
-    [PROTO_CLEAN] = request_clean,
+    [PROTO_CLEAN] = request_clean,   [PROTO_RESTART] = request_restart,
 };
 
 static void

@@ -361,6 +361,11 @@ class AfterStored(unittest.TestCase):
         self.assertEqual(
             d.concctl("submit", "--after", 99999, "sleep", "ms=0").returncode,
             4)
+        # and a restart of a job only the store has
+        r = d.concctl("restart", ok)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = c.wait_state(int(r.stdout), "succeeded")
+        self.assertEqual((st["restart_of"], st["task"]), (ok, "sleep"))
 
     def test_a_chain_waiting_at_a_restart_still_ends(self):
         d = self.daemon(self.state)
@@ -380,6 +385,114 @@ class AfterStored(unittest.TestCase):
         st = c.wait_state(e, "failed")
         self.assertEqual((st["error"], st["cause"]), ("dependency_failed", a))
         self.assertEqual(c.call("ps")["total"], 0)
+
+
+class Restart(Base):
+    def test_a_finished_job_runs_again_as_a_new_linked_job(self):
+        c = self.d.client()
+        out = os.path.join(self.tmp, "runs")
+        r = self.ctl("run", "--retries", "1", "exec", "--", "sh", "-c",
+                     "echo ran >> %s; exit 3" % out)
+        self.assertNotEqual(r.returncode, 0)
+        old = c.call("ps", all=True)["jobs"][-1]["job"]
+        r = self.ctl("restart", old)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        new = int(r.stdout)
+        self.assertNotEqual(new, old)
+        st = c.wait_state(new, "failed")
+        self.assertEqual(st["restart_of"], old)
+        self.assertEqual(st["retries"], 1)
+        self.assertEqual(st["task"], "exec")
+        with open(out) as f:
+            self.assertEqual(f.read(), "ran\n" * 4)  # 2 attempts, twice
+        self.assertNotIn("restart_of", c.call("status", job=old))
+
+    def test_a_job_failed_by_its_dependency_restarts_without_it(self):
+        c = self.d.client()
+        a = int(self.ctl("submit", "exec", "--", "false").stdout)
+        b = int(self.ctl("submit", "--after", a, "sleep", "ms=0").stdout)
+        c.wait_state(b, "failed")
+        new = int(self.ctl("restart", b).stdout)
+        st = c.wait_state(new, "succeeded")
+        self.assertNotIn("after", st)
+        self.assertNotIn("cause", st)
+
+    def test_an_unfinished_or_unknown_job_is_not_restarted(self):
+        c = self.d.client()
+        g = self.d.gate()
+        a = int(self.ctl("submit", "exec", "--", *g.argv).stdout)
+        c.wait_state(a, "running")
+        r = self.ctl("restart", a)
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("not_finished: job %d is running" % a, r.stderr)
+        r = self.ctl("restart", 777777)
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("no_such_job: no such job: 777777", r.stderr)
+
+
+class Clean(Base):
+    def ids(self):
+        return {j["job"] for j in self.d.client().call(
+            "ps", all=True)["jobs"]}
+
+    def test_clean_forgets_finished_jobs_and_their_logs(self):
+        c = self.d.client()
+        ok = int(self.ctl("submit", "exec", "--", "echo", "kept").stdout)
+        bad = int(self.ctl("submit", "exec", "--", "false").stdout)
+        c.wait_state(ok, "succeeded")
+        c.wait_state(bad, "failed")
+        g = self.d.gate()
+        live = int(self.ctl("submit", "exec", "--", *g.argv).stdout)
+        c.wait_state(live, "running")
+        r = self.ctl("clean", "--state", "failed")
+        self.assertEqual((r.returncode, r.stdout),
+                         (0, "1 finished jobs forgotten\n"), r.stderr)
+        self.assertEqual(self.ids(), {ok, live})
+        self.assertEqual(c.call("status", job=bad)["error"], "no_such_job")
+        self.assertEqual(self.ctl("log", ok).stdout, "kept\n")
+        r = self.ctl("clean")
+        self.assertEqual(r.stdout, "1 finished jobs forgotten\n")
+        self.assertEqual(self.ids(), {live})
+        r = self.ctl("log", ok)
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("no such job", r.stderr)
+        # a forgotten job can no longer be named
+        r = self.ctl("submit", "--after", ok, "sleep", "ms=0")
+        self.assertEqual(r.returncode, 4)
+
+    def test_clean_before_keeps_what_finished_later(self):
+        c = self.d.client()
+        a = int(self.ctl("submit", "sleep", "ms=0").stdout)
+        c.wait_state(a, "succeeded")
+        mid = c.call("status", job=a)["finished"] + 1
+        b = int(self.ctl("submit", "sleep", "ms=0").stdout)
+        c.wait_state(b, "succeeded")
+        m = c.call("clean", before=mid)
+        self.assertEqual(m["t"], "ok")
+        self.assertEqual(m["forgotten"], 1)
+        self.assertEqual(self.ids(), {b})
+
+    def test_clean_of_a_state_that_is_not_final_is_refused(self):
+        m = self.d.client().call("clean", state="queued")
+        self.assertEqual(m["error"], "bad_field")
+        self.assertIn("state must be succeeded, failed, cancelled or "
+                      "timed_out", m["message"])
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to be another user")
+    def test_a_user_cleans_only_their_own_jobs(self):
+        os.chmod(self.d.socket, 0o666)
+        c = self.d.client()
+        mine = int(self.ctl("submit", "sleep", "ms=0").stdout)
+        r = self.d.concctl("submit", "sleep", "ms=0", user=65534)
+        theirs = int(r.stdout)
+        c.wait_state(mine, "succeeded")
+        c.wait_state(theirs, "succeeded")
+        r = self.d.concctl("clean", user=65534)
+        self.assertEqual(r.stdout, "1 finished jobs forgotten\n", r.stderr)
+        self.assertEqual(self.ids(), {mine})
+        r = self.d.concctl("clean", "-u", "0", user=65534)
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("permission_denied", r.stderr)
 
 
 if __name__ == "__main__":
