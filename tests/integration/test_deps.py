@@ -173,6 +173,9 @@ class After(Base):
             self.status(chain[3])["message"],
             "job %d was cancelled, and job %d, which it runs after, "
             "failed with it" % (a, chain[2]))
+        out = self.ctl("status", chain[2]).stdout
+        self.assertIn("\nafter      %d (their success)\n" % chain[1], out)
+        self.assertIn("\ncause      job %d failed first\n" % a, out)
         r = self.ctl("wait", chain[-1])
         self.assertEqual(r.returncode, 1)
         self.assertIn("job %d failed: job %d was cancelled" % (chain[-1], a),
@@ -401,6 +404,8 @@ class Restart(Base):
         self.assertNotEqual(new, old)
         st = c.wait_state(new, "failed")
         self.assertEqual(st["restart_of"], old)
+        self.assertIn("\nrestart of %d\n" % old,
+                      self.ctl("status", new).stdout)
         self.assertEqual(st["retries"], 1)
         self.assertEqual(st["task"], "exec")
         with open(out) as f:
