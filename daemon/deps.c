@@ -369,20 +369,14 @@ deps_tell(const struct dend *e)
 	free(waiters);
 }
 
-void
-deps_ended(struct job *j)
+/* Tell the waiters of every end pushed, and of those it causes. */
+static void
+deps_drain(void)
 {
 	struct dend e;
-	uint64_t root;
-	bool dep = j->err == PE_DEPENDENCY;
 
-	if (deps.count == 0)
-		return; /* nothing waits for anything */
-	root = dep && deps_cause(j) != 0 ? deps_cause(j) : j->id;
-	deps_push(j->id, root, dep ? PS_COUNT : j->state,
-	          j->state == PS_SUCCEEDED);
 	if (deps.draining)
-		return; /* the loop below takes it */
+		return; /* the loop below, further up, takes it */
 	deps.draining = true;
 	while (deps.head < deps.nends) {
 		e = deps.ends[deps.head++];
@@ -398,6 +392,59 @@ deps_ended(struct job *j)
 	}
 	deps.head = deps.nends = 0;
 	deps.draining = false;
+}
+
+void
+deps_ended(struct job *j)
+{
+	uint64_t root;
+	bool dep = j->err == PE_DEPENDENCY;
+
+	if (deps.count == 0)
+		return; /* nothing waits for anything */
+	root = dep && deps_cause(j) != 0 ? deps_cause(j) : j->id;
+	deps_push(j->id, root, dep ? PS_COUNT : j->state,
+	          j->state == PS_SUCCEEDED);
+	deps_drain();
+}
+
+/*
+ * After a restart: a job waited for that did not come back into memory
+ * (its task is gone, so recovery ended it in the store alone) never ends
+ * here; what the store says of it counts instead.
+ */
+void
+deps_recovered(void)
+{
+	struct dstate s;
+	struct dnode *d;
+	uint64_t *ids = NULL, *p;
+	size_t i, n = 0, cap = 0;
+
+	for (i = 0; i < deps.nbucket; i++)
+		for (d = deps.bucket[i]; d != NULL; d = d->hnext) {
+			if (d->n == 0 || job_find(d->id) != NULL)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				if ((p = reallocarray(ids, cap, sizeof(*p))) ==
+				    NULL)
+					fatal("deps_recovered");
+				ids = p;
+			}
+			ids[n++] = d->id;
+		}
+	for (i = 0; i < n; i++) {
+		deps_state_of(ids[i], &s);
+		if (s.known && !s.final)
+			continue; /* it comes back yet */
+		deps_push(ids[i], deps_root(ids[i], &s),
+		          !s.known || s.err == PE_DEPENDENCY ? PS_COUNT
+		                                             : s.state,
+		          s.known && s.state == PS_SUCCEEDED);
+	}
+	free(ids);
+	deps_drain();
 }
 
 bool

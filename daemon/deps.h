@@ -17,6 +17,8 @@ bool deps_hold(struct job *);
 void deps_ended(struct job *);
 /* Cancel a job that waits for others: true if it did (it has ended). */
 bool deps_cancel(struct job *);
+/* After a restart's recovery: waited-for jobs that did not come back. */
+void deps_recovered(void);
 /* Is job id waiting for others? */
 bool deps_waiting(uint64_t id);
 /*

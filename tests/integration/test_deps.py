@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import BOUND, DaemonTest  # noqa: E402
 
+GREET = os.path.join(os.environ.get("CONCD_PLUGINS", ""), "greet.so")
 RESULT_LINE = re.compile(r"^(\d+) (\S+) (\w+) (.*)$")
 
 
@@ -388,6 +389,55 @@ class AfterStored(unittest.TestCase):
         st = c.wait_state(e, "failed")
         self.assertEqual((st["error"], st["cause"]), ("dependency_failed", a))
         self.assertEqual(c.call("ps")["total"], 0)
+
+    def test_a_job_waiting_for_a_later_id_at_a_restart(self):
+        """A gather's line that waits for a later line: at the restart
+        the waiting job comes back before the job it waits for."""
+        d = self.daemon(self.state)
+        c = d.client()
+        g = d.gate()
+        r = d.client()
+        rid = r.request("gather", jobs=[
+            dict(task="sleep", args={"ms": 0}, after=["@1"]),
+            dict(task="exec", args={"argv": g.argv}),
+            dict(task="sleep", args={"ms": 0}, after=["@1"])])
+        ids = r.recv_for(rid)["jobs"]
+        c.wait_state(ids[1], "running")
+        self.assertEqual(d.stop(signal.SIGKILL), -signal.SIGKILL)
+        d.expect_exit(-signal.SIGKILL)
+        d = self.daemon(self.state)
+        c = d.client()
+        for job in (ids[0], ids[2]):
+            st = c.wait_state(job, "failed")
+            self.assertEqual((st["error"], st["cause"]),
+                             ("dependency_failed", ids[1]))
+
+    @unittest.skipUnless(os.path.exists(GREET),
+                         "the greet plugin is not built (CONCD_PLUGINS)")
+    def test_a_job_waited_for_whose_task_is_gone_at_a_restart(self):
+        """The job waited for cannot come back (its plugin is gone): the
+        store's word on it ends the job waiting for it."""
+        plugins = tempfile.mkdtemp(prefix="concd-deps-plugins-")
+        self.addCleanup(shutil.rmtree, plugins, ignore_errors=True)
+        shutil.copy(GREET, plugins)
+        d = harness.Daemon("-p", "1", "--state-dir", self.state,
+                           "--plugin-dir", plugins)
+        self.addCleanup(d.close)
+        c = d.client()
+        rid = c.request("gather", jobs=[
+            dict(task="sleep", args={"ms": 0}, after=["@1"]),
+            dict(task="greet", args={"name": "x", "ms": 60000})])
+        ids = c.recv_for(rid)["jobs"]
+        c.wait_state(ids[1], "running")
+        self.assertEqual(d.stop(signal.SIGKILL), -signal.SIGKILL)
+        d.expect_exit(-signal.SIGKILL)
+        d = self.daemon(self.state)
+        c = d.client()
+        st = c.wait_state(ids[0], "failed")
+        self.assertEqual((st["error"], st["cause"]),
+                         ("dependency_failed", ids[1]))
+        self.assertIn("job %d, which it runs after, failed" % ids[1],
+                      st["message"])
 
 
 class Restart(Base):
