@@ -70,7 +70,9 @@ gather_keep(struct cmd_batch *b, struct cmd_args *la, unsigned lineno)
 		if (b->deps == NULL)
 			err(CTL_CONNECT, "reallocarray");
 	}
-	memcpy(b->deps + b->ndeps, la->after, nafter * sizeof(*b->deps));
+	if (nafter > 0)
+		memcpy(b->deps + b->ndeps, la->after,
+		       nafter * sizeof(*b->deps));
 	b->ndeps += nafter;
 }
 
