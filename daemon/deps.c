@@ -547,7 +547,19 @@ deps_order_check(size_t n, const uint32_t *first, const uint32_t *refs,
 			;
 		i = refs[r];
 	}
-	/* i is on the cycle: name its lines, in the order they wait */
+	/* i is on the cycle: name its lines from the lowest, as they wait */
+	for (k = i, top = i;;) {
+		size_t r;
+
+		for (r = first[k]; left[refs[r]] == 0; r++)
+			;
+		k = refs[r];
+		if (k < top)
+			top = k;
+		if (k == i)
+			break;
+	}
+	i = top;
 	off = (size_t)snprintf(cause, len, "after: a cycle: @%zu", i);
 	for (k = i;;) {
 		size_t r;
