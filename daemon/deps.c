@@ -460,15 +460,6 @@ deps_cancel(struct job *j)
 	return true;
 }
 
-/* Is job id waiting here for others? */
-bool
-deps_waiting(uint64_t id)
-{
-	struct dnode *d = deps_find(id);
-
-	return d != NULL && d->job != NULL;
-}
-
 void
 deps_shutdown(void)
 {

@@ -19,8 +19,6 @@ void deps_ended(struct job *);
 bool deps_cancel(struct job *);
 /* After a restart's recovery: waited-for jobs that did not come back. */
 void deps_recovered(void);
-/* Is job id waiting for others? */
-bool deps_waiting(uint64_t id);
 /*
  * The references among n lines of one gather (line i names the lines
  * refs[first[i]] .. refs[first[i + 1] - 1], each < n): 0, or -1 with a
