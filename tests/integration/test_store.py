@@ -563,6 +563,44 @@ class Ids(StoreTest):
             self.assertEqual(rows, 0, "--max-finished 0 kept finished rows")
         self.assertEqual(top, 9)
 
+    def test_a_stop_leaves_a_retention_backlog_to_the_next_concd(self):
+        # 50,000 finished rows over --max-finished: the stop deletes at most
+        # one batch of them (4,096) and does not keep systemd waiting
+        state = self.private_state_dir()
+        Daemon("--state-dir", state).close()
+        now = int(time.time() * 1e6)
+        path = os.path.join(state, "jobs.db")
+        with sqlite3.connect(path) as db:
+            db.executemany(
+                "insert into jobs(id, task, uid, requested, exec, daemon, "
+                "fresh, timeout_ms, retries, retry_delay_ms, attempt, state, "
+                "submitted, finished) values (?, 'noop', 0, 'auto', 'loop', "
+                "0, 0, 0, 0, 0, 1, 'succeeded', ?, ?)",
+                ((i, now, now) for i in range(100, 50100)))
+            db.execute("update meta set value = 50100 where key = 'next_id'")
+        db.close()
+        d = Daemon("--state-dir", state, "--max-finished", "0")
+        self.assertEqual(d.client().call("ping")["t"], "pong")
+        d.close()
+        with sqlite3.connect("file:%s?mode=ro" % path, uri=True) as db:
+            rows = db.execute("select count(*) from jobs").fetchone()[0]
+        db.close()
+        self.assertGreaterEqual(rows, 50000 - 4096)
+        # the next concd goes on with it, a batch at a time
+        d = Daemon("--state-dir", state, "--max-finished", "0")
+        c = d.client()
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline:
+            c.call("submit", task="noop")
+            with sqlite3.connect("file:%s?mode=ro" % path, uri=True) as db:
+                rows = db.execute("select count(*) from jobs "
+                                  "where id < 50100").fetchone()[0]
+            db.close()
+            if rows == 0:
+                break
+        self.assertEqual(rows, 0)
+        d.close()
+
     # ps (without --all) and status answer from the job table, where a
     # job has its id before its batch is committed; killed then, concd
     # goes on from the id reservation the store keeps ahead, not from the
