@@ -289,6 +289,13 @@ class Context(Base):
         self.assertEqual(r.stdout.count(("] %s\n" % self.tmp).encode()), 2,
                          r.stdout)
 
+    def test_env_completes_the_shells_exported_variables(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from test_completion import complete
+        words, _ = complete(["concctl", "run", "--env", "CTX_COMPL"],
+                            env={"CTX_COMPLETE_ME": "1"})
+        self.assertEqual(words, ["CTX_COMPLETE_ME"])
+
     def test_env_passes_the_chosen_variables(self):
         env = {"CTX_FROM_HERE": "here", "CTX_ALL": "all"}
         script = 'echo "$CTX_A|$CTX_FROM_HERE|${CTX_UNSET-unset}|$CTX_ALL"'
