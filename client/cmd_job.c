@@ -392,23 +392,28 @@ job_pack_env(msgpack_packer *pk, const struct cmd_args *a)
 
 /*
  * The directory a job runs in: --cwd (made absolute), else for an exec
- * job the current one; NULL: none is sent.
+ * job the current one; NULL: none is sent.  The current directory is
+ * asked for once: a gather has it for each of its exec lines.
  */
 static const char *
 job_cwd(const struct cmd_args *a)
 {
 	static char here[4096], there[8192];
+	static int known; /* 1: here holds it, -1: it cannot be had */
 
 	if (a->cwd == NULL && strcmp(a->argv[0], JOB_EXEC_TASK) != 0)
 		return NULL;
 	if (a->cwd != NULL && *a->cwd == '/')
 		return a->cwd;
-	if (getcwd(here, sizeof(here)) == NULL) {
+	if (known == 0 && getcwd(here, sizeof(here)) == NULL) {
 		warnx("the current directory: %s%s", strerror(errno),
 		      a->cwd == NULL ? "; the job runs in the daemon's default"
 		                     : "");
-		return a->cwd != NULL ? a->cwd : NULL;
-	}
+		known = -1;
+	} else if (known == 0)
+		known = 1;
+	if (known < 0)
+		return a->cwd; /* relative, the daemon says so; or none */
 	if (a->cwd == NULL)
 		return here;
 	snprintf(there, sizeof(there), "%s/%s", strcmp(here, "/") ? here : "",

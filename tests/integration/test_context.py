@@ -121,6 +121,35 @@ class Stdin(Base):
         self.assertEqual(ev[-1]["state"], "succeeded", ev[-1])
         self.assertEqual(int(output(ev)), sent)
 
+    def test_concctl_reads_its_input_only_as_fast_as_the_command(self):
+        """Backpressure through concctl: while the command reads nothing,
+        concctl stops reading its standard input, and what it took
+        arrives whole once the command reads."""
+        gate = self.d.gate()
+        p = subprocess.Popen(
+            [CONCTL, "--socket", self.d.socket, "run", "exec", "--", "sh",
+             "-c", "read x < %s; wc -c" % gate.path],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        os.set_blocking(p.stdin.fileno(), False)
+        chunk, written, cap = b"w" * CHUNK, 0, 64 * 1024 * 1024
+        while written < cap:
+            try:
+                written += os.write(p.stdin.fileno(), chunk)
+            except BlockingIOError:
+                # no progress for a while: concctl stopped reading
+                if not select.select([], [p.stdin], [], 1.0)[1]:
+                    break
+        self.assertLess(written, 8 * 1024 * 1024,
+                        "concctl went on reading input the command did "
+                        "not take")
+        gate.release()
+        os.set_blocking(p.stdin.fileno(), True)
+        p.stdin.close()
+        p.stdin = None
+        out, err = p.communicate(timeout=BOUND)
+        self.assertEqual((p.returncode, int(out)), (0, written), err)
+
     def test_a_client_that_goes_away_closes_the_commands_input(self):
         for x in EXECUTORS:
             with self.subTest(executor=x):
