@@ -270,6 +270,19 @@ class ExitStatus(Base):
         self.assertEqual(self.ctl("wait", noop).returncode, 0)
         # several jobs: the worst outcome, as before
         self.assertEqual(self.ctl("wait", job, noop).returncode, 1)
+        # its own timeout, and a job that never ran, are kept apart
+        gate = self.d.gate()
+        held = self.ctl("submit", "exec", "--",
+                        *gate.argv).stdout.strip().decode()
+        r = self.ctl("wait", "--timeout", "0.2", held)
+        self.assertEqual(r.returncode, 124, r.stderr)
+        gate.release()
+        self.assertEqual(self.ctl("wait", held).returncode, 0)
+        bad = self.ctl("submit", "exec", "--",
+                       "no-such-command-here").stdout.strip().decode()
+        r = self.ctl("wait", bad)
+        self.assertEqual(r.returncode, 125, r.stderr)
+        self.assertIn(b"cannot run", r.stderr)
 
     def test_concctls_own_failures_are_apart_from_the_commands(self):
         cases = (
