@@ -124,8 +124,14 @@ input_drain(struct input *in)
 			event_del(in->ev);
 		if (in->eof)
 			input_shut(in);
-	} else if (in->ev != NULL) {
-		event_add(in->ev, NULL);
+	} else {
+		/* what was written goes, or a steady stream grows it */
+		if (in->off >= in->pending.len / 2) {
+			pbuf_consume(&in->pending, in->off);
+			in->off = 0;
+		}
+		if (in->ev != NULL)
+			event_add(in->ev, NULL);
 	}
 	if (in->pending.len - in->off <= INPUT_RESUME)
 		input_hold(in, false);

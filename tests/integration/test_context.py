@@ -150,6 +150,35 @@ class Stdin(Base):
         out, err = p.communicate(timeout=BOUND)
         self.assertEqual((p.returncode, int(out)), (0, written), err)
 
+    def test_a_long_stream_to_a_slower_command_keeps_concd_small(self):
+        """A command slower than its client: the input waiting for it
+        stays bounded however long the stream (concd's peak RSS)."""
+        slow = ("import sys, time\n"
+                "n = 0\n"
+                "while True:\n"
+                "    b = sys.stdin.buffer.read1(65536)\n"
+                "    if not b: break\n"
+                "    n += len(b)\n"
+                "    time.sleep(0.0005)  # slower than its client\n"
+                "print(n)\n")
+        total = 96 * 1024 * 1024
+
+        def hwm():
+            with open("/proc/%d/status" % self.d.proc.pid) as f:
+                return next(int(l.split()[1]) for l in f
+                            if l.startswith("VmHWM"))
+
+        rid, job = self.stream(["/usr/bin/python3", "-c", slow], "loop")
+        before = hwm()
+        chunk = frame(dict(t="input", id=0, job=job, data=b"s" * CHUNK))
+        for _ in range(total // CHUNK):
+            self.c.sock.sendall(chunk)
+        self.c.request("input", job=job, eof=True)
+        ev = self.c.until_end(rid)
+        self.assertEqual(int(output(ev)), total)
+        self.assertLess(hwm() - before, 16 * 1024,
+                        "concd grew by %d KiB" % (hwm() - before))
+
     def test_a_client_that_goes_away_closes_the_commands_input(self):
         for x in EXECUTORS:
             with self.subTest(executor=x):
