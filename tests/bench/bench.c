@@ -121,6 +121,7 @@ static const struct bench_suite_row {
     [SUITE_SLEEP] = {"sleep", suite_sleep, true},
     [SUITE_EXEC] = {"exec", suite_exec, false},
     [SUITE_DEEP] = {"deep", suite_deep, true},
+    [SUITE_GROUPS] = {"groups", suite_groups, true},
     [SUITE_IDLE] = {"idle", suite_idle, true},
     [SUITE_STORE] = {"store", suite_store, true},
 };
@@ -220,6 +221,13 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "ms), and\n"
 	    "         the drain once the sleep is cancelled (>= 250,000 "
 	    "jobs/s) (*)\n"
+	    "  groups concd -t 1 -p 0 with 100 paused groups: N (--deep) noop "
+	    "jobs\n"
+	    "         submitted pipelined across them with 4 priorities: "
+	    "submit rate of\n"
+	    "         the first and last 10%% (last/first >= 0.8), then the "
+	    "drain once\n"
+	    "         every group is resumed without a limit (*)\n"
 	    "  idle   concd with its defaults, fork to READY=1 (<= 50 ms) and "
 	    "its VmRSS\n"
 	    "         at rest (<= 5 MiB), against fork and exec of /bin/true "
@@ -249,7 +257,8 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "  --spawn CONCD     start CONCD -f -t 2 on a private socket (the "
 	    "suites\n"
 	    "                    marked (*) start their own)\n"
-	    "  --suite S         noop, fresh, cpu, sleep, exec, deep, idle or "
+	    "  --suite S         noop, fresh, cpu, sleep, exec, deep, groups, "
+	    "idle, store or "
 	    "all\n"
 	    "  --runs R          runs; figures are medians (default 5)\n"
 	    "noop:\n"
@@ -275,7 +284,7 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "  --sleepers N      sleep: jobs (default 100000)\n"
 	    "  --sleep-ms MS     sleep: their ms (default 1000)\n"
 	    "  --execs N         exec: jobs (default 1000)\n"
-	    "  --deep N          deep and store: queued jobs (default "
+	    "  --deep N          deep, groups and store: queued jobs (default "
 	    "1000000)\n"
 	    "  --check           decode every reply twice and check more: "
 	    "for tests\n"
@@ -1577,6 +1586,10 @@ bench_tmpl_make(struct bench_tmpl *t, const struct bench_spec *s)
 		proto_enc_bool(&e, PF_FRESH, true);
 	if (s->watch)
 		proto_enc_bool(&e, PF_WATCH, true);
+	if (s->group != NULL)
+		proto_enc_cstr(&e, PF_GROUP, s->group);
+	if (s->priority != 0)
+		proto_enc_i64(&e, PF_PRIORITY, s->priority);
 	if (proto_enc_end(&e) < 0)
 		bench_die(2, "cannot encode a submit");
 	for (i = 0; i + 4 + 8 <= b->len; i++)
