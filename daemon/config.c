@@ -185,10 +185,19 @@ config_qgroup(struct server_options *o, const char *value, char *cause,
 		           (b = config_bool(word + 7)) >= 0) {
 			g.paused = b != 0;
 			continue;
+		} else if (strncmp(word, "mem=", 4) == 0 &&
+		           config_bytes(word + 4, 0, &g.mem) == 0)
+			continue;
+		else if (strncmp(word, "pids=", 5) == 0 &&
+		         isdigit((unsigned char)word[5])) {
+			errno = 0;
+			g.pids = strtoull(word + 5, &end, 10);
+			if (errno == 0 && *end == '\0' && g.pids <= 4194304)
+				continue;
 		}
 		snprintf(cause, causelen,
-		         "group %s: \"%.64s\" is not parallel=N (0 to "
-		         "1000000, 0: no limit) or paused=yes|no",
+		         "group %s: \"%.32s\" is not parallel=N, "
+		         "paused=yes|no, mem=SIZE or pids=N",
 		         g.name, word);
 		return -1;
 	}

@@ -17,6 +17,8 @@
 struct config_group {
 	char name[65];
 	uint64_t parallel; /* CPU slots, 0: no limit */
+	uint64_t mem;      /* its jobs' memory limit by default; 0: none */
+	uint64_t pids;     /* its jobs' processes by default; 0: none */
 	bool paused;
 };
 #define CONFIG_MAX_GROUPS 256

@@ -70,6 +70,8 @@ struct qgroup {
 	struct heap heap;
 	uint64_t parallel; /* slots; 0: no limit */
 	uint64_t used;     /* slots its running jobs take */
+	uint64_t mem;      /* its jobs' memory limit unless they ask; 0 */
+	uint64_t pids;     /* likewise their processes */
 	size_t live;       /* jobs not ended: admitted, waiting, running */
 	size_t running;
 	uid_t owner;
@@ -79,6 +81,9 @@ struct qgroup {
 };
 
 #define QUEUE_BUCKETS 256
+/* Groups a user who is not an admin may own; clients waiting at most. */
+#define QUEUE_MAX_USER_GROUPS 64
+#define QUEUE_MAX_WAITERS     65536
 
 static struct {
 	struct qgroup *bucket[QUEUE_BUCKETS];
@@ -90,6 +95,7 @@ static struct {
 	uint64_t timer_at; /* what the timer is armed for; 0: not armed */
 	size_t waiting;    /* jobs in heaps or held */
 	size_t held;
+	size_t nwaiters;
 	bool dispatching;
 } q;
 
@@ -320,6 +326,8 @@ group_persist(const struct qgroup *g)
 	struct store_group sg = {
 	    .name = g->name,
 	    .parallel = g->parallel,
+	    .mem = g->mem,
+	    .pids = g->pids,
 	    .uid = g->owner,
 	    .paused = g->paused,
 	};
@@ -348,6 +356,8 @@ group_restore(const struct store_group *sg, void *arg)
 	}
 	g->owner = sg->uid;
 	g->parallel = sg->parallel;
+	g->mem = sg->mem;
+	g->pids = sg->pids;
 	g->paused = sg->paused;
 }
 
@@ -407,6 +417,7 @@ group_idle(struct qgroup *g)
 		conn_dirty(w->conn);
 		LIST_REMOVE(w, by_group);
 		free(w);
+		q.nwaiters--;
 	}
 }
 
@@ -459,6 +470,17 @@ queue_parked_count(void)
 static void
 queue_start(struct qgroup *g, struct job *j)
 {
+	/* the group's limits, for a job that asks for none of its own */
+	if ((g->mem > 0 && (j->extra == NULL || j->extra->mem == 0)) ||
+	    (g->pids > 0 && (j->extra == NULL || j->extra->pids == 0))) {
+		if (job_extra(j) != NULL) {
+			if (j->extra->mem == 0)
+				j->extra->mem = g->mem;
+			if (j->extra->pids == 0)
+				j->extra->pids = g->pids;
+			job_changed(j);
+		}
+	}
 	g->used += queue_job_cpus(j);
 	g->running++;
 	j->qstate = Q_RUNNING;
@@ -796,6 +818,10 @@ group_encode(struct proto_enc *e, const struct qgroup *g)
 	proto_enc_bool(e, PF_PAUSED, g->paused);
 	proto_enc_u64(e, PF_UID, g->owner);
 	proto_enc_u64(e, PF_CPUS, g->used);
+	if (g->mem > 0)
+		proto_enc_u64(e, PF_MEM, g->mem);
+	if (g->pids > 0)
+		proto_enc_u64(e, PF_PIDS, g->pids);
 	proto_enc_key(e, PF_COUNTS);
 	proto_enc_map_open(e);
 	msgpack_pack_str_with_body(&e->pk, "queued", 6);
@@ -877,8 +903,24 @@ group_apply(struct qgroup *g, const struct proto_msg *m)
 		g->parallel = proto_u64(m, PF_PARALLEL, 0);
 	if (proto_has(m, PF_PAUSED))
 		g->paused = proto_bool(m, PF_PAUSED, false);
+	if (proto_has(m, PF_MEM))
+		g->mem = proto_u64(m, PF_MEM, 0);
+	if (proto_has(m, PF_PIDS))
+		g->pids = proto_u64(m, PF_PIDS, 0);
 	group_kick(g);
 	queue_dispatch();
+}
+
+static size_t
+group_owned(uid_t uid)
+{
+	struct qgroup *g;
+	size_t i, n = 0;
+
+	for (i = 0; i < QUEUE_BUCKETS; i++)
+		for (g = q.bucket[i]; g != NULL; g = g->hnext)
+			n += g->owner == uid;
+	return n;
 }
 
 static int
@@ -889,6 +931,13 @@ group_op_add(struct group_call *r)
 	if (r->g != NULL) {
 		queue_error(r->c, r->m->id, PE_BAD_FIELD,
 		            "group %s exists already", r->g->name);
+		return -1;
+	}
+	if (!r->admin && group_owned(conn_uid(r->c)) >= QUEUE_MAX_USER_GROUPS) {
+		queue_error(r->c, r->m->id, PE_QUEUE_FULL,
+		            "uid %u owns %d groups already, the most a user "
+		            "who is not an admin may own",
+		            (unsigned)conn_uid(r->c), QUEUE_MAX_USER_GROUPS);
 		return -1;
 	}
 	if ((g = group_new(r->name, r->len, conn_uid(r->c))) == NULL) {
@@ -1114,10 +1163,18 @@ queue_request_wait(struct conn *c, const struct proto_msg *m)
 		            proto_quote(quoted, sizeof(quoted), name, len));
 		return;
 	}
+	if (q.nwaiters >= QUEUE_MAX_WAITERS) {
+		queue_error(
+		    c, m->id, PE_QUEUE_FULL,
+		    "%d clients wait for groups already; try again later",
+		    QUEUE_MAX_WAITERS);
+		return;
+	}
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		queue_error(c, m->id, PE_INTERNAL, "out of memory");
 		return;
 	}
+	q.nwaiters++;
 	w->conn = c;
 	w->req = m->id;
 	LIST_INSERT_HEAD(&g->waiters, w, by_group);
@@ -1139,6 +1196,7 @@ queue_unwait_conn(struct conn *c)
 				if (w->conn == c) {
 					LIST_REMOVE(w, by_group);
 					free(w);
+					q.nwaiters--;
 				}
 			}
 }
@@ -1149,6 +1207,10 @@ queue_config(const struct config_group *cg, size_t n, char *cause, size_t len)
 	struct qgroup *g;
 	size_t i, nlen;
 
+	/* a group taken out of the file is left as if added by root */
+	for (i = 0; i < QUEUE_BUCKETS; i++)
+		for (g = q.bucket[i]; g != NULL; g = g->hnext)
+			g->config = false;
 	for (i = 0; i < n; i++) {
 		nlen = strlen(cg[i].name);
 		if (!group_name_ok(cg[i].name, nlen)) {
@@ -1166,6 +1228,8 @@ queue_config(const struct config_group *cg, size_t n, char *cause, size_t len)
 		g->config = true;
 		g->parallel = cg[i].parallel;
 		g->paused = cg[i].paused;
+		g->mem = cg[i].mem;
+		g->pids = cg[i].pids;
 		group_persist(g);
 		group_kick(g);
 	}

@@ -362,9 +362,13 @@ class Groups(DaemonTest):
         w.request("wait", group="default")
         w.call("ping")
         w.close()
+        # another waiter is answered as if the first had never been
+        rid = c.request("wait", group="default")
+        self.no_reply_yet(c, rid)
         gate.release()
-        c.wait_state(j, "succeeded")
-        self.assertEqual(c.call("ping")["t"], "pong")
+        m = c.recv_for(rid)
+        self.assertEqual((m["t"], m["group"]), ("ok", "default"), m)
+        self.assertEqual(c.call("status", job=j)["state"], "succeeded")
 
 
     # ---- groups of one's own, priorities, slots ----
@@ -452,13 +456,17 @@ class Groups(DaemonTest):
         c = self.client()
         c.call("group", op="add", name="r", parallel=1)
         flag = os.path.join(self.d.dir, "failed-once")
-        b_gate, c_gate = self.d.gate(), self.d.gate()
-        # a fails once, then succeeds; it gives its slot back meanwhile
-        a = self.submit(c, ["sh", "-c", "test -e %s || { touch %s; exit 1; }"
-                            % (flag, flag)], group="r", retries=1,
-                        retry_delay=1)
+        a_gate, b_gate, c_gate = self.d.gate(), self.d.gate(), self.d.gate()
+        # a fails once, at its gate, then succeeds; it gives its slot
+        # back meanwhile
+        a = self.submit(c, ["sh", "-c", "test -e %s && exit 0; touch %s; "
+                            "read x < %s; exit 1" % (flag, flag, a_gate.path)],
+                        group="r", retries=1, retry_delay=1)
+        c.wait_state(a, "running")
         b = self.submit(c, b_gate.argv, group="r")
         d = self.submit(c, c_gate.argv, group="r")
+        self.assertEqual(c.call("status", job=d)["ahead"], 1)
+        a_gate.release()
         c.wait_state(b, "running")
         # a is back in line, before d which came after it
         deadline = harness.time.monotonic() + BOUND
@@ -642,7 +650,8 @@ class ConfGroups(DaemonTest):
         with open(self.conf, "w") as f:
             f.write("group = gpu parallel=1\n"
                     "group = batch parallel=3 paused=yes\n"
-                    "group = default parallel=5\n")
+                    "group = default parallel=5\n"
+                    "group = lim mem=64M pids=32\n")
         self.d = harness.Daemon("-c", self.conf)
 
     def test_conf_groups_exist_with_their_settings(self):
@@ -652,10 +661,29 @@ class ConfGroups(DaemonTest):
                for g in m["groups"]}
         self.assertEqual(got, {"default": (5, False, 0),
                                "gpu": (1, False, 0),
-                               "batch": (3, True, 0)})
+                               "batch": (3, True, 0),
+                               "lim": (0, False, 0)})
+        lim = [g for g in m["groups"] if g["name"] == "lim"][0]
+        self.assertEqual((lim["mem"], lim["pids"]), (64 << 20, 32))
+        self.assertNotIn("mem", [g for g in m["groups"]
+                                 if g["name"] == "gpu"][0])
         m = c.call("group", op="remove", name="gpu")
         self.assertEqual((m["t"], m["error"]), ("error", "permission_denied"))
         self.assertIn("it is set in concd.conf", m["message"])
+
+    def test_a_group_s_limits_go_to_jobs_that_ask_for_none(self):
+        c = self.d.client()
+        rid = c.request("submit", task="exec", args={"argv": ["true"]},
+                        group="lim", watch=True)
+        end = c.until_end(rid)[-1]
+        self.assertEqual(end["state"], "succeeded")
+        st = c.call("status", job=end["job"])
+        self.assertEqual((st["mem"], st["pids"]), (64 << 20, 32))
+        rid = c.request("submit", task="exec", args={"argv": ["true"]},
+                        group="lim", mem=1 << 30, watch=True)
+        end = c.until_end(rid)[-1]
+        st = c.call("status", job=end["job"])
+        self.assertEqual((st["mem"], st["pids"]), (1 << 30, 32))
 
     def test_a_reload_sets_conf_groups_again(self):
         c = self.d.client()
@@ -667,6 +695,37 @@ class ConfGroups(DaemonTest):
         got = {g["name"]: g["parallel"]
                for g in c.call("group", op="list")["groups"]}
         self.assertEqual((got["gpu"], got["new"]), (2, 0))
+        # batch is no longer in the file: an admin may remove it now
+        m = c.call("group", op="remove", name="batch")
+        self.assertEqual(m["t"], "ok", m)
+
+
+class Fairness(unittest.TestCase):
+    """Slots that come free in several groups at once go to the groups in
+    turn, one job each: one thread runs the jobs in the order they were
+    handed on, and each job's `served` says its place in that order."""
+
+    def test_groups_resumed_together_take_turns(self):
+        tmp = harness.tempfile.mkdtemp()
+        self.addCleanup(harness.shutil.rmtree, tmp)
+        conf = os.path.join(tmp, "concd.conf")
+        with open(conf, "w") as f:
+            f.write("group = a paused=yes\ngroup = b paused=yes\n")
+        d = harness.Daemon("-c", conf, "-p", "0", threads=1)
+        self.addCleanup(d.close)
+        c = d.client()
+        jobs = {(g, i): c.call("submit", task="sleep", args={"ms": 0},
+                               exec="thread", group=g)["job"]
+                for g in "ab" for i in range(3)}
+        # one reload resumes both
+        with open(conf, "w") as f:
+            f.write("group = a\ngroup = b\n")
+        d.proc.send_signal(harness.signal.SIGHUP)
+        served = {k: c.wait_state(j, "succeeded")["served"]
+                  for k, j in jobs.items()}
+        order = [k for _, k in sorted((v, k) for k, v in served.items())]
+        self.assertEqual(order, [("a", 0), ("b", 0), ("a", 1), ("b", 1),
+                                 ("a", 2), ("b", 2)])
 
 
 class BadConf(unittest.TestCase):
@@ -675,7 +734,11 @@ class BadConf(unittest.TestCase):
         self.addCleanup(harness.shutil.rmtree, d)
         conf = os.path.join(d, "concd.conf")
         for line, why in (("group = gpu parallel=x",
-                           'group gpu: "parallel=x" is not parallel=N'),
+                           'group gpu: "parallel=x" is not parallel=N, '
+                           'paused=yes|no, mem=SIZE or pids=N'),
+                          ("group = gpu parallel=1000001",
+                           'group gpu: "parallel=1000001" is not'),
+                          ("group = gpu pids=-1", 'group gpu: "pids=-1" is not'),
                           ("group = -bad", "group: a name of 1 to 64 "
                            "letters"),
                           ("group = .bad", "group: a name of 1 to 64 "
