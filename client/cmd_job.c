@@ -20,6 +20,14 @@
 /* The task whose output is the point: no bar, no result printed. */
 #define JOB_EXEC_TASK "exec"
 
+/*
+ * While the bar does not know when the job started (it may be queued),
+ * it asks for the job's record: first this soon after following began,
+ * then once a second.
+ */
+#define JOB_POLL_FIRST_US 150000
+#define JOB_POLL_US       1000000
+
 /* What each final state means for the exit status and the user. */
 static const struct job_outcome {
 	int exit;
@@ -295,7 +303,36 @@ cmd_job_pack(msgpack_packer *pk, const struct cmd_args *a)
 		msgpack_pack_uint64(pk, a->retry_delay_ms);
 		n++;
 	}
+	if (a->nafter > 0) {
+		cmd_job_pack_after(pk, a->after, a->nafter);
+		n++;
+	}
+	if (a->seen & CMD_OPT_AFTER_ANY) {
+		job_pack_key(pk, PF_AFTER_ANY);
+		msgpack_pack_true(pk);
+		n++;
+	}
 	return n + job_pack_queue(pk, a);
+}
+
+/* The after field: job ids, and "@N" for a line of the same gather. */
+void
+cmd_job_pack_after(msgpack_packer *pk, const struct cmd_dep *after, uint32_t n)
+{
+	char ref[24];
+	uint32_t i;
+	int len;
+
+	job_pack_key(pk, PF_AFTER);
+	msgpack_pack_array(pk, n);
+	for (i = 0; i < n; i++) {
+		if (!after[i].line) {
+			msgpack_pack_uint64(pk, after[i].v);
+			continue;
+		}
+		len = snprintf(ref, sizeof(ref), "@%" PRIu64, after[i].v);
+		msgpack_pack_str_with_body(pk, ref, (size_t)len);
+	}
 }
 
 static uint64_t
@@ -351,14 +388,37 @@ struct job_follow {
 	uint64_t job;
 	bool own;              /* run: the job is ours to cancel */
 	bool bar;              /* a live bar; not for a job that is output */
+	bool queue;            /* a live line only while the job is queued */
 	bool result;           /* print the result */
 	struct cmd_slot *slot; /* run: the submit, to send again */
 };
 
 /*
+ * Whether the bar still needs the job's record: while it does not know
+ * when the job started (with only a queued line, while it may be queued).
+ */
+static bool
+job_poll_wanted(const struct job_follow *f, const struct render_progress *p,
+                bool running)
+{
+	if (f->bar)
+		return p->began == 0;
+	return f->queue && !running;
+}
+
+/* Whether the live line is drawn now: the bar, or the queued line. */
+static bool
+job_drawn(const struct job_follow *f, const struct render_progress *p)
+{
+	return f->bar || (f->queue && p->queued);
+}
+
+/*
  * Follow the events of request f->req until the job's end.  For run
  * (own), the first interrupt cancels the job and waits a while for its
- * end; otherwise an interrupt leaves at once.
+ * end; otherwise an interrupt leaves at once.  With a bar, the job's
+ * record is asked for (status) until the job is known to have started,
+ * for the "queued (N ahead)" line and for the time the rate counts from.
  */
 static int
 job_follow(struct ctl *ctl, const struct job_follow *f)
@@ -368,20 +428,24 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 	struct proto_msg m;
 	enum conn_status st;
 	bool have_job = !f->own, cancelling = false, bol[2] = {true, true};
-	int64_t deadline = -1, wake, due;
-	uint64_t job = f->job;
+	bool running = false;
+	int64_t deadline = -1, wake, due, poll_at;
+	uint64_t job = f->job, poll = 0;
 	int ret;
 
-	memset(&p, 0, sizeof(p));
-	p.job = job;
-	p.start = conn_now();
+	render_progress_init(&p, job, NULL);
+	poll_at = p.start + JOB_POLL_FIRST_US;
 	for (;;) {
 		wake = deadline;
-		if (f->bar && have_job) {
+		if (job_drawn(f, &p) && have_job) {
 			due = render_progress_due(&p);
 			if (wake < 0 || due < wake)
 				wake = due;
 		}
+		if (have_job && !cancelling && poll == 0 &&
+		    job_poll_wanted(f, &p, running) &&
+		    (wake < 0 || poll_at < wake))
+			wake = poll_at;
 		st = conn_recv(c, &m, wake);
 		if (st == CONN_TIMEOUT) {
 			if (deadline >= 0 && conn_now() >= deadline) {
@@ -391,7 +455,13 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 				      job, JOB_CANCEL_WAIT);
 				return CTL_INTERRUPTED;
 			}
-			render_progress_draw(&p);
+			if (have_job && !cancelling && poll == 0 &&
+			    job_poll_wanted(f, &p, running) &&
+			    conn_now() >= poll_at &&
+			    job_request(c, PROTO_STATUS, job, &poll) != CONN_OK)
+				goto lost;
+			if (job_drawn(f, &p))
+				render_progress_draw(&p);
 			continue;
 		}
 		if (st == CONN_INTR) {
@@ -411,6 +481,20 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 			ret = cmd_conn_exit(ctl, st);
 			return cancelling ? CTL_INTERRUPTED : ret;
 		}
+		if (poll != 0 && m.id == poll) {
+			/* the job's record; an error (it ended) says nothing */
+			poll = 0;
+			poll_at = conn_now() + JOB_POLL_US;
+			if (m.type == PROTO_JOB)
+				render_progress_record(&p, &m);
+			if (running) /* a record older than the events */
+				p.queued = false;
+			else if (m.type == PROTO_JOB && !p.queued)
+				running = true; /* or over: no more asking */
+			if (!p.queued && !f->bar)
+				render_progress_clear(&p);
+			continue;
+		}
 		if (m.id != f->req)
 			continue; /* e.g. the reply to our cancel */
 		switch (m.type) {
@@ -418,11 +502,13 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 			job = p.job = proto_u64(&m, PF_JOB, 0);
 			have_job = true;
 			p.start = conn_now();
+			poll_at = p.start + JOB_POLL_FIRST_US;
 			if (cancelling &&
 			    job_request(c, PROTO_CANCEL, job, NULL) != CONN_OK)
 				goto lost;
 			break;
 		case PROTO_PROGRESS:
+			running = true;
 			render_progress_update(&p, &m);
 			if (f->bar)
 				render_progress_draw(&p);
@@ -430,6 +516,8 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 				render_progress_line(&p);
 			break;
 		case PROTO_OUTPUT:
+			running = true;
+			p.queued = false;
 			if (ctl->json)
 				break;
 			render_progress_clear(&p);
@@ -439,6 +527,7 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 			}
 			break;
 		case PROTO_RETRY:
+			running = false;
 			render_progress_clear(&p);
 			render_progress_reset(&p);
 			cmd_job_retry_line(ctl, &m, "");
@@ -484,6 +573,7 @@ cmd_job_run(struct ctl *ctl, struct cmd_args *a)
 
 	f.req = job_encode_submit(&ctl->conn, &e, a, true);
 	f.bar = ctl->bar && !exec;
+	f.queue = ctl->bar && exec;
 	f.result = !exec;
 	if ((st = cmd_slot_send(ctl, &slot, &e)) != CONN_OK)
 		ret = cmd_conn_exit(ctl, st);
@@ -749,4 +839,46 @@ cmd_job_cancel(struct ctl *ctl, struct cmd_args *a)
 		pending--;
 	}
 	return worst;
+}
+
+/* Forget finished jobs: how many the daemon forgot. */
+int
+cmd_job_clean(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	uint64_t id;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_CLEAN);
+	if (a->seen & CMD_OPT_STATE)
+		proto_enc_cstr(&e, PF_STATE, proto_states[a->state]);
+	if (a->seen & CMD_OPT_BEFORE)
+		proto_enc_u64(&e, PF_BEFORE, a->before);
+	if (a->seen & CMD_OPT_USER)
+		proto_enc_u64(&e, PF_UID, a->uid);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_OK, &m)) != CTL_OK)
+		return ret;
+	if (!ctl->json && !ctl->quiet)
+		printf("%" PRIu64 " finished jobs forgotten\n",
+		       proto_u64(&m, PF_FORGOTTEN, 0));
+	return CTL_OK;
+}
+
+/* A finished job again, as a new job: its id. */
+int
+cmd_job_restart(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	uint64_t id;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_RESTART);
+	proto_enc_u64(&e, PF_JOB, a->jobs[0]);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_ACCEPTED, &m)) != CTL_OK)
+		return ret;
+	if (!ctl->json)
+		printf("%" PRIu64 "\n", proto_u64(&m, PF_JOB, 0));
+	return CTL_OK;
 }

@@ -3,9 +3,10 @@
  *
  * main.c parses the global options and runs one command; cmd.c holds the
  * command table and the shared argument grammar; cmd_job.c, cmd_gather.c,
- * cmd_info.c, cmd_group.c and cmd_pool.c carry out the commands; conn.c
- * talks to the daemon; render.c turns replies into text, tables, JSON, job
- * output and progress bars.
+ * cmd_info.c, cmd_group.c and cmd_pool.c carry out the commands, cmd_ps.c
+ * ps's columns; cmd_complete.c answers the shell completion scripts
+ * (completion/); conn.c talks to the daemon; render.c turns replies into
+ * text, tables, JSON, job output and progress bars.
  */
 #ifndef CONCCTL_H
 #define CONCCTL_H
@@ -61,6 +62,8 @@ struct conn {
 };
 
 enum conn_status conn_open(struct conn *, const char *path);
+enum conn_status conn_open_until(struct conn *, const char *path,
+                                 int64_t deadline);
 void conn_close(struct conn *);
 uint64_t conn_begin(struct conn *, struct proto_enc *, enum proto_type);
 enum conn_status conn_send(struct conn *, struct proto_enc *);
@@ -126,11 +129,21 @@ int64_t conn_now(void);
 /* The options of a job: run, submit and a line of gather. */
 #define CMD_OPT_JOB                                                            \
 	(CMD_OPT_EXEC | CMD_OPT_DAEMON | CMD_OPT_FRESH | CMD_OPT_TIMEOUT |     \
-	 CMD_OPT_RETRIES | CMD_OPT_RETRY_DELAY | CMD_OPT_QUEUE)
+	 CMD_OPT_RETRIES | CMD_OPT_RETRY_DELAY | CMD_OPT_AFTER |               \
+	 CMD_OPT_AFTER_ANY | CMD_OPT_QUEUE)
 /* Where a job waits its turn: its group, priority, slots, start time. */
 #define CMD_OPT_QUEUE                                                          \
 	(CMD_OPT_GROUP | CMD_OPT_PRIORITY | CMD_OPT_CPUS | CMD_OPT_LABEL |     \
 	 CMD_OPT_AT | CMD_OPT_IN | CMD_OPT_HOLD)
+
+/* The jobs a job runs after (--after, --after-any): at most this many. */
+#define CMD_MAX_AFTER 1024
+
+/* One of them: a job id, or in a gather a line of the same input (@N). */
+struct cmd_dep {
+	uint64_t v;
+	bool line; /* v is a line index (@N), not a job id */
+};
 
 /* What every command gets: the global settings and the connection. */
 struct ctl {
@@ -169,11 +182,36 @@ struct cmd_kv {
 	char *owned; /* s when read from a file (stdin=@FILE) */
 };
 
-/* What a command read before connecting: gather's jobs, packed. */
-struct cmd_batch {
-	struct pbuf jobs; /* one msgpack array of job maps */
+/* One line of a gather: its job's fields, packed, and what it runs after. */
+struct cmd_line {
+	size_t off, len;  /* its fields in cmd_batch.fields, packed */
+	uint32_t nfields; /* how many, without after */
+	uint32_t dep;     /* its --after list: cmd_batch.deps[dep...] */
+	uint32_t ndeps;
+	unsigned lineno; /* its line in the input */
+};
+
+/* A run of lines sent as one gather request. */
+struct cmd_frame {
+	uint32_t first; /* its lines: cmd_batch.order[first...] */
 	uint32_t n;
-	unsigned *lines;  /* the input line of each job */
+};
+
+/*
+ * What a command read before connecting: gather's jobs, one per line,
+ * and the requests they go in.  Lines are sent in order; should one name
+ * a later line (@N) and the gather need more than one request, the order
+ * puts each line after the ones it names.
+ */
+struct cmd_batch {
+	struct pbuf fields; /* every line's job fields, packed */
+	struct cmd_line *line;
+	uint32_t n;
+	struct cmd_dep *deps; /* every line's after list */
+	uint32_t ndeps, capdeps;
+	uint32_t *order; /* the lines in the order they are sent */
+	struct cmd_frame *frames;
+	uint32_t nframes;
 	const char *from; /* the input's name */
 };
 
@@ -193,11 +231,15 @@ struct cmd_args {
 	uint64_t processes; /* CMD_OPT_PROCESSES */
 	uint64_t retries;
 	uint64_t retry_delay_ms;
-	int state;         /* CMD_OPT_STATE: enum proto_state */
-	const char *task;  /* CMD_OPT_TASK */
-	uint64_t uid;      /* CMD_OPT_USER */
-	uint64_t since;    /* CMD_OPT_SINCE: µs since the epoch */
-	uint64_t until;    /* CMD_OPT_UNTIL */
+	int state;          /* CMD_OPT_STATE: enum proto_state */
+	const char *task;   /* CMD_OPT_TASK */
+	uint64_t uid;       /* CMD_OPT_USER */
+	uint64_t since;     /* CMD_OPT_SINCE: µs since the epoch */
+	uint64_t until;     /* CMD_OPT_UNTIL */
+	const char *output; /* CMD_OPT_OUTPUT: ps's columns */
+	uint64_t before;    /* CMD_OPT_BEFORE: µs since the epoch */
+	struct cmd_dep after[CMD_MAX_AFTER]; /* CMD_OPT_AFTER, _AFTER_ANY */
+	uint32_t nafter;
 	const char *group; /* CMD_OPT_GROUP */
 	const char *label; /* CMD_OPT_LABEL */
 	int64_t priority;  /* CMD_OPT_PRIORITY */
@@ -230,7 +272,19 @@ struct cmd_entry {
 	size_t nsubs;
 };
 
+/* One option: cmd.c's cmd_options[] has a row for each CMD_OPT_ bit. */
+struct cmd_option_entry {
+	uint64_t flag;
+	char short_name; /* 0: long only */
+	const char *long_name;
+	const char *arg; /* NULL: a flag */
+	const char *help;
+};
+
 const struct cmd_entry *cmd_find(int argc, char **argv, int *used);
+const struct cmd_entry *cmd_commands(size_t *n);
+const struct cmd_option_entry *cmd_option_rows(size_t *n);
+uint64_t cmd_options_of(const struct cmd_entry *);
 int cmd_parse(const struct cmd_entry *, int argc, char **argv,
               struct cmd_args *, struct ctl *);
 void cmd_args_clear(struct cmd_args *);
@@ -263,6 +317,7 @@ void cmd_slot_free(struct cmd_slot *);
 /* ---- cmd_job.c: run, submit, watch, wait, result, cancel ---- */
 
 size_t cmd_job_pack(msgpack_packer *, const struct cmd_args *);
+void cmd_job_pack_after(msgpack_packer *, const struct cmd_dep *, uint32_t n);
 int cmd_job_state(const struct proto_msg *);
 int cmd_job_exit(int state);
 int cmd_job_worse(int, int);
@@ -276,6 +331,15 @@ int cmd_job_log(struct ctl *, struct cmd_args *);
 int cmd_job_wait(struct ctl *, struct cmd_args *);
 int cmd_job_result(struct ctl *, struct cmd_args *);
 int cmd_job_cancel(struct ctl *, struct cmd_args *);
+int cmd_job_clean(struct ctl *, struct cmd_args *);
+int cmd_job_restart(struct ctl *, struct cmd_args *);
+
+/* ---- cmd_complete.c: what the shell completes a word to ---- */
+
+/* The hidden command the completion scripts run. */
+#define CMD_COMPLETE "__complete"
+
+int cmd_complete(struct ctl *, int argc, char **argv);
 
 /* ---- cmd_gather.c: gather ---- */
 
@@ -304,6 +368,27 @@ int cmd_group_release(struct ctl *, struct cmd_args *);
 int cmd_group_wait_check(struct ctl *, struct cmd_args *);
 int cmd_group_wait(struct ctl *, struct cmd_args *);
 
+/* ---- cmd_ps.c: ps's columns, as a table or as JSON rows ---- */
+
+#define CMD_PS_MAX_COLS 32
+
+/* The columns -o names, in order: indexes into cmd_ps_columns. */
+struct cmd_ps_cols {
+	size_t n;
+	uint8_t col[CMD_PS_MAX_COLS];
+};
+
+int cmd_ps_parse(const char *spec, struct cmd_ps_cols *, char *cause,
+                 size_t size);
+int cmd_ps_print(const struct cmd_ps_cols *, const msgpack_object_array *rows,
+                 bool json, uint64_t now);
+void cmd_ps_cell(size_t col, const struct proto_msg *row, uint64_t now,
+                 char *buf, size_t size);
+size_t cmd_ps_find(const char *name, size_t len);
+const char *cmd_ps_name(size_t col);
+size_t cmd_ps_count(void);
+void cmd_ps_quote(char *buf, size_t size, const char *s, size_t len);
+
 /* ---- cmd_pool.c: pool, pool resize ---- */
 
 int cmd_pool_show(struct ctl *, struct cmd_args *);
@@ -330,8 +415,11 @@ struct render_progress {
 	uint64_t total;
 	char msg[257];
 	int64_t start; /* conn_now() when following began */
+	int64_t began; /* conn_now() clock: when the job started; 0: unknown */
+	int64_t ahead; /* queued: jobs that start before it; -1: unknown */
 	int64_t drawn; /* when the bar was last drawn */
 	bool seen;     /* a progress event arrived */
+	bool queued;   /* the job is known to wait for its turn */
 	bool dirty;    /* news not drawn yet */
 	bool visible;  /* a bar is on the screen */
 };
@@ -350,7 +438,12 @@ void render_table_free(struct render_table *);
 void render_json_line(const msgpack_object *);
 void render_value(FILE *, const msgpack_object *);
 void render_progress_text(char *, size_t, uint64_t done, uint64_t total);
+void render_progress_init(struct render_progress *, uint64_t job,
+                          const char *label);
 void render_progress_update(struct render_progress *, const struct proto_msg *);
+void render_progress_record(struct render_progress *, const struct proto_msg *);
+void render_progress_format(const struct render_progress *, int64_t now, char *,
+                            size_t);
 void render_progress_line(const struct render_progress *);
 int64_t render_progress_due(const struct render_progress *);
 void render_progress_draw(struct render_progress *);

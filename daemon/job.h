@@ -215,6 +215,8 @@ void job_end_restored(struct job *, enum proto_state, enum proto_error,
                       const char *message);
 /* Something in the job's record changed (its extra): the store gets it. */
 void job_changed(struct job *);
+/* A job as a store row: its pointers are the job's own. */
+void job_row(const struct job *, struct store_row *);
 /* Put the rows of the jobs that changed into the store (its hook). */
 size_t job_collect(bool hold);
 struct job *job_find(uint64_t id);
@@ -256,6 +258,8 @@ void job_encode_row_end(struct pbuf *, const struct store_row *, uint64_t req);
 /* The bytes a job's result takes in a record: 0 when it has none. */
 size_t job_result_size(const struct job *);
 void job_foreach(void (*)(struct job *, void *), void *);
+/* Forget the finished jobs that match, and their logs; how many. */
+size_t job_clean(bool (*match)(const struct job *, void *), void *arg);
 void job_counts(size_t counts[PS_COUNT]);
 
 #endif

@@ -32,6 +32,7 @@ enum bench_suite {
 	SUITE_GROUPS,
 	SUITE_IDLE,
 	SUITE_STORE,
+	SUITE_CHAIN,
 	SUITE_COUNT
 };
 
@@ -57,6 +58,8 @@ struct bench_opts {
 	size_t execs;
 	/* deep */
 	size_t deep;
+	/* chain */
+	size_t chain;
 
 	bool no_store; /* --no-store: concd --state-dir none */
 	bool check;
@@ -254,5 +257,6 @@ void suite_deep(const struct bench_opts *, const char *path);
 void suite_groups(const struct bench_opts *, const char *path);
 void suite_idle(const struct bench_opts *, const char *path);
 void suite_store(const struct bench_opts *, const char *path);
+void suite_chain(const struct bench_opts *, const char *path);
 
 #endif
