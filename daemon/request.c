@@ -989,10 +989,9 @@ request_log(struct conn *c, const struct proto_msg *m)
 	pbuf_free(&st.end);
 }
 
-/* What queue.c knows of a job in memory: its group, its place in it. */
+/* What queue.c knows of a job in memory: its place in its group's line. */
 static void
-request_queue_fields(struct proto_enc *e, const struct job *j, bool waiting,
-                     uint64_t ahead)
+request_queue_fields(struct proto_enc *e, bool waiting, uint64_t ahead)
 {
 	if (waiting)
 		proto_enc_u64(e, PF_AHEAD, ahead);
@@ -1005,7 +1004,7 @@ status_fields(struct proto_enc *e, void *arg, bool result)
 	bool waiting = queue_ahead(arg, &ahead);
 
 	job_encode_record(e, arg, result);
-	request_queue_fields(e, arg, waiting, ahead);
+	request_queue_fields(e, waiting, ahead);
 }
 
 /* A record too large with its result goes without it. */
@@ -1214,7 +1213,7 @@ ps_encode(struct conn *c, uint64_t id, struct job **rows, size_t n,
 		size = job_result_size(rows[i]);
 		proto_enc_map_open(&e);
 		job_encode_record(&e, rows[i], size <= room);
-		request_queue_fields(&e, rows[i], waiting[i], ahead[i]);
+		request_queue_fields(&e, waiting[i], ahead[i]);
 		room -= size <= room ? size : 0;
 		proto_enc_close(&e);
 	}
