@@ -251,6 +251,15 @@ def group_row(name, *cells):
     return check
 
 
+def failed_after(var):
+    """The job ended failed at once, naming the job in $var."""
+    def check(r, seen):
+        match(r"concctl: job \d+ failed: job %s, which it runs after, "
+              r"failed\n" % re.escape(seen[var]), r.stderr, "stderr")
+        match("", r.stdout, "stdout")
+    return check
+
+
 def status_line(label, value):
     """`concctl status` has the line LABEL VALUE."""
     def check(r, seen):
@@ -613,6 +622,10 @@ TUTORIAL = [
     ("concctl group resume two",
      out(r"group two: resumed \(parallel 2, active\)\n")),
     ("concctl wait $a $b", silent),
+    ("a=$(concctl submit exec -- sh -c 'exit 3')", job_id),
+    ("concctl run --after $a exec -- echo never", failed_after("a")),
+    ("b=$(concctl submit exec -- true)", job_id),
+    ("concctl run --after $b exec -- echo after", out(r"after\n")),
     ("concctl run sleep ms=4000 --daemon & concctl run sleep ms=4000 & "
      "sleep 1; concctl shutdown; wait", lifetimes),
 ]
@@ -631,7 +644,8 @@ TUTORIAL_FIGURES = ["348513", "FNV-1a", "9999 Ar id No succeeded 1000",
                     "the last being 348513",
                     "failed exited with status 1", "exactly 8000000",
                     "50847534", "job N cancelled", "prints 4000",
-                    "ahead 1 jobs", "4 jobs queued and 2"]
+                    "ahead 1 jobs", "4 jobs queued and 2",
+                    "which it runs after, failed"]
 
 
 def start_daemon():
