@@ -487,11 +487,25 @@ queue_start(struct qgroup *g, struct job *j)
 	sched_submit(j);
 }
 
+/*
+ * Counted in its group from now on.  A job whose group has gone (a job of
+ * the store, or a restart of one) waits in default, and says so: its group
+ * must not change under it until it ends.
+ */
 void
 queue_admit(struct job *j)
 {
+	const char *name = job_group_name(j);
+
 	if (j->qstate != Q_NEW)
 		return;
+	if (name != NULL && group_find(name, strlen(name)) == NULL) {
+		log_warnx("job %llu: group %s is gone; it waits in default",
+		          (unsigned long long)j->id, name);
+		free(j->extra->group);
+		j->extra->group = NULL;
+		job_changed(j);
+	}
 	j->qstate = Q_ADMITTED;
 	group_of(j)->live++;
 }

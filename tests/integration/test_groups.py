@@ -442,6 +442,24 @@ class Groups(DaemonTest):
         g3.release()
         c.wait_state(big, "succeeded")
 
+    def test_a_job_whose_group_has_gone_waits_in_default(self):
+        # a restart gives the new job its old group, removed since
+        c = self.client()
+        c.call("group", op="add", name="tmp")
+        rid = c.request("submit", task="exec", args={"argv": ["true"]},
+                        group="tmp", watch=True)
+        old = c.until_end(rid)[-1]["job"]
+        self.assertEqual(c.call("group", op="remove", name="tmp")["t"], "ok")
+        m = c.call("restart", job=old)
+        self.assertEqual(m["t"], "accepted", m)
+        st = c.wait_state(m["job"], "succeeded")
+        self.assertEqual(st["restart_of"], old)
+        self.assertNotIn("group", st)
+        self.d.wait_log("job %d: group tmp is gone; it waits in default"
+                        % m["job"])
+        # and default is idle again: its count was kept right
+        self.assertEqual(c.call("wait", group="default")["t"], "ok")
+
     def test_a_job_in_an_unknown_group_is_refused(self):
         c = self.client()
         m = c.call("submit", task="exec", args={"argv": ["true"]},
