@@ -303,6 +303,13 @@ class Groups(DaemonTest):
         r = self.d.concctl("group", "rm", "alices", user=ALICE)
         self.assertEqual((r.returncode, r.stdout),
                          (0, "group alices: removed\n"), r.stderr)
+        # a job is held and released by its owner and admins alone
+        r = self.d.concctl("submit", "--hold", "sleep", "ms=0")
+        job = int(r.stdout)
+        r = self.d.concctl("resume", job, user=ALICE)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn("no such job", r.stderr)
+        self.assertEqual(self.d.concctl("resume", job).returncode, 0)
 
     def test_concctl_group_list_shows_each_group(self):
         self.d.concctl("group", "add", "gpu", "--parallel", "1")
