@@ -35,7 +35,7 @@
 
 #define WORKER_FLUSH_AT    (64 * 1024)
 #define WORKER_PROGRESS_MS 20
-#define WORKER_FDS_MAX     64 /* descriptors passed ahead of their runs */
+#define WORKER_FDS_MAX     64 /* descriptors one read takes at most */
 
 static struct {
 	int fd;
@@ -53,8 +53,8 @@ static struct {
 	struct job *current;
 	struct worker_shm *shm; /* what concd reads if this worker dies */
 	struct task_warm warm;
-	int fds[WORKER_FDS_MAX]; /* passed with runs not yet read */
-	size_t nfds;
+	int *fds; /* passed with runs not yet read, in order */
+	size_t nfds, fdcap;
 } wk;
 
 static void
@@ -138,6 +138,8 @@ worker_recv(void)
 	n = recvmsg(wk.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n <= 0)
 		return n;
+	if (mh.msg_flags & MSG_CTRUNC)
+		_exit(1); /* descriptors lost: runs and pipes would not match */
 	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
 		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
 			continue;
@@ -145,10 +147,12 @@ worker_recv(void)
 		for (i = 0; i < nfd; i++) {
 			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
 			       sizeof(fd));
-			if (wk.nfds < WORKER_FDS_MAX)
-				wk.fds[wk.nfds++] = fd;
-			else
-				close(fd);
+			/* one lost would give a later job another's input */
+			if (wk.nfds == wk.fdcap &&
+			    (wk.fds = realloc(wk.fds, (wk.fdcap += 16) *
+			                                  sizeof(int))) == NULL)
+				_exit(1);
+			wk.fds[wk.nfds++] = fd;
 		}
 	}
 	return n;

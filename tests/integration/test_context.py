@@ -250,6 +250,25 @@ class Stdin(Base):
         self.assertIn('stdin "stream" is for a submit', m["message"])
 
 
+class OneWorker(Base):
+    args = ("-p", "1")
+
+    def test_each_queued_process_job_reads_its_own_input(self):
+        """Runs given to one worker process ahead of time each take the
+        pipe passed with them: no job reads another's input."""
+        n = 100
+        rids = {}
+        for i in range(n):
+            rid, job = self.stream(["cat"], "process")
+            self.c.request("input", job=job, data=b"job %d\n" % i,
+                           eof=True)
+            rids[rid] = i
+        for rid, i in rids.items():
+            ev = self.c.until_end(rid)
+            self.assertEqual(ev[-1]["state"], "succeeded", ev[-1])
+            self.assertEqual(output(ev), b"job %d\n" % i)
+
+
 class ExitStatus(Base):
     def test_run_exec_exits_with_the_commands_status(self):
         for x in EXECUTORS:
