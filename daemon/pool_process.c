@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cgroup.h"
 #include "conn.h"
 #include "executor.h"
 #include "job.h"
@@ -213,6 +214,9 @@ proc_spawn(int index)
 		argv[n++] = (char *)"--plugin-dir";
 		argv[n++] = pp.plugin_dir;
 	}
+	/* its commands' cgroups, as the daemon's */
+	argv[n++] = (char *)"--cgroup";
+	argv[n++] = (char *)cgroup_spec();
 	argv[n] = NULL;
 
 	posix_spawn_file_actions_init(&fa);
@@ -598,6 +602,14 @@ proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 		free(j->ctx.error);
 		j->ctx.error =
 		    strdup(proto_strcpy(m, PF_MESSAGE, msg, sizeof(msg)));
+	}
+	if (s == PS_FAILED && proto_has(m, PF_ERROR)) {
+		const char *code = proto_str(m, PF_ERROR, &len);
+		int e = code != NULL ? proto_error_lookup(code, len) : -1;
+
+		/* what a task may say of its failure: oom */
+		if (e == PE_OOM)
+			j->ctx.code = (uint8_t)e;
 	}
 	if (s < PS_SUCCEEDED)
 		s = PS_FAILED;

@@ -95,6 +95,8 @@ worker_end_fields(struct proto_enc *e, void *arg, bool result)
 			proto_enc_raw(e, PF_RESULT, "\xc0", 1);
 	} else if (j->ctx.error != NULL)
 		proto_enc_cstr(e, PF_MESSAGE, j->ctx.error);
+	if (a->state == PS_FAILED && j->ctx.code != PE_NONE)
+		proto_enc_cstr(e, PF_ERROR, proto_errors[j->ctx.code].name);
 }
 
 static void
