@@ -347,6 +347,12 @@ job_new(const struct job_submit *js)
 	j->fresh = js->fresh;
 	j->uid = js->uid;
 	j->timeout_ms = js->timeout_ms;
+	if (js->extra != NULL &&
+	    (j->extra = job_extra_dup(js->extra)) == NULL) {
+		jobs.next_id--;
+		free(j);
+		return NULL;
+	}
 	j->submitted = loop_now_us();
 	j->worker = -1;
 	j->state = PS_QUEUED;
@@ -416,7 +422,79 @@ job_free(struct job *j)
 		free(j->handoff.msg);
 	}
 	free(j->msg);
+	job_extra_free(j->extra);
 	free(j);
+}
+
+static char *
+dup_or_null(const char *s, size_t n, bool *ok)
+{
+	char *p;
+
+	if (s == NULL)
+		return NULL;
+	if ((p = malloc(n + 1)) == NULL) {
+		*ok = false;
+		return NULL;
+	}
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+struct job_extra *
+job_extra_dup(const struct job_extra *x)
+{
+	struct job_extra *c = malloc(sizeof(*c));
+	bool ok = true;
+
+	if (c == NULL)
+		return NULL;
+	*c = *x;
+	c->cwd = dup_or_null(x->cwd, x->cwd ? strlen(x->cwd) : 0, &ok);
+	c->env = dup_or_null(x->env, x->env_len, &ok);
+	c->command =
+	    dup_or_null(x->command, x->command ? strlen(x->command) : 0, &ok);
+	c->group = dup_or_null(x->group, x->group ? strlen(x->group) : 0, &ok);
+	c->label = dup_or_null(x->label, x->label ? strlen(x->label) : 0, &ok);
+	c->after = NULL;
+	if (x->nafter > 0) {
+		if ((c->after = malloc(x->nafter * sizeof(*c->after))) == NULL)
+			ok = false;
+		else
+			memcpy(c->after, x->after,
+			       x->nafter * sizeof(*c->after));
+	}
+	if (!ok) {
+		job_extra_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void
+job_extra_free(struct job_extra *x)
+{
+	if (x == NULL)
+		return;
+	free(x->cwd);
+	free(x->env);
+	free(x->command);
+	free(x->group);
+	free(x->label);
+	free(x->after);
+	free(x);
+}
+
+struct job_extra *
+job_extra(struct job *j)
+{
+	if (j->extra == NULL &&
+	    (j->extra = calloc(1, sizeof(*j->extra))) != NULL) {
+		j->extra->exit = -1;
+		j->extra->signal = -1;
+	}
+	return j->extra;
 }
 
 /*
@@ -698,6 +776,7 @@ job_row(const struct job *j, struct store_row *r)
 	r->daemon = j->daemon;
 	r->fresh = j->fresh;
 	r->insert = !j->stored;
+	r->x = j->extra;
 }
 
 static void
@@ -782,6 +861,53 @@ job_encode_row_end(struct pbuf *b, const struct store_row *r, uint64_t req)
 	(void)proto_enc_result_frame(b, PROTO_END, req, job_end_fields, &a);
 }
 
+/* What a job asked beyond its task, as its record gives it. */
+static void
+job_encode_extra(struct proto_enc *e, const struct job_extra *x)
+{
+	uint32_t i;
+
+	if (x->cwd != NULL)
+		proto_enc_cstr(e, PF_CWD, x->cwd);
+	if (x->command != NULL)
+		proto_enc_cstr(e, PF_COMMAND, x->command);
+	if (x->group != NULL)
+		proto_enc_cstr(e, PF_GROUP, x->group);
+	if (x->label != NULL)
+		proto_enc_cstr(e, PF_LABEL, x->label);
+	if (x->priority != 0)
+		proto_enc_i64(e, PF_PRIORITY, x->priority);
+	if (x->cpus != 0)
+		proto_enc_u64(e, PF_CPUS, x->cpus);
+	if (x->at != 0)
+		proto_enc_u64(e, PF_AT, x->at);
+	if (x->held)
+		proto_enc_bool(e, PF_HELD, true);
+	if (x->nafter > 0 && x->after != NULL) {
+		proto_enc_key(e, PF_AFTER);
+		proto_enc_array_open(e);
+		for (i = 0; i < x->nafter; i++) {
+			msgpack_pack_uint64(&e->pk, x->after[i]);
+			proto_enc_elem(e);
+		}
+		proto_enc_close(e);
+		if (x->after_any)
+			proto_enc_bool(e, PF_AFTER_ANY, true);
+	}
+	if (x->restart_of != 0)
+		proto_enc_u64(e, PF_RESTART_OF, x->restart_of);
+	if (x->cause != 0)
+		proto_enc_u64(e, PF_CAUSE, x->cause);
+	if (x->mem != 0)
+		proto_enc_u64(e, PF_MEM, x->mem);
+	if (x->pids != 0)
+		proto_enc_u64(e, PF_PIDS, x->pids);
+	if (x->exit >= 0)
+		proto_enc_u64(e, PF_EXIT, (uint64_t)x->exit);
+	if (x->signal >= 0)
+		proto_enc_u64(e, PF_SIGNAL, (uint64_t)x->signal);
+}
+
 void
 job_encode_row(struct proto_enc *e, const struct store_row *r, bool result)
 {
@@ -798,6 +924,8 @@ job_encode_row(struct proto_enc *e, const struct store_row *r, bool result)
 	proto_enc_u64(e, PF_TOTAL, r->total);
 	if (r->msg != NULL)
 		proto_enc_cstr(e, PF_MSG, r->msg);
+	if (r->x != NULL)
+		job_encode_extra(e, r->x);
 	job_encode_outcome(e, r, r->dropped, result);
 }
 

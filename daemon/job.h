@@ -74,7 +74,8 @@ struct job {
 	char *msg;
 	char *args; /* raw msgpack map, after the record (job_new) */
 	struct watch_list watches;
-	void *xdata; /* the executor's own */
+	void *xdata;             /* the executor's own */
+	struct job_extra *extra; /* what it asks beyond its task, or NULL */
 
 	uint64_t submitted, started, finished; /* µs since the epoch */
 	uint64_t timeout_ms;
@@ -162,6 +163,7 @@ struct job_submit {
 	bool fresh;
 	uid_t uid;
 	uint64_t timeout_ms;
+	const struct job_extra *extra; /* copied by job_new; or NULL */
 };
 
 /*
@@ -192,6 +194,11 @@ void job_shutdown(void);
 /* Out of the table, never freed: a stuck thread may still touch it. */
 void job_abandon(struct job *);
 struct job *job_new(const struct job_submit *);
+/* A copy of x in memory of its own, or NULL (out of memory). */
+struct job_extra *job_extra_dup(const struct job_extra *x);
+void job_extra_free(struct job_extra *);
+/* The job's extra, made (zeroed, exit and signal -1) if it has none. */
+struct job_extra *job_extra(struct job *);
 /*
  * Jobs first .. first + n - 1, just made, go to their executors; returns
  * the store batch their rows go in, which the reply that tells of them

@@ -179,6 +179,7 @@ recover_row(const struct store_row *r, void *arg)
 	js.timeout_ms = r->timeout_ms;
 	js.retries = r->retries;
 	js.retry_delay_ms = r->retry_delay_ms;
+	js.extra = r->x;
 	if ((j = job_restore(&js, r)) == NULL) {
 		recover_end_row(r, PS_FAILED, PE_INTERNAL,
 		                "out of memory at the restart");

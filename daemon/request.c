@@ -230,15 +230,237 @@ request_ping(struct conn *c, const struct proto_msg *m)
 #define MAX_RETRY_DELAY 3600000 /* ms */
 #define MAX_GATHER      10000
 
+#define MAX_PRIORITY 1000000
+#define MAX_CPUS     4096
+
+/* The fields of a job request that go in its extra (struct job_extra). */
+static const enum proto_field extra_fields[] = {
+    PF_CWD, PF_ENV,  PF_STDIN, PF_GROUP,     PF_LABEL, PF_PRIORITY, PF_CPUS,
+    PF_AT,  PF_HELD, PF_AFTER, PF_AFTER_ANY, PF_MEM,   PF_PIDS,
+};
+
+static char *
+extra_str(const msgpack_object *o)
+{
+	char *p = malloc(o->via.str.size + 1);
+
+	if (p != NULL) {
+		memcpy(p, o->via.str.ptr, o->via.str.size);
+		p[o->via.str.size] = '\0';
+	}
+	return p;
+}
+
+static bool
+extra_has_nul(const msgpack_object *o)
+{
+	return memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL;
+}
+
+/* A group's name: letters, digits, '.', '_' and '-', not first. */
+static bool
+request_group_name_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > 64 || s[0] == '-' || s[0] == '.')
+		return false;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+		      s[i] == '_' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+/* env: a map of names (no '=', no NUL) to values (no NUL). */
+static int
+extra_env(const msgpack_object *o, struct job_extra *x, char *cause, size_t len)
+{
+	struct pbuf b = {0};
+	msgpack_packer pk;
+	uint32_t i;
+
+	for (i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (k->type != MSGPACK_OBJECT_STR || k->via.str.size == 0 ||
+		    memchr(k->via.str.ptr, '=', k->via.str.size) != NULL ||
+		    extra_has_nul(k)) {
+			snprintf(cause, len,
+			         "env: a name is a non-empty string without "
+			         "'=' or NUL");
+			return -1;
+		}
+		if (v->type != MSGPACK_OBJECT_STR || extra_has_nul(v)) {
+			snprintf(cause, len,
+			         "env: a value is a string without NUL");
+			return -1;
+		}
+	}
+	msgpack_packer_init(&pk, &b, pbuf_write_cb);
+	msgpack_pack_object(&pk, *o);
+	x->env = b.data; /* the pbuf's memory, owned by x now */
+	x->env_len = (uint32_t)b.len;
+	return 0;
+}
+
+/* after: job ids, or in a gather "@N", a line of the same gather. */
+static int
+extra_after(const msgpack_object *o, struct job_extra *x, bool in_gather,
+            char *cause, size_t len)
+{
+	uint32_t i, n = o->via.array.size;
+
+	if (n == 0)
+		return 0;
+	if ((x->after = calloc(n, sizeof(*x->after))) == NULL) {
+		snprintf(cause, len, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const msgpack_object *a = &o->via.array.ptr[i];
+		char num[16];
+		char *end;
+		unsigned long line;
+
+		if (a->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+		    a->via.u64 > 0 && !JOB_AFTER_IS_LINE(a->via.u64)) {
+			x->after[x->nafter++] = a->via.u64;
+			continue;
+		}
+		if (in_gather && a->type == MSGPACK_OBJECT_STR &&
+		    a->via.str.size >= 2 && a->via.str.size < sizeof(num) &&
+		    a->via.str.ptr[0] == '@') {
+			memcpy(num, a->via.str.ptr + 1, a->via.str.size - 1);
+			num[a->via.str.size - 1] = '\0';
+			line = strtoul(num, &end, 10);
+			if (*end == '\0' && num[0] >= '0' && num[0] <= '9') {
+				x->after[x->nafter++] = JOB_AFTER_LINE | line;
+				continue;
+			}
+		}
+		snprintf(cause, len,
+		         in_gather
+		             ? "after: each element is a job id or \"@N\", "
+		               "line N of this gather"
+		             : "after: each element is a job id");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The fields of a job request beyond its task, checked, in *xp (NULL when
+ * it has none of them).  -1 with the cause (bad_field).
+ */
+static int
+parse_extra(const struct proto_msg *m, bool in_gather, struct job_extra **xp,
+            char *cause, size_t len)
+{
+	struct job_extra *x;
+	const msgpack_object *o;
+	size_t i;
+
+	*xp = NULL;
+	for (i = 0; i < sizeof(extra_fields) / sizeof(extra_fields[0]); i++)
+		if (proto_has(m, extra_fields[i]))
+			break;
+	if (i == sizeof(extra_fields) / sizeof(extra_fields[0]))
+		return 0;
+	if ((x = calloc(1, sizeof(*x))) == NULL) {
+		snprintf(cause, len, "out of memory");
+		return -1;
+	}
+	*xp = x;
+	x->exit = x->signal = -1;
+	if (proto_has(m, PF_CWD)) {
+		o = &m->f[PF_CWD];
+		if (o->via.str.size == 0 || o->via.str.ptr[0] != '/' ||
+		    extra_has_nul(o)) {
+			snprintf(cause, len,
+			         "cwd must be an absolute path without NUL");
+			return -1;
+		}
+		if ((x->cwd = extra_str(o)) == NULL)
+			goto oom;
+	}
+	if (proto_has(m, PF_ENV) && extra_env(&m->f[PF_ENV], x, cause, len) < 0)
+		return -1;
+	if (proto_has(m, PF_STDIN)) {
+		if (proto_obj_streq(&m->f[PF_STDIN], "stream"))
+			x->stdin_mode = JOB_STDIN_STREAM;
+		else if (!proto_obj_streq(&m->f[PF_STDIN], "null")) {
+			snprintf(cause, len,
+			         "stdin must be \"null\" or \"stream\"");
+			return -1;
+		}
+	}
+	if (proto_has(m, PF_GROUP)) {
+		o = &m->f[PF_GROUP];
+		if (!request_group_name_ok(o->via.str.ptr, o->via.str.size)) {
+			snprintf(cause, len,
+			         "group: 1 to 64 letters, digits, '.', '_' or "
+			         "'-', not starting with '-' or '.'");
+			return -1;
+		}
+		if ((x->group = extra_str(o)) == NULL)
+			goto oom;
+	}
+	if (proto_has(m, PF_LABEL)) {
+		o = &m->f[PF_LABEL];
+		for (i = 0; i < o->via.str.size; i++)
+			if ((unsigned char)o->via.str.ptr[i] < 0x20 ||
+			    o->via.str.ptr[i] == 0x7f) {
+				snprintf(cause, len,
+				         "label: no control characters");
+				return -1;
+			}
+		if ((x->label = extra_str(o)) == NULL)
+			goto oom;
+	}
+	if (proto_has(m, PF_PRIORITY)) {
+		int64_t p = proto_i64(m, PF_PRIORITY, 0);
+
+		if (p < -MAX_PRIORITY || p > MAX_PRIORITY) {
+			snprintf(cause, len, "priority must be from -%d to %d",
+			         MAX_PRIORITY, MAX_PRIORITY);
+			return -1;
+		}
+		x->priority = p;
+	}
+	if (proto_u64(m, PF_CPUS, 0) > MAX_CPUS) {
+		snprintf(cause, len, "cpus must be at most %d", MAX_CPUS);
+		return -1;
+	}
+	x->cpus = (uint32_t)proto_u64(m, PF_CPUS, 0);
+	x->at = proto_u64(m, PF_AT, 0);
+	x->held = proto_bool(m, PF_HELD, false);
+	if (proto_has(m, PF_AFTER) &&
+	    extra_after(&m->f[PF_AFTER], x, in_gather, cause, len) < 0)
+		return -1;
+	x->after_any = proto_bool(m, PF_AFTER_ANY, false);
+	x->mem = proto_u64(m, PF_MEM, 0);
+	x->pids = proto_u64(m, PF_PIDS, 0);
+	return 0;
+oom:
+	snprintf(cause, len, "out of memory");
+	return -1;
+}
+
 /*
  * Check one job request (a submit, or one entry of a gather) and fill
  * js; its packed arguments are appended to args (js->args is set by the
  * caller once args stops moving).  -1 with code and cause.
  */
 static int
-parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
-          struct pbuf *args, enum proto_error *code, char *cause, size_t len)
+parse_job(const struct proto_msg *m, uid_t uid, bool in_gather,
+          struct job_submit *js, struct pbuf *args, enum proto_error *code,
+          char *cause, size_t len)
 {
+	struct job_extra *extra;
 	const char *name, *xname;
 	char quoted[129]; /* what is echoed of a name */
 	size_t nlen, xlen;
@@ -310,6 +532,11 @@ parse_job(const struct proto_msg *m, uid_t uid, struct job_submit *js,
 	js->daemon = proto_bool(m, PF_DAEMON, false);
 	js->uid = uid;
 	js->timeout_ms = proto_u64(m, PF_TIMEOUT, 0);
+	if (parse_extra(m, in_gather, &extra, cause, len) < 0) {
+		job_extra_free(extra);
+		return -1;
+	}
+	js->extra = extra; /* the caller's to free: job_new copies it */
 	return 0;
 }
 
@@ -384,27 +611,29 @@ request_submit(struct conn *c, const struct proto_msg *m)
 		return;
 	}
 	args.len = 0;
-	if (parse_job(m, conn_uid(c), &js, &args, &code, cause, sizeof(cause)) <
-	    0) {
+	if (parse_job(m, conn_uid(c), false, &js, &args, &code, cause,
+	              sizeof(cause)) < 0) {
 		reply_error(c, m->id, code, "%s", cause);
 		return;
 	}
 	if (!sched_has_room(js.exec, 1)) {
 		queue_full(c, m->id, js.exec);
-		return;
+		goto out;
 	}
 	if (store_refuses(c, m->id))
-		return;
+		goto out;
 	js.args = args.data;
 	if ((j = job_new(&js)) == NULL) {
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
-		return;
+		goto out;
 	}
 	r.req = m->id;
 	r.first = j->id;
 	if (proto_bool(m, PF_WATCH, false))
 		job_watch(j, c, m->id, -1, true);
 	request_admit(c, &r);
+out:
+	job_extra_free((struct job_extra *)js.extra);
 }
 
 /*
@@ -451,8 +680,8 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		if (proto_decode_fields(&list->via.array.ptr[i], em, &f) < 0) {
 			code = f.code == PE_BAD_FRAME ? PE_BAD_FIELD : f.code;
 			snprintf(cause, sizeof(cause), "%s", f.message);
-		} else if (parse_job(em, conn_uid(c), &js[i], &args, &code,
-		                     cause, sizeof(cause)) == 0) {
+		} else if (parse_job(em, conn_uid(c), true, &js[i], &args,
+		                     &code, cause, sizeof(cause)) == 0) {
 			per_exec[js[i].exec]++;
 			continue;
 		}
@@ -496,6 +725,8 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		request_fill(conn_out(c), &r);
 	g = NULL;
 out:
+	for (i = 0; js != NULL && i < n; i++)
+		job_extra_free((struct job_extra *)js[i].extra);
 	free(g);
 	free(em);
 	free(js);

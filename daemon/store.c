@@ -33,7 +33,7 @@
 #include "store.h"
 
 #define STORE_APP_ID      0x636f6e63 /* "conc" */
-#define STORE_SCHEMA      1
+#define STORE_SCHEMA      2
 #define STORE_INLINE_MAX  8         /* rows a loop pass commits itself */
 #define STORE_DELAY_US    300       /* a batch waits for new jobs to end */
 #define STORE_WAL_PAGES   8192      /* a checkpoint once the WAL is this long */
@@ -49,6 +49,21 @@ struct brow {
 	struct store_row r;                      /* pointers unset */
 	uint32_t task, args, error, msg, result; /* offsets; UINT32_MAX: none */
 	uint32_t task_len, error_len, msg_len;
+	uint32_t x; /* its struct bextra; UINT32_MAX: none */
+};
+
+/* A job's extra in a batch: the struct, its pointers unset, and offsets. */
+struct bextra {
+	struct job_extra e;
+	uint32_t cwd, env, command, group, label, after; /* UINT32_MAX: none */
+	uint32_t after_len; /* of after, a text of ids: "3,4" */
+};
+
+/* A change to a group in a batch. */
+struct bgroup {
+	struct store_group g; /* name unset */
+	uint32_t name;
+	bool del;
 };
 
 /* What a batch's transaction deletes for retention. */
@@ -62,6 +77,8 @@ struct batch {
 	struct trim_order trim;
 	struct brow *rows;
 	size_t n, cap;
+	struct bgroup *groups;
+	size_t ngroups, capgroups;
 	struct pbuf data;
 	uint64_t next_id; /* ids below it are given out or reserved */
 	size_t finals;    /* rows that reach a final state */
@@ -81,6 +98,8 @@ enum {
 	ST_ROLLBACK,
 	ST_NEXT_ID,
 	ST_SET_NEXT_ID,
+	ST_GROUP_PUT,
+	ST_GROUP_DEL,
 	ST_COUNT
 };
 
@@ -89,20 +108,27 @@ static const char *const store_sql[ST_COUNT] = {
         "INSERT INTO jobs(id, task, args, uid, requested, exec, daemon, "
         "fresh, timeout_ms, retries, retry_delay_ms, attempt, state, error, "
         "message, result, submitted, started, finished, worker, tid, served, "
-        "done, total, msg, dropped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+        "done, total, msg, dropped, cwd, env, command, grp, label, after, "
+        "priority, at, mem, pids, restart_of, cpus, stdin, after_any, held, "
+        "cause, exit, signal) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
         "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, "
-        "?22, ?23, ?24, ?25, ?26)",
+        "?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, "
+        "?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)",
     [ST_UPDATE] =
         "UPDATE jobs SET exec = ?6, fresh = ?8, attempt = ?12, state = ?13, "
         "error = ?14, message = ?15, result = ?16, started = ?18, "
         "finished = ?19, worker = ?20, tid = ?21, served = ?22, done = ?23, "
-        "total = ?24, msg = ?25, dropped = ?26 WHERE id = ?1",
+        "total = ?24, msg = ?25, dropped = ?26, held = ?41, cause = ?42, "
+        "exit = ?43, signal = ?44 WHERE id = ?1",
     [ST_BEGIN] = "BEGIN",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_NEXT_ID] = "UPDATE meta SET value = max(value, ?1) "
                    "WHERE key = 'next_id'",
     [ST_SET_NEXT_ID] = "UPDATE meta SET value = ?1 WHERE key = 'next_id'",
+    [ST_GROUP_PUT] = "INSERT OR REPLACE INTO groups(name, parallel, paused, "
+                     "uid, mem, pids) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_GROUP_DEL] = "DELETE FROM groups WHERE name = ?1",
 };
 
 static struct {
@@ -234,8 +260,31 @@ store_int(sqlite3 *db, const char *sql, int64_t *v)
  * `sqlite3 jobs.db` answers questions without concd; the view history
  * gives the times as dates.  The indexes leave out the rows most queries
  * do not look for: succeeded jobs (the bulk, found by walking ids down),
- * and the daemon's own user's jobs.
+ * and the daemon's own user's jobs.  Schema 2 added what a job asks
+ * beyond its task (the caller's context, the queue's options) and the
+ * queue's groups; a store of schema 1 is brought up to it at start.
  */
+#define STORE_JOBS_2(sep)                                                      \
+	sep "cwd TEXT" sep "env BLOB" sep "command TEXT" sep "grp TEXT" sep    \
+	    "label TEXT" sep "after TEXT" sep "priority INTEGER" sep           \
+	    "at INTEGER" sep "mem INTEGER" sep "pids INTEGER" sep              \
+	    "restart_of INTEGER" sep "cpus INTEGER" sep "stdin TEXT" sep       \
+	    "after_any INTEGER" sep "held INTEGER" sep "cause INTEGER" sep     \
+	    "exit INTEGER" sep "signal INTEGER"
+#define STORE_GROUPS                                                           \
+	"CREATE TABLE groups(name TEXT PRIMARY KEY, parallel INTEGER NOT "     \
+	"NULL, paused INTEGER NOT NULL, uid INTEGER NOT NULL, mem INTEGER, "   \
+	"pids INTEGER) WITHOUT ROWID;"
+#define STORE_VIEW                                                             \
+	"CREATE VIEW history AS SELECT id, task, uid, exec, state, error,"     \
+	" message, attempt,"                                                   \
+	" datetime(submitted / 1000000, 'unixepoch') AS submitted_at,"         \
+	" datetime(started / 1000000, 'unixepoch') AS started_at,"             \
+	" datetime(finished / 1000000, 'unixepoch') AS finished_at,"           \
+	" (finished - started) / 1e6 AS seconds,"                              \
+	" coalesce(grp, 'default') AS group_name, label, command, cwd, exit,"  \
+	" signal, cause, restart_of FROM jobs;"
+
 static const char store_schema[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE jobs("
@@ -247,15 +296,15 @@ static const char store_schema[] =
     " state TEXT NOT NULL, error TEXT, message TEXT, result BLOB,"
     " submitted INTEGER NOT NULL, started INTEGER, finished INTEGER,"
     " worker INTEGER, tid INTEGER, served INTEGER, done INTEGER,"
-    " total INTEGER, msg TEXT, dropped INTEGER);"
-    "CREATE INDEX jobs_state ON jobs(state, id)"
-    " WHERE state <> 'succeeded';"
-    "CREATE VIEW history AS SELECT id, task, uid, exec, state, error,"
-    " message, attempt,"
-    " datetime(submitted / 1000000, 'unixepoch') AS submitted_at,"
-    " datetime(started / 1000000, 'unixepoch') AS started_at,"
-    " datetime(finished / 1000000, 'unixepoch') AS finished_at,"
-    " (finished - started) / 1e6 AS seconds FROM jobs;";
+    " total INTEGER, msg TEXT, dropped INTEGER" STORE_JOBS_2(
+        ", ") ");" STORE_GROUPS "CREATE INDEX jobs_state ON jobs(state, id)"
+              " WHERE state <> 'succeeded';" STORE_VIEW;
+
+/* Schema 1 to 2, in one transaction. */
+static const char store_migrate_1[] = "BEGIN IMMEDIATE" STORE_JOBS_2(
+    ";ALTER TABLE jobs ADD COLUMN ") ";" STORE_GROUPS
+                                     "DROP VIEW IF EXISTS history;" STORE_VIEW
+                                     "PRAGMA user_version = 2; COMMIT";
 
 static int
 store_create(sqlite3 *db, char *cause, size_t len)
@@ -304,6 +353,15 @@ store_check(sqlite3 *db, char *cause, size_t len)
 		         "move it away or choose another --state-dir",
 		         store.path, (unsigned long long)app);
 		return -1;
+	}
+	if (version == 1) {
+		if (store_exec(db, store_migrate_1, cause, len) < 0) {
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+		log_info("%s: job store brought from schema 1 to %d",
+		         store.path, STORE_SCHEMA);
+		version = STORE_SCHEMA;
 	}
 	if (version != STORE_SCHEMA) {
 		snprintf(cause, len,
@@ -528,7 +586,14 @@ static const char store_columns[] =
     "id, task, args, uid, requested, exec, daemon, fresh, timeout_ms, "
     "retries, retry_delay_ms, attempt, state, error, message, result, "
     "submitted, started, finished, worker, tid, served, done, total, msg, "
-    "dropped";
+    "dropped, cwd, env, command, grp, label, after, priority, at, mem, pids, "
+    "restart_of, cpus, stdin, after_any, held, cause, exit, signal";
+
+/* Where a read row's extra lives while its callback runs. */
+struct row_room {
+	struct job_extra x;
+	uint64_t after[1024];
+};
 
 static int
 store_word(const unsigned char *w, const char *const *table, int n)
@@ -552,9 +617,72 @@ store_error_code(const unsigned char *w)
 	return w != NULL ? PE_INTERNAL : PE_NONE;
 }
 
-/* A row of store_columns, its pointers into s's memory. */
+static char *
+column_text(sqlite3_stmt *s, int i)
+{
+	return (char *)sqlite3_column_text(s, i);
+}
+
+static int64_t
+column_or(sqlite3_stmt *s, int i, int64_t none)
+{
+	return sqlite3_column_type(s, i) == SQLITE_NULL
+	           ? none
+	           : sqlite3_column_int64(s, i);
+}
+
+/* Columns 26 to 43: NULL all of them for a job that asked none of it. */
 static void
-store_read_row(sqlite3_stmt *s, struct store_row *r)
+store_read_extra(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
+{
+	struct job_extra *x = &room->x;
+	const char *p;
+	char *end;
+	int i;
+
+	for (i = 26; i < 44; i++)
+		if (sqlite3_column_type(s, i) != SQLITE_NULL)
+			break;
+	if (i == 44)
+		return;
+	memset(x, 0, sizeof(*x));
+	x->cwd = column_text(s, 26);
+	if (sqlite3_column_type(s, 27) != SQLITE_NULL) {
+		x->env = (char *)sqlite3_column_blob(s, 27);
+		x->env_len = (uint32_t)sqlite3_column_bytes(s, 27);
+	}
+	x->command = column_text(s, 28);
+	x->group = column_text(s, 29);
+	x->label = column_text(s, 30);
+	x->after = room->after;
+	for (p = (const char *)sqlite3_column_text(s, 31);
+	     p != NULL && *p != '\0' && x->nafter < 1024; p = end) {
+		room->after[x->nafter++] = strtoull(p, &end, 10);
+		if (end == p)
+			break;
+		if (*end == ',')
+			end++;
+	}
+	x->priority = column_or(s, 32, 0);
+	x->at = (uint64_t)column_or(s, 33, 0);
+	x->mem = (uint64_t)column_or(s, 34, 0);
+	x->pids = (uint64_t)column_or(s, 35, 0);
+	x->restart_of = (uint64_t)column_or(s, 36, 0);
+	x->cpus = (uint32_t)column_or(s, 37, 0);
+	p = (const char *)sqlite3_column_text(s, 38);
+	x->stdin_mode = p != NULL && strcmp(p, "stream") == 0 ? JOB_STDIN_STREAM
+	                                                      : JOB_STDIN_NULL;
+	x->after_any = column_or(s, 39, 0) != 0;
+	x->held = column_or(s, 40, 0) != 0;
+	x->cause = (uint64_t)column_or(s, 41, 0);
+	x->exit = (int32_t)column_or(s, 42, -1);
+	x->signal = (int32_t)column_or(s, 43, -1);
+	r->x = x;
+}
+
+/* A row of store_columns, its pointers into s's memory and room. */
+static void
+store_read_row(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
 {
 	memset(r, 0, sizeof(*r));
 	r->id = (uint64_t)sqlite3_column_int64(s, 0);
@@ -592,17 +720,19 @@ store_read_row(sqlite3_stmt *s, struct store_row *r)
 	r->total = (uint64_t)sqlite3_column_int64(s, 23);
 	r->msg = (const char *)sqlite3_column_text(s, 24);
 	r->dropped = (uint64_t)sqlite3_column_int64(s, 25);
+	store_read_extra(s, r, room);
 }
 
 static int
 store_walk(sqlite3 *db, sqlite3_stmt *s,
            void (*fn)(const struct store_row *, void *), void *arg)
 {
+	static struct row_room room;
 	struct store_row r;
 	int rc;
 
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		store_read_row(s, &r);
+		store_read_row(s, &r, &room);
 		fn(&r, arg);
 	}
 	if (rc != SQLITE_DONE)
@@ -614,7 +744,7 @@ store_walk(sqlite3 *db, sqlite3_stmt *s,
 int
 store_each_live(void (*fn)(const struct store_row *, void *), void *arg)
 {
-	char sql[512];
+	char sql[1024];
 	sqlite3_stmt *s;
 
 	if (!store.on)
@@ -631,9 +761,10 @@ store_each_live(void (*fn)(const struct store_row *, void *), void *arg)
 int
 store_get(uint64_t id, void (*fn)(const struct store_row *, void *), void *arg)
 {
+	static struct row_room room;
 	struct store_row r;
 	sqlite3_stmt *s;
-	char sql[512];
+	char sql[1024];
 	int rc;
 
 	if (!store.on)
@@ -649,7 +780,7 @@ store_get(uint64_t id, void (*fn)(const struct store_row *, void *), void *arg)
 	s = store.get;
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		store_read_row(s, &r);
+		store_read_row(s, &r, &room);
 		fn(&r, arg);
 	}
 	sqlite3_reset(s);
@@ -686,8 +817,26 @@ store_where(const struct store_filter *f, char *w, size_t len, bool counts)
 		n += (size_t)snprintf(w + n, len - n, " AND submitted >= %llu",
 		                      (unsigned long long)f->since);
 	if (f->until > 0)
-		(void)snprintf(w + n, len - n, " AND submitted < %llu",
-		               (unsigned long long)f->until);
+		n += (size_t)snprintf(w + n, len - n, " AND submitted < %llu",
+		                      (unsigned long long)f->until);
+	if (f->group != NULL)
+		n += (size_t)snprintf(w + n, len - n,
+		                      strcmp(f->group, "default") == 0
+		                          ? " AND coalesce(grp, 'default') = ?3"
+		                          : " AND grp = ?3");
+	if (f->label != NULL)
+		(void)snprintf(w + n, len - n, " AND label = ?4");
+}
+
+static void
+store_bind_filter(sqlite3_stmt *s, const struct store_filter *f)
+{
+	if (f->task != NULL)
+		sqlite3_bind_text(s, 1, f->task, -1, SQLITE_STATIC);
+	if (f->group != NULL)
+		sqlite3_bind_text(s, 3, f->group, -1, SQLITE_STATIC);
+	if (f->label != NULL)
+		sqlite3_bind_text(s, 4, f->label, -1, SQLITE_STATIC);
 }
 
 int
@@ -709,8 +858,7 @@ store_list(const struct store_filter *f,
 		log_warnx("%s: %s", store.path, sqlite3_errmsg(store.rdb));
 		return -1;
 	}
-	if (f->task != NULL)
-		sqlite3_bind_text(s, 1, f->task, -1, SQLITE_STATIC);
+	store_bind_filter(s, f);
 	if (f->limit > 0)
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)f->limit);
 	return store_walk(store.rdb, s, fn, arg);
@@ -730,8 +878,7 @@ store_count(const struct store_filter *f, size_t counts[])
 	         "SELECT state, count(*) FROM jobs%s GROUP BY state", where);
 	if (sqlite3_prepare_v2(store.rdb, sql, -1, &s, NULL) != SQLITE_OK)
 		return -1;
-	if (f->task != NULL)
-		sqlite3_bind_text(s, 1, f->task, -1, SQLITE_STATIC);
+	store_bind_filter(s, f);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		counts[store_word(sqlite3_column_text(s, 0), proto_states,
 		                  PS_COUNT)] +=
@@ -756,6 +903,7 @@ static void
 batch_reset(struct batch *b)
 {
 	b->n = 0;
+	b->ngroups = 0;
 	b->data.len = 0;
 	b->next_id = 0;
 	b->finals = 0;
@@ -772,6 +920,7 @@ batch_free(struct batch *b)
 	if (b == NULL)
 		return;
 	free(b->rows);
+	free(b->groups);
 	pbuf_free(&b->data);
 	free(b->gone);
 	free(b);
@@ -796,6 +945,45 @@ batch_str(struct batch *b, const char *s, uint32_t *len)
 	return batch_bytes(b, s, *len + 1);
 }
 
+/* After a struct, at an offset it can be read from in place. */
+static uint32_t
+batch_align(struct batch *b)
+{
+	static const char zero[8];
+
+	if (b->data.len % 8 != 0)
+		pbuf_append(&b->data, zero, 8 - b->data.len % 8);
+	return (uint32_t)b->data.len;
+}
+
+static uint32_t
+batch_extra(struct batch *b, const struct job_extra *x)
+{
+	struct bextra be = {.e = *x};
+	uint32_t off, i;
+	char id[24];
+
+	be.cwd = batch_str(b, x->cwd, &i);
+	be.command = batch_str(b, x->command, &i);
+	be.group = batch_str(b, x->group, &i);
+	be.label = batch_str(b, x->label, &i);
+	be.env = batch_bytes(b, x->env, x->env_len);
+	be.after = x->nafter > 0 ? (uint32_t)b->data.len : UINT32_MAX;
+	for (i = 0; i < x->nafter; i++) {
+		int n = snprintf(id, sizeof(id), i > 0 ? ",%llu" : "%llu",
+		                 (unsigned long long)x->after[i]);
+
+		pbuf_append(&b->data, id, (size_t)n);
+	}
+	if (x->nafter > 0) {
+		be.after_len = (uint32_t)b->data.len - be.after;
+		pbuf_append(&b->data, "", 1); /* ends the text for strtoull */
+	}
+	off = batch_align(b);
+	pbuf_append(&b->data, &be, sizeof(be));
+	return off;
+}
+
 static void
 batch_add(struct batch *b, const struct store_row *r)
 {
@@ -816,8 +1004,104 @@ batch_add(struct batch *b, const struct store_row *r)
 	w->error = batch_str(b, r->error, &w->error_len);
 	w->msg = batch_str(b, r->msg, &w->msg_len);
 	w->result = batch_bytes(b, r->result, r->result_len);
+	w->x = r->x != NULL ? batch_extra(b, r->x) : UINT32_MAX;
 	if (PROTO_STATE_FINAL(r->state))
 		b->finals++;
+}
+
+/* A batch's copy of a row's extra, its pointers made again. */
+static const struct bextra *
+batch_get_extra(const struct batch *b, const struct brow *w,
+                struct job_extra *x)
+{
+	const char *d = b->data.data;
+	const struct bextra *be;
+
+	if (w->x == UINT32_MAX)
+		return NULL;
+	be = (const struct bextra *)(const void *)(d + w->x);
+	*x = be->e;
+	x->cwd = be->cwd != UINT32_MAX ? (char *)d + be->cwd : NULL;
+	x->command = be->command != UINT32_MAX ? (char *)d + be->command : NULL;
+	x->group = be->group != UINT32_MAX ? (char *)d + be->group : NULL;
+	x->label = be->label != UINT32_MAX ? (char *)d + be->label : NULL;
+	x->env = be->env != UINT32_MAX ? (char *)d + be->env : NULL;
+	x->after = NULL; /* only as text: bextra.after */
+	return be;
+}
+
+static void
+batch_group(struct batch *b, const struct store_group *g, bool del)
+{
+	struct bgroup *p;
+	uint32_t len;
+	size_t n;
+
+	if (b->ngroups == b->capgroups) {
+		n = b->capgroups ? b->capgroups * 2 : 8;
+		if ((p = realloc(b->groups, n * sizeof(*p))) == NULL)
+			fatal("store: batch");
+		b->groups = p;
+		b->capgroups = n;
+	}
+	p = &b->groups[b->ngroups++];
+	p->g = *g;
+	p->del = del;
+	p->name = batch_str(b, g->name, &len);
+}
+
+void
+store_put_group(const struct store_group *g)
+{
+	if (!store.on)
+		return;
+	if (store.open == NULL)
+		store.open = batch_new();
+	batch_group(store.open, g, false);
+	store_mark();
+}
+
+void
+store_delete_group(const char *name)
+{
+	struct store_group g = {.name = name};
+
+	if (!store.on)
+		return;
+	if (store.open == NULL)
+		store.open = batch_new();
+	batch_group(store.open, &g, true);
+	store_mark();
+}
+
+int
+store_groups(void (*fn)(const struct store_group *, void *), void *arg)
+{
+	struct store_group g;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (!store.on)
+		return 0;
+	if (sqlite3_prepare_v2(store.rdb,
+	                       "SELECT name, parallel, paused, uid, mem, pids "
+	                       "FROM groups ORDER BY name",
+	                       -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&g, 0, sizeof(g));
+		g.name = (const char *)sqlite3_column_text(s, 0);
+		if (g.name == NULL)
+			continue;
+		g.parallel = (uint64_t)sqlite3_column_int64(s, 1);
+		g.paused = sqlite3_column_int(s, 2) != 0;
+		g.uid = (uid_t)sqlite3_column_int64(s, 3);
+		g.mem = (uint64_t)column_or(s, 4, 0);
+		g.pids = (uint64_t)column_or(s, 5, 0);
+		fn(&g, arg);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 void
@@ -861,6 +1145,76 @@ bind_time(sqlite3_stmt *s, int i, uint64_t t)
 		sqlite3_bind_null(s, i);
 	else
 		sqlite3_bind_int64(s, i, (sqlite3_int64)t);
+}
+
+static void
+bind_int_or_null(sqlite3_stmt *s, int i, int64_t v, int64_t none)
+{
+	if (v == none)
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_int64(s, i, (sqlite3_int64)v);
+}
+
+/* Parameters 27 to 44 (an update sets 41 to 44, what a job's life changes). */
+static void
+write_extra(sqlite3_stmt *s, const struct batch *b, const struct brow *w)
+{
+	const struct bextra *be;
+	struct job_extra x;
+	int i;
+
+	if ((be = batch_get_extra(b, w, &x)) == NULL) {
+		for (i = w->r.insert ? 27 : 41; i <= 44; i++)
+			sqlite3_bind_null(s, i);
+		return;
+	}
+	if (w->r.insert) {
+		bind_text(s, 27, b, be->cwd,
+		          x.cwd ? (uint32_t)strlen(x.cwd) : 0);
+		bind_blob(s, 28, b, be->env, x.env_len);
+		bind_text(s, 29, b, be->command,
+		          x.command ? (uint32_t)strlen(x.command) : 0);
+		bind_text(s, 30, b, be->group,
+		          x.group ? (uint32_t)strlen(x.group) : 0);
+		bind_text(s, 31, b, be->label,
+		          x.label ? (uint32_t)strlen(x.label) : 0);
+		bind_text(s, 32, b, be->after, be->after_len);
+		bind_int_or_null(s, 33, x.priority, 0);
+		bind_int_or_null(s, 34, (int64_t)x.at, 0);
+		bind_int_or_null(s, 35, (int64_t)x.mem, 0);
+		bind_int_or_null(s, 36, (int64_t)x.pids, 0);
+		bind_int_or_null(s, 37, (int64_t)x.restart_of, 0);
+		bind_int_or_null(s, 38, x.cpus, 0);
+		if (x.stdin_mode == JOB_STDIN_STREAM)
+			sqlite3_bind_text(s, 39, "stream", -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, 39);
+		bind_int_or_null(s, 40, x.after_any, 0);
+	}
+	bind_int_or_null(s, 41, x.held, 0);
+	bind_int_or_null(s, 42, (int64_t)x.cause, 0);
+	bind_int_or_null(s, 43, x.exit, -1);
+	bind_int_or_null(s, 44, x.signal, -1);
+}
+
+static int
+write_group(const struct batch *b, const struct bgroup *p)
+{
+	sqlite3_stmt *s = store.st[p->del ? ST_GROUP_DEL : ST_GROUP_PUT];
+	int rc;
+
+	sqlite3_bind_text(s, 1, b->data.data + p->name, -1, SQLITE_STATIC);
+	if (!p->del) {
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)p->g.parallel);
+		sqlite3_bind_int(s, 3, p->g.paused);
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)p->g.uid);
+		bind_int_or_null(s, 5, (int64_t)p->g.mem, 0);
+		bind_int_or_null(s, 6, (int64_t)p->g.pids, 0);
+	}
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int
@@ -919,6 +1273,7 @@ write_row(const struct batch *b, const struct brow *w)
 	sqlite3_bind_int64(s, 24, (sqlite3_int64)r->total);
 	bind_text(s, 25, b, w->msg, w->msg_len);
 	sqlite3_bind_int64(s, 26, (sqlite3_int64)r->dropped);
+	write_extra(s, b, w);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : -1;
@@ -995,6 +1350,9 @@ write_batch_once(struct batch *b)
 	b->ok = false;
 	if (store_step(ST_BEGIN) < 0)
 		goto fail;
+	for (i = 0; i < b->ngroups; i++)
+		if (write_group(b, &b->groups[i]) < 0)
+			goto fail;
 	for (i = 0; i < b->n; i++)
 		if (write_row(b, &b->rows[i]) < 0)
 			goto fail;
@@ -1212,7 +1570,11 @@ static void
 batch_copy(struct batch *to, const struct batch *from)
 {
 	const char *d = from->data.data;
+	static uint64_t after[1024];
+	struct job_extra x;
 	struct store_row r;
+	const char *p;
+	char *end;
 	size_t i;
 
 	for (i = 0; i < from->n; i++) {
@@ -1224,7 +1586,35 @@ batch_copy(struct batch *to, const struct batch *from)
 		r.error = w->error != UINT32_MAX ? d + w->error : NULL;
 		r.msg = w->msg != UINT32_MAX ? d + w->msg : NULL;
 		r.result = w->result != UINT32_MAX ? d + w->result : NULL;
+		r.x = NULL;
+		if (batch_get_extra(from, w, &x) != NULL) {
+			const struct bextra *be = (const void *)(d + w->x);
+
+			/* the ids again, from their text */
+			x.nafter = 0;
+			x.after = after;
+			for (p = be->after != UINT32_MAX ? d + be->after : NULL;
+			     p != NULL && x.nafter < 1024; p = end + 1) {
+				after[x.nafter++] = strtoull(p, &end, 10);
+				if (*end != ',')
+					break;
+			}
+			r.x = &x;
+		}
 		batch_add(to, &r);
+	}
+}
+
+static void
+batch_copy_groups(struct batch *to, const struct batch *from)
+{
+	size_t i;
+
+	for (i = 0; i < from->ngroups; i++) {
+		struct store_group g = from->groups[i].g;
+
+		g.name = from->data.data + from->groups[i].name;
+		batch_group(to, &g, from->groups[i].del);
 	}
 }
 
@@ -1258,6 +1648,10 @@ store_carry(struct batch *failed)
 		batch_copy(next, &rest);
 		if (open->next_id > next->next_id)
 			next->next_id = open->next_id;
+	}
+	batch_copy_groups(next, failed);
+	if (open != NULL) {
+		batch_copy_groups(next, open);
 		batch_free(open);
 	}
 	store.open = next;
@@ -1388,7 +1782,8 @@ store_commit(void)
 		    store_spare != NULL ? store_spare : batch_new();
 		store_spare = NULL;
 	}
-	if (b == NULL || (b->n == 0 && b->next_id == 0 && !store.sweep_due)) {
+	if (b == NULL || (b->n == 0 && b->ngroups == 0 && b->next_id == 0 &&
+	                  !store.sweep_due)) {
 		/* a reply waits on a batch with nothing to write: it is */
 		if (store.want) {
 			store.want = false;
@@ -1402,8 +1797,8 @@ store_commit(void)
 		return;
 	}
 	/* a waiting reply's batch, when the thread still has one: the next */
-	if (b->n == 0 && b->next_id == 0 && !store.sweep_due &&
-	    store.nflight > 0)
+	if (b->n == 0 && b->ngroups == 0 && b->next_id == 0 &&
+	    !store.sweep_due && store.nflight > 0)
 		return;
 	store.want = false;
 	store.open = store_spare;
@@ -1517,7 +1912,8 @@ store_retry_cb(evutil_socket_t fd, short what, void *arg)
 	if (store.nflight > 0 || store.failing[0] == '\0')
 		return;
 	if (atomic_load(&store.reserve_ok) &&
-	    (store.open == NULL || store.open->n == 0)) {
+	    (store.open == NULL ||
+	     (store.open->n == 0 && store.open->ngroups == 0))) {
 		log_info("%s: there is room again; new jobs are accepted",
 		         store.path);
 		store.failing[0] = '\0';
@@ -1593,7 +1989,11 @@ store_close(void)
 	}
 	if (store.collect != NULL)
 		store.collect(false);
-	/* the last rows, and what retention owes, a few thousand at a time */
+	/*
+	 * The last rows, and one batch of what retention owes: a backlog of
+	 * a million rows to delete is not worked off while the stop waits, but
+	 * by the next concd, a few thousand at a time.
+	 */
 	for (i = 0; i < 1000 && !store.blocked; i++) {
 		bool ok;
 
@@ -1602,7 +2002,8 @@ store_close(void)
 			store_spare = NULL;
 		}
 		store.open = NULL;
-		if (!store_plan_trim(b) && b->n == 0) {
+		if (!(i == 0 && store_plan_trim(b)) && b->n == 0 &&
+		    b->ngroups == 0) {
 			store_recycle(b);
 			break;
 		}

@@ -16,6 +16,49 @@
 #include <stdint.h>
 
 /*
+ * What a job asks beyond its task: the caller's context and the queue's
+ * options (a job that asks none of it has none).  Held by a job (job.c
+ * owns its strings), and by a row while it is handed over or read.
+ */
+enum job_stdin { JOB_STDIN_NULL, JOB_STDIN_STREAM };
+
+/* In a gather, an element of after may name a line of the same gather. */
+#define JOB_AFTER_LINE       (UINT64_C(1) << 63)
+#define JOB_AFTER_IS_LINE(a) (((a)&JOB_AFTER_LINE) != 0)
+
+struct job_extra {
+	char *cwd;       /* the caller's directory, absolute; or NULL */
+	char *env;       /* msgpack map of names to values; or NULL */
+	char *command;   /* the command line, shell-quoted; or NULL */
+	char *group;     /* NULL: the default group */
+	char *label;     /* or NULL */
+	uint64_t *after; /* the jobs it waits for */
+	uint32_t env_len;
+	uint32_t nafter;
+	int64_t priority;    /* higher first in its group; 0 by default */
+	uint64_t at;         /* µs since the epoch it is due; 0: at once */
+	uint64_t mem;        /* bytes; 0: no limit */
+	uint64_t pids;       /* processes and threads; 0: no limit */
+	uint64_t restart_of; /* the job it restarts; 0: none */
+	uint64_t cause;      /* the job whose failure ended it; 0: none */
+	uint32_t cpus;       /* CPU slots; 0: the default of its task */
+	int32_t exit;        /* its command's exit status; -1: none */
+	int32_t signal;      /* the signal that killed it; -1: none */
+	uint8_t stdin_mode;  /* enum job_stdin */
+	bool after_any;      /* run once they end, however they end */
+	bool held;           /* a queued job held back */
+};
+
+/* A group of the queue, as the store holds it. */
+struct store_group {
+	const char *name;
+	uint64_t parallel;  /* CPU slots; 0: no limit */
+	uint64_t mem, pids; /* defaults for its jobs; 0: none */
+	uid_t uid;          /* who made it */
+	bool paused;
+};
+
+/*
  * One job as the store holds it.  Strings and blobs point into the
  * caller's memory while it hands a row over (store_put copies them) or
  * into the store's while a read's callback runs.
@@ -43,6 +86,7 @@ struct store_row {
 	uint8_t attempt, retries;
 	bool daemon, fresh;
 	bool insert; /* a new row, else the fields a job's life changes */
+	const struct job_extra *x; /* or NULL */
 };
 
 /* A ps request's filter; 0, -1 or NULL: any. */
@@ -52,6 +96,8 @@ struct store_filter {
 	const char *task; /* NUL-terminated */
 	int64_t uid;
 	uint64_t since, until; /* submitted, µs */
+	const char *group;     /* NUL-terminated: "default" also matches none */
+	const char *label;     /* NUL-terminated */
 	size_t limit;
 };
 
@@ -102,6 +148,14 @@ void store_commit(void);
 /* Why new jobs are refused, while the last commit failed; else NULL. */
 const char *store_failing(void);
 void store_set_retention(size_t max_finished, uint64_t finished_ttl_s);
+
+/*
+ * Groups: written with the next batch (a reply that tells of a change
+ * waits for store_seq(), as a job's does).  store_groups reads them all.
+ */
+void store_put_group(const struct store_group *);
+void store_delete_group(const char *name);
+int store_groups(void (*)(const struct store_group *, void *), void *);
 
 /* Reading, on the loop, from what is committed. */
 /* Commit what the job table holds now (a read must agree with it). */

@@ -563,6 +563,44 @@ class Ids(StoreTest):
             self.assertEqual(rows, 0, "--max-finished 0 kept finished rows")
         self.assertEqual(top, 9)
 
+    def test_a_stop_leaves_a_retention_backlog_to_the_next_concd(self):
+        # 50,000 finished rows over --max-finished: the stop deletes at most
+        # one batch of them (4,096) and does not keep systemd waiting
+        state = self.private_state_dir()
+        Daemon("--state-dir", state).close()
+        now = int(time.time() * 1e6)
+        path = os.path.join(state, "jobs.db")
+        with sqlite3.connect(path) as db:
+            db.executemany(
+                "insert into jobs(id, task, uid, requested, exec, daemon, "
+                "fresh, timeout_ms, retries, retry_delay_ms, attempt, state, "
+                "submitted, finished) values (?, 'noop', 0, 'auto', 'loop', "
+                "0, 0, 0, 0, 0, 1, 'succeeded', ?, ?)",
+                ((i, now, now) for i in range(100, 50100)))
+            db.execute("update meta set value = 50100 where key = 'next_id'")
+        db.close()
+        d = Daemon("--state-dir", state, "--max-finished", "0")
+        self.assertEqual(d.client().call("ping")["t"], "pong")
+        d.close()
+        with sqlite3.connect("file:%s?mode=ro" % path, uri=True) as db:
+            rows = db.execute("select count(*) from jobs").fetchone()[0]
+        db.close()
+        self.assertGreaterEqual(rows, 50000 - 4096)
+        # the next concd goes on with it, a batch at a time
+        d = Daemon("--state-dir", state, "--max-finished", "0")
+        c = d.client()
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline:
+            c.call("submit", task="noop")
+            with sqlite3.connect("file:%s?mode=ro" % path, uri=True) as db:
+                rows = db.execute("select count(*) from jobs "
+                                  "where id < 50100").fetchone()[0]
+            db.close()
+            if rows == 0:
+                break
+        self.assertEqual(rows, 0)
+        d.close()
+
     # ps (without --all) and status answer from the job table, where a
     # job has its id before its batch is committed; killed then, concd
     # goes on from the id reservation the store keeps ahead, not from the
@@ -682,7 +720,7 @@ class BadStore(StoreTest):
             (lambda: os.makedirs(path),
              "%s: unable to open database file" % path),
             (lambda: concd_db(99, "create table jobs(x)"),
-             "%s: job store of schema 99, this concd reads schema 1"
+             "%s: job store of schema 99, this concd reads schema 2"
              % path),
             (lambda: concd_db(1, "create table jobs(x)"),
              "%s: damaged job store: no next id" % path),
@@ -700,6 +738,126 @@ class BadStore(StoreTest):
                       "(pid %d)" % (d.state_dir, d.proc.pid), err)
         # the first one is untouched
         self.assertEqual(d.client().call("ping")["t"], "pong")
+
+
+# The schema of the first stores (schema 1), for the migration test.
+SCHEMA_1 = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE jobs(
+ id INTEGER PRIMARY KEY, task TEXT NOT NULL, args BLOB,
+ uid INTEGER NOT NULL, requested TEXT NOT NULL, exec TEXT NOT NULL,
+ daemon INTEGER NOT NULL, fresh INTEGER NOT NULL,
+ timeout_ms INTEGER NOT NULL, retries INTEGER NOT NULL,
+ retry_delay_ms INTEGER NOT NULL, attempt INTEGER NOT NULL,
+ state TEXT NOT NULL, error TEXT, message TEXT, result BLOB,
+ submitted INTEGER NOT NULL, started INTEGER, finished INTEGER,
+ worker INTEGER, tid INTEGER, served INTEGER, done INTEGER,
+ total INTEGER, msg TEXT, dropped INTEGER);
+CREATE INDEX jobs_state ON jobs(state, id) WHERE state <> 'succeeded';
+CREATE VIEW history AS SELECT id, task, uid, exec, state, error,
+ message, attempt,
+ datetime(submitted / 1000000, 'unixepoch') AS submitted_at,
+ datetime(started / 1000000, 'unixepoch') AS started_at,
+ datetime(finished / 1000000, 'unixepoch') AS finished_at,
+ (finished - started) / 1e6 AS seconds FROM jobs;
+"""
+
+
+class Schema(StoreTest):
+    EXTRA = dict(cwd="/tmp", env={"CC": "clang", "EMPTY": ""},
+                 group="build.1", label="nightly run", priority=-5, cpus=2,
+                 mem=1 << 30, pids=64, at=1, held=False)
+
+    def test_what_a_job_asks_beyond_its_task_survives_kill_9(self):
+        d = self.daemon(killed=True)
+        c = d.client()
+        first = c.call("submit", task="noop")["job"]
+        c.wait_state(first, "succeeded")
+        gate = d.gate()
+        job = c.call("submit", task="exec", args={"argv": gate.argv},
+                     after=[first], **self.EXTRA)
+        self.assertEqual(job["t"], "accepted", job)
+        job = job["job"]
+        c.wait_state(job, "running")
+        self.kill9(d)
+        d2 = self.daemon(state_dir=d.state_dir)
+        st = d2.client().wait_state(job, "failed")
+        self.assertEqual(st["error"], "interrupted")
+        for k in ("cwd", "group", "label", "priority", "cpus", "mem",
+                  "pids", "at"):
+            self.assertEqual(st.get(k), self.EXTRA[k], k)
+        self.assertEqual(st["after"], [first])
+        self.assertNotIn("held", st)
+        # and in the store, for standard tools
+        with sqlite3.connect(os.path.join(d.state_dir, "jobs.db")) as db:
+            row = db.execute("select group_name, label, cwd from history "
+                             "where id = ?", (job,)).fetchone()
+            plain = db.execute("select group_name, label from history "
+                               "where id = ?", (first,)).fetchone()
+        db.close()
+        self.assertEqual(row, ("build.1", "nightly run", "/tmp"))
+        self.assertEqual(plain, ("default", None))
+
+    def test_a_job_request_with_bad_queue_fields_is_refused_saying_why(self):
+        c = self.daemon().client()
+        cases = (
+            (dict(cwd="relative/dir"), "cwd must be an absolute path"),
+            (dict(cwd="/a\0b"), "cwd must be an absolute path"),
+            (dict(env={"A=B": "x"}), "env: a name"),
+            (dict(env={"A": 1}), "env: a value"),
+            (dict(group="-x"), "group: 1 to 64 letters"),
+            (dict(group="a b"), "group: 1 to 64 letters"),
+            (dict(label="a\nb"), "label: no control characters"),
+            (dict(priority=2000000), "priority must be from"),
+            (dict(cpus=5000), "cpus must be at most"),
+            (dict(stdin="file"), "stdin must be"),
+            (dict(after=["@0"]), "after: each element is a job id"),
+            (dict(after=[0]), "after: each element is a job id"),
+        )
+        for fields, message in cases:
+            r = c.call("submit", task="noop", **fields)
+            self.assertEqual(r["t"], "error", fields)
+            self.assertEqual(r["error"], "bad_field", fields)
+            self.assertIn(message, r["message"], fields)
+        # the daemon goes on
+        self.assertEqual(c.call("ping")["t"], "pong")
+
+    def test_a_store_of_schema_1_is_brought_to_schema_2_with_its_jobs(self):
+        state = self.private_state_dir()
+        os.makedirs(state)
+        path = os.path.join(state, "jobs.db")
+        now = int(time.time() * 1e6)
+        with sqlite3.connect(path) as db:
+            db.executescript(SCHEMA_1)
+            db.execute("pragma application_id = %d" % 0x636f6e63)
+            db.execute("pragma user_version = 1")
+            db.execute("insert into meta values ('next_id', 8), "
+                       "('instance', 'abc'), ('self_uid', ?)",
+                       (os.geteuid(),))
+            row = ("insert into jobs(id, task, uid, requested, exec, "
+                   "daemon, fresh, timeout_ms, retries, retry_delay_ms, "
+                   "attempt, state, submitted, finished, result) values "
+                   "(?, 'noop', ?, 'auto', 'loop', 0, 0, 0, 0, 0, 1, ?, "
+                   "?, ?, ?)")
+            db.execute(row, (5, os.geteuid(), "succeeded", now, now,
+                             msgpack.packb(7)))
+            db.execute(row, (6, os.geteuid(), "queued", now, None, None))
+        db.close()
+        d = self.daemon(state_dir=state)
+        c = d.client()
+        self.assertEqual(c.wait_state(6, "succeeded")["state"], "succeeded")
+        self.assertEqual(c.call("result", job=5)["result"], 7)
+        self.assertGreater(c.call("submit", task="noop")["job"], 7)
+        with sqlite3.connect(path) as db:
+            self.assertEqual(db.execute("pragma user_version").fetchone(),
+                             (2,))
+            self.assertEqual(
+                db.execute("select id, group_name from history "
+                           "order by id").fetchall()[:2],
+                [(5, "default"), (6, "default")])
+            self.assertEqual(db.execute("select count(*) from groups")
+                             .fetchone(), (0,))
+        db.close()
 
 
 class Reading(StoreTest):
