@@ -28,6 +28,7 @@
 #include "hook.h"
 #include "job.h"
 #include "log.h"
+#include "store.h"
 #include "loop.h"
 #include "spawner.h"
 
@@ -251,14 +252,22 @@ struct hook_job {
 static void
 hook_job_of(const struct job *j, struct hook_job *h, char *exit, size_t len)
 {
+	const struct job_extra *x = j->extra;
+
 	h->id = j->id;
 	h->uid = j->uid;
 	h->state = proto_states[j->state];
 	h->exit = NULL;
-	h->group = "default";
-	h->label = NULL;
-	(void)exit;
-	(void)len;
+	h->group = x != NULL && x->group != NULL ? x->group : "default";
+	h->label = x != NULL ? x->label : NULL;
+	/* as a shell gives it: 128 + N for signal N */
+	if (x != NULL && x->exit >= 0)
+		snprintf(exit, len, "%d", (int)x->exit);
+	else if (x != NULL && x->signal >= 0)
+		snprintf(exit, len, "%d", 128 + (int)x->signal);
+	else
+		exit = NULL;
+	h->exit = exit;
 }
 
 /* The job's variables, as its command sees them. */

@@ -44,6 +44,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pool_process.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 #include "worker.h"
@@ -452,6 +453,13 @@ proc_give(struct pworker *w, struct job *j)
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_cstr(&e, PF_TASK, j->task->name);
 	proto_enc_u64(&e, PF_UID, j->uid); /* whose identity it acts with */
+	/* its limits, which its command's cgroup or rlimits enforce */
+	if (j->extra != NULL && j->extra->mem > 0)
+		proto_enc_u64(&e, PF_MEM, j->extra->mem);
+	if (j->extra != NULL && j->extra->pids > 0)
+		proto_enc_u64(&e, PF_PIDS, j->extra->pids);
+	if (j->extra != NULL && j->extra->cpus > 0)
+		proto_enc_u64(&e, PF_CPUS, j->extra->cpus);
 	if (j->args_len > 0)
 		proto_enc_raw(&e, PF_ARGS, j->args, j->args_len);
 	proto_enc_end(&e);

@@ -50,6 +50,7 @@
 
 #include "job.h"
 #include "spawner.h"
+#include "store.h"
 #include "task.h"
 
 extern char **environ;
@@ -142,7 +143,11 @@ spawn_job_limits(struct task_ctx *ctx, struct cgroup_limits *l)
 	const struct job *j = CTX_JOB(ctx);
 
 	memset(l, 0, sizeof(*l));
-	(void)j; /* the job's own limits: job_extra */
+	if (j->extra != NULL) {
+		l->mem = j->extra->mem;
+		l->pids = j->extra->pids;
+		l->cpus = j->extra->cpus;
+	}
 }
 
 enum task_step
@@ -176,8 +181,8 @@ struct spawn_child {
 	size_t flen;      /* strlen(argv[0]) */
 	const char *cwd;
 	const struct task_account *as; /* whose command; NULL: concd's */
-	int fd[3];    /* what becomes 0, 1 and 2; fd[0] -1: /dev/null */
-	int join[4];  /* the job's cgroup.procs files, written "0" */
+	int fd[3];   /* what becomes 0, 1 and 2; fd[0] -1: /dev/null */
+	int join[4]; /* the job's cgroup.procs files, written "0" */
 	int njoin;
 	struct rlimit rl_as, rl_nproc; /* rlim_max 0: not set */
 	int err;      /* why the child could not run the command */
@@ -543,7 +548,8 @@ spawn_limits(const struct spawn_cmd *cmd, struct spawn_child *c, char **why)
 		if (cmd->rlimit && cmd->lim.mem > 0)
 			c->rl_as.rlim_cur = c->rl_as.rlim_max = cmd->lim.mem;
 		if (cmd->rlimit && cmd->lim.pids > 0)
-			c->rl_nproc.rlim_cur = c->rl_nproc.rlim_max = cmd->lim.pids;
+			c->rl_nproc.rlim_cur = c->rl_nproc.rlim_max =
+			    cmd->lim.pids;
 		return 0;
 	}
 	if (cgroup_job_make(cmd->cg, &cmd->lim, text, sizeof(text)) < 0) {

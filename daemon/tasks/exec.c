@@ -75,11 +75,11 @@ struct exec_stream {
 };
 
 struct exec_state {
-	struct spawn *req; /* a spawn not yet known to be done */
+	struct spawn *req;     /* a spawn not yet known to be done */
 	struct cgroup_job *cg; /* the job's cgroup; NULL: none */
-	pid_t pid;         /* also its process group; 0 once reaped */
-	pid_t pgid;        /* the group, kept once the command is reaped */
-	int pidfd;         /* opened when needed, see exec_step */
+	pid_t pid;             /* also its process group; 0 once reaped */
+	pid_t pgid;            /* the group, kept once the command is reaped */
+	int pidfd;             /* opened when needed, see exec_step */
 	int epfd;
 	int infd;    /* stdin pipe's write end while input remains */
 	int timerfd; /* cancelled: the grace period, in the epoll set */
