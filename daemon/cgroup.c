@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cgroup.h"
@@ -50,6 +51,7 @@ enum { CG_KILL, CG_MEMORY, CG_CPU, CG_PIDS, CG_DIRS };
 
 #define CG_PERIOD_US   100000 /* cpu.max's period */
 #define CG_KILL_ROUNDS 64     /* passes over cgroup.procs without cgroup.kill */
+#define CG_FINI_TRIES  50     /* 10 ms apart: the stop waits at most 0.5 s */
 
 static const char *const cgroup_levels[CGROUP_LEVELS] = {
     [CGROUP_RLIMIT] = "rlimit",
@@ -68,10 +70,11 @@ static struct {
 	enum cgroup_level level;
 	char *base[CG_DIRS]; /* the jobs' parent in each; NULL: not used */
 	char *spec;
-	pthread_mutex_t mu; /* dying */
-	char **dying;       /* directories left to remove */
+	const char *procdir; /* /proc/self, or a test's */
+	pthread_mutex_t mu;  /* dying */
+	char **dying;        /* directories left to remove */
 	size_t ndying, cap;
-} cg = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} cg = {.procdir = "/proc/self", .mu = PTHREAD_MUTEX_INITIALIZER};
 
 struct cgroup_job {
 	char *dir[CG_DIRS]; /* NULL: none in that hierarchy */
@@ -93,6 +96,12 @@ cgroup_level_lookup(const char *name)
 		if (strcmp(name, cgroup_levels[i]) == 0)
 			return i;
 	return -1;
+}
+
+void
+cgroup_set_procdir(const char *dir)
+{
+	cg.procdir = dir;
 }
 
 enum cgroup_level
@@ -177,7 +186,8 @@ cgroup_own_dir(const char *controller)
 	size_t rlen;
 	FILE *f;
 
-	if ((f = fopen("/proc/self/cgroup", "re")) == NULL)
+	snprintf(line, sizeof(line), "%s/cgroup", cg.procdir);
+	if ((f = fopen(line, "re")) == NULL)
 		return NULL;
 	while (path == NULL && fgets(line, sizeof(line), f) != NULL) {
 		line[strcspn(line, "\n")] = '\0';
@@ -193,7 +203,8 @@ cgroup_own_dir(const char *controller)
 	fclose(f);
 	if (path == NULL)
 		return NULL;
-	if ((f = fopen("/proc/self/mountinfo", "re")) == NULL) {
+	snprintf(line, sizeof(line), "%s/mountinfo", cg.procdir);
+	if ((f = fopen(line, "re")) == NULL) {
 		free(path);
 		return NULL;
 	}
@@ -484,11 +495,17 @@ cgroup_make_spec(void)
 }
 
 int
-cgroup_init(const char *want, const char *instance, char *cause,
-            size_t causelen)
+cgroup_init(const char *want, const char *given, char *cause, size_t causelen)
 {
 	int w = strcmp(want, "auto") == 0 ? -1 : cgroup_level_lookup(want);
-	char why2[256] = "", why1[256] = "";
+	char why2[256] = "", why1[256] = "", instance[64];
+	size_t i;
+
+	/* a directory's name, whatever the store's instance holds */
+	snprintf(instance, sizeof(instance), "%s", given);
+	for (i = 0; instance[i] != '\0'; i++)
+		if (!isalnum((unsigned char)instance[i]) && instance[i] != '-')
+			instance[i] = '_';
 
 	if (strcmp(want, "auto") != 0 && w < 0) {
 		snprintf(cause, causelen,
@@ -558,9 +575,24 @@ cgroup_adopt(const char *spec)
 void
 cgroup_fini(void)
 {
+	struct timespec pause = {0, 10 * 1000 * 1000};
 	size_t i;
+	int tries;
 
-	cgroup_sweep();
+	/*
+	 * What the jobs cut off at the stop left (their commands are
+	 * reaped by now; what left their process groups is not): killed,
+	 * and given a moment to go.
+	 */
+	pthread_mutex_lock(&cg.mu);
+	for (i = 0; i < cg.ndying; i++)
+		cgroup_kill_dir(cg.dying[i]);
+	pthread_mutex_unlock(&cg.mu);
+	for (tries = 0; tries < CG_FINI_TRIES && cg.ndying > 0; tries++) {
+		cgroup_sweep();
+		if (cg.ndying > 0)
+			nanosleep(&pause, NULL);
+	}
 	for (i = 0; i < CG_DIRS; i++)
 		if (cg.base[i] != NULL && cg.level == CGROUP_V1)
 			(void)rmdir(cg.base[i]);

@@ -35,6 +35,8 @@ struct cgroup_limits {
 int cgroup_init(const char *want, const char *instance, char *cause,
                 size_t causelen);
 enum cgroup_level cgroup_level(void);
+/* Where cgroup_init reads cgroup and mountinfo: /proc/self (tests). */
+void cgroup_set_procdir(const char *dir);
 /* "cgroup2", "cgroup1" or "rlimit"; or NULL for an unknown level name. */
 const char *cgroup_level_name(enum cgroup_level);
 int cgroup_level_lookup(const char *name);
