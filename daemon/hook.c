@@ -49,6 +49,7 @@ struct hook_run {
 	int outfd, pidfd;
 	struct event *out_ev, *pid_ev, *settle_ev;
 	size_t tlen;
+	bool line_done;           /* the kept line ended with a newline */
 	char tail[HOOK_TAIL + 1]; /* its output's last line */
 };
 TAILQ_HEAD(hook_list, hook_run);
@@ -111,16 +112,19 @@ static void
 hook_keep(struct hook_run *r, const char *p, size_t n)
 {
 	const char *nl;
+	bool ends = n > 0 && p[n - 1] == '\n';
 
 	while (n > 0 && p[n - 1] == '\n')
 		n--;
-	if (n == 0)
-		return;
 	if ((nl = memrchr(p, '\n', n)) != NULL) {
 		n -= (size_t)(nl + 1 - p);
 		p = nl + 1;
 		r->tlen = 0;
+	} else if (n > 0 && r->line_done) {
+		r->tlen = 0; /* a line after the one kept */
 	}
+	if (n > 0 || ends)
+		r->line_done = ends;
 	if (n > HOOK_TAIL - r->tlen)
 		n = HOOK_TAIL - r->tlen;
 	memcpy(r->tail + r->tlen, p, n);

@@ -386,7 +386,10 @@ class OnEndTest(unittest.TestCase):
         self.assertIn("CONCD_EXIT", env)
 
     def test_a_failing_hook_is_logged_with_its_last_line(self):
-        self.start("echo first >&2; echo boom: $CONCD_JOB_ID >&2; exit 4")
+        """Its last line alone, however the reads cut the output: here a
+        first line of 4096 bytes, a read's worth, with its newline."""
+        self.start("head -c 4095 /dev/zero | tr '\\0' x >&2; echo >&2; "
+                   "echo boom: $CONCD_JOB_ID >&2; exit 4")
         c = self.d.client()
         job = c.call("submit", task="noop")["job"]
         self.d.wait_log("on-end for job %d exited with status 4: boom: %d"
