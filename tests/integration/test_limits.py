@@ -198,6 +198,36 @@ class LimitsTest(DaemonTest):
                         os.kill(child, signal.SIGKILL)
 
     @needs_cgroup
+    def test_a_stop_that_cuts_a_job_off_kills_what_left_its_group(self):
+        """--stop-timeout 0: the running job is cut off at the stop, and
+        its setsid child dies with it, not left behind by concd."""
+        self.d.close()
+        self.d = Daemon("--stop-timeout", "0")
+        c = self.d.client()
+        pidfile = os.path.join(self.d.dir, "child")
+        fifo = os.path.join(self.d.dir, "hold")
+        os.mkfifo(fifo)
+        script = ("setsid sh -c 'echo $$ > %s.tmp && mv %s.tmp %s; "
+                  "exec sleep 3600' </dev/null >/dev/null 2>&1 & "
+                  "read x < %s" % (pidfile, pidfile, pidfile, fifo))
+        job = c.call("submit", task="exec", exec="thread",
+                     args={"argv": ["sh", "-c", script]})["job"]
+        c.wait_state(job, "running")
+        deadline = time.monotonic() + BOUND
+        while not os.path.exists(pidfile):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)  # a file has no event to wait for
+        with open(pidfile) as f:
+            child = int(f.read())
+        try:
+            self.assertEqual(self.d.stop(), 0)
+            self.assertTrue(pid_gone(child),
+                            "the setsid child %d survived" % child)
+        finally:
+            if not pid_gone(child, bound=0):
+                os.kill(child, signal.SIGKILL)
+
+    @needs_cgroup
     def test_pids_limit_caps_the_processes_of_a_job(self):
         r = self.run_job("--pids", "3", "exec", "--", "sh", "-c",
                          "for i in 1 2 3 4 5 6; do sleep 5 & done; wait")
