@@ -108,17 +108,22 @@ static const struct cmd_entry cmd_table[] = {
         .name = "ps",
         .alias = "ls",
         .usage = "[-a] [--state STATE] [--task TASK] [-u USER] "
-                 "[--since WHEN] [--until WHEN] [-n COUNT]",
+                 "[--since WHEN] [--until WHEN] [-n COUNT] [-o COLUMNS]",
         .summary = "List your unfinished jobs, or with -a all jobs, or "
                    "those in one state; narrowed to one task, one owner "
                    "(admins), or the jobs submitted since or until WHEN: "
                    "a duration back from now (30s, 15m, 1h, 2d), a local "
                    "date and time (2026-12-06, 2026-12-06T14:00) or "
-                   "@SECONDS since the epoch.",
+                   "@SECONDS since the epoch.  -o picks the columns: ID, "
+                   "TASK, STATE, EXEC, WORKER, PROGRESS, AGE, COMMAND "
+                   "(these by default), GROUP, LABEL, PRIORITY, AHEAD, "
+                   "USER, UID, SUBMITTED, STARTED, FINISHED, RUNTIME, "
+                   "ERROR, RESULT; +COLUMNS adds to the default ones.",
         .minargs = 0,
         .maxargs = 0,
         .options = CMD_OPT_ALL | CMD_OPT_LIMIT | CMD_OPT_STATE | CMD_OPT_TASK |
-                   CMD_OPT_USER | CMD_OPT_SINCE | CMD_OPT_UNTIL,
+                   CMD_OPT_USER | CMD_OPT_SINCE | CMD_OPT_UNTIL |
+                   CMD_OPT_OUTPUT,
         .prepare = cmd_info_ps_check,
         .exec = cmd_info_ps,
     },
@@ -213,13 +218,7 @@ _Static_assert(CMD_COUNT == 15, "cmd_table rows");
 /* Every command takes these as well. */
 #define CMD_OPT_COMMON (CMD_OPT_HELP | CMD_OPT_JSON | CMD_OPT_QUIET)
 
-static const struct cmd_option_entry {
-	uint64_t flag;
-	char short_name; /* 0: long only */
-	const char *long_name;
-	const char *arg; /* NULL: a flag */
-	const char *help;
-} cmd_options[] = {
+static const struct cmd_option_entry cmd_options[] = {
     {
         .flag = CMD_OPT_HELP,
         .short_name = 'h',
@@ -388,9 +387,38 @@ static const struct cmd_option_entry {
         .long_name = "stderr",
         .help = "only the job's standard error",
     },
+    {
+        .flag = CMD_OPT_OUTPUT,
+        .short_name = 'o',
+        .long_name = "output",
+        .arg = "COLUMNS",
+        .help = "the columns, such as ID,STATE,COMMAND or +GROUP",
+    },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 29, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 30, "cmd_options rows");
+
+/* The tables, for completion (cmd_complete.c). */
+const struct cmd_entry *
+cmd_commands(size_t *n)
+{
+	*n = CMD_COUNT;
+	return cmd_table;
+}
+
+const struct cmd_option_entry *
+cmd_option_rows(size_t *n)
+{
+	*n = CMD_OPTION_COUNT;
+	return cmd_options;
+}
+
+/* The options a command takes, those every command takes included. */
+uint64_t
+cmd_options_of(const struct cmd_entry *ce)
+{
+	return ce->options | (ce->bare ? 0 : CMD_OPT_COMMON);
+}
 
 /* Longest --timeout or --retry-delay accepted: a year. */
 #define CMD_MAX_TIMEOUT (365.0 * 24 * 3600)
@@ -963,6 +991,9 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 	case CMD_OPT_TASK:
 		a->task = value;
 		break;
+	case CMD_OPT_OUTPUT:
+		a->output = value;
+		break;
 	case CMD_OPT_USER:
 		return cmd_parse_user(ce->name, value, &a->uid);
 	case CMD_OPT_SINCE:
@@ -1427,6 +1458,8 @@ cmd_run(struct ctl *ctl, int argc, char **argv)
 	enum conn_status st;
 	int ret, used;
 
+	if (strcmp(argv[0], CMD_COMPLETE) == 0)
+		return cmd_complete(ctl, argc - 1, argv + 1);
 	if ((ce = cmd_find(argc, argv, &used)) == NULL)
 		return CTL_USAGE;
 	if ((a = malloc(sizeof(*a))) == NULL)

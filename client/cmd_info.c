@@ -164,42 +164,6 @@ cmd_info_status(struct ctl *ctl, struct cmd_args *a)
 
 /* ---- ps ---- */
 
-static const char *const info_ps_titles[] = {
-    "ID", "TASK", "STATE", "EXEC", "WORKER", "PROGRESS", "AGE",
-};
-static const bool info_ps_right[] = {
-    true, false, false, false, true, false, true,
-};
-#define INFO_PS_COLS (sizeof(info_ps_titles) / sizeof(info_ps_titles[0]))
-_Static_assert(INFO_PS_COLS == sizeof(info_ps_right) / sizeof(info_ps_right[0]),
-               "ps columns");
-
-static void
-info_ps_row(struct render_table *t, size_t r, const struct proto_msg *row,
-            uint64_t now)
-{
-	char buf[128];
-	uint64_t submitted = proto_u64(row, PF_SUBMITTED, 0);
-	enum proto_field exec =
-	    proto_has(row, PF_EXEC) ? PF_EXEC : PF_REQUESTED;
-
-	snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(row, PF_JOB, 0));
-	render_table_set(t, r, 0, buf);
-	render_table_set(t, r, 1, render_str(row, PF_TASK, buf, sizeof(buf)));
-	render_table_set(t, r, 2, render_str(row, PF_STATE, buf, sizeof(buf)));
-	render_table_set(t, r, 3, render_str(row, exec, buf, sizeof(buf)));
-	render_worker(row, buf, sizeof(buf));
-	render_table_set(t, r, 4, buf);
-	info_progress(row, buf, sizeof(buf));
-	render_table_set(t, r, 5, buf);
-	if (submitted == 0)
-		snprintf(buf, sizeof(buf), "-");
-	else
-		render_age(buf, sizeof(buf),
-		           now > submitted ? now - submitted : 0);
-	render_table_set(t, r, 6, buf);
-}
-
 /*
  * Below the table, on stderr: "counts: 2 running, 1 queued" from the
  * counts map, in the order of states, and "showing 5 of 31" when the
@@ -239,13 +203,23 @@ info_ps_footer(const struct proto_msg *m, uint32_t rows)
 		        total);
 }
 
-/* Before connecting: a window that holds no time is a usage error. */
+/*
+ * Before connecting: a window that holds no time and an unknown column
+ * are usage errors.
+ */
 int
 cmd_info_ps_check(struct ctl *ctl, struct cmd_args *a)
 {
+	struct cmd_ps_cols cols;
+	char cause[512];
+
 	if ((a->seen & CMD_OPT_SINCE) && (a->seen & CMD_OPT_UNTIL) &&
 	    a->until <= a->since) {
 		warnx("ps: --until must be later than --since");
+		return CTL_USAGE;
+	}
+	if (cmd_ps_parse(a->output, &cols, cause, sizeof(cause)) < 0) {
+		warnx("ps: %s", cause);
 		return CTL_USAGE;
 	}
 	return CTL_OK;
@@ -255,14 +229,20 @@ int
 cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 {
 	struct proto_enc e;
-	struct proto_msg m, row;
-	struct proto_fault f;
-	struct render_table t;
+	struct proto_msg m;
+	struct cmd_ps_cols cols;
 	const msgpack_object_array *jobs, none = {0, NULL};
 	uint64_t id, now = info_realtime();
-	uint32_t i;
+	char cause[512];
 	int ret;
 
+	if (cmd_ps_parse(a->output, &cols, cause, sizeof(cause)) < 0) {
+		warnx("ps: %s", cause);
+		return CTL_USAGE;
+	}
+	/* with -o, --json gives the table's rows rather than the reply */
+	if (a->output != NULL)
+		ctl->conn.json = false;
 	id = conn_begin(&ctl->conn, &e, PROTO_PS);
 	proto_enc_bool(&e, PF_ALL, (a->seen & CMD_OPT_ALL) != 0);
 	if (a->seen & CMD_OPT_LIMIT)
@@ -279,21 +259,12 @@ cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 		proto_enc_u64(&e, PF_UNTIL, a->until);
 	if ((ret = cmd_call(ctl, &e, id, PROTO_JOBS, &m)) != CTL_OK)
 		return ret;
-	if (ctl->json)
+	if (ctl->json && a->output == NULL)
 		return CTL_OK;
 	jobs = proto_has(&m, PF_JOBS) ? &m.f[PF_JOBS].via.array : &none;
-	render_table_init(&t, INFO_PS_COLS, jobs->size, info_ps_titles,
-	                  info_ps_right);
-	for (i = 0; i < jobs->size; i++) {
-		if (proto_decode_fields(&jobs->ptr[i], &row, &f) < 0) {
-			render_table_free(&t);
-			return info_protocol_error(&f, "a ps row");
-		}
-		info_ps_row(&t, i, &row, now);
-	}
-	render_table_print(&t);
-	render_table_free(&t);
-	if (!ctl->quiet)
+	if (cmd_ps_print(&cols, jobs, ctl->json, now) < 0)
+		return CTL_CONNECT;
+	if (!ctl->quiet && !ctl->json)
 		info_ps_footer(&m, jobs->size);
 	return CTL_OK;
 }

@@ -20,6 +20,14 @@
 /* The task whose output is the point: no bar, no result printed. */
 #define JOB_EXEC_TASK "exec"
 
+/*
+ * While the bar does not know when the job started (it may be queued),
+ * it asks for the job's record: first this soon after following began,
+ * then once a second.
+ */
+#define JOB_POLL_FIRST_US 150000
+#define JOB_POLL_US       1000000
+
 /* What each final state means for the exit status and the user. */
 static const struct job_outcome {
 	int exit;
@@ -322,14 +330,37 @@ struct job_follow {
 	uint64_t job;
 	bool own;              /* run: the job is ours to cancel */
 	bool bar;              /* a live bar; not for a job that is output */
+	bool queue;            /* a live line only while the job is queued */
 	bool result;           /* print the result */
 	struct cmd_slot *slot; /* run: the submit, to send again */
 };
 
 /*
+ * Whether the bar still needs the job's record: while it does not know
+ * when the job started (with only a queued line, while it may be queued).
+ */
+static bool
+job_poll_wanted(const struct job_follow *f, const struct render_progress *p,
+                bool running)
+{
+	if (f->bar)
+		return p->began == 0;
+	return f->queue && !running;
+}
+
+/* Whether the live line is drawn now: the bar, or the queued line. */
+static bool
+job_drawn(const struct job_follow *f, const struct render_progress *p)
+{
+	return f->bar || (f->queue && p->queued);
+}
+
+/*
  * Follow the events of request f->req until the job's end.  For run
  * (own), the first interrupt cancels the job and waits a while for its
- * end; otherwise an interrupt leaves at once.
+ * end; otherwise an interrupt leaves at once.  With a bar, the job's
+ * record is asked for (status) until the job is known to have started,
+ * for the "queued (N ahead)" line and for the time the rate counts from.
  */
 static int
 job_follow(struct ctl *ctl, const struct job_follow *f)
@@ -339,20 +370,24 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 	struct proto_msg m;
 	enum conn_status st;
 	bool have_job = !f->own, cancelling = false, bol[2] = {true, true};
-	int64_t deadline = -1, wake, due;
-	uint64_t job = f->job;
+	bool running = false;
+	int64_t deadline = -1, wake, due, poll_at;
+	uint64_t job = f->job, poll = 0;
 	int ret;
 
-	memset(&p, 0, sizeof(p));
-	p.job = job;
-	p.start = conn_now();
+	render_progress_init(&p, job, NULL);
+	poll_at = p.start + JOB_POLL_FIRST_US;
 	for (;;) {
 		wake = deadline;
-		if (f->bar && have_job) {
+		if (job_drawn(f, &p) && have_job) {
 			due = render_progress_due(&p);
 			if (wake < 0 || due < wake)
 				wake = due;
 		}
+		if (have_job && !cancelling && poll == 0 &&
+		    job_poll_wanted(f, &p, running) &&
+		    (wake < 0 || poll_at < wake))
+			wake = poll_at;
 		st = conn_recv(c, &m, wake);
 		if (st == CONN_TIMEOUT) {
 			if (deadline >= 0 && conn_now() >= deadline) {
@@ -362,7 +397,13 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 				      job, JOB_CANCEL_WAIT);
 				return CTL_INTERRUPTED;
 			}
-			render_progress_draw(&p);
+			if (have_job && !cancelling && poll == 0 &&
+			    job_poll_wanted(f, &p, running) &&
+			    conn_now() >= poll_at &&
+			    job_request(c, PROTO_STATUS, job, &poll) != CONN_OK)
+				goto lost;
+			if (job_drawn(f, &p))
+				render_progress_draw(&p);
 			continue;
 		}
 		if (st == CONN_INTR) {
@@ -382,6 +423,20 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 			ret = cmd_conn_exit(ctl, st);
 			return cancelling ? CTL_INTERRUPTED : ret;
 		}
+		if (poll != 0 && m.id == poll) {
+			/* the job's record; an error (it ended) says nothing */
+			poll = 0;
+			poll_at = conn_now() + JOB_POLL_US;
+			if (m.type == PROTO_JOB)
+				render_progress_record(&p, &m);
+			if (running) /* a record older than the events */
+				p.queued = false;
+			else if (m.type == PROTO_JOB && !p.queued)
+				running = true; /* or over: no more asking */
+			if (!p.queued && !f->bar)
+				render_progress_clear(&p);
+			continue;
+		}
 		if (m.id != f->req)
 			continue; /* e.g. the reply to our cancel */
 		switch (m.type) {
@@ -389,11 +444,13 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 			job = p.job = proto_u64(&m, PF_JOB, 0);
 			have_job = true;
 			p.start = conn_now();
+			poll_at = p.start + JOB_POLL_FIRST_US;
 			if (cancelling &&
 			    job_request(c, PROTO_CANCEL, job, NULL) != CONN_OK)
 				goto lost;
 			break;
 		case PROTO_PROGRESS:
+			running = true;
 			render_progress_update(&p, &m);
 			if (f->bar)
 				render_progress_draw(&p);
@@ -401,6 +458,8 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 				render_progress_line(&p);
 			break;
 		case PROTO_OUTPUT:
+			running = true;
+			p.queued = false;
 			if (ctl->json)
 				break;
 			render_progress_clear(&p);
@@ -410,6 +469,7 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 			}
 			break;
 		case PROTO_RETRY:
+			running = false;
 			render_progress_clear(&p);
 			render_progress_reset(&p);
 			cmd_job_retry_line(ctl, &m, "");
@@ -455,6 +515,7 @@ cmd_job_run(struct ctl *ctl, struct cmd_args *a)
 
 	f.req = job_encode_submit(&ctl->conn, &e, a, true);
 	f.bar = ctl->bar && !exec;
+	f.queue = ctl->bar && exec;
 	f.result = !exec;
 	if ((st = cmd_slot_send(ctl, &slot, &e)) != CONN_OK)
 		ret = cmd_conn_exit(ctl, st);

@@ -3,9 +3,10 @@
  *
  * main.c parses the global options and runs one command; cmd.c holds the
  * command table and the shared argument grammar; cmd_job.c, cmd_gather.c,
- * cmd_info.c and cmd_pool.c carry out the commands; conn.c talks to the
- * daemon; render.c turns replies into text, tables, JSON, job output and
- * progress bars.
+ * cmd_info.c and cmd_pool.c carry out the commands, cmd_ps.c ps's columns;
+ * cmd_complete.c answers the shell completion scripts (completion/);
+ * conn.c talks to the daemon; render.c turns replies into text, tables,
+ * JSON, job output and progress bars.
  */
 #ifndef CONCCTL_H
 #define CONCCTL_H
@@ -61,6 +62,8 @@ struct conn {
 };
 
 enum conn_status conn_open(struct conn *, const char *path);
+enum conn_status conn_open_until(struct conn *, const char *path,
+                                 int64_t deadline);
 void conn_close(struct conn *);
 uint64_t conn_begin(struct conn *, struct proto_enc *, enum proto_type);
 enum conn_status conn_send(struct conn *, struct proto_enc *);
@@ -196,6 +199,7 @@ struct cmd_args {
 	uint64_t uid;     /* CMD_OPT_USER */
 	uint64_t since;   /* CMD_OPT_SINCE: µs since the epoch */
 	uint64_t until;   /* CMD_OPT_UNTIL */
+	const char *output; /* CMD_OPT_OUTPUT: ps's columns */
 	struct cmd_batch batch;
 };
 
@@ -222,7 +226,19 @@ struct cmd_entry {
 	size_t nsubs;
 };
 
+/* One option: cmd.c's cmd_options[] has a row for each CMD_OPT_ bit. */
+struct cmd_option_entry {
+	uint64_t flag;
+	char short_name; /* 0: long only */
+	const char *long_name;
+	const char *arg; /* NULL: a flag */
+	const char *help;
+};
+
 const struct cmd_entry *cmd_find(int argc, char **argv, int *used);
+const struct cmd_entry *cmd_commands(size_t *n);
+const struct cmd_option_entry *cmd_option_rows(size_t *n);
+uint64_t cmd_options_of(const struct cmd_entry *);
 int cmd_parse(const struct cmd_entry *, int argc, char **argv,
               struct cmd_args *, struct ctl *);
 void cmd_args_clear(struct cmd_args *);
@@ -269,6 +285,13 @@ int cmd_job_wait(struct ctl *, struct cmd_args *);
 int cmd_job_result(struct ctl *, struct cmd_args *);
 int cmd_job_cancel(struct ctl *, struct cmd_args *);
 
+/* ---- cmd_complete.c: what the shell completes a word to ---- */
+
+/* The hidden command the completion scripts run. */
+#define CMD_COMPLETE "__complete"
+
+int cmd_complete(struct ctl *, int argc, char **argv);
+
 /* ---- cmd_gather.c: gather ---- */
 
 int cmd_gather_prepare(struct ctl *, struct cmd_args *);
@@ -282,6 +305,27 @@ int cmd_info_ps(struct ctl *, struct cmd_args *);
 int cmd_info_tasks(struct ctl *, struct cmd_args *);
 int cmd_info_ping(struct ctl *, struct cmd_args *);
 int cmd_info_shutdown(struct ctl *, struct cmd_args *);
+
+/* ---- cmd_ps.c: ps's columns, as a table or as JSON rows ---- */
+
+#define CMD_PS_MAX_COLS 32
+
+/* The columns -o names, in order: indexes into cmd_ps_columns. */
+struct cmd_ps_cols {
+	size_t n;
+	uint8_t col[CMD_PS_MAX_COLS];
+};
+
+int cmd_ps_parse(const char *spec, struct cmd_ps_cols *, char *cause,
+                 size_t size);
+int cmd_ps_print(const struct cmd_ps_cols *, const msgpack_object_array *rows,
+                 bool json, uint64_t now);
+void cmd_ps_cell(size_t col, const struct proto_msg *row, uint64_t now,
+                 char *buf, size_t size);
+size_t cmd_ps_find(const char *name, size_t len);
+const char *cmd_ps_name(size_t col);
+size_t cmd_ps_count(void);
+void cmd_ps_quote(char *buf, size_t size, const char *s, size_t len);
 
 /* ---- cmd_pool.c: pool, pool resize ---- */
 
@@ -309,8 +353,11 @@ struct render_progress {
 	uint64_t total;
 	char msg[257];
 	int64_t start; /* conn_now() when following began */
+	int64_t began; /* conn_now() clock: when the job started; 0: unknown */
+	int64_t ahead; /* queued: jobs that start before it; -1: unknown */
 	int64_t drawn; /* when the bar was last drawn */
 	bool seen;     /* a progress event arrived */
+	bool queued;   /* the job is known to wait for its turn */
 	bool dirty;    /* news not drawn yet */
 	bool visible;  /* a bar is on the screen */
 };
@@ -329,7 +376,12 @@ void render_table_free(struct render_table *);
 void render_json_line(const msgpack_object *);
 void render_value(FILE *, const msgpack_object *);
 void render_progress_text(char *, size_t, uint64_t done, uint64_t total);
+void render_progress_init(struct render_progress *, uint64_t job,
+                          const char *label);
 void render_progress_update(struct render_progress *, const struct proto_msg *);
+void render_progress_record(struct render_progress *, const struct proto_msg *);
+void render_progress_format(const struct render_progress *, int64_t now, char *,
+                            size_t);
 void render_progress_line(const struct render_progress *);
 int64_t render_progress_due(const struct render_progress *);
 void render_progress_draw(struct render_progress *);

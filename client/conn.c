@@ -47,7 +47,7 @@ conn_fault(struct conn *c, const struct proto_msg *m)
 }
 
 static enum conn_status
-conn_handshake(struct conn *c)
+conn_handshake(struct conn *c, int64_t deadline)
 {
 	struct proto_enc e;
 	struct proto_msg m;
@@ -59,7 +59,7 @@ conn_handshake(struct conn *c)
 	if ((st = conn_send(c, &e)) != CONN_OK)
 		return st;
 	for (;;) {
-		if ((st = conn_recv(c, &m, -1)) != CONN_OK)
+		if ((st = conn_recv(c, &m, deadline)) != CONN_OK)
 			break;
 		if (m.type == PROTO_ERROR) {
 			conn_fault(c, &m);
@@ -93,6 +93,13 @@ conn_handshake(struct conn *c)
 
 enum conn_status
 conn_open(struct conn *c, const char *path)
+{
+	return conn_open_until(c, path, -1);
+}
+
+/* Connect, and have the handshake done by deadline (conn_now; -1: none). */
+enum conn_status
+conn_open_until(struct conn *c, const char *path, int64_t deadline)
 {
 	struct sockaddr_un sun;
 	const char *hint;
@@ -129,7 +136,7 @@ conn_open(struct conn *c, const char *path)
 		         hint);
 		return CONN_ERROR;
 	}
-	return conn_handshake(c);
+	return conn_handshake(c, deadline);
 }
 
 void

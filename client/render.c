@@ -346,7 +346,45 @@ render_progress_text(char *buf, size_t size, uint64_t done, uint64_t total)
 	snprintf(buf, size, "%" PRIu64 "/%" PRIu64 " %d%%", done, total, pct);
 }
 
-/* Take in a progress event. */
+/* Follow job (or a whole gather, with its label) from now on. */
+void
+render_progress_init(struct render_progress *p, uint64_t job, const char *label)
+{
+	memset(p, 0, sizeof(*p));
+	p->job = job;
+	p->label = label;
+	p->ahead = -1;
+	p->start = conn_now();
+}
+
+/* Microseconds since the epoch. */
+static int64_t
+render_realtime(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * The job's start, given in the daemon's time (µs since the epoch), on
+ * our monotonic clock: the rate is measured from there.
+ */
+static void
+render_progress_began(struct render_progress *p, const struct proto_msg *m)
+{
+	int64_t started = (int64_t)proto_u64(m, PF_STARTED, 0);
+	int64_t now = conn_now(), ago = render_realtime() - started;
+
+	if (started <= 0)
+		return;
+	p->began = now - (ago > 0 ? ago : 0);
+	if (p->began <= 0)
+		p->began = 1;
+}
+
+/* Take in a progress event: the job runs. */
 void
 render_progress_update(struct render_progress *p, const struct proto_msg *m)
 {
@@ -357,7 +395,31 @@ render_progress_update(struct render_progress *p, const struct proto_msg *m)
 	p->total = proto_u64(m, PF_TOTAL, p->total);
 	s = proto_str(m, PF_MSG, &len);
 	render_safe(p->msg, sizeof(p->msg), s, len);
+	render_progress_began(p, m);
+	p->queued = false;
 	p->seen = true;
+	p->dirty = true;
+}
+
+/*
+ * Take in the job's record (a status reply): queued, with the number of
+ * jobs ahead of it when the daemon says, or started at some time.
+ */
+void
+render_progress_record(struct render_progress *p, const struct proto_msg *m)
+{
+	char state[17];
+	int st;
+
+	proto_strcpy(m, PF_STATE, state, sizeof(state));
+	if ((st = proto_state_lookup(state, strlen(state))) < 0)
+		return;
+	p->queued = st == PS_QUEUED;
+	p->ahead = p->queued && proto_has(m, PF_AHEAD)
+	               ? (int64_t)proto_u64(m, PF_AHEAD, 0)
+	               : -1;
+	if (!p->queued)
+		render_progress_began(p, m);
 	p->dirty = true;
 }
 
@@ -414,38 +476,57 @@ render_progress_due(const struct render_progress *p)
 	return p->drawn + 1000000;
 }
 
-/* Draw the bar on stderr if it is due: "job 7 [###...]  33%  ...". */
+/*
+ * The bar's line at now, uncut: "job 7 [###...]  33%  1.2k/s  0:05  ETA
+ * 0:10  msg".  The rate and the time count from the job's start (from
+ * when following began, until that is known); the ETA is the work left
+ * at that rate.  A job waiting for its turn: "job 7  queued (3 ahead)
+ * 0:05", the time it has waited so far as we know.
+ */
 void
-render_progress_draw(struct render_progress *p)
+render_progress_format(const struct render_progress *p, int64_t now, char *line,
+                       size_t size)
 {
-	char line[512], bar[RENDER_BAR_WIDTH + 1], rate[32], clock[32];
-	char label[64];
-	struct winsize ws;
-	int64_t now = conn_now(), elapsed = now - p->start;
-	double secs = (double)elapsed / 1e6;
-	size_t cols = 80, len;
+	char bar[RENDER_BAR_WIDTH + 1], rate[32], clock[32], eta[48];
+	char label[64], ahead[32];
+	int64_t from = p->began > 0 ? p->began : p->start;
+	int64_t elapsed = now > from ? now - from : 0;
+	double secs = (double)elapsed / 1e6, r = 0;
 	int fill, pct;
 
-	if (now < render_progress_due(p))
-		return;
-	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-		cols = ws.ws_col;
-	if (cols > sizeof(line))
-		cols = sizeof(line);
-	render_clock(clock, sizeof(clock), elapsed);
-	if (secs >= 0.1)
-		render_rate(rate, sizeof(rate), (double)p->done / secs);
-	else
-		snprintf(rate, sizeof(rate), "-/s");
 	if (p->label != NULL)
 		snprintf(label, sizeof(label), "%s", p->label);
 	else
 		snprintf(label, sizeof(label), "job %" PRIu64, p->job);
+	if (p->queued) {
+		if (p->ahead >= 0)
+			snprintf(ahead, sizeof(ahead), " (%" PRId64 " ahead)",
+			         p->ahead);
+		else
+			ahead[0] = '\0';
+		render_clock(clock, sizeof(clock),
+		             now > p->start ? now - p->start : 0);
+		snprintf(line, size, "%s  queued%s  %s", label, ahead, clock);
+		return;
+	}
+	render_clock(clock, sizeof(clock), elapsed);
+	if (secs >= 0.1 && p->done > 0) {
+		r = (double)p->done / secs;
+		render_rate(rate, sizeof(rate), r);
+	} else
+		snprintf(rate, sizeof(rate), "-/s");
+	eta[0] = '\0';
+	if (r > 0 && p->total > p->done) {
+		snprintf(eta, sizeof(eta), "  ETA ");
+		render_clock(eta + 6, sizeof(eta) - 6,
+		             (int64_t)((double)(p->total - p->done) / r * 1e6) +
+		                 999999);
+	}
 	if (!p->seen)
-		snprintf(line, sizeof(line), "%s  %s", label, clock);
+		snprintf(line, size, "%s  %s", label, clock);
 	else if (p->total == 0)
-		snprintf(line, sizeof(line), "%s  %" PRIu64 " done  %s  %s  %s",
-		         label, p->done, rate, clock, p->msg);
+		snprintf(line, size, "%s  %" PRIu64 " done  %s  %s  %s", label,
+		         p->done, rate, clock, p->msg);
 	else {
 		pct = p->done >= p->total
 		          ? 100
@@ -454,9 +535,27 @@ render_progress_draw(struct render_progress *p)
 		memset(bar, '#', (size_t)fill);
 		memset(bar + fill, '.', (size_t)(RENDER_BAR_WIDTH - fill));
 		bar[RENDER_BAR_WIDTH] = '\0';
-		snprintf(line, sizeof(line), "%s [%s] %3d%%  %s  %s  %s", label,
-		         bar, pct, rate, clock, p->msg);
+		snprintf(line, size, "%s [%s] %3d%%  %s  %s%s  %s", label, bar,
+		         pct, rate, clock, eta, p->msg);
 	}
+}
+
+/* Draw the bar on stderr if it is due, cut to the terminal's width. */
+void
+render_progress_draw(struct render_progress *p)
+{
+	char line[512];
+	struct winsize ws;
+	int64_t now = conn_now();
+	size_t cols = 80, len;
+
+	if (now < render_progress_due(p))
+		return;
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		cols = ws.ws_col;
+	if (cols > sizeof(line))
+		cols = sizeof(line);
+	render_progress_format(p, now, line, sizeof(line));
 	/* stay off the last column so the terminal never wraps */
 	len = strlen(line);
 	if (len > cols - 1) {
@@ -489,6 +588,7 @@ render_progress_reset(struct render_progress *p)
 {
 	p->done = p->total = 0;
 	p->msg[0] = '\0';
+	p->began = 0;
 	p->seen = false;
 	p->dirty = true;
 }

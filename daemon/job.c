@@ -604,6 +604,8 @@ job_encode_progress(struct pbuf *b, const struct job *j, uint64_t req,
 	proto_enc_u64(&e, PF_TOTAL, j->total);
 	if (j->msg != NULL)
 		proto_enc_cstr(&e, PF_MSG, j->msg);
+	if (j->started != 0) /* a rate counts from here */
+		proto_enc_u64(&e, PF_STARTED, j->started);
 	proto_enc_end(&e);
 }
 

@@ -93,6 +93,7 @@ struct batch {
 enum {
 	ST_INSERT,
 	ST_UPDATE,
+	ST_EXTRA, /* a job's extra, whole, after its row */
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
@@ -103,23 +104,28 @@ enum {
 	ST_COUNT
 };
 
+#define STORE_INSERT                                                           \
+	"INSERT INTO jobs(id, task, args, uid, requested, exec, daemon, "      \
+	"fresh, timeout_ms, retries, retry_delay_ms, attempt, state, error, "  \
+	"message, result, submitted, started, finished, worker, tid, served, " \
+	"done, total, msg, dropped"
+#define STORE_INSERT_VALUES                                                    \
+	"?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "   \
+	"?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26"
+#define STORE_UPDATE                                                           \
+	"UPDATE jobs SET exec = ?6, fresh = ?8, attempt = ?12, state = ?13, "  \
+	"error = ?14, message = ?15, result = ?16, started = ?18, "            \
+	"finished = ?19, worker = ?20, tid = ?21, served = ?22, done = ?23, "  \
+	"total = ?24, msg = ?25, dropped = ?26"
+
 static const char *const store_sql[ST_COUNT] = {
-    [ST_INSERT] =
-        "INSERT INTO jobs(id, task, args, uid, requested, exec, daemon, "
-        "fresh, timeout_ms, retries, retry_delay_ms, attempt, state, error, "
-        "message, result, submitted, started, finished, worker, tid, served, "
-        "done, total, msg, dropped, cwd, env, command, grp, label, after, "
-        "priority, at, mem, pids, restart_of, cpus, stdin, after_any, held, "
-        "cause, exit, signal) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, "
-        "?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, "
-        "?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)",
-    [ST_UPDATE] =
-        "UPDATE jobs SET exec = ?6, fresh = ?8, attempt = ?12, state = ?13, "
-        "error = ?14, message = ?15, result = ?16, started = ?18, "
-        "finished = ?19, worker = ?20, tid = ?21, served = ?22, done = ?23, "
-        "total = ?24, msg = ?25, dropped = ?26, held = ?41, cause = ?42, "
-        "exit = ?43, signal = ?44 WHERE id = ?1",
+    [ST_INSERT] = STORE_INSERT ") VALUES (" STORE_INSERT_VALUES ")",
+    [ST_UPDATE] = STORE_UPDATE " WHERE id = ?1",
+    [ST_EXTRA] =
+        "INSERT OR REPLACE INTO extra(id, cwd, env, command, grp, label, "
+        "after, priority, at, mem, pids, restart_of, cpus, stdin, after_any, "
+        "held, cause, exit, signal) VALUES (?1, ?27, ?28, ?29, ?30, ?31, "
+        "?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)",
     [ST_BEGIN] = "BEGIN",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -261,16 +267,19 @@ store_int(sqlite3 *db, const char *sql, int64_t *v)
  * gives the times as dates.  The indexes leave out the rows most queries
  * do not look for: succeeded jobs (the bulk, found by walking ids down),
  * and the daemon's own user's jobs.  Schema 2 added what a job asks
- * beyond its task (the caller's context, the queue's options) and the
- * queue's groups; a store of schema 1 is brought up to it at start.
+ * beyond its task (the caller's context, the queue's options) in a table
+ * of its own, extra, with a row for the jobs that ask for any of it: a
+ * plain job's row costs what it did.  And the queue's groups.  A store of
+ * schema 1 is brought up to it at start.
  */
-#define STORE_JOBS_2(sep)                                                      \
-	sep "cwd TEXT" sep "env BLOB" sep "command TEXT" sep "grp TEXT" sep    \
-	    "label TEXT" sep "after TEXT" sep "priority INTEGER" sep           \
-	    "at INTEGER" sep "mem INTEGER" sep "pids INTEGER" sep              \
-	    "restart_of INTEGER" sep "cpus INTEGER" sep "stdin TEXT" sep       \
-	    "after_any INTEGER" sep "held INTEGER" sep "cause INTEGER" sep     \
-	    "exit INTEGER" sep "signal INTEGER"
+#define STORE_EXTRA                                                            \
+	"CREATE TABLE extra(id INTEGER PRIMARY KEY, cwd TEXT, env BLOB, "      \
+	"command TEXT, grp TEXT, label TEXT, after TEXT, priority INTEGER, "   \
+	"at INTEGER, mem INTEGER, pids INTEGER, restart_of INTEGER, "          \
+	"cpus INTEGER, stdin TEXT, after_any INTEGER, held INTEGER, "          \
+	"cause INTEGER, exit INTEGER, signal INTEGER);"                        \
+	"CREATE TRIGGER extra_gone AFTER DELETE ON jobs BEGIN "                \
+	"DELETE FROM extra WHERE id = old.id; END;"
 #define STORE_GROUPS                                                           \
 	"CREATE TABLE groups(name TEXT PRIMARY KEY, parallel INTEGER NOT "     \
 	"NULL, paused INTEGER NOT NULL, uid INTEGER NOT NULL, mem INTEGER, "   \
@@ -283,8 +292,9 @@ store_int(sqlite3 *db, const char *sql, int64_t *v)
 	" datetime(finished / 1000000, 'unixepoch') AS finished_at,"           \
 	" (finished - started) / 1e6 AS seconds,"                              \
 	" coalesce(grp, 'default') AS group_name, label, command, cwd, exit,"  \
-	" signal, cause, restart_of FROM jobs;"
+	" signal, cause, restart_of FROM jobs LEFT JOIN extra USING (id);"
 
+/* clang-format off */
 static const char store_schema[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE jobs("
@@ -296,15 +306,22 @@ static const char store_schema[] =
     " state TEXT NOT NULL, error TEXT, message TEXT, result BLOB,"
     " submitted INTEGER NOT NULL, started INTEGER, finished INTEGER,"
     " worker INTEGER, tid INTEGER, served INTEGER, done INTEGER,"
-    " total INTEGER, msg TEXT, dropped INTEGER" STORE_JOBS_2(
-        ", ") ");" STORE_GROUPS "CREATE INDEX jobs_state ON jobs(state, id)"
-              " WHERE state <> 'succeeded';" STORE_VIEW;
+    " total INTEGER, msg TEXT, dropped INTEGER);"
+    STORE_EXTRA
+    STORE_GROUPS
+    "CREATE INDEX jobs_state ON jobs(state, id)"
+    " WHERE state <> 'succeeded';"
+    STORE_VIEW;
 
 /* Schema 1 to 2, in one transaction. */
-static const char store_migrate_1[] = "BEGIN IMMEDIATE" STORE_JOBS_2(
-    ";ALTER TABLE jobs ADD COLUMN ") ";" STORE_GROUPS
-                                     "DROP VIEW IF EXISTS history;" STORE_VIEW
-                                     "PRAGMA user_version = 2; COMMIT";
+static const char store_migrate_1[] =
+    "BEGIN IMMEDIATE;"
+    STORE_EXTRA
+    STORE_GROUPS
+    "DROP VIEW IF EXISTS history;"
+    STORE_VIEW
+    "PRAGMA user_version = 2; COMMIT";
+/* clang-format on */
 
 static int
 store_create(sqlite3 *db, char *cause, size_t len)
@@ -583,11 +600,13 @@ fail:
 /* ---- rows out of SQLite ---- */
 
 static const char store_columns[] =
-    "id, task, args, uid, requested, exec, daemon, fresh, timeout_ms, "
+    "jobs.id, task, args, uid, requested, exec, daemon, fresh, timeout_ms, "
     "retries, retry_delay_ms, attempt, state, error, message, result, "
     "submitted, started, finished, worker, tid, served, done, total, msg, "
     "dropped, cwd, env, command, grp, label, after, priority, at, mem, pids, "
     "restart_of, cpus, stdin, after_any, held, cause, exit, signal";
+/* Where a row comes from: its job, and its extra if it has one. */
+#define STORE_FROM " FROM jobs LEFT JOIN extra ON extra.id = jobs.id"
 
 /* Where a read row's extra lives while its callback runs. */
 struct row_room {
@@ -750,8 +769,8 @@ store_each_live(void (*fn)(const struct store_row *, void *), void *arg)
 	if (!store.on)
 		return 0;
 	snprintf(sql, sizeof(sql),
-	         "SELECT %s FROM jobs WHERE state IN ('queued', 'running') "
-	         "ORDER BY id",
+	         "SELECT %s" STORE_FROM " WHERE state IN ('queued', 'running') "
+	         "ORDER BY jobs.id",
 	         store_columns);
 	if (sqlite3_prepare_v2(store.db, sql, -1, &s, NULL) != SQLITE_OK)
 		return -1;
@@ -770,7 +789,8 @@ store_get(uint64_t id, void (*fn)(const struct store_row *, void *), void *arg)
 	if (!store.on)
 		return -1;
 	if (store.get == NULL) {
-		snprintf(sql, sizeof(sql), "SELECT %s FROM jobs WHERE id = ?1",
+		snprintf(sql, sizeof(sql),
+		         "SELECT %s" STORE_FROM " WHERE jobs.id = ?1",
 		         store_columns);
 		if (sqlite3_prepare_v3(store.rdb, sql, -1,
 		                       SQLITE_PREPARE_PERSISTENT, &store.get,
@@ -851,8 +871,8 @@ store_list(const struct store_filter *f,
 	store_where(f, where, sizeof(where), false);
 	/* the newest that match, given oldest first */
 	snprintf(sql, sizeof(sql),
-	         "SELECT * FROM (SELECT %s FROM jobs%s ORDER BY id DESC%s) "
-	         "ORDER BY id",
+	         "SELECT * FROM (SELECT %s" STORE_FROM
+	         "%s ORDER BY jobs.id DESC%s) ORDER BY 1",
 	         store_columns, where, f->limit > 0 ? " LIMIT ?2" : "");
 	if (sqlite3_prepare_v2(store.rdb, sql, -1, &s, NULL) != SQLITE_OK) {
 		log_warnx("%s: %s", store.path, sqlite3_errmsg(store.rdb));
@@ -874,8 +894,10 @@ store_count(const struct store_filter *f, size_t counts[])
 	if (!store.on)
 		return 0;
 	store_where(f, where, sizeof(where), true);
-	snprintf(sql, sizeof(sql),
-	         "SELECT state, count(*) FROM jobs%s GROUP BY state", where);
+	snprintf(sql, sizeof(sql), "SELECT state, count(*)%s%s GROUP BY state",
+	         f->group != NULL || f->label != NULL ? STORE_FROM
+	                                              : " FROM jobs",
+	         where);
 	if (sqlite3_prepare_v2(store.rdb, sql, -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	store_bind_filter(s, f);
@@ -1156,46 +1178,42 @@ bind_int_or_null(sqlite3_stmt *s, int i, int64_t v, int64_t none)
 		sqlite3_bind_int64(s, i, (sqlite3_int64)v);
 }
 
-/* Parameters 27 to 44 (an update sets 41 to 44, what a job's life changes). */
-static void
-write_extra(sqlite3_stmt *s, const struct batch *b, const struct brow *w)
+/* A job's extra, whole, each time its row is written. */
+static int
+write_extra(const struct batch *b, const struct brow *w)
 {
+	sqlite3_stmt *s = store.st[ST_EXTRA];
 	const struct bextra *be;
 	struct job_extra x;
-	int i;
+	int rc;
 
-	if ((be = batch_get_extra(b, w, &x)) == NULL) {
-		for (i = w->r.insert ? 27 : 41; i <= 44; i++)
-			sqlite3_bind_null(s, i);
-		return;
-	}
-	if (w->r.insert) {
-		bind_text(s, 27, b, be->cwd,
-		          x.cwd ? (uint32_t)strlen(x.cwd) : 0);
-		bind_blob(s, 28, b, be->env, x.env_len);
-		bind_text(s, 29, b, be->command,
-		          x.command ? (uint32_t)strlen(x.command) : 0);
-		bind_text(s, 30, b, be->group,
-		          x.group ? (uint32_t)strlen(x.group) : 0);
-		bind_text(s, 31, b, be->label,
-		          x.label ? (uint32_t)strlen(x.label) : 0);
-		bind_text(s, 32, b, be->after, be->after_len);
-		bind_int_or_null(s, 33, x.priority, 0);
-		bind_int_or_null(s, 34, (int64_t)x.at, 0);
-		bind_int_or_null(s, 35, (int64_t)x.mem, 0);
-		bind_int_or_null(s, 36, (int64_t)x.pids, 0);
-		bind_int_or_null(s, 37, (int64_t)x.restart_of, 0);
-		bind_int_or_null(s, 38, x.cpus, 0);
-		if (x.stdin_mode == JOB_STDIN_STREAM)
-			sqlite3_bind_text(s, 39, "stream", -1, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(s, 39);
-		bind_int_or_null(s, 40, x.after_any, 0);
-	}
+	be = batch_get_extra(b, w, &x);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)w->r.id);
+	bind_text(s, 27, b, be->cwd, x.cwd ? (uint32_t)strlen(x.cwd) : 0);
+	bind_blob(s, 28, b, be->env, x.env_len);
+	bind_text(s, 29, b, be->command,
+	          x.command ? (uint32_t)strlen(x.command) : 0);
+	bind_text(s, 30, b, be->group, x.group ? (uint32_t)strlen(x.group) : 0);
+	bind_text(s, 31, b, be->label, x.label ? (uint32_t)strlen(x.label) : 0);
+	bind_text(s, 32, b, be->after, be->after_len);
+	bind_int_or_null(s, 33, x.priority, 0);
+	bind_int_or_null(s, 34, (int64_t)x.at, 0);
+	bind_int_or_null(s, 35, (int64_t)x.mem, 0);
+	bind_int_or_null(s, 36, (int64_t)x.pids, 0);
+	bind_int_or_null(s, 37, (int64_t)x.restart_of, 0);
+	bind_int_or_null(s, 38, x.cpus, 0);
+	if (x.stdin_mode == JOB_STDIN_STREAM)
+		sqlite3_bind_text(s, 39, "stream", -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 39);
+	bind_int_or_null(s, 40, x.after_any, 0);
 	bind_int_or_null(s, 41, x.held, 0);
 	bind_int_or_null(s, 42, (int64_t)x.cause, 0);
 	bind_int_or_null(s, 43, x.exit, -1);
 	bind_int_or_null(s, 44, x.signal, -1);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int
@@ -1273,10 +1291,11 @@ write_row(const struct batch *b, const struct brow *w)
 	sqlite3_bind_int64(s, 24, (sqlite3_int64)r->total);
 	bind_text(s, 25, b, w->msg, w->msg_len);
 	sqlite3_bind_int64(s, 26, (sqlite3_int64)r->dropped);
-	write_extra(s, b, w);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : -1;
+	if (rc != SQLITE_DONE)
+		return -1;
+	return w->x != UINT32_MAX ? write_extra(b, w) : 0;
 }
 
 static int

@@ -6,9 +6,12 @@ set -eu
 packages=(
 	build-essential cmake pkg-config clang
 	libevent-dev libmsgpack-dev libsystemd-dev libcmocka-dev libjansson-dev
+	libsmartcols-dev
 	libsqlite3-dev sqlite3
 	mandoc man-db python3 python3-msgpack systemd valgrind
 	libclang-rt-14-dev
+	bash-completion # where cmake --install puts concctl's completion
+	zsh # test_completion.py runs zsh's completion too
 	procps # /bin/kill for ExecReload=, pgrep for demo.sh
 )
 

@@ -161,7 +161,8 @@ class JournalDaemon:
         for name, options in harness.SANITIZER_OPTIONS.items():
             env[name] = options + (":" + env[name] if env.get(name) else "")
         self.proc = subprocess.Popen(
-            [CONCD, "-f", "-s", self.socket, "-t", "2"] + list(args),
+            [CONCD, "-f", "-s", self.socket, "-t", "2", "--state-dir",
+             os.path.join(self.dir, "state")] + list(args),
             env=env, stderr=self.stderr)
         self.clients = []
         try:

@@ -152,7 +152,9 @@ class Notifications(unittest.TestCase):
                    JOURNAL_STREAM=journal_stream(os.fstat(w)))
         try:
             p = subprocess.Popen([CONCD, "-f", "-t", "1", "-p", "1", "-s",
-                                  os.path.join(d, "s")], env=env, stderr=w)
+                                  os.path.join(d, "s"), "--state-dir",
+                                  os.path.join(d, "state")],
+                                 env=env, stderr=w)
             os.close(w)
             with os.fdopen(r) as f:
                 try:
@@ -187,7 +189,8 @@ class Notifications(unittest.TestCase):
     def test_a_second_daemon_on_the_same_socket_refuses_to_start(self):
         d = Daemon()
         try:
-            r = subprocess.run([CONCD, "-f", "-s", d.socket],
+            r = subprocess.run([CONCD, "-f", "-s", d.socket,
+                                "--state-dir", "none"],
                                capture_output=True, text=True, timeout=BOUND)
             self.assertEqual(r.returncode, 1)
             self.assertIn("already listening", r.stderr)
@@ -206,7 +209,8 @@ class StartUp(unittest.TestCase):
 
     @unittest.skipIf(VALGRIND, "valgrind has no pidfd_open")
     def test_without_f_concd_returns_once_it_serves(self):
-        r = subprocess.run([CONCD, "-s", self.socket, "-t", "1"],
+        r = subprocess.run([CONCD, "-s", self.socket, "-t", "1",
+                            "--state-dir", os.path.join(self.dir, "state")],
                            timeout=BOUND)
         self.assertEqual(r.returncode, 0)
         c = Client(self.socket)  # no retry: it must be listening now
@@ -236,7 +240,8 @@ class StartUp(unittest.TestCase):
                         os.path.join(self.dir, "plugins"))
         rel_socket = rel + "/sub/concd.sock"
         p = subprocess.Popen([os.path.abspath(CONCD), "-s", rel_socket,
-                              "-c", rel + "/concd.conf", "-t", "1"],
+                              "-c", rel + "/concd.conf", "-t", "1",
+                              "--state-dir", rel + "/state"],
                              cwd=os.path.dirname(self.dir),
                              stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -294,7 +299,9 @@ class StartUp(unittest.TestCase):
                 notify = Notify(os.path.join(self.dir, "notify"))
                 env = dict(os.environ, NOTIFY_SOCKET=notify.path)
                 p = subprocess.Popen([CONCD, "-s", self.socket, "-t", "1",
-                                      "-p", "1", "-d"] + fg, env=env,
+                                      "-p", "1", "-d", "--state-dir",
+                                      os.path.join(self.dir, "state")] + fg,
+                                     env=env,
                                      preexec_fn=close_std)
                 pid = p.pid
                 try:
@@ -361,7 +368,8 @@ class StartUp(unittest.TestCase):
     def test_a_socket_path_that_is_not_a_socket_is_refused(self):
         path = os.path.join(self.dir, "file")
         open(path, "w").close()
-        r = subprocess.run([CONCD, "-f", "-s", path], capture_output=True,
+        r = subprocess.run([CONCD, "-f", "-s", path, "--state-dir", "none"],
+                           capture_output=True,
                            text=True, timeout=BOUND)
         self.assertEqual(r.returncode, 1)
         self.assertIn("not a socket", r.stderr)
@@ -379,7 +387,8 @@ class StartUp(unittest.TestCase):
         act = subprocess.Popen(
             ["systemd-socket-activate", "-l", sock, "-l", sock2,
              "--fdname=concd:concd"] + env +
-            [CONCD, "-f", "-t", "1", "-s", os.path.join(self.dir, "unused")],
+            [CONCD, "-f", "-t", "1", "-s", os.path.join(self.dir, "unused"),
+             "--state-dir", os.path.join(self.dir, "state")],
             stderr=subprocess.PIPE, text=True)
         try:
             # "Listening on PATH as 3." says the socket is there

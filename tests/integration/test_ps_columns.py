@@ -1,0 +1,160 @@
+"""concctl ps -o: the columns chosen and their order, +COLUMNS, an unknown
+column refused before connecting, the COMMAND column (the daemon's command
+line when it sends one, else the task), cut to $COLUMNS, and --json
+giving the same rows as the table."""
+import json
+import os
+import pwd
+import shlex
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import DaemonTest  # noqa: E402
+
+DEFAULT = ["ID", "TASK", "STATE", "EXEC", "WORKER", "PROGRESS", "AGE",
+           "COMMAND"]
+
+
+class PsColumns(DaemonTest):
+    def ctl(self, *args, **kw):
+        r = self.d.concctl(*args, **kw)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def jobs(self):
+        """Three finished jobs and one running, held by a gate: their ids."""
+        c = self.d.client()
+        ids = []
+        for task, args in (("noop", {}), ("sleep", {"ms": 1}),
+                           ("primes", {"n": 100})):
+            rid = c.request("submit", task=task, args=args, watch=True)
+            ev = c.until_end(rid)
+            self.assertEqual(ev[-1]["state"], "succeeded", ev)
+            ids.append(ev[-1]["job"])
+        self.gate = self.d.gate()
+        rid = c.request("submit", task="exec",
+                        args={"argv": self.gate.argv})
+        ids.append(c.recv_for(rid)["job"])
+        c.wait_state(ids[-1], "running")
+        return ids
+
+    def rows(self, out):
+        return [line.split() for line in out.splitlines()]
+
+    def test_the_default_columns_are_those_of_before_and_command(self):
+        self.jobs()
+        r = self.ctl("ps", "-a")
+        self.assertEqual(r.stdout.splitlines()[0].split(), DEFAULT)
+        # ps -n 0: the titles alone
+        r = self.ctl("ps", "-a", "-n", "0")
+        self.assertEqual(r.stdout, "  ".join(DEFAULT) + "\n")
+
+    def test_o_shows_the_columns_named_in_that_order(self):
+        ids = self.jobs()
+        r = self.ctl("ps", "-a", "-o", "state,Id,task")
+        rows = self.rows(r.stdout)
+        self.assertEqual(rows[0], ["STATE", "ID", "TASK"])
+        self.assertEqual(rows[1:], [
+            ["succeeded", str(ids[0]), "noop"],
+            ["succeeded", str(ids[1]), "sleep"],
+            ["succeeded", str(ids[2]), "primes"],
+            ["running", str(ids[3]), "exec"]])
+        r = self.ctl("ps", "--output=+uid,user")
+        self.assertEqual(self.rows(r.stdout)[0], DEFAULT + ["UID", "USER"])
+        r = self.ctl("ps", "-o", "ID,UID,USER")
+        self.assertEqual(self.rows(r.stdout)[1], [
+            str(ids[3]), str(os.getuid()), pwd.getpwuid(os.getuid()).pw_name])
+
+    def test_an_unknown_column_is_a_usage_error_before_connecting(self):
+        r = harness.subprocess.run(
+            [harness.CONCTL, "-s", "/nonexistent/sock", "ps", "-o",
+             "id,colour"], capture_output=True, text=True,
+            timeout=harness.BOUND)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("ps: unknown column: colour, valid: ID,TASK,STATE,",
+                      r.stderr)
+        self.assertNotIn("connect", r.stderr)
+        # and concctl(1) describes each valid one
+        valid = r.stderr.split("valid: ")[1].split()[0].split(",")
+        page = open(os.path.join(os.path.dirname(__file__), "..", "..",
+                                 "man", "concctl.1")).read()
+        described = set()
+        for line in page.splitlines():
+            if line.startswith(".It ") and line[4:5].isupper():
+                described.update(w.strip(",") for w in line[4:].split())
+        self.assertEqual(set(valid) - described, set())
+
+    def test_json_gives_the_same_rows_as_the_table(self):
+        self.jobs()
+        cols = "id,task,state,exec,worker,command,group,label"
+        table = self.rows(self.ctl("ps", "-a", "-o", cols).stdout)
+        r = self.ctl("ps", "-a", "-o", cols, "--json")
+        self.assertEqual(r.stderr, "")  # no counts: stdout is the JSON
+        rows = json.loads(r.stdout)["jobs"]
+        self.assertEqual(len(rows), len(table) - 1)
+        for t, j in zip(table[1:], rows):
+            self.assertEqual(list(j), cols.split(","))
+            self.assertIsInstance(j["id"], int)
+            shown = ["-" if v is None else str(v) for v in j.values()]
+            # COMMAND may hold spaces: compare it whole, from the end
+            n = len(cols.split(",")) - 3
+            self.assertEqual(t[:n], shown[:n])
+            self.assertEqual(t[-2:], shown[-2:])
+            self.assertEqual(" ".join(t[n:-2]), shown[n])
+        # without -o, --json is the daemon's reply, as before
+        r = self.ctl("ps", "-a", "--json")
+        self.assertEqual(json.loads(r.stdout)["t"], "jobs")
+
+    def test_group_label_and_priority_come_from_the_jobs_fields(self):
+        c = self.d.client()
+        jobs = []
+        for fields in ({"label": "nightly"}, {"priority": 3}, {}):
+            rid = c.request("submit", task="noop", watch=True, **fields)
+            jobs.append(c.until_end(rid)[-1]["job"])
+        wire = {j["job"]: j for j in c.call("ps", all=True)["jobs"]}
+        r = self.ctl("ps", "-a", "-o", "id,group,label,priority")
+        self.assertEqual(self.rows(r.stdout), [
+            ["ID", "GROUP", "LABEL", "PRIORITY"]] + [
+            [str(j), wire[j].get("group", "-"), wire[j].get("label", "-"),
+             str(wire[j].get("priority", "-"))] for j in jobs])
+        self.assertEqual(self.rows(r.stdout)[1][2], "nightly")
+        self.assertEqual(self.rows(r.stdout)[2][3], "3")
+        r = self.ctl("ps", "-a", "-o", "id,label,priority", "--json")
+        self.assertEqual(json.loads(r.stdout)["jobs"], [
+            {"id": jobs[0], "label": "nightly",
+             "priority": wire[jobs[0]].get("priority")},
+            {"id": jobs[1], "label": None, "priority": 3},
+            {"id": jobs[2], "label": None,
+             "priority": wire[jobs[2]].get("priority")}])
+
+    def test_command_is_the_daemons_command_line_else_the_task(self):
+        ids = self.jobs()
+        wire = {j["job"]: j for j in
+                self.d.client().call("ps", all=True)["jobs"]}
+        r = self.ctl("ps", "-a", "-o", "id,command")
+        shown = {int(line.split(None, 1)[0]): line.split(None, 1)[1]
+                 for line in r.stdout.splitlines()[1:]}
+        for job in ids:
+            want = wire[job].get("command", wire[job]["task"])
+            self.assertEqual(shown[job], want)
+        if "command" in wire[ids[3]]:
+            self.assertEqual(shown[ids[3]], shlex.join(self.gate.argv))
+
+    def test_command_is_cut_to_the_width_and_the_rest_are_not(self):
+        ids = self.jobs()
+        wire = self.d.client().call("status", job=ids[3])
+        if "command" not in wire:
+            self.skipTest("this concd sends no command line")
+        full = self.ctl("ps", "-o", "id,state,command").stdout
+        self.assertIn(shlex.join(self.gate.argv), full)
+        cut = self.ctl("ps", "-o", "id,state,command",
+                       env={"COLUMNS": "30"}).stdout
+        for line in cut.splitlines():
+            self.assertLessEqual(len(line), 30, cut)
+        self.assertEqual(cut.splitlines()[1].split()[:2],
+                         [str(ids[3]), "running"])
+
+
+if __name__ == "__main__":
+    harness.main()
