@@ -185,7 +185,7 @@ proc_spawn(int index)
 	struct worker_shm *shm = NULL;
 	struct pworker *w;
 	char idx[16];
-	char *argv[10];
+	char *argv[12];
 	sigset_t none;
 	int sv[2] = {-1, -1}, shmfd, rc, n = 0;
 

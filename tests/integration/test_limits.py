@@ -149,6 +149,17 @@ class LimitsTest(DaemonTest):
                 self.assertEqual(st["error"], "oom")
                 self.assertEqual(st["mem"], 64 << 20)
 
+    def test_gather_lines_take_mem_and_pids(self):
+        r = self.d.concctl("gather", input="exec --mem 2G --pids 40 -- true\n"
+                           "exec -- true\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        c = self.d.client()
+        jobs = sorted(j["job"] for j in c.call("ps", all=True)["jobs"])
+        first, second = (c.call("status", job=j) for j in jobs)
+        self.assertEqual((first["mem"], first["pids"]), (2 << 30, 40))
+        self.assertNotIn("mem", second)
+        self.assertNotIn("pids", second)
+
     @needs_cgroup
     def test_a_job_within_its_memory_limit_succeeds(self):
         r = self.run_job("--mem", "256M", "exec", "--", PY, "-c",
