@@ -289,9 +289,12 @@ cgroup_sweep(void)
 	pthread_mutex_unlock(&cg.mu);
 }
 
-/* Every process in dir gets sig; how many there were. */
+/*
+ * Every process in dir gets sig, but those of process group except (0:
+ * none), which the caller signals itself; how many there were.
+ */
 static size_t
-cgroup_signal_dir(const char *dir, int sig)
+cgroup_signal_dir(const char *dir, int sig, pid_t except)
 {
 	char path[4096], line[32];
 	size_t n = 0;
@@ -303,10 +306,12 @@ cgroup_signal_dir(const char *dir, int sig)
 	    (f = fopen(path, "re")) == NULL)
 		return 0;
 	while (fgets(line, sizeof(line), f) != NULL) {
-		if ((pid = strtol(line, NULL, 10)) > 0 && pid != getpid()) {
+		if ((pid = strtol(line, NULL, 10)) <= 0 || pid == getpid())
+			continue;
+		n++;
+		/* one signal each: a trap must not run twice */
+		if (except == 0 || getpgid((pid_t)pid) != except)
 			(void)kill((pid_t)pid, sig);
-			n++;
-		}
 	}
 	fclose(f);
 	return n;
@@ -320,8 +325,8 @@ cgroup_kill_dir(const char *dir)
 
 	if (cgroup_write(dir, "cgroup.kill", "1") == 0)
 		return;
-	for (i = 0; i < CG_KILL_ROUNDS && cgroup_signal_dir(dir, SIGKILL) > 0;
-	     i++)
+	for (i = 0;
+	     i < CG_KILL_ROUNDS && cgroup_signal_dir(dir, SIGKILL, 0) > 0; i++)
 		;
 }
 
@@ -777,12 +782,12 @@ cgroup_job_oom(const struct cgroup_job *j)
 }
 
 void
-cgroup_job_signal(const struct cgroup_job *j, int sig)
+cgroup_job_signal(const struct cgroup_job *j, int sig, pid_t except)
 {
 	const char *dir = cgroup_job_all(j);
 
 	if (dir != NULL)
-		(void)cgroup_signal_dir(dir, sig);
+		(void)cgroup_signal_dir(dir, sig, except);
 }
 
 void

@@ -5,6 +5,8 @@
 #ifndef CGROUP_H
 #define CGROUP_H
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,8 +65,11 @@ size_t cgroup_job_procs(const struct cgroup_job *, const char **paths,
                         size_t max);
 /* Whether the kernel's OOM killer killed one of its processes. */
 bool cgroup_job_oom(const struct cgroup_job *);
-/* sig to every process in it. */
-void cgroup_job_signal(const struct cgroup_job *, int sig);
+/*
+ * sig to every process in it but those of process group except (0:
+ * none), which the caller signals itself.
+ */
+void cgroup_job_signal(const struct cgroup_job *, int sig, pid_t except);
 /* SIGKILL to every process in it: cgroup.kill where there is one. */
 void cgroup_job_kill(const struct cgroup_job *);
 /*

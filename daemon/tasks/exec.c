@@ -683,7 +683,7 @@ exec_signal_group(struct exec_state *s, int sig)
 	if (s->cg != NULL && sig == SIGKILL)
 		cgroup_job_kill(s->cg);
 	else if (s->cg != NULL)
-		cgroup_job_signal(s->cg, sig);
+		cgroup_job_signal(s->cg, sig, s->pgid);
 }
 
 /*
