@@ -16,6 +16,11 @@
  * process group gets SIGTERM, then SIGKILL grace ms later (a timerfd in
  * the epoll set); the job winds down meanwhile, reading the pipes, and
  * ends once the command is reaped and its group gone.  No zombies.
+ *
+ * Where there are cgroups (cgroup.c) the command runs in its job's own,
+ * made by the spawn with the job's limits: a cancel's signals reach the
+ * processes that left the group too, an OOM kill ends the job with the
+ * error oom, and what is left in it when the job ends is killed.
  */
 #include <sys/epoll.h>
 #include <sys/stat.h>
