@@ -49,13 +49,27 @@ static const struct cmd_entry cmd_table[] = {
         .exec = cmd_job_cancel,
     },
     {
+        .name = "clean",
+        .usage = "[--state STATE] [--before WHEN] [-u USER]",
+        .summary = "Forget finished jobs and their logs, in memory and in "
+                   "the job store: your own, or an admin's choice (every "
+                   "user's unless -u names one); only those in STATE, or "
+                   "that finished before WHEN (as for ps --until).",
+        .minargs = 0,
+        .maxargs = 0,
+        .options = CMD_OPT_STATE | CMD_OPT_BEFORE | CMD_OPT_USER,
+        .exec = cmd_job_clean,
+    },
+    {
         .name = "gather",
         .usage = "[--as-completed] [--fail-fast] [--wait-for-slot] [FILE]",
         .summary = "Submit the jobs listed in FILE (or the standard input) "
                    "in one request, one per line as TASK [key=value ...] "
                    "[-x EXECUTOR] [--daemon] [--fresh] [--timeout SECONDS] "
-                   "[--retries N] [--retry-delay SECONDS] [-- COMMAND "
-                   "[ARG ...]], and print each one's outcome as INDEX JOB "
+                   "[--retries N] [--retry-delay SECONDS] "
+                   "[--after ID|@N[,...] | --after-any ID|@N[,...]] "
+                   "[-- COMMAND [ARG ...]] (@N: the job of line N, from "
+                   "0), and print each one's outcome as INDEX JOB "
                    "STATE RESULT-or-ERROR, in input order.",
         .minargs = 0,
         .maxargs = 1,
@@ -128,6 +142,16 @@ static const struct cmd_entry cmd_table[] = {
         .exec = cmd_info_ps,
     },
     {
+        .name = "restart",
+        .usage = "ID",
+        .summary = "Submit a finished job's request again, as a new job "
+                   "linked to it (restart_of), and print the new id.",
+        .minargs = 1,
+        .maxargs = 1,
+        .words = CMD_WORDS_JOBS,
+        .exec = cmd_job_restart,
+    },
+    {
         .name = "result",
         .usage = "ID",
         .summary = "Print the result of a finished job.",
@@ -141,6 +165,7 @@ static const struct cmd_entry cmd_table[] = {
         .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
                  "[--fresh] [--timeout SECONDS] [--retries N] "
                  "[--retry-delay SECONDS] [--wait-for-slot] "
+                 "[--after ID[,ID...] | --after-any ID[,ID...]] "
                  "[-- COMMAND [ARG ...]]",
         .summary = "Submit a job, show its progress or output and print "
                    "its result.  The words after -- are the command of an "
@@ -175,6 +200,7 @@ static const struct cmd_entry cmd_table[] = {
         .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
                  "[--fresh] [--timeout SECONDS] [--retries N] "
                  "[--retry-delay SECONDS] [--wait-for-slot] "
+                 "[--after ID[,ID...] | --after-any ID[,ID...]] "
                  "[-- COMMAND [ARG ...]]",
         .summary = "Submit a job and print its id.",
         .minargs = 1,
@@ -213,7 +239,7 @@ static const struct cmd_entry cmd_table[] = {
     },
 };
 #define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
-_Static_assert(CMD_COUNT == 15, "cmd_table rows");
+_Static_assert(CMD_COUNT == 17, "cmd_table rows");
 
 /* Every command takes these as well. */
 #define CMD_OPT_COMMON (CMD_OPT_HELP | CMD_OPT_JSON | CMD_OPT_QUIET)
@@ -394,9 +420,28 @@ static const struct cmd_option_entry cmd_options[] = {
         .arg = "COLUMNS",
         .help = "the columns, such as ID,STATE,COMMAND or +GROUP",
     },
+    {
+        .flag = CMD_OPT_AFTER,
+        .long_name = "after",
+        .arg = "ID[,ID...]",
+        .help = "start once these jobs have succeeded; fail if one does "
+                "not (in gather, @N names line N)",
+    },
+    {
+        .flag = CMD_OPT_AFTER_ANY,
+        .long_name = "after-any",
+        .arg = "ID[,ID...]",
+        .help = "start once these jobs have ended, however they ended",
+    },
+    {
+        .flag = CMD_OPT_BEFORE,
+        .long_name = "before",
+        .arg = "WHEN",
+        .help = "only jobs that finished before WHEN",
+    },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 30, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 33, "cmd_options rows");
 
 /* The tables, for completion (cmd_complete.c). */
 const struct cmd_entry *
@@ -936,6 +981,58 @@ cmd_parse_user(const char *cmd, const char *word, uint64_t *uid)
 	return 0;
 }
 
+/*
+ * --after ID[,ID...] or --after-any ID[,ID...]: the ids are added to the
+ * job's list; in a gather line @N names the job of line N (from 0).  The
+ * one job waits for all of them alike, so the two do not mix.
+ */
+static int
+cmd_parse_after(const struct cmd_entry *ce, const struct cmd_option_entry *o,
+                const char *value, struct cmd_args *a)
+{
+	uint64_t other =
+	    o->flag == CMD_OPT_AFTER ? CMD_OPT_AFTER_ANY : CMD_OPT_AFTER;
+	unsigned long long v;
+	const char *p = value;
+	char *end;
+	bool line;
+
+	if (a->seen & other) {
+		warnx("%s: --after and --after-any do not mix: a job runs "
+		      "after the success of all it names, or after their end",
+		      ce->name);
+		return -1;
+	}
+	for (;;) {
+		line = *p == '@';
+		if (line && !ce->bare) {
+			warnx("%s: --%s %s: @N names a line of a gather, and "
+			      "only there",
+			      ce->name, o->long_name, value);
+			return -1;
+		}
+		p += line;
+		errno = 0;
+		if (*p < '0' || *p > '9' ||
+		    ((v = strtoull(p, &end, 10)), errno != 0) ||
+		    (*end != ',' && *end != '\0') || (!line && v == 0)) {
+			warnx("%s: --%s %s: not a list of job ids%s", ce->name,
+			      o->long_name, value,
+			      ce->bare ? " or @LINE references" : "");
+			return -1;
+		}
+		if (a->nafter == CMD_MAX_AFTER) {
+			warnx("%s: a job runs after at most %d others",
+			      ce->name, CMD_MAX_AFTER);
+			return -1;
+		}
+		a->after[a->nafter++] = (struct cmd_dep){.v = v, .line = line};
+		if (*end == '\0')
+			return 0;
+		p = end + 1;
+	}
+}
+
 /* Apply one option with its argument (NULL for flags). */
 static int
 cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
@@ -1000,6 +1097,12 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 		return cmd_parse_when(ce->name, o->long_name, value, &a->since);
 	case CMD_OPT_UNTIL:
 		return cmd_parse_when(ce->name, o->long_name, value, &a->until);
+	case CMD_OPT_AFTER:
+	case CMD_OPT_AFTER_ANY:
+		return cmd_parse_after(ce, o, value, a);
+	case CMD_OPT_BEFORE:
+		return cmd_parse_when(ce->name, o->long_name, value,
+		                      &a->before);
 	case CMD_OPT_LIMIT:
 		/* 0: no rows, only the counts */
 		return cmd_parse_count(ce->name, value, 0, &a->limit);
@@ -1383,10 +1486,12 @@ cmd_args_clear(struct cmd_args *a)
 		free(a->kv[i].owned);
 		a->kv[i].owned = NULL;
 	}
-	pbuf_free(&a->batch.jobs);
-	free(a->batch.lines);
-	a->batch.lines = NULL;
-	a->batch.n = 0;
+	pbuf_free(&a->batch.fields);
+	free(a->batch.line);
+	free(a->batch.deps);
+	free(a->batch.order);
+	free(a->batch.frames);
+	memset(&a->batch, 0, sizeof(a->batch));
 }
 
 static bool

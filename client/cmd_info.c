@@ -87,6 +87,36 @@ info_print_worker(const struct proto_msg *m)
 	printf("\n");
 }
 
+/*
+ * "after 3, 4 (their success)", "restart of 7", "cause 3": how a job
+ * is tied to others.
+ */
+static void
+info_print_deps(const struct proto_msg *m)
+{
+	const msgpack_object_array *a;
+	uint32_t i;
+
+	if (proto_has(m, PF_AFTER) &&
+	    m->f[PF_AFTER].type == MSGPACK_OBJECT_ARRAY) {
+		a = &m->f[PF_AFTER].via.array;
+		printf(INFO_LABEL, "after");
+		for (i = 0; i < a->size; i++)
+			if (a->ptr[i].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+				printf("%s%" PRIu64, i > 0 ? ", " : "",
+				       a->ptr[i].via.u64);
+		printf(" (%s)\n", proto_bool(m, PF_AFTER_ANY, false)
+		                      ? "their end, however they end"
+		                      : "their success");
+	}
+	if (proto_has(m, PF_RESTART_OF))
+		printf(INFO_LABEL "%" PRIu64 "\n", "restart of",
+		       proto_u64(m, PF_RESTART_OF, 0));
+	if (proto_has(m, PF_CAUSE))
+		printf(INFO_LABEL "job %" PRIu64 " failed first\n", "cause",
+		       proto_u64(m, PF_CAUSE, 0));
+}
+
 static void
 info_print_job(const struct proto_msg *m)
 {
@@ -121,6 +151,7 @@ info_print_job(const struct proto_msg *m)
 		printf(" %s", render_safe(a, sizeof(a), s, len));
 	printf("\n");
 	info_print_worker(m);
+	info_print_deps(m);
 	if (proto_u64(m, PF_DROPPED, 0) > 0)
 		printf(INFO_LABEL "%" PRIu64 " bytes of output\n", "dropped",
 		       proto_u64(m, PF_DROPPED, 0));

@@ -274,7 +274,36 @@ cmd_job_pack(msgpack_packer *pk, const struct cmd_args *a)
 		msgpack_pack_uint64(pk, a->pids);
 		n++;
 	}
+	if (a->nafter > 0) {
+		cmd_job_pack_after(pk, a->after, a->nafter);
+		n++;
+	}
+	if (a->seen & CMD_OPT_AFTER_ANY) {
+		job_pack_key(pk, PF_AFTER_ANY);
+		msgpack_pack_true(pk);
+		n++;
+	}
 	return n;
+}
+
+/* The after field: job ids, and "@N" for a line of the same gather. */
+void
+cmd_job_pack_after(msgpack_packer *pk, const struct cmd_dep *after, uint32_t n)
+{
+	char ref[24];
+	uint32_t i;
+	int len;
+
+	job_pack_key(pk, PF_AFTER);
+	msgpack_pack_array(pk, n);
+	for (i = 0; i < n; i++) {
+		if (!after[i].line) {
+			msgpack_pack_uint64(pk, after[i].v);
+			continue;
+		}
+		len = snprintf(ref, sizeof(ref), "@%" PRIu64, after[i].v);
+		msgpack_pack_str_with_body(pk, ref, (size_t)len);
+	}
 }
 
 static uint64_t
@@ -779,4 +808,46 @@ cmd_job_cancel(struct ctl *ctl, struct cmd_args *a)
 		pending--;
 	}
 	return worst;
+}
+
+/* Forget finished jobs: how many the daemon forgot. */
+int
+cmd_job_clean(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	uint64_t id;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_CLEAN);
+	if (a->seen & CMD_OPT_STATE)
+		proto_enc_cstr(&e, PF_STATE, proto_states[a->state]);
+	if (a->seen & CMD_OPT_BEFORE)
+		proto_enc_u64(&e, PF_BEFORE, a->before);
+	if (a->seen & CMD_OPT_USER)
+		proto_enc_u64(&e, PF_UID, a->uid);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_OK, &m)) != CTL_OK)
+		return ret;
+	if (!ctl->json && !ctl->quiet)
+		printf("%" PRIu64 " finished jobs forgotten\n",
+		       proto_u64(&m, PF_FORGOTTEN, 0));
+	return CTL_OK;
+}
+
+/* A finished job again, as a new job: its id. */
+int
+cmd_job_restart(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	uint64_t id;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_RESTART);
+	proto_enc_u64(&e, PF_JOB, a->jobs[0]);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_ACCEPTED, &m)) != CTL_OK)
+		return ret;
+	if (!ctl->json)
+		printf("%" PRIu64 "\n", proto_u64(&m, PF_JOB, 0));
+	return CTL_OK;
 }

@@ -129,7 +129,17 @@ int64_t conn_now(void);
 /* The options of a job: run, submit and a line of gather. */
 #define CMD_OPT_JOB                                                            \
 	(CMD_OPT_EXEC | CMD_OPT_DAEMON | CMD_OPT_FRESH | CMD_OPT_TIMEOUT |     \
-	 CMD_OPT_RETRIES | CMD_OPT_RETRY_DELAY | CMD_OPT_MEM | CMD_OPT_PIDS)
+	 CMD_OPT_RETRIES | CMD_OPT_RETRY_DELAY | CMD_OPT_AFTER |               \
+	 CMD_OPT_AFTER_ANY | CMD_OPT_MEM | CMD_OPT_PIDS)
+
+/* The jobs a job runs after (--after, --after-any): at most this many. */
+#define CMD_MAX_AFTER 1024
+
+/* One of them: a job id, or in a gather a line of the same input (@N). */
+struct cmd_dep {
+	uint64_t v;
+	bool line; /* v is a line index (@N), not a job id */
+};
 
 /* What every command gets: the global settings and the connection. */
 struct ctl {
@@ -168,11 +178,36 @@ struct cmd_kv {
 	char *owned; /* s when read from a file (stdin=@FILE) */
 };
 
-/* What a command read before connecting: gather's jobs, packed. */
-struct cmd_batch {
-	struct pbuf jobs; /* one msgpack array of job maps */
+/* One line of a gather: its job's fields, packed, and what it runs after. */
+struct cmd_line {
+	size_t off, len;  /* its fields in cmd_batch.fields, packed */
+	uint32_t nfields; /* how many, without after */
+	uint32_t dep;     /* its --after list: cmd_batch.deps[dep...] */
+	uint32_t ndeps;
+	unsigned lineno; /* its line in the input */
+};
+
+/* A run of lines sent as one gather request. */
+struct cmd_frame {
+	uint32_t first; /* its lines: cmd_batch.order[first...] */
 	uint32_t n;
-	unsigned *lines;  /* the input line of each job */
+};
+
+/*
+ * What a command read before connecting: gather's jobs, one per line,
+ * and the requests they go in.  Lines are sent in order; should one name
+ * a later line (@N) and the gather need more than one request, the order
+ * puts each line after the ones it names.
+ */
+struct cmd_batch {
+	struct pbuf fields; /* every line's job fields, packed */
+	struct cmd_line *line;
+	uint32_t n;
+	struct cmd_dep *deps; /* every line's after list */
+	uint32_t ndeps, capdeps;
+	uint32_t *order; /* the lines in the order they are sent */
+	struct cmd_frame *frames;
+	uint32_t nframes;
 	const char *from; /* the input's name */
 };
 
@@ -200,6 +235,9 @@ struct cmd_args {
 	uint64_t since;   /* CMD_OPT_SINCE: µs since the epoch */
 	uint64_t until;   /* CMD_OPT_UNTIL */
 	const char *output; /* CMD_OPT_OUTPUT: ps's columns */
+	uint64_t before;  /* CMD_OPT_BEFORE: µs since the epoch */
+	struct cmd_dep after[CMD_MAX_AFTER]; /* CMD_OPT_AFTER, _AFTER_ANY */
+	uint32_t nafter;
 	struct cmd_batch batch;
 };
 
@@ -271,6 +309,7 @@ void cmd_slot_free(struct cmd_slot *);
 /* ---- cmd_job.c: run, submit, watch, wait, result, cancel ---- */
 
 size_t cmd_job_pack(msgpack_packer *, const struct cmd_args *);
+void cmd_job_pack_after(msgpack_packer *, const struct cmd_dep *, uint32_t n);
 int cmd_job_state(const struct proto_msg *);
 int cmd_job_exit(int state);
 int cmd_job_worse(int, int);
@@ -284,6 +323,8 @@ int cmd_job_log(struct ctl *, struct cmd_args *);
 int cmd_job_wait(struct ctl *, struct cmd_args *);
 int cmd_job_result(struct ctl *, struct cmd_args *);
 int cmd_job_cancel(struct ctl *, struct cmd_args *);
+int cmd_job_clean(struct ctl *, struct cmd_args *);
+int cmd_job_restart(struct ctl *, struct cmd_args *);
 
 /* ---- cmd_complete.c: what the shell completes a word to ---- */
 

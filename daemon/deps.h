@@ -6,6 +6,8 @@
 #define DEPS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct job;
 
@@ -15,5 +17,15 @@ bool deps_hold(struct job *);
 void deps_ended(struct job *);
 /* Cancel a job that waits for others: true if it did (it has ended). */
 bool deps_cancel(struct job *);
+/* After a restart's recovery: waited-for jobs that did not come back. */
+void deps_recovered(void);
+/*
+ * The references among n lines of one gather (line i names the lines
+ * refs[first[i]] .. refs[first[i + 1] - 1], each < n): 0, or -1 with a
+ * cause that names the lines of a cycle.
+ */
+int deps_order_check(size_t n, const uint32_t *first, const uint32_t *refs,
+                     char *cause, size_t len);
+void deps_shutdown(void);
 
 #endif

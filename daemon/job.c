@@ -54,7 +54,6 @@ struct gather {
 static void job_trim(void);
 static void job_gather_put(struct gather *);
 static void job_drained(struct conn *);
-static void job_row(const struct job *, struct store_row *);
 static uint64_t job_next_id(void);
 
 /*
@@ -744,7 +743,7 @@ job_result_size(const struct job *j)
 }
 
 /* A job as a store row: its pointers are the job's own. */
-static void
+void
 job_row(const struct job *j, struct store_row *r)
 {
 	r->id = j->id;
@@ -958,6 +957,29 @@ job_trim(void)
 	}
 }
 
+/*
+ * Forget the finished jobs that match (concctl clean), and their logs:
+ * their rows, if owed, go to the store first.  Returns how many.
+ */
+size_t
+job_clean(bool (*match)(const struct job *, void *), void *arg)
+{
+	struct job *j, *next;
+	size_t n = 0;
+
+	for (j = TAILQ_FIRST(&jobs.finished); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, link);
+		if (!match(j, arg))
+			continue;
+		TAILQ_REMOVE(&jobs.finished, j, link);
+		jobs.nfinished--;
+		joblog_forget(j->id);
+		job_free(j);
+		n++;
+	}
+	return n;
+}
+
 static void
 job_retire(struct job *j)
 {
@@ -1076,8 +1098,10 @@ job_retry(struct job *j, enum proto_state s)
 	struct proto_enc e;
 	struct watch *w;
 
+	/* a job that a dependency's failure ended would only fail again */
 	if ((s != PS_FAILED && s != PS_TIMED_OUT) || j->attempt > j->retries ||
-	    loop_stopping() || (atomic_load(&j->ctx.cancel) && !j->timing_out))
+	    j->err == PE_DEPENDENCY || loop_stopping() ||
+	    (atomic_load(&j->ctx.cancel) && !j->timing_out))
 		return false;
 	JOB_FOREACH_WATCH(w, j) {
 		job_event_begin(&e, conn_out(w->conn), PROTO_RETRY, j, w->req,

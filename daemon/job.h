@@ -210,6 +210,8 @@ struct job *job_restore(const struct job_submit *, const struct store_row *);
 /* A restored job that cannot go on ends so, with this error. */
 void job_end_restored(struct job *, enum proto_state, enum proto_error,
                       const char *message);
+/* A job as a store row: its pointers are the job's own. */
+void job_row(const struct job *, struct store_row *);
 /* Put the rows of the jobs that changed into the store (its hook). */
 size_t job_collect(bool hold);
 struct job *job_find(uint64_t id);
@@ -251,6 +253,8 @@ void job_encode_row_end(struct pbuf *, const struct store_row *, uint64_t req);
 /* The bytes a job's result takes in a record: 0 when it has none. */
 size_t job_result_size(const struct job *);
 void job_foreach(void (*)(struct job *, void *), void *);
+/* Forget the finished jobs that match, and their logs; how many. */
+size_t job_clean(bool (*match)(const struct job *, void *), void *arg);
 void job_counts(size_t counts[PS_COUNT]);
 
 #endif

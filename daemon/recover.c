@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "deps.h"
 #include "executor.h"
 #include "job.h"
 #include "log.h"
@@ -208,6 +209,7 @@ recover_jobs(void)
 		return;
 	if (store_each_live(recover_row, &n) < 0)
 		log_warnx("recovery: the store could not be read in full");
+	deps_recovered();
 	sched_flush();
 	if (n.queued + n.interrupted + n.cancelled + n.lost > 0)
 		log_info(

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "cgroup.h"
 #include "conn.h"
+#include "deps.h"
 #include "executor.h"
 #include "job.h"
 #include "joblog.h"
@@ -170,6 +171,15 @@ stored_reply(const struct store_row *r, void *arg)
 	conn_dirty(c);
 }
 
+/* Seen in the store, and the peer's to see. */
+static void
+stored_seen(const struct store_row *r, void *arg)
+{
+	struct stored *a = arg;
+
+	a->found = r->uid == conn_uid(a->c) || request_admin(a->c);
+}
+
 /*
  * Find a job the peer may see; replies with the error when not.  One
  * that is only in the store gets its reply from there, and NULL.
@@ -228,7 +238,6 @@ request_ping(struct conn *c, const struct proto_msg *m)
 
 #define MAX_RETRIES     100
 #define MAX_RETRY_DELAY 3600000 /* ms */
-#define MAX_GATHER      10000
 
 #define MAX_PRIORITY 1000000
 #define MAX_CPUS     4096
@@ -595,6 +604,111 @@ request_init(void)
 		fatalx("request_init: no room for a store hook");
 }
 
+/* Is job id one the peer may name: in memory, or only in the store? */
+static bool
+request_job_known(struct conn *c, uint64_t id)
+{
+	struct stored a = {.c = c, .m = NULL};
+	struct job *j = job_find(id);
+
+	if (j != NULL)
+		return job_visible(j, conn_uid(c)) || request_admin(c);
+	if (!store_enabled())
+		return false;
+	store_sync(); /* a row retention just let go of is written */
+	return store_get(id, stored_seen, &a) == 0 && a.found;
+}
+
+/*
+ * The jobs a job runs after (--after): each must be a job the peer may
+ * see, and in a gather of n jobs a line @N one of them.  Another user's
+ * job is as good as absent.  -1 with the cause (bad_field).
+ */
+static int
+request_after_check(struct conn *c, const struct job_extra *x, size_t n,
+                    char *cause, size_t len)
+{
+	uint32_t i;
+
+	for (i = 0; x != NULL && i < x->nafter; i++) {
+		uint64_t a = x->after[i];
+
+		if (JOB_AFTER_IS_LINE(a) && (a & ~JOB_AFTER_LINE) >= n) {
+			snprintf(cause, len,
+			         "after: @%llu: this gather has no such line "
+			         "(@0 to @%zu)",
+			         (unsigned long long)(a & ~JOB_AFTER_LINE),
+			         n - 1);
+			return -1;
+		}
+		if (!JOB_AFTER_IS_LINE(a) && !request_job_known(c, a)) {
+			snprintf(cause, len,
+			         "after: no such job: %llu (it never was, it "
+			         "was cleaned, or it is another user's)",
+			         (unsigned long long)a);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The lines of a gather that name each other (@N) must not wait in a
+ * cycle.  -1 with the cause, which names the lines of one.
+ */
+static int
+request_after_order(const struct job_submit *js, size_t n, char *cause,
+                    size_t len)
+{
+	uint32_t *first = calloc(n + 1, sizeof(*first)), *refs = NULL;
+	size_t i, k, nrefs = 0;
+	int rc = -1;
+
+	if (first == NULL)
+		goto nomem;
+	for (i = 0; i < n; i++) {
+		const struct job_extra *x = js[i].extra;
+
+		for (k = 0; x != NULL && k < x->nafter; k++)
+			nrefs += JOB_AFTER_IS_LINE(x->after[k]);
+		first[i + 1] = (uint32_t)nrefs;
+	}
+	if (nrefs == 0) {
+		free(first);
+		return 0;
+	}
+	if ((refs = calloc(nrefs, sizeof(*refs))) == NULL)
+		goto nomem;
+	for (i = 0, nrefs = 0; i < n; i++) {
+		const struct job_extra *x = js[i].extra;
+
+		for (k = 0; x != NULL && k < x->nafter; k++)
+			if (JOB_AFTER_IS_LINE(x->after[k]))
+				refs[nrefs++] =
+				    (uint32_t)(x->after[k] & ~JOB_AFTER_LINE);
+	}
+	rc = deps_order_check(n, first, refs, cause, len);
+	free(first);
+	free(refs);
+	return rc;
+nomem:
+	free(first);
+	snprintf(cause, len, "out of memory");
+	return -1;
+}
+
+/* A gather's job, its @N made the id of line N: its jobs' ids follow on. */
+static void
+request_after_resolve(struct job *j, uint64_t first)
+{
+	uint32_t i;
+
+	for (i = 0; j->extra != NULL && i < j->extra->nafter; i++)
+		if (JOB_AFTER_IS_LINE(j->extra->after[i]))
+			j->extra->after[i] =
+			    first + (j->extra->after[i] & ~JOB_AFTER_LINE);
+}
+
 static void
 request_submit(struct conn *c, const struct proto_msg *m)
 {
@@ -615,6 +729,10 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	              sizeof(cause)) < 0) {
 		reply_error(c, m->id, code, "%s", cause);
 		return;
+	}
+	if (request_after_check(c, js.extra, 1, cause, sizeof(cause)) < 0) {
+		reply_error(c, m->id, PE_BAD_FIELD, "%s", cause);
+		goto out;
 	}
 	if (!sched_has_room(js.exec, 1)) {
 		queue_full(c, m->id, js.exec);
@@ -662,9 +780,9 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		            "concd is shutting down");
 		return;
 	}
-	if (n == 0 || n > MAX_GATHER) {
+	if (n == 0 || n > PROTO_MAX_GATHER) {
 		reply_error(c, m->id, PE_BAD_FIELD,
-		            "a gather holds 1 to %d jobs", MAX_GATHER);
+		            "a gather holds 1 to %d jobs", PROTO_MAX_GATHER);
 		return;
 	}
 	em = malloc(sizeof(*em));
@@ -682,8 +800,12 @@ request_gather(struct conn *c, const struct proto_msg *m)
 			snprintf(cause, sizeof(cause), "%s", f.message);
 		} else if (parse_job(em, conn_uid(c), true, &js[i], &args,
 		                     &code, cause, sizeof(cause)) == 0) {
-			per_exec[js[i].exec]++;
-			continue;
+			code = PE_BAD_FIELD;
+			if (request_after_check(c, js[i].extra, n, cause,
+			                        sizeof(cause)) == 0) {
+				per_exec[js[i].exec]++;
+				continue;
+			}
 		}
 		/* the whole gather is refused, saying which entry */
 		proto_enc_begin(&e, conn_out(c), PROTO_ERROR, m->id);
@@ -692,6 +814,10 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		proto_enc_u64(&e, PF_INDEX, i);
 		proto_enc_end(&e);
 		conn_dirty(c);
+		goto out;
+	}
+	if (request_after_order(js, n, cause, sizeof(cause)) < 0) {
+		reply_error(c, m->id, PE_BAD_FIELD, "%s", cause);
 		goto out;
 	}
 	for (x = 0; x < PX_COUNT; x++) {
@@ -717,6 +843,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		job_gather_add(g, j); /* held until job_gather_submit */
 		if (i == 0)
 			r.first = j->id;
+		request_after_resolve(j, r.first);
 		r.n++;
 	}
 	if (r.n > 0)
@@ -1481,6 +1608,220 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
+/* The job a restart request names, as memory or the store has it. */
+struct restart_src {
+	struct conn *c;
+	bool found;
+	uint8_t state;
+	char task[65];
+	struct pbuf args;
+	struct job_submit js;
+	struct job_extra *x; /* a copy, or NULL */
+};
+
+/* Take what a new job needs of an old one, in memory or in the store. */
+static void
+restart_take(struct restart_src *s, const struct store_row *r)
+{
+	s->found = true;
+	s->state = r->state;
+	snprintf(s->task, sizeof(s->task), "%s", r->task);
+	if (r->args_len > 0)
+		pbuf_append(&s->args, r->args, r->args_len);
+	s->js.retries = r->retries;
+	s->js.retry_delay_ms = r->retry_delay_ms;
+	s->js.requested = (enum proto_exec)r->requested;
+	s->js.daemon = r->daemon;
+	s->js.fresh = r->fresh;
+	s->js.uid = r->uid;
+	s->js.timeout_ms = r->timeout_ms;
+	if (r->x != NULL)
+		s->x = job_extra_dup(r->x);
+}
+
+static void
+restart_row_cb(const struct store_row *r, void *arg)
+{
+	struct restart_src *s = arg;
+
+	if (r->uid == conn_uid(s->c) || request_admin(s->c))
+		restart_take(s, r);
+}
+
+/*
+ * A finished job's request again, as a new job of the same owner: the
+ * same task, arguments, options and context, with restart_of its id;
+ * neither what it ran after nor its schedule or hold.
+ */
+static void
+request_restart(struct conn *c, const struct proto_msg *m)
+{
+	uint64_t id = proto_u64(m, PF_JOB, 0);
+	struct restart_src s = {.c = c};
+	struct conn_reply r = {.req = m->id, .n = 1};
+	struct store_row row;
+	struct job *j = job_find(id);
+	char cause[256];
+
+	if (loop_stopping()) {
+		reply_error(c, m->id, PE_SHUTTING_DOWN,
+		            "concd is shutting down");
+		return;
+	}
+	if (j != NULL && (job_visible(j, conn_uid(c)) || request_admin(c))) {
+		job_row(j, &row);
+		restart_take(&s, &row);
+	} else if (j == NULL && store_enabled()) {
+		store_sync();
+		(void)store_get(id, restart_row_cb, &s);
+	}
+	if (!s.found) {
+		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
+		            (unsigned long long)id);
+		goto out;
+	}
+	if (!PROTO_STATE_FINAL(s.state)) {
+		reply_error(c, m->id, PE_NOT_FINISHED,
+		            "job %llu is %s: only a finished job is restarted",
+		            (unsigned long long)id, proto_states[s.state]);
+		goto out;
+	}
+	if ((s.js.task = task_find(s.task, strlen(s.task))) == NULL) {
+		reply_error(
+		    c, m->id, PE_UNKNOWN_TASK,
+		    "job %llu's task \"%s\" is gone (see concctl tasks)",
+		    (unsigned long long)id, s.task);
+		goto out;
+	}
+	if ((s.js.task->traits & TASK_USER_CODE) &&
+	    !request_user_code_ok(s.js.uid)) {
+		reply_error(
+		    c, m->id, PE_PERMISSION,
+		    "%s jobs of uid %u are refused (exec-other-users in "
+		    "concd.conf(5))",
+		    s.js.task->name, (unsigned)s.js.uid);
+		goto out;
+	}
+	if (sched_choose(s.js.task, s.js.requested, s.js.fresh, &s.js.exec,
+	                 cause, sizeof(cause)) < 0) {
+		reply_error(c, m->id, PE_BAD_EXECUTOR, "%s", cause);
+		goto out;
+	}
+	if (s.x == NULL && (s.x = job_extra_dup(&(struct job_extra){
+	                        .exit = -1, .signal = -1})) == NULL) {
+		reply_error(c, m->id, PE_INTERNAL, "out of memory");
+		goto out;
+	}
+	s.x->nafter = 0;
+	s.x->after_any = s.x->held = false;
+	s.x->at = s.x->cause = 0;
+	s.x->exit = s.x->signal = -1;
+	s.x->restart_of = id;
+	s.js.extra = s.x;
+	s.js.args = s.args.data;
+	s.js.args_len = s.args.len;
+	if (!sched_has_room(s.js.exec, 1)) {
+		queue_full(c, m->id, s.js.exec);
+		goto out;
+	}
+	if (store_refuses(c, m->id))
+		goto out;
+	if ((j = job_new(&s.js)) == NULL) {
+		reply_error(c, m->id, PE_INTERNAL, "out of memory");
+		goto out;
+	}
+	r.first = j->id;
+	request_admit(c, &r);
+out:
+	job_extra_free(s.x);
+	pbuf_free(&s.args);
+}
+
+/* Which finished jobs a clean request forgets. */
+struct clean_filter {
+	int state;       /* a final state; -1: any */
+	uint64_t before; /* finished before, µs; 0: whenever */
+	int64_t uid;     /* -1: anyone's (an admin's clean) */
+};
+
+static bool
+clean_match(const struct job *j, void *arg)
+{
+	const struct clean_filter *f = arg;
+
+	return (f->state < 0 || j->state == f->state) &&
+	       (f->before == 0 || j->finished < f->before) &&
+	       (f->uid < 0 || j->uid == (uid_t)f->uid);
+}
+
+static void
+clean_forget_cb(uint64_t id, void *arg)
+{
+	(void)arg;
+	joblog_forget(id);
+}
+
+/*
+ * Forget finished jobs, in memory and in the store, and their logs: the
+ * caller's own, or an admin's choice of owner (everyone's by default).
+ */
+static void
+request_clean(struct conn *c, const struct proto_msg *m)
+{
+	struct clean_filter f = {.state = -1,
+	                         .before = proto_u64(m, PF_BEFORE, 0),
+	                         .uid = conn_uid(c)};
+	struct proto_enc e;
+	const char *sname;
+	char quoted[129];
+	size_t slen, n;
+	int stored;
+
+	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
+	    ((f.state = proto_state_lookup(sname, slen)) < 0 ||
+	     !PROTO_STATE_FINAL(f.state))) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "clean forgets finished jobs: state must be "
+		            "succeeded, failed, cancelled or timed_out, not "
+		            "\"%s\"",
+		            proto_quote(quoted, sizeof(quoted), sname, slen));
+		return;
+	}
+	if (proto_has(m, PF_UID) && proto_u64(m, PF_UID, 0) > (uid_t)-2) {
+		reply_error(c, m->id, PE_BAD_FIELD, "uid %llu is out of range",
+		            (unsigned long long)proto_u64(m, PF_UID, 0));
+		return;
+	}
+	if (request_admin(c))
+		f.uid = proto_has(m, PF_UID) ? (int64_t)proto_u64(m, PF_UID, 0)
+		                             : -1;
+	else if (proto_has(m, PF_UID) &&
+	         proto_u64(m, PF_UID, 0) != (uint64_t)conn_uid(c)) {
+		reply_error(c, m->id, PE_PERMISSION,
+		            "only an admin may clean the jobs of another user: "
+		            "root, a member of admin-group, or the user of a "
+		            "user instance");
+		return;
+	}
+	n = job_clean(clean_match, &f);
+	if (store_enabled()) {
+		if ((stored = store_clean(f.state, f.before, f.uid,
+		                          clean_forget_cb, NULL)) < 0) {
+			reply_error(c, m->id, PE_STORE,
+			            "the job store cannot be written (see "
+			            "concd's log)");
+			return;
+		}
+		n = (size_t)stored;
+	}
+	log_info("clean by uid %u: %zu finished jobs forgotten",
+	         (unsigned)conn_uid(c), n);
+	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
+	proto_enc_u64(&e, PF_FORGOTTEN, n);
+	proto_enc_end(&e);
+	conn_dirty(c);
+}
+
 static void
 request_not_a_request(struct conn *c, const struct proto_msg *m)
 {
@@ -1498,6 +1839,7 @@ static void (*const request_table[PROTO_TYPE_COUNT])(
     [PROTO_TASKS] = request_tasks,   [PROTO_SHUTDOWN] = request_shutdown,
     [PROTO_POOL] = request_pool,     [PROTO_RESIZE] = request_resize,
     [PROTO_GATHER] = request_gather, [PROTO_LOG] = request_log,
+    [PROTO_CLEAN] = request_clean,   [PROTO_RESTART] = request_restart,
 };
 
 static void

@@ -240,6 +240,7 @@ sched_shutdown(void)
 	for (i = 0; i < PX_COUNT; i++)
 		if (executors[i] != NULL)
 			executors[i]->shutdown();
+	deps_shutdown();
 	if (status_ev != NULL) {
 		event_free(status_ev);
 		status_ev = NULL;

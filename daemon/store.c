@@ -909,6 +909,54 @@ store_count(const struct store_filter *f, size_t counts[])
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/*
+ * Forget finished jobs (concctl clean): those in state (-1: any final
+ * one), finished before before (0: whenever), of uid (-1: anyone's).  The
+ * store is synced first, so the writer is the loop's and idle; each id
+ * deleted goes to fn.  Returns how many, or -1 on an error, logged.
+ */
+int
+store_clean(int state, uint64_t before, int64_t uid,
+            void (*fn)(uint64_t, void *), void *arg)
+{
+	char sql[512];
+	size_t n = 0;
+	sqlite3_stmt *s;
+	int rc, count = 0;
+
+	if (!store.on)
+		return 0;
+	store_sync();
+	n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+	                      "DELETE FROM jobs WHERE state NOT IN "
+	                      "('queued', 'running')");
+	if (state >= 0 && state < PS_COUNT)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+		                      " AND state = '%s'", proto_states[state]);
+	if (before > 0)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+		                      " AND finished < %llu",
+		                      (unsigned long long)before);
+	if (uid >= 0)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+		                      " AND uid = %lld", (long long)uid);
+	(void)snprintf(sql + n, sizeof(sql) - n, " RETURNING id");
+	if (sqlite3_prepare_v2(store.db, sql, -1, &s, NULL) != SQLITE_OK) {
+		log_warnx("%s: %s", store.path, sqlite3_errmsg(store.db));
+		return -1;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		fn((uint64_t)sqlite3_column_int64(s, 0), arg);
+		count++;
+	}
+	if (rc != SQLITE_DONE) {
+		log_warnx("%s: %s", store.path, sqlite3_errmsg(store.db));
+		count = -1;
+	}
+	sqlite3_finalize(s);
+	return count;
+}
+
 /* ---- batches ---- */
 
 static struct batch *

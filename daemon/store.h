@@ -167,6 +167,14 @@ int store_list(const struct store_filter *,
 /* Jobs per state that match f's task, uid and times. */
 int store_count(const struct store_filter *, size_t counts[]);
 
+/*
+ * Forget finished jobs: in state (-1: any final one), finished before
+ * before (µs; 0: whenever), of uid (-1: anyone's); fn gets each id.
+ * Returns how many, or -1.
+ */
+int store_clean(int state, uint64_t before, int64_t uid,
+                void (*fn)(uint64_t, void *), void *arg);
+
 /* Commit what is left, stop the thread, close. */
 void store_close(void);
 

@@ -30,6 +30,7 @@
 #define PROTO_MAX_DEPTH  8             /* nesting of arrays and maps */
 #define PROTO_MAX_ITEMS  65536         /* elements in one array or map */
 #define PROTO_MAX_STR    (256 * 1024)  /* bytes in one string or bin */
+#define PROTO_MAX_GATHER 10000         /* jobs in one gather request */
 
 /* Message types.  Requests first, then replies and events. */
 enum proto_type {

@@ -75,6 +75,7 @@ enum {
 	OPT_SLEEP_MS,
 	OPT_EXECS,
 	OPT_DEEP,
+	OPT_CHAIN,
 	OPT_NO_STORE,
 };
 
@@ -95,6 +96,7 @@ static const struct option bench_longopts[] = {
     {"sleep-ms", required_argument, NULL, OPT_SLEEP_MS},
     {"execs", required_argument, NULL, OPT_EXECS},
     {"deep", required_argument, NULL, OPT_DEEP},
+    {"chain", required_argument, NULL, OPT_CHAIN},
     {"check", no_argument, NULL, 'c'},
     {"full-decode", no_argument, NULL, OPT_FULL_DECODE},
     {"no-store", no_argument, NULL, OPT_NO_STORE},
@@ -123,6 +125,7 @@ static const struct bench_suite_row {
     [SUITE_DEEP] = {"deep", suite_deep, true},
     [SUITE_IDLE] = {"idle", suite_idle, true},
     [SUITE_STORE] = {"store", suite_store, true},
+    [SUITE_CHAIN] = {"chain", suite_chain, false},
 };
 _Static_assert(sizeof(bench_suites) / sizeof(bench_suites[0]) == SUITE_COUNT,
                "bench_suites rows");
@@ -234,6 +237,11 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "store: fork\n"
 	    "         to READY=1 (<= 50 ms) and VmRSS (<= 5 MiB), beside "
 	    "--state-dir none (*)\n"
+	    "  chain  N noop jobs on the loop in one gather, each after the "
+	    "one before\n"
+	    "         it (--after @k-1), first submit to last end: >= 100,000 "
+	    "jobs/s,\n"
+	    "         against the same N without dependencies\n"
 	    "(*) needs --spawn: starts a concd per configuration and run.\n"
 	    "\n"
 	    "usage: concd-bench [--socket PATH | --spawn CONCD] [--suite S] "
@@ -244,13 +252,14 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "[--fresh-jobs N]\n"
 	    "                   [--primes N] [--sleepers N] [--sleep-ms MS] "
 	    "[--execs N]\n"
-	    "                   [--deep N] [--check] [-v]\n"
+	    "                   [--deep N] [--chain N] [--check] [-v]\n"
 	    "  --socket PATH     use the concd listening on PATH\n"
 	    "  --spawn CONCD     start CONCD -f -t 2 on a private socket (the "
 	    "suites\n"
 	    "                    marked (*) start their own)\n"
-	    "  --suite S         noop, fresh, cpu, sleep, exec, deep, idle or "
-	    "all\n"
+	    "  --suite S         noop, fresh, cpu, sleep, exec, deep, idle, "
+	    "store, chain\n"
+	    "                    or all\n"
 	    "  --runs R          runs; figures are medians (default 5)\n"
 	    "noop:\n"
 	    "  --rt N            round trips per run and kind, 0: none "
@@ -277,6 +286,8 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "  --execs N         exec: jobs (default 1000)\n"
 	    "  --deep N          deep and store: queued jobs (default "
 	    "1000000)\n"
+	    "  --chain N         chain: jobs in the chain, at most 10000 "
+	    "(default 10000)\n"
 	    "  --check           decode every reply twice and check more: "
 	    "for tests\n"
 	    "  --full-decode     decode replies with proto_decode only\n"
@@ -2263,6 +2274,7 @@ main(int argc, char *argv[])
 	    .sleep_ms = 1000,
 	    .execs = 1000,
 	    .deep = 1000000,
+	    .chain = 10000,
 	};
 	const struct bench_suite_row *s;
 	struct bench_daemon *main_daemon = NULL;
@@ -2333,6 +2345,10 @@ main(int argc, char *argv[])
 			break;
 		case OPT_DEEP:
 			o.deep = bench_number(optarg, "--deep", 10, 50000000);
+			break;
+		case OPT_CHAIN:
+			o.chain = bench_number(optarg, "--chain", 2,
+			                       BENCH_GATHER_MAX);
 			break;
 		case 'c':
 			o.check = true;

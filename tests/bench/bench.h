@@ -31,6 +31,7 @@ enum bench_suite {
 	SUITE_DEEP,
 	SUITE_IDLE,
 	SUITE_STORE,
+	SUITE_CHAIN,
 	SUITE_COUNT
 };
 
@@ -56,6 +57,8 @@ struct bench_opts {
 	size_t execs;
 	/* deep */
 	size_t deep;
+	/* chain */
+	size_t chain;
 
 	bool no_store; /* --no-store: concd --state-dir none */
 	bool check;
@@ -250,5 +253,6 @@ void suite_exec(const struct bench_opts *, const char *path);
 void suite_deep(const struct bench_opts *, const char *path);
 void suite_idle(const struct bench_opts *, const char *path);
 void suite_store(const struct bench_opts *, const char *path);
+void suite_chain(const struct bench_opts *, const char *path);
 
 #endif

@@ -9,7 +9,9 @@
  *          ps and the drain;
  *   idle   start-up to READY=1 and the memory of a daemon doing nothing;
  *   store  a restart with a million jobs queued in the store, the store's
- *          bytes per job, and an idle daemon with a store and without.
+ *          bytes per job, and an idle daemon with a store and without;
+ *   chain  a chain of dependent no-op jobs, each after the one before it,
+ *          against as many without dependencies.
  *
  * Each run of a suite measures its baseline too (the warm worker, one
  * worker, one sleep, xargs, a ping), and a ratio printed is the median
@@ -1561,4 +1563,117 @@ suite_store(const struct bench_opts *o, const char *unused)
 	    suite_field(u, o->runs, STORE_FIELD(none_rss_kb), 1.0 / 1024), 2,
 	    "MiB (--state-dir none)", NULL, -1);
 	free(u);
+}
+
+/* ---- chain: jobs that run one after another (--after) ---- */
+
+/*
+ * One gather of n noop jobs on the loop; with chained, job k runs after
+ * job k - 1 ("@k-1").
+ */
+static void
+chain_gather(struct bench_conn *c, struct bench_batch *b, size_t n,
+             bool chained)
+{
+	struct proto_enc e;
+	char ref[24];
+	size_t k;
+	int len;
+
+	b->gather = true;
+	proto_enc_begin(&e, &c->wbuf, PROTO_GATHER, b->base);
+	proto_enc_key(&e, PF_JOBS);
+	proto_enc_array_open(&e);
+	for (k = 0; k < n; k++) {
+		proto_enc_map_open(&e);
+		proto_enc_cstr(&e, PF_TASK, "noop");
+		proto_enc_cstr(&e, PF_EXEC, proto_execs[PX_LOOP]);
+		if (chained && k > 0) {
+			len = snprintf(ref, sizeof(ref), "@%zu", k - 1);
+			proto_enc_key(&e, PF_AFTER);
+			proto_enc_array_open(&e);
+			msgpack_pack_str_with_body(&e.pk, ref, (size_t)len);
+			proto_enc_elem(&e);
+			proto_enc_close(&e);
+		}
+		proto_enc_close(&e);
+		b->slot[k] = SLOT_SENT;
+	}
+	if (proto_enc_end(&e) < 0)
+		bench_die(2, "a gather of %zu is too large", n);
+	b->sent += n;
+}
+
+/* Seconds from the gather's send to its last end; -1: refused. */
+static double
+chain_run(struct bench_conn *c, size_t n, bool chained, char *why, size_t len)
+{
+	struct bench_batch b;
+	double t0, wall;
+
+	bench_batch_init(&b, n, BENCH_GATHER_MAX);
+	b.exec = PX_LOOP;
+	b.refusal_ok = true;
+	bench_batch_attach(c, &b);
+	chain_gather(c, &b, n, chained);
+	t0 = bench_now();
+	bench_send(c);
+	while (bench_batch_settled(&b) < n)
+		bench_read_replies(c);
+	wall = b.t_last_end - t0;
+	if (b.refused > 0) {
+		snprintf(why, len, "%s", b.refusal);
+		wall = -1;
+	}
+	bench_batch_detach(c, &b);
+	bench_fence(c);
+	return wall;
+}
+
+void
+suite_chain(const struct bench_opts *o, const char *path)
+{
+	struct bench_conn c;
+	double *wall = suite_values(o->runs), *base = suite_values(o->runs);
+	double *rate = suite_values(o->runs), *ratio = suite_values(o->runs);
+	struct bench_row row;
+	char n[32], name[64], what[96], why[320];
+	size_t r;
+
+	suite_conn(&c, path, o);
+	bench_thousands((double)o->chain, n, sizeof(n));
+	printf("\nchain: concd pid %d; %s noop jobs on the loop in one "
+	       "gather, each after the\none before it, first submit to last "
+	       "end, against the same %s without\ndependencies\n",
+	       (int)c.daemon, n, n);
+	for (r = 0; r < o->runs; r++) {
+		if ((base[r] = chain_run(&c, o->chain, false, why,
+		                         sizeof(why))) < 0 ||
+		    (wall[r] =
+		         chain_run(&c, o->chain, true, why, sizeof(why))) < 0) {
+			printf("chain: skipped: concd refused the gather: %s\n",
+			       why);
+			goto out;
+		}
+		rate[r] = (double)o->chain / wall[r];
+		ratio[r] = wall[r] / base[r];
+		if (o->verbose)
+			printf("run %zu: without %.4f s, chained %.4f s\n",
+			       r + 1, base[r], wall[r]);
+	}
+	bench_head("");
+	bench_line("unchained", bench_stats(base, o->runs), 4,
+	           "s (the baseline)", NULL, -1);
+	bench_line("chained", bench_stats(wall, o->runs), 4, "s", NULL, -1);
+	row = bench_stats(rate, o->runs);
+	snprintf(name, sizeof(name), "%s in a chain", n);
+	snprintf(what, sizeof(what), "jobs/s (%.2fx the time without)",
+	         bench_stats(ratio, o->runs).med);
+	bench_line(name, row, 0, what, ">= 100,000", row.med >= 100000);
+out:
+	free(wall);
+	free(base);
+	free(rate);
+	free(ratio);
+	bench_conn_close(&c);
 }
