@@ -159,6 +159,11 @@ class LimitsTest(DaemonTest):
         self.assertEqual((first["mem"], first["pids"]), (2 << 30, 40))
         self.assertNotIn("mem", second)
         self.assertNotIn("pids", second)
+        # and concctl status shows them
+        r = self.d.concctl("status", first["job"])
+        self.assertIn("\nlimits     mem 2G, pids 40\n", r.stdout)
+        r = self.d.concctl("status", second["job"])
+        self.assertNotIn("limits", r.stdout)
 
     @needs_cgroup
     def test_a_job_within_its_memory_limit_succeeds(self):
