@@ -307,8 +307,17 @@ class LimitsTest(DaemonTest):
         while any(os.path.exists(p) for p in made):
             self.assertLess(time.monotonic(), deadline, made)
             time.sleep(0.01)  # cgroupfs has no event to wait for here
-        # and at the stop, the directory of this concd's jobs too
+        # a command that could not start leaves no cgroup behind either
         bases = [os.path.dirname(p) for p in made if "/concd-" in p]
+        for x in EXECUTORS:
+            r = self.run_job("-x", x, "--mem", "64M", "exec", "--",
+                             "/nonexistent/command")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("No such file", r.stderr)
+        for b in bases:
+            self.assertEqual([e for e in os.listdir(b)
+                              if os.path.isdir(os.path.join(b, e))], [], b)
+        # and at the stop, the directory of this concd's jobs too
         self.d.close()
         for b in bases:
             self.assertFalse(os.path.exists(b), b)
@@ -468,6 +477,41 @@ class OnEndTest(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline,
                             "zombies: %r" % children(self.d.proc.pid, "Z"))
             time.sleep(0.01)  # /proc has no event to wait for
+
+    def test_a_reload_changes_the_hook_and_one_without_it_drops_it(self):
+        self.start("touch TOP/first-$CONCD_JOB_ID")
+        c = self.d.client()
+        job = c.call("submit", task="noop")["job"]
+        self.wait_file("first-%d" % job)
+        conf = os.path.join(self.top, "concd.conf")
+        with open(conf, "w") as f:
+            f.write("on-end = touch %s/second-$CONCD_JOB_ID\n" % self.top)
+        self.d.proc.send_signal(signal.SIGHUP)
+        self.d.wait_log("reloaded")
+        job = c.call("submit", task="noop")["job"]
+        self.wait_file("second-%d" % job)
+        self.assertFalse(os.path.exists(os.path.join(self.top,
+                                                     "first-%d" % job)))
+        with open(conf, "w") as f:
+            f.write("# no hook\n")
+        self.d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + BOUND
+        while self.d.log().count("reloaded") < 2:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)  # a file has no event to wait for
+        last = c.call("submit", task="noop")["job"]
+        c.wait_state(last, "succeeded")
+        # a job after it, whose hook would run after the last one's
+        with open(conf, "w") as f:
+            f.write("on-end = touch %s/third-$CONCD_JOB_ID\n" % self.top)
+        self.d.proc.send_signal(signal.SIGHUP)
+        while self.d.log().count("reloaded") < 3:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)  # a file has no event to wait for
+        job = c.call("submit", task="noop")["job"]
+        self.wait_file("third-%d" % job)
+        self.assertEqual([n for n in os.listdir(self.top)
+                          if n.endswith("-%d" % last)], [])
 
     def test_the_hook_runs_as_the_jobs_owner(self):
         if os.geteuid() != 0:
