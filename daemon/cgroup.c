@@ -586,13 +586,12 @@ cgroup_fini(void)
 
 	/*
 	 * What the jobs cut off at the stop left (their commands are
-	 * reaped by now; what left their process groups is not): killed,
-	 * and given a moment to go.
+	 * reaped by now; what left their process groups is not), and what
+	 * worker processes left to remove: killed, and given a moment to go.
 	 */
-	pthread_mutex_lock(&cg.mu);
-	for (i = 0; i < cg.ndying; i++)
-		cgroup_kill_dir(cg.dying[i]);
-	pthread_mutex_unlock(&cg.mu);
+	for (i = 0; i < CG_DIRS; i++)
+		if (cg.base[i] != NULL)
+			cgroup_clear(cg.base[i]);
 	for (tries = 0; tries < CG_FINI_TRIES && cg.ndying > 0; tries++) {
 		cgroup_sweep();
 		if (cg.ndying > 0)
