@@ -166,6 +166,28 @@ class LimitsTest(DaemonTest):
         self.assertNotIn("limits", r.stdout)
 
     @needs_cgroup
+    def test_another_users_command_is_held_by_its_limits_too(self):
+        """A root concd runs a user's command as that user: it joins its
+        cgroup before it takes the user's identity, and cannot leave."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root: a job of another user")
+        nobody = pwd.getpwnam("nobody").pw_uid
+        os.chmod(self.d.socket, 0o666)
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                r = self.d.concctl("run", "-x", x, "--mem", "64M", "exec",
+                                   "--", *HOG, user=nobody)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("memory limit", r.stderr)
+        m = mounts()
+        root = m["memory"] if level() == "cgroup1" else m[""]
+        r = self.d.concctl("run", "--mem", "64M", "exec", "--", "sh", "-c",
+                           "id -u; echo $$ > %s/cgroup.procs && echo moved"
+                           % root, user=nobody)
+        self.assertEqual(r.stdout.split("\n")[0], str(nobody), r.stderr)
+        self.assertNotIn("moved", r.stdout)
+
+    @needs_cgroup
     def test_a_job_within_its_memory_limit_succeeds(self):
         r = self.run_job("--mem", "256M", "exec", "--", PY, "-c",
                          "b = bytearray(16 << 20); print(len(b))")
