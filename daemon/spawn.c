@@ -29,6 +29,12 @@
  * user's home directory (/ if the user cannot enter it).  Root's own
  * commands, and every command of a concd that is not root, run as concd
  * with its environment.
+ *
+ * Its job's limits.  Where there are cgroups the spawn makes the job's
+ * (cgroup.c) and opens its cgroup.procs files; the child writes "0" to
+ * each first thing, while it is still root and before it can fork, so
+ * that nothing the command starts is ever outside.  Without cgroups the
+ * child sets RLIMIT_AS and RLIMIT_NPROC instead.
  */
 #include <sys/queue.h>
 #include <sys/resource.h>
