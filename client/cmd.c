@@ -37,6 +37,66 @@ static const struct cmd_entry cmd_pool_table[] = {
 #define CMD_POOL_COUNT (sizeof(cmd_pool_table) / sizeof(cmd_pool_table[0]))
 _Static_assert(CMD_POOL_COUNT == 1, "cmd_pool_table rows");
 
+static const struct cmd_entry cmd_group_table[] = {
+    {
+        .name = "group add",
+        .usage = "NAME [--parallel N]",
+        .summary = "Add a group whose running jobs take at most N CPU "
+                   "slots (0, the default: no limit).",
+        .minargs = 1,
+        .maxargs = 1,
+        .options = CMD_OPT_PARALLEL,
+        .exec = cmd_group_add,
+    },
+    {
+        .name = "group list",
+        .alias = "ls",
+        .usage = "[NAME]",
+        .summary = "List the groups: limit, slots in use, jobs queued and "
+                   "running, paused or not.",
+        .minargs = 0,
+        .maxargs = 1,
+        .exec = cmd_group_list,
+    },
+    {
+        .name = "group pause",
+        .usage = "NAME",
+        .summary = "Start no more jobs of the group; running ones go on.",
+        .minargs = 1,
+        .maxargs = 1,
+        .exec = cmd_group_pause,
+    },
+    {
+        .name = "group remove",
+        .alias = "rm",
+        .usage = "NAME",
+        .summary = "Remove a group that has no queued or running job.",
+        .minargs = 1,
+        .maxargs = 1,
+        .exec = cmd_group_remove,
+    },
+    {
+        .name = "group resume",
+        .usage = "NAME",
+        .summary = "Let a paused group start jobs again.",
+        .minargs = 1,
+        .maxargs = 1,
+        .exec = cmd_group_resume,
+    },
+    {
+        .name = "group set",
+        .usage = "NAME --parallel N",
+        .summary = "Change a group's limit in CPU slots (0: none).",
+        .minargs = 1,
+        .maxargs = 1,
+        .options = CMD_OPT_PARALLEL,
+        .one_of = CMD_OPT_PARALLEL,
+        .exec = cmd_group_set,
+    },
+};
+#define CMD_GROUP_COUNT (sizeof(cmd_group_table) / sizeof(cmd_group_table[0]))
+_Static_assert(CMD_GROUP_COUNT == 6, "cmd_group_table rows");
+
 static const struct cmd_entry cmd_table[] = {
     {
         .name = "cancel",
@@ -66,7 +126,9 @@ static const struct cmd_entry cmd_table[] = {
         .summary = "Submit the jobs listed in FILE (or the standard input) "
                    "in one request, one per line as TASK [key=value ...] "
                    "[-x EXECUTOR] [--daemon] [--fresh] [--timeout SECONDS] "
-                   "[--retries N] [--retry-delay SECONDS] "
+                   "[--retries N] [--retry-delay SECONDS] [-g GROUP] "
+                   "[--priority N] [--cpus N] [--label LABEL] [--at WHEN "
+                   "| --in DURATION] [--hold] "
                    "[--after ID|@N[,...] | --after-any ID|@N[,...]] "
                    "[-- COMMAND [ARG ...]] (@N: the job of line N, from "
                    "0), and print each one's outcome as INDEX JOB "
@@ -76,6 +138,18 @@ static const struct cmd_entry cmd_table[] = {
         .options = CMD_OPT_AS_COMPLETED | CMD_OPT_FAIL_FAST | CMD_OPT_WAIT_SLOT,
         .prepare = cmd_gather_prepare,
         .exec = cmd_gather,
+    },
+    {
+        .name = "group",
+        .usage = "",
+        .summary = "List the groups jobs wait in for their CPU slots; "
+                   "add, set, pause, resume or remove one (its creator "
+                   "or an admin).",
+        .minargs = 0,
+        .maxargs = 0,
+        .exec = cmd_group_list,
+        .subs = cmd_group_table,
+        .nsubs = CMD_GROUP_COUNT,
     },
     {
         .name = "help",
@@ -100,6 +174,16 @@ static const struct cmd_entry cmd_table[] = {
         .exec = cmd_job_log,
     },
     {
+        .name = "pause",
+        .alias = "hold",
+        .usage = "ID ...",
+        .summary = "Hold queued jobs back: they do not start until resumed.",
+        .minargs = 1,
+        .maxargs = -1,
+        .words = CMD_WORDS_JOBS,
+        .exec = cmd_group_hold,
+    },
+    {
         .name = "ping",
         .usage = "",
         .summary = "Check that the daemon answers and time the answer.",
@@ -122,6 +206,7 @@ static const struct cmd_entry cmd_table[] = {
         .name = "ps",
         .alias = "ls",
         .usage = "[-a] [--state STATE] [--task TASK] [-u USER] "
+                 "[-g GROUP] [--label LABEL] "
                  "[--since WHEN] [--until WHEN] [-n COUNT] [-o COLUMNS]",
         .summary = "List your unfinished jobs, or with -a all jobs, or "
                    "those in one state; narrowed to one task, one owner "
@@ -137,7 +222,7 @@ static const struct cmd_entry cmd_table[] = {
         .maxargs = 0,
         .options = CMD_OPT_ALL | CMD_OPT_LIMIT | CMD_OPT_STATE | CMD_OPT_TASK |
                    CMD_OPT_USER | CMD_OPT_SINCE | CMD_OPT_UNTIL |
-                   CMD_OPT_OUTPUT,
+                   CMD_OPT_GROUP | CMD_OPT_LABEL | CMD_OPT_OUTPUT,
         .prepare = cmd_info_ps_check,
         .exec = cmd_info_ps,
     },
@@ -161,10 +246,22 @@ static const struct cmd_entry cmd_table[] = {
         .exec = cmd_job_result,
     },
     {
+        .name = "resume",
+        .alias = "release",
+        .usage = "ID ...",
+        .summary = "Let held jobs go on.",
+        .minargs = 1,
+        .maxargs = -1,
+        .words = CMD_WORDS_JOBS,
+        .exec = cmd_group_release,
+    },
+    {
         .name = "run",
         .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
                  "[--fresh] [--timeout SECONDS] [--retries N] "
                  "[--retry-delay SECONDS] [--wait-for-slot] "
+                 "[-g GROUP] [--priority N] [--cpus N] [--label LABEL] "
+                 "[--at WHEN | --in DURATION] [--hold] "
                  "[--after ID[,ID...] | --after-any ID[,ID...]] "
                  "[-- COMMAND [ARG ...]]",
         .summary = "Submit a job, show its progress or output and print "
@@ -200,6 +297,8 @@ static const struct cmd_entry cmd_table[] = {
         .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
                  "[--fresh] [--timeout SECONDS] [--retries N] "
                  "[--retry-delay SECONDS] [--wait-for-slot] "
+                 "[-g GROUP] [--priority N] [--cpus N] [--label LABEL] "
+                 "[--at WHEN | --in DURATION] [--hold] "
                  "[--after ID[,ID...] | --after-any ID[,ID...]] "
                  "[-- COMMAND [ARG ...]]",
         .summary = "Submit a job and print its id.",
@@ -219,13 +318,17 @@ static const struct cmd_entry cmd_table[] = {
     },
     {
         .name = "wait",
-        .usage = "ID ... [--any] [--timeout SECONDS]",
+        .usage = "ID ... [--any] [--timeout SECONDS] | --group GROUP "
+                 "[--timeout SECONDS]",
         .summary = "Wait until jobs finish; exit with the worst "
-                   "outcome, or with --any with the first job's.",
-        .minargs = 1,
+                   "outcome, or with --any with the first job's.  With "
+                   "--group, until the group has no queued or running "
+                   "job.",
+        .minargs = 0,
         .maxargs = -1,
-        .options = CMD_OPT_TIMEOUT | CMD_OPT_ANY,
+        .options = CMD_OPT_TIMEOUT | CMD_OPT_ANY | CMD_OPT_GROUP,
         .words = CMD_WORDS_JOBS,
+        .prepare = cmd_group_wait_check,
         .exec = cmd_job_wait,
     },
     {
@@ -239,7 +342,7 @@ static const struct cmd_entry cmd_table[] = {
     },
 };
 #define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
-_Static_assert(CMD_COUNT == 17, "cmd_table rows");
+_Static_assert(CMD_COUNT == 20, "cmd_table rows");
 
 /* Every command takes these as well. */
 #define CMD_OPT_COMMON (CMD_OPT_HELP | CMD_OPT_JSON | CMD_OPT_QUIET)
@@ -414,6 +517,54 @@ static const struct cmd_option_entry cmd_options[] = {
         .help = "only the job's standard error",
     },
     {
+        .flag = CMD_OPT_GROUP,
+        .short_name = 'g',
+        .long_name = "group",
+        .arg = "GROUP",
+        .help = "the job's group (default: default); ps: only its jobs",
+    },
+    {
+        .flag = CMD_OPT_PRIORITY,
+        .long_name = "priority",
+        .arg = "N",
+        .help = "higher runs first within the group (default 0)",
+    },
+    {
+        .flag = CMD_OPT_CPUS,
+        .long_name = "cpus",
+        .arg = "N",
+        .help = "CPU slots of the group the job takes (exec: 1, others: 0)",
+    },
+    {
+        .flag = CMD_OPT_LABEL,
+        .long_name = "label",
+        .arg = "LABEL",
+        .help = "a label for the job; ps: only jobs with LABEL",
+    },
+    {
+        .flag = CMD_OPT_AT,
+        .long_name = "at",
+        .arg = "WHEN",
+        .help = "start no earlier than WHEN (14:30, 2026-12-24T08:00)",
+    },
+    {
+        .flag = CMD_OPT_IN,
+        .long_name = "in",
+        .arg = "DURATION",
+        .help = "start no earlier than DURATION from now (10m, 1h30m)",
+    },
+    {
+        .flag = CMD_OPT_HOLD,
+        .long_name = "hold",
+        .help = "submit it held: it waits until concctl resume ID",
+    },
+    {
+        .flag = CMD_OPT_PARALLEL,
+        .long_name = "parallel",
+        .arg = "N",
+        .help = "CPU slots the group's running jobs may take, 0: no limit",
+    },
+    {
         .flag = CMD_OPT_OUTPUT,
         .short_name = 'o',
         .long_name = "output",
@@ -441,7 +592,7 @@ static const struct cmd_option_entry cmd_options[] = {
     },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 33, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 41, "cmd_options rows");
 
 /* The tables, for completion (cmd_complete.c). */
 const struct cmd_entry *
@@ -955,6 +1106,87 @@ cmd_parse_when(const char *cmd, const char *what, const char *word,
 	return 0;
 }
 
+/* --priority: any integer, negative ones too. */
+static int
+cmd_parse_priority(const char *cmd, const char *word, int64_t *n)
+{
+	long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoll(word, &end, 10);
+	if (*word == '\0' || *end != '\0' || errno != 0 || v < -1000000000 ||
+	    v > 1000000000) {
+		warnx("%s: invalid priority: %s (an integer, higher runs "
+		      "first)",
+		      cmd, word);
+		return -1;
+	}
+	*n = v;
+	return 0;
+}
+
+/*
+ * When a job may start: --in a duration from now (10m, 1h30m), or --at a
+ * time of day (14:30, 14:30:15: today, or tomorrow once it has passed), a
+ * date and time (2026-12-24, 2026-12-24T08:00) or @SECONDS.
+ */
+static int
+cmd_parse_start(const char *cmd, bool in, const char *word, uint64_t *us)
+{
+	struct timespec now;
+	struct tm tm;
+	int64_t v = -1, d;
+	time_t t;
+	const char *p = word;
+	int hh, mm, ss = 0;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (in) {
+		if ((d = cmd_when_ago(word)) >= 0)
+			v = ((int64_t)now.tv_sec + d) * 1000000 +
+			    now.tv_nsec / 1000;
+	} else if (*word == '@')
+		v = cmd_when_epoch(word);
+	else if ((hh = cmd_digits(&p, 2)) >= 0 && hh < 24 && *p++ == ':' &&
+	         (mm = cmd_digits(&p, 2)) >= 0 && mm < 60 &&
+	         (*p == '\0' || (*p++ == ':' && (ss = cmd_digits(&p, 2)) >= 0 &&
+	                         ss < 60 && *p == '\0'))) {
+		t = now.tv_sec;
+		localtime_r(&t, &tm);
+		tm.tm_hour = hh;
+		tm.tm_min = mm;
+		tm.tm_sec = ss;
+		tm.tm_isdst = -1;
+		if ((t = mktime(&tm)) != (time_t)-1 && t <= now.tv_sec) {
+			tm.tm_mday++; /* tomorrow */
+			tm.tm_hour = hh;
+			tm.tm_min = mm;
+			tm.tm_sec = ss;
+			tm.tm_isdst = -1;
+			t = mktime(&tm);
+		}
+		if (t != (time_t)-1)
+			v = (int64_t)t * 1000000;
+	} else
+		v = cmd_when_iso(word);
+	if (v < 0) {
+		if (in)
+			warnx("%s: invalid duration for --in: %s (such as 30s, "
+			      "10m, 1h30m or 2d)",
+			      cmd, word);
+		else
+			warnx("%s: invalid time for --at: %s (a time of day "
+			      "such as 14:30, a local date and time such as "
+			      "2026-12-24 or 2026-12-24T08:00, or @SECONDS "
+			      "since the epoch)",
+			      cmd, word);
+		return -1;
+	}
+	*us = (uint64_t)v;
+	return 0;
+}
+
 /* A user's name or uid, for --user. */
 static int
 cmd_parse_user(const char *cmd, const char *word, uint64_t *uid)
@@ -1117,6 +1349,26 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 			return -1;
 		}
 		break;
+	case CMD_OPT_GROUP:
+		a->group = value;
+		break;
+	case CMD_OPT_LABEL:
+		a->label = value;
+		break;
+	case CMD_OPT_PRIORITY:
+		return cmd_parse_priority(ce->name, value, &a->priority);
+	case CMD_OPT_CPUS:
+		return cmd_parse_count(ce->name, value, 1, &a->cpus);
+	case CMD_OPT_PARALLEL:
+		return cmd_parse_count(ce->name, value, 0, &a->parallel);
+	case CMD_OPT_AT:
+	case CMD_OPT_IN:
+		if ((a->seen & CMD_OPT_AT) && (a->seen & CMD_OPT_IN)) {
+			warnx("%s: --at and --in exclude each other", ce->name);
+			return -1;
+		}
+		return cmd_parse_start(ce->name, o->flag == CMD_OPT_IN, value,
+		                       &a->at);
 	case CMD_OPT_THREADS:
 		/* the daemon knows its limits and says them */
 		return cmd_parse_count(ce->name, value, 0, &a->threads);

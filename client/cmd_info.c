@@ -87,6 +87,36 @@ info_print_worker(const struct proto_msg *m)
 	printf("\n");
 }
 
+/* Where a job waits its turn: group, priority, label, held, start. */
+static void
+info_print_queue(const struct proto_msg *m)
+{
+	char a[257];
+
+	printf(INFO_LABEL "%s\n", "group",
+	       proto_has(m, PF_GROUP) ? render_str(m, PF_GROUP, a, sizeof(a))
+	                              : "default");
+	if (proto_has(m, PF_PRIORITY))
+		printf(INFO_LABEL "%" PRId64 "\n", "priority",
+		       proto_i64(m, PF_PRIORITY, 0));
+	if (proto_has(m, PF_CPUS))
+		printf(INFO_LABEL "%" PRIu64 "\n", "cpus",
+		       proto_u64(m, PF_CPUS, 0));
+	if (proto_has(m, PF_LABEL))
+		printf(INFO_LABEL "%s\n", "label",
+		       render_str(m, PF_LABEL, a, sizeof(a)));
+	if (proto_bool(m, PF_HELD, false))
+		printf(INFO_LABEL "yes (concctl resume %" PRIu64 ")\n", "held",
+		       proto_u64(m, PF_JOB, 0));
+	if (proto_has(m, PF_AT)) {
+		render_time(a, sizeof(a), proto_u64(m, PF_AT, 0));
+		printf(INFO_LABEL "%s\n", "at", a);
+	}
+	if (proto_has(m, PF_AHEAD))
+		printf(INFO_LABEL "%" PRIu64 " jobs\n", "ahead",
+		       proto_u64(m, PF_AHEAD, 0));
+}
+
 /*
  * "after 3, 4 (their success)", "restart of 7", "cause 3": how a job
  * is tied to others.
@@ -160,6 +190,7 @@ info_print_job(const struct proto_msg *m)
 	printf("\n");
 	printf(INFO_LABEL "%s\n", "daemon",
 	       proto_bool(m, PF_DAEMON, false) ? "yes" : "no");
+	info_print_queue(m);
 	if (proto_has(m, PF_UID))
 		printf(INFO_LABEL "%" PRIu64 "\n", "uid",
 		       proto_u64(m, PF_UID, 0));
@@ -307,6 +338,10 @@ cmd_info_ps(struct ctl *ctl, struct cmd_args *a)
 		proto_enc_u64(&e, PF_SINCE, a->since);
 	if (a->seen & CMD_OPT_UNTIL)
 		proto_enc_u64(&e, PF_UNTIL, a->until);
+	if (a->group != NULL)
+		proto_enc_cstr(&e, PF_GROUP, a->group);
+	if (a->label != NULL)
+		proto_enc_cstr(&e, PF_LABEL, a->label);
 	if ((ret = cmd_call(ctl, &e, id, PROTO_JOBS, &m)) != CTL_OK)
 		return ret;
 	if (ctl->json && a->output == NULL)

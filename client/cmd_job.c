@@ -224,6 +224,45 @@ job_pack_key(msgpack_packer *pk, enum proto_field f)
  * at its top level, a gather entry in a map of its own.  Returns how
  * many pairs were packed.
  */
+/* Where the job waits its turn: the fields of the queue's options. */
+static size_t
+job_pack_queue(msgpack_packer *pk, const struct cmd_args *a)
+{
+	size_t n = 0;
+
+	if (a->group != NULL) {
+		job_pack_key(pk, PF_GROUP);
+		msgpack_pack_str_with_body(pk, a->group, strlen(a->group));
+		n++;
+	}
+	if (a->label != NULL) {
+		job_pack_key(pk, PF_LABEL);
+		msgpack_pack_str_with_body(pk, a->label, strlen(a->label));
+		n++;
+	}
+	if (a->seen & CMD_OPT_PRIORITY) {
+		job_pack_key(pk, PF_PRIORITY);
+		msgpack_pack_int64(pk, a->priority);
+		n++;
+	}
+	if (a->seen & CMD_OPT_CPUS) {
+		job_pack_key(pk, PF_CPUS);
+		msgpack_pack_uint64(pk, a->cpus);
+		n++;
+	}
+	if (a->seen & (CMD_OPT_AT | CMD_OPT_IN)) {
+		job_pack_key(pk, PF_AT);
+		msgpack_pack_uint64(pk, a->at);
+		n++;
+	}
+	if (a->seen & CMD_OPT_HOLD) {
+		job_pack_key(pk, PF_HELD);
+		msgpack_pack_true(pk);
+		n++;
+	}
+	return n;
+}
+
 size_t
 cmd_job_pack(msgpack_packer *pk, const struct cmd_args *a)
 {
@@ -283,7 +322,7 @@ cmd_job_pack(msgpack_packer *pk, const struct cmd_args *a)
 		msgpack_pack_true(pk);
 		n++;
 	}
-	return n;
+	return n + job_pack_queue(pk, a);
 }
 
 /* The after field: job ids, and "@N" for a line of the same gather. */
@@ -729,6 +768,8 @@ cmd_job_wait(struct ctl *ctl, struct cmd_args *a)
 	uint64_t first = 0, i;
 	int ret, worst = CTL_OK, pending = a->argc;
 
+	if (a->seen & CMD_OPT_GROUP)
+		return cmd_group_wait(ctl, a);
 	if (a->timeout_ms != 0)
 		deadline = conn_now() + (int64_t)a->timeout_ms * 1000;
 	if ((ret = job_send_all(ctl, PROTO_WATCH, a, &first)) != CTL_OK)

@@ -3,10 +3,10 @@
  *
  * main.c parses the global options and runs one command; cmd.c holds the
  * command table and the shared argument grammar; cmd_job.c, cmd_gather.c,
- * cmd_info.c and cmd_pool.c carry out the commands, cmd_ps.c ps's columns;
- * cmd_complete.c answers the shell completion scripts (completion/);
- * conn.c talks to the daemon; render.c turns replies into text, tables,
- * JSON, job output and progress bars.
+ * cmd_info.c, cmd_group.c and cmd_pool.c carry out the commands, cmd_ps.c
+ * ps's columns; cmd_complete.c answers the shell completion scripts
+ * (completion/); conn.c talks to the daemon; render.c turns replies into
+ * text, tables, JSON, job output and progress bars.
  */
 #ifndef CONCCTL_H
 #define CONCCTL_H
@@ -130,7 +130,12 @@ int64_t conn_now(void);
 #define CMD_OPT_JOB                                                            \
 	(CMD_OPT_EXEC | CMD_OPT_DAEMON | CMD_OPT_FRESH | CMD_OPT_TIMEOUT |     \
 	 CMD_OPT_RETRIES | CMD_OPT_RETRY_DELAY | CMD_OPT_AFTER |               \
-	 CMD_OPT_AFTER_ANY | CMD_OPT_MEM | CMD_OPT_PIDS)
+	 CMD_OPT_AFTER_ANY | CMD_OPT_QUEUE | CMD_OPT_MEM |    \
+	 CMD_OPT_PIDS)
+/* Where a job waits its turn: its group, priority, slots, start time. */
+#define CMD_OPT_QUEUE                                                          \
+	(CMD_OPT_GROUP | CMD_OPT_PRIORITY | CMD_OPT_CPUS | CMD_OPT_LABEL |     \
+	 CMD_OPT_AT | CMD_OPT_IN | CMD_OPT_HOLD)
 
 /* The jobs a job runs after (--after, --after-any): at most this many. */
 #define CMD_MAX_AFTER 1024
@@ -227,17 +232,23 @@ struct cmd_args {
 	uint64_t processes; /* CMD_OPT_PROCESSES */
 	uint64_t retries;
 	uint64_t retry_delay_ms;
-	uint64_t mem;  /* CMD_OPT_MEM: bytes */
-	uint64_t pids; /* CMD_OPT_PIDS */
-	int state;        /* CMD_OPT_STATE: enum proto_state */
-	const char *task; /* CMD_OPT_TASK */
-	uint64_t uid;     /* CMD_OPT_USER */
-	uint64_t since;   /* CMD_OPT_SINCE: µs since the epoch */
-	uint64_t until;   /* CMD_OPT_UNTIL */
+	uint64_t mem;       /* CMD_OPT_MEM: bytes */
+	uint64_t pids;      /* CMD_OPT_PIDS */
+	int state;          /* CMD_OPT_STATE: enum proto_state */
+	const char *task;   /* CMD_OPT_TASK */
+	uint64_t uid;       /* CMD_OPT_USER */
+	uint64_t since;     /* CMD_OPT_SINCE: µs since the epoch */
+	uint64_t until;     /* CMD_OPT_UNTIL */
 	const char *output; /* CMD_OPT_OUTPUT: ps's columns */
-	uint64_t before;  /* CMD_OPT_BEFORE: µs since the epoch */
+	uint64_t before;    /* CMD_OPT_BEFORE: µs since the epoch */
 	struct cmd_dep after[CMD_MAX_AFTER]; /* CMD_OPT_AFTER, _AFTER_ANY */
 	uint32_t nafter;
+	const char *group; /* CMD_OPT_GROUP */
+	const char *label; /* CMD_OPT_LABEL */
+	int64_t priority;  /* CMD_OPT_PRIORITY */
+	uint64_t cpus;     /* CMD_OPT_CPUS */
+	uint64_t at;       /* CMD_OPT_AT, CMD_OPT_IN: µs since the epoch */
+	uint64_t parallel; /* CMD_OPT_PARALLEL */
 	struct cmd_batch batch;
 };
 
@@ -346,6 +357,19 @@ int cmd_info_ps(struct ctl *, struct cmd_args *);
 int cmd_info_tasks(struct ctl *, struct cmd_args *);
 int cmd_info_ping(struct ctl *, struct cmd_args *);
 int cmd_info_shutdown(struct ctl *, struct cmd_args *);
+
+/* ---- cmd_group.c: group, pause, resume, wait --group ---- */
+
+int cmd_group_list(struct ctl *, struct cmd_args *);
+int cmd_group_add(struct ctl *, struct cmd_args *);
+int cmd_group_set(struct ctl *, struct cmd_args *);
+int cmd_group_pause(struct ctl *, struct cmd_args *);
+int cmd_group_resume(struct ctl *, struct cmd_args *);
+int cmd_group_remove(struct ctl *, struct cmd_args *);
+int cmd_group_hold(struct ctl *, struct cmd_args *);
+int cmd_group_release(struct ctl *, struct cmd_args *);
+int cmd_group_wait_check(struct ctl *, struct cmd_args *);
+int cmd_group_wait(struct ctl *, struct cmd_args *);
 
 /* ---- cmd_ps.c: ps's columns, as a table or as JSON rows ---- */
 

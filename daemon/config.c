@@ -21,8 +21,9 @@ enum config_type {
 	CONFIG_PATH,
 	CONFIG_BOOL,
 	CONFIG_GROUP,
-	CONFIG_BYTES, /* a uint64_t: a number, K, M, G or T after it */
-	CONFIG_STR,   /* a char *, as CONFIG_PATH: a word or a command */
+	CONFIG_BYTES,  /* a uint64_t: a number, K, M, G or T after it */
+	CONFIG_QGROUP, /* a queue group: NAME [parallel=N] [paused=yes] */
+	CONFIG_STR,    /* a char *, as CONFIG_PATH: a word or a command */
 };
 
 struct config_key {
@@ -53,6 +54,7 @@ static const struct config_key config_keys[] = {
     {"store-fsync", CONFIG_BOOL, 0, 1, OPT(store_fsync), false},
     {"log-limit", CONFIG_BYTES, 4096, 0, OPT(log_limit), false},
     {"log-total-limit", CONFIG_BYTES, 0, 0, OPT(log_total_limit), false},
+    {"group", CONFIG_QGROUP, 0, 0, OPT(groups), true},
     {"limits", CONFIG_STR, 1, 16, OPT(limits), false},
     {"on-end", CONFIG_STR, 1, 4096, OPT(on_end), true},
 };
@@ -146,6 +148,82 @@ config_bytes(const char *value, long min, uint64_t *out)
 	return 0;
 }
 
+/*
+ * "gpu parallel=1 paused=no": a group's name (letters, digits, '.', '_'
+ * and '-'), then its settings; a group named twice takes the last line.
+ */
+static int
+config_qgroup(struct server_options *o, const char *value, char *cause,
+              size_t causelen)
+{
+	struct config_group g = {0}, *ng;
+	char buf[256], *word, *save, *end;
+	size_t i, len;
+	int b;
+
+	if (strlen(value) >= sizeof(buf)) {
+		snprintf(cause, causelen, "group: line too long");
+		return -1;
+	}
+	strcpy(buf, value);
+	if ((word = strtok_r(buf, " \t", &save)) == NULL ||
+	    (len = strlen(word)) >= sizeof(g.name) || *word == '-' ||
+	    *word == '.' ||
+	    strspn(word, "abcdefghijklmnopqrstuvwxyz"
+	                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != len) {
+		snprintf(cause, causelen,
+		         "group: a name of 1 to 64 letters, digits, '.', '_' "
+		         "or '-' (not first) comes first");
+		return -1;
+	}
+	memcpy(g.name, word, len);
+	while ((word = strtok_r(NULL, " \t", &save)) != NULL) {
+		if (strncmp(word, "parallel=", 9) == 0 &&
+		    isdigit((unsigned char)word[9])) {
+			errno = 0;
+			g.parallel = strtoull(word + 9, &end, 10);
+			if (errno == 0 && *end == '\0' && g.parallel <= 1000000)
+				continue;
+		} else if (strncmp(word, "paused=", 7) == 0 &&
+		           (b = config_bool(word + 7)) >= 0) {
+			g.paused = b != 0;
+			continue;
+		} else if (strncmp(word, "mem=", 4) == 0 &&
+		           config_bytes(word + 4, 0, &g.mem) == 0)
+			continue;
+		else if (strncmp(word, "pids=", 5) == 0 &&
+		         isdigit((unsigned char)word[5])) {
+			errno = 0;
+			g.pids = strtoull(word + 5, &end, 10);
+			if (errno == 0 && *end == '\0' && g.pids <= 4194304)
+				continue;
+		}
+		snprintf(cause, causelen,
+		         "group %s: \"%.32s\" is not parallel=N, "
+		         "paused=yes|no, mem=SIZE or pids=N",
+		         g.name, word);
+		return -1;
+	}
+	for (i = 0; i < o->ngroups; i++)
+		if (strcmp(o->groups[i].name, g.name) == 0) {
+			o->groups[i] = g;
+			return 0;
+		}
+	if (o->ngroups >= CONFIG_MAX_GROUPS) {
+		snprintf(cause, causelen, "group: at most %d groups",
+		         CONFIG_MAX_GROUPS);
+		return -1;
+	}
+	if ((ng = reallocarray(o->groups, o->ngroups + 1, sizeof(*ng))) ==
+	    NULL) {
+		snprintf(cause, causelen, "group: out of memory");
+		return -1;
+	}
+	o->groups = ng;
+	o->groups[o->ngroups++] = g;
+	return 0;
+}
+
 static int
 config_set(struct server_options *o, const struct config_key *k,
            const char *value, char *cause, size_t causelen)
@@ -153,6 +231,8 @@ config_set(struct server_options *o, const struct config_key *k,
 	char *end;
 	long v;
 
+	if (k->type == CONFIG_QGROUP)
+		return config_qgroup(o, value, cause, causelen);
 	if (k->type == CONFIG_BYTES) {
 		if (config_bytes(value, k->min,
 		                 (uint64_t *)(void *)((char *)o + k->offset)) <
@@ -352,4 +432,7 @@ config_free(struct server_options *o)
 	free(o->on_end);
 	o->socket_path = o->plugin_dir = o->config_path = o->state_dir = NULL;
 	o->limits = o->on_end = NULL;
+	free(o->groups);
+	o->groups = NULL;
+	o->ngroups = 0;
 }

@@ -13,6 +13,16 @@
 #define POOL_MAX_THREADS   1024
 #define POOL_MAX_PROCESSES 256
 
+/* A `group` line of concd.conf: a queue group and its settings. */
+struct config_group {
+	char name[65];
+	uint64_t parallel; /* CPU slots, 0: no limit */
+	uint64_t mem;      /* its jobs' memory limit by default; 0: none */
+	uint64_t pids;     /* its jobs' processes by default; 0: none */
+	bool paused;
+};
+#define CONFIG_MAX_GROUPS 256
+
 /* concd's settings: defaults, then the file, then the flags (main.c). */
 struct server_options {
 	char *config_path;
@@ -36,7 +46,9 @@ struct server_options {
 	uint64_t log_total_limit; /* bytes of output kept in all */
 	bool foreground;
 	bool debug;
-	uint32_t cmdline; /* config keys set by flags */
+	uint32_t cmdline;            /* config keys set by flags */
+	struct config_group *groups; /* the file's groups, in its order */
+	size_t ngroups;
 };
 
 int config_load(const char *path, bool required, struct server_options *,

@@ -283,6 +283,13 @@ job_collect(bool hold)
 	return k;
 }
 
+void
+job_changed(struct job *j)
+{
+	job_dirty(j);
+	loop_changed();
+}
+
 static void
 job_set_state(struct job *j, enum proto_state s)
 {
@@ -1132,6 +1139,8 @@ job_retry(struct job *j, enum proto_state s)
 	if (j->exec != PX_LOOP)
 		j->fresh = true;
 	job_set_state(j, PS_QUEUED);
+	if (jobs_up->requeue != NULL)
+		jobs_up->requeue(j);
 	j->retry_wait = true;
 	j->timer = evtimer_new(loop_base, job_retry_cb, j);
 	if (j->timer == NULL) {

@@ -90,6 +90,7 @@ struct job {
 	pid_t tid;
 	uint32_t served;
 	uint32_t dslot; /* its place among the jobs the store is owed */
+	uint32_t qpos;  /* its place in a heap of queue.c */
 
 	uint8_t state;     /* enum proto_state */
 	uint8_t requested; /* enum proto_exec */
@@ -105,10 +106,11 @@ struct job {
 	bool has_ev;       /* loop_ev is set up */
 	bool inline_state; /* the task's state follows the arguments */
 	bool revoking;     /* asked back from its worker process */
-	bool out_held; /* an attached watcher is backlogged: see job_output */
-	bool dirty;    /* changed since the store last got its row */
-	bool stored;   /* its row is in the store, or on its way */
-	bool deferred; /* new, running: its first row waits (job_collect) */
+	bool out_held;  /* an attached watcher is backlogged: see job_output */
+	bool dirty;     /* changed since the store last got its row */
+	bool stored;    /* its row is in the store, or on its way */
+	bool deferred;  /* new, running: its first row waits (job_collect) */
+	uint8_t qstate; /* where queue.c has it (enum in queue.c) */
 
 	union {
 		/*
@@ -178,6 +180,8 @@ struct job_hooks {
 	/* it reached its final state (no retry follows): slots, dependents */
 	void (*ended)(struct job *);
 	void (*free)(struct task_ctx *); /* task_ctx_free */
+	/* it ended and will run again after its retry delay */
+	void (*requeue)(struct job *);
 };
 void job_hook_sched(const struct job_hooks *);
 void job_init(size_t max_finished, uint64_t finished_ttl_s);
@@ -210,6 +214,8 @@ struct job *job_restore(const struct job_submit *, const struct store_row *);
 /* A restored job that cannot go on ends so, with this error. */
 void job_end_restored(struct job *, enum proto_state, enum proto_error,
                       const char *message);
+/* Something in the job's record changed (its extra): the store gets it. */
+void job_changed(struct job *);
 /* A job as a store row: its pointers are the job's own. */
 void job_row(const struct job *, struct store_row *);
 /* Put the rows of the jobs that changed into the store (its hook). */

@@ -30,6 +30,7 @@
 #include "plugin.h"
 #include "pool_process.h"
 #include "pool_thread.h"
+#include "queue.h"
 #include "reap.h"
 #include "recover.h"
 #include "request.h"
@@ -499,6 +500,9 @@ main(int argc, char *argv[])
 	request_init();
 	sched_init();
 	sched_set_queue_limit((size_t)opt.queue_limit);
+	queue_init(n > 0 ? (unsigned)n : 1);
+	if (queue_config(opt.groups, opt.ngroups, cause, sizeof(cause)) < 0)
+		fatalx("%s", cause);
 	loop_exec_init();
 	reap_init(loop_base);
 	if (pool_thread_init(loop_base, opt.threads) < 0)
@@ -525,6 +529,7 @@ main(int argc, char *argv[])
 
 	sched_shutdown();
 	hook_shutdown();
+	queue_shutdown();
 	reap_shutdown();
 	cgroup_fini();
 	job_shutdown();

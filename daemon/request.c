@@ -23,6 +23,7 @@
 #include "loop_exec.h"
 #include "pool_process.h"
 #include "pool_thread.h"
+#include "queue.h"
 #include "request.h"
 #include "store.h"
 #include "task.h"
@@ -545,6 +546,13 @@ parse_job(const struct proto_msg *m, uid_t uid, bool in_gather,
 		job_extra_free(extra);
 		return -1;
 	}
+	if (extra != NULL && extra->group != NULL &&
+	    queue_check_group(extra->group, strlen(extra->group), cause, len) <
+	        0) {
+		*code = PE_NO_SUCH_GROUP;
+		job_extra_free(extra);
+		return -1;
+	}
 	js->extra = extra; /* the caller's to free: job_new copies it */
 	return 0;
 }
@@ -982,10 +990,22 @@ request_log(struct conn *c, const struct proto_msg *m)
 	pbuf_free(&st.end);
 }
 
+/* What queue.c knows of a job in memory: its place in its group's line. */
+static void
+request_queue_fields(struct proto_enc *e, bool waiting, uint64_t ahead)
+{
+	if (waiting)
+		proto_enc_u64(e, PF_AHEAD, ahead);
+}
+
 static void
 status_fields(struct proto_enc *e, void *arg, bool result)
 {
+	uint64_t ahead = 0;
+	bool waiting = queue_ahead(arg, &ahead);
+
 	job_encode_record(e, arg, result);
+	request_queue_fields(e, waiting, ahead);
 }
 
 /* A record too large with its result goes without it. */
@@ -1016,8 +1036,11 @@ struct ps_filter {
 	int state;        /* enum proto_state; -1: any */
 	const char *task; /* NULL: any task */
 	size_t task_len;
-	uint64_t since; /* submitted at or after, µs since the epoch */
-	uint64_t until; /* submitted before; 0: no bound */
+	uint64_t since;  /* submitted at or after, µs since the epoch */
+	uint64_t until;  /* submitted before; 0: no bound */
+	char group[65];  /* "": any group */
+	char label[129]; /* "": any label (a job without one never matches) */
+	bool label_set;
 };
 
 /* Everything but the state: the jobs the per-state counts count. */
@@ -1031,6 +1054,11 @@ ps_match_scope(const struct ps_filter *f, const struct job *j)
 	     memcmp(j->task->name, f->task, f->task_len) != 0))
 		return false;
 	if (j->submitted < f->since)
+		return false;
+	if (f->group[0] != '\0' && strcmp(queue_job_group(j), f->group) != 0)
+		return false;
+	if (f->label_set && (j->extra == NULL || j->extra->label == NULL ||
+	                     strcmp(j->extra->label, f->label) != 0))
 		return false;
 	return f->until == 0 || j->submitted < f->until;
 }
@@ -1054,7 +1082,7 @@ static bool
 ps_filter_everything(const struct ps_filter *f)
 {
 	return f->any_owner && f->task == NULL && f->since == 0 &&
-	       f->until == 0;
+	       f->until == 0 && f->group[0] == '\0' && !f->label_set;
 }
 
 /*
@@ -1105,6 +1133,9 @@ ps_filter_parse(struct conn *c, const struct proto_msg *m, struct ps_filter *f)
 		f->any_owner = false;
 	}
 	f->task = proto_str(m, PF_TASK, &f->task_len);
+	proto_strcpy(m, PF_GROUP, f->group, sizeof(f->group));
+	f->label_set = proto_has(m, PF_LABEL);
+	proto_strcpy(m, PF_LABEL, f->label, sizeof(f->label));
 	f->since = proto_u64(m, PF_SINCE, 0);
 	f->until = proto_u64(m, PF_UNTIL, 0);
 	if (proto_has(m, PF_UNTIL) && f->until <= f->since) {
@@ -1170,7 +1201,8 @@ ps_encode_tail(struct proto_enc *e, size_t total, const size_t counts[PS_COUNT])
  */
 static ssize_t
 ps_encode(struct conn *c, uint64_t id, struct job **rows, size_t n,
-          size_t total, const size_t counts[PS_COUNT], size_t room)
+          size_t total, const size_t counts[PS_COUNT], size_t room,
+          const uint64_t *ahead, const bool *waiting)
 {
 	struct proto_enc e;
 	size_t i, size;
@@ -1182,6 +1214,7 @@ ps_encode(struct conn *c, uint64_t id, struct job **rows, size_t n,
 		size = job_result_size(rows[i]);
 		proto_enc_map_open(&e);
 		job_encode_record(&e, rows[i], size <= room);
+		request_queue_fields(&e, waiting[i], ahead[i]);
 		room -= size <= room ? size : 0;
 		proto_enc_close(&e);
 	}
@@ -1233,6 +1266,8 @@ ps_from_store(struct conn *c, const struct proto_msg *m,
 	    .uid = f->any_owner ? -1 : (int64_t)f->uid,
 	    .since = f->since,
 	    .until = f->until,
+	    .group = f->group[0] != '\0' ? f->group : NULL,
+	    .label = f->label_set ? f->label : NULL,
 	    .limit = limit,
 	};
 	size_t counts[PS_COUNT] = {0}, bare = 0;
@@ -1295,6 +1330,8 @@ request_ps(struct conn *c, const struct proto_msg *m)
 	size_t limit = proto_u64(m, PF_LIMIT, PS_DEFAULT_LIMIT), n = 0;
 	size_t total;
 	struct job **rows = NULL;
+	uint64_t *ahead = NULL;
+	bool *waiting = NULL;
 	ssize_t bare;
 	uint64_t id;
 	size_t seen;
@@ -1313,7 +1350,12 @@ request_ps(struct conn *c, const struct proto_msg *m)
 	total = ps_total(w.counts, &f);
 	/* rows for what matched, whatever limit the request named */
 	limit = limit < total ? limit : total;
-	if (limit > 0 && (rows = calloc(limit, sizeof(*rows))) == NULL) {
+	if (limit > 0 &&
+	    ((rows = calloc(limit, sizeof(*rows))) == NULL ||
+	     (ahead = calloc(limit, sizeof(*ahead))) == NULL ||
+	     (waiting = calloc(limit, sizeof(*waiting))) == NULL)) {
+		free(rows);
+		free(ahead);
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		return;
 	}
@@ -1328,9 +1370,11 @@ request_ps(struct conn *c, const struct proto_msg *m)
 		if (ps_match(&f, j))
 			rows[n++] = j;
 	}
-	if (ps_encode(c, m->id, rows, n, total, w.counts, SIZE_MAX) < 0) {
-		if ((bare = ps_encode(c, m->id, rows, n, total, w.counts, 0)) <
-		    0) {
+	queue_ahead_many(rows, n, ahead, waiting);
+	if (ps_encode(c, m->id, rows, n, total, w.counts, SIZE_MAX, ahead,
+	              waiting) < 0) {
+		if ((bare = ps_encode(c, m->id, rows, n, total, w.counts, 0,
+		                      ahead, waiting)) < 0) {
 			reply_error(
 			    c, m->id, PE_INTERNAL,
 			    "too many jobs for one reply: use a smaller limit");
@@ -1342,13 +1386,16 @@ request_ps(struct conn *c, const struct proto_msg *m)
 			conn_out(c)->len -= (size_t)bare;
 			if (ps_encode(c, m->id, rows, n, total, w.counts,
 			              PROTO_MAX_FRAME + PROTO_HEADER_LEN -
-			                  (size_t)bare) < 0)
-				ps_encode(c, m->id, rows, n, total, w.counts,
-				          0);
+			                  (size_t)bare,
+			              ahead, waiting) < 0)
+				ps_encode(c, m->id, rows, n, total, w.counts, 0,
+				          ahead, waiting);
 		}
 	}
 	conn_dirty(c);
 	free(rows);
+	free(ahead);
+	free(waiting);
 }
 
 static void
@@ -1608,6 +1655,36 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
+/* Groups: who may change one is queue.c's to say, told who is admin. */
+static void
+request_group(struct conn *c, const struct proto_msg *m)
+{
+	queue_request_group(c, m, request_admin(c));
+}
+
+/* A queued job held back, or let go; only its owner's or an admin's. */
+static void
+request_hold_release(struct conn *c, const struct proto_msg *m, bool hold)
+{
+	struct job *j = request_job(c, m);
+	struct proto_enc e;
+	enum proto_error code;
+	char cause[256];
+
+	if (j == NULL)
+		return;
+	if (queue_hold(j, hold, &code, cause, sizeof(cause)) < 0) {
+		reply_error(c, m->id, code, "%s", cause);
+		return;
+	}
+	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
+	proto_enc_u64(&e, PF_JOB, j->id);
+	proto_enc_cstr(&e, PF_STATE, proto_states[j->state]);
+	proto_enc_bool(&e, PF_HELD, hold);
+	proto_enc_end(&e);
+	conn_dirty(c);
+}
+
 /* The job a restart request names, as memory or the store has it. */
 struct restart_src {
 	struct conn *c;
@@ -1823,6 +1900,24 @@ request_clean(struct conn *c, const struct proto_msg *m)
 }
 
 static void
+request_hold(struct conn *c, const struct proto_msg *m)
+{
+	request_hold_release(c, m, true);
+}
+
+static void
+request_release(struct conn *c, const struct proto_msg *m)
+{
+	request_hold_release(c, m, false);
+}
+
+static void
+request_wait(struct conn *c, const struct proto_msg *m)
+{
+	queue_request_wait(c, m);
+}
+
+static void
 request_not_a_request(struct conn *c, const struct proto_msg *m)
 {
 	reply_error(c, m->id, PE_UNKNOWN_MESSAGE,
@@ -1832,14 +1927,16 @@ request_not_a_request(struct conn *c, const struct proto_msg *m)
 
 static void (*const request_table[PROTO_TYPE_COUNT])(
     struct conn *, const struct proto_msg *) = {
-    [PROTO_HELLO] = request_hello,   [PROTO_PING] = request_ping,
-    [PROTO_SUBMIT] = request_submit, [PROTO_WATCH] = request_watch,
-    [PROTO_STATUS] = request_status, [PROTO_PS] = request_ps,
-    [PROTO_CANCEL] = request_cancel, [PROTO_RESULT] = request_result,
-    [PROTO_TASKS] = request_tasks,   [PROTO_SHUTDOWN] = request_shutdown,
-    [PROTO_POOL] = request_pool,     [PROTO_RESIZE] = request_resize,
-    [PROTO_GATHER] = request_gather, [PROTO_LOG] = request_log,
-    [PROTO_CLEAN] = request_clean,   [PROTO_RESTART] = request_restart,
+    [PROTO_HELLO] = request_hello,     [PROTO_PING] = request_ping,
+    [PROTO_SUBMIT] = request_submit,   [PROTO_WATCH] = request_watch,
+    [PROTO_STATUS] = request_status,   [PROTO_PS] = request_ps,
+    [PROTO_CANCEL] = request_cancel,   [PROTO_RESULT] = request_result,
+    [PROTO_TASKS] = request_tasks,     [PROTO_SHUTDOWN] = request_shutdown,
+    [PROTO_POOL] = request_pool,       [PROTO_RESIZE] = request_resize,
+    [PROTO_GATHER] = request_gather,   [PROTO_LOG] = request_log,
+    [PROTO_GROUP] = request_group,     [PROTO_HOLD] = request_hold,
+    [PROTO_RELEASE] = request_release, [PROTO_WAIT] = request_wait,
+    [PROTO_CLEAN] = request_clean,     [PROTO_RESTART] = request_restart,
 };
 
 static void
@@ -1857,6 +1954,7 @@ request_closed(struct conn *c, void *arg)
 {
 	job_unwatch_conn(c);
 	logread_unwatch_conn(c);
+	queue_unwait_conn(c);
 }
 
 const struct conn_handler request_handler = {

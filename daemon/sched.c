@@ -88,7 +88,8 @@ sched_has_room(enum proto_exec x, size_t n)
 {
 	const struct executor *ex = executors[x];
 
-	return ex != NULL && ex->queued() + n <= queue_limit;
+	/* the jobs waiting in their groups count too */
+	return ex != NULL && ex->queued() + queue_waiting() + n <= queue_limit;
 }
 
 static void
@@ -106,8 +107,16 @@ sched_cancel(struct job *j)
 void
 sched_admit(struct job *j)
 {
+	queue_admit(j);
 	if (!deps_hold(j))
 		queue_submit(j);
+}
+
+/* It failed and will be retried after its delay: its slots go back. */
+static void
+sched_requeue(struct job *j)
+{
+	queue_requeue(j);
 }
 
 static void
@@ -133,6 +142,7 @@ static const struct job_hooks sched_job_hooks = {
     .stop = task_ctx_stop,
     .free = task_ctx_free,
     .ended = sched_ended,
+    .requeue = sched_requeue,
 };
 
 void

@@ -27,6 +27,7 @@
 #include "notify.h"
 #include "pool_process.h"
 #include "pool_thread.h"
+#include "queue.h"
 #include "reap.h"
 #include "request.h"
 #include "server.h"
@@ -250,6 +251,7 @@ static struct {
 	struct event *timer; /* the stop timeout, then the hard limit */
 	size_t killed;       /* daemon jobs */
 	size_t dropped;      /* queued jobs cancelled by cancel_pending */
+	size_t parked;       /* held, paused or scheduled: left to the store */
 	size_t draining;     /* non-daemon jobs waited for */
 	size_t cut;          /* of those, cut off by timeout or signal */
 	bool cutting;
@@ -273,7 +275,9 @@ server_active(void)
 	size_t counts[PS_COUNT];
 
 	job_counts(counts);
-	return counts[PS_QUEUED] + counts[PS_RUNNING];
+	/* with a store, the jobs parked in the queue wait for the next start */
+	return counts[PS_QUEUED] + counts[PS_RUNNING] -
+	       (store_enabled() ? queue_parked_count() : 0);
 }
 
 /* Stop once nothing is queued or running. */
@@ -330,6 +334,10 @@ server_cancel(bool all, bool queued)
 			continue;
 		if (all && atomic_load(&j->ctx.cancel))
 			continue; /* a daemon or dropped job still ending */
+		if (!j->daemon && queue_parked(j) && store_enabled()) {
+			stop.parked += !all;
+			continue; /* queued in the store for the next start */
+		}
 		if (all) {
 			if (!j->daemon)
 				stop.cut++;
@@ -340,7 +348,8 @@ server_cancel(bool all, bool queued)
 			          proto_states[j->state]);
 		} else if (j->daemon) {
 			stop.killed++;
-		} else if (queued && j->state == PS_QUEUED) {
+		} else if ((queued || queue_parked(j)) &&
+		           j->state == PS_QUEUED) {
 			stop.dropped++;
 		} else {
 			stop.draining++;
@@ -405,6 +414,10 @@ server_shutdown(const char *why, bool cancel_pending)
 	         "killed %zu daemon jobs, cancelled %zu queued",
 	         why, stop.draining, (long)limit.tv_sec, stop.killed,
 	         stop.dropped);
+	if (stop.parked > 0)
+		log_info("%zu held, paused or scheduled jobs stay queued in "
+		         "the store for the next start",
+		         stop.parked);
 	sched_status_stopping();
 	stop.check =
 	    event_new(loop_base, -1, EV_PERSIST, server_stop_check_cb, NULL);
@@ -435,6 +448,8 @@ server_reload(void)
 
 	o.socket_path = o.plugin_dir = o.config_path = o.state_dir = NULL;
 	o.limits = o.on_end = NULL;
+	o.groups = NULL;
+	o.ngroups = 0;
 	/* who may do what: a key taken out of the file is revoked */
 	o.exec_other_users = 0;
 	o.admin_gid = -1;
@@ -446,6 +461,8 @@ server_reload(void)
 		config_free(&o);
 		return;
 	}
+	if (queue_config(o.groups, o.ngroups, cause, sizeof(cause)) < 0)
+		log_warnx("reload: %s", cause);
 	on_end = o.on_end; /* the one string kept */
 	o.on_end = NULL;
 	config_free(&o);

@@ -34,8 +34,10 @@
 
 #define STORE_APP_ID      0x636f6e63 /* "conc" */
 #define STORE_SCHEMA      2
-#define STORE_INLINE_MAX  8         /* rows a loop pass commits itself */
-#define STORE_DELAY_US    300       /* a batch waits for new jobs to end */
+#define STORE_INLINE_MAX  8     /* rows a loop pass commits itself */
+#define STORE_DELAY_US    300   /* a batch waits for new jobs to end */
+#define STORE_LAZY_US     10000 /* a batch of ends alone waits for more */
+#define STORE_LAZY_ROWS   512
 #define STORE_WAL_PAGES   8192      /* a checkpoint once the WAL is this long */
 #define STORE_TRIM_EVERY  60        /* seconds between age sweeps */
 #define STORE_TRIM_MAX    4096      /* rows a batch deletes, at most */
@@ -82,6 +84,7 @@ struct batch {
 	struct pbuf data;
 	uint64_t next_id; /* ids below it are given out or reserved */
 	size_t finals;    /* rows that reach a final state */
+	size_t inserts;   /* new rows */
 	bool ok;
 	bool reserve_used; /* the disk was full: the reserve let it through */
 	char cause[160];
@@ -169,6 +172,8 @@ static struct {
 	size_t (*collect)(bool);
 	enum { DELAY_NONE, DELAY_WAITING, DELAY_OVER } delay; /* see commit */
 	struct event *delay_ev;
+	struct event *lazy_ev; /* see store_lazy */
+	bool lazy_over;
 	void (*committed[2])(uint64_t, bool);
 	void (*forgotten)(uint64_t);
 	uint64_t (*next_hook)(void); /* the next id the loop gives out */
@@ -977,6 +982,7 @@ batch_reset(struct batch *b)
 	b->data.len = 0;
 	b->next_id = 0;
 	b->finals = 0;
+	b->inserts = 0;
 	b->ngone = 0;
 	b->ok = false;
 	b->reserve_used = false;
@@ -1077,6 +1083,8 @@ batch_add(struct batch *b, const struct store_row *r)
 	w->x = r->x != NULL ? batch_extra(b, r->x) : UINT32_MAX;
 	if (PROTO_STATE_FINAL(r->state))
 		b->finals++;
+	if (r->insert)
+		b->inserts++;
 }
 
 /* A batch's copy of a row's extra, its pointers made again. */
@@ -1804,6 +1812,31 @@ store_plan_trim(struct batch *b)
 	return true;
 }
 
+/*
+ * A batch that only writes the ends (and other changes) of jobs already
+ * committed, for which no reply waits, is not written at once: it waits
+ * up to STORE_LAZY_US for more, so that commands ending one by one (a
+ * gather of a thousand) are written a few dozen at a time, not each in a
+ * commit of its own.  Their ends have gone to their watchers already; a
+ * crash within that while leaves them running in the store, and they end
+ * interrupted at the restart, as a job does that was running then.
+ */
+static bool
+store_lazy(const struct batch *b)
+{
+	static const struct timeval lazy = {0, STORE_LAZY_US};
+
+	if (store.syncing || store.want || store.sweep_due || store.lazy_over ||
+	    b->inserts > 0 || b->ngroups > 0 || b->next_id > 0 || b->n == 0 ||
+	    b->n >= STORE_LAZY_ROWS)
+		return false;
+	if (!evtimer_pending(store.lazy_ev, NULL)) {
+		event_base_update_cache_time(loop_base);
+		evtimer_add(store.lazy_ev, &lazy);
+	}
+	return true;
+}
+
 void
 store_commit(void)
 {
@@ -1844,6 +1877,10 @@ store_commit(void)
 	}
 	store.delay = DELAY_NONE;
 	evtimer_del(store.delay_ev);
+	if (store.open != NULL && store_lazy(store.open))
+		return;
+	store.lazy_over = false;
+	evtimer_del(store.lazy_ev);
 	if ((b = store.open) == NULL && store.sweep_due) { /* no rows */
 		b = store.open =
 		    store_spare != NULL ? store_spare : batch_new();
@@ -1902,6 +1939,13 @@ static void
 store_delay_cb(evutil_socket_t fd, short what, void *arg)
 {
 	store.delay = DELAY_OVER;
+	store_commit();
+}
+
+static void
+store_lazy_cb(evutil_socket_t fd, short what, void *arg)
+{
+	store.lazy_over = true;
 	store_commit();
 }
 
@@ -2003,10 +2047,11 @@ store_start(void)
 	store.done_ev = event_new(loop_base, -1, 0, store_done_cb, NULL);
 	store.retry_ev = evtimer_new(loop_base, store_retry_cb, NULL);
 	store.delay_ev = evtimer_new(loop_base, store_delay_cb, NULL);
+	store.lazy_ev = evtimer_new(loop_base, store_lazy_cb, NULL);
 	store.sweep_ev = evtimer_new(loop_base, store_sweep_cb, NULL);
 	if (store.commit_ev == NULL || store.done_ev == NULL ||
 	    store.retry_ev == NULL || store.delay_ev == NULL ||
-	    store.sweep_ev == NULL)
+	    store.lazy_ev == NULL || store.sweep_ev == NULL)
 		return -1;
 	store_sweep_cb(-1, 0, NULL);
 	pthread_mutex_init(&store.lock, NULL);
@@ -2108,6 +2153,8 @@ store_close(void)
 		event_free(store.retry_ev);
 	if (store.delay_ev != NULL)
 		event_free(store.delay_ev);
+	if (store.lazy_ev != NULL)
+		event_free(store.lazy_ev);
 	if (store.sweep_ev != NULL)
 		event_free(store.sweep_ev);
 	batch_free(store.open);

@@ -59,6 +59,12 @@ enum task_trait {
 	 * process group exit.
 	 */
 	TASK_WINDS_DOWN = 1 << 4,
+	/*
+	 * Runs a command of its own, outside concd's pools (exec): by default
+	 * it takes one CPU slot of its group (queue.c), where a task that
+	 * runs inside concd takes none, the pools bounding it already.
+	 */
+	TASK_COMMAND = 1 << 5,
 };
 
 #define TASK_WIND_DOWN_MS 60000

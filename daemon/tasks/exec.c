@@ -869,7 +869,8 @@ const struct task task_exec = {
     .abi = CONCD_TASK_ABI,
     .name = "exec",
     .summary = "run a command, streaming its stdout and stderr lines",
-    .traits = TASK_NONBLOCKING | TASK_USER_CODE | TASK_WINDS_DOWN,
+    .traits =
+        TASK_NONBLOCKING | TASK_USER_CODE | TASK_WINDS_DOWN | TASK_COMMAND,
     .executors = TASK_ON_ALL,
     .state_size = sizeof(struct exec_state),
     .args = exec_args,

@@ -123,6 +123,7 @@ static const struct bench_suite_row {
     [SUITE_SLEEP] = {"sleep", suite_sleep, true},
     [SUITE_EXEC] = {"exec", suite_exec, false},
     [SUITE_DEEP] = {"deep", suite_deep, true},
+    [SUITE_GROUPS] = {"groups", suite_groups, true},
     [SUITE_IDLE] = {"idle", suite_idle, true},
     [SUITE_STORE] = {"store", suite_store, true},
     [SUITE_CHAIN] = {"chain", suite_chain, false},
@@ -223,6 +224,13 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "ms), and\n"
 	    "         the drain once the sleep is cancelled (>= 250,000 "
 	    "jobs/s) (*)\n"
+	    "  groups concd -t 1 -p 0 with 100 paused groups: N (--deep) noop "
+	    "jobs\n"
+	    "         submitted pipelined across them with 4 priorities: "
+	    "submit rate of\n"
+	    "         the first and last 10%% (last/first >= 0.8), then the "
+	    "drain once\n"
+	    "         every group is resumed without a limit (*)\n"
 	    "  idle   concd with its defaults, fork to READY=1 (<= 50 ms) and "
 	    "its VmRSS\n"
 	    "         at rest (<= 5 MiB), against fork and exec of /bin/true "
@@ -257,9 +265,9 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "  --spawn CONCD     start CONCD -f -t 2 on a private socket (the "
 	    "suites\n"
 	    "                    marked (*) start their own)\n"
-	    "  --suite S         noop, fresh, cpu, sleep, exec, deep, idle, "
-	    "store, chain\n"
-	    "                    or all\n"
+	    "  --suite S         noop, fresh, cpu, sleep, exec, deep, groups, "
+	    "idle, store,\n"
+	    "                    chain or all\n"
 	    "  --runs R          runs; figures are medians (default 5)\n"
 	    "noop:\n"
 	    "  --rt N            round trips per run and kind, 0: none "
@@ -284,7 +292,7 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "  --sleepers N      sleep: jobs (default 100000)\n"
 	    "  --sleep-ms MS     sleep: their ms (default 1000)\n"
 	    "  --execs N         exec: jobs (default 1000)\n"
-	    "  --deep N          deep and store: queued jobs (default "
+	    "  --deep N          deep, groups and store: queued jobs (default "
 	    "1000000)\n"
 	    "  --chain N         chain: jobs in the chain, at most 10000 "
 	    "(default 10000)\n"
@@ -1588,6 +1596,10 @@ bench_tmpl_make(struct bench_tmpl *t, const struct bench_spec *s)
 		proto_enc_bool(&e, PF_FRESH, true);
 	if (s->watch)
 		proto_enc_bool(&e, PF_WATCH, true);
+	if (s->group != NULL)
+		proto_enc_cstr(&e, PF_GROUP, s->group);
+	if (s->priority != 0)
+		proto_enc_i64(&e, PF_PRIORITY, s->priority);
 	if (proto_enc_end(&e) < 0)
 		bench_die(2, "cannot encode a submit");
 	for (i = 0; i + 4 + 8 <= b->len; i++)

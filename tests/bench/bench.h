@@ -29,6 +29,7 @@ enum bench_suite {
 	SUITE_SLEEP,
 	SUITE_EXEC,
 	SUITE_DEEP,
+	SUITE_GROUPS,
 	SUITE_IDLE,
 	SUITE_STORE,
 	SUITE_CHAIN,
@@ -93,7 +94,9 @@ struct bench_spec {
 	const struct pbuf *args; /* a packed map, or NULL */
 	enum proto_exec exec;
 	bool fresh;
-	bool watch; /* submits only: a gather watches all its jobs */
+	bool watch;        /* submits only: a gather watches all its jobs */
+	const char *group; /* or NULL: the default group */
+	int64_t priority;
 };
 
 /* How the result of every end of a batch is checked. */
@@ -251,6 +254,7 @@ void suite_cpu(const struct bench_opts *, const char *path);
 void suite_sleep(const struct bench_opts *, const char *path);
 void suite_exec(const struct bench_opts *, const char *path);
 void suite_deep(const struct bench_opts *, const char *path);
+void suite_groups(const struct bench_opts *, const char *path);
 void suite_idle(const struct bench_opts *, const char *path);
 void suite_store(const struct bench_opts *, const char *path);
 void suite_chain(const struct bench_opts *, const char *path);

@@ -7,6 +7,8 @@
  *   exec   many `exec true` on the loop against xargs -P2;
  *   deep   a million jobs queued on one thread: submit rate, lookups,
  *          ps and the drain;
+ *   groups a million jobs queued in 100 paused groups: submit rate, and
+ *          the drain once they are resumed;
  *   idle   start-up to READY=1 and the memory of a daemon doing nothing;
  *   store  a restart with a million jobs queued in the store, the store's
  *          bytes per job, and an idle daemon with a store and without;
@@ -1070,6 +1072,202 @@ suite_deep(const struct bench_opts *o, const char *unused)
 	bench_line("memory per queued",
 	           suite_field(u, o->runs, DEEP_FIELD(per_job), 1), 0,
 	           "bytes of VmRSS per job", NULL, -1);
+	free(u);
+}
+
+/* ---- groups: a million jobs queued in 100 groups ---- */
+
+#define GROUPS_N          100
+#define GROUPS_PRIORITIES 4
+#define GROUPS_RUN        16 /* consecutive jobs of one group and priority */
+
+struct groups_run {
+	double rate_first, rate_last; /* jobs/s */
+	double drain;                 /* s */
+};
+
+/* One group request (op on group g); its ok is checked. */
+static void
+groups_op(struct bench_conn *c, const char *op, size_t g, bool more)
+{
+	struct bench_rq q;
+	struct proto_enc e;
+	char name[16];
+
+	snprintf(name, sizeof(name), "g%03zu", g);
+	bench_rq_begin(c, &q, PROTO_OK);
+	proto_enc_begin(&e, &c->wbuf, PROTO_GROUP, q.id);
+	proto_enc_cstr(&e, PF_OP, op);
+	proto_enc_cstr(&e, PF_NAME, name);
+	if (more) {
+		proto_enc_u64(&e, PF_PARALLEL, strcmp(op, "add") == 0 ? 1 : 0);
+		proto_enc_bool(&e, PF_PAUSED, strcmp(op, "add") == 0);
+	}
+	proto_enc_end(&e);
+	bench_rq_wait(c, &q);
+}
+
+/* Until group g has no queued or running job. */
+static void
+groups_wait(struct bench_conn *c, size_t g)
+{
+	struct bench_rq q;
+	struct proto_enc e;
+	char name[16];
+
+	snprintf(name, sizeof(name), "g%03zu", g);
+	bench_rq_begin(c, &q, PROTO_OK);
+	proto_enc_begin(&e, &c->wbuf, PROTO_WAIT, q.id);
+	proto_enc_cstr(&e, PF_GROUP, name);
+	proto_enc_end(&e);
+	bench_rq_wait(c, &q);
+}
+
+static void
+groups_run(const struct bench_opts *o, struct groups_run *u)
+{
+	char limit[32], names[GROUPS_N][16];
+	const char *flags[] = {
+	    "-t", "1", "-p", "0", "--queue-limit", limit, "--max-finished",
+	    "0",  NULL};
+	const size_t n = o->deep, ntmpl = GROUPS_N * GROUPS_PRIORITIES;
+	const size_t k = n / 10 < 100000 ? (n / 10 > 0 ? n / 10 : 1) : 100000;
+	struct bench_tmpl *tmpl;
+	struct bench_daemon *d;
+	struct bench_conn c;
+	struct bench_batch jobs;
+	struct bench_rq ps;
+	double t0;
+	size_t i, room, m, step, t = 0, left = 0;
+
+	snprintf(limit, sizeof(limit), "%zu",
+	         n * 2 > 2000000 ? n * 2 : 2000000);
+	d = bench_daemon_start(o->spawn, flags);
+	suite_conn(&c, d->sock, o);
+	if ((tmpl = calloc(ntmpl, sizeof(*tmpl))) == NULL)
+		bench_die(2, "out of memory");
+	for (i = 0; i < ntmpl; i++) {
+		struct bench_spec sn = {.task = "noop", .exec = PX_THREAD};
+
+		snprintf(names[i % GROUPS_N], sizeof(names[0]), "g%03zu",
+		         i % GROUPS_N);
+		sn.group = names[i % GROUPS_N];
+		sn.priority = (int64_t)(i / GROUPS_N);
+		bench_tmpl_make(&tmpl[i], &sn);
+	}
+	for (i = 0; i < GROUPS_N; i++)
+		groups_op(&c, "add", i, true);
+
+	/*
+	 * n jobs, pipelined, unwatched: runs of GROUPS_RUN jobs of one group
+	 * and priority, the templates in turn, so every heap holds every
+	 * priority in an order of its own.
+	 */
+	bench_batch_init(&jobs, n, 1);
+	jobs.exec = PX_THREAD;
+	jobs.watched = false;
+	jobs.marks[0] = k;
+	jobs.marks[1] = n - k;
+	jobs.marks[2] = n;
+	bench_batch_attach(&c, &jobs);
+	t0 = bench_now();
+	while (jobs.accepted < n) {
+		room = o->window - (jobs.sent - jobs.accepted);
+		m = n - jobs.sent < room ? n - jobs.sent : room;
+		if (m > 0 && (m >= o->batch || jobs.sent + m == n)) {
+			while (m > 0) {
+				if (left == 0) {
+					left = GROUPS_RUN;
+					t = (t + 37) % ntmpl;
+				}
+				step = m < left ? m : left;
+				bench_batch_submits(&c, &jobs, &tmpl[t], step);
+				m -= step;
+				left -= step;
+			}
+			bench_send(&c);
+		}
+		if (jobs.accepted < n)
+			bench_read_replies(&c);
+	}
+	u->rate_first = (double)k / (jobs.mark_t[0] - t0);
+	u->rate_last = (double)k / (jobs.mark_t[2] - jobs.mark_t[1]);
+	bench_fence(&c);
+	deep_ps(&c, &ps, 1);
+	if (ps.queued != n || ps.running != 0)
+		bench_wrong(NULL,
+		            "ps: %" PRIu64 " queued and %" PRIu64
+		            " running, expected %zu queued in paused groups",
+		            ps.queued, ps.running, n);
+
+	/* every group resumed without a limit; then until each is idle */
+	t0 = bench_now();
+	for (i = 0; i < GROUPS_N; i++)
+		groups_op(&c, "set", i, true);
+	for (i = 0; i < GROUPS_N; i++)
+		groups_wait(&c, i);
+	u->drain = bench_now() - t0;
+	deep_ps(&c, &ps, 1);
+	if (ps.queued != 0 || ps.running != 0)
+		bench_wrong(NULL,
+		            "ps: %" PRIu64 " queued and %" PRIu64
+		            " running after the drain",
+		            ps.queued, ps.running);
+	bench_fence(&c);
+
+	bench_batch_detach(&c, &jobs);
+	for (i = 0; i < ntmpl; i++)
+		bench_tmpl_free(&tmpl[i]);
+	free(tmpl);
+	bench_conn_close(&c);
+	bench_daemon_stop(d);
+}
+
+#define GROUPS_FIELD(f)                                                        \
+	sizeof(struct groups_run), offsetof(struct groups_run, f)
+
+void
+suite_groups(const struct bench_opts *o, const char *unused)
+{
+	struct groups_run *u = calloc(o->runs, sizeof(*u));
+	const size_t n = o->deep;
+	const size_t k = n / 10 < 100000 ? (n / 10 > 0 ? n / 10 : 1) : 100000;
+	double q_rate[o->runs], rate[o->runs];
+	struct bench_row q, row;
+	char what[96], name[64], b[32], kb[32];
+	size_t r;
+
+	if (u == NULL)
+		bench_die(2, "out of memory");
+	bench_thousands((double)n, b, sizeof(b));
+	bench_thousands((double)k, kb, sizeof(kb));
+	printf("\ngroups: concd -t 1 -p 0 --max-finished 0, a new one per "
+	       "run; %s noop -x thread\njobs submitted pipelined, unwatched, "
+	       "into %d paused groups with %d priorities\n",
+	       b, GROUPS_N, GROUPS_PRIORITIES);
+	for (r = 0; r < o->runs; r++) {
+		groups_run(o, &u[r]);
+		q_rate[r] = u[r].rate_last / u[r].rate_first;
+		rate[r] = (double)n / u[r].drain;
+		if (o->verbose)
+			printf("run %zu: submit %.0f then %.0f jobs/s; drain "
+			       "%.3f s\n",
+			       r + 1, u[r].rate_first, u[r].rate_last,
+			       u[r].drain);
+	}
+	bench_head("");
+	snprintf(name, sizeof(name), "submit, first %s", kb);
+	bench_line(name, suite_field(u, o->runs, GROUPS_FIELD(rate_first), 1),
+	           -1, "jobs/s (the baseline)", NULL, -1);
+	q = bench_stats(q_rate, o->runs);
+	snprintf(name, sizeof(name), "submit, last %s", kb);
+	snprintf(what, sizeof(what), "jobs/s (%.2fx the first)", q.med);
+	bench_line(name, suite_field(u, o->runs, GROUPS_FIELD(rate_last), 1),
+	           -1, what, ">= 0.8x first", q.med >= 0.8);
+	row = bench_stats(rate, o->runs);
+	snprintf(what, sizeof(what), "jobs/s (%.3f s)",
+	         suite_field(u, o->runs, GROUPS_FIELD(drain), 1).med);
+	bench_line("drain, groups resumed", row, -1, what, NULL, -1);
 	free(u);
 }
 

@@ -104,6 +104,9 @@ class Connections(DaemonTest):
         self.fifo = Fifo()
         # open from before any descriptor count to after the last one
         self.probe = self.d.client()
+        # a thousand commands at once: the default group gets no limit
+        # (concd(8) QUEUE)
+        self.probe.call("group", op="set", name="default", parallel=0)
         # the spawner keeps descriptors from its first command on
         rid = self.probe.request("submit", task="exec", watch=True,
                                  args={"argv": ["true"]})

@@ -113,6 +113,9 @@ class Sigterm(unittest.TestCase):
         # three of each worker: every executor runs three jobs at once
         self.d = Daemon("-p", "3", "--stop-timeout", "300", threads=3)
         self.c = self.d.client()
+        # more commands at once than the CPUs, perhaps: the default group
+        # gets no limit (concd(8) QUEUE)
+        self.c.call("group", op="set", name="default", parallel=0)
 
     def tearDown(self):
         self.c.close()

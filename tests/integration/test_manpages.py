@@ -230,6 +230,45 @@ def silent(r, seen):
     match("", r.stdout + r.stderr, "output")
 
 
+def took(check, seconds):
+    """check, and the command took at least seconds."""
+    def both(r, seen):
+        check(r, seen)
+        want(r.elapsed >= seconds, "returned after %.2fs, before %ss"
+             % (r.elapsed, seconds))
+    return both
+
+
+def group_row(name, *cells):
+    """`concctl group list`'s header and the row of one group."""
+    def check(r, seen):
+        lines = r.stdout.splitlines()
+        want(len(lines) == 2 and lines[0].split()[:6] == [
+            "GROUP", "PARALLEL", "USED", "QUEUED", "RUNNING", "STATE"],
+            "not a group table: %r" % r.stdout)
+        want(lines[1].split()[:6] == [name, *cells, "active"],
+             "not %s %s: %r" % (name, cells, lines[1]))
+    return check
+
+
+def failed_after(var):
+    """The job ended failed at once, naming the job in $var."""
+    def check(r, seen):
+        match(r"concctl: job \d+ failed: job %s, which it runs after, "
+              r"failed\n" % re.escape(seen[var]), r.stderr, "stderr")
+        match("", r.stdout, "stdout")
+    return check
+
+
+def status_line(label, value):
+    """`concctl status` has the line LABEL VALUE."""
+    def check(r, seen):
+        want(re.search(r"(?m)^%s +%s$" % (label, re.escape(value)),
+                       r.stdout) is not None,
+             "no %s %s: %r" % (label, value, r.stdout))
+    return check
+
+
 def sizes(threads, processes):
     return out(r"threads %d, processes %d\n" % (threads, processes))
 
@@ -569,6 +608,24 @@ TUTORIAL = [
     ("b=$(concctl submit primes n=1000000000 -x process)", job_id),
     ("concctl wait $a $b", silent),
     ("concctl status $b", status_primes(queued=False)),
+    ("concctl group add two --parallel 2",
+     out(r"group two: added \(parallel 2, active\)\n")),
+    ("for i in 1 2 3 4 5 6; do concctl submit --group two exec -- sleep 1; "
+     "done", out(r"(\d+\n){6}")),
+    ("concctl group list two", group_row("two", "2", "2", "4", "2")),
+    ("concctl wait --group two", took(silent, 2.0)),
+    ("concctl group pause two",
+     out(r"group two: paused \(parallel 2, paused\)\n")),
+    ("a=$(concctl submit --group two exec -- true)", job_id),
+    ("b=$(concctl submit --group two --priority 10 exec -- true)", job_id),
+    ("concctl status $a", status_line("ahead", "1 jobs")),
+    ("concctl group resume two",
+     out(r"group two: resumed \(parallel 2, active\)\n")),
+    ("concctl wait $a $b", silent),
+    ("a=$(concctl submit exec -- sh -c 'exit 3')", job_id),
+    ("concctl run --after $a exec -- echo never", failed_after("a")),
+    ("b=$(concctl submit exec -- true)", job_id),
+    ("concctl run --after $b exec -- echo after", out(r"after\n")),
     ("concctl run sleep ms=4000 --daemon & concctl run sleep ms=4000 & "
      "sleep 1; concctl shutdown; wait", lifetimes),
 ]
@@ -586,7 +643,9 @@ TUTORIAL_FIGURES = ["348513", "FNV-1a", "9999 Ar id No succeeded 1000",
                     "succeeded 5761455", "succeeded 168",
                     "the last being 348513",
                     "failed exited with status 1", "exactly 8000000",
-                    "50847534", "job N cancelled", "prints 4000"]
+                    "50847534", "job N cancelled", "prints 4000",
+                    "ahead 1 jobs", "4 jobs queued and 2",
+                    "which it runs after, failed"]
 
 
 def start_daemon():

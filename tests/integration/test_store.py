@@ -274,6 +274,9 @@ class Crash(StoreTest):
             self):
         d = self.daemon("-p", "1", "--max-finished", "1000000", killed=True)
         c = d.client()
+        # more commands at once than the CPUs, perhaps: the default group
+        # gets no limit (concd(8) QUEUE)
+        c.call("group", op="set", name="default", parallel=0)
         instance = instance_of(d.state_dir)
         # after the restarted concd is closed
         self.addCleanup(kill_instance, instance)
@@ -365,6 +368,9 @@ class Restart(StoreTest):
             self.assertEqual(events[-1]["t"], "end", events)
             return events[-1]
 
+        # more commands at once than the CPUs, perhaps: the default group
+        # gets no limit (concd(8) QUEUE)
+        c.call("group", op="set", name="default", parallel=0)
         ok = finished(task="exec", args={"argv": ["echo", "hi"]})
         bad = finished(task="exec", args={"argv": ["false"]})
         # the thread pool's only thread, held; a second attempt is left
@@ -774,6 +780,7 @@ class Schema(StoreTest):
         first = c.call("submit", task="noop")["job"]
         c.wait_state(first, "succeeded")
         gate = d.gate()
+        self.assertEqual(c.call("group", op="add", name="build.1")["t"], "ok")
         job = c.call("submit", task="exec", args={"argv": gate.argv},
                      after=[first], **self.EXTRA)
         self.assertEqual(job["t"], "accepted", job)

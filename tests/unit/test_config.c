@@ -241,6 +241,67 @@ strings_keep_their_words_and_must_not_be_empty(void **state)
 	config_free(&o);
 }
 
+static void
+group_lines_add_up_and_the_last_of_a_name_wins(void **state)
+{
+	struct fixture *fx = *state;
+	struct server_options o = {0};
+	char cause[512];
+
+	assert_int_equal(load(fx,
+	                      "group = gpu parallel=1\n"
+	                      "group = batch  paused=yes mem=2G pids=64\n"
+	                      "group = gpu parallel=2 paused=no\n"
+	                      "group = default\n",
+	                      &o, 0, cause, sizeof(cause)),
+	                 0);
+	assert_int_equal(o.ngroups, 3);
+	assert_string_equal(o.groups[0].name, "gpu");
+	assert_int_equal(o.groups[0].parallel, 2);
+	assert_false(o.groups[0].paused);
+	assert_string_equal(o.groups[1].name, "batch");
+	assert_int_equal(o.groups[1].parallel, 0);
+	assert_true(o.groups[1].paused);
+	assert_int_equal(o.groups[1].mem, UINT64_C(2) << 30);
+	assert_int_equal(o.groups[1].pids, 64);
+	assert_string_equal(o.groups[2].name, "default");
+	config_free(&o);
+	assert_null(o.groups);
+	assert_int_equal(o.ngroups, 0);
+}
+
+static void
+a_bad_group_line_says_what_is_wrong(void **state)
+{
+	static const struct {
+		const char *line, *why;
+	} bad[] = {
+	    {"group =\n", "group: a name of 1 to 64"},
+	    {"group = -x\n", "group: a name of 1 to 64"},
+	    {"group = .x\n", "group: a name of 1 to 64"},
+	    {"group = a/b\n", "group: a name of 1 to 64"},
+	    {"group = gpu parallel=\n", "group gpu: \"parallel=\" is not"},
+	    {"group = gpu parallel=1000001\n", "\"parallel=1000001\" is not"},
+	    {"group = gpu paused=maybe\n", "\"paused=maybe\" is not"},
+	    {"group = gpu mem=lots\n", "\"mem=lots\" is not"},
+	    {"group = gpu pids=4194305\n", "\"pids=4194305\" is not"},
+	    {"group = gpu slots=2\n", "\"slots=2\" is not parallel=N"},
+	};
+	struct fixture *fx = *state;
+	struct server_options o = {0};
+	char cause[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(
+		    load(fx, bad[i].line, &o, 0, cause, sizeof(cause)), -1);
+		if (strstr(cause, bad[i].why) == NULL)
+			fail_msg("%s: %s", bad[i].line, cause);
+	}
+	assert_int_equal(o.ngroups, 0);
+	config_free(&o);
+}
+
 int
 main(void)
 {
@@ -259,6 +320,11 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        strings_keep_their_words_and_must_not_be_empty, setup,
 	        teardown),
+	    cmocka_unit_test_setup_teardown(
+	        group_lines_add_up_and_the_last_of_a_name_wins, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(a_bad_group_line_says_what_is_wrong,
+	                                    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
