@@ -346,6 +346,33 @@ class LimitsTest(DaemonTest):
         self.d = Daemon()  # for tearDown
 
 
+class GroupLimitsTest(unittest.TestCase):
+    """A group's mem= and pids= in concd.conf hold for its jobs that ask
+    for none of their own."""
+
+    def setUp(self):
+        self.conf = tempfile.NamedTemporaryFile("w", suffix=".conf",
+                                                delete=False)
+        self.conf.write("group = small mem=64M pids=5\n")
+        self.conf.close()
+        self.d = Daemon("-c", self.conf.name)
+
+    def tearDown(self):
+        self.d.close()
+        os.unlink(self.conf.name)
+
+    @needs_cgroup
+    def test_a_groups_memory_limit_holds_for_its_jobs(self):
+        r = self.d.concctl("run", "--group", "small", "exec", "--", *HOG)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("memory limit", r.stderr)
+        # a job's own limit wins
+        r = self.d.concctl("run", "--group", "small", "--mem", "1G",
+                           "--pids", "20", "exec", "--", *HOG)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "%d\n" % (512 << 20))
+
+
 class RlimitTest(unittest.TestCase):
     """limits = rlimit: the command gets RLIMIT_AS and RLIMIT_NPROC."""
 
