@@ -42,6 +42,7 @@ struct task_ctx {
 	uint32_t wait_ms;
 	int wait_fd;
 	bool wait_write;
+	uint8_t code;       /* enum proto_error a failure has; PE_NONE: its own */
 	bool started;       /* start() succeeded: stop() is owed */
 	atomic_bool cancel; /* set by the loop, read by the worker */
 };

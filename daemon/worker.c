@@ -27,6 +27,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "store.h"
 #include "loop.h"
 #include "task.h"
 #include "task_int.h"
@@ -95,6 +96,8 @@ worker_end_fields(struct proto_enc *e, void *arg, bool result)
 			proto_enc_raw(e, PF_RESULT, "\xc0", 1);
 	} else if (j->ctx.error != NULL)
 		proto_enc_cstr(e, PF_MESSAGE, j->ctx.error);
+	if (a->state == PS_FAILED && j->ctx.code != PE_NONE)
+		proto_enc_cstr(e, PF_ERROR, proto_errors[j->ctx.code].name);
 }
 
 static void
@@ -112,6 +115,7 @@ static void
 worker_free_job(struct job *j)
 {
 	task_ctx_free(&j->ctx);
+	job_extra_free(j->extra);
 	free(j->args);
 	free(j);
 }
@@ -130,6 +134,13 @@ worker_on_run(const struct proto_msg *m)
 	j->uid = (uid_t)proto_u64(m, PF_UID, UINT32_MAX);
 	name = proto_str(m, PF_TASK, &len);
 	j->task = task_find(name, len);
+	if ((proto_has(m, PF_MEM) || proto_has(m, PF_PIDS) ||
+	     proto_has(m, PF_CPUS)) &&
+	    job_extra(j) != NULL) {
+		j->extra->mem = proto_u64(m, PF_MEM, 0);
+		j->extra->pids = proto_u64(m, PF_PIDS, 0);
+		j->extra->cpus = (uint32_t)proto_u64(m, PF_CPUS, 0);
+	}
 	atomic_init(&j->ctx.cancel, false);
 	j->ctx.wait_fd = -1;
 	if (proto_has(m, PF_ARGS) && m->f[PF_ARGS].type == MSGPACK_OBJECT_MAP &&
