@@ -434,6 +434,19 @@ static const struct cmd_option_entry cmd_options[] = {
         .help = "pause between attempts (fractions allowed)",
     },
     {
+        .flag = CMD_OPT_MEM,
+        .long_name = "mem",
+        .arg = "SIZE",
+        .help = "memory limit of an exec job's command, e.g. 512M or 2G; "
+                "over it the job fails with error oom",
+    },
+    {
+        .flag = CMD_OPT_PIDS,
+        .long_name = "pids",
+        .arg = "N",
+        .help = "at most N processes and threads in an exec job",
+    },
+    {
         .flag = CMD_OPT_WAIT_SLOT,
         .long_name = "wait-for-slot",
         .help = "when the queue is full, retry until there is room",
@@ -606,7 +619,7 @@ static const struct cmd_option_entry cmd_options[] = {
     },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 43, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 45, "cmd_options rows");
 
 /* The tables, for completion (cmd_complete.c). */
 const struct cmd_entry *
@@ -1313,6 +1326,16 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 	case CMD_OPT_RETRIES:
 		/* the daemon knows its limit and says it */
 		return cmd_parse_count(ce->name, value, 0, &a->retries);
+	case CMD_OPT_MEM:
+		if (proto_size_parse(value, &a->mem) < 0 || a->mem == 0) {
+			warnx("%s: invalid size: %s (a number of bytes, or "
+			      "with K, M, G or T after it)",
+			      ce->name, value);
+			return -1;
+		}
+		break;
+	case CMD_OPT_PIDS:
+		return cmd_parse_count(ce->name, value, 1, &a->pids);
 	case CMD_OPT_STATE:
 		if ((a->state = proto_state_lookup(value, strlen(value))) < 0) {
 			warnx("%s: unknown state: %s, valid: queued, running, "

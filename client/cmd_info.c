@@ -186,6 +186,24 @@ info_print_deps(const struct proto_msg *m)
 		       proto_u64(m, PF_CAUSE, 0));
 }
 
+/* "limits     mem 2G, pids 100": what an exec job's command may use. */
+static void
+info_print_limits(const struct proto_msg *m)
+{
+	char size[32];
+
+	if (!proto_has(m, PF_MEM) && !proto_has(m, PF_PIDS))
+		return;
+	printf(INFO_LABEL, "limits");
+	if (proto_has(m, PF_MEM))
+		printf("mem %s", proto_size_format(size, sizeof(size),
+		                                   proto_u64(m, PF_MEM, 0)));
+	if (proto_has(m, PF_PIDS))
+		printf("%spids %" PRIu64, proto_has(m, PF_MEM) ? ", " : "",
+		       proto_u64(m, PF_PIDS, 0));
+	printf("\n");
+}
+
 static void
 info_print_job(const struct proto_msg *m)
 {
@@ -223,6 +241,7 @@ info_print_job(const struct proto_msg *m)
 	printf("\n");
 	info_print_worker(m);
 	info_print_deps(m);
+	info_print_limits(m);
 	if (proto_u64(m, PF_DROPPED, 0) > 0)
 		printf(INFO_LABEL "%" PRIu64 " bytes of output\n", "dropped",
 		       proto_u64(m, PF_DROPPED, 0));

@@ -508,6 +508,16 @@ cmd_job_pack(msgpack_packer *pk, const struct cmd_args *a)
 		msgpack_pack_uint64(pk, a->retry_delay_ms);
 		n++;
 	}
+	if (a->seen & CMD_OPT_MEM) {
+		job_pack_key(pk, PF_MEM);
+		msgpack_pack_uint64(pk, a->mem);
+		n++;
+	}
+	if (a->seen & CMD_OPT_PIDS) {
+		job_pack_key(pk, PF_PIDS);
+		msgpack_pack_uint64(pk, a->pids);
+		n++;
+	}
 	if (a->nafter > 0) {
 		cmd_job_pack_after(pk, a->after, a->nafter);
 		n++;

@@ -120,6 +120,17 @@ pool_print_sizes(const char *lead, const struct proto_msg *m)
 	       proto_u64(m, PF_THREADS, 0), proto_u64(m, PF_PROCESSES, 0));
 }
 
+/* "limits: cgroup2": how the jobs' resource limits are enforced. */
+static void
+pool_print_limits(const struct proto_msg *m)
+{
+	char level[33];
+
+	if (proto_has(m, PF_LIMITS))
+		printf("limits: %s\n",
+		       proto_strcpy(m, PF_LIMITS, level, sizeof(level)));
+}
+
 int
 cmd_pool_show(struct ctl *ctl, struct cmd_args *a)
 {
@@ -153,6 +164,7 @@ cmd_pool_show(struct ctl *ctl, struct cmd_args *a)
 	if (!ctl->quiet) {
 		pool_print_queues(&m);
 		pool_print_sizes("size: ", &m);
+		pool_print_limits(&m);
 	}
 	return CTL_OK;
 }

@@ -146,8 +146,8 @@ int64_t conn_now(void);
 #define CMD_OPT_JOB                                                            \
 	(CMD_OPT_EXEC | CMD_OPT_DAEMON | CMD_OPT_FRESH | CMD_OPT_TIMEOUT |     \
 	 CMD_OPT_RETRIES | CMD_OPT_RETRY_DELAY | CMD_OPT_AFTER |               \
-	 CMD_OPT_AFTER_ANY | CMD_OPT_QUEUE | CMD_OPT_ENV | CMD_OPT_ENV_ALL |   \
-	 CMD_OPT_CWD)
+	 CMD_OPT_AFTER_ANY | CMD_OPT_QUEUE | CMD_OPT_MEM | CMD_OPT_PIDS |      \
+	 CMD_OPT_ENV | CMD_OPT_ENV_ALL | CMD_OPT_CWD)
 /* Where a job waits its turn: its group, priority, slots, start time. */
 #define CMD_OPT_QUEUE                                                          \
 	(CMD_OPT_GROUP | CMD_OPT_PRIORITY | CMD_OPT_CPUS | CMD_OPT_LABEL |     \
@@ -248,6 +248,8 @@ struct cmd_args {
 	uint64_t processes; /* CMD_OPT_PROCESSES */
 	uint64_t retries;
 	uint64_t retry_delay_ms;
+	uint64_t mem;       /* CMD_OPT_MEM: bytes */
+	uint64_t pids;      /* CMD_OPT_PIDS */
 	int state;          /* CMD_OPT_STATE: enum proto_state */
 	const char *task;   /* CMD_OPT_TASK */
 	uint64_t uid;       /* CMD_OPT_USER */

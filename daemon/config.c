@@ -23,6 +23,7 @@ enum config_type {
 	CONFIG_GROUP,
 	CONFIG_BYTES,  /* a uint64_t: a number, K, M, G or T after it */
 	CONFIG_QGROUP, /* a queue group: NAME [parallel=N] [paused=yes] */
+	CONFIG_STR,    /* a char *, as CONFIG_PATH: a word or a command */
 };
 
 struct config_key {
@@ -54,6 +55,8 @@ static const struct config_key config_keys[] = {
     {"log-limit", CONFIG_BYTES, 4096, 0, OPT(log_limit), false},
     {"log-total-limit", CONFIG_BYTES, 0, 0, OPT(log_total_limit), false},
     {"group", CONFIG_QGROUP, 0, 0, OPT(groups), true},
+    {"limits", CONFIG_STR, 1, 16, OPT(limits), false},
+    {"on-end", CONFIG_STR, 1, 4096, OPT(on_end), true},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(CONFIG_NKEYS <= 32, "config_set_mask holds 32 keys");
@@ -262,11 +265,17 @@ config_set(struct server_options *o, const struct config_key *k,
 		return 0;
 	}
 
-	if (k->type == CONFIG_PATH) {
+	if (k->type == CONFIG_PATH || k->type == CONFIG_STR) {
 		char **dst = (char **)((char *)o + k->offset);
 
 		if (strlen(value) > (size_t)k->max || *value == '\0') {
-			snprintf(cause, causelen, "%s: bad path", k->name);
+			if (k->type == CONFIG_PATH)
+				snprintf(cause, causelen, "%s: bad path",
+				         k->name);
+			else
+				snprintf(cause, causelen,
+				         "%s must be 1 to %ld bytes long",
+				         k->name, k->max);
 			return -1;
 		}
 		free(*dst);
@@ -419,7 +428,10 @@ config_free(struct server_options *o)
 	free(o->plugin_dir);
 	free(o->config_path);
 	free(o->state_dir);
+	free(o->limits);
+	free(o->on_end);
 	o->socket_path = o->plugin_dir = o->config_path = o->state_dir = NULL;
+	o->limits = o->on_end = NULL;
 	free(o->groups);
 	o->groups = NULL;
 	o->ngroups = 0;

@@ -29,6 +29,8 @@ struct server_options {
 	char *socket_path;
 	char *plugin_dir;
 	char *state_dir; /* "none": no store */
+	char *limits;    /* "auto" or a level: cgroup.c; NULL: auto */
+	char *on_end;    /* a command run as each job ends; NULL: none */
 	int threads;
 	int processes;
 	int max_jobs_per_worker; /* 0: no limit */

@@ -1265,6 +1265,9 @@ job_finish(struct job *j, enum proto_state s)
 	}
 	if (s == PS_CANCELLED && j->timing_out)
 		s = PS_TIMED_OUT;
+	/* the task said why (an exec job's oom) */
+	if (j->err == PE_NONE && s == PS_FAILED && j->ctx.code != PE_NONE)
+		j->err = j->ctx.code;
 	switch (j->err != PE_NONE ? PS_COUNT : s) {
 	case PS_COUNT:
 		break; /* the executor said why already */

@@ -42,7 +42,8 @@ struct task_ctx {
 	uint32_t wait_ms;
 	int wait_fd;
 	bool wait_write;
-	bool started;        /* start() succeeded: stop() is owed */
+	uint8_t code; /* enum proto_error a failure has; PE_NONE: its own */
+	bool started; /* start() succeeded: stop() is owed */
 	atomic_bool cancel;  /* set by the loop, read by the worker */
 	bool exited;         /* a command's outcome is known (task_exit) */
 	uint8_t exit_code;   /* its exit status, when exit_signal is 0 */

@@ -15,9 +15,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "conn.h"
 #include "executor.h"
+#include "hook.h"
 #include "job.h"
 #include "joblog.h"
 #include "log.h"
@@ -318,8 +320,8 @@ logs_dir(const char *state_dir)
 }
 
 /*
- * `concd --worker INDEX [--once] [--busy-poll USEC] [--plugin-dir DIR]`:
- * see worker.c.
+ * `concd --worker INDEX [--once] [--busy-poll USEC] [--plugin-dir DIR]
+ * [--cgroup SPEC]`: see worker.c.
  */
 static int
 worker_role(int argc, char *argv[])
@@ -335,6 +337,9 @@ worker_role(int argc, char *argv[])
 			busy_poll = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--plugin-dir") == 0 && i + 1 < argc)
 			plugin_load_dir(argv[++i]);
+		else if (strcmp(argv[i], "--cgroup") == 0 && i + 1 < argc &&
+		         cgroup_adopt(argv[++i]) < 0)
+			return 1;
 	}
 	i = worker_main(atoi(argv[2]), once, busy_poll);
 	plugin_unload();
@@ -345,7 +350,7 @@ int
 main(int argc, char *argv[])
 {
 	struct server_options opt = {0};
-	char cause[512], *logs;
+	char cause[512], instance[32], *logs;
 	int ch, ready_fd = -1;
 	long n;
 
@@ -470,6 +475,15 @@ main(int argc, char *argv[])
 	    setenv("CONCD_INSTANCE", store_instance(), 1) < 0)
 		fatal("setenv");
 	recover_kill_leftovers();
+	/* before any thread or worker: at cgroup2 concd moves to a leaf */
+	snprintf(instance, sizeof(instance), "%ld", (long)getpid());
+	if (cgroup_init(opt.limits != NULL ? opt.limits : "auto",
+	                store_enabled() ? store_instance() : instance, cause,
+	                sizeof(cause)) < 0) {
+		server_free();
+		fatalx("%s", cause);
+	}
+	log_debug("limits: %s", cgroup_level_name(cgroup_level()));
 	if (loop_init() < 0)
 		fatalx("event_base_new");
 	if (store_start() < 0)
@@ -496,6 +510,8 @@ main(int argc, char *argv[])
 	if (pool_process_init(opt.processes, opt.plugin_dir,
 	                      opt.max_jobs_per_worker, opt.busy_poll) < 0)
 		fatalx("cannot start the process pool");
+	if (hook_set_on_end(opt.on_end) < 0)
+		fatalx("out of memory");
 	recover_jobs();
 	server_start(&opt);
 
@@ -512,8 +528,10 @@ main(int argc, char *argv[])
 	loop_run(opt.busy_poll);
 
 	sched_shutdown();
+	hook_shutdown();
 	queue_shutdown();
 	reap_shutdown();
+	cgroup_fini();
 	job_shutdown();
 	joblog_shutdown();
 	store_close();

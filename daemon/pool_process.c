@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cgroup.h"
 #include "conn.h"
 #include "executor.h"
 #include "job.h"
@@ -184,7 +185,7 @@ proc_spawn(int index)
 	struct worker_shm *shm = NULL;
 	struct pworker *w;
 	char idx[16];
-	char *argv[10];
+	char *argv[12];
 	sigset_t none;
 	int sv[2] = {-1, -1}, shmfd, rc, n = 0;
 
@@ -214,6 +215,9 @@ proc_spawn(int index)
 		argv[n++] = (char *)"--plugin-dir";
 		argv[n++] = pp.plugin_dir;
 	}
+	/* its commands' cgroups, as the daemon's */
+	argv[n++] = (char *)"--cgroup";
+	argv[n++] = (char *)cgroup_spec();
 	argv[n] = NULL;
 
 	posix_spawn_file_actions_init(&fa);
@@ -459,6 +463,13 @@ proc_give(struct pworker *w, struct job *j)
 		proto_enc_cstr(&e, PF_CWD, j->extra->cwd);
 	if (j->extra != NULL && j->extra->env != NULL)
 		proto_enc_raw(&e, PF_ENV, j->extra->env, j->extra->env_len);
+	/* its limits, which its command's cgroup or rlimits enforce */
+	if (j->extra != NULL && j->extra->mem > 0)
+		proto_enc_u64(&e, PF_MEM, j->extra->mem);
+	if (j->extra != NULL && j->extra->pids > 0)
+		proto_enc_u64(&e, PF_PIDS, j->extra->pids);
+	if (j->extra != NULL && j->extra->cpus > 0)
+		proto_enc_u64(&e, PF_CPUS, j->extra->cpus);
 	if (j->args_len > 0)
 		proto_enc_raw(&e, PF_ARGS, j->args, j->args_len);
 	proto_enc_end(&e);
@@ -613,6 +624,14 @@ proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 	if (proto_has(m, PF_EXIT) || proto_has(m, PF_SIGNAL))
 		task_exit(&j->ctx, (int)(proto_u64(m, PF_EXIT, 0) & 0xff),
 		          (int)(proto_u64(m, PF_SIGNAL, 0) & 0x7f));
+	if (s == PS_FAILED && proto_has(m, PF_ERROR)) {
+		const char *code = proto_str(m, PF_ERROR, &len);
+		int e = code != NULL ? proto_error_lookup(code, len) : -1;
+
+		/* what a task may say of its failure: oom */
+		if (e == PE_OOM)
+			j->ctx.code = (uint8_t)e;
+	}
 	if (s < PS_SUCCEEDED)
 		s = PS_FAILED;
 	job_finish(j, (enum proto_state)s);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cgroup.h"
 #include "conn.h"
 #include "deps.h"
 #include "executor.h"
@@ -1719,6 +1720,7 @@ request_pool(struct conn *c, const struct proto_msg *m)
 	proto_enc_begin(&e, conn_out(c), PROTO_POOLINFO, m->id);
 	proto_enc_u64(&e, PF_THREADS, (uint64_t)pool_thread_size());
 	proto_enc_u64(&e, PF_PROCESSES, (uint64_t)pool_process_size());
+	proto_enc_cstr(&e, PF_LIMITS, cgroup_level_name(cgroup_level()));
 	proto_enc_key(&e, PF_WORKERS);
 	proto_enc_array_open(&e);
 	loop.served = (uint32_t)loop_exec_served();

@@ -8,6 +8,7 @@
 #include "conn.h"
 #include "deps.h"
 #include "executor.h"
+#include "hook.h"
 #include "job.h"
 #include "log.h"
 #include "loop.h"
@@ -123,6 +124,7 @@ sched_ended(struct job *j)
 {
 	queue_ended(j);
 	deps_ended(j);
+	hook_ended(j);
 }
 
 /* A job whose output was held for its client may go on. */

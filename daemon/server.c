@@ -20,6 +20,7 @@
 #include "config.h"
 #include "conn.h"
 #include "executor.h"
+#include "hook.h"
 #include "job.h"
 #include "log.h"
 #include "loop.h"
@@ -443,9 +444,10 @@ server_reload(void)
 {
 	struct server_options o = *srv.opt;
 	uint32_t fixed = config_fixed_mask();
-	char cause[512];
+	char cause[512], *on_end;
 
 	o.socket_path = o.plugin_dir = o.config_path = o.state_dir = NULL;
+	o.limits = o.on_end = NULL;
 	o.groups = NULL;
 	o.ngroups = 0;
 	/* who may do what: a key taken out of the file is revoked */
@@ -461,6 +463,8 @@ server_reload(void)
 	}
 	if (queue_config(o.groups, o.ngroups, cause, sizeof(cause)) < 0)
 		log_warnx("reload: %s", cause);
+	on_end = o.on_end; /* the one string kept */
+	o.on_end = NULL;
 	config_free(&o);
 	if (o.threads != srv.opt->threads && pool_thread_resize(o.threads) == 0)
 		srv.opt->threads = o.threads;
@@ -475,6 +479,12 @@ server_reload(void)
 	job_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	store_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	pool_process_set_max_jobs(o.max_jobs_per_worker);
+	if (hook_set_on_end(on_end) == 0) {
+		free(srv.opt->on_end);
+		srv.opt->on_end = on_end;
+	} else {
+		free(on_end);
+	}
 	srv.opt->exec_other_users = o.exec_other_users;
 	srv.opt->admin_gid = o.admin_gid;
 	request_set_policy(o.exec_other_users != 0, o.admin_gid);

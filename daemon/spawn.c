@@ -29,8 +29,15 @@
  * user's home directory (/ if the user cannot enter it).  Root's own
  * commands, and every command of a concd that is not root, run as concd
  * with its environment.
+ *
+ * Its job's limits.  Where there are cgroups the spawn makes the job's
+ * (cgroup.c) and opens its cgroup.procs files; the child writes "0" to
+ * each first thing, while it is still root and before it can fork, so
+ * that nothing the command starts is ever outside.  Without cgroups the
+ * child sets RLIMIT_AS and RLIMIT_NPROC instead.
  */
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -47,7 +54,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "job.h"
 #include "spawner.h"
+#include "store.h"
 #include "task.h"
 
 extern char **environ;
@@ -135,6 +144,29 @@ spawn_strv_free(char **v)
 }
 
 void
+spawn_job_limits(struct task_ctx *ctx, struct cgroup_limits *l)
+{
+	const struct job *j = CTX_JOB(ctx);
+
+	memset(l, 0, sizeof(*l));
+	if (j->extra != NULL) {
+		l->mem = j->extra->mem;
+		l->pids = j->extra->pids;
+		l->cpus = j->extra->cpus;
+	}
+}
+
+enum task_step
+spawn_oom(struct task_ctx *ctx, int status)
+{
+	ctx->code = PE_OOM;
+	return task_fail(ctx,
+	                 "killed for exceeding its memory limit "
+	                 "(the kernel's OOM killer; status %d)",
+	                 status);
+}
+
+void
 spawn_cmd_free(struct spawn_cmd *cmd)
 {
 	spawn_strv_free(cmd->argv);
@@ -155,14 +187,23 @@ struct spawn_child {
 	size_t flen;      /* strlen(argv[0]) */
 	const char *cwd;
 	const struct task_account *as; /* whose command; NULL: concd's */
-	int fd[3];    /* what becomes 0, 1 and 2; fd[0] -1: /dev/null */
+	int fd[3];   /* what becomes 0, 1 and 2; fd[0] -1: /dev/null */
+	int join[4]; /* the job's cgroup.procs files, written "0" */
+	int njoin;
+	struct rlimit rl_as, rl_nproc; /* rlim_max 0: not set */
 	int err;      /* why the child could not run the command */
 	int stage;    /* SPAWN_AT_*: what it was doing then */
 	bool all_ids; /* as: its real and saved uids are the owner's too */
 };
 
 /* What a child was doing when it failed, for the job's error. */
-enum { SPAWN_AT_EXEC, SPAWN_AT_CWD, SPAWN_AT_IDENTITY };
+enum {
+	SPAWN_AT_EXEC,
+	SPAWN_AT_CWD,
+	SPAWN_AT_IDENTITY,
+	SPAWN_AT_CGROUP,
+	SPAWN_AT_RLIMIT
+};
 
 /* The child's stack: a part of its parent's, which waits meanwhile. */
 #define SPAWN_CHILD_STACK (16 * 1024)
@@ -230,6 +271,18 @@ spawn_child_main(void *arg)
 			syscall(SYS_rt_sigaction, i, dfl, NULL, sizeof(none));
 	if (syscall(SYS_setpgid, 0, 0) < 0)
 		goto fail;
+	/* into the job's cgroup, while still root, before it can fork */
+	c->stage = SPAWN_AT_CGROUP;
+	for (i = 0; i < c->njoin; i++)
+		if (syscall(SYS_write, c->join[i], "0", 1) != 1)
+			goto fail;
+	c->stage = SPAWN_AT_RLIMIT;
+	if ((c->rl_as.rlim_max > 0 &&
+	     syscall(SYS_prlimit64, 0, RLIMIT_AS, &c->rl_as, NULL) < 0) ||
+	    (c->rl_nproc.rlim_max > 0 &&
+	     syscall(SYS_prlimit64, 0, RLIMIT_NPROC, &c->rl_nproc, NULL) < 0))
+		goto fail;
+	c->stage = SPAWN_AT_EXEC;
 	src[0] = c->fd[0] >= 0 ? c->fd[0]
 	                       : (int)syscall(SYS_openat, AT_FDCWD, "/dev/null",
 	                                      O_RDONLY | O_CLOEXEC);
@@ -374,7 +427,13 @@ spawn_why(const struct spawn_cmd *cmd, int stage, int rc)
 	size_t len = strlen(name);
 	char *s;
 
-	if (stage == SPAWN_AT_IDENTITY)
+	if (stage == SPAWN_AT_CGROUP)
+		rc = asprintf(&s, "exec: cannot join the job's cgroup: %s",
+		              strerror(rc));
+	else if (stage == SPAWN_AT_RLIMIT)
+		rc = asprintf(&s, "exec: cannot set the job's rlimits: %s",
+		              strerror(rc));
+	else if (stage == SPAWN_AT_IDENTITY)
 		rc =
 		    asprintf(&s, "exec: cannot take the identity of uid %u: %s",
 		             (unsigned)cmd->uid, strerror(rc));
@@ -480,6 +539,47 @@ spawn_mark_env(char **envp, char vars[2][80], uint64_t job)
 }
 
 /*
+ * The job's limits for the child: its cgroup made and the cgroup.procs
+ * files opened for it to join, or the rlimits it sets.  0, or an errno
+ * with the job's error in *why.
+ */
+static int
+spawn_limits(const struct spawn_cmd *cmd, struct spawn_child *c, char **why)
+{
+	const char *dirs[4];
+	char text[512], path[4096];
+	size_t i, n;
+
+	if (cmd->cg == NULL) {
+		if (cmd->rlimit && cmd->lim.mem > 0)
+			c->rl_as.rlim_cur = c->rl_as.rlim_max = cmd->lim.mem;
+		if (cmd->rlimit && cmd->lim.pids > 0)
+			c->rl_nproc.rlim_cur = c->rl_nproc.rlim_max =
+			    cmd->lim.pids;
+		return 0;
+	}
+	if (cgroup_job_make(cmd->cg, &cmd->lim, text, sizeof(text)) < 0) {
+		*why = strdup(text);
+		return EPERM;
+	}
+	n = cgroup_job_procs(cmd->cg, dirs, sizeof(dirs) / sizeof(dirs[0]));
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", dirs[i]);
+		if ((c->join[c->njoin] = open(path, O_WRONLY | O_CLOEXEC)) <
+		    0) {
+			int rc = errno;
+
+			if (asprintf(why, "exec: cannot join %s: %s", dirs[i],
+			             strerror(rc)) < 0)
+				*why = NULL;
+			return rc;
+		}
+		c->njoin++;
+	}
+	return 0;
+}
+
+/*
  * Start cmd with the standard descriptors in (-1: /dev/null), out and
  * err: as concd, or as its owner, whose account is looked up here (this
  * may block: never on the loop).  0, or an errno with the job's error in
@@ -495,18 +595,22 @@ spawn_run(pid_t *pid, const struct spawn_cmd *cmd, int in, int out, int err,
 	                        .fd = {in, out, err}};
 	struct task_account a;
 	char **envp = NULL, **own = NULL, **marked, text[160], vars[2][80];
-	int rc;
+	int rc, i;
 
 	*why = NULL;
+	if ((rc = spawn_limits(cmd, &c, why)) != 0)
+		goto out;
 	if (cmd->as_owner) {
 		if (task_account_get(cmd->uid, &a, text, sizeof(text)) < 0) {
 			if (asprintf(why, "exec: %s", text) < 0)
 				*why = NULL;
-			return EPERM;
+			rc = EPERM;
+			goto out;
 		}
 		if ((envp = spawn_owner_env(&a, cmd->envp, &own)) == NULL) {
 			task_account_free(&a);
-			return ENOMEM;
+			rc = ENOMEM;
+			goto out;
 		}
 		c.envp = envp;
 		c.as = &a;
@@ -517,7 +621,8 @@ spawn_run(pid_t *pid, const struct spawn_cmd *cmd, int in, int out, int err,
 			spawn_strv_free(own);
 			task_account_free(&a);
 		}
-		return ENOMEM;
+		rc = ENOMEM;
+		goto out;
 	}
 	c.envp = marked;
 	/* looked up in the PATH the command gets, env= included */
@@ -532,6 +637,9 @@ spawn_run(pid_t *pid, const struct spawn_cmd *cmd, int in, int out, int err,
 		spawn_strv_free(own);
 		task_account_free(&a);
 	}
+out:
+	for (i = 0; i < c.njoin; i++)
+		close(c.join[i]);
 	return rc;
 }
 
@@ -842,6 +950,17 @@ spawn_wait(struct spawn *r, pid_t *pid, char **why)
 	}
 	spawn_req_free(r);
 	return rc;
+}
+
+bool
+spawn_done(struct spawn *r)
+{
+	bool done;
+
+	pthread_mutex_lock(&spawner.mu);
+	done = r->phase == SPAWN_DONE;
+	pthread_mutex_unlock(&spawner.mu);
+	return done;
 }
 
 pid_t

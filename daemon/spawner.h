@@ -18,6 +18,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cgroup.h"
+#include "task.h"
+
 /*
  * A command to start.  argv, own and the array envp are the command's
  * (spawn_cmd_free frees them); the strings of envp not in own are
@@ -29,6 +32,15 @@ struct spawn_cmd {
 	uid_t uid;     /* the job's owner */
 	uint64_t job;  /* its id: CONCD_JOB_ID in its environment */
 	bool as_owner; /* start it as uid, with uid's account */
+	/*
+	 * The job's cgroup (borrowed: the caller frees it after the spawn
+	 * is settled), made with lim by the spawn and joined by the child
+	 * before it execs; NULL: none, and lim is applied with setrlimit
+	 * (RLIMIT_AS for mem, RLIMIT_NPROC for pids) when rlimit is set.
+	 */
+	struct cgroup_job *cg;
+	struct cgroup_limits lim;
+	bool rlimit;
 };
 
 /* A spawn handed to the spawner threads and not yet known to be done. */
@@ -58,6 +70,8 @@ int spawn_start(struct spawn_cmd *cmd, int in, int out, int err, bool async,
  * an errno with the job's error in *why, as spawn_start.
  */
 int spawn_wait(struct spawn *, pid_t *pid, char **why);
+/* Whether spawn_wait would return at once. */
+bool spawn_done(struct spawn *);
 /*
  * Give a pending spawn up and free it: one not yet taken up is dropped
  * unstarted (0); else it is waited for, and the command's pid is
@@ -69,6 +83,14 @@ pid_t spawn_cancel(struct spawn *);
  * 0 while it runs on, -1 with errno on an error.
  */
 int spawn_reap(pid_t pid, siginfo_t *si);
+
+/* The resource limits the job asked for (0: none). */
+void spawn_job_limits(struct task_ctx *, struct cgroup_limits *);
+/*
+ * The job fails with error oom: the kernel's OOM killer killed a process
+ * of its cgroup, and the command ended with status (128+N: signal N).
+ */
+enum task_step spawn_oom(struct task_ctx *, int status);
 
 void spawn_cmd_free(struct spawn_cmd *);
 /* Free a NULL-terminated array of strings and the strings. */

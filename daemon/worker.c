@@ -27,6 +27,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "store.h"
 #include "loop.h"
 #include "store.h"
 #include "task.h"
@@ -103,6 +104,8 @@ worker_end_fields(struct proto_enc *e, void *arg, bool result)
 			proto_enc_raw(e, PF_RESULT, "\xc0", 1);
 	} else if (j->ctx.error != NULL)
 		proto_enc_cstr(e, PF_MESSAGE, j->ctx.error);
+	if (a->state == PS_FAILED && j->ctx.code != PE_NONE)
+		proto_enc_cstr(e, PF_ERROR, proto_errors[j->ctx.code].name);
 }
 
 static void
@@ -219,6 +222,13 @@ worker_on_run(const struct proto_msg *m)
 	j->uid = (uid_t)proto_u64(m, PF_UID, UINT32_MAX);
 	name = proto_str(m, PF_TASK, &len);
 	j->task = task_find(name, len);
+	if ((proto_has(m, PF_MEM) || proto_has(m, PF_PIDS) ||
+	     proto_has(m, PF_CPUS)) &&
+	    job_extra(j) != NULL) {
+		j->extra->mem = proto_u64(m, PF_MEM, 0);
+		j->extra->pids = proto_u64(m, PF_PIDS, 0);
+		j->extra->cpus = (uint32_t)proto_u64(m, PF_CPUS, 0);
+	}
 	atomic_init(&j->ctx.cancel, false);
 	j->ctx.wait_fd = -1;
 	if (proto_has(m, PF_STDIN) && job_set_stdin(j, worker_take_fd()) < 0)

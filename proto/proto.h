@@ -325,6 +325,15 @@ bool proto_utf8_valid(const char *s, size_t len);
  */
 const char *proto_quote(char *dst, size_t size, const char *s, size_t len);
 
+/*
+ * A size as people write it (size.c): decimal digits, then K, M, G or T
+ * (powers of 1024; either case, "B" or "iB" may follow) or nothing for
+ * bytes.  0, or -1 for anything else or a size past 2^64 - 1.
+ */
+int proto_size_parse(const char *s, uint64_t *out);
+/* v in the largest of those units that divides it exactly: "2G". */
+const char *proto_size_format(char *dst, size_t size, uint64_t v);
+
 /* ---- growable byte buffer ---- */
 
 struct pbuf {

@@ -16,6 +16,11 @@
  * process group gets SIGTERM, then SIGKILL grace ms later (a timerfd in
  * the epoll set); the job winds down meanwhile, reading the pipes, and
  * ends once the command is reaped and its group gone.  No zombies.
+ *
+ * Where there are cgroups (cgroup.c) the command runs in its job's own,
+ * made by the spawn with the job's limits: a cancel's signals reach the
+ * processes that left the group too, an OOM kill ends the job with the
+ * error oom, and what is left in it when the job ends is killed.
  */
 #include <sys/epoll.h>
 #include <sys/stat.h>
@@ -75,10 +80,11 @@ struct exec_stream {
 };
 
 struct exec_state {
-	struct spawn *req; /* a spawn not yet known to be done */
-	pid_t pid;         /* also its process group; 0 once reaped */
-	pid_t pgid;        /* the group, kept once the command is reaped */
-	int pidfd;         /* opened when needed, see exec_step */
+	struct spawn *req;     /* a spawn not yet known to be done */
+	struct cgroup_job *cg; /* the job's cgroup; NULL: none */
+	pid_t pid;             /* also its process group; 0 once reaped */
+	pid_t pgid;            /* the group, kept once the command is reaped */
+	int pidfd;             /* opened when needed, see exec_step */
 	int epfd;
 	int infd;    /* stdin pipe's write end while input remains */
 	int timerfd; /* cancelled: the grace period, in the epoll set */
@@ -508,6 +514,15 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 	s->pidfd = s->epfd = s->infd = s->out[0].fd = s->out[1].fd = -1;
 	s->timerfd = -1;
 	s->grace = (unsigned)argv[EXEC_GRACE].i;
+	spawn_job_limits(ctx, &cmd.lim);
+	/* every command in a cgroup of its own where there are cgroups */
+	if (cgroup_level() == CGROUP_RLIMIT)
+		cmd.rlimit = true;
+	else if ((s->cg = cgroup_job_new(task_job_id(ctx))) == NULL) {
+		task_fail(ctx, "exec: out of memory");
+		goto out;
+	}
+	cmd.cg = s->cg;
 	if (list == NULL) {
 		task_fail(ctx, "exec: missing argument argv");
 		goto out;
@@ -544,6 +559,8 @@ out:
 	if (rc < 0) {
 		free(s->in);
 		s->in = NULL;
+		cgroup_job_free(s->cg, true); /* a spawn that failed here */
+		s->cg = NULL;
 	}
 	return rc;
 }
@@ -665,7 +682,7 @@ exec_reap(struct exec_state *s, siginfo_t *si)
 }
 
 static enum task_step
-exec_outcome(struct task_ctx *ctx, const siginfo_t *si)
+exec_outcome(struct task_ctx *ctx, struct exec_state *s, const siginfo_t *si)
 {
 	const char *name;
 	msgpack_packer *pk;
@@ -681,6 +698,11 @@ exec_outcome(struct task_ctx *ctx, const siginfo_t *si)
 		msgpack_pack_int(pk, 0);
 		return TASK_DONE;
 	}
+	/* the kernel killed a process of it for its memory limit */
+	if (s->cg != NULL && cgroup_job_oom(s->cg))
+		return spawn_oom(ctx, si->si_code == CLD_EXITED
+		                          ? si->si_status
+		                          : 128 + si->si_status);
 	if (si->si_code == CLD_EXITED)
 		return task_fail(ctx, "exited with status %d", si->si_status);
 	if ((name = sigabbrev_np(si->si_status)) != NULL)
@@ -705,11 +727,19 @@ exec_spawn_abandon(struct exec_state *s)
 	return pid > 0 ? 0 : -1;
 }
 
+/*
+ * sig to the command's process group, and to every process of its
+ * cgroup, which holds those that left the group (setsid) too.
+ */
 static void
 exec_signal_group(struct exec_state *s, int sig)
 {
 	if (kill(-s->pgid, sig) < 0 && s->pid > 0)
 		kill(s->pid, sig);
+	if (s->cg != NULL && sig == SIGKILL)
+		cgroup_job_kill(s->cg);
+	else if (s->cg != NULL)
+		cgroup_job_signal(s->cg, sig, s->pgid);
 }
 
 /*
@@ -768,7 +798,7 @@ static enum task_step
 exec_wound_down(struct exec_state *s)
 {
 	if (!s->killed)
-		kill(-s->pgid, SIGKILL);
+		exec_signal_group(s, SIGKILL);
 	s->killed = true;
 	return TASK_FAILED; /* the executor makes it cancelled */
 }
@@ -821,7 +851,7 @@ exec_step(struct task_ctx *ctx)
 			          si.si_code == CLD_EXITED ? 0 : si.si_status);
 			return exec_wound_down(s);
 		}
-		return exec_outcome(ctx, &si);
+		return exec_outcome(ctx, s, &si);
 	case -1:
 		return task_fail(ctx, "exec: waitid: %s", strerror(errno));
 	}
@@ -875,7 +905,13 @@ exec_stop(struct task_ctx *ctx)
 		}
 		s->pid = 0;
 		s->pidfd = -1;
+		/* its cgroup goes once it is empty; nothing is killed early */
+		cgroup_job_free(s->cg, false);
+		s->cg = NULL;
 	}
+	/* what is left of the job (it let go of the pipes) is killed */
+	cgroup_job_free(s->cg, true);
+	s->cg = NULL;
 	exec_close_ours(s);
 	free(s->in);
 	s->in = NULL;

@@ -183,7 +183,7 @@ class Concctl(DaemonTest):
         lines = r.stdout.splitlines()
         self.assertEqual(lines[0].split(), POOL_TITLES)
         rows = [l.split() for l in lines[1:]
-                if not l.startswith(("queue:", "size:"))]
+                if not l.startswith(("queue:", "size:", "limits:"))]
         return rows, r.stdout
 
     def pool_until(self, ok):

@@ -22,9 +22,10 @@ command -v nm >/dev/null || { echo "SKIP: nm not installed"; exit 77; }
 floor_of() {
 	case $1 in
 	proto.h) echo 0 ;;                                # proto/
-	codec.c | frame.c | msg.c | utf8.c) echo 0 ;;
+	codec.c | frame.c | msg.c | utf8.c | size.c) echo 0 ;;
 	loop.c) echo 1 ;;
-	conn.c | log.c | config.c | notify.c | reap.c | store.c | joblog.c) echo 2 ;;
+	conn.c | log.c | config.c | notify.c | reap.c | store.c | joblog.c | \
+	cgroup.c) echo 2 ;;
 	# task.h, the task ABI: the job record points to a struct task; its
 	# functions are task.c's, and the symbols place their callers
 	job.c | input.c | task.h) echo 3 ;;
@@ -33,6 +34,8 @@ floor_of() {
 	exec.c | noop.c | primes.c | sleep.c | table.c) echo 4 ;; # and tasks/
 	# spawn.c: under tasks/exec.c, beside task.c (its account lookup)
 	spawn.c | spawner.h) echo 4 ;;
+	# hook.c: on-end, started by spawn.c for the jobs sched.c sees end
+	hook.c) echo 4 ;;
 	request.c | recover.c | logread.c) echo 5 ;;
 	server.c) echo 6 ;;
 	main.c) echo 7 ;;

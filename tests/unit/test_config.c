@@ -211,6 +211,36 @@ sizes_take_a_unit_and_keep_their_bounds(void **state)
 	assert_int_equal(o.log_total_limit, 0);
 }
 
+/* on-end and limits: a command line (to its comment) and a word. */
+static void
+strings_keep_their_words_and_must_not_be_empty(void **state)
+{
+	struct server_options o;
+	char cause[256], big[5000];
+
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(load(*state,
+	                      "on-end = notify-send \"$CONCD_JOB_ID\" done "
+	                      "# not this\nlimits = rlimit\n",
+	                      &o, 0, cause, sizeof(cause)),
+	                 0);
+	assert_string_equal(o.on_end, "notify-send \"$CONCD_JOB_ID\" done");
+	assert_string_equal(o.limits, "rlimit");
+	config_free(&o);
+	assert_null(o.on_end);
+	assert_null(o.limits);
+	assert_int_equal(
+	    load(*state, "on-end =\n", &o, 0, cause, sizeof(cause)), -1);
+	assert_non_null(strstr(cause, "on-end must be 1 to 4096 bytes long"));
+	memset(big, 'x', sizeof(big) - 2);
+	memcpy(big, "on-end=", 7);
+	big[sizeof(big) - 2] = '\n';
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(load(*state, big, &o, 0, cause, sizeof(cause)), -1);
+	assert_non_null(strstr(cause, "on-end must be 1 to 4096 bytes long"));
+	config_free(&o);
+}
+
 static void
 group_lines_add_up_and_the_last_of_a_name_wins(void **state)
 {
@@ -287,6 +317,9 @@ main(void)
 	        a_missing_file_is_an_error_only_when_required, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        sizes_take_a_unit_and_keep_their_bounds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        strings_keep_their_words_and_must_not_be_empty, setup,
+	        teardown),
 	    cmocka_unit_test_setup_teardown(
 	        group_lines_add_up_and_the_last_of_a_name_wins, setup,
 	        teardown),
