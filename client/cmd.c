@@ -263,13 +263,15 @@ static const struct cmd_entry cmd_table[] = {
                  "[-g GROUP] [--priority N] [--cpus N] [--label LABEL] "
                  "[--at WHEN | --in DURATION] [--hold] "
                  "[--after ID[,ID...] | --after-any ID[,ID...]] "
-                 "[-- COMMAND [ARG ...]]",
+                 "[--env NAME[=VALUE]] [--env-all] [--cwd DIR] "
+                 "[--no-stdin] [-- COMMAND [ARG ...]]",
         .summary = "Submit a job, show its progress or output and print "
                    "its result.  The words after -- are the command of an "
-                   "exec job.",
+                   "exec job, which reads this standard input and whose "
+                   "exit status is run's.",
         .minargs = 1,
         .maxargs = -1,
-        .options = CMD_OPT_JOB | CMD_OPT_WAIT_SLOT,
+        .options = CMD_OPT_JOB | CMD_OPT_WAIT_SLOT | CMD_OPT_NO_STDIN,
         .words = CMD_WORDS_TASK,
         .exec = cmd_job_run,
     },
@@ -300,6 +302,7 @@ static const struct cmd_entry cmd_table[] = {
                  "[-g GROUP] [--priority N] [--cpus N] [--label LABEL] "
                  "[--at WHEN | --in DURATION] [--hold] "
                  "[--after ID[,ID...] | --after-any ID[,ID...]] "
+                 "[--env NAME[=VALUE]] [--env-all] [--cwd DIR] "
                  "[-- COMMAND [ARG ...]]",
         .summary = "Submit a job and print its id.",
         .minargs = 1,
@@ -590,9 +593,33 @@ static const struct cmd_option_entry cmd_options[] = {
         .arg = "WHEN",
         .help = "only jobs that finished before WHEN",
     },
+    {
+        .flag = CMD_OPT_ENV,
+        .short_name = 'e',
+        .long_name = "env",
+        .arg = "NAME[=VALUE]",
+        .help = "give the job NAME, with VALUE or its value here "
+                "(repeatable)",
+    },
+    {
+        .flag = CMD_OPT_ENV_ALL,
+        .long_name = "env-all",
+        .help = "give the job this whole environment",
+    },
+    {
+        .flag = CMD_OPT_CWD,
+        .long_name = "cwd",
+        .arg = "DIR",
+        .help = "run in DIR, not in the current directory",
+    },
+    {
+        .flag = CMD_OPT_NO_STDIN,
+        .long_name = "no-stdin",
+        .help = "give the command /dev/null, not this standard input",
+    },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 41, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 45, "cmd_options rows");
 
 /* The tables, for completion (cmd_complete.c). */
 const struct cmd_entry *
@@ -1369,6 +1396,26 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 		}
 		return cmd_parse_start(ce->name, o->flag == CMD_OPT_IN, value,
 		                       &a->at);
+	case CMD_OPT_ENV:
+		if (*value == '\0' || *value == '=') {
+			warnx("%s: --env needs NAME or NAME=VALUE, not \"%s\"",
+			      ce->name, value);
+			return -1;
+		}
+		if (a->nenv == CMD_MAX_ARGS) {
+			warnx("%s: more than %d --env options", ce->name,
+			      CMD_MAX_ARGS);
+			return -1;
+		}
+		a->env[a->nenv++] = value;
+		break;
+	case CMD_OPT_CWD:
+		if (*value == '\0') {
+			warnx("%s: --cwd needs a directory", ce->name);
+			return -1;
+		}
+		a->cwd = value;
+		break;
 	case CMD_OPT_THREADS:
 		/* the daemon knows its limits and says them */
 		return cmd_parse_count(ce->name, value, 0, &a->threads);
@@ -1813,19 +1860,23 @@ cmd_run(struct ctl *ctl, int argc, char **argv)
 	const struct cmd_entry *ce;
 	struct cmd_args *a;
 	enum conn_status st;
+	bool command;
 	int ret, used;
 
 	if (strcmp(argv[0], CMD_COMPLETE) == 0)
 		return cmd_complete(ctl, argc - 1, argv + 1);
 	if ((ce = cmd_find(argc, argv, &used)) == NULL)
 		return CTL_USAGE;
+	/* run exec exits with its command's status: ours is kept apart */
+	command = ce->exec == cmd_job_run &&
+	          cmd_job_runs_exec(argc - used, argv + used);
 	if ((a = malloc(sizeof(*a))) == NULL)
-		err(CTL_CONNECT, "malloc");
+		err(command ? CTL_CMD_FAILED : CTL_CONNECT, "malloc");
 	if (cmd_parse(ce, argc - used, argv + used, a, ctl) < 0) {
 		cmd_usage(stderr, ce, false);
 		cmd_args_clear(a);
 		free(a);
-		return CTL_USAGE;
+		return command ? CTL_CMD_FAILED : CTL_USAGE;
 	}
 	if (a->seen & CMD_OPT_HELP) {
 		cmd_usage(stdout, ce, true);
@@ -1849,8 +1900,11 @@ cmd_run(struct ctl *ctl, int argc, char **argv)
 	if (st == CONN_OK) {
 		ctl->conn.json = ctl->json;
 		ret = ce->exec(ctl, a);
-	} else
+	} else {
 		ret = cmd_conn_exit(ctl, st);
+		if (command)
+			ret = cmd_job_command_exit(ret);
+	}
 	conn_close(&ctl->conn);
 	cmd_args_clear(a);
 	free(a);

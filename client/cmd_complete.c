@@ -294,6 +294,8 @@ complete_value(struct complete *x, uint64_t flag)
 		complete_mode(x, "users");
 	else if (flag == CMD_OPT_CWD)
 		complete_mode(x, "dirs");
+	else if (flag == CMD_OPT_ENV)
+		complete_mode(x, "variables"); /* the shell's own */
 	else
 		complete_mode(x, "words"); /* a number, a time: nothing */
 }

@@ -118,6 +118,45 @@ info_print_queue(const struct proto_msg *m)
 }
 
 /*
+ * The caller's context: the command line, the directory, and the
+ * environment it passed, a variable a line, NAME=VALUE, or NAME (value
+ * hidden) for one whose name looks secret.
+ */
+static void
+info_print_context(const struct proto_msg *m)
+{
+	const msgpack_object_map *env;
+	char name[257], value[1025];
+	const char *label = "env";
+	uint32_t i;
+
+	if (proto_has(m, PF_COMMAND))
+		printf(INFO_LABEL "%s\n", "command",
+		       render_str(m, PF_COMMAND, value, sizeof(value)));
+	if (proto_has(m, PF_CWD))
+		printf(INFO_LABEL "%s\n", "cwd",
+		       render_str(m, PF_CWD, value, sizeof(value)));
+	if (!proto_has(m, PF_ENV))
+		return;
+	env = &m->f[PF_ENV].via.map;
+	for (i = 0; i < env->size; i++, label = "") {
+		const msgpack_object *k = &env->ptr[i].key;
+		const msgpack_object *v = &env->ptr[i].val;
+
+		if (k->type != MSGPACK_OBJECT_STR)
+			continue;
+		render_safe(name, sizeof(name), k->via.str.ptr,
+		            k->via.str.size);
+		if (v->type == MSGPACK_OBJECT_STR)
+			printf(INFO_LABEL "%s=%s\n", label, name,
+			       render_safe(value, sizeof(value), v->via.str.ptr,
+			                   v->via.str.size));
+		else
+			printf(INFO_LABEL "%s (value hidden)\n", label, name);
+	}
+}
+
+/*
  * "after 3, 4 (their success)", "restart of 7", "cause 3": how a job
  * is tied to others.
  */
@@ -176,6 +215,7 @@ info_print_job(const struct proto_msg *m)
 
 	printf(INFO_LABEL "%" PRIu64 "\n", "job", proto_u64(m, PF_JOB, 0));
 	printf(INFO_LABEL "%s\n", "task", render_str(m, PF_TASK, a, sizeof(a)));
+	info_print_context(m);
 	printf(INFO_LABEL "%s\n", "state",
 	       render_str(m, PF_STATE, a, sizeof(a)));
 	if (proto_has(m, PF_RETRIES))
@@ -209,6 +249,13 @@ info_print_job(const struct proto_msg *m)
 	info_time_line("started", started, submitted, "queued");
 	info_time_line("finished", proto_u64(m, PF_FINISHED, 0), started,
 	               "ran");
+	if (proto_has(m, PF_EXIT))
+		printf(INFO_LABEL "%" PRIu64 "\n", "exit",
+		       proto_u64(m, PF_EXIT, 0));
+	if (proto_has(m, PF_SIGNAL))
+		printf(INFO_LABEL "%" PRIu64 " (exit status %" PRIu64 ")\n",
+		       "signal", proto_u64(m, PF_SIGNAL, 0),
+		       128 + proto_u64(m, PF_SIGNAL, 0));
 	if (proto_has(m, PF_RESULT)) {
 		printf(INFO_LABEL, "result");
 		render_value(stdout, &m->f[PF_RESULT]);

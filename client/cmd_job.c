@@ -8,9 +8,12 @@
  * interrupt.
  */
 #include <err.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "concctl.h"
 
@@ -70,6 +73,62 @@ cmd_job_exit(int state)
 	return job_outcomes[state].exit;
 }
 
+/*
+ * Whether the words of a run command name the exec task: its exit status
+ * is then the command's, and concctl's own is kept apart from it even
+ * when the words are not understood.
+ */
+bool
+cmd_job_runs_exec(int argc, char **argv)
+{
+	int i;
+
+	for (i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], JOB_EXEC_TASK) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * concctl's own outcome where the command's exit status is expected
+ * (run exec, wait for one exec job): one the command's cannot be
+ * mistaken for, unless the command itself exits so.
+ */
+int
+cmd_job_command_exit(int own)
+{
+	static const struct {
+		int own, as;
+	} codes[] = {
+	    {CTL_OK, CTL_OK},
+	    {CTL_TIMEOUT, CTL_CMD_TIMEOUT},
+	    {CTL_INTERRUPTED, CTL_INTERRUPTED},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (codes[i].own == own)
+			return codes[i].as;
+	return CTL_CMD_FAILED;
+}
+
+/*
+ * The command's own exit status in an end event: its exit, 128 + N for
+ * signal N; -1 when the command has none to give (it never ran) or the
+ * job timed out (CTL_CMD_TIMEOUT says so).
+ */
+static int
+job_command_status(const struct proto_msg *m, int state)
+{
+	if (state == PS_TIMED_OUT)
+		return -1;
+	if (proto_has(m, PF_EXIT))
+		return (int)(proto_u64(m, PF_EXIT, 0) & 0xff);
+	if (proto_has(m, PF_SIGNAL))
+		return 128 + (int)(proto_u64(m, PF_SIGNAL, 0) & 0x7f);
+	return -1;
+}
+
 /* The final state of an end event, or -1 after a message. */
 int
 cmd_job_state(const struct proto_msg *m)
@@ -88,9 +147,14 @@ cmd_job_state(const struct proto_msg *m)
 	return st;
 }
 
-/* An end event: print the result or what went wrong; the exit status. */
+/*
+ * An end event: print the result or what went wrong; the exit status.
+ * With status, the command's own status there (-1: none): a command
+ * that exited non-zero is not reported, its status says it.
+ */
 static int
-job_end(struct ctl *ctl, const struct proto_msg *m, bool print)
+job_end_status(struct ctl *ctl, const struct proto_msg *m, bool print,
+               int *status)
 {
 	const struct job_outcome *o;
 	char code[33], message[1025];
@@ -102,6 +166,10 @@ job_end(struct ctl *ctl, const struct proto_msg *m, bool print)
 	if ((st = cmd_job_state(m)) < 0)
 		return CTL_CONNECT;
 	o = &job_outcomes[st];
+	if (status != NULL)
+		*status = job_command_status(m, st);
+	if (status != NULL && *status >= 0 && proto_has(m, PF_EXIT))
+		return o->exit; /* its status tells */
 	if (o->what == NULL) {
 		if (print && !ctl->json && proto_has(m, PF_RESULT)) {
 			render_value(stdout, &m->f[PF_RESULT]);
@@ -122,6 +190,12 @@ job_end(struct ctl *ctl, const struct proto_msg *m, bool print)
 	else
 		warnx("job %" PRIu64 " %s: %s", job, o->what, message);
 	return o->exit;
+}
+
+static int
+job_end(struct ctl *ctl, const struct proto_msg *m, bool print)
+{
+	return job_end_status(ctl, m, print, NULL);
 }
 
 /* Whether two arguments are entries of the same map. */
@@ -218,9 +292,139 @@ job_pack_key(msgpack_packer *pk, enum proto_field f)
 	msgpack_pack_str_with_body(pk, name, strlen(name));
 }
 
+/* The length of an --env word's name (up to its '=', if any). */
+static size_t
+job_env_name(const char *word)
+{
+	return strcspn(word, "=");
+}
+
+/* Whether --env names the variable of the NAME=VALUE string var. */
+static bool
+job_env_given(const struct cmd_args *a, const char *var)
+{
+	size_t n = job_env_name(var);
+	int i;
+
+	for (i = 0; i < a->nenv; i++)
+		if (job_env_name(a->env[i]) == n &&
+		    memcmp(a->env[i], var, n) == 0)
+			return true;
+	return false;
+}
+
+/* Whether a later --env than i names the same variable. */
+static bool
+job_env_later(const struct cmd_args *a, int i)
+{
+	size_t n = job_env_name(a->env[i]);
+	int k;
+
+	for (k = i + 1; k < a->nenv; k++)
+		if (job_env_name(a->env[k]) == n &&
+		    memcmp(a->env[k], a->env[i], n) == 0)
+			return true;
+	return false;
+}
+
+static void
+job_pack_var(msgpack_packer *pk, const char *name, size_t nlen,
+             const char *value)
+{
+	msgpack_pack_str_with_body(pk, name, nlen);
+	msgpack_pack_str_with_body(pk, value, strlen(value));
+}
+
+/*
+ * The job's environment, from --env-all and --env: names to values.  A
+ * variable that is not UTF-8 cannot travel (concd-protocol(7)): --env-all
+ * leaves it out, saying so.  --env NAME of a variable not set here gives
+ * nothing, as docker run -e does.
+ */
+static void
+job_pack_env(msgpack_packer *pk, const struct cmd_args *a)
+{
+	extern char **environ;
+	const char *value;
+	size_t nlen;
+	uint32_t n = 0;
+	char **e;
+	int i, pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			job_pack_key(pk, PF_ENV);
+			msgpack_pack_map(pk, n);
+		}
+		for (e = environ; (a->seen & CMD_OPT_ENV_ALL) && *e != NULL;
+		     e++) {
+			nlen = job_env_name(*e);
+			if ((*e)[nlen] != '=' || nlen == 0 ||
+			    job_env_given(a, *e))
+				continue;
+			if (!proto_utf8_valid(*e, strlen(*e))) {
+				if (pass == 0)
+					warnx("--env-all: %.*s is not UTF-8: "
+					      "left out",
+					      (int)nlen, *e);
+				continue;
+			}
+			if (pass == 0)
+				n++;
+			else
+				job_pack_var(pk, *e, nlen, *e + nlen + 1);
+		}
+		for (i = 0; i < a->nenv; i++) {
+			nlen = job_env_name(a->env[i]);
+			if (job_env_later(a, i))
+				continue;
+			if (a->env[i][nlen] == '=')
+				value = a->env[i] + nlen + 1;
+			else if ((value = getenv(a->env[i])) == NULL)
+				continue;
+			if (pass == 0)
+				n++;
+			else
+				job_pack_var(pk, a->env[i], nlen, value);
+		}
+	}
+}
+
+/*
+ * The directory a job runs in: --cwd (made absolute), else for an exec
+ * job the current one; NULL: none is sent.  The current directory is
+ * asked for once: a gather has it for each of its exec lines.
+ */
+static const char *
+job_cwd(const struct cmd_args *a)
+{
+	static char here[4096], there[8192];
+	static int known; /* 1: here holds it, -1: it cannot be had */
+
+	if (a->cwd == NULL && strcmp(a->argv[0], JOB_EXEC_TASK) != 0)
+		return NULL;
+	if (a->cwd != NULL && *a->cwd == '/')
+		return a->cwd;
+	if (known == 0 && getcwd(here, sizeof(here)) == NULL) {
+		warnx("the current directory: %s%s", strerror(errno),
+		      a->cwd == NULL ? "; the job runs in the daemon's default"
+		                     : "");
+		known = -1;
+	} else if (known == 0)
+		known = 1;
+	if (known < 0)
+		return a->cwd; /* relative, the daemon says so; or none */
+	if (a->cwd == NULL)
+		return here;
+	snprintf(there, sizeof(there), "%s/%s", strcmp(here, "/") ? here : "",
+	         a->cwd);
+	return there;
+}
+
 /*
  * The fields of a job request (task, args, executor, flags, timeout,
- * retries) as key-value pairs, without a map header: a submit has them
+ * retries, directory, environment) as key-value pairs, without a map
+ * header: a submit has them
  * at its top level, a gather entry in a map of its own.  Returns how
  * many pairs were packed.
  */
@@ -266,6 +470,7 @@ job_pack_queue(msgpack_packer *pk, const struct cmd_args *a)
 size_t
 cmd_job_pack(msgpack_packer *pk, const struct cmd_args *a)
 {
+	const char *cwd;
 	size_t n = 2;
 
 	job_pack_key(pk, PF_TASK);
@@ -322,6 +527,15 @@ cmd_job_pack(msgpack_packer *pk, const struct cmd_args *a)
 		msgpack_pack_true(pk);
 		n++;
 	}
+	if ((cwd = job_cwd(a)) != NULL) {
+		job_pack_key(pk, PF_CWD);
+		msgpack_pack_str_with_body(pk, cwd, strlen(cwd));
+		n++;
+	}
+	if (a->seen & (CMD_OPT_ENV | CMD_OPT_ENV_ALL)) {
+		job_pack_env(pk, a);
+		n++;
+	}
 	return n + job_pack_queue(pk, a);
 }
 
@@ -347,7 +561,7 @@ cmd_job_pack_after(msgpack_packer *pk, const struct cmd_dep *after, uint32_t n)
 
 static uint64_t
 job_encode_submit(struct conn *c, struct proto_enc *e, const struct cmd_args *a,
-                  bool watch)
+                  bool watch, bool stream)
 {
 	uint64_t id;
 	size_t n;
@@ -356,7 +570,22 @@ job_encode_submit(struct conn *c, struct proto_enc *e, const struct cmd_args *a,
 	for (n = cmd_job_pack(&e->pk, a); n > 0; n--)
 		proto_enc_elem(e);
 	proto_enc_bool(e, PF_WATCH, watch);
+	if (stream)
+		proto_enc_cstr(e, PF_STDIN, "stream");
 	return id;
+}
+
+/* Whether the job's arguments give its standard input (stdin=). */
+static bool
+job_has_stdin(const struct cmd_args *a)
+{
+	int i;
+
+	for (i = 0; i < a->nkv; i++)
+		if (a->kv[i].maplen == 0 && a->kv[i].keylen == 5 &&
+		    memcmp(a->kv[i].key, "stdin", 5) == 0)
+			return true;
+	return false;
 }
 
 /* Send a request that names one job; returns its id in *id. */
@@ -400,7 +629,9 @@ struct job_follow {
 	bool bar;              /* a live bar; not for a job that is output */
 	bool queue;            /* a live line only while the job is queued */
 	bool result;           /* print the result */
+	bool feed;             /* run exec: stream the standard input */
 	struct cmd_slot *slot; /* run: the submit, to send again */
+	int status;            /* out: the command's exit status, or -1 */
 };
 
 /*
@@ -431,7 +662,7 @@ job_drawn(const struct job_follow *f, const struct render_progress *p)
  * for the "queued (N ahead)" line and for the time the rate counts from.
  */
 static int
-job_follow(struct ctl *ctl, const struct job_follow *f)
+job_follow(struct ctl *ctl, struct job_follow *f)
 {
 	struct conn *c = &ctl->conn;
 	struct render_progress p;
@@ -445,6 +676,7 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 
 	render_progress_init(&p, job, NULL);
 	poll_at = p.start + JOB_POLL_FIRST_US;
+	f->status = -1;
 	for (;;) {
 		wake = deadline;
 		if (job_drawn(f, &p) && have_job) {
@@ -475,6 +707,7 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 			continue;
 		}
 		if (st == CONN_INTR) {
+			conn_feed(c, -1, 0);
 			if (!f->own || cancelling) {
 				render_progress_clear(&p);
 				return CTL_INTERRUPTED;
@@ -512,6 +745,8 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 			job = p.job = proto_u64(&m, PF_JOB, 0);
 			have_job = true;
 			p.start = conn_now();
+			if (f->feed && !cancelling)
+				conn_feed(c, STDIN_FILENO, job);
 			poll_at = p.start + JOB_POLL_FIRST_US;
 			if (cancelling &&
 			    job_request(c, PROTO_CANCEL, job, NULL) != CONN_OK)
@@ -549,7 +784,8 @@ job_follow(struct ctl *ctl, const struct job_follow *f)
 				      " bytes of output were dropped "
 				      "(reader too slow)",
 				      proto_u64(&m, PF_DROPPED, 0));
-			ret = job_end(ctl, &m, f->result);
+			conn_feed(c, -1, 0);
+			ret = job_end_status(ctl, &m, f->result, &f->status);
 			return cancelling ? CTL_INTERRUPTED : ret;
 		case PROTO_ERROR:
 			render_progress_clear(&p);
@@ -581,15 +817,20 @@ cmd_job_run(struct ctl *ctl, struct cmd_args *a)
 	enum conn_status st;
 	int ret;
 
-	f.req = job_encode_submit(&ctl->conn, &e, a, true);
+	/* exec reads this standard input, unless told or given another */
+	f.feed = exec && !(a->seen & CMD_OPT_NO_STDIN) && !job_has_stdin(a);
+	f.req = job_encode_submit(&ctl->conn, &e, a, true, f.feed);
 	f.bar = ctl->bar && !exec;
 	f.queue = ctl->bar && exec;
 	f.result = !exec;
+	f.status = -1;
 	if ((st = cmd_slot_send(ctl, &slot, &e)) != CONN_OK)
 		ret = cmd_conn_exit(ctl, st);
 	else
 		ret = job_follow(ctl, &f);
 	cmd_slot_free(&slot);
+	if (exec)
+		return f.status >= 0 ? f.status : cmd_job_command_exit(ret);
 	return ret;
 }
 
@@ -603,7 +844,7 @@ cmd_job_submit(struct ctl *ctl, struct cmd_args *a)
 	uint64_t id;
 	int ret = -1;
 
-	id = job_encode_submit(&ctl->conn, &e, a, false);
+	id = job_encode_submit(&ctl->conn, &e, a, false, false);
 	if ((st = cmd_slot_send(ctl, &slot, &e)) != CONN_OK)
 		ret = cmd_conn_exit(ctl, st);
 	while (ret < 0) {
@@ -758,8 +999,58 @@ job_timed_out(const struct cmd_args *a, const bool *done)
 	warnx("timed out waiting for job%s %s", n == 1 ? "" : "s", list);
 }
 
+static int job_wait(struct ctl *, struct cmd_args *, int *);
+
+/*
+ * Whether the one job wait waits for runs a command (its task is exec):
+ * then wait exits with the command's status.  Asked with status, whose
+ * reply is read before the watch's events.
+ */
+static int
+job_wait_one_exec(struct ctl *ctl, uint64_t job, bool *exec)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	enum conn_status st;
+	const char *task;
+	uint64_t id;
+	size_t len;
+
+	*exec = false;
+	id = conn_begin(&ctl->conn, &e, PROTO_STATUS);
+	proto_enc_u64(&e, PF_JOB, job);
+	if ((st = conn_send(&ctl->conn, &e)) != CONN_OK)
+		return cmd_conn_exit(ctl, st);
+	do {
+		if ((st = conn_recv(&ctl->conn, &m, -1)) != CONN_OK)
+			return cmd_conn_exit(ctl, st);
+	} while (m.id != id);
+	if (m.type == PROTO_ERROR)
+		return cmd_refused(&m);
+	task = proto_str(&m, PF_TASK, &len);
+	*exec = task != NULL && len == strlen(JOB_EXEC_TASK) &&
+	        memcmp(task, JOB_EXEC_TASK, len) == 0;
+	return CTL_OK;
+}
+
 int
 cmd_job_wait(struct ctl *ctl, struct cmd_args *a)
+{
+	bool exec = false;
+	int ret, status = -1;
+
+	if (a->argc == 1 && !(a->seen & CMD_OPT_ANY) &&
+	    (ret = job_wait_one_exec(ctl, a->jobs[0], &exec)) != CTL_OK)
+		return ret;
+	ret = job_wait(ctl, a, exec ? &status : NULL);
+	if (exec)
+		return status >= 0 ? status : cmd_job_command_exit(ret);
+	return ret;
+}
+
+/* Wait for the jobs; with status, the one job's command's status. */
+static int
+job_wait(struct ctl *ctl, struct cmd_args *a, int *status)
 {
 	struct proto_msg m;
 	enum conn_status st;
@@ -786,7 +1077,7 @@ cmd_job_wait(struct ctl *ctl, struct cmd_args *a)
 		if (m.id < first || i >= (uint64_t)a->argc || done[i])
 			continue;
 		if (m.type == PROTO_END)
-			ret = job_end(ctl, &m, false);
+			ret = job_end_status(ctl, &m, false, status);
 		else if (m.type == PROTO_ERROR)
 			ret = cmd_refused(&m);
 		else

@@ -30,6 +30,13 @@ enum ctl_exit {
 	CTL_CANCELLED = 5,     /* the job was cancelled */
 	CTL_TIMEOUT = 6,       /* the job timed out, or so did the wait */
 	CTL_INTERRUPTED = 130, /* SIGINT or SIGTERM */
+	/*
+	 * run exec, and wait for one exec job, exit with the command's own
+	 * status (128 + N for signal N); their own outcomes then are these,
+	 * as timeout(1) and docker run(1) give them, and 130.
+	 */
+	CTL_CMD_TIMEOUT = 124, /* the job timed out */
+	CTL_CMD_FAILED = 125,  /* anything else: no status of the command's */
 };
 
 /* Counts SIGINT and SIGTERM; main.c installs the handler. */
@@ -59,6 +66,13 @@ struct conn {
 	char server[129];
 	uint64_t pid;
 	char cause[1100];
+	/*
+	 * A job's standard input (conn_feed): while conn_recv waits it reads
+	 * feed_fd and sends what it reads as input messages, and the end as
+	 * eof, never more than CONN_FEED_AHEAD bytes ahead of the socket.
+	 */
+	int feed_fd; /* -1: none, or sent to its end */
+	uint64_t feed_job;
 };
 
 enum conn_status conn_open(struct conn *, const char *path);
@@ -70,6 +84,8 @@ enum conn_status conn_send(struct conn *, struct proto_enc *);
 enum conn_status conn_flush(struct conn *);
 enum conn_status conn_pause(struct conn *, int64_t usec);
 enum conn_status conn_recv(struct conn *, struct proto_msg *, int64_t deadline);
+/* Stream fd to job's standard input while replies are awaited; -1: stop. */
+void conn_feed(struct conn *, int fd, uint64_t job);
 int64_t conn_now(void);
 
 /* ---- cmd.c: the command table and argument grammar ---- */
@@ -130,8 +146,8 @@ int64_t conn_now(void);
 #define CMD_OPT_JOB                                                            \
 	(CMD_OPT_EXEC | CMD_OPT_DAEMON | CMD_OPT_FRESH | CMD_OPT_TIMEOUT |     \
 	 CMD_OPT_RETRIES | CMD_OPT_RETRY_DELAY | CMD_OPT_AFTER |               \
-	 CMD_OPT_AFTER_ANY | CMD_OPT_QUEUE | CMD_OPT_MEM |    \
-	 CMD_OPT_PIDS)
+	 CMD_OPT_AFTER_ANY | CMD_OPT_QUEUE | CMD_OPT_MEM | CMD_OPT_PIDS |      \
+	 CMD_OPT_ENV | CMD_OPT_ENV_ALL | CMD_OPT_CWD)
 /* Where a job waits its turn: its group, priority, slots, start time. */
 #define CMD_OPT_QUEUE                                                          \
 	(CMD_OPT_GROUP | CMD_OPT_PRIORITY | CMD_OPT_CPUS | CMD_OPT_LABEL |     \
@@ -249,6 +265,9 @@ struct cmd_args {
 	uint64_t cpus;     /* CMD_OPT_CPUS */
 	uint64_t at;       /* CMD_OPT_AT, CMD_OPT_IN: µs since the epoch */
 	uint64_t parallel; /* CMD_OPT_PARALLEL */
+	const char *env[CMD_MAX_ARGS]; /* CMD_OPT_ENV: NAME or NAME=VALUE */
+	int nenv;
+	const char *cwd; /* CMD_OPT_CWD */
 	struct cmd_batch batch;
 };
 
@@ -323,6 +342,8 @@ size_t cmd_job_pack(msgpack_packer *, const struct cmd_args *);
 void cmd_job_pack_after(msgpack_packer *, const struct cmd_dep *, uint32_t n);
 int cmd_job_state(const struct proto_msg *);
 int cmd_job_exit(int state);
+bool cmd_job_runs_exec(int argc, char **argv);
+int cmd_job_command_exit(int own);
 int cmd_job_worse(int, int);
 void cmd_job_retry_line(struct ctl *, const struct proto_msg *,
                         const char *prefix);

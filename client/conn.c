@@ -20,7 +20,9 @@
 
 #include "concctl.h"
 
-#define CONN_READ_SIZE 65536
+#define CONN_READ_SIZE  65536
+#define CONN_FEED_CHUNK 65536        /* input bytes per message */
+#define CONN_FEED_AHEAD (256 * 1024) /* unsent bytes: read no more input */
 
 /* Microseconds on the monotonic clock. */
 int64_t
@@ -106,6 +108,7 @@ conn_open_until(struct conn *c, const char *path, int64_t deadline)
 
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
+	c->feed_fd = -1;
 	c->path = path;
 	c->next_id = 1;
 	c->intr_seen = ctl_interrupted;
@@ -200,6 +203,60 @@ conn_flush(struct conn *c)
 	return CONN_OK;
 }
 
+void
+conn_feed(struct conn *c, int fd, uint64_t job)
+{
+	c->feed_fd = fd;
+	c->feed_job = job;
+}
+
+/*
+ * Read a chunk of the job's standard input and queue it as an input
+ * message; at its end (or a read error) queue the eof.
+ */
+static void
+conn_feed_read(struct conn *c)
+{
+	char buf[CONN_FEED_CHUNK];
+	struct proto_enc e;
+	ssize_t n;
+
+	n = read(c->feed_fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	conn_begin(c, &e, PROTO_INPUT);
+	proto_enc_u64(&e, PF_JOB, c->feed_job);
+	if (n > 0) {
+		proto_enc_key(&e, PF_DATA);
+		msgpack_pack_bin_with_body(&e.pk, buf, (size_t)n);
+	} else {
+		proto_enc_bool(&e, PF_EOF, true);
+		c->feed_fd = -1;
+	}
+	(void)proto_enc_end(&e);
+}
+
+/* Write what the socket takes now of the queued messages. */
+static enum conn_status
+conn_write_some(struct conn *c)
+{
+	ssize_t n;
+
+	n = send(c->fd, c->wbuf.data, c->wbuf.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return CONN_OK;
+	if (n == -1) {
+		c->wbuf.len = 0;
+		if (errno == EPIPE || errno == ECONNRESET)
+			return CONN_CLOSED;
+		snprintf(c->cause, sizeof(c->cause), "write to %s: %s", c->path,
+		         strerror(errno));
+		return CONN_ERROR;
+	}
+	pbuf_consume(&c->wbuf, (size_t)n);
+	return CONN_OK;
+}
+
 /* The signal mask ppoll() waits with: interrupts let through. */
 static void
 conn_waitmask(sigset_t *mask)
@@ -285,9 +342,11 @@ conn_decode(struct conn *c, const char *payload, size_t len,
 enum conn_status
 conn_recv(struct conn *c, struct proto_msg *m, int64_t deadline)
 {
-	struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+	struct pollfd pfd[2] = {{.fd = c->fd, .events = POLLIN},
+	                        {.fd = -1, .events = POLLIN}};
 	struct timespec ts;
 	const char *payload;
+	enum conn_status st;
 	sigset_t mask;
 	size_t plen;
 	ssize_t n;
@@ -326,14 +385,23 @@ conn_recv(struct conn *c, struct proto_msg *m, int64_t deadline)
 			ts.tv_sec = left / 1000000;
 			ts.tv_nsec = (left % 1000000) * 1000;
 		}
-		if (ppoll(&pfd, 1, deadline >= 0 ? &ts : NULL, &mask) == -1) {
+		/* standard input is read only while the socket keeps up */
+		pfd[0].events = POLLIN | (c->wbuf.len > 0 ? POLLOUT : 0);
+		pfd[1].fd = c->wbuf.len < CONN_FEED_AHEAD ? c->feed_fd : -1;
+		if (ppoll(pfd, 2, deadline >= 0 ? &ts : NULL, &mask) == -1) {
 			if (errno == EINTR)
 				continue;
 			snprintf(c->cause, sizeof(c->cause), "poll: %s",
 			         strerror(errno));
 			return CONN_ERROR;
 		}
-		if (pfd.revents == 0)
+		if (pfd[1].revents != 0)
+			conn_feed_read(c);
+		if ((pfd[0].revents & POLLOUT) || pfd[1].revents != 0) {
+			if ((st = conn_write_some(c)) != CONN_OK)
+				return st;
+		}
+		if ((pfd[0].revents & ~POLLOUT) == 0)
 			continue;
 		pbuf_reserve(&c->rbuf, CONN_READ_SIZE);
 		n = read(c->fd, c->rbuf.data + c->rbuf.len,

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -50,6 +51,12 @@ struct conn_seg {
 	TAILQ_ENTRY(conn_seg) link;
 };
 
+/* A descriptor to go with byte `at` of a connection's output. */
+struct conn_fd {
+	size_t at;
+	int fd; /* our duplicate, closed once sent */
+};
+
 struct conn {
 	int fd;
 	const struct conn_handler *handler;
@@ -65,11 +72,13 @@ struct conn {
 	struct watch_list watches;
 	TAILQ_HEAD(conn_segs, conn_seg) segs; /* empty unless replies wait */
 	bool dirty;
-	bool writing; /* wev is added: the socket was full */
-	bool closing; /* flush what is queued, then close */
-	bool paused;  /* rev is deleted: over CONN_PAUSE unsent */
-	bool backlog; /* call the drained hook once it has drained */
-	bool held;    /* conn_hold_reads: rev is not added */
+	bool writing;        /* wev is added: the socket was full */
+	bool closing;        /* flush what is queued, then close */
+	bool paused;         /* rev is deleted: over CONN_PAUSE unsent */
+	bool backlog;        /* call the drained hook once it has drained */
+	bool held;           /* conn_hold_reads: rev is not added */
+	struct conn_fd *fds; /* descriptors to pass (conn_pass_fd), in order */
+	size_t nfds;
 	TAILQ_ENTRY(conn) link;
 	TAILQ_ENTRY(conn) dirty_link;
 	TAILQ_ENTRY(conn) wait_link; /* on waiting while it has segments */
@@ -162,6 +171,9 @@ conn_close(struct conn *c)
 	event_free(c->rev);
 	event_free(c->wev);
 	close(c->fd);
+	while (c->nfds > 0)
+		close(c->fds[--c->nfds].fd);
+	free(c->fds);
 	pbuf_free(&c->in);
 	pbuf_free(&c->out);
 	msgpack_zone_destroy(&c->zone);
@@ -427,15 +439,79 @@ conn_drained(struct conn *c)
 	}
 }
 
+int
+conn_pass_fd(struct conn *c, int fd)
+{
+	struct conn_fd *v;
+	int dup;
+
+	if (!TAILQ_EMPTY(&c->segs)) {
+		errno = EINVAL; /* its output waits for the store: no place */
+		return -1;
+	}
+	if ((v = realloc(c->fds, (c->nfds + 1) * sizeof(*v))) == NULL)
+		return -1;
+	c->fds = v;
+	if ((dup = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return -1;
+	v[c->nfds].at = c->out.len;
+	v[c->nfds].fd = dup;
+	c->nfds++;
+	return 0;
+}
+
+/*
+ * Write output from c->out_off up to the next descriptor to pass, or
+ * with that descriptor when it goes with the first byte.
+ */
+static ssize_t
+conn_write(struct conn *c)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov;
+	struct msghdr mh;
+	struct cmsghdr *cm;
+	size_t end = c->out.len;
+	ssize_t n;
+
+	if (c->nfds == 0)
+		return write(c->fd, c->out.data + c->out_off,
+		             c->out.len - c->out_off);
+	if (c->nfds > 1)
+		end = c->fds[1].at;
+	if (c->fds[0].at > c->out_off)
+		return write(c->fd, c->out.data + c->out_off,
+		             c->fds[0].at - c->out_off);
+	memset(&mh, 0, sizeof(mh));
+	memset(cbuf, 0, sizeof(cbuf));
+	iov.iov_base = c->out.data + c->out_off;
+	iov.iov_len = end - c->out_off;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof(cbuf);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &c->fds[0].fd, sizeof(int));
+	n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+	if (n > 0) {
+		close(c->fds[0].fd);
+		memmove(c->fds, c->fds + 1, --c->nfds * sizeof(*c->fds));
+	}
+	return n;
+}
+
 /* Write what is queued; returns -1 when the connection is gone. */
 static int
 conn_flush(struct conn *c)
 {
 	ssize_t n;
+	size_t i;
 
 	while (c->out_off < c->out.len) {
-		n = write(c->fd, c->out.data + c->out_off,
-		          c->out.len - c->out_off);
+		n = conn_write(c);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -445,6 +521,8 @@ conn_flush(struct conn *c)
 		c->out_off += (size_t)n;
 	}
 	if (c->out_off == c->out.len) {
+		for (i = 0; i < c->nfds; i++) /* to go with bytes not queued */
+			c->fds[i].at -= c->out_off;
 		c->out.len = c->out_off = 0;
 		if (c->closing)
 			return -1;
@@ -456,6 +534,8 @@ conn_flush(struct conn *c)
 	/* Compact once the written part dominates. */
 	if (c->out_off > c->out.len / 2) {
 		pbuf_consume(&c->out, c->out_off);
+		for (i = 0; i < c->nfds; i++)
+			c->fds[i].at -= c->out_off;
 		c->out_off = 0;
 	}
 	c->writing = true;

@@ -55,6 +55,12 @@ bool conn_overfull(const struct conn *);
 /* Add a hook called when a backlogged connection has drained. */
 void conn_hook_drained(void (*)(struct conn *));
 void conn_hold_reads(struct conn *, bool hold);
+/*
+ * Pass a duplicate of fd (SCM_RIGHTS) with the next byte queued: the
+ * peer receives it no later than that byte.  Only for a connection whose
+ * output does not wait for the store (a worker process's).  0, or -1.
+ */
+int conn_pass_fd(struct conn *, int fd);
 void conn_flush_final(int ms);
 struct watch_list *conn_watches(struct conn *);
 uid_t conn_uid(const struct conn *);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "input.h"
 #include "job.h"
 #include "joblog.h"
 #include "log.h"
@@ -492,6 +493,23 @@ job_extra_free(struct job_extra *x)
 	free(x);
 }
 
+int
+job_stdin(const struct job *j)
+{
+	return j->extra != NULL ? j->extra->stdin_pipe - 1 : -1;
+}
+
+int
+job_set_stdin(struct job *j, int fd)
+{
+	if (fd < 0 && j->extra == NULL)
+		return 0;
+	if (job_extra(j) == NULL)
+		return -1;
+	j->extra->stdin_pipe = fd + 1; /* 0, what calloc gives: none */
+	return 0;
+}
+
 struct job_extra *
 job_extra(struct job *j)
 {
@@ -835,6 +853,11 @@ job_end_fields(struct proto_enc *e, void *arg, bool result)
 	proto_enc_u64(e, PF_JOB, a->r->id);
 	if (a->index >= 0)
 		proto_enc_u64(e, PF_INDEX, (uint64_t)a->index);
+	/* how its command ended, which concctl run exits with */
+	if (a->r->x != NULL && a->r->x->exit >= 0)
+		proto_enc_u64(e, PF_EXIT, (uint64_t)a->r->x->exit);
+	if (a->r->x != NULL && a->r->x->signal >= 0)
+		proto_enc_u64(e, PF_SIGNAL, (uint64_t)a->r->x->signal);
 	if (result)
 		job_encode_outcome(e, a->r, a->dropped, true);
 	else
@@ -867,6 +890,65 @@ job_encode_row_end(struct pbuf *b, const struct store_row *r, uint64_t req)
 	struct job_end a = {.r = r, .dropped = r->dropped, .index = -1};
 
 	(void)proto_enc_result_frame(b, PROTO_END, req, job_end_fields, &a);
+}
+
+/*
+ * Whether an environment variable's name looks as if its value were a
+ * secret: records give such a value as nil.
+ */
+static bool
+job_env_secret(const char *name, size_t len)
+{
+	static const char *const words[] = {
+	    "KEY",  "SECRET", "TOKEN",   "PASS",    "CREDENTIAL",
+	    "AUTH", "COOKIE", "SESSION", "PRIVATE", "SIGNATURE",
+	};
+	size_t i, k, w;
+
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		w = strlen(words[i]);
+		for (k = 0; k + w <= len; k++)
+			if (strncasecmp(name + k, words[i], w) == 0)
+				return true;
+	}
+	return false;
+}
+
+void
+job_encode_env(struct proto_enc *e, const struct job_extra *x)
+{
+	msgpack_zone zone;
+	msgpack_object env;
+	size_t off = 0;
+	uint32_t i;
+
+	if (x == NULL || x->env == NULL)
+		return;
+	msgpack_zone_init(&zone, 1024);
+	if (msgpack_unpack(x->env, x->env_len, &off, &zone, &env) ==
+	        MSGPACK_UNPACK_SUCCESS &&
+	    env.type == MSGPACK_OBJECT_MAP) {
+		proto_enc_key(e, PF_ENV);
+		proto_enc_map_open(e);
+		for (i = 0; i < env.via.map.size; i++) {
+			const msgpack_object *k = &env.via.map.ptr[i].key;
+			const msgpack_object *v = &env.via.map.ptr[i].val;
+
+			if (k->type != MSGPACK_OBJECT_STR ||
+			    v->type != MSGPACK_OBJECT_STR)
+				continue;
+			msgpack_pack_str_with_body(&e->pk, k->via.str.ptr,
+			                           k->via.str.size);
+			proto_enc_elem(e);
+			if (job_env_secret(k->via.str.ptr, k->via.str.size))
+				msgpack_pack_nil(&e->pk);
+			else
+				msgpack_pack_str_with_body(
+				    &e->pk, v->via.str.ptr, v->via.str.size);
+		}
+		proto_enc_close(e);
+	}
+	msgpack_zone_destroy(&zone);
 }
 
 /* What a job asked beyond its task, as its record gives it. */
@@ -1151,6 +1233,23 @@ job_retry(struct job *j, enum proto_state s)
 	return true;
 }
 
+/* How the attempt's command ended, from its context, for its record. */
+static void
+job_exit_status(struct job *j)
+{
+	struct job_extra *x;
+
+	if (!j->ctx.exited) {
+		if (j->extra != NULL) /* an attempt before this one's */
+			j->extra->exit = j->extra->signal = -1;
+		return;
+	}
+	if ((x = job_extra(j)) == NULL)
+		return; /* out of memory: the status goes unsaid */
+	x->exit = j->ctx.exit_signal != 0 ? -1 : j->ctx.exit_code;
+	x->signal = j->ctx.exit_signal != 0 ? j->ctx.exit_signal : -1;
+}
+
 void
 job_finish(struct job *j, enum proto_state s)
 {
@@ -1185,10 +1284,12 @@ job_finish(struct job *j, enum proto_state s)
 		j->err = PE_NONE;
 	}
 	jobs_up->stop(&j->ctx);
+	job_exit_status(j);
 	if (job_retry(j, s))
 		return;
 	job_set_state(j, s);
 	joblog_end(j->id);
+	input_ended(j);
 	if (jobs_up->ended != NULL)
 		jobs_up->ended(j);
 	while ((w = LIST_FIRST(&j->watches)) != NULL) {

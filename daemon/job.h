@@ -42,9 +42,12 @@ struct task_ctx {
 	uint32_t wait_ms;
 	int wait_fd;
 	bool wait_write;
-	uint8_t code;       /* enum proto_error a failure has; PE_NONE: its own */
-	bool started;       /* start() succeeded: stop() is owed */
-	atomic_bool cancel; /* set by the loop, read by the worker */
+	uint8_t code; /* enum proto_error a failure has; PE_NONE: its own */
+	bool started; /* start() succeeded: stop() is owed */
+	atomic_bool cancel;  /* set by the loop, read by the worker */
+	bool exited;         /* a command's outcome is known (task_exit) */
+	uint8_t exit_code;   /* its exit status, when exit_signal is 0 */
+	uint8_t exit_signal; /* the signal that killed it */
 };
 
 struct watch {
@@ -204,6 +207,13 @@ void job_extra_free(struct job_extra *);
 /* The job's extra, made (zeroed, exit and signal -1) if it has none. */
 struct job_extra *job_extra(struct job *);
 /*
+ * The read end of the pipe of a job's streamed standard input (input.c),
+ * kept in its extra while the job lives, or -1.  job_set_stdin: 0, or -1
+ * when out of memory.
+ */
+int job_stdin(const struct job *);
+int job_set_stdin(struct job *, int fd);
+/*
  * Jobs first .. first + n - 1, just made, go to their executors; returns
  * the store batch their rows go in, which the reply that tells of them
  * must wait for (0: no store).  They run while their batch is written.
@@ -252,6 +262,12 @@ void job_encode_end(struct pbuf *, const struct job *, const struct watch *w,
  * left out and its size given instead (result_omitted).
  */
 void job_encode_record(struct proto_enc *, const struct job *, bool result);
+/*
+ * The environment a job was given (status adds it to the record): each
+ * name with its value, or nil when the name looks secret (KEY, SECRET,
+ * TOKEN, PASS, CREDENTIAL, AUTH, COOKIE, SESSION, PRIVATE, SIGNATURE).
+ */
+void job_encode_env(struct proto_enc *, const struct job_extra *);
 /* A record as the store gave it, for a job no longer in memory. */
 void job_encode_row(struct proto_enc *, const struct store_row *, bool result);
 /* The end event of such a job. */

@@ -444,15 +444,25 @@ static void
 proc_give(struct pworker *w, struct job *j)
 {
 	struct proto_enc e;
+	bool stream;
 
 	TAILQ_INSERT_TAIL(&w->jobs, j, link);
 	w->njobs++;
 	w->given++;
 	j->xdata = w;
+	/* a streamed standard input: the pipe's read end goes with the run */
+	stream = job_stdin(j) >= 0 && conn_pass_fd(w->conn, job_stdin(j)) == 0;
 	proto_enc_begin(&e, conn_out(w->conn), PROTO_RUN, 0);
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_cstr(&e, PF_TASK, j->task->name);
 	proto_enc_u64(&e, PF_UID, j->uid); /* whose identity it acts with */
+	if (stream)
+		proto_enc_cstr(&e, PF_STDIN, "stream");
+	/* the caller's context, for a task that asks (task_cwd, task_env) */
+	if (j->extra != NULL && j->extra->cwd != NULL)
+		proto_enc_cstr(&e, PF_CWD, j->extra->cwd);
+	if (j->extra != NULL && j->extra->env != NULL)
+		proto_enc_raw(&e, PF_ENV, j->extra->env, j->extra->env_len);
 	/* its limits, which its command's cgroup or rlimits enforce */
 	if (j->extra != NULL && j->extra->mem > 0)
 		proto_enc_u64(&e, PF_MEM, j->extra->mem);
@@ -611,6 +621,9 @@ proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 		j->ctx.error =
 		    strdup(proto_strcpy(m, PF_MESSAGE, msg, sizeof(msg)));
 	}
+	if (proto_has(m, PF_EXIT) || proto_has(m, PF_SIGNAL))
+		task_exit(&j->ctx, (int)(proto_u64(m, PF_EXIT, 0) & 0xff),
+		          (int)(proto_u64(m, PF_SIGNAL, 0) & 0x7f));
 	if (s == PS_FAILED && proto_has(m, PF_ERROR)) {
 		const char *code = proto_str(m, PF_ERROR, &len);
 		int e = code != NULL ? proto_error_lookup(code, len) : -1;

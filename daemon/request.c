@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "deps.h"
 #include "executor.h"
+#include "input.h"
 #include "job.h"
 #include "joblog.h"
 #include "log.h"
@@ -133,7 +134,10 @@ struct stored {
 static void
 stored_fields(struct proto_enc *e, void *arg, bool result)
 {
-	job_encode_row(e, arg, result);
+	const struct store_row *r = arg;
+
+	job_encode_row(e, r, result);
+	job_encode_env(e, r->x);
 }
 
 /*
@@ -460,6 +464,98 @@ oom:
 	return -1;
 }
 
+/* A word as a POSIX shell reads it back: bare when that is safe. */
+static void
+request_quote(struct pbuf *b, const char *w, size_t n)
+{
+	static const char safe[] = "abcdefghijklmnopqrstuvwxyz"
+	                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                           "0123456789_@%+=:,./-";
+	static const char hex[] = "0123456789abcdef";
+	bool bare = n > 0, control = false;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (memchr(safe, w[i], sizeof(safe) - 1) == NULL)
+			bare = false;
+		if ((unsigned char)w[i] < 0x20 || w[i] == 0x7f)
+			control = true;
+	}
+	if (bare) {
+		pbuf_append(b, w, n);
+		return;
+	}
+	/* a control character would break a line: $'...' names it */
+	pbuf_append(b, control ? "$'" : "'", control ? 2 : 1);
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)w[i];
+
+		if (control && (ch < 0x20 || ch == 0x7f)) {
+			char esc[4] = {'\\', 'x', hex[ch >> 4], hex[ch & 15]};
+
+			pbuf_append(b, esc, 4);
+		} else if (control && (ch == '\'' || ch == '\\')) {
+			pbuf_append(b, "\\", 1);
+			pbuf_append(b, w + i, 1);
+		} else if (ch == '\'') {
+			pbuf_append(b, "'\\''", 4);
+		} else {
+			pbuf_append(b, w + i, 1);
+		}
+	}
+	pbuf_append(b, "'", 1);
+}
+
+/*
+ * The command line of a job that runs a command (argv in its arguments),
+ * shell-quoted, for status and ps: in *xp (made if need be).  At most
+ * the field's 4096 bytes, cut between characters with "..." at the end.
+ * -1 when out of memory.
+ */
+static int
+request_command(const struct proto_msg *m, struct job_extra **xp)
+{
+	const msgpack_object *args = &m->f[PF_ARGS], *argv = NULL;
+	size_t max = proto_fields[PF_COMMAND].max;
+	struct pbuf b = {0};
+	uint32_t i;
+
+	if (!proto_has(m, PF_ARGS))
+		return 0;
+	for (i = 0; i < args->via.map.size; i++)
+		if (proto_obj_streq(&args->via.map.ptr[i].key, "argv"))
+			argv = &args->via.map.ptr[i].val;
+	if (argv == NULL || argv->type != MSGPACK_OBJECT_ARRAY)
+		return 0;
+	for (i = 0; i < argv->via.array.size; i++) {
+		const msgpack_object *w = &argv->via.array.ptr[i];
+
+		if (w->type != MSGPACK_OBJECT_STR)
+			continue;
+		if (i > 0)
+			pbuf_append(&b, " ", 1);
+		request_quote(&b, w->via.str.ptr, w->via.str.size);
+		if (b.len > max)
+			break;
+	}
+	if (b.len > max) {
+		b.len = max - 3;
+		while (b.len > 0 &&
+		       ((unsigned char)b.data[b.len] & 0xc0) == 0x80)
+			b.len--; /* not inside a character */
+		pbuf_append(&b, "...", 3);
+	}
+	pbuf_append(&b, "", 1);
+	if (*xp == NULL && (*xp = calloc(1, sizeof(**xp))) != NULL)
+		(*xp)->exit = (*xp)->signal = -1;
+	if (*xp == NULL) {
+		pbuf_free(&b);
+		return -1;
+	}
+	(*xp)->command = b.data;
+	return 0;
+}
+
 /*
  * Check one job request (a submit, or one entry of a gather) and fill
  * js; its packed arguments are appended to args (js->args is set by the
@@ -546,6 +642,19 @@ parse_job(const struct proto_msg *m, uid_t uid, bool in_gather,
 		job_extra_free(extra);
 		return -1;
 	}
+	if (in_gather && extra != NULL &&
+	    extra->stdin_mode == JOB_STDIN_STREAM) {
+		snprintf(cause, len,
+		         "stdin \"stream\" is for a submit: a gather's jobs "
+		         "read /dev/null");
+		job_extra_free(extra);
+		return -1;
+	}
+	if (request_command(m, &extra) < 0) {
+		snprintf(cause, len, "out of memory");
+		job_extra_free(extra);
+		return -1;
+	}
 	if (extra != NULL && extra->group != NULL &&
 	    queue_check_group(extra->group, strlen(extra->group), cause, len) <
 	        0) {
@@ -610,6 +719,26 @@ request_init(void)
 {
 	if (store_hook_committed(request_committed) < 0)
 		fatalx("request_init: no room for a store hook");
+}
+
+/*
+ * A submit's standard input: with stdin "stream", a pipe fed by this
+ * connection's input messages (input.c).  -1 after an error reply.
+ */
+static int
+request_stdin(struct conn *c, const struct proto_msg *m,
+              const struct job_submit *js, struct input **in)
+{
+	*in = NULL;
+	if (js->extra == NULL || js->extra->stdin_mode != JOB_STDIN_STREAM)
+		return 0;
+	if ((*in = input_new(c)) == NULL) {
+		reply_error(c, m->id, PE_INTERNAL,
+		            "no pipe for the job's standard input: %s",
+		            strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* Is job id one the peer may name: in memory, or only in the store? */
@@ -722,6 +851,7 @@ request_submit(struct conn *c, const struct proto_msg *m)
 {
 	static struct pbuf args;
 	struct conn_reply r = {.n = 1};
+	struct input *in;
 	struct job_submit js;
 	struct job *j;
 	enum proto_error code;
@@ -748,11 +878,16 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	}
 	if (store_refuses(c, m->id))
 		goto out;
+	if (request_stdin(c, m, &js, &in) < 0)
+		goto out;
 	js.args = args.data;
 	if ((j = job_new(&js)) == NULL) {
+		input_free(in);
 		reply_error(c, m->id, PE_INTERNAL, "out of memory");
 		goto out;
 	}
+	if (in != NULL && input_attach(in, j) < 0)
+		input_free(in); /* out of memory: it reads /dev/null */
 	r.req = m->id;
 	r.first = j->id;
 	if (proto_bool(m, PF_WATCH, false))
@@ -1001,11 +1136,13 @@ request_queue_fields(struct proto_enc *e, bool waiting, uint64_t ahead)
 static void
 status_fields(struct proto_enc *e, void *arg, bool result)
 {
+	const struct job *j = arg;
 	uint64_t ahead = 0;
-	bool waiting = queue_ahead(arg, &ahead);
+	bool waiting = queue_ahead(j, &ahead);
 
-	job_encode_record(e, arg, result);
+	job_encode_record(e, j, result);
 	request_queue_fields(e, waiting, ahead);
+	job_encode_env(e, j->extra); /* status alone: ps rows stay small */
 }
 
 /* A record too large with its result goes without it. */
@@ -1655,6 +1792,47 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
+/*
+ * Bytes for a job's standard input, or its end: no reply unless refused,
+ * so that a stream costs one frame a chunk.  Input for a job that has
+ * ended meanwhile is dropped.
+ */
+static void
+request_input(struct conn *c, const struct proto_msg *m)
+{
+	uint64_t id = proto_u64(m, PF_JOB, 0);
+	struct job *j = job_find(id);
+	const msgpack_object *d = &m->f[PF_DATA];
+	const void *data = NULL;
+	const char *cause;
+	size_t len = 0;
+
+	if (j == NULL || !job_visible(j, conn_uid(c))) {
+		if (j == NULL && id != 0 && id <= job_last_id())
+			return; /* ended and gone: the rest is dropped */
+		reply_error(c, m->id, PE_NO_SUCH_JOB, "no such job: %llu",
+		            (unsigned long long)id);
+		return;
+	}
+	if (PROTO_STATE_FINAL(j->state))
+		return;
+	if (proto_has(m, PF_DATA) && d->type == MSGPACK_OBJECT_BIN) {
+		data = d->via.bin.ptr;
+		len = d->via.bin.size;
+	} else if (proto_has(m, PF_DATA) && d->type == MSGPACK_OBJECT_STR) {
+		data = d->via.str.ptr;
+		len = d->via.str.size;
+	} else if (proto_has(m, PF_DATA)) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "input: data must be bin or str");
+		return;
+	}
+	if (input_put(c, id, data, len, proto_bool(m, PF_EOF, false), &cause) <
+	    0)
+		reply_error(c, m->id, PE_BAD_FIELD, "job %llu %s",
+		            (unsigned long long)id, cause);
+}
+
 /* Groups: who may change one is queue.c's to say, told who is admin. */
 static void
 request_group(struct conn *c, const struct proto_msg *m)
@@ -1937,6 +2115,7 @@ static void (*const request_table[PROTO_TYPE_COUNT])(
     [PROTO_GROUP] = request_group,     [PROTO_HOLD] = request_hold,
     [PROTO_RELEASE] = request_release, [PROTO_WAIT] = request_wait,
     [PROTO_CLEAN] = request_clean,     [PROTO_RESTART] = request_restart,
+    [PROTO_INPUT] = request_input,
 };
 
 static void
@@ -1954,6 +2133,7 @@ request_closed(struct conn *c, void *arg)
 {
 	job_unwatch_conn(c);
 	logread_unwatch_conn(c);
+	input_conn_closed(c);
 	queue_unwait_conn(c);
 }
 

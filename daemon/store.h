@@ -47,6 +47,8 @@ struct job_extra {
 	uint8_t stdin_mode;  /* enum job_stdin */
 	bool after_any;      /* run once they end, however they end */
 	bool held;           /* a queued job held back */
+	/* not stored: a streamed standard input's read end + 1 (input.c) */
+	int stdin_pipe;
 };
 
 /* A group of the queue, as the store holds it. */

@@ -19,6 +19,7 @@
 #include "job.h"
 #include "log.h"
 #include "reap.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 
@@ -368,6 +369,8 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	ctx->ops = ops;
 	ctx->worker_state = worker_state;
 	ctx->wait_fd = -1;
+	/* an earlier attempt's outcome is not this one's */
+	ctx->exited = false;
 	/* the state lives in the job's own allocation when it has room */
 	if (job->inline_state)
 		ctx->state =
@@ -573,6 +576,37 @@ task_fail(struct task_ctx *ctx, const char *fmt, ...)
 	free(ctx->error);
 	ctx->error = s != NULL ? s : strdup("task failed");
 	return TASK_FAILED;
+}
+
+const char *
+task_cwd(struct task_ctx *ctx)
+{
+	const struct job_extra *x = CTX_JOB(ctx)->extra;
+
+	return x != NULL ? x->cwd : NULL;
+}
+
+const char *
+task_env(struct task_ctx *ctx, size_t *len)
+{
+	const struct job_extra *x = CTX_JOB(ctx)->extra;
+
+	*len = x != NULL ? x->env_len : 0;
+	return x != NULL ? x->env : NULL;
+}
+
+int
+task_stdin(struct task_ctx *ctx)
+{
+	return job_stdin(CTX_JOB(ctx));
+}
+
+void
+task_exit(struct task_ctx *ctx, int code, int sig)
+{
+	ctx->exited = true;
+	ctx->exit_code = (uint8_t)(sig != 0 ? 0 : code);
+	ctx->exit_signal = (uint8_t)sig;
 }
 
 enum task_step

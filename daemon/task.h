@@ -173,11 +173,31 @@ bool task_output_full(struct task_ctx *);
  */
 void task_release_child(struct task_ctx *, pid_t pid, int pidfd,
                         unsigned grace_ms);
+/*
+ * The caller's context, sent with the job: its working directory, an
+ * absolute path (NULL: none), and the environment it chose to pass, a
+ * msgpack map of names to values (NULL: none; *len its bytes).  Valid
+ * while the job runs.
+ */
+const char *task_cwd(struct task_ctx *);
+const char *task_env(struct task_ctx *, size_t *len);
+/*
+ * The job's standard input when its client streams it (stdin "stream"):
+ * the read end of a pipe, borrowed (dup it to keep it), or -1.  A
+ * command given it reads what the client sends, then EOF.
+ */
+int task_stdin(struct task_ctx *);
 /* Report progress; the daemon coalesces it for slow watchers. */
 void task_progress(struct task_ctx *, uint64_t done, uint64_t total,
                    const char *msg);
 /* Pack exactly one msgpack value as the job's result. */
 msgpack_packer *task_result(struct task_ctx *);
+/*
+ * How the command the job ran ended (exec): it exited with status code
+ * (sig 0), or signal sig killed it.  Its end event and record carry it
+ * as exit or signal, and `concctl run` exits with it.
+ */
+void task_exit(struct task_ctx *, int code, int sig);
 /* Record an error; returns TASK_FAILED so `return task_fail(...)` reads. */
 enum task_step task_fail(struct task_ctx *, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

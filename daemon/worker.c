@@ -29,12 +29,14 @@
 #include "log.h"
 #include "store.h"
 #include "loop.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 #include "worker.h"
 
 #define WORKER_FLUSH_AT    (64 * 1024)
 #define WORKER_PROGRESS_MS 20
+#define WORKER_FDS_MAX     64 /* descriptors one read takes at most */
 
 static struct {
 	int fd;
@@ -52,6 +54,8 @@ static struct {
 	struct job *current;
 	struct worker_shm *shm; /* what concd reads if this worker dies */
 	struct task_warm warm;
+	int *fds; /* passed with runs not yet read, in order */
+	size_t nfds, fdcap;
 } wk;
 
 static void
@@ -83,6 +87,10 @@ worker_end_fields(struct proto_enc *e, void *arg, bool result)
 	const struct job *j = a->j;
 
 	proto_enc_u64(e, PF_JOB, j->id);
+	if (j->ctx.exited && j->ctx.exit_signal != 0)
+		proto_enc_u64(e, PF_SIGNAL, j->ctx.exit_signal);
+	else if (j->ctx.exited)
+		proto_enc_u64(e, PF_EXIT, j->ctx.exit_code);
 	if (!result) { /* too large for a frame: the job still ends */
 		proto_enc_result_too_large(e, j->ctx.result.len);
 		return;
@@ -111,10 +119,90 @@ worker_send_end(struct job *j, enum proto_state state)
 		worker_flush();
 }
 
+/*
+ * Read from the daemon, taking the descriptors that come with the bytes
+ * (a streamed standard input's pipe, with its job's run) in order.
+ */
+static ssize_t
+worker_recv(void)
+{
+	char cbuf[CMSG_SPACE(WORKER_FDS_MAX * sizeof(int))];
+	struct iovec iov = {.iov_base = wk.in.data + wk.in.len,
+	                    .iov_len = wk.in.cap - wk.in.len};
+	struct msghdr mh = {.msg_iov = &iov,
+	                    .msg_iovlen = 1,
+	                    .msg_control = cbuf,
+	                    .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm;
+	size_t i, nfd;
+	ssize_t n;
+	int fd;
+
+	n = recvmsg(wk.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return n;
+	if (mh.msg_flags & MSG_CTRUNC)
+		_exit(1); /* descriptors lost: runs and pipes would not match */
+	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nfd; i++) {
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
+			       sizeof(fd));
+			/* one lost would give a later job another's input */
+			if (wk.nfds == wk.fdcap &&
+			    (wk.fds = realloc(wk.fds, (wk.fdcap += 16) *
+			                                  sizeof(int))) == NULL)
+				_exit(1);
+			wk.fds[wk.nfds++] = fd;
+		}
+	}
+	return n;
+}
+
+/* The next descriptor the daemon passed, or -1. */
+static int
+worker_take_fd(void)
+{
+	int fd;
+
+	if (wk.nfds == 0)
+		return -1;
+	fd = wk.fds[0];
+	memmove(wk.fds, wk.fds + 1, --wk.nfds * sizeof(int));
+	return fd;
+}
+
+/* The caller's context a run carries (task_cwd, task_env). */
+static void
+worker_context(struct job *j, const struct proto_msg *m)
+{
+	struct job_extra *x = job_extra(j);
+	struct pbuf b = {0};
+	msgpack_packer pk;
+	const char *cwd;
+	size_t len;
+
+	if (x == NULL)
+		_exit(1);
+	if ((cwd = proto_str(m, PF_CWD, &len)) != NULL &&
+	    (x->cwd = strndup(cwd, len)) == NULL)
+		_exit(1);
+	if (proto_has(m, PF_ENV)) {
+		msgpack_packer_init(&pk, &b, pbuf_write_cb);
+		msgpack_pack_object(&pk, m->f[PF_ENV]);
+		x->env = b.data;
+		x->env_len = (uint32_t)b.len;
+	}
+}
+
 static void
 worker_free_job(struct job *j)
 {
 	task_ctx_free(&j->ctx);
+	if (job_stdin(j) >= 0)
+		close(job_stdin(j));
 	job_extra_free(j->extra);
 	free(j->args);
 	free(j);
@@ -143,6 +231,10 @@ worker_on_run(const struct proto_msg *m)
 	}
 	atomic_init(&j->ctx.cancel, false);
 	j->ctx.wait_fd = -1;
+	if (proto_has(m, PF_STDIN) && job_set_stdin(j, worker_take_fd()) < 0)
+		_exit(1);
+	if (proto_has(m, PF_CWD) || proto_has(m, PF_ENV))
+		worker_context(j, m);
 	if (proto_has(m, PF_ARGS) && m->f[PF_ARGS].type == MSGPACK_OBJECT_MAP &&
 	    m->f[PF_ARGS].via.map.size > 0) {
 		struct pbuf b = {0};
@@ -225,8 +317,7 @@ worker_read(int timeout_ms)
 			return true;
 	}
 	pbuf_reserve(&wk.in, 64 * 1024);
-	n = recv(wk.fd, wk.in.data + wk.in.len, wk.in.cap - wk.in.len,
-	         MSG_DONTWAIT);
+	n = worker_recv();
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR;
 	if (n == 0) {

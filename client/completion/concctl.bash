@@ -29,6 +29,9 @@ _concctl()
 	users)
 		COMPREPLY=($(compgen -u -- "$cur"))
 		;;
+	variables)
+		COMPREPLY=($(compgen -e -- "$cur"))
+		;;
 	*)
 		COMPREPLY=("${out[@]:1}")
 		# "ms=", "--state=": no space, the value comes next

@@ -63,7 +63,7 @@ static const struct task_arg exec_args[] = {
                   "command's environment"},
     [EXEC_STDIN] = {"stdin", TASK_ARG_STR, false, 0, EXEC_STDIN_MAX, 0,
                     "data written to its standard input, then closed "
-                    "(default: /dev/null)"},
+                    "(default: what its client streams, else /dev/null)"},
     [EXEC_GRACE] = {"grace", TASK_ARG_INT, false, 0, TASK_WIND_DOWN_MS, 2000,
                     "milliseconds between SIGTERM and SIGKILL on cancel "
                     "or timeout"},
@@ -177,26 +177,32 @@ nomem:
 	return -1;
 }
 
-/*
- * The child's environment: base (concd's own, or none for a command run
- * as its owner), less the names env= sets, then env='s NAME=VALUE
- * strings.  Inherited entries are borrowed from base; *own holds the
- * strings made here, to free.
- */
-static int
-exec_make_env(struct task_ctx *ctx, const msgpack_object *map, char **base,
-              char ***envp, char ***own)
+/* Whether map has the name key (a msgpack string). */
+static bool
+exec_map_has(const msgpack_object *map, const char *name, size_t len)
 {
-	uint32_t i, k, n;
-	size_t nenv = 0, e = 0;
-	char **v, **mine;
+	uint32_t i;
+
+	for (i = 0; map != NULL && i < map->via.map.size; i++) {
+		const msgpack_object *key = &map->via.map.ptr[i].key;
+
+		if (key->via.str.size == len &&
+		    memcmp(key->via.str.ptr, name, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int
+exec_check_env(struct task_ctx *ctx, const msgpack_object *map)
+{
+	uint32_t i;
 
 	if (map->type != MSGPACK_OBJECT_MAP) {
 		task_fail(ctx, "exec: env must be a map of strings to strings");
 		return -1;
 	}
-	n = map->via.map.size;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < map->via.map.size; i++) {
 		const msgpack_object *key = &map->via.map.ptr[i].key;
 		const msgpack_object *val = &map->via.map.ptr[i].val;
 
@@ -228,6 +234,30 @@ exec_make_env(struct task_ctx *ctx, const msgpack_object *map, char **base,
 			return -1;
 		}
 	}
+	return 0;
+}
+
+/*
+ * The child's environment: base (concd's own, or none for a command run
+ * as its owner), less the names the maps set, then the maps' NAME=VALUE
+ * strings: the caller's environment (map[0]), then env= (map[1]), the
+ * later winning.  Inherited entries are borrowed from base; *own holds
+ * the strings made here, to free.
+ */
+static int
+exec_make_env(struct task_ctx *ctx, const msgpack_object *map[2], char **base,
+              char ***envp, char ***own)
+{
+	uint32_t i, n = 0;
+	size_t nenv = 0, e = 0, m = 0, k;
+	char **v, **mine;
+	int w;
+
+	for (w = 0; w < 2; w++) {
+		if (map[w] != NULL && exec_check_env(ctx, map[w]) < 0)
+			return -1;
+		n += map[w] != NULL ? map[w]->via.map.size : 0;
+	}
 	while (base != NULL && base[nenv] != NULL)
 		nenv++;
 	if ((v = calloc(nenv + n + 1, sizeof(*v))) == NULL)
@@ -237,32 +267,31 @@ exec_make_env(struct task_ctx *ctx, const msgpack_object *map, char **base,
 		goto nomem;
 	}
 	for (k = 0; k < nenv; k++) {
-		const char *cur = base[k];
-		size_t len = strcspn(cur, "=");
-		bool replaced = false;
+		size_t len = strcspn(base[k], "=");
 
-		for (i = 0; i < n && !replaced; i++) {
-			const msgpack_object *key = &map->via.map.ptr[i].key;
-
-			replaced = key->via.str.size == len &&
-			           memcmp(key->via.str.ptr, cur, len) == 0;
-		}
-		if (!replaced)
+		if (!exec_map_has(map[0], base[k], len) &&
+		    !exec_map_has(map[1], base[k], len))
 			v[e++] = base[k];
 	}
-	for (i = 0; i < n; i++) {
-		const msgpack_object *key = &map->via.map.ptr[i].key;
-		const msgpack_object *val = &map->via.map.ptr[i].val;
+	for (w = 0; w < 2; w++) {
+		for (i = 0; map[w] != NULL && i < map[w]->via.map.size; i++) {
+			const msgpack_object *key = &map[w]->via.map.ptr[i].key;
+			const msgpack_object *val = &map[w]->via.map.ptr[i].val;
 
-		if (asprintf(&mine[i], "%.*s=%.*s", (int)key->via.str.size,
-		             key->via.str.ptr, (int)val->via.str.size,
-		             val->via.str.ptr) < 0) {
-			mine[i] = NULL;
-			spawn_strv_free(mine);
-			free(v);
-			goto nomem;
+			if (w == 0 && exec_map_has(map[1], key->via.str.ptr,
+			                           key->via.str.size))
+				continue; /* env= sets it */
+			if (asprintf(&mine[m], "%.*s=%.*s",
+			             (int)key->via.str.size, key->via.str.ptr,
+			             (int)val->via.str.size,
+			             val->via.str.ptr) < 0) {
+				mine[m] = NULL;
+				spawn_strv_free(mine);
+				free(v);
+				goto nomem;
+			}
+			v[e++] = mine[m++];
 		}
-		v[e++] = mine[i];
 	}
 	*envp = v;
 	*own = mine;
@@ -382,6 +411,10 @@ exec_pipes(struct task_ctx *ctx, struct exec_state *s, int outp[2], int errp[2],
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
 	    (with_stdin && pipe2(inp, O_CLOEXEC) < 0))
 		goto fail;
+	/* streamed by its client: the command reads the job's own pipe */
+	if (!with_stdin && task_stdin(ctx) >= 0 &&
+	    (inp[0] = fcntl(task_stdin(ctx), F_DUPFD_CLOEXEC, 0)) < 0)
+		goto fail;
 	s->out[0].fd = outp[0];
 	s->out[1].fd = errp[0];
 	s->infd = inp[1];
@@ -470,7 +503,12 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 	                        .job = task_job_id(ctx),
 	                        .as_owner = task_as_owner(ctx)};
 	const msgpack_object *list = argv[EXEC_ARGV].o;
-	const msgpack_object *env = argv[EXEC_ENV].o;
+	const msgpack_object *env[2] = {NULL, argv[EXEC_ENV].o};
+	union task_value cwd = argv[EXEC_CWD];
+	msgpack_object caller_env;
+	msgpack_zone zone;
+	const char *raw;
+	size_t len, off = 0;
 	int rc = -1;
 
 	s->pidfd = s->epfd = s->infd = s->out[0].fd = s->out[1].fd = -1;
@@ -489,12 +527,20 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 		task_fail(ctx, "exec: missing argument argv");
 		goto out;
 	}
+	msgpack_zone_init(&zone, 256);
 	if (exec_copy_argv(ctx, list, &cmd.argv) < 0)
 		goto out;
-	if (argv[EXEC_CWD].s.ptr != NULL &&
-	    exec_check_cwd(ctx, &argv[EXEC_CWD], !cmd.as_owner, &cmd.cwd) < 0)
+	/* the caller's directory and environment, unless cwd= and env= */
+	if (cwd.s.ptr == NULL && (cwd.s.ptr = task_cwd(ctx)) != NULL)
+		cwd.s.len = strlen(cwd.s.ptr);
+	if ((raw = task_env(ctx, &len)) != NULL &&
+	    msgpack_unpack(raw, len, &off, &zone, &caller_env) ==
+	        MSGPACK_UNPACK_SUCCESS)
+		env[0] = &caller_env;
+	if (cwd.s.ptr != NULL &&
+	    exec_check_cwd(ctx, &cwd, !cmd.as_owner, &cmd.cwd) < 0)
 		goto out;
-	if (env != NULL &&
+	if ((env[0] != NULL || env[1] != NULL) &&
 	    exec_make_env(ctx, env, cmd.as_owner ? NULL : environ, &cmd.envp,
 	                  &cmd.own) < 0)
 		goto out;
@@ -508,6 +554,7 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 	}
 	rc = exec_spawn(ctx, s, &cmd, argv[EXEC_STDIN].s.ptr != NULL);
 out:
+	msgpack_zone_destroy(&zone);
 	spawn_cmd_free(&cmd);
 	if (rc < 0) {
 		free(s->in);
@@ -640,6 +687,10 @@ exec_outcome(struct task_ctx *ctx, struct exec_state *s, const siginfo_t *si)
 	const char *name;
 	msgpack_packer *pk;
 
+	if (si->si_code == CLD_EXITED)
+		task_exit(ctx, si->si_status, 0);
+	else
+		task_exit(ctx, 0, si->si_status);
 	if (si->si_code == CLD_EXITED && si->si_status == 0) {
 		pk = task_result(ctx);
 		msgpack_pack_map(pk, 1);
@@ -794,8 +845,12 @@ exec_step(struct task_ctx *ctx)
 		return exec_wound_down(s); /* reaped while winding down */
 	switch (exec_reap(s, &si)) {
 	case 1:
-		if (s->winding)
+		if (s->winding) {
+			task_exit(ctx,
+			          si.si_code == CLD_EXITED ? si.si_status : 0,
+			          si.si_code == CLD_EXITED ? 0 : si.si_status);
 			return exec_wound_down(s);
+		}
 		return exec_outcome(ctx, s, &si);
 	case -1:
 		return task_fail(ctx, "exec: waitid: %s", strerror(errno));

@@ -143,6 +143,25 @@ class UsersTest(unittest.TestCase):
     def alive(self):
         self.assertEqual(self.ctl(None, "ping").returncode, 0)
 
+    def wire_run(self, user, argv, x):
+        """Run argv as an exec job of user, submitted on the wire
+        without a cwd (concctl always sends its own): its stdout."""
+        script = (
+            "import sys; sys.path.insert(0, %r)\n"
+            "from harness import Client\n"
+            "c = Client(%r)\n"
+            "ev = c.until_end(c.request('submit', task='exec', exec=%r,\n"
+            "                           args={'argv': %r}, watch=True))\n"
+            "sys.stdout.buffer.write(b''.join(e['data'] for e in ev\n"
+            "                        if e['t'] == 'output'))\n"
+            % (os.path.dirname(os.path.abspath(__file__)), self.d.socket,
+               x, argv))
+        r = subprocess.run(["runuser", "-u", user, "--", "/usr/bin/python3",
+                            "-c", script], capture_output=True, text=True,
+                           timeout=BOUND, cwd="/")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
 
 class RootConcdTest(UsersTest):
     def test_an_exec_command_runs_with_its_owners_uid_and_groups(self):
@@ -169,11 +188,16 @@ class RootConcdTest(UsersTest):
     def test_an_exec_command_gets_its_owners_environment_never_roots(self):
         script = ('echo "$HOME|$USER|$LOGNAME|$SHELL|'
                   '${CONCD_ROOT_ONLY-unset}"; pwd')
+        home = os.path.join(top, BOB)
         for x in EXECUTORS:
             with self.subTest(executor=x):
+                # in the caller's directory, through concctl
                 out = self.ok(BOB, "run", "exec", "-x", x, "--",
                               "sh", "-c", script)
-                home = os.path.join(top, BOB)
+                self.assertEqual(out, "%s|%s|%s|/bin/sh|unset\n%s\n"
+                                 % (home, BOB, BOB, os.getcwd()))
+                # in the owner's home when the job names no directory
+                out = self.wire_run(BOB, ["sh", "-c", script], x)
                 self.assertEqual(out, "%s|%s|%s|/bin/sh|unset\n%s\n"
                                  % (home, BOB, BOB, home))
         # root's commands keep concd's environment
@@ -193,14 +217,14 @@ class RootConcdTest(UsersTest):
             with self.subTest(executor=x):
                 self.refused(ALICE, "run", "exec", "-x", x,
                              "cwd=" + os.path.join(top, BOB), "--", "pwd",
-                             rc=1, message='exec: cannot use cwd "%s": '
+                             rc=125, message='exec: cannot use cwd "%s": '
                              'Permission denied' % os.path.join(top, BOB))
 
     def test_a_command_runs_in_root_when_its_owner_cannot_enter_home(self):
         home = os.path.join(top, ALICE)
         os.chmod(home, 0o000)
         try:
-            out = self.ok(ALICE, "run", "exec", "--", "pwd")
+            out = self.wire_run(ALICE, ["pwd"], "loop")
         finally:
             os.chmod(home, 0o700)
         self.assertEqual(out, "/\n")
@@ -251,7 +275,7 @@ class RootConcdTest(UsersTest):
                 r = subprocess.run(cmd + [x, "--", "id", "-u"],
                                    capture_output=True, text=True,
                                    timeout=BOUND)
-                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertEqual(r.returncode, 125, r.stderr)
                 self.assertEqual(r.stdout, "")
                 self.assertIn("exec: uid %d has no entry in the user "
                               "database" % NO_ACCOUNT_UID, r.stderr)
@@ -279,8 +303,8 @@ class RootConcdTest(UsersTest):
         if not VALGRIND:
             self.refused(ALICE, "run", "exec", "--",
                          os.path.abspath(CONCTL), "--socket",
-                         self.d.socket, "shutdown", rc=1,
-                         message="exited with status 4")
+                         self.d.socket, "shutdown", rc=4,
+                         message="permission_denied")
         self.alive()
         # a member of admin-group may
         out = json.loads(self.ok(BOSS, "--json", "pool", "resize",
@@ -370,7 +394,7 @@ class UserInstanceTest(unittest.TestCase):
     def test_it_refuses_other_users_exec_jobs(self):
         self.start("processes = 1\n")
         r = self.ctl(BOB, "run", "exec", "--", "id", "-u")
-        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertEqual(r.returncode, 125, r.stderr)  # refused: no status
         self.assertEqual(r.stdout, "")
         self.assertIn("permission_denied: exec jobs of uid %d are refused"
                       % uid(BOB), r.stderr)
@@ -402,7 +426,7 @@ class UserInstanceTest(unittest.TestCase):
                 "processes"] != 2:
             self.assertLess(time.monotonic(), deadline, "no reload")
         r = self.ctl(BOB, "run", "exec", "--", "id", "-u")
-        self.assertEqual(r.returncode, 4)
+        self.assertEqual(r.returncode, 125)
         self.assertIn("permission_denied", r.stderr)
 
 

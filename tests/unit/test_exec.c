@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "job.h"
+#include "store.h"
 #include "task.h"
 #include "task_int.h"
 
@@ -192,6 +193,7 @@ static void
 free_job(struct job *j)
 {
 	task_ctx_free(&j->ctx);
+	job_extra_free(j->extra);
 	free(j->args);
 	free(j);
 }
@@ -417,6 +419,96 @@ env_and_cwd_are_honoured(void **state)
 	assert_stream(1, want);
 	free_job(j);
 	assert_int_equal(rmdir(dir), 0);
+}
+
+static void
+the_exit_status_or_the_signal_is_recorded(void **state)
+{
+	static const struct {
+		const char *script;
+		int code, sig;
+	} cases[] = {
+	    {"exit 0", 0, 0},        {"exit 3", 3, 0},
+	    {"exit 255", 255, 0},    {"kill -TERM $$", 0, 15},
+	    {"kill -KILL $$", 0, 9},
+	};
+	struct job *j;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		j = job_for(&(struct spec){ARGV("sh", "-c", cases[i].script),
+		                           .grace = -1});
+		assert_false(j->ctx.exited);
+		(void)run(j);
+		assert_true(j->ctx.exited);
+		assert_int_equal(j->ctx.exit_code, cases[i].code);
+		assert_int_equal(j->ctx.exit_signal, cases[i].sig);
+		free_job(j);
+	}
+	/* a command that never ran has none */
+	j = job_for(&(struct spec){ARGV("/nonexistent/command"), .grace = -1});
+	assert_int_equal(task_ctx_start(&j->ctx, j, ops, NULL) == 0
+	                     ? task_run_blocking(&j->ctx, fd_wait, NULL)
+	                     : TASK_FAILED,
+	                 TASK_FAILED);
+	assert_false(j->ctx.exited);
+	free_job(j);
+}
+
+/* The caller's directory and environment, under the task's own. */
+static void
+the_callers_context_applies_under_cwd_and_env(void **state)
+{
+	char dir[] = "/tmp/concd-exec-XXXXXX", want[256];
+	struct pbuf b = {0};
+	msgpack_packer pk;
+	struct job *j;
+
+	assert_non_null(mkdtemp(dir));
+	msgpack_packer_init(&pk, &b, pbuf_write_cb);
+	msgpack_pack_map(&pk, 2);
+	msgpack_pack_str_with_body(&pk, "A", 1);
+	msgpack_pack_str_with_body(&pk, "caller", 6);
+	msgpack_pack_str_with_body(&pk, "B", 1);
+	msgpack_pack_str_with_body(&pk, "caller", 6);
+	j = job_for(&(struct spec){ARGV("sh", "-c", "echo $A $B; pwd"),
+	                           .env = ARGV("B", "task"), .grace = -1});
+	assert_non_null(job_extra(j));
+	j->extra->cwd = strdup(dir);
+	j->extra->env = b.data;
+	j->extra->env_len = (uint32_t)b.len;
+	assert_int_equal(run(j), TASK_DONE);
+	snprintf(want, sizeof(want), "caller task\n%s\n", dir);
+	assert_stream(1, want);
+	free_job(j);
+	/* cwd= wins over the caller's */
+	j = job_for(&(struct spec){ARGV("pwd"), .cwd = "/", .grace = -1});
+	assert_non_null(job_extra(j));
+	j->extra->cwd = strdup(dir);
+	assert_int_equal(run(j), TASK_DONE);
+	assert_stream(1, "/\n");
+	free_job(j);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+/* A job's streamed standard input: the read end of its pipe. */
+static void
+a_streamed_stdin_is_read_from_the_jobs_pipe(void **state)
+{
+	struct job *j;
+	int p[2];
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(write(p[1], "streamed\n", 9), 9);
+	close(p[1]); /* its end: the command reads EOF after it */
+	j = job_for(&(struct spec){ARGV("cat"), .grace = -1});
+	assert_int_equal(job_set_stdin(j, p[0]), 0);
+	assert_int_equal(run(j), TASK_DONE);
+	assert_stream(1, "streamed\n");
+	/* the job's own end stays open, the command had a copy */
+	assert_int_equal(fcntl(p[0], F_GETFD), FD_CLOEXEC);
+	close(p[0]);
+	free_job(j);
 }
 
 /*
@@ -1000,6 +1092,9 @@ main(void)
 	    cmocka_unit_test(long_lines_come_in_4096_byte_pieces),
 	    cmocka_unit_test(much_output_arrives_whole_and_in_order),
 	    cmocka_unit_test(env_and_cwd_are_honoured),
+	    cmocka_unit_test(the_exit_status_or_the_signal_is_recorded),
+	    cmocka_unit_test(the_callers_context_applies_under_cwd_and_env),
+	    cmocka_unit_test(a_streamed_stdin_is_read_from_the_jobs_pipe),
 	    cmocka_unit_test(
 	        the_state_is_small_until_a_line_is_left_unfinished),
 	    cmocka_unit_test(
