@@ -1861,9 +1861,13 @@ store_commit(void)
 	 * Commit delay: new jobs that have not ended are held back for up to
 	 * STORE_DELAY_US, and the batch waits with them, so that a job that
 	 * ends soon (a round trip on a worker) is written once; its reply
-	 * waits for the batch in any case.
+	 * waits for the batch in any case.  While the store's thread is
+	 * writing, they are held on past that: their batch could only wait
+	 * behind the one being written, and a job that ends meanwhile (a deep
+	 * queue of worker jobs) is still written once.
 	 */
-	hold = !store.syncing && store.delay != DELAY_OVER;
+	hold = !store.syncing &&
+	       (store.delay != DELAY_OVER || store.nflight > 0);
 	held = store.collect != NULL ? store.collect(hold) : 0;
 	if (store.nflight == 2 || store.blocked)
 		return;
