@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,6 +358,12 @@ main(int argc, char *argv[])
 	if (argc >= 3 && strcmp(argv[1], "--worker") == 0)
 		return worker_role(argc, argv);
 	std_fds_open();
+	/*
+	 * Large blocks (a burst's store batch) are mapped and unmapped, never
+	 * kept in the heap: glibc would otherwise raise this bound once such a
+	 * block is freed, and keep the next ones resident.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
 	n = sysconf(_SC_NPROCESSORS_ONLN);
 	opt.threads = n > 0 ? (int)n : 1;

@@ -38,6 +38,8 @@
 #define STORE_DELAY_US    300   /* a batch waits for new jobs to end */
 #define STORE_LAZY_US     10000 /* a batch of ends alone waits for more */
 #define STORE_LAZY_ROWS   512
+#define STORE_SPARE_ROWS  4096 /* a batch kept for the next: at most */
+#define STORE_SPARE_BYTES (1 << 20)
 #define STORE_WAL_PAGES   8192      /* a checkpoint once the WAL is this long */
 #define STORE_TRIM_EVERY  60        /* seconds between age sweeps */
 #define STORE_TRIM_MAX    4096      /* rows a batch deletes, at most */
@@ -545,7 +547,7 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		goto fail;
 	snprintf(pragmas, sizeof(pragmas),
 	         "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
-	         "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384;"
+	         "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -2048;"
 	         "PRAGMA foreign_keys = OFF",
 	         fsync ? "FULL" : "NORMAL");
 	if (store_exec(store.db, pragmas, cause, len) < 0)
@@ -1633,7 +1635,9 @@ store_mark(void)
 static void
 store_recycle(struct batch *b)
 {
-	if (store_spare == NULL) {
+	/* a big batch's room goes back: a burst does not stay resident */
+	if (store_spare == NULL && b->cap <= STORE_SPARE_ROWS &&
+	    b->data.cap <= STORE_SPARE_BYTES) {
 		batch_reset(b);
 		store_spare = b;
 	} else
@@ -1866,8 +1870,8 @@ store_commit(void)
 	 * behind the one being written, and a job that ends meanwhile (a deep
 	 * queue of worker jobs) is still written once.
 	 */
-	hold = !store.syncing &&
-	       (store.delay != DELAY_OVER || store.nflight > 0);
+	hold =
+	    !store.syncing && (store.delay != DELAY_OVER || store.nflight > 0);
 	held = store.collect != NULL ? store.collect(hold) : 0;
 	if (store.nflight == 2 || store.blocked)
 		return;
