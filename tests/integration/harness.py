@@ -302,7 +302,7 @@ class Daemon:
         e = dict(os.environ)
         e.update(env or {})
         return subprocess.run(cmd, input=input, capture_output=True,
-                              text=True, timeout=BOUND, env=e)
+                              text=True, timeout=BOUND * SLOWDOWN, env=e)
 
 
 class Client:

@@ -326,6 +326,8 @@ class ExitStatus(Base):
         self.assertEqual(r.returncode, 124, r.stderr)
         gate.release()
         self.assertEqual(self.ctl("wait", held).returncode, 0)
+        if VALGRIND:
+            return  # there a command that cannot start exits 127 (README)
         bad = self.ctl("submit", "exec", "--",
                        "no-such-command-here").stdout.strip().decode()
         r = self.ctl("wait", bad)
@@ -345,6 +347,8 @@ class ExitStatus(Base):
              b"timed out"),
         )
         for args, rc, text in cases:
+            if VALGRIND and "no-such-command-here" in args:
+                continue  # there a command that cannot start exits 127
             with self.subTest(args=args):
                 r = self.ctl(*args)
                 self.assertEqual(r.returncode, rc, r.stderr)
@@ -441,6 +445,8 @@ class Context(Base):
         self.assertTrue(cmd.endswith("..."), cmd[-10:])
 
     @unittest.skipIf(os.geteuid() != 0, "needs root: runs as nobody")
+    @unittest.skipIf(VALGRIND, "valgrind makes the spawn's child a fork: a "
+                     "command that cannot start exits 127")
     def test_a_directory_its_owner_cannot_enter_fails_the_job(self):
         os.chmod(self.d.socket, 0o666)
         private = os.path.join(self.tmp, "private")

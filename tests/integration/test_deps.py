@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import BOUND, DaemonTest  # noqa: E402
+from harness import BOUND, VALGRIND, DaemonTest  # noqa: E402
 
 GREET = os.path.join(os.environ.get("CONCD_PLUGINS", ""), "greet.so")
 RESULT_LINE = re.compile(r"^(\d+) (\S+) (\w+) (.*)$")
@@ -55,6 +55,8 @@ class LargeGather(Base):
         self.assertEqual({x[2] for x in rows}, {"succeeded"})
         self.assertEqual(len({x[1] for x in rows}), n)  # n distinct jobs
 
+    @unittest.skipIf(VALGRIND, "some ten thousand commands: too slow under "
+                     "valgrind")
     def test_a_gather_larger_than_a_frame_is_split(self):
         word = "x" * 2000
         n = 1500  # some 3 MB of requests, each at most 1 MiB

@@ -421,6 +421,8 @@ env_and_cwd_are_honoured(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+static void skip_under_valgrind(void);
+
 static void
 the_exit_status_or_the_signal_is_recorded(void **state)
 {
@@ -435,6 +437,7 @@ the_exit_status_or_the_signal_is_recorded(void **state)
 	struct job *j;
 	size_t i;
 
+	skip_under_valgrind(); /* its signals, and a child that is a fork */
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		j = job_for(&(struct spec){ARGV("sh", "-c", cases[i].script),
 		                           .grace = -1});
