@@ -92,7 +92,7 @@ reply_error(struct conn *c, uint64_t id, enum proto_error code, const char *fmt,
 }
 
 /* The replies that wait for the store (struct conn_reply's kind). */
-enum { REPLY_SUBMIT, REPLY_GATHER, REPLY_CANCEL };
+enum { REPLY_SUBMIT, REPLY_GATHER, REPLY_CANCEL, REPLY_HOLD, REPLY_RELEASE };
 
 /*
  * A reply once the store holds what it tells of: a submit's or a
@@ -104,10 +104,13 @@ request_fill(struct pbuf *b, const struct conn_reply *r)
 	struct proto_enc e;
 	uint32_t i;
 
-	if (r->kind == REPLY_CANCEL) {
+	if (r->kind == REPLY_CANCEL || r->kind == REPLY_HOLD ||
+	    r->kind == REPLY_RELEASE) {
 		proto_enc_begin(&e, b, PROTO_OK, r->req);
 		proto_enc_u64(&e, PF_JOB, r->first);
 		proto_enc_cstr(&e, PF_STATE, proto_states[r->state]);
+		if (r->kind != REPLY_CANCEL)
+			proto_enc_bool(&e, PF_HELD, r->kind == REPLY_HOLD);
 		proto_enc_end(&e);
 		return;
 	}
@@ -1845,7 +1848,8 @@ static void
 request_hold_release(struct conn *c, const struct proto_msg *m, bool hold)
 {
 	struct job *j = request_job(c, m);
-	struct proto_enc e;
+	struct conn_reply r = {.req = m->id,
+	                       .kind = hold ? REPLY_HOLD : REPLY_RELEASE};
 	enum proto_error code;
 	char cause[256];
 
@@ -1855,11 +1859,13 @@ request_hold_release(struct conn *c, const struct proto_msg *m, bool hold)
 		reply_error(c, m->id, code, "%s", cause);
 		return;
 	}
-	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
-	proto_enc_u64(&e, PF_JOB, j->id);
-	proto_enc_cstr(&e, PF_STATE, proto_states[j->state]);
-	proto_enc_bool(&e, PF_HELD, hold);
-	proto_enc_end(&e);
+	r.first = j->id;
+	r.state = j->state;
+	/* the hold is in the store before the client hears of it */
+	if (!store_enabled() || conn_defer(c, store_seq(), &r) < 0)
+		request_fill(conn_out(c), &r);
+	else
+		store_want();
 	conn_dirty(c);
 }
 

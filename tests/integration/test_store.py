@@ -475,6 +475,33 @@ class Restart(StoreTest):
         st = d2.client().call("status", job=victim)
         self.assertEqual(st.get("state"), "cancelled", st)
 
+    def test_a_hold_that_was_answered_survives_kill_9(self):
+        args = ("-p", "0", "--queue-limit", "100000",
+                "--max-finished", "100000")
+        d = self.daemon(*args, threads=1, killed=True)
+        c, other = d.client(), d.client()
+        c.call("group", op="add", name="slow", parallel=1)
+        gate = d.gate()
+        c.call("submit", task="exec", args={"argv": gate.argv},
+               group="slow")
+        victim = c.call("submit", task="exec", args={"argv": ["true"]},
+                        group="slow")["job"]
+        wait_stored(d.state_dir, victim, "queued")
+        # a large batch keeps the store's thread busy meanwhile
+        other.send_raw(b"".join(
+            frame(dict(t="submit", id=i + 1, task="noop", exec="thread"))
+            for i in range(20000)))
+        m = c.call("hold", job=victim)
+        self.assertEqual((m["t"], m["held"]), ("ok", True), m)
+        self.kill9(d)
+        d2 = self.daemon(*args, state_dir=d.state_dir, threads=1)
+        self.addCleanup(gate.release)
+        gate.release()
+        c2 = d2.client()
+        st = c2.call("status", job=victim)
+        self.assertEqual((st.get("state"), st.get("held")),
+                         ("queued", True), st)
+
     def test_jobs_whose_executor_is_gone_end_as_their_kind_says(self):
         d = self.daemon("-p", "2", threads=1, killed=True)
         gate = d.gate()
