@@ -700,6 +700,24 @@ bench_reap(pid_t pid, const char *what)
 	waitpid(pid, &status, 0);
 }
 
+/*
+ * Stop a concd whose jobs would not end by themselves: the first SIGTERM
+ * begins the stop (its socket goes), the second cuts the jobs off, and it
+ * exits as it should, taking what it made (its jobs' cgroups) along.
+ */
+void
+bench_reap_cut(pid_t pid, const char *sock, const char *what)
+{
+	struct timespec tick = {0, 5 * 1000 * 1000};
+	int waited;
+
+	kill(pid, SIGTERM);
+	for (waited = 0; waited < BENCH_STOP_WAIT && access(sock, F_OK) == 0;
+	     waited += 5)
+		nanosleep(&tick, NULL);
+	bench_reap(pid, what);
+}
+
 void
 bench_daemon_stop(struct bench_daemon *d)
 {

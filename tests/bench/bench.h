@@ -218,6 +218,8 @@ void bench_line(const char *name, struct bench_row row, int prec,
 struct bench_daemon *bench_daemon_start(const char *concd,
                                         const char *const *flags);
 void bench_daemon_stop(struct bench_daemon *);
+/* SIGTERM, then once it stops listening a second one: its jobs cut off. */
+void bench_reap_cut(pid_t pid, const char *sock, const char *what);
 
 void bench_conn_open(struct bench_conn *, const char *path,
                      const struct bench_opts *);

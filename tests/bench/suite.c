@@ -1625,8 +1625,7 @@ store_restart(const struct bench_opts *o, struct store_run *u)
 		            ps.queued, ps.running, n);
 	bench_fence(&c);
 	bench_conn_close(&c);
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
+	bench_reap_cut(pid, d->sock, "the restarted concd");
 	close(notify);
 	snprintf(path, sizeof(path), "%s/notify", d->dir);
 	unlink(path);
