@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -239,6 +240,21 @@ store_failing(void)
 }
 
 /* ---- opening ---- */
+
+/*
+ * A statement of store_sql, prepared at its first use by whichever thread
+ * writes (one at a time); NULL on an error, which sqlite3_errmsg says.
+ */
+static sqlite3_stmt *
+store_stmt(int which)
+{
+	if (store.st[which] == NULL &&
+	    sqlite3_prepare_v3(store.db, store_sql[which], -1,
+	                       SQLITE_PREPARE_PERSISTENT, &store.st[which],
+	                       NULL) != SQLITE_OK)
+		store.st[which] = NULL;
+	return store.st[which];
+}
 
 static int
 store_exec(sqlite3 *db, const char *sql, char *cause, size_t len)
@@ -514,6 +530,8 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		return 0;
 	/* no allocation statistics: they take a global lock per malloc */
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 128, 64);
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
 	store.self = geteuid();
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(cause, len, "state directory %s: %s", dir,
@@ -554,17 +572,25 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		goto fail;
 	if (rc == 1 && store_create(store.db, cause, len) < 0)
 		goto fail;
-	if (store_exec(store.db, "PRAGMA quick_check(1)", cause, len) < 0 ||
+	/* a store made just now has nothing to check */
+	if ((rc != 1 &&
+	     store_exec(store.db, "PRAGMA quick_check(1)", cause, len) < 0) ||
 	    store_load_meta(cause, len) < 0)
 		goto fail;
-	for (i = 0; i < ST_COUNT; i++)
-		if (sqlite3_prepare_v3(store.db, store_sql[i], -1,
-		                       SQLITE_PREPARE_PERSISTENT, &store.st[i],
-		                       NULL) != SQLITE_OK) {
+	/*
+	 * Every statement is tried now, so that a store this concd cannot
+	 * write is an error at start; each is made again at its first use, so
+	 * that an idle concd does not keep them.
+	 */
+	for (i = 0; i < ST_COUNT; i++) {
+		if (store_stmt(i) == NULL) {
 			snprintf(cause, len, "%s: %s", store.path,
 			         sqlite3_errmsg(store.db));
 			goto fail;
 		}
+		sqlite3_finalize(store.st[i]);
+		store.st[i] = NULL;
+	}
 	sqlite3_wal_hook(store.db, store_wal_hook, NULL);
 	if (sqlite3_open_v2(store.path, &store.rdb,
 	                    SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
@@ -578,15 +604,10 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 	 */
 	sqlite3_db_config(store.rdb, SQLITE_DBCONFIG_LOOKASIDE, NULL, 0, 0);
 	(void)store_exec(store.rdb, "PRAGMA cache_size = -256", cause, len);
-	/* the reader opens its WAL files now, not at the first request */
-	{
-		int64_t v;
-
-		(void)store_int(store.rdb, "SELECT count(*) FROM meta", &v);
-	}
 	/* the pages the checks read are not needed at rest */
 	sqlite3_db_release_memory(store.db);
 	sqlite3_db_release_memory(store.rdb);
+	malloc_trim(0);
 	store.on = true;
 	store.seq = 1;
 	return 0;
@@ -1163,7 +1184,12 @@ store_groups(void (*fn)(const struct store_group *, void *), void *arg)
 
 	if (!store.on)
 		return 0;
-	if (sqlite3_prepare_v2(store.rdb,
+	/*
+	 * At the start, before any batch: on the writer's connection, as the
+	 * restart reads the live jobs, so that an idle concd has not yet
+	 * made its reader read the schema.
+	 */
+	if (sqlite3_prepare_v2(store.nflight == 0 ? store.db : store.rdb,
 	                       "SELECT name, parallel, paused, uid, mem, pids "
 	                       "FROM groups ORDER BY name",
 	                       -1, &s, NULL) != SQLITE_OK)
@@ -1240,11 +1266,13 @@ bind_int_or_null(sqlite3_stmt *s, int i, int64_t v, int64_t none)
 static int
 write_extra(const struct batch *b, const struct brow *w)
 {
-	sqlite3_stmt *s = store.st[ST_EXTRA];
+	sqlite3_stmt *s = store_stmt(ST_EXTRA);
 	const struct bextra *be;
 	struct job_extra x;
 	int rc;
 
+	if (s == NULL)
+		return -1;
 	be = batch_get_extra(b, w, &x);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)w->r.id);
 	bind_text(s, 27, b, be->cwd, x.cwd ? (uint32_t)strlen(x.cwd) : 0);
@@ -1277,9 +1305,11 @@ write_extra(const struct batch *b, const struct brow *w)
 static int
 write_group(const struct batch *b, const struct bgroup *p)
 {
-	sqlite3_stmt *s = store.st[p->del ? ST_GROUP_DEL : ST_GROUP_PUT];
+	sqlite3_stmt *s = store_stmt(p->del ? ST_GROUP_DEL : ST_GROUP_PUT);
 	int rc;
 
+	if (s == NULL)
+		return -1;
 	sqlite3_bind_text(s, 1, b->data.data + p->name, -1, SQLITE_STATIC);
 	if (!p->del) {
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)p->g.parallel);
@@ -1297,10 +1327,12 @@ static int
 write_row(const struct batch *b, const struct brow *w)
 {
 	const struct store_row *r = &w->r;
-	sqlite3_stmt *s = store.st[r->insert ? ST_INSERT : ST_UPDATE];
+	sqlite3_stmt *s = store_stmt(r->insert ? ST_INSERT : ST_UPDATE);
 	bool final = PROTO_STATE_FINAL(r->state);
 	int rc;
 
+	if (s == NULL)
+		return -1;
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)r->id);
 	if (r->insert) {
 		bind_text(s, 2, b, w->task, w->task_len);
@@ -1359,8 +1391,12 @@ write_row(const struct batch *b, const struct brow *w)
 static int
 store_step(int which)
 {
-	sqlite3_stmt *s = store.st[which];
-	int rc = sqlite3_step(s);
+	sqlite3_stmt *s = store_stmt(which);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	rc = sqlite3_step(s);
 
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : -1;
@@ -1438,6 +1474,8 @@ write_batch_once(struct batch *b)
 	 * before retention deletes what may be the newest rows.
 	 */
 	if (b->next_id > 0) {
+		if (store_stmt(ST_NEXT_ID) == NULL)
+			goto fail;
 		sqlite3_bind_int64(store.st[ST_NEXT_ID], 1,
 		                   (sqlite3_int64)b->next_id);
 		if (store_step(ST_NEXT_ID) < 0)
@@ -2140,8 +2178,9 @@ store_close(void)
 	/* every id given out is in a row: a restart goes on from the next */
 	if (store.next_hook != NULL && store.next_hook() > 0 &&
 	    !store.blocked) {
-		sqlite3_bind_int64(store.st[ST_SET_NEXT_ID], 1,
-		                   (sqlite3_int64)store.next_hook());
+		if (store_stmt(ST_SET_NEXT_ID) != NULL)
+			sqlite3_bind_int64(store.st[ST_SET_NEXT_ID], 1,
+			                   (sqlite3_int64)store.next_hook());
 		if (store_step(ST_SET_NEXT_ID) < 0)
 			log_warnx("%s: %s", store.path,
 			          sqlite3_errmsg(store.db));
