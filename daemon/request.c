@@ -706,15 +706,25 @@ request_committed(uint64_t seq, bool ok)
  * their batch, and their events queue behind it.  (Out of memory for the
  * waiting reply, it goes out before the commit.)
  */
+/*
+ * A reply that tells of a change waits in the connection until the change
+ * is committed (at once without a store, or out of memory to wait).
+ */
 static void
-request_admit(struct conn *c, const struct conn_reply *r)
+request_reply_committed(struct conn *c, const struct conn_reply *r)
 {
 	if (!store_enabled() || conn_defer(c, store_seq(), r) < 0)
 		request_fill(conn_out(c), r);
 	else
 		store_want();
-	job_admit(r->first, r->n);
 	conn_dirty(c);
+}
+
+static void
+request_admit(struct conn *c, const struct conn_reply *r)
+{
+	request_reply_committed(c, r);
+	job_admit(r->first, r->n);
 }
 
 void
@@ -1550,11 +1560,7 @@ request_cancel(struct conn *c, const struct proto_msg *m)
 	r.first = j->id;
 	r.state = j->state;
 	/* a job it ended is ended in the store before the client hears so */
-	if (!store_enabled() || conn_defer(c, store_seq(), &r) < 0)
-		request_fill(conn_out(c), &r);
-	else
-		store_want();
-	conn_dirty(c);
+	request_reply_committed(c, &r);
 }
 
 static void
@@ -1862,11 +1868,7 @@ request_hold_release(struct conn *c, const struct proto_msg *m, bool hold)
 	r.first = j->id;
 	r.state = j->state;
 	/* the hold is in the store before the client hears of it */
-	if (!store_enabled() || conn_defer(c, store_seq(), &r) < 0)
-		request_fill(conn_out(c), &r);
-	else
-		store_want();
-	conn_dirty(c);
+	request_reply_committed(c, &r);
 }
 
 /* The job a restart request names, as memory or the store has it. */

@@ -670,6 +670,22 @@ column_text(sqlite3_stmt *s, int i)
 	return (char *)sqlite3_column_text(s, i);
 }
 
+/* The ids of an after text, "3,4" (the column, and a batch's copy). */
+static uint32_t
+store_after_ids(const char *text, uint64_t *ids, uint32_t max)
+{
+	uint32_t n = 0;
+	char *end;
+
+	while (text != NULL && *text != '\0' && n < max) {
+		ids[n++] = strtoull(text, &end, 10);
+		if (end == text || *end != ',')
+			break;
+		text = end + 1;
+	}
+	return n;
+}
+
 static int64_t
 column_or(sqlite3_stmt *s, int i, int64_t none)
 {
@@ -684,7 +700,6 @@ store_read_extra(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
 {
 	struct job_extra *x = &room->x;
 	const char *p;
-	char *end;
 	int i;
 
 	for (i = 26; i < 44; i++)
@@ -702,14 +717,8 @@ store_read_extra(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
 	x->group = column_text(s, 29);
 	x->label = column_text(s, 30);
 	x->after = room->after;
-	for (p = (const char *)sqlite3_column_text(s, 31);
-	     p != NULL && *p != '\0' && x->nafter < 1024; p = end) {
-		room->after[x->nafter++] = strtoull(p, &end, 10);
-		if (end == p)
-			break;
-		if (*end == ',')
-			end++;
-	}
+	x->nafter = store_after_ids((const char *)sqlite3_column_text(s, 31),
+	                            room->after, 1024);
 	x->priority = column_or(s, 32, 0);
 	x->at = (uint64_t)column_or(s, 33, 0);
 	x->mem = (uint64_t)column_or(s, 34, 0);
@@ -1688,10 +1697,9 @@ batch_copy(struct batch *to, const struct batch *from)
 {
 	const char *d = from->data.data;
 	static uint64_t after[1024];
+	const struct bextra *be;
 	struct job_extra x;
 	struct store_row r;
-	const char *p;
-	char *end;
 	size_t i;
 
 	for (i = 0; i < from->n; i++) {
@@ -1704,18 +1712,12 @@ batch_copy(struct batch *to, const struct batch *from)
 		r.msg = w->msg != UINT32_MAX ? d + w->msg : NULL;
 		r.result = w->result != UINT32_MAX ? d + w->result : NULL;
 		r.x = NULL;
-		if (batch_get_extra(from, w, &x) != NULL) {
-			const struct bextra *be = (const void *)(d + w->x);
-
+		if ((be = batch_get_extra(from, w, &x)) != NULL) {
 			/* the ids again, from their text */
-			x.nafter = 0;
 			x.after = after;
-			for (p = be->after != UINT32_MAX ? d + be->after : NULL;
-			     p != NULL && x.nafter < 1024; p = end + 1) {
-				after[x.nafter++] = strtoull(p, &end, 10);
-				if (*end != ',')
-					break;
-			}
+			x.nafter = store_after_ids(
+			    be->after != UINT32_MAX ? d + be->after : NULL,
+			    after, 1024);
 			r.x = &x;
 		}
 		batch_add(to, &r);
