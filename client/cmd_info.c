@@ -68,13 +68,15 @@ info_print_worker(const struct proto_msg *m)
 	char w[32], buf[17];
 	const char *x;
 
+	x = render_str(m, PF_EXEC, buf, sizeof(buf));
+	if (strcmp(x, proto_execs[PX_SLURM]) == 0)
+		return; /* Slurm's: the slurm line says where */
 	render_worker(m, w, sizeof(w));
 	printf(INFO_LABEL "%s", "worker", w);
 	if (!proto_has(m, PF_WORKER)) {
 		printf("\n");
 		return;
 	}
-	x = render_str(m, PF_EXEC, buf, sizeof(buf));
 	printf(" %s", x);
 	if (proto_has(m, PF_TID)) {
 		printf(" (%s %" PRIu64,
@@ -240,6 +242,15 @@ info_print_job(const struct proto_msg *m)
 		printf(" %s", render_safe(a, sizeof(a), s, len));
 	printf("\n");
 	info_print_worker(m);
+	if (proto_has(m, PF_SLURM_JOB) || proto_has(m, PF_NODE)) {
+		/* "slurm      job 41 on node n07" */
+		printf(INFO_LABEL "job %" PRIu64, "slurm",
+		       proto_u64(m, PF_SLURM_JOB, 0));
+		if (proto_has(m, PF_NODE))
+			printf(" on node %s",
+			       render_str(m, PF_NODE, a, sizeof(a)));
+		printf("\n");
+	}
 	info_print_deps(m);
 	info_print_limits(m);
 	if (proto_u64(m, PF_DROPPED, 0) > 0)

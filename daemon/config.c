@@ -57,6 +57,20 @@ static const struct config_key config_keys[] = {
     {"group", CONFIG_QGROUP, 0, 0, OPT(groups), true},
     {"limits", CONFIG_STR, 1, 16, OPT(limits), false},
     {"on-end", CONFIG_STR, 1, 4096, OPT(on_end), true},
+    {"slurm.enabled", CONFIG_BOOL, 0, 1, OPT(slurm.enabled), false},
+    {"slurm.partition", CONFIG_STR, 1, 256, OPT(slurm.partition), false},
+    {"slurm.account", CONFIG_STR, 1, 256, OPT(slurm.account), false},
+    {"slurm.qos", CONFIG_STR, 1, 256, OPT(slurm.qos), false},
+    {"slurm.srun-options", CONFIG_STR, 1, 4096, OPT(slurm.srun_options), false},
+    {"slurm.salloc-options", CONFIG_STR, 1, 4096, OPT(slurm.salloc_options),
+     false},
+    {"slurm.worker-path", CONFIG_PATH, 1, PATH_MAX - 1, OPT(slurm.worker_path),
+     false},
+    {"slurm.max-workers", CONFIG_INT, 0, POOL_MAX_PROCESSES,
+     OPT(slurm.max_workers), false},
+    {"slurm.idle-release", CONFIG_INT, 0, 100000000, OPT(slurm.idle_release),
+     false},
+    {"slurm.auto-remote", CONFIG_BOOL, 0, 1, OPT(slurm.auto_remote), false},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(CONFIG_NKEYS <= 32, "config_set_mask holds 32 keys");
@@ -350,8 +364,9 @@ int
 config_load_stream(FILE *f, const char *path, struct server_options *o,
                    uint32_t keep, char *cause, size_t causelen)
 {
-	char line[PATH_MAX + 64], why[256];
+	char line[PATH_MAX + 64], why[256], full[80];
 	int lineno = 0, rc = 0;
+	bool slurm = false; /* in the [slurm] section */
 
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *s, *eq, *key, *value;
@@ -363,6 +378,19 @@ config_load_stream(FILE *f, const char *path, struct server_options *o,
 		s = trim(line);
 		if (*s == '\0')
 			continue;
+		if (*s == '[') {
+			/* the one section: what follows is slurm.KEY */
+			if (strcmp(s, "[slurm]") != 0) {
+				snprintf(cause, causelen,
+				         "%s:%d: unknown section \"%.64s\" "
+				         "(there is only [slurm])",
+				         path, lineno, s);
+				rc = -1;
+				break;
+			}
+			slurm = true;
+			continue;
+		}
 		if ((eq = strchr(s, '=')) == NULL) {
 			snprintf(cause, causelen, "%s:%d: expected key = value",
 			         path, lineno);
@@ -372,6 +400,10 @@ config_load_stream(FILE *f, const char *path, struct server_options *o,
 		*eq = '\0';
 		key = trim(s);
 		value = trim(eq + 1);
+		if (slurm && strchr(key, '.') == NULL &&
+		    snprintf(full, sizeof(full), "slurm.%s", key) <
+		        (int)sizeof(full))
+			key = full;
 		for (i = 0; i < CONFIG_NKEYS; i++)
 			if (strcmp(key, config_keys[i].name) == 0)
 				break;
@@ -432,6 +464,15 @@ config_free(struct server_options *o)
 	free(o->on_end);
 	o->socket_path = o->plugin_dir = o->config_path = o->state_dir = NULL;
 	o->limits = o->on_end = NULL;
+	free(o->slurm.partition);
+	free(o->slurm.account);
+	free(o->slurm.qos);
+	free(o->slurm.srun_options);
+	free(o->slurm.salloc_options);
+	free(o->slurm.worker_path);
+	o->slurm.partition = o->slurm.account = o->slurm.qos = NULL;
+	o->slurm.srun_options = o->slurm.salloc_options = NULL;
+	o->slurm.worker_path = NULL;
 	free(o->groups);
 	o->groups = NULL;
 	o->ngroups = 0;

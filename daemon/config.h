@@ -23,6 +23,22 @@ struct config_group {
 };
 #define CONFIG_MAX_GROUPS 256
 
+/*
+ * The [slurm] section of concd.conf (its keys are slurm.NAME): whether
+ * jobs may go to Slurm, and the options of the jobs and allocations concd
+ * asks it for.  Read at start only.
+ */
+struct config_slurm {
+	int enabled;
+	char *partition, *account, *qos;
+	char *srun_options;   /* extra words for every srun */
+	char *salloc_options; /* extra words for every allocation */
+	char *worker_path;    /* concd on the nodes; NULL: this concd's path */
+	int max_workers;      /* remote workers at most */
+	int idle_release;     /* seconds an idle allocation is kept */
+	int auto_remote;      /* auto may choose the remote executor */
+};
+
 /* concd's settings: defaults, then the file, then the flags (main.c). */
 struct server_options {
 	char *config_path;
@@ -48,6 +64,7 @@ struct server_options {
 	bool debug;
 	uint32_t cmdline;            /* config keys set by flags */
 	struct config_group *groups; /* the file's groups, in its order */
+	struct config_slurm slurm;
 	size_t ngroups;
 };
 

@@ -464,6 +464,7 @@ job_extra_dup(const struct job_extra *x)
 	    dup_or_null(x->command, x->command ? strlen(x->command) : 0, &ok);
 	c->group = dup_or_null(x->group, x->group ? strlen(x->group) : 0, &ok);
 	c->label = dup_or_null(x->label, x->label ? strlen(x->label) : 0, &ok);
+	c->node = dup_or_null(x->node, x->node ? strlen(x->node) : 0, &ok);
 	c->after = NULL;
 	if (x->nafter > 0) {
 		if ((c->after = malloc(x->nafter * sizeof(*c->after))) == NULL)
@@ -489,6 +490,7 @@ job_extra_free(struct job_extra *x)
 	free(x->command);
 	free(x->group);
 	free(x->label);
+	free(x->node);
 	free(x->after);
 	free(x);
 }
@@ -519,6 +521,19 @@ job_extra(struct job *j)
 		j->extra->signal = -1;
 	}
 	return j->extra;
+}
+
+void
+job_placed(struct job *j, uint64_t slurm_id, const char *node)
+{
+	struct job_extra *x = job_extra(j);
+
+	if (x == NULL)
+		return; /* out of memory: where it ran goes unsaid */
+	free(x->node);
+	x->node = node != NULL && *node != '\0' ? strdup(node) : NULL;
+	x->slurm_id = slurm_id;
+	job_changed(j);
 }
 
 /*
@@ -996,6 +1011,10 @@ job_encode_extra(struct proto_enc *e, const struct job_extra *x)
 		proto_enc_u64(e, PF_EXIT, (uint64_t)x->exit);
 	if (x->signal >= 0)
 		proto_enc_u64(e, PF_SIGNAL, (uint64_t)x->signal);
+	if (x->slurm_id != 0)
+		proto_enc_u64(e, PF_SLURM_JOB, x->slurm_id);
+	if (x->node != NULL)
+		proto_enc_cstr(e, PF_NODE, x->node);
 }
 
 void
@@ -1264,6 +1283,9 @@ job_finish(struct job *j, enum proto_state s)
 		j->timer = NULL;
 	}
 	if (s == PS_CANCELLED && j->timing_out)
+		s = PS_TIMED_OUT;
+	/* a limit outside concd ran out (Slurm's time limit) */
+	if (s == PS_FAILED && j->ctx.code == PE_TIMED_OUT)
 		s = PS_TIMED_OUT;
 	/* the task said why (an exec job's oom) */
 	if (j->err == PE_NONE && s == PS_FAILED && j->ctx.code != PE_NONE)

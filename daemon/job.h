@@ -206,6 +206,8 @@ struct job_extra *job_extra_dup(const struct job_extra *x);
 void job_extra_free(struct job_extra *);
 /* The job's extra, made (zeroed, exit and signal -1) if it has none. */
 struct job_extra *job_extra(struct job *);
+/* Where Slurm runs it (the slurm executor): kept in its record. */
+void job_placed(struct job *, uint64_t slurm_id, const char *node);
 /*
  * The read end of the pipe of a job's streamed standard input (input.c),
  * kept in its extra while the job lives, or -1.  job_set_stdin: 0, or -1

@@ -16,7 +16,8 @@
 #include "task.h"
 #include "task_int.h"
 
-static size_t loop_nrunning;
+/* Its own jobs, and the slurm executor's (exec jobs under srun). */
+static size_t loop_nrunning, slurm_nrunning;
 static pid_t loop_pid;
 static uint32_t loop_served;
 
@@ -69,7 +70,10 @@ loop_end(struct job *j, enum proto_state s)
 		event_del(&j->loop_ev);
 		j->has_ev = false;
 	}
-	loop_nrunning--;
+	if (j->exec == PX_SLURM)
+		slurm_nrunning--;
+	else
+		loop_nrunning--;
 	job_finish(j, s);
 }
 
@@ -143,7 +147,10 @@ loop_submit(struct job *j)
 	j->worker = 0;
 	j->tid = loop_pid;
 	j->served = ++loop_served;
-	loop_nrunning++;
+	if (j->exec == PX_SLURM)
+		slurm_nrunning++;
+	else
+		loop_nrunning++;
 	if (task_ctx_start(&j->ctx, j, &loop_ops, NULL) < 0) {
 		loop_end(j, PS_FAILED);
 		return;
@@ -201,5 +208,24 @@ const struct executor loop_executor = {
     .resume = loop_resume,
     .shutdown = loop_shutdown,
     .running = loop_running,
+    .queued = loop_queued,
+};
+
+static size_t
+slurm_running(void)
+{
+	return slurm_nrunning;
+}
+
+/*
+ * The slurm executor: an exec job whose command is srun's (tasks/exec.c),
+ * run as the loop runs its jobs; Slurm queues, places and runs it.
+ */
+const struct executor slurm_executor = {
+    .submit = loop_submit,
+    .cancel = loop_cancel,
+    .resume = loop_resume,
+    .shutdown = loop_shutdown,
+    .running = slurm_running,
     .queued = loop_queued,
 };

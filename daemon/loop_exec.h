@@ -9,6 +9,7 @@
 #include "executor.h"
 
 extern const struct executor loop_executor;
+extern const struct executor slurm_executor;
 void loop_exec_init(void);
 uint64_t loop_exec_served(void);
 

@@ -36,6 +36,7 @@
 #include "recover.h"
 #include "request.h"
 #include "server.h"
+#include "slurm.h"
 #include "store.h"
 #include "task.h"
 #include "task_int.h"
@@ -353,6 +354,8 @@ main(int argc, char *argv[])
 	struct server_options opt = {0};
 	char cause[512], instance[32], *logs;
 	int ch, ready_fd = -1;
+	char self_path[PATH_MAX];
+	ssize_t self_len;
 	long n;
 
 	if (argc >= 3 && strcmp(argv[1], "--worker") == 0)
@@ -519,6 +522,13 @@ main(int argc, char *argv[])
 		fatalx("cannot start the process pool");
 	if (hook_set_on_end(opt.on_end) < 0)
 		fatalx("out of memory");
+	/* remote workers run the same binary, by default at the same path */
+	self_len = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+	self_path[self_len > 0 ? self_len : 0] = '\0';
+	if (slurm_init(&opt.slurm,
+	               store_enabled() ? store_instance() : instance,
+	               self_path) < 0)
+		fatalx("out of memory");
 	recover_jobs();
 	server_start(&opt);
 
@@ -539,6 +549,7 @@ main(int argc, char *argv[])
 	queue_shutdown();
 	reap_shutdown();
 	cgroup_fini();
+	slurm_fini();
 	job_shutdown();
 	joblog_shutdown();
 	store_close();

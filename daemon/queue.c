@@ -134,6 +134,9 @@ job_held(const struct job *j)
 uint32_t
 queue_job_cpus(const struct job *j)
 {
+	/* the cluster's CPUs, which Slurm hands out, not this machine's */
+	if (j->exec == PX_SLURM || j->exec == PX_REMOTE)
+		return 0;
 	if (j->extra != NULL && j->extra->cpus > 0)
 		return j->extra->cpus;
 	return (j->task->traits & TASK_COMMAND) ? 1 : 0;

@@ -1742,6 +1742,8 @@ request_pool(struct conn *c, const struct proto_msg *m)
 	for (x = PX_LOOP; x < PX_COUNT; x++) {
 		const struct executor *ex = sched_executor((enum proto_exec)x);
 
+		if (ex == NULL)
+			continue;
 		/* a map 16, as every map concd writes */
 		msgpack_pack_str_with_body(&e.pk, proto_execs[x],
 		                           strlen(proto_execs[x]));

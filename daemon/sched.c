@@ -17,6 +17,7 @@
 #include "pool_process.h"
 #include "pool_thread.h"
 #include "queue.h"
+#include "slurm.h"
 #include "task.h"
 #include "task_int.h"
 
@@ -24,6 +25,7 @@ static const struct executor *const executors[PX_COUNT] = {
     [PX_LOOP] = &loop_executor,
     [PX_THREAD] = &thread_executor,
     [PX_PROCESS] = &process_executor,
+    [PX_SLURM] = &slurm_executor,
 };
 
 static struct event *status_ev;
@@ -56,21 +58,35 @@ sched_choose(const struct task *t, enum proto_exec requested, bool fresh,
 		         "there are no worker processes (concd -p 0)");
 		return -1;
 	}
+	if ((x == PX_SLURM || x == PX_REMOTE) && !slurm_ready()) {
+		snprintf(cause, causelen,
+		         "the %s executor is not available: %s", proto_execs[x],
+		         slurm_why());
+		return -1;
+	}
 	if (executors[x] == NULL) {
 		snprintf(cause, causelen, "the %s executor is not available",
 		         proto_execs[x]);
 		return -1;
 	}
-	if ((t->executors & task_exec_bit(x)) == 0) {
+	if (x == PX_SLURM && !(t->traits & TASK_COMMAND)) {
+		snprintf(cause, causelen,
+		         "task %s cannot run on the slurm executor, which runs "
+		         "commands (exec)",
+		         t->name);
+		return -1;
+	}
+	if (x != PX_SLURM && (t->executors & task_exec_bit(x)) == 0) {
 		snprintf(cause, causelen,
 		         "task %s cannot run on the %s executor", t->name,
 		         proto_execs[x]);
 		return -1;
 	}
-	if (fresh && x == PX_LOOP) {
+	if (fresh && x != PX_THREAD && x != PX_PROCESS) {
 		snprintf(cause, causelen,
 		         "\"fresh\" needs the thread or process executor, "
-		         "not the loop");
+		         "not the %s",
+		         x == PX_LOOP ? "loop" : proto_execs[x]);
 		return -1;
 	}
 	*out = x;

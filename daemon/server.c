@@ -450,6 +450,7 @@ server_reload(void)
 	o.limits = o.on_end = NULL;
 	o.groups = NULL;
 	o.ngroups = 0;
+	memset(&o.slurm, 0, sizeof(o.slurm)); /* read at start only */
 	/* who may do what: a key taken out of the file is revoked */
 	o.exec_other_users = 0;
 	o.admin_gid = -1;

@@ -166,6 +166,55 @@ spawn_oom(struct task_ctx *ctx, int status)
 	                 status);
 }
 
+bool
+spawn_on_slurm(struct task_ctx *ctx)
+{
+	return CTX_JOB(ctx)->exec == PX_SLURM;
+}
+
+void
+spawn_slurm_request(struct task_ctx *ctx, unsigned grace_ms,
+                    struct slurm_request *r)
+{
+	const struct job *j = CTX_JOB(ctx);
+
+	memset(r, 0, sizeof(*r));
+	r->id = j->id;
+	r->timeout_ms = j->timeout_ms;
+	r->grace_ms = grace_ms;
+	if (j->extra != NULL) {
+		r->cpus = j->extra->cpus;
+		r->mem = j->extra->mem;
+	}
+}
+
+enum task_step
+spawn_slurm_ended(struct task_ctx *ctx, enum slurm_end end)
+{
+	const struct job *j = CTX_JOB(ctx);
+	const char *node = j->extra != NULL && j->extra->node != NULL
+	                       ? j->extra->node
+	                       : "(unknown)";
+
+	switch (end) {
+	case SLURM_END_TIME_LIMIT:
+		ctx->code = PE_TIMED_OUT;
+		return task_fail(ctx, "Slurm's time limit for it ran out");
+	case SLURM_END_NODE_FAIL:
+		ctx->code = PE_NODE_FAILED;
+		return task_fail(ctx, "node %s failed (Slurm)", node);
+	default:
+		ctx->code = PE_PREEMPTED;
+		return task_fail(ctx, "Slurm preempted it on node %s", node);
+	}
+}
+
+void
+spawn_slurm_placed(struct task_ctx *ctx, uint64_t slurm_id, const char *node)
+{
+	job_placed(CTX_JOB(ctx), slurm_id, node);
+}
+
 void
 spawn_cmd_free(struct spawn_cmd *cmd)
 {

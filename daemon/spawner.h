@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "cgroup.h"
+#include "slurm.h"
 #include "task.h"
 
 /*
@@ -91,6 +92,19 @@ void spawn_job_limits(struct task_ctx *, struct cgroup_limits *);
  * of its cgroup, and the command ended with status (128+N: signal N).
  */
 enum task_step spawn_oom(struct task_ctx *, int status);
+
+/* Whether the job runs on the slurm executor: its command under srun. */
+bool spawn_on_slurm(struct task_ctx *);
+/* What the job asks of Slurm beyond its command (slurm_exec_argv). */
+void spawn_slurm_request(struct task_ctx *, unsigned grace_ms,
+                         struct slurm_request *);
+/*
+ * Slurm ended the job (end: not SLURM_END_NONE): it fails with the error
+ * timed_out (and ends so), node_failed, or preempted.
+ */
+enum task_step spawn_slurm_ended(struct task_ctx *, enum slurm_end end);
+/* Slurm has placed the job: its Slurm job id and node, for its record. */
+void spawn_slurm_placed(struct task_ctx *, uint64_t slurm_id, const char *node);
 
 void spawn_cmd_free(struct spawn_cmd *);
 /* Free a NULL-terminated array of strings and the strings. */

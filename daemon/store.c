@@ -34,7 +34,7 @@
 #include "store.h"
 
 #define STORE_APP_ID      0x636f6e63 /* "conc" */
-#define STORE_SCHEMA      2
+#define STORE_SCHEMA      3
 #define STORE_INLINE_MAX  8     /* rows a loop pass commits itself */
 #define STORE_DELAY_US    300   /* a batch waits for new jobs to end */
 #define STORE_LAZY_US     10000 /* a batch of ends alone waits for more */
@@ -60,7 +60,8 @@ struct brow {
 /* A job's extra in a batch: the struct, its pointers unset, and offsets. */
 struct bextra {
 	struct job_extra e;
-	uint32_t cwd, env, command, group, label, after; /* UINT32_MAX: none */
+	uint32_t cwd, env, command, group, label, after,
+	    node;           /* or UINT32_MAX */
 	uint32_t after_len; /* of after, a text of ids: "3,4" */
 };
 
@@ -130,8 +131,9 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_EXTRA] =
         "INSERT OR REPLACE INTO extra(id, cwd, env, command, grp, label, "
         "after, priority, at, mem, pids, restart_of, cpus, stdin, after_any, "
-        "held, cause, exit, signal) VALUES (?1, ?27, ?28, ?29, ?30, ?31, "
-        "?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)",
+        "held, cause, exit, signal, slurm, node) VALUES (?1, ?27, ?28, ?29, "
+        "?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, "
+        "?43, ?44, ?45, ?46)",
     [ST_BEGIN] = "BEGIN",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -300,7 +302,8 @@ store_int(sqlite3 *db, const char *sql, int64_t *v)
 	"command TEXT, grp TEXT, label TEXT, after TEXT, priority INTEGER, "   \
 	"at INTEGER, mem INTEGER, pids INTEGER, restart_of INTEGER, "          \
 	"cpus INTEGER, stdin TEXT, after_any INTEGER, held INTEGER, "          \
-	"cause INTEGER, exit INTEGER, signal INTEGER);"                        \
+	"cause INTEGER, exit INTEGER, signal INTEGER, slurm INTEGER, "         \
+	"node TEXT);"                                                          \
 	"CREATE TRIGGER extra_gone AFTER DELETE ON jobs BEGIN "                \
 	"DELETE FROM extra WHERE id = old.id; END;"
 #define STORE_GROUPS                                                           \
@@ -315,7 +318,8 @@ store_int(sqlite3 *db, const char *sql, int64_t *v)
 	" datetime(finished / 1000000, 'unixepoch') AS finished_at,"           \
 	" (finished - started) / 1e6 AS seconds,"                              \
 	" coalesce(grp, 'default') AS group_name, label, command, cwd, exit,"  \
-	" signal, cause, restart_of FROM jobs LEFT JOIN extra USING (id);"
+	" signal, cause, restart_of, slurm, node"                              \
+	" FROM jobs LEFT JOIN extra USING (id);"
 
 /* clang-format off */
 static const char store_schema[] =
@@ -336,14 +340,22 @@ static const char store_schema[] =
     " WHERE state <> 'succeeded';"
     STORE_VIEW;
 
-/* Schema 1 to 2, in one transaction. */
+/* Schema 1 to 3, in one transaction. */
 static const char store_migrate_1[] =
     "BEGIN IMMEDIATE;"
     STORE_EXTRA
     STORE_GROUPS
     "DROP VIEW IF EXISTS history;"
     STORE_VIEW
-    "PRAGMA user_version = 2; COMMIT";
+    "PRAGMA user_version = 3; COMMIT";
+/* Schema 2 to 3: where a job ran on Slurm. */
+static const char store_migrate_2[] =
+    "BEGIN IMMEDIATE;"
+    "ALTER TABLE extra ADD COLUMN slurm INTEGER;"
+    "ALTER TABLE extra ADD COLUMN node TEXT;"
+    "DROP VIEW IF EXISTS history;"
+    STORE_VIEW
+    "PRAGMA user_version = 3; COMMIT";
 /* clang-format on */
 
 static int
@@ -394,13 +406,15 @@ store_check(sqlite3 *db, char *cause, size_t len)
 		         store.path, (unsigned long long)app);
 		return -1;
 	}
-	if (version == 1) {
-		if (store_exec(db, store_migrate_1, cause, len) < 0) {
+	if (version == 1 || version == 2) {
+		if (store_exec(db,
+		               version == 1 ? store_migrate_1 : store_migrate_2,
+		               cause, len) < 0) {
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
-		log_info("%s: job store brought from schema 1 to %d",
-		         store.path, STORE_SCHEMA);
+		log_info("%s: job store brought from schema %lld to %d",
+		         store.path, (long long)version, STORE_SCHEMA);
 		version = STORE_SCHEMA;
 	}
 	if (version != STORE_SCHEMA) {
@@ -632,7 +646,8 @@ static const char store_columns[] =
     "retries, retry_delay_ms, attempt, state, error, message, result, "
     "submitted, started, finished, worker, tid, served, done, total, msg, "
     "dropped, cwd, env, command, grp, label, after, priority, at, mem, pids, "
-    "restart_of, cpus, stdin, after_any, held, cause, exit, signal";
+    "restart_of, cpus, stdin, after_any, held, cause, exit, signal, slurm, "
+    "node";
 /* Where a row comes from: its job, and its extra if it has one. */
 #define STORE_FROM " FROM jobs LEFT JOIN extra ON extra.id = jobs.id"
 
@@ -694,7 +709,7 @@ column_or(sqlite3_stmt *s, int i, int64_t none)
 	           : sqlite3_column_int64(s, i);
 }
 
-/* Columns 26 to 43: NULL all of them for a job that asked none of it. */
+/* Columns 26 to 45: NULL all of them for a job that asked none of it. */
 static void
 store_read_extra(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
 {
@@ -702,10 +717,10 @@ store_read_extra(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
 	const char *p;
 	int i;
 
-	for (i = 26; i < 44; i++)
+	for (i = 26; i < 46; i++)
 		if (sqlite3_column_type(s, i) != SQLITE_NULL)
 			break;
-	if (i == 44)
+	if (i == 46)
 		return;
 	memset(x, 0, sizeof(*x));
 	x->cwd = column_text(s, 26);
@@ -733,6 +748,8 @@ store_read_extra(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
 	x->cause = (uint64_t)column_or(s, 41, 0);
 	x->exit = (int32_t)column_or(s, 42, -1);
 	x->signal = (int32_t)column_or(s, 43, -1);
+	x->slurm_id = (uint64_t)column_or(s, 44, 0);
+	x->node = column_text(s, 45);
 	r->x = x;
 }
 
@@ -1075,6 +1092,7 @@ batch_extra(struct batch *b, const struct job_extra *x)
 	be.command = batch_str(b, x->command, &i);
 	be.group = batch_str(b, x->group, &i);
 	be.label = batch_str(b, x->label, &i);
+	be.node = batch_str(b, x->node, &i);
 	be.env = batch_bytes(b, x->env, x->env_len);
 	be.after = x->nafter > 0 ? (uint32_t)b->data.len : UINT32_MAX;
 	for (i = 0; i < x->nafter; i++) {
@@ -1135,6 +1153,7 @@ batch_get_extra(const struct batch *b, const struct brow *w,
 	x->command = be->command != UINT32_MAX ? (char *)d + be->command : NULL;
 	x->group = be->group != UINT32_MAX ? (char *)d + be->group : NULL;
 	x->label = be->label != UINT32_MAX ? (char *)d + be->label : NULL;
+	x->node = be->node != UINT32_MAX ? (char *)d + be->node : NULL;
 	x->env = be->env != UINT32_MAX ? (char *)d + be->env : NULL;
 	x->after = NULL; /* only as text: bextra.after */
 	return be;
@@ -1306,6 +1325,8 @@ write_extra(const struct batch *b, const struct brow *w)
 	bind_int_or_null(s, 42, (int64_t)x.cause, 0);
 	bind_int_or_null(s, 43, x.exit, -1);
 	bind_int_or_null(s, 44, x.signal, -1);
+	bind_int_or_null(s, 45, (int64_t)x.slurm_id, 0);
+	bind_text(s, 46, b, be->node, x.node ? (uint32_t)strlen(x.node) : 0);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : -1;

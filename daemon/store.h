@@ -44,6 +44,8 @@ struct job_extra {
 	uint32_t cpus;       /* CPU slots; 0: the default of its task */
 	int32_t exit;        /* its command's exit status; -1: none */
 	int32_t signal;      /* the signal that killed it; -1: none */
+	uint64_t slurm_id;   /* its Slurm job (the slurm executor); 0: none */
+	char *node;          /* the node it ran on there; or NULL */
 	uint8_t stdin_mode;  /* enum job_stdin */
 	bool after_any;      /* run once they end, however they end */
 	bool held;           /* a queued job held back */

@@ -141,6 +141,7 @@ task_exec_bit(enum proto_exec x)
 	case PX_THREAD:
 		return TASK_ON_THREAD;
 	case PX_PROCESS:
+	case PX_REMOTE: /* a worker process on a cluster node */
 		return TASK_ON_PROCESS;
 	default:
 		return 0;

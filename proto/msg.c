@@ -159,6 +159,8 @@ const struct proto_field_info proto_fields[PF_FIELD_COUNT] = {
     [PF_MEM] = {"mem", PV_UINT, 0},
     [PF_PIDS] = {"pids", PV_UINT, 0},
     [PF_LIMITS] = {"limits", PV_STR, 32},
+    [PF_SLURM_JOB] = {"slurm_job", PV_UINT, 0},
+    [PF_NODE] = {"node", PV_STR, 256},
 };
 _Static_assert(PF_GROUPS < 64, "required fields have bits in the first word");
 _Static_assert(PF_FIELD_COUNT < 128 && PROTO_TYPE_COUNT < 128,
@@ -190,6 +192,8 @@ const struct proto_error_info proto_errors[PE_COUNT] = {
     [PE_DEPENDENCY] = {"dependency_failed",
                        "a job it depends on did not succeed"},
     [PE_OOM] = {"oom", "killed for exceeding its memory limit"},
+    [PE_NODE_FAILED] = {"node_failed", "the node it ran on failed"},
+    [PE_PREEMPTED] = {"preempted", "Slurm preempted it"},
 };
 
 const char *const proto_states[PS_COUNT] = {
@@ -199,10 +203,8 @@ const char *const proto_states[PS_COUNT] = {
 };
 
 const char *const proto_execs[PX_COUNT] = {
-    [PX_AUTO] = "auto",
-    [PX_LOOP] = "loop",
-    [PX_THREAD] = "thread",
-    [PX_PROCESS] = "process",
+    [PX_AUTO] = "auto",       [PX_LOOP] = "loop",   [PX_THREAD] = "thread",
+    [PX_PROCESS] = "process", [PX_SLURM] = "slurm", [PX_REMOTE] = "remote",
 };
 
 static int

@@ -22,7 +22,7 @@
 
 #include <msgpack.h>
 
-#define PROTO_VERSION 3
+#define PROTO_VERSION 4
 
 /* Limits: every input is bounded. */
 #define PROTO_HEADER_LEN 4
@@ -178,6 +178,9 @@ enum proto_field {
 	PF_MEM,
 	PF_PIDS,
 	PF_LIMITS,
+	/* Slurm */
+	PF_SLURM_JOB,
+	PF_NODE,
 	PF_FIELD_COUNT
 };
 
@@ -217,6 +220,8 @@ enum proto_error {
 	PE_NO_SUCH_GROUP,
 	PE_DEPENDENCY,
 	PE_OOM,
+	PE_NODE_FAILED,
+	PE_PREEMPTED,
 	PE_COUNT
 };
 
@@ -233,7 +238,19 @@ enum proto_state {
 #define PROTO_STATE_FINAL(s) ((s) >= PS_SUCCEEDED)
 
 /* Executors a job may ask for. */
-enum proto_exec { PX_AUTO, PX_LOOP, PX_THREAD, PX_PROCESS, PX_COUNT };
+/*
+ * Where a job runs.  slurm: an exec job as a Slurm job (srun); remote: a
+ * warm worker process on a cluster node.  auto never picks either.
+ */
+enum proto_exec {
+	PX_AUTO,
+	PX_LOOP,
+	PX_THREAD,
+	PX_PROCESS,
+	PX_SLURM,
+	PX_REMOTE,
+	PX_COUNT
+};
 
 struct proto_type_info {
 	const char *name;

@@ -21,6 +21,16 @@
  * made by the spawn with the job's limits: a cancel's signals reach the
  * processes that left the group too, an OOM kill ends the job with the
  * error oom, and what is left in it when the job ends is killed.
+ *
+ * On the slurm executor the command is srun's (slurm_exec_argv): Slurm
+ * places it, limits it and runs it; the job's limits go to srun, not to a
+ * cgroup here.  What srun passes on is the command's output, but for the
+ * line the command writes first to standard error, which tells the Slurm
+ * job id and the node (kept in the job's record, not in its output), and
+ * slurmstepd's line on how Slurm ended a job, which the outcome maps
+ * (its time limit: timed_out; a node failure: node_failed; preemption:
+ * preempted).  A cancel asks scancel for SIGTERM, and after the grace
+ * period for the end of the Slurm job.
  */
 #include <sys/epoll.h>
 #include <sys/stat.h>
@@ -92,7 +102,10 @@ struct exec_state {
 	bool stepped; /* the first step waits: nothing is ready before it */
 	bool winding; /* cancelled: the group has had SIGTERM */
 	bool killed;  /* and, after the grace period, SIGKILL */
-	char *in;     /* stdin data */
+	bool slurm;   /* under srun: the slurm executor */
+	bool placed;  /* and Slurm has said where */
+	uint8_t slurm_end; /* enum slurm_end: how Slurm ended it */
+	char *in;          /* stdin data */
 	size_t inlen, inoff;
 	struct exec_stream out[2]; /* stdout, stderr */
 };
@@ -491,6 +504,28 @@ exec_spawn(struct task_ctx *ctx, struct exec_state *s, struct spawn_cmd *cmd,
 	return 0;
 }
 
+/* The command as srun's: Slurm runs it, and says where first. */
+static int
+exec_slurm_argv(struct task_ctx *ctx, struct exec_state *s,
+                struct spawn_cmd *cmd)
+{
+	struct slurm_request r;
+	char **v;
+
+	if (!slurm_ready()) {
+		task_fail(ctx, "exec: %s", slurm_why());
+		return -1;
+	}
+	spawn_slurm_request(ctx, s->grace, &r);
+	if ((v = slurm_exec_argv(&r, cmd->argv)) == NULL) {
+		task_fail(ctx, "exec: out of memory");
+		return -1;
+	}
+	spawn_strv_free(cmd->argv);
+	cmd->argv = v;
+	return 0;
+}
+
 /*
  * Copy what the command needs and start it.  The argv list and env map
  * are valid only during start (task.h): everything is copied here.
@@ -514,9 +549,13 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 	s->pidfd = s->epfd = s->infd = s->out[0].fd = s->out[1].fd = -1;
 	s->timerfd = -1;
 	s->grace = (unsigned)argv[EXEC_GRACE].i;
-	spawn_job_limits(ctx, &cmd.lim);
+	s->slurm = spawn_on_slurm(ctx);
+	if (!s->slurm)
+		spawn_job_limits(ctx, &cmd.lim);
 	/* every command in a cgroup of its own where there are cgroups */
-	if (cgroup_level() == CGROUP_RLIMIT)
+	if (s->slurm)
+		; /* Slurm's limits: srun itself is but a relay */
+	else if (cgroup_level() == CGROUP_RLIMIT)
 		cmd.rlimit = true;
 	else if ((s->cg = cgroup_job_new(task_job_id(ctx))) == NULL) {
 		task_fail(ctx, "exec: out of memory");
@@ -529,6 +568,8 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 	}
 	msgpack_zone_init(&zone, 256);
 	if (exec_copy_argv(ctx, list, &cmd.argv) < 0)
+		goto out;
+	if (s->slurm && exec_slurm_argv(ctx, s, &cmd) < 0)
 		goto out;
 	/* the caller's directory and environment, unless cwd= and env= */
 	if (cwd.s.ptr == NULL && (cwd.s.ptr = task_cwd(ctx)) != NULL)
@@ -575,14 +616,40 @@ exec_line_buf(struct exec_stream *o)
 }
 
 /*
+ * A line (or piece) of output to pass on.  Under srun, standard error's
+ * lines are looked at first: the mark is taken out of the output, and a
+ * line on how Slurm ended the job is remembered.
+ */
+static void
+exec_emit(struct task_ctx *ctx, struct exec_state *s, int stream, const char *p,
+          size_t n)
+{
+	enum slurm_end end;
+	uint64_t id;
+	char node[256];
+
+	if (s->slurm && stream == 2 && n > 0) {
+		if (!s->placed &&
+		    slurm_parse_mark(p, n, &id, node, sizeof(node))) {
+			s->placed = true;
+			spawn_slurm_placed(ctx, id, node);
+			return;
+		}
+		if ((end = slurm_parse_end(p, n)) != SLURM_END_NONE)
+			s->slurm_end = (uint8_t)end;
+	}
+	task_output(ctx, stream, p, n);
+}
+
+/*
  * Pass data on line by line: each complete line with its newline, a
  * line longer than EXEC_LINE in pieces of that size.  Bytes go through
  * as they are.  Complete lines are emitted straight from the chunk;
  * only the unfinished one is copied into the stream's line buffer.
  */
 static void
-exec_lines(struct task_ctx *ctx, int stream, struct exec_stream *o,
-           const char *p, size_t n)
+exec_lines(struct task_ctx *ctx, struct exec_state *s, int stream,
+           struct exec_stream *o, const char *p, size_t n)
 {
 	const char *nl;
 	size_t take;
@@ -595,12 +662,12 @@ exec_lines(struct task_ctx *ctx, int stream, struct exec_stream *o,
 		if (o->len == 0 &&
 		    (nl != NULL || take == EXEC_LINE || !exec_line_buf(o))) {
 			/* whole; or unfinished, with no memory to keep it */
-			task_output(ctx, stream, p, take);
+			exec_emit(ctx, s, stream, p, take);
 		} else {
 			memcpy(o->line + o->len, p, take);
 			o->len += take;
 			if (nl != NULL || o->len == EXEC_LINE) {
-				task_output(ctx, stream, o->line, o->len);
+				exec_emit(ctx, s, stream, o->line, o->len);
 				o->len = 0;
 			}
 		}
@@ -627,7 +694,7 @@ exec_read(struct task_ctx *ctx, struct exec_state *s, int which, size_t *budget)
 		n = read(o->fd, chunk, want);
 		if (n > 0) {
 			*budget -= (size_t)n;
-			exec_lines(ctx, which + 1, o, chunk, (size_t)n);
+			exec_lines(ctx, s, which + 1, o, chunk, (size_t)n);
 			if (task_output_full(ctx))
 				*budget = 0;
 			if ((size_t)n < want)
@@ -639,7 +706,8 @@ exec_read(struct task_ctx *ctx, struct exec_state *s, int which, size_t *budget)
 		if (n < 0 && errno == EAGAIN)
 			break;
 		/* EOF (or a read error): the last line may lack its \n */
-		task_output(ctx, which + 1, o->line, o->len);
+		if (o->len > 0)
+			exec_emit(ctx, s, which + 1, o->line, o->len);
 		o->len = 0;
 		exec_unwatch(s, &o->fd);
 	}
@@ -691,6 +759,9 @@ exec_outcome(struct task_ctx *ctx, struct exec_state *s, const siginfo_t *si)
 		task_exit(ctx, si->si_status, 0);
 	else
 		task_exit(ctx, 0, si->si_status);
+	if (s->slurm_end != SLURM_END_NONE &&
+	    s->slurm_end != SLURM_END_CANCELLED)
+		return spawn_slurm_ended(ctx, (enum slurm_end)s->slurm_end);
 	if (si->si_code == CLD_EXITED && si->si_status == 0) {
 		pk = task_result(ctx);
 		msgpack_pack_map(pk, 1);
@@ -732,8 +803,14 @@ exec_spawn_abandon(struct exec_state *s)
  * cgroup, which holds those that left the group (setsid) too.
  */
 static void
-exec_signal_group(struct exec_state *s, int sig)
+exec_signal_group(struct task_ctx *ctx, struct exec_state *s, int sig)
 {
+	if (s->slurm) {
+		/* Slurm signals the command; srun is the relay */
+		slurm_cancel(task_job_id(ctx), sig == SIGKILL ? 0 : sig);
+		if (sig != SIGKILL)
+			return;
+	}
 	if (kill(-s->pgid, sig) < 0 && s->pid > 0)
 		kill(s->pid, sig);
 	if (s->cg != NULL && sig == SIGKILL)
@@ -750,7 +827,7 @@ exec_signal_group(struct exec_state *s, int sig)
  * to wind down.
  */
 static int
-exec_wind_down(struct exec_state *s)
+exec_wind_down(struct task_ctx *ctx, struct exec_state *s)
 {
 	struct itimerspec it = {{0, 0}, {0, 0}};
 
@@ -759,7 +836,7 @@ exec_wind_down(struct exec_state *s)
 		return -1;
 	if (s->pgid <= 0)
 		return -1; /* the spawn failed */
-	exec_signal_group(s, SIGTERM);
+	exec_signal_group(ctx, s, SIGTERM);
 	it.it_value.tv_sec = s->grace / 1000;
 	it.it_value.tv_nsec = (long)(s->grace % 1000) * 1000000 + 1;
 	s->timerfd =
@@ -768,7 +845,7 @@ exec_wind_down(struct exec_state *s)
 	    exec_watch(s, s->timerfd, EPOLLIN, EXEC_TIMER) < 0) {
 		/* no timer, no grace period */
 		exec_close(&s->timerfd);
-		exec_signal_group(s, SIGKILL);
+		exec_signal_group(ctx, s, SIGKILL);
 		s->killed = true;
 	}
 	return 0;
@@ -776,14 +853,14 @@ exec_wind_down(struct exec_state *s)
 
 /* The grace period is over: what is left of the group gets SIGKILL. */
 static void
-exec_grace_over(struct exec_state *s)
+exec_grace_over(struct task_ctx *ctx, struct exec_state *s)
 {
 	uint64_t n;
 
 	(void)read(s->timerfd, &n, sizeof(n));
 	exec_unwatch(s, &s->timerfd);
 	if (!s->killed)
-		exec_signal_group(s, SIGKILL);
+		exec_signal_group(ctx, s, SIGKILL);
 	s->killed = true;
 }
 
@@ -795,10 +872,10 @@ exec_grace_over(struct exec_state *s)
  * its command running.
  */
 static enum task_step
-exec_wound_down(struct exec_state *s)
+exec_wound_down(struct task_ctx *ctx, struct exec_state *s)
 {
 	if (!s->killed)
-		exec_signal_group(s, SIGKILL);
+		exec_signal_group(ctx, s, SIGKILL);
 	s->killed = true;
 	return TASK_FAILED; /* the executor makes it cancelled */
 }
@@ -812,7 +889,7 @@ exec_step(struct task_ctx *ctx)
 	siginfo_t si;
 	int i, n;
 
-	if (task_cancelled(ctx) && !s->winding && exec_wind_down(s) < 0)
+	if (task_cancelled(ctx) && !s->winding && exec_wind_down(ctx, s) < 0)
 		return TASK_FAILED;
 	if (!s->stepped) {
 		s->stepped = true;
@@ -827,7 +904,7 @@ exec_step(struct task_ctx *ctx)
 		else if (ev[i].data.u32 == EXEC_IN)
 			exec_write(s);
 		else if (ev[i].data.u32 == EXEC_TIMER)
-			exec_grace_over(s);
+			exec_grace_over(ctx, s);
 		/* EXEC_PID: it has exited, reaped below */
 	}
 	if (budget == 0)
@@ -842,14 +919,14 @@ exec_step(struct task_ctx *ctx)
 	if (s->req != NULL && exec_spawn_settle(ctx, s) != 0)
 		return TASK_FAILED;
 	if (s->pid == 0)
-		return exec_wound_down(s); /* reaped while winding down */
+		return exec_wound_down(ctx, s); /* reaped while winding down */
 	switch (exec_reap(s, &si)) {
 	case 1:
 		if (s->winding) {
 			task_exit(ctx,
 			          si.si_code == CLD_EXITED ? si.si_status : 0,
 			          si.si_code == CLD_EXITED ? 0 : si.si_status);
-			return exec_wound_down(s);
+			return exec_wound_down(ctx, s);
 		}
 		return exec_outcome(ctx, s, &si);
 	case -1:
@@ -883,6 +960,8 @@ exec_stop(struct task_ctx *ctx)
 
 	if (s->req != NULL)
 		(void)exec_spawn_abandon(s);
+	if (s->pid > 0 && s->slurm) /* srun is cut off: Slurm's job ends */
+		slurm_cancel(task_job_id(ctx), 0);
 	if (s->pid > 0 && s->winding) /* cut off winding down: no more grace */
 		kill(-s->pgid, SIGKILL);
 	if (s->pid > 0) {

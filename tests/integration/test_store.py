@@ -753,7 +753,7 @@ class BadStore(StoreTest):
             (lambda: os.makedirs(path),
              "%s: unable to open database file" % path),
             (lambda: concd_db(99, "create table jobs(x)"),
-             "%s: job store of schema 99, this concd reads schema 2"
+             "%s: job store of schema 99, this concd reads schema 3"
              % path),
             (lambda: concd_db(1, "create table jobs(x)"),
              "%s: damaged job store: no next id" % path),
@@ -856,7 +856,7 @@ class Schema(StoreTest):
         # the daemon goes on
         self.assertEqual(c.call("ping")["t"], "pong")
 
-    def test_a_store_of_schema_1_is_brought_to_schema_2_with_its_jobs(self):
+    def test_a_store_of_schema_1_is_brought_to_schema_3_with_its_jobs(self):
         state = self.private_state_dir()
         os.makedirs(state)
         path = os.path.join(state, "jobs.db")
@@ -884,13 +884,41 @@ class Schema(StoreTest):
         self.assertGreater(c.call("submit", task="noop")["job"], 7)
         with sqlite3.connect(path) as db:
             self.assertEqual(db.execute("pragma user_version").fetchone(),
-                             (2,))
+                             (3,))
             self.assertEqual(
-                db.execute("select id, group_name from history "
+                db.execute("select id, group_name, slurm, node from history "
                            "order by id").fetchall()[:2],
-                [(5, "default"), (6, "default")])
+                [(5, "default", None, None), (6, "default", None, None)])
             self.assertEqual(db.execute("select count(*) from groups")
                              .fetchone(), (0,))
+        db.close()
+
+    def test_a_store_of_schema_2_is_brought_to_schema_3_with_its_jobs(self):
+        # schema 2 is schema 3 without where a job ran on Slurm
+        state = self.private_state_dir()
+        d = Daemon("--state-dir", state)
+        c = d.client()
+        job = c.call("submit", task="noop", label="kept")["job"]
+        self.assertEqual(c.wait_state(job, "succeeded")["state"], "succeeded")
+        d.close()
+        path = os.path.join(state, "jobs.db")
+        with sqlite3.connect(path) as db:
+            db.executescript(
+                "drop view history; alter table extra drop column slurm; "
+                "alter table extra drop column node; "
+                "create view history as select id, label from jobs "
+                "left join extra using (id); pragma user_version = 2;")
+        db.close()
+        d = self.daemon(state_dir=state)
+        c = d.client()
+        self.assertEqual(c.call("status", job=job)["label"], "kept")
+        self.assertIn("job store brought from schema 2 to 3", d.log())
+        with sqlite3.connect(path) as db:
+            self.assertEqual(db.execute("pragma user_version").fetchone(),
+                             (3,))
+            self.assertEqual(db.execute(
+                "select id, label, slurm, node from history").fetchall(),
+                [(job, "kept", None, None)])
         db.close()
 
 

@@ -1,0 +1,490 @@
+/*
+ * slurm.c -- what concd knows of Slurm.  concd grows no cluster of its
+ * own: an exec job on the slurm executor is an srun of its command, and
+ * remote workers are `concd --worker` processes that srun starts on the
+ * nodes.  This file holds the [slurm] settings, finds Slurm's commands
+ * in PATH at start, and makes their command lines; it reads what srun
+ * says on standard error (the mark a job's command writes first, and
+ * slurmstepd's line on how a job was ended) and asks scancel and scontrol.
+ *
+ * A job's Slurm name is concd-INSTANCE-ID (INSTANCE: the first twelve
+ * hex digits of the store's instance), so scancel finds it by name even
+ * before Slurm has given it an id, and a restarted concd finds its own.
+ */
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "reap.h"
+#include "slurm.h"
+
+extern char **environ;
+
+#define SLURM_ARGS_MAX 64 /* words of srun-options */
+
+static const char *const slurm_names[SLURM_NTOOLS] = {
+    [SLURM_SRUN] = "srun",
+    [SLURM_SCANCEL] = "scancel",
+    [SLURM_SALLOC] = "salloc",
+    [SLURM_SCONTROL] = "scontrol",
+};
+
+static struct {
+	struct config_slurm cfg;
+	char *tool[SLURM_NTOOLS];
+	char instance[16];
+	char why[160];
+	bool ready;
+} sl;
+
+/* name looked up in PATH as execvp would: a malloc'd path, or NULL. */
+static char *
+slurm_which(const char *name)
+{
+	const char *path = getenv("PATH"), *p, *e;
+	char *full;
+
+	if (path == NULL || *path == '\0')
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path; *p != '\0'; p = *e != '\0' ? e + 1 : e) {
+		e = strchrnul(p, ':');
+		if (asprintf(&full, "%.*s%s%s", (int)(e - p), p,
+		             e > p ? "/" : "./", name) < 0)
+			return NULL;
+		if (access(full, X_OK) == 0)
+			return full;
+		free(full);
+	}
+	return NULL;
+}
+
+static char *
+slurm_strdup(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+int
+slurm_init(const struct config_slurm *cfg, const char *instance,
+           const char *self)
+{
+	int i;
+
+	sl.cfg = *cfg;
+	sl.cfg.partition = slurm_strdup(cfg->partition);
+	sl.cfg.account = slurm_strdup(cfg->account);
+	sl.cfg.qos = slurm_strdup(cfg->qos);
+	sl.cfg.srun_options = slurm_strdup(cfg->srun_options);
+	sl.cfg.salloc_options = slurm_strdup(cfg->salloc_options);
+	sl.cfg.worker_path =
+	    slurm_strdup(cfg->worker_path != NULL ? cfg->worker_path : self);
+	snprintf(sl.instance, sizeof(sl.instance), "%.12s", instance);
+	if (!cfg->enabled) {
+		snprintf(sl.why, sizeof(sl.why),
+		         "Slurm is not enabled (slurm.enabled in concd.conf)");
+		return 0;
+	}
+	for (i = 0; i < SLURM_NTOOLS; i++) {
+		if ((sl.tool[i] = slurm_which(slurm_names[i])) == NULL) {
+			snprintf(sl.why, sizeof(sl.why),
+			         "Slurm is not available: %s is not in "
+			         "concd's PATH",
+			         slurm_names[i]);
+			return 0;
+		}
+	}
+	sl.ready = true;
+	log_info("slurm: %s", sl.tool[SLURM_SRUN]);
+	return 0;
+}
+
+void
+slurm_fini(void)
+{
+	int i;
+
+	for (i = 0; i < SLURM_NTOOLS; i++) {
+		free(sl.tool[i]);
+		sl.tool[i] = NULL;
+	}
+	free(sl.cfg.partition);
+	free(sl.cfg.account);
+	free(sl.cfg.qos);
+	free(sl.cfg.srun_options);
+	free(sl.cfg.salloc_options);
+	free(sl.cfg.worker_path);
+	memset(&sl.cfg, 0, sizeof(sl.cfg));
+	sl.ready = false;
+}
+
+bool
+slurm_ready(void)
+{
+	return sl.ready;
+}
+
+const char *
+slurm_why(void)
+{
+	return sl.why[0] != '\0' ? sl.why : "Slurm is not set up";
+}
+
+const struct config_slurm *
+slurm_config(void)
+{
+	return &sl.cfg;
+}
+
+const char *
+slurm_tool(enum slurm_tool t)
+{
+	return sl.tool[t];
+}
+
+void
+slurm_job_name(uint64_t id, char *buf, size_t len)
+{
+	snprintf(buf, len, "concd-%s-%" PRIu64, sl.instance, id);
+}
+
+/* A growing argv; on failure (out of memory) it stays failed. */
+struct slurm_argv {
+	char **v;
+	size_t n, cap;
+	bool failed;
+};
+
+static void
+argv_add(struct slurm_argv *a, char *s)
+{
+	char **nv;
+
+	if (s == NULL)
+		a->failed = true;
+	if (a->failed) {
+		free(s);
+		return;
+	}
+	if (a->n + 2 > a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 32;
+		if ((nv = reallocarray(a->v, a->cap, sizeof(*nv))) == NULL) {
+			a->failed = true;
+			free(s);
+			return;
+		}
+		a->v = nv;
+	}
+	a->v[a->n++] = s;
+	a->v[a->n] = NULL;
+}
+
+static void argv_fmt(struct slurm_argv *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+argv_fmt(struct slurm_argv *a, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	argv_add(a, s);
+}
+
+/* The words of a setting, split at spaces and tabs (no quoting). */
+static void
+argv_words(struct slurm_argv *a, const char *words)
+{
+	const char *p = words;
+	size_t len, n = 0;
+
+	while (p != NULL && *p != '\0' && n < SLURM_ARGS_MAX) {
+		p += strspn(p, " \t");
+		if ((len = strcspn(p, " \t")) == 0)
+			break;
+		argv_add(a, strndup(p, len));
+		p += len;
+		n++;
+	}
+}
+
+/* The options every srun and salloc of concd's gets from concd.conf. */
+static void
+argv_site(struct slurm_argv *a, const char *extra)
+{
+	if (sl.cfg.partition != NULL)
+		argv_fmt(a, "--partition=%s", sl.cfg.partition);
+	if (sl.cfg.account != NULL)
+		argv_fmt(a, "--account=%s", sl.cfg.account);
+	if (sl.cfg.qos != NULL)
+		argv_fmt(a, "--qos=%s", sl.cfg.qos);
+	argv_words(a, extra);
+}
+
+char **
+slurm_exec_argv(const struct slurm_request *r, char *const argv[])
+{
+	struct slurm_argv a = {0};
+	char name[64];
+	uint64_t s;
+	size_t i;
+
+	slurm_job_name(r->id, name, sizeof(name));
+	argv_add(&a, strdup(sl.tool[SLURM_SRUN] != NULL ? sl.tool[SLURM_SRUN]
+	                                                : "srun"));
+	/* output as it comes; srun's own notes stay out of the job's */
+	argv_add(&a, strdup("--unbuffered"));
+	argv_add(&a, strdup("--quiet"));
+	argv_fmt(&a, "--job-name=%s", name);
+	argv_add(&a, strdup("--ntasks=1"));
+	argv_site(&a, sl.cfg.srun_options);
+	if (r->cpus > 0)
+		argv_fmt(&a, "--cpus-per-task=%" PRIu32, r->cpus);
+	if (r->mem > 0) /* in KiB: Slurm's M would round a small one to 0 */
+		argv_fmt(&a, "--mem=%" PRIu64 "K", (r->mem + 1023) / 1024);
+	if (r->timeout_ms > 0) {
+		/* Slurm's limit is a backstop: concd's own ends the job */
+		s = (r->timeout_ms + r->grace_ms + 999) / 1000 + 60;
+		argv_fmt(&a, "--time=%" PRIu64 ":%02" PRIu64, s / 60, s % 60);
+	}
+	argv_add(&a, strdup("/bin/sh"));
+	argv_add(&a, strdup("-c"));
+	argv_add(&a, strdup("printf '" SLURM_MARK "%s %s\\n' "
+	                    "\"$SLURM_JOB_ID\" \"$SLURMD_NODENAME\" >&2; "
+	                    "exec \"$@\""));
+	argv_add(&a, strdup("concd"));
+	for (i = 0; argv[i] != NULL; i++)
+		argv_add(&a, strdup(argv[i]));
+	if (a.failed) {
+		for (i = 0; i < a.n; i++)
+			free(a.v[i]);
+		free(a.v);
+		return NULL;
+	}
+	return a.v;
+}
+
+bool
+slurm_parse_mark(const char *line, size_t len, uint64_t *slurm_id, char *node,
+                 size_t nodelen)
+{
+	char buf[256], *end;
+	size_t n;
+
+	if (len < SLURM_MARK_LEN || memcmp(line, SLURM_MARK, SLURM_MARK_LEN))
+		return false;
+	line += SLURM_MARK_LEN;
+	len -= SLURM_MARK_LEN;
+	if (len >= sizeof(buf))
+		len = sizeof(buf) - 1;
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	errno = 0;
+	*slurm_id = strtoull(buf, &end, 10);
+	if (errno != 0 || end == buf || *end != ' ')
+		*slurm_id = 0;
+	end = strchr(buf, ' ');
+	end = end != NULL ? end + 1 : buf + strlen(buf);
+	n = strlen(end);
+	if (nodelen > 0) {
+		if (n >= nodelen)
+			n = nodelen - 1;
+		memcpy(node, end, n);
+		node[n] = '\0';
+	}
+	return true;
+}
+
+/* Whether s holds word, within its first len bytes. */
+static bool
+has(const char *s, size_t len, const char *word)
+{
+	return memmem(s, len, word, strlen(word)) != NULL;
+}
+
+enum slurm_end
+slurm_parse_end(const char *line, size_t len)
+{
+	if (!has(line, len, "*** ") || !has(line, len, " CANCELLED AT "))
+		return SLURM_END_NONE;
+	if (has(line, len, "DUE TO TIME LIMIT"))
+		return SLURM_END_TIME_LIMIT;
+	if (has(line, len, "DUE TO NODE FAILURE"))
+		return SLURM_END_NODE_FAIL;
+	if (has(line, len, "DUE TO PREEMPTION"))
+		return SLURM_END_PREEMPTED;
+	return SLURM_END_CANCELLED;
+}
+
+/*
+ * Start argv with /dev/null for its standard descriptors, or out for
+ * standard output; its pid, or -1.
+ */
+static pid_t
+slurm_spawn(char *const argv[], int out)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none;
+	pid_t pid;
+	int rc;
+
+	if (argv[0] == NULL)
+		return -1;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+	                                    POSIX_SPAWN_SETSIGDEF |
+	                                    POSIX_SPAWN_SETPGROUP);
+	{
+		sigset_t all;
+
+		sigfillset(&all);
+		posix_spawnattr_setsigdefault(&attr, &all);
+	}
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (out >= 0)
+		posix_spawn_file_actions_adddup2(&fa, out, 1);
+	else
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY,
+		                                 0);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (rc != 0) {
+		log_warnx("slurm: cannot run %s: %s", argv[0], strerror(rc));
+		return -1;
+	}
+	return pid;
+}
+
+/* Reap pid on the loop, or here if there is no pidfd. */
+static void
+slurm_reap_later(pid_t pid)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (pidfd < 0) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return;
+	}
+	reap_later(pid, pidfd, 30000);
+}
+
+void
+slurm_cancel(uint64_t id, int sig)
+{
+	char name[64], namearg[80], sigarg[32];
+	char *drop[] = {sl.tool[SLURM_SCANCEL], "--quiet", "--state=PENDING",
+	                namearg, NULL};
+	char *signal[] = {sl.tool[SLURM_SCANCEL],
+	                  "--quiet",
+	                  "--state=RUNNING",
+	                  sigarg,
+	                  namearg,
+	                  NULL};
+	char *cancel[] = {sl.tool[SLURM_SCANCEL], "--quiet", namearg, NULL};
+	pid_t pid;
+
+	if (sl.tool[SLURM_SCANCEL] == NULL)
+		return;
+	slurm_job_name(id, name, sizeof(name));
+	snprintf(namearg, sizeof(namearg), "--name=%s", name);
+	snprintf(sigarg, sizeof(sigarg), "--signal=%d", sig);
+	if (sig == 0) {
+		if ((pid = slurm_spawn(cancel, -1)) > 0)
+			slurm_reap_later(pid);
+		return;
+	}
+	if ((pid = slurm_spawn(drop, -1)) > 0)
+		slurm_reap_later(pid);
+	if ((pid = slurm_spawn(signal, -1)) > 0)
+		slurm_reap_later(pid);
+}
+
+/* The value of "Key=" in scontrol's one-line output, into buf. */
+static bool
+field(const char *out, const char *key, char *buf, size_t len)
+{
+	const char *p = out;
+	size_t klen = strlen(key), n;
+
+	while ((p = strstr(p, key)) != NULL) {
+		if ((p == out || p[-1] == ' ') && p[klen] == '=') {
+			p += klen + 1;
+			n = strcspn(p, " \n");
+			if (n >= len)
+				n = len - 1;
+			memcpy(buf, p, n);
+			buf[n] = '\0';
+			return true;
+		}
+		p += klen;
+	}
+	return false;
+}
+
+int
+slurm_query(uint64_t slurm_id, int *exit, int *sig, char *state,
+            size_t statelen)
+{
+	char idarg[32], out[8192], code[32];
+	char *argv[] = {
+	    sl.tool[SLURM_SCONTROL], "--oneliner", "show", "job", idarg, NULL};
+	size_t len = 0;
+	ssize_t n;
+	int p[2], status;
+	pid_t pid;
+
+	if (sl.tool[SLURM_SCONTROL] == NULL || slurm_id == 0)
+		return -1;
+	snprintf(idarg, sizeof(idarg), "%" PRIu64, slurm_id);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid = slurm_spawn(argv, p[1]);
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		return -1;
+	}
+	while (len < sizeof(out) - 1 &&
+	       ((n = read(p[0], out + len, sizeof(out) - 1 - len)) > 0 ||
+	        (n < 0 && errno == EINTR)))
+		len += n > 0 ? (size_t)n : 0;
+	out[len] = '\0';
+	close(p[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+	    !field(out, "JobState", state, statelen))
+		return -1;
+	if (strcmp(state, "PENDING") == 0 || strcmp(state, "RUNNING") == 0 ||
+	    strcmp(state, "CONFIGURING") == 0 ||
+	    strcmp(state, "COMPLETING") == 0 ||
+	    strcmp(state, "SUSPENDED") == 0 || strcmp(state, "REQUEUED") == 0)
+		return 1;
+	*exit = *sig = 0;
+	if (field(out, "ExitCode", code, sizeof(code)))
+		(void)sscanf(code, "%d:%d", exit, sig);
+	return 0;
+}
