@@ -377,6 +377,8 @@ main(int argc, char *argv[])
 	opt.queue_limit = DEFAULT_QUEUE_LIMIT;
 	opt.finished_ttl = DEFAULT_FINISHED_TTL;
 	opt.busy_poll = DEFAULT_BUSY_POLL;
+	opt.slurm.max_workers = 64;
+	opt.slurm.idle_release = 600;
 	opt.log_limit = JOBLOG_LIMIT;
 	opt.log_total_limit = JOBLOG_TOTAL_LIMIT;
 	while ((ch = getopt_long(argc, argv, "c:dfhp:s:t:V", longopts, NULL)) !=
