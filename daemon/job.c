@@ -584,6 +584,23 @@ job_end_restored(struct job *j, enum proto_state s, enum proto_error err,
 	job_finish(j, s);
 }
 
+void
+job_end_restored_exit(struct job *j, enum proto_state s, enum proto_error err,
+                      const char *message, int exit, int sig)
+{
+	/* {"status": 0}, as tasks/exec.c gives a command that exited 0 */
+	static const char ok[] = "\x81\xa6status\x00";
+
+	j->ctx.exited = true;
+	j->ctx.exit_code = (uint8_t)exit;
+	j->ctx.exit_signal = (uint8_t)sig;
+	if (s == PS_SUCCEEDED) {
+		j->ctx.result.len = 0;
+		pbuf_append(&j->ctx.result, ok, sizeof(ok) - 1);
+	}
+	job_end_restored(j, s, err, message);
+}
+
 static void
 job_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {

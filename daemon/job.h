@@ -209,6 +209,13 @@ struct job_extra *job_extra(struct job *);
 /* Where Slurm runs it (the slurm executor): kept in its record. */
 void job_placed(struct job *, uint64_t slurm_id, const char *node);
 /*
+ * A restored job whose command ended while no concd ran (Slurm kept it):
+ * its exit status (sig: the signal, 0: none); a job that exited 0
+ * succeeds, with the result an exec job has.
+ */
+void job_end_restored_exit(struct job *, enum proto_state, enum proto_error,
+                           const char *message, int exit, int sig);
+/*
  * The read end of the pipe of a job's streamed standard input (input.c),
  * kept in its extra while the job lives, or -1.  job_set_stdin: 0, or -1
  * when out of memory.

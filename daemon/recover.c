@@ -8,6 +8,10 @@
  *                               has attempts left (this one counts)
  *   daemon job, queued/running  cancelled: its lifetime was the daemon's
  *
+ * A job that ran on Slurm (the slurm executor) is asked after: one still
+ * queued or running there is cancelled (scancel) and ends interrupted as
+ * above; one that ended while no concd ran ends as Slurm says it did.
+ *
  * Before any of that, and before any worker exists, the commands the
  * previous concd left running are killed: they carry its store's name in
  * their environment (spawn.c), so they are found however far they forked.
@@ -29,6 +33,7 @@
 #include "log.h"
 #include "loop.h"
 #include "recover.h"
+#include "slurm.h"
 #include "store.h"
 #include "task.h"
 #include "task_int.h"
@@ -100,7 +105,7 @@ recover_kill_leftovers(void)
 }
 
 struct recover_count {
-	size_t queued, interrupted, cancelled, lost;
+	size_t queued, interrupted, cancelled, lost, reconciled;
 };
 
 #define RECOVER_INTERRUPTED "concd stopped while the job ran"
@@ -149,6 +154,68 @@ recover_lost(const struct store_row *r, enum proto_error err, const char *cause,
 	}
 }
 
+/* How a Slurm job that ended while no concd ran ends its concd job. */
+static const struct {
+	const char *state; /* Slurm's JobState */
+	enum proto_state s;
+	enum proto_error err;
+	const char *why;
+} recover_slurm_ends[] = {
+    {"TIMEOUT", PS_TIMED_OUT, PE_TIMED_OUT,
+     "Slurm's time limit for it ran out"},
+    {"NODE_FAIL", PS_FAILED, PE_NODE_FAILED, "its node failed (Slurm)"},
+    {"PREEMPTED", PS_FAILED, PE_PREEMPTED, "Slurm preempted it"},
+    {"OUT_OF_MEMORY", PS_FAILED, PE_OOM, "killed for exceeding its memory"},
+};
+
+/*
+ * A job that was running on Slurm: true when Slurm says how it ended
+ * (and it has ended so), false when it ends interrupted: it was still
+ * queued or running there (and is cancelled now), was cancelled, or is
+ * gone.
+ */
+static bool
+recover_slurm(struct job *j, const struct store_row *r)
+{
+	uint64_t sid = r->x != NULL ? r->x->slurm_id : 0;
+	char state[32], why[160];
+	int exit = 0, sig = 0, q;
+	size_t i;
+
+	q = slurm_ready() ? slurm_query(sid, &exit, &sig, state, sizeof(state))
+	                  : -1;
+	if (q != 0 || strcmp(state, "CANCELLED") == 0) {
+		slurm_cancel(r->id, 0); /* queued or running there still */
+		log_info("recovery: job %llu: Slurm job %llu %s; cancelled",
+		         (unsigned long long)r->id, (unsigned long long)sid,
+		         q == 1 ? "still queued or running"
+		                : "gone or cancelled");
+		return false;
+	}
+	log_info("recovery: job %llu: Slurm job %llu ended %s, exit %d:%d",
+	         (unsigned long long)r->id, (unsigned long long)sid, state,
+	         exit, sig);
+	for (i = 0;
+	     i < sizeof(recover_slurm_ends) / sizeof(*recover_slurm_ends); i++)
+		if (strcmp(state, recover_slurm_ends[i].state) == 0) {
+			job_end_restored_exit(j, recover_slurm_ends[i].s,
+			                      recover_slurm_ends[i].err,
+			                      recover_slurm_ends[i].why, exit,
+			                      sig);
+			return true;
+		}
+	if (sig != 0)
+		snprintf(why, sizeof(why),
+		         "killed by signal %d (while concd was down)", sig);
+	else
+		snprintf(why, sizeof(why),
+		         "exited with status %d (while concd was down)", exit);
+	job_end_restored_exit(
+	    j, exit == 0 && sig == 0 ? PS_SUCCEEDED : PS_FAILED, PE_NONE,
+	    exit == 0 && sig == 0 ? NULL : why, exit, sig);
+	return true;
+}
+
 static void
 recover_row(const struct store_row *r, void *arg)
 {
@@ -188,8 +255,13 @@ recover_row(const struct store_row *r, void *arg)
 		return;
 	}
 	if (r->daemon) {
+		if (r->state == PS_RUNNING && r->exec == PX_SLURM)
+			slurm_cancel(r->id, 0);
 		job_end_restored(j, PS_CANCELLED, PE_CANCELLED, RECOVER_DAEMON);
 		n->cancelled++;
+	} else if (r->state == PS_RUNNING && r->exec == PX_SLURM &&
+	           recover_slurm(j, r)) {
+		n->reconciled++;
 	} else if (r->state == PS_RUNNING) {
 		job_end_restored(j, PS_FAILED, PE_INTERRUPTED,
 		                 RECOVER_INTERRUPTED);
@@ -211,9 +283,10 @@ recover_jobs(void)
 		log_warnx("recovery: the store could not be read in full");
 	deps_recovered();
 	sched_flush();
-	if (n.queued + n.interrupted + n.cancelled + n.lost > 0)
+	if (n.queued + n.interrupted + n.cancelled + n.lost + n.reconciled > 0)
 		log_info(
 		    "recovery: %zu jobs queued again, %zu interrupted, "
-		    "%zu daemon jobs cancelled, %zu that cannot run failed",
-		    n.queued, n.interrupted, n.cancelled, n.lost);
+		    "%zu daemon jobs cancelled, %zu that cannot run failed, "
+		    "%zu ended on Slurm while concd was down",
+		    n.queued, n.interrupted, n.cancelled, n.lost, n.reconciled);
 }

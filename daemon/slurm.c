@@ -45,6 +45,7 @@ static struct {
 	struct config_slurm cfg;
 	char *tool[SLURM_NTOOLS];
 	char instance[16];
+	char *conf; /* concd's SLURM_CONF, which its sruns get too */
 	char why[160];
 	bool ready;
 } sl;
@@ -91,6 +92,9 @@ slurm_init(const struct config_slurm *cfg, const char *instance,
 	sl.cfg.worker_path =
 	    slurm_strdup(cfg->worker_path != NULL ? cfg->worker_path : self);
 	snprintf(sl.instance, sizeof(sl.instance), "%.12s", instance);
+	if (getenv("SLURM_CONF") != NULL &&
+	    asprintf(&sl.conf, "SLURM_CONF=%s", getenv("SLURM_CONF")) < 0)
+		sl.conf = NULL;
 	if (!cfg->enabled) {
 		snprintf(sl.why, sizeof(sl.why),
 		         "Slurm is not enabled (slurm.enabled in concd.conf)");
@@ -119,6 +123,8 @@ slurm_fini(void)
 		free(sl.tool[i]);
 		sl.tool[i] = NULL;
 	}
+	free(sl.conf);
+	sl.conf = NULL;
 	free(sl.cfg.partition);
 	free(sl.cfg.account);
 	free(sl.cfg.qos);
@@ -245,6 +251,11 @@ slurm_exec_argv(const struct slurm_request *r, char *const argv[])
 	size_t i;
 
 	slurm_job_name(r->id, name, sizeof(name));
+	if (sl.conf != NULL) {
+		/* a job run as its owner has the account's environment only */
+		argv_add(&a, strdup("/usr/bin/env"));
+		argv_add(&a, strdup(sl.conf));
+	}
 	argv_add(&a, strdup(sl.tool[SLURM_SRUN] != NULL ? sl.tool[SLURM_SRUN]
 	                                                : "srun"));
 	/* output as it comes; srun's own notes stay out of the job's */
@@ -258,9 +269,12 @@ slurm_exec_argv(const struct slurm_request *r, char *const argv[])
 	if (r->mem > 0) /* in KiB: Slurm's M would round a small one to 0 */
 		argv_fmt(&a, "--mem=%" PRIu64 "K", (r->mem + 1023) / 1024);
 	if (r->timeout_ms > 0) {
-		/* Slurm's limit is a backstop: concd's own ends the job */
-		s = (r->timeout_ms + r->grace_ms + 999) / 1000 + 60;
-		argv_fmt(&a, "--time=%" PRIu64 ":%02" PRIu64, s / 60, s % 60);
+		/*
+		 * Slurm's limit (whole minutes) is a backstop: concd's own
+		 * ends the job, after the grace period at the latest
+		 */
+		s = (r->timeout_ms + r->grace_ms + 59999) / 60000 + 1;
+		argv_fmt(&a, "--time=%" PRIu64, s);
 	}
 	argv_add(&a, strdup("/bin/sh"));
 	argv_add(&a, strdup("-c"));

@@ -13,6 +13,7 @@ packages=(
 	bash-completion # where cmake --install puts concctl's completion
 	zsh # test_completion.py runs zsh's completion too
 	procps # /bin/kill for ExecReload=, pgrep for demo.sh
+	slurm-wlm munge # a private Slurm cluster for test_slurm_*.py
 )
 
 missing=()
