@@ -335,7 +335,8 @@ has(const char *s, size_t len, const char *word)
 enum slurm_end
 slurm_parse_end(const char *line, size_t len)
 {
-	if (!has(line, len, "*** ") || !has(line, len, " CANCELLED AT "))
+	if (len < 10 || memcmp(line, "slurmstepd", 10) != 0 ||
+	    !has(line, len, "*** ") || !has(line, len, " CANCELLED AT "))
 		return SLURM_END_NONE;
 	if (has(line, len, "DUE TO TIME LIMIT"))
 		return SLURM_END_TIME_LIMIT;

@@ -250,6 +250,38 @@ class Cancel(SlurmTest):
         self.assertIn("timed out", r.stderr)
 
 
+class SlurmEnds(SlurmTest):
+    """How Slurm ends a job maps to its state.  slurmstepd says so on
+    srun's standard error; the command writes that line itself here,
+    since Slurm checks its time limits only every half minute or more
+    and a node failure cannot be had on one node."""
+
+    def ends(self, why):
+        r = self.ctl("--json", "run", "-x", "slurm", "exec", "--", "sh",
+                     "-c", "echo 'slurmstepd-%s: error: *** JOB 1 ON %s "
+                     "CANCELLED AT 2026-12-06T10:54:37 DUE TO %s ***' >&2; "
+                     "exit 1" % (cluster.node, cluster.node, why))
+        return json.loads(r.stdout.splitlines()[-1])
+
+    def test_slurms_time_limit_ends_it_timed_out(self):
+        end = self.ends("TIME LIMIT")
+        self.assertEqual((end["state"], end["error"], end["message"]),
+                         ("timed_out", "timed_out",
+                          "Slurm's time limit for it ran out"))
+
+    def test_a_node_failure_fails_it_naming_the_node(self):
+        end = self.ends("NODE FAILURE")
+        self.assertEqual((end["state"], end["error"], end["message"]),
+                         ("failed", "node_failed",
+                          "node %s failed (Slurm)" % cluster.node))
+
+    def test_preemption_fails_it_preempted(self):
+        end = self.ends("PREEMPTION")
+        self.assertEqual((end["state"], end["error"], end["message"]),
+                         ("failed", "preempted",
+                          "Slurm preempted it on node %s" % cluster.node))
+
+
 class NotAvailable(unittest.TestCase):
     def test_without_slurm_enabled_the_executor_says_why(self):
         d = Daemon()
