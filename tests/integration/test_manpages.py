@@ -118,7 +118,7 @@ def config_keys():
     src = read("daemon", "config.c")
     table = src[src.index("config_keys[] = {"):]
     table = table[:table.index("};")]
-    return re.findall(r'\{"([a-z][a-z-]*)",\s*CONFIG_', table)
+    return re.findall(r'\{"([a-z][a-z.-]*)",\s*CONFIG_', table)
 
 
 def table_names(src, table, prefix):
@@ -150,9 +150,14 @@ class ReferencePages(unittest.TestCase):
         src = roff_source("concd.conf.5")
         keys = config_keys()
         self.assertGreater(len(keys), 5, "cannot parse daemon/config.c")
+        # a key of the [slurm] section, slurm.NAME, is NAME in SLURM
+        slurm = src[src.index(".Sh SLURM"):]
+        slurm = slurm[:slurm.index(".Sh ", 4)]
         self.assertNoneMissing(
             [k for k in keys
-             if not has_item(src, r"\b(Ic|Cm) %s(?![\w-])" % k)],
+             if not has_item(slurm if k.startswith("slurm.") else src,
+                             r"\b(Ic|Cm) %s(?![\w-])"
+                             % k.replace("slurm.", "", 1))],
             "concd.conf.5")
 
     def test_concctl_1_describes_every_command_of_concctl_help(self):

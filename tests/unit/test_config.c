@@ -86,6 +86,55 @@ a_directory_is_refused_by_name(void **state)
 	config_free(&o);
 }
 
+/*
+ * [slurm] starts the Slurm section: its keys are slurm.NAME, which may
+ * also be written so anywhere; no other section exists.
+ */
+static void
+the_slurm_section_holds_the_slurm_keys(void **state)
+{
+	struct fixture *fx = *state;
+	struct server_options o = {.threads = 2};
+	char cause[512];
+
+	assert_int_equal(
+	    load(fx,
+	         "threads = 3\n"
+	         "slurm.account = physics\n"
+	         "[slurm]  # the cluster\n"
+	         "enabled = yes\n"
+	         "partition = batch\n"
+	         "srun-options = --exclusive --hint=nomultithread\n"
+	         "max-workers = 8\n",
+	         &o, 0, cause, sizeof(cause)),
+	    0);
+	assert_int_equal(o.threads, 3);
+	assert_int_equal(o.slurm.enabled, 1);
+	assert_string_equal(o.slurm.partition, "batch");
+	assert_string_equal(o.slurm.account, "physics");
+	assert_string_equal(o.slurm.srun_options,
+	                    "--exclusive --hint=nomultithread");
+	assert_int_equal(o.slurm.max_workers, 8);
+	config_free(&o);
+	assert_null(o.slurm.partition);
+
+	/* after [slurm], a key of the top is not there */
+	assert_int_equal(
+	    load(fx, "[slurm]\nthreads = 3\n", &o, 0, cause, sizeof(cause)),
+	    -1);
+	assert_non_null(strstr(cause, ":2: unknown key \"slurm.threads\""));
+	assert_int_equal(load(fx, "[cluster]\n", &o, 0, cause, sizeof(cause)),
+	                 -1);
+	assert_non_null(strstr(cause, ":1: unknown section \"[cluster]\" "
+	                              "(there is only [slurm])"));
+	assert_int_equal(load(fx, "[slurm]\nmax-workers = 1000\n", &o, 0, cause,
+	                      sizeof(cause)),
+	                 -1);
+	assert_non_null(strstr(cause, ":2: slurm.max-workers must be a "
+	                              "number from 0 to 256"));
+	config_free(&o);
+}
+
 /* Numbers are plain decimal: no sign, no space inside, no base prefix. */
 static void
 numbers_are_plain_decimal(void **state)
@@ -308,6 +357,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(a_directory_is_refused_by_name,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        the_slurm_section_holds_the_slurm_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(numbers_are_plain_decimal, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(
