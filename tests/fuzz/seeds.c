@@ -182,6 +182,36 @@ seed_job(struct pbuf *b)
 	proto_enc_end(&e);
 }
 
+/* An exec job for Slurm, and its record: the Slurm job and its node. */
+static void
+seed_slurm(struct pbuf *b)
+{
+	struct proto_enc e;
+	/* {"argv": ["hostname"]} */
+	static const char args[] = "\x81\xa4"
+	                           "argv\x91\xa8"
+	                           "hostname";
+
+	proto_enc_begin(&e, b, PROTO_SUBMIT, 30);
+	proto_enc_cstr(&e, PF_TASK, "exec");
+	proto_enc_raw(&e, PF_ARGS, args, sizeof(args) - 1);
+	proto_enc_cstr(&e, PF_EXEC, "slurm");
+	proto_enc_u64(&e, PF_CPUS, 4);
+	proto_enc_u64(&e, PF_MEM, 8ull << 30);
+	proto_enc_u64(&e, PF_TIMEOUT, 600000);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_JOB, 31);
+	proto_enc_u64(&e, PF_JOB, 41);
+	proto_enc_cstr(&e, PF_TASK, "exec");
+	proto_enc_cstr(&e, PF_STATE, "failed");
+	proto_enc_cstr(&e, PF_EXEC, "slurm");
+	proto_enc_u64(&e, PF_SLURM_JOB, 4711);
+	proto_enc_cstr(&e, PF_NODE, "node07");
+	proto_enc_cstr(&e, PF_ERROR, "node_failed");
+	proto_enc_cstr(&e, PF_MESSAGE, "node node07 failed (Slurm)");
+	proto_enc_end(&e);
+}
+
 static void
 seed_jobs(struct pbuf *b)
 {
@@ -580,6 +610,7 @@ static const struct seed seeds[] = {
     {"events", PROTO_DECODE_OK, seed_events},
     {"job", PROTO_DECODE_OK, seed_job},
     {"jobs", PROTO_DECODE_OK, seed_jobs},
+    {"slurm", PROTO_DECODE_OK, seed_slurm},
     {"tasklist", PROTO_DECODE_OK, seed_tasklist},
     {"replies", PROTO_DECODE_OK, seed_replies},
     {"pool-requests", PROTO_DECODE_OK, seed_pool_requests},
