@@ -177,19 +177,26 @@ static const struct {
 static bool
 recover_slurm(struct job *j, const struct store_row *r)
 {
+	static bool unreachable; /* each question would wait its timeout */
 	uint64_t sid = r->x != NULL ? r->x->slurm_id : 0;
 	char state[32], why[160];
-	int exit = 0, sig = 0, q;
+	int exit = 0, sig = 0, q = -2;
 	size_t i;
 
-	q = slurm_ready() ? slurm_query(sid, &exit, &sig, state, sizeof(state))
-	                  : -1;
+	if (slurm_ready() && !unreachable)
+		q = slurm_query(sid, &exit, &sig, state, sizeof(state));
+	if (q == -2 && slurm_ready() && !unreachable) {
+		unreachable = true;
+		log_warnx("recovery: Slurm cannot be asked (scontrol show job "
+		          "failed): its jobs end interrupted");
+	}
 	if (q != 0 || strcmp(state, "CANCELLED") == 0) {
 		slurm_cancel(r->id, 0); /* queued or running there still */
 		log_info("recovery: job %llu: Slurm job %llu %s; cancelled",
 		         (unsigned long long)r->id, (unsigned long long)sid,
-		         q == 1 ? "still queued or running"
-		                : "gone or cancelled");
+		         q == 1    ? "still queued or running"
+		         : q == -2 ? "not asked after"
+		                   : "gone or cancelled");
 		return false;
 	}
 	log_info("recovery: job %llu: Slurm job %llu ended %s, exit %d:%d",

@@ -17,12 +17,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -32,7 +34,8 @@
 
 extern char **environ;
 
-#define SLURM_ARGS_MAX 64 /* words of srun-options */
+#define SLURM_ARGS_MAX 64   /* words of srun-options */
+#define SLURM_QUERY_MS 5000 /* a question to scontrol, at most */
 
 static const char *const slurm_names[SLURM_NTOOLS] = {
     [SLURM_SRUN] = "srun",
@@ -349,7 +352,7 @@ slurm_parse_end(const char *line, size_t len)
 
 /*
  * Start argv with /dev/null for its standard descriptors, or out for
- * standard output; its pid, or -1.
+ * standard output and error; its pid, or -1.
  */
 static pid_t
 slurm_spawn(char *const argv[], int out)
@@ -381,7 +384,11 @@ slurm_spawn(char *const argv[], int out)
 	else
 		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY,
 		                                 0);
-	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	if (out >= 0)
+		posix_spawn_file_actions_adddup2(&fa, out, 2);
+	else
+		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY,
+		                                 0);
 	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
@@ -437,6 +444,15 @@ slurm_cancel(uint64_t id, int sig)
 		slurm_reap_later(pid);
 }
 
+static int64_t
+slurm_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* The value of "Key=" in scontrol's one-line output, into buf. */
 static bool
 field(const char *out, const char *key, char *buf, size_t len)
@@ -466,33 +482,55 @@ slurm_query(uint64_t slurm_id, int *exit, int *sig, char *state,
 	char idarg[32], out[8192], code[32];
 	char *argv[] = {
 	    sl.tool[SLURM_SCONTROL], "--oneliner", "show", "job", idarg, NULL};
+	int64_t deadline = slurm_ms() + SLURM_QUERY_MS;
+	bool late = false;
 	size_t len = 0;
 	ssize_t n;
 	int p[2], status;
 	pid_t pid;
 
-	if (sl.tool[SLURM_SCONTROL] == NULL || slurm_id == 0)
-		return -1;
+	if (slurm_id == 0)
+		return -1; /* it never started: Slurm never said its id */
+	if (sl.tool[SLURM_SCONTROL] == NULL)
+		return -2;
 	snprintf(idarg, sizeof(idarg), "%" PRIu64, slurm_id);
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return -1;
+		return -2;
 	pid = slurm_spawn(argv, p[1]);
 	close(p[1]);
 	if (pid < 0) {
 		close(p[0]);
-		return -1;
+		return -2;
 	}
-	while (len < sizeof(out) - 1 &&
-	       ((n = read(p[0], out + len, sizeof(out) - 1 - len)) > 0 ||
-	        (n < 0 && errno == EINTR)))
-		len += n > 0 ? (size_t)n : 0;
+	/* a start waits for it: at most SLURM_QUERY_MS */
+	while (len < sizeof(out) - 1 && !late) {
+		struct pollfd pf = {.fd = p[0], .events = POLLIN};
+		int64_t left = deadline - slurm_ms();
+
+		if (left <= 0 || poll(&pf, 1, (int)left) == 0) {
+			late = true;
+			kill(pid, SIGKILL);
+			break;
+		}
+		n = read(p[0], out + len, sizeof(out) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
 	out[len] = '\0';
 	close(p[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	if (late)
+		return -2;
+	if (WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
+	    strstr(out, "Invalid job id") != NULL)
+		return -1; /* gone: Slurm has forgotten it */
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
 	    !field(out, "JobState", state, statelen))
-		return -1;
+		return -2;
 	if (strcmp(state, "PENDING") == 0 || strcmp(state, "RUNNING") == 0 ||
 	    strcmp(state, "CONFIGURING") == 0 ||
 	    strcmp(state, "COMPLETING") == 0 ||

@@ -91,7 +91,9 @@ void slurm_cancel(uint64_t id, int sig);
  * Slurm says of it now (scontrol show job), waited for.  1: still queued
  * or running; 0: it ended, with *exit and *sig as Slurm has them, and
  * *state its JobState (COMPLETED, FAILED, TIMEOUT, NODE_FAIL...); -1:
- * Slurm does not know it (any more), or cannot be asked.
+ * Slurm does not know it (any more), or it never had an id; -2: Slurm
+ * cannot be asked (scontrol failed, or gave no answer within 5 s:
+ * slurmctld down?).
  */
 int slurm_query(uint64_t slurm_id, int *exit, int *sig, char *state,
                 size_t statelen);

@@ -9,6 +9,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -330,9 +331,49 @@ class Restart(SlurmTest):
             self.assertEqual((end["state"], end["error"]),
                              ("failed", "interrupted"))
             self.assertEqual(self.wait_slurm_idle(), [])
-            self.assertIn("Slurm job %d" % sid, self.d.log())
+            # its id may not have been written yet: the name finds it
+            self.assertRegex(self.d.log(), r"recovery: job %d: Slurm job "
+                             r"(%d|0) [a-z ]+; cancelled" % (job, sid))
         finally:
             old.close()
+
+    def test_a_start_that_cannot_ask_slurm_ends_the_job_interrupted(self):
+        _, wait = self.gate()
+        job = int(self.ctl("submit", "-x", "slurm", "exec", "--", "sh", "-c",
+                           wait).stdout)
+        self.wait_started(job)
+        self.d.stop(signal.SIGKILL)
+        self.d.expect_exit(-signal.SIGKILL)
+        # the next concd sees a cluster whose controller does not answer
+        bad = os.path.join(self.dir, "unreachable.conf")
+        with open(cluster.conf) as f, open(bad, "w") as g:
+            g.write(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=1",
+                           f.read()))
+        old = self.d
+        self.d = Daemon("-c", self.conf_path, "--state-dir",
+                        os.path.join(self.dir, "state"),
+                        env=dict(cluster.env(), SLURM_CONF=bad))
+        try:
+            end = self.wait_state(job, "failed")
+            self.assertEqual((end["state"], end["error"]),
+                             ("failed", "interrupted"))
+            self.assertIn("recovery: Slurm cannot be asked (scontrol show "
+                          "job failed): its jobs end interrupted",
+                          self.d.log())
+        finally:
+            old.close()
+            # what Slurm still runs is left to it (concd(8) SCALING OUT)
+            cluster.run("scancel", "--name=concd-%s-%d" % (
+                self.instance(), job))
+
+    def instance(self):
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.dir, "state", "jobs.db"))
+        try:
+            return db.execute("select value from meta where key = "
+                              "'instance'").fetchone()[0][:12]
+        finally:
+            db.close()
 
     def test_a_slurm_job_that_ended_meanwhile_ends_as_slurm_says(self):
         path, wait = self.gate()
