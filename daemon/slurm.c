@@ -335,6 +335,31 @@ has(const char *s, size_t len, const char *word)
 	return memmem(s, len, word, strlen(word)) != NULL;
 }
 
+int
+slurm_parse_signal(const char *line, size_t len)
+{
+	static const char head[] = "srun: error: ";
+	const char *p;
+	size_t n;
+	int sig;
+
+	if (len < sizeof(head) - 1 || memcmp(line, head, sizeof(head) - 1))
+		return 0;
+	if ((p = memmem(line, len, ": task 0: ", 10)) == NULL)
+		return 0;
+	p += 10;
+	n = (size_t)(line + len - p);
+	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+		n--;
+	for (sig = 1; sig < 65; sig++) {
+		const char *d = sigdescr_np(sig);
+
+		if (d != NULL && strlen(d) == n && memcmp(d, p, n) == 0)
+			return sig;
+	}
+	return 0;
+}
+
 enum slurm_end
 slurm_parse_end(const char *line, size_t len)
 {

@@ -78,6 +78,11 @@ char **slurm_exec_argv(const struct slurm_request *, char *const argv[]);
  */
 bool slurm_parse_mark(const char *line, size_t len, uint64_t *slurm_id,
                       char *node, size_t nodelen);
+/*
+ * The signal that killed the command, from srun's line on its end
+ * ("srun: error: NODE: task 0: Killed"); 0 if the line is not one.
+ */
+int slurm_parse_signal(const char *line, size_t len);
 /* What a line of srun's standard error says of the job's end. */
 enum slurm_end slurm_parse_end(const char *line, size_t len);
 /*

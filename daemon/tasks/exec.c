@@ -105,6 +105,7 @@ struct exec_state {
 	bool slurm;   /* under srun: the slurm executor */
 	bool placed;  /* and Slurm has said where */
 	uint8_t slurm_end; /* enum slurm_end: how Slurm ended it */
+	uint8_t slurm_sig; /* srun says a signal killed the command */
 	char *in;          /* stdin data */
 	size_t inlen, inoff;
 	struct exec_stream out[2]; /* stdout, stderr */
@@ -627,6 +628,7 @@ exec_emit(struct task_ctx *ctx, struct exec_state *s, int stream, const char *p,
 	enum slurm_end end;
 	uint64_t id;
 	char node[256];
+	int sig;
 
 	if (s->slurm && stream == 2 && n > 0) {
 		if (!s->placed &&
@@ -637,6 +639,8 @@ exec_emit(struct task_ctx *ctx, struct exec_state *s, int stream, const char *p,
 		}
 		if ((end = slurm_parse_end(p, n)) != SLURM_END_NONE)
 			s->slurm_end = (uint8_t)end;
+		if ((sig = slurm_parse_signal(p, n)) > 0)
+			s->slurm_sig = (uint8_t)sig;
 	}
 	task_output(ctx, stream, p, n);
 }
@@ -750,11 +754,20 @@ exec_reap(struct exec_state *s, siginfo_t *si)
 }
 
 static enum task_step
-exec_outcome(struct task_ctx *ctx, struct exec_state *s, const siginfo_t *si)
+exec_outcome(struct task_ctx *ctx, struct exec_state *s, const siginfo_t *sr)
 {
+	siginfo_t sk, *si = (siginfo_t *)sr;
 	const char *name;
 	msgpack_packer *pk;
 
+	/* srun exits 128+N for a command killed by signal N, and says so */
+	if (s->slurm && si->si_code == CLD_EXITED && s->slurm_sig > 0 &&
+	    si->si_status == 128 + s->slurm_sig) {
+		sk = *sr;
+		sk.si_code = CLD_KILLED;
+		sk.si_status = s->slurm_sig;
+		si = &sk;
+	}
 	if (si->si_code == CLD_EXITED)
 		task_exit(ctx, si->si_status, 0);
 	else

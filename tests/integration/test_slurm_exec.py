@@ -158,6 +158,19 @@ class Basics(SlurmTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn('"result":{"status":0}', r.stdout.replace(" ", ""))
 
+    def test_a_command_killed_by_a_signal_says_so_as_a_local_one(self):
+        r = self.ctl("--json", "run", "-x", "slurm", "exec", "--", "sh",
+                     "-c", "kill -TERM $$")
+        end = json.loads(r.stdout.splitlines()[-1])
+        self.assertEqual((r.returncode, end["signal"], end["message"]),
+                         (143, 15, "killed by signal 15 (SIGTERM)"))
+        # a command that exits 137 itself was not killed
+        r = self.ctl("--json", "run", "-x", "slurm", "exec", "--", "sh",
+                     "-c", "exit 137")
+        end = json.loads(r.stdout.splitlines()[-1])
+        self.assertEqual((r.returncode, end["exit"]), (137, 137))
+        self.assertNotIn("signal", end)
+
     def test_cpus_memory_and_timeout_go_to_slurm(self):
         r = self.ctl("run", "-x", "slurm", "--cpus", "2", "--mem", "64M",
                      "--timeout", "600", "exec", "--", "sh", "-c",

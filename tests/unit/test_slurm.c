@@ -175,6 +175,29 @@ test_slurmstepds_line_says_how_slurm_ended_it(void **state)
 		    cases[i].end);
 }
 
+static void
+test_sruns_line_says_which_signal_killed_the_command(void **state)
+{
+	static const struct {
+		const char *line;
+		int sig;
+	} cases[] = {
+	    {"srun: error: n1: task 0: Killed\n", 9},
+	    {"srun: error: n1: task 0: Terminated\n", 15},
+	    {"srun: error: n1: task 0: Segmentation fault", 11},
+	    {"srun: error: n1: task 0: Exited with exit code 137\n", 0},
+	    {"srun: error: n1: task 0: Killed by a bear\n", 0},
+	    {"error: n1: task 0: Killed\n", 0},
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(
+		    slurm_parse_signal(cases[i].line, strlen(cases[i].line)),
+		    cases[i].sig);
+}
+
 int
 main(void)
 {
@@ -184,6 +207,8 @@ main(void)
 	    cmocka_unit_test(test_slurm_conf_reaches_srun_through_env),
 	    cmocka_unit_test(test_the_mark_gives_the_job_and_the_node),
 	    cmocka_unit_test(test_slurmstepds_line_says_how_slurm_ended_it),
+	    cmocka_unit_test(
+	        test_sruns_line_says_which_signal_killed_the_command),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
