@@ -322,19 +322,21 @@ logs_dir(const char *state_dir)
 }
 
 /*
- * `concd --worker INDEX [--once] [--busy-poll USEC] [--plugin-dir DIR]
- * [--cgroup SPEC]`: see worker.c.
+ * `concd --worker INDEX [--once] [--stdio] [--busy-poll USEC]
+ * [--plugin-dir DIR] [--cgroup SPEC]`: see worker.c.
  */
 static int
 worker_role(int argc, char *argv[])
 {
-	bool once = false;
+	bool once = false, stdio = false;
 	int i, busy_poll = 0;
 
 	log_silence();
 	for (i = 3; i < argc; i++) {
 		if (strcmp(argv[i], "--once") == 0)
 			once = true;
+		else if (strcmp(argv[i], "--stdio") == 0)
+			stdio = true;
 		else if (strcmp(argv[i], "--busy-poll") == 0 && i + 1 < argc)
 			busy_poll = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--plugin-dir") == 0 && i + 1 < argc)
@@ -343,7 +345,7 @@ worker_role(int argc, char *argv[])
 		         cgroup_adopt(argv[++i]) < 0)
 			return 1;
 	}
-	i = worker_main(atoi(argv[2]), once, busy_poll);
+	i = worker_main(atoi(argv[2]), once, stdio, busy_poll);
 	plugin_unload();
 	return i;
 }
