@@ -30,6 +30,7 @@
 #include "notify.h"
 #include "plugin.h"
 #include "pool_process.h"
+#include "pool_remote.h"
 #include "pool_thread.h"
 #include "queue.h"
 #include "reap.h"
@@ -533,6 +534,7 @@ main(int argc, char *argv[])
 	               store_enabled() ? store_instance() : instance,
 	               self_path) < 0)
 		fatalx("out of memory");
+	pool_remote_init(opt.busy_poll);
 	recover_jobs();
 	server_start(&opt);
 

@@ -54,7 +54,7 @@ static struct {
 	int index;
 	pid_t pid;
 	bool once;
-	bool stdio; /* a remote worker: see the top of this file */
+	bool stdio;          /* a remote worker: see the top of this file */
 	int busy_poll;       /* µs */
 	int64_t progress_at; /* ms: progress goes out at most every 20 ms */
 	bool eof;
@@ -81,7 +81,8 @@ worker_flush(void)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) { /* one description for both */
-			struct pollfd pfd = {.fd = wk.out_fd, .events = POLLOUT};
+			struct pollfd pfd = {.fd = wk.out_fd,
+			                     .events = POLLOUT};
 
 			(void)poll(&pfd, 1, -1);
 			continue;
