@@ -291,7 +291,11 @@ remote_alloc_release(struct ralloc *a)
 		log_info("remote pool: allocation %s (Slurm job %" PRIu64
 		         ") released",
 		         a->name, a->slurm_id);
-		slurm_cancel_job(a->slurm_id);
+		/* at the stop, nothing would reap a scancel left running */
+		if (rp.stopping)
+			slurm_cancel_job_now(a->slurm_id);
+		else
+			slurm_cancel_job(a->slurm_id);
 	}
 	a->released = true;
 }
@@ -429,7 +433,8 @@ remote_start(struct rworker *w)
 
 	w->state = RW_FAILED;
 	if ((argv = slurm_worker_argv(w->a->slurm_id, w->index,
-	                              slurm_config()->worker_path)) == NULL)
+	                              slurm_config()->worker_path,
+	                              rp.busy_poll)) == NULL)
 		goto fail;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		log_warn("remote pool: worker %d", w->index);

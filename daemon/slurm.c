@@ -288,7 +288,8 @@ slurm_alloc_argv(const char *name, unsigned ntasks, const char *partition,
 }
 
 char **
-slurm_worker_argv(uint64_t slurm_id, int index, const char *path)
+slurm_worker_argv(uint64_t slurm_id, int index, const char *path,
+                  const char *busy_poll)
 {
 	struct slurm_argv a = {0};
 
@@ -305,6 +306,10 @@ slurm_worker_argv(uint64_t slurm_id, int index, const char *path)
 	argv_add(&a, strdup("--worker"));
 	argv_fmt(&a, "%d", index);
 	argv_add(&a, strdup("--stdio"));
+	if (busy_poll != NULL) {
+		argv_add(&a, strdup("--busy-poll"));
+		argv_add(&a, strdup(busy_poll));
+	}
 	return argv_done(&a);
 }
 
@@ -568,6 +573,21 @@ slurm_query(uint64_t slurm_id, int *exit, int *sig, char *state,
 	if (field(out, "ExitCode", code, sizeof(code)))
 		(void)sscanf(code, "%d:%d", exit, sig);
 	return 0;
+}
+
+void
+slurm_cancel_job_now(uint64_t slurm_id)
+{
+	char idarg[32];
+	char *argv[] = {sl.tool[SLURM_SCANCEL], "--quiet", idarg, NULL};
+	pid_t pid;
+
+	if (sl.tool[SLURM_SCANCEL] == NULL || slurm_id == 0)
+		return;
+	snprintf(idarg, sizeof(idarg), "%" PRIu64, slurm_id);
+	if ((pid = slurm_spawn(argv, -1)) > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
 }
 
 void

@@ -538,12 +538,6 @@ worker_run(struct job *j)
 	atomic_store_explicit(&wk.shm->began_us, now, memory_order_relaxed);
 	atomic_store_explicit(&wk.shm->started, j->id, memory_order_release);
 	worker_send_started(j, now);
-	/*
-	 * A remote worker has no record page: with no other run to batch
-	 * it with, its "started" goes now, so that concd knows the job runs.
-	 */
-	if (wk.stdio && TAILQ_EMPTY(&wk.queue))
-		worker_flush();
 	/* a job of one step: started and end go out in one write */
 	if (task_warm_start(&wk.warm, ctx, j, &worker_ops) == 0)
 		st = task_run_blocking(ctx, worker_pause, NULL);

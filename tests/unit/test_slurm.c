@@ -104,12 +104,20 @@ a_worker_is_one_task_of_the_allocation_on_stdio(void **state)
 	char **argv;
 
 	(void)state;
-	argv = slurm_worker_argv(42, 7, slurm_config()->worker_path);
+	argv = slurm_worker_argv(42, 7, slurm_config()->worker_path, NULL);
 	assert_non_null(argv);
 	assert_string_equal(joined(argv, buf, sizeof(buf)),
 	                    "srun --jobid=42 --ntasks=1 --nodes=1 --exact "
 	                    "--unbuffered --quiet /usr/sbin/concd --worker 7 "
 	                    "--stdio");
+	argv_free(argv);
+	/* concd's --busy-poll, as its local workers get it */
+	argv = slurm_worker_argv(42, 0, "concd", "50");
+	assert_non_null(argv);
+	assert_string_equal(joined(argv, buf, sizeof(buf)),
+	                    "srun --jobid=42 --ntasks=1 --nodes=1 --exact "
+	                    "--unbuffered --quiet concd --worker 0 --stdio "
+	                    "--busy-poll 50");
 	argv_free(argv);
 }
 
