@@ -226,6 +226,26 @@ class PoolTest(RemoteTest):
         until(lambda: self.pool(d) == [], "no remote rows")
         self.assertIn("released", d.log())
 
+    def test_a_stop_drains_then_ends_the_allocation(self):
+        d = self.start()
+        self.add(d, 2)
+        r = d.concctl("--json", "submit", "-x", "remote", "sleep", "ms=300")
+        job = json.loads(r.stdout)["job"]
+        self.wait_state(d, job, "running")
+        log = os.path.join(cluster.dir, "stopped.log")
+        d.stop()  # SIGTERM: the job is drained first
+        with open(log, "w") as f:
+            f.write(d.log())
+        d.close()  # and the exit status was 0
+        self.daemons.remove(d)
+        with open(log) as f:
+            text = f.read()
+        self.assertIn("1 jobs drained", text)
+        self.assertIn("released", text)
+        until(lambda: [j for j in self.pool_jobs()
+                       if j[2] not in ("COMPLETING", "CANCELLED")] == [],
+              "the allocation's end")
+
     def test_idle_release_ends_an_idle_allocation(self):
         d = self.start("idle-release = 1\n")
         self.add(d, 1)
