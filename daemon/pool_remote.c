@@ -483,17 +483,21 @@ remote_granted(struct ralloc *a)
 	char *last;
 
 	a->slurm_id = slurm_parse_granted(a->out, a->outlen);
-	if (a->slurm_id == 0 || a->ending) {
-		if (a->slurm_id == 0 && !a->ending) {
-			/* its last line says why */
-			a->out[a->outlen] = '\0';
-			while (a->outlen > 0 && a->out[a->outlen - 1] == '\n')
-				a->out[--a->outlen] = '\0';
-			last = (last = strrchr(a->out, '\n')) != NULL ? last + 1
-			                                              : a->out;
-			log_warnx("remote pool: no allocation %s: %s", a->name,
-			          *last != '\0' ? last : "salloc failed");
-		}
+	if (a->ending) {
+		/* removed while it waited: its rows go, a granted one ends */
+		remote_alloc_check(a);
+		remote_fail_queue();
+		return;
+	}
+	if (a->slurm_id == 0) {
+		/* its last line says why */
+		a->out[a->outlen] = '\0';
+		while (a->outlen > 0 && a->out[a->outlen - 1] == '\n')
+			a->out[--a->outlen] = '\0';
+		last =
+		    (last = strrchr(a->out, '\n')) != NULL ? last + 1 : a->out;
+		log_warnx("remote pool: no allocation %s: %s", a->name,
+		          *last != '\0' ? last : "salloc failed");
 		a->ending = true;
 		TAILQ_FOREACH(w, &a->workers, in_alloc)
 			remote_dead(w, RW_FAILED);
@@ -749,7 +753,7 @@ remote_hello(struct rworker *w, const struct proto_msg *m)
 		    ", concd speaks %d: refused (slurm.worker-path is %s)",
 		    w->index, remote_node(w), v, PROTO_VERSION,
 		    slurm_config()->worker_path);
-		w->state = RW_REFUSED;
+		remote_dead(w, RW_REFUSED);
 		conn_hangup(w->conn); /* its input ends: it exits */
 		return;
 	}
@@ -794,7 +798,7 @@ remote_dispatch_msg(struct conn *c, const struct proto_msg *m)
 		if (w->state == RW_STARTING) {
 			log_warnx("remote worker %d: no hello from %s: refused",
 			          w->index, slurm_config()->worker_path);
-			w->state = RW_REFUSED;
+			remote_dead(w, RW_REFUSED);
 			conn_hangup(c);
 		}
 		return;
@@ -844,10 +848,7 @@ remote_closed(struct conn *c, void *arg)
 	if (w->srun > 0 && w->kill_ev != NULL)
 		evtimer_add(w->kill_ev, &exit_bound);
 	if (w->state == RW_EXITING || w->state == RW_REFUSED) {
-		if (w->state == RW_REFUSED)
-			remote_dead(w, RW_REFUSED);
-		else
-			w->state = RW_EXITING;
+		/* as it was told: it exits */
 	} else if (w->state == RW_STARTING && !rp.stopping) {
 		log_warnx("remote worker %d in Slurm job %" PRIu64
 		          " ended before its hello (srun's own words are "

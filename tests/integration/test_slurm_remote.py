@@ -294,6 +294,21 @@ class RefusalTest(RemoteTest):
                       r.stdout)
         self.assertIn("pool remove --slurm", r.stdout)
 
+    def test_an_allocation_slurm_refuses_is_logged_and_shown_failed(self):
+        d = self.start()
+        r = d.concctl("pool", "add", "--slurm", 1, "--partition", "nope")
+        self.assertEqual(r.returncode, 0, r.stderr)  # salloc is not waited
+        d.wait_log("remote pool: no allocation concd-")
+        self.assertRegex(d.log(), r"no allocation concd-\S+-pool-0: "
+                         r"salloc: error: .*[Pp]artition")
+        until(lambda: [w["state"] for w in self.pool(d)] == ["failed"],
+              "a failed row")
+        r = d.concctl("run", "noop", "-x", "remote")
+        self.assertEqual(r.returncode, 4)
+        r = d.concctl("pool", "remove", "--slurm")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.pool(d), [])
+
     def test_a_worker_of_another_protocol_version_is_refused(self):
         script = os.path.join(cluster.dir, "old-concd")
         with open(script, "w") as f:
