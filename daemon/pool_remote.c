@@ -11,7 +11,9 @@
  *
  * Jobs wait in one queue here and go to the ready worker with the
  * fewest, up to REMOTE_DEPTH each, so that a stream of small jobs crosses
- * srun's relay in batches.  A worker that goes away (its srun ends, the
+ * srun's relay in batches; a worker that falls idle while another holds
+ * jobs it has not begun has them asked back for it (revoke), as in
+ * pool_process.c.  A worker that goes away (its srun ends, the
  * node is lost, the allocation is cancelled) fails only the jobs it had
  * started, with node_failed naming its node; those it had not started go
  * back to the queue (one whose start had not reached concd may thus run
@@ -91,6 +93,7 @@ struct rworker {
 	char node[64];
 	struct job_queue jobs; /* given to it, in order */
 	size_t njobs;
+	size_t nrevoking; /* of those, asked back */
 	uint32_t served;
 	uint64_t since;
 	TAILQ_ENTRY(rworker) link;     /* all workers */
@@ -120,6 +123,7 @@ static struct {
 	struct ralloc_list allocs;
 	struct job_queue queue;
 	size_t nqueued, nrunning;
+	size_t nrevoking; /* jobs asked back from all workers */
 	unsigned next_k;
 	unsigned ndead; /* rows kept of lost, refused and failed workers */
 	char busy_poll[16];
@@ -700,6 +704,71 @@ remote_take(struct rworker *w, struct job *j)
 	TAILQ_REMOVE(&w->jobs, j, link);
 	w->njobs--;
 	j->xdata = NULL;
+	if (j->revoking) {
+		j->revoking = false;
+		w->nrevoking--;
+		rp.nrevoking--;
+	}
+}
+
+static bool
+remote_takes_jobs(const struct rworker *w)
+{
+	return w->state == RW_READY && w->nrevoking == 0 &&
+	       w->njobs < REMOTE_DEPTH;
+}
+
+/* Ask w for its last n jobs back; those it has not begun come back. */
+static void
+remote_revoke(struct rworker *w, size_t n)
+{
+	struct proto_enc e;
+	struct job *j = TAILQ_LAST(&w->jobs, job_queue);
+
+	while (n-- > 1)
+		j = TAILQ_PREV(j, job_queue, link);
+	for (; j != NULL; j = TAILQ_NEXT(j, link)) {
+		j->revoking = true;
+		w->nrevoking++;
+		rp.nrevoking++;
+		proto_enc_begin(&e, conn_out(w->conn), PROTO_REVOKE, 0);
+		proto_enc_u64(&e, PF_JOB, j->id);
+		proto_enc_end(&e);
+	}
+	conn_dirty(w->conn);
+}
+
+/*
+ * No worker waits idle while another holds jobs it has not begun: as in
+ * the process pool, the one with the most waiting is asked for the later
+ * half of them, once for each idle worker.
+ */
+static void
+remote_steal(void)
+{
+	struct rworker *w, *from;
+	size_t idle = 0, waiting, most;
+
+	if (!TAILQ_EMPTY(&rp.queue))
+		return;
+	TAILQ_FOREACH(w, &rp.workers, link)
+		if (remote_takes_jobs(w) && w->njobs == 0)
+			idle++;
+	while (idle > rp.nrevoking) {
+		from = NULL;
+		most = 0;
+		TAILQ_FOREACH(w, &rp.workers, link) {
+			if (w->conn == NULL || w->nrevoking > 0 || w->njobs < 2)
+				continue;
+			if ((waiting = w->njobs - 1) > most) {
+				most = waiting;
+				from = w;
+			}
+		}
+		if (from == NULL)
+			return;
+		remote_revoke(from, (most + 1) / 2);
+	}
 }
 
 /* Queued jobs to ready workers: each to the one with the fewest. */
@@ -712,7 +781,7 @@ remote_dispatch(void)
 	while ((j = TAILQ_FIRST(&rp.queue)) != NULL) {
 		best = NULL;
 		TAILQ_FOREACH(w, &rp.workers, link) {
-			if (w->state == RW_READY && w->njobs < REMOTE_DEPTH &&
+			if (remote_takes_jobs(w) &&
 			    (best == NULL || w->njobs < best->njobs))
 				best = w;
 		}
@@ -721,6 +790,7 @@ remote_dispatch(void)
 		TAILQ_REMOVE(&rp.queue, j, link);
 		remote_give(best, j);
 	}
+	remote_steal();
 }
 
 static void
@@ -815,6 +885,21 @@ remote_dispatch_msg(struct conn *c, const struct proto_msg *m)
 	case PROTO_OUTPUT:
 		if (worker_msg_output(j, m))
 			conn_hold_reads(c, true);
+		break;
+	case PROTO_RETURNED:
+		/* given back unstarted: first in line again */
+		remote_take(w, j);
+		if (atomic_load(&j->ctx.cancel)) {
+			rp.nqueued--;
+			job_finish(j, PS_CANCELLED);
+		} else {
+			TAILQ_INSERT_HEAD(&rp.queue, j, link);
+		}
+		if (w->state == RW_DRAINING && w->njobs == 0) {
+			w->state = RW_EXITING;
+			conn_hangup(w->conn);
+		}
+		remote_dispatch();
 		break;
 	case PROTO_END:
 		conn_hold_reads(c, false);

@@ -161,6 +161,21 @@ class PoolTest(RemoteTest):
         self.assertEqual(sum(served), 1000)
         self.assertTrue(all(s > 0 for s in served), served)
 
+    def test_an_idle_worker_takes_the_jobs_waiting_behind_a_long_one(self):
+        d = self.start()
+        self.add(d, 2)
+        lines = "sleep ms=2000 -x remote\n" + "noop -x remote\n" * 40
+        t0 = time.monotonic()
+        r = d.concctl("gather", "--as-completed", input=lines)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.splitlines()
+        self.assertEqual(len(out), 41)
+        # the sleep's end comes last: no no-op waited behind it
+        self.assertTrue(out[-1].startswith("0 "), out[-3:])
+        self.assertLess(time.monotonic() - t0, 2.0 + BOUND)
+        served = {w["worker"]: w["served"] for w in self.pool(d)}
+        self.assertEqual(sum(served.values()), 41)
+
     def test_a_killed_worker_fails_only_its_running_job_naming_the_node(self):
         d = self.start()
         self.add(d, 2)
