@@ -33,9 +33,31 @@ static const struct cmd_entry cmd_pool_table[] = {
         .one_of = CMD_OPT_THREADS | CMD_OPT_PROCESSES,
         .exec = cmd_pool_resize,
     },
+    {
+        .name = "pool add",
+        .usage = "--slurm N [--partition P] [--time T]",
+        .summary = "Ask Slurm for N tasks and start a warm worker in each "
+                   "(executor remote; admins).",
+        .minargs = 1,
+        .maxargs = 1,
+        .options = CMD_OPT_SLURM | CMD_OPT_PARTITION | CMD_OPT_TIME,
+        .one_of = CMD_OPT_SLURM,
+        .exec = cmd_pool_add,
+    },
+    {
+        .name = "pool remove",
+        .usage = "--slurm",
+        .summary = "Let the remote workers finish their jobs and exit, "
+                   "then end their allocations (admins).",
+        .minargs = 0,
+        .maxargs = 0,
+        .options = CMD_OPT_SLURM,
+        .one_of = CMD_OPT_SLURM,
+        .exec = cmd_pool_remove,
+    },
 };
 #define CMD_POOL_COUNT (sizeof(cmd_pool_table) / sizeof(cmd_pool_table[0]))
-_Static_assert(CMD_POOL_COUNT == 1, "cmd_pool_table rows");
+_Static_assert(CMD_POOL_COUNT == 3, "cmd_pool_table rows");
 
 static const struct cmd_entry cmd_group_table[] = {
     {
@@ -617,9 +639,26 @@ static const struct cmd_option_entry cmd_options[] = {
         .long_name = "no-stdin",
         .help = "give the command /dev/null, not this standard input",
     },
+    {
+        .flag = CMD_OPT_SLURM,
+        .long_name = "slurm",
+        .help = "remote workers, on Slurm's nodes",
+    },
+    {
+        .flag = CMD_OPT_PARTITION,
+        .long_name = "partition",
+        .arg = "P",
+        .help = "Slurm's partition for the allocation",
+    },
+    {
+        .flag = CMD_OPT_TIME,
+        .long_name = "time",
+        .arg = "T",
+        .help = "the allocation's time limit, as Slurm's --time",
+    },
 };
 #define CMD_OPTION_COUNT (sizeof(cmd_options) / sizeof(cmd_options[0]))
-_Static_assert(CMD_OPTION_COUNT == 45, "cmd_options rows");
+_Static_assert(CMD_OPTION_COUNT == 48, "cmd_options rows");
 
 /* The tables, for completion (cmd_complete.c). */
 const struct cmd_entry *
@@ -1349,6 +1388,12 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 		break;
 	case CMD_OPT_OUTPUT:
 		a->output = value;
+		break;
+	case CMD_OPT_PARTITION:
+		a->partition = value;
+		break;
+	case CMD_OPT_TIME:
+		a->time_limit = value;
 		break;
 	case CMD_OPT_USER:
 		return cmd_parse_user(ce->name, value, &a->uid);

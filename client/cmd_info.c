@@ -80,7 +80,10 @@ info_print_worker(const struct proto_msg *m)
 	printf(" %s", x);
 	if (proto_has(m, PF_TID)) {
 		printf(" (%s %" PRIu64,
-		       strcmp(x, proto_execs[PX_PROCESS]) == 0 ? "pid" : "tid",
+		       strcmp(x, proto_execs[PX_PROCESS]) == 0 ||
+		               strcmp(x, proto_execs[PX_REMOTE]) == 0
+		           ? "pid"
+		           : "tid",
 		       proto_u64(m, PF_TID, 0));
 		if (proto_i64(m, PF_WORKER, -1) >= 0)
 			printf(", served %" PRIu64, proto_u64(m, PF_SERVED, 0));

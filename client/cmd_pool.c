@@ -7,8 +7,10 @@
  * command only checks it and returns.
  */
 #include <err.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "concctl.h"
@@ -19,6 +21,17 @@ static const char *const pool_titles[] = {
 static const bool pool_right[] = {
     false, true, true, false, true, true, true,
 };
+
+/* The remote workers' own table: where each runs. */
+static const char *const remote_titles[] = {
+    "WORKER", "NODE", "SLURM JOB", "PID", "STATE", "SERVED", "UPTIME", "JOB",
+};
+static const bool remote_right[] = {
+    true, false, true, true, false, true, true, true,
+};
+#define REMOTE_COLS (sizeof(remote_titles) / sizeof(remote_titles[0]))
+_Static_assert(REMOTE_COLS == sizeof(remote_right) / sizeof(remote_right[0]),
+               "remote columns");
 #define POOL_COLS (sizeof(pool_titles) / sizeof(pool_titles[0]))
 _Static_assert(POOL_COLS == sizeof(pool_right) / sizeof(pool_right[0]),
                "pool columns");
@@ -28,9 +41,9 @@ static const struct pool_queue {
 	enum proto_exec exec;
 	bool queues; /* has a queue: show its length even when empty */
 } pool_queues[] = {
-    {.exec = PX_LOOP, .queues = false},
-    {.exec = PX_THREAD, .queues = true},
-    {.exec = PX_PROCESS, .queues = true},
+    {.exec = PX_LOOP, .queues = false},   {.exec = PX_THREAD, .queues = true},
+    {.exec = PX_PROCESS, .queues = true}, {.exec = PX_SLURM, .queues = false},
+    {.exec = PX_REMOTE, .queues = false},
 };
 
 /* The value under key in a msgpack map, or NULL. */
@@ -85,6 +98,49 @@ pool_row(struct render_table *t, size_t r, const struct proto_msg *w)
 	render_table_set(t, r, 6, buf);
 }
 
+static void
+remote_row(struct render_table *t, size_t r, const struct proto_msg *w)
+{
+	char buf[272];
+
+	render_worker(w, buf, sizeof(buf));
+	render_table_set(t, r, 0, buf);
+	render_table_set(t, r, 1,
+	                 proto_has(w, PF_NODE)
+	                     ? proto_strcpy(w, PF_NODE, buf, sizeof(buf))
+	                     : "-");
+	if (proto_has(w, PF_SLURM_JOB))
+		snprintf(buf, sizeof(buf), "%" PRIu64,
+		         proto_u64(w, PF_SLURM_JOB, 0));
+	else
+		snprintf(buf, sizeof(buf), "-");
+	render_table_set(t, r, 2, buf);
+	if (proto_u64(w, PF_PID, 0) != 0)
+		snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_PID, 0));
+	else
+		snprintf(buf, sizeof(buf), "-");
+	render_table_set(t, r, 3, buf);
+	render_table_set(t, r, 4, render_str(w, PF_STATE, buf, sizeof(buf)));
+	snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_SERVED, 0));
+	render_table_set(t, r, 5, buf);
+	render_age(buf, sizeof(buf), proto_u64(w, PF_UPTIME, 0));
+	render_table_set(t, r, 6, buf);
+	if (proto_has(w, PF_JOB))
+		snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_JOB, 0));
+	else
+		snprintf(buf, sizeof(buf), "-");
+	render_table_set(t, r, 7, buf);
+}
+
+static bool
+pool_is_remote(const struct proto_msg *w)
+{
+	size_t len;
+	const char *x = proto_str(w, PF_EXEC, &len);
+
+	return x != NULL && len == 6 && memcmp(x, "remote", 6) == 0;
+}
+
 /* "queue: loop 0 running; thread 2 running, 5 queued; ..." */
 static void
 pool_print_queues(const struct proto_msg *m)
@@ -103,6 +159,11 @@ pool_print_queues(const struct proto_msg *m)
 		if ((q = pool_map_get(&m->f[PF_QUEUES], name)) == NULL)
 			continue;
 		queued = pool_map_count(q, "queued");
+		/* the executors beyond this machine: only when they have jobs
+		 */
+		if (pq->exec >= PX_SLURM && queued == 0 &&
+		    pool_map_count(q, "running") == 0)
+			continue;
 		printf("%s%s %" PRIu64 " running", n++ == 0 ? "queue: " : "; ",
 		       name, pool_map_count(q, "running"));
 		if (pq->queues || queued > 0)
@@ -137,10 +198,10 @@ cmd_pool_show(struct ctl *ctl, struct cmd_args *a)
 	struct proto_enc e;
 	struct proto_msg m, row;
 	struct proto_fault f;
-	struct render_table t;
+	struct render_table t, rt;
 	const msgpack_object_array *workers;
 	uint64_t id;
-	uint32_t i;
+	uint32_t i, nlocal = 0, nremote = 0;
 	int ret;
 
 	id = conn_begin(&ctl->conn, &e, PROTO_POOL);
@@ -149,18 +210,34 @@ cmd_pool_show(struct ctl *ctl, struct cmd_args *a)
 	if (ctl->json)
 		return CTL_OK;
 	workers = &m.f[PF_WORKERS].via.array;
-	render_table_init(&t, POOL_COLS, workers->size, pool_titles,
-	                  pool_right);
 	for (i = 0; i < workers->size; i++) {
 		if (proto_decode_fields(&workers->ptr[i], &row, &f) < 0) {
-			render_table_free(&t);
 			warnx("protocol error in a worker: %s", f.message);
 			return CTL_CONNECT;
 		}
-		pool_row(&t, i, &row);
+		if (pool_is_remote(&row))
+			nremote++;
+		else
+			nlocal++;
+	}
+	render_table_init(&t, POOL_COLS, nlocal, pool_titles, pool_right);
+	render_table_init(&rt, REMOTE_COLS, nremote, remote_titles,
+	                  remote_right);
+	nlocal = nremote = 0;
+	for (i = 0; i < workers->size; i++) {
+		(void)proto_decode_fields(&workers->ptr[i], &row, &f);
+		if (pool_is_remote(&row))
+			remote_row(&rt, nremote++, &row);
+		else
+			pool_row(&t, nlocal++, &row);
 	}
 	render_table_print(&t);
 	render_table_free(&t);
+	if (nremote > 0) {
+		printf("\nremote workers:\n");
+		render_table_print(&rt);
+	}
+	render_table_free(&rt);
 	if (!ctl->quiet) {
 		pool_print_queues(&m);
 		pool_print_sizes("size: ", &m);
@@ -186,5 +263,57 @@ cmd_pool_resize(struct ctl *ctl, struct cmd_args *a)
 		return ret;
 	if (!ctl->json)
 		pool_print_sizes("", &m);
+	return CTL_OK;
+}
+
+int
+cmd_pool_add(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	char name[65], *end;
+	uint64_t id, n;
+	int ret;
+
+	errno = 0;
+	n = strtoull(a->argv[0], &end, 10);
+	if (a->argv[0][0] < '0' || a->argv[0][0] > '9' || *end != '\0' ||
+	    errno != 0 || n < 1) {
+		warnx("pool add: invalid count: %s (1 or more)", a->argv[0]);
+		return CTL_USAGE;
+	}
+	id = conn_begin(&ctl->conn, &e, PROTO_REMOTE);
+	proto_enc_cstr(&e, PF_OP, "add");
+	proto_enc_u64(&e, PF_COUNT, n);
+	if (a->partition != NULL)
+		proto_enc_cstr(&e, PF_PARTITION, a->partition);
+	if (a->time_limit != NULL)
+		proto_enc_cstr(&e, PF_TIME, a->time_limit);
+	if ((ret = cmd_call(ctl, &e, id, PROTO_OK, &m)) != CTL_OK)
+		return ret;
+	if (!ctl->json)
+		printf("%" PRIu64 " remote workers asked of Slurm (%s): see "
+		       "concctl pool\n",
+		       proto_u64(&m, PF_COUNT, n),
+		       proto_strcpy(&m, PF_NAME, name, sizeof(name)));
+	return CTL_OK;
+}
+
+int
+cmd_pool_remove(struct ctl *ctl, struct cmd_args *a)
+{
+	struct proto_enc e;
+	struct proto_msg m;
+	uint64_t id;
+	int ret;
+
+	id = conn_begin(&ctl->conn, &e, PROTO_REMOTE);
+	proto_enc_cstr(&e, PF_OP, "remove");
+	if ((ret = cmd_call(ctl, &e, id, PROTO_OK, &m)) != CTL_OK)
+		return ret;
+	if (!ctl->json)
+		printf("%" PRIu64 " remote workers finish their jobs and exit; "
+		       "then their allocations end\n",
+		       proto_u64(&m, PF_COUNT, 0));
 	return CTL_OK;
 }

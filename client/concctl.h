@@ -141,6 +141,9 @@ int64_t conn_now(void);
 #define CMD_OPT_MEM            (UINT64_C(1) << 42)
 #define CMD_OPT_PIDS           (UINT64_C(1) << 43)
 #define CMD_OPT_OUTPUT         (UINT64_C(1) << 44)
+#define CMD_OPT_SLURM          (UINT64_C(1) << 45)
+#define CMD_OPT_PARTITION      (UINT64_C(1) << 46)
+#define CMD_OPT_TIME           (UINT64_C(1) << 47)
 
 /* The options of a job: run, submit and a line of gather. */
 #define CMD_OPT_JOB                                                            \
@@ -248,15 +251,17 @@ struct cmd_args {
 	uint64_t processes; /* CMD_OPT_PROCESSES */
 	uint64_t retries;
 	uint64_t retry_delay_ms;
-	uint64_t mem;       /* CMD_OPT_MEM: bytes */
-	uint64_t pids;      /* CMD_OPT_PIDS */
-	int state;          /* CMD_OPT_STATE: enum proto_state */
-	const char *task;   /* CMD_OPT_TASK */
-	uint64_t uid;       /* CMD_OPT_USER */
-	uint64_t since;     /* CMD_OPT_SINCE: µs since the epoch */
-	uint64_t until;     /* CMD_OPT_UNTIL */
-	const char *output; /* CMD_OPT_OUTPUT: ps's columns */
-	uint64_t before;    /* CMD_OPT_BEFORE: µs since the epoch */
+	uint64_t mem;           /* CMD_OPT_MEM: bytes */
+	uint64_t pids;          /* CMD_OPT_PIDS */
+	int state;              /* CMD_OPT_STATE: enum proto_state */
+	const char *task;       /* CMD_OPT_TASK */
+	uint64_t uid;           /* CMD_OPT_USER */
+	uint64_t since;         /* CMD_OPT_SINCE: µs since the epoch */
+	uint64_t until;         /* CMD_OPT_UNTIL */
+	const char *output;     /* CMD_OPT_OUTPUT: ps's columns */
+	const char *partition;  /* CMD_OPT_PARTITION */
+	const char *time_limit; /* CMD_OPT_TIME: Slurm's --time */
+	uint64_t before;        /* CMD_OPT_BEFORE: µs since the epoch */
 	struct cmd_dep after[CMD_MAX_AFTER]; /* CMD_OPT_AFTER, _AFTER_ANY */
 	uint32_t nafter;
 	const char *group; /* CMD_OPT_GROUP */
@@ -417,6 +422,8 @@ void cmd_ps_quote(char *buf, size_t size, const char *s, size_t len);
 
 int cmd_pool_show(struct ctl *, struct cmd_args *);
 int cmd_pool_resize(struct ctl *, struct cmd_args *);
+int cmd_pool_add(struct ctl *, struct cmd_args *);
+int cmd_pool_remove(struct ctl *, struct cmd_args *);
 
 /* ---- render.c: text, tables, JSON and progress ---- */
 

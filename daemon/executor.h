@@ -36,12 +36,14 @@ struct executor {
 /* One row of `concctl pool`. */
 struct pool_worker_info {
 	enum proto_exec exec;
-	int index;         /* -1: a fresh worker */
-	uint64_t id;       /* thread id or process id */
-	uint32_t served;   /* jobs it has run */
-	uint64_t since;    /* µs since the epoch */
-	const char *state; /* idle, busy, retiring, fresh */
-	uint64_t job;      /* the job it runs, 0: none */
+	int index;          /* -1: a fresh worker */
+	uint64_t id;        /* thread id or process id */
+	uint32_t served;    /* jobs it has run */
+	uint64_t since;     /* µs since the epoch */
+	const char *state;  /* idle, busy, retiring, fresh */
+	uint64_t job;       /* the job it runs, 0: none */
+	const char *node;   /* a remote worker's node, or NULL */
+	uint64_t slurm_job; /* its allocation's Slurm job, 0: none yet */
 };
 
 const struct executor *sched_executor(enum proto_exec);

@@ -30,6 +30,7 @@
 #include "notify.h"
 #include "plugin.h"
 #include "pool_process.h"
+#include "pool_remote.h"
 #include "pool_thread.h"
 #include "queue.h"
 #include "reap.h"
@@ -322,19 +323,21 @@ logs_dir(const char *state_dir)
 }
 
 /*
- * `concd --worker INDEX [--once] [--busy-poll USEC] [--plugin-dir DIR]
- * [--cgroup SPEC]`: see worker.c.
+ * `concd --worker INDEX [--once] [--stdio] [--busy-poll USEC]
+ * [--plugin-dir DIR] [--cgroup SPEC]`: see worker.c.
  */
 static int
 worker_role(int argc, char *argv[])
 {
-	bool once = false;
+	bool once = false, stdio = false;
 	int i, busy_poll = 0;
 
 	log_silence();
 	for (i = 3; i < argc; i++) {
 		if (strcmp(argv[i], "--once") == 0)
 			once = true;
+		else if (strcmp(argv[i], "--stdio") == 0)
+			stdio = true;
 		else if (strcmp(argv[i], "--busy-poll") == 0 && i + 1 < argc)
 			busy_poll = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--plugin-dir") == 0 && i + 1 < argc)
@@ -343,7 +346,7 @@ worker_role(int argc, char *argv[])
 		         cgroup_adopt(argv[++i]) < 0)
 			return 1;
 	}
-	i = worker_main(atoi(argv[2]), once, busy_poll);
+	i = worker_main(atoi(argv[2]), once, stdio, busy_poll);
 	plugin_unload();
 	return i;
 }
@@ -531,6 +534,7 @@ main(int argc, char *argv[])
 	               store_enabled() ? store_instance() : instance,
 	               self_path) < 0)
 		fatalx("out of memory");
+	pool_remote_init(opt.busy_poll);
 	recover_jobs();
 	server_start(&opt);
 

@@ -48,6 +48,7 @@
 #include "task.h"
 #include "task_int.h"
 #include "worker.h"
+#include "worker_msg.h"
 
 #define PROC_DEPTH        64   /* jobs given to one worker ahead of time */
 #define PROC_GRACE_S      5    /* a cancelled job's time to stop */
@@ -443,7 +444,6 @@ proc_watch_cb(evutil_socket_t fd, short what, void *arg)
 static void
 proc_give(struct pworker *w, struct job *j)
 {
-	struct proto_enc e;
 	bool stream;
 
 	TAILQ_INSERT_TAIL(&w->jobs, j, link);
@@ -452,27 +452,7 @@ proc_give(struct pworker *w, struct job *j)
 	j->xdata = w;
 	/* a streamed standard input: the pipe's read end goes with the run */
 	stream = job_stdin(j) >= 0 && conn_pass_fd(w->conn, job_stdin(j)) == 0;
-	proto_enc_begin(&e, conn_out(w->conn), PROTO_RUN, 0);
-	proto_enc_u64(&e, PF_JOB, j->id);
-	proto_enc_cstr(&e, PF_TASK, j->task->name);
-	proto_enc_u64(&e, PF_UID, j->uid); /* whose identity it acts with */
-	if (stream)
-		proto_enc_cstr(&e, PF_STDIN, "stream");
-	/* the caller's context, for a task that asks (task_cwd, task_env) */
-	if (j->extra != NULL && j->extra->cwd != NULL)
-		proto_enc_cstr(&e, PF_CWD, j->extra->cwd);
-	if (j->extra != NULL && j->extra->env != NULL)
-		proto_enc_raw(&e, PF_ENV, j->extra->env, j->extra->env_len);
-	/* its limits, which its command's cgroup or rlimits enforce */
-	if (j->extra != NULL && j->extra->mem > 0)
-		proto_enc_u64(&e, PF_MEM, j->extra->mem);
-	if (j->extra != NULL && j->extra->pids > 0)
-		proto_enc_u64(&e, PF_PIDS, j->extra->pids);
-	if (j->extra != NULL && j->extra->cpus > 0)
-		proto_enc_u64(&e, PF_CPUS, j->extra->cpus);
-	if (j->args_len > 0)
-		proto_enc_raw(&e, PF_ARGS, j->args, j->args_len);
-	proto_enc_end(&e);
+	worker_msg_run(conn_out(w->conn), j, stream);
 	conn_dirty(w->conn);
 	if (!evtimer_pending(pp.watch_ev, NULL))
 		evtimer_add(pp.watch_ev, &proc_watch_every);
@@ -599,42 +579,12 @@ proc_dispatch(void)
 static void
 proc_on_end(struct pworker *w, struct job *j, const struct proto_msg *m)
 {
-	size_t len;
-	const char *state = proto_str(m, PF_STATE, &len);
-	int s = state != NULL ? proto_state_lookup(state, len) : -1;
-
 	proc_take(w, j);
 	if (j->state == PS_RUNNING)
 		pp.nrunning--;
 	else
 		pp.nqueued--;
-	if (s == PS_SUCCEEDED && proto_has(m, PF_RESULT)) {
-		msgpack_packer pk;
-
-		j->ctx.result.len = 0;
-		msgpack_packer_init(&pk, &j->ctx.result, pbuf_write_cb);
-		msgpack_pack_object(&pk, m->f[PF_RESULT]);
-	} else if (proto_has(m, PF_MESSAGE)) {
-		char msg[1024];
-
-		free(j->ctx.error);
-		j->ctx.error =
-		    strdup(proto_strcpy(m, PF_MESSAGE, msg, sizeof(msg)));
-	}
-	if (proto_has(m, PF_EXIT) || proto_has(m, PF_SIGNAL))
-		task_exit(&j->ctx, (int)(proto_u64(m, PF_EXIT, 0) & 0xff),
-		          (int)(proto_u64(m, PF_SIGNAL, 0) & 0x7f));
-	if (s == PS_FAILED && proto_has(m, PF_ERROR)) {
-		const char *code = proto_str(m, PF_ERROR, &len);
-		int e = code != NULL ? proto_error_lookup(code, len) : -1;
-
-		/* what a task may say of its failure: oom */
-		if (e == PE_OOM)
-			j->ctx.code = (uint8_t)e;
-	}
-	if (s < PS_SUCCEEDED)
-		s = PS_FAILED;
-	job_finish(j, (enum proto_state)s);
+	job_finish(j, worker_msg_end(j, m));
 }
 
 /* A job the worker gave back unstarted: first in line again. */
@@ -664,36 +614,17 @@ proc_dispatch_msg(struct conn *c, const struct proto_msg *m)
 		             (uint32_t)proto_u64(m, PF_SERVED, 0),
 		             proto_u64(m, PF_STARTED, 0));
 		break;
-	case PROTO_PROGRESS: {
-		char msg[256];
-
-		job_progress(j, proto_u64(m, PF_DONE, 0),
-		             proto_u64(m, PF_TOTAL, 0),
-		             proto_has(m, PF_MSG)
-		                 ? proto_strcpy(m, PF_MSG, msg, sizeof(msg))
-		                 : NULL);
+	case PROTO_PROGRESS:
+		worker_msg_progress(j, m);
 		break;
-	}
-	case PROTO_OUTPUT: {
-		size_t len;
-		const char *stream = proto_str(m, PF_STREAM, &len);
-		const msgpack_object *d = &m->f[PF_DATA];
-
-		if (d->type == MSGPACK_OBJECT_BIN)
-			job_output(j,
-			           stream != NULL && len == 6 &&
-			                   memcmp(stream, "stderr", 6) == 0
-			               ? 2
-			               : 1,
-			           d->via.bin.ptr, d->via.bin.size);
+	case PROTO_OUTPUT:
 		/*
 		 * Its client is behind: the worker's output waits in the
 		 * socket, the worker in its write, the command on its pipe.
 		 */
-		if (job_output_held(j))
+		if (worker_msg_output(j, m))
 			conn_hold_reads(c, true);
 		break;
-	}
 	case PROTO_END:
 	case PROTO_RETURNED:
 		if (m->type == PROTO_END) {

@@ -23,6 +23,7 @@
 #include "loop.h"
 #include "loop_exec.h"
 #include "pool_process.h"
+#include "pool_remote.h"
 #include "pool_thread.h"
 #include "queue.h"
 #include "request.h"
@@ -650,6 +651,16 @@ parse_job(const struct proto_msg *m, uid_t uid, bool in_gather,
 		snprintf(cause, len,
 		         "stdin \"stream\" is for a submit: a gather's jobs "
 		         "read /dev/null");
+		job_extra_free(extra);
+		return -1;
+	}
+	if (js->exec == PX_REMOTE && extra != NULL &&
+	    extra->stdin_mode == JOB_STDIN_STREAM) {
+		*code = PE_BAD_EXECUTOR;
+		snprintf(cause, len,
+		         "a remote worker cannot read a streamed standard "
+		         "input (no descriptor crosses srun): give exec's "
+		         "stdin= argument instead");
 		job_extra_free(extra);
 		return -1;
 	}
@@ -1697,7 +1708,13 @@ pool_row(const struct pool_worker_info *w, void *arg)
 	proto_enc_map_open(e);
 	proto_enc_cstr(e, PF_EXEC, proto_execs[w->exec]);
 	proto_enc_i64(e, PF_WORKER, w->index);
-	proto_enc_u64(e, w->exec == PX_PROCESS ? PF_PID : PF_TID, w->id);
+	proto_enc_u64(
+	    e, w->exec == PX_PROCESS || w->exec == PX_REMOTE ? PF_PID : PF_TID,
+	    w->id);
+	if (w->node != NULL)
+		proto_enc_cstr(e, PF_NODE, w->node);
+	if (w->slurm_job != 0)
+		proto_enc_u64(e, PF_SLURM_JOB, w->slurm_job);
 	proto_enc_cstr(e, PF_STATE, w->state);
 	proto_enc_u64(e, PF_SERVED, w->served);
 	proto_enc_u64(e, PF_UPTIME,
@@ -1736,6 +1753,7 @@ request_pool(struct conn *c, const struct proto_msg *m)
 	pool_row(&loop, &pw);
 	pool_thread_foreach(pool_row, &pw);
 	pool_process_foreach(pool_row, &pw);
+	pool_remote_foreach(pool_row, &pw);
 	proto_enc_close(&e);
 	proto_enc_key(&e, PF_QUEUES);
 	proto_enc_map_open(&e);
@@ -1799,6 +1817,70 @@ request_resize(struct conn *c, const struct proto_msg *m)
 	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
 	proto_enc_u64(&e, PF_THREADS, (uint64_t)pool_thread_size());
 	proto_enc_u64(&e, PF_PROCESSES, (uint64_t)pool_process_size());
+	proto_enc_end(&e);
+	conn_dirty(c);
+}
+
+/*
+ * "remote": op "add" asks Slurm for an allocation of count tasks, with a
+ * warm worker in each (partition and time optional); op "remove" lets
+ * every remote worker finish its jobs, then ends the allocations.  The
+ * ok of an add comes at once, with the allocation's Slurm name: the
+ * workers show in the pool as Slurm grants them.  Admins only.
+ */
+static void
+request_remote(struct conn *c, const struct proto_msg *m)
+{
+	struct proto_enc e;
+	char cause[256], name[64], part[129], tl[33];
+	uint64_t n = proto_u64(m, PF_COUNT, 0);
+	unsigned removed;
+
+	if (!request_admin(c)) {
+		reply_error(
+		    c, m->id, PE_PERMISSION,
+		    "only an admin may add or remove remote workers: root, a "
+		    "member of admin-group, or the user of a user instance");
+		return;
+	}
+	if (proto_obj_streq(&m->f[PF_OP], "remove")) {
+		removed = pool_remote_remove();
+		log_info("remote workers removed by uid %u: %u told to go",
+		         (unsigned)conn_uid(c), removed);
+		proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
+		proto_enc_u64(&e, PF_COUNT, removed);
+		proto_enc_end(&e);
+		conn_dirty(c);
+		return;
+	}
+	if (!proto_obj_streq(&m->f[PF_OP], "add")) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "op must be \"add\" or \"remove\"");
+		return;
+	}
+	if (n < 1 || n > POOL_MAX_PROCESSES) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "count must be from 1 to %d", POOL_MAX_PROCESSES);
+		return;
+	}
+	proto_strcpy(m, PF_PARTITION, part, sizeof(part));
+	proto_strcpy(m, PF_TIME, tl, sizeof(tl));
+	if (strpbrk(part, " \t\n") != NULL || strpbrk(tl, " \t\n") != NULL) {
+		reply_error(c, m->id, PE_BAD_FIELD,
+		            "partition and time are single words");
+		return;
+	}
+	if (pool_remote_add((unsigned)n, part[0] != '\0' ? part : NULL,
+	                    tl[0] != '\0' ? tl : NULL, name, sizeof(name),
+	                    cause, sizeof(cause)) < 0) {
+		reply_error(c, m->id, PE_BAD_EXECUTOR, "%s", cause);
+		return;
+	}
+	log_info("remote workers: %u asked for by uid %u (%s)", (unsigned)n,
+	         (unsigned)conn_uid(c), name);
+	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);
+	proto_enc_u64(&e, PF_COUNT, n);
+	proto_enc_cstr(&e, PF_NAME, name);
 	proto_enc_end(&e);
 	conn_dirty(c);
 }
@@ -2125,7 +2207,7 @@ static void (*const request_table[PROTO_TYPE_COUNT])(
     [PROTO_GROUP] = request_group,     [PROTO_HOLD] = request_hold,
     [PROTO_RELEASE] = request_release, [PROTO_WAIT] = request_wait,
     [PROTO_CLEAN] = request_clean,     [PROTO_RESTART] = request_restart,
-    [PROTO_INPUT] = request_input,
+    [PROTO_INPUT] = request_input,     [PROTO_REMOTE] = request_remote,
 };
 
 static void

@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 
+#include "config.h"
 #include "conn.h"
 #include "deps.h"
 #include "executor.h"
@@ -15,6 +16,7 @@
 #include "loop_exec.h"
 #include "notify.h"
 #include "pool_process.h"
+#include "pool_remote.h"
 #include "pool_thread.h"
 #include "queue.h"
 #include "slurm.h"
@@ -22,10 +24,9 @@
 #include "task_int.h"
 
 static const struct executor *const executors[PX_COUNT] = {
-    [PX_LOOP] = &loop_executor,
-    [PX_THREAD] = &thread_executor,
-    [PX_PROCESS] = &process_executor,
-    [PX_SLURM] = &slurm_executor,
+    [PX_LOOP] = &loop_executor,       [PX_THREAD] = &thread_executor,
+    [PX_PROCESS] = &process_executor, [PX_SLURM] = &slurm_executor,
+    [PX_REMOTE] = &remote_executor,
 };
 
 static struct event *status_ev;
@@ -49,8 +50,12 @@ sched_choose(const struct task *t, enum proto_exec requested, bool fresh,
 
 	if (x == PX_AUTO) {
 		x = task_default_exec(t);
-		if (x == PX_PROCESS && pool_process_size() == 0 &&
-		    (t->executors & TASK_ON_THREAD))
+		/* off this machine only if concd.conf says so */
+		if (x == PX_PROCESS && slurm_config()->auto_remote &&
+		    slurm_ready() && pool_remote_available() > 0)
+			x = PX_REMOTE;
+		else if (x == PX_PROCESS && pool_process_size() == 0 &&
+		         (t->executors & TASK_ON_THREAD))
 			x = PX_THREAD;
 	}
 	if (x == PX_PROCESS && pool_process_size() == 0 && !fresh) {
@@ -62,6 +67,11 @@ sched_choose(const struct task *t, enum proto_exec requested, bool fresh,
 		snprintf(cause, causelen,
 		         "the %s executor is not available: %s", proto_execs[x],
 		         slurm_why());
+		return -1;
+	}
+	if (x == PX_REMOTE && pool_remote_available() == 0) {
+		snprintf(cause, causelen,
+		         "no remote workers: concctl pool add --slurm N");
 		return -1;
 	}
 	if (executors[x] == NULL) {

@@ -234,15 +234,107 @@ argv_words(struct slurm_argv *a, const char *words)
 
 /* The options every srun and salloc of concd's gets from concd.conf. */
 static void
-argv_site(struct slurm_argv *a, const char *extra)
+argv_site_partition(struct slurm_argv *a, const char *extra,
+                    const char *partition)
 {
-	if (sl.cfg.partition != NULL)
+	if (partition != NULL)
+		argv_fmt(a, "--partition=%s", partition);
+	else if (sl.cfg.partition != NULL)
 		argv_fmt(a, "--partition=%s", sl.cfg.partition);
 	if (sl.cfg.account != NULL)
 		argv_fmt(a, "--account=%s", sl.cfg.account);
 	if (sl.cfg.qos != NULL)
 		argv_fmt(a, "--qos=%s", sl.cfg.qos);
 	argv_words(a, extra);
+}
+
+static void
+argv_site(struct slurm_argv *a, const char *extra)
+{
+	argv_site_partition(a, extra, NULL);
+}
+
+static char **
+argv_done(struct slurm_argv *a)
+{
+	size_t i;
+
+	if (!a->failed)
+		return a->v;
+	for (i = 0; i < a->n; i++)
+		free(a->v[i]);
+	free(a->v);
+	return NULL;
+}
+
+static char *
+slurm_tool_dup(enum slurm_tool t)
+{
+	return strdup(sl.tool[t] != NULL ? sl.tool[t] : slurm_names[t]);
+}
+
+void
+slurm_pool_name(unsigned k, char *buf, size_t len)
+{
+	snprintf(buf, len, "concd-%s-pool-%u", sl.instance, k);
+}
+
+char **
+slurm_alloc_argv(const char *name, unsigned ntasks, const char *partition,
+                 const char *time_limit)
+{
+	struct slurm_argv a = {0};
+
+	argv_add(&a, slurm_tool_dup(SLURM_SALLOC));
+	/* the allocation alone: salloc exits once it is granted */
+	argv_add(&a, strdup("--no-shell"));
+	argv_fmt(&a, "--job-name=%s", name);
+	argv_fmt(&a, "--ntasks=%u", ntasks);
+	argv_site_partition(&a, sl.cfg.salloc_options, partition);
+	if (time_limit != NULL)
+		argv_fmt(&a, "--time=%s", time_limit);
+	return argv_done(&a);
+}
+
+char **
+slurm_worker_argv(uint64_t slurm_id, int index, const char *path,
+                  const char *busy_poll)
+{
+	struct slurm_argv a = {0};
+
+	argv_add(&a, slurm_tool_dup(SLURM_SRUN));
+	argv_fmt(&a, "--jobid=%" PRIu64, slurm_id);
+	/* one task on one node, with its own CPU of the allocation */
+	argv_add(&a, strdup("--ntasks=1"));
+	argv_add(&a, strdup("--nodes=1"));
+	argv_add(&a, strdup("--exact"));
+	/* frames as they come; srun's own notes stay out of the channel */
+	argv_add(&a, strdup("--unbuffered"));
+	argv_add(&a, strdup("--quiet"));
+	argv_add(&a, strdup(path));
+	argv_add(&a, strdup("--worker"));
+	argv_fmt(&a, "%d", index);
+	argv_add(&a, strdup("--stdio"));
+	if (busy_poll != NULL) {
+		argv_add(&a, strdup("--busy-poll"));
+		argv_add(&a, strdup(busy_poll));
+	}
+	return argv_done(&a);
+}
+
+uint64_t
+slurm_parse_granted(const char *out, size_t len)
+{
+	static const char granted[] = "Granted job allocation ";
+	const char *p = memmem(out, len, granted, sizeof(granted) - 1);
+	uint64_t id = 0;
+
+	if (p == NULL)
+		return 0;
+	p += sizeof(granted) - 1;
+	while (p < out + len && *p >= '0' && *p <= '9' && id < UINT64_MAX / 10)
+		id = id * 10 + (uint64_t)(*p++ - '0');
+	return id;
 }
 
 char **
@@ -287,13 +379,7 @@ slurm_exec_argv(const struct slurm_request *r, char *const argv[])
 	argv_add(&a, strdup("concd"));
 	for (i = 0; argv[i] != NULL; i++)
 		argv_add(&a, strdup(argv[i]));
-	if (a.failed) {
-		for (i = 0; i < a.n; i++)
-			free(a.v[i]);
-		free(a.v);
-		return NULL;
-	}
-	return a.v;
+	return argv_done(&a);
 }
 
 bool
@@ -565,4 +651,129 @@ slurm_query(uint64_t slurm_id, int *exit, int *sig, char *state,
 	if (field(out, "ExitCode", code, sizeof(code)))
 		(void)sscanf(code, "%d:%d", exit, sig);
 	return 0;
+}
+
+void
+slurm_cancel_job_now(uint64_t slurm_id)
+{
+	char idarg[32];
+	char *argv[] = {sl.tool[SLURM_SCANCEL], "--quiet", idarg, NULL};
+	pid_t pid;
+
+	if (sl.tool[SLURM_SCANCEL] == NULL || slurm_id == 0)
+		return;
+	snprintf(idarg, sizeof(idarg), "%" PRIu64, slurm_id);
+	if ((pid = slurm_spawn(argv, -1)) > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+}
+
+void
+slurm_cancel_job(uint64_t slurm_id)
+{
+	char idarg[32];
+	char *argv[] = {sl.tool[SLURM_SCANCEL], "--quiet", idarg, NULL};
+	pid_t pid;
+
+	if (sl.tool[SLURM_SCANCEL] == NULL || slurm_id == 0)
+		return;
+	snprintf(idarg, sizeof(idarg), "%" PRIu64, slurm_id);
+	if ((pid = slurm_spawn(argv, -1)) > 0)
+		slurm_reap_later(pid);
+}
+
+#define SLURM_LIST_MAX (16 * 1024 * 1024) /* bytes of scontrol's list */
+
+/* Is the job of line one of this instance's pools, not ended yet? */
+static uint64_t
+slurm_leftover(const char *line, const char *prefix)
+{
+	char name[128], state[32], id[32];
+
+	if (!field(line, "JobName", name, sizeof(name)) ||
+	    strncmp(name, prefix, strlen(prefix)) != 0 ||
+	    !field(line, "JobState", state, sizeof(state)) ||
+	    !field(line, "JobId", id, sizeof(id)))
+		return 0;
+	if (strcmp(state, "PENDING") != 0 && strcmp(state, "RUNNING") != 0 &&
+	    strcmp(state, "CONFIGURING") != 0 &&
+	    strcmp(state, "SUSPENDED") != 0)
+		return 0;
+	return strtoull(id, NULL, 10);
+}
+
+int
+slurm_cancel_leftovers(void)
+{
+	char *argv[] = {sl.tool[SLURM_SCONTROL], "--oneliner", "show", "jobs",
+	                NULL};
+	char prefix[64], *out = NULL, *line, *nl;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+	int p[2], status, count = 0;
+	uint64_t id;
+	pid_t pid;
+
+	if (!sl.ready)
+		return 0;
+	snprintf(prefix, sizeof(prefix), "concd-%s-pool-", sl.instance);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid = slurm_spawn(argv, p[1]);
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		return -1;
+	}
+	for (;;) {
+		if (cap - len < 4096 + 1) {
+			char *nb;
+
+			if (cap >= SLURM_LIST_MAX ||
+			    (nb = realloc(out, cap = cap ? cap * 2 : 65536)) ==
+			        NULL)
+				break;
+			out = nb;
+		}
+		n = read(p[0], out + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(p[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (out == NULL)
+		return -1;
+	out[len] = '\0';
+	for (line = out; *line != '\0'; line = nl) {
+		nl = strchrnul(line, '\n');
+		if (*nl == '\n')
+			*nl++ = '\0';
+		if ((id = slurm_leftover(line, prefix)) == 0)
+			continue;
+		log_warnx("slurm: cancelling job %" PRIu64
+		          ", remote workers an earlier concd left",
+		          id);
+		slurm_cancel_job(id);
+		count++;
+	}
+	free(out);
+	return count;
+}
+
+void
+slurm_cancel_name(const char *name)
+{
+	char namearg[96];
+	char *argv[] = {sl.tool[SLURM_SCANCEL], "--quiet", namearg, NULL};
+	pid_t pid;
+
+	if (sl.tool[SLURM_SCANCEL] == NULL)
+		return;
+	snprintf(namearg, sizeof(namearg), "--name=%s", name);
+	if ((pid = slurm_spawn(argv, -1)) > 0)
+		slurm_reap_later(pid);
 }

@@ -56,6 +56,40 @@ const char *slurm_tool(enum slurm_tool);
 /* The Slurm job name of concd's job id, into buf. */
 void slurm_job_name(uint64_t id, char *buf, size_t len);
 
+/* The Slurm job name of remote workers' allocation k, into buf. */
+void slurm_pool_name(unsigned k, char *buf, size_t len);
+/*
+ * The salloc that holds ntasks tasks for remote workers, named name, with
+ * the site's options (partition, account, qos, salloc-options); partition
+ * and time_limit (Slurm's --time) if not NULL: partition replaces the
+ * site's.  The srun of remote worker index in Slurm job slurm_id: one
+ * task on one node, started with path --worker INDEX --stdio, and
+ * --busy-poll USEC unless busy_poll is NULL.  Both
+ * NULL-terminated, to free with their strings (spawn_strv_free); NULL if
+ * out of memory.
+ */
+char **slurm_alloc_argv(const char *name, unsigned ntasks,
+                        const char *partition, const char *time_limit);
+char **slurm_worker_argv(uint64_t slurm_id, int index, const char *path,
+                         const char *busy_poll);
+/*
+ * The Slurm job id in salloc's "Granted job allocation N" among its
+ * output's lines, or 0.
+ */
+uint64_t slurm_parse_granted(const char *out, size_t len);
+/*
+ * Cancel, waited for, the allocations of remote workers that an earlier
+ * concd of this instance left (its pool names): how many, or -1.
+ */
+int slurm_cancel_leftovers(void);
+/*
+ * Cancel Slurm job slurm_id, or those named name (scancel, not waited for;
+ * slurm_cancel_job_now waits, for concd's stop).
+ */
+void slurm_cancel_job(uint64_t slurm_id);
+void slurm_cancel_job_now(uint64_t slurm_id);
+void slurm_cancel_name(const char *name);
+
 /* What an exec job asks of Slurm beyond its command: 0: nothing. */
 struct slurm_request {
 	uint64_t id;         /* concd's job id: the Slurm job's name */

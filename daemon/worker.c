@@ -10,6 +10,15 @@
  * With nothing left to run it polls its socket for --busy-poll µs before
  * it sleeps in poll(2), so a run sent soon after costs no wake-up.
  * It exits when the daemon goes away (EOF, or PR_SET_PDEATHSIG).
+ *
+ * A remote worker (`--stdio`, on a cluster node, started by srun for
+ * pool_remote.c) reads its frames from standard input and writes them to
+ * standard output, which srun relays; its first frame is a "hello" with
+ * the protocol version, its node and its pid.  It has no record page and
+ * no descriptors come with its runs (a streamed standard input is not
+ * possible there); the end of its standard input is the end of the daemon.
+ * Its standard output is the channel alone: fd 1 then points to its
+ * standard error, which srun relays to concd's log.
  */
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -17,6 +26,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -39,10 +49,12 @@
 #define WORKER_FDS_MAX     64 /* descriptors one read takes at most */
 
 static struct {
-	int fd;
+	int fd;     /* from the daemon */
+	int out_fd; /* to the daemon: fd, or the channel's copy of fd 1 */
 	int index;
 	pid_t pid;
 	bool once;
+	bool stdio;          /* a remote worker: see the top of this file */
 	int busy_poll;       /* µs */
 	int64_t progress_at; /* ms: progress goes out at most every 20 ms */
 	bool eof;
@@ -65,9 +77,16 @@ worker_flush(void)
 	ssize_t n;
 
 	while (off < wk.out.len) {
-		n = write(wk.fd, wk.out.data + off, wk.out.len - off);
+		n = write(wk.out_fd, wk.out.data + off, wk.out.len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN) { /* one description for both */
+			struct pollfd pfd = {.fd = wk.out_fd,
+			                     .events = POLLOUT};
+
+			(void)poll(&pfd, 1, -1);
+			continue;
+		}
 		if (n <= 0)
 			_exit(0); /* the daemon is gone */
 		off += (size_t)n;
@@ -138,6 +157,8 @@ worker_recv(void)
 	ssize_t n;
 	int fd;
 
+	if (wk.stdio) /* a pipe or a socket: no descriptors come */
+		return read(wk.fd, iov.iov_base, iov.iov_len);
 	n = recvmsg(wk.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n <= 0)
 		return n;
@@ -231,6 +252,13 @@ worker_on_run(const struct proto_msg *m)
 	}
 	atomic_init(&j->ctx.cancel, false);
 	j->ctx.wait_fd = -1;
+	if (proto_has(m, PF_STDIN) && wk.stdio) {
+		task_fail(&j->ctx, "a remote worker cannot take a streamed "
+		                   "standard input");
+		worker_send_end(j, PS_FAILED);
+		worker_free_job(j);
+		return;
+	}
 	if (proto_has(m, PF_STDIN) && job_set_stdin(j, worker_take_fd()) < 0)
 		_exit(1);
 	if (proto_has(m, PF_CWD) || proto_has(m, PF_ENV))
@@ -544,22 +572,76 @@ worker_map_shm(void)
 	wk.shm = p != MAP_FAILED ? p : &none;
 }
 
+/*
+ * A remote worker's channel: standard input and output move to
+ * descriptors of their own, fd 0 reads /dev/null and fd 1 writes to
+ * standard error, so that nothing but frames reaches the daemon.
+ */
+static int
+worker_stdio(void)
+{
+	int null;
+
+	if ((wk.fd = fcntl(0, F_DUPFD_CLOEXEC, 10)) < 0 ||
+	    (wk.out_fd = fcntl(1, F_DUPFD_CLOEXEC, 10)) < 0 ||
+	    fcntl(wk.fd, F_SETFL, fcntl(wk.fd, F_GETFL) | O_NONBLOCK) < 0 ||
+	    (null = open("/dev/null", O_RDONLY)) < 0)
+		return -1;
+	if (dup2(null, 0) < 0 || dup2(2, 1) < 0)
+		return -1;
+	if (null > 2)
+		close(null);
+	return 0;
+}
+
+/* The first frame of a remote worker: its protocol, node and pid. */
+static void
+worker_hello(void)
+{
+	struct proto_enc e;
+	char node[256];
+
+	if (gethostname(node, sizeof(node)) < 0)
+		snprintf(node, sizeof(node), "unknown");
+	node[sizeof(node) - 1] = '\0';
+	proto_enc_begin(&e, &wk.out, PROTO_HELLO, 0);
+	proto_enc_u64(&e, PF_VERSION, PROTO_VERSION);
+	proto_enc_cstr(&e, PF_NODE, node);
+	proto_enc_u64(&e, PF_PID, (uint64_t)wk.pid);
+	proto_enc_u64(&e, PF_WORKER, (uint64_t)wk.index);
+	proto_enc_end(&e);
+	worker_flush();
+}
+
 int
-worker_main(int index, bool once, int busy_poll)
+worker_main(int index, bool once, bool stdio, int busy_poll)
 {
 	struct job *j;
 	bool polled = false;
 
-	wk.fd = WORKER_FD;
+	wk.fd = wk.out_fd = WORKER_FD;
 	wk.pid = getpid();
 	wk.index = index;
 	wk.once = once;
+	wk.stdio = stdio;
 	wk.busy_poll = busy_poll;
 	TAILQ_INIT(&wk.queue);
 	msgpack_zone_init(&wk.zone, 4096);
-	worker_map_shm();
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGPIPE, SIG_IGN);
+	if (stdio) {
+		static struct worker_shm none;
+
+		if (worker_stdio() < 0) {
+			fprintf(stderr, "concd worker %d: %s\n", index,
+			        strerror(errno));
+			return 1;
+		}
+		wk.shm = &none;
+		worker_hello();
+	} else {
+		worker_map_shm();
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	}
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 

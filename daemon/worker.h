@@ -12,7 +12,8 @@
 #define WORKER_FD     3 /* a worker process's socketpair end */
 #define WORKER_SHM_FD 4 /* its record page, see struct worker_shm */
 
-int worker_main(int index, bool once, int busy_poll_us);
+/* stdio: a remote worker, on standard input and output (worker.c) */
+int worker_main(int index, bool once, bool stdio, int busy_poll_us);
 
 /*
  * A page that a worker process and concd both map (a memfd the worker

@@ -39,6 +39,8 @@ const struct proto_type_info proto_types[PROTO_TYPE_COUNT] = {
     [PROTO_RESTART] = {"restart", true, B(JOB),
                        "run a finished job's request again, as a new job"},
     [PROTO_CLEAN] = {"clean", true, 0, "forget finished jobs and their logs"},
+    [PROTO_REMOTE] = {"remote", true, B(OP),
+                      "add or remove warm workers on Slurm's nodes (admins)"},
     [PROTO_WELCOME] = {"welcome", false, B(VERSION), "reply to hello"},
     [PROTO_PONG] = {"pong", false, 0, "reply to ping"},
     [PROTO_ACCEPTED] =
@@ -161,6 +163,9 @@ const struct proto_field_info proto_fields[PF_FIELD_COUNT] = {
     [PF_LIMITS] = {"limits", PV_STR, 32},
     [PF_SLURM_JOB] = {"slurm_job", PV_UINT, 0},
     [PF_NODE] = {"node", PV_STR, 256},
+    [PF_COUNT] = {"count", PV_UINT, 0},
+    [PF_PARTITION] = {"partition", PV_STR, 128},
+    [PF_TIME] = {"time", PV_STR, 32},
 };
 _Static_assert(PF_GROUPS < 64, "required fields have bits in the first word");
 _Static_assert(PF_FIELD_COUNT < 128 && PROTO_TYPE_COUNT < 128,

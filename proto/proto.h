@@ -56,6 +56,7 @@ enum proto_type {
 	PROTO_WAIT,
 	PROTO_RESTART,
 	PROTO_CLEAN,
+	PROTO_REMOTE,
 	/* replies and events: daemon -> client */
 	PROTO_WELCOME,
 	PROTO_PONG,
@@ -181,6 +182,10 @@ enum proto_field {
 	/* Slurm */
 	PF_SLURM_JOB,
 	PF_NODE,
+	/* remote workers */
+	PF_COUNT,
+	PF_PARTITION,
+	PF_TIME,
 	PF_FIELD_COUNT
 };
 

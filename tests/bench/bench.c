@@ -127,6 +127,7 @@ static const struct bench_suite_row {
     [SUITE_IDLE] = {"idle", suite_idle, true},
     [SUITE_STORE] = {"store", suite_store, true},
     [SUITE_CHAIN] = {"chain", suite_chain, false},
+    [SUITE_REMOTE] = {"remote", suite_remote, true},
 };
 _Static_assert(sizeof(bench_suites) / sizeof(bench_suites[0]) == SUITE_COUNT,
                "bench_suites rows");
@@ -250,6 +251,12 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "         it (--after @k-1), first submit to last end: >= 100,000 "
 	    "jobs/s,\n"
 	    "         against the same N without dependencies\n"
+	    "  remote 2 warm workers on Slurm's nodes (pool add --slurm 2; "
+	    "Slurm from\n"
+	    "         SLURM_CONF): pipelined no-ops >= 20,000 jobs/s, and the "
+	    "round trip\n"
+	    "         of one <= 1.5x a round trip through srun --unbuffered "
+	    "cat (*)\n"
 	    "(*) needs --spawn: starts a concd per configuration and run.\n"
 	    "\n"
 	    "usage: concd-bench [--socket PATH | --spawn CONCD] [--suite S] "
@@ -267,7 +274,7 @@ static void __attribute__((noreturn)) bench_usage(int status)
 	    "                    marked (*) start their own)\n"
 	    "  --suite S         noop, fresh, cpu, sleep, exec, deep, groups, "
 	    "idle, store,\n"
-	    "                    chain or all\n"
+	    "                    chain, remote or all\n"
 	    "  --runs R          runs; figures are medians (default 5)\n"
 	    "noop:\n"
 	    "  --rt N            round trips per run and kind, 0: none "

@@ -33,6 +33,7 @@ enum bench_suite {
 	SUITE_IDLE,
 	SUITE_STORE,
 	SUITE_CHAIN,
+	SUITE_REMOTE,
 	SUITE_COUNT
 };
 
@@ -260,5 +261,6 @@ void suite_groups(const struct bench_opts *, const char *path);
 void suite_idle(const struct bench_opts *, const char *path);
 void suite_store(const struct bench_opts *, const char *path);
 void suite_chain(const struct bench_opts *, const char *path);
+void suite_remote(const struct bench_opts *, const char *path);
 
 #endif

@@ -13,7 +13,9 @@
  *   store  a restart with a million jobs queued in the store, the store's
  *          bytes per job, and an idle daemon with a store and without;
  *   chain  a chain of dependent no-op jobs, each after the one before it,
- *          against as many without dependencies.
+ *          against as many without dependencies;
+ *   remote no-ops on warm workers on Slurm's nodes, pipelined and one at a
+ *          time, against a round trip through srun's relay.
  *
  * Each run of a suite measures its baseline too (the warm worker, one
  * worker, one sleep, xargs, a ping), and a ratio printed is the median
@@ -1873,4 +1875,243 @@ out:
 	free(rate);
 	free(ratio);
 	bench_conn_close(&c);
+}
+
+/* ---- remote: warm workers on Slurm's nodes ---- */
+
+#define REMOTE_WORKERS 2
+#define REMOTE_ECHO    16    /* bytes of one srun cat round trip */
+#define REMOTE_WARM_UP 64    /* jobs that wait for the workers to start */
+#define REMOTE_JOBS    20000 /* pipelined no-ops per run */
+#define REMOTE_RT      1000  /* round trips per run */
+
+/* A Slurm cluster to ask: SLURM_CONF, or the default configuration. */
+static bool
+remote_cluster(void)
+{
+	return getenv("SLURM_CONF") != NULL ||
+	       access("/etc/slurm/slurm.conf", R_OK) == 0;
+}
+
+static bool
+remote_io(int fd, char *buf, size_t len, bool out)
+{
+	struct pollfd p = {.fd = fd, .events = out ? POLLOUT : POLLIN};
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < len) {
+		if (poll(&p, 1, BENCH_IO_TIMEOUT * 1000) <= 0)
+			return false;
+		n = out ? write(fd, buf + off, len - off)
+		        : read(fd, buf + off, len - off);
+		if (n <= 0)
+			return false;
+		off += (size_t)n;
+	}
+	return true;
+}
+
+/*
+ * The baseline: median microseconds of a 16-byte round trip through
+ * `srun --unbuffered cat` (one job of one task), n after 10 to warm up;
+ * -1 if srun cannot run it.
+ */
+static double
+remote_srun_cat(size_t n, double *us)
+{
+	char *const argv[] = {"srun",       "--unbuffered", "--quiet",
+	                      "--ntasks=1", "cat",          NULL};
+	posix_spawn_file_actions_t fa;
+	char buf[REMOTE_ECHO];
+	int in[2], out[2], status;
+	double t0, lo, hi, med = -1;
+	bool ok = true;
+	size_t i;
+	pid_t pid;
+
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+		bench_die(2, "pipe: %s", strerror(errno));
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	if (posix_spawnp(&pid, "srun", &fa, NULL, argv, environ) != 0)
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	close(out[1]);
+	memset(buf, 'x', sizeof(buf));
+	for (i = 0; pid > 0 && ok && i < n + 10; i++) {
+		t0 = bench_now();
+		ok = remote_io(in[1], buf, sizeof(buf), true) &&
+		     remote_io(out[0], buf, sizeof(buf), false);
+		if (i >= 10)
+			us[i - 10] = (bench_now() - t0) * 1e6;
+	}
+	close(in[1]);
+	close(out[0]);
+	if (pid > 0)
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	if (pid > 0 && ok && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		med = bench_median(us, n, &lo, &hi);
+	return med;
+}
+
+/* concctl pool add --slurm n, and its ok. */
+static void
+remote_add(struct bench_conn *c, unsigned n)
+{
+	struct bench_rq q;
+	struct proto_enc e;
+
+	bench_rq_begin(c, &q, PROTO_OK);
+	proto_enc_begin(&e, &c->wbuf, PROTO_REMOTE, q.id);
+	proto_enc_cstr(&e, PF_OP, "add");
+	proto_enc_u64(&e, PF_COUNT, n);
+	proto_enc_end(&e);
+	bench_rq_wait(c, &q);
+}
+
+/* n no-ops on remote in gathers, first submit to last end: seconds. */
+static double
+remote_pipelined(struct bench_conn *c, size_t n, char *why, size_t len)
+{
+	struct bench_spec s = {.task = "noop", .exec = PX_REMOTE};
+	struct bench_batch b;
+	double t0, wall;
+
+	bench_batch_init(&b, n, BENCH_GATHER_MAX);
+	b.exec = PX_REMOTE;
+	b.check = CHECK_EMPTY;
+	b.refusal_ok = true;
+	bench_batch_attach(c, &b);
+	bench_batch_gathers(c, &b, &s);
+	t0 = bench_now();
+	bench_send(c);
+	while (bench_batch_settled(&b) < n)
+		bench_read_replies(c);
+	wall = b.t_last_end - t0;
+	snprintf(why, len, "%s", b.refusal);
+	if (b.refused > 0)
+		wall = -1;
+	bench_batch_detach(c, &b);
+	bench_fence(c);
+	return wall;
+}
+
+/* Median microseconds from submit to end of one no-op on remote. */
+static double
+remote_rt(struct bench_conn *c, const struct bench_tmpl *t, size_t n,
+          double *us)
+{
+	struct bench_batch b;
+	double t0, lo, hi;
+	size_t i;
+
+	bench_batch_init(&b, n, 1);
+	b.exec = PX_REMOTE;
+	b.check = CHECK_EMPTY;
+	bench_batch_attach(c, &b);
+	for (i = 0; i < n; i++) {
+		t0 = bench_now();
+		bench_batch_submits(c, &b, t, 1);
+		bench_send(c);
+		while (b.ended < i + 1)
+			bench_read_replies(c);
+		us[i] = (b.t_last_end - t0) * 1e6;
+	}
+	bench_batch_detach(c, &b);
+	bench_fence(c);
+	return bench_median(us, n, &lo, &hi);
+}
+
+void
+suite_remote(const struct bench_opts *o, const char *unused)
+{
+	static const struct bench_spec noop = {
+	    .task = "noop", .exec = PX_REMOTE, .watch = true};
+	char conf[] = "/tmp/concd-bench-remote.XXXXXX";
+	const char *flags[] = {"-c", conf, "-t", "2", NULL};
+	double *cat = suite_values(o->runs), *rt = suite_values(o->runs);
+	double *rate = suite_values(o->runs), *ratio = suite_values(o->runs);
+	double *us = suite_values(REMOTE_RT), wall;
+	struct bench_daemon *d;
+	struct bench_tmpl t = {0};
+	struct bench_conn c;
+	struct bench_row row;
+	char why[320], what[96];
+	size_t r,
+	    jobs = o->pipelined < REMOTE_JOBS ? o->pipelined : REMOTE_JOBS;
+	size_t trips = o->rt < REMOTE_RT ? o->rt : REMOTE_RT;
+	int fd;
+
+	if (jobs == 0)
+		jobs = REMOTE_JOBS;
+	if (trips == 0)
+		trips = REMOTE_RT;
+	printf("\nremote: %d warm workers on Slurm's nodes (concctl pool add "
+	       "--slurm %d): %zu\npipelined no-ops in gathers, first submit to "
+	       "last end; the round trip of one\nno-op against a %d-byte round "
+	       "trip through srun --unbuffered cat\n",
+	       REMOTE_WORKERS, REMOTE_WORKERS, jobs, REMOTE_ECHO);
+	if (!remote_cluster()) {
+		printf("remote: skipped: no Slurm cluster (SLURM_CONF is not "
+		       "set, no /etc/slurm/slurm.conf)\n");
+		goto out;
+	}
+	/* the baseline first: concd's allocation will hold the CPUs */
+	for (r = 0; r < o->runs; r++) {
+		if ((cat[r] = remote_srun_cat(trips, us)) < 0) {
+			printf(
+			    "remote: skipped: srun --unbuffered cat failed\n");
+			goto out;
+		}
+	}
+	if ((fd = mkstemp(conf)) < 0)
+		bench_die(2, "mkstemp: %s", strerror(errno));
+	dprintf(fd, "[slurm]\nenabled = yes\nidle-release = 0\n");
+	close(fd);
+	d = bench_daemon_start(o->spawn, flags);
+	suite_conn(&c, d->sock, o);
+	remote_add(&c, REMOTE_WORKERS);
+	/* jobs wait while the workers start: the first ones wait for them */
+	if (remote_pipelined(&c, REMOTE_WARM_UP, why, sizeof(why)) < 0) {
+		printf("remote: skipped: concd refused the jobs: %s\n", why);
+		goto stop;
+	}
+	bench_tmpl_make(&t, &noop);
+	for (r = 0; r < o->runs; r++) {
+		if ((wall = remote_pipelined(&c, jobs, why, sizeof(why))) < 0)
+			bench_die(2, "remote: refused: %s", why);
+		rate[r] = (double)jobs / wall;
+		rt[r] = remote_rt(&c, &t, trips, us);
+		ratio[r] = rt[r] / cat[r];
+		if (o->verbose)
+			printf("run %zu: %.0f jobs/s, round trip %.1f us, srun "
+			       "cat %.1f us\n",
+			       r + 1, rate[r], rt[r], cat[r]);
+	}
+	bench_tmpl_free(&t);
+	bench_head("");
+	bench_line("srun cat", bench_stats(cat, o->runs), 1,
+	           "us (the baseline)", NULL, -1);
+	row = bench_stats(rt, o->runs);
+	snprintf(what, sizeof(what), "us (%.2fx srun cat)",
+	         bench_stats(ratio, o->runs).med);
+	bench_line("round trip", row, 1, what, "<= 1.5x",
+	           bench_stats(ratio, o->runs).med <= 1.5);
+	row = bench_stats(rate, o->runs);
+	bench_line("pipelined", row, 0, "jobs/s on 2 remote workers",
+	           ">= 20,000", row.med >= 20000);
+stop:
+	bench_conn_close(&c);
+	bench_daemon_stop(d);
+	unlink(conf);
+out:
+	free(cat);
+	free(rt);
+	free(rate);
+	free(ratio);
+	free(us);
 }

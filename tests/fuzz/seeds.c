@@ -598,7 +598,44 @@ seed_byte_c1(struct pbuf *b)
 	pbuf_append(b, frame, sizeof(frame) - 1);
 }
 
+/* Remote workers: add and remove, a worker's hello, a pool row of one. */
+static void
+seed_remote(struct pbuf *b)
+{
+	struct proto_enc e;
+
+	proto_enc_begin(&e, b, PROTO_REMOTE, 60);
+	proto_enc_cstr(&e, PF_OP, "add");
+	proto_enc_u64(&e, PF_COUNT, 2);
+	proto_enc_cstr(&e, PF_PARTITION, "batch");
+	proto_enc_cstr(&e, PF_TIME, "2:00:00");
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_REMOTE, 61);
+	proto_enc_cstr(&e, PF_OP, "remove");
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_HELLO, 0);
+	proto_enc_u64(&e, PF_VERSION, PROTO_VERSION);
+	proto_enc_cstr(&e, PF_NODE, "node7");
+	proto_enc_u64(&e, PF_PID, 4242);
+	proto_enc_u64(&e, PF_WORKER, 1);
+	proto_enc_end(&e);
+	proto_enc_begin(&e, b, PROTO_POOLINFO, 30);
+	proto_enc_key(&e, PF_WORKERS);
+	proto_enc_array_open(&e);
+	proto_enc_map_open(&e);
+	proto_enc_cstr(&e, PF_EXEC, "remote");
+	proto_enc_i64(&e, PF_WORKER, 0);
+	proto_enc_u64(&e, PF_PID, 4242);
+	proto_enc_cstr(&e, PF_NODE, "node7");
+	proto_enc_u64(&e, PF_SLURM_JOB, 12);
+	proto_enc_cstr(&e, PF_STATE, "idle");
+	proto_enc_close(&e);
+	proto_enc_close(&e);
+	proto_enc_end(&e);
+}
+
 static const struct seed seeds[] = {
+    {"remote", PROTO_DECODE_OK, seed_remote},
     {"hello", PROTO_DECODE_OK, seed_hello},
     {"welcome", PROTO_DECODE_OK, seed_welcome},
     {"ping", PROTO_DECODE_OK, seed_ping},

@@ -74,7 +74,7 @@ class Offline(unittest.TestCase):
             self.assertIn(cmd, got)
         self.assertEqual(self.c("st")[0], ["status"])
         self.assertEqual(self.c("s")[0], ["shutdown", "status", "submit"])
-        self.assertEqual(self.c("pool", "")[0], ["resize"])
+        self.assertEqual(self.c("pool", "")[0], ["resize", "add", "remove"])
         self.assertIn("--socket", complete(("concctl", "--s"))[0])
 
     def test_each_command_gets_its_own_options(self):
@@ -87,6 +87,11 @@ class Offline(unittest.TestCase):
         self.assertIn("--as-completed", gather)
         self.assertNotIn("--state", gather)
         self.assertEqual(self.c("wait", "--a")[0], ["--any"])
+        add = self.c("pool", "add", "--")[0]
+        for opt in ("--slurm", "--partition", "--time"):
+            self.assertIn(opt, add)
+        self.assertNotIn("--threads", add)
+        self.assertEqual(self.c("pool", "remove", "--s")[0], ["--slurm"])
 
     def test_option_values(self):
         self.assertEqual(self.c("ps", "--state", "r")[0], ["running"])

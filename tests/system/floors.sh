@@ -29,8 +29,8 @@ floor_of() {
 	# task.h, the task ABI: the job record points to a struct task; its
 	# functions are task.c's, and the symbols place their callers
 	job.c | input.c | task.h) echo 3 ;;
-	sched.c | executor.h | queue.c | deps.c | loop_exec.c | pool_thread.c | pool_process.c | \
-	worker.c | task.c | task_int.h | plugin.c | checksum.c | counter.c | \
+	sched.c | executor.h | queue.c | deps.c | loop_exec.c | pool_thread.c | pool_process.c | pool_remote.c | \
+	worker.c | worker_msg.c | task.c | task_int.h | plugin.c | checksum.c | counter.c | \
 	exec.c | noop.c | primes.c | sleep.c | table.c) echo 4 ;; # and tasks/
 	# spawn.c: under tasks/exec.c, beside task.c (its account lookup)
 	spawn.c | spawner.h) echo 4 ;;
