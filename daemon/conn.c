@@ -727,15 +727,17 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	 * first the jobs go to the workers, and a worker process's run
 	 * frame is written before the replies, so the jobs start while the
 	 * replies are being written.  (conn_dirty left the flush event alone
-	 * for this connection.)
+	 * for this connection.)  The workers' frames go now also when the
+	 * replies wait for the store: the commit comes after them.
 	 */
 	if (conn_batch_hook != NULL)
 		conn_batch_hook();
 	if (c->dirty) {
 		TAILQ_REMOVE(&dirty, c, dirty_link);
 		TAILQ_INSERT_TAIL(&dirty, c, dirty_link);
-		conn_flush_cb(-1, 0, NULL);
 	}
+	if (!TAILQ_EMPTY(&dirty))
+		conn_flush_cb(-1, 0, NULL);
 }
 
 void

@@ -270,7 +270,12 @@ job_collect(bool hold)
 	for (i = 0; i < jobs.ndirty; i++) {
 		if ((j = jobs.dirty[i]) == NULL)
 			continue;
-		if (hold && !j->stored && !PROTO_STATE_FINAL(j->state)) {
+		/*
+		 * a job on Slurm or a remote worker ends a relay's round trip
+		 * later at the soonest: it is written now, while it runs
+		 */
+		if (hold && !j->stored && !PROTO_STATE_FINAL(j->state) &&
+		    j->exec != PX_REMOTE && j->exec != PX_SLURM) {
 			j->deferred = true;
 			j->dslot = (uint32_t)k;
 			jobs.dirty[k++] = j;
