@@ -502,18 +502,14 @@ proc_takes_jobs(const struct pworker *w)
 static void
 proc_revoke(struct pworker *w, size_t n)
 {
-	struct proto_enc e;
 	struct job *j = TAILQ_LAST(&w->jobs, job_queue);
 
 	while (n-- > 1)
 		j = TAILQ_PREV(j, job_queue, link);
 	for (; j != NULL; j = TAILQ_NEXT(j, link)) {
-		j->revoking = true;
+		worker_msg_revoke(conn_out(w->conn), j);
 		w->nrevoking++;
 		pp.nrevoking++;
-		proto_enc_begin(&e, conn_out(w->conn), PROTO_REVOKE, 0);
-		proto_enc_u64(&e, PF_JOB, j->id);
-		proto_enc_end(&e);
 	}
 	conn_dirty(w->conn);
 }

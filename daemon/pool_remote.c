@@ -296,10 +296,7 @@ remote_alloc_release(struct ralloc *a)
 		         ") released",
 		         a->name, a->slurm_id);
 		/* at the stop, nothing would reap a scancel left running */
-		if (rp.stopping)
-			slurm_cancel_job_now(a->slurm_id);
-		else
-			slurm_cancel_job(a->slurm_id);
+		slurm_cancel_job(a->slurm_id, rp.stopping);
 	}
 	a->released = true;
 }
@@ -388,24 +385,16 @@ remote_fail_queue(void)
 	}
 }
 
+static void remote_alloc_end(struct ralloc *);
+
 static void
 remote_idle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ralloc *a = arg;
-	struct rworker *w;
 
 	log_info("remote pool: allocation %s idle for %d s: releasing it",
 	         a->name, slurm_config()->idle_release);
-	a->ending = true;
-	TAILQ_FOREACH(w, &a->workers, in_alloc) {
-		if (w->state == RW_READY || w->state == RW_STARTING)
-			w->state = RW_DRAINING;
-		if (w->state == RW_DRAINING && w->njobs == 0) {
-			w->state = RW_EXITING;
-			conn_hangup(w->conn);
-		}
-	}
-	remote_alloc_check(a);
+	remote_alloc_end(a);
 	remote_fail_queue();
 }
 
@@ -722,18 +711,14 @@ remote_takes_jobs(const struct rworker *w)
 static void
 remote_revoke(struct rworker *w, size_t n)
 {
-	struct proto_enc e;
 	struct job *j = TAILQ_LAST(&w->jobs, job_queue);
 
 	while (n-- > 1)
 		j = TAILQ_PREV(j, job_queue, link);
 	for (; j != NULL; j = TAILQ_NEXT(j, link)) {
-		j->revoking = true;
+		worker_msg_revoke(conn_out(w->conn), j);
 		w->nrevoking++;
 		rp.nrevoking++;
-		proto_enc_begin(&e, conn_out(w->conn), PROTO_REVOKE, 0);
-		proto_enc_u64(&e, PF_JOB, j->id);
-		proto_enc_end(&e);
 	}
 	conn_dirty(w->conn);
 }

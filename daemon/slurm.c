@@ -654,7 +654,7 @@ slurm_query(uint64_t slurm_id, int *exit, int *sig, char *state,
 }
 
 void
-slurm_cancel_job_now(uint64_t slurm_id)
+slurm_cancel_job(uint64_t slurm_id, bool wait)
 {
 	char idarg[32];
 	char *argv[] = {sl.tool[SLURM_SCANCEL], "--quiet", idarg, NULL};
@@ -663,23 +663,13 @@ slurm_cancel_job_now(uint64_t slurm_id)
 	if (sl.tool[SLURM_SCANCEL] == NULL || slurm_id == 0)
 		return;
 	snprintf(idarg, sizeof(idarg), "%" PRIu64, slurm_id);
-	if ((pid = slurm_spawn(argv, -1)) > 0)
+	if ((pid = slurm_spawn(argv, -1)) <= 0)
+		return;
+	if (!wait)
+		slurm_reap_later(pid);
+	else
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-}
-
-void
-slurm_cancel_job(uint64_t slurm_id)
-{
-	char idarg[32];
-	char *argv[] = {sl.tool[SLURM_SCANCEL], "--quiet", idarg, NULL};
-	pid_t pid;
-
-	if (sl.tool[SLURM_SCANCEL] == NULL || slurm_id == 0)
-		return;
-	snprintf(idarg, sizeof(idarg), "%" PRIu64, slurm_id);
-	if ((pid = slurm_spawn(argv, -1)) > 0)
-		slurm_reap_later(pid);
 }
 
 #define SLURM_LIST_MAX (16 * 1024 * 1024) /* bytes of scontrol's list */
@@ -757,7 +747,7 @@ slurm_cancel_leftovers(void)
 		log_warnx("slurm: cancelling job %" PRIu64
 		          ", remote workers an earlier concd left",
 		          id);
-		slurm_cancel_job(id);
+		slurm_cancel_job(id, false);
 		count++;
 	}
 	free(out);

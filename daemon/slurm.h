@@ -83,11 +83,10 @@ uint64_t slurm_parse_granted(const char *out, size_t len);
  */
 int slurm_cancel_leftovers(void);
 /*
- * Cancel Slurm job slurm_id, or those named name (scancel, not waited for;
- * slurm_cancel_job_now waits, for concd's stop).
+ * Cancel Slurm job slurm_id, or those named name: scancel, waited for
+ * when wait (at concd's stop), else reaped on the loop.
  */
-void slurm_cancel_job(uint64_t slurm_id);
-void slurm_cancel_job_now(uint64_t slurm_id);
+void slurm_cancel_job(uint64_t slurm_id, bool wait);
 void slurm_cancel_name(const char *name);
 
 /* What an exec job asks of Slurm beyond its command: 0: nothing. */

@@ -15,6 +15,17 @@
 #include "worker_msg.h"
 
 void
+worker_msg_revoke(struct pbuf *out, struct job *j)
+{
+	struct proto_enc e;
+
+	j->revoking = true;
+	proto_enc_begin(&e, out, PROTO_REVOKE, 0);
+	proto_enc_u64(&e, PF_JOB, j->id);
+	proto_enc_end(&e);
+}
+
+void
 worker_msg_run(struct pbuf *out, const struct job *j, bool stream)
 {
 	struct proto_enc e;

@@ -17,6 +17,8 @@ struct job;
  * with it (passed on the socket just before).
  */
 void worker_msg_run(struct pbuf *out, const struct job *j, bool stream);
+/* Queue a "revoke" of j in out: asked back, if not begun. */
+void worker_msg_revoke(struct pbuf *out, struct job *j);
 /*
  * An "end" from a worker: j's result or error, exit status and error code
  * as it says; returns the state j ends in (job_finish is the caller's).
