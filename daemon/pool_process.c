@@ -805,6 +805,9 @@ proc_cancel(struct job *j)
 		job_finish(j, PS_CANCELLED);
 		return;
 	}
+	if (proc_has_started(w, j))
+		atomic_store_explicit(&w->shm->cancel, j->id,
+		                      memory_order_release);
 	proto_enc_begin(&e, conn_out(w->conn), PROTO_CANCEL, 0);
 	proto_enc_u64(&e, PF_JOB, j->id);
 	proto_enc_end(&e);

@@ -211,6 +211,7 @@ thread_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 static const struct exec_ops thread_ops = {
     .progress = thread_progress,
     .output = thread_output,
+    .on_thread = true,
 };
 
 static bool

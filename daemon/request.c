@@ -74,6 +74,24 @@ request_user_code_ok(uid_t uid)
 	       policy.exec_other_users;
 }
 
+/*
+ * A task that runs the user's code in concd's own workers (python) and
+ * cannot take the owner's rights: a root concd refuses other users' jobs.
+ */
+static bool
+request_not_as_owner(const struct task *t, uid_t uid, char *cause, size_t len)
+{
+	if (!(t->traits & TASK_NOT_AS_OWNER) || policy.self != 0 || uid == 0)
+		return false;
+	snprintf(cause, len,
+	         "%s jobs of uid %u are refused: this concd runs as root and "
+	         "runs %s jobs in its own workers, which have root's rights; "
+	         "only root may submit them (per-user workers are not there "
+	         "yet)",
+	         t->name, (unsigned)uid, t->name);
+	return true;
+}
+
 static void reply_error(struct conn *c, uint64_t id, enum proto_error code,
                         const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -606,6 +624,10 @@ parse_job(const struct proto_msg *m, uid_t uid, bool in_gather,
 		    "%u, not as root, and would run them as that user "
 		    "(exec-other-users in concd.conf(5))",
 		    js->task->name, (unsigned)uid, (unsigned)policy.self);
+		return -1;
+	}
+	if (request_not_as_owner(js->task, uid, cause, len)) {
+		*code = PE_PERMISSION;
 		return -1;
 	}
 	js->requested = (enum proto_exec)x;
@@ -2047,6 +2069,10 @@ request_restart(struct conn *c, const struct proto_msg *m)
 		    "%s jobs of uid %u are refused (exec-other-users in "
 		    "concd.conf(5))",
 		    s.js.task->name, (unsigned)s.js.uid);
+		goto out;
+	}
+	if (request_not_as_owner(s.js.task, s.js.uid, cause, sizeof(cause))) {
+		reply_error(c, m->id, PE_PERMISSION, "%s", cause);
 		goto out;
 	}
 	if (sched_choose(s.js.task, s.js.requested, s.js.fresh, &s.js.exec,

@@ -629,7 +629,16 @@ task_wait_fd(struct task_ctx *ctx, int fd, bool writable)
 bool
 task_cancelled(struct task_ctx *ctx)
 {
-	return atomic_load_explicit(&ctx->cancel, memory_order_relaxed);
+	if (atomic_load_explicit(&ctx->cancel, memory_order_relaxed))
+		return true;
+	return ctx->ops != NULL && ctx->ops->cancelled != NULL &&
+	       ctx->ops->cancelled(ctx);
+}
+
+bool
+task_on_thread(struct task_ctx *ctx)
+{
+	return ctx->ops != NULL && ctx->ops->on_thread;
 }
 
 bool

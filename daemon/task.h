@@ -65,6 +65,12 @@ enum task_trait {
 	 * runs inside concd takes none, the pools bounding it already.
 	 */
 	TASK_COMMAND = 1 << 5,
+	/*
+	 * Runs the user's code inside concd's own workers (python), which
+	 * cannot take another user's rights: a root concd refuses other
+	 * users' jobs of it (permission), instead of running them as root.
+	 */
+	TASK_NOT_AS_OWNER = 1 << 6,
 };
 
 #define TASK_WIND_DOWN_MS 60000
@@ -203,6 +209,11 @@ enum task_step task_fail(struct task_ctx *, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 enum task_step task_wait_ms(struct task_ctx *, uint64_t ms);
 enum task_step task_wait_fd(struct task_ctx *, int fd, bool writable);
+/*
+ * Whether the job is cancelled (or timed out).  Safe to call from another
+ * thread while step() runs, also on a worker process whose step() blocks:
+ * a cancel is seen there before the worker reads its message.
+ */
 bool task_cancelled(struct task_ctx *);
 /*
  * Whether the job runs on the event loop, which every client shares:
@@ -210,6 +221,11 @@ bool task_cancelled(struct task_ctx *);
  * its posix_spawn to a thread of its own).
  */
 bool task_on_loop(struct task_ctx *);
+/*
+ * Whether the job runs on a thread of the thread pool, inside concd's
+ * process (its working directory is concd's, shared by every thread).
+ */
+bool task_on_thread(struct task_ctx *);
 
 /*
  * Identity.  A job is owned by the uid of the client that submitted it.

@@ -25,7 +25,10 @@ struct exec_ops {
 	void (*output)(struct task_ctx *, int stream, const void *, size_t);
 	void (*release)(pid_t, int pidfd, unsigned grace_ms); /* or reap_now */
 	bool (*full)(struct task_ctx *); /* optional: task_output_full() */
-	bool on_loop;                    /* task_on_loop() */
+	/* optional: a cancel the executor knows of before ctx->cancel */
+	bool (*cancelled)(struct task_ctx *);
+	bool on_loop;   /* task_on_loop() */
+	bool on_thread; /* task_on_thread() */
 };
 
 extern const struct task *const task_builtin[];

@@ -433,6 +433,11 @@ worker_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 	if (msg != NULL)
 		proto_enc_str(&e, PF_MSG, msg, strnlen(msg, 255));
 	proto_enc_end(&e);
+	/*
+	 * Out now (at most every 20 ms): a step that reports progress may
+	 * not return for long (a python call), and nothing else would send it
+	 */
+	worker_flush();
 }
 
 static void
@@ -452,9 +457,21 @@ worker_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 		worker_flush();
 }
 
+/* concd's cancel of the running job, in the record page (struct worker_shm) */
+static bool
+worker_cancelled(struct task_ctx *ctx)
+{
+	if (atomic_load_explicit(&wk.shm->cancel, memory_order_acquire) !=
+	    task_job_id(ctx))
+		return false;
+	atomic_store(&ctx->cancel, true);
+	return true;
+}
+
 static const struct exec_ops worker_ops = {
     .progress = worker_progress,
     .output = worker_output,
+    .cancelled = worker_cancelled,
 };
 
 /* A wait that still hears "cancel" from the daemon. */

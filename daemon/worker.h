@@ -27,6 +27,11 @@ struct worker_shm {
 	_Atomic uint64_t started;  /* the job it began last, 0: none yet */
 	_Atomic uint64_t ended;    /* the job whose end it wrote last */
 	_Atomic uint64_t began_us; /* when it began it, µs since the epoch */
+	/*
+	 * concd: the running job it cancels, written before the "cancel"
+	 * message, so that a step that blocks (python) hears it at once
+	 */
+	_Atomic uint64_t cancel;
 };
 
 #endif
