@@ -1,5 +1,6 @@
 /*
- * python.c -- the `python` task, a plugin linked against libpython3:
+ * python.c -- the `python` task, linked against libpython3 and loaded by
+ * python_shim.c (python.so) at a worker's first python job:
  * calls module:function with msgpack arguments on a warm worker and
  * packs its return value as the result.
  *
@@ -27,6 +28,8 @@
 #include <unistd.h>
 
 #include <concd/task.h>
+
+#include "python.h"
 
 #define PY_WATCH_MS  10
 #define PY_MAX_CALLS 256 /* running at once in one process */
@@ -862,7 +865,11 @@ py_stop(struct task_ctx *ctx)
 	PyGILState_Release(g);
 }
 
-static const struct task task_python = {
+_Static_assert(sizeof(struct py_state) <= PYTHON_STATE_SIZE,
+               "python.h's PYTHON_STATE_SIZE is too small");
+
+/* what python_shim.c forwards to (PYTHON_IMPL_SYMBOL) */
+const struct task concd_python_task = {
     .abi = CONCD_TASK_ABI,
     .name = "python",
     .summary = "call module:function with msgpack args on a warm "
@@ -877,6 +884,3 @@ static const struct task task_python = {
     .step = py_step,
     .stop = py_stop,
 };
-
-const int concd_plugin_abi = CONCD_TASK_ABI;
-const struct task *const concd_plugin_tasks[] = {&task_python, NULL};

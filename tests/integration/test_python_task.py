@@ -61,6 +61,11 @@ def nest(n):
     return v
 
 
+def c_int_size():
+    import ctypes  # an extension module: libpython's symbols are global
+    return ctypes.sizeof(ctypes.c_int)
+
+
 def pid():
     return os.getpid()
 
@@ -114,7 +119,9 @@ def imports():
 
 
 def setUpModule():
-    if not os.path.exists(os.path.join(PLUGINS, "python.so")):
+    if not os.path.exists(os.path.join(PLUGINS, "python.so")) or \
+            not os.path.exists(os.path.join(PLUGINS, "python",
+                                            "concd_python.so")):
         raise unittest.SkipTest("the python task is not built "
                                 "(python3-dev missing: CONCD_PYTHON_PLUGINS)")
 
@@ -170,6 +177,27 @@ class PythonTaskTest(unittest.TestCase):
                                          kwargs={"z": b"b"}),
                                  [value, {"z": b"b"}])
                 self.assertEqual(self.ok("pt_funcs:Box.size", x), 3)
+
+    def maps_libpython(self, pid):
+        with open("/proc/%d/maps" % pid) as f:
+            return "libpython3" in f.read()
+
+    def test_libpython_is_mapped_only_once_a_python_job_runs(self):
+        workers = [w["pid"] for w in self.c.call("pool")["workers"]
+                   if w["exec"] == "process"]
+        self.assertEqual(len(workers), 1)
+        self.assertFalse(self.maps_libpython(self.d.proc.pid))
+        self.assertFalse(self.maps_libpython(workers[0]))
+        self.assertEqual(self.ok("pt_funcs:pid", "process"), workers[0])
+        self.assertTrue(self.maps_libpython(workers[0]))
+        self.assertFalse(self.maps_libpython(self.d.proc.pid))
+        self.ok("pt_funcs:pid", "thread")
+        self.assertTrue(self.maps_libpython(self.d.proc.pid))
+
+    def test_extension_modules_import(self):
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                self.assertEqual(self.ok("pt_funcs:c_int_size", x), 4)
 
     def test_the_auto_executor_is_process_and_the_loop_is_refused(self):
         rid = self.submit("pt_funcs:pid", "auto")
