@@ -44,3 +44,7 @@ class Maths:
     @staticmethod
     def cube(x):
         return x ** 3
+
+
+def big(n):
+    return b"x" * n

@@ -396,6 +396,33 @@ class PythonTaskTest(DaemonTest):
         with self.assertRaises(concd.ConcdError):
             self.ex.submit(pyclient_funcs.unencodable).result(BOUND)
 
+    def test_a_result_larger_than_a_frame_fails_the_job(self):
+        with self.assertRaises(concd.ConcdError) as cm:
+            self.ex.submit(pyclient_funcs.big, 4 << 20).result(BOUND)
+        self.assertNotIsInstance(cm.exception, concd.Cancelled)
+        self.assertEqual(self.ex.submit(pyclient_funcs.big, 10).result(
+            BOUND), b"x" * 10)
+
+    def test_a_function_whose_module_is_not_on_the_path_fails(self):
+        d = os.path.join(self.d.dir, "elsewhere")
+        os.mkdir(d)
+        with open(os.path.join(d, "pyclient_elsewhere.py"), "w") as f:
+            f.write("def here():\n    return 1\n")
+        sys.path.insert(0, d)
+        try:
+            import pyclient_elsewhere
+        finally:
+            sys.path.remove(d)
+        os.rename(d, d + ".gone")
+        with self.assertRaises(concd.TaskFailed) as cm:
+            self.ex.submit(pyclient_elsewhere.here).result(BOUND)
+        self.assertIn("pyclient_elsewhere", str(cm.exception))
+
+    def test_a_time_limit_stops_a_running_function(self):
+        with self.assertRaises(concd.TimedOut):
+            self.ex.options(timeout=0.2).submit(pyclient_funcs.slow,
+                                                10 ** 9).result(BOUND)
+
     def test_cancel_stops_a_running_function(self):
         for kind in ("thread", "process"):
             f = self.ex.options(executor=kind).submit(pyclient_funcs.slow,
