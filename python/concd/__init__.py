@@ -290,7 +290,7 @@ def _done_gather(msg, state):
 
 class _Pending:
     """The messages of one request: queued for a waiting thread, or handed
-    to a callback on the client's dispatch thread."""
+    to a callback on the client's reader thread."""
 
     def __init__(self, done, callback=None):
         self.done = done
@@ -375,15 +375,14 @@ class Client:
         self._pending = {}
         self._next_id = 1
         self._closed = None  # the exception once the connection is gone
-        self._dispatch = collections.deque()
-        self._dispatch_cond = threading.Condition()
+        # frames sent from the reader thread (by callbacks) go out on a
+        # thread of their own, so that the reader never blocks writing
+        self._outbox = collections.deque()
+        self._outbox_cond = threading.Condition()
+        self._writer = None
         self._reader = threading.Thread(target=self._read_cb,
                                         name="concd-reader", daemon=True)
-        self._dispatcher = threading.Thread(target=self._dispatch_cb,
-                                            name="concd-dispatch",
-                                            daemon=True)
         self._reader.start()
-        self._dispatcher.start()
         try:
             w = self.call("hello", version=PROTO_VERSION)
         except BaseException:
@@ -409,18 +408,19 @@ class Client:
         self._sock.close()
         if threading.current_thread() is not self._reader:
             self._reader.join()
-        if threading.current_thread() is not self._dispatcher:
-            with self._dispatch_cond:
-                self._dispatch.append(None)
-                self._dispatch_cond.notify()
-            self._dispatcher.join()
+        with self._outbox_cond:
+            self._outbox.append(None)
+            self._outbox_cond.notify()
+        if (self._writer is not None and
+                threading.current_thread() is not self._writer):
+            self._writer.join()
 
     # the wire
 
     def send(self, t, done=_done_single, callback=None, **fields):
         """Send one request; its messages go to the returned _Pending (to
-        callback(msg) on the dispatch thread when given).  done(msg, state)
-        says whether msg is the request's last."""
+        callback(msg) on the reader thread when given: it must not block).
+        done(msg, state) says whether msg is the request's last."""
         p = _Pending(done, callback)
         with self._lock:
             if self._closed is not None:
@@ -436,11 +436,7 @@ class Client:
             with self._lock:
                 self._pending.pop(rid, None)
             raise
-        try:
-            with self._send_lock:
-                self._sock.sendall(frame)
-        except OSError as e:
-            self._lost(ConnectionLost("cannot send to concd: %s" % e))
+        self._write(frame)
         return rid, p
 
     def send_many(self, requests):
@@ -463,12 +459,39 @@ class Client:
                     raise
                 self._pending[rid] = _Pending(done, callback)
                 ids.append(rid)
+        self._write(b"".join(frames))
+        return ids
+
+    def _write(self, data):
+        if threading.current_thread() is self._reader:
+            with self._outbox_cond:
+                if self._writer is None:
+                    self._writer = threading.Thread(
+                        target=self._write_cb, name="concd-writer",
+                        daemon=True)
+                    self._writer.start()
+                self._outbox.append(data)
+                self._outbox_cond.notify()
+            return
         try:
             with self._send_lock:
-                self._sock.sendall(b"".join(frames))
+                self._sock.sendall(data)
         except OSError as e:
             self._lost(ConnectionLost("cannot send to concd: %s" % e))
-        return ids
+
+    def _write_cb(self):
+        while True:
+            with self._outbox_cond:
+                while not self._outbox:
+                    self._outbox_cond.wait()
+                data = self._outbox.popleft()
+            if data is None:
+                return
+            try:
+                with self._send_lock:
+                    self._sock.sendall(data)
+            except OSError as e:
+                self._lost(ConnectionLost("cannot send to concd: %s" % e))
 
     def _read_cb(self):
         frames = Frames()
@@ -498,29 +521,20 @@ class Client:
             if last:
                 del self._pending[rid]
         if p.callback is not None:
-            with self._dispatch_cond:
-                self._dispatch.append((p, m))
-                self._dispatch_cond.notify()
+            self._callback(p, m)
             return
         with p.cond:
             p.msgs.append(m)
             p.finished = last
             p.cond.notify_all()
 
-    def _dispatch_cb(self):
-        while True:
-            with self._dispatch_cond:
-                while not self._dispatch:
-                    self._dispatch_cond.wait()
-                item = self._dispatch.popleft()
-            if item is None:
-                return
-            p, m = item
-            try:
-                p.callback(m)
-            except Exception:  # a callback's bug must not stop the others
-                import traceback
-                traceback.print_exc()
+    @staticmethod
+    def _callback(p, m):
+        try:
+            p.callback(m)
+        except Exception:  # a callback's bug must not stop the others
+            import traceback
+            traceback.print_exc()
 
     def _lost(self, err):
         with self._lock:
@@ -531,11 +545,8 @@ class Client:
             self._pending.clear()
         for p in pending:
             if p.callback is not None:
-                with self._dispatch_cond:
-                    self._dispatch.append((p, {"t": "error",
-                                               "error": err.code,
-                                               "message": err.message}))
-                    self._dispatch_cond.notify()
+                self._callback(p, {"t": "error", "error": err.code,
+                                   "message": err.message})
                 continue
             with p.cond:
                 p.error = err
@@ -629,8 +640,7 @@ class Client:
             self._next_id += 1
         frame = pack({"t": "input", "id": rid, "job": job,
                       "data": bytes(data), "eof": eof})
-        with self._send_lock:
-            self._sock.sendall(frame)
+        self._write(frame)
 
     def hold(self, job):
         return self.call("hold", job=job)

@@ -103,7 +103,7 @@ class ConcdFuture(cf.Future):
 
     def add_progress_callback(self, fn):
         """fn(done, total, msg) for each progress event of the job, on the
-        executor's dispatch thread."""
+        connection's reader thread."""
         self._progress.append(fn)
 
     def output(self, stream=None):
@@ -131,7 +131,7 @@ class ConcdFuture(cf.Future):
                 self.set_running_or_notify_cancel()
         return True
 
-    # events, on the client's dispatch thread
+    # events, on the client's reader thread
 
     def _event(self, m):
         t = m["t"]

@@ -245,6 +245,24 @@ class ExecutorTest(DaemonTest):
         self.assertTrue(seen, "no progress event")
         self.assertTrue(all(len(a) == 3 and a[1] == 4 for a in seen), seen)
 
+    def test_a_done_callback_may_submit_and_cancel(self):
+        got = []
+        done = threading.Event()
+
+        def then(f):
+            g = self.ex.options(executor="loop").submit_task("sleep",
+                                                             ms=60000)
+            g.cancel()
+            h = self.ex.submit_task("noop", prev=f.result())
+            h.add_done_callback(lambda h: (got.append((g, h)), done.set()))
+        self.ex.submit_task("noop", x=1).add_done_callback(then)
+        self.assertTrue(done.wait(BOUND))
+        g, h = got[0]
+        self.assertEqual(h.result(), {"prev": {"x": 1}})
+        self.assertTrue(g.cancelled())
+        self.assertEqual(self.c.wait(until(lambda: g.job, "accepted"))[
+            "state"], "cancelled")
+
     def test_submit_exec_collects_output_or_hands_it_to_a_callback(self):
         f = self.ex.submit_exec(["sh", "-c", "echo out; echo err >&2"])
         self.assertEqual(f.result(BOUND), 0)
