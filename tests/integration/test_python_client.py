@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -155,6 +156,77 @@ class ClientTest(DaemonTest):
         names = [t["name"] for t in self.c.tasks()]
         self.assertIn("primes", names)
         self.assertIn("workers", self.c.pool())
+
+
+class FakeDaemon:
+    """A socket that answers the first frame with `reply` (a map, or None
+    for a welcome) and then closes the connection after the second."""
+
+    def __init__(self, path, reply=None):
+        import socket
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(1)
+        self.reply = reply
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            for n in range(2):
+                frames = concd.Frames()
+                while True:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    frames.feed(data)
+                    msgs = list(frames)
+                    if msgs:
+                        break
+                if n == 1:
+                    return  # closes with the request unanswered
+                reply = self.reply or {"t": "welcome", "server": "fake",
+                                       "version": harness.PROTO_VERSION,
+                                       "pid": 1}
+                conn.sendall(concd.pack(dict(reply, id=msgs[0]["id"])))
+                if self.reply is not None:
+                    return
+
+    def close(self):
+        self.thread.join(BOUND)
+        self.sock.close()
+
+
+class WithoutConcdTest(unittest.TestCase):
+    def setUp(self):
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="concd-test-")
+        self.path = os.path.join(self.dir, "s")
+
+    def tearDown(self):
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_a_daemon_of_another_version_raises_VersionMismatch(self):
+        fake = FakeDaemon(self.path, {"t": "error",
+                                      "error": "version_mismatch",
+                                      "message": "speaks 5"})
+        with self.assertRaises(concd.VersionMismatch) as cm:
+            concd.Client(self.path, timeout=BOUND)
+        self.assertIn("speaks 5", str(cm.exception))
+        fake.close()
+
+    def test_requests_in_flight_when_the_connection_closes_fail(self):
+        fake = FakeDaemon(self.path)
+        c = concd.Client(self.path, timeout=BOUND)
+        self.assertEqual(c.server, "fake")
+        with self.assertRaises(concd.ConnectionLost):
+            c.status(1)
+        with self.assertRaises(concd.ConnectionLost):
+            c.ping()
+        c.close()
+        fake.close()
 
 
 class AioTest(DaemonTest):
