@@ -1,15 +1,17 @@
 #!/bin/bash
 # install_tree.sh KEY=VALUE... -- `cmake --install` into a scratch DESTDIR
-# puts the binaries, units, sysusers file and man pages where they belong,
-# the installed units start the installed binary, and `man concd` renders
-# from the installed tree.
+# puts the binaries, units, sysusers file, man pages and the Python
+# package where they belong, the installed units start the installed
+# binary, and `man concd` renders from the installed tree.
 set -eu
 
 CONCCTL=0
+PYTHONDIR=
 for kv in "$@"; do
 	case $kv in
 	CMAKE=* | BUILD=* | SRC=* | BINDIR=* | SBINDIR=* | MANDIR=* | \
-	SYSTEMUNITDIR=* | USERUNITDIR=* | SYSUSERSDIR=* | CONCCTL=*)
+	SYSTEMUNITDIR=* | USERUNITDIR=* | SYSUSERSDIR=* | CONCCTL=* | \
+	PYTHONDIR=*)
 		declare "$kv" ;;
 	*) echo "install_tree.sh: unknown argument $kv" >&2; exit 2 ;;
 	esac
@@ -63,6 +65,23 @@ want_line "$SYSTEMUNITDIR/concd.socket" "ListenStream=/run/concd/concd.sock"
 want_line "$USERUNITDIR/concd.socket" "ListenStream=%t/concd/concd.sock"
 if grep -q '^User=' "$D$USERUNITDIR/concd.service" 2>/dev/null; then
 	bad "the user unit sets User="
+fi
+
+# The Python package, where python3 finds it, and importable from there.
+if [ -n "$PYTHONDIR" ]; then
+	for m in __init__ aio futures task; do
+		want_file "$PYTHONDIR/concd/$m.py"
+	done
+	if /usr/bin/python3 -c 'import msgpack' 2>/dev/null; then
+		if PYTHONPATH=$D$PYTHONDIR /usr/bin/python3 -c \
+		    'import concd.futures, concd.aio, concd.task' 2>"$tmp/py.err"
+		then
+			ok "import concd from $PYTHONDIR"
+		else
+			cat "$tmp/py.err"
+			bad "import concd from $PYTHONDIR"
+		fi
+	fi
 fi
 
 # Every page in man/ is installed in its section.

@@ -10,7 +10,8 @@ set -eu
 for kv in "$@"; do
 	case $kv in
 	CMAKE=* | BUILD=* | SRC=* | BINDIR=* | SBINDIR=* | MANDIR=* | \
-	SYSTEMUNITDIR=* | USERUNITDIR=* | SYSUSERSDIR=* | CONCCTL=*)
+	SYSTEMUNITDIR=* | USERUNITDIR=* | SYSUSERSDIR=* | CONCCTL=* | \
+	PYTHONDIR=*)
 		declare "$kv" ;;
 	*) echo "units_enable_offline.sh: unknown argument $kv" >&2; exit 2 ;;
 	esac

@@ -1,0 +1,675 @@
+"""A client for concd, the job daemon, over concd-protocol(7).
+
+    import concd
+    with concd.Client() as c:                  # $CONCD_SOCKET or the default
+        job = c.submit("primes", {"n": 10**6})
+        print(c.wait(job)["result"])           # 78498
+
+`Client` is blocking and thread-safe: any number of threads may send
+requests on one connection at once, and a reader thread hands each reply
+and event to the request it answers, by id (pipelining).  `concd.aio`
+has the same over asyncio, `concd.futures` a concurrent.futures Executor.
+Every error code of the protocol is an exception class named after it
+(`bad_args` -> `BadArgs`), all subclasses of `ConcdError`.
+"""
+import collections
+import os
+import socket
+import struct
+import threading
+import time
+
+import msgpack
+
+__all__ = ["Client", "ConcdError", "Watch", "default_socket",
+           "PROTO_VERSION", "FINAL_STATES"]
+
+PROTO_VERSION = 4  # the version this library speaks (proto/proto.h)
+MAX_FRAME = 1048576
+SYSTEM_SOCKET = "/run/concd/concd.sock"
+FINAL_STATES = ("succeeded", "failed", "cancelled", "timed_out")
+_HEADER = struct.Struct(">I")
+
+
+def default_socket():
+    """The socket concctl would use: $CONCD_SOCKET; else the user daemon's
+    socket if there is one; else the system daemon's."""
+    s = os.environ.get("CONCD_SOCKET")
+    if s:
+        return s
+    run = os.environ.get("XDG_RUNTIME_DIR")
+    if run:
+        path = os.path.join(run, "concd", "concd.sock")
+        if os.path.exists(path):
+            return path
+    return SYSTEM_SOCKET
+
+
+class ConcdError(Exception):
+    """A request refused, or a job that did not succeed.  `code` is the
+    protocol's error code, `message` its text; `index` the position of the
+    refused job of a gather; `end` the job's end message and `job` its id
+    when the error is how a job ended."""
+    code = None
+
+    def __init__(self, message="", code=None, index=None, end=None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.index = index
+        self.end = end
+        self.job = end.get("job") if end else None
+
+    def __str__(self):
+        where = "" if self.index is None else " (job %d of the gather)" % (
+            self.index)
+        return "%s: %s%s" % (self.code, self.message, where)
+
+
+class ConnectionLost(ConcdError):
+    """The connection closed while requests were in flight."""
+    code = "connection_lost"
+
+
+class Timeout(ConcdError, TimeoutError):
+    """No reply within the client's timeout (the job goes on)."""
+    code = "timeout"
+
+
+class BadFrame(ConcdError):
+    code = "bad_frame"
+
+
+class FrameTooLarge(ConcdError):
+    code = "frame_too_large"
+
+
+class VersionMismatch(ConcdError):
+    code = "version_mismatch"
+
+
+class UnknownMessage(ConcdError):
+    code = "unknown_message"
+
+
+class BadField(ConcdError):
+    code = "bad_field"
+
+
+class UnknownTask(ConcdError):
+    code = "unknown_task"
+
+
+class BadArgs(ConcdError):
+    code = "bad_args"
+
+
+class BadExecutor(ConcdError):
+    code = "bad_executor"
+
+
+class NoSuchJob(ConcdError):
+    code = "no_such_job"
+
+
+class PermissionDenied(ConcdError):
+    code = "permission_denied"
+
+
+class NotFinished(ConcdError):
+    code = "not_finished"
+
+
+class ShuttingDown(ConcdError):
+    code = "shutting_down"
+
+
+class QueueFull(ConcdError):
+    code = "queue_full"
+
+
+class TaskFailed(ConcdError):
+    """The task failed.  For a `python` job, `remote_type` is the name of
+    the exception's type and `remote_traceback` its traceback."""
+    code = "task_failed"
+
+    def __init__(self, message="", code=None, index=None, end=None):
+        super().__init__(message, code, index, end)
+        first, _, rest = message.partition("\n")
+        self.remote_type = first.partition(":")[0] if rest else None
+        self.remote_traceback = rest or None
+
+
+class Cancelled(ConcdError):
+    code = "cancelled"
+
+
+class TimedOut(ConcdError):
+    code = "timed_out"
+
+
+class WorkerDied(ConcdError):
+    code = "worker_died"
+
+
+class Internal(ConcdError):
+    code = "internal"
+
+
+class Interrupted(ConcdError):
+    code = "interrupted"
+
+
+class StoreFailed(ConcdError):
+    code = "store_failed"
+
+
+class NoSuchGroup(ConcdError):
+    code = "no_such_group"
+
+
+class DependencyFailed(ConcdError):
+    code = "dependency_failed"
+
+
+class Oom(ConcdError):
+    code = "oom"
+
+
+class NodeFailed(ConcdError):
+    code = "node_failed"
+
+
+class Preempted(ConcdError):
+    code = "preempted"
+
+
+ERRORS = {cls.code: cls for cls in ConcdError.__subclasses__()}
+__all__ += [cls.__name__ for cls in ERRORS.values()]
+__all__ += ["ERRORS", "error_from", "end_result"]
+
+
+def error_from(msg, end=False):
+    """The exception for an `error` reply, or for a job's `end` that is
+    not `succeeded` (end=True)."""
+    code = msg.get("error") or msg.get("state") or "internal"
+    cls = ERRORS.get(code, ConcdError)
+    return cls(msg.get("message", code), code=code, index=msg.get("index"),
+               end=msg if end else None)
+
+
+def end_result(end):
+    """A job's result from its `end` message, or its error raised."""
+    if end.get("t") == "error":
+        raise error_from(end)
+    if end.get("state") == "succeeded" and "error" not in end:
+        return end.get("result")
+    raise error_from(end, end=True)
+
+
+def pack(msg):
+    """One frame: the length and the MessagePack map.  Raises TypeError
+    for a value MessagePack cannot encode, ValueError for a frame over the
+    protocol's limit."""
+    body = msgpack.packb(msg, use_bin_type=True)
+    if len(body) > MAX_FRAME:
+        raise ValueError("a %s request of %d bytes is over concd's frame "
+                         "limit of %d bytes" % (msg.get("t"), len(body),
+                                                MAX_FRAME))
+    return _HEADER.pack(len(body)) + body
+
+
+class Frames:
+    """Splits bytes into messages: feed() them, then iterate."""
+
+    def __init__(self):
+        self.buf = bytearray()
+
+    def feed(self, data):
+        self.buf += data
+
+    def __iter__(self):
+        buf = self.buf
+        pos = 0
+        while len(buf) - pos >= 4:
+            n = _HEADER.unpack_from(buf, pos)[0]
+            if len(buf) - pos - 4 < n:
+                break
+            yield msgpack.unpackb(bytes(buf[pos + 4:pos + 4 + n]),
+                                  raw=False, strict_map_key=False)
+            pos += 4 + n
+        del buf[:pos]
+
+
+def _ms(seconds):
+    return None if seconds is None else int(round(seconds * 1000))
+
+
+def submit_fields(task, args=None, executor=None, timeout=None,
+                  retries=None, retry_delay=None, **fields):
+    """A submit (or gather job) map: Python's names and units (seconds)
+    turned into the protocol's (exec, milliseconds); other fields (daemon,
+    fresh, group, label, priority, cpus, mem, pids, after, cwd, env, ...)
+    go as they are."""
+    m = {"task": task, "args": args or {}}
+    if executor is not None:
+        m["exec"] = executor
+    if timeout is not None:
+        m["timeout"] = _ms(timeout)
+    if retries is not None:
+        m["retries"] = retries
+    if retry_delay is not None:
+        m["retry_delay"] = _ms(retry_delay)
+    m.update((k, v) for k, v in fields.items() if v is not None)
+    return m
+
+
+def _done_single(msg, state):
+    return True
+
+
+def _done_watch(msg, state):
+    return msg["t"] in ("end", "error")
+
+
+def _done_log(msg, state):
+    return msg["t"] in ("ok", "end", "error")
+
+
+def _done_gather(msg, state):
+    t = msg["t"]
+    if t == "error":
+        return True
+    if t == "accepted":
+        state["left"] = len(msg.get("jobs", ()))
+    elif t == "end":
+        state["left"] -= 1
+    return state.get("left") == 0
+
+
+class _Pending:
+    """The messages of one request: queued for a waiting thread, or handed
+    to a callback on the client's reader thread."""
+
+    def __init__(self, done, callback=None):
+        self.done = done
+        self.state = {}
+        self.callback = callback
+        self.msgs = collections.deque()
+        self.cond = threading.Condition(threading.Lock())
+        self.error = None
+        self.finished = False
+
+
+class Watch:
+    """The events of a watched job (submit with watch, `watch`), of a
+    gather or of a log: iterate for the messages, or end() for the last.
+    An `error` reply is raised as its exception."""
+
+    def __init__(self, client, rid, pending):
+        self.client = client
+        self.id = rid
+        self._p = pending
+        self.job = None
+        self.jobs = None
+
+    def next(self, timeout=None):
+        """The next message, or None once the request is complete."""
+        p = self._p
+        if timeout is None:
+            timeout = self.client.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with p.cond:
+            while not p.msgs:
+                if p.error is not None:
+                    raise p.error
+                if p.finished:
+                    return None
+                left = None if deadline is None else (
+                    deadline - time.monotonic())
+                if left is not None and left <= 0:
+                    raise Timeout("no message within %ss" % timeout)
+                p.cond.wait(left)
+            m = p.msgs.popleft()
+        if m["t"] == "error":
+            raise error_from(m)
+        if m["t"] == "accepted":
+            self.job = m.get("job")
+            self.jobs = m.get("jobs")
+        return m
+
+    def __iter__(self):
+        while True:
+            m = self.next()
+            if m is None:
+                return
+            yield m
+
+    def end(self, timeout=None):
+        """Read to the end: the last message (`end`, `ok` or `error`)."""
+        last = None
+        while True:
+            m = self.next(timeout)
+            if m is None:
+                return last
+            last = m
+
+
+class Client:
+    """A connection to concd.  path: the socket (default_socket() when
+    None); timeout: seconds to wait for a reply (None: no limit)."""
+
+    def __init__(self, path=None, timeout=None):
+        self.path = path or default_socket()
+        self.timeout = timeout
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.connect(self.path)
+        except OSError as e:
+            self._sock.close()
+            raise ConnectionError("cannot connect to concd at %s: %s"
+                                  % (self.path, e.strerror or e)) from e
+        self._send_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._pending = {}
+        self._next_id = 1
+        self._closed = None  # the exception once the connection is gone
+        # frames sent from the reader thread (by callbacks) go out on a
+        # thread of their own, so that the reader never blocks writing
+        self._outbox = collections.deque()
+        self._outbox_cond = threading.Condition()
+        self._writer = None
+        self._reader = threading.Thread(target=self._read_cb,
+                                        name="concd-reader", daemon=True)
+        self._reader.start()
+        try:
+            w = self.call("hello", version=PROTO_VERSION)
+        except BaseException:
+            self.close()
+            raise
+        self.server_version = w.get("version")
+        self.server = w.get("server")
+        self.server_pid = w.get("pid")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Close the connection; requests in flight fail with
+        ConnectionLost (their jobs go on)."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        if threading.current_thread() is not self._reader:
+            self._reader.join()
+        with self._outbox_cond:
+            self._outbox.append(None)
+            self._outbox_cond.notify()
+        if (self._writer is not None and
+                threading.current_thread() is not self._writer):
+            self._writer.join()
+
+    # the wire
+
+    def send(self, t, done=_done_single, callback=None, **fields):
+        """Send one request; its messages go to the returned _Pending (to
+        callback(msg) on the reader thread when given: it must not block).
+        done(msg, state) says whether msg is the request's last."""
+        p = _Pending(done, callback)
+        with self._lock:
+            if self._closed is not None:
+                raise self._closed
+            rid = self._next_id
+            self._next_id += 1
+            self._pending[rid] = p
+        fields["t"] = t
+        fields["id"] = rid
+        try:
+            frame = pack(fields)
+        except BaseException:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise
+        self._write(frame)
+        return rid, p
+
+    def send_many(self, requests):
+        """Send several requests, each (t, done, callback, fields), in one
+        write: the ids, in order."""
+        ids = []
+        frames = []
+        with self._lock:
+            if self._closed is not None:
+                raise self._closed
+            for t, done, callback, fields in requests:
+                rid = self._next_id
+                self._next_id += 1
+                fields = dict(fields, t=t, id=rid)
+                try:
+                    frames.append(pack(fields))
+                except BaseException:
+                    for r in ids:
+                        self._pending.pop(r, None)
+                    raise
+                self._pending[rid] = _Pending(done, callback)
+                ids.append(rid)
+        self._write(b"".join(frames))
+        return ids
+
+    def _write(self, data):
+        if threading.current_thread() is self._reader:
+            with self._outbox_cond:
+                if self._writer is None:
+                    self._writer = threading.Thread(
+                        target=self._write_cb, name="concd-writer",
+                        daemon=True)
+                    self._writer.start()
+                self._outbox.append(data)
+                self._outbox_cond.notify()
+            return
+        try:
+            with self._send_lock:
+                self._sock.sendall(data)
+        except OSError as e:
+            self._lost(ConnectionLost("cannot send to concd: %s" % e))
+
+    def _write_cb(self):
+        while True:
+            with self._outbox_cond:
+                while not self._outbox:
+                    self._outbox_cond.wait()
+                data = self._outbox.popleft()
+            if data is None:
+                return
+            try:
+                with self._send_lock:
+                    self._sock.sendall(data)
+            except OSError as e:
+                self._lost(ConnectionLost("cannot send to concd: %s" % e))
+
+    def _read_cb(self):
+        frames = Frames()
+        try:
+            while True:
+                data = self._sock.recv(1 << 18)
+                if not data:
+                    break
+                frames.feed(data)
+                for m in frames:
+                    self._deliver(m)
+        except (OSError, ValueError) as e:
+            self._lost(ConnectionLost("connection to concd lost: %s" % e))
+            return
+        self._lost(ConnectionLost("concd closed the connection"))
+
+    def _deliver(self, m):
+        rid = m.get("id", 0)
+        with self._lock:
+            p = self._pending.get(rid)
+            if p is None:
+                if rid == 0 and m.get("t") == "error":
+                    # a frame concd could not read: the connection ends
+                    self._closed = error_from(m)
+                return
+            last = p.done(m, p.state)
+            if last:
+                del self._pending[rid]
+        if p.callback is not None:
+            self._callback(p, m)
+            return
+        with p.cond:
+            p.msgs.append(m)
+            p.finished = last
+            p.cond.notify_all()
+
+    @staticmethod
+    def _callback(p, m):
+        try:
+            p.callback(m)
+        except Exception:  # a callback's bug must not stop the others
+            import traceback
+            traceback.print_exc()
+
+    def _lost(self, err):
+        with self._lock:
+            if self._closed is None:
+                self._closed = err
+            err = self._closed
+            pending = list(self._pending.values())
+            self._pending.clear()
+        for p in pending:
+            if p.callback is not None:
+                self._callback(p, {"t": "error", "error": err.code,
+                                   "message": err.message})
+                continue
+            with p.cond:
+                p.error = err
+                p.cond.notify_all()
+
+    def call(self, t, timeout=None, **fields):
+        """Send a request and return its reply; an `error` reply raises."""
+        _, p = self.send(t, **fields)
+        m = Watch(self, None, p).next(timeout)
+        if m is None:
+            raise ConnectionLost("no reply to %s" % t)
+        return m
+
+    def stream(self, t, done=_done_watch, **fields):
+        """Send a request whose answer is several messages: a Watch."""
+        rid, p = self.send(t, done=done, **fields)
+        return Watch(self, rid, p)
+
+    # the requests
+
+    def ping(self):
+        return self.call("ping")
+
+    def submit(self, task, args=None, **options):
+        """Queue a job; its id.  options: executor, timeout and
+        retry_delay (seconds), retries, daemon, fresh, group, label,
+        priority, cpus, mem, pids, after, after_any, cwd, env, stdin,
+        at, held."""
+        return self.call("submit", **submit_fields(task, args,
+                                                   **options))["job"]
+
+    def submit_watch(self, task, args=None, **options):
+        """Queue a job and watch it: a Watch whose first message is
+        `accepted` (or `error`) and whose last is the job's `end`."""
+        return self.stream("submit", watch=True,
+                           **submit_fields(task, args, **options))
+
+    def run(self, task, args=None, **options):
+        """Run a job to its end: its result, or its error raised."""
+        return end_result(self.submit_watch(task, args, **options).end())
+
+    def gather(self, jobs, fail_fast=False):
+        """Submit many jobs (maps from submit_fields) in one request: a
+        Watch whose messages are `accepted` (its `jobs`), then every job's
+        events with `index`."""
+        return self.stream("gather", done=_done_gather, jobs=list(jobs),
+                           fail_fast=fail_fast)
+
+    def watch(self, job):
+        return self.stream("watch", job=job)
+
+    def wait(self, job, timeout=None):
+        """The job's end message, once it has ended."""
+        return self.watch(job).end(timeout)
+
+    def status(self, job):
+        return self.call("status", job=job)
+
+    def result(self, job):
+        """The end message of a finished job (NotFinished if it runs)."""
+        return self.call("result", job=job)
+
+    def cancel(self, job):
+        return self.call("cancel", job=job)
+
+    def ps(self, **filters):
+        """The `jobs` reply: jobs, total, counts."""
+        return self.call("ps", **filters)
+
+    def tasks(self):
+        return self.call("tasks")["tasks"]
+
+    def pool(self):
+        return self.call("pool")
+
+    def log(self, job, **options):
+        """A job's kept output, as bytes (both streams, or `stream`)."""
+        out = bytearray()
+        for m in self.stream("log", done=_done_log, job=job, **options):
+            if m["t"] == "output":
+                out += m["data"]
+        return bytes(out)
+
+    def input(self, job, data=b"", eof=False):
+        """Bytes for the standard input of a job submitted with
+        stdin="stream" on this connection (no reply unless refused)."""
+        with self._lock:
+            if self._closed is not None:
+                raise self._closed
+            rid = self._next_id
+            self._next_id += 1
+        frame = pack({"t": "input", "id": rid, "job": job,
+                      "data": bytes(data), "eof": eof})
+        self._write(frame)
+
+    def hold(self, job):
+        return self.call("hold", job=job)
+
+    def release(self, job):
+        return self.call("release", job=job)
+
+    def restart(self, job):
+        return self.call("restart", job=job)["job"]
+
+    def clean(self, **filters):
+        return self.call("clean", **filters)["forgotten"]
+
+    def group(self, op="list", name=None, **fields):
+        if name is not None:
+            fields["name"] = name
+        return self.call("group", op=op, **fields)
+
+    def wait_group(self, group, timeout=None):
+        return self.call("wait", group=group, timeout=timeout)
+
+    def resize(self, threads=None, processes=None):
+        fields = {k: v for k, v in (("threads", threads),
+                                    ("processes", processes)) if v is not None}
+        return self.call("resize", **fields)
+
+    def remote(self, op, **fields):
+        return self.call("remote", op=op, **fields)
+
+    def shutdown(self, cancel_pending=False):
+        return self.call("shutdown", cancel_pending=cancel_pending)
+

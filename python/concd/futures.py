@@ -1,0 +1,466 @@
+"""concurrent.futures on concd: ConcdExecutor.
+
+    from concd.futures import ConcdExecutor
+    with ConcdExecutor(executor="process") as ex:
+        f = ex.submit(mymod.count_primes, 5_000_000)
+        f.add_progress_callback(print)
+        print(f.result())
+
+A function runs as a job of concd's `python` task, which imports it by
+name ("module:qualname") on a warm worker: it must be a module-level
+function (or a class's), never a lambda, a closure or a local function;
+its arguments and result travel as MessagePack (tuples come back as
+lists).  Each executor has one connection, shared by its threads, and
+sends its requests without waiting for replies.
+"""
+import concurrent.futures as cf
+import inspect
+import os
+import sys
+import threading
+import time
+
+from . import Client, ConcdError, Cancelled, end_result, pack, \
+    submit_fields
+
+__all__ = ["ConcdExecutor", "ConcdFuture", "callable_name", "EXECUTORS"]
+
+EXECUTORS = ("process", "thread", "loop", "auto", "remote", "slurm")
+OPTIONS = ("timeout", "retries", "retry_delay", "daemon", "group", "label",
+           "priority", "cpus", "mem", "pids", "fresh", "executor")
+# a gather request is cut at this many bytes (the frame limit is 1 MiB)
+GATHER_BYTES = 768 * 1024
+GATHER_JOBS = 10000
+
+
+def callable_name(fn):
+    """"module:qualname" for a function concd can import, or TypeError
+    saying why fn cannot be sent."""
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not (inspect.isclass(owner) or
+                                  inspect.ismodule(owner)):
+        raise TypeError("cannot send %r to concd: a method bound to an "
+                        "instance (pass a module-level function)" % (fn,))
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not callable(fn) or module is None or qualname is None:
+        raise TypeError("cannot send %r to concd: it has no module and "
+                        "qualified name to import it by" % (fn,))
+    if "<lambda>" in qualname:
+        raise TypeError("cannot send %s to concd: a lambda cannot be "
+                        "imported by name (define it with def at module "
+                        "level)" % qualname)
+    if "<locals>" in qualname:
+        raise TypeError("cannot send %s to concd: a function defined "
+                        "inside another cannot be imported by name (move "
+                        "it to module level)" % qualname)
+    if module == "__main__":
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        path = getattr(main, "__file__", None)
+        if spec is not None and spec.name != "__main__":
+            module = spec.name
+        elif path and os.path.isfile(path):
+            module = os.path.splitext(os.path.basename(path))[0]
+        else:
+            raise TypeError("cannot send %s to concd: it was defined in an "
+                            "interactive session (put it in a module)"
+                            % qualname)
+    obj = sys.modules.get(getattr(fn, "__module__", ""))
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if obj is not fn and not (owner is not None and obj is not None):
+        raise TypeError("cannot send %s.%s to concd: that name does not "
+                        "lead back to this function (decorated or "
+                        "replaced?)" % (module, qualname))
+    return "%s:%s" % (module, qualname)
+
+
+def _path():
+    """The caller's sys.path entries that are directories, absolute."""
+    out = []
+    for p in sys.path:
+        p = os.path.abspath(p or os.curdir)
+        if os.path.isdir(p) and p not in out:
+            out.append(p)
+    return out
+
+
+class ConcdFuture(cf.Future):
+    """A concurrent.futures.Future for a concd job.  `job` is its id once
+    concd has accepted it; cancel() also cancels the job on concd, running
+    or not."""
+
+    def __init__(self, executor):
+        super().__init__()
+        self._executor = executor
+        self.job = None
+        self._want_cancel = False
+        self._progress = []
+        self._on_output = None
+        self._output = []
+        self.end = None  # the job's end message
+
+    def add_progress_callback(self, fn):
+        """fn(done, total, msg) for each progress event of the job, on the
+        connection's reader thread."""
+        self._progress.append(fn)
+
+    def output(self, stream=None):
+        """The output of an exec job so far (all of it once done): bytes
+        of both streams in order, or of `stream` ("stdout", "stderr")."""
+        return b"".join(d for s, d in list(self._output)
+                        if stream is None or s == stream)
+
+    def cancel(self):
+        with self._condition:
+            if self._state == "FINISHED":
+                return False
+            if self._state in ("CANCELLED", "CANCELLED_AND_NOTIFIED"):
+                return True
+            self._want_cancel = True
+            job = self.job
+        if job is not None:
+            self._executor._cancel_job(job)
+        if not super().cancel():
+            return False
+        with self._condition:
+            # CANCELLED_AND_NOTIFIED, so that cf.wait and as_completed
+            # see it
+            if self._state == "CANCELLED":
+                self.set_running_or_notify_cancel()
+        return True
+
+    # events, on the client's reader thread
+
+    def _event(self, m):
+        t = m["t"]
+        if t == "accepted":
+            with self._condition:
+                self.job = m["job"] if "job" in m else self.job
+                want = self._want_cancel
+            if want:
+                self._executor._cancel_job(self.job)
+        elif t == "progress":
+            for fn in self._progress:
+                fn(m.get("done", 0), m.get("total", 0), m.get("msg"))
+        elif t == "output":
+            if self._on_output is not None:
+                self._on_output(m.get("stream"), m.get("data", b""))
+            else:
+                self._output.append((m.get("stream"), m.get("data", b"")))
+        elif t in ("end", "error"):
+            self.end = m
+            self._executor._forget(self)
+            if self.cancelled():
+                return
+            try:
+                value = end_result(m)
+            except ConcdError as e:
+                if isinstance(e, Cancelled) and self._want_cancel:
+                    return
+                self._set(exception=e)
+            else:
+                self._set(result=self._executor._convert(self, value))
+
+    def _set(self, result=None, exception=None):
+        try:
+            if exception is not None:
+                self.set_exception(exception)
+            else:
+                self.set_result(result)
+        except cf.InvalidStateError:
+            pass  # cancelled meanwhile
+
+
+class ConcdExecutor(cf.Executor):
+    """An Executor whose calls are concd jobs.
+
+    executor: the kind of worker ("process", the default, "thread",
+    "loop", "auto", "remote", "slurm"); socket: concd's socket (default
+    as concctl); timeout (seconds), retries, retry_delay (seconds),
+    daemon, group, label, priority, cpus, mem, pids, fresh: options of
+    every job.  options(...) gives a view with other options on the same
+    connection."""
+
+    def __init__(self, executor="process", socket=None, client=None,
+                 **options):
+        if executor not in EXECUTORS:
+            raise ValueError("unknown executor %r: one of %s"
+                             % (executor, ", ".join(EXECUTORS)))
+        unknown = set(options) - set(OPTIONS)
+        if unknown:
+            raise TypeError("unknown option(s) %s: options are %s"
+                            % (", ".join(sorted(unknown)),
+                               ", ".join(OPTIONS)))
+        self._opts = dict(options, executor=executor)
+        if client is None:
+            self._shared = _Shared(Client(socket))
+        else:
+            self._shared = _Shared(client, owned=False)
+
+    @property
+    def client(self):
+        return self._shared.client
+
+    def options(self, **options):
+        """A ConcdExecutor on the same connection with these options
+        changed (per call: ex.options(timeout=5).submit(fn, x))."""
+        unknown = set(options) - set(OPTIONS)
+        if unknown:
+            raise TypeError("unknown option(s) %s" % ", ".join(
+                sorted(unknown)))
+        if options.get("executor", "process") not in EXECUTORS:
+            raise ValueError("unknown executor %r" % options["executor"])
+        view = object.__new__(ConcdExecutor)
+        view._opts = dict(self._opts, **options)
+        view._shared = self._shared
+        return view
+
+    # submitting
+
+    def _job(self, task, args, fields=None):
+        opts = dict(self._opts)
+        return submit_fields(task, args, **opts, **(fields or {}))
+
+    def _python_args(self, fn, args, kwargs):
+        return {"call": callable_name(fn), "args": list(args),
+                "kwargs": dict(kwargs), "path": _path(), "cwd": os.getcwd()}
+
+    def _submit(self, job, future=None):
+        f = future or ConcdFuture(self)
+        self._shared.add(f)
+        try:
+            self.client.send("submit", done=_done_watch, callback=f._event,
+                             watch=True, **job)
+        except BaseException:
+            self._shared.discard(f)
+            raise
+        return f
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Run fn(*args, **kwargs) as a `python` job: a ConcdFuture.
+        TypeError at once for a function concd cannot import or
+        arguments MessagePack cannot encode."""
+        self._shared.check_open()
+        return self._submit(self._job("python",
+                                      self._python_args(fn, args, kwargs)))
+
+    def submit_task(self, name, /, **args):
+        """Run the concd task name with args: a ConcdFuture of its
+        result."""
+        self._shared.check_open()
+        return self._submit(self._job(name, args))
+
+    def submit_exec(self, argv, *, env=None, cwd=None, stdin=None,
+                    grace=None, output=None):
+        """Run a command (the `exec` task): a ConcdFuture whose result is
+        the exit status, 0 (a non-zero status raises TaskFailed).  Its
+        output is collected for f.output(), or handed to
+        output(stream, data) as it comes."""
+        self._shared.check_open()
+        args = {"argv": [str(a) for a in argv]}
+        if env is not None:
+            args["env"] = dict(env)
+        if stdin is not None:
+            args["stdin"] = stdin if isinstance(stdin, str) else \
+                stdin.decode()
+        if grace is not None:
+            args["grace"] = int(grace * 1000)
+        opts = dict(self._opts)
+        if opts.get("executor") in ("thread", "process"):
+            opts["executor"] = "auto"  # exec runs on the loop
+        job = submit_fields("exec", args, cwd=cwd or os.getcwd(), **opts)
+        f = ConcdFuture(self)
+        f._on_output = output
+        f._exec = True
+        return self._submit(job, f)
+
+    def _convert(self, f, value):
+        if getattr(f, "_exec", False) and isinstance(value, dict):
+            return value.get("status", 0)
+        return value
+
+    def map(self, fn, *iterables, timeout=None, chunksize=None):
+        """fn over the iterables, results in order, like Executor.map.
+        The calls go as `gather` requests of chunksize jobs each (None:
+        as many as a frame holds, up to 10000), all sent at once."""
+        self._shared.check_open()
+        name = callable_name(fn)
+        path = _path()
+        cwd = os.getcwd()
+        jobs = (self._job("python", {"call": name, "args": list(a),
+                                     "kwargs": {}, "path": path,
+                                     "cwd": cwd})
+                for a in zip(*iterables))
+        return self._results(self._gather(jobs, chunksize), timeout)
+
+    def map_task(self, name, argmaps, timeout=None, chunksize=None):
+        """The task name over the argument maps: results in order, as
+        map() gives them."""
+        self._shared.check_open()
+        return self._results(self.gather_tasks(
+            ((name, a) for a in argmaps), chunksize), timeout)
+
+    def _results(self, fs, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def results():
+            try:
+                fs.reverse()
+                while fs:
+                    if deadline is None:
+                        yield fs.pop().result()
+                    else:
+                        yield fs.pop().result(deadline - time.monotonic())
+            finally:
+                for f in fs:
+                    f.cancel()
+        return results()
+
+    def gather_tasks(self, jobs, chunksize=None):
+        """Submit many task jobs, each (name, args): their ConcdFutures,
+        in order, sent in gather requests."""
+        self._shared.check_open()
+        return self._gather((self._job(n, a) for n, a in jobs), chunksize)
+
+    def _gather(self, jobs, chunksize):
+        limit = min(chunksize or GATHER_JOBS, GATHER_JOBS)
+        out = []
+        batch, size = [], 0
+        for job in jobs:
+            n = len(pack(job))
+            if batch and (len(batch) >= limit or
+                          size + n > GATHER_BYTES):
+                out += self._send_gather(batch)
+                batch, size = [], 0
+            batch.append(job)
+            size += n
+        if batch:
+            out += self._send_gather(batch)
+        return out
+
+    def _send_gather(self, batch):
+        fs = [ConcdFuture(self) for _ in batch]
+        for f in fs:
+            self._shared.add(f)
+
+        def event(m):
+            if m["t"] == "accepted":
+                for f, job in zip(fs, m.get("jobs", ())):
+                    f._event({"t": "accepted", "job": job})
+            elif m["t"] == "error":
+                for f in fs:
+                    f._event(m)
+            elif "index" in m and 0 <= m["index"] < len(fs):
+                fs[m["index"]]._event(m)
+        try:
+            self.client.send("gather", done=_done_gather, callback=event,
+                             jobs=batch, fail_fast=False)
+        except BaseException:
+            for f in fs:
+                self._shared.discard(f)
+            raise
+        return fs
+
+    def _cancel_job(self, job):
+        try:
+            self.client.send("cancel", callback=_quiet, job=job)
+        except ConcdError:
+            pass  # the connection is gone; so is the watch
+
+    def _forget(self, f):
+        self._shared.discard(f)
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """No new calls; with cancel_futures, the jobs that are still
+        queued on concd are cancelled; with wait, return once every job
+        has ended (a cancelled one once concd has stopped it).  The
+        connection closes once all have."""
+        sh = self._shared
+        with sh.lock:
+            sh.closed = True
+            fs = list(sh.futures)
+        if cancel_futures and fs:
+            queued = set()
+            try:
+                rows = self.client.ps(state="queued", limit=1000000)["jobs"]
+                queued = {r["job"] for r in rows}
+            except ConcdError:
+                pass
+            for f in fs:
+                if f.job is None or f.job in queued:
+                    f.cancel()
+        if wait:
+            # every job's end, cancelled ones' included: a cancel still
+            # to be sent (the job not yet accepted) is not lost
+            with sh.lock:
+                while sh.futures:
+                    sh.idle.wait()
+            sh.close()
+        else:
+            sh.close_when_idle()
+
+
+class _Shared:
+    """What an executor and its option views share: the connection and
+    the futures not done."""
+
+    def __init__(self, client, owned=True):
+        self.client = client
+        self.owned = owned
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.futures = set()
+        self.closed = False
+        self.close_pending = False
+
+    def check_open(self):
+        if self.closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def add(self, f):
+        with self.lock:
+            self.futures.add(f)
+
+    def discard(self, f):
+        with self.lock:
+            self.futures.discard(f)
+            if not self.futures:
+                self.idle.notify_all()
+            last = self.close_pending and not self.futures
+        if last:
+            threading.Thread(target=self.close, daemon=True).start()
+
+    def close_when_idle(self):
+        with self.lock:
+            self.close_pending = True
+            idle = not self.futures
+        if idle:
+            self.close()
+
+    def close(self):
+        with self.lock:
+            owned, self.owned = self.owned, False
+        if owned:
+            self.client.close()
+
+
+def _quiet(m):
+    pass
+
+
+def _done_watch(m, state):
+    return m["t"] in ("end", "error")
+
+
+def _done_gather(m, state):
+    t = m["t"]
+    if t == "error":
+        return True
+    if t == "accepted":
+        state["left"] = len(m.get("jobs", ()))
+    elif t == "end":
+        state["left"] -= 1
+    return state.get("left") == 0
+

@@ -1,0 +1,50 @@
+"""Functions that test_python_client.py sends to concd's python task:
+importable by name from this directory, which the client sends as part
+of its sys.path."""
+import os
+
+import concd.task
+
+
+def square(x):
+    return x * x
+
+
+def add(a, b, scale=1):
+    return (a + b) * scale
+
+
+def pair(a, b):
+    return (a, b)
+
+
+def where():
+    return os.getcwd()
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def slow(steps):
+    """Reports progress and stops once cancelled: returns the steps done."""
+    for i in range(steps):
+        if concd.task.cancelled():
+            return i
+        concd.task.progress(i, steps, "step")
+        sum(range(100000))
+    return steps
+
+
+def unencodable():
+    return object()
+
+
+class Maths:
+    @staticmethod
+    def cube(x):
+        return x ** 3
+
+
+def big(n):
+    return b"x" * n

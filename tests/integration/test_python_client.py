@@ -1,0 +1,531 @@
+"""The Python client library (python/concd) against a real concd:
+concd.Client's requests and errors, concd.aio.Client, and
+concd.futures.ConcdExecutor with tasks, commands and, when the daemon has
+the `python` task, Python functions."""
+import asyncio
+import concurrent.futures as cf
+import os
+import sys
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+import harness  # noqa: E402
+from harness import BOUND, DaemonTest  # noqa: E402
+
+import concd  # noqa: E402
+import concd.aio  # noqa: E402
+import concd.task  # noqa: E402
+from concd.futures import ConcdExecutor, callable_name  # noqa: E402
+import pyclient_funcs  # noqa: E402
+
+
+def until(predicate, what, bound=BOUND):
+    """Ask predicate() until it is true: each answer is an event, and the
+    asking is bounded."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.005)
+    raise AssertionError("%s: not within %ss" % (what, bound))
+
+
+class ClientTest(DaemonTest):
+    def setUp(self):
+        super().setUp()
+        self.c = concd.Client(self.d.socket, timeout=BOUND)
+
+    def tearDown(self):
+        self.c.close()
+        super().tearDown()
+
+    def test_hello_reads_the_servers_version_and_ping_answers(self):
+        self.assertEqual(self.c.server_version, harness.PROTO_VERSION)
+        self.assertEqual(concd.PROTO_VERSION, harness.PROTO_VERSION)
+        self.assertTrue(self.c.server.startswith("concd "))
+        self.assertEqual(self.c.server_pid, self.d.proc.pid)
+        self.assertEqual(self.c.ping()["t"], "pong")
+
+    def test_the_socket_comes_from_CONCD_SOCKET(self):
+        old = os.environ.get("CONCD_SOCKET")
+        os.environ["CONCD_SOCKET"] = self.d.socket
+        try:
+            self.assertEqual(concd.default_socket(), self.d.socket)
+            with concd.Client() as c:
+                self.assertEqual(c.ping()["t"], "pong")
+        finally:
+            if old is None:
+                del os.environ["CONCD_SOCKET"]
+            else:
+                os.environ["CONCD_SOCKET"] = old
+
+    def test_a_missing_socket_is_a_connection_error_naming_it(self):
+        path = os.path.join(self.d.dir, "nothing.sock")
+        with self.assertRaises(ConnectionError) as cm:
+            concd.Client(path)
+        self.assertIn(path, str(cm.exception))
+
+    def test_submit_wait_status_result_and_run(self):
+        job = self.c.submit("primes", {"n": 100000})
+        end = self.c.wait(job)
+        self.assertEqual((end["state"], end["result"]), ("succeeded", 9592))
+        self.assertEqual(self.c.status(job)["state"], "succeeded")
+        self.assertEqual(self.c.result(job)["result"], 9592)
+        self.assertEqual(self.c.run("noop", {"a": 1}), {"a": 1})
+        self.assertEqual(self.c.run("sleep", {"ms": 1}, executor="thread"),
+                         1)
+
+    def test_errors_are_exceptions_named_after_their_codes(self):
+        cases = [
+            (concd.UnknownTask, lambda: self.c.submit("no-such-task")),
+            (concd.BadArgs, lambda: self.c.submit("sleep", {"ms": "x"})),
+            (concd.BadExecutor,
+             lambda: self.c.submit("noop", executor="nowhere")),
+            (concd.NoSuchJob, lambda: self.c.status(999999)),
+            (concd.NoSuchGroup, lambda: self.c.submit("noop", group="nope")),
+        ]
+        for cls, request in cases:
+            with self.assertRaises(cls) as cm:
+                request()
+            self.assertIsInstance(cm.exception, concd.ConcdError)
+            self.assertEqual(concd.ERRORS[cm.exception.code], cls)
+            self.assertTrue(cm.exception.message)
+        job = self.c.submit("sleep", {"ms": 60000})
+        with self.assertRaises(concd.NotFinished):
+            self.c.result(job)
+        self.assertEqual(self.c.cancel(job)["job"], job)
+        self.assertEqual(self.c.wait(job)["state"], "cancelled")
+
+    def test_a_failed_job_raises_its_error_with_the_end(self):
+        with self.assertRaises(concd.TaskFailed) as cm:
+            self.c.run("exec", {"argv": ["sh", "-c", "exit 3"]})
+        self.assertIn("status 3", cm.exception.message)
+        self.assertEqual(cm.exception.end["exit"], 3)
+        self.assertIsNotNone(cm.exception.job)
+        with self.assertRaises(concd.TimedOut):
+            self.c.run("sleep", {"ms": 60000}, timeout=0.05)
+
+    def test_a_reply_not_within_the_timeout_raises_Timeout(self):
+        job = self.c.submit("sleep", {"ms": 60000})
+        with self.assertRaises(concd.Timeout):
+            self.c.wait(job, timeout=0.05)
+        self.assertIsInstance(concd.Timeout(), TimeoutError)
+        self.c.cancel(job)
+        self.assertEqual(self.c.wait(job)["state"], "cancelled")
+
+    def test_gather_streams_every_jobs_events_with_its_index(self):
+        w = self.c.gather([concd.submit_fields("noop", {"i": i})
+                           for i in range(50)])
+        msgs = list(w)
+        self.assertEqual(msgs[0]["t"], "accepted")
+        self.assertEqual(len(w.jobs), 50)
+        ends = {m["index"]: m["result"] for m in msgs if m["t"] == "end"}
+        self.assertEqual(ends, {i: {"i": i} for i in range(50)})
+        with self.assertRaises(concd.BadArgs) as cm:
+            self.c.gather([concd.submit_fields("noop"),
+                           concd.submit_fields("sleep", {"ms": "x"})]).end()
+        self.assertEqual(cm.exception.index, 1)
+
+    def test_threads_share_one_connection_with_requests_in_flight(self):
+        results = {}
+
+        def worker(k):
+            results[k] = [self.c.run("noop", {"k": k, "i": i})["i"]
+                          for i in range(100)]
+        threads = [threading.Thread(target=worker, args=(k,))
+                   for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(BOUND)
+        self.assertEqual(results, {k: list(range(100)) for k in range(8)})
+
+    def test_ps_tasks_pool_log_and_input(self):
+        job = self.c.submit("exec", {"argv": ["cat"]}, stdin="stream")
+        self.c.input(job, b"one\n")
+        self.c.input(job, b"two\n", eof=True)
+        self.assertEqual(self.c.wait(job)["state"], "succeeded")
+        self.assertEqual(self.c.log(job), b"one\ntwo\n")
+        rows = self.c.ps(all=True)["jobs"]
+        self.assertIn(job, [r["job"] for r in rows])
+        names = [t["name"] for t in self.c.tasks()]
+        self.assertIn("primes", names)
+        self.assertIn("workers", self.c.pool())
+
+
+class FakeDaemon:
+    """A socket that answers the first frame with `reply` (a map, or None
+    for a welcome) and then closes the connection after the second."""
+
+    def __init__(self, path, reply=None):
+        import socket
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(1)
+        self.reply = reply
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            for n in range(2):
+                frames = concd.Frames()
+                while True:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    frames.feed(data)
+                    msgs = list(frames)
+                    if msgs:
+                        break
+                if n == 1:
+                    return  # closes with the request unanswered
+                reply = self.reply or {"t": "welcome", "server": "fake",
+                                       "version": harness.PROTO_VERSION,
+                                       "pid": 1}
+                conn.sendall(concd.pack(dict(reply, id=msgs[0]["id"])))
+                if self.reply is not None:
+                    return
+
+    def close(self):
+        self.thread.join(BOUND)
+        self.sock.close()
+
+
+class WithoutConcdTest(unittest.TestCase):
+    def setUp(self):
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="concd-test-")
+        self.path = os.path.join(self.dir, "s")
+
+    def tearDown(self):
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_a_daemon_of_another_version_raises_VersionMismatch(self):
+        fake = FakeDaemon(self.path, {"t": "error",
+                                      "error": "version_mismatch",
+                                      "message": "speaks 5"})
+        with self.assertRaises(concd.VersionMismatch) as cm:
+            concd.Client(self.path, timeout=BOUND)
+        self.assertIn("speaks 5", str(cm.exception))
+        fake.close()
+
+    def test_requests_in_flight_when_the_connection_closes_fail(self):
+        fake = FakeDaemon(self.path)
+        c = concd.Client(self.path, timeout=BOUND)
+        self.assertEqual(c.server, "fake")
+        with self.assertRaises(concd.ConnectionLost):
+            c.status(1)
+        with self.assertRaises(concd.ConnectionLost):
+            c.ping()
+        c.close()
+        fake.close()
+
+
+class AioTest(DaemonTest):
+    def test_the_asyncio_client_pipelines_requests_and_raises_errors(self):
+        async def main():
+            c = await concd.aio.Client.connect(self.d.socket, timeout=BOUND)
+            async with c:
+                self.assertEqual(c.server_version, harness.PROTO_VERSION)
+                self.assertEqual((await c.ping())["t"], "pong")
+                r = await asyncio.gather(*(c.run("noop", {"i": i})
+                                           for i in range(200)))
+                self.assertEqual([x["i"] for x in r], list(range(200)))
+                job = await c.submit("sleep", {"ms": 5})
+                self.assertEqual((await c.wait(job))["result"], 5)
+                with self.assertRaises(concd.UnknownTask):
+                    await c.submit("no-such-task")
+                with self.assertRaises(concd.NoSuchJob):
+                    await c.status(999999)
+                w = await c.gather([concd.submit_fields("noop", {"i": i})
+                                    for i in range(10)])
+                ends = [m async for m in w if m["t"] == "end"]
+                self.assertEqual(sorted(m["index"] for m in ends),
+                                 list(range(10)))
+                job = await c.submit("exec", {"argv": ["cat"]},
+                                     stdin="stream")
+                await c.input(job, b"abc", eof=True)
+                await c.wait(job)
+                self.assertEqual(await c.log(job), b"abc")
+        asyncio.run(main())
+
+
+class ExecutorTest(DaemonTest):
+    def setUp(self):
+        super().setUp()
+        self.ex = ConcdExecutor(socket=self.d.socket)
+        self.c = concd.Client(self.d.socket, timeout=BOUND)
+
+    def tearDown(self):
+        self.ex.shutdown(cancel_futures=True)
+        self.c.close()
+        super().tearDown()
+
+    def running(self, f):
+        until(lambda: f.job is not None
+              and self.c.status(f.job)["state"] == "running",
+              "job running")
+
+    def test_submit_task_gives_futures_of_the_results(self):
+        fs = [self.ex.submit_task("noop", x=1),
+              self.ex.submit_task("sleep", ms=10),
+              self.ex.submit_task("primes", n=100000)]
+        self.assertTrue(all(isinstance(f, cf.Future) for f in fs))
+        self.assertEqual([f.result(BOUND) for f in fs], [{"x": 1}, 10, 9592])
+        self.assertEqual(self.c.status(fs[2].job)["exec"], "process")
+        with self.assertRaises(concd.UnknownTask):
+            self.ex.submit_task("no-such-task").result(BOUND)
+
+    def test_options_per_executor_and_per_call(self):
+        f = self.ex.options(executor="thread").submit_task("primes", n=1000)
+        self.assertEqual(f.result(BOUND), 168)
+        self.assertEqual(self.c.status(f.job)["exec"], "thread")
+        with self.assertRaises(concd.TimedOut):
+            self.ex.options(executor="loop", timeout=0.05).submit_task(
+                "sleep", ms=60000).result(BOUND)
+        f = self.ex.options(daemon=True, retries=2).submit_task("noop")
+        f.result(BOUND)
+        st = self.c.status(f.job)
+        self.assertEqual((st["daemon"], st["retries"]), (True, 2))
+        with self.assertRaises(TypeError):
+            self.ex.options(colour="blue")
+        with self.assertRaises(ValueError):
+            ConcdExecutor(executor="nowhere", socket=self.d.socket)
+
+    def test_map_task_gives_results_in_order(self):
+        out = list(self.ex.map_task("noop", ({"i": i} for i in range(3000)),
+                                    chunksize=500))
+        self.assertEqual([r["i"] for r in out], list(range(3000)))
+        fs = self.ex.gather_tasks([("primes", {"n": n})
+                                   for n in (10, 100, 1000)])
+        self.assertEqual([f.result(BOUND) for f in fs], [4, 25, 168])
+
+    def test_progress_callbacks_get_done_total_msg(self):
+        seen = []
+        f = self.ex.options(executor="loop").submit_task("sleep", ms=100,
+                                                         steps=4)
+        f.add_progress_callback(lambda *a: seen.append(a))
+        self.assertEqual(f.result(BOUND), 100)
+        self.assertTrue(seen, "no progress event")
+        self.assertTrue(all(len(a) == 3 and a[1] == 4 for a in seen), seen)
+
+    def test_a_done_callback_may_submit_and_cancel(self):
+        got = []
+        done = threading.Event()
+
+        def then(f):
+            g = self.ex.options(executor="loop").submit_task("sleep",
+                                                             ms=60000)
+            g.cancel()
+            h = self.ex.submit_task("noop", prev=f.result())
+            h.add_done_callback(lambda h: (got.append((g, h)), done.set()))
+        self.ex.submit_task("noop", x=1).add_done_callback(then)
+        self.assertTrue(done.wait(BOUND))
+        g, h = got[0]
+        self.assertEqual(h.result(), {"prev": {"x": 1}})
+        self.assertTrue(g.cancelled())
+        self.assertEqual(self.c.wait(until(lambda: g.job, "accepted"))[
+            "state"], "cancelled")
+
+    def test_submit_exec_collects_output_or_hands_it_to_a_callback(self):
+        f = self.ex.submit_exec(["sh", "-c", "echo out; echo err >&2"])
+        self.assertEqual(f.result(BOUND), 0)
+        self.assertEqual(f.output("stdout"), b"out\n")
+        self.assertEqual(f.output("stderr"), b"err\n")
+        got = []
+        f = self.ex.submit_exec(["echo", "hi"],
+                                output=lambda s, d: got.append((s, d)))
+        self.assertEqual(f.result(BOUND), 0)
+        self.assertEqual(got, [("stdout", b"hi\n")])
+        f = self.ex.submit_exec(["sh", "-c", "pwd; exit 4"], cwd="/")
+        with self.assertRaises(concd.TaskFailed) as cm:
+            f.result(BOUND)
+        self.assertEqual(cm.exception.end["exit"], 4)
+        self.assertEqual(f.output(), b"/\n")
+
+    def test_cancel_stops_a_running_job_on_concd(self):
+        f = self.ex.options(executor="loop").submit_task("sleep", ms=60000)
+        self.running(f)
+        self.assertTrue(f.cancel())
+        self.assertTrue(f.cancelled())
+        self.assertEqual(self.c.wait(f.job)["state"], "cancelled")
+        with self.assertRaises(cf.CancelledError):
+            f.result(BOUND)
+
+    def test_cancel_before_accepted_cancels_the_job_once_accepted(self):
+        f = self.ex.options(executor="loop").submit_task("sleep", ms=60000)
+        self.assertTrue(f.cancel())
+        job = until(lambda: f.job, "accepted")
+        self.assertEqual(self.c.wait(job)["state"], "cancelled")
+
+    def test_shutdown_cancel_futures_cancels_the_queued_jobs(self):
+        self.c.group("add", "one", parallel=1)
+        ex = ConcdExecutor("loop", socket=self.d.socket, group="one", cpus=1)
+        fs = [ex.submit_task("sleep", ms=60000) for _ in range(4)]
+        self.running(fs[0])
+        until(lambda: all(f.job for f in fs), "all accepted")
+        ex.shutdown(wait=False, cancel_futures=True)
+        self.assertFalse(fs[0].cancelled())
+        self.assertTrue(all(f.cancelled() for f in fs[1:]))
+        for f in fs[1:]:
+            self.assertEqual(self.c.wait(f.job)["state"], "cancelled")
+        with self.assertRaises(RuntimeError):
+            ex.submit_task("noop")
+        self.assertEqual(self.c.status(fs[0].job)["state"], "running")
+        fs[0].cancel()
+        self.assertEqual(self.c.wait(fs[0].job)["state"], "cancelled")
+
+    def test_shutdown_waits_for_the_futures(self):
+        ex = ConcdExecutor("loop", socket=self.d.socket)
+        fs = [ex.submit_task("sleep", ms=20) for _ in range(5)]
+        ex.shutdown(wait=True)
+        self.assertTrue(all(f.done() for f in fs))
+        self.assertEqual([f.result() for f in fs], [20] * 5)
+
+    def test_cf_wait_and_as_completed(self):
+        ex = self.ex.options(executor="loop")
+        fs = [ex.submit_task("sleep", ms=ms) for ms in (300, 1, 100)]
+        done, not_done = cf.wait(fs, timeout=BOUND,
+                                 return_when=cf.FIRST_COMPLETED)
+        self.assertIn(fs[1], done)
+        self.assertEqual([f.result() for f in cf.as_completed(fs, BOUND)],
+                         [1, 100, 300])
+        g = ex.submit_task("sleep", ms=60000)
+        g.cancel()
+        done, _ = cf.wait([g], timeout=BOUND)
+        self.assertEqual(done, {g})
+
+    def test_asyncio_wrap_future(self):
+        async def main():
+            fs = [self.ex.submit_task("noop", i=i) for i in range(20)]
+            return await asyncio.gather(*map(asyncio.wrap_future, fs))
+        out = asyncio.run(main())
+        self.assertEqual([r["i"] for r in out], list(range(20)))
+
+    def test_a_lambda_a_closure_or_a_bound_method_is_refused(self):
+        def local(x):
+            return x
+        for fn, why in ((lambda x: x, "lambda"), (local, "inside another"),
+                        ("x".upper, "bound to an instance")):
+            with self.assertRaises(TypeError) as cm:
+                self.ex.submit(fn, 1)
+            self.assertIn(why, str(cm.exception))
+        self.assertEqual(callable_name(pyclient_funcs.square),
+                         "pyclient_funcs:square")
+        self.assertEqual(callable_name(pyclient_funcs.Maths.cube),
+                         "pyclient_funcs:Maths.cube")
+        with self.assertRaises(TypeError):
+            self.ex.submit(pyclient_funcs.square, object())
+
+    def test_concd_task_runs_outside_concd(self):
+        self.assertIsNone(concd.task.progress(1, 2, "x"))
+        self.assertFalse(concd.task.cancelled())
+        self.assertEqual(pyclient_funcs.slow(3), 3)
+
+
+class PythonTaskTest(DaemonTest):
+    """Python functions on concd's workers: these need the `python` task."""
+
+    def setUp(self):
+        super().setUp()
+        self.c = concd.Client(self.d.socket, timeout=BOUND)
+        if "python" not in [t["name"] for t in self.c.tasks()]:
+            self.c.close()
+            self.d.close()  # tearDown does not run after a skip
+            self.skipTest("this concd has no python task")
+        self.ex = ConcdExecutor(socket=self.d.socket)
+
+    def tearDown(self):
+        if hasattr(self, "ex"):
+            self.ex.shutdown(cancel_futures=True)
+            self.c.close()
+        super().tearDown()
+
+    def test_submit_runs_a_function_and_gives_its_result(self):
+        self.assertEqual(self.ex.submit(pyclient_funcs.square, 12).result(
+            BOUND), 144)
+        self.assertEqual(self.ex.submit(pyclient_funcs.add, 1, 2,
+                                        scale=3).result(BOUND), 9)
+        self.assertEqual(self.ex.submit(pyclient_funcs.pair, 1, "a").result(
+            BOUND), [1, "a"])
+        self.assertEqual(self.ex.submit(pyclient_funcs.Maths.cube,
+                                        3).result(BOUND), 27)
+        self.assertEqual(self.ex.submit(pyclient_funcs.where).result(BOUND),
+                         os.getcwd())
+
+    def test_thread_and_process_executors_run_functions(self):
+        for kind in ("thread", "process"):
+            f = self.ex.options(executor=kind).submit(pyclient_funcs.square,
+                                                      5)
+            self.assertEqual(f.result(BOUND), 25)
+            self.assertEqual(self.c.status(f.job)["exec"], kind)
+
+    def test_map_gives_results_in_order(self):
+        self.assertEqual(list(self.ex.map(pyclient_funcs.square,
+                                          range(2000), timeout=BOUND)),
+                         [x * x for x in range(2000)])
+        self.assertEqual(list(self.ex.map(pyclient_funcs.add, [1, 2],
+                                          [10, 20], chunksize=1)), [11, 22])
+
+    def test_an_exception_raises_TaskFailed_with_type_and_traceback(self):
+        with self.assertRaises(concd.TaskFailed) as cm:
+            self.ex.submit(pyclient_funcs.fail, "boom").result(BOUND)
+        self.assertEqual(cm.exception.remote_type, "ValueError")
+        self.assertIn("boom", str(cm.exception))
+        self.assertIn("Traceback", cm.exception.remote_traceback)
+
+    def test_a_result_that_cannot_be_encoded_fails_the_job(self):
+        with self.assertRaises(concd.ConcdError):
+            self.ex.submit(pyclient_funcs.unencodable).result(BOUND)
+
+    def test_a_result_larger_than_a_frame_fails_the_job(self):
+        with self.assertRaises(concd.ConcdError) as cm:
+            self.ex.submit(pyclient_funcs.big, 4 << 20).result(BOUND)
+        self.assertNotIsInstance(cm.exception, concd.Cancelled)
+        self.assertEqual(self.ex.submit(pyclient_funcs.big, 10).result(
+            BOUND), b"x" * 10)
+
+    def test_a_function_whose_module_is_not_on_the_path_fails(self):
+        d = os.path.join(self.d.dir, "elsewhere")
+        os.mkdir(d)
+        with open(os.path.join(d, "pyclient_elsewhere.py"), "w") as f:
+            f.write("def here():\n    return 1\n")
+        sys.path.insert(0, d)
+        try:
+            import pyclient_elsewhere
+        finally:
+            sys.path.remove(d)
+        os.rename(d, d + ".gone")
+        with self.assertRaises(concd.TaskFailed) as cm:
+            self.ex.submit(pyclient_elsewhere.here).result(BOUND)
+        self.assertIn("pyclient_elsewhere", str(cm.exception))
+
+    def test_a_time_limit_stops_a_running_function(self):
+        with self.assertRaises(concd.TimedOut):
+            self.ex.options(timeout=0.2).submit(pyclient_funcs.slow,
+                                                10 ** 9).result(BOUND)
+
+    def test_cancel_stops_a_running_function(self):
+        for kind in ("thread", "process"):
+            f = self.ex.options(executor=kind).submit(pyclient_funcs.slow,
+                                                      10 ** 9)
+            self.running_with_progress(f)
+            self.assertTrue(f.cancel())
+            self.assertEqual(self.c.wait(f.job)["state"], "cancelled")
+
+    def running_with_progress(self, f):
+        seen = threading.Event()
+        f.add_progress_callback(lambda *a: seen.set())
+        self.assertTrue(seen.wait(BOUND), "no progress from the function")
+
+
+if __name__ == "__main__":
+    harness.main()
