@@ -434,6 +434,10 @@ class ExecutorTest(DaemonTest):
 class PythonTaskTest(DaemonTest):
     """Python functions on concd's workers: these need the `python` task."""
 
+    # the build's python task plugin (tests/integration/CMakeLists.txt)
+    if os.environ.get("CONCD_PYTHON_PLUGINS"):
+        args = ("--plugin-dir", os.environ["CONCD_PYTHON_PLUGINS"])
+
     def setUp(self):
         super().setUp()
         self.c = concd.Client(self.d.socket, timeout=BOUND)
