@@ -170,6 +170,12 @@ class ReferencePages(unittest.TestCase):
                               + r"(?![\w-])", src)],
             "concctl.1")
 
+    def test_concd_protocol_7_names_the_protocol_version(self):
+        src = roff_source("concd-protocol.7")
+        self.assertIn("the client speaks, currently %d."
+                      % harness.PROTO_VERSION, src)
+        self.assertIn('"version": %d}' % harness.PROTO_VERSION, src)
+
     def test_concd_protocol_7_describes_every_message_and_field(self):
         src = roff_source("concd-protocol.7")
         msg = read("proto", "msg.c")
