@@ -13,31 +13,15 @@ replies at once, each matched to its request by id.
 import asyncio
 
 from . import (PROTO_VERSION, ConcdError, ConnectionLost, Frames, Timeout,
+               _done_gather, _done_log, _done_single, _done_watch,
                default_socket, end_result, error_from, pack, submit_fields)
 
 __all__ = ["Client", "Watch"]
 
 
-def _last_single(m, state):
-    return True
-
-
-def _last_watch(m, state):
-    return m["t"] in ("end", "error")
-
-
-def _last_log(m, state):
-    return m["t"] in ("ok", "end", "error")
-
-
-def _last_gather(m, state):
-    if m["t"] == "error":
-        return True
-    if m["t"] == "accepted":
-        state["left"] = len(m.get("jobs", ()))
-    elif m["t"] == "end":
-        state["left"] -= 1
-    return state.get("left") == 0
+# when a request's last message has come: the blocking client's rules
+_last_single, _last_watch = _done_single, _done_watch
+_last_log, _last_gather = _done_log, _done_gather
 
 
 class Watch:
