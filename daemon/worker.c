@@ -461,6 +461,12 @@ worker_output(struct task_ctx *ctx, int stream, const void *data, size_t len)
 static bool
 worker_cancelled(struct task_ctx *ctx)
 {
+	/*
+	 * A task that winds down (exec) hears its cancel between its steps,
+	 * from the daemon's "cancel", which also times its grace period
+	 */
+	if (CTX_JOB(ctx)->task->traits & TASK_WINDS_DOWN)
+		return false;
 	if (atomic_load_explicit(&wk.shm->cancel, memory_order_acquire) !=
 	    task_job_id(ctx))
 		return false;

@@ -49,6 +49,10 @@ SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "runtime error:",
 # and exit non-zero; options already in the environment come last and win.
 SANITIZER_OPTIONS = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+    # the python task's interpreter never frees its own (scripts/lsan.supp)
+    "LSAN_OPTIONS": "suppressions=" + os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
+        "lsan.supp"),
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
     "TSAN_OPTIONS": "halt_on_error=1:exitcode=66",
 }
