@@ -138,8 +138,10 @@ class PythonTaskTest(unittest.TestCase):
         self.c = self.d.client()
 
     def tearDown(self):
-        self.d.close()
-        shutil.rmtree(self.mods, ignore_errors=True)
+        try:
+            self.d.close()
+        finally:  # a failed close leaves no module directory behind
+            shutil.rmtree(self.mods, ignore_errors=True)
 
     def submit(self, call, x, **kw):
         args = dict(call=call, path=[self.mods])
