@@ -32,7 +32,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,45 +186,6 @@ remote_free_argv(char **argv)
 	for (i = 0; argv != NULL && argv[i] != NULL; i++)
 		free(argv[i]);
 	free(argv);
-}
-
-/* argv with fd as its standard input and output (or /dev/null: -1). */
-static pid_t
-remote_spawn(char **argv, int in, int out)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, all;
-	pid_t pid;
-	int rc;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	/* its own process group: a terminal's ^C is concd's alone */
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-	                                    POSIX_SPAWN_SETSIGDEF |
-	                                    POSIX_SPAWN_SETPGROUP);
-	if (in >= 0)
-		posix_spawn_file_actions_adddup2(&fa, in, 0);
-	else
-		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
-		                                 0);
-	posix_spawn_file_actions_adddup2(&fa, out, 1);
-	if (in < 0) /* salloc: what it says is read from out */
-		posix_spawn_file_actions_adddup2(&fa, out, 2);
-	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	if (rc != 0) {
-		log_warnx("remote pool: cannot run %s: %s", argv[0],
-		          strerror(rc));
-		return -1;
-	}
-	return pid;
 }
 
 static const char *
@@ -434,7 +394,7 @@ remote_start(struct rworker *w)
 		remote_free_argv(argv);
 		goto fail;
 	}
-	w->srun = remote_spawn(argv, sv[1], sv[1]);
+	w->srun = slurm_spawn(argv, sv[1], sv[1], SLURM_SPAWN_KEEP);
 	remote_free_argv(argv);
 	close(sv[1]);
 	if (w->srun < 0) {
@@ -575,7 +535,7 @@ pool_remote_add(unsigned n, const char *partition, const char *time_limit,
 		free(a);
 		return -1;
 	}
-	a->salloc = remote_spawn(argv, -1, p[1]);
+	a->salloc = slurm_spawn(argv, -1, p[1], p[1]);
 	remote_free_argv(argv);
 	close(p[1]);
 	if (a->salloc < 0) {

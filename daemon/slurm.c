@@ -461,16 +461,24 @@ slurm_parse_end(const char *line, size_t len)
 	return SLURM_END_CANCELLED;
 }
 
-/*
- * Start argv with /dev/null for its standard descriptors, or out for
- * standard output and error; its pid, or -1.
- */
-static pid_t
-slurm_spawn(char *const argv[], int out)
+/* A standard descriptor of a spawned Slurm command: fd, or /dev/null. */
+static void
+slurm_spawn_fd(posix_spawn_file_actions_t *fa, int fd, int to)
+{
+	if (fd >= 0)
+		posix_spawn_file_actions_adddup2(fa, fd, to);
+	else if (fd == -1)
+		posix_spawn_file_actions_addopen(
+		    fa, to, "/dev/null", to == 0 ? O_RDONLY : O_WRONLY, 0);
+	/* SLURM_SPAWN_KEEP: concd's own */
+}
+
+pid_t
+slurm_spawn(char *const argv[], int in, int out, int err)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
-	sigset_t none;
+	sigset_t none, all;
 	pid_t pid;
 	int rc;
 
@@ -479,27 +487,16 @@ slurm_spawn(char *const argv[], int out)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
+	sigfillset(&all);
 	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	/* its own process group: a terminal's ^C is concd's alone */
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
 	                                    POSIX_SPAWN_SETSIGDEF |
 	                                    POSIX_SPAWN_SETPGROUP);
-	{
-		sigset_t all;
-
-		sigfillset(&all);
-		posix_spawnattr_setsigdefault(&attr, &all);
-	}
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	if (out >= 0)
-		posix_spawn_file_actions_adddup2(&fa, out, 1);
-	else
-		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY,
-		                                 0);
-	if (out >= 0)
-		posix_spawn_file_actions_adddup2(&fa, out, 2);
-	else
-		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY,
-		                                 0);
+	slurm_spawn_fd(&fa, in, 0);
+	slurm_spawn_fd(&fa, out, 1);
+	slurm_spawn_fd(&fa, err, 2);
 	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
@@ -545,13 +542,13 @@ slurm_cancel(uint64_t id, int sig)
 	snprintf(namearg, sizeof(namearg), "--name=%s", name);
 	snprintf(sigarg, sizeof(sigarg), "--signal=%d", sig);
 	if (sig == 0) {
-		if ((pid = slurm_spawn(cancel, -1)) > 0)
+		if ((pid = slurm_spawn(cancel, -1, -1, -1)) > 0)
 			slurm_reap_later(pid);
 		return;
 	}
-	if ((pid = slurm_spawn(drop, -1)) > 0)
+	if ((pid = slurm_spawn(drop, -1, -1, -1)) > 0)
 		slurm_reap_later(pid);
-	if ((pid = slurm_spawn(signal, -1)) > 0)
+	if ((pid = slurm_spawn(signal, -1, -1, -1)) > 0)
 		slurm_reap_later(pid);
 }
 
@@ -607,7 +604,7 @@ slurm_query(uint64_t slurm_id, int *exit, int *sig, char *state,
 	snprintf(idarg, sizeof(idarg), "%" PRIu64, slurm_id);
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -2;
-	pid = slurm_spawn(argv, p[1]);
+	pid = slurm_spawn(argv, -1, p[1], p[1]);
 	close(p[1]);
 	if (pid < 0) {
 		close(p[0]);
@@ -663,7 +660,7 @@ slurm_cancel_job(uint64_t slurm_id, bool wait)
 	if (sl.tool[SLURM_SCANCEL] == NULL || slurm_id == 0)
 		return;
 	snprintf(idarg, sizeof(idarg), "%" PRIu64, slurm_id);
-	if ((pid = slurm_spawn(argv, -1)) <= 0)
+	if ((pid = slurm_spawn(argv, -1, -1, -1)) <= 0)
 		return;
 	if (!wait)
 		slurm_reap_later(pid);
@@ -709,7 +706,7 @@ slurm_cancel_leftovers(void)
 	snprintf(prefix, sizeof(prefix), "concd-%s-pool-", sl.instance);
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -1;
-	pid = slurm_spawn(argv, p[1]);
+	pid = slurm_spawn(argv, -1, p[1], p[1]);
 	close(p[1]);
 	if (pid < 0) {
 		close(p[0]);
@@ -764,6 +761,6 @@ slurm_cancel_name(const char *name)
 	if (sl.tool[SLURM_SCANCEL] == NULL)
 		return;
 	snprintf(namearg, sizeof(namearg), "--name=%s", name);
-	if ((pid = slurm_spawn(argv, -1)) > 0)
+	if ((pid = slurm_spawn(argv, -1, -1, -1)) > 0)
 		slurm_reap_later(pid);
 }

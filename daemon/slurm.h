@@ -7,6 +7,8 @@
 #ifndef SLURM_H
 #define SLURM_H
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +57,14 @@ const struct config_slurm *slurm_config(void);
 const char *slurm_tool(enum slurm_tool);
 /* The Slurm job name of concd's job id, into buf. */
 void slurm_job_name(uint64_t id, char *buf, size_t len);
+/*
+ * Start one of Slurm's commands (argv[0] a path) in a process group of
+ * its own, with default signal dispositions and mask, and in, out and err
+ * as its standard descriptors: -1 is /dev/null, SLURM_SPAWN_KEEP concd's
+ * own.  Its pid, or -1 (logged).
+ */
+#define SLURM_SPAWN_KEEP (-2)
+pid_t slurm_spawn(char *const argv[], int in, int out, int err);
 
 /* The Slurm job name of remote workers' allocation k, into buf. */
 void slurm_pool_name(unsigned k, char *buf, size_t len);

@@ -158,29 +158,43 @@ fresh_warm_up(struct bench_conn *c, const struct fresh_kind *k,
 	return why[0] != '\0' ? why : NULL;
 }
 
+/*
+ * Microseconds from submit to end of each of n jobs of b, one at a time,
+ * into us; b is attached, and detached after.  Their median.
+ */
+static double
+suite_one_by_one(struct bench_conn *c, struct bench_batch *b,
+                 const struct bench_tmpl *t, size_t n, double *us)
+{
+	double t0, lo, hi;
+	size_t i;
+
+	bench_batch_attach(c, b);
+	for (i = 0; i < n; i++) {
+		t0 = bench_now();
+		bench_batch_submits(c, b, t, 1);
+		bench_send(c);
+		while (b->ended < i + 1)
+			bench_read_replies(c);
+		us[i] = (b->t_last_end - t0) * 1e6;
+	}
+	bench_batch_detach(c, b);
+	bench_fence(c);
+	return bench_median(us, n, &lo, &hi);
+}
+
 /* Median microseconds from submit to end, n jobs one at a time. */
 static double
 fresh_sample(struct bench_conn *c, const struct fresh_kind *k,
              const struct bench_tmpl *t, size_t n, double *us, double *init_ms)
 {
 	struct bench_batch b;
-	double t0, lo, hi;
-	size_t i;
+	double med;
 
 	fresh_batch(&b, k, n);
-	bench_batch_attach(c, &b);
-	for (i = 0; i < n; i++) {
-		t0 = bench_now();
-		bench_batch_submits(c, &b, t, 1);
-		bench_send(c);
-		while (b.ended < i + 1)
-			bench_read_replies(c);
-		us[i] = (b.t_last_end - t0) * 1e6;
-	}
+	med = suite_one_by_one(c, &b, t, n, us);
 	*init_ms = b.info_n > 0 ? b.info_sum / (double)b.info_n : -1;
-	bench_batch_detach(c, &b);
-	bench_fence(c);
-	return bench_median(us, n, &lo, &hi);
+	return med;
 }
 
 void
@@ -2006,24 +2020,11 @@ remote_rt(struct bench_conn *c, const struct bench_tmpl *t, size_t n,
           double *us)
 {
 	struct bench_batch b;
-	double t0, lo, hi;
-	size_t i;
 
 	bench_batch_init(&b, n, 1);
 	b.exec = PX_REMOTE;
 	b.check = CHECK_EMPTY;
-	bench_batch_attach(c, &b);
-	for (i = 0; i < n; i++) {
-		t0 = bench_now();
-		bench_batch_submits(c, &b, t, 1);
-		bench_send(c);
-		while (b.ended < i + 1)
-			bench_read_replies(c);
-		us[i] = (b.t_last_end - t0) * 1e6;
-	}
-	bench_batch_detach(c, &b);
-	bench_fence(c);
-	return bench_median(us, n, &lo, &hi);
+	return suite_one_by_one(c, &b, t, n, us);
 }
 
 void
