@@ -57,8 +57,6 @@
 #define REMOTE_DEAD_MAX 64   /* rows of lost or refused workers kept */
 #define REMOTE_OUT_MAX  4096 /* bytes of salloc's output kept */
 
-extern char **environ;
-
 enum rstate {
 	RW_PENDING,  /* its allocation is not granted yet */
 	RW_STARTING, /* srun started, no hello yet */
