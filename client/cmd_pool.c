@@ -9,6 +9,7 @@
 #include <err.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,20 @@ pool_map_count(const msgpack_object *map, const char *key)
 	return v->via.u64;
 }
 
+/* A user's worker: "0 (alice)", or "0 (uid 1000)" without an account. */
+static void
+pool_user_worker(const struct proto_msg *w, char *buf, size_t size)
+{
+	uid_t uid = (uid_t)proto_u64(w, PF_UID, 0);
+	struct passwd *pw = getpwuid(uid);
+	size_t n = strlen(buf);
+
+	if (pw != NULL)
+		snprintf(buf + n, size - n, " (%s)", pw->pw_name);
+	else
+		snprintf(buf + n, size - n, " (uid %u)", (unsigned)uid);
+}
+
 static void
 pool_row(struct render_table *t, size_t r, const struct proto_msg *w)
 {
@@ -80,6 +95,8 @@ pool_row(struct render_table *t, size_t r, const struct proto_msg *w)
 
 	render_table_set(t, r, 0, render_str(w, PF_EXEC, buf, sizeof(buf)));
 	render_worker(w, buf, sizeof(buf));
+	if (proto_has(w, PF_UID))
+		pool_user_worker(w, buf, sizeof(buf));
 	render_table_set(t, r, 1, buf);
 	if (proto_u64(w, id, 0) != 0) /* 0: a thread not known yet */
 		snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, id, 0));

@@ -43,6 +43,7 @@ static const struct config_key config_keys[] = {
     {"max-finished", CONFIG_INT, 0, 100000000, OPT(max_finished), false},
     {"max-jobs-per-worker", CONFIG_INT, 0, 1000000000, OPT(max_jobs_per_worker),
      true},
+    {"user-worker-idle", CONFIG_INT, 0, 86400, OPT(user_worker_idle), true},
     {"plugin-dir", CONFIG_PATH, 1, PATH_MAX - 1, OPT(plugin_dir), false},
     {"stop-timeout", CONFIG_INT, 0, 3600, OPT(stop_timeout), true},
     {"queue-limit", CONFIG_INT, 1, 100000000, OPT(queue_limit), true},

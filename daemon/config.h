@@ -50,6 +50,7 @@ struct server_options {
 	int threads;
 	int processes;
 	int max_jobs_per_worker; /* 0: no limit */
+	int user_worker_idle;    /* seconds a user's worker is kept idle */
 	int stop_timeout;        /* seconds to drain on stop */
 	int queue_limit;         /* queued jobs per executor */
 	int finished_ttl;        /* seconds finished jobs are kept, 0: ever */

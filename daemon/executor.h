@@ -5,6 +5,8 @@
 #ifndef EXECUTOR_H
 #define EXECUTOR_H
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +39,8 @@ struct executor {
 struct pool_worker_info {
 	enum proto_exec exec;
 	int index;          /* -1: a fresh worker */
+	bool user;          /* one of a user's workers (pool_process.c) */
+	uid_t uid;          /* ... started as uid */
 	uint64_t id;        /* thread id or process id */
 	uint32_t served;    /* jobs it has run */
 	uint64_t since;     /* µs since the epoch */

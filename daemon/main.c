@@ -324,12 +324,15 @@ logs_dir(const char *state_dir)
 
 /*
  * `concd --worker INDEX [--once] [--stdio] [--busy-poll USEC]
- * [--plugin-dir DIR] [--cgroup SPEC]`: see worker.c.
+ * [--user UID] [--plugin-dir DIR] [--cgroup SPEC]`: see worker.c.
+ * --user comes before --plugin-dir: no plugin is loaded with root's
+ * rights in a worker that runs a user's code, nor at all if the user's
+ * identity cannot be taken.
  */
 static int
 worker_role(int argc, char *argv[])
 {
-	bool once = false, stdio = false;
+	bool once = false, stdio = false, refused = false;
 	int i, busy_poll = 0;
 
 	log_silence();
@@ -340,10 +343,15 @@ worker_role(int argc, char *argv[])
 			stdio = true;
 		else if (strcmp(argv[i], "--busy-poll") == 0 && i + 1 < argc)
 			busy_poll = atoi(argv[++i]);
-		else if (strcmp(argv[i], "--plugin-dir") == 0 && i + 1 < argc)
-			plugin_load_dir(argv[++i]);
-		else if (strcmp(argv[i], "--cgroup") == 0 && i + 1 < argc &&
-		         cgroup_adopt(argv[++i]) < 0)
+		else if (strcmp(argv[i], "--user") == 0 && i + 1 < argc)
+			refused = worker_become(
+			              (uid_t)strtoul(argv[++i], NULL, 10)) < 0;
+		else if (strcmp(argv[i], "--plugin-dir") == 0 && i + 1 < argc) {
+			if (!refused)
+				plugin_load_dir(argv[i + 1]);
+			i++;
+		} else if (strcmp(argv[i], "--cgroup") == 0 && i + 1 < argc &&
+		           cgroup_adopt(argv[++i]) < 0)
 			return 1;
 	}
 	i = worker_main(atoi(argv[2]), once, stdio, busy_poll);
@@ -380,6 +388,7 @@ main(int argc, char *argv[])
 	opt.queue_limit = DEFAULT_QUEUE_LIMIT;
 	opt.finished_ttl = DEFAULT_FINISHED_TTL;
 	opt.busy_poll = DEFAULT_BUSY_POLL;
+	opt.user_worker_idle = 60;
 	opt.slurm.max_workers = 64;
 	opt.slurm.idle_release = 600;
 	opt.log_limit = JOBLOG_LIMIT;
@@ -525,6 +534,7 @@ main(int argc, char *argv[])
 	if (pool_process_init(opt.processes, opt.plugin_dir,
 	                      opt.max_jobs_per_worker, opt.busy_poll) < 0)
 		fatalx("cannot start the process pool");
+	pool_process_set_user_idle(opt.user_worker_idle);
 	if (hook_set_on_end(opt.on_end) < 0)
 		fatalx("out of memory");
 	/* remote workers run the same binary, by default at the same path */

@@ -19,6 +19,14 @@
  * its place, and a worker that cannot be started (out of descriptors,
  * processes or memory) is tried again with a growing delay until the
  * pool is full; no worker starts while concd stops.
+ *
+ * On a root concd, another user's jobs of a task that runs the user's
+ * code inside the worker (TASK_NOT_AS_OWNER: python) never go to the
+ * pool, whose workers have root's rights.  They go to that user's own
+ * workers (struct pgroup), started on demand as the user (`--user UID`:
+ * the worker takes the user's identity before it loads a plugin) up to
+ * the pool's size, given jobs and asked for them back as the pool's are,
+ * and retired after user-worker-idle seconds without a job.
  */
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -59,7 +67,19 @@
 
 extern char **environ;
 
+/* Workers of one owner with their queue: the pool, or a user's. */
+struct pgroup {
+	bool user; /* a user's workers, not the pool */
+	uid_t uid; /* a user's: whose */
+	struct job_queue queue;
+	size_t nrevoking;  /* jobs asked back from its workers */
+	unsigned nworkers; /* a user's: its workers, fresh ones among them */
+	TAILQ_ENTRY(pgroup) link;
+};
+TAILQ_HEAD(pgroup_list, pgroup);
+
 struct pworker {
+	struct pgroup *g;
 	int index; /* -1: a fresh worker for one job */
 	pid_t pid;
 	int fd; /* the daemon's end of its socket, owned by conn */
@@ -75,6 +95,7 @@ struct pworker {
 	uint64_t spawned;
 	bool retiring;
 	struct event *grace; /* a cancelled job that must end by then */
+	struct event *idle;  /* a user's worker: retired when it fires */
 	TAILQ_ENTRY(pworker) link;
 };
 TAILQ_HEAD(pworker_list, pworker);
@@ -88,16 +109,19 @@ static struct {
 	char exe[PATH_MAX]; /* concd's own path, see proc_exe */
 	dev_t exe_dev;
 	ino_t exe_ino;
-	struct job_queue queue;
+	struct pgroup pool;       /* concd's own workers */
+	struct pgroup_list users; /* users' workers, on a root concd */
+	struct timeval user_idle; /* user-worker-idle */
 	size_t nqueued, nrunning;
-	size_t nrevoking;       /* jobs asked back from all workers */
 	struct event *fill_ev;  /* the next try at starting missing workers */
 	unsigned retry_ms;      /* its delay; 0: the pool is full */
 	struct event *watch_ev; /* reads the record pages while jobs are out */
 	bool stopping;
 } pp = {
     .workers = TAILQ_HEAD_INITIALIZER(pp.workers),
-    .queue = TAILQ_HEAD_INITIALIZER(pp.queue),
+    .pool = {.queue = TAILQ_HEAD_INITIALIZER(pp.pool.queue)},
+    .users = TAILQ_HEAD_INITIALIZER(pp.users),
+    .user_idle = {60, 0},
 };
 
 static void proc_dispatch_msg(struct conn *, const struct proto_msg *);
@@ -105,6 +129,7 @@ static void proc_closed(struct conn *, void *);
 static void proc_dispatch(void);
 static int proc_fill(void);
 static void proc_grace_cb(evutil_socket_t, short, void *);
+static void proc_idle_cb(evutil_socket_t, short, void *);
 
 /* A job's xdata while its dead worker's jobs are being ended. */
 static char proc_gone;
@@ -179,14 +204,14 @@ proc_shm(struct worker_shm **out)
 }
 
 static struct pworker *
-proc_spawn(int index)
+proc_spawn(struct pgroup *g, int index)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	struct worker_shm *shm = NULL;
 	struct pworker *w;
-	char idx[16];
-	char *argv[12];
+	char idx[16], uid[16];
+	char *argv[14];
 	sigset_t none;
 	int sv[2] = {-1, -1}, shmfd, rc, n = 0;
 
@@ -212,13 +237,21 @@ proc_spawn(int index)
 		argv[n++] = (char *)"--busy-poll";
 		argv[n++] = pp.busy_poll;
 	}
+	if (g->user) {
+		/* first: the user's identity before anything else */
+		snprintf(uid, sizeof(uid), "%u", (unsigned)g->uid);
+		argv[n++] = (char *)"--user";
+		argv[n++] = uid;
+	}
 	if (pp.plugin_dir != NULL) {
 		argv[n++] = (char *)"--plugin-dir";
 		argv[n++] = pp.plugin_dir;
 	}
-	/* its commands' cgroups, as the daemon's */
-	argv[n++] = (char *)"--cgroup";
-	argv[n++] = (char *)cgroup_spec();
+	if (!g->user) {
+		/* its commands' cgroups, as the daemon's */
+		argv[n++] = (char *)"--cgroup";
+		argv[n++] = (char *)cgroup_spec();
+	}
 	argv[n] = NULL;
 
 	posix_spawn_file_actions_init(&fa);
@@ -249,11 +282,14 @@ proc_spawn(int index)
 		return NULL;
 	}
 	evutil_make_socket_nonblocking(sv[0]);
+	w->g = g;
 	w->fd = sv[0];
 	w->index = index;
 	w->shm = shm;
 	w->spawned = loop_now_us();
-	if ((w->grace = evtimer_new(loop_base, proc_grace_cb, w)) == NULL)
+	if ((w->grace = evtimer_new(loop_base, proc_grace_cb, w)) == NULL ||
+	    (g->user &&
+	     (w->idle = evtimer_new(loop_base, proc_idle_cb, w)) == NULL))
 		abort(); /* out of memory */
 	TAILQ_INIT(&w->jobs);
 	if ((w->conn = conn_new_with(sv[0], &proc_handler, w)) == NULL) {
@@ -261,12 +297,19 @@ proc_spawn(int index)
 		kill(w->pid, SIGKILL);
 		waitpid(w->pid, NULL, 0);
 		event_free(w->grace);
+		if (w->idle != NULL)
+			event_free(w->idle);
 		munmap(shm, sizeof(*shm));
 		free(w);
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&pp.workers, w, link);
-	log_debug("process worker %d: pid %d", index, (int)w->pid);
+	g->nworkers++;
+	if (g->user)
+		log_debug("process worker %d of uid %u: pid %d", index,
+		          (unsigned)g->uid, (int)w->pid);
+	else
+		log_debug("process worker %d: pid %d", index, (int)w->pid);
 	return w;
 }
 
@@ -292,10 +335,10 @@ proc_fill(void)
 	if (pp.stopping || loop_stopping())
 		return 0;
 	TAILQ_FOREACH(w, &pp.workers, link)
-		if (w->index >= 0 && !w->retiring)
+		if (w->g == &pp.pool && w->index >= 0 && !w->retiring)
 			have[w->index] = true;
 	for (i = 0; i < pp.size; i++)
-		if (!have[i] && proc_spawn(i) == NULL)
+		if (!have[i] && proc_spawn(&pp.pool, i) == NULL)
 			missing++;
 	if (missing == 0) {
 		if (pp.retry_ms > 0)
@@ -450,6 +493,8 @@ proc_give(struct pworker *w, struct job *j)
 	w->njobs++;
 	w->given++;
 	j->xdata = w;
+	if (w->idle != NULL)
+		evtimer_del(w->idle);
 	/* a streamed standard input: the pipe's read end goes with the run */
 	stream = job_stdin(j) >= 0 && conn_pass_fd(w->conn, job_stdin(j)) == 0;
 	worker_msg_run(conn_out(w->conn), j, stream);
@@ -468,8 +513,25 @@ proc_take(struct pworker *w, struct job *j)
 	if (j->revoking) {
 		j->revoking = false;
 		w->nrevoking--;
-		pp.nrevoking--;
+		w->g->nrevoking--;
 	}
+	/* a user's worker is kept warm while it is used */
+	if (w->idle != NULL && w->njobs == 0 && !w->retiring)
+		evtimer_add(w->idle, &pp.user_idle);
+}
+
+/* A user's worker without a job for user-worker-idle seconds leaves. */
+static void
+proc_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pworker *w = arg;
+
+	if (w->njobs > 0 || w->retiring)
+		return;
+	log_debug("process worker %d of uid %u (pid %d): idle, retired",
+	          w->index, (unsigned)w->g->uid, (int)w->pid);
+	w->retiring = true;
+	conn_hangup(w->conn);
 }
 
 /*
@@ -509,33 +571,34 @@ proc_revoke(struct pworker *w, size_t n)
 	for (; j != NULL; j = TAILQ_NEXT(j, link)) {
 		worker_msg_revoke(conn_out(w->conn), j);
 		w->nrevoking++;
-		pp.nrevoking++;
+		w->g->nrevoking++;
 	}
 	conn_dirty(w->conn);
 }
 
 /*
- * An idle worker never waits while another holds jobs it has not
- * started: for each idle worker not yet covered by jobs on their way
- * back, ask the worker with the most waiting jobs for the later half.
+ * An idle worker never waits while another of its group holds jobs it
+ * has not started: for each idle worker not yet covered by jobs on their
+ * way back, ask the worker with the most waiting jobs for the later half.
  * Its first job may be running and is never asked for.
  */
 static void
-proc_steal(void)
+proc_steal(struct pgroup *g)
 {
 	struct pworker *w, *from;
 	size_t idle = 0, waiting, most;
 
-	if (!TAILQ_EMPTY(&pp.queue))
+	if (!TAILQ_EMPTY(&g->queue))
 		return;
 	TAILQ_FOREACH(w, &pp.workers, link)
-		if (proc_takes_jobs(w) && w->njobs == 0)
+		if (w->g == g && proc_takes_jobs(w) && w->njobs == 0)
 			idle++;
-	while (idle > pp.nrevoking) {
+	while (idle > g->nrevoking) {
 		from = NULL;
 		most = 0;
 		TAILQ_FOREACH(w, &pp.workers, link) {
-			if (w->index < 0 || w->nrevoking > 0 || w->njobs < 2)
+			if (w->g != g || w->index < 0 || w->nrevoking > 0 ||
+			    w->njobs < 2)
 				continue;
 			if ((waiting = w->njobs - 1) > most) {
 				most = waiting;
@@ -548,28 +611,105 @@ proc_steal(void)
 	}
 }
 
-/* Hand queued jobs to pool workers: each to the one with the fewest. */
+/*
+ * A new worker for a user's group, when it has fewer than the pool's size
+ * and all it has are busy: the smallest index not in use.
+ */
+static struct pworker *
+proc_user_spawn(struct pgroup *g, const struct pworker *best)
+{
+	bool have[POOL_MAX_PROCESSES] = {false};
+	const struct pworker *w;
+	int i, live = 0;
+
+	if (best != NULL && best->njobs == 0)
+		return NULL;
+	TAILQ_FOREACH(w, &pp.workers, link) {
+		if (w->g == g && w->index >= 0 && !w->retiring) {
+			have[w->index] = true;
+			live++;
+		}
+	}
+	if (live >= pp.size)
+		return NULL;
+	for (i = 0; have[i]; i++)
+		;
+	return proc_spawn(g, i);
+}
+
+/* A job that cannot run as its owner: no worker of the user's starts. */
 static void
-proc_dispatch(void)
+proc_user_refuse(struct pgroup *g, struct job *j, const char *why)
+{
+	TAILQ_REMOVE(&g->queue, j, link);
+	pp.nqueued--;
+	task_fail(&j->ctx,
+	          "cannot start a worker process as uid %u to run it: %s",
+	          (unsigned)g->uid, why);
+	job_finish(j, PS_FAILED);
+}
+
+/* Hand a group's queued jobs to its workers: each to the one with the
+ * fewest; a user's group starts workers as it needs them. */
+static void
+proc_dispatch_group(struct pgroup *g)
 {
 	struct pworker *w, *best;
 	struct job *j;
 
-	while ((j = TAILQ_FIRST(&pp.queue)) != NULL) {
+	while ((j = TAILQ_FIRST(&g->queue)) != NULL) {
 		best = NULL;
 		TAILQ_FOREACH(w, &pp.workers, link) {
-			if (proc_takes_jobs(w) &&
+			if (w->g == g && proc_takes_jobs(w) &&
 			    (best == NULL || w->njobs < best->njobs))
 				best = w;
 		}
+		errno = 0;
+		if (g->user && !pp.stopping && !loop_stopping()) {
+			if ((w = proc_user_spawn(g, best)) != NULL) {
+				best = w;
+			} else if (best == NULL && g->nworkers == 0) {
+				proc_user_refuse(g, j,
+				                 errno != 0
+				                     ? strerror(errno)
+				                     : "the pool has no "
+				                       "worker processes");
+				continue;
+			}
+		}
 		if (best == NULL)
 			break;
-		TAILQ_REMOVE(&pp.queue, j, link);
+		TAILQ_REMOVE(&g->queue, j, link);
 		proc_give(best, j);
 		if (pp.max_jobs > 0 && best->given >= (uint32_t)pp.max_jobs)
 			proc_recycle(best);
 	}
-	proc_steal();
+	proc_steal(g);
+}
+
+/*
+ * A user's group with neither workers nor jobs is forgotten: only when
+ * its last worker has gone (proc_closed, called from the loop), so that
+ * no dispatch above is walking it; one whose workers never started stays
+ * until then, or until concd stops.
+ */
+static void
+proc_user_gc(struct pgroup *g)
+{
+	if (!g->user || g->nworkers > 0 || !TAILQ_EMPTY(&g->queue))
+		return;
+	TAILQ_REMOVE(&pp.users, g, link);
+	free(g);
+}
+
+static void
+proc_dispatch(void)
+{
+	struct pgroup *g;
+
+	proc_dispatch_group(&pp.pool);
+	TAILQ_FOREACH(g, &pp.users, link)
+		proc_dispatch_group(g);
 }
 
 static void
@@ -593,7 +733,7 @@ proc_on_returned(struct pworker *w, struct job *j)
 		job_finish(j, PS_CANCELLED);
 		return;
 	}
-	TAILQ_INSERT_HEAD(&pp.queue, j, link);
+	TAILQ_INSERT_HEAD(&w->g->queue, j, link);
 }
 
 static void
@@ -694,9 +834,10 @@ proc_closed(struct conn *c, void *arg)
 	struct pworker *w = arg;
 	struct job_queue gone = TAILQ_HEAD_INITIALIZER(gone);
 	struct job_queue back = TAILQ_HEAD_INITIALIZER(back);
+	struct pgroup *g = w->g;
 	struct job *j, *next;
 	uint64_t started, ended;
-	bool ran;
+	bool ran, stillborn;
 	char how[96];
 	int status = 0;
 
@@ -718,6 +859,12 @@ proc_closed(struct conn *c, void *arg)
 	started = atomic_load_explicit(&w->shm->started, memory_order_acquire);
 	ended = atomic_load_explicit(&w->shm->ended, memory_order_acquire);
 	ran = started != 0 && proc_job(w, started) != NULL;
+	/*
+	 * A user's worker that died before it began a job (it could not
+	 * start, or take the user's identity) fails its jobs: another in
+	 * its place would do the same.
+	 */
+	stillborn = g->user && started == 0 && w->served == 0;
 	while ((j = TAILQ_FIRST(&w->jobs)) != NULL) {
 		proc_take(w, j);
 		j->xdata = PROC_GONE;
@@ -728,7 +875,8 @@ proc_closed(struct conn *c, void *arg)
 	for (j = ran ? proc_job_in(&gone, started) : TAILQ_FIRST(&gone);
 	     j != NULL; j = next) {
 		next = TAILQ_NEXT(j, link);
-		if ((ran && j->id == started) || atomic_load(&j->ctx.cancel))
+		if ((ran && j->id == started) || atomic_load(&j->ctx.cancel) ||
+		    stillborn)
 			continue;
 		TAILQ_REMOVE(&gone, j, link);
 		TAILQ_INSERT_TAIL(&back, j, link);
@@ -736,12 +884,20 @@ proc_closed(struct conn *c, void *arg)
 	while ((j = TAILQ_LAST(&back, job_queue)) != NULL) {
 		TAILQ_REMOVE(&back, j, link);
 		j->xdata = NULL;
-		TAILQ_INSERT_HEAD(&pp.queue, j, link);
+		TAILQ_INSERT_HEAD(&g->queue, j, link);
 	}
 	while ((j = TAILQ_FIRST(&gone)) != NULL) {
 		TAILQ_REMOVE(&gone, j, link);
 		j->xdata = NULL;
-		if (ran) {
+		if (stillborn && !atomic_load(&j->ctx.cancel)) {
+			pp.nqueued--;
+			task_fail(&j->ctx,
+			          "its worker process (pid %d, as uid %u) %s "
+			          "before it began a job",
+			          (int)w->pid, (unsigned)g->uid, how);
+			j->err = PE_WORKER_DIED;
+			job_finish(j, PS_FAILED);
+		} else if (ran) {
 			if (j->id == started)
 				ran = false;
 			proc_lost(w, j, how, !ran && ended != started);
@@ -750,27 +906,60 @@ proc_closed(struct conn *c, void *arg)
 			job_finish(j, PS_CANCELLED);
 		}
 	}
-	if (w->index >= 0 && !w->retiring && !pp.stopping)
+	if (g->user && !w->retiring && !pp.stopping)
+		log_warnx("process worker %d of uid %u (pid %d) %s", w->index,
+		          (unsigned)g->uid, (int)w->pid, how);
+	else if (w->index >= 0 && !w->retiring && !pp.stopping)
 		log_warnx("process worker %d (pid %d) %s%s", w->index,
 		          (int)w->pid, how,
 		          loop_stopping() ? "" : "; starting another");
 	event_free(w->grace);
+	if (w->idle != NULL)
+		event_free(w->idle);
 	munmap(w->shm, sizeof(*w->shm));
 	free(w);
+	g->nworkers--;
 	if (!pp.stopping) {
 		proc_fill();
 		proc_dispatch();
+		proc_user_gc(g);
 	}
+}
+
+/* The workers that run j: the pool's, or its owner's (made if create). */
+static struct pgroup *
+proc_group(struct job *j, bool create)
+{
+	struct pgroup *g;
+
+	if (!(j->task->traits & TASK_NOT_AS_OWNER) || !task_as_owner(&j->ctx))
+		return &pp.pool;
+	TAILQ_FOREACH(g, &pp.users, link)
+		if (g->uid == j->uid)
+			return g;
+	if (!create || (g = calloc(1, sizeof(*g))) == NULL)
+		return NULL;
+	g->user = true;
+	g->uid = j->uid;
+	TAILQ_INIT(&g->queue);
+	TAILQ_INSERT_TAIL(&pp.users, g, link);
+	return g;
 }
 
 static void
 proc_submit(struct job *j)
 {
+	struct pgroup *g = proc_group(j, true);
 	struct pworker *w;
 
+	if (g == NULL) {
+		task_fail(&j->ctx, "out of memory");
+		job_finish(j, PS_FAILED);
+		return;
+	}
 	pp.nqueued++;
 	if (j->fresh) {
-		if ((w = proc_spawn(-1)) == NULL) {
+		if ((w = proc_spawn(g, -1)) == NULL) {
 			pp.nqueued--;
 			task_fail(&j->ctx,
 			          "cannot start a fresh worker process");
@@ -780,7 +969,7 @@ proc_submit(struct job *j)
 		proc_give(w, j);
 		return;
 	}
-	TAILQ_INSERT_TAIL(&pp.queue, j, link);
+	TAILQ_INSERT_TAIL(&g->queue, j, link);
 	proc_dispatch();
 }
 
@@ -800,7 +989,9 @@ proc_cancel(struct job *j)
 		conn_hold_reads(w->conn, false); /* it must hear the cancel */
 	if (w == NULL) {
 		/* still in our queue: it never starts */
-		TAILQ_REMOVE(&pp.queue, j, link);
+		struct pgroup *g = proc_group(j, false);
+
+		TAILQ_REMOVE(&g->queue, j, link);
 		pp.nqueued--;
 		job_finish(j, PS_CANCELLED);
 		return;
@@ -857,6 +1048,14 @@ pool_process_set_max_jobs(int n)
 	pp.max_jobs = n;
 }
 
+/* From then on: a worker idle now keeps the time it was given. */
+void
+pool_process_set_user_idle(int seconds)
+{
+	pp.user_idle.tv_sec = seconds;
+	pp.user_idle.tv_usec = 0;
+}
+
 /* Workers that cannot start yet are tried again until they do. */
 int
 pool_process_resize(int n)
@@ -900,6 +1099,8 @@ pool_process_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		memset(&info, 0, sizeof(info));
 		info.exec = PX_PROCESS;
 		info.index = w->index;
+		info.user = w->g->user;
+		info.uid = w->g->uid;
 		info.id = (uint64_t)w->pid;
 		info.served = w->served;
 		info.since = w->spawned;
@@ -914,7 +1115,7 @@ pool_process_foreach(void (*fn)(const struct pool_worker_info *, void *),
 			info.state = "fresh";
 		else if (proc_stopped(w->pid))
 			info.state = "stopped";
-		if (w->index >= 0 && !w->retiring)
+		if (w->g == &pp.pool && w->index >= 0 && !w->retiring)
 			have[w->index] = true;
 		fn(&info, arg);
 	}
@@ -980,11 +1181,16 @@ static void
 proc_shutdown(void)
 {
 	struct pworker *w;
+	struct pgroup *g;
 
 	pp.stopping = true;
 	proc_let_exit();
 	while ((w = TAILQ_FIRST(&pp.workers)) != NULL)
 		conn_close(w->conn); /* proc_closed reaps and frees it */
+	while ((g = TAILQ_FIRST(&pp.users)) != NULL) {
+		TAILQ_REMOVE(&pp.users, g, link);
+		free(g);
+	}
 	if (pp.fill_ev != NULL)
 		event_free(pp.fill_ev);
 	if (pp.watch_ev != NULL)

@@ -75,20 +75,25 @@ request_user_code_ok(uid_t uid)
 }
 
 /*
- * A task that runs the user's code in concd's own workers (python) and
- * cannot take the owner's rights: a root concd refuses other users' jobs.
+ * A task that runs the user's code inside concd's workers (python): on a
+ * root concd, another user's jobs of it run only on the process executor,
+ * in worker processes started as that user (pool_process.c); a thread is
+ * concd's own, and a remote worker runs as concd's user.
  */
 static bool
-request_not_as_owner(const struct task *t, uid_t uid, char *cause, size_t len)
+request_not_as_owner(const struct task *t, uid_t uid, enum proto_exec x,
+                     char *cause, size_t len)
 {
-	if (!(t->traits & TASK_NOT_AS_OWNER) || policy.self != 0 || uid == 0)
+	if (!(t->traits & TASK_NOT_AS_OWNER) || policy.self != 0 || uid == 0 ||
+	    x == PX_PROCESS)
 		return false;
 	snprintf(cause, len,
-	         "%s jobs of uid %u are refused: this concd runs as root and "
-	         "runs %s jobs in its own workers, which have root's rights; "
-	         "only root may submit them (per-user workers are not there "
-	         "yet)",
-	         t->name, (unsigned)uid, t->name);
+	         "%s jobs of uid %u run only on the process executor, in "
+	         "worker processes started as uid %u: this concd runs as "
+	         "root, and its %s",
+	         t->name, (unsigned)uid, (unsigned)uid,
+	         x == PX_THREAD ? "worker threads have root's rights"
+	                        : "remote workers run as root");
 	return true;
 }
 
@@ -626,16 +631,16 @@ parse_job(const struct proto_msg *m, uid_t uid, bool in_gather,
 		    js->task->name, (unsigned)uid, (unsigned)policy.self);
 		return -1;
 	}
-	if (request_not_as_owner(js->task, uid, cause, len)) {
-		*code = PE_PERMISSION;
-		return -1;
-	}
 	js->requested = (enum proto_exec)x;
 	js->fresh = proto_bool(m, PF_FRESH, false);
 	*code = PE_BAD_EXECUTOR;
 	if (sched_choose(js->task, js->requested, js->fresh, &js->exec, cause,
 	                 len) < 0)
 		return -1;
+	if (request_not_as_owner(js->task, uid, js->exec, cause, len)) {
+		*code = PE_PERMISSION;
+		return -1;
+	}
 	*code = PE_BAD_ARGS;
 	if (task_validate(js->task,
 	                  proto_has(m, PF_ARGS) ? &m->f[PF_ARGS] : NULL, cause,
@@ -1730,6 +1735,8 @@ pool_row(const struct pool_worker_info *w, void *arg)
 	proto_enc_map_open(e);
 	proto_enc_cstr(e, PF_EXEC, proto_execs[w->exec]);
 	proto_enc_i64(e, PF_WORKER, w->index);
+	if (w->user)
+		proto_enc_u64(e, PF_UID, w->uid);
 	proto_enc_u64(
 	    e, w->exec == PX_PROCESS || w->exec == PX_REMOTE ? PF_PID : PF_TID,
 	    w->id);
@@ -2071,13 +2078,14 @@ request_restart(struct conn *c, const struct proto_msg *m)
 		    s.js.task->name, (unsigned)s.js.uid);
 		goto out;
 	}
-	if (request_not_as_owner(s.js.task, s.js.uid, cause, sizeof(cause))) {
-		reply_error(c, m->id, PE_PERMISSION, "%s", cause);
-		goto out;
-	}
 	if (sched_choose(s.js.task, s.js.requested, s.js.fresh, &s.js.exec,
 	                 cause, sizeof(cause)) < 0) {
 		reply_error(c, m->id, PE_BAD_EXECUTOR, "%s", cause);
+		goto out;
+	}
+	if (request_not_as_owner(s.js.task, s.js.uid, s.js.exec, cause,
+	                         sizeof(cause))) {
+		reply_error(c, m->id, PE_PERMISSION, "%s", cause);
 		goto out;
 	}
 	if (s.x == NULL && (s.x = job_extra_dup(&(struct job_extra){

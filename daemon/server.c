@@ -480,6 +480,8 @@ server_reload(void)
 	job_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	store_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	pool_process_set_max_jobs(o.max_jobs_per_worker);
+	srv.opt->user_worker_idle = o.user_worker_idle;
+	pool_process_set_user_idle(o.user_worker_idle);
 	if (hook_set_on_end(on_end) == 0) {
 		free(srv.opt->on_end);
 		srv.opt->on_end = on_end;

@@ -66,9 +66,10 @@ enum task_trait {
 	 */
 	TASK_COMMAND = 1 << 5,
 	/*
-	 * Runs the user's code inside concd's own workers (python), which
-	 * cannot take another user's rights: a root concd refuses other
-	 * users' jobs of it (permission), instead of running them as root.
+	 * Runs the user's code inside concd's workers (python): on a root
+	 * concd, another user's jobs of it run in worker processes started
+	 * as that user (pool_process.c), and are refused (permission) on
+	 * the other executors, whose workers have concd's rights.
 	 */
 	TASK_NOT_AS_OWNER = 1 << 6,
 };

@@ -19,14 +19,21 @@
  * possible there); the end of its standard input is the end of the daemon.
  * Its standard output is the channel alone: fd 1 then points to its
  * standard error, which srun relays to concd's log.
+ *
+ * A user's worker (`--user UID`, pool_process.c) runs a user's own code
+ * (python) for a root concd: it takes the user's identity as login(1)
+ * would, with no way back, before it loads a plugin, and runs only jobs
+ * of that user.
  */
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -68,7 +75,96 @@ static struct {
 	struct task_warm warm;
 	int *fds; /* passed with runs not yet read, in order */
 	size_t nfds, fdcap;
+	bool user; /* a user's worker: runs only uid's jobs */
+	uid_t uid;
+	char *refusal; /* a user's worker that is not the user: why */
 } wk;
+
+extern char **environ;
+
+/* What a user's worker keeps of concd's environment: no more. */
+static bool
+worker_env_kept(const char *var)
+{
+	static const char *const kept[] = {
+	    "LANG=",         "LC_",           "TZ=",
+	    "ASAN_OPTIONS=", "LSAN_OPTIONS=", "UBSAN_OPTIONS=",
+	    "TSAN_OPTIONS=",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		if (strncmp(var, kept[i], strlen(kept[i])) == 0)
+			return true;
+	return false;
+}
+
+/* The account's environment, as exec gives a command run as its owner. */
+static int
+worker_user_env(const struct task_account *a)
+{
+	char **v, **keep;
+	size_t n = 0, k = 0;
+
+	while (environ[n] != NULL)
+		n++;
+	if ((keep = calloc(n + 1, sizeof(*keep))) == NULL)
+		return -1;
+	for (v = environ; *v != NULL; v++)
+		if (worker_env_kept(*v) && (keep[k++] = strdup(*v)) == NULL)
+			return -1;
+	if (clearenv() != 0)
+		return -1;
+	for (v = keep; *v != NULL; v++)
+		if (putenv(*v) != 0) /* the strings are the environment's now */
+			return -1;
+	free(keep);
+	if (setenv("HOME", a->home, 1) < 0 || setenv("USER", a->name, 1) < 0 ||
+	    setenv("LOGNAME", a->name, 1) < 0 ||
+	    setenv("SHELL", a->shell, 1) < 0 ||
+	    setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1) < 0)
+		return -1;
+	return 0;
+}
+
+int
+worker_become(uid_t uid)
+{
+	struct task_account a;
+	char err[256];
+	int rc = -1;
+
+	wk.user = true;
+	wk.uid = uid;
+	if (task_account_get(uid, &a, err, sizeof(err)) < 0) {
+		if (asprintf(&wk.refusal, "cannot run as uid %u: %s",
+		             (unsigned)uid, err) < 0)
+			_exit(1);
+		return -1;
+	}
+	if (setgroups((size_t)a.ngroups, a.groups) < 0 ||
+	    setresgid(a.gid, a.gid, a.gid) < 0 ||
+	    setresuid(uid, uid, uid) < 0) {
+		snprintf(err, sizeof(err), "%s", strerror(errno));
+	} else if (uid != 0 && (setresuid(0, 0, 0) == 0 || geteuid() == 0)) {
+		snprintf(err, sizeof(err), "root's rights stayed");
+	} else if (worker_user_env(&a) < 0) {
+		snprintf(err, sizeof(err), "out of memory");
+	} else {
+		/* the call's cwd moves it; until then, as a login would */
+		if (chdir(a.home) < 0 && chdir("/") < 0)
+			_exit(1);
+		umask(022);
+		rc = 0;
+	}
+	if (rc < 0 && asprintf(&wk.refusal,
+	                       "cannot take the identity of %s "
+	                       "(uid %u): %s",
+	                       a.name, (unsigned)uid, err) < 0)
+		_exit(1);
+	task_account_free(&a);
+	return rc;
+}
 
 static void
 worker_flush(void)
@@ -272,6 +368,15 @@ worker_on_run(const struct proto_msg *m)
 		msgpack_pack_object(&pk, m->f[PF_ARGS]);
 		j->args = b.data;
 		j->args_len = (uint32_t)b.len;
+	}
+	if (wk.user && (wk.refusal != NULL || j->uid != wk.uid)) {
+		task_fail(&j->ctx, "%s",
+		          wk.refusal != NULL
+		              ? wk.refusal
+		              : "a job of another user: refused");
+		worker_send_end(j, PS_FAILED);
+		worker_free_job(j);
+		return;
 	}
 	if (j->task == NULL) {
 		task_fail(&j->ctx, "no task \"%.*s\" in this worker", (int)len,
@@ -705,5 +810,6 @@ worker_main(int index, bool once, bool stdio, int busy_poll)
 	pbuf_free(&wk.in);
 	pbuf_free(&wk.out);
 	msgpack_zone_destroy(&wk.zone);
+	free(wk.refusal);
 	return 0;
 }

@@ -5,6 +5,8 @@
 #ifndef WORKER_H
 #define WORKER_H
 
+#include <sys/types.h>
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -14,6 +16,12 @@
 
 /* stdio: a remote worker, on standard input and output (worker.c) */
 int worker_main(int index, bool once, bool stdio, int busy_poll_us);
+/*
+ * A user's worker (`--user UID`, started by a root concd): take the
+ * user's identity for good, before anything else.  -1 if it cannot: the
+ * worker then fails every job it is given, with the reason.
+ */
+int worker_become(uid_t uid);
 
 /*
  * A page that a worker process and concd both map (a memfd the worker

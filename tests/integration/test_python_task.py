@@ -8,6 +8,7 @@ The functions live in a module directory the test writes and sends as
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from harness import BOUND, CONCTL, Daemon  # noqa: E402
 
 PLUGINS = os.environ.get("CONCD_PYTHON_PLUGINS", "")
 EXECUTORS = ("thread", "process")
-USER = "concd-pyuser"  # made and removed by the refusal test
+USER = "concd-pyuser"  # made and removed by the tests of users' workers
 
 FUNCS = '''
 import os
@@ -357,27 +358,282 @@ class PythonTaskTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("args given as a string is read as JSON", r.stderr)
 
-    def test_another_users_calls_are_refused_on_a_root_concd(self):
+    def kill_mid_call(self, x):
+        """A call whose worker process is killed: the call fails with
+        worker_died, and the next call runs in a new worker."""
+        before = self.ok("pt_funcs:pid", x)
+        rid = self.submit("pt_funcs:spin", x)
+        job = self.wait_running(rid)
+        os.kill(before, signal.SIGKILL)
+        end = self.c.until_end(rid)[-1]
+        self.assertEqual((end["job"], end["state"], end["error"]),
+                         (job, "failed", "worker_died"), end)
+        self.assertIn("(pid %d) was killed by signal 9" % before,
+                      end["message"])
+        after = self.ok("pt_funcs:pid", x)
+        self.assertNotEqual(after, before)
+        return after
+
+    def test_a_worker_killed_mid_call_fails_the_call_and_the_next_runs(self):
+        self.kill_mid_call("process")
+
+
+WHOAMI = '''
+import os
+
+
+def whoami():
+    return [os.getuid(), os.geteuid(), os.getgid(), sorted(os.getgroups()),
+            os.environ.get("HOME"), os.environ.get("USER"),
+            os.environ.get("NOTIFY_SOCKET"), os.getpid()]
+
+
+def mine():
+    """What only the user may read: the module's own directory."""
+    return sorted(os.listdir(os.path.dirname(os.path.abspath(__file__))))
+'''
+
+# a fresh Python program of the user's, with the client package
+AS_USER = '''
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import concd
+import pu_funcs
+from concd.futures import ConcdExecutor
+with ConcdExecutor(executor="process") as ex:
+    print(ex.submit(pu_funcs.whoami).result()[0])
+try:
+    with ConcdExecutor(executor="thread") as ex:
+        ex.submit(pu_funcs.whoami).result()
+except concd.PermissionDenied as e:
+    print("refused:", e.message)
+'''
+
+
+class UserClient(harness.Client):
+    """A connection made with uid as the effective uid: concd takes it for
+    that user's (SO_PEERCRED)."""
+
+    def __init__(self, path, uid):
+        os.seteuid(uid)
+        try:
+            super().__init__(path)
+        finally:
+            os.seteuid(0)
+
+
+class UserWorkersTest(unittest.TestCase):
+    """A root concd runs another user's python calls in worker processes
+    started as that user: never with root's rights, never on a thread."""
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: it creates the user " +
+                                    USER)
+        if shutil.which("useradd") is None:
+            raise unittest.SkipTest("useradd is not installed")
+        subprocess.run(["userdel", "-r", USER], capture_output=True)
+        subprocess.run(["useradd", "--create-home", USER], check=True,
+                       capture_output=True, timeout=BOUND)
+        cls.pw = pwd.getpwnam(USER)
+        # the user's modules: in the user's home, which only they can read
+        os.chmod(cls.pw.pw_dir, 0o700)
+        cls.umods = os.path.join(cls.pw.pw_dir, "mods")
+        os.mkdir(cls.umods, 0o700)
+        with open(os.path.join(cls.umods, "pu_funcs.py"), "w") as f:
+            f.write(WHOAMI)
+        with open(os.path.join(cls.umods, "pt_funcs.py"), "w") as f:
+            f.write(FUNCS)
+        for name in ("", "pu_funcs.py", "pt_funcs.py"):
+            os.chown(os.path.join(cls.umods, name), cls.pw.pw_uid,
+                     cls.pw.pw_gid)
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run(["userdel", "-r", USER], capture_output=True)
+
+    def setUp(self):
+        self.d = Daemon("-p", "1", "--plugin-dir", PLUGINS)
+        self.c = self.d.client()
+        os.chmod(self.d.socket, 0o666)
+        self.uc = UserClient(self.d.socket, self.pw.pw_uid)
+
+    def tearDown(self):
+        self.uc.close()
+        self.d.close()
+
+    def root_pid(self):
+        m = self.c.call("submit", task="python", exec="process", watch=True,
+                        args=dict(call="os:getpid"))
+        end = self.c.until_end(m["id"])[-1]
+        self.assertEqual(end["state"], "succeeded", end)
+        return end["result"]
+
+    def user_call(self, call, x="process", **kw):
+        """A call of the user's, as the user submits it: its end."""
+        m = self.uc.call("submit", task="python", exec=x, watch=True,
+                         args=dict(call=call, path=[self.umods]), **kw)
+        if m["t"] == "error":
+            return m
+        return self.uc.until_end(m["id"])[-1]
+
+    def user_ok(self, call, x="process", **kw):
+        end = self.user_call(call, x, **kw)
+        self.assertEqual(end.get("state"), "succeeded", end)
+        return end["result"]
+
+    def user_workers(self):
+        return [w for w in self.c.call("pool")["workers"]
+                if w.get("uid") == self.pw.pw_uid]
+
+    def test_a_users_call_runs_in_a_worker_process_of_that_user(self):
+        pw = self.pw
+        groups = sorted(os.getgrouplist(pw.pw_name, pw.pw_gid))
+        who = self.user_ok("pu_funcs:whoami")
+        self.assertEqual(who[:7], [pw.pw_uid, pw.pw_uid, pw.pw_gid, groups,
+                                   pw.pw_dir, pw.pw_name, None])
+        # what only the user may read, and write (the imports' cache)
+        self.assertEqual(self.user_ok("pu_funcs:mine"),
+                         ["__pycache__", "pt_funcs.py", "pu_funcs.py"])
+        self.assertEqual(os.stat(os.path.join(self.umods,
+                                              "__pycache__")).st_uid,
+                         pw.pw_uid)
+        # kept warm: the next call runs in the same process
+        self.assertEqual(self.user_ok("pu_funcs:whoami")[7], who[7])
+        workers = self.user_workers()
+        self.assertEqual([(w["exec"], w["worker"], w["pid"], w["state"])
+                          for w in workers],
+                         [("process", 0, who[7], "idle")])
+        # root's calls run in the pool, which is not the user's
+        self.assertNotEqual(self.root_pid(), who[7])
+        r = self.d.concctl("pool")
+        self.assertRegex(r.stdout, r"process +0 \(%s\) +%d +idle" %
+                         (USER, who[7]))
+
+    def test_a_users_call_on_a_thread_is_refused(self):
+        end = self.user_call("pu_funcs:whoami", "thread")
+        self.assertEqual(end["t"], "error", end)
+        self.assertEqual(end["error"], "permission_denied")
+        self.assertEqual(end["message"],
+                         "python jobs of uid %d run only on the process "
+                         "executor, in worker processes started as uid %d: "
+                         "this concd runs as root, and its worker threads "
+                         "have root's rights" % ((self.pw.pw_uid,) * 2))
+        self.assertEqual(self.user_workers(), [])
+
+    def test_a_users_fresh_call_runs_as_the_user_in_a_new_process(self):
+        warm = self.user_ok("pu_funcs:whoami")
+        fresh = self.user_ok("pu_funcs:whoami", fresh=True)
+        self.assertEqual(fresh[:3], warm[:3])
+        self.assertNotEqual(fresh[7], warm[7])
+
+    def test_a_users_calls_use_up_to_the_pools_size_of_workers(self):
+        # two calls at once on a pool of one: the user's second worker
+        # waits as the pool's would, in order
+        rids = [self.uc.request("submit", task="python", exec="process",
+                                watch=True,
+                                args=dict(call="pu_funcs:whoami",
+                                          path=[self.umods]))
+                for _ in range(3)]
+        pids = {self.uc.until_end(r)[-1]["result"][7] for r in rids}
+        self.assertEqual(len(pids), 1)
+        self.assertEqual(len(self.user_workers()), 1)
+
+    def test_a_users_worker_killed_mid_call(self):
+        pid = self.user_ok("pu_funcs:whoami")[7]
+        m = self.uc.call("submit", task="python", exec="process",
+                         watch=True, args=dict(call="pt_funcs:spin",
+                                               path=[self.umods]))
+        while True:
+            e = self.uc.recv_for(m["id"])
+            self.assertIsNotNone(e)
+            if e["t"] == "progress":
+                break
+        os.kill(pid, signal.SIGKILL)
+        end = self.uc.until_end(m["id"])[-1]
+        self.assertEqual((end["state"], end["error"]),
+                         ("failed", "worker_died"), end)
+        who = self.user_ok("pu_funcs:whoami")
+        self.assertEqual(who[0], self.pw.pw_uid)
+        self.assertNotEqual(who[7], pid)
+
+    def test_the_client_library_as_the_user(self):
+        pkg = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "..", "..", "python")
+        r = subprocess.run(
+            ["setpriv", "--reuid=%d" % self.pw.pw_uid,
+             "--regid=%d" % self.pw.pw_gid, "--init-groups",
+             "/usr/bin/python3", "-c", AS_USER, os.path.abspath(pkg),
+             self.umods],
+            capture_output=True, text=True, timeout=BOUND,
+            cwd=self.pw.pw_dir,
+            env=dict(os.environ, CONCD_SOCKET=self.d.socket,
+                     HOME=self.pw.pw_dir))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], str(self.pw.pw_uid))
+        self.assertTrue(lines[1].startswith("refused: python jobs of uid "
+                                            "%d run only on the process "
+                                            "executor" % self.pw.pw_uid),
+                        lines)
+
+
+class UserWorkersIdleTest(unittest.TestCase):
+    """user-worker-idle: a user's worker leaves after that long idle."""
+
+    def setUp(self):
         if os.geteuid() != 0:
             self.skipTest("needs root: it creates the user " + USER)
-        if shutil.which("useradd") is None:
-            self.skipTest("useradd is not installed")
-        subprocess.run(["userdel", USER], capture_output=True)
+        subprocess.run(["userdel", "-r", USER], capture_output=True)
         subprocess.run(["useradd", "--no-create-home", USER], check=True,
                        capture_output=True, timeout=BOUND)
+        self.uid = pwd.getpwnam(USER).pw_uid
+        self.mods = tempfile.mkdtemp(prefix="concd-pymods-")
+        os.chmod(self.mods, 0o755)
+        with open(os.path.join(self.mods, "pu_funcs.py"), "w") as f:
+            f.write(WHOAMI)
+        self.conf = os.path.join(self.mods, "concd.conf")
+        with open(self.conf, "w") as f:
+            f.write("processes = 1\nuser-worker-idle = 3600\n")
+        self.d = Daemon("--plugin-dir", PLUGINS, "-c", self.conf)
+        os.chmod(self.d.socket, 0o666)
+
+    def tearDown(self):
         try:
-            os.chmod(self.d.socket, 0o666)
-            u = pwd.getpwnam(USER).pw_uid
-            r = self.d.concctl("run", "python", "call=pt_funcs:pid",
-                               "path=" + self.mods, user=u)
-            self.assertNotEqual(r.returncode, 0)
-            self.assertIn("python jobs of uid %d are refused: this concd "
-                          "runs as root" % u, r.stderr)
-            self.assertIn("per-user workers are not there yet", r.stderr)
-            # root's own calls run
-            self.ok("pt_funcs:pid", "process")
+            self.d.close()
         finally:
+            shutil.rmtree(self.mods, ignore_errors=True)
             subprocess.run(["userdel", USER], capture_output=True)
+
+    def user_call(self):
+        r = self.d.concctl("run", "python", "call=pu_funcs:whoami",
+                           "path=" + self.mods, "-x", "process",
+                           user=self.uid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("[%d," % self.uid), r.stdout)
+
+    def test_an_idle_users_worker_is_retired(self):
+        c = self.d.client()
+        self.user_call()
+        self.assertEqual([w["state"] for w in c.call("pool")["workers"]
+                          if w.get("uid") == self.uid], ["idle"])
+        # reloaded: from the next time it falls idle
+        with open(self.conf, "w") as f:
+            f.write("processes = 2\nuser-worker-idle = 0\n")
+        self.d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + BOUND
+        while c.call("pool")["processes"] != 2:
+            self.assertLess(time.monotonic(), deadline, "no reload")
+        self.user_call()
+        deadline = time.monotonic() + BOUND
+        while any(w.get("uid") == self.uid
+                  for w in c.call("pool")["workers"]):
+            self.assertLess(time.monotonic(), deadline,
+                            "the idle worker stayed")
+            c.call("ping")
+        # and a new call starts a new one
+        self.user_call()
 
 
 if __name__ == "__main__":
