@@ -103,8 +103,9 @@ worker_env_kept(const char *var)
 static int
 worker_user_env(const struct task_account *a)
 {
-	char **v, **keep;
+	char **v, **keep, *eq;
 	size_t n = 0, k = 0;
+	int rc = 0;
 
 	while (environ[n] != NULL)
 		n++;
@@ -112,14 +113,22 @@ worker_user_env(const struct task_account *a)
 		return -1;
 	for (v = environ; *v != NULL; v++)
 		if (worker_env_kept(*v) && (keep[k++] = strdup(*v)) == NULL)
-			return -1;
-	if (clearenv() != 0)
-		return -1;
+			rc = -1;
+	if (rc == 0 && clearenv() != 0)
+		rc = -1;
+	/* setenv's copies, which the C library keeps track of */
+	for (v = keep; rc == 0 && *v != NULL; v++) {
+		if ((eq = strchr(*v, '=')) == NULL)
+			continue;
+		*eq = '\0';
+		if (setenv(*v, eq + 1, 1) < 0)
+			rc = -1;
+	}
 	for (v = keep; *v != NULL; v++)
-		if (putenv(*v) != 0) /* the strings are the environment's now */
-			return -1;
+		free(*v);
 	free(keep);
-	if (setenv("HOME", a->home, 1) < 0 || setenv("USER", a->name, 1) < 0 ||
+	if (rc < 0 || setenv("HOME", a->home, 1) < 0 ||
+	    setenv("USER", a->name, 1) < 0 ||
 	    setenv("LOGNAME", a->name, 1) < 0 ||
 	    setenv("SHELL", a->shell, 1) < 0 ||
 	    setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1) < 0)
