@@ -95,13 +95,28 @@ def _call_chunk(call, calls):
 CHUNK_CALL = "concd.futures:_call_chunk"
 
 
+# _path()'s last answer: (sys.path, cwd, when, dirs); a stat of every
+# entry took a tenth of a call's round trip
+_path_cache = (None, None, 0.0, None)
+PATH_TTL = 1.0  # seconds: a directory made later is seen this late
+
+
 def _path():
-    """The caller's sys.path entries that are directories, absolute."""
+    """The caller's sys.path entries that are directories, absolute (for
+    the same sys.path and working directory, the answer of the last
+    PATH_TTL seconds)."""
+    global _path_cache
+    key, cwd, now = tuple(sys.path), os.getcwd(), time.monotonic()
+    k, c, when, dirs = _path_cache
+    if k == key and c == cwd and now - when < PATH_TTL:
+        return list(dirs)
     out = []
-    for p in sys.path:
-        p = os.path.abspath(p or os.curdir)
+    for p in key:
+        p = os.path.join(cwd, p) if p else cwd
+        p = os.path.normpath(p)
         if os.path.isdir(p) and p not in out:
             out.append(p)
+    _path_cache = (key, cwd, now, tuple(out))
     return out
 
 
