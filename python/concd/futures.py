@@ -15,11 +15,11 @@ sends its requests without waiting for replies.
 """
 import concurrent.futures as cf
 import importlib
-import inspect
 import os
 import sys
 import threading
 import time
+import types
 
 from . import Client, ConcdError, Cancelled, TaskFailed, end_result, \
     pack, submit_fields
@@ -43,8 +43,8 @@ def callable_name(fn):
     """"module:qualname" for a function concd can import, or TypeError
     saying why fn cannot be sent."""
     owner = getattr(fn, "__self__", None)
-    if owner is not None and not (inspect.isclass(owner) or
-                                  inspect.ismodule(owner)):
+    if owner is not None and not isinstance(owner, (type,
+                                                     types.ModuleType)):
         raise TypeError("cannot send %r to concd: a method bound to an "
                         "instance (pass a module-level function)" % (fn,))
     module = getattr(fn, "__module__", None)

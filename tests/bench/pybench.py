@@ -255,7 +255,8 @@ def report(rows, runs, calls, rounds, n):
     m, r, f = ratio("map", "map0"), ratio("rtt", "rtt0"), \
         ratio("fresh", "fresh0")
     p, t = ratio("p1", "p2"), ratio("t1", "t2")
-    print("\nmedians of %d runs (range of the runs in brackets):" % runs)
+    print("\nmedians of %d runs (range of the runs in brackets); load "
+          "average at the end %.2f %.2f %.2f:" % ((runs,) + os.getloadavg()))
     print("  map square x%d    concd %8.0f/s [%s]  pool %8.0f/s [%s]  "
           "%.2fx  (target >= 5x: %s)"
           % (calls, med(rows["map"]), span("map"), med(rows["map0"]),
