@@ -14,14 +14,15 @@ lists).  Each executor has one connection, shared by its threads, and
 sends its requests without waiting for replies.
 """
 import concurrent.futures as cf
-import inspect
+import importlib
 import os
 import sys
 import threading
 import time
+import types
 
-from . import Client, ConcdError, Cancelled, end_result, pack, \
-    submit_fields
+from . import Client, ConcdError, Cancelled, TaskFailed, end_result, \
+    pack, submit_fields
 
 __all__ = ["ConcdExecutor", "ConcdFuture", "callable_name", "EXECUTORS"]
 
@@ -31,14 +32,19 @@ OPTIONS = ("timeout", "retries", "retry_delay", "daemon", "group", "label",
 # a gather request is cut at this many bytes (the frame limit is 1 MiB)
 GATHER_BYTES = 768 * 1024
 GATHER_JOBS = 10000
+# map() without a chunksize cuts its calls into about this many jobs, of
+# at most MAP_CHUNK calls each: few enough that a call costs little more
+# than the function, enough to keep the workers busy to the end
+MAP_JOBS = 64
+MAP_CHUNK = 1000
 
 
 def callable_name(fn):
     """"module:qualname" for a function concd can import, or TypeError
     saying why fn cannot be sent."""
     owner = getattr(fn, "__self__", None)
-    if owner is not None and not (inspect.isclass(owner) or
-                                  inspect.ismodule(owner)):
+    if owner is not None and not isinstance(owner, (type,
+                                                     types.ModuleType)):
         raise TypeError("cannot send %r to concd: a method bound to an "
                         "instance (pass a module-level function)" % (fn,))
     module = getattr(fn, "__module__", None)
@@ -76,13 +82,41 @@ def callable_name(fn):
     return "%s:%s" % (module, qualname)
 
 
+def _call_chunk(call, calls):
+    """On a worker: the results of the function named call ("module:
+    qualname") over the argument lists calls, for ConcdExecutor.map."""
+    module, _, qualname = call.partition(":")
+    fn = importlib.import_module(module)
+    for part in qualname.split("."):
+        fn = getattr(fn, part)
+    return [fn(*args) for args in calls]
+
+
+CHUNK_CALL = "concd.futures:_call_chunk"
+
+
+# _path()'s last answer: (sys.path, cwd, when, dirs); a stat of every
+# entry took a tenth of a call's round trip
+_path_cache = (None, None, 0.0, None)
+PATH_TTL = 1.0  # seconds: a directory made later is seen this late
+
+
 def _path():
-    """The caller's sys.path entries that are directories, absolute."""
+    """The caller's sys.path entries that are directories, absolute (for
+    the same sys.path and working directory, the answer of the last
+    PATH_TTL seconds)."""
+    global _path_cache
+    key, cwd, now = tuple(sys.path), os.getcwd(), time.monotonic()
+    k, c, when, dirs = _path_cache
+    if k == key and c == cwd and now - when < PATH_TTL:
+        return list(dirs)
     out = []
-    for p in sys.path:
-        p = os.path.abspath(p or os.curdir)
+    for p in key:
+        p = os.path.join(cwd, p) if p else cwd
+        p = os.path.normpath(p)
         if os.path.isdir(p) and p not in out:
             out.append(p)
+    _path_cache = (key, cwd, now, tuple(out))
     return out
 
 
@@ -283,17 +317,60 @@ class ConcdExecutor(cf.Executor):
 
     def map(self, fn, *iterables, timeout=None, chunksize=None):
         """fn over the iterables, results in order, like Executor.map.
-        The calls go as `gather` requests of chunksize jobs each (None:
-        as many as a frame holds, up to 10000), all sent at once."""
+        Each job makes chunksize calls, as ProcessPoolExecutor's does
+        (None: about len/64 calls, at most 1000, at least 1); the jobs go
+        at once, in `gather` requests.  A chunk whose results do not fit
+        in a frame is sent again one call a job."""
         self._shared.check_open()
         name = callable_name(fn)
         path = _path()
         cwd = os.getcwd()
-        jobs = (self._job("python", {"call": name, "args": list(a),
-                                     "kwargs": {}, "path": path,
-                                     "cwd": cwd})
-                for a in zip(*iterables))
-        return self._results(self._gather(jobs, chunksize), timeout)
+        calls = [list(a) for a in zip(*iterables)]
+        if chunksize is None:
+            chunksize = min(MAP_CHUNK, max(1, -(-len(calls) // MAP_JOBS)))
+        elif chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+
+        def job(call, args):
+            return self._job("python", {"call": call, "args": args,
+                                        "kwargs": {}, "path": path,
+                                        "cwd": cwd})
+        if chunksize == 1:
+            return self._results(self._gather(
+                (job(name, a) for a in calls), None), timeout)
+        chunks = [calls[i:i + chunksize]
+                  for i in range(0, len(calls), chunksize)]
+        fs = self._gather((job(CHUNK_CALL, [name, c]) for c in chunks),
+                          None)
+        return self._chunk_results(fs, chunks, name, job, timeout)
+
+    def _chunk_results(self, fs, chunks, name, job, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left():
+            return None if deadline is None else deadline - time.monotonic()
+
+        def results():
+            try:
+                fs.reverse()
+                chunks.reverse()
+                while fs:
+                    f, chunk = fs[-1], chunks[-1]
+                    try:
+                        values = f.result(left())
+                    except TaskFailed as e:
+                        if "result is too large" not in str(e):
+                            raise
+                        # one call a job: each result has a frame
+                        values = [g.result(left()) for g in self._gather(
+                            (job(name, a) for a in chunk), None)]
+                    fs.pop()
+                    chunks.pop()
+                    yield from values
+            finally:
+                for f in fs:
+                    f.cancel()
+        return results()
 
     def map_task(self, name, argmaps, timeout=None, chunksize=None):
         """The task name over the argument maps: results in order, as

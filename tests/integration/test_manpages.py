@@ -34,6 +34,12 @@ COMMAND_BOUND = 60.0 * float(os.environ.get("CONCD_TEST_SLOWDOWN", "1"))
 SLOW = float(os.environ.get("CONCD_TEST_SLOWDOWN", "1")) > 1
 LOOP_SLEEPERS = r"[1-9]\d?|100" if SLOW else "100"
 PLUGINS = os.environ.get("CONCD_PLUGINS", "")  # where greet.so is built
+# where the python task's plugin is built, when it is (python3-dev): the
+# tutorial's daemon loads it, and the lines of the page's section on it
+# are skipped without it
+PYTHON_PLUGINS = os.environ.get("CONCD_PYTHON_PLUGINS", "")
+PYTHON_SECTION = ".Sh PYTHON ON THREADS AND PROCESSES"
+FILE_COMMENT = re.compile(r'^\.\\"\s*file\s+(\S+)\s*$')
 
 # roff escapes that may appear in the pages' literal displays
 ROFF_ESCAPES = [("\\(aq", "'"), ("\\(dq", '"'), ("\\(ti", "~"),
@@ -72,6 +78,33 @@ def page_commands(page):
             commands[-1][2] = int(EXPECTED_EXIT.match(line).group(1))
     return [(n, text, status) for n, text, status, runs in commands
             if runs]
+
+
+def page_files(page):
+    """{name: text} of the literal displays that follow a comment line
+    `.\\" file NAME`: files the page asks its reader to save."""
+    files, name, text = {}, None, None
+    for line in read("man", page).splitlines():
+        m = FILE_COMMENT.match(line)
+        if m:
+            name = m.group(1)
+        elif name and text is None and line.startswith(".Bd"):
+            text = []
+        elif text is not None and line.startswith(".Ed"):
+            files[name] = "".join(unescape(x) + "\n" for x in text)
+            name, text = None, None
+        elif text is not None:
+            text.append(line)
+    return files
+
+
+def section_lines(page, heading):
+    """The range of the page's line numbers in the section heading."""
+    lines = read("man", page).splitlines()
+    start = lines.index(heading) + 1
+    end = next((n for n in range(start, len(lines))
+                if lines[n].startswith(".Sh ")), len(lines))
+    return range(start, end + 1)
 
 
 def roff_source(page):
@@ -487,13 +520,14 @@ def counter(lock):
     return check
 
 
-def status_primes(queued):
-    """A billion's primes; with queued, the job waited for another."""
+def status_primes(queued, result="50847534"):
+    """A billion's primes (or result); with queued, the job waited for
+    another."""
     def check(r, seen):
         st = status_fields(r)
         want(st.get("state") == "succeeded"
-             and st.get("result") == "50847534",
-             "not 50847534: %r" % r.stdout)
+             and st.get("result") == result,
+             "not %s: %r" % (result, r.stdout))
         if queued:
             m = re.search(r"\(queued (?:(\d+)m)?([0-9.]+)(us|ms|s)\)",
                           st.get("started", ""))
@@ -503,11 +537,26 @@ def status_primes(queued):
     return check
 
 
+def status_python(fresh):
+    """A python job that counted 168 primes, on a warm or fresh
+    process."""
+    def check(r, seen):
+        st = status_fields(r)
+        want(st.get("state") == "succeeded" and st.get("result") == "168",
+             "not a python job that answered 168: %r" % r.stdout)
+        worker = r"fresh process \(pid \d+\)" if fresh else \
+            r"\d process \(pid \d+, served \d+\)"
+        match(worker, st.get("worker", ""), "worker")
+    return check
+
+
 def lifetimes(r, seen):
     match("4000\n", r.stdout, "stdout")
     match(r"concctl: job \d+ cancelled\n", r.stderr, "stderr")
 
 
+# the python task's call of the page's pyprimes.py: (n, executor)
+PY = "python call=pyprimes:count_primes args='[%d]' path=$PWD -x %s"
 TUTORIAL = [
     ("concctl ping", out(r"pong from concd \S+ pid \d+ in [0-9.]+ ms\n")),
     ("concctl pool", idle_pool(served=0)),
@@ -619,6 +668,27 @@ TUTORIAL = [
     ("b=$(concctl submit primes n=1000000000 -x process)", job_id),
     ("concctl wait $a $b", silent),
     ("concctl status $b", status_primes(queued=False)),
+    ("concctl run " + PY % (300000, "thread"), count(25997)),
+    ("concctl run " + PY % (300000, "process"), count(25997)),
+    ("a=$(concctl submit " + PY % (300000, "thread") + ")", job_id),
+    ("concctl wait $a", silent),
+    ("concctl status $a", status_primes(queued=False, result="25997")),
+    ("a=$(concctl submit " + PY % (300000, "thread") + ")", job_id),
+    ("b=$(concctl submit " + PY % (300000, "thread") + ")", job_id),
+    ("concctl wait $a $b", silent),
+    ("concctl status $b", status_primes(queued=False, result="25997")),
+    ("a=$(concctl submit " + PY % (300000, "process") + ")", job_id),
+    ("concctl wait $a", silent),
+    ("concctl status $a", status_primes(queued=False, result="25997")),
+    ("a=$(concctl submit " + PY % (300000, "process") + ")", job_id),
+    ("b=$(concctl submit " + PY % (300000, "process") + ")", job_id),
+    ("concctl wait $a $b", silent),
+    ("concctl status $b", status_primes(queued=False, result="25997")),
+    ("w=$(concctl submit " + PY % (1000, "process") + ")", job_id),
+    ("f=$(concctl submit " + PY % (1000, "process") + " --fresh)", job_id),
+    ("concctl wait $w $f", silent),
+    ("concctl status $w", status_python(fresh=False)),
+    ("concctl status $f", status_python(fresh=True)),
     ("concctl group add two --parallel 2",
      out(r"group two: added \(parallel 2, active\)\n")),
     ("for i in 1 2 3 4 5 6; do concctl submit --group two exec -- sleep 1; "
@@ -656,7 +726,8 @@ TUTORIAL_FIGURES = ["348513", "FNV-1a", "9999 Ar id No succeeded 1000",
                     "failed exited with status 1", "exactly 8000000",
                     "50847534", "job N cancelled", "prints 4000",
                     "ahead 1 jobs", "4 jobs queued and 2",
-                    "which it runs after, failed"]
+                    "which it runs after, failed", "25997", "168 primes",
+                    "fresh process started an interpreter"]
 
 
 def start_daemon():
@@ -664,8 +735,14 @@ def start_daemon():
     come: a long run of jobs must not fill the notify socket's queue."""
     # The tutorial's job kills its worker with SIGSEGV: under ASan or TSan
     # the worker must die of it as the page says, not report it and exit.
-    d = Daemon("-p", "2", threads=2, env={"ASAN_OPTIONS": "handle_segv=0",
-                                          "TSAN_OPTIONS": "handle_segv=0"})
+    plugins = ("--plugin-dir", PYTHON_PLUGINS) if PYTHON_PLUGINS else ()
+    d = Daemon("-p", "2", *plugins, threads=2,
+               env={"ASAN_OPTIONS": "handle_segv=0",
+                    "TSAN_OPTIONS": "handle_segv=0"})
+    # the files the page asks its reader to save, where the commands run
+    for name, text in page_files("concd-concurrency.7").items():
+        with open(os.path.join(d.dir, name), "w") as f:
+            f.write(text)
 
     def drain():
         sock = d.notify.sock
@@ -686,6 +763,7 @@ class Tutorial(unittest.TestCase):
     def setUp(self):
         self.daemons = [start_daemon()]
         self.vars = {}
+        self.skipped_python = []  # page lines left out: no python task
 
     def tearDown(self):
         # every daemon is stopped and checked, even after one failed
@@ -727,7 +805,13 @@ class Tutorial(unittest.TestCase):
                          "the page's commands are not those TUTORIAL "
                          "checks, in the same order")
         crashed = False
+        python = section_lines("concd-concurrency.7", PYTHON_SECTION)
         for (line, text, status), (_, check) in zip(commands, TUTORIAL):
+            # without the python task (no python3-dev), its section's
+            # lines are left out, and the test says so (skipped_python)
+            if not PYTHON_PLUGINS and line in python:
+                self.skipped_python.append(line)
+                continue
             # Under valgrind, valgrind gets the worker's SIGSEGV and the
             # worker dies of it later, during another job: the crash and
             # the look at the pool after it are left out.
@@ -772,6 +856,13 @@ class Tutorial(unittest.TestCase):
                               % (line, text, e, r.stderr[-2000:]))
             if re.search(r"\bconcctl\s+shutdown\b", text):
                 self.restart_after_shutdown()
+        if self.skipped_python:
+            with self.subTest(lines=self.skipped_python):
+                self.skipTest("the python task is not built (no "
+                              "python3-dev: CONCD_PYTHON_PLUGINS is empty): "
+                              "the %d lines of %s were not run"
+                              % (len(self.skipped_python),
+                                 PYTHON_SECTION[4:]))
 
     def test_every_command_of_concd_concurrency_7_fails_without_a_daemon(self):
         # the test above can fail: with no daemon at the socket, every
