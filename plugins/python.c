@@ -252,26 +252,30 @@ py_fini(void *worker_state)
 
 	pthread_mutex_lock(&py.lock);
 	last = --py.users == 0;
-	if (last)
-		py.stop = true;
+	/*
+	 * A thread of concd's pool leaves the interpreter up, even the last
+	 * one that used it and the one that started it: another thread may
+	 * begin a call at any moment, which must not meet an interpreter
+	 * being ended (its calls then waited for the GIL for ever), and an
+	 * ended interpreter does not come back whole.  It ends with concd.
+	 * A worker process's own thread ends it: the process is exiting.
+	 */
+	if (!last || gettid() != getpid() ||
+	    !pthread_equal(py.main_thread, pthread_self())) {
+		pthread_mutex_unlock(&py.lock);
+		return;
+	}
+	py.stop = true;
 	pthread_cond_broadcast(&py.cond);
 	pthread_mutex_unlock(&py.lock);
-	if (!last)
-		return;
 	if (py.watching)
 		pthread_join(py.watcher, NULL);
 	py.watching = false;
-	/*
-	 * Only the thread that started the interpreter ends it; on the
-	 * thread pool another may be the last, and the process ends soon.
-	 */
-	if (pthread_equal(py.main_thread, pthread_self())) {
-		PyEval_RestoreThread(py.main);
-		Py_XDECREF(py.cancelled_exc);
-		py.cancelled_exc = NULL;
-		Py_FinalizeEx();
-		py.up = false;
-	}
+	PyEval_RestoreThread(py.main);
+	Py_XDECREF(py.cancelled_exc);
+	py.cancelled_exc = NULL;
+	Py_FinalizeEx();
+	py.up = false;
 	py.stop = false;
 }
 

@@ -374,6 +374,26 @@ class PythonTaskTest(unittest.TestCase):
         self.assertNotEqual(after, before)
         return after
 
+    def test_the_thread_that_started_python_may_retire(self):
+        # the interpreter starts on thread 1 (thread 0 is busy), which a
+        # resize then retires, while thread 0 takes the next calls
+        busy = self.c.call("submit", task="sleep", exec="thread",
+                           args={"ms": 60000})["job"]
+        self.assertEqual(self.ok("pt_funcs:pid", "thread"), self.d.proc.pid)
+        self.c.call("cancel", job=busy)
+        self.c.call("resize", threads=1)
+        rids = [self.submit("pt_funcs:add", "thread", args=[i])
+                for i in range(20)]
+        for i, rid in enumerate(rids):
+            end = self.c.until_end(rid)[-1]
+            self.assertEqual((end["state"], end["result"], end["worker"]),
+                             ("succeeded", [i + 1, "sum"], 0), end)
+        # and a cancel still interrupts a call
+        rid = self.submit("pt_funcs:spin", "thread")
+        job = self.wait_running(rid)
+        self.c.request("cancel", job=job)
+        self.assertEqual(self.c.until_end(rid)[-1]["state"], "cancelled")
+
     def test_a_worker_killed_mid_call_fails_the_call_and_the_next_runs(self):
         self.kill_mid_call("process")
 
