@@ -450,6 +450,37 @@ class Restart(StoreTest):
                            max(r["job"] for r in before["jobs"]))
 
 
+    def test_a_burst_of_new_jobs_comes_back_field_by_field(self):
+        # one gather: its rows go in one batch, the plain ones sixteen to a
+        # statement (store.c), those with an extra (a label) one by one
+        d = self.daemon(killed=True)
+        c = d.client()
+        jobs = []
+        for i in range(75):
+            j = dict(task="primes", args={"n": 100 + i}, exec="loop")
+            if i % 20 == 7:
+                j["label"] = "l%d" % i
+            jobs.append(j)
+        rid = c.request("gather", jobs=jobs)
+        events = c.until_end(rid)
+        ids = events[0]["jobs"]
+        self.assertEqual(len(ids), 75)
+        for j in ids:
+            wait_stored(d.state_dir, j, "succeeded")
+        before = self.statuses(c, ids)
+        self.kill9(d)
+        c = self.daemon(state_dir=d.state_dir).client()
+        after = self.statuses(c, ids)
+        keys = ("job", "task", "state", "exec", "submitted", "started",
+                "finished", "attempt", "label")
+        for j in ids:
+            self.assertEqual({k: after[j].get(k) for k in keys},
+                             {k: before[j].get(k) for k in keys})
+        self.assertEqual([after[j].get("label") for j in ids[7::20]],
+                         ["l7", "l27", "l47", "l67"])
+        self.assertEqual([c.call("result", job=j)["result"]
+                          for j in ids[:3]], [25, 26, 26])
+
     # request_cancel's `ok` waits, as `accepted` does, for the batch with
     # the cancelled row: killed in between, concd would run the job.
     def test_a_cancel_that_was_answered_survives_kill_9(self):
