@@ -1402,13 +1402,13 @@ bind_row(sqlite3_stmt *s, int k, const struct batch *b, const struct brow *w)
 			sqlite3_bind_text(s, k + 15, proto_errors[r->err].text,
 			                  -1, SQLITE_STATIC);
 	} else {
-		sqlite3_bind_null(s, 14);
-		sqlite3_bind_null(s, 15);
+		sqlite3_bind_null(s, k + 14);
+		sqlite3_bind_null(s, k + 15);
 	}
 	if (final && r->state == PS_SUCCEEDED)
 		bind_blob(s, k + 16, b, w->result, r->result_len);
 	else
-		sqlite3_bind_null(s, 16);
+		sqlite3_bind_null(s, k + 16);
 	bind_time(s, k + 18, r->started);
 	bind_time(s, k + 19, r->finished);
 	if (r->tid != 0) {
@@ -1416,9 +1416,9 @@ bind_row(sqlite3_stmt *s, int k, const struct batch *b, const struct brow *w)
 		sqlite3_bind_int64(s, k + 21, r->tid);
 		sqlite3_bind_int64(s, k + 22, r->served);
 	} else {
-		sqlite3_bind_null(s, 20);
-		sqlite3_bind_null(s, 21);
-		sqlite3_bind_null(s, 22);
+		sqlite3_bind_null(s, k + 20);
+		sqlite3_bind_null(s, k + 21);
+		sqlite3_bind_null(s, k + 22);
 	}
 	sqlite3_bind_int64(s, k + 23, (sqlite3_int64)r->done);
 	sqlite3_bind_int64(s, k + 24, (sqlite3_int64)r->total);

@@ -469,7 +469,8 @@ class Restart(StoreTest):
             wait_stored(d.state_dir, j, "succeeded")
         before = self.statuses(c, ids)
         self.kill9(d)
-        c = self.daemon(state_dir=d.state_dir).client()
+        d2 = self.daemon(state_dir=d.state_dir)
+        c = d2.client()
         after = self.statuses(c, ids)
         keys = ("job", "task", "state", "exec", "submitted", "started",
                 "finished", "attempt", "label")
@@ -480,6 +481,34 @@ class Restart(StoreTest):
                          ["l7", "l27", "l47", "l67"])
         self.assertEqual([c.call("result", job=j)["result"]
                           for j in ids[:3]], [25, 26, 26])
+        # then rows that leave result, worker, tid, error and message
+        # empty (queued behind the held threads), in the slots the rows
+        # above filled: nothing of theirs stays
+        rid = c.request("gather", jobs=[
+            dict(task="primes", args={"n": 100}, exec="loop")] * 40)
+        self.assertEqual(c.until_end(rid)[-1]["result"], 25)
+        gate = d2.gate()
+        self.addCleanup(gate.release)
+        for _ in range(2):
+            c.call("submit", task="exec", exec="thread",
+                   args={"argv": gate.argv})
+        rid = c.request("gather", jobs=[dict(task="noop", exec="thread")
+                                        for _ in range(40)])
+        queued = c.recv_for(rid)["jobs"]
+        for j in queued:
+            wait_stored(d.state_dir, j, "queued")
+        db = sqlite3.connect("file:%s/jobs.db?mode=ro" % d.state_dir,
+                             uri=True)
+        try:
+            rows = db.execute(
+                "select result, worker, tid, served, error, message, "
+                "started, finished from jobs where id >= ? and id <= ?",
+                (queued[0], queued[-1])).fetchall()
+        finally:
+            db.close()
+        self.assertEqual(rows, [(None,) * 8] * 40)
+        gate.release()
+        self.assertEqual(c.until_end(rid)[-1]["state"], "succeeded")
 
     # request_cancel's `ok` waits, as `accepted` does, for the batch with
     # the cancelled row: killed in between, concd would run the job.
