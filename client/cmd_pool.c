@@ -87,32 +87,47 @@ pool_user_worker(const struct proto_msg *w, char *buf, size_t size)
 		snprintf(buf + n, size - n, " (uid %u)", (unsigned)uid);
 }
 
+/* An id in cell c: "-" when absent or 0 (a thread or worker not known yet). */
+static void
+pool_id_cell(struct render_table *t, size_t r, size_t c,
+             const struct proto_msg *w, enum proto_field f)
+{
+	char buf[24];
+
+	if (proto_u64(w, f, 0) != 0)
+		snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, f, 0));
+	else
+		snprintf(buf, sizeof(buf), "-");
+	render_table_set(t, r, c, buf);
+}
+
+/* Every row's last cells, from c: STATE SERVED UPTIME JOB. */
+static void
+pool_tail_cells(struct render_table *t, size_t r, size_t c,
+                const struct proto_msg *w)
+{
+	char buf[64];
+
+	render_table_set(t, r, c, render_str(w, PF_STATE, buf, sizeof(buf)));
+	snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_SERVED, 0));
+	render_table_set(t, r, c + 1, buf);
+	render_age(buf, sizeof(buf), proto_u64(w, PF_UPTIME, 0));
+	render_table_set(t, r, c + 2, buf);
+	pool_id_cell(t, r, c + 3, w, PF_JOB);
+}
+
 static void
 pool_row(struct render_table *t, size_t r, const struct proto_msg *w)
 {
 	char buf[64];
-	enum proto_field id = proto_has(w, PF_PID) ? PF_PID : PF_TID;
 
 	render_table_set(t, r, 0, render_str(w, PF_EXEC, buf, sizeof(buf)));
 	render_worker(w, buf, sizeof(buf));
 	if (proto_has(w, PF_UID))
 		pool_user_worker(w, buf, sizeof(buf));
 	render_table_set(t, r, 1, buf);
-	if (proto_u64(w, id, 0) != 0) /* 0: a thread not known yet */
-		snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, id, 0));
-	else
-		snprintf(buf, sizeof(buf), "-");
-	render_table_set(t, r, 2, buf);
-	render_table_set(t, r, 3, render_str(w, PF_STATE, buf, sizeof(buf)));
-	snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_SERVED, 0));
-	render_table_set(t, r, 4, buf);
-	render_age(buf, sizeof(buf), proto_u64(w, PF_UPTIME, 0));
-	render_table_set(t, r, 5, buf);
-	if (proto_has(w, PF_JOB))
-		snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_JOB, 0));
-	else
-		snprintf(buf, sizeof(buf), "-");
-	render_table_set(t, r, 6, buf);
+	pool_id_cell(t, r, 2, w, proto_has(w, PF_PID) ? PF_PID : PF_TID);
+	pool_tail_cells(t, r, 3, w);
 }
 
 static void
@@ -126,27 +141,9 @@ remote_row(struct render_table *t, size_t r, const struct proto_msg *w)
 	                 proto_has(w, PF_NODE)
 	                     ? proto_strcpy(w, PF_NODE, buf, sizeof(buf))
 	                     : "-");
-	if (proto_has(w, PF_SLURM_JOB))
-		snprintf(buf, sizeof(buf), "%" PRIu64,
-		         proto_u64(w, PF_SLURM_JOB, 0));
-	else
-		snprintf(buf, sizeof(buf), "-");
-	render_table_set(t, r, 2, buf);
-	if (proto_u64(w, PF_PID, 0) != 0)
-		snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_PID, 0));
-	else
-		snprintf(buf, sizeof(buf), "-");
-	render_table_set(t, r, 3, buf);
-	render_table_set(t, r, 4, render_str(w, PF_STATE, buf, sizeof(buf)));
-	snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_SERVED, 0));
-	render_table_set(t, r, 5, buf);
-	render_age(buf, sizeof(buf), proto_u64(w, PF_UPTIME, 0));
-	render_table_set(t, r, 6, buf);
-	if (proto_has(w, PF_JOB))
-		snprintf(buf, sizeof(buf), "%" PRIu64, proto_u64(w, PF_JOB, 0));
-	else
-		snprintf(buf, sizeof(buf), "-");
-	render_table_set(t, r, 7, buf);
+	pool_id_cell(t, r, 2, w, PF_SLURM_JOB);
+	pool_id_cell(t, r, 3, w, PF_PID);
+	pool_tail_cells(t, r, 4, w);
 }
 
 static bool

@@ -87,9 +87,7 @@ struct pworker {
 	int status; /* once reaped */
 	struct conn *conn;
 	struct worker_shm *shm;
-	struct job_queue jobs; /* given to it, in order */
-	size_t njobs;
-	size_t nrevoking; /* of those, asked back */
+	struct worker_jobs jobs; /* given to it */
 	uint32_t served;
 	uint32_t given; /* jobs handed to it, for max-jobs-per-worker */
 	uint64_t spawned;
@@ -291,7 +289,7 @@ proc_spawn(struct pgroup *g, int index)
 	    (g->user &&
 	     (w->idle = evtimer_new(loop_base, proc_idle_cb, w)) == NULL))
 		abort(); /* out of memory */
-	TAILQ_INIT(&w->jobs);
+	TAILQ_INIT(&w->jobs.q);
 	if ((w->conn = conn_new_with(sv[0], &proc_handler, w)) == NULL) {
 		close(sv[0]);
 		kill(w->pid, SIGKILL);
@@ -410,7 +408,7 @@ proc_grace_cb(evutil_socket_t fd, short what, void *arg)
 	struct job *j;
 	char why[64];
 
-	TAILQ_FOREACH(j, &w->jobs, link) {
+	TAILQ_FOREACH(j, &w->jobs.q, link) {
 		if (atomic_load(&j->ctx.cancel) && proc_has_started(w, j)) {
 			snprintf(why, sizeof(why),
 			         "did not stop within %d s of its cancel",
@@ -422,20 +420,9 @@ proc_grace_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static struct job *
-proc_job_in(struct job_queue *q, uint64_t id)
-{
-	struct job *j;
-
-	TAILQ_FOREACH(j, q, link)
-		if (j->id == id)
-			return j;
-	return NULL;
-}
-
-static struct job *
 proc_job(struct pworker *w, uint64_t id)
 {
-	return proc_job_in(&w->jobs, id);
+	return worker_jobs_find(&w->jobs.q, id);
 }
 
 /* j runs in w: as its "started" says, or its record page first. */
@@ -476,7 +463,7 @@ proc_watch_cb(evutil_socket_t fd, short what, void *arg)
 			proc_started(w, j, w->pid, w->served + 1,
 			             atomic_load(&w->shm->began_us));
 		/* until every job given out is known to have started */
-		TAILQ_FOREACH(j, &w->jobs, link)
+		TAILQ_FOREACH(j, &w->jobs.q, link)
 			if (j->state == PS_QUEUED)
 				waiting = true;
 	}
@@ -489,10 +476,8 @@ proc_give(struct pworker *w, struct job *j)
 {
 	bool stream;
 
-	TAILQ_INSERT_TAIL(&w->jobs, j, link);
-	w->njobs++;
+	worker_jobs_add(&w->jobs, j, w);
 	w->given++;
-	j->xdata = w;
 	if (w->idle != NULL)
 		evtimer_del(w->idle);
 	/* a streamed standard input: the pipe's read end goes with the run */
@@ -507,16 +492,9 @@ proc_give(struct pworker *w, struct job *j)
 static void
 proc_take(struct pworker *w, struct job *j)
 {
-	TAILQ_REMOVE(&w->jobs, j, link);
-	w->njobs--;
-	j->xdata = NULL;
-	if (j->revoking) {
-		j->revoking = false;
-		w->nrevoking--;
-		w->g->nrevoking--;
-	}
+	worker_jobs_remove(&w->jobs, j, &w->g->nrevoking);
 	/* a user's worker is kept warm while it is used */
-	if (w->idle != NULL && w->njobs == 0 && !w->retiring)
+	if (w->idle != NULL && w->jobs.n == 0 && !w->retiring)
 		evtimer_add(w->idle, &pp.user_idle);
 }
 
@@ -526,7 +504,7 @@ proc_idle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pworker *w = arg;
 
-	if (w->njobs > 0 || w->retiring)
+	if (w->jobs.n > 0 || w->retiring)
 		return;
 	log_debug("process worker %d of uid %u (pid %d): idle, retired",
 	          w->index, (unsigned)w->g->uid, (int)w->pid);
@@ -544,7 +522,7 @@ proc_recycle(struct pworker *w)
 	w->retiring = true;
 	log_debug("process worker %d (pid %d): recycled after %u jobs",
 	          w->index, (int)w->pid, w->given);
-	if (w->njobs == 0)
+	if (w->jobs.n == 0)
 		conn_hangup(w->conn);
 	proc_fill();
 }
@@ -553,27 +531,8 @@ proc_recycle(struct pworker *w)
 static bool
 proc_takes_jobs(const struct pworker *w)
 {
-	return w->index >= 0 && !w->retiring && w->nrevoking == 0 &&
-	       w->njobs < PROC_DEPTH;
-}
-
-/*
- * Ask w for its last n jobs back, in order; those it has not started come
- * back in "returned", the others end as usual.
- */
-static void
-proc_revoke(struct pworker *w, size_t n)
-{
-	struct job *j = TAILQ_LAST(&w->jobs, job_queue);
-
-	while (n-- > 1)
-		j = TAILQ_PREV(j, job_queue, link);
-	for (; j != NULL; j = TAILQ_NEXT(j, link)) {
-		worker_msg_revoke(conn_out(w->conn), j);
-		w->nrevoking++;
-		w->g->nrevoking++;
-	}
-	conn_dirty(w->conn);
+	return w->index >= 0 && !w->retiring && w->jobs.nrevoking == 0 &&
+	       w->jobs.n < PROC_DEPTH;
 }
 
 /*
@@ -591,23 +550,25 @@ proc_steal(struct pgroup *g)
 	if (!TAILQ_EMPTY(&g->queue))
 		return;
 	TAILQ_FOREACH(w, &pp.workers, link)
-		if (w->g == g && proc_takes_jobs(w) && w->njobs == 0)
+		if (w->g == g && proc_takes_jobs(w) && w->jobs.n == 0)
 			idle++;
 	while (idle > g->nrevoking) {
 		from = NULL;
 		most = 0;
 		TAILQ_FOREACH(w, &pp.workers, link) {
-			if (w->g != g || w->index < 0 || w->nrevoking > 0 ||
-			    w->njobs < 2)
+			if (w->g != g || w->index < 0 ||
+			    w->jobs.nrevoking > 0 || w->jobs.n < 2)
 				continue;
-			if ((waiting = w->njobs - 1) > most) {
+			if ((waiting = w->jobs.n - 1) > most) {
 				most = waiting;
 				from = w;
 			}
 		}
 		if (from == NULL)
 			return;
-		proc_revoke(from, (most + 1) / 2);
+		worker_jobs_revoke(&from->jobs, conn_out(from->conn),
+		                   (most + 1) / 2, &g->nrevoking);
+		conn_dirty(from->conn);
 	}
 }
 
@@ -622,7 +583,7 @@ proc_user_spawn(struct pgroup *g, const struct pworker *best)
 	const struct pworker *w;
 	int i, live = 0;
 
-	if (best != NULL && best->njobs == 0)
+	if (best != NULL && best->jobs.n == 0)
 		return NULL;
 	TAILQ_FOREACH(w, &pp.workers, link) {
 		if (w->g == g && w->index >= 0 && !w->retiring) {
@@ -661,7 +622,7 @@ proc_dispatch_group(struct pgroup *g)
 		best = NULL;
 		TAILQ_FOREACH(w, &pp.workers, link) {
 			if (w->g == g && proc_takes_jobs(w) &&
-			    (best == NULL || w->njobs < best->njobs))
+			    (best == NULL || w->jobs.n < best->jobs.n))
 				best = w;
 		}
 		errno = 0;
@@ -769,7 +730,7 @@ proc_dispatch_msg(struct conn *c, const struct proto_msg *m)
 		} else {
 			proc_on_returned(w, j);
 		}
-		if (w->retiring && w->njobs == 0)
+		if (w->retiring && w->jobs.n == 0)
 			conn_hangup(w->conn);
 		proc_dispatch();
 		break;
@@ -865,14 +826,14 @@ proc_closed(struct conn *c, void *arg)
 	 * its place would do the same.
 	 */
 	stillborn = g->user && started == 0 && w->served == 0;
-	while ((j = TAILQ_FIRST(&w->jobs)) != NULL) {
+	while ((j = TAILQ_FIRST(&w->jobs.q)) != NULL) {
 		proc_take(w, j);
 		j->xdata = PROC_GONE;
 		TAILQ_INSERT_TAIL(&gone, j, link);
 	}
 	/* first those that go back, so every job is somewhere when the
 	 * others end */
-	for (j = ran ? proc_job_in(&gone, started) : TAILQ_FIRST(&gone);
+	for (j = ran ? worker_jobs_find(&gone, started) : TAILQ_FIRST(&gone);
 	     j != NULL; j = next) {
 		next = TAILQ_NEXT(j, link);
 		if ((ran && j->id == started) || atomic_load(&j->ctx.cancel) ||
@@ -1069,7 +1030,7 @@ pool_process_resize(int n)
 		if (w->index >= n && !w->retiring) {
 			/* no new jobs; it leaves once its last one ends */
 			w->retiring = true;
-			if (w->njobs == 0)
+			if (w->jobs.n == 0)
 				conn_hangup(w->conn);
 		}
 	}
@@ -1105,7 +1066,7 @@ pool_process_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		info.served = w->served;
 		info.since = w->spawned;
 		info.state = w->retiring ? "retiring" : "idle";
-		TAILQ_FOREACH(j, &w->jobs, link) {
+		TAILQ_FOREACH(j, &w->jobs.q, link) {
 			if (j->state == PS_RUNNING) {
 				info.job = j->id;
 				info.state = w->retiring ? "retiring" : "busy";
@@ -1159,12 +1120,12 @@ proc_let_exit(void)
 	int ms;
 
 	TAILQ_FOREACH(w, &pp.workers, link)
-		if (w->njobs == 0)
+		if (w->jobs.n == 0)
 			shutdown(w->fd, SHUT_WR);
 	for (ms = 0; ms < PROC_EXIT_MS; ms++) {
 		waiting = false;
 		TAILQ_FOREACH(w, &pp.workers, link) {
-			if (w->njobs > 0 || w->reaped)
+			if (w->jobs.n > 0 || w->reaped)
 				continue;
 			if (waitpid(w->pid, &w->status, WNOHANG) == w->pid)
 				w->reaped = true;

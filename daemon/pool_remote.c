@@ -88,9 +88,7 @@ struct rworker {
 	struct conn *conn;
 	pid_t pid; /* on its node, as its hello says */
 	char node[64];
-	struct job_queue jobs; /* given to it, in order */
-	size_t njobs;
-	size_t nrevoking; /* of those, asked back */
+	struct worker_jobs jobs; /* given to it */
 	uint32_t served;
 	uint64_t since;
 	TAILQ_ENTRY(rworker) link;     /* all workers */
@@ -366,7 +364,7 @@ remote_idle_arm(struct ralloc *a)
 	if (a->ending || tv.tv_sec <= 0 || a->idle_ev == NULL)
 		return;
 	TAILQ_FOREACH(w, &a->workers, in_alloc) {
-		if (w->njobs > 0 || w->state < RW_READY) {
+		if (w->jobs.n > 0 || w->state < RW_READY) {
 			evtimer_del(a->idle_ev);
 			return;
 		}
@@ -565,7 +563,7 @@ pool_remote_add(unsigned n, const char *partition, const char *time_limit,
 		w->pidfd = -1;
 		w->state = RW_PENDING;
 		w->since = loop_now_us();
-		TAILQ_INIT(&w->jobs);
+		TAILQ_INIT(&w->jobs.q);
 		TAILQ_INSERT_TAIL(&rp.workers, w, link);
 		TAILQ_INSERT_TAIL(&a->workers, w, in_alloc);
 	}
@@ -591,7 +589,7 @@ remote_alloc_end(struct ralloc *a)
 	TAILQ_FOREACH(w, &a->workers, in_alloc) {
 		if (w->state == RW_READY || w->state == RW_STARTING)
 			w->state = RW_DRAINING;
-		if (w->state == RW_DRAINING && w->njobs == 0) {
+		if (w->state == RW_DRAINING && w->jobs.n == 0) {
 			w->state = RW_EXITING;
 			conn_hangup(w->conn);
 		}
@@ -625,60 +623,24 @@ pool_remote_remove(void)
 static struct job *
 remote_job(struct rworker *w, uint64_t id)
 {
-	struct job *j;
-
-	TAILQ_FOREACH(j, &w->jobs, link)
-		if (j->id == id)
-			return j;
-	return NULL;
+	return worker_jobs_find(&w->jobs.q, id);
 }
 
 static void
 remote_give(struct rworker *w, struct job *j)
 {
-	TAILQ_INSERT_TAIL(&w->jobs, j, link);
-	w->njobs++;
-	j->xdata = w;
+	worker_jobs_add(&w->jobs, j, w);
 	worker_msg_run(conn_out(w->conn), j, false);
 	conn_dirty(w->conn);
 	if (w->a->idle_ev != NULL)
 		evtimer_del(w->a->idle_ev);
 }
 
-static void
-remote_take(struct rworker *w, struct job *j)
-{
-	TAILQ_REMOVE(&w->jobs, j, link);
-	w->njobs--;
-	j->xdata = NULL;
-	if (j->revoking) {
-		j->revoking = false;
-		w->nrevoking--;
-		rp.nrevoking--;
-	}
-}
-
 static bool
 remote_takes_jobs(const struct rworker *w)
 {
-	return w->state == RW_READY && w->nrevoking == 0 &&
-	       w->njobs < REMOTE_DEPTH;
-}
-
-/* Ask w for its last n jobs back; those it has not begun come back. */
-static void
-remote_revoke(struct rworker *w, size_t n)
-{
-	struct job *j = TAILQ_LAST(&w->jobs, job_queue);
-
-	while (n-- > 1)
-		j = TAILQ_PREV(j, job_queue, link);
-	for (; j != NULL; j = TAILQ_NEXT(j, link)) {
-		worker_msg_revoke(conn_out(w->conn), j);
-		w->nrevoking++;
-		rp.nrevoking++;
-	}
-	conn_dirty(w->conn);
+	return w->state == RW_READY && w->jobs.nrevoking == 0 &&
+	       w->jobs.n < REMOTE_DEPTH;
 }
 
 /*
@@ -695,22 +657,25 @@ remote_steal(void)
 	if (!TAILQ_EMPTY(&rp.queue))
 		return;
 	TAILQ_FOREACH(w, &rp.workers, link)
-		if (remote_takes_jobs(w) && w->njobs == 0)
+		if (remote_takes_jobs(w) && w->jobs.n == 0)
 			idle++;
 	while (idle > rp.nrevoking) {
 		from = NULL;
 		most = 0;
 		TAILQ_FOREACH(w, &rp.workers, link) {
-			if (w->conn == NULL || w->nrevoking > 0 || w->njobs < 2)
+			if (w->conn == NULL || w->jobs.nrevoking > 0 ||
+			    w->jobs.n < 2)
 				continue;
-			if ((waiting = w->njobs - 1) > most) {
+			if ((waiting = w->jobs.n - 1) > most) {
 				most = waiting;
 				from = w;
 			}
 		}
 		if (from == NULL)
 			return;
-		remote_revoke(from, (most + 1) / 2);
+		worker_jobs_revoke(&from->jobs, conn_out(from->conn),
+		                   (most + 1) / 2, &rp.nrevoking);
+		conn_dirty(from->conn);
 	}
 }
 
@@ -725,7 +690,7 @@ remote_dispatch(void)
 		best = NULL;
 		TAILQ_FOREACH(w, &rp.workers, link) {
 			if (remote_takes_jobs(w) &&
-			    (best == NULL || w->njobs < best->njobs))
+			    (best == NULL || w->jobs.n < best->jobs.n))
 				best = w;
 		}
 		if (best == NULL)
@@ -785,7 +750,7 @@ remote_hello(struct rworker *w, const struct proto_msg *m)
 static void
 remote_on_end(struct rworker *w, struct job *j, const struct proto_msg *m)
 {
-	remote_take(w, j);
+	worker_jobs_remove(&w->jobs, j, &rp.nrevoking);
 	if (j->state == PS_RUNNING)
 		rp.nrunning--;
 	else
@@ -831,14 +796,14 @@ remote_dispatch_msg(struct conn *c, const struct proto_msg *m)
 		break;
 	case PROTO_RETURNED:
 		/* given back unstarted: first in line again */
-		remote_take(w, j);
+		worker_jobs_remove(&w->jobs, j, &rp.nrevoking);
 		if (atomic_load(&j->ctx.cancel)) {
 			rp.nqueued--;
 			job_finish(j, PS_CANCELLED);
 		} else {
 			TAILQ_INSERT_HEAD(&rp.queue, j, link);
 		}
-		if (w->state == RW_DRAINING && w->njobs == 0) {
+		if (w->state == RW_DRAINING && w->jobs.n == 0) {
 			w->state = RW_EXITING;
 			conn_hangup(w->conn);
 		}
@@ -847,7 +812,7 @@ remote_dispatch_msg(struct conn *c, const struct proto_msg *m)
 	case PROTO_END:
 		conn_hold_reads(c, false);
 		remote_on_end(w, j, m);
-		if (w->state == RW_DRAINING && w->njobs == 0) {
+		if (w->state == RW_DRAINING && w->jobs.n == 0) {
 			w->state = RW_EXITING;
 			conn_hangup(w->conn);
 		}
@@ -888,13 +853,13 @@ remote_closed(struct conn *c, void *arg)
 		log_warnx("remote worker %d (pid %d) on %s, Slurm job %" PRIu64
 		          ", was lost%s",
 		          w->index, (int)w->pid, remote_node(w), w->a->slurm_id,
-		          w->njobs > 0 ? " with jobs on it" : "");
+		          w->jobs.n > 0 ? " with jobs on it" : "");
 		remote_dead(w, RW_LOST);
 	} else {
 		w->state = RW_EXITING;
 	}
-	while ((j = TAILQ_FIRST(&w->jobs)) != NULL) {
-		remote_take(w, j);
+	while ((j = TAILQ_FIRST(&w->jobs.q)) != NULL) {
+		worker_jobs_remove(&w->jobs, j, &rp.nrevoking);
 		j->xdata = REMOTE_GONE;
 		TAILQ_INSERT_TAIL(&gone, j, link);
 	}
@@ -949,7 +914,7 @@ remote_grace_cb(evutil_socket_t fd, short what, void *arg)
 	struct rworker *w = arg;
 	struct job *j;
 
-	TAILQ_FOREACH(j, &w->jobs, link) {
+	TAILQ_FOREACH(j, &w->jobs.q, link) {
 		if (atomic_load(&j->ctx.cancel) && j->state == PS_RUNNING &&
 		    w->srun > 0) {
 			log_warnx("remote worker %d on %s: job %" PRIu64
@@ -1020,7 +985,7 @@ pool_remote_foreach(void (*fn)(const struct pool_worker_info *, void *),
 		info.state = rstate_names[w->state];
 		info.node = w->node[0] != '\0' ? w->node : NULL;
 		info.slurm_job = w->a->slurm_id;
-		TAILQ_FOREACH(j, &w->jobs, link) {
+		TAILQ_FOREACH(j, &w->jobs.q, link) {
 			if (j->state == PS_RUNNING) {
 				info.job = j->id;
 				if (w->state == RW_READY)

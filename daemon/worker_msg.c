@@ -14,15 +14,55 @@
 #include "task_int.h"
 #include "worker_msg.h"
 
-void
-worker_msg_revoke(struct pbuf *out, struct job *j)
+struct job *
+worker_jobs_find(const struct job_queue *q, uint64_t id)
 {
+	struct job *j;
+
+	TAILQ_FOREACH(j, q, link)
+		if (j->id == id)
+			return j;
+	return NULL;
+}
+
+void
+worker_jobs_add(struct worker_jobs *h, struct job *j, void *worker)
+{
+	TAILQ_INSERT_TAIL(&h->q, j, link);
+	h->n++;
+	j->xdata = worker;
+}
+
+void
+worker_jobs_remove(struct worker_jobs *h, struct job *j, size_t *revoking)
+{
+	TAILQ_REMOVE(&h->q, j, link);
+	h->n--;
+	j->xdata = NULL;
+	if (j->revoking) {
+		j->revoking = false;
+		h->nrevoking--;
+		(*revoking)--;
+	}
+}
+
+void
+worker_jobs_revoke(struct worker_jobs *h, struct pbuf *out, size_t n,
+                   size_t *revoking)
+{
+	struct job *j = TAILQ_LAST(&h->q, job_queue);
 	struct proto_enc e;
 
-	j->revoking = true;
-	proto_enc_begin(&e, out, PROTO_REVOKE, 0);
-	proto_enc_u64(&e, PF_JOB, j->id);
-	proto_enc_end(&e);
+	while (n-- > 1)
+		j = TAILQ_PREV(j, job_queue, link);
+	for (; j != NULL; j = TAILQ_NEXT(j, link)) {
+		j->revoking = true;
+		proto_enc_begin(&e, out, PROTO_REVOKE, 0);
+		proto_enc_u64(&e, PF_JOB, j->id);
+		proto_enc_end(&e);
+		h->nrevoking++;
+		(*revoking)++;
+	}
 }
 
 void

@@ -872,16 +872,13 @@ py_stop(struct task_ctx *ctx)
 _Static_assert(sizeof(struct py_state) <= PYTHON_STATE_SIZE,
                "python.h's PYTHON_STATE_SIZE is too small");
 
-/* what python_shim.c forwards to (PYTHON_IMPL_SYMBOL) */
+/*
+ * What python_shim.c forwards to (PYTHON_IMPL_SYMBOL): the functions and
+ * the state they need; the shim's own table names and describes the task.
+ */
 const struct task concd_python_task = {
     .abi = CONCD_TASK_ABI,
-    .name = "python",
-    .summary = "call module:function with msgpack args on a warm "
-               "interpreter",
-    .traits = TASK_CPU | TASK_USER_CODE | TASK_NOT_AS_OWNER,
-    .executors = TASK_ON_THREAD | TASK_ON_PROCESS,
     .state_size = sizeof(struct py_state),
-    .any_args = true,
     .init = py_init,
     .fini = py_fini,
     .start = py_start,

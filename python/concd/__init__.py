@@ -306,6 +306,17 @@ class _Pending:
         self.finished = False
 
 
+def _watched(watch, m):
+    """A watch's message m as its reader gets it: an `error` raised, the
+    ids of an `accepted` kept in the watch (Watch, and concd.aio's)."""
+    if m["t"] == "error":
+        raise error_from(m)
+    if m["t"] == "accepted":
+        watch.job = m.get("job")
+        watch.jobs = m.get("jobs")
+    return m
+
+
 class Watch:
     """The events of a watched job (submit with watch, `watch`), of a
     gather or of a log: iterate for the messages, or end() for the last.
@@ -336,12 +347,7 @@ class Watch:
                     raise Timeout("no message within %ss" % timeout)
                 p.cond.wait(left)
             m = p.msgs.popleft()
-        if m["t"] == "error":
-            raise error_from(m)
-        if m["t"] == "accepted":
-            self.job = m.get("job")
-            self.jobs = m.get("jobs")
-        return m
+        return _watched(self, m)
 
     def __iter__(self):
         while True:
@@ -477,6 +483,9 @@ class Client:
                 self._outbox.append(data)
                 self._outbox_cond.notify()
             return
+        self._sendall(data)
+
+    def _sendall(self, data):
         try:
             with self._send_lock:
                 self._sock.sendall(data)
@@ -491,11 +500,7 @@ class Client:
                 data = self._outbox.popleft()
             if data is None:
                 return
-            try:
-                with self._send_lock:
-                    self._sock.sendall(data)
-            except OSError as e:
-                self._lost(ConnectionLost("cannot send to concd: %s" % e))
+            self._sendall(data)
 
     def _read_cb(self):
         frames = Frames()

@@ -14,7 +14,8 @@ import asyncio
 
 from . import (PROTO_VERSION, ConcdError, ConnectionLost, Frames, Timeout,
                _done_gather, _done_log, _done_single, _done_watch,
-               default_socket, end_result, error_from, pack, submit_fields)
+               _watched, default_socket, end_result, pack,
+               submit_fields)
 
 __all__ = ["Client", "Watch"]
 
@@ -53,12 +54,7 @@ class Watch:
             raise m
         if m is None:
             return None
-        if m["t"] == "error":
-            raise error_from(m)
-        if m["t"] == "accepted":
-            self.job = m.get("job")
-            self.jobs = m.get("jobs")
-        return m
+        return _watched(self, m)
 
     def __aiter__(self):
         return self

@@ -22,7 +22,7 @@ import time
 import types
 
 from . import Client, ConcdError, Cancelled, TaskFailed, end_result, \
-    pack, submit_fields
+    pack, submit_fields, _done_gather, _done_watch
 
 __all__ = ["ConcdExecutor", "ConcdFuture", "callable_name", "EXECUTORS"]
 
@@ -525,19 +525,3 @@ class _Shared:
 
 def _quiet(m):
     pass
-
-
-def _done_watch(m, state):
-    return m["t"] in ("end", "error")
-
-
-def _done_gather(m, state):
-    t = m["t"]
-    if t == "error":
-        return True
-    if t == "accepted":
-        state["left"] = len(m.get("jobs", ()))
-    elif t == "end":
-        state["left"] -= 1
-    return state.get("left") == 0
-
