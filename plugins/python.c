@@ -242,6 +242,15 @@ py_init(void **worker_state, char *err, size_t errlen)
 	py.users++;
 out:
 	pthread_mutex_unlock(&py.lock);
+	/*
+	 * Another thread than the interpreter's first keeps a thread state
+	 * of its own for its calls: made and dropped by each call's
+	 * PyGILState_Ensure and _Release, it cost more than the call.
+	 */
+	if (rc == 0 && !pthread_equal(py.main_thread, pthread_self())) {
+		(void)PyGILState_Ensure();
+		*worker_state = PyEval_SaveThread();
+	}
 	return rc;
 }
 
@@ -250,6 +259,10 @@ py_fini(void *worker_state)
 {
 	bool last;
 
+	if (worker_state != NULL) { /* the thread's state of py_init */
+		PyEval_RestoreThread(worker_state);
+		PyGILState_Release(PyGILState_UNLOCKED);
+	}
 	pthread_mutex_lock(&py.lock);
 	last = --py.users == 0;
 	/*

@@ -26,9 +26,17 @@ USER = "concd-pyuser"  # made and removed by the tests of users' workers
 
 FUNCS = '''
 import os
+import threading
 import time
 
 import _concd_task
+
+_local = threading.local()
+
+
+def per_thread():
+    _local.calls = getattr(_local, "calls", 0) + 1
+    return [threading.get_ident(), _local.calls]
 
 
 def add(a, b=1, *, c=0):
@@ -331,6 +339,19 @@ class PythonTaskTest(unittest.TestCase):
         # the thread pool's interpreter is another one: its own import
         self.assertEqual(self.ok("pt_counted:imports", "thread"), 3)
         self.assertEqual(self.ok("pt_counted:imports", "thread"), 3)
+
+    def test_a_threads_locals_last_from_call_to_call_on_its_worker(self):
+        # threading.local (a cached connection, say) is kept by a worker's
+        # thread between its calls, on a thread of concd's as in a process
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                seen = {}
+                for _ in range(6):
+                    ident, calls = self.ok("pt_funcs:per_thread", x)
+                    seen[ident] = seen.get(ident, 0) + 1
+                    self.assertEqual(calls, seen[ident])
+                self.assertEqual(sum(seen.values()), 6)
+                self.assertGreater(max(seen.values()), 1)
 
     def test_path_is_taken_off_sys_path_after_the_call(self):
         for x in EXECUTORS:
