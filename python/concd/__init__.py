@@ -6,8 +6,10 @@
         print(c.wait(job)["result"])           # 78498
 
 `Client` is blocking and thread-safe: any number of threads may send
-requests on one connection at once, and a reader thread hands each reply
-and event to the request it answers, by id (pipelining).  `concd.aio`
+requests on one connection at once (pipelining); a thread that waits for a
+reply reads the connection itself while no other does, handing each reply
+and event to the request it answers, by id, and a background thread reads
+while none waits.  `concd.aio`
 has the same over asyncio, `concd.futures` a concurrent.futures Executor.
 Every error code of the protocol is an exception class named after it
 (`bad_args` -> `BadArgs`), all subclasses of `ConcdError`.
@@ -22,7 +24,7 @@ import msgpack
 
 # The socket type itself: the socket module's Python layer (its enums and
 # selectors) would be a quarter of a fresh program's import time.
-from _socket import AF_UNIX, SHUT_RDWR, SOCK_STREAM
+from _socket import AF_UNIX, MSG_DONTWAIT, SHUT_RDWR, SOCK_STREAM
 from _socket import socket as _unix_socket
 
 __all__ = ["Client", "ConcdError", "Watch", "default_socket",
@@ -33,6 +35,8 @@ MAX_FRAME = 1048576
 SYSTEM_SOCKET = "/run/concd/concd.sock"
 FINAL_STATES = ("succeeded", "failed", "cancelled", "timed_out")
 _HEADER = struct.Struct(">I")
+# replies nobody has read for this long are read by the background reader
+STALE = 0.05
 
 
 def default_socket():
@@ -294,16 +298,19 @@ def _done_gather(msg, state):
 
 class _Pending:
     """The messages of one request: queued for a waiting thread, or handed
-    to a callback on the client's reader thread."""
+    to a callback by the thread that reads the connection.  `eager` once
+    they must be read even while no thread waits for them (a callback
+    that must run); `gone` after the last."""
 
     def __init__(self, done, callback=None):
         self.done = done
         self.state = {}
         self.callback = callback
         self.msgs = collections.deque()
-        self.cond = threading.Condition(threading.Lock())
         self.error = None
         self.finished = False
+        self.eager = False
+        self.gone = False
 
 
 def _watched(watch, m):
@@ -331,22 +338,20 @@ class Watch:
 
     def next(self, timeout=None):
         """The next message, or None once the request is complete."""
-        p = self._p
+        p, c = self._p, self.client
         if timeout is None:
-            timeout = self.client.timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with p.cond:
-            while not p.msgs:
-                if p.error is not None:
-                    raise p.error
-                if p.finished:
-                    return None
-                left = None if deadline is None else (
-                    deadline - time.monotonic())
-                if left is not None and left <= 0:
-                    raise Timeout("no message within %ss" % timeout)
-                p.cond.wait(left)
-            m = p.msgs.popleft()
+            timeout = c.timeout
+        c._wait(lambda: p.msgs or p.error is not None or p.finished,
+                timeout)
+        with c._lock:
+            if p.msgs:
+                m = p.msgs.popleft()
+            elif p.error is not None:
+                raise p.error
+            elif p.finished:
+                return None
+            else:
+                raise Timeout("no message within %ss" % timeout)
         return _watched(self, m)
 
     def __iter__(self):
@@ -381,18 +386,32 @@ class Client:
             raise ConnectionError("cannot connect to concd at %s: %s"
                                   % (self.path, e.strerror or e)) from e
         self._send_lock = threading.Lock()
+        # _lock guards the requests, the read turn and the waiters;
+        # _cv wakes the threads that wait for a message or for the turn
         self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
         self._pending = {}
         self._next_id = 1
         self._closed = None  # the exception once the connection is gone
-        # frames sent from the reader thread (by callbacks) go out on a
+        self._reading = None  # the thread whose turn it is to read
+        self._waiting = 0  # threads in _wait, not reading
+        self._reads = 0  # reads so far (the background thread's clock)
+        self._frames = Frames()
+        # the background reader: reads while a request's messages must
+        # be read and no thread waits to read them (callbacks to run, or
+        # replies left unread for STALE seconds); it sleeps on _bgcv,
+        # woken by _kick (its own lock, taken last, never held long)
+        self._bglock = threading.Lock()
+        self._bgcv = threading.Condition(self._bglock)
+        self._kicks = 0
+        self._eager = 0  # requests whose messages must be read at once
+        self._stopping = False
+        self._bg = None
+        # frames sent by the reading thread (by callbacks) go out on a
         # thread of their own, so that the reader never blocks writing
         self._outbox = collections.deque()
         self._outbox_cond = threading.Condition()
         self._writer = None
-        self._reader = threading.Thread(target=self._read_cb,
-                                        name="concd-reader", daemon=True)
-        self._reader.start()
         try:
             w = self.call("hello", version=PROTO_VERSION)
         except BaseException:
@@ -411,26 +430,34 @@ class Client:
     def close(self):
         """Close the connection; requests in flight fail with
         ConnectionLost (their jobs go on)."""
+        with self._bglock:
+            self._stopping = True
+            self._kicks += 1
+            self._bgcv.notify()
         try:
             self._sock.shutdown(SHUT_RDWR)
         except OSError:
             pass
         self._sock.close()
-        if threading.current_thread() is not self._reader:
-            self._reader.join()
+        me = threading.current_thread()
+        if self._bg is not None and me is not self._bg:
+            self._bg.join()
         with self._outbox_cond:
             self._outbox.append(None)
             self._outbox_cond.notify()
-        if (self._writer is not None and
-                threading.current_thread() is not self._writer):
+        if self._writer is not None and me is not self._writer:
             self._writer.join()
 
     # the wire
 
-    def send(self, t, done=_done_single, callback=None, **fields):
+    def send(self, t, done=_done_single, callback=None, eager=None,
+             **fields):
         """Send one request; its messages go to the returned _Pending (to
-        callback(msg) on the reader thread when given: it must not block).
-        done(msg, state) says whether msg is the request's last."""
+        callback(msg) when given, on the thread that reads the connection
+        then: it must not block).  done(msg, state) says whether msg is
+        the request's last.  eager: its messages are read at once even
+        while no thread waits for them (default: when there is a
+        callback); else _mark_eager can say so later."""
         p = _Pending(done, callback)
         with self._lock:
             if self._closed is not None:
@@ -446,14 +473,18 @@ class Client:
             with self._lock:
                 self._pending.pop(rid, None)
             raise
+        self._start_background()
+        if eager or (eager is None and callback is not None):
+            self._mark_eager(p)
         self._write(frame)
         return rid, p
 
     def send_many(self, requests):
         """Send several requests, each (t, done, callback, fields), in one
-        write: the ids, in order."""
+        write: the ids, in order.  Those with a callback are eager."""
         ids = []
         frames = []
+        eager = []
         with self._lock:
             if self._closed is not None:
                 raise self._closed
@@ -467,13 +498,19 @@ class Client:
                     for r in ids:
                         self._pending.pop(r, None)
                     raise
-                self._pending[rid] = _Pending(done, callback)
+                self._pending[rid] = p = _Pending(done, callback)
+                if callback is not None:
+                    eager.append(p)
                 ids.append(rid)
+        self._start_background()
+        for p in eager:
+            self._mark_eager(p)
         self._write(b"".join(frames))
         return ids
 
     def _write(self, data):
-        if threading.current_thread() is self._reader:
+        reading = self._reading
+        if reading is not None and reading is threading.current_thread():
             with self._outbox_cond:
                 if self._writer is None:
                     self._writer = threading.Thread(
@@ -502,20 +539,163 @@ class Client:
                 return
             self._sendall(data)
 
-    def _read_cb(self):
-        frames = Frames()
+    # reading: whichever thread waits for a message reads the connection
+    # itself while no other does (a reply reaches it without a hand-over
+    # between threads); the others wait for it on _cv
+
+    def _wait(self, ready, timeout=None):
+        """Until ready() (called under _lock, it must not block) or the
+        connection is gone: reading the connection while it is this
+        thread's turn, else waiting for the thread that reads.  False
+        when timeout (seconds) passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.current_thread()
+        while True:
+            with self._lock:
+                while True:
+                    if ready() or self._closed is not None:
+                        return True
+                    left = None if deadline is None else (
+                        deadline - time.monotonic())
+                    if left is not None and left <= 0:
+                        return False
+                    if self._reading is None:
+                        self._reading = me
+                        break
+                    if self._reading is me:
+                        raise RuntimeError(
+                            "a callback cannot wait for a reply of concd: "
+                            "it runs on the thread that reads them")
+                    self._waiting += 1
+                    try:
+                        self._cv.wait(left)
+                    finally:
+                        self._waiting -= 1
+            self._read_turn(ready, left)
+
+    def _read_turn(self, ready, left=None, background=False):
+        """This thread's turn to read (self._reading is it): reads until
+        ready() under _lock, or for at most left seconds; then the turn
+        is free again."""
+        deadline = None if left is None else time.monotonic() + left
         try:
             while True:
-                data = self._sock.recv(1 << 18)
-                if not data:
-                    break
-                frames.feed(data)
-                for m in frames:
-                    self._deliver(m)
+                if deadline is not None:
+                    wait = deadline - time.monotonic()
+                    if wait <= 0 or not self._readable(wait):
+                        return
+                if not self._read_once(0):
+                    return
+                with self._lock:
+                    if ready() or self._closed is not None:
+                        return
+                    if background and self._eager == 0 and self._waiting:
+                        return  # a waiting thread reads for itself
+        finally:
+            with self._lock:
+                self._reading = None
+                if self._waiting:
+                    self._cv.notify_all()
+                handover = self._eager > 0 and not background
+            if handover:
+                self._kick()
+
+    def _readable(self, seconds):
+        import select  # only for reads with a timeout
+        try:
+            return bool(select.select([self._sock], [], [], seconds)[0])
+        except (OSError, ValueError):
+            return True  # closed: the read says so
+
+    def _read_once(self, flags):
+        """One read of the connection and the messages it completes,
+        delivered; False when the connection is gone (or flags has
+        MSG_DONTWAIT and nothing waits)."""
+        try:
+            data = self._sock.recv(1 << 18, flags)
+            if not data:
+                self._lost(ConnectionLost("concd closed the connection"))
+                return False
+            self._frames.feed(data)
+            for m in self._frames:
+                self._deliver(m)
+        except BlockingIOError:
+            return False
         except (OSError, ValueError) as e:
             self._lost(ConnectionLost("connection to concd lost: %s" % e))
-            return
-        self._lost(ConnectionLost("concd closed the connection"))
+            return False
+        with self._lock:
+            self._reads += 1
+            if self._waiting:
+                self._cv.notify_all()
+        return True
+
+    def _poll(self):
+        """Read what has arrived, without waiting, if no thread reads."""
+        with self._lock:
+            if self._reading is not None or self._closed is not None:
+                return
+            self._reading = threading.current_thread()
+        try:
+            while self._read_once(MSG_DONTWAIT):
+                pass
+        finally:
+            with self._lock:
+                self._reading = None
+                if self._waiting:
+                    self._cv.notify_all()
+
+    def _mark_eager(self, p):
+        """p's messages are read at once from now on, even while no
+        thread waits for them (its callback must run)."""
+        with self._bglock:
+            if p.eager or p.gone:
+                return
+            p.eager = True
+            self._eager += 1
+            self._kicks += 1
+            self._bgcv.notify()
+
+    def _kick(self):
+        with self._bglock:
+            self._kicks += 1
+            self._bgcv.notify()
+
+    def _start_background(self):
+        if self._bg is None:
+            with self._bglock:
+                if self._bg is not None or self._stopping:
+                    return
+                self._bg = threading.Thread(target=self._background,
+                                            name="concd-reader",
+                                            daemon=True)
+            self._bg.start()
+
+    def _background(self):
+        me = threading.current_thread()
+        seen = None  # the read count when replies were last seen unread
+        while True:
+            with self._bglock:
+                kicks = self._kicks
+            with self._lock:
+                if self._closed is not None:
+                    return
+                free = self._reading is None
+                waiting = bool(self._pending)
+                take = free and waiting and (self._eager > 0 or
+                                             seen == self._reads)
+                if take:
+                    self._reading = me
+                seen = self._reads if free and waiting else None
+            if take:
+                seen = None
+                self._read_turn(lambda: not self._pending, background=True)
+                continue
+            with self._bglock:
+                if self._stopping:
+                    return
+                if self._kicks == kicks:
+                    self._bgcv.wait(STALE if waiting else None)
 
     def _deliver(self, m):
         rid = m.get("id", 0)
@@ -529,13 +709,19 @@ class Client:
             last = p.done(m, p.state)
             if last:
                 del self._pending[rid]
+            if p.callback is None:
+                p.msgs.append(m)
+                p.finished = last
+        if last:
+            self._gone(p)
         if p.callback is not None:
             self._callback(p, m)
-            return
-        with p.cond:
-            p.msgs.append(m)
-            p.finished = last
-            p.cond.notify_all()
+
+    def _gone(self, p):
+        with self._bglock:
+            p.gone = True
+            if p.eager:
+                self._eager -= 1
 
     @staticmethod
     def _callback(p, m):
@@ -552,14 +738,16 @@ class Client:
             err = self._closed
             pending = list(self._pending.values())
             self._pending.clear()
+            for p in pending:
+                if p.callback is None:
+                    p.error = err
+            self._cv.notify_all()
+        self._kick()
         for p in pending:
+            self._gone(p)
             if p.callback is not None:
                 self._callback(p, {"t": "error", "error": err.code,
                                    "message": err.message})
-                continue
-            with p.cond:
-                p.error = err
-                p.cond.notify_all()
 
     def call(self, t, timeout=None, **fields):
         """Send a request and return its reply; an `error` reply raises."""

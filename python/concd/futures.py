@@ -101,12 +101,12 @@ _path_cache = (None, None, 0.0, None)
 PATH_TTL = 1.0  # seconds: a directory made later is seen this late
 
 
-def _path():
-    """The caller's sys.path entries that are directories, absolute (for
-    the same sys.path and working directory, the answer of the last
-    PATH_TTL seconds)."""
+def _path(cwd):
+    """The caller's sys.path entries that are directories, absolute, for
+    the working directory cwd (for the same sys.path and cwd, the answer
+    of the last PATH_TTL seconds)."""
     global _path_cache
-    key, cwd, now = tuple(sys.path), os.getcwd(), time.monotonic()
+    key, now = tuple(sys.path), time.monotonic()
     k, c, when, dirs = _path_cache
     if k == key and c == cwd and now - when < PATH_TTL:
         return list(dirs)
@@ -120,14 +120,31 @@ def _path():
     return out
 
 
+class _Waiters(list):
+    """A future's waiters (concurrent.futures.wait and as_completed put
+    theirs here): once there is one, the future's messages are read at
+    once, even while no thread waits in result()."""
+
+    def __init__(self, future):
+        super().__init__()
+        self._future = future
+
+    def append(self, waiter):
+        super().append(waiter)
+        self._future._eager()
+
+
 class ConcdFuture(cf.Future):
     """A concurrent.futures.Future for a concd job.  `job` is its id once
     concd has accepted it; cancel() also cancels the job on concd, running
-    or not."""
+    or not.  A thread that waits for it (result(), exception()) reads the
+    connection itself while no other thread does."""
 
     def __init__(self, executor):
         super().__init__()
         self._executor = executor
+        self._waiters = _Waiters(self)
+        self._p = None  # the request's _Pending, once sent
         self.job = None
         self._want_cancel = False
         self._progress = []
@@ -135,10 +152,40 @@ class ConcdFuture(cf.Future):
         self._output = []
         self.end = None  # the job's end message
 
+    def _finished(self):
+        return self._state in ("FINISHED", "CANCELLED",
+                               "CANCELLED_AND_NOTIFIED")
+
+    def _eager(self):
+        if self._p is not None:
+            self._executor.client._mark_eager(self._p)
+
+    def result(self, timeout=None):
+        if not self._finished() and not self._executor.client._wait(
+                self._finished, timeout):
+            raise cf.TimeoutError()
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        if not self._finished() and not self._executor.client._wait(
+                self._finished, timeout):
+            raise cf.TimeoutError()
+        return super().exception(timeout)
+
+    def done(self):
+        if not self._finished():
+            self._executor.client._poll()
+        return super().done()
+
+    def add_done_callback(self, fn):
+        super().add_done_callback(fn)
+        self._eager()
+
     def add_progress_callback(self, fn):
         """fn(done, total, msg) for each progress event of the job, on the
-        connection's reader thread."""
+        thread that reads the connection."""
         self._progress.append(fn)
+        self._eager()
 
     def output(self, stream=None):
         """The output of an exec job so far (all of it once done): bytes
@@ -165,7 +212,7 @@ class ConcdFuture(cf.Future):
                 self.set_running_or_notify_cancel()
         return True
 
-    # events, on the client's reader thread
+    # events, on the thread that reads the connection
 
     def _event(self, m):
         t = m["t"]
@@ -258,15 +305,17 @@ class ConcdExecutor(cf.Executor):
         return submit_fields(task, args, **opts, **(fields or {}))
 
     def _python_args(self, fn, args, kwargs):
+        cwd = os.getcwd()  # once: a getcwd costs a fifth of a submit
         return {"call": callable_name(fn), "args": list(args),
-                "kwargs": dict(kwargs), "path": _path(), "cwd": os.getcwd()}
+                "kwargs": dict(kwargs), "path": _path(cwd), "cwd": cwd}
 
     def _submit(self, job, future=None):
         f = future or ConcdFuture(self)
         self._shared.add(f)
         try:
-            self.client.send("submit", done=_done_watch, callback=f._event,
-                             watch=True, **job)
+            _, f._p = self.client.send(
+                "submit", done=_done_watch, callback=f._event,
+                eager=f._on_output is not None, watch=True, **job)
         except BaseException:
             self._shared.discard(f)
             raise
@@ -323,8 +372,8 @@ class ConcdExecutor(cf.Executor):
         in a frame is sent again one call a job."""
         self._shared.check_open()
         name = callable_name(fn)
-        path = _path()
         cwd = os.getcwd()
+        path = _path(cwd)
         calls = [list(a) for a in zip(*iterables)]
         if chunksize is None:
             chunksize = min(MAP_CHUNK, max(1, -(-len(calls) // MAP_JOBS)))
@@ -432,17 +481,20 @@ class ConcdExecutor(cf.Executor):
             elif "index" in m and 0 <= m["index"] < len(fs):
                 fs[m["index"]]._event(m)
         try:
-            self.client.send("gather", done=_done_gather, callback=event,
-                             jobs=batch, fail_fast=False)
+            _, p = self.client.send("gather", done=_done_gather,
+                                    callback=event, eager=False, jobs=batch,
+                                    fail_fast=False)
         except BaseException:
             for f in fs:
                 self._shared.discard(f)
             raise
+        for f in fs:
+            f._p = p
         return fs
 
     def _cancel_job(self, job):
         try:
-            self.client.send("cancel", callback=_quiet, job=job)
+            self.client.send("cancel", callback=_quiet, eager=False, job=job)
         except ConcdError:
             pass  # the connection is gone; so is the watch
 
@@ -471,6 +523,7 @@ class ConcdExecutor(cf.Executor):
         if wait:
             # every job's end, cancelled ones' included: a cancel still
             # to be sent (the job not yet accepted) is not lost
+            self.client._wait(lambda: not sh.futures)
             with sh.lock:
                 while sh.futures:
                     sh.idle.wait()

@@ -425,6 +425,90 @@ class ExecutorTest(DaemonTest):
         with self.assertRaises(TypeError):
             self.ex.submit(pyclient_funcs.square, object())
 
+    # who reads the connection: a waiting thread, else the background one
+
+    def test_replies_nobody_waits_for_are_read_all_the_same(self):
+        # no result(), no done(), no callback: the background reader takes
+        # them (their output too), so concd's buffer for us never fills
+        ex = self.ex.options(executor="loop")
+        fs = [ex.submit_exec(["sh", "-c", "head -c 65536 /dev/zero"])
+              for _ in range(40)]
+        until(lambda: all(f.end is not None for f in fs), "every end read")
+        self.assertEqual({f.end["state"] for f in fs}, {"succeeded"})
+        self.assertEqual({len(f.output()) for f in fs}, {65536})
+
+    def test_a_thread_waiting_for_one_reply_reads_another_threads(self):
+        ex = self.ex.options(executor="loop")
+        slow = ex.submit_task("sleep", ms=60000)
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault(
+            "slow", slow.exception(BOUND)))
+        t.start()
+        # the thread reads (its turn) while this one waits for a reply
+        # it takes: handed over when it arrives
+        until(lambda: ex.client._reading is not None, "a thread reading")
+        self.assertEqual(ex.submit_task("sleep", ms=10).result(BOUND), 10)
+        self.assertFalse(slow.done())
+        slow.cancel()
+        t.join(BOUND)
+        self.assertFalse(t.is_alive())
+        self.assertTrue(slow.cancelled())
+
+    def test_result_with_a_timeout_raises_TimeoutError_reading_or_not(self):
+        ex = self.ex.options(executor="loop")
+        f = ex.submit_task("sleep", ms=60000)
+        t0 = time.monotonic()
+        with self.assertRaises(cf.TimeoutError):
+            f.result(timeout=0.2)  # this thread reads
+        self.assertGreaterEqual(time.monotonic() - t0, 0.2)
+        g = ex.submit_task("sleep", ms=60000)
+        t = threading.Thread(target=lambda: g.exception(BOUND))
+        t.start()
+        until(lambda: ex.client._reading is t, "the other thread reading")
+        with self.assertRaises(cf.TimeoutError):
+            f.exception(timeout=0.2)  # another thread reads
+        self.assertFalse(f.done())
+        self.assertEqual(ex.submit_task("noop", i=1).result(BOUND), {"i": 1})
+        for h in (f, g):
+            h.cancel()
+        t.join(BOUND)
+        self.assertFalse(t.is_alive())
+
+    def test_a_callback_that_waits_for_a_reply_raises_instead_of_hanging(
+            self):
+        ex = self.ex.options(executor="loop")
+        later = ex.submit_task("sleep", ms=60000)
+        seen = []
+        done = threading.Event()
+
+        def cb(f):
+            try:
+                later.result(BOUND)
+            except Exception as e:  # noqa: B902 -- what it raised
+                seen.append(e)
+            done.set()
+        ex.submit_task("noop").add_done_callback(cb)
+        self.assertTrue(done.wait(BOUND))
+        self.assertIsInstance(seen[0], RuntimeError)
+        self.assertIn("callback cannot wait", str(seen[0]))
+        later.cancel()
+
+    def test_a_thread_reading_when_the_connection_closes_gets_ConnectionLost(
+            self):
+        ex = ConcdExecutor("loop", socket=self.d.socket)
+        f = ex.submit_task("sleep", ms=60000)
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault(
+            "e", f.exception(BOUND)))
+        t.start()
+        until(lambda: f.job is not None and ex.client._reading is t,
+              "the thread reading, the job accepted")
+        ex.client.close()
+        t.join(BOUND)
+        self.assertFalse(t.is_alive())
+        self.assertIsInstance(out["e"], concd.ConnectionLost)
+        self.c.cancel(f.job)
+
     def test_concd_task_runs_outside_concd(self):
         self.assertIsNone(concd.task.progress(1, 2, "x"))
         self.assertFalse(concd.task.cancelled())
