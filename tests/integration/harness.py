@@ -152,6 +152,25 @@ class Gate:
             self.fd = None
 
 
+def remove_cgroups(names, root="/sys/fs/cgroup", depth=5):
+    """Remove the cgroup directories called one of names (with the job
+    cgroups inside them) that a killed concd left, as far as they are
+    empty."""
+    names = set(names)
+    for top, dirs, _ in os.walk(root):
+        if top[len(root):].count(os.sep) >= depth:
+            dirs[:] = []
+            continue
+        for d in [d for d in dirs if d in names]:
+            dirs.remove(d)
+            for sub, _, _ in sorted(os.walk(os.path.join(top, d)),
+                                    key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(sub)
+                except OSError:
+                    pass
+
+
 class Daemon:
     """concd in the foreground on a private socket.  close() stops it with
     SIGTERM and fails the test unless it exits 0 within STOP_BOUND with no
@@ -184,9 +203,16 @@ class Daemon:
         self.state_dir = os.path.join(self.dir, "state")
         if not any(str(a).startswith("--state-dir") for a in args):
             args = ("--state-dir", self.state_dir) + tuple(args)
-        self.proc = subprocess.Popen(
-            [exe, "-f", "-s", self.socket, "-t", str(threads)] + list(args),
-            env=e, stderr=self.stderr, preexec_fn=preexec_fn)
+        try:
+            self.proc = subprocess.Popen(
+                [exe, "-f", "-s", self.socket, "-t", str(threads)] +
+                list(args), env=e, stderr=self.stderr,
+                preexec_fn=preexec_fn)
+        except BaseException:  # nothing started: nothing left behind
+            self.stderr.close()
+            self.notify.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         _running.append(self.proc)
         if notify:
             self.notify.wait_for("READY=1")
@@ -254,6 +280,10 @@ class Daemon:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait(BOUND)
+            if self.proc.returncode != 0:
+                # a concd killed (or crashed) leaves its cgroups behind
+                remove_cgroups(("concd-%d" % self.proc.pid,
+                                "concd-%s" % self._instance()))
             for c in self.clients:
                 c.close()
             for g in self.gates:
@@ -261,6 +291,25 @@ class Daemon:
             self.stderr.close()
             self.notify.close()
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _instance(self):
+        """The instance id in concd's store (its cgroups' name), or
+        None."""
+        import sqlite3
+        path = os.path.join(self.state_dir, "jobs.db")
+        if not os.path.exists(path):
+            return None
+        try:
+            db = sqlite3.connect("file:%s?mode=ro" % path, uri=True,
+                                 timeout=1)
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key = "
+                                 "'instance'").fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
 
     def gate(self):
         """A new Gate, released when the daemon is closed at the latest."""

@@ -277,5 +277,24 @@ class ManyCommands(unittest.TestCase):
         self.assertEqual(self.d.stop(), 0)
 
 
+class NotStarted(unittest.TestCase):
+    def test_a_concd_that_cannot_start_leaves_no_directory_behind(self):
+        import harness
+        made = []
+        mkdtemp = harness.tempfile.mkdtemp
+
+        def recording(*a, **kw):
+            made.append(mkdtemp(*a, **kw))
+            return made[-1]
+        harness.tempfile.mkdtemp = recording
+        try:
+            with self.assertRaises(FileNotFoundError):
+                Daemon(exe="/nonexistent/concd")
+        finally:
+            harness.tempfile.mkdtemp = mkdtemp
+        self.assertEqual(len(made), 1)
+        self.assertFalse(os.path.exists(made[0]), made[0])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -345,6 +345,30 @@ class LimitsTest(DaemonTest):
             self.assertFalse(os.path.exists(b), b)
         self.d = Daemon()  # for tearDown
 
+    @needs_cgroup
+    def test_the_cgroups_of_a_concd_killed_by_a_test_are_removed(self):
+        # concd cannot clean up after SIGKILL: the harness does, so that
+        # a killed (or hung, then killed) concd of the tests leaves no
+        # cgroup on the machine
+        r = self.run_job("--mem", "64M", "exec", "--", "cat",
+                         "/proc/self/cgroup")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = mounts()
+        bases = []
+        for ctrl, path in cgroup_dirs(r.stdout).items():
+            names = ctrl.split(",") if ctrl else [""]
+            mnt = next((m[n] for n in names if n in m), None)
+            if mnt is not None and "/concd-" in path:
+                bases.append(os.path.dirname(mnt + path))
+        self.assertTrue(bases, r.stdout)
+        self.assertTrue(all(os.path.isdir(b) for b in bases), bases)
+        self.d.proc.kill()
+        self.d.expect_exit(-signal.SIGKILL)
+        self.d.close()
+        for b in bases:
+            self.assertFalse(os.path.exists(b), b)
+        self.d = Daemon()  # for tearDown
+
 
 class GroupLimitsTest(unittest.TestCase):
     """A group's mem= and pids= in concd.conf hold for its jobs that ask
