@@ -37,6 +37,7 @@ FINAL_STATES = ("succeeded", "failed", "cancelled", "timed_out")
 _HEADER = struct.Struct(">I")
 # replies nobody has read for this long are read by the background reader
 STALE = 0.05
+READ_SIZE = 1 << 18  # bytes a read of the connection takes at most
 
 
 def default_socket():
@@ -397,6 +398,11 @@ class Client:
         self._waiting = 0  # threads in _wait, not reading
         self._reads = 0  # reads so far (the background thread's clock)
         self._frames = Frames()
+        # one buffer for every read: recv(n) of a large n allocates, maps
+        # and unmaps n bytes at each read (three system calls, and TLB
+        # shootdowns across the client's threads)
+        self._rbuf = bytearray(READ_SIZE)
+        self._rview = memoryview(self._rbuf)
         # the background reader: reads while a request's messages must
         # be read and no thread waits to read them (callbacks to run, or
         # replies left unread for STALE seconds); it sleeps on _bgcv,
@@ -612,11 +618,11 @@ class Client:
         delivered; False when the connection is gone (or flags has
         MSG_DONTWAIT and nothing waits)."""
         try:
-            data = self._sock.recv(1 << 18, flags)
-            if not data:
+            n = self._sock.recv_into(self._rbuf, 0, flags)
+            if n == 0:
                 self._lost(ConnectionLost("concd closed the connection"))
                 return False
-            self._frames.feed(data)
+            self._frames.feed(self._rview[:n])
             for m in self._frames:
                 self._deliver(m)
         except BlockingIOError:

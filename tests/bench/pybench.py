@@ -11,7 +11,10 @@ runs (default 5), the ratio of each run to its own baseline:
           against ProcessPoolExecutor(2).map (default chunksize);
           target >= 5x the baseline's calls/s.
   rtt     one ex.submit(noop).result(), the median of ROUNDS, against
-          ProcessPoolExecutor(2)'s (warm); target <= 1/4.
+          ProcessPoolExecutor(2)'s (warm); target <= 1/4.  Beside it, the
+          same call by a bare client (a socket, one frame out, frames in
+          until the end, on the bench's thread): the floor of the round
+          trip through concd and its worker, without the library.
   fresh   the first result in a new Python program (a subprocess) whose
           function imports a module that takes 200 ms to import, after an
           earlier program warmed concd's workers, against the same
@@ -29,7 +32,9 @@ Build concd in Release first, then run it by hand on an idle machine:
 """
 import concurrent.futures as cf
 import os
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -40,6 +45,8 @@ PYDIR = os.path.abspath(os.path.join(HERE, "..", "..", "python"))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, PYDIR)
 import harness  # noqa: E402
+import msgpack  # noqa: E402
+import concd  # noqa: E402
 from concd.futures import ConcdExecutor  # noqa: E402
 
 # the functions, in a module of their own (concd imports them by name)
@@ -116,6 +123,46 @@ def bench_rtt(ex, rounds):
     return statistics.median(times)
 
 
+def bench_bare(path, mods, rounds):
+    """The round trip of the noop call without the library: one frame
+    out, the replies read on this thread until the end."""
+    head = struct.Struct(">I")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    buf = bytearray()
+
+    def request(m):
+        body = msgpack.packb(m, use_bin_type=True)
+        s.sendall(head.pack(len(body)) + body)
+        while True:
+            while len(buf) >= 4 and len(buf) >= 4 + head.unpack_from(
+                    buf)[0]:
+                n = head.unpack_from(buf)[0]
+                r = msgpack.unpackb(bytes(buf[4:4 + n]), raw=False)
+                del buf[:4 + n]
+                if r["t"] in ("welcome", "end", "error"):
+                    return r
+            data = s.recv(1 << 16)
+            assert data, "concd closed the connection"
+            buf.extend(data)
+    try:
+        assert request({"t": "hello", "id": 1,
+                        "version": concd.PROTO_VERSION})["t"] == "welcome"
+        call = {"t": "submit", "watch": True, "task": "python",
+                "exec": "process",
+                "args": {"call": "pybench_funcs:noop", "args": [],
+                         "kwargs": {}, "path": [mods], "cwd": mods}}
+        times = []
+        for i in range(rounds + 1):
+            t0 = time.perf_counter()
+            r = request(dict(call, id=2 + i))
+            times.append(time.perf_counter() - t0)
+            assert r.get("state") == "succeeded", r
+        return statistics.median(times[1:])  # the first one warms
+    finally:
+        s.close()
+
+
 def fresh_program(kind, socket, mods):
     code = FRESH % {"pydir": PYDIR, "mods": mods, "socket": socket}
     # modules byte-compiled once, as installed ones are (cmake --install
@@ -188,7 +235,7 @@ def main():
 
 
 def run(d, mods, runs, calls, rounds, primes_n):
-    rows = {k: [] for k in ("map", "map0", "rtt", "rtt0", "fresh",
+    rows = {k: [] for k in ("map", "map0", "rtt", "rtt0", "bare", "fresh",
                             "fresh0", "p1", "p2", "t1", "t2")}
     with ConcdExecutor(executor="process", socket=d.socket) as ex, \
             cf.ProcessPoolExecutor(2) as pool:
@@ -203,12 +250,14 @@ def run(d, mods, runs, calls, rounds, primes_n):
             rows["map"].append(bench_map(ex, calls))
             rows["rtt0"].append(bench_rtt(pool, rounds))
             rows["rtt"].append(bench_rtt(ex, rounds))
+            rows["bare"].append(bench_bare(d.socket, mods, rounds))
             rows["fresh0"].append(fresh_program("pool", d.socket, mods))
             rows["fresh"].append(fresh_program("concd", d.socket, mods))
             print("run %d: map %.0f/s (pool %.0f/s), rtt %.0f us (pool "
-                  "%.0f us), fresh %.1f ms (pool %.1f ms)"
+                  "%.0f us, bare %.0f us), fresh %.1f ms (pool %.1f ms)"
                   % (r + 1, rows["map"][-1], rows["map0"][-1],
                      rows["rtt"][-1] * 1e6, rows["rtt0"][-1] * 1e6,
+                     rows["bare"][-1] * 1e6,
                      rows["fresh"][-1] * 1e3, rows["fresh0"][-1] * 1e3),
                   flush=True)
     c = d.client()
@@ -273,6 +322,9 @@ def report(rows, runs, calls, rounds, n):
           % (med(rows["rtt"]) * 1e6, span("rtt", 1e6),
              med(rows["rtt0"]) * 1e6, span("rtt0", 1e6), r,
              "ok" if r <= 0.25 else "MISSED"))
+    b = ratio("bare", "rtt0")
+    print("  bare client (floor) concd %7.0f us [%s]  %.3fx the pool's"
+          % (med(rows["bare"]) * 1e6, span("bare", 1e6), b))
     print("  fresh program      concd %8.1f ms [%s]  pool %8.1f ms [%s]  "
           "%.3fx  (target <= 0.1x: %s)"
           % (med(rows["fresh"]) * 1e3, span("fresh", 1e3),
