@@ -293,8 +293,9 @@ class Daemon:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _instance(self):
-        """The instance id in concd's store (its cgroups' name), or
-        None."""
+        """The instance id in the private store the harness gave concd
+        (its cgroups' name), or None.  A store the test named is left
+        alone: another concd may run on it by now, under the same name."""
         import sqlite3
         path = os.path.join(self.state_dir, "jobs.db")
         if not os.path.exists(path):
