@@ -608,8 +608,10 @@ class Client:
 
     def _readable(self, seconds):
         import select  # only for reads with a timeout
+        p = select.poll()  # not select(): any descriptor number
         try:
-            return bool(select.select([self._sock], [], [], seconds)[0])
+            p.register(self._sock, select.POLLIN)
+            return bool(p.poll(max(0, int(seconds * 1000 + 0.999))))
         except (OSError, ValueError):
             return True  # closed: the read says so
 

@@ -474,6 +474,42 @@ class ExecutorTest(DaemonTest):
         t.join(BOUND)
         self.assertFalse(t.is_alive())
 
+    def test_a_timeout_holds_on_a_connection_past_descriptor_1024(self):
+        # a program with many files open: select() cannot take the
+        # connection's descriptor, so the wait must not use it
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            self.skipTest("RLIMIT_NOFILE's hard limit is %d" % hard)
+        if soft != resource.RLIM_INFINITY and soft < 1200:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE,
+                            (soft, hard))
+        fillers = []
+        try:
+            while not fillers or fillers[-1] < 1100:
+                fillers.append(os.open("/dev/null", os.O_RDONLY))
+            ex = ConcdExecutor("loop", socket=self.d.socket)
+        finally:
+            for fd in fillers:
+                os.close(fd)
+        self.assertGreater(ex.client._sock.fileno(), 1024)
+        f = ex.submit_task("sleep", ms=60000)
+        out = {}
+
+        def wait():
+            try:
+                f.result(timeout=0.2)
+            except cf.TimeoutError as e:
+                out["e"] = e
+        t = threading.Thread(target=wait)
+        t.start()
+        t.join(BOUND / 2)
+        self.assertFalse(t.is_alive(), "result(timeout=0.2) still waits")
+        self.assertIsInstance(out.get("e"), cf.TimeoutError)
+        f.cancel()
+        ex.shutdown()
+
     def test_a_callback_that_waits_for_a_reply_raises_instead_of_hanging(
             self):
         ex = self.ex.options(executor="loop")
