@@ -598,13 +598,18 @@ class Client:
                     if background and self._eager == 0 and self._waiting:
                         return  # a waiting thread reads for itself
         finally:
-            with self._lock:
-                self._reading = None
-                if self._waiting:
-                    self._cv.notify_all()
-                handover = self._eager > 0 and not background
-            if handover:
-                self._kick()
+            self._end_turn(background)
+
+    def _end_turn(self, background=False):
+        """The reading thread's turn is over: a waiting thread may take
+        it, and so may the background thread, for callbacks left."""
+        with self._lock:
+            self._reading = None
+            if self._waiting:
+                self._cv.notify_all()
+            handover = self._eager > 0 and not background
+        if handover:
+            self._kick()
 
     def _readable(self, seconds):
         import select  # only for reads with a timeout
@@ -648,10 +653,7 @@ class Client:
             while self._read_once(MSG_DONTWAIT):
                 pass
         finally:
-            with self._lock:
-                self._reading = None
-                if self._waiting:
-                    self._cv.notify_all()
+            self._end_turn()
 
     def _mark_eager(self, p):
         """p's messages are read at once from now on, even while no

@@ -34,7 +34,6 @@ import concurrent.futures as cf
 import os
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,6 @@ PYDIR = os.path.abspath(os.path.join(HERE, "..", "..", "python"))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, PYDIR)
 import harness  # noqa: E402
-import msgpack  # noqa: E402
 import concd  # noqa: E402
 from concd.futures import ConcdExecutor  # noqa: E402
 
@@ -124,27 +122,22 @@ def bench_rtt(ex, rounds):
 
 
 def bench_bare(path, mods, rounds):
-    """The round trip of the noop call without the library: one frame
-    out, the replies read on this thread until the end."""
-    head = struct.Struct(">I")
+    """The round trip of the noop call without the library's connection:
+    one frame out (concd.pack), the replies read on this thread until the
+    end (concd.Frames)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
-    buf = bytearray()
+    frames = concd.Frames()
 
     def request(m):
-        body = msgpack.packb(m, use_bin_type=True)
-        s.sendall(head.pack(len(body)) + body)
+        s.sendall(concd.pack(m))
         while True:
-            while len(buf) >= 4 and len(buf) >= 4 + head.unpack_from(
-                    buf)[0]:
-                n = head.unpack_from(buf)[0]
-                r = msgpack.unpackb(bytes(buf[4:4 + n]), raw=False)
-                del buf[:4 + n]
+            for r in list(frames):  # all of them: Frames drops them then
                 if r["t"] in ("welcome", "end", "error"):
                     return r
             data = s.recv(1 << 16)
             assert data, "concd closed the connection"
-            buf.extend(data)
+            frames.feed(data)
     try:
         assert request({"t": "hello", "id": 1,
                         "version": concd.PROTO_VERSION})["t"] == "welcome"

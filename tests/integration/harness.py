@@ -152,6 +152,25 @@ class Gate:
             self.fd = None
 
 
+def store_instance(state_dir):
+    """The instance id (the name of its cgroups, its Slurm jobs and its
+    commands' CONCD_INSTANCE) in the store in state_dir, or None."""
+    import sqlite3
+    path = os.path.join(state_dir, "jobs.db")
+    if not os.path.exists(path):
+        return None
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=1)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = "
+                             "'instance'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
 def remove_cgroups(names, root="/sys/fs/cgroup", depth=5):
     """Remove the cgroup directories called one of names (with the job
     cgroups inside them) that a killed concd left, as far as they are
@@ -281,9 +300,12 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait(BOUND)
             if self.proc.returncode != 0:
-                # a concd killed (or crashed) leaves its cgroups behind
+                # a concd killed (or crashed) leaves its cgroups behind,
+                # named by its pid or by its store: the private store the
+                # harness gave it (a store the test named is left alone:
+                # another concd may run on it by now, under the same name)
                 remove_cgroups(("concd-%d" % self.proc.pid,
-                                "concd-%s" % self._instance()))
+                                "concd-%s" % store_instance(self.state_dir)))
             for c in self.clients:
                 c.close()
             for g in self.gates:
@@ -291,26 +313,6 @@ class Daemon:
             self.stderr.close()
             self.notify.close()
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _instance(self):
-        """The instance id in the private store the harness gave concd
-        (its cgroups' name), or None.  A store the test named is left
-        alone: another concd may run on it by now, under the same name."""
-        import sqlite3
-        path = os.path.join(self.state_dir, "jobs.db")
-        if not os.path.exists(path):
-            return None
-        try:
-            db = sqlite3.connect("file:%s?mode=ro" % path, uri=True,
-                                 timeout=1)
-            try:
-                row = db.execute("SELECT value FROM meta WHERE key = "
-                                 "'instance'").fetchone()
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return None
-        return row[0] if row else None
 
     def gate(self):
         """A new Gate, released when the daemon is closed at the latest."""

@@ -19,7 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BOUND, Daemon  # noqa: E402
+from harness import BOUND, Daemon, store_instance  # noqa: E402
 from slurm_cluster import Cluster  # noqa: E402
 
 USER = "concd-slurmer"
@@ -398,13 +398,7 @@ class Restart(SlurmTest):
                 self.instance(), job))
 
     def instance(self):
-        import sqlite3
-        db = sqlite3.connect(os.path.join(self.dir, "state", "jobs.db"))
-        try:
-            return db.execute("select value from meta where key = "
-                              "'instance'").fetchone()[0][:12]
-        finally:
-            db.close()
+        return store_instance(os.path.join(self.dir, "state"))[:12]
 
     def test_a_slurm_job_that_ended_meanwhile_ends_as_slurm_says(self):
         path, wait = self.gate()

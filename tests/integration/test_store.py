@@ -30,17 +30,6 @@ FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 KILLED = -signal.SIGKILL
 
 
-def instance_of(state_dir):
-    """The store's name, which every command of its concd carries in its
-    environment as CONCD_INSTANCE."""
-    db = sqlite3.connect("file:%s/jobs.db?mode=ro" % state_dir, uri=True)
-    try:
-        return db.execute(
-            "select value from meta where key = 'instance'").fetchone()[0]
-    finally:
-        db.close()
-
-
 def stored_state(state_dir, job):
     """The job's state as committed in the store, or None."""
     db = sqlite3.connect("file:%s/jobs.db?mode=ro" % state_dir, uri=True)
@@ -277,7 +266,7 @@ class Crash(StoreTest):
         # more commands at once than the CPUs, perhaps: the default group
         # gets no limit (concd(8) QUEUE)
         c.call("group", op="set", name="default", parallel=0)
-        instance = instance_of(d.state_dir)
+        instance = harness.store_instance(d.state_dir)
         # after the restarted concd is closed
         self.addCleanup(kill_instance, instance)
         # one of them in a session of its own, away from its job's
@@ -319,7 +308,7 @@ class Crash(StoreTest):
                          state_dir=d.state_dir)
         # sent SIGKILL before READY=1, with their process groups: gone
         # once the signal is through
-        self.assertEqual(instance_of(d.state_dir), instance)
+        self.assertEqual(harness.store_instance(d.state_dir), instance)
         until(lambda: [p for p in sleeps if alive(p)], 0,
               "the old sleeps gone")
         until(lambda: [p for p in marked_pids(instance)
@@ -394,7 +383,7 @@ class Restart(StoreTest):
         for j in (queued_held, queued, daemon_queued):
             wait_stored(d.state_dir, j, "queued")
         before = c.call("ps", all=True)
-        instance = instance_of(d.state_dir)
+        instance = harness.store_instance(d.state_dir)
         held = until(lambda: [p for p in marked_pids(instance)
                               if cmdline(p)[:2] == [b"sh", b"-c"]], 3,
                      "the three commands held by the gate")
