@@ -63,8 +63,6 @@ extern char **environ;
 
 #define SPAWN_SHOW    200 /* bytes of a name quoted in errors */
 #define SPAWN_THREADS 4   /* spawner threads, at most */
-/* PATH for a command run as its owner, unless its variables set one */
-#define SPAWN_USER_PATH "/usr/local/bin:/usr/bin:/bin"
 
 /*
  * ThreadSanitizer tracks descriptors by number, process-wide, and knows
@@ -524,7 +522,7 @@ spawn_owner_env(const struct task_account *a, char **envp, char ***own)
 	            {"USER", a->name},
 	            {"LOGNAME", a->name},
 	            {"SHELL", a->shell},
-	            {"PATH", SPAWN_USER_PATH}};
+	            {"PATH", TASK_USER_PATH}};
 	size_t nvars = sizeof(vars) / sizeof(vars[0]), n = 0, k = 0, i;
 	char **v, **mine;
 

@@ -240,6 +240,9 @@ uid_t task_owner(struct task_ctx *);
 uint64_t task_job_id(struct task_ctx *);
 bool task_as_owner(struct task_ctx *);
 
+/* The PATH of code run as its owner (a command, a user's worker). */
+#define TASK_USER_PATH "/usr/local/bin:/usr/bin:/bin"
+
 /* A user's account, as login(1) and initgroups(3) would set it up. */
 struct task_account {
 	uid_t uid;

@@ -131,7 +131,7 @@ worker_user_env(const struct task_account *a)
 	    setenv("USER", a->name, 1) < 0 ||
 	    setenv("LOGNAME", a->name, 1) < 0 ||
 	    setenv("SHELL", a->shell, 1) < 0 ||
-	    setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1) < 0)
+	    setenv("PATH", TASK_USER_PATH, 1) < 0)
 		return -1;
 	return 0;
 }
