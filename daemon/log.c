@@ -10,17 +10,16 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <unistd.h>
 
-#define SD_JOURNAL_SUPPRESS_LOCATION
-#include <systemd/sd-journal.h>
-
 #include "log.h"
 #include "proto.h"
+#include "systemd.h"
 
 static bool log_prefix;
 static bool log_debugging;
@@ -460,9 +459,15 @@ log_job(const struct log_job *j)
 	if (!log_wanted(LOG_INFO))
 		return;
 	if (log_prefix && !log_syslog) { /* stderr is the journal */
+		static atomic_bool told;
+		int rc;
+
 		n = log_job_fields(j, iov, buf, sizeof(buf));
-		if (sd_journal_sendv(iov, (int)n) >= 0)
+		if ((rc = systemd_journal_sendv(iov, (int)n)) >= 0)
 			return;
+		if (rc == -ELIBACC && !atomic_exchange(&told, true))
+			log_warnx("journal: %s; job records go as lines",
+			          systemd_error());
 	}
 	log_job_line(line, sizeof(line), j);
 	log_info("%s", line);

@@ -1,6 +1,7 @@
 /*
  * notify.c -- the daemon's contact with its service manager: socket
- * activation (libsystemd's sd_listen_fds) and the notify protocol.
+ * activation and the watchdog (libsystemd's, through systemd.c) and the
+ * notify protocol.
  * Notifications are datagrams sent without blocking: a manager that does
  * not read its socket costs a STATUS= line, never a stalled loop.  Both
  * do nothing outside systemd.
@@ -19,6 +20,7 @@
 
 #include "log.h"
 #include "notify.h"
+#include "systemd.h"
 
 static struct {
 	int fd;
@@ -32,7 +34,11 @@ notify_listen_fds(int *fds, int max)
 {
 	int n, i;
 
-	n = sd_listen_fds(1);
+	n = systemd_listen_fds();
+	if (n == -ELIBACC) {
+		log_warnx("socket activation: %s", systemd_error());
+		return 0;
+	}
 	if (n < 0) {
 		log_warnx("sd_listen_fds: %s", strerror(-n));
 		return 0;
@@ -114,7 +120,11 @@ notify_watchdog_interval(void)
 {
 	uint64_t usec = 0;
 
-	if (sd_watchdog_enabled(0, &usec) <= 0)
+	int rc = systemd_watchdog_enabled(&usec);
+
+	if (rc == -ELIBACC)
+		log_warnx("watchdog: %s", systemd_error());
+	if (rc <= 0)
 		return 0;
 	return usec / 2;
 }

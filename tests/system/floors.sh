@@ -25,7 +25,7 @@ floor_of() {
 	codec.c | frame.c | msg.c | utf8.c | size.c) echo 0 ;;
 	loop.c) echo 1 ;;
 	conn.c | log.c | config.c | notify.c | reap.c | store.c | joblog.c | \
-	cgroup.c | slurm.c) echo 2 ;;
+	cgroup.c | slurm.c | systemd.c) echo 2 ;;
 	# task.h, the task ABI: the job record points to a struct task; its
 	# functions are task.c's, and the symbols place their callers
 	job.c | input.c | task.h) echo 3 ;;
