@@ -8,7 +8,10 @@
  * writes it while the loop goes on with the next pass.  At most one
  * batch is being written at a time, so the writing connection is never
  * used by two threads at once.  Commits do not checkpoint: the thread
- * does, after a commit, once the WAL has grown.
+ * does, once the WAL has grown, after it has handed the batch it wrote
+ * back, so that the replies waiting for that batch do not wait for the
+ * checkpoint too (about 50 ms for 8,192 pages here); a batch that comes
+ * meanwhile waits for the thread.
  *
  * The loop reads committed rows through a connection of its own.
  */
@@ -226,6 +229,8 @@ static struct {
 	bool quit, started;
 	bool thread_failed; /* the batches after a failed one are not written */
 	int wal_pages;      /* from the WAL hook: the writing thread's */
+	/* the thread checkpoints: the loop must not write meanwhile */
+	atomic_bool checkpointing;
 } store = {.self = (uid_t)-1, .lock_fd = -1};
 
 bool
@@ -1674,6 +1679,7 @@ static void *
 store_thread(void *arg)
 {
 	struct batch *b;
+	bool ckpt;
 
 	(void)arg;
 	pthread_mutex_lock(&store.lock);
@@ -1695,16 +1701,24 @@ store_thread(void *arg)
 			write_batch(b);
 			store.thread_failed = !b->ok;
 		}
-		if (store.wal_pages >= STORE_WAL_PAGES) {
+		ckpt = store.wal_pages >= STORE_WAL_PAGES;
+		pthread_mutex_lock(&store.lock);
+		/* before the batch is back: the loop then writes no more */
+		if (ckpt)
+			atomic_store(&store.checkpointing, true);
+		store.done[store.ndone++] = b;
+		pthread_cond_broadcast(&store.cond); /* store_sync waits */
+		event_active(store.done_ev, EV_READ, 1);
+		if (ckpt) {
+			pthread_mutex_unlock(&store.lock);
 			sqlite3_wal_checkpoint_v2(store.db, NULL,
 			                          SQLITE_CHECKPOINT_PASSIVE,
 			                          NULL, NULL);
 			store.wal_pages = 0;
+			pthread_mutex_lock(&store.lock);
+			atomic_store(&store.checkpointing, false);
+			pthread_cond_broadcast(&store.cond);
 		}
-		pthread_mutex_lock(&store.lock);
-		store.done[store.ndone++] = b;
-		pthread_cond_broadcast(&store.cond); /* store_sync waits */
-		event_active(store.done_ev, EV_READ, 1);
 	}
 	pthread_mutex_unlock(&store.lock);
 	return NULL;
@@ -2079,7 +2093,7 @@ store_commit(void)
 	if ((trim = store_plan_trim(b)) && store.next_hook != NULL &&
 	    store.next_hook() > b->next_id)
 		b->next_id = store.next_hook();
-	if (store.nflight == 0 &&
+	if (store.nflight == 0 && !atomic_load(&store.checkpointing) &&
 	    (store.syncing || (b->n <= STORE_INLINE_MAX && !trim &&
 	                       store.wal_pages < STORE_WAL_PAGES))) {
 		write_batch(b);
@@ -2157,6 +2171,10 @@ store_sync(void)
 		pthread_mutex_unlock(&store.lock);
 		store_done_cb(-1, 0, NULL);
 	}
+	pthread_mutex_lock(&store.lock);
+	while (atomic_load(&store.checkpointing))
+		pthread_cond_wait(&store.cond, &store.lock);
+	pthread_mutex_unlock(&store.lock);
 	if (!store.blocked)
 		store_commit();
 	store.syncing = false;
