@@ -214,8 +214,12 @@ class Basics(SlurmTest):
 
 class Cancel(SlurmTest):
     def test_cancel_reaches_the_command_through_scancel_then_ends_it(self):
+        # a grace as long as the bound: scancel's round trip through
+        # slurmctld took most of the default 2 s on a loaded machine, and
+        # the SIGKILL after it then took the exit status the test reads
         _, wait = self.gate()
-        r = self.ctl("submit", "-x", "slurm", "exec", "--", "sh", "-c",
+        r = self.ctl("submit", "-x", "slurm", "exec",
+                     "grace=%d" % (BOUND * 1000), "--", "sh", "-c",
                      "trap 'echo got TERM; exit 5' TERM; echo up; "
                      "while :; do sleep 0.05; done")
         job = int(r.stdout)
