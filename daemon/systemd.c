@@ -7,8 +7,8 @@
  * idle concd's 5 MiB.  The rest of systemd's protocol (sd_notify's
  * datagrams) is notify.c's own.
  *
- * The bottom floor: it calls nothing of concd's, and says why the library
- * could not be had through systemd_error.
+ * On log.c's floor, for log.c and notify.c: it calls nothing of concd's,
+ * and says why the library could not be had through systemd_error.
  */
 #include <dlfcn.h>
 #include <errno.h>
