@@ -119,7 +119,6 @@ uint64_t
 notify_watchdog_interval(void)
 {
 	uint64_t usec = 0;
-
 	int rc = systemd_watchdog_enabled(&usec);
 
 	if (rc == -ELIBACC)

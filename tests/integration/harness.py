@@ -152,6 +152,13 @@ class Gate:
             self.fd = None
 
 
+def maps_library(pid, *names):
+    """Whether process pid has a file mapped whose path holds one of
+    names (a library: "libasan", "/libsystemd.so")."""
+    with open("/proc/%d/maps" % pid) as f:
+        return any(n in line for line in f for n in names)
+
+
 def store_instance(state_dir):
     """The instance id (the name of its cgroups, its Slurm jobs and its
     commands' CONCD_INSTANCE) in the store in state_dir, or None."""

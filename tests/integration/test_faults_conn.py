@@ -16,7 +16,8 @@ import unittest
 import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BOUND, CONCTL, VALGRIND, DaemonTest  # noqa: E402
+from harness import (BOUND, CONCTL, VALGRIND, DaemonTest,  # noqa: E402
+                     maps_library)
 
 MIB = 1024 * 1024
 OUT_LIMIT = 64 * MIB  # concd-protocol(7): the cap on a connection's output
@@ -34,8 +35,7 @@ def sanitized(pid):
     """Whether concd runs with AddressSanitizer or ThreadSanitizer, whose
     allocators keep freed memory: its RSS does not drop back when a buffer
     is freed."""
-    with open("/proc/%d/maps" % pid) as f:
-        return any("libasan" in line or "libtsan" in line for line in f)
+    return maps_library(pid, "libasan", "libtsan")
 
 
 def fd_count(pid):

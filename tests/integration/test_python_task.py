@@ -18,7 +18,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import BOUND, CONCTL, Daemon  # noqa: E402
+from harness import BOUND, CONCTL, Daemon, maps_library  # noqa: E402
 
 PLUGINS = os.environ.get("CONCD_PYTHON_PLUGINS", "")
 EXECUTORS = ("thread", "process")
@@ -190,8 +190,7 @@ class PythonTaskTest(unittest.TestCase):
                 self.assertEqual(self.ok("pt_funcs:Box.size", x), 3)
 
     def maps_libpython(self, pid):
-        with open("/proc/%d/maps" % pid) as f:
-            return "libpython3" in f.read()
+        return maps_library(pid, "libpython3")
 
     def test_libpython_is_mapped_only_once_a_python_job_runs(self):
         workers = [w["pid"] for w in self.c.call("pool")["workers"]

@@ -484,12 +484,10 @@ class Restart(StoreTest):
         # forty more, each submitted on its own: no reply waits for
         # their ends, which the store writes lazily, most in one batch
         body = b"".join(
-            struct.pack(">I", len(m)) + m for m in (
-                msgpack.packb(dict(
-                    t="submit", id=c.next_id + i, task="primes",
-                    args={"n": 200 + i}, exec="thread",
-                    **({"label": "q%d" % i} if i in (3, 37) else {})))
-                for i in range(40)))
+            frame(dict(t="submit", id=c.next_id + i, task="primes",
+                       args={"n": 200 + i}, exec="thread",
+                       **({"label": "q%d" % i} if i in (3, 37) else {})))
+            for i in range(40))
         rids = range(c.next_id, c.next_id + 40)
         c.next_id += 40
         c.send_raw(body)

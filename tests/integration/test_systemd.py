@@ -14,7 +14,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import BOUND, CONCD, VALGRIND, Client, Daemon, Notify  # noqa: E402
+from harness import (BOUND, CONCD, VALGRIND, Client, Daemon,  # noqa: E402
+                     Notify, maps_library)
 
 
 def wait_for_exit(pid, bound=BOUND):
@@ -200,9 +201,7 @@ class Notifications(unittest.TestCase):
 
 
 def maps_libsystemd(pid):
-    """Whether process pid has libsystemd mapped."""
-    with open("/proc/%d/maps" % pid) as f:
-        return "/libsystemd.so" in f.read()
+    return maps_library(pid, "/libsystemd.so")
 
 
 class Libsystemd(unittest.TestCase):
@@ -225,7 +224,6 @@ class Libsystemd(unittest.TestCase):
             self.assertTrue(maps_libsystemd(d.proc.pid))
         finally:
             d.close()
-
 
     def test_a_library_that_cannot_be_loaded_is_named_and_concd_serves(self):
         # an empty file first in the search path: dlopen refuses it
