@@ -332,24 +332,35 @@ job_reserve_id(void)
 }
 
 struct job *
+job_alloc(const struct task *task, const char *args, size_t len)
+{
+	size_t state = task != NULL ? task->state_size : 0;
+	struct job *j;
+
+	if (len > UINT32_MAX ||
+	    (j = calloc(1, sizeof(*j) + JOB_ARGS_ROOM(len) + state)) == NULL)
+		return NULL;
+	if (len > 0) {
+		memcpy(j + 1, args, len);
+		j->args_len = (uint32_t)len;
+	}
+	j->inline_state = state > 0;
+	j->task = task;
+	atomic_init(&j->ctx.cancel, false);
+	j->ctx.wait_fd = -1;
+	return j;
+}
+
+struct job *
 job_new(const struct job_submit *js)
 {
 	struct job *j;
-	size_t s, alen = JOB_ARGS_ROOM(js->args_len);
+	size_t s;
 
-	/* one allocation: the record, then its arguments and task state */
-	if ((j = calloc(1, sizeof(*j) + alen + js->task->state_size)) == NULL)
+	if ((j = job_alloc(js->task, js->args, js->args_len)) == NULL)
 		return NULL;
-	if (js->args_len > 0) {
-		j->args = (char *)(j + 1);
-		memcpy(j->args, js->args, js->args_len);
-		j->args_len = (uint32_t)js->args_len;
-	}
-	if (js->task->state_size > 0)
-		j->inline_state = true;
 	job_reserve_id();
 	j->id = jobs.next_id++;
-	j->task = js->task;
 	j->attempt = 1;
 	j->retries = js->retries;
 	j->retry_delay_ms = js->retry_delay_ms;
@@ -369,8 +380,6 @@ job_new(const struct job_submit *js)
 	j->worker = -1;
 	j->state = PS_QUEUED;
 	LIST_INIT(&j->watches);
-	atomic_init(&j->ctx.cancel, false);
-	j->ctx.wait_fd = -1;
 	jobs.states[PS_QUEUED]++;
 
 	/* ids are dense, so two per bucket means chains of two */
@@ -810,7 +819,7 @@ job_row(const struct job *j, struct store_row *r)
 {
 	r->id = j->id;
 	r->task = j->task->name;
-	r->args = j->args;
+	r->args = job_args(j);
 	r->args_len = j->args_len;
 	/* a running job's context is its worker's: read once it has ended */
 	r->error = PROTO_STATE_FINAL(j->state) ? j->ctx.error : NULL;

@@ -35,7 +35,6 @@ struct task;
  */
 struct task_ctx {
 	const struct exec_ops *ops; /* the executor running it */
-	void *state;
 	void *worker_state;
 	struct pbuf result;
 	char *error;
@@ -75,7 +74,6 @@ struct job {
 	struct event *timer;   /* the timeout while running; the retry delay */
 	struct gather *gather; /* the gather request it came in, or NULL */
 	char *msg;
-	char *args; /* raw msgpack map, after the record (job_new) */
 	struct watch_list watches;
 	void *xdata;             /* the executor's own */
 	struct job_extra *extra; /* what it asks beyond its task, or NULL */
@@ -87,9 +85,9 @@ struct job {
 
 	uint32_t retry_delay_ms;
 	uid_t uid;
-	uint32_t args_len;
-	uint32_t gindex; /* its index in its gather request */
-	int32_t worker;  /* index in its pool, -1: none */
+	uint32_t args_len; /* of its raw arguments: job_args */
+	uint32_t gindex;   /* its index in its gather request */
+	int32_t worker;    /* index in its pool, -1: none */
 	pid_t tid;
 	uint32_t served;
 	uint32_t dslot; /* its place among the jobs the store is owed */
@@ -107,7 +105,7 @@ struct job {
 	bool retry_wait;   /* between attempts, on the timer */
 	bool held;         /* made, not yet given to an executor (gather) */
 	bool has_ev;       /* loop_ev is set up */
-	bool inline_state; /* the task's state follows the arguments */
+	bool inline_state; /* the task has a state: job_state_buf */
 	bool revoking;     /* asked back from its worker process */
 	bool out_held;  /* an attached watcher is backlogged: see job_output */
 	bool dirty;     /* changed since the store last got its row */
@@ -145,8 +143,17 @@ struct job {
 /* The job a task context belongs to: every context lives in its job. */
 #define CTX_JOB(c)                                                             \
 	((struct job *)(void *)((char *)(c)-offsetof(struct job, ctx)))
-/* job_new's one allocation: the record, its arguments, its task's state */
+/*
+ * A job is one allocation (job_alloc): the record, its raw arguments (a
+ * msgpack map), its task's state.
+ */
 #define JOB_ARGS_ROOM(len) (((size_t)(len) + 15) & ~(size_t)15)
+
+static inline const char *
+job_args(const struct job *j)
+{
+	return j->args_len > 0 ? (const char *)(j + 1) : NULL;
+}
 
 static inline void *
 job_state_buf(struct job *j)
@@ -201,6 +208,11 @@ void job_shutdown(void);
 /* Out of the table, never freed: a stuck thread may still touch it. */
 void job_abandon(struct job *);
 struct job *job_new(const struct job_submit *);
+/*
+ * The record alone, zeroed but for its task, arguments (copied) and
+ * context: the job table's and a worker process's; free() frees it.
+ */
+struct job *job_alloc(const struct task *, const char *args, size_t len);
 /* A copy of x in memory of its own, or NULL (out of memory). */
 struct job_extra *job_extra_dup(const struct job_extra *x);
 void job_extra_free(struct job_extra *);

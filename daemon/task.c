@@ -372,20 +372,14 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	ctx->wait_fd = -1;
 	/* an earlier attempt's outcome is not this one's */
 	ctx->exited = false;
-	/* the state lives in the job's own allocation when it has room */
+	/* the state lives in the job's own allocation (job_alloc) */
 	if (job->inline_state)
-		ctx->state =
-		    memset(job_state_buf(job), 0, job->task->state_size);
-	else if (job->task->state_size > 0 &&
-	         (ctx->state = calloc(1, job->task->state_size)) == NULL) {
-		task_fail(ctx, "out of memory");
-		return -1;
-	}
+		memset(job_state_buf(job), 0, job->task->state_size);
 	/* The arguments were validated at submission. */
 	msgpack_zone_init(&zone, 256);
 	if (!job->task->any_args) {
 		if (job->args_len == 0 ||
-		    msgpack_unpack(job->args, job->args_len, &off, &zone,
+		    msgpack_unpack(job_args(job), job->args_len, &off, &zone,
 		                   &args) != MSGPACK_UNPACK_SUCCESS)
 			rc = arg_parse(job->task, NULL, argv, cause,
 			               sizeof(cause));
@@ -456,9 +450,6 @@ task_ctx_stop(struct task_ctx *ctx)
 	if (ctx->started && j->task->stop != NULL)
 		j->task->stop(ctx);
 	ctx->started = false;
-	if (ctx->state != NULL && ctx->state != job_state_buf(j))
-		free(ctx->state);
-	ctx->state = NULL;
 }
 
 void
@@ -506,7 +497,7 @@ task_run_blocking(struct task_ctx *ctx,
 void *
 task_state(struct task_ctx *ctx)
 {
-	return ctx->state;
+	return job_state_buf(CTX_JOB(ctx));
 }
 
 void *
@@ -519,7 +510,7 @@ const char *
 task_args_raw(struct task_ctx *ctx, size_t *len)
 {
 	*len = CTX_JOB(ctx)->args_len;
-	return CTX_JOB(ctx)->args;
+	return job_args(CTX_JOB(ctx));
 }
 
 void

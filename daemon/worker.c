@@ -330,7 +330,6 @@ worker_free_job(struct job *j)
 	if (job_stdin(j) >= 0)
 		close(job_stdin(j));
 	job_extra_free(j->extra);
-	free(j->args);
 	free(j);
 }
 
@@ -338,16 +337,24 @@ static void
 worker_on_run(const struct proto_msg *m)
 {
 	struct job *j;
+	struct pbuf args = {0};
 	const char *name;
 	size_t len;
 
-	if ((j = calloc(1, sizeof(*j))) == NULL)
+	if (proto_has(m, PF_ARGS) && m->f[PF_ARGS].type == MSGPACK_OBJECT_MAP &&
+	    m->f[PF_ARGS].via.map.size > 0) {
+		msgpack_packer pk;
+
+		msgpack_packer_init(&pk, &args, pbuf_write_cb);
+		msgpack_pack_object(&pk, m->f[PF_ARGS]);
+	}
+	name = proto_str(m, PF_TASK, &len);
+	if ((j = job_alloc(task_find(name, len), args.data, args.len)) == NULL)
 		_exit(1);
+	pbuf_free(&args);
 	j->id = proto_u64(m, PF_JOB, 0);
 	/* without its owner, the job could act as root: it does not run */
 	j->uid = (uid_t)proto_u64(m, PF_UID, UINT32_MAX);
-	name = proto_str(m, PF_TASK, &len);
-	j->task = task_find(name, len);
 	if ((proto_has(m, PF_MEM) || proto_has(m, PF_PIDS) ||
 	     proto_has(m, PF_CPUS)) &&
 	    job_extra(j) != NULL) {
@@ -355,8 +362,6 @@ worker_on_run(const struct proto_msg *m)
 		j->extra->pids = proto_u64(m, PF_PIDS, 0);
 		j->extra->cpus = (uint32_t)proto_u64(m, PF_CPUS, 0);
 	}
-	atomic_init(&j->ctx.cancel, false);
-	j->ctx.wait_fd = -1;
 	if (proto_has(m, PF_STDIN) && wk.stdio) {
 		task_fail(&j->ctx, "a remote worker cannot take a streamed "
 		                   "standard input");
@@ -368,16 +373,6 @@ worker_on_run(const struct proto_msg *m)
 		_exit(1);
 	if (proto_has(m, PF_CWD) || proto_has(m, PF_ENV))
 		worker_context(j, m);
-	if (proto_has(m, PF_ARGS) && m->f[PF_ARGS].type == MSGPACK_OBJECT_MAP &&
-	    m->f[PF_ARGS].via.map.size > 0) {
-		struct pbuf b = {0};
-		msgpack_packer pk;
-
-		msgpack_packer_init(&pk, &b, pbuf_write_cb);
-		msgpack_pack_object(&pk, m->f[PF_ARGS]);
-		j->args = b.data;
-		j->args_len = (uint32_t)b.len;
-	}
 	if (wk.user && (wk.refusal != NULL || j->uid != wk.uid)) {
 		task_fail(&j->ctx, "%s",
 		          wk.refusal != NULL

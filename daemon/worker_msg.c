@@ -89,7 +89,7 @@ worker_msg_run(struct pbuf *out, const struct job *j, bool stream)
 	if (j->extra != NULL && j->extra->cpus > 0)
 		proto_enc_u64(&e, PF_CPUS, j->extra->cpus);
 	if (j->args_len > 0)
-		proto_enc_raw(&e, PF_ARGS, j->args, j->args_len);
+		proto_enc_raw(&e, PF_ARGS, job_args(j), j->args_len);
 	proto_enc_end(&e);
 }
 

@@ -138,14 +138,11 @@ struct spec {
 static struct job *
 job_for(const struct spec *sp)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct job *j;
 	struct pbuf b = {0};
 	msgpack_packer pk;
 	size_t n = 1, i;
 
-	assert_non_null(j);
-	j->task = task_find("exec", 4);
-	assert_non_null(j->task);
 	n += sp->cwd != NULL;
 	n += sp->env != NULL;
 	n += sp->in != NULL;
@@ -182,9 +179,10 @@ job_for(const struct spec *sp)
 		msgpack_pack_str_with_body(&pk, "grace", 5);
 		msgpack_pack_int64(&pk, sp->grace);
 	}
-	j->args = b.data;
-	j->args_len = (uint32_t)b.len;
-	atomic_init(&j->ctx.cancel, false);
+	j = job_alloc(task_find("exec", 4), b.data, b.len);
+	assert_non_null(j);
+	assert_non_null(j->task);
+	pbuf_free(&b);
 	rec_reset();
 	return j;
 }
@@ -194,7 +192,6 @@ free_job(struct job *j)
 {
 	task_ctx_free(&j->ctx);
 	job_extra_free(j->extra);
-	free(j->args);
 	free(j);
 }
 

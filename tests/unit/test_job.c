@@ -159,7 +159,7 @@ arguments_are_copied_into_the_job(void **state)
 	j = job_new(&js);
 	raw[3] = 0x06;
 	assert_int_equal(j->args_len, 4);
-	assert_int_equal(j->args[3], 0x05);
+	assert_int_equal(job_args(j)[3], 0x05);
 	js.args = NULL;
 	js.args_len = 0;
 }

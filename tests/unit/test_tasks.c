@@ -56,15 +56,12 @@ rec_wait(struct task_ctx *ctx, enum task_step st, void *arg)
 static struct job *
 make_job(const char *task, int npairs, ...)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct job *j;
 	struct pbuf b = {0};
 	msgpack_packer pk;
 	va_list ap;
 	int i;
 
-	assert_non_null(j);
-	j->task = task_find(task, strlen(task));
-	assert_non_null(j->task);
 	msgpack_packer_init(&pk, &b, pbuf_write_cb);
 	msgpack_pack_map(&pk, (size_t)npairs);
 	va_start(ap, npairs);
@@ -75,9 +72,10 @@ make_job(const char *task, int npairs, ...)
 		msgpack_pack_int64(&pk, v);
 	}
 	va_end(ap);
-	j->args = b.data;
-	j->args_len = (uint32_t)b.len;
-	atomic_init(&j->ctx.cancel, false);
+	j = job_alloc(task_find(task, strlen(task)), b.data, b.len);
+	assert_non_null(j);
+	assert_non_null(j->task);
+	pbuf_free(&b);
 	memset(&rec, 0, sizeof(rec));
 	return j;
 }
@@ -86,7 +84,6 @@ static void
 free_job(struct job *j)
 {
 	task_ctx_free(&j->ctx);
-	free(j->args);
 	free(j);
 }
 
@@ -228,7 +225,7 @@ noop_returns_its_arguments(void **state)
 	assert_int_equal(task_ctx_start(&j->ctx, j, &rec_ops, NULL), 0);
 	assert_int_equal(task_run_blocking(&j->ctx, rec_wait, NULL), TASK_DONE);
 	assert_int_equal(j->ctx.result.len, j->args_len);
-	assert_memory_equal(j->ctx.result.data, j->args, j->args_len);
+	assert_memory_equal(j->ctx.result.data, job_args(j), j->args_len);
 	free_job(j);
 }
 
@@ -361,19 +358,17 @@ auto_picks_loop_for_waits_and_processes_for_cpu(void **state)
 static struct job *
 make_jobf(const char *task, const char *fmt, ...)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct job *j;
 	struct pbuf b = {0};
 	va_list ap;
 
-	assert_non_null(j);
-	j->task = task_find(task, strlen(task));
-	assert_non_null(j->task);
 	va_start(ap, fmt);
 	pack_pairs(&b, fmt, ap);
 	va_end(ap);
-	j->args = b.data;
-	j->args_len = (uint32_t)b.len;
-	atomic_init(&j->ctx.cancel, false);
+	j = job_alloc(task_find(task, strlen(task)), b.data, b.len);
+	assert_non_null(j);
+	assert_non_null(j->task);
+	pbuf_free(&b);
 	memset(&rec, 0, sizeof(rec));
 	return j;
 }
@@ -709,7 +704,7 @@ checksum_reports_permission_errors(void **state)
 static void
 checksum_copies_the_path_and_refuses_nul_bytes(void **state)
 {
-	struct job *j = make_jobf("checksum", "");
+	struct job *j;
 	struct pbuf b = {0};
 	msgpack_packer pk;
 
@@ -718,9 +713,10 @@ checksum_copies_the_path_and_refuses_nul_bytes(void **state)
 	msgpack_pack_map(&pk, 1);
 	msgpack_pack_str_with_body(&pk, "path", 4);
 	msgpack_pack_str_with_body(&pk, "/etc/passwd\0x", 13);
-	free(j->args);
-	j->args = b.data;
-	j->args_len = (uint32_t)b.len;
+	j = job_alloc(task_find("checksum", 8), b.data, b.len);
+	assert_non_null(j);
+	pbuf_free(&b);
+	memset(&rec, 0, sizeof(rec));
 	assert_int_equal(task_ctx_start(&j->ctx, j, &rec_ops, NULL), -1);
 	assert_string_equal(j->ctx.error, "checksum: path contains a NUL byte");
 	free_job(j);
