@@ -15,7 +15,6 @@ idle machine:
 """
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time

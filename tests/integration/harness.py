@@ -105,6 +105,13 @@ class Notify:
         self.sock.close()
 
 
+def frame(msg):
+    """msg as concd-protocol(7) frames it: a 4-byte big-endian length,
+    then the MessagePack body."""
+    body = msgpack.packb(msg)
+    return struct.pack(">I", len(body)) + body
+
+
 def proc_state(pid):
     """The one-letter state of pid, or None when /proc has no such pid."""
     try:
@@ -384,8 +391,7 @@ class Client:
         self.sock.sendall(data)
 
     def send(self, msg):
-        body = msgpack.packb(msg)
-        self.sock.sendall(struct.pack(">I", len(body)) + body)
+        self.sock.sendall(frame(msg))
 
     def request(self, t, **fields):
         rid = self.next_id

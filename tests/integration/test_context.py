@@ -4,26 +4,19 @@ command's own exit status, on the wire and through concctl, on every
 executor."""
 import os
 import select
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import unittest
 
-import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BOUND, CONCTL, VALGRIND, Daemon, DaemonTest  # noqa: E402
+from harness import (BOUND, CONCTL, VALGRIND, Daemon, DaemonTest,  # noqa: E402
+                     frame)
 
 EXECUTORS = ("loop", "thread", "process")
 CHUNK = 64 * 1024
 SANITIZED = os.environ.get("CONCD_TEST_SANITIZED") == "1"
-
-
-def frame(msg):
-    body = msgpack.packb(msg)
-    return struct.pack(">I", len(body)) + body
 
 
 def output(events, stream="stdout"):

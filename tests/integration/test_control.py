@@ -12,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import BOUND, CONCD, VALGRIND, Daemon, DaemonTest  # noqa: E402
+from harness import BOUND, CONCD, Daemon, DaemonTest  # noqa: E402
 
 
 def gather(c, jobs, **kw):

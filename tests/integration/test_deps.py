@@ -1,7 +1,6 @@
 """Dependencies between jobs (--after, --after-any, gather's @N), restart,
 clean, and gathers larger than one request, against a real concd: the
 states, errors, causes, messages and exit codes a user sees."""
-import json
 import os
 import re
 import shutil
@@ -13,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import BOUND, VALGRIND, DaemonTest  # noqa: E402
+from harness import VALGRIND, DaemonTest  # noqa: E402
 
 GREET = os.path.join(os.environ.get("CONCD_PLUGINS", ""), "greet.so")
 RESULT_LINE = re.compile(r"^(\d+) (\S+) (\w+) (.*)$")

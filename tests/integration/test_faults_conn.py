@@ -17,7 +17,7 @@ import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (BOUND, CONCTL, VALGRIND, DaemonTest,  # noqa: E402
-                     maps_library)
+                     frame, maps_library)
 
 MIB = 1024 * 1024
 OUT_LIMIT = 64 * MIB  # concd-protocol(7): the cap on a connection's output
@@ -40,11 +40,6 @@ def sanitized(pid):
 
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
-
-
-def frame(msg):
-    body = msgpack.packb(msg)
-    return struct.pack(">I", len(body)) + body
 
 
 class RssPeak:

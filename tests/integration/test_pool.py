@@ -151,7 +151,7 @@ class ProcessPool(DaemonTest):
         rid = c.request("submit", task="sleep", args={"ms": 600000},
                         exec="process", watch=True)
         job = c.recv()["job"]
-        st = c.wait_state(job, "running")
+        c.wait_state(job, "running")
         c.request("cancel", job=job)
         self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
         # the same worker serves on

@@ -12,13 +12,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import BOUND, CONCTL, Daemon, maps_library  # noqa: E402
+from harness import BOUND, Daemon, maps_library  # noqa: E402
 
 PLUGINS = os.environ.get("CONCD_PYTHON_PLUGINS", "")
 EXECUTORS = ("thread", "process")

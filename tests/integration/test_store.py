@@ -12,7 +12,6 @@ import random
 import shutil
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import BOUND, CONCD, Daemon  # noqa: E402
+from harness import BOUND, CONCD, Daemon, frame  # noqa: E402
 
 FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 KILLED = -signal.SIGKILL
@@ -126,11 +125,6 @@ def descends_from(pid, ancestor):
             return True
         pid = ppid(pid)
     return False
-
-
-def frame(msg):
-    body = msgpack.packb(msg)
-    return struct.pack(">I", len(body)) + body
 
 
 # What the clients submit, in turn: jobs of the loop, of the thread pool

@@ -3,7 +3,6 @@ test-owned NOTIFY_SOCKET, socket activation through systemd-socket-activate,
 journal priority prefixes, and the forking start-up."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile

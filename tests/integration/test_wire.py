@@ -444,8 +444,8 @@ class Wire(DaemonTest):
 
     def test_a_client_that_vanishes_loses_nothing_for_the_others(self):
         a, b = self.d.client(), self.d.client()
-        rid = a.request("submit", task="sleep", args={"ms": 300, "steps": 3},
-                        exec="thread", watch=True)
+        a.request("submit", task="sleep", args={"ms": 300, "steps": 3},
+                  exec="thread", watch=True)
         job = a.recv()["job"]
         wid = b.request("watch", job=job)
         a.close()
