@@ -9,6 +9,7 @@ packages=(
 	libsmartcols-dev
 	libsqlite3-dev sqlite3
 	mandoc man-db python3 python3-msgpack systemd valgrind
+	python3-pyflakes # tests/system/python_lint.sh
 	python3-dev # the python task's plugin (plugins/python.c)
 	libclang-rt-14-dev
 	bash-completion # where cmake --install puts concctl's completion
