@@ -23,7 +23,10 @@ runs (default 5), the ratio of each run to its own baseline:
   primes  count_primes(N) as 2 jobs, wall clock from submit to both
           results: on 2 processes against 1 (target >= 1.9x), on 2
           threads against 1 (about 1.0x: one GIL); the pools are resized
-          with `resize` requests between the runs.
+          with `resize` requests between the runs.  Beside it, the
+          machine's own speed-up, the control: the same 2 calls in plain
+          processes forked by the bench, both in one against one in each
+          of two, wall clock from the start signal to the last end.
 
 Build concd in Release first, then run it by hand on an idle machine:
     cmake -S . -B rel -DCMAKE_BUILD_TYPE=Release && cmake --build rel -j2
@@ -180,6 +183,39 @@ def primes_pair(ex, n):
     return t
 
 
+def plain_pair(n, procs):
+    """count_primes(n) twice in plain forked processes: both in one
+    (procs 1) or one in each of two (procs 2); the seconds from the start
+    signal to the last end."""
+    want = count_primes_small(n)
+    kids = []
+    for _ in range(procs):
+        go_r, go_w = os.pipe()
+        done_r, done_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # only the computation: nothing of the parent's
+            try:
+                os.read(go_r, 1)
+                ok = all(count_primes(n) == want for _ in range(2 // procs))
+                os.write(done_w, b"1" if ok else b"0")
+            finally:
+                os._exit(0)
+        os.close(go_r)
+        os.close(done_w)
+        kids.append((pid, go_w, done_r))
+    t0 = time.perf_counter()
+    for _, go_w, _ in kids:
+        os.write(go_w, b"g")
+    ends = [os.read(done_r, 1) for _, _, done_r in kids]
+    t = time.perf_counter() - t0
+    for pid, go_w, done_r in kids:
+        os.close(go_w)
+        os.close(done_r)
+        os.waitpid(pid, 0)
+    assert ends == [b"1"] * procs, ends
+    return t
+
+
 def count_primes_small(n):
     # the answer, once per n (the bench's own process may take long here)
     if n not in _answers:
@@ -229,7 +265,7 @@ def main():
 
 def run(d, mods, runs, calls, rounds, primes_n):
     rows = {k: [] for k in ("map", "map0", "rtt", "rtt0", "bare", "fresh",
-                            "fresh0", "p1", "p2", "t1", "t2")}
+                            "fresh0", "p1", "p2", "t1", "t2", "b1", "b2")}
     with ConcdExecutor(executor="process", socket=d.socket) as ex, \
             cf.ProcessPoolExecutor(2) as pool:
         bench_rtt(pool, 1)  # the pool's workers started
@@ -264,10 +300,13 @@ def run(d, mods, runs, calls, rounds, primes_n):
                 until_pool(c, size)
                 rows["p%d" % size].append(primes_pair(pr, primes_n))
                 rows["t%d" % size].append(primes_pair(th, primes_n))
+                rows["b%d" % size].append(plain_pair(primes_n, size))
             print("run %d: count_primes x2: 1 process %.3f s, 2 processes "
-                  "%.3f s, 1 thread %.3f s, 2 threads %.3f s"
+                  "%.3f s, 1 thread %.3f s, 2 threads %.3f s; plain "
+                  "processes, 1 %.3f s, 2 %.3f s"
                   % (r + 1, rows["p1"][-1], rows["p2"][-1], rows["t1"][-1],
-                     rows["t2"][-1]), flush=True)
+                     rows["t2"][-1], rows["b1"][-1], rows["b2"][-1]),
+                  flush=True)
     finally:
         th.shutdown()
         pr.shutdown()
@@ -303,7 +342,7 @@ def report(rows, runs, calls, rounds, n):
 
     m, r, f = ratio("map", "map0"), ratio("rtt", "rtt0"), \
         ratio("fresh", "fresh0")
-    p, t = ratio("p1", "p2"), ratio("t1", "t2")
+    p, t, b0 = ratio("p1", "p2"), ratio("t1", "t2"), ratio("b1", "b2")
     print("\nmedians of %d runs (range of the runs in brackets); load "
           "average at the end %.2f %.2f %.2f:" % ((runs,) + os.getloadavg()))
     print("  map square x%d    concd %8.0f/s [%s]  pool %8.0f/s [%s]  "
@@ -329,6 +368,9 @@ def report(rows, runs, calls, rounds, n):
                                     "ok" if p >= 1.9 else "MISSED"))
     print("    1 thread  %.3f s  2 threads   %.3f s  speed-up %.2fx  "
           "(about 1.0x: the GIL)" % (med(rows["t1"]), med(rows["t2"]), t))
+    print("    the control, plain processes: 1 %.3f s  2 %.3f s  speed-up "
+          "%.2fx (concd's process speed-up is %.2f of it)"
+          % (med(rows["b1"]), med(rows["b2"]), b0, p / b0))
 
 
 if __name__ == "__main__":
