@@ -689,8 +689,9 @@ bench_daemon_start(const char *concd, const char *const *flags)
 	          BENCH_SPAWN_WAIT);
 }
 
-static void
-bench_reap(pid_t pid, const char *what)
+/* SIGTERM, then up to BENCH_STOP_WAIT ms for pid to exit: whether it did */
+static bool
+bench_term(pid_t pid)
 {
 	struct timespec tick = {0, 5 * 1000 * 1000};
 	int status, waited;
@@ -698,10 +699,33 @@ bench_reap(pid_t pid, const char *what)
 	kill(pid, SIGTERM);
 	for (waited = 0; waited < BENCH_STOP_WAIT; waited += 5) {
 		if (waitpid(pid, &status, WNOHANG) == pid)
-			return;
+			return true;
 		nanosleep(&tick, NULL);
 	}
-	fprintf(stderr, "concd-bench: %s did not stop on SIGTERM: killed\n",
+	return false;
+}
+
+/*
+ * Stop pid.  A concd drains its jobs at the first SIGTERM; one that a job
+ * keeps from stopping gets a second, which cuts its jobs off, so that it
+ * exits taking what it made along (its commands, their cgroups).  SIGKILL
+ * only when that fails too.
+ */
+static void
+bench_reap(pid_t pid, const char *what)
+{
+	int status;
+
+	if (bench_term(pid))
+		return;
+	fprintf(stderr,
+	        "concd-bench: %s did not stop on SIGTERM within %d ms: a "
+	        "second SIGTERM cuts its jobs off\n",
+	        what, BENCH_STOP_WAIT);
+	if (bench_term(pid))
+		return;
+	fprintf(stderr, "concd-bench: %s did not stop on a second SIGTERM: "
+	                "killed\n",
 	        what);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
