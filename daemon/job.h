@@ -105,7 +105,7 @@ struct job {
 	bool retry_wait;   /* between attempts, on the timer */
 	bool held;         /* made, not yet given to an executor (gather) */
 	bool has_ev;       /* loop_ev is set up */
-	bool inline_state; /* the task has a state: job_state_buf */
+	bool inline_state; /* task->state_size > 0, for job_state_buf here */
 	bool revoking;     /* asked back from its worker process */
 	bool out_held;  /* an attached watcher is backlogged: see job_output */
 	bool dirty;     /* changed since the store last got its row */

@@ -336,11 +336,13 @@ worker_free_job(struct job *j)
 static void
 worker_on_run(const struct proto_msg *m)
 {
+	/* the arguments, packed again: copied into the job, the room kept */
+	static struct pbuf args;
 	struct job *j;
-	struct pbuf args = {0};
 	const char *name;
 	size_t len;
 
+	args.len = 0;
 	if (proto_has(m, PF_ARGS) && m->f[PF_ARGS].type == MSGPACK_OBJECT_MAP &&
 	    m->f[PF_ARGS].via.map.size > 0) {
 		msgpack_packer pk;
@@ -351,7 +353,6 @@ worker_on_run(const struct proto_msg *m)
 	name = proto_str(m, PF_TASK, &len);
 	if ((j = job_alloc(task_find(name, len), args.data, args.len)) == NULL)
 		_exit(1);
-	pbuf_free(&args);
 	j->id = proto_u64(m, PF_JOB, 0);
 	/* without its owner, the job could act as root: it does not run */
 	j->uid = (uid_t)proto_u64(m, PF_UID, UINT32_MAX);

@@ -724,8 +724,9 @@ bench_reap(pid_t pid, const char *what)
 	        what, BENCH_STOP_WAIT);
 	if (bench_term(pid))
 		return;
-	fprintf(stderr, "concd-bench: %s did not stop on a second SIGTERM: "
-	                "killed\n",
+	fprintf(stderr,
+	        "concd-bench: %s did not stop on a second SIGTERM: "
+	        "killed\n",
 	        what);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);

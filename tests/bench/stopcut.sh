@@ -7,18 +7,19 @@
 set -eu
 
 bench=$1 concd=$2 conctl=$3
+here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d /tmp/concd-stopcut.XXXXXX)
 tag="3600.$$" # the command's argument: this run's, to find it by
 
 # what a killed concd left: its command, by pid, and the cgroups of its
-# instance (named in the command's /proc/PID/cgroup), deepest first
+# instance (named in the command's /proc/PID/cgroup), which the tests'
+# harness removes as it does after its own daemons
 cleanup() {
-	local pids pid names name
+	local pids pid names=()
 	pids=$(pgrep -f "^sleep $tag\$" || true)
-	names=
 	for pid in $pids; do
-		names="$names $(grep -o 'concd-[0-9a-f]*' "/proc/$pid/cgroup" \
-			2>/dev/null | sort -u || true)"
+		mapfile -t -O "${#names[@]}" names < <(grep -o 'concd-[0-9a-f]*' \
+			"/proc/$pid/cgroup" 2>/dev/null | sort -u)
 		kill -9 "$pid" 2>/dev/null || true
 	done
 	for pid in $pids; do # gone from its cgroup, even as a zombie
@@ -29,10 +30,11 @@ cleanup() {
 			sleep 0.01
 		done
 	done
-	for name in $(echo "$names" | tr ' ' '\n' | sort -u); do
-		find /sys/fs/cgroup -maxdepth 5 -depth -type d \
-			-path "*/$name*" -exec rmdir {} \; 2>/dev/null || true
-	done
+	if [ ${#names[@]} -gt 0 ]; then
+		/usr/bin/python3 -c 'import sys; sys.path.insert(0, sys.argv[1])
+import harness; harness.remove_cgroups(sys.argv[2:])' \
+			"$here/../integration" "${names[@]}" || true
+	fi
 	rm -rf "$dir"
 }
 trap cleanup EXIT
