@@ -42,7 +42,7 @@
 #define STORE_DELAY_US    300   /* a batch waits for new jobs to end */
 #define STORE_LAZY_US     10000 /* a batch of ends alone waits for more */
 #define STORE_LAZY_ROWS   512
-#define STORE_SPARE_ROWS  4096 /* a batch kept for the next: at most */
+#define STORE_SPARE_RECS  (1 << 18) /* a batch kept for the next: at most */
 #define STORE_SPARE_BYTES (1 << 20)
 #define STORE_WAL_PAGES   8192      /* a checkpoint once the WAL is this long */
 #define STORE_TRIM_EVERY  60        /* seconds between age sweeps */
@@ -52,7 +52,10 @@
 #define STORE_RETRY_MIN   100       /* ms after a failed commit */
 #define STORE_RETRY_MAX   5000
 
-/* A row in a batch: its strings and blobs are offsets into the batch. */
+/*
+ * A row of a batch, as row_get reads it from the batch's records: its
+ * strings and blobs are offsets into the batch's data.
+ */
 struct brow {
 	struct store_row r;                      /* pointers unset */
 	uint32_t task, args, error, msg, result; /* offsets; UINT32_MAX: none */
@@ -84,8 +87,8 @@ struct trim_order {
 struct batch {
 	uint64_t seq;
 	struct trim_order trim;
-	struct brow *rows;
-	size_t n, cap;
+	struct pbuf rows; /* n records: see row_put */
+	size_t n;
 	struct bgroup *groups;
 	size_t ngroups, capgroups;
 	struct pbuf data;
@@ -209,8 +212,6 @@ static struct {
 	void (*committed[2])(uint64_t, bool);
 	void (*forgotten)(uint64_t);
 	uint64_t (*next_hook)(void); /* the next id the loop gives out */
-	struct brow *carry; /* a failed batch's updates, for the next one */
-	size_t ncarry;
 
 	/* retention, counted by the loop, done by the thread */
 	size_t max_finished;
@@ -1056,6 +1057,7 @@ static void
 batch_reset(struct batch *b)
 {
 	b->n = 0;
+	b->rows.len = 0;
 	b->ngroups = 0;
 	b->data.len = 0;
 	b->next_id = 0;
@@ -1073,7 +1075,7 @@ batch_free(struct batch *b)
 {
 	if (b == NULL)
 		return;
-	free(b->rows);
+	pbuf_free(&b->rows);
 	free(b->groups);
 	pbuf_free(&b->data);
 	free(b->gone);
@@ -1139,27 +1141,212 @@ batch_extra(struct batch *b, const struct job_extra *x)
 	return off;
 }
 
+/*
+ * A batch's rows are records of a few bytes, not structs: a sleeping
+ * job's new row takes about 30 bytes where its struct brow took 192, and
+ * a burst of 10,000 jobs holds 0.3 MB of them, not 1.9 MB.  A record is a
+ * varint of the fields present (ROW_*: those that are not zero, the
+ * strings and blobs that are not NULL), the id, and each field present,
+ * in the order of the bits, a varint (a string or blob: its offset in
+ * the batch's data, then its length).  Flags are bits alone.
+ */
+enum {
+	ROW_TASK,
+	ROW_ARGS,
+	ROW_ERROR,
+	ROW_MSG,
+	ROW_RESULT,
+	ROW_X,
+	ROW_SUBMITTED,
+	ROW_STARTED,
+	ROW_FINISHED,
+	ROW_TIMEOUT,
+	ROW_DONE,
+	ROW_TOTAL,
+	ROW_DROPPED,
+	ROW_RETRY_DELAY,
+	ROW_SERVED,
+	ROW_WORKER,
+	ROW_TID,
+	ROW_UID,
+	ROW_STATE,
+	ROW_REQUESTED,
+	ROW_EXEC,
+	ROW_ERR,
+	ROW_ATTEMPT,
+	ROW_RETRIES,
+	ROW_DAEMON, /* the flags: no value follows */
+	ROW_FRESH,
+	ROW_INSERT,
+};
+/* the most a record's values take: 162 bytes */
+#define ROW_MAX 256
+/* a field added to store_row is added to the records too */
+_Static_assert(sizeof(struct store_row) == 152,
+               "store_row changed: row_put and row_get must follow");
+
+static unsigned char *
+varint_put(unsigned char *q, uint64_t v)
+{
+	while (v > 0x7f) {
+		*q++ = (unsigned char)(v | 0x80);
+		v >>= 7;
+	}
+	*q++ = (unsigned char)v;
+	return q;
+}
+
+static uint64_t
+varint_get(const unsigned char **p)
+{
+	const unsigned char *q = *p;
+	uint64_t v = 0;
+	int shift = 0;
+
+	do
+		v |= (uint64_t)(*q & 0x7f) << shift;
+	while ((*q++ & 0x80) != 0 && (shift += 7) < 64);
+	*p = q;
+	return v;
+}
+
+/* A record of row w at the end of b->rows. */
+static void
+row_put(struct batch *b, const struct brow *w)
+{
+	const struct store_row *r = &w->r;
+	unsigned char v[ROW_MAX], *q = v, *out;
+	uint32_t bits = 0;
+
+#define ROW_STR(bit, off, len)                                                 \
+	if ((off) != UINT32_MAX) {                                             \
+		bits |= 1u << (bit);                                           \
+		q = varint_put(q, off);                                        \
+		q = varint_put(q, len);                                        \
+	}
+#define ROW_NUM(bit, val)                                                      \
+	if ((val) != 0) {                                                      \
+		bits |= 1u << (bit);                                           \
+		q = varint_put(q, val);                                        \
+	}
+#define ROW_FLAG(bit, val) bits |= (val) ? 1u << (bit) : 0
+	ROW_STR(ROW_TASK, w->task, w->task_len);
+	ROW_STR(ROW_ARGS, w->args, r->args_len);
+	ROW_STR(ROW_ERROR, w->error, w->error_len);
+	ROW_STR(ROW_MSG, w->msg, w->msg_len);
+	ROW_STR(ROW_RESULT, w->result, r->result_len);
+	if (w->x != UINT32_MAX) {
+		bits |= 1u << ROW_X;
+		q = varint_put(q, w->x);
+	}
+	ROW_NUM(ROW_SUBMITTED, r->submitted);
+	ROW_NUM(ROW_STARTED, r->started);
+	ROW_NUM(ROW_FINISHED, r->finished);
+	ROW_NUM(ROW_TIMEOUT, r->timeout_ms);
+	ROW_NUM(ROW_DONE, r->done);
+	ROW_NUM(ROW_TOTAL, r->total);
+	ROW_NUM(ROW_DROPPED, r->dropped);
+	ROW_NUM(ROW_RETRY_DELAY, r->retry_delay_ms);
+	ROW_NUM(ROW_SERVED, r->served);
+	ROW_NUM(ROW_WORKER, (uint32_t)r->worker);
+	ROW_NUM(ROW_TID, (uint32_t)r->tid);
+	ROW_NUM(ROW_UID, (uint32_t)r->uid);
+	ROW_NUM(ROW_STATE, r->state);
+	ROW_NUM(ROW_REQUESTED, r->requested);
+	ROW_NUM(ROW_EXEC, r->exec);
+	ROW_NUM(ROW_ERR, r->err);
+	ROW_NUM(ROW_ATTEMPT, r->attempt);
+	ROW_NUM(ROW_RETRIES, r->retries);
+	ROW_FLAG(ROW_DAEMON, r->daemon);
+	ROW_FLAG(ROW_FRESH, r->fresh);
+	ROW_FLAG(ROW_INSERT, r->insert);
+#undef ROW_STR
+#undef ROW_NUM
+#undef ROW_FLAG
+	pbuf_reserve(&b->rows, 5 + 10 + (size_t)(q - v));
+	out = (unsigned char *)b->rows.data + b->rows.len;
+	out = varint_put(out, bits);
+	out = varint_put(out, r->id);
+	memcpy(out, v, (size_t)(q - v));
+	out += q - v;
+	b->rows.len = (size_t)(out - (unsigned char *)b->rows.data);
+}
+
+/* The record at p into w; where the next one begins. */
+static const unsigned char *
+row_get(const unsigned char *p, struct brow *w)
+{
+	struct store_row *r = &w->r;
+	uint32_t bits;
+
+	memset(w, 0, sizeof(*w));
+	bits = (uint32_t)varint_get(&p);
+	r->id = varint_get(&p);
+#define ROW_STR(bit, off, len)                                                 \
+	if (bits & (1u << (bit))) {                                            \
+		off = (uint32_t)varint_get(&p);                                \
+		len = (uint32_t)varint_get(&p);                                \
+	} else                                                                 \
+		off = UINT32_MAX
+#define ROW_NUM(bit, type, val)                                                \
+	if (bits & (1u << (bit)))                                              \
+	val = (type)(uint32_t)varint_get(&p)
+#define ROW_NUM64(bit, val)                                                    \
+	if (bits & (1u << (bit)))                                              \
+	val = varint_get(&p)
+	ROW_STR(ROW_TASK, w->task, w->task_len);
+	ROW_STR(ROW_ARGS, w->args, r->args_len);
+	ROW_STR(ROW_ERROR, w->error, w->error_len);
+	ROW_STR(ROW_MSG, w->msg, w->msg_len);
+	ROW_STR(ROW_RESULT, w->result, r->result_len);
+	w->x = bits & (1u << ROW_X) ? (uint32_t)varint_get(&p) : UINT32_MAX;
+	ROW_NUM64(ROW_SUBMITTED, r->submitted);
+	ROW_NUM64(ROW_STARTED, r->started);
+	ROW_NUM64(ROW_FINISHED, r->finished);
+	ROW_NUM64(ROW_TIMEOUT, r->timeout_ms);
+	ROW_NUM64(ROW_DONE, r->done);
+	ROW_NUM64(ROW_TOTAL, r->total);
+	ROW_NUM64(ROW_DROPPED, r->dropped);
+	ROW_NUM(ROW_RETRY_DELAY, uint32_t, r->retry_delay_ms);
+	ROW_NUM(ROW_SERVED, uint32_t, r->served);
+	ROW_NUM(ROW_WORKER, int32_t, r->worker);
+	ROW_NUM(ROW_TID, pid_t, r->tid);
+	ROW_NUM(ROW_UID, uid_t, r->uid);
+	ROW_NUM(ROW_STATE, uint8_t, r->state);
+	ROW_NUM(ROW_REQUESTED, uint8_t, r->requested);
+	ROW_NUM(ROW_EXEC, uint8_t, r->exec);
+	ROW_NUM(ROW_ERR, uint8_t, r->err);
+	ROW_NUM(ROW_ATTEMPT, uint8_t, r->attempt);
+	ROW_NUM(ROW_RETRIES, uint8_t, r->retries);
+#undef ROW_STR
+#undef ROW_NUM
+#undef ROW_NUM64
+	r->daemon = (bits & (1u << ROW_DAEMON)) != 0;
+	r->fresh = (bits & (1u << ROW_FRESH)) != 0;
+	r->insert = (bits & (1u << ROW_INSERT)) != 0;
+	return p;
+}
+
+/* b's first record, for row_get */
+static const unsigned char *
+batch_rows(const struct batch *b)
+{
+	return (const unsigned char *)b->rows.data;
+}
+
 static void
 batch_add(struct batch *b, const struct store_row *r)
 {
-	struct brow *w;
-	size_t n;
+	struct brow w = {.r = *r};
 
-	if (b->n == b->cap) {
-		n = b->cap ? b->cap * 2 : 256;
-		if ((w = realloc(b->rows, n * sizeof(*w))) == NULL)
-			fatal("store: batch");
-		b->rows = w;
-		b->cap = n;
-	}
-	w = &b->rows[b->n++];
-	w->r = *r;
-	w->task = batch_str(b, r->task, &w->task_len);
-	w->args = batch_bytes(b, r->args, r->args_len);
-	w->error = batch_str(b, r->error, &w->error_len);
-	w->msg = batch_str(b, r->msg, &w->msg_len);
-	w->result = batch_bytes(b, r->result, r->result_len);
-	w->x = r->x != NULL ? batch_extra(b, r->x) : UINT32_MAX;
+	w.task = batch_str(b, r->task, &w.task_len);
+	w.args = batch_bytes(b, r->args, r->args_len);
+	w.error = batch_str(b, r->error, &w.error_len);
+	w.msg = batch_str(b, r->msg, &w.msg_len);
+	w.result = batch_bytes(b, r->result, r->result_len);
+	w.x = r->x != NULL ? batch_extra(b, r->x) : UINT32_MAX;
+	row_put(b, &w);
+	b->n++;
 	if (PROTO_STATE_FINAL(r->state))
 		b->finals++;
 	if (r->insert)
@@ -1464,7 +1651,7 @@ write_row(const struct batch *b, const struct brow *w)
  * or rows of jobs written before, replaced.
  */
 static int
-write_many(const struct batch *b, const struct brow *const *rows, bool insert)
+write_many(const struct batch *b, const struct brow *rows, bool insert)
 {
 	sqlite3_stmt *s = store_stmt(insert ? ST_INSERT_MANY : ST_REPLACE_MANY);
 	int i, rc;
@@ -1472,7 +1659,7 @@ write_many(const struct batch *b, const struct brow *const *rows, bool insert)
 	if (s == NULL)
 		return -1;
 	for (i = 0; i < STORE_MANY; i++)
-		bind_row(s, i * STORE_COLS, b, rows[i], true);
+		bind_row(s, i * STORE_COLS, b, &rows[i], true);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : -1;
@@ -1487,16 +1674,16 @@ write_many(const struct batch *b, const struct brow *const *rows, bool insert)
 static int
 write_rows(const struct batch *b, bool insert)
 {
-	const struct brow *many[STORE_MANY];
+	const unsigned char *p = batch_rows(b);
+	struct brow many[STORE_MANY], row, *w = &row;
 	size_t i, k, n = 0;
 
 	for (i = 0; i < b->n; i++) {
-		const struct brow *w = &b->rows[i];
-
+		p = row_get(p, w);
 		if (w->r.insert != insert)
 			continue;
 		if (w->x == UINT32_MAX) {
-			many[n++] = w;
+			many[n++] = *w;
 			if (n == STORE_MANY) {
 				if (write_many(b, many, insert) < 0)
 					return -1;
@@ -1504,11 +1691,11 @@ write_rows(const struct batch *b, bool insert)
 			}
 			continue;
 		}
-		for (k = 0; k < n && many[k]->r.id != w->r.id; k++)
+		for (k = 0; k < n && many[k].r.id != w->r.id; k++)
 			;
 		if (k < n) { /* its older row waits: it goes first */
 			for (k = 0; k < n; k++)
-				if (write_row(b, many[k]) < 0)
+				if (write_row(b, &many[k]) < 0)
 					return -1;
 			n = 0;
 		}
@@ -1516,7 +1703,7 @@ write_rows(const struct batch *b, bool insert)
 			return -1;
 	}
 	for (k = 0; k < n; k++)
-		if (write_row(b, many[k]) < 0)
+		if (write_row(b, &many[k]) < 0)
 			return -1;
 	return 0;
 }
@@ -1638,12 +1825,16 @@ store_audit(const struct batch *b)
 	struct log_job ev[AUDIT_CHUNK];
 	char cmd[AUDIT_CHUNK][256];
 	const char *d = b->data.data;
+	const unsigned char *p = batch_rows(b);
+	struct brow row, *w = &row;
 	size_t i, n = 0;
 
 	for (i = 0; i < b->n; i++) {
-		const struct brow *w = &b->rows[i];
 		const struct store_row *r = &w->r;
-		struct log_job j = {
+		struct log_job j;
+
+		p = row_get(p, w);
+		j = (struct log_job){
 		    .id = r->id,
 		    .task = w->task != UINT32_MAX ? d + w->task : "",
 		    .uid = r->uid,
@@ -1816,7 +2007,7 @@ static void
 store_recycle(struct batch *b)
 {
 	/* a big batch's room goes back: a burst does not stay resident */
-	if (store_spare == NULL && b->cap <= STORE_SPARE_ROWS &&
+	if (store_spare == NULL && b->rows.cap <= STORE_SPARE_RECS &&
 	    b->data.cap <= STORE_SPARE_BYTES) {
 		batch_reset(b);
 		store_spare = b;
@@ -1824,20 +2015,23 @@ store_recycle(struct batch *b)
 		batch_free(b);
 }
 
-/* Copy batch from's rows into to, pointers made again. */
+/* Copy n rows of batch from, from its row first on, into to. */
 static void
-batch_copy(struct batch *to, const struct batch *from)
+batch_copy(struct batch *to, const struct batch *from, size_t first, size_t n)
 {
 	const char *d = from->data.data;
+	const unsigned char *p = batch_rows(from);
 	static uint64_t after[1024];
 	const struct bextra *be;
+	struct brow row, *w = &row;
 	struct job_extra x;
 	struct store_row r;
 	size_t i;
 
-	for (i = 0; i < from->n; i++) {
-		const struct brow *w = &from->rows[i];
-
+	for (i = 0; i < first + n && i < from->n; i++) {
+		p = row_get(p, w);
+		if (i < first)
+			continue;
 		r = w->r;
 		r.task = w->task != UINT32_MAX ? d + w->task : NULL;
 		r.args = w->args != UINT32_MAX ? d + w->args : NULL;
@@ -1879,25 +2073,17 @@ store_carry(struct batch *failed)
 {
 	struct batch *next = store_spare != NULL ? store_spare : batch_new();
 	struct batch *open = store.open;
-	size_t n;
+	size_t carried = store.carried;
 
 	store_spare = NULL;
 	/* after what earlier failed batches left, before the newer rows */
-	if (open != NULL) {
-		n = open->n;
-		open->n = store.carried;
-		batch_copy(next, open);
-		open->n = n;
-	}
-	batch_copy(next, failed);
+	if (open != NULL)
+		batch_copy(next, open, 0, carried);
+	batch_copy(next, failed, 0, failed->n);
 	next->next_id = failed->next_id;
 	store.carried = next->n;
 	if (open != NULL) {
-		struct batch rest = *open;
-
-		rest.rows += store.carried - failed->n;
-		rest.n -= store.carried - failed->n;
-		batch_copy(next, &rest);
+		batch_copy(next, open, carried, open->n - carried);
 		if (open->next_id > next->next_id)
 			next->next_id = open->next_id;
 	}

@@ -1125,5 +1125,68 @@ class FullDisk(StoreTest):
                          {j: "succeeded" for j in before + accepted})
 
 
+    def test_rows_that_fail_on_a_full_disk_are_written_once_it_has_room(self):
+        """Jobs that end while the disk is full and its reserve spent: the
+        batch that holds their rows fails, and they are written with the
+        next one once there is room, with their results, errors and
+        labels (the rows a failed batch carries over)."""
+        state = os.path.join(self.mnt, "state")
+        d = Daemon("--state-dir", state)
+        self.addCleanup(d.close)
+        c = d.client()
+        held = [c.call("submit", task="primes", args={"n": 1000},
+                       held=True, label="p%d" % i)["job"] for i in range(3)]
+        sleeping = [c.call("submit", task="sleep", args={"ms": 600000},
+                           label="s%d" % i)["job"] for i in range(3)]
+        for j in sleeping:
+            c.wait_state(j, "running")
+        self.fill(os.path.join(self.mnt, "filler"))
+        for _ in range(1000):
+            m = c.call("submit", task="noop")
+            if m["t"] != "accepted":
+                break
+        self.assertEqual(m.get("error"), "store_failed", m)
+        # the reserve is spent: the room it gave back is filled too
+        self.assertFalse(os.path.exists(os.path.join(state, "reserve")))
+        self.fill(os.path.join(self.mnt, "filler2"))
+        # their changes in one write, so in one batch, whose replies
+        # wait for it to be written
+        rids = list(range(c.next_id, c.next_id + 6))
+        c.next_id += 6
+        c.send_raw(b"".join(
+            harness.frame({"t": t, "id": rid, "job": j})
+            for rid, t, j in zip(rids, ["release"] * 3 + ["cancel"] * 3,
+                                 held + sleeping)))
+        # the batch of their rows failed (asked on a connection of its
+        # own: this one's replies wait in order behind theirs)
+        other = d.client()
+        deadline = time.monotonic() + BOUND
+        while True:
+            m = other.call("submit", task="noop")
+            self.assertEqual(m.get("error"), "store_failed", m)
+            if "cannot be written" in m["message"]:
+                break
+            self.assertLess(time.monotonic(), deadline, m)
+        for j in held:
+            self.assertEqual(other.wait_state(j, "succeeded")["state"],
+                             "succeeded")
+        os.unlink(os.path.join(self.mnt, "filler2"))
+        os.unlink(os.path.join(self.mnt, "filler"))
+        d.wait_log("there is room again; new jobs are accepted")
+        for rid in rids:
+            self.assertEqual(c.recv_for(rid)["t"], "ok")
+        self.kill9(d)
+        c = self.daemon(state_dir=state).client()
+        st = self.statuses(c, held + sleeping)
+        self.assertEqual([st[j].get("state") for j in held + sleeping],
+                         ["succeeded"] * 3 + ["cancelled"] * 3)
+        self.assertEqual([st[j].get("label") for j in held + sleeping],
+                         ["p0", "p1", "p2", "s0", "s1", "s2"])
+        self.assertEqual([c.call("result", job=j)["result"] for j in held],
+                         [168] * 3)
+        for j in sleeping:
+            self.assertEqual(st[j].get("error"), "cancelled", st[j])
+
+
 if __name__ == "__main__":
     harness.main()
