@@ -1124,7 +1124,6 @@ class FullDisk(StoreTest):
         self.assertEqual({j: s.get("state") for j, s in st.items()},
                          {j: "succeeded" for j in before + accepted})
 
-
     def test_rows_that_fail_on_a_full_disk_are_written_once_it_has_room(self):
         """Jobs that end while the disk is full and its reserve spent: the
         batch that holds their rows fails, and they are written with the
@@ -1154,7 +1153,7 @@ class FullDisk(StoreTest):
         rids = list(range(c.next_id, c.next_id + 6))
         c.next_id += 6
         c.send_raw(b"".join(
-            harness.frame({"t": t, "id": rid, "job": j})
+            frame({"t": t, "id": rid, "job": j})
             for rid, t, j in zip(rids, ["release"] * 3 + ["cancel"] * 3,
                                  held + sleeping)))
         # the batch of their rows failed (asked on a connection of its

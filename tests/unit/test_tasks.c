@@ -52,11 +52,24 @@ rec_wait(struct task_ctx *ctx, enum task_step st, void *arg)
 	return true;
 }
 
+/* A job of task with the arguments packed in b (freed), rec cleared. */
+static struct job *
+job_of(const char *task, struct pbuf *b)
+{
+	struct job *j =
+	    job_alloc(task_find(task, strlen(task)), b->data, b->len);
+
+	assert_non_null(j);
+	assert_non_null(j->task);
+	pbuf_free(b);
+	memset(&rec, 0, sizeof(rec));
+	return j;
+}
+
 /* Build a job whose raw args are the msgpack map given as pairs. */
 static struct job *
 make_job(const char *task, int npairs, ...)
 {
-	struct job *j;
 	struct pbuf b = {0};
 	msgpack_packer pk;
 	va_list ap;
@@ -72,12 +85,7 @@ make_job(const char *task, int npairs, ...)
 		msgpack_pack_int64(&pk, v);
 	}
 	va_end(ap);
-	j = job_alloc(task_find(task, strlen(task)), b.data, b.len);
-	assert_non_null(j);
-	assert_non_null(j->task);
-	pbuf_free(&b);
-	memset(&rec, 0, sizeof(rec));
-	return j;
+	return job_of(task, &b);
 }
 
 static void
@@ -358,19 +366,13 @@ auto_picks_loop_for_waits_and_processes_for_cpu(void **state)
 static struct job *
 make_jobf(const char *task, const char *fmt, ...)
 {
-	struct job *j;
 	struct pbuf b = {0};
 	va_list ap;
 
 	va_start(ap, fmt);
 	pack_pairs(&b, fmt, ap);
 	va_end(ap);
-	j = job_alloc(task_find(task, strlen(task)), b.data, b.len);
-	assert_non_null(j);
-	assert_non_null(j->task);
-	pbuf_free(&b);
-	memset(&rec, 0, sizeof(rec));
-	return j;
+	return job_of(task, &b);
 }
 
 /* A wait that really waits for the fd, as a pool worker does. */
@@ -713,10 +715,7 @@ checksum_copies_the_path_and_refuses_nul_bytes(void **state)
 	msgpack_pack_map(&pk, 1);
 	msgpack_pack_str_with_body(&pk, "path", 4);
 	msgpack_pack_str_with_body(&pk, "/etc/passwd\0x", 13);
-	j = job_alloc(task_find("checksum", 8), b.data, b.len);
-	assert_non_null(j);
-	pbuf_free(&b);
-	memset(&rec, 0, sizeof(rec));
+	j = job_of("checksum", &b);
 	assert_int_equal(task_ctx_start(&j->ctx, j, &rec_ops, NULL), -1);
 	assert_string_equal(j->ctx.error, "checksum: path contains a NUL byte");
 	free_job(j);
