@@ -35,7 +35,6 @@ struct task;
  */
 struct task_ctx {
 	const struct exec_ops *ops; /* the executor running it */
-	void *worker_state;
 	struct pbuf result;
 	char *error;
 	uint32_t wait_ms;
@@ -63,6 +62,26 @@ struct watch {
 #define WATCH_GATHER (-2)
 
 /*
+ * What a thread worker hands back, under its pool's lock: the loop copies
+ * it into the job's own fields when it takes the job's events.
+ */
+struct job_handoff {
+	uint8_t post;  /* POOL_POST_* bits not yet taken */
+	bool pending;  /* loop-owned: not yet handed over */
+	bool ended;    /* end posted: its worker may be gone */
+	uint8_t state; /* final state, with POOL_POST_END */
+	int32_t worker;
+	pid_t tid;
+	uint32_t served;
+	uint64_t started;
+	uint64_t done, total;
+	char *msg;
+	struct pbuf out;        /* [stream][u32 length][bytes]... */
+	bool held;              /* for its client: see thread_output */
+	pthread_cond_t *waiter; /* its worker waits there */
+};
+
+/*
  * A job record.  Fields are ordered by size so that the record has no
  * holes: a sleeping loop job costs little more than this (DESIGN.md §9).
  */
@@ -75,7 +94,6 @@ struct job {
 	struct gather *gather; /* the gather request it came in, or NULL */
 	char *msg;
 	struct watch_list watches;
-	void *xdata;             /* the executor's own */
 	struct job_extra *extra; /* what it asks beyond its task, or NULL */
 
 	uint64_t submitted, started, finished; /* µs since the epoch */
@@ -99,43 +117,32 @@ struct job {
 	uint8_t err;       /* enum proto_error */
 	uint8_t attempt;   /* 1, then 2... with retries */
 	uint8_t retries;   /* attempts after the first, at most */
-	bool daemon;
-	bool fresh;
-	bool timing_out;   /* a cancel caused by the timeout */
-	bool retry_wait;   /* between attempts, on the timer */
-	bool held;         /* made, not yet given to an executor (gather) */
-	bool has_ev;       /* loop_ev is set up */
-	bool inline_state; /* task->state_size > 0, for job_state_buf here */
-	bool revoking;     /* asked back from its worker process */
-	bool out_held;  /* an attached watcher is backlogged: see job_output */
-	bool dirty;     /* changed since the store last got its row */
-	bool stored;    /* its row is in the store, or on its way */
-	bool deferred;  /* new, running: its first row waits (job_collect) */
-	uint8_t qstate; /* where queue.c has it (enum in queue.c) */
+	uint8_t qstate;    /* where queue.c has it (enum in queue.c) */
+	/*
+	 * task->state_size > 0, for job_state_buf here.  A pool worker reads
+	 * it while the loop sets the flags below, so it is not one of them.
+	 */
+	bool inline_state;
+	/* The loop's alone: a pool worker reads none of them. */
+	bool daemon : 1;
+	bool fresh : 1;
+	bool timing_out : 1; /* a cancel caused by the timeout */
+	bool retry_wait : 1; /* between attempts, on the timer */
+	bool held : 1;       /* made, not yet given to an executor (gather) */
+	bool has_ev : 1;     /* loop_ev is set up */
+	bool revoking : 1;   /* asked back from its worker process */
+	bool out_held : 1;   /* an attached watcher fell behind: job_output */
+	bool dirty : 1;      /* changed since the store last got its row */
+	bool stored : 1;     /* its row is in the store, or on its way */
+	bool deferred : 1; /* new, running: its first row waits (job_collect) */
 
+	/* What its executor keeps: a loop job its event, a pool job these. */
 	union {
-		/*
-		 * What a pool worker hands back, under its pool's lock: the
-		 * loop copies it into the fields above when it takes the job's
-		 * events.
-		 */
 		struct {
-			uint8_t post;  /* POOL_POST_* bits not yet taken */
-			bool pending;  /* loop-owned: not yet handed over */
-			bool ended;    /* end posted: its worker may be gone */
-			uint8_t state; /* final state, with POOL_POST_END */
-			int32_t worker;
-			pid_t tid;
-			uint32_t served;
-			uint64_t started;
-			uint64_t done, total;
-			char *msg;
-			struct pbuf out; /* [stream][u32 length][bytes]... */
-			bool held;       /* for its client: see thread_output */
-			pthread_cond_t *waiter; /* its worker waits there */
-		} handoff;
-		/* a loop job's one event: its timer, its fd wait or its yield
-		 */
+			void *xdata; /* the pool's own: the worker running it */
+			struct job_handoff handoff; /* the thread pool's */
+		};
+		/* a loop job's one event: timer, fd wait or yield */
 		struct event loop_ev;
 	};
 	struct task_ctx ctx;
@@ -145,9 +152,10 @@ struct job {
 	((struct job *)(void *)((char *)(c)-offsetof(struct job, ctx)))
 /*
  * A job is one allocation (job_alloc): the record, its raw arguments (a
- * msgpack map), its task's state.
+ * msgpack map), its task's state, which starts 8-byte aligned.
  */
-#define JOB_ARGS_ROOM(len) (((size_t)(len) + 15) & ~(size_t)15)
+#define JOB_ARGS_ROOM(len) (((size_t)(len) + 7) & ~(size_t)7)
+_Static_assert(sizeof(struct job) % 8 == 0, "a task's state is 8-aligned");
 
 static inline const char *
 job_args(const struct job *j)

@@ -356,6 +356,13 @@ task_validate(const struct task *t, const msgpack_object *args, char *cause,
 
 /* ---- the context ---- */
 
+/*
+ * The worker state of the job this thread started last: a pool worker
+ * runs one job at a time from its start to its end, and the loop, which
+ * runs many, has none.  Kept here, not in every job's context.
+ */
+static _Thread_local void *worker_state_here;
+
 int
 task_ctx_start(struct task_ctx *ctx, struct job *job,
                const struct exec_ops *ops, void *worker_state)
@@ -368,7 +375,7 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	int rc;
 
 	ctx->ops = ops;
-	ctx->worker_state = worker_state;
+	worker_state_here = worker_state;
 	ctx->wait_fd = -1;
 	/* an earlier attempt's outcome is not this one's */
 	ctx->exited = false;
@@ -503,7 +510,8 @@ task_state(struct task_ctx *ctx)
 void *
 task_worker_state(struct task_ctx *ctx)
 {
-	return ctx->worker_state;
+	(void)ctx;
+	return worker_state_here;
 }
 
 const char *

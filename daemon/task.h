@@ -152,7 +152,12 @@ struct task {
 
 /* ---- what a task may call ---- */
 
+/* The job's state: state_size zeroed bytes, 8-byte aligned. */
 void *task_state(struct task_ctx *);
+/*
+ * The state init made on the worker running the job (NULL on the loop or
+ * without init), for start, step and stop as its worker calls them.
+ */
 void *task_worker_state(struct task_ctx *);
 /* The job's raw msgpack arguments (a map), e.g. to echo them. */
 const char *task_args_raw(struct task_ctx *, size_t *len);

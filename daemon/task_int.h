@@ -44,7 +44,10 @@ int task_validate(const struct task *, const msgpack_object *args, char *cause,
 enum proto_exec task_default_exec(const struct task *);
 unsigned task_exec_bit(enum proto_exec);
 
-/* Set up the context and call start(); -1 with ctx->error set. */
+/*
+ * Set up the context and call start(); -1 with ctx->error set.  The job's
+ * task_worker_state is worker_state until this thread starts another.
+ */
 int task_ctx_start(struct task_ctx *, struct job *, const struct exec_ops *,
                    void *worker_state);
 enum task_step task_ctx_step(struct task_ctx *);

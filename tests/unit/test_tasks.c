@@ -225,6 +225,31 @@ sleep_defaults_to_one_step_without_progress(void **state)
 	free_job(j);
 }
 
+/* A task's state starts 8-byte aligned and zeroed after its arguments. */
+static void
+state_is_aligned_after_arguments_of_any_length(void **state)
+{
+	const struct task *t = task_find("sleep", 5);
+	char args[40];
+	size_t len, i;
+
+	memset(args, 0x5a, sizeof(args));
+	for (len = 1; len <= sizeof(args); len++) {
+		struct job *j = job_alloc(t, args, len);
+		const char *s;
+
+		assert_non_null(j);
+		s = job_state_buf(j);
+		assert_non_null(s);
+		assert_int_equal((uintptr_t)s % 8, 0);
+		assert_true(s >= job_args(j) + len);
+		assert_memory_equal(job_args(j), args, len);
+		for (i = 0; i < t->state_size; i++)
+			assert_int_equal(s[i], 0);
+		free(j);
+	}
+}
+
 static void
 noop_returns_its_arguments(void **state)
 {
@@ -891,6 +916,7 @@ main(void)
 	    cmocka_unit_test(primes_stops_when_cancelled),
 	    cmocka_unit_test(sleep_splits_the_wait_into_steps),
 	    cmocka_unit_test(sleep_defaults_to_one_step_without_progress),
+	    cmocka_unit_test(state_is_aligned_after_arguments_of_any_length),
 	    cmocka_unit_test(noop_returns_its_arguments),
 	    cmocka_unit_test(validation_accepts_good_arguments),
 	    cmocka_unit_test(validation_rejects_wrong_types_ranges_and_names),
