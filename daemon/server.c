@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,16 +75,42 @@ mkdir_parent(const char *path, mode_t mode)
 	return 0;
 }
 
-/* Is a daemon already answering on path? */
+/* How long a daemon that takes our connection has to answer a ping. */
+#define PROBE_MS 5000
+
+/*
+ * Is a daemon already answering on path?  One killed a moment ago can
+ * still hold its socket while the kernel takes its process apart, or
+ * while a command it was starting has not yet executed: the socket's
+ * backlog takes the connection, then drops it once the last copy is
+ * closed.  So a daemon is there only if it answers a ping (any frame
+ * back will do), or keeps the connection PROBE_MS without answering:
+ * one that is stuck is not for us to replace.
+ */
 static bool
 socket_alive(const struct sockaddr_un *sun)
 {
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool alive;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	struct pbuf b = {0};
+	struct proto_enc e;
+	bool alive = false;
+	char c;
+	int n;
 
 	if (fd < 0)
 		return false;
-	alive = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0) {
+		proto_enc_begin(&e, &b, PROTO_PING, 1);
+		proto_enc_end(&e);
+		if (send(fd, b.data, b.len, MSG_NOSIGNAL) == (ssize_t)b.len) {
+			while ((n = poll(&p, 1, PROBE_MS)) < 0 &&
+			       errno == EINTR)
+				;
+			alive = n == 0 || recv(fd, &c, 1, 0) == 1;
+		}
+		pbuf_free(&b);
+	}
 	close(fd);
 	return alive;
 }

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -42,6 +43,7 @@
 #define STORE_DELAY_US    300   /* a batch waits for new jobs to end */
 #define STORE_LAZY_US     10000 /* a batch of ends alone waits for more */
 #define STORE_LAZY_ROWS   512
+#define STORE_LOCK_MS     2000      /* for a concd killed a moment ago */
 #define STORE_SPARE_RECS  (1 << 18) /* a batch kept for the next: at most */
 #define STORE_SPARE_BYTES (1 << 20)
 #define STORE_WAL_PAGES   8192      /* a checkpoint once the WAL is this long */
@@ -537,16 +539,25 @@ store_reserve_make(void)
 static int
 store_lock(const char *dir, char *cause, size_t len)
 {
+	const struct timespec tick = {0, 10 * 1000 * 1000};
 	char path[PATH_MAX], pid[32] = "";
+	int fd, waited;
 	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "%s/concd.lock", dir);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
 		snprintf(cause, len, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	/*
+	 * A concd killed a moment ago, or a command it was starting, may hold
+	 * the lock a little longer than its socket: wait for it, bounded.
+	 */
+	for (waited = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; waited += 10) {
+		if (errno == EWOULDBLOCK && waited < STORE_LOCK_MS) {
+			nanosleep(&tick, NULL);
+			continue;
+		}
 		n = pread(fd, pid, sizeof(pid) - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
 		pid[strcspn(pid, "\n")] = '\0';

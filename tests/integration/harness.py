@@ -211,14 +211,14 @@ class Daemon:
     purpose says so with expect_exit()."""
 
     def __init__(self, *args, threads=2, env=None, preexec_fn=None,
-                 notify=True, exe=CONCD):
+                 notify=True, exe=CONCD, socket_path=None):
         self.exit_statuses = (0,)
         self.sanitizer_reports_allowed = False
         self.clients = []  # closed by close()
         self.gates = []  # released and closed by close()
         self.dir = tempfile.mkdtemp(prefix="concd-test-")
         os.chmod(self.dir, 0o755)
-        self.socket = os.path.join(self.dir, "concd.sock")
+        self.socket = socket_path or os.path.join(self.dir, "concd.sock")
         self.notify = Notify(os.path.join(self.dir, "notify"))
         e = dict(os.environ)
         e.pop("INVOCATION_ID", None)

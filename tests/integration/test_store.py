@@ -840,6 +840,42 @@ class BadStore(StoreTest):
             make()
             self.assertIn(message, self.start_fails(state))
 
+    def dying(self, state_dir, sock=None):
+        """A stand-in for a concd killed a moment ago, whose process the
+        kernel has not yet taken apart: it holds state_dir's lock (and
+        listens on sock, never accepting) until a new concd comes for
+        them (opens the lock file, or connects), then is gone."""
+        os.makedirs(state_dir, exist_ok=True)
+        p = subprocess.Popen(
+            [sys.executable, "-c", DYING, state_dir, sock or ""],
+            stdout=subprocess.PIPE, text=True)
+        self.addCleanup(p.wait, BOUND)
+        self.addCleanup(p.stdout.close)
+        self.assertEqual(p.stdout.readline(), "holding\n")
+        return p
+
+    def test_a_concd_started_as_a_killed_one_dies_takes_its_place(self):
+        # kill -9 $(pidof concd); concd ...: the new one may start while
+        # the old one's socket and lock are still held
+        base = tempfile.mkdtemp(prefix="concd-test-")
+        self.addCleanup(shutil.rmtree, base, ignore_errors=True)
+        state, sock = os.path.join(base, "state"), os.path.join(base, "s")
+        old = self.dying(state, sock)
+        d = Daemon("--state-dir", state, socket_path=sock)
+        self.addCleanup(d.close)
+        self.assertEqual(old.wait(BOUND), 0)
+        self.assertEqual(d.client().call("ping")["t"], "pong")
+        self.assertEqual(d.client().call("submit", task="noop")["t"],
+                         "accepted")
+
+    def test_a_store_whose_lock_a_dying_concd_holds_is_taken_once_free(self):
+        # the killed concd listened elsewhere: only its lock is in the way
+        state = self.private_state_dir()
+        old = self.dying(state)
+        d = self.daemon(state_dir=state)
+        self.assertEqual(old.wait(BOUND), 0)
+        self.assertEqual(d.client().call("ping")["t"], "pong")
+
     def test_a_second_concd_on_a_directory_in_use_is_refused(self):
         d = self.daemon()
         err = self.start_fails(d.state_dir)
@@ -848,6 +884,28 @@ class BadStore(StoreTest):
         # the first one is untouched
         self.assertEqual(d.client().call("ping")["t"], "pong")
 
+
+# The dying concd of BadStore.dying: argv state_dir, socket path or "".
+DYING = r"""
+import ctypes, fcntl, os, select, socket, sys
+state, path = sys.argv[1], sys.argv[2]
+lock = os.path.join(state, "concd.lock")
+fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, b"%d\n" % os.getpid())
+libc = ctypes.CDLL(None, use_errno=True)
+ino = libc.inotify_init1(os.O_CLOEXEC)
+assert ino >= 0 and libc.inotify_add_watch(ino, lock.encode(), 0x20) >= 0
+waits = [ino]
+if path:
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.listen(8)
+    waits = [s]
+print("holding", flush=True)
+# the new concd's probe of the socket, or its open of the lock
+sys.exit(0 if select.select(waits, [], [], 60)[0] else 3)
+"""
 
 # The schema of the first stores (schema 1), for the migration test.
 SCHEMA_1 = """
