@@ -83,19 +83,26 @@ class Notify:
                 self.messages.extend(data.split("\n"))
                 self.cond.notify_all()
 
-    def wait_for(self, prefix, bound=BOUND):
+    def wait_for(self, prefix, bound=BOUND, proc=None):
+        """The first message that starts with prefix, within bound; with
+        proc, one that exits first fails the wait at once."""
         deadline = time.monotonic() + bound
         with self.cond:
             while True:
                 for m in self.messages:
                     if m.startswith(prefix):
                         return m
+                if proc is not None and proc.poll() is not None:
+                    raise AssertionError("concd exited with %d before %r "
+                                         "(got %r)" % (proc.returncode,
+                                                       prefix, self.messages))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError("no %r from concd within %ss "
                                          "(got %r)"
                                          % (prefix, bound, self.messages))
-                self.cond.wait(left)
+                # a process's exit is no message: it is looked for too
+                self.cond.wait(min(left, 0.05) if proc is not None else left)
 
     def close(self):
         try:
@@ -247,10 +254,23 @@ class Daemon:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise
         _running.append(self.proc)
-        if notify:
-            self.notify.wait_for("READY=1")
-        else:
-            self.wait_listening()
+        try:
+            if notify:
+                self.notify.wait_for("READY=1", proc=self.proc)
+            else:
+                self.wait_listening()
+        except AssertionError as e:
+            # no test gets this daemon to close: it goes now, with its log
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(BOUND)
+                remove_cgroups(("concd-%d" % self.proc.pid,
+                                "concd-%s" % store_instance(self.state_dir)))
+            log = self.log()
+            self.stderr.close()
+            self.notify.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise AssertionError("%s; its log:\n%s" % (e, log)) from None
 
     def wait_listening(self):
         """Without a NOTIFY_SOCKET: try to connect until concd answers;
@@ -258,8 +278,8 @@ class Daemon:
         deadline = time.monotonic() + BOUND
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError("concd exited with %d: %s"
-                                     % (self.proc.returncode, self.log()))
+                raise AssertionError("concd exited with %d"
+                                     % self.proc.returncode)
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 s.connect(self.socket)
