@@ -344,11 +344,18 @@ job_alloc(const struct task *task, const char *args, size_t len)
 		memcpy(j + 1, args, len);
 		j->args_len = (uint32_t)len;
 	}
-	j->inline_state = state > 0;
 	j->task = task;
 	atomic_init(&j->ctx.cancel, false);
 	j->ctx.wait_fd = -1;
 	return j;
+}
+
+void *
+job_state_buf(struct job *j)
+{
+	return j->task != NULL && j->task->state_size > 0
+	           ? (char *)(j + 1) + JOB_ARGS_ROOM(j->args_len)
+	           : NULL;
 }
 
 struct job *

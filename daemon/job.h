@@ -118,11 +118,6 @@ struct job {
 	uint8_t attempt;   /* 1, then 2... with retries */
 	uint8_t retries;   /* attempts after the first, at most */
 	uint8_t qstate;    /* where queue.c has it (enum in queue.c) */
-	/*
-	 * task->state_size > 0, for job_state_buf here.  A pool worker reads
-	 * it while the loop sets the flags below, so it is not one of them.
-	 */
-	bool inline_state;
 	/* The loop's alone: a pool worker reads none of them. */
 	bool daemon : 1;
 	bool fresh : 1;
@@ -163,12 +158,8 @@ job_args(const struct job *j)
 	return j->args_len > 0 ? (const char *)(j + 1) : NULL;
 }
 
-static inline void *
-job_state_buf(struct job *j)
-{
-	return j->inline_state ? (char *)(j + 1) + JOB_ARGS_ROOM(j->args_len)
-	                       : NULL;
-}
+/* Its task's state, which follows its arguments, or NULL if it has none. */
+void *job_state_buf(struct job *);
 TAILQ_HEAD(job_queue, job);
 
 struct job_submit {

@@ -380,7 +380,7 @@ task_ctx_start(struct task_ctx *ctx, struct job *job,
 	/* an earlier attempt's outcome is not this one's */
 	ctx->exited = false;
 	/* the state lives in the job's own allocation (job_alloc) */
-	if (job->inline_state)
+	if (job->task->state_size > 0)
 		memset(job_state_buf(job), 0, job->task->state_size);
 	/* The arguments were validated at submission. */
 	msgpack_zone_init(&zone, 256);

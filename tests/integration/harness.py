@@ -261,15 +261,8 @@ class Daemon:
                 self.wait_listening()
         except AssertionError as e:
             # no test gets this daemon to close: it goes now, with its log
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(BOUND)
-                remove_cgroups(("concd-%d" % self.proc.pid,
-                                "concd-%s" % store_instance(self.state_dir)))
             log = self.log()
-            self.stderr.close()
-            self.notify.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self._release()
             raise AssertionError("%s; its log:\n%s" % (e, log)) from None
 
     def wait_listening(self):
@@ -330,23 +323,28 @@ class Daemon:
         try:
             self._stop_and_check()
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(BOUND)
-            if self.proc.returncode != 0:
-                # a concd killed (or crashed) leaves its cgroups behind,
-                # named by its pid or by its store: the private store the
-                # harness gave it (a store the test named is left alone:
-                # another concd may run on it by now, under the same name)
-                remove_cgroups(("concd-%d" % self.proc.pid,
-                                "concd-%s" % store_instance(self.state_dir)))
-            for c in self.clients:
-                c.close()
-            for g in self.gates:
-                g.close()
-            self.stderr.close()
-            self.notify.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self._release()
+
+    def _release(self):
+        """Kill concd if it still runs, remove what a concd that did not
+        exit 0 left, and close and delete what the harness made for it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(BOUND)
+        if self.proc.returncode != 0:
+            # a concd killed (or crashed) leaves its cgroups behind,
+            # named by its pid or by its store: the private store the
+            # harness gave it (a store the test named is left alone:
+            # another concd may run on it by now, under the same name)
+            remove_cgroups(("concd-%d" % self.proc.pid,
+                            "concd-%s" % store_instance(self.state_dir)))
+        for c in self.clients:
+            c.close()
+        for g in self.gates:
+            g.close()
+        self.stderr.close()
+        self.notify.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def gate(self):
         """A new Gate, released when the daemon is closed at the latest."""
