@@ -151,7 +151,7 @@ static void __attribute__((noreturn)) usage(int status)
 	    "      --state-dir DIR          keep jobs and their output in "
 	    "DIR, none: in memory\n"
 	    "                               (default %s)\n"
-	    "      --store-fsync            sync every commit: jobs survive "
+	    "      --store-fsync            sync every batch: jobs survive "
 	    "a power loss\n"
 	    "      --log-limit SIZE         output kept per job "
 	    "(default 64M)\n"

@@ -17,6 +17,7 @@
  */
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,27 +33,31 @@
 
 #include <sqlite3.h>
 
+#include "journal.h"
 #include "log.h"
 #include "loop.h"
 #include "proto.h"
 #include "store.h"
 
-#define STORE_APP_ID      0x636f6e63 /* "conc" */
-#define STORE_SCHEMA      3
-#define STORE_INLINE_MAX  8     /* rows a loop pass commits itself */
-#define STORE_DELAY_US    300   /* a batch waits for new jobs to end */
-#define STORE_LAZY_US     10000 /* a batch of ends alone waits for more */
-#define STORE_LAZY_ROWS   512
-#define STORE_LOCK_MS     2000      /* for a concd killed a moment ago */
-#define STORE_SPARE_RECS  (1 << 18) /* a batch kept for the next: at most */
-#define STORE_SPARE_BYTES (1 << 20)
-#define STORE_WAL_PAGES   8192      /* a checkpoint once the WAL is this long */
-#define STORE_TRIM_EVERY  60        /* seconds between age sweeps */
-#define STORE_TRIM_MAX    4096      /* rows a batch deletes, at most */
-#define STORE_TRIM_GAP_US 50000     /* between batches that delete */
-#define STORE_RESERVE     (4 << 20) /* bytes kept free: see store_reserve */
-#define STORE_RETRY_MIN   100       /* ms after a failed commit */
-#define STORE_RETRY_MAX   5000
+#define STORE_APP_ID       0x636f6e63 /* "conc" */
+#define STORE_SCHEMA       3
+#define STORE_INLINE_MAX   8     /* rows a loop pass commits itself */
+#define STORE_DELAY_US     300   /* a batch waits for new jobs to end */
+#define STORE_LAZY_US      10000 /* a batch of ends alone waits for more */
+#define STORE_LAZY_ROWS    512
+#define STORE_LOCK_MS      2000      /* for a concd killed a moment ago */
+#define STORE_SPARE_RECS   (1 << 18) /* a batch kept for the next: at most */
+#define STORE_SPARE_BYTES  (1 << 20)
+#define STORE_WAL_PAGES    8192  /* a checkpoint once the WAL is this long */
+#define STORE_TRIM_EVERY   60    /* seconds between age sweeps */
+#define STORE_TRIM_MAX     4096  /* rows a batch deletes, at most */
+#define STORE_TRIM_GAP_US  50000 /* between batches that delete */
+#define STORE_RESERVE      (4 << 20) /* bytes kept free: see store_reserve */
+#define STORE_RETRY_MIN    100       /* ms after a failed commit */
+#define STORE_RETRY_MAX    5000
+#define STORE_FEED_US      10000 /* journaled batches wait for more */
+#define STORE_FEED_ROWS    512   /* or go to SQLite once this many */
+#define STORE_FEED_BATCHES 64
 
 /*
  * A row of a batch, as row_get reads it from the batch's records: its
@@ -103,6 +108,10 @@ struct batch {
 	/* ids the thread deleted for retention, for the forgotten hook */
 	uint64_t *gone;
 	size_t ngone;
+	/* with a journal: in it, its replies gone; the next batch for SQLite */
+	bool journaled;
+	bool deletes; /* a journal's record of gone ids, replayed */
+	struct batch *next;
 };
 
 enum {
@@ -118,6 +127,8 @@ enum {
 	ST_GROUP_DEL,
 	ST_INSERT_MANY,  /* STORE_MANY new rows without extras at once */
 	ST_REPLACE_MANY, /* STORE_MANY rows of jobs written before, whole */
+	ST_REPLACE,      /* a new row again, from the journal */
+	ST_DELETE,       /* a row retention deleted, from the journal */
 	ST_COUNT
 };
 
@@ -175,6 +186,9 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_INSERT_MANY] = STORE_INSERT ") VALUES " STORE_ROWS_16_Q,
     [ST_REPLACE_MANY] =
         "INSERT OR REPLACE" STORE_INSERT_INTO ") VALUES " STORE_ROWS_16_Q,
+    [ST_REPLACE] = "INSERT OR REPLACE" STORE_INSERT_INTO
+                   ") VALUES (" STORE_INSERT_VALUES ")",
+    [ST_DELETE] = "DELETE FROM jobs WHERE id = ?1",
 };
 
 static struct {
@@ -193,6 +207,19 @@ static struct {
 	char *reserve;          /* DIR/reserve */
 	atomic_bool reserve_ok; /* it is there, to be given up */
 	bool on;
+
+	/*
+	 * The journal (journal.c), if the store has one: the loop appends
+	 * each batch to it, and the replies that wait for the batch go out;
+	 * the batches wait in pending, oldest first, to be fed to SQLite.
+	 */
+	struct journal *journal;
+	struct batch *pending, *pending_last;
+	size_t npending, npending_rows;
+	struct event *feed_ev;
+	bool feed_due;    /* pending goes to the thread, however small */
+	bool sql_blocked; /* SQLite failed pending: wait for the retry */
+	bool replaying;   /* at the start: new rows may be there already */
 
 	/* the loop's */
 	struct batch *open; /* rows put in this pass */
@@ -575,6 +602,8 @@ store_lock(const char *dir, char *cause, size_t len)
 	return 0;
 }
 
+static int store_replay(const char *dir, bool fsync, char *cause, size_t len);
+
 int
 store_open(const char *dir, bool fsync, char *cause, size_t len)
 {
@@ -630,6 +659,7 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 	/* a store made just now has nothing to check */
 	if ((rc != 1 &&
 	     store_exec(store.db, "PRAGMA quick_check(1)", cause, len) < 0) ||
+	    store_replay(dir, fsync, cause, len) < 0 ||
 	    store_load_meta(cause, len) < 0)
 		goto fail;
 	/*
@@ -667,6 +697,8 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 	store.seq = 1;
 	return 0;
 fail:
+	journal_close(store.journal, false);
+	store.journal = NULL;
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(store.st[i]);
 	memset(store.st, 0, sizeof(store.st));
@@ -1054,6 +1086,8 @@ store_clean(int state, uint64_t before, int64_t uid,
 
 /* ---- batches ---- */
 
+static struct batch *batch_take(void);
+
 static struct batch *
 batch_new(void)
 {
@@ -1077,6 +1111,9 @@ batch_reset(struct batch *b)
 	b->ngone = 0;
 	b->ok = false;
 	b->reserve_used = false;
+	b->journaled = false;
+	b->deletes = false;
+	b->next = NULL;
 	b->cause[0] = '\0';
 	memset(&b->trim, 0, sizeof(b->trim));
 }
@@ -1412,7 +1449,7 @@ store_put_group(const struct store_group *g)
 	if (!store.on)
 		return;
 	if (store.open == NULL)
-		store.open = batch_new();
+		store.open = batch_take();
 	batch_group(store.open, g, false);
 	store_mark();
 }
@@ -1425,7 +1462,7 @@ store_delete_group(const char *name)
 	if (!store.on)
 		return;
 	if (store.open == NULL)
-		store.open = batch_new();
+		store.open = batch_take();
 	batch_group(store.open, &g, true);
 	store_mark();
 }
@@ -1471,7 +1508,7 @@ store_put(const struct store_row *r)
 	if (!store.on && !store.memory)
 		return;
 	if (store.open == NULL)
-		store.open = batch_new();
+		store.open = batch_take();
 	batch_add(store.open, r);
 }
 
@@ -1644,7 +1681,9 @@ bind_row(sqlite3_stmt *s, int k, const struct batch *b, const struct brow *w,
 static int
 write_row(const struct batch *b, const struct brow *w)
 {
-	sqlite3_stmt *s = store_stmt(w->r.insert ? ST_INSERT : ST_UPDATE);
+	sqlite3_stmt *s = store_stmt(!w->r.insert      ? ST_UPDATE
+	                             : store.replaying ? ST_REPLACE
+	                                               : ST_INSERT);
 	int rc;
 
 	if (s == NULL)
@@ -1664,7 +1703,8 @@ write_row(const struct batch *b, const struct brow *w)
 static int
 write_many(const struct batch *b, const struct brow *rows, bool insert)
 {
-	sqlite3_stmt *s = store_stmt(insert ? ST_INSERT_MANY : ST_REPLACE_MANY);
+	sqlite3_stmt *s = store_stmt(
+	    insert && !store.replaying ? ST_INSERT_MANY : ST_REPLACE_MANY);
 	int i, rc;
 
 	if (s == NULL)
@@ -1786,34 +1826,65 @@ write_batch(struct batch *b)
 	write_batch_once(b);
 }
 
-static void
-write_batch_once(struct batch *b)
+/* The ids of a journal's record of rows retention deleted. */
+static int
+write_deletes(const struct batch *b)
 {
 	size_t i;
 
-	b->ok = false;
-	if (store_step(ST_BEGIN) < 0)
-		goto fail;
+	for (i = 0; i < b->ngone; i++) {
+		if (store_stmt(ST_DELETE) == NULL)
+			return -1;
+		sqlite3_bind_int64(store.st[ST_DELETE], 1,
+		                   (sqlite3_int64)b->gone[i]);
+		if (store_step(ST_DELETE) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+write_one(struct batch *b)
+{
+	size_t i;
+
+	if (b->deletes)
+		return write_deletes(b);
 	for (i = 0; i < b->ngroups; i++)
 		if (write_group(b, &b->groups[i]) < 0)
-			goto fail;
+			return -1;
 	/* a job's new row comes before any other of its rows */
 	if (write_rows(b, true) < 0 || write_rows(b, false) < 0)
-		goto fail;
+		return -1;
 	/*
 	 * The ids given out and those reserved ahead (store_reserve_ids),
 	 * before retention deletes what may be the newest rows.
 	 */
 	if (b->next_id > 0) {
 		if (store_stmt(ST_NEXT_ID) == NULL)
-			goto fail;
+			return -1;
 		sqlite3_bind_int64(store.st[ST_NEXT_ID], 1,
 		                   (sqlite3_int64)b->next_id);
 		if (store_step(ST_NEXT_ID) < 0)
-			goto fail;
+			return -1;
 	}
 	if (b->trim.excess > 0 || b->trim.older_than > 0)
 		write_trim(b, b->trim.excess, b->trim.older_than);
+	return 0;
+}
+
+/* b and the batches chained after it (journaled ones), in one commit. */
+static void
+write_batch_once(struct batch *b)
+{
+	struct batch *c;
+
+	b->ok = false;
+	if (store_step(ST_BEGIN) < 0)
+		goto fail;
+	for (c = b; c != NULL; c = c->next)
+		if (write_one(c) < 0)
+			goto fail;
 	if (store_step(ST_COMMIT) < 0)
 		goto fail;
 	b->ok = true;
@@ -1821,29 +1892,42 @@ write_batch_once(struct batch *b)
 fail:
 	snprintf(b->cause, sizeof(b->cause), "%s", sqlite3_errmsg(store.db));
 	store_step(ST_ROLLBACK);
-	b->ngone = 0;
+	for (c = b; c != NULL; c = c->next)
+		if (!c->deletes)
+			c->ngone = 0;
 }
 
 /*
- * The audit trail of a written batch: a line (or a journal record) for
- * each job accepted and each job finished, in chunks.
+ * The audit trail of a written batch and those chained after it: a line
+ * (or a journal record) for each job accepted and each job finished, in
+ * chunks.
  */
 #define AUDIT_CHUNK 64
 
 static void
-store_audit(const struct batch *b)
+store_audit(const struct batch *chain)
 {
 	struct log_job ev[AUDIT_CHUNK];
 	char cmd[AUDIT_CHUNK][256];
+	const struct batch *b = chain;
 	const char *d = b->data.data;
 	const unsigned char *p = batch_rows(b);
 	struct brow row, *w = &row;
-	size_t i, n = 0;
+	size_t i = 0, n = 0;
 
-	for (i = 0; i < b->n; i++) {
+	for (;;) {
 		const struct store_row *r = &w->r;
 		struct log_job j;
 
+		if (i == b->n || b->deletes) {
+			if ((b = b->next) == NULL)
+				break;
+			d = b->data.data;
+			p = batch_rows(b);
+			i = 0;
+			continue;
+		}
+		i++;
 		p = row_get(p, w);
 		j = (struct log_job){
 		    .id = r->id,
@@ -1928,8 +2012,40 @@ store_thread(void *arg)
 
 /* ---- the loop's side ---- */
 
-/* A spare batch, so that a busy store does not allocate per pass. */
+/*
+ * Spare batches, so that a busy store does not allocate per pass: one of
+ * any size up to STORE_SPARE_RECS records and STORE_SPARE_BYTES, and up
+ * to STORE_FEED_BATCHES small ones (a journaled batch waits a while for
+ * SQLite, and others are sealed meanwhile).
+ */
+#define STORE_SPARE_SMALL 4096
 static struct batch *store_spare;
+static size_t store_nspare;
+
+static struct batch *
+batch_take(void)
+{
+	struct batch *b = store_spare;
+
+	if (b == NULL)
+		return batch_new();
+	store_spare = b->next;
+	b->next = NULL;
+	store_nspare--;
+	return b;
+}
+
+static void
+batch_free_spares(void)
+{
+	struct batch *b;
+
+	while ((b = store_spare) != NULL) {
+		store_spare = b->next;
+		batch_free(b);
+	}
+	store_nspare = 0;
+}
 
 void
 store_hook_collect(size_t (*fn)(bool))
@@ -1982,8 +2098,7 @@ store_reserve_ids(uint64_t upto)
 		return;
 	store.reserving = upto;
 	if (store.open == NULL) {
-		store.open = store_spare != NULL ? store_spare : batch_new();
-		store_spare = NULL;
+		store.open = batch_take();
 	}
 	if (upto > store.open->next_id)
 		store.open->next_id = upto;
@@ -2017,11 +2132,17 @@ store_mark(void)
 static void
 store_recycle(struct batch *b)
 {
+	bool small = b->rows.cap <= STORE_SPARE_SMALL &&
+	             b->data.cap <= STORE_SPARE_SMALL;
+
 	/* a big batch's room goes back: a burst does not stay resident */
-	if (store_spare == NULL && b->rows.cap <= STORE_SPARE_RECS &&
-	    b->data.cap <= STORE_SPARE_BYTES) {
+	if ((store_nspare == 0 && b->rows.cap <= STORE_SPARE_RECS &&
+	     b->data.cap <= STORE_SPARE_BYTES) ||
+	    (small && store_nspare < STORE_FEED_BATCHES)) {
 		batch_reset(b);
+		b->next = store_spare;
 		store_spare = b;
+		store_nspare++;
 	} else
 		batch_free(b);
 }
@@ -2082,11 +2203,10 @@ batch_copy_groups(struct batch *to, const struct batch *from)
 static void
 store_carry(struct batch *failed)
 {
-	struct batch *next = store_spare != NULL ? store_spare : batch_new();
+	struct batch *next = batch_take();
 	struct batch *open = store.open;
 	size_t carried = store.carried;
 
-	store_spare = NULL;
 	/* after what earlier failed batches left, before the newer rows */
 	if (open != NULL)
 		batch_copy(next, open, 0, carried);
@@ -2106,27 +2226,37 @@ store_carry(struct batch *failed)
 	store.open = next;
 }
 
+/* The reserve let a write through: new jobs are refused until room. */
+static void
+store_full(void)
+{
+	log_warnx("%s: the disk is full; the jobs accepted are written in the "
+	          "room kept in reserve, new jobs are refused until there is "
+	          "room again",
+	          store.path);
+	snprintf(store.failing, sizeof(store.failing),
+	         "the disk of the job store (%s) is full", store.path);
+}
+
 static void
 store_finish(struct batch *b)
 {
 	size_t i;
 
-	store.blocked = !b->ok;
-	if (b->ok && b->reserve_used) {
-		log_warnx("%s: the disk is full; the jobs accepted are "
-		          "written in the room kept in reserve, new jobs are "
-		          "refused until there is room again",
-		          store.path);
-		snprintf(store.failing, sizeof(store.failing),
-		         "the disk of the job store (%s) is full", store.path);
-	}
+	/* a journaled batch's replies went when it was journaled */
+	if (!b->journaled)
+		store.blocked = !b->ok;
+	if (b->ok && b->reserve_used)
+		store_full();
 	if (store.failing[0] != '\0' && b->ok &&
 	    !evtimer_pending(store.retry_ev, NULL))
 		loop_retry_later(store.retry_ev, &store.retry_ms,
 		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
 	if (b->ok) {
-		/* on the loop, which has time while the thread writes */
-		store_audit(b);
+		/* on the loop, which has time while the thread writes; a
+		 * journaled batch's with its chain's */
+		if (!b->journaled)
+			store_audit(b);
 		if (b->next_id > store.reserved)
 			store.reserved = b->next_id;
 		store.finals += b->finals;
@@ -2150,8 +2280,414 @@ store_finish(struct batch *b)
 		loop_retry_later(store.retry_ev, &store.retry_ms,
 		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
 	}
-	for (i = 0; i < 2 && store.committed[i] != NULL; i++)
+	for (i = 0; i < 2 && store.committed[i] != NULL && !b->journaled; i++)
 		store.committed[i](b->seq, b->ok);
+}
+
+/* ---- the journal's side ---- */
+
+/* A record of the journal: a batch's rows, or the ids of deleted rows. */
+#define JREC_BATCH 1
+#define JREC_GONE  2
+struct jbatch {
+	uint32_t kind;
+	uint32_t layout; /* STORE_LAYOUT */
+	uint64_t next_id;
+	uint64_t n; /* rows, or ids */
+	uint64_t rows_len, data_len, ngroups;
+};
+
+struct jgroup {
+	uint64_t parallel, mem, pids;
+	uint32_t name, uid;
+	uint8_t paused, del, pad[6];
+};
+
+/* A record of another build's batches is not read as this one's. */
+#define STORE_LAYOUT                                                           \
+	((uint32_t)(STORE_SCHEMA << 24 | sizeof(struct bextra) << 8 |          \
+	            sizeof(struct jgroup)))
+
+static int
+journal_try(struct batch *b, const struct iovec *v, int n)
+{
+	if (journal_append(store.journal, b->seq, v, n) == 0)
+		return 0;
+	if ((errno != ENOSPC && errno != EDQUOT) ||
+	    !atomic_exchange(&store.reserve_ok, false))
+		return -1;
+	unlink(store.reserve);
+	b->reserve_used = true;
+	return journal_append(store.journal, b->seq, v, n);
+}
+
+/* b in the journal; -1 with b->cause. */
+static int
+journal_put(struct batch *b)
+{
+	struct jbatch h = {
+	    .kind = JREC_BATCH,
+	    .layout = STORE_LAYOUT,
+	    .next_id = b->next_id,
+	    .n = b->n,
+	    .rows_len = b->rows.len,
+	    .data_len = b->data.len,
+	    .ngroups = b->ngroups,
+	};
+	struct jgroup *g = NULL;
+	struct iovec v[4];
+	size_t i;
+	int rc;
+
+	if (b->ngroups > 0 && (g = calloc(b->ngroups, sizeof(*g))) == NULL) {
+		snprintf(b->cause, sizeof(b->cause), "%s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < b->ngroups; i++) {
+		const struct bgroup *p = &b->groups[i];
+
+		g[i] = (struct jgroup){
+		    .parallel = p->g.parallel,
+		    .mem = p->g.mem,
+		    .pids = p->g.pids,
+		    .name = p->name,
+		    .uid = (uint32_t)p->g.uid,
+		    .paused = p->g.paused,
+		    .del = p->del,
+		};
+	}
+	v[0] = (struct iovec){&h, sizeof(h)};
+	v[1] = (struct iovec){b->rows.data, b->rows.len};
+	v[2] = (struct iovec){b->data.data, b->data.len};
+	v[3] = (struct iovec){g, b->ngroups * sizeof(*g)};
+	rc = journal_try(b, v, 4);
+	if (rc < 0)
+		snprintf(b->cause, sizeof(b->cause), "%s: %s", store.path,
+		         strerror(errno));
+	free(g);
+	return rc;
+}
+
+/*
+ * The rows retention deleted while the journal holds rows that SQLite
+ * has not: a record of their ids, so that a replay does not bring them
+ * back.  (A crash between the delete and this record brings back a few
+ * finished jobs, which retention deletes again.)
+ */
+static void
+journal_gone(const struct batch *b)
+{
+	struct jbatch h = {.kind = JREC_GONE, .layout = STORE_LAYOUT};
+	struct iovec v[2];
+	uint64_t last = journal_last(store.journal);
+
+	if (b->ngone == 0 || last <= b->seq)
+		return;
+	h.n = b->ngone;
+	v[0] = (struct iovec){&h, sizeof(h)};
+	v[1] = (struct iovec){b->gone, b->ngone * sizeof(*b->gone)};
+	if (journal_append(store.journal, last, v, 2) < 0)
+		log_warn("%s: journal", store.path);
+}
+
+/*
+ * A sealed batch goes to the journal, and the replies that wait for it
+ * go out; it waits in pending for SQLite.  If it cannot be journaled it
+ * fails as a commit does: carried to the next, its replies waiting.
+ */
+static void
+store_journal(struct batch *b)
+{
+	size_t i;
+
+	if (journal_put(b) < 0) {
+		b->ok = false;
+		store_finish(b);
+		store_recycle(b);
+		return;
+	}
+	b->ok = b->journaled = true;
+	if (b->reserve_used) {
+		store_full();
+		if (!evtimer_pending(store.retry_ev, NULL))
+			loop_retry_later(store.retry_ev, &store.retry_ms,
+			                 STORE_RETRY_MIN, STORE_RETRY_MAX);
+	}
+	if (b->next_id > store.reserved)
+		store.reserved = b->next_id;
+	for (i = 0; i < 2 && store.committed[i] != NULL; i++)
+		store.committed[i](b->seq, true);
+	b->next = NULL;
+	if (store.pending_last != NULL)
+		store.pending_last->next = b;
+	else
+		store.pending = b;
+	store.pending_last = b;
+	store.npending++;
+	store.npending_rows += b->n + b->ngroups;
+}
+
+/* ---- the journal read back, at the start ---- */
+
+/* A string at off of a batch's data: NUL-terminated within it. */
+static bool
+valid_str(const struct batch *b, uint32_t off)
+{
+	return off == UINT32_MAX ||
+	       (off < b->data.len &&
+	        memchr(b->data.data + off, '\0', b->data.len - off) != NULL);
+}
+
+static bool
+valid_blob(const struct batch *b, uint32_t off, uint32_t len)
+{
+	return off == UINT32_MAX ||
+	       (off <= b->data.len && len <= b->data.len - off);
+}
+
+/* The rows of a batch read back: within its bytes, with sane values. */
+static bool
+batch_valid(const struct batch *b)
+{
+	const unsigned char *p = batch_rows(b), *end = p + b->rows.len;
+	struct brow row, *w = &row;
+	size_t i;
+
+	if (b->n > b->rows.len / 2)
+		return false;
+	for (i = 0; i < b->n; i++) {
+		const struct bextra *be;
+
+		p = row_get(p, w);
+		if (p > end || w->r.state >= PS_COUNT || w->r.err >= PE_COUNT ||
+		    w->r.exec >= PX_COUNT || w->r.requested >= PX_COUNT ||
+		    !valid_str(b, w->task) || !valid_str(b, w->error) ||
+		    !valid_str(b, w->msg) ||
+		    !valid_blob(b, w->args, w->r.args_len) ||
+		    !valid_blob(b, w->result, w->r.result_len))
+			return false;
+		if (w->x == UINT32_MAX)
+			continue;
+		if (w->x % 8 != 0 || w->x > b->data.len ||
+		    b->data.len - w->x < sizeof(struct bextra))
+			return false;
+		be = (const struct bextra *)(const void *)(b->data.data + w->x);
+		if (!valid_str(b, be->cwd) || !valid_str(b, be->command) ||
+		    !valid_str(b, be->group) || !valid_str(b, be->label) ||
+		    !valid_str(b, be->node) || !valid_str(b, be->after) ||
+		    !valid_blob(b, be->env, be->e.env_len))
+			return false;
+	}
+	for (i = 0; i < b->ngroups; i++)
+		if (!valid_str(b, b->groups[i].name))
+			return false;
+	return p == end;
+}
+
+struct replay {
+	struct batch *first, *last;
+};
+
+/* A record of the journal into a batch at the end of the chain. */
+static int
+store_replay_record(uint64_t seq, const void *p, size_t len, void *arg)
+{
+	struct replay *r = arg;
+	const char *q = (const char *)p + sizeof(struct jbatch);
+	struct jbatch h;
+	struct batch *b;
+	size_t i, left;
+
+	(void)seq;
+	if (len < sizeof(h))
+		return -1;
+	memcpy(&h, p, sizeof(h));
+	left = len - sizeof(h);
+	if (h.layout != STORE_LAYOUT)
+		return -1;
+	b = batch_new();
+	if (r->last != NULL)
+		r->last->next = b;
+	else
+		r->first = b;
+	r->last = b;
+	if (h.kind == JREC_GONE) {
+		if (h.n != left / sizeof(uint64_t) || left % sizeof(uint64_t))
+			return -1;
+		b->deletes = true;
+		if (h.n > 0 && (b->gone = malloc(left)) == NULL)
+			return -1;
+		if (h.n > 0)
+			memcpy(b->gone, q, left);
+		b->ngone = h.n;
+		return 0;
+	}
+	if (h.kind != JREC_BATCH || h.rows_len > left || h.data_len > left ||
+	    h.ngroups > left / sizeof(struct jgroup) ||
+	    h.rows_len + h.data_len + h.ngroups * sizeof(struct jgroup) !=
+	        left ||
+	    h.data_len >= UINT32_MAX)
+		return -1;
+	/* row_get may read a record's most past the end: zeros */
+	pbuf_append(&b->rows, q, h.rows_len);
+	pbuf_reserve(&b->rows, ROW_MAX + 16);
+	memset(b->rows.data + b->rows.len, 0, ROW_MAX + 16);
+	pbuf_append(&b->data, q + h.rows_len, h.data_len);
+	b->n = h.n;
+	b->next_id = h.next_id;
+	q += h.rows_len + h.data_len;
+	for (i = 0; i < h.ngroups; i++) {
+		struct jgroup g;
+		struct bgroup *bg;
+
+		memcpy(&g, q + i * sizeof(g), sizeof(g));
+		if (b->ngroups == b->capgroups) {
+			size_t n = b->capgroups ? b->capgroups * 2 : 8;
+
+			if ((bg = realloc(b->groups, n * sizeof(*bg))) == NULL)
+				return -1;
+			b->groups = bg;
+			b->capgroups = n;
+		}
+		bg = &b->groups[b->ngroups++];
+		*bg = (struct bgroup){
+		    .g = {.parallel = g.parallel,
+		          .mem = g.mem,
+		          .pids = g.pids,
+		          .uid = (uid_t)g.uid,
+		          .paused = g.paused != 0},
+		    .name = g.name,
+		    .del = g.del != 0,
+		};
+	}
+	return batch_valid(b) ? 0 : -1;
+}
+
+/*
+ * At the start: what the journal holds goes into SQLite, in one commit,
+ * before the jobs are read; then the journal begins anew.  A record may
+ * be there already: new rows replace theirs, and the rows that follow
+ * bring each job to its last state.
+ */
+static int
+store_replay(const char *dir, bool fsync, char *cause, size_t len)
+{
+	struct replay r = {NULL, NULL};
+	struct batch *b;
+	int n, rc = 0;
+
+	if ((n = journal_replay(dir, store_replay_record, &r, cause, len)) < 0)
+		rc = -1;
+	else if (r.first != NULL) {
+		store.replaying = true;
+		write_batch_once(r.first);
+		store.replaying = false;
+		if (!r.first->ok) {
+			snprintf(cause, len,
+			         "%s: the jobs its journal holds cannot be "
+			         "written: %s",
+			         store.path, r.first->cause);
+			rc = -1;
+		} else
+			log_info("%s: %d records of its journal written (concd "
+			         "stopped before it wrote them)",
+			         store.path, n);
+	}
+	while ((b = r.first) != NULL) {
+		r.first = b->next;
+		batch_free(b);
+	}
+	if (rc == 0 && journal_remove(dir, cause, len) < 0)
+		rc = -1;
+	if (rc == 0 &&
+	    (store.journal = journal_open(dir, fsync, cause, len)) == NULL)
+		rc = -1;
+	return rc;
+}
+
+static void store_finish_chain(struct batch *);
+
+/*
+ * Journaled batches go to SQLite together: once there are enough, or
+ * once the first has waited STORE_FEED_US; at once for store_sync.
+ */
+static void
+store_feed(void)
+{
+	static const struct timeval later = {0, STORE_FEED_US};
+	struct batch *chain;
+
+	if (store.pending == NULL || store.sql_blocked || store.nflight > 0)
+		return;
+	if (!store.syncing && !store.feed_due &&
+	    store.npending_rows < STORE_FEED_ROWS &&
+	    store.npending < STORE_FEED_BATCHES) {
+		if (!evtimer_pending(store.feed_ev, NULL)) {
+			event_base_update_cache_time(loop_base);
+			evtimer_add(store.feed_ev, &later);
+		}
+		return;
+	}
+	store.feed_due = false;
+	evtimer_del(store.feed_ev);
+	chain = store.pending;
+	store.pending = store.pending_last = NULL;
+	store.npending = store.npending_rows = 0;
+	if (store.syncing) {
+		write_batch(chain);
+		store_finish_chain(chain);
+		return;
+	}
+	store.nflight++;
+	pthread_mutex_lock(&store.lock);
+	store.todo[store.ntodo++] = chain;
+	pthread_cond_signal(&store.cond);
+	pthread_mutex_unlock(&store.lock);
+}
+
+/*
+ * SQLite has a chain of journaled batches, or failed them: then they go
+ * back to the head of pending, in order, until the retry.
+ */
+static void
+store_finish_chain(struct batch *chain)
+{
+	struct batch *b, *next, *last = chain;
+	size_t n = 0, rows = 0;
+
+	if (!chain->ok) {
+		if (store.failing[0] == '\0')
+			log_warnx("%s: cannot write: %s; new jobs are refused "
+			          "until it can",
+			          store.path, chain->cause);
+		snprintf(store.failing, sizeof(store.failing),
+		         "the job store cannot be written (%s)", chain->cause);
+		for (b = chain; b != NULL; b = b->next) {
+			last = b;
+			n++;
+			rows += b->n + b->ngroups;
+		}
+		last->next = store.pending;
+		if (store.pending == NULL)
+			store.pending_last = last;
+		store.pending = chain;
+		store.npending += n;
+		store.npending_rows += rows;
+		store.sql_blocked = true;
+		loop_retry_later(store.retry_ev, &store.retry_ms,
+		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
+		return;
+	}
+	store_audit(chain);
+	for (b = chain; b != NULL; b = next) {
+		next = b->next;
+		b->ok = true;
+		journal_gone(b);
+		store_finish(b);
+		if (next == NULL)
+			journal_written(store.journal, b->seq);
+		store_recycle(b);
+	}
 }
 
 /*
@@ -2243,53 +2779,53 @@ store_commit(void)
 	hold =
 	    !store.syncing && (store.delay != DELAY_OVER || store.nflight > 0);
 	held = store.collect != NULL ? store.collect(hold) : 0;
-	if (store.nflight == 2 || store.blocked)
-		return;
+	if (store.blocked || (store.journal == NULL && store.nflight == 2))
+		goto feed;
 	if (held > 0 && hold) {
 		if (store.delay == DELAY_NONE) {
 			store.delay = DELAY_WAITING;
 			event_base_update_cache_time(loop_base);
 			evtimer_add(store.delay_ev, &delay);
 		}
-		return;
+		goto feed;
 	}
 	store.delay = DELAY_NONE;
 	evtimer_del(store.delay_ev);
 	if (store.open != NULL && store_lazy(store.open))
-		return;
+		goto feed;
 	store.lazy_over = false;
 	evtimer_del(store.lazy_ev);
 	if ((b = store.open) == NULL && store.sweep_due) { /* no rows */
-		b = store.open =
-		    store_spare != NULL ? store_spare : batch_new();
-		store_spare = NULL;
+		b = store.open = batch_take();
 	}
 	if (b == NULL || (b->n == 0 && b->ngroups == 0 && b->next_id == 0 &&
 	                  !store.sweep_due)) {
 		/* a reply waits on a batch with nothing to write: it is */
 		if (store.want) {
 			store.want = false;
-			b = store_spare != NULL ? store_spare : batch_new();
-			store_spare = NULL;
+			b = batch_take();
 			b->seq = store.seq++;
 			b->ok = true;
 			store_finish(b);
 			store_recycle(b);
 		}
-		return;
+		goto feed;
 	}
 	/* a waiting reply's batch, when the thread still has one: the next */
 	if (b->n == 0 && b->ngroups == 0 && b->next_id == 0 &&
 	    !store.sweep_due && store.nflight > 0)
 		return;
 	store.want = false;
-	store.open = store_spare;
-	store_spare = NULL;
+	store.open = NULL;
 	store.carried = 0;
 	b->seq = store.seq++;
 	if ((trim = store_plan_trim(b)) && store.next_hook != NULL &&
 	    store.next_hook() > b->next_id)
 		b->next_id = store.next_hook();
+	if (store.journal != NULL) {
+		store_journal(b);
+		goto feed;
+	}
 	if (store.nflight == 0 && !atomic_load(&store.checkpointing) &&
 	    (store.syncing || (b->n <= STORE_INLINE_MAX && !trim &&
 	                       store.wal_pages < STORE_WAL_PAGES))) {
@@ -2304,6 +2840,10 @@ store_commit(void)
 	store.todo[store.ntodo++] = b;
 	pthread_cond_signal(&store.cond);
 	pthread_mutex_unlock(&store.lock);
+	return;
+feed:
+	if (store.journal != NULL)
+		store_feed();
 }
 
 static void
@@ -2328,6 +2868,13 @@ store_lazy_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+store_feed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	store.feed_due = true;
+	store_feed();
+}
+
+static void
 store_done_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct batch *done[2];
@@ -2340,6 +2887,10 @@ store_done_cb(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&store.lock);
 	for (i = 0; i < n; i++) {
 		store.nflight--;
+		if (done[i]->journaled) {
+			store_finish_chain(done[i]);
+			continue;
+		}
 		store_finish(done[i]);
 		store_recycle(done[i]);
 	}
@@ -2374,6 +2925,8 @@ store_sync(void)
 	pthread_mutex_unlock(&store.lock);
 	if (!store.blocked)
 		store_commit();
+	else if (store.journal != NULL)
+		store_feed();
 	store.syncing = false;
 }
 
@@ -2401,10 +2954,12 @@ store_retry_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	store.blocked = false;
 	store.thread_failed = false;
+	store.sql_blocked = false;
+	store.feed_due = true;
 	store_commit();
 	if (store.nflight > 0 || store.failing[0] == '\0')
 		return;
-	if (atomic_load(&store.reserve_ok) &&
+	if (atomic_load(&store.reserve_ok) && store.pending == NULL &&
 	    (store.open == NULL ||
 	     (store.open->n == 0 && store.open->ngroups == 0))) {
 		log_info("%s: there is room again; new jobs are accepted",
@@ -2431,9 +2986,11 @@ store_start(void)
 	store.delay_ev = evtimer_new(loop_base, store_delay_cb, NULL);
 	store.lazy_ev = evtimer_new(loop_base, store_lazy_cb, NULL);
 	store.sweep_ev = evtimer_new(loop_base, store_sweep_cb, NULL);
+	store.feed_ev = evtimer_new(loop_base, store_feed_cb, NULL);
 	if (store.commit_ev == NULL || store.done_ev == NULL ||
 	    store.retry_ev == NULL || store.delay_ev == NULL ||
-	    store.lazy_ev == NULL || store.sweep_ev == NULL)
+	    store.lazy_ev == NULL || store.sweep_ev == NULL ||
+	    store.feed_ev == NULL)
 		return -1;
 	store_sweep_cb(-1, 0, NULL);
 	pthread_mutex_init(&store.lock, NULL);
@@ -2458,10 +3015,9 @@ store_close(void)
 		store_commit();
 		event_free(store.commit_ev);
 		batch_free(store.open);
-		batch_free(store_spare);
+		batch_free_spares();
 		memset(&store, 0, sizeof(store));
 		store.lock_fd = -1;
-		store_spare = NULL;
 		return;
 	}
 	if (!store.on)
@@ -2480,6 +3036,9 @@ store_close(void)
 		store_done_cb(-1, 0, NULL);
 		store.blocked = false;
 		store.thread_failed = false;
+		/* what the journal holds and SQLite not yet */
+		store.sql_blocked = false;
+		store_feed();
 	}
 	if (store.collect != NULL)
 		store.collect(false);
@@ -2492,8 +3051,7 @@ store_close(void)
 		bool ok;
 
 		if ((b = store.open) == NULL) {
-			b = store_spare != NULL ? store_spare : batch_new();
-			store_spare = NULL;
+			b = batch_take();
 		}
 		store.open = NULL;
 		if (!(i == 0 && store_plan_trim(b)) && b->n == 0 &&
@@ -2523,6 +3081,12 @@ store_close(void)
 	}
 	sqlite3_wal_checkpoint_v2(store.db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
 	                          NULL, NULL);
+	/* SQLite has it all: the journal goes; else the next concd reads it */
+	journal_close(store.journal, store.pending == NULL && !store.blocked);
+	while ((b = store.pending) != NULL) {
+		store.pending = b->next;
+		batch_free(b);
+	}
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(store.st[i]);
 	sqlite3_finalize(store.get);
@@ -2540,13 +3104,14 @@ store_close(void)
 		event_free(store.lazy_ev);
 	if (store.sweep_ev != NULL)
 		event_free(store.sweep_ev);
+	if (store.feed_ev != NULL)
+		event_free(store.feed_ev);
 	batch_free(store.open);
-	batch_free(store_spare);
+	batch_free_spares();
 	free(store.path);
 	free(store.reserve);
 	if (store.lock_fd >= 0)
 		close(store.lock_fd);
 	memset(&store, 0, sizeof(store));
 	store.lock_fd = -1;
-	store_spare = NULL;
 }

@@ -7,7 +7,7 @@ packages=(
 	build-essential cmake pkg-config clang
 	libevent-dev libmsgpack-dev libsystemd-dev libcmocka-dev libjansson-dev
 	libsmartcols-dev
-	libsqlite3-dev sqlite3
+	libsqlite3-dev sqlite3 zlib1g-dev
 	mandoc man-db python3 python3-msgpack systemd valgrind
 	python3-pyflakes # tests/system/python_lint.sh
 	python3-dev # the python task's plugin (plugins/python.c)

@@ -12,12 +12,14 @@ import random
 import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
+import zlib
 
 import msgpack
 
@@ -752,6 +754,113 @@ class Ids(StoreTest):
                            top)
 
 
+JOURNAL_MAGIC = 0x4E524A43  # "CJRN", daemon/journal.c
+JOURNAL_HEAD = struct.Struct("<IIIIQ")  # magic, length, crc, 0, seq
+
+
+def journal_records(path):
+    """The whole records of a journal file: [(seq, payload)]."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out, off = [], 0
+    while off + JOURNAL_HEAD.size <= len(data):
+        magic, n, crc, _, seq = JOURNAL_HEAD.unpack_from(data, off)
+        body = data[off + JOURNAL_HEAD.size:off + JOURNAL_HEAD.size + n]
+        if magic != JOURNAL_MAGIC or len(body) != n:
+            break
+        out.append((seq, body))
+        off += JOURNAL_HEAD.size + n
+    return out
+
+
+def journal_record(seq, payload):
+    """A record as concd writes one, with its checksum."""
+    crc = zlib.crc32(struct.pack("<Q", seq) + payload)
+    return JOURNAL_HEAD.pack(JOURNAL_MAGIC, len(payload), crc, 0,
+                             seq) + payload
+
+
+class Journal(StoreTest):
+    """An accepted job is in the journal before SQLite has it (concd(8)
+    DURABILITY): SQLite held locked by another writer shows it."""
+
+    def locked_run(self):
+        """A concd whose SQLite another connection keeps locked while
+        jobs are accepted, then killed with -9: (state_dir, ids)."""
+        d = self.daemon(killed=True)
+        c = d.client()
+        first = c.call("submit", task="noop")["job"]
+        c.wait_state(first, "succeeded")
+        wait_stored(d.state_dir, first, "succeeded")
+        db = sqlite3.connect(os.path.join(d.state_dir, "jobs.db"),
+                             timeout=BOUND, isolation_level=None)
+        self.addCleanup(db.close)
+        db.execute("BEGIN IMMEDIATE")  # concd's commits now wait
+        ids = []
+        for _ in range(20):
+            m = c.call("submit", task="noop")
+            self.assertEqual(m["t"], "accepted", m)
+            ids.append(m["job"])
+        for j in ids:
+            c.wait_state(j, "succeeded")
+        self.assertEqual(db.execute("select count(*) from jobs where id > ?",
+                                    (first,)).fetchone(), (0,))
+        journal = os.path.join(d.state_dir, "jobs.journal")
+        self.assertGreater(os.path.getsize(journal), 0)
+        self.kill9(d)
+        db.rollback()
+        return d.state_dir, [first] + ids
+
+    def test_jobs_accepted_while_sqlite_is_locked_come_back_from_it(self):
+        state, ids = self.locked_run()
+        journal = os.path.join(state, "jobs.journal")
+        # a record cut short by the crash, after the whole ones
+        with open(journal, "ab") as f:
+            f.write(journal_record(10 ** 6, b"x" * 100)[:60])
+        d = self.daemon(state_dir=state)
+        d.wait_log("records of its journal written")
+        d.wait_log("not a whole record")
+        st = self.statuses(d.client(), ids)
+        self.assertEqual({j: s.get("state") for j, s in st.items()},
+                         {j: "succeeded" for j in ids})
+        with sqlite3.connect(os.path.join(state, "jobs.db")) as db:
+            self.assertEqual(db.execute("select count(*) from jobs")
+                             .fetchone(), (len(ids),))
+        db.close()
+        # begun anew: what it held is in SQLite
+        self.assertEqual(os.path.getsize(journal), 0)
+        m = d.client().call("submit", task="noop")
+        self.assertGreater(m["job"], max(ids))
+
+    def test_a_damaged_record_is_a_clear_error_or_read_never_a_crash(self):
+        state, ids = self.locked_run()
+        journal = os.path.join(state, "jobs.journal")
+        records = journal_records(journal)
+        self.assertGreater(len(records), 0)
+        seq, body = records[-1]
+        rnd = random.Random(13)
+        for i in range(12):
+            b = bytearray(body)
+            for _ in range(1 + i % 3):
+                b[rnd.randrange(48, len(b))] = rnd.getrandbits(8)
+            with open(journal, "wb") as f:
+                f.write(journal_record(seq, bytes(b)))
+            try:
+                d = Daemon("--state-dir", state)
+            except AssertionError as e:
+                self.assertIn("cannot be read back", str(e))
+                for r in harness.SANITIZER_REPORTS:
+                    self.assertNotIn(r, str(e))
+                continue
+            d.close()
+        # a record of another layout (another build's)
+        with open(journal, "wb") as f:
+            f.write(journal_record(seq, b"\0" * 48))
+        err = BadStore.start_fails(self, state)
+        self.assertIn(journal, err)
+        self.assertIn("cannot be read back", err)
+
+
 class BadStore(StoreTest):
     def start_fails(self, state_dir, *args):
         """concd on state_dir: it must exit 1 at its start, before READY;
@@ -796,6 +905,19 @@ class BadStore(StoreTest):
             f.write(b"\xa5" * (os.path.getsize(path) - 4096))
         err = self.start_fails(state)
         self.assertIn(path, err)
+
+    def test_a_journal_that_is_not_one_is_a_clear_error_at_start(self):
+        state = self.private_state_dir()
+        Daemon("--state-dir", state).close()
+        journal = os.path.join(state, "jobs.journal")
+        with open(journal, "wb") as f:
+            f.write(b"not what concd writes, " * 10)
+        err = self.start_fails(state)
+        self.assertIn(journal, err)
+        self.assertIn("not a journal of concd's job store", err)
+        # and left as it was, for its owner to look at
+        with open(journal, "rb") as f:
+            self.assertEqual(f.read(), b"not what concd writes, " * 10)
 
     def test_another_applications_database_is_refused(self):
         state = self.private_state_dir()

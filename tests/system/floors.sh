@@ -24,7 +24,7 @@ floor_of() {
 	proto.h) echo 0 ;;                                # proto/
 	codec.c | frame.c | msg.c | utf8.c | size.c) echo 0 ;;
 	loop.c) echo 1 ;;
-	conn.c | log.c | config.c | notify.c | reap.c | store.c | joblog.c | \
+	conn.c | log.c | config.c | notify.c | reap.c | store.c | journal.c | joblog.c | \
 	cgroup.c | slurm.c | systemd.c) echo 2 ;;
 	# task.h, the task ABI: the job record points to a struct task; its
 	# functions are task.c's, and the symbols place their callers
