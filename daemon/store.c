@@ -1,17 +1,17 @@
 /*
- * store.c -- the job store: one SQLite database in WAL mode, DIR/jobs.db.
+ * store.c -- the job store: one SQLite database in WAL mode, DIR/jobs.db,
+ * with a journal in front of it, DIR/jobs.journal (journal.c).
  *
- * Rows are put into an open batch during a loop pass and committed in
- * one transaction (group commit).  A small batch while nothing else is
- * being written is committed on the loop at once, which is quicker than
- * waking a thread for it; a large one goes to the store's thread, which
- * writes it while the loop goes on with the next pass.  At most one
- * batch is being written at a time, so the writing connection is never
- * used by two threads at once.  Commits do not checkpoint: the thread
- * does, once the WAL has grown, after it has handed the batch it wrote
- * back, so that the replies waiting for that batch do not wait for the
- * checkpoint too (about 50 ms for 8,192 pages here); a batch that comes
- * meanwhile waits for the thread.
+ * Rows are put into an open batch during a loop pass.  At its end the
+ * batch is appended to the journal, and the replies that wait for it go
+ * out (group commit).  The journaled batches wait in pending, and go to
+ * the store's thread chained, to be written in one SQLite transaction
+ * while the loop goes on.  One chain is written at a time, so the writing
+ * connection is never used by two threads at once; the loop writes
+ * itself only to make SQLite current for a read (store_sync) and at the
+ * end.  Commits do not checkpoint: the thread does, once the WAL has
+ * grown, after it has handed the chain it wrote back (about 50 ms for
+ * 8,192 pages here); a chain that comes meanwhile waits for the thread.
  *
  * The loop reads committed rows through a connection of its own.
  */
@@ -41,7 +41,6 @@
 
 #define STORE_APP_ID       0x636f6e63 /* "conc" */
 #define STORE_SCHEMA       3
-#define STORE_INLINE_MAX   8     /* rows a loop pass commits itself */
 #define STORE_DELAY_US     300   /* a batch waits for new jobs to end */
 #define STORE_LAZY_US      10000 /* a batch of ends alone waits for more */
 #define STORE_LAZY_ROWS    512
@@ -193,7 +192,7 @@ static const char *const store_sql[ST_COUNT] = {
 
 static struct {
 	char *path;
-	sqlite3 *db;  /* writes: the loop's (inline) or the thread's */
+	sqlite3 *db;  /* writes: the thread's, or the loop's (store_sync) */
 	sqlite3 *rdb; /* reads, the loop's */
 	sqlite3_stmt *st[ST_COUNT];
 	sqlite3_stmt *get; /* the loop's: one row by id */
@@ -223,7 +222,7 @@ static struct {
 
 	/* the loop's */
 	struct batch *open; /* rows put in this pass */
-	int nflight;        /* batches with the thread: 0, 1 or 2 */
+	int nflight;        /* chains with the thread: 0 or 1 */
 	size_t carried;     /* rows at the head of open from failed batches */
 	uint64_t seq;       /* the open batch's */
 	bool marked;
@@ -254,11 +253,10 @@ static struct {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct batch *todo[2], *done[2]; /* FIFOs, oldest first */
+	struct batch *todo[1], *done[1]; /* a chain, its first batch */
 	int ntodo, ndone;
 	bool quit, started;
-	bool thread_failed; /* the batches after a failed one are not written */
-	int wal_pages;      /* from the WAL hook: the writing thread's */
+	int wal_pages; /* from the WAL hook: the writing thread's */
 	/* the thread checkpoints: the loop must not write meanwhile */
 	atomic_bool checkpointing;
 } store = {.self = (uid_t)-1, .lock_fd = -1};
@@ -1512,7 +1510,7 @@ store_put(const struct store_row *r)
 	batch_add(store.open, r);
 }
 
-/* ---- writing (the loop's inline commits, or the thread's) ---- */
+/* ---- writing (the thread's commits, or the loop's in store_sync) ---- */
 
 static void
 bind_text(sqlite3_stmt *s, int i, const struct batch *b, uint32_t off,
@@ -1975,18 +1973,9 @@ store_thread(void *arg)
 		if (store.ntodo == 0)
 			break;
 		b = store.todo[0];
-		store.todo[0] = store.todo[1];
 		store.ntodo--;
 		pthread_mutex_unlock(&store.lock);
-		/* after a failure, the next are failed too: order is kept */
-		if (store.thread_failed) {
-			b->ok = false;
-			snprintf(b->cause, sizeof(b->cause),
-			         "an earlier batch was not written");
-		} else {
-			write_batch(b);
-			store.thread_failed = !b->ok;
-		}
+		write_batch(b);
 		ckpt = store.wal_pages >= STORE_WAL_PAGES;
 		pthread_mutex_lock(&store.lock);
 		/* before the batch is back: the loop then writes no more */
@@ -2753,7 +2742,7 @@ store_commit(void)
 	static const struct timeval delay = {0, STORE_DELAY_US};
 	struct batch *b;
 	size_t held;
-	bool trim, hold;
+	bool hold;
 
 	store.marked = false;
 	if (!store.on && !store.memory)
@@ -2779,7 +2768,7 @@ store_commit(void)
 	hold =
 	    !store.syncing && (store.delay != DELAY_OVER || store.nflight > 0);
 	held = store.collect != NULL ? store.collect(hold) : 0;
-	if (store.blocked || (store.journal == NULL && store.nflight == 2))
+	if (store.blocked)
 		goto feed;
 	if (held > 0 && hold) {
 		if (store.delay == DELAY_NONE) {
@@ -2811,39 +2800,16 @@ store_commit(void)
 		}
 		goto feed;
 	}
-	/* a waiting reply's batch, when the thread still has one: the next */
-	if (b->n == 0 && b->ngroups == 0 && b->next_id == 0 &&
-	    !store.sweep_due && store.nflight > 0)
-		return;
 	store.want = false;
 	store.open = NULL;
 	store.carried = 0;
 	b->seq = store.seq++;
-	if ((trim = store_plan_trim(b)) && store.next_hook != NULL &&
+	if (store_plan_trim(b) && store.next_hook != NULL &&
 	    store.next_hook() > b->next_id)
 		b->next_id = store.next_hook();
-	if (store.journal != NULL) {
-		store_journal(b);
-		goto feed;
-	}
-	if (store.nflight == 0 && !atomic_load(&store.checkpointing) &&
-	    (store.syncing || (b->n <= STORE_INLINE_MAX && !trim &&
-	                       store.wal_pages < STORE_WAL_PAGES))) {
-		write_batch(b);
-		store_finish(b);
-		store_recycle(b);
-		return;
-	}
-	/* the thread writes them in order; a second one waits for it */
-	store.nflight++;
-	pthread_mutex_lock(&store.lock);
-	store.todo[store.ntodo++] = b;
-	pthread_cond_signal(&store.cond);
-	pthread_mutex_unlock(&store.lock);
-	return;
+	store_journal(b);
 feed:
-	if (store.journal != NULL)
-		store_feed();
+	store_feed();
 }
 
 static void
@@ -2877,31 +2843,22 @@ store_feed_cb(evutil_socket_t fd, short what, void *arg)
 static void
 store_done_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct batch *done[2];
-	int n, i;
+	struct batch *done;
+	int n;
 
 	pthread_mutex_lock(&store.lock);
 	n = store.ndone;
-	memcpy(done, store.done, sizeof(done));
+	done = store.done[0];
 	store.ndone = 0;
 	pthread_mutex_unlock(&store.lock);
-	for (i = 0; i < n; i++) {
-		store.nflight--;
-		if (done[i]->journaled) {
-			store_finish_chain(done[i]);
-			continue;
-		}
-		store_finish(done[i]);
-		store_recycle(done[i]);
-	}
-	if (n > 0 && !store.syncing)
+	if (n == 0)
+		return;
+	store.nflight--;
+	store_finish_chain(done);
+	if (!store.syncing)
 		store_commit();
 }
 
-/*
- * While the store fails: write what waits, and once the reserve can be
- * made again, take new jobs again.
- */
 /*
  * Make the store what the job table is, before a read that must agree
  * with it: the batch with the thread, then what is left, here.
@@ -2925,7 +2882,7 @@ store_sync(void)
 	pthread_mutex_unlock(&store.lock);
 	if (!store.blocked)
 		store_commit();
-	else if (store.journal != NULL)
+	else
 		store_feed();
 	store.syncing = false;
 }
@@ -2942,6 +2899,10 @@ store_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		store_mark();
 }
 
+/*
+ * While the store fails: write what waits, and once the reserve can be
+ * made again, take new jobs again.
+ */
 static void
 store_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -2953,7 +2914,6 @@ store_retry_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	store.blocked = false;
-	store.thread_failed = false;
 	store.sql_blocked = false;
 	store.feed_due = true;
 	store_commit();
@@ -3035,7 +2995,6 @@ store_close(void)
 		store.syncing = true;
 		store_done_cb(-1, 0, NULL);
 		store.blocked = false;
-		store.thread_failed = false;
 		/* what the journal holds and SQLite not yet */
 		store.sql_blocked = false;
 		store_feed();
