@@ -2761,9 +2761,11 @@ store_commit(void)
 	 * STORE_DELAY_US, and the batch waits with them, so that a job that
 	 * ends soon (a round trip on a worker) is written once; its reply
 	 * waits for the batch in any case.  While the store's thread is
-	 * writing, they are held on past that: their batch could only wait
-	 * behind the one being written, and a job that ends meanwhile (a deep
-	 * queue of worker jobs) is still written once.
+	 * writing, they are held on past that, so that a job that ends
+	 * meanwhile (a deep queue of worker jobs) is still written once.
+	 * (Holding them only STORE_DELAY_US, since a batch's replies no
+	 * longer wait for the thread, made no difference: pipelined process
+	 * no-ops 232k / 204k against 238k / 199k jobs/s, ABBA.)
 	 */
 	hold =
 	    !store.syncing && (store.delay != DELAY_OVER || store.nflight > 0);
