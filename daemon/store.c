@@ -2227,6 +2227,20 @@ store_full(void)
 	         "the disk of the job store (%s) is full", store.path);
 }
 
+/* A write failed: new jobs are refused, and it is tried again later. */
+static void
+store_cannot_write(const char *cause)
+{
+	if (store.failing[0] == '\0')
+		log_warnx("%s: cannot write: %s; new jobs are refused until it "
+		          "can",
+		          store.path, cause);
+	snprintf(store.failing, sizeof(store.failing),
+	         "the job store cannot be written (%s)", cause);
+	loop_retry_later(store.retry_ev, &store.retry_ms, STORE_RETRY_MIN,
+	                 STORE_RETRY_MAX);
+}
+
 static void
 store_finish(struct batch *b)
 {
@@ -2259,15 +2273,8 @@ store_finish(struct batch *b)
 		for (i = 0; i < b->ngone && store.forgotten != NULL; i++)
 			store.forgotten(b->gone[i]);
 	} else {
-		if (store.failing[0] == '\0')
-			log_warnx("%s: cannot write: %s; new jobs are refused "
-			          "until it can",
-			          store.path, b->cause);
-		snprintf(store.failing, sizeof(store.failing),
-		         "the job store cannot be written (%s)", b->cause);
+		store_cannot_write(b->cause);
 		store_carry(b);
-		loop_retry_later(store.retry_ev, &store.retry_ms,
-		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
 	}
 	for (i = 0; i < 2 && store.committed[i] != NULL && !b->journaled; i++)
 		store.committed[i](b->seq, b->ok);
@@ -2645,12 +2652,7 @@ store_finish_chain(struct batch *chain)
 	size_t n = 0, rows = 0;
 
 	if (!chain->ok) {
-		if (store.failing[0] == '\0')
-			log_warnx("%s: cannot write: %s; new jobs are refused "
-			          "until it can",
-			          store.path, chain->cause);
-		snprintf(store.failing, sizeof(store.failing),
-		         "the job store cannot be written (%s)", chain->cause);
+		store_cannot_write(chain->cause);
 		for (b = chain; b != NULL; b = b->next) {
 			last = b;
 			n++;
@@ -2663,8 +2665,6 @@ store_finish_chain(struct batch *chain)
 		store.npending += n;
 		store.npending_rows += rows;
 		store.sql_blocked = true;
-		loop_retry_later(store.retry_ev, &store.retry_ms,
-		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
 		return;
 	}
 	store_audit(chain);

@@ -90,6 +90,20 @@ append(struct journal *j, uint64_t seq, const char *text)
 	assert_int_equal(journal_last(j), seq);
 }
 
+/* A new journal with the records texts[0..n), seqs 1 to n, closed. */
+static void
+journal_of(const char *const *texts, size_t n)
+{
+	char cause[256] = "";
+	struct journal *j = journal_open(dir, false, cause, sizeof(cause));
+	size_t i;
+
+	assert_non_null(j);
+	for (i = 0; i < n; i++)
+		append(j, i + 1, texts[i]);
+	journal_close(j, false);
+}
+
 static int
 replay(struct got *g, char *cause, size_t len)
 {
@@ -125,16 +139,13 @@ records_come_back_whole_and_in_order(void **state)
 static void
 a_torn_end_is_dropped_and_what_is_before_it_kept(void **state)
 {
+	static const char *const texts[] = {"kept", "cut short by a crash"};
 	char cause[256] = "";
-	struct journal *j;
 	struct got g;
 	off_t whole;
 
 	(void)state;
-	j = journal_open(dir, false, cause, sizeof(cause));
-	append(j, 1, "kept");
-	append(j, 2, "cut short by a crash");
-	journal_close(j, false);
+	journal_of(texts, 2);
 	whole = size_of(path);
 	assert_int_equal(truncate(path, whole - 3), 0);
 	assert_int_equal(replay(&g, cause, sizeof(cause)), 1);
@@ -147,17 +158,14 @@ a_torn_end_is_dropped_and_what_is_before_it_kept(void **state)
 static void
 a_damaged_record_ends_the_replay(void **state)
 {
+	static const char *const texts[] = {"kept", "damaged",
+	                                    "after the damage: dropped"};
 	char cause[256] = "";
-	struct journal *j;
 	struct got g;
 	int fd;
 
 	(void)state;
-	j = journal_open(dir, false, cause, sizeof(cause));
-	append(j, 1, "kept");
-	append(j, 2, "damaged");
-	append(j, 3, "after the damage: dropped");
-	journal_close(j, false);
+	journal_of(texts, 3);
 	/* one byte of the second record's payload: its checksum fails */
 	fd = open(path, O_WRONLY);
 	assert_true(fd >= 0);
@@ -193,15 +201,12 @@ a_file_that_is_no_journal_is_an_error_naming_it(void **state)
 static void
 a_record_that_cannot_be_read_back_is_an_error(void **state)
 {
+	static const char *const texts[] = {"good", "refused by the store"};
 	char cause[256] = "";
-	struct journal *j;
 	struct got g;
 
 	(void)state;
-	j = journal_open(dir, false, cause, sizeof(cause));
-	append(j, 1, "good");
-	append(j, 2, "refused by the store");
-	journal_close(j, false);
+	journal_of(texts, 2);
 	memset(&g, 0, sizeof(g));
 	g.fail_at = 1;
 	assert_int_equal(journal_replay(dir, collect, &g, cause, sizeof(cause)),
