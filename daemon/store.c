@@ -2408,6 +2408,8 @@ store_journal(struct batch *b)
 		if (!evtimer_pending(store.retry_ev, NULL))
 			loop_retry_later(store.retry_ev, &store.retry_ms,
 			                 STORE_RETRY_MIN, STORE_RETRY_MAX);
+		/* told now: not again when SQLite has the batch */
+		b->reserve_used = false;
 	}
 	if (b->next_id > store.reserved)
 		store.reserved = b->next_id;

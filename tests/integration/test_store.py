@@ -1297,6 +1297,8 @@ class FullDisk(StoreTest):
         self.assertTrue(os.path.exists(os.path.join(state, "reserve")))
         c.wait_state(m["job"], "succeeded")
         d.wait_log("there is room again; new jobs are accepted")
+        # the reserve was given up once, and said once
+        self.assertEqual(d.log().count("the disk is full"), 1, d.log())
         self.kill9(d)
         d2 = self.daemon(state_dir=state)
         c = d2.client()
