@@ -253,8 +253,7 @@ static struct {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct batch *todo[1], *done[1]; /* a chain, its first batch */
-	int ntodo, ndone;
+	struct batch *todo, *done; /* a chain (its first batch), or NULL */
 	bool quit, started;
 	int wal_pages; /* from the WAL hook: the writing thread's */
 	/* the thread checkpoints: the loop must not write meanwhile */
@@ -1421,11 +1420,11 @@ batch_get_extra(const struct batch *b, const struct brow *w,
 	return be;
 }
 
-static void
-batch_group(struct batch *b, const struct store_group *g, bool del)
+/* A new change to a group at the end of b's, for the caller to fill. */
+static struct bgroup *
+batch_group_slot(struct batch *b)
 {
 	struct bgroup *p;
-	uint32_t len;
 	size_t n;
 
 	if (b->ngroups == b->capgroups) {
@@ -1435,7 +1434,15 @@ batch_group(struct batch *b, const struct store_group *g, bool del)
 		b->groups = p;
 		b->capgroups = n;
 	}
-	p = &b->groups[b->ngroups++];
+	return &b->groups[b->ngroups++];
+}
+
+static void
+batch_group(struct batch *b, const struct store_group *g, bool del)
+{
+	struct bgroup *p = batch_group_slot(b);
+	uint32_t len;
+
 	p->g = *g;
 	p->del = del;
 	p->name = batch_str(b, g->name, &len);
@@ -1810,6 +1817,21 @@ write_trim(struct batch *b, uint64_t excess, uint64_t older_than)
 static void write_batch_once(struct batch *);
 static void store_audit(const struct batch *);
 
+/*
+ * The disk is full: the reserve goes, for b's write to be tried again in
+ * the room it leaves; false if it went before.  The loop's and the
+ * thread's.
+ */
+static bool
+store_give_reserve(struct batch *b)
+{
+	if (!atomic_exchange(&store.reserve_ok, false))
+		return false;
+	unlink(store.reserve);
+	b->reserve_used = true;
+	return true;
+}
+
 static void
 write_batch(struct batch *b)
 {
@@ -1817,10 +1839,8 @@ write_batch(struct batch *b)
 	if (b->ok ||
 	    (sqlite3_errcode(store.db) != SQLITE_FULL &&
 	     strstr(b->cause, "full") == NULL) ||
-	    !atomic_exchange(&store.reserve_ok, false))
+	    !store_give_reserve(b))
 		return;
-	unlink(store.reserve);
-	b->reserve_used = true;
 	write_batch_once(b);
 }
 
@@ -1891,8 +1911,7 @@ fail:
 	snprintf(b->cause, sizeof(b->cause), "%s", sqlite3_errmsg(store.db));
 	store_step(ST_ROLLBACK);
 	for (c = b; c != NULL; c = c->next)
-		if (!c->deletes)
-			c->ngone = 0;
+		c->ngone = 0;
 }
 
 /*
@@ -1902,30 +1921,24 @@ fail:
  */
 #define AUDIT_CHUNK 64
 
-static void
-store_audit(const struct batch *chain)
-{
+struct audit {
 	struct log_job ev[AUDIT_CHUNK];
 	char cmd[AUDIT_CHUNK][256];
-	const struct batch *b = chain;
+	size_t n;
+};
+
+static void
+audit_batch(struct audit *a, const struct batch *b)
+{
 	const char *d = b->data.data;
 	const unsigned char *p = batch_rows(b);
 	struct brow row, *w = &row;
-	size_t i = 0, n = 0;
+	size_t i;
 
-	for (;;) {
+	for (i = 0; i < b->n; i++) {
 		const struct store_row *r = &w->r;
 		struct log_job j;
 
-		if (i == b->n || b->deletes) {
-			if ((b = b->next) == NULL)
-				break;
-			d = b->data.data;
-			p = batch_rows(b);
-			i = 0;
-			continue;
-		}
-		i++;
 		p = row_get(p, w);
 		j = (struct log_job){
 		    .id = r->id,
@@ -1934,29 +1947,40 @@ store_audit(const struct batch *chain)
 		    .state = proto_states[r->state],
 		};
 
-		if (n + 2 > AUDIT_CHUNK) {
-			log_jobs(ev, n);
-			n = 0;
+		if (a->n + 2 > AUDIT_CHUNK) {
+			log_jobs(a->ev, a->n);
+			a->n = 0;
 		}
 		if (r->insert) {
 			j.event = "accepted";
 			if (w->args != UINT32_MAX &&
 			    strcmp(j.task, "exec") == 0 &&
-			    log_command(cmd[n], sizeof(cmd[n]), d + w->args,
-			                r->args_len) > 0)
-				j.command = cmd[n];
-			ev[n++] = j;
+			    log_command(a->cmd[a->n], sizeof(a->cmd[a->n]),
+			                d + w->args, r->args_len) > 0)
+				j.command = a->cmd[a->n];
+			a->ev[a->n++] = j;
 			j.command = NULL;
 		}
 		if (PROTO_STATE_FINAL(r->state)) {
 			j.event = "finished";
 			j.error = r->err != PE_NONE ? proto_errors[r->err].name
 			                            : NULL;
-			ev[n++] = j;
+			a->ev[a->n++] = j;
 		}
 	}
-	if (n > 0)
-		log_jobs(ev, n);
+}
+
+static void
+store_audit(const struct batch *chain)
+{
+	struct audit a;
+	const struct batch *b;
+
+	a.n = 0;
+	for (b = chain; b != NULL; b = b->next)
+		audit_batch(&a, b);
+	if (a.n > 0)
+		log_jobs(a.ev, a.n);
 }
 
 static void *
@@ -1968,12 +1992,11 @@ store_thread(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&store.lock);
 	for (;;) {
-		while (store.ntodo == 0 && !store.quit)
+		while (store.todo == NULL && !store.quit)
 			pthread_cond_wait(&store.cond, &store.lock);
-		if (store.ntodo == 0)
+		if ((b = store.todo) == NULL)
 			break;
-		b = store.todo[0];
-		store.ntodo--;
+		store.todo = NULL;
 		pthread_mutex_unlock(&store.lock);
 		write_batch(b);
 		ckpt = store.wal_pages >= STORE_WAL_PAGES;
@@ -1981,7 +2004,7 @@ store_thread(void *arg)
 		/* before the batch is back: the loop then writes no more */
 		if (ckpt)
 			atomic_store(&store.checkpointing, true);
-		store.done[store.ndone++] = b;
+		store.done = b;
 		pthread_cond_broadcast(&store.cond); /* store_sync waits */
 		event_active(store.done_ev, EV_READ, 1);
 		if (ckpt) {
@@ -2225,6 +2248,9 @@ store_full(void)
 	          store.path);
 	snprintf(store.failing, sizeof(store.failing),
 	         "the disk of the job store (%s) is full", store.path);
+	if (!evtimer_pending(store.retry_ev, NULL))
+		loop_retry_later(store.retry_ev, &store.retry_ms,
+		                 STORE_RETRY_MIN, STORE_RETRY_MAX);
 }
 
 /* A write failed: new jobs are refused, and it is tried again later. */
@@ -2309,11 +2335,8 @@ journal_try(struct batch *b, const struct iovec *v, int n)
 {
 	if (journal_append(store.journal, b->seq, v, n) == 0)
 		return 0;
-	if ((errno != ENOSPC && errno != EDQUOT) ||
-	    !atomic_exchange(&store.reserve_ok, false))
+	if ((errno != ENOSPC && errno != EDQUOT) || !store_give_reserve(b))
 		return -1;
-	unlink(store.reserve);
-	b->reserve_used = true;
 	return journal_append(store.journal, b->seq, v, n);
 }
 
@@ -2405,9 +2428,6 @@ store_journal(struct batch *b)
 	b->ok = b->journaled = true;
 	if (b->reserve_used) {
 		store_full();
-		if (!evtimer_pending(store.retry_ev, NULL))
-			loop_retry_later(store.retry_ev, &store.retry_ms,
-			                 STORE_RETRY_MIN, STORE_RETRY_MAX);
 		/* told now: not again when SQLite has the batch */
 		b->reserve_used = false;
 	}
@@ -2536,19 +2556,9 @@ store_replay_record(uint64_t seq, const void *p, size_t len, void *arg)
 	q += h.rows_len + h.data_len;
 	for (i = 0; i < h.ngroups; i++) {
 		struct jgroup g;
-		struct bgroup *bg;
 
 		memcpy(&g, q + i * sizeof(g), sizeof(g));
-		if (b->ngroups == b->capgroups) {
-			size_t n = b->capgroups ? b->capgroups * 2 : 8;
-
-			if ((bg = realloc(b->groups, n * sizeof(*bg))) == NULL)
-				return -1;
-			b->groups = bg;
-			b->capgroups = n;
-		}
-		bg = &b->groups[b->ngroups++];
-		*bg = (struct bgroup){
+		*batch_group_slot(b) = (struct bgroup){
 		    .g = {.parallel = g.parallel,
 		          .mem = g.mem,
 		          .pids = g.pids,
@@ -2638,7 +2648,7 @@ store_feed(void)
 	}
 	store.nflight++;
 	pthread_mutex_lock(&store.lock);
-	store.todo[store.ntodo++] = chain;
+	store.todo = chain;
 	pthread_cond_signal(&store.cond);
 	pthread_mutex_unlock(&store.lock);
 }
@@ -2672,7 +2682,6 @@ store_finish_chain(struct batch *chain)
 	store_audit(chain);
 	for (b = chain; b != NULL; b = next) {
 		next = b->next;
-		b->ok = true;
 		journal_gone(b);
 		store_finish(b);
 		if (next == NULL)
@@ -2848,14 +2857,12 @@ static void
 store_done_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct batch *done;
-	int n;
 
 	pthread_mutex_lock(&store.lock);
-	n = store.ndone;
-	done = store.done[0];
-	store.ndone = 0;
+	done = store.done;
+	store.done = NULL;
 	pthread_mutex_unlock(&store.lock);
-	if (n == 0)
+	if (done == NULL)
 		return;
 	store.nflight--;
 	store_finish_chain(done);
@@ -2875,7 +2882,7 @@ store_sync(void)
 	store.syncing = true;
 	while (store.nflight > 0) {
 		pthread_mutex_lock(&store.lock);
-		while (store.ndone == 0)
+		while (store.done == NULL)
 			pthread_cond_wait(&store.cond, &store.lock);
 		pthread_mutex_unlock(&store.lock);
 		store_done_cb(-1, 0, NULL);
@@ -2884,10 +2891,8 @@ store_sync(void)
 	while (atomic_load(&store.checkpointing))
 		pthread_cond_wait(&store.cond, &store.lock);
 	pthread_mutex_unlock(&store.lock);
-	if (!store.blocked)
-		store_commit();
-	else
-		store_feed();
+	store_commit(); /* what it cannot journal, blocked, waits for the retry
+	                 */
 	store.syncing = false;
 }
 
@@ -2988,7 +2993,7 @@ store_close(void)
 		return;
 	if (store.started) {
 		pthread_mutex_lock(&store.lock);
-		while (store.nflight > store.ndone)
+		while (store.nflight > (store.done != NULL))
 			pthread_cond_wait(&store.cond, &store.lock);
 		store.quit = true;
 		pthread_cond_signal(&store.cond);

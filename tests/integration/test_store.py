@@ -248,6 +248,25 @@ class StoreTest(unittest.TestCase):
         raise AssertionError("jobs still live after %ss: %r"
                              % (bound, ps["counts"]))
 
+    def start_fails(self, state_dir, *args):
+        """concd on state_dir: it must exit 1 at its start, before READY;
+        its stderr."""
+        sock = os.path.join(os.path.dirname(state_dir), "other.sock")
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        for name, options in harness.SANITIZER_OPTIONS.items():
+            env[name] = options + (":" + env[name] if env.get(name) else "")
+        p = subprocess.run([CONCD, "-f", "-s", sock, "-t", "1",
+                            "--state-dir", state_dir] + list(args),
+                           capture_output=True, text=True, timeout=BOUND,
+                           env=env)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        for r in harness.SANITIZER_REPORTS:
+            self.assertNotIn(r, p.stderr)
+        # and leaves no socket that no concd listens on
+        self.assertFalse(os.path.exists(sock), "the socket was left")
+        return p.stderr
+
     def private_state_dir(self):
         d = tempfile.mkdtemp(prefix="concd-state-")
         self.addCleanup(shutil.rmtree, d, ignore_errors=True)
@@ -856,31 +875,12 @@ class Journal(StoreTest):
         # a record of another layout (another build's)
         with open(journal, "wb") as f:
             f.write(journal_record(seq, b"\0" * 48))
-        err = BadStore.start_fails(self, state)
+        err = self.start_fails(state)
         self.assertIn(journal, err)
         self.assertIn("cannot be read back", err)
 
 
 class BadStore(StoreTest):
-    def start_fails(self, state_dir, *args):
-        """concd on state_dir: it must exit 1 at its start, before READY;
-        its stderr."""
-        sock = os.path.join(os.path.dirname(state_dir), "other.sock")
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        for name, options in harness.SANITIZER_OPTIONS.items():
-            env[name] = options + (":" + env[name] if env.get(name) else "")
-        p = subprocess.run([CONCD, "-f", "-s", sock, "-t", "1",
-                            "--state-dir", state_dir] + list(args),
-                           capture_output=True, text=True, timeout=BOUND,
-                           env=env)
-        self.assertEqual(p.returncode, 1, p.stderr)
-        for r in harness.SANITIZER_REPORTS:
-            self.assertNotIn(r, p.stderr)
-        # and leaves no socket that no concd listens on
-        self.assertFalse(os.path.exists(sock), "the socket was left")
-        return p.stderr
-
     def test_a_corrupt_database_is_a_clear_error_at_start(self):
         state = self.private_state_dir()
         os.makedirs(state)
