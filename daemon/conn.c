@@ -243,14 +243,6 @@ conn_defer(struct conn *c, uint64_t seq, const struct conn_reply *r)
 	return 0;
 }
 
-/* Bytes to the output buffer; a segment with none has no buffer. */
-static void
-conn_append(struct conn *c, const char *p, size_t n)
-{
-	if (n > 0)
-		pbuf_append(&c->out, p, n);
-}
-
 /* The store wrote batch seq: what waited on it goes out. */
 void
 conn_release(uint64_t seq,
@@ -267,12 +259,13 @@ conn_release(uint64_t seq,
 
 			TAILQ_REMOVE(&c->segs, g, link);
 			for (i = 0; i < g->n; i++) {
-				conn_append(c, g->after.data + at,
+				pbuf_append(&c->out, g->after.data + at,
 				            g->holes[i].off - at);
 				at = g->holes[i].off;
 				fill(&c->out, &g->holes[i].r);
 			}
-			conn_append(c, g->after.data + at, g->after.len - at);
+			pbuf_append(&c->out, g->after.data + at,
+			            g->after.len - at);
 			conn_seg_free(g);
 		}
 		if (TAILQ_EMPTY(&c->segs))

@@ -374,9 +374,12 @@ pbuf_reserve(struct pbuf *b, size_t more)
 		pbuf_grow(b, more);
 }
 
+/* n may be 0, p then NULL, on a buffer that has none yet. */
 static inline void
 pbuf_append(struct pbuf *b, const void *p, size_t n)
 {
+	if (n == 0)
+		return;
 	pbuf_reserve(b, n);
 	memcpy(b->data + b->len, p, n);
 	b->len += n;

@@ -851,6 +851,24 @@ class Journal(StoreTest):
         m = d.client().call("submit", task="noop")
         self.assertGreater(m["job"], max(ids))
 
+    def test_a_record_of_ids_alone_is_read_back(self):
+        """A batch with no rows, only the ids reserved ahead (as the first
+        submit after a start makes): its record has no data at all."""
+        state, ids = self.locked_run()
+        journal = os.path.join(state, "jobs.journal")
+        seq, body = journal_records(journal)[-1]
+        kind, layout = struct.unpack_from("<II", body)
+        self.assertEqual(kind, 1)
+        ahead = max(ids) + 1000
+        with open(journal, "ab") as f:
+            f.write(journal_record(seq + 1, struct.pack(
+                "<IIQQQQQ", 1, layout, ahead, 0, 0, 0, 0)))
+        d = self.daemon(state_dir=state)
+        d.wait_log("records of its journal written")
+        m = d.client().call("submit", task="noop")
+        self.assertEqual(m["t"], "accepted", m)
+        self.assertGreaterEqual(m["job"], ahead)
+
     def test_a_damaged_record_is_a_clear_error_or_read_never_a_crash(self):
         state, ids = self.locked_run()
         journal = os.path.join(state, "jobs.journal")
