@@ -156,7 +156,7 @@ journal_replay_file(const char *path, journal_fn fn, void *arg, size_t *records,
 	}
 	if (rc == 0 && off < size)
 		log_warnx("%s: its last %zu bytes are not a whole record (a "
-		          "write cut short by a crash): dropped",
+		          "write cut short by a crash, or damaged): dropped",
 		          path, size - off);
 	munmap((void *)m, size);
 	return rc;
