@@ -169,7 +169,13 @@ class Stdin(Base):
         self.c.request("input", job=job, eof=True)
         ev = self.c.until_end(rid)
         self.assertEqual(int(output(ev)), total)
-        self.assertLess(hwm() - before, 16 * 1024,
+        # Under ASan the bound is the stream's two thirds, not 16 MiB: its
+        # allocator keeps freed chunks aside (a quarantine that counts in
+        # RSS), and with other tests beside it concd grew by 6-38 MiB
+        # where the plain build grows by 0.5 MiB; a buffer that kept the
+        # stream would still grow by all of it.
+        bound = total * 2 // 3 // 1024 if SANITIZED else 16 * 1024
+        self.assertLess(hwm() - before, bound,
                         "concd grew by %d KiB" % (hwm() - before))
 
     def test_a_client_that_goes_away_closes_the_commands_input(self):
