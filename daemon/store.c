@@ -1372,6 +1372,31 @@ row_get(const unsigned char *p, struct brow *w)
 	return p;
 }
 
+/* The fields whose value is two varints (offset, length), and one. */
+#define ROW_TWO                                                                \
+	((1u << ROW_TASK) | (1u << ROW_ARGS) | (1u << ROW_ERROR) |             \
+	 (1u << ROW_MSG) | (1u << ROW_RESULT))
+#define ROW_ONE (((1u << (ROW_RETRIES + 1)) - 1) & ~((1u << ROW_X) - 1))
+
+/*
+ * The id of the record at p and whether it is a new row, read without
+ * its values; where the next one begins.
+ */
+static const unsigned char *
+row_peek(const unsigned char *p, uint64_t *id, bool *insert)
+{
+	uint32_t bits = (uint32_t)varint_get(&p);
+	int n = 2 * __builtin_popcount(bits & ROW_TWO) +
+	        __builtin_popcount(bits & ROW_ONE);
+
+	*id = varint_get(&p);
+	*insert = (bits & (1u << ROW_INSERT)) != 0;
+	while (n > 0)
+		if ((*p++ & 0x80) == 0)
+			n--;
+	return p;
+}
+
 /* b's first record, for row_get */
 static const unsigned char *
 batch_rows(const struct batch *b)
@@ -1722,20 +1747,115 @@ write_many(const struct batch *b, const struct brow *rows, bool insert)
 }
 
 /*
+ * A job's row is whole, so of the rows a chain holds for one job only
+ * the newest is written: a job accepted, started and ended while its
+ * chain waited costs SQLite one row, inserted, not a row, its index
+ * entry as a queued job and their replacement.  Rows are numbered across
+ * the chain's batches in order; the newest of each job is found in a
+ * ring of slots indexed by id, which holds the chain's newest ids (at
+ * least twice as many as it has rows): a job older than those (a long
+ * one that ended) is not mapped, and all its rows are written, in order.
+ * The writer's alone: the thread's, or the loop's while no chain is out.
+ */
+struct newest_slot {
+	uint64_t id;   /* 0: a free slot */
+	uint32_t last; /* the number of the job's newest row */
+	bool insert;   /* the chain holds the job's new row */
+};
+
+static struct {
+	struct newest_slot *slot;
+	size_t cap;  /* slots allocated */
+	size_t mask; /* slots in use - 1; 0: no map, every row is written */
+	uint64_t lo; /* the oldest id mapped */
+} newest;
+
+static void
+newest_free(void)
+{
+	free(newest.slot);
+	newest.slot = NULL;
+	newest.cap = newest.mask = 0;
+}
+
+/* Job id's slot, or NULL if it has none. */
+static struct newest_slot *
+newest_get(uint64_t id)
+{
+	struct newest_slot *s;
+
+	if (newest.mask == 0 || id < newest.lo)
+		return NULL;
+	s = &newest.slot[id & newest.mask];
+	return s->id == id ? s : NULL;
+}
+
+/* Map the jobs of chain to their newest rows; no map if memory fails. */
+static void
+newest_map(const struct batch *chain)
+{
+	const struct batch *c;
+	const unsigned char *p;
+	struct newest_slot *s;
+	size_t rows = 0, size = 64, i;
+	uint64_t id, hi = 0;
+	uint32_t ord = 0;
+	bool insert;
+
+	newest.mask = 0;
+	for (c = chain; c != NULL; c = c->next)
+		for (i = 0, p = batch_rows(c); i < c->n; i++, rows++) {
+			p = row_peek(p, &id, &insert);
+			hi = id > hi ? id : hi;
+		}
+	if (rows < 2 || rows > UINT32_MAX / 2)
+		return;
+	while (size < 2 * rows)
+		size *= 2;
+	if (size > newest.cap || size * 16 < newest.cap) {
+		newest_free();
+		if ((newest.slot = malloc(size * sizeof(*s))) == NULL)
+			return;
+		newest.cap = size;
+	}
+	memset(newest.slot, 0, size * sizeof(*s));
+	newest.mask = size - 1;
+	newest.lo = hi >= size ? hi - size + 1 : 0;
+	for (c = chain; c != NULL; c = c->next)
+		for (i = 0, p = batch_rows(c); i < c->n; i++, ord++) {
+			p = row_peek(p, &id, &insert);
+			if (id < newest.lo)
+				continue;
+			s = &newest.slot[id & newest.mask];
+			if (s->id != id)
+				*s = (struct newest_slot){id, ord, insert};
+			s->last = ord;
+			s->insert |= insert;
+		}
+}
+
+/*
  * A batch's new rows (insert) or its other rows: those without extras
- * STORE_MANY to a statement, the rest one by one.  A job may have two
- * rows in a batch (changed again while the batch was open, or carried
- * from one that failed): its newer row is written last.
+ * STORE_MANY to a statement, the rest one by one; its first row is the
+ * chain's ord'th.  A job may have two rows in a batch (changed again
+ * while the batch was open, or carried from one that failed): with no
+ * map of the newest rows, its newer row is written last.
  */
 static int
-write_rows(const struct batch *b, bool insert)
+write_rows(const struct batch *b, bool insert, uint32_t ord)
 {
 	const unsigned char *p = batch_rows(b);
 	struct brow many[STORE_MANY], row, *w = &row;
+	const struct newest_slot *s;
 	size_t i, k, n = 0;
 
 	for (i = 0; i < b->n; i++) {
 		p = row_get(p, w);
+		if ((s = newest_get(w->r.id)) != NULL) {
+			if (s->last != ord + i)
+				continue; /* a newer row follows */
+			w->r.insert = s->insert;
+		}
 		if (w->r.insert != insert)
 			continue;
 		if (w->x == UINT32_MAX) {
@@ -1862,7 +1982,7 @@ write_deletes(const struct batch *b)
 }
 
 static int
-write_one(struct batch *b)
+write_one(struct batch *b, uint32_t ord)
 {
 	size_t i;
 
@@ -1872,7 +1992,7 @@ write_one(struct batch *b)
 		if (write_group(b, &b->groups[i]) < 0)
 			return -1;
 	/* a job's new row comes before any other of its rows */
-	if (write_rows(b, true) < 0 || write_rows(b, false) < 0)
+	if (write_rows(b, true, ord) < 0 || write_rows(b, false, ord) < 0)
 		return -1;
 	/*
 	 * The ids given out and those reserved ahead (store_reserve_ids),
@@ -1896,12 +2016,14 @@ static void
 write_batch_once(struct batch *b)
 {
 	struct batch *c;
+	uint32_t ord = 0;
 
 	b->ok = false;
+	newest_map(b);
 	if (store_step(ST_BEGIN) < 0)
 		goto fail;
-	for (c = b; c != NULL; c = c->next)
-		if (write_one(c) < 0)
+	for (c = b; c != NULL; ord += (uint32_t)c->n, c = c->next)
+		if (write_one(c, ord) < 0)
 			goto fail;
 	if (store_step(ST_COMMIT) < 0)
 		goto fail;
@@ -2590,6 +2712,7 @@ store_replay(const char *dir, bool fsync, char *cause, size_t len)
 		store.replaying = true;
 		write_batch_once(r.first);
 		store.replaying = false;
+		newest_free(); /* the whole journal's: not kept */
 		if (!r.first->ok) {
 			snprintf(cause, len,
 			         "%s: the jobs its journal holds cannot be "
@@ -3060,6 +3183,7 @@ store_close(void)
 	sqlite3_finalize(store.get);
 	sqlite3_close(store.rdb);
 	sqlite3_close(store.db);
+	newest_free();
 	if (store.commit_ev != NULL)
 		event_free(store.commit_ev);
 	if (store.done_ev != NULL)

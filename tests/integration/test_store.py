@@ -851,6 +851,54 @@ class Journal(StoreTest):
         m = d.client().call("submit", task="noop")
         self.assertGreater(m["job"], max(ids))
 
+    def test_jobs_that_changed_while_sqlite_waited_get_their_last_rows(self):
+        """SQLite gets a job's newest row alone of those a chain holds
+        (store.c): inserted for a job new to it, replacing the row it has
+        for one it had; the extras and the ends are the last ones."""
+        d = self.daemon()
+        c = d.client()
+        gate = d.gate()
+        # in SQLite as running before the lock; it ends behind it
+        before = c.call("submit", task="exec", args={"argv": gate.argv},
+                        label="before")["job"]
+        wait_stored(d.state_dir, before, "running")
+        db = sqlite3.connect(os.path.join(d.state_dir, "jobs.db"),
+                             timeout=BOUND, isolation_level=None)
+        self.addCleanup(db.close)
+        db.execute("BEGIN IMMEDIATE")
+        # new while SQLite waits: queued, running, then ended
+        failed = c.call("submit", task="exec", label="three",
+                        args={"argv": ["sh", "-c", "exit 3"]})["job"]
+        held = c.call("submit", task="exec", args={"argv": gate.argv},
+                      label="held")["job"]
+        after = c.call("submit", task="noop", after=[held])["job"]
+        plain = [c.call("submit", task="noop")["job"] for _ in range(20)]
+        for j in plain:
+            c.wait_state(j, "succeeded")
+        c.wait_state(failed, "failed")
+        c.wait_state(held, "running")
+        gate.release()
+        for j in (before, held, after):
+            c.wait_state(j, "succeeded")
+        journal = os.path.join(d.state_dir, "jobs.journal")
+        self.assertGreater(os.path.getsize(journal), 0)
+        db.rollback()
+        wait_stored(d.state_dir, after, "succeeded")
+        rows = dict((r[0], r[1:]) for r in db.execute(
+            "select id, state, attempt, label, exit, after from jobs "
+            "left join extra using (id) where id >= ?", (before,)))
+        self.assertEqual(rows[before], ("succeeded", 1, "before", 0, None))
+        self.assertEqual(rows[failed], ("failed", 1, "three", 3, None))
+        self.assertEqual(rows[held], ("succeeded", 1, "held", 0, None))
+        self.assertEqual(rows[after], ("succeeded", 1, None, None, str(held)))
+        for j in plain:
+            self.assertEqual(rows[j], ("succeeded", 1, None, None, None))
+        self.assertEqual(len(rows), 24)
+        # and the store goes on: nothing blocked it
+        m = c.call("submit", task="noop")
+        self.assertEqual(m["t"], "accepted", m)
+        wait_stored(d.state_dir, m["job"], "succeeded")
+
     def test_a_record_of_ids_alone_is_read_back(self):
         """A batch with no rows, only the ids reserved ahead (as the first
         submit after a start makes): its record has no data at all."""
