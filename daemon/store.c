@@ -711,13 +711,16 @@ fail:
 
 /* ---- rows out of SQLite ---- */
 
-static const char store_columns[] =
-    "jobs.id, task, args, uid, requested, exec, daemon, fresh, timeout_ms, "
-    "retries, retry_delay_ms, attempt, state, error, message, result, "
-    "submitted, started, finished, worker, tid, served, done, total, msg, "
-    "dropped, cwd, env, command, grp, label, after, priority, at, mem, pids, "
-    "restart_of, cpus, stdin, after_any, held, cause, exit, signal, slurm, "
-    "node";
+#define STORE_JOB_COLUMNS                                                      \
+	"jobs.id, task, args, uid, requested, exec, daemon, fresh, "           \
+	"timeout_ms, retries, retry_delay_ms, attempt, state, error, "         \
+	"message, result, submitted, started, finished, worker, tid, served, " \
+	"done, total, msg, dropped"
+#define STORE_EXTRA_COLUMNS                                                    \
+	"cwd, env, command, grp, label, after, priority, at, mem, pids, "      \
+	"restart_of, cpus, stdin, after_any, held, cause, exit, signal, "      \
+	"slurm, node"
+static const char store_columns[] = STORE_JOB_COLUMNS ", " STORE_EXTRA_COLUMNS;
 /* Where a row comes from: its job, and its extra if it has one. */
 #define STORE_FROM " FROM jobs LEFT JOIN extra ON extra.id = jobs.id"
 
@@ -779,53 +782,57 @@ column_or(sqlite3_stmt *s, int i, int64_t none)
 	           : sqlite3_column_int64(s, i);
 }
 
-/* Columns 26 to 45: NULL all of them for a job that asked none of it. */
+/*
+ * A job's extra from columns k to k + 19 of s (those of store_extra):
+ * NULL all of them for a job that asked none of it.
+ */
 static void
-store_read_extra(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
+store_read_extra(sqlite3_stmt *s, int k, struct store_row *r,
+                 struct row_room *room)
 {
 	struct job_extra *x = &room->x;
 	const char *p;
 	int i;
 
-	for (i = 26; i < 46; i++)
+	for (i = k; i < k + 20; i++)
 		if (sqlite3_column_type(s, i) != SQLITE_NULL)
 			break;
-	if (i == 46)
+	if (i == k + 20)
 		return;
 	memset(x, 0, sizeof(*x));
-	x->cwd = column_text(s, 26);
-	if (sqlite3_column_type(s, 27) != SQLITE_NULL) {
-		x->env = (char *)sqlite3_column_blob(s, 27);
-		x->env_len = (uint32_t)sqlite3_column_bytes(s, 27);
+	x->cwd = column_text(s, k);
+	if (sqlite3_column_type(s, k + 1) != SQLITE_NULL) {
+		x->env = (char *)sqlite3_column_blob(s, k + 1);
+		x->env_len = (uint32_t)sqlite3_column_bytes(s, k + 1);
 	}
-	x->command = column_text(s, 28);
-	x->group = column_text(s, 29);
-	x->label = column_text(s, 30);
+	x->command = column_text(s, k + 2);
+	x->group = column_text(s, k + 3);
+	x->label = column_text(s, k + 4);
 	x->after = room->after;
-	x->nafter = store_after_ids((const char *)sqlite3_column_text(s, 31),
+	x->nafter = store_after_ids((const char *)sqlite3_column_text(s, k + 5),
 	                            room->after, 1024);
-	x->priority = column_or(s, 32, 0);
-	x->at = (uint64_t)column_or(s, 33, 0);
-	x->mem = (uint64_t)column_or(s, 34, 0);
-	x->pids = (uint64_t)column_or(s, 35, 0);
-	x->restart_of = (uint64_t)column_or(s, 36, 0);
-	x->cpus = (uint32_t)column_or(s, 37, 0);
-	p = (const char *)sqlite3_column_text(s, 38);
+	x->priority = column_or(s, k + 6, 0);
+	x->at = (uint64_t)column_or(s, k + 7, 0);
+	x->mem = (uint64_t)column_or(s, k + 8, 0);
+	x->pids = (uint64_t)column_or(s, k + 9, 0);
+	x->restart_of = (uint64_t)column_or(s, k + 10, 0);
+	x->cpus = (uint32_t)column_or(s, k + 11, 0);
+	p = (const char *)sqlite3_column_text(s, k + 12);
 	x->stdin_mode = p != NULL && strcmp(p, "stream") == 0 ? JOB_STDIN_STREAM
 	                                                      : JOB_STDIN_NULL;
-	x->after_any = column_or(s, 39, 0) != 0;
-	x->held = column_or(s, 40, 0) != 0;
-	x->cause = (uint64_t)column_or(s, 41, 0);
-	x->exit = (int32_t)column_or(s, 42, -1);
-	x->signal = (int32_t)column_or(s, 43, -1);
-	x->slurm_id = (uint64_t)column_or(s, 44, 0);
-	x->node = column_text(s, 45);
+	x->after_any = column_or(s, k + 13, 0) != 0;
+	x->held = column_or(s, k + 14, 0) != 0;
+	x->cause = (uint64_t)column_or(s, k + 15, 0);
+	x->exit = (int32_t)column_or(s, k + 16, -1);
+	x->signal = (int32_t)column_or(s, k + 17, -1);
+	x->slurm_id = (uint64_t)column_or(s, k + 18, 0);
+	x->node = column_text(s, k + 19);
 	r->x = x;
 }
 
-/* A row of store_columns, its pointers into s's memory and room. */
+/* Columns 0 to 25 of s, a job's row: its pointers into s's memory. */
 static void
-store_read_row(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
+store_read_job(sqlite3_stmt *s, struct store_row *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->id = (uint64_t)sqlite3_column_int64(s, 0);
@@ -863,7 +870,14 @@ store_read_row(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
 	r->total = (uint64_t)sqlite3_column_int64(s, 23);
 	r->msg = (const char *)sqlite3_column_text(s, 24);
 	r->dropped = (uint64_t)sqlite3_column_int64(s, 25);
-	store_read_extra(s, r, room);
+}
+
+/* A row of store_columns, its pointers into s's memory and room. */
+static void
+store_read_row(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
+{
+	store_read_job(s, r);
+	store_read_extra(s, 26, r, room);
 }
 
 static int
@@ -884,21 +898,56 @@ store_walk(sqlite3 *db, sqlite3_stmt *s,
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/*
+ * The live jobs at the start, in the order of their ids.  Their rows and
+ * the extras of the few that have one are two walks, merged here: the
+ * join would look up every job's extra (a fourth of the time a million
+ * queued jobs take to be read).
+ */
 int
 store_each_live(void (*fn)(const struct store_row *, void *), void *arg)
 {
-	char sql[1024];
-	sqlite3_stmt *s;
+	static struct row_room room;
+	sqlite3_stmt *s, *x;
+	struct store_row r;
+	int rc, xrc;
 
 	if (!store.on)
 		return 0;
-	snprintf(sql, sizeof(sql),
-	         "SELECT %s" STORE_FROM " WHERE state IN ('queued', 'running') "
-	         "ORDER BY jobs.id",
-	         store_columns);
-	if (sqlite3_prepare_v2(store.db, sql, -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(store.db,
+	                       "SELECT " STORE_JOB_COLUMNS
+	                       " FROM jobs WHERE state IN ('queued', "
+	                       "'running') ORDER BY id",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return -1;
-	return store_walk(store.db, s, fn, arg);
+	if (sqlite3_prepare_v2(store.db,
+	                       "SELECT extra.id, " STORE_EXTRA_COLUMNS
+	                       " FROM extra JOIN jobs ON jobs.id = extra.id "
+	                       "WHERE state IN ('queued', 'running') "
+	                       "ORDER BY extra.id",
+	                       -1, &x, NULL) != SQLITE_OK) {
+		sqlite3_finalize(s);
+		return -1;
+	}
+	xrc = sqlite3_step(x);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		store_read_job(s, &r);
+		while (xrc == SQLITE_ROW &&
+		       (uint64_t)sqlite3_column_int64(x, 0) < r.id)
+			xrc = sqlite3_step(x);
+		if (xrc == SQLITE_ROW &&
+		    (uint64_t)sqlite3_column_int64(x, 0) == r.id)
+			store_read_extra(x, 1, &r, &room);
+		fn(&r, arg);
+	}
+	if (rc == SQLITE_DONE && xrc != SQLITE_ROW && xrc != SQLITE_DONE)
+		rc = xrc;
+	if (rc != SQLITE_DONE)
+		log_warnx("%s: reading: %s", store.path,
+		          sqlite3_errmsg(store.db));
+	sqlite3_finalize(x);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int

@@ -454,6 +454,40 @@ class Restart(StoreTest):
                            max(r["job"] for r in before["jobs"]))
 
 
+    def test_queued_jobs_come_back_each_with_its_own_extra(self):
+        """The start reads the live jobs and their extras in two walks,
+        merged by id (store.c): an extra goes to its job alone, whatever
+        the finished jobs with extras between them."""
+        d = self.daemon(threads=1, killed=True)
+        c = d.client()
+        gate = d.gate()
+        held = c.call("submit", task="exec", exec="thread",
+                      args={"argv": gate.argv}, label="held")["job"]
+        queued, labels = [], {}
+        for i in range(40):
+            if i % 10 == 3:  # ended, with an extra, among the queued
+                e = c.call("submit", task="noop", label="done%d" % i)
+                c.wait_state(e["job"], "succeeded")
+            j = dict(task="noop", exec="thread")
+            if i % 3 == 0:
+                j["label"] = "q%d" % i
+            if i % 7 == 5:
+                j["priority"] = i
+            m = c.call("submit", **j)
+            queued.append(m["job"])
+            labels[m["job"]] = (j.get("label"), j.get("priority", 0))
+        for j in queued:
+            wait_stored(d.state_dir, j, "queued")
+        self.kill9(d)
+        d2 = self.daemon(state_dir=d.state_dir, threads=1)
+        c = d2.client()
+        # they run once the held job is interrupted: what they carry came
+        # with them from the start's walk
+        for j, st in self.statuses(c, queued).items():
+            self.assertEqual((st.get("label"), st.get("priority", 0)),
+                             labels[j], st)
+        self.assertEqual(c.call("status", job=held)["label"], "held")
+
     def test_a_burst_of_new_jobs_comes_back_field_by_field(self):
         # one gather: its rows go in one batch, the plain ones sixteen to a
         # statement (store.c), those with an extra (a label) one by one
