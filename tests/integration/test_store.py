@@ -694,6 +694,47 @@ class Restart(StoreTest):
         db.close()
         self.assertEqual(states, {"succeeded": n + 1})
 
+class Retention(StoreTest):
+    def stored_rows(self, state_dir):
+        db = sqlite3.connect("file:%s/jobs.db?mode=ro" % state_dir, uri=True)
+        try:
+            return dict(db.execute("select id, state from jobs"))
+        finally:
+            db.close()
+
+    def test_the_store_keeps_the_newest_finished_jobs_and_the_live_ones(self):
+        d = self.daemon("--max-finished", "5")
+        c = d.client()
+        gate = d.gate()
+        old = c.call("submit", task="noop")["job"]
+        c.wait_state(old, "succeeded")
+        held = c.call("submit", task="exec", args={"argv": gate.argv})["job"]
+        c.wait_state(held, "running")
+        ended = [old]
+        for _ in range(30):
+            j = c.call("submit", task="noop")["job"]
+            c.wait_state(j, "succeeded")
+            ended.append(j)
+        deadline = time.monotonic() + BOUND
+        while True:
+            wait_stored(d.state_dir, ended[-1], "succeeded")
+            rows = self.stored_rows(d.state_dir)
+            if sum(s == "succeeded" for s in rows.values()) <= 5:
+                break
+            # retention runs with a commit, at most every 50 ms
+            self.assertLess(time.monotonic(), deadline, sorted(rows))
+            j = c.call("submit", task="noop")["job"]
+            c.wait_state(j, "succeeded")
+            ended.append(j)
+        self.assertEqual(sorted(j for j, s in rows.items()
+                                if s == "succeeded"), ended[-5:])
+        self.assertEqual(rows[held], "running")
+        self.assertEqual(c.call("status", job=old)["error"], "no_such_job")
+        gate.release()
+        self.assertEqual(c.wait_state(held, "succeeded")["state"],
+                         "succeeded")
+
+
 class Ids(StoreTest):
     def test_ids_go_on_across_a_clean_restart(self):
         state = self.private_state_dir()
