@@ -974,6 +974,38 @@ class Journal(StoreTest):
         self.assertEqual(m["t"], "accepted", m)
         wait_stored(d.state_dir, m["job"], "succeeded")
 
+    def test_a_job_that_runs_on_is_accepted_while_sqlite_waits(self):
+        """A job that runs past the commit delay is accepted once its row
+        is in the journal, not once the store's thread has written the
+        chain before: concd held such rows while the thread wrote, and a
+        locked SQLite kept the reply until the thread gave up."""
+        d = self.daemon()
+        c = d.client()
+        gate = d.gate()
+        first = c.call("submit", task="noop")["job"]
+        wait_stored(d.state_dir, first, "succeeded")
+        db = sqlite3.connect(os.path.join(d.state_dir, "jobs.db"),
+                             timeout=BOUND, isolation_level=None)
+        self.addCleanup(db.close)
+        db.execute("BEGIN IMMEDIATE")
+        # more rows than a chain waits for (512): by the time the last end
+        # is here, the thread has a chain and waits on the lock
+        rids = [c.request("submit", task="noop", watch=True)
+                for _ in range(600)]
+        for rid in rids:
+            e = c.until_end(rid)[-1]
+            self.assertEqual(e.get("state"), "succeeded", e)
+        m = c.call("submit", task="exec", exec="thread",
+                   args={"argv": gate.argv})
+        self.assertEqual(m["t"], "accepted", m)
+        # it came before the thread gave up on the lock
+        self.assertNotIn("cannot write", d.log())
+        db.rollback()
+        gate.release()
+        self.assertEqual(c.wait_state(m["job"], *FINAL)["state"],
+                         "succeeded")
+        wait_stored(d.state_dir, m["job"], "succeeded")
+
     def test_a_record_of_ids_alone_is_read_back(self):
         """A batch with no rows, only the ids reserved ahead (as the first
         submit after a start makes): its record has no data at all."""
