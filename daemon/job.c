@@ -328,7 +328,7 @@ job_reserve_id(void)
 		store_reserve_ids(jobs.id_asked);
 	}
 	if (jobs.next_id >= store_ids_reserved())
-		store_sync();
+		store_seal();
 }
 
 struct job *

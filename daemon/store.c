@@ -2319,6 +2319,32 @@ store_ids_reserved(void)
 	return store.reserved;
 }
 
+static void store_journal(struct batch *);
+static void store_feed(void);
+
+/*
+ * The open batch goes to the journal now, with the ids it reserves ahead
+ * (job_reserve_id gives one out next): a reservation waits neither for
+ * the store's thread nor for SQLite, which another process may hold
+ * locked.  What the journal cannot take waits for a commit, as before.
+ */
+void
+store_seal(void)
+{
+	struct batch *b = store.open;
+
+	if (!store.on || b == NULL || store.blocked) {
+		store_sync();
+		return;
+	}
+	store.want = false;
+	store.open = NULL;
+	store.carried = 0;
+	b->seq = store.seq++;
+	store_journal(b);
+	store_feed();
+}
+
 /* A reply waits for the open batch, which may have nothing to write. */
 void
 store_want(void)

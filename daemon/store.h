@@ -145,6 +145,8 @@ uint64_t store_seq(void);
 /* Reserve ids below upto; those below store_ids_reserved() are safe. */
 void store_reserve_ids(uint64_t upto);
 uint64_t store_ids_reserved(void);
+/* The open batch to the journal now: the ids it reserves are safe. */
+void store_seal(void);
 /* A reply waits for it: it is committed even if it has nothing in it. */
 void store_want(void);
 /* Collect and commit now, if nothing is being committed. */

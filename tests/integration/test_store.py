@@ -1006,6 +1006,37 @@ class Journal(StoreTest):
                          "succeeded")
         wait_stored(d.state_dir, m["job"], "succeeded")
 
+    def test_the_first_jobs_after_a_start_are_accepted_while_sqlite_waits(
+            self):
+        """The ids a start reserves ahead are journaled with the first
+        job's batch, not committed to SQLite before it (job_reserve_id):
+        concd waited for a locked SQLite, gave up after its busy timeout
+        and refused the jobs after the first."""
+        state = self.private_state_dir()
+        Daemon("--state-dir", state).close()
+        db = sqlite3.connect(os.path.join(state, "jobs.db"),
+                             timeout=BOUND, isolation_level=None)
+        self.addCleanup(db.close)
+        d = self.daemon(state_dir=state, killed=True)
+        c = d.client()
+        db.execute("BEGIN IMMEDIATE")
+        ids = []
+        for _ in range(3):
+            m = c.call("submit", task="noop")
+            self.assertEqual(m["t"], "accepted", m)
+            ids.append(m["job"])
+        self.assertNotIn("cannot write", d.log())
+        for j in ids:
+            c.wait_state(j, "succeeded")
+        # the journal has them, and the reservation: a crash keeps both
+        self.kill9(d)
+        db.rollback()
+        d2 = self.daemon(state_dir=state)
+        c = d2.client()
+        for j, st in self.statuses(c, ids).items():
+            self.assertEqual(st["state"], "succeeded", st)
+        self.assertGreater(c.call("submit", task="noop")["job"], max(ids))
+
     def test_a_record_of_ids_alone_is_read_back(self):
         """A batch with no rows, only the ids reserved ahead (as the first
         submit after a start makes): its record has no data at all."""
