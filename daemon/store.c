@@ -57,6 +57,7 @@
 #define STORE_FEED_US      10000 /* journaled batches wait for more */
 #define STORE_FEED_ROWS    512   /* or go to SQLite once this many */
 #define STORE_FEED_BATCHES 64
+#define STORE_BACKLOG_ROWS 262144 /* journaled, SQLite behind: then wait */
 
 /*
  * A row of a batch, as row_get reads it from the batch's records: its
@@ -3015,6 +3016,15 @@ store_commit(void)
 	}
 	store.delay = DELAY_NONE;
 	evtimer_del(store.delay_ev);
+	/*
+	 * SQLite is far behind the journal (locked by another program, or
+	 * slower than the jobs come): the batch and its replies wait for the
+	 * thread, so that a client that outpaces SQLite is held to its pace
+	 * (its connection pauses once enough replies wait) and what SQLite
+	 * has yet to get stays bounded.
+	 */
+	if (store.nflight > 0 && store.npending_rows >= STORE_BACKLOG_ROWS)
+		goto feed;
 	if (store.open != NULL && store_lazy(store.open))
 		goto feed;
 	store.lazy_over = false;

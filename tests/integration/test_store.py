@@ -1037,6 +1037,44 @@ class Journal(StoreTest):
             self.assertEqual(st["state"], "succeeded", st)
         self.assertGreater(c.call("submit", task="noop")["job"], max(ids))
 
+    def test_a_flood_waits_once_sqlite_is_far_behind_the_journal(self):
+        """What the journal holds and SQLite has yet to get is bounded
+        (262,144 rows): past it, replies wait for SQLite. With SQLite
+        locked, the last of 300,000 pipelined no-ops is accepted only once
+        the store's thread gives up on the lock (its 'cannot write');
+        concd took them all into memory before that."""
+        d = self.daemon()
+        c = d.client()
+        first = c.call("submit", task="noop")["job"]
+        wait_stored(d.state_dir, first, "succeeded")
+        db = sqlite3.connect(os.path.join(d.state_dir, "jobs.db"),
+                             timeout=BOUND, isolation_level=None)
+        self.addCleanup(db.close)
+        db.execute("BEGIN IMMEDIATE")
+        n = 300000
+        chunks = [b"".join(frame(dict(t="submit", id=1000 + i, task="noop"))
+                           for i in range(k, k + 10000))
+                  for k in range(0, n, 10000)]
+        # concd reads no more from a client whose replies pile up
+        sender = threading.Thread(target=lambda: [c.send_raw(b)
+                                                  for b in chunks])
+        sender.start()
+        replies = [c.recv_for(1000 + i) for i in range(n)]
+        sender.join()
+        self.assertIn("cannot write", d.log())
+        accepted = [m["job"] for m in replies if m["t"] == "accepted"]
+        refused = [m for m in replies if m["t"] != "accepted"]
+        self.assertGreaterEqual(len(accepted), 262144)
+        for m in refused:
+            self.assertEqual(m.get("error"), "store_failed", m)
+        db.rollback()
+        # SQLite gets it all once it can (the oldest go with retention),
+        # and new jobs are taken again at the next retry
+        wait_stored(d.state_dir, max(accepted), "succeeded")
+        deadline = time.monotonic() + BOUND
+        while c.call("submit", task="noop")["t"] != "accepted":
+            self.assertLess(time.monotonic(), deadline)
+
     def test_a_record_of_ids_alone_is_read_back(self):
         """A batch with no rows, only the ids reserved ahead (as the first
         submit after a start makes): its record has no data at all."""
