@@ -239,6 +239,13 @@ class ConcdFuture(cf.Future):
                 value = end_result(m)
             except ConcdError as e:
                 if isinstance(e, Cancelled) and self._want_cancel:
+                    # cancel() asked for it: the future ends here too, for
+                    # a thread that reads for it may read no more
+                    # otherwise (cancel() may not have got so far yet)
+                    if cf.Future.cancel(self):
+                        with self._condition:
+                            if self._state == "CANCELLED":
+                                self.set_running_or_notify_cancel()
                     return
                 self._set(exception=e)
             else:

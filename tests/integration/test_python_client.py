@@ -454,6 +454,35 @@ class ExecutorTest(DaemonTest):
         self.assertFalse(t.is_alive())
         self.assertTrue(slow.cancelled())
 
+    def test_a_cancel_that_concd_ends_first_ends_the_reading_threads_wait(
+            self):
+        """cancel() asks concd, then cancels the future; a thread reading
+        for the future may get concd's end before the second step: the
+        end cancels the future itself, or that thread read on (until
+        something else came, at worst never)."""
+        ex = self.ex.options(executor="loop")
+        slow = ex.submit_task("sleep", ms=60000)
+        out = {}
+
+        def wait():
+            try:
+                slow.exception(BOUND)
+            except cf.CancelledError:
+                out["slow"] = "cancelled"
+
+        t = threading.Thread(target=wait)
+        t.start()
+        until(lambda: ex.client._reading is t, "the other thread reading")
+        until(lambda: slow.job is not None, "the job accepted")
+        # cancel()'s first step alone, as if this thread stopped there
+        slow._want_cancel = True
+        ex._cancel_job(slow.job)
+        t.join(BOUND)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(out, {"slow": "cancelled"})
+        self.assertTrue(slow.cancelled())
+        self.assertTrue(slow.cancel())
+
     def test_result_with_a_timeout_raises_TimeoutError_reading_or_not(self):
         ex = self.ex.options(executor="loop")
         f = ex.submit_task("sleep", ms=60000)
