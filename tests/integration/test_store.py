@@ -878,18 +878,24 @@ class Journal(StoreTest):
     """An accepted job is in the journal before SQLite has it (concd(8)
     DURABILITY): SQLite held locked by another writer shows it."""
 
-    def locked_run(self):
-        """A concd whose SQLite another connection keeps locked while
-        jobs are accepted, then killed with -9: (state_dir, ids)."""
-        d = self.daemon(killed=True)
-        c = d.client()
+    def lock_sqlite(self, d, c):
+        """A first job in d's SQLite, then SQLite locked by another
+        writer, concd's commits waiting: (that job, the connection)."""
         first = c.call("submit", task="noop")["job"]
         c.wait_state(first, "succeeded")
         wait_stored(d.state_dir, first, "succeeded")
         db = sqlite3.connect(os.path.join(d.state_dir, "jobs.db"),
                              timeout=BOUND, isolation_level=None)
         self.addCleanup(db.close)
-        db.execute("BEGIN IMMEDIATE")  # concd's commits now wait
+        db.execute("BEGIN IMMEDIATE")
+        return first, db
+
+    def locked_run(self):
+        """A concd whose SQLite another connection keeps locked while
+        jobs are accepted, then killed with -9: (state_dir, ids)."""
+        d = self.daemon(killed=True)
+        c = d.client()
+        first, db = self.lock_sqlite(d, c)
         ids = []
         for _ in range(20):
             m = c.call("submit", task="noop")
@@ -982,12 +988,7 @@ class Journal(StoreTest):
         d = self.daemon()
         c = d.client()
         gate = d.gate()
-        first = c.call("submit", task="noop")["job"]
-        wait_stored(d.state_dir, first, "succeeded")
-        db = sqlite3.connect(os.path.join(d.state_dir, "jobs.db"),
-                             timeout=BOUND, isolation_level=None)
-        self.addCleanup(db.close)
-        db.execute("BEGIN IMMEDIATE")
+        _, db = self.lock_sqlite(d, c)
         # more rows than a chain waits for (512): by the time the last end
         # is here, the thread has a chain and waits on the lock
         rids = [c.request("submit", task="noop", watch=True)
@@ -1045,12 +1046,7 @@ class Journal(StoreTest):
         concd took them all into memory before that."""
         d = self.daemon()
         c = d.client()
-        first = c.call("submit", task="noop")["job"]
-        wait_stored(d.state_dir, first, "succeeded")
-        db = sqlite3.connect(os.path.join(d.state_dir, "jobs.db"),
-                             timeout=BOUND, isolation_level=None)
-        self.addCleanup(db.close)
-        db.execute("BEGIN IMMEDIATE")
+        _, db = self.lock_sqlite(d, c)
         n = 300000
         chunks = [b"".join(frame(dict(t="submit", id=1000 + i, task="noop"))
                            for i in range(k, k + 10000))
