@@ -16,12 +16,15 @@
  * previous concd left running are killed: they carry its store's name in
  * their environment (spawn.c), so they are found however far they forked.
  */
+#include <sys/mman.h>
 #include <sys/types.h>
 
 #include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +226,45 @@ recover_slurm(struct job *j, const struct store_row *r)
 	return true;
 }
 
+/*
+ * A large store's jobs grow the heap by hundreds of MB at once (about 400
+ * MB for a million queued no-ops), and every 4 KiB page's first touch is
+ * a fault, some 5 µs each on a virtual machine: a second of a restart.
+ * So once RECOVER_BULK rows are read, the heap grows in steps of
+ * RECOVER_PAD (M_TOP_PAD) and each step is asked for in transparent huge
+ * pages (MADV_HUGEPAGE; THP's "madvise" mode honours it, "always" needs
+ * it not): one fault for 2 MiB.  A restart with 1,000,000 queued jobs
+ * was ready in 1.91-2.04 s against 2.41-2.56 s without (medians of 3,
+ * alternating).  Setting M_TOP_PAD fixes glibc's mmap threshold at its
+ * first value, 128 KiB, from then on; pipelined no-ops showed no change.
+ */
+#define RECOVER_BULK  (1u << 16)
+#define RECOVER_PAD   (32u << 20)
+#define RECOVER_THP   (2u << 20)
+#define GLIBC_TOP_PAD (128 * 1024) /* glibc's own M_TOP_PAD */
+
+static size_t recover_rows;
+static uintptr_t recover_brk; /* the heap's end when last looked at */
+
+static void
+recover_heap(void)
+{
+	uintptr_t top, from;
+
+	if (++recover_rows < RECOVER_BULK)
+		return;
+	if (recover_rows == RECOVER_BULK) {
+		mallopt(M_TOP_PAD, RECOVER_PAD);
+		recover_brk = (uintptr_t)sbrk(0);
+	}
+	if ((top = (uintptr_t)sbrk(0)) <= recover_brk)
+		return;
+	from = (recover_brk + RECOVER_THP - 1) & ~(uintptr_t)(RECOVER_THP - 1);
+	if (top > from)
+		(void)madvise((void *)from, top - from, MADV_HUGEPAGE);
+	recover_brk = top;
+}
+
 static void
 recover_row(const struct store_row *r, void *arg)
 {
@@ -232,6 +274,7 @@ recover_row(const struct store_row *r, void *arg)
 	struct job *j;
 	enum proto_exec x;
 
+	recover_heap();
 	if ((js.task = task_find(r->task, strlen(r->task))) == NULL) {
 		snprintf(cause, sizeof(cause),
 		         "task %s is no longer available (at the restart)",
@@ -288,6 +331,8 @@ recover_jobs(void)
 		return;
 	if (store_each_live(recover_row, &n) < 0)
 		log_warnx("recovery: the store could not be read in full");
+	if (recover_rows >= RECOVER_BULK)
+		mallopt(M_TOP_PAD, GLIBC_TOP_PAD);
 	deps_recovered();
 	sched_flush();
 	if (n.queued + n.interrupted + n.cancelled + n.lost + n.reconciled > 0)

@@ -488,6 +488,48 @@ class Restart(StoreTest):
                              labels[j], st)
         self.assertEqual(c.call("status", job=held)["label"], "held")
 
+    def test_a_large_queue_comes_back_whole_and_runs(self):
+        """Past 65,536 rows a start asks for its heap in huge pages
+        (recover.c): the jobs read before and after that point come back
+        whole, and run in the order of their ids."""
+        n = 70000
+        args = ("-p", "0", "--queue-limit", "100000",
+                "--max-finished", "100000")
+        d = self.daemon(*args, threads=1, killed=True)
+        c, other = d.client(), d.client()
+        gate = d.gate()
+        held = c.call("submit", task="exec", exec="thread",
+                      args={"argv": gate.argv})["job"]
+        other.send_raw(b"".join(
+            frame(dict(t="submit", id=i + 1, task="primes", exec="thread",
+                       args={"n": i % 1000}))
+            for i in range(n)))
+        ids = []
+        for _ in range(n):
+            m = other.recv()
+            self.assertEqual(m["t"], "accepted", m)
+            ids.append(m["job"])
+        self.kill9(d)
+        gate.release()
+        d2 = self.daemon(*args, state_dir=d.state_dir, threads=1)
+        d2.wait_log("recovery: %d jobs queued again, 1 interrupted" % n)
+        c = d2.client()
+        self.wait_idle(c)
+        ps = c.call("ps", all=True, limit=0)
+        self.assertEqual({k: v for k, v in ps["counts"].items() if v},
+                         {"succeeded": n, "failed": 1}, ps)
+        self.assertEqual(c.call("status", job=held)["error"], "interrupted")
+        sieve = [True] * 1000
+        pi = []
+        for k in range(1000):
+            sieve[k] = k >= 2 and all(k % p for p in range(2, k) if sieve[p])
+            pi.append(sum(sieve[:k + 1]))
+        picks = (0, 1, 999, 65535, 65536, 65537, n - 1)
+        self.assertEqual([c.call("result", job=ids[k])["result"]
+                          for k in picks], [pi[k % 1000] for k in picks])
+        started = [c.call("status", job=ids[k])["started"] for k in picks]
+        self.assertEqual(started, sorted(started))
+
     def test_a_burst_of_new_jobs_comes_back_field_by_field(self):
         # one gather: its rows go in one batch, the plain ones sixteen to a
         # statement (store.c), those with an extra (a label) one by one
