@@ -77,17 +77,23 @@ struct conn {
 	bool paused;         /* rev is deleted: over CONN_PAUSE unsent */
 	bool backlog;        /* call the drained hook once it has drained */
 	bool held;           /* conn_hold_reads: rev is not added */
+	uint64_t again;      /* conn_again: the store's seq its request waits
+	                        for, rev deleted; 0: none */
+	bool again_ready;    /* the store has it: dispatched again soon */
+	bool retried;        /* the request is being dispatched again */
 	struct conn_fd *fds; /* descriptors to pass (conn_pass_fd), in order */
 	size_t nfds;
 	TAILQ_ENTRY(conn) link;
 	TAILQ_ENTRY(conn) dirty_link;
-	TAILQ_ENTRY(conn) wait_link; /* on waiting while it has segments */
+	TAILQ_ENTRY(conn) wait_link;  /* on waiting while it has segments */
+	TAILQ_ENTRY(conn) again_link; /* on agains while again != 0 */
 };
 
 static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 static TAILQ_HEAD(, conn) dirty = TAILQ_HEAD_INITIALIZER(dirty);
 static TAILQ_HEAD(, conn) waiting = TAILQ_HEAD_INITIALIZER(waiting);
-static struct event *flush_ev;
+static TAILQ_HEAD(, conn) agains = TAILQ_HEAD_INITIALIZER(agains);
+static struct event *flush_ev, *again_ev;
 static struct conn *reading; /* in conn_read_cb, which flushes it itself */
 static size_t nconns;
 static void (*conn_batch_hook)(void);
@@ -97,6 +103,7 @@ static void (*drained_hooks[CONN_DRAINED_HOOKS])(struct conn *);
 static void conn_read_cb(evutil_socket_t, short, void *);
 static void conn_write_cb(evutil_socket_t, short, void *);
 static void conn_flush_cb(evutil_socket_t, short, void *);
+static void conn_again_cb(evutil_socket_t, short, void *);
 
 struct conn *
 conn_new_with(int fd, const struct conn_handler *h, void *arg)
@@ -124,7 +131,10 @@ conn_new_with(int fd, const struct conn_handler *h, void *arg)
 	c->wev = event_new(loop_base, fd, EV_WRITE, conn_write_cb, c);
 	if (flush_ev == NULL)
 		flush_ev = event_new(loop_base, -1, 0, conn_flush_cb, NULL);
-	if (c->rev == NULL || c->wev == NULL || flush_ev == NULL) {
+	if (again_ev == NULL)
+		again_ev = event_new(loop_base, -1, 0, conn_again_cb, NULL);
+	if (c->rev == NULL || c->wev == NULL || flush_ev == NULL ||
+	    again_ev == NULL) {
 		if (c->rev != NULL)
 			event_free(c->rev);
 		if (c->wev != NULL)
@@ -160,6 +170,8 @@ conn_close(struct conn *c)
 		c->handler->closed(c, c->arg);
 	if (!TAILQ_EMPTY(&c->segs))
 		TAILQ_REMOVE(&waiting, c, wait_link);
+	if (c->again != 0)
+		TAILQ_REMOVE(&agains, c, again_link);
 	while ((g = TAILQ_FIRST(&c->segs)) != NULL) {
 		TAILQ_REMOVE(&c->segs, g, link);
 		conn_seg_free(g);
@@ -192,6 +204,10 @@ conn_close_all(void)
 	if (flush_ev != NULL) {
 		event_free(flush_ev);
 		flush_ev = NULL;
+	}
+	if (again_ev != NULL) {
+		event_free(again_ev);
+		again_ev = NULL;
 	}
 }
 
@@ -404,7 +420,7 @@ conn_hold_reads(struct conn *c, bool hold)
 	c->held = hold;
 	if (hold)
 		event_del(c->rev);
-	else if (!c->paused)
+	else if (!c->paused && c->again == 0)
 		event_add(c->rev, NULL);
 }
 
@@ -538,6 +554,7 @@ conn_flush(struct conn *c)
 }
 
 static void conn_resume(struct conn *);
+static void conn_go_on(struct conn *);
 
 /* After a write: close, or take requests again once the output drained. */
 static void
@@ -635,7 +652,7 @@ conn_process(struct conn *c)
 	bool large = false;
 
 	reading = c;
-	while (!c->closing) {
+	while (!c->closing && c->again == 0) {
 		if (c->handler->paced && conn_unsent(c) > CONN_PAUSE) {
 			conn_pause(c);
 			break;
@@ -654,6 +671,9 @@ conn_process(struct conn *c)
 		switch (proto_decode(payload, plen, &c->zone, &msg, &f)) {
 		case PROTO_DECODE_OK:
 			c->handler->dispatch(c, &msg);
+			c->retried = false;
+			if (c->again != 0) /* its frame stays, for later */
+				off -= (size_t)used;
 			break;
 		case PROTO_DECODE_REJECT:
 			proto_enc_error(conn_out(c), msg.id, f.code, f.message);
@@ -680,21 +700,28 @@ conn_process(struct conn *c)
 }
 
 /*
- * Its output has drained: the requests read before the pause go first,
- * then the socket is read again.  Their replies go out with the next
- * flush (conn_dirty left the flush event alone while processing).
+ * The requests read already go first, then the socket is read again.
+ * Their replies go out with the next flush (conn_dirty left the flush
+ * event alone while processing).
  */
 static void
-conn_resume(struct conn *c)
+conn_go_on(struct conn *c)
 {
-	c->paused = false;
-	if (!c->closing && !c->held)
+	if (!c->closing && !c->held && !c->paused && c->again == 0)
 		event_add(c->rev, NULL);
 	conn_process(c);
 	if (conn_batch_hook != NULL)
 		conn_batch_hook();
 	if (c->dirty)
 		event_active(flush_ev, 0, 1);
+}
+
+/* Its output has drained. */
+static void
+conn_resume(struct conn *c)
+{
+	c->paused = false;
+	conn_go_on(c);
 }
 
 static void
@@ -731,6 +758,68 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!TAILQ_EMPTY(&dirty))
 		conn_flush_cb(-1, 0, NULL);
+}
+
+/*
+ * A request that must wait for the store (a read that must agree with
+ * the job table, SQLite behind it): its frame stays unread and the
+ * connection is not read, the requests after it waiting behind it, until
+ * the store has batch seq; then it is dispatched again, with
+ * conn_retried true.  Everyone else is served meanwhile.  Only from the
+ * dispatch of c's request, before it has done anything.
+ */
+void
+conn_again(struct conn *c, uint64_t seq)
+{
+	c->again = seq;
+	event_del(c->rev);
+	TAILQ_INSERT_TAIL(&agains, c, again_link);
+}
+
+bool
+conn_retried(const struct conn *c)
+{
+	return c->retried;
+}
+
+/*
+ * The store has every batch up to seq (UINT64_MAX: it will have no more
+ * for now, it failed): the requests that waited for them are dispatched
+ * again, from the loop (the store may tell of it in the middle of
+ * another request's dispatch).
+ */
+void
+conn_again_release(uint64_t seq)
+{
+	struct conn *c;
+	bool any = false;
+
+	TAILQ_FOREACH(c, &agains, again_link)
+		if (c->again <= seq)
+			any = c->again_ready = true;
+	if (any)
+		event_active(again_ev, 0, 1);
+}
+
+static void
+conn_again_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c;
+
+	/* from the head each time: a dispatch may close other connections */
+	for (;;) {
+		TAILQ_FOREACH(c, &agains, again_link)
+			if (c->again_ready)
+				break;
+		if (c == NULL)
+			break;
+		TAILQ_REMOVE(&agains, c, again_link);
+		c->again = 0;
+		c->again_ready = false;
+		c->retried = true;
+		if (!c->paused) /* else once its output has drained */
+			conn_go_on(c);
+	}
 }
 
 void

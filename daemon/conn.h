@@ -55,6 +55,9 @@ bool conn_overfull(const struct conn *);
 /* Add a hook called when a backlogged connection has drained. */
 void conn_hook_drained(void (*)(struct conn *));
 void conn_hold_reads(struct conn *, bool hold);
+void conn_again(struct conn *, uint64_t seq);
+bool conn_retried(const struct conn *);
+void conn_again_release(uint64_t seq);
 /*
  * Pass a duplicate of fd (SCM_RIGHTS) with the next byte queued: the
  * peer receives it no later than that byte.  Only for a connection whose

@@ -248,7 +248,12 @@ deps_state_of(uint64_t id, struct dstate *s)
 		s->err = d->err;
 		s->cause = deps_cause(d);
 	} else if (store_enabled()) {
-		store_sync();
+		/*
+		 * What SQLite has, without waiting for it: the request that
+		 * named the job waited (request_job_known), deps_recovered
+		 * syncs first, and a wait here would stop the loop while
+		 * another program holds SQLite locked
+		 */
 		(void)store_get(id, deps_row_cb, s);
 	}
 }
@@ -434,6 +439,9 @@ deps_recovered(void)
 			}
 			ids[n++] = d->id;
 		}
+	/* at the start, no client served yet: recovery's ends go in now */
+	if (n > 0)
+		store_sync();
 	for (i = 0; i < n; i++) {
 		deps_state_of(ids[i], &s);
 		if (s.known && !s.final)

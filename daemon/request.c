@@ -213,8 +213,28 @@ stored_seen(const struct store_row *r, void *arg)
 }
 
 /*
+ * A read of the store that must agree with the job table: true once
+ * SQLite has every row the table held when the request came, or has
+ * refused a commit meanwhile (then the read takes what SQLite has);
+ * false: the request waits for the store's thread, and is dispatched
+ * again once SQLite has them (conn_again), the loop serving everyone
+ * else meanwhile, even while another program holds SQLite locked.
+ */
+static bool
+request_store_ready(struct conn *c)
+{
+	uint64_t seq;
+
+	if (conn_retried(c) || (seq = store_behind()) == 0)
+		return true;
+	conn_again(c, seq);
+	return false;
+}
+
+/*
  * Find a job the peer may see; replies with the error when not.  One
- * that is only in the store gets its reply from there, and NULL.
+ * that is only in the store gets its reply from there, and NULL; NULL
+ * also while the request waits for the store (request_store_ready).
  */
 static struct job *
 request_job(struct conn *c, const struct proto_msg *m)
@@ -226,7 +246,8 @@ request_job(struct conn *c, const struct proto_msg *m)
 	if (j != NULL && (job_visible(j, conn_uid(c)) || request_admin(c)))
 		return j;
 	if (j == NULL && store_enabled()) {
-		store_sync();
+		if (!request_store_ready(c))
+			return NULL;
 		if (store_get(id, stored_reply, &a) == 0 && a.found)
 			return NULL;
 	}
@@ -770,6 +791,7 @@ request_init(void)
 {
 	if (store_hook_committed(request_committed) < 0)
 		fatalx("request_init: no room for a store hook");
+	store_hook_written(conn_again_release);
 }
 
 /*
@@ -792,8 +814,12 @@ request_stdin(struct conn *c, const struct proto_msg *m,
 	return 0;
 }
 
-/* Is job id one the peer may name: in memory, or only in the store? */
-static bool
+/*
+ * Is job id one the peer may name, in memory or only in the store: 1 or
+ * 0; -1 while the request waits for the store (a row retention just let
+ * go of must be in SQLite first).
+ */
+static int
 request_job_known(struct conn *c, uint64_t id)
 {
 	struct stored a = {.c = c, .m = NULL};
@@ -802,21 +828,24 @@ request_job_known(struct conn *c, uint64_t id)
 	if (j != NULL)
 		return job_visible(j, conn_uid(c)) || request_admin(c);
 	if (!store_enabled())
-		return false;
-	store_sync(); /* a row retention just let go of is written */
+		return 0;
+	if (!request_store_ready(c))
+		return -1;
 	return store_get(id, stored_seen, &a) == 0 && a.found;
 }
 
 /*
  * The jobs a job runs after (--after): each must be a job the peer may
  * see, and in a gather of n jobs a line @N one of them.  Another user's
- * job is as good as absent.  -1 with the cause (bad_field).
+ * job is as good as absent.  -1 with the cause (bad_field); 1 while the
+ * request waits for the store (request_job_known).
  */
 static int
 request_after_check(struct conn *c, const struct job_extra *x, size_t n,
                     char *cause, size_t len)
 {
 	uint32_t i;
+	int known;
 
 	for (i = 0; x != NULL && i < x->nafter; i++) {
 		uint64_t a = x->after[i];
@@ -829,7 +858,11 @@ request_after_check(struct conn *c, const struct job_extra *x, size_t n,
 			         n - 1);
 			return -1;
 		}
-		if (!JOB_AFTER_IS_LINE(a) && !request_job_known(c, a)) {
+		if (JOB_AFTER_IS_LINE(a))
+			continue;
+		if ((known = request_job_known(c, a)) < 0)
+			return 1;
+		if (known == 0) {
 			snprintf(cause, len,
 			         "after: no such job: %llu (it never was, it "
 			         "was cleaned, or it is another user's)",
@@ -907,6 +940,7 @@ request_submit(struct conn *c, const struct proto_msg *m)
 	struct job *j;
 	enum proto_error code;
 	char cause[256];
+	int rc;
 
 	if (loop_stopping()) {
 		reply_error(c, m->id, PE_SHUTTING_DOWN,
@@ -919,8 +953,10 @@ request_submit(struct conn *c, const struct proto_msg *m)
 		reply_error(c, m->id, code, "%s", cause);
 		return;
 	}
-	if (request_after_check(c, js.extra, 1, cause, sizeof(cause)) < 0) {
-		reply_error(c, m->id, PE_BAD_FIELD, "%s", cause);
+	if ((rc = request_after_check(c, js.extra, 1, cause, sizeof(cause))) !=
+	    0) {
+		if (rc < 0)
+			reply_error(c, m->id, PE_BAD_FIELD, "%s", cause);
 		goto out;
 	}
 	if (!sched_has_room(js.exec, 1)) {
@@ -967,7 +1003,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 	enum proto_error code;
 	char cause[256];
 	uint32_t n = list->via.array.size, i;
-	int x;
+	int x, rc;
 
 	if (loop_stopping()) {
 		reply_error(c, m->id, PE_SHUTTING_DOWN,
@@ -995,11 +1031,13 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		} else if (parse_job(em, conn_uid(c), true, &js[i], &args,
 		                     &code, cause, sizeof(cause)) == 0) {
 			code = PE_BAD_FIELD;
-			if (request_after_check(c, js[i].extra, n, cause,
-			                        sizeof(cause)) == 0) {
+			if ((rc = request_after_check(c, js[i].extra, n, cause,
+			                              sizeof(cause))) == 0) {
 				per_exec[js[i].exec]++;
 				continue;
 			}
+			if (rc > 0) /* dispatched again once the store has it */
+				goto out;
 		}
 		/* the whole gather is refused, saying which entry */
 		proto_enc_begin(&e, conn_out(c), PROTO_ERROR, m->id);
@@ -1464,11 +1502,12 @@ ps_from_store(struct conn *c, const struct proto_msg *m,
 	char task[65];
 	int pass;
 
+	if (!request_store_ready(c))
+		return;
 	if (f->task != NULL) {
 		snprintf(task, sizeof(task), "%.*s", (int)f->task_len, f->task);
 		sf.task = task;
 	}
-	store_sync();
 	if (store_count(&sf, counts) < 0)
 		goto fail;
 	/*
@@ -2048,7 +2087,8 @@ request_restart(struct conn *c, const struct proto_msg *m)
 		job_row(j, &row);
 		restart_take(&s, &row);
 	} else if (j == NULL && store_enabled()) {
-		store_sync();
+		if (!request_store_ready(c))
+			return;
 		(void)store_get(id, restart_row_cb, &s);
 	}
 	if (!s.found) {

@@ -231,7 +231,10 @@ static struct {
 	unsigned retry_ms;
 	bool blocked; /* the last batch failed: wait for the retry */
 	bool syncing; /* store_sync: commit on the loop, whatever the size */
-	bool want;    /* a reply waits for the open batch (store_want) */
+	bool hurry;   /* store_behind: no commit delay, no lazy batch */
+	uint64_t journaled, written; /* the last batches journaled, in SQLite */
+	void (*written_hook)(uint64_t);
+	bool want; /* a reply waits for the open batch (store_want) */
 	char failing[200];
 	size_t (*collect)(bool);
 	enum { DELAY_NONE, DELAY_WAITING, DELAY_OVER } delay; /* see commit */
@@ -2262,6 +2265,12 @@ store_hook_collect(size_t (*fn)(bool))
 	store.collect = fn;
 }
 
+void
+store_hook_written(void (*fn)(uint64_t))
+{
+	store.written_hook = fn;
+}
+
 int
 store_hook_committed(void (*fn)(uint64_t, bool))
 {
@@ -2673,6 +2682,7 @@ store_journal(struct batch *b)
 	store.pending_last = b;
 	store.npending++;
 	store.npending_rows += b->n + b->ngroups;
+	store.journaled = b->seq;
 }
 
 /* ---- the journal read back, at the start ---- */
@@ -2908,6 +2918,9 @@ store_finish_chain(struct batch *chain)
 		store.npending += n;
 		store.npending_rows += rows;
 		store.sql_blocked = true;
+		/* the reads that waited for SQLite read what it has */
+		if (store.written_hook != NULL)
+			store.written_hook(UINT64_MAX);
 		return;
 	}
 	store_audit(chain);
@@ -2915,10 +2928,14 @@ store_finish_chain(struct batch *chain)
 		next = b->next;
 		journal_gone(b);
 		store_finish(b);
-		if (next == NULL)
+		if (next == NULL) {
 			journal_written(store.journal, b->seq);
+			store.written = b->seq;
+		}
 		store_recycle(b);
 	}
+	if (store.written_hook != NULL)
+		store.written_hook(store.written);
 }
 
 /*
@@ -2967,9 +2984,9 @@ store_lazy(const struct batch *b)
 {
 	static const struct timeval lazy = {0, STORE_LAZY_US};
 
-	if (store.syncing || store.want || store.sweep_due || store.lazy_over ||
-	    b->inserts > 0 || b->ngroups > 0 || b->next_id > 0 || b->n == 0 ||
-	    b->n >= STORE_LAZY_ROWS)
+	if (store.syncing || store.hurry || store.want || store.sweep_due ||
+	    store.lazy_over || b->inserts > 0 || b->ngroups > 0 ||
+	    b->next_id > 0 || b->n == 0 || b->n >= STORE_LAZY_ROWS)
 		return false;
 	if (!evtimer_pending(store.lazy_ev, NULL)) {
 		event_base_update_cache_time(loop_base);
@@ -3009,7 +3026,7 @@ store_commit(void)
 	 * a pipeline waiting for SQLite: pipelined process no-ops 199k-275k
 	 * jobs/s without it against 162k-225k with it (four rounds).
 	 */
-	hold = !store.syncing && store.delay != DELAY_OVER;
+	hold = !store.syncing && !store.hurry && store.delay != DELAY_OVER;
 	held = store.collect != NULL ? store.collect(hold) : 0;
 	if (store.blocked)
 		goto feed;
@@ -3107,8 +3124,28 @@ store_done_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Make the store what the job table is, before a read that must agree
- * with it: the batch with the thread, then what is left, here.
+ * Before a read that must agree with the job table, on the loop without
+ * waiting: what the table holds now goes to the journal and at once on
+ * to the thread; the seq of the batch SQLite must have for the read (the
+ * written hook tells when), or 0 if it has it (or has refused a commit:
+ * then the read takes what it has, as it would after waiting).
+ */
+uint64_t
+store_behind(void)
+{
+	if (!store.on || store.blocked || store.sql_blocked)
+		return 0;
+	store.hurry = store.feed_due = true;
+	store_commit();
+	store.hurry = false;
+	return store.journaled > store.written ? store.journaled : 0;
+}
+
+/*
+ * Make the store what the job table is, on the loop, waiting for the
+ * thread and for SQLite's locks: the batch with the thread, then what is
+ * left, here.  For what writes to SQLite from the loop (clean);
+ * a read waits with store_behind instead.
  */
 void
 store_sync(void)

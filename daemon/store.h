@@ -135,6 +135,8 @@ int store_each_live(void (*)(const struct store_row *, void *), void *);
 /* collect(hold): how many rows it held back, see job_collect. */
 void store_hook_collect(size_t (*)(bool hold));
 int store_hook_committed(void (*)(uint64_t seq, bool ok));
+/* SQLite has every batch up to seq; UINT64_MAX: it refused a commit. */
+void store_hook_written(void (*)(uint64_t seq));
 void store_hook_forgotten(void (*)(uint64_t id));
 /* The next id the job table gives out: kept when retention deletes. */
 void store_hook_next_id(uint64_t (*)(void));
@@ -164,8 +166,10 @@ void store_delete_group(const char *name);
 int store_groups(void (*)(const struct store_group *, void *), void *);
 
 /* Reading, on the loop, from what is committed. */
-/* Commit what the job table holds now (a read must agree with it). */
+/* Commit what the job table holds now, waiting (see store.c). */
 void store_sync(void);
+/* The seq SQLite must have for a read to agree with the job table, or 0. */
+uint64_t store_behind(void);
 int store_get(uint64_t id, void (*)(const struct store_row *, void *), void *);
 /* The newest rows that match, oldest first; -1 on an error, logged. */
 int store_list(const struct store_filter *,

@@ -9,6 +9,7 @@ and the state directory outlives them, since the one that comes after it
 starts on the same directory."""
 import os
 import random
+import select
 import shutil
 import signal
 import sqlite3
@@ -973,6 +974,56 @@ class Journal(StoreTest):
         self.assertEqual(os.path.getsize(journal), 0)
         m = d.client().call("submit", task="noop")
         self.assertGreater(m["job"], max(ids))
+
+    def test_a_read_that_waits_for_sqlite_holds_up_no_one_else(self):
+        """ps --all reads SQLite once it has what the job table holds
+        (request.c, request_store_ready): while another program keeps
+        SQLite locked, the request waits and concd serves everyone else;
+        unlocked, the read has every job."""
+        d = self.daemon()
+        c, other = d.client(), d.client()
+        first, db = self.lock_sqlite(d, c)
+        later = c.call("submit", task="noop")["job"]
+        c.wait_state(later, "succeeded")
+        rid = c.request("ps", all=True)
+        self.assertEqual(other.call("ping")["t"], "pong")
+        self.assertEqual(other.call("status", job=later)["state"],
+                         "succeeded")
+        # and the read's reply has not come (before, concd stopped for
+        # SQLite's busy timeout, then answered without the later job)
+        self.assertEqual(select.select([c.sock], [], [], 0)[0], [])
+        db.rollback()
+        ps = c.recv_for(rid)
+        self.assertEqual(ps["t"], "jobs", ps)
+        self.assertEqual(sorted(j["job"] for j in ps["jobs"]),
+                         [first, later])
+
+    def test_a_submit_after_a_job_only_sqlite_has_waits_for_it(self):
+        """After a restart a finished job is only in SQLite: a submit that
+        runs after it waits, with SQLite locked, for the rows the journal
+        holds (a row retention let go of could be among them), serving
+        everyone else, then is accepted and runs."""
+        d = self.daemon(killed=True)
+        first = d.client().call("submit", task="noop")["job"]
+        wait_stored(d.state_dir, first, "succeeded")
+        self.kill9(d)
+        state = d.state_dir
+        d = self.daemon(state_dir=state)
+        c, waiter, other = d.client(), d.client(), d.client()
+        db = sqlite3.connect(os.path.join(state, "jobs.db"),
+                             timeout=BOUND, isolation_level=None)
+        self.addCleanup(db.close)
+        db.execute("BEGIN IMMEDIATE")
+        later = c.call("submit", task="noop")["job"]
+        c.wait_state(later, "succeeded")
+        rid = waiter.request("submit", task="noop", after=[first])
+        self.assertEqual(other.call("ping")["t"], "pong")
+        self.assertEqual(select.select([waiter.sock], [], [], 0)[0], [])
+        db.rollback()
+        m = waiter.recv_for(rid)
+        self.assertEqual(m["t"], "accepted", m)
+        self.assertEqual(waiter.wait_state(m["job"], "succeeded")["state"],
+                         "succeeded")
 
     def test_jobs_that_changed_while_sqlite_waited_get_their_last_rows(self):
         """SQLite gets a job's newest row alone of those a chain holds
