@@ -986,6 +986,11 @@ class Journal(StoreTest):
         later = c.call("submit", task="noop")["job"]
         c.wait_state(later, "succeeded")
         rid = c.request("ps", all=True)
+        ping = c.request("ping")  # waits behind it, on its connection
+        # a client that goes away while its read waits
+        gone = d.client()
+        gone.request("ps", all=True)
+        gone.sock.close()
         self.assertEqual(other.call("ping")["t"], "pong")
         self.assertEqual(other.call("status", job=later)["state"],
                          "succeeded")
@@ -993,10 +998,12 @@ class Journal(StoreTest):
         # SQLite's busy timeout, then answered without the later job)
         self.assertEqual(select.select([c.sock], [], [], 0)[0], [])
         db.rollback()
-        ps = c.recv_for(rid)
-        self.assertEqual(ps["t"], "jobs", ps)
+        ps = c.recv()
+        self.assertEqual((ps["t"], ps["id"]), ("jobs", rid), ps)
         self.assertEqual(sorted(j["job"] for j in ps["jobs"]),
                          [first, later])
+        self.assertEqual(c.recv(), {"t": "pong", "id": ping})
+        self.assertEqual(other.call("ping")["t"], "pong")
 
     def test_a_submit_after_a_job_only_sqlite_has_waits_for_it(self):
         """After a restart a finished job is only in SQLite: a submit that
