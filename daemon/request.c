@@ -2224,6 +2224,19 @@ request_clean(struct conn *c, const struct proto_msg *m)
 		            "user instance");
 		return;
 	}
+	/*
+	 * What the journal holds goes into SQLite first, without stopping
+	 * the loop; a SQLite that refuses writes (another program holds it
+	 * locked, the disk is full) is an error before anything is forgotten
+	 */
+	if (store_enabled() && !request_store_ready(c))
+		return;
+	if (store_enabled() && !store_writable()) {
+		reply_error(c, m->id, PE_STORE,
+		            "the job store cannot be written now (see concd's "
+		            "log): nothing was cleaned");
+		return;
+	}
 	n = job_clean(clean_match, &f);
 	if (store_enabled()) {
 		if ((stored = store_clean(f.state, f.before, f.uid,

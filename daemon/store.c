@@ -270,6 +270,13 @@ store_enabled(void)
 	return store.on;
 }
 
+/* SQLite takes writes: it has not refused the last (locked, full). */
+bool
+store_writable(void)
+{
+	return store.on && !store.sql_blocked && !store.blocked;
+}
+
 /* Rows wanted: for the store, or (--state-dir none) the audit trail. */
 bool
 store_wanted(void)

@@ -115,6 +115,7 @@ int store_open(const char *dir, bool fsync, char *cause, size_t len);
 /* The store's thread and events: after loop_init. */
 int store_start(void);
 bool store_enabled(void);
+bool store_writable(void);
 /* Rows are wanted: by the store, or without one by the audit trail. */
 bool store_wanted(void);
 /* The first id that was never given out. */

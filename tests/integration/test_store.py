@@ -1032,6 +1032,37 @@ class Journal(StoreTest):
         self.assertEqual(waiter.wait_state(m["job"], "succeeded")["state"],
                          "succeeded")
 
+    def test_a_clean_waits_for_sqlite_and_holds_up_no_one_else(self):
+        """clean writes SQLite from the loop: it first waits, as a read
+        does, for what the journal holds; while SQLite stays locked past
+        the thread's 5 s it is refused, nothing forgotten."""
+        d = self.daemon()
+        c, other = d.client(), d.client()
+        first, db = self.lock_sqlite(d, c)
+        later = c.call("submit", task="noop")["job"]
+        c.wait_state(later, "succeeded")
+        rid = c.request("clean")
+        self.assertEqual(other.call("ping")["t"], "pong")
+        self.assertEqual(select.select([c.sock], [], [], 0)[0], [])
+        db.rollback()
+        m = c.recv_for(rid)
+        self.assertEqual((m["t"], m.get("forgotten")), ("ok", 2), m)
+        self.assertEqual(c.call("ps", all=True)["total"], 0)
+        # locked until the thread gives up: a clear error, nothing gone
+        done = c.call("submit", task="noop")["job"]
+        c.wait_state(done, "succeeded")
+        wait_stored(d.state_dir, done, "succeeded")
+        db.execute("BEGIN IMMEDIATE")
+        again = c.call("submit", task="noop")["job"]
+        c.wait_state(again, "succeeded")
+        m = c.call("clean")
+        self.assertEqual((m["t"], m.get("error")), ("error", "store_failed"),
+                         m)
+        self.assertIn("nothing was cleaned", m["message"])
+        self.assertEqual(other.call("status", job=done)["state"],
+                         "succeeded")
+        db.rollback()
+
     def test_jobs_that_changed_while_sqlite_waited_get_their_last_rows(self):
         """SQLite gets a job's newest row alone of those a chain holds
         (store.c): inserted for a job new to it, replacing the row it has
