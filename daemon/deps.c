@@ -249,10 +249,11 @@ deps_state_of(uint64_t id, struct dstate *s)
 		s->cause = deps_cause(d);
 	} else if (store_enabled()) {
 		/*
-		 * What SQLite has, without waiting for it: the request that
-		 * named the job waited (request_job_known), deps_recovered
-		 * syncs first, and a wait here would stop the loop while
-		 * another program holds SQLite locked
+		 * What SQLite has, without waiting for it (a wait here would
+		 * stop the loop while another program holds SQLite locked):
+		 * a new job's request waited already (request_job_known) and
+		 * deps_recovered syncs first; for the root of a failure that
+		 * retention let go of, SQLite may lack its last row yet
 		 */
 		(void)store_get(id, deps_row_cb, s);
 	}
