@@ -173,6 +173,21 @@ def maps_library(pid, *names):
         return any(n in line for line in f for n in names)
 
 
+def sanitized(pid):
+    """Whether process pid runs with AddressSanitizer or ThreadSanitizer,
+    whose allocators keep freed memory: its RSS does not drop back when a
+    buffer is freed, and says little of what the program holds."""
+    return maps_library(pid, "libasan", "libtsan")
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
 def store_instance(state_dir):
     """The instance id (the name of its cgroups, its Slurm jobs and its
     commands' CONCD_INSTANCE) in the store in state_dir, or None."""

@@ -17,25 +17,10 @@ import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (BOUND, CONCTL, VALGRIND, DaemonTest,  # noqa: E402
-                     frame, maps_library)
+                     frame, rss_kib, sanitized)
 
 MIB = 1024 * 1024
 OUT_LIMIT = 64 * MIB  # concd-protocol(7): the cap on a connection's output
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
-def sanitized(pid):
-    """Whether concd runs with AddressSanitizer or ThreadSanitizer, whose
-    allocators keep freed memory: its RSS does not drop back when a buffer
-    is freed."""
-    return maps_library(pid, "libasan", "libtsan")
 
 
 def fd_count(pid):
