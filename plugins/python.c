@@ -21,8 +21,10 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -475,11 +477,18 @@ big:
 
 /* ---- the job ---- */
 
+/*
+ * What start leaves for step, in the job's record.  A finished job keeps
+ * its record (--max-finished of them), so it holds pointers, not room:
+ * with the directory and an error's text in it (5 KiB), each python job
+ * took 8 KiB of concd's heap, new pages at every submit.
+ */
 struct py_state {
 	PyObject *fn, *args, *kwargs, *path; /* set by start, under the GIL */
-	char cwd[4096];
-	char err[1024];
+	char *cwd;                           /* or NULL: where concd is */
 };
+
+#define PY_ERR_MAX 1024 /* an error's text, its traceback's end kept */
 
 /* The value of key in the job's arguments, or NULL. */
 static const msgpack_object *
@@ -628,7 +637,7 @@ py_resolve(const char *call)
 	return obj;
 }
 
-/* The job's arguments, read under the GIL; -1 with s->err set. */
+/* The job's arguments, read under the GIL; -1 with Python's error set. */
 static int
 py_prepare(struct task_ctx *ctx, struct py_state *s, const msgpack_object *a)
 {
@@ -680,15 +689,18 @@ py_prepare(struct task_ctx *ctx, struct py_state *s, const msgpack_object *a)
 	}
 	if ((o = py_arg(a, "cwd")) != NULL) {
 		if (o->type != MSGPACK_OBJECT_STR ||
-		    o->via.str.size >= sizeof(s->cwd)) {
+		    o->via.str.size >= PATH_MAX) {
 			PyErr_SetString(PyExc_ValueError,
 			                "cwd is a directory's path");
 			return -1;
 		}
-		memcpy(s->cwd, o->via.str.ptr, o->via.str.size);
-		s->cwd[o->via.str.size] = '\0';
+		s->cwd = strndup(o->via.str.ptr, o->via.str.size);
 	} else if (task_cwd(ctx) != NULL)
-		snprintf(s->cwd, sizeof(s->cwd), "%s", task_cwd(ctx));
+		s->cwd = strdup(task_cwd(ctx));
+	if ((o != NULL || task_cwd(ctx) != NULL) && s->cwd == NULL) {
+		PyErr_NoMemory();
+		return -1;
+	}
 
 	if ((o = py_arg(a, "args")) == NULL)
 		s->args = PyTuple_New(0);
@@ -734,6 +746,8 @@ py_state_clear(struct py_state *s)
 	Py_CLEAR(s->args);
 	Py_CLEAR(s->kwargs);
 	Py_CLEAR(s->path);
+	free(s->cwd);
+	s->cwd = NULL;
 }
 
 static int
@@ -742,6 +756,7 @@ py_start(struct task_ctx *ctx, const union task_value *argv)
 	struct py_state *s = task_state(ctx);
 	msgpack_unpacked u;
 	const char *raw;
+	char err[PY_ERR_MAX];
 	size_t len;
 	PyGILState_STATE g;
 	int rc = 0;
@@ -759,13 +774,13 @@ py_start(struct task_ctx *ctx, const union task_value *argv)
 	} else
 		rc = py_prepare(ctx, s, &u.data);
 	if (rc < 0) {
-		py_error(s->err, sizeof(s->err));
+		py_error(err, sizeof(err));
 		py_state_clear(s);
 	}
 	PyGILState_Release(g);
 	msgpack_unpacked_destroy(&u);
 	if (rc < 0)
-		task_fail(ctx, "%s", s->err);
+		task_fail(ctx, "%s", err);
 	return rc;
 }
 
@@ -799,14 +814,14 @@ py_step(struct task_ctx *ctx)
 	msgpack_sbuffer sb;
 	msgpack_packer pk, *rp;
 	PyGILState_STATE g;
-	char here[4096] = "";
+	char here[PATH_MAX] = "", err[PY_ERR_MAX];
 	bool moved = false;
 	int rc = -1;
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	/* a thread shares concd's directory: the call runs where concd is */
-	if (s->cwd[0] != '\0' && !task_on_thread(ctx)) {
+	if (s->cwd != NULL && s->cwd[0] != '\0' && !task_on_thread(ctx)) {
 		if (getcwd(here, sizeof(here)) == NULL || chdir(s->cwd) < 0) {
 			msgpack_sbuffer_destroy(&sb);
 			return task_fail(ctx, "python: cwd %s: %s", s->cwd,
@@ -831,7 +846,7 @@ py_step(struct task_ctx *ctx)
 	if (r != NULL)
 		rc = py_to_msgpack(&pk, r, 0);
 	if (rc < 0)
-		py_error(s->err, sizeof(s->err));
+		py_error(err, sizeof(err));
 	if (old_path != NULL) {
 		PySys_SetObject("path", old_path);
 		Py_DECREF(old_path);
@@ -849,7 +864,7 @@ py_step(struct task_ctx *ctx)
 	}
 	if (rc < 0) {
 		msgpack_sbuffer_destroy(&sb);
-		return task_fail(ctx, "%s", s->err);
+		return task_fail(ctx, "%s", err);
 	}
 	if (sb.size > PY_MAX_RESULT) {
 		size_t n = sb.size;
@@ -875,8 +890,11 @@ py_stop(struct task_ctx *ctx)
 	PyGILState_STATE g;
 
 	if (s->fn == NULL && s->args == NULL && s->kwargs == NULL &&
-	    s->path == NULL)
+	    s->path == NULL) {
+		free(s->cwd);
+		s->cwd = NULL;
 		return;
+	}
 	g = PyGILState_Ensure();
 	py_state_clear(s);
 	PyGILState_Release(g);

@@ -12,6 +12,6 @@
 /* the task python.c exports; the shim forwards to it */
 #define PYTHON_IMPL_SYMBOL "concd_python_task"
 /* bytes of per-job state the shim asks for, python.c's at most */
-#define PYTHON_STATE_SIZE 8192
+#define PYTHON_STATE_SIZE 64
 
 #endif

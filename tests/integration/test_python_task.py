@@ -17,7 +17,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import BOUND, Daemon, maps_library  # noqa: E402
+from harness import (BOUND, VALGRIND, Daemon, maps_library, rss_kib,  # noqa: E402
+                     sanitized)
 
 PLUGINS = os.environ.get("CONCD_PYTHON_PLUGINS", "")
 EXECUTORS = ("thread", "process")
@@ -415,6 +416,24 @@ class PythonTaskTest(unittest.TestCase):
 
     def test_a_worker_killed_mid_call_fails_the_call_and_the_next_runs(self):
         self.kill_mid_call("process")
+
+    def test_a_finished_call_keeps_little_of_concds_memory(self):
+        """concd keeps a finished job's record (--max-finished of them):
+        a python job's held 8 KiB of room for its directory and an error
+        (and each submit faulted in new pages of concd's heap)."""
+        if VALGRIND or sanitized(self.d.proc.pid):
+            self.skipTest("the allocator is not glibc's: its RSS says "
+                          "nothing of concd's own")
+        calls = 2000
+        for i in range(100):  # the worker and concd's structures warm
+            self.ok("pt_funcs:add", "process", args=[i], cwd=self.mods)
+        before = rss_kib(self.d.proc.pid)
+        for i in range(calls):
+            self.ok("pt_funcs:add", "process", args=[i], cwd=self.mods)
+        per_job = (rss_kib(self.d.proc.pid) - before) * 1024 / calls
+        self.assertEqual(len(self.c.call("ps", all=True, limit=calls)
+                             ["jobs"]), calls)  # all still kept
+        self.assertLess(per_job, 3072, "bytes of RSS per finished job")
 
 
 WHOAMI = '''
