@@ -2196,7 +2196,7 @@ request_clean(struct conn *c, const struct proto_msg *m)
 	const char *sname;
 	char quoted[129];
 	size_t slen, n;
-	int stored;
+	int stored = 0;
 
 	if ((sname = proto_str(m, PF_STATE, &slen)) != NULL &&
 	    ((f.state = proto_state_lookup(sname, slen)) < 0 ||
@@ -2237,17 +2237,21 @@ request_clean(struct conn *c, const struct proto_msg *m)
 		            "log): nothing was cleaned");
 		return;
 	}
-	n = job_clean(clean_match, &f);
-	if (store_enabled()) {
-		if ((stored = store_clean(f.state, f.before, f.uid,
-		                          clean_forget_cb, NULL)) < 0) {
-			reply_error(c, m->id, PE_STORE,
-			            "the job store cannot be written (see "
-			            "concd's log)");
-			return;
-		}
-		n = (size_t)stored;
+	/* SQLite's first: memory forgets nothing that SQLite keeps */
+	if (store_enabled() &&
+	    (stored = store_clean(f.state, f.before, f.uid, clean_forget_cb,
+	                          NULL)) < 0) {
+		reply_error(c, m->id, PE_STORE, "%s: nothing was cleaned",
+		            stored == -2
+		                ? "another program holds the job store "
+		                  "locked; try again later"
+		                : "the job store cannot be written "
+		                  "(see concd's log)");
+		return;
 	}
+	n = job_clean(clean_match, &f);
+	if (store_enabled())
+		n = (size_t)stored;
 	log_info("clean by uid %u: %zu finished jobs forgotten",
 	         (unsigned)conn_uid(c), n);
 	proto_enc_begin(&e, conn_out(c), PROTO_OK, m->id);

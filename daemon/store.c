@@ -52,6 +52,7 @@
 #define STORE_TRIM_MAX     4096  /* rows a batch deletes, at most */
 #define STORE_TRIM_GAP_US  50000 /* between batches that delete */
 #define STORE_RESERVE      (4 << 20) /* bytes kept free: see store_reserve */
+#define STORE_BUSY_MS      5000      /* the thread waits this long for a lock */
 #define STORE_RETRY_MIN    100       /* ms after a failed commit */
 #define STORE_RETRY_MAX    5000
 #define STORE_FEED_US      10000 /* journaled batches wait for more */
@@ -650,7 +651,7 @@ store_open(const char *dir, bool fsync, char *cause, size_t len)
 		                          : sqlite3_errstr(rc));
 		goto fail;
 	}
-	sqlite3_busy_timeout(store.db, 5000);
+	sqlite3_busy_timeout(store.db, STORE_BUSY_MS);
 	/* the file is the daemon's: its users read jobs through concd */
 	(void)chmod(store.path, 0600);
 	if ((rc = store_check(store.db, cause, len)) < 0)
@@ -1097,7 +1098,9 @@ store_count(const struct store_filter *f, size_t counts[])
  * Forget finished jobs (concctl clean): those in state (-1: any final
  * one), finished before before (0: whenever), of uid (-1: anyone's).  The
  * store is synced first, so the writer is the loop's and idle; each id
- * deleted goes to fn.  Returns how many, or -1 on an error, logged.
+ * deleted goes to fn.  Returns how many, -1 on an error, logged, or -2
+ * with nothing deleted while another program holds SQLite locked: the
+ * loop does not wait for the lock (SQLite's busy timeout is 5 s).
  */
 int
 store_clean(int state, uint64_t before, int64_t uid,
@@ -1129,11 +1132,18 @@ store_clean(int state, uint64_t before, int64_t uid,
 		log_warnx("%s: %s", store.path, sqlite3_errmsg(store.db));
 		return -1;
 	}
+	sqlite3_busy_timeout(store.db, 0);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		fn((uint64_t)sqlite3_column_int64(s, 0), arg);
 		count++;
 	}
-	if (rc != SQLITE_DONE) {
+	sqlite3_busy_timeout(store.db, STORE_BUSY_MS);
+	if (rc == SQLITE_BUSY) {
+		log_warnx("%s: a clean found it locked by another program: "
+		          "nothing was cleaned",
+		          store.path);
+		count = -2;
+	} else if (rc != SQLITE_DONE) {
 		log_warnx("%s: %s", store.path, sqlite3_errmsg(store.db));
 		count = -1;
 	}

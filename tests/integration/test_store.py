@@ -1065,6 +1065,37 @@ class Journal(StoreTest):
                          "succeeded")
         db.rollback()
 
+    def test_a_clean_while_sqlite_is_locked_is_refused_forgetting_nothing(self):
+        """With nothing for SQLite to get, a clean went on to its DELETE,
+        which waited on the loop for another program's lock, SQLite's
+        5 s, serving no one; then it failed, having forgotten the jobs in
+        memory and their logs, SQLite keeping the jobs.  Now it is refused
+        at once, nothing forgotten."""
+        d = self.daemon()
+        c = d.client()
+        job = c.call("submit", task="exec",
+                     args={"argv": ["echo", "kept"]})["job"]
+        c.wait_state(job, "succeeded")
+        wait_stored(d.state_dir, job, "succeeded")
+        db = sqlite3.connect(os.path.join(d.state_dir, "jobs.db"),
+                             timeout=BOUND, isolation_level=None)
+        self.addCleanup(db.close)
+        db.execute("BEGIN IMMEDIATE")
+        m = c.call("clean")
+        self.assertEqual((m["t"], m.get("error")), ("error", "store_failed"),
+                         m)
+        self.assertIn("locked", m["message"])
+        self.assertIn("nothing was cleaned", m["message"])
+        self.assertIn("locked by another program", d.log())
+        rid = c.request("log", job=job)
+        m = c.recv_for(rid)
+        self.assertEqual((m["t"], m.get("data")), ("output", b"kept\n"), m)
+        self.assertEqual(c.recv_for(rid)["t"], "ok")
+        db.rollback()
+        m = c.call("clean")
+        self.assertEqual((m["t"], m.get("forgotten")), ("ok", 1), m)
+        self.assertEqual(c.call("ps", all=True)["total"], 0)
+
     def test_jobs_that_changed_while_sqlite_waited_get_their_last_rows(self):
         """SQLite gets a job's newest row alone of those a chain holds
         (store.c): inserted for a job new to it, replacing the row it has
