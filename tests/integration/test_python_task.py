@@ -299,20 +299,33 @@ class PythonTaskTest(unittest.TestCase):
             if m["t"] == "progress":
                 return m["job"]
 
+    def assert_interrupted(self, x, before):
+        """The call really stopped, by an exception in it: its worker is
+        idle again (a thread whose call spun on stays busy, the grace
+        over) and a worker process is the one from before (not killed
+        after the grace)."""
+        deadline = time.monotonic() + BOUND * harness.SLOWDOWN
+        while True:
+            ws = [w for w in self.c.call("pool")["workers"]
+                  if w["exec"] == x]
+            if ws and all(w["state"] == "idle" for w in ws):
+                break
+            self.assertLess(time.monotonic(), deadline, ws)
+        # under valgrind a worker process's watcher may not get the GIL
+        # within the 5 s grace: the grace then kills it, as designed
+        if not VALGRIND or x == "thread":
+            self.assertEqual(self.ok("pt_funcs:pid", x), before)
+
     def test_cancel_interrupts_a_running_call_and_the_worker_serves_on(self):
         for x in EXECUTORS:
             with self.subTest(executor=x):
                 before = self.ok("pt_funcs:pid", x)
                 rid = self.submit("pt_funcs:spin", x)
                 job = self.wait_running(rid)
-                t0 = time.monotonic()
                 self.c.request("cancel", job=job)
                 end = self.c.until_end(rid)[-1]
                 self.assertEqual(end["state"], "cancelled", end)
-                # an exception at the next bytecode, not the 5 s grace
-                # and kill of a worker process
-                self.assertLess(time.monotonic() - t0, 4.0)
-                self.assertEqual(self.ok("pt_funcs:pid", x), before)
+                self.assert_interrupted(x, before)
 
     def test_a_call_sees_cancelled_and_may_end_by_itself(self):
         rid = self.submit("pt_funcs:polite", "thread")
@@ -323,10 +336,10 @@ class PythonTaskTest(unittest.TestCase):
     def test_a_timeout_interrupts_a_running_call(self):
         for x in EXECUTORS:
             with self.subTest(executor=x):
-                t0 = time.monotonic()
+                before = self.ok("pt_funcs:pid", x)
                 end = self.run_call("pt_funcs:spin", x, timeout=200)
                 self.assertEqual(end["state"], "timed_out", end)
-                self.assertLess(time.monotonic() - t0, 4.0)
+                self.assert_interrupted(x, before)
 
     def test_imports_stay_warm_across_calls_and_fresh_pays_them_again(self):
         self.assertEqual(self.ok("pt_counted:imports", "process"), 1)
