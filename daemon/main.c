@@ -529,7 +529,7 @@ main(int argc, char *argv[])
 		fatalx("%s", cause);
 	loop_exec_init();
 	reap_init(loop_base);
-	if (pool_thread_init(loop_base, opt.threads, opt.busy_poll) < 0)
+	if (pool_thread_init(loop_base, opt.threads) < 0)
 		fatalx("cannot start the thread pool");
 	if (pool_process_init(opt.processes, opt.plugin_dir,
 	                      opt.max_jobs_per_worker, opt.busy_poll) < 0)

@@ -6,10 +6,6 @@
  * loop once per batch with loop_wake(): not at all while the loop
  * polls, since its passes take the list themselves (thread_poll).
  *
- * With nothing queued after a job, a worker looks for the next without
- * sleeping for up to --busy-poll µs, as a worker process does (worker.c):
- * a job queued meanwhile costs no wake-up of its thread.
- *
  * Waits are interruptible: a timed wait sleeps on the worker's own
  * condition variable, an fd wait polls the fd and the worker's eventfd;
  * cancelling a job signals both.
@@ -25,8 +21,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -80,10 +74,7 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t work;
 	struct job_queue todo;
-	atomic_size_t ntodo; /* jobs in todo, for the workers that poll it */
 	int idle;
-	int polling;   /* workers polling todo without the lock */
-	int busy_poll; /* µs a worker polls todo after a job; 0: none */
 	bool stopping;
 	struct job **posted; /* jobs with handoff.post set */
 	size_t nposted, capposted;
@@ -341,32 +332,13 @@ thread_leave_locked(struct tworker *w)
 	return pool_wake_locked();
 }
 
-/*
- * Without the lock: look for a queued job for up to busy_poll µs,
- * yielding between looks; a yield that ran something else ends it, as in
- * the loop (loop.c).
- */
-static void
-thread_poll_todo(void)
-{
-	uint64_t t0 = loop_mono_us(), t;
-
-	while (atomic_load_explicit(&pool.ntodo, memory_order_acquire) == 0) {
-		if ((t = loop_mono_us()) - t0 >= (uint64_t)pool.busy_poll)
-			return;
-		sched_yield();
-		if (loop_mono_us() - t > BUSY_POLL_CONTESTED_US)
-			return;
-	}
-}
-
 static void *
 thread_main(void *arg)
 {
 	struct tworker *w = arg;
 	uint32_t served = 0;
 	struct job *j;
-	bool wake, polled = false;
+	bool wake;
 
 	w->tid = gettid();
 	thread_self = w;
@@ -377,31 +349,14 @@ thread_main(void *arg)
 		for (;;) {
 			while (TAILQ_EMPTY(&pool.todo) && !pool.stopping &&
 			       w->index < pool.size) {
-				if (served > 0 && pool.busy_poll > 0 &&
-				    !polled) {
-					polled = true;
-					pool.polling++;
-					pthread_mutex_unlock(&pool.lock);
-					thread_poll_todo();
-					pthread_mutex_lock(&pool.lock);
-					pool.polling--;
-					continue;
-				}
 				pool.idle++;
 				pthread_cond_wait(&pool.work, &pool.lock);
 				pool.idle--;
 			}
-			if (pool.stopping || w->index >= pool.size) {
-				/* a flush may have counted on this one */
-				if (!TAILQ_EMPTY(&pool.todo))
-					pthread_cond_signal(&pool.work);
+			if (pool.stopping || w->index >= pool.size)
 				break;
-			}
-			polled = false;
 			j = TAILQ_FIRST(&pool.todo);
 			TAILQ_REMOVE(&pool.todo, j, link);
-			atomic_fetch_sub_explicit(&pool.ntodo, 1,
-			                          memory_order_relaxed);
 			j->xdata = w; /* now running: see thread_cancel */
 			pthread_mutex_unlock(&pool.lock);
 			thread_run(w, j, ++served);
@@ -599,10 +554,7 @@ thread_flush(void)
 		TAILQ_INSERT_TAIL(&pool.todo, j, link);
 		n++;
 	}
-	atomic_fetch_add_explicit(&pool.ntodo, (size_t)n, memory_order_release);
-	/* the workers that poll take theirs without a wake-up */
-	n = n > pool.polling ? n - pool.polling : 0;
-	all = n > 0 && n >= pool.idle;
+	all = n >= pool.idle;
 	pthread_mutex_unlock(&pool.lock);
 	if (!evtimer_pending(pool.watch_ev, NULL))
 		evtimer_add(pool.watch_ev, &thread_watch_every);
@@ -687,7 +639,6 @@ thread_cancel(struct job *j)
 	}
 	if ((w = j->xdata) == NULL) {
 		TAILQ_REMOVE(&pool.todo, j, link);
-		atomic_fetch_sub_explicit(&pool.ntodo, 1, memory_order_relaxed);
 	} else {
 		pthread_cond_signal(&w->cond);
 		(void)write(w->wakefd, &one, sizeof(one));
@@ -753,7 +704,7 @@ thread_resume(struct job *j)
 }
 
 int
-pool_thread_init(struct event_base *base, int n, int busy_poll)
+pool_thread_init(struct event_base *base, int n)
 {
 	/* timed waits measure against CLOCK_MONOTONIC */
 	pthread_condattr_init(&pool_condattr);
@@ -769,7 +720,6 @@ pool_thread_init(struct event_base *base, int n, int busy_poll)
 	    n > POOL_MAX_THREADS)
 		return -1;
 	pool.size = n;
-	pool.busy_poll = busy_poll;
 	return thread_fill() == 0 ? 0 : -1; /* at start-up, all or nothing */
 }
 

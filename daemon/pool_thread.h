@@ -9,7 +9,7 @@
 struct event_base;
 
 extern const struct executor thread_executor;
-int pool_thread_init(struct event_base *, int nthreads, int busy_poll_us);
+int pool_thread_init(struct event_base *, int nthreads);
 int pool_thread_resize(int);
 int pool_thread_size(void);
 void pool_thread_foreach(void (*)(const struct pool_worker_info *, void *),
