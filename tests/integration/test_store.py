@@ -923,10 +923,11 @@ class Journal(StoreTest):
     """An accepted job is in the journal before SQLite has it (concd(8)
     DURABILITY): SQLite held locked by another writer shows it."""
 
-    def lock_sqlite(self, d, c):
-        """A first job in d's SQLite, then SQLite locked by another
-        writer, concd's commits waiting: (that job, the connection)."""
-        first = c.call("submit", task="noop")["job"]
+    def lock_sqlite(self, d, c, **submit):
+        """A first job (a noop, or submit's) in d's SQLite, then SQLite
+        locked by another writer, concd's commits waiting: (that job, the
+        connection)."""
+        first = c.call("submit", **(submit or {"task": "noop"}))["job"]
         c.wait_state(first, "succeeded")
         wait_stored(d.state_dir, first, "succeeded")
         db = sqlite3.connect(os.path.join(d.state_dir, "jobs.db"),
@@ -1073,14 +1074,8 @@ class Journal(StoreTest):
         at once, nothing forgotten."""
         d = self.daemon()
         c = d.client()
-        job = c.call("submit", task="exec",
-                     args={"argv": ["echo", "kept"]})["job"]
-        c.wait_state(job, "succeeded")
-        wait_stored(d.state_dir, job, "succeeded")
-        db = sqlite3.connect(os.path.join(d.state_dir, "jobs.db"),
-                             timeout=BOUND, isolation_level=None)
-        self.addCleanup(db.close)
-        db.execute("BEGIN IMMEDIATE")
+        job, db = self.lock_sqlite(d, c, task="exec",
+                                   args={"argv": ["echo", "kept"]})
         m = c.call("clean")
         self.assertEqual((m["t"], m.get("error")), ("error", "store_failed"),
                          m)
