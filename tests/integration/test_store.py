@@ -1655,6 +1655,12 @@ class FullDisk(StoreTest):
         self.assertTrue(os.path.exists(os.path.join(state, "reserve")))
         c = d.client()
         before = [c.call("submit", task="noop")["job"] for _ in range(10)]
+        # their ends in SQLite first: a write of them after the disk
+        # filled would take the reserve before the submits below (it did,
+        # under ThreadSanitizer, and the first submit was refused)
+        for j in before:
+            c.wait_state(j, "succeeded")
+            wait_stored(state, j, "succeeded")
         filler = os.path.join(self.mnt, "filler")
         self.fill(filler)
         accepted, refused = [], None
