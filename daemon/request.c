@@ -2227,27 +2227,29 @@ request_clean(struct conn *c, const struct proto_msg *m)
 	/*
 	 * What the journal holds goes into SQLite first, without stopping
 	 * the loop; a SQLite that refuses writes (another program holds it
-	 * locked, the disk is full) is an error before anything is forgotten
+	 * locked, the disk is full) is an error before anything is forgotten.
+	 * SQLite forgets first: memory forgets nothing that SQLite keeps.
 	 */
-	if (store_enabled() && !request_store_ready(c))
-		return;
-	if (store_enabled() && !store_writable()) {
-		reply_error(c, m->id, PE_STORE,
-		            "the job store cannot be written now (see concd's "
-		            "log): nothing was cleaned");
-		return;
-	}
-	/* SQLite's first: memory forgets nothing that SQLite keeps */
-	if (store_enabled() &&
-	    (stored = store_clean(f.state, f.before, f.uid, clean_forget_cb,
-	                          NULL)) < 0) {
-		reply_error(c, m->id, PE_STORE, "%s: nothing was cleaned",
-		            stored == -2
-		                ? "another program holds the job store "
-		                  "locked; try again later"
-		                : "the job store cannot be written "
-		                  "(see concd's log)");
-		return;
+	if (store_enabled()) {
+		if (!request_store_ready(c))
+			return;
+		if (!store_writable()) {
+			reply_error(c, m->id, PE_STORE,
+			            "the job store cannot be written now (see "
+			            "concd's log): nothing was cleaned");
+			return;
+		}
+		if ((stored = store_clean(f.state, f.before, f.uid,
+		                          clean_forget_cb, NULL)) < 0) {
+			reply_error(c, m->id, PE_STORE,
+			            "%s: nothing was cleaned",
+			            stored == -2
+			                ? "another program holds the job store "
+			                  "locked; try again later"
+			                : "the job store cannot be written "
+			                  "(see concd's log)");
+			return;
+		}
 	}
 	n = job_clean(clean_match, &f);
 	if (store_enabled())

@@ -3150,7 +3150,7 @@ store_done_cb(evutil_socket_t fd, short what, void *arg)
 uint64_t
 store_behind(void)
 {
-	if (!store.on || store.blocked || store.sql_blocked)
+	if (!store_writable())
 		return 0;
 	store.hurry = store.feed_due = true;
 	store_commit();

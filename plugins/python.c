@@ -889,15 +889,14 @@ py_stop(struct task_ctx *ctx)
 	struct py_state *s = task_state(ctx);
 	PyGILState_STATE g;
 
-	if (s->fn == NULL && s->args == NULL && s->kwargs == NULL &&
-	    s->path == NULL) {
-		free(s->cwd);
-		s->cwd = NULL;
-		return;
+	if (s->fn != NULL || s->args != NULL || s->kwargs != NULL ||
+	    s->path != NULL) {
+		g = PyGILState_Ensure();
+		py_state_clear(s);
+		PyGILState_Release(g);
 	}
-	g = PyGILState_Ensure();
-	py_state_clear(s);
-	PyGILState_Release(g);
+	free(s->cwd); /* any left without Python objects */
+	s->cwd = NULL;
 }
 
 _Static_assert(sizeof(struct py_state) <= PYTHON_STATE_SIZE,
