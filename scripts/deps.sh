@@ -15,6 +15,7 @@ packages=(
 	bash-completion # where cmake --install puts concctl's completion
 	zsh # test_completion.py runs zsh's completion too
 	procps # /bin/kill for ExecReload=, pgrep for demo.sh
+	gdb # the stacks of a concd that does not stop, in a test's failure
 	slurm-wlm munge # a private Slurm cluster for test_slurm_*.py
 )
 

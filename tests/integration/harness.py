@@ -376,10 +376,12 @@ class Daemon:
             try:
                 self.proc.wait(STOP_BOUND)
             except subprocess.TimeoutExpired:
+                where = threads_report(self.proc.pid)
                 self.proc.kill()
                 self.proc.wait(BOUND)
-                problems.append("concd did not stop within %ss of SIGTERM"
-                                % STOP_BOUND)
+                problems.append("concd did not stop within %ss of SIGTERM;"
+                                " where its threads were:\n%s"
+                                % (STOP_BOUND, where))
         rc = self.proc.returncode
         if (not problems and self.exit_statuses is not None
                 and rc not in self.exit_statuses):
@@ -406,6 +408,42 @@ class Daemon:
         e.update(env or {})
         return subprocess.run(cmd, input=input, capture_output=True,
                               text=True, timeout=BOUND * SLOWDOWN, env=e)
+
+
+def threads_report(pid):
+    """Where each thread of a process that hangs is: its state, kernel
+    wait channel, system call and signal masks from /proc (a pending
+    SIGTERM that no thread takes shows in ShdPnd), then its stacks if gdb
+    is installed.  For the failure message of a test, never a check."""
+    lines = []
+    for tid in sorted(os.listdir("/proc/%d/task" % pid), key=int):
+        t = "/proc/%d/task/%s/" % (pid, tid)
+        try:
+            with open(t + "status") as f:
+                st = dict(line.rstrip("\n").split(":\t", 1)
+                          for line in f if ":\t" in line)
+            with open(t + "wchan") as f:
+                wchan = f.read()
+            with open(t + "syscall") as f:
+                sysc = f.read().split()[0]
+        except OSError:
+            continue  # gone meanwhile
+        lines.append("%s %s %s wchan=%s syscall=%s SigPnd=%s ShdPnd=%s "
+                     "SigBlk=%s" % (tid, st.get("Name"), st.get("State"),
+                                    wchan, sysc, st.get("SigPnd"),
+                                    st.get("ShdPnd"), st.get("SigBlk")))
+    gdb = shutil.which("gdb")
+    if gdb is not None:
+        try:
+            r = subprocess.run([gdb, "-batch", "-nx", "-p", str(pid), "-ex",
+                                "thread apply all bt 30"],
+                               capture_output=True, text=True,
+                               timeout=BOUND * SLOWDOWN)
+            lines += [x for x in r.stdout.splitlines()
+                      if x.startswith(("Thread ", "#"))]
+        except subprocess.TimeoutExpired:
+            lines.append("(gdb did not answer)")
+    return "\n".join(lines)
 
 
 class Client:
