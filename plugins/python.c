@@ -65,6 +65,9 @@ static struct {
 	pthread_t main_thread; /* the thread that called it */
 	pthread_t watcher;
 	bool watching, stop;
+	bool started;        /* py_main: its py_up is over */
+	int start_rc;        /* and answered this */
+	char start_err[256]; /* with this, if -1 */
 	struct py_call *calls[PY_MAX_CALLS];
 	PyObject *cancelled_exc; /* _concd_task.Cancelled */
 } py = {
@@ -215,34 +218,87 @@ py_watch_remove(struct py_call *c)
 
 /* ---- the interpreter, once per process ---- */
 
+/*
+ * The interpreter, up on the calling thread, which is then Python's main
+ * thread, with the GIL released; under py.lock.  -1 with err.
+ */
+static int
+py_up(char *err, size_t errlen)
+{
+	if (PyImport_AppendInittab("_concd_task", py_mod_init) < 0) {
+		snprintf(err, errlen, "cannot add module _concd_task");
+		return -1;
+	}
+	/* no signal handlers: the worker's signals stay concd's */
+	Py_InitializeEx(0);
+	if (PyImport_ImportModule("_concd_task") == NULL) {
+		PyErr_Clear();
+		snprintf(err, errlen, "cannot import _concd_task");
+		return -1;
+	}
+	py.main = PyEval_SaveThread(); /* the GIL, for the calls */
+	py.main_thread = pthread_self();
+	py.up = true;
+	return 0;
+}
+
+/*
+ * In the daemon the interpreter starts on a thread of its own, then the
+ * watcher's, which runs no call.  Python lets only its main thread set
+ * signal handlers (signal.signal, set_wakeup_fd): were a pool thread the
+ * main one, a call there could take the daemon's SIGTERM, SIGINT or
+ * SIGHUP, and concd would no longer stop or reload.  Now such a call
+ * raises ValueError, as on a ThreadPoolExecutor's threads.
+ */
+static void *
+py_main(void *arg)
+{
+	int rc;
+
+	pthread_mutex_lock(&py.lock);
+	rc = py.start_rc = py_up(py.start_err, sizeof(py.start_err));
+	py.started = true;
+	pthread_cond_broadcast(&py.cond);
+	pthread_mutex_unlock(&py.lock);
+	return rc == 0 ? py_watch(NULL) : NULL;
+}
+
 static int
 py_init(void **worker_state, char *err, size_t errlen)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&py.lock);
-	if (!py.up) {
-		if (PyImport_AppendInittab("_concd_task", py_mod_init) < 0) {
-			snprintf(err, errlen, "cannot add module _concd_task");
-			rc = -1;
-			goto out;
-		}
-		/* no signal handlers: the worker's signals stay concd's */
-		Py_InitializeEx(0);
-		if (PyImport_ImportModule("_concd_task") == NULL) {
-			PyErr_Clear();
-			snprintf(err, errlen, "cannot import _concd_task");
-			rc = -1;
-			goto out;
-		}
-		py.main = PyEval_SaveThread(); /* the GIL, for the calls */
-		py.main_thread = pthread_self();
-		py.up = true;
-		if (pthread_create(&py.watcher, NULL, py_watch, NULL) == 0)
+	if (py.up) {
+		/* up already */
+	} else if (gettid() == getpid()) {
+		/*
+		 * A worker process's own thread, which runs its calls: the
+		 * main thread, as in ProcessPoolExecutor's workers
+		 */
+		if ((rc = py_up(err, errlen)) == 0 &&
+		    pthread_create(&py.watcher, NULL, py_watch, NULL) == 0)
 			py.watching = true;
+	} else {
+		py.started = false;
+		if ((errno = pthread_create(&py.watcher, NULL, py_main,
+		                            NULL)) != 0) {
+			snprintf(err, errlen,
+			         "cannot start the interpreter: %s",
+			         strerror(errno));
+			rc = -1;
+		} else {
+			while (!py.started)
+				pthread_cond_wait(&py.cond, &py.lock);
+			if ((rc = py.start_rc) < 0) {
+				snprintf(err, errlen, "%s", py.start_err);
+				pthread_join(py.watcher, NULL);
+			} else
+				py.watching = true;
+		}
 	}
-	py.users++;
-out:
+	if (rc == 0)
+		py.users++;
 	pthread_mutex_unlock(&py.lock);
 	/*
 	 * Another thread than the interpreter's first keeps a thread state
@@ -269,7 +325,7 @@ py_fini(void *worker_state)
 	last = --py.users == 0;
 	/*
 	 * A thread of concd's pool leaves the interpreter up, even the last
-	 * one that used it and the one that started it: another thread may
+	 * one that used it (py_main started it): another thread may
 	 * begin a call at any moment, which must not meet an interpreter
 	 * being ended (its calls then waited for the GIL for ever), and an
 	 * ended interpreter does not come back whole.  It ends with concd.

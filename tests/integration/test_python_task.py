@@ -79,6 +79,20 @@ def pid():
     return os.getpid()
 
 
+def take_signals():
+    """signal.signal for concd's stop, interrupt and reload signals: what
+    each answered."""
+    import signal
+    out = []
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            signal.signal(s, signal.SIG_IGN)
+            out.append("took")
+        except ValueError as e:
+            out.append(str(e))
+    return out
+
+
 def cwd():
     return os.getcwd()
 
@@ -188,6 +202,23 @@ class PythonTaskTest(unittest.TestCase):
                                          kwargs={"z": b"b"}),
                                  [value, {"z": b"b"}])
                 self.assertEqual(self.ok("pt_funcs:Box.size", x), 3)
+
+    def test_a_call_on_concds_threads_cannot_take_concds_signals(self):
+        # one thread: the interpreter's first call runs on it
+        self.d.close()
+        self.d = Daemon("-p", "1", "--plugin-dir", PLUGINS, threads=1)
+        self.c = self.d.client()
+        # a worker process's call runs on its main thread, as in
+        # ProcessPoolExecutor: its handlers are its worker's own
+        self.assertEqual(self.ok("pt_funcs:take_signals", "process"),
+                         ["took"] * 3)
+        # on concd's own threads, as on a ThreadPoolExecutor's, only the
+        # main thread may set handlers, and none runs calls
+        self.assertEqual(self.ok("pt_funcs:take_signals", "thread"),
+                         ["signal only works in main thread of the main "
+                          "interpreter"] * 3)
+        self.d.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.d.proc.wait(BOUND), 0, self.d.log())
 
     def maps_libpython(self, pid):
         return maps_library(pid, "libpython3")
