@@ -84,6 +84,8 @@ struct qgroup {
 /* Groups a user who is not an admin may own; clients waiting at most. */
 #define QUEUE_MAX_USER_GROUPS 64
 #define QUEUE_MAX_WAITERS     65536
+/* Scheduled jobs: how late a clock set forward may start them, at most. */
+#define QUEUE_CLOCK_CHECK_US (10 * 1000000ull)
 
 static struct {
 	struct qgroup *bucket[QUEUE_BUCKETS];
@@ -638,7 +640,14 @@ queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 	queue_dispatch();
 }
 
-/* The timer follows the earliest start time. */
+/*
+ * The timer follows the earliest start time.  A start time is a time of
+ * the wall clock and the timer runs on the monotonic one, which a clock
+ * set forward (an NTP step, date -s) does not move and which stops while
+ * the machine sleeps: a timer set for the whole wait would start the job
+ * late by as much.  So it looks at the wall clock again at least every
+ * QUEUE_CLOCK_CHECK_US.
+ */
 static void
 queue_timer_arm(void)
 {
@@ -652,6 +661,8 @@ queue_timer_arm(void)
 		return;
 	now = loop_now_us();
 	at = at > now ? at - now : 0;
+	if (at > QUEUE_CLOCK_CHECK_US)
+		at = QUEUE_CLOCK_CHECK_US;
 	tv.tv_sec = (time_t)(at / 1000000);
 	tv.tv_usec = (suseconds_t)(at % 1000000);
 	evtimer_add(q.timer, &tv);

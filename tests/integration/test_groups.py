@@ -665,6 +665,38 @@ class Restart(unittest.TestCase):
             d.close()
 
 
+CLOCKSHIFT = os.environ.get("CONCD_CLOCKSHIFT", "")
+
+
+@unittest.skipUnless(os.path.exists(CLOCKSHIFT),
+                     "no clockshift library (CONCD_CLOCKSHIFT)")
+@unittest.skipIf(os.environ.get("CONCD_TEST_SANITIZED") == "1",
+                 "a sanitizer's runtime must be the first library loaded")
+class WallClock(unittest.TestCase):
+    """A start time is a time of the wall clock: a clock set forward past
+    it (an NTP step, date -s, a machine that slept) starts the job then,
+    not once as long again has passed.  concd's wall clock is moved by
+    tests/integration/clockshift.c, the machine's is left alone."""
+
+    def test_a_clock_set_past_a_start_time_starts_the_job(self):
+        shift = harness.tempfile.NamedTemporaryFile(prefix="concd-clock-")
+        self.addCleanup(shift.close)
+        os.pwrite(shift.fileno(), harness.struct.pack("=q", 0), 0)
+        d = harness.Daemon(env={"LD_PRELOAD": CLOCKSHIFT,
+                                "CONCD_CLOCKSHIFT_FILE": shift.name})
+        self.addCleanup(d.close)
+        c = d.client()
+        at = int(harness.time.time()) + 3600
+        r = d.concctl("submit", "--at", "@%d" % at, "exec", "--", "true")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = int(r.stdout)
+        self.assertEqual(c.call("status", job=j)["state"], "queued")
+        os.pwrite(shift.fileno(), harness.struct.pack("=q", 3601), 0)
+        c.wait_state(j, "succeeded")
+        self.assertGreaterEqual(c.call("status", job=j)["started"] / 1e6,
+                                at)
+
+
 class ConfGroups(DaemonTest):
     """Groups of concd.conf: made at the start, owned by no user, not
     removed at run time, set again by a reload."""
