@@ -34,8 +34,9 @@
 #include "python.h"
 
 #define PY_WATCH_MS  10
-#define PY_MAX_CALLS 256 /* running at once in one process */
-#define PY_MAX_DEPTH 64  /* of nested lists and maps, both ways */
+#define PY_MAX_CALLS 256  /* running at once in one process */
+#define PY_OUT_MAX   4096 /* bytes of a call's output held for its line */
+#define PY_MAX_DEPTH 64   /* of nested lists and maps, both ways */
 /*
  * A result must fit in the job's end frame: PROTO_MAX_FRAME (1 MiB of
  * payload, concd-protocol(7)) less room for the frame's other fields.
@@ -102,12 +103,97 @@ py_mod_cancelled(PyObject *self, PyObject *unused)
 	                       task_cancelled(py_current));
 }
 
+/*
+ * What the calling thread's call wrote and has not sent yet: output goes
+ * out a line at a time (print sends each of its pieces), and at the end
+ * of the call.
+ */
+static _Thread_local struct {
+	char *data;
+	size_t len;
+	int stream;
+} py_out;
+
+/* Sends what py_out holds; without the GIL: task_output may wait. */
+static void
+py_out_flush(struct task_ctx *ctx)
+{
+	if (py_out.len > 0)
+		task_output(ctx, py_out.stream, py_out.data, py_out.len);
+	py_out.len = 0;
+}
+
+/* data for stream: sent now, or once a line or PY_OUT_MAX bytes are in. */
+static void
+py_out_add(struct task_ctx *ctx, int stream, const char *data, size_t len)
+{
+	bool now = len >= PY_OUT_MAX || memchr(data, '\n', len) != NULL;
+
+	if (py_out.len > 0 &&
+	    (py_out.stream != stream || py_out.len + len > PY_OUT_MAX)) {
+		Py_BEGIN_ALLOW_THREADS;
+		py_out_flush(ctx);
+		Py_END_ALLOW_THREADS;
+	}
+	if (py_out.data == NULL)
+		py_out.data = malloc(PY_OUT_MAX);
+	if (len < PY_OUT_MAX && py_out.data != NULL) {
+		memcpy(py_out.data + py_out.len, data, len);
+		py_out.len += len;
+		py_out.stream = stream;
+		if (!now)
+			return;
+		data = NULL;
+	}
+	Py_BEGIN_ALLOW_THREADS;
+	py_out_flush(ctx);
+	if (data != NULL)
+		task_output(ctx, stream, data, len);
+	Py_END_ALLOW_THREADS;
+}
+
+/*
+ * _write(stream, data): str or bytes the calling thread's call wrote to
+ * sys.stdout (1) or sys.stderr (2), for its job's output; False outside
+ * a call, where the stream's own file takes it (py_streams).
+ */
+static PyObject *
+py_mod_write(PyObject *self, PyObject *args)
+{
+	struct task_ctx *ctx = py_current;
+	PyObject *o, *bytes = NULL;
+	Py_buffer b;
+	int stream;
+
+	if (!PyArg_ParseTuple(args, "iO:_write", &stream, &o))
+		return NULL;
+	if (ctx == NULL || (stream != 1 && stream != 2))
+		Py_RETURN_FALSE;
+	if (PyUnicode_Check(o)) {
+		bytes =
+		    PyUnicode_AsEncodedString(o, "utf-8", "backslashreplace");
+		if (bytes == NULL)
+			return NULL;
+		o = bytes;
+	}
+	if (PyObject_GetBuffer(o, &b, PyBUF_SIMPLE) < 0) {
+		Py_XDECREF(bytes);
+		return NULL;
+	}
+	py_out_add(ctx, stream, b.buf, (size_t)b.len);
+	PyBuffer_Release(&b);
+	Py_XDECREF(bytes);
+	Py_RETURN_TRUE;
+}
+
 static PyMethodDef py_mod_methods[] = {
     {"progress", (PyCFunction)(void (*)(void))py_mod_progress,
      METH_VARARGS | METH_KEYWORDS,
      "progress(done, total, msg=None): report the call's progress"},
     {"cancelled", py_mod_cancelled, METH_NOARGS,
      "cancelled(): whether the job is cancelled or timed out"},
+    {"_write", py_mod_write, METH_VARARGS,
+     "_write(stream, data): a call's output to its job; False outside one"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -219,6 +305,58 @@ py_watch_remove(struct py_call *c)
 /* ---- the interpreter, once per process ---- */
 
 /*
+ * sys.stdout and sys.stderr: what a call prints or writes (text, or
+ * bytes through .buffer) is its job's output, kept and sent to its
+ * watchers as an exec job's is, never the daemon's log.  A thread a call
+ * left running writes outside any call: to the stream's own file.
+ */
+static const char py_streams[] =
+    "import io, sys, _concd_task\n"
+    "class _Raw(io.RawIOBase):\n"
+    "    def __init__(self, n, own):\n"
+    "        self._n, self._own = n, own\n"
+    "    def writable(self):\n"
+    "        return True\n"
+    "    def write(self, b):\n"
+    "        if not _concd_task._write(self._n, b) and self._own:\n"
+    "            self._own.write(b)\n"
+    "            self._own.flush()\n"
+    "        return len(b)\n"
+    "class _Text(io.TextIOBase):\n"
+    "    encoding, errors = 'utf-8', 'backslashreplace'\n"
+    "    def __init__(self, n, own):\n"
+    "        self._n, self._own = n, own\n"
+    "        self.buffer = _Raw(n, getattr(own, 'buffer', None))\n"
+    "    def writable(self):\n"
+    "        return True\n"
+    "    def write(self, s):\n"
+    "        if not isinstance(s, str):\n"
+    "            raise TypeError('write() argument must be str, not '\n"
+    "                            + type(s).__name__)\n"
+    "        if not _concd_task._write(self._n, s) and self._own:\n"
+    "            self._own.write(s)\n"
+    "        return len(s)\n"
+    "    def flush(self):\n"
+    "        if self._own:\n"
+    "            self._own.flush()\n"
+    "sys.stdout = _Text(1, sys.stdout)\n"
+    "sys.stderr = _Text(2, sys.stderr)\n";
+
+/* py_streams, in a namespace of its own: -1 on an exception. */
+static int
+py_run_streams(void)
+{
+	PyObject *g = PyDict_New(), *r = NULL;
+
+	if (g != NULL &&
+	    PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) == 0)
+		r = PyRun_String(py_streams, Py_file_input, g, g);
+	Py_XDECREF(g);
+	Py_XDECREF(r);
+	return r != NULL ? 0 : -1;
+}
+
+/*
  * The interpreter, up on the calling thread, which is then Python's main
  * thread, with the GIL released; under py.lock.  -1 with err.
  */
@@ -234,6 +372,12 @@ py_up(char *err, size_t errlen)
 	if (PyImport_ImportModule("_concd_task") == NULL) {
 		PyErr_Clear();
 		snprintf(err, errlen, "cannot import _concd_task");
+		return -1;
+	}
+	if (py_run_streams() < 0) {
+		PyErr_Clear();
+		snprintf(err, errlen,
+		         "cannot set up sys.stdout and sys.stderr");
 		return -1;
 	}
 	py.main = PyEval_SaveThread(); /* the GIL, for the calls */
@@ -317,6 +461,8 @@ py_fini(void *worker_state)
 {
 	bool last;
 
+	free(py_out.data); /* the thread's, if it ran a call */
+	py_out.data = NULL;
 	if (worker_state != NULL) { /* the thread's state of py_init */
 		PyEval_RestoreThread(worker_state);
 		PyGILState_Release(PyGILState_UNLOCKED);
@@ -912,6 +1058,7 @@ py_step(struct task_ctx *ctx)
 	py_state_clear(s);
 	py_current = NULL;
 	PyGILState_Release(g);
+	py_out_flush(ctx); /* the call's last output, before its end */
 	if (moved && chdir(here) < 0)
 		here[0] = '\0'; /* the worker's own directory is gone */
 	if (task_cancelled(ctx)) {

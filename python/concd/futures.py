@@ -188,8 +188,9 @@ class ConcdFuture(cf.Future):
         self._eager()
 
     def output(self, stream=None):
-        """The output of an exec job so far (all of it once done): bytes
-        of both streams in order, or of `stream` ("stdout", "stderr")."""
+        """The output so far (all of it once done) of an exec job, or
+        what a function printed: bytes of both streams in order, or of
+        `stream` ("stdout", "stderr")."""
         return b"".join(d for s, d in list(self._output)
                         if stream is None or s == stream)
 

@@ -22,6 +22,11 @@ def where():
     return os.getcwd()
 
 
+def chatty(name):
+    print("hello,", name)
+    return len(name)
+
+
 def fail(message):
     raise ValueError(message)
 

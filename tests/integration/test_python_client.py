@@ -631,6 +631,12 @@ class PythonTaskTest(DaemonTest):
         with self.assertRaises(ValueError):
             self.ex.map(pyclient_funcs.square, [1], chunksize=0)
 
+    def test_what_a_function_prints_is_its_futures_output(self):
+        f = self.ex.submit(pyclient_funcs.chatty, "ann")
+        self.assertEqual(f.result(BOUND), 3)
+        self.assertEqual((f.output(), f.output("stderr")),
+                         (b"hello, ann\n", b""))
+
     def test_an_exception_raises_at_its_chunk_as_in_the_standard_library(
             self):
         it = self.ex.map(pyclient_funcs.add, [1, 2, 3, None], [1, 1, 1, 1],

@@ -79,6 +79,18 @@ def pid():
     return os.getpid()
 
 
+def say(n):
+    """Prints to both streams, through print, write and the bytes
+    buffer, n times."""
+    import sys
+    for i in range(n):
+        print("out", i, "é")
+        sys.stderr.write("err %d\\n" % i)
+    sys.stdout.buffer.write(b"\\xff raw\\n")
+    sys.stdout.flush()
+    return n
+
+
 def take_signals():
     """signal.signal for concd's stop, interrupt and reload signals: what
     each answered."""
@@ -320,6 +332,31 @@ class PythonTaskTest(unittest.TestCase):
                 with open(gate, "w") as f:
                     f.write("go\n")
                 self.assertEqual(self.c.until_end(rid)[-1]["result"], 3)
+
+    def test_what_a_call_prints_is_its_jobs_output(self):
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                events = self.c.until_end(self.submit("pt_funcs:say", x,
+                                                      args=[3]))
+                self.assertEqual(events[-1]["result"], 3, events[-1])
+                out = {"stdout": b"", "stderr": b""}
+                for m in events:
+                    if m["t"] == "output":
+                        out[m["stream"]] += m["data"]
+                self.assertEqual(out["stdout"],
+                                 "out 0 é\nout 1 é\nout 2 é\n".encode()
+                                 + b"\xff raw\n")
+                self.assertEqual(out["stderr"], b"err 0\nerr 1\nerr 2\n")
+                # a line at a time, not print's pieces one by one
+                self.assertEqual([m["data"][-1:] for m in events
+                                  if m["t"] == "output"], [b"\n"] * 7)
+                # kept, as an exec job's is (concctl writes each stream
+                # to its own)
+                r = self.d.concctl("log", "--stderr", events[-1]["job"])
+                self.assertEqual((r.returncode, r.stdout, r.stderr),
+                                 (0, "", "err 0\nerr 1\nerr 2\n"))
+        # none of it in concd's own log
+        self.assertNotIn("err 0", self.d.log())
 
     def wait_running(self, rid):
         """The job's first progress event: the function runs."""
