@@ -322,6 +322,10 @@ static const char py_streams[] =
     "            self._own.write(b)\n"
     "            self._own.flush()\n"
     "        return len(b)\n"
+    "    def fileno(self):\n"
+    "        if not self._own:\n"
+    "            raise io.UnsupportedOperation('fileno')\n"
+    "        return self._own.fileno()\n"
     "class _Text(io.TextIOBase):\n"
     "    encoding, errors = 'utf-8', 'backslashreplace'\n"
     "    def __init__(self, n, own):\n"
@@ -339,6 +343,8 @@ static const char py_streams[] =
     "    def flush(self):\n"
     "        if self._own:\n"
     "            self._own.flush()\n"
+    "    def fileno(self):\n"
+    "        return self.buffer.fileno()\n"
     "sys.stdout = _Text(1, sys.stdout)\n"
     "sys.stderr = _Text(2, sys.stderr)\n";
 

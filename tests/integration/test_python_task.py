@@ -88,7 +88,9 @@ def say(n):
         sys.stderr.write("err %d\\n" % i)
     sys.stdout.buffer.write(b"\\xff raw\\n")
     sys.stdout.flush()
-    return n
+    # what writes to a file descriptor (faulthandler, a command's output)
+    # has the worker's own
+    return [n, sys.stdout.fileno(), sys.stderr.fileno()]
 
 
 def take_signals():
@@ -338,7 +340,8 @@ class PythonTaskTest(unittest.TestCase):
             with self.subTest(executor=x):
                 events = self.c.until_end(self.submit("pt_funcs:say", x,
                                                       args=[3]))
-                self.assertEqual(events[-1]["result"], 3, events[-1])
+                self.assertEqual(events[-1].get("result"), [3, 1, 2],
+                                 events[-1])
                 out = {"stdout": b"", "stderr": b""}
                 for m in events:
                     if m["t"] == "output":
