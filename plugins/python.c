@@ -123,12 +123,13 @@ py_out_flush(struct task_ctx *ctx)
 	py_out.len = 0;
 }
 
-/* data for stream: sent now, or once a line or PY_OUT_MAX bytes are in. */
+/*
+ * data for stream: held until a line is in; sent at once past
+ * PY_OUT_MAX (after what was held).
+ */
 static void
 py_out_add(struct task_ctx *ctx, int stream, const char *data, size_t len)
 {
-	bool now = len >= PY_OUT_MAX || memchr(data, '\n', len) != NULL;
-
 	if (py_out.len > 0 &&
 	    (py_out.stream != stream || py_out.len + len > PY_OUT_MAX)) {
 		Py_BEGIN_ALLOW_THREADS;
@@ -141,13 +142,13 @@ py_out_add(struct task_ctx *ctx, int stream, const char *data, size_t len)
 		memcpy(py_out.data + py_out.len, data, len);
 		py_out.len += len;
 		py_out.stream = stream;
-		if (!now)
+		if (memchr(data, '\n', len) == NULL)
 			return;
-		data = NULL;
+		len = 0; /* in py_out now */
 	}
 	Py_BEGIN_ALLOW_THREADS;
 	py_out_flush(ctx);
-	if (data != NULL)
+	if (len > 0)
 		task_output(ctx, stream, data, len);
 	Py_END_ALLOW_THREADS;
 }
@@ -413,40 +414,51 @@ py_main(void *arg)
 	return rc == 0 ? py_watch(NULL) : NULL;
 }
 
+/*
+ * A worker process's own thread, which runs its calls, starts the
+ * interpreter: the main thread, as in ProcessPoolExecutor's workers.
+ * Under py.lock.
+ */
+static int
+py_up_here(char *err, size_t errlen)
+{
+	if (py_up(err, errlen) < 0)
+		return -1;
+	if (pthread_create(&py.watcher, NULL, py_watch, NULL) == 0)
+		py.watching = true;
+	return 0;
+}
+
+/* A thread of concd's pool has py_main start it.  Under py.lock. */
+static int
+py_up_apart(char *err, size_t errlen)
+{
+	py.started = false;
+	if ((errno = pthread_create(&py.watcher, NULL, py_main, NULL)) != 0) {
+		snprintf(err, errlen, "cannot start the interpreter: %s",
+		         strerror(errno));
+		return -1;
+	}
+	while (!py.started)
+		pthread_cond_wait(&py.cond, &py.lock);
+	if (py.start_rc < 0) {
+		snprintf(err, errlen, "%s", py.start_err);
+		pthread_join(py.watcher, NULL);
+		return -1;
+	}
+	py.watching = true;
+	return 0;
+}
+
 static int
 py_init(void **worker_state, char *err, size_t errlen)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&py.lock);
-	if (py.up) {
-		/* up already */
-	} else if (gettid() == getpid()) {
-		/*
-		 * A worker process's own thread, which runs its calls: the
-		 * main thread, as in ProcessPoolExecutor's workers
-		 */
-		if ((rc = py_up(err, errlen)) == 0 &&
-		    pthread_create(&py.watcher, NULL, py_watch, NULL) == 0)
-			py.watching = true;
-	} else {
-		py.started = false;
-		if ((errno = pthread_create(&py.watcher, NULL, py_main,
-		                            NULL)) != 0) {
-			snprintf(err, errlen,
-			         "cannot start the interpreter: %s",
-			         strerror(errno));
-			rc = -1;
-		} else {
-			while (!py.started)
-				pthread_cond_wait(&py.cond, &py.lock);
-			if ((rc = py.start_rc) < 0) {
-				snprintf(err, errlen, "%s", py.start_err);
-				pthread_join(py.watcher, NULL);
-			} else
-				py.watching = true;
-		}
-	}
+	if (!py.up)
+		rc = gettid() == getpid() ? py_up_here(err, errlen)
+		                          : py_up_apart(err, errlen);
 	if (rc == 0)
 		py.users++;
 	pthread_mutex_unlock(&py.lock);
