@@ -45,17 +45,26 @@ info_protocol_error(const struct proto_fault *f, const char *what)
 
 #define INFO_LABEL "%-10s "
 
+/* "finished   2026-12-07 11:38:35 (ran 2.00s)": a time and a span. */
 static void
-info_time_line(const char *label, uint64_t t, uint64_t since, const char *verb)
+info_span_line(const char *label, uint64_t t, bool has_span, uint64_t span_us,
+               const char *verb)
 {
 	char when[64], span[32];
 
 	render_time(when, sizeof(when), t);
-	if (t != 0 && since != 0 && t >= since) {
-		render_duration(span, sizeof(span), t - since);
+	if (t != 0 && has_span) {
+		render_duration(span, sizeof(span), span_us);
 		printf(INFO_LABEL "%s (%s %s)\n", label, when, verb, span);
 	} else
 		printf(INFO_LABEL "%s\n", label, when);
+}
+
+/* A time and, if it is not before since, the span from there. */
+static void
+info_time_line(const char *label, uint64_t t, uint64_t since, const char *verb)
+{
+	info_span_line(label, t, since != 0 && t >= since, t - since, verb);
 }
 
 /*
@@ -261,7 +270,8 @@ info_print_job(const struct proto_msg *m)
 		       proto_u64(m, PF_DROPPED, 0));
 	info_time_line("submitted", submitted, 0, "");
 	info_time_line("started", started, submitted, "queued");
-	info_time_line("finished", proto_u64(m, PF_FINISHED, 0), started,
+	info_span_line("finished", proto_u64(m, PF_FINISHED, 0),
+	               proto_has(m, PF_RUNTIME), proto_u64(m, PF_RUNTIME, 0),
 	               "ran");
 	if (proto_has(m, PF_EXIT))
 		printf(INFO_LABEL "%" PRIu64 "\n", "exit",

@@ -298,16 +298,13 @@ ps_finished(const struct proto_msg *m, uint64_t now, char *buf, size_t size)
 	return ps_time(m, PF_FINISHED, buf, size);
 }
 
-/* How long the job ran, or has run so far. */
+/* How long the job ran, or has run so far: the daemon's measure. */
 static const char *
 ps_runtime(const struct proto_msg *m, uint64_t now, char *buf, size_t size)
 {
-	uint64_t started = proto_u64(m, PF_STARTED, 0);
-	uint64_t end = proto_u64(m, PF_FINISHED, now);
-
-	if (started == 0)
+	if (!proto_has(m, PF_RUNTIME))
 		return NULL;
-	render_duration(buf, size, end > started ? end - started : 0);
+	render_duration(buf, size, proto_u64(m, PF_RUNTIME, 0));
 	return buf;
 }
 

@@ -643,6 +643,7 @@ job_start(struct job *j)
 	struct timeval tv;
 
 	j->started = loop_now_us();
+	j->ran = loop_mono_us();
 	job_set_state(j, PS_RUNNING);
 	if (j->timeout_ms > 0 && loop_base != NULL &&
 	    (j->timer = evtimer_new(loop_base, job_timeout_cb, j)) != NULL) {
@@ -651,6 +652,21 @@ job_start(struct job *j)
 		event_base_update_cache_time(loop_base);
 		evtimer_add(j->timer, &tv);
 	}
+}
+
+/*
+ * The span from the stamp to now, taken off the monotonic start; none if
+ * the wall clock was set between them as far as the bound can tell.
+ */
+#define JOB_STAMP_AGO_MAX_US (60 * 1000000ULL)
+void
+job_started_at(struct job *j, uint64_t at)
+{
+	uint64_t now = loop_now_us();
+
+	j->started = at;
+	if (at < now && now - at < JOB_STAMP_AGO_MAX_US && now - at < j->ran)
+		j->ran -= now - at;
 }
 
 static void
@@ -820,6 +836,16 @@ job_result_size(const struct job *j)
 	return j->state == PS_SUCCEEDED ? j->ctx.result.len : 0;
 }
 
+/* How long j ran, or has run so far; 0 before it starts. */
+static uint64_t
+job_runtime(const struct job *j)
+{
+	if (PROTO_STATE_FINAL(j->state))
+		return j->ran;
+	return j->state == PS_RUNNING && j->ran != 0 ? loop_mono_us() - j->ran
+	                                             : 0;
+}
+
 /* A job as a store row: its pointers are the job's own. */
 void
 job_row(const struct job *j, struct store_row *r)
@@ -837,6 +863,7 @@ job_row(const struct job *j, struct store_row *r)
 	r->submitted = j->submitted;
 	r->started = j->started;
 	r->finished = j->finished;
+	r->runtime = job_runtime(j);
 	r->timeout_ms = j->timeout_ms;
 	r->done = j->done;
 	r->total = j->total;
@@ -874,6 +901,8 @@ job_encode_outcome(struct proto_enc *e, const struct store_row *r,
 		proto_enc_u64(e, PF_STARTED, r->started);
 	if (r->finished)
 		proto_enc_u64(e, PF_FINISHED, r->finished);
+	if (r->started)
+		proto_enc_u64(e, PF_RUNTIME, r->runtime);
 	if (dropped > 0)
 		proto_enc_u64(e, PF_DROPPED, dropped);
 	if (r->state == PS_SUCCEEDED) {
@@ -1271,7 +1300,7 @@ job_retry(struct job *j, enum proto_state s)
 	j->attempt++;
 	j->err = PE_NONE;
 	j->timing_out = false;
-	j->started = j->finished = 0;
+	j->started = j->finished = j->ran = 0;
 	j->worker = -1;
 	j->tid = 0;
 	j->done = j->total = 0;
@@ -1316,6 +1345,11 @@ job_finish(struct job *j, enum proto_state s)
 	j->finished = loop_now_us();
 	if (j->started == 0)
 		j->started = j->finished;
+	/* one that ran before a restart: the wall clock is all there is */
+	if (j->ran != 0)
+		j->ran = loop_mono_us() - j->ran;
+	else if (j->finished > j->started)
+		j->ran = j->finished - j->started;
 	if (j->timer != NULL) {
 		event_free(j->timer);
 		j->timer = NULL;

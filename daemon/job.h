@@ -100,6 +100,12 @@ struct job {
 	uint64_t timeout_ms;
 	uint64_t done, total;
 	uint64_t dropped; /* output bytes any watcher missed, in all */
+	/*
+	 * How long it ran, in µs of the monotonic clock, which no setting of
+	 * the wall clock moves: while it runs, the monotonic time it started
+	 * at (job_runtime gives the span so far).
+	 */
+	uint64_t ran;
 
 	uint32_t retry_delay_ms;
 	uid_t uid;
@@ -252,6 +258,12 @@ void job_row(const struct job *, struct store_row *);
 size_t job_collect(bool hold);
 struct job *job_find(uint64_t id);
 void job_start(struct job *);
+/*
+ * After job_start: its worker on this machine stamped its start at, on
+ * the wall clock, a moment before the loop heard of it; its run time
+ * counts from there.
+ */
+void job_started_at(struct job *, uint64_t at);
 void job_progress(struct job *, uint64_t done, uint64_t total, const char *msg);
 /*
  * Output goes in full to the attached watchers (the submitter's) and to

@@ -439,7 +439,7 @@ proc_started(struct pworker *w, struct job *j, pid_t pid, uint32_t served,
 	pp.nrunning++;
 	job_start(j);
 	if (at != 0)
-		j->started = at;
+		job_started_at(j, at);
 }
 
 /*

@@ -498,7 +498,7 @@ thread_wake_cb(evutil_socket_t fd, short what, void *arg)
 			pool.nqueued--;
 			pool.nrunning++;
 			job_start(t->job);
-			t->job->started = t->started;
+			job_started_at(t->job, t->started);
 		}
 		if (t->out.len > 0) {
 			size_t off = 0;

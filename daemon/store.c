@@ -40,7 +40,7 @@
 #include "store.h"
 
 #define STORE_APP_ID       0x636f6e63 /* "conc" */
-#define STORE_SCHEMA       3
+#define STORE_SCHEMA       4
 #define STORE_DELAY_US     300   /* a batch waits for new jobs to end */
 #define STORE_LAZY_US      10000 /* a batch of ends alone waits for more */
 #define STORE_LAZY_ROWS    512
@@ -142,25 +142,25 @@ enum {
  * delete trigger while recursive_triggers is off, as it is by default.
  */
 #define STORE_MANY 16
-#define STORE_COLS 26 /* the columns of jobs, ?1 to ?26 */
+#define STORE_COLS 27 /* the columns of jobs, ?1 to ?27 */
 
 #define STORE_INSERT "INSERT" STORE_INSERT_INTO
 #define STORE_INSERT_INTO                                                      \
 	" INTO jobs(id, task, args, uid, requested, exec, daemon, "            \
 	"fresh, timeout_ms, retries, retry_delay_ms, attempt, state, error, "  \
 	"message, result, submitted, started, finished, worker, tid, served, " \
-	"done, total, msg, dropped"
+	"done, total, msg, dropped, runtime"
 #define STORE_INSERT_VALUES                                                    \
 	"?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "   \
-	"?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26"
+	"?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27"
 #define STORE_UPDATE                                                           \
 	"UPDATE jobs SET exec = ?6, fresh = ?8, attempt = ?12, state = ?13, "  \
 	"error = ?14, message = ?15, result = ?16, started = ?18, "            \
 	"finished = ?19, worker = ?20, tid = ?21, served = ?22, done = ?23, "  \
-	"total = ?24, msg = ?25, dropped = ?26"
+	"total = ?24, msg = ?25, dropped = ?26, runtime = ?27"
 
 /* STORE_MANY rows of STORE_COLS values, numbered in order by SQLite */
-#define STORE_ROW_Q "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+#define STORE_ROW_Q "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 #define STORE_ROWS_4_Q                                                         \
 	STORE_ROW_Q "," STORE_ROW_Q "," STORE_ROW_Q "," STORE_ROW_Q
 #define STORE_ROWS_16_Q                                                        \
@@ -362,8 +362,11 @@ store_int(sqlite3 *db, const char *sql, int64_t *v)
  * and the daemon's own user's jobs.  Schema 2 added what a job asks
  * beyond its task (the caller's context, the queue's options) in a table
  * of its own, extra, with a row for the jobs that ask for any of it: a
- * plain job's row costs what it did.  And the queue's groups.  A store of
- * schema 1 is brought up to it at start.
+ * plain job's row costs what it did.  And the queue's groups.  Schema 3
+ * added where a job ran on Slurm; schema 4 how long a job ran, runtime,
+ * in µs of the monotonic clock: finished - started is the wall clock's,
+ * which a step of NTP or date -s moves in between.  A store of an older
+ * schema is brought up to this one at start.
  */
 #define STORE_EXTRA                                                            \
 	"CREATE TABLE extra(id INTEGER PRIMARY KEY, cwd TEXT, env BLOB, "      \
@@ -384,7 +387,7 @@ store_int(sqlite3 *db, const char *sql, int64_t *v)
 	" datetime(submitted / 1000000, 'unixepoch') AS submitted_at,"         \
 	" datetime(started / 1000000, 'unixepoch') AS started_at,"             \
 	" datetime(finished / 1000000, 'unixepoch') AS finished_at,"           \
-	" (finished - started) / 1e6 AS seconds,"                              \
+	" coalesce(runtime, finished - started) / 1e6 AS seconds,"             \
 	" coalesce(grp, 'default') AS group_name, label, command, cwd, exit,"  \
 	" signal, cause, restart_of, slurm, node"                              \
 	" FROM jobs LEFT JOIN extra USING (id);"
@@ -401,29 +404,36 @@ static const char store_schema[] =
     " state TEXT NOT NULL, error TEXT, message TEXT, result BLOB,"
     " submitted INTEGER NOT NULL, started INTEGER, finished INTEGER,"
     " worker INTEGER, tid INTEGER, served INTEGER, done INTEGER,"
-    " total INTEGER, msg TEXT, dropped INTEGER);"
+    " total INTEGER, msg TEXT, dropped INTEGER, runtime INTEGER);"
     STORE_EXTRA
     STORE_GROUPS
     "CREATE INDEX jobs_state ON jobs(state, id)"
     " WHERE state <> 'succeeded';"
     STORE_VIEW;
 
-/* Schema 1 to 3, in one transaction. */
+/*
+ * Schema 1, 2 or 3 to 4, in one transaction.  3 to 4: how long a job ran
+ * by the monotonic clock.
+ */
+#define STORE_TO_4                                                             \
+    "ALTER TABLE jobs ADD COLUMN runtime INTEGER;"                             \
+    "DROP VIEW IF EXISTS history;"                                             \
+    STORE_VIEW                                                                 \
+    "PRAGMA user_version = 4; COMMIT"
 static const char store_migrate_1[] =
     "BEGIN IMMEDIATE;"
     STORE_EXTRA
     STORE_GROUPS
-    "DROP VIEW IF EXISTS history;"
-    STORE_VIEW
-    "PRAGMA user_version = 3; COMMIT";
-/* Schema 2 to 3: where a job ran on Slurm. */
+    STORE_TO_4;
+/* 2 to 3: where a job ran on Slurm. */
 static const char store_migrate_2[] =
     "BEGIN IMMEDIATE;"
     "ALTER TABLE extra ADD COLUMN slurm INTEGER;"
     "ALTER TABLE extra ADD COLUMN node TEXT;"
-    "DROP VIEW IF EXISTS history;"
-    STORE_VIEW
-    "PRAGMA user_version = 3; COMMIT";
+    STORE_TO_4;
+static const char store_migrate_3[] =
+    "BEGIN IMMEDIATE;"
+    STORE_TO_4;
 /* clang-format on */
 
 static int
@@ -474,9 +484,11 @@ store_check(sqlite3 *db, char *cause, size_t len)
 		         store.path, (unsigned long long)app);
 		return -1;
 	}
-	if (version == 1 || version == 2) {
+	if (version >= 1 && version <= 3) {
 		if (store_exec(db,
-		               version == 1 ? store_migrate_1 : store_migrate_2,
+		               version == 1   ? store_migrate_1
+		               : version == 2 ? store_migrate_2
+		                              : store_migrate_3,
 		               cause, len) < 0) {
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
@@ -727,7 +739,7 @@ fail:
 	"jobs.id, task, args, uid, requested, exec, daemon, fresh, "           \
 	"timeout_ms, retries, retry_delay_ms, attempt, state, error, "         \
 	"message, result, submitted, started, finished, worker, tid, served, " \
-	"done, total, msg, dropped"
+	"done, total, msg, dropped, runtime"
 #define STORE_EXTRA_COLUMNS                                                    \
 	"cwd, env, command, grp, label, after, priority, at, mem, pids, "      \
 	"restart_of, cpus, stdin, after_any, held, cause, exit, signal, "      \
@@ -842,7 +854,7 @@ store_read_extra(sqlite3_stmt *s, int k, struct store_row *r,
 	r->x = x;
 }
 
-/* Columns 0 to 25 of s, a job's row: its pointers into s's memory. */
+/* Columns 0 to 26 of s, a job's row: its pointers into s's memory. */
 static void
 store_read_job(sqlite3_stmt *s, struct store_row *r)
 {
@@ -882,6 +894,11 @@ store_read_job(sqlite3_stmt *s, struct store_row *r)
 	r->total = (uint64_t)sqlite3_column_int64(s, 23);
 	r->msg = (const char *)sqlite3_column_text(s, 24);
 	r->dropped = (uint64_t)sqlite3_column_int64(s, 25);
+	if (sqlite3_column_type(s, 26) != SQLITE_NULL)
+		r->runtime = (uint64_t)sqlite3_column_int64(s, 26);
+	else if (r->finished > r->started && r->started != 0)
+		r->runtime =
+		    r->finished - r->started; /* of schema 3 or before */
 }
 
 /* A row of store_columns, its pointers into s's memory and room. */
@@ -889,7 +906,7 @@ static void
 store_read_row(sqlite3_stmt *s, struct store_row *r, struct row_room *room)
 {
 	store_read_job(s, r);
-	store_read_extra(s, 26, r, room);
+	store_read_extra(s, 27, r, room);
 }
 
 static int
@@ -1293,11 +1310,12 @@ enum {
 	ROW_DAEMON, /* the flags: no value follows */
 	ROW_FRESH,
 	ROW_INSERT,
+	ROW_RUNTIME, /* added in schema 4: a value again */
 };
-/* the most a record's values take: 162 bytes */
+/* the most a record's values take: 172 bytes */
 #define ROW_MAX 256
 /* a field added to store_row is added to the records too */
-_Static_assert(sizeof(struct store_row) == 152,
+_Static_assert(sizeof(struct store_row) == 160,
                "store_row changed: row_put and row_get must follow");
 
 static unsigned char *
@@ -1375,6 +1393,7 @@ row_put(struct batch *b, const struct brow *w)
 	ROW_FLAG(ROW_DAEMON, r->daemon);
 	ROW_FLAG(ROW_FRESH, r->fresh);
 	ROW_FLAG(ROW_INSERT, r->insert);
+	ROW_NUM(ROW_RUNTIME, r->runtime);
 #undef ROW_STR
 #undef ROW_NUM
 #undef ROW_FLAG
@@ -1433,6 +1452,7 @@ row_get(const unsigned char *p, struct brow *w)
 	ROW_NUM(ROW_ERR, uint8_t, r->err);
 	ROW_NUM(ROW_ATTEMPT, uint8_t, r->attempt);
 	ROW_NUM(ROW_RETRIES, uint8_t, r->retries);
+	ROW_NUM64(ROW_RUNTIME, r->runtime);
 #undef ROW_STR
 #undef ROW_NUM
 #undef ROW_NUM64
@@ -1446,7 +1466,9 @@ row_get(const unsigned char *p, struct brow *w)
 #define ROW_TWO                                                                \
 	((1u << ROW_TASK) | (1u << ROW_ARGS) | (1u << ROW_ERROR) |             \
 	 (1u << ROW_MSG) | (1u << ROW_RESULT))
-#define ROW_ONE (((1u << (ROW_RETRIES + 1)) - 1) & ~((1u << ROW_X) - 1))
+#define ROW_ONE                                                                \
+	((((1u << (ROW_RETRIES + 1)) - 1) & ~((1u << ROW_X) - 1)) |            \
+	 (1u << ROW_RUNTIME))
 
 /*
  * The id of the record at p and whether it is a new row, read without
@@ -1718,7 +1740,7 @@ write_group(const struct batch *b, const struct bgroup *p)
 }
 
 /*
- * Bind a row's values to ?k+1 ... ?k+26 of s: whole, or (an UPDATE's)
+ * Bind a row's values to ?k+1 ... ?k+27 of s: whole, or (an UPDATE's)
  * only those a job's life changes.
  */
 static void
@@ -1776,6 +1798,10 @@ bind_row(sqlite3_stmt *s, int k, const struct batch *b, const struct brow *w,
 	sqlite3_bind_int64(s, k + 24, (sqlite3_int64)r->total);
 	bind_text(s, k + 25, b, w->msg, w->msg_len);
 	sqlite3_bind_int64(s, k + 26, (sqlite3_int64)r->dropped);
+	if (final)
+		sqlite3_bind_int64(s, k + 27, (sqlite3_int64)r->runtime);
+	else
+		sqlite3_bind_null(s, k + 27);
 }
 
 static int

@@ -75,6 +75,7 @@ struct store_row {
 	const char *msg;                       /* progress message, or NULL */
 	const char *result;                    /* msgpack value, or NULL */
 	uint64_t submitted, started, finished; /* µs since the epoch */
+	uint64_t runtime; /* µs it ran, or has run, by the monotonic clock */
 	uint64_t timeout_ms;
 	uint64_t done, total, dropped;
 	uint32_t args_len, result_len;

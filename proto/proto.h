@@ -186,6 +186,7 @@ enum proto_field {
 	PF_COUNT,
 	PF_PARTITION,
 	PF_TIME,
+	PF_RUNTIME,
 	PF_FIELD_COUNT
 };
 

@@ -178,6 +178,7 @@ seed_job(struct pbuf *b)
 	proto_enc_u64(&e, PF_TID, 9876);
 	proto_enc_u64(&e, PF_SUBMITTED, 1700000000000);
 	proto_enc_u64(&e, PF_STARTED, 1700000000100);
+	proto_enc_u64(&e, PF_RUNTIME, 2500000);
 	proto_enc_bool(&e, PF_CANCEL_PENDING, true);
 	proto_enc_end(&e);
 }

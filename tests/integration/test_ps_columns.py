@@ -1,12 +1,19 @@
 """concctl ps -o: the columns chosen and their order, +COLUMNS, an unknown
 column refused before connecting, the COMMAND column (the daemon's command
-line when it sends one, else the task), cut to $COLUMNS, and --json
-giving the same rows as the table."""
+line when it sends one, else the task), cut to $COLUMNS, --json giving
+the same rows as the table, and RUNTIME, which no setting of the wall
+clock moves."""
 import json
 import os
 import pwd
+import re
 import shlex
+import sqlite3
+import struct
 import sys
+import tempfile
+import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -77,8 +84,9 @@ class PsColumns(DaemonTest):
         self.assertNotIn("connect", r.stderr)
         # and concctl(1) describes each valid one
         valid = r.stderr.split("valid: ")[1].split()[0].split(",")
-        page = open(os.path.join(os.path.dirname(__file__), "..", "..",
-                                 "man", "concctl.1")).read()
+        with open(os.path.join(os.path.dirname(__file__), "..", "..",
+                               "man", "concctl.1")) as f:
+            page = f.read()
         described = set()
         for line in page.splitlines():
             if line.startswith(".It ") and line[4:5].isupper():
@@ -154,6 +162,93 @@ class PsColumns(DaemonTest):
             self.assertLessEqual(len(line), 30, cut)
         self.assertEqual(cut.splitlines()[1].split()[:2],
                          [str(ids[3]), "running"])
+
+    def test_runtime_is_how_long_the_job_ran_on_each_executor(self):
+        c = self.d.client()
+        for ex in ("loop", "thread", "process"):
+            t0 = time.monotonic()
+            rid = c.request("submit", task="sleep", args={"ms": 200},
+                            exec=ex, watch=True)
+            end = c.until_end(rid)[-1]
+            took = time.monotonic() - t0
+            self.assertEqual((end["state"], end["exec"]), ("succeeded", ex))
+            self.assertGreaterEqual(end["runtime"], 200000, ex)
+            self.assertLessEqual(end["runtime"], took * 1e6, ex)
+            st = c.call("status", job=end["job"])
+            self.assertEqual(st["runtime"], end["runtime"], ex)
+
+
+CLOCKSHIFT = os.environ.get("CONCD_CLOCKSHIFT", "")
+
+
+def span_us(text):
+    """The microseconds of a span as concctl renders one under a minute:
+    "812us", "12.3ms", "2.05s"."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(us|ms|s)", text)
+    assert m, "not a span: %r" % text
+    return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+
+
+@unittest.skipUnless(os.path.exists(CLOCKSHIFT),
+                     "no clockshift library (CONCD_CLOCKSHIFT)")
+@unittest.skipIf(os.environ.get("CONCD_TEST_SANITIZED") == "1",
+                 "a sanitizer's runtime must be the first library loaded")
+class Runtime(unittest.TestCase):
+    """How long a job ran is measured by the monotonic clock: the wall
+    clock set back or forward while it runs (an NTP step at boot, date -s)
+    changes its start and end times, not its RUNTIME, status's "ran" or the
+    store's seconds.  concd's wall clock is moved by
+    tests/integration/clockshift.c, the machine's is left alone."""
+
+    def test_a_clock_set_while_a_job_runs_leaves_its_runtime_alone(self):
+        shift = tempfile.NamedTemporaryFile(prefix="concd-clock-")
+        self.addCleanup(shift.close)
+        os.pwrite(shift.fileno(), struct.pack("=q", 0), 0)
+        d = harness.Daemon(env={"LD_PRELOAD": CLOCKSHIFT,
+                                "CONCD_CLOCKSHIFT_FILE": shift.name})
+        self.addCleanup(d.close)
+        c = d.client()
+        spans = {}
+        for ahead in (-3600, 86400):  # back an hour, then a day ahead
+            gate = d.gate()
+            t0 = time.monotonic()
+            j = c.call("submit", task="exec", args={"argv": gate.argv})["job"]
+            c.wait_state(j, "running")
+            t1 = time.monotonic()
+            os.pwrite(shift.fileno(), struct.pack("=q", ahead), 0)
+            # running: the span so far, by the same clock
+            so_far = c.call("status", job=j)["runtime"]
+            self.assertLess(so_far, (time.monotonic() - t0) * 1e6)
+            # it runs on for 0.2 s: a span no rounding hides
+            time.sleep(max(0.0, t1 + 0.2 - time.monotonic()))
+            t2 = time.monotonic()
+            gate.release()
+            end = c.wait_state(j, "succeeded")
+            t3 = time.monotonic()
+            # it ran from before t1 to after t2, within t0 to t3
+            self.assertGreaterEqual(end["runtime"], (t2 - t1) * 1e6)
+            self.assertGreaterEqual(end["runtime"], so_far)
+            self.assertLessEqual(end["runtime"], (t3 - t0) * 1e6)
+            spans[j] = (t2 - t1, t3 - t0)
+            r = d.concctl("ps", "-a", "-o", "id,runtime")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            shown = dict(line.split() for line in r.stdout.splitlines()[1:])
+            # rounded to 10 ms at the coarsest, "2.05s"
+            self.assertLessEqual(abs(span_us(shown[str(j)]) - end["runtime"]),
+                                 5000, r.stdout)
+            r = d.concctl("status", str(j))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            ran = re.search(r"^finished .*\(ran (\S+)\)$", r.stdout, re.M)
+            self.assertIsNotNone(ran, r.stdout)
+            self.assertEqual(ran.group(1), shown[str(j)])
+        state = d.state_dir
+        self.assertEqual(d.stop(), 0)
+        with sqlite3.connect(os.path.join(state, "jobs.db")) as db:
+            got = dict(db.execute("select id, seconds from history"))
+        db.close()
+        for j, (least, most) in spans.items():
+            self.assertGreaterEqual(got[j], least)
+            self.assertLessEqual(got[j], most)
 
 
 if __name__ == "__main__":

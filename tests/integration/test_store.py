@@ -1351,7 +1351,7 @@ class BadStore(StoreTest):
             (lambda: os.makedirs(path),
              "%s: unable to open database file" % path),
             (lambda: concd_db(99, "create table jobs(x)"),
-             "%s: job store of schema 99, this concd reads schema 3"
+             "%s: job store of schema 99, this concd reads schema 4"
              % path),
             (lambda: concd_db(1, "create table jobs(x)"),
              "%s: damaged job store: no next id" % path),
@@ -1512,7 +1512,7 @@ class Schema(StoreTest):
         # the daemon goes on
         self.assertEqual(c.call("ping")["t"], "pong")
 
-    def test_a_store_of_schema_1_is_brought_to_schema_3_with_its_jobs(self):
+    def test_a_store_of_schema_1_is_brought_to_schema_4_with_its_jobs(self):
         state = self.private_state_dir()
         os.makedirs(state)
         path = os.path.join(state, "jobs.db")
@@ -1540,7 +1540,7 @@ class Schema(StoreTest):
         self.assertGreater(c.call("submit", task="noop")["job"], 7)
         with sqlite3.connect(path) as db:
             self.assertEqual(db.execute("pragma user_version").fetchone(),
-                             (3,))
+                             (4,))
             self.assertEqual(
                 db.execute("select id, group_name, slurm, node from history "
                            "order by id").fetchall()[:2],
@@ -1549,7 +1549,7 @@ class Schema(StoreTest):
                              .fetchone(), (0,))
         db.close()
 
-    def test_a_store_of_schema_2_is_brought_to_schema_3_with_its_jobs(self):
+    def test_a_store_of_schema_2_is_brought_to_schema_4_with_its_jobs(self):
         # schema 2 is schema 3 without where a job ran on Slurm
         state = self.private_state_dir()
         d = Daemon("--state-dir", state)
@@ -1562,19 +1562,57 @@ class Schema(StoreTest):
             db.executescript(
                 "drop view history; alter table extra drop column slurm; "
                 "alter table extra drop column node; "
+                "alter table jobs drop column runtime; "
                 "create view history as select id, label from jobs "
                 "left join extra using (id); pragma user_version = 2;")
         db.close()
         d = self.daemon(state_dir=state)
         c = d.client()
         self.assertEqual(c.call("status", job=job)["label"], "kept")
-        self.assertIn("job store brought from schema 2 to 3", d.log())
+        self.assertIn("job store brought from schema 2 to 4", d.log())
         with sqlite3.connect(path) as db:
             self.assertEqual(db.execute("pragma user_version").fetchone(),
-                             (3,))
+                             (4,))
             self.assertEqual(db.execute(
                 "select id, label, slurm, node from history").fetchall(),
                 [(job, "kept", None, None)])
+        db.close()
+
+    def test_a_store_of_schema_3_is_brought_to_schema_4_with_its_jobs(self):
+        # schema 3 is schema 4 without runtime: a job's span is then
+        # finished - started, by the wall clock
+        state = self.private_state_dir()
+        d = Daemon("--state-dir", state)
+        c = d.client()
+        job = c.call("submit", task="sleep", args={"ms": 50})["job"]
+        self.assertEqual(c.wait_state(job, "succeeded")["state"], "succeeded")
+        d.close()
+        path = os.path.join(state, "jobs.db")
+        with sqlite3.connect(path) as db:
+            db.executescript(
+                "drop view history; alter table jobs drop column runtime; "
+                "create view history as select id, "
+                "(finished - started) / 1e6 as seconds from jobs; "
+                "update jobs set started = 1000000, finished = 3500000; "
+                "pragma user_version = 3;")
+        db.close()
+        d = self.daemon(state_dir=state)
+        c = d.client()
+        self.assertEqual(c.call("status", job=job)["runtime"], 2500000)
+        self.assertIn("job store brought from schema 3 to 4", d.log())
+        later = c.call("submit", task="sleep", args={"ms": 50})["job"]
+        ran = c.wait_state(later, "succeeded")["runtime"]
+        self.assertGreater(ran, 0)
+        self.assertEqual(d.stop(), 0)
+        with sqlite3.connect(path) as db:
+            self.assertEqual(db.execute("pragma user_version").fetchone(),
+                             (4,))
+            self.assertEqual(db.execute(
+                "select id, runtime from jobs order by id").fetchall(),
+                [(job, None), (later, ran)])
+            self.assertEqual(db.execute(
+                "select id, seconds from history order by id").fetchall(),
+                [(job, 2.5), (later, ran / 1e6)])
         db.close()
 
 
