@@ -20,6 +20,7 @@ static struct {
 } loop_changed_hooks[LOOP_MAX_CHANGED_HOOKS];
 static size_t loop_nchanged;
 static uint64_t loop_started;
+static uint64_t loop_slack;
 static bool loop_stopping_now;
 
 int
@@ -35,6 +36,15 @@ loop_init(void)
 	loop_base = event_base_new_with_config(cfg);
 	event_config_free(cfg);
 	loop_started = loop_now_us();
+#ifdef CLOCK_MONOTONIC_COARSE
+	{
+		struct timespec res;
+
+		if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 &&
+		    res.tv_sec == 0)
+			loop_slack = (uint64_t)res.tv_nsec / 1000 + 1;
+	}
+#endif
 	return loop_base != NULL ? 0 : -1;
 }
 
@@ -42,6 +52,12 @@ uint64_t
 loop_started_us(void)
 {
 	return loop_started;
+}
+
+uint64_t
+loop_timer_slack_us(void)
+{
+	return loop_slack;
 }
 
 void

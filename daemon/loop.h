@@ -23,6 +23,13 @@ uint64_t loop_started_us(void);
 uint64_t loop_now_us(void);
 /* Monotonic µs: for measuring intervals. */
 uint64_t loop_mono_us(void);
+/*
+ * libevent times its timers by the kernel's coarse monotonic clock, which
+ * moves in ticks (4 ms at HZ=250): a timer may fire up to a tick before
+ * its time by the precise clock.  A wait that must not end early adds
+ * this many µs, the clock's resolution.
+ */
+uint64_t loop_timer_slack_us(void);
 
 /* Run the loop until it is told to exit; see loop.c. */
 /* A sched_yield that takes longer ran something else: polling stops. */

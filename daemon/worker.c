@@ -594,13 +594,17 @@ static const struct exec_ops worker_ops = {
 static bool
 worker_wait(struct task_ctx *ctx, void *arg)
 {
-	int64_t deadline = now_ms() + (int64_t)ctx->wait_ms;
+	/* in µs: a deadline in whole ms would end it up to 1 ms early */
+	uint64_t deadline = loop_mono_us() + ctx->wait_ms * 1000;
 	bool was = task_cancelled(ctx); /* a job winding down waits too */
 	struct pollfd pfd[2];
 
 	worker_flush();
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		uint64_t now = loop_mono_us();
+		/* poll's ms, rounded up: it may sleep longer, never shorter */
+		int64_t left =
+		    now < deadline ? (int64_t)(deadline - now + 999) / 1000 : 0;
 		int n;
 
 		if (task_cancelled(ctx) && !was)
