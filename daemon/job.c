@@ -794,6 +794,16 @@ job_output_held(const struct job *j)
 	return j->out_held;
 }
 
+/* A watcher missed len bytes of j's output: counted in its extra. */
+static void
+job_dropped(struct job *j, size_t len)
+{
+	struct job_extra *x = job_extra(j);
+
+	if (x != NULL) /* else out of memory: the count goes unsaid */
+		x->dropped += len;
+}
+
 /*
  * Output goes in full to the attached watchers: past the high-water mark
  * the job is held, and it stops once its executor sees that, so what an
@@ -815,7 +825,7 @@ job_output(struct job *j, int stream, const void *data, size_t len)
 			continue; /* it reads the log */
 		if (w->attached ? conn_overfull(w->conn)
 		                : conn_congested(w->conn)) {
-			j->dropped += len;
+			job_dropped(j, len);
 			w->dropped += len;
 			continue;
 		}
@@ -869,7 +879,7 @@ job_row(const struct job *j, struct store_row *r)
 	r->timeout_ms = j->timeout_ms;
 	r->done = j->done;
 	r->total = j->total;
-	r->dropped = j->dropped;
+	r->dropped = j->extra != NULL ? j->extra->dropped : 0;
 	r->retry_delay_ms = j->retry_delay_ms;
 	r->served = j->served;
 	r->worker = j->worker;
@@ -957,14 +967,11 @@ job_encode_end(struct pbuf *b, const struct job *j, const struct watch *w,
                uint64_t req, int32_t index)
 {
 	struct store_row r;
-	struct job_end a = {
-	    .r = &r,
-	    .dropped =
-	        w != NULL && w->index != WATCH_GATHER ? w->dropped : j->dropped,
-	    .index = index,
-	};
+	struct job_end a = {.r = &r, .index = index};
 
 	job_row(j, &r);
+	a.dropped =
+	    w != NULL && w->index != WATCH_GATHER ? w->dropped : r.dropped;
 	(void)proto_enc_result_frame(b, PROTO_END, req, job_end_fields, &a);
 }
 

@@ -99,7 +99,6 @@ struct job {
 	uint64_t submitted, started, finished; /* µs since the epoch */
 	uint64_t timeout_ms;
 	uint64_t done, total;
-	uint64_t dropped; /* output bytes any watcher missed, in all */
 	/*
 	 * How long it ran, in µs of the monotonic clock, which no setting of
 	 * the wall clock moves: while it runs, the monotonic time it started

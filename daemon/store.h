@@ -49,8 +49,11 @@ struct job_extra {
 	uint8_t stdin_mode;  /* enum job_stdin */
 	bool after_any;      /* run once they end, however they end */
 	bool held;           /* a queued job held back */
-	/* not stored: a streamed standard input's read end + 1 (input.c) */
+	/* not stored here: a streamed standard input's read end + 1
+	 * (input.c); output bytes any watcher missed, in all, which the
+	 * job's row holds (a rare count, kept out of struct job) */
 	int stdin_pipe;
+	uint64_t dropped;
 };
 
 /* A group of the queue, as the store holds it. */
