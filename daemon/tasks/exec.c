@@ -811,9 +811,20 @@ exec_spawn_abandon(struct exec_state *s)
 	return pid > 0 ? 0 : -1;
 }
 
+/* sig to the process group pgid, or to pid alone if there is none. */
+static void
+exec_kill_group(pid_t pgid, pid_t pid, int sig)
+{
+	if (kill(-pgid, sig) < 0 && pid > 0)
+		kill(pid, sig);
+}
+
 /*
  * sig to the command's process group, and to every process of its
- * cgroup, which holds those that left the group (setsid) too.
+ * cgroup, which holds those that left the group (setsid) too.  SIGTERM
+ * is followed by SIGCONT, as systemd does: a stopped process (kill -STOP,
+ * ^Z in a shell it runs) would otherwise hold it until SIGKILL, and
+ * never run its handler.
  */
 static void
 exec_signal_group(struct task_ctx *ctx, struct exec_state *s, int sig)
@@ -824,12 +835,16 @@ exec_signal_group(struct task_ctx *ctx, struct exec_state *s, int sig)
 		if (sig != SIGKILL)
 			return;
 	}
-	if (kill(-s->pgid, sig) < 0 && s->pid > 0)
-		kill(s->pid, sig);
+	exec_kill_group(s->pgid, s->pid, sig);
+	if (sig == SIGTERM)
+		exec_kill_group(s->pgid, s->pid, SIGCONT);
 	if (s->cg != NULL && sig == SIGKILL)
 		cgroup_job_kill(s->cg);
-	else if (s->cg != NULL)
+	else if (s->cg != NULL) {
 		cgroup_job_signal(s->cg, sig, s->pgid);
+		if (sig == SIGTERM)
+			cgroup_job_signal(s->cg, SIGCONT, s->pgid);
+	}
 }
 
 /*
@@ -979,8 +994,8 @@ exec_stop(struct task_ctx *ctx)
 		kill(-s->pgid, SIGKILL);
 	if (s->pid > 0) {
 		memset(&si, 0, sizeof(si));
-		if (kill(-s->pid, SIGTERM) < 0)
-			kill(s->pid, SIGTERM);
+		exec_kill_group(s->pid, s->pid, SIGTERM);
+		exec_kill_group(s->pid, s->pid, SIGCONT);
 		if (waitid(P_PID, (id_t)s->pid, &si,
 		           WEXITED | WNOHANG | WNOWAIT) == 0 &&
 		    si.si_pid != 0)

@@ -231,6 +231,33 @@ class Exec(DaemonTest):
                 self.assertNotIn("dropped", end)
 
     @unittest.skipIf(VALGRIND, "valgrind runs the command itself")
+    def test_a_stopped_command_is_woken_to_take_its_sigterm(self):
+        c = self.client()
+        # stopped (kill -STOP, ^Z), a command would hold SIGTERM pending
+        # until the grace period's SIGKILL, and never run its handler
+        script = ("trap 'echo woken to clean up; exit 0' TERM; echo $$; "
+                  "kill -STOP $$; echo not before the cancel")
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                rid, job = self.submit(c, ["sh", "-c", script], x,
+                                       grace=60000)
+                pid = int(self.first_output(c, rid)["data"])
+                deadline = time.monotonic() + BOUND
+                while proc_state(pid) != "T":
+                    self.assertLess(time.monotonic(), deadline)
+                    time.sleep(0.01)  # polling /proc, bounded
+                t0 = time.monotonic()
+                self.assertEqual(c.call("cancel", job=job)["t"], "ok")
+                ev = c.until_end(rid)
+                self.assertEqual(output(ev), b"woken to clean up\n")
+                end = ev[-1]
+                self.assertEqual((end["state"], end.get("exit"),
+                                  end.get("signal")), ("cancelled", 0, None))
+                # SIGTERM did it: no wait for the 60 s grace period
+                self.assertLess(time.monotonic() - t0, BOUND)
+                self.assertIsNone(proc_state(pid))
+
+    @unittest.skipIf(VALGRIND, "valgrind runs the command itself")
     def test_cancel_after_the_main_process_exited_reaches_the_rest_of_its_group(
             self):
         c = self.client()
