@@ -25,6 +25,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,13 +72,34 @@ struct brow {
 	uint32_t x; /* its struct bextra; UINT32_MAX: none */
 };
 
-/* A job's extra in a batch: the struct, its pointers unset, and offsets. */
+/*
+ * A job's extra in a batch: its values, and its strings as offsets.  The
+ * journal holds it as it is, so its layout is its own, not struct
+ * job_extra's, which may change: the one of schema 3, when it was that
+ * struct (pointers unset) and offsets, kept so that a journal left by
+ * that concd is read back.  A change here changes STORE_LAYOUT.
+ */
 struct bextra {
-	struct job_extra e;
+	uint64_t unset[6]; /* were cwd, env, command, group, label, after */
+	uint32_t env_len, nafter;
+	int64_t priority;
+	uint64_t at, mem, pids, restart_of, cause;
+	uint32_t cpus;
+	int32_t exit, signal;
+	uint64_t slurm_id;
+	uint64_t unset_node;
+	uint8_t stdin_mode;
+	bool after_any, held;
+	int32_t unset_pipe;
 	uint32_t cwd, env, command, group, label, after,
 	    node;           /* or UINT32_MAX */
 	uint32_t after_len; /* of after, a text of ids: "3,4" */
 };
+_Static_assert(sizeof(struct bextra) == 176 &&
+                   offsetof(struct bextra, slurm_id) == 120 &&
+                   offsetof(struct bextra, stdin_mode) == 136 &&
+                   offsetof(struct bextra, cwd) == 144,
+               "struct bextra is the journal's: its layout stays");
 
 /* A change to a group in a batch. */
 struct bgroup {
@@ -1247,10 +1269,26 @@ batch_align(struct batch *b)
 static uint32_t
 batch_extra(struct batch *b, const struct job_extra *x)
 {
-	struct bextra be = {.e = *x};
+	struct bextra be;
 	uint32_t off, i;
 	char id[24];
 
+	memset(&be, 0, sizeof(be)); /* no stray bytes in the journal */
+	be.env_len = x->env_len;
+	be.nafter = x->nafter;
+	be.priority = x->priority;
+	be.at = x->at;
+	be.mem = x->mem;
+	be.pids = x->pids;
+	be.restart_of = x->restart_of;
+	be.cause = x->cause;
+	be.cpus = x->cpus;
+	be.exit = x->exit;
+	be.signal = x->signal;
+	be.slurm_id = x->slurm_id;
+	be.stdin_mode = x->stdin_mode;
+	be.after_any = x->after_any;
+	be.held = x->held;
 	be.cwd = batch_str(b, x->cwd, &i);
 	be.command = batch_str(b, x->command, &i);
 	be.group = batch_str(b, x->group, &i);
@@ -1526,7 +1564,22 @@ batch_get_extra(const struct batch *b, const struct brow *w,
 	if (w->x == UINT32_MAX)
 		return NULL;
 	be = (const struct bextra *)(const void *)(d + w->x);
-	*x = be->e;
+	memset(x, 0, sizeof(*x));
+	x->env_len = be->env_len;
+	x->nafter = be->nafter;
+	x->priority = be->priority;
+	x->at = be->at;
+	x->mem = be->mem;
+	x->pids = be->pids;
+	x->restart_of = be->restart_of;
+	x->cause = be->cause;
+	x->cpus = be->cpus;
+	x->exit = be->exit;
+	x->signal = be->signal;
+	x->slurm_id = be->slurm_id;
+	x->stdin_mode = be->stdin_mode;
+	x->after_any = be->after_any;
+	x->held = be->held;
 	x->cwd = be->cwd != UINT32_MAX ? (char *)d + be->cwd : NULL;
 	x->command = be->command != UINT32_MAX ? (char *)d + be->command : NULL;
 	x->group = be->group != UINT32_MAX ? (char *)d + be->group : NULL;
@@ -2607,10 +2660,15 @@ struct jgroup {
 	uint8_t paused, del, pad[6];
 };
 
-/* A record of another build's batches is not read as this one's. */
-#define STORE_LAYOUT                                                           \
-	((uint32_t)(STORE_SCHEMA << 24 | sizeof(struct bextra) << 8 |          \
+/*
+ * A record of another build's batches is not read as this one's.  One of
+ * schema 3 is: its rows lack only runtime, which is a record's last
+ * field, and its extras and groups have these layouts.
+ */
+#define STORE_LAYOUT_OF(schema)                                                \
+	((uint32_t)((schema) << 24 | sizeof(struct bextra) << 8 |              \
 	            sizeof(struct jgroup)))
+#define STORE_LAYOUT STORE_LAYOUT_OF(STORE_SCHEMA)
 
 static int
 journal_try(struct batch *b, const struct iovec *v, int n)
@@ -2776,7 +2834,7 @@ batch_valid(const struct batch *b)
 		if (!valid_str(b, be->cwd) || !valid_str(b, be->command) ||
 		    !valid_str(b, be->group) || !valid_str(b, be->label) ||
 		    !valid_str(b, be->node) || !valid_str(b, be->after) ||
-		    !valid_blob(b, be->env, be->e.env_len))
+		    !valid_blob(b, be->env, be->env_len))
 			return false;
 	}
 	for (i = 0; i < b->ngroups; i++)
@@ -2787,6 +2845,7 @@ batch_valid(const struct batch *b)
 
 struct replay {
 	struct batch *first, *last;
+	char why[200]; /* a record refused: why, if known */
 };
 
 /* A record of the journal into a batch at the end of the chain. */
@@ -2804,8 +2863,14 @@ store_replay_record(uint64_t seq, const void *p, size_t len, void *arg)
 		return -1;
 	memcpy(&h, p, sizeof(h));
 	left = len - sizeof(h);
-	if (h.layout != STORE_LAYOUT)
+	if (h.layout != STORE_LAYOUT && h.layout != STORE_LAYOUT_OF(3)) {
+		snprintf(r->why, sizeof(r->why),
+		         ": written by another build of concd (layout %#x; "
+		         "this one reads %#x and %#x); start that build on it "
+		         "once, or move the journal away",
+		         h.layout, STORE_LAYOUT, STORE_LAYOUT_OF(3));
 		return -1;
+	}
 	b = batch_new();
 	if (r->last != NULL)
 		r->last->next = b;
@@ -2863,13 +2928,17 @@ store_replay_record(uint64_t seq, const void *p, size_t len, void *arg)
 static int
 store_replay(const char *dir, bool fsync, char *cause, size_t len)
 {
-	struct replay r = {NULL, NULL};
+	struct replay r = {.first = NULL};
 	struct batch *b;
+	size_t k;
 	int n, rc = 0;
 
-	if ((n = journal_replay(dir, store_replay_record, &r, cause, len)) < 0)
+	if ((n = journal_replay(dir, store_replay_record, &r, cause, len)) <
+	    0) {
+		if ((k = strlen(cause)) < len)
+			snprintf(cause + k, len - k, "%s", r.why);
 		rc = -1;
-	else if (r.first != NULL) {
+	} else if (r.first != NULL) {
 		store.replaying = true;
 		write_batch_once(r.first);
 		store.replaying = false;

@@ -1251,6 +1251,40 @@ class Journal(StoreTest):
         self.assertEqual(m["t"], "accepted", m)
         self.assertGreaterEqual(m["job"], ahead)
 
+    def test_a_journal_left_by_the_concd_of_schema_3_is_read_back(self):
+        """An upgrade after a crash: the journal of the concd before
+        (schema 3, rows without runtime, extras and groups laid out as
+        now) is written to SQLite by this one.  Its records are this
+        build's with the schema 3 layout word."""
+        d = self.daemon(killed=True)
+        c = d.client()
+        first, db = self.lock_sqlite(d, c)
+        ids = []
+        for i in range(4):
+            m = c.call("submit", task="noop", label="kept %d" % i,
+                       cwd="/tmp", priority=3)
+            self.assertEqual(m["t"], "accepted", m)
+            ids.append(m["job"])
+        for j in ids:
+            c.wait_state(j, "succeeded")
+        self.kill9(d)
+        db.rollback()
+        journal = os.path.join(d.state_dir, "jobs.journal")
+        records = journal_records(journal)
+        self.assertGreater(len(records), 0)
+        with open(journal, "wb") as f:
+            for seq, body in records:
+                kind, layout = struct.unpack_from("<II", body)
+                f.write(journal_record(seq, struct.pack(
+                    "<II", kind, 3 << 24 | layout & 0xffffff) + body[8:]))
+        d = self.daemon(state_dir=d.state_dir)
+        d.wait_log("records of its journal written")
+        st = self.statuses(d.client(), ids)
+        for i, j in enumerate(ids):
+            self.assertEqual((st[j]["state"], st[j]["label"], st[j]["cwd"],
+                              st[j]["priority"]),
+                             ("succeeded", "kept %d" % i, "/tmp", 3))
+
     def test_a_damaged_record_is_a_clear_error_or_read_never_a_crash(self):
         state, ids = self.locked_run()
         journal = os.path.join(state, "jobs.journal")
@@ -1277,7 +1311,8 @@ class Journal(StoreTest):
             f.write(journal_record(seq, b"\0" * 48))
         err = self.start_fails(state)
         self.assertIn(journal, err)
-        self.assertIn("cannot be read back", err)
+        self.assertIn("cannot be read back: written by another build of "
+                      "concd (layout 0;", err)
 
 
 class BadStore(StoreTest):
