@@ -965,8 +965,9 @@ cmd_parse_seconds(const char *cmd, const char *what, const char *word,
 	s = strtod(word, &end);
 	if (*word == '\0' || *end != '\0' || errno != 0 || !isfinite(s) ||
 	    s < 0 || (s == 0 && !zero) || s > CMD_MAX_TIMEOUT) {
-		warnx("%s: invalid %s: %s (seconds, %s)", cmd, what, word,
-		      zero ? "0 or more" : "more than 0");
+		warnx("%s: invalid %s: %s (seconds, %s, at most %.0f)", cmd,
+		      what, word, zero ? "0 or more" : "more than 0",
+		      CMD_MAX_TIMEOUT);
 		return -1;
 	}
 	*ms = (uint64_t)ceil(s * 1000);

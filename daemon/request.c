@@ -291,6 +291,8 @@ request_ping(struct conn *c, const struct proto_msg *m)
 
 #define MAX_RETRIES     100
 #define MAX_RETRY_DELAY 3600000 /* ms */
+/* a year, as concctl's; libevent's timeval would overflow far beyond */
+#define MAX_TIMEOUT 31536000000ULL /* ms */
 
 #define MAX_PRIORITY 1000000
 #define MAX_CPUS     4096
@@ -678,6 +680,11 @@ parse_job(const struct proto_msg *m, uid_t uid, bool in_gather,
 	*code = PE_BAD_FIELD;
 	if (proto_u64(m, PF_RETRIES, 0) > MAX_RETRIES) {
 		snprintf(cause, len, "retries must be at most %d", MAX_RETRIES);
+		return -1;
+	}
+	if (proto_u64(m, PF_TIMEOUT, 0) > MAX_TIMEOUT) {
+		snprintf(cause, len, "timeout must be at most %llu ms (a year)",
+		         MAX_TIMEOUT);
 		return -1;
 	}
 	if (proto_u64(m, PF_RETRY_DELAY, 0) > MAX_RETRY_DELAY) {

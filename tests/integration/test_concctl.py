@@ -70,6 +70,12 @@ class Concctl(DaemonTest):
         self.assertRegex(self.ctl("status", job).stdout, r"state\s+running")
         self.ctl("cancel", job)
 
+    def test_a_timeout_beyond_a_year_is_a_usage_error_saying_so(self):
+        r = self.d.concctl("run", "sleep", "ms=10", "--timeout", "1e9")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("concctl: run: invalid timeout: 1e9 (seconds, more "
+                      "than 0, at most 31536000)", r.stderr)
+
     def test_run_with_a_timeout_ends_timed_out(self):
         r = self.ctl("run", "sleep", "ms=600000", "--timeout", "0.2",
                      "-x", "process")

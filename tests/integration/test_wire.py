@@ -171,11 +171,24 @@ class Wire(DaemonTest):
             end = ev[-1]
             self.assertEqual((end["state"], end["error"]),
                              ("timed_out", "timed_out"), end)
-            # libevent counts from its cached loop time: allow a little
-            self.assertGreaterEqual(end["finished"] - end["started"], 150000)
-            self.assertLess(end["finished"] - end["started"], 20 * 10**6)
+            # never a tick of the coarse clock early
+            self.assertGreaterEqual(end["runtime"], 200000)
+            self.assertLess(end["runtime"], 20 * 10**6)
         _, ev = self.run_job(c, task="sleep", args={"ms": 10},
                              timeout=60000)
+        self.assertEqual(ev[-1]["state"], "succeeded")
+
+    def test_a_timeout_is_at_most_a_year(self):
+        # far beyond, libevent's timeval overflowed: the job timed out at
+        # once
+        c = self.d.client()
+        for t in (31536000000 + 1, 2 ** 63, 2 ** 64 - 1):
+            m = c.call("submit", task="sleep", args={"ms": 10}, timeout=t)
+            self.assertEqual((m["t"], m["error"]), ("error", "bad_field"), t)
+            self.assertEqual(m["message"],
+                             "timeout must be at most 31536000000 ms (a year)")
+        _, ev = self.run_job(c, task="sleep", args={"ms": 10},
+                             timeout=31536000000)
         self.assertEqual(ev[-1]["state"], "succeeded")
 
     def test_cancel_of_a_queued_job_means_it_never_starts(self):
