@@ -150,6 +150,9 @@ info_print_context(const struct proto_msg *m)
 	if (proto_has(m, PF_CWD))
 		printf(INFO_LABEL "%s\n", "cwd",
 		       render_str(m, PF_CWD, value, sizeof(value)));
+	if (proto_has(m, PF_UMASK))
+		printf(INFO_LABEL "%04" PRIo64 "\n", "umask",
+		       proto_u64(m, PF_UMASK, 0));
 	if (!proto_has(m, PF_ENV))
 		return;
 	env = &m->f[PF_ENV].via.map;

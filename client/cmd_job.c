@@ -7,6 +7,8 @@
  * passes the job's output on and, for run, cancels the job on an
  * interrupt.
  */
+#include <sys/stat.h>
+
 #include <err.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -391,6 +393,19 @@ job_pack_env(msgpack_packer *pk, const struct cmd_args *a)
 }
 
 /*
+ * Ours, for an exec job's command, as at(1) keeps it; umask reads it only
+ * by setting it.
+ */
+static mode_t
+job_umask(void)
+{
+	mode_t m = umask(0);
+
+	umask(m);
+	return m;
+}
+
+/*
  * The directory a job runs in: --cwd (made absolute), else for an exec
  * job the current one; NULL: none is sent.  The current directory is
  * asked for once: a gather has it for each of its exec lines.
@@ -530,6 +545,11 @@ cmd_job_pack(msgpack_packer *pk, const struct cmd_args *a)
 	if ((cwd = job_cwd(a)) != NULL) {
 		job_pack_key(pk, PF_CWD);
 		msgpack_pack_str_with_body(pk, cwd, strlen(cwd));
+		n++;
+	}
+	if (strcmp(a->argv[0], JOB_EXEC_TASK) == 0) {
+		job_pack_key(pk, PF_UMASK);
+		msgpack_pack_uint64(pk, job_umask());
 		n++;
 	}
 	if (a->seen & (CMD_OPT_ENV | CMD_OPT_ENV_ALL)) {

@@ -1050,6 +1050,8 @@ job_encode_extra(struct proto_enc *e, const struct job_extra *x)
 
 	if (x->cwd != NULL)
 		proto_enc_cstr(e, PF_CWD, x->cwd);
+	if (x->umask != 0)
+		proto_enc_u64(e, PF_UMASK, x->umask - 1u);
 	if (x->command != NULL)
 		proto_enc_cstr(e, PF_COMMAND, x->command);
 	if (x->group != NULL)

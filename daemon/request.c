@@ -300,7 +300,7 @@ request_ping(struct conn *c, const struct proto_msg *m)
 /* The fields of a job request that go in its extra (struct job_extra). */
 static const enum proto_field extra_fields[] = {
     PF_CWD, PF_ENV,  PF_STDIN, PF_GROUP,     PF_LABEL, PF_PRIORITY, PF_CPUS,
-    PF_AT,  PF_HELD, PF_AFTER, PF_AFTER_ANY, PF_MEM,   PF_PIDS,
+    PF_AT,  PF_HELD, PF_AFTER, PF_AFTER_ANY, PF_MEM,   PF_PIDS,     PF_UMASK,
 };
 
 static char *
@@ -453,6 +453,14 @@ parse_extra(const struct proto_msg *m, bool in_gather, struct job_extra **xp,
 	}
 	if (proto_has(m, PF_ENV) && extra_env(&m->f[PF_ENV], x, cause, len) < 0)
 		return -1;
+	if (proto_has(m, PF_UMASK)) {
+		if (proto_u64(m, PF_UMASK, 0) > 0777) {
+			snprintf(cause, len,
+			         "umask must be at most 0777 (511)");
+			return -1;
+		}
+		x->umask = (uint16_t)(proto_u64(m, PF_UMASK, 0) + 1);
+	}
 	if (proto_has(m, PF_STDIN)) {
 		if (proto_obj_streq(&m->f[PF_STDIN], "stream"))
 			x->stdin_mode = JOB_STDIN_STREAM;

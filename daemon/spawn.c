@@ -240,6 +240,7 @@ struct spawn_child {
 	struct rlimit rl_as, rl_nproc; /* rlim_max 0: not set */
 	int err;      /* why the child could not run the command */
 	int stage;    /* SPAWN_AT_*: what it was doing then */
+	int umask;    /* -1: concd's */
 	bool all_ids; /* as: its real and saved uids are the owner's too */
 };
 
@@ -364,8 +365,9 @@ spawn_child_main(void *arg)
 		        0 ||
 		    syscall(SYS_setresuid, -1, c->as->uid, -1) < 0)
 			goto fail;
-		syscall(SYS_umask, 022);
 	}
+	if (c->umask >= 0)
+		syscall(SYS_umask, c->umask);
 	c->stage = SPAWN_AT_CWD;
 	if (c->cwd != NULL && syscall(SYS_chdir, c->cwd) < 0)
 		goto fail;
@@ -639,7 +641,10 @@ spawn_run(pid_t *pid, const struct spawn_cmd *cmd, int in, int out, int err,
 	struct spawn_child c = {.argv = cmd->argv,
 	                        .envp = cmd->envp != NULL ? cmd->envp : environ,
 	                        .cwd = cmd->cwd,
-	                        .fd = {in, out, err}};
+	                        .fd = {in, out, err},
+	                        .umask = cmd->umask != 0 ? cmd->umask - 1
+	                                 : cmd->as_owner ? 022
+	                                                 : -1};
 	struct task_account a;
 	char **envp = NULL, **own = NULL, **marked, text[160], vars[2][80];
 	int rc, i;

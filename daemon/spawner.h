@@ -33,6 +33,8 @@ struct spawn_cmd {
 	uid_t uid;     /* the job's owner */
 	uint64_t job;  /* its id: CONCD_JOB_ID in its environment */
 	bool as_owner; /* start it as uid, with uid's account */
+	/* its umask + 1; 0: concd's, or 022 as its owner */
+	uint16_t umask;
 	/*
 	 * The job's cgroup (borrowed: the caller frees it after the spawn
 	 * is settled), made with lim by the spawn and joined by the child

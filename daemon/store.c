@@ -90,7 +90,8 @@ struct bextra {
 	uint64_t unset_node;
 	uint8_t stdin_mode;
 	bool after_any, held;
-	int32_t unset_pipe;
+	/* job_extra's umask; in a record of schema 3, garbage: see replay */
+	int32_t umask;
 	uint32_t cwd, env, command, group, label, after,
 	    node;           /* or UINT32_MAX */
 	uint32_t after_len; /* of after, a text of ids: "3,4" */
@@ -194,9 +195,9 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_EXTRA] =
         "INSERT OR REPLACE INTO extra(id, cwd, env, command, grp, label, "
         "after, priority, at, mem, pids, restart_of, cpus, stdin, after_any, "
-        "held, cause, exit, signal, slurm, node) VALUES (?1, ?27, ?28, ?29, "
-        "?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, "
-        "?43, ?44, ?45, ?46)",
+        "held, cause, exit, signal, slurm, node, umask) VALUES (?1, ?27, "
+        "?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, "
+        "?41, ?42, ?43, ?44, ?45, ?46, ?47)",
     [ST_BEGIN] = "BEGIN",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -386,8 +387,9 @@ store_int(sqlite3 *db, const char *sql, int64_t *v)
  * of its own, extra, with a row for the jobs that ask for any of it: a
  * plain job's row costs what it did.  And the queue's groups.  Schema 3
  * added where a job ran on Slurm; schema 4 how long a job ran, runtime,
- * in µs of the monotonic clock: finished - started is the wall clock's,
- * which a step of NTP or date -s moves in between.  A store of an older
+ * in µs of the monotonic clock (finished - started is the wall clock's,
+ * which a step of NTP or date -s moves in between), and the umask an exec
+ * job's command is given.  A store of an older
  * schema is brought up to this one at start.
  */
 #define STORE_EXTRA                                                            \
@@ -396,7 +398,7 @@ store_int(sqlite3 *db, const char *sql, int64_t *v)
 	"at INTEGER, mem INTEGER, pids INTEGER, restart_of INTEGER, "          \
 	"cpus INTEGER, stdin TEXT, after_any INTEGER, held INTEGER, "          \
 	"cause INTEGER, exit INTEGER, signal INTEGER, slurm INTEGER, "         \
-	"node TEXT);"                                                          \
+	"node TEXT, umask INTEGER);"                                           \
 	"CREATE TRIGGER extra_gone AFTER DELETE ON jobs BEGIN "                \
 	"DELETE FROM extra WHERE id = old.id; END;"
 #define STORE_GROUPS                                                           \
@@ -435,7 +437,7 @@ static const char store_schema[] =
 
 /*
  * Schema 1, 2 or 3 to 4, in one transaction.  3 to 4: how long a job ran
- * by the monotonic clock.
+ * by the monotonic clock, and the umask its command was given.
  */
 #define STORE_TO_4                                                             \
     "ALTER TABLE jobs ADD COLUMN runtime INTEGER;"                             \
@@ -452,9 +454,11 @@ static const char store_migrate_2[] =
     "BEGIN IMMEDIATE;"
     "ALTER TABLE extra ADD COLUMN slurm INTEGER;"
     "ALTER TABLE extra ADD COLUMN node TEXT;"
+    "ALTER TABLE extra ADD COLUMN umask INTEGER;"
     STORE_TO_4;
 static const char store_migrate_3[] =
     "BEGIN IMMEDIATE;"
+    "ALTER TABLE extra ADD COLUMN umask INTEGER;"
     STORE_TO_4;
 /* clang-format on */
 
@@ -765,7 +769,7 @@ fail:
 #define STORE_EXTRA_COLUMNS                                                    \
 	"cwd, env, command, grp, label, after, priority, at, mem, pids, "      \
 	"restart_of, cpus, stdin, after_any, held, cause, exit, signal, "      \
-	"slurm, node"
+	"slurm, node, umask"
 static const char store_columns[] = STORE_JOB_COLUMNS ", " STORE_EXTRA_COLUMNS;
 /* Where a row comes from: its job, and its extra if it has one. */
 #define STORE_FROM " FROM jobs LEFT JOIN extra ON extra.id = jobs.id"
@@ -840,10 +844,10 @@ store_read_extra(sqlite3_stmt *s, int k, struct store_row *r,
 	const char *p;
 	int i;
 
-	for (i = k; i < k + 20; i++)
+	for (i = k; i < k + 21; i++)
 		if (sqlite3_column_type(s, i) != SQLITE_NULL)
 			break;
-	if (i == k + 20)
+	if (i == k + 21)
 		return;
 	memset(x, 0, sizeof(*x));
 	x->cwd = column_text(s, k);
@@ -873,6 +877,7 @@ store_read_extra(sqlite3_stmt *s, int k, struct store_row *r,
 	x->signal = (int32_t)column_or(s, k + 17, -1);
 	x->slurm_id = (uint64_t)column_or(s, k + 18, 0);
 	x->node = column_text(s, k + 19);
+	x->umask = (uint16_t)(column_or(s, k + 20, -1) + 1);
 	r->x = x;
 }
 
@@ -1289,6 +1294,7 @@ batch_extra(struct batch *b, const struct job_extra *x)
 	be.stdin_mode = x->stdin_mode;
 	be.after_any = x->after_any;
 	be.held = x->held;
+	be.umask = x->umask;
 	be.cwd = batch_str(b, x->cwd, &i);
 	be.command = batch_str(b, x->command, &i);
 	be.group = batch_str(b, x->group, &i);
@@ -1580,6 +1586,7 @@ batch_get_extra(const struct batch *b, const struct brow *w,
 	x->stdin_mode = be->stdin_mode;
 	x->after_any = be->after_any;
 	x->held = be->held;
+	x->umask = (uint16_t)be->umask;
 	x->cwd = be->cwd != UINT32_MAX ? (char *)d + be->cwd : NULL;
 	x->command = be->command != UINT32_MAX ? (char *)d + be->command : NULL;
 	x->group = be->group != UINT32_MAX ? (char *)d + be->group : NULL;
@@ -1766,6 +1773,7 @@ write_extra(const struct batch *b, const struct brow *w)
 	bind_int_or_null(s, 44, x.signal, -1);
 	bind_int_or_null(s, 45, (int64_t)x.slurm_id, 0);
 	bind_text(s, 46, b, be->node, x.node ? (uint32_t)strlen(x.node) : 0);
+	bind_int_or_null(s, 47, (int64_t)x.umask - 1, -1);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : -1;
@@ -2843,6 +2851,27 @@ batch_valid(const struct batch *b)
 	return p == end;
 }
 
+/*
+ * A record of schema 3 had no umask: in its place, what its struct
+ * job_extra had there, which is not one.
+ */
+static void
+batch_forget_umasks(struct batch *b)
+{
+	const unsigned char *p = batch_rows(b);
+	struct brow row;
+	struct bextra *be;
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		p = row_get(p, &row);
+		if (row.x == UINT32_MAX)
+			continue;
+		be = (struct bextra *)(void *)(b->data.data + row.x);
+		be->umask = 0;
+	}
+}
+
 struct replay {
 	struct batch *first, *last;
 	char why[200]; /* a record refused: why, if known */
@@ -2916,7 +2945,11 @@ store_replay_record(uint64_t seq, const void *p, size_t len, void *arg)
 		    .del = g.del != 0,
 		};
 	}
-	return batch_valid(b) ? 0 : -1;
+	if (!batch_valid(b))
+		return -1;
+	if (h.layout == STORE_LAYOUT_OF(3))
+		batch_forget_umasks(b);
+	return 0;
 }
 
 /*

@@ -49,6 +49,7 @@ struct job_extra {
 	uint8_t stdin_mode;  /* enum job_stdin */
 	bool after_any;      /* run once they end, however they end */
 	bool held;           /* a queued job held back */
+	uint16_t umask;      /* its command's umask + 1; 0: none given */
 	/* not stored here: a streamed standard input's read end + 1
 	 * (input.c); output bytes any watcher missed, in all, which the
 	 * job's row holds (a rare count, kept out of struct job) */

@@ -586,6 +586,14 @@ task_cwd(struct task_ctx *ctx)
 	return x != NULL ? x->cwd : NULL;
 }
 
+int
+task_umask(struct task_ctx *ctx)
+{
+	const struct job_extra *x = CTX_JOB(ctx)->extra;
+
+	return x != NULL && x->umask != 0 ? x->umask - 1 : -1;
+}
+
 const char *
 task_env(struct task_ctx *ctx, size_t *len)
 {

@@ -187,11 +187,12 @@ void task_release_child(struct task_ctx *, pid_t pid, int pidfd,
                         unsigned grace_ms);
 /*
  * The caller's context, sent with the job: its working directory, an
- * absolute path (NULL: none), and the environment it chose to pass, a
- * msgpack map of names to values (NULL: none; *len its bytes).  Valid
- * while the job runs.
+ * absolute path (NULL: none), its umask (-1: none), and the environment
+ * it chose to pass, a msgpack map of names to values (NULL: none; *len
+ * its bytes).  Valid while the job runs.
  */
 const char *task_cwd(struct task_ctx *);
+int task_umask(struct task_ctx *);
 const char *task_env(struct task_ctx *, size_t *len);
 /*
  * The job's standard input when its client streams it (stdin "stream"):

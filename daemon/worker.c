@@ -300,7 +300,7 @@ worker_take_fd(void)
 	return fd;
 }
 
-/* The caller's context a run carries (task_cwd, task_env). */
+/* The caller's context a run carries (task_cwd, task_umask, task_env). */
 static void
 worker_context(struct job *j, const struct proto_msg *m)
 {
@@ -315,6 +315,8 @@ worker_context(struct job *j, const struct proto_msg *m)
 	if ((cwd = proto_str(m, PF_CWD, &len)) != NULL &&
 	    (x->cwd = strndup(cwd, len)) == NULL)
 		_exit(1);
+	if (proto_has(m, PF_UMASK)) /* concd checked it: at most 0777 */
+		x->umask = (uint16_t)((proto_u64(m, PF_UMASK, 0) & 0777) + 1);
 	if (proto_has(m, PF_ENV)) {
 		msgpack_packer_init(&pk, &b, pbuf_write_cb);
 		msgpack_pack_object(&pk, m->f[PF_ENV]);
@@ -372,7 +374,8 @@ worker_on_run(const struct proto_msg *m)
 	}
 	if (proto_has(m, PF_STDIN) && job_set_stdin(j, worker_take_fd()) < 0)
 		_exit(1);
-	if (proto_has(m, PF_CWD) || proto_has(m, PF_ENV))
+	if (proto_has(m, PF_CWD) || proto_has(m, PF_ENV) ||
+	    proto_has(m, PF_UMASK))
 		worker_context(j, m);
 	if (wk.user && (wk.refusal != NULL || j->uid != wk.uid)) {
 		task_fail(&j->ctx, "%s",

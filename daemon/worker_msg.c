@@ -79,6 +79,8 @@ worker_msg_run(struct pbuf *out, const struct job *j, bool stream)
 	/* the caller's context, for a task that asks (task_cwd, task_env) */
 	if (j->extra != NULL && j->extra->cwd != NULL)
 		proto_enc_cstr(&e, PF_CWD, j->extra->cwd);
+	if (j->extra != NULL && j->extra->umask != 0)
+		proto_enc_u64(&e, PF_UMASK, j->extra->umask - 1u);
 	if (j->extra != NULL && j->extra->env != NULL)
 		proto_enc_raw(&e, PF_ENV, j->extra->env, j->extra->env_len);
 	/* its limits, which its command's cgroup or rlimits enforce */

@@ -187,6 +187,7 @@ enum proto_field {
 	PF_PARTITION,
 	PF_TIME,
 	PF_RUNTIME,
+	PF_UMASK,
 	PF_FIELD_COUNT
 };
 

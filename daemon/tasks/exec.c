@@ -537,7 +537,8 @@ exec_start(struct task_ctx *ctx, const union task_value *argv)
 	struct exec_state *s = task_state(ctx);
 	struct spawn_cmd cmd = {.uid = task_owner(ctx),
 	                        .job = task_job_id(ctx),
-	                        .as_owner = task_as_owner(ctx)};
+	                        .as_owner = task_as_owner(ctx),
+	                        .umask = (uint16_t)(task_umask(ctx) + 1)};
 	const msgpack_object *list = argv[EXEC_ARGV].o;
 	const msgpack_object *env[2] = {NULL, argv[EXEC_ENV].o};
 	union task_value cwd = argv[EXEC_CWD];

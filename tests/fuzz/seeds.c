@@ -332,6 +332,7 @@ seed_queue(struct pbuf *b)
 	              "make",
 	              12);
 	proto_enc_cstr(&e, PF_CWD, "/home/alice/src");
+	proto_enc_u64(&e, PF_UMASK, 027);
 	proto_enc_raw(&e, PF_ENV,
 	              "\x81\xa2"
 	              "CC"

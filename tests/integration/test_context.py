@@ -36,13 +36,13 @@ class Base(DaemonTest):
         super().tearDown()
         subprocess.run(["rm", "-rf", self.tmp])
 
-    def ctl(self, *args, input=None, cwd=None, env=None):
+    def ctl(self, *args, input=None, cwd=None, env=None, umask=-1):
         e = dict(os.environ)
         e.update(env or {})
         return subprocess.run([CONCTL, "--socket", self.d.socket]
                               + [str(a) for a in args], input=input,
                               capture_output=True, timeout=BOUND, cwd=cwd,
-                              env=e)
+                              env=e, umask=umask)
 
     def stream(self, argv, x, **fields):
         """Submit argv with its standard input streamed: (request id,
@@ -382,6 +382,43 @@ class Context(Base):
         self.assertEqual(r.stdout.count(("] %s\n" % self.tmp).encode()), 2,
                          r.stdout)
 
+    def test_the_command_gets_the_callers_umask(self):
+        script = "umask; touch f; stat -c %a f; rm f"
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                for mask, mode in ((0o027, b"640"), (0o077, b"600"),
+                                   (0o002, b"664")):
+                    r = self.ctl("run", "-x", x, "exec", "--", "sh", "-c",
+                                 script, cwd=self.tmp, umask=mask)
+                    self.assertEqual(r.stdout, b"%04o\n%s\n" % (mask, mode),
+                                     r.stderr)
+        r = self.ctl("gather", input=b"exec -- sh -c umask\n", umask=0o077)
+        self.assertIn(b"] 0077\n", r.stdout, r.stderr)
+        # on the wire: what the request says, 022 as its owner without
+        end = self.c.until_end(self.c.request(
+            "submit", task="exec", args={"argv": ["sh", "-c", "umask"]},
+            umask=0o007, watch=True))
+        self.assertEqual(b"".join(e["data"] for e in end
+                                  if e["t"] == "output"), b"0007\n")
+        self.assertEqual(self.c.call("status", job=end[-1]["job"])["umask"],
+                         0o007)
+        m = self.c.call("submit", task="exec", args={"argv": ["true"]},
+                        umask=0o1000)
+        self.assertEqual((m["t"], m["error"], m["message"]),
+                         ("error", "bad_field",
+                          "umask must be at most 0777 (511)"))
+        out = self.ctl("status", str(end[-1]["job"])).stdout.decode()
+        self.assertRegex(out, r"(?m)^umask\s+0007$")
+
+    @unittest.skipIf(os.geteuid() != 0, "needs root: runs as nobody")
+    def test_without_a_umask_a_users_command_gets_022(self):
+        os.chmod(self.d.socket, 0o666)
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                r = self.d.concctl("run", "-x", x, "exec", "--", "sh", "-c",
+                                   "umask", user=65534)
+                self.assertEqual(r.stdout, "0022\n", r.stderr)
+
     def test_env_completes_the_shells_exported_variables(self):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from test_completion import complete
@@ -468,14 +505,15 @@ class Context(Base):
         self.d.close()
         self.d = Daemon("--state-dir", state)
         r = self.ctl("submit", "--env", "KEPT=yes", "exec", "--", "true",
-                     cwd=self.tmp)
+                     cwd=self.tmp, umask=0o027)
         job = int(r.stdout)
         self.assertEqual(self.ctl("wait", str(job)).returncode, 0)
         self.d.close()
         self.d = Daemon("--state-dir", state)
         st = self.d.client().call("status", job=job)
-        self.assertEqual((st["cwd"], st["env"], st["command"], st["exit"]),
-                         (self.tmp, {"KEPT": "yes"}, "true", 0))
+        self.assertEqual((st["cwd"], st["env"], st["command"], st["exit"],
+                          st["umask"]),
+                         (self.tmp, {"KEPT": "yes"}, "true", 0, 0o027))
 
 
 if __name__ == "__main__":

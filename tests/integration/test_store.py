@@ -1262,7 +1262,7 @@ class Journal(StoreTest):
         ids = []
         for i in range(4):
             m = c.call("submit", task="noop", label="kept %d" % i,
-                       cwd="/tmp", priority=3)
+                       cwd="/tmp", priority=3, umask=0o027)
             self.assertEqual(m["t"], "accepted", m)
             ids.append(m["job"])
         for j in ids:
@@ -1272,6 +1272,8 @@ class Journal(StoreTest):
         journal = os.path.join(d.state_dir, "jobs.journal")
         records = journal_records(journal)
         self.assertGreater(len(records), 0)
+        # where schema 4 has the umask, schema 3 had the standard input's
+        # pipe, which a replay must not take for one
         with open(journal, "wb") as f:
             for seq, body in records:
                 kind, layout = struct.unpack_from("<II", body)
@@ -1284,6 +1286,26 @@ class Journal(StoreTest):
             self.assertEqual((st[j]["state"], st[j]["label"], st[j]["cwd"],
                               st[j]["priority"]),
                              ("succeeded", "kept %d" % i, "/tmp", 3))
+            self.assertNotIn("umask", st[j])
+
+    def test_an_exec_jobs_umask_comes_back_from_the_journal(self):
+        d = self.daemon(killed=True)
+        c = d.client()
+        first, db = self.lock_sqlite(d, c)
+        job = c.call("submit", task="exec", args={"argv": ["true"]},
+                     umask=0o027)["job"]
+        c.wait_state(job, "succeeded")
+        self.kill9(d)
+        db.rollback()
+        state = d.state_dir
+        d = self.daemon(state_dir=state)
+        d.wait_log("records of its journal written")
+        self.assertEqual(d.client().call("status", job=job)["umask"], 0o027)
+        self.assertEqual(d.stop(), 0)
+        with sqlite3.connect(os.path.join(state, "jobs.db")) as db:
+            self.assertEqual(db.execute("select umask from extra where id = ?",
+                                        (job,)).fetchone(), (0o027,))
+        db.close()
 
     def test_a_damaged_record_is_a_clear_error_or_read_never_a_crash(self):
         state, ids = self.locked_run()
@@ -1597,6 +1619,7 @@ class Schema(StoreTest):
             db.executescript(
                 "drop view history; alter table extra drop column slurm; "
                 "alter table extra drop column node; "
+                "alter table extra drop column umask; "
                 "alter table jobs drop column runtime; "
                 "create view history as select id, label from jobs "
                 "left join extra using (id); pragma user_version = 2;")
@@ -1614,8 +1637,8 @@ class Schema(StoreTest):
         db.close()
 
     def test_a_store_of_schema_3_is_brought_to_schema_4_with_its_jobs(self):
-        # schema 3 is schema 4 without runtime: a job's span is then
-        # finished - started, by the wall clock
+        # schema 3 is schema 4 without runtime (a job's span is then
+        # finished - started, by the wall clock) and umask
         state = self.private_state_dir()
         d = Daemon("--state-dir", state)
         c = d.client()
@@ -1626,6 +1649,7 @@ class Schema(StoreTest):
         with sqlite3.connect(path) as db:
             db.executescript(
                 "drop view history; alter table jobs drop column runtime; "
+                "alter table extra drop column umask; "
                 "create view history as select id, "
                 "(finished - started) / 1e6 as seconds from jobs; "
                 "update jobs set started = 1000000, finished = 3500000; "
