@@ -54,6 +54,16 @@ def wait_dead(pid, bound=BOUND):
     raise AssertionError("pid %d still running after %ss" % (pid, bound))
 
 
+def wait_proc_state(pid, state, bound=BOUND):
+    """Wait until pid is in state ("T": stopped, "Z": a zombie)."""
+    deadline = time.monotonic() + bound
+    while proc_state(pid) != state:
+        if time.monotonic() > deadline:
+            raise AssertionError("pid %d not in state %s after %ss (%s)"
+                                 % (pid, state, bound, proc_state(pid)))
+        time.sleep(0.01)  # polling /proc, bounded by the deadline
+
+
 def output(events, stream="stdout"):
     return b"".join(e["data"] for e in events
                     if e["t"] == "output" and e["stream"] == stream)
@@ -242,10 +252,7 @@ class Exec(DaemonTest):
                 rid, job = self.submit(c, ["sh", "-c", script], x,
                                        grace=60000)
                 pid = int(self.first_output(c, rid)["data"])
-                deadline = time.monotonic() + BOUND
-                while proc_state(pid) != "T":
-                    self.assertLess(time.monotonic(), deadline)
-                    time.sleep(0.01)  # polling /proc, bounded
+                wait_proc_state(pid, "T")
                 t0 = time.monotonic()
                 self.assertEqual(c.call("cancel", job=job)["t"], "ok")
                 ev = c.until_end(rid)
@@ -272,10 +279,7 @@ class Exec(DaemonTest):
                                 self.first_output(c, rid)["data"]])
                 pid = int(lines[0])
                 wait_execd(int(lines[1].split()[1]), "sleep")
-                deadline = time.monotonic() + BOUND
-                while proc_state(pid) != "Z":
-                    self.assertLess(time.monotonic(), deadline)
-                    time.sleep(0.01)  # polling /proc, bounded
+                wait_proc_state(pid, "Z")
                 self.assertEqual(c.call("status", job=job)["state"],
                                  "running")
                 self.assertEqual(c.call("cancel", job=job)["t"], "ok")

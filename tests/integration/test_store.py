@@ -1606,24 +1606,31 @@ class Schema(StoreTest):
                              .fetchone(), (0,))
         db.close()
 
-    def test_a_store_of_schema_2_is_brought_to_schema_4_with_its_jobs(self):
-        # schema 2 is schema 3 without where a job ran on Slurm
+    def older_store(self, sql, **submit):
+        """A store of this concd with one job (submit's fields), taken back
+        to an older schema by sql: (state dir, jobs.db, the job)."""
         state = self.private_state_dir()
         d = Daemon("--state-dir", state)
         c = d.client()
-        job = c.call("submit", task="noop", label="kept")["job"]
+        job = c.call("submit", **submit)["job"]
         self.assertEqual(c.wait_state(job, "succeeded")["state"], "succeeded")
         d.close()
         path = os.path.join(state, "jobs.db")
         with sqlite3.connect(path) as db:
-            db.executescript(
-                "drop view history; alter table extra drop column slurm; "
-                "alter table extra drop column node; "
-                "alter table extra drop column umask; "
-                "alter table jobs drop column runtime; "
-                "create view history as select id, label from jobs "
-                "left join extra using (id); pragma user_version = 2;")
+            db.executescript(sql)
         db.close()
+        return state, path, job
+
+    def test_a_store_of_schema_2_is_brought_to_schema_4_with_its_jobs(self):
+        # schema 2 is schema 3 without where a job ran on Slurm
+        state, path, job = self.older_store(
+            "drop view history; alter table extra drop column slurm; "
+            "alter table extra drop column node; "
+            "alter table extra drop column umask; "
+            "alter table jobs drop column runtime; "
+            "create view history as select id, label from jobs "
+            "left join extra using (id); pragma user_version = 2;",
+            task="noop", label="kept")
         d = self.daemon(state_dir=state)
         c = d.client()
         self.assertEqual(c.call("status", job=job)["label"], "kept")
@@ -1639,22 +1646,13 @@ class Schema(StoreTest):
     def test_a_store_of_schema_3_is_brought_to_schema_4_with_its_jobs(self):
         # schema 3 is schema 4 without runtime (a job's span is then
         # finished - started, by the wall clock) and umask
-        state = self.private_state_dir()
-        d = Daemon("--state-dir", state)
-        c = d.client()
-        job = c.call("submit", task="sleep", args={"ms": 50})["job"]
-        self.assertEqual(c.wait_state(job, "succeeded")["state"], "succeeded")
-        d.close()
-        path = os.path.join(state, "jobs.db")
-        with sqlite3.connect(path) as db:
-            db.executescript(
-                "drop view history; alter table jobs drop column runtime; "
-                "alter table extra drop column umask; "
-                "create view history as select id, "
-                "(finished - started) / 1e6 as seconds from jobs; "
-                "update jobs set started = 1000000, finished = 3500000; "
-                "pragma user_version = 3;")
-        db.close()
+        state, path, job = self.older_store(
+            "drop view history; alter table jobs drop column runtime; "
+            "alter table extra drop column umask; "
+            "create view history as select id, "
+            "(finished - started) / 1e6 as seconds from jobs; "
+            "update jobs set started = 1000000, finished = 3500000; "
+            "pragma user_version = 3;", task="sleep", args={"ms": 50})
         d = self.daemon(state_dir=state)
         c = d.client()
         self.assertEqual(c.call("status", job=job)["runtime"], 2500000)
