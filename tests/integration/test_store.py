@@ -1288,19 +1288,26 @@ class Journal(StoreTest):
                              ("succeeded", "kept %d" % i, "/tmp", 3))
             self.assertNotIn("umask", st[j])
 
-    def test_an_exec_jobs_umask_comes_back_from_the_journal(self):
+    def test_an_exec_jobs_umask_and_run_time_come_back_from_the_journal(
+            self):
         d = self.daemon(killed=True)
         c = d.client()
         first, db = self.lock_sqlite(d, c)
         job = c.call("submit", task="exec", args={"argv": ["true"]},
                      umask=0o027)["job"]
-        c.wait_state(job, "succeeded")
+        ran = c.wait_state(job, "succeeded")["runtime"]
+        # an end alone waits up to 10 ms to be journaled (concd(8)); a
+        # new job's accepted reply waits for the batch that holds it
+        self.assertEqual(c.call("submit", task="noop")["t"], "accepted")
         self.kill9(d)
         db.rollback()
         state = d.state_dir
         d = self.daemon(state_dir=state)
         d.wait_log("records of its journal written")
-        self.assertEqual(d.client().call("status", job=job)["umask"], 0o027)
+        st = d.client().call("status", job=job)
+        # and its run time, the last field of a row's record
+        self.assertEqual((st["state"], st["umask"], st["runtime"]),
+                         ("succeeded", 0o027, ran))
         self.assertEqual(d.stop(), 0)
         with sqlite3.connect(os.path.join(state, "jobs.db")) as db:
             self.assertEqual(db.execute("select umask from extra where id = ?",
