@@ -39,8 +39,12 @@ enum ctl_exit {
 	CTL_CMD_FAILED = 125,  /* anything else: no status of the command's */
 };
 
-/* Counts SIGINT and SIGTERM; main.c installs the handler. */
+/*
+ * Counts SIGINT, SIGTERM and SIGHUP, and a first SIGPIPE, which also sets
+ * ctl_output_gone; main.c installs the handler.
+ */
 extern volatile sig_atomic_t ctl_interrupted;
+extern volatile sig_atomic_t ctl_output_gone;
 
 /* ---- conn.c: one connection to the daemon ---- */
 

@@ -22,10 +22,20 @@
 #define MAIN_SYSTEM_SOCKET "/run/concd/concd.sock"
 
 volatile sig_atomic_t ctl_interrupted;
+volatile sig_atomic_t ctl_output_gone;
 
+/*
+ * SIGPIPE: the reader of our output left (| head).  It counts once, as an
+ * interrupt, so that run and gather cancel their jobs as they do at ^C
+ * rather than leave them running unread; main dies of it at the end.
+ */
 static void
 main_signal_cb(int sig)
 {
+	if (sig == SIGPIPE && ctl_output_gone)
+		return;
+	if (sig == SIGPIPE)
+		ctl_output_gone = 1;
 	ctl_interrupted++;
 }
 
@@ -53,7 +63,9 @@ main_socket(void)
 /*
  * Interrupts are blocked except while conn_recv waits in ppoll(), and
  * the handler only counts them, so no system call is restarted behind
- * our back and none is lost.
+ * our back and none is lost.  SIGPIPE comes from a write to our output
+ * (the socket's sends say MSG_NOSIGNAL), which then fails with EPIPE: it
+ * is never blocked.
  */
 static void
 main_signals(void)
@@ -72,6 +84,7 @@ main_signals(void)
 		sigaction(sigs[i], &sa, NULL);
 		sigaddset(&block, sigs[i]);
 	}
+	sigaction(SIGPIPE, &sa, NULL);
 	sigprocmask(SIG_BLOCK, &block, NULL);
 }
 
@@ -87,7 +100,7 @@ main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct ctl ctl;
-	int ch;
+	int ch, rc;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.conn.fd = -1;
@@ -124,5 +137,12 @@ main(int argc, char **argv)
 		ctl.socket = main_socket();
 	ctl.bar = isatty(STDERR_FILENO);
 	main_signals();
-	return cmd_run(&ctl, argc, argv);
+	rc = cmd_run(&ctl, argc, argv);
+	fflush(stdout);
+	if (ctl_output_gone) {
+		/* the status of any writer whose reader left */
+		signal(SIGPIPE, SIG_DFL);
+		raise(SIGPIPE);
+	}
+	return rc;
 }

@@ -70,6 +70,36 @@ class Concctl(DaemonTest):
         self.assertRegex(self.ctl("status", job).stdout, r"state\s+running")
         self.ctl("cancel", job)
 
+    def test_a_reader_that_leaves_cancels_what_it_read_and_concctl_dies(self):
+        # concctl run exec -- yes | head -1: yes must not run on, unread;
+        # concctl ends as a writer into a closed pipe does, of SIGPIPE
+        c = self.d.client()
+        for argv, lines in ((["run", "exec", "--", "yes"], None),
+                            (["gather"], b"exec -- yes\nexec -- yes\n")):
+            with self.subTest(command=argv[0]):
+                before = {j["job"] for j in c.call("ps", all=True)["jobs"]}
+                p = subprocess.Popen([CONCTL, "--socket", self.d.socket]
+                                     + argv, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+                if lines is not None:
+                    p.stdin.write(lines)
+                p.stdin.close()
+                self.assertTrue(p.stdout.readline())
+                p.stdout.close()
+                self.assertEqual(p.wait(BOUND), -signal.SIGPIPE)
+                err = p.stderr.read().decode()
+                p.stderr.close()
+                jobs = [j for j in c.call("ps", all=True)["jobs"]
+                        if j["job"] not in before]
+                self.assertEqual(len(jobs), 1 if lines is None else 2)
+                if lines is None:  # run says so; gather's lines are gone
+                    self.assertIn("job %d cancelled" % jobs[0]["job"], err)
+                for j in jobs:
+                    self.assertEqual(
+                        c.wait_state(j["job"], "cancelled")["state"],
+                        "cancelled")
+
     def test_a_timeout_beyond_a_year_is_a_usage_error_saying_so(self):
         r = self.d.concctl("run", "sleep", "ms=10", "--timeout", "1e9")
         self.assertEqual(r.returncode, 2)
