@@ -633,27 +633,16 @@ job_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	job_cancel(j);
 }
 
-/*
- * The timeout counts from the start, not from submission, and from now:
- * libevent would count from the time it cached when this loop pass began.
- */
+/* The timeout counts from the start, not from submission. */
 void
 job_start(struct job *j)
 {
-	struct timeval tv;
-	uint64_t us = j->timeout_ms * 1000 + loop_timer_slack_us();
-
 	j->started = loop_now_us();
 	j->ran = loop_mono_us();
 	job_set_state(j, PS_RUNNING);
-	/* not a tick before its time: see loop_timer_slack_us */
 	if (j->timeout_ms > 0 && loop_base != NULL &&
-	    (j->timer = evtimer_new(loop_base, job_timeout_cb, j)) != NULL) {
-		tv.tv_sec = (time_t)(us / 1000000);
-		tv.tv_usec = (suseconds_t)(us % 1000000);
-		event_base_update_cache_time(loop_base);
-		evtimer_add(j->timer, &tv);
-	}
+	    (j->timer = evtimer_new(loop_base, job_timeout_cb, j)) != NULL)
+		loop_wait_add(j->timer, j->timeout_ms);
 }
 
 /*

@@ -54,10 +54,19 @@ loop_started_us(void)
 	return loop_started;
 }
 
-uint64_t
-loop_timer_slack_us(void)
+void
+loop_wait_add(struct event *ev, uint64_t ms)
 {
-	return loop_slack;
+	struct timeval tv = {0, 0};
+	uint64_t us;
+
+	if (ms > 0) {
+		event_base_update_cache_time(loop_base);
+		us = ms * 1000 + loop_slack;
+		tv.tv_sec = (time_t)(us / 1000000);
+		tv.tv_usec = (suseconds_t)(us % 1000000);
+	}
+	evtimer_add(ev, &tv);
 }
 
 void

@@ -24,12 +24,15 @@ uint64_t loop_now_us(void);
 /* Monotonic µs: for measuring intervals. */
 uint64_t loop_mono_us(void);
 /*
- * libevent times its timers by the kernel's coarse monotonic clock, which
- * moves in ticks (4 ms at HZ=250): a timer may fire up to a tick before
- * its time by the precise clock.  A wait that must not end early adds
- * this many µs, the clock's resolution.
+ * Arm timer ev for a wait of ms that must not end early, counted from now
+ * (not from the start of this pass: libevent's cached time falls behind
+ * in a long pass); 0: at once, after the next poll.  libevent times its
+ * timers by the kernel's coarse monotonic clock, which moves in ticks
+ * (4 ms at HZ=250), so a timer may fire up to a tick before its time by
+ * the precise clock: the wait is armed that much, the clock's
+ * resolution, longer.
  */
-uint64_t loop_timer_slack_us(void);
+void loop_wait_add(struct event *ev, uint64_t ms);
 
 /* Run the loop until it is told to exit; see loop.c. */
 /* A sched_yield that takes longer ran something else: polling stops. */

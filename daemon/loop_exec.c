@@ -88,8 +88,6 @@ loop_arm(struct job *j)
 {
 	struct task_ctx *ctx = &j->ctx;
 	struct event *ev = &j->loop_ev;
-	struct timeval tv;
-	uint64_t us;
 
 	/* the job's one event, lives in the job itself */
 	j->has_ev = true;
@@ -100,19 +98,7 @@ loop_arm(struct job *j)
 		event_add(ev, NULL);
 	} else {
 		evtimer_assign(ev, loop_base, loop_step_cb, j);
-		/*
-		 * A wait counts from now, not from the start of this pass:
-		 * libevent's cached time falls behind in a long pass.  And
-		 * it ends no sooner than asked: see loop_timer_slack_us.
-		 */
-		us = 0;
-		if (ctx->wait_ms > 0) {
-			event_base_update_cache_time(loop_base);
-			us = ctx->wait_ms * 1000 + loop_timer_slack_us();
-		}
-		tv.tv_sec = (time_t)(us / 1000000);
-		tv.tv_usec = (suseconds_t)(us % 1000000);
-		evtimer_add(ev, &tv);
+		loop_wait_add(ev, ctx->wait_ms);
 	}
 }
 

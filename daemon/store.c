@@ -389,8 +389,8 @@ store_int(sqlite3 *db, const char *sql, int64_t *v)
  * added where a job ran on Slurm; schema 4 how long a job ran, runtime,
  * in µs of the monotonic clock (finished - started is the wall clock's,
  * which a step of NTP or date -s moves in between), and the umask an exec
- * job's command is given.  A store of an older
- * schema is brought up to this one at start.
+ * job's command is given.  A store of an older schema is brought up to
+ * this one at start.
  */
 #define STORE_EXTRA                                                            \
 	"CREATE TABLE extra(id INTEGER PRIMARY KEY, cwd TEXT, env BLOB, "      \
