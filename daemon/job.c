@@ -1268,8 +1268,6 @@ job_retry_cb(evutil_socket_t fd, short what, void *arg)
 static bool
 job_retry(struct job *j, enum proto_state s)
 {
-	struct timeval tv = {j->retry_delay_ms / 1000,
-	                     (j->retry_delay_ms % 1000) * 1000};
 	struct proto_enc e;
 	struct watch *w;
 
@@ -1315,7 +1313,7 @@ job_retry(struct job *j, enum proto_state s)
 		j->retry_wait = false;
 		jobs_up->submit(j);
 	} else
-		evtimer_add(j->timer, &tv);
+		loop_wait_add(j->timer, j->retry_delay_ms);
 	return true;
 }
 

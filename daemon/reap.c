@@ -78,7 +78,6 @@ reap_grace_cb(evutil_socket_t fd, short what, void *arg)
 void
 reap_later(pid_t pid, int pidfd, unsigned grace_ms)
 {
-	struct timeval tv = {grace_ms / 1000, (grace_ms % 1000) * 1000};
 	struct reap *r;
 
 	if (reap_base == NULL || (r = calloc(1, sizeof(*r))) == NULL) {
@@ -92,7 +91,7 @@ reap_later(pid_t pid, int pidfd, unsigned grace_ms)
 	LIST_INSERT_HEAD(&reaps, r, link);
 	nreaps++;
 	event_add(r->exited, NULL);
-	evtimer_add(r->grace, &tv);
+	loop_wait_add(r->grace, grace_ms); /* reap_base is the loop's */
 }
 
 void

@@ -154,6 +154,25 @@ class Retries(DaemonTest):
         # retried attempts run on fresh workers
         self.assertEqual(ev[-1]["worker"], -1)
 
+    def test_a_retry_never_comes_before_its_delay(self):
+        # a checksum of a missing file fails at once; its second attempt
+        # starts retry_delay later at the soonest, though libevent's timers
+        # go by the kernel's coarse clock (a 4 ms tick here)
+        c = self.d.client()
+        for x in ("thread", "process"):
+            rids = [c.request("submit", task="checksum",
+                              args={"path": "/nonexistent/concd-test"},
+                              retries=1, retry_delay=7, exec=x, watch=True)
+                    for _ in range(40)]
+            for rid in rids:
+                ev = c.until_end(rid)
+                self.assertEqual([e.get("attempt") for e in ev
+                                  if e["t"] == "retry"], [2], ev)
+                end = ev[-1]
+                self.assertEqual(end["state"], "failed", end)
+                self.assertGreaterEqual(end["started"] - end["submitted"],
+                                        7000, (x, end))
+
     def test_a_cancelled_job_is_never_retried(self):
         c = self.d.client()
         rid = c.request("submit", task="sleep", args={"ms": 600000},
