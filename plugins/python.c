@@ -20,6 +20,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -706,6 +708,7 @@ big:
 struct py_state {
 	PyObject *fn, *args, *kwargs, *path; /* set by start, under the GIL */
 	char *cwd;                           /* or NULL: where concd is */
+	int umask;                           /* or -1: the worker's */
 };
 
 #define PY_ERR_MAX 1024 /* an error's text, its traceback's end kept */
@@ -866,6 +869,7 @@ py_prepare(struct task_ctx *ctx, struct py_state *s, const msgpack_object *a)
 	char call[1024];
 	uint32_t i;
 
+	s->umask = task_umask(ctx); /* the job's, unless its args say */
 	o = py_arg(a, "call");
 	if (o == NULL || o->type != MSGPACK_OBJECT_STR ||
 	    o->via.str.size >= sizeof(call)) {
@@ -920,6 +924,17 @@ py_prepare(struct task_ctx *ctx, struct py_state *s, const msgpack_object *a)
 	if ((o != NULL || task_cwd(ctx) != NULL) && s->cwd == NULL) {
 		PyErr_NoMemory();
 		return -1;
+	}
+
+	if ((o = py_arg(a, "umask")) != NULL) {
+		if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+		    o->via.u64 > 0777) {
+			PyErr_SetString(PyExc_ValueError,
+			                "umask is a file mode creation mask, "
+			                "0 to 0o777");
+			return -1;
+		}
+		s->umask = (int)o->via.u64;
 	}
 
 	if ((o = py_arg(a, "args")) == NULL)
@@ -1036,7 +1051,7 @@ py_step(struct task_ctx *ctx)
 	PyGILState_STATE g;
 	char here[PATH_MAX] = "", err[PY_ERR_MAX];
 	bool moved = false;
-	int rc = -1;
+	int rc = -1, mask = -1;
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -1049,6 +1064,9 @@ py_step(struct task_ctx *ctx)
 		}
 		moved = true;
 	}
+	/* the umask too is the process's: a thread keeps concd's */
+	if (s->umask >= 0 && !task_on_thread(ctx))
+		mask = (int)umask((mode_t)s->umask);
 	g = PyGILState_Ensure();
 	py_current = ctx;
 	call.thread_id = PyThread_get_thread_ident();
@@ -1079,6 +1097,8 @@ py_step(struct task_ctx *ctx)
 	py_out_flush(ctx); /* the call's last output, before its end */
 	if (moved && chdir(here) < 0)
 		here[0] = '\0'; /* the worker's own directory is gone */
+	if (mask >= 0)
+		umask((mode_t)mask);
 	if (task_cancelled(ctx)) {
 		msgpack_sbuffer_destroy(&sb);
 		return task_fail(ctx, "python: cancelled");

@@ -28,7 +28,7 @@ __all__ = ["ConcdExecutor", "ConcdFuture", "callable_name", "EXECUTORS"]
 
 EXECUTORS = ("process", "thread", "loop", "auto", "remote", "slurm")
 OPTIONS = ("timeout", "retries", "retry_delay", "daemon", "group", "label",
-           "priority", "cpus", "mem", "pids", "fresh", "executor")
+           "priority", "cpus", "mem", "pids", "fresh", "executor", "umask")
 # a gather request is cut at this many bytes (the frame limit is 1 MiB)
 GATHER_BYTES = 768 * 1024
 GATHER_JOBS = 10000
@@ -118,6 +118,30 @@ def _path(cwd):
             out.append(p)
     _path_cache = (key, cwd, now, tuple(out))
     return out
+
+
+def _umask():
+    """The program's file mode creation mask, read without changing it:
+    Linux's /proc/self/status has it; elsewhere it is set and put back,
+    which a file another thread creates in between would get."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+def _check_umask(mask):
+    if isinstance(mask, bool) or not isinstance(mask, int) or \
+            not 0 <= mask <= 0o777:
+        raise ValueError("umask is a file mode creation mask, 0 to 0o777: "
+                         "%r" % (mask,))
+    return mask
 
 
 class _Waiters(list):
@@ -269,7 +293,9 @@ class ConcdExecutor(cf.Executor):
     "loop", "auto", "remote", "slurm"); socket: concd's socket (default
     as concctl); timeout (seconds), retries, retry_delay (seconds),
     daemon, group, label, priority, cpus, mem, pids, fresh: options of
-    every job.  options(...) gives a view with other options on the same
+    every job; umask: the file mode creation mask of its python calls
+    (on processes) and commands (default: the program's when the executor
+    is made).  options(...) gives a view with other options on the same
     connection."""
 
     def __init__(self, executor="process", socket=None, client=None,
@@ -282,6 +308,8 @@ class ConcdExecutor(cf.Executor):
             raise TypeError("unknown option(s) %s: options are %s"
                             % (", ".join(sorted(unknown)),
                                ", ".join(OPTIONS)))
+        umask = options.pop("umask", None)
+        self._umask = _umask() if umask is None else _check_umask(umask)
         self._opts = dict(options, executor=executor)
         if client is None:
             self._shared = _Shared(Client(socket))
@@ -302,6 +330,8 @@ class ConcdExecutor(cf.Executor):
         if options.get("executor", "process") not in EXECUTORS:
             raise ValueError("unknown executor %r" % options["executor"])
         view = object.__new__(ConcdExecutor)
+        umask = options.pop("umask", None)
+        view._umask = self._umask if umask is None else _check_umask(umask)
         view._opts = dict(self._opts, **options)
         view._shared = self._shared
         return view
@@ -315,7 +345,8 @@ class ConcdExecutor(cf.Executor):
     def _python_args(self, fn, args, kwargs):
         cwd = os.getcwd()  # once: a getcwd costs a fifth of a submit
         return {"call": callable_name(fn), "args": list(args),
-                "kwargs": dict(kwargs), "path": _path(cwd), "cwd": cwd}
+                "kwargs": dict(kwargs), "path": _path(cwd), "cwd": cwd,
+                "umask": self._umask}
 
     def _submit(self, job, future=None):
         f = future or ConcdFuture(self)
@@ -361,7 +392,8 @@ class ConcdExecutor(cf.Executor):
         opts = dict(self._opts)
         if opts.get("executor") in ("thread", "process"):
             opts["executor"] = "auto"  # exec runs on the loop
-        job = submit_fields("exec", args, cwd=cwd or os.getcwd(), **opts)
+        job = submit_fields("exec", args, cwd=cwd or os.getcwd(),
+                            umask=self._umask, **opts)
         f = ConcdFuture(self)
         f._on_output = output
         f._exec = True
@@ -391,7 +423,7 @@ class ConcdExecutor(cf.Executor):
         def job(call, args):
             return self._job("python", {"call": call, "args": args,
                                         "kwargs": {}, "path": path,
-                                        "cwd": cwd})
+                                        "cwd": cwd, "umask": self._umask})
         if chunksize == 1:
             return self._results(self._gather(
                 (job(name, a) for a in calls), None), timeout)

@@ -23,6 +23,15 @@ from concd.futures import ConcdExecutor, callable_name  # noqa: E402
 import pyclient_funcs  # noqa: E402
 
 
+def executor_made_under_umask(mask, socket):
+    """A ConcdExecutor made while the program's umask is mask."""
+    old = os.umask(mask)
+    try:
+        return ConcdExecutor(socket=socket)
+    finally:
+        os.umask(old)
+
+
 def until(predicate, what, bound=BOUND):
     """Ask predicate() until it is true: each answer is an event, and the
     asking is bounded."""
@@ -299,6 +308,21 @@ class ExecutorTest(DaemonTest):
             self.ex.options(colour="blue")
         with self.assertRaises(ValueError):
             ConcdExecutor(executor="nowhere", socket=self.d.socket)
+
+    def test_a_command_gets_the_umask_the_program_had(self):
+        ex = executor_made_under_umask(0o27, self.d.socket)
+        try:
+            f = ex.submit_exec(["sh", "-c", "umask"])
+            self.assertEqual((f.result(BOUND), f.output()), (0, b"0027\n"))
+            f = ex.options(umask=0o77).submit_exec(["sh", "-c", "umask"])
+            self.assertEqual((f.result(BOUND), f.output()), (0, b"0077\n"))
+            for bad in (0o1000, -1, "077", True, 1.5):
+                with self.assertRaises(ValueError):
+                    ex.options(umask=bad)
+                with self.assertRaises(ValueError):
+                    ConcdExecutor(socket=self.d.socket, umask=bad)
+        finally:
+            ex.shutdown()
 
     def test_map_task_gives_results_in_order(self):
         out = list(self.ex.map_task("noop", ({"i": i} for i in range(3000)),
@@ -630,6 +654,22 @@ class PythonTaskTest(DaemonTest):
         self.assertEqual(self.jobs() - before, 1)
         with self.assertRaises(ValueError):
             self.ex.map(pyclient_funcs.square, [1], chunksize=0)
+
+    def test_a_call_on_a_process_gets_the_umask_the_program_had(self):
+        ex = executor_made_under_umask(0o27, self.d.socket)
+        try:
+            self.assertEqual(ex.submit(pyclient_funcs.umask).result(BOUND),
+                             0o27)
+            ex77 = ex.options(umask=0o77)
+            self.assertEqual(ex77.submit(pyclient_funcs.umask).result(BOUND),
+                             0o77)
+            # one call a job, and chunks of calls
+            for size in (1, 2):
+                self.assertEqual(list(ex77.map(pyclient_funcs.umask,
+                                               range(4), chunksize=size,
+                                               timeout=BOUND)), [0o77] * 4)
+        finally:
+            ex.shutdown()
 
     def test_what_a_function_prints_is_its_futures_output(self):
         f = self.ex.submit(pyclient_funcs.chatty, "ann")

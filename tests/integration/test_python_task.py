@@ -111,6 +111,12 @@ def cwd():
     return os.getcwd()
 
 
+def umask():
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
 def steps(n, gate):
     """Reports n steps, then ends once the test opens the fifo gate."""
     for i in range(n):
@@ -185,6 +191,8 @@ class PythonTaskTest(unittest.TestCase):
         for k in ("args", "kwargs", "cwd"):
             if k in kw:
                 args[k] = kw.pop(k)
+        if "args_umask" in kw:
+            args["umask"] = kw.pop("args_umask")
         return self.c.request("submit", task="python", args=args, exec=x,
                               watch=True, **kw)
 
@@ -450,6 +458,25 @@ class PythonTaskTest(unittest.TestCase):
                          self.mods)
         self.assertEqual(self.ok("pt_funcs:cwd", "thread", cwd=self.mods),
                          os.getcwd())
+
+    def test_a_process_call_runs_with_the_callers_umask(self):
+        mine = os.umask(0o22)
+        os.umask(mine)  # concd's, which the test started
+        # the job's umask (concctl's field), or the one of its arguments
+        self.assertEqual(self.ok("pt_funcs:umask", "process", umask=0o27),
+                         0o27)
+        self.assertEqual(self.ok("pt_funcs:umask", "process", umask=0o27,
+                                 args_umask=0o77), 0o77)
+        # the one worker process has its own back after each call
+        self.assertEqual(self.ok("pt_funcs:umask", "process"), mine)
+        # a thread shares concd's umask with every other thread
+        self.assertEqual(self.ok("pt_funcs:umask", "thread", umask=0o77),
+                         mine)
+        for bad in (0o1000, -1, "077"):
+            self.assertEqual(self.failed("pt_funcs:umask", "process",
+                                         args_umask=bad),
+                             "ValueError: umask is a file mode creation "
+                             "mask, 0 to 0o777")
 
     def test_concctl_runs_a_call_with_json_args_from_the_shell(self):
         r = self.d.concctl("run", "python", "call=pt_funcs:add",
