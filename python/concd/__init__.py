@@ -780,7 +780,7 @@ class Client:
     def submit(self, task, args=None, **options):
         """Queue a job; its id.  options: executor, timeout and
         retry_delay (seconds), retries, daemon, fresh, group, label,
-        priority, cpus, mem, pids, after, after_any, cwd, env, stdin,
+        priority, cpus, mem, pids, after, after_any, cwd, umask, env, stdin,
         at, held."""
         return self.call("submit", **submit_fields(task, args,
                                                    **options))["job"]
