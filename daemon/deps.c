@@ -32,7 +32,8 @@ struct dnode {
 	struct job *job;   /* it waits here; NULL: it does not */
 	uint64_t *waiters; /* ids of the jobs that wait for it */
 	uint32_t n, cap;
-	uint32_t unmet; /* jobs it waits for that have not ended */
+	uint32_t unmet;  /* jobs it waits for that have not ended */
+	uint32_t parked; /* deps.parked_gen: it waits for a parked job */
 	bool after_any;
 };
 
@@ -50,6 +51,7 @@ static struct {
 	struct dend *ends; /* to be worked off, oldest first */
 	size_t head, nends, capends;
 	bool draining;
+	uint32_t parked_gen; /* of the last deps_parked */
 } deps;
 
 /*
@@ -454,6 +456,73 @@ deps_recovered(void)
 	}
 	free(ids);
 	deps_drain();
+}
+
+/* A stack of nodes to visit. */
+struct dwalk {
+	struct dnode **v;
+	size_t n, cap;
+};
+
+static void
+dwalk_push(struct dwalk *st, struct dnode *d)
+{
+	struct dnode **p;
+
+	if (st->n == st->cap) {
+		st->cap = st->cap ? st->cap * 2 : 64;
+		if ((p = reallocarray(st->v, st->cap, sizeof(*p))) == NULL)
+			fatal("deps_parked");
+		st->v = p;
+	}
+	st->v[st->n++] = d;
+}
+
+/*
+ * The jobs that wait for a job a stop leaves queued (queue_parked: held,
+ * scheduled, in a paused group), or for one that waits so: they cannot
+ * start before the next start either.  Marks them (deps_is_parked) and
+ * counts them: from each parked job down its waiters.
+ */
+size_t
+deps_parked(void)
+{
+	struct dwalk st = {NULL, 0, 0};
+	struct dnode *d, *w;
+	struct job *j;
+	size_t i, k, count = 0;
+
+	if (++deps.parked_gen == 0)
+		deps.parked_gen = 1; /* 0 marks nothing */
+	for (i = 0; i < deps.nbucket; i++)
+		for (d = deps.bucket[i]; d != NULL; d = d->hnext)
+			if (d->n > 0 && (j = job_find(d->id)) != NULL &&
+			    !PROTO_STATE_FINAL(j->state) && queue_parked(j))
+				dwalk_push(&st, d);
+	while (st.n > 0) {
+		d = st.v[--st.n];
+		for (k = 0; k < d->n; k++) {
+			w = deps_find(d->waiters[k]);
+			if (w == NULL || w->job == NULL ||
+			    w->parked == deps.parked_gen)
+				continue;
+			w->parked = deps.parked_gen;
+			count++;
+			if (w->n > 0)
+				dwalk_push(&st, w);
+		}
+	}
+	free(st.v);
+	return count;
+}
+
+bool
+deps_is_parked(const struct job *j)
+{
+	const struct dnode *d = deps_find(j->id);
+
+	return d != NULL && d->job == j && d->parked != 0 &&
+	       d->parked == deps.parked_gen;
 }
 
 bool

@@ -17,6 +17,13 @@ bool deps_hold(struct job *);
 void deps_ended(struct job *);
 /* Cancel a job that waits for others: true if it did (it has ended). */
 bool deps_cancel(struct job *);
+/*
+ * While concd stops: mark and count the jobs that wait, directly or not,
+ * for a job the stop leaves queued (queue_parked); deps_is_parked tells
+ * whether a job is one of those of the last count.
+ */
+size_t deps_parked(void);
+bool deps_is_parked(const struct job *);
 /* After a restart's recovery: waited-for jobs that did not come back. */
 void deps_recovered(void);
 /*

@@ -433,6 +433,11 @@ job_unlink(struct job *j)
 static void
 job_free(struct job *j)
 {
+	struct watch *w;
+
+	/* a job kept queued through a stop still has its watchers then */
+	while ((w = LIST_FIRST(&j->watches)) != NULL)
+		watch_free(w);
 	if (j->dirty) {
 		jobs.dirty[j->dslot] = NULL;
 		if (j->deferred && jobs.ndeferred > 0 && --jobs.ndeferred == 0)

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "deps.h"
 #include "executor.h"
 #include "hook.h"
 #include "job.h"
@@ -278,7 +279,7 @@ static struct {
 	struct event *timer; /* the stop timeout, then the hard limit */
 	size_t killed;       /* daemon jobs */
 	size_t dropped;      /* queued jobs cancelled by cancel_pending */
-	size_t parked;       /* held, paused or scheduled: left to the store */
+	size_t parked;       /* held, paused, scheduled, after those: kept */
 	size_t draining;     /* non-daemon jobs waited for */
 	size_t cut;          /* of those, cut off by timeout or signal */
 	bool cutting;
@@ -302,9 +303,12 @@ server_active(void)
 	size_t counts[PS_COUNT];
 
 	job_counts(counts);
-	/* with a store, the jobs parked in the queue wait for the next start */
+	/*
+	 * with a store, the jobs parked in the queue, and those that wait for
+	 * them, wait for the next start
+	 */
 	return counts[PS_QUEUED] + counts[PS_RUNNING] -
-	       (store_enabled() ? queue_parked_count() : 0);
+	       (store_enabled() ? queue_parked_count() + deps_parked() : 0);
 }
 
 /* Stop once nothing is queued or running. */
@@ -355,13 +359,16 @@ server_cancel(bool all, bool queued)
 	size_t i;
 
 	job_foreach(server_collect_cb, &l);
+	if (store_enabled())
+		(void)deps_parked(); /* marks them for deps_is_parked */
 	for (i = 0; i < l.n; i++) {
 		if ((j = job_find(l.ids[i])) == NULL ||
 		    PROTO_STATE_FINAL(j->state))
 			continue;
 		if (all && atomic_load(&j->ctx.cancel))
 			continue; /* a daemon or dropped job still ending */
-		if (!j->daemon && queue_parked(j) && store_enabled()) {
+		if (!j->daemon && store_enabled() &&
+		    (queue_parked(j) || deps_is_parked(j))) {
 			stop.parked += !all;
 			continue; /* queued in the store for the next start */
 		}
@@ -442,8 +449,9 @@ server_shutdown(const char *why, bool cancel_pending)
 	         why, stop.draining, (long)limit.tv_sec, stop.killed,
 	         stop.dropped);
 	if (stop.parked > 0)
-		log_info("%zu held, paused or scheduled jobs stay queued in "
-		         "the store for the next start",
+		log_info("%zu held, paused or scheduled jobs, and jobs that "
+		         "wait for them, stay queued in the store for the next "
+		         "start",
 		         stop.parked);
 	sched_status_stopping();
 	stop.check =

@@ -1,11 +1,14 @@
 """Stopping under load and faults: SIGTERM with jobs of both lifetimes on
 every executor, held by commands the test releases; a second SIGTERM that
-ends everything at once; and 5,000 commands that leave no zombie and no
-descriptor behind."""
+ends everything at once; watched jobs that cannot start kept queued for
+the next start, with the jobs after them; and 5,000 commands that leave
+no zombie and no descriptor behind."""
 import errno
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import unittest
 
@@ -218,6 +221,83 @@ class Sigterm(unittest.TestCase):
         self.assertIn("stopped: 0 jobs drained, 0 daemon jobs killed, "
                       "0 queued jobs cancelled, 6 cut off", log)
         self.assertNotIn("did not end after being cancelled", log)
+
+
+class KeptQueued(unittest.TestCase):
+    """With a store, a queued job that cannot start yet stays queued
+    through a stop, and its watchers see their connections close."""
+
+    def setUp(self):
+        self.state = tempfile.mkdtemp(prefix="concd-test-state-")
+
+    def tearDown(self):
+        shutil.rmtree(self.state, ignore_errors=True)
+
+    def test_a_stop_keeps_what_cannot_start_and_drains_what_can(self):
+        d = Daemon("--state-dir", self.state)
+        try:
+            c, other = d.client(), d.client()
+            self.assertEqual(c.call("group", op="add", name="later",
+                                    parallel=1)["t"], "ok")
+            self.assertEqual(c.call("group", op="pause",
+                                    name="later")["t"], "ok")
+            kept = {}
+
+            def submit(name, **fields):
+                rid = c.request("submit", task="noop", watch=True, **fields)
+                m = c.recv_for(rid)
+                self.assertEqual(m["t"], "accepted", (name, m))
+                return rid, m["job"]
+
+            for kind, fields in (
+                    ("held", dict(held=True)),
+                    ("at", dict(at=int((time.time() + 3600) * 1e6))),
+                    ("paused", dict(group="later"))):
+                kept[kind] = submit(kind, **fields)[1]
+            # after a job kept queued, directly or through another
+            kept["after"] = submit("after", after=[kept["held"]])[1]
+            kept["after2"] = submit("after2", after_any=True,
+                                    after=[kept["after"], kept["at"]])[1]
+            for job in kept.values():  # a second watcher of each
+                other.request("watch", job=job)
+            # a job after one that runs is drained: it runs, and ends
+            rid = c.request("submit", task="sleep", args={"ms": 300},
+                            exec="thread", watch=True)
+            sleeping = c.recv_for(rid)["job"]
+            drained = submit("drained", after=[sleeping])[0]
+            for kind, job in kept.items():
+                self.assertEqual(c.call("status", job=job)["state"],
+                                 "queued", kind)
+            # before the fix, the jobs after a kept one were waited for
+            # until the stop timeout, then cancelled; and each watched job
+            # kept queued was freed before its watches (a use after free
+            # as the connections closed)
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual(c.until_end(drained)[-1]["state"], "succeeded")
+            for conn in (c, other):
+                m = conn.recv()
+                while m is not None and m["t"] in ("job", "progress",
+                                                   "end"):
+                    self.assertNotIn(m["job"], kept.values(), m)
+                    m = conn.recv()
+                self.assertIsNone(m)
+            log = d.log()
+            self.assertIn("draining 2 jobs", log)
+            self.assertIn("5 held, paused or scheduled jobs, and jobs that "
+                          "wait for them, stay queued in the store for the "
+                          "next start", log)
+            self.assertIn("stopped: 2 jobs drained, 0 daemon jobs killed, "
+                          "0 queued jobs cancelled, 0 cut off", log)
+        finally:
+            d.close()  # no sanitizer report
+        d = Daemon("--state-dir", self.state)
+        try:
+            c = d.client()
+            for kind, job in kept.items():
+                st = c.call("status", job=job)
+                self.assertEqual(st["state"], "queued", (kind, st))
+        finally:
+            d.close()
 
 
 @unittest.skipIf(VALGRIND, "5,000 commands under valgrind take too long")

@@ -628,8 +628,9 @@ class Restart(unittest.TestCase):
                       for j in jobs}
             self.assertEqual(before, {jobs[1]: 0, jobs[0]: 1, jobs[2]: 2})
             self.assertEqual(d.stop(), 0)
-            self.assertIn("4 held, paused or scheduled jobs stay queued "
-                          "in the store for the next start", d.log())
+            self.assertIn("4 held, paused or scheduled jobs, and jobs that "
+                          "wait for them, stay queued in the store for the "
+                          "next start", d.log())
         finally:
             d.close()
         d = harness.Daemon("-p", "1", "--state-dir", state)
