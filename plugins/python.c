@@ -68,9 +68,11 @@ static struct {
 	pthread_t main_thread; /* the thread that called it */
 	pthread_t watcher;
 	bool watching, stop;
+	bool starting;       /* a py_init brings it up: others wait */
 	bool started;        /* py_main: its py_up is over */
 	int start_rc;        /* and answered this */
 	char start_err[256]; /* with this, if -1 */
+	char broken[256];    /* it failed half up: every init says this */
 	struct py_call *calls[PY_MAX_CALLS];
 	PyObject *cancelled_exc; /* _concd_task.Cancelled */
 } py = {
@@ -458,9 +460,27 @@ py_init(void **worker_state, char *err, size_t errlen)
 	int rc = 0;
 
 	pthread_mutex_lock(&py.lock);
-	if (!py.up)
+	/*
+	 * One thread brings it up.  py_up_apart waits for py_main with the
+	 * lock let go, and a thread that came meanwhile would start a second
+	 * py_main, which found the interpreter up without a thread state of
+	 * its own and crashed concd: it waits for the first instead.
+	 */
+	while (py.starting)
+		pthread_cond_wait(&py.cond, &py.lock);
+	if (py.broken[0] != '\0') {
+		snprintf(err, errlen, "%s", py.broken);
+		rc = -1;
+	} else if (!py.up) {
+		py.starting = true;
 		rc = gettid() == getpid() ? py_up_here(err, errlen)
 		                          : py_up_apart(err, errlen);
+		py.starting = false;
+		pthread_cond_broadcast(&py.cond);
+		/* an interpreter up without _concd_task cannot start again */
+		if (rc < 0 && Py_IsInitialized())
+			snprintf(py.broken, sizeof(py.broken), "%s", err);
+	}
 	if (rc == 0)
 		py.users++;
 	pthread_mutex_unlock(&py.lock);

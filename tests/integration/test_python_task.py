@@ -579,6 +579,30 @@ except concd.PermissionDenied as e:
 '''
 
 
+class FirstCalls(unittest.TestCase):
+    def test_first_calls_on_several_threads_at_once_start_one_interpreter(
+            self):
+        # each thread's first call starts the interpreter or waits for the
+        # one that does; before, a second thread started it again while
+        # the first waited, and concd died of SIGSEGV
+        for _ in range(3):
+            d = Daemon("-p", "0", "--plugin-dir", PLUGINS, threads=4)
+            try:
+                c = d.client()
+                rid = c.request("gather", jobs=[
+                    {"task": "python", "exec": "thread",
+                     "args": {"call": "math:sqrt", "args": [i * i]}}
+                    for i in range(8)])
+                self.assertEqual(c.recv_for(rid)["t"], "accepted")
+                ends = [c.recv_for(rid) for _ in range(8)]
+                self.assertEqual(sorted((e["state"], e.get("result"))
+                                        for e in ends),
+                                 [("succeeded", float(i)) for i in range(8)],
+                                 ends)
+            finally:
+                d.close()  # status 0, no sanitizer report
+
+
 class UserClient(harness.Client):
     """A connection made with uid as the effective uid: concd takes it for
     that user's (SO_PEERCRED)."""
