@@ -1,0 +1,442 @@
+"""concd under random requests over its socket (tests/fuzz fuzzes the
+frame reader and decoder alone; this reaches the handlers behind them).
+
+A seeded generator makes requests of every type concd-protocol(7) names,
+and some it does not: fields valid, missing, of the wrong MessagePack type
+or unknown; numbers at the edges of 32 and 64 bits; strings that are not
+UTF-8, hold a NUL or pass the limits; maps and arrays nested too deep;
+jobs of every task, executor, group, dependency and queue option.  Four
+connections send them and drain what comes back, and now and then one
+vanishes; a few frames go damaged byte by byte on connections of their
+own.  After every 250 requests a new connection must get its pong; at the
+end a plain job must still run, and concd must stop with status 0 and no
+sanitizer report (Daemon.close).
+
+Only harmless work can start: the exec task gets commands from a fixed
+list, the python task calls from a fixed list; no request shuts concd
+down.  A longer session by hand, from the build directory's environment:
+
+  CONCD_FUZZ_SEEDS=100-139 CONCD_FUZZ_REQUESTS=20000 \\
+      /usr/bin/python3 tests/integration/test_fuzz_wire.py
+"""
+import collections
+import os
+import random
+import socket
+import struct
+import sys
+import threading
+import time
+import unittest
+
+import msgpack
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import BOUND, Daemon  # noqa: E402
+
+PLUGINS = os.environ.get("CONCD_PYTHON_PLUGINS")
+REQUESTS = int(os.environ.get("CONCD_FUZZ_REQUESTS", "2500"))
+PING_EVERY = 250
+
+
+def seeds():
+    lo, _, hi = os.environ.get("CONCD_FUZZ_SEEDS", "1-2").partition("-")
+    return range(int(lo), int(hi or lo) + 1)
+
+
+TYPES = ["ping", "submit", "gather", "watch", "status", "cancel", "result",
+         "log", "input", "group", "hold", "release", "wait", "restart",
+         "tasks", "pool", "ps", "clean", "resize", "remote", "hello",
+         # replies and worker messages, which a client may not send
+         "welcome", "end", "run", "started", "returned", "nonsense"]
+BUSY = ["submit", "gather", "status", "cancel", "log", "ps", "restart",
+        "hold", "release", "input"]
+TASKS = ["noop", "sleep", "primes", "exec", "checksum", "counter", "table",
+         "python", "nosuch", ""]
+EXECS = ["loop", "thread", "process", "auto", "remote", "slurm", "bogus"]
+STATES = ["queued", "running", "succeeded", "failed", "cancelled",
+          "timed_out", "interrupted", "bogus"]
+FIELDS = ("t id version task args exec daemon watch fresh timeout job "
+          "state uid done total msg result error message worker all limit "
+          "jobs name data index attempt retries retry_delay fail_fast offset "
+          "length tail follow since until cwd env stdin eof exit signal "
+          "command group priority cpus label at held parallel paused op "
+          "after after_any before mem pids count partition time threads "
+          "processes cancel_pending stream umask").split()
+ARGV = [["true"], ["false"], ["sh", "-c", "echo out; echo err >&2"],
+        ["sh", "-c", "exit 7"], ["sleep", "0.05"], ["cat"],
+        ["printf", "%s", "x" * 3000], ["/nonexistent/command"], [""], []]
+CALLS = ["builtins:len", "math:sqrt", "json:dumps", "builtins:print",
+         "time:sleep", "no.such.module:f", "builtins:", ":len", "math"]
+
+
+class Requests:
+    """The generator: one random.Random, and the highest job id seen in a
+    reply, so that most ids asked about exist."""
+
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+        self.top = 1
+
+    def num(self):
+        r, c = self.r, self.r.random()
+        if c < 0.5:
+            return r.randint(0, 10)
+        if c < 0.65:
+            return r.randint(0, 100000)
+        if c < 0.8:
+            return r.choice([2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**53,
+                             2**63 - 1, 2**63, 2**64 - 1])
+        if c < 0.9:
+            return r.randint(-2**63, -1)
+        return r.randint(0, self.top + 5)
+
+    def text(self):
+        r, c = self.r, self.r.random()
+        if c < 0.4:
+            return r.choice(["", "a", "default", "g1", "g2", "é", "a\x00b",
+                             "../x", "/tmp", "-n", "x" * 64])
+        if c < 0.6:
+            return "".join(chr(r.randint(1, 0x7ff))
+                           for _ in range(r.randint(0, 40)))
+        if c < 0.7:
+            return "y" * r.choice([255, 256, 4095, 4096, 65536]
+                                  if r.random() < 0.3 else [255, 256])
+        if c < 0.85:  # bytes: a str when the frame packs raw strings
+            return bytes(r.randint(0, 255) for _ in range(r.randint(0, 20)))
+        return r.choice(STATES + TASKS + EXECS)
+
+    def value(self, depth=0):
+        r = self.r
+        c = r.random() * (0.6 if depth > 3 else 1.0)
+        if c < 0.2:
+            return self.num()
+        if c < 0.4:
+            return self.text()
+        if c < 0.5:
+            return r.choice([True, False, None, 1.5, -0.0, float("nan")])
+        if c < 0.75:
+            return [self.value(depth + 1) for _ in range(r.randint(0, 5))]
+        if c < 0.95:
+            return {(r.choice(FIELDS) if r.random() < 0.5 else self.text()):
+                    self.value(depth + 1) for _ in range(r.randint(0, 5))}
+        return [[[[[[[[[[1]]]]]]]]]] if r.random() < 0.5 else \
+            {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}
+
+    def args(self, task):
+        r = self.r
+        if task == "sleep":
+            return {"ms": r.choice([0, 1, 10, 200, 1500]),
+                    "steps": r.choice([1, 2, 5])}
+        if task in ("primes", "table"):
+            return {"n": r.choice([0, 1, 10, 1000, 100000])}
+        if task == "exec":
+            a = {"argv": r.choice(ARGV)}
+            for k, v in (("stdin", ["pipe", "null", "x"]),
+                         ("grace", [0, 10, 100])):
+                if r.random() < 0.25:
+                    a[k] = r.choice(v)
+            return a
+        if task == "checksum":
+            return {"path": r.choice(["/etc/hostname", "/nonexistent", "/",
+                                      "/proc/self/status", "/dev/null"])}
+        if task == "python":
+            a = {"call": r.choice(CALLS),
+                 "args": r.choice([[], [4], ["x"], [0.01]])}
+            for k, v in (("umask", [0, 0o77, 0o1000, -1, "x"]),
+                         ("cwd", ["/", "/nonexistent", "", 5]),
+                         ("path", [[], ["/nonexistent"], "/tmp:/", [1]])):
+                if r.random() < 0.25:
+                    a[k] = r.choice(v)
+            return a
+        return {}
+
+    def job(self):
+        r = self.r
+        if r.random() < 0.6:  # one concd should accept
+            task = r.choice(["noop", "sleep", "primes", "exec", "checksum",
+                             "python", "table"])
+            m = {"task": task, "args": self.args(task)}
+            if task == "python" and r.random() < 0.8:
+                m["args"] = {"call": r.choice(CALLS[:2]), "args": [4]}
+            if task in ("primes", "python", "checksum", "table"):
+                m["exec"] = r.choice(["thread", "process"])
+            elif task in ("noop", "sleep"):
+                m["exec"] = r.choice(["loop", "thread", "process"])
+            gens = (("watch", lambda: r.random() < 0.5),
+                    ("daemon", lambda: r.random() < 0.5),
+                    ("timeout", lambda: r.choice([5, 100, 2000])),
+                    ("retries", lambda: r.choice([1, 2])),
+                    ("group", lambda: r.choice(["g1", "g2", "default"])),
+                    ("priority", lambda: r.randint(-5, 5)),
+                    ("held", lambda: True),
+                    ("after", lambda: [r.randint(1, self.top)]),
+                    ("umask", lambda: 0o27),
+                    ("label", lambda: "lab"))
+            p = 0.15
+        else:
+            task = r.choice(TASKS)
+            m = {"task": task, "args": self.args(task)}
+            gens = (("exec", lambda: r.choice(EXECS)),
+                    ("watch", lambda: r.random() < 0.5),
+                    ("daemon", lambda: r.random() < 0.5),
+                    ("fresh", lambda: r.random() < 0.3),
+                    ("timeout", lambda: r.choice([0, 5, 100, 2000])),
+                    ("retries", lambda: r.choice([0, 1, 2, 11])),
+                    ("retry_delay", lambda: r.choice([0, 5, 50])),
+                    ("group", lambda: r.choice(["g1", "g2", "default", ""])),
+                    ("priority", lambda: r.randint(-5, 5)),
+                    ("label", lambda: r.choice(["l", "", "lab" * 30])),
+                    ("held", lambda: r.random() < 0.5),
+                    ("after", lambda: [r.randint(1, self.top + 2)
+                                       for _ in range(r.randint(0, 3))]),
+                    ("after_any", lambda: r.random() < 0.5),
+                    ("cwd", lambda: r.choice(["/", "/tmp", "rel", "/nonex"])),
+                    ("umask", lambda: r.choice([0, 0o22, 0o777, 0o1000])),
+                    ("env", lambda: {"A": "1", r.choice(["B", "", "C=D"]):
+                                     "2"}),
+                    ("stdin", lambda: r.choice(["pipe", "null", "bogus"])),
+                    ("cpus", lambda: r.choice([0, 1, 2, 64])),
+                    ("mem", lambda: r.choice([0, 1 << 20, 1 << 40])),
+                    ("pids", lambda: r.choice([0, 1, 10])),
+                    ("at", lambda: int(time.time() * 1e6) + r.choice(
+                        [-10**6, 10**5, 3 * 10**6])))
+            p = 0.25
+        for k, gen in gens:
+            if r.random() < p:
+                m[k] = gen()
+        return m
+
+    def request(self):
+        r = self.r
+        t = r.choice(TYPES) if r.random() < 0.7 else r.choice(BUSY)
+        m = {"t": t}
+        some = lambda: r.randint(0, self.top + 3)  # noqa: E731
+        if t == "submit":
+            m.update(self.job())
+        elif t == "gather":
+            m["jobs"] = [self.job() for _ in range(r.randint(0, 8))]
+            if r.random() < 0.3:
+                m["fail_fast"] = True
+        elif t in ("watch", "status", "cancel", "result", "hold", "release",
+                   "restart"):
+            m["job"] = some()
+        elif t == "log":
+            m["job"] = some()
+            for k, gen in (("stream", lambda: r.choice(["stdout", "stderr",
+                                                        "both", "x"])),
+                           ("offset", self.num), ("length", self.num),
+                           ("tail", self.num),
+                           ("follow", lambda: r.random() < 0.5)):
+                if r.random() < 0.3:
+                    m[k] = gen()
+        elif t == "input":
+            m["job"] = some()
+            m["data"] = bytes(r.randint(0, 255)
+                              for _ in range(r.randint(0, 100)))
+            if r.random() < 0.3:
+                m["eof"] = True
+        elif t == "group":
+            m["op"] = r.choice(["add", "list", "pause", "resume", "remove",
+                                "set", "bogus"])
+            m["name"] = r.choice(["g1", "g2", "default", "", "x" * 300])
+            for k, v in (("parallel", [0, 1, 2, 100000]),
+                         ("mem", [0, 1 << 20]), ("pids", [0, 5])):
+                if r.random() < 0.4:
+                    m[k] = r.choice(v)
+        elif t == "wait":
+            m["group"] = r.choice(["g1", "g2", "default", "nosuch"])
+        elif t in ("ps", "clean"):
+            for k, gen in (("all", lambda: r.random() < 0.5),
+                           ("state", lambda: r.choice(STATES)),
+                           ("task", lambda: r.choice(TASKS)),
+                           ("group", lambda: r.choice(["g1", "default"])),
+                           ("label", lambda: "lab"), ("limit", self.num),
+                           ("since", self.num), ("until", self.num),
+                           ("before", self.num), ("uid", self.num)):
+                if r.random() < 0.3:
+                    m[k] = gen()
+        elif t == "resize":
+            m["threads"] = r.choice([0, 1, 2, 3, 5000])
+            m["processes"] = r.choice([0, 1, 2, 3, 100000])
+        elif t == "remote":
+            m["op"] = r.choice(["add", "remove", "bogus"])
+            m["count"] = r.choice([0, 1, 2])
+        elif t == "hello":
+            m["version"] = r.choice([0, 1, 2, 999])
+        for _ in range(r.choice([0, 0, 0, 0, 0, 1, 1, 2, 4])):
+            c = r.random()
+            keys = [k for k in m if k != "t"]
+            if c < 0.3 and keys:
+                del m[r.choice(keys)]
+            elif c < 0.65 and keys:
+                m[r.choice(keys)] = self.value()
+            elif c < 0.9:
+                m[r.choice(FIELDS)] = self.value()
+            else:
+                m["t"] = self.value()
+        if m.get("t") == "shutdown":
+            m["t"] = "ping"
+        return m
+
+
+def pack(m, raw_strings=False):
+    """m framed; raw_strings packs bytes as MessagePack str (not bin), so
+    that strings that are not UTF-8 go out."""
+    try:
+        body = msgpack.packb(m, use_bin_type=not raw_strings)
+    except (OverflowError, ValueError, TypeError):
+        body = msgpack.packb({"t": "ping"})
+    return struct.pack(">I", len(body)) + body
+
+
+class Conn:
+    """A connection whose replies a thread reads and drops, noting the
+    highest job id among them."""
+
+    def __init__(self, path, gen):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(BOUND)
+        self.s.connect(path)
+        self.gen = gen
+        self.open = True
+        self.next = 1
+        self.reader = threading.Thread(target=self.drain, daemon=True)
+        self.reader.start()
+
+    def drain(self):
+        buf = b""
+        try:
+            while True:
+                d = self.s.recv(1 << 16)
+                if not d:
+                    break
+                buf += d
+                while len(buf) >= 4:
+                    n = struct.unpack(">I", buf[:4])[0]
+                    if len(buf) < 4 + n:
+                        break
+                    m = msgpack.unpackb(buf[4:4 + n], raw=True,
+                                        strict_map_key=False)
+                    job = m.get(b"job") if isinstance(m, dict) else None
+                    if isinstance(job, int):
+                        self.gen.top = max(self.gen.top, job)
+                    buf = buf[4 + n:]
+        except OSError:
+            pass
+        self.open = False
+
+    def send(self, m):
+        r = self.gen.r
+        m["id"] = self.next if r.random() < 0.95 else self.gen.value()
+        self.next += 1
+        self.s.sendall(pack(m, raw_strings=r.random() < 0.15))
+
+    def close(self):
+        try:
+            self.s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.s.close()
+        self.reader.join(BOUND)
+
+
+def damaged(path, gen):
+    """A request damaged byte by byte, on a connection of its own."""
+    r = gen.r
+    data = bytearray(pack(gen.request()))
+    for _ in range(r.randint(1, 6)):
+        c = r.random()
+        if c < 0.4 and data:
+            data[r.randrange(len(data))] ^= 1 << r.randrange(8)
+        elif c < 0.6:
+            del data[r.randint(0, len(data)):]
+        elif c < 0.8:
+            data[0:4] = struct.pack(">I", r.choice([0, 1, 2**20, 2**20 + 1,
+                                                    2**32 - 1]))
+        else:
+            data += bytes(r.randint(0, 255) for _ in range(r.randint(1, 64)))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(0.05)  # concd may wait for the rest of a frame
+    try:
+        s.connect(path)
+        s.sendall(bytes(data))
+        if r.random() < 0.5:
+            s.recv(1 << 16)
+    except OSError:
+        pass
+    s.close()
+
+
+def ping(path):
+    """A pong on a new connection, within BOUND."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(BOUND)
+        s.connect(path)
+        s.sendall(pack({"t": "ping", "id": 1}))
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I",
+                                                           buf[:4])[0]:
+            d = s.recv(1 << 16)
+            if not d:
+                return None
+            buf += d
+        return msgpack.unpackb(buf[4:], raw=False)
+
+
+class RandomRequests(unittest.TestCase):
+    def fuzz(self, seed):
+        args = ["-p", "2", "--stop-timeout", "5"]
+        if PLUGINS:
+            args += ["--plugin-dir", PLUGINS]
+        d = Daemon(*args)
+        gen = Requests(seed)
+        conns = [Conn(d.socket, gen) for _ in range(4)]
+        last = collections.deque(maxlen=20)  # for the failure's message
+        try:
+            for n in range(1, REQUESTS + 1):
+                if gen.r.random() < 0.03:
+                    damaged(d.socket, gen)
+                    continue
+                i = gen.r.randrange(len(conns))
+                if not conns[i].open:  # concd closed it: a bad frame
+                    conns[i].close()
+                    conns[i] = Conn(d.socket, gen)
+                m = gen.request()
+                last.append(m)
+                try:
+                    conns[i].send(m)
+                except OSError:
+                    conns[i].open = False
+                if gen.r.random() < 0.001:  # a client that vanishes
+                    conns[i].close()
+                    conns[i] = Conn(d.socket, gen)
+                if n % PING_EVERY == 0:
+                    self.assertEqual((ping(d.socket) or {}).get("t"), "pong",
+                                     "seed %d, after request %d; the last "
+                                     "ones: %r" % (seed, n, list(last)))
+            # everyone else is still served: a plain job runs, in a group
+            # of its own (the commands that wait for input hold slots of
+            # the others)
+            c = d.client()
+            self.assertEqual(c.call("group", op="add", name="check",
+                                    parallel=0)["t"], "ok")
+            rid = c.request("submit", task="noop", args={"k": seed},
+                            exec="loop", group="check", watch=True)
+            end = c.until_end(rid)[-1]
+            self.assertEqual((end["t"], end.get("result")),
+                             ("end", {"k": seed}), end)
+        finally:
+            for c in conns:
+                c.close()
+            d.close()  # status 0 within its bound, no sanitizer report
+
+    def test_random_requests_leave_concd_serving_and_stopping_cleanly(self):
+        for seed in seeds():
+            with self.subTest(seed=seed):
+                self.fuzz(seed)
+
+
+if __name__ == "__main__":
+    harness.main()
