@@ -1,5 +1,6 @@
 """concd under random requests over its socket (tests/fuzz fuzzes the
-frame reader and decoder alone; this reaches the handlers behind them).
+frame reader and decoder alone; this reaches the handlers behind them),
+and concctl under random command lines.
 
 A seeded generator makes requests of every type concd-protocol(7) names,
 and some it does not: fields valid, missing, of the wrong MessagePack type
@@ -10,7 +11,12 @@ connections send them and drain what comes back, and now and then one
 vanishes; a few frames go damaged byte by byte on connections of their
 own.  After every 250 requests a new connection must get its pong; at the
 end a plain job must still run, and concd must stop with status 0 and no
-sanitizer report (Daemon.close).
+sanitizer report (Daemon.close); then a concd starts on its store, and
+serves what it kept.
+
+concctl gets commands, their prefixes, options with values right, wrong
+or missing, and arguments of every kind: it must exit with a status
+concctl(1) documents, and a sanitized build must report nothing.
 
 Only harmless work can start: the exec task gets commands from a fixed
 list, the python task calls from a fixed list; no request shuts concd
@@ -22,9 +28,12 @@ down.  A longer session by hand, from the build directory's environment:
 import collections
 import os
 import random
+import shutil
 import socket
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -33,7 +42,8 @@ import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import BOUND, Daemon  # noqa: E402
+from harness import (BOUND, CONCTL, SANITIZER_OPTIONS,  # noqa: E402
+                     SANITIZER_REPORTS, Daemon)
 
 PLUGINS = os.environ.get("CONCD_PYTHON_PLUGINS")
 REQUESTS = int(os.environ.get("CONCD_FUZZ_REQUESTS", "2500"))
@@ -386,8 +396,15 @@ def ping(path):
 
 
 class RandomRequests(unittest.TestCase):
+    def setUp(self):
+        self.state = tempfile.mkdtemp(prefix="concd-test-state-")
+
+    def tearDown(self):
+        shutil.rmtree(self.state, ignore_errors=True)
+
     def fuzz(self, seed):
-        args = ["-p", "2", "--stop-timeout", "5"]
+        state = os.path.join(self.state, str(seed))
+        args = ["-p", "2", "--stop-timeout", "5", "--state-dir", state]
         if PLUGINS:
             args += ["--plugin-dir", PLUGINS]
         d = Daemon(*args)
@@ -431,11 +448,144 @@ class RandomRequests(unittest.TestCase):
             for c in conns:
                 c.close()
             d.close()  # status 0 within its bound, no sanitizer report
+        # what it kept comes back: a concd starts on its store and serves
+        d = Daemon(*args)
+        try:
+            c = d.client()
+            self.assertEqual(c.call("ping")["t"], "pong")
+            m = c.call("ps", all=True, limit=100)
+            self.assertEqual(m["t"], "jobs", m)
+            for job in m["jobs"]:
+                st = c.call("status", job=job["job"])
+                self.assertEqual((st["t"], st["job"]), ("job", job["job"]))
+        finally:
+            d.close()
 
     def test_random_requests_leave_concd_serving_and_stopping_cleanly(self):
         for seed in seeds():
             with self.subTest(seed=seed):
                 self.fuzz(seed)
+
+
+# concctl's command lines: commands (and prefixes, none of shutdown),
+# options with values right, wrong or missing, arguments of every kind
+COMMANDS = ["cancel", "clean", "gather", "group", "group add", "group list",
+            "group pause", "group remove", "group resume", "group set",
+            "help", "log", "pause", "ping", "pool", "pool resize",
+            "pool add", "pool remove", "ps", "restart", "result", "resume",
+            "run", "status", "submit", "tasks", "wait", "watch", "st", "s",
+            "re", "g", "po", "nosuch", "", "-", "--", "help run",
+            "help group set", "help nosuch"]
+NUMBERS = ["0", "1", "2", "-1", "1.5", "1e3", "99999999999999999999", "0x10",
+           "", "abc", " 3", "3 ", "2s", "1h", "0.001", "nan", "inf"]
+WORDS = ["", "x", "é", "\udcff".encode("utf-8", "surrogatepass").decode(
+    "utf-8", "surrogateescape"), "a b", "-x", "--", "=", "a=b=c",
+    "x" * 5000, "%s%n", "../..", "/", "g1", "default", "root", "nobody"]
+WHENS = ["now", "10:00", "25:61", "2026-12-31", "tomorrow", "1h", "-1s", "",
+         "+5m", "@1", "1796654154"]
+OPTIONS = [("-a", None), ("--all", None), ("-x", EXECS), ("--daemon", None),
+           ("--fresh", None), ("--timeout", NUMBERS), ("-n", NUMBERS),
+           ("--limit", NUMBERS), ("--cancel-pending", None),
+           ("--threads", ["1", "2", "0", "-1", "x", "99999"]),
+           ("--processes", ["0", "1", "2", "-1", "x", "99999"]),
+           ("--retries", NUMBERS), ("--retry-delay", NUMBERS),
+           ("--wait-for-slot", None), ("--as-completed", None),
+           ("--fail-fast", None), ("--any", None), ("--state", STATES),
+           ("--task", TASKS), ("-u", WORDS), ("--since", WHENS),
+           ("--until", WHENS), ("-f", None), ("--tail", NUMBERS),
+           ("--stdout", None), ("--stderr", None),
+           ("-e", ["A=1", "A", "=1", "", "A=" + "v" * 5000, "PATH"]),
+           ("--env-all", None), ("--cwd", ["/", "/nonexistent", "rel", ""]),
+           ("--no-stdin", None), ("-g", WORDS), ("--priority", NUMBERS),
+           ("--cpus", NUMBERS), ("--label", WORDS), ("--at", WHENS),
+           ("--in", WHENS + NUMBERS), ("--hold", None),
+           ("--parallel", NUMBERS), ("--after", ["1", "1,2", "@1", ",", "x"]),
+           ("--after-any", ["1", "2,1", ""]), ("--before", WHENS),
+           ("--mem", ["1M", "1G", "0", "x", "1T"]), ("--pids", NUMBERS),
+           ("-o", ["id,state", "nosuch", "", ",", "id" * 100]),
+           ("--slurm", NUMBERS), ("--partition", WORDS), ("--time", WORDS),
+           ("--json", None), ("-q", None), ("--help", None),
+           ("--no-such-option", None)]
+TASK_ARGS = ["ms=10", "ms=1500", "n=1000", "n=x", "path=/etc/hostname",
+             "call=math:sqrt", "args=[4]", "args=[", "x=", "=y", "a=b=c",
+             "steps=2", "ms=-1", "ms=99999999999999999999"]
+
+
+class CommandLines:
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+
+    def argv(self):
+        r = self.r
+        argv = []
+        if r.random() < 0.2:
+            argv.append(r.choice(["--json", "-q", "--help", "-V"]))
+        argv += r.choice(COMMANDS).split()
+        name = argv[-1] if argv else ""
+        if name in ("run", "submit"):
+            task = r.choice(TASKS)
+            argv.append(task)
+            argv += r.sample(TASK_ARGS, r.randint(0, 3))
+        if name in ("cancel", "log", "status", "result", "watch",
+                    "restart", "wait", "pause", "resume") and \
+                r.random() < 0.8:
+            argv.append(str(r.randint(1, 6)))
+        elif name in ("add", "pause", "remove", "resume", "set") and \
+                r.random() < 0.8:
+            argv.append(r.choice(["g1", "g2", "default"]))
+        for _ in range(r.choice([0, 0, 0, 1, 1, 2, 4])):
+            opt, values = r.choice(OPTIONS)
+            if values is None or r.random() < 0.1:
+                argv.append(opt)
+            elif opt.startswith("--") and r.random() < 0.3:
+                argv.append(opt + "=" + r.choice(values))
+            else:
+                argv += [opt, r.choice(values)]
+        for _ in range(r.choice([0, 0, 0, 0, 1, 2])):
+            argv.append(r.choice(["1", "2", "3", "0", "-1", "@1", "x",
+                                  "99999999999999999999"] + WORDS))
+        if name in ("run", "submit") and argv[argv.index(name) + 1:][:1] \
+                == ["exec"] and r.random() < 0.8:
+            argv += ["--"] + r.choice(ARGV)
+        return argv
+
+
+class RandomCommandLines(unittest.TestCase):
+    """concctl given random command lines against a concd: it never
+    crashes, answers with a documented exit status (concctl(1)), and its
+    sanitizers (in a sanitized build) report nothing."""
+
+    def test_random_command_lines_get_a_documented_status(self):
+        d = Daemon("-p", "1")
+        env = dict(os.environ)
+        for name, options in SANITIZER_OPTIONS.items():
+            env[name] = options + (":" + env[name] if env.get(name) else "")
+        env.pop("CONCD_SOCKET", None)
+        try:
+            for seed in seeds():
+                gen = CommandLines(seed)
+                for _ in range(max(20, REQUESTS // 25)):
+                    argv = gen.argv()
+                    try:
+                        r = subprocess.run(
+                            [CONCTL, "-s", d.socket] + argv, env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=10)
+                    except subprocess.TimeoutExpired:
+                        continue  # a wait or a follow: fine, and killed
+                    err = r.stderr.decode("utf-8", "replace")
+                    why = (seed, argv, r.returncode, err[-2000:])
+                    # run exec and wait give the command's status, or
+                    # 124 and 125 for their own (a word exec is enough)
+                    command = "exec" in argv and ("run" in argv or
+                                                  "wait" in argv)
+                    self.assertIn(r.returncode,
+                                  range(256) if command else range(7), why)
+                    self.assertFalse(any(x in err for x in
+                                         SANITIZER_REPORTS), why)
+            self.assertEqual(d.client().call("ping")["t"], "pong")
+        finally:
+            d.close()
 
 
 if __name__ == "__main__":
