@@ -12,7 +12,11 @@ vanishes; a few frames go damaged byte by byte on connections of their
 own.  After every 250 requests a new connection must get its pong; at the
 end a plain job must still run, and concd must stop with status 0 and no
 sanitizer report (Daemon.close); then a concd starts on its store, and
-serves what it kept.
+serves what it kept.  As root, a process of the user nobody sends
+requests of its own meanwhile, and a second run puts the store on an
+8 MiB tmpfs that the test fills half way through the requests and again
+at three quarters (concd gives up its reserve the first time), then
+empties: concd must refuse what it cannot keep, and take jobs again.
 
 concctl gets commands, their prefixes, options with values right, wrong
 or missing, and arguments of every kind: it must exit with a status
@@ -36,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import unittest
 
 import msgpack
@@ -43,11 +48,14 @@ import msgpack
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import (BOUND, CONCTL, SANITIZER_OPTIONS,  # noqa: E402
-                     SANITIZER_REPORTS, Daemon)
+                     SANITIZER_REPORTS, VALGRIND, Daemon)
 
 PLUGINS = os.environ.get("CONCD_PYTHON_PLUGINS")
-REQUESTS = int(os.environ.get("CONCD_FUZZ_REQUESTS", "2500"))
+# fewer under valgrind, where each costs fifty times as much
+REQUESTS = int(os.environ.get("CONCD_FUZZ_REQUESTS",
+                              "250" if VALGRIND else "2500"))
 PING_EVERY = 250
+NOBODY = 65534  # the other user, when the test runs as root
 
 
 def seeds():
@@ -379,6 +387,21 @@ def damaged(path, gen):
     s.close()
 
 
+def fill(path):
+    """Write path until its disk is full (more of it, if it is there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for chunk in (b"\0" * 65536, b"\0" * 512):
+            while True:
+                try:
+                    if os.write(fd, chunk) == 0:
+                        break
+                except OSError:
+                    break  # ENOSPC
+    finally:
+        os.close(fd)
+
+
 def ping(path):
     """A pong on a new connection, within BOUND."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -402,24 +425,24 @@ class RandomRequests(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.state, ignore_errors=True)
 
-    def fuzz(self, seed):
-        state = os.path.join(self.state, str(seed))
-        args = ["-p", "2", "--stop-timeout", "5", "--state-dir", state]
-        if PLUGINS:
-            args += ["--plugin-dir", PLUGINS]
-        d = Daemon(*args)
+    def send(self, path, seed, count, nconns, midway=None):
+        """count requests of the generator seeded seed, on nconns
+        connections; a ping on a new connection after each PING_EVERY;
+        midway() half way through, and again at three quarters."""
         gen = Requests(seed)
-        conns = [Conn(d.socket, gen) for _ in range(4)]
+        conns = [Conn(path, gen) for _ in range(nconns)]
         last = collections.deque(maxlen=20)  # for the failure's message
         try:
-            for n in range(1, REQUESTS + 1):
+            for n in range(1, count + 1):
+                if midway is not None and n in (count // 2, count * 3 // 4):
+                    midway()
                 if gen.r.random() < 0.03:
-                    damaged(d.socket, gen)
+                    damaged(path, gen)
                     continue
                 i = gen.r.randrange(len(conns))
                 if not conns[i].open:  # concd closed it: a bad frame
                     conns[i].close()
-                    conns[i] = Conn(d.socket, gen)
+                    conns[i] = Conn(path, gen)
                 m = gen.request()
                 last.append(m)
                 try:
@@ -428,25 +451,75 @@ class RandomRequests(unittest.TestCase):
                     conns[i].open = False
                 if gen.r.random() < 0.001:  # a client that vanishes
                     conns[i].close()
-                    conns[i] = Conn(d.socket, gen)
+                    conns[i] = Conn(path, gen)
                 if n % PING_EVERY == 0:
-                    self.assertEqual((ping(d.socket) or {}).get("t"), "pong",
+                    self.assertEqual((ping(path) or {}).get("t"), "pong",
                                      "seed %d, after request %d; the last "
                                      "ones: %r" % (seed, n, list(last)))
+        finally:
+            for c in conns:
+                c.close()
+
+    def fuzz(self, seed, state=None, midway=None, room=None):
+        """Requests against a concd on store state; midway() half way
+        through them, room() after them."""
+        state = state or os.path.join(self.state, str(seed))
+        args = ["-p", "2", "--stop-timeout", "5", "--state-dir", state]
+        if PLUGINS:
+            args += ["--plugin-dir", PLUGINS]
+        d = Daemon(*args)
+        other = None
+        if os.geteuid() == 0:
+            # as root, another user sends requests too: its jobs run as
+            # it, and it may not touch root's
+            os.chmod(d.socket, 0o666)
+            other = os.fork()
+            if other == 0:
+                status = 1
+                try:
+                    os.setgroups([])
+                    os.setgid(NOBODY)
+                    os.setuid(NOBODY)
+                    self.send(d.socket, seed + 100000, REQUESTS // 2, 2)
+                    status = 0
+                except BaseException:
+                    traceback.print_exc()
+                finally:
+                    os._exit(status)
+        try:
+            self.send(d.socket, seed, REQUESTS, 4, midway)
+            if room is not None:
+                # the disk filled twice: concd gave up its reserve the
+                # first time, and its writes met a full disk again
+                d.wait_log("the disk is full")
+                room()
             # everyone else is still served: a plain job runs, in a group
             # of its own (the commands that wait for input hold slots of
-            # the others)
+            # the others); a store that was full takes jobs again within
+            # its retry bound
             c = d.client()
-            self.assertEqual(c.call("group", op="add", name="check",
-                                    parallel=0)["t"], "ok")
-            rid = c.request("submit", task="noop", args={"k": seed},
-                            exec="loop", group="check", watch=True)
+            deadline = time.monotonic() + BOUND
+            while True:
+                m = c.call("group", op="add", name="check", parallel=0)
+                if m["t"] == "ok" or m.get("error") != "store_failed":
+                    break
+                self.assertLess(time.monotonic(), deadline, m)
+            self.assertEqual(m["t"], "ok", m)
+            while True:
+                rid = c.request("submit", task="noop", args={"k": seed},
+                                exec="loop", group="check", watch=True)
+                m = c.recv_for(rid)
+                if m["t"] == "accepted" or m.get("error") != "store_failed":
+                    break
+                self.assertLess(time.monotonic(), deadline, m)
+            self.assertEqual(m["t"], "accepted", m)
             end = c.until_end(rid)[-1]
             self.assertEqual((end["t"], end.get("result")),
                              ("end", {"k": seed}), end)
         finally:
-            for c in conns:
-                c.close()
+            if other is not None:
+                _, status = os.waitpid(other, 0)
+                self.assertEqual(status, 0, "the other user's requests")
             d.close()  # status 0 within its bound, no sanitizer report
         # what it kept comes back: a concd starts on its store and serves
         d = Daemon(*args)
@@ -465,6 +538,28 @@ class RandomRequests(unittest.TestCase):
         for seed in seeds():
             with self.subTest(seed=seed):
                 self.fuzz(seed)
+
+    def test_random_requests_on_a_store_whose_disk_fills(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        for seed in seeds():
+            with self.subTest(seed=seed):
+                mnt = tempfile.mkdtemp(prefix="concd-tmpfs-")
+                try:
+                    p = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                                        "size=%d,mode=0700" % (8 << 20),
+                                        "tmpfs", mnt],
+                                       capture_output=True, text=True)
+                    if p.returncode != 0:
+                        self.skipTest("cannot mount a tmpfs: " + p.stderr)
+                    filler = os.path.join(mnt, "filler")
+                    self.fuzz(seed + 1000, os.path.join(mnt, "state"),
+                              lambda: fill(filler),
+                              lambda: os.unlink(filler))
+                finally:
+                    subprocess.run(["umount", "-l", mnt],
+                                   capture_output=True)
+                    os.rmdir(mnt)
 
 
 # concctl's command lines: commands (and prefixes, none of shutdown),
