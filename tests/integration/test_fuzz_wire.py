@@ -16,7 +16,10 @@ serves what it kept.  As root, a process of the user nobody sends
 requests of its own meanwhile, and a second run puts the store on an
 8 MiB tmpfs that the test fills half way through the requests and again
 at three quarters (concd gives up its reserve the first time), then
-empties: concd must refuse what it cannot keep, and take jobs again.
+empties: concd must refuse what it cannot keep, and take jobs again.  A
+third run kills concd (SIGKILL) half way and starts it again on its
+store and socket: the requests go on against the one that read back the
+journal.
 
 concctl gets commands, their prefixes, options with values right, wrong
 or missing, and arguments of every kind: it must exit with a status
@@ -33,6 +36,7 @@ import collections
 import os
 import random
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -460,16 +464,18 @@ class RandomRequests(unittest.TestCase):
             for c in conns:
                 c.close()
 
-    def fuzz(self, seed, state=None, midway=None, room=None):
+    def fuzz(self, seed, state=None, midway=None, room=None, crash=False):
         """Requests against a concd on store state; midway() half way
-        through them, room() after them."""
+        through them and at three quarters, room() after them; with crash,
+        concd is killed (SIGKILL) half way and started again on its store
+        and socket."""
         state = state or os.path.join(self.state, str(seed))
         args = ["-p", "2", "--stop-timeout", "5", "--state-dir", state]
         if PLUGINS:
             args += ["--plugin-dir", PLUGINS]
-        d = Daemon(*args)
+        d = first = Daemon(*args)
         other = None
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and not crash:
             # as root, another user sends requests too: its jobs run as
             # it, and it may not touch root's
             os.chmod(d.socket, 0o666)
@@ -486,6 +492,15 @@ class RandomRequests(unittest.TestCase):
                     traceback.print_exc()
                 finally:
                     os._exit(status)
+        if crash:
+            def midway():
+                nonlocal d
+                if d is not first:
+                    return  # once
+                first.expect_exit(-signal.SIGKILL)
+                first.proc.kill()
+                first.proc.wait(BOUND)
+                d = Daemon(*args, socket_path=first.socket)
         try:
             self.send(d.socket, seed, REQUESTS, 4, midway)
             if room is not None:
@@ -521,6 +536,8 @@ class RandomRequests(unittest.TestCase):
                 _, status = os.waitpid(other, 0)
                 self.assertEqual(status, 0, "the other user's requests")
             d.close()  # status 0 within its bound, no sanitizer report
+            if d is not first:
+                first.close()  # killed: its directory goes now
         # what it kept comes back: a concd starts on its store and serves
         d = Daemon(*args)
         try:
@@ -538,6 +555,11 @@ class RandomRequests(unittest.TestCase):
         for seed in seeds():
             with self.subTest(seed=seed):
                 self.fuzz(seed)
+
+    def test_random_requests_with_concd_killed_and_started_again(self):
+        for seed in seeds():
+            with self.subTest(seed=seed):
+                self.fuzz(seed + 2000, crash=True)
 
     def test_random_requests_on_a_store_whose_disk_fills(self):
         if os.geteuid() != 0:
