@@ -36,6 +36,9 @@ struct config_key {
 
 #define OPT(f) offsetof(struct server_options, f)
 
+/* A line, comment included, is at most this long (its newline aside). */
+#define CONFIG_LINE_MAX 65536
+
 static const struct config_key config_keys[] = {
     {"socket", CONFIG_PATH, 1, PATH_MAX - 1, OPT(socket_path), false},
     {"threads", CONFIG_INT, 1, POOL_MAX_THREADS, OPT(threads), true},
@@ -361,19 +364,65 @@ config_load(const char *path, bool required, struct server_options *o,
 	return rc;
 }
 
+enum { CONFIG_LINE = 0, CONFIG_EOF, CONFIG_LONG };
+
+/*
+ * The next line of f into line (CONFIG_LINE_MAX + 1 bytes), whole, its
+ * newline taken off, its length in len: CONFIG_LINE; CONFIG_EOF; or
+ * CONFIG_LONG, a line longer than CONFIG_LINE_MAX, not read to its end.
+ * A fixed buffer for fgets read a long line (a comment, say) as two, and
+ * refused the second half as a line of its own.
+ */
+static int
+config_line(FILE *f, char *line, size_t *len)
+{
+	size_t n = 0;
+	int c;
+
+	while ((c = getc(f)) != EOF && c != '\n') {
+		if (n == CONFIG_LINE_MAX)
+			return CONFIG_LONG;
+		line[n++] = (char)c;
+	}
+	if (c == EOF && n == 0)
+		return CONFIG_EOF;
+	line[n] = '\0';
+	*len = n;
+	return CONFIG_LINE;
+}
+
 int
 config_load_stream(FILE *f, const char *path, struct server_options *o,
                    uint32_t keep, char *cause, size_t causelen)
 {
-	char line[PATH_MAX + 64], why[256], full[80];
-	int lineno = 0, rc = 0;
+	char *line, why[256], full[80];
+	size_t len;
+	int lineno = 0, rc = 0, got;
 	bool slurm = false; /* in the [slurm] section */
 
-	while (fgets(line, sizeof(line), f) != NULL) {
+	if ((line = malloc(CONFIG_LINE_MAX + 1)) == NULL) {
+		snprintf(cause, causelen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while ((got = config_line(f, line, &len)) != CONFIG_EOF) {
 		char *s, *eq, *key, *value;
 		size_t i;
 
 		lineno++;
+		if (got == CONFIG_LONG) {
+			snprintf(cause, causelen,
+			         "%s:%d: the line is longer than %d bytes",
+			         path, lineno, CONFIG_LINE_MAX);
+			rc = -1;
+			break;
+		}
+		if (memchr(line, '\0', len) != NULL) {
+			snprintf(cause, causelen,
+			         "%s:%d: the line holds a NUL byte", path,
+			         lineno);
+			rc = -1;
+			break;
+		}
 		if ((s = strchr(line, '#')) != NULL)
 			*s = '\0';
 		s = trim(line);
@@ -426,6 +475,7 @@ config_load_stream(FILE *f, const char *path, struct server_options *o,
 		snprintf(cause, causelen, "%s: %s", path, strerror(errno));
 		rc = -1;
 	}
+	free(line);
 	return rc;
 }
 

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,150 @@ the_slurm_section_holds_the_slurm_keys(void **state)
 	assert_non_null(strstr(cause, ":2: slurm.max-workers must be a "
 	                              "number from 0 to 256"));
 	config_free(&o);
+}
+
+/* Load n bytes, NULs and all, as the file. */
+static int
+load_bytes(struct fixture *fx, const char *bytes, size_t n,
+           struct server_options *o, char *cause, size_t causelen)
+{
+	FILE *f = fopen(fx->file, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(bytes, 1, n, f), n);
+	assert_int_equal(fclose(f), 0);
+	cause[0] = '\0';
+	return config_load(fx->file, true, o, 0, cause, causelen);
+}
+
+/*
+ * A line is read whole: a comment of any length up to 64 KiB is a
+ * comment, and the lines after it keep their numbers.  Before, a fixed
+ * buffer of 4 KiB cut a long comment in two and refused its second half
+ * as line 2, "expected key = value".
+ */
+static void
+a_long_line_is_one_line(void **state)
+{
+	struct fixture *fx = *state;
+	struct server_options o = {.threads = 2};
+	size_t n = 70000;
+	char cause[512], *text = malloc(n + 64);
+
+	assert_non_null(text);
+	text[0] = '#';
+	memset(text + 1, 'x', 5000);
+	strcpy(text + 5001, "\nthreads = 3\n");
+	assert_int_equal(load(fx, text, &o, 0, cause, sizeof(cause)), 0);
+	assert_int_equal(o.threads, 3);
+	/* the lines after a long one keep their numbers */
+	strcpy(text + 5001, "\nthreads = 3\nnosuch = 1\n");
+	assert_int_equal(load(fx, text, &o, 0, cause, sizeof(cause)), -1);
+	assert_non_null(strstr(cause, ":3: unknown key \"nosuch\""));
+	/* a line of 65536 bytes is one; past that, it is refused by number */
+	memset(text, 'x', n);
+	memcpy(text, "plugin-dir = /", 14);
+	text[65536] = '\n';
+	text[65537] = '\0';
+	assert_int_equal(load(fx, text, &o, 0, cause, sizeof(cause)), -1);
+	assert_non_null(strstr(cause, ":1: plugin-dir: bad path"));
+	strcpy(text + 65536, "x\n");
+	assert_int_equal(load(fx, text, &o, 0, cause, sizeof(cause)), -1);
+	assert_non_null(strstr(cause, ":1: the line is longer than 65536 "
+	                              "bytes"));
+	/* the last line needs no newline */
+	assert_int_equal(
+	    load(fx, "# one\nthreads = 4", &o, 0, cause, sizeof(cause)), 0);
+	assert_int_equal(o.threads, 4);
+	/* nor is a NUL byte taken for the end of a line */
+	assert_int_equal(load_bytes(fx, "threads = 3\n# a\0b\n", 19, &o, cause,
+	                            sizeof(cause)),
+	                 -1);
+	assert_non_null(strstr(cause, ":2: the line holds a NUL byte"));
+	free(text);
+	config_free(&o);
+}
+
+#define NITEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A tiny generator: the same inputs every run. */
+static uint64_t
+next_random(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/*
+ * Files made of random lines (keys right and wrong, values of every
+ * kind, sections, stray bytes): each loads or is refused with a cause,
+ * and nothing is left allocated once config_free has run (ASan).
+ */
+static void
+random_files_load_or_are_refused_with_a_cause(void **state)
+{
+	/* clang-format off */
+	static const char *const keys[] = {
+	    "threads", "processes", "max-finished", "socket", "plugin-dir",
+	    "stop-timeout", "queue-limit", "busy-poll", "exec-other-users",
+	    "admin-group", "state-dir", "store-fsync", "log-limit",
+	    "log-total-limit", "group", "limits", "on-end", "slurm.enabled",
+	    "slurm.partition", "max-workers", "srun-options", "nosuch", "",
+	    "=", "[slurm]", "[x]", "#", "threads threads"};
+	static const char *const values[] = {
+	    "0", "1", "2", "-1", "+3", " 7 ", "99999999999999999999", "0x10",
+	    "yes", "no", "on", "maybe", "4K", "1M", "1T", "9999T", "", "/tmp",
+	    "relative", "root", "nosuchgroup", "gpu parallel=2",
+	    "gpu paused=yes parallel=", "a b c", "= =", "#x", "\xff\xfe",
+	    "cpu,memory", "sh -c 'echo'", "[slurm]"};
+	/* clang-format on */
+	struct fixture *fx = *state;
+	struct server_options o = {.threads = 2};
+	char text[2048], cause[512];
+	uint64_t x = 0x9e3779b97f4a7c15u;
+	size_t n, k, lines;
+	int i, rc, loaded = 0;
+
+	for (i = 0; i < 3000; i++) {
+		n = 0;
+		lines = next_random(&x) % 8;
+		for (k = 0; k < lines && n < sizeof(text) - 256; k++) {
+			const char *key = keys[next_random(&x) % NITEMS(keys)];
+			const char *value =
+			    values[next_random(&x) % NITEMS(values)];
+
+			switch (next_random(&x) % 6) {
+			case 0: /* a line of its own */
+				n += (size_t)snprintf(
+				    text + n, sizeof(text) - n, "%s\n", key);
+				break;
+			case 1: /* random bytes */
+				while (next_random(&x) % 16 != 0 &&
+				       n < sizeof(text) - 2)
+					text[n++] =
+					    (char)(next_random(&x) % 255 + 1);
+				text[n++] = '\n';
+				break;
+			default:
+				n += (size_t)snprintf(
+				    text + n, sizeof(text) - n, "%s = %s%s\n",
+				    key, value,
+				    next_random(&x) % 4 == 0 ? " # note" : "");
+			}
+		}
+		text[n] = '\0';
+		rc = load(fx, text, &o, 0, cause, sizeof(cause));
+		assert_true(rc == 0 || rc == -1);
+		if (rc < 0)
+			assert_true(cause[0] != '\0');
+		else
+			loaded++;
+		config_free(&o);
+	}
+	/* enough of them load for the values to be set, not only refused */
+	assert_true(loaded > 100);
 }
 
 /* Numbers are plain decimal: no sign, no space inside, no base prefix. */
@@ -376,6 +521,10 @@ main(void)
 	        teardown),
 	    cmocka_unit_test_setup_teardown(a_bad_group_line_says_what_is_wrong,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_long_line_is_one_line, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(
+	        random_files_load_or_are_refused_with_a_cause, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
