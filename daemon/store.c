@@ -2134,6 +2134,32 @@ store_give_reserve(struct batch *b)
 	return true;
 }
 
+/*
+ * A full disk: the WAL may hold most of the state directory, since
+ * commits leave it to grow up to STORE_WAL_PAGES, mostly pages written
+ * again and again.  A checkpoint that truncates it gives back all but the
+ * pages it moves into jobs.db (without it, an 8 MiB disk stayed with a
+ * 4.4 MB WAL, and new jobs were refused for good).  By the writer (the
+ * thread, or the loop with no chain out and the thread not
+ * checkpointing); it never waits for another program's lock (a reader's:
+ * it is tried again later), and a disk too full for it leaves the WAL as
+ * it was.  True if it did.
+ */
+static bool
+store_shrink_wal(void)
+{
+	int rc;
+
+	sqlite3_busy_timeout(store.db, 0);
+	rc = sqlite3_wal_checkpoint_v2(store.db, NULL,
+	                               SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	sqlite3_busy_timeout(store.db, STORE_BUSY_MS);
+	if (rc != SQLITE_OK)
+		return false;
+	store.wal_pages = 0;
+	return true;
+}
+
 static void
 write_batch(struct batch *b)
 {
@@ -2144,6 +2170,9 @@ write_batch(struct batch *b)
 	    !store_give_reserve(b))
 		return;
 	write_batch_once(b);
+	/* in the room the reserve left: the WAL's room back, for a new one */
+	if (b->ok)
+		(void)store_shrink_wal();
 }
 
 /* The ids of a journal's record of rows retention deleted. */
@@ -3333,7 +3362,9 @@ store_sweep_cb(evutil_socket_t fd, short what, void *arg)
 static void
 store_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
-	if (!atomic_load(&store.reserve_ok))
+	if (!atomic_load(&store.reserve_ok) && store_reserve_make() < 0 &&
+	    store.nflight == 0 && !atomic_load(&store.checkpointing) &&
+	    store_shrink_wal())
 		(void)store_reserve_make();
 	if (store.nflight > 0) { /* the failed batch's followers first */
 		loop_retry_later(store.retry_ev, &store.retry_ms,
