@@ -2135,21 +2135,29 @@ store_give_reserve(struct batch *b)
 }
 
 /*
- * A full disk: the WAL may hold most of the state directory, since
- * commits leave it to grow up to STORE_WAL_PAGES, mostly pages written
- * again and again.  A checkpoint that truncates it gives back all but the
+ * A full disk, and no room for the reserve: the WAL may hold much of the
+ * state directory, since commits leave it to grow up to STORE_WAL_PAGES,
+ * and the rows of the jobs accepted before go on into it in the room the
+ * reserve left, pages written again and again.  Once it holds half a
+ * reserve or more, a checkpoint that truncates it gives back all but the
  * pages it moves into jobs.db (without it, an 8 MiB disk stayed with a
- * 4.4 MB WAL, and new jobs were refused for good).  By the writer (the
- * thread, or the loop with no chain out and the thread not
- * checkpointing); it never waits for another program's lock (a reader's:
- * it is tried again later), and a disk too full for it leaves the WAL as
- * it was.  True if it did.
+ * 4.4 MB WAL and 3.7 MB free after the file that had filled it went, and
+ * new jobs were refused for good).  On the loop, with no chain out and
+ * the thread not checkpointing; it never waits for another program's
+ * lock (a reader's: it is tried again at the next retry), and a disk too
+ * full for it leaves the WAL as it was.  True if it did.
  */
 static bool
 store_shrink_wal(void)
 {
+	char wal[PATH_MAX];
+	struct stat st;
 	int rc;
 
+	if ((size_t)snprintf(wal, sizeof(wal), "%s-wal", store.path) >=
+	        sizeof(wal) ||
+	    stat(wal, &st) < 0 || st.st_size < STORE_RESERVE / 2)
+		return false;
 	sqlite3_busy_timeout(store.db, 0);
 	rc = sqlite3_wal_checkpoint_v2(store.db, NULL,
 	                               SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
@@ -2170,9 +2178,6 @@ write_batch(struct batch *b)
 	    !store_give_reserve(b))
 		return;
 	write_batch_once(b);
-	/* in the room the reserve left: the WAL's room back, for a new one */
-	if (b->ok)
-		(void)store_shrink_wal();
 }
 
 /* The ids of a journal's record of rows retention deleted. */
