@@ -492,6 +492,8 @@ deps_parked(void)
 	struct job *j;
 	size_t i, k, count = 0;
 
+	if (deps.count == 0)
+		return 0; /* nothing waits for anything */
 	if (++deps.parked_gen == 0)
 		deps.parked_gen = 1; /* 0 marks nothing */
 	for (i = 0; i < deps.nbucket; i++)

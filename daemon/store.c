@@ -96,6 +96,17 @@ struct bextra {
 	    node;           /* or UINT32_MAX */
 	uint32_t after_len; /* of after, a text of ids: "3,4" */
 };
+/*
+ * The values struct bextra and struct job_extra share, by name, copied
+ * one way into a batch and the other way out (umask, of its own type
+ * here, apart).
+ */
+/* clang-format off */
+#define BEXTRA_VALUES(X)                                                       \
+	X(env_len) X(nafter) X(priority) X(at) X(mem) X(pids) X(restart_of)    \
+	X(cause) X(cpus) X(exit) X(signal) X(slurm_id) X(stdin_mode)           \
+	X(after_any) X(held)
+/* clang-format on */
 _Static_assert(sizeof(struct bextra) == 176 &&
                    offsetof(struct bextra, slurm_id) == 120 &&
                    offsetof(struct bextra, stdin_mode) == 136 &&
@@ -1279,21 +1290,9 @@ batch_extra(struct batch *b, const struct job_extra *x)
 	char id[24];
 
 	memset(&be, 0, sizeof(be)); /* no stray bytes in the journal */
-	be.env_len = x->env_len;
-	be.nafter = x->nafter;
-	be.priority = x->priority;
-	be.at = x->at;
-	be.mem = x->mem;
-	be.pids = x->pids;
-	be.restart_of = x->restart_of;
-	be.cause = x->cause;
-	be.cpus = x->cpus;
-	be.exit = x->exit;
-	be.signal = x->signal;
-	be.slurm_id = x->slurm_id;
-	be.stdin_mode = x->stdin_mode;
-	be.after_any = x->after_any;
-	be.held = x->held;
+#define COPY(f) be.f = x->f;
+	BEXTRA_VALUES(COPY)
+#undef COPY
 	be.umask = x->umask;
 	be.cwd = batch_str(b, x->cwd, &i);
 	be.command = batch_str(b, x->command, &i);
@@ -1571,21 +1570,9 @@ batch_get_extra(const struct batch *b, const struct brow *w,
 		return NULL;
 	be = (const struct bextra *)(const void *)(d + w->x);
 	memset(x, 0, sizeof(*x));
-	x->env_len = be->env_len;
-	x->nafter = be->nafter;
-	x->priority = be->priority;
-	x->at = be->at;
-	x->mem = be->mem;
-	x->pids = be->pids;
-	x->restart_of = be->restart_of;
-	x->cause = be->cause;
-	x->cpus = be->cpus;
-	x->exit = be->exit;
-	x->signal = be->signal;
-	x->slurm_id = be->slurm_id;
-	x->stdin_mode = be->stdin_mode;
-	x->after_any = be->after_any;
-	x->held = be->held;
+#define COPY(f) x->f = be->f;
+	BEXTRA_VALUES(COPY)
+#undef COPY
 	x->umask = (uint16_t)be->umask;
 	x->cwd = be->cwd != UINT32_MAX ? (char *)d + be->cwd : NULL;
 	x->command = be->command != UINT32_MAX ? (char *)d + be->command : NULL;

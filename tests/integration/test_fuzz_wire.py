@@ -407,19 +407,14 @@ def fill(path):
 
 
 def ping(path):
-    """A pong on a new connection, within BOUND."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(BOUND)
-        s.connect(path)
-        s.sendall(pack({"t": "ping", "id": 1}))
-        buf = b""
-        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I",
-                                                           buf[:4])[0]:
-            d = s.recv(1 << 16)
-            if not d:
-                return None
-            buf += d
-        return msgpack.unpackb(buf[4:], raw=False)
+    """The answer to a ping on a new connection, within BOUND; None if
+    concd closed it."""
+    c = harness.Client(path)
+    try:
+        c.request("ping")
+        return c.recv()
+    finally:
+        c.close()
 
 
 class RandomRequests(unittest.TestCase):
