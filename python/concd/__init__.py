@@ -14,6 +14,7 @@ has the same over asyncio, `concd.futures` a concurrent.futures Executor.
 Every error code of the protocol is an exception class named after it
 (`bad_args` -> `BadArgs`), all subclasses of `ConcdError`.
 """
+import _thread
 import collections
 import os
 import struct
@@ -38,6 +39,7 @@ _HEADER = struct.Struct(">I")
 # replies nobody has read for this long are read by the background reader
 STALE = 0.05
 READ_SIZE = 1 << 18  # bytes a read of the connection takes at most
+READ_FIRST = 1 << 14  # and its first reads: the buffer grows when filled
 
 
 def default_socket():
@@ -394,14 +396,16 @@ class Client:
         self._pending = {}
         self._next_id = 1
         self._closed = None  # the exception once the connection is gone
-        self._reading = None  # the thread whose turn it is to read
+        self._reading = None  # the ident of the thread whose turn it is
         self._waiting = 0  # threads in _wait, not reading
         self._reads = 0  # reads so far (the background thread's clock)
         self._frames = Frames()
         # one buffer for every read: recv(n) of a large n allocates, maps
         # and unmaps n bytes at each read (three system calls, and TLB
-        # shootdowns across the client's threads)
-        self._rbuf = bytearray(READ_SIZE)
+        # shootdowns across the client's threads).  It starts small and
+        # grows to READ_SIZE once a read fills it: zeroing READ_SIZE bytes
+        # at once faults in 64 pages, a millisecond of a new program.
+        self._rbuf = bytearray(READ_FIRST)
         self._rview = memoryview(self._rbuf)
         # the background reader: reads while a request's messages must
         # be read and no thread waits to read them (callbacks to run, or
@@ -412,7 +416,9 @@ class Client:
         self._kicks = 0
         self._eager = 0  # requests whose messages must be read at once
         self._stopping = False
-        self._bg = None
+        self._bg = None  # the background reader's ident, once started
+        self._bg_done = None  # held by it until it returns (close joins)
+        self._bg_idle = False  # it may sleep until kicked: requests kick
         # frames sent by the reading thread (by callbacks) go out on a
         # thread of their own, so that the reader never blocks writing
         self._outbox = collections.deque()
@@ -445,13 +451,14 @@ class Client:
         except OSError:
             pass
         self._sock.close()
-        me = threading.current_thread()
-        if self._bg is not None and me is not self._bg:
-            self._bg.join()
+        if self._bg is not None and _thread.get_ident() != self._bg:
+            with self._bg_done:
+                pass
         with self._outbox_cond:
             self._outbox.append(None)
             self._outbox_cond.notify()
-        if self._writer is not None and me is not self._writer:
+        if (self._writer is not None
+                and self._writer is not threading.current_thread()):
             self._writer.join()
 
     # the wire
@@ -515,8 +522,7 @@ class Client:
         return ids
 
     def _write(self, data):
-        reading = self._reading
-        if reading is not None and reading is threading.current_thread():
+        if self._reading == _thread.get_ident():
             with self._outbox_cond:
                 if self._writer is None:
                     self._writer = threading.Thread(
@@ -555,7 +561,7 @@ class Client:
         thread's turn, else waiting for the thread that reads.  False
         when timeout (seconds) passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        me = threading.current_thread()
+        me = _thread.get_ident()
         while True:
             with self._lock:
                 while True:
@@ -568,7 +574,7 @@ class Client:
                     if self._reading is None:
                         self._reading = me
                         break
-                    if self._reading is me:
+                    if self._reading == me:
                         raise RuntimeError(
                             "a callback cannot wait for a reply of concd: "
                             "it runs on the thread that reads them")
@@ -630,6 +636,9 @@ class Client:
                 self._lost(ConnectionLost("concd closed the connection"))
                 return False
             self._frames.feed(self._rview[:n])
+            if n == len(self._rbuf) and n < READ_SIZE:
+                self._rbuf = bytearray(READ_SIZE)
+                self._rview = memoryview(self._rbuf)
             for m in self._frames:
                 self._deliver(m)
         except BlockingIOError:
@@ -648,7 +657,7 @@ class Client:
         with self._lock:
             if self._reading is not None or self._closed is not None:
                 return
-            self._reading = threading.current_thread()
+            self._reading = _thread.get_ident()
         try:
             while self._read_once(MSG_DONTWAIT):
                 pass
@@ -672,21 +681,35 @@ class Client:
             self._bgcv.notify()
 
     def _start_background(self):
+        # a thread of _thread's, not a threading.Thread: Thread.start()
+        # waits until the new thread runs, half a millisecond of the
+        # first request of a new program
         if self._bg is None:
             with self._bglock:
                 if self._bg is not None or self._stopping:
                     return
-                self._bg = threading.Thread(target=self._background,
-                                            name="concd-reader",
-                                            daemon=True)
-            self._bg.start()
+                self._bg_done = _thread.allocate_lock()
+                self._bg_done.acquire()
+                self._bg = _thread.start_new_thread(self._background, ())
+        elif self._bg_idle:
+            self._kick()  # a new request: its replies may go unread
 
     def _background(self):
-        me = threading.current_thread()
+        try:
+            self._background_loop()
+        finally:
+            self._bg_done.release()
+
+    def _background_loop(self):
+        me = _thread.get_ident()
         seen = None  # the read count when replies were last seen unread
         while True:
             with self._bglock:
                 kicks = self._kicks
+                # set before the requests are looked at: one sent after
+                # this sees it and kicks, so the sleep below without a
+                # timeout never misses it
+                self._bg_idle = True
             with self._lock:
                 if self._closed is not None:
                     return
@@ -697,6 +720,8 @@ class Client:
                 if take:
                     self._reading = me
                 seen = self._reads if free and waiting else None
+            if waiting:
+                self._bg_idle = False  # it looks again within STALE
             if take:
                 seen = None
                 self._read_turn(lambda: not self._pending, background=True)

@@ -14,7 +14,6 @@ lists).  Each executor has one connection, shared by its threads, and
 sends its requests without waiting for replies.
 """
 import concurrent.futures as cf
-import importlib
 import os
 import sys
 import threading
@@ -85,6 +84,7 @@ def callable_name(fn):
 def _call_chunk(call, calls):
     """On a worker: the results of the function named call ("module:
     qualname") over the argument lists calls, for ConcdExecutor.map."""
+    import importlib  # on the worker only
     module, _, qualname = call.partition(":")
     fn = importlib.import_module(module)
     for part in qualname.split("."):
@@ -125,11 +125,14 @@ def _umask():
     Linux's /proc/self/status has it; elsewhere it is set and put back,
     which a file another thread creates in between would get."""
     try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
+        fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            status = os.read(fd, 65536)  # about 1.5 KB: one read
+        finally:
+            os.close(fd)
+        at = status.index(b"\nUmask:") + 7
+        return int(status[at:status.index(b"\n", at)], 8)
+    except (OSError, ValueError):
         pass
     mask = os.umask(0o22)
     os.umask(mask)

@@ -140,6 +140,31 @@ class ClientTest(DaemonTest):
                            concd.submit_fields("sleep", {"ms": "x"})]).end()
         self.assertEqual(cm.exception.index, 1)
 
+    def test_replies_larger_than_the_first_read_arrive_whole(self):
+        # the read buffer starts at READ_FIRST and grows once a read fills
+        # it: replies of every size around both, each byte checked
+        self.assertEqual(len(self.c._rbuf), concd.READ_FIRST)
+        sizes = [10, concd.READ_FIRST - 100, concd.READ_FIRST * 3,
+                 concd.READ_SIZE + 12345, 700000, 5]
+        for n in sizes:
+            # strings of at most 200 KB each (concd's limit is 256 KiB)
+            args = {"b%d" % at: bytes((i * 7 + at) % 251 for i in range(
+                at, min(n, at + 200000))) for at in range(0, n, 200000)}
+            self.assertEqual(self.c.run("noop", args), args)
+        self.assertEqual(len(self.c._rbuf), concd.READ_SIZE)
+
+    def test_close_ends_the_background_reader(self):
+        before = threading.active_count()
+        job = self.c.submit("sleep", {"ms": 60000})  # starts the reader
+        done = self.c._bg_done
+        self.assertTrue(done.locked())
+        self.c.close()
+        # close() returned after the reader did: its lock is free
+        self.assertFalse(done.locked())
+        self.assertEqual(threading.active_count(), before)
+        with concd.Client(self.d.socket, timeout=BOUND) as c:
+            self.assertEqual(c.cancel(job)["job"], job)
+
     def test_threads_share_one_connection_with_requests_in_flight(self):
         results = {}
 
@@ -461,6 +486,24 @@ class ExecutorTest(DaemonTest):
         self.assertEqual({f.end["state"] for f in fs}, {"succeeded"})
         self.assertEqual({len(f.output()) for f in fs}, {65536})
 
+    def test_replies_sent_after_the_reader_went_idle_are_read(self):
+        # the background reader, with nothing left to read, sleeps until
+        # a request wakes it: the requests of a program that was idle
+        # for a while are read as those of a busy one
+        ex = self.ex.options(executor="loop")
+        self.assertEqual(ex.submit_task("noop").result(BOUND), {})
+        c = ex.client
+
+        def reader_asleep():
+            frame = sys._current_frames().get(c._bg)
+            return frame is not None and frame.f_code.co_name == "wait" \
+                and not c._pending and c._bg_idle
+        until(reader_asleep, "the background reader asleep")
+        fs = [ex.submit_exec(["sh", "-c", "head -c 4096 /dev/zero"])
+              for _ in range(10)]
+        until(lambda: all(f.end is not None for f in fs), "every end read")
+        self.assertEqual({len(f.output()) for f in fs}, {4096})
+
     def test_a_thread_waiting_for_one_reply_reads_another_threads(self):
         ex = self.ex.options(executor="loop")
         slow = ex.submit_task("sleep", ms=60000)
@@ -496,7 +539,7 @@ class ExecutorTest(DaemonTest):
 
         t = threading.Thread(target=wait)
         t.start()
-        until(lambda: ex.client._reading is t, "the other thread reading")
+        until(lambda: ex.client._reading == t.ident, "the other thread reading")
         until(lambda: slow.job is not None, "the job accepted")
         # cancel()'s first step alone, as if this thread stopped there
         slow._want_cancel = True
@@ -517,7 +560,7 @@ class ExecutorTest(DaemonTest):
         g = ex.submit_task("sleep", ms=60000)
         t = threading.Thread(target=lambda: g.exception(BOUND))
         t.start()
-        until(lambda: ex.client._reading is t, "the other thread reading")
+        until(lambda: ex.client._reading == t.ident, "the other thread reading")
         with self.assertRaises(cf.TimeoutError):
             f.exception(timeout=0.2)  # another thread reads
         self.assertFalse(f.done())
@@ -590,7 +633,7 @@ class ExecutorTest(DaemonTest):
         t = threading.Thread(target=lambda: out.setdefault(
             "e", f.exception(BOUND)))
         t.start()
-        until(lambda: f.job is not None and ex.client._reading is t,
+        until(lambda: f.job is not None and ex.client._reading == t.ident,
               "the thread reading, the job accepted")
         ex.client.close()
         t.join(BOUND)
