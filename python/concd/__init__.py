@@ -736,17 +736,19 @@ class Client:
         rid = m.get("id", 0)
         with self._lock:
             p = self._pending.get(rid)
-            if p is None:
-                if rid == 0 and m.get("t") == "error":
-                    # a frame concd could not read: the connection ends
-                    self._closed = error_from(m)
-                return
-            last = p.done(m, p.state)
-            if last:
-                del self._pending[rid]
-            if p.callback is None:
-                p.msgs.append(m)
-                p.finished = last
+            if p is not None:
+                last = p.done(m, p.state)
+                if last:
+                    del self._pending[rid]
+                if p.callback is None:
+                    p.msgs.append(m)
+                    p.finished = last
+        if p is None:
+            if rid == 0 and m.get("t") == "error":
+                # a frame concd could not read: the connection ends, and
+                # every request in flight fails with this error
+                self._lost(error_from(m))
+            return
         if last:
             self._gone(p)
         if p.callback is not None:

@@ -14,7 +14,7 @@ import asyncio
 
 from . import (PROTO_VERSION, ConcdError, ConnectionLost, Frames, Timeout,
                _done_gather, _done_log, _done_single, _done_watch,
-               _watched, default_socket, end_result, pack,
+               _watched, default_socket, end_result, error_from, pack,
                submit_fields)
 
 __all__ = ["Client", "Watch"]
@@ -139,6 +139,10 @@ class Client:
                 for m in frames:
                     w = self._pending.get(m.get("id", 0))
                     if w is None:
+                        if m.get("id", 0) == 0 and m.get("t") == "error":
+                            # a frame concd could not read: the connection
+                            # ends, every request in flight fails with it
+                            self._lost(error_from(m))
                         continue
                     w.queue.put_nowait(m)
                     if w.last(m, w.state):

@@ -194,14 +194,16 @@ class ClientTest(DaemonTest):
 
 class FakeDaemon:
     """A socket that answers the first frame with `reply` (a map, or None
-    for a welcome) and then closes the connection after the second."""
+    for a welcome) and then closes the connection after the second, having
+    answered it with `then` when given (as is, an id 0 error say)."""
 
-    def __init__(self, path, reply=None):
+    def __init__(self, path, reply=None, then=None):
         import socket
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
         self.sock.listen(1)
         self.reply = reply
+        self.then = then
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
@@ -219,6 +221,8 @@ class FakeDaemon:
                     if msgs:
                         break
                 if n == 1:
+                    if self.then is not None:
+                        conn.sendall(concd.pack(self.then))
                     return  # closes with the request unanswered
                 reply = self.reply or {"t": "welcome", "server": "fake",
                                        "version": harness.PROTO_VERSION,
@@ -249,6 +253,33 @@ class WithoutConcdTest(unittest.TestCase):
         with self.assertRaises(concd.VersionMismatch) as cm:
             concd.Client(self.path, timeout=BOUND)
         self.assertIn("speaks 5", str(cm.exception))
+        fake.close()
+
+    def test_a_frame_concd_could_not_read_fails_the_requests_in_flight(
+            self):
+        # concd answers such a frame with an error of id 0 and closes:
+        # the requests waiting raise that error, not a timeout
+        bad = {"t": "error", "id": 0, "error": "bad_frame",
+               "message": "malformed frame: trailing bytes"}
+        fake = FakeDaemon(self.path, then=bad)
+        c = concd.Client(self.path, timeout=BOUND)
+        with self.assertRaises(concd.BadFrame) as cm:
+            c.status(1)
+        self.assertIn("trailing bytes", str(cm.exception))
+        with self.assertRaises(concd.BadFrame):
+            c.ping()
+        c.close()
+        fake.close()
+
+        os.unlink(self.path)
+        fake = FakeDaemon(self.path, then=bad)
+
+        async def main():
+            c = await concd.aio.Client.connect(self.path, timeout=BOUND)
+            with self.assertRaises(concd.BadFrame):
+                await c.status(1)
+            await c.close()
+        asyncio.run(main())
         fake.close()
 
     def test_requests_in_flight_when_the_connection_closes_fail(self):
