@@ -652,7 +652,26 @@ proto_decode(const char *payload, size_t len, msgpack_zone *zone,
 	m->id = 0;
 	m->present = m->present_hi = 0;
 	used = proto_scan(payload, len, &cause);
+	if (used == PROTO_SCAN_LIMIT &&
+	    proto_skim_id(payload, len, &m->id) == 0) {
+		/*
+		 * A whole map with a value over a limit: its request is
+		 * refused, under its id, and the connection goes on (the
+		 * frame's length was sound).  The value is never read.
+		 */
+		char why[sizeof(f->message)];
+
+		snprintf(why, sizeof(why),
+		         "a value over the protocol's limits: %s (limits: %d "
+		         "levels of arrays and maps, %d elements in one, %d "
+		         "bytes in a string)",
+		         cause, PROTO_MAX_DEPTH, PROTO_MAX_ITEMS,
+		         PROTO_MAX_STR);
+		fault(f, PE_BAD_FIELD, "%s", why);
+		return PROTO_DECODE_REJECT;
+	}
 	if (used < 0) {
+		m->id = 0;
 		fault(f, PE_BAD_FRAME, "malformed frame: %s", cause);
 		return PROTO_DECODE_BAD;
 	}

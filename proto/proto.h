@@ -310,9 +310,21 @@ ssize_t proto_frame_next(const char *buf, size_t len, const char **payload,
  * Walk one msgpack value without allocating: checks nesting depth,
  * element counts and string lengths against the limits and against the
  * bytes actually present, and rejects ext types.  Returns the number of
- * bytes the value takes, or -1 with *cause set.
+ * bytes the value takes, or with *cause set: PROTO_SCAN_BAD when the bytes
+ * are not such a value, PROTO_SCAN_LIMIT when the value breaks one of the
+ * limits (depth, elements, string length) where the walk stopped.
  */
+#define PROTO_SCAN_BAD   (-1)
+#define PROTO_SCAN_LIMIT (-2)
 ssize_t proto_scan(const char *buf, size_t len, const char **cause);
+
+/*
+ * Whether buf is exactly one well-formed msgpack map, of any depth and
+ * size the bytes allow (0) or not (-1); *id its "id" when that is a
+ * non-negative integer, else 0.  For a frame proto_scan refused for a
+ * limit: its request can be answered without reading it.
+ */
+int proto_skim_id(const char *buf, size_t len, uint64_t *id);
 
 /* The n-byte big-endian number at p (n <= 8). */
 static inline uint64_t

@@ -210,11 +210,18 @@ decode_one(const char *p, size_t n, msgpack_zone *zone)
 	memset(&f, 0, sizeof(f));
 	r = proto_decode(p, n, zone, &m, &f);
 	scanned = proto_scan(p, n, &cause);
-	require(scanned >= -1 && scanned <= (ssize_t)n, "scan length");
+	require(scanned >= PROTO_SCAN_LIMIT && scanned <= (ssize_t)n,
+	        "scan length");
 	require(scanned >= 0 || cause != NULL, "scan failed without a cause");
 	switch (r) {
 	case PROTO_DECODE_BAD:
 		require(f.code == PE_BAD_FRAME, "BAD without PE_BAD_FRAME");
+		if (scanned == PROTO_SCAN_LIMIT) {
+			uint64_t id;
+
+			require(proto_skim_id(p, n, &id) < 0,
+			        "BAD over a limit of a frame skim reads whole");
+		}
 		require(strcmp(f.message, "malformed frame: cannot unpack") !=
 		            0,
 		        "proto_scan accepted what msgpack-c refuses");
@@ -229,9 +236,19 @@ decode_one(const char *p, size_t n, msgpack_zone *zone)
 	case PROTO_DECODE_REJECT:
 		require(f.code == PE_BAD_FIELD || f.code == PE_UNKNOWN_MESSAGE,
 		        "REJECT fault code");
-		require(scanned == (ssize_t)n,
-		        "REJECT of a frame scan refuses");
-		check_lookups(p, n);
+		if (scanned == PROTO_SCAN_LIMIT) {
+			/* a whole map over a limit, answered under its id */
+			uint64_t id;
+
+			require(proto_skim_id(p, n, &id) == 0 && id == m.id,
+			        "REJECT over a limit of a frame skim refuses");
+			require(f.code == PE_BAD_FIELD,
+			        "REJECT over a limit is not bad_field");
+		} else {
+			require(scanned == (ssize_t)n,
+			        "REJECT of a frame scan refuses");
+			check_lookups(p, n);
+		}
 		check_error_reply(m.id, &f);
 		break;
 	case PROTO_DECODE_OK:
@@ -279,7 +296,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ssize_t n;
 
 	n = proto_scan(buf, size, &cause);
-	require(n == -1 || (n > 0 && (size_t)n <= size), "raw scan length");
+	require(n == PROTO_SCAN_BAD || n == PROTO_SCAN_LIMIT ||
+	            (n > 0 && (size_t)n <= size),
+	        "raw scan length");
+	if (n > 0) {
+		uint8_t c = (uint8_t)buf[0];
+		bool map = (c >= 0x80 && c <= 0x8f) || c == 0xde || c == 0xdf;
+		uint64_t id;
+
+		/* a map the scan reads whole, the skim reads whole too */
+		require((proto_skim_id(buf, (size_t)n, &id) == 0) == map,
+		        "skim and scan disagree on a map");
+	}
 
 	if (!msgpack_zone_init(&zone, 4096))
 		return 0;

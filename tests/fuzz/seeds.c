@@ -591,6 +591,58 @@ seed_not_utf8(struct pbuf *b)
 }
 
 /* The byte MessagePack never uses, as a value. */
+/*
+ * Whole maps with a value over a limit, each answered under its id: args
+ * nested one level too deep, an array of one element too many, a string
+ * of one byte too many, the id before and after them.
+ */
+static void
+seed_over_limits(struct pbuf *b)
+{
+	static char big[PROTO_MAX_STR + 1];
+	struct pbuf p = {0};
+	msgpack_packer pk;
+	int i;
+
+	msgpack_packer_init(&pk, &p, pbuf_write_cb);
+	msgpack_pack_map(&pk, 4);
+	pk_cstr(&pk, "t");
+	pk_cstr(&pk, "submit");
+	pk_cstr(&pk, "task");
+	pk_cstr(&pk, "noop");
+	pk_cstr(&pk, "args");
+	msgpack_pack_map(&pk, 1);
+	pk_cstr(&pk, "a");
+	for (i = 0; i < PROTO_MAX_DEPTH - 1; i++)
+		msgpack_pack_array(&pk, 1);
+	msgpack_pack_nil(&pk);
+	pk_cstr(&pk, "id");
+	msgpack_pack_uint8(&pk, 40);
+	seed_frame(b, &p);
+
+	msgpack_pack_map(&pk, 3);
+	pk_cstr(&pk, "id");
+	msgpack_pack_uint32(&pk, 41);
+	pk_cstr(&pk, "t");
+	pk_cstr(&pk, "ping");
+	pk_cstr(&pk, "list");
+	msgpack_pack_array(&pk, PROTO_MAX_ITEMS + 1);
+	for (i = 0; i <= PROTO_MAX_ITEMS; i++)
+		msgpack_pack_true(&pk);
+	seed_frame(b, &p);
+
+	memset(big, 'x', sizeof(big));
+	msgpack_pack_map(&pk, 3);
+	pk_cstr(&pk, "t");
+	pk_cstr(&pk, "ping");
+	pk_cstr(&pk, "s");
+	msgpack_pack_bin_with_body(&pk, big, sizeof(big));
+	pk_cstr(&pk, "id");
+	msgpack_pack_uint64(&pk, 42);
+	seed_frame(b, &p);
+	pbuf_free(&p);
+}
+
 static void
 seed_byte_c1(struct pbuf *b)
 {
@@ -659,6 +711,7 @@ static const struct seed seeds[] = {
     {"reject-unknown-type", PROTO_DECODE_REJECT, seed_unknown_type},
     {"reject-missing-task", PROTO_DECODE_REJECT, seed_missing_task},
     {"reject-not-utf8", PROTO_DECODE_REJECT, seed_not_utf8},
+    {"reject-over-limits", PROTO_DECODE_REJECT, seed_over_limits},
     {"bad-byte-c1", PROTO_DECODE_BAD, seed_byte_c1},
 };
 

@@ -781,6 +781,19 @@ class PythonTaskTest(DaemonTest):
         self.ex.shutdown(wait=True)
         self.assertEqual(self.c.ps(state="running")["jobs"], [])
 
+    def test_a_value_over_a_limit_fails_its_call_alone(self):
+        # concd refuses that request under its id: the connection, and
+        # the calls in flight on it, go on
+        slow = self.ex.submit(pyclient_funcs.add, 1, 2)
+        deep = [[[[[[1]]]]]]  # with the request's own levels: 9
+        with self.assertRaises(concd.BadField) as cm:
+            self.ex.submit(pyclient_funcs.pair, deep, 1).result(BOUND)
+        self.assertIn("over the protocol's limits: nested too deeply",
+                      str(cm.exception))
+        self.assertEqual(slow.result(BOUND), 3)
+        self.assertEqual(self.ex.submit(pyclient_funcs.pair, deep[0],
+                                        1).result(BOUND), [deep[0], 1])
+
     def test_submit_runs_a_function_and_gives_its_result(self):
         self.assertEqual(self.ex.submit(pyclient_funcs.square, 12).result(
             BOUND), 144)

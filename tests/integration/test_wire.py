@@ -459,6 +459,31 @@ class Wire(DaemonTest):
         self.assert_rejected_and_closed(frame(msgpack.packb({1: 2})),
                                         "bad_frame")
 
+    def test_a_request_over_a_limit_is_refused_alone(self):
+        # a sound frame whose map holds a value over a limit: that request
+        # gets bad_field under its id, the others on the connection go on
+        c = self.d.client()
+        job = c.call("submit", task="sleep", args={"ms": 60000})["job"]
+        wid = c.request("watch", job=job)
+        deep = [[[[[[[None]]]]]]]  # the 9th level, with the map and args
+        over = [
+            ({"a": deep}, "nested too deeply"),
+            ({"a": [0] * 65537}, "container too large"),
+            ({"a": b"x" * (256 * 1024 + 1)}, "string too long"),
+        ]
+        for args, cause in over:
+            m = c.call("submit", task="noop", args=args)
+            self.assertEqual((m["t"], m["error"]), ("error", "bad_field"))
+            self.assertIn("over the protocol's limits: " + cause,
+                          m["message"])
+        # one level less is accepted, and the connection still serves
+        rid = c.request("submit", task="noop", args={"a": deep[0]},
+                        watch=True)
+        self.assertEqual(c.until_end(rid)[-1]["result"], {"a": deep[0]})
+        self.assertEqual(c.call("cancel", job=job)["t"], "ok")
+        end = c.until_end(wid)[-1]
+        self.assertEqual((end["t"], end["state"]), ("end", "cancelled"))
+
     def test_a_frame_split_across_writes_is_reassembled(self):
         c = self.d.client()
         body = msgpack.packb({"t": "ping", "id": 7})

@@ -174,14 +174,89 @@ decode_accepts_a_string_of_exactly_max_str(void **state)
 	assert_int_equal(fx->m.f[PF_RESULT].via.str.size, PROTO_MAX_STR);
 }
 
+/*
+ * A whole map with a value over a limit is refused under its id, with
+ * bad_field: the connection goes on.
+ */
 static void
-decode_rejects_a_string_over_max_str_even_when_present(void **state)
+assert_over_limit(struct fx *fx, uint64_t id, const char *cause)
+{
+	char want[sizeof(fx->f.message)];
+
+	snprintf(want, sizeof(want),
+	         "a value over the protocol's limits: %s (limits: 8 levels of "
+	         "arrays and maps, 65536 elements in one, 262144 bytes in a "
+	         "string)",
+	         cause);
+	assert_int_equal(decode_sb(fx), PROTO_DECODE_REJECT);
+	assert_fault(fx, PE_BAD_FIELD, want);
+	assert_int_equal(fx->m.id, id);
+}
+
+static void
+decode_refuses_a_string_over_max_str_under_its_id(void **state)
 {
 	struct fx *fx = *state;
+
+	pk_msg(fx, 3, "ping");
+	pk_str(&fx->pk, "result");
+	msgpack_pack_str_with_body(&fx->pk, filler, PROTO_MAX_STR + 1);
+	pk_str(&fx->pk, "id");
+	msgpack_pack_uint16(&fx->pk, 700);
+	assert_over_limit(fx, 700, "string too long");
+}
+
+static void
+decode_refuses_an_array_over_max_items_under_its_id(void **state)
+{
+	struct fx *fx = *state;
+	int i;
+
+	msgpack_pack_map(&fx->pk, 3);
+	pk_str(&fx->pk, "id");
+	msgpack_pack_uint64(&fx->pk, UINT64_C(1) << 40);
+	pk_str(&fx->pk, "t");
+	pk_str(&fx->pk, "ping");
+	pk_str(&fx->pk, "result");
+	msgpack_pack_array(&fx->pk, PROTO_MAX_ITEMS + 1);
+	for (i = 0; i <= PROTO_MAX_ITEMS; i++)
+		msgpack_pack_nil(&fx->pk);
+	assert_over_limit(fx, UINT64_C(1) << 40, "container too large");
+}
+
+/* No id, or an id that is not a number: refused under id 0. */
+static void
+decode_refuses_a_map_over_a_limit_without_an_id_under_id_0(void **state)
+{
+	struct fx *fx = *state;
+
+	pk_msg(fx, 3, "ping");
+	pk_str(&fx->pk, "id");
+	pk_str(&fx->pk, "seven");
+	pk_str(&fx->pk, "result");
+	pk_nested_arrays(&fx->pk, PROTO_MAX_DEPTH, false);
+	assert_over_limit(fx, 0, "nested too deeply");
+}
+
+/* Over a limit, but not a whole map: malformed, the connection closes. */
+static void
+decode_rejects_a_map_over_a_limit_cut_short(void **state)
+{
+	struct fx *fx = *state;
+
+	pk_msg(fx, 3, "ping");
+	pk_str(&fx->pk, "id");
+	msgpack_pack_uint8(&fx->pk, 9);
+	pk_str(&fx->pk, "result");
+	pk_nested_arrays(&fx->pk, PROTO_MAX_DEPTH + 3, false);
+	fx->sb.size -= 2; /* the innermost integer and an array header */
+	assert_bad(fx, "malformed frame: nested too deeply");
+	msgpack_sbuffer_clear(&fx->sb);
 
 	pk_msg(fx, 2, "ping");
 	pk_str(&fx->pk, "result");
 	msgpack_pack_str_with_body(&fx->pk, filler, PROTO_MAX_STR + 1);
+	msgpack_pack_nil(&fx->pk); /* trailing */
 	assert_bad(fx, "malformed frame: string too long");
 }
 
@@ -211,10 +286,12 @@ decode_rejects_nesting_deeper_than_max_depth(void **state)
 {
 	struct fx *fx = *state;
 
-	pk_msg(fx, 2, "ping");
+	pk_msg(fx, 3, "ping");
 	pk_str(&fx->pk, "result");
 	pk_nested_arrays(&fx->pk, PROTO_MAX_DEPTH, false);
-	assert_bad(fx, "malformed frame: nested too deeply");
+	pk_str(&fx->pk, "id");
+	msgpack_pack_uint8(&fx->pk, 3);
+	assert_over_limit(fx, 3, "nested too deeply");
 }
 
 static void
@@ -223,14 +300,16 @@ decode_rejects_nesting_of_maps_deeper_than_max_depth(void **state)
 	struct fx *fx = *state;
 	int i;
 
-	pk_msg(fx, 2, "ping");
+	pk_msg(fx, 3, "ping");
+	pk_str(&fx->pk, "id");
+	msgpack_pack_fix_uint8(&fx->pk, 4);
 	for (i = 0; i < PROTO_MAX_DEPTH; i++) {
 		pk_str(&fx->pk, i ? "k" : "result");
 		msgpack_pack_map(&fx->pk, 1);
 	}
 	pk_str(&fx->pk, "k");
 	msgpack_pack_nil(&fx->pk);
-	assert_bad(fx, "malformed frame: nested too deeply");
+	assert_over_limit(fx, 4, "nested too deeply");
 }
 
 /* An empty container is still one level of nesting. */
@@ -243,7 +322,7 @@ decode_rejects_nesting_deeper_than_max_depth_ending_in_an_empty_array(
 	pk_msg(fx, 2, "ping");
 	pk_str(&fx->pk, "result");
 	pk_nested_arrays(&fx->pk, PROTO_MAX_DEPTH, true);
-	assert_bad(fx, "malformed frame: nested too deeply");
+	assert_over_limit(fx, 0, "nested too deeply");
 }
 
 static void
@@ -429,7 +508,7 @@ check_classification(struct fx *fx, const char *p, size_t n, int seen[3])
 	again = decode_payload(fx, p, n);
 	assert_int_equal(r, again);
 	scanned = proto_scan(p, n, &cause);
-	assert_true(scanned >= -1 && scanned <= (ssize_t)n);
+	assert_true(scanned >= PROTO_SCAN_LIMIT && scanned <= (ssize_t)n);
 	switch (r) {
 	case PROTO_DECODE_BAD:
 		seen[0]++;
@@ -438,6 +517,11 @@ check_classification(struct fx *fx, const char *p, size_t n, int seen[3])
 		assert_string_equal(first.message, fx->f.message);
 		assert_string_not_equal(first.message,
 		                        "malformed frame: cannot unpack");
+		if (scanned == PROTO_SCAN_LIMIT) {
+			uint64_t id;
+
+			assert_int_equal(proto_skim_id(p, n, &id), -1);
+		}
 		if (scanned < 0)
 			assert_non_null(cause);
 		else if ((size_t)scanned < n)
@@ -455,7 +539,15 @@ check_classification(struct fx *fx, const char *p, size_t n, int seen[3])
 		            first.code == PE_UNKNOWN_MESSAGE);
 		assert_int_equal(fx->f.code, first.code);
 		assert_string_equal(first.message, fx->f.message);
-		assert_int_equal(scanned, (ssize_t)n);
+		if (scanned == PROTO_SCAN_LIMIT) {
+			uint64_t id;
+
+			assert_int_equal(proto_skim_id(p, n, &id), 0);
+			assert_int_equal(id, m1.id);
+			assert_int_equal(first.code, PE_BAD_FIELD);
+		} else {
+			assert_int_equal(scanned, (ssize_t)n);
+		}
 		break;
 	case PROTO_DECODE_OK:
 		seen[2]++;
@@ -1304,12 +1396,20 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        decode_accepts_a_string_of_exactly_max_str, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
-	        decode_rejects_a_string_over_max_str_even_when_present, setup,
-	        teardown),
-	    cmocka_unit_test_setup_teardown(
 	        decode_accepts_nesting_of_exactly_max_depth, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        decode_rejects_nesting_deeper_than_max_depth, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        decode_refuses_a_string_over_max_str_under_its_id, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(
+	        decode_refuses_an_array_over_max_items_under_its_id, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(
+	        decode_refuses_a_map_over_a_limit_without_an_id_under_id_0,
+	        setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        decode_rejects_a_map_over_a_limit_cut_short, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        decode_rejects_nesting_of_maps_deeper_than_max_depth, setup,
 	        teardown),
