@@ -5,6 +5,7 @@ the `python` task, Python functions."""
 import asyncio
 import concurrent.futures as cf
 import os
+import random
 import sys
 import threading
 import time
@@ -678,8 +679,9 @@ class ExecutorTest(DaemonTest):
         self.assertEqual(pyclient_funcs.slow(3), 3)
 
 
-class PythonTaskTest(DaemonTest):
-    """Python functions on concd's workers: these need the `python` task."""
+class PythonDaemonTest(DaemonTest):
+    """A concd with the `python` task (skipped without it), an executor on
+    it and a client."""
 
     # the build's python task plugin (tests/integration/CMakeLists.txt)
     if os.environ.get("CONCD_PYTHON_PLUGINS"):
@@ -699,6 +701,10 @@ class PythonTaskTest(DaemonTest):
             self.ex.shutdown(cancel_futures=True)
             self.c.close()
         super().tearDown()
+
+
+class PythonTaskTest(PythonDaemonTest):
+    """Python functions on concd's workers."""
 
     def jobs(self):
         return self.c.ps(all=True, task="python", limit=1)["total"]
@@ -870,6 +876,122 @@ class PythonTaskTest(DaemonTest):
         seen = threading.Event()
         f.add_progress_callback(lambda *a: seen.set())
         self.assertTrue(seen.wait(BOUND), "no progress from the function")
+
+
+class RandomUseTest(PythonDaemonTest):
+    """Seeded random use of executors from several threads at once: every
+    call of the library, in any order, with quiet spells longer than the
+    background reader's 50 ms.  Every future must end with no thread
+    waiting for it (the background reader reads), nothing may raise but
+    what the call is documented to raise, and no thread may be left.
+    CONCD_PYCLIENT_SEEDS (default 1-2) and CONCD_PYCLIENT_SECONDS (default
+    2, for each of the two ways) make longer sessions by hand."""
+
+    def seeds(self):
+        first, _, last = os.environ.get("CONCD_PYCLIENT_SEEDS",
+                                        "1-2").partition("-")
+        return range(int(first), int(last or first) + 1)
+
+    def test_random_use_of_shared_executors(self):
+        seconds = float(os.environ.get("CONCD_PYCLIENT_SECONDS", "2"))
+        for seed in self.seeds():
+            with self.subTest(seed=seed):
+                self.run_seed(seed, seconds, shared=True)
+                self.run_seed(seed, seconds, shared=False)
+
+    def run_seed(self, seed, seconds, shared):
+        before = threading.active_count()
+        futures, errors, lock = [], [], threading.Lock()
+        shared_ex = ConcdExecutor(socket=self.d.socket)
+        clients = [shared_ex.client]
+        expected = (cf.TimeoutError, cf.CancelledError, concd.ConcdError)
+
+        def act(r, ex, mine):
+            c = r.random()
+            if c < 0.2:
+                f = ex.options(executor=r.choice(
+                    ["loop", "thread", "process"])).submit_task(
+                        "sleep", ms=r.choice([0, 1, 20, 80]))
+            elif c < 0.3:
+                f = ex.options(executor="loop").submit_exec(
+                    ["sh", "-c", "head -c %d /dev/zero" % r.choice(
+                        [0, 10, 70000])])
+            elif c < 0.45:
+                f = ex.options(executor=r.choice(
+                    ["thread", "process"])).submit(pyclient_funcs.add, 1,
+                                                   r.randint(0, 9))
+            elif c < 0.5:
+                n = r.randint(0, 30)
+                self.assertEqual(list(ex.map(pyclient_funcs.square,
+                                             range(n), timeout=BOUND)),
+                                 [x * x for x in range(n)])
+                return
+            else:
+                if not mine:
+                    return
+                f = r.choice(mine)
+                op = r.random()
+                if op < 0.3:
+                    try:
+                        f.result(timeout=r.choice([0, 0.01, 0.1]))
+                    except expected:
+                        pass
+                elif op < 0.5:
+                    f.cancel()
+                elif op < 0.7:
+                    f.add_done_callback(lambda f: None)
+                elif op < 0.9:
+                    f.done()
+                else:
+                    time.sleep(r.choice([0.06, 0.12]))  # a quiet spell
+                return
+            mine.append(f)
+
+        def worker(k):
+            r = random.Random(seed * 100 + k)
+            end = time.monotonic() + seconds
+            try:
+                while time.monotonic() < end:
+                    ex = shared_ex if shared else ConcdExecutor(
+                        socket=self.d.socket,
+                        executor=r.choice(["thread", "process"]))
+                    mine = []
+                    with lock:
+                        clients.append(ex.client)
+                    for _ in range(r.randint(1, 40)):
+                        act(r, ex, mine)
+                    with lock:
+                        futures.extend(mine)
+                    if not shared:
+                        how = r.random()
+                        if how < 0.4:
+                            ex.shutdown(wait=True, cancel_futures=True)
+                        elif how < 0.8:
+                            ex.shutdown(wait=False,
+                                        cancel_futures=r.random() < 0.5)
+                        else:
+                            with ex:
+                                pass
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+        threads = [threading.Thread(target=worker, args=(k,))
+                   for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(BOUND + seconds)
+        self.assertEqual([t for t in threads if t.is_alive()], [])
+        self.assertEqual(errors, [])
+        # nobody waits: the background readers must read every end
+        until(lambda: all(f._finished() for f in futures),
+              "every future ended (%d)" % len(futures))
+        shared_ex.shutdown(wait=True)
+        # every connection closed, and its background reader returned
+        until(lambda: all(c._stopping and (
+            c._bg_done is None or not c._bg_done.locked())
+            for c in clients), "every reader gone")
+        until(lambda: threading.active_count() == before,
+              "the executors' threads gone")
 
 
 if __name__ == "__main__":
