@@ -260,6 +260,53 @@ decode_rejects_a_map_over_a_limit_cut_short(void **state)
 	assert_bad(fx, "malformed frame: string too long");
 }
 
+/*
+ * Every kind of scalar, alone in the innermost array of the deepest
+ * nesting allowed: a scalar is no level, whatever its first byte.
+ */
+static void
+decode_accepts_every_scalar_at_the_deepest_level(void **state)
+{
+	static const struct {
+		const char *bytes;
+		size_t len;
+	} scalars[] = {
+	    {"\x00", 1},
+	    {"\x7f", 1},
+	    {"\xe0", 1},
+	    {"\xff", 1},
+	    {"\xc0", 1},
+	    {"\xc2", 1},
+	    {"\xc3", 1},
+	    {"\xcc\x01", 2},
+	    {"\xd0\x80", 2},
+	    {"\xcd\x01\x02", 3},
+	    {"\xd1\x01\x02", 3},
+	    {"\xce\x01\x02\x03\x04", 5},
+	    {"\xd2\x01\x02\x03\x04", 5},
+	    {"\xca\x3f\x80\x00\x00", 5},
+	    {"\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00", 9},
+	    {"\xcf\x00\x00\x00\x00\x00\x00\x00\x01", 9},
+	    {"\xd3\xff\xff\xff\xff\xff\xff\xff\xff", 9},
+	    {"\xa1x", 2},
+	    {"\xd9\x01x", 3},
+	    {"\xc4\x01x", 3},
+	};
+	struct fx *fx = *state;
+	size_t k;
+	int i;
+
+	for (k = 0; k < sizeof(scalars) / sizeof(scalars[0]); k++) {
+		msgpack_sbuffer_clear(&fx->sb);
+		pk_msg(fx, 2, "ping");
+		pk_str(&fx->pk, "result");
+		for (i = 0; i < PROTO_MAX_DEPTH - 1; i++)
+			msgpack_pack_array(&fx->pk, 1);
+		pk_bytes(fx, scalars[k].bytes, scalars[k].len);
+		assert_int_equal(decode_sb(fx), PROTO_DECODE_OK);
+	}
+}
+
 static void
 decode_accepts_nesting_of_exactly_max_depth(void **state)
 {
@@ -1399,6 +1446,9 @@ main(void)
 	        decode_accepts_nesting_of_exactly_max_depth, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        decode_rejects_nesting_deeper_than_max_depth, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        decode_accepts_every_scalar_at_the_deepest_level, setup,
+	        teardown),
 	    cmocka_unit_test_setup_teardown(
 	        decode_refuses_a_string_over_max_str_under_its_id, setup,
 	        teardown),
