@@ -381,6 +381,7 @@ class Client:
     def __init__(self, path=None, timeout=None):
         self.path = path or default_socket()
         self.timeout = timeout
+        self._pid = os.getpid()  # the process the connection is made in
         self._sock = _unix_socket(AF_UNIX, SOCK_STREAM)
         try:
             self._sock.connect(self.path)
@@ -418,6 +419,7 @@ class Client:
         self._stopping = False
         self._bg = None  # the background reader's ident, once started
         self._bg_done = None  # held by it until it returns (close joins)
+        self._bg_pid = None  # the process it runs in (not a forked child)
         self._bg_idle = False  # it may sleep until kicked: requests kick
         # frames sent by the reading thread (by callbacks) go out on a
         # thread of their own, so that the reader never blocks writing
@@ -441,17 +443,21 @@ class Client:
 
     def close(self):
         """Close the connection; requests in flight fail with
-        ConnectionLost (their jobs go on)."""
+        ConnectionLost (their jobs go on).  In a child forked after it was
+        made, only the child's descriptor closes: the parent's connection
+        goes on."""
         with self._bglock:
             self._stopping = True
             self._kicks += 1
             self._bgcv.notify()
-        try:
-            self._sock.shutdown(SHUT_RDWR)
-        except OSError:
-            pass
+        if os.getpid() == self._pid:
+            try:
+                self._sock.shutdown(SHUT_RDWR)
+            except OSError:
+                pass
         self._sock.close()
-        if self._bg is not None and _thread.get_ident() != self._bg:
+        if (self._bg is not None and _thread.get_ident() != self._bg
+                and os.getpid() == self._bg_pid):
             with self._bg_done:
                 pass
         with self._outbox_cond:
@@ -690,6 +696,7 @@ class Client:
                     return
                 self._bg_done = _thread.allocate_lock()
                 self._bg_done.acquire()
+                self._bg_pid = os.getpid()
                 self._bg = _thread.start_new_thread(self._background, ())
         elif self._bg_idle:
             self._kick()  # a new request: its replies may go unread

@@ -166,6 +166,29 @@ class ClientTest(DaemonTest):
         with concd.Client(self.d.socket, timeout=BOUND) as c:
             self.assertEqual(c.cancel(job)["job"], job)
 
+    def test_close_in_a_forked_child_returns(self):
+        # the child has the connection but not the reader: close() must
+        # not wait for a thread that is not there
+        self.assertEqual(self.c.ping()["t"], "pong")  # the reader runs
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.c.close()
+            finally:
+                os._exit(7)
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            self.fail("close() in the forked child did not return")
+        self.assertEqual(os.waitstatus_to_exitcode(status), 7)
+        self.assertEqual(self.c.ping()["t"], "pong")  # the parent's goes on
+
     def test_threads_share_one_connection_with_requests_in_flight(self):
         results = {}
 
