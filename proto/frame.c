@@ -313,11 +313,10 @@ proto_skim_id(const char *buf, size_t len, uint64_t *id)
 
 		if (skim_values(p, len, &off, 1) < 0)
 			return -1;
-		/* the key "id", as a string of any encoding */
+		/* the key "id", a string of any encoding: its body ends it */
 		is_id =
-		    (p[key] == 0xa2 || p[key] == 0xd9 || p[key] == 0xda ||
-		     p[key] == 0xdb) &&
-		    off - key >= 2 && memcmp(p + off - 2, "id", 2) == 0 &&
+		    (p[key] == 0xa2 || (p[key] >= 0xd9 && p[key] <= 0xdb)) &&
+		    off - key >= 3 && memcmp(p + off - 2, "id", 2) == 0 &&
 		    skim_head(p + key, len - key, &hdr, &body, &items) == 0 &&
 		    body == 2;
 		if (is_id && off < len && p[off] <= 0x7f)

@@ -381,7 +381,9 @@ class Client:
     def __init__(self, path=None, timeout=None):
         self.path = path or default_socket()
         self.timeout = timeout
-        self._pid = os.getpid()  # the process the connection is made in
+        # the process the connection is made in, and its background reader
+        # (started by the hello): a forked child has neither
+        self._pid = os.getpid()
         self._sock = _unix_socket(AF_UNIX, SOCK_STREAM)
         try:
             self._sock.connect(self.path)
@@ -419,7 +421,6 @@ class Client:
         self._stopping = False
         self._bg = None  # the background reader's ident, once started
         self._bg_done = None  # held by it until it returns (close joins)
-        self._bg_pid = None  # the process it runs in (not a forked child)
         self._bg_idle = False  # it may sleep until kicked: requests kick
         # frames sent by the reading thread (by callbacks) go out on a
         # thread of their own, so that the reader never blocks writing
@@ -450,14 +451,15 @@ class Client:
             self._stopping = True
             self._kicks += 1
             self._bgcv.notify()
-        if os.getpid() == self._pid:
+        forked = os.getpid() != self._pid
+        if not forked:
             try:
                 self._sock.shutdown(SHUT_RDWR)
             except OSError:
                 pass
         self._sock.close()
-        if (self._bg is not None and _thread.get_ident() != self._bg
-                and os.getpid() == self._bg_pid):
+        if (self._bg is not None and not forked
+                and _thread.get_ident() != self._bg):
             with self._bg_done:
                 pass
         with self._outbox_cond:
@@ -696,7 +698,6 @@ class Client:
                     return
                 self._bg_done = _thread.allocate_lock()
                 self._bg_done.acquire()
-                self._bg_pid = os.getpid()
                 self._bg = _thread.start_new_thread(self._background, ())
         elif self._bg_idle:
             self._kick()  # a new request: its replies may go unread

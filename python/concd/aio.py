@@ -137,9 +137,10 @@ class Client:
                     break
                 frames.feed(data)
                 for m in frames:
-                    w = self._pending.get(m.get("id", 0))
+                    rid = m.get("id", 0)
+                    w = self._pending.get(rid)
                     if w is None:
-                        if m.get("id", 0) == 0 and m.get("t") == "error":
+                        if rid == 0 and m.get("t") == "error":
                             # a frame concd could not read: the connection
                             # ends, every request in flight fails with it
                             self._lost(error_from(m))
