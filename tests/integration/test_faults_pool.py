@@ -264,6 +264,17 @@ class CrashingJob(unittest.TestCase):
 
 # ---- a job stuck inside one step ----
 
+def until_hanging(c, rid):
+    """Until the hang task's progress: its step runs, and a cancel from
+    now on goes unheard (one sent before the step began would be heard
+    there)."""
+    while True:
+        m = c.recv_for(rid)
+        assert m is not None and m["t"] != "end", m
+        if m["t"] == "progress":
+            return m
+
+
 @unittest.skipUnless(os.path.exists(FAULTY),
                      "the faulty plugin is not built (CONCD_PLUGINS)")
 class StuckJob(unittest.TestCase):
@@ -285,6 +296,7 @@ class StuckJob(unittest.TestCase):
         c = self.d.client()
         rid = c.request("submit", task="hang", exec="process", watch=True)
         job = c.recv_for(rid)["job"]
+        until_hanging(c, rid)  # "running" came before the step began
         pid = c.wait_state(job, "running")["tid"]
         c.call("cancel", job=job)
         end = c.until_end(rid)[-1]
@@ -321,8 +333,9 @@ class StuckThread(unittest.TestCase):
 
     def test_stopping_concd_does_not_wait_forever_for_a_stuck_thread(self):
         c = self.d.client()
-        job = c.call("submit", task="hang", exec="thread")["job"]
-        c.wait_state(job, "running")
+        rid = c.request("submit", task="hang", exec="thread", watch=True)
+        job = c.recv_for(rid)["job"]
+        until_hanging(c, rid)
         self.d.proc.send_signal(signal.SIGTERM)
         # the stop timeout (1 s), the hard limit (10 s), a second to join
         self.assertEqual(self.d.proc.wait(BOUND), 0)

@@ -4,7 +4,8 @@
  * crash: kills the worker process running it, in its first step, before
  * the worker has written anything about the job.
  * hang: never returns from its first step, so it never hears a cancel;
- * it also runs on a thread.
+ * it also runs on a thread.  It reports progress (1 of 1) once in the
+ * step, so that a test knows a cancel from then on goes unheard.
  */
 #include <signal.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@ crash_step(struct task_ctx *ctx)
 static enum task_step
 hang_step(struct task_ctx *ctx)
 {
+	task_progress(ctx, 1, 1, "hanging");
 	for (;;)
 		pause();
 	return TASK_DONE; /* not reached */
