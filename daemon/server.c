@@ -348,49 +348,61 @@ server_collect_cb(struct job *j, void *arg)
 
 /*
  * Ids first: finishing a job may free others, so no walk while
- * cancelling.  which: 0 all active jobs, 1 the daemon ones and (with
- * queued) the queued ones.
+ * cancelling.  all: every active job (the cut), else the daemon ones and
+ * (with queued) the queued ones.  The cut takes the queued jobs first,
+ * so that no worker a running job leaves starts one of them.
  */
 static void
 server_cancel(bool all, bool queued)
 {
 	struct id_list l = {NULL, 0, 0};
 	struct job *j;
-	size_t i;
+	size_t i, cut_queued = 0;
+	int pass;
 
 	job_foreach(server_collect_cb, &l);
 	if (store_enabled())
 		(void)deps_parked(); /* marks them for deps_is_parked */
-	for (i = 0; i < l.n; i++) {
-		if ((j = job_find(l.ids[i])) == NULL ||
-		    PROTO_STATE_FINAL(j->state))
-			continue;
-		if (all && atomic_load(&j->ctx.cancel))
-			continue; /* a daemon or dropped job still ending */
-		if (!j->daemon && store_enabled() &&
-		    (queue_parked(j) || deps_is_parked(j))) {
-			stop.parked += !all;
-			continue; /* queued in the store for the next start */
-		}
-		if (all) {
-			if (!j->daemon)
-				stop.cut++;
-			else
+	for (pass = all ? 0 : 1; pass < 2; pass++)
+		for (i = 0; i < l.n; i++) {
+			if ((j = job_find(l.ids[i])) == NULL ||
+			    PROTO_STATE_FINAL(j->state) ||
+			    (pass == 0 && j->state != PS_QUEUED))
+				continue;
+			if (all && atomic_load(&j->ctx.cancel))
+				continue; /* a daemon or dropped job ending */
+			if (!j->daemon && store_enabled() &&
+			    (queue_parked(j) || deps_is_parked(j))) {
+				stop.parked += !all;
+				continue; /* queued in the store for the next
+				             start */
+			}
+			if (all) {
+				if (!j->daemon)
+					stop.cut++;
+				else
+					stop.killed++;
+				if (j->state == PS_QUEUED)
+					cut_queued++; /* counted, not named */
+				else
+					log_warnx(
+					    "job %llu (%s) cut off while %s",
+					    (unsigned long long)j->id,
+					    j->task->name,
+					    proto_states[j->state]);
+			} else if (j->daemon) {
 				stop.killed++;
-			log_warnx("job %llu (%s) cut off while %s",
-			          (unsigned long long)j->id, j->task->name,
-			          proto_states[j->state]);
-		} else if (j->daemon) {
-			stop.killed++;
-		} else if ((queued || queue_parked(j)) &&
-		           j->state == PS_QUEUED) {
-			stop.dropped++;
-		} else {
-			stop.draining++;
-			continue;
+			} else if ((queued || queue_parked(j)) &&
+			           j->state == PS_QUEUED) {
+				stop.dropped++;
+			} else {
+				stop.draining++;
+				continue;
+			}
+			job_cancel(j);
 		}
-		job_cancel(j);
-	}
+	if (cut_queued > 0)
+		log_warnx("%zu queued jobs cut off", cut_queued);
 	free(l.ids);
 }
 

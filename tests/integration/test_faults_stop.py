@@ -300,6 +300,48 @@ class KeptQueued(unittest.TestCase):
             d.close()
 
 
+class CutQueued(unittest.TestCase):
+    """A second SIGTERM cancels the queued jobs before the running ones:
+    a worker the cut frees starts none of them, and the log counts them
+    in one line."""
+    N = 3000
+
+    def setUp(self):
+        self.d = Daemon("-p", "0", threads=1)
+
+    def tearDown(self):
+        self.d.close()
+
+    def test_a_cut_starts_no_queued_job(self):
+        c, n = self.d.client(), self.N
+        rid, job = sleeper(c, "thread", False)
+        # queued behind the sleep on the one thread, pipelined
+        rids = [c.request("submit", task="noop", exec="thread", watch=True)
+                for _ in range(n)]
+        for r in rids:
+            self.assertEqual(c.recv_for(r)["t"], "accepted")
+        self.d.proc.send_signal(signal.SIGTERM)
+        self.d.notify.wait_for("STATUS=stopping: draining 1 running, "
+                               "%d queued" % n)
+        self.d.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(c.until_end(rid)[-1]["state"], "cancelled")
+        # before the fix the sleep could be cancelled first, and the
+        # thread it freed ran most of the noops while the cut went on
+        ends = {}
+        for r in rids:
+            state = c.until_end(r)[-1]["state"]
+            ends[state] = ends.get(state, 0) + 1
+        self.assertEqual(ends, {"cancelled": n})
+        self.assertEqual(self.d.proc.wait(BOUND), 0)
+        log = self.d.log()
+        self.assertIn("cancelling the %d jobs still active" % (n + 1), log)
+        self.assertIn("job %d (sleep) cut off while running" % job, log)
+        self.assertIn("%d queued jobs cut off" % n, log)
+        self.assertNotIn("cut off while queued", log)
+        self.assertIn("stopped: 0 jobs drained, 0 daemon jobs killed, "
+                      "0 queued jobs cancelled, %d cut off" % (n + 1), log)
+
+
 @unittest.skipIf(VALGRIND, "5,000 commands under valgrind take too long")
 class ManyCommands(unittest.TestCase):
     N = 5000
