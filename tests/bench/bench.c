@@ -60,8 +60,10 @@
 
 #include "bench.h"
 
-#define BENCH_SPAWN_WAIT  5000 /* ms for a spawned concd to listen */
-#define BENCH_STOP_WAIT   5000 /* ms for it to exit on SIGTERM */
+#define BENCH_SPAWN_WAIT 5000 /* ms for a spawned concd to listen */
+#define BENCH_STOP_WAIT  5000 /* ms for it to exit on SIGTERM */
+/* ms for a cut to end its jobs: a million queued take about 8 s here */
+#define BENCH_CUT_WAIT    60000
 #define BENCH_MAX_DAEMONS 8
 
 enum {
@@ -689,15 +691,15 @@ bench_daemon_start(const char *concd, const char *const *flags)
 	          BENCH_SPAWN_WAIT);
 }
 
-/* SIGTERM, then up to BENCH_STOP_WAIT ms for pid to exit: whether it did */
+/* SIGTERM, then up to wait ms for pid to exit: whether it did */
 static bool
-bench_term(pid_t pid)
+bench_term(pid_t pid, int wait)
 {
 	struct timespec tick = {0, 5 * 1000 * 1000};
 	int status, waited;
 
 	kill(pid, SIGTERM);
-	for (waited = 0; waited < BENCH_STOP_WAIT; waited += 5) {
+	for (waited = 0; waited < wait; waited += 5) {
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			return true;
 		nanosleep(&tick, NULL);
@@ -716,13 +718,13 @@ bench_reap(pid_t pid, const char *what)
 {
 	int status;
 
-	if (bench_term(pid))
+	if (bench_term(pid, BENCH_STOP_WAIT))
 		return;
 	fprintf(stderr,
 	        "concd-bench: %s did not stop on SIGTERM within %d ms: a "
 	        "second SIGTERM cuts its jobs off\n",
 	        what, BENCH_STOP_WAIT);
-	if (bench_term(pid))
+	if (bench_term(pid, BENCH_STOP_WAIT))
 		return;
 	fprintf(stderr,
 	        "concd-bench: %s did not stop on a second SIGTERM: "
@@ -735,7 +737,9 @@ bench_reap(pid_t pid, const char *what)
 /*
  * Stop a concd whose jobs would not end by themselves: the first SIGTERM
  * begins the stop (its socket goes), the second cuts the jobs off, and it
- * exits as it should, taking what it made (its jobs' cgroups) along.
+ * exits as it should, taking what it made (its jobs' cgroups) along.  A
+ * cut of many queued jobs takes a while: bench_reap only if it takes
+ * longer than BENCH_CUT_WAIT.
  */
 void
 bench_reap_cut(pid_t pid, const char *sock, const char *what)
@@ -747,7 +751,8 @@ bench_reap_cut(pid_t pid, const char *sock, const char *what)
 	for (waited = 0; waited < BENCH_STOP_WAIT && access(sock, F_OK) == 0;
 	     waited += 5)
 		nanosleep(&tick, NULL);
-	bench_reap(pid, what);
+	if (!bench_term(pid, BENCH_CUT_WAIT))
+		bench_reap(pid, what);
 }
 
 void
