@@ -399,6 +399,7 @@ class Client:
         self._pending = {}
         self._next_id = 1
         self._closed = None  # the exception once the connection is gone
+        self._refused = None  # an input's refusal, for the next input()
         self._reading = None  # the ident of the thread whose turn it is
         self._waiting = 0  # threads in _wait, not reading
         self._reads = 0  # reads so far (the background thread's clock)
@@ -756,6 +757,12 @@ class Client:
                 # a frame concd could not read: the connection ends, and
                 # every request in flight fails with this error
                 self._lost(error_from(m))
+            elif m.get("t") == "error":
+                # the one request sent with nothing to wait for its reply
+                # is an input: its refusal, for the next input() to raise
+                with self._lock:
+                    if self._refused is None:
+                        self._refused = error_from(m)
             return
         if last:
             self._gone(p)
@@ -872,17 +879,36 @@ class Client:
                 out += m["data"]
         return bytes(out)
 
-    def input(self, job, data=b"", eof=False):
+    def input(self, job, data=b"", eof=False, check=False):
         """Bytes for the standard input of a job submitted with
-        stdin="stream" on this connection (no reply unless refused)."""
+        stdin="stream" on this connection.  concd answers only a refusal,
+        and later: the next input() on the connection raises it, or, with
+        check, this one, which then waits until concd has read it."""
         with self._lock:
             if self._closed is not None:
                 raise self._closed
-            rid = self._next_id
-            self._next_id += 1
-        frame = pack({"t": "input", "id": rid, "job": job,
-                      "data": bytes(data), "eof": eof})
-        self._write(frame)
+            refused, self._refused = self._refused, None
+            if refused is None and not check:
+                rid = self._next_id
+                self._next_id += 1
+        if refused is not None:
+            raise refused
+        fields = {"job": job, "data": bytes(data), "eof": eof}
+        if not check:
+            fields.update(t="input", id=rid)
+            self._write(pack(fields))
+            return
+        # a refusal comes before the reply to a request sent after it
+        rid, p = self.send("input", **fields)
+        try:
+            self.call("ping")
+        finally:
+            with self._lock:
+                self._pending.pop(rid, None)
+                m = p.msgs[0] if p.msgs else None
+            self._gone(p)
+        if m is not None and m["t"] == "error":
+            raise error_from(m)
 
     def hold(self, job):
         return self.call("hold", job=job)

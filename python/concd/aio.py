@@ -86,6 +86,7 @@ class Client:
         self._pending = {}
         self._next_id = 1
         self._closed = None
+        self._refused = None  # an input's refusal, for the next input()
         self._task = asyncio.get_running_loop().create_task(self._read())
         self.server = self.server_version = self.server_pid = None
 
@@ -144,6 +145,10 @@ class Client:
                             # a frame concd could not read: the connection
                             # ends, every request in flight fails with it
                             self._lost(error_from(m))
+                        elif m.get("t") == "error" and self._refused is None:
+                            # an input's refusal (the one request sent
+                            # with no Watch), for the next input()
+                            self._refused = error_from(m)
                         continue
                     w.queue.put_nowait(m)
                     if w.last(m, w.state):
@@ -244,14 +249,32 @@ class Client:
                 out += m["data"]
         return bytes(out)
 
-    async def input(self, job, data=b"", eof=False):
+    async def input(self, job, data=b"", eof=False, check=False):
+        """As concd.Client.input: a refusal is raised by the next input(),
+        or with check by this one, which waits until concd has read it."""
         if self._closed is not None:
             raise self._closed
-        rid = self._next_id
-        self._next_id += 1
-        self._writer.write(pack({"t": "input", "id": rid, "job": job,
-                                 "data": bytes(data), "eof": eof}))
-        await self._writer.drain()
+        if self._refused is not None:
+            refused, self._refused = self._refused, None
+            raise refused
+        fields = {"job": job, "data": bytes(data), "eof": eof}
+        if not check:
+            rid = self._next_id
+            self._next_id += 1
+            fields.update(t="input", id=rid)
+            self._writer.write(pack(fields))
+            await self._writer.drain()
+            return
+        # a refusal comes before the reply to a request sent after it
+        w = self.send("input", **fields)
+        try:
+            await self.call("ping")
+        finally:
+            self._pending.pop(w.id, None)
+        if not w.queue.empty():
+            m = w.queue.get_nowait()
+            if isinstance(m, dict) and m.get("t") == "error":
+                raise error_from(m)
 
     async def hold(self, job):
         return await self.call("hold", job=job)

@@ -215,6 +215,31 @@ class ClientTest(DaemonTest):
         self.assertIn("primes", names)
         self.assertIn("workers", self.c.pool())
 
+    def test_a_refused_input_is_raised(self):
+        """concd answers an input only to refuse it.  Before the fix the
+        clients dropped that answer: input() to a job that takes none
+        seemed to work."""
+        plain = self.c.submit("exec", {"argv": ["sleep", "60"]}, daemon=True)
+        with self.assertRaises(concd.BadField) as e:
+            self.c.input(plain, b"lost\n", check=True)
+        self.assertIn("job %d" % plain, str(e.exception))
+        with self.assertRaises(concd.NoSuchJob):
+            self.c.input(10 ** 9, b"x", check=True)
+        # unchecked: the next input() raises it, once
+        self.c.input(plain, b"lost\n")
+        job = self.c.submit("exec", {"argv": ["cat"]}, stdin="stream")
+        with self.assertRaises(concd.BadField) as e:
+            self.c.input(job, b"one\n")
+        self.assertIn("job %d" % plain, str(e.exception))
+        self.c.input(job, b"one\n")
+        self.c.input(job, b"two\n", eof=True, check=True)
+        self.assertEqual(self.c.wait(job)["state"], "succeeded")
+        self.assertEqual(self.c.log(job), b"one\ntwo\n")
+        self.c.cancel(plain)
+        self.assertEqual(self.c.wait(plain)["state"], "cancelled")
+        # a job that has ended drops its input without a word
+        self.c.input(job, b"three\n", check=True)
+
 
 class FakeDaemon:
     """A socket that answers the first frame with `reply` (a map, or None
@@ -344,6 +369,23 @@ class AioTest(DaemonTest):
                 await c.input(job, b"abc", eof=True)
                 await c.wait(job)
                 self.assertEqual(await c.log(job), b"abc")
+                # a refusal: raised by this input() with check, else by
+                # the next one (dropped before the fix)
+                plain = await c.submit("exec", {"argv": ["sleep", "60"]},
+                                       daemon=True)
+                with self.assertRaises(concd.BadField):
+                    await c.input(plain, b"x", check=True)
+                await c.input(plain, b"x")
+                await c.ping()  # the refusal has come
+                with self.assertRaises(concd.BadField) as e:
+                    await c.input(plain, b"x")
+                self.assertIn("job %d" % plain, str(e.exception))
+                await c.input(10 ** 9, b"x")
+                await c.ping()
+                with self.assertRaises(concd.NoSuchJob):
+                    await c.input(plain, b"x")
+                await c.cancel(plain)
+                self.assertEqual((await c.wait(plain))["state"], "cancelled")
         asyncio.run(main())
 
 
