@@ -347,6 +347,43 @@ server_collect_cb(struct job *j, void *arg)
 }
 
 /*
+ * One job of server_cancel's: whether it was a queued job cut off (the
+ * cut counts those, and names the others).
+ */
+static bool
+server_cancel_one(struct job *j, bool all, bool queued)
+{
+	bool was_queued = j->state == PS_QUEUED;
+
+	if (all && atomic_load(&j->ctx.cancel))
+		return false; /* a daemon or dropped job still ending */
+	if (!j->daemon && store_enabled() &&
+	    (queue_parked(j) || deps_is_parked(j))) {
+		stop.parked += !all;
+		return false; /* queued in the store for the next start */
+	}
+	if (all) {
+		if (!j->daemon)
+			stop.cut++;
+		else
+			stop.killed++;
+		if (!was_queued)
+			log_warnx("job %llu (%s) cut off while %s",
+			          (unsigned long long)j->id, j->task->name,
+			          proto_states[j->state]);
+	} else if (j->daemon) {
+		stop.killed++;
+	} else if ((queued || queue_parked(j)) && was_queued) {
+		stop.dropped++;
+	} else {
+		stop.draining++;
+		return false;
+	}
+	job_cancel(j);
+	return all && was_queued;
+}
+
+/*
  * Ids first: finishing a job may free others, so no walk while
  * cancelling.  all: every active job (the cut), else the daemon ones and
  * (with queued) the queued ones.  The cut takes the queued jobs first,
@@ -364,43 +401,11 @@ server_cancel(bool all, bool queued)
 	if (store_enabled())
 		(void)deps_parked(); /* marks them for deps_is_parked */
 	for (pass = all ? 0 : 1; pass < 2; pass++)
-		for (i = 0; i < l.n; i++) {
-			if ((j = job_find(l.ids[i])) == NULL ||
-			    PROTO_STATE_FINAL(j->state) ||
-			    (pass == 0 && j->state != PS_QUEUED))
-				continue;
-			if (all && atomic_load(&j->ctx.cancel))
-				continue; /* a daemon or dropped job ending */
-			if (!j->daemon && store_enabled() &&
-			    (queue_parked(j) || deps_is_parked(j))) {
-				stop.parked += !all;
-				continue; /* queued in the store for the next
-				             start */
-			}
-			if (all) {
-				if (!j->daemon)
-					stop.cut++;
-				else
-					stop.killed++;
-				if (j->state == PS_QUEUED)
-					cut_queued++; /* counted, not named */
-				else
-					log_warnx(
-					    "job %llu (%s) cut off while %s",
-					    (unsigned long long)j->id,
-					    j->task->name,
-					    proto_states[j->state]);
-			} else if (j->daemon) {
-				stop.killed++;
-			} else if ((queued || queue_parked(j)) &&
-			           j->state == PS_QUEUED) {
-				stop.dropped++;
-			} else {
-				stop.draining++;
-				continue;
-			}
-			job_cancel(j);
-		}
+		for (i = 0; i < l.n; i++)
+			if ((j = job_find(l.ids[i])) != NULL &&
+			    !PROTO_STATE_FINAL(j->state) &&
+			    (pass == 1 || j->state == PS_QUEUED))
+				cut_queued += server_cancel_one(j, all, queued);
 	if (cut_queued > 0)
 		log_warnx("%zu queued jobs cut off", cut_queued);
 	free(l.ids);
