@@ -3,7 +3,9 @@
  * event base, the clocks, waking the loop from another thread, and
  * running it with busy polling.
  */
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -166,6 +168,19 @@ loop_mono_us(void)
  */
 bool loop_worked;
 static atomic_bool loop_polling;
+
+int
+loop_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
 
 void
 loop_wake(struct event *ev)

@@ -6,6 +6,7 @@
 #ifndef LOOP_H
 #define LOOP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,6 +35,12 @@ uint64_t loop_mono_us(void);
  */
 void loop_wait_add(struct event *ev, uint64_t ms);
 
+/*
+ * pthread_create, the new thread blocking every signal: signals are the
+ * loop's, so none runs a handler on a pool's thread or interrupts a
+ * task's system call there.  0 or an errno.
+ */
+int loop_thread_create(pthread_t *, void *(*)(void *), void *);
 /* Run the loop until it is told to exit; see loop.c. */
 /* A sched_yield that takes longer ran something else: polling stops. */
 #define BUSY_POLL_CONTESTED_US 20

@@ -425,7 +425,7 @@ thread_spawn(int index, struct job *fresh)
 	if (fresh != NULL)
 		fresh->xdata = w;
 	if (w->wakefd < 0 ||
-	    (errno = pthread_create(&w->thread, NULL, thread_main, w)) != 0) {
+	    (errno = loop_thread_create(&w->thread, thread_main, w)) != 0) {
 		if (index < 0 || pool.retry_ms == 0)
 			log_warn("thread pool: cannot start worker %d", index);
 		if (w->wakefd >= 0)

@@ -3405,7 +3405,7 @@ store_start(void)
 	store_sweep_cb(-1, 0, NULL);
 	pthread_mutex_init(&store.lock, NULL);
 	pthread_cond_init(&store.cond, NULL);
-	if (pthread_create(&store.thread, NULL, store_thread, NULL) != 0)
+	if (loop_thread_create(&store.thread, store_thread, NULL) != 0)
 		return -1;
 	store.started = true;
 	return 0;

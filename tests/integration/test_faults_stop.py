@@ -300,6 +300,39 @@ class KeptQueued(unittest.TestCase):
             d.close()
 
 
+class Signals(unittest.TestCase):
+    """Every thread of concd but the loop's blocks the signals it
+    handles: a SIGTERM, SIGINT or SIGHUP runs its handler on the loop's
+    thread, never on a pool's, where it would interrupt a task's system
+    call (EINTR), or be held back by a thread asleep (a SIGTERM left
+    unanswered for 240 s under ThreadSanitizer)."""
+
+    def test_only_the_loops_thread_takes_signals(self):
+        d = Daemon("-p", "1", threads=3)
+        try:
+            c = d.client()
+            rid = c.request("submit", task="sleep", args={"ms": 1},
+                            exec="thread", watch=True)
+            self.assertEqual(c.until_end(rid)[-1]["state"], "succeeded")
+            pid = d.proc.pid
+            wanted = (1 << (signal.SIGHUP - 1)) | \
+                (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+            masks = {}
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                    for line in f:
+                        if line.startswith("SigBlk:"):
+                            masks[int(tid)] = int(line.split()[1], 16)
+            # the loop, three pool threads and the store's at least
+            self.assertGreaterEqual(len(masks), 5, masks)
+            self.assertEqual(masks.pop(pid) & wanted, 0)
+            for tid, mask in masks.items():
+                self.assertEqual(mask & wanted, wanted,
+                                 "thread %d: SigBlk %x" % (tid, mask))
+        finally:
+            d.close()
+
+
 class CutQueued(unittest.TestCase):
     """A second SIGTERM cancels the queued jobs before the running ones:
     a worker the cut frees starts none of them, and the log counts them
