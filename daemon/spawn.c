@@ -313,8 +313,12 @@ spawn_child_main(void *arg)
 	bool eacces = false;
 	size_t n;
 
-	/* every standard signal: handled, ignored (by concd or its parent) */
-	for (i = 1; i < 32; i++)
+	/*
+	 * Every signal to its default: handled or ignored by concd or its
+	 * parent, and the real-time ones too, for glibc's posix_spawn, which
+	 * starts a worker process, leaves its own two (32, 33) ignored.
+	 */
+	for (i = 1; i < NSIG; i++)
 		if (i != SIGKILL && i != SIGSTOP)
 			syscall(SYS_rt_sigaction, i, dfl, NULL, sizeof(none));
 	if (syscall(SYS_setpgid, 0, 0) < 0)

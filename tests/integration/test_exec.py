@@ -177,6 +177,19 @@ class Exec(DaemonTest):
                 ev = self.run_job(c, ["sh", "-c", "ls /proc/$$/fd"], x)
                 self.assertEqual(output(ev), b"0\n1\n2\n")
 
+    def test_the_command_starts_with_every_signal_at_its_default(self):
+        # a worker process is started by posix_spawn, which leaves
+        # glibc's own signals (32 and 33) ignored in it: its commands
+        # must not inherit that, nor anything concd blocks or ignores
+        c = self.client()
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                ev = self.run_job(c, ["grep", "-E", "^Sig(Blk|Ign):",
+                                      "/proc/self/status"], x)
+                self.assertEqual(ev[-1]["state"], "succeeded", ev[-1])
+                self.assertEqual(output(ev), b"SigBlk:\t0000000000000000\n"
+                                 b"SigIgn:\t0000000000000000\n")
+
     def test_cancel_ends_the_job_and_the_process_group_is_gone(self):
         c = self.client()
         for x in EXECUTORS:

@@ -284,14 +284,15 @@ static void
 signals_start_at_their_defaults_in_a_group_of_its_own(void **state)
 {
 	/* the test ignores these, and concd handles others; the command
-	 * gets every signal at its default */
-	static const int ign[] = {SIGPIPE, SIGHUP, SIGQUIT, SIGUSR2};
-	void (*was[4])(int);
+	 * gets every signal at its default, real-time ones too */
+	const int ign[] = {SIGPIPE, SIGHUP,       SIGQUIT,
+	                   SIGUSR2, SIGRTMIN + 2, SIGRTMAX};
+	void (*was[6])(int);
 	char buf[4096], *why = NULL;
 	struct child c;
 	size_t i;
 
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 6; i++)
 		was[i] = signal(ign[i], SIG_IGN);
 	assert_int_equal(
 	    start(ARGV("sh", "-c",
@@ -310,7 +311,7 @@ signals_start_at_their_defaults_in_a_group_of_its_own(void **state)
 	assert_non_null(strstr(buf, "\nown group\n"));
 	close(c.out);
 	close(c.err);
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 6; i++)
 		signal(ign[i], was[i]);
 }
 
