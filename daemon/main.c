@@ -38,6 +38,7 @@
 #include "request.h"
 #include "server.h"
 #include "slurm.h"
+#include "spawner.h"
 #include "store.h"
 #include "task.h"
 #include "task_int.h"
@@ -98,17 +99,23 @@ static const struct option longopts[] = {
 /*
  * A running exec job holds three descriptors, so a gather of 1,000
  * commands needs more than the soft limit systemd gives (1024).  The hard
- * limit is the administrator's word; the soft one is ours to raise.
+ * limit is the administrator's word; the soft one is ours to raise.  Our
+ * commands start with the one we were given, as from a shell: a program
+ * that uses select(2) must not get descriptors past FD_SETSIZE.
  */
 static void
 raise_nofile(void)
 {
 	struct rlimit rl;
+	rlim_t given;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		given = rl.rlim_cur;
 		rl.rlim_cur = rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			log_warn("setrlimit RLIMIT_NOFILE");
+		else
+			spawn_set_nofile(given);
 	}
 }
 
@@ -324,7 +331,9 @@ logs_dir(const char *state_dir)
 
 /*
  * `concd --worker INDEX [--once] [--stdio] [--busy-poll USEC]
- * [--user UID] [--plugin-dir DIR] [--cgroup SPEC]`: see worker.c.
+ * [--user UID] [--plugin-dir DIR] [--nofile SOFT] [--cgroup SPEC]`: see
+ * worker.c; --nofile is the soft limit on open files its commands start
+ * with, the one concd was started with.
  * --user comes before --plugin-dir: no plugin is loaded with root's
  * rights in a worker that runs a user's code, nor at all if the user's
  * identity cannot be taken.
@@ -343,6 +352,8 @@ worker_role(int argc, char *argv[])
 			stdio = true;
 		else if (strcmp(argv[i], "--busy-poll") == 0 && i + 1 < argc)
 			busy_poll = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--nofile") == 0 && i + 1 < argc)
+			spawn_set_nofile(strtoull(argv[++i], NULL, 10));
 		else if (strcmp(argv[i], "--user") == 0 && i + 1 < argc)
 			refused = worker_become(
 			              (uid_t)strtoul(argv[++i], NULL, 10)) < 0;

@@ -35,6 +35,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
@@ -52,6 +53,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pool_process.h"
+#include "spawner.h"
 #include "store.h"
 #include "task.h"
 #include "task_int.h"
@@ -208,8 +210,8 @@ proc_spawn(struct pgroup *g, int index)
 	posix_spawnattr_t attr;
 	struct worker_shm *shm = NULL;
 	struct pworker *w;
-	char idx[16], uid[16];
-	char *argv[14];
+	char idx[16], uid[16], nofile[24];
+	char *argv[16];
 	sigset_t none;
 	int sv[2] = {-1, -1}, shmfd, rc, n = 0;
 
@@ -244,6 +246,12 @@ proc_spawn(struct pgroup *g, int index)
 	if (pp.plugin_dir != NULL) {
 		argv[n++] = (char *)"--plugin-dir";
 		argv[n++] = pp.plugin_dir;
+	}
+	if (spawn_nofile_soft() > 0) {
+		snprintf(nofile, sizeof(nofile), "%" PRIu64,
+		         spawn_nofile_soft());
+		argv[n++] = (char *)"--nofile";
+		argv[n++] = nofile;
 	}
 	if (!g->user) {
 		/* its commands' cgroups, as the daemon's */

@@ -47,6 +47,7 @@
 #include "pool_remote.h"
 #include "reap.h"
 #include "slurm.h"
+#include "spawner.h"
 #include "task.h"
 #include "task_int.h"
 #include "worker_msg.h"
@@ -382,8 +383,8 @@ remote_start(struct rworker *w)
 
 	w->state = RW_FAILED;
 	if ((argv = slurm_worker_argv(w->a->slurm_id, w->index,
-	                              slurm_config()->worker_path,
-	                              rp.busy_poll)) == NULL)
+	                              slurm_config()->worker_path, rp.busy_poll,
+	                              spawn_nofile_soft())) == NULL)
 		goto fail;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		log_warn("remote pool: worker %d", w->index);

@@ -298,7 +298,7 @@ slurm_alloc_argv(const char *name, unsigned ntasks, const char *partition,
 
 char **
 slurm_worker_argv(uint64_t slurm_id, int index, const char *path,
-                  const char *busy_poll)
+                  const char *busy_poll, uint64_t nofile)
 {
 	struct slurm_argv a = {0};
 
@@ -318,6 +318,10 @@ slurm_worker_argv(uint64_t slurm_id, int index, const char *path,
 	if (busy_poll != NULL) {
 		argv_add(&a, strdup("--busy-poll"));
 		argv_add(&a, strdup(busy_poll));
+	}
+	if (nofile > 0) {
+		argv_add(&a, strdup("--nofile"));
+		argv_fmt(&a, "%" PRIu64, nofile);
 	}
 	return argv_done(&a);
 }

@@ -73,15 +73,16 @@ void slurm_pool_name(unsigned k, char *buf, size_t len);
  * the site's options (partition, account, qos, salloc-options); partition
  * and time_limit (Slurm's --time) if not NULL: partition replaces the
  * site's.  The srun of remote worker index in Slurm job slurm_id: one
- * task on one node, started with path --worker INDEX --stdio, and
- * --busy-poll USEC unless busy_poll is NULL.  Both
+ * task on one node, started with path --worker INDEX --stdio,
+ * --busy-poll USEC unless busy_poll is NULL, and --nofile SOFT unless
+ * nofile is 0.  Both
  * NULL-terminated, to free with their strings (spawn_strv_free); NULL if
  * out of memory.
  */
 char **slurm_alloc_argv(const char *name, unsigned ntasks,
                         const char *partition, const char *time_limit);
 char **slurm_worker_argv(uint64_t slurm_id, int index, const char *path,
-                         const char *busy_poll);
+                         const char *busy_poll, uint64_t nofile);
 /*
  * The Slurm job id in salloc's "Granted job allocation N" among its
  * output's lines, or 0.

@@ -108,6 +108,25 @@ static struct {
              .sock = -1,
              .sv1 = -1};
 
+/*
+ * The soft limit on open files commands start with, the one concd was
+ * started with before it raised its own; 0: concd's.  Set before any
+ * thread starts, read by the children.
+ */
+static uint64_t spawn_nofile;
+
+void
+spawn_set_nofile(uint64_t soft)
+{
+	spawn_nofile = soft;
+}
+
+uint64_t
+spawn_nofile_soft(void)
+{
+	return spawn_nofile;
+}
+
 /* A name as errors quote it: long ones are cut short. */
 static int
 spawn_shown(size_t len)
@@ -307,6 +326,7 @@ spawn_child_main(void *arg)
 	struct spawn_child *c = arg;
 	unsigned long dfl[4] = {0, 0, 0, 0}; /* kernel sigaction: SIG_DFL */
 	uint64_t none = 0;                   /* kernel sigset: empty */
+	struct rlimit nofile;
 	char buf[PATH_MAX];
 	const char *p, *end;
 	int src[3], i, last = ENOENT;
@@ -329,6 +349,13 @@ spawn_child_main(void *arg)
 		if (syscall(SYS_write, c->join[i], "0", 1) != 1)
 			goto fail;
 	c->stage = SPAWN_AT_RLIMIT;
+	/* lowered, never raised: the hard limit may be below it */
+	if (spawn_nofile > 0 &&
+	    syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &nofile) == 0 &&
+	    nofile.rlim_cur > spawn_nofile) {
+		nofile.rlim_cur = spawn_nofile;
+		syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, &nofile, NULL);
+	}
 	if ((c->rl_as.rlim_max > 0 &&
 	     syscall(SYS_prlimit64, 0, RLIMIT_AS, &c->rl_as, NULL) < 0) ||
 	    (c->rl_nproc.rlim_max > 0 &&

@@ -108,6 +108,14 @@ enum task_step spawn_slurm_ended(struct task_ctx *, enum slurm_end end);
 /* Slurm has placed the job: its Slurm job id and node, for its record. */
 void spawn_slurm_placed(struct task_ctx *, uint64_t slurm_id, const char *node);
 
+/*
+ * Commands start with soft as their soft limit on open files (0: with
+ * concd's): the limit concd was started with, before it raised its own.
+ * Set before any thread starts.
+ */
+void spawn_set_nofile(uint64_t soft);
+uint64_t spawn_nofile_soft(void);
+
 void spawn_cmd_free(struct spawn_cmd *);
 /* Free a NULL-terminated array of strings and the strings. */
 void spawn_strv_free(char **);

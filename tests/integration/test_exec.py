@@ -2,6 +2,7 @@
 line, its exit status or signal as the outcome, and cancel, timeout and
 shutdown leaving no process behind, on every executor."""
 import os
+import resource
 import signal
 import sys
 import tempfile
@@ -67,6 +68,44 @@ def wait_proc_state(pid, state, bound=BOUND):
 def output(events, stream="stdout"):
     return b"".join(e["data"] for e in events
                     if e["t"] == "output" and e["stream"] == stream)
+
+
+class OpenFiles(unittest.TestCase):
+    """concd raises its soft limit on open files to the hard one, and
+    its commands start with the soft limit concd was started with, as
+    a shell would have given them: a program that uses select(2) must
+    not see descriptors past FD_SETSIZE, nor one that closes every
+    descriptor up to the limit loop over half a million."""
+
+    SOFT = 1000
+
+    def test_commands_get_the_soft_limit_concd_was_started_with(self):
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard <= self.SOFT:
+            self.skipTest("hard limit on open files %d" % hard)
+
+        def lower():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.SOFT, hard))
+
+        d = harness.Daemon("-p", "1", preexec_fn=lower)
+        try:
+            with open("/proc/%d/limits" % d.proc.pid) as f:
+                line = [x for x in f if x.startswith("Max open files")][0]
+            want = "unlimited" if hard == resource.RLIM_INFINITY \
+                else str(hard)
+            self.assertEqual(line.split()[3:5], [want, want], line)
+            c = d.client()
+            for x in EXECUTORS:
+                with self.subTest(executor=x):
+                    rid = c.request("submit", task="exec", exec=x,
+                                    watch=True, args=dict(argv=[
+                                        "sh", "-c", "ulimit -Sn; ulimit -Hn"]))
+                    ev = c.until_end(rid)
+                    self.assertEqual(ev[-1]["state"], "succeeded", ev[-1])
+                    self.assertEqual(output(ev), ("%d\n%s\n" % (
+                        self.SOFT, want)).encode())
+        finally:
+            d.close()
 
 
 class Exec(DaemonTest):

@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -150,6 +151,18 @@ class Basics(SlurmTest):
                          "out %s\n" % words[1])
         self.assertEqual(self.ctl("log", "--stderr", job).stdout.count(
             "concd-slurm"), 0)
+
+    def test_the_command_gets_the_soft_limit_on_open_files_concd_had(self):
+        # srun starts with it, and Slurm gives the job srun's limits
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard <= 1000:
+            self.skipTest("hard limit on open files %d" % hard)
+        self.d.close()
+        self.d = self.daemon(preexec_fn=lambda: resource.setrlimit(
+            resource.RLIMIT_NOFILE, (1000, hard)))
+        r = self.ctl("run", "-x", "slurm", "exec", "--", "sh", "-c",
+                     "ulimit -Sn")
+        self.assertEqual((r.returncode, r.stdout), (0, "1000\n"), r.stderr)
 
     def test_hostname_exits_0_and_the_result_is_the_status(self):
         r = self.ctl("run", "-x", "slurm", "exec", "--", "hostname")

@@ -5,6 +5,7 @@ output.  Skips with the cluster's reason where it cannot run (no root,
 no Slurm).  Waits are for events, each with a bound."""
 import json
 import os
+import resource
 import signal
 import stat
 import sys
@@ -59,14 +60,14 @@ class RemoteTest(unittest.TestCase):
         for jid, name, state in cluster.jobs():
             cluster.run("scancel", jid)
 
-    def start(self, conf="", state_dir=None):
+    def start(self, conf="", state_dir=None, preexec_fn=None):
         path = os.path.join(cluster.dir, "concd-%d.conf" % len(self.daemons))
         with open(path, "w") as f:
             f.write("[slurm]\nenabled = yes\n" + self.conf + conf)
         args = ["-c", path]
         if state_dir is not None:
             args += ["--state-dir", state_dir]
-        d = Daemon(*args, env=cluster.env())
+        d = Daemon(*args, env=cluster.env(), preexec_fn=preexec_fn)
         self.daemons.append(d)
         return d
 
@@ -136,6 +137,19 @@ class PoolTest(RemoteTest):
         job = json.loads(r.stdout)["job"]
         self.assertEqual(self.wait_state(d, job, "succeeded")["exec"],
                          "process")
+
+    def test_a_remote_command_gets_the_soft_limit_on_open_files_of_concd(
+            self):
+        # the one concd was started with, not the one it raised its own to
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard <= 1000:
+            self.skipTest("hard limit on open files %d" % hard)
+        d = self.start(preexec_fn=lambda: resource.setrlimit(
+            resource.RLIMIT_NOFILE, (1000, hard)))
+        self.add(d, 1)
+        r = d.concctl("run", "-x", "remote", "--no-stdin", "exec", "--",
+                      "sh", "-c", "ulimit -Sn")
+        self.assertEqual((r.returncode, r.stdout), (0, "1000\n"), r.stderr)
 
     def test_auto_remote_sends_process_tasks_to_remote_workers(self):
         d = self.start("auto-remote = yes\n")

@@ -290,7 +290,7 @@ a_worker_is_one_task_of_the_allocation_on_stdio(void **state)
 	char **argv;
 
 	(void)state;
-	argv = slurm_worker_argv(42, 7, slurm_config()->worker_path, NULL);
+	argv = slurm_worker_argv(42, 7, slurm_config()->worker_path, NULL, 0);
 	assert_non_null(argv);
 	assert_string_equal(joined(argv, buf, sizeof(buf)),
 	                    "srun --jobid=42 --ntasks=1 --nodes=1 --exact "
@@ -298,12 +298,13 @@ a_worker_is_one_task_of_the_allocation_on_stdio(void **state)
 	                    "--stdio");
 	argv_free(argv);
 	/* concd's --busy-poll, as its local workers get it */
-	argv = slurm_worker_argv(42, 0, "concd", "50");
+	/* and the soft limit on open files concd was started with */
+	argv = slurm_worker_argv(42, 0, "concd", "50", 1024);
 	assert_non_null(argv);
 	assert_string_equal(joined(argv, buf, sizeof(buf)),
 	                    "srun --jobid=42 --ntasks=1 --nodes=1 --exact "
 	                    "--unbuffered --quiet concd --worker 0 --stdio "
-	                    "--busy-poll 50");
+	                    "--busy-poll 50 --nofile 1024");
 	argv_free(argv);
 }
 
