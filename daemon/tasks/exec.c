@@ -56,19 +56,21 @@ extern char **environ;
 #define EXEC_BUDGET    (256 * 1024) /* bytes read per step: fairness */
 #define EXEC_SHARE     (64 * 1024)  /* the same on the loop, which all share */
 #define EXEC_CHUNK     (64 * 1024)  /* bytes per read(2), a pipe's worth */
-#define EXEC_ARG_MAX   4096         /* bytes in one argv string */
+#define EXEC_ARGS      65536        /* argv strings: the wire's most */
+#define EXEC_ARG_MAX   131071       /* bytes in one: the kernel's most */
+#define EXEC_VARS      4096         /* env variables: as the job's env */
 #define EXEC_STDIN_MAX (256 * 1024) /* the wire's longest string */
 #define EXEC_SHOW      200          /* bytes of a name quoted in errors */
 
 enum { EXEC_ARGV, EXEC_CWD, EXEC_ENV, EXEC_STDIN, EXEC_GRACE };
 
 static const struct task_arg exec_args[] = {
-    [EXEC_ARGV] = {"argv", TASK_ARG_LIST, true, 1, 256, 0,
+    [EXEC_ARGV] = {"argv", TASK_ARG_LIST, true, 1, EXEC_ARGS, 0,
                    "the command and its arguments; argv[0] is looked up "
                    "in PATH"},
     [EXEC_CWD] = {"cwd", TASK_ARG_STR, false, 1, 4096, 0,
                   "the directory to run it in"},
-    [EXEC_ENV] = {"env", TASK_ARG_MAP, false, 0, 256, 0,
+    [EXEC_ENV] = {"env", TASK_ARG_MAP, false, 0, EXEC_VARS, 0,
                   "variables added to (or replacing those of) the "
                   "command's environment"},
     [EXEC_STDIN] = {"stdin", TASK_ARG_STR, false, 0, EXEC_STDIN_MAX, 0,

@@ -591,7 +591,7 @@ start_fails_clearly_for_missing_commands_and_bad_cwd(void **state)
 	assert_int_equal(start_error(&(struct spec){ARGV("", "x"), .grace = -1},
 	                             err, sizeof(err)),
 	                 -1);
-	assert_string_equal(err, "exec: argv[0] must be at most 4096 bytes "
+	assert_string_equal(err, "exec: argv[0] must be at most 131071 bytes "
 	                         "long (argv[0] not empty)");
 }
 
@@ -677,19 +677,31 @@ pack_string_argv(msgpack_packer *pk)
 }
 
 static void
-pack_257_args(msgpack_packer *pk)
+pack_args(msgpack_packer *pk, int n)
 {
 	int i;
 
 	msgpack_pack_map(pk, 1);
 	key(pk, "argv");
-	msgpack_pack_array(pk, 257);
-	for (i = 0; i < 257; i++)
+	msgpack_pack_array(pk, n);
+	for (i = 0; i < n; i++)
 		key(pk, "x");
 }
 
 static void
-pack_257_env(msgpack_packer *pk)
+pack_65536_args(msgpack_packer *pk)
+{
+	pack_args(pk, 65536);
+}
+
+static void
+pack_65537_args(msgpack_packer *pk)
+{
+	pack_args(pk, 65537);
+}
+
+static void
+pack_4097_env(msgpack_packer *pk)
 {
 	char name[16];
 	int i;
@@ -699,8 +711,8 @@ pack_257_env(msgpack_packer *pk)
 	msgpack_pack_array(pk, 1);
 	key(pk, "true");
 	key(pk, "env");
-	msgpack_pack_map(pk, 257);
-	for (i = 0; i < 257; i++) {
+	msgpack_pack_map(pk, 4097);
+	for (i = 0; i < 4097; i++) {
 		snprintf(name, sizeof(name), "V%d", i);
 		key(pk, name);
 		key(pk, "x");
@@ -739,15 +751,17 @@ validation_refuses_bad_argv_env_and_grace(void **state)
 	assert_string_equal(why(c, pack_good), "");
 	assert_string_equal(why(c, pack_none), "exec: missing argument argv");
 	assert_string_equal(why(c, pack_empty_argv),
-	                    "exec: argv must have 1 to 256 entries");
+	                    "exec: argv must have 1 to 65536 entries");
 	assert_string_equal(why(c, pack_int_in_argv),
 	                    "exec: argv must be a list of strings");
 	assert_string_equal(why(c, pack_string_argv),
 	                    "exec: argv must be a list of strings");
-	assert_string_equal(why(c, pack_257_args),
-	                    "exec: argv must have 1 to 256 entries");
-	assert_string_equal(why(c, pack_257_env),
-	                    "exec: env must have 0 to 256 entries");
+	/* as many strings as the wire holds in one list */
+	assert_string_equal(why(c, pack_65536_args), "");
+	assert_string_equal(why(c, pack_65537_args),
+	                    "exec: argv must have 1 to 65536 entries");
+	assert_string_equal(why(c, pack_4097_env),
+	                    "exec: env must have 0 to 4096 entries");
 	assert_string_equal(why(c, pack_int_env),
 	                    "exec: env must be a map of strings to strings");
 	assert_string_equal(why(c, pack_big_grace),
