@@ -1448,11 +1448,6 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 			      ce->name, value);
 			return -1;
 		}
-		if (a->nenv == CMD_MAX_ARGS) {
-			warnx("%s: more than %d --env options", ce->name,
-			      CMD_MAX_ARGS);
-			return -1;
-		}
 		a->env[a->nenv++] = value;
 		break;
 	case CMD_OPT_CWD:
@@ -1723,6 +1718,17 @@ cmd_parse(const struct cmd_entry *ce, int argc, char **argv, struct cmd_args *a,
 	int i;
 
 	memset(a, 0, sizeof(*a));
+	/* room for every word, whatever it turns out to be */
+	a->argv = calloc((size_t)argc + 1, sizeof(*a->argv));
+	a->jobs = calloc((size_t)argc + 1, sizeof(*a->jobs));
+	a->done = calloc((size_t)argc + 1, sizeof(*a->done));
+	a->kv = calloc((size_t)argc + 1, sizeof(*a->kv));
+	a->env = calloc((size_t)argc + 1, sizeof(*a->env));
+	if (a->argv == NULL || a->jobs == NULL || a->done == NULL ||
+	    a->kv == NULL || a->env == NULL) {
+		warnx("%s: out of memory", ce->name);
+		return -1;
+	}
 	a->exec = PX_AUTO;
 	a->cmdstart = -1;
 	a->state = -1;
@@ -1742,10 +1748,6 @@ cmd_parse(const struct cmd_entry *ce, int argc, char **argv, struct cmd_args *a,
 			continue;
 		}
 		if (ended || w[0] != '-' || w[1] == '\0') {
-			if (a->argc == CMD_MAX_ARGS) {
-				warnx("%s: too many arguments", ce->name);
-				return -1;
-			}
 			a->argv[a->argc++] = w;
 			continue;
 		}
@@ -1827,10 +1829,20 @@ cmd_args_clear(struct cmd_args *a)
 {
 	int i;
 
-	for (i = 0; i < a->nkv; i++) {
+	for (i = 0; a->kv != NULL && i < a->nkv; i++)
 		free(a->kv[i].owned);
-		a->kv[i].owned = NULL;
-	}
+	a->nkv = 0;
+	free(a->argv);
+	free(a->jobs);
+	free(a->done);
+	free(a->kv);
+	free(a->env);
+	a->argv = NULL;
+	a->jobs = NULL;
+	a->done = NULL;
+	a->kv = NULL;
+	a->env = NULL;
+	a->argc = a->nenv = 0;
 	pbuf_free(&a->batch.fields);
 	free(a->batch.line);
 	free(a->batch.deps);

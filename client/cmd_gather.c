@@ -195,9 +195,10 @@ cmd_gather_prepare(struct ctl *ctl, struct cmd_args *a)
 	struct cmd_batch *b = &a->batch;
 	struct cmd_entry le = gather_line;
 	struct cmd_args *la = NULL;
-	char *line = NULL, *words[CMD_MAX_ARGS + 1], name[64];
+	char *line = NULL, **words = NULL, name[64];
 	const char *cause;
-	size_t cap = 0;
+	size_t cap = 0, room = 0, len;
+	ssize_t got;
 	unsigned lineno = 0;
 	uint32_t i, k;
 	int n, ret = CTL_USAGE;
@@ -215,10 +216,17 @@ cmd_gather_prepare(struct ctl *ctl, struct cmd_args *a)
 		err(CTL_CONNECT, "malloc");
 	memset(la, 0, sizeof(*la));
 	le.name = name;
-	while (getline(&line, &cap, f) != -1) {
+	while ((got = getline(&line, &cap, f)) != -1) {
 		snprintf(name, sizeof(name), "gather: line %u", ++lineno);
-		if ((n = cmd_split(line, words, CMD_MAX_ARGS + 1, &cause)) <
-		    0) {
+		/* a word and the blank after it: two bytes at least */
+		len = (size_t)got / 2 + 1;
+		if (len > room) {
+			free(words);
+			if ((words = calloc(len, sizeof(*words))) == NULL)
+				err(CTL_CONNECT, "calloc");
+			room = len;
+		}
+		if ((n = cmd_split(line, words, (int)room, &cause)) < 0) {
 			warnx("%s: %s", name, cause);
 			goto out;
 		}
@@ -259,6 +267,7 @@ cmd_gather_prepare(struct ctl *ctl, struct cmd_args *a)
 out:
 	cmd_args_clear(la);
 	free(la);
+	free(words);
 	free(line);
 	if (f != stdin)
 		fclose(f);

@@ -179,13 +179,14 @@ static int
 group_each_job(struct ctl *ctl, struct cmd_args *a, enum proto_type type,
                const char *done)
 {
-	bool seen[CMD_MAX_ARGS] = {false};
+	bool *seen = a->done;
 	struct proto_msg m;
 	struct proto_enc e;
 	enum conn_status st;
 	uint64_t first = 0, id, i;
 	int k, worst = CTL_OK, pending = a->argc;
 
+	memset(seen, 0, (size_t)a->argc * sizeof(*seen));
 	for (k = 0; k < a->argc; k++) {
 		id = conn_begin(&ctl->conn, &e, type);
 		proto_enc_u64(&e, PF_JOB, a->jobs[k]);

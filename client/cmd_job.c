@@ -1074,7 +1074,7 @@ job_wait(struct ctl *ctl, struct cmd_args *a, int *status)
 {
 	struct proto_msg m;
 	enum conn_status st;
-	bool done[CMD_MAX_ARGS] = {false};
+	bool *done = a->done;
 	int64_t deadline = -1;
 	uint64_t first = 0, i;
 	int ret, worst = CTL_OK, pending = a->argc;
@@ -1083,6 +1083,7 @@ job_wait(struct ctl *ctl, struct cmd_args *a, int *status)
 		return cmd_group_wait(ctl, a);
 	if (a->timeout_ms != 0)
 		deadline = conn_now() + (int64_t)a->timeout_ms * 1000;
+	memset(done, 0, (size_t)a->argc * sizeof(*done));
 	if ((ret = job_send_all(ctl, PROTO_WATCH, a, &first)) != CTL_OK)
 		return ret;
 	while (pending > 0) {
@@ -1123,11 +1124,12 @@ cmd_job_cancel(struct ctl *ctl, struct cmd_args *a)
 {
 	struct proto_msg m;
 	enum conn_status st;
-	bool done[CMD_MAX_ARGS] = {false};
+	bool *done = a->done;
 	char state[17];
 	uint64_t first = 0, i;
 	int ret, s, worst = CTL_OK, pending = a->argc;
 
+	memset(done, 0, (size_t)a->argc * sizeof(*done));
 	if ((ret = job_send_all(ctl, PROTO_CANCEL, a, &first)) != CTL_OK)
 		return ret;
 	while (pending > 0) {

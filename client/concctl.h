@@ -62,7 +62,15 @@ struct conn {
 	const char *path;
 	struct pbuf rbuf;
 	struct pbuf wbuf;
+	size_t roff;     /* rbuf's bytes before it are decoded */
 	size_t consumed; /* the frame last returned, dropped on the next read */
+	/*
+	 * Replies read while a send waited for room in the socket (the
+	 * daemon stops reading a peer that leaves them unread): appended to
+	 * rbuf by the next conn_recv, once the frame it returned last is
+	 * dropped.
+	 */
+	struct pbuf aside;
 	msgpack_zone zone;
 	uint64_t next_id;
 	sig_atomic_t intr_seen; /* ctl_interrupted when last looked at */
@@ -93,8 +101,6 @@ void conn_feed(struct conn *, int fd, uint64_t job);
 int64_t conn_now(void);
 
 /* ---- cmd.c: the command table and argument grammar ---- */
-
-#define CMD_MAX_ARGS 256
 
 /*
  * Options a command accepts besides its positional words: bits of a
@@ -240,11 +246,16 @@ struct cmd_batch {
 };
 
 struct cmd_args {
+	/*
+	 * The arrays have room for every word of the command line, each
+	 * allocated by cmd_parse and freed by cmd_args_clear.
+	 */
 	int argc; /* positional words */
-	char *argv[CMD_MAX_ARGS];
-	int cmdstart; /* CMD_WORDS_TASK: argv[cmdstart...] came after "--" */
-	uint64_t jobs[CMD_MAX_ARGS];    /* CMD_WORDS_JOBS: argv as ids */
-	struct cmd_kv kv[CMD_MAX_ARGS]; /* CMD_WORDS_TASK: argv[1...] */
+	char **argv;
+	int cmdstart;   /* CMD_WORDS_TASK: argv[cmdstart...] came after "--" */
+	uint64_t *jobs; /* CMD_WORDS_JOBS: argv as ids */
+	bool *done;     /* CMD_WORDS_JOBS: the job's reply has come */
+	struct cmd_kv *kv; /* CMD_WORDS_TASK: argv[1...] */
 	int nkv;
 	uint64_t seen; /* CMD_OPT_* */
 	enum proto_exec exec;
@@ -274,7 +285,7 @@ struct cmd_args {
 	uint64_t cpus;     /* CMD_OPT_CPUS */
 	uint64_t at;       /* CMD_OPT_AT, CMD_OPT_IN: µs since the epoch */
 	uint64_t parallel; /* CMD_OPT_PARALLEL */
-	const char *env[CMD_MAX_ARGS]; /* CMD_OPT_ENV: NAME or NAME=VALUE */
+	const char **env;  /* CMD_OPT_ENV: NAME or NAME=VALUE */
 	int nenv;
 	const char *cwd; /* CMD_OPT_CWD */
 	struct cmd_batch batch;

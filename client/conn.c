@@ -150,6 +150,7 @@ conn_close(struct conn *c)
 	c->fd = -1;
 	pbuf_free(&c->rbuf);
 	pbuf_free(&c->wbuf);
+	pbuf_free(&c->aside);
 	msgpack_zone_destroy(&c->zone);
 }
 
@@ -177,18 +178,67 @@ conn_send(struct conn *c, struct proto_enc *e)
 	return conn_flush(c);
 }
 
+/*
+ * Wait until the socket takes more.  Meanwhile what the daemon sends is
+ * read aside: a daemon whose replies to us wait unread stops reading our
+ * requests, and a send that only waited would wait for good.
+ */
+static enum conn_status
+conn_wait_room(struct conn *c)
+{
+	struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLOUT};
+	ssize_t n;
+
+	if (c->intr_seen != ctl_interrupted) {
+		c->intr_seen = ctl_interrupted;
+		return CONN_INTR;
+	}
+	if (poll(&pfd, 1, -1) == -1)
+		return CONN_OK; /* EINTR: looked at above */
+	if ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+		return CONN_OK;
+	pbuf_reserve(&c->aside, CONN_READ_SIZE);
+	n = read(c->fd, c->aside.data + c->aside.len,
+	         c->aside.cap - c->aside.len);
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return CONN_OK;
+	if (n == 0 || (n == -1 && errno == ECONNRESET))
+		return CONN_CLOSED;
+	if (n == -1) {
+		snprintf(c->cause, sizeof(c->cause), "read from %s: %s",
+		         c->path, strerror(errno));
+		return CONN_ERROR;
+	}
+	c->aside.len += (size_t)n;
+	return CONN_OK;
+}
+
 /* Write every finished request in the write buffer. */
 enum conn_status
 conn_flush(struct conn *c)
 {
+	enum conn_status st;
 	size_t off = 0;
 	ssize_t n;
 
 	while (off < c->wbuf.len) {
 		n = send(c->fd, c->wbuf.data + off, c->wbuf.len - off,
-		         MSG_NOSIGNAL);
+		         MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n == -1 && errno == EINTR)
 			continue;
+		if (n == -1 && errno == EAGAIN) {
+			st = conn_wait_room(c);
+			if (st == CONN_INTR) {
+				/* the rest goes out as replies are awaited */
+				pbuf_consume(&c->wbuf, off);
+				return st;
+			}
+			if (st != CONN_OK) {
+				c->wbuf.len = 0;
+				return st;
+			}
+			continue;
+		}
 		if (n == -1) {
 			c->wbuf.len = 0;
 			if (errno == EPIPE || errno == ECONNRESET)
@@ -352,16 +402,26 @@ conn_recv(struct conn *c, struct proto_msg *m, int64_t deadline)
 	ssize_t n;
 	int64_t left;
 
-	pbuf_consume(&c->rbuf, c->consumed);
+	/*
+	 * The frames read are passed over, not moved out one by one: a
+	 * buffer of many (what was read aside) would be moved as often.
+	 */
+	c->roff += c->consumed;
 	c->consumed = 0;
+	if (c->roff == c->rbuf.len)
+		c->rbuf.len = c->roff = 0;
+	if (c->aside.len > 0) {
+		pbuf_append(&c->rbuf, c->aside.data, c->aside.len);
+		c->aside.len = 0;
+	}
 	conn_waitmask(&mask);
 	for (;;) {
 		if (c->intr_seen != ctl_interrupted) {
 			c->intr_seen = ctl_interrupted;
 			return CONN_INTR;
 		}
-		n = proto_frame_next(c->rbuf.data, c->rbuf.len, &payload,
-		                     &plen);
+		n = proto_frame_next(c->rbuf.data + c->roff,
+		                     c->rbuf.len - c->roff, &payload, &plen);
 		if (n < 0) {
 			snprintf(c->cause, sizeof(c->cause),
 			         "protocol error: frame too large");
@@ -373,7 +433,7 @@ conn_recv(struct conn *c, struct proto_msg *m, int64_t deadline)
 				c->consumed = (size_t)n;
 				return CONN_OK;
 			case 0:
-				pbuf_consume(&c->rbuf, (size_t)n);
+				c->roff += (size_t)n;
 				continue;
 			default:
 				return CONN_ERROR;
@@ -403,6 +463,11 @@ conn_recv(struct conn *c, struct proto_msg *m, int64_t deadline)
 		}
 		if ((pfd[0].revents & ~POLLOUT) == 0)
 			continue;
+		if (c->roff > 0) {
+			pbuf_consume(&c->rbuf,
+			             c->roff); /* nothing of it kept */
+			c->roff = 0;
+		}
 		pbuf_reserve(&c->rbuf, CONN_READ_SIZE);
 		n = read(c->fd, c->rbuf.data + c->rbuf.len,
 		         c->rbuf.cap - c->rbuf.len);

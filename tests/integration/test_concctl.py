@@ -63,6 +63,38 @@ class Concctl(DaemonTest):
         self.assertEqual(self.ctl("wait", job).returncode, 5)
         self.assertRegex(self.ctl("status", job).stdout, r"state\s+cancelled")
 
+    def test_cancel_wait_hold_and_release_take_every_id_given(self):
+        c = self.d.client()
+        gate = c.call("submit", task="sleep", args={"ms": 600000})["job"]
+        jobs = []
+        for i in range(600):
+            m = c.call("submit", task="noop", after=[gate])
+            self.assertEqual(m["t"], "accepted", m)
+            jobs.append(str(m["job"]))
+        for verb, line in (("pause", "held"), ("resume", "released")):
+            r = self.ctl(verb, *jobs)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.count(": %s\n" % line), 600,
+                             r.stdout[-300:])
+        r = self.ctl("cancel", *jobs)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.count(": cancelled\n"), 600)
+        r = self.ctl("wait", *jobs)
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertEqual(self.ctl("cancel", gate).returncode, 0)
+
+    def test_requests_past_what_concd_reads_unanswered_do_not_hang(self):
+        # concd stops reading a peer that leaves 4 MiB of its replies
+        # unread: 100,000 cancels, each refused, are more than that, and
+        # concctl reads the replies while it waits to send the rest
+        first = 10 ** 6
+        r = self.ctl("cancel", *range(first, first + 100000))
+        self.assertEqual(r.returncode, 4, r.stderr[-300:])
+        lines = r.stderr.splitlines()
+        self.assertEqual(len(lines), 100000)
+        self.assertEqual(lines[-1], "concctl: no_such_job: no such job: %d"
+                         % (first + 99999))
+
     def test_wait_with_a_timeout_exits_6_and_leaves_the_job(self):
         job = self.ctl("submit", "sleep", "ms=600000").stdout.strip()
         r = self.ctl("wait", job, "--timeout", "0.2")

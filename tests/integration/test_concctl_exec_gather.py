@@ -103,6 +103,17 @@ class Exec(Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, "a b|-x|--timeout|--|k=v|")
 
+    def test_a_command_of_thousands_of_words_and_env_options_runs(self):
+        # as xargs builds them; each word and each --env reaches it
+        words = [str(i) for i in range(5000)]
+        env = []
+        for i in range(300):
+            env += ["--env", "V%d=%d" % (i, i)]
+        r = self.ctl("run", *env, "exec", "--", "sh", "-c",
+                     "echo $# $1 ${5000} $V0 $V299", "sh", *words)
+        self.assertEqual((r.returncode, r.stdout),
+                         (0, "5000 0 4999 0 299\n"), r.stderr)
+
     def test_dashdash_mistakes_are_usage_errors(self):
         for args, text in ((("run", "exec", "--"), "missing command"),
                            (("run", "--", "echo"), "missing task name"),
@@ -309,6 +320,13 @@ class Gather(Base):
         r = subprocess.run(cmd, input="noop\n", capture_output=True,
                            text=True, timeout=BOUND)
         self.assertEqual(r.returncode, 3, r.stderr)
+
+    def test_a_line_of_many_words(self):
+        line = "exec -- sh -c 'echo $#' sh %s\n" % " ".join(
+            str(i) for i in range(3000))
+        r = self.gather(line)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("[0] 3000\n", r.stdout)
 
     def test_jobs_are_read_from_a_file(self):
         path = os.path.join(self.tmp, "jobs.txt")
