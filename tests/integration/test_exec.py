@@ -229,6 +229,13 @@ class Exec(DaemonTest):
                                              "131071"])
                 self.assertEqual(lines[2].split()[0], hashlib.md5(
                     (" ".join(words) + "\n").encode()).hexdigest())
+                # a request's frame full of arguments: through the store
+                # and, on a worker process, its channel
+                big = ["sh", "-c", "echo $#", "sh"] + ["z" * 100000] * 10 + \
+                    ["q" * 40000]
+                ev = self.run_job(c, big, x)
+                self.assertEqual((ev[-1]["state"], output(ev)),
+                                 ("succeeded", b"11\n"), ev[-1])
                 # one byte more than the kernel takes in an argument
                 end = self.run_job(c, ["echo", long + "y"], x)[-1]
                 self.assertEqual(
