@@ -464,8 +464,8 @@ conn_recv(struct conn *c, struct proto_msg *m, int64_t deadline)
 		if ((pfd[0].revents & ~POLLOUT) == 0)
 			continue;
 		if (c->roff > 0) {
-			pbuf_consume(&c->rbuf,
-			             c->roff); /* nothing of it kept */
+			/* what is left is part of a frame: nothing returned */
+			pbuf_consume(&c->rbuf, c->roff);
 			c->roff = 0;
 		}
 		pbuf_reserve(&c->rbuf, CONN_READ_SIZE);
