@@ -1928,6 +1928,7 @@ cmd_run(struct ctl *ctl, int argc, char **argv)
 	/* run exec exits with its command's status: ours is kept apart */
 	command = ce->exec == cmd_job_run &&
 	          cmd_job_runs_exec(argc - used, argv + used);
+	ctl->command_status = command;
 	if ((a = malloc(sizeof(*a))) == NULL)
 		err(command ? CTL_CMD_FAILED : CTL_CONNECT, "malloc");
 	if (cmd_parse(ce, argc - used, argv + used, a, ctl) < 0) {

@@ -596,7 +596,7 @@ cmd_complete(struct ctl *ctl, int argc, char **argv)
 	complete_args(&x, ce, w + i, n - i);
 out:
 	complete_mode(&x, "words");
-	fflush(stdout);
+	ctl_flush_stdout();
 	if (x.asked)
 		conn_close(&ctl->conn);
 	return CTL_OK;

@@ -314,7 +314,7 @@ gather_print(struct gather *g, uint32_t i)
 		return;
 	render_progress_clear(&g->bar);
 	printf("%s\n", g->jobs[i].line);
-	fflush(stdout);
+	ctl_flush_stdout();
 	g->jobs[i].printed = true;
 }
 

@@ -332,7 +332,7 @@ info_ps_footer(const struct proto_msg *m, uint32_t rows)
 	uint32_t i;
 	int s, n = 0;
 
-	fflush(stdout);
+	ctl_flush_stdout();
 	if (proto_has(m, PF_COUNTS)) {
 		counts = &m->f[PF_COUNTS].via.map;
 		fprintf(stderr, "counts: ");

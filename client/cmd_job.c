@@ -175,7 +175,7 @@ job_end_status(struct ctl *ctl, const struct proto_msg *m, bool print,
 	if (o->what == NULL) {
 		if (print && !ctl->json && proto_has(m, PF_RESULT)) {
 			render_value(stdout, &m->f[PF_RESULT]);
-			fflush(stdout);
+			ctl_flush_stdout();
 		}
 		return CTL_OK;
 	}
@@ -1063,6 +1063,7 @@ cmd_job_wait(struct ctl *ctl, struct cmd_args *a)
 	    (ret = job_wait_one_exec(ctl, a->jobs[0], &exec)) != CTL_OK)
 		return ret;
 	ret = job_wait(ctl, a, exec ? &status : NULL);
+	ctl->command_status = exec;
 	if (exec)
 		return status >= 0 ? status : cmd_job_command_exit(ret);
 	return ret;

@@ -509,7 +509,7 @@ cmd_ps_print(const struct cmd_ps_cols *c, const msgpack_object_array *rows,
 		printf("\n");
 	} else if (ret == 0)
 		scols_print_table(tb);
-	fflush(stdout);
+	ctl_flush_stdout();
 	scols_unref_table(tb);
 	return ret;
 }

@@ -29,6 +29,7 @@ enum ctl_exit {
 	CTL_REFUSED = 4,       /* the daemon answered with an error */
 	CTL_CANCELLED = 5,     /* the job was cancelled */
 	CTL_TIMEOUT = 6,       /* the job timed out, or so did the wait */
+	CTL_OUTPUT = 7,        /* our standard output could not be written */
 	CTL_INTERRUPTED = 130, /* SIGINT or SIGTERM */
 	/*
 	 * run exec, and wait for one exec job, exit with the command's own
@@ -45,6 +46,14 @@ enum ctl_exit {
  */
 extern volatile sig_atomic_t ctl_interrupted;
 extern volatile sig_atomic_t ctl_output_gone;
+/*
+ * render.c: fflush(stdout), keeping the errno of the first write to it
+ * that failed (ctl_stdout_failed), for main's message: stdio's error flag
+ * keeps no reason.  0: none failed, or none said why.
+ */
+void ctl_flush_stdout(void);
+void ctl_stdout_failed(int err);
+int ctl_stdout_errno(void);
 
 /* ---- conn.c: one connection to the daemon ---- */
 
@@ -181,6 +190,8 @@ struct ctl {
 	bool json;
 	bool quiet;
 	bool bar; /* draw a live progress bar on stderr */
+	/* the exit status is a command's: run exec, wait for one exec job */
+	bool command_status;
 	struct conn conn;
 };
 

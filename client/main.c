@@ -4,6 +4,7 @@
  */
 #include <sys/stat.h>
 
+#include <err.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -88,6 +89,24 @@ main_signals(void)
 	sigprocmask(SIG_BLOCK, &block, NULL);
 }
 
+/*
+ * What is left of our standard output written, or an error: a full disk
+ * must not pass for a whole log.  A reader gone is SIGPIPE's, below.
+ */
+static int
+main_flush(const struct ctl *ctl, int rc)
+{
+	ctl_flush_stdout();
+	if (ctl_output_gone || !ferror(stdout))
+		return rc;
+	if (ctl_stdout_errno() != 0)
+		warnx("cannot write the standard output: %s",
+		      strerror(ctl_stdout_errno()));
+	else
+		warnx("cannot write the standard output");
+	return ctl->command_status ? CTL_CMD_FAILED : CTL_OUTPUT;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -117,11 +136,11 @@ main(int argc, char **argv)
 			break;
 		case 'h':
 			cmd_usage_all(stdout, true);
-			return CTL_OK;
+			return main_flush(&ctl, CTL_OK);
 		case 'V':
 			printf("concctl %s (protocol %d)\n", CONCD_VERSION,
 			       PROTO_VERSION);
-			return CTL_OK;
+			return main_flush(&ctl, CTL_OK);
 		default:
 			cmd_usage_all(stderr, false);
 			return CTL_USAGE;
@@ -137,8 +156,7 @@ main(int argc, char **argv)
 		ctl.socket = main_socket();
 	ctl.bar = isatty(STDERR_FILENO);
 	main_signals();
-	rc = cmd_run(&ctl, argc, argv);
-	fflush(stdout);
+	rc = main_flush(&ctl, cmd_run(&ctl, argc, argv));
 	if (ctl_output_gone) {
 		/* the status of any writer whose reader left */
 		signal(SIGPIPE, SIG_DFL);

@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 
 #include <err.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -299,7 +300,7 @@ render_json_line(const msgpack_object *o)
 	json_dumpf(j, stdout, JSON_ENCODE_ANY | JSON_COMPACT);
 	json_decref(j);
 	putchar('\n');
-	fflush(stdout);
+	ctl_flush_stdout();
 }
 
 /*
@@ -593,11 +594,36 @@ render_progress_reset(struct render_progress *p)
 	p->dirty = true;
 }
 
+static int stdout_errno; /* of the first write to stdout that failed */
+
+void
+ctl_stdout_failed(int err)
+{
+	if (stdout_errno == 0)
+		stdout_errno = err;
+}
+
+void
+ctl_flush_stdout(void)
+{
+	if (fflush(stdout) != 0)
+		ctl_stdout_failed(errno);
+}
+
+int
+ctl_stdout_errno(void)
+{
+	return stdout_errno;
+}
+
 static int
 render_write(FILE *f, const char *s, size_t len)
 {
-	if (len > 0 && fwrite(s, 1, len, f) != len)
+	if (len > 0 && fwrite(s, 1, len, f) != len) {
+		if (f == stdout)
+			ctl_stdout_failed(errno);
 		return -1;
+	}
 	return 0;
 }
 
@@ -627,7 +653,7 @@ render_output(const struct proto_msg *m, const char *prefix, bool bol[2])
 	} else
 		return -1;
 	if (err)
-		fflush(stdout); /* what came first shows first */
+		ctl_flush_stdout(); /* what came first shows first */
 	while (len > 0) {
 		if (prefix != NULL && bol[err])
 			render_write(f, prefix, strlen(prefix));
@@ -638,7 +664,10 @@ render_output(const struct proto_msg *m, const char *prefix, bool bol[2])
 		s += n;
 		len -= n;
 	}
-	fflush(f);
+	if (err)
+		fflush(stderr);
+	else
+		ctl_flush_stdout();
 	return 0;
 }
 

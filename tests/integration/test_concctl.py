@@ -95,6 +95,26 @@ class Concctl(DaemonTest):
         self.assertEqual(lines[-1], "concctl: no_such_job: no such job: %d"
                          % (first + 99999))
 
+    def test_output_onto_a_full_disk_is_an_error_not_a_success(self):
+        # a log cut short must not pass for a whole one: status 7, or
+        # 125 where the status is the command's, and the reason
+        job = self.ctl("submit", "exec", "--", "seq", "100000").stdout.strip()
+        self.assertEqual(self.ctl("wait", job).returncode, 0)
+        for args, status in ((("log", job), 7), (("ps", "--all"), 7),
+                             (("--json", "status", job), 7),
+                             (("--help",), 7),
+                             (("run", "exec", "--", "seq", "10"), 125),
+                             (("run", "exec", "--", "sh", "-c",
+                               "echo x; exit 3"), 125)):
+            with self.subTest(args=args), open("/dev/full", "w") as full:
+                r = subprocess.run([CONCTL, "--socket", self.d.socket] +
+                                   list(args), stdout=full,
+                                   stderr=subprocess.PIPE, text=True,
+                                   timeout=BOUND * harness.SLOWDOWN)
+                self.assertEqual(r.returncode, status, r.stderr)
+                self.assertIn("concctl: cannot write the standard output: "
+                              "No space left on device\n", r.stderr)
+
     def test_wait_with_a_timeout_exits_6_and_leaves_the_job(self):
         job = self.ctl("submit", "sleep", "ms=600000").stdout.strip()
         r = self.ctl("wait", job, "--timeout", "0.2")
