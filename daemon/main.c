@@ -119,6 +119,17 @@ raise_nofile(void)
 	}
 }
 
+/* -h and -V: what they printed written, or status 1 and why not. */
+static int
+printed(int status)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return status;
+	fprintf(stderr, "concd: cannot write the standard output: %s\n",
+	        strerror(errno));
+	return 1;
+}
+
 static void __attribute__((noreturn)) usage(int status)
 {
 	fprintf(
@@ -171,7 +182,7 @@ static void __attribute__((noreturn)) usage(int status)
 	    DEFAULT_BUSY_POLL,
 	    geteuid() == 0 ? CONCD_STATE_DIR
 	                   : "$XDG_STATE_HOME/concd, ~/.local/state/concd");
-	exit(status);
+	exit(status != 0 ? status : printed(0));
 }
 
 /* A flag's value goes through the config table, so both check alike. */
@@ -431,7 +442,7 @@ main(int argc, char *argv[])
 		case 'V':
 			printf("concd %s (protocol %d, task ABI %d)\n",
 			       CONCD_VERSION, PROTO_VERSION, CONCD_TASK_ABI);
-			return 0;
+			return printed(0);
 		case OPT_MAX_FINISHED:
 			flag(&opt, "max-finished", optarg);
 			break;

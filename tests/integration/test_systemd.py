@@ -404,6 +404,15 @@ class StartUp(unittest.TestCase):
         for opt in ("--foreground", "--socket", "--threads",
                     "--max-finished", "--debug", "--version"):
             self.assertIn(opt, r.stdout)
+        # what they print lost on a full disk is an error, not a success
+        for opt in ("--help", "-V"):
+            with open("/dev/full", "w") as full:
+                r = subprocess.run([CONCD, opt], stdout=full,
+                                   stderr=subprocess.PIPE, text=True,
+                                   timeout=BOUND)
+            self.assertEqual((r.returncode, r.stderr),
+                             (1, "concd: cannot write the standard output: "
+                                 "No space left on device\n"), opt)
 
     def test_a_socket_path_that_is_not_a_socket_is_refused(self):
         path = os.path.join(self.dir, "file")
