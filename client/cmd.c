@@ -1636,6 +1636,10 @@ cmd_task_words(const struct cmd_entry *ce, struct cmd_args *a)
 		warnx("%s: missing command after --", ce->name);
 		return -1;
 	}
+	if ((a->kv = calloc((size_t)nkv + 1, sizeof(*a->kv))) == NULL) {
+		warnx("%s: out of memory", ce->name);
+		return -1;
+	}
 	for (i = 1; i < nkv; i++) {
 		struct cmd_kv *kv = &a->kv[a->nkv];
 
@@ -1670,6 +1674,12 @@ cmd_words(const struct cmd_entry *ce, struct cmd_args *a)
 	case CMD_WORDS_ANY:
 		break;
 	case CMD_WORDS_JOBS:
+		a->jobs = calloc((size_t)a->argc + 1, sizeof(*a->jobs));
+		a->done = calloc((size_t)a->argc + 1, sizeof(*a->done));
+		if (a->jobs == NULL || a->done == NULL) {
+			warnx("%s: out of memory", ce->name);
+			return -1;
+		}
 		for (i = 0; i < a->argc; i++) {
 			if (cmd_job_id(ce->name, a->argv[i], &a->jobs[i]) < 0)
 				return -1;
@@ -1720,12 +1730,8 @@ cmd_parse(const struct cmd_entry *ce, int argc, char **argv, struct cmd_args *a,
 	memset(a, 0, sizeof(*a));
 	/* room for every word, whatever it turns out to be */
 	a->argv = calloc((size_t)argc + 1, sizeof(*a->argv));
-	a->jobs = calloc((size_t)argc + 1, sizeof(*a->jobs));
-	a->done = calloc((size_t)argc + 1, sizeof(*a->done));
-	a->kv = calloc((size_t)argc + 1, sizeof(*a->kv));
 	a->env = calloc((size_t)argc + 1, sizeof(*a->env));
-	if (a->argv == NULL || a->jobs == NULL || a->done == NULL ||
-	    a->kv == NULL || a->env == NULL) {
+	if (a->argv == NULL || a->env == NULL) {
 		warnx("%s: out of memory", ce->name);
 		return -1;
 	}

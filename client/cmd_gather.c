@@ -40,6 +40,11 @@ static const struct cmd_entry gather_line = {
 
 /* What a request may hold besides its jobs: t, id, fail_fast. */
 #define GATHER_FRAME_ROOM (PROTO_MAX_FRAME - 64)
+/*
+ * A line's longest: words of one byte on the wire take three here
+ * ('' and a blank), so a longer one is more than a request holds.
+ */
+#define GATHER_LINE_MAX (4 * PROTO_MAX_FRAME)
 
 /* Keep one parsed line: its fields packed, its after list aside. */
 static void
@@ -218,6 +223,12 @@ cmd_gather_prepare(struct ctl *ctl, struct cmd_args *a)
 	le.name = name;
 	while ((got = getline(&line, &cap, f)) != -1) {
 		snprintf(name, sizeof(name), "gather: line %u", ++lineno);
+		if (got > GATHER_LINE_MAX) {
+			warnx("%s: longer than %d MiB, more than a job's "
+			      "request can hold",
+			      name, GATHER_LINE_MAX >> 20);
+			goto out;
+		}
 		/* a word and the blank after it: two bytes at least */
 		len = (size_t)got / 2 + 1;
 		if (len > room) {

@@ -259,7 +259,8 @@ struct cmd_batch {
 struct cmd_args {
 	/*
 	 * The arrays have room for every word of the command line, each
-	 * allocated by cmd_parse and freed by cmd_args_clear.
+	 * allocated as the words are read (cmd_parse) and freed by
+	 * cmd_args_clear.
 	 */
 	int argc; /* positional words */
 	char **argv;

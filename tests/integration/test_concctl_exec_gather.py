@@ -328,6 +328,16 @@ class Gather(Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("[0] 3000\n", r.stdout)
 
+    def test_a_line_longer_than_a_request_can_hold_is_refused(self):
+        # checked before connecting, and before its words take memory
+        cmd = [CONCTL, "--socket", "/nonexistent/concd.sock", "gather"]
+        r = subprocess.run(cmd, input="noop\nexec -- true %s\n" % (
+            "ab " * 1500000), capture_output=True, text=True,
+            timeout=BOUND)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(r.stderr, "concctl: gather: line 2: longer than 4 "
+                         "MiB, more than a job's request can hold\n")
+
     def test_jobs_are_read_from_a_file(self):
         path = os.path.join(self.tmp, "jobs.txt")
         with open(path, "w") as f:
