@@ -744,6 +744,12 @@ job_follow(struct ctl *ctl, struct job_follow *f)
 			ret = cmd_conn_exit(ctl, st);
 			return cancelling ? CTL_INTERRUPTED : ret;
 		}
+		if (!f->own && ferror(stdout)) {
+			/* watch: the rest would be lost too; run follows its
+			 * job to its end, whose output concd keeps */
+			render_progress_clear(&p);
+			return CTL_OUTPUT;
+		}
 		if (poll != 0 && m.id == poll) {
 			/* the job's record; an error (it ended) says nothing */
 			poll = 0;
@@ -790,6 +796,8 @@ job_follow(struct ctl *ctl, struct job_follow *f)
 				warnx("protocol error: output without data");
 				return CTL_CONNECT;
 			}
+			if (!f->own && ferror(stdout))
+				return CTL_OUTPUT;
 			break;
 		case PROTO_RETRY:
 			running = false;
@@ -934,6 +942,8 @@ cmd_job_log(struct ctl *ctl, struct cmd_args *a)
 	for (;;) {
 		if ((st = conn_recv(&ctl->conn, &m, -1)) != CONN_OK)
 			return cmd_conn_exit(ctl, st);
+		if (ferror(stdout))
+			return CTL_OUTPUT; /* the rest would be lost too */
 		if (m.id != id)
 			continue;
 		switch (m.type) {
@@ -948,6 +958,8 @@ cmd_job_log(struct ctl *ctl, struct cmd_args *a)
 				warnx("protocol error: output without data");
 				return CTL_CONNECT;
 			}
+			if (ferror(stdout))
+				return CTL_OUTPUT;
 			break;
 		case PROTO_OK:
 			return CTL_OK;

@@ -115,6 +115,27 @@ class Concctl(DaemonTest):
                 self.assertIn("concctl: cannot write the standard output: "
                               "No space left on device\n", r.stderr)
 
+    def test_watch_and_log_follow_stop_at_output_they_cannot_write(self):
+        # as tail -f does: following on would lose the rest too; the job
+        # is left running
+        gate = self.d.gate()
+        job = self.ctl("submit", "exec", "--", "sh", "-c",
+                       "echo one; " + gate.argv[2]).stdout.strip()
+        c = self.d.client()
+        c.wait_state(int(job), "running")
+        for args in (("watch", job), ("log", "--follow", job),
+                     ("--json", "watch", job)):
+            with self.subTest(args=args), open("/dev/full", "w") as full:
+                r = subprocess.run([CONCTL, "--socket", self.d.socket] +
+                                   list(args), stdout=full,
+                                   stderr=subprocess.PIPE, text=True,
+                                   timeout=BOUND * harness.SLOWDOWN)
+                self.assertEqual(r.returncode, 7, r.stderr)
+                self.assertIn("cannot write the standard output", r.stderr)
+        self.assertRegex(self.ctl("status", job).stdout, r"state\s+running")
+        gate.release()
+        self.assertEqual(self.ctl("wait", job).returncode, 0)
+
     def test_wait_with_a_timeout_exits_6_and_leaves_the_job(self):
         job = self.ctl("submit", "sleep", "ms=600000").stdout.strip()
         r = self.ctl("wait", job, "--timeout", "0.2")
