@@ -6,6 +6,7 @@
 
 #include <err.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -90,6 +91,29 @@ main_signals(void)
 }
 
 /*
+ * Started with stdin, stdout or stderr closed, concctl would be given
+ * that number for its socket, and would read the daemon's replies as a
+ * job's input, or write output into the connection.  /dev/null goes
+ * there first, opened the other way round, so that using the closed
+ * stream still fails (EBADF): output to a closed stdout is an error
+ * (status 7), and a job's input from a closed stdin is empty.
+ */
+static void
+main_std_fds(void)
+{
+	int fd, n;
+
+	for (fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		/* the lowest number free: fd, unless /dev/null is missing */
+		n = open("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY);
+		if (n >= 0 && n != fd)
+			close(n);
+	}
+}
+
+/*
  * What is left of our standard output written, or an error: a full disk
  * must not pass for a whole log.  A reader gone is SIGPIPE's, below.
  */
@@ -121,6 +145,7 @@ main(int argc, char **argv)
 	struct ctl ctl;
 	int ch, rc;
 
+	main_std_fds();
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.conn.fd = -1;
 	while ((ch = getopt_long(argc, argv, "+hqs:V", longopts, NULL)) != -1) {

@@ -115,6 +115,27 @@ class Concctl(DaemonTest):
                 self.assertIn("concctl: cannot write the standard output: "
                               "No space left on device\n", r.stderr)
 
+    def test_started_with_a_standard_stream_closed(self):
+        # the socket must not take the closed stream's number: a job's
+        # input would be read from the connection, its output written
+        # into it
+        def run(close, *args):
+            return subprocess.run([CONCTL, "--socket", self.d.socket] +
+                                  list(args), stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True,
+                                  preexec_fn=lambda: os.close(close),
+                                  timeout=BOUND * harness.SLOWDOWN)
+        r = run(0, "run", "exec", "--", "sh", "-c", "cat; echo done")
+        self.assertEqual((r.returncode, r.stdout), (0, "done\n"), r.stderr)
+        for args, status in ((("run", "exec", "--", "echo", "hi"), 125),
+                             (("ps",), 7)):
+            r = run(1, *args)
+            self.assertEqual(r.returncode, status, r.stderr)
+            self.assertIn("concctl: cannot write the standard output: "
+                          "Bad file descriptor\n", r.stderr)
+        r = run(2, "run", "exec", "--", "echo", "hi")
+        self.assertEqual((r.returncode, r.stdout), (0, "hi\n"))
+
     def test_watch_and_log_follow_stop_at_output_they_cannot_write(self):
         # as tail -f does: following on would lose the rest too; the job
         # is left running
