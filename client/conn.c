@@ -179,27 +179,16 @@ conn_send(struct conn *c, struct proto_enc *e)
 }
 
 /*
- * Wait until the socket takes more.  Meanwhile what the daemon sends is
- * read aside: a daemon whose replies to us wait unread stops reading our
- * requests, and a send that only waited would wait for good.
+ * What the socket has now, read onto the end of b: CONN_OK (nothing, if
+ * interrupted or there is nothing yet), CONN_CLOSED or CONN_ERROR.
  */
 static enum conn_status
-conn_wait_room(struct conn *c)
+conn_read_onto(struct conn *c, struct pbuf *b)
 {
-	struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLOUT};
 	ssize_t n;
 
-	if (c->intr_seen != ctl_interrupted) {
-		c->intr_seen = ctl_interrupted;
-		return CONN_INTR;
-	}
-	if (poll(&pfd, 1, -1) == -1)
-		return CONN_OK; /* EINTR: looked at above */
-	if ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) == 0)
-		return CONN_OK;
-	pbuf_reserve(&c->aside, CONN_READ_SIZE);
-	n = read(c->fd, c->aside.data + c->aside.len,
-	         c->aside.cap - c->aside.len);
+	pbuf_reserve(b, CONN_READ_SIZE);
+	n = read(c->fd, b->data + b->len, b->cap - b->len);
 	if (n == -1 && (errno == EINTR || errno == EAGAIN))
 		return CONN_OK;
 	if (n == 0 || (n == -1 && errno == ECONNRESET))
@@ -209,8 +198,29 @@ conn_wait_room(struct conn *c)
 		         c->path, strerror(errno));
 		return CONN_ERROR;
 	}
-	c->aside.len += (size_t)n;
+	b->len += (size_t)n;
 	return CONN_OK;
+}
+
+/*
+ * Wait until the socket takes more.  Meanwhile what the daemon sends is
+ * read aside: a daemon whose replies to us wait unread stops reading our
+ * requests, and a send that only waited would wait for good.
+ */
+static enum conn_status
+conn_wait_room(struct conn *c)
+{
+	struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLOUT};
+
+	if (c->intr_seen != ctl_interrupted) {
+		c->intr_seen = ctl_interrupted;
+		return CONN_INTR;
+	}
+	if (poll(&pfd, 1, -1) == -1)
+		return CONN_OK; /* EINTR: looked at above */
+	if ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+		return CONN_OK;
+	return conn_read_onto(c, &c->aside);
 }
 
 /* Write every finished request in the write buffer. */
@@ -468,18 +478,7 @@ conn_recv(struct conn *c, struct proto_msg *m, int64_t deadline)
 			pbuf_consume(&c->rbuf, c->roff);
 			c->roff = 0;
 		}
-		pbuf_reserve(&c->rbuf, CONN_READ_SIZE);
-		n = read(c->fd, c->rbuf.data + c->rbuf.len,
-		         c->rbuf.cap - c->rbuf.len);
-		if (n == -1 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n == 0 || (n == -1 && errno == ECONNRESET))
-			return CONN_CLOSED;
-		if (n == -1) {
-			snprintf(c->cause, sizeof(c->cause), "read from %s: %s",
-			         c->path, strerror(errno));
-			return CONN_ERROR;
-		}
-		c->rbuf.len += (size_t)n;
+		if ((st = conn_read_onto(c, &c->rbuf)) != CONN_OK)
+			return st;
 	}
 }
