@@ -1636,6 +1636,8 @@ cmd_task_words(const struct cmd_entry *ce, struct cmd_args *a)
 		warnx("%s: missing command after --", ce->name);
 		return -1;
 	}
+	if (cmd_job_check_cwd(ce->name, a) < 0)
+		return -1;
 	if ((a->kv = calloc((size_t)nkv + 1, sizeof(*a->kv))) == NULL) {
 		warnx("%s: out of memory", ce->name);
 		return -1;

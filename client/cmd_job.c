@@ -437,6 +437,24 @@ job_cwd(const struct cmd_args *a)
 }
 
 /*
+ * Whether the directory a job runs in can be sent: the protocol carries
+ * text as UTF-8, and a directory's name on Linux is bytes.  -1 after a
+ * message that says what to do.
+ */
+int
+cmd_job_check_cwd(const char *cmd, const struct cmd_args *a)
+{
+	const char *cwd = job_cwd(a);
+
+	if (cwd == NULL || proto_utf8_valid(cwd, strlen(cwd)))
+		return 0;
+	warnx("%s: the job's directory is not UTF-8, which concd's protocol "
+	      "cannot carry: %s; name another with --cwd",
+	      cmd, cwd);
+	return -1;
+}
+
+/*
  * The fields of a job request (task, args, executor, flags, timeout,
  * retries, directory, environment) as key-value pairs, without a map
  * header: a submit has them

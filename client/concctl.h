@@ -375,6 +375,7 @@ void cmd_job_pack_after(msgpack_packer *, const struct cmd_dep *, uint32_t n);
 int cmd_job_state(const struct proto_msg *);
 int cmd_job_exit(int state);
 bool cmd_job_runs_exec(int argc, char **argv);
+int cmd_job_check_cwd(const char *cmd, const struct cmd_args *a);
 int cmd_job_command_exit(int own);
 int cmd_job_worse(int, int);
 void cmd_job_retry_line(struct ctl *, const struct proto_msg *,

@@ -114,6 +114,23 @@ class Exec(Base):
         self.assertEqual((r.returncode, r.stdout),
                          (0, "5000 0 4999 0 299\n"), r.stderr)
 
+    def test_a_directory_whose_name_is_not_utf8_is_named_as_the_cause(self):
+        # the protocol carries text as UTF-8: the message says what to do
+        d = os.path.join(os.fsencode(self.tmp), b"d\xff")
+        os.mkdir(d)
+
+        def ctl(*args):
+            return subprocess.run([CONCTL, "--socket", self.d.socket] +
+                                  list(args), cwd=d, capture_output=True,
+                                  stdin=subprocess.DEVNULL, timeout=BOUND)
+        r = ctl("run", "exec", "--", "pwd")
+        self.assertEqual(r.returncode, 125, r.stderr)
+        self.assertIn(b"concctl: run: the job's directory is not UTF-8, "
+                      b"which concd's protocol cannot carry: " + d +
+                      b"; name another with --cwd\n", r.stderr)
+        r = ctl("run", "--cwd", "/", "exec", "--", "pwd")
+        self.assertEqual((r.returncode, r.stdout), (0, b"/\n"), r.stderr)
+
     def test_dashdash_mistakes_are_usage_errors(self):
         for args, text in ((("run", "exec", "--"), "missing command"),
                            (("run", "--", "echo"), "missing task name"),
