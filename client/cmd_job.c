@@ -762,12 +762,6 @@ job_follow(struct ctl *ctl, struct job_follow *f)
 			ret = cmd_conn_exit(ctl, st);
 			return cancelling ? CTL_INTERRUPTED : ret;
 		}
-		if (!f->own && ferror(stdout)) {
-			/* watch: the rest would be lost too; run follows its
-			 * job to its end, whose output concd keeps */
-			render_progress_clear(&p);
-			return CTL_OUTPUT;
-		}
 		if (poll != 0 && m.id == poll) {
 			/* the job's record; an error (it ended) says nothing */
 			poll = 0;
@@ -814,8 +808,6 @@ job_follow(struct ctl *ctl, struct job_follow *f)
 				warnx("protocol error: output without data");
 				return CTL_CONNECT;
 			}
-			if (!f->own && ferror(stdout))
-				return CTL_OUTPUT;
 			break;
 		case PROTO_RETRY:
 			running = false;
@@ -844,6 +836,13 @@ job_follow(struct ctl *ctl, struct job_follow *f)
 			return cancelling ? CTL_INTERRUPTED : ret;
 		default:
 			break;
+		}
+		if (!f->own && ferror(stdout)) {
+			/* watch: the rest would be lost too (printed here, or
+			 * as JSON by conn_recv); run follows its job to its
+			 * end, whose output concd keeps */
+			render_progress_clear(&p);
+			return CTL_OUTPUT;
 		}
 	}
 lost:
@@ -960,8 +959,6 @@ cmd_job_log(struct ctl *ctl, struct cmd_args *a)
 	for (;;) {
 		if ((st = conn_recv(&ctl->conn, &m, -1)) != CONN_OK)
 			return cmd_conn_exit(ctl, st);
-		if (ferror(stdout))
-			return CTL_OUTPUT; /* the rest would be lost too */
 		if (m.id != id)
 			continue;
 		switch (m.type) {
@@ -976,8 +973,6 @@ cmd_job_log(struct ctl *ctl, struct cmd_args *a)
 				warnx("protocol error: output without data");
 				return CTL_CONNECT;
 			}
-			if (ferror(stdout))
-				return CTL_OUTPUT;
 			break;
 		case PROTO_OK:
 			return CTL_OK;
@@ -988,6 +983,10 @@ cmd_job_log(struct ctl *ctl, struct cmd_args *a)
 		default:
 			break;
 		}
+		/* printed here, or as JSON by conn_recv: the rest would be
+		 * lost too */
+		if (ferror(stdout))
+			return CTL_OUTPUT;
 	}
 }
 

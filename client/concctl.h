@@ -48,11 +48,10 @@ extern volatile sig_atomic_t ctl_interrupted;
 extern volatile sig_atomic_t ctl_output_gone;
 /*
  * render.c: fflush(stdout), keeping the errno of the first write to it
- * that failed (ctl_stdout_failed), for main's message: stdio's error flag
- * keeps no reason.  0: none failed, or none said why.
+ * that failed, for main's message: stdio's error flag keeps no reason.
+ * 0: none failed, or none said why.
  */
 void ctl_flush_stdout(void);
-void ctl_stdout_failed(int err);
 int ctl_stdout_errno(void);
 
 /* ---- conn.c: one connection to the daemon ---- */

@@ -596,7 +596,7 @@ render_progress_reset(struct render_progress *p)
 
 static int stdout_errno; /* of the first write to stdout that failed */
 
-void
+static void
 ctl_stdout_failed(int err)
 {
 	if (stdout_errno == 0)
