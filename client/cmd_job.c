@@ -208,17 +208,15 @@ job_same_map(const struct cmd_kv *a, const struct cmd_kv *b)
 	       memcmp(a->key, b->key, a->maplen) == 0;
 }
 
-/* Whether a->kv[i] is the first entry of its map (or no map entry). */
-static bool
-job_first_of_map(const struct cmd_args *a, int i)
+/* The end of a->kv[i]'s map: its entries are side by side (cmd_kv_order). */
+static int
+job_map_end(const struct cmd_args *a, int i)
 {
-	int j;
+	int j = i + 1;
 
-	for (j = 0; j < i; j++) {
-		if (job_same_map(&a->kv[j], &a->kv[i]))
-			return false;
-	}
-	return true;
+	while (j < a->nkv && job_same_map(&a->kv[j], &a->kv[i]))
+		j++;
+	return j;
 }
 
 static void
@@ -247,31 +245,26 @@ job_pack_value(msgpack_packer *pk, const struct cmd_kv *kv)
 static void
 job_pack_args(msgpack_packer *pk, const struct cmd_args *a)
 {
-	uint32_t n = 0, entries;
-	int i, j;
+	uint32_t n = 0;
+	int i, j, end;
 
-	for (i = 0; i < a->nkv; i++)
-		n += job_first_of_map(a, i);
+	for (i = 0; i < a->nkv; i = job_map_end(a, i))
+		n++;
 	msgpack_pack_map(pk, n + (a->cmdstart >= 0));
-	for (i = 0; i < a->nkv; i++) {
+	for (i = 0; i < a->nkv; i = end) {
 		const struct cmd_kv *kv = &a->kv[i];
 
+		end = job_map_end(a, i);
 		if (kv->maplen == 0) {
 			msgpack_pack_str_with_body(pk, kv->key, kv->keylen);
 			job_pack_value(pk, kv);
 			continue;
 		}
-		if (!job_first_of_map(a, i))
-			continue; /* packed with the first entry */
-		for (entries = 0, j = i; j < a->nkv; j++)
-			entries += job_same_map(&a->kv[j], kv);
 		msgpack_pack_str_with_body(pk, kv->key, kv->maplen);
-		msgpack_pack_map(pk, entries);
-		for (j = i; j < a->nkv; j++) {
+		msgpack_pack_map(pk, (uint32_t)(end - i));
+		for (j = i; j < end; j++) {
 			const struct cmd_kv *e = &a->kv[j];
 
-			if (!job_same_map(e, kv))
-				continue;
 			msgpack_pack_str_with_body(pk, e->key + e->maplen + 1,
 			                           e->keylen - e->maplen - 1);
 			msgpack_pack_str_with_body(pk, e->s, e->slen);
@@ -301,31 +294,29 @@ job_env_name(const char *word)
 	return strcspn(word, "=");
 }
 
-/* Whether --env names the variable of the NAME=VALUE string var. */
+/*
+ * Whether --env names the variable of the NAME=VALUE string var: a->env
+ * is by name, each once (cmd_env_sort).
+ */
 static bool
 job_env_given(const struct cmd_args *a, const char *var)
 {
-	size_t n = job_env_name(var);
-	int i;
+	size_t n = job_env_name(var), m;
+	int lo = 0, hi = a->nenv, mid, c;
 
-	for (i = 0; i < a->nenv; i++)
-		if (job_env_name(a->env[i]) == n &&
-		    memcmp(a->env[i], var, n) == 0)
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		m = job_env_name(a->env[mid]);
+		c = memcmp(a->env[mid], var, m < n ? m : n);
+		if (c == 0)
+			c = (m > n) - (m < n);
+		if (c == 0)
 			return true;
-	return false;
-}
-
-/* Whether a later --env than i names the same variable. */
-static bool
-job_env_later(const struct cmd_args *a, int i)
-{
-	size_t n = job_env_name(a->env[i]);
-	int k;
-
-	for (k = i + 1; k < a->nenv; k++)
-		if (job_env_name(a->env[k]) == n &&
-		    memcmp(a->env[k], a->env[i], n) == 0)
-			return true;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return false;
 }
 
@@ -378,8 +369,6 @@ job_pack_env(msgpack_packer *pk, const struct cmd_args *a)
 		}
 		for (i = 0; i < a->nenv; i++) {
 			nlen = job_env_name(a->env[i]);
-			if (job_env_later(a, i))
-				continue;
 			if (a->env[i][nlen] == '=')
 				value = a->env[i] + nlen + 1;
 			else if ((value = getenv(a->env[i])) == NULL)

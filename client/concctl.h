@@ -220,6 +220,7 @@ struct cmd_kv {
 	const char *s; /* CMD_VALUE_STR */
 	size_t slen;
 	char *owned; /* s when read from a file (stdin=@FILE) */
+	int pos;     /* its word's place on the command line */
 };
 
 /* One line of a gather: its job's fields, packed, and what it runs after. */
@@ -266,7 +267,7 @@ struct cmd_args {
 	int cmdstart;   /* CMD_WORDS_TASK: argv[cmdstart...] came after "--" */
 	uint64_t *jobs; /* CMD_WORDS_JOBS: argv as ids */
 	bool *done;     /* CMD_WORDS_JOBS: the job's reply has come */
-	struct cmd_kv *kv; /* CMD_WORDS_TASK: argv[1...] */
+	struct cmd_kv *kv; /* CMD_WORDS_TASK: argv[1...], by name */
 	int nkv;
 	uint64_t seen; /* CMD_OPT_* */
 	enum proto_exec exec;

@@ -355,6 +355,25 @@ class Gather(Base):
         self.assertEqual(r.stderr, "concctl: gather: line 2: longer than 4 "
                          "MiB, more than a job's request can hold\n")
 
+    def test_a_line_of_a_quarter_million_arguments_is_read_at_once(self):
+        # its key=value words and --env options were compared pairwise:
+        # a line of 400,000 took minutes before its error or its connect
+        cmd = [CONCTL, "--socket", "/nonexistent/concd.sock", "gather"]
+        line = "noop %s k0=2 x.a=1\n" % " ".join(
+            "k%d=1" % i for i in range(400000))
+        r = subprocess.run(cmd, input=line, capture_output=True, text=True,
+                           timeout=BOUND)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("concctl: gather: line 1: argument given twice: k0\n",
+                      r.stderr)
+        line = "noop %s --env V7\n" % " ".join(
+            "--env V%d=1" % i for i in range(250000))
+        r = subprocess.run(cmd, input=line, capture_output=True, text=True,
+                           timeout=BOUND)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertTrue(r.stderr.startswith(
+            "concctl: cannot connect to /nonexistent/concd.sock: "), r.stderr)
+
     def test_jobs_are_read_from_a_file(self):
         path = os.path.join(self.tmp, "jobs.txt")
         with open(path, "w") as f:

@@ -439,11 +439,20 @@ class Context(Base):
                              "CTX_ALL=over", "exec", "--", "sh", "-c",
                              script, env=env)
                 self.assertEqual(r.stdout, b"|here|unset|over\n", r.stderr)
-                # env= of the task wins over the caller's
+                # env= of the task wins over the caller's; a map's
+                # entries need not be side by side
                 r = self.ctl("run", "-x", x, "--env", "CTX_A=caller",
-                             "exec", "env.CTX_A=task", "--", "sh", "-c",
+                             "exec", "env.CTX_A=task", "cwd=/",
+                             "env.CTX_ALL=t2", "--", "sh", "-c",
+                             script + '; pwd')
+                self.assertEqual(r.stdout, b"task||unset|t2\n/\n", r.stderr)
+                # the last --env of a name wins, even one that gives
+                # nothing
+                r = self.ctl("run", "-x", x, "--env", "CTX_A=1",
+                             "--env", "CTX_ALL=2", "--env", "CTX_A=3",
+                             "--env", "CTX_ALL", "exec", "--", "sh", "-c",
                              script)
-                self.assertEqual(r.stdout, b"task||unset|\n", r.stderr)
+                self.assertEqual(r.stdout, b"3||unset|\n", r.stderr)
 
     def test_status_shows_the_context_with_secret_values_hidden(self):
         r = self.ctl("submit", "--env", "PLAIN=visible", "--env",
