@@ -2,8 +2,8 @@
  * spawn -- start a task's command: as posix_spawnp starts one, never
  * with fork (the daemon may be large, and a spawn costs the same whatever
  * its size): a child that shares the daemon's memory until it has exec'd
- * (clone with CLONE_VM | CLONE_VFORK), in a process group of its own,
- * with its signals back to their defaults and no daemon descriptor but
+ * (clone with CLONE_VM | CLONE_VFORK), in a session of its own, with its
+ * signals back to their defaults and no daemon descriptor but
  * its three standard ones.
  *
  * On the loop the spawn itself is handed to spawner threads.  A spawn
@@ -341,7 +341,12 @@ spawn_child_main(void *arg)
 	for (i = 1; i < NSIG; i++)
 		if (i != SIGKILL && i != SIGSTOP)
 			syscall(SYS_rt_sigaction, i, dfl, NULL, sizeof(none));
-	if (syscall(SYS_setpgid, 0, 0) < 0)
+	/*
+	 * A session of its own, and so a process group and no controlling
+	 * terminal: a command that shared the terminal of a concd started
+	 * from one could push input into it (TIOCSTI) as its owner.
+	 */
+	if (syscall(SYS_setsid) < 0)
 		goto fail;
 	/* into the job's cgroup, while still root, before it can fork */
 	c->stage = SPAWN_AT_CGROUP;
@@ -455,9 +460,9 @@ fail:
 
 /*
  * Start argv[0], looked up in PATH as execvp does, with the standard
- * descriptors in (-1: /dev/null), out and err, in a process group of its
- * own, with default signal dispositions and mask.  Returns 0 or an
- * errno.
+ * descriptors in (-1: /dev/null), out and err, in a session of its own
+ * (and so a process group), with default signal dispositions and mask.  Returns
+ * 0 or an errno.
  *
  * This is what posix_spawnp does, less a cost measured here: glibc maps
  * and unmaps a stack for every child, and on a multi-threaded daemon the

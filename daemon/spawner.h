@@ -52,9 +52,9 @@ struct spawn;
 /*
  * Start cmd's argv[0], looked up in the PATH it gets as execvp does, with
  * in (-1: /dev/null), out and err as its standard descriptors and no
- * other, in a process group of its own, with default signal dispositions
- * and mask; as its owner when cmd->as_owner.  in, out and err are taken
- * over: closed here, or passed on.
+ * other, in a session (and process group) of its own, with default signal
+ * dispositions and mask; as its owner when cmd->as_owner.  in, out and err are
+ * taken over: closed here, or passed on.
  *
  * async (on the loop, which must not wait): the spawn is handed to the
  * spawner threads, which take cmd's strings over, and *pending is set;

@@ -263,6 +263,19 @@ class Exec(DaemonTest):
                 self.assertEqual(output(ev), b"SigBlk:\t0000000000000000\n"
                                  b"SigIgn:\t0000000000000000\n")
 
+    def test_the_command_leads_a_session_of_its_own(self):
+        # so it has no controlling terminal: in the session of a concd
+        # started from a terminal it could read it, or push input into
+        # it (TIOCSTI) as its owner
+        c = self.client()
+        for x in EXECUTORS:
+            with self.subTest(executor=x):
+                ev = self.run_job(c, ["sh", "-c", 'cut -d" " -f1,5,6 '
+                                      '/proc/$$/stat'], x)
+                self.assertEqual(ev[-1]["state"], "succeeded", ev[-1])
+                pid, pgrp, sid = output(ev).split()
+                self.assertEqual((pgrp, sid), (pid, pid))
+
     def test_cancel_ends_the_job_and_the_process_group_is_gone(self):
         c = self.client()
         for x in EXECUTORS:
