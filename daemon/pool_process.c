@@ -203,15 +203,60 @@ proc_shm(struct worker_shm **out)
 	return fd;
 }
 
+/*
+ * What a user's worker starts with of concd's environment: what it keeps
+ * (worker_env_kept) and the instance's mark, which a start after a crash
+ * finds it by (recover.c).  Never the rest: the strings a process starts
+ * with stay in its memory, and a user's worker's memory is the user's.
+ * The strings are environ's; NULL when out of memory.
+ */
+static char **
+proc_user_env(void)
+{
+	size_t n = 0, k = 0;
+	char **env, **v;
+
+	while (environ[n] != NULL)
+		n++;
+	if ((env = calloc(n + 1, sizeof(*env))) == NULL)
+		return NULL;
+	for (v = environ; *v != NULL; v++)
+		if (worker_env_kept(*v) ||
+		    strncmp(*v, "CONCD_INSTANCE=", 15) == 0)
+			env[k++] = *v;
+	return env;
+}
+
+/*
+ * A worker's descriptors: its socket and its page; a user's worker
+ * /dev/null as its standard ones, for concd's may be root's terminal or
+ * log.  Nothing else of concd's, not even what it was started with open.
+ */
+static void
+proc_spawn_fds(posix_spawn_file_actions_t *fa, const struct pgroup *g, int sock,
+               int shmfd)
+{
+	posix_spawn_file_actions_adddup2(fa, sock, WORKER_FD);
+	posix_spawn_file_actions_adddup2(fa, shmfd, WORKER_SHM_FD);
+	if (g->user) {
+		posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY,
+		                                 0);
+		posix_spawn_file_actions_addopen(fa, 1, "/dev/null", O_WRONLY,
+		                                 0);
+		posix_spawn_file_actions_adddup2(fa, 1, 2);
+	}
+	posix_spawn_file_actions_addclosefrom_np(fa, WORKER_SHM_FD + 1);
+}
+
 static struct pworker *
 proc_spawn(struct pgroup *g, int index)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	struct worker_shm *shm = NULL;
-	struct pworker *w;
+	struct pworker *w = NULL;
 	char idx[16], uid[16], nofile[24];
-	char *argv[16];
+	char *argv[16], **env;
 	sigset_t none;
 	int sv[2] = {-1, -1}, shmfd, rc, n = 0;
 
@@ -261,19 +306,19 @@ proc_spawn(struct pgroup *g, int index)
 	argv[n] = NULL;
 
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, sv[1], WORKER_FD);
-	posix_spawn_file_actions_adddup2(&fa, shmfd, WORKER_SHM_FD);
+	proc_spawn_fds(&fa, g, sv[1], shmfd);
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setflags(&attr,
 	                         POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
-	if ((w = calloc(1, sizeof(*w))) == NULL) {
+	env = g->user ? proc_user_env() : environ;
+	if (env == NULL || (w = calloc(1, sizeof(*w))) == NULL)
 		rc = ENOMEM;
-	} else {
-		rc =
-		    posix_spawn(&w->pid, proc_exe(), &fa, &attr, argv, environ);
-	}
+	else
+		rc = posix_spawn(&w->pid, proc_exe(), &fa, &attr, argv, env);
+	if (env != environ)
+		free(env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(sv[1]);

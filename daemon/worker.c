@@ -83,7 +83,7 @@ static struct {
 extern char **environ;
 
 /* What a user's worker keeps of concd's environment: no more. */
-static bool
+bool
 worker_env_kept(const char *var)
 {
 	static const char *const kept[] = {

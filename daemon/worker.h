@@ -22,6 +22,8 @@ int worker_main(int index, bool once, bool stdio, int busy_poll_us);
  * worker then fails every job it is given, with the reason.
  */
 int worker_become(uid_t uid);
+/* Whether a user's worker keeps this NAME=VALUE of concd's environment. */
+bool worker_env_kept(const char *var);
 
 /*
  * A page that a worker process and concd both map (a memfd the worker

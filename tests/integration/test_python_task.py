@@ -751,6 +751,48 @@ class UserWorkersTest(unittest.TestCase):
         self.assertEqual(who[0], self.pw.pw_uid)
         self.assertNotEqual(who[7], pid)
 
+    def test_a_users_worker_starts_with_nothing_of_the_daemons(self):
+        # concd started with a secret in its environment and a root-only
+        # file open, as a shell can leave one: the strings a worker
+        # starts with stay in its memory, which is the user's, and its
+        # standard streams were concd's (a terminal, the log)
+        tmp = tempfile.mkdtemp(prefix="concd-userworker-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        secret = os.path.join(tmp, "root-only")
+        wrapper = os.path.join(tmp, "concd")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\nexec 7>>"%s"\nexec "%s" "$@"\n'
+                    % (secret, os.path.abspath(harness.CONCD)))
+        os.chmod(wrapper, 0o755)
+        d = Daemon("-p", "1", "--plugin-dir", PLUGINS, exe=wrapper,
+                   env={"CONCD_ROOT_ONLY": "secret"})
+        self.addCleanup(d.close)
+        os.chmod(d.socket, 0o666)
+        uc = UserClient(d.socket, self.pw.pw_uid)
+        self.addCleanup(uc.close)
+        m = uc.call("submit", task="python", exec="process", watch=True,
+                    args=dict(call="pu_funcs:whoami", path=[self.umods]))
+        end = uc.until_end(m["id"])[-1]
+        self.assertEqual(end["state"], "succeeded", end)
+        pid = end["result"][7]
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            names = {v.split(b"=")[0] for v in f.read().split(b"\0") if v}
+        self.assertNotIn(b"CONCD_ROOT_ONLY", names)
+        self.assertIn(b"CONCD_INSTANCE", names)  # for a start after a crash
+        fds = {int(n): os.readlink("/proc/%d/fd/%s" % (pid, n))
+               for n in os.listdir("/proc/%d/fd" % pid)}
+        self.assertEqual([fds.get(n) for n in (0, 1, 2)], ["/dev/null"] * 3)
+        self.assertNotIn(secret, fds.values())
+        self.assertTrue(fds[3].startswith("socket:"), fds)
+        # root's worker: concd's standard streams, but not the file
+        c = d.client()
+        m = c.call("submit", task="python", exec="process", watch=True,
+                   args=dict(call="os:getpid"))
+        pid = c.until_end(m["id"])[-1]["result"]
+        fds = [os.readlink("/proc/%d/fd/%s" % (pid, n))
+               for n in os.listdir("/proc/%d/fd" % pid)]
+        self.assertNotIn(secret, fds)
+
     def test_the_client_library_as_the_user(self):
         pkg = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "..", "..", "python")
