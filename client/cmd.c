@@ -1579,6 +1579,18 @@ cmd_kv(const char *cmd, const char *word, struct cmd_kv *kv)
 			return cmd_read_file(cmd, v + 1, kv);
 		return 0;
 	}
+	/* in octal, as umask(1) and chmod(1) read a mode: 077 is 0077 */
+	if (kv->keylen == 5 && memcmp(word, "umask", 5) == 0) {
+		if (*v == '\0' || v[strspn(v, "01234567")] != '\0' ||
+		    (n = strtoll(v, NULL, 8)) > 0777) {
+			warnx("%s: umask is an octal mask, 0 to 0777: %s", cmd,
+			      word);
+			return -1;
+		}
+		kv->type = CMD_VALUE_INT;
+		kv->i = n;
+		return 0;
+	}
 	if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0) {
 		kv->type = CMD_VALUE_BOOL;
 		kv->i = *v == 't';

@@ -478,6 +478,22 @@ class PythonTaskTest(unittest.TestCase):
                              "ValueError: umask is a file mode creation "
                              "mask, 0 to 0o777")
 
+    def test_concctl_reads_the_umask_argument_in_octal(self):
+        # as umask(1) does: umask=077 was sent as 77, the mask 0o115,
+        # which left files group- and world-writable
+        for word, mask in (("umask=077", "63"), ("umask=22", "18"),
+                           ("umask=0", "0"), ("umask=0777", "511")):
+            r = self.d.concctl("run", "python", "call=pt_funcs:umask",
+                               "path=" + self.mods, "-x", "process", word)
+            self.assertEqual((r.returncode, r.stdout), (0, mask + "\n"),
+                             (word, r.stderr))
+        for word in ("umask=8", "umask=1000", "umask=-1", "umask="):
+            r = self.d.concctl("run", "python", "call=pt_funcs:umask",
+                               "path=" + self.mods, word)
+            self.assertEqual(r.returncode, 2, (word, r.stderr))
+            self.assertIn("concctl: run: umask is an octal mask, 0 to "
+                          "0777: %s\n" % word, r.stderr)
+
     def test_concctl_runs_a_call_with_json_args_from_the_shell(self):
         r = self.d.concctl("run", "python", "call=pt_funcs:add",
                            "args=[5]", 'kwargs={"c": 2}', "path=" + self.mods,
