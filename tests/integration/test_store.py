@@ -294,10 +294,19 @@ class Crash(StoreTest):
         for j in sleepers:
             c.wait_state(j, "running")
             wait_stored(d.state_dir, j, "running")
-        # the third sleep is forked by sh, through setsid
+        # the third sleep is forked by sh, through setsid: out of the
+        # job's process group, which is sh's
         sleeps = until(lambda: sleeps_of(instance), 3,
                        "the three sleeps running")
-        self.assertEqual(len([p for p in sleeps if os.getsid(p) == p]), 1)
+
+        def parent(pid):
+            with open("/proc/%d/stat" % pid) as f:
+                return int(f.read().rsplit(")", 1)[1].split()[1])
+        forked = [p for p in sleeps if os.getpgid(parent(p)) == parent(p)
+                  and parent(p) != d.proc.pid]
+        self.assertEqual(len(forked), 1, sleeps)
+        self.assertNotEqual(os.getpgid(forked[0]),
+                            os.getpgid(parent(forked[0])))
         counter = Counter()
         clients = [Submitter(d.socket, counter) for _ in range(4)]
         for t in clients:
