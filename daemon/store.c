@@ -285,8 +285,10 @@ static struct {
 	uint64_t ttl_us;
 	uint64_t finals;        /* final rows in the store, about */
 	bool sweep_due;         /* the age sweep's time has come */
+	bool trim_due;          /* a batch is owed to retention: see trim_cb */
 	uint64_t trim_next;     /* no deletes before this (monotonic µs) */
 	struct event *sweep_ev; /* every STORE_TRIM_EVERY seconds */
+	struct event *trim_ev;  /* at trim_next, for what retention owes */
 
 	/* the thread's, under lock */
 	pthread_t thread;
@@ -2660,6 +2662,13 @@ store_finish(struct batch *b)
 			store.sweep_due = true;
 			store_mark();
 		}
+		/* and a backlog past max_finished goes on without new jobs */
+		if (b->trim.excess > 0 &&
+		    store.finals >
+		        store.max_finished + store.max_finished / 64) {
+			store.trim_due = true;
+			store_mark();
+		}
 		for (i = 0; i < b->ngone && store.forgotten != NULL; i++)
 			store.forgotten(b->gone[i]);
 	} else {
@@ -3105,6 +3114,17 @@ store_finish_chain(struct batch *chain)
 }
 
 /*
+ * The time for what retention owes has come, and no batch may come to
+ * take it: the burst of jobs that left it has ended.
+ */
+static void
+store_trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+	store.trim_due = true;
+	store_mark();
+}
+
+/*
  * What retention asks of the next batch the thread writes.  The store
  * keeps up to max_finished finished jobs, and trims them once it holds
  * a 64th more, so that a busy store deletes in bulk, not at every batch.
@@ -3119,9 +3139,21 @@ store_plan_trim(struct batch *b)
 	 * A few thousand rows at a time, at most every STORE_TRIM_GAP_US: a
 	 * backlog (a lower --max-finished, a million jobs just ended) is
 	 * worked off over many batches, not in one that stalls the others.
+	 * What is owed meanwhile goes then, with a batch of its own if no
+	 * other comes.
 	 */
-	if (!store.syncing && mono < store.trim_next)
+	if (!store.syncing && mono < store.trim_next) {
+		if ((finals > store.max_finished + slack ||
+		     (store.sweep_due && store.ttl_us > 0)) &&
+		    !evtimer_pending(store.trim_ev, NULL)) {
+			struct timeval tv = {
+			    0, (suseconds_t)(store.trim_next - mono)};
+
+			evtimer_add(store.trim_ev, &tv);
+		}
 		return false;
+	}
+	store.trim_due = false;
 	if (finals > store.max_finished + slack)
 		b->trim.excess = finals - store.max_finished < STORE_TRIM_MAX
 		                     ? finals - store.max_finished
@@ -3151,8 +3183,9 @@ store_lazy(const struct batch *b)
 	static const struct timeval lazy = {0, STORE_LAZY_US};
 
 	if (store.syncing || store.hurry || store.want || store.sweep_due ||
-	    store.lazy_over || b->inserts > 0 || b->ngroups > 0 ||
-	    b->next_id > 0 || b->n == 0 || b->n >= STORE_LAZY_ROWS)
+	    store.trim_due || store.lazy_over || b->inserts > 0 ||
+	    b->ngroups > 0 || b->next_id > 0 || b->n == 0 ||
+	    b->n >= STORE_LAZY_ROWS)
 		return false;
 	if (!evtimer_pending(store.lazy_ev, NULL)) {
 		event_base_update_cache_time(loop_base);
@@ -3219,11 +3252,12 @@ store_commit(void)
 		goto feed;
 	store.lazy_over = false;
 	evtimer_del(store.lazy_ev);
-	if ((b = store.open) == NULL && store.sweep_due) { /* no rows */
+	if ((b = store.open) == NULL &&
+	    (store.sweep_due || store.trim_due)) { /* no rows */
 		b = store.open = batch_take();
 	}
 	if (b == NULL || (b->n == 0 && b->ngroups == 0 && b->next_id == 0 &&
-	                  !store.sweep_due)) {
+	                  !store.sweep_due && !store.trim_due)) {
 		/* a reply waits on a batch with nothing to write: it is */
 		if (store.want) {
 			store.want = false;
@@ -3396,11 +3430,12 @@ store_start(void)
 	store.delay_ev = evtimer_new(loop_base, store_delay_cb, NULL);
 	store.lazy_ev = evtimer_new(loop_base, store_lazy_cb, NULL);
 	store.sweep_ev = evtimer_new(loop_base, store_sweep_cb, NULL);
+	store.trim_ev = evtimer_new(loop_base, store_trim_cb, NULL);
 	store.feed_ev = evtimer_new(loop_base, store_feed_cb, NULL);
 	if (store.commit_ev == NULL || store.done_ev == NULL ||
 	    store.retry_ev == NULL || store.delay_ev == NULL ||
 	    store.lazy_ev == NULL || store.sweep_ev == NULL ||
-	    store.feed_ev == NULL)
+	    store.trim_ev == NULL || store.feed_ev == NULL)
 		return -1;
 	store_sweep_cb(-1, 0, NULL);
 	pthread_mutex_init(&store.lock, NULL);
@@ -3514,6 +3549,8 @@ store_close(void)
 		event_free(store.lazy_ev);
 	if (store.sweep_ev != NULL)
 		event_free(store.sweep_ev);
+	if (store.trim_ev != NULL)
+		event_free(store.trim_ev);
 	if (store.feed_ev != NULL)
 		event_free(store.feed_ev);
 	batch_free(store.open);
