@@ -2662,8 +2662,12 @@ store_finish(struct batch *b)
 			store.sweep_due = true;
 			store_mark();
 		}
-		/* and a backlog past max_finished goes on without new jobs */
-		if (b->trim.excess > 0 &&
+		/*
+		 * and a backlog past max_finished goes on without new jobs,
+		 * while each batch deletes all it was asked to (finals is a
+		 * count kept by the loop, which must not send it round)
+		 */
+		if (b->trim.excess > 0 && b->ngone >= b->trim.excess &&
 		    store.finals >
 		        store.max_finished + store.max_finished / 64) {
 			store.trim_due = true;

@@ -790,11 +790,12 @@ class Retention(StoreTest):
 
     def test_retention_catches_up_after_the_last_job(self):
         # a burst that ends within 50 ms of a trim left its excess in the
-        # store until the next job came, which may never come
+        # store until the next job came, which may never come; and more
+        # than a batch deletes (4096) takes several
         d = self.daemon("--max-finished", "3")
         c = d.client()
         rids = [c.request("submit", task="noop", watch=True)
-                for _ in range(40)]
+                for _ in range(9000)]
         ends = [c.until_end(r)[-1] for r in rids]
         self.assertEqual({e["state"] for e in ends}, {"succeeded"})
         ids = [e["job"] for e in ends]
@@ -806,6 +807,7 @@ class Retention(StoreTest):
             self.assertLess(time.monotonic(), deadline, sorted(rows))
             time.sleep(0.01)  # polling the file: no event to wait for
         self.assertEqual(sorted(rows), ids[-3:])
+        self.assertTrue(all(rows[j] == "succeeded" for j in ids[-3:]))
         r = d.concctl("ps", "--all", "-o", "id")
         self.assertEqual(r.stdout.split()[1:], [str(j) for j in ids[-3:]])
 
