@@ -50,6 +50,7 @@ static const struct config_key config_keys[] = {
     {"plugin-dir", CONFIG_PATH, 1, PATH_MAX - 1, OPT(plugin_dir), false},
     {"stop-timeout", CONFIG_INT, 0, 3600, OPT(stop_timeout), true},
     {"queue-limit", CONFIG_INT, 1, 100000000, OPT(queue_limit), true},
+    {"user-job-limit", CONFIG_INT, 1, 100000000, OPT(user_job_limit), true},
     {"finished-ttl", CONFIG_INT, 0, 100000000, OPT(finished_ttl), true},
     {"busy-poll", CONFIG_INT, 0, 100000, OPT(busy_poll), false},
     {"exec-other-users", CONFIG_BOOL, 0, 1, OPT(exec_other_users), true},

@@ -53,6 +53,7 @@ struct server_options {
 	int user_worker_idle;    /* seconds a user's worker is kept idle */
 	int stop_timeout;        /* seconds to drain on stop */
 	int queue_limit;         /* queued jobs per executor */
+	int user_job_limit;      /* unfinished jobs of each other user */
 	int finished_ttl;        /* seconds finished jobs are kept, 0: ever */
 	int busy_poll;           /* µs of polling before sleeping, 0: none */
 	int exec_other_users;    /* a non-root concd runs others' exec jobs */

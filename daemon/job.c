@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "input.h"
@@ -119,9 +120,76 @@ watch_index(const struct job *j, const struct watch *w)
 	return w->index == WATCH_GATHER ? (int32_t)j->gindex : w->index;
 }
 
+/*
+ * Unfinished jobs of each uid but concd's own, for user-job-limit: a
+ * handful of users, looked up in a row.
+ */
+static struct {
+	struct job_user {
+		uid_t uid;
+		size_t n;
+	} * v;
+	size_t n, cap, limit;
+	uid_t self;
+} users = {.limit = SIZE_MAX};
+
+static struct job_user *
+job_user(uid_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < users.n; i++)
+		if (users.v[i].uid == uid)
+			return &users.v[i];
+	return NULL;
+}
+
+/* One more (up) or one fewer unfinished job of uid. */
+static void
+job_user_count(uid_t uid, bool up)
+{
+	struct job_user *u;
+
+	if (uid == users.self)
+		return;
+	if ((u = job_user(uid)) == NULL) {
+		if (!up)
+			return;
+		if (users.n == users.cap) {
+			users.cap = users.cap > 0 ? 2 * users.cap : 16;
+			users.v =
+			    reallocarray(users.v, users.cap, sizeof(*users.v));
+			if (users.v == NULL)
+				abort(); /* out of memory */
+		}
+		u = &users.v[users.n++];
+		*u = (struct job_user){.uid = uid};
+	}
+	if (up)
+		u->n++;
+	else if (--u->n == 0)
+		*u = users.v[--users.n];
+}
+
+void
+job_set_user_limit(size_t n)
+{
+	users.limit = n;
+}
+
+bool
+job_user_room(uid_t uid, size_t n, size_t *has)
+{
+	const struct job_user *u = job_user(uid);
+
+	*has = u != NULL ? u->n : 0;
+	return uid == users.self || *has + n <= users.limit;
+}
+
 void
 job_init(size_t max_finished, uint64_t finished_ttl_s)
 {
+	users.self = geteuid();
 	jobs.nbucket = 1024;
 	jobs.bucket = calloc(jobs.nbucket, sizeof(*jobs.bucket));
 	if (jobs.bucket == NULL)
@@ -299,6 +367,8 @@ job_changed(struct job *j)
 static void
 job_set_state(struct job *j, enum proto_state s)
 {
+	if (PROTO_STATE_FINAL(j->state) != PROTO_STATE_FINAL(s))
+		job_user_count(j->uid, !PROTO_STATE_FINAL(s));
 	jobs.states[j->state]--;
 	jobs.states[s]++;
 	j->state = (uint8_t)s;
@@ -388,6 +458,7 @@ job_new(const struct job_submit *js)
 	j->state = PS_QUEUED;
 	LIST_INIT(&j->watches);
 	jobs.states[PS_QUEUED]++;
+	job_user_count(j->uid, true);
 
 	/* ids are dense, so two per bucket means chains of two */
 	if (jobs.count >= 2 * jobs.nbucket)
@@ -428,6 +499,8 @@ job_unlink(struct job *j)
 	*p = j->hnext;
 	jobs.count--;
 	jobs.states[j->state]--;
+	if (!PROTO_STATE_FINAL(j->state))
+		job_user_count(j->uid, false);
 }
 
 static void

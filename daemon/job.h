@@ -200,6 +200,10 @@ struct job_hooks {
 void job_hook_sched(const struct job_hooks *);
 void job_init(size_t max_finished, uint64_t finished_ttl_s);
 void job_set_retention(size_t max_finished, uint64_t finished_ttl_s);
+/* user-job-limit: unfinished jobs of each uid but concd's own */
+void job_set_user_limit(size_t n);
+/* Whether uid may have n more unfinished jobs; *has: how many it has. */
+bool job_user_room(uid_t uid, size_t n, size_t *has);
 uint64_t job_last_id(void);
 size_t job_total(void);
 /* Tie jobs together (gather): with fail_fast, one failure cancels all. */

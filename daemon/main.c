@@ -47,6 +47,7 @@
 #define DEFAULT_MAX_FINISHED 10000
 #define DEFAULT_STOP_TIMEOUT 60 /* below systemd's TimeoutStopSec=90 */
 #define DEFAULT_QUEUE_LIMIT  1000000
+#define DEFAULT_USER_JOBS    100000
 #define DEFAULT_FINISHED_TTL 86400
 #define DEFAULT_BUSY_POLL    50 /* µs */
 #ifndef CONCD_CONFIG_FILE
@@ -65,6 +66,7 @@ enum {
 	OPT_MAX_JOBS,
 	OPT_STOP_TIMEOUT,
 	OPT_QUEUE_LIMIT,
+	OPT_USER_JOB_LIMIT,
 	OPT_FINISHED_TTL,
 	OPT_BUSY_POLL,
 	OPT_LOG_LIMIT,
@@ -87,6 +89,7 @@ static const struct option longopts[] = {
     {"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
     {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
     {"queue-limit", required_argument, NULL, OPT_QUEUE_LIMIT},
+    {"user-job-limit", required_argument, NULL, OPT_USER_JOB_LIMIT},
     {"finished-ttl", required_argument, NULL, OPT_FINISHED_TTL},
     {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
     {"log-limit", required_argument, NULL, OPT_LOG_LIMIT},
@@ -139,10 +142,11 @@ static void __attribute__((noreturn)) usage(int status)
 	    "             [--max-finished n] [--max-jobs-per-worker n] "
 	    "[--plugin-dir dir]\n"
 	    "             [--stop-timeout seconds] [--queue-limit n] "
-	    "[--finished-ttl seconds]\n"
-	    "             [--busy-poll microseconds] [--state-dir dir|none] "
-	    "[--store-fsync]\n"
-	    "             [--log-limit size] [--log-total-limit size]\n"
+	    "[--user-job-limit n]\n"
+	    "             [--finished-ttl seconds] [--busy-poll microseconds]\n"
+	    "             [--state-dir dir|none] [--store-fsync] "
+	    "[--log-limit size]\n"
+	    "             [--log-total-limit size]\n"
 	    "  -f, --foreground             stay in the foreground\n"
 	    "  -d, --debug                  log debug messages\n"
 	    "  -c, --config FILE            read FILE (default %s)\n"
@@ -161,6 +165,9 @@ static void __attribute__((noreturn)) usage(int status)
 	    "(default %d)\n"
 	    "      --queue-limit N          queued jobs per executor "
 	    "(default %d)\n"
+	    "      --user-job-limit N       unfinished jobs of each user "
+	    "but concd's own\n"
+	    "                               (default %d)\n"
 	    "      --finished-ttl SECONDS   forget finished jobs this old "
 	    "(default %d, 0: never)\n"
 	    "      --busy-poll USEC         poll this long after work "
@@ -178,8 +185,8 @@ static void __attribute__((noreturn)) usage(int status)
 	    "  -h, --help                   show this help\n"
 	    "  -V, --version                show the version\n",
 	    CONCD_CONFIG_FILE, DEFAULT_MAX_FINISHED, CONCD_PLUGIN_DIR,
-	    DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT, DEFAULT_FINISHED_TTL,
-	    DEFAULT_BUSY_POLL,
+	    DEFAULT_STOP_TIMEOUT, DEFAULT_QUEUE_LIMIT, DEFAULT_USER_JOBS,
+	    DEFAULT_FINISHED_TTL, DEFAULT_BUSY_POLL,
 	    geteuid() == 0 ? CONCD_STATE_DIR
 	                   : "$XDG_STATE_HOME/concd, ~/.local/state/concd");
 	exit(status != 0 ? status : printed(0));
@@ -408,6 +415,7 @@ main(int argc, char *argv[])
 	opt.max_finished = DEFAULT_MAX_FINISHED;
 	opt.stop_timeout = DEFAULT_STOP_TIMEOUT;
 	opt.queue_limit = DEFAULT_QUEUE_LIMIT;
+	opt.user_job_limit = DEFAULT_USER_JOBS;
 	opt.finished_ttl = DEFAULT_FINISHED_TTL;
 	opt.busy_poll = DEFAULT_BUSY_POLL;
 	opt.user_worker_idle = 60;
@@ -457,6 +465,9 @@ main(int argc, char *argv[])
 			break;
 		case OPT_QUEUE_LIMIT:
 			flag(&opt, "queue-limit", optarg);
+			break;
+		case OPT_USER_JOB_LIMIT:
+			flag(&opt, "user-job-limit", optarg);
 			break;
 		case OPT_FINISHED_TTL:
 			flag(&opt, "finished-ttl", optarg);
@@ -546,6 +557,7 @@ main(int argc, char *argv[])
 	request_init();
 	sched_init();
 	sched_set_queue_limit((size_t)opt.queue_limit);
+	job_set_user_limit((size_t)opt.user_job_limit);
 	queue_init(n > 0 ? (unsigned)n : 1);
 	if (queue_config(opt.groups, opt.ngroups, cause, sizeof(cause)) < 0)
 		fatalx("%s", cause);

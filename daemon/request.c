@@ -752,6 +752,25 @@ queue_full(struct conn *c, uint64_t id, enum proto_exec x)
 	    proto_execs[x]);
 }
 
+/*
+ * user-job-limit: n more unfinished jobs of the connection's user would
+ * be too many.  Refused as a full queue is, so that --wait-for-slot
+ * waits for room here too.
+ */
+static bool
+user_full(struct conn *c, uint64_t id, size_t n)
+{
+	size_t has;
+
+	if (job_user_room(conn_uid(c), n, &has))
+		return false;
+	reply_error(c, id, PE_QUEUE_FULL,
+	            "uid %u has %zu unfinished jobs, as many as each user may "
+	            "(user-job-limit); try again later",
+	            (unsigned)conn_uid(c), has);
+	return true;
+}
+
 /* While the store cannot be written, no job is accepted. */
 static bool
 store_refuses(struct conn *c, uint64_t id)
@@ -978,6 +997,8 @@ request_submit(struct conn *c, const struct proto_msg *m)
 		queue_full(c, m->id, js.exec);
 		goto out;
 	}
+	if (user_full(c, m->id, 1))
+		goto out;
 	if (store_refuses(c, m->id))
 		goto out;
 	if (request_stdin(c, m, &js, &in) < 0)
@@ -1073,6 +1094,8 @@ request_gather(struct conn *c, const struct proto_msg *m)
 			goto out;
 		}
 	}
+	if (user_full(c, m->id, n))
+		goto out;
 	if (store_refuses(c, m->id))
 		goto out;
 	if (job_gather_watch(g, c, m->id) < 0) {
@@ -2160,6 +2183,8 @@ request_restart(struct conn *c, const struct proto_msg *m)
 		queue_full(c, m->id, s.js.exec);
 		goto out;
 	}
+	if (user_full(c, m->id, 1))
+		goto out;
 	if (store_refuses(c, m->id))
 		goto out;
 	if ((j = job_new(&s.js)) == NULL) {

@@ -529,6 +529,8 @@ server_reload(void)
 	srv.opt->queue_limit = o.queue_limit;
 	srv.opt->finished_ttl = o.finished_ttl;
 	sched_set_queue_limit((size_t)o.queue_limit);
+	srv.opt->user_job_limit = o.user_job_limit;
+	job_set_user_limit((size_t)o.user_job_limit);
 	job_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	store_set_retention(srv.opt->max_finished, (uint64_t)o.finished_ttl);
 	pool_process_set_max_jobs(o.max_jobs_per_worker);

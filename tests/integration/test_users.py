@@ -346,6 +346,38 @@ class RootConcdTest(UsersTest):
             self.ok(None, "wait", job)
 
 
+class UserJobLimitTest(UsersTest):
+    """No user fills the queues for the others (user-job-limit)."""
+
+    config = UsersTest.config + "user-job-limit = 3\n"
+
+    def test_each_user_has_at_most_user_job_limit_unfinished_jobs(self):
+        done = self.ok(ALICE, "submit", "noop").strip()
+        self.ok(ALICE, "wait", done)
+        held = [self.ok(ALICE, "submit", "--hold", "noop").strip()
+                for _ in range(3)]
+        full = ("queue_full: uid %d has 3 unfinished jobs, as many as each "
+                "user may (user-job-limit); try again later" % uid(ALICE))
+        self.refused(ALICE, "submit", "--hold", "noop", rc=4, message=full)
+        r = self.ctl(ALICE, "gather", input="noop\n")
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(full, r.stderr)
+        self.refused(ALICE, "run", "exec", "--", "true", rc=125,
+                     message=full)
+        self.refused(ALICE, "restart", done, rc=4, message=full)
+        # the others are not held back by her jobs: another user, and
+        # root, the daemon's own uid, which has no such limit
+        for _ in range(3):
+            self.ok(BOB, "submit", "--hold", "noop")
+        for _ in range(4):
+            self.ok(None, "submit", "--hold", "noop")
+        # a job that ends makes room
+        self.ok(ALICE, "cancel", held[0])
+        self.assertEqual(self.ok(ALICE, "run", "exec", "--", "echo", "ok"),
+                         "ok\n")
+        self.ok(ALICE, "submit", "--hold", "noop")
+        self.refused(ALICE, "submit", "noop", rc=4, message=full)
+
 class UserInstanceTest(unittest.TestCase):
     """concd run by alice herself, as `systemctl --user` would."""
 
