@@ -672,6 +672,15 @@ worker_run(struct job *j)
 	enum task_step st = TASK_FAILED;
 	uint64_t now = loop_now_us();
 
+	/*
+	 * Ends held for a write of many go out before a job whose one step
+	 * may last (user code, CPU work, blocking I/O): held behind it, they
+	 * were results their callers waited for until the worker had run
+	 * all it had.  A non-blocking task's steps are short, or pause.
+	 */
+	if (wk.out.len > 0 &&
+	    (j->task->traits & (TASK_CPU | TASK_BLOCKING | TASK_USER_CODE)))
+		worker_flush();
 	wk.current = j;
 	wk.served++;
 	/* before any of its code runs: if it kills us, concd knows */

@@ -59,6 +59,12 @@ def huge(n):
     return b"x" * n
 
 
+def through_gate(path):
+    with open(path) as f:  # blocks until the test releases the gate
+        f.readline()
+    return "through"
+
+
 def chunks(n):
     return [b"x" * (256 * 1024)] * n
 
@@ -458,6 +464,29 @@ class PythonTaskTest(unittest.TestCase):
                          self.mods)
         self.assertEqual(self.ok("pt_funcs:cwd", "thread", cwd=self.mods),
                          os.getcwd())
+
+    def test_an_end_goes_out_while_the_next_call_runs(self):
+        # -p 1: a gather's two calls reach the one worker in one write;
+        # the first one's end was held with the worker's other replies
+        # until the second had returned
+        first, second = self.d.gate(), self.d.gate()
+        rid = self.c.request("gather", jobs=[
+            {"task": "python", "exec": "process",
+             "args": {"call": "pt_funcs:through_gate", "path": [self.mods],
+                      "args": [g.path]}} for g in (first, second)])
+        self.assertEqual(self.c.recv_for(rid)["t"], "accepted")
+        first.release()
+        m = self.c.recv_for(rid)
+        while m is not None and m["t"] != "end":
+            m = self.c.recv_for(rid)
+        self.assertIsNotNone(m, "no end while the second call runs")
+        self.assertEqual((m["index"], m["state"], m["result"]),
+                         (0, "succeeded", "through"))
+        second.release()
+        m = self.c.recv_for(rid)
+        while m is not None and m["t"] != "end":
+            m = self.c.recv_for(rid)
+        self.assertEqual((m["index"], m["state"]), (1, "succeeded"))
 
     def test_a_process_call_runs_with_the_callers_umask(self):
         mine = os.umask(0o22)
