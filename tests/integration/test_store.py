@@ -1733,6 +1733,27 @@ class Reading(StoreTest):
         gate.release()
         c.wait_state(held, "succeeded")
 
+    def test_requests_about_a_job_only_the_store_holds_get_their_replies(self):
+        # a hold or release of such a job got an "end", which no client
+        # took for a reply: concctl pause and resume waited for good
+        state = self.private_state_dir()
+        d = Daemon("--state-dir", state)
+        c = d.client()
+        rid = c.request("submit", task="noop", watch=True)
+        job = c.until_end(rid)[-1]["job"]
+        d.close()
+        d = self.daemon(state_dir=state)
+        for cmd, verb in (("pause", "held"), ("resume", "released")):
+            r = d.concctl(cmd, str(job))
+            self.assertEqual(r.returncode, 4, r.stderr)
+            self.assertEqual(r.stderr, "concctl: bad_field: job %d is "
+                             "succeeded: only a queued job can be %s\n"
+                             % (job, verb))
+        r = d.concctl("result", str(job))
+        self.assertEqual((r.returncode, r.stdout), (0, "{}\n"), r.stderr)
+        r = d.concctl("cancel", str(job))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_the_audit_trail_has_each_accepted_and_finished_job(self):
         d = self.daemon()
         c = d.client()
