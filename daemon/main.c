@@ -579,7 +579,10 @@ main(int argc, char *argv[])
 	               self_path) < 0)
 		fatalx("out of memory");
 	pool_remote_init(opt.busy_poll);
-	recover_jobs();
+	if (recover_jobs(cause, sizeof(cause)) < 0) {
+		server_free(); /* its socket goes */
+		fatalx("%s", cause);
+	}
 	server_start(&opt);
 
 	if (ready_fd >= 0)

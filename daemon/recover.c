@@ -322,15 +322,28 @@ recover_row(const struct store_row *r, void *arg)
 	}
 }
 
-void
-recover_jobs(void)
+int
+recover_jobs(char *cause, size_t len)
 {
 	struct recover_count n = {0};
 
 	if (!store_enabled())
-		return;
-	if (store_each_live(recover_row, &n) < 0)
-		log_warnx("recovery: the store could not be read in full");
+		return 0;
+	/*
+	 * A store that cannot be read in full is not served from: the jobs
+	 * it holds past the damage would be lost, or run without what they
+	 * were given (a hold, a group, a start time).
+	 */
+	if (store_each_live(recover_row, &n) < 0) {
+		snprintf(
+		    cause, len,
+		    "recovery: %s cannot be read in full, so its jobs "
+		    "cannot be recovered; concd does not start on a "
+		    "damaged store: repair it (sqlite3's .recover) or move "
+		    "it away",
+		    store_path());
+		return -1;
+	}
 	if (recover_rows >= RECOVER_BULK)
 		mallopt(M_TOP_PAD, GLIBC_TOP_PAD);
 	deps_recovered();
@@ -341,4 +354,5 @@ recover_jobs(void)
 		    "%zu daemon jobs cancelled, %zu that cannot run failed, "
 		    "%zu ended on Slurm while concd was down",
 		    n.queued, n.interrupted, n.cancelled, n.lost, n.reconciled);
+	return 0;
 }

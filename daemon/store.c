@@ -328,6 +328,12 @@ store_next_id(void)
 }
 
 const char *
+store_path(void)
+{
+	return store.path;
+}
+
+const char *
 store_instance(void)
 {
 	return store.instance;
@@ -1004,13 +1010,19 @@ store_each_live(void (*fn)(const struct store_row *, void *), void *arg)
 		while (xrc == SQLITE_ROW &&
 		       (uint64_t)sqlite3_column_int64(x, 0) < r.id)
 			xrc = sqlite3_step(x);
+		/*
+		 * A job whose extras cannot be read is not handed on without
+		 * them: a held job would run, one of a group run outside it
+		 */
+		if (xrc != SQLITE_ROW && xrc != SQLITE_DONE) {
+			rc = xrc;
+			break;
+		}
 		if (xrc == SQLITE_ROW &&
 		    (uint64_t)sqlite3_column_int64(x, 0) == r.id)
 			store_read_extra(x, 1, &r, &room);
 		fn(&r, arg);
 	}
-	if (rc == SQLITE_DONE && xrc != SQLITE_ROW && xrc != SQLITE_DONE)
-		rc = xrc;
 	if (rc != SQLITE_DONE)
 		log_warnx("%s: reading: %s", store.path,
 		          sqlite3_errmsg(store.db));

@@ -127,6 +127,8 @@ bool store_wanted(void);
 uint64_t store_next_id(void);
 /* This store's name: it marks the commands its jobs run. */
 const char *store_instance(void);
+/* The database's path (jobs.db in the state directory). */
+const char *store_path(void);
 /* Every queued or running job, in id order, for recovery. */
 int store_each_live(void (*)(const struct store_row *, void *), void *);
 

@@ -1402,6 +1402,34 @@ class BadStore(StoreTest):
         err = self.start_fails(state)
         self.assertIn(path, err)
 
+    def test_a_store_damaged_under_its_queued_jobs_is_an_error_at_start(self):
+        # a page of the extras zeroed: concd started, ran the held jobs
+        # past the damage without their hold, and served on; random
+        # damage to the jobs lost the queued jobs past it
+        state = self.private_state_dir()
+        d = Daemon("-p", "0", "--state-dir", state)
+        c = d.client()
+        mark = os.path.join(os.path.dirname(state), "ran")
+        for i in range(300):
+            m = c.call("submit", task="exec", held=True,
+                       args={"argv": ["sh", "-c", "echo >> " + mark,
+                                      "x" * 1000]})
+            self.assertEqual(m["t"], "accepted", m)
+        d.close()
+        path = os.path.join(state, "jobs.db")
+        db = sqlite3.connect(path)
+        pages = [p for (p,) in db.execute(
+            "select pageno from dbstat where name = 'extra' and "
+            "pagetype = 'leaf' order by pageno")]
+        db.close()
+        self.assertGreater(len(pages), 10)
+        with open(path, "r+b") as f:
+            f.seek((pages[len(pages) // 2] - 1) * 4096)
+            f.write(b"\0" * 4096)
+        err = self.start_fails(state, "-p", "0")
+        self.assertIn("recovery: %s cannot be read in full" % path, err)
+        self.assertFalse(os.path.exists(mark), "a held job ran")
+
     def test_a_journal_that_is_not_one_is_a_clear_error_at_start(self):
         state = self.private_state_dir()
         Daemon("--state-dir", state).close()
