@@ -49,7 +49,7 @@
 #define STORE_SPARE_RECS   (1 << 18) /* a batch kept for the next: at most */
 #define STORE_SPARE_BYTES  (1 << 20)
 #define STORE_WAL_PAGES    8192  /* a checkpoint once the WAL is this long */
-#define STORE_TRIM_EVERY   60    /* seconds between age sweeps */
+#define STORE_TRIM_EVERY   10    /* seconds between age sweeps */
 #define STORE_TRIM_MAX     4096  /* rows a batch deletes, at most */
 #define STORE_TRIM_GAP_US  50000 /* between batches that delete */
 #define STORE_RESERVE      (4 << 20) /* bytes kept free: see store_reserve */
@@ -3150,6 +3150,10 @@ store_plan_trim(struct batch *b)
 {
 	uint64_t now = loop_now_us(), slack = store.max_finished / 64;
 	uint64_t finals = store.finals + b->finals, mono = loop_mono_us();
+
+	/* old jobs are looked for whenever a job finishes, as in memory */
+	if (b->finals > 0 && store.ttl_us > 0)
+		store.sweep_due = true;
 
 	/*
 	 * A few thousand rows at a time, at most every STORE_TRIM_GAP_US: a

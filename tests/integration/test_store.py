@@ -788,6 +788,26 @@ class Retention(StoreTest):
         self.assertEqual(c.wait_state(held, "succeeded")["state"],
                          "succeeded")
 
+    def test_a_job_past_finished_ttl_is_gone_once_another_finishes(self):
+        # memory forgot it, but the store swept every 60 s alone: status
+        # and log answered from it long past the ttl
+        d = self.daemon("--finished-ttl", "1", "--max-finished", "1000000")
+        c = d.client()
+        rid = c.request("submit", task="exec", watch=True,
+                        args={"argv": ["echo", "hello"]})
+        old = c.until_end(rid)[-1]["job"]
+        deadline = time.monotonic() + BOUND
+        n = 0
+        while c.call("status", job=old)["t"] == "job":
+            self.assertLess(time.monotonic(), deadline, n)
+            rid = c.request("submit", task="noop", watch=True)
+            self.assertEqual(c.until_end(rid)[-1]["state"], "succeeded")
+            n += 1
+            time.sleep(0.05)  # a job a while: the ttl has no event
+        self.assertEqual(c.call("status", job=old)["error"], "no_such_job")
+        r = d.concctl("log", str(old))
+        self.assertEqual(r.returncode, 4, r.stderr)
+
     def test_retention_catches_up_after_the_last_job(self):
         # a burst that ends within 50 ms of a trim left its excess in the
         # store until the next job came, which may never come; and more
@@ -1713,13 +1733,16 @@ class Schema(StoreTest):
     def test_a_store_of_schema_3_is_brought_to_schema_4_with_its_jobs(self):
         # schema 3 is schema 4 without runtime (a job's span is then
         # finished - started, by the wall clock) and umask
+        t0 = int(time.time() - 60) * 1000000
         state, path, job = self.older_store(
             "drop view history; alter table jobs drop column runtime; "
             "alter table extra drop column umask; "
             "create view history as select id, "
             "(finished - started) / 1e6 as seconds from jobs; "
-            "update jobs set started = 1000000, finished = 3500000; "
-            "pragma user_version = 3;", task="sleep", args={"ms": 50})
+            # ended a minute ago, well within --finished-ttl
+            "update jobs set started = %d, finished = %d; "
+            "pragma user_version = 3;" % (t0, t0 + 2500000),
+            task="sleep", args={"ms": 50})
         d = self.daemon(state_dir=state)
         c = d.client()
         self.assertEqual(c.call("status", job=job)["runtime"], 2500000)
