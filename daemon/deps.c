@@ -386,6 +386,7 @@ deps_drain(void)
 	if (deps.draining)
 		return; /* the loop below, further up, takes it */
 	deps.draining = true;
+	queue_defer(true); /* what they release starts by priority */
 	while (deps.head < deps.nends) {
 		e = deps.ends[deps.head++];
 		/* a failed one's root and state stay its root's */
@@ -400,6 +401,7 @@ deps_drain(void)
 	}
 	deps.head = deps.nends = 0;
 	deps.draining = false;
+	queue_defer(false);
 }
 
 void

@@ -99,6 +99,7 @@ static struct {
 	size_t held;
 	size_t nwaiters;
 	bool dispatching;
+	unsigned deferring; /* queue_defer: jobs wait in heaps, by priority */
 } q;
 
 static void queue_dispatch(void);
@@ -539,8 +540,8 @@ queue_enter(struct job *j)
 		queue_dispatch(); /* arms the timer */
 		return;
 	}
-	if (!g->paused &&
-	    (cpus == 0 || (g->heap.n == 0 && group_room(g, cpus)))) {
+	if (!g->paused && (cpus == 0 || (g->heap.n == 0 && q.deferring == 0 &&
+	                                 group_room(g, cpus)))) {
 		queue_start(g, j);
 		return;
 	}
@@ -554,7 +555,19 @@ queue_enter(struct job *j)
 	j->qstate = Q_WAITING;
 	q.waiting++;
 	group_kick(g);
-	queue_dispatch();
+	if (q.deferring == 0)
+		queue_dispatch();
+}
+
+void
+queue_defer(bool on)
+{
+	if (on) {
+		q.deferring++;
+		return;
+	}
+	if (--q.deferring == 0)
+		queue_dispatch();
 }
 
 void
@@ -685,12 +698,15 @@ queue_dispatch(void)
 	q.dispatching = true;
 	if (q.timed.n > 0) {
 		now = loop_now_us();
+		/* all that are due, then by priority (the ready loop below) */
+		q.deferring++;
 		while (q.timed.n > 0 && job_at(q.timed.v[0]) <= now) {
 			j = heap_pop(&q.timed);
 			q.waiting--;
 			j->qstate = Q_ADMITTED;
 			queue_enter(j);
 		}
+		q.deferring--;
 		queue_timer_arm();
 	}
 	while ((g = TAILQ_FIRST(&q.ready)) != NULL) {

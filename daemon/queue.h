@@ -29,6 +29,12 @@ void queue_shutdown(void);
 void queue_admit(struct job *);
 /* A job that may run once its group has room: now, or when it has. */
 void queue_submit(struct job *);
+/*
+ * While on (nested), submitted jobs wait in their groups, however much
+ * room there is, and start when it is turned off, by priority: for jobs
+ * that become ready together (a restart, a dependency that ended).
+ */
+void queue_defer(bool on);
 /* It failed and will be retried: its slots go back meanwhile. */
 void queue_requeue(struct job *);
 /* It reached its final state: its slots go to the next job. */

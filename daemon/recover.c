@@ -35,6 +35,7 @@
 #include "job.h"
 #include "log.h"
 #include "loop.h"
+#include "queue.h"
 #include "recover.h"
 #include "slurm.h"
 #include "store.h"
@@ -326,6 +327,7 @@ int
 recover_jobs(char *cause, size_t len)
 {
 	struct recover_count n = {0};
+	int rc;
 
 	if (!store_enabled())
 		return 0;
@@ -334,7 +336,8 @@ recover_jobs(char *cause, size_t len)
 	 * it holds past the damage would be lost, or run without what they
 	 * were given (a hold, a group, a start time).
 	 */
-	if (store_each_live(recover_row, &n) < 0) {
+	queue_defer(true); /* they start by priority once all are read */
+	if ((rc = store_each_live(recover_row, &n)) < 0) {
 		snprintf(
 		    cause, len,
 		    "recovery: %s cannot be read in full, so its jobs "
@@ -342,8 +345,9 @@ recover_jobs(char *cause, size_t len)
 		    "damaged store: repair it (sqlite3's .recover) or move "
 		    "it away",
 		    store_path());
-		return -1;
+		return -1; /* and nothing starts: concd stops at once */
 	}
+	queue_defer(false);
 	if (recover_rows >= RECOVER_BULK)
 		mallopt(M_TOP_PAD, GLIBC_TOP_PAD);
 	deps_recovered();

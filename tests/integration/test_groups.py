@@ -9,6 +9,7 @@ nothing here waits for a duration."""
 import json
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -423,6 +424,35 @@ class Groups(DaemonTest):
                         for j in (urgent, a, b, low))
         self.assertEqual([j for _, j in starts], order + [a, b, low])
 
+    def started_order(self, c, jobs):
+        for j in jobs:
+            c.wait_state(j, "succeeded")
+        return [j for _, j in sorted((c.call("status", job=j)["started"], j)
+                                     for j in jobs)]
+
+    def test_jobs_a_dependency_releases_together_start_by_priority(self):
+        # the first released took the group's slot: 0, 10, 5
+        c = self.client()
+        c.call("group", op="add", name="q", parallel=1)
+        gate = self.d.gate()
+        first = self.submit(c, gate.argv)
+        c.wait_state(first, "running")
+        jobs = {p: self.submit(c, ["true"], group="q", priority=p,
+                               after=[first])
+                for p in (0, 5, 10)}
+        gate.release()
+        self.assertEqual(self.started_order(c, list(jobs.values())),
+                         [jobs[10], jobs[5], jobs[0]])
+
+    def test_jobs_due_together_start_by_priority(self):
+        c = self.client()
+        c.call("group", op="add", name="q", parallel=1)
+        at = int((time.time() + 0.5 * harness.SLOWDOWN) * 1e6)
+        jobs = {p: self.submit(c, ["true"], group="q", priority=p, at=at)
+                for p in (0, 5, 10)}
+        self.assertEqual(self.started_order(c, list(jobs.values())),
+                         [jobs[10], jobs[5], jobs[0]])
+
     def test_a_job_takes_its_cpus_in_slots_and_a_big_one_runs_alone(self):
         c = self.client()
         c.call("group", op="add", name="w", parallel=3)
@@ -650,6 +680,40 @@ class Restart(unittest.TestCase):
                             for j in jobs)
             self.assertEqual([j for _, j in starts],
                              [jobs[1], jobs[0], jobs[2]])
+        finally:
+            d.close()
+
+    def test_queued_jobs_start_by_priority_after_a_crash(self):
+        # recovery handed them on in id order, and the first took the
+        # group's slot: 0, 10, 5
+        state = harness.tempfile.mkdtemp(prefix="concd-groups-")
+        self.addCleanup(harness.shutil.rmtree, state, True)
+        d = harness.Daemon("-p", "1", "--state-dir", state)
+        try:
+            c = d.client()
+            c.call("group", op="add", name="gpu", parallel=1)
+            gate = d.gate()
+            first = c.call("submit", task="exec", args={"argv": gate.argv},
+                           group="gpu")["job"]
+            c.wait_state(first, "running")
+            jobs = {p: c.call("submit", task="exec",
+                              args={"argv": ["true"]}, group="gpu",
+                              priority=p)["job"]
+                    for p in (0, 5, 10)}
+            d.expect_exit(-9)
+            d.proc.kill()
+            d.proc.wait(BOUND)
+        finally:
+            d.close()
+        d = harness.Daemon("-p", "1", "--state-dir", state)
+        try:
+            c = d.client()
+            for j in jobs.values():
+                c.wait_state(j, "succeeded")
+            starts = sorted((c.call("status", job=j)["started"], j)
+                            for j in jobs.values())
+            self.assertEqual([j for _, j in starts],
+                             [jobs[10], jobs[5], jobs[0]])
         finally:
             d.close()
 
