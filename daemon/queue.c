@@ -99,12 +99,33 @@ static struct {
 	size_t held;
 	size_t nwaiters;
 	bool dispatching;
-	unsigned deferring; /* queue_defer: jobs wait in heaps, by priority */
+	/* queue_defer: the jobs that entered meanwhile, in entry order */
+	unsigned deferring;
+	struct job **deferred;
+	size_t ndeferred, capdeferred;
 } q;
 
 static void queue_dispatch(void);
 static void queue_enter(struct job *);
 static void queue_timer_cb(evutil_socket_t, short, void *);
+
+/* A job that enters while queue_defer is on waits for it; false: no room. */
+static bool
+queue_defer_add(struct job *j)
+{
+	struct job **v;
+	size_t cap;
+
+	if (q.ndeferred == q.capdeferred) {
+		cap = q.capdeferred > 0 ? 2 * q.capdeferred : 64;
+		if ((v = reallocarray(q.deferred, cap, sizeof(*v))) == NULL)
+			return false; /* it enters now, out of turn */
+		q.deferred = v;
+		q.capdeferred = cap;
+	}
+	q.deferred[q.ndeferred++] = j;
+	return true;
+}
 
 /*
  * What a job asked for, in its extra fields; a job that asked for none of
@@ -540,8 +561,10 @@ queue_enter(struct job *j)
 		queue_dispatch(); /* arms the timer */
 		return;
 	}
-	if (!g->paused && (cpus == 0 || (g->heap.n == 0 && q.deferring == 0 &&
-	                                 group_room(g, cpus)))) {
+	if (q.deferring > 0 && queue_defer_add(j))
+		return;
+	if (!g->paused &&
+	    (cpus == 0 || (g->heap.n == 0 && group_room(g, cpus)))) {
 		queue_start(g, j);
 		return;
 	}
@@ -555,19 +578,39 @@ queue_enter(struct job *j)
 	j->qstate = Q_WAITING;
 	q.waiting++;
 	group_kick(g);
-	if (q.deferring == 0)
-		queue_dispatch();
+	queue_dispatch();
+}
+
+static int
+queue_defer_order(const void *a, const void *b)
+{
+	const struct job *x = *(struct job *const *)a,
+	                 *y = *(struct job *const *)b;
+
+	return heap_by_priority(x, y) ? -1 : heap_by_priority(y, x) ? 1 : 0;
 }
 
 void
 queue_defer(bool on)
 {
+	struct job **v;
+	size_t i, n;
+
 	if (on) {
 		q.deferring++;
 		return;
 	}
-	if (--q.deferring == 0)
-		queue_dispatch();
+	if (--q.deferring > 0)
+		return;
+	/* by priority, then id: the first of them takes a free slot */
+	v = q.deferred;
+	n = q.ndeferred;
+	q.deferred = NULL;
+	q.ndeferred = q.capdeferred = 0;
+	qsort(v, n, sizeof(*v), queue_defer_order);
+	for (i = 0; i < n; i++)
+		queue_enter(v[i]);
+	free(v);
 }
 
 void
@@ -698,15 +741,15 @@ queue_dispatch(void)
 	q.dispatching = true;
 	if (q.timed.n > 0) {
 		now = loop_now_us();
-		/* all that are due, then by priority (the ready loop below) */
-		q.deferring++;
+		/* all that are due, then by priority */
+		queue_defer(true);
 		while (q.timed.n > 0 && job_at(q.timed.v[0]) <= now) {
 			j = heap_pop(&q.timed);
 			q.waiting--;
 			j->qstate = Q_ADMITTED;
 			queue_enter(j);
 		}
-		q.deferring--;
+		queue_defer(false);
 		queue_timer_arm();
 	}
 	while ((g = TAILQ_FIRST(&q.ready)) != NULL) {
