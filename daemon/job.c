@@ -1385,6 +1385,18 @@ job_retry(struct job *j, enum proto_state s)
 	job_set_state(j, PS_QUEUED);
 	if (jobs_up->requeue != NULL)
 		jobs_up->requeue(j);
+	/*
+	 * The delay is its start time, kept in the store: it waits as a
+	 * scheduled job does, which a stop leaves queued for the next start
+	 * and a restart, even after a crash, keeps waiting.
+	 */
+	if (j->retry_delay_ms > 0 && job_extra(j) != NULL) {
+		j->extra->at =
+		    loop_now_us() + (uint64_t)j->retry_delay_ms * 1000;
+		job_changed(j);
+		jobs_up->submit(j);
+		return true;
+	}
 	j->retry_wait = true;
 	j->timer = evtimer_new(loop_base, job_retry_cb, j);
 	if (j->timer == NULL) {

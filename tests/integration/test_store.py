@@ -365,6 +365,45 @@ class Crash(StoreTest):
 
 
 class Restart(StoreTest):
+    def failing_between_attempts(self, d):
+        """A job whose first attempt failed, waiting an hour to retry."""
+        c = d.client()
+        rid = c.request("submit", task="exec", retries=1,
+                        retry_delay=3600000, watch=True,
+                        args={"argv": ["sh", "-c", "exit 3"]})
+        job = c.recv_for(rid)["job"]
+        while c.recv_for(rid)["t"] != "retry":
+            pass
+        st = c.call("status", job=job)
+        self.assertEqual((st["state"], st["attempt"]), ("queued", 2))
+        return job
+
+    def test_a_stop_leaves_a_job_between_attempts_queued_for_later(self):
+        # the stop waited for its retry delay, up to --stop-timeout, and
+        # then cut it off: cancelled, its retry lost
+        state = self.private_state_dir()
+        d = Daemon("--state-dir", state, "--stop-timeout", "600")
+        job = self.failing_between_attempts(d)
+        self.assertEqual(d.stop(), 0)
+        self.assertIn("1 held, paused or scheduled jobs", d.log())
+        d.close()
+        d = self.daemon(state_dir=state)
+        st = d.client().call("status", job=job)
+        self.assertEqual((st["state"], st["attempt"]), ("queued", 2))
+        self.assertGreater(st["at"], time.time() * 1e6 + 3000e6)
+
+    def test_a_crash_keeps_the_retry_delay(self):
+        # the delay was a timer alone: after a kill -9 the retry ran at
+        # once
+        state = self.private_state_dir()
+        d = self.daemon(state_dir=state, killed=True)
+        job = self.failing_between_attempts(d)
+        self.kill9(d)
+        d = self.daemon(state_dir=state)
+        st = d.client().call("status", job=job)
+        self.assertEqual((st["state"], st["attempt"]), ("queued", 2))
+        self.assertGreater(st["at"], time.time() * 1e6 + 3000e6)
+
     def test_each_kind_of_job_comes_back_as_concd_8_says(self):
         args = ("-p", "0")
         d = self.daemon(*args, threads=1, killed=True)
