@@ -812,8 +812,13 @@ job_follow(struct ctl *ctl, struct job_follow *f)
 				      "(reader too slow)",
 				      proto_u64(&m, PF_DROPPED, 0));
 			conn_feed(c, -1, 0);
-			ret = job_end_status(ctl, &m, f->result, &f->status);
-			return cancelling ? CTL_INTERRUPTED : ret;
+			if (cancelling) {
+				/* the exit status is ours, 130: the end is told
+				 * even where the command's status would be */
+				job_end(ctl, &m, f->result);
+				return CTL_INTERRUPTED;
+			}
+			return job_end_status(ctl, &m, f->result, &f->status);
 		case PROTO_ERROR:
 			render_progress_clear(&p);
 			if (!have_job && !cancelling && f->slot != NULL)
@@ -863,8 +868,11 @@ cmd_job_run(struct ctl *ctl, struct cmd_args *a)
 	else
 		ret = job_follow(ctl, &f);
 	cmd_slot_free(&slot);
+	/* the command's status, unless concctl was interrupted (130) */
+	if (exec && ret != CTL_INTERRUPTED && f.status >= 0)
+		return f.status;
 	if (exec)
-		return f.status >= 0 ? f.status : cmd_job_command_exit(ret);
+		return cmd_job_command_exit(ret);
 	return ret;
 }
 

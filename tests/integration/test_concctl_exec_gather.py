@@ -97,6 +97,25 @@ class Exec(Base):
         self.assertEqual(r.returncode, 125)  # no status of its own
         self.assertIn('cannot run "no-such-command-here"', r.stderr)
 
+    def test_an_interrupt_exits_130_whatever_the_cancelled_command_did(self):
+        # the command dies of the cancel's SIGTERM (143), or traps it
+        # and exits 7: concctl was interrupted, so 130, and it says why
+        c = self.d.client()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for script in ("echo ready; sleep 600",
+                           'trap "exit 7" TERM; echo ready; '
+                           'sleep 600 & wait'):
+                p = self.popen("run", "exec", "--", "sh", "-c", script)
+                self.assertEqual(read_line(p.stdout), "ready\n")
+                p.send_signal(sig)
+                out, err = p.communicate(timeout=BOUND)
+                job = c.call("ps", all=True)["jobs"][-1]["job"]
+                self.assertEqual((p.returncode, out, err),
+                                 (130, "", "concctl: job %d cancelled\n"
+                                  % job), (sig, script))
+                self.assertEqual(c.call("status", job=job)["state"],
+                                 "cancelled")
+
     def test_words_after_dashdash_are_argv_even_options(self):
         r = self.ctl("run", "exec", "-x", "thread", "--", "printf", "%s|",
                      "a b", "-x", "--timeout", "--", "k=v")
