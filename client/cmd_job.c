@@ -200,6 +200,21 @@ job_end(struct ctl *ctl, const struct proto_msg *m, bool print)
 	return job_end_status(ctl, m, print, NULL);
 }
 
+/*
+ * Output read from the job's kept output (log, watch) that comes after a
+ * gap, past the daemon's log limit: say how much is missing, there.
+ */
+static void
+job_output_gap(const struct proto_msg *m)
+{
+	uint64_t skipped = proto_u64(m, PF_SKIPPED, 0);
+
+	if (skipped > 0)
+		warnx("job %" PRIu64 ": %" PRIu64
+		      " bytes of output not kept here",
+		      proto_u64(m, PF_JOB, 0), skipped);
+}
+
 /* Whether two arguments are entries of the same map. */
 static bool
 job_same_map(const struct cmd_kv *a, const struct cmd_kv *b)
@@ -793,6 +808,7 @@ job_follow(struct ctl *ctl, struct job_follow *f)
 			if (ctl->json)
 				break;
 			render_progress_clear(&p);
+			job_output_gap(&m);
 			if (render_output(&m, NULL, bol) < 0) {
 				warnx("protocol error: output without data");
 				return CTL_CONNECT;
@@ -962,10 +978,7 @@ cmd_job_log(struct ctl *ctl, struct cmd_args *a)
 		case PROTO_OUTPUT:
 			if (ctl->json)
 				break;
-			if (proto_u64(&m, PF_SKIPPED, 0) > 0)
-				warnx("job %" PRIu64 ": %" PRIu64
-				      " bytes of output not kept here",
-				      a->jobs[0], proto_u64(&m, PF_SKIPPED, 0));
+			job_output_gap(&m);
 			if (render_output(&m, NULL, bol) < 0) {
 				warnx("protocol error: output without data");
 				return CTL_CONNECT;

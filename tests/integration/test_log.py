@@ -9,6 +9,7 @@ Jobs are held running by a gate (a fifo the test opens), never by time.
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -412,6 +413,26 @@ class TestCaps(LogTest):
                                  for f in os.listdir(logs)), 8192)
         r = self.ctl("log", "--tail", "3", job)
         self.assertEqual(r.stdout, lines[-3 * 12:])
+
+    def test_watch_and_log_say_where_output_was_not_kept(self):
+        lines = "".join("%d\n" % i for i in range(1, 20001))
+        job = self.submit("seq 1 20000")
+        self.wait(job)
+        for cmd in ("watch", "log"):
+            # one pipe for both streams: the notice shows where the gap is
+            r = subprocess.run([CONCTL, "--socket", self.d.socket, cmd,
+                                str(job)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               timeout=BOUND)
+            self.assertEqual(r.returncode, 0, r.stdout)
+            m = re.search(r"concctl: job %d: (\d+) bytes of output not "
+                          r"kept here\n" % job, r.stdout)
+            self.assertIsNotNone(m, (cmd, r.stdout[-200:]))
+            head, tail = r.stdout[:m.start()], r.stdout[m.end():]
+            self.assertTrue(lines.startswith(head) and head, cmd)
+            self.assertTrue(lines.endswith(tail) and tail, cmd)
+            self.assertEqual(len(head) + int(m.group(1)) + len(tail),
+                             len(lines), cmd)
 
     def test_over_the_total_cap_the_oldest_logs_go(self):
         jobs = []
