@@ -225,10 +225,16 @@ ps_command(const struct proto_msg *m, uint64_t now, char *buf, size_t size)
 	return buf;
 }
 
+/*
+ * The daemon leaves out the default group and priority 0: ps shows them,
+ * as status shows the group.
+ */
 static const char *
 ps_group(const struct proto_msg *m, uint64_t now, char *buf, size_t size)
 {
-	return ps_str(m, PF_GROUP, buf, size);
+	if (ps_str(m, PF_GROUP, buf, size) == NULL)
+		snprintf(buf, size, "default");
+	return buf;
 }
 
 static const char *
@@ -240,8 +246,6 @@ ps_label(const struct proto_msg *m, uint64_t now, char *buf, size_t size)
 static const char *
 ps_priority(const struct proto_msg *m, uint64_t now, char *buf, size_t size)
 {
-	if (!proto_has(m, PF_PRIORITY))
-		return NULL;
 	snprintf(buf, size, "%" PRId64, proto_i64(m, PF_PRIORITY, 0));
 	return buf;
 }

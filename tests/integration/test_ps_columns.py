@@ -116,25 +116,32 @@ class PsColumns(DaemonTest):
 
     def test_group_label_and_priority_come_from_the_jobs_fields(self):
         c = self.d.client()
+        self.assertEqual(c.call("group", op="add", name="gpu")["t"], "ok")
         jobs = []
-        for fields in ({"label": "nightly"}, {"priority": 3}, {}):
+        for fields in ({"label": "nightly"}, {"priority": 3},
+                       {"group": "gpu", "priority": -2}, {}):
             rid = c.request("submit", task="noop", watch=True, **fields)
             jobs.append(c.until_end(rid)[-1]["job"])
-        wire = {j["job"]: j for j in c.call("ps", all=True)["jobs"]}
         r = self.ctl("ps", "-a", "-o", "id,group,label,priority")
+        # a job of the default group and priority: the daemon leaves both
+        # out, ps shows them as status does
         self.assertEqual(self.rows(r.stdout), [
-            ["ID", "GROUP", "LABEL", "PRIORITY"]] + [
-            [str(j), wire[j].get("group", "-"), wire[j].get("label", "-"),
-             str(wire[j].get("priority", "-"))] for j in jobs])
-        self.assertEqual(self.rows(r.stdout)[1][2], "nightly")
-        self.assertEqual(self.rows(r.stdout)[2][3], "3")
-        r = self.ctl("ps", "-a", "-o", "id,label,priority", "--json")
+            ["ID", "GROUP", "LABEL", "PRIORITY"],
+            [str(jobs[0]), "default", "nightly", "0"],
+            [str(jobs[1]), "default", "-", "3"],
+            [str(jobs[2]), "gpu", "-", "-2"],
+            [str(jobs[3]), "default", "-", "0"]])
+        self.assertRegex(self.ctl("status", jobs[3]).stdout,
+                         r"(?m)^group\s+default$")
+        r = self.ctl("ps", "-a", "-o", "id,group,label,priority", "--json")
         self.assertEqual(json.loads(r.stdout)["jobs"], [
-            {"id": jobs[0], "label": "nightly",
-             "priority": wire[jobs[0]].get("priority")},
-            {"id": jobs[1], "label": None, "priority": 3},
-            {"id": jobs[2], "label": None,
-             "priority": wire[jobs[2]].get("priority")}])
+            {"id": jobs[0], "group": "default", "label": "nightly",
+             "priority": 0},
+            {"id": jobs[1], "group": "default", "label": None,
+             "priority": 3},
+            {"id": jobs[2], "group": "gpu", "label": None, "priority": -2},
+            {"id": jobs[3], "group": "default", "label": None,
+             "priority": 0}])
 
     def test_command_is_the_daemons_command_line_else_the_task(self):
         ids = self.jobs()

@@ -276,7 +276,7 @@ command_of_an_exec_job_without_one_is_its_argv_quoted(void **state)
 }
 
 static void
-group_label_and_the_rest_show_a_dash_when_absent(void **state)
+group_and_priority_show_their_defaults_the_rest_a_dash_when_absent(void **state)
 {
 	struct row r;
 	char buf[256];
@@ -290,12 +290,16 @@ group_label_and_the_rest_show_a_dash_when_absent(void **state)
 	cmd_ps_cell(col("AHEAD"), &r.m, 0, buf, sizeof(buf));
 	assert_string_equal(buf, "3");
 	cmd_ps_cell(col("PRIORITY"), &r.m, 0, buf, sizeof(buf));
-	assert_string_equal(buf, "-");
+	assert_string_equal(buf, "0"); /* the daemon leaves the default out */
 	row_free(&r);
-	row_make(&r, "job=8", "task=noop", NULL);
+	row_make(&r, "job=8", "task=noop", "priority=5", NULL);
 	cmd_ps_cell(col("GROUP"), &r.m, 0, buf, sizeof(buf));
-	assert_string_equal(buf, "-");
+	assert_string_equal(buf, "default");
+	cmd_ps_cell(col("PRIORITY"), &r.m, 0, buf, sizeof(buf));
+	assert_string_equal(buf, "5");
 	cmd_ps_cell(col("LABEL"), &r.m, 0, buf, sizeof(buf));
+	assert_string_equal(buf, "-");
+	cmd_ps_cell(col("AHEAD"), &r.m, 0, buf, sizeof(buf));
 	assert_string_equal(buf, "-");
 	row_free(&r);
 }
@@ -403,7 +407,7 @@ json_rows_are_the_tables_rows_uncut_with_nulls(void **state)
 {
 	struct row r[2];
 	msgpack_object objs[2];
-	struct print_args a = {.spec = "id,group,command", .json = true};
+	struct print_args a = {.spec = "id,group,label,command", .json = true};
 	char *out;
 
 	row_make(&r[0], "job=7", "task=exec", "group=gpu",
@@ -423,7 +427,8 @@ json_rows_are_the_tables_rows_uncut_with_nulls(void **state)
 	                            "6 7 8 9 10; do echo $i; done; sleep "
 	                            "100'\""));
 	assert_non_null(strstr(out, "\"id\": 8,"));
-	assert_non_null(strstr(out, "\"group\": null,"));
+	assert_non_null(strstr(out, "\"group\": \"default\","));
+	assert_non_null(strstr(out, "\"label\": null,"));
 	assert_non_null(strstr(out, "\"command\": \"noop\""));
 	free(out);
 	row_free(&r[0]);
@@ -533,7 +538,8 @@ main(void)
 	        command_is_the_daemons_command_line_else_the_task_and_its_args),
 	    cmocka_unit_test(
 	        command_of_an_exec_job_without_one_is_its_argv_quoted),
-	    cmocka_unit_test(group_label_and_the_rest_show_a_dash_when_absent),
+	    cmocka_unit_test(
+	        group_and_priority_show_their_defaults_the_rest_a_dash_when_absent),
 	    cmocka_unit_test(command_is_cut_to_columns_and_nothing_else_is),
 	    cmocka_unit_test(json_rows_are_the_tables_rows_uncut_with_nulls),
 	    cmocka_unit_test(a_table_without_rows_still_has_its_titles),
