@@ -1845,8 +1845,48 @@ cmd_missing_option(const struct cmd_entry *ce)
 }
 
 /*
+ * The task a command line names, before it is parsed: its first
+ * positional word, found as cmd_parse finds it, past the options and
+ * their values (--label exec, -e exec, --label=exec); NULL if none comes
+ * before "--".
+ */
+const char *
+cmd_task_name(int argc, char **argv)
+{
+	const struct cmd_option_entry *o;
+	const char *w;
+	size_t len;
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		w = argv[i];
+		if (strcmp(w, "--") == 0)
+			return NULL;
+		if (w[0] != '-' || w[1] == '\0')
+			return w;
+		if (w[1] == '-') {
+			len = strcspn(w + 2, "=");
+			o = cmd_option_find(0, w + 2, len);
+			if (o != NULL && o->arg != NULL && w[2 + len] == '\0')
+				i++; /* its value is the next word */
+			continue;
+		}
+		for (w++; *w != '\0'; w++) {
+			o = cmd_option_find(*w, NULL, 0);
+			if (o != NULL && o->arg != NULL) {
+				if (w[1] == '\0')
+					i++;
+				break; /* the rest of the word is its value */
+			}
+		}
+	}
+	return NULL;
+}
+
+/*
  * Split argv (the words after the command name) into options and
- * positional words.  Returns 0, or -1 after a message.
+ * positional words (cmd_task_name walks them the same way).  Returns 0,
+ * or -1 after a message.
  */
 int
 cmd_parse(const struct cmd_entry *ce, int argc, char **argv, struct cmd_args *a,

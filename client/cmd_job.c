@@ -83,12 +83,9 @@ cmd_job_exit(int state)
 bool
 cmd_job_runs_exec(int argc, char **argv)
 {
-	int i;
+	const char *task = cmd_task_name(argc, argv);
 
-	for (i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
-		if (strcmp(argv[i], JOB_EXEC_TASK) == 0)
-			return true;
-	return false;
+	return task != NULL && strcmp(task, JOB_EXEC_TASK) == 0;
 }
 
 /*

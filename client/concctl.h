@@ -339,6 +339,7 @@ const struct cmd_entry *cmd_find(int argc, char **argv, int *used);
 const struct cmd_entry *cmd_commands(size_t *n);
 const struct cmd_option_entry *cmd_option_rows(size_t *n);
 uint64_t cmd_options_of(const struct cmd_entry *);
+const char *cmd_task_name(int argc, char **argv);
 int cmd_parse(const struct cmd_entry *, int argc, char **argv,
               struct cmd_args *, struct ctl *);
 void cmd_args_clear(struct cmd_args *);

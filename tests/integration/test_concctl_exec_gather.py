@@ -165,6 +165,34 @@ class Exec(Base):
                              (args, r.stderr))
             self.assertIn(text, r.stderr, args)
 
+    def test_only_the_task_name_makes_a_run_exec_an_options_value_does_not(self):
+        # an option's value "exec" leaves a sleep job's usage error at 2
+        # and no connection at 3; the task exec, after options and their
+        # values, makes them 125
+        bad = ("--timeout", "-1")
+        nowhere = ("-s", "/nonexistent/concd.sock")
+        for args, status in (
+                (("run", "sleep", "ms=1", "--label", "exec") + bad, 2),
+                (("run", "--label=exec", "sleep", "ms=1") + bad, 2),
+                (("run", "-eexec", "sleep", "ms=1") + bad, 2),
+                (("run", "-x", "loop", "sleep", "-e", "exec") + bad, 2),
+                (("run", "--", "exec"), 2),
+                (nowhere + ("run", "sleep", "ms=1", "-e", "exec"), 3),
+                (nowhere + ("run", "sleep", "--label", "exec"), 3),
+                (("run", "--label", "x", "exec") + bad + ("--", "true"), 125),
+                (("run", "-x", "thread", "exec") + bad + ("--", "true"), 125),
+                (("run", "-qxthread", "exec") + bad + ("--", "true"), 125),
+                (("run", "-e", "A=1", "exec") + bad + ("--", "true"), 125),
+                (nowhere + ("run", "-e", "exec", "exec", "--", "true"),
+                 125)):
+            if args[0] != "-s":
+                args = ("-s", self.d.socket) + args
+            r = subprocess.run([CONCTL] + list(args), capture_output=True,
+                               text=True, stdin=subprocess.DEVNULL,
+                               timeout=BOUND)
+            self.assertEqual(r.returncode, status, (args, r.stderr))
+            self.assertTrue(r.stderr.startswith("concctl: "), r.stderr)
+
     def test_exec_without_a_command_is_refused_by_the_daemon(self):
         r = self.ctl("run", "exec")
         self.assertEqual(r.returncode, 125, r.stderr)
