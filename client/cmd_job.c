@@ -1182,16 +1182,17 @@ cmd_job_cancel(struct ctl *ctl, struct cmd_args *a)
 		else if (!ctl->quiet && !ctl->json) {
 			proto_strcpy(&m, PF_STATE, state, sizeof(state));
 			s = proto_state_lookup(state, strlen(state));
-			if (s == PS_CANCELLED)
-				printf("job %" PRIu64 ": cancelled\n",
-				       a->jobs[i]);
-			else if (s < 0)
+			if (s < 0)
 				printf("job %" PRIu64 ": cancel requested\n",
 				       a->jobs[i]);
 			else if (!PROTO_STATE_FINAL(s))
 				printf("job %" PRIu64 ": cancelling (%s)\n",
 				       a->jobs[i], state);
-			else
+			else if (s == PS_CANCELLED &&
+			         !proto_bool(&m, PF_ALREADY, false))
+				printf("job %" PRIu64 ": cancelled\n",
+				       a->jobs[i]);
+			else /* it had ended before: left as it ended */
 				printf("job %" PRIu64 ": already %s\n",
 				       a->jobs[i], state);
 		}

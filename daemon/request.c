@@ -115,8 +115,18 @@ reply_error(struct conn *c, uint64_t id, enum proto_error code, const char *fmt,
 	conn_dirty(c);
 }
 
-/* The replies that wait for the store (struct conn_reply's kind). */
-enum { REPLY_SUBMIT, REPLY_GATHER, REPLY_CANCEL, REPLY_HOLD, REPLY_RELEASE };
+/*
+ * The replies that wait for the store (struct conn_reply's kind);
+ * REPLY_ENDED: a cancel of a job that had ended before it.
+ */
+enum {
+	REPLY_SUBMIT,
+	REPLY_GATHER,
+	REPLY_CANCEL,
+	REPLY_ENDED,
+	REPLY_HOLD,
+	REPLY_RELEASE
+};
 
 /*
  * A reply once the store holds what it tells of: a submit's or a
@@ -128,12 +138,14 @@ request_fill(struct pbuf *b, const struct conn_reply *r)
 	struct proto_enc e;
 	uint32_t i;
 
-	if (r->kind == REPLY_CANCEL || r->kind == REPLY_HOLD ||
-	    r->kind == REPLY_RELEASE) {
+	if (r->kind == REPLY_CANCEL || r->kind == REPLY_ENDED ||
+	    r->kind == REPLY_HOLD || r->kind == REPLY_RELEASE) {
 		proto_enc_begin(&e, b, PROTO_OK, r->req);
 		proto_enc_u64(&e, PF_JOB, r->first);
 		proto_enc_cstr(&e, PF_STATE, proto_states[r->state]);
-		if (r->kind != REPLY_CANCEL)
+		if (r->kind == REPLY_ENDED)
+			proto_enc_bool(&e, PF_ALREADY, true);
+		if (r->kind == REPLY_HOLD || r->kind == REPLY_RELEASE)
 			proto_enc_bool(&e, PF_HELD, r->kind == REPLY_HOLD);
 		proto_enc_end(&e);
 		return;
@@ -178,7 +190,7 @@ stored_reply(const struct store_row *r, void *arg)
 	struct conn *c = a->c;
 	struct conn_reply ok = {.req = a->m->id,
 	                        .first = r->id,
-	                        .kind = REPLY_CANCEL,
+	                        .kind = REPLY_ENDED,
 	                        .state = r->state};
 
 	if (!(r->uid == conn_uid(a->c) || request_admin(a->c)))
@@ -1678,7 +1690,8 @@ request_cancel(struct conn *c, const struct proto_msg *m)
 
 	if (j == NULL)
 		return;
-	job_cancel(j);
+	if (job_cancel(j) < 0)
+		r.kind = REPLY_ENDED; /* it keeps its final state */
 	r.first = j->id;
 	r.state = j->state;
 	/* a job it ended is ended in the store before the client hears so */

@@ -168,6 +168,7 @@ const struct proto_field_info proto_fields[PF_FIELD_COUNT] = {
     [PF_TIME] = {"time", PV_STR, 32},
     [PF_RUNTIME] = {"runtime", PV_UINT, 0},
     [PF_UMASK] = {"umask", PV_UINT, 0},
+    [PF_ALREADY] = {"already", PV_BOOL, 0},
 };
 _Static_assert(PF_GROUPS < 64, "required fields have bits in the first word");
 _Static_assert(PF_FIELD_COUNT < 128 && PROTO_TYPE_COUNT < 128,

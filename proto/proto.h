@@ -188,6 +188,7 @@ enum proto_field {
 	PF_TIME,
 	PF_RUNTIME,
 	PF_UMASK,
+	PF_ALREADY,
 	PF_FIELD_COUNT
 };
 

@@ -63,6 +63,25 @@ class Concctl(DaemonTest):
         self.assertEqual(self.ctl("wait", job).returncode, 5)
         self.assertRegex(self.ctl("status", job).stdout, r"state\s+cancelled")
 
+    def test_cancelling_a_job_that_had_ended_says_already_and_exits_0(self):
+        c = self.d.client()
+        held = int(self.ctl("submit", "--hold", "sleep", "ms=1").stdout)
+        done = int(self.ctl("submit", "noop").stdout)
+        c.wait_state(done, "succeeded")
+        r = self.ctl("cancel", held)
+        self.assertEqual((r.returncode, r.stdout, r.stderr),
+                         (0, "job %d: cancelled\n" % held, ""))
+        r = self.ctl("cancel", held, done)
+        self.assertEqual((r.returncode, r.stdout, r.stderr),
+                         (0, "job %d: already cancelled\n"
+                          "job %d: already succeeded\n" % (held, done), ""))
+        # on the wire: already, only for a job the cancel changed nothing of
+        other = int(self.ctl("submit", "--hold", "sleep", "ms=1").stdout)
+        for job, already in ((other, False), (other, True), (done, True)):
+            m = c.call("cancel", job=job)
+            self.assertEqual((m["t"], m.get("already", False)),
+                             ("ok", already), m)
+
     def test_cancel_wait_hold_and_release_take_every_id_given(self):
         c = self.d.client()
         gate = c.call("submit", task="sleep", args={"ms": 600000})["job"]

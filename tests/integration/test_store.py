@@ -787,6 +787,28 @@ class Restart(StoreTest):
         db.close()
         self.assertEqual(states, {"succeeded": n + 1})
 
+    def test_cancelling_a_job_only_the_store_holds_says_it_had_ended(self):
+        state = self.private_state_dir()
+        d = Daemon("--state-dir", state)
+        c = d.client()
+        held = c.call("submit", task="sleep", args={"ms": 1},
+                      held=True)["job"]
+        done = c.call("submit", task="noop")["job"]
+        c.wait_state(done, "succeeded")
+        self.assertNotIn("already", c.call("cancel", job=held))
+        d.close()
+        d2 = self.daemon(state_dir=state)
+        c = d2.client()
+        for job, st in ((held, "cancelled"), (done, "succeeded")):
+            m = c.call("cancel", job=job)
+            self.assertEqual((m["t"], m["state"], m.get("already")),
+                             ("ok", st, True), m)
+        r = d2.concctl("cancel", held, done)
+        self.assertEqual((r.returncode, r.stdout),
+                         (0, "job %d: already cancelled\n"
+                          "job %d: already succeeded\n" % (held, done)))
+
+
 class Retention(StoreTest):
     def stored_rows(self, state_dir):
         db = sqlite3.connect("file:%s/jobs.db?mode=ro" % state_dir, uri=True)
