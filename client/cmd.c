@@ -682,8 +682,10 @@ cmd_options_of(const struct cmd_entry *ce)
 	return ce->options | (ce->bare ? 0 : CMD_OPT_COMMON);
 }
 
-/* Longest --timeout or --retry-delay accepted: a year. */
+/* Longest --timeout accepted, in seconds: a year. */
 #define CMD_MAX_TIMEOUT (365.0 * 24 * 3600)
+/* Longest --retry-delay, in seconds: concd's limit. */
+#define CMD_MAX_RETRY_DELAY (PROTO_MAX_RETRY_DELAY / 1000.0)
 
 /* The first --wait-for-slot backoff and the longest, in microseconds. */
 #define CMD_SLOT_FIRST 10000
@@ -953,10 +955,13 @@ cmd_option_find(char short_name, const char *long_name, size_t len)
 	return NULL;
 }
 
-/* Seconds, fractions allowed, into milliseconds; zero only if allowed. */
+/*
+ * Seconds, fractions allowed, up to max, into milliseconds; zero only if
+ * allowed.
+ */
 static int
 cmd_parse_seconds(const char *cmd, const char *what, const char *word,
-                  bool zero, uint64_t *ms)
+                  bool zero, double max, uint64_t *ms)
 {
 	char *end;
 	double s;
@@ -964,10 +969,9 @@ cmd_parse_seconds(const char *cmd, const char *what, const char *word,
 	errno = 0;
 	s = strtod(word, &end);
 	if (*word == '\0' || *end != '\0' || errno != 0 || !isfinite(s) ||
-	    s < 0 || (s == 0 && !zero) || s > CMD_MAX_TIMEOUT) {
+	    s < 0 || (s == 0 && !zero) || s > max) {
 		warnx("%s: invalid %s: %s (seconds, %s, at most %.0f)", cmd,
-		      what, word, zero ? "0 or more" : "more than 0",
-		      CMD_MAX_TIMEOUT);
+		      what, word, zero ? "0 or more" : "more than 0", max);
 		return -1;
 	}
 	*ms = (uint64_t)ceil(s * 1000);
@@ -1359,9 +1363,10 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 		break;
 	case CMD_OPT_TIMEOUT:
 		return cmd_parse_seconds(ce->name, "timeout", value, false,
-		                         &a->timeout_ms);
+		                         CMD_MAX_TIMEOUT, &a->timeout_ms);
 	case CMD_OPT_RETRY_DELAY:
 		return cmd_parse_seconds(ce->name, "retry delay", value, true,
+		                         CMD_MAX_RETRY_DELAY,
 		                         &a->retry_delay_ms);
 	case CMD_OPT_RETRIES:
 		/* the daemon knows its limit and says it */

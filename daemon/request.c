@@ -308,8 +308,7 @@ request_ping(struct conn *c, const struct proto_msg *m)
 	conn_dirty(c);
 }
 
-#define MAX_RETRIES     100
-#define MAX_RETRY_DELAY 3600000 /* ms */
+#define MAX_RETRIES 100
 /* a year, as concctl's; libevent's timeval would overflow far beyond */
 #define MAX_TIMEOUT 31536000000ULL /* ms */
 
@@ -714,9 +713,9 @@ parse_job(const struct proto_msg *m, uid_t uid, bool in_gather,
 		         MAX_TIMEOUT);
 		return -1;
 	}
-	if (proto_u64(m, PF_RETRY_DELAY, 0) > MAX_RETRY_DELAY) {
+	if (proto_u64(m, PF_RETRY_DELAY, 0) > PROTO_MAX_RETRY_DELAY) {
 		snprintf(cause, len, "retry_delay must be at most %d ms",
-		         MAX_RETRY_DELAY);
+		         PROTO_MAX_RETRY_DELAY);
 		return -1;
 	}
 	js->retries = (uint8_t)proto_u64(m, PF_RETRIES, 0);

@@ -32,6 +32,9 @@
 #define PROTO_MAX_STR    (256 * 1024)  /* bytes in one string or bin */
 #define PROTO_MAX_GATHER 10000         /* jobs in one gather request */
 
+/* A job's retry_delay, the longest wait between two attempts: an hour. */
+#define PROTO_MAX_RETRY_DELAY 3600000 /* ms */
+
 /* Message types.  Requests first, then replies and events. */
 enum proto_type {
 	/* requests: client -> daemon */

@@ -518,6 +518,23 @@ class Retries(Base):
         self.assertEqual(r.returncode, 4)
         self.assertIn("retries", r.stderr)
 
+    def test_a_retry_delay_beyond_an_hour_is_a_usage_error_in_seconds(self):
+        # concd takes up to an hour: concctl says so before sending
+        for cmd in ("run", "submit"):
+            for value in ("7200", "3600.001"):
+                r = self.ctl(cmd, "noop", "--retry-delay", value)
+                self.assertEqual(r.returncode, 2, (cmd, value, r.stderr))
+                self.assertIn("concctl: %s: invalid retry delay: %s "
+                              "(seconds, 0 or more, at most 3600)\n"
+                              % (cmd, value), r.stderr)
+        r = self.gather("noop --retry-delay 7200\n")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("invalid retry delay: 7200 (seconds, 0 or more, at "
+                      "most 3600)", r.stderr)
+        self.assertEqual(self.jobs_known(), 0)
+        r = self.ctl("run", "noop", "--retry-delay", "3600")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
 
 class WaitAny(Base):
     def test_the_first_to_end_decides(self):
