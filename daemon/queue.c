@@ -1196,19 +1196,32 @@ queue_check_group(const char *name, size_t len, char *cause, size_t size)
 	return -1;
 }
 
+void
+queue_hold_refused(uint64_t id, int state, bool starting, bool hold,
+                   char *cause, size_t len)
+{
+	const char *what = hold ? "held" : "released";
+
+	if (PROTO_STATE_FINAL(state))
+		snprintf(cause, len,
+		         "job %llu has already ended (%s): only a queued job "
+		         "can be %s",
+		         (unsigned long long)id, proto_states[state], what);
+	else
+		snprintf(cause, len,
+		         "job %llu is %s: only a queued job can be %s",
+		         (unsigned long long)id,
+		         starting ? "starting" : proto_states[state], what);
+}
+
 int
 queue_hold(struct job *j, bool hold, enum proto_error *code, char *cause,
            size_t len)
 {
 	if (j->state != PS_QUEUED || j->qstate == Q_RUNNING) {
 		*code = PE_BAD_FIELD;
-		snprintf(cause, len,
-		         "job %llu is %s: only a queued job can be %s",
-		         (unsigned long long)j->id,
-		         j->qstate == Q_RUNNING && j->state == PS_QUEUED
-		             ? "starting"
-		             : proto_states[j->state],
-		         hold ? "held" : "released");
+		queue_hold_refused(j->id, j->state, j->state == PS_QUEUED, hold,
+		                   cause, len);
 		return -1;
 	}
 	if (job_held(j) == hold)

@@ -70,6 +70,12 @@ void queue_request_group(struct conn *, const struct proto_msg *, bool admin);
 /* Hold a queued job back (hold), or let it go on (release). */
 int queue_hold(struct job *, bool hold, enum proto_error *, char *cause,
                size_t len);
+/*
+ * Why job id in state cannot be held or released: it is starting, running
+ * or has ended.
+ */
+void queue_hold_refused(uint64_t id, int state, bool starting, bool hold,
+                        char *cause, size_t len);
 void queue_request_wait(struct conn *, const struct proto_msg *);
 /* A client went away: its waits go with it. */
 void queue_unwait_conn(struct conn *);

@@ -192,6 +192,7 @@ stored_reply(const struct store_row *r, void *arg)
 	                        .first = r->id,
 	                        .kind = REPLY_ENDED,
 	                        .state = r->state};
+	char cause[256];
 
 	if (!(r->uid == conn_uid(a->c) || request_admin(a->c)))
 		return;
@@ -208,13 +209,13 @@ stored_reply(const struct store_row *r, void *arg)
 	case PROTO_CANCEL: /* it has ended: the ok a cancel gets */
 		request_fill(conn_out(c), &ok);
 		break;
-	case PROTO_HOLD: /* it has ended: refused as queue_hold refuses */
-	case PROTO_RELEASE:
-		reply_error(c, a->m->id, PE_BAD_FIELD,
-		            "job %llu is %s: only a queued job can be %s",
-		            (unsigned long long)r->id, proto_states[r->state],
-		            a->m->type == PROTO_HOLD ? "held" : "released");
-		return;
+	case PROTO_HOLD:
+	case PROTO_RELEASE: /* it has ended: as queue_hold refuses it */
+		queue_hold_refused(r->id, r->state, false,
+		                   a->m->type == PROTO_HOLD, cause,
+		                   sizeof(cause));
+		proto_enc_error(conn_out(c), a->m->id, PE_BAD_FIELD, cause);
+		break;
 	default: /* result, watch: it has ended */
 		job_encode_row_end(conn_out(c), r, a->m->id);
 		break;

@@ -179,7 +179,13 @@ class Groups(DaemonTest):
         gates[0].release()
         c.wait_state(jobs[0], "succeeded")
         self.assert_error(c.call("release", job=jobs[0]), "bad_field",
-                          "only a queued job can be released")
+                          "job %d has already ended (succeeded): only a "
+                          "queued job can be released" % jobs[0])
+        r = self.d.concctl("pause", jobs[0])
+        self.assertEqual((r.returncode, r.stdout, r.stderr),
+                         (4, "", "concctl: bad_field: job %d has already "
+                          "ended (succeeded): only a queued job can be "
+                          "held\n" % jobs[0]))
         self.assert_error(c.call("hold", job=999999), "no_such_job",
                           "999999")
 

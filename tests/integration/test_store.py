@@ -809,6 +809,31 @@ class Restart(StoreTest):
                           "job %d: already succeeded\n" % (held, done)))
 
 
+    def test_holding_a_job_only_the_store_holds_is_refused_as_ended(self):
+        # it was answered with the job's end, which concctl pause and
+        # resume waited past for ever
+        state = self.private_state_dir()
+        d = Daemon("--state-dir", state)
+        c = d.client()
+        done = c.call("submit", task="noop")["job"]
+        c.wait_state(done, "succeeded")
+        d.close()
+        d2 = self.daemon(state_dir=state)
+        c = d2.client()
+        for verb, what in (("hold", "held"), ("release", "released")):
+            m = c.call(verb, job=done)
+            self.assertEqual(
+                (m["t"], m.get("error"), m.get("message")),
+                ("error", "bad_field", "job %d has already ended "
+                 "(succeeded): only a queued job can be %s" % (done, what)))
+        for verb, what in (("pause", "held"), ("resume", "released")):
+            r = d2.concctl(verb, done)
+            self.assertEqual((r.returncode, r.stderr),
+                             (4, "concctl: bad_field: job %d has already "
+                              "ended (succeeded): only a queued job can "
+                              "be %s\n" % (done, what)))
+
+
 class Retention(StoreTest):
     def stored_rows(self, state_dir):
         db = sqlite3.connect("file:%s/jobs.db?mode=ro" % state_dir, uri=True)
@@ -1844,27 +1869,6 @@ class Reading(StoreTest):
                          + "%d|running\n" % held)
         gate.release()
         c.wait_state(held, "succeeded")
-
-    def test_requests_about_a_job_only_the_store_holds_get_their_replies(self):
-        # a hold or release of such a job got an "end", which no client
-        # took for a reply: concctl pause and resume waited for good
-        state = self.private_state_dir()
-        d = Daemon("--state-dir", state)
-        c = d.client()
-        rid = c.request("submit", task="noop", watch=True)
-        job = c.until_end(rid)[-1]["job"]
-        d.close()
-        d = self.daemon(state_dir=state)
-        for cmd, verb in (("pause", "held"), ("resume", "released")):
-            r = d.concctl(cmd, str(job))
-            self.assertEqual(r.returncode, 4, r.stderr)
-            self.assertEqual(r.stderr, "concctl: bad_field: job %d is "
-                             "succeeded: only a queued job can be %s\n"
-                             % (job, verb))
-        r = d.concctl("result", str(job))
-        self.assertEqual((r.returncode, r.stdout), (0, "{}\n"), r.stderr)
-        r = d.concctl("cancel", str(job))
-        self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_the_audit_trail_has_each_accepted_and_finished_job(self):
         d = self.daemon()
