@@ -3399,6 +3399,14 @@ store_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(store.sweep_ev, &every);
 	if (store.sweep_due)
 		store_mark();
+	/*
+	 * A reserve that could not be made (a disk already full at the
+	 * start) is tried again here; while the store fails, the retry does
+	 */
+	if (!atomic_load(&store.reserve_ok) && store.failing[0] == '\0' &&
+	    store_reserve_make() == 0)
+		log_info("%s: made: %d MiB kept in reserve for a full disk",
+		         store.reserve, STORE_RESERVE >> 20);
 }
 
 /*

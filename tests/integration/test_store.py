@@ -1983,6 +1983,28 @@ class FullDisk(StoreTest):
         self.assertEqual({j: s.get("state") for j, s in st.items()},
                          {j: "succeeded" for j in before + accepted})
 
+    def test_a_reserve_the_start_could_not_make_is_made_once_there_is_room(
+            self):
+        # it was tried at the start alone: a disk nearly full then left
+        # concd without one for good
+        state = os.path.join(self.mnt, "state")
+        Daemon("--state-dir", state).close()  # the store, made
+        os.unlink(os.path.join(state, "reserve"))
+        filler = os.path.join(self.mnt, "filler")
+        self.fill(filler)
+        # room for a start, not for the reserve
+        with open(filler, "r+b") as f:
+            f.truncate(os.path.getsize(filler) - (1 << 20))
+        d = Daemon("--state-dir", state)
+        self.addCleanup(d.close)
+        d.wait_log("cannot keep 4 MiB in reserve")
+        self.assertFalse(os.path.exists(os.path.join(state, "reserve")))
+        os.unlink(filler)
+        # looked for with the age sweep, every ten seconds
+        d.wait_log("made: 4 MiB kept in reserve for a full disk",
+                   bound=BOUND)
+        self.assertTrue(os.path.exists(os.path.join(state, "reserve")))
+
     def test_rows_that_fail_on_a_full_disk_are_written_once_it_has_room(self):
         """Jobs that end while the disk is full and its reserve spent: the
         batch that holds their rows fails, and they are written with the
