@@ -67,6 +67,7 @@ static const struct cmd_entry cmd_group_table[] = {
                    "slots (0, the default: no limit).",
         .minargs = 1,
         .maxargs = 1,
+        .words = CMD_WORDS_GROUP,
         .options = CMD_OPT_PARALLEL,
         .exec = cmd_group_add,
     },
@@ -78,6 +79,7 @@ static const struct cmd_entry cmd_group_table[] = {
                    "running, paused or not.",
         .minargs = 0,
         .maxargs = 1,
+        .words = CMD_WORDS_GROUP,
         .exec = cmd_group_list,
     },
     {
@@ -86,6 +88,7 @@ static const struct cmd_entry cmd_group_table[] = {
         .summary = "Start no more jobs of the group; running ones go on.",
         .minargs = 1,
         .maxargs = 1,
+        .words = CMD_WORDS_GROUP,
         .exec = cmd_group_pause,
     },
     {
@@ -95,6 +98,7 @@ static const struct cmd_entry cmd_group_table[] = {
         .summary = "Remove a group that has no queued or running job.",
         .minargs = 1,
         .maxargs = 1,
+        .words = CMD_WORDS_GROUP,
         .exec = cmd_group_remove,
     },
     {
@@ -103,6 +107,7 @@ static const struct cmd_entry cmd_group_table[] = {
         .summary = "Let a paused group start jobs again.",
         .minargs = 1,
         .maxargs = 1,
+        .words = CMD_WORDS_GROUP,
         .exec = cmd_group_resume,
     },
     {
@@ -111,6 +116,7 @@ static const struct cmd_entry cmd_group_table[] = {
         .summary = "Change a group's limit in CPU slots (0: none).",
         .minargs = 1,
         .maxargs = 1,
+        .words = CMD_WORDS_GROUP,
         .options = CMD_OPT_PARALLEL,
         .one_of = CMD_OPT_PARALLEL,
         .exec = cmd_group_set,
@@ -996,6 +1002,21 @@ cmd_parse_count(const char *cmd, const char *word, uint64_t min, uint64_t *n)
 	return 0;
 }
 
+/*
+ * A name for concd within its field's limit, checked here: cut, it would
+ * name another group, and concd would refuse it whole anyway.
+ */
+static int
+cmd_check_name(const char *cmd, const char *what, enum proto_field f,
+               const char *word)
+{
+	if (strlen(word) <= proto_fields[f].max)
+		return 0;
+	warnx("%s: %s longer than %u bytes: %s", cmd, what,
+	      (unsigned)proto_fields[f].max, word);
+	return -1;
+}
+
 /* The units of a duration back from now ("1h30m"), in seconds. */
 static const struct cmd_unit {
 	char name;
@@ -1391,16 +1412,17 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 		break;
 	case CMD_OPT_TASK:
 		a->task = value;
-		break;
+		return cmd_check_name(ce->name, "task name", PF_TASK, value);
 	case CMD_OPT_OUTPUT:
 		a->output = value;
 		break;
 	case CMD_OPT_PARTITION:
 		a->partition = value;
-		break;
+		return cmd_check_name(ce->name, "partition", PF_PARTITION,
+		                      value);
 	case CMD_OPT_TIME:
 		a->time_limit = value;
-		break;
+		return cmd_check_name(ce->name, "time limit", PF_TIME, value);
 	case CMD_OPT_USER:
 		return cmd_parse_user(ce->name, value, &a->uid);
 	case CMD_OPT_SINCE:
@@ -1429,10 +1451,10 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 		break;
 	case CMD_OPT_GROUP:
 		a->group = value;
-		break;
+		return cmd_check_name(ce->name, "group name", PF_GROUP, value);
 	case CMD_OPT_LABEL:
 		a->label = value;
-		break;
+		return cmd_check_name(ce->name, "label", PF_LABEL, value);
 	case CMD_OPT_PRIORITY:
 		return cmd_parse_priority(ce->name, value, &a->priority);
 	case CMD_OPT_CPUS:
@@ -1722,6 +1744,8 @@ cmd_task_words(const struct cmd_entry *ce, struct cmd_args *a)
 		warnx("%s: missing task name before %s", ce->name, a->argv[0]);
 		return -1;
 	}
+	if (cmd_check_name(ce->name, "task name", PF_TASK, a->argv[0]) < 0)
+		return -1;
 	if (a->cmdstart >= 0 && a->cmdstart == a->argc) {
 		warnx("%s: missing command after --", ce->name);
 		return -1;
@@ -1821,6 +1845,11 @@ cmd_words(const struct cmd_entry *ce, struct cmd_args *a)
 		break;
 	case CMD_WORDS_TASK:
 		return cmd_task_words(ce, a);
+	case CMD_WORDS_GROUP:
+		if (a->argc > 0)
+			return cmd_check_name(ce->name, "group name", PF_NAME,
+			                      a->argv[0]);
+		break;
 	}
 	return 0;
 }

@@ -196,9 +196,10 @@ struct ctl {
 
 /* What a command's positional words are, checked before connecting. */
 enum cmd_words {
-	CMD_WORDS_ANY,  /* free words */
-	CMD_WORDS_JOBS, /* job ids */
-	CMD_WORDS_TASK, /* a task name, then key=value arguments */
+	CMD_WORDS_ANY,   /* free words */
+	CMD_WORDS_JOBS,  /* job ids */
+	CMD_WORDS_TASK,  /* a task name, then key=value arguments */
+	CMD_WORDS_GROUP, /* a group's name, or none */
 };
 
 enum cmd_value {

@@ -765,7 +765,7 @@ job_encode_progress(struct pbuf *b, const struct job *j, uint64_t req,
 	proto_enc_u64(&e, PF_DONE, j->done);
 	proto_enc_u64(&e, PF_TOTAL, j->total);
 	if (j->msg != NULL)
-		proto_enc_cstr(&e, PF_MSG, j->msg);
+		proto_enc_ctext(&e, PF_MSG, j->msg);
 	if (j->started != 0) /* a rate counts from here */
 		proto_enc_u64(&e, PF_STARTED, j->started);
 	proto_enc_end(&e);
@@ -993,9 +993,9 @@ job_encode_outcome(struct proto_enc *e, const struct store_row *r,
 			proto_enc_raw(e, PF_RESULT, "\xc0", 1);
 	} else if (PROTO_STATE_FINAL(r->state)) {
 		proto_enc_cstr(e, PF_ERROR, proto_errors[r->err].name);
-		proto_enc_cstr(e, PF_MESSAGE,
-		               r->error != NULL ? r->error
-		                                : proto_errors[r->err].text);
+		proto_enc_ctext(e, PF_MESSAGE,
+		                r->error != NULL ? r->error
+		                                 : proto_errors[r->err].text);
 	}
 }
 
@@ -1177,7 +1177,7 @@ job_encode_row(struct proto_enc *e, const struct store_row *r, bool result)
 	proto_enc_u64(e, PF_DONE, r->done);
 	proto_enc_u64(e, PF_TOTAL, r->total);
 	if (r->msg != NULL)
-		proto_enc_cstr(e, PF_MSG, r->msg);
+		proto_enc_ctext(e, PF_MSG, r->msg);
 	if (r->x != NULL)
 		job_encode_extra(e, r->x);
 	job_encode_outcome(e, r, r->dropped, result);
@@ -1359,9 +1359,9 @@ job_retry(struct job *j, enum proto_state s)
 		                watch_index(j, w));
 		proto_enc_u64(&e, PF_ATTEMPT, (uint64_t)j->attempt + 1);
 		proto_enc_cstr(&e, PF_ERROR, proto_errors[j->err].name);
-		proto_enc_cstr(&e, PF_MESSAGE,
-		               j->ctx.error != NULL ? j->ctx.error
-		                                    : proto_states[s]);
+		proto_enc_ctext(&e, PF_MESSAGE,
+		                j->ctx.error != NULL ? j->ctx.error
+		                                     : proto_states[s]);
 		proto_enc_u64(&e, PF_RETRY_DELAY, j->retry_delay_ms);
 		proto_enc_end(&e);
 		conn_dirty(w->conn);

@@ -1159,7 +1159,7 @@ queue_request_group(struct conn *c, const struct proto_msg *m, bool admin)
 		queue_error(
 		    c, m->id, PE_BAD_FIELD,
 		    "invalid group name \"%s\": 1 to %d letters, digits, "
-		    "'.', '_' or '-', not starting with '-'",
+		    "'.', '_' or '-', not starting with '-' or '.'",
 		    proto_quote(quoted, sizeof(quoted), r.name, r.len),
 		    QUEUE_NAME_MAX);
 		return;

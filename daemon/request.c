@@ -1097,7 +1097,7 @@ request_gather(struct conn *c, const struct proto_msg *m)
 		/* the whole gather is refused, saying which entry */
 		proto_enc_begin(&e, conn_out(c), PROTO_ERROR, m->id);
 		proto_enc_cstr(&e, PF_ERROR, proto_errors[code].name);
-		proto_enc_cstr(&e, PF_MESSAGE, cause);
+		proto_enc_ctext(&e, PF_MESSAGE, cause);
 		proto_enc_u64(&e, PF_INDEX, i);
 		proto_enc_end(&e);
 		conn_dirty(c);
@@ -1774,9 +1774,9 @@ request_tasks(struct conn *c, const struct proto_msg *m)
 
 		proto_enc_map_open(&e);
 		proto_enc_cstr(&e, PF_NAME, t->name);
-		proto_enc_cstr(&e, PF_SUMMARY, t->summary);
+		proto_enc_ctext(&e, PF_SUMMARY, t->summary);
 		task_usage(t, usage, sizeof(usage));
-		proto_enc_cstr(&e, PF_USAGE, usage);
+		proto_enc_ctext(&e, PF_USAGE, usage);
 		enc_names(&e, PF_TRAITS, t->traits, traits, 4);
 		enc_names(&e, PF_EXECUTORS, t->executors, execs, 3);
 		proto_enc_cstr(&e, PF_DEFAULT,

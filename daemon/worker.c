@@ -227,7 +227,7 @@ worker_end_fields(struct proto_enc *e, void *arg, bool result)
 		else
 			proto_enc_raw(e, PF_RESULT, "\xc0", 1);
 	} else if (j->ctx.error != NULL)
-		proto_enc_cstr(e, PF_MESSAGE, j->ctx.error);
+		proto_enc_ctext(e, PF_MESSAGE, j->ctx.error);
 	if (a->state == PS_FAILED && j->ctx.code != PE_NONE)
 		proto_enc_cstr(e, PF_ERROR, proto_errors[j->ctx.code].name);
 }
@@ -544,7 +544,7 @@ worker_progress(struct task_ctx *ctx, uint64_t done, uint64_t total,
 	proto_enc_u64(&e, PF_DONE, done);
 	proto_enc_u64(&e, PF_TOTAL, total);
 	if (msg != NULL)
-		proto_enc_str(&e, PF_MSG, msg, strnlen(msg, 255));
+		proto_enc_text(&e, PF_MSG, msg, strnlen(msg, 255));
 	proto_enc_end(&e);
 	/*
 	 * Out now (at most every 20 ms): a step that reports progress may

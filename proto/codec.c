@@ -147,32 +147,38 @@ put_int(struct pbuf *b, int64_t v)
 	}
 }
 
+/* A str header for len bytes, with room for them after it. */
 static void
-put_str(struct pbuf *b, const char *s, size_t len)
+put_str_head(struct pbuf *b, size_t len)
 {
 	char *p;
-	size_t h;
 
 	pbuf_reserve(b, len + 5);
 	p = b->data + b->len;
 	if (len < 32) {
 		p[0] = (char)(0xa0 | len);
-		h = 1;
+		b->len += 1;
 	} else if (len <= UINT8_MAX) {
 		p[0] = (char)0xd9;
 		p[1] = (char)len;
-		h = 2;
+		b->len += 2;
 	} else if (len <= UINT16_MAX) {
 		p[0] = (char)0xda;
 		put_be(p + 1, len, 2);
-		h = 3;
+		b->len += 3;
 	} else {
 		p[0] = (char)0xdb;
 		put_be(p + 1, len, 4);
-		h = 5;
+		b->len += 5;
 	}
-	memcpy(p + h, s, len);
-	b->len += h + len;
+}
+
+static void
+put_str(struct pbuf *b, const char *s, size_t len)
+{
+	put_str_head(b, len);
+	memcpy(b->data + b->len, s, len);
+	b->len += len;
 }
 
 void
@@ -226,34 +232,80 @@ proto_enc_bool(struct proto_enc *e, enum proto_field f, bool v)
 }
 
 /*
- * Strings longer than the field allows are cut, at a UTF-8 boundary.  A
- * string that is not UTF-8 (a plugin's message, say) goes out quoted, as
- * proto_quote writes it: concd never sends a str a peer cannot decode.
+ * A string that is not UTF-8 (a plugin's message, say) goes out quoted,
+ * as proto_quote writes it, at most size - 1 bytes of it: concd never
+ * sends a str a peer cannot decode.  *q is what to free.
+ */
+static const char *
+enc_utf8(const char *s, size_t *len, size_t size, char **q)
+{
+	*q = NULL;
+	if (proto_utf8_valid(s, *len))
+		return s;
+	if ((*q = malloc(size)) == NULL)
+		return NULL;
+	s = proto_quote(*q, size, s, *len);
+	*len = strlen(s);
+	return s;
+}
+
+/*
+ * A string goes out whole, never cut: one longer than its field allows
+ * is refused by the peer (bad_field), where a cut one would name
+ * something else (a group "aaa...-other" cut to the group "aaa...").
  */
 void
 proto_enc_str(struct proto_enc *e, enum proto_field f, const char *s,
               size_t len)
 {
-	uint32_t max = proto_fields[f].max;
-	char *q = NULL;
+	char *q;
 
-	if (!proto_utf8_valid(s, len)) {
-		size_t size = (max > 0 && len > max ? max : len) * 4 + 1;
-
-		if ((q = malloc(size)) == NULL) {
-			e->failed = true;
-			return;
-		}
-		s = proto_quote(q, size, s, len);
-		len = strlen(s);
-	}
-	if (max > 0 && len > max) {
-		len = max;
-		while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
-			len--;
+	if ((s = enc_utf8(s, &len, len * 4 + 1, &q)) == NULL) {
+		e->failed = true;
+		return;
 	}
 	proto_enc_key(e, f);
 	put_str(e->buf, s, len);
+	free(q);
+}
+
+/*
+ * Text for people (an error's message, a progress message, a task's
+ * summary): longer than its field allows, it is cut between characters
+ * and ends in "...", so that its reader sees it was cut.
+ */
+void
+proto_enc_text(struct proto_enc *e, enum proto_field f, const char *s,
+               size_t len)
+{
+	static const char more[] = "...";
+	size_t max = proto_fields[f].max, keep, n = len;
+	const char *t;
+	char *q;
+
+	if ((t = enc_utf8(s, &n, len * 4 + 1, &q)) == NULL) {
+		e->failed = true;
+		return;
+	}
+	if (max < sizeof(more) || n <= max) {
+		proto_enc_key(e, f);
+		put_str(e->buf, t, n);
+		free(q);
+		return;
+	}
+	keep = max - (sizeof(more) - 1);
+	if (q != NULL) {
+		/* quoted again, shorter: cut between escapes, not inside */
+		n = strlen(proto_quote(q, keep + 1, s, len));
+	} else {
+		n = keep;
+		while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
+			n--;
+	}
+	proto_enc_key(e, f);
+	put_str_head(e->buf, n + sizeof(more) - 1);
+	pbuf_append(e->buf, t, n);
+	pbuf_append(e->buf, more, sizeof(more) - 1);
 	free(q);
 }
 
@@ -261,6 +313,12 @@ void
 proto_enc_cstr(struct proto_enc *e, enum proto_field f, const char *s)
 {
 	proto_enc_str(e, f, s, strlen(s));
+}
+
+void
+proto_enc_ctext(struct proto_enc *e, enum proto_field f, const char *s)
+{
+	proto_enc_text(e, f, s, strlen(s));
 }
 
 void
@@ -332,8 +390,8 @@ proto_enc_error(struct pbuf *b, uint64_t id, enum proto_error code,
 
 	proto_enc_begin(&e, b, PROTO_ERROR, id);
 	proto_enc_cstr(&e, PF_ERROR, proto_errors[code].name);
-	proto_enc_cstr(&e, PF_MESSAGE,
-	               message != NULL ? message : proto_errors[code].text);
+	proto_enc_ctext(&e, PF_MESSAGE,
+	                message != NULL ? message : proto_errors[code].text);
 	proto_enc_end(&e);
 }
 
@@ -363,7 +421,7 @@ proto_enc_result_too_large(struct proto_enc *e, size_t len)
 	         len, PROTO_MAX_FRAME);
 	proto_enc_cstr(e, PF_STATE, proto_states[PS_FAILED]);
 	proto_enc_cstr(e, PF_ERROR, proto_errors[PE_INTERNAL].name);
-	proto_enc_cstr(e, PF_MESSAGE, why);
+	proto_enc_ctext(e, PF_MESSAGE, why);
 	proto_enc_u64(e, PF_RESULT_OMITTED, len);
 }
 

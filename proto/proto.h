@@ -436,8 +436,18 @@ void proto_enc_key(struct proto_enc *, enum proto_field);
 void proto_enc_u64(struct proto_enc *, enum proto_field, uint64_t);
 void proto_enc_i64(struct proto_enc *, enum proto_field, int64_t);
 void proto_enc_bool(struct proto_enc *, enum proto_field, bool);
+/*
+ * A str field, whole: a string over the field's limit is never cut, and
+ * its peer refuses it.  Not UTF-8, it goes out quoted (proto_quote).
+ */
 void proto_enc_str(struct proto_enc *, enum proto_field, const char *, size_t);
 void proto_enc_cstr(struct proto_enc *, enum proto_field, const char *);
+/*
+ * Text for people (message, msg, summary, usage): over the field's limit,
+ * it is cut between characters and ends in "...".
+ */
+void proto_enc_text(struct proto_enc *, enum proto_field, const char *, size_t);
+void proto_enc_ctext(struct proto_enc *, enum proto_field, const char *);
 /* A value that is already msgpack (e.g. a job's stored result). */
 void proto_enc_raw(struct proto_enc *, enum proto_field, const void *, size_t);
 /* Nested containers: after proto_enc_key, or as an array element. */

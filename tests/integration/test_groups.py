@@ -8,6 +8,7 @@ Commands are held running by gates (a fifo each) that the test opens:
 nothing here waits for a duration."""
 import json
 import os
+import subprocess
 import sys
 import time
 import unittest
@@ -257,12 +258,91 @@ class Groups(DaemonTest):
                              (bad, m))
             if len(bad) <= 64:  # longer ones, the decoder refuses
                 self.assertIn("invalid group name", m["message"])
+        # the message states the rule the name broke: '.' may not lead
+        self.assert_error(c.call("group", op="add", name=".bad"),
+                          "bad_field",
+                          'invalid group name ".bad": 1 to 64 letters, '
+                          "digits, '.', '_' or '-', not starting with '-' "
+                          "or '.'")
         self.assertEqual(sorted(self.groups(c)), ["default"])
         self.assert_error(c.call("group", op="remove", name="default"),
                           "permission_denied",
                           "group default cannot be removed")
         self.assert_error(c.call("wait", group="nope"), "no_such_group",
                           'no such group "nope"')
+
+    def test_a_name_over_64_bytes_is_refused_never_cut(self):
+        """A name one byte too long is refused, and never taken for the
+        name it starts with: the group of 64 a's stays."""
+        c = self.client()
+        g64 = "a" * 64
+        self.assertEqual(c.call("group", op="add", name=g64)["t"], "ok")
+        too_long = 'field "%s" must be a string (within its size limit)'
+        for op in ("remove", "set", "pause", "list", "add"):
+            self.assert_error(c.call("group", op=op, name=g64 + "-other",
+                                     parallel=1),
+                              "bad_field", too_long % "name")
+        self.assert_error(c.call("wait", group=g64 + "ZZZ"), "bad_field",
+                          too_long % "group")
+        self.assert_error(c.call("ps", group=g64 + "X"), "bad_field",
+                          too_long % "group")
+        self.assert_error(c.call("submit", task="sleep", args={"ms": 0},
+                                 group=g64 + "X"),
+                          "bad_field", too_long % "group")
+        self.assertEqual(self.groups(c)[g64]["parallel"], 0)
+        self.assertEqual(sorted(self.groups(c)), [g64, "default"])
+
+    def test_concctl_refuses_an_over_long_name_before_connecting(self):
+        """Exit status 2 and the name, before connecting: the same with no
+        daemon at all, and the group of 64 a's is left as it was."""
+        g64 = "a" * 64
+        r = self.d.concctl("group", "add", g64)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        gone = os.path.join(self.d.dir, "nothing-here.sock")
+        cases = [
+            (("group", "remove", g64 + "-other"), "group remove",
+             "group name longer than 64 bytes: " + g64 + "-other"),
+            (("group", "add", g64 + "X", "--parallel", "1"), "group add",
+             "group name longer than 64 bytes: " + g64 + "X"),
+            (("group", "set", g64 + "X", "--parallel", "1"), "group set",
+             "group name longer than 64 bytes: " + g64 + "X"),
+            (("group", "pause", g64 + "X"), "group pause",
+             "group name longer than 64 bytes: " + g64 + "X"),
+            (("group", "resume", g64 + "X"), "group resume",
+             "group name longer than 64 bytes: " + g64 + "X"),
+            (("group", "list", g64 + "X"), "group list",
+             "group name longer than 64 bytes: " + g64 + "X"),
+            (("wait", "--group", g64 + "ZZZ"), "wait",
+             "group name longer than 64 bytes: " + g64 + "ZZZ"),
+            (("ps", "-g", g64 + "X"), "ps",
+             "group name longer than 64 bytes: " + g64 + "X"),
+            (("run", "-g", g64 + "X", "sleep", "ms=0"), "run",
+             "group name longer than 64 bytes: " + g64 + "X"),
+            (("submit", "--label", "l" * 129, "sleep", "ms=0"), "submit",
+             "label longer than 128 bytes: " + "l" * 129),
+            (("ps", "--label", "l" * 129), "ps",
+             "label longer than 128 bytes: " + "l" * 129),
+            (("ps", "--task", "t" * 65), "ps",
+             "task name longer than 64 bytes: " + "t" * 65),
+            (("submit", "t" * 65), "submit",
+             "task name longer than 64 bytes: " + "t" * 65),
+        ]
+        for args, cmd, why in cases:
+            for sock in (self.d.socket, gone):
+                r = subprocess.run([harness.CONCTL, "-s", sock] +
+                                   list(args), capture_output=True,
+                                   text=True, timeout=BOUND)
+                self.assertEqual(r.returncode, 2, (args, r.stderr))
+                self.assertEqual(r.stderr.splitlines()[0],
+                                 "concctl: %s: %s" % (cmd, why), args)
+        # names at the limit are taken
+        r = self.d.concctl("submit", "--label", "l" * 128, "-g", g64,
+                           "sleep", "ms=0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.d.concctl("--json", "group", "list")
+        groups = {g["name"]: g for g in json.loads(r.stdout)["groups"]}
+        self.assertEqual(sorted(groups), [g64, "default"])
+        self.assertEqual(groups[g64]["parallel"], 0)
 
     def test_a_group_with_jobs_is_not_removed(self):
         c = self.client()

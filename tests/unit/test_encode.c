@@ -687,8 +687,80 @@ enc_error_with_a_long_message_still_decodes(void **state)
 	assert_str_field(&fx->m, PF_ERROR, "bad_args");
 	s = proto_str(&fx->m, PF_MESSAGE, &len);
 	assert_non_null(s);
-	assert_in_range(len, 1, proto_fields[PF_MESSAGE].max);
-	assert_memory_equal(s, filler, len);
+	assert_int_equal(len, proto_fields[PF_MESSAGE].max);
+	assert_memory_equal(s, filler, len - 3);
+	assert_memory_equal(s + len - 3, "...", 3);
+}
+
+/*
+ * A string is never cut to its field's limit: cut, "aaa...a-other"
+ * names the group "aaa...a", and a request would act on it.  It goes
+ * out whole, and its peer refuses it.
+ */
+static void
+enc_str_sends_a_string_over_its_limit_whole(void **state)
+{
+	struct fx *fx = *state;
+	struct proto_enc e;
+	char name[71];
+
+	memset(name, 'a', 64);
+	strcpy(name + 64, "-other");
+	proto_enc_begin(&e, &fx->out, PROTO_GROUP, 1);
+	proto_enc_cstr(&e, PF_OP, "remove");
+	proto_enc_cstr(&e, PF_NAME, name);
+	assert_int_equal(proto_enc_end(&e), 0);
+	/* its last field, whole: a str 8 header of 70, then the 70 bytes */
+	assert_memory_equal(fx->out.data + fx->out.len - 72, "\xd9\x46", 2);
+	assert_memory_equal(fx->out.data + fx->out.len - 70, name, 70);
+	assert_int_equal(decode_out(fx), PROTO_DECODE_REJECT);
+	assert_fault(fx, PE_BAD_FIELD,
+	             "field \"name\" must be a string (within its size "
+	             "limit)");
+}
+
+/*
+ * Text for people over its field's limit is cut between characters and
+ * ends in "...": its reader sees the cut.  At the limit it is whole.
+ */
+static void
+enc_text_cuts_between_characters_and_shows_the_cut(void **state)
+{
+	struct fx *fx = *state;
+	size_t max = proto_fields[PF_MESSAGE].max, len, n;
+	struct proto_enc e;
+	char text[2 * 600 + 1];
+	const char *s;
+	int i;
+
+	for (i = 0; i < 600; i++)
+		memcpy(text + 2 * i, "\xc3\xa9", 2); /* U+00E9 */
+	text[2 * 600] = '\0';
+	proto_enc_begin(&e, &fx->out, PROTO_ERROR, 1);
+	proto_enc_cstr(&e, PF_ERROR, "task_failed");
+	proto_enc_ctext(&e, PF_MESSAGE, text);
+	assert_int_equal(proto_enc_end(&e), 0);
+	assert_int_equal(decode_out(fx), PROTO_DECODE_OK);
+	s = proto_str(&fx->m, PF_MESSAGE, &len);
+	/* 1021 bytes would split a character: 510 of them, then "..." */
+	assert_int_equal(len, 2 * 510 + 3);
+	assert_memory_equal(s, text, 2 * 510);
+	assert_memory_equal(s + 2 * 510, "...", 3);
+
+	/* exactly at the limit: whole; one byte over: cut, with "..." */
+	for (n = max; n <= max + 1; n++) {
+		fx->out.len = 0;
+		proto_enc_begin(&e, &fx->out, PROTO_ERROR, 1);
+		proto_enc_cstr(&e, PF_ERROR, "task_failed");
+		proto_enc_text(&e, PF_MESSAGE, filler, n);
+		assert_int_equal(proto_enc_end(&e), 0);
+		assert_int_equal(decode_out(fx), PROTO_DECODE_OK);
+		s = proto_str(&fx->m, PF_MESSAGE, &len);
+		assert_int_equal(len, max);
+		assert_memory_equal(s, filler, n == max ? max : max - 3);
+		if (n > max)
+			assert_memory_equal(s + max - 3, "...", 3);
+	}
 }
 
 /* ---- the encoder's limits ---- */
@@ -955,6 +1027,11 @@ main(void)
 	        teardown),
 	    cmocka_unit_test_setup_teardown(
 	        enc_error_with_a_long_message_still_decodes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        enc_str_sends_a_string_over_its_limit_whole, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        enc_text_cuts_between_characters_and_shows_the_cut, setup,
+	        teardown),
 	    cmocka_unit_test_setup_teardown(
 	        enc_end_accepts_a_frame_of_exactly_max_frame, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

@@ -274,23 +274,33 @@ enc_str_quotes_a_string_that_is_not_utf8(void **state)
 	assert_str_obj(&fx->m.f[PF_MESSAGE], "line\n\xc3\xa9");
 }
 
-/* Quoting a string at a field's limit keeps within the limit. */
+/*
+ * Text that is not UTF-8, quoted, over its field's limit: cut between
+ * escapes, never inside one, and "..." at the end.
+ */
 static void
-enc_str_cuts_a_quoted_string_to_the_field_limit(void **state)
+enc_text_cuts_a_quoted_string_between_escapes(void **state)
 {
 	struct fx *fx = *state;
+	size_t max = proto_fields[PF_MESSAGE].max;
 	struct proto_enc e;
 	char bad[2000];
+	const char *s;
+	size_t len, i;
 
 	memset(bad, 0xff, sizeof(bad));
 	proto_enc_begin(&e, &fx->out, PROTO_ERROR, 3);
 	proto_enc_cstr(&e, PF_ERROR, "task_failed");
-	proto_enc_str(&e, PF_MESSAGE, bad, sizeof(bad));
+	proto_enc_text(&e, PF_MESSAGE, bad, sizeof(bad));
 	assert_int_equal(proto_enc_end(&e), 0);
 	assert_int_equal(decode_out(fx), PROTO_DECODE_OK);
-	assert_true(fx->m.f[PF_MESSAGE].via.str.size <=
-	            proto_fields[PF_MESSAGE].max);
-	assert_int_equal(fx->m.f[PF_MESSAGE].via.str.size % 4, 0);
+	s = proto_str(&fx->m, PF_MESSAGE, &len);
+	/* 1021 bytes hold 255 escapes of 4 */
+	assert_int_equal(len, 4 * 255 + 3);
+	for (i = 0; i < 255; i++)
+		assert_memory_equal(s + 4 * i, "\\xff", 4);
+	assert_memory_equal(s + 4 * 255, "...", 3);
+	assert_true(len <= max);
 }
 
 int
@@ -322,8 +332,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        enc_str_quotes_a_string_that_is_not_utf8, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
-	        enc_str_cuts_a_quoted_string_to_the_field_limit, setup,
-	        teardown),
+	        enc_text_cuts_a_quoted_string_between_escapes, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
