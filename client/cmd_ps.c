@@ -10,12 +10,15 @@
  */
 #include <err.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <wchar.h>
+#include <wctype.h>
 
 #include <libsmartcols.h>
 
@@ -454,6 +457,37 @@ ps_width(struct libscols_table *tb)
 }
 
 /*
+ * A cell made printable in place, for libsmartcols to print as it is
+ * (its own encoding wrote a backslash before an x as "\x5c", where
+ * status prints the backslash): each character that is not printable
+ * (a C1 control; render_safe took the others) and each byte that is not
+ * UTF-8 (a cell cut inside a character) becomes '?', as in status.
+ * Unencoded, libsmartcols loops on a byte it cannot read.
+ */
+static void
+ps_printable(char *s)
+{
+	size_t in = 0, out = 0, len = strlen(s), n;
+	mbstate_t st;
+	wchar_t wc;
+
+	memset(&st, 0, sizeof(st));
+	while (in < len) {
+		n = mbrtowc(&wc, s + in, len - in, &st);
+		if (n == 0 || n > len - in || !iswprint((wint_t)wc)) {
+			s[out++] = '?';
+			in += n == 0 || n > len - in ? 1 : n;
+			memset(&st, 0, sizeof(st));
+			continue;
+		}
+		memmove(s + out, s + in, n);
+		out += n;
+		in += n;
+	}
+	s[out] = '\0';
+}
+
+/*
  * The rows of a jobs reply in the columns c: a table on stdout, or with
  * json the same rows as {"jobs": [{"id": 7, ...}]}.  0, or -1 after a
  * message about a bad row.
@@ -467,7 +501,7 @@ cmd_ps_print(const struct cmd_ps_cols *c, const msgpack_object_array *rows,
 	struct libscols_line *ln;
 	struct proto_msg row;
 	struct proto_fault f;
-	char buf[4200];
+	char buf[4200], *locale = NULL;
 	const char *s;
 	size_t i;
 	uint32_t r;
@@ -478,6 +512,19 @@ cmd_ps_print(const struct cmd_ps_cols *c, const msgpack_object_array *rows,
 	scols_table_set_name(tb, "jobs");
 	scols_table_set_column_separator(tb, PS_SEPARATOR);
 	scols_table_enable_json(tb, json);
+	if (!json) {
+		/*
+		 * Cells as they are (ps_printable), read as the protocol's
+		 * UTF-8, which status prints whatever the locale: in the C
+		 * locale libsmartcols would take each byte of an "é" for
+		 * one it cannot print.
+		 */
+		scols_table_enable_noencoding(tb, 1);
+		if ((s = setlocale(LC_CTYPE, NULL)) != NULL &&
+		    (locale = strdup(s)) == NULL)
+			err(CTL_CONNECT, "strdup");
+		(void)setlocale(LC_CTYPE, "C.UTF-8");
+	}
 	ps_width(tb);
 	for (i = 0; i < c->n; i++) {
 		const struct ps_column *pc = &ps_columns[c->col[i]];
@@ -501,6 +548,12 @@ cmd_ps_print(const struct cmd_ps_cols *c, const msgpack_object_array *rows,
 			                               sizeof(buf));
 			if (s == NULL && !json)
 				s = "-";
+			if (s != NULL && !json) {
+				if (s != buf)
+					snprintf(buf, sizeof(buf), "%s", s);
+				ps_printable(buf);
+				s = buf;
+			}
 			if (s != NULL && scols_line_set_data(ln, i, s) != 0)
 				err(CTL_CONNECT, "scols_line_set_data");
 		}
@@ -515,5 +568,9 @@ cmd_ps_print(const struct cmd_ps_cols *c, const msgpack_object_array *rows,
 		scols_print_table(tb);
 	ctl_flush_stdout();
 	scols_unref_table(tb);
+	if (locale != NULL) {
+		(void)setlocale(LC_CTYPE, locale);
+		free(locale);
+	}
 	return ret;
 }

@@ -26,24 +26,33 @@
 #define RENDER_REDRAW_US 50000  /* at most 20 redraws a second */
 #define RENDER_FIRST_US  200000 /* no bar for jobs quicker than this */
 
-/* Copy a daemon string into dst, NUL-terminated, without controls. */
+/*
+ * Copy a daemon string into dst, NUL-terminated, without controls: each
+ * C0 control, DEL and C1 control (U+0080 to U+009F, which a terminal may
+ * take for ESC [ and the like) becomes '?'.
+ */
 const char *
 render_safe(char *dst, size_t size, const char *s, size_t len)
 {
-	size_t i;
+	size_t i, o = 0;
 
 	if (size == 0)
 		return dst;
 	if (s == NULL)
 		len = 0;
-	if (len >= size)
-		len = size - 1;
-	for (i = 0; i < len; i++) {
+	for (i = 0; i < len && o < size - 1; i++) {
 		unsigned char ch = (unsigned char)s[i];
 
-		dst[i] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+		if (ch == 0xc2 && i + 1 < len &&
+		    (unsigned char)s[i + 1] >= 0x80 &&
+		    (unsigned char)s[i + 1] <= 0x9f) {
+			dst[o++] = '?';
+			i++;
+			continue;
+		}
+		dst[o++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
 	}
-	dst[len] = '\0';
+	dst[o] = '\0';
 	return dst;
 }
 

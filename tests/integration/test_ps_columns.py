@@ -170,6 +170,55 @@ class PsColumns(DaemonTest):
         self.assertEqual(cut.splitlines()[1].split()[:2],
                          [str(ids[3]), "running"])
 
+    def test_cells_print_as_status_prints_them_with_no_control(self):
+        """A backslash is itself in every cell (libsmartcols wrote one
+        before an x as "\\x5c"), a cell is what status prints, and no
+        control character reaches the output raw: C0 and DEL as concd
+        quotes them in COMMAND or '?', C1 (U+0080-U+009F) as '?'."""
+        c = self.d.client()
+        submitted = [
+            dict(task="exec", args={"argv": ["echo", "C:\\xfoo\\bar"]},
+                 label="l\\x\\n caf\u00e9"),
+            dict(task="exec",
+                 args={"argv": ["printf", "a\nb\tc\x1b[31m\u009b\x7f"]},
+                 label="c1\u009bx"),
+            dict(task="noop", args={"x": "a\\b\x1b[31m\u009bc"}),
+        ]
+        ids = []
+        for fields in submitted:
+            ev = c.until_end(c.request("submit", watch=True, **fields))
+            self.assertEqual(ev[-1]["state"], "succeeded", ev)
+            ids.append(ev[-1]["job"])
+
+        def cells(column):
+            out = self.ctl("ps", "-a", "-o", "id," + column).stdout
+            for ch in out:
+                self.assertFalse(ch != "\n" and (ord(ch) < 0x20 or
+                                                 0x7f <= ord(ch) <= 0x9f),
+                                 "%r in %r" % (ch, out))
+            self.assertNotIn("x5c", out)
+            return {int(line.split(None, 1)[0]): line.split(None, 1)[1]
+                    for line in out.splitlines()[1:]}
+
+        def status(job, key):
+            out = self.ctl("status", str(job)).stdout
+            for line in out.splitlines():
+                if line.split(None, 1)[0] == key:
+                    return line.split(None, 1)[1]
+            self.fail("no %s in %r" % (key, out))
+
+        command, label = cells("command"), cells("label")
+        self.assertEqual(command[ids[0]], "echo 'C:\\xfoo\\bar'")
+        self.assertEqual(label[ids[0]], "l\\x\\n caf\u00e9")
+        self.assertEqual(label[ids[1]], "c1?x")
+        self.assertTrue(command[ids[1]].startswith("printf $'a\\x0ab\\x09c"),
+                        command[ids[1]])
+        for job in ids[:2]:
+            self.assertEqual(command[job], status(job, "command"))
+            self.assertEqual(label[job], status(job, "label"))
+        self.assertEqual(cells("result")[ids[2]],
+                         '{"x":"a\\\\b\\u001B[31m?c"}')
+
     def test_runtime_is_how_long_the_job_ran_on_each_executor(self):
         c = self.d.client()
         for ex in ("loop", "thread", "process"):
