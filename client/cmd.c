@@ -1002,6 +1002,21 @@ cmd_parse_count(const char *cmd, const char *word, uint64_t min, uint64_t *n)
 	return 0;
 }
 
+/* A decimal count from min to max: the daemon's bounds, checked here. */
+static int
+cmd_parse_bounded(const char *cmd, const char *opt, const char *word,
+                  uint64_t min, uint64_t max, uint64_t *n)
+{
+	if (cmd_parse_count(cmd, word, 0, n) < 0)
+		return -1;
+	if (*n < min || *n > max) {
+		warnx("%s: --%s must be from %" PRIu64 " to %" PRIu64 ": %s",
+		      cmd, opt, min, max, word);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * A name for concd within its field's limit, checked here: cut, it would
  * name another group, and concd would refuse it whole anyway.
@@ -1401,7 +1416,8 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 		}
 		break;
 	case CMD_OPT_PIDS:
-		return cmd_parse_count(ce->name, value, 1, &a->pids);
+		return cmd_parse_bounded(ce->name, o->long_name, value, 1,
+		                         PROTO_MAX_PIDS, &a->pids);
 	case CMD_OPT_STATE:
 		if ((a->state = proto_state_lookup(value, strlen(value))) < 0) {
 			warnx("%s: unknown state: %s, valid: queued, running, "

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "proto.h"
 
 enum config_type {
 	CONFIG_INT,
@@ -214,7 +215,8 @@ config_qgroup(struct server_options *o, const char *value, char *cause,
 		         isdigit((unsigned char)word[5])) {
 			errno = 0;
 			g.pids = strtoull(word + 5, &end, 10);
-			if (errno == 0 && *end == '\0' && g.pids <= 4194304)
+			if (errno == 0 && *end == '\0' &&
+			    g.pids <= PROTO_MAX_PIDS)
 				continue;
 		}
 		snprintf(cause, causelen,

@@ -534,6 +534,12 @@ parse_extra(const struct proto_msg *m, bool in_gather, struct job_extra **xp,
 		return -1;
 	x->after_any = proto_bool(m, PF_AFTER_ANY, false);
 	x->mem = proto_u64(m, PF_MEM, 0);
+	if (proto_u64(m, PF_PIDS, 0) > PROTO_MAX_PIDS) {
+		snprintf(cause, len, "pids must be at most %d, not %llu",
+		         PROTO_MAX_PIDS,
+		         (unsigned long long)proto_u64(m, PF_PIDS, 0));
+		return -1;
+	}
 	x->pids = proto_u64(m, PF_PIDS, 0);
 	return 0;
 oom:

@@ -135,6 +135,37 @@ class LimitsTest(DaemonTest):
                 self.assertIn(value, r.stderr)
         self.assertEqual(self.d.client().call("ps")["jobs"], [])
 
+    def test_pids_over_4194304_are_refused_at_submit(self):
+        """Linux's most pids, as concd.conf(5) caps a group's: more is
+        refused when submitted, by concctl before connecting (exit 2) and
+        by concd (bad_field), and no job is made; 4194304 is taken."""
+        for value in ("4194305", "18446744073709551615"):
+            r = self.d.concctl("submit", "--pids", value, "exec", "--",
+                               "true")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertEqual(r.stderr.splitlines()[0],
+                             "concctl: submit: --pids must be from 1 to "
+                             "4194304: " + value)
+        c = self.d.client()
+        for pids in (4194305, 2 ** 64 - 1):
+            m = c.call("submit", task="exec", args={"argv": ["true"]},
+                       pids=pids)
+            self.assertEqual((m["t"], m["error"], m["message"]),
+                             ("error", "bad_field",
+                              "pids must be at most 4194304, not %d"
+                              % pids), m)
+            m = c.call("gather", jobs=[{"task": "exec",
+                                        "args": {"argv": ["true"]},
+                                        "pids": pids}])
+            self.assertEqual((m["t"], m["error"]), ("error", "bad_field"),
+                             m)
+        self.assertEqual(c.call("ps", all=True)["jobs"], [])
+        r = self.d.concctl("submit", "--pids", "4194304", "exec", "--",
+                           "true")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = c.call("status", job=int(r.stdout))
+        self.assertEqual(st["pids"], 4194304)
+
     @needs_cgroup
     def test_oom_kill_ends_the_job_failed_with_error_oom(self):
         c = self.d.client()
