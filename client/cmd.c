@@ -1476,7 +1476,8 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 	case CMD_OPT_CPUS:
 		return cmd_parse_count(ce->name, value, 1, &a->cpus);
 	case CMD_OPT_PARALLEL:
-		return cmd_parse_count(ce->name, value, 0, &a->parallel);
+		return cmd_parse_bounded(ce->name, o->long_name, value, 0,
+		                         PROTO_MAX_SLOTS, &a->parallel);
 	case CMD_OPT_AT:
 	case CMD_OPT_IN:
 		if ((a->seen & CMD_OPT_AT) && (a->seen & CMD_OPT_IN)) {

@@ -202,7 +202,8 @@ config_qgroup(struct server_options *o, const char *value, char *cause,
 		    isdigit((unsigned char)word[9])) {
 			errno = 0;
 			g.parallel = strtoull(word + 9, &end, 10);
-			if (errno == 0 && *end == '\0' && g.parallel <= 1000000)
+			if (errno == 0 && *end == '\0' &&
+			    g.parallel <= PROTO_MAX_SLOTS)
 				continue;
 		} else if (strncmp(word, "paused=", 7) == 0 &&
 		           (b = config_bool(word + 7)) >= 0) {

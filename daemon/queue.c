@@ -982,6 +982,32 @@ group_op_list(struct group_call *r)
 	return 0;
 }
 
+/*
+ * Whether the limits a request names are in range, as concd.conf(5)'s
+ * are: -1 after the error reply.  Checked before a group is made or
+ * changed, so that a refused request leaves none behind.
+ */
+static int
+group_check(struct group_call *r)
+{
+	uint64_t parallel = proto_u64(r->m, PF_PARALLEL, 0);
+	uint64_t pids = proto_u64(r->m, PF_PIDS, 0);
+
+	if (parallel > PROTO_MAX_SLOTS) {
+		queue_error(r->c, r->m->id, PE_BAD_FIELD,
+		            "parallel must be from 0 to %d, not %llu",
+		            PROTO_MAX_SLOTS, (unsigned long long)parallel);
+		return -1;
+	}
+	if (pids > PROTO_MAX_PIDS) {
+		queue_error(r->c, r->m->id, PE_BAD_FIELD,
+		            "pids must be from 0 to %d, not %llu",
+		            PROTO_MAX_PIDS, (unsigned long long)pids);
+		return -1;
+	}
+	return 0;
+}
+
 /* The limit and paused flag the request names, on a group. */
 static void
 group_apply(struct qgroup *g, const struct proto_msg *m)
@@ -1020,6 +1046,8 @@ group_op_add(struct group_call *r)
 		            "group %s exists already", r->g->name);
 		return -1;
 	}
+	if (group_check(r) < 0)
+		return -1;
 	if (!r->admin && group_owned(conn_uid(r->c)) >= QUEUE_MAX_USER_GROUPS) {
 		queue_error(r->c, r->m->id, PE_QUEUE_FULL,
 		            "uid %u owns %d groups already, the most a user "
@@ -1045,6 +1073,8 @@ group_op_add(struct group_call *r)
 static int
 group_op_set(struct group_call *r)
 {
+	if (group_check(r) < 0)
+		return -1;
 	group_apply(r->g, r->m);
 	group_persist(r->g);
 	log_info("group %s set by uid %u: parallel %llu%s", r->g->name,

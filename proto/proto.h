@@ -32,6 +32,7 @@
 #define PROTO_MAX_STR    (256 * 1024)  /* bytes in one string or bin */
 #define PROTO_MAX_GATHER 10000         /* jobs in one gather request */
 #define PROTO_MAX_PIDS   4194304       /* pids: Linux's PID_MAX_LIMIT */
+#define PROTO_MAX_SLOTS  1000000       /* a group's parallel, in CPU slots */
 
 /* A job's retry_delay, the longest wait between two attempts: an hour. */
 #define PROTO_MAX_RETRY_DELAY 3600000 /* ms */

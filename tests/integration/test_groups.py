@@ -271,6 +271,35 @@ class Groups(DaemonTest):
         self.assert_error(c.call("wait", group="nope"), "no_such_group",
                           'no such group "nope"')
 
+    def test_parallel_over_1000000_is_refused_as_in_concd_conf(self):
+        """concd.conf(5)'s range, 0 to 1000000, at run time too: concd
+        refuses more (bad_field) and makes or changes no group, and
+        concctl refuses it before connecting (exit 2).  A group's pids
+        is held to 4194304 the same way."""
+        c = self.client()
+        for op, name in (("add", "g3"), ("set", "default")):
+            for n in (1000001, 2 ** 64 - 1):
+                self.assert_error(
+                    c.call("group", op=op, name=name, parallel=n),
+                    "bad_field",
+                    "parallel must be from 0 to 1000000, not %d" % n)
+            self.assert_error(
+                c.call("group", op=op, name=name, pids=4194305),
+                "bad_field", "pids must be from 0 to 4194304, not 4194305")
+        self.assertEqual(sorted(self.groups(c)), ["default"])
+        self.assertEqual(self.groups(c)["default"]["parallel"], NCPU)
+        for args in (("add", "g3"), ("set", "default")):
+            for n in ("1000001", "18446744073709551615"):
+                r = self.d.concctl("group", *args, "--parallel", n)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(r.stderr.splitlines()[0],
+                                 "concctl: group %s: --parallel must be "
+                                 "from 0 to 1000000: %s" % (args[0], n))
+        self.assertEqual(sorted(self.groups(c)), ["default"])
+        r = self.d.concctl("group", "add", "g3", "--parallel", "1000000")
+        self.assertEqual(r.stdout,
+                         "group g3: added (parallel 1000000, active)\n")
+
     def test_a_name_over_64_bytes_is_refused_never_cut(self):
         """A name one byte too long is refused, and never taken for the
         name it starts with: the group of 64 a's stays."""
