@@ -111,36 +111,40 @@ config_bool(const char *value)
 	return -1;
 }
 
-/* A group's gid, by name or number; -1 if there is no such group. */
+/*
+ * A group's gid, by name or number; -1 if there is no such group.  A
+ * number names a group only if the group database has that gid, as a
+ * name does: admin-group = 999999 with no such group is an error.
+ */
 static long
 config_group(const char *value)
 {
 	struct group gr, *found = NULL;
 	size_t size = 16384;
 	char *buf = NULL, *nb, *end;
-	unsigned long n;
+	unsigned long n = 0;
+	bool number;
 	long gid = -1;
 	int rc;
 
+	errno = 0;
+	number = *value >= '0' && *value <= '9' &&
+	         ((n = strtoul(value, &end, 10)), errno == 0) && *end == '\0' &&
+	         n < (unsigned long)(gid_t)-1;
 	/* a group with many members needs a larger buffer: grow it */
 	do {
 		if ((nb = realloc(buf, size)) == NULL)
 			break;
 		buf = nb;
 		rc = getgrnam_r(value, &gr, buf, size, &found);
+		if (rc != ERANGE && found == NULL && number)
+			rc = getgrgid_r((gid_t)n, &gr, buf, size, &found);
 		size *= 2;
 	} while (rc == ERANGE && size <= 16 * 1024 * 1024);
 	if (buf != NULL && found != NULL)
 		gid = (long)found->gr_gid;
 	free(buf);
-	if (gid >= 0)
-		return gid;
-	errno = 0;
-	n = strtoul(value, &end, 10);
-	if (errno == 0 && *value >= '0' && *value <= '9' && *end == '\0' &&
-	    n < (unsigned long)(gid_t)-1)
-		return (long)n;
-	return -1;
+	return gid;
 }
 
 /* A size: decimal digits, then K, M, G or T (powers of 1024) or none. */

@@ -450,6 +450,40 @@ class Config(unittest.TestCase):
             shutil.rmtree(d)
 
 
+    def start(self, conf_text, *args):
+        """concd -f with conf_text as its file: (the run, the conf path),
+        for a start-up that is refused."""
+        import subprocess
+        import tempfile
+        from harness import CONCD
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        conf = os.path.join(d, "concd.conf")
+        with open(conf, "w") as f:
+            f.write(conf_text)
+        r = subprocess.run([CONCD, "-f", "-c", conf, "--state-dir", "none"] +
+                           list(args or ("-s", os.path.join(d, "s"))),
+                           capture_output=True, text=True, timeout=BOUND)
+        return r, conf
+
+    def test_an_admin_group_that_does_not_exist_stops_start_up(self):
+        """By name or by number: a gid that no group has is refused as a
+        name that none has."""
+        import grp
+        gid = 999999
+        while True:
+            try:
+                grp.getgrgid(gid)
+            except KeyError:
+                break
+            gid += 1
+        for value in (str(gid), "nosuchgroup"):
+            r, conf = self.start("threads = 2\nadmin-group = %s\n" % value)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertEqual(r.stderr, "concd: %s:2: admin-group: no group "
+                             "\"%s\"\n" % (conf, value))
+
+
 @unittest.skipUnless(PLUGINS, "CONCD_PLUGINS is not set")
 class Plugins(unittest.TestCase):
     def setUp(self):

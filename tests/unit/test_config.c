@@ -4,6 +4,7 @@
  */
 #include <sys/stat.h>
 
+#include <grp.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -307,6 +308,45 @@ numbers_are_plain_decimal(void **state)
 }
 
 /*
+ * admin-group names a group by name or by number, and either way the
+ * group must exist: a gid that the group database does not have is an
+ * error, as a name it does not have is.
+ */
+static void
+admin_group_must_exist_by_name_or_number(void **state)
+{
+	struct fixture *fx = *state;
+	struct server_options o = {.admin_gid = -1};
+	char cause[512], text[64], want[64];
+	struct group *gr;
+	gid_t none = 999999;
+
+	while (getgrgid(none) != NULL)
+		none++;
+	snprintf(text, sizeof(text), "admin-group = %u\n", (unsigned)none);
+	assert_int_equal(load(fx, text, &o, 0, cause, sizeof(cause)), -1);
+	snprintf(want, sizeof(want), ":1: admin-group: no group \"%u\"",
+	         (unsigned)none);
+	assert_non_null(strstr(cause, want));
+	assert_int_equal(o.admin_gid, -1);
+	assert_int_equal(load(fx, "admin-group = nosuchgroup\n", &o, 0, cause,
+	                      sizeof(cause)),
+	                 -1);
+	assert_non_null(strstr(cause, ":1: admin-group: no group "
+	                              "\"nosuchgroup\""));
+	/* a group that exists, by its number and by its name */
+	assert_non_null(gr = getgrgid(0));
+	assert_int_equal(
+	    load(fx, "admin-group = 0\n", &o, 0, cause, sizeof(cause)), 0);
+	assert_int_equal(o.admin_gid, 0);
+	o.admin_gid = -1;
+	snprintf(text, sizeof(text), "admin-group = %s\n", gr->gr_name);
+	assert_int_equal(load(fx, text, &o, 0, cause, sizeof(cause)), 0);
+	assert_int_equal(o.admin_gid, 0);
+	config_free(&o);
+}
+
+/*
  * A key given on the command line keeps its value, but the file's value
  * is still checked: a mistake in the file is reported, not hidden.
  */
@@ -509,6 +549,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        a_bad_value_is_an_error_even_when_a_flag_overrides_the_key,
 	        setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        admin_group_must_exist_by_name_or_number, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        a_missing_file_is_an_error_only_when_required, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
