@@ -4,6 +4,7 @@
  * on the command line win over the file.
  */
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -25,6 +27,7 @@ enum config_type {
 	CONFIG_BYTES,  /* a uint64_t: a number, K, M, G or T after it */
 	CONFIG_QGROUP, /* a queue group: NAME [parallel=N] [paused=yes] */
 	CONFIG_STR,    /* a char *, as CONFIG_PATH: a word or a command */
+	CONFIG_SOCKET, /* a CONFIG_PATH a socket address holds */
 };
 
 struct config_key {
@@ -37,11 +40,14 @@ struct config_key {
 
 #define OPT(f) offsetof(struct server_options, f)
 
+/* The bytes of a socket address's path, its NUL included. */
+#define SUN_PATH (((struct sockaddr_un *)0)->sun_path)
+
 /* A line, comment included, is at most this long (its newline aside). */
 #define CONFIG_LINE_MAX 65536
 
 static const struct config_key config_keys[] = {
-    {"socket", CONFIG_PATH, 1, PATH_MAX - 1, OPT(socket_path), false},
+    {"socket", CONFIG_SOCKET, 1, PATH_MAX - 1, OPT(socket_path), false},
     {"threads", CONFIG_INT, 1, POOL_MAX_THREADS, OPT(threads), true},
     {"processes", CONFIG_INT, 0, POOL_MAX_PROCESSES, OPT(processes), true},
     {"max-finished", CONFIG_INT, 0, 100000000, OPT(max_finished), false},
@@ -250,6 +256,31 @@ config_qgroup(struct server_options *o, const char *value, char *cause,
 	return 0;
 }
 
+/*
+ * Whether a socket's path fits in a socket address, once made absolute
+ * as main.c makes it (the directory concd was started in, then the
+ * path): checked here, where the file's line is known, and even when
+ * -s overrides the key.
+ */
+static int
+config_socket(const struct config_key *k, const char *value, char *cause,
+              size_t causelen)
+{
+	size_t len = strlen(value), max = sizeof(SUN_PATH) - 1;
+	char cwd[PATH_MAX];
+
+	if (*value != '/' && getcwd(cwd, sizeof(cwd)) != NULL)
+		len += strlen(cwd) + 1;
+	if (len <= max)
+		return 0;
+	snprintf(cause, causelen,
+	         "%s: %zu bytes%s, longer than the %zu a socket address holds: "
+	         "%.*s%s",
+	         k->name, len, *value != '/' ? " made absolute" : "", max, 120,
+	         value, strlen(value) > 120 ? "..." : "");
+	return -1;
+}
+
 static int
 config_set(struct server_options *o, const struct config_key *k,
            const char *value, char *cause, size_t causelen)
@@ -291,11 +322,12 @@ config_set(struct server_options *o, const struct config_key *k,
 		return 0;
 	}
 
-	if (k->type == CONFIG_PATH || k->type == CONFIG_STR) {
+	if (k->type == CONFIG_PATH || k->type == CONFIG_STR ||
+	    k->type == CONFIG_SOCKET) {
 		char **dst = (char **)((char *)o + k->offset);
 
 		if (strlen(value) > (size_t)k->max || *value == '\0') {
-			if (k->type == CONFIG_PATH)
+			if (k->type != CONFIG_STR)
 				snprintf(cause, causelen, "%s: bad path",
 				         k->name);
 			else
@@ -304,6 +336,9 @@ config_set(struct server_options *o, const struct config_key *k,
 				         k->name, k->max);
 			return -1;
 		}
+		if (k->type == CONFIG_SOCKET &&
+		    config_socket(k, value, cause, causelen) < 0)
+			return -1;
 		free(*dst);
 		*dst = strdup(value);
 		return 0;

@@ -5,6 +5,7 @@ import shutil
 import signal
 import struct
 import sys
+import tempfile
 import unittest
 
 import msgpack
@@ -450,20 +451,22 @@ class Config(unittest.TestCase):
             shutil.rmtree(d)
 
 
-    def start(self, conf_text, *args):
-        """concd -f with conf_text as its file: (the run, the conf path),
-        for a start-up that is refused."""
+    def start(self, conf_text, args=None):
+        """concd -f with conf_text as its file and args (None: -s, a
+        socket of its own): (the run, the conf path), for a start-up that
+        is refused."""
         import subprocess
-        import tempfile
         from harness import CONCD
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d)
         conf = os.path.join(d, "concd.conf")
         with open(conf, "w") as f:
             f.write(conf_text)
+        if args is None:
+            args = ("-s", os.path.join(d, "s"))
         r = subprocess.run([CONCD, "-f", "-c", conf, "--state-dir", "none"] +
-                           list(args or ("-s", os.path.join(d, "s"))),
-                           capture_output=True, text=True, timeout=BOUND)
+                           list(args), capture_output=True, text=True,
+                           timeout=BOUND)
         return r, conf
 
     def test_an_admin_group_that_does_not_exist_stops_start_up(self):
@@ -482,6 +485,23 @@ class Config(unittest.TestCase):
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertEqual(r.stderr, "concd: %s:2: admin-group: no group "
                              "\"%s\"\n" % (conf, value))
+
+    def test_the_files_socket_is_checked_with_its_line_even_under_s(self):
+        """A socket path longer than a socket address holds stops the
+        start with FILE:LINE, with -s overriding it or not; -s itself is
+        checked as the key is (exit 2)."""
+        long = "/tmp/" + "a" * 110
+        for args in ((), None):
+            r, conf = self.start("threads = 2\nsocket = %s\n" % long, args)
+            self.assertEqual(r.returncode, 1, (args, r.stderr))
+            self.assertEqual(r.stderr, "concd: %s:2: socket: 115 bytes, "
+                             "longer than the 107 a socket address holds: "
+                             "%s\n" % (conf, long), args)
+        r, conf = self.start("threads = 2\n", ("-s", long))
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(r.stderr, "concd: --socket: socket: 115 bytes, "
+                         "longer than the 107 a socket address holds: "
+                         "%s\n" % long)
 
 
 @unittest.skipUnless(PLUGINS, "CONCD_PLUGINS is not set")

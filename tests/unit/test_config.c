@@ -308,6 +308,54 @@ numbers_are_plain_decimal(void **state)
 }
 
 /*
+ * socket must fit in a socket address (107 bytes), made absolute, and the
+ * file's value is checked even when -s overrides the key, with its line.
+ */
+static void
+socket_must_fit_a_socket_address_even_when_overridden(void **state)
+{
+	struct fixture *fx = *state;
+	struct server_options o = {0};
+	uint32_t keep = config_key_bit("socket");
+	char cause[512], text[300], path[200], cwd[4096];
+	size_t n;
+
+	memset(path, 'a', sizeof(path));
+	memcpy(path, "/tmp/", 5);
+	path[107] = '\0'; /* 107 bytes: the most */
+	snprintf(text, sizeof(text), "threads = 2\nsocket = %s\n", path);
+	assert_int_equal(load(fx, text, &o, 0, cause, sizeof(cause)), 0);
+	assert_string_equal(o.socket_path, path);
+	config_free(&o);
+	path[107] = 'a';
+	path[108] = '\0';
+	snprintf(text, sizeof(text), "threads = 2\nsocket = %s\n", path);
+	for (n = 0; n < 2; n++) {
+		assert_int_equal(
+		    load(fx, text, &o, n ? keep : 0, cause, sizeof(cause)), -1);
+		assert_non_null(strstr(cause,
+		                       "concd.conf:2: socket: 108 bytes, "
+		                       "longer than the 107 a socket "
+		                       "address holds: /tmp/aaa"));
+		assert_null(o.socket_path);
+	}
+	/* a relative path counts the directory it is made absolute with */
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(fx->dir), 0);
+	n = 107 - strlen(fx->dir) - 1;
+	memset(path, 'r', n + 1);
+	path[n + 1] = '\0';
+	snprintf(text, sizeof(text), "socket = %s\n", path);
+	assert_int_equal(load(fx, text, &o, 0, cause, sizeof(cause)), -1);
+	assert_non_null(strstr(cause, ":1: socket: 108 bytes made absolute"));
+	path[n] = '\0';
+	snprintf(text, sizeof(text), "socket = %s\n", path);
+	assert_int_equal(load(fx, text, &o, 0, cause, sizeof(cause)), 0);
+	assert_int_equal(chdir(cwd), 0);
+	config_free(&o);
+}
+
+/*
  * admin-group names a group by name or by number, and either way the
  * group must exist: a gid that the group database does not have is an
  * error, as a name it does not have is.
@@ -551,6 +599,9 @@ main(void)
 	        setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        admin_group_must_exist_by_name_or_number, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        socket_must_fit_a_socket_address_even_when_overridden, setup,
+	        teardown),
 	    cmocka_unit_test_setup_teardown(
 	        a_missing_file_is_an_error_only_when_required, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
