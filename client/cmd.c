@@ -154,7 +154,8 @@ static const struct cmd_entry cmd_table[] = {
         .summary = "Submit the jobs listed in FILE (or the standard input) "
                    "in one request, one per line as TASK [key=value ...] "
                    "[-x EXECUTOR] [--daemon] [--fresh] [--timeout SECONDS] "
-                   "[--retries N] [--retry-delay SECONDS] [-g GROUP] "
+                   "[--retries N] [--retry-delay SECONDS] [--mem SIZE] "
+                   "[--pids N] [-g GROUP] "
                    "[--priority N] [--cpus N] [--label LABEL] [--at WHEN "
                    "| --in DURATION] [--hold] "
                    "[--after ID|@N[,...] | --after-any ID|@N[,...]] "
@@ -287,7 +288,8 @@ static const struct cmd_entry cmd_table[] = {
         .name = "run",
         .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
                  "[--fresh] [--timeout SECONDS] [--retries N] "
-                 "[--retry-delay SECONDS] [--wait-for-slot] "
+                 "[--retry-delay SECONDS] [--mem SIZE] [--pids N] "
+                 "[--wait-for-slot] "
                  "[-g GROUP] [--priority N] [--cpus N] [--label LABEL] "
                  "[--at WHEN | --in DURATION] [--hold] "
                  "[--after ID[,ID...] | --after-any ID[,ID...]] "
@@ -326,7 +328,8 @@ static const struct cmd_entry cmd_table[] = {
         .name = "submit",
         .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] "
                  "[--fresh] [--timeout SECONDS] [--retries N] "
-                 "[--retry-delay SECONDS] [--wait-for-slot] "
+                 "[--retry-delay SECONDS] [--mem SIZE] [--pids N] "
+                 "[--wait-for-slot] "
                  "[-g GROUP] [--priority N] [--cpus N] [--label LABEL] "
                  "[--at WHEN | --in DURATION] [--hold] "
                  "[--after ID[,ID...] | --after-any ID[,ID...]] "
@@ -407,7 +410,7 @@ static const struct cmd_option_entry cmd_options[] = {
         .short_name = 'x',
         .long_name = "exec",
         .arg = "EXECUTOR",
-        .help = "auto, loop, thread or process",
+        .help = "auto, loop, thread, process, slurm or remote",
     },
     {
         .flag = CMD_OPT_DAEMON,
@@ -1391,7 +1394,7 @@ cmd_apply(const struct cmd_entry *ce, const struct cmd_option_entry *o,
 		x = proto_exec_lookup(value, strlen(value));
 		if (x < 0) {
 			warnx("%s: unknown executor: %s, valid: auto, loop, "
-			      "thread, process",
+			      "thread, process, slurm, remote",
 			      ce->name, value);
 			return -1;
 		}

@@ -29,6 +29,7 @@ static const struct cmd_entry gather_line = {
     .name = "gather line",
     .usage = "TASK [key=value ...] [-x EXECUTOR] [--daemon] [--fresh] "
              "[--timeout SECONDS] [--retries N] [--retry-delay SECONDS] "
+             "[--mem SIZE] [--pids N] "
              "[--after ID|@N[,...] | --after-any ID|@N[,...]] "
              "[-- COMMAND [ARG ...]]",
     .minargs = 1,

@@ -279,6 +279,21 @@ class Concctl(DaemonTest):
             self.assertEqual(r.returncode, 0, cmd)
             self.assertIn(cmd, r.stdout)
 
+    def test_usage_names_every_job_option_and_executor(self):
+        # --mem, --pids, slurm and remote were left out of the usage
+        for cmd in ("run", "submit"):
+            r = self.ctl("help", cmd)
+            self.assertIn("[--mem SIZE] [--pids N]",
+                          " ".join(r.stdout.split()), cmd)
+            self.assertIn("auto, loop, thread, process, slurm or remote",
+                          r.stdout)
+        r = self.ctl("help", "gather")
+        self.assertIn("[--mem SIZE] [--pids N]", " ".join(r.stdout.split()))
+        r = self.ctl("run", "-x", "bogus", "noop")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown executor: bogus, valid: auto, loop, thread, "
+                      "process, slurm, remote\n", r.stderr)
+
     def test_cannot_connect_exits_3(self):
         r = subprocess.run([CONCTL, "--socket", "/nonexistent/concd.sock",
                             "ping"], capture_output=True, text=True,
