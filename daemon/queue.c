@@ -607,7 +607,8 @@ queue_defer(bool on)
 	n = q.ndeferred;
 	q.deferred = NULL;
 	q.ndeferred = q.capdeferred = 0;
-	qsort(v, n, sizeof(*v), queue_defer_order);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), queue_defer_order);
 	for (i = 0; i < n; i++)
 		queue_enter(v[i]);
 	free(v);
