@@ -40,6 +40,18 @@ _HEADER = struct.Struct(">I")
 STALE = 0.05
 READ_SIZE = 1 << 18  # bytes a read of the connection takes at most
 READ_FIRST = 1 << 14  # and its first reads: the buffer grows when filled
+# this process's id, set again in a child forked from it: a client made
+# before the fork is the parent's (a pid of its own for each connection
+# would be a system call at every request)
+_pid = os.getpid()
+
+
+def _forked():
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def default_socket():
@@ -383,7 +395,7 @@ class Client:
         self.timeout = timeout
         # the process the connection is made in, and its background reader
         # (started by the hello): a forked child has neither
-        self._pid = os.getpid()
+        self._pid = _pid
         self._sock = _unix_socket(AF_UNIX, SOCK_STREAM)
         try:
             self._sock.connect(self.path)
@@ -448,19 +460,19 @@ class Client:
         ConnectionLost (their jobs go on).  In a child forked after it was
         made, only the child's descriptor closes: the parent's connection
         goes on."""
+        if self._in_child():
+            self._sock.close()  # the parent's threads and locks stay theirs
+            return
         with self._bglock:
             self._stopping = True
             self._kicks += 1
             self._bgcv.notify()
-        forked = os.getpid() != self._pid
-        if not forked:
-            try:
-                self._sock.shutdown(SHUT_RDWR)
-            except OSError:
-                pass
+        try:
+            self._sock.shutdown(SHUT_RDWR)
+        except OSError:
+            pass
         self._sock.close()
-        if (self._bg is not None and not forked
-                and _thread.get_ident() != self._bg):
+        if self._bg is not None and _thread.get_ident() != self._bg:
             with self._bg_done:
                 pass
         with self._outbox_cond:
@@ -469,6 +481,18 @@ class Client:
         if (self._writer is not None
                 and self._writer is not threading.current_thread()):
             self._writer.join()
+
+    def _in_child(self):
+        """True in a child forked after the client was made."""
+        return self._pid != _pid
+
+    def _check_process(self):
+        """RuntimeError in a child forked after the client was made: the
+        connection is the parent's, and what the child read or wrote on
+        it would take the parent's replies or break its frames."""
+        if self._in_child():
+            raise RuntimeError("this concd client was made in process %d: "
+                               "make a new one in the child" % self._pid)
 
     # the wire
 
@@ -480,6 +504,7 @@ class Client:
         the request's last.  eager: its messages are read at once even
         while no thread waits for them (default: when there is a
         callback); else _mark_eager can say so later."""
+        self._check_process()
         p = _Pending(done, callback)
         with self._lock:
             if self._closed is not None:
@@ -504,6 +529,7 @@ class Client:
     def send_many(self, requests):
         """Send several requests, each (t, done, callback, fields), in one
         write: the ids, in order.  Those with a callback are eager."""
+        self._check_process()
         ids = []
         frames = []
         eager = []
@@ -569,6 +595,7 @@ class Client:
         connection is gone: reading the connection while it is this
         thread's turn, else waiting for the thread that reads.  False
         when timeout (seconds) passed first."""
+        self._check_process()
         deadline = None if timeout is None else time.monotonic() + timeout
         me = _thread.get_ident()
         while True:
@@ -605,7 +632,14 @@ class Client:
                     wait = deadline - time.monotonic()
                     if wait <= 0 or not self._readable(wait):
                         return
-                if not self._read_once(0):
+                    # readable, yet what poll saw may be gone: a read that
+                    # waits could outlast the deadline
+                    read = self._read_once(MSG_DONTWAIT)
+                    if read is None:
+                        continue
+                else:
+                    read = self._read_once(0)
+                if not read:
                     return
                 with self._lock:
                     if ready() or self._closed is not None:
@@ -637,8 +671,8 @@ class Client:
 
     def _read_once(self, flags):
         """One read of the connection and the messages it completes,
-        delivered; False when the connection is gone (or flags has
-        MSG_DONTWAIT and nothing waits)."""
+        delivered; False when the connection is gone, None when flags has
+        MSG_DONTWAIT and nothing waits."""
         try:
             n = self._sock.recv_into(self._rbuf, 0, flags)
             if n == 0:
@@ -651,7 +685,7 @@ class Client:
             for m in self._frames:
                 self._deliver(m)
         except BlockingIOError:
-            return False
+            return None
         except (OSError, ValueError) as e:
             self._lost(ConnectionLost("connection to concd lost: %s" % e))
             return False
@@ -663,6 +697,7 @@ class Client:
 
     def _poll(self):
         """Read what has arrived, without waiting, if no thread reads."""
+        self._check_process()
         with self._lock:
             if self._reading is not None or self._closed is not None:
                 return
@@ -884,6 +919,7 @@ class Client:
         stdin="stream" on this connection.  concd answers only a refusal,
         and later: the next input() on the connection raises it, or, with
         check, this one, which then waits until concd has read it."""
+        self._check_process()
         with self._lock:
             if self._closed is not None:
                 raise self._closed

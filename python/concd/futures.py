@@ -548,8 +548,14 @@ class ConcdExecutor(cf.Executor):
         """No new calls; with cancel_futures, the jobs that are still
         queued on concd are cancelled; with wait, return once every job
         has ended (a cancelled one once concd has stopped it).  The
-        connection closes once all have."""
+        connection closes once all have.  In a child forked after the
+        executor was made, the jobs and the connection are the parent's:
+        only the child's descriptor closes."""
         sh = self._shared
+        if sh.client._in_child():
+            sh.closed = True
+            sh.close()
+            return
         with sh.lock:
             sh.closed = True
             fs = list(sh.futures)

@@ -45,6 +45,31 @@ def until(predicate, what, bound=BOUND):
     raise AssertionError("%s: not within %ss" % (what, bound))
 
 
+def in_child(body):
+    """Run body() in a forked child: its exit status, 0 when body returned,
+    1 when it raised (the traceback on stderr); bounded."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            body()
+            code = 0
+        except BaseException:  # noqa: B902 -- reported by the status
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError("the forked child did not return")
+
+
 class ClientTest(DaemonTest):
     def setUp(self):
         super().setUp()
@@ -188,6 +213,51 @@ class ClientTest(DaemonTest):
             self.fail("close() in the forked child did not return")
         self.assertEqual(os.waitstatus_to_exitcode(status), 7)
         self.assertEqual(self.c.ping()["t"], "pong")  # the parent's goes on
+
+    def test_a_forked_child_cannot_use_the_parents_connection(self):
+        """Before the fix the child read and wrote the parent's
+        connection: it took replies meant for the parent."""
+        job = self.c.submit("sleep", {"ms": 60000}, executor="loop")
+        parent = os.getpid()
+
+        def child():
+            for request in (self.c.ping, lambda: self.c.wait(job, 1)):
+                try:
+                    request()
+                except RuntimeError as e:
+                    if str(e) != ("this concd client was made in process "
+                                  "%d: make a new one in the child" % parent):
+                        raise
+                else:
+                    raise AssertionError("the child used the connection")
+            self.c.close()
+            with concd.Client(self.d.socket, timeout=BOUND) as c:
+                c.ping()  # a client of its own works
+        self.assertEqual(in_child(child), 0)
+        self.assertEqual(self.c.cancel(job)["job"], job)
+        self.assertEqual(self.c.wait(job)["state"], "cancelled")
+
+    def test_a_read_that_poll_saw_ready_keeps_the_deadline(self):
+        # poll may see bytes that another reader of the socket (a forked
+        # child before the fix) takes first: the read must not then wait
+        # past the timeout
+        job = self.c.submit("sleep", {"ms": 60000}, executor="loop")
+        self.c._readable = lambda seconds: True
+        out = {}
+
+        def wait():
+            try:
+                self.c.wait(job, timeout=0.2)
+            except concd.Timeout as e:
+                out["e"] = e
+        t = threading.Thread(target=wait)
+        t.start()
+        t.join(BOUND / 2)
+        self.assertFalse(t.is_alive(), "the read waits past the timeout")
+        self.assertIsInstance(out.get("e"), concd.Timeout)
+        del self.c._readable
+        self.c.cancel(job)
+        self.assertEqual(self.c.wait(job)["state"], "cancelled")
 
     def test_threads_share_one_connection_with_requests_in_flight(self):
         results = {}
@@ -528,6 +598,30 @@ class ExecutorTest(DaemonTest):
         self.assertEqual(self.c.status(fs[0].job)["state"], "running")
         fs[0].cancel()
         self.assertEqual(self.c.wait(fs[0].job)["state"], "cancelled")
+
+    def test_shutdown_in_a_forked_child_leaves_the_parents_futures(self):
+        """Before the fix the child's shutdown (leaving a with block) read
+        the parent's connection for the futures' ends: the parent's
+        result() timed out, its future pending."""
+        ex = ConcdExecutor("loop", socket=self.d.socket)
+        f = ex.submit_task("sleep", ms=60000)
+        g = ex.submit_task("sleep", ms=1)
+
+        def child():
+            for use in (lambda: ex.submit_task("noop"),
+                        lambda: f.result(1)):
+                with self.assertRaises(RuntimeError) as cm:
+                    use()
+                self.assertIn("make a new one in the child",
+                              str(cm.exception))
+            with ex:
+                pass  # shutdown(wait=True): only the descriptor closes
+        self.assertEqual(in_child(child), 0)
+        self.assertEqual(g.result(BOUND), 1)
+        self.assertTrue(f.cancel())
+        self.assertEqual(self.c.wait(f.job)["state"], "cancelled")
+        self.assertEqual(ex.submit_task("noop", i=2).result(BOUND), {"i": 2})
+        ex.shutdown()
 
     def test_shutdown_waits_for_the_futures(self):
         ex = ConcdExecutor("loop", socket=self.d.socket)
