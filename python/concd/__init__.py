@@ -598,28 +598,36 @@ class Client:
         self._check_process()
         deadline = None if timeout is None else time.monotonic() + timeout
         me = _thread.get_ident()
-        while True:
-            with self._lock:
-                while True:
-                    if ready() or self._closed is not None:
-                        return True
-                    left = None if deadline is None else (
-                        deadline - time.monotonic())
-                    if left is not None and left <= 0:
-                        return False
-                    if self._reading is None:
-                        self._reading = me
-                        break
-                    if self._reading == me:
-                        raise RuntimeError(
-                            "a callback cannot wait for a reply of concd: "
-                            "it runs on the thread that reads them")
-                    self._waiting += 1
-                    try:
-                        self._cv.wait(left)
-                    finally:
-                        self._waiting -= 1
-            self._read_turn(ready, left)
+        nested = self._reading == me  # a callback, on the reading thread
+        try:
+            while True:
+                with self._lock:
+                    while True:
+                        if ready() or self._closed is not None:
+                            return True
+                        left = None if deadline is None else (
+                            deadline - time.monotonic())
+                        if left is not None and left <= 0:
+                            return False
+                        if self._reading is None:
+                            self._reading = me
+                            break
+                        if nested:
+                            raise RuntimeError(
+                                "a callback cannot wait for a reply of "
+                                "concd: it runs on the thread that reads "
+                                "them")
+                        self._waiting += 1
+                        try:
+                            self._cv.wait(left)
+                        finally:
+                            self._waiting -= 1
+                self._read_turn(ready, left)
+        finally:
+            # an exception anywhere once the turn was taken (a
+            # KeyboardInterrupt between two lines) must not keep it
+            if not nested and self._reading == me:
+                self._end_turn()
 
     def _read_turn(self, ready, left=None, background=False):
         """This thread's turn to read (self._reading is it): reads until
@@ -652,8 +660,10 @@ class Client:
     def _end_turn(self, background=False):
         """The reading thread's turn is over: a waiting thread may take
         it, and so may the background thread, for callbacks left."""
+        # given back before anything that an exception could stop; the
+        # waiting threads look at it under _lock, and are woken below
+        self._reading = None
         with self._lock:
-            self._reading = None
             if self._waiting:
                 self._cv.notify_all()
             handover = self._eager > 0 and not background
@@ -698,15 +708,19 @@ class Client:
     def _poll(self):
         """Read what has arrived, without waiting, if no thread reads."""
         self._check_process()
-        with self._lock:
-            if self._reading is not None or self._closed is not None:
-                return
-            self._reading = _thread.get_ident()
+        me = _thread.get_ident()
+        if self._reading == me:
+            return  # a callback, on the reading thread
         try:
+            with self._lock:
+                if self._reading is not None or self._closed is not None:
+                    return
+                self._reading = me
             while self._read_once(MSG_DONTWAIT):
                 pass
         finally:
-            self._end_turn()
+            if self._reading == me:
+                self._end_turn()
 
     def _mark_eager(self, p):
         """p's messages are read at once from now on, even while no

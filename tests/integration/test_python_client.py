@@ -797,6 +797,51 @@ class ExecutorTest(DaemonTest):
         f.cancel()
         ex.shutdown()
 
+    def test_an_interrupted_wait_gives_the_read_turn_back(self):
+        """A KeyboardInterrupt (here from a 1 ms timer) between taking the
+        turn to read and the try that gives it back left the connection
+        to the interrupted thread: its next result() raised 'a callback
+        cannot wait', every other thread's hung."""
+        import signal
+
+        # the timer interrupts result() only, once each: never the test's
+        # own lines
+        state = {"armed": False, "interrupts": 0}
+
+        def interrupt(signum, frame):
+            if state["armed"]:
+                state["armed"] = False
+                state["interrupts"] += 1
+                raise KeyboardInterrupt
+        # an executor of its own: an interrupted read may lose the end of
+        # a future it had read (what this test leaves to the turn alone)
+        ex = ConcdExecutor("loop", socket=self.d.socket)
+        self.addCleanup(ex.shutdown, wait=False)
+        pad = "x" * 2000  # replies that take more than one read
+        old = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+            for i in range(3000):
+                f = ex.submit_task("noop", pad=pad)
+                try:
+                    state["armed"] = True
+                    f.result(BOUND)
+                    state["armed"] = False
+                except KeyboardInterrupt:
+                    pass
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        self.assertGreater(state["interrupts"], 0)
+        self.assertIsNone(ex.client._reading)
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault(
+            "r", ex.submit_task("noop", i=1).result(BOUND)))
+        t.start()
+        t.join(BOUND)
+        self.assertEqual(out, {"r": {"i": 1}})
+        self.assertEqual(ex.submit_task("noop", i=2).result(BOUND), {"i": 2})
+
     def test_a_callback_that_waits_for_a_reply_raises_instead_of_hanging(
             self):
         ex = self.ex.options(executor="loop")
