@@ -20,8 +20,8 @@ import threading
 import time
 import types
 
-from . import Client, ConcdError, Cancelled, TaskFailed, end_result, \
-    pack, submit_fields, _done_gather, _done_watch
+from . import Client, ConcdError, Cancelled, NoSuchJob, TaskFailed, \
+    Watch, end_result, pack, submit_fields, _done_gather, _done_watch
 
 __all__ = ["ConcdExecutor", "ConcdFuture", "callable_name", "EXECUTORS"]
 
@@ -559,16 +559,9 @@ class ConcdExecutor(cf.Executor):
         with sh.lock:
             sh.closed = True
             fs = list(sh.futures)
+        error = None
         if cancel_futures and fs:
-            queued = set()
-            try:
-                rows = self.client.ps(state="queued", limit=1000000)["jobs"]
-                queued = {r["job"] for r in rows}
-            except ConcdError:
-                pass
-            for f in fs:
-                if f.job is None or f.job in queued:
-                    f.cancel()
+            error = self._cancel_queued(fs)
         if wait:
             # every job's end, cancelled ones' included: a cancel still
             # to be sent (the job not yet accepted) is not lost
@@ -579,6 +572,38 @@ class ConcdExecutor(cf.Executor):
             sh.close()
         else:
             sh.close_when_idle()
+        if error is not None:
+            raise error
+
+    def _cancel_queued(self, fs):
+        """Cancel the futures of fs whose jobs are queued on concd, or not
+        yet accepted: the state of each job from a status request, all
+        sent at once (one ps of every queued job can be too large for a
+        reply).  The first error other than a job concd has forgotten,
+        returned once all are done."""
+        asked = []
+        error = None
+        for f in fs:
+            if f.job is None:
+                f.cancel()  # its job is cancelled once accepted
+            elif not f.done():
+                try:
+                    asked.append((f, self.client.send("status",
+                                                      job=f.job)[1]))
+                except ConcdError as e:
+                    error = error or e
+                    break
+        for f, p in asked:
+            try:
+                m = Watch(self.client, None, p).next()
+            except NoSuchJob:
+                continue  # forgotten: long finished
+            except ConcdError as e:
+                error = error or e
+                continue
+            if m is not None and m.get("state") == "queued":
+                f.cancel()
+        return error
 
 
 class _Shared:

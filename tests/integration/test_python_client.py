@@ -623,6 +623,25 @@ class ExecutorTest(DaemonTest):
         self.assertEqual(ex.submit_task("noop", i=2).result(BOUND), {"i": 2})
         ex.shutdown()
 
+    def test_shutdown_cancel_futures_cancels_more_jobs_than_a_ps_holds(
+            self):
+        """Before the fix shutdown asked one ps of every queued job, which
+        concd refuses past a frame (about 10000 jobs), and cancelled
+        nothing, silently."""
+        self.c.group("add", "one", parallel=1)
+        ex = ConcdExecutor("loop", socket=self.d.socket, group="one", cpus=1)
+        first = ex.submit_task("sleep", ms=60000)
+        self.running(first)
+        fs = ex.gather_tasks([("sleep", {"ms": 60000})] * 12000)
+        until(lambda: all(f.job for f in fs), "all accepted")
+        ex.shutdown(wait=False, cancel_futures=True)
+        self.assertEqual(sum(not f.cancelled() for f in fs), 0)
+        self.assertFalse(first.cancelled())
+        until(lambda: self.c.ps(state="queued", limit=0)["total"] == 0,
+              "no job queued")
+        self.assertEqual(self.c.status(first.job)["state"], "running")
+        self.c.cancel(first.job)
+
     def test_shutdown_waits_for_the_futures(self):
         ex = ConcdExecutor("loop", socket=self.d.socket)
         fs = [ex.submit_task("sleep", ms=20) for _ in range(5)]
