@@ -353,11 +353,14 @@ class Watch:
 
     def next(self, timeout=None):
         """The next message, or None once the request is complete."""
-        p, c = self._p, self.client
         if timeout is None:
-            timeout = c.timeout
-        c._wait(lambda: p.msgs or p.error is not None or p.finished,
-                timeout)
+            timeout = self.client.timeout
+        return self._next(timeout, timeout)
+
+    def _next(self, left, timeout):
+        # left: the seconds this message may take, of timeout in all
+        p, c = self._p, self.client
+        c._wait(lambda: p.msgs or p.error is not None or p.finished, left)
         with c._lock:
             if p.msgs:
                 m = p.msgs.popleft()
@@ -377,10 +380,16 @@ class Watch:
             yield m
 
     def end(self, timeout=None):
-        """Read to the end: the last message (`end`, `ok` or `error`)."""
+        """Read to the end: the last message (`end`, `ok` or `error`),
+        within timeout seconds in all (the client's when None), however
+        many messages come before it."""
+        if timeout is None:
+            timeout = self.client.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         last = None
         while True:
-            m = self.next(timeout)
+            m = self._next(None if deadline is None else
+                           deadline - time.monotonic(), timeout)
             if m is None:
                 return last
             last = m

@@ -41,14 +41,21 @@ class Watch:
 
     async def next(self, timeout=None):
         """The next message, or None once the request is complete."""
-        if self.finished and self.queue.empty():
-            return None
         if timeout is None:
             timeout = self.client.timeout
-        try:
-            m = await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
-            raise Timeout("no message within %ss" % timeout) from None
+        return await self._next(timeout, timeout)
+
+    async def _next(self, left, timeout):
+        # left: the seconds this message may take, of timeout in all
+        if self.finished and self.queue.empty():
+            return None
+        if not self.queue.empty():
+            m = self.queue.get_nowait()
+        else:
+            try:
+                m = await asyncio.wait_for(self.queue.get(), left)
+            except asyncio.TimeoutError:
+                raise Timeout("no message within %ss" % timeout) from None
         if isinstance(m, ConcdError):
             self.finished = True
             raise m
@@ -66,10 +73,16 @@ class Watch:
         return m
 
     async def end(self, timeout=None):
-        """Read to the end: the last message."""
+        """Read to the end: the last message, within timeout seconds in
+        all (the client's when None)."""
+        if timeout is None:
+            timeout = self.client.timeout
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         last = None
         while True:
-            m = await self.next(timeout)
+            m = await self._next(None if deadline is None else
+                                 max(0, deadline - loop.time()), timeout)
             if m is None:
                 return last
             last = m

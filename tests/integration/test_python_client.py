@@ -153,6 +153,30 @@ class ClientTest(DaemonTest):
         self.c.cancel(job)
         self.assertEqual(self.c.wait(job)["state"], "cancelled")
 
+    def test_a_timeout_bounds_a_whole_wait_of_a_job_with_progress(self):
+        """Before the fix the timeout began again at every message: a job
+        that reports progress never timed out (wait returned at its end,
+        3 s later)."""
+        job = self.c.submit("sleep", {"ms": 3000, "steps": 30},
+                            executor="loop")
+        with self.assertRaises(concd.Timeout):
+            self.c.wait(job, timeout=0.5)
+        with concd.Client(self.d.socket, timeout=0.5) as c:
+            with self.assertRaises(concd.Timeout):
+                c.run("sleep", {"ms": 3000, "steps": 30}, executor="loop")
+
+        async def main():
+            async with await concd.aio.Client.connect(self.d.socket) as c:
+                with self.assertRaises(concd.Timeout):
+                    await c.wait(job, timeout=0.5)
+            async with await concd.aio.Client.connect(
+                    self.d.socket, timeout=0.5) as c:
+                with self.assertRaises(concd.Timeout):
+                    await c.run("sleep", {"ms": 3000, "steps": 30},
+                                executor="loop")
+        asyncio.run(main())
+        self.assertEqual(self.c.cancel(job)["job"], job)
+
     def test_gather_streams_every_jobs_events_with_its_index(self):
         w = self.c.gather([concd.submit_fields("noop", {"i": i})
                            for i in range(50)])
