@@ -100,7 +100,11 @@ class Client:
         self._next_id = 1
         self._closed = None
         self._refused = None  # an input's refusal, for the next input()
-        self._task = asyncio.get_running_loop().create_task(self._read())
+        # the connection belongs to the loop it is made on, and ends with
+        # it: another loop's tasks would never see its replies
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        self._task = self._loop.create_task(self._read())
         self.server = self.server_version = self.server_pid = None
 
     @classmethod
@@ -130,6 +134,19 @@ class Client:
         await self.close()
 
     async def close(self):
+        self._closing = True
+        if asyncio.get_running_loop() is not self._loop:
+            # its loop has ended, and the connection with it (_read), or
+            # runs elsewhere: nothing of it may be awaited here
+            if not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._writer.close)
+            elif not self._writer.transport.is_closing():
+                try:
+                    self._writer.close()
+                except RuntimeError:
+                    pass  # closed without its tasks cancelled: too late
+            self._lost(ConnectionLost("the connection was closed"))
+            return
         self._writer.close()
         try:
             await self._writer.wait_closed()
@@ -141,6 +158,13 @@ class Client:
         except asyncio.CancelledError:
             pass
         self._lost(ConnectionLost("the connection was closed"))
+
+    def _check_loop(self):
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError(
+                "this concd.aio client belongs to the event loop it was "
+                "connected on, which has ended or is another: connect a "
+                "new one on this loop")
 
     async def _read(self):
         frames = Frames()
@@ -171,6 +195,15 @@ class Client:
         except (OSError, ValueError) as e:
             self._lost(ConnectionLost("connection to concd lost: %s" % e))
             return
+        except asyncio.CancelledError:
+            if not self._closing:
+                # the loop ends (asyncio.run cancels what runs on it at
+                # the end), and so does the connection, closed while the
+                # loop can still close it
+                self._writer.close()
+                self._lost(ConnectionLost(
+                    "the event loop of this concd.aio client has ended"))
+            raise
         self._lost(ConnectionLost("concd closed the connection"))
 
     def _lost(self, err):
@@ -182,6 +215,7 @@ class Client:
 
     def send(self, t, last=_last_single, **fields):
         """Send one request: its Watch (no waiting: pipelined)."""
+        self._check_loop()
         if self._closed is not None:
             raise self._closed
         rid = self._next_id
@@ -265,6 +299,7 @@ class Client:
     async def input(self, job, data=b"", eof=False, check=False):
         """As concd.Client.input: a refusal is raised by the next input(),
         or with check by this one, which waits until concd has read it."""
+        self._check_loop()
         if self._closed is not None:
             raise self._closed
         if self._refused is not None:

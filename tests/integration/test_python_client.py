@@ -483,6 +483,43 @@ class AioTest(DaemonTest):
         asyncio.run(main())
 
 
+    def test_a_client_used_after_its_event_loop_ended_says_so(self):
+        """Before the fix a request on a later loop hung, close() raised
+        'Event loop is closed' and the transport was left unclosed."""
+        import subprocess
+        script = """if True:
+            import asyncio, sys
+            import concd.aio
+
+            async def first():
+                c = await concd.aio.Client.connect(sys.argv[1])
+                await c.ping()
+                return c
+            c = asyncio.run(first())
+
+            async def second():
+                try:
+                    await asyncio.wait_for(c.ping(), %r)
+                except RuntimeError as e:
+                    print("RuntimeError:", e)
+                except asyncio.TimeoutError:
+                    print("hung")
+                await c.close()
+                print("closed")
+            asyncio.run(second())
+            """ % (BOUND / 2)
+        env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "..",
+                                                       "python"))
+        r = subprocess.run([sys.executable, "-W", "default", "-c", script,
+                            self.d.socket], capture_output=True, env=env,
+                           timeout=BOUND)
+        self.assertEqual(r.stdout.decode(), (
+            "RuntimeError: this concd.aio client belongs to the event loop "
+            "it was connected on, which has ended or is another: connect a "
+            "new one on this loop\nclosed\n"))
+        self.assertEqual(r.stderr, b"")
+
+
 class ExecutorTest(DaemonTest):
     def setUp(self):
         super().setUp()
