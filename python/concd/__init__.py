@@ -237,9 +237,9 @@ def pack(msg):
     protocol's limit."""
     body = msgpack.packb(msg, use_bin_type=True)
     if len(body) > MAX_FRAME:
-        raise ValueError("a %s request of %d bytes is over concd's frame "
-                         "limit of %d bytes" % (msg.get("t"), len(body),
-                                                MAX_FRAME))
+        what = "a %s request" % msg["t"] if "t" in msg else "a job"
+        raise ValueError("%s of %d bytes is over concd's frame limit of %d "
+                         "bytes" % (what, len(body), MAX_FRAME))
     return _HEADER.pack(len(body)) + body
 
 

@@ -14,11 +14,14 @@ lists).  Each executor has one connection, shared by its threads, and
 sends its requests without waiting for replies.
 """
 import concurrent.futures as cf
+import itertools
 import os
 import sys
 import threading
 import time
 import types
+
+import msgpack
 
 from . import Client, ConcdError, Cancelled, NoSuchJob, TaskFailed, \
     Watch, end_result, pack, submit_fields, _done_gather, _done_watch
@@ -93,6 +96,71 @@ def _call_chunk(call, calls):
 
 
 CHUNK_CALL = "concd.futures:_call_chunk"
+_NESTS = (list, tuple, dict)
+# how deep lists and maps may nest in an item of map(): concd's limit of 8
+# levels less those of a gather, its job, the job's args and the call's
+# argument list; and in an item of a chunk, whose two levels come on top
+ITEM_DEPTH = 3
+CHUNK_ITEM_DEPTH = 1
+
+
+def _depth(v, most):
+    """How deep lists and maps nest in v (0: v is neither), counted up to
+    most + 1."""
+    if not isinstance(v, _NESTS):
+        return 0
+    items = v if not isinstance(v, dict) else \
+        itertools.chain(v.keys(), v.values())
+    d = 0
+    for x in items:
+        if isinstance(x, _NESTS):
+            if most <= 1:
+                return 2
+            d = max(d, _depth(x, most - 1))
+            if d >= most:
+                break
+    return 1 + d
+
+
+def _call_depth(args):
+    d = 0
+    for a in args:
+        if isinstance(a, _NESTS):
+            d = max(d, _depth(a, ITEM_DEPTH))
+    return d
+
+
+def _chunks(calls, chunksize, chunk_job):
+    """map()'s jobs: (calls, alone, lone) triples, in order.  At most
+    chunksize calls a chunk, and no more than chunk_job(calls) encodes
+    in GATHER_BYTES; a call too deep for a chunk goes alone, as a job of
+    its own, and one too deep for any job lone, in a gather of its own:
+    either succeeds or fails by itself."""
+    out = []
+
+    def add(chunk):
+        if len(chunk) > 1 and len(msgpack.packb(
+                chunk_job(chunk), use_bin_type=True)) > GATHER_BYTES:
+            half = len(chunk) // 2
+            add(chunk[:half])
+            add(chunk[half:])
+        elif chunk:
+            out.append((chunk, len(chunk) == 1, False))
+
+    chunk = []
+    for args in calls:
+        depth = _call_depth(args)
+        if depth > CHUNK_ITEM_DEPTH:
+            add(chunk)
+            chunk = []
+            out.append(([args], True, depth > ITEM_DEPTH))
+            continue
+        chunk.append(args)
+        if len(chunk) == chunksize:
+            add(chunk)
+            chunk = []
+    add(chunk)
+    return out
 
 
 # _path()'s last answer: (sys.path, cwd, when, dirs); a stat of every
@@ -428,12 +496,16 @@ class ConcdExecutor(cf.Executor):
                                         "kwargs": {}, "path": path,
                                         "cwd": cwd, "umask": self._umask})
         if chunksize == 1:
+            lone = {i for i, a in enumerate(calls)
+                    if _call_depth(a) > ITEM_DEPTH}
             return self._results(self._gather(
-                (job(name, a) for a in calls), None), timeout)
-        chunks = [calls[i:i + chunksize]
-                  for i in range(0, len(calls), chunksize)]
-        fs = self._gather((job(CHUNK_CALL, [name, c]) for c in chunks),
-                          None)
+                (job(name, a) for a in calls), None, lone), timeout)
+        chunks = _chunks(calls, chunksize,
+                         lambda c: job(CHUNK_CALL, [name, c]))
+        fs = self._gather((job(name, c[0]) if alone else
+                           job(CHUNK_CALL, [name, c])
+                           for c, alone, _ in chunks), None,
+                          {i for i, c in enumerate(chunks) if c[2]})
         return self._chunk_results(fs, chunks, name, job, timeout)
 
     def _chunk_results(self, fs, chunks, name, job, timeout):
@@ -447,11 +519,13 @@ class ConcdExecutor(cf.Executor):
                 fs.reverse()
                 chunks.reverse()
                 while fs:
-                    f, chunk = fs[-1], chunks[-1]
+                    f, (chunk, alone, _) = fs[-1], chunks[-1]
                     try:
                         values = f.result(left())
+                        if alone:
+                            values = [values]
                     except TaskFailed as e:
-                        if "result is too large" not in str(e):
+                        if alone or "result is too large" not in str(e):
                             raise
                         # one call a job: each result has a frame
                         values = [g.result(left()) for g in self._gather(
@@ -493,18 +567,25 @@ class ConcdExecutor(cf.Executor):
         self._shared.check_open()
         return self._gather((self._job(n, a) for n, a in jobs), chunksize)
 
-    def _gather(self, jobs, chunksize):
+    def _gather(self, jobs, chunksize, lone=()):
+        """Futures of jobs, sent in gather requests; those whose index is
+        in lone each in a gather of its own (concd refuses a request
+        with a value over its limits whole)."""
         limit = min(chunksize or GATHER_JOBS, GATHER_JOBS)
         out = []
         batch, size = [], 0
-        for job in jobs:
+        for i, job in enumerate(jobs):
             n = len(pack(job))
-            if batch and (len(batch) >= limit or
+            alone = i in lone
+            if batch and (alone or len(batch) >= limit or
                           size + n > GATHER_BYTES):
                 out += self._send_gather(batch)
                 batch, size = [], 0
             batch.append(job)
             size += n
+            if alone:
+                out += self._send_gather(batch)
+                batch, size = [], 0
         if batch:
             out += self._send_gather(batch)
         return out

@@ -59,3 +59,7 @@ class Maths:
 
 def big(n):
     return b"x" * n
+
+
+def ident(x):
+    return x

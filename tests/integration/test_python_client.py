@@ -1084,6 +1084,30 @@ class PythonTaskTest(PythonDaemonTest):
         self.assertEqual(self.ex.submit(pyclient_funcs.pair, deep[0],
                                         1).result(BOUND), [deep[0], 1])
 
+    def test_default_chunks_keep_to_the_frame_and_nesting_limits(self):
+        """Before the fix the default chunks of calls that each fit were
+        too large for a frame (ValueError "a None request of ...") or
+        nested too deeply (BadField for every call of the chunk)."""
+        blob = [b"x" * 131072] * 4  # 512 KiB and a little: two a frame
+        before = self.jobs()
+        self.assertEqual(list(self.ex.map(len, [blob] * 65,
+                                          timeout=BOUND)), [4] * 65)
+        self.assertEqual(self.jobs() - before, 65)  # chunks of 2, halved
+        items = [[[i]] for i in range(200)]
+        self.assertEqual(list(self.ex.map(pyclient_funcs.ident, items,
+                                          timeout=BOUND)), items)
+        # an item nested too deeply for any job fails its call alone
+        it = self.ex.map(pyclient_funcs.ident, [1, 2, [[[[3]]]], 4],
+                         chunksize=4, timeout=BOUND)
+        self.assertEqual([next(it), next(it)], [1, 2])
+        with self.assertRaises(concd.BadField) as cm:
+            next(it)
+        self.assertIn("nested too deeply", str(cm.exception))
+        with self.assertRaises(ValueError) as cm:
+            self.ex.map(len, [[b"x" * 262144] * 5] * 2, chunksize=2)
+        self.assertRegex(str(cm.exception), "^a job of [0-9]+ bytes is over "
+                         "concd's frame limit of 1048576 bytes$")
+
     def test_submit_runs_a_function_and_gives_its_result(self):
         self.assertEqual(self.ex.submit(pyclient_funcs.square, 12).result(
             BOUND), 144)
