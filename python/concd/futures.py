@@ -229,6 +229,14 @@ class _Waiters(list):
         self._future._eager()
 
 
+class _Resent:
+    """The result of a chunk of map() sent again one call a job: the
+    futures of its calls."""
+
+    def __init__(self, futures):
+        self.futures = futures
+
+
 class ConcdFuture(cf.Future):
     """A concurrent.futures.Future for a concd job.  `job` is its id once
     concd has accepted it; cancel() also cancels the job on concd, running
@@ -246,6 +254,9 @@ class ConcdFuture(cf.Future):
         self._on_output = None
         self._output = []
         self.end = None  # the job's end message
+        # map()'s chunk: sends its calls again, one a job, when their
+        # results together are too large for a frame: their futures
+        self._resend = None
 
     def _finished(self):
         return self._state in ("FINISHED", "CANCELLED",
@@ -328,24 +339,38 @@ class ConcdFuture(cf.Future):
                 self._output.append((m.get("stream"), m.get("data", b"")))
         elif t in ("end", "error"):
             self.end = m
-            self._executor._forget(self)
-            if self.cancelled():
+            try:
+                self._ended(m)
+            finally:
+                # after a resend, so that shutdown waits for its jobs
+                self._executor._forget(self)
+
+    def _ended(self, m):
+        if self.cancelled():
+            return
+        try:
+            value = end_result(m)
+        except ConcdError as e:
+            if isinstance(e, Cancelled) and self._want_cancel:
+                # cancel() asked for it: the future ends here too, for
+                # a thread that reads for it may read no more
+                # otherwise (cancel() may not have got so far yet)
+                if cf.Future.cancel(self):
+                    with self._condition:
+                        if self._state == "CANCELLED":
+                            self.set_running_or_notify_cancel()
+                return
+            if (self._resend is None or self._want_cancel
+                    or not isinstance(e, TaskFailed)
+                    or "result is too large" not in e.message):
+                self._set(exception=e)
                 return
             try:
-                value = end_result(m)
-            except ConcdError as e:
-                if isinstance(e, Cancelled) and self._want_cancel:
-                    # cancel() asked for it: the future ends here too, for
-                    # a thread that reads for it may read no more
-                    # otherwise (cancel() may not have got so far yet)
-                    if cf.Future.cancel(self):
-                        with self._condition:
-                            if self._state == "CANCELLED":
-                                self.set_running_or_notify_cancel()
-                    return
-                self._set(exception=e)
-            else:
-                self._set(result=self._executor._convert(self, value))
+                value = _Resent(self._resend())
+            except Exception as e2:  # noqa: B902 -- the future's error
+                self._set(exception=e2)
+                return
+        self._set(result=self._executor._convert(self, value))
 
     def _set(self, result=None, exception=None):
         try:
@@ -502,40 +527,48 @@ class ConcdExecutor(cf.Executor):
                 (job(name, a) for a in calls), None, lone), timeout)
         chunks = _chunks(calls, chunksize,
                          lambda c: job(CHUNK_CALL, [name, c]))
+
+        def resend(chunk):
+            return lambda: self._gather((job(name, a) for a in chunk), None)
         fs = self._gather((job(name, c[0]) if alone else
                            job(CHUNK_CALL, [name, c])
                            for c, alone, _ in chunks), None,
-                          {i for i, c in enumerate(chunks) if c[2]})
-        return self._chunk_results(fs, chunks, name, job, timeout)
+                          {i for i, c in enumerate(chunks) if c[2]},
+                          [None if alone else resend(c)
+                           for c, alone, _ in chunks])
+        return self._chunk_results(fs, chunks, timeout)
 
-    def _chunk_results(self, fs, chunks, name, job, timeout):
+    def _chunk_results(self, fs, chunks, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def left():
             return None if deadline is None else deadline - time.monotonic()
 
         def results():
+            resent = []  # the futures of a chunk sent again, not yet read
             try:
                 fs.reverse()
                 chunks.reverse()
                 while fs:
-                    f, (chunk, alone, _) = fs[-1], chunks[-1]
-                    try:
-                        values = f.result(left())
-                        if alone:
-                            values = [values]
-                    except TaskFailed as e:
-                        if alone or "result is too large" not in str(e):
-                            raise
-                        # one call a job: each result has a frame
-                        values = [g.result(left()) for g in self._gather(
-                            (job(name, a) for a in chunk), None)]
+                    values = fs[-1].result(left())
+                    alone = chunks[-1][1]
                     fs.pop()
                     chunks.pop()
-                    yield from values
+                    if isinstance(values, _Resent):
+                        resent = values.futures[::-1]
+                        while resent:
+                            value = resent[-1].result(left())
+                            resent.pop()
+                            yield value
+                    elif alone:
+                        yield values
+                    else:
+                        yield from values
             finally:
+                for g in resent:
+                    g.cancel()
                 for f in fs:
-                    f.cancel()
+                    _cancel_chunk(f)
         return results()
 
     def map_task(self, name, argmaps, timeout=None, chunksize=None):
@@ -567,10 +600,11 @@ class ConcdExecutor(cf.Executor):
         self._shared.check_open()
         return self._gather((self._job(n, a) for n, a in jobs), chunksize)
 
-    def _gather(self, jobs, chunksize, lone=()):
+    def _gather(self, jobs, chunksize, lone=(), resends=None):
         """Futures of jobs, sent in gather requests; those whose index is
         in lone each in a gather of its own (concd refuses a request
-        with a value over its limits whole)."""
+        with a value over its limits whole).  resends: each job's
+        future's _resend, in order."""
         limit = min(chunksize or GATHER_JOBS, GATHER_JOBS)
         out = []
         batch, size = [], 0
@@ -579,20 +613,22 @@ class ConcdExecutor(cf.Executor):
             alone = i in lone
             if batch and (alone or len(batch) >= limit or
                           size + n > GATHER_BYTES):
-                out += self._send_gather(batch)
+                out += self._send_gather(batch, resends, len(out))
                 batch, size = [], 0
             batch.append(job)
             size += n
             if alone:
-                out += self._send_gather(batch)
+                out += self._send_gather(batch, resends, len(out))
                 batch, size = [], 0
         if batch:
-            out += self._send_gather(batch)
+            out += self._send_gather(batch, resends, len(out))
         return out
 
-    def _send_gather(self, batch):
+    def _send_gather(self, batch, resends=None, at=0):
         fs = [ConcdFuture(self) for _ in batch]
-        for f in fs:
+        for i, f in enumerate(fs):
+            if resends is not None:
+                f._resend = resends[at + i]
             self._shared.add(f)
 
         def event(m):
@@ -729,6 +765,17 @@ class _Shared:
             owned, self.owned = self.owned, False
         if owned:
             self.client.close()
+
+
+def _cancel_chunk(f):
+    """Cancel a future of map(), and the calls of its chunk if it was sent
+    again."""
+    if f.cancel() or f.cancelled() or f.exception(0) is not None:
+        return
+    value = f.result(0)
+    if isinstance(value, _Resent):
+        for g in value.futures:
+            g.cancel()
 
 
 def _quiet(m):

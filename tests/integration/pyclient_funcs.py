@@ -63,3 +63,19 @@ def big(n):
 
 def ident(x):
     return x
+
+
+def big_then_slow(n, i):
+    """n bytes; called in a job of its own (map's resend of a chunk) with
+    i > 0, runs first until cancelled (at most a minute)."""
+    import sys
+    import time
+    try:  # a chunk's calls come from _call_chunk's list
+        alone = sys._getframe(1).f_code.co_name != "<listcomp>"
+    except ValueError:
+        alone = True  # called by the worker itself
+    if alone and i > 0:
+        end = time.monotonic() + 60
+        while not concd.task.cancelled() and time.monotonic() < end:
+            time.sleep(0.01)
+    return b"x" * n

@@ -1062,6 +1062,22 @@ class PythonTaskTest(PythonDaemonTest):
             list(self.ex.map(pyclient_funcs.big, [1, 4 << 20], chunksize=2,
                              timeout=BOUND))
 
+    def test_a_chunk_sent_again_survives_shutdown_and_is_cancelled(self):
+        """Before the fix the calls of a chunk too large for a frame were
+        sent again only when the iteration reached it: after shutdown()
+        that failed with ConnectionLost, and leaving the iteration did
+        not cancel them."""
+        it = self.ex.map(pyclient_funcs.big, [200000] * 12, chunksize=6)
+        self.ex.shutdown(wait=True)
+        self.assertEqual([len(x) for x in it], [200000] * 12)
+        ex = ConcdExecutor(socket=self.d.socket)
+        it = ex.map(pyclient_funcs.big_then_slow, [200000] * 6, range(6),
+                    chunksize=6, timeout=BOUND / 2)
+        self.assertEqual(len(next(it)), 200000)
+        it.close()  # the five calls still running are cancelled
+        ex.shutdown(wait=True)
+        self.assertEqual(self.c.ps(task="python")["jobs"], [])
+
     def test_a_timeout_raises_and_cancels_the_jobs_left(self):
         it = self.ex.map(pyclient_funcs.slow, [10 ** 9] * 4, chunksize=2,
                          timeout=0.2)
