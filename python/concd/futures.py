@@ -39,6 +39,7 @@ GATHER_JOBS = 10000
 # than the function, enough to keep the workers busy to the end
 MAP_JOBS = 64
 MAP_CHUNK = 1000
+SHUT_DOWN = "cannot schedule new futures after shutdown"
 
 
 def callable_name(fn):
@@ -529,7 +530,9 @@ class ConcdExecutor(cf.Executor):
                          lambda c: job(CHUNK_CALL, [name, c]))
 
         def resend(chunk):
-            return lambda: self._gather((job(name, a) for a in chunk), None)
+            # after shutdown() too: it waits for the chunk's future
+            return lambda: self._gather((job(name, a) for a in chunk), None,
+                                        check=False)
         fs = self._gather((job(name, c[0]) if alone else
                            job(CHUNK_CALL, [name, c])
                            for c, alone, _ in chunks), None,
@@ -600,11 +603,11 @@ class ConcdExecutor(cf.Executor):
         self._shared.check_open()
         return self._gather((self._job(n, a) for n, a in jobs), chunksize)
 
-    def _gather(self, jobs, chunksize, lone=(), resends=None):
+    def _gather(self, jobs, chunksize, lone=(), resends=None, check=True):
         """Futures of jobs, sent in gather requests; those whose index is
         in lone each in a gather of its own (concd refuses a request
         with a value over its limits whole).  resends: each job's
-        future's _resend, in order."""
+        future's _resend, in order; check: RuntimeError after shutdown."""
         limit = min(chunksize or GATHER_JOBS, GATHER_JOBS)
         out = []
         batch, size = [], 0
@@ -613,23 +616,23 @@ class ConcdExecutor(cf.Executor):
             alone = i in lone
             if batch and (alone or len(batch) >= limit or
                           size + n > GATHER_BYTES):
-                out += self._send_gather(batch, resends, len(out))
+                out += self._send_gather(batch, resends, len(out), check)
                 batch, size = [], 0
             batch.append(job)
             size += n
             if alone:
-                out += self._send_gather(batch, resends, len(out))
+                out += self._send_gather(batch, resends, len(out), check)
                 batch, size = [], 0
         if batch:
-            out += self._send_gather(batch, resends, len(out))
+            out += self._send_gather(batch, resends, len(out), check)
         return out
 
-    def _send_gather(self, batch, resends=None, at=0):
+    def _send_gather(self, batch, resends=None, at=0, check=True):
         fs = [ConcdFuture(self) for _ in batch]
         for i, f in enumerate(fs):
             if resends is not None:
                 f._resend = resends[at + i]
-            self._shared.add(f)
+        self._shared.add(*fs, check=check)
 
         def event(m):
             if m["t"] == "accepted":
@@ -738,11 +741,16 @@ class _Shared:
 
     def check_open(self):
         if self.closed:
-            raise RuntimeError("cannot schedule new futures after shutdown")
+            raise RuntimeError(SHUT_DOWN)
 
-    def add(self, f):
+    def add(self, *fs, check=True):
+        """The futures fs are in flight: shutdown() waits for them.  With
+        check, RuntimeError once it has begun, tested under the lock it
+        takes: a future added before is waited for, none after."""
         with self.lock:
-            self.futures.add(f)
+            if check and self.closed:
+                raise RuntimeError(SHUT_DOWN)
+            self.futures.update(fs)
 
     def discard(self, f):
         with self.lock:

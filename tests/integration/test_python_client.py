@@ -703,6 +703,24 @@ class ExecutorTest(DaemonTest):
         self.assertEqual(self.c.status(first.job)["state"], "running")
         self.c.cancel(first.job)
 
+    def test_a_submit_that_shutdown_overtakes_raises_RuntimeError(self):
+        """Before the fix a submit that had passed the shutdown check when
+        shutdown(wait=True) closed the connection returned a future that
+        failed with ConnectionLost."""
+        ex = ConcdExecutor("loop", socket=self.d.socket)
+        check_open = ex._shared.check_open
+
+        def then_shutdown():
+            check_open()  # passed: shutdown comes in between
+            t = threading.Thread(target=ex.shutdown)
+            t.start()
+            t.join(BOUND)
+        ex._shared.check_open = then_shutdown
+        with self.assertRaises(RuntimeError) as cm:
+            ex.submit_task("noop")
+        self.assertEqual(str(cm.exception),
+                         "cannot schedule new futures after shutdown")
+
     def test_shutdown_waits_for_the_futures(self):
         ex = ConcdExecutor("loop", socket=self.d.socket)
         fs = [ex.submit_task("sleep", ms=20) for _ in range(5)]
