@@ -943,6 +943,9 @@ class Client:
         and later: the next input() on the connection raises it, or, with
         check, this one, which then waits until concd has read it."""
         self._check_process()
+        # no request waits for a refusal, nor reads for one: read what has
+        # come (the background thread reads only for requests)
+        self._poll()
         with self._lock:
             if self._closed is not None:
                 raise self._closed

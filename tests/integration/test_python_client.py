@@ -335,6 +335,24 @@ class ClientTest(DaemonTest):
         self.c.input(job, b"three\n", check=True)
 
 
+    def test_a_refusal_is_raised_by_a_later_input_alone(self):
+        """Before the fix the refusal was read only by another request:
+        inputs alone never raised it."""
+        plain = self.c.submit("exec", {"argv": ["sleep", "60"]}, daemon=True)
+        job = self.c.submit("exec", {"argv": ["cat"]}, stdin="stream")
+        self.c.input(plain, b"lost\n")
+
+        def refused():
+            try:
+                self.c.input(job, b"")
+            except concd.BadField as e:
+                return e
+        self.assertIn("job %d" % plain, str(until(refused, "refused")))
+        self.c.input(job, b"", eof=True, check=True)
+        self.assertEqual(self.c.wait(job)["state"], "succeeded")
+        self.c.cancel(plain)
+
+
 class FakeDaemon:
     """A socket that answers the first frame with `reply` (a map, or None
     for a welcome) and then closes the connection after the second, having
