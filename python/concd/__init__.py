@@ -152,6 +152,18 @@ class QueueFull(ConcdError):
     code = "queue_full"
 
 
+TRACEBACK = "\nTraceback (most recent call last):\n"
+
+
+def _type_name(name):
+    """Whether name is an exception type's as Python writes it: "Name",
+    or "module.name" for a type not built in (concd's own messages, such
+    as "python: ...", are neither)."""
+    parts = name.split(".")
+    return all(p.isidentifier() for p in parts) and (
+        len(parts) > 1 or name[:1].isupper())
+
+
 class TaskFailed(ConcdError):
     """The task failed.  For a `python` job, `remote_type` is the name of
     the exception's type and `remote_traceback` its traceback."""
@@ -159,9 +171,11 @@ class TaskFailed(ConcdError):
 
     def __init__(self, message="", code=None, index=None, end=None):
         super().__init__(message, code, index, end)
-        first, _, rest = message.partition("\n")
-        self.remote_type = first.partition(":")[0] if rest else None
-        self.remote_traceback = rest or None
+        # "Type: message" (over lines, perhaps), then the traceback if any
+        _, tb, rest = message.rpartition(TRACEBACK)
+        self.remote_traceback = tb[1:] + rest if tb else None
+        name = message.partition("\n")[0].partition(": ")[0]
+        self.remote_type = name if _type_name(name) else None
 
 
 class Cancelled(ConcdError):

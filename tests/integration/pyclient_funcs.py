@@ -79,3 +79,7 @@ def big_then_slow(n, i):
         while not concd.task.cancelled() and time.monotonic() < end:
             time.sleep(0.01)
     return b"x" * n
+
+
+def fail_lines():
+    raise ValueError("line1\nline2: x")

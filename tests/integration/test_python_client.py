@@ -1193,6 +1193,27 @@ class PythonTaskTest(PythonDaemonTest):
         self.assertIn("boom", str(cm.exception))
         self.assertIn("Traceback", cm.exception.remote_traceback)
 
+    def test_remote_type_and_traceback_of_any_message(self):
+        """Before the fix a message of several lines gave a traceback that
+        began with its second line, and one without a traceback no
+        type."""
+        with self.assertRaises(concd.TaskFailed) as cm:
+            self.ex.submit(pyclient_funcs.fail_lines).result(BOUND)
+        e = cm.exception
+        self.assertEqual(e.remote_type, "ValueError")
+        self.assertTrue(e.message.startswith("ValueError: line1\nline2: x\n"))
+        self.assertTrue(e.remote_traceback.startswith(
+            "Traceback (most recent call last):\n"), e.remote_traceback)
+        self.assertIn("fail_lines", e.remote_traceback)
+        with self.assertRaises(concd.TaskFailed) as cm:
+            self.ex.submit(pyclient_funcs.unencodable).result(BOUND)
+        self.assertEqual((cm.exception.remote_type,
+                          cm.exception.remote_traceback), ("TypeError", None))
+        with self.assertRaises(concd.TaskFailed) as cm:
+            self.c.run("exec", {"argv": ["sh", "-c", "exit 3"]})
+        self.assertEqual((cm.exception.remote_type,
+                          cm.exception.remote_traceback), (None, None))
+
     def test_a_result_that_cannot_be_encoded_fails_the_job(self):
         with self.assertRaises(concd.ConcdError):
             self.ex.submit(pyclient_funcs.unencodable).result(BOUND)
@@ -1218,6 +1239,7 @@ class PythonTaskTest(PythonDaemonTest):
         with self.assertRaises(concd.TaskFailed) as cm:
             self.ex.submit(pyclient_elsewhere.here).result(BOUND)
         self.assertIn("pyclient_elsewhere", str(cm.exception))
+        self.assertEqual(cm.exception.remote_type, "ModuleNotFoundError")
 
     def test_a_time_limit_stops_a_running_function(self):
         with self.assertRaises(concd.TimedOut):
