@@ -40,6 +40,7 @@ _HEADER = struct.Struct(">I")
 STALE = 0.05
 READ_SIZE = 1 << 18  # bytes a read of the connection takes at most
 READ_FIRST = 1 << 14  # and its first reads: the buffer grows when filled
+POLL_MAX_MS = (1 << 31) - 1  # a longer wait polls again
 # this process's id, set again in a child forked from it: a client made
 # before the fork is the parent's (a pid of its own for each connection
 # would be a system call at every request)
@@ -698,7 +699,9 @@ class Client:
         p = select.poll()  # not select(): any descriptor number
         try:
             p.register(self._sock, select.POLLIN)
-            return bool(p.poll(max(0, int(seconds * 1000 + 0.999))))
+            # poll() takes an int of milliseconds: 24.8 days at most
+            ms = min(max(0.0, seconds * 1000 + 0.999), POLL_MAX_MS)
+            return bool(p.poll(int(ms)))
         except (OSError, ValueError):
             return True  # closed: the read says so
 

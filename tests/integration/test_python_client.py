@@ -177,6 +177,19 @@ class ClientTest(DaemonTest):
         asyncio.run(main())
         self.assertEqual(self.c.cancel(job)["job"], job)
 
+    def test_a_timeout_of_a_month_is_taken(self):
+        """Before the fix a timeout past 24.8 days (poll's int of
+        milliseconds) raised OverflowError."""
+        month = 30 * 86400
+        with concd.Client(self.d.socket, timeout=month) as c:
+            self.assertEqual(c.ping()["t"], "pong")
+            job = c.submit("sleep", {"ms": 1}, executor="loop")
+            self.assertEqual(c.wait(job, timeout=month)["result"], 1)
+        ex = ConcdExecutor("loop", socket=self.d.socket)
+        self.assertEqual(ex.submit_task("noop", i=1).result(timeout=month),
+                         {"i": 1})
+        ex.shutdown()
+
     def test_gather_streams_every_jobs_events_with_its_index(self):
         w = self.c.gather([concd.submit_fields("noop", {"i": i})
                            for i in range(50)])
