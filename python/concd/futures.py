@@ -13,6 +13,7 @@ its arguments and result travel as MessagePack (tuples come back as
 lists).  Each executor has one connection, shared by its threads, and
 sends its requests without waiting for replies.
 """
+import _thread
 import concurrent.futures as cf
 import itertools
 import os
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import types
+import weakref
 
 import msgpack
 
@@ -412,6 +414,14 @@ class ConcdExecutor(cf.Executor):
             self._shared = _Shared(Client(socket))
         else:
             self._shared = _Shared(client, owned=False)
+        # held by the executor, its views and so their futures: once none
+        # is left, the connection closes when idle, as after
+        # shutdown(wait=False).  On a thread of its own: the collector may
+        # run this where the thread holds a lock the closing takes.
+        self._held = _Held()
+        done = weakref.finalize(self._held, _thread.start_new_thread,
+                                self._shared.close_when_idle, ())
+        done.atexit = False
 
     @property
     def client(self):
@@ -431,6 +441,7 @@ class ConcdExecutor(cf.Executor):
         view._umask = self._umask if umask is None else _check_umask(umask)
         view._opts = dict(self._opts, **options)
         view._shared = self._shared
+        view._held = self._held
         return view
 
     # submitting
@@ -724,6 +735,10 @@ class ConcdExecutor(cf.Executor):
             if m is not None and m.get("state") == "queued":
                 f.cancel()
         return error
+
+
+class _Held:
+    """What an executor and its views hold (ConcdExecutor._held)."""
 
 
 class _Shared:

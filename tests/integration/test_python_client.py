@@ -752,6 +752,27 @@ class ExecutorTest(DaemonTest):
         self.assertEqual(str(cm.exception),
                          "cannot schedule new futures after shutdown")
 
+    def test_an_executor_dropped_without_shutdown_closes(self):
+        """Before the fix each executor dropped without shutdown() kept
+        its connection and its background reader for good."""
+        import gc
+
+        def counts():
+            return (len(os.listdir("/proc/self/task")),
+                    len(os.listdir("/proc/self/fd")))
+        gc.collect()
+        before = counts()
+        for i in range(30):
+            ex = ConcdExecutor("loop", socket=self.d.socket)
+            self.assertEqual(ex.submit_task("noop", i=i).result(BOUND),
+                             {"i": i})
+            view = ex.options(executor="thread")
+            del ex  # the view holds the connection
+            self.assertEqual(view.submit_task("noop").result(BOUND), {})
+        del view
+        gc.collect()
+        until(lambda: counts() == before, "threads and descriptors back")
+
     def test_shutdown_waits_for_the_futures(self):
         ex = ConcdExecutor("loop", socket=self.d.socket)
         fs = [ex.submit_task("sleep", ms=20) for _ in range(5)]
