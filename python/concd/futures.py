@@ -517,7 +517,9 @@ class ConcdExecutor(cf.Executor):
         Each job makes chunksize calls, as ProcessPoolExecutor's does
         (None: about len/64 calls, at most 1000, at least 1); the jobs go
         at once, in `gather` requests.  A chunk whose results do not fit
-        in a frame is sent again one call a job."""
+        in a frame is sent again one call a job.  timeout counts from
+        the call."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._shared.check_open()
         name = callable_name(fn)
         cwd = os.getcwd()
@@ -536,7 +538,7 @@ class ConcdExecutor(cf.Executor):
             lone = {i for i, a in enumerate(calls)
                     if _call_depth(a) > ITEM_DEPTH}
             return self._results(self._gather(
-                (job(name, a) for a in calls), None, lone), timeout)
+                (job(name, a) for a in calls), None, lone), deadline)
         chunks = _chunks(calls, chunksize,
                          lambda c: job(CHUNK_CALL, [name, c]))
 
@@ -550,11 +552,9 @@ class ConcdExecutor(cf.Executor):
                           {i for i, c in enumerate(chunks) if c[2]},
                           [None if alone else resend(c)
                            for c, alone, _ in chunks])
-        return self._chunk_results(fs, chunks, timeout)
+        return self._chunk_results(fs, chunks, deadline)
 
-    def _chunk_results(self, fs, chunks, timeout):
-        deadline = None if timeout is None else time.monotonic() + timeout
-
+    def _chunk_results(self, fs, chunks, deadline):
         def left():
             return None if deadline is None else deadline - time.monotonic()
 
@@ -588,13 +588,12 @@ class ConcdExecutor(cf.Executor):
     def map_task(self, name, argmaps, timeout=None, chunksize=None):
         """The task name over the argument maps: results in order, as
         map() gives them."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._shared.check_open()
         return self._results(self.gather_tasks(
-            ((name, a) for a in argmaps), chunksize), timeout)
+            ((name, a) for a in argmaps), chunksize), deadline)
 
-    def _results(self, fs, timeout):
-        deadline = None if timeout is None else time.monotonic() + timeout
-
+    def _results(self, fs, deadline):
         def results():
             try:
                 fs.reverse()

@@ -616,6 +616,18 @@ class ExecutorTest(DaemonTest):
                                    for n in (10, 100, 1000)])
         self.assertEqual([f.result(BOUND) for f in fs], [4, 25, 168])
 
+    def test_a_map_timeout_counts_from_the_call(self):
+        """Before the fix it counted from the end of the submitting: the
+        time a slow iterable took was not counted."""
+        def slow_args():
+            yield {"ms": 300}
+            time.sleep(0.6)  # an iterable that takes its time
+
+        it = self.ex.options(executor="loop").map_task("sleep", slow_args(),
+                                                        timeout=0.5)
+        with self.assertRaises(cf.TimeoutError):
+            next(it)
+
     def test_progress_callbacks_get_done_total_msg(self):
         seen = []
         f = self.ex.options(executor="loop").submit_task("sleep", ms=100,
