@@ -246,11 +246,21 @@ def end_result(end):
     raise error_from(end, end=True)
 
 
+def packb(value):
+    """value in MessagePack; TypeError for what it cannot encode, an
+    integer out of its range (-2**63 to 2**64-1) included."""
+    try:
+        return msgpack.packb(value, use_bin_type=True)
+    except OverflowError as e:
+        raise TypeError("cannot encode as MessagePack: an integer out of "
+                        "its range, -2**63 to 2**64-1 (%s)" % e) from None
+
+
 def pack(msg):
     """One frame: the length and the MessagePack map.  Raises TypeError
     for a value MessagePack cannot encode, ValueError for a frame over the
     protocol's limit."""
-    body = msgpack.packb(msg, use_bin_type=True)
+    body = packb(msg)
     if len(body) > MAX_FRAME:
         what = "a %s request" % msg["t"] if "t" in msg else "a job"
         raise ValueError("%s of %d bytes is over concd's frame limit of %d "

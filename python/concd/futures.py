@@ -23,10 +23,9 @@ import time
 import types
 import weakref
 
-import msgpack
-
 from . import Client, ConcdError, Cancelled, NoSuchJob, TaskFailed, \
-    Watch, end_result, pack, submit_fields, _done_gather, _done_watch
+    Watch, end_result, pack, packb, submit_fields, _done_gather, \
+    _done_watch
 
 __all__ = ["ConcdExecutor", "ConcdFuture", "callable_name", "EXECUTORS"]
 
@@ -77,6 +76,11 @@ def callable_name(fn):
             raise TypeError("cannot send %s to concd: it was defined in an "
                             "interactive session (put it in a module)"
                             % qualname)
+        if path and qualname.split(".")[0] in _guarded(path):
+            raise TypeError("cannot send %s to concd: it is defined under "
+                            "if __name__ == \"__main__\": in %s, which a "
+                            "worker importing the script does not run "
+                            "(define it at the top level)" % (qualname, path))
     obj = sys.modules.get(getattr(fn, "__module__", ""))
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
@@ -85,6 +89,64 @@ def callable_name(fn):
                         "lead back to this function (decorated or "
                         "replaced?)" % (module, qualname))
     return "%s:%s" % (module, qualname)
+
+
+# _guarded()'s last answer: ((path, mtime, size), names)
+_guarded_cache = (None, frozenset())
+
+
+def _guarded(path):
+    """The names the script at path defines only under `if __name__ ==
+    "__main__":`, which a worker that imports it does not run; none when
+    it cannot be read."""
+    global _guarded_cache
+    import ast  # only for functions of the main script
+    try:
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        if _guarded_cache[0] == key:
+            return _guarded_cache[1]
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return frozenset()
+    inside, outside = set(), set()
+    for node in tree.body:
+        guard = (isinstance(node, ast.If)
+                 and isinstance(node.test, ast.Compare)
+                 and isinstance(node.test.left, ast.Name)
+                 and node.test.left.id == "__name__"
+                 and len(node.test.ops) == 1
+                 and isinstance(node.test.ops[0], ast.Eq)
+                 and isinstance(node.test.comparators[0], ast.Constant)
+                 and node.test.comparators[0].value == "__main__")
+        if guard:
+            _defined(node.body, inside)
+            _defined(node.orelse, outside)
+        else:
+            _defined([node], outside)
+    names = frozenset(inside - outside)
+    _guarded_cache = (key, names)
+    return names
+
+
+def _defined(nodes, names):
+    """Add to names those the statements nodes bind in their scope (not in
+    functions' and classes' bodies)."""
+    import ast
+    stack = list(nodes)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                          ast.ClassDef)):
+            names.add(n.name)
+            continue
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            names.add(n.id)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0]
+                         for a in n.names)
+        stack.extend(ast.iter_child_nodes(n))
 
 
 def _call_chunk(call, calls):
@@ -142,8 +204,7 @@ def _chunks(calls, chunksize, chunk_job):
     out = []
 
     def add(chunk):
-        if len(chunk) > 1 and len(msgpack.packb(
-                chunk_job(chunk), use_bin_type=True)) > GATHER_BYTES:
+        if len(chunk) > 1 and len(packb(chunk_job(chunk))) > GATHER_BYTES:
             half = len(chunk) // 2
             add(chunk[:half])
             add(chunk[half:])

@@ -468,6 +468,44 @@ class WithoutConcdTest(unittest.TestCase):
         fake.close()
 
 
+    def test_what_the_worker_cannot_have_is_refused_with_TypeError(self):
+        """Before the fix an integer past MessagePack's range raised
+        OverflowError, and a function defined under the main script's
+        __main__ guard was sent, to fail on the worker."""
+        import subprocess
+        import textwrap
+        with self.assertRaises(TypeError) as cm:
+            concd.pack({"t": "submit", "args": {"x": 2 ** 64}})
+        self.assertIn("an integer out of its range", str(cm.exception))
+        script = os.path.join(self.dir, "pyclient_main.py")
+        with open(script, "w") as f:
+            f.write(textwrap.dedent("""\
+                from concd.futures import callable_name
+
+                def top(x):
+                    return x
+
+                if __name__ == "__main__":
+                    def guarded(x):
+                        return x
+                    print(callable_name(top))
+                    try:
+                        callable_name(guarded)
+                    except TypeError as e:
+                        print(e)
+                """))
+        env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "..",
+                                                       "python"))
+        r = subprocess.run([sys.executable, script], capture_output=True,
+                           env=env, timeout=BOUND)
+        self.assertEqual(r.stderr, b"")
+        self.assertEqual(r.stdout.decode(), (
+            "pyclient_main:top\n"
+            "cannot send guarded to concd: it is defined under if __name__ "
+            "== \"__main__\": in %s, which a worker importing the script "
+            "does not run (define it at the top level)\n" % script))
+
+
 class AioTest(DaemonTest):
     def test_the_asyncio_client_pipelines_requests_and_raises_errors(self):
         async def main():
@@ -826,6 +864,8 @@ class ExecutorTest(DaemonTest):
                          "pyclient_funcs:Maths.cube")
         with self.assertRaises(TypeError):
             self.ex.submit(pyclient_funcs.square, object())
+        with self.assertRaises(TypeError):
+            self.ex.submit(pyclient_funcs.square, 2 ** 64)
 
     # who reads the connection: a waiting thread, else the background one
 
