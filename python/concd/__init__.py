@@ -20,6 +20,7 @@ import os
 import struct
 import threading
 import time
+import weakref
 
 import msgpack
 
@@ -420,6 +421,69 @@ class Watch:
             last = m
 
 
+def _background(ref, bgcv, done):
+    """A client's background reader (Client._start_background).  It holds
+    the client only while it looks at the requests or reads: a client
+    dropped unclosed is collected, and _collected wakes it to return."""
+    me = _thread.get_ident()
+    seen = None  # the read count when replies were last seen unread
+    try:
+        while True:
+            c = ref()
+            if c is None:
+                return
+            look = c._background_look(me, seen)
+            if look is None:
+                return
+            seen, kicks, waiting, took = look
+            if took:
+                continue
+            with bgcv:
+                if c._stopping:
+                    return
+                sleep = c._kicks == kicks
+                c = None  # not held while it sleeps
+                if sleep:
+                    bgcv.wait(STALE if waiting else None)
+    finally:
+        done.release()
+
+
+def _write_cb(ref, cond, outbox):
+    """A client's writer thread (Client._write): the frames its callbacks
+    send; it holds the client only while it writes."""
+    while True:
+        with cond:
+            while not outbox:
+                cond.wait()
+            data = outbox.popleft()
+        c = None if data is None else ref()
+        if c is None:
+            return
+        c._sendall(data)
+        c = None
+
+
+def _collected(pid, sock, bgcv, cond, outbox):
+    """A client dropped unclosed is gone: its connection closes and its
+    threads return (in a child forked after it was made, only the
+    child's descriptor closes).  On a thread of its own, as the collector
+    may run this on the background reader while it holds bgcv's lock."""
+    def close():
+        if pid == _pid:
+            try:
+                sock.shutdown(SHUT_RDWR)
+            except OSError:
+                pass
+        sock.close()
+        with bgcv:
+            bgcv.notify()
+        with cond:
+            outbox.append(None)
+            cond.notify()
+    _thread.start_new_thread(close, ())
+
+
 class Client:
     """A connection to concd.  path: the socket (default_socket() when
     None); timeout: seconds to wait for a reply (None: no limit)."""
@@ -474,6 +538,11 @@ class Client:
         self._outbox = collections.deque()
         self._outbox_cond = threading.Condition()
         self._writer = None
+        # dropped unclosed, it closes (not at exit: the process ends)
+        self._finalizer = weakref.finalize(
+            self, _collected, self._pid, self._sock, self._bgcv,
+            self._outbox_cond, self._outbox)
+        self._finalizer.atexit = False
         try:
             w = self.call("hello", version=PROTO_VERSION)
         except BaseException:
@@ -494,6 +563,7 @@ class Client:
         ConnectionLost (their jobs go on).  In a child forked after it was
         made, only the child's descriptor closes: the parent's connection
         goes on."""
+        self._finalizer.detach()
         if self._in_child():
             self._sock.close()  # the parent's threads and locks stay theirs
             return
@@ -595,8 +665,9 @@ class Client:
             with self._outbox_cond:
                 if self._writer is None:
                     self._writer = threading.Thread(
-                        target=self._write_cb, name="concd-writer",
-                        daemon=True)
+                        target=_write_cb, name="concd-writer", daemon=True,
+                        args=(weakref.ref(self), self._outbox_cond,
+                              self._outbox))
                     self._writer.start()
                 self._outbox.append(data)
                 self._outbox_cond.notify()
@@ -609,16 +680,6 @@ class Client:
                 self._sock.sendall(data)
         except OSError as e:
             self._lost(ConnectionLost("cannot send to concd: %s" % e))
-
-    def _write_cb(self):
-        while True:
-            with self._outbox_cond:
-                while not self._outbox:
-                    self._outbox_cond.wait()
-                data = self._outbox.popleft()
-            if data is None:
-                return
-            self._sendall(data)
 
     # reading: whichever thread waits for a message reads the connection
     # itself while no other does (a reply reaches it without a hand-over
@@ -784,47 +845,37 @@ class Client:
                     return
                 self._bg_done = _thread.allocate_lock()
                 self._bg_done.acquire()
-                self._bg = _thread.start_new_thread(self._background, ())
+                self._bg = _thread.start_new_thread(_background, (
+                    weakref.ref(self), self._bgcv, self._bg_done))
         elif self._bg_idle:
             self._kick()  # a new request: its replies may go unread
 
-    def _background(self):
-        try:
-            self._background_loop()
-        finally:
-            self._bg_done.release()
-
-    def _background_loop(self):
-        me = _thread.get_ident()
-        seen = None  # the read count when replies were last seen unread
-        while True:
-            with self._bglock:
-                kicks = self._kicks
-                # set before the requests are looked at: one sent after
-                # this sees it and kicks, so the sleep below without a
-                # timeout never misses it
-                self._bg_idle = True
-            with self._lock:
-                if self._closed is not None:
-                    return
-                free = self._reading is None
-                waiting = bool(self._pending)
-                take = free and waiting and (self._eager > 0 or
-                                             seen == self._reads)
-                if take:
-                    self._reading = me
-                seen = self._reads if free and waiting else None
-            if waiting:
-                self._bg_idle = False  # it looks again within STALE
+    def _background_look(self, me, seen):
+        """One look of the background reader (_background): None once
+        the connection is gone, else (seen, kicks, waiting, took), having
+        read while requests' messages were to be read (took)."""
+        with self._bglock:
+            kicks = self._kicks
+            # set before the requests are looked at: one sent after this
+            # sees it and kicks, so a sleep without a timeout never
+            # misses it
+            self._bg_idle = True
+        with self._lock:
+            if self._closed is not None:
+                return None
+            free = self._reading is None
+            waiting = bool(self._pending)
+            take = free and waiting and (self._eager > 0 or
+                                         seen == self._reads)
             if take:
-                seen = None
-                self._read_turn(lambda: not self._pending, background=True)
-                continue
-            with self._bglock:
-                if self._stopping:
-                    return
-                if self._kicks == kicks:
-                    self._bgcv.wait(STALE if waiting else None)
+                self._reading = me
+            seen = self._reads if free and waiting else None
+        if waiting:
+            self._bg_idle = False  # it looks again within STALE
+        if take:
+            seen = None
+            self._read_turn(lambda: not self._pending, background=True)
+        return seen, kicks, waiting, take
 
     def _deliver(self, m):
         rid = m.get("id", 0)
