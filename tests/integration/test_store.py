@@ -1455,7 +1455,9 @@ class Journal(StoreTest):
     def test_a_damaged_record_is_a_clear_error_or_read_never_a_crash(self):
         state, ids = self.locked_run()
         journal = os.path.join(state, "jobs.journal")
-        records = journal_records(journal)
+        # the last with rows: a batch that only sweeps has none past its
+        # 48-byte head
+        records = [r for r in journal_records(journal) if len(r[1]) > 48]
         self.assertGreater(len(records), 0)
         seq, body = records[-1]
         rnd = random.Random(13)
