@@ -219,10 +219,14 @@ class CrashingJob(unittest.TestCase):
         c = self.d.client()
         crash = dict(task="crash", exec="process")
         noop = dict(task="noop", exec="process")
+        # long enough to be running or queued when the crash fails the
+        # gather: a no-op there could end first, and nothing was left to
+        # cancel once a worker sent its ends before the crash ran
+        slow = dict(task="sleep", args={"ms": 600000}, exec="process")
         # jobs go to the workers in turn: the crash first on its worker,
         # then behind a noop whose end it may take down with it
-        for n, jobs in enumerate(([crash] + [noop] * 5,
-                                  [noop, noop, crash] + [noop] * 3), 1):
+        for n, jobs in enumerate(([crash] + [slow] * 5,
+                                  [noop, noop, crash] + [slow] * 3), 1):
             rid = c.request("gather", jobs=jobs, fail_fast=True)
             self.assertEqual(c.recv_for(rid)["t"], "accepted")
             ends = {}
